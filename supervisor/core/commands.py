@@ -1,0 +1,144 @@
+"""Chat commands: parse what a person typed into a command, or say why it is not one.
+
+Pure functions only. The main DM and a session thread accept different commands; which
+is which is decided here so the router and the sessions never look at raw text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import attrs
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@attrs.frozen
+class Help:
+    pass
+
+
+@attrs.frozen
+class ListSessions:
+    pass
+
+
+@attrs.frozen
+class NewSession:
+    name: str
+    cwd: str | None = None
+    persona: str | None = None
+
+
+@attrs.frozen
+class EndSession:
+    name: str | None = None  # None: the session of the thread it was typed in
+
+
+@attrs.frozen
+class Stop:
+    pass
+
+
+@attrs.frozen
+class Status:
+    pass
+
+
+@attrs.frozen
+class GetFile:
+    path: str
+
+
+@attrs.frozen
+class BadCommand:
+    """Looked like a command but is not a valid one; `reason` is shown to the person."""
+
+    reason: str
+
+
+MainCommand = Help | ListSessions | NewSession | EndSession
+ThreadCommand = Help | Stop | Status | EndSession | GetFile | ListSessions
+
+MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [persona=P]`, `!end NAME`"
+THREAD_USAGE = "`!stop`, `!status`, `!get PATH`, `!end`, `!help`"
+
+
+def is_command(text: str) -> bool:
+    return text.lstrip().startswith("!")
+
+
+def _words(text: str) -> list[str] | BadCommand:
+    try:
+        return shlex.split(text.strip())
+    except ValueError as exc:  # an unbalanced quote
+        return BadCommand(f"could not read that command ({exc})")
+
+
+def parse_main_command(text: str) -> MainCommand | BadCommand | None:
+    """A command typed as a root post in the main DM; None when the text is no command."""
+    if not is_command(text):
+        return None
+    words = _words(text)
+    if isinstance(words, BadCommand):
+        return words
+    verb, args = words[0].lower(), words[1:]
+    if verb == "!help" and not args:
+        return Help()
+    if verb == "!sessions" and not args:
+        return ListSessions()
+    if verb == "!new":
+        return _parse_new(args)
+    if verb == "!end":
+        if len(args) != 1:
+            return BadCommand("usage: `!end NAME`")
+        return EndSession(args[0])
+    return BadCommand(f"unknown command `{words[0]}`; the commands here are {MAIN_USAGE}")
+
+
+def _parse_new(args: list[str]) -> NewSession | BadCommand:
+    usage = "usage: `!new NAME [CWD] [persona=P]`"
+    persona: str | None = None
+    rest: list[str] = []
+    for arg in args:
+        if arg.startswith("persona="):
+            persona = arg.removeprefix("persona=")
+            if not persona:
+                return BadCommand("`persona=` needs a persona name")
+        else:
+            rest.append(arg)
+    if not 1 <= len(rest) <= 2:
+        return BadCommand(usage)
+    name = rest[0]
+    if not NAME_RE.match(name):
+        return BadCommand(
+            f"`{name}` is not a valid session name: use 1-64 letters, digits, `-`, `_` or `.`"
+        )
+    return NewSession(name=name, cwd=rest[1] if len(rest) == 2 else None, persona=persona)
+
+
+def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:
+    """A command typed inside a session thread; None when the text is a prompt."""
+    if not is_command(text):
+        return None
+    words = _words(text)
+    if isinstance(words, BadCommand):
+        return words
+    verb, args = words[0].lower(), words[1:]
+    simple: dict[str, ThreadCommand] = {
+        "!stop": Stop(),
+        "!status": Status(),
+        "!end": EndSession(),
+        "!help": Help(),
+        "!sessions": ListSessions(),
+    }
+    if verb in simple and not args:
+        return simple[verb]
+    if verb == "!get":
+        if len(args) != 1:
+            return BadCommand("usage: `!get PATH` (a file inside the session's directory)")
+        return GetFile(args[0])
+    # Anything else starting with "!" is most likely meant for the agent (e.g. "!important"):
+    # a thread is for prompts, so only our own verbs are taken as commands.
+    return None

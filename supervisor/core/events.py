@@ -1,0 +1,85 @@
+"""What the chat side tells us, in chat-neutral words.
+
+The Mattermost codec (and any later front end) turns wire frames into these; the router,
+sessions and tests only ever see these. Frozen, so an event can be shared freely.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class FileRef:
+    """An attachment of a post, as the chat server describes it."""
+
+    id: str
+    name: str
+    size: int = 0
+    mime_type: str = ""
+
+
+@attrs.frozen
+class Post:
+    id: str
+    channel_id: str
+    user_id: str
+    message: str
+    root_id: str = ""  # "" for a root post; the thread root's id for a reply
+    create_at: int = 0  # ms since epoch
+    update_at: int = 0
+    delete_at: int = 0
+    type: str = ""  # "" for a user's post; "system_*" for server-made posts
+    file_ids: tuple[str, ...] = ()
+    pending_post_id: str = ""
+
+    @property
+    def thread_id(self) -> str:
+        """The thread this post belongs to: its root, or itself when it is a root."""
+        return self.root_id or self.id
+
+
+@attrs.frozen
+class Posted:
+    post: Post
+    channel_type: str = ""  # "D" for a direct-message channel
+
+
+@attrs.frozen
+class PostEdited:
+    post: Post
+
+
+@attrs.frozen
+class PostDeleted:
+    post: Post
+
+
+@attrs.frozen
+class Reaction:
+    user_id: str
+    post_id: str
+    emoji_name: str
+    channel_id: str = ""
+    create_at: int = 0
+
+
+@attrs.frozen
+class ReactionAdded:
+    reaction: Reaction
+
+
+@attrs.frozen
+class ReactionRemoved:
+    reaction: Reaction
+
+
+@attrs.frozen
+class Hello:
+    """A fresh chat connection. A new connection id after a drop means events were missed."""
+
+    connection_id: str
+    server_version: str = ""
+
+
+ChatEvent = Posted | PostEdited | PostDeleted | ReactionAdded | ReactionRemoved | Hello

@@ -1,0 +1,155 @@
+"""The router: given one chat event and what we know, decide what it means.
+
+Rules it enforces (the property tests check every one of them):
+- Only posts and reactions of `allowed_users` act; the bot's own never do.
+- Only the direct-message channels between the bot and an allowed user count.
+- A post reaches a session only when its thread root is that session's root, in that
+  session's channel; a reaction only when the post it is on belongs to that thread.
+- Edits, deletions, system posts and removed reactions never act.
+
+Pure: no I/O, no clock. The trio shell applies the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import attrs
+
+from supervisor.core import commands
+from supervisor.core.events import ChatEvent, Hello, Post, Posted, Reaction, ReactionAdded
+
+
+@attrs.frozen
+class SessionRef:
+    """What the router knows of a session: where its thread is, and whether it still runs."""
+
+    root_id: str
+    channel_id: str
+    ended: bool = False
+
+
+@attrs.frozen
+class RouterView:
+    bot_user_id: str
+    allowed_user_ids: frozenset[str]
+    # root post id -> session; only sessions of allowed users' DMs are listed
+    sessions: Mapping[str, SessionRef]
+    # which thread root a post id belongs to (posts we saw or made); None if unknown
+    thread_of: Callable[[str], str | None] = lambda _post_id: None
+
+
+# --- decisions -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Ignore:
+    reason: str
+
+
+@attrs.frozen
+class RunMainCommand:
+    post: Post
+    command: commands.MainCommand | commands.BadCommand
+
+
+@attrs.frozen
+class Guide:
+    """A root post in the main DM that is not a command: explain how to use the bot."""
+
+    post: Post
+
+
+@attrs.frozen
+class Prompt:
+    session: SessionRef
+    post: Post
+
+
+@attrs.frozen
+class RunThreadCommand:
+    session: SessionRef
+    post: Post
+    command: commands.ThreadCommand | commands.BadCommand
+
+
+@attrs.frozen
+class React:
+    session: SessionRef
+    reaction: Reaction
+
+
+@attrs.frozen
+class AnswerEnded:
+    """A post in the thread of a session that has ended."""
+
+    session: SessionRef
+    post: Post
+
+
+@attrs.frozen
+class Resync:
+    """The chat connection is new: events may have been missed, catch up over REST."""
+
+    connection_id: str
+
+
+Decision = (
+    Ignore | RunMainCommand | Guide | Prompt | RunThreadCommand | React | AnswerEnded | Resync
+)
+
+
+def route(event: ChatEvent, view: RouterView) -> Decision:
+    if isinstance(event, Hello):
+        return Resync(event.connection_id)
+    if isinstance(event, Posted):
+        return route_post(event.post, view, is_direct=event.channel_type in ("D", ""))
+    if isinstance(event, ReactionAdded):
+        return route_reaction(event.reaction, view)
+    return Ignore(f"{type(event).__name__} does not act")
+
+
+def route_post(post: Post, view: RouterView, *, is_direct: bool = True) -> Decision:
+    """Route one new post. Also used for posts fetched during catch-up."""
+    if post.user_id == view.bot_user_id:
+        return Ignore("the bot's own post")
+    if post.user_id not in view.allowed_user_ids:
+        return Ignore("not an allowed user")
+    if post.type or post.delete_at:
+        return Ignore("a system or deleted post")
+    if not is_direct:
+        return Ignore("not a direct-message channel")
+    if not post.root_id:
+        command = commands.parse_main_command(post.message)
+        return Guide(post) if command is None else RunMainCommand(post, command)
+    session = view.sessions.get(post.root_id)
+    if session is None:
+        # A reply under one of our own non-session posts (a command's answer): the person
+        # expects a response, so guide them rather than stay silent.
+        return Guide(post)
+    if session.channel_id != post.channel_id:
+        return Ignore("thread root lives in another channel")
+    if session.ended:
+        return AnswerEnded(session, post)
+    command = commands.parse_thread_command(post.message)
+    if command is None:
+        return Prompt(session, post)
+    return RunThreadCommand(session, post, command)
+
+
+def route_reaction(reaction: Reaction, view: RouterView) -> Decision:
+    if reaction.user_id == view.bot_user_id:
+        return Ignore("the bot's own reaction")
+    if reaction.user_id not in view.allowed_user_ids:
+        return Ignore("not an allowed user")
+    root = reaction.post_id if reaction.post_id in view.sessions else view.thread_of(
+        reaction.post_id
+    )
+    session = view.sessions.get(root) if root else None
+    if session is None:
+        return Ignore("reaction outside any session thread")
+    if reaction.channel_id and reaction.channel_id != session.channel_id:
+        return Ignore("reaction in another channel")
+    if session.ended:
+        return Ignore("the session has ended")
+    return React(session, reaction)

@@ -1,0 +1,142 @@
+"""The persisted state: thread <-> session mappings and which posts were handled.
+
+This module owns the shape of `sessions.json` (versioned JSON, human-readable) and the
+pure rules for changing it. It never touches the disk: `runtime.store` is the only writer.
+
+Exactly-once bookkeeping (the ledger), per channel:
+- `cursor` (ms): every post created before `cursor - SLACK_MS` has been dealt with.
+- `handled`: ids of dealt-with posts created at or after that line, so a catch-up that
+  re-reads the slack window skips them.
+- Posts admitted but not yet dealt with live only in memory (`in_flight`): after a crash
+  they are simply fetched again, because the cursor never moves past them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import cattrs
+
+VERSION = 1
+# Posts are re-read this far behind the cursor on catch-up, so a post that reaches us
+# out of creation order is still seen; `handled` keeps the ids inside this window.
+SLACK_MS = 60_000
+
+
+@attrs.frozen
+class SessionRecord:
+    id: str  # the agent's session id (a uuid we chose): stable from the first moment on
+    name: str
+    channel_id: str
+    user_id: str
+    cwd: str
+    persona: str = ""
+    root_id: str = ""  # the thread root post; "" until announced
+    root_pending_id: str = ""  # idempotency key of the root post, to find it after a crash
+    created_at: str = ""  # UTC ISO 8601
+    has_history: bool = False  # the agent conversation has at least one prompt
+    status: str = "live"  # live | suspended | ended | failed
+    pgid: int = 0  # process group of the running agent; 0 when none
+    turn_post_id: str = ""  # the prompt whose turn is running; "" when idle
+    from_config: bool = False
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in ("live", "suspended")
+
+
+@attrs.frozen
+class ChannelLedger:
+    cursor: int = 0
+    handled: dict[str, int] = attrs.field(factory=dict)  # post id -> create_at
+
+
+@attrs.frozen
+class State:
+    version: int = VERSION
+    sessions: dict[str, SessionRecord] = attrs.field(factory=dict)
+    channels: dict[str, ChannelLedger] = attrs.field(factory=dict)
+
+    def session_by_root(self, root_id: str) -> SessionRecord | None:
+        return next((s for s in self.sessions.values() if s.root_id == root_id), None)
+
+    def live_session_named(self, name: str) -> SessionRecord | None:
+        return next((s for s in self.sessions.values() if s.name == name and s.is_live), None)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+class StateFileError(Exception):
+    pass
+
+
+def encode(state: State) -> bytes:
+    data = _converter.unstructure(state)
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+
+def decode(raw: bytes) -> State:
+    """Parse a state file. Raises StateFileError for anything that is not a whole state."""
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateFileError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict) or "version" not in data:
+        raise StateFileError("no version field")
+    if data["version"] != VERSION:
+        raise StateFileError(f"unsupported version {data['version']!r}")
+    try:
+        return _converter.structure(data, State)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        raise StateFileError(f"wrong shape: {exc}") from exc
+
+
+# --- the ledger ------------------------------------------------------------------
+
+
+@attrs.define
+class Ledger:
+    """Which posts were dealt with, per channel. Mutable; owned by the store actor.
+
+    Invariant: an id is in at most one of `in_flight` and the channel's `handled`.
+    """
+
+    channels: dict[str, ChannelLedger] = attrs.field(factory=dict)
+    in_flight: dict[str, dict[str, int]] = attrs.field(factory=dict)  # channel -> id -> t
+
+    def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:
+        """True the first time a post is seen and not yet dealt with."""
+        ledger = self.channels.get(channel_id, ChannelLedger())
+        flying = self.in_flight.setdefault(channel_id, {})
+        if post_id in ledger.handled or post_id in flying:
+            return False
+        if create_at < ledger.cursor - SLACK_MS:
+            return False
+        flying[post_id] = create_at
+        return True
+
+    def done(self, channel_id: str, post_id: str) -> None:
+        """The post was dealt with (prompt written to its agent, command answered...)."""
+        flying = self.in_flight.setdefault(channel_id, {})
+        old = self.channels.get(channel_id, ChannelLedger())
+        if post_id not in flying:
+            return
+        created = flying.pop(post_id)
+        handled = dict(old.handled)
+        handled[post_id] = created
+        newest = max([old.cursor, *handled.values()])
+        cursor = min([newest, *flying.values()])
+        handled = {p: t for p, t in handled.items() if t >= cursor - SLACK_MS}
+        self.channels[channel_id] = ChannelLedger(cursor=cursor, handled=handled)
+
+    def catch_up_since(self, channel_id: str) -> int:
+        """The `since` for a REST catch-up of this channel."""
+        cursor = self.channels.get(channel_id, ChannelLedger()).cursor
+        return max(0, cursor - SLACK_MS)
