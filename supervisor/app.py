@@ -1,0 +1,109 @@
+"""The nursery tree: the whole architecture, top-down, in one place.
+
+    run(config)                       signals -> graceful shutdown
+    └── serve(config)                 the app nursery
+        ├── store.run                 persistence actor: the only writer of sessions.json
+        ├── supervisor.run_sessions   the sessions nursery
+        │   └── SessionTask.run       one per thread, its own cancel scope
+        │       ├── poster            the thread's outbox -> REST
+        │       └── agent             one Claude Code process (own process group)
+        ├── link.run                  the one WebSocket reader (reconnects, replays)
+        ├── supervisor.route_events   events -> pure router -> sessions / desk
+        └── supervisor.desk           main-DM commands and replies, one at a time
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+import trio
+
+from supervisor.agent.claude import ClaudeBackend
+from supervisor.chat import ChatUser
+from supervisor.chat.mattermost.link import MattermostLink
+from supervisor.config import Config
+from supervisor.core.events import ChatEvent
+from supervisor.runtime.reaper import reap
+from supervisor.runtime.store import Store
+from supervisor.runtime.supervisor import Supervisor
+
+log = logging.getLogger("supervisor")
+
+
+async def serve(
+    config: Config,
+    *,
+    base_env: Mapping[str, str] | None = None,
+    task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Connect and serve until cancelled; `started()` hands out the Supervisor."""
+    store = Store.open(config.state.dir)
+    recorded = {r.pgid for r in store.state.sessions.values() if r.pgid}
+    reaped = await trio.to_thread.run_sync(reap, config.state.dir, recorded)
+    if reaped:
+        log.warning("ended %d agent process group(s) left by a previous run", len(reaped))
+    events_send, events_recv = trio.open_memory_channel[ChatEvent](1000)
+    link = await MattermostLink.connect(
+        config.mattermost.url,
+        config.mattermost.token,
+        events_send,
+        requests_per_second=config.mattermost.requests_per_second,
+    )
+    try:
+        allowed, main_channels = await _resolve_people(link, config.mattermost.allowed_users)
+        supervisor = Supervisor(
+            config,
+            link,
+            store,
+            ClaudeBackend(config.agent.command, config.agent.args),
+            allowed,
+            main_channels,
+            os.environ if base_env is None else base_env,
+        )
+        async with trio.open_nursery() as app:
+            await app.start(store.run)
+            await supervisor.recover_unannounced()
+            await app.start(supervisor.run_sessions)
+            app.start_soon(supervisor.desk)
+            app.start_soon(supervisor.route_events, events_recv)
+            # The first hello reaches the router as a Resync: it catches up over REST.
+            await app.start(link.run)
+            await supervisor.create_configured_sessions()
+            log.info("serving %d session(s) for %s", len(supervisor.tasks), ", ".join(config.mattermost.allowed_users))
+            task_status.started(supervisor)
+    finally:
+        with trio.CancelScope(shield=True):
+            await link.aclose()
+
+
+async def _resolve_people(
+    link: MattermostLink, usernames: tuple[str, ...]
+) -> tuple[dict[str, ChatUser], dict[str, str]]:
+    allowed: dict[str, ChatUser] = {}
+    for name in usernames:
+        user = await link.user_by_username(name)
+        if user is None:
+            log.error("allowed user %r does not exist on the server; ignoring them", name)
+            continue
+        allowed[user.id] = user
+    if not allowed:
+        raise RuntimeError("none of mattermost.allowed_users exists on the server")
+    channels = {await link.direct_channel(uid): uid for uid in allowed}
+    return allowed, channels
+
+
+async def run(config: Config) -> None:
+    """The main job: serve until SIGINT/SIGTERM, then stop cleanly within 10 s."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            supervisor: Supervisor = await nursery.start(serve, config)
+            async for signum in signals:
+                log.info("received %s: stopping", signal.Signals(signum).name)
+                break
+            with trio.move_on_after(9):
+                await supervisor.shutdown()
+            nursery.cancel_scope.cancel()
+    log.info("stopped")

@@ -1,0 +1,112 @@
+"""The command line: `run`, `check`, `sessions`, `--version`.
+
+Exit status: 0 clean stop; 2 unusable configuration or arguments (one sentence on
+stderr naming the key); 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import attrs
+
+from supervisor import __version__
+from supervisor.config import Config, ConfigError, find_config_path, load_config
+
+log = logging.getLogger("supervisor")
+
+
+def version_text() -> str:
+    try:
+        from supervisor import _build_info  # type: ignore[attr-defined]  # written by the zipapp build
+
+        commit = getattr(_build_info, "COMMIT", "")
+    except ImportError:
+        commit = ""
+    return f"supervisor {__version__}" + (f" ({commit})" if commit else "")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supervisor",
+        description="Run Claude Code sessions behind Mattermost threads.",
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in (
+        ("run", "connect and serve until SIGINT/SIGTERM (the main job)"),
+        ("check", "check the configuration, the server, the token, the users and the agent"),
+        ("sessions", "print the persisted thread <-> session table"),
+    ):
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("--config", metavar="PATH", help="config file (default: $SUPERVISOR_CONFIG, ./supervisor.toml, ~/.config/supervisor/supervisor.toml)")
+        cmd.add_argument("--log-format", choices=("text", "json"), default="text")
+        if name == "sessions":
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _load(path_arg: str | None) -> Config:
+    path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
+    return load_config(path, os.environ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("supervisor: a command is required (run, check or sessions)", file=sys.stderr)
+        return 2
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(f"supervisor: {exc}", file=sys.stderr)
+        return 2
+    from supervisor import logs
+
+    logs.setup(args.log_format, secrets=[config.mattermost.token])
+    if args.command == "run":
+        return _run(config)
+    if args.command == "sessions":
+        return _sessions(config, as_json=args.json)
+    from supervisor.doctor import check
+
+    return check(config)
+
+
+def _run(config: Config) -> int:
+    import trio
+
+    from supervisor.app import run
+
+    try:
+        trio.run(run, config)
+    except KeyboardInterrupt:
+        return 0
+    except Exception:
+        log.exception("the supervisor failed")
+        return 1
+    return 0
+
+
+def _sessions(config: Config, *, as_json: bool) -> int:
+    from supervisor.runtime.store import load_state
+
+    state = load_state(config.state.dir) if config.state.dir.is_dir() else None
+    records = sorted(state.sessions.values(), key=lambda r: r.created_at) if state else []
+    if as_json:
+        print(json.dumps([attrs.asdict(r) for r in records], indent=2))
+        return 0
+    if not records:
+        print("no sessions")
+        return 0
+    print(f"{'NAME':<20} {'STATUS':<10} {'THREAD':<28} {'AGENT SESSION':<38} CWD")
+    for r in records:
+        print(f"{r.name:<20} {r.status:<10} {r.root_id or '-':<28} {r.id:<38} {r.cwd}")
+    return 0

@@ -1,0 +1,141 @@
+"""One running agent process: launch, line framing, teardown. The trio shell only.
+
+Owns the child: its pipes, its process group, its exit. The caller reads events from
+`events()` (one task), writes with `send()` (serialised by a lock), and leaves the
+`async with` to tear the process down: close stdin, SIGTERM the group, grace, SIGKILL,
+always wait. Decides nothing about what the events mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import trio
+
+from supervisor.agent import AgentBackend, AgentLaunch
+from supervisor.core.agent_events import AgentCommand, AgentEvent
+
+log = logging.getLogger("supervisor.agent")
+
+MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
+
+
+class AgentProcess:
+    def __init__(self, backend: AgentBackend, proc: trio.Process) -> None:
+        self.backend = backend
+        self.proc = proc
+        self.pid = proc.pid
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self._send_lock = trio.StrictFIFOLock()
+
+    async def send(self, command: AgentCommand) -> None:
+        assert self.proc.stdin is not None
+        async with self._send_lock:
+            await self.proc.stdin.send_all(self.backend.codec.encode(command))
+
+    async def events(self) -> AsyncIterator[AgentEvent]:
+        """Every event the agent prints, until its stdout closes."""
+        assert self.proc.stdout is not None
+        async for line in _lines(self.proc.stdout):
+            try:
+                decoded = self.backend.codec.decode(line)
+            except ValueError as exc:
+                log.warning("agent %s printed a malformed line: %s", self.pid, exc)
+                continue
+            for event in decoded:
+                yield event
+
+    async def drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in _lines(self.proc.stderr):
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                self.stderr_tail.append(text)
+                log.info("agent %s: %s", self.pid, text)
+
+    async def close_stdin(self) -> None:
+        if self.proc.stdin is not None:
+            with trio.move_on_after(1):
+                await self.proc.stdin.aclose()
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+    buffer = bytearray()
+    while True:
+        try:
+            chunk = await stream.receive_some(65536)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            chunk = b""
+        if not chunk:
+            if buffer:
+                yield bytes(buffer)
+            return
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            yield bytes(buffer[:end])
+            del buffer[: end + 1]
+        if len(buffer) > MAX_LINE:
+            log.warning("dropping an agent line longer than %d bytes", MAX_LINE)
+            buffer.clear()
+
+
+def kill_group(pgid: int, sig: signal.Signals) -> bool:
+    """Signal a whole process group; False when it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pgid reused by someone else's process: not ours to kill
+        return False
+
+
+@asynccontextmanager
+async def open_agent(
+    backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace_s: float
+) -> AsyncIterator[AgentProcess]:
+    """Start the agent in its own process group; on exit, end the whole group."""
+    proc = await trio.lowlevel.open_process(
+        backend.argv(launch),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=launch.cwd,
+        env=backend.env(launch, base_env),
+        start_new_session=True,  # its own group, so we can end it and all it spawned
+    )
+    agent = AgentProcess(backend, proc)
+    log.info("agent started pid=%s session=%s resume=%s", proc.pid, launch.session_id, launch.resume)
+    try:
+        yield agent
+    finally:
+        with trio.CancelScope(shield=True):
+            await terminate(agent, grace_s)
+
+
+async def terminate(agent: AgentProcess, grace_s: float) -> None:
+    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait."""
+    proc = agent.proc
+    await agent.close_stdin()
+    # An idle CLI exits by itself ~50 ms after its stdin closes: give it that chance first.
+    with trio.move_on_after(grace_s):
+        await proc.wait()
+    if proc.returncode is None:
+        kill_group(proc.pid, signal.SIGTERM)
+        with trio.move_on_after(grace_s):
+            await proc.wait()
+    # Even when the leader is gone, children it spawned may linger in the group.
+    kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            await stream.aclose()

@@ -1,0 +1,352 @@
+"""One session's task: the trio shell around `core.session.SessionCore`.
+
+Owns, for one thread: its agent process (in a cancel scope of its own, so it can be
+stopped and restarted), the poster task that turns the thread's outbox into REST calls,
+and one inbox through which everything reaches the core, one message at a time. Decides
+nothing: every decision is the core's; this module only moves data and owns lifetimes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import attrs
+import trio
+
+from supervisor.agent import AgentBackend, AgentLaunch
+from supervisor.chat import ChatError, ChatLink
+from supervisor.core import commands
+from supervisor.core.agent_events import AgentEvent, Interrupt
+from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
+from supervisor.core.session import (
+    AddReactions,
+    Effect,
+    Finished,
+    LaunchAgent,
+    MarkHandled,
+    QueuedPrompt,
+    SaveRecord,
+    SendFile,
+    SessionCore,
+    Show,
+    StopAgent,
+    ToAgent,
+    Typing,
+)
+from supervisor.core.thread_ops import PutPost
+from supervisor.runtime.agent_process import AgentProcess, open_agent
+from supervisor.runtime.store import Store
+
+log = logging.getLogger("supervisor.session")
+
+# --- what reaches a session's inbox ----------------------------------------------
+
+
+@attrs.frozen
+class PromptIn:
+    prompt: QueuedPrompt
+
+
+@attrs.frozen
+class CommandIn:
+    command: commands.ThreadCommand | commands.BadCommand
+    post_id: str
+    channel_id: str
+
+
+@attrs.frozen
+class ReactionIn:
+    emoji: str
+    post_id: str
+
+
+@attrs.frozen
+class EndIn:
+    pass
+
+
+@attrs.frozen
+class _FromAgent:
+    generation: int
+    event: AgentEvent
+
+
+@attrs.frozen
+class _AgentUp:
+    generation: int
+    pid: int
+
+
+@attrs.frozen
+class _AgentDown:
+    generation: int
+    code: int | None
+    stderr_tail: str
+
+
+@attrs.frozen
+class _PostMade:
+    key: str
+    post_id: str
+
+
+SessionInput = PromptIn | CommandIn | ReactionIn | EndIn
+
+
+@attrs.frozen
+class SessionDeps:
+    """What every session shares: the chat link, the store, the agent backend."""
+
+    chat: ChatLink
+    store: Store
+    backend: AgentBackend
+    base_env: Mapping[str, str]
+    shutdown_grace_s: float
+    edit_interval_s: float
+    max_get_bytes: int
+    launch_for: Callable[[SessionCore], AgentLaunch]
+    on_post_made: Callable[[str, str], None]  # (post id, thread root id): for the router
+
+
+class SessionTask:
+    def __init__(self, core: SessionCore, deps: SessionDeps) -> None:
+        self.core = core
+        self.deps = deps
+        self.inbox_send, self._inbox = trio.open_memory_channel[object](1000)
+        self.outbox = Outbox(edit_interval=deps.edit_interval_s)
+        self._outbox_changed = trio.Event()
+        self._agent: AgentProcess | None = None
+        self._agent_scope: trio.CancelScope | None = None
+        self._generation = 0
+        self._reactions: dict[str, tuple[str, ...]] = {}
+        self._finished = False
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def name(self) -> str:
+        return self.core.record.name
+
+    async def run(self, *, launch_now: bool, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._poster)
+            await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
+            task_status.started()
+            async with self._inbox:
+                while not self._finished:
+                    deadline = self.core.next_deadline()
+                    with trio.move_on_at(math.inf if deadline is None else deadline):
+                        message = await self._inbox.receive()
+                        await self._apply(self._dispatch(message))
+                        continue
+                    await self._apply(self.core.tick(trio.current_time()))
+            await self._drain_outbox()
+            nursery.cancel_scope.cancel()
+
+    async def interrupt_for_shutdown(self) -> None:
+        """Shutdown: ask a running turn to stop, so the agent can leave cleanly."""
+        if self._agent is not None and self.core.turn is not None:
+            with trio.move_on_after(0.5):
+                await self._send_to_agent(Interrupt("shutdown"))
+
+    def _dispatch(self, message: object) -> list[Effect]:
+        now = trio.current_time()
+        core = self.core
+        match message:
+            case PromptIn(prompt):
+                return core.prompt(prompt, now)
+            case CommandIn(command, post_id, channel_id):
+                return core.command(command, post_id, channel_id, now)
+            case ReactionIn(emoji, post_id):
+                return core.reaction(emoji, post_id, now)
+            case EndIn():
+                return core.end(now)
+            case _FromAgent(gen, event) if gen == self._generation:
+                return core.agent_event(event, now)
+            case _AgentUp(gen, pid) if gen == self._generation:
+                return core.agent_ready(pid, now)
+            case _AgentDown(gen, code, tail) if gen == self._generation:
+                self._agent = None
+                return core.agent_exited(code, tail, now)
+            case _PostMade(key, post_id):
+                core.post_created(key, post_id)
+                return self._react_on(key, post_id)
+        return []  # a message from an agent generation that is gone
+
+    async def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case ToAgent(command):
+                    await self._send_to_agent(command)
+                case Show(op):
+                    self._show(op)
+                case AddReactions(key, emojis):
+                    self._reactions[key] = emojis
+                    if post_id := self.outbox.post_id(key):
+                        self._react_on(key, post_id)
+                case MarkHandled(channel_id, post_id):
+                    self.deps.store.handled(channel_id, post_id)
+                case SaveRecord(record):
+                    self.deps.store.save_soon(record)
+                case LaunchAgent(resume, delay_s):
+                    self._launch(delay_s)
+                case StopAgent(reason):
+                    log.info("stopping the agent of %s (%s)", self.name, reason)
+                    if self._agent_scope is not None:
+                        self._agent_scope.cancel()
+                case Typing():
+                    await self._typing()
+                case SendFile(path, _post_id):
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._send_file, path)
+                case Finished():
+                    self._finished = True
+
+    def _show(self, op: PutPost) -> None:
+        self.outbox.put(op, trio.current_time())
+        self._outbox_changed.set()
+
+    async def _send_to_agent(self, command: object) -> None:
+        agent = self._agent
+        if agent is None:
+            log.info("%s: no agent to send %s to", self.name, type(command).__name__)
+            return
+        try:
+            await agent.send(command)  # type: ignore[arg-type]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("%s: the agent's stdin is closed; its exit will be reported", self.name)
+
+    async def _typing(self) -> None:
+        record = self.core.record
+        try:
+            await self.deps.chat.send_typing(record.channel_id, record.root_id)
+        except Exception as exc:  # typing is cosmetic: never let it hurt a session
+            log.debug("typing indicator failed: %s", exc)
+
+    def _react_on(self, key: str, post_id: str) -> list[Effect]:
+        emojis = self._reactions.pop(key, ())
+        if emojis and self._nursery is not None:
+            self._nursery.start_soon(self._add_reactions, post_id, emojis)
+        return []
+
+    async def _add_reactions(self, post_id: str, emojis: tuple[str, ...]) -> None:
+        for emoji in emojis:
+            try:
+                await self.deps.chat.add_reaction(post_id, emoji)
+            except ChatError as exc:
+                log.warning("could not add :%s: to %s: %s", emoji, post_id, exc)
+
+    # --- the agent process ---------------------------------------------------------
+
+    def _launch(self, delay_s: float) -> None:
+        assert self._nursery is not None
+        if self._agent_scope is not None:
+            self._agent_scope.cancel()
+        self._generation += 1
+        self._agent_scope = trio.CancelScope()
+        self._nursery.start_soon(self._run_agent, self._generation, self._agent_scope, delay_s)
+
+    async def _run_agent(self, generation: int, scope: trio.CancelScope, delay_s: float) -> None:
+        code: int | None = None
+        tail = ""
+        with scope:
+            await trio.sleep(delay_s)
+            launch = self.deps.launch_for(self.core)
+            try:
+                async with open_agent(
+                    self.deps.backend, launch, self.deps.base_env, self.deps.shutdown_grace_s
+                ) as agent:
+                    self._agent = agent
+                    await self.inbox_send.send(_AgentUp(generation, agent.pid))
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(agent.drain_stderr)
+                        async for event in agent.events():
+                            await self.inbox_send.send(_FromAgent(generation, event))
+                        code = await agent.wait()
+                    tail = "\n".join(agent.stderr_tail)
+            except OSError as exc:  # the command is missing or not executable
+                tail = f"could not start the agent: {exc}"
+                log.error("%s: %s", self.name, tail)
+        if self._agent is not None and self._agent_scope is scope:
+            self._agent = None
+        # Reported whether it died or we stopped it: the core knows which it expected.
+        with trio.CancelScope(shield=True):
+            await self.inbox_send.send(_AgentDown(generation, code, tail))
+
+    # --- the poster: outbox -> REST ---------------------------------------------------
+
+    async def _poster(self) -> None:
+        record = self.core.record
+        backoff = 0.25
+        while True:
+            now = trio.current_time()
+            action = self.outbox.next_action(now)
+            if isinstance(action, Idle | Wait):
+                self._outbox_changed = trio.Event()
+                until = action.until if isinstance(action, Wait) else math.inf
+                with trio.move_on_at(until):
+                    await self._outbox_changed.wait()
+                continue
+            try:
+                if isinstance(action, Create):
+                    post = await self.deps.chat.create_post(
+                        record.channel_id,
+                        action.text,
+                        root_id=self.core.record.root_id,
+                        pending_post_id=self.outbox.pending_post_id(action.key),
+                    )
+                    self.outbox.done(action, post.id, trio.current_time())
+                    self.deps.on_post_made(post.id, self.core.record.root_id)
+                    await self.inbox_send.send(_PostMade(action.key, post.id))
+                elif isinstance(action, Edit):
+                    await self.deps.chat.edit_post(action.post_id, action.text)
+                    self.outbox.done(action, action.post_id, trio.current_time())
+                backoff = 0.25
+            except ChatError as exc:
+                # Refused for good (thread deleted, post too long...): drop it, keep going.
+                log.error("%s: the server refused a post: %s", self.name, exc)
+                self.outbox.done(action, getattr(action, "post_id", None) or "", trio.current_time())
+            except Exception as exc:
+                log.warning("%s: posting failed (%s); retrying", self.name, exc)
+                self.outbox.failed(action, trio.current_time())
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _drain_outbox(self) -> None:
+        """Before the task ends, let what the thread should show reach the server."""
+        with trio.move_on_after(10):
+            while not self.outbox.is_settled():
+                await trio.sleep(0.05)
+
+    async def _send_file(self, path: str) -> None:
+        text = await trio.to_thread.run_sync(_check_get_path, self.core.record.cwd, path, self.deps.max_get_bytes)
+        record = self.core.record
+        if isinstance(text, Path):
+            try:
+                data = await trio.to_thread.run_sync(text.read_bytes)
+                file_id = await self.deps.chat.upload_file(record.channel_id, text.name, data)
+                await self.deps.chat.create_post(
+                    record.channel_id, f"📎 `{path}`", root_id=record.root_id, file_ids=(file_id,)
+                )
+                return
+            except (OSError, ChatError) as exc:
+                text = f"⚠️ Could not send `{path}`: {exc}"
+        self._show(PutPost(f"get.{self._generation}.{path}", text))
+
+
+def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
+    """The file `!get` may send, or the reason it may not."""
+    base = Path(cwd).resolve()
+    target = (base / os.path.expanduser(path)).resolve()
+    if not target.is_relative_to(base):
+        return f"⚠️ `{path}` is outside this session's directory; `!get` only sends files inside it."
+    if not target.is_file():
+        return f"⚠️ `{path}` is not a file in this session's directory."
+    size = target.stat().st_size
+    if size > max_bytes:
+        return f"⚠️ `{path}` is {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB for `!get`."
+    return target

@@ -1,0 +1,158 @@
+"""The persistence actor: the only writer of `<state.dir>/sessions.json`.
+
+Others send it changes; it applies every change waiting in its inbox, writes the file once
+(group commit), and only then acknowledges the changes that asked for it. Every write is
+atomic and durable: temp file in the same directory, fsync, rename, fsync the directory.
+The previous good copy is kept as `sessions.json.prev`, so a damaged file (disk trouble,
+a hand edit) falls back to it, loudly.
+
+Never decides what a session is or does; it only records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import attrs
+import trio
+
+from supervisor.core.state import Ledger, SessionRecord, State, StateFileError, decode, encode
+
+log = logging.getLogger("supervisor.store")
+
+FILE_NAME = "sessions.json"
+
+
+@attrs.frozen
+class _Change:
+    record: SessionRecord | None = None
+    handled: tuple[str, str] | None = None  # (channel id, post id)
+    done: trio.Event | None = None  # set once the change is on disk
+
+
+class Store:
+    def __init__(self, directory: Path, state: State) -> None:
+        self.directory = directory
+        self.path = directory / FILE_NAME
+        self.state = state
+        self.ledger = Ledger(channels=dict(state.channels))
+        self._send, self._inbox = trio.open_memory_channel[_Change](10_000)
+        self.writes = 0
+
+    @classmethod
+    def open(cls, directory: Path) -> Store:
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory, load_state(directory))
+
+    # --- what others call ------------------------------------------------------
+
+    async def save(self, record: SessionRecord) -> None:
+        """Record a session and wait until it is durable."""
+        done = trio.Event()
+        await self._send.send(_Change(record=record, done=done))
+        await done.wait()
+
+    def save_soon(self, record: SessionRecord) -> None:
+        """Record a session; durable within a write, nobody waits."""
+        self._send.send_nowait(_Change(record=record))
+
+    def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:
+        """In memory only: True the first time a post is seen and not yet dealt with."""
+        return self.ledger.admit(channel_id, post_id, create_at)
+
+    def handled(self, channel_id: str, post_id: str) -> None:
+        self._send.send_nowait(_Change(handled=(channel_id, post_id)))
+
+    async def flush(self) -> None:
+        done = trio.Event()
+        await self._send.send(_Change(done=done))
+        await done.wait()
+
+    # --- the actor -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with self._inbox:
+            while True:
+                batch = [await self._inbox.receive()]
+                while True:
+                    try:
+                        batch.append(self._inbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                self._apply(batch)
+                raw = encode(self.state)
+                # Shielded: a write that started must finish, or the acks would lie.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(write_atomically, self.directory, raw)
+                self.writes += 1
+                for change in batch:
+                    if change.done is not None:
+                        change.done.set()
+
+    def _apply(self, batch: list[_Change]) -> None:
+        sessions = dict(self.state.sessions)
+        for change in batch:
+            if change.record is not None:
+                sessions[change.record.id] = change.record
+            if change.handled is not None:
+                self.ledger.done(*change.handled)
+        self.state = State(sessions=sessions, channels=dict(self.ledger.channels))
+
+
+def write_atomically(directory: Path, raw: bytes) -> None:
+    """Replace sessions.json with `raw`, keeping the old copy as .prev; durable on return.
+
+    A crash at any point leaves sessions.json whole (old or new), or — between the two
+    renames — only .prev, which `load_state` then uses.
+    """
+    path = directory / FILE_NAME
+    tmp = directory / f".{FILE_NAME}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if path.exists():
+        os.replace(path, directory / f"{FILE_NAME}.prev")
+    os.replace(tmp, path)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_state(directory: Path) -> State:
+    """The last good state. A damaged file is kept aside under a new name, never lost."""
+    path = directory / FILE_NAME
+    prev = directory / f"{FILE_NAME}.prev"
+    if path.exists():
+        try:
+            return decode(path.read_bytes())
+        except StateFileError as exc:
+            aside = directory / f"{FILE_NAME}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.replace(path, aside)
+            log.error("state file %s is damaged (%s); kept it as %s", path, exc, aside.name)
+    elif prev.exists():
+        log.warning("state file %s is missing; using the previous copy (a write was cut)", path)
+    if prev.exists():
+        try:
+            state = decode(prev.read_bytes())
+            log.error("restored the previous good state from %s", prev.name)
+            return state
+        except StateFileError as exc:
+            log.error("the previous copy %s is damaged too (%s)", prev.name, exc)
+            os.replace(prev, directory / f"{FILE_NAME}.prev.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    if any(directory.glob(f"{FILE_NAME}*.damaged-*")):
+        log.error(
+            "STARTING WITH AN EMPTY STATE: no good copy of %s exists; the damaged files are "
+            "kept in %s for inspection",
+            FILE_NAME,
+            directory,
+        )
+    return State()
