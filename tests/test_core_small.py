@@ -1,0 +1,92 @@
+"""The small sans-IO pieces: commands, lifecycle, restart policy, the post ledger."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.core import commands
+from supervisor.core.lifecycle import IllegalTransition, SessionState, transition
+from supervisor.core.restart import GiveUp, Restart, RestartPolicy, RestartTracker
+from supervisor.core.state import SLACK_MS, Ledger, State, StateFileError, decode, encode
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("!help", commands.Help()),
+        ("!sessions", commands.ListSessions()),
+        ("!new alpha", commands.NewSession("alpha")),
+        ("!new alpha ~/src/alpha", commands.NewSession("alpha", "~/src/alpha")),
+        ('!new alpha "/tmp/with space" persona=rev', commands.NewSession("alpha", "/tmp/with space", "rev")),
+        ("!end alpha", commands.EndSession("alpha")),
+        ("hello", None),
+    ],
+)
+def test_main_commands(text: str, expected: object) -> None:
+    assert commands.parse_main_command(text) == expected
+
+
+@pytest.mark.parametrize("text", ["!new", "!new bad/name", "!new " + "x" * 65, "!end", "!nope", "!new a b c", "!new 'x"])
+def test_bad_main_commands_explain(text: str) -> None:
+    assert isinstance(commands.parse_main_command(text), commands.BadCommand)
+
+
+def test_thread_commands_and_prompts_that_look_like_commands() -> None:
+    assert commands.parse_thread_command("!stop") == commands.Stop()
+    assert commands.parse_thread_command("!get src/a.py") == commands.GetFile("src/a.py")
+    assert commands.parse_thread_command("!important: keep tests green") is None
+
+
+def test_final_states_are_final() -> None:
+    for final in (SessionState.ENDED, SessionState.FAILED):
+        for other in SessionState:
+            with pytest.raises(IllegalTransition):
+                transition(final, other)
+
+
+def test_restart_policy_gives_up_past_its_window_limit() -> None:
+    tracker = RestartTracker(RestartPolicy(max_restarts=2, window_s=10, backoff_base_s=1, backoff_cap_s=10))
+    assert tracker.on_exit(0) == Restart(1)
+    assert tracker.on_exit(1) == Restart(2)
+    assert isinstance(tracker.on_exit(2), GiveUp)
+    # once the window has passed, the count starts afresh
+    assert tracker.on_exit(100) == Restart(1)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**5), st.integers(0, SLACK_MS - 1), st.booleans()), max_size=60))
+def test_ledger_admits_each_post_once_and_never_skips_an_unhandled_one(ops: list[tuple[int, int, bool]]) -> None:
+    """Posts arrive in creation order, give or take less than the slack window."""
+    ledger = Ledger()
+    open_posts: dict[str, int] = {}
+    clock = SLACK_MS
+    for n, (step, late_by, finish) in enumerate(ops):
+        clock += step
+        created = clock - late_by
+        post = f"p{n}"
+        assert ledger.admit("c", post, created)
+        assert not ledger.admit("c", post, created)
+        open_posts[post] = created
+        if finish:
+            ledger.done("c", post)
+            open_posts.pop(post)
+            assert not ledger.admit("c", post, created)
+    # A catch-up from the ledger's position re-reads every post not yet dealt with.
+    since = ledger.catch_up_since("c")
+    assert all(created >= since for created in open_posts.values())
+
+
+def test_ledger_survives_encoding() -> None:
+    ledger = Ledger()
+    ledger.admit("c", "p1", SLACK_MS * 3)
+    ledger.done("c", "p1")
+    state = decode(encode(State(channels=ledger.channels)))
+    again = Ledger(channels=state.channels)
+    assert not again.admit("c", "p1", SLACK_MS * 3)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"version": 99}', b'{"version": 1, "sessions": 5}', b"\xff\xfe"])
+def test_damaged_state_is_an_error_not_an_empty_state(raw: bytes) -> None:
+    with pytest.raises(StateFileError):
+        decode(raw)
