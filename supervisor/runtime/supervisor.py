@@ -139,7 +139,7 @@ class Supervisor:
             stall_timeout_s=agent.stall_timeout_s or float("inf"),
             approval_timeout_s=agent.approval_timeout_s or float("inf"),
             idle_suspend_s=agent.idle_suspend_s,
-            notify_after_s=agent.notify_after_s,
+            notify_after_s=agent.notify_after_s or float("inf"),
             show_thinking=self.config.render.show_thinking,
             username=username,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),

@@ -1,0 +1,491 @@
+"""The supervisor's configuration: one TOML file plus a few environment overrides.
+
+This module owns turning that file into frozen `Config` objects and every rule a value
+must obey. A configuration that loads is usable as it stands: types are right, numbers are
+in range, each `cwd` is an existing directory, every session names a defined persona and
+the Mattermost token has been read. Anything else raises `ConfigError`, whose text is one
+sentence that names the offending key (`agent.turn_timeout_s`, `sessions[1].cwd`,
+`personas.reviewer.model`) and says what is wrong with it: the CLI prints exactly that
+and exits 2.
+
+Keys beyond PRODUCT.md's example (documented for the README):
+
+- `[mattermost] requests_per_second = 10`: client-side REST budget (> 0).
+- `[mattermost] team = ""`: team name; unused for now, optional.
+- `[agent] shutdown_grace_s = 3`: seconds between SIGTERM and SIGKILL when stopping an
+  agent (> 0; a float is fine).
+- `[agent] restart_max = 3` and `restart_window_s = 300`: an agent that dies more than
+  `restart_max` times within `restart_window_s` seconds is marked failed.
+
+Relative paths are relative to the config file's directory; `~` follows `$HOME`. The
+structuring machinery (strict types, path checks, error wording) is `config_codec`.
+
+This module must never log, never create anything (the state directory is made by the
+store) and never put the token into a repr or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from supervisor.config_codec import (
+    DIRECTORY_OR_ABSENT,
+    EXISTING_DIRECTORY,
+    STRUCTURE_ERRORS,
+    FrozenMap,
+    Problem,
+    converter,
+    describe,
+    first_problem,
+    frozen_map,
+)
+
+__all__ = [
+    "AgentConfig",
+    "Config",
+    "ConfigError",
+    "FilesConfig",
+    "FrozenMap",
+    "MattermostConfig",
+    "Persona",
+    "RenderConfig",
+    "SessionSpec",
+    "StateConfig",
+    "config_from_dict",
+    "find_config_path",
+    "load_config",
+]
+
+PERMISSION_MODES: Final = (
+    "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto", "manual",
+)  # fmt: skip
+NAME_RULE: Final = '1–64 of letters, digits, "-", "_", "."'
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+DEFAULT_CWD: Final = "~"
+DEFAULT_STATE_DIR: Final = "~/.local/state/supervisor"
+
+
+class ConfigError(Exception):
+    """An unusable configuration: `key` says where, `str()` is one sentence for the user."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+# --- rules on single values, shared by the classes below -----------------------------
+
+
+def _at_least(minimum: float) -> Callable[[Any, attrs.Attribute[Any], float], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value < minimum:
+            raise Problem((attribute.name,), f"must be {minimum} or more, not {value}")
+
+    return check
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise Problem((attribute.name,), f"must be more than 0, not {value}")
+
+
+def _not_empty(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for index, item in enumerate(value):
+        if not item:
+            raise Problem((attribute.name, index), "must not be empty")
+
+
+def _http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok or parts.query or parts.fragment:
+        raise Problem((attribute.name,), f"must be an http(s)://host URL, not {describe(value)}")
+
+
+def _strip_slash(url: str) -> str:
+    # Paths are appended to it (`{url}/api/v4/...`); a URL without a host is left as
+    # written, so the error shows what the user wrote.
+    try:
+        return url.rstrip("/") if urlsplit(url).netloc else url
+    except ValueError:
+        return url
+
+
+def _usernames(names: Iterable[str]) -> tuple[str, ...]:
+    # Mattermost usernames are lower case; people often write them as mentions.
+    return tuple(name.strip().removeprefix("@").lower() for name in names)
+
+
+def _allowed_users(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise Problem((attribute.name,), "must list at least one username")
+    _not_empty(_, attribute, value)
+
+
+def _command(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise Problem((attribute.name,), 'must name the program to run, like ["claude"]')
+    _not_empty(_, attribute, value)
+
+
+def _permission_mode(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in PERMISSION_MODES:
+        choices = ", ".join(PERMISSION_MODES)
+        raise Problem((attribute.name,), f"must be one of {choices}, not {describe(value)}")
+
+
+def _environment(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
+    for name in value:
+        # The OS cannot hold these; spawning the agent would fail much later.
+        if not name or "=" in name or "\0" in name:
+            raise Problem((attribute.name, name), "is not a valid environment variable name")
+
+
+def _env_repr(env: Mapping[str, str]) -> str:
+    # Values are often API keys: show only the names.
+    return "{" + ", ".join(f"{name!r}: '…'" for name in env) + "}"
+
+
+def _session_name(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not _NAME.fullmatch(value):
+        raise Problem((attribute.name,), f"{describe(value)} is not a valid name ({NAME_RULE})")
+
+
+# --- the configuration ----------------------------------------------------------------
+
+
+@attrs.frozen
+class MattermostConfig:
+    """`[mattermost]`: which server, as whom, and who may drive sessions.
+
+    `token` is the effective token (from `$SUPERVISOR_MATTERMOST_TOKEN`, `token`, or the
+    stripped contents of `token_file`, in that order); it never appears in a repr.
+    `requests_per_second` is the client-side REST budget; `team` is unused for now.
+    """
+
+    url: str = attrs.field(converter=_strip_slash, validator=_http_url)
+    allowed_users: tuple[str, ...] = attrs.field(converter=_usernames, validator=_allowed_users)
+    token_file: Path | None = None
+    token: str = attrs.field(default="", repr=False)
+    team: str = ""
+    requests_per_second: float = attrs.field(default=10.0, validator=_positive)
+
+
+@attrs.frozen
+class AgentConfig:
+    """`[agent]`: how each session's Claude Code process is started and watched.
+
+    Timeouts are whole seconds; 0 turns a limit off (`idle_suspend_s` is off by default).
+    `shutdown_grace_s` is the wait between SIGTERM and SIGKILL; an agent that dies more
+    than `restart_max` times within `restart_window_s` seconds is marked failed.
+    """
+
+    command: tuple[str, ...] = attrs.field(default=("claude",), validator=_command)
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = attrs.field(
+        factory=FrozenMap, converter=frozen_map, validator=_environment, repr=_env_repr
+    )
+    permission_mode: str = attrs.field(default="default", validator=_permission_mode)
+    default_cwd: Annotated[Path, EXISTING_DIRECTORY] = attrs.field(factory=Path.home)
+    turn_timeout_s: int = attrs.field(default=1800, validator=_at_least(0))
+    approval_timeout_s: int = attrs.field(default=600, validator=_at_least(0))
+    idle_suspend_s: int = attrs.field(default=0, validator=_at_least(0))
+    stall_timeout_s: int = attrs.field(default=300, validator=_at_least(0))
+    notify_after_s: int = attrs.field(default=60, validator=_at_least(0))
+    shutdown_grace_s: float = attrs.field(default=3.0, validator=_positive)
+    restart_max: int = attrs.field(default=3, validator=_at_least(0))
+    restart_window_s: int = attrs.field(default=300, validator=_positive)
+
+
+@attrs.frozen
+class RenderConfig:
+    """`[render]`: how agent output is shown in a thread."""
+
+    edit_interval_ms: int = attrs.field(default=700, validator=_at_least(0))
+    show_thinking: bool = True
+
+
+@attrs.frozen
+class FilesConfig:
+    """`[files]`: size limits, in MB, for attachments and `!get`."""
+
+    max_upload_mb: int = attrs.field(default=50, validator=_at_least(0))
+    max_image_mb: int = attrs.field(default=5, validator=_at_least(0))
+    max_get_mb: int = attrs.field(default=50, validator=_at_least(0))
+
+
+@attrs.frozen
+class StateConfig:
+    """`[state]`: where the mapping file lives; created by the store, not here."""
+
+    dir: Annotated[Path, DIRECTORY_OR_ABSENT] = attrs.field(
+        factory=lambda: Path.home() / ".local" / "state" / "supervisor"
+    )
+
+
+@attrs.frozen
+class SessionSpec:
+    """One `[[sessions]]` entry: a session that exists from the first start on.
+
+    `cwd` defaults to `agent.default_cwd`; `persona` is "" for none.
+    """
+
+    name: str = attrs.field(validator=_session_name)
+    cwd: Annotated[Path, EXISTING_DIRECTORY]
+    persona: str = ""
+
+
+@attrs.frozen
+class Persona:
+    """One `[personas.NAME]` preset; "" means "the agent's own default"."""
+
+    append_system_prompt: str = ""
+    model: str = ""
+
+
+def _sessions(config: Any, attribute: attrs.Attribute[Any], value: tuple[SessionSpec, ...]) -> None:
+    seen: dict[str, int] = {}
+    for index, session in enumerate(value):
+        if session.name in seen:
+            raise Problem(
+                (attribute.name, index, "name"),
+                f"{describe(session.name)} is already used by sessions[{seen[session.name]}]",
+            )
+        seen[session.name] = index
+        if session.persona and session.persona not in config.personas:
+            raise Problem(
+                (attribute.name, index, "persona"),
+                f"{describe(session.persona)} is not defined in [personas]",
+            )
+
+
+def _personas(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Persona]) -> None:
+    for name in value:
+        if not _NAME.fullmatch(name):
+            raise Problem((attribute.name, name), f"is not a valid persona name ({NAME_RULE})")
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration; see the module docstring for the rules it obeys."""
+
+    mattermost: MattermostConfig
+    agent: AgentConfig = attrs.field(factory=AgentConfig)
+    render: RenderConfig = attrs.field(factory=RenderConfig)
+    files: FilesConfig = attrs.field(factory=FilesConfig)
+    state: StateConfig = attrs.field(factory=StateConfig)
+    # Validated after `personas` is set: attrs runs validators once all fields are.
+    sessions: tuple[SessionSpec, ...] = attrs.field(default=(), validator=_sessions)
+    personas: Mapping[str, Persona] = attrs.field(
+        factory=FrozenMap, converter=frozen_map, validator=_personas
+    )
+
+
+# --- environment overrides and defaults that depend on other keys ---------------------
+
+
+@attrs.frozen
+class EnvOverride:
+    """An environment variable that replaces a key (and drops the keys it `displaces`)."""
+
+    variable: str
+    section: str
+    key: str
+    displaces: tuple[str, ...] = ()
+
+
+ENV_OVERRIDES: Final = (
+    EnvOverride("SUPERVISOR_MATTERMOST_URL", "mattermost", "url"),
+    EnvOverride("SUPERVISOR_MATTERMOST_TOKEN", "mattermost", "token", ("token_file",)),
+)
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A copy of `raw[name]` to edit, created when absent; None when it is not a table
+    (structuring then reports that)."""
+    value = raw.setdefault(name, {})
+    if not isinstance(value, Mapping):
+        return None
+    raw[name] = dict(value)
+    return raw[name]  # type: ignore[no-any-return]
+
+
+def _prepared(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    raw = dict(data)
+    for override in ENV_OVERRIDES:
+        value = env.get(override.variable, "")
+        table = _section(raw, override.section)
+        if value and table is not None:  # an empty variable counts as unset
+            table[override.key] = value
+            for displaced in override.displaces:
+                table.pop(displaced, None)
+    # Path defaults go through the same ~ expansion and checks as written values.
+    agent = _section(raw, "agent")
+    default_cwd = agent.setdefault("default_cwd", DEFAULT_CWD) if agent is not None else DEFAULT_CWD
+    state = _section(raw, "state")
+    if state is not None:
+        state.setdefault("dir", DEFAULT_STATE_DIR)
+    sessions = raw.get("sessions")
+    if isinstance(sessions, list):
+        raw["sessions"] = [
+            {"cwd": default_cwd, **entry} if isinstance(entry, Mapping) else entry
+            for entry in sessions
+        ]
+    return raw
+
+
+# Keys whose values an error message must not repeat.
+_SECRETS: Final = {("mattermost", "token")}
+
+
+def _with_token(mattermost: MattermostConfig) -> MattermostConfig:
+    if mattermost.token and mattermost.token_file is not None:
+        raise ConfigError(
+            "mattermost.token",
+            "mattermost.token and mattermost.token_file are both set: keep only one",
+        )
+    token = mattermost.token
+    if mattermost.token_file is not None:
+        try:
+            token = mattermost.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(
+                "mattermost.token_file",
+                f"mattermost.token_file {describe(str(mattermost.token_file))} cannot be read: {reason}",
+            ) from None
+        if not token:
+            raise ConfigError(
+                "mattermost.token_file",
+                f"mattermost.token_file {describe(str(mattermost.token_file))} is empty",
+            )
+    if not token:
+        raise ConfigError(
+            "mattermost.token",
+            "mattermost.token is missing: set mattermost.token, mattermost.token_file "
+            "or SUPERVISOR_MATTERMOST_TOKEN",
+        )
+    if any(c.isspace() for c in token):
+        # It goes into an HTTP header; never echo it.
+        raise ConfigError("mattermost.token", "mattermost.token must not contain whitespace")
+    return attrs.evolve(mattermost, token=token)
+
+
+def _from_environment(error: ConfigError, env: Mapping[str, str]) -> ConfigError:
+    """Say so when the bad value came from a variable rather than the file."""
+    for override in ENV_OVERRIDES:
+        key = f"{override.section}.{override.key}"
+        if error.key == key and env.get(override.variable):
+            message = error.message.replace(key, f"{key} (from {override.variable})", 1)
+            return ConfigError(error.key, message)
+    return error
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def config_from_dict(
+    data: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Build a `Config` from parsed TOML (or a test's dict).
+
+    `env` defaults to `os.environ`; relative paths resolve against `base_dir` (default:
+    the current directory). Reads the token file and checks directories; creates nothing.
+    """
+    env = os.environ if env is None else env
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"the configuration must be a table, not {describe(data)}")
+    home = env.get("HOME") or os.path.expanduser("~")
+    conv = converter(home, (base_dir or Path.cwd()).absolute())
+    try:
+        config = conv.structure(_prepared(data, env), Config)
+        return attrs.evolve(config, mattermost=_with_token(config.mattermost))
+    except STRUCTURE_ERRORS as exc:
+        raise _from_environment(ConfigError(*first_problem(exc, _SECRETS)), env) from None
+    except ConfigError as exc:
+        raise _from_environment(exc, env) from None
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check the TOML file at `path`; `env` defaults to `os.environ`."""
+    shown = str(path)
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(shown, f"the configuration file {shown} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(
+            shown, f"the configuration file {shown} cannot be read: {exc.strerror}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib says "Invalid value (at line 3, column 18)": lead with the line instead.
+        where = re.search(r" \(at line (\d+), column (\d+)\)", str(exc))
+        if where is None:
+            raise ConfigError(shown, f"{shown} is not valid TOML: {exc}") from None
+        key = f"{shown} line {where[1]}"
+        what = str(exc).replace(where[0], "")
+        raise ConfigError(key, f"{key} is not valid TOML: {what} at column {where[2]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(shown, f"{shown} is not valid TOML: it is not UTF-8 text") from None
+    return config_from_dict(data, env, base_dir=path.absolute().parent)
+
+
+def find_config_path(explicit: str | None, env: Mapping[str, str], cwd: Path, home: Path) -> Path:
+    """The config file to use: `--config`, else `$SUPERVISOR_CONFIG`, else
+    `./supervisor.toml`, else `~/.config/supervisor/supervisor.toml`.
+
+    A file named explicitly (flag or variable) must exist; there is no falling through.
+    """
+
+    def resolve(text: str) -> Path:
+        if text == "~" or text.startswith("~/"):
+            return home / text[2:]
+        return cwd / text
+
+    for key, given in (("--config", explicit), ("SUPERVISOR_CONFIG", env.get("SUPERVISOR_CONFIG"))):
+        if given:
+            path = resolve(given)
+            if not _is_file(path):
+                problem = "is not a file" if _exists(path) else "does not exist"
+                raise ConfigError(key, f"the configuration file {path} (from {key}) {problem}")
+            return path
+    candidates = (cwd / "supervisor.toml", home / ".config" / "supervisor" / "supervisor.toml")
+    for path in candidates:
+        if _is_file(path):
+            return path
+    looked = " and ".join(str(p) for p in candidates)
+    raise ConfigError(
+        "--config",
+        f"no configuration file found (looked for {looked}); "
+        "pass --config PATH or set SUPERVISOR_CONFIG",
+    )
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the OS is simply not there
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
