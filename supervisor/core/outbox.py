@@ -1,0 +1,198 @@
+"""The thread outbox: from what a thread should show to the REST calls that make it so.
+
+Owns, for one thread, the posts we made or mean to make: the text each should show, what
+the server last accepted, and when each was last written. It decides the next call.
+
+Rules it enforces:
+- Posts are created in the order their keys were first put; a later post is never
+  created before an earlier one (edits of older posts may go first: oldest key first).
+- One call at a time: between `next_action` and `done`/`failed`/`dropped` nothing else is
+  due, so calls reach the server in the order they were decided.
+- An edit is sent only when the wanted text differs from what the server has, and at most
+  once per post per `edit_interval` (counted from the post's last create or edit, failed
+  ones included): the puts in between coalesce into one edit with the latest text.
+- A create carries a pending post id that is stable for that post, so a create retried
+  after a timeout is deduplicated by the server instead of making a second post (which
+  then shows the first attempt's text: if the text changed in between, an edit follows).
+
+Must never do I/O, sleep or read a clock: time comes in as `now`, and the caller makes the
+calls, backs off after failures, and waits as told.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import attrs
+
+from supervisor.core.thread_ops import PutPost
+
+MAX_PENDING_POST_ID = 64  # Mattermost ignores longer pending post ids
+
+
+@attrs.frozen
+class Create:
+    key: str
+    text: str
+    pending_post_id: str
+
+
+@attrs.frozen
+class Edit:
+    key: str
+    post_id: str
+    text: str
+
+
+@attrs.frozen
+class Wait:
+    """Nothing is due before `until` (unless something new is put)."""
+
+    until: float
+
+
+@attrs.frozen
+class Idle:
+    """Nothing to do until something new is put (or the call in flight is over)."""
+
+
+Call = Create | Edit
+Action = Create | Edit | Wait | Idle
+
+
+@attrs.define
+class _Post:
+    index: int  # the order in which its key was first put
+    wanted: str
+    pending_post_id: str
+    post_id: str | None = None  # None until created
+    sent: str | None = None  # the text the server last accepted
+    last_call: float = -math.inf  # when its last create or edit was sent
+    tried: set[str] = attrs.Factory(set)  # texts of failed creates that may have reached it
+    dropped: bool = False  # a call failed for good: leave this post alone
+
+
+@attrs.define
+class Outbox:
+    """One thread's posts. Invariants: `_dirty` holds exactly the keys of posts, not
+    dropped, whose wanted text is not on the server; `_next_create` is the index of the
+    first post neither created nor dropped; at most one call is `_in_flight`."""
+
+    edit_interval: float
+    # Unique per outbox, across threads and restarts: the server dedupes creates on
+    # pending post ids globally (for 30 s), so a reused id would swallow a new post. The
+    # random default is the one thing here not driven by the caller; tests pass their own.
+    id_prefix: str = attrs.field(kw_only=True, factory=lambda: uuid.uuid4().hex[:16])
+    _posts: dict[str, _Post] = attrs.Factory(dict)
+    _order: list[str] = attrs.Factory(list)
+    _next_create: int = 0
+    _dirty: set[str] = attrs.Factory(set)
+    _in_flight: tuple[Call, float] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.id_prefix) > MAX_PENDING_POST_ID - 12:
+            raise ValueError(f"id_prefix is too long: {self.id_prefix!r}")
+
+    def put(self, op: PutPost, now: float) -> None:
+        """The post `op.key` should show `op.text`. (`now` is unused: wanting is timeless.)"""
+        post = self._posts.get(op.key)
+        if post is None:
+            index = len(self._order)
+            post = _Post(index, op.text, f"{self.id_prefix}:{index}")
+            self._posts[op.key] = post
+            self._order.append(op.key)
+        post.wanted = op.text
+        self._mark(op.key, post)
+
+    def next_action(self, now: float) -> Action:
+        """The call to make now, or how long to wait. Idle while a call is in flight."""
+        if self._in_flight is not None or not self._dirty:
+            return Idle()
+        best: tuple[int, str] | None = None
+        soonest = math.inf
+        for key in self._dirty:
+            post = self._posts[key]
+            if post.post_id is None and post.index != self._next_create:
+                continue  # waits for the posts before it to be created
+            due = now if post.post_id is None else post.last_call + self.edit_interval
+            if due <= now and (best is None or post.index < best[0]):
+                best = (post.index, key)
+            soonest = min(soonest, due)
+        if best is None:
+            return Wait(soonest)
+        call = self._call(best[1])
+        self._in_flight = (call, now)
+        return call
+
+    def _call(self, key: str) -> Call:
+        post = self._posts[key]
+        if post.post_id is None:
+            return Create(key, post.wanted, post.pending_post_id)
+        return Edit(key, post.post_id, post.wanted)
+
+    def done(self, action: Call, post_id: str | None, now: float) -> None:
+        """The call succeeded; a create reports the new post's id (a create reported
+        without one gives the post up, as `dropped` does: there is nothing to edit)."""
+        if isinstance(action, Create) and not post_id:
+            self.dropped(action, now)
+            return
+        post, sent_at = self._finish(action)
+        post.sent, post.last_call = action.text, sent_at
+        if isinstance(action, Create):
+            post.post_id = post_id
+            self._advance_creates()
+            if post.tried - {action.text}:
+                # An earlier attempt may have made the post (the server then answers with
+                # it, deduplicated) with an older text: edit it to be sure.
+                post.sent = None
+        self._mark(action.key, post)
+
+    def failed(self, action: Call, now: float) -> None:
+        """The call failed and may succeed later: it stays due (the caller backs off)."""
+        post, sent_at = self._finish(action)
+        post.last_call = sent_at  # it may have reached the server: space the retry too
+        if isinstance(action, Create):
+            post.tried.add(action.text)
+        else:
+            post.sent = None  # the post shows the old text or this one: send again either way
+        self._mark(action.key, post)
+
+    def dropped(self, action: Call, now: float) -> None:
+        """The call failed for good (the post was deleted, the text refused): give up on
+        this post, so one bad post never blocks the thread."""
+        post, _ = self._finish(action)
+        post.dropped = True
+        self._dirty.discard(action.key)
+        self._advance_creates()
+
+    def post_id(self, key: str) -> str | None:
+        post = self._posts.get(key)
+        return post.post_id if post else None
+
+    def pending_post_id(self, key: str) -> str:
+        return self._posts[key].pending_post_id
+
+    def is_settled(self) -> bool:
+        """Everything put is on the server (or given up)."""
+        return self._in_flight is None and not self._dirty
+
+    def _finish(self, action: Call) -> tuple[_Post, float]:
+        if self._in_flight is None or self._in_flight[0] != action:
+            raise RuntimeError(f"{action} is not the call in flight")
+        sent_at = self._in_flight[1]
+        self._in_flight = None
+        return self._posts[action.key], sent_at
+
+    def _mark(self, key: str, post: _Post) -> None:
+        if post.dropped or post.wanted == post.sent:
+            self._dirty.discard(key)
+        else:
+            self._dirty.add(key)
+
+    def _advance_creates(self) -> None:
+        while self._next_create < len(self._order):
+            post = self._posts[self._order[self._next_create]]
+            if post.post_id is None and not post.dropped:
+                return
+            self._next_create += 1

@@ -1,0 +1,109 @@
+"""Permission requests in a thread: how one reads, and what a reaction to it means.
+
+Owns the emoji names that answer a request (the one place they are listed), the text of
+a request's post in each of its states, and the mapping from a reaction to an answer.
+
+Must never decide who may answer (the session checks `allowed_users`), send anything to
+the agent, or do I/O: text in, text out.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+
+from supervisor.core.agent_events import PermissionAsked
+from supervisor.core.render import KEY_ARGUMENTS, code_span
+
+INPUT_CHARS = 3000  # how much of a tool's input a request shows, so the post stays small
+
+
+class Answer(enum.Enum):
+    ALLOW = "allow"  # this one call
+    ALLOW_SESSION = "allow for session"  # this call, and the like for the rest of the session
+    DENY = "deny"
+    STOP = "stop"  # deny, and interrupt the turn
+
+
+class PermissionState(enum.StrEnum):
+    PENDING = "pending"  # waiting for a reaction
+    ALLOWED = "allowed"
+    ALLOWED_FOR_SESSION = "allowed for session"
+    DENIED = "denied"
+    TIMED_OUT = "timed out"  # nobody answered in time: denied
+    CANCELLED = "cancelled"  # the agent withdrew the request
+    STOPPED = "stopped"  # denied, and the turn was stopped
+
+
+ALLOW_EMOJI = frozenset({"+1", "thumbsup", "white_check_mark"})
+ALLOW_SESSION_EMOJI = frozenset({"repeat"})
+DENY_EMOJI = frozenset({"-1", "thumbsdown", "x"})
+STOP_EMOJI = frozenset({"octagonal_sign", "stop_sign"})  # also stops a turn from any post
+
+_ANSWER_OF_EMOJI = {
+    **dict.fromkeys(ALLOW_EMOJI, Answer.ALLOW),
+    **dict.fromkeys(ALLOW_SESSION_EMOJI, Answer.ALLOW_SESSION),
+    **dict.fromkeys(DENY_EMOJI, Answer.DENY),
+    **dict.fromkeys(STOP_EMOJI, Answer.STOP),
+}
+
+LEGEND = "React 👍 allow once · 🔁 allow for this session · 👎 deny · 🛑 stop the turn"
+
+_OUTCOME = {
+    PermissionState.ALLOWED: "✅ **Allowed once**",
+    PermissionState.ALLOWED_FOR_SESSION: "🔁 **Allowed for this session**",
+    PermissionState.DENIED: "⛔ **Denied**",
+    PermissionState.TIMED_OUT: "⏰ **No answer in time: denied**",
+    PermissionState.CANCELLED: "🚫 **Cancelled**: the agent no longer needs an answer",
+    PermissionState.STOPPED: "🛑 **Denied, and the turn was stopped**",
+}
+
+
+def reaction_answer(emoji_name: str) -> Answer | None:
+    """What a reaction means on a permission request; None if it means nothing."""
+    return _ANSWER_OF_EMOJI.get(emoji_name)
+
+
+def permission_text(
+    req: PermissionAsked, state: PermissionState | str = PermissionState.PENDING, by: str = ""
+) -> str:
+    """The post of a permission request: the tool, its input, why, and the legend while
+    it is pending or the outcome once it is answered (`by` names who answered)."""
+    state = PermissionState(state)
+    lines = [f"🔐 **Permission needed:** {code_span(req.tool_name or 'tool')}"]
+    description = req.description or str(req.input.get("description") or "")
+    if description.strip():
+        lines += ["> " + line for line in description.strip().splitlines()]
+        lines.append("")  # ends the quote: a next line would be read as part of it
+    lines.append(_input_block(req))
+    if state is PermissionState.PENDING:
+        lines.append(LEGEND)
+    else:
+        lines.append(_OUTCOME[state] + (f" by {by}" if by else ""))
+    return "\n".join(lines)
+
+
+def _input_block(req: PermissionAsked) -> str:
+    """The whole input, so what is approved is what is seen: a Bash command as a shell
+    block, a one-line path, URL or pattern as inline code, everything else as JSON."""
+    key = KEY_ARGUMENTS.get(req.tool_name, "")
+    value = req.input.get(key)
+    if req.tool_name == "Bash" and isinstance(value, str):
+        return _code_block(value, "bash")
+    if not (isinstance(value, str) and value.strip() and "\n" not in value):
+        return _code_block(_json(req.input), "json")
+    rest = {k: v for k, v in req.input.items() if k != key}
+    return code_span(value) + (f"\n{_code_block(_json(rest), 'json')}" if rest else "")
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def _code_block(text: str, info: str) -> str:
+    if len(text) > INPUT_CHARS:
+        hidden = len(text) - INPUT_CHARS
+        text = text[:INPUT_CHARS] + f"\n… ({hidden} more characters not shown)"
+    ticks = "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))
+    return f"{ticks}{info}\n{text}\n{ticks}"

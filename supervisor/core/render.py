@@ -1,0 +1,335 @@
+"""The turn renderer: what a session's thread should show, given the agent's events.
+
+Owns the look of a turn in Mattermost: the answer text as it streams, one compact line
+per tool call, thinking as a short quote, the completion line, and where a long answer
+continues in a new post. It speaks only in `PutPost` ops with local keys.
+
+Must never do I/O, read a clock (time comes in as `now`), know server post ids, or render
+permission requests (the session owns those; see `permissions.py`).
+
+Layout of a turn: everything the agent says in a turn flows into one document (text,
+tool lines, thinking quotes) that fills posts "t<n>.0", "t<n>.1", ... in order. Tool lines
+stay inside that flow, one per line, rather than in posts of their own: a thread is read
+as a transcript, each new post notifies every follower of the thread, and a busy turn
+with dozens of tool calls would otherwise bury the answer under dozens of tiny posts and
+spend the server's rate limit on them. The completion line is a post of its own
+("t<n>.done"): creating it is what tells followers the turn is over (edits notify no one).
+
+Streaming is stable: a post is frozen once the text has moved on to the next post, and
+only the last post is edited as text grows. Only if something already frozen changes (a
+final text block that differs from its deltas, a failure mark on a tool line far up) are
+earlier posts put again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import attrs
+
+from supervisor.core.agent_events import (
+    AgentEvent,
+    TextBlock,
+    TextDelta,
+    ThinkingBlock,
+    ToolCall,
+    ToolOutcome,
+    TurnEnded,
+    TurnStarted,
+)
+from supervisor.core.markdown import (
+    MAX_POST_CHARS,
+    Fence,
+    Part,
+    closing_fence,
+    iter_cuts,
+    open_fence,
+    split_message,
+)
+from supervisor.core.thread_ops import PutPost
+
+__all__ = [
+    "KEY_ARGUMENTS",
+    "PutPost",
+    "TurnRenderer",
+    "code_span",
+    "split_message",
+    "tool_argument",
+]
+
+TOOL_ARGUMENT_CHARS = 120
+THINKING_LINES = 3
+THINKING_LINE_CHARS = 160
+
+# The one input that says what a call does, per tool; other tools show their input as JSON.
+KEY_ARGUMENTS = {
+    "Bash": "command",
+    "Read": "file_path",
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+    "Grep": "pattern",
+    "Glob": "pattern",
+    "WebFetch": "url",
+    "WebSearch": "query",
+    "Task": "description",
+}
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code, whatever backticks it holds."""
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or text[:1] == text[-1:] == " " else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def tool_argument(name: str, tool_input: dict[str, Any]) -> str:
+    """The key argument of a tool call as one line: the command, the path, the pattern..."""
+    key = KEY_ARGUMENTS.get(name)
+    value = tool_input.get(key) if key else None
+    if isinstance(value, str) and value.strip():
+        lines = value.strip().splitlines()
+        return lines[0] + (" …" if len(lines) > 1 else "")
+    if not tool_input:
+        return ""
+    return json.dumps(tool_input, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
+def tool_line(call: ToolCall, error: str | None = None) -> str:
+    """🔧 `Bash` `ls -la`; with an error: ❌ and the error's first line."""
+    argument = tool_argument(call.name, call.input)
+    line = f"{'❌' if error is not None else '🔧'} {code_span(call.name or 'tool')}"
+    if argument:
+        line += " " + code_span(shorten(argument, TOOL_ARGUMENT_CHARS))
+    first = (error or "").strip().split("\n", 1)[0].strip()
+    return f"{line} — {code_span(shorten(first, TOOL_ARGUMENT_CHARS))}" if first else line
+
+
+def thinking_quote(text: str) -> str:
+    """The first lines of a thinking block as a short quote."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    shown = [shorten(line, THINKING_LINE_CHARS) for line in lines[:THINKING_LINES]]
+    if len(lines) > THINKING_LINES and not shown[-1].endswith("…"):
+        shown[-1] += " …"
+    return "\n".join(["> 💭 " + shown[0], *("> " + line for line in shown[1:])])
+
+
+@attrs.define
+class _Segment:
+    """A piece of a turn's document. Text being streamed stays `streaming` until its
+    TextBlock arrives; `closing` caches the fence that must close it when it is not last."""
+
+    kind: Literal["text", "tool", "thinking"]
+    text: str
+    streaming: bool = False
+    closing: str | None = None
+
+    def set_text(self, text: str) -> None:
+        self.text, self.closing = text, None
+
+    def sealed(self) -> str:
+        """The text with any fence it left open closed, so what follows is not code."""
+        if self.closing is None:
+            fence = open_fence(self.text) if self.kind == "text" else None
+            self.closing = closing_fence(self.text, fence)
+        return self.text + self.closing
+
+
+@attrs.define
+class _Posts:
+    """The posts of one document. Invariant: `frozen` are the texts of full parts made
+    from `source` (a prefix of every later document, unless something frozen changed), and
+    `carry` is the fence open where `source` ends; `shown` is what each key was last put.
+    A part with nothing but whitespace gets no post: there would be nothing to see."""
+
+    prefix: str
+    limit: int
+    frozen: list[Part] = attrs.Factory(list)
+    source: str = ""
+    carry: Fence | None = None
+    shown: dict[int, str] = attrs.Factory(dict)
+
+    def update(self, document: str) -> list[PutPost]:
+        if not document.startswith(self.source):
+            self.frozen, self.source, self.carry = [], "", None
+        cuts = list(iter_cuts(document, len(self.source), self.carry, self.limit))
+        self.frozen.extend(cut.part for cut in cuts[:-1])
+        if len(cuts) > 1:
+            self.source, self.carry = document[: cuts[-2].end], cuts[-2].carry
+        parts = [*self.frozen, cuts[-1].part]
+        texts = {i: part.text for i, part in enumerate(parts) if part.body.strip()}
+        # A post that exists but has nothing left to show says so, briefly.
+        texts |= {i: "…" for i in self.shown if i not in texts}
+        ops = [
+            PutPost(f"{self.prefix}{i}", text)
+            for i, text in sorted(texts.items())
+            if self.shown.get(i) != text
+        ]
+        self.shown = texts
+        return ops
+
+
+@attrs.define
+class _Turn:
+    number: int
+    started_at: float
+    clock_known: bool  # started by start_turn or TurnStarted, not by a stray event
+    posts: _Posts
+    segments: list[_Segment] = attrs.Factory(list)
+    tools: dict[str, tuple[int, ToolCall]] = attrs.Factory(dict)
+
+    def document(self) -> str:
+        pieces: list[str] = []
+        for i, seg in enumerate(self.segments):
+            if i:
+                tools = seg.kind == self.segments[i - 1].kind == "tool"
+                pieces.append("\n" if tools else "\n\n")
+            last = i == len(self.segments) - 1
+            pieces.append(seg.text if last else seg.sealed())
+        return "".join(pieces)
+
+
+@attrs.define
+class TurnRenderer:
+    """Turns agent events into PutPost ops for the session's thread.
+
+    `cost_baseline` is the agent process's cumulative cost at the end of the last turn;
+    set it to 0.0 when the agent process is restarted (its total restarts from zero).
+    """
+
+    show_thinking: bool = True
+    limit: int = MAX_POST_CHARS
+    cost_baseline: float = 0.0
+    spent_usd: float = 0.0  # the sum of the turns' own costs
+    turns: int = 0
+    _turn: _Turn | None = None
+    _notices: int = 0
+
+    def start_turn(self, now: float) -> None:
+        """A prompt was sent: the turn's clock starts now."""
+        self.turns += 1
+        posts = _Posts(f"t{self.turns}.", self.limit)
+        self._turn = _Turn(self.turns, now, clock_known=True, posts=posts)
+
+    def notice(self, text: str) -> list[PutPost]:
+        """A message of the session's own ("queued", "session ended"), as new posts."""
+        self._notices += 1
+        parts = split_message(text, self.limit)
+        return [PutPost(f"n{self._notices}.{i}", part) for i, part in enumerate(parts)]
+
+    def feed(self, event: AgentEvent, now: float) -> list[PutPost]:
+        """What the thread should show after `event`."""
+        if isinstance(event, TurnStarted):
+            if self._turn is None:
+                self.start_turn(now)
+            return []
+        if isinstance(event, TurnEnded):
+            return self._end(event, now)
+        if isinstance(event, TextDelta | TextBlock | ThinkingBlock | ToolCall | ToolOutcome):
+            turn = self._current(now)
+            if self._apply(turn, event):
+                return turn.posts.update(turn.document())
+        return []  # permission and control traffic belongs to the session
+
+    def _current(self, now: float) -> _Turn:
+        if self._turn is None:
+            self.start_turn(now)
+            assert self._turn is not None
+            self._turn.clock_known = False
+        return self._turn
+
+    def _apply(self, turn: _Turn, event: AgentEvent) -> bool:
+        """Change the turn's document; False when nothing visible changed."""
+        segments = turn.segments
+        match event:
+            case TextDelta(text=text) if text:
+                if segments and segments[-1].kind == "text" and segments[-1].streaming:
+                    segments[-1].set_text(segments[-1].text + text)
+                else:
+                    segments.append(_Segment("text", text, streaming=True))
+            case TextBlock(text=text):
+                streamed = [s for s in segments if s.kind == "text" and s.streaming]
+                if streamed:
+                    streamed[-1].set_text(text)
+                    streamed[-1].streaming = False
+                elif text.strip():
+                    segments.append(_Segment("text", text))
+                else:
+                    return False
+            case ThinkingBlock(text=text) if self.show_thinking and text.strip():
+                segments.append(_Segment("thinking", thinking_quote(text)))
+            case ToolCall():
+                turn.tools[event.tool_use_id] = (len(segments), event)
+                segments.append(_Segment("tool", tool_line(event)))
+            case ToolOutcome(is_error=True) if event.tool_use_id in turn.tools:
+                index, call = turn.tools[event.tool_use_id]
+                segments[index].set_text(tool_line(call, error=event.text))
+            case _:
+                return False
+        return True
+
+    def _end(self, event: TurnEnded, now: float) -> list[PutPost]:
+        turn = self._current(now)
+        self._turn = None
+        seconds = now - turn.started_at
+        if not turn.clock_known and event.duration_ms:
+            seconds = event.duration_ms / 1000
+        line = completion_line(event, seconds, self._turn_cost(event.total_cost_usd))
+        return [PutPost(f"t{turn.number}.done", shorten(line, self.limit))]
+
+    def _turn_cost(self, total: float) -> float:
+        """This turn's own cost, from the process's cumulative total."""
+        if total <= 0:
+            return 0.0  # no figure: keep the baseline for the next turn
+        baseline = self.cost_baseline if total >= self.cost_baseline else 0.0
+        self.cost_baseline = total
+        self.spent_usd += total - baseline
+        return total - baseline
+
+
+def completion_line(event: TurnEnded, seconds: float, cost: float) -> str:
+    """The end of a turn, said plainly: how it ended, how long it took, what it cost."""
+    stats = f"{format_duration(seconds)} · {format_cost(cost)}"
+    if event.terminal_reason.startswith("aborted"):
+        return f"⏹️ Interrupted. · {stats}"
+    if event.subtype == "error_max_turns":
+        return f"⚠️ Stopped: the turn limit was reached ({event.num_turns} turns). · {stats}"
+    if event.subtype.startswith("error_max_budget"):
+        return f"⚠️ Stopped: the cost budget was reached. · {stats}"
+    if not event.is_error and event.subtype == "success":
+        return f"✅ Done · {stats}"
+    errors = [e.strip() for e in event.errors if e.strip()]
+    message = "\n".join(errors) or (event.result.strip() if event.is_error else "")
+    message = message or event.subtype.replace("_", " ")
+    first, _, more = message.partition("\n")
+    line = f"⚠️ {shorten(first, 300)} · {stats}"
+    if more.strip():
+        line += "\n" + "\n".join("> " + ln for ln in shorten(more.strip(), 1000).splitlines())
+    return line
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+def format_cost(usd: float) -> str:
+    return f"${usd:.2f}" if usd >= 1 else f"${usd:.4f}"

@@ -1,0 +1,318 @@
+"""The thread outbox, driven against an in-memory server with simulated time."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.core.agent_events import TextBlock, TextDelta, TurnEnded
+from supervisor.core.outbox import Action, Call, Create, Edit, Idle, Outbox, Wait
+from supervisor.core.render import TurnRenderer
+from supervisor.core.thread_ops import PutPost
+
+
+@attrs.define
+class FakeServer:
+    """Posts by id, deduplicating creates on pending post ids like Mattermost does."""
+
+    posts: dict[str, str] = attrs.Factory(dict)
+    key_of: dict[str, str] = attrs.Factory(dict)  # post id -> outbox key
+    by_pending: dict[str, str] = attrs.Factory(dict)
+
+    def create(self, key: str, text: str, pending_post_id: str) -> str:
+        if pending_post_id in self.by_pending:
+            return self.by_pending[pending_post_id]
+        post_id = f"p{len(self.posts)}"
+        self.posts[post_id] = text
+        self.key_of[post_id] = key
+        self.by_pending[pending_post_id] = post_id
+        return post_id
+
+    def edit(self, post_id: str, text: str) -> None:
+        self.posts[post_id] = text
+
+    def text_of(self) -> dict[str, str]:
+        return {self.key_of[pid]: text for pid, text in self.posts.items()}
+
+
+@attrs.define
+class Driver:
+    """Makes the outbox's calls against the server, checking the rules as it goes."""
+
+    outbox: Outbox
+    server: FakeServer = attrs.Factory(FakeServer)
+    now: float = 0.0
+    calls: list[tuple[float, Call]] = attrs.Factory(list)
+    acked: dict[str, str] = attrs.Factory(dict)  # what the outbox knows the server shows
+    tried: dict[str, set[str]] = attrs.Factory(dict)  # texts of creates that failed
+
+    def step(self, outcome: str = "ok") -> Action:
+        """Ask for the next action and, if it is a call, make it at once."""
+        action = self.issue()
+        if isinstance(action, Create | Edit):
+            self.complete(action, outcome)
+        return action
+
+    def issue(self) -> Action:
+        action = self.outbox.next_action(self.now)
+        if isinstance(action, Wait):
+            assert action.until > self.now
+        if isinstance(action, Create | Edit):
+            assert self.outbox.next_action(self.now) == Idle()  # one call at a time
+            self.check(action)
+            self.calls.append((self.now, action))
+        return action
+
+    def complete(self, action: Call, outcome: str = "ok") -> None:
+        if outcome == "fail":  # never reached the server
+            self.failed(action)
+            return
+        if isinstance(action, Create):
+            post_id = self.server.create(action.key, action.text, action.pending_post_id)
+        else:
+            self.server.edit(action.post_id, action.text)
+            post_id = action.post_id
+        if outcome == "lost":  # reached the server, but the answer was lost
+            self.failed(action)
+        else:
+            self.outbox.done(action, post_id, self.now)
+            self.acked[action.key] = action.text
+            if isinstance(action, Create) and self.tried.get(action.key, set()) - {action.text}:
+                del self.acked[action.key]  # an older attempt may be what the post shows
+
+    def failed(self, action: Call) -> None:
+        self.outbox.failed(action, self.now)
+        self.tried.setdefault(action.key, set()).add(action.text)
+        if isinstance(action, Edit):
+            self.acked.pop(action.key, None)  # the outbox cannot know what the post shows
+
+    def check(self, action: Call) -> None:
+        assert action.text != self.acked.get(action.key)  # only what the server lacks
+        if isinstance(action, Create):
+            assert self.outbox.post_id(action.key) is None
+            assert action.pending_post_id == self.outbox.pending_post_id(action.key)
+            return
+        earlier = [t for t, call in self.calls if call.key == action.key]
+        assert earlier[-1] + self.outbox.edit_interval <= self.now
+
+    def drain(self) -> None:
+        for _ in range(10_000):
+            action = self.step()
+            if isinstance(action, Idle):
+                return
+            if isinstance(action, Wait):
+                self.now = action.until
+        raise AssertionError("the outbox never settled")
+
+    def edits(self, key: str) -> list[float]:
+        return [t for t, call in self.calls if isinstance(call, Edit) and call.key == key]
+
+
+KEYS = [f"k{i}" for i in range(6)]
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.sampled_from(KEYS), st.text(alphabet="abc", max_size=4)),
+        st.tuples(st.just("tick"), st.floats(0, 2.0)),
+        st.tuples(st.just("call"), st.sampled_from(["ok", "ok", "ok", "fail", "lost"])),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=600)
+@given(STEPS, st.sampled_from([0.0, 0.3, 0.7, 1.5]))
+def test_any_history_settles_in_order_spaced_and_complete(
+    steps: list[tuple[object, ...]], interval: float
+) -> None:
+    driver = Driver(Outbox(interval, id_prefix="test"))
+    wanted: dict[str, str] = {}
+    for step in steps:
+        match step:
+            case ("put", str(key), str(text)):
+                driver.outbox.put(PutPost(key, text), driver.now)
+                wanted[key] = text
+            case ("tick", float(dt)):
+                driver.now += dt
+            case ("call", str(outcome)):
+                driver.step(outcome)
+    driver.drain()
+    assert driver.outbox.is_settled()
+    assert driver.server.text_of() == wanted  # every post once, showing its last text
+    created = list(driver.server.key_of.values())
+    assert created == list(wanted)  # created in the order keys were first put
+    issued = [call.key for _, call in driver.calls if isinstance(call, Create)]
+    assert [k for i, k in enumerate(issued) if i == 0 or issued[i - 1] != k] == created
+    for key in wanted:
+        edits = driver.edits(key)
+        assert all(a + interval <= b for a, b in itertools.pairwise(edits))
+        assert driver.outbox.post_id(key) in driver.server.posts
+
+
+def test_puts_within_the_interval_coalesce_into_one_edit() -> None:
+    driver = Driver(Outbox(0.7, id_prefix="test"))
+    driver.outbox.put(PutPost("a", "0"), 0.0)
+    assert driver.step() == Create("a", "0", "test:0")
+    for i in range(1, 50):
+        driver.now = i / 100
+        driver.outbox.put(PutPost("a", str(i)), driver.now)
+        assert driver.step() == Wait(0.7)
+    driver.now = 0.7
+    assert driver.step() == Edit("a", "p0", "49")
+    assert driver.step() == Idle()
+    assert driver.outbox.is_settled()
+
+
+def test_a_text_changed_while_its_create_was_in_flight_is_edited_after() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost("a", "first"), 0.0)
+    create = outbox.next_action(0.0)
+    assert isinstance(create, Create)
+    outbox.put(PutPost("a", "second"), 0.1)
+    assert outbox.next_action(0.1) == Idle()  # the create is still in flight
+    outbox.done(create, "p1", 0.2)
+    assert not outbox.is_settled()
+    assert outbox.next_action(0.2) == Wait(0.5)  # spaced from the create
+    assert outbox.next_action(0.5) == Edit("a", "p1", "second")
+
+
+def test_unchanged_text_is_never_sent_again() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost("a", "same"), 0.0)
+    create = outbox.next_action(0.0)
+    assert isinstance(create, Create)
+    outbox.done(create, "p1", 0.0)
+    outbox.put(PutPost("a", "same"), 1.0)
+    assert outbox.next_action(1.0) == Idle()
+    outbox.put(PutPost("a", "other"), 1.0)
+    outbox.put(PutPost("a", "same"), 1.1)  # changed back before it was sent
+    assert outbox.next_action(1.1) == Idle() and outbox.is_settled()
+
+
+def test_creates_keep_order_and_the_oldest_dirty_post_goes_first() -> None:
+    driver = Driver(Outbox(1.0, id_prefix="test"))
+    for key in ("a", "b"):
+        driver.outbox.put(PutPost(key, key), 0.0)
+        driver.step()
+    driver.outbox.put(PutPost("b", "b2"), 0.5)
+    driver.outbox.put(PutPost("a", "a2"), 0.5)
+    driver.outbox.put(PutPost("c", "c"), 0.5)
+    driver.now = 0.5
+    assert driver.step() == Create("c", "c", "test:2")  # edits are not due yet
+    driver.now = 2.0
+    assert driver.step() == Edit("a", "p0", "a2")  # oldest key first
+    assert driver.step() == Edit("b", "p1", "b2")
+    assert driver.step() == Idle()
+
+
+def test_a_failed_create_is_retried_with_the_same_pending_id_and_never_doubles() -> None:
+    driver = Driver(Outbox(0.5, id_prefix="test"))
+    driver.outbox.put(PutPost("a", "hello"), 0.0)
+    driver.outbox.put(PutPost("b", "world"), 0.0)
+    first = driver.step("lost")  # the server made the post, the answer timed out
+    assert driver.step("fail") == first  # still due, and still first
+    assert driver.step() == first
+    assert driver.step() == Create("b", "world", "test:1")
+    assert driver.server.text_of() == {"a": "hello", "b": "world"}
+    assert len(driver.server.posts) == 2
+
+
+def test_a_create_retried_with_a_new_text_is_followed_by_an_edit() -> None:
+    driver = Driver(Outbox(0.5, id_prefix="test"))
+    driver.outbox.put(PutPost("a", "old"), 0.0)
+    driver.step("lost")
+    driver.outbox.put(PutPost("a", "new"), 0.1)
+    driver.now = 0.1
+    assert driver.step() == Create("a", "new", "test:0")
+    assert driver.server.text_of() == {"a": "old"}  # the server answered with the first post
+    assert driver.step() == Wait(0.6)
+    driver.drain()
+    assert driver.server.text_of() == {"a": "new"}
+
+
+def test_a_failed_edit_is_retried_no_sooner_than_the_interval() -> None:
+    driver = Driver(Outbox(0.5, id_prefix="test"))
+    driver.outbox.put(PutPost("a", "1"), 0.0)
+    driver.step()
+    driver.outbox.put(PutPost("a", "2"), 0.1)
+    driver.now = 0.5
+    assert driver.step("fail") == Edit("a", "p0", "2")
+    assert driver.step() == Wait(1.0)
+
+
+def test_a_post_given_up_does_not_block_the_thread() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost("a", "x" * 99999), 0.0)
+    outbox.put(PutPost("b", "fine"), 0.0)
+    refused = outbox.next_action(0.0)
+    assert isinstance(refused, Create)
+    outbox.dropped(refused, 0.0)
+    assert outbox.next_action(0.0) == Create("b", "fine", outbox.pending_post_id("b"))
+    outbox.put(PutPost("a", "still too long"), 0.1)  # a given-up post stays given up
+    create_b = Create("b", "fine", outbox.pending_post_id("b"))
+    outbox.done(create_b, None, 0.1)  # a create without a post id gives up too
+    assert outbox.next_action(0.2) == Idle() and outbox.is_settled()
+    assert outbox.post_id("a") is None and outbox.post_id("b") is None
+
+
+def test_only_the_call_in_flight_can_finish() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost("a", "x"), 0.0)
+    with pytest.raises(RuntimeError):
+        outbox.done(Create("a", "x", "test:0"), "p1", 0.0)
+    call = outbox.next_action(0.0)
+    assert isinstance(call, Create)
+    with pytest.raises(RuntimeError):
+        outbox.failed(Edit("a", "p1", "x"), 0.0)
+
+
+def test_pending_post_ids_are_stable_per_post_and_unique_across_outboxes() -> None:
+    one, two = Outbox(0.5), Outbox(0.5)
+    for outbox in (one, two):
+        outbox.put(PutPost("t1.0", "a"), 0.0)
+        outbox.put(PutPost("t1.1", "b"), 0.0)
+        outbox.put(PutPost("t1.0", "changed"), 0.0)
+    ids = {o.pending_post_id(k) for o in (one, two) for k in ("t1.0", "t1.1")}
+    assert len(ids) == 4 and all(len(i) <= 64 for i in ids)
+    assert one.pending_post_id("t1.0") == one.pending_post_id("t1.0")
+    with pytest.raises(ValueError):
+        Outbox(0.5, id_prefix="x" * 60)
+
+
+def test_a_stream_of_deltas_is_coalesced_to_few_edits_per_post() -> None:
+    """10 s of small deltas, edit_interval 0.7 s, each call taking 50 ms."""
+    interval, latency = 0.7, 0.05
+    renderer = TurnRenderer()
+    driver = Driver(Outbox(interval, id_prefix="test"))
+    renderer.start_turn(0.0)
+    answer = "".join(f"Line {i}: the quick brown fox jumps.\n" for i in range(600))
+    in_flight: tuple[float, Call] | None = None
+    wanted: dict[str, str] = {}
+    for tick in range(1001):
+        driver.now = tick / 100
+        for op in renderer.feed(TextDelta(answer[tick * 22 : (tick + 1) * 22]), driver.now):
+            driver.outbox.put(op, driver.now)
+            wanted[op.key] = op.text
+        if in_flight is not None and driver.now >= in_flight[0]:
+            driver.complete(in_flight[1])
+            in_flight = None
+        if in_flight is None:
+            action = driver.issue()
+            if isinstance(action, Create | Edit):
+                in_flight = (driver.now + latency, action)
+    if in_flight is not None:
+        driver.now = in_flight[0]
+        driver.complete(in_flight[1])
+    assert set(wanted) == {"t1.0", "t1.1"}  # the answer needed a second post
+    for key in wanted:
+        assert len(driver.edits(key)) <= math.ceil(10 / interval) + 1
+    for op in renderer.feed(TextBlock(answer[:22000]), 10.0) + renderer.feed(TurnEnded(), 10.0):
+        driver.outbox.put(op, driver.now)
+        wanted[op.key] = op.text
+    driver.drain()
+    assert driver.server.text_of() == wanted
+    assert all(len(text) <= 16383 for text in wanted.values())
