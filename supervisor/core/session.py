@@ -185,7 +185,6 @@ class SessionCore:
     resuming: bool = False  # the running agent was started with --resume
     model: str = ""
     turns: int = 0
-    total_cost_usd: float = 0.0
     last_active_at: float = 0.0
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -235,6 +234,7 @@ class SessionCore:
 
     def agent_ready(self, pid: int, now: float) -> list[Effect]:
         self._set(S.IDLE)
+        self.renderer.cost_baseline = 0.0  # a new process counts its cost from zero
         effects: list[Effect] = [self._save(pgid=pid, status="live")]
         return effects + self._next_prompt(now)
 
@@ -247,8 +247,11 @@ class SessionCore:
             return self._launch(now)
         if self.state is S.IDLE:
             return self._next_prompt(now)
-        ahead = len(self.queue) - 1 + (1 if self.turn else 0)
-        return [self._note(f"⏳ Queued: it runs after the current turn ({ahead} ahead).")]
+        if not self.state.in_turn:
+            return []  # the agent is starting: the prompt goes in as soon as it is up
+        ahead = len(self.queue) - 1
+        waiting = f" and {ahead} queued before it" if ahead else ""
+        return [self._note(f"⏳ Queued: it runs after the current turn{waiting}.")]
 
     def _next_prompt(self, now: float) -> list[Effect]:
         if self.state is not S.IDLE or not self.queue:
@@ -289,7 +292,6 @@ class SessionCore:
             effects += self._settle(request_id, "cancelled", None)
         turn, self.turn = self.turn, None
         self.turns += 1
-        self.total_cost_usd = max(self.total_cost_usd, event.total_cost_usd)
         if turn is not None:
             if turn.watchdog:
                 effects.append(self._note(_watchdog_text(turn.watchdog, "interrupted")))
@@ -504,7 +506,7 @@ class SessionCore:
                 f"- directory: `{r.cwd}`",
                 f"- agent session: `{r.id}`",
                 f"- model: {self.model or 'not known yet'}",
-                f"- turns: {self.turns} · cost so far: ${self.total_cost_usd:.4f}",
+                f"- turns: {self.turns} · cost so far: ${self.renderer.spent_usd:.4f}",
                 f"- queued prompts: {len(self.queue)}",
             ]
         )

@@ -1,0 +1,132 @@
+"""Issue 2 end to end: the fake Mattermost, the real supervisor, real fake-agent processes."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import trio
+
+from tests.harness import world
+
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+async def test_new_session_thread_root_and_a_prompt_answered_in_it(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root_id = await w.new_session("alpha")
+        root = w.post(root_id)
+        assert "alpha" in root["message"] and str(w.work / "alpha") in root["message"]
+        assert ISO_UTC.search(root["message"])
+        record = next(r for r in w.supervisor.store.state.sessions.values() if r.name == "alpha")  # type: ignore[union-attr]
+        assert record.short_id in root["message"]
+        # the command is answered with a link to the thread
+        await w.wait_for(lambda: any(root_id in p["message"] for p in w.bot_posts() if "Started session" in p["message"]))
+        await w.say("hello there", root_id)
+        text = await w.answered(root_id, "hello there")
+        assert "echo" in text
+        # every bot post about the prompt lives in the thread
+        answers = [p for p in w.bot_posts() if "hello there" in p["message"]]
+        assert answers and all(p["root_id"] == root_id for p in answers)
+        starts = w.agent_starts()
+        assert len(starts) == 1
+        argv = starts[0]["argv"]
+        for flag in ("--output-format", "--input-format", "--verbose", "--permission-prompt-tool"):
+            assert flag in argv
+        assert argv[argv.index("--session-id") + 1] == record.id
+        assert starts[0]["cwd"] == str(w.work / "alpha")
+
+
+async def test_ten_sessions_five_prompts_each_reach_the_right_agent_once(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        roots = {}
+        for n in range(10):
+            roots[f"s{n}"] = await w.new_session(f"s{n}")
+        await w.wait_for(lambda: len(w.agent_starts()) == 10)
+        async with trio.open_nursery() as nursery:
+            for name, root in roots.items():
+                for k in range(5):
+                    nursery.start_soon(w.say, f"prompt {name}-{k}", root)
+        for name, root in roots.items():
+            for k in range(5):
+                await w.answered(root, f"prompt {name}-{k}", timeout=60)
+        # each prompt reached exactly one process, the one of its own session, once
+        by_process = w.prompts_by_process()
+        seen: dict[str, str] = {}
+        for process, prompts in by_process.items():
+            names = {p.split("-")[0].removeprefix("prompt ") for p in prompts}
+            assert len(names) == 1, f"process {process} got prompts of {names}"
+            for prompt in prompts:
+                assert prompt not in seen, f"{prompt} reached two processes"
+                seen[prompt] = process
+        assert len(seen) == 50
+        # and each answer landed only in its own thread
+        for name, root in roots.items():
+            text = w.thread_text(root)
+            others = [o for o in roots if o != name]
+            assert not any(f"prompt {o}-" in text for o in others)
+
+
+async def test_main_dm_text_strangers_and_bot_reach_no_agent(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("please fix the build")  # a root post that is no command
+        await w.wait_for(lambda: any("Prompts go into a session thread" in p["message"] for p in w.bot_posts()))
+        # mallory is no allowed user: her own DM with the bot reaches nothing
+        evil = await w.say("!new evil", user="mallory")
+        await w.say("do evil", evil["id"], user="mallory")
+        await w.server.user_react("mallory", evil["id"], "octagonal_sign")
+        await w.say("!bogus")
+        await w.wait_for(lambda: any("unknown command" in p["message"] for p in w.bot_posts()))
+        await w.say("real prompt", root)
+        await w.answered(root, "real prompt")
+        prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+        assert prompts == ["real prompt"]
+        assert "do evil" not in w.thread_text(root)
+        assert not [p for p in w.server.posts_in_channel(w.server.dm_with_bot("mallory")["id"])
+                    if p["user_id"] == w.server.bot.id]
+        assert [r.name for r in w.supervisor.store.state.sessions.values()] == ["alpha"]  # type: ignore[union-attr]
+
+
+async def test_long_answer_with_a_fence_across_the_split(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("[fence 40000] big one", root)
+        await w.wait_for(lambda: any("Done" in p["message"] or "✅" in p["message"] for p in w.bot_posts(root)[-1:]), 60)
+        posts = [p["message"] for p in w.bot_posts(root)]
+        answer_posts = [m for m in posts if len(m) > 1000]
+        assert len(answer_posts) >= 3
+        # complete and in order: every row of the agent's code block, once, in sequence
+        rows = re.findall(r"row (\d{5})", "\n".join(answer_posts))
+        assert rows == [f"{n:05d}" for n in range(1, len(rows) + 1)] and len(rows) > 800
+        for message in posts:
+            assert len(message) <= 16383
+            fences = [line for line in message.splitlines() if line.lstrip().startswith("```")]
+            assert len(fences) % 2 == 0, "a post with an unbalanced code fence"
+
+
+async def test_streaming_edits_are_coalesced_and_never_provoke_429(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.configure(render={"edit_interval_ms": 300}, mattermost={"requests_per_second": 10})
+        w.server.rate_limit(per_second=10, burst=10)
+        await w.start()
+        root = await w.new_session("alpha")
+        started = time.monotonic()
+        await w.say("[slow 3] stream me", root)
+        await w.answered(root, "stream me", timeout=30)
+        await w.wait_for(lambda: w.supervisor.tasks[root].core.turn is None, 30)  # type: ignore[union-attr]
+        elapsed = time.monotonic() - started
+        edits: dict[str, list[float]] = {}
+        for post_id, at in w.server.edits:
+            edits.setdefault(post_id, []).append(at)
+        assert edits, "the answer was never edited while it streamed"
+        for times in edits.values():
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            assert all(gap >= 0.3 - 0.02 for gap in gaps), gaps
+            assert len(times) <= elapsed / 0.3 + 2
+        assert w.server.stats.rate_limited == 0

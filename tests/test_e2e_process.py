@@ -1,0 +1,93 @@
+"""The supervisor as a real child process: signals, exit codes, configuration errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.harness import REPO, world, write_toml
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+async def test_sigterm_with_three_busy_sessions_exits_0_within_10s_leaving_no_agent(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        process = w.spawn()
+        roots = [await w.new_session(f"busy{n}") for n in range(3)]
+        for root in roots:
+            await w.say("[slow 30] keep streaming", root)
+        await w.wait_for(lambda: len(w.agent_starts()) == 3 and all(
+            "keep streaming" in w.thread_text(r) or w.bot_posts(r) for r in roots), 30)
+        await trio.sleep(1)  # the turns are running
+        agents = [(s["pid"], s["pgid"]) for s in w.agent_starts()]
+        assert all(_group_alive(pgid) for _, pgid in agents)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            while process.poll() is None:
+                await trio.sleep(0.02)
+        assert process.returncode == 0, w.log_text()
+        assert time.monotonic() - started < 10
+        for pid, pgid in agents:
+            assert not _group_alive(pgid), f"agent group {pgid} outlived the supervisor"
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+        assert w.server.bot_token not in w.log_text()
+
+
+CONFIG_ERRORS = {
+    "unknown key": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"], "colour": 1}}, "mattermost.colour"),
+    "wrong type": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}, "agent": {"turn_timeout_s": "long"}}, "agent.turn_timeout_s"),
+    "empty allowed_users": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": []}}, "mattermost.allowed_users"),
+    "missing token": ({"mattermost": {"url": "http://127.0.0.1:9", "allowed_users": ["a"]}}, "mattermost.token"),
+    "cwd that does not exist": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}, "agent": {"default_cwd": "/no/such/dir"}}, "agent.default_cwd"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_configuration_errors_exit_2_naming_the_key_and_start_nothing(tmp_path: Path, case: str) -> None:
+    tables, key = CONFIG_ERRORS[case]
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {**tables, "state": {"dir": str(tmp_path / "state")}})  # type: ignore[dict-item]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_MATTERMOST")}
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, env={**env, "PYTHONPATH": str(REPO)}, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert key in message and "\n" not in message, message
+    assert not (tmp_path / "state").exists(), "a bad configuration must start nothing"
+
+
+def test_a_session_cwd_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "supervisor.toml"
+    write_toml(
+        config,
+        {"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}},
+        sessions=[{"name": "x", "cwd": "/no/such/place"}],
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2 and "sessions[0].cwd" in result.stderr
+
+
+def test_no_arguments_prints_usage_and_version_works() -> None:
+    bare = subprocess.run([sys.executable, "-m", "supervisor"], capture_output=True, text=True, timeout=30)
+    assert bare.returncode == 2 and "usage" in bare.stderr
+    version = subprocess.run([sys.executable, "-m", "supervisor", "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("supervisor ")
