@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up everything the tests need, from the project's own files: a project-local virtual
+# environment (.venv) with the package and its test dependencies, and the pinned Claude
+# Code CLI for the real-agent tests (.cache/claude-code). Idempotent and quick once done.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
+
+if command -v npm >/dev/null 2>&1; then
+    scripts/install_claude.sh >/dev/null
+elif [ "${CI:-}" = "true" ]; then
+    echo "error: npm is required in CI for the real Claude Code CLI tests" >&2
+    exit 1
+else
+    echo "note: npm not found; the real Claude Code CLI tests will be skipped" >&2
+fi
