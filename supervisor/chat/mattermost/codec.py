@@ -1,0 +1,370 @@
+"""The Mattermost wire format: WebSocket frames and REST bodies <-> supervisor types.
+
+This module owns the one cattrs converter that knows Mattermost's JSON shapes, and the
+frames it turns into chat-neutral events (`supervisor.core.events`). It is sans-IO: text
+or parsed JSON goes in, values come out. It must never do I/O, log, or let any exception
+other than `MalformedFrame` escape while decoding what a server sent.
+
+Tolerance rules (a server upgrade must not take the supervisor down):
+- unknown fields are ignored, unknown event types decode to an `EventFrame` without an
+  event (its `seq` still counts, so the reader's sequence tracking stays right);
+- anything that is not the shape we rely on (bad JSON, a missing required field, a value
+  of the wrong type) raises `MalformedFrame` with a short reason; the reader logs and
+  drops it. Primitive types are checked strictly: cattrs would otherwise turn 5 into "5".
+
+Quirk: in `posted`, `post_edited`, `post_deleted` and `reaction_*` events, `data.post` and
+`data.reaction` are JSON *strings* holding the object, not objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+from supervisor.chat import ChatUser
+from supervisor.core.events import (
+    ChatEvent,
+    FileRef,
+    Hello,
+    Post,
+    PostDeleted,
+    Posted,
+    PostEdited,
+    Reaction,
+    ReactionAdded,
+    ReactionRemoved,
+)
+
+T = TypeVar("T")
+JSONObject = dict[str, Any]
+
+_REASON_LIMIT = 200  # a reason is for a log line, not a dump of the frame
+
+
+class MalformedFrame(Exception):
+    """A frame or body we cannot use. `seq` is set when the envelope itself was readable,
+    so the reader can count the frame even though it drops its content."""
+
+    def __init__(self, reason: str, seq: int | None = None) -> None:
+        super().__init__(reason[:_REASON_LIMIT])
+        self.reason = reason[:_REASON_LIMIT]
+        self.seq = seq
+
+
+# --- what comes out --------------------------------------------------------------
+
+
+@attrs.frozen
+class EventFrame:
+    """A server event. `event` is None for event types the supervisor does not use."""
+
+    seq: int
+    name: str
+    event: ChatEvent | None
+
+
+@attrs.frozen
+class Reply:
+    """The server's answer to one of our actions (`seq_reply` is the action's `seq`)."""
+
+    seq_reply: int
+    status: str  # "OK" or "FAIL"
+    error_id: str = ""
+
+
+Frame = EventFrame | Reply
+
+
+@attrs.frozen
+class PostList:
+    """`GET /channels/{id}/posts` and friends; `order` is newest first."""
+
+    order: tuple[str, ...] = ()
+    posts: dict[str, Post] = attrs.Factory(dict)
+    next_post_id: str = ""
+    prev_post_id: str = ""
+    has_next: bool = False
+
+
+@attrs.frozen
+class AppError:
+    """Mattermost's error body for any failed REST call."""
+
+    id: str = ""
+    message: str = ""
+    status_code: int = 0
+    request_id: str = ""
+
+
+@attrs.frozen
+class Channel:
+    id: str
+    type: str = ""
+    name: str = ""
+
+
+@attrs.frozen
+class NewPost:
+    """The body of `POST /posts`."""
+
+    channel_id: str
+    message: str
+    root_id: str = ""
+    file_ids: list[str] = attrs.Factory(list)
+    props: JSONObject = attrs.Factory(dict)
+    pending_post_id: str = ""
+
+
+@attrs.frozen
+class UploadResult:
+    """The body of `POST /files`."""
+
+    file_infos: tuple[FileRef, ...] = ()
+
+
+# --- the wire shapes we only pass through ---------------------------------------
+
+
+@attrs.frozen
+class _Broadcast:
+    channel_id: str = ""
+    user_id: str = ""
+
+
+@attrs.frozen
+class _Envelope:
+    event: str
+    seq: int
+    data: JSONObject | None = None  # the server sends {} but a null is harmless
+    broadcast: _Broadcast | None = None
+
+
+@attrs.frozen
+class _ReplyWire:
+    seq_reply: int
+    status: str = ""
+    error: JSONObject | None = None
+
+
+@attrs.frozen
+class _HelloData:
+    connection_id: str
+    server_version: str = ""
+
+
+@attrs.frozen
+class _PostData:
+    post: str  # a JSON string holding the Post
+    channel_type: str = ""
+
+
+@attrs.frozen
+class _ReactionData:
+    reaction: str  # a JSON string holding the Reaction
+
+
+@attrs.frozen
+class _Action:
+    seq: int
+    action: str
+    data: JSONObject | None = None
+
+
+# --- the converter ---------------------------------------------------------------
+
+
+def _strict(kind: type[T], label: str) -> Callable[[Any, Any], T]:
+    def structure(value: Any, _: Any) -> T:
+        # bool is an int in Python, but never one on Mattermost's wire.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"expected {label}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _id_tuple(value: Any, _: Any) -> tuple[str, ...]:
+    if value is None:  # Go marshals an empty slice as null
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
+
+
+def _json_object(value: Any, _: Any) -> JSONObject:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    converter.register_structure_hook(str, _strict(str, "a string"))
+    converter.register_structure_hook(int, _strict(int, "an integer"))
+    converter.register_structure_hook(bool, _strict(bool, "a boolean"))
+    converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _id_tuple)
+    converter.register_structure_hook_func(lambda t: t == JSONObject, _json_object)
+    return converter
+
+
+converter = _make_converter()
+"""The one converter for every Mattermost shape (frames, REST bodies, actions)."""
+
+# Anything a hostile or buggy payload can make json/cattrs raise. RecursionError: a deeply
+# nested array; AttributeError/KeyError: cattrs probing a value of the wrong shape.
+_DECODE_ERRORS = (
+    cattrs.BaseValidationError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    RecursionError,
+)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return f"{type(exc).__name__}: {exc}"
+
+
+def structure(value: Any, kind: type[T]) -> T:
+    """Structure parsed JSON as `kind`; raise `MalformedFrame` if it does not fit."""
+    try:
+        return converter.structure(value, kind)
+    except _DECODE_ERRORS as exc:
+        raise MalformedFrame(f"{kind.__name__}: {_reason(exc)}") from None
+
+
+def loads(text: str | bytes, kind: type[T]) -> T:
+    """Parse JSON text and structure it as `kind`; raise `MalformedFrame` if either fails."""
+    try:
+        value = json.loads(text)
+    except _DECODE_ERRORS as exc:
+        raise MalformedFrame(f"not JSON: {_reason(exc)}") from None
+    return structure(value, kind)
+
+
+# --- WebSocket frames ------------------------------------------------------------
+
+
+def decode_frame(text: str | bytes) -> Frame:
+    """One WebSocket text frame -> an event (with its seq) or a reply to our action."""
+    try:
+        value = json.loads(text)
+    except _DECODE_ERRORS as exc:
+        raise MalformedFrame(f"not JSON: {_reason(exc)}") from None
+    if not isinstance(value, dict):
+        raise MalformedFrame(f"frame is a {type(value).__name__}, not an object")
+    if "event" not in value and "seq_reply" in value:
+        wire = structure(value, _ReplyWire)
+        error_id = wire.error.get("id", "") if wire.error else ""
+        return Reply(wire.seq_reply, wire.status, error_id if isinstance(error_id, str) else "")
+    try:
+        envelope = structure(value, _Envelope)
+    except MalformedFrame as exc:
+        # A usable seq still lets the reader count the frame instead of seeing a gap and
+        # reconnecting, only to be replayed the same frame.
+        seq = value.get("seq")
+        raise MalformedFrame(exc.reason, seq if type(seq) is int else None) from None
+    decode = _EVENT_DECODERS.get(envelope.event)
+    if decode is None:
+        return EventFrame(envelope.seq, envelope.event, None)
+    try:
+        event = decode(envelope)
+    except MalformedFrame as exc:
+        # The envelope was fine, so its seq is trustworthy: the reader can count it.
+        raise MalformedFrame(f"{envelope.event}: {exc.reason}", envelope.seq) from None
+    return EventFrame(envelope.seq, envelope.event, event)
+
+
+def _data(envelope: _Envelope, kind: type[T]) -> T:
+    return structure(envelope.data or {}, kind)
+
+
+def _post(envelope: _Envelope) -> tuple[Post, _PostData]:
+    data = _data(envelope, _PostData)
+    return loads(data.post, Post), data
+
+
+def _reaction(envelope: _Envelope) -> Reaction:
+    reaction = loads(_data(envelope, _ReactionData).reaction, Reaction)
+    # Older servers leave channel_id out of the reaction; the broadcast always has it.
+    if not reaction.channel_id and envelope.broadcast is not None:
+        reaction = attrs.evolve(reaction, channel_id=envelope.broadcast.channel_id)
+    return reaction
+
+
+def _posted(envelope: _Envelope) -> ChatEvent:
+    post, data = _post(envelope)
+    return Posted(post, channel_type=data.channel_type)
+
+
+def _hello(envelope: _Envelope) -> ChatEvent:
+    data = _data(envelope, _HelloData)
+    return Hello(data.connection_id, data.server_version)
+
+
+_EVENT_DECODERS: dict[str, Callable[[_Envelope], ChatEvent]] = {
+    "hello": _hello,
+    "posted": _posted,
+    "post_edited": lambda envelope: PostEdited(_post(envelope)[0]),
+    "post_deleted": lambda envelope: PostDeleted(_post(envelope)[0]),
+    "reaction_added": lambda envelope: ReactionAdded(_reaction(envelope)),
+    "reaction_removed": lambda envelope: ReactionRemoved(_reaction(envelope)),
+}
+
+
+# --- client actions --------------------------------------------------------------
+
+
+def encode_action(seq: int, action: str, data: JSONObject | None = None) -> str:
+    """A client action frame. Mattermost refuses actions with `seq <= 0`."""
+    if seq <= 0:
+        raise ValueError(f"action seq must be > 0, got {seq}")
+    wire = converter.unstructure(_Action(seq, action, data))
+    if data is None:
+        del wire["data"]
+    return json.dumps(wire, separators=(",", ":"))
+
+
+def encode_typing(seq: int, channel_id: str, parent_id: str = "") -> str:
+    return encode_action(seq, "user_typing", {"channel_id": channel_id, "parent_id": parent_id})
+
+
+def encode_ping(seq: int) -> str:
+    return encode_action(seq, "ping")
+
+
+# --- REST bodies -----------------------------------------------------------------
+
+
+def decode_user(value: Any) -> ChatUser:
+    return structure(value, ChatUser)
+
+
+def decode_users(value: Any) -> list[ChatUser]:
+    if not isinstance(value, list):
+        raise MalformedFrame(f"expected a list of users, got {type(value).__name__}")
+    return [decode_user(item) for item in value]
+
+
+def decode_post(value: Any) -> Post:
+    return structure(value, Post)
+
+
+def decode_post_list(value: Any) -> PostList:
+    return structure(value, PostList)
+
+
+def decode_file_info(value: Any) -> FileRef:
+    return structure(value, FileRef)
+
+
+def unstructure(value: Any) -> Any:
+    """A request body as plain JSON values."""
+    return converter.unstructure(value)

@@ -1,0 +1,153 @@
+"""`MattermostLink`: the `ChatLink` the rest of the supervisor talks to, for Mattermost.
+
+This module only composes: REST calls go to `MattermostRest`, events and typing notices
+go through `MattermostWebSocket`. It owns no logic of its own beyond the permalink format,
+and must never hold state that the two parts would have to keep in step.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import trio
+
+from supervisor.chat import ChatUser, tls
+from supervisor.chat.mattermost.rest import MattermostRest
+from supervisor.chat.mattermost.websocket import MattermostWebSocket
+from supervisor.core.backoff import RECONNECT_BACKOFF, REST_BACKOFF, Backoff
+from supervisor.core.events import ChatEvent, FileRef, Post
+
+if TYPE_CHECKING:
+    from supervisor.chat import ChatLink
+
+
+class MattermostLink:
+    """Start with `await MattermostLink.connect(...)`, then `await nursery.start(link.run)`
+    to receive events; `aclose()` when done."""
+
+    def __init__(self, rest: MattermostRest, websocket: MattermostWebSocket, me: ChatUser) -> None:
+        self.me = me
+        self.rest = rest
+        self.websocket = websocket
+
+    @classmethod
+    async def connect(
+        cls,
+        base_url: str,
+        token: str,
+        events: trio.MemorySendChannel[ChatEvent],
+        *,
+        requests_per_second: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rest_backoff: Backoff = REST_BACKOFF,
+        reconnect_backoff: Backoff = RECONNECT_BACKOFF,
+        ping_interval: float = 30.0,
+        rng: random.Random | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> MattermostLink:
+        """Who are we? (retried until the server answers; a bad token raises ChatError.)"""
+        # One context for both halves: building one parses the whole CA bundle.
+        ssl_context = ssl_context or tls.ssl_context()
+        rest = MattermostRest(
+            base_url,
+            token,
+            transport=transport,
+            requests_per_second=requests_per_second,
+            backoff=rest_backoff,
+            rng=rng,
+            ssl_context=ssl_context,
+        )
+        try:
+            me = await rest.get_me()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await rest.aclose()
+            raise
+        websocket = MattermostWebSocket(
+            base_url,
+            token,
+            events,
+            backoff=reconnect_backoff,
+            ping_interval=ping_interval,
+            rng=rng,
+            ssl_context=ssl_context,
+        )
+        return cls(rest, websocket, me)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The event stream; started once the server said hello. Runs until cancelled."""
+        await self.websocket.run(task_status=task_status)
+
+    async def aclose(self) -> None:
+        await self.rest.aclose()
+
+    def permalink(self, post_id: str) -> str:
+        return f"{self.rest.base_url}/_redirect/pl/{post_id}"
+
+    async def send_typing(self, channel_id: str, parent_id: str) -> None:
+        # Over the socket, not REST: typing must never spend the request budget that
+        # answers are waiting on, and it is fine to lose.
+        self.websocket.send_typing(channel_id, parent_id)
+
+    async def ping(self) -> str:
+        return await self.rest.ping()
+
+    # --- the REST part of ChatLink, as is ----------------------------------------------
+
+    async def create_post(
+        self,
+        channel_id: str,
+        message: str,
+        *,
+        root_id: str = "",
+        file_ids: tuple[str, ...] = (),
+        pending_post_id: str = "",
+        props: dict[str, Any] | None = None,
+    ) -> Post:
+        return await self.rest.create_post(
+            channel_id,
+            message,
+            root_id=root_id,
+            file_ids=file_ids,
+            pending_post_id=pending_post_id,
+            props=props,
+        )
+
+    async def edit_post(self, post_id: str, message: str) -> Post:
+        return await self.rest.edit_post(post_id, message)
+
+    async def add_reaction(self, post_id: str, emoji_name: str) -> None:
+        await self.rest.add_reaction(post_id, emoji_name)
+
+    async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
+        return await self.rest.posts_since(channel_id, since_ms)
+
+    async def posts_after(self, channel_id: str, post_id: str) -> list[Post]:
+        return await self.rest.posts_after(channel_id, post_id)
+
+    async def file_info(self, file_id: str) -> FileRef:
+        return await self.rest.file_info(file_id)
+
+    async def download_file(self, file_id: str) -> bytes:
+        return await self.rest.download_file(file_id)
+
+    async def upload_file(self, channel_id: str, name: str, data: bytes) -> str:
+        return await self.rest.upload_file(channel_id, name, data)
+
+    async def user_by_username(self, username: str) -> ChatUser | None:
+        return await self.rest.user_by_username(username)
+
+    async def users_by_ids(self, user_ids: list[str]) -> list[ChatUser]:
+        return await self.rest.users_by_ids(user_ids)
+
+    async def direct_channel(self, user_id: str) -> str:
+        return await self.rest.direct_channel(user_id)
+
+
+if TYPE_CHECKING:
+    # mypy proves the protocol is met; nothing runs.
+    def _is_a_chat_link(link: MattermostLink) -> ChatLink:
+        return link

@@ -1,0 +1,337 @@
+"""The Mattermost REST client: every HTTP call the supervisor makes to the chat server.
+
+This module owns the HTTP session, the request budget and the retry loop. Each method
+retries transient failures (connection errors, timeouts, 5xx, 429) forever, with backoff;
+the caller bounds it with a cancel scope. Permanent refusals (other 4xx) raise `ChatError`.
+
+It must never:
+- log the token or the Authorization header (log lines carry method, path, status only);
+- send a request without taking a slot from the budget, so we never provoke the server's
+  rate limiter (an unthrottled burst of edits is exactly what a streaming answer makes);
+- take a `timeout=`: the per-request httpx timeout only detects dead connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import ssl
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import trio
+
+from supervisor.chat import ChatError, ChatUser, tls
+from supervisor.chat.mattermost import codec
+from supervisor.chat.mattermost.codec import MalformedFrame
+from supervisor.core.backoff import REST_BACKOFF, Backoff
+from supervisor.core.events import FileRef, Post
+from supervisor.core.ratelimit import TokenBucket
+
+log = logging.getLogger("supervisor.mattermost")
+T = TypeVar("T")
+
+# A dead TCP connection shows up as a timeout; 30 s is Mattermost's own write timeout.
+_REQUEST_TIMEOUT = 30.0
+# A bogus Retry-After must not stall the supervisor for a day; the caller's scope still
+# bounds the whole call, this only bounds one wait.
+_LONGEST_SERVER_WAIT = 300.0
+_SINCE_LIMIT = 1000  # GET /channels/{id}/posts?since= returns at most this many, unpaged
+_PAGE_SIZE = 200  # the server's largest per_page
+
+# Worth retrying: the request may not have reached the server, or the server failed.
+# (UnsupportedProtocol, LocalProtocolError: our bug or bad config, so they propagate.)
+_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def _is_transient(status: int) -> bool:
+    # 500 includes api.post.deduplicate_create_post.pending: the first copy of a post is
+    # still being created; retrying with the same pending_post_id returns it once done.
+    return status >= 500 or status == 408
+
+
+class MattermostRest:
+    """One HTTP client per server and token. Safe to share between tasks."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        requests_per_second: float = 10.0,
+        backoff: Backoff = REST_BACKOFF,
+        rng: random.Random | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.me: ChatUser | None = None  # set by get_me()
+        self._client = httpx.AsyncClient(
+            base_url=f"{self.base_url}/api/v4",
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+            timeout=_REQUEST_TIMEOUT,
+            # Never httpx's default (verify=True): it would call certifi.where(); see tls.
+            verify=ssl_context or tls.ssl_context(),
+        )
+        self._budget = TokenBucket(rate=requests_per_second, burst=max(1.0, requests_per_second))
+        self._backoff = backoff
+        self._rng = rng or random.Random()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- users and channels ------------------------------------------------------
+
+    async def get_me(self) -> ChatUser:
+        self.me = _decode(await self._call("GET", "/users/me"), codec.decode_user)
+        return self.me
+
+    async def user_by_username(self, username: str) -> ChatUser | None:
+        try:
+            response = await self._call("GET", f"/users/username/{quote(username, safe='')}")
+        except ChatError as error:
+            if error.status == 404:
+                return None
+            raise
+        return _decode(response, codec.decode_user)
+
+    async def users_by_ids(self, user_ids: list[str]) -> list[ChatUser]:
+        return _decode(await self._call("POST", "/users/ids", json=user_ids), codec.decode_users)
+
+    async def direct_channel(self, user_id: str) -> str:
+        """The id of the direct-message channel between us and `user_id`."""
+        me = await self._my_id()
+        response = await self._call("POST", "/channels/direct", json=[me, user_id])
+        return _decode(response, lambda body: codec.structure(body, codec.Channel)).id
+
+    # --- posts ---------------------------------------------------------------------
+
+    async def create_post(
+        self,
+        channel_id: str,
+        message: str,
+        *,
+        root_id: str = "",
+        file_ids: tuple[str, ...] = (),
+        pending_post_id: str = "",
+        props: dict[str, Any] | None = None,
+    ) -> Post:
+        # The retry loop may send this twice (the first answer lost on the way back); a
+        # pending_post_id makes the server return the first copy instead of a duplicate.
+        body = codec.NewPost(
+            channel_id=channel_id,
+            message=message,
+            root_id=root_id,
+            file_ids=list(file_ids),
+            props=props or {},
+            pending_post_id=pending_post_id or secrets.token_hex(13),
+        )
+        response = await self._call("POST", "/posts", json=codec.unstructure(body))
+        return _decode(response, codec.decode_post)
+
+    async def edit_post(self, post_id: str, message: str) -> Post:
+        response = await self._call("PUT", f"/posts/{post_id}/patch", json={"message": message})
+        return _decode(response, codec.decode_post)
+
+    async def add_reaction(self, post_id: str, emoji_name: str) -> None:
+        body = {"user_id": await self._my_id(), "post_id": post_id, "emoji_name": emoji_name}
+        await self._call("POST", "/reactions", json=body)
+
+    async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
+        """Every post created or changed after `since_ms`, oldest first, all pages.
+
+        `since` returns at most 1000 changed posts and cannot be paged; when the cap is hit
+        the rest is fetched with `after=<newest seen>`, which pages. The server also adds
+        the unchanged roots of changed replies; those are left out.
+        """
+        first = await self._post_list(channel_id, {"since": since_ms})
+        posts = _listed(first)
+        if len(posts) >= _SINCE_LIMIT:
+            posts += await self._pages_after(channel_id, _newest(posts).id)
+        return _oldest_first([post for post in posts if post.update_at > since_ms])
+
+    async def posts_after(self, channel_id: str, post_id: str) -> list[Post]:
+        """Every post created after `post_id` in the channel, oldest first, all pages."""
+        return _oldest_first(await self._pages_after(channel_id, post_id))
+
+    async def typing(self, channel_id: str, parent_id: str = "") -> None:
+        body = {"channel_id": channel_id, "parent_id": parent_id}
+        await self._call("POST", "/users/me/typing", json=body)
+
+    # --- files ---------------------------------------------------------------------
+
+    async def file_info(self, file_id: str) -> FileRef:
+        return _decode(await self._call("GET", f"/files/{file_id}/info"), codec.decode_file_info)
+
+    async def download_file(self, file_id: str) -> bytes:
+        return (await self._call("GET", f"/files/{file_id}")).content
+
+    async def upload_file(self, channel_id: str, name: str, data: bytes) -> str:
+        """Upload one file into `channel_id`; return its file id for `create_post`."""
+        response = await self._call(
+            "POST", "/files", data={"channel_id": channel_id}, files={"files": (name, data)}
+        )
+        result = _decode(response, lambda body: codec.structure(body, codec.UploadResult))
+        if not result.file_infos:
+            raise ChatError(response.status_code, "malformed_response", "no file_infos")
+        return result.file_infos[0].id
+
+    # --- health --------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """One unretried GET /system/ping, for the doctor. Returns the server's status.
+
+        Raises `ChatError` on any failure; status 0 means the server was not reachable.
+        """
+        response = await self._call("GET", "/system/ping", retry=False)
+        status = _decode(
+            response, lambda body: body.get("status") if isinstance(body, dict) else None
+        )
+        return status if isinstance(status, str) else ""
+
+    # --- the request loop ------------------------------------------------------------
+
+    async def _my_id(self) -> str:
+        return (self.me or await self.get_me()).id
+
+    async def _post_list(self, channel_id: str, params: dict[str, Any]) -> codec.PostList:
+        response = await self._call("GET", f"/channels/{channel_id}/posts", params=params)
+        return _decode(response, codec.decode_post_list)
+
+    async def _pages_after(self, channel_id: str, post_id: str) -> list[Post]:
+        collected: dict[str, Post] = {}
+        cursor = post_id
+        while True:
+            # A moving cursor (page stays 0) is not thrown off by posts created meanwhile.
+            params = {"after": cursor, "page": 0, "per_page": _PAGE_SIZE}
+            page = _listed(await self._post_list(channel_id, params))
+            fresh = [post for post in page if post.id not in collected]
+            collected.update((post.id, post) for post in page)
+            if len(page) < _PAGE_SIZE or not fresh:
+                return list(collected.values())
+            cursor = _newest(page).id
+
+    async def _call(
+        self, method: str, path: str, *, retry: bool = True, **request: Any
+    ) -> httpx.Response:
+        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError."""
+        failures = 0
+        while True:
+            await self._wait_for_budget()
+            try:
+                response = await self._client.request(method, path, **request)
+            except _TRANSIENT_ERRORS as exc:
+                log.warning("%s %s failed: %s", method, path, type(exc).__name__)
+                if not retry:
+                    raise ChatError(0, "unreachable", type(exc).__name__) from None
+                await trio.sleep(self._backoff.delay(failures, self._rng))
+                failures += 1
+                continue
+            status = response.status_code
+            self._observe_budget_headers(response)
+            if status < 400:
+                log.debug("%s %s -> %d", method, path, status)
+                return response
+            if not retry or not (status == 429 or _is_transient(status)):
+                log.info("%s %s -> %d", method, path, status)
+                raise _chat_error(response)
+            if status == 429:
+                wait = _server_wait(response)
+                if wait is None:
+                    wait = self._backoff.delay(failures, self._rng)
+                    failures += 1
+                log.warning("%s %s -> 429, holding off %.1f s", method, path, wait)
+                self._budget.pause(trio.current_time(), wait)
+                continue
+            log.warning("%s %s -> %d, retrying", method, path, status)
+            await trio.sleep(self._backoff.delay(failures, self._rng))
+            failures += 1
+
+    async def _wait_for_budget(self) -> None:
+        while True:
+            await trio.sleep(self._budget.take(trio.current_time()))
+            # A pause that began while we waited for our slot voids the slot: take a
+            # new one after the pause, so the queue behind it does not start all at once.
+            if self._budget.held(trio.current_time()) <= 0:
+                return
+
+    def _observe_budget_headers(self, response: httpx.Response) -> None:
+        # Only sent when the server's rate limiter is on. Remaining 0 means the next
+        # request would be refused: wait out the reset rather than provoke a 429.
+        remaining = _seconds(response.headers.get("X-RateLimit-Remaining"))
+        if remaining is not None and remaining < 1 and response.status_code != 429:
+            reset = _seconds(response.headers.get("X-RateLimit-Reset"))
+            if reset:
+                self._budget.pause(trio.current_time(), reset)
+
+
+# --- helpers (pure) ------------------------------------------------------------------
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header holding a number of seconds; None when missing or unusable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # e.g. Retry-After as an HTTP date, which Mattermost does not send
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, _LONGEST_SERVER_WAIT)
+
+
+def _server_wait(response: httpx.Response) -> float | None:
+    """How long a 429 asks us to wait: Retry-After, else X-RateLimit-Reset (both seconds)."""
+    for header in ("Retry-After", "X-RateLimit-Reset"):
+        seconds = _seconds(response.headers.get(header))
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def _chat_error(response: httpx.Response) -> ChatError:
+    try:
+        error = codec.loads(response.content, codec.AppError)
+    except MalformedFrame:
+        # e.g. the rate limiter's text/plain "limit exceeded", or a proxy's HTML page
+        return ChatError(response.status_code, "", response.text[:200].strip())
+    return ChatError(response.status_code, error.id, error.message)
+
+
+def _decode(response: httpx.Response, decode: Callable[[Any], T]) -> T:
+    """A success body, decoded. A body we cannot use is a refusal, not worth a retry."""
+    try:
+        return decode(response.json())
+    except ValueError as exc:  # not JSON (JSONDecodeError, UnicodeDecodeError)
+        reason = f"not JSON: {type(exc).__name__}"
+    except MalformedFrame as exc:
+        reason = exc.reason
+    raise ChatError(response.status_code, "malformed_response", reason)
+
+
+def _listed(page: codec.PostList) -> list[Post]:
+    """The posts the page is about. `posts` also holds thread context (roots, siblings)
+    that `order` leaves out; a server that sends no `order` gets the benefit of the doubt."""
+    if not page.order:
+        return list(page.posts.values())
+    return [page.posts[post_id] for post_id in page.order if post_id in page.posts]
+
+
+def _newest(posts: list[Post]) -> Post:
+    return max(posts, key=lambda post: (post.create_at, post.id))
+
+
+def _oldest_first(posts: list[Post]) -> list[Post]:
+    """Deduplicate by id (the latest update wins) and sort by creation time."""
+    latest: dict[str, Post] = {}
+    for post in posts:
+        known = latest.get(post.id)
+        if known is None or post.update_at >= known.update_at:
+            latest[post.id] = post
+    return sorted(latest.values(), key=lambda post: (post.create_at, post.id))
