@@ -23,7 +23,7 @@ from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink, ChatUser
 from supervisor.config import Config
 from supervisor.core import commands, texts
-from supervisor.core.events import ChatEvent, Post
+from supervisor.core.events import ChatEvent, Post, Posted
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.router import (
     AnswerEnded,
@@ -81,6 +81,7 @@ class Supervisor:
         self._desk_send, self._desk_inbox = trio.open_memory_channel[object](10_000)
         self._sessions_nursery: trio.Nursery | None = None
         self._sessions_done = trio.Event()
+        self._announcing: dict[str, SessionRecord] = {}  # root pending id -> record being announced
         self.view = RouterView(
             bot_user_id=chat.me.id,
             allowed_user_ids=frozenset(allowed),
@@ -107,14 +108,16 @@ class Supervisor:
                 self._sessions_nursery = nursery
                 for record in self.store.state.sessions.values():
                     if record.is_live and record.root_id:
-                        await self._start_session(record, launch_now=False)
+                        self._start_session(record, launch_now=False)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._sessions_done.set()
 
-    async def _start_session(self, record: SessionRecord, *, launch_now: bool) -> None:
+    def _start_session(self, record: SessionRecord, *, launch_now: bool) -> None:
         assert self._sessions_nursery is not None
+        if record.root_id in self.tasks:
+            return
         user = self.allowed.get(record.user_id)
         core = SessionCore(record, self._settings(user.username if user else ""))
         task = SessionTask(core, self.deps)
@@ -182,7 +185,16 @@ class Supervisor:
     async def route_events(self, events: trio.MemoryReceiveChannel[ChatEvent]) -> None:
         async with events:
             async for event in events:
+                self._notice_announced_root(event)
                 await self.apply(route(event, self.view))
+
+    def _notice_announced_root(self, event: ChatEvent) -> None:
+        """Our own new thread root, seen on the event stream: from here on replies to it
+        may arrive, so its session must be known now, whichever of this event and the
+        REST answer to its creation reaches us first."""
+        if isinstance(event, Posted) and event.post.pending_post_id in self._announcing:
+            record = self._announcing.pop(event.post.pending_post_id)
+            self._start_session(attrs.evolve(record, root_id=event.post.id), launch_now=True)
 
     async def apply(self, decision: Decision) -> None:
         if isinstance(decision, Resync):
@@ -318,10 +330,12 @@ class Supervisor:
         # Durable before announced: a crash after this line finds the record and the
         # root post (by its pending id) on the next start.
         await self.store.save(record)
+        self._announcing[record.root_pending_id] = record
         root = await self.chat.create_post(channel_id, texts.thread_root(record), pending_post_id=record.root_pending_id)
+        self._announcing.pop(record.root_pending_id, None)
         record = attrs.evolve(record, root_id=root.id)
+        self._start_session(record, launch_now=True)
         await self.store.save(record)
-        await self._start_session(record, launch_now=True)
         log.info("session %s started in %s (thread %s)", name, record.cwd, root.id)
         return f"Started session **{name}** in `{record.cwd}`: {self.chat.permalink(root.id)}"
 
@@ -352,7 +366,7 @@ class Supervisor:
                 )
             record = attrs.evolve(record, root_id=root.id)
             await self.store.save(record)
-            await self._start_session(record, launch_now=False)
+            self._start_session(record, launch_now=False)
 
     async def create_configured_sessions(self) -> None:
         """`[[sessions]]` from the config exist from the first start on, one thread each."""

@@ -1,0 +1,103 @@
+"""Issue 3: kill the supervisor at any moment, start it again, lose and duplicate nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import trio
+
+from supervisor.core.state import decode
+from tests.harness import World, world
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _roots(w: World) -> list[dict[str, object]]:
+    return [p for p in w.bot_posts() if not p["root_id"] and "Session `" in str(p["message"])]
+
+
+async def _serving(w: World) -> None:
+    """The spawned supervisor is connected (its WebSocket is open)."""
+    with trio.fail_after(20):
+        await w.server.wait_for_websocket(count=1)
+
+
+async def test_kill_9_with_five_sessions_and_prompts_posted_while_down(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.spawn()
+        await _serving(w)
+        roots = {f"s{n}": await w.new_session(f"s{n}") for n in range(5)}
+        for name, root in roots.items():
+            await w.say(f"first {name}", root)
+        for name, root in roots.items():
+            await w.answered(root, f"first {name}")
+        await w.wait_for(lambda: all("Done" in w.thread_text(r) for r in roots.values()))
+        ids = {r.name: r.id for r in decode((tmp_path / "state" / "sessions.json").read_bytes()).sessions.values()}
+
+        w.kill()
+        await w.wait_for(lambda: w.server.websockets(w.server.bot.id) == 0, 10)
+        for name, root in roots.items():
+            await w.say(f"while down {name}", root)
+
+        w.spawn()
+        for name, root in roots.items():
+            text = await w.answered(root, f"while down {name} (earlier: ", timeout=30)
+            # the conversation continued: the answer knows the earlier prompt
+            assert re.search(rf"while down {name} \(earlier: 'first {name}'", text), text
+        await trio.sleep(1)  # anything duplicated would show up now
+        for name, root in roots.items():
+            answers = [p for p in w.bot_posts(root) if f"echo #2: while down {name}" in str(p["message"])]
+            assert len(answers) == 1, f"{name} answered {len(answers)} times"
+            others = [o for o in roots if o != name]
+            assert not any(f"while down {o}" in w.thread_text(root) for o in others)
+        assert len(_roots(w)) == 5, "a restart must not create new session threads"
+        resumed = [s for s in w.agent_starts() if s.get("resumed")]
+        assert len(resumed) == 5
+        for start in resumed:
+            argv = start["argv"]
+            assert argv[argv.index("--resume") + 1] in ids.values()
+        assert {s["argv"][s["argv"].index("--resume") + 1] for s in resumed} == set(ids.values())
+
+
+async def test_agent_groups_left_by_a_killed_supervisor_are_gone_after_the_next_start(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.spawn()
+        await _serving(w)
+        root = await w.new_session("alpha")
+        await w.say("[grandchild] [hang-hard] busy", root)
+        await w.wait_for(lambda: any(line.get("event") == "child" for line in w.agent_lines()), 20)
+        start = w.agent_starts()[0]
+        pgid = start["pgid"]
+        assert _group_alive(pgid)
+        w.kill()
+        await trio.sleep(0.5)
+        assert _group_alive(pgid), "the hung agent should outlive a SIGKILLed supervisor"
+        w.spawn()
+        await _serving(w)
+        await w.wait_for(lambda: not _group_alive(pgid), 10)
+
+
+async def test_restart_during_a_running_turn(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.spawn()
+        await _serving(w)
+        root = await w.new_session("alpha")
+        await w.say("remember me", root)
+        await w.answered(root, "remember me")
+        await w.say("[slow 20] a long one", root)
+        await w.wait_for(lambda: "a long one" in w.thread_text(root) or len(w.bot_posts(root)) >= 3, 20)
+        await trio.sleep(0.5)
+        w.kill()
+        w.spawn()
+        await w.answered(root, "restarted while a turn was running", timeout=30)
+        await w.say("after the restart", root)
+        text = await w.answered(root, "after the restart (earlier: ", timeout=30)
+        assert re.search(r"after the restart \(earlier: 'remember me'", text), text
