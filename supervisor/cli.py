@@ -51,9 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path_arg: str | None) -> Config:
+def _load(path_arg: str | None) -> tuple[Config, Path]:
     path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
-    return load_config(path, os.environ)
+    return load_config(path, os.environ), path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print("supervisor: a command is required (run, check or sessions)", file=sys.stderr)
         return 2
     try:
-        config = _load(args.config)
+        config, path = _load(args.config)
     except ConfigError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return _sessions(config, as_json=args.json)
     from supervisor.doctor import check
 
-    return check(config)
+    return check(config, path)
 
 
 def _run(config: Config) -> int:
