@@ -190,6 +190,16 @@ class World:
                 await trio.sleep(0.02)
         return value
 
+    async def settled(self, root_id: str, timeout: float = 30) -> None:
+        """The in-process session's turn is over and all it wants shown is on the server."""
+        assert self.supervisor is not None
+
+        def done() -> bool:
+            task = self.supervisor.tasks.get(root_id) if self.supervisor else None
+            return task is None or (task.core.turn is None and not task.core.queue and task.outbox.is_settled())
+
+        await self.wait_for(done, timeout)
+
     async def answered(self, root_id: str, needle: str, timeout: float = 20) -> str:
         await self.wait_for(lambda: needle in self.thread_text(root_id), timeout)
         return self.thread_text(root_id)

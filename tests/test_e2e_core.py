@@ -97,7 +97,8 @@ async def test_long_answer_with_a_fence_across_the_split(tmp_path: Path) -> None
         await w.start()
         root = await w.new_session("alpha")
         await w.say("[fence 40000] big one", root)
-        await w.wait_for(lambda: any("Done" in p["message"] or "✅" in p["message"] for p in w.bot_posts(root)[-1:]), 60)
+        await w.answered(root, "✅ Done", 60)
+        await w.settled(root)
         posts = [p["message"] for p in w.bot_posts(root)]
         answer_posts = [m for m in posts if len(m) > 1000]
         assert len(answer_posts) >= 3
@@ -119,7 +120,7 @@ async def test_streaming_edits_are_coalesced_and_never_provoke_429(tmp_path: Pat
         started = time.monotonic()
         await w.say("[slow 3] stream me", root)
         await w.answered(root, "stream me", timeout=30)
-        await w.wait_for(lambda: w.supervisor.tasks[root].core.turn is None, 30)  # type: ignore[union-attr]
+        await w.settled(root)
         elapsed = time.monotonic() - started
         edits: dict[str, list[float]] = {}
         for post_id, at in w.server.edits:

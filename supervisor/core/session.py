@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 
 import attrs
 
@@ -63,6 +64,7 @@ class SessionSettings:
     notify_after_s: float = 60
     show_thinking: bool = True
     username: str = ""  # the person, for mentions
+    permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
     restart: RestartPolicy = RestartPolicy()
 
 
@@ -186,11 +188,13 @@ class SessionCore:
     model: str = ""
     turns: int = 0
     last_active_at: float = 0.0
+    _cut_post: str = ""  # the prompt whose turn the agent's exit cut, for the notice
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
 
     def __attrs_post_init__(self) -> None:
         self.renderer = TurnRenderer(show_thinking=self.settings.show_thinking)
+        self.renderer.cost_baseline = self.record.total_cost_usd
         self.restarts = RestartTracker(self.settings.restart)
 
     # --- helpers ---------------------------------------------------------------
@@ -215,10 +219,11 @@ class SessionCore:
         self.last_active_at = now
         effects: list[Effect] = []
         if self.record.turn_post_id:
+            link = self.settings.permalink(self.record.turn_post_id)
             effects.append(
                 self._note(
-                    "⚠️ The supervisor restarted while a turn was running; that turn was cut. "
-                    "The session is ready for your next message."
+                    f"⚠️ The supervisor restarted while a turn was running ([your message]({link})); "
+                    "that turn was cut. The session is ready for your next message."
                 )
             )
             effects.append(self._save(turn_post_id=""))
@@ -234,7 +239,6 @@ class SessionCore:
 
     def agent_ready(self, pid: int, now: float) -> list[Effect]:
         self._set(S.IDLE)
-        self.renderer.cost_baseline = 0.0  # a new process counts its cost from zero
         effects: list[Effect] = [self._save(pgid=pid, status="live")]
         return effects + self._next_prompt(now)
 
@@ -299,7 +303,7 @@ class SessionCore:
                 effects.append(self._note(f"{self._mention()}the turn finished after {_duration(now - turn.started_at)}."))
         if self.state.in_turn:
             self._set(S.IDLE)
-        effects.append(self._save(turn_post_id=""))
+        effects.append(self._save(turn_post_id="", total_cost_usd=self.renderer.cost_baseline))
         return effects + self._next_prompt(now)
 
     # --- permissions -------------------------------------------------------------
@@ -447,13 +451,17 @@ class SessionCore:
             if tail:
                 text += "\n```\n" + "\n".join(tail) + "\n```"
             return [*effects, self._note(text), self._save(pgid=0, status="failed"), Finished()]
-        effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation."))
+        cut = ""
+        if self._cut_post:
+            cut = f" The turn for [your message]({self.settings.permalink(self._cut_post)}) was cut."
+        effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation.{cut}"))
         effects.append(self._save(pgid=0))
         return effects + self._launch(now, decision.delay_s)
 
     def _drop_turn(self) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it."""
         effects: list[Effect] = []
+        self._cut_post = self.turn.prompt.post_id if self.turn else ""
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None)
         if self.turn is not None:
@@ -506,7 +514,7 @@ class SessionCore:
                 f"- directory: `{r.cwd}`",
                 f"- agent session: `{r.id}`",
                 f"- model: {self.model or 'not known yet'}",
-                f"- turns: {self.turns} · cost so far: ${self.renderer.spent_usd:.4f}",
+                f"- turns: {self.turns} · cost so far: ${self.record.total_cost_usd:.4f}",
                 f"- queued prompts: {len(self.queue)}",
             ]
         )

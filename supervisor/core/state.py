@@ -41,6 +41,9 @@ class SessionRecord:
     pgid: int = 0  # process group of the running agent; 0 when none
     turn_post_id: str = ""  # the prompt whose turn is running; "" when idle
     from_config: bool = False
+    # The agent's cumulative cost at its last result; the CLI keeps counting across
+    # --resume, so a turn's own cost is the difference from this.
+    total_cost_usd: float = 0.0
 
     @property
     def short_id(self) -> str:

@@ -8,9 +8,11 @@ nothing: every decision is the core's; this module only moves data and owns life
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -189,7 +191,9 @@ class SessionTask:
                     if post_id := self.outbox.post_id(key):
                         self._react_on(key, post_id)
                 case MarkHandled(channel_id, post_id):
-                    self.deps.store.handled(channel_id, post_id)
+                    # Durable before anything of its answer can be shown: a crash before
+                    # this line re-delivers the prompt, a crash after it never answers twice.
+                    await self.deps.store.mark_handled(channel_id, post_id)
                 case SaveRecord(record):
                     self.deps.store.save_soon(record)
                 case LaunchAgent(resume, delay_s):
@@ -274,7 +278,7 @@ class SessionTask:
         if self._agent is not None and self._agent_scope is scope:
             self._agent = None
         # Reported whether it died or we stopped it: the core knows which it expected.
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
             await self.inbox_send.send(_AgentDown(generation, code, tail))
 
     # --- the poster: outbox -> REST ---------------------------------------------------
@@ -309,7 +313,7 @@ class SessionTask:
             except ChatError as exc:
                 # Refused for good (thread deleted, post too long...): drop it, keep going.
                 log.error("%s: the server refused a post: %s", self.name, exc)
-                self.outbox.done(action, getattr(action, "post_id", None) or "", trio.current_time())
+                self.outbox.dropped(action, trio.current_time())
             except Exception as exc:
                 log.warning("%s: posting failed (%s); retrying", self.name, exc)
                 self.outbox.failed(action, trio.current_time())
@@ -335,7 +339,7 @@ class SessionTask:
                 return
             except (OSError, ChatError) as exc:
                 text = f"⚠️ Could not send `{path}`: {exc}"
-        self._show(PutPost(f"get.{self._generation}.{path}", text))
+        self._show(PutPost(f"get.{uuid.uuid4().hex}", text))
 
 
 def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:

@@ -66,6 +66,12 @@ class Store:
     def handled(self, channel_id: str, post_id: str) -> None:
         self._send.send_nowait(_Change(handled=(channel_id, post_id)))
 
+    async def mark_handled(self, channel_id: str, post_id: str) -> None:
+        """Record a post as dealt with and wait until that is durable."""
+        done = trio.Event()
+        await self._send.send(_Change(handled=(channel_id, post_id), done=done))
+        await done.wait()
+
     async def flush(self) -> None:
         done = trio.Event()
         await self._send.send(_Change(done=done))

@@ -145,6 +145,7 @@ class Supervisor:
             notify_after_s=agent.notify_after_s or float("inf"),
             show_thinking=self.config.render.show_thinking,
             username=username,
+            permalink=self.chat.permalink,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),
         )
 
@@ -274,7 +275,7 @@ class Supervisor:
         except ChatError as exc:
             log.error("could not answer in %s: %s", reply.channel_id, exc)
         if reply.handled is not None:
-            self.store.handled(reply.handled.channel_id, reply.handled.id)
+            await self.store.mark_handled(reply.handled.channel_id, reply.handled.id)
 
     async def _main_command(self, post: Post, command: object) -> str:
         match command:
