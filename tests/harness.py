@@ -252,3 +252,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 if w.process.poll() is None:
                     w.kill()
             nursery.cancel_scope.cancel()
+
+
+def personas_toml(path: Path, personas: dict[str, dict[str, str]]) -> None:
+    """Append [personas.NAME] tables to a config file written by World.configure."""
+    with path.open("a") as f:
+        for name, values in personas.items():
+            f.write(f"\n[personas.{name}]\n")
+            for key, value in values.items():
+                f.write(f"{key} = {toml_value(value)}\n")

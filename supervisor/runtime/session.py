@@ -284,7 +284,6 @@ class SessionTask:
     # --- the poster: outbox -> REST ---------------------------------------------------
 
     async def _poster(self) -> None:
-        record = self.core.record
         backoff = 0.25
         while True:
             now = trio.current_time()
@@ -296,29 +295,36 @@ class SessionTask:
                     await self._outbox_changed.wait()
                 continue
             try:
-                if isinstance(action, Create):
-                    post = await self.deps.chat.create_post(
-                        record.channel_id,
-                        action.text,
-                        root_id=self.core.record.root_id,
-                        pending_post_id=self.outbox.pending_post_id(action.key),
-                    )
-                    self.outbox.done(action, post.id, trio.current_time())
-                    self.deps.on_post_made(post.id, self.core.record.root_id)
-                    await self.inbox_send.send(_PostMade(action.key, post.id))
-                elif isinstance(action, Edit):
-                    await self.deps.chat.edit_post(action.post_id, action.text)
-                    self.outbox.done(action, action.post_id, trio.current_time())
-                backoff = 0.25
+                post_id = await self._perform(action)
             except ChatError as exc:
                 # Refused for good (thread deleted, post too long...): drop it, keep going.
                 log.error("%s: the server refused a post: %s", self.name, exc)
                 self.outbox.dropped(action, trio.current_time())
+                continue
             except Exception as exc:
-                log.warning("%s: posting failed (%s); retrying", self.name, exc)
+                log.warning("%s: posting failed (%r); retrying", self.name, exc)
                 self.outbox.failed(action, trio.current_time())
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.25
+            self.outbox.done(action, post_id, trio.current_time())
+            if isinstance(action, Create):
+                self.deps.on_post_made(post_id, self.core.record.root_id)
+                # The session may be over already (its last words are being drained).
+                with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
+                    self.inbox_send.send_nowait(_PostMade(action.key, post_id))
+
+    async def _perform(self, action: Create | Edit) -> str:
+        """One REST call for the outbox; the id of the post it made or changed."""
+        record = self.core.record
+        if isinstance(action, Create):
+            post = await self.deps.chat.create_post(
+                record.channel_id, action.text, root_id=record.root_id, pending_post_id=action.pending_post_id
+            )
+            return post.id
+        await self.deps.chat.edit_post(action.post_id, action.text)
+        return action.post_id
 
     async def _drain_outbox(self) -> None:
         """Before the task ends, let what the thread should show reach the server."""

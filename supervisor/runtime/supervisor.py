@@ -9,6 +9,7 @@ to the right session. It never decides what a post means itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -219,8 +220,9 @@ class Supervisor:
                     self._to_session(session.root_id, CommandIn(command, post.id, post.channel_id), post)
             case React(session, reaction):
                 task = self.tasks.get(session.root_id)
-                if task is not None:
-                    task.inbox_send.send_nowait(ReactionIn(reaction.emoji_name, reaction.post_id))
+                if task is not None and not task.core.state.is_final:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
+                        task.inbox_send.send_nowait(ReactionIn(reaction.emoji_name, reaction.post_id))
             case RunMainCommand(post, command):
                 self._desk_send.send_nowait((post, command))
             case Guide(post):
@@ -232,11 +234,13 @@ class Supervisor:
 
     def _to_session(self, root_id: str, message: object, post: Post) -> None:
         task = self.tasks.get(root_id)
-        if task is None:
+        if task is None or task.core.state.is_final:
             self._reply(post, texts.ENDED, root_id=root_id)
             return
         try:
             task.inbox_send.send_nowait(message)
+        except trio.BrokenResourceError:  # it ended a moment ago
+            self._reply(post, texts.ENDED, root_id=root_id)
         except trio.WouldBlock:
             log.error("session %s is overwhelmed; dropped post %s", task.name, post.id)
 

@@ -1585,6 +1585,10 @@ def main(argv: list[str]) -> int:
         permission_mode=agent.mode,
         unknown_args=opts["unknown"],
     )
+    if agent.model == "crash-at-start":  # for restart-policy tests: a CLI that cannot start
+        print("fake_agent: crashing at start as asked", file=sys.stderr, flush=True)
+        log.event("exit", code=1, why="crash-at-start")
+        return 1
     slow_start = float(os.environ.get("FAKE_AGENT_SLOW_START") or 0)
     if slow_start > 0:
         time.sleep(slow_start)

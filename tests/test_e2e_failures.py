@@ -1,0 +1,128 @@
+"""Issue 3: agent crashes, server outages and dropped WebSockets lose and duplicate nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import trio
+
+from tests.harness import World, personas_toml, world
+
+
+def _answers(w: World, root: str, prompt: str) -> list[str]:
+    return [str(p["message"]) for p in w.bot_posts(root) if re.search(rf"echo #\d+: {re.escape(prompt)}\b", str(p["message"]))]
+
+
+async def test_agent_crash_mid_turn_restarts_with_the_conversation(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("first words", root)
+        await w.answered(root, "first words (earlier: none)")
+        await w.say("[crash-once] fall over", root)
+        text = await w.answered(root, "exited unexpectedly", timeout=30)
+        assert "restarting it with the conversation" in text
+        await w.wait_for(lambda: len(w.agent_starts()) == 2, 20)
+        restarted = w.agent_starts()[1]
+        assert restarted["resumed"] and "--resume" in restarted["argv"]
+        await w.say("still there?", root)
+        text = await w.answered(root, "still there? (earlier: 'first words'", timeout=30)
+
+
+async def test_an_agent_that_keeps_dying_fails_its_session_and_no_other(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.configure(agent={"restart_max": 2, "restart_window_s": 60})
+        personas_toml(w.config_path, {"crashy": {"model": "crash-at-start"}})
+        await w.start()
+        steady = await w.new_session("steady")
+        await w.say("!new crashy persona=crashy")
+        crashy = await w.wait_for(lambda: next(
+            (p["id"] for p in w.bot_posts() if not p["root_id"] and "Session `crashy`" in p["message"]), None))
+        await w.say("are you fine?", steady)  # works while the other one crashes in a loop
+        await w.answered(steady, "are you fine?")
+        text = await w.answered(crashy, "marked failed", timeout=30)
+        assert "keeps exiting" in text and "crashing at start" in text
+        crashy_starts = [s for s in w.agent_starts() if s.get("model") == "crash-at-start"]
+        assert len(crashy_starts) == 3  # the first start and two restarts
+        await w.say("hello?", crashy)
+        await w.answered(crashy, "This session has ended", timeout=10)
+        await w.say("still fine?", steady)
+        await w.answered(steady, "still fine?")
+        assert "failed" in await _sessions_listing(w)
+
+
+async def _sessions_listing(w: World) -> str:
+    await w.say("!sessions")
+    listing = await w.wait_for(lambda: next((p["message"] for p in reversed(w.bot_posts()) if "| session |" in p["message"]), None))
+    return str(listing)
+
+
+async def _drop_refuse_and_post(w: World, root: str, prompts: list[str], *, forget: bool) -> None:
+    w.server.refuse_websockets(True)
+    if forget:
+        w.server.forget_connections()
+    w.server.drop_sockets()
+    for prompt in prompts:
+        await w.say(prompt, root)
+    await trio.sleep(5)
+    w.server.refuse_websockets(False)
+
+
+async def test_websocket_gap_is_replayed_by_the_server_exactly_once(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        catch_ups = w.server.stats.count("GET", "/api/v4/channels/{channel_id}/posts")
+        prompts = [f"gap prompt {n}" for n in range(3)]
+        await _drop_refuse_and_post(w, root, prompts, forget=False)
+        for prompt in prompts:
+            await w.answered(root, f"{prompt} (earlier", timeout=60)
+        await w.settled(root)
+        assert w.server.stats.ws_resumed >= 1
+        assert w.server.stats.count("GET", "/api/v4/channels/{channel_id}/posts") == catch_ups, "replayed, not fetched"
+        for prompt in prompts:
+            assert len(_answers(w, root, prompt)) == 1
+
+
+async def test_websocket_gap_without_replay_is_caught_up_over_rest_exactly_once(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        catch_ups = w.server.stats.count("GET", "/api/v4/channels/{channel_id}/posts")
+        prompts = [f"lost prompt {n}" for n in range(3)]
+        await _drop_refuse_and_post(w, root, prompts, forget=True)
+        for prompt in prompts:
+            await w.answered(root, f"{prompt} (earlier", timeout=60)
+        await w.settled(root)
+        assert w.server.stats.count("GET", "/api/v4/channels/{channel_id}/posts") > catch_ups
+        for prompt in prompts:
+            assert len(_answers(w, root, prompt)) == 1
+        # in order: each answer knows the prompts before it
+        assert "lost prompt 2 (earlier: 'lost prompt 0', 'lost prompt 1')" in w.thread_text(root)
+
+
+async def test_rest_outage_of_30s_while_answers_stream(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        roots = [await w.new_session(f"s{n}") for n in range(3)]
+        for n, root in enumerate(roots):
+            await w.say(f"[slow 4] outage answer {n}", root)
+        await trio.sleep(1)
+        w.server.fail_requests("refuse")
+        await trio.sleep(10)
+        w.server.fail_requests(503)
+        await trio.sleep(10)
+        w.server.fail_requests("drop_response")
+        await trio.sleep(10)
+        w.server.fail_requests(None)
+        for n, root in enumerate(roots):
+            await w.answered(root, f"echo #1: outage answer {n} (earlier: none)", timeout=90)
+            await w.settled(root, timeout=90)
+        for n, root in enumerate(roots):
+            posts = [str(p["message"]) for p in w.bot_posts(root)]
+            assert len(_answers(w, root, f"outage answer {n}")) == 1, posts
+            done = [i for i, m in enumerate(posts) if m.startswith("✅ Done")]
+            answer = [i for i, m in enumerate(posts) if f"outage answer {n}" in m]
+            assert len(done) == 1 and answer[0] < done[0], "complete, in order, no duplicates"
+            assert len(posts) == len(set(p["id"] for p in w.bot_posts(root)))
