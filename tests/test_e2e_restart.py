@@ -97,7 +97,7 @@ async def test_restart_during_a_running_turn(tmp_path: Path) -> None:
         await trio.sleep(0.5)
         w.kill()
         w.spawn()
-        await w.answered(root, "restarted while a turn was running", timeout=30)
+        await w.answered(root, "restarted before the answer", timeout=30)
         await w.say("after the restart", root)
         text = await w.answered(root, "after the restart (earlier: ", timeout=30)
         assert re.search(r"after the restart \(earlier: 'remember me'", text), text

@@ -189,6 +189,7 @@ class SessionCore:
     turns: int = 0
     last_active_at: float = 0.0
     _cut_post: str = ""  # the prompt whose turn the agent's exit cut, for the notice
+    _settling: list[str] = attrs.field(factory=list)  # ended turns whose answers are posting
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
 
@@ -218,15 +219,15 @@ class SessionCore:
         """The session task begins: a new session (launch_now) or one restored from disk."""
         self.last_active_at = now
         effects: list[Effect] = []
-        if self.record.turn_post_id:
-            link = self.settings.permalink(self.record.turn_post_id)
+        for post_id in self.record.unsettled:
+            link = self.settings.permalink(post_id)
             effects.append(
                 self._note(
-                    f"⚠️ The supervisor restarted while a turn was running ([your message]({link})); "
-                    "that turn was cut. The session is ready for your next message."
+                    f"⚠️ The supervisor restarted before the answer to [your message]({link}) was "
+                    "complete; that turn was cut. The session is ready for your next message."
                 )
             )
-            effects.append(self._save(turn_post_id=""))
+        self._settling = list(self.record.unsettled)  # cleared once those notices are posted
         if self.record.status == "suspended" or not launch_now:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self._launch(now)
@@ -264,10 +265,13 @@ class SessionCore:
         self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=now + TYPING_EVERY_S)
         self._set(S.BUSY)
         self.renderer.start_turn(now)
+        unsettled = (*self.record.unsettled, prompt.post_id)
         return [
             ToAgent(SendPrompt(prompt.text, prompt.images)),
+            # The record and the handled mark become durable in one write, before any of
+            # the answer can show.
+            self._save(has_history=True, unsettled=unsettled),
             MarkHandled(prompt.channel_id, prompt.post_id),
-            self._save(has_history=True, turn_post_id=prompt.post_id),
             Typing(),
         ]
 
@@ -303,7 +307,9 @@ class SessionCore:
                 effects.append(self._note(f"{self._mention()}the turn finished after {_duration(now - turn.started_at)}."))
         if self.state.in_turn:
             self._set(S.IDLE)
-        effects.append(self._save(turn_post_id="", total_cost_usd=self.renderer.cost_baseline))
+        if turn is not None:
+            self._settling.append(turn.prompt.post_id)
+        effects.append(self._save(total_cost_usd=self.renderer.cost_baseline))
         return effects + self._next_prompt(now)
 
     # --- permissions -------------------------------------------------------------
@@ -319,6 +325,15 @@ class SessionCore:
             Show(PutPost(key, permission_text(request, "pending"))),
             AddReactions(key, PERMISSION_EMOJIS),
         ]
+
+    def outbox_settled(self) -> list[Effect]:
+        """Everything the thread should show is on the server: the answers of ended turns
+        (or the notices that they were cut) are complete."""
+        if not self._settling:
+            return []
+        done = set(self._settling)
+        self._settling = []
+        return [self._save(unsettled=tuple(p for p in self.record.unsettled if p not in done))]
 
     def post_created(self, key: str, post_id: str) -> None:
         if key.startswith("perm."):
@@ -465,8 +480,8 @@ class SessionCore:
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None)
         if self.turn is not None:
+            self._settling.append(self.turn.prompt.post_id)  # settled by the notice saying so
             self.turn = None
-            effects.append(self._save(turn_post_id=""))
             if self.state.in_turn:
                 self._set(S.IDLE)
         return effects

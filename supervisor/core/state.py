@@ -39,7 +39,9 @@ class SessionRecord:
     has_history: bool = False  # the agent conversation has at least one prompt
     status: str = "live"  # live | suspended | ended | failed
     pgid: int = 0  # process group of the running agent; 0 when none
-    turn_post_id: str = ""  # the prompt whose turn is running; "" when idle
+    # Prompts that reached the agent but whose answer is not wholly on the server yet;
+    # after a crash each gets a notice that its turn was cut, so none is silently lost.
+    unsettled: tuple[str, ...] = ()
     from_config: bool = False
     # The agent's cumulative cost at its last result; the CLI keeps counting across
     # --resume, so a turn's own cost is the difference from this.

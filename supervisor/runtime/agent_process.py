@@ -127,7 +127,7 @@ async def terminate(agent: AgentProcess, grace_s: float) -> None:
     proc = agent.proc
     await agent.close_stdin()
     # An idle CLI exits by itself ~50 ms after its stdin closes: give it that chance first.
-    with trio.move_on_after(grace_s):
+    with trio.move_on_after(min(grace_s, 1.0)):
         await proc.wait()
     if proc.returncode is None:
         kill_group(proc.pid, signal.SIGTERM)

@@ -91,6 +91,11 @@ class _AgentDown:
 
 
 @attrs.frozen
+class _Settled:
+    pass
+
+
+@attrs.frozen
 class _PostMade:
     key: str
     post_id: str
@@ -177,6 +182,8 @@ class SessionTask:
             case _PostMade(key, post_id):
                 core.post_created(key, post_id)
                 return self._react_on(key, post_id)
+            case _Settled():
+                return core.outbox_settled() if self.outbox.is_settled() else []
         return []  # a message from an agent generation that is gone
 
     async def _apply(self, effects: list[Effect]) -> None:
@@ -314,6 +321,9 @@ class SessionTask:
                 # The session may be over already (its last words are being drained).
                 with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                     self.inbox_send.send_nowait(_PostMade(action.key, post_id))
+            if self.outbox.is_settled():
+                with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
+                    self.inbox_send.send_nowait(_Settled())
 
     async def _perform(self, action: Create | Edit) -> str:
         """One REST call for the outbox; the id of the post it made or changed."""

@@ -174,12 +174,16 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 for task in list(self.tasks.values()):
                     nursery.start_soon(task.interrupt_for_shutdown)
+        # Give interrupted turns a moment to end and their last words to reach the server.
+        with trio.move_on_after(2):
+            while any(t.core.turn or not t.outbox.is_settled() for t in self.tasks.values()):
+                await trio.sleep(0.05)
         if self._sessions_nursery is not None:
             self._sessions_nursery.cancel_scope.cancel()
         await self._sessions_done.wait()
         for record in self.store.state.sessions.values():
             if record.pgid:
-                self.store.save_soon(attrs.evolve(record, pgid=0, turn_post_id=""))
+                self.store.save_soon(attrs.evolve(record, pgid=0))
         await self.store.flush()
 
     # --- routing -------------------------------------------------------------------

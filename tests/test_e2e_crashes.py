@@ -1,0 +1,98 @@
+"""Issue 3: SIGKILL the supervisor at random moments while prompts flow; lose and repeat nothing."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+from tests.harness import World, world
+
+ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "20"))
+
+
+async def _serving(w: World) -> None:
+    with trio.fail_after(30):
+        await w.server.wait_for_websocket(count=1)
+
+
+def _accounting(w: World, prompts: dict[str, str], roots: list[str]) -> tuple[Counter[str], set[str]]:
+    """How often each prompt was answered in its thread, and which were cut by a restart."""
+    answered: Counter[str] = Counter()
+    cut: set[str] = set()
+    by_id = {post_id: text for text, post_id in prompts.items()}
+    for root in roots:
+        for post in w.bot_posts(root):
+            message = str(post["message"])
+            for match in re.finditer(r"echo #\d+: (p\d+-(?:\d+|down)) \(earlier", message):
+                answered[match.group(1)] += 1
+            for post_id in re.findall(r"/pl/([a-z0-9]{26})\) was complete; that turn was cut", message):
+                if post_id in by_id:
+                    cut.add(by_id[post_id])
+    return answered, cut
+
+
+async def test_random_sigkills_lose_nothing_and_answer_nothing_twice(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "20261121")))
+    async with world(tmp_path) as w:
+        w.spawn()
+        await _serving(w)
+        roots = [await w.new_session(f"s{n}") for n in range(3)]
+        prompts: dict[str, str] = {}  # prompt text -> its post id
+        thread_of: dict[str, str] = {}
+
+        async def say(text: str) -> None:
+            root = rng.choice(roots)
+            directive = "[slow 0.4] " if rng.random() < 0.3 else ""
+            post = await w.say(f"{directive}{text}", root)
+            prompts[text] = str(post["id"])
+            thread_of[text] = root
+
+        for iteration in range(ITERATIONS):
+            kill_after = rng.uniform(0.05, 1.2)
+            async with trio.open_nursery() as flow:
+
+                async def keep_saying(iteration: int = iteration) -> None:
+                    for k in range(100):
+                        await say(f"p{iteration}-{k}")
+                        await trio.sleep(rng.uniform(0.02, 0.15))
+
+                flow.start_soon(keep_saying)
+                await trio.sleep(kill_after)
+                w.kill()
+                flow.cancel_scope.cancel()
+            await say(f"p{iteration}-down")  # one more while it is down
+            w.spawn()
+            await _serving(w)
+
+        def all_accounted() -> bool:
+            answered, cut = _accounting(w, prompts, roots)
+            return all(answered[p] or p in cut for p in prompts)
+
+        try:
+            await w.wait_for(all_accounted, timeout=180)
+        except trio.TooSlowError:
+            answered, cut = _accounting(w, prompts, roots)
+            missing = [(p, prompts[p], thread_of[p]) for p in prompts if not answered[p] and p not in cut]
+            first = missing[0][2] if missing else roots[0]
+            thread = [str(p["message"])[:90] for p in w.bot_posts(first)]
+            raise AssertionError(f"never answered nor said cut: {missing}\nthread: {thread}") from None
+        await trio.sleep(2)  # a duplicate would have time to show up
+        answered, cut = _accounting(w, prompts, roots)
+        lost = [p for p in prompts if not answered[p] and p not in cut]
+        twice = [p for p, n in answered.items() if n > 1]
+        assert not lost, f"lost: {lost}"
+        assert not twice, f"answered twice: {twice}"
+        for text, root in thread_of.items():
+            if answered[text]:
+                assert re.search(rf"echo #\d+: {text} \(earlier", w.thread_text(root)), "answered in another thread"
+        deliveries = Counter(p for ps in w.prompts_by_process().values() for p in ps)
+        print(
+            f"\n{ITERATIONS} kills, {len(prompts)} prompts: {sum(1 for p in prompts if answered[p])} answered once, "
+            f"{len(cut)} cut by a kill and said so, 0 lost, 0 answered twice; "
+            f"{sum(1 for n in deliveries.values() if n > 1)} re-delivered after a kill before their answer began"
+        )
