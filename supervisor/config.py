@@ -189,7 +189,8 @@ class AgentConfig:
     """`[agent]`: how each session's Claude Code process is started and watched.
 
     Timeouts are whole seconds; 0 turns a limit off (`idle_suspend_s` is off by default).
-    `shutdown_grace_s` is the wait between SIGTERM and SIGKILL; an agent that dies more
+    `shutdown_grace_s` is the wait between SIGTERM and SIGKILL; `interrupt_grace_s` how long a
+    turn may take to end after an interrupt before its agent is terminated; an agent that dies more
     than `restart_max` times within `restart_window_s` seconds is marked failed.
     """
 
@@ -206,6 +207,7 @@ class AgentConfig:
     stall_timeout_s: int = attrs.field(default=300, validator=_at_least(0))
     notify_after_s: int = attrs.field(default=60, validator=_at_least(0))
     shutdown_grace_s: float = attrs.field(default=3.0, validator=_positive)
+    interrupt_grace_s: float = attrs.field(default=10.0, validator=_positive)
     restart_max: int = attrs.field(default=3, validator=_at_least(0))
     restart_window_s: int = attrs.field(default=300, validator=_positive)
 

@@ -201,7 +201,10 @@ class World:
         await self.wait_for(done, timeout)
 
     async def answered(self, root_id: str, needle: str, timeout: float = 20) -> str:
-        await self.wait_for(lambda: needle in self.thread_text(root_id), timeout)
+        try:
+            await self.wait_for(lambda: needle in self.thread_text(root_id), timeout)
+        except trio.TooSlowError:
+            raise AssertionError(f"no {needle!r} in the thread after {timeout}s:\n{self.thread_text(root_id)}") from None
         return self.thread_text(root_id)
 
     # --- the agents -------------------------------------------------------------------

@@ -52,7 +52,6 @@ from supervisor.core.thread_ops import PutPost
 
 S = SessionState
 TYPING_EVERY_S = 4.0  # Mattermost shows "typing" for ~5 s per event
-INTERRUPT_GRACE_S = 10.0  # after an interrupt, how long a result may take before we kill
 
 
 @attrs.frozen
@@ -62,6 +61,7 @@ class SessionSettings:
     approval_timeout_s: float = 600
     idle_suspend_s: float = 0
     notify_after_s: float = 60
+    interrupt_grace_s: float = 10  # after an interrupt, how long a result may take before we kill
     show_thinking: bool = True
     username: str = ""  # the person, for mentions
     permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
@@ -157,6 +157,7 @@ class Turn:
     next_typing_at: float
     interrupted_at: float | None = None
     watchdog: str = ""  # "" | "timeout" | "stall": why the watchdog interrupted
+    terminating: bool = False  # the agent is being stopped: nothing more to decide
 
 
 @attrs.define
@@ -250,7 +251,7 @@ class SessionCore:
         self.queue.append(prompt)
         if self.state is S.SUSPENDED:
             return self._launch(now)
-        if self.state is S.IDLE:
+        if self.state is S.IDLE and not self.expected_exit:
             return self._next_prompt(now)
         if not self.state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
@@ -339,14 +340,14 @@ class SessionCore:
         if key.startswith("perm."):
             self.permission_posts[post_id] = key.removeprefix("perm.")
 
-    def _settle(self, request_id: str, outcome: str, command: AgentCommand | None) -> list[Effect]:
+    def _settle(self, request_id: str, outcome: str, command: AgentCommand | None, by: str = "") -> list[Effect]:
         pending = self.pending.pop(request_id, None)
         if pending is None:
             return []
         if not self.pending and self.state is S.AWAITING_APPROVAL:
             self._set(S.BUSY)
         effects: list[Effect] = [] if command is None else [ToAgent(command)]
-        text = permission_text(pending.request, outcome)
+        text = permission_text(pending.request, outcome, by)
         return [*effects, Show(PutPost(_permission_key(request_id), text))]
 
     def reaction(self, emoji: str, post_id: str, now: float) -> list[Effect]:
@@ -360,12 +361,13 @@ class SessionCore:
         if request_id is None or pending is None:
             return []
         request = pending.request
+        by = f"@{self.settings.username}" if self.settings.username else ""
         if answer is Answer.ALLOW:
-            return self._settle(request_id, "allowed", AllowTool(request_id, request.input))
+            return self._settle(request_id, "allowed", AllowTool(request_id, request.input), by)
         if answer is Answer.ALLOW_SESSION:
             command = AllowTool(request_id, request.input, _session_rules(request))
-            return self._settle(request_id, "allowed for session", command)
-        return self._settle(request_id, "denied", DenyTool(request_id, "The user denied this tool call."))
+            return self._settle(request_id, "allowed for session", command, by)
+        return self._settle(request_id, "denied", DenyTool(request_id, "The user denied this tool call."), by)
 
     # --- interrupts, time, the watchdog ------------------------------------------
 
@@ -383,15 +385,15 @@ class SessionCore:
         for pending in self.pending.values():
             timeout = self.settings.approval_timeout_s
             times.append(pending.asked_at + (timeout if pending.reminded else timeout / 2))
-        if self.turn is not None:
+        if self.turn is not None and not self.turn.terminating:
             times.append(self.turn.next_typing_at)
             if self.turn.interrupted_at is not None:
-                times.append(self.turn.interrupted_at + INTERRUPT_GRACE_S)
+                times.append(self.turn.interrupted_at + self.settings.interrupt_grace_s)
             else:
                 times.append(self.turn.started_at + self.settings.turn_timeout_s)
                 if not self.pending:
                     times.append(self.turn.last_output_at + self.settings.stall_timeout_s)
-        elif self.state is S.IDLE and self.settings.idle_suspend_s > 0:
+        elif self.state is S.IDLE and self.settings.idle_suspend_s > 0 and not self.expected_exit:
             times.append(self.last_active_at + self.settings.idle_suspend_s)
         return min(times) if times else None
 
@@ -400,12 +402,12 @@ class SessionCore:
         for request_id, pending in list(self.pending.items()):
             effects += self._approval_clock(request_id, pending, now)
         turn = self.turn
-        if turn is not None:
+        if turn is not None and not turn.terminating:
             if now >= turn.next_typing_at:
                 turn.next_typing_at = now + TYPING_EVERY_S
                 effects.append(Typing())
             if turn.interrupted_at is not None:
-                if now >= turn.interrupted_at + INTERRUPT_GRACE_S:
+                if now >= turn.interrupted_at + self.settings.interrupt_grace_s:
                     effects += self._kill_hung_turn(turn)
             elif now >= turn.started_at + self.settings.turn_timeout_s:
                 effects += self.interrupt(now, watchdog="timeout")
@@ -414,6 +416,7 @@ class SessionCore:
         elif (
             self.state is S.IDLE
             and self.settings.idle_suspend_s > 0
+            and not self.expected_exit
             and now >= self.last_active_at + self.settings.idle_suspend_s
         ):
             self.expected_exit = "suspend"
@@ -432,6 +435,7 @@ class SessionCore:
         return []
 
     def _kill_hung_turn(self, turn: Turn) -> list[Effect]:
+        turn.terminating = True
         self.expected_exit = "hung"
         why = turn.watchdog or "stop"
         return [self._note(_watchdog_text(why, "terminated")), StopAgent("hung")]
@@ -446,7 +450,9 @@ class SessionCore:
             return effects
         if reason == "suspend":
             self._set(S.SUSPENDED)
-            return [*effects, self._save(pgid=0, status="suspended")]
+            effects += [self._save(pgid=0, status="suspended")]
+            # A prompt that came while the agent was being suspended wakes it right up.
+            return effects + (self._launch(now) if self.queue else [])
         if reason == "hung":
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)

@@ -8,6 +8,7 @@ nothing: every decision is the core's; this module only moves data and owns life
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import math
@@ -21,8 +22,8 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink
-from supervisor.core import commands
-from supervisor.core.agent_events import AgentEvent, Interrupt
+from supervisor.core import commands, uploads
+from supervisor.core.agent_events import AgentEvent, Image, Interrupt
 from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
 from supervisor.core.session import (
     AddReactions,
@@ -51,6 +52,7 @@ log = logging.getLogger("supervisor.session")
 @attrs.frozen
 class PromptIn:
     prompt: QueuedPrompt
+    file_ids: tuple[str, ...] = ()  # attachments, saved before the prompt reaches the core
 
 
 @attrs.frozen
@@ -115,6 +117,8 @@ class SessionDeps:
     shutdown_grace_s: float
     edit_interval_s: float
     max_get_bytes: int
+    max_upload_bytes: int
+    max_image_bytes: int
     launch_for: Callable[[SessionCore], AgentLaunch]
     on_post_made: Callable[[str, str], None]  # (post id, thread root id): for the router
 
@@ -145,14 +149,29 @@ class SessionTask:
             task_status.started()
             async with self._inbox:
                 while not self._finished:
-                    deadline = self.core.next_deadline()
-                    with trio.move_on_at(math.inf if deadline is None else deadline):
-                        message = await self._inbox.receive()
-                        await self._apply(self._dispatch(message))
+                    message = await self._next_message()
+                    if message is None:
+                        await self._apply(self.core.tick(trio.current_time()))
                         continue
-                    await self._apply(self.core.tick(trio.current_time()))
+                    if isinstance(message, PromptIn) and message.file_ids:
+                        message = await self._with_files(message)
+                    await self._apply(self._dispatch(message))
             await self._drain_outbox()
             nursery.cancel_scope.cancel()
+
+    async def _next_message(self) -> object | None:
+        """The next inbox message, or None when the core's next deadline has come. A due
+        deadline never starves the inbox, and a busy inbox never starves the clock."""
+        deadline = self.core.next_deadline()
+        if deadline is not None and trio.current_time() >= deadline:
+            return None
+        try:
+            return self._inbox.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            return await self._inbox.receive()
+        return None
 
     async def interrupt_for_shutdown(self) -> None:
         """Shutdown: ask a running turn to stop, so the agent can leave cleanly."""
@@ -164,7 +183,7 @@ class SessionTask:
         now = trio.current_time()
         core = self.core
         match message:
-            case PromptIn(prompt):
+            case PromptIn(prompt, _files):
                 return core.prompt(prompt, now)
             case CommandIn(command, post_id, channel_id):
                 return core.command(command, post_id, channel_id, now)
@@ -342,6 +361,34 @@ class SessionTask:
             while not self.outbox.is_settled():
                 await trio.sleep(0.05)
 
+    async def _with_files(self, message: PromptIn) -> PromptIn:
+        """Save a prompt's attachments under the session's upload folder; the prompt then
+        names them (and carries the small images as image content)."""
+        prompt = message.prompt
+        folder = Path(self.core.record.cwd) / uploads.upload_folder(prompt.post_id)
+        saved: list[uploads.Saved] = []
+        refused: list[str] = []
+        images: list[Image] = []
+        for file_id in message.file_ids:
+            try:
+                info = await self.deps.chat.file_info(file_id)
+                if info.size > self.deps.max_upload_bytes:
+                    refused.append(f"{info.name} ({info.size / 1e6:.1f} MB, over the {self.deps.max_upload_bytes / 1e6:.0f} MB limit)")
+                    continue
+                data = await self.deps.chat.download_file(file_id)
+                name = await trio.to_thread.run_sync(_save_new_file, folder, info.name, data)
+            except (ChatError, OSError) as exc:
+                refused.append(f"{file_id} ({exc})")
+                continue
+            is_image = info.mime_type.startswith("image/") and len(data) <= self.deps.max_image_bytes
+            saved.append(uploads.Saved(str(folder.relative_to(self.core.record.cwd) / name), len(data), is_image))
+            if is_image:
+                images.append(Image(info.mime_type, base64.b64encode(data).decode()))
+        if refused:
+            self._show(PutPost(f"files.{prompt.post_id}", "⚠️ Not saved: " + "; ".join(refused)))
+        text = uploads.prompt_with_files(prompt.text, saved, refused)
+        return PromptIn(attrs.evolve(prompt, text=text, images=tuple(images)))
+
     async def _send_file(self, path: str) -> None:
         text = await trio.to_thread.run_sync(_check_get_path, self.core.record.cwd, path, self.deps.max_get_bytes)
         record = self.core.record
@@ -356,6 +403,20 @@ class SessionTask:
             except (OSError, ChatError) as exc:
                 text = f"⚠️ Could not send `{path}`: {exc}"
         self._show(PutPost(f"get.{uuid.uuid4().hex}", text))
+
+
+def _save_new_file(folder: Path, name: str, data: bytes) -> str:
+    """Write `data` under a safe, new name in `folder`; never overwrites. Returns the name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = {p.name for p in folder.iterdir()}
+    while True:
+        safe = uploads.safe_name(name, taken)
+        try:
+            with open(folder / safe, "xb") as f:  # x: fail rather than overwrite
+                f.write(data)
+            return safe
+        except FileExistsError:
+            taken.add(safe)
 
 
 def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:

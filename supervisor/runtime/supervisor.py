@@ -97,6 +97,8 @@ class Supervisor:
             shutdown_grace_s=config.agent.shutdown_grace_s,
             edit_interval_s=config.render.edit_interval_ms / 1000,
             max_get_bytes=config.files.max_get_mb * 1_000_000,
+            max_upload_bytes=config.files.max_upload_mb * 1_000_000,
+            max_image_bytes=config.files.max_image_mb * 1_000_000,
             launch_for=self._launch_for,
             on_post_made=self._remember_post,
         )
@@ -144,6 +146,7 @@ class Supervisor:
             approval_timeout_s=agent.approval_timeout_s or float("inf"),
             idle_suspend_s=agent.idle_suspend_s,
             notify_after_s=agent.notify_after_s or float("inf"),
+            interrupt_grace_s=agent.interrupt_grace_s,
             show_thinking=self.config.render.show_thinking,
             username=username,
             permalink=self.chat.permalink,
@@ -216,7 +219,7 @@ class Supervisor:
         match decision:
             case Prompt(session, post):
                 prompt = QueuedPrompt(post.id, post.channel_id, post.message)
-                self._to_session(session.root_id, PromptIn(prompt), post)
+                self._to_session(session.root_id, PromptIn(prompt, post.file_ids), post)
             case RunThreadCommand(session, post, command):
                 if isinstance(command, commands.ListSessions):
                     self._reply(post, self._sessions_text(), root_id=post.thread_id)
