@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Run the supervisor with stopwatches on the routing path (a diagnostic, not a figure).
+
+`python benchmarks/trace_supervisor.py OUT.jsonl run --config ...` is `python -m
+supervisor run --config ...` with, recorded in memory and written to OUT.jsonl at exit:
+
+- `ws`: epoch time a WebSocket message left trio-websocket (`get_message` returned), with
+  the post id when it is a `posted` event;
+- `to_agent`: just before a prompt's bytes are written to an agent's stdin, and `sent`
+  just after, with the prompt text;
+- `gc`: every garbage collection of generation 2, with its duration;
+- `encode`: every encoding of sessions.json by the store, with its duration.
+
+The supervisor's code is not changed: the stopwatches wrap four functions from outside.
+Used by `diagnose_routing.py` to split routing latency into its stages.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+_POST_ID = re.compile(r'\\"id\\":\\"([a-z0-9]{26})\\"')
+records: list[dict[str, Any]] = []
+
+
+def install() -> None:
+    import trio_websocket
+
+    from supervisor.core.agent_events import SendPrompt
+    from supervisor.runtime import agent_process, store
+
+    get_message = trio_websocket.WebSocketConnection.get_message
+
+    async def timed_get_message(self: Any) -> Any:
+        message = await get_message(self)
+        t = time.time()
+        if isinstance(message, str) and '"event":"posted"' in message:
+            match = _POST_ID.search(message)
+            records.append({"what": "ws", "t": t, "post": match.group(1) if match else None})
+        return message
+
+    trio_websocket.WebSocketConnection.get_message = timed_get_message  # type: ignore[method-assign]
+
+    send = agent_process.AgentProcess.send
+
+    async def timed_send(self: Any, command: Any) -> None:
+        if not isinstance(command, SendPrompt):
+            await send(self, command)
+            return
+        t = time.time()
+        await send(self, command)
+        records.append({"what": "to_agent", "t": t, "sent": time.time(), "text": command.text})
+
+    agent_process.AgentProcess.send = timed_send  # type: ignore[method-assign]
+
+    # The store calls its module-level `encode` (imported from core.state): wrap that name.
+    encode = vars(store)["encode"]
+
+    def timed_encode(state: Any) -> bytes:
+        t = time.perf_counter()
+        raw: bytes = encode(state)
+        records.append({"what": "encode", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
+        return raw
+
+    vars(store)["encode"] = timed_encode
+
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            records.append({"what": "gc", "t": time.time(), "s": time.perf_counter() - started[0],
+                            "collected": info.get("collected")})
+
+    gc.callbacks.append(on_gc)
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    install()
+    from supervisor.cli import main as supervisor_main
+
+    try:
+        return supervisor_main(sys.argv[2:]) or 0
+    finally:
+        out.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
