@@ -112,4 +112,6 @@ async def test_store_acknowledges_only_durable_changes_and_commits_in_groups(tmp
             assert store.writes < 50  # grouped, not one fsync per change
             on_disk = decode((tmp_path / FILE_NAME).read_bytes())
             assert on_disk.channels["c"].cursor == 1049
+            # one line per session and per channel: readable, and valid JSON
+            assert (tmp_path / FILE_NAME).read_text().count("\n") == 8
             nursery.cancel_scope.cancel()

@@ -82,9 +82,39 @@ class StateFileError(Exception):
     pass
 
 
+class Encoder:
+    """Writes a state as JSON with one line per session and per channel: readable, diffable,
+    and fast — the C encoder does each line, and a session's line is reused while its
+    record is unchanged (the store writes after every batch of changes)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, tuple[SessionRecord, str]] = {}
+
+    def _session_line(self, key: str, record: SessionRecord) -> str:
+        cached = self._lines.get(key)
+        if cached is None or cached[0] is not record:
+            line = f"  {json.dumps(key)}: {json.dumps(_converter.unstructure(record), sort_keys=True)}"
+            self._lines[key] = cached = (record, line)
+        return cached[1]
+
+    def encode(self, state: State) -> bytes:
+        sessions = ",\n".join(self._session_line(k, r) for k, r in sorted(state.sessions.items()))
+        for gone in self._lines.keys() - state.sessions.keys():
+            del self._lines[gone]
+        channels = ",\n".join(
+            f"  {json.dumps(k)}: {json.dumps(_converter.unstructure(c), sort_keys=True)}"
+            for k, c in sorted(state.channels.items())
+        )
+        text = (
+            f'{{"version": {state.version},\n'
+            f' "sessions": {{\n{sessions}\n }},\n'
+            f' "channels": {{\n{channels}\n }}\n}}\n'
+        )
+        return text.encode()
+
+
 def encode(state: State) -> bytes:
-    data = _converter.unstructure(state)
-    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+    return Encoder().encode(state)
 
 
 def decode(raw: bytes) -> State:
@@ -110,19 +140,29 @@ def decode(raw: bytes) -> State:
 class Ledger:
     """Which posts were dealt with, per channel. Mutable; owned by the store actor.
 
-    Invariant: an id is in at most one of `in_flight` and the channel's `handled`.
+    Invariants: an id is in at most one of `in_flight` and `handled`; every post created
+    before `cursors[c] - SLACK_MS` in channel c has been dealt with.
     """
 
-    channels: dict[str, ChannelLedger] = attrs.field(factory=dict)
+    cursors: dict[str, int] = attrs.field(factory=dict)
+    handled: dict[str, dict[str, int]] = attrs.field(factory=dict)  # channel -> id -> t
     in_flight: dict[str, dict[str, int]] = attrs.field(factory=dict)  # channel -> id -> t
+    newest: dict[str, int] = attrs.field(factory=dict)  # channel -> newest dealt-with t
+
+    @classmethod
+    def from_state(cls, channels: dict[str, ChannelLedger]) -> Ledger:
+        return cls(
+            cursors={c: l.cursor for c, l in channels.items()},
+            handled={c: dict(l.handled) for c, l in channels.items()},
+            newest={c: max([l.cursor, *l.handled.values()]) for c, l in channels.items()},
+        )
 
     def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:
         """True the first time a post is seen and not yet dealt with."""
-        ledger = self.channels.get(channel_id, ChannelLedger())
         flying = self.in_flight.setdefault(channel_id, {})
-        if post_id in ledger.handled or post_id in flying:
+        if post_id in flying or post_id in self.handled.get(channel_id, ()):
             return False
-        if create_at < ledger.cursor - SLACK_MS:
+        if create_at < self.cursors.get(channel_id, 0) - SLACK_MS:
             return False
         flying[post_id] = create_at
         return True
@@ -130,18 +170,28 @@ class Ledger:
     def done(self, channel_id: str, post_id: str) -> None:
         """The post was dealt with (prompt written to its agent, command answered...)."""
         flying = self.in_flight.setdefault(channel_id, {})
-        old = self.channels.get(channel_id, ChannelLedger())
         if post_id not in flying:
             return
         created = flying.pop(post_id)
-        handled = dict(old.handled)
-        handled[post_id] = created
-        newest = max([old.cursor, *handled.values()])
-        cursor = min([newest, *flying.values()])
-        handled = {p: t for p, t in handled.items() if t >= cursor - SLACK_MS}
-        self.channels[channel_id] = ChannelLedger(cursor=cursor, handled=handled)
+        self.handled.setdefault(channel_id, {})[post_id] = created
+        newest = self.newest[channel_id] = max(self.newest.get(channel_id, 0), created)
+        self.cursors[channel_id] = min([newest, *flying.values()])
+
+    def begin(self, channel_id: str, now_ms: int) -> None:
+        """A channel seen for the first time: what came before this start is history."""
+        if channel_id not in self.cursors:
+            self.cursors[channel_id] = self.newest[channel_id] = now_ms
 
     def catch_up_since(self, channel_id: str) -> int:
-        """The `since` for a REST catch-up of this channel."""
-        cursor = self.channels.get(channel_id, ChannelLedger()).cursor
-        return max(0, cursor - SLACK_MS)
+        """The `since` for a REST catch-up of this channel (never 0: the server would
+        read that as "no since" and answer with the newest page only)."""
+        return max(1, self.cursors.get(channel_id, 0) - SLACK_MS)
+
+    def snapshot(self) -> dict[str, ChannelLedger]:
+        """What goes to disk: cursors, and handled ids inside the slack window."""
+        out = {}
+        for channel, cursor in self.cursors.items():
+            kept = {p: t for p, t in self.handled.get(channel, {}).items() if t >= cursor - SLACK_MS}
+            self.handled[channel] = kept
+            out[channel] = ChannelLedger(cursor=cursor, handled=kept)
+        return out

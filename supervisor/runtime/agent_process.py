@@ -39,17 +39,20 @@ class AgentProcess:
         async with self._send_lock:
             await self.proc.stdin.send_all(self.backend.codec.encode(command))
 
-    async def events(self) -> AsyncIterator[AgentEvent]:
-        """Every event the agent prints, until its stdout closes."""
+    async def events(self) -> AsyncIterator[list[AgentEvent]]:
+        """The events the agent prints, a batch per read, until its stdout closes. A batch
+        keeps what arrived together together: an instant answer is shown whole, not as a
+        first fragment plus an edit."""
         assert self.proc.stdout is not None
-        async for line in _lines(self.proc.stdout):
-            try:
-                decoded = self.backend.codec.decode(line)
-            except ValueError as exc:
-                log.warning("agent %s printed a malformed line: %s", self.pid, exc)
-                continue
-            for event in decoded:
-                yield event
+        async for lines in _line_batches(self.proc.stdout):
+            batch: list[AgentEvent] = []
+            for line in lines:
+                try:
+                    batch += self.backend.codec.decode(line)
+                except ValueError as exc:
+                    log.warning("agent %s printed a malformed line: %s", self.pid, exc)
+            if batch:
+                yield batch
 
     async def drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -68,7 +71,8 @@ class AgentProcess:
         return await self.proc.wait()
 
 
-async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+async def _line_batches(stream: trio.abc.ReceiveStream) -> AsyncIterator[list[bytes]]:
+    """The complete lines of each read (a last unterminated line at EOF included)."""
     buffer = bytearray()
     while True:
         try:
@@ -77,15 +81,24 @@ async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
             chunk = b""
         if not chunk:
             if buffer:
-                yield bytes(buffer)
+                yield [bytes(buffer)]
             return
         buffer += chunk
+        lines = []
         while (end := buffer.find(b"\n")) >= 0:
-            yield bytes(buffer[:end])
+            lines.append(bytes(buffer[:end]))
             del buffer[: end + 1]
         if len(buffer) > MAX_LINE:
             log.warning("dropping an agent line longer than %d bytes", MAX_LINE)
             buffer.clear()
+        if lines:
+            yield lines
+
+
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+    async for lines in _line_batches(stream):
+        for line in lines:
+            yield line
 
 
 def kill_group(pgid: int, sig: signal.Signals) -> bool:

@@ -76,7 +76,7 @@ class EndIn:
 @attrs.frozen
 class _FromAgent:
     generation: int
-    event: AgentEvent
+    events: list[AgentEvent]
 
 
 @attrs.frozen
@@ -191,8 +191,8 @@ class SessionTask:
                 return core.reaction(emoji, post_id, now)
             case EndIn():
                 return core.end(now)
-            case _FromAgent(gen, event) if gen == self._generation:
-                return core.agent_event(event, now)
+            case _FromAgent(gen, events) if gen == self._generation:
+                return [effect for event in events for effect in core.agent_event(event, now)]
             case _AgentUp(gen, pid) if gen == self._generation:
                 return core.agent_ready(pid, now)
             case _AgentDown(gen, code, tail) if gen == self._generation:
@@ -294,8 +294,8 @@ class SessionTask:
                     await self.inbox_send.send(_AgentUp(generation, agent.pid))
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(agent.drain_stderr)
-                        async for event in agent.events():
-                            await self.inbox_send.send(_FromAgent(generation, event))
+                        async for batch in agent.events():
+                            await self.inbox_send.send(_FromAgent(generation, batch))
                         code = await agent.wait()
                     tail = "\n".join(agent.stderr_tail)
             except OSError as exc:  # the command is missing or not executable

@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from supervisor.core.state import Ledger, SessionRecord, State, StateFileError, decode, encode
+from supervisor.core.state import Encoder, Ledger, SessionRecord, State, StateFileError, decode
 
 log = logging.getLogger("supervisor.store")
 
@@ -38,7 +38,8 @@ class Store:
         self.directory = directory
         self.path = directory / FILE_NAME
         self.state = state
-        self.ledger = Ledger(channels=dict(state.channels))
+        self.ledger = Ledger.from_state(state.channels)
+        self._encoder = Encoder()
         self._send, self._inbox = trio.open_memory_channel[_Change](10_000)
         self.writes = 0
 
@@ -90,7 +91,7 @@ class Store:
                     except trio.WouldBlock:
                         break
                 self._apply(batch)
-                raw = encode(self.state)
+                raw = self._encoder.encode(self.state)
                 # Shielded: a write that started must finish, or the acks would lie.
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(write_atomically, self.directory, raw)
@@ -106,7 +107,7 @@ class Store:
                 sessions[change.record.id] = change.record
             if change.handled is not None:
                 self.ledger.done(*change.handled)
-        self.state = State(sessions=sessions, channels=dict(self.ledger.channels))
+        self.state = State(sessions=sessions, channels=self.ledger.snapshot())
 
 
 def write_atomically(directory: Path, raw: bytes) -> None:

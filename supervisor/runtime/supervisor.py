@@ -257,6 +257,7 @@ class Supervisor:
     async def catch_up(self) -> None:
         """Fetch what was posted while we were away, and handle it in order, once."""
         for channel_id in self.main_channels:
+            self.store.ledger.begin(channel_id, int(time.time() * 1000))
             since = self.store.ledger.catch_up_since(channel_id)
             try:
                 posts = await self.chat.posts_since(channel_id, since)
