@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -127,7 +128,7 @@ async def test_streaming_edits_are_coalesced_and_never_provoke_429(tmp_path: Pat
             edits.setdefault(post_id, []).append(at)
         assert edits, "the answer was never edited while it streamed"
         for times in edits.values():
-            gaps = [b - a for a, b in zip(times, times[1:])]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
             assert all(gap >= 0.3 - 0.02 for gap in gaps), gaps
             assert len(times) <= elapsed / 0.3 + 2
         assert w.server.stats.rate_limited == 0

@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from supervisor.core import commands
-from supervisor.core.events import Hello, Post, Posted, PostEdited, Reaction, ReactionAdded, ReactionRemoved
+from supervisor.core.events import (
+    Hello,
+    Post,
+    Posted,
+    PostEdited,
+    Reaction,
+    ReactionAdded,
+    ReactionRemoved,
+)
 from supervisor.core.router import (
     AnswerEnded,
     Guide,
@@ -40,7 +48,7 @@ def worlds(draw: st.DrawFn) -> tuple[RouterView, list[object]]:
     view = RouterView(BOT, frozenset({ALICE, BOB}), sessions, thread_of=index.get)
     users, channels = [BOT, ALICE, BOB, MALLORY], [ALICE_DM, BOB_DM, TOWN]
     event = st.one_of(
-        posts(users, channels, ROOTS + ["gone".ljust(26, "g")]).map(
+        posts(users, channels, [*ROOTS, "gone".ljust(26, "g")]).map(
             lambda p: Posted(p, channel_type="O" if p.channel_id == TOWN else "D")
         ),
         posts(users, channels, ROOTS).map(PostEdited),

@@ -131,10 +131,10 @@ def route_post(post: Post, view: RouterView, *, is_direct: bool = True) -> Decis
         return Ignore("thread root lives in another channel")
     if session.ended:
         return AnswerEnded(session, post)
-    command = commands.parse_thread_command(post.message)
-    if command is None:
+    thread_command = commands.parse_thread_command(post.message)
+    if thread_command is None:
         return Prompt(session, post)
-    return RunThreadCommand(session, post, command)
+    return RunThreadCommand(session, post, thread_command)
 
 
 def route_reaction(reaction: Reaction, view: RouterView) -> Decision:

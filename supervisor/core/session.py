@@ -65,7 +65,7 @@ class SessionSettings:
     show_thinking: bool = True
     username: str = ""  # the person, for mentions
     permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
-    restart: RestartPolicy = RestartPolicy()
+    restart: RestartPolicy = attrs.Factory(RestartPolicy)
 
 
 # --- effects ---------------------------------------------------------------------

@@ -152,9 +152,9 @@ class Ledger:
     @classmethod
     def from_state(cls, channels: dict[str, ChannelLedger]) -> Ledger:
         return cls(
-            cursors={c: l.cursor for c, l in channels.items()},
-            handled={c: dict(l.handled) for c, l in channels.items()},
-            newest={c: max([l.cursor, *l.handled.values()]) for c, l in channels.items()},
+            cursors={c: ledger.cursor for c, ledger in channels.items()},
+            handled={c: dict(ledger.handled) for c, ledger in channels.items()},
+            newest={c: max([ledger.cursor, *ledger.handled.values()]) for c, ledger in channels.items()},
         )
 
     def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:

@@ -7,6 +7,7 @@ group id was reused. Linux only (/proc); elsewhere it finds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -38,10 +39,8 @@ def reap(state_dir: Path, recorded: set[int]) -> set[int]:
     for pgid in groups:
         log.warning("ending process group %d left by a previous run%s", pgid,
                     "" if pgid in recorded else " (not in the state file)")
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     deadline = time.monotonic() + 5
     while groups and time.monotonic() < deadline and leftover_groups(marker):
         time.sleep(0.02)

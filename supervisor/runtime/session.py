@@ -222,7 +222,7 @@ class SessionTask:
                     await self.deps.store.mark_handled(channel_id, post_id)
                 case SaveRecord(record):
                     self.deps.store.save_soon(record)
-                case LaunchAgent(resume, delay_s):
+                case LaunchAgent(_resume, delay_s):
                     self._launch(delay_s)
                 case StopAgent(reason):
                     log.info("stopping the agent of %s (%s)", self.name, reason)
@@ -358,7 +358,8 @@ class SessionTask:
     async def _drain_outbox(self) -> None:
         """Before the task ends, let what the thread should show reach the server."""
         with trio.move_on_after(10):
-            while not self.outbox.is_settled():
+            # Polls: the poster owns the outbox and signals nobody; bounded by the scope.
+            while not self.outbox.is_settled():  # noqa: ASYNC110
                 await trio.sleep(0.05)
 
     async def _with_files(self, message: PromptIn) -> PromptIn:

@@ -42,13 +42,26 @@ from supervisor.core.router import (
 )
 from supervisor.core.session import QueuedPrompt, SessionCore, SessionSettings
 from supervisor.core.state import SessionRecord
-from supervisor.runtime.session import CommandIn, EndIn, PromptIn, ReactionIn, SessionDeps, SessionTask
+from supervisor.runtime.session import (
+    CommandIn,
+    EndIn,
+    PromptIn,
+    ReactionIn,
+    SessionDeps,
+    SessionTask,
+)
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
 
 POST_INDEX_SIZE = 100_000  # posts remembered for reactions; older ones fall out
 AGENT_MARKER = "SUPERVISOR_STATE_DIR"  # set on every agent, so leftovers can be found
+
+
+@attrs.frozen
+class _Command:
+    post: Post
+    command: commands.MainCommand | commands.BadCommand
 
 
 @attrs.frozen
@@ -179,7 +192,8 @@ class Supervisor:
                     nursery.start_soon(task.interrupt_for_shutdown)
         # Give interrupted turns a moment to end and their last words to reach the server.
         with trio.move_on_after(2):
-            while any(t.core.turn or not t.outbox.is_settled() for t in self.tasks.values()):
+            # Polls state the session tasks own; once, at shutdown, bounded by the scope.
+            while any(t.core.turn or not t.outbox.is_settled() for t in self.tasks.values()):  # noqa: ASYNC110
                 await trio.sleep(0.05)
         if self._sessions_nursery is not None:
             self._sessions_nursery.cancel_scope.cancel()
@@ -231,7 +245,7 @@ class Supervisor:
                     with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                         task.inbox_send.send_nowait(ReactionIn(reaction.emoji_name, reaction.post_id))
             case RunMainCommand(post, command):
-                self._desk_send.send_nowait((post, command))
+                self._desk_send.send_nowait(_Command(post, command))
             case Guide(post):
                 self._reply(post, texts.GUIDANCE, root_id=post.root_id)
             case AnswerEnded(session, post):
@@ -276,10 +290,9 @@ class Supervisor:
             async for item in self._desk_inbox:
                 if isinstance(item, _Reply):
                     await self._post_reply(item)
-                else:
-                    post, command = item  # type: ignore[misc]
-                    answer = await self._main_command(post, command)
-                    await self._post_reply(_Reply(post.channel_id, answer, handled=post))
+                elif isinstance(item, _Command):
+                    answer = await self._main_command(item.post, item.command)
+                    await self._post_reply(_Reply(item.post.channel_id, answer, handled=item.post))
 
     async def _post_reply(self, reply: _Reply) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from supervisor.agent import AgentLaunch
+from supervisor.agent import AgentCodec, AgentLaunch
 from supervisor.agent.claude.codec import ClaudeCodec
 
 # The CLI speaks stream-json both ways, asks permissions over stdio and streams text as
@@ -29,7 +29,7 @@ class ClaudeBackend:
     def __init__(self, command: Sequence[str], args: Sequence[str] = ()) -> None:
         self.command = list(command)
         self.args = list(args)
-        self.codec = ClaudeCodec()
+        self.codec: AgentCodec = ClaudeCodec()
 
     def argv(self, launch: AgentLaunch) -> list[str]:
         argv = [*self.command, *self.args, *PROTOCOL_FLAGS]
