@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -91,3 +92,35 @@ def test_no_arguments_prints_usage_and_version_works() -> None:
     assert bare.returncode == 2 and "usage" in bare.stderr
     version = subprocess.run([sys.executable, "-m", "supervisor", "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("supervisor ")
+
+
+async def test_sessions_subcommand_reads_the_table_without_a_server(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        await w.new_session("alpha")
+        await w.stop()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    table = subprocess.run([sys.executable, "-m", "supervisor", "sessions", "--config", str(w.config_path)],
+                           capture_output=True, text=True, timeout=30, env=env)
+    assert table.returncode == 0 and "alpha" in table.stdout and "live" in table.stdout
+    as_json = subprocess.run([sys.executable, "-m", "supervisor", "sessions", "--json", "--config", str(w.config_path)],
+                             capture_output=True, text=True, timeout=30, env=env)
+    rows = json.loads(as_json.stdout)
+    assert [r["name"] for r in rows] == ["alpha"] and rows[0]["root_id"] and rows[0]["cwd"].endswith("alpha")
+
+
+async def test_json_logs_carry_no_secrets(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "run", "--config", str(w.config_path), "--log-format", "json"],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, cwd=tmp_path,
+        )
+        w.process = process
+        with trio.fail_after(20):
+            await w.server.wait_for_websocket(count=1)
+        process.send_signal(signal.SIGTERM)
+        _, err = await trio.to_thread.run_sync(process.communicate)
+        lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+        assert lines and all({"t", "level", "logger", "msg"} <= line.keys() for line in lines)
+        assert w.server.bot_token not in err.decode()
+        assert process.returncode == 0
