@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -72,6 +73,9 @@ async def serve(
             # The first hello reaches the router as a Resync: it catches up over REST.
             await app.start(link.run)
             await supervisor.create_configured_sessions()
+            # What exists now (code, config, restored sessions) lives as long as we do:
+            # keep it out of the collector's full scans, which otherwise pause routing.
+            gc.freeze()
             log.info("serving %d session(s) for %s", len(supervisor.tasks), ", ".join(config.mattermost.allowed_users))
             task_status.started(supervisor)
     finally:
