@@ -202,11 +202,30 @@ def test_creates_keep_order_and_the_oldest_dirty_post_goes_first() -> None:
     driver.outbox.put(PutPost("a", "a2"), 0.5)
     driver.outbox.put(PutPost("c", "c"), 0.5)
     driver.now = 0.5
-    assert driver.step() == Create("c", "c", "test:2")  # edits are not due yet
+    # c was first put after a and b changed: it waits until they show that (the edits are
+    # not due before 1.0), so a new post never overtakes the words before it.
+    assert driver.step() == Wait(1.0)
     driver.now = 2.0
     assert driver.step() == Edit("a", "p0", "a2")  # oldest key first
     assert driver.step() == Edit("b", "p1", "b2")
+    assert driver.step() == Create("c", "c", "test:2")
     assert driver.step() == Idle()
+
+
+def test_a_new_post_waits_only_for_what_came_before_it() -> None:
+    """A completion line waits for the answer's last edit, but later streaming into an
+    earlier post does not hold a new post back any further."""
+    driver = Driver(Outbox(1.0, id_prefix="test"))
+    driver.outbox.put(PutPost("answer", "hel"), 0.0)
+    driver.step()  # created at 0.0
+    driver.outbox.put(PutPost("answer", "hello"), 0.1)
+    driver.outbox.put(PutPost("note", "queued"), 0.1)
+    driver.outbox.put(PutPost("answer", "hello, world"), 0.2)
+    driver.now = 0.2
+    assert driver.step() == Wait(1.0)
+    driver.now = 1.0
+    assert driver.step() == Edit("answer", "p0", "hello, world")
+    assert driver.step() == Create("note", "queued", "test:1")
 
 
 def test_a_failed_create_is_retried_with_the_same_pending_id_and_never_doubles() -> None:

@@ -71,6 +71,10 @@ class _Post:
     last_call: float = -math.inf  # when its last create or edit was sent
     tried: set[str] = attrs.Factory(set)  # texts of failed creates that may have reached it
     dropped: bool = False  # a call failed for good: leave this post alone
+    wanted_seq: int = 0  # the put that set `wanted`
+    sent_seq: int = 0  # the put whose text the server last accepted
+    born_seq: int = 0  # the put that first named this post
+    calling_seq: int = 0  # the put whose text the call in flight carries
 
 
 @attrs.define
@@ -89,6 +93,7 @@ class Outbox:
     _next_create: int = 0
     _dirty: set[str] = attrs.Factory(set)
     _in_flight: tuple[Call, float] | None = None
+    _seq: int = 0  # counts puts
 
     def __attrs_post_init__(self) -> None:
         if len(self.id_prefix) > MAX_PENDING_POST_ID - 12:
@@ -96,13 +101,15 @@ class Outbox:
 
     def put(self, op: PutPost, now: float) -> None:
         """The post `op.key` should show `op.text`. (`now` is unused: wanting is timeless.)"""
+        self._seq += 1
         post = self._posts.get(op.key)
         if post is None:
             index = len(self._order)
-            post = _Post(index, op.text, f"{self.id_prefix}:{index}")
+            post = _Post(index, op.text, f"{self.id_prefix}:{index}", born_seq=self._seq)
             self._posts[op.key] = post
             self._order.append(op.key)
         post.wanted = op.text
+        post.wanted_seq = self._seq
         self._mark(op.key, post)
 
     def next_action(self, now: float) -> Action:
@@ -115,6 +122,8 @@ class Outbox:
             post = self._posts[key]
             if post.post_id is None and post.index != self._next_create:
                 continue  # waits for the posts before it to be created
+            if post.post_id is None and self._behind(post):
+                continue  # waits for the posts before it to show what they showed at its birth
             due = now if post.post_id is None else post.last_call + self.edit_interval
             if due <= now and (best is None or post.index < best[0]):
                 best = (post.index, key)
@@ -125,8 +134,19 @@ class Outbox:
         self._in_flight = (call, now)
         return call
 
+    def _behind(self, new: _Post) -> bool:
+        """An earlier post does not yet show the text it had when `new` was first put: a
+        new post (a turn's completion line, a notice) never overtakes the words before it.
+        The wait is at most one edit interval, and later puts do not prolong it."""
+        for key in self._order[: new.index]:
+            post = self._posts[key]
+            if key in self._dirty and post.sent_seq < min(post.wanted_seq, new.born_seq):
+                return True
+        return False
+
     def _call(self, key: str) -> Call:
         post = self._posts[key]
+        post.calling_seq = post.wanted_seq
         if post.post_id is None:
             return Create(key, post.wanted, post.pending_post_id)
         return Edit(key, post.post_id, post.wanted)
@@ -146,6 +166,8 @@ class Outbox:
                 # An earlier attempt may have made the post (the server then answers with
                 # it, deduplicated) with an older text: edit it to be sure.
                 post.sent = None
+        if post.sent is not None:
+            post.sent_seq = post.calling_seq
         self._mark(action.key, post)
 
     def failed(self, action: Call, now: float) -> None:
@@ -185,6 +207,8 @@ class Outbox:
         return self._posts[action.key], sent_at
 
     def _mark(self, key: str, post: _Post) -> None:
+        if post.wanted == post.sent:
+            post.sent_seq = post.wanted_seq  # the server already shows what is wanted
         if post.dropped or post.wanted == post.sent:
             self._dirty.discard(key)
         else:

@@ -96,6 +96,7 @@ class MarkHandled:
 @attrs.frozen
 class SaveRecord:
     record: SessionRecord
+    durable: bool = False  # on disk before the next effect is carried out
 
 
 @attrs.frozen
@@ -207,9 +208,9 @@ class SessionCore:
     def _set(self, state: SessionState) -> None:
         self.state = transition(self.state, state)
 
-    def _save(self, **changes: object) -> SaveRecord:
+    def _save(self, *, durable: bool = False, **changes: object) -> SaveRecord:
         self.record = attrs.evolve(self.record, **changes)  # type: ignore[arg-type]
-        return SaveRecord(self.record)
+        return SaveRecord(self.record, durable)
 
     def _mention(self) -> str:
         return f"@{self.settings.username} " if self.settings.username else ""
@@ -296,7 +297,10 @@ class SessionCore:
         return []
 
     def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
-        effects: list[Effect] = [Show(op) for op in self.renderer.feed(event, now)]
+        shown = [Show(op) for op in self.renderer.feed(event, now)]  # moves the cost baseline
+        # The new baseline is on disk before the completion line shows: after a crash the
+        # next turn's cost must not include this one's.
+        effects: list[Effect] = [self._save(durable=True, total_cost_usd=self.renderer.cost_baseline), *shown]
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None)
         turn, self.turn = self.turn, None
@@ -310,7 +314,6 @@ class SessionCore:
             self._set(S.IDLE)
         if turn is not None:
             self._settling.append(turn.prompt.post_id)
-        effects.append(self._save(total_cost_usd=self.renderer.cost_baseline))
         return effects + self._next_prompt(now)
 
     # --- permissions -------------------------------------------------------------
@@ -354,9 +357,11 @@ class SessionCore:
         answer = reaction_answer(emoji)
         if answer is None:
             return []
-        if answer is Answer.STOP:
-            return self.interrupt(now)
         request_id = self.permission_posts.get(post_id)
+        if answer is Answer.STOP:
+            # On a pending request the stop is its answer; the interrupt withdraws it.
+            stopped = self._settle(request_id, "stopped", None) if request_id and request_id in self.pending else []
+            return [*stopped, *self.interrupt(now)]
         pending = self.pending.get(request_id or "")
         if request_id is None or pending is None:
             return []
@@ -554,12 +559,17 @@ def _permission_key(request_id: str) -> str:
 
 
 def _session_rules(request: PermissionAsked) -> tuple[dict[str, object], ...]:
-    """The CLI's own suggestions, applied to this session only (never written to disk)."""
-    rules = []
-    for suggestion in request.suggestions:
-        if suggestion.get("type") in ("addRules", "setMode"):
-            rules.append({**suggestion, "destination": "session"})
-    return tuple(rules)
+    """The CLI's own suggestions, applied to this session only (never written to disk).
+
+    Where the CLI offers exact rules (addRules: a Bash command, a fetched domain...) only
+    those are sent: the mode change it offers next to them for a Bash call (setMode
+    acceptEdits) would let every file-changing command in the directory through unasked,
+    `rm` included. A mode change is sent when it is the whole offer (Write, Edit: "allow
+    all edits during this session")."""
+    offered = [s for s in request.suggestions if s.get("type") == "addRules"]
+    if not offered:
+        offered = [s for s in request.suggestions if s.get("type") == "setMode"]
+    return tuple({**s, "destination": "session"} for s in offered)
 
 
 def _watchdog_text(why: str, action: str) -> str:

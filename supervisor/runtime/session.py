@@ -220,8 +220,11 @@ class SessionTask:
                     # Durable before anything of its answer can be shown: a crash before
                     # this line re-delivers the prompt, a crash after it never answers twice.
                     await self.deps.store.mark_handled(channel_id, post_id)
-                case SaveRecord(record):
-                    self.deps.store.save_soon(record)
+                case SaveRecord(record, durable):
+                    if durable:
+                        await self.deps.store.save(record)
+                    else:
+                        self.deps.store.save_soon(record)
                 case LaunchAgent(_resume, delay_s):
                     self._launch(delay_s)
                 case StopAgent(reason):

@@ -11,6 +11,7 @@ Never decides what a session is or does; it only records.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -113,8 +114,8 @@ class Store:
 def write_atomically(directory: Path, raw: bytes) -> None:
     """Replace sessions.json with `raw`, keeping the old copy as .prev; durable on return.
 
-    A crash at any point leaves sessions.json whole (old or new), or — between the two
-    renames — only .prev, which `load_state` then uses.
+    A crash at any point leaves sessions.json whole (old or new); readers never find it
+    missing (.prev is made a second name of the old file before the new one replaces it).
     """
     path = directory / FILE_NAME
     tmp = directory / f".{FILE_NAME}.tmp"
@@ -125,7 +126,11 @@ def write_atomically(directory: Path, raw: bytes) -> None:
     finally:
         os.close(fd)
     if path.exists():
-        os.replace(path, directory / f"{FILE_NAME}.prev")
+        prev_tmp = directory / f".{FILE_NAME}.prev.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(prev_tmp)
+        os.link(path, prev_tmp)
+        os.replace(prev_tmp, directory / f"{FILE_NAME}.prev")
     os.replace(tmp, path)
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
