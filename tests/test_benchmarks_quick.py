@@ -21,6 +21,7 @@ EXPECTED = {
     "restart", "restart.busy",  # 5.
     "throughput", "rest-per-answer", "duplicates",  # 6. and the PRODUCT extras
     "echo.reply", "echo.whole", "echo.rate", "echo.rss",  # the mmpy_bot comparison
+    "coldstart",  # the zipapp's exec -> connected
 }
 
 
@@ -38,7 +39,7 @@ def test_quick_mode_produces_every_figure(tmp_path: Path) -> None:
     for key, r in rows.items():
         assert r["value"] and not r["value"].startswith("failed"), (key, r["value"])
     # Latencies are real measurements: positive, and p99 >= p50.
-    for key in ("routing.low", "routing.mid", "routing.high", "first-visible"):
+    for key in ("routing.low", "routing.mid", "routing.high", "first-visible", "coldstart"):
         data = rows[key]["data"]
         assert 0 < data["p50_s"] <= data["p99_s"], (key, data)
     assert rows["throughput"]["data"]["answers"] > 0
