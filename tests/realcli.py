@@ -27,24 +27,17 @@ from typing import Any
 import pytest
 import trio
 
+from supervisor.agent.claude import PROTOCOL_FLAGS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PINNED_VERSION = "2.1.330"
 CACHE_BINARY = REPO_ROOT / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
 ENV_OVERRIDE = "SUPERVISOR_TEST_CLAUDE"
 MISSING_REASON = "Claude Code CLI not installed (run scripts/install_claude.sh)"
 
-# The flags our supervisor launches the CLI with (stream-json both ways, permission
-# prompts over the control channel, partial messages).
-STREAM_JSON_FLAGS: tuple[str, ...] = (
-    "--output-format",
-    "stream-json",
-    "--input-format",
-    "stream-json",
-    "--verbose",
-    "--permission-prompt-tool",
-    "stdio",
-    "--include-partial-messages",
-)
+# The flags our supervisor launches the CLI with: the very same tuple, so the direct
+# protocol tests exercise exactly what the product sends.
+STREAM_JSON_FLAGS: tuple[str, ...] = PROTOCOL_FLAGS
 
 
 def claude_binary() -> Path | None:
