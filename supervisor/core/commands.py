@@ -62,7 +62,6 @@ MainCommand = Help | ListSessions | NewSession | EndSession
 ThreadCommand = Help | Stop | Status | EndSession | GetFile | ListSessions
 
 MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [persona=P]`, `!end NAME`"
-THREAD_USAGE = "`!stop`, `!status`, `!get PATH`, `!end`, `!help`"
 
 
 def is_command(text: str) -> bool:

@@ -36,10 +36,6 @@ from supervisor.core.agent_events import (
     PermissionCancelled,
     RefuseControl,
     SendPrompt,
-    TextBlock,
-    TextDelta,
-    ThinkingBlock,
-    ToolCall,
     TurnEnded,
     TurnStarted,
 )
@@ -117,8 +113,7 @@ class Typing:
 
 @attrs.frozen
 class SendFile:
-    path: str
-    post_id: str  # the `!get` post, to answer in the thread
+    path: str  # as typed after `!get`; the shell checks it stays inside the cwd
 
 
 @attrs.frozen
@@ -292,9 +287,7 @@ class SessionCore:
             return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
         if isinstance(event, TurnEnded):
             return self._turn_ended(event, now)
-        if isinstance(event, TextDelta | TextBlock | ThinkingBlock | ToolCall) or self.turn:
-            return [Show(op) for op in self.renderer.feed(event, now)]
-        return []
+        return [Show(op) for op in self.renderer.feed(event, now)]
 
     def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
         shown = [Show(op) for op in self.renderer.feed(event, now)]  # moves the cost baseline
@@ -510,7 +503,7 @@ class SessionCore:
         if isinstance(command, commands.Help):
             return [self._note(THREAD_HELP), handled]
         if isinstance(command, commands.GetFile):
-            return [SendFile(command.path, post_id), handled]
+            return [SendFile(command.path), handled]
         if isinstance(command, commands.EndSession):
             return [*self.end(now), handled]
         return [handled]

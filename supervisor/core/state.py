@@ -68,9 +68,6 @@ class State:
     sessions: dict[str, SessionRecord] = attrs.field(factory=dict)
     channels: dict[str, ChannelLedger] = attrs.field(factory=dict)
 
-    def session_by_root(self, root_id: str) -> SessionRecord | None:
-        return next((s for s in self.sessions.values() if s.root_id == root_id), None)
-
     def live_session_named(self, name: str) -> SessionRecord | None:
         return next((s for s in self.sessions.values() if s.name == name and s.is_live), None)
 

@@ -40,6 +40,7 @@ from supervisor.core.session import (
     ToAgent,
     Typing,
 )
+from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 from supervisor.runtime.agent_process import AgentProcess, open_agent
 from supervisor.runtime.store import Store
@@ -119,7 +120,7 @@ class SessionDeps:
     max_get_bytes: int
     max_upload_bytes: int
     max_image_bytes: int
-    launch_for: Callable[[SessionCore], AgentLaunch]
+    launch_for: Callable[[SessionRecord, bool], AgentLaunch]  # (record, resume) -> how to start it
     on_post_made: Callable[[str, str], None]  # (post id, thread root id): for the router
 
 
@@ -225,15 +226,15 @@ class SessionTask:
                         await self.deps.store.save(record)
                     else:
                         self.deps.store.save_soon(record)
-                case LaunchAgent(_resume, delay_s):
-                    self._launch(delay_s)
+                case LaunchAgent(resume, delay_s):
+                    self._launch(resume, delay_s)
                 case StopAgent(reason):
                     log.info("stopping the agent of %s (%s)", self.name, reason)
                     if self._agent_scope is not None:
                         self._agent_scope.cancel()
                 case Typing():
                     await self._typing()
-                case SendFile(path, _post_id):
+                case SendFile(path):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._send_file, path)
                 case Finished():
@@ -275,20 +276,20 @@ class SessionTask:
 
     # --- the agent process ---------------------------------------------------------
 
-    def _launch(self, delay_s: float) -> None:
+    def _launch(self, resume: bool, delay_s: float) -> None:
         assert self._nursery is not None
         if self._agent_scope is not None:
             self._agent_scope.cancel()
         self._generation += 1
         self._agent_scope = trio.CancelScope()
-        self._nursery.start_soon(self._run_agent, self._generation, self._agent_scope, delay_s)
+        self._nursery.start_soon(self._run_agent, self._generation, self._agent_scope, resume, delay_s)
 
-    async def _run_agent(self, generation: int, scope: trio.CancelScope, delay_s: float) -> None:
+    async def _run_agent(self, generation: int, scope: trio.CancelScope, resume: bool, delay_s: float) -> None:
         code: int | None = None
         tail = ""
         with scope:
             await trio.sleep(delay_s)
-            launch = self.deps.launch_for(self.core)
+            launch = self.deps.launch_for(self.core.record, resume)
             try:
                 async with open_agent(
                     self.deps.backend, launch, self.deps.base_env, self.deps.shutdown_grace_s

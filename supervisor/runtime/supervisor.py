@@ -166,13 +166,12 @@ class Supervisor:
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),
         )
 
-    def _launch_for(self, core: SessionCore) -> AgentLaunch:
-        record = core.record
+    def _launch_for(self, record: SessionRecord, resume: bool) -> AgentLaunch:
         persona = self.config.personas.get(record.persona) if record.persona else None
         return AgentLaunch(
             session_id=record.id,
             cwd=record.cwd,
-            resume=record.has_history,
+            resume=resume,
             model=persona.model if persona else "",
             append_system_prompt=persona.append_system_prompt if persona else "",
             permission_mode=self.config.agent.permission_mode,
