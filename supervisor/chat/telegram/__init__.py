@@ -1,0 +1,12 @@
+"""Telegram as a front end: the Bot API's words, kept inside this folder.
+
+- `codec`: the wire shapes we use (sans-IO, one cattrs converter).
+- `client`: `BotApi`, the HTTP client (httpx under trio): retries, pacing, token redaction.
+- `updates`: the long-polling update source; the offset moves only past confirmed updates.
+- `render`: the core's Markdown-ish text as Telegram HTML, split into messages.
+- `choices`: permission buttons <-> `callback_data`.
+- `doctor`: the `check` lines for a bot token.
+
+Nothing outside this folder should need to know a Bot API field name: a thin glue module
+presents these pieces in the chat port's words (threads, messages, choices).
+"""
