@@ -289,9 +289,7 @@ class BotApi:
         await self.call("deleteWebhook", {})
 
     async def get_webhook_info(self, *, retry: bool = True) -> codec.WebhookInfo:
-        return codec.structure(
-            await self.call("getWebhookInfo", retry=retry), codec.WebhookInfo
-        )
+        return codec.structure(await self.call("getWebhookInfo", retry=retry), codec.WebhookInfo)
 
     # --- messages ----------------------------------------------------------------------
 
@@ -306,7 +304,10 @@ class BotApi:
     ) -> codec.Message:
         params = _message_params(chat_id, html, thread_id, reply_markup)
         if reply_to is not None:
-            params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
+            params["reply_parameters"] = {
+                "message_id": reply_to,
+                "allow_sending_without_reply": True,
+            }
         result = await self.call("sendMessage", params, chat_id=chat_id)
         return codec.structure(result, codec.Message)
 

@@ -1,0 +1,230 @@
+"""Where Telegram updates come from: long-polling `getUpdates`, confirmed only on request.
+
+Telegram forgets an update as soon as `getUpdates` is called with an offset above its id.
+So the offset is the promise "everything before this is handled, durably": it moves past
+an update only when the caller says so (`UpdateSource.confirm`), which the caller does
+after its own handled mark is durable. What was written while the supervisor was down is
+still on the server at start (we delete a webhook WITHOUT `drop_pending_updates`) and comes
+first, in order.
+
+`Ledger` (sans-IO) owns the bookkeeping; `UpdateSource` (trio) owns the polling loop. The
+ledger's rules:
+- an update is handed out at most once per process: one still unconfirmed, or confirmed
+  after the request that fetched it again was sent, is skipped when it comes again;
+- the offset passes an update only when it and every update handed out before it are
+  confirmed (confirmations may arrive in any order);
+- update ids are compared for equality only: ids can jump (to a random value after a
+  week without updates), so "bigger" means nothing across such a gap. Order is the
+  server's order, counted locally (`seq`);
+- updates with nothing for us (kinds we did not ask for, payloads we cannot read) are
+  confirmed on arrival; they never reach the caller.
+
+After a crash, updates that were handled but not yet confirmed to Telegram come again:
+the caller's durable handled marks (keyed by `update_id`) skip them, and it confirms them.
+
+It must never confirm an update the caller has not confirmed, and never fight another
+poller of the same token (409): it says so once, backs off, and tries again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+import trio
+
+from supervisor.chat.telegram.client import BotApi, Conflict
+from supervisor.chat.telegram.codec import Update
+from supervisor.core.backoff import Backoff
+
+log = logging.getLogger("supervisor.telegram")
+
+# Name every kind we use: an omitted list keeps whatever the last caller set, an empty
+# one means "all but reactions and chat_member" (FACTS.md). Bot API 10.3 adds
+# "stopped_message_generation" (the draft's Stop button): add it where the server has it.
+ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query")
+POLL_S: Final = 30  # long-poll time; Telegram allows up to 50
+# While some handed-out updates await confirmation, a poll from the old offset returns
+# them again at once: poll for newer ones no more often than this.
+AHEAD_POLL_S: Final = 1.0
+# A second poller on our token: give it room rather than alternate 409s with it.
+CONFLICT_BACKOFF: Final = Backoff(base=10.0, cap=300.0, floor=10.0)
+
+
+@attrs.frozen
+class Poll:
+    """One getUpdates request to send: its offset, and the `mark` to hand back with its
+    answer (every update confirmed up to then is forgotten by the server once answered)."""
+
+    offset: int | None
+    mark: int
+
+
+@attrs.define
+class Ledger:
+    """Handed-out updates and their confirmations (see the module docstring).
+
+    Invariants: `_out` is in hand-out order, its first entry unconfirmed (a confirmed
+    prefix is moved behind the offset at once); every id is in at most one of `_out`
+    and `_behind`; `offset` is one past the last id moved behind it.
+    """
+
+    offset: int | None = None
+    _seq: int = 0  # hand-out counter
+    _out: list[tuple[int, int]] = attrs.Factory(list)  # (seq, update_id), ahead of the offset
+    _confirmed: set[int] = attrs.Factory(set)  # ids in _out confirmed out of order
+    _behind: dict[int, int] = attrs.Factory(
+        dict
+    )  # id -> seq, behind the offset, maybe not forgotten
+    _last_behind: int = 0  # seq of the last entry moved behind the offset
+
+    def poll(self) -> Poll:
+        return Poll(self.offset, self._last_behind)
+
+    def accept(self, updates: Sequence[Update], mark: int) -> list[Update]:
+        """The fresh updates in an answer to `Poll(…, mark)`, in order, to hand out."""
+        self._behind = {uid: seq for uid, seq in self._behind.items() if seq > mark}
+        out = {uid for _, uid in self._out}
+        fresh = []
+        for update in updates:
+            uid = update.update_id
+            if uid in out or uid in self._behind:
+                continue
+            self._seq += 1
+            self._out.append((self._seq, uid))
+            out.add(uid)
+            if update.empty:
+                self._confirmed.add(uid)
+            else:
+                fresh.append(update)
+        self._advance()
+        return fresh
+
+    def confirm(self, update_id: int) -> None:
+        """The caller's handled mark for `update_id` is durable. Idempotent."""
+        if update_id in self._behind or update_id in self._confirmed:
+            return
+        if all(uid != update_id for _, uid in self._out):
+            raise ValueError(f"update {update_id} was never handed out")
+        self._confirmed.add(update_id)
+        self._advance()
+
+    @property
+    def unconfirmed(self) -> int:
+        """How many handed-out updates still wait for `confirm`."""
+        return len(self._out) - len(self._confirmed)
+
+    def _advance(self) -> None:
+        while self._out and self._out[0][1] in self._confirmed:
+            seq, uid = self._out.pop(0)
+            self._confirmed.discard(uid)
+            self._behind[uid] = seq
+            self._last_behind = seq
+            self.offset = uid + 1
+
+
+class UpdateSource:
+    """Polls updates into a channel; the caller confirms each one when it is handled.
+
+    Usage (the caller owns the channel's receiving end):
+        source = UpdateSource(api, start_offset=stored_offset)
+        await nursery.start(source.run, send_channel)
+        async for update in receive_channel:
+            ... handle, make the handled mark durable ...
+            source.confirm(update.update_id)
+            store(source.offset)   # optional: a shortcut past confirmed updates at start
+    """
+
+    def __init__(
+        self,
+        api: BotApi,
+        *,
+        start_offset: int | None = None,
+        allowed_updates: Sequence[str] = ALLOWED_UPDATES,
+        poll_s: int = POLL_S,
+        ahead_poll_s: float = AHEAD_POLL_S,
+        conflict_backoff: Backoff = CONFLICT_BACKOFF,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._api = api
+        self._ledger = Ledger(offset=start_offset)
+        self._allowed = tuple(allowed_updates)
+        self._poll_s = poll_s
+        self._ahead_poll_s = ahead_poll_s
+        self._conflict_backoff = conflict_backoff
+        self._rng = rng or random.Random()
+        self._confirmed = trio.Event()
+        self.conflict = False  # another poller holds the token (409) right now
+
+    @property
+    def offset(self) -> int | None:
+        """The offset that the next poll confirms up to: store it to skip ahead at start."""
+        return self._ledger.offset
+
+    @property
+    def unconfirmed(self) -> int:
+        return self._ledger.unconfirmed
+
+    def confirm(self, update_id: int) -> None:
+        """`update_id` is handled and its mark durable: the offset may pass it."""
+        self._ledger.confirm(update_id)
+        self._confirmed.set()
+
+    async def run(
+        self,
+        updates: trio.MemorySendChannel[Update],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Switch any webhook off (keeping the backlog), then poll until cancelled."""
+        async with updates:
+            await self._api.delete_webhook()
+            task_status.started()
+            conflicts = 0
+            while True:
+                await self._wait_for_turn()
+                poll = self._ledger.poll()
+                wait_s = self._poll_s if self._ledger.unconfirmed == 0 else 0
+                try:
+                    fetched = await self._api.get_updates(
+                        poll.offset, poll_s=wait_s, allowed_updates=self._allowed
+                    )
+                except Conflict as error:
+                    await self._hold_off(error, conflicts)
+                    conflicts += 1
+                    continue
+                if conflicts:
+                    log.warning("Telegram updates flow again: the other poller has stopped")
+                    conflicts, self.conflict = 0, False
+                for update in self._ledger.accept(fetched, poll.mark):
+                    await updates.send(update)
+
+    async def _wait_for_turn(self) -> None:
+        """Poll at once when nothing awaits confirmation; else when everything is
+        confirmed, or after `ahead_poll_s` to fetch what came meanwhile."""
+        if self._ledger.unconfirmed == 0:
+            return
+        with trio.move_on_after(self._ahead_poll_s):
+            while self._ledger.unconfirmed:
+                self._confirmed = trio.Event()
+                await self._confirmed.wait()
+
+    async def _hold_off(self, error: Conflict, attempt: int) -> None:
+        delay = self._conflict_backoff.delay(attempt, self._rng)
+        if attempt == 0:
+            self.conflict = True
+            what = (
+                "a webhook is set for this bot token"
+                if "webhook" in error.description.lower()
+                else "another program is polling this bot token"
+            )
+            log.error(
+                "Telegram says %s (409 Conflict): not competing for the updates; trying "
+                "again now and then. Stop the other program, or give this supervisor a "
+                "bot token of its own.",
+                what,
+            )
+        await trio.sleep(delay)
