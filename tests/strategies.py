@@ -45,3 +45,42 @@ def reactions(user_ids: list[str], channel_ids: list[str], post_ids: list[str]) 
         emoji_name=EMOJIS,
         channel_id=st.sampled_from(["", *channel_ids]),
     )
+
+
+# --- Telegram (tests/test_telegram_*.py) ---------------------------------------------
+
+# Words that stress the HTML renderer: markup characters, entities, emoji outside the BMP
+# (two UTF-16 units each), Markdown punctuation.
+TELEGRAM_WORDS = st.one_of(
+    st.sampled_from(
+        ["word", "<b>", "a&b", "&amp;", "x<y", "**bold**", "_it_", "~~s~~", "`code`",
+         "[link](https://example.com/?a=1&b=2)", "[bad](javascript:x)", "😀", "𝔘", "👩‍💻",
+         "> quoted", "# Heading", "- item", "1. first", "|a|b|", "\\*", "***", "---", " ", "\t"]
+    ),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12),
+)
+
+
+@st.composite
+def telegram_code_blocks(draw: st.DrawFn) -> str:
+    language = draw(st.sampled_from(["", "python", "sh", "c++", "weird lang"]))
+    lines = draw(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=80), max_size=30))
+    fence = draw(st.sampled_from(["```", "~~~", "````"]))
+    return f"{fence}{language}\n" + "\n".join(lines) + f"\n{fence}"
+
+
+@st.composite
+def telegram_markdown(draw: st.DrawFn) -> str:
+    """Markdown-ish text as the core writes it: paragraphs, lists, quotes, code."""
+    blocks = draw(
+        st.lists(
+            st.one_of(
+                st.lists(TELEGRAM_WORDS, max_size=40).map(" ".join),
+                telegram_code_blocks(),
+                st.lists(TELEGRAM_WORDS, min_size=1, max_size=8).map(lambda ws: "> " + " ".join(ws)),
+                st.lists(TELEGRAM_WORDS, min_size=1, max_size=5).map(lambda ws: "\n".join(f"- {w}" for w in ws)),
+            ),
+            max_size=12,
+        )
+    )
+    return "\n\n".join(blocks)
