@@ -9,6 +9,7 @@ tests never need to sleep to see its effects: `wait_until` wakes on every change
 Start:
     fake = FakeBotApi(token=TOKEN, topics=True, drafts=True)
     await nursery.start(fake.serve)            # binds 127.0.0.1:0; sets fake.url
+    async with running(topics=False) as fake:  # the same, for one block
     BotApi(TOKEN, api_url=fake.url)
 
 Acting as a person (each makes an update; sync, no I/O):
@@ -49,11 +50,12 @@ outside topics carries no message_thread_id; updates are kept forever, not 24 ho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import attrs
@@ -636,6 +638,18 @@ class FakeBotApi:
     def _next_message_id(self, chat: ChatState) -> int:
         chat.next_id += 1
         return chat.next_id
+
+
+@contextlib.asynccontextmanager
+async def running(fake: FakeBotApi | None = None, **settings: Any) -> AsyncIterator[FakeBotApi]:
+    """A fake serving on loopback for the duration of the block."""
+    fake = fake or FakeBotApi(**settings)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        try:
+            yield fake
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 # --- pure helpers ------------------------------------------------------------------------
