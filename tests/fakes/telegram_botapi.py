@@ -32,6 +32,7 @@ Switches:
 
 Assertions:
     fake.calls: [Call(seq, at, method, params, status, reply)]; fake.calls_of(method)
+    fake.arrived: [(seq, method)] as requests arrive (a long poll is in `calls` once answered)
     fake.confirmed: {update_id: (seq of the getUpdates that confirmed it, trio time)}
     fake.delivered: {update_id: [seq of each getUpdates that returned it]}
     fake.pending_updates() -> [update dicts] not yet confirmed
@@ -181,7 +182,8 @@ class FakeBotApi:
         self.username = username
         self.url = ""
         self.max_body_size = MAX_UPLOAD + (1 << 20)
-        self.calls: list[Call] = []
+        self.calls: list[Call] = []  # answered requests, in the order of their answers
+        self.arrived: list[tuple[int, str]] = []  # (seq, method) of every request, on arrival
         self.confirmed: dict[int, tuple[int, float]] = {}
         self.delivered: dict[int, list[int]] = {}
         self.answered_queries: dict[str, str] = {}
@@ -227,6 +229,8 @@ class FakeBotApi:
         method = request.path[len(prefix) :]
         self._seq += 1
         seq = self._seq
+        self.arrived.append((seq, method))
+        self._touch()
         try:
             params = _params(request)
         except ValueError as exc:

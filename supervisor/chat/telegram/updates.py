@@ -103,14 +103,15 @@ class Ledger:
         self._advance()
         return fresh
 
-    def confirm(self, update_id: int) -> None:
-        """The caller's handled mark for `update_id` is durable. Idempotent."""
-        if update_id in self._behind or update_id in self._confirmed:
-            return
-        if all(uid != update_id for _, uid in self._out):
-            raise ValueError(f"update {update_id} was never handed out")
+    def confirm(self, update_id: int) -> bool:
+        """The caller's handled mark for `update_id` is durable. True when that was news:
+        False for an id already confirmed, or one this ledger does not hold (never handed
+        out, or long forgotten by the server), which changes nothing."""
+        if update_id in self._confirmed or all(uid != update_id for _, uid in self._out):
+            return False
         self._confirmed.add(update_id)
         self._advance()
+        return True
 
     @property
     def unconfirmed(self) -> int:
@@ -169,9 +170,10 @@ class UpdateSource:
         return self._ledger.unconfirmed
 
     def confirm(self, update_id: int) -> None:
-        """`update_id` is handled and its mark durable: the offset may pass it."""
-        self._ledger.confirm(update_id)
-        self._confirmed.set()
+        """`update_id` is handled and its mark durable: the offset may pass it.
+        Idempotent; an id this source did not hand out changes nothing."""
+        if self._ledger.confirm(update_id):
+            self._confirmed.set()
 
     async def run(
         self,

@@ -1,0 +1,286 @@
+"""The update source: the offset passes only confirmed updates; backlog first; 409 said once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.chat.telegram.client import BotApi, Conflict
+from supervisor.chat.telegram.codec import Update
+from supervisor.chat.telegram.updates import Ledger, UpdateSource
+from supervisor.core.backoff import Backoff
+from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, running
+
+USER = 4242
+
+
+def upd(update_id: int, empty: bool = False) -> Update:
+    from supervisor.chat.telegram.codec import Chat, Message
+
+    if empty:
+        return Update(update_id)
+    return Update(update_id, message=Message(update_id, 1, Chat(USER, "private"), text="x"))
+
+
+# --- the ledger, against a model of Telegram's queue ----------------------------------------
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["arrive", "send", "answer", "confirm", "empty"]), st.integers(0, 50)),
+    max_size=80,
+)
+
+
+@given(OPS, st.integers(1, 5))
+def test_ledger_never_lets_the_offset_pass_an_unconfirmed_update(
+    ops: list[tuple[str, int]], limit: int
+) -> None:
+    ledger = Ledger()
+    queue: list[tuple[int, bool]] = []  # the server's unconfirmed updates (id, empty)
+    next_id = 1000
+    in_flight: tuple[int, list[tuple[int, bool]]] | None = None  # (mark, server's answer)
+    handed: list[int] = []
+    confirmed: set[int] = set()
+    empties: set[int] = set()
+
+    def send() -> tuple[int, list[tuple[int, bool]]]:
+        nonlocal queue
+        poll = ledger.poll()
+        if poll.offset is not None:
+            forgotten = [uid for uid, _ in queue if uid < poll.offset]
+            assert set(forgotten) <= confirmed | empties  # the heart of it
+            queue = [(uid, e) for uid, e in queue if uid >= poll.offset]
+        return poll.mark, queue[:limit]
+
+    def answer(mark: int, batch: list[tuple[int, bool]]) -> None:
+        for update in ledger.accept([upd(uid, e) for uid, e in batch], mark):
+            assert update.update_id not in handed  # handed out once
+            handed.append(update.update_id)
+
+    for op, pick in ops:
+        if op in ("arrive", "empty"):
+            next_id += 1
+            queue.append((next_id, op == "empty"))
+            if op == "empty":
+                empties.add(next_id)
+        elif op == "send" and in_flight is None:
+            in_flight = send()
+        elif op == "answer" and in_flight is not None:
+            answer(*in_flight)
+            in_flight = None
+        elif op == "confirm":
+            open_ids = [uid for uid in handed if uid not in confirmed]
+            if open_ids:
+                chosen = open_ids[pick % len(open_ids)]
+                assert ledger.confirm(chosen)
+                assert not ledger.confirm(chosen)  # idempotent
+                confirmed.add(chosen)
+    if in_flight is not None:
+        answer(*in_flight)
+    # Drain: confirm everything, poll until the server has nothing left.
+    for _ in range(len(queue) + 3):
+        for uid in handed:
+            ledger.confirm(uid)
+            confirmed.add(uid)
+        answer(*send())
+    assert queue == []
+    assert sorted(handed) == sorted(set(range(1001, next_id + 1)) - empties)
+    assert ledger.unconfirmed == 0
+
+
+def test_ledger_ignores_what_it_never_handed_out() -> None:
+    ledger = Ledger(offset=5)
+    assert ledger.confirm(5) is False
+    assert ledger.poll().offset == 5
+
+
+def test_ledger_out_of_order_confirmation_waits_for_the_gap() -> None:
+    ledger = Ledger(offset=10)
+    mark = ledger.poll().mark
+    assert [u.update_id for u in ledger.accept([upd(10), upd(11), upd(12)], mark)] == [10, 11, 12]
+    ledger.confirm(12)
+    ledger.confirm(11)
+    assert ledger.poll().offset == 10
+    ledger.confirm(10)
+    assert ledger.poll().offset == 13
+
+
+# --- the source, against the fake ---------------------------------------------------------
+
+
+async def collect(
+    receive: trio.MemoryReceiveChannel[Update], count: int
+) -> list[Update]:
+    return [await receive.receive() for _ in range(count)]
+
+
+async def test_backlog_first_in_order_and_confirmed_only_after_handling() -> None:
+    with trio.fail_after(15):
+        async with running() as fake:
+            fake.add_user(USER)
+            fake.set_webhook("https://old.example/hook")  # a webhook from an earlier life
+            backlog = [fake.user_sends(USER, f"while down {i}") for i in range(5)]
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.2)
+            handled_at: dict[int, float] = {}
+            send, receive = trio.open_memory_channel[Update](0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                deletes = fake.calls_of("deleteWebhook")
+                assert len(deletes) == 1 and "drop_pending_updates" not in deletes[0].params
+                got = await collect(receive, 5)
+                assert [u.message.text for u in got if u.message] == [m["text"] for m in backlog]
+                # Nothing handled yet: wait for a few polls, nothing may be confirmed.
+                await fake.wait_until(lambda: len(fake.calls_of("getUpdates")) >= 3)
+                assert fake.confirmed == {} and len(fake.pending_updates()) == 5
+                for update in got:
+                    handled_at[update.update_id] = trio.current_time()
+                    source.confirm(update.update_id)
+                # A live message, long-polled: it wakes the waiting poll.
+                fake.user_sends(USER, "live")
+                (live,) = await collect(receive, 1)
+                assert live.message is not None and live.message.text == "live"
+                assert set(fake.confirmed) == set(handled_at)
+                for update_id, (_seq, confirmed_at) in fake.confirmed.items():
+                    assert confirmed_at >= handled_at[update_id]
+                assert source.offset == got[-1].update_id + 1
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
+async def test_unconfirmed_update_blocks_the_offset_but_not_newer_updates() -> None:
+    with trio.fail_after(15):
+        async with running() as fake:
+            fake.add_user(USER)
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.1)
+            send, receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                fake.user_sends(USER, "slow one")
+                (slow,) = await collect(receive, 1)
+                fake.user_sends(USER, "next")
+                (following,) = await collect(receive, 1)  # fetched ahead, once
+                source.confirm(following.update_id)
+                await fake.wait_until(lambda: len(fake.calls_of("getUpdates")) >= 6)
+                assert fake.confirmed == {}  # the slow one still holds the offset
+                assert len(fake.delivered[slow.update_id]) >= 2  # fetched again, not handed out
+                assert receive.statistics().current_buffer_used == 0
+                source.confirm(slow.update_id)
+                await fake.wait_until(lambda: len(fake.confirmed) == 2)
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
+async def test_updates_with_nothing_for_us_are_confirmed_by_the_source() -> None:
+    with trio.fail_after(15):
+        async with running() as fake:
+            fake.add_user(USER)
+            unreadable = fake.add_update({"message": {"message_id": "not a number"}})
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20)
+            send, receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                fake.user_sends(USER, "after it")
+                (update,) = await collect(receive, 1)
+                assert update.message is not None and update.message.text == "after it"
+                source.confirm(update.update_id)
+                await fake.wait_until(lambda: update.update_id in fake.confirmed)
+                assert unreadable in fake.confirmed
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
+async def test_a_restart_gets_again_what_was_not_confirmed_to_telegram() -> None:
+    with trio.fail_after(15):
+        async with running() as fake:
+            fake.add_user(USER)
+            for i in range(3):
+                fake.user_sends(USER, f"m{i}")
+            api = BotApi(TOKEN, api_url=fake.url)
+            first = UpdateSource(api, poll_s=20)
+            send, receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(first.run, send)
+                got = await collect(receive, 3)
+                first.confirm(got[0].update_id)
+                first.confirm(got[1].update_id)
+                await fake.wait_until(lambda: len(fake.confirmed) == 2)
+                nursery.cancel_scope.cancel()  # killed before m2 was handled
+            assert got[2].update_id not in fake.confirmed
+            second = UpdateSource(api, poll_s=20)
+            send, receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(second.run, send)
+                (again,) = await collect(receive, 1)
+                assert again.update_id == got[2].update_id
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
+async def test_a_second_poller_is_reported_once_and_not_fought(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="supervisor.telegram")
+    with trio.fail_after(20):
+        async with running() as fake:
+            fake.add_user(USER)
+            api = BotApi(TOKEN, api_url=fake.url)
+            other = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, conflict_backoff=Backoff(base=0.3, cap=0.3, floor=0.3),
+                                  rng=random.Random(3))  # fmt: skip
+            send, receive = trio.open_memory_channel[Update](10)
+
+            def ours() -> int:  # our completed polls (the other one asks for limit 1)
+                return len([c for c in fake.calls_of("getUpdates") if c.params.get("limit") == 100])
+
+            async def other_program() -> None:
+                with trio.move_on_after(2.0):
+                    while True:  # polls without pause, as a second deployment would
+                        with contextlib.suppress(Conflict):
+                            await other.get_updates(None, poll_s=1, allowed_updates=["poll"], limit=1)
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                await fake.wait_until(lambda: ("getUpdates" in {m for _, m in fake.arrived}))
+                before = ours()
+                await other_program()
+                assert source.conflict
+                assert 1 <= ours() - before <= 10  # backed off, not a tight loop
+                fake.user_sends(USER, "hello again")
+                (update,) = await collect(receive, 1)
+                assert update.message is not None and update.message.text == "hello again"
+                assert not source.conflict
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+            await other.aclose()
+    said = [r.getMessage() for r in caplog.records if "409" in r.getMessage()]
+    assert len(said) == 1 and "another program is polling this bot token" in said[0]
+    assert any("flow again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_webhook_set_later_is_named_and_not_removed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="supervisor.telegram")
+    with trio.fail_after(15):
+        fake = FakeBotApi()
+        async with running(fake):
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=1, conflict_backoff=Backoff(base=5, cap=5, floor=5))
+            send, _receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                fake.set_webhook("https://someone.example/hook")
+                await fake.wait_until(lambda: source.conflict)
+                nursery.cancel_scope.cancel()
+            assert fake.webhook_url == "https://someone.example/hook"
+            assert len(fake.calls_of("deleteWebhook")) == 1
+            await api.aclose()
+    assert any("a webhook is set" in r.getMessage() for r in caplog.records)
