@@ -5,6 +5,8 @@
 - `updates`: the long-polling update source; the offset moves only past confirmed updates.
 - `render`: the core's Markdown-ish text as Telegram HTML, split into messages.
 - `choices`: permission buttons <-> `callback_data`.
+- `incoming`: an update read as the port's incoming events (posted, pressed, stop).
+- `limits`: the numbers a Telegram chat allows, as data.
 - `doctor`: the `check` lines for a bot token.
 
 Nothing outside this folder should need to know a Bot API field name: a thin glue module

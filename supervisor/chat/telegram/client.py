@@ -46,7 +46,6 @@ log = logging.getLogger("supervisor.telegram")
 
 API_URL: Final = "https://api.telegram.org"
 MAX_MESSAGE_CHARS: Final = 4096  # text after entity parsing, in UTF-16 code units
-MAX_CALLBACK_DATA_BYTES: Final = 64
 MAX_DOWNLOAD_BYTES: Final = 20 * 1024 * 1024  # getFile's limit for bots
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024  # sendDocument's limit for bots
 
