@@ -49,7 +49,7 @@ async def test_every_request_and_answer_keeps_the_schema() -> None:
     with trio.fail_after(20):
         async with running() as fake:
             fake.add_user(USER)
-            api = BotApi(TOKEN, api_url=fake.url)
+            api = BotApi(TOKEN, api_url=fake.url, pacing=Pacing(per_chat_rate=50, per_chat_burst=50))
             source = UpdateSource(api, poll_s=1)
             send, receive = trio.open_memory_channel[Any](20)
             async with trio.open_nursery() as nursery:
