@@ -25,6 +25,7 @@ from supervisor.chat.telegram.client import (
     TooManyRequests,
     Unauthorized,
     Unreachable,
+    proxy_for,
 )
 from supervisor.core.backoff import Backoff
 from tests.fakes.telegram_botapi import TOKEN, running
@@ -286,3 +287,27 @@ def test_a_malformed_token_is_refused_without_being_shown() -> None:
     with pytest.raises(ValueError) as raised:
         BotApi(f"{SECRET_PART}/../x")
     assert leaks(exception_texts(raised.value)) == []
+
+
+async def test_the_environments_proxy_is_used_and_the_token_still_goes_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with trio.fail_after(10):
+        async with running() as fake:
+            monkeypatch.setenv("http_proxy", fake.url)  # the fake plays the proxy
+            monkeypatch.delenv("no_proxy", raising=False)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            api = BotApi(TOKEN, api_url="http://api.telegram.invalid")
+            me = await api.get_me()
+            await api.aclose()
+    assert me.username == "fake_claude_bot"
+    assert fake.proxied == ["http://api.telegram.invalid"]
+
+
+def test_proxy_for_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "internal.example")
+    assert proxy_for("https://api.telegram.org") == "http://proxy.example:3128"
+    assert proxy_for("https://internal.example") is None
+    monkeypatch.delenv("https_proxy")
+    assert proxy_for("https://api.telegram.org") is None

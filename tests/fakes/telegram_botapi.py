@@ -184,6 +184,7 @@ class FakeBotApi:
         self.max_body_size = MAX_UPLOAD + (1 << 20)
         self.calls: list[Call] = []  # answered requests, in the order of their answers
         self.arrived: list[tuple[int, str]] = []  # (seq, method) of every request, on arrival
+        self.proxied: list[str] = []  # "http://host" of requests that came as to a proxy
         self.confirmed: dict[int, tuple[int, float]] = {}
         self.delivered: dict[int, list[int]] = {}
         self.answered_queries: dict[str, str] = {}
@@ -219,6 +220,9 @@ class FakeBotApi:
         return _reply_error(413, "Request Entity Too Large")
 
     async def respond(self, request: Request) -> Response | None:
+        if request.path.startswith("http://"):  # absolute form: we are someone's proxy
+            self.proxied.append(request.path.split("/bot", 1)[0])
+            request = attrs.evolve(request, path="/" + request.path.split("/", 3)[3])
         prefix = f"/bot{self.token}/"
         file_prefix = f"/file/bot{self.token}/"
         if request.path.startswith(file_prefix):

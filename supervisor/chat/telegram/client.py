@@ -28,9 +28,10 @@ import math
 import random
 import re
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable
 from typing import Any, Final
-from urllib.parse import quote
 
 import attrs
 import httpx
@@ -241,11 +242,16 @@ class BotApi:
         check_token_shape(token)
         self._token = token
         # Never httpx's default (verify=True): it would call certifi.where(); see tls.
-        inner = transport or httpx.AsyncHTTPTransport(verify=ssl_context or tls.ssl_context())
+        inner = transport or httpx.AsyncHTTPTransport(
+            verify=ssl_context or tls.ssl_context(), proxy=proxy_for(api_url)
+        )
         self._client = httpx.AsyncClient(
             base_url=api_url.rstrip("/"),
             transport=_TokenTransport(inner, token),
             timeout=_REQUEST_TIMEOUT,
+            # The environment's proxy is in `inner` already: httpx's own proxy mounts
+            # would route around `_TokenTransport` (and build a certifi context).
+            trust_env=False,
         )
         self._pacer = _Pacer(pacing)
         self._backoff = backoff
@@ -497,7 +503,7 @@ class BotApi:
 
     async def _download(self, file_path: str, max_bytes: int) -> bytes:
         """GET /file/bot<token>/<file_path>, retried like a method."""
-        path = f"/file/bot{_PLACEHOLDER}/{quote(file_path, safe='/')}"
+        path = f"/file/bot{_PLACEHOLDER}/{urllib.parse.quote(file_path, safe='/')}"
         failures = 0
         while True:
             await self._pacer.wait("getFile", None)
@@ -518,6 +524,15 @@ class BotApi:
 
 
 # --- helpers (pure) ---------------------------------------------------------------------
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (https_proxy, all_proxy, no_proxy...)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all") or None
 
 
 def _message_params(
