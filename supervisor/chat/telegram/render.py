@@ -19,8 +19,10 @@ reopened with its language, and every message is well-formed on its own.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
@@ -330,10 +332,11 @@ def split_runs(runs: Sequence[Run], budget: int = MAX_MESSAGE_UNITS) -> list[lis
     text = "".join(run.text for run in runs)
     in_code = _code_mask(runs)
     sums = _unit_sums(text)
+    starts = list(itertools.accumulate((len(run.text) for run in runs), initial=0))[:-1]
     parts: list[list[Run]] = []
     start = 0
     for end in _cuts(text, sums, in_code, budget):
-        part = _slice(runs, start, end)
+        part = _slice(runs, starts, start, end)
         if any(run.text.strip() for run in part):
             parts.append(part)
         start = end
@@ -393,14 +396,15 @@ def _nicest(text: str, in_code: list[bool], start: int, end: int) -> int:
     return end
 
 
-def _slice(runs: Sequence[Run], start: int, end: int) -> list[Run]:
-    """The runs covering text[start:end], the first and last cut to fit."""
+def _slice(runs: Sequence[Run], starts: list[int], start: int, end: int) -> list[Run]:
+    """The runs covering text[start:end], the first and last cut to fit (`starts`: where
+    each run begins in the text)."""
     part: list[Run] = []
-    offset = 0
-    for run in runs:
-        run_start, run_end = offset, offset + len(run.text)
-        offset = run_end
-        lo, hi = max(start, run_start), min(end, run_end)
+    i = bisect.bisect_right(starts, start) - 1
+    while i < len(runs) and starts[i] < end:
+        run, run_start = runs[i], starts[i]
+        lo, hi = max(start, run_start), min(end, run_start + len(run.text))
         if lo < hi:
             part.append(Run(run.text[lo - run_start : hi - run_start], run.tags))
+        i += 1
     return part
