@@ -437,7 +437,9 @@ class BotApi:
         """POST one method until Telegram gives a final answer; return its `result`.
 
         `chat_id` names the chat whose pacing the request counts against. With
-        `retry=False` (the doctor) a transient failure raises instead.
+        `retry=False` (the doctor) a transient failure raises instead. `read_timeout`
+        only tells a dead connection from a long poll that is still waiting; bound the
+        call itself with a cancel scope.
         """
         failures = 0
         request: dict[str, Any] = (
