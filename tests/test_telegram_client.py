@@ -71,6 +71,9 @@ async def test_calls_against_the_fake() -> None:
             assert fake.chat(USER).messages[sent.message_id].markup is None
             await api.send_message_draft(USER, 7, "partial…", thread_id=topic.message_thread_id)
             assert fake.chat(USER).drafts == [(topic.message_thread_id, 7, "partial…")]
+            assert fake.chat(USER).live_drafts == {topic.message_thread_id: (7, "partial…")}
+            await api.send_message(USER, "the answer", thread_id=topic.message_thread_id)
+            assert fake.chat(USER).live_drafts == {}  # a real message ends the draft
             await api.send_chat_action(USER, thread_id=topic.message_thread_id)
             doc = await api.send_document(USER, "report.txt", b"data\x00\xff", caption_html="<i>r</i>")
             assert doc.document is not None and doc.document.file_name == "report.txt"

@@ -37,7 +37,8 @@ Assertions:
     fake.delivered: {update_id: [seq of each getUpdates that returned it]}
     fake.pending_updates() -> [update dicts] not yet confirmed
     fake.chat(user_id).messages {message_id: Sent}, .topics {thread_id: name},
-        .drafts [(thread_id, draft_id, text)], .actions [(thread_id, action)]
+        .drafts [(thread_id, draft_id, text)] (every call), .live_drafts {thread_id: (draft_id,
+        text)} (shown now: a real message in that thread ends it), .actions [(thread_id, action)]
     fake.bot_messages(user_id, thread_id=ANY) -> [Sent] in order
     fake.answered_queries {query_id: text}
     await fake.wait_until(predicate)
@@ -128,7 +129,9 @@ class ChatState:
     user: JSON
     messages: dict[int, Sent] = attrs.Factory(dict)
     topics: dict[int, str] = attrs.Factory(dict)
-    drafts: list[tuple[int | None, int, str]] = attrs.Factory(list)
+    drafts: list[tuple[int | None, int, str]] = attrs.Factory(list)  # every draft call
+    # What each topic (None: the main view) shows as a draft now: a real message ends it.
+    live_drafts: dict[int | None, tuple[int, str]] = attrs.Factory(dict)
     actions: list[tuple[int | None, str]] = attrs.Factory(list)
     next_id: int = 1
 
@@ -504,6 +507,7 @@ class FakeBotApi:
         if isinstance(reply, dict) and reply.get("message_id") in chat.messages:
             message["reply_to_message"] = chat.messages[reply["message_id"]].message
         chat.messages[message["message_id"]] = Sent(message, html_text, markup)
+        chat.live_drafts.pop(thread_id, None)
         return message
 
     def _m_editMessageText(self, params: JSON) -> JSON:
@@ -540,7 +544,9 @@ class FakeBotApi:
         if not isinstance(draft_id, int) or draft_id == 0:
             raise ApiError(400, "Bad Request: draft_id must be non-zero")
         _html_text, visible = _text(params, "text", minimum=0)
-        chat.drafts.append((self._thread_of(chat, params), draft_id, visible))
+        thread_id = self._thread_of(chat, params)
+        chat.drafts.append((thread_id, draft_id, visible))
+        chat.live_drafts[thread_id] = (draft_id, visible)
         return True
 
     def _m_sendChatAction(self, params: JSON) -> bool:
@@ -599,6 +605,7 @@ class FakeBotApi:
         if params.get("caption"):
             _html, message["caption"] = _text(params, "caption", minimum=0, limit=1024)
         chat.messages[message["message_id"]] = Sent(message)
+        chat.live_drafts.pop(message.get("message_thread_id"), None)
         return message
 
     # --- helpers -----------------------------------------------------------------------
