@@ -1,0 +1,73 @@
+"""The web chat as one service in the nursery tree: its store, its front, its HTTP server.
+
+`serve_web_chat` is started with `nursery.start`; it reports a `RunningWebChat` (the
+front the core talks to, and the URL to print) only once the port is bound, and runs
+until cancelled. hypercorn's trio worker does all HTTP/1.1 and WebSocket work.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import attrs
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from supervisor.chat.web import security
+from supervisor.chat.web.asgi import WebApp
+from supervisor.chat.web.front import PageConfig, WebChat
+from supervisor.chat.web.hub import Hub
+from supervisor.chat.web.store import open_web_store
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class WebSettings:
+    """What `[web]` (and `[files]`, `[state]`) say; `listen` already validated."""
+
+    state_dir: Path
+    listen: str = "127.0.0.1:8765"
+    max_upload_bytes: int = 50 * 1024 * 1024
+    page: PageConfig = attrs.field(factory=PageConfig)
+
+
+@attrs.frozen
+class RunningWebChat:
+    front: WebChat
+    url: str  # with the access token: print it once, never log it
+    port: int
+
+
+def _config(address: security.ListenAddress) -> Config:
+    config = Config()
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    config.bind = [f"{host}:{address.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("supervisor.web.server")
+    config.include_server_header = False
+    config.graceful_timeout = 1.0
+    config.websocket_ping_interval = 20.0
+    # Uploads are bounded by the app (files.max_upload_mb) with a clear message; the
+    # server's own HTTP/1 limits stay as they are.
+    return config
+
+
+async def serve_web_chat(
+    settings: WebSettings, *, task_status: trio.TaskStatus[RunningWebChat] = trio.TASK_STATUS_IGNORED
+) -> None:
+    address = security.parse_listen(settings.listen)
+    if isinstance(address, str):
+        raise ValueError(address)
+    token = await trio.to_thread.run_sync(security.load_or_create_token, settings.state_dir)
+    async with open_web_store(settings.state_dir) as store, trio.open_nursery() as nursery:
+        front = WebChat(store, Hub(), settings.page)
+        app = WebApp(front, token, address.port, settings.max_upload_bytes)
+        binds: list[str] = await nursery.start(serve, app, _config(address))
+        base = binds[0]
+        port = int(base.rpartition(":")[2])
+        app.port = port  # port 0 asked: the cookie's name carries the port really bound
+        nursery.start_soon(front.replay_unhandled)
+        task_status.started(RunningWebChat(front, f"{base}/?token={token}", port))
