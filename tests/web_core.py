@@ -6,7 +6,7 @@ end to end, in the port's words. It reads `front.events` and answers:
 - in a thread: a prompt is answered by streaming its words back (with a tool line, a
   thinking quote and a completion line); `run CMD` asks a permission choice first
   (allow for this session is remembered); `hostile` answers with hostile Markdown;
-  `long N` streams N words slowly; attachments are fetched and their size reported;
+  `long N` streams N words slowly; `markdown` streams a table and a code block; attachments are fetched and their size reported;
   `!status` answers at once; Stop interrupts the running turn.
 Every event is marked handled once acted on, as the real core will.
 """
@@ -36,6 +36,10 @@ HOSTILE = (
     "[click me](javascript:window.__pwned=3) and "
     '<a href="javascript:window.__pwned=4">raw link</a> '
     '<svg onload="window.__pwned=5"></svg> <iframe src="javascript:window.__pwned=6"></iframe>'
+)
+MARKDOWN = (
+    "Here is a table:\n\n| file | lines |\n|---|---|\n| app.py | 120 |\n| db.py | 80 |\n\n"
+    "and some code:\n\n```python\ndef hello():\n    return 'world'\n```\n\nThat is all."
 )
 OPTIONS = (("allow_once", "Allow"), ("allow_always", "Allow for this session"), ("reject", "Deny"))
 
@@ -161,6 +165,10 @@ class StandInCore:
         if text.startswith("run "):
             await self._permission(session, text.removeprefix("run "), key)
             return
+        if text == "markdown":
+            chunks = [MARKDOWN[i : i + 12] for i in range(0, len(MARKDOWN), 12)]
+            await self._stream(thread, chunks, key, sep="")
+            return
         if text == "hostile":
             await self.front.create(thread, HOSTILE, f"a:{key}")
             return
@@ -170,12 +178,14 @@ class StandInCore:
             words = f"You said: {text}".split()
         await self._stream(thread, words, key)
 
-    async def _stream(self, thread: ThreadRef, words: list[str], key: str) -> None:
+    async def _stream(
+        self, thread: ThreadRef, words: list[str], key: str, sep: str = " "
+    ) -> None:
         message_id = await self.front.create(thread, "> 💭 thinking about it", f"a:{key}")
         shown = "> 💭 thinking about it\n\n🔧 `Bash` `echo hello`\n\n"
         for word in words:
             await trio.sleep(self.word_delay)
-            shown += word + " "
+            shown += word + sep
             await self.front.edit(message_id, shown)
         await self.front.edit(message_id, shown + "\n\n✅ Done · 1s · $0.01")
 

@@ -9,6 +9,7 @@
 (function () {
   const SANITIZE = {
     RETURN_DOM_FRAGMENT: true,
+    USE_PROFILES: { html: true }, // no SVG or MathML: Markdown needs neither
     FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed"],
     FORBID_ATTR: ["style", "srcset"],
     ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|\/|#)/i,
