@@ -425,3 +425,26 @@ def test_phone_width_collapses_the_sidebar_and_keeps_thread_and_composer_usable(
         page.wait_text("Commands: !new NAME")
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_a_long_thread_opens_on_its_newest_messages_and_shows_earlier_ones_on_demand(
+    driver: Any, world: WebWorld
+) -> None:
+    from supervisor.chat.web.db import WebDb
+
+    db = WebDb(world.state_dir / "web.sqlite3")  # a second writer: WAL allows it
+    thread = db.open_thread("long", "long", "claude", "~")
+    for i in range(250):
+        db.create(thread.id, "bot", "text", f"message **{i}**", key=f"m{i}")
+    db.close()
+    page = Page(driver, world).open()
+    wait_for(lambda: page.els(f"button[data-thread='{thread.id}']"), what="listed")[0].click()
+
+    wait_for(lambda: page.texts("#messages > li.bot")[-1:] == ["message 249"], what="newest")
+    assert len(page.els("#messages > li.bot")) == 100
+    page.el("li.earlier button").click()
+    wait_for(lambda: len(page.els("#messages > li.bot")) == 200, what="one more page")
+    page.el("li.earlier button").click()
+    wait_for(lambda: len(page.els("#messages > li.bot")) == 250, what="all")
+    assert not page.els("li.earlier")
+    assert page.texts("#messages > li.bot")[0] == "message 0"

@@ -6,12 +6,13 @@
 // recognises resends. Updates are applied by version, so a duplicate or a late update
 // never undoes a newer one. Text from the agent or the person only reaches the page
 // through SupervisorRender.markdown (sanitised) or textContent.
-"use strict";
-
 (function () {
+  "use strict";
   const $ = (id) => document.getElementById(id);
   const OUTBOX_KEY = "supervisor-outbox-" + location.port;
   const TYPING_MS = 4500;
+  // A long thread opens on its newest messages; older ones render on demand, in pages.
+  const PAGE = 100;
 
   const state = {
     ws: null,
@@ -22,6 +23,7 @@
     unread: new Set(),
     selected: localStorage.getItem("supervisor-selected") || "main",
     typingUntil: new Map(),
+    shown: PAGE, // how many of the selected thread's newest messages are rendered
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
     files: [], // attachments chosen in the composer
@@ -216,6 +218,7 @@
   // views -----------------------------------------------------------------------------
 
   function select(threadId, load) {
+    if (threadId !== state.selected) state.shown = PAGE;
     state.selected = threadId;
     localStorage.setItem("supervisor-selected", threadId);
     state.unread.delete(threadId);
@@ -267,22 +270,42 @@
     renderTyping();
   }
 
-  function renderThread() {
+  function renderThread(fromBottom) {
     const list = $("messages");
     list.replaceChildren();
     const loaded = state.messages.get(state.selected);
     if (loaded) {
       const rows = Array.from(loaded.values()).sort((a, b) => a.seq - b.seq);
       const fragment = document.createDocumentFragment();
-      for (const m of rows) fragment.append(messageNode(m));
+      const hidden = Math.max(0, rows.length - state.shown);
+      if (hidden) fragment.append(earlierNode(hidden));
+      for (const m of rows.slice(hidden)) fragment.append(messageNode(m));
       list.append(fragment);
     }
     renderPending();
-    list.scrollTop = list.scrollHeight;
+    list.scrollTop = fromBottom ? list.scrollHeight - fromBottom : list.scrollHeight;
+  }
+
+  function earlierNode(hidden) {
+    const li = document.createElement("li");
+    li.className = "earlier";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = `Show ${Math.min(hidden, PAGE)} earlier messages (${hidden} more)`;
+    button.addEventListener("click", () => {
+      const list = $("messages");
+      const fromBottom = list.scrollHeight - list.scrollTop;
+      state.shown += PAGE;
+      renderThread(fromBottom);
+    });
+    li.append(button);
+    return li;
   }
 
   function renderMessage(message) {
     const list = $("messages");
+    const first = list.querySelector("li[data-seq]");
+    if (list.querySelector("li.earlier") && first && message.seq < Number(first.dataset.seq)) return;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
     const node = messageNode(message);
     const existing = list.querySelector(`li[data-id="${CSS.escape(message.id)}"]`);
