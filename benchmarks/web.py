@@ -32,11 +32,11 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supervisor.chat.web import security  # noqa: E402
-from supervisor.chat.web.db import WebDb  # noqa: E402
-from supervisor.chat.web.port import WEB_PLACE, ThreadRef  # noqa: E402
-from tests.web_browser import start_driver, wait_for  # noqa: E402
-from tests.web_world import WebWorld  # noqa: E402
+from supervisor.chat.web import security
+from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.port import WEB_PLACE, ThreadRef
+from tests.web_browser import start_driver, wait_for
+from tests.web_world import WebWorld
 
 ASSETS = ("/", "/static/app.css", "/static/bundle.js")
 
