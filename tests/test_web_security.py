@@ -161,3 +161,28 @@ async def test_downloads_are_attachments_with_the_name_encoded(tmp_path: Path) -
     assert "<" not in response.headers["content-disposition"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert missing.status_code == 404
+
+
+async def test_malformed_upgrades_and_garbage_never_stop_the_server(tmp_path: Path) -> None:
+    # hypercorn issue 225: trailing bytes after an upgrade request once crashed the server.
+    port_request = (
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\n"
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: bKdPyn3u98cTfZJSh4TNeQ==\r\nOrigin: http://127.0.0.1:{port}\r\n"
+        "Cookie: {cookie}\r\n\r\nx\n"
+    )
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served:
+            cookie = served.cookie()[1].decode()
+            for payload in (
+                port_request.format(port=served.chat.port, cookie=cookie).encode(),
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            ):
+                stream = await trio.open_tcp_stream("127.0.0.1", served.chat.port)
+                await stream.send_all(payload)
+                with trio.move_on_after(1):
+                    await stream.receive_some(65536)
+                await stream.aclose()
+            async with served.client() as client:
+                assert (await client.get("/")).status_code == 200

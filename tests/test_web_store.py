@@ -182,3 +182,17 @@ def test_the_database_is_plain_sqlite(tmp_path: Path) -> None:
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
     )
     assert {"threads", "messages", "inbox", "files"} <= {row[0] for row in tables}
+
+
+def test_a_thread_is_read_in_pages_from_the_newest(tmp_path: Path) -> None:
+    db = WebDb(tmp_path / "web.sqlite3")
+    thread = db.open_thread("k", "long", "claude", "~")
+    for i in range(25):
+        db.create(thread.id, "bot", "text", str(i), key=str(i))
+    newest = db.thread_messages(thread.id, None, 10)
+    older = db.thread_messages(thread.id, newest[0].seq, 10)
+    oldest = db.thread_messages(thread.id, older[0].seq, 10)
+
+    assert [m.text for m in newest] == [str(i) for i in range(15, 25)]
+    assert [m.text for m in older] == [str(i) for i in range(5, 15)]
+    assert [m.text for m in oldest] == [str(i) for i in range(5)]

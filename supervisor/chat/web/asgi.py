@@ -39,6 +39,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-cache"),
 ]
+PAGE = 100  # messages per page of a thread: a long thread opens on its newest ones
 UNAUTHORIZED = (
     b"401 Unauthorized: open the address the supervisor printed (it carries the access token)."
 )
@@ -230,11 +231,13 @@ class _Tab:
                     "messages": [codec.message_json(m) for m in changes.messages] if since else [],
                     "page": _page_config(self.front),
                 })  # fmt: skip
-            case codec.Open(thread=thread_id):
-                rows = await store.call(WebDb.thread_messages, thread_id)
+            case codec.Open(thread=thread_id, before=before):
+                # One page more than shown tells whether older messages exist.
+                rows = await store.call(WebDb.thread_messages, thread_id, before, PAGE + 1)
                 await self.send({
-                    "type": "snapshot", "thread": thread_id,
-                    "messages": [codec.message_json(m) for m in rows],
+                    "type": "snapshot", "thread": thread_id, "before": before,
+                    "more": len(rows) > PAGE,
+                    "messages": [codec.message_json(m) for m in rows[-PAGE:]],
                 })  # fmt: skip
             case codec.NewSession():
                 command = codec.new_session_command(page)

@@ -3,7 +3,7 @@
 What the page may send (each action carries `id`, the page's client id, which becomes the
 event id: a resend of the same id is recognised by the store):
   {"type": "hello", "since": N}                        catch up after version N
-  {"type": "open", "thread": T}                         every message of thread T
+  {"type": "open", "thread": T, "before": SEQ?}         thread T's newest page (of older)
   {"type": "post", "id": C, "thread": T|null, "text": S, "files": [F, ...]}
   {"type": "choose", "id": C, "message": M, "option": allow_once|allow_always|reject}
   {"type": "stop", "id": C, "thread": T}
@@ -44,6 +44,7 @@ class Hello:
 @attrs.frozen
 class Open:
     thread: str
+    before: int | None = None  # an older page: messages before this seq
 
 
 @attrs.frozen
@@ -155,6 +156,18 @@ def thread_json(row: ThreadRow) -> dict[str, Any]:
 
 
 def message_json(row: MessageRow) -> dict[str, Any]:
-    data = attrs.asdict(row)
-    data["options"] = [list(option) for option in row.options]
-    return data
+    # By hand, not attrs.asdict: a page of a long thread is hundreds of rows.
+    return {
+        "id": row.id,
+        "seq": row.seq,
+        "thread_id": row.thread_id,
+        "author": row.author,
+        "kind": row.kind,
+        "text": row.text,
+        "options": [list(option) for option in row.options],
+        "outcome": row.outcome,
+        "files": list(row.files),
+        "client_id": row.client_id,
+        "created": row.created,
+        "version": row.version,
+    }

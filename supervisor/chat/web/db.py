@@ -270,12 +270,16 @@ class WebDb:
         ).fetchone()
         return None if row is None else _message(row)
 
-    def thread_messages(self, thread_id: str) -> list[MessageRow]:
+    def thread_messages(
+        self, thread_id: str, before: int | None = None, limit: int | None = None
+    ) -> list[MessageRow]:
+        """The thread's newest `limit` messages older than seq `before`, oldest first."""
         rows = self._conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? ORDER BY seq",
-            (thread_id,),
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (thread_id, before if before is not None else 2**62, limit if limit else -1),
         ).fetchall()
-        return [_message(row) for row in rows]
+        return [_message(row) for row in reversed(rows)]
 
     def changes_since(self, version: int) -> Changes:
         """Every thread and message changed after `version` (a reconnecting page)."""

@@ -2,7 +2,8 @@
 
 `serve_web_chat` is started with `nursery.start`; it reports a `RunningWebChat` (the
 front the core talks to, and the URL to print) only once the port is bound, and runs
-until cancelled. hypercorn's trio worker does all HTTP/1.1 and WebSocket work.
+until cancelled. hypercorn's trio connection handler does all HTTP/1.1 and WebSocket
+work (`http_server`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from pathlib import Path
 import attrs
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from supervisor.chat.web import security
 from supervisor.chat.web.asgi import WebApp
 from supervisor.chat.web.front import PageConfig, WebChat
+from supervisor.chat.web.http_server import serve_http
 from supervisor.chat.web.hub import Hub
 from supervisor.chat.web.store import open_web_store
 
@@ -65,7 +66,7 @@ async def serve_web_chat(
     async with open_web_store(settings.state_dir) as store, trio.open_nursery() as nursery:
         front = WebChat(store, Hub(), settings.page)
         app = WebApp(front, token, address.port, settings.max_upload_bytes)
-        binds: list[str] = await nursery.start(serve, app, _config(address))
+        binds: list[str] = await nursery.start(serve_http, app, _config(address))
         base = binds[0]
         port = int(base.rpartition(":")[2])
         app.port = port  # port 0 asked: the cookie's name carries the port really bound

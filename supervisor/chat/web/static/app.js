@@ -11,8 +11,6 @@
   const $ = (id) => document.getElementById(id);
   const OUTBOX_KEY = "supervisor-outbox-" + location.port;
   const TYPING_MS = 4500;
-  // A long thread opens on its newest messages; older ones render on demand, in pages.
-  const PAGE = 100;
 
   const state = {
     ws: null,
@@ -23,7 +21,8 @@
     unread: new Set(),
     selected: localStorage.getItem("supervisor-selected") || "main",
     typingUntil: new Map(),
-    shown: PAGE, // how many of the selected thread's newest messages are rendered
+    more: new Map(), // thread id -> true while older messages exist on the server
+    // A long thread opens on its newest page; older pages are fetched on demand.
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
     files: [], // attachments chosen in the composer
@@ -76,7 +75,7 @@
         welcome(update);
         break;
       case "snapshot":
-        snapshot(update.thread, update.messages);
+        snapshot(update);
         break;
       case "thread":
         if (update.thread.state === "idle") state.typingUntil.delete(update.thread.id);
@@ -194,6 +193,8 @@
   function applyMessage(message) {
     state.version = Math.max(state.version, message.version);
     const loaded = state.messages.get(message.thread_id);
+    // A change to a message older than the loaded pages shows when its page is fetched.
+    if (loaded && state.more.get(message.thread_id) && message.seq < oldestSeq(message.thread_id)) return;
     if (!loaded) {
       if (message.thread_id !== state.selected) state.unread.add(message.thread_id);
       renderSidebar();
@@ -206,19 +207,35 @@
     else { state.unread.add(message.thread_id); renderSidebar(); }
   }
 
-  function snapshot(threadId, messages) {
-    const loaded = new Map();
-    for (const m of messages) loaded.set(m.id, m);
-    const previous = state.messages.get(threadId);
+  function snapshot(update) {
+    const threadId = update.thread;
+    const older = update.before !== null && update.before !== undefined;
+    const loaded = older ? state.messages.get(threadId) || new Map() : new Map();
+    for (const m of update.messages) {
+      const known = loaded.get(m.id);
+      if (!known || known.version < m.version) loaded.set(m.id, m);
+    }
+    const previous = older ? null : state.messages.get(threadId);
     if (previous) for (const [id, m] of previous) if (!loaded.has(id) || loaded.get(id).version < m.version) loaded.set(id, m);
     state.messages.set(threadId, loaded);
-    if (threadId === state.selected) renderThread();
+    state.more.set(threadId, update.more);
+    if (threadId !== state.selected) return;
+    if (older) {
+      const list = $("messages");
+      renderThread(list.scrollHeight - list.scrollTop);
+    } else renderThread();
+  }
+
+  function oldestSeq(threadId) {
+    const loaded = state.messages.get(threadId);
+    let oldest = Infinity;
+    if (loaded) for (const m of loaded.values()) oldest = Math.min(oldest, m.seq);
+    return oldest;
   }
 
   // views -----------------------------------------------------------------------------
 
   function select(threadId, load) {
-    if (threadId !== state.selected) state.shown = PAGE;
     state.selected = threadId;
     localStorage.setItem("supervisor-selected", threadId);
     state.unread.delete(threadId);
@@ -277,26 +294,23 @@
     if (loaded) {
       const rows = Array.from(loaded.values()).sort((a, b) => a.seq - b.seq);
       const fragment = document.createDocumentFragment();
-      const hidden = Math.max(0, rows.length - state.shown);
-      if (hidden) fragment.append(earlierNode(hidden));
-      for (const m of rows.slice(hidden)) fragment.append(messageNode(m));
+      if (state.more.get(state.selected)) fragment.append(earlierNode());
+      for (const m of rows) fragment.append(messageNode(m));
       list.append(fragment);
     }
     renderPending();
     list.scrollTop = fromBottom ? list.scrollHeight - fromBottom : list.scrollHeight;
   }
 
-  function earlierNode(hidden) {
+  function earlierNode() {
     const li = document.createElement("li");
     li.className = "earlier";
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = `Show ${Math.min(hidden, PAGE)} earlier messages (${hidden} more)`;
+    button.textContent = "Show earlier messages";
     button.addEventListener("click", () => {
-      const list = $("messages");
-      const fromBottom = list.scrollHeight - list.scrollTop;
-      state.shown += PAGE;
-      renderThread(fromBottom);
+      button.disabled = true;
+      send({ type: "open", thread: state.selected, before: oldestSeq(state.selected) });
     });
     li.append(button);
     return li;
@@ -304,8 +318,6 @@
 
   function renderMessage(message) {
     const list = $("messages");
-    const first = list.querySelector("li[data-seq]");
-    if (list.querySelector("li.earlier") && first && message.seq < Number(first.dataset.seq)) return;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
     const node = messageNode(message);
     const existing = list.querySelector(`li[data-id="${CSS.escape(message.id)}"]`);
