@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import Any
 
 import attrs
@@ -120,11 +121,15 @@ def _valid(message: PageMessage) -> bool:
 
 def new_session_command(message: NewSession) -> str:
     """The form says what `!new` says in a Mattermost main DM: the core parses it."""
-    parts = ["!new", message.name]
+    # shlex.quote: the core splits commands with shlex.split, its exact inverse.
+    parts = ["!new", shlex.quote(message.name)]
     if message.cwd.strip():
-        cwd = message.cwd.strip()
-        parts.append(json.dumps(cwd) if any(c.isspace() for c in cwd) else cwd)
-    parts += [f"{k}={v}" for k, v in (("agent", message.agent), ("persona", message.persona)) if v]
+        parts.append(shlex.quote(message.cwd.strip()))
+    parts += [
+        shlex.quote(f"{k}={v}")
+        for k, v in (("agent", message.agent), ("persona", message.persona))
+        if v
+    ]
     return " ".join(parts)
 
 
