@@ -448,3 +448,63 @@ def test_a_long_thread_opens_on_its_newest_messages_and_shows_earlier_ones_on_de
     wait_for(lambda: len(page.els("#messages > li.bot")) == 250, what="all")
     assert not page.els("li.earlier")
     assert page.texts("#messages > li.bot")[0] == "message 0"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_stream_then_restart_history_whole_and_a_message_typed_while_down_once(
+    driver: Any, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a free port both processes will use
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state, prompts = tmp_path / "state", tmp_path / "prompts.log"
+    root = Path(__file__).resolve().parent.parent
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.web_serve_process", str(state), str(port), str(prompts)],
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        return process, process.stdout.readline().strip()
+
+    first, url = start()
+    second = None
+    try:
+        world = WebWorld(state)  # only for its url/port conveniences; not started
+        world.port = port
+        page = Page(driver, world)
+        driver.get(url)
+        page.wait_connected()
+        page.new_session("survivor")
+        page.send("long 400")
+        wait_for(lambda: "word30 " in page.last_bot(), what="streaming")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+        streamed = page.last_bot()
+        page.send("typed while down")
+        second, url_again = start()
+        assert url_again == url  # same token, same port: the page needs nothing new
+        page.wait_connected()
+        page.wait_text("You said: typed while down", timeout=20)
+        time.sleep(1.0)
+
+        lines = prompts.read_text().splitlines()
+        assert lines.count("typed while down") == 1 and lines.count("long 400") == 1
+        assert page.texts("#messages > li.user") == ["long 400", "typed while down"]
+        cut = [t for t in page.bot_texts() if "word30 " in t]
+        assert len(cut) == 1 and cut[0].startswith(streamed[:200])  # what showed is kept
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+            if process is not None and process.stdout is not None:
+                process.stdout.close()
