@@ -24,13 +24,15 @@ from supervisor.chat.web.store import open_web_store
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LISTEN = "127.0.0.1:8765"  # PRODUCT.md: the embedded default
+
 
 @attrs.frozen
 class WebSettings:
     """What `[web]` (and `[files]`, `[state]`) say; `listen` already validated."""
 
     state_dir: Path
-    listen: str = "127.0.0.1:8765"
+    listen: str = DEFAULT_LISTEN
     max_upload_bytes: int = 50 * 1024 * 1024
     page: PageConfig = attrs.field(factory=PageConfig)
 
@@ -40,6 +42,10 @@ class RunningWebChat:
     front: WebChat
     url: str  # with the access token: print it once, never log it
     port: int
+
+    def announcement(self) -> str:
+        """The line for stderr (not the log): what to open, like a notebook server says."""
+        return f"Web chat: open {self.url} in a browser (the address carries the access token)"
 
 
 def _config(address: security.ListenAddress) -> Config:
