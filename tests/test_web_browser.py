@@ -508,3 +508,21 @@ def test_kill_9_mid_stream_then_restart_history_whole_and_a_message_typed_while_
                 process.wait(10)
             if process is not None and process.stdout is not None:
                 process.stdout.close()
+
+
+def test_a_notice_such_as_a_missing_agent_is_shown_plainly_as_text(
+    driver: Any, tmp_path: Path
+) -> None:
+    notice = "<b>claude</b> was not found on PATH: install it with npm install -g @anthropic-ai/claude-code"
+    world = WebWorld(tmp_path / "state", notice=notice).start()
+    try:
+        page = Page(driver, world).open()
+        banner = wait_for(lambda: page.el("#notice").is_displayed() and page.el("#notice"), what="notice")
+        assert banner.text == notice  # the markup shows as text
+        assert not banner.find_elements(page.by.TAG_NAME, "b")
+        options = [o.get_attribute("textContent") for o in page.els("#new-agent option")]
+        assert options == ["claude", "opencode"]
+        personas = [o.get_attribute("textContent") for o in page.els("#new-persona option")]
+        assert personas == ["(none)", "reviewer"]
+    finally:
+        world.close()

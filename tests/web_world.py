@@ -26,9 +26,15 @@ class WebWorld:
     """Invariant: while `running`, `chat` and `core` belong to the live web chat."""
 
     def __init__(
-        self, state_dir: Path, *, word_delay: float = 0.05, max_upload_bytes: int = 1 << 20
+        self,
+        state_dir: Path,
+        *,
+        word_delay: float = 0.05,
+        max_upload_bytes: int = 1 << 20,
+        notice: str = "",
     ) -> None:
         self.state_dir = state_dir
+        self.notice = notice
         self.word_delay = word_delay
         self.max_upload_bytes = max_upload_bytes
         self.port = 0
@@ -99,7 +105,12 @@ class WebWorld:
                 state_dir=self.state_dir,
                 listen=f"127.0.0.1:{self.port}",
                 max_upload_bytes=self.max_upload_bytes,
-                page=PageConfig(agents=("claude", "opencode"), personas=("reviewer",), default_cwd="~"),
+                page=PageConfig(
+                    agents=("claude", "opencode"),
+                    personas=("reviewer",),
+                    default_cwd="~",
+                    notice=self.notice,
+                ),
             )
             with trio.CancelScope() as scope:
                 self._scope = scope
