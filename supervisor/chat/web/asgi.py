@@ -39,6 +39,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-cache"),
 ]
+STALLED_SEND_S = 30.0
 PAGE = 100  # messages per page of a thread: a long thread opens on its newest ones
 UNAUTHORIZED = (
     b"401 Unauthorized: open the address the supervisor printed (it carries the access token)."
@@ -201,7 +202,13 @@ class _Tab:
         self, updates: trio.MemoryReceiveChannel[dict[str, Any]], scope: trio.CancelScope
     ) -> None:
         async for update in updates:
-            await self.send(update)
+            with trio.move_on_after(STALLED_SEND_S) as stalled:
+                await self.send(update)
+            if stalled.cancelled_caught:
+                # A tab that stopped reading (a sleeping phone): end it rather than hold its
+                # connection and queue; the page reconnects and catches up by version.
+                scope.cancel()
+                return
         # The hub dropped this tab (too slow): close, so the page reconnects and catches up.
         async with self._lock:
             await self._send({"type": "websocket.close", "code": 1013})
