@@ -196,3 +196,23 @@ def test_a_thread_is_read_in_pages_from_the_newest(tmp_path: Path) -> None:
     assert [m.text for m in newest] == [str(i) for i in range(15, 25)]
     assert [m.text for m in older] == [str(i) for i in range(5, 15)]
     assert [m.text for m in oldest] == [str(i) for i in range(5)]
+
+
+def test_acceptance_and_handled_marks_are_synced_and_edits_are_not(tmp_path: Path) -> None:
+    db = WebDb(tmp_path / "web.sqlite3")
+    levels: list[int] = []
+
+    def trace(statement: str) -> None:
+        if statement.startswith("INSERT INTO inbox") or statement.startswith("UPDATE inbox"):
+            levels.append(db._conn.execute("PRAGMA synchronous").fetchone()[0])
+        if statement.startswith("UPDATE messages SET text"):
+            levels.append(db._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    message = db.create("main", "bot", "text", "a", key="k")
+    db._conn.set_trace_callback(trace)
+    db.accept("client-0001", "{}", None)
+    db.handled("client-0001")
+    db.edit(message.id, "ab")
+    db._conn.set_trace_callback(None)
+
+    assert levels == [2, 2, 1]  # FULL, FULL, NORMAL
