@@ -526,3 +526,20 @@ def test_a_notice_such_as_a_missing_agent_is_shown_plainly_as_text(
         assert personas == ["(none)", "reviewer"]
     finally:
         world.close()
+
+
+def test_a_file_the_core_sends_is_a_download_link_that_serves_its_bytes(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("download")
+    page.send("get report.txt")
+    link = wait_for(lambda: page.els("li.bot.file .files a"), what="file link")[0]
+
+    assert link.text.endswith("report.txt")
+    body = driver.execute_async_script(
+        "const done = arguments[1];"
+        "fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.text()).then(done);",
+        link.get_attribute("href"),
+    )
+    assert body == "contents of report.txt\n"

@@ -7,7 +7,7 @@ end to end, in the port's words. It reads `front.events` and answers:
   thinking quote and a completion line); `run CMD` asks a permission choice first
   (allow for this session is remembered); `hostile` answers with hostile Markdown;
   `long N` streams N words slowly; `markdown` streams a table and a code block; attachments are fetched and their size reported;
-  `!status` answers at once; Stop interrupts the running turn.
+  `!status` answers at once; `get NAME` sends a file; Stop interrupts the running turn.
 Every event is marked handled once acted on, as the real core will.
 """
 
@@ -168,6 +168,10 @@ class StandInCore:
         if text == "markdown":
             chunks = [MARKDOWN[i : i + 12] for i in range(0, len(MARKDOWN), 12)]
             await self._stream(thread, chunks, key, sep="")
+            return
+        if text.startswith("get "):
+            name = text.removeprefix("get ")
+            await self.front.send_file(thread, name, f"contents of {name}\n".encode(), f"f:{key}")
             return
         if text == "hostile":
             await self.front.create(thread, HOSTILE, f"a:{key}")
