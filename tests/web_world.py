@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -19,11 +19,9 @@ from supervisor.chat.web.front import PageConfig
 from supervisor.chat.web.server import RunningWebChat, WebSettings, serve_web_chat
 from tests.web_core import StandInCore
 
-T = TypeVar("T")
-
 
 class WebWorld:
-    """Invariant: while `running`, `chat` and `core` belong to the live web chat."""
+    """Invariant: between `up()` and `down()`, `chat` and `core` belong to the live web chat."""
 
     def __init__(
         self,
@@ -47,7 +45,7 @@ class WebWorld:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, daemon=True)
         self._error: BaseException | None = None
-        self._up: trio.Event | None = None
+        self._down = trio.Event()
 
     # lifetime ------------------------------------------------------------------------
 
@@ -64,6 +62,8 @@ class WebWorld:
         if self._token is not None and self._outer is not None:
             trio.from_thread.run_sync(self._outer.cancel, trio_token=self._token)
         self._thread.join(20)
+        if self._error is not None:  # the web chat or the stand-in core failed
+            raise self._error
 
     def _main(self) -> None:
         try:
