@@ -24,3 +24,22 @@ elif [ "${CI:-}" = "true" ]; then
 else
     echo "note: npm not found; the real Claude Code CLI tests will be skipped" >&2
 fi
+
+# The web chat's browser tests: Debian's Chromium and its WebDriver. Installed when we are
+# root and they are missing (CI runs as root); under CI=true a missing browser is a failure.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null
+        # The emoji font only makes the screenshots show what people see.
+        apt-get install -y -q --no-install-recommends \
+            chromium chromium-driver fonts-noto-color-emoji >/dev/null
+    fi
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "error: chromium and chromium-driver are required in CI for the web chat tests" >&2
+        exit 1
+    fi
+    echo "note: chromium/chromium-driver not found; the web chat browser tests will be skipped" >&2
+fi

@@ -1,0 +1,292 @@
+"""The web chat's ASGI application: the page, its assets, uploads, downloads, the WebSocket.
+
+Every request and WebSocket upgrade is checked here before anything else is read: the
+access token (the printed URL's `?token=` once, then the HttpOnly SameSite=Strict cookie)
+and, for the WebSocket and every state-changing request, a same-origin `Origin`. Without
+them the answer is a bare 401/403 that holds no page data. HTTP and WebSocket framing are
+the server's (hypercorn); this module speaks ASGI only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from supervisor.chat.web import codec, security
+from supervisor.chat.web.assets import Asset, load_assets
+from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.front import WebChat
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-cache"),
+]
+STALLED_SEND_S = 30.0
+PAGE = 100  # messages per page of a thread: a long thread opens on its newest ones
+UNAUTHORIZED = (
+    b"401 Unauthorized: open the address the supervisor printed (it carries the access token)."
+)
+
+
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    found = _headers(scope, name)
+    return found[0] if found else None
+
+
+class WebApp:
+    """Invariant: `token` never appears in a response body or a log line."""
+
+    def __init__(self, front: WebChat, token: str, port: int, max_upload_bytes: int) -> None:
+        self.front = front
+        self.token = token
+        self.port = port
+        self.max_upload_bytes = max_upload_bytes
+        self.assets: dict[str, Asset] = load_assets()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif not self._authorised(scope):
+            await self._refuse(scope, send, 401, UNAUTHORIZED)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self._http(scope, receive, send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        given = security.cookie_token(_headers(scope, b"cookie"), self.port)
+        if security.token_matches(given, self.token):
+            return True
+        return scope["path"] == "/" and security.token_matches(
+            security.query_token(scope.get("query_string", b"")), self.token
+        )
+
+    def _same_origin(self, scope: Scope) -> bool:
+        return security.same_origin(_header(scope, b"origin"), _header(scope, b"host"))
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, body: bytes) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the upgrade with 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await _respond(send, status, body, b"text/plain; charset=utf-8")
+
+    # HTTP ----------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        if method not in ("GET", "HEAD") and not self._same_origin(scope):
+            await _respond(send, 403, b"403 Forbidden: cross-origin request", b"text/plain")
+        elif path == "/" and method in ("GET", "HEAD"):
+            await self._page(scope, send)
+        elif path.startswith("/static/") and method in ("GET", "HEAD"):
+            await self._asset(scope, send, path.removeprefix("/static/"))
+        elif path == "/api/files" and method == "POST":
+            await self._upload(scope, receive, send)
+        elif path.startswith("/files/") and method == "GET":
+            await self._download(send, path.removeprefix("/files/"))
+        else:
+            await _respond(send, 404, b"404 Not Found", b"text/plain")
+
+    async def _page(self, scope: Scope, send: Send) -> None:
+        if security.query_token(scope.get("query_string", b"")):
+            # First visit: keep the token in a cookie and drop it from the address bar
+            # (and from the history, bookmarks and screenshots).
+            cookie = security.session_cookie(self.port, self.token).encode()
+            await _respond(send, 303, b"", b"text/plain", [(b"location", b"/"), (b"set-cookie", cookie)])
+            return
+        await self._asset(scope, send, "index.html")
+
+    async def _asset(self, scope: Scope, send: Send, name: str) -> None:
+        asset = self.assets.get(name)
+        if asset is None:
+            await _respond(send, 404, b"404 Not Found", b"text/plain")
+        elif _header(scope, b"if-none-match") == asset.etag:
+            await _respond(send, 304, b"", asset.content_type.encode(), [(b"etag", asset.etag.encode())])
+        else:
+            await _respond(send, 200, asset.body, asset.content_type.encode(), [(b"etag", asset.etag.encode())])
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        name = (query.get("name") or ["file"])[0][:255] or "file"
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_upload_bytes:
+            await _respond(send, 413, self._too_large(), b"text/plain; charset=utf-8")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_upload_bytes:
+                await _respond(send, 413, self._too_large(), b"text/plain; charset=utf-8")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        ref = await self.front.store.call(WebDb.add_file, name, b"".join(chunks))
+        await _respond(send, 200, json.dumps(ref).encode(), b"application/json")
+
+    def _too_large(self) -> bytes:
+        limit = self.max_upload_bytes / (1024 * 1024)
+        return f"413 the file is larger than files.max_upload_mb ({limit:g} MB)".encode()
+
+    async def _download(self, send: Send, file_id: str) -> None:
+        found = await self.front.store.call(WebDb.file, file_id)
+        if found is None:
+            await _respond(send, 404, b"404 Not Found", b"text/plain")
+            return
+        name, data = found
+        disposition = "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
+        await _respond(
+            send, 200, data, b"application/octet-stream",
+            [(b"content-disposition", disposition.encode("latin-1"))],
+        )  # fmt: skip
+
+    # WebSocket -----------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != "/ws" or not self._same_origin(scope):
+            await self._refuse(scope, send, 403, b"")
+            return
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        tab = _Tab(self.front, send)
+        with self.front.hub.tab() as updates:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tab.forward, updates, nursery.cancel_scope)
+                await tab.read(receive)
+                nursery.cancel_scope.cancel()
+
+
+class _Tab:
+    """One open page. Invariant: every `send` goes through `_lock`, in the order asked."""
+
+    def __init__(self, front: WebChat, send: Send) -> None:
+        self.front = front
+        self._send = send
+        self._lock = trio.StrictFIFOLock()
+
+    async def send(self, update: dict[str, Any]) -> None:
+        async with self._lock:
+            await self._send({"type": "websocket.send", "text": json.dumps(update)})
+
+    async def forward(
+        self, updates: trio.MemoryReceiveChannel[dict[str, Any]], scope: trio.CancelScope
+    ) -> None:
+        async for update in updates:
+            with trio.move_on_after(STALLED_SEND_S) as stalled:
+                await self.send(update)
+            if stalled.cancelled_caught:
+                # A tab that stopped reading (a sleeping phone): end it rather than hold its
+                # connection and queue; the page reconnects and catches up by version.
+                scope.cancel()
+                return
+        # The hub dropped this tab (too slow): close, so the page reconnects and catches up.
+        async with self._lock:
+            await self._send({"type": "websocket.close", "code": 1013})
+        scope.cancel()
+
+    async def read(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
+            page = codec.decode_page(raw)
+            if page is None:
+                await self.send({"type": "error", "text": "malformed message"})
+                continue
+            await self._handle(page)
+
+    async def _handle(self, page: codec.PageMessage) -> None:
+        store = self.front.store
+        match page:
+            case codec.Hello(since=since):
+                changes = await store.call(WebDb.changes_since, since)
+                await self.send({
+                    "type": "welcome",
+                    "version": changes.version,
+                    "threads": [codec.thread_json(t) for t in changes.threads],
+                    "messages": [codec.message_json(m) for m in changes.messages] if since else [],
+                    "page": _page_config(self.front),
+                })  # fmt: skip
+            case codec.Open(thread=thread_id, before=before):
+                # One page more than shown tells whether older messages exist.
+                rows = await store.call(WebDb.thread_messages, thread_id, before, PAGE + 1)
+                await self.send({
+                    "type": "snapshot", "thread": thread_id, "before": before,
+                    "more": len(rows) > PAGE,
+                    "messages": [codec.message_json(m) for m in rows[-PAGE:]],
+                })  # fmt: skip
+            case codec.NewSession():
+                command = codec.new_session_command(page)
+                await self.front.accept(codec.Post(page.id, None, command))
+                await self.send({"type": "ack", "id": page.id})
+            case codec.Post() | codec.Choose() | codec.Stop():
+                await self.front.accept(page)
+                await self.send({"type": "ack", "id": page.id})
+
+
+def _page_config(front: WebChat) -> dict[str, Any]:
+    page = front.page
+    return {
+        "agents": list(page.agents),
+        "personas": list(page.personas),
+        "default_cwd": page.default_cwd,
+        "notice": page.notice,
+    }
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *SECURITY_HEADERS,
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

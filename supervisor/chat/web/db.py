@@ -1,0 +1,373 @@
+"""The web chat's history in SQLite (`<state.dir>/web.sqlite3`): plain, synchronous calls.
+
+Owns the schema and every statement. Each public method is one transaction, so a crash
+leaves either all of a change or none of it. Every change bumps one counter (`version`)
+and stamps the row with it: a page that saw version N asks for what changed after N, and
+applying rows by version makes duplicates and reordering harmless.
+
+Must never be called from the event loop: `store.WebStore` runs it in a worker thread,
+from one owner task (one connection, one writer).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS threads (
+    id TEXT PRIMARY KEY, key TEXT UNIQUE, title TEXT NOT NULL, state TEXT NOT NULL,
+    agent TEXT NOT NULL, cwd TEXT NOT NULL, created REAL NOT NULL, version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    thread_id TEXT NOT NULL, key TEXT UNIQUE, client_id TEXT UNIQUE,
+    author TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+    options TEXT NOT NULL DEFAULT '[]', outcome TEXT, files TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL, version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_thread ON messages (thread_id, seq);
+CREATE INDEX IF NOT EXISTS messages_version ON messages (version);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE NOT NULL,
+    event TEXT NOT NULL, handled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+@attrs.frozen
+class ThreadRow:
+    id: str
+    title: str
+    state: str
+    agent: str
+    cwd: str
+    created: float
+    version: int
+
+
+@attrs.frozen
+class MessageRow:
+    """One bubble of a thread. `kind`: text | choice | file; `author`: user | bot."""
+
+    id: str
+    seq: int  # the order within its thread
+    thread_id: str
+    author: str
+    kind: str
+    text: str
+    options: tuple[tuple[str, str], ...]  # (option kind, label) of a choice
+    outcome: str | None  # a settled choice's outcome; the buttons are gone
+    files: tuple[dict[str, Any], ...]  # {"id", "name", "size"} attached to the message
+    client_id: str | None
+    created: float
+    version: int
+
+
+@attrs.frozen
+class Changes:
+    threads: tuple[ThreadRow, ...]
+    messages: tuple[MessageRow, ...]
+    version: int
+
+
+_MESSAGE_COLUMNS = (
+    "id, seq, thread_id, author, kind, text, options, outcome, files, client_id, created, version"
+)
+
+
+def _message(row: tuple[Any, ...]) -> MessageRow:
+    mid, seq, thread_id, author, kind, text, options, outcome, files, client_id, created, ver = row
+    return MessageRow(
+        mid,
+        seq,
+        thread_id,
+        author,
+        kind,
+        text,
+        tuple((str(k), str(label)) for k, label in json.loads(options)),
+        outcome,
+        tuple(json.loads(files)),
+        client_id,
+        created,
+        ver,
+    )
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(8)
+
+
+class WebDb:
+    """One connection. Invariant: used by one thread at a time (the store's owner)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we open transactions ourselves, one per method.
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a crash or kill -9 (it is in the OS's
+        # cache) but not a power cut; enough for streamed edits, of which there are many.
+        # What exactly-once rests on is committed with FULL (`_durable`).
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(SCHEMA)
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', 0)")
+        # The main thread: commands only, like a Mattermost main DM.
+        self._conn.execute(
+            "INSERT OR IGNORE INTO threads VALUES ('main', 'main', 'Commands', 'idle', '', '', 0, 0)"
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        """One transaction synced to disk before it returns (FULL syncs the WAL, and so
+        every commit before it too): for what an ack or the core's handled mark promises."""
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._conn:
+                yield
+        finally:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _bump(self) -> int:
+        self._conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
+        (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        return int(version)
+
+    def version(self) -> int:
+        (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        return int(version)
+
+    # threads -------------------------------------------------------------------------
+
+    def open_thread(self, key: str, title: str, agent: str, cwd: str) -> ThreadRow:
+        """Idempotent by `key`: a second call returns the first call's thread."""
+        with self._durable():
+            self._conn.execute("BEGIN IMMEDIATE")
+            found = self._conn.execute("SELECT id FROM threads WHERE key = ?", (key,)).fetchone()
+            if found is None:
+                version = self._bump()
+                self._conn.execute(
+                    "INSERT INTO threads VALUES (?, ?, ?, 'starting', ?, ?, ?, ?)",
+                    (new_id("t"), key, title, agent, cwd, time.time(), version),
+                )
+                found = self._conn.execute(
+                    "SELECT id FROM threads WHERE key = ?", (key,)
+                ).fetchone()
+        thread = self.thread(found[0])
+        assert thread is not None
+        return thread
+
+    def update_thread(self, thread_id: str, **fields: str) -> ThreadRow | None:
+        allowed = {k: v for k, v in fields.items() if k in ("state", "agent", "cwd", "title")}
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            version = self._bump()
+            sets = ", ".join(f"{k} = ?" for k in allowed)
+            self._conn.execute(
+                f"UPDATE threads SET {sets}{', ' if sets else ''}version = ? WHERE id = ?",
+                (*allowed.values(), version, thread_id),
+            )
+        return self.thread(thread_id)
+
+    def thread(self, thread_id: str) -> ThreadRow | None:
+        row = self._conn.execute(
+            "SELECT id, title, state, agent, cwd, created, version FROM threads WHERE id = ?",
+            (thread_id,),
+        ).fetchone()
+        return None if row is None else ThreadRow(*row)
+
+    def threads(self) -> list[ThreadRow]:
+        rows = self._conn.execute(
+            "SELECT id, title, state, agent, cwd, created, version FROM threads ORDER BY created"
+        ).fetchall()
+        return [ThreadRow(*row) for row in rows]
+
+    # messages ------------------------------------------------------------------------
+
+    def create(
+        self,
+        thread_id: str,
+        author: str,
+        kind: str,
+        text: str,
+        *,
+        key: str | None = None,
+        client_id: str | None = None,
+        options: tuple[tuple[str, str], ...] = (),
+        files: tuple[dict[str, Any], ...] = (),
+    ) -> MessageRow:
+        """Idempotent by `key` (the core's) and by `client_id` (the page's)."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            found = self._insert(
+                thread_id, author, kind, text, key=key, client_id=client_id,
+                options=options, files=files,
+            )  # fmt: skip
+        message = self.message(found)
+        assert message is not None
+        return message
+
+    def _insert(
+        self,
+        thread_id: str,
+        author: str,
+        kind: str,
+        text: str,
+        *,
+        key: str | None,
+        client_id: str | None,
+        options: tuple[tuple[str, str], ...],
+        files: tuple[dict[str, Any], ...],
+    ) -> str:
+        """Inside a transaction: the message's id, inserted unless its key was seen."""
+        found = self._find(key, client_id)
+        if found is not None:
+            return found
+        mid = new_id("m")
+        self._conn.execute(
+            "INSERT INTO messages (id, thread_id, key, client_id, author, kind, text,"
+            " options, files, created, version) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                mid, thread_id, key, client_id, author, kind, text,
+                json.dumps(options), json.dumps(files), time.time(), self._bump(),
+            ),
+        )  # fmt: skip
+        return mid
+
+    def _find(self, key: str | None, client_id: str | None) -> str | None:
+        for column, value in (("key", key), ("client_id", client_id)):
+            if value is not None:
+                row = self._conn.execute(
+                    f"SELECT id FROM messages WHERE {column} = ?", (value,)
+                ).fetchone()
+                if row is not None:
+                    return str(row[0])
+        return None
+
+    def edit(self, message_id: str, text: str) -> MessageRow | None:
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                "UPDATE messages SET text = ?, version = ? WHERE id = ?",
+                (text, self._bump(), message_id),
+            )
+        return self.message(message_id)
+
+    def settle(self, message_id: str, outcome: str) -> MessageRow | None:
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                "UPDATE messages SET outcome = ?, version = ? WHERE id = ?",
+                (outcome, self._bump(), message_id),
+            )
+        return self.message(message_id)
+
+    def message(self, message_id: str) -> MessageRow | None:
+        row = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else _message(row)
+
+    def thread_messages(
+        self, thread_id: str, before: int | None = None, limit: int | None = None
+    ) -> list[MessageRow]:
+        """The thread's newest `limit` messages older than seq `before`, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (thread_id, before if before is not None else 2**62, limit if limit else -1),
+        ).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def changes_since(self, version: int) -> Changes:
+        """Every thread and message changed after `version` (a reconnecting page)."""
+        with self._conn:
+            self._conn.execute("BEGIN")
+            # A first visit (version 0) gets every thread, the main one included.
+            threads = self._conn.execute(
+                "SELECT id, title, state, agent, cwd, created, version FROM threads"
+                " WHERE version > ? OR ? = 0 ORDER BY created, version",
+                (version, version),
+            ).fetchall()
+            messages = self._conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE version > ? ORDER BY version",
+                (version,),
+            ).fetchall()
+            now = self.version()
+        return Changes(
+            tuple(ThreadRow(*r) for r in threads), tuple(_message(r) for r in messages), now
+        )
+
+    # the page's events: exactly once --------------------------------------------------
+
+    def accept(self, event_id: str, event: str, message: dict[str, Any] | None) -> tuple[
+        bool, MessageRow | None
+    ]:
+        """Record an event from the page; False if this id was seen before (a resend).
+
+        With `message` (a posted text), its bubble is written in the same transaction, so
+        the page never sees its message without the event, nor the event twice."""
+        with self._durable():
+            self._conn.execute("BEGIN IMMEDIATE")
+            seen = self._conn.execute(
+                "SELECT 1 FROM inbox WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            if seen is None:
+                self._conn.execute(
+                    "INSERT INTO inbox (event_id, event) VALUES (?, ?)", (event_id, event)
+                )
+            mid = None
+            if message is not None:
+                mid = self._insert(
+                    key=None, client_id=event_id, options=(), kind="text", author="user",
+                    **message,
+                )  # fmt: skip
+        return seen is None, (None if mid is None else self.message(mid))
+
+    def handled(self, event_id: str) -> None:
+        with self._durable():
+            self._conn.execute("UPDATE inbox SET handled = 1 WHERE event_id = ?", (event_id,))
+
+    def unhandled(self) -> list[str]:
+        """Events recorded but not yet marked handled by the core, oldest first."""
+        rows = self._conn.execute("SELECT event FROM inbox WHERE handled = 0 ORDER BY seq")
+        return [str(row[0]) for row in rows.fetchall()]
+
+    # files ---------------------------------------------------------------------------
+
+    def add_file(self, name: str, data: bytes) -> dict[str, Any]:
+        fid = new_id("f")
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?)",
+                (fid, name, len(data), data, time.time()),
+            )
+        return {"id": fid, "name": name, "size": len(data)}
+
+    def file_ref(self, file_id: str) -> tuple[str, int] | None:
+        row = self._conn.execute(
+            "SELECT name, size FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def file(self, file_id: str) -> tuple[str, bytes] | None:
+        row = self._conn.execute(
+            "SELECT name, data FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))

@@ -1,0 +1,78 @@
+"""The web chat's lines for `check`: can it listen, keep its token, and serve its page?
+
+Each check returns one `WebCheck` (name, ok, detail, fix): the same four fields as the
+doctor's `CheckResult`, so the glue maps them one to one. Never prints the token.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import attrs
+
+from supervisor.chat.web import security
+from supervisor.chat.web.assets import BUNDLE, load_assets
+
+
+@attrs.frozen
+class WebCheck:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def listen_check(listen: str, allow_remote: bool) -> WebCheck:
+    problem = security.listen_problem(listen, allow_remote)
+    if problem is not None:
+        return WebCheck("web listen", False, problem, "fix web.listen (or web.allow_remote)")
+    address = security.parse_listen(listen)
+    assert not isinstance(address, str)
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((address.host, address.port))
+    except OSError as error:
+        return WebCheck(
+            "web listen",
+            False,
+            f"cannot listen on {listen}: {error.strerror or error}",
+            "stop what uses that port (another supervisor?) or set web.listen to a free one",
+        )
+    return WebCheck("web listen", True, f"{listen} is free")
+
+
+def token_check(state_dir: Path) -> WebCheck:
+    path = state_dir / security.TOKEN_FILE
+    if not path.exists():
+        writable = os.access(state_dir if state_dir.exists() else state_dir.parent, os.W_OK)
+        if writable:
+            return WebCheck("web token", True, f"created on first start in {path}")
+        return WebCheck(
+            "web token", False, f"{path.parent} is not writable", "fix state.dir or its permissions"
+        )
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return WebCheck(
+            "web token",
+            False,
+            f"{path} is readable by others (mode {mode:o})",
+            f"chmod 600 {path}",
+        )
+    return WebCheck("web token", True, f"{path} (mode 600)")
+
+
+def page_check() -> WebCheck:
+    try:
+        assets = load_assets()
+    except OSError as error:
+        return WebCheck("web page", False, f"the page's files cannot be read: {error}", "reinstall")
+    missing = [name for name in ("index.html", "app.css", *BUNDLE) if name not in assets]
+    if missing:
+        return WebCheck("web page", False, f"missing {', '.join(missing)}", "reinstall")
+    size = sum(len(asset.body) for asset in assets.values())
+    return WebCheck("web page", True, f"{len(assets)} files, {size // 1024} KiB")

@@ -1,0 +1,167 @@
+"""The web chat as the core sees it: outgoing ops in, incoming events out.
+
+Outgoing (core -> page), each idempotent by the key the core gives: `open_thread`,
+`create`, `edit`, `show_choice`, `settle_choice`, `typing`, `send_file`, plus
+`update_thread` (the sidebar's state, agent and directory). Each writes the store first,
+then tells every open tab. Incoming (page -> core): `events` yields `MessagePosted`,
+`ChoiceMade` and `StopAsked`, each recorded durably before the page hears its ack; the
+core calls `handled(event_id)` once it acted, and events not marked handled are handed
+to the core again after a restart (so the page's resend and the restart together give
+exactly once).
+
+Never decides what a message means: `!`-commands, prompts and choices go to the core as
+they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from supervisor.chat.web import codec
+from supervisor.chat.web.db import MessageRow, ThreadRow, WebDb
+from supervisor.chat.web.hub import Hub
+from supervisor.chat.web.port import (
+    MAIN_THREAD,
+    WEB_AUTHOR,
+    WEB_PLACE,
+    AttachmentRef,
+    ChoiceMade,
+    Incoming,
+    MessagePosted,
+    OptionKind,
+    StopAsked,
+    ThreadRef,
+)
+from supervisor.chat.web.store import WebStore
+
+EVENT_QUEUE = 64
+
+
+@attrs.frozen
+class PageConfig:
+    """What the new-session form offers, and a notice for the top of the page."""
+
+    agents: tuple[str, ...] = ("claude",)
+    personas: tuple[str, ...] = ()
+    default_cwd: str = ""
+    notice: str = ""
+
+
+class WebChat:
+    """Invariant: every change is in the store before any tab hears of it."""
+
+    def __init__(self, store: WebStore, hub: Hub, page: PageConfig) -> None:
+        self.store = store
+        self.hub = hub
+        self.page = page
+        send, receive = trio.open_memory_channel[Incoming](EVENT_QUEUE)
+        self._send_event = send
+        self.events: trio.MemoryReceiveChannel[Incoming] = receive
+        self._replayed = trio.Event()
+
+    # outgoing ------------------------------------------------------------------------
+
+    async def open_thread(
+        self, place: str, title: str, header_text: str, key: str, *, agent: str = "",
+        cwd: str = "",
+    ) -> ThreadRef:  # fmt: skip
+        row = await self.store.call(WebDb.open_thread, key, title, agent, cwd)
+        self._thread_changed(row)
+        await self.create(ThreadRef(place, row.id), header_text, f"{key}:header")
+        return ThreadRef(place, row.id)
+
+    async def update_thread(self, thread: ThreadRef, **fields: str) -> None:
+        row = await self.store.call(WebDb.update_thread, thread.thread_id, **fields)
+        if row is not None:
+            self._thread_changed(row)
+
+    async def create(self, thread: ThreadRef, text: str, key: str) -> str:
+        row = await self.store.call(WebDb.create, thread.thread_id, "bot", "text", text, key=key)
+        self._message_changed(row)
+        return row.id
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self._message_changed(await self.store.call(WebDb.edit, message_id, text))
+
+    async def show_choice(
+        self, thread: ThreadRef, text: str, options: tuple[tuple[OptionKind, str], ...], key: str
+    ) -> str:
+        row = await self.store.call(
+            WebDb.create, thread.thread_id, "bot", "choice", text, key=key, options=options
+        )
+        self._message_changed(row)
+        return row.id
+
+    async def settle_choice(self, message_id: str, outcome_text: str) -> None:
+        self._message_changed(await self.store.call(WebDb.settle, message_id, outcome_text))
+
+    async def typing(self, thread: ThreadRef) -> None:
+        self.hub.publish({"type": "typing", "thread": thread.thread_id})
+
+    async def send_file(self, thread: ThreadRef, name: str, data: bytes, key: str) -> str:
+        ref = await self.store.call(WebDb.add_file, name, data)
+        row = await self.store.call(
+            WebDb.create, thread.thread_id, "bot", "file", "", key=key, files=(ref,)
+        )
+        self._message_changed(row)
+        return row.id
+
+    async def fetch_attachment(self, ref: AttachmentRef) -> bytes:
+        found = await self.store.call(WebDb.file, ref.id)
+        if found is None:
+            raise LookupError(f"no uploaded file {ref.id}")
+        return found[1]
+
+    async def handled(self, event_id: str) -> None:
+        await self.store.call(WebDb.handled, event_id)
+
+    def _thread_changed(self, row: ThreadRow) -> None:
+        self.hub.publish({"type": "thread", "thread": codec.thread_json(row)})
+
+    def _message_changed(self, row: MessageRow | None) -> None:
+        if row is not None:
+            self.hub.publish({"type": "message", "message": codec.message_json(row)})
+
+    # incoming ------------------------------------------------------------------------
+
+    async def replay_unhandled(self) -> None:
+        """Hand the core what was accepted but not handled before the last stop."""
+        for raw in await self.store.call(WebDb.unhandled):
+            await self._send_event.send(codec.decode_event(raw))
+        self._replayed.set()
+
+    async def accept(self, message: codec.Post | codec.Choose | codec.Stop) -> None:
+        """Record the page's action (once per client id) and pass it on if it is new."""
+        await self._replayed.wait()  # older events reach the core first
+        text_message: dict[str, Any] | None = None
+        event: Incoming
+        match message:
+            case codec.Post(id=cid, thread=thread_id, text=text, files=file_ids):
+                refs = await self.store.call(_file_refs, file_ids)
+                thread = None if thread_id in (None, MAIN_THREAD) else ThreadRef(WEB_PLACE, thread_id)
+                event = MessagePosted(cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs)
+                files = tuple(attrs.asdict(ref) for ref in refs)
+                text_message = {"thread_id": codec.thread_of(thread_id), "text": text, "files": files}
+            case codec.Choose(id=cid, message=message_id, option=option):
+                event = ChoiceMade(cid, message_id, option, WEB_AUTHOR)  # type: ignore[arg-type]
+            case codec.Stop(id=cid, thread=thread_id):
+                event = StopAsked(cid, ThreadRef(WEB_PLACE, thread_id), WEB_AUTHOR)
+        new, row = await self.store.call(
+            WebDb.accept, event.id, codec.encode_event(event), text_message
+        )
+        self._message_changed(row)
+        if new:
+            await self._send_event.send(event)
+
+
+def _file_refs(db: WebDb, file_ids: tuple[str, ...]) -> tuple[AttachmentRef, ...]:
+    # Names and sizes come from what was uploaded, never from what the page claims.
+    refs = []
+    for file_id in file_ids:
+        found = db.file_ref(file_id)
+        if found is not None:
+            refs.append(AttachmentRef(file_id, *found))
+    return tuple(refs)

@@ -1,0 +1,65 @@
+"""hypercorn's trio connection handler behind our own accept loop: one broken connection
+never stops the server.
+
+`hypercorn.trio.serve` runs every connection in one nursery with the listener, so a
+protocol error it does not catch (hypercorn issue 225: bytes after a WebSocket upgrade
+request raise h11's LocalProtocolError) ends the whole server, and with it our nursery
+tree: one request from any local process, token or not, would stop the supervisor. Here
+each connection is hypercorn's own `TCPServer` (all HTTP/1.1 and WebSocket work stays
+hypercorn's, h11's and wsproto's), and an error escaping it closes that connection only.
+
+No lifespan: the app has nothing to start or stop. Uses hypercorn's trio worker pieces
+(`TCPServer`, `WorkerContext`, `ASGIWrapper`); tests/test_web_security.py sends the
+requests that used to crash, so a hypercorn upgrade that moves them fails a test.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import trio
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.config import Config
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ASGIFramework, ConnectionState
+from hypercorn.utils import repr_socket_addr
+
+log = logging.getLogger(__name__)
+
+
+async def serve_http(
+    app: ASGIFramework,
+    config: Config,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on `config.bind` until cancelled; reports the bound URLs once listening."""
+    sockets = config.create_sockets()
+    listeners = []
+    binds = []
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+    wrapped = ASGIWrapper(app)
+    context = WorkerContext(None)
+
+    async def connection(stream: trio.SocketStream) -> None:
+        try:
+            # TCPServer is typed for TLS streams; it handles plain ones too (it probes).
+            await TCPServer(wrapped, config, context, ConnectionState({}), cast(Any, stream))
+        except Exception as error:  # one connection's fault, not the server's
+            # The type and message only: a traceback could quote request bytes.
+            log.warning("closed a connection that broke HTTP: %s", type(error).__name__)
+            await _close(stream)
+
+    async with trio.open_nursery() as connections:
+        task_status.started(binds)
+        await trio.serve_listeners(connection, listeners, handler_nursery=connections)
+
+
+async def _close(stream: Any) -> None:
+    with trio.move_on_after(1):
+        await stream.aclose()

@@ -1,0 +1,126 @@
+"""Who may reach the web chat: the listen address rule, the access token, the Origin rule.
+
+Pure functions, plus the one file this module writes (`<state.dir>/web-token`). The ASGI
+app asks these functions; it never decides on its own whether a request is allowed.
+Never logs or returns the token in an error message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import secrets
+import urllib.parse
+from collections.abc import Iterable
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+
+import attrs
+
+TOKEN_FILE = "web-token"
+TOKEN_BYTES = 32
+LISTEN_KEY = "web.listen"
+
+
+@attrs.frozen
+class ListenAddress:
+    host: str
+    port: int
+
+
+def parse_listen(listen: str) -> ListenAddress | str:
+    """`host:port` (IPv6 in brackets) -> the address, or a sentence naming `web.listen`."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host:
+        return f"{LISTEN_KEY} must be HOST:PORT (for example 127.0.0.1:8765), not {listen!r}"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        return f"{LISTEN_KEY} has no valid port (0-65535) in {listen!r}"
+    return ListenAddress(host, port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_problem(listen: str, allow_remote: bool) -> str | None:
+    """None when `listen` may be served; else one sentence for the config layer (exit 2)."""
+    parsed = parse_listen(listen)
+    if isinstance(parsed, str):
+        return parsed
+    if not allow_remote and not is_loopback(parsed.host):
+        return (
+            f"{LISTEN_KEY} = {listen!r} is not a loopback address; "
+            "set web.allow_remote = true to serve the web chat to other machines"
+        )
+    return None
+
+
+def load_or_create_token(state_dir: Path) -> str:
+    """The access token, created once (0600, never group- or world-readable)."""
+    path = state_dir / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        token = ""
+    if token:
+        return token
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    partial = path.with_name(f".{TOKEN_FILE}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(token + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(path)
+    return token
+
+
+def cookie_name(port: int) -> str:
+    # Cookies ignore ports: two supervisors on one host must not overwrite each other's.
+    return f"supervisor_web_{port}"
+
+
+def session_cookie(port: int, token: str) -> str:
+    return f"{cookie_name(port)}={token}; Path=/; HttpOnly; SameSite=Strict"
+
+
+def token_matches(given: str, token: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def cookie_token(cookie_headers: Iterable[str], port: int) -> str:
+    name = cookie_name(port)
+    for header in cookie_headers:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(header)
+        except CookieError:
+            continue
+        if name in jar:
+            return jar[name].value
+    return ""
+
+
+def query_token(query_string: bytes) -> str:
+    values = urllib.parse.parse_qs(query_string.decode("latin-1")).get("token", [])
+    return values[0] if values else ""
+
+
+def same_origin(origin: str | None, host: str | None, scheme: str = "http") -> bool:
+    """The browser's `Origin` names exactly the address the page was served from."""
+    if not origin or not host:
+        return False
+    return origin.lower() == f"{scheme}://{host}".lower()

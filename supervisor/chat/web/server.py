@@ -1,0 +1,80 @@
+"""The web chat as one service in the nursery tree: its store, its front, its HTTP server.
+
+`serve_web_chat` is started with `nursery.start`; it reports a `RunningWebChat` (the
+front the core talks to, and the URL to print) only once the port is bound, and runs
+until cancelled. hypercorn's trio connection handler does all HTTP/1.1 and WebSocket
+work (`http_server`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import attrs
+import trio
+from hypercorn.config import Config
+
+from supervisor.chat.web import security
+from supervisor.chat.web.asgi import WebApp
+from supervisor.chat.web.front import PageConfig, WebChat
+from supervisor.chat.web.http_server import serve_http
+from supervisor.chat.web.hub import Hub
+from supervisor.chat.web.store import open_web_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:8765"  # PRODUCT.md: the embedded default
+
+
+@attrs.frozen
+class WebSettings:
+    """What `[web]` (and `[files]`, `[state]`) say; `listen` already validated."""
+
+    state_dir: Path
+    listen: str = DEFAULT_LISTEN
+    max_upload_bytes: int = 50 * 1024 * 1024
+    page: PageConfig = attrs.field(factory=PageConfig)
+
+
+@attrs.frozen
+class RunningWebChat:
+    front: WebChat
+    url: str  # with the access token: print it once, never log it
+    port: int
+
+    def announcement(self) -> str:
+        """The line for stderr (not the log): what to open, like a notebook server says."""
+        return f"Web chat: open {self.url} in a browser (the address carries the access token)"
+
+
+def _config(address: security.ListenAddress) -> Config:
+    config = Config()
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    config.bind = [f"{host}:{address.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("supervisor.web.server")
+    config.include_server_header = False
+    config.graceful_timeout = 1.0
+    config.websocket_ping_interval = 20.0
+    # Uploads are bounded by the app (files.max_upload_mb) with a clear message; the
+    # server's own HTTP/1 limits stay as they are.
+    return config
+
+
+async def serve_web_chat(
+    settings: WebSettings, *, task_status: trio.TaskStatus[RunningWebChat] = trio.TASK_STATUS_IGNORED
+) -> None:
+    address = security.parse_listen(settings.listen)
+    if isinstance(address, str):
+        raise ValueError(address)
+    token = await trio.to_thread.run_sync(security.load_or_create_token, settings.state_dir)
+    async with open_web_store(settings.state_dir) as store, trio.open_nursery() as nursery:
+        front = WebChat(store, Hub(), settings.page)
+        app = WebApp(front, token, address.port, settings.max_upload_bytes)
+        binds: list[str] = await nursery.start(serve_http, app, _config(address))
+        base = binds[0]
+        port = int(base.rpartition(":")[2])
+        app.port = port  # port 0 asked: the cookie's name carries the port really bound
+        nursery.start_soon(front.replay_unhandled)
+        task_status.started(RunningWebChat(front, f"{base}/?token={token}", port))

@@ -1,0 +1,505 @@
+// The web chat page: one WebSocket, a sidebar of sessions, one open thread.
+//
+// Exactly once from this side: every action gets a client id and waits in an outbox
+// (kept in localStorage, so a reload keeps it) until the server acknowledges that id;
+// after any reconnect the outbox is sent again with the same ids, and the server
+// recognises resends. Updates are applied by version, so a duplicate or a late update
+// never undoes a newer one. Text from the agent or the person only reaches the page
+// through SupervisorRender.markdown (sanitised) or textContent.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const OUTBOX_KEY = "supervisor-outbox-" + location.port;
+  const TYPING_MS = 4500;
+
+  const state = {
+    ws: null,
+    connected: false,
+    version: 0,
+    threads: new Map(), // id -> thread row
+    messages: new Map(), // thread id -> Map(message id -> row), loaded threads only
+    unread: new Set(),
+    selected: localStorage.getItem("supervisor-selected") || "main",
+    typingUntil: new Map(),
+    more: new Map(), // thread id -> true while older messages exist on the server
+    // A long thread opens on its newest page; older pages are fetched on demand.
+    outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
+    uploads: new Map(), // outbox id -> [File] still to upload (memory only)
+    files: [], // attachments chosen in the composer
+    awaitingSession: null, // a name asked in the form, selected when it appears
+    retry: 250,
+  };
+
+  function loadOutbox() {
+    try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch (e) { return []; }
+  }
+  function saveOutbox() { localStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox)); }
+
+  function clientId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // connection ------------------------------------------------------------------------
+
+  function connect() {
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    state.ws = ws;
+    ws.onopen = () => {
+      state.retry = 250;
+      ws.send(JSON.stringify({ type: "hello", since: state.version }));
+    };
+    ws.onmessage = (event) => receive(JSON.parse(event.data));
+    ws.onclose = () => {
+      state.connected = false;
+      showConnection();
+      setTimeout(connect, state.retry);
+      state.retry = Math.min(state.retry * 2, 2000);
+    };
+  }
+
+  function send(message) {
+    if (state.connected && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(message));
+  }
+
+  function showConnection() {
+    const el = $("connection");
+    el.textContent = state.connected ? "connected" : "reconnecting…";
+    el.classList.toggle("down", !state.connected);
+  }
+
+  function receive(update) {
+    switch (update.type) {
+      case "welcome":
+        welcome(update);
+        break;
+      case "snapshot":
+        snapshot(update);
+        break;
+      case "thread":
+        if (update.thread.state === "idle") state.typingUntil.delete(update.thread.id);
+        applyThread(update.thread);
+        renderSidebar();
+        renderHeader();
+        break;
+      case "message":
+        applyMessage(update.message);
+        break;
+      case "typing":
+        state.typingUntil.set(update.thread, Date.now() + TYPING_MS);
+        renderTyping();
+        break;
+      case "ack":
+        state.outbox = state.outbox.filter((m) => m.id !== update.id);
+        saveOutbox();
+        break;
+    }
+  }
+
+  function welcome(update) {
+    const page = update.page;
+    const notice = $("notice");
+    notice.hidden = !page.notice;
+    notice.textContent = page.notice;
+    fillSelect($("new-agent"), page.agents, false);
+    fillSelect($("new-persona"), page.personas, true);
+    if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
+    for (const thread of update.threads) applyThread(thread);
+    for (const message of update.messages) applyMessage(message);
+    state.version = Math.max(state.version, update.version);
+    state.connected = true;
+    showConnection();
+    renderSidebar();
+    if (!state.threads.has(state.selected)) state.selected = "main";
+    select(state.selected, !state.messages.has(state.selected));
+    flushOutbox();
+  }
+
+  function fillSelect(select, values, blank) {
+    const current = select.value;
+    select.replaceChildren();
+    if (blank) select.append(new Option("(none)", ""));
+    for (const v of values) select.append(new Option(v, v));
+    if (current) select.value = current;
+  }
+
+  async function flushOutbox() {
+    // One flush at a time, so a file is never uploaded twice; a flush asked meanwhile runs after.
+    if (state.flushing) { state.flushAgain = true; return; }
+    state.flushing = true;
+    try {
+      do {
+        state.flushAgain = false;
+        await flushOnce();
+      } while (state.flushAgain && state.connected);
+    } finally {
+      state.flushing = false;
+    }
+  }
+
+  async function flushOnce() {
+    for (const message of state.outbox.slice()) {
+      const files = state.uploads.get(message.id);
+      if (files && files.length) {
+        try {
+          message.files = await uploadAll(files);
+        } catch (e) {
+          return; // still down: the next reconnect tries again
+        }
+        state.uploads.delete(message.id);
+        saveOutbox();
+      }
+      send(message);
+    }
+  }
+
+  async function uploadAll(files) {
+    const ids = [];
+    for (const file of files) {
+      const response = await fetch("/api/files?name=" + encodeURIComponent(file.name), {
+        method: "POST", body: file, credentials: "same-origin",
+      });
+      if (response.status === 413) {
+        alert(await response.text());
+        continue;
+      }
+      if (!response.ok) throw new Error("upload failed: " + response.status);
+      ids.push((await response.json()).id);
+    }
+    return ids;
+  }
+
+  function enqueue(message) {
+    message.id = clientId();
+    state.outbox.push(message);
+    saveOutbox();
+    return message;
+  }
+
+  // model -----------------------------------------------------------------------------
+
+  function applyThread(thread) {
+    const known = state.threads.get(thread.id);
+    if (known && known.version > thread.version) return;
+    state.threads.set(thread.id, thread);
+    state.version = Math.max(state.version, thread.version);
+    if (state.awaitingSession && thread.title === state.awaitingSession) {
+      state.awaitingSession = null;
+      select(thread.id, true);
+    }
+  }
+
+  function applyMessage(message) {
+    state.version = Math.max(state.version, message.version);
+    const loaded = state.messages.get(message.thread_id);
+    // A change to a message older than the loaded pages shows when its page is fetched.
+    if (loaded && state.more.get(message.thread_id) && message.seq < oldestSeq(message.thread_id)) return;
+    if (!loaded) {
+      if (message.thread_id !== state.selected) state.unread.add(message.thread_id);
+      renderSidebar();
+      return;
+    }
+    const known = loaded.get(message.id);
+    if (known && known.version >= message.version) return;
+    loaded.set(message.id, message);
+    if (message.thread_id === state.selected) renderMessage(message);
+    else { state.unread.add(message.thread_id); renderSidebar(); }
+  }
+
+  function snapshot(update) {
+    const threadId = update.thread;
+    const older = update.before !== null && update.before !== undefined;
+    const loaded = older ? state.messages.get(threadId) || new Map() : new Map();
+    for (const m of update.messages) {
+      const known = loaded.get(m.id);
+      if (!known || known.version < m.version) loaded.set(m.id, m);
+    }
+    const previous = older ? null : state.messages.get(threadId);
+    if (previous) for (const [id, m] of previous) if (!loaded.has(id) || loaded.get(id).version < m.version) loaded.set(id, m);
+    state.messages.set(threadId, loaded);
+    state.more.set(threadId, update.more);
+    if (threadId !== state.selected) return;
+    if (older) {
+      const list = $("messages");
+      renderThread(list.scrollHeight - list.scrollTop);
+    } else renderThread();
+  }
+
+  function oldestSeq(threadId) {
+    const loaded = state.messages.get(threadId);
+    let oldest = Infinity;
+    if (loaded) for (const m of loaded.values()) oldest = Math.min(oldest, m.seq);
+    return oldest;
+  }
+
+  // views -----------------------------------------------------------------------------
+
+  function select(threadId, load) {
+    state.selected = threadId;
+    localStorage.setItem("supervisor-selected", threadId);
+    state.unread.delete(threadId);
+    if (load) send({ type: "open", thread: threadId });
+    renderSidebar();
+    renderHeader();
+    renderThread();
+    closeSidebar();
+  }
+
+  function renderSidebar() {
+    const list = $("threads");
+    const items = [];
+    for (const thread of state.threads.values()) {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.thread = thread.id;
+      if (thread.id === state.selected) button.setAttribute("aria-current", "true");
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = thread.title;
+      if (state.unread.has(thread.id)) name.classList.add("unread");
+      if (thread.id !== "main") {
+        const badge = document.createElement("span");
+        badge.className = "state " + thread.state;
+        badge.textContent = thread.state;
+        name.append(badge);
+      }
+      button.append(name);
+      if (thread.id !== "main") {
+        const detail = document.createElement("span");
+        detail.className = "detail";
+        detail.textContent = [thread.agent, thread.cwd].filter(Boolean).join(" · ");
+        button.append(detail);
+      }
+      button.addEventListener("click", () => select(thread.id, !state.messages.has(thread.id)));
+      li.append(button);
+      items.push(li);
+    }
+    list.replaceChildren(...items);
+  }
+
+  function renderHeader() {
+    const thread = state.threads.get(state.selected);
+    $("thread-title").textContent = thread ? thread.title : "Supervisor";
+    $("thread-meta").textContent = thread && thread.id !== "main"
+      ? [thread.state, thread.agent, thread.cwd].filter(Boolean).join(" · ") : "commands: !new NAME, !sessions, !help";
+    renderTyping();
+  }
+
+  function renderThread(fromBottom) {
+    const list = $("messages");
+    list.replaceChildren();
+    const loaded = state.messages.get(state.selected);
+    if (loaded) {
+      const rows = Array.from(loaded.values()).sort((a, b) => a.seq - b.seq);
+      const fragment = document.createDocumentFragment();
+      if (state.more.get(state.selected)) fragment.append(earlierNode());
+      for (const m of rows) fragment.append(messageNode(m));
+      list.append(fragment);
+    }
+    renderPending();
+    list.scrollTop = fromBottom ? list.scrollHeight - fromBottom : list.scrollHeight;
+  }
+
+  function earlierNode() {
+    const li = document.createElement("li");
+    li.className = "earlier";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Show earlier messages";
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      send({ type: "open", thread: state.selected, before: oldestSeq(state.selected) });
+    });
+    li.append(button);
+    return li;
+  }
+
+  function renderMessage(message) {
+    const list = $("messages");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+    const node = messageNode(message);
+    const existing = list.querySelector(`li[data-id="${CSS.escape(message.id)}"]`);
+    if (existing) existing.replaceWith(node);
+    else {
+      let before = null;
+      for (const li of list.querySelectorAll("li[data-seq]")) {
+        if (Number(li.dataset.seq) > message.seq) { before = li; break; }
+      }
+      if (!before) before = list.querySelector("li.pending");
+      list.insertBefore(node, before);
+    }
+    if (message.client_id) {
+      const pending = list.querySelector(`li.pending[data-client="${CSS.escape(message.client_id)}"]`);
+      if (pending) pending.remove();
+    }
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  function messageNode(m) {
+    const li = document.createElement("li");
+    li.dataset.id = m.id;
+    li.dataset.seq = m.seq;
+    li.className = m.author + " " + m.kind;
+    if (m.client_id) li.dataset.client = m.client_id;
+    const body = document.createElement("div");
+    body.className = "body";
+    if (m.text) body.append(SupervisorRender.markdown(m.text));
+    li.append(body);
+    if (m.files && m.files.length) li.append(filesNode(m.files));
+    if (m.kind === "choice") li.append(choiceNode(m));
+    return li;
+  }
+
+  function filesNode(files) {
+    const div = document.createElement("div");
+    div.className = "files";
+    for (const f of files) {
+      const a = document.createElement("a");
+      a.href = "/files/" + encodeURIComponent(f.id);
+      a.setAttribute("download", "");
+      a.textContent = "📄 " + f.name; // a file name is text, never markup
+      div.append(a);
+    }
+    return div;
+  }
+
+  const LABELS = { allow_once: "Allow", allow_always: "Allow for this session", reject: "Deny", stop: "Stop" };
+
+  function choiceNode(m) {
+    if (m.outcome) {
+      const div = document.createElement("div");
+      div.className = "outcome";
+      div.textContent = m.outcome;
+      return div;
+    }
+    const div = document.createElement("div");
+    div.className = "choices";
+    for (const [kind, label] of m.options) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.option = kind;
+      button.className = kind === "reject" ? "danger" : kind === "allow_once" ? "primary" : "";
+      button.textContent = LABELS[kind] || label;
+      button.addEventListener("click", () => {
+        for (const b of div.querySelectorAll("button")) b.disabled = true;
+        send(enqueue({ type: "choose", message: m.id, option: kind }));
+      });
+      div.append(button);
+    }
+    return div;
+  }
+
+  function renderPending() {
+    const list = $("messages");
+    for (const old of list.querySelectorAll("li.pending")) old.remove();
+    for (const m of state.outbox) {
+      if (m.type !== "post" || (m.thread || "main") !== state.selected) continue;
+      const loaded = state.messages.get(state.selected);
+      if (loaded && Array.from(loaded.values()).some((r) => r.client_id === m.id)) continue;
+      const li = document.createElement("li");
+      li.className = "user text pending";
+      li.dataset.client = m.id;
+      const body = document.createElement("div");
+      body.className = "body";
+      body.textContent = m.text;
+      li.append(body);
+      list.append(li);
+    }
+  }
+
+  function renderTyping() {
+    const thread = state.threads.get(state.selected);
+    // A turn's end sets the thread idle: the last typing signal must not outlive it.
+    const typing = (state.typingUntil.get(state.selected) || 0) > Date.now() && !(thread && thread.state === "idle");
+    const busy = typing || (thread && thread.state === "busy");
+    $("typing").hidden = !typing;
+    $("stop").hidden = !busy || state.selected === "main";
+  }
+  setInterval(renderTyping, 500);
+
+  // actions ---------------------------------------------------------------------------
+
+  function post(event) {
+    event.preventDefault();
+    const text = $("text").value;
+    const files = state.files;
+    if (!text.trim() && !files.length) return;
+    const thread = state.selected === "main" ? null : state.selected;
+    const message = enqueue({ type: "post", thread, text, files: [] });
+    if (files.length) state.uploads.set(message.id, files);
+    $("text").value = "";
+    state.files = [];
+    renderAttachments();
+    renderPending();
+    $("messages").scrollTop = $("messages").scrollHeight;
+    if (state.connected) flushOutbox();
+  }
+
+  function renderAttachments() {
+    const list = $("attachments");
+    list.replaceChildren(...state.files.map((file, i) => {
+      const li = document.createElement("li");
+      li.textContent = file.name;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", "Remove " + file.name);
+      remove.addEventListener("click", () => { state.files.splice(i, 1); renderAttachments(); });
+      li.append(remove);
+      return li;
+    }));
+  }
+
+  function openSidebar() {
+    $("sidebar").classList.add("open");
+    $("menu").setAttribute("aria-expanded", "true");
+  }
+  function closeSidebar() {
+    $("sidebar").classList.remove("open");
+    $("menu").setAttribute("aria-expanded", "false");
+  }
+
+  function wire() {
+    $("composer").addEventListener("submit", post);
+    $("text").addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) post(e);
+    });
+    $("files").addEventListener("change", (e) => {
+      state.files.push(...Array.from(e.target.files));
+      e.target.value = "";
+      renderAttachments();
+    });
+    $("stop").addEventListener("click", () => {
+      send(enqueue({ type: "stop", thread: state.selected }));
+    });
+    $("menu").addEventListener("click", () => {
+      if ($("sidebar").classList.contains("open")) closeSidebar(); else openSidebar();
+    });
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSidebar(); });
+    $("new-toggle").addEventListener("click", () => {
+      const form = $("new-session");
+      form.hidden = !form.hidden;
+      $("new-toggle").setAttribute("aria-expanded", String(!form.hidden));
+      if (!form.hidden) $("new-name").focus();
+    });
+    $("new-session").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const name = $("new-name").value.trim();
+      if (!name) return;
+      state.awaitingSession = name;
+      send(enqueue({
+        type: "new", name, cwd: $("new-cwd").value.trim(),
+        agent: $("new-agent").value, persona: $("new-persona").value,
+      }));
+      $("new-name").value = "";
+      $("new-session").hidden = true;
+      $("new-toggle").setAttribute("aria-expanded", "false");
+    });
+  }
+
+  wire();
+  showConnection();
+  connect();
+})();

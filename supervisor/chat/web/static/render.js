@@ -1,0 +1,64 @@
+// Markdown from the agent (and the person) into DOM nodes that can run nothing.
+//
+// marked turns Markdown into HTML; DOMPurify removes every script, event handler,
+// javascript: URL and unknown element from it before it touches the page; the result is
+// parsed as a sanitised fragment (RETURN_DOM_FRAGMENT), never assigned as a string to
+// innerHTML. The Content-Security-Policy (script-src 'self') is a second wall.
+(function () {
+  "use strict";
+  const SANITIZE = {
+    RETURN_DOM_FRAGMENT: true,
+    USE_PROFILES: { html: true }, // no SVG or MathML: Markdown needs neither
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed"],
+    FORBID_ATTR: ["style", "srcset"],
+    ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|\/|#)/i,
+  };
+
+  // Set once: passing a config to every sanitize() call rebuilds its allow-lists each
+  // time, which made a 100-message thread take over a second to render.
+  DOMPurify.setConfig(SANITIZE);
+
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+    if (node.tagName === "IMG") {
+      // Images from the agent could beacon anywhere; only the page's own files show.
+      const src = node.getAttribute("src") || "";
+      if (!src.startsWith("/files/")) node.removeAttribute("src");
+    }
+  });
+
+  const TOOL = /^(🔧|❌)/u;
+  const COMPLETION = /^(✅|⏹️|⚠️)/u;
+
+  function markdown(text) {
+    const html = marked.parse(text, { gfm: true, breaks: true, async: false });
+    const fragment = DOMPurify.sanitize(html);
+    decorate(fragment);
+    return fragment;
+  }
+
+  // The core's text conventions, shown the web's way: thinking quotes collapsed, tool
+  // lines and the completion line styled. Works on sanitised nodes only.
+  function decorate(fragment) {
+    for (const quote of Array.from(fragment.querySelectorAll("blockquote"))) {
+      const first = quote.textContent.trimStart();
+      if (!first.startsWith("💭")) continue;
+      const details = document.createElement("details");
+      details.className = "thinking";
+      const summary = document.createElement("summary");
+      summary.textContent = "Thinking";
+      details.append(summary, ...Array.from(quote.childNodes));
+      quote.replaceWith(details);
+    }
+    for (const p of Array.from(fragment.querySelectorAll("p"))) {
+      const text = p.textContent.trimStart();
+      if (TOOL.test(text)) p.classList.add("tool");
+      else if (COMPLETION.test(text)) p.classList.add("completion");
+    }
+  }
+
+  window.SupervisorRender = { markdown };
+})();

@@ -1,0 +1,545 @@
+"""The web chat in a real headless Chromium (Debian's), against the stand-in core.
+
+One browser for the module (it takes seconds to start); one web chat per test, each on
+its own port, so cookies and localStorage never leak between tests. Screenshots go to
+test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web_browser import require_browser, start_driver, wait_for
+from tests.web_world import WebWorld
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    require_browser()
+    browser = start_driver(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[WebWorld]:
+    served = WebWorld(tmp_path / "state").start()
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+class Page:
+    """What a person sees and does, in Selenium's words."""
+
+    def __init__(self, driver: Any, world: WebWorld) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.d = driver
+        self.world = world
+        self.by = By
+
+    def open(self) -> Page:
+        self.d.get(self.world.url)
+        self.wait_connected()
+        return self
+
+    def el(self, css: str) -> Any:
+        return self.d.find_element(self.by.CSS_SELECTOR, css)
+
+    def els(self, css: str) -> list[Any]:
+        return list(self.d.find_elements(self.by.CSS_SELECTOR, css))
+
+    def wait_connected(self) -> None:
+        wait_for(lambda: self.el("#connection").text == "connected", what="connected")
+
+    def new_session(self, name: str, cwd: str = "/tmp") -> None:
+        if self.el("#new-session").get_attribute("hidden") is not None:
+            self.el("#new-toggle").click()
+        self.el("#new-name").send_keys(name)
+        self.el("#new-cwd").send_keys(cwd)
+        self.el("#new-session button[type=submit]").click()
+        wait_for(lambda: self.el("#thread-title").text == name, what=f"session {name} selected")
+
+    def send(self, text: str) -> None:
+        box = self.el("#text")
+        box.send_keys(text)
+        self.el("#send").click()
+
+    def texts(self, css: str) -> list[str]:
+        # Read in one script: the page re-renders a message on every edit, so an element
+        # found in one call may be gone by the next.
+        found: list[str] = self.d.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText)", css
+        )
+        return found
+
+    def bot_texts(self) -> list[str]:
+        return self.texts("#messages > li.bot")
+
+    def last_bot(self) -> str:
+        texts = self.bot_texts()
+        return texts[-1] if texts else ""
+
+    def wait_text(self, needle: str, timeout: float = 10) -> None:
+        wait_for(lambda: needle in self.texts("#messages")[0], timeout, what=repr(needle))
+
+    def thread_button(self, name: str) -> Any:
+        for button in self.els("#threads button"):
+            if button.find_element(self.by.CSS_SELECTOR, ".name").text.startswith(name):
+                return button
+        return None
+
+
+def test_a_new_session_appears_in_the_sidebar_and_an_answer_grows_as_markdown(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("alpha", "/tmp")
+
+    entry = wait_for(
+        lambda: [t for t in page.texts("#threads button") if t.startswith("alpha")], what="entry"
+    )[0]
+    assert "idle" in entry and "claude" in entry and "/tmp" in entry
+    page.send("long 40")
+    lengths = []
+    deadline = time.monotonic() + 15
+    while "Done" not in page.last_bot() and time.monotonic() < deadline:
+        lengths.append(len(page.last_bot()))
+        time.sleep(0.1)
+    assert "word39" in page.last_bot()
+    growth = sorted(set(lengths))
+    assert len(growth) >= 4, growth  # seen growing, not appearing at once
+
+    page.send("markdown")
+    wait_for(lambda: "That is all." in page.last_bot(), what="markdown answer")
+    answer = page.els("#messages > li.bot")[-1]
+    assert answer.find_elements(page.by.CSS_SELECTOR, "table td")
+    assert "def hello" in answer.find_element(page.by.CSS_SELECTOR, "pre code").text
+    thinking = answer.find_element(page.by.CSS_SELECTOR, "details.thinking")
+    assert thinking.get_attribute("open") is None  # collapsed
+    assert answer.find_element(page.by.CSS_SELECTOR, ".tool").text.startswith("🔧")
+    assert answer.find_element(page.by.CSS_SELECTOR, ".completion").text.startswith("✅ Done")
+    page.send("!status")
+    page.wait_text("turns: 2")
+
+
+def test_permission_cards_allow_deny_and_allow_for_this_session(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("perm")
+
+    def answer(command: str, option: str) -> None:
+        page.send(f"run {command}")
+        button = wait_for(
+            lambda: page.els(f"li.choice:last-child button[data-option={option}]"), what="card"
+        )[0]
+        assert {b.text for b in page.els("li.choice:last-child button")} == {
+            "Allow", "Allow for this session", "Deny",
+        }  # fmt: skip
+        button.click()
+
+    answer("ls", "allow_once")
+    page.wait_text("Ran `ls`".replace("`", ""))
+    assert "✅ Allowed" in page.texts("li.choice")[-1]
+    answer("rm -rf /", "reject")
+    page.wait_text("Did not run rm -rf /")
+    assert "❌ Denied" in page.texts("li.choice")[-1]
+    assert not page.els("li.choice button")  # settled cards keep no buttons
+    answer("make", "allow_always")
+    page.wait_text("Ran make")
+    page.send("run make test")
+    page.wait_text("Ran make test")
+
+    assert len(page.els("li.choice")) == 3  # not asked again
+    assert world.core is not None and world.core.ran == ["ls", "make", "make test"]
+
+
+def test_stop_interrupts_a_streaming_turn(driver: Any, world: WebWorld) -> None:
+    page = Page(driver, world).open()
+    page.new_session("stopper")
+    page.send("long 500")
+    wait_for(lambda: "word5 " in page.last_bot() + " ", what="streaming")
+    stop = wait_for(lambda: page.el("#stop").is_displayed() and page.el("#stop"), what="Stop")
+    stop.click()
+    page.wait_text("Interrupted")
+    frozen = [t for t in page.bot_texts() if "word" in t][-1]
+    time.sleep(0.5)
+
+    assert [t for t in page.bot_texts() if "word" in t][-1] == frozen
+    assert "word499" not in frozen and "Done" not in frozen
+    wait_for(lambda: not page.el("#stop").is_displayed(), what="Stop hidden after the turn")
+
+
+def test_an_attachment_reaches_the_core(driver: Any, world: WebWorld, tmp_path: Path) -> None:
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n" * 10)
+    page = Page(driver, world).open()
+    page.new_session("files")
+    page.el("#files").send_keys(str(upload))
+    wait_for(lambda: "notes.txt" in page.el("#attachments").text, what="chip")
+    page.send("see attached")
+
+    page.wait_text("received notes.txt: 200 bytes")
+    assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
+    link = page.el("li.user .files a")
+    assert link.text.endswith("notes.txt") and "/files/" in link.get_attribute("href")
+
+
+@pytest.mark.slow
+def test_reload_mid_stream_shows_everything_so_far_and_keeps_streaming(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("reload")
+    page.send("long 120")
+    wait_for(lambda: "word20 " in page.last_bot(), what="streaming")
+    driver.refresh()
+    page.wait_connected()
+
+    wait_for(lambda: "word20 " in page.last_bot(), 5, what="text so far after reload")
+    before = len(page.last_bot())
+    wait_for(lambda: len(page.last_bot()) > before, 5, what="still growing")
+    page.wait_text("Done", timeout=20)
+    assert "word119" in page.last_bot()
+    assert page.el("#thread-title").text == "reload"
+
+
+def test_two_tabs_show_the_same_thread_live(driver: Any, world: WebWorld) -> None:
+    page = Page(driver, world).open()
+    page.new_session("shared")
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    try:
+        other = Page(driver, world).open()
+        wait_for(lambda: other.el("#thread-title").text == "shared", what="same selection")
+        driver.switch_to.window(first)
+        page.send("long 60")
+        driver.switch_to.window(driver.window_handles[-1])
+        wait_for(lambda: "word5 " in other.last_bot(), what="second tab streaming")
+        assert "Done" not in other.last_bot()
+        other.wait_text("Done", timeout=20)
+        assert "long 60" in other.texts("#messages > li.user")
+    finally:
+        driver.close()
+        driver.switch_to.window(first)
+
+
+@pytest.mark.slow
+def test_restart_the_page_reconnects_history_whole_and_a_message_typed_while_down_once(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("durable")
+    page.send("before the restart")
+    page.wait_text("You said: before the restart")
+    page.wait_text("Done")
+
+    world.down()
+    wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+    page.send("typed while down")
+    assert page.els("li.pending")  # shown, waiting for its ack
+    time.sleep(0.5)
+    world.up()
+    page.wait_connected()
+
+    page.wait_text("You said: typed while down", timeout=15)
+    time.sleep(1.0)  # any second delivery would show by now
+    assert world.core is not None and world.core.prompts_seen == ["typed while down"]
+    users = page.texts("#messages > li.user")
+    assert users == ["before the restart", "typed while down"]
+    assert not page.els("li.pending")
+    assert sum("You said: before the restart" in t for t in page.bot_texts()) == 1
+    driver.refresh()
+    page.wait_connected()
+    page.wait_text("You said: typed while down")
+    assert page.texts("#messages > li.user") == users
+
+
+def test_without_the_token_the_browser_gets_401_and_no_page(driver: Any, world: WebWorld) -> None:
+    driver.get(world.base + "/")
+
+    body = driver.find_element("tag name", "body").text
+    assert body.startswith("401 Unauthorized")
+    assert not driver.find_elements("css selector", "#threads")
+
+
+class _EvilPage(http.server.BaseHTTPRequestHandler):
+    target = ""
+
+    def do_GET(self) -> None:
+        html = (
+            "<!doctype html><title>waiting</title><script>"
+            f"const ws = new WebSocket('ws://{self.target}/ws');"
+            "ws.onopen = () => { document.title = 'opened'; };"
+            "ws.onclose = (e) => { if (document.title !== 'opened') document.title = 'refused'; };"
+            "</script>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(html)))
+        self.end_headers()
+        self.wfile.write(html)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_page_from_another_origin_cannot_open_the_websocket(
+    driver: Any, world: WebWorld
+) -> None:
+    # Same site (127.0.0.1, another port), so the browser even sends the cookie: only the
+    # Origin check stands between that page and the sessions.
+    Page(driver, world).open()
+    handler = type("Evil", (_EvilPage,), {"target": f"127.0.0.1:{world.port}"})
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=evil.serve_forever, daemon=True)
+    thread.start()
+    try:
+        driver.get(f"http://127.0.0.1:{evil.server_address[1]}/")
+        title = wait_for(lambda: driver.title if driver.title != "waiting" else "", what="result")
+    finally:
+        evil.shutdown()
+        evil.server_close()
+        thread.join(5)
+
+    assert title == "refused"
+
+
+def test_hostile_answers_and_file_names_render_as_text_and_run_nothing(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    hostile_name = tmp_path / "<img src=x onerror=window.__pwned=7>.txt"
+    hostile_name.write_text("x")
+    page = Page(driver, world).open()
+    page.new_session("hostile")
+    page.send("hostile")
+    page.wait_text("raw link")
+    page.send("<script>window.__pwned=8</script><img src=y onerror=window.__pwned=9>")
+    page.el("#files").send_keys(str(hostile_name))
+    page.send("file")
+    page.wait_text("received <img src=x onerror=window.__pwned=7>.txt")
+    time.sleep(0.3)
+
+    assert driver.execute_script("return window.__pwned === undefined")
+    messages = page.el("#messages")
+    dangerous = driver.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "'#messages :is(script, iframe, svg, object, embed, [onerror], [onload])'), e => e.outerHTML)"
+    )
+    assert dangerous == []
+    hrefs = [a.get_attribute("href") or "" for a in messages.find_elements(page.by.TAG_NAME, "a")]
+    assert not [h for h in hrefs if h.lower().startswith("javascript")]
+    file_link = page.el("li.user .files a")
+    assert "onerror" in file_link.text  # shown as text
+    for link in messages.find_elements(page.by.PARTIAL_LINK_TEXT, "click me"):
+        link.click()
+    time.sleep(0.2)
+    assert driver.execute_script("return window.__pwned === undefined")
+
+
+def test_keyboard_alone_creates_a_session_prompts_and_answers_a_card(
+    driver: Any, world: WebWorld
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page = Page(driver, world).open()
+    keys = ActionChains(driver)
+
+    def focused() -> str:
+        return str(driver.switch_to.active_element.get_attribute("id") or "")
+
+    def tab_to(element_id: str) -> None:
+        for _ in range(30):
+            if focused() == element_id:
+                return
+            keys.send_keys(Keys.TAB).perform()
+        raise AssertionError(f"Tab never reached #{element_id}")
+
+    tab_to("new-toggle")
+    keys.send_keys(Keys.ENTER).perform()
+    wait_for(lambda: focused() == "new-name", what="form focused")
+    keys.send_keys("keys", Keys.ENTER).perform()
+    wait_for(lambda: page.el("#thread-title").text == "keys", what="session by keyboard")
+    tab_to("text")
+    keys.send_keys("run pwd", Keys.ENTER).perform()
+    wait_for(lambda: page.els("li.choice button"), what="card")
+    tab_to("")  # onto the card's first button (buttons have no id)
+    for _ in range(10):
+        if driver.switch_to.active_element.get_attribute("data-option") == "allow_once":
+            break
+        keys.send_keys(Keys.TAB).perform()
+    keys.send_keys(Keys.ENTER).perform()
+
+    page.wait_text("Ran pwd")
+    assert world.core is not None and world.core.ran == ["pwd"]
+
+
+def test_phone_width_collapses_the_sidebar_and_keeps_thread_and_composer_usable(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("phone", "/home/me/project")
+    page.send("markdown")
+    page.wait_text("That is all.")
+    page.send("run make")
+    wait_for(lambda: page.els("li.choice button"), what="card")
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "web-chat-desktop.png"))
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+    )
+    try:
+        driver.refresh()
+        page.wait_connected()
+        page.wait_text("That is all.")
+        assert not page.el("#sidebar").is_displayed()
+        assert page.el("#menu").is_displayed()
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390  # nothing sticks out sideways
+        composer = page.el("#text").rect
+        assert composer["x"] >= 0 and composer["x"] + composer["width"] <= 390
+        driver.save_screenshot(str(ARTIFACTS / "web-chat-phone.png"))
+        page.el("#menu").click()
+        wait_for(lambda: page.el("#sidebar").is_displayed(), what="sidebar opens")
+        page.thread_button("Commands").click()
+        wait_for(lambda: not page.el("#sidebar").is_displayed(), what="sidebar closes")
+        page.send("!help")
+        page.wait_text("Commands: !new NAME")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_a_long_thread_opens_on_its_newest_messages_and_shows_earlier_ones_on_demand(
+    driver: Any, world: WebWorld
+) -> None:
+    from supervisor.chat.web.db import WebDb
+
+    db = WebDb(world.state_dir / "web.sqlite3")  # a second writer: WAL allows it
+    thread = db.open_thread("long", "long", "claude", "~")
+    for i in range(250):
+        db.create(thread.id, "bot", "text", f"message **{i}**", key=f"m{i}")
+    db.close()
+    page = Page(driver, world).open()
+    wait_for(lambda: page.els(f"button[data-thread='{thread.id}']"), what="listed")[0].click()
+
+    wait_for(lambda: page.texts("#messages > li.bot")[-1:] == ["message 249"], what="newest")
+    assert len(page.els("#messages > li.bot")) == 100
+    page.el("li.earlier button").click()
+    wait_for(lambda: len(page.els("#messages > li.bot")) == 200, what="one more page")
+    page.el("li.earlier button").click()
+    wait_for(lambda: len(page.els("#messages > li.bot")) == 250, what="all")
+    assert not page.els("li.earlier")
+    assert page.texts("#messages > li.bot")[0] == "message 0"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_stream_then_restart_history_whole_and_a_message_typed_while_down_once(
+    driver: Any, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a free port both processes will use
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state, prompts = tmp_path / "state", tmp_path / "prompts.log"
+    root = Path(__file__).resolve().parent.parent
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.web_serve_process", str(state), str(port), str(prompts)],
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        return process, process.stdout.readline().strip()
+
+    first, url = start()
+    second = None
+    try:
+        world = WebWorld(state)  # only for its url/port conveniences; not started
+        world.port = port
+        page = Page(driver, world)
+        driver.get(url)
+        page.wait_connected()
+        page.new_session("survivor")
+        page.send("long 400")
+        wait_for(lambda: "word30 " in page.last_bot(), what="streaming")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+        streamed = page.last_bot()
+        page.send("typed while down")
+        second, url_again = start()
+        assert url_again == url  # same token, same port: the page needs nothing new
+        page.wait_connected()
+        page.wait_text("You said: typed while down", timeout=20)
+        time.sleep(1.0)
+
+        lines = prompts.read_text().splitlines()
+        assert lines.count("typed while down") == 1 and lines.count("long 400") == 1
+        assert page.texts("#messages > li.user") == ["long 400", "typed while down"]
+        cut = [t for t in page.bot_texts() if "word30 " in t]
+        assert len(cut) == 1 and cut[0].startswith(streamed[:200])  # what showed is kept
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+            if process is not None and process.stdout is not None:
+                process.stdout.close()
+
+
+def test_a_notice_such_as_a_missing_agent_is_shown_plainly_as_text(
+    driver: Any, tmp_path: Path
+) -> None:
+    notice = "<b>claude</b> was not found on PATH: install it with npm install -g @anthropic-ai/claude-code"
+    world = WebWorld(tmp_path / "state", notice=notice).start()
+    try:
+        page = Page(driver, world).open()
+        banner = wait_for(lambda: page.el("#notice").is_displayed() and page.el("#notice"), what="notice")
+        assert banner.text == notice  # the markup shows as text
+        assert not banner.find_elements(page.by.TAG_NAME, "b")
+        options = [o.get_attribute("textContent") for o in page.els("#new-agent option")]
+        assert options == ["claude", "opencode"]
+        personas = [o.get_attribute("textContent") for o in page.els("#new-persona option")]
+        assert personas == ["(none)", "reviewer"]
+    finally:
+        world.close()
+
+
+def test_a_file_the_core_sends_is_a_download_link_that_serves_its_bytes(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("download")
+    page.send("get report.txt")
+    link = wait_for(lambda: page.els("li.bot.file .files a"), what="file link")[0]
+
+    assert link.text.endswith("report.txt")
+    body = driver.execute_async_script(
+        "const done = arguments[1];"
+        "fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.text()).then(done);",
+        link.get_attribute("href"),
+    )
+    assert body == "contents of report.txt\n"

@@ -1,0 +1,218 @@
+"""The web chat's history and its exactly-once: SQLite rows, client ids, replay after restart."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.chat.web import codec
+from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.port import WEB_PLACE, ChoiceMade, MessagePosted, StopAsked, ThreadRef
+from supervisor.chat.web.store import open_web_store
+from tests.web_served import receive_until, send, serve
+
+LIMIT = 20
+
+
+def test_keys_make_threads_and_messages_idempotent(tmp_path: Path) -> None:
+    db = WebDb(tmp_path / "web.sqlite3")
+    first = db.open_thread("k1", "alpha", "claude", "/tmp")
+    again = db.open_thread("k1", "alpha", "claude", "/tmp")
+    m1 = db.create(first.id, "bot", "text", "hi", key="a")
+    m2 = db.create(first.id, "bot", "text", "hi", key="a")
+
+    assert first.id == again.id
+    assert m1.id == m2.id
+    assert [m.id for m in db.thread_messages(first.id)] == [m1.id]
+
+
+def test_a_resent_client_id_is_recognised_and_written_once(tmp_path: Path) -> None:
+    db = WebDb(tmp_path / "web.sqlite3")
+    message = {"thread_id": "main", "text": "!help", "files": ()}
+    new1, row1 = db.accept("client-0001", '{"x": 1}', message)
+    new2, row2 = db.accept("client-0001", '{"x": 1}', message)
+
+    assert (new1, new2) == (True, False)
+    assert row1 is not None and row2 is not None and row1.id == row2.id
+    assert [m.text for m in db.thread_messages("main")] == ["!help"]
+    assert db.unhandled() == ['{"x": 1}']
+    db.handled("client-0001")
+    assert db.unhandled() == []
+
+
+def test_history_survives_reopening_and_changes_come_by_version(tmp_path: Path) -> None:
+    path = tmp_path / "web.sqlite3"
+    db = WebDb(path)
+    thread = db.open_thread("k", "alpha", "claude", "/tmp")
+    message = db.create(thread.id, "bot", "text", "one", key="a")
+    seen = db.version()
+    db.edit(message.id, "one two")
+    choice = db.create(thread.id, "bot", "choice", "allow?", key="c", options=(("reject", "Deny"),))
+    db.settle(choice.id, "❌ Denied")
+    db.close()
+
+    reopened = WebDb(path)
+    changes = reopened.changes_since(seen)
+    mode = reopened._conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    assert mode == "wal"
+    assert [m.text for m in reopened.thread_messages(thread.id)] == ["one two", "allow?"]
+    assert {m.id for m in changes.messages} == {message.id, choice.id}
+    assert reopened.message(choice.id) is not None
+    assert reopened.message(choice.id).outcome == "❌ Denied"  # type: ignore[union-attr]
+    assert [t.title for t in reopened.changes_since(0).threads] == ["Commands", "alpha"]
+
+
+@settings(max_examples=50)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=20))
+def test_any_sequence_of_resends_gives_one_row_per_client_id(ids: list[str]) -> None:
+    db = WebDb(Path(":memory:"))
+    for cid in ids:
+        db.accept(f"client-{cid}-000", "{}", {"thread_id": "main", "text": cid, "files": ()})
+
+    assert sorted(m.text for m in db.thread_messages("main")) == sorted(set(ids))
+    assert len(db.unhandled()) == len(set(ids))
+
+
+def test_events_round_trip_through_the_inbox_record() -> None:
+    thread = ThreadRef(WEB_PLACE, "t1")
+    events = [
+        MessagePosted("c1", WEB_PLACE, thread, "u", "hi", ()),
+        MessagePosted("c2", WEB_PLACE, None, "u", "!help"),
+        ChoiceMade("c3", "m1", "allow_always", "u"),
+        StopAsked("c4", thread, "u"),
+    ]
+    assert [codec.decode_event(codec.encode_event(e)) for e in events] == events
+
+
+async def test_the_store_runs_every_call_off_the_event_loop_in_one_owner(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    seen: set[int] = set()
+
+    def where(db: WebDb, n: int) -> int:
+        seen.add(threading.get_ident())
+        return n
+
+    with trio.fail_after(LIMIT):
+        async with open_web_store(tmp_path) as store, trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(store.call, where, n)
+            assert await store.call(where, 99) == 99
+
+    assert loop_thread not in seen
+    assert (tmp_path / "web.sqlite3").exists()
+
+
+async def test_a_page_resend_is_acknowledged_but_not_run_twice(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws:
+            await send(ws, type="hello", since=0)
+            await receive_until(ws, "welcome")
+            await send(ws, type="new", id="new-alpha-1", name="alpha", cwd="/tmp")
+            thread = (await receive_until(ws, "thread"))["thread"]["id"]
+            for _ in range(3):
+                await send(ws, type="post", id="prompt-0001", thread=thread, text="hello")
+                await receive_until(ws, "ack", id="prompt-0001")
+            await _idle(ws, thread)
+
+    assert served.core.counts["hello"] == 1
+    assert served.core.prompts_seen == ["hello"]
+
+
+async def _idle(ws: object, thread: str) -> dict[str, object]:
+    while True:
+        update = await receive_until(ws, "thread")  # type: ignore[arg-type]
+        if update["thread"]["id"] == thread and update["thread"]["state"] == "idle":
+            return update["thread"]  # type: ignore[no-any-return]
+
+
+async def test_a_restart_keeps_history_and_recognises_a_resend(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws:
+            port = served.chat.port
+            await send(ws, type="hello", since=0)
+            await receive_until(ws, "welcome")
+            await send(ws, type="new", id="new-alpha-1", name="alpha")
+            thread = (await receive_until(ws, "thread"))["thread"]["id"]
+            await send(ws, type="post", id="prompt-0001", thread=thread, text="first")
+            await receive_until(ws, "ack", id="prompt-0001")
+            await _idle(ws, thread)
+        async with serve(tmp_path, port=port) as again, again.page() as ws:
+            await send(ws, type="hello", since=0)
+            welcome = await receive_until(ws, "welcome")
+            await send(ws, type="post", id="prompt-0001", thread=thread, text="first")
+            await receive_until(ws, "ack", id="prompt-0001")
+            await send(ws, type="open", thread=thread)
+            snapshot = await receive_until(ws, "snapshot")
+
+    assert again.core.prompts_seen == []  # the resend was recognised
+    assert [t["title"] for t in welcome["threads"]] == ["Commands", "alpha"]
+    texts = [m["text"] for m in snapshot["messages"]]
+    assert texts[1] == "first" and "You said: first" in texts[2] and "Done" in texts[2]
+
+
+async def test_events_accepted_but_not_handled_reach_the_core_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # The supervisor died after the ack and before the core handled the prompt.
+    db = WebDb(tmp_path / "web.sqlite3")
+    thread = db.open_thread("k", "alpha", "claude", "/tmp")
+    event = MessagePosted("prompt-0009", WEB_PLACE, ThreadRef(WEB_PLACE, thread.id), "u", "late")
+    db.accept(event.id, codec.encode_event(event), {"thread_id": thread.id, "text": "late", "files": ()})
+    db.close()
+
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served:
+            while "late" not in served.core.prompts_seen:
+                await trio.sleep(0.01)
+            while WebDb(tmp_path / "web.sqlite3").unhandled():
+                await trio.sleep(0.01)
+
+    assert served.core.prompts_seen == ["late"]
+
+
+def test_the_database_is_plain_sqlite(tmp_path: Path) -> None:
+    WebDb(tmp_path / "web.sqlite3").close()
+    tables = sqlite3.connect(tmp_path / "web.sqlite3").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    )
+    assert {"threads", "messages", "inbox", "files"} <= {row[0] for row in tables}
+
+
+def test_a_thread_is_read_in_pages_from_the_newest(tmp_path: Path) -> None:
+    db = WebDb(tmp_path / "web.sqlite3")
+    thread = db.open_thread("k", "long", "claude", "~")
+    for i in range(25):
+        db.create(thread.id, "bot", "text", str(i), key=str(i))
+    newest = db.thread_messages(thread.id, None, 10)
+    older = db.thread_messages(thread.id, newest[0].seq, 10)
+    oldest = db.thread_messages(thread.id, older[0].seq, 10)
+
+    assert [m.text for m in newest] == [str(i) for i in range(15, 25)]
+    assert [m.text for m in older] == [str(i) for i in range(5, 15)]
+    assert [m.text for m in oldest] == [str(i) for i in range(5)]
+
+
+def test_acceptance_and_handled_marks_are_synced_and_edits_are_not(tmp_path: Path) -> None:
+    db = WebDb(tmp_path / "web.sqlite3")
+    levels: list[int] = []
+
+    def trace(statement: str) -> None:
+        if statement.startswith("INSERT INTO inbox") or statement.startswith("UPDATE inbox"):
+            levels.append(db._conn.execute("PRAGMA synchronous").fetchone()[0])
+        if statement.startswith("UPDATE messages SET text"):
+            levels.append(db._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    message = db.create("main", "bot", "text", "a", key="k")
+    db._conn.set_trace_callback(trace)
+    db.accept("client-0001", "{}", None)
+    db.handled("client-0001")
+    db.edit(message.id, "ab")
+    db._conn.set_trace_callback(None)
+
+    assert levels == [2, 2, 1]  # FULL, FULL, NORMAL
