@@ -24,7 +24,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "scripts" / "build_zipapp.py"
 # What the archive must bring along; a bare interpreter must not already have any of it.
-RUNTIME_MODULES = ("trio", "trio_websocket", "httpx", "httpcore", "attrs", "cattrs", "certifi")
+RUNTIME_MODULES = (
+    "trio", "trio_websocket", "httpx", "httpcore", "attrs", "cattrs", "certifi",
+    "markdown_it", "mdurl", "hypercorn", "h11", "wsproto",
+)
 
 
 def build_zipapp(output: Path, *, root: Path = ROOT) -> str:
