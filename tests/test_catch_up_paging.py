@@ -19,6 +19,7 @@ import trio
 from supervisor.chat.mattermost.rest import MattermostRest
 from tests.fakes.mattermost import FakeMattermost
 from tests.fakes.mattermost_shapes import MillisClock
+from tests.fakes.openapi_check import load_spec, require_spec, validate_record
 
 TIMEOUT = 60
 UNLIMITED = 1_000_000.0  # requests per second: the fake has no limit here
@@ -130,3 +131,20 @@ async def test_below_the_cap_one_request_answers(server: FakeMattermost, rest: M
     assert [p.id for p in live] == [old["id"], *made]  # the edited older post too
     assert live[0].message == "before, edited"
     assert server.stats.count("GET", "/api/v4/channels/{channel_id}/posts") == 1
+
+
+async def test_the_paging_requests_match_the_spec(
+    server: FakeMattermost, rest: MattermostRest
+) -> None:
+    require_spec()
+    await trio.to_thread.run_sync(load_spec)  # seconds, once per process
+    dm = server.dm_with_bot("alice")["id"]
+    with trio.fail_after(TIMEOUT):
+        since = server.store.clock()
+        for n in range(1_050):
+            await server.user_post("alice", f"p{n}")
+        server.stats.reset()
+        await rest.posts_since(dm, since)
+    records = server.stats.records("GET", "/api/v4/channels/{channel_id}/posts")
+    assert any("before" in dict(r.query) for r in records)  # it did page
+    assert {tuple(validate_record(r, server.url)) for r in records} == {()}
