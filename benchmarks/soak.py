@@ -70,7 +70,9 @@ class Plan:
     drops: int
     sessions: int = 4
     gap_s: tuple[float, float] = (0.05, 1.0)  # serving -> the next kill
-    prompt_every_s: tuple[float, float] = (0.1, 0.8)
+    # Slow enough that the sessions keep up between kills on 2 busy cores: a growing backlog
+    # would make every restart re-read it (the catch-up starts at the oldest unhandled post).
+    prompt_every_s: tuple[float, float] = (0.2, 1.2)
     slow_share: float = 0.25  # prompts streamed over a while ([slow 0.3]): more cut mid-answer
     settle_s: float = 300.0  # after the last kill: every prompt accounted for, at most this
     warm_up: bool = True  # one answered prompt per session before the first kill
