@@ -154,8 +154,9 @@ class Soak:
             root = self.rng.choice(self.roots)
             text = f"soak-{n:06d}"
             directive = "[slow 0.3] " if self.rng.random() < self.plan.slow_share else ""
-            post = await self.w.say(directive + text, root)
-            self.prompts[text] = Prompt(text, str(post["id"]), root)
+            with trio.CancelScope(shield=True):  # posted means counted
+                post = await self.w.say(directive + text, root)
+                self.prompts[text] = Prompt(text, str(post["id"]), root)
 
     async def kill_and_restart(self, drops: int) -> None:
         """Serve for a random while (dropping the socket `drops` times), SIGKILL, restart."""
