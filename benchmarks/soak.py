@@ -2,7 +2,8 @@
 """The kill -9 soak: `.venv/bin/python benchmarks/soak.py [--kills N --drops M | --quick]`.
 
 Several sessions (fake agents, real processes) get prompts posted at random intervals in
-their threads, from start to end, while the supervisor (a child process) is SIGKILLed at
+their threads (a thread with 3 prompts still open gets none until one is answered or
+noticed, as a person would wait), from start to end, while the supervisor (a child process) is SIGKILLed at
 random moments and restarted as soon as it serves again, and its WebSocket is dropped by
 the fake server at random moments in between. Then prompting stops, the last supervisor
 gets time to finish, and each thread gets a sentinel prompt: once that is answered,
@@ -70,9 +71,11 @@ class Plan:
     drops: int
     sessions: int = 4
     gap_s: tuple[float, float] = (0.05, 1.0)  # serving -> the next kill
-    # Slow enough that the sessions keep up between kills on 2 busy cores: a growing backlog
-    # would make every restart re-read it (the catch-up starts at the oldest unhandled post).
-    prompt_every_s: tuple[float, float] = (0.2, 1.2)
+    prompt_every_s: tuple[float, float] = (0.1, 0.8)
+    # A person waits for answers: a thread gets no new prompt while this many of its prompts
+    # are neither answered nor noticed. Without a bound the backlog grows on a busy machine,
+    # and every restart re-reads it (the catch-up starts at the oldest unhandled post).
+    max_outstanding: int = 3
     slow_share: float = 0.25  # prompts streamed over a while ([slow 0.3]): more cut mid-answer
     settle_s: float = 300.0  # after the last kill: every prompt accounted for, at most this
     warm_up: bool = True  # one answered prompt per session before the first kill
@@ -137,6 +140,11 @@ class Soak:
     roots: list[str]
     prompts: dict[str, Prompt] = attrs.Factory(dict)
     figures: Figures = attrs.Factory(Figures)
+    # What the prompter knows, read incrementally from the server's post log: prompts not
+    # yet answered or noticed, by thread; the prompt text of each prompt post id.
+    outstanding: dict[str, set[str]] = attrs.Factory(dict)
+    text_of: dict[str, str] = attrs.Factory(dict)
+    read_up_to: int = 0
 
     async def warm_up(self) -> None:
         """One answered prompt per session before the first kill, so each conversation
@@ -149,14 +157,40 @@ class Soak:
                     await trio.sleep(0.1)
 
     async def keep_prompting(self) -> None:
-        for n in range(10**9):
+        n = 0
+        while True:
             await trio.sleep(self.rng.uniform(*self.plan.prompt_every_s))
-            root = self.rng.choice(self.roots)
+            self.read_answers()
+            open_threads = [
+                root for root in self.roots
+                if len(self.outstanding.get(root, ())) < self.plan.max_outstanding
+            ]
+            if not open_threads:
+                continue
+            root = self.rng.choice(open_threads)
             text = f"soak-{n:06d}"
+            n += 1
             directive = "[slow 0.3] " if self.rng.random() < self.plan.slow_share else ""
             with trio.CancelScope(shield=True):  # posted means counted
                 post = await self.w.say(directive + text, root)
                 self.prompts[text] = Prompt(text, str(post["id"]), root)
+                self.text_of[str(post["id"])] = text
+                self.outstanding.setdefault(root, set()).add(text)
+
+    def read_answers(self) -> None:
+        """Take answered and noticed prompts off `outstanding` (new server posts only)."""
+        server = server_of(self.w)
+        fresh = server.posts[self.read_up_to :]
+        self.read_up_to += len(fresh)
+        for seen in fresh:
+            if seen.user_id != server.bot.id:
+                continue
+            done = {m.group(1) for m in ANSWER.finditer(seen.message)}
+            if "cut" in seen.message.lower():
+                done |= {self.text_of.get(post_id, "") for post_id in LINK.findall(seen.message)}
+            for text in done:
+                if text in self.prompts:
+                    self.outstanding[self.prompts[text].root_id].discard(text)
 
     async def kill_and_restart(self, drops: int) -> None:
         """Serve for a random while (dropping the socket `drops` times), SIGKILL, restart."""
