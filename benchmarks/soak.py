@@ -70,7 +70,7 @@ class Plan:
     kills: int
     drops: int
     sessions: int = 4
-    gap_s: tuple[float, float] = (0.05, 1.0)  # serving -> the next kill
+    gap_s: tuple[float, float] = (0.1, 2.0)  # serving -> the next kill
     prompt_every_s: tuple[float, float] = (0.1, 0.8)
     # A person waits for answers: a thread gets no new prompt while this many of its prompts
     # are neither answered nor noticed. Without a bound the backlog grows on a busy machine,
