@@ -3,9 +3,9 @@
 
 Several sessions (fake agents, real processes) get prompts posted at random intervals in
 their threads (a thread with 3 prompts still open gets none until one is answered or
-noticed, as a person would wait), from start to end, while the supervisor (a child process) is SIGKILLed at
-random moments and restarted as soon as it serves again, and its WebSocket is dropped by
-the fake server at random moments in between. Then prompting stops, the last supervisor
+noticed, as a person would wait), from start to end, while the supervisor (a child
+process) is SIGKILLed at random moments and restarted as soon as it serves again, and its
+WebSocket is dropped by the fake server at random moments in between. Then prompting stops, the last supervisor
 gets time to finish, and each thread gets a sentinel prompt: once that is answered,
 nothing earlier can still come. Then it stops gracefully and the figures are counted:
 
