@@ -59,7 +59,7 @@ from benchmarks.world import (  # noqa: E402
 from supervisor.core.state import decode  # noqa: E402
 from tests.harness import World  # noqa: E402
 
-ANSWER = re.compile(r"echo #\d+: (soak-\d+) \(earlier")
+ANSWER = re.compile(r"echo #\d+: (soak-\d+) \(earlier: [^)]*\)")  # whole: up to its last ")"
 LINK = re.compile(r"/_redirect/pl/([a-z0-9]{26})")
 SENTINEL = "sentinel"
 DEFAULT_SEED = 20261202
