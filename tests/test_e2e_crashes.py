@@ -81,7 +81,12 @@ async def test_random_sigkills_lose_nothing_and_answer_nothing_twice(tmp_path: P
             first = missing[0][2] if missing else roots[0]
             thread = [str(p["message"])[:90] for p in w.bot_posts(first)]
             raise AssertionError(f"never answered nor said cut: {missing}\nthread: {thread}") from None
-        await trio.sleep(2)  # a duplicate would have time to show up
+        # The sentinel: a session answers in order, so once a prompt posted now is answered
+        # in every thread, any duplicate of an earlier one would already show.
+        for n, root in enumerate(roots):
+            await w.say(f"sentinel {n}", root)
+        for n, root in enumerate(roots):
+            await w.answered(root, f"sentinel {n} (earlier: ", timeout=60)
         answered, cut = _accounting(w, prompts, roots)
         lost = [p for p in prompts if not answered[p] and p not in cut]
         twice = [p for p, n in answered.items() if n > 1]

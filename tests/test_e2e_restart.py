@@ -52,9 +52,14 @@ async def test_kill_9_with_five_sessions_and_prompts_posted_while_down(tmp_path:
             text = await w.answered(root, f"while down {name} (earlier: ", timeout=30)
             # the conversation continued: the answer knows the earlier prompt
             assert re.search(rf"while down {name} \(earlier: 'first {name}'", text), text
-        await trio.sleep(1)  # anything duplicated would show up now
+        # The sentinel: a session answers in order, so once a later prompt is answered, a
+        # duplicate of the earlier one would already show; #3 says none reached the agent.
         for name, root in roots.items():
-            answers = [p for p in w.bot_posts(root) if f"echo #2: while down {name}" in str(p["message"])]
+            await w.say(f"sentinel {name}", root)
+        for name, root in roots.items():
+            await w.answered(root, f"echo #3: sentinel {name} (earlier: ", timeout=30)
+        for name, root in roots.items():
+            answers = [p for p in w.bot_posts(root) if f"while down {name} (earlier" in str(p["message"])]
             assert len(answers) == 1, f"{name} answered {len(answers)} times"
             others = [o for o in roots if o != name]
             assert not any(f"while down {o}" in w.thread_text(root) for o in others)
@@ -78,7 +83,8 @@ async def test_agent_groups_left_by_a_killed_supervisor_are_gone_after_the_next_
         pgid = start["pgid"]
         assert _group_alive(pgid)
         w.kill()
-        await trio.sleep(0.5)
+        # The sentinel: the agent saw its stdin close (its host is gone), and lives on.
+        await w.wait_for(lambda: any(line.get("event") == "eof" for line in w.agent_lines()), 10)
         assert _group_alive(pgid), "the hung agent should outlive a SIGKILLed supervisor"
         w.spawn()
         await _serving(w)

@@ -849,3 +849,26 @@ def test_multipart_parser_reads_what_httpx_writes(parts: list[tuple[str, bytes]]
     parsed = parse_multipart(request.read(), request.headers["content-type"])
     assert (parsed[0].name, parsed[0].data) == ("channel_id", b"c")
     assert [(p.filename, p.data) for p in parsed[1:]] == parts
+
+
+async def test_since_over_the_cap_answers_1000_unordered_changes(
+    server: FakeMattermost, alice: Account, bot_http: httpx.AsyncClient
+) -> None:
+    """Over 1000 changes, `since` answers with 1000 of them as the real LIMIT (no ORDER BY)
+    may: by default neither the oldest nor the newest 1000; `store.since_pick` chooses."""
+    dm_id = server.dm_with_bot("alice")["id"]
+    with trio.fail_after(TIMEOUT):
+        since = server.store.clock()
+        ids = [(await server.user_post("alice", f"p{i}"))["id"] for i in range(1_100)]
+        answers = {}
+        for pick in ("arbitrary", "oldest", "newest"):
+            server.store.since_pick = pick
+            body = (await bot_http.get(f"/channels/{dm_id}/posts", params={"since": since})).json()
+            answers[pick] = body["order"]
+    for order in answers.values():
+        assert len(order) == 1000 and set(order) <= set(ids)
+        assert order == sorted(order, key=ids.index, reverse=True)  # newest first
+    assert set(answers["oldest"]) == set(ids[:1000])
+    assert set(answers["newest"]) == set(ids[100:])
+    assert set(answers["arbitrary"]) == set(sorted(ids)[:1000])
+    assert set(answers["arbitrary"]) not in (set(ids[:1000]), set(ids[100:]))

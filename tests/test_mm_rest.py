@@ -377,10 +377,16 @@ class Channel:
             since = int(params["since"])
             changed = [post for post in self.posts if post["update_at"] > since][:1000]
             return self.page(changed, extra=(self.root,))
-        after = next(post for post in self.posts if post["id"] == params["after"])
         per_page, page = int(params["per_page"]), int(params["page"])
-        later = [post for post in self.posts if post["create_at"] > after["create_at"]]
-        return self.page(later[page * per_page : (page + 1) * per_page])
+        if "after" in params:
+            after = next(post for post in self.posts if post["id"] == params["after"])
+            later = [post for post in self.posts if post["create_at"] > after["create_at"]]
+            return self.page(later[page * per_page : (page + 1) * per_page])
+        earlier = self.posts[::-1]  # newest first
+        if "before" in params:
+            before = next(post for post in self.posts if post["id"] == params["before"])
+            earlier = [post for post in earlier if post["create_at"] < before["create_at"]]
+        return self.page(earlier[page * per_page : (page + 1) * per_page])
 
     @staticmethod
     def page(posts: list[dict[str, Any]], extra: tuple[dict[str, Any], ...] = ()) -> httpx.Response:
@@ -406,9 +412,10 @@ async def test_posts_since_pages_on_beyond_the_1000_cap(
     assert [post.id for post in posts] == [f"p{n:04d}" for n in range(1450)]  # oldest first
     queries = [dict(request.url.params) for request in recorder.requests]
     assert queries[0] == {"since": str(since)}
-    assert queries[1] == {"after": "p0999", "page": "0", "per_page": "200"}
-    assert queries[2]["after"] == "p1199"
-    assert len(queries) == 4  # 1000 + 200 + 200 + 50
+    # At the cap: the channel newest first, back to `since` (tests/test_catch_up_paging.py).
+    assert queries[1] == {"page": "0", "per_page": "200"}
+    assert queries[2] == {"before": "p1251", "page": "0", "per_page": "200"}
+    assert len(queries) == 9  # 1000, then 8 pages of 200 back to the first post
     await rest.aclose()
 
 

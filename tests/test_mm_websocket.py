@@ -326,11 +326,32 @@ async def test_send_typing_goes_out_as_a_user_typing_action() -> None:
     }
 
 
-def test_send_typing_is_a_no_op_while_disconnected() -> None:
-    send_events, _ = trio.open_memory_channel[ChatEvent](1)
-    reader = MattermostWebSocket("http://127.0.0.1:9", TOKEN, send_events)
-    for _ in range(1000):
-        reader.send_typing("chan", "")  # synchronous: it cannot block, and it must not raise
+async def test_typing_while_disconnected_is_dropped_not_sent_late() -> None:
+    """Typing is a hint: while there is no socket, send_typing neither blocks nor raises,
+    and nothing queued then goes out once connected (it would be stale by then)."""
+    server = ScriptedServer(script(hello_frame("c1")))
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(
+                trio_websocket.serve_websocket, server.handler, "127.0.0.1", 0, None
+            )
+            send_events, receive_events = trio.open_memory_channel[ChatEvent](4)
+            reader = MattermostWebSocket(
+                f"http://127.0.0.1:{listener.port}", TOKEN, send_events, backoff=FAST
+            )
+            for n in range(1000):
+                reader.send_typing("chan", f"stale{n}")  # synchronous: cannot block
+            await nursery.start(reader.run)
+            assert isinstance(await receive_events.receive(), Hello)
+            reader.send_typing("chan", "fresh")
+            # The sentinel: the first action heard; a stale one would have come before it.
+            await server.connections[0].heard.wait()
+            nursery.cancel_scope.cancel()
+    assert server.connections[0].received[0] == {
+        "seq": 1,
+        "action": "user_typing",
+        "data": {"channel_id": "chan", "parent_id": "fresh"},
+    }
 
 
 # --- the position, sans-IO ----------------------------------------------------------------------

@@ -19,19 +19,17 @@ from trio_websocket import open_websocket_url
 from tests.fakes.mattermost import FakeMattermost
 from tests.fakes.mattermost_rest import ROUTES, WEBSOCKET_ROUTE
 from tests.fakes.mattermost_shapes import new_id
-from tests.fakes.openapi_check import load_spec, spec_path, validate_exchange, validate_record
-
-pytestmark = pytest.mark.skipif(
-    not spec_path().exists(), reason=f"no OpenAPI spec at {spec_path()}"
-)
+from tests.fakes.openapi_check import load_spec, require_spec, validate_exchange, validate_record
 
 TIMEOUT = 20
 _TLS = ssl.create_default_context()  # shared: building one per client costs ~60 ms
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def spec_loaded() -> None:
-    """Parse the spec once for the module (seconds), outside any test's time budget."""
+    """Parse the spec once for the module (seconds), outside any test's time budget.
+    A missing spec skips every test here, or fails them under CI=true."""
+    require_spec()
     load_spec()
 
 

@@ -672,6 +672,7 @@ class Agent:
             self.cond.notify_all()
 
     def on_eof(self) -> None:
+        self.log.event("eof")  # stdin closed: its host is gone or ending it
         with self.cond:
             self.eof = True
             for call in self.pending.values():  # nobody is left to answer them

@@ -60,8 +60,9 @@ update_at, and so does a reaction; every patch leaves an edit-history row (a del
 whose original_id is the edited post) that `?since=` returns; pending_post_id is echoed
 only by the create answer and the `posted` event; humans have no `is_bot` key; unknown
 emoji get 404, other users' posts 403 on edit/delete. Deviations: PostList always carries
-`has_next`; `?since=` returns the 1000 oldest changes (the real LIMIT is unordered); a
-pending_post_id repeat never gets the real server's in-flight 500.
+`has_next`; a pending_post_id repeat never gets the real server's in-flight 500.
+Over 1000 changes, `?since=` answers with 1000 of them as the real unordered LIMIT may:
+by default an arbitrary 1000 (`server.store.since_pick = "oldest"` / `"newest"` to choose).
 """
 
 from __future__ import annotations

@@ -90,14 +90,17 @@ def _thread_context(store: Store, window: list[JSON], skip_threads: bool) -> lis
 
 
 def _since(store: Store, channel_id: str, since: int) -> JSON:
-    """`since`: every row changed after `since` (edits, deletions and edit-history rows too).
+    """`since`: rows changed after `since` (edits, deletions and edit-history rows too).
 
-    The real query takes an unordered LIMIT 1000; the fake takes the 1000 oldest changes so
-    a client that advances `since` to the newest update_at it saw loses nothing.
+    At most 1000 of them, and the real query's LIMIT has no ORDER BY (SqlPostStore.
+    GetPostsSince): which 1000 is up to the database's plan, so a client must not take
+    them for the oldest or the newest. `store.since_pick` says which the fake answers
+    with: "arbitrary" (in id order; ids are random, so neither end of the range),
+    "oldest" or "newest" changes. Parents of changed replies come along in `posts`.
     """
     rows = (store.posts[pid] for pid in store.channel_rows[channel_id])
-    changed = sorted((p for p in rows if p["update_at"] > since), key=lambda p: p["update_at"])
-    changed = changed[:MAX_SINCE_POSTS]
+    changed = [p for p in rows if p["update_at"] > since]
+    changed = _pick(changed, store.since_pick)[:MAX_SINCE_POSTS]
     ids = {p["id"] for p in changed}
     parents = [store.posts[r] for r in {p["root_id"] for p in changed if p["root_id"]} - ids]
     # Newest first; an edit-history row sorts just after the live post it was copied from.
@@ -105,6 +108,17 @@ def _since(store: Store, channel_id: str, since: int) -> JSON:
         changed, key=lambda p: (p["create_at"], not p["original_id"]), reverse=True
     )
     return _listing(store, newest_first, parents, prev_id="", next_id="")
+
+
+def _pick(changed: list[JSON], pick: str) -> list[JSON]:
+    """`changed` in the order the LIMIT takes them."""
+    if pick == "oldest":
+        return sorted(changed, key=lambda p: p["update_at"])
+    if pick == "newest":
+        return sorted(changed, key=lambda p: p["update_at"], reverse=True)
+    if pick == "arbitrary":
+        return sorted(changed, key=lambda p: p["id"])
+    raise ValueError(f"since_pick must be arbitrary, oldest or newest, not {pick!r}")
 
 
 def thread(store: Store, user_id: str, post_id: str) -> JSON:

@@ -81,6 +81,9 @@ class Store:
     pending: dict[str, tuple[str, float]] = attrs.Factory(dict)
     edits: list[tuple[str, float]] = attrs.Factory(list)
     typing_events: list[tuple[str, str, str, float]] = attrs.Factory(list)
+    # Which 1000 rows `?since=` answers with when more changed (see mattermost_postlist):
+    # "arbitrary" (the default), "oldest" or "newest" changes.
+    since_pick: str = "arbitrary"
 
     # -- users and channels -------------------------------------------------------------
 

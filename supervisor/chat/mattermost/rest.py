@@ -143,16 +143,18 @@ class MattermostRest:
         await self._call("POST", "/reactions", json=body)
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
-        """Every post created or changed after `since_ms`, oldest first, all pages.
+        """Every post created after `since_ms`, and posts changed after it, oldest first.
 
-        `since` returns at most 1000 changed posts and cannot be paged; when the cap is hit
-        the rest is fetched with `after=<newest seen>`, which pages. The server also adds
-        the unchanged roots of changed replies; those are left out.
+        `since` answers with at most 1000 of the posts changed after it, and which 1000 is
+        the database's choice (the LIMIT has no ORDER BY); it cannot be paged. Below the
+        cap that is all of them. At the cap the channel is walked newest first, back to
+        `since_ms`, so every post created after it is found whichever 1000 `since` chose
+        (older posts changed since are then only those the one answer held; catch-up
+        needs the new ones). The unchanged roots the server adds for context are left out.
         """
-        first = await self._post_list(channel_id, {"since": since_ms})
-        posts = _listed(first)
+        posts = _listed(await self._post_list(channel_id, {"since": since_ms}))
         if len(posts) >= _SINCE_LIMIT:
-            posts += await self._pages_after(channel_id, _newest(posts).id)
+            posts += await self._pages_back_to(channel_id, since_ms)
         return _oldest_first([post for post in posts if post.update_at > since_ms])
 
     async def posts_after(self, channel_id: str, post_id: str) -> list[Post]:
@@ -202,6 +204,36 @@ class MattermostRest:
     async def _post_list(self, channel_id: str, params: dict[str, Any]) -> codec.PostList:
         response = await self._call("GET", f"/channels/{channel_id}/posts", params=params)
         return _decode(response, codec.decode_post_list)
+
+    async def _pages_back_to(self, channel_id: str, since_ms: int) -> list[Post]:
+        """The channel's posts, newest first, page by page, until one created at or before
+        `since_ms` (or the channel's first post).
+
+        `before=<id>` means "created strictly earlier than that post", and posts can share
+        a millisecond. So the next page is anchored on the oldest post of a later
+        millisecond than the page's oldest: that millisecond's posts come again (and are
+        deduplicated) instead of being skipped. A page all in one millisecond moves on
+        by offset from the same anchor instead.
+        """
+        collected: dict[str, Post] = {}
+        anchor, page_number = "", 0
+        while True:
+            params: dict[str, Any] = {"page": page_number, "per_page": _PAGE_SIZE}
+            if anchor:
+                params["before"] = anchor
+            page = _listed(await self._post_list(channel_id, params))
+            fresh = [post for post in page if post.id not in collected]
+            collected.update((post.id, post) for post in page)
+            if len(page) < _PAGE_SIZE or not fresh:
+                return list(collected.values())
+            oldest = min(post.create_at for post in page)
+            if oldest <= since_ms:
+                return list(collected.values())
+            later = [post for post in page if post.create_at > oldest]
+            if later:
+                anchor, page_number = min(later, key=lambda post: post.create_at).id, 0
+            else:
+                page_number += 1
 
     async def _pages_after(self, channel_id: str, post_id: str) -> list[Post]:
         collected: dict[str, Post] = {}

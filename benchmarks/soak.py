@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""The kill -9 soak: `.venv/bin/python benchmarks/soak.py [--kills N --drops M | --quick]`.
+
+Several sessions (fake agents, real processes) get prompts posted at random intervals in
+their threads (a thread with 3 prompts still open gets none until one is answered or
+noticed, as a person would wait), from start to end, while the supervisor (a child
+process) is SIGKILLed at random moments and restarted as soon as it serves again, and its
+WebSocket is dropped by the fake server at random moments in between. Then prompting stops, the last supervisor
+gets time to finish, and each thread gets a sentinel prompt: once that is answered,
+nothing earlier can still come. Then it stops gracefully and the figures are counted:
+
+- answered: prompts with exactly one answer, in their own thread;
+- noticed: prompts whose thread holds a notice linking them that says their turn was cut;
+- lost: prompts neither answered nor noticed (must be 0);
+- duplicated: prompts answered more than once (must be 0);
+- in another thread: answers posted outside their prompt's thread (must be 0);
+- answered and noticed: a complete answer and still a cut notice (a false notice);
+- delivered twice: prompts written to an agent's stdin more than once (at most once is
+  the promise: a prompt may start tools that change files);
+- agent processes left after the graceful stop (must be 0); whether the state file loads,
+  and how many of its sessions ended up failed.
+
+Exit status 1 when lost, duplicated, in another thread or agents left is not 0, or the
+state file does not load. `--json PATH` also writes the figures. Not run in CI; its quick
+mode is (tests/test_soak_quick.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import attrs  # noqa: E402
+import trio  # noqa: E402
+
+from benchmarks.world import (  # noqa: E402
+    agent_lines,
+    bench_world,
+    configure,
+    prompt_text,
+    seed_sessions,
+    server_of,
+    spawn_serving,
+    stop_child,
+)
+from supervisor.core.state import decode  # noqa: E402
+from tests.harness import World  # noqa: E402
+
+ANSWER = re.compile(r"echo #\d+: (soak-\d+) \(earlier: [^)]*\)")  # whole: up to its last ")"
+LINK = re.compile(r"/_redirect/pl/([a-z0-9]{26})")
+SENTINEL = "sentinel"
+DEFAULT_SEED = 20261202
+
+
+@attrs.frozen
+class Plan:
+    kills: int
+    drops: int
+    sessions: int = 4
+    gap_s: tuple[float, float] = (0.1, 2.0)  # serving -> the next kill
+    prompt_every_s: tuple[float, float] = (0.1, 0.8)
+    # A person waits for answers: a thread gets no new prompt while this many of its prompts
+    # are neither answered nor noticed. Without a bound the backlog grows on a busy machine,
+    # and every restart re-reads it (the catch-up starts at the oldest unhandled post).
+    max_outstanding: int = 3
+    slow_share: float = 0.25  # prompts streamed over a while ([slow 0.3]): more cut mid-answer
+    settle_s: float = 300.0  # after the last kill: every prompt accounted for, at most this
+    warm_up: bool = True  # one answered prompt per session before the first kill
+    seed: int = DEFAULT_SEED
+
+
+@attrs.frozen
+class Prompt:
+    text: str
+    post_id: str
+    root_id: str
+
+
+@attrs.define
+class Figures:
+    kills: int = 0
+    drops: int = 0
+    prompts: int = 0
+    answered: int = 0
+    noticed: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    other_thread: int = 0
+    answered_and_noticed: int = 0
+    delivered_twice: int = 0
+    agents_left: int = 0
+    sessions_failed: int = 0
+    state_loads: bool = False
+    run_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        bad = self.lost + self.duplicated + self.other_thread + self.agents_left
+        return bad == 0 and self.state_loads
+
+    def report(self) -> str:
+        return "\n".join([
+            f"kills                      {self.kills}",
+            f"WebSocket drops            {self.drops}",
+            f"prompts                    {self.prompts}",
+            f"answered once, own thread  {self.answered}",
+            f"noticed as cut             {self.noticed}",
+            f"lost                       {self.lost}",
+            f"duplicated answers         {self.duplicated}",
+            f"answers in another thread  {self.other_thread}",
+            f"answered and noticed       {self.answered_and_noticed}",
+            f"delivered to an agent 2x+  {self.delivered_twice}",
+            f"agent processes left       {self.agents_left}",
+            f"sessions failed            {self.sessions_failed}",
+            f"state file loads           {'yes' if self.state_loads else 'NO'}",
+            f"run time                   {self.run_s:.0f} s",
+        ])
+
+
+@attrs.define
+class Soak:
+    """One run. Invariant: `prompts` holds every prompt posted, by text."""
+
+    w: World
+    plan: Plan
+    rng: random.Random
+    roots: list[str]
+    prompts: dict[str, Prompt] = attrs.Factory(dict)
+    figures: Figures = attrs.Factory(Figures)
+    # What the prompter knows, read incrementally from the server's post log: prompts not
+    # yet answered or noticed, by thread; the prompt text of each prompt post id.
+    outstanding: dict[str, set[str]] = attrs.Factory(dict)
+    text_of: dict[str, str] = attrs.Factory(dict)
+    read_up_to: int = 0
+
+    async def warm_up(self) -> None:
+        """One answered prompt per session before the first kill, so each conversation
+        exists: the soak is about restarts of sessions that have a history."""
+        with trio.fail_after(60):
+            for n, root in enumerate(self.roots):
+                await self.w.say(f"warm-up {n}", root)
+            for n, root in enumerate(self.roots):
+                while f"warm-up {n} (earlier" not in self.w.thread_text(root):
+                    await trio.sleep(0.1)
+
+    async def keep_prompting(self) -> None:
+        n = 0
+        while True:
+            await trio.sleep(self.rng.uniform(*self.plan.prompt_every_s))
+            self.read_answers()
+            open_threads = [
+                root for root in self.roots
+                if len(self.outstanding.get(root, ())) < self.plan.max_outstanding
+            ]
+            if not open_threads:
+                continue
+            root = self.rng.choice(open_threads)
+            text = f"soak-{n:06d}"
+            n += 1
+            directive = "[slow 0.3] " if self.rng.random() < self.plan.slow_share else ""
+            with trio.CancelScope(shield=True):  # posted means counted
+                post = await self.w.say(directive + text, root)
+                self.prompts[text] = Prompt(text, str(post["id"]), root)
+                self.text_of[str(post["id"])] = text
+                self.outstanding.setdefault(root, set()).add(text)
+
+    def read_answers(self) -> None:
+        """Take answered and noticed prompts off `outstanding` (new server posts only)."""
+        server = server_of(self.w)
+        fresh = server.posts[self.read_up_to :]
+        self.read_up_to += len(fresh)
+        for seen in fresh:
+            if seen.user_id != server.bot.id:
+                continue
+            done = {m.group(1) for m in ANSWER.finditer(seen.message)}
+            if "cut" in seen.message.lower():
+                done |= {self.text_of.get(post_id, "") for post_id in LINK.findall(seen.message)}
+            for text in done:
+                if text in self.prompts:
+                    self.outstanding[self.prompts[text].root_id].discard(text)
+
+    async def kill_and_restart(self, drops: int) -> None:
+        """Serve for a random while (dropping the socket `drops` times), SIGKILL, restart."""
+        server = server_of(self.w)
+        for _ in range(drops):
+            await trio.sleep(self.rng.uniform(*self.plan.gap_s) / (drops + 1))
+            if server.websockets(server.bot.id):
+                server.drop_sockets()
+                self.figures.drops += 1
+        await trio.sleep(self.rng.uniform(*self.plan.gap_s) / (drops + 1))
+        self.w.kill()
+        self.figures.kills += 1
+        with trio.fail_after(30):
+            await server.wait_until(lambda: server.websockets(server.bot.id) == 0)
+        await spawn_serving(self.w)
+
+    def tally(self) -> tuple[dict[str, list[str]], set[str]]:
+        """Each prompt's answers (the thread of each) and the prompts noticed as cut."""
+        by_id = {p.post_id: p for p in self.prompts.values()}
+        answers: dict[str, list[str]] = {}
+        noticed: set[str] = set()
+        for post in self.w.bot_posts():
+            message = str(post["message"])
+            for match in ANSWER.finditer(message):
+                answers.setdefault(match.group(1), []).append(str(post["root_id"]))
+            if "cut" in message.lower():
+                for post_id in LINK.findall(message):
+                    prompt = by_id.get(post_id)
+                    if prompt is not None and prompt.root_id == post["root_id"]:
+                        noticed.add(prompt.text)
+        return answers, noticed
+
+    def accounted(self) -> bool:
+        answers, noticed = self.tally()
+        return all(p in answers or p in noticed for p in self.prompts)
+
+    async def settle(self) -> None:
+        """Every prompt answered or noticed (bounded), then a sentinel answered per thread."""
+        with trio.move_on_after(self.plan.settle_s):
+            while not self.accounted():
+                await trio.sleep(0.5)
+        for n, root in enumerate(self.roots):
+            await self.w.say(f"{SENTINEL} {n}", root)
+        with trio.move_on_after(self.plan.settle_s):
+            for n, root in enumerate(self.roots):
+                while f"{SENTINEL} {n} (earlier" not in self.w.thread_text(root):
+                    await trio.sleep(0.5)
+
+    def count(self) -> None:
+        answers, noticed = self.tally()
+        f = self.figures
+        f.prompts = len(self.prompts)
+        for text, prompt in self.prompts.items():
+            threads = answers.get(text, [])
+            f.answered += threads == [prompt.root_id]
+            f.noticed += text in noticed
+            f.lost += not threads and text not in noticed
+            f.duplicated += len(threads) > 1
+            f.other_thread += sum(1 for root in threads if root != prompt.root_id)
+            f.answered_and_noticed += bool(threads) and text in noticed
+        delivered = Counter(
+            _prompt_of(prompt_text(line.line) or "")
+            for line in agent_lines(self.w)
+            if line.event == "stdin"
+        )
+        f.delivered_twice = sum(1 for text, n in delivered.items() if text in self.prompts and n > 1)
+
+
+def _prompt_of(text: str) -> str:
+    """The soak prompt in an agent's stdin text (directives stripped)."""
+    match = re.search(r"soak-\d+", text)
+    return match.group(0) if match else ""
+
+
+def agent_processes(state_dir: Path) -> int:
+    """Processes whose environment marks them as agents of this state dir."""
+    markers = {f"SUPERVISOR_STATE_DIR={path}".encode() for path in (state_dir, state_dir.resolve())}
+    found = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if markers & environ and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found += 1
+    return found
+
+
+def state_figures(state_dir: Path) -> tuple[bool, int]:
+    """Whether the state file loads, and how many of its sessions have failed."""
+    try:
+        state = decode((state_dir / "sessions.json").read_bytes())
+    except Exception:  # any failure to read or decode is the figure
+        return False, 0
+    return True, sum(1 for record in state.sessions.values() if record.status == "failed")
+
+
+async def soak(plan: Plan, tmp: Path) -> Figures:
+    started = time.monotonic()
+    async with bench_world(tmp) as w:
+        configure(w)
+        roots = await seed_sessions(w, plan.sessions)
+        run = Soak(w, plan, random.Random(plan.seed), roots)
+        drops = _spread(plan.drops, plan.kills, run.rng)
+        await spawn_serving(w)
+        if plan.warm_up:
+            await run.warm_up()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run.keep_prompting)
+            for cycle in range(plan.kills):
+                await run.kill_and_restart(drops[cycle])
+            nursery.cancel_scope.cancel()
+        await run.settle()
+        with trio.CancelScope(shield=True):
+            await stop_child(w)
+        run.count()
+        state_dir = w.tmp / "state"
+        with trio.move_on_after(5):  # the graceful stop ends every agent; give them a moment
+            while agent_processes(state_dir):
+                await trio.sleep(0.1)
+        run.figures.agents_left = agent_processes(state_dir)
+        run.figures.state_loads, run.figures.sessions_failed = state_figures(state_dir)
+    run.figures.run_s = time.monotonic() - started
+    return run.figures
+
+
+def _spread(drops: int, kills: int, rng: random.Random) -> list[int]:
+    """How many drops fall in each kill cycle: `drops` in all, at random cycles."""
+    per_cycle = [0] * max(kills, 1)
+    for _ in range(drops):
+        per_cycle[rng.randrange(len(per_cycle))] += 1
+    return per_cycle
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=1000, help="SIGKILLs of the supervisor (default 1000)")
+    parser.add_argument("--drops", type=int, default=100, help="WebSocket drops by the server (default 100)")
+    parser.add_argument("--sessions", type=int, default=4, help="sessions, one fake agent each (default 4)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--no-warm-up", action="store_true", help="kill from the start, before any conversation exists")
+    parser.add_argument("--quick", action="store_true", help="5 kills, 3 drops, 3 sessions: seconds")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, state)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        plan = Plan(kills=5, drops=3, sessions=3, settle_s=60.0, seed=args.seed)
+    else:
+        plan = Plan(kills=args.kills, drops=args.drops, sessions=args.sessions, seed=args.seed,
+                    warm_up=not args.no_warm_up)
+    work = Path(tempfile.mkdtemp(prefix="supervisor-soak-"))
+    try:
+        figures = trio.run(soak, plan, work)
+    finally:
+        if args.keep:
+            print(f"scratch kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(figures.report())
+    if args.json:
+        args.json.write_text(json.dumps({**attrs.asdict(figures), "quick": args.quick, "ok": figures.ok}))
+    return 0 if figures.ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main(sys.argv[1:]))
