@@ -156,6 +156,11 @@ async def open_acp_agent(
                 yield agent, receive
             finally:
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The caller's own error passed through our nursery: hand it back as itself.
+        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise group.exceptions[0] from None
+        raise
     finally:
         with trio.CancelScope(shield=True):
             await terminate(proc, grace_s)
