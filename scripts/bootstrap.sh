@@ -24,3 +24,13 @@ elif [ "${CI:-}" = "true" ]; then
 else
     echo "note: npm not found; the real Claude Code CLI tests will be skipped" >&2
 fi
+
+# The pinned OpenCode for the real-OpenCode (ACP) tests (.cache/opencode).
+if command -v npm >/dev/null 2>&1; then
+    scripts/install_opencode.sh >/dev/null
+elif [ "${CI:-}" = "true" ]; then
+    echo "error: npm is required in CI for the real OpenCode tests" >&2
+    exit 1
+else
+    echo "note: npm not found; the real OpenCode tests will be skipped" >&2
+fi
