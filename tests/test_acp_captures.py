@@ -20,11 +20,16 @@ SCHEMA_DIR = TRANSCRIPTS.parent
 
 
 def capture_names() -> list[str]:
-    return sorted(p.name.removesuffix(".timeline.jsonl") for p in TRANSCRIPTS.glob("*.timeline.jsonl"))
+    return sorted(
+        p.name.removesuffix(".timeline.jsonl") for p in TRANSCRIPTS.glob("*.timeline.jsonl")
+    )
 
 
 def timeline(name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (TRANSCRIPTS / f"{name}.timeline.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)
+        for line in (TRANSCRIPTS / f"{name}.timeline.jsonl").read_text().splitlines()
+    ]
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

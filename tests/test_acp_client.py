@@ -35,7 +35,12 @@ INIT = {
 }
 ASK = {
     "sessionId": "s1",
-    "toolCall": {"toolCallId": "t1", "title": "rm -rf x", "kind": "execute", "rawInput": {"command": "rm -rf x"}},
+    "toolCall": {
+        "toolCallId": "t1",
+        "title": "rm -rf x",
+        "kind": "execute",
+        "rawInput": {"command": "rm -rf x"},
+    },
     "options": [
         {"optionId": "yes", "kind": "allow_once", "name": "Yes"},
         {"optionId": "no", "kind": "reject_once", "name": "No"},
@@ -83,7 +88,18 @@ def test_load_only_agent_is_loaded_and_no_images_are_sent() -> None:
     c.receive_line(line(id=1, result=INIT))
     c.open_session("old", "/w")
     assert sent(c)[-1]["method"] == "session/load"
-    c.receive_line(line(method="session/update", params={"sessionId": "old", "update": {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "replayed"}}}))
+    c.receive_line(
+        line(
+            method="session/update",
+            params={
+                "sessionId": "old",
+                "update": {
+                    "sessionUpdate": "agent_message_chunk",
+                    "content": {"type": "text", "text": "replayed"},
+                },
+            },
+        )
+    )
     opened = c.receive_line(line(id=2, result={}))
     assert opened[0].replayed == 1  # type: ignore[union-attr]
     c.send(SendPrompt("look", images=(Image("image/png", "AA=="),)))
@@ -109,7 +125,13 @@ def test_answers_by_kind_and_falls_back_to_reject() -> None:
     events = c.receive_line(line(id=0, method="session/request_permission", params=ASK))
     assert isinstance(events[0], PermissionAsked) and events[0].description == "rm -rf x"
     c.send(AllowTool("0", {}, ({"rule": 1},)))  # allow_always was not offered
-    assert sent(c) == [{"jsonrpc": "2.0", "id": 0, "result": {"outcome": {"outcome": "selected", "optionId": "no"}}}]
+    assert sent(c) == [
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "result": {"outcome": {"outcome": "selected", "optionId": "no"}},
+        }
+    ]
     c.receive_line(line(id="k", method="session/request_permission", params=ASK))
     c.send(DenyTool("k", "no"))
     assert sent(c)[0]["result"]["outcome"]["optionId"] == "no"
@@ -141,18 +163,32 @@ def test_requests_we_do_not_serve_are_refused_at_once() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [b"not json", b"[1,2]", b'{"jsonrpc":"1.0","id":1}', b'{"jsonrpc":"2.0","id":77,"result":{}}',
-     b'{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1"}}',
-     b'{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1","update":{"sessionUpdate":"tool_call"}}}',
-     b'{"jsonrpc":"2.0","id":0,"method":"session/request_permission","params":{"sessionId":"s1"}}'],
+    [
+        b"not json",
+        b"[1,2]",
+        b'{"jsonrpc":"1.0","id":1}',
+        b'{"jsonrpc":"2.0","id":77,"result":{}}',
+        b'{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1"}}',
+        b'{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1","update":{"sessionUpdate":"tool_call"}}}',
+        b'{"jsonrpc":"2.0","id":0,"method":"session/request_permission","params":{"sessionId":"s1"}}',
+    ],
 )
 def test_bad_lines_are_survived(bad: bytes) -> None:
     c = prompting_client()
     events = c.receive_line(bad)
     assert [type(e) for e in events] == [ProtocolError]
-    c.receive_line(line(method="session/update", params={"sessionId": "s1", "update": {"sessionUpdate": "something_new", "x": 1}}))
+    c.receive_line(
+        line(
+            method="session/update",
+            params={"sessionId": "s1", "update": {"sessionUpdate": "something_new", "x": 1}},
+        )
+    )
     end = c.receive_line(line(id=3, result={"stopReason": "max_tokens"}))
-    assert isinstance(end[-1], TurnEnded) and end[-1].is_error and end[-1].subtype == "error_max_tokens"
+    assert (
+        isinstance(end[-1], TurnEnded)
+        and end[-1].is_error
+        and end[-1].subtype == "error_max_tokens"
+    )
 
 
 def test_opencode_env_is_offline_and_asks_without_clobbering() -> None:
@@ -164,7 +200,10 @@ def test_opencode_env_is_offline_and_asks_without_clobbering() -> None:
     mine = json.dumps({"model": "x/y", "permission": {"bash": "allow"}})
     env = backend.env({"npm_config_registry": "http://mirror/", "OPENCODE_CONFIG_CONTENT": mine})
     assert env["npm_config_registry"] == "http://mirror/"
-    assert json.loads(env["OPENCODE_CONFIG_CONTENT"]) == {"model": "x/y", "permission": {"bash": "allow"}}
+    assert json.loads(env["OPENCODE_CONFIG_CONTENT"]) == {
+        "model": "x/y",
+        "permission": {"bash": "allow"},
+    }
     assert "OPENCODE_CONFIG_CONTENT" not in backend.env({}, permission_mode="bypassPermissions")
     assert merged_inline_config("{broken", {"a": 1}) == "{broken"
 

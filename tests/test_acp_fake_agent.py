@@ -230,7 +230,9 @@ async def _next(events: trio.MemoryReceiveChannel[DriverEvent], kind: type) -> A
     raise AssertionError(f"no {kind.__name__}")
 
 
-async def _turn(agent: Any, events: trio.MemoryReceiveChannel[DriverEvent], prompt: str) -> list[DriverEvent]:
+async def _turn(
+    agent: Any, events: trio.MemoryReceiveChannel[DriverEvent], prompt: str
+) -> list[DriverEvent]:
     seen: list[DriverEvent] = list(await agent.do(lambda c: c.prompt(prompt)))
     async for event in events:
         seen.append(event)
@@ -241,7 +243,11 @@ async def _turn(agent: Any, events: trio.MemoryReceiveChannel[DriverEvent], prom
 
 async def test_driver_full_turn_with_plan_thought_and_garbage(tmp_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (agent, events, opened):
+        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (
+            agent,
+            events,
+            opened,
+        ):
             assert opened.how == "new"
             seen = await _turn(agent, events, "[plan] [think] [garbage] hello")
     kinds = {type(e) for e in seen}
@@ -251,14 +257,22 @@ async def test_driver_full_turn_with_plan_thought_and_garbage(tmp_path: Path) ->
 
 async def test_crash_mid_turn_is_an_exit_not_a_hang(tmp_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (agent, events, _):
+        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (
+            agent,
+            events,
+            _,
+        ):
             seen = await _turn(agent, events, "[crash] hello")
     assert isinstance(seen[-1], AgentExited) and seen[-1].returncode == 1
 
 
 async def test_hang_hard_is_bounded_by_the_caller_and_torn_down(tmp_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (agent, events, _):
+        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (
+            agent,
+            events,
+            _,
+        ):
             await agent.do(lambda c: c.prompt("[hang-hard]"))
             with trio.move_on_after(0.5) as scope:
                 await _next(events, TurnEnded)
@@ -271,7 +285,11 @@ async def test_hang_hard_is_bounded_by_the_caller_and_torn_down(tmp_path: Path) 
 
 async def test_hang_then_cancel_ends_the_turn(tmp_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (agent, events, _):
+        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (
+            agent,
+            events,
+            _,
+        ):
             await agent.do(lambda c: c.prompt("[hang]"))
             await agent.do(lambda c: c.cancel())
             end = await _next(events, TurnEnded)
@@ -282,7 +300,9 @@ async def test_hang_then_cancel_ends_the_turn(tmp_path: Path) -> None:
 
 async def test_never_answering_initialize(tmp_path: Path) -> None:
     with trio.move_on_after(1) as scope:
-        async with open_acp_session(fake_backend(FAKE_ACP_FAULT="no-initialize"), str(tmp_path), base_env(tmp_path)):
+        async with open_acp_session(
+            fake_backend(FAKE_ACP_FAULT="no-initialize"), str(tmp_path), base_env(tmp_path)
+        ):
             raise AssertionError("it answered")
     assert scope.cancelled_caught
 
@@ -293,7 +313,9 @@ async def test_never_answering_initialize(tmp_path: Path) -> None:
 )
 async def test_start_faults_are_plain_errors(tmp_path: Path, fault: str, message: str) -> None:
     with trio.fail_after(TIMEOUT), pytest.raises(AcpStartError, match=message):
-        async with open_acp_session(fake_backend(FAKE_ACP_FAULT=fault), str(tmp_path), base_env(tmp_path)):
+        async with open_acp_session(
+            fake_backend(FAKE_ACP_FAULT=fault), str(tmp_path), base_env(tmp_path)
+        ):
             pass
 
 
@@ -303,16 +325,26 @@ async def test_load_only_agent_continues_without_reposting_history(tmp_path: Pat
         async with open_acp_session(fake_backend(), str(tmp_path), env) as (agent, events, opened):
             await _turn(agent, events, "remember pineapple")
         backend = fake_backend(FAKE_ACP_FAULT="load-only")
-        async with open_acp_session(backend, str(tmp_path), env, resume=opened.session_id) as (agent, events, again):
+        async with open_acp_session(backend, str(tmp_path), env, resume=opened.session_id) as (
+            agent,
+            events,
+            again,
+        ):
             assert again.how == "load" and again.replayed == 2
             seen = await _turn(agent, events, "what was it?")
     texts = [e.text for e in seen if isinstance(e, TextBlock)]
-    assert texts == ["Echo #2: what was it? (first prompt in this conversation: 'remember pineapple')"]
+    assert texts == [
+        "Echo #2: what was it? (first prompt in this conversation: 'remember pineapple')"
+    ]
 
 
 async def test_permission_round_trip_through_the_driver(tmp_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (agent, events, _):
+        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (
+            agent,
+            events,
+            _,
+        ):
             await agent.do(lambda c: c.prompt("[tool touch made]"))
             ask = await _next(events, PermissionAsked)
             assert ask.description == "touch made"

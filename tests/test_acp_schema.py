@@ -33,7 +33,10 @@ METHODS = {
     "session/prompt": ("PromptRequest", "PromptResponse"),
     "session/list": ("ListSessionsRequest", "ListSessionsResponse"),
     "session/close": ("CloseSessionRequest", "CloseSessionResponse"),
-    "session/set_config_option": ("SetSessionConfigOptionRequest", "SetSessionConfigOptionResponse"),
+    "session/set_config_option": (
+        "SetSessionConfigOptionRequest",
+        "SetSessionConfigOptionResponse",
+    ),
     "session/cancel": ("CancelNotification", ""),
     "session/update": ("SessionNotification", ""),
     "session/request_permission": ("RequestPermissionRequest", "RequestPermissionResponse"),
@@ -111,10 +114,14 @@ def _ready_client() -> AcpClient:
 
 @given(
     text=st.text(),
-    images=st.lists(st.tuples(st.sampled_from(["image/png", "image/jpeg"]), st.binary(max_size=20)), max_size=2),
+    images=st.lists(
+        st.tuples(st.sampled_from(["image/png", "image/jpeg"]), st.binary(max_size=20)), max_size=2
+    ),
     paths=st.lists(st.text(min_size=1).filter(lambda p: "\0" not in p), max_size=2),
 )
-def test_any_prompt_is_a_valid_prompt_request(text: str, images: list[tuple[str, bytes]], paths: list[str]) -> None:
+def test_any_prompt_is_a_valid_prompt_request(
+    text: str, images: list[tuple[str, bytes]], paths: list[str]
+) -> None:
     import base64
 
     c = _ready_client()

@@ -74,7 +74,9 @@ pytestmark = [
 def binary() -> Path:
     found = opencode_binary()
     if found is None:
-        pytest.fail(f"{MISSING_REASON}; CI=true, so the real-OpenCode tests must run", pytrace=False)
+        pytest.fail(
+            f"{MISSING_REASON}; CI=true, so the real-OpenCode tests must run", pytrace=False
+        )
     return found
 
 
@@ -88,7 +90,9 @@ def opencode_env(home: Path, api_url: str) -> dict[str, str]:
         "HOME": str(home),
         "OPENCODE_CONFIG_CONTENT": json.dumps(
             {
-                "provider": {"anthropic": {"options": {"baseURL": f"{api_url}/v1", "apiKey": "test"}}},
+                "provider": {
+                    "anthropic": {"options": {"baseURL": f"{api_url}/v1", "apiKey": "test"}}
+                },
                 "model": "anthropic/claude-sonnet-4-5",
                 "autoupdate": False,
                 "share": "disabled",
@@ -165,7 +169,10 @@ async def test_conversation_permissions_and_cancel(binary: Path, tmp_path: Path)
 
 
 async def _conversation(
-    agent: AcpAgent, events: trio.MemoryReceiveChannel[DriverEvent], opened: SessionOpened, work: Path
+    agent: AcpAgent,
+    events: trio.MemoryReceiveChannel[DriverEvent],
+    opened: SessionOpened,
+    work: Path,
 ) -> None:
     assert opened.how == "new" and opened.session_id.startswith("ses_")
     assert agent.client.agent is not None
@@ -229,7 +236,9 @@ async def test_kill_then_resume_and_a_bad_id(binary: Path, tmp_path: Path) -> No
         with trio.fail_after(STEP_TIMEOUT):
             async with open_acp_agent(backend, str(work), env) as (agent, events):
                 assert isinstance(await events.receive(), AgentReady)
-                await agent.do(lambda c: c.open_session("ses_0000000000000000000000000a", str(work)))
+                await agent.do(
+                    lambda c: c.open_session("ses_0000000000000000000000000a", str(work))
+                )
                 refused = await events.receive()
                 assert isinstance(refused, SessionOpenFailed) and refused.how == "resume"
                 await agent.do(lambda c: c.open_session(opened.session_id, str(work)))
@@ -239,7 +248,9 @@ async def test_kill_then_resume_and_a_bad_id(binary: Path, tmp_path: Path) -> No
                 assert "'remember the word pineapple'" in answer_text(again)
 
         with trio.fail_after(STEP_TIMEOUT), pytest.raises(AcpStartError, match="no conversation"):
-            async with open_acp_session(backend, str(work), env, resume="ses_0000000000000000000000000b"):
+            async with open_acp_session(
+                backend, str(work), env, resume="ses_0000000000000000000000000b"
+            ):
                 pass
 
 
@@ -262,4 +273,6 @@ async def test_eight_sessions_start_at_once(binary: Path, tmp_path: Path) -> Non
             async with trio.open_nursery() as nursery:
                 for n in range(8):
                     nursery.start_soon(one, n)
-    assert {n: f"hello from {n}" in text for n, text in answers.items()} == {n: True for n in range(8)}
+    assert {n: f"hello from {n}" in text for n, text in answers.items()} == {
+        n: True for n in range(8)
+    }

@@ -58,7 +58,9 @@ COMMANDS = [
     {"name": "init", "description": "guided AGENTS.md setup"},
     {"name": "review", "description": "review changes [commit|branch|pr], defaults to uncommitted"},
 ]
-_DIRECTIVE = re.compile(r"\[(tool|slow|think|fail|crash|hang-hard|hang|garbage|plan|stop)(?:\s+([^\]]*))?\]")
+_DIRECTIVE = re.compile(
+    r"\[(tool|slow|think|fail|crash|hang-hard|hang|garbage|plan|stop)(?:\s+([^\]]*))?\]"
+)
 
 
 def _id(prefix: str) -> str:
@@ -102,7 +104,9 @@ class Agent:
         self.cancelled: set[str] = set()
         self.turns: list[tuple[Any, str, list[dict[str, Any]]]] = []  # (id, session, prompt)
         self.rules: list[str] = []  # "always" prefixes, for this process only
-        self.store = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "fake-acp"
+        self.store = (
+            Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "fake-acp"
+        )
         self.sessions: dict[str, dict[str, Any]] = {}
         self.eof = False
 
@@ -131,7 +135,9 @@ class Agent:
     def commands_later(self, sid: str) -> None:
         # OpenCode sends these asynchronously after the session answer (sometimes after
         # the client's next request has been answered); right after it is one such order.
-        self.update(sid, {"sessionUpdate": "available_commands_update", "availableCommands": COMMANDS})
+        self.update(
+            sid, {"sessionUpdate": "available_commands_update", "availableCommands": COMMANDS}
+        )
 
     # --- sessions ----------------------------------------------------------------
 
@@ -152,7 +158,14 @@ class Agent:
             if cwd in (None, data.get("cwd")):
                 history = data.get("history") or [["New session", ""]]
                 updated = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(path.stat().st_mtime))
-                found.append({"sessionId": path.stem, "cwd": data.get("cwd"), "title": history[0][0][:80], "updatedAt": updated})
+                found.append(
+                    {
+                        "sessionId": path.stem,
+                        "cwd": data.get("cwd"),
+                        "title": history[0][0][:80],
+                        "updatedAt": updated,
+                    }
+                )
         return found
 
     def save(self, sid: str) -> None:
@@ -190,7 +203,9 @@ class Agent:
             if not isinstance(params.get("prompt"), list) or not isinstance(sid, str):
                 self.error(rid, -32602, "Invalid params", {"_errors": []})
             elif self.load(sid) is None:
-                self.error(rid, -32602, f"Invalid params: session not found: {sid}", {"sessionId": sid})
+                self.error(
+                    rid, -32602, f"Invalid params: session not found: {sid}", {"sessionId": sid}
+                )
             else:
                 with self.cond:
                     self.cancelled.discard(sid)  # a cancel stops the turns before it only
@@ -240,13 +255,17 @@ class Agent:
         sid = str(params.get("sessionId"))
         session = self.load(sid)
         if session is None or (method == "session/resume" and self.fault == "load-only"):
-            self.error(rid, -32603, "Internal error: OpenCode service failure", {"service": "session"})
+            self.error(
+                rid, -32603, "Internal error: OpenCode service failure", {"service": "session"}
+            )
             return
         if method == "session/load":
             for prompt, answer in session["history"]:
                 for kind, text in (("user_message_chunk", prompt), ("agent_message_chunk", answer)):
                     content = {"type": "text", "text": text}
-                    self.update(sid, {"sessionUpdate": kind, "messageId": _id("msg_"), "content": content})
+                    self.update(
+                        sid, {"sessionUpdate": kind, "messageId": _id("msg_"), "content": content}
+                    )
         self.result(rid, {"configOptions": config_options()})
         self.commands_later(sid)
 
@@ -285,20 +304,43 @@ class Agent:
         try:
             answer = self.play(sid, text, session)
         except Cancelled:
-            self.update(sid, {"sessionUpdate": "usage_update", "used": 0, "size": 1000000, "cost": {"amount": 0, "currency": "USD"}})
+            self.update(
+                sid,
+                {
+                    "sessionUpdate": "usage_update",
+                    "used": 0,
+                    "size": 1000000,
+                    "cost": {"amount": 0, "currency": "USD"},
+                },
+            )
             usage = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
             self.result(rid, {"stopReason": "cancelled", "usage": usage, "_meta": {}})
             return
         except RuntimeError as exc:  # the provider failed
-            self.update(sid, {"sessionUpdate": "usage_update", "used": 0, "size": 1000000, "cost": {"amount": 0, "currency": "USD"}})
-            self.error(rid, -32603, f"Internal error: {exc}", {"service": "session", "errorName": "APIError"})
+            self.update(
+                sid,
+                {
+                    "sessionUpdate": "usage_update",
+                    "used": 0,
+                    "size": 1000000,
+                    "cost": {"amount": 0, "currency": "USD"},
+                },
+            )
+            self.error(
+                rid,
+                -32603,
+                f"Internal error: {exc}",
+                {"service": "session", "errorName": "APIError"},
+            )
             return
         session["history"].append([text, answer[1]])
         session["cost"] = round(session.get("cost", 0.0) + 0.0002, 6)
         self.save(sid)
         used = 28 + 35 * len(session["history"])
         cost = {"amount": session["cost"], "currency": "USD"}
-        self.update(sid, {"sessionUpdate": "usage_update", "used": used, "size": 1000000, "cost": cost})
+        self.update(
+            sid, {"sessionUpdate": "usage_update", "used": used, "size": 1000000, "cost": cost}
+        )
         usage = {"inputTokens": used, "outputTokens": 6, "totalTokens": used + 6}
         self.result(rid, {"stopReason": answer[0], "usage": usage, "_meta": {}})
 
@@ -317,9 +359,19 @@ class Agent:
         if "think" in names:
             part = _id("prt_")
             for piece in ("Let me think about this briefly.", ""):
-                self.update(sid, {"sessionUpdate": "agent_thought_chunk", "messageId": part, "content": {"type": "text", "text": piece}})
+                self.update(
+                    sid,
+                    {
+                        "sessionUpdate": "agent_thought_chunk",
+                        "messageId": part,
+                        "content": {"type": "text", "text": piece},
+                    },
+                )
         if "plan" in names:
-            entries = [{"content": "Look around", "status": "completed", "priority": "high"}, {"content": "Answer", "status": "in_progress", "priority": "medium"}]
+            entries = [
+                {"content": "Look around", "status": "completed", "priority": "high"},
+                {"content": "Answer", "status": "in_progress", "priority": "medium"},
+            ]
             self.update(sid, {"sessionUpdate": "plan", "entries": entries})
         if "garbage" in names:
             self.raw("this is not json {")
@@ -349,7 +401,14 @@ class Agent:
         pieces = [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
         for piece in pieces:
             self.check(sid)
-            self.update(sid, {"sessionUpdate": "agent_message_chunk", "messageId": message, "content": {"type": "text", "text": piece}})
+            self.update(
+                sid,
+                {
+                    "sessionUpdate": "agent_message_chunk",
+                    "messageId": message,
+                    "content": {"type": "text", "text": piece},
+                },
+            )
             if seconds:
                 self.sleep(sid, seconds / len(pieces))
 
@@ -358,9 +417,28 @@ class Agent:
         call = _id("toolu_")
         base = {"toolCallId": call}
         where = [{"path": cwd}]
-        self.update(sid, {"sessionUpdate": "tool_call", **base, "title": "Bash", "kind": "execute", "status": "pending", "locations": where, "rawInput": {"cwd": cwd}})
+        self.update(
+            sid,
+            {
+                "sessionUpdate": "tool_call",
+                **base,
+                "title": "Bash",
+                "kind": "execute",
+                "status": "pending",
+                "locations": where,
+                "rawInput": {"cwd": cwd},
+            },
+        )
         full_input = {"command": command, "description": "Run a scripted command", "cwd": cwd}
-        running = {"sessionUpdate": "tool_call_update", **base, "status": "in_progress", "kind": "execute", "title": command, "locations": where, "rawInput": full_input}
+        running = {
+            "sessionUpdate": "tool_call_update",
+            **base,
+            "status": "in_progress",
+            "kind": "execute",
+            "title": command,
+            "locations": where,
+            "rawInput": full_input,
+        }
         if any(command.startswith(rule) for rule in self.rules):
             self.update(sid, running)
         else:
@@ -376,22 +454,57 @@ class Agent:
                 self.rules.append(command.split(" ", 1)[0] + " ")
             elif outcome != "once":
                 rejected = [{"type": "content", "content": {"type": "text", "text": REJECTED}}]
-                self.update(sid, {**running, "status": "failed", "content": rejected, "rawOutput": {"error": REJECTED}})
+                self.update(
+                    sid,
+                    {
+                        **running,
+                        "status": "failed",
+                        "content": rejected,
+                        "rawOutput": {"error": REJECTED},
+                    },
+                )
                 return None
-        done = subprocess.run(command, shell=True, cwd=cwd or None, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            command, shell=True, cwd=cwd or None, capture_output=True, text=True, check=False
+        )
         output = done.stdout + done.stderr
         content = [{"type": "content", "content": {"type": "text", "text": output}}]
         self.update(sid, {**running, "content": content})
         meta = {"output": output, "exit": done.returncode, "truncated": False}
-        self.update(sid, {"sessionUpdate": "tool_call_update", **base, "status": "completed", "title": command, "content": content, "rawOutput": {"output": output, "metadata": meta}})
+        self.update(
+            sid,
+            {
+                "sessionUpdate": "tool_call_update",
+                **base,
+                "status": "completed",
+                "title": command,
+                "content": content,
+                "rawOutput": {"output": output, "metadata": meta},
+            },
+        )
         return output
 
-    def ask(self, sid: str, call: str, command: str, running: dict[str, Any], then_running: bool) -> str:
+    def ask(
+        self, sid: str, call: str, command: str, running: dict[str, Any], then_running: bool
+    ) -> str:
         with self.cond:
             rid = self.next_request_id
             self.next_request_id += 1
-        tool_call = {"toolCallId": call, "title": command, "kind": "execute", "status": "pending", "locations": [], "rawInput": {"command": command}}
-        self.write({"id": rid, "method": "session/request_permission", "params": {"sessionId": sid, "toolCall": tool_call, "options": OPTIONS}})
+        tool_call = {
+            "toolCallId": call,
+            "title": command,
+            "kind": "execute",
+            "status": "pending",
+            "locations": [],
+            "rawInput": {"command": command},
+        }
+        self.write(
+            {
+                "id": rid,
+                "method": "session/request_permission",
+                "params": {"sessionId": sid, "toolCall": tool_call, "options": OPTIONS},
+            }
+        )
         if then_running:
             self.update(sid, running)
         with self.cond:
@@ -399,12 +512,23 @@ class Agent:
                 if self.eof:
                     os._exit(0)
                 if sid in self.cancelled:  # like OpenCode: no wait for the late answer
-                    aborted = {**running, "status": "failed", "content": [{"type": "content", "content": {"type": "text", "text": ABORTED}}], "rawOutput": {"error": ABORTED, "metadata": {"interrupted": True}}}
+                    aborted = {
+                        **running,
+                        "status": "failed",
+                        "content": [
+                            {"type": "content", "content": {"type": "text", "text": ABORTED}}
+                        ],
+                        "rawOutput": {"error": ABORTED, "metadata": {"interrupted": True}},
+                    }
                     self.update(sid, aborted)
                     raise Cancelled
                 self.cond.wait(0.05)
             outcome = self.answers.pop(rid).get("outcome") or {}
-        return str(outcome.get("optionId", "")) if outcome.get("outcome") == "selected" else "cancelled"
+        return (
+            str(outcome.get("optionId", ""))
+            if outcome.get("outcome") == "selected"
+            else "cancelled"
+        )
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ from supervisor.agent.acp.events import (
     ToolCallUpdated,
     UsageUpdated,
 )
-from supervisor.agent.acp.summary import tool_summary
+from supervisor.agent.acp.summary import tool_summary, tool_text, turn_ended
 from supervisor.agent.acp.wire import (
     JSON,
     PROTOCOL_VERSION,
@@ -179,7 +179,9 @@ class AcpClient:
     def _notify(self, method: str, params: JSON) -> None:
         self._out += dump(Notification(method, params))
 
-    def _answer(self, rid: RequestId, result: JSON | None = None, error: RpcError | None = None) -> None:
+    def _answer(
+        self, rid: RequestId, result: JSON | None = None, error: RpcError | None = None
+    ) -> None:
         self._out += dump(Response(rid, result=result, error=error))
 
     def _require(self, *phases: Phase) -> None:
@@ -209,9 +211,7 @@ class AcpClient:
     def new_session(self, cwd: str) -> list[AcpEvent]:
         self._require(Phase.READY, Phase.IDLE)
         self.phase, self.cwd = Phase.OPENING, cwd
-        self._request(
-            "session/new", {"cwd": cwd, "mcpServers": []}, _Pending("session/new", "new")
-        )
+        self._request("session/new", {"cwd": cwd, "mcpServers": []}, _Pending("session/new", "new"))
         return []
 
     def open_session(self, session_id: str, cwd: str, how: OpenHow | None = None) -> list[AcpEvent]:
@@ -225,7 +225,11 @@ class AcpClient:
         elif self.agent.can_load:
             how = "load"
         else:
-            return [SessionOpenFailed(session_id, "resume", f"{self.agent.name} cannot continue a conversation")]
+            return [
+                SessionOpenFailed(
+                    session_id, "resume", f"{self.agent.name} cannot continue a conversation"
+                )
+            ]
         self.phase, self.cwd, self._replayed = Phase.OPENING, cwd, 0
         self.session_id = session_id
         params = {"sessionId": session_id, "cwd": cwd, "mcpServers": []}
@@ -239,7 +243,9 @@ class AcpClient:
         assert self.agent is not None
         blocks: list[JSON] = []
         if images and not self.agent.images:
-            text += f"\n\n({len(images)} image(s) not sent: {self.agent.name} does not take images.)"
+            text += (
+                f"\n\n({len(images)} image(s) not sent: {self.agent.name} does not take images.)"
+            )
         if text:
             blocks.append({"type": "text", "text": text})
         if self.agent.images:
@@ -248,7 +254,9 @@ class AcpClient:
             ]
         for path in file_paths:
             absolute = Path(os.path.abspath(path))
-            blocks.append({"type": "resource_link", "uri": absolute.as_uri(), "name": absolute.name})
+            blocks.append(
+                {"type": "resource_link", "uri": absolute.as_uri(), "name": absolute.name}
+            )
         self.phase = Phase.PROMPTING
         self._tools.clear()
         self._turn_has_cost = False
@@ -346,7 +354,9 @@ class AcpClient:
     def _on_initialized(self, frame: Response) -> list[AcpEvent]:
         if frame.error is not None:
             self.phase = Phase.FAILED
-            return [HandshakeFailed(f"initialize failed: {frame.error.message} ({frame.error.code})")]
+            return [
+                HandshakeFailed(f"initialize failed: {frame.error.message} ({frame.error.code})")
+            ]
         try:
             result = structure(frame.result, InitializeResult)
         except FrameError as exc:
@@ -501,7 +511,7 @@ class AcpClient:
         tool.status = call.status or tool.status
         if tool.status in ("completed", "failed") and not tool.finished:
             tool.finished = True
-            text = _tool_text(call)
+            text = tool_text(call)
             events.append(ToolOutcome(call.tool_call_id, tool.status == "failed", text))
         return events
 
@@ -526,32 +536,6 @@ class AcpClient:
         return [ThinkingBlock(text)] if text else []
 
 
-# Stop reasons in today's TurnEnded words (render.completion_line reads these).
-_STOPS: dict[str, tuple[str, str]] = {
-    "max_tokens": ("error_max_tokens", "The answer reached the agent's token limit."),
-    "max_turn_requests": ("error_max_turns", "The turn reached the agent's request limit."),
-    "refusal": ("error_refusal", "The agent refused to go on."),
-}
-
-
-def turn_ended(stop_reason: str, total_cost_usd: float, session_id: str) -> TurnEnded:
-    if stop_reason == "end_turn":
-        return TurnEnded(total_cost_usd=total_cost_usd, terminal_reason="completed", session_id=session_id)
-    if stop_reason == "cancelled":
-        return TurnEnded(
-            total_cost_usd=total_cost_usd, terminal_reason="aborted_cancelled", session_id=session_id
-        )
-    subtype, message = _STOPS.get(stop_reason, ("error_" + stop_reason, f"The turn ended: {stop_reason}."))
-    return TurnEnded(
-        subtype=subtype,
-        is_error=True,
-        errors=(message,),
-        total_cost_usd=total_cost_usd,
-        terminal_reason=stop_reason,
-        session_id=session_id,
-    )
-
-
 def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | None:
     exact = [o for o in options if o.kind == kind]
     if exact:
@@ -561,20 +545,9 @@ def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | 
     return None
 
 
-def _tool_text(call: ToolCallFields) -> str:
-    texts = [c.content.text for c in call.content or [] if c.content and c.content.text]
-    if texts:
-        return "\n".join(texts)
-    raw = call.raw_output
-    if isinstance(raw, dict):
-        return str(raw.get("error") or raw.get("output") or "")
-    return str(raw) if isinstance(raw, str) else ""
-
-
 def _data(data: Any) -> JSON | None:
     return data if isinstance(data, dict) else None
 
 
 def _excerpt(line: bytes) -> str:
     return line[:200].decode("utf-8", "replace")
-

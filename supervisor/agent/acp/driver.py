@@ -49,7 +49,9 @@ DriverEvent = AcpEvent | AgentExited
 
 
 class AcpAgent:
-    def __init__(self, proc: trio.Process, client: AcpClient, send: trio.MemorySendChannel[DriverEvent]) -> None:
+    def __init__(
+        self, proc: trio.Process, client: AcpClient, send: trio.MemorySendChannel[DriverEvent]
+    ) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.client = client
@@ -205,7 +207,9 @@ async def open_acp_session(
     async with AsyncExitStack() as stack:
         async with backend.gate:
             agent, events = await stack.enter_async_context(
-                open_acp_agent(backend, cwd, base_env, permission_mode=permission_mode, grace_s=grace_s)
+                open_acp_agent(
+                    backend, cwd, base_env, permission_mode=permission_mode, grace_s=grace_s
+                )
             )
             opened = await _handshake_and_open(agent, events, cwd, resume)
         yield agent, events, opened
