@@ -43,3 +43,13 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     fi
     echo "note: chromium/chromium-driver not found; the web chat browser tests will be skipped" >&2
 fi
+
+# The pinned OpenCode for the real-OpenCode (ACP) tests (.cache/opencode).
+if command -v npm >/dev/null 2>&1; then
+    scripts/install_opencode.sh >/dev/null
+elif [ "${CI:-}" = "true" ]; then
+    echo "error: npm is required in CI for the real OpenCode tests" >&2
+    exit 1
+else
+    echo "note: npm not found; the real OpenCode tests will be skipped" >&2
+fi

@@ -1,0 +1,111 @@
+"""How to launch an ACP agent: its argv and environment (OpenCode's quirks included).
+
+Owns the launch data only: which command, which variables. Never starts a process (the
+driver does) and never writes the user's configuration files: OpenCode is told what we
+need through its inline configuration variable, merged with whatever is already there.
+
+OpenCode facts behind each variable (../shared/reference/opencode-acp/PROTOCOL.md §1, §5):
+- At every start it npm-installs `@opencode-ai/plugin` into its config dir, in the
+  background, from the npm registry. On an air-gapped machine that waits on the network;
+  pointing `npm_config_registry` at a closed local port makes it fail at once (it logs a
+  warning and carries on). A registry the user set is kept (a local mirror works).
+- It asks for nothing unless its `permission` setting says "ask". With
+  `permission_mode = "default"` we add `"permission": {"*": "ask"}` to
+  `OPENCODE_CONFIG_CONTENT`, the inline layer that OpenCode deep-merges over the user's
+  global and project files (so their other settings, and rules for single tools, stay).
+  When the user's own inline content already sets `permission`, theirs is kept.
+- Eight processes starting at once on a fresh data dir failed with "database is locked"
+  (SQLite migrations on first start). `StartGate` lets one start finish before the others
+  begin; the driver passes through it for spawn -> initialize.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+# A port nothing listens on (TCP "discard"): connection refused at once, never a hang.
+OFFLINE_NPM_REGISTRY = "http://127.0.0.1:9/"
+OPENCODE_OFFLINE_ENV = {
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+}
+ASK_EVERYTHING: dict[str, Any] = {"permission": {"*": "ask"}}
+
+
+def merged_inline_config(existing: str | None, ours: Mapping[str, Any]) -> str:
+    """OPENCODE_CONFIG_CONTENT with our top-level keys added where the user set none."""
+    config: dict[str, Any] = {}
+    if existing:
+        try:
+            parsed = json.loads(existing)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            return existing  # not ours to repair: OpenCode will report it
+        config = parsed
+    for key, value in ours.items():
+        config.setdefault(key, value)
+    return json.dumps(config, separators=(",", ":"))
+
+
+class StartGate:
+    """Lets one agent start at a time until one start has succeeded; then all at once.
+
+    The lock guards OpenCode's first-start work on a shared data dir (creating the SQLite
+    database and running its migrations), which concurrent starts trip over.
+    """
+
+    def __init__(self, serial_until_first_success: bool = True) -> None:
+        self._lock = trio.Lock()
+        self.warm = not serial_until_first_success
+
+    async def __aenter__(self) -> None:
+        if not self.warm:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._lock.locked():
+            if exc[0] is None:
+                self.warm = True
+            self._lock.release()
+
+
+@attrs.define
+class AcpBackend:
+    """One configured ACP agent (`[agents.NAME] protocol = "acp"`)."""
+
+    name: str
+    command: Sequence[str]  # e.g. ("opencode", "acp")
+    opencode: bool = False  # apply OpenCode's environment
+    offline: bool = True
+    extra_env: Mapping[str, str] = attrs.field(factory=dict)
+    gate: StartGate = attrs.field(factory=StartGate)
+
+    def argv(self) -> list[str]:
+        return list(self.command)
+
+    def env(self, base: Mapping[str, str], permission_mode: str = "default") -> dict[str, str]:
+        env = dict(base)
+        env.update(self.extra_env)
+        if not self.opencode:
+            return env
+        if self.offline:
+            for key, value in OPENCODE_OFFLINE_ENV.items():
+                env.setdefault(key, value)
+            if not (env.get("npm_config_registry") or env.get("NPM_CONFIG_REGISTRY")):
+                env["npm_config_registry"] = OFFLINE_NPM_REGISTRY
+        if permission_mode == "default":
+            env["OPENCODE_CONFIG_CONTENT"] = merged_inline_config(
+                env.get("OPENCODE_CONFIG_CONTENT"), ASK_EVERYTHING
+            )
+        return env
+
+
+def opencode_backend(command: Sequence[str] = ("opencode",), **kwargs: Any) -> AcpBackend:
+    return AcpBackend("opencode", (*command, "acp"), opencode=True, **kwargs)

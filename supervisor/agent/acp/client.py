@@ -1,0 +1,553 @@
+"""A sans-IO Agent Client Protocol client: lines in, events out; commands in, bytes out.
+
+Owns one connection's protocol state: our request ids and what each asked, the agent's
+pending permission requests (with the options it offered), the open session, the turn in
+progress, the tool calls seen in it. Like h11, it never touches a pipe: the caller feeds
+each stdout line to `receive_line`, calls a command method, and writes whatever
+`data_to_send()` returns. It must never raise on what the agent sends: a bad line becomes a
+`ProtocolError` event and the connection goes on. It raises `LocalProtocolError` only when
+its own caller breaks the rules (a prompt before a session, two prompts at once).
+
+Rules it enforces (ACP v1, ../shared/reference/opencode-acp/schema.v1.json and PROTOCOL.md):
+- `initialize` first; a protocol version other than 1 ends the connection (HandshakeFailed).
+- We advertise no fs/terminal capability, so the agent runs its tools itself; any request
+  we do not serve gets a JSON-RPC error answer at once, so the agent never waits.
+- One turn at a time per connection (OpenCode merges overlapping prompts and answers both
+  at the end, so responses could no longer be matched to turns: queueing is the caller's).
+- `session/cancel` is followed by a `cancelled` answer to every pending permission request,
+  and a request arriving after it is answered `cancelled` at once (the spec requires both).
+- `session/load` replays the history as updates before its response: they are counted and
+  swallowed, never shown as new output.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from supervisor import __version__
+from supervisor.agent.acp.events import (
+    AcpCommand,
+    AcpEvent,
+    AgentReady,
+    AnswerPermission,
+    HandshakeFailed,
+    OpenHow,
+    OptionKind,
+    PlanStep,
+    PlanUpdated,
+    ProtocolError,
+    RequestFailed,
+    SendPromptWithFiles,
+    SessionOpened,
+    SessionOpenFailed,
+    ToolCallUpdated,
+    UsageUpdated,
+)
+from supervisor.agent.acp.summary import tool_summary, tool_text, turn_ended
+from supervisor.agent.acp.wire import (
+    JSON,
+    PROTOCOL_VERSION,
+    ChunkFields,
+    FrameError,
+    InitializeResult,
+    Notification,
+    PermissionOption,
+    PermissionParams,
+    PlanEntry,
+    PromptResult,
+    Request,
+    RequestId,
+    Response,
+    RpcError,
+    SessionResult,
+    ToolCallFields,
+    UsageFields,
+    dump,
+    parse_frame,
+    structure,
+)
+from supervisor.core.agent_events import (
+    AllowTool,
+    ControlAsked,
+    DenyTool,
+    Image,
+    Interrupt,
+    PermissionAsked,
+    PermissionCancelled,
+    RefuseControl,
+    SendPrompt,
+    TextBlock,
+    TextDelta,
+    ThinkingBlock,
+    ToolCall,
+    ToolOutcome,
+    TurnEnded,
+    TurnStarted,
+)
+
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+
+
+class LocalProtocolError(RuntimeError):
+    """Our caller asked for something the protocol state does not allow."""
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"  # nothing sent yet
+    HANDSHAKING = "handshaking"  # initialize sent, not answered
+    READY = "ready"  # initialized; no session open (or opening one failed)
+    OPENING = "opening"  # session/new, resume or load sent, not answered
+    IDLE = "idle"  # a session is open and no turn runs
+    PROMPTING = "prompting"  # session/prompt sent, not answered
+    CANCELLING = "cancelling"  # session/cancel sent, the prompt not yet answered
+    FAILED = "failed"  # the handshake failed: nothing more can be done
+
+
+@attrs.frozen
+class _Pending:
+    """One of our requests awaiting its response."""
+
+    method: str
+    how: OpenHow | None = None
+    session_id: str = ""
+    raw: bool = False  # sent through request(): its answer is not interpreted
+
+
+@attrs.frozen
+class PendingPermission:
+    wire_id: RequestId
+    tool_use_id: str
+    options: tuple[PermissionOption, ...]
+
+
+@attrs.define
+class _Tool:
+    name: str  # the first title (OpenCode: "Bash"), kept as the tool's name
+    summary: str
+    status: str = "pending"
+    finished: bool = False
+
+
+@attrs.define
+class _Stream:
+    """Text or thought chunks of one message being accumulated into a block."""
+
+    message_id: str | None = None
+    text: str = ""
+
+
+class AcpClient:
+    def __init__(self, *, cost_baseline: float = 0.0, client_name: str = "supervisor") -> None:
+        self.phase = Phase.STARTING
+        self.session_id = ""
+        self.cwd = ""
+        self.model = ""
+        self.agent: AgentReady | None = None
+        # Invariant: every id here was sent by us and is not yet answered.
+        self._pending: dict[RequestId, _Pending] = {}
+        # Invariant: every entry is an agent request we have not answered; keyed by str(id).
+        self.permissions: dict[str, PendingPermission] = {}
+        self._ids = itertools.count(1)
+        self._out = bytearray()
+        self._client_name = client_name
+        self._tools: dict[str, _Tool] = {}
+        self._text = _Stream()
+        self._thought = _Stream()
+        self._replayed = 0
+        self._cost_total = cost_baseline
+        self._turn_has_cost = False
+
+    # --- bytes out -----------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        data, self._out = bytes(self._out), bytearray()
+        return data
+
+    def _request(self, method: str, params: JSON, pending: _Pending | None = None) -> None:
+        rid = next(self._ids)
+        self._pending[rid] = pending or _Pending(method)
+        self._out += dump(Request(rid, method, params))
+
+    def _notify(self, method: str, params: JSON) -> None:
+        self._out += dump(Notification(method, params))
+
+    def _answer(
+        self, rid: RequestId, result: JSON | None = None, error: RpcError | None = None
+    ) -> None:
+        self._out += dump(Response(rid, result=result, error=error))
+
+    def _require(self, *phases: Phase) -> None:
+        if self.phase not in phases:
+            raise LocalProtocolError(f"not allowed while {self.phase.value}")
+
+    # --- commands ------------------------------------------------------------------
+
+    def initialize(self) -> list[AcpEvent]:
+        self._require(Phase.STARTING)
+        self.phase = Phase.HANDSHAKING
+        self._request(
+            "initialize",
+            {
+                "protocolVersion": PROTOCOL_VERSION,
+                # No fs, no terminal: the agent reads, writes and runs commands itself,
+                # under its own permission rules, so every action goes through one gate.
+                "clientCapabilities": {
+                    "fs": {"readTextFile": False, "writeTextFile": False},
+                    "terminal": False,
+                },
+                "clientInfo": {"name": self._client_name, "version": __version__},
+            },
+        )
+        return []
+
+    def new_session(self, cwd: str) -> list[AcpEvent]:
+        self._require(Phase.READY, Phase.IDLE)
+        self.phase, self.cwd = Phase.OPENING, cwd
+        self._request("session/new", {"cwd": cwd, "mcpServers": []}, _Pending("session/new", "new"))
+        return []
+
+    def open_session(self, session_id: str, cwd: str, how: OpenHow | None = None) -> list[AcpEvent]:
+        """Continue a stored conversation: `session/resume` where offered, else `load`."""
+        self._require(Phase.READY, Phase.IDLE)
+        assert self.agent is not None
+        if how == "load" and self.agent.can_load:
+            pass
+        elif self.agent.can_resume:
+            how = "resume"
+        elif self.agent.can_load:
+            how = "load"
+        else:
+            return [
+                SessionOpenFailed(
+                    session_id, "resume", f"{self.agent.name} cannot continue a conversation"
+                )
+            ]
+        self.phase, self.cwd, self._replayed = Phase.OPENING, cwd, 0
+        self.session_id = session_id
+        params = {"sessionId": session_id, "cwd": cwd, "mcpServers": []}
+        self._request(f"session/{how}", params, _Pending(f"session/{how}", how, session_id))
+        return []
+
+    def prompt(
+        self, text: str, images: Sequence[Image] = (), file_paths: Sequence[str] = ()
+    ) -> list[AcpEvent]:
+        self._require(Phase.IDLE)
+        assert self.agent is not None
+        blocks: list[JSON] = []
+        if images and not self.agent.images:
+            text += (
+                f"\n\n({len(images)} image(s) not sent: {self.agent.name} does not take images.)"
+            )
+        if text:
+            blocks.append({"type": "text", "text": text})
+        if self.agent.images:
+            blocks += [
+                {"type": "image", "mimeType": i.media_type, "data": i.data_base64} for i in images
+            ]
+        for path in file_paths:
+            absolute = Path(os.path.abspath(path))
+            blocks.append(
+                {"type": "resource_link", "uri": absolute.as_uri(), "name": absolute.name}
+            )
+        self.phase = Phase.PROMPTING
+        self._tools.clear()
+        self._turn_has_cost = False
+        self._request("session/prompt", {"sessionId": self.session_id, "prompt": blocks})
+        return [TurnStarted(session_id=self.session_id, model=self.model, cwd=self.cwd)]
+
+    def request(self, method: str, params: JSON) -> list[AcpEvent]:
+        """Any other request (session/close, set_config_option, ...); an error answer
+        comes back as RequestFailed, a result is not interpreted."""
+        self._require(Phase.READY, Phase.IDLE, Phase.PROMPTING, Phase.CANCELLING)
+        self._request(method, params, _Pending(method, raw=True))
+        return []
+
+    def cancel(self) -> list[AcpEvent]:
+        """Stop the turn; every pending permission request is answered `cancelled`."""
+        if self.phase is not Phase.PROMPTING:
+            return []
+        self.phase = Phase.CANCELLING
+        self._notify("session/cancel", {"sessionId": self.session_id})
+        events: list[AcpEvent] = []
+        for request_id in list(self.permissions):
+            events += self._settle(request_id, "cancelled")
+        return events
+
+    def answer_permission(self, request_id: str, kind: OptionKind) -> list[AcpEvent]:
+        """Answer with the offered option of that kind (reject falls back to any reject)."""
+        if request_id not in self.permissions:
+            return []  # already answered, or cancelled: a late click changes nothing
+        return self._settle(request_id, kind)
+
+    def send(self, command: AcpCommand) -> list[AcpEvent]:
+        """Today's agent commands (and the ACP additions), in the agent port's words."""
+        match command:
+            case SendPrompt(text=text, images=images):
+                return self.prompt(text, images)
+            case SendPromptWithFiles(text=text, images=images, file_paths=paths):
+                return self.prompt(text, images, paths)
+            case Interrupt():
+                return self.cancel()
+            case AllowTool(request_id=rid, updated_permissions=rules):
+                return self.answer_permission(rid, "allow_always" if rules else "allow_once")
+            case DenyTool(request_id=rid):
+                return self.answer_permission(rid, "reject_once")
+            case AnswerPermission(request_id=rid, kind=kind):
+                return self.answer_permission(rid, kind)
+            case RefuseControl():
+                return []  # requests we do not serve were refused when they arrived
+        raise LocalProtocolError(f"unknown command {command!r}")
+
+    def _settle(self, request_id: str, kind: OptionKind) -> list[AcpEvent]:
+        pending = self.permissions.pop(request_id)
+        outcome: JSON = {"outcome": "cancelled"}
+        if kind != "cancelled":
+            option = _pick(pending.options, kind)
+            if option is None:  # the kind was not offered: the safe answer is no
+                option = _pick(pending.options, "reject_once")
+            if option is not None:
+                outcome = {"outcome": "selected", "optionId": option.option_id}
+        self._answer(pending.wire_id, {"outcome": outcome})
+        return [PermissionCancelled(request_id)] if outcome["outcome"] == "cancelled" else []
+
+    # --- lines in ------------------------------------------------------------------
+
+    def receive_line(self, line: bytes) -> list[AcpEvent]:
+        if not line.strip():
+            return []
+        try:
+            frame = parse_frame(line)
+            match frame:
+                case Response():
+                    return self._on_response(frame)
+                case Request():
+                    return self._on_request(frame)
+                case Notification():
+                    return self._on_notification(frame)
+        except FrameError as exc:
+            return [ProtocolError(str(exc), _excerpt(line))]
+        return []
+
+    def _on_response(self, frame: Response) -> list[AcpEvent]:
+        pending = self._pending.pop(frame.id, None) if frame.id is not None else None
+        if pending is None:
+            return [ProtocolError(f"a response to no request of ours (id {frame.id!r})")]
+        if pending.raw:
+            if frame.error is None:
+                return []
+            e = frame.error
+            return [RequestFailed(pending.method, e.code, e.message, _data(e.data))]
+        if pending.method == "initialize":
+            return self._on_initialized(frame)
+        if pending.how is not None:
+            return self._on_opened(pending, frame)
+        return self._on_prompt_answered(frame)
+
+    def _on_initialized(self, frame: Response) -> list[AcpEvent]:
+        if frame.error is not None:
+            self.phase = Phase.FAILED
+            return [
+                HandshakeFailed(f"initialize failed: {frame.error.message} ({frame.error.code})")
+            ]
+        try:
+            result = structure(frame.result, InitializeResult)
+        except FrameError as exc:
+            self.phase = Phase.FAILED
+            return [HandshakeFailed(f"unreadable initialize answer: {exc}")]
+        if result.protocol_version != PROTOCOL_VERSION:
+            self.phase = Phase.FAILED
+            return [
+                HandshakeFailed(
+                    f"the agent speaks ACP version {result.protocol_version}; "
+                    f"we speak version {PROTOCOL_VERSION}"
+                )
+            ]
+        caps = result.agent_capabilities
+        info = result.agent_info
+        self.agent = AgentReady(
+            protocol_version=result.protocol_version,
+            name=(info.title or info.name) if info else "agent",
+            version=info.version if info else "",
+            can_resume="resume" in caps.session_capabilities,
+            can_load=caps.load_session,
+            images=caps.prompt_capabilities.image,
+        )
+        self.phase = Phase.READY
+        return [self.agent]
+
+    def _on_opened(self, pending: _Pending, frame: Response) -> list[AcpEvent]:
+        assert pending.how is not None
+        if frame.error is not None:
+            self.phase, self.session_id = Phase.READY, ""
+            e = frame.error
+            return [SessionOpenFailed(pending.session_id, pending.how, e.message, e.code)]
+        try:
+            result = structure(frame.result, SessionResult)
+        except FrameError as exc:
+            self.phase = Phase.READY
+            return [SessionOpenFailed(pending.session_id, pending.how, str(exc))]
+        session_id = result.session_id or pending.session_id
+        if not session_id:
+            self.phase = Phase.READY
+            return [SessionOpenFailed("", pending.how, "the agent chose no session id")]
+        self.session_id = session_id
+        for option in result.config_options:
+            if option.category == "model" and isinstance(option.current_value, str):
+                self.model = option.current_value
+        self.phase = Phase.IDLE
+        replayed, self._replayed = self._replayed, 0
+        return [SessionOpened(session_id, pending.how, self.model, replayed)]
+
+    def _on_prompt_answered(self, frame: Response) -> list[AcpEvent]:
+        events = self._flush()
+        cancelled = self.phase is Phase.CANCELLING
+        self.phase = Phase.IDLE
+        # Requests still open belong to the finished turn; nobody will answer them now.
+        for request_id in list(self.permissions):
+            events += self._settle(request_id, "cancelled")
+        cost = self._cost_total if self._turn_has_cost else 0.0
+        if frame.error is not None:
+            message = frame.error.message or f"error {frame.error.code}"
+            ended = TurnEnded(
+                subtype="error_during_execution",
+                is_error=True,
+                errors=(message,),
+                total_cost_usd=cost,
+                session_id=self.session_id,
+            )
+            return [*events, ended]
+        try:
+            reason = structure(frame.result, PromptResult).stop_reason
+        except FrameError as exc:
+            reason = "cancelled" if cancelled else f"unreadable answer: {exc}"
+        return [*events, turn_ended(reason, cost, self.session_id)]
+
+    def _on_request(self, frame: Request) -> list[AcpEvent]:
+        if frame.method != "session/request_permission":
+            error = RpcError(METHOD_NOT_FOUND, f"Method not found: {frame.method}")
+            self._answer(frame.id, error=error)
+            return [ControlAsked(str(frame.id), frame.method)]
+        try:
+            ask = structure(frame.params, PermissionParams)
+        except FrameError as exc:
+            self._answer(frame.id, error=RpcError(INVALID_PARAMS, str(exc)))
+            return [ProtocolError(str(exc))]
+        request_id = str(frame.id)
+        self.permissions[request_id] = PendingPermission(
+            frame.id, ask.tool_call.tool_call_id, tuple(ask.options)
+        )
+        if self.phase is not Phase.PROMPTING or ask.session_id != self.session_id:
+            self._settle(request_id, "cancelled")  # a turn being cancelled asks nothing more
+            return []
+        events = self._flush()
+        call = ask.tool_call
+        tool = self._tools.get(call.tool_call_id)
+        summary = tool_summary(call.title, call.kind, call.raw_input)
+        name = tool.name if tool else (call.kind or "tool")
+        raw = call.raw_input if isinstance(call.raw_input, dict) else {}
+        events.append(PermissionAsked(request_id, name, raw, call.tool_call_id, summary))
+        return events
+
+    def _on_notification(self, frame: Notification) -> list[AcpEvent]:
+        if frame.method != "session/update":
+            return []  # unknown notifications are tolerated
+        update = frame.params.get("update")
+        if not isinstance(update, dict) or not isinstance(update.get("sessionUpdate"), str):
+            return [ProtocolError("session/update without an update kind")]
+        if frame.params.get("sessionId") != self.session_id:
+            return []  # another session's (or a closed one's) news
+        if self.phase is Phase.OPENING:
+            self._replayed += 1  # session/load replays the history before it answers
+            return []
+        return self._on_update(update["sessionUpdate"], update)
+
+    def _on_update(self, kind: str, update: JSON) -> list[AcpEvent]:
+        if kind in ("agent_message_chunk", "agent_thought_chunk"):
+            chunk = structure(update, ChunkFields)
+            text = (chunk.content.text or "") if chunk.content.type == "text" else ""
+            if kind == "agent_thought_chunk":
+                events = self._flush_text()
+                if self._thought.message_id != chunk.message_id:
+                    events += self._flush_thought()
+                self._thought.message_id = chunk.message_id
+                self._thought.text += text
+                return events
+            events = self._flush_thought()
+            if self._text.message_id != chunk.message_id:
+                events += self._flush_text()
+            self._text.message_id = chunk.message_id
+            self._text.text += text
+            return [*events, TextDelta(text)] if text else events
+        if kind in ("tool_call", "tool_call_update"):
+            return [*self._flush(), *self._on_tool(structure(update, ToolCallFields))]
+        if kind == "plan":
+            entries = structure(update.get("entries"), list[PlanEntry])
+            steps = tuple(PlanStep(e.content, e.status, e.priority) for e in entries)
+            return [*self._flush(), PlanUpdated(steps)]
+        if kind == "usage_update":
+            return [self._on_usage(structure(update, UsageFields))]
+        return []  # user_message_chunk, available_commands_update, mode/config news, ...
+
+    def _on_tool(self, call: ToolCallFields) -> list[AcpEvent]:
+        summary = tool_summary(call.title, call.kind, call.raw_input)
+        tool = self._tools.get(call.tool_call_id)
+        events: list[AcpEvent] = []
+        if tool is None:
+            tool = _Tool(call.title or call.kind or "tool", summary)
+            self._tools[call.tool_call_id] = tool
+            raw = call.raw_input if isinstance(call.raw_input, dict) else {}
+            events.append(ToolCall(call.tool_call_id, tool.name, raw))
+        elif (call.title or call.raw_input) and summary != tool.summary:
+            tool.summary = summary
+            events.append(ToolCallUpdated(call.tool_call_id, summary, call.status or tool.status))
+        tool.status = call.status or tool.status
+        if tool.status in ("completed", "failed") and not tool.finished:
+            tool.finished = True
+            text = tool_text(call)
+            events.append(ToolOutcome(call.tool_call_id, tool.status == "failed", text))
+        return events
+
+    def _on_usage(self, usage: UsageFields) -> AcpEvent:
+        amount = usage.cost.amount if usage.cost else 0.0
+        # A cancelled OpenCode turn reports cost 0: that is no figure, not a new total.
+        added = amount - self._cost_total if amount >= self._cost_total else 0.0
+        if amount > 0:
+            self._cost_total = max(self._cost_total, amount)
+            self._turn_has_cost = True
+        return UsageUpdated(usage.used, usage.size, self._cost_total, added)
+
+    def _flush(self) -> list[AcpEvent]:
+        return [*self._flush_thought(), *self._flush_text()]
+
+    def _flush_text(self) -> list[AcpEvent]:
+        text, self._text = self._text.text, _Stream()
+        return [TextBlock(text)] if text else []
+
+    def _flush_thought(self) -> list[AcpEvent]:
+        text, self._thought = self._thought.text, _Stream()
+        return [ThinkingBlock(text)] if text else []
+
+
+def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | None:
+    exact = [o for o in options if o.kind == kind]
+    if exact:
+        return exact[0]
+    if kind.startswith("reject"):
+        return next((o for o in options if o.kind.startswith("reject")), None)
+    return None
+
+
+def _data(data: Any) -> JSON | None:
+    return data if isinstance(data, dict) else None
+
+
+def _excerpt(line: bytes) -> str:
+    return line[:200].decode("utf-8", "replace")

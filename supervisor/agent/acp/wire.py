@@ -1,0 +1,272 @@
+"""The ACP wire format: JSON-RPC 2.0 frames, one compact JSON object per line.
+
+Owns the shapes of the frames we read and write (camelCase on the wire, snake_case here)
+and the ONE cattrs converter that turns them into attrs objects and back. Unknown fields
+are ignored and unknown `sessionUpdate` kinds come out as `UnknownUpdate`, because agents
+add both freely (OpenCode sends `usage` in the prompt response, which only the unstable
+schema has). Never does I/O and never decides what a frame means for a session: that is
+`client.py`. Shapes follow ../shared/reference/opencode-acp/schema.v1.json.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+JSON = dict[str, Any]
+RequestId = int | str
+T = TypeVar("T")
+
+PROTOCOL_VERSION = 1
+
+
+class FrameError(ValueError):
+    """A line that is not a JSON-RPC 2.0 frame (or not one we can read)."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+converter = cattrs.Converter(forbid_extra_keys=False, omit_if_default=True)
+
+
+def _structure_factory(cls: type) -> Any:
+    overrides = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+    return make_dict_structure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
+
+
+def _unstructure_factory(cls: type) -> Any:
+    overrides = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+    return make_dict_unstructure_fn(
+        cls,
+        converter,
+        _cattrs_omit_if_default=True,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+converter.register_structure_hook_factory(attrs.has, _structure_factory)
+converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
+
+
+# --- frames -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Request:
+    """A call that expects a response (ours or the agent's; each side numbers its own)."""
+
+    id: RequestId
+    method: str
+    params: JSON = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Notification:
+    method: str
+    params: JSON = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RpcError:
+    code: int
+    message: str = ""
+    data: Any = None
+
+
+@attrs.frozen
+class Response:
+    id: RequestId | None
+    result: JSON | None = None
+    error: RpcError | None = None
+
+
+Frame = Request | Notification | Response
+
+
+def parse_frame(line: bytes) -> Frame:
+    """One line -> one frame. Raises FrameError for anything that is not a JSON-RPC frame."""
+    try:
+        raw = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError(f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0":
+        raise FrameError("not a JSON-RPC 2.0 object")
+    method = raw.get("method")
+    params = raw.get("params")
+    if params is None:
+        params = {}
+    if method is not None:
+        if not isinstance(method, str) or not isinstance(params, dict):
+            raise FrameError("a call needs a string method and object params")
+        if "id" in raw:
+            if not isinstance(raw["id"], int | str) or isinstance(raw["id"], bool):
+                raise FrameError("a request id must be a number or a string")
+            return Request(raw["id"], method, params)
+        return Notification(method, params)
+    if "id" not in raw or ("result" in raw) == ("error" in raw):
+        raise FrameError("a response needs an id and exactly one of result/error")
+    if "error" in raw:
+        try:
+            error = converter.structure(raw["error"], RpcError)
+        except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+            raise FrameError(f"malformed error object: {exc}") from exc
+        return Response(raw["id"], error=error)
+    result = raw["result"]
+    return Response(raw["id"], result=result if isinstance(result, dict) else {})
+
+
+def dump(frame: Frame) -> bytes:
+    """The frame as one compact line, newline included."""
+    body: JSON = {"jsonrpc": "2.0"}
+    match frame:
+        case Request(id=rid, method=method, params=params):
+            body |= {"id": rid, "method": method, "params": params}
+        case Notification(method=method, params=params):
+            body |= {"method": method, "params": params}
+        case Response(id=rid, result=result, error=None):
+            body |= {"id": rid, "result": result if result is not None else {}}
+        case Response(id=rid, error=RpcError() as error):
+            err: JSON = {"code": error.code, "message": error.message}
+            if error.data is not None:
+                err["data"] = error.data
+            body |= {"id": rid, "error": err}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+# --- what the agent tells us (structured from params/results) ---------------------------
+
+
+@attrs.frozen
+class Implementation:
+    name: str = ""
+    version: str = ""
+    title: str | None = None
+
+
+@attrs.frozen
+class PromptCapabilities:
+    image: bool = False
+    audio: bool = False
+    embedded_context: bool = False
+
+
+@attrs.frozen
+class AgentCapabilities:
+    load_session: bool = False
+    prompt_capabilities: PromptCapabilities = PromptCapabilities()
+    # Each present key is a capability (`{"resume": {}}`); the values carry nothing yet.
+    session_capabilities: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class InitializeResult:
+    protocol_version: int
+    agent_capabilities: AgentCapabilities = AgentCapabilities()
+    agent_info: Implementation | None = None
+    auth_methods: list[JSON] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class ConfigOption:
+    id: str
+    name: str = ""
+    category: str | None = None
+    current_value: Any = None
+
+
+@attrs.frozen
+class SessionResult:
+    """The answer to session/new (with the agent-chosen id), session/resume or session/load."""
+
+    session_id: str | None = None
+    config_options: list[ConfigOption] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class PromptResult:
+    stop_reason: str
+    usage: JSON | None = None
+
+
+@attrs.frozen
+class ContentBlock:
+    type: str
+    text: str | None = None
+
+
+@attrs.frozen
+class ToolCallContent:
+    type: str
+    content: ContentBlock | None = None
+
+
+@attrs.frozen
+class ToolCallFields:
+    """A `tool_call` or `tool_call_update` (in an update every field but the id is optional)."""
+
+    tool_call_id: str
+    title: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    raw_input: Any = None
+    raw_output: Any = None
+    content: list[ToolCallContent] | None = None
+
+
+@attrs.frozen
+class PermissionOption:
+    option_id: str
+    kind: str  # allow_once | allow_always | reject_once | reject_always
+    name: str = ""
+
+
+@attrs.frozen
+class PermissionParams:
+    session_id: str
+    tool_call: ToolCallFields
+    options: list[PermissionOption]
+
+
+@attrs.frozen
+class PlanEntry:
+    content: str
+    status: str = "pending"
+    priority: str = "medium"
+
+
+@attrs.frozen
+class Cost:
+    amount: float
+    currency: str = "USD"
+
+
+@attrs.frozen
+class UsageFields:
+    used: int = 0
+    size: int = 0
+    cost: Cost | None = None
+
+
+@attrs.frozen
+class ChunkFields:
+    content: ContentBlock
+    message_id: str | None = None
+
+
+def structure(value: Any, cls: type[T]) -> T:
+    """`converter.structure`, with every failure turned into FrameError."""
+    try:
+        return converter.structure(value, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise FrameError(f"malformed {cls.__name__}: {exc}") from exc
+
+
+def unstructure(value: Any) -> Any:
+    return converter.unstructure(value)
