@@ -122,6 +122,9 @@ class MattermostLink:
     def request_room(self) -> float:
         return self.rest.request_room()
 
+    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
+        await self.rest.remove_reaction(post_id, emoji_name)
+
     async def add_reaction(self, post_id: str, emoji_name: str) -> None:
         await self.rest.add_reaction(post_id, emoji_name)
 

@@ -143,6 +143,11 @@ class MattermostRest:
         body = {"user_id": await self._my_id(), "post_id": post_id, "emoji_name": emoji_name}
         await self._call("POST", "/reactions", json=body)
 
+    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
+        me = quote(await self._my_id(), safe="")
+        emoji = quote(emoji_name, safe="")
+        await self._call("DELETE", f"/users/{me}/posts/{quote(post_id, safe='')}/reactions/{emoji}")
+
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created or changed after `since_ms`, oldest first, all pages.
 
