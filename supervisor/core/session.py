@@ -306,9 +306,11 @@ class SessionCore:
 
     def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
         shown = [Show(op) for op in self.renderer.feed(event, now)]  # moves the cost baseline
-        # The new baseline is on disk before the completion line shows: after a crash the
-        # next turn's cost must not include this one's.
-        effects: list[Effect] = [self._save(durable=True, total_cost_usd=self.renderer.cost_baseline), *shown]
+        # The new baseline goes to the store before the completion line is put (it is in the
+        # store's next write), but the answer does not wait for the disk: an fsync costs more
+        # than the whole REST call, and the final words must show at once. A kill -9 in the
+        # few milliseconds between can only make the next turn's cost include this one's.
+        effects: list[Effect] = [self._save(total_cost_usd=self.renderer.cost_baseline), *shown]
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None)
         turn, self.turn = self.turn, None
