@@ -211,16 +211,22 @@ class SessionTask:
         return []  # a message from an agent generation that is gone
 
     async def _apply(self, effects: list[Effect]) -> None:
-        # The poster is woken once all of them are put: a short answer that ends within
-        # one batch of agent events is then one create, not a create and an edit.
+        # The poster is woken once the posts of a run of effects are all put (before the
+        # first effect that waits, and at the end): a short answer that ends within one
+        # batch of agent events is then one create, not a create and an edit.
         try:
             await self._apply_each(effects)
         finally:
-            if not self.outbox.is_settled():
-                self._outbox_changed.set()
+            self._wake_poster()
+
+    def _wake_poster(self) -> None:
+        if not self.outbox.is_settled():
+            self._outbox_changed.set()
 
     async def _apply_each(self, effects: list[Effect]) -> None:
         for effect in effects:
+            if isinstance(effect, ToAgent | MarkHandled | SaveRecord | Typing):
+                self._wake_poster()  # these may wait: what is put so far goes out meanwhile
             match effect:
                 case ToAgent(command):
                     await self._send_to_agent(command)
