@@ -3,7 +3,14 @@ a thread that reads in the order things happened; issue 9 defect 5: flat memory)
 
 from __future__ import annotations
 
-from supervisor.core.agent_events import PermissionAsked, TextBlock, TextDelta, ToolCall, ToolOutcome, TurnEnded
+from supervisor.core.agent_events import (
+    PermissionAsked,
+    TextBlock,
+    TextDelta,
+    ToolCall,
+    ToolOutcome,
+    TurnEnded,
+)
 from supervisor.core.outbox import Create, Edit, Outbox
 from supervisor.core.session import (
     Effect,
