@@ -4,6 +4,7 @@ a thread that reads in the order things happened; issue 9 defect 5: flat memory)
 from __future__ import annotations
 
 from supervisor.core.agent_events import (
+    AgentEvent,
     PermissionAsked,
     TextBlock,
     TextDelta,
@@ -111,7 +112,7 @@ def test_a_short_answer_from_one_batch_of_events_is_one_create() -> None:
     session = core()
     session.prompt(prompt(1), 0.0)
     outbox = Outbox(0.7, id_prefix="test")
-    batch = [TextDelta("echo"), TextBlock("echo #1"), TurnEnded(total_cost_usd=0.01)]
+    batch: list[AgentEvent] = [TextDelta("echo"), TextBlock("echo #1"), TurnEnded(total_cost_usd=0.01)]
     for event in batch:
         for op in shown(session.agent_event(event, 0.1)):
             outbox.put(op, 0.1)
