@@ -152,10 +152,13 @@ async def test_fewer_requests_per_answer_and_a_queued_prompt_marked_by_a_reactio
         first = await w.say("first [slow 0.5]", root)  # within one edit interval
         second = await w.say("second", root)
         bot = w.server.bot.id
-        marked = lambda: any(  # noqa: E731
-            r["user_id"] == bot and r["emoji_name"] == "hourglass_flowing_sand"
-            for r in w.server.store.reactions_for(str(second["id"]))
-        )
+
+        def marked() -> bool:
+            return any(
+                r["user_id"] == bot and r["emoji_name"] == "hourglass_flowing_sand"
+                for r in w.server.store.reactions_for(str(second["id"]))
+            )
+
         await w.wait_for(marked, 10)
         await w.answered(root, "echo #3: second", 30)
         await w.settled(root)
