@@ -17,8 +17,9 @@ TURN_TIMEOUT_S = 30.0
 
 
 def is_done(post: SeenPost) -> bool:
-    """The post that closes a turn (`✅ Done · 0.1s · $0.0105`)."""
-    return not post.edit and "Done ·" in post.message
+    """The post or edit that closes a turn: its completion line (`✅ Done · 0.1s · $0.0105`),
+    the footer of the answer's last post (or, where it does not fit, a post of its own)."""
+    return "✅ Done ·" in post.message
 
 
 async def ask(w: World, root: str, text: str) -> tuple[dict[str, Any], SeenPost, SeenPost]:

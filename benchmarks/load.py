@@ -31,7 +31,6 @@ from benchmarks.world import (
 from tests.harness import World
 
 MAX_POST_CHARS = 16_383  # a post longer than this continues in the next one
-SUPERVISOR_RPS = 10  # the product's default `requests_per_second` (its burst is the same)
 
 
 # --- the closed loop -------------------------------------------------------------------
@@ -56,8 +55,10 @@ Complete = Callable[[SeenPost, str], bool]  # (post, prompt token) -> its answer
 
 
 def echo_complete(post: SeenPost, token: str) -> bool:
-    """The fake agent's echo (`echo #N: <prompt> (earlier: ...)`) with all of its text."""
-    return token in post.message and post.message.rstrip().endswith(")")
+    """The fake agent's echo (`echo #N: <prompt> (earlier: ...)`) with all of its text and
+    the completion footer below it."""
+    answer, footer, _ = post.message.partition("\n\n✅ Done ·")
+    return token in answer and answer.rstrip().endswith(")") and bool(footer)
 
 
 def supervisor_turn_over(post: SeenPost, token: str) -> bool:
@@ -142,9 +143,8 @@ class Streaming:
     rate_limited: int  # 429s it got
     complete_s: float  # prompts posted -> every answer whole in its thread
     agents_done_s: float  # prompts posted -> the last agent finished writing
-    min_requests: int  # creates no renderer can do without: answer posts + Done posts
+    min_requests: int  # requests no renderer can do without (see measure_streaming)
     lower_bound_s: float  # what the server's limit allows
-    budget_bound_s: float  # what the supervisor's own budget (rate = burst = 10) allows
 
     @property
     def requests_per_s(self) -> float:
@@ -154,9 +154,14 @@ class Streaming:
 async def measure_streaming(tmp: Path, sessions: int, chars: int, deltas: int, slow_s: float,
                             *, rate: float = 10, burst: int = 100) -> Streaming:
     """`sessions` answers streaming at once; the server allows `rate` req/s (burst
-    `burst`), the supervisor runs with the product's defaults (10 req/s, 700 ms edits)."""
+    `burst`), the supervisor runs with the product's defaults (no cap of its own: it
+    follows the limits the server announces; 700 ms edits).
+
+    The least any renderer needs per answer: one create per post, plus one request more,
+    because the first post must show before the answer is whole (an edit that completes it,
+    or a completion post of its own)."""
     async with bench_world(tmp) as w:
-        configure(w, rps=SUPERVISOR_RPS, edit_interval_ms=DEFAULT_EDIT_INTERVAL_MS)
+        configure(w, edit_interval_ms=DEFAULT_EDIT_INTERVAL_MS)
         roots = await seed_sessions(w, sessions)
         server = server_of(w)
         server.rate_limit(rate, burst=burst)
@@ -183,7 +188,6 @@ async def measure_streaming(tmp: Path, sessions: int, chars: int, deltas: int, s
             agents_done_s=agents_done,
             min_requests=min_requests,
             lower_bound_s=max(agents_done, (min_requests - burst) / rate),
-            budget_bound_s=max(agents_done, (min_requests - SUPERVISOR_RPS) / SUPERVISOR_RPS),
         )
 
 

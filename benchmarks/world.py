@@ -29,9 +29,6 @@ from supervisor.core.state import ChannelLedger, SessionRecord, State, encode
 from supervisor.runtime.store import write_atomically
 from tests.harness import World
 
-# No client-side REST budget unless a figure asks for one: the targets are about the
-# supervisor's own costs, and the server here has no limit either.
-UNLIMITED_RPS = 1_000_000
 # When set (run.py --profile DIR), every supervisor runs under pyinstrument and leaves a
 # text profile here when it stops.
 PROFILE_DIR: Path | None = None
@@ -64,15 +61,17 @@ def server_of(w: World) -> BenchServer:
 DEFAULT_EDIT_INTERVAL_MS = 700  # the product's default `render.edit_interval_ms`
 
 
-def configure(w: World, *, agent_log: bool = True, rps: float = UNLIMITED_RPS,
+def configure(w: World, *, agent_log: bool = True, rps: float | None = None,
               edit_interval_ms: int = DEFAULT_EDIT_INTERVAL_MS, **agent: object) -> None:
-    """The harness's config with the product's render default (the harness uses 100 ms),
-    the REST budget, and whether agents keep the test log (it costs them CPU)."""
+    """The harness's config with the product's defaults (the harness itself uses a 100 ms
+    edit interval), and whether agents keep the test log (it costs them CPU). `rps` sets
+    `requests_per_second` (unset by default, as in the product); a figure that sets it
+    says so in its row."""
     env: dict[str, object] = {"HOME": str(w.home)}
     if agent_log:
         env["FAKE_AGENT_LOG"] = str(w.agent_log)
     w.configure(
-        mattermost={"requests_per_second": rps},
+        mattermost={} if rps is None else {"requests_per_second": rps},
         render={"edit_interval_ms": edit_interval_ms},
         agent={"env": env, **agent},
     )

@@ -10,7 +10,8 @@ and exits 2.
 
 Keys beyond PRODUCT.md's example (documented for the README):
 
-- `[mattermost] requests_per_second = 10`: client-side REST budget (> 0).
+- `[mattermost] requests_per_second`: an explicit cap on REST requests per second (> 0);
+  unset by default: the supervisor follows the limits the server announces.
 - `[mattermost] team = ""`: team name; unused for now, optional.
 - `[agent] shutdown_grace_s = 3`: seconds between SIGTERM and SIGKILL when stopping an
   agent (> 0; a float is fine).
@@ -173,7 +174,7 @@ class MattermostConfig:
 
     `token` is the effective token (from `$SUPERVISOR_MATTERMOST_TOKEN`, `token`, or the
     stripped contents of `token_file`, in that order); it never appears in a repr.
-    `requests_per_second` is the client-side REST budget; `team` is unused for now.
+    `requests_per_second` caps the REST budget (None: follow the server); `team` is unused.
     """
 
     url: str = attrs.field(converter=_strip_slash, validator=_http_url)
@@ -181,7 +182,7 @@ class MattermostConfig:
     token_file: Path | None = None
     token: str = attrs.field(default="", repr=False)
     team: str = ""
-    requests_per_second: float = attrs.field(default=10.0, validator=_positive)
+    requests_per_second: float | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
 
 
 @attrs.frozen

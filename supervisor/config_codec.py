@@ -235,6 +235,8 @@ def converter(home: str, base_dir: Path) -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
+    # TOML has no null: an optional number is either absent (its default) or a number.
+    conv.register_structure_hook_func(lambda t: t == (float | None), _structure_float)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook_func(lambda t: t == (Path | None), paths.optional)
     conv.register_structure_hook_func(_is_checked_path, paths.checked)

@@ -22,6 +22,8 @@ EXPECTED = {
     "throughput", "rest-per-answer", "duplicates",  # 6. and the PRODUCT extras
     "echo.reply", "echo.whole", "echo.rate", "echo.rss",  # the mmpy_bot comparison
     "coldstart",  # the zipapp's exec -> connected
+    "w1.visible", "w1.requests", "w2.203ms", "w2.instant", "w2.requests", "w2.duplicates",  # issue 13
+    "memory.flat",  # issue 9: RSS after many turns
 }
 
 

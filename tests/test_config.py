@@ -140,7 +140,7 @@ def test_defaults_of_every_optional_key(home: Path, env: dict[str, str]) -> None
 
     config = config_from_dict(data, env)
 
-    assert config.mattermost.requests_per_second == 10.0
+    assert config.mattermost.requests_per_second is None  # no cap: follow the server
     assert config.mattermost.team == ""
     assert config.agent.command == ("claude",)
     assert config.agent.permission_mode == "default"

@@ -128,7 +128,47 @@ async def test_streaming_edits_are_coalesced_and_never_provoke_429(tmp_path: Pat
             edits.setdefault(post_id, []).append(at)
         assert edits, "the answer was never edited while it streamed"
         for times in edits.values():
-            gaps = [b - a for a, b in itertools.pairwise(times)]
+            # Intermediate edits are spaced; the last one (the final text with its footer)
+            # goes at once, whatever the interval.
+            gaps = [b - a for a, b in itertools.pairwise(times)][:-1]
             assert all(gap >= 0.3 - 0.02 for gap in gaps), gaps
             assert len(times) <= elapsed / 0.3 + 2
         assert w.server.stats.rate_limited == 0
+
+
+async def test_fewer_requests_per_answer_and_a_queued_prompt_marked_by_a_reaction(tmp_path: Path) -> None:
+    """Issue 13: the completion line is the answer's footer (no post of its own), a
+    queued prompt gets ⏳ (no "Queued" post) taken off when its turn starts, and a short
+    answer costs at most two requests."""
+    async with world(tmp_path) as w:
+        w.configure(render={"edit_interval_ms": 700})
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("warm up", root)
+        await w.answered(root, "✅ Done", 30)
+        await w.settled(root)
+        before = len(w.bot_posts(root))
+        requests = sum(w.server.stats.requests.values())
+        first = await w.say("first [slow 0.5]", root)  # within one edit interval
+        second = await w.say("second", root)
+        bot = w.server.bot.id
+
+        def marked() -> bool:
+            return any(
+                r["user_id"] == bot and r["emoji_name"] == "hourglass_flowing_sand"
+                for r in w.server.store.reactions_for(str(second["id"]))
+            )
+
+        await w.wait_for(marked, 10)
+        await w.answered(root, "echo #3: second", 30)
+        await w.settled(root)
+        await w.wait_for(lambda: not marked(), 10)  # taken off when its turn started
+        answers = [str(p["message"]) for p in w.bot_posts(root)][before:]
+        assert len(answers) == 2, answers  # one post per answer, nothing else
+        assert answers[0].startswith("echo #2: first") and "\n\n✅ Done · " in answers[0]
+        assert answers[1].startswith("echo #3: second") and "\n\n✅ Done · " in answers[1]
+        assert not any("Queued" in a for a in answers)
+        spent = sum(w.server.stats.requests.values()) - requests
+        # first: create + final edit; second (one batch): one create; ⏳ on and off.
+        assert spent <= 2 + 1 + 2, w.server.stats.requests
+        assert str(first["id"]) not in [r["post_id"] for r in w.server.store.reactions_for(str(first["id"]))]

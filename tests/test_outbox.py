@@ -98,7 +98,8 @@ class Driver:
             assert action.pending_post_id == self.outbox.pending_post_id(action.key)
             return
         earlier = [t for t, call in self.calls if call.key == action.key]
-        assert earlier[-1] + self.outbox.edit_interval <= self.now
+        if not action.urgent:  # a deferrable text is spaced; an urgent one goes at once
+            assert earlier[-1] + self.outbox.edit_interval <= self.now
 
     def drain(self) -> None:
         for _ in range(10_000):
@@ -335,3 +336,83 @@ def test_a_stream_of_deltas_is_coalesced_to_few_edits_per_post() -> None:
     driver.drain()
     assert driver.server.text_of() == wanted
     assert all(len(text) <= 16383 for text in wanted.values())
+
+
+# --- priorities, the final words at once, flat memory (issue 13; issue 9 defect 5) ---------
+
+
+def test_the_final_text_goes_out_at_once_whatever_the_edit_interval() -> None:
+    driver = Driver(Outbox(0.7, id_prefix="test"))
+    driver.outbox.put(PutPost("a", "hel"), 0.0)
+    assert driver.step() == Create("a", "hel", "test:0")
+    driver.now = 0.1
+    driver.outbox.put(PutPost("a", "hello"), 0.1)
+    assert driver.step() == Wait(0.7)  # an intermediate text is spaced ...
+    driver.now = 0.2
+    driver.outbox.put(PutPost.last("a", "hello, world\n\n✅ Done"), 0.2)
+    assert driver.step() == Edit("a", "p0", "hello, world\n\n✅ Done", urgent=True)  # ... the last is not
+
+
+def test_deferrable_calls_wait_for_room_in_the_budget_and_urgent_ones_do_not() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost("a", "streaming"), 0.0)
+    assert outbox.next_action(0.0, room_at=3.0) == Wait(3.0)
+    outbox.put(PutPost.urgent("a", "first words"), 0.1)
+    create = outbox.next_action(0.1, room_at=3.0)
+    assert create == Create("a", "first words", "test:0", urgent=True)
+    outbox.done(create, "p0", 0.1)
+    outbox.put(PutPost("a", "more words"), 0.2)
+    assert outbox.next_action(1.0, room_at=3.0) == Wait(3.0)  # interval over, budget tight
+    outbox.put(PutPost("b", "next post, streaming"), 1.0)
+    assert outbox.next_action(1.0, room_at=3.0) == Wait(3.0)  # a deferrable create waits too
+    outbox.put(PutPost.last("a", "all words"), 1.5)
+    assert outbox.next_action(1.5, room_at=3.0) == Edit("a", "p0", "all words", urgent=True)
+
+
+def test_a_short_answer_put_whole_before_the_first_call_is_one_create() -> None:
+    driver = Driver(Outbox(0.7, id_prefix="test"))
+    driver.outbox.put(PutPost.urgent("t1.0", "echo"), 0.0)
+    driver.outbox.put(PutPost.last("t1.0", "echo #1\n\n✅ Done"), 0.0)
+    driver.drain()
+    assert [call for _, call in driver.calls] == [Create("t1.0", "echo #1\n\n✅ Done", "test:0", urgent=True)]
+
+
+def test_memory_stays_flat_posts_with_their_final_text_shown_are_forgotten() -> None:
+    """Issue 9, defect 5: a supervisor running for weeks must not keep every post."""
+    outbox, server = Outbox(0.7, id_prefix="test"), FakeServer()
+    now = 0.0
+
+    def drain() -> None:
+        while isinstance(call := outbox.next_action(now), Create | Edit):
+            if isinstance(call, Create):
+                outbox.done(call, server.create(call.key, call.text, call.pending_post_id), now)
+            else:
+                server.edit(call.post_id, call.text)
+                outbox.done(call, call.post_id, now)
+
+    sizes = []
+    for turn in range(10_000):
+        outbox.put(PutPost.urgent(f"t{turn}.0", "thinking"), now)
+        outbox.put(PutPost(f"t{turn}.0", "words"), now)
+        outbox.put(PutPost.urgent(f"perm.{turn}", "may I?"), now)
+        drain()
+        outbox.put(PutPost.last(f"perm.{turn}", "allowed"), now)
+        outbox.put(PutPost.last(f"t{turn}.0", "words\n\n✅ Done"), now)
+        outbox.put(PutPost.last(f"n{turn}", "a notice"), now)
+        drain()
+        assert outbox.is_settled()
+        now += 1.0
+        sizes.append(len(outbox))
+    assert max(sizes) == 0
+    assert server.text_of()["t9999.0"] == "words\n\n✅ Done"
+    assert len(server.posts) == 30_000
+
+
+def test_a_post_is_not_forgotten_while_its_final_text_is_in_flight() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost.last("a", "done"), 0.0)
+    create = outbox.next_action(0.0)
+    assert isinstance(create, Create)
+    outbox.put(PutPost.last("a", "done"), 0.1)  # the same text again, while it is sent
+    outbox.done(create, "p0", 0.2)
+    assert len(outbox) == 0 and outbox.is_settled()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.core.backoff import RECONNECT_BACKOFF, REST_BACKOFF, Backoff
-from supervisor.core.ratelimit import TokenBucket
+from supervisor.core.ratelimit import Announced, RequestBudget, TokenBucket, announced_limits
+from tests.fakes.mattermost_faults import RateLimiter
 
 EPSILON = 1e-9
 
@@ -114,3 +115,79 @@ def test_bucket_rejects_nonsense() -> None:
         TokenBucket(rate=0, burst=1)
     with pytest.raises(ValueError):
         TokenBucket(rate=1, burst=0.5)
+
+
+# --- the request budget: follow the server (issue 13) -------------------------------------
+
+
+def test_without_announced_limits_the_budget_does_not_throttle_a_busy_supervisor() -> None:
+    budget = RequestBudget()
+    assert [budget.take(0.0) for _ in range(400)] == [0.0] * 400  # a generous burst ...
+    later = [budget.take(1.0) + 1.0 for _ in range(1000)]
+    assert max(later) < 1.5  # ... and well over 1,000 requests per second
+
+
+def test_an_explicit_cap_is_a_cap() -> None:
+    budget = RequestBudget(cap=5.0)
+    starts = [budget.take(0.0) for _ in range(10)]
+    assert starts[:5] == [0.0] * 5 and starts[5:] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    budget.observe(0.0, Announced(limit=101, remaining=100, reset=1))
+    assert budget.rate <= 5.0 and budget.burst <= 5.0  # the server allows more: still capped
+
+
+def test_announced_limits_are_adopted_and_what_is_left_is_believed() -> None:
+    budget = RequestBudget()
+    budget.observe(0.0, Announced(limit=101, remaining=51, reset=5))
+    assert budget.burst < 101 and budget.rate < 10.0
+    assert budget.rate == pytest.approx(0.95 * (50 - 1) / 5)
+    waits = [budget.take(0.0) for _ in range(50)]
+    assert sum(1 for w in waits if w == 0) <= 51 - 3  # clear of what the server has left
+
+
+def test_deferrable_calls_find_room_only_while_the_bucket_is_mostly_full() -> None:
+    bucket = TokenBucket(rate=10, burst=100)
+    assert bucket.room(0.0) == 0.0
+    for _ in range(50):
+        bucket.take(0.0)
+    assert bucket.room(0.0) == pytest.approx((76 - 50) / 10)  # 3/4 full and one token more
+    assert bucket.take(0.0) == 0.0  # urgent calls still go at once
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.sampled_from([2.0, 10.0, 25.0]),
+    burst=st.sampled_from([10, 50, 100]),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=50, max_size=400),
+    latency=st.floats(min_value=0.0, max_value=0.05),
+)
+def test_never_a_429_under_the_limits_the_server_announces(
+    rate: float, burst: int, gaps: list[float], latency: float
+) -> None:
+    """Requests as fast as the budget allows against Mattermost's own limiter (the fake's
+    GCRA), its headers fed back as each answer arrives: the server never refuses one.
+    (The supervisor's first request, `GET /users/me`, is made alone at start: its answer
+    tells the limits before anything else is sent.)"""
+    server = RateLimiter(rate, burst)
+    budget = RequestBudget()
+    first = dict(server.check("us", 0.0).headers)
+    budget.observe(latency, announced_limits(*(first.get(f"X-RateLimit-{h}") for h in ("Limit", "Remaining", "Reset"))) or Announced(1, 0, 0))
+    now, refused = latency, 0
+    answers: list[tuple[float, Announced | None]] = []  # (arrives at, headers)
+    for gap in gaps:
+        now += gap
+        start = now + budget.take(now)
+        while budget.held(start) > 0:
+            start += budget.take(start)
+        for arrive, announced in sorted((a for a in answers if a[0] <= start), key=lambda a: a[0]):
+            if announced is not None:
+                budget.observe(arrive, announced)
+        answers = [a for a in answers if a[0] > start]
+        decision = server.check("us", start)
+        refused += decision.limited
+        headers = dict(decision.headers)
+        limits = announced_limits(
+            headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"), headers.get("X-RateLimit-Reset")
+        )
+        answers.append((start + latency, limits))
+        now = start
+    assert refused == 0

@@ -187,7 +187,7 @@ def feed_all(renderer: TurnRenderer, events: list[AgentEvent], now: float = 0.0)
 def test_deltas_stream_into_one_post_and_the_block_is_authoritative() -> None:
     r = TurnRenderer()
     r.start_turn(0)
-    assert r.feed(TextDelta("Hel"), 1) == [PutPost("t1.0", "Hel")]
+    assert r.feed(TextDelta("Hel"), 1) == [PutPost.urgent("t1.0", "Hel")]  # the first words: at once
     assert r.feed(TextDelta("lo"), 2) == [PutPost("t1.0", "Hello")]
     assert r.feed(TextDelta(""), 2) == []
     assert r.feed(TextBlock("Hello, world."), 3) == [PutPost("t1.0", "Hello, world.")]
@@ -283,9 +283,12 @@ def test_a_long_answer_with_a_fence_across_the_cut_arrives_whole_and_in_order() 
     ops += r.feed(TextBlock(answer), 50)
     ops += r.feed(TurnEnded(total_cost_usd=0.5), 60)
     posts = final_posts(ops)
-    done = posts.pop("t1.done")
-    assert done.startswith("✅ Done")
     assert list(posts) == ["t1.0", "t1.1", "t1.2"]  # first put in this order
+    # The completion line is the last post's footer, not a post of its own.
+    last, done = posts["t1.2"].rsplit("\n\n", 1)
+    assert done.startswith("✅ Done")
+    posts["t1.2"] = last
+    assert all(op.final for op in ops[-3:]) and {op.key for op in ops[-3:]} == set(posts)
     texts = list(posts.values())
     assert texts == split_message(answer)
     assert all(len(t) <= MAX_POST_CHARS and is_balanced(t) for t in texts)
@@ -298,7 +301,7 @@ def test_a_long_answer_with_a_fence_across_the_cut_arrives_whole_and_in_order() 
     # stable: once a later post was put, an earlier one never changes again
     latest = -1
     for op in ops:
-        if op.key.startswith("t1.") and op.key != "t1.done":
+        if op.key.startswith("t1.") and not op.final:
             index = int(op.key.split(".")[1])
             assert index >= latest
             latest = index
@@ -351,7 +354,7 @@ def test_a_streamed_answer_arrives_complete(text: str, limit: int, sizes: list[i
 def test_notices_are_posts_of_their_own() -> None:
     r = TurnRenderer(limit=50)
     assert r.notice("Queued: it runs after this turn.") == [
-        PutPost("n1.0", "Queued: it runs after this turn.")
+        PutPost.last("n1.0", "Queued: it runs after this turn.")
     ]
     ops = r.notice("word " * 20)
     assert [op.key for op in ops] == ["n2.0", "n2.1"]
@@ -433,8 +436,9 @@ def test_each_turn_has_its_own_posts() -> None:
     r = TurnRenderer()
     first = feed_all(r, [TurnStarted("s"), TextBlock("one"), TurnEnded(total_cost_usd=0.1)])
     second = feed_all(r, [TurnStarted("s"), TextBlock("two"), TurnEnded(total_cost_usd=0.2)])
-    assert [op.key for op in first] == ["t1.0", "t1.done"]
-    assert [op.key for op in second] == ["t2.0", "t2.done"]
+    assert [op.key for op in first] == ["t1.0", "t1.0"]  # the answer, then with its footer
+    assert [op.key for op in second] == ["t2.0", "t2.0"]
+    assert first[-1].text.startswith("one\n\n✅ Done") and first[-1].final
     assert r.turns == 2
 
 

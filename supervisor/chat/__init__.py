@@ -40,7 +40,14 @@ class ChatLink(Protocol):
 
     async def edit_post(self, post_id: str, message: str) -> Post: ...
 
+    def request_room(self) -> float:
+        """Seconds until a deferrable request (an intermediate edit, which a later one can
+        replace) should go; 0 while the request budget is comfortably full."""
+        ...
+
     async def add_reaction(self, post_id: str, emoji_name: str) -> None: ...
+
+    async def remove_reaction(self, post_id: str, emoji_name: str) -> None: ...
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created or changed after `since_ms`, oldest first, all pages."""

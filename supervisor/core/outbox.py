@@ -8,12 +8,16 @@ Rules it enforces:
   created before an earlier one (edits of older posts may go first: oldest key first).
 - One call at a time: between `next_action` and `done`/`failed`/`dropped` nothing else is
   due, so calls reach the server in the order they were decided.
-- An edit is sent only when the wanted text differs from what the server has, and at most
-  once per post per `edit_interval` (counted from the post's last create or edit, failed
-  ones included): the puts in between coalesce into one edit with the latest text.
+- An edit is sent only when the wanted text differs from what the server has. A
+  deferrable text (a streaming answer) is edited at most once per post per
+  `edit_interval` (counted from the post's last create or edit, failed ones included), and
+  not before `room_at` (the request budget is tight): the puts in between coalesce into
+  one call with the latest text. An urgent text (a final one, a request, the first words
+  of an answer) goes at once, whatever the interval and the budget's pressure.
 - A create carries a pending post id that is stable for that post, so a create retried
   after a timeout is deduplicated by the server instead of making a second post (which
   then shows the first attempt's text: if the text changed in between, an edit follows).
+- Memory stays flat: a post whose final text is on the server is forgotten.
 
 Must never do I/O, sleep or read a clock: time comes in as `now`, and the caller makes the
 calls, backs off after failures, and waits as told.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 
 import attrs
 
@@ -36,6 +41,7 @@ class Create:
     key: str
     text: str
     pending_post_id: str
+    urgent: bool = attrs.field(default=False, kw_only=True)
 
 
 @attrs.frozen
@@ -43,6 +49,7 @@ class Edit:
     key: str
     post_id: str
     text: str
+    urgent: bool = attrs.field(default=False, kw_only=True)
 
 
 @attrs.frozen
@@ -75,13 +82,16 @@ class _Post:
     sent_seq: int = 0  # the put whose text the server last accepted
     born_seq: int = 0  # the put that first named this post
     calling_seq: int = 0  # the put whose text the call in flight carries
+    urgent_seq: int = 0  # the last put that was not deferrable
+    final: bool = False  # the last put was the post's final text
 
 
 @attrs.define
 class Outbox:
-    """One thread's posts. Invariants: `_dirty` holds exactly the keys of posts, not
-    dropped, whose wanted text is not on the server; `_next_create` is the index of the
-    first post neither created nor dropped; at most one call is `_in_flight`."""
+    """One thread's posts. Invariants: `_posts` is in the order keys were first put (index
+    order) and holds every post not yet forgotten; `_dirty` holds exactly the keys of posts,
+    not dropped, whose wanted text is not on the server; `_uncreated` holds, in order, the
+    keys of posts neither created nor dropped; at most one call is `_in_flight`."""
 
     edit_interval: float
     # Unique per outbox, across threads and restarts: the server dedupes creates on
@@ -89,42 +99,51 @@ class Outbox:
     # random default is the one thing here not driven by the caller; tests pass their own.
     id_prefix: str = attrs.field(kw_only=True, factory=lambda: uuid.uuid4().hex[:16])
     _posts: dict[str, _Post] = attrs.Factory(dict)
-    _order: list[str] = attrs.Factory(list)
-    _next_create: int = 0
+    _uncreated: deque[str] = attrs.Factory(deque)
     _dirty: set[str] = attrs.Factory(set)
     _in_flight: tuple[Call, float] | None = None
     _seq: int = 0  # counts puts
+    _count: int = 0  # counts posts ever put: the next post's index
 
     def __attrs_post_init__(self) -> None:
         if len(self.id_prefix) > MAX_PENDING_POST_ID - 12:
             raise ValueError(f"id_prefix is too long: {self.id_prefix!r}")
+
+    def __len__(self) -> int:
+        """Posts it still tracks (forgotten ones are not counted)."""
+        return len(self._posts)
 
     def put(self, op: PutPost, now: float) -> None:
         """The post `op.key` should show `op.text`. (`now` is unused: wanting is timeless.)"""
         self._seq += 1
         post = self._posts.get(op.key)
         if post is None:
-            index = len(self._order)
+            index, self._count = self._count, self._count + 1
             post = _Post(index, op.text, f"{self.id_prefix}:{index}", born_seq=self._seq)
             self._posts[op.key] = post
-            self._order.append(op.key)
+            self._uncreated.append(op.key)
         post.wanted = op.text
         post.wanted_seq = self._seq
+        post.final = op.final
+        if not op.deferrable or op.final:
+            post.urgent_seq = self._seq
         self._mark(op.key, post)
 
-    def next_action(self, now: float) -> Action:
-        """The call to make now, or how long to wait. Idle while a call is in flight."""
+    def next_action(self, now: float, room_at: float = -math.inf) -> Action:
+        """The call to make now, or how long to wait. Idle while a call is in flight.
+        `room_at`: when the request budget has room for deferrable calls again."""
         if self._in_flight is not None or not self._dirty:
             return Idle()
         best: tuple[int, str] | None = None
         soonest = math.inf
+        next_create = self._uncreated[0] if self._uncreated else None
         for key in self._dirty:
             post = self._posts[key]
-            if post.post_id is None and post.index != self._next_create:
+            if post.post_id is None and key != next_create:
                 continue  # waits for the posts before it to be created
             if post.post_id is None and self._behind(post):
                 continue  # waits for the posts before it to show what they showed at its birth
-            due = now if post.post_id is None else post.last_call + self.edit_interval
+            due = self._due(post, now, room_at)
             if due <= now and (best is None or post.index < best[0]):
                 best = (post.index, key)
             soonest = min(soonest, due)
@@ -134,22 +153,30 @@ class Outbox:
         self._in_flight = (call, now)
         return call
 
+    def _due(self, post: _Post, now: float, room_at: float) -> float:
+        if post.urgent_seq > post.sent_seq:
+            return now
+        if post.post_id is None:
+            return max(now, room_at)
+        return max(post.last_call + self.edit_interval, room_at)
+
     def _behind(self, new: _Post) -> bool:
         """An earlier post does not yet show the text it had when `new` was first put: a
-        new post (a turn's completion line, a notice) never overtakes the words before it.
+        new post (a notice, the rest of an answer) never overtakes the words before it.
         The wait is at most one edit interval, and later puts do not prolong it."""
-        for key in self._order[: new.index]:
+        for key in self._dirty:
             post = self._posts[key]
-            if key in self._dirty and post.sent_seq < min(post.wanted_seq, new.born_seq):
+            if post.index < new.index and post.sent_seq < min(post.wanted_seq, new.born_seq):
                 return True
         return False
 
     def _call(self, key: str) -> Call:
         post = self._posts[key]
         post.calling_seq = post.wanted_seq
+        urgent = post.urgent_seq > post.sent_seq
         if post.post_id is None:
-            return Create(key, post.wanted, post.pending_post_id)
-        return Edit(key, post.post_id, post.wanted)
+            return Create(key, post.wanted, post.pending_post_id, urgent=urgent)
+        return Edit(key, post.post_id, post.wanted, urgent=urgent)
 
     def done(self, action: Call, post_id: str | None, now: float) -> None:
         """The call succeeded; a create reports the new post's id (a create reported
@@ -161,7 +188,7 @@ class Outbox:
         post.sent, post.last_call = action.text, sent_at
         if isinstance(action, Create):
             post.post_id = post_id
-            self._advance_creates()
+            self._created(action.key)
             if post.tried - {action.text}:
                 # An earlier attempt may have made the post (the server then answers with
                 # it, deduplicated) with an older text: edit it to be sure.
@@ -182,11 +209,12 @@ class Outbox:
 
     def dropped(self, action: Call, now: float) -> None:
         """The call failed for good (the post was deleted, the text refused): give up on
-        this post, so one bad post never blocks the thread."""
+        this post, so one bad post never blocks the thread. (A given-up post stays known, so
+        that later puts of its key do not make a new post; such posts are rare.)"""
         post, _ = self._finish(action)
         post.dropped = True
         self._dirty.discard(action.key)
-        self._advance_creates()
+        self._created(action.key)
 
     def post_id(self, key: str) -> str | None:
         post = self._posts.get(key)
@@ -211,12 +239,18 @@ class Outbox:
             post.sent_seq = post.wanted_seq  # the server already shows what is wanted
         if post.dropped or post.wanted == post.sent:
             self._dirty.discard(key)
+            if post.final and not post.dropped and not self._calling(key):
+                del self._posts[key]  # its last words are on the server: nothing left to do
         else:
             self._dirty.add(key)
 
-    def _advance_creates(self) -> None:
-        while self._next_create < len(self._order):
-            post = self._posts[self._order[self._next_create]]
-            if post.post_id is None and not post.dropped:
-                return
-            self._next_create += 1
+    def _calling(self, key: str) -> bool:
+        return self._in_flight is not None and self._in_flight[0].key == key
+
+    def _created(self, key: str) -> None:
+        """`key` was created or given up: it no longer holds back the posts after it."""
+        if self._uncreated and self._uncreated[0] == key:
+            self._uncreated.popleft()
+        else:  # not expected: creates go in order; keep the invariant anyway
+            with_key = [k for k in self._uncreated if k != key]
+            self._uncreated = deque(with_key)

@@ -8,12 +8,19 @@ Must never do I/O, read a clock (time comes in as `now`), know server post ids, 
 permission requests (the session owns those; see `permissions.py`).
 
 Layout of a turn: everything the agent says in a turn flows into one document (text,
-tool lines, thinking quotes) that fills posts "t<n>.0", "t<n>.1", ... in order. Tool lines
-stay inside that flow, one per line, rather than in posts of their own: a thread is read
-as a transcript, each new post notifies every follower of the thread, and a busy turn
+tool lines, thinking quotes) that fills posts "t<n>.0", "t<n>.1", ... in order. Tool
+lines stay inside that flow, one per line, rather than in posts of their own: a thread is
+read as a transcript, each new post notifies every follower of the thread, and a busy turn
 with dozens of tool calls would otherwise bury the answer under dozens of tiny posts and
-spend the server's rate limit on them. The completion line is a post of its own
-("t<n>.done"): creating it is what tells followers the turn is over (edits notify no one).
+spend the server's rate limit on them. A permission request (a post of the session's)
+breaks the flow: what the agent says after it continues in a new flow ("t<n>.f1.0", ...),
+below the request, so the thread reads in the order things happened. The completion line
+is the footer of the turn's last post (one request fewer per answer); it gets a post of
+its own only where it would not fit, or below a request that ended the turn's text.
+
+Urgency (see `thread_ops.PutPost`): the first words of a flow are urgent (the answer shows
+at once), later streaming puts are deferrable, a post the text has moved past is urgent,
+and everything put at the turn's end is final.
 
 Streaming is stable: a post is frozen once the text has moved on to the next post, and
 only the last post is edited as text grows. Only if something already frozen changes (a
@@ -160,7 +167,7 @@ class _Posts:
     carry: Fence | None = None
     shown: dict[int, str] = attrs.Factory(dict)
 
-    def update(self, document: str) -> list[PutPost]:
+    def update(self, document: str, *, final: bool = False) -> list[PutPost]:
         if not document.startswith(self.source):
             self.frozen, self.source, self.carry = [], "", None
         cuts = list(iter_cuts(document, len(self.source), self.carry, self.limit))
@@ -171,13 +178,50 @@ class _Posts:
         texts = {i: part.text for i, part in enumerate(parts) if part.body.strip()}
         # A post that exists but has nothing left to show says so, briefly.
         texts |= {i: "…" for i in self.shown if i not in texts}
+        last = max(texts, default=-1)
         ops = [
-            PutPost(f"{self.prefix}{i}", text)
+            self._op(i, text, final=final, moved_past=i < last)
             for i, text in sorted(texts.items())
-            if self.shown.get(i) != text
+            if final or self.shown.get(i) != text
         ]
         self.shown = texts
         return ops
+
+    def _op(self, i: int, text: str, *, final: bool, moved_past: bool) -> PutPost:
+        key = f"{self.prefix}{i}"
+        if final:
+            return PutPost.last(key, text)
+        if moved_past or (i == 0 and i not in self.shown):
+            return PutPost.urgent(key, text)  # frozen, or the flow's first words
+        return PutPost(key, text)
+
+    def close(self) -> list[PutPost]:
+        """The flow is over: every post it shows gets its final text."""
+        return [PutPost.last(f"{self.prefix}{i}", text) for i, text in sorted(self.shown.items())]
+
+
+@attrs.define
+class _Flow:
+    """A run of the turn's document between permission requests, and its posts."""
+
+    posts: _Posts
+    segments: list[_Segment] = attrs.Factory(list)
+
+    def document(self, footer: str = "") -> str:
+        pieces: list[str] = []
+        segments = self.segments
+        for i, seg in enumerate(segments):
+            if i:
+                tools = seg.kind == segments[i - 1].kind == "tool"
+                pieces.append("\n" if tools else "\n\n")
+            last = i == len(segments) - 1 and not footer
+            pieces.append(seg.text if last else seg.sealed())
+        if footer:
+            pieces.append(("\n\n" if segments else "") + footer)
+        return "".join(pieces)
+
+    def update(self, *, final: bool = False, footer: str = "") -> list[PutPost]:
+        return self.posts.update(self.document(footer), final=final)
 
 
 @attrs.define
@@ -185,19 +229,20 @@ class _Turn:
     number: int
     started_at: float
     clock_known: bool  # started by start_turn or TurnStarted, not by a stray event
-    posts: _Posts
-    segments: list[_Segment] = attrs.Factory(list)
-    tools: dict[str, tuple[int, ToolCall]] = attrs.Factory(dict)
+    limit: int
+    flows: list[_Flow] = attrs.Factory(list)
+    tools: dict[str, tuple[_Flow, int, ToolCall]] = attrs.Factory(dict)
 
-    def document(self) -> str:
-        pieces: list[str] = []
-        for i, seg in enumerate(self.segments):
-            if i:
-                tools = seg.kind == self.segments[i - 1].kind == "tool"
-                pieces.append("\n" if tools else "\n\n")
-            last = i == len(self.segments) - 1
-            pieces.append(seg.text if last else seg.sealed())
-        return "".join(pieces)
+    def __attrs_post_init__(self) -> None:
+        self.new_flow()
+
+    @property
+    def flow(self) -> _Flow:
+        return self.flows[-1]
+
+    def new_flow(self) -> None:
+        flow = f"f{len(self.flows)}." if self.flows else ""
+        self.flows.append(_Flow(_Posts(f"t{self.number}.{flow}", self.limit)))
 
 
 @attrs.define
@@ -219,14 +264,23 @@ class TurnRenderer:
     def start_turn(self, now: float) -> None:
         """A prompt was sent: the turn's clock starts now."""
         self.turns += 1
-        posts = _Posts(f"t{self.turns}.", self.limit)
-        self._turn = _Turn(self.turns, now, clock_known=True, posts=posts)
+        self._turn = _Turn(self.turns, now, clock_known=True, limit=self.limit)
 
     def notice(self, text: str) -> list[PutPost]:
-        """A message of the session's own ("queued", "session ended"), as new posts."""
+        """A message of the session's own ("session ended"), as new posts."""
         self._notices += 1
         parts = split_message(text, self.limit)
-        return [PutPost(f"n{self._notices}.{i}", part) for i, part in enumerate(parts)]
+        return [PutPost.last(f"n{self._notices}.{i}", part) for i, part in enumerate(parts)]
+
+    def break_flow(self) -> list[PutPost]:
+        """A post of the session's (a permission request) comes next: what the turn has
+        shown so far goes out at once, and what follows continues below that post."""
+        turn = self._turn
+        if turn is None or not turn.flow.segments:
+            return []
+        ops = [attrs.evolve(op, deferrable=False) for op in turn.flow.posts.close()]
+        turn.new_flow()
+        return ops
 
     def feed(self, event: AgentEvent, now: float) -> list[PutPost]:
         """What the thread should show after `event`."""
@@ -238,8 +292,9 @@ class TurnRenderer:
             return self._end(event, now)
         if isinstance(event, TextDelta | TextBlock | ThinkingBlock | ToolCall | ToolOutcome):
             turn = self._current(now)
-            if self._apply(turn, event):
-                return turn.posts.update(turn.document())
+            flow = self._apply(turn, event)
+            if flow is not None:
+                return flow.update()
         return []  # permission and control traffic belongs to the session
 
     def _current(self, now: float) -> _Turn:
@@ -249,9 +304,10 @@ class TurnRenderer:
             self._turn.clock_known = False
         return self._turn
 
-    def _apply(self, turn: _Turn, event: AgentEvent) -> bool:
-        """Change the turn's document; False when nothing visible changed."""
-        segments = turn.segments
+    def _apply(self, turn: _Turn, event: AgentEvent) -> _Flow | None:
+        """Change the turn's document; the flow that changed, None when nothing did."""
+        flow = turn.flow
+        segments = flow.segments
         match event:
             case TextDelta(text=text) if text:
                 if segments and segments[-1].kind == "text" and segments[-1].streaming:
@@ -266,18 +322,18 @@ class TurnRenderer:
                 elif text.strip():
                     segments.append(_Segment("text", text))
                 else:
-                    return False
+                    return None
             case ThinkingBlock(text=text) if self.show_thinking and text.strip():
                 segments.append(_Segment("thinking", thinking_quote(text)))
             case ToolCall():
-                turn.tools[event.tool_use_id] = (len(segments), event)
+                turn.tools[event.tool_use_id] = (flow, len(segments), event)
                 segments.append(_Segment("tool", tool_line(event)))
             case ToolOutcome(is_error=True) if event.tool_use_id in turn.tools:
-                index, call = turn.tools[event.tool_use_id]
-                segments[index].set_text(tool_line(call, error=event.text))
+                flow, index, call = turn.tools[event.tool_use_id]  # perhaps above a request
+                flow.segments[index].set_text(tool_line(call, error=event.text))
             case _:
-                return False
-        return True
+                return None
+        return flow
 
     def _end(self, event: TurnEnded, now: float) -> list[PutPost]:
         turn = self._current(now)
@@ -285,8 +341,13 @@ class TurnRenderer:
         seconds = now - turn.started_at
         if not turn.clock_known and event.duration_ms:
             seconds = event.duration_ms / 1000
-        line = completion_line(event, seconds, self._turn_cost(event.total_cost_usd))
-        return [PutPost(f"t{turn.number}.done", shorten(line, self.limit))]
+        line = shorten(completion_line(event, seconds, self._turn_cost(event.total_cost_usd)), self.limit)
+        ops = [op for flow in turn.flows[:-1] for op in flow.update(final=True)]
+        last = turn.flow
+        if not last.segments:  # nothing said (or nothing since the last request)
+            return [*ops, PutPost.last(f"t{turn.number}.done", line)]
+        # Where the footer does not fit, the split gives it a post of its own.
+        return ops + last.update(final=True, footer=line)
 
     def _turn_cost(self, total: float) -> float:
         """This turn's own cost, from the process's cumulative total."""

@@ -84,6 +84,14 @@ class AddReactions:
 
 
 @attrs.frozen
+class MarkQueued:
+    """Show (or stop showing) on the person's post that its prompt waits in the queue."""
+
+    post_id: str
+    queued: bool
+
+
+@attrs.frozen
 class MarkHandled:
     channel_id: str
     post_id: str
@@ -125,6 +133,7 @@ Effect = (
     ToAgent
     | Show
     | AddReactions
+    | MarkQueued
     | MarkHandled
     | SaveRecord
     | LaunchAgent
@@ -187,6 +196,7 @@ class SessionCore:
     last_active_at: float = 0.0
     _cut_post: str = ""  # the prompt whose turn the agent's exit cut, for the notice
     _settling: list[str] = attrs.field(factory=list)  # ended turns whose answers are posting
+    _marked_queued: set[str] = attrs.field(factory=set)  # prompts showing the queued mark
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
 
@@ -198,7 +208,7 @@ class SessionCore:
     # --- helpers ---------------------------------------------------------------
 
     def _note(self, text: str) -> Show:
-        return Show(PutPost(f"note.{next(self._keys)}", text))
+        return Show(PutPost.last(f"note.{next(self._keys)}", text))
 
     def _set(self, state: SessionState) -> None:
         self.state = transition(self.state, state)
@@ -251,9 +261,9 @@ class SessionCore:
             return self._next_prompt(now)
         if not self.state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
-        ahead = len(self.queue) - 1
-        waiting = f" and {ahead} queued before it" if ahead else ""
-        return [self._note(f"⏳ Queued: it runs after the current turn{waiting}.")]
+        # One request, not a post: a reaction on the prompt, taken off when its turn starts.
+        self._marked_queued.add(prompt.post_id)
+        return [MarkQueued(prompt.post_id, True)]
 
     def _next_prompt(self, now: float) -> list[Effect]:
         if self.state is not S.IDLE or not self.queue:
@@ -263,6 +273,10 @@ class SessionCore:
         self._set(S.BUSY)
         self.renderer.start_turn(now)
         unsettled = (*self.record.unsettled, prompt.post_id)
+        unmark: list[Effect] = []
+        if prompt.post_id in self._marked_queued:
+            self._marked_queued.discard(prompt.post_id)
+            unmark.append(MarkQueued(prompt.post_id, False))
         return [
             ToAgent(SendPrompt(prompt.text, prompt.images)),
             # The record and the handled mark become durable in one write, before any of
@@ -270,6 +284,7 @@ class SessionCore:
             self._save(has_history=True, unsettled=unsettled),
             MarkHandled(prompt.channel_id, prompt.post_id),
             Typing(),
+            *unmark,
         ]
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
@@ -291,9 +306,11 @@ class SessionCore:
 
     def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
         shown = [Show(op) for op in self.renderer.feed(event, now)]  # moves the cost baseline
-        # The new baseline is on disk before the completion line shows: after a crash the
-        # next turn's cost must not include this one's.
-        effects: list[Effect] = [self._save(durable=True, total_cost_usd=self.renderer.cost_baseline), *shown]
+        # The new baseline goes to the store before the completion line is put (it is in the
+        # store's next write), but the answer does not wait for the disk: an fsync costs more
+        # than the whole REST call, and the final words must show at once. A kill -9 in the
+        # few milliseconds between can only make the next turn's cost include this one's.
+        effects: list[Effect] = [self._save(total_cost_usd=self.renderer.cost_baseline), *shown]
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None)
         turn, self.turn = self.turn, None
@@ -318,8 +335,10 @@ class SessionCore:
         if self.state is S.BUSY:
             self._set(S.AWAITING_APPROVAL)
         key = _permission_key(request.request_id)
+        # The answer so far stays above the request; what follows continues below it.
         return [
-            Show(PutPost(key, permission_text(request, "pending"))),
+            *(Show(op) for op in self.renderer.break_flow()),
+            Show(PutPost.urgent(key, permission_text(request, "pending"))),
             AddReactions(key, PERMISSION_EMOJIS),
         ]
 
@@ -333,8 +352,9 @@ class SessionCore:
         return [self._save(unsettled=tuple(p for p in self.record.unsettled if p not in done))]
 
     def post_created(self, key: str, post_id: str) -> None:
-        if key.startswith("perm."):
-            self.permission_posts[post_id] = key.removeprefix("perm.")
+        request_id = key.removeprefix("perm.")
+        if key.startswith("perm.") and request_id in self.pending:
+            self.permission_posts[post_id] = request_id
 
     def _settle(self, request_id: str, outcome: str, command: AgentCommand | None, by: str = "") -> list[Effect]:
         pending = self.pending.pop(request_id, None)
@@ -344,7 +364,10 @@ class SessionCore:
             self._set(S.BUSY)
         effects: list[Effect] = [] if command is None else [ToAgent(command)]
         text = permission_text(pending.request, outcome, by)
-        return [*effects, Show(PutPost(_permission_key(request_id), text))]
+        # Settled for good: its post no longer needs to be known (memory stays flat).
+        for post_id in [p for p, r in self.permission_posts.items() if r == request_id]:
+            del self.permission_posts[post_id]
+        return [*effects, Show(PutPost.last(_permission_key(request_id), text))]
 
     def reaction(self, emoji: str, post_id: str, now: float) -> list[Effect]:
         answer = reaction_answer(emoji)

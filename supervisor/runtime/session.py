@@ -31,6 +31,7 @@ from supervisor.core.session import (
     Finished,
     LaunchAgent,
     MarkHandled,
+    MarkQueued,
     QueuedPrompt,
     SaveRecord,
     SendFile,
@@ -46,6 +47,7 @@ from supervisor.runtime.agent_process import AgentProcess, open_agent
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor.session")
+QUEUED_EMOJI = "hourglass_flowing_sand"  # on a prompt while it waits for the current turn
 
 # --- what reaches a session's inbox ----------------------------------------------
 
@@ -130,6 +132,7 @@ class SessionTask:
         self.deps = deps
         self.inbox_send, self._inbox = trio.open_memory_channel[object](1000)
         self.outbox = Outbox(edit_interval=deps.edit_interval_s)
+        self._marks_send, self._marks = trio.open_memory_channel[MarkQueued](1000)
         self._outbox_changed = trio.Event()
         self._agent: AgentProcess | None = None
         self._agent_scope: trio.CancelScope | None = None
@@ -146,6 +149,7 @@ class SessionTask:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._poster)
+            nursery.start_soon(self._marker)
             await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
             task_status.started()
             async with self._inbox:
@@ -207,12 +211,32 @@ class SessionTask:
         return []  # a message from an agent generation that is gone
 
     async def _apply(self, effects: list[Effect]) -> None:
+        # The poster is woken once the posts of a run of effects are all put (before the
+        # first effect that waits, and at the end): a short answer that ends within one
+        # batch of agent events is then one create, not a create and an edit.
+        try:
+            await self._apply_each(effects)
+        finally:
+            self._wake_poster()
+
+    def _wake_poster(self) -> None:
+        if not self.outbox.is_settled():
+            self._outbox_changed.set()
+
+    async def _apply_each(self, effects: list[Effect]) -> None:
         for effect in effects:
+            if isinstance(effect, ToAgent | MarkHandled | SaveRecord | Typing):
+                self._wake_poster()  # these may wait: what is put so far goes out meanwhile
             match effect:
                 case ToAgent(command):
                     await self._send_to_agent(command)
                 case Show(op):
-                    self._show(op)
+                    self.outbox.put(op, trio.current_time())
+                case MarkQueued():
+                    # In order (a mark is never taken off before it was put on); cosmetic,
+                    # so a full channel drops it rather than hold the session up.
+                    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                        self._marks_send.send_nowait(effect)
                 case AddReactions(key, emojis):
                     self._reactions[key] = emojis
                     if post_id := self.outbox.post_id(key):
@@ -239,6 +263,17 @@ class SessionTask:
                     self._nursery.start_soon(self._send_file, path)
                 case Finished():
                     self._finished = True
+
+    async def _marker(self) -> None:
+        """Puts the queued marks on and takes them off, one at a time, in order."""
+        async for mark in self._marks:
+            try:
+                if mark.queued:
+                    await self.deps.chat.add_reaction(mark.post_id, QUEUED_EMOJI)
+                else:
+                    await self.deps.chat.remove_reaction(mark.post_id, QUEUED_EMOJI)
+            except ChatError as exc:  # the mark is cosmetic: the prompt runs either way
+                log.info("%s: could not change the queued mark on %s: %s", self.name, mark.post_id, exc)
 
     def _show(self, op: PutPost) -> None:
         self.outbox.put(op, trio.current_time())
@@ -317,7 +352,7 @@ class SessionTask:
         backoff = 0.25
         while True:
             now = trio.current_time()
-            action = self.outbox.next_action(now)
+            action = self.outbox.next_action(now, room_at=now + self.deps.chat.request_room())
             if isinstance(action, Idle | Wait):
                 self._outbox_changed = trio.Event()
                 until = action.until if isinstance(action, Wait) else math.inf
@@ -390,7 +425,7 @@ class SessionTask:
             if is_image:
                 images.append(Image(info.mime_type, base64.b64encode(data).decode()))
         if refused:
-            self._show(PutPost(f"files.{prompt.post_id}", "⚠️ Not saved: " + "; ".join(refused)))
+            self._show(PutPost.last(f"files.{prompt.post_id}", "⚠️ Not saved: " + "; ".join(refused)))
         text = uploads.prompt_with_files(prompt.text, saved, refused)
         return PromptIn(attrs.evolve(prompt, text=text, images=tuple(images)))
 
@@ -407,7 +442,7 @@ class SessionTask:
                 return
             except (OSError, ChatError) as exc:
                 text = f"⚠️ Could not send `{path}`: {exc}"
-        self._show(PutPost(f"get.{uuid.uuid4().hex}", text))
+        self._show(PutPost.last(f"get.{uuid.uuid4().hex}", text))
 
 
 def _save_new_file(folder: Path, name: str, data: bytes) -> str:

@@ -40,7 +40,7 @@ class MattermostLink:
         token: str,
         events: trio.MemorySendChannel[ChatEvent],
         *,
-        requests_per_second: float = 10.0,
+        requests_per_second: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rest_backoff: Backoff = REST_BACKOFF,
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
@@ -118,6 +118,12 @@ class MattermostLink:
 
     async def edit_post(self, post_id: str, message: str) -> Post:
         return await self.rest.edit_post(post_id, message)
+
+    def request_room(self) -> float:
+        return self.rest.request_room()
+
+    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
+        await self.rest.remove_reaction(post_id, emoji_name)
 
     async def add_reaction(self, post_id: str, emoji_name: str) -> None:
         await self.rest.add_reaction(post_id, emoji_name)

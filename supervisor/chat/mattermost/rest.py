@@ -30,7 +30,7 @@ from supervisor.chat.mattermost import codec
 from supervisor.chat.mattermost.codec import MalformedFrame
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.events import FileRef, Post
-from supervisor.core.ratelimit import TokenBucket
+from supervisor.core.ratelimit import RequestBudget, announced_limits
 
 log = logging.getLogger("supervisor.mattermost")
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class MattermostRest:
         token: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        requests_per_second: float = 10.0,
+        requests_per_second: float | None = None,
         backoff: Backoff = REST_BACKOFF,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -78,7 +78,8 @@ class MattermostRest:
             # Never httpx's default (verify=True): it would call certifi.where(); see tls.
             verify=ssl_context or tls.ssl_context(),
         )
-        self._budget = TokenBucket(rate=requests_per_second, burst=max(1.0, requests_per_second))
+        # Follows the server's announced limits; `requests_per_second` only caps it.
+        self._budget = RequestBudget(requests_per_second)
         self._backoff = backoff
         self._rng = rng or random.Random()
 
@@ -141,6 +142,11 @@ class MattermostRest:
     async def add_reaction(self, post_id: str, emoji_name: str) -> None:
         body = {"user_id": await self._my_id(), "post_id": post_id, "emoji_name": emoji_name}
         await self._call("POST", "/reactions", json=body)
+
+    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
+        me = quote(await self._my_id(), safe="")
+        emoji = quote(emoji_name, safe="")
+        await self._call("DELETE", f"/users/{me}/posts/{quote(post_id, safe='')}/reactions/{emoji}")
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created after `since_ms`, and posts changed after it, oldest first.
@@ -292,14 +298,20 @@ class MattermostRest:
             if self._budget.held(trio.current_time()) <= 0:
                 return
 
+    def request_room(self) -> float:
+        """Seconds until a deferrable request (an intermediate edit) may go: 0 while the
+        budget is comfortably full. Reserves nothing."""
+        return self._budget.room(trio.current_time())
+
     def _observe_budget_headers(self, response: httpx.Response) -> None:
-        # Only sent when the server's rate limiter is on. Remaining 0 means the next
-        # request would be refused: wait out the reset rather than provoke a 429.
-        remaining = _seconds(response.headers.get("X-RateLimit-Remaining"))
-        if remaining is not None and remaining < 1 and response.status_code != 429:
-            reset = _seconds(response.headers.get("X-RateLimit-Reset"))
-            if reset:
-                self._budget.pause(trio.current_time(), reset)
+        # Only sent when the server's rate limiter is on: adopt its limits, and never count
+        # on more than it says is left (a 429's own headers are honoured by the caller).
+        headers = response.headers
+        announced = announced_limits(
+            headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"), headers.get("X-RateLimit-Reset")
+        )
+        if announced is not None and response.status_code != 429:
+            self._budget.observe(trio.current_time(), announced)
 
 
 # --- helpers (pure) ------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""What a session puts in its thread, driven in memory (issue 13: fewer requests per answer,
+a thread that reads in the order things happened; issue 9 defect 5: flat memory)."""
+
+from __future__ import annotations
+
+from supervisor.core.agent_events import (
+    AgentEvent,
+    PermissionAsked,
+    TextBlock,
+    TextDelta,
+    ToolCall,
+    ToolOutcome,
+    TurnEnded,
+)
+from supervisor.core.outbox import Create, Edit, Outbox
+from supervisor.core.session import (
+    Effect,
+    MarkQueued,
+    QueuedPrompt,
+    SessionCore,
+    SessionSettings,
+    Show,
+)
+from supervisor.core.state import SessionRecord
+from supervisor.core.thread_ops import PutPost
+
+
+def core() -> SessionCore:
+    record = SessionRecord(id="s1", name="alpha", channel_id="dm", user_id="alice", cwd="/tmp", root_id="root")
+    session = SessionCore(record, SessionSettings(username="alice"))
+    session.start(0.0, launch_now=True)
+    session.agent_ready(123, 0.0)
+    return session
+
+
+def shown(effects: list[Effect]) -> list[PutPost]:
+    return [effect.op for effect in effects if isinstance(effect, Show)]
+
+
+def thread_of(ops: list[PutPost]) -> list[str]:
+    """The thread as the person reads it: posts in the order first put, latest text each."""
+    texts: dict[str, str] = {}
+    for op in ops:
+        texts[op.key] = op.text
+    return list(texts.values())
+
+
+def prompt(n: int) -> QueuedPrompt:
+    return QueuedPrompt(post_id=f"p{n}", channel_id="dm", text=f"prompt {n}")
+
+
+def test_the_completion_line_is_the_footer_of_the_answer() -> None:
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    ops = shown(session.agent_event(TextDelta("Hello"), 0.1))
+    ops += shown(session.agent_event(TextBlock("Hello, world."), 0.2))
+    ops += shown(session.agent_event(TurnEnded(total_cost_usd=0.01), 0.3))
+    thread = thread_of(ops)
+    assert len(thread) == 1  # one post: the answer, with the completion line below it
+    assert thread[0].startswith("Hello, world.\n\n✅ Done · ")
+    assert ops[-1].final
+
+
+def test_a_queued_prompt_is_marked_once_and_unmarked_when_its_turn_starts() -> None:
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    queued = session.prompt(prompt(2), 0.1)
+    assert queued == [MarkQueued("p2", True)]  # no post: one reaction
+    started = session.agent_event(TurnEnded(total_cost_usd=0.01), 0.2)
+    assert MarkQueued("p2", False) in started
+    assert [e for e in started if isinstance(e, MarkQueued)] == [MarkQueued("p2", False)]
+    third = session.agent_event(TurnEnded(total_cost_usd=0.02), 0.3)
+    assert not [e for e in third if isinstance(e, MarkQueued)]  # p3 never waited: no mark
+
+
+def test_text_after_a_permission_request_continues_below_it() -> None:
+    """Seen with the real CLI: the tool's result showed above the question that allowed it."""
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    ops = shown(session.agent_event(TextBlock("I will list the files."), 0.1))
+    ops += shown(session.agent_event(ToolCall("t1", "Bash", {"command": "ls"}), 0.1))
+    asked = session.agent_event(PermissionAsked("r1", "Bash", {"command": "ls"}, tool_use_id="t1"), 0.2)
+    ops += shown(asked)
+    perm_key = next(op.key for op in shown(asked) if op.key.startswith("perm."))
+    session.post_created(perm_key, "post-perm")
+    ops += shown(session.reaction("+1", "post-perm", 1.0))
+    ops += shown(session.agent_event(TextBlock("Tool finished. Result was: a b c"), 1.5))
+    ops += shown(session.agent_event(TurnEnded(total_cost_usd=0.01), 1.6))
+    keys = list(dict.fromkeys(op.key for op in ops))
+    thread = thread_of(ops)
+    perm = keys.index(perm_key)
+    assert "I will list the files." in thread[perm - 1] and "Tool finished" not in thread[perm - 1]
+    assert "Allowed" in thread[perm] or "allowed" in thread[perm]
+    assert thread[perm + 1].startswith("Tool finished. Result was: a b c\n\n✅ Done")
+    assert len(thread) == 3
+    # The earlier text went out as urgent (before the request), and nothing is left pending.
+    before = [op for op in shown(asked) if not op.key.startswith("perm.")]
+    assert before and all(not op.deferrable for op in before)
+    assert session.permission_posts == {}  # settled: its post is no longer remembered
+
+
+def test_a_failed_tool_above_a_request_is_still_marked() -> None:
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    session.agent_event(ToolCall("t1", "Bash", {"command": "rm x"}), 0.1)
+    session.agent_event(PermissionAsked("r1", "Bash", {"command": "rm x"}, tool_use_id="t1"), 0.2)
+    ops = shown(session.agent_event(ToolOutcome("t1", is_error=True, text="denied"), 0.3))
+    assert [op.key for op in ops] == ["t1.0"] and ops[0].text.startswith("❌")
+
+
+def test_a_short_answer_from_one_batch_of_events_is_one_create() -> None:
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    outbox = Outbox(0.7, id_prefix="test")
+    batch: list[AgentEvent] = [TextDelta("echo"), TextBlock("echo #1"), TurnEnded(total_cost_usd=0.01)]
+    for event in batch:
+        for op in shown(session.agent_event(event, 0.1)):
+            outbox.put(op, 0.1)
+    calls: list[Create | Edit] = []
+    while isinstance(call := outbox.next_action(0.1), Create | Edit):
+        calls.append(call)
+        outbox.done(call, "p0", 0.1)
+    assert len(calls) == 1 and isinstance(calls[0], Create)
+    assert calls[0].text.startswith("echo #1\n\n✅ Done")
+    assert len(outbox) == 0  # and once shown, the outbox forgets it
+
+
+def test_memory_of_a_long_running_session_stays_flat() -> None:
+    """Issue 9, defect 5: permission posts are forgotten once settled."""
+    session = core()
+    for n in range(2_000):
+        session.prompt(prompt(n), float(n))
+        asked = session.agent_event(PermissionAsked(f"r{n}", "Bash", {"command": "ls"}), n + 0.1)
+        key = next(op.key for op in shown(asked) if op.key.startswith("perm."))
+        session.post_created(key, f"post-{n}")
+        session.reaction("+1", f"post-{n}", n + 0.2)
+        session.agent_event(TurnEnded(total_cost_usd=0.01 * (n + 1)), n + 0.3)
+    assert session.permission_posts == {} and session.pending == {}
