@@ -7,13 +7,13 @@
         │   └── SessionTask.run       one per thread, its own cancel scope
         │       ├── poster            the thread's outbox -> REST
         │       └── agent             one Claude Code process (own process group)
-        ├── supervisor.desk           main-DM commands and replies, one at a time
+        ├── supervisor.desk.run       main-DM commands and replies, one at a time
         ├── supervisor.route_events   events -> pure router -> sessions / desk
         └── link.run                  the one WebSocket reader (reconnects, replays)
 
 Start order: the store, then the sessions nursery; only then can the Supervisor be built
 (it takes the nursery), so restoring sessions and finishing announcements a crash cut
-short (`recover_unannounced`) always have somewhere to start sessions. Both happen before
+short (`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
 the link starts, so the first catch-up finds every thread's session.
 """
 
@@ -76,12 +76,12 @@ async def serve(
                 sessions,
             )
             supervisor.restore_sessions()
-            await supervisor.recover_unannounced()
-            app.start_soon(supervisor.desk)
+            await supervisor.desk.recover_unannounced()
+            app.start_soon(supervisor.desk.run)
             app.start_soon(supervisor.route_events, events_recv)
             # The first hello reaches the router as a Resync: it catches up over REST.
             await app.start(link.run)
-            await supervisor.create_configured_sessions()
+            await supervisor.desk.create_configured_sessions()
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
             gc.freeze()

@@ -1,8 +1,9 @@
 """The supervisor: the registry of sessions, and the shell that applies the router.
 
 Owns: the map of thread roots to session tasks (which run in the sessions nursery, one
-task per thread, each in its own cancel scope), the post -> thread index reactions need,
-and the main-DM desk that answers commands one at a time. It reads chat events in order,
+task per thread, each in its own cancel scope), the way into each session's inbox, the
+post -> thread index reactions need, and the stop. The main DM's commands and every reply
+go to the desk (`runtime.desk`), which answers one at a time. It reads chat events in order,
 asks the pure router what each means, admits each post once (the store's ledger), and
 hands the result to the right session. It never decides what a post means itself.
 
@@ -16,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 
 import attrs
 import trio
@@ -46,9 +45,9 @@ from supervisor.core.router import (
 )
 from supervisor.core.session import QueuedPrompt, SessionCore, SessionSettings
 from supervisor.core.state import SessionRecord
-from supervisor.runtime import announce
 from supervisor.runtime.agent_process import AgentGrace
-from supervisor.runtime.mail import Feed, Mailbox
+from supervisor.runtime.desk import Desk
+from supervisor.runtime.mail import Feed
 from supervisor.runtime.session import (
     CommandIn,
     EndIn,
@@ -71,20 +70,6 @@ INBOX_HEADROOM = 100
 # rest is for closing the connection and leaving the interpreter.
 STOP_BUDGET_S = 8.5
 AGENTS_BEFORE_END_S = 0.7
-
-
-@attrs.frozen
-class _Command:
-    post: Post
-    command: commands.MainCommand | commands.BadCommand
-
-
-@attrs.frozen
-class _Reply:
-    channel_id: str
-    message: str
-    root_id: str = ""
-    handled: tuple[str, str] | None = None  # (channel, post) to mark handled once posted
 
 
 class SessionsNursery:
@@ -142,8 +127,7 @@ class Supervisor:
         self.refs: dict[str, SessionRef] = {}
         self._mail: dict[str, Feed[object]] = {}  # thread root id -> the way into its inbox
         self._post_thread: OrderedDict[str, str] = OrderedDict()
-        self._desk: Mailbox[_Reply | _Command] = Mailbox()
-        self._announcing: dict[str, SessionRecord] = {}  # root pending id -> record being announced
+        self.desk = Desk(config, chat, store, self, main_channels)
         self.agent_grace = AgentGrace(config.agent.shutdown_grace_s)
         self.view = RouterView(
             bot_user_id=chat.me.id,
@@ -172,9 +156,9 @@ class Supervisor:
         agent starts on the next message."""
         for record in self.store.state.sessions.values():
             if record.is_live and record.root_id and not record.answer_pending:
-                self._launch(self._register(record), launch_now=False)
+                self.launch(self.register(record), launch_now=False)
 
-    def _register(self, record: SessionRecord) -> SessionTask:
+    def register(self, record: SessionRecord) -> SessionTask:
         """Make the session routable: posts in its thread wait in its inbox from now on."""
         task = self.tasks.get(record.root_id)
         if task is not None:
@@ -191,8 +175,14 @@ class Supervisor:
         self._remember_post(root, root)
         return task
 
-    def _launch(self, task: SessionTask, *, launch_now: bool) -> None:
+    def launch(self, task: SessionTask, *, launch_now: bool) -> None:
         self.sessions.start_soon(self._session_lifetime, task, launch_now)
+
+    def end(self, root_id: str) -> bool:
+        mail = self._mail.get(root_id)
+        if mail is not None:
+            mail.put(EndIn())
+        return mail is not None
 
     async def _session_lifetime(self, task: SessionTask, launch_now: bool) -> None:
         root = task.core.record.root_id
@@ -271,9 +261,9 @@ class Supervisor:
         """Our own new thread root, seen on the event stream: from here on replies to it
         may arrive, so its session must be known now, whichever of this event and the
         REST answer to its creation reaches us first. (It is launched once announced.)"""
-        if isinstance(event, Posted) and event.post.pending_post_id in self._announcing:
-            record = self._announcing.pop(event.post.pending_post_id)
-            self._register(attrs.evolve(record, root_id=event.post.id, answer_pending=False))
+        if isinstance(event, Posted) and event.post.pending_post_id in self.desk.announcing:
+            record = self.desk.announcing.pop(event.post.pending_post_id)
+            self.register(attrs.evolve(record, root_id=event.post.id, answer_pending=False))
 
     async def apply(self, decision: Decision) -> None:
         if isinstance(decision, Resync):
@@ -292,7 +282,7 @@ class Supervisor:
                 self._to_session(session.root_id, PromptIn(prompt, post.file_ids), post)
             case RunThreadCommand(session, post, command):
                 if isinstance(command, commands.ListSessions):
-                    self._reply(post.channel_id, post.id, self._sessions_text(), root_id=post.thread_id)
+                    self.desk.reply(post.channel_id, post.id, self.desk.sessions_text(), root_id=post.thread_id)
                 else:
                     message = CommandIn(command, post.id, post.channel_id)
                     self._to_session(session.root_id, message, post, urgent=isinstance(command, commands.Stop))
@@ -302,18 +292,18 @@ class Supervisor:
                     # Urgent: a 🛑 is about the turn running now, not after a flood's prompts.
                     mail.put(ReactionIn(reaction.emoji_name, reaction.post_id), urgent=True)
             case RunMainCommand(post, command):
-                self._desk.put(_Command(post, command))
+                self.desk.command(post, command)
             case Guide(post):
-                self._reply(post.channel_id, post.id, texts.GUIDANCE, root_id=post.root_id)
+                self.desk.reply(post.channel_id, post.id, texts.GUIDANCE, root_id=post.root_id)
             case AnswerEnded(session, post):
-                self._reply(post.channel_id, post.id, texts.ENDED, root_id=session.root_id)
+                self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=session.root_id)
             case _:
                 log.debug("ignored: %s", decision)
 
     def _to_session(self, root_id: str, message: object, post: Post, *, urgent: bool = False) -> None:
         task, mail = self.tasks.get(root_id), self._mail.get(root_id)
         if task is None or mail is None or task.core.state.is_final:
-            self._reply(post.channel_id, post.id, texts.ENDED, root_id=root_id)
+            self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=root_id)
             return
         mail.put(message, urgent=urgent)
 
@@ -323,16 +313,13 @@ class Supervisor:
         def answer(message: object) -> None:
             match message:
                 case PromptIn(prompt):
-                    self._reply(prompt.channel_id, prompt.post_id, texts.ENDED, root_id=root_id)
+                    self.desk.reply(prompt.channel_id, prompt.post_id, texts.ENDED, root_id=root_id)
                 case CommandIn(_, post_id, channel_id):
-                    self._reply(channel_id, post_id, texts.ENDED, root_id=root_id)
+                    self.desk.reply(channel_id, post_id, texts.ENDED, root_id=root_id)
                 case _:
                     pass  # a reaction, or an end, for a session that is over: nothing to do
 
         return answer
-
-    def _reply(self, channel_id: str, post_id: str, message: str, *, root_id: str = "") -> None:
-        self._desk.put(_Reply(channel_id, message, root_id, handled=(channel_id, post_id)))
 
     async def catch_up(self) -> None:
         """Fetch what was posted while we were away, and handle it in order, once."""
@@ -349,171 +336,3 @@ class Supervisor:
             for post in sorted(fresh, key=lambda p: (p.create_at, p.id)):
                 await self.apply(route_post(post, self.view))
 
-    # --- the main-DM desk: commands and replies, one at a time ----------------------
-
-    async def desk(self) -> None:
-        while True:
-            item = await self._desk.get()
-            if isinstance(item, _Reply):
-                await self._post_reply(item)
-                continue
-            answer = await self._main_command(item.post, item.command)
-            if answer is not None:
-                handled = (item.post.channel_id, item.post.id)
-                await self._post_reply(_Reply(item.post.channel_id, answer, handled=handled))
-
-    async def _post_reply(self, reply: _Reply) -> None:
-        try:
-            await self.chat.create_post(reply.channel_id, reply.message, root_id=reply.root_id)
-        except ChatError as exc:
-            log.error("could not answer in %s: %s", reply.channel_id, exc)
-        if reply.handled is not None:
-            await self.store.mark_handled(*reply.handled)
-
-    async def _main_command(self, post: Post, command: object) -> str | None:
-        """The answer to post, or None when the command answered itself."""
-        match command:
-            case commands.BadCommand(reason):
-                return f"⚠️ {reason}"
-            case commands.Help():
-                return texts.HELP
-            case commands.ListSessions():
-                return self._sessions_text()
-            case commands.NewSession(name, cwd, persona):
-                return await self.new_session(post.channel_id, post.user_id, name, cwd, persona, command=post)
-            case commands.EndSession(name):
-                return self._end_by_name(name or "")
-        return texts.GUIDANCE
-
-    def _sessions_text(self) -> str:
-        rows = []
-        for record in sorted(self.store.state.sessions.values(), key=lambda r: r.created_at):
-            if not record.root_id:
-                continue
-            task = self.tasks.get(record.root_id)
-            state = task.core.state.value if task else record.status
-            rows.append(
-                texts.SessionRow(record.name, state, record.cwd, record.created_at, self.chat.permalink(record.root_id))
-            )
-        return texts.sessions_table(rows, texts.utc_iso(time.time()))
-
-    def _end_by_name(self, name: str) -> str:
-        record = self.store.state.live_session_named(name)
-        mail = self._mail.get(record.root_id) if record else None
-        if record is None or mail is None:
-            return f"⚠️ No live session is called `{name}`. `!sessions` lists them."
-        mail.put(EndIn())
-        return f"Ending session **{name}**: {self.chat.permalink(record.root_id)}"
-
-    # --- new sessions: created, announced once, finished after a crash ----------------
-
-    async def new_session(
-        self, channel_id: str, user_id: str, name: str, cwd: str | None, persona: str | None, *, command: Post | None = None
-    ) -> str | None:
-        """Create a session for `command` (a `!new` post) or, without one, from the config.
-        Returns the refusal to post, or None: the session answered its `!new` itself."""
-        problem, directory = self._check_new(name, cwd, persona)
-        if problem:
-            return f"⚠️ {problem}"
-        record = SessionRecord(
-            id=str(uuid.uuid4()),
-            name=name,
-            channel_id=channel_id,
-            user_id=user_id,
-            cwd=str(directory),
-            persona=persona or "",
-            root_pending_id=f"{user_id}:{uuid.uuid4().hex}",
-            answer_pending=command is not None,
-            created_at=texts.utc_iso(time.time()),
-            from_config=command is None,
-        )
-        # One durable write: the session exists and its `!new` is handled, together. A crash
-        # before it did nothing (the `!new` is handled afresh by the next start); a crash
-        # after it is finished by the next start (`recover_unannounced`). Either way the
-        # command is handled once and answered once.
-        await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
-        await self._announce(record, recovering=False)
-        return None
-
-    def _check_new(self, name: str, cwd: str | None, persona: str | None) -> tuple[str, Path]:
-        directory = Path(cwd).expanduser() if cwd else Path(self.config.agent.default_cwd)
-        if self.store.state.live_session_named(name):
-            return f"A live session is already called `{name}`; pick another name or `!end {name}` first.", directory
-        if persona and persona not in self.config.personas:
-            known = ", ".join(f"`{p}`" for p in self.config.personas) or "none are configured"
-            return f"There is no persona `{persona}` ({known}).", directory
-        if not directory.is_absolute():
-            directory = Path(self.config.agent.default_cwd) / directory
-        if not directory.is_dir():
-            return f"`{directory}` is not an existing directory.", directory
-        return "", directory.resolve()
-
-    async def recover_unannounced(self) -> None:
-        """Finish the announcements a crash cut short: a thread root that may not exist
-        yet, an answer to `!new` that may not be posted. Runs before the catch-up, so that
-        replies already written under such a root reach its session."""
-        for record in list(self.store.state.sessions.values()):
-            if not record.is_live or (record.root_id and not record.answer_pending):
-                continue
-            try:
-                await self._announce(record, recovering=True)
-            except ChatError as exc:
-                log.error("could not finish announcing session %s (%s); the next start tries again", record.name, exc)
-
-    async def _announce(self, record: SessionRecord, *, recovering: bool) -> None:
-        """Post the thread root, make the session routable, answer its `!new`, record that
-        all of it is done, then launch it. Recovering, what already reached the server is
-        found (`announce`), never posted twice."""
-        me = self.chat.me.id
-        seen: list[Post] = []
-        if recovering:
-            seen = await self.chat.posts_since(record.channel_id, announce.look_since_ms(record))
-        root_id = record.root_id
-        if not root_id:
-            found = announce.find_root(seen, record, me)
-            root_id = found.id if found else await self._post_root(record)
-            if not root_id:
-                return
-        task = self._register(attrs.evolve(record, root_id=root_id, answer_pending=False))
-        if record.answer_pending:
-            answer = announce.started_text(task.core.record, self.chat.permalink)
-            if not announce.has_answer(seen, record, me, answer):
-                try:
-                    await self.chat.create_post(
-                        record.channel_id, answer, pending_post_id=announce.answer_pending_id(record)
-                    )
-                except ChatError as exc:
-                    log.error("could not answer !new %s: %s", record.name, exc)
-        await self.store.save(task.core.record)  # launched only now: it cannot save over this
-        self._launch(task, launch_now=not recovering)
-        log.info("session %s %s in %s (thread %s)", record.name, "recovered" if recovering else "started", record.cwd, root_id)
-
-    async def _post_root(self, record: SessionRecord) -> str:
-        """The new thread root's id; "" when the server refused it (the session failed)."""
-        self._announcing[record.root_pending_id] = record
-        try:
-            root = await self.chat.create_post(
-                record.channel_id, texts.thread_root(record), pending_post_id=record.root_pending_id
-            )
-            return root.id
-        except ChatError as exc:
-            log.error("could not post the thread root of %s: %s", record.name, exc)
-            await self.store.save(attrs.evolve(record, status="failed", answer_pending=False))
-            if record.answer_pending:
-                self._desk.put(_Reply(record.channel_id, f"⚠️ Could not start session **{record.name}**: {exc}"))
-            return ""
-        finally:
-            self._announcing.pop(record.root_pending_id, None)
-
-    async def create_configured_sessions(self) -> None:
-        """`[[sessions]]` from the config exist from the first start on, one thread each."""
-        if not self.main_channels:
-            return
-        channel_id, user_id = next(iter(self.main_channels.items()))
-        known = {r.name for r in self.store.state.sessions.values() if r.from_config}
-        for spec in self.config.sessions:
-            if spec.name in known:
-                continue
-            refused = await self.new_session(channel_id, user_id, spec.name, str(spec.cwd), spec.persona or None)
-            if refused:
-                log.error("configured session %s: %s", spec.name, refused)
