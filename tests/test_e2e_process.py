@@ -148,5 +148,6 @@ async def test_sigterm_exits_within_10s_even_with_a_long_grace_and_agents_that_i
         took = time.monotonic() - started
         assert process.poll() == 0, f"exit {process.poll()} after {took:.1f}s\n{w.log_text()}"
         assert took < 10, f"the stop took {took:.1f}s"
+        print(f"\nSIGTERM -> exit with 4 deaf agents and a 30 s grace: {took:.2f} s")
         for _pid, pgid in agents:
             assert not _group_alive(pgid), f"agent group {pgid} outlived the supervisor"
