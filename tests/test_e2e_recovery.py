@@ -116,7 +116,11 @@ async def test_kills_0_to_60ms_after_new_handle_it_once_and_answer_once(tmp_path
             w.spawn()
             await _serving(w)
             assert w.process is not None and w.process.poll() is None, w.log_text()
-            await w.wait_for(lambda name=name: _roots(w, name) and _started(w, name), 30)
+
+            def announced(name: str = name) -> bool:
+                return bool(_roots(w, name) and _started(w, name))
+
+            await w.wait_for(announced, 30)
         await _desk_idle(w)
         assert "AssertionError" not in w.log_text()
         assert not _refusals(w), _refusals(w)
