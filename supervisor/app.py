@@ -1,15 +1,20 @@
 """The nursery tree: the whole architecture, top-down, in one place.
 
-    run(config)                       signals -> graceful shutdown
+    run(config)                       signals -> graceful shutdown (all within 10 s)
     └── serve(config)                 the app nursery
         ├── store.run                 persistence actor: the only writer of sessions.json
-        ├── supervisor.run_sessions   the sessions nursery
+        ├── open_sessions             the sessions nursery (a Supervisor needs it to exist)
         │   └── SessionTask.run       one per thread, its own cancel scope
         │       ├── poster            the thread's outbox -> REST
         │       └── agent             one Claude Code process (own process group)
-        ├── link.run                  the one WebSocket reader (reconnects, replays)
+        ├── supervisor.desk.run       main-DM commands and replies, one at a time
         ├── supervisor.route_events   events -> pure router -> sessions / desk
-        └── supervisor.desk           main-DM commands and replies, one at a time
+        └── link.run                  the one WebSocket reader (reconnects, replays)
+
+Start order: the store, then the sessions nursery; only then can the Supervisor be built
+(it takes the nursery), so restoring sessions and finishing announcements a crash cut
+short (`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
+the link starts, so the first catch-up finds every thread's session.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 from supervisor.runtime.reaper import reap
 from supervisor.runtime.store import Store
-from supervisor.runtime.supervisor import Supervisor
+from supervisor.runtime.supervisor import STOP_BUDGET_S, SessionsNursery, Supervisor, open_sessions
 
 log = logging.getLogger("supervisor")
+
+LINK_CLOSE_S = 0.5  # part of the 10 s a stop may take, after `Supervisor.shutdown`
 
 
 async def serve(
@@ -55,31 +62,33 @@ async def serve(
     )
     try:
         allowed, main_channels = await _resolve_people(link, config.mattermost.allowed_users)
-        supervisor = Supervisor(
-            config,
-            link,
-            store,
-            ClaudeBackend(config.agent.command, config.agent.args),
-            allowed,
-            main_channels,
-            os.environ if base_env is None else base_env,
-        )
         async with trio.open_nursery() as app:
             await app.start(store.run)
-            await supervisor.recover_unannounced()
-            await app.start(supervisor.run_sessions)
-            app.start_soon(supervisor.desk)
+            sessions: SessionsNursery = await app.start(open_sessions)
+            supervisor = Supervisor(
+                config,
+                link,
+                store,
+                ClaudeBackend(config.agent.command, config.agent.args),
+                allowed,
+                main_channels,
+                os.environ if base_env is None else base_env,
+                sessions,
+            )
+            supervisor.restore_sessions()
+            await supervisor.desk.recover_unannounced()
+            app.start_soon(supervisor.desk.run)
             app.start_soon(supervisor.route_events, events_recv)
             # The first hello reaches the router as a Resync: it catches up over REST.
             await app.start(link.run)
-            await supervisor.create_configured_sessions()
+            await supervisor.desk.create_configured_sessions()
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
             gc.freeze()
             log.info("serving %d session(s) for %s", len(supervisor.tasks), ", ".join(config.mattermost.allowed_users))
             task_status.started(supervisor)
     finally:
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):
             await link.aclose()
 
 
@@ -107,7 +116,9 @@ async def run(config: Config) -> None:
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 break
-            with trio.move_on_after(9):
-                await supervisor.shutdown()
+            deadline = trio.current_time() + STOP_BUDGET_S
+            # Bounded by its deadline already; the scope is a last guard, not the plan.
+            with trio.move_on_at(deadline + 0.5):
+                await supervisor.shutdown(deadline)
             nursery.cancel_scope.cancel()
     log.info("stopped")

@@ -96,10 +96,14 @@ def _run(config: Config) -> int:
 
 
 def _sessions(config: Config, *, as_json: bool) -> int:
-    from supervisor.runtime.store import load_state
+    """The persisted table. Read-only: a damaged file is reported, never moved or rewritten
+    (a running daemon may own it; only `run` sets damaged files aside)."""
+    from supervisor.runtime.store import read_state
 
-    state = load_state(config.state.dir) if config.state.dir.is_dir() else None
-    records = sorted(state.sessions.values(), key=lambda r: r.created_at) if state else []
+    on_disk = read_state(config.state.dir) if config.state.dir.is_dir() else None
+    for problem in on_disk.problems if on_disk else ():
+        print(f"supervisor: {problem}", file=sys.stderr)
+    records = sorted(on_disk.state.sessions.values(), key=lambda r: r.created_at) if on_disk else []
     if as_json:
         print(json.dumps([attrs.asdict(r) for r in records], indent=2))
         return 0

@@ -2,7 +2,8 @@
 
 Checks, in this order: the configuration (already loaded by the CLI), the server answers a
 ping, the token is accepted, whose token it is (bot or user), each allowed user exists, the
-agent command runs (`<agent.command> --version`), the state directory is writable.
+agent command runs (`<agent.command> --version`), the state directory is writable (or can
+be created).
 
 This module owns those checks and their report. Each check is a small function returning a
 `CheckResult`; turning results into text (`format_report`) and an exit status
@@ -12,6 +13,8 @@ need the server. Checks that do need it are reported as skipped (and failed) whe
 unreachable or the token is refused.
 
 It must never:
+- change anything on disk: a daemon may be running on the same state directory, so the
+  state check asks the file system (`os.access`) instead of creating or writing anything;
 - print the token, or any URL credentials (the report is meant to be pasted into a ticket);
 - wait without bound: every network call and the agent run under a cancel scope
   (`Limits`), and `MattermostRest`'s retry-forever methods rely on that;
@@ -21,10 +24,8 @@ It must never:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import secrets
 import shlex
 import signal
 import socket
@@ -501,37 +502,25 @@ async def agent_check(agent: AgentConfig, env: Mapping[str, str]) -> CheckResult
 
 
 def state_dir_check(directory: Path) -> CheckResult:
-    """Create `directory` if missing, then create, write, fsync and delete a probe file.
+    """Can `run` write in `directory` (or create it)? Asks only: creates and writes nothing.
 
     Blocking file system calls: run it in a thread.
     """
     fix = f"set state.dir to a directory this user can write, or fix the permissions of {directory}"
-    created = not directory.exists()
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError:
-        return CheckResult("state directory", False, f"{directory} is not a directory", fix)
-    except OSError as error:
-        return CheckResult(
-            "state directory", False, f"cannot create {directory}: {error.strerror}", fix
-        )
-    probe = directory / f".doctor-probe-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, b"supervisor check\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                probe.unlink()
-    except OSError as error:
-        return CheckResult(
-            "state directory", False, f"cannot write in {directory}: {error.strerror}", fix
-        )
-    return CheckResult(
-        "state directory", True, f"{directory} is writable" + (" (created)" if created else "")
-    )
+    if directory.exists():
+        if not directory.is_dir():
+            return CheckResult("state directory", False, f"{directory} is not a directory", fix)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return CheckResult("state directory", False, f"cannot write in {directory}: Permission denied", fix)
+        return CheckResult("state directory", True, f"{directory} is writable")
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return CheckResult("state directory", False, f"cannot create {directory}: Not a directory", fix)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return CheckResult("state directory", False, f"cannot create {directory}: Permission denied", fix)
+    return CheckResult("state directory", True, f"{directory} does not exist yet; `run` will create it")
 
 
 # --- gathering ---------------------------------------------------------------------------

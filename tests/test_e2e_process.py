@@ -124,3 +124,30 @@ async def test_json_logs_carry_no_secrets(tmp_path: Path) -> None:
         assert lines and all({"t", "level", "logger", "msg"} <= line.keys() for line in lines)
         assert w.server.bot_token not in err.decode()
         assert process.returncode == 0
+
+
+async def test_sigterm_exits_within_10s_even_with_a_long_grace_and_agents_that_ignore_sigterm(tmp_path: Path) -> None:
+    """Issue 9, defect 4: a 30 s grace and four agents deaf to stdin EOF and SIGTERM. The
+    whole stop (interrupt, settle, end every agent, flush) still fits in 10 s: agents are
+    ended in parallel and the grace is cut to what the stop's deadline leaves."""
+    async with world(tmp_path) as w:
+        w.configure(agent={"shutdown_grace_s": 30})
+        process = w.spawn()
+        roots = [await w.new_session(f"deaf{n}") for n in range(4)]
+        for root in roots:
+            await w.say("[stubborn] ignore everything", root)
+        await w.wait_for(lambda: sum(
+            1 for line in w.agent_lines() if line.get("event") == "note" and "ignored" in str(line.get("what"))) == 4, 30)
+        agents = [(s["pid"], s["pgid"]) for s in w.agent_starts()]
+        assert len(agents) == 4
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(12):
+            while process.poll() is None:
+                await trio.sleep(0.02)
+        took = time.monotonic() - started
+        assert process.poll() == 0, f"exit {process.poll()} after {took:.1f}s\n{w.log_text()}"
+        assert took < 10, f"the stop took {took:.1f}s"
+        print(f"\nSIGTERM -> exit with 4 deaf agents and a 30 s grace: {took:.2f} s")
+        for _pid, pgid in agents:
+            assert not _group_alive(pgid), f"agent group {pgid} outlived the supervisor"

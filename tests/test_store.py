@@ -54,8 +54,11 @@ def test_state_file_survives_sigkill_of_its_writer_200_times(tmp_path: Path) -> 
         assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
         time.sleep(rng.uniform(0, 0.02))  # a write takes ~1 ms: the kill lands anywhere in one
         writer.send_signal(signal.SIGKILL)
-        printed = writer.communicate(timeout=10)[0].split()
         writer.wait(timeout=10)
+        # read(), not communicate(timeout=...): the latter reads the pipe's fd directly and
+        # misses what readline() above already buffered (a fast writer's first lines)
+        printed = writer.stdout.read().split()
+        writer.stdout.close()
         state = load_state(tmp_path)  # never raises, never falls back to empty
         generation = _generation(state)
         completed = int(printed[-1]) if printed else last

@@ -35,6 +35,9 @@ class SessionRecord:
     persona: str = ""
     root_id: str = ""  # the thread root post; "" until announced
     root_pending_id: str = ""  # idempotency key of the root post, to find it after a crash
+    # The `!new` that made this session is handled (in the same write as this record) but
+    # its answer, "Started session ... <link>", may not be posted yet: a start finishes it.
+    answer_pending: bool = False
     created_at: str = ""  # UTC ISO 8601
     has_history: bool = False  # the agent conversation has at least one prompt
     status: str = "live"  # live | suspended | ended | failed

@@ -4,17 +4,23 @@ Owns the child: its pipes, its process group, its exit. The caller reads events 
 `events()` (one task), writes with `send()` (serialised by a lock), and leaves the
 `async with` to tear the process down: close stdin, SIGTERM the group, grace, SIGKILL,
 always wait. Decides nothing about what the events mean.
+
+The grace is an `AgentGrace`, shared by every agent: the configured one, until the
+supervisor stops; from then on cut to what is left before the stop's deadline, so that all
+agents (each ended by its own session task, so in parallel) are gone in time, whatever
+`shutdown_grace_s` says and however many there are.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
@@ -24,6 +30,38 @@ from supervisor.core.agent_events import AgentCommand, AgentEvent
 log = logging.getLogger("supervisor.agent")
 
 MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
+CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
+VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
+
+
+class AgentGrace:
+    """How long an ending agent may take before its group is SIGKILLed.
+
+    Invariant: every teardown in progress runs in one of `_scopes`, whose deadline is never
+    later than `deadline`; so `stop_by` also cuts the teardowns that began before it.
+    """
+
+    def __init__(self, configured_s: float) -> None:
+        self.configured_s = configured_s  # between SIGTERM and SIGKILL, while not stopping
+        self.deadline = math.inf  # trio time by which every agent must be gone
+        self._scopes: set[trio.CancelScope] = set()
+
+    def stop_by(self, deadline: float) -> None:
+        """The supervisor stops: every agent, ending now or later, is gone by `deadline`."""
+        self.deadline = min(self.deadline, deadline)
+        for scope in self._scopes:
+            scope.deadline = min(scope.deadline, self.deadline)
+
+    @contextmanager
+    def bounded(self) -> Iterator[None]:
+        """The polite part of one teardown: cut short at the deadline (SIGKILL follows)."""
+        scope = trio.CancelScope(deadline=self.deadline)
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield
+        finally:
+            self._scopes.discard(scope)
 
 
 class AgentProcess:
@@ -64,7 +102,7 @@ class AgentProcess:
 
     async def close_stdin(self) -> None:
         if self.proc.stdin is not None:
-            with trio.move_on_after(1):
+            with trio.move_on_after(CLOSE_STDIN_S):
                 await self.proc.stdin.aclose()
 
     async def wait(self) -> int:
@@ -114,7 +152,7 @@ def kill_group(pgid: int, sig: signal.Signals) -> bool:
 
 @asynccontextmanager
 async def open_agent(
-    backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace_s: float
+    backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace: float | AgentGrace
 ) -> AsyncIterator[AgentProcess]:
     """Start the agent in its own process group; on exit, end the whole group."""
     proc = await trio.lowlevel.open_process(
@@ -132,20 +170,21 @@ async def open_agent(
         yield agent
     finally:
         with trio.CancelScope(shield=True):
-            await terminate(agent, grace_s)
+            await terminate(agent, grace if isinstance(grace, AgentGrace) else AgentGrace(grace))
 
 
-async def terminate(agent: AgentProcess, grace_s: float) -> None:
+async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
     """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait."""
     proc = agent.proc
-    await agent.close_stdin()
-    # An idle CLI exits by itself ~50 ms after its stdin closes: give it that chance first.
-    with trio.move_on_after(min(grace_s, 1.0)):
-        await proc.wait()
-    if proc.returncode is None:
-        kill_group(proc.pid, signal.SIGTERM)
-        with trio.move_on_after(grace_s):
+    with grace.bounded():
+        await agent.close_stdin()
+        # An idle CLI exits by itself soon after its stdin closes: give it that chance first.
+        with trio.move_on_after(min(grace.configured_s, VOLUNTARY_EXIT_S)):
             await proc.wait()
+        if proc.returncode is None:
+            kill_group(proc.pid, signal.SIGTERM)
+            with trio.move_on_after(grace.configured_s):
+                await proc.wait()
     # Even when the leader is gone, children it spawned may linger in the group.
     kill_group(proc.pid, signal.SIGKILL)
     await proc.wait()

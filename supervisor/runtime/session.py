@@ -43,7 +43,7 @@ from supervisor.core.session import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.runtime.agent_process import AgentProcess, open_agent
+from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor.session")
@@ -117,7 +117,7 @@ class SessionDeps:
     store: Store
     backend: AgentBackend
     base_env: Mapping[str, str]
-    shutdown_grace_s: float
+    shutdown_grace_s: AgentGrace  # the configured grace, cut short while the supervisor stops
     edit_interval_s: float
     max_get_bytes: int
     max_upload_bytes: int

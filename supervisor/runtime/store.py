@@ -6,7 +6,11 @@ atomic and durable: temp file in the same directory, fsync, rename, fsync the di
 The previous good copy is kept as `sessions.json.prev`, so a damaged file (disk trouble,
 a hand edit) falls back to it, loudly.
 
-Never decides what a session is or does; it only records.
+Never decides what a session is or does; it only records. Changes reach it through a
+`Mailbox`: handing one over never blocks and never fails, however many are waiting.
+
+`read_state` is for the read-only commands (`sessions`, `check`): it changes nothing on
+disk, not even a damaged file, which only `run` (through `load_state`) sets aside.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import attrs
 import trio
 
 from supervisor.core.state import Encoder, Ledger, SessionRecord, State, StateFileError, decode
+from supervisor.runtime.mail import Mailbox
 
 log = logging.getLogger("supervisor.store")
 
@@ -41,7 +46,7 @@ class Store:
         self.state = state
         self.ledger = Ledger.from_state(state.channels)
         self._encoder = Encoder()
-        self._send, self._inbox = trio.open_memory_channel[_Change](10_000)
+        self._inbox: Mailbox[_Change] = Mailbox()
         self.writes = 0
 
     @classmethod
@@ -51,55 +56,50 @@ class Store:
 
     # --- what others call ------------------------------------------------------
 
-    async def save(self, record: SessionRecord) -> None:
-        """Record a session and wait until it is durable."""
+    async def save(self, record: SessionRecord, *, handled: tuple[str, str] | None = None) -> None:
+        """Record a session and wait until it is durable. With `handled` (channel id, post
+        id), that post's handled mark is in the same write: both are on disk, or neither."""
         done = trio.Event()
-        await self._send.send(_Change(record=record, done=done))
+        self._inbox.put(_Change(record=record, handled=handled, done=done))
         await done.wait()
 
     def save_soon(self, record: SessionRecord) -> None:
         """Record a session; durable within a write, nobody waits."""
-        self._send.send_nowait(_Change(record=record))
+        self._inbox.put(_Change(record=record))
 
     def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:
         """In memory only: True the first time a post is seen and not yet dealt with."""
         return self.ledger.admit(channel_id, post_id, create_at)
 
     def handled(self, channel_id: str, post_id: str) -> None:
-        self._send.send_nowait(_Change(handled=(channel_id, post_id)))
+        self._inbox.put(_Change(handled=(channel_id, post_id)))
 
     async def mark_handled(self, channel_id: str, post_id: str) -> None:
         """Record a post as dealt with and wait until that is durable."""
         done = trio.Event()
-        await self._send.send(_Change(handled=(channel_id, post_id), done=done))
+        self._inbox.put(_Change(handled=(channel_id, post_id), done=done))
         await done.wait()
 
     async def flush(self) -> None:
         done = trio.Event()
-        await self._send.send(_Change(done=done))
+        self._inbox.put(_Change(done=done))
         await done.wait()
 
     # --- the actor -------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async with self._inbox:
-            while True:
-                batch = [await self._inbox.receive()]
-                while True:
-                    try:
-                        batch.append(self._inbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                self._apply(batch)
-                raw = self._encoder.encode(self.state)
-                # Shielded: a write that started must finish, or the acks would lie.
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(write_atomically, self.directory, raw)
-                self.writes += 1
-                for change in batch:
-                    if change.done is not None:
-                        change.done.set()
+        while True:
+            batch = await self._inbox.get_all()  # group commit: one write for all waiting
+            self._apply(batch)
+            raw = self._encoder.encode(self.state)
+            # Shielded: a write that started must finish, or the acks would lie.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(write_atomically, self.directory, raw)
+            self.writes += 1
+            for change in batch:
+                if change.done is not None:
+                    change.done.set()
 
     def _apply(self, batch: list[_Change]) -> None:
         sessions = dict(self.state.sessions)
@@ -139,32 +139,55 @@ def write_atomically(directory: Path, raw: bytes) -> None:
         os.close(dir_fd)
 
 
+@attrs.frozen
+class StateOnDisk:
+    """What the state directory holds: the state to use, and what is wrong there."""
+
+    state: State
+    found: bool  # a good copy was found (else `state` is empty)
+    damaged: tuple[str, ...]  # names of the files that do not decode
+    problems: tuple[str, ...]  # one sentence each, for the log or the terminal
+
+
+def read_state(directory: Path) -> StateOnDisk:
+    """The last good state (sessions.json, else its .prev copy). Reads only: nothing on disk
+    changes, whatever it finds."""
+    damaged: list[str] = []
+    problems: list[str] = []
+    for name in (FILE_NAME, f"{FILE_NAME}.prev"):
+        path = directory / name
+        try:
+            state = decode(path.read_bytes())
+        except FileNotFoundError:
+            if name == FILE_NAME and (directory / f"{FILE_NAME}.prev").exists():
+                problems.append(f"state file {path} is missing (a write was cut)")
+            continue
+        except StateFileError as exc:
+            damaged.append(name)
+            problems.append(f"state file {path} is damaged ({exc})")
+            continue
+        if problems:
+            problems.append(f"using the previous good state from {name}")
+        return StateOnDisk(state, True, tuple(damaged), tuple(problems))
+    return StateOnDisk(State(), False, tuple(damaged), tuple(problems))
+
+
 def load_state(directory: Path) -> State:
-    """The last good state. A damaged file is kept aside under a new name, never lost."""
-    path = directory / FILE_NAME
-    prev = directory / f"{FILE_NAME}.prev"
-    if path.exists():
-        try:
-            return decode(path.read_bytes())
-        except StateFileError as exc:
-            aside = directory / f"{FILE_NAME}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
-            os.replace(path, aside)
-            log.error("state file %s is damaged (%s); kept it as %s", path, exc, aside.name)
-    elif prev.exists():
-        log.warning("state file %s is missing; using the previous copy (a write was cut)", path)
-    if prev.exists():
-        try:
-            state = decode(prev.read_bytes())
-            log.error("restored the previous good state from %s", prev.name)
-            return state
-        except StateFileError as exc:
-            log.error("the previous copy %s is damaged too (%s)", prev.name, exc)
-            os.replace(prev, directory / f"{FILE_NAME}.prev.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-    if any(directory.glob(f"{FILE_NAME}*.damaged-*")):
+    """The last good state, for `run`. A damaged file is kept aside under a new name, never
+    lost: the next write would otherwise replace the evidence."""
+    on_disk = read_state(directory)
+    for problem in on_disk.problems:
+        log.error("%s", problem)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for name in on_disk.damaged:
+        aside = directory / f"{name}.damaged-{stamp}"
+        os.replace(directory / name, aside)
+        log.error("kept the damaged %s as %s", name, aside.name)
+    if not on_disk.found and any(directory.glob(f"{FILE_NAME}*.damaged-*")):
         log.error(
             "STARTING WITH AN EMPTY STATE: no good copy of %s exists; the damaged files are "
             "kept in %s for inspection",
             FILE_NAME,
             directory,
         )
-    return State()
+    return on_disk.state

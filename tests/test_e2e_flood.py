@@ -1,0 +1,99 @@
+"""Issue 9, defect 7: a flood of posts into one thread neither crashes the supervisor nor
+drops a post or a stop, and other threads keep being served.
+
+To fill a session's inbox for sure, the disk is made to stall (the store's write waits on a
+gate) while the session waits for a durable handled mark: the router keeps routing what
+the server sends, the session cannot take it, and its inbox overflows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+import supervisor.runtime.store as store_module
+from tests.harness import World, world
+
+FLOOD = 1500  # more than a session's inbox holds
+
+
+class StalledDisk:
+    """While closed, every state write waits (in its worker thread) until it opens."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.open.set()
+        self.waiting = threading.Event()
+
+    def write(self, directory: Path, raw: bytes) -> None:
+        if not self.open.is_set():
+            self.waiting.set()
+            self.open.wait(60)
+        REAL_WRITE(directory, raw)
+
+
+REAL_WRITE = store_module.write_atomically
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledDisk]:
+    stalled = StalledDisk()
+    monkeypatch.setattr(store_module, "write_atomically", stalled.write)
+    yield stalled
+    stalled.open.set()
+
+
+def _socket_backlog(w: World) -> int:
+    """Events the fake server has queued for the supervisor's WebSocket, not yet sent."""
+    return max((len(conn.pending) for conns in w.server.hub.by_user.values() for conn in conns), default=0)
+
+
+def _interrupts(w: World) -> int:
+    return sum(
+        1 for line in w.agent_lines()
+        if line.get("event") == "stdin" and line.get("line", {}).get("request", {}).get("subtype") == "interrupt"
+    )
+
+
+async def test_a_flood_into_one_thread_loses_no_post_and_no_stop(tmp_path: Path, disk: StalledDisk) -> None:
+    async with world(tmp_path) as w:
+        w.configure(mattermost={"requests_per_second": 1000})
+        supervisor = await w.start()
+        root = await w.new_session("flooded")
+        other = await w.new_session("calm")
+        await w.say("[slow 60] a long turn", root)
+        await w.wait_for(lambda: supervisor.tasks[root].core.turn is not None, 20)
+
+        disk.open.clear()
+        await w.say("!status", root)  # its handled mark waits for the stalled disk
+        await trio.to_thread.run_sync(disk.waiting.wait, 20)
+        admitted = sum(len(v) for v in supervisor.store.ledger.in_flight.values())
+        for n in range(FLOOD):
+            await w.say(f"flood {n}", root)
+            if n % 100 == 99:  # as fast as the socket takes them, but not faster: a server
+                await w.wait_for(lambda: _socket_backlog(w) < 50, 20)  # drops a slow socket
+        await w.react(root, "octagonal_sign")
+        await w.say("meanwhile elsewhere", other)
+        await w.wait_for(
+            lambda: sum(len(v) for v in supervisor.store.ledger.in_flight.values()) >= admitted + FLOOD + 1, 60)
+        await trio.sleep(0.5)  # the reaction is routed after the posts before it
+        disk.open.set()
+
+        try:
+            await w.wait_for(lambda: _interrupts(w) >= 1, 30)
+        except trio.TooSlowError:
+            t = supervisor.tasks[root]
+            raise AssertionError(f"no interrupt: turn={t.core.turn} queue={len(t.core.queue)} state={t.core.state} "
+                                 f"inbox={t.inbox_send.statistics()}") from None
+        await w.answered(other, "echo #1: meanwhile elsewhere", timeout=30)
+        task = supervisor.tasks[root]
+        # every flood post reached the session, in order: queued behind the interrupted turn
+        await w.wait_for(lambda: sum(1 for p in task.core.queue if p.text.startswith("flood ")) +
+                         sum(1 for ps in w.prompts_by_process().values() for p in ps if p.startswith("flood ")) >= FLOOD, 30)
+        queued = [p.text for p in task.core.queue if p.text.startswith("flood ")]
+        sent = [p for ps in w.prompts_by_process().values() for p in ps if p.startswith("flood ")]
+        assert sent + queued == [f"flood {n}" for n in range(FLOOD)]
+        assert w.supervisor is supervisor, "the supervisor is still the one that started"
