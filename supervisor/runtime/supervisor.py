@@ -125,6 +125,8 @@ class Supervisor:
                 for record in self.store.state.sessions.values():
                     if record.is_live and record.root_id:
                         self._start_session(record, launch_now=False)
+                    elif record.root_id:  # its thread answers "this session has ended"
+                        self.refs[record.root_id] = SessionRef(record.root_id, record.channel_id, ended=True)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
