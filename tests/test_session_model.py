@@ -204,6 +204,8 @@ class SessionModel(RuleBasedStateMachine):
                     self.shown[op.key] = op.text
                     if op.key not in self.posts and op.key not in self.unposted:
                         self.unposted.append(op.key)
+                    if op.key.startswith("perm.") and LEGEND not in op.text and self.in_agent is not None:
+                        self.last_output_at = self.now  # answered: waiting for a person is no stall
                     for post_id, prompt in self.prompts.items():
                         if f"({link(post_id)})" in op.text:
                             prompt.notices.add(op.key)
