@@ -13,9 +13,10 @@ from tests.harness import World, world
 
 
 async def _permission_post(w: World, root: str, command: str) -> dict[str, Any]:
-    return await w.wait_for(
+    post: dict[str, Any] = await w.wait_for(
         lambda: next((p for p in w.bot_posts(root) if command in p["message"] and "👍" in p["message"]), None)
     )
+    return post
 
 
 def _asked(w: World, root: str, command: str) -> int:
