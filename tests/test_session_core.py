@@ -151,6 +151,22 @@ def test_a_restart_notices_the_cut_prompt_and_its_rerun_runs_it_once() -> None:
     assert core.reaction("repeat", "n1", 3.0) == []  # a second 🔁 does not run it twice
 
 
+def test_a_restart_never_calls_a_finished_turn_cut() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    effects = core.agent_event(TurnEnded(), 2.0)
+    save = next(e for e in effects if isinstance(e, SaveRecord))
+    assert save.durable and save.record.answered == ("p1",)  # durable before its posts are put
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds.index("SaveRecord") < kinds.index("Show")
+    # killed before its posts showed: the next start says so, and not that it was cut
+    restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    said = "\n".join(texts(restarted.start(5.0, launch_now=False)))
+    assert f"({link('p1')})" in said and "cut" not in said and "may be incomplete" in said
+    settled = restarted.outbox_settled()
+    assert settled and settled[-1].record.answered == () and settled[-1].record.unsettled == ()  # type: ignore[union-attr]
+
+
 def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     core = running(make_core())
     core.prompt(prompt("p1", "deploy"), 1.0)

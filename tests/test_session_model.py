@@ -487,7 +487,7 @@ class SessionModel(RuleBasedStateMachine):
         self.posts.update((key, f"post-{key}") for key in self.unposted)
         self._record(self.core.outbox_progress(lambda key: True))
         assert self.record is not None
-        assert self.record.unsettled == () and self.record.prompt_texts == {}, self.record
+        assert self.record.unsettled == () and self.record.prompt_texts == {} and self.record.answered == (), self.record
 
 
 TestSessionModel = SessionModel.TestCase

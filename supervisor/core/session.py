@@ -244,7 +244,16 @@ class SessionCore:
             effects.append(self._save(lapsed_requests={}))
         for post_id in record.unsettled:
             prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
-            effects += self._cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
+            if post_id in record.answered:
+                # The agent finished that turn; only the posting of its answer was cut.
+                effects += self._cut_notice(
+                    prompt,
+                    "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
+                    "had finished that turn, but its answer above may be incomplete.",
+                    rerun=False,
+                )
+            else:
+                effects += self._cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
         if record.status == "suspended" or not launch_now:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self._launch(now)
@@ -347,8 +356,13 @@ class SessionCore:
         ops = self.renderer.feed(event, now)  # moves the cost baseline
         shown = [Show(op) for op in ops]
         # The new baseline is on disk before the completion line shows: after a crash the
-        # next turn's cost must not include this one's.
-        effects: list[Effect] = [self._save(durable=True, total_cost_usd=self.renderer.cost_baseline), *shown]
+        # next turn's cost must not include this one's. So is the fact that the turn ended:
+        # a restart before its posts show must not call it cut.
+        answered = self.record.answered
+        if self.turn is not None:
+            answered = (*answered, self.turn.prompt.post_id)
+        save = self._save(durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered)
+        effects: list[Effect] = [save, *shown]
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None, now)
         turn, self.turn = self.turn, None
@@ -393,7 +407,8 @@ class SessionCore:
         self._settling = [(p, keys) for p, keys in self._settling if p not in done]
         unsettled = tuple(p for p in self.record.unsettled if p not in done)
         texts = {p: t for p, t in self.record.prompt_texts.items() if p in unsettled}
-        return [self._save(unsettled=unsettled, prompt_texts=texts)]
+        answered = tuple(p for p in self.record.answered if p in unsettled)
+        return [self._save(unsettled=unsettled, prompt_texts=texts, answered=answered)]
 
     def outbox_settled(self) -> list[Effect]:
         """Everything the thread should show is on the server."""

@@ -49,6 +49,9 @@ class SessionRecord:
     # The text of each unsettled prompt (up to a bound), so 🔁 on its cut notice can run it
     # again after a restart.
     prompt_texts: dict[str, str] = attrs.field(factory=dict)
+    # Unsettled prompts whose turn ended (the agent answered in full): after a crash their
+    # notice says the answer may be incomplete in the thread, not that the turn was cut.
+    answered: tuple[str, ...] = ()
     # Rules the person allowed "for this session" (🔁), in the CLI's notation
     # (`Bash(npm test)`), and a permission mode so allowed: a relaunched agent gets them.
     allowed_rules: tuple[str, ...] = ()
