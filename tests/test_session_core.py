@@ -143,6 +143,9 @@ def test_a_restart_notices_the_cut_prompt_and_its_rerun_runs_it_once() -> None:
     assert f"({link('p1')})" in notice.text and "🔁" in notice.text
     assert AddReactions(notice.key, ("repeat",)) in effects
     core.post_created(notice.key, "n1")
+    # the offer outlives another restart
+    core = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    core.start(0.5, launch_now=False)
     assert core.reaction("+1", "n1", 1.0) == []  # only 🔁 means "again"
     effects = core.reaction("repeat", "n1", 1.0)
     assert any(isinstance(e, LaunchAgent) for e in effects)

@@ -181,7 +181,7 @@ class PendingPermission:
 PERMISSION_EMOJIS = ("+1", "repeat", "-1")
 RERUN_EMOJI = "repeat"  # on a cut turn's notice: run its prompt again
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
-RERUN_OFFERS = 50  # cut notices whose 🔁 still runs their prompt again (the newest)
+RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
 
 
 @attrs.define
@@ -207,7 +207,6 @@ class SessionCore:
     # Ended turns whose answers are posting: (prompt post id, the keys of its posts).
     _settling: list[tuple[str, frozenset[str]]] = attrs.field(factory=list)
     _rerun_keys: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice key -> its prompt
-    _rerun_posts: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice post id -> its prompt
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
 
@@ -416,9 +415,9 @@ class SessionCore:
 
     def post_created(self, key: str, post_id: str) -> list[Effect]:
         if key in self._rerun_keys:
-            self._rerun_posts[post_id] = self._rerun_keys.pop(key)
-            while len(self._rerun_posts) > RERUN_OFFERS:
-                del self._rerun_posts[next(iter(self._rerun_posts))]
+            # Kept with the record: 🔁 may come after another restart.
+            offers = {**self.record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
+            return [self._save(rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:]))]
         if not key.startswith("perm."):
             return []
         request_id = key.removeprefix("perm.")
@@ -453,10 +452,12 @@ class SessionCore:
         if answer is None or self.state.is_final:
             return []
         request_id = self.permission_posts.get(post_id)
-        if answer is Answer.ALLOW_SESSION and post_id in self._rerun_posts:
-            prompt = self._rerun_posts.pop(post_id)
+        if answer is Answer.ALLOW_SESSION and post_id in self.record.rerun_offers:
+            text = self.record.rerun_offers[post_id]
+            offers = {p: t for p, t in self.record.rerun_offers.items() if p != post_id}
             # The rerun is a prompt of its own; the notice's post stands for it.
-            return self.prompt(attrs.evolve(prompt, post_id=post_id), now)
+            rerun = QueuedPrompt(post_id, self.record.channel_id, text)
+            return [self._save(rerun_offers=offers), *self.prompt(rerun, now)]
         if answer is Answer.STOP:
             # On a pending request the stop is its answer; the interrupt withdraws it.
             stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in self.pending else []

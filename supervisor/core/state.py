@@ -52,6 +52,9 @@ class SessionRecord:
     # Unsettled prompts whose turn ended (the agent answered in full): after a crash their
     # notice says the answer may be incomplete in the thread, not that the turn was cut.
     answered: tuple[str, ...] = ()
+    # Cut turns' notices on which 🔁 runs the prompt again: notice post id -> prompt text
+    # (the newest few).
+    rerun_offers: dict[str, str] = attrs.field(factory=dict)
     # Rules the person allowed "for this session" (🔁), in the CLI's notation
     # (`Bash(npm test)`), and a permission mode so allowed: a relaunched agent gets them.
     allowed_rules: tuple[str, ...] = ()
