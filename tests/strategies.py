@@ -84,3 +84,22 @@ def telegram_markdown(draw: st.DrawFn) -> str:
         )
     )
     return "\n\n".join(blocks)
+
+
+# --- the session machine (tests/test_session_model.py) -----------------------------
+
+# Settings the model draws from: small, distinct figures so that timers cross often, with
+# infinity (a timer switched off) and idle suspend off (0) among them.
+TURN_TIMEOUTS = st.sampled_from([40.0, 100.0, float("inf")])
+STALL_TIMEOUTS = st.sampled_from([15.0, 30.0, float("inf")])
+APPROVAL_TIMEOUTS = st.sampled_from([20.0, 60.0, float("inf")])
+IDLE_SUSPENDS = st.sampled_from([0.0, 25.0, 70.0])
+INTERRUPT_GRACES = st.sampled_from([5.0, 10.0])
+# How far the clock moves in one step; small steps and big leaps both.
+CLOCK_STEPS = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 5.0]), st.floats(0, 150, allow_nan=False))
+PROMPT_TEXTS = st.sampled_from(["hello", "fix the tests", "[tool rm -rf build] clean", "x" * 50])
+TOOL_NAMES = st.sampled_from(["Bash", "Write", "WebFetch"])
+AGENT_TEXTS = st.sampled_from(["Sure.", "```python\nprint(1)\n", "done", ""])
+THREAD_COMMANDS = st.sampled_from(["!stop", "!status", "!help", "!end", "!get a.txt", "!get"])
+# Reactions on a permission request or any other post; 🔁 also offers a rerun on a cut notice.
+SESSION_EMOJIS = st.sampled_from(["+1", "white_check_mark", "-1", "x", "repeat", "octagonal_sign", "heart"])

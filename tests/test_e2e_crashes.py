@@ -30,7 +30,8 @@ def _accounting(w: World, prompts: dict[str, str], roots: list[str]) -> tuple[Co
             message = str(post["message"])
             for match in re.finditer(r"echo #\d+: (p\d+-(?:\d+|down)) \(earlier", message):
                 answered[match.group(1)] += 1
-            for post_id in re.findall(r"/pl/([a-z0-9]{26})\) was complete; that turn was cut", message):
+            said = r"/pl/([a-z0-9]{26})\) (?:was complete; that turn was cut|was being posted)"
+            for post_id in re.findall(said, message):
                 if post_id in by_id:
                     cut.add(by_id[post_id])
     return answered, cut

@@ -333,6 +333,16 @@ async def test_allow_for_session_is_not_asked_again(
             ]
             assert written == []
 
+            # The supervisor restarts (so does the CLI, which forgets session rules): the
+            # rule is handed to the new process (--allowedTools), and nobody is asked again.
+            await w.stop()
+            await w.start()
+            target.unlink()
+            await w.say(f"[tool touch {target}]", root)
+            await turn_done(w, root, 4)
+            assert target.exists(), "the allowed call did not run after the restart"
+            assert len(permission_posts(w, root)) == 2, "asked again after the restart"
+
 
 # --------------------------------------------------------------------------- interrupt
 

@@ -141,17 +141,17 @@ async def test_stop_command_and_stop_sign_interrupt_a_streaming_turn(tmp_path: P
         await w.answered(root, "after the sign (earlier:")
 
 
-async def test_watchdog_interrupts_a_hung_turn_and_terminates_a_deaf_agent(tmp_path: Path) -> None:
+async def test_watchdog_terminates_a_deaf_agent(tmp_path: Path) -> None:
+    """The one real-time watchdog case: timeout, interrupt, grace, kill, relaunch. The
+    timing rules themselves (and an interrupt that is obeyed) are tested with an explicit
+    clock in test_session_core.py and test_session_model.py."""
     async with world(tmp_path) as w:
         w.configure(agent={"turn_timeout_s": 2, "interrupt_grace_s": 2})
         await w.start()
         root = await w.new_session("alpha")
-        await w.say("[hang] stuck", root)
-        await w.answered(root, "watchdog interrupted the turn", timeout=15)
-        await w.say("alive?", root)
-        await w.answered(root, "alive? (earlier:", timeout=15)
         await w.say("[hang-hard] deaf", root)
         await w.answered(root, "The agent was terminated", timeout=20)
+        await w.answered(root, "was cut")  # the cut turn is named
         await w.say("and again?", root)
         await w.answered(root, "and again? (earlier:", timeout=20)
         assert len(w.agent_starts()) == 2 and w.agent_starts()[1]["resumed"]

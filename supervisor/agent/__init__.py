@@ -25,6 +25,7 @@ class AgentLaunch:
     model: str = ""
     append_system_prompt: str = ""
     permission_mode: str = "default"
+    allowed_tools: tuple[str, ...] = ()  # permission rules allowed without asking (`Bash(npm test)`)
     extra_env: Mapping[str, str] = attrs.field(factory=dict)
 
 

@@ -220,6 +220,11 @@ class Outbox:
         post = self._posts.get(key)
         return post.post_id if post else None
 
+    def shows(self, key: str) -> bool:
+        """The server shows what `key` should show (or the post was given up)."""
+        post = self._posts.get(key)
+        return post is None or post.dropped or (post.post_id is not None and post.sent == post.wanted)
+
     def pending_post_id(self, key: str) -> str:
         return self._posts[key].pending_post_id
 

@@ -34,6 +34,7 @@ class PermissionState(enum.StrEnum):
     TIMED_OUT = "timed out"  # nobody answered in time: denied
     CANCELLED = "cancelled"  # the agent withdrew the request
     STOPPED = "stopped"  # denied, and the turn was stopped
+    LAPSED = "lapsed"  # the supervisor restarted before it was answered
 
 
 ALLOW_EMOJI = frozenset({"+1", "thumbsup", "white_check_mark"})
@@ -57,6 +58,7 @@ _OUTCOME = {
     PermissionState.TIMED_OUT: "⏰ **No answer in time: denied**",
     PermissionState.CANCELLED: "🚫 **Cancelled**: the agent no longer needs an answer",
     PermissionState.STOPPED: "🛑 **Denied, and the turn was stopped**",
+    PermissionState.LAPSED: "⌛ **Lapsed**: the supervisor restarted before it was answered; the turn was cut",
 }
 
 

@@ -7,7 +7,11 @@ I/O and never reads a clock; `now` is always passed in.
 
 Rules it keeps:
 - At most one prompt is in the agent at a time; the others wait in `queue`, in order.
-  A post counts as handled once its prompt was written to the agent (`MarkHandled`).
+  A prompt is marked handled (durably) before it is written to the agent, so it reaches
+  an agent at most once: a turn cut by a crash is said in the thread, never run again
+  unasked (🔁 on the notice runs it again).
+- Every prompt ends visibly: answered, or a reply that links it and says it was cut or
+  not run (at `!end`, when the session fails).
 - Every permission request ends: by a reaction, a cancel, an interrupt, the turn's end,
   or the approval timeout (after one reminder that mentions the person).
 - A turn ends: by its result, or by the watchdog (interrupt, then terminate).
@@ -125,6 +129,14 @@ class SendFile:
 
 
 @attrs.frozen
+class EditPost:
+    """Change a post this session made in an earlier run (the outbox knows only this run's)."""
+
+    post_id: str
+    text: str
+
+
+@attrs.frozen
 class Finished:
     """The session is over (ended or failed): the shell may end its task."""
 
@@ -140,6 +152,7 @@ Effect = (
     | StopAgent
     | Typing
     | SendFile
+    | EditPost
     | Finished
 )
 
@@ -163,6 +176,7 @@ class Turn:
     interrupted_at: float | None = None
     watchdog: str = ""  # "" | "timeout" | "stall": why the watchdog interrupted
     terminating: bool = False  # the agent is being stopped: nothing more to decide
+    keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
 
 
 @attrs.define
@@ -170,9 +184,13 @@ class PendingPermission:
     request: PermissionAsked
     asked_at: float
     reminded: bool = False
+    post_id: str = ""  # its post, once created
 
 
 PERMISSION_EMOJIS = ("+1", "repeat", "-1")
+RERUN_EMOJI = "repeat"  # on a cut turn's notice: run its prompt again
+PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
+RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
 
 
 @attrs.define
@@ -194,8 +212,10 @@ class SessionCore:
     model: str = ""
     turns: int = 0
     last_active_at: float = 0.0
-    _cut_post: str = ""  # the prompt whose turn the agent's exit cut, for the notice
-    _settling: list[str] = attrs.field(factory=list)  # ended turns whose answers are posting
+    _cut: QueuedPrompt | None = None  # the prompt whose turn the agent's exit cut, for the notice
+    # Ended turns whose answers are posting: (prompt post id, the keys of its posts).
+    _settling: list[tuple[str, frozenset[str]]] = attrs.field(factory=list)
+    _rerun_keys: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice key -> its prompt
     _marked_queued: set[str] = attrs.field(factory=set)  # prompts showing the queued mark
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -226,18 +246,54 @@ class SessionCore:
         """The session task begins: a new session (launch_now) or one restored from disk."""
         self.last_active_at = now
         effects: list[Effect] = []
-        for post_id in self.record.unsettled:
-            link = self.settings.permalink(post_id)
-            effects.append(
-                self._note(
-                    f"⚠️ The supervisor restarted before the answer to [your message]({link}) was "
-                    "complete; that turn was cut. The session is ready for your next message."
+        record = self.record
+        for post_id, text in record.lapsed_requests.items():
+            effects.append(EditPost(post_id, text))
+        if record.lapsed_requests:
+            effects.append(self._save(lapsed_requests={}))
+        for post_id in record.unsettled:
+            prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
+            if post_id in record.answered:
+                # The agent finished that turn; only the posting of its answer was cut.
+                effects += self._cut_notice(
+                    prompt,
+                    "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
+                    "had finished that turn, but its answer above may be incomplete.",
+                    rerun=False,
                 )
-            )
-        self._settling = list(self.record.unsettled)  # cleared once those notices are posted
-        if self.record.status == "suspended" or not launch_now:
+            else:
+                effects += self._cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
+        if record.status == "suspended" or not launch_now:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self._launch(now)
+
+    def _cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True) -> list[Effect]:
+        """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The
+        prompt is settled once the notice shows."""
+        note = self._note(text.format(link=f"[your message]({self.settings.permalink(prompt.post_id)})"))
+        if not rerun:
+            self._settling.append((prompt.post_id, frozenset({note.op.key})))
+            return [note]
+        if not prompt.text:
+            note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " Post it again to run it."))
+            self._settling.append((prompt.post_id, frozenset({note.op.key})))
+            return [note]
+        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " React 🔁 here to run it again."))
+        self._settling.append((prompt.post_id, frozenset({note.op.key})))
+        self._rerun_keys[note.op.key] = prompt
+        return [note, AddReactions(note.op.key, (RERUN_EMOJI,))]
+
+    def _not_run(self, why: str) -> list[Effect]:
+        """The queued prompts will never run: each is handled, with a reply that says so."""
+        if not self.queue:
+            return []
+        prompts, self.queue = list(self.queue), deque()
+        links = ", ".join(f"[this message]({self.settings.permalink(p.post_id)})" for p in prompts)
+        one = len(prompts) == 1
+        text = f"⏭️ Not run, {why}: {links} ({'it was' if one else 'they were'} queued)."
+        unmark = [MarkQueued(p.post_id, False) for p in prompts if p.post_id in self._marked_queued]
+        self._marked_queued.difference_update(p.post_id for p in prompts)
+        return [self._note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts), *unmark]
 
     def _launch(self, now: float, delay_s: float = 0.0) -> list[Effect]:
         self._set(S.STARTING)
@@ -277,17 +333,22 @@ class SessionCore:
         if prompt.post_id in self._marked_queued:
             self._marked_queued.discard(prompt.post_id)
             unmark.append(MarkQueued(prompt.post_id, False))
+        texts = self.record.prompt_texts
+        if len(prompt.text) <= PROMPT_KEEP_CHARS:
+            texts = {**texts, prompt.post_id: prompt.text}
         return [
-            ToAgent(SendPrompt(prompt.text, prompt.images)),
-            # The record and the handled mark become durable in one write, before any of
-            # the answer can show.
-            self._save(has_history=True, unsettled=unsettled),
+            # The record and the handled mark become durable in one write before the prompt
+            # is written: a crash in between gives a "cut" notice, never a second delivery.
+            self._save(has_history=True, unsettled=unsettled, prompt_texts=texts),
             MarkHandled(prompt.channel_id, prompt.post_id),
+            ToAgent(SendPrompt(prompt.text, prompt.images)),
             Typing(),
             *unmark,
         ]
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
+        if self.state.is_final:
+            return []  # the agent is being stopped: nothing it says matters any more
         if self.turn is not None:
             self.turn.last_output_at = now
         self.last_active_at = now
@@ -297,22 +358,29 @@ class SessionCore:
         if isinstance(event, PermissionAsked):
             return self._ask_permission(event, now)
         if isinstance(event, PermissionCancelled):
-            return self._settle(event.request_id, "cancelled", None)
+            return self._settle(event.request_id, "cancelled", None, now)
         if isinstance(event, ControlAsked):
             return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
         if isinstance(event, TurnEnded):
             return self._turn_ended(event, now)
-        return [Show(op) for op in self.renderer.feed(event, now)]
+        shown = self.renderer.feed(event, now)
+        if self.turn is not None:
+            self.turn.keys.update(op.key for op in shown)
+        return [Show(op) for op in shown]
 
     def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
-        shown = [Show(op) for op in self.renderer.feed(event, now)]  # moves the cost baseline
-        # The new baseline goes to the store before the completion line is put (it is in the
-        # store's next write), but the answer does not wait for the disk: an fsync costs more
-        # than the whole REST call, and the final words must show at once. A kill -9 in the
-        # few milliseconds between can only make the next turn's cost include this one's.
-        effects: list[Effect] = [self._save(total_cost_usd=self.renderer.cost_baseline), *shown]
+        ops = self.renderer.feed(event, now)  # moves the cost baseline
+        shown = [Show(op) for op in ops]
+        # The new baseline is on disk before the completion line shows: after a crash the
+        # next turn's cost must not include this one's. So is the fact that the turn ended:
+        # a restart before its posts show must not call it cut.
+        answered = self.record.answered
+        if self.turn is not None:
+            answered = (*answered, self.turn.prompt.post_id)
+        save = self._save(durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered)
+        effects: list[Effect] = [save, *shown]
         for request_id in list(self.pending):
-            effects += self._settle(request_id, "cancelled", None)
+            effects += self._settle(request_id, "cancelled", None, now)
         turn, self.turn = self.turn, None
         self.turns += 1
         if turn is not None:
@@ -323,7 +391,7 @@ class SessionCore:
         if self.state.in_turn:
             self._set(S.IDLE)
         if turn is not None:
-            self._settling.append(turn.prompt.post_id)
+            self._settling.append((turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)})))
         return effects + self._next_prompt(now)
 
     # --- permissions -------------------------------------------------------------
@@ -342,27 +410,59 @@ class SessionCore:
             AddReactions(key, PERMISSION_EMOJIS),
         ]
 
-    def outbox_settled(self) -> list[Effect]:
-        """Everything the thread should show is on the server: the answers of ended turns
-        (or the notices that they were cut) are complete."""
-        if not self._settling:
+    @property
+    def settling(self) -> bool:
+        """Some ended turn waits for its answer (or the notice that it was cut) to show."""
+        return bool(self._settling)
+
+    def outbox_progress(self, shows: Callable[[str], bool]) -> list[Effect]:
+        """Posts reached the server; `shows(key)` says whether a post shows what it should.
+        A turn whose posts all show is settled at once (not when the whole thread is), so
+        a restart never calls a complete answer cut while a later turn streams."""
+        done = {post_id for post_id, keys in self._settling if all(map(shows, keys))}
+        if not done:
             return []
-        done = set(self._settling)
-        self._settling = []
-        return [self._save(unsettled=tuple(p for p in self.record.unsettled if p not in done))]
+        self._settling = [(p, keys) for p, keys in self._settling if p not in done]
+        unsettled = tuple(p for p in self.record.unsettled if p not in done)
+        texts = {p: t for p, t in self.record.prompt_texts.items() if p in unsettled}
+        answered = tuple(p for p in self.record.answered if p in unsettled)
+        return [self._save(unsettled=unsettled, prompt_texts=texts, answered=answered)]
 
-    def post_created(self, key: str, post_id: str) -> None:
+    def outbox_settled(self) -> list[Effect]:
+        """Everything the thread should show is on the server."""
+        return self.outbox_progress(lambda key: True)
+
+    def post_created(self, key: str, post_id: str) -> list[Effect]:
+        if key in self._rerun_keys:
+            # Kept with the record: 🔁 may come after another restart.
+            offers = {**self.record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
+            return [self._save(rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:]))]
+        if not key.startswith("perm."):
+            return []
         request_id = key.removeprefix("perm.")
-        if key.startswith("perm.") and request_id in self.pending:
-            self.permission_posts[post_id] = request_id
+        pending = self.pending.get(request_id)
+        if pending is None:
+            return []
+        self.permission_posts[post_id] = request_id
+        pending.post_id = post_id
+        # Should the supervisor stop before it is answered, the next start says it lapsed.
+        lapsed = {**self.record.lapsed_requests, post_id: permission_text(pending.request, "lapsed")}
+        return [self._save(lapsed_requests=lapsed)]
 
-    def _settle(self, request_id: str, outcome: str, command: AgentCommand | None, by: str = "") -> list[Effect]:
+    def _settle(
+        self, request_id: str, outcome: str, command: AgentCommand | None, now: float, by: str = ""
+    ) -> list[Effect]:
         pending = self.pending.pop(request_id, None)
         if pending is None:
             return []
         if not self.pending and self.state is S.AWAITING_APPROVAL:
             self._set(S.BUSY)
+        if self.turn is not None:
+            self.turn.last_output_at = now  # waiting for a person is not a stall
         effects: list[Effect] = [] if command is None else [ToAgent(command)]
+        if pending.post_id in self.record.lapsed_requests:
+            lapsed = {p: t for p, t in self.record.lapsed_requests.items() if p != pending.post_id}
+            effects.append(self._save(lapsed_requests=lapsed))
         text = permission_text(pending.request, outcome, by)
         # Settled for good: its post no longer needs to be known (memory stays flat).
         for post_id in [p for p, r in self.permission_posts.items() if r == request_id]:
@@ -371,12 +471,18 @@ class SessionCore:
 
     def reaction(self, emoji: str, post_id: str, now: float) -> list[Effect]:
         answer = reaction_answer(emoji)
-        if answer is None:
+        if answer is None or self.state.is_final:
             return []
         request_id = self.permission_posts.get(post_id)
+        if answer is Answer.ALLOW_SESSION and post_id in self.record.rerun_offers:
+            text = self.record.rerun_offers[post_id]
+            offers = {p: t for p, t in self.record.rerun_offers.items() if p != post_id}
+            # The rerun is a prompt of its own; the notice's post stands for it.
+            rerun = QueuedPrompt(post_id, self.record.channel_id, text)
+            return [self._save(rerun_offers=offers), *self.prompt(rerun, now)]
         if answer is Answer.STOP:
             # On a pending request the stop is its answer; the interrupt withdraws it.
-            stopped = self._settle(request_id, "stopped", None) if request_id and request_id in self.pending else []
+            stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in self.pending else []
             return [*stopped, *self.interrupt(now)]
         pending = self.pending.get(request_id or "")
         if request_id is None or pending is None:
@@ -384,11 +490,18 @@ class SessionCore:
         request = pending.request
         by = f"@{self.settings.username}" if self.settings.username else ""
         if answer is Answer.ALLOW:
-            return self._settle(request_id, "allowed", AllowTool(request_id, request.input), by)
+            return self._settle(request_id, "allowed", AllowTool(request_id, request.input), now, by)
         if answer is Answer.ALLOW_SESSION:
-            command = AllowTool(request_id, request.input, _session_rules(request))
-            return self._settle(request_id, "allowed for session", command, by)
-        return self._settle(request_id, "denied", DenyTool(request_id, "The user denied this tool call."), by)
+            updates = _session_rules(request)
+            command = AllowTool(request_id, request.input, updates)
+            effects = self._settle(request_id, "allowed for session", command, now, by)
+            # Kept with the session, so a relaunched agent is told again (the CLI forgets).
+            rules = tuple(dict.fromkeys([*self.record.allowed_rules, *allowed_tool_rules(updates)]))
+            mode = next((str(u["mode"]) for u in updates if u.get("type") == "setMode"), self.record.session_mode)
+            if rules != self.record.allowed_rules or mode != self.record.session_mode:
+                effects.append(self._save(allowed_rules=rules, session_mode=mode))
+            return effects
+        return self._settle(request_id, "denied", DenyTool(request_id, "The user denied this tool call."), now, by)
 
     # --- interrupts, time, the watchdog ------------------------------------------
 
@@ -448,7 +561,7 @@ class SessionCore:
         timeout = self.settings.approval_timeout_s
         if now >= pending.asked_at + timeout:
             message = f"No answer within {_duration(timeout)}: denied."
-            return self._settle(request_id, "timed out", DenyTool(request_id, message))
+            return self._settle(request_id, "timed out", DenyTool(request_id, message), now)
         if not pending.reminded and now >= pending.asked_at + timeout / 2:
             pending.reminded = True
             left = _duration(pending.asked_at + timeout - now)
@@ -459,14 +572,14 @@ class SessionCore:
         turn.terminating = True
         self.expected_exit = "hung"
         why = turn.watchdog or "stop"
-        return [self._note(_watchdog_text(why, "terminated")), StopAgent("hung")]
+        return [self._note(_watchdog_text(why, "terminated")), StopAgent("hung")]  # its exit says the turn was cut
 
     # --- the agent's exit ---------------------------------------------------------
 
     def agent_exited(self, code: int | None, stderr_tail: str, now: float) -> list[Effect]:
         """The agent process is gone, whoever ended it."""
         reason, self.expected_exit = self.expected_exit, ""
-        effects: list[Effect] = self._drop_turn()
+        effects: list[Effect] = self._drop_turn(now)
         if self.state.is_final:
             return effects
         if reason == "suspend":
@@ -475,6 +588,8 @@ class SessionCore:
             # A prompt that came while the agent was being suspended wakes it right up.
             return effects + (self._launch(now) if self.queue else [])
         if reason == "hung":
+            if self._cut is not None:
+                effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)
         if self.state is S.STARTING and self.resuming and "No conversation found" in stderr_tail:
@@ -492,22 +607,25 @@ class SessionCore:
             tail = stderr_tail.strip().splitlines()[-3:]
             if tail:
                 text += "\n```\n" + "\n".join(tail) + "\n```"
-            return [*effects, self._note(text), self._save(pgid=0, status="failed"), Finished()]
-        cut = ""
-        if self._cut_post:
-            cut = f" The turn for [your message]({self.settings.permalink(self._cut_post)}) was cut."
-        effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation.{cut}"))
+            effects.append(self._note(text))
+            if self._cut is not None:
+                effects += self._cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
+            effects += self._not_run("the session failed")
+            return [*effects, self._save(pgid=0, status="failed"), Finished()]
+        effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation."))
+        if self._cut is not None:
+            effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
         effects.append(self._save(pgid=0))
         return effects + self._launch(now, decision.delay_s)
 
-    def _drop_turn(self) -> list[Effect]:
-        """The agent is gone: its turn and permission requests end with it."""
+    def _drop_turn(self, now: float) -> list[Effect]:
+        """The agent is gone: its turn and permission requests end with it. The caller
+        says so in a notice (`_cut_notice`), which settles the cut prompt once it shows."""
         effects: list[Effect] = []
-        self._cut_post = self.turn.prompt.post_id if self.turn else ""
+        self._cut = self.turn.prompt if self.turn else None
         for request_id in list(self.pending):
-            effects += self._settle(request_id, "cancelled", None)
+            effects += self._settle(request_id, "cancelled", None, now)
         if self.turn is not None:
-            self._settling.append(self.turn.prompt.post_id)  # settled by the notice saying so
             self.turn = None
             if self.state.in_turn:
                 self._set(S.IDLE)
@@ -528,16 +646,18 @@ class SessionCore:
         if isinstance(command, commands.GetFile):
             return [SendFile(command.path), handled]
         if isinstance(command, commands.EndSession):
-            return [*self.end(now), handled]
+            return [handled, *self.end(now)]  # Finished comes last
         return [handled]
 
     def end(self, now: float) -> list[Effect]:
         if self.state.is_final:
             return []
-        effects = self._drop_turn()
+        effects = self._drop_turn(now)
+        if self._cut is not None:
+            effects += self._cut_notice(self._cut, "The turn for {link} was stopped: the session ended.", rerun=False)
+        effects += self._not_run("the session ended")
         running = self.state is not S.SUSPENDED
         self._set(S.ENDED)
-        self.queue.clear()
         if running:
             self.expected_exit = "end"
             effects.append(StopAgent("end"))
@@ -586,6 +706,20 @@ def _session_rules(request: PermissionAsked) -> tuple[dict[str, object], ...]:
     if not offered:
         offered = [s for s in request.suggestions if s.get("type") == "setMode"]
     return tuple({**s, "destination": "session"} for s in offered)
+
+
+def allowed_tool_rules(updates: tuple[dict[str, object], ...]) -> tuple[str, ...]:
+    """The permission rules in the CLI's own notation (`Bash(npm test)`, `WebFetch`) for
+    the rules that updates add: what `--allowedTools` takes."""
+    rules: list[str] = []
+    for update in updates:
+        if update.get("type") != "addRules" or update.get("behavior", "allow") != "allow":
+            continue
+        for rule in update.get("rules") or ():  # type: ignore[attr-defined]
+            if isinstance(rule, dict) and rule.get("toolName"):
+                content = rule.get("ruleContent")
+                rules.append(f"{rule['toolName']}({content})" if content else str(rule["toolName"]))
+    return tuple(rules)
 
 
 def _watchdog_text(why: str, action: str) -> str:

@@ -49,6 +49,22 @@ class SessionRecord:
     # The agent's cumulative cost at its last result; the CLI keeps counting across
     # --resume, so a turn's own cost is the difference from this.
     total_cost_usd: float = 0.0
+    # The text of each unsettled prompt (up to a bound), so 🔁 on its cut notice can run it
+    # again after a restart.
+    prompt_texts: dict[str, str] = attrs.field(factory=dict)
+    # Unsettled prompts whose turn ended (the agent answered in full): after a crash their
+    # notice says the answer may be incomplete in the thread, not that the turn was cut.
+    answered: tuple[str, ...] = ()
+    # Cut turns' notices on which 🔁 runs the prompt again: notice post id -> prompt text
+    # (the newest few).
+    rerun_offers: dict[str, str] = attrs.field(factory=dict)
+    # Rules the person allowed "for this session" (🔁), in the CLI's notation
+    # (`Bash(npm test)`), and a permission mode so allowed: a relaunched agent gets them.
+    allowed_rules: tuple[str, ...] = ()
+    session_mode: str = ""
+    # Permission requests whose posts still ask for a reaction: post id -> the text that
+    # says the request lapsed, put there by the next start.
+    lapsed_requests: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def short_id(self) -> str:

@@ -27,6 +27,7 @@ from supervisor.core.agent_events import AgentEvent, Image, Interrupt
 from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
 from supervisor.core.session import (
     AddReactions,
+    EditPost,
     Effect,
     Finished,
     LaunchAgent,
@@ -204,10 +205,9 @@ class SessionTask:
                 self._agent = None
                 return core.agent_exited(code, tail, now)
             case _PostMade(key, post_id):
-                core.post_created(key, post_id)
-                return self._react_on(key, post_id)
+                return [*core.post_created(key, post_id), *self._react_on(key, post_id)]
             case _Settled():
-                return core.outbox_settled() if self.outbox.is_settled() else []
+                return core.outbox_progress(self.outbox.shows)
         return []  # a message from an agent generation that is gone
 
     async def _apply(self, effects: list[Effect]) -> None:
@@ -261,6 +261,9 @@ class SessionTask:
                 case SendFile(path):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._send_file, path)
+                case EditPost(post_id, text):
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._edit_old_post, post_id, text)
                 case Finished():
                     self._finished = True
 
@@ -324,7 +327,14 @@ class SessionTask:
         tail = ""
         with scope:
             await trio.sleep(delay_s)
-            launch = self.deps.launch_for(self.core.record, resume)
+            record = self.core.record
+            launch = self.deps.launch_for(record, resume)
+            # What the person allowed for this session holds for every agent it runs.
+            launch = attrs.evolve(
+                launch,
+                allowed_tools=record.allowed_rules,
+                permission_mode=record.session_mode or launch.permission_mode,
+            )
             try:
                 async with open_agent(
                     self.deps.backend, launch, self.deps.base_env, self.deps.shutdown_grace_s
@@ -379,9 +389,23 @@ class SessionTask:
                 # The session may be over already (its last words are being drained).
                 with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                     self.inbox_send.send_nowait(_PostMade(action.key, post_id))
-            if self.outbox.is_settled():
+            if self.core.settling:
+                # A turn's answer may be whole now: the core settles it at once.
                 with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                     self.inbox_send.send_nowait(_Settled())
+
+    async def _edit_old_post(self, post_id: str, text: str) -> None:
+        """Edit a post of an earlier run (a request that lapsed); a few tries, then let go."""
+        for attempt in range(5):
+            try:
+                await self.deps.chat.edit_post(post_id, text)
+                return
+            except ChatError as exc:  # refused for good (deleted...): nothing to correct
+                log.info("%s: could not edit %s: %s", self.name, post_id, exc)
+                return
+            except Exception as exc:
+                log.warning("%s: editing %s failed (%r); retrying", self.name, post_id, exc)
+                await trio.sleep(0.5 * 2**attempt)
 
     async def _perform(self, action: Create | Edit) -> str:
         """One REST call for the outbox; the id of the post it made or changed."""

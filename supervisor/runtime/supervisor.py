@@ -153,10 +153,13 @@ class Supervisor:
 
     def restore_sessions(self) -> None:
         """Every live session whose announcement is complete serves its thread again; its
-        agent starts on the next message."""
+        agent starts on the next message. An ended session's thread answers "this session
+        has ended"."""
         for record in self.store.state.sessions.values():
             if record.is_live and record.root_id and not record.answer_pending:
                 self.launch(self.register(record), launch_now=False)
+            elif record.root_id and not record.is_live:
+                self.refs[record.root_id] = SessionRef(record.root_id, record.channel_id, ended=True)
 
     def register(self, record: SessionRecord) -> SessionTask:
         """Make the session routable: posts in its thread wait in its inbox from now on."""

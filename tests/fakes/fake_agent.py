@@ -412,6 +412,11 @@ class Agent:
         self.partial = "--include-partial-messages" in flags
         self.replay = "--replay-user-messages" in flags
         self.prompt_tool = values.get("--permission-prompt-tool")
+        # As the CLI: rules given on the command line and rules allowed for the session
+        # live in this process only; a resumed conversation does not bring them back.
+        self.session_rules = parse_rules(
+            values.get("--allowedTools") or values.get("--allowed-tools") or ""
+        )
         self.persist = "--no-session-persistence" not in flags
         self.saved = os.path.exists(conversation_path(self.session_id))
         self.out_lock = threading.Lock()
@@ -1072,7 +1077,7 @@ class Turn:
     def policy(self, call: ToolCall) -> tuple[str, str]:
         """('allow', reason) | ('deny', message) | ('ask', '') for one tool call."""
         a = self.a
-        for rule in a.conv["rules"]:
+        for rule in [*a.conv["rules"], *a.session_rules]:
             if rule_matches(rule, call):
                 return "allow", "rule"
         if a.mode == "bypassPermissions" or (a.mode == "acceptEdits" and call.name == "Write"):
@@ -1194,7 +1199,13 @@ class Turn:
         for update in updates:
             if not isinstance(update, dict):
                 continue
-            if update.get("type") == "addRules" and update.get("behavior", "allow") == "allow":
+            if (
+                update.get("type") == "addRules"
+                and update.get("behavior", "allow") == "allow"
+                and update.get("destination") == "session"
+            ):
+                a.session_rules += [r for r in update.get("rules") or [] if isinstance(r, dict)]
+            elif update.get("type") == "addRules" and update.get("behavior", "allow") == "allow":
                 for rule in update.get("rules") or []:
                     if isinstance(rule, dict) and rule not in a.conv["rules"]:
                         a.conv["rules"].append(
@@ -1510,6 +1521,26 @@ def model_usage(model: str, input_tokens: int, output_tokens: int, cost: float) 
             "costBasis": "list",
         }
     }
+
+
+def parse_rules(text: str) -> list[dict[str, Any]]:
+    """`--allowedTools` as the CLI reads it: rules split at commas and spaces outside
+    parentheses, each `Tool` or `Tool(content)`."""
+    rules: list[str] = []
+    depth, current = 0, ""
+    for char in text:
+        if char in ", " and depth == 0:
+            rules.append(current)
+            current = ""
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        current += char
+    rules.append(current)
+    parsed = []
+    for rule in filter(None, rules):
+        name, _, content = rule.partition("(")
+        parsed.append({"toolName": name, "ruleContent": content[:-1] if content.endswith(")") else None})
+    return parsed
 
 
 def rule_matches(rule: dict[str, Any], call: ToolCall) -> bool:

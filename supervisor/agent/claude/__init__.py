@@ -34,6 +34,9 @@ class ClaudeBackend:
     def argv(self, launch: AgentLaunch) -> list[str]:
         argv = [*self.command, *self.args, *PROTOCOL_FLAGS]
         argv += ["--permission-mode", launch.permission_mode]
+        if launch.allowed_tools:
+            # One value, comma-joined, as the SDKs send it; the CLI splits it outside parentheses.
+            argv += ["--allowedTools", ",".join(launch.allowed_tools)]
         argv += ["--resume" if launch.resume else "--session-id", launch.session_id]
         if launch.model:
             argv += ["--model", launch.model]

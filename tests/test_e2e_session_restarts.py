@@ -1,0 +1,100 @@
+"""Issue 9 end to end: what a session keeps across agent and supervisor restarts (allow for
+this session, pending requests), and queued prompts that never run at `!end`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from supervisor.core.state import StateFileError, decode
+from tests.harness import World, world
+
+
+async def _permission_post(w: World, root: str, command: str) -> dict[str, Any]:
+    post: dict[str, Any] = await w.wait_for(
+        lambda: next((p for p in w.bot_posts(root) if command in p["message"] and "👍" in p["message"]), None)
+    )
+    return post
+
+
+def _asked(w: World, root: str, command: str) -> int:
+    return len([p for p in w.bot_posts(root) if command in p["message"] and "Permission needed" in p["message"]])
+
+
+async def test_allow_for_this_session_holds_after_an_agent_crash_and_a_supervisor_restart(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("[tool touch one.txt] first", root)
+        asked = await _permission_post(w, root, "touch one.txt")
+        await w.react(asked["id"], "repeat")
+        await w.answered(root, "tool ran: touch one.txt")
+        await w.say("[crash-once] fall over", root)
+        await w.answered(root, "exited unexpectedly", timeout=30)
+        await w.wait_for(lambda: len(w.agent_starts()) == 2, 20)
+        await w.say("[tool touch one.txt] after the crash", root)
+        await w.wait_for(lambda: w.thread_text(root).count("tool ran: touch one.txt") == 2, 20)
+        await w.stop()
+        await w.start()
+        await w.say("[tool touch one.txt] after the restart", root)
+        await w.wait_for(lambda: w.thread_text(root).count("tool ran: touch one.txt") == 3, 30)
+        assert _asked(w, root, "touch one.txt") == 1, "the thread was asked again for what it allowed"
+        starts = w.agent_starts()
+        assert len(starts) == 3
+        for start in starts[1:]:
+            argv = start["argv"]
+            assert argv[argv.index("--allowedTools") + 1] == "Bash(touch:*)"  # the rule the agent offered
+
+
+async def test_a_request_pending_when_the_supervisor_is_killed_says_it_lapsed(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.spawn()
+        with trio.fail_after(20):
+            await w.server.wait_for_websocket(count=1)
+        root = await w.new_session("alpha")
+        await w.say("[tool touch late.txt] wait for me", root)
+        asked = await _permission_post(w, root, "touch late.txt")
+        await w.wait_for(lambda: _lapsed_saved(w, asked["id"]))
+        w.kill()
+        assert "React 👍" in w.post(asked["id"])["message"]
+        w.spawn()
+        await w.wait_for(lambda: "Lapsed" in w.post(asked["id"])["message"], 30)
+        text = w.post(asked["id"])["message"]
+        assert "React 👍" not in text and "touch late.txt" in text
+
+
+def _lapsed_saved(w: World, post_id: str) -> bool:
+    try:
+        state = decode((w.tmp / "state" / "sessions.json").read_bytes())
+    except (OSError, StateFileError):
+        return False
+    return any(post_id in r.lapsed_requests for r in state.sessions.values())
+
+
+async def test_end_says_the_queued_prompts_were_not_run_and_a_restart_does_not_handle_them_again(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        running = await w.say("[slow 20] a long story", root)
+        await w.wait_for(lambda: "a long story" in w.thread_text(root), 15)
+        queued = [await w.say(f"queued {n}", root) for n in range(3)]
+        await w.wait_for(lambda: w.thread_text(root).count("Queued") == 3)
+        await w.say("!end", root)
+        await w.answered(root, "Session **alpha** ended")
+        not_run = await w.answered(root, "Not run")
+        assert all(p["id"] in not_run for p in queued)
+        stopped = await w.answered(root, "stopped: the session ended")
+        assert running["id"] in stopped
+        await w.stop()
+        before = len(w.bot_posts(root))
+        await w.start()
+        # The sentinel: a post made after the restart is answered once the catch-up (which
+        # would hand the queued prompts over again) is through.
+        await w.say("anyone?", root)
+        await w.answered(root, "This session has ended")
+        assert len(w.bot_posts(root)) == before + 1, [p["message"] for p in w.bot_posts(root)[before:]]
+        assert not [p for ps in w.prompts_by_process().values() for p in ps if p.startswith("queued")]

@@ -1,0 +1,319 @@
+"""`SessionCore` in memory, one case at a time: the defects of issue 9 and the timing
+rules (watchdog, stall, approval clock, idle suspend) with an explicit `now` instead of a
+real clock. The model test (test_session_model.py) covers the random mixes."""
+
+from __future__ import annotations
+
+from supervisor.agent import AgentLaunch
+from supervisor.agent.claude import ClaudeBackend
+from supervisor.core import commands
+from supervisor.core.agent_events import (
+    AllowTool,
+    DenyTool,
+    Interrupt,
+    PermissionAsked,
+    SendPrompt,
+    TextDelta,
+    TurnEnded,
+)
+from supervisor.core.lifecycle import SessionState
+from supervisor.core.session import (
+    AddReactions,
+    EditPost,
+    Effect,
+    Finished,
+    LaunchAgent,
+    MarkHandled,
+    QueuedPrompt,
+    SaveRecord,
+    SessionCore,
+    SessionSettings,
+    Show,
+    StopAgent,
+    ToAgent,
+)
+from supervisor.core.state import SessionRecord, State, decode, encode
+
+CHANNEL = "chan"
+
+
+def link(post_id: str) -> str:
+    return f"https://chat.test/pl/{post_id}"
+
+
+def make_core(record: SessionRecord | None = None, **settings: object) -> SessionCore:
+    record = record or SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root")
+    defaults: dict[str, object] = {"username": "alice", "permalink": link}
+    return SessionCore(record, SessionSettings(**(defaults | settings)))  # type: ignore[arg-type]
+
+
+def running(core: SessionCore, now: float = 0.0) -> SessionCore:
+    core.start(now, launch_now=True)
+    core.agent_ready(42, now)
+    return core
+
+
+def prompt(post_id: str, text: str = "") -> QueuedPrompt:
+    return QueuedPrompt(post_id, CHANNEL, text or f"text of {post_id}")
+
+
+def texts(effects: list[Effect]) -> list[str]:
+    return [e.op.text for e in effects if isinstance(e, Show)]
+
+
+def sent(effects: list[Effect]) -> list[object]:
+    return [e.command for e in effects if isinstance(e, ToAgent)]
+
+
+def asked(request_id: str = "r1", tool: str = "Bash", command: str = "npm test") -> PermissionAsked:
+    rule = {"type": "addRules", "rules": [{"toolName": tool, "ruleContent": command}], "behavior": "allow",
+            "destination": "localSettings"}
+    return PermissionAsked(request_id, tool, {"command": command}, suggestions=(rule,))
+
+
+# --- defect 12a: a prompt reaches an agent at most once ------------------------------
+
+
+def test_a_prompt_is_durably_handled_before_it_is_written_to_the_agent() -> None:
+    core = running(make_core())
+    effects = core.prompt(prompt("p1"), 1.0)
+    kinds = [type(e).__name__ for e in effects]
+    save = next(e for e in effects if isinstance(e, SaveRecord))
+    assert "p1" in save.record.unsettled
+    # the record (its save rides in the same write) and the mark come before the prompt
+    assert kinds.index("SaveRecord") < kinds.index("MarkHandled") < kinds.index("ToAgent"), kinds
+
+
+# --- defect 2: queued prompts end visibly at !end and when the session fails --------
+
+
+def test_end_says_which_queued_prompts_were_not_run_and_which_turn_was_stopped() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.prompt(prompt("p2"), 2.0)
+    core.prompt(prompt("p3"), 3.0)
+    effects = core.command(commands.EndSession(), "c1", CHANNEL, 4.0)
+    said = "\n".join(texts(effects))
+    assert f"({link('p1')})" in said and "stopped: the session ended" in said
+    assert f"({link('p2')})" in said and f"({link('p3')})" in said and "Not run" in said
+    handled = [e.post_id for e in effects if isinstance(e, MarkHandled)]
+    assert sorted(handled) == ["c1", "p2", "p3"]  # p1 was handled when it was written
+    assert isinstance(effects[-1], Finished) and not core.queue
+
+
+def test_a_failing_session_says_which_queued_prompts_were_not_run() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.prompt(prompt("p2"), 1.0)
+    effects: list[Effect] = []
+    now = 2.0
+    while not any(isinstance(e, Finished) for e in effects):  # it dies again while starting
+        effects = core.agent_exited(1, "boom", now)
+        now += 0.1
+    said = "\n".join(texts(effects))
+    assert core.state is SessionState.FAILED
+    assert "Not run" in said and f"({link('p2')})" in said
+    assert MarkHandled(CHANNEL, "p2") in effects
+
+
+# --- defect 12b/c: settled as soon as the answer shows; the notice offers a rerun -----
+
+
+def test_an_answer_settles_once_its_own_posts_show_while_the_next_turn_streams() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.prompt(prompt("p2"), 1.0)
+    first = core.agent_event(TextDelta("answer one"), 2.0) + core.agent_event(TurnEnded(), 3.0)
+    keys = {e.op.key for e in first if isinstance(e, Show)}
+    streaming = core.agent_event(TextDelta("answer two, still coming"), 4.0)
+    second_keys = {e.op.key for e in streaming if isinstance(e, Show)}
+    assert core.record.unsettled == ("p1", "p2")
+    effects = core.outbox_progress(lambda key: key in keys)  # p2's posts are still changing
+    save = next(e for e in effects if isinstance(e, SaveRecord))
+    assert save.record.unsettled == ("p2",) and "p1" not in save.record.prompt_texts
+    assert not second_keys & keys
+
+
+def test_a_restart_notices_the_cut_prompt_and_its_rerun_runs_it_once() -> None:
+    record = SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root",
+                           has_history=True, unsettled=("p1",), prompt_texts={"p1": "build it"})
+    core = make_core(decode(encode(State(sessions={"sid": record}))).sessions["sid"])
+    effects = core.start(0.0, launch_now=False)
+    notice = next(e.op for e in effects if isinstance(e, Show))
+    assert f"({link('p1')})" in notice.text and "🔁" in notice.text
+    assert AddReactions(notice.key, ("repeat",)) in effects
+    core.post_created(notice.key, "n1")
+    # the offer outlives another restart
+    core = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    core.start(0.5, launch_now=False)
+    assert core.reaction("+1", "n1", 1.0) == []  # only 🔁 means "again"
+    effects = core.reaction("repeat", "n1", 1.0)
+    assert any(isinstance(e, LaunchAgent) for e in effects)
+    effects = core.agent_ready(42, 2.0)
+    assert SendPrompt("build it") in sent(effects) and MarkHandled(CHANNEL, "n1") in effects
+    assert core.reaction("repeat", "n1", 3.0) == []  # a second 🔁 does not run it twice
+
+
+def test_a_restart_never_calls_a_finished_turn_cut() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    effects = core.agent_event(TurnEnded(), 2.0)
+    save = next(e for e in effects if isinstance(e, SaveRecord))
+    assert save.durable and save.record.answered == ("p1",)  # durable before its posts are put
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds.index("SaveRecord") < kinds.index("Show")
+    # killed before its posts showed: the next start says so, and not that it was cut
+    restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    said = "\n".join(texts(restarted.start(5.0, launch_now=False)))
+    assert f"({link('p1')})" in said and "cut" not in said and "may be incomplete" in said
+    settled = restarted.outbox_settled()
+    assert settled and settled[-1].record.answered == () and settled[-1].record.unsettled == ()  # type: ignore[union-attr]
+
+
+def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    effects = core.agent_exited(1, "", 2.0)
+    notice = next(e.op for e in effects if isinstance(e, Show) and link("p1") in e.op.text)
+    assert "was cut" in notice.text and AddReactions(notice.key, ("repeat",)) in effects
+
+
+# --- defect 3: allow for this session survives a relaunch ------------------------------
+
+
+def test_allow_for_session_is_kept_in_the_record_and_given_to_the_next_agent() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.agent_event(asked("r1", "Bash", "npm test"), 2.0)
+    core.post_created("perm.r1", "perm-post")
+    effects = core.reaction("repeat", "perm-post", 3.0)
+    command = sent(effects)[0]
+    assert isinstance(command, AllowTool) and command.updated_permissions[0]["destination"] == "session"
+    assert core.record.allowed_rules == ("Bash(npm test)",)
+    again = decode(encode(State(sessions={"sid": core.record}))).sessions["sid"]
+    assert again.allowed_rules == ("Bash(npm test)",)
+    argv = ClaudeBackend(["claude"]).argv(AgentLaunch("sid", "/tmp", True, allowed_tools=again.allowed_rules))
+    assert argv[argv.index("--allowedTools") + 1] == "Bash(npm test)"
+
+
+def test_old_state_files_load_with_the_new_fields_empty() -> None:
+    raw = (b'{"version": 1, "sessions": {"s": {"id": "s", "name": "a", "channel_id": "c", "user_id": "u",'
+           b' "cwd": "/", "unsettled": ["p"]}}, "channels": {}}')
+    record = decode(raw).sessions["s"]
+    assert record.allowed_rules == () and record.lapsed_requests == {} and record.prompt_texts == {}
+
+
+# --- defect 8: a request pending across a restart is said to have lapsed --------------
+
+
+def test_a_request_pending_at_a_restart_is_edited_to_say_it_lapsed() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.agent_event(asked(), 2.0)
+    effects = core.post_created("perm.r1", "perm-post")
+    record = next(e.record for e in effects if isinstance(e, SaveRecord))
+    assert list(record.lapsed_requests) == ["perm-post"]
+    # the supervisor stops here; the next start edits the post
+    restarted = make_core(decode(encode(State(sessions={"sid": record}))).sessions["sid"])
+    effects = restarted.start(10.0, launch_now=False)
+    edit = next(e for e in effects if isinstance(e, EditPost))
+    assert edit.post_id == "perm-post" and "Lapsed" in edit.text and "npm test" in edit.text
+    assert restarted.record.lapsed_requests == {}
+
+
+def test_an_answered_request_does_not_lapse() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.agent_event(asked(), 2.0)
+    core.post_created("perm.r1", "perm-post")
+    core.reaction("+1", "perm-post", 3.0)
+    assert core.record.lapsed_requests == {}
+
+
+# --- timing, with an explicit now (moved down from the e2e tests) -----------------------
+
+
+def test_turn_timeout_interrupts_exactly_when_due_then_the_grace_ends_in_a_kill() -> None:
+    core = running(make_core(turn_timeout_s=100, stall_timeout_s=float("inf"), interrupt_grace_s=10))
+    core.prompt(prompt("p1"), 0.0)
+    assert core.next_deadline() is not None
+    assert not [c for c in sent(core.tick(99.9)) if isinstance(c, Interrupt)]
+    assert [c for c in sent(core.tick(100.0)) if isinstance(c, Interrupt)]
+    deadline = core.next_deadline()
+    assert deadline is not None and deadline <= 110.0  # typing may come sooner
+    assert not any(isinstance(e, StopAgent) for e in core.tick(109.9))
+    effects = core.tick(110.0)
+    assert StopAgent("hung") in effects and "did not answer the interrupt" in "\n".join(texts(effects))
+    effects = core.agent_exited(None, "", 111.0)
+    assert any(isinstance(e, LaunchAgent) and e.resume for e in effects)
+    assert any(f"({link('p1')})" in t for t in texts(effects))  # the cut turn is named
+
+
+def test_an_interrupted_turn_that_ends_says_the_watchdog_did_it() -> None:
+    core = running(make_core(turn_timeout_s=100))
+    core.prompt(prompt("p1"), 0.0)
+    core.tick(100.0)
+    effects = core.agent_event(TurnEnded(subtype="error_during_execution"), 101.0)
+    assert any("watchdog interrupted the turn" in t for t in texts(effects))
+    assert core.state is SessionState.IDLE
+
+
+def test_stall_counts_from_the_last_output() -> None:
+    core = running(make_core(stall_timeout_s=30))
+    core.prompt(prompt("p1"), 0.0)
+    core.agent_event(TextDelta("working"), 20.0)
+    deadline = core.next_deadline()
+    assert deadline is not None and deadline <= 50.0
+    assert not [c for c in sent(core.tick(49.9)) if isinstance(c, Interrupt)]
+    assert [c for c in sent(core.tick(50.0)) if isinstance(c, Interrupt)]
+
+
+def test_waiting_for_a_person_is_not_a_stall() -> None:
+    core = running(make_core(stall_timeout_s=30, approval_timeout_s=600))
+    core.prompt(prompt("p1"), 0.0)
+    core.agent_event(asked(), 1.0)
+    core.post_created("perm.r1", "perm-post")
+    assert not [c for c in sent(core.tick(200.0)) if isinstance(c, Interrupt)]
+    core.reaction("+1", "perm-post", 250.0)  # answered long after the stall timeout
+    assert not [c for c in sent(core.tick(250.0)) if isinstance(c, Interrupt)]
+    assert [c for c in sent(core.tick(280.0)) if isinstance(c, Interrupt)]
+
+
+def test_approval_is_reminded_at_half_and_denied_at_the_timeout() -> None:
+    core = running(make_core(approval_timeout_s=60, stall_timeout_s=float("inf")))
+    core.prompt(prompt("p1"), 0.0)
+    core.agent_event(asked(), 10.0)
+    assert not texts(core.tick(39.9))
+    reminder = texts(core.tick(40.0))
+    assert len(reminder) == 1 and reminder[0].startswith("@alice") and "denied in 30s" in reminder[0]
+    assert not texts(core.tick(50.0))  # once
+    assert not sent(core.tick(69.9))
+    effects = core.tick(70.0)
+    denied = sent(effects)
+    assert len(denied) == 1 and isinstance(denied[0], DenyTool) and "No answer within 1m 0s" in denied[0].message
+    assert any("No answer in time" in t for t in texts(effects))
+    assert core.state is SessionState.BUSY
+
+
+def test_an_idle_agent_is_suspended_when_due_and_a_prompt_wakes_it() -> None:
+    core = running(make_core(idle_suspend_s=50))
+    core.prompt(prompt("p1"), 0.0)
+    core.agent_event(TurnEnded(), 5.0)
+    assert core.next_deadline() == 55.0
+    assert not core.tick(54.9)
+    assert core.tick(55.0) == [StopAgent("suspend")]
+    effects = core.agent_exited(0, "", 56.0)
+    assert core.state is SessionState.SUSPENDED and not any(isinstance(e, LaunchAgent) for e in effects)
+    effects = core.prompt(prompt("p2"), 100.0)
+    assert any(isinstance(e, LaunchAgent) and e.resume for e in effects)
+
+
+def test_a_prompt_during_the_suspend_wakes_the_agent_right_after() -> None:
+    core = running(make_core(idle_suspend_s=50))
+    core.prompt(prompt("p1"), 0.0)
+    core.agent_event(TurnEnded(), 5.0)
+    core.tick(55.0)
+    assert core.prompt(prompt("p2"), 55.5) == []  # the agent is on its way down
+    effects = core.agent_exited(0, "", 56.0)
+    assert any(isinstance(e, LaunchAgent) for e in effects)
+    assert SendPrompt("text of p2") in sent(core.agent_ready(43, 57.0))
