@@ -17,6 +17,7 @@ from supervisor.core.agent_events import (
     TurnEnded,
 )
 from supervisor.core.lifecycle import SessionState
+from supervisor.core.restart import RestartPolicy
 from supervisor.core.session import (
     AddReactions,
     EditPost,
@@ -176,6 +177,23 @@ def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     effects = core.agent_exited(1, "", 2.0)
     notice = next(e.op for e in effects if isinstance(e, Show) and link("p1") in e.op.text)
     assert "was cut" in notice.text and AddReactions(notice.key, ("repeat",)) in effects
+
+
+def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() -> None:
+    """A kill after a prompt was written but before the agent saved the conversation: the
+    next agent, started with --resume, comes up, takes the prompt, then says there is no
+    such conversation. It must start anew, not count towards failing the session."""
+    record = SessionRecord(
+        id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root", has_history=True
+    )
+    core = make_core(record, restart=RestartPolicy(max_restarts=0))
+    core.start(0.0, launch_now=True)
+    core.agent_ready(42, 0.0)
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    effects = core.agent_exited(1, "Error: No conversation found with session ID: sid", 2.0)
+    assert LaunchAgent(resume=False) in effects
+    assert core.state is SessionState.STARTING and not core.record.has_history
+    assert any(link("p1") in t and "was cut" in t for t in texts(effects))
 
 
 # --- defect 3: allow for this session survives a relaunch ------------------------------

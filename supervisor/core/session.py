@@ -592,9 +592,15 @@ class SessionCore:
                 effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)
-        if self.state is S.STARTING and self.resuming and "No conversation found" in stderr_tail:
-            # The conversation was never written (cut before its first turn): start it anew.
+        if self.resuming and "No conversation found" in stderr_tail:
+            # The conversation was never written (a kill came before the agent saved its
+            # first turn): start it anew, whether the agent died at once or at its first
+            # prompt. Resuming again would only fail again, until the session is failed.
             effects.append(self._save(has_history=False))
+            if self._cut is not None:
+                effects += self._cut_notice(
+                    self._cut, "The conversation was never saved, so it starts anew; the turn for {link} was cut."
+                )
             return effects + self._launch(now)
         decision = self.restarts.on_exit(now)
         detail = f" (exit status {code})" if code is not None else ""
