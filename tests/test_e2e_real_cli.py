@@ -46,7 +46,7 @@ AGENT_ENV_KEYS = (
     "DISABLE_TELEMETRY",
 )
 # The post that ends a turn: "✅ Done · 0.4s · $0.0012", "⏹️ Interrupted. · ...", "⚠️ ... · ...".
-TURN_END = re.compile(r"^(✅ Done|⏹️ Interrupted\.|⚠️ .*) · \S.* · \$\d", re.MULTILINE)
+TURN_END = re.compile(r"^(✅ Done|⏹️ Interrupted\.|⚠️ .*) · \S.* · \$\d.*$", re.MULTILINE)
 
 
 @attrs.define
@@ -109,7 +109,9 @@ async def real_world(tmp_path: Path, **agent: object) -> AsyncIterator[RealWorld
 
 
 def turn_ends(w: World, root: str) -> list[str]:
-    return [p["message"] for p in w.bot_posts(root) if TURN_END.search(p["message"])]
+    """The completion lines in the thread, oldest first: each is the footer of its turn's
+    last post (or a post of its own when the turn showed no text)."""
+    return [m.group(0) for p in w.bot_posts(root) for m in [TURN_END.search(p["message"])] if m]
 
 
 async def turn_done(w: World, root: str, count: int, within: float = TURN_TIMEOUT) -> str:
