@@ -225,8 +225,11 @@ class SessionTask:
 
     async def _apply_each(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, ToAgent | MarkHandled | SaveRecord | Typing):
-                self._wake_poster()  # these may wait: what is put so far goes out meanwhile
+            # These may wait: what is put so far goes out meanwhile. Not a durable save: it
+            # is a few ms, and the end of a turn saves before its final words are put, so
+            # waking here would send the text and then the footer as two edits.
+            if isinstance(effect, ToAgent | MarkHandled | Typing):
+                self._wake_poster()
             match effect:
                 case ToAgent(command):
                     await self._send_to_agent(command)
