@@ -10,7 +10,8 @@ gets time to finish, and each thread gets a sentinel prompt: once that is answer
 nothing earlier can still come. Then it stops gracefully and the figures are counted:
 
 - answered: prompts with exactly one answer, in their own thread;
-- noticed: prompts whose thread holds a notice linking them that says their turn was cut;
+- noticed: prompts whose thread holds a notice linking them that says their turn was cut
+  (or, when the agent had finished, that its answer may be incomplete);
 - lost: prompts neither answered nor noticed (must be 0);
 - duplicated: prompts answered more than once (must be 0);
 - in another thread: answers posted outside their prompt's thread (must be 0);
@@ -216,7 +217,9 @@ class Soak:
             message = str(post["message"])
             for match in ANSWER.finditer(message):
                 answers.setdefault(match.group(1), []).append(str(post["root_id"]))
-            if "cut" in message.lower():
+            # Both notices a restart leaves tell the person: "cut" (the turn was running)
+            # and "may be incomplete" (the agent had finished; its answer was being posted).
+            if "cut" in message.lower() or "may be incomplete" in message:
                 for post_id in LINK.findall(message):
                     prompt = by_id.get(post_id)
                     if prompt is not None and prompt.root_id == post["root_id"]:
