@@ -198,6 +198,10 @@ class Soak:
         server = server_of(self.w)
         for _ in range(drops):
             await trio.sleep(self.rng.uniform(*self.plan.gap_s) / (drops + 1))
+            # A drop falls on a live connection: right after the previous drop the socket
+            # may still be reconnecting, and skipping then left a run short of its drops.
+            with trio.move_on_after(10):
+                await server.wait_for_websocket()
             if server.websockets(server.bot.id):
                 server.drop_sockets()
                 self.figures.drops += 1
