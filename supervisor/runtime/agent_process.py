@@ -82,7 +82,7 @@ class AgentProcess:
         keeps what arrived together together: an instant answer is shown whole, not as a
         first fragment plus an edit."""
         assert self.proc.stdout is not None
-        async for lines in _line_batches(self.proc.stdout):
+        async for lines in line_batches(self.proc.stdout):
             batch: list[AgentEvent] = []
             for line in lines:
                 try:
@@ -94,7 +94,7 @@ class AgentProcess:
 
     async def drain_stderr(self) -> None:
         assert self.proc.stderr is not None
-        async for line in _lines(self.proc.stderr):
+        async for line in lines_of(self.proc.stderr):
             text = line.decode(errors="replace").rstrip()
             if text:
                 self.stderr_tail.append(text)
@@ -109,7 +109,7 @@ class AgentProcess:
         return await self.proc.wait()
 
 
-async def _line_batches(stream: trio.abc.ReceiveStream) -> AsyncIterator[list[bytes]]:
+async def line_batches(stream: trio.abc.ReceiveStream) -> AsyncIterator[list[bytes]]:
     """The complete lines of each read (a last unterminated line at EOF included)."""
     buffer = bytearray()
     while True:
@@ -133,8 +133,8 @@ async def _line_batches(stream: trio.abc.ReceiveStream) -> AsyncIterator[list[by
             yield lines
 
 
-async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
-    async for lines in _line_batches(stream):
+async def lines_of(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+    async for lines in line_batches(stream):
         for line in lines:
             yield line
 

@@ -30,7 +30,7 @@ from supervisor.agent.acp.events import (
     SessionOpened,
     SessionOpenFailed,
 )
-from supervisor.runtime.agent_process import kill_group
+from supervisor.runtime.agent_process import kill_group, lines_of
 
 log = logging.getLogger("supervisor.agent.acp")
 
@@ -83,7 +83,7 @@ class AcpAgent:
 
     async def read_stdout(self) -> None:
         assert self.proc.stdout is not None
-        async for line in _lines(self.proc.stdout):
+        async for line in lines_of(self.proc.stdout):
             events = self.client.receive_line(line)
             for event in events:
                 if isinstance(event, ProtocolError):
@@ -95,32 +95,11 @@ class AcpAgent:
 
     async def drain_stderr(self) -> None:
         assert self.proc.stderr is not None
-        async for line in _lines(self.proc.stderr):
+        async for line in lines_of(self.proc.stderr):
             text = line.decode(errors="replace").rstrip()
             if text:
                 self.stderr_tail.append(text)
                 log.debug("agent %s: %s", self.pid, text)
-
-
-async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
-    buffer = bytearray()
-    while True:
-        try:
-            chunk = await stream.receive_some(65536)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            chunk = b""
-        if not chunk:
-            if buffer:
-                yield bytes(buffer)
-            return
-        buffer += chunk
-        while (end := buffer.find(b"\n")) >= 0:
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
-            yield line
-        if len(buffer) > MAX_LINE:
-            log.warning("dropping an agent line longer than %d bytes", MAX_LINE)
-            buffer.clear()
 
 
 @asynccontextmanager
