@@ -150,6 +150,8 @@ async def test_fewer_requests_per_answer_and_a_queued_prompt_marked_by_a_reactio
         await w.answered(root, "✅ Done", 30)
         await w.settled(root)
         before = len(w.bot_posts(root))
+        footers = lambda: sum("\n\n✅ Done · " in str(p["message"]) for p in w.bot_posts(root))  # noqa: E731
+        footers_before = footers()
         requests = sum(w.server.stats.requests.values())
         first = await w.say("first [slow 0.5]", root)  # well within one edit interval
         second = await w.say("second", root)
@@ -163,6 +165,8 @@ async def test_fewer_requests_per_answer_and_a_queued_prompt_marked_by_a_reactio
 
         await w.wait_for(marked, 10)
         await w.answered(root, "echo #3: second", 30)
+        # Its text may show before its footer: wait for the footer's edit too.
+        await w.wait_for(lambda: footers() == footers_before + 2, 10)
         await w.settled(root)
         await w.wait_for(lambda: not marked(), 10)  # taken off when its turn started
         answers = [str(p["message"]) for p in w.bot_posts(root)][before:]

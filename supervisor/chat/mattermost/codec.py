@@ -26,6 +26,7 @@ import attrs
 import cattrs
 
 from supervisor.chat import ChatUser
+from supervisor.chat.strict import DECODE_ERRORS, decode_reason, strict_converter
 from supervisor.core.events import (
     ChatEvent,
     FileRef,
@@ -177,15 +178,6 @@ class _Action:
 # --- the converter ---------------------------------------------------------------
 
 
-def _strict(kind: type[T], label: str) -> Callable[[Any, Any], T]:
-    def structure(value: Any, _: Any) -> T:
-        # bool is an int in Python, but never one on Mattermost's wire.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TypeError(f"expected {label}, got {type(value).__name__}")
-        return value
-
-    return structure
-
 
 def _id_tuple(value: Any, _: Any) -> tuple[str, ...]:
     if value is None:  # Go marshals an empty slice as null
@@ -202,10 +194,7 @@ def _json_object(value: Any, _: Any) -> JSONObject:
 
 
 def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=False)
-    converter.register_structure_hook(str, _strict(str, "a string"))
-    converter.register_structure_hook(int, _strict(int, "an integer"))
-    converter.register_structure_hook(bool, _strict(bool, "a boolean"))
+    converter = strict_converter()
     converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _id_tuple)
     converter.register_structure_hook_func(lambda t: t == JSONObject, _json_object)
     return converter
@@ -214,38 +203,21 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 """The one converter for every Mattermost shape (frames, REST bodies, actions)."""
 
-# Anything a hostile or buggy payload can make json/cattrs raise. RecursionError: a deeply
-# nested array; AttributeError/KeyError: cattrs probing a value of the wrong shape.
-_DECODE_ERRORS = (
-    cattrs.BaseValidationError,
-    ValueError,
-    TypeError,
-    KeyError,
-    AttributeError,
-    RecursionError,
-)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
-    return f"{type(exc).__name__}: {exc}"
-
 
 def structure(value: Any, kind: type[T]) -> T:
     """Structure parsed JSON as `kind`; raise `MalformedFrame` if it does not fit."""
     try:
         return converter.structure(value, kind)
-    except _DECODE_ERRORS as exc:
-        raise MalformedFrame(f"{kind.__name__}: {_reason(exc)}") from None
+    except DECODE_ERRORS as exc:
+        raise MalformedFrame(f"{kind.__name__}: {decode_reason(exc)}") from None
 
 
 def loads(text: str | bytes, kind: type[T]) -> T:
     """Parse JSON text and structure it as `kind`; raise `MalformedFrame` if either fails."""
     try:
         value = json.loads(text)
-    except _DECODE_ERRORS as exc:
-        raise MalformedFrame(f"not JSON: {_reason(exc)}") from None
+    except DECODE_ERRORS as exc:
+        raise MalformedFrame(f"not JSON: {decode_reason(exc)}") from None
     return structure(value, kind)
 
 
@@ -256,8 +228,8 @@ def decode_frame(text: str | bytes) -> Frame:
     """One WebSocket text frame -> an event (with its seq) or a reply to our action."""
     try:
         value = json.loads(text)
-    except _DECODE_ERRORS as exc:
-        raise MalformedFrame(f"not JSON: {_reason(exc)}") from None
+    except DECODE_ERRORS as exc:
+        raise MalformedFrame(f"not JSON: {decode_reason(exc)}") from None
     if not isinstance(value, dict):
         raise MalformedFrame(f"frame is a {type(value).__name__}, not an object")
     if "event" not in value and "seq_reply" in value:

@@ -15,12 +15,13 @@ would otherwise turn 5 into "5" and "5" into 5.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
+
+from supervisor.chat.strict import DECODE_ERRORS, decode_reason, strict_converter
 
 T = TypeVar("T")
 JSONObject = dict[str, Any]
@@ -228,21 +229,8 @@ class InlineKeyboard:
 # --- the converter -------------------------------------------------------------------
 
 
-def _strict(kind: type[T], label: str) -> Callable[[Any, Any], T]:
-    def structure(value: Any, _: Any) -> T:
-        # bool is an int in Python, but never one on the wire.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TypeError(f"expected {label}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
 def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=False)
-    converter.register_structure_hook(str, _strict(str, "a string"))
-    converter.register_structure_hook(int, _strict(int, "an integer"))
-    converter.register_structure_hook(bool, _strict(bool, "a boolean"))
+    converter = strict_converter()
     for cls in (Message, CallbackQuery):
         converter.register_structure_hook(
             cls, make_dict_structure_fn(cls, converter, sender=override(rename="from"))
@@ -257,31 +245,13 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 """The one converter for every Telegram shape."""
 
-# Anything a hostile or buggy payload can make cattrs raise. RecursionError: a deeply
-# nested reply chain; AttributeError/KeyError: cattrs probing a value of the wrong shape.
-_DECODE_ERRORS = (
-    cattrs.BaseValidationError,
-    ValueError,
-    TypeError,
-    KeyError,
-    AttributeError,
-    RecursionError,
-)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, cattrs.BaseValidationError):
-        notes = cattrs.transform_error(exc)
-        return "; ".join(notes) if notes else str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
 
 def structure(value: Any, cls: type[T]) -> T:
     """`value` (parsed JSON) as `cls`; MalformedReply if it is not that shape."""
     try:
         return converter.structure(value, cls)
-    except _DECODE_ERRORS as exc:
-        raise MalformedReply(f"{cls.__name__}: {_reason(exc)}") from None
+    except DECODE_ERRORS as exc:
+        raise MalformedReply(f"{cls.__name__}: {decode_reason(exc)}") from None
 
 
 def unstructure(value: Any) -> Any:
