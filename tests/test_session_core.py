@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
+from supervisor.agent.claude.permissions import permission_asked
 from supervisor.core import commands
 from supervisor.core.agent_events import (
     AllowTool,
@@ -69,7 +70,7 @@ def sent(effects: list[Effect]) -> list[object]:
 def asked(request_id: str = "r1", tool: str = "Bash", command: str = "npm test") -> PermissionAsked:
     rule = {"type": "addRules", "rules": [{"toolName": tool, "ruleContent": command}], "behavior": "allow",
             "destination": "localSettings"}
-    return PermissionAsked(request_id, tool, {"command": command}, suggestions=(rule,))
+    return permission_asked(request_id, tool, {"command": command}, suggestions=(rule,))
 
 
 # --- defect 12a: a prompt reaches an agent at most once ------------------------------
@@ -190,6 +191,11 @@ def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() ->
     core.start(0.0, launch_now=True)
     core.agent_ready(42, 0.0)
     core.prompt(prompt("p1", "deploy"), 1.0)
+    # The Claude side reads the CLI's words; the core hears the port's event.
+    (missing,) = ClaudeBackend(["claude"]).conversation(AgentLaunch("sid", "/tmp", True)).receive_stderr(
+        "Error: No conversation found with session ID: sid"
+    )
+    core.agent_event(missing, 2.0)
     effects = core.agent_exited(1, "Error: No conversation found with session ID: sid", 2.0)
     assert LaunchAgent(resume=False) in effects
     assert core.state is SessionState.STARTING and not core.record.has_history

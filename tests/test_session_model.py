@@ -28,13 +28,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from supervisor.agent.claude.permissions import permission_asked
 from supervisor.core import commands
 from supervisor.core.agent_events import (
     AllowTool,
     ControlAsked,
     DenyTool,
     Interrupt,
-    PermissionAsked,
     PermissionCancelled,
     RefuseControl,
     SendPrompt,
@@ -338,7 +338,7 @@ class SessionModel(RuleBasedStateMachine):
         self.requests[request_id] = RequestLog(asked_at=self.now)
         suggestion = {"type": "addRules", "rules": [{"toolName": tool, "ruleContent": "ls"}], "behavior": "allow",
                       "destination": "localSettings"}
-        self._agent_says(PermissionAsked(request_id, tool, {"command": "ls"}, suggestions=(suggestion,)))
+        self._agent_says(permission_asked(request_id, tool, {"command": "ls"}, suggestions=(suggestion,)))
 
     @precondition(lambda self: self.agent == "up" and bool(self.core.pending))
     @rule(data=st.data())

@@ -1,8 +1,8 @@
-"""What an agent tells us, and what we tell it, in backend-neutral words.
+"""What an agent tells us, and what we tell it, in backend-neutral words (the agent port).
 
-The Claude Code codec turns stream-json lines into these (and these commands into lines);
-an OpenCode backend would do the same with its own wire format. The renderer and the
-session logic see only these types.
+Each agent side (`supervisor.agent.claude`, `supervisor.agent.acp`) turns its wire format
+into these events and these commands into its wire format. The renderer and the session
+logic see only these types: no stream-json keys, no JSON-RPC ids, no agent's stderr text.
 """
 
 from __future__ import annotations
@@ -23,6 +23,33 @@ class TurnStarted:
     session_id: str
     model: str = ""
     cwd: str = ""
+
+
+@attrs.frozen
+class ConversationOpened:
+    """The agent's conversation is open and takes prompts. `session_id` is the agent's id
+    for it: chosen by us (Claude Code) or by the agent (ACP `session/new`); a new one is
+    recorded durably before the first prompt is written."""
+
+    session_id: str
+    resumed: bool = False
+    model: str = ""
+
+
+@attrs.frozen
+class ConversationMissing:
+    """The conversation asked to be continued does not exist at the agent (it was never
+    saved, or the id is unknown): the session continues with a new one."""
+
+    detail: str = ""
+
+
+@attrs.frozen
+class AgentUnusable:
+    """The agent cannot serve this session (its handshake failed, it speaks a protocol
+    version we do not, it never answered): restarting it would not help."""
+
+    reason: str
 
 
 @attrs.frozen
@@ -50,6 +77,7 @@ class ToolCall:
     tool_use_id: str
     name: str
     input: JSON = attrs.field(factory=dict)
+    summary: str = ""  # the key argument in one line, where the agent side knows it best
 
 
 @attrs.frozen
@@ -60,15 +88,26 @@ class ToolOutcome:
 
 
 @attrs.frozen
+class AlwaysAllow:
+    """What "allow for this session" covers, as the agent side computed it."""
+
+    updates: tuple[JSON, ...] = ()  # handed back to the agent with the allow
+    rules: tuple[str, ...] = ()  # kept with the session: every agent it runs is given them
+    mode: str = ""  # a permission mode so allowed, kept likewise ("" = unchanged)
+
+
+@attrs.frozen
 class PermissionAsked:
-    """The agent wants to run a tool and asks us (Claude Code: control_request can_use_tool)."""
+    """The agent wants to run a tool and asks us. `always` is None where the agent offers
+    no "allow for this session"."""
 
     request_id: str
     tool_name: str
     input: JSON = attrs.field(factory=dict)
     tool_use_id: str = ""
     description: str = ""
-    suggestions: tuple[JSON, ...] = ()
+    suggestions: tuple[JSON, ...] = ()  # the agent's own offer, as it sent it (opaque here)
+    always: AlwaysAllow | None = None
 
 
 @attrs.frozen
@@ -112,7 +151,10 @@ class TurnEnded:
 
 
 AgentEvent = (
-    TurnStarted
+    ConversationOpened
+    | ConversationMissing
+    | AgentUnusable
+    | TurnStarted
     | TextDelta
     | TextBlock
     | ThinkingBlock
@@ -150,6 +192,7 @@ class AllowTool:
     request_id: str
     updated_input: JSON
     updated_permissions: tuple[JSON, ...] = ()
+    always: bool = False  # allowed for the rest of the session, not only this call
 
 
 @attrs.frozen

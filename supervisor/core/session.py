@@ -31,8 +31,11 @@ from supervisor.core import commands
 from supervisor.core.agent_events import (
     AgentCommand,
     AgentEvent,
+    AgentUnusable,
     AllowTool,
     ControlAsked,
+    ConversationMissing,
+    ConversationOpened,
     DenyTool,
     Image,
     Interrupt,
@@ -208,7 +211,8 @@ class SessionCore:
     renderer: TurnRenderer = attrs.field(init=False)
     restarts: RestartTracker = attrs.field(init=False)
     expected_exit: str = ""  # why we stopped the agent ourselves; "" if it was not us
-    resuming: bool = False  # the running agent was started with --resume
+    resuming: bool = False  # the running agent was started to continue the conversation
+    conversation_missing: bool = False  # the agent said the conversation to continue is not there
     model: str = ""
     turns: int = 0
     last_active_at: float = 0.0
@@ -355,6 +359,8 @@ class SessionCore:
         if isinstance(event, TurnStarted):
             self.model = event.model or self.model
             return []
+        if isinstance(event, ConversationOpened | ConversationMissing | AgentUnusable):
+            return self._conversation_news(event, now)
         if isinstance(event, PermissionAsked):
             return self._ask_permission(event, now)
         if isinstance(event, PermissionCancelled):
@@ -393,6 +399,26 @@ class SessionCore:
         if turn is not None:
             self._settling.append((turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)})))
         return effects + self._next_prompt(now)
+
+    def _conversation_news(
+        self, event: ConversationOpened | ConversationMissing | AgentUnusable, now: float
+    ) -> list[Effect]:
+        if isinstance(event, ConversationMissing):
+            # Resuming again would only fail again: the next conversation starts anew.
+            self.conversation_missing = True
+            return [self._save(has_history=False, agent_session_id="")]
+        if isinstance(event, AgentUnusable):
+            return self._fail(f"❌ The agent cannot be used: {event.reason}.", "", now=now)
+        self.model = event.model or self.model
+        effects: list[Effect] = []
+        if self.conversation_missing and not event.resumed:
+            self.conversation_missing = False
+            effects.append(self._note("⚠️ The conversation could not be continued, so a new one starts."))
+        if event.session_id and event.session_id != (self.record.agent_session_id or self.record.id):
+            # The agent chose it: on disk before the first prompt is written, so a restart
+            # continues this conversation.
+            effects.append(self._save(durable=True, agent_session_id=event.session_id))
+        return effects
 
     # --- permissions -------------------------------------------------------------
 
@@ -492,12 +518,14 @@ class SessionCore:
         if answer is Answer.ALLOW:
             return self._settle(request_id, "allowed", AllowTool(request_id, request.input), now, by)
         if answer is Answer.ALLOW_SESSION:
-            updates = _session_rules(request)
-            command = AllowTool(request_id, request.input, updates)
+            if request.always is None:
+                return []  # the agent offers no "always" for this request
+            always = request.always
+            command = AllowTool(request_id, request.input, always.updates, always=True)
             effects = self._settle(request_id, "allowed for session", command, now, by)
-            # Kept with the session, so a relaunched agent is told again (the CLI forgets).
-            rules = tuple(dict.fromkeys([*self.record.allowed_rules, *allowed_tool_rules(updates)]))
-            mode = next((str(u["mode"]) for u in updates if u.get("type") == "setMode"), self.record.session_mode)
+            # Kept with the session, so a relaunched agent is told again (agents forget).
+            rules = tuple(dict.fromkeys([*self.record.allowed_rules, *always.rules]))
+            mode = always.mode or self.record.session_mode
             if rules != self.record.allowed_rules or mode != self.record.session_mode:
                 effects.append(self._save(allowed_rules=rules, session_mode=mode))
             return effects
@@ -592,10 +620,11 @@ class SessionCore:
                 effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)
-        if self.resuming and "No conversation found" in stderr_tail:
+        if self.resuming and self.conversation_missing:
             # The conversation was never written (a kill came before the agent saved its
             # first turn): start it anew, whether the agent died at once or at its first
             # prompt. Resuming again would only fail again, until the session is failed.
+            self.conversation_missing = False
             effects.append(self._save(has_history=False))
             if self._cut is not None:
                 effects += self._cut_notice(
@@ -605,24 +634,32 @@ class SessionCore:
         decision = self.restarts.on_exit(now)
         detail = f" (exit status {code})" if code is not None else ""
         if isinstance(decision, GiveUp):
-            self._set(S.FAILED)
-            text = (
-                f"❌ The agent keeps exiting{detail}: {decision.exits_in_window} times recently. "
-                "The session is marked failed; start a new one with `!new`."
-            )
-            tail = stderr_tail.strip().splitlines()[-3:]
-            if tail:
-                text += "\n```\n" + "\n".join(tail) + "\n```"
-            effects.append(self._note(text))
-            if self._cut is not None:
-                effects += self._cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
-            effects += self._not_run("the session failed")
-            return [*effects, self._save(pgid=0, status="failed"), Finished()]
+            why = f"❌ The agent keeps exiting{detail}: {decision.exits_in_window} times recently."
+            return [*effects, *self._fail(why, stderr_tail)]
         effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation."))
         if self._cut is not None:
             effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
         effects.append(self._save(pgid=0))
         return effects + self._launch(now, decision.delay_s)
+
+    def _fail(self, why: str, stderr_tail: str, *, now: float | None = None) -> list[Effect]:
+        """The session is over for good: said in the thread, with its cut and queued prompts.
+        With `now`, its agent still runs (it is unusable): its turn ends and it is stopped."""
+        effects: list[Effect] = []
+        if now is not None:
+            effects += self._drop_turn(now)
+            self.expected_exit = "failed"
+            effects.append(StopAgent("failed"))
+        self._set(S.FAILED)
+        text = f"{why} The session is marked failed; start a new one with `!new`."
+        tail = stderr_tail.strip().splitlines()[-3:]
+        if tail:
+            text += "\n```\n" + "\n".join(tail) + "\n```"
+        effects.append(self._note(text))
+        if self._cut is not None:
+            effects += self._cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
+        effects += self._not_run("the session failed")
+        return [*effects, self._save(pgid=0, status="failed"), Finished()]
 
     def _drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
@@ -698,34 +735,6 @@ THREAD_HELP = (
 
 def _permission_key(request_id: str) -> str:
     return f"perm.{request_id}"
-
-
-def _session_rules(request: PermissionAsked) -> tuple[dict[str, object], ...]:
-    """The CLI's own suggestions, applied to this session only (never written to disk).
-
-    Where the CLI offers exact rules (addRules: a Bash command, a fetched domain...) only
-    those are sent: the mode change it offers next to them for a Bash call (setMode
-    acceptEdits) would let every file-changing command in the directory through unasked,
-    `rm` included. A mode change is sent when it is the whole offer (Write, Edit: "allow
-    all edits during this session")."""
-    offered = [s for s in request.suggestions if s.get("type") == "addRules"]
-    if not offered:
-        offered = [s for s in request.suggestions if s.get("type") == "setMode"]
-    return tuple({**s, "destination": "session"} for s in offered)
-
-
-def allowed_tool_rules(updates: tuple[dict[str, object], ...]) -> tuple[str, ...]:
-    """The permission rules in the CLI's own notation (`Bash(npm test)`, `WebFetch`) for
-    the rules that updates add: what `--allowedTools` takes."""
-    rules: list[str] = []
-    for update in updates:
-        if update.get("type") != "addRules" or update.get("behavior", "allow") != "allow":
-            continue
-        for rule in update.get("rules") or ():  # type: ignore[attr-defined]
-            if isinstance(rule, dict) and rule.get("toolName"):
-                content = rule.get("ruleContent")
-                rules.append(f"{rule['toolName']}({content})" if content else str(rule["toolName"]))
-    return tuple(rules)
 
 
 def _watchdog_text(why: str, action: str) -> str:

@@ -27,7 +27,7 @@ SLACK_MS = 60_000
 
 @attrs.frozen
 class SessionRecord:
-    id: str  # the agent's session id (a uuid we chose): stable from the first moment on
+    id: str  # our session id (a uuid we chose; Claude Code's conversation id too): stable from the first moment on
     name: str
     channel_id: str
     user_id: str
@@ -65,6 +65,11 @@ class SessionRecord:
     # Permission requests whose posts still ask for a reaction: post id -> the text that
     # says the request lapsed, put there by the next start.
     lapsed_requests: dict[str, str] = attrs.field(factory=dict)
+    # The configured agent this session uses (`[agents.NAME]`); "" is the default `[agent]`.
+    agent: str = ""
+    # The agent's own id for the conversation when the agent chose it (ACP `session/new`);
+    # "" while none is known, and for agents that take ours (`id`).
+    agent_session_id: str = ""
 
     @property
     def short_id(self) -> str:

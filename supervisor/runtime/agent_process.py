@@ -1,9 +1,11 @@
 """One running agent process: launch, line framing, teardown. The trio shell only.
 
-Owns the child: its pipes, its process group, its exit. The caller reads events from
-`events()` (one task), writes with `send()` (serialised by a lock), and leaves the
-`async with` to tear the process down: close stdin, SIGTERM the group, grace, SIGKILL,
-always wait. Decides nothing about what the events mean.
+Owns the child: its pipes, its process group, its exit, and the backend's sans-IO
+conversation for it (`agent.AgentConversation`), which it feeds every line and whose bytes
+it writes. The caller reads events from `events()` (one task), sends commands with
+`send()` (serialised by a lock, with whatever the conversation answers by itself), and
+leaves the `async with` to tear the process down: close stdin, SIGTERM the group, grace,
+SIGKILL, always wait. Decides nothing about what the events mean.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -13,19 +15,20 @@ agents (each ended by its own session task, so in parallel) are gone in time, wh
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import signal
 import subprocess
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
-from supervisor.agent import AgentBackend, AgentLaunch
-from supervisor.core.agent_events import AgentCommand, AgentEvent
+from supervisor.agent import AgentBackend, AgentConversation, AgentLaunch
+from supervisor.core.agent_events import AgentCommand, AgentEvent, ConversationOpened
 
 log = logging.getLogger("supervisor.agent")
 
@@ -65,32 +68,58 @@ class AgentGrace:
 
 
 class AgentProcess:
-    def __init__(self, backend: AgentBackend, proc: trio.Process) -> None:
+    """Invariant: the conversation's bytes are written in the order it produced them (all
+    writes hold `_send_lock` from producing them to writing them)."""
+
+    def __init__(self, backend: AgentBackend, proc: trio.Process, conversation: AgentConversation) -> None:
         self.backend = backend
         self.proc = proc
         self.pid = proc.pid
+        self.conversation = conversation
+        self.opened = False  # the conversation said ConversationOpened: it takes prompts
         self.stderr_tail: deque[str] = deque(maxlen=20)
+        # What the agent said on stderr that means something (the caller hands it on at exit).
+        self.stderr_events: list[AgentEvent] = []
         self._send_lock = trio.StrictFIFOLock()
 
-    async def send(self, command: AgentCommand) -> None:
-        assert self.proc.stdin is not None
+    async def send(self, command: AgentCommand) -> list[AgentEvent]:
+        """Send a command; returns the events it causes at once (e.g. withdrawn requests)."""
         async with self._send_lock:
-            await self.proc.stdin.send_all(self.backend.codec.encode(command))
+            events = self.conversation.send(command)
+            await self._write(self.conversation.data_to_send())
+        return events
+
+    async def _write(self, data: bytes) -> None:
+        if data:
+            assert self.proc.stdin is not None
+            await self.proc.stdin.send_all(data)
+
+    async def _answer(self, step: Callable[[], list[AgentEvent]]) -> list[AgentEvent]:
+        async with self._send_lock:
+            events = step()
+            try:
+                await self._write(self.conversation.data_to_send())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.info("agent %s: stdin closed; its exit will be reported", self.pid)
+        if any(isinstance(e, ConversationOpened) for e in events):
+            self.opened = True
+        return events
 
     async def events(self) -> AsyncIterator[list[AgentEvent]]:
-        """The events the agent prints, a batch per read, until its stdout closes. A batch
-        keeps what arrived together together: an instant answer is shown whole, not as a
-        first fragment plus an edit."""
+        """The events of the conversation's start, then those the agent prints, a batch
+        per read, until its stdout closes. A batch keeps what arrived together together:
+        an instant answer is shown whole, not as a first fragment plus an edit."""
         assert self.proc.stdout is not None
+        first = await self._answer(self.conversation.start)
+        if first:
+            yield first
         async for lines in line_batches(self.proc.stdout):
-            batch: list[AgentEvent] = []
-            for line in lines:
-                try:
-                    batch += self.backend.codec.decode(line)
-                except ValueError as exc:
-                    log.warning("agent %s printed a malformed line: %s", self.pid, exc)
+            batch = await self._answer(functools.partial(self._receive, lines))
             if batch:
                 yield batch
+
+    def _receive(self, lines: list[bytes]) -> list[AgentEvent]:
+        return [event for line in lines for event in self.conversation.receive_line(line)]
 
     async def drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -98,6 +127,7 @@ class AgentProcess:
             text = line.decode(errors="replace").rstrip()
             if text:
                 self.stderr_tail.append(text)
+                self.stderr_events += self.conversation.receive_stderr(text)
                 log.info("agent %s: %s", self.pid, text)
 
     async def close_stdin(self) -> None:
@@ -164,7 +194,7 @@ async def open_agent(
         env=backend.env(launch, base_env),
         start_new_session=True,  # its own group, so we can end it and all it spawned
     )
-    agent = AgentProcess(backend, proc)
+    agent = AgentProcess(backend, proc, backend.conversation(launch))
     log.info("agent started pid=%s session=%s resume=%s", proc.pid, launch.session_id, launch.resume)
     try:
         yield agent

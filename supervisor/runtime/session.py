@@ -23,7 +23,7 @@ import trio
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink
 from supervisor.core import commands, uploads
-from supervisor.core.agent_events import AgentEvent, Image, Interrupt
+from supervisor.core.agent_events import AgentEvent, AgentUnusable, Image, Interrupt
 from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
 from supervisor.core.session import (
     AddReactions,
@@ -116,7 +116,7 @@ class SessionDeps:
 
     chat: ChatLink
     store: Store
-    backend: AgentBackend
+    backend: AgentBackend  # the default agent's
     base_env: Mapping[str, str]
     shutdown_grace_s: AgentGrace  # the configured grace, cut short while the supervisor stops
     edit_interval_s: float
@@ -125,6 +125,11 @@ class SessionDeps:
     max_image_bytes: int
     launch_for: Callable[[SessionRecord, bool], AgentLaunch]  # (record, resume) -> how to start it
     on_post_made: Callable[[str, str], None]  # (post id, thread root id): for the router
+    # The backend of a session's agent (its record names it); the default one if unset.
+    agent_backend: Callable[[SessionRecord], AgentBackend] | None = None
+
+    def backend_for(self, record: SessionRecord) -> AgentBackend:
+        return self.agent_backend(record) if self.agent_backend is not None else self.backend
 
 
 class SessionTask:
@@ -291,9 +296,13 @@ class SessionTask:
             log.info("%s: no agent to send %s to", self.name, type(command).__name__)
             return
         try:
-            await agent.send(command)  # type: ignore[arg-type]
+            events = await agent.send(command)  # type: ignore[arg-type]
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("%s: the agent's stdin is closed; its exit will be reported", self.name)
+            return
+        if events:  # what the command settled at once (e.g. requests a cancel withdrew)
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                self.inbox_send.send_nowait(_FromAgent(self._generation, events))
 
     async def _typing(self) -> None:
         record = self.core.record
@@ -328,6 +337,7 @@ class SessionTask:
     async def _run_agent(self, generation: int, scope: trio.CancelScope, resume: bool, delay_s: float) -> None:
         code: int | None = None
         tail = ""
+        up = False
         with scope:
             await trio.sleep(delay_s)
             record = self.core.record
@@ -340,16 +350,22 @@ class SessionTask:
             )
             try:
                 async with open_agent(
-                    self.deps.backend, launch, self.deps.base_env, self.deps.shutdown_grace_s
+                    self.deps.backend_for(record), launch, self.deps.base_env, self.deps.shutdown_grace_s
                 ) as agent:
                     self._agent = agent
-                    await self.inbox_send.send(_AgentUp(generation, agent.pid))
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(agent.drain_stderr)
+                        nursery.start_soon(self._bound_opening, generation, agent)
                         async for batch in agent.events():
                             await self.inbox_send.send(_FromAgent(generation, batch))
+                            if agent.opened and not up:  # takes prompts from now on
+                                up = True
+                                await self.inbox_send.send(_AgentUp(generation, agent.pid))
                         code = await agent.wait()
+                        nursery.cancel_scope.cancel()
                     tail = "\n".join(agent.stderr_tail)
+                    if agent.stderr_events:
+                        await self.inbox_send.send(_FromAgent(generation, agent.stderr_events))
             except OSError as exc:  # the command is missing or not executable
                 tail = f"could not start the agent: {exc}"
                 log.error("%s: %s", self.name, tail)
@@ -358,6 +374,14 @@ class SessionTask:
         # Reported whether it died or we stopped it: the core knows which it expected.
         with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
             await self.inbox_send.send(_AgentDown(generation, code, tail))
+
+    async def _bound_opening(self, generation: int, agent: AgentProcess) -> None:
+        """An agent whose conversation does not open (a handshake never answered) is
+        unusable: the same bound as a stalled turn."""
+        await trio.sleep(self.core.settings.stall_timeout_s)
+        if not agent.opened:
+            why = f"it did not get ready within {self.core.settings.stall_timeout_s:g} s"
+            await self.inbox_send.send(_FromAgent(generation, [AgentUnusable(why)]))
 
     # --- the poster: outbox -> REST ---------------------------------------------------
 

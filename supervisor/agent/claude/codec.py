@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import cattrs
 
+from supervisor.agent.claude.permissions import permission_asked
 from supervisor.core.agent_events import (
     JSON,
     AgentCommand,
@@ -22,7 +23,6 @@ from supervisor.core.agent_events import (
     ControlAsked,
     DenyTool,
     Interrupt,
-    PermissionAsked,
     PermissionCancelled,
     RefuseControl,
     SendPrompt,
@@ -173,13 +173,13 @@ class ClaudeCodec:
     def _control_request(self, request_id: str, request: JSON) -> AgentEvent:
         if request.get("subtype") == "can_use_tool":
             ask = _converter.structure(request, _CanUseTool)
-            return PermissionAsked(
-                request_id=str(request_id),
-                tool_name=ask.tool_name,
-                input=ask.input,
+            return permission_asked(
+                str(request_id),
+                ask.tool_name,
+                ask.input,
                 tool_use_id=ask.tool_use_id,
                 description=ask.description,
-                suggestions=tuple(ask.permission_suggestions),
+                suggestions=ask.permission_suggestions,
             )
         return ControlAsked(request_id=str(request_id), subtype=str(request.get("subtype")))
 
