@@ -6,7 +6,7 @@
         ├── open_sessions             the sessions nursery (a Supervisor needs it to exist)
         │   └── SessionTask.run       one per thread, its own cancel scope
         │       ├── poster            the thread's outbox -> REST
-        │       └── agent             one Claude Code process (own process group)
+        │       └── agent             one agent process (own process group): Claude Code or ACP
         ├── supervisor.desk.run       main-DM commands and replies, one at a time
         ├── supervisor.route_events   events -> pure router -> sessions / desk
         └── link.run                  the one WebSocket reader (reconnects, replays)
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import trio
 
-from supervisor.agent.claude import ClaudeBackend
+from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatUser
 from supervisor.chat.mattermost.link import MattermostLink
 from supervisor.config import Config
@@ -65,15 +65,17 @@ async def serve(
         async with trio.open_nursery() as app:
             await app.start(store.run)
             sessions: SessionsNursery = await app.start(open_sessions)
+            agents = AgentRegistry(config)  # every configured agent's backend, one place
             supervisor = Supervisor(
                 config,
                 link,
                 store,
-                ClaudeBackend(config.agent.command, config.agent.args),
+                agents.default.backend,
                 allowed,
                 main_channels,
                 os.environ if base_env is None else base_env,
                 sessions,
+                agents,
             )
             supervisor.restore_sessions()
             await supervisor.desk.recover_unannounced()

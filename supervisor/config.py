@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from supervisor.agent.config import NamedAgent, check_agents, check_protocol
 from supervisor.config_codec import (
     DIRECTORY_OR_ABSENT,
     EXISTING_DIRECTORY,
@@ -196,6 +197,7 @@ class AgentConfig:
     """
 
     command: tuple[str, ...] = attrs.field(default=("claude",), validator=_command)
+    protocol: str = attrs.field(default="claude", validator=check_protocol)
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = attrs.field(
         factory=FrozenMap, converter=frozen_map, validator=_environment, repr=_env_repr
@@ -294,6 +296,9 @@ class Config:
     sessions: tuple[SessionSpec, ...] = attrs.field(default=(), validator=_sessions)
     personas: Mapping[str, Persona] = attrs.field(
         factory=FrozenMap, converter=frozen_map, validator=_personas
+    )
+    agents: Mapping[str, NamedAgent] = attrs.field(
+        factory=FrozenMap, converter=frozen_map, validator=check_agents
     )
 
 

@@ -74,8 +74,22 @@ class AgentConversation(Protocol):
     def data_to_send(self) -> bytes: ...
 
 
+class StartGuard(Protocol):
+    """Lets agents start one at a time where concurrent first starts fail (OpenCode's
+    database set-up): entered before the spawn, left once the conversation is open (or
+    the start failed), by the same task."""
+
+    async def enter(self) -> None: ...
+
+    def leave(self, *, ok: bool) -> None: ...
+
+
 class AgentBackend(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def start_gate(self) -> StartGuard | None: ...
 
     def argv(self, launch: AgentLaunch) -> list[str]: ...
 

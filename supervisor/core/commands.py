@@ -29,6 +29,12 @@ class NewSession:
     name: str
     cwd: str | None = None
     persona: str | None = None
+    agent: str | None = None  # a configured agent's name; None: the default agent
+
+
+@attrs.frozen
+class ListAgents:
+    pass
 
 
 @attrs.frozen
@@ -58,10 +64,10 @@ class BadCommand:
     reason: str
 
 
-MainCommand = Help | ListSessions | NewSession | EndSession
+MainCommand = Help | ListSessions | NewSession | EndSession | ListAgents
 ThreadCommand = Help | Stop | Status | EndSession | GetFile | ListSessions
 
-MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [persona=P]`, `!end NAME`"
+MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [agent=A] [persona=P]`, `!end NAME`, `!agents`"
 
 
 def is_command(text: str) -> bool:
@@ -87,6 +93,8 @@ def parse_main_command(text: str) -> MainCommand | BadCommand | None:
         return Help()
     if verb == "!sessions" and not args:
         return ListSessions()
+    if verb == "!agents" and not args:
+        return ListAgents()
     if verb == "!new":
         return _parse_new(args)
     if verb == "!end":
@@ -97,16 +105,18 @@ def parse_main_command(text: str) -> MainCommand | BadCommand | None:
 
 
 def _parse_new(args: list[str]) -> NewSession | BadCommand:
-    usage = "usage: `!new NAME [CWD] [persona=P]`"
-    persona: str | None = None
+    usage = "usage: `!new NAME [CWD] [agent=A] [persona=P]`"
+    options: dict[str, str | None] = {"persona": None, "agent": None}
     rest: list[str] = []
     for arg in args:
-        if arg.startswith("persona="):
-            persona = arg.removeprefix("persona=")
-            if not persona:
-                return BadCommand("`persona=` needs a persona name")
+        key, _, value = arg.partition("=")
+        if key in options and arg.startswith(key + "="):
+            if not value:
+                return BadCommand(f"`{key}=` needs a{'n' if key == 'agent' else ''} {key} name")
+            options[key] = value
         else:
             rest.append(arg)
+    persona = options["persona"]
     if not 1 <= len(rest) <= 2:
         return BadCommand(usage)
     name = rest[0]
@@ -114,7 +124,7 @@ def _parse_new(args: list[str]) -> NewSession | BadCommand:
         return BadCommand(
             f"`{name}` is not a valid session name: use 1-64 letters, digits, `-`, `_` or `.`"
         )
-    return NewSession(name=name, cwd=rest[1] if len(rest) == 2 else None, persona=persona)
+    return NewSession(name=name, cwd=rest[1] if len(rest) == 2 else None, persona=persona, agent=options["agent"])
 
 
 def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:

@@ -14,8 +14,9 @@ from supervisor.core.state import SessionRecord
 
 HELP = """\
 **Commands** (here, in the main DM):
-- `!new NAME [CWD] [persona=P]` — start a session: a new thread, one Claude Code agent in CWD
+- `!new NAME [CWD] [agent=A] [persona=P]` — start a session: a new thread, one agent in CWD
 - `!sessions` — list sessions with their state and a link to each thread
+- `!agents` — list the configured agents
 - `!end NAME` — end a session
 - `!help` — this text
 
@@ -40,6 +41,7 @@ def utc_iso(epoch_s: float) -> str:
 
 def thread_root(record: SessionRecord) -> str:
     persona = f" · persona `{record.persona}`" if record.persona else ""
+    persona += f" · agent `{record.agent}`" if record.agent else ""
     return (
         f"🧵 **Session `{record.name}`** · `{record.cwd}`{persona}\n"
         f"started {record.created_at} · id `{record.short_id}`\n"

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
-from supervisor.agent import AgentBackend, AgentConversation, AgentLaunch
+from supervisor.agent import AgentBackend, AgentConversation, AgentLaunch, StartGuard
 from supervisor.core.agent_events import AgentCommand, AgentEvent, ConversationOpened
 
 log = logging.getLogger("supervisor.agent")
@@ -71,8 +71,11 @@ class AgentProcess:
     """Invariant: the conversation's bytes are written in the order it produced them (all
     writes hold `_send_lock` from producing them to writing them)."""
 
-    def __init__(self, backend: AgentBackend, proc: trio.Process, conversation: AgentConversation) -> None:
+    def __init__(
+        self, backend: AgentBackend, proc: trio.Process, conversation: AgentConversation, gate: StartGuard | None = None
+    ) -> None:
         self.backend = backend
+        self._gate = gate  # held until the conversation is open
         self.proc = proc
         self.pid = proc.pid
         self.conversation = conversation
@@ -103,7 +106,13 @@ class AgentProcess:
                 log.info("agent %s: stdin closed; its exit will be reported", self.pid)
         if any(isinstance(e, ConversationOpened) for e in events):
             self.opened = True
+            self.leave_gate(ok=True)
         return events
+
+    def leave_gate(self, *, ok: bool) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.leave(ok=ok)
 
     async def events(self) -> AsyncIterator[list[AgentEvent]]:
         """The events of the conversation's start, then those the agent prints, a batch
@@ -184,21 +193,31 @@ def kill_group(pgid: int, sig: signal.Signals) -> bool:
 async def open_agent(
     backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace: float | AgentGrace
 ) -> AsyncIterator[AgentProcess]:
-    """Start the agent in its own process group; on exit, end the whole group."""
-    proc = await trio.lowlevel.open_process(
-        backend.argv(launch),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=launch.cwd,
-        env=backend.env(launch, base_env),
-        start_new_session=True,  # its own group, so we can end it and all it spawned
-    )
-    agent = AgentProcess(backend, proc, backend.conversation(launch))
+    """Start the agent in its own process group; on exit, end the whole group. A backend's
+    start gate is held from the spawn until its conversation is open."""
+    gate = backend.start_gate
+    if gate is not None:
+        await gate.enter()
+    try:
+        proc = await trio.lowlevel.open_process(
+            backend.argv(launch),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=launch.cwd,
+            env=backend.env(launch, base_env),
+            start_new_session=True,  # its own group, so we can end it and all it spawned
+        )
+    except BaseException:
+        if gate is not None:
+            gate.leave(ok=False)
+        raise
+    agent = AgentProcess(backend, proc, backend.conversation(launch), gate)
     log.info("agent started pid=%s session=%s resume=%s", proc.pid, launch.session_id, launch.resume)
     try:
         yield agent
     finally:
+        agent.leave_gate(ok=False)
         with trio.CancelScope(shield=True):
             await terminate(agent, grace if isinstance(grace, AgentGrace) else AgentGrace(grace))
 

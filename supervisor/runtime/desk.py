@@ -20,6 +20,7 @@ from typing import Protocol
 
 import attrs
 
+from supervisor.agent.registry import AgentRegistry, agents_text, unknown_agent
 from supervisor.chat import ChatError, ChatLink
 from supervisor.config import Config
 from supervisor.core import commands, texts
@@ -61,6 +62,9 @@ class SessionRegistry(Protocol):
 
     def end(self, root_id: str) -> bool:
         """Ask a live session to end; False when there is none."""
+
+    @property
+    def agents(self) -> AgentRegistry: ...  # the configured agents
 
 
 class Desk:
@@ -115,8 +119,10 @@ class Desk:
                 return texts.HELP
             case commands.ListSessions():
                 return self.sessions_text()
-            case commands.NewSession(name, cwd, persona):
-                return await self.new_session(post.channel_id, post.user_id, name, cwd, persona, command=post)
+            case commands.NewSession(name, cwd, persona, agent):
+                return await self.new_session(post.channel_id, post.user_id, name, cwd, persona, command=post, agent=agent)
+            case commands.ListAgents():
+                return await agents_text(self.registry.agents)
             case commands.EndSession(name):
                 return self._end_by_name(name or "")
         return texts.GUIDANCE
@@ -142,11 +148,14 @@ class Desk:
     # --- new sessions: created, announced once, finished after a crash ----------------
 
     async def new_session(
-        self, channel_id: str, user_id: str, name: str, cwd: str | None, persona: str | None, *, command: Post | None = None
+        self, channel_id: str, user_id: str, name: str, cwd: str | None, persona: str | None, *,
+        command: Post | None = None, agent: str | None = None,
     ) -> str | None:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
         problem, directory = self._check_new(name, cwd, persona)
+        if not problem and self.registry.agents.named(agent or "") is None:
+            problem = unknown_agent(self.registry.agents, agent or "")
         if problem:
             return f"⚠️ {problem}"
         record = SessionRecord(
@@ -160,6 +169,7 @@ class Desk:
             answer_pending=command is not None,
             created_at=texts.utc_iso(time.time()),
             from_config=command is None,
+            agent=self.registry.agents.record_name(agent or ""),
         )
         # One durable write: the session exists and its `!new` is handled, together. A crash
         # before it did nothing (the `!new` is handled afresh by the next start); a crash

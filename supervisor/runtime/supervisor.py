@@ -23,9 +23,10 @@ from collections.abc import Awaitable, Callable, Mapping
 import attrs
 import trio
 
-from supervisor.agent import AgentBackend, AgentLaunch
+from supervisor.agent import AgentBackend
+from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatError, ChatLink, ChatUser
-from supervisor.config import Config
+from supervisor.config import AgentConfig, Config
 from supervisor.core import commands, texts
 from supervisor.core.events import ChatEvent, Post, Posted
 from supervisor.core.restart import RestartPolicy
@@ -115,8 +116,10 @@ class Supervisor:
         main_channels: Mapping[str, str],  # DM channel id -> user id
         base_env: Mapping[str, str],
         sessions: SessionsNursery,
+        agents: AgentRegistry | None = None,
     ) -> None:
         self.config = config
+        self.agents = agents or AgentRegistry(config)
         self.chat = chat
         self.store = store
         self.backend = backend
@@ -145,8 +148,9 @@ class Supervisor:
             max_get_bytes=config.files.max_get_mb * 1_000_000,
             max_upload_bytes=config.files.max_upload_mb * 1_000_000,
             max_image_bytes=config.files.max_image_mb * 1_000_000,
-            launch_for=self._launch_for,
+            launch_for=self.agents.launch_for,
             on_post_made=self._remember_post,
+            agent_backend=self.agents.backend_of,
         )
 
     # --- sessions: registered (routable), then launched (running) ------------------
@@ -167,7 +171,7 @@ class Supervisor:
         if task is not None:
             return task
         user = self.allowed.get(record.user_id)
-        core = SessionCore(record, self._settings(user.username if user else ""))
+        core = SessionCore(record, self._settings(user.username if user else "", self.agents.of(record).settings))
         task = SessionTask(core, self.deps)
         root = record.root_id
         self.tasks[root] = task
@@ -197,8 +201,7 @@ class Supervisor:
             self._mail.pop(root, None)
             self.refs[root] = SessionRef(root, task.core.record.channel_id, ended=True)
 
-    def _settings(self, username: str) -> SessionSettings:
-        agent = self.config.agent
+    def _settings(self, username: str, agent: AgentConfig) -> SessionSettings:
         return SessionSettings(
             turn_timeout_s=agent.turn_timeout_s or float("inf"),
             stall_timeout_s=agent.stall_timeout_s or float("inf"),
@@ -210,18 +213,6 @@ class Supervisor:
             username=username,
             permalink=self.chat.permalink,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),
-        )
-
-    def _launch_for(self, record: SessionRecord, resume: bool) -> AgentLaunch:
-        persona = self.config.personas.get(record.persona) if record.persona else None
-        return AgentLaunch(
-            session_id=record.id,
-            cwd=record.cwd,
-            resume=resume,
-            model=persona.model if persona else "",
-            append_system_prompt=persona.append_system_prompt if persona else "",
-            permission_mode=self.config.agent.permission_mode,
-            extra_env=dict(self.config.agent.env),
         )
 
     def _remember_post(self, post_id: str, root_id: str) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 import attrs
 import trio
 
+from supervisor.agent import AgentConversation, AgentLaunch
+
 # A port nothing listens on (TCP "discard"): connection refused at once, never a hang.
 OFFLINE_NPM_REGISTRY = "http://127.0.0.1:9/"
 OPENCODE_OFFLINE_ENV = {
@@ -66,12 +68,20 @@ class StartGate:
         self.warm = not serial_until_first_success
 
     async def __aenter__(self) -> None:
+        await self.enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.leave(ok=exc[0] is None)
+
+    async def enter(self) -> None:
+        """Wait for our turn to start (at once, once warm). The task that enters leaves."""
         if not self.warm:
             await self._lock.acquire()
 
-    async def __aexit__(self, *exc: object) -> None:
+    def leave(self, *, ok: bool) -> None:
+        """Our start is over: `ok` when the agent got ready (then everyone may start)."""
         if self._lock.locked():
-            if exc[0] is None:
+            if ok:
                 self.warm = True
             self._lock.release()
 
@@ -105,6 +115,36 @@ class AcpBackend:
                 env.get("OPENCODE_CONFIG_CONTENT"), ASK_EVERYTHING
             )
         return env
+
+
+@attrs.define
+class AcpAgentBackend:
+    """One ACP agent behind sessions (the agent port): the launch data of `AcpBackend`,
+    and an `AcpConversation` per process."""
+
+    acp: AcpBackend
+    args: Sequence[str] = ()
+
+    @property
+    def name(self) -> str:
+        return self.acp.name
+
+    @property
+    def start_gate(self) -> StartGate:
+        return self.acp.gate
+
+    def argv(self, launch: AgentLaunch) -> list[str]:
+        return [*self.acp.argv(), *self.args]
+
+    def env(self, launch: AgentLaunch, base: Mapping[str, str]) -> dict[str, str]:
+        env = self.acp.env({**base, **launch.extra_env}, launch.permission_mode)
+        env["PWD"] = launch.cwd
+        return env
+
+    def conversation(self, launch: AgentLaunch) -> AgentConversation:
+        from supervisor.agent.acp.conversation import AcpConversation
+
+        return AcpConversation(launch)
 
 
 def opencode_backend(command: Sequence[str] = ("opencode",), **kwargs: Any) -> AcpBackend:

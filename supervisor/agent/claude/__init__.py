@@ -58,6 +58,7 @@ class ClaudeConversation(LineConversation):
 
 class ClaudeBackend:
     name = "claude"
+    start_gate = None  # the CLI's starts do not trip over each other
 
     def __init__(self, command: Sequence[str], args: Sequence[str] = ()) -> None:
         self.command = list(command)

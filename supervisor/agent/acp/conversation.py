@@ -1,0 +1,187 @@
+"""One ACP agent process as the agent port sees it: `AcpClient` in the port's words.
+
+Owns what the port needs on top of the protocol client (sans-IO, like it): the opening
+(after `initialize`, `session/resume` or `session/load` of the id the agent chose before,
+else `session/new`; a conversation that cannot be continued is said and a new one opened),
+the rules the person allowed "always" (OpenCode forgets them when its process ends, so
+matching requests of a relaunched agent are answered here, never asked twice), and tool
+calls held until the agent names what they do (OpenCode's first `tool_call` says only
+"Bash"; the update after it carries the command).
+
+Never does I/O; never raises on what the agent sends. What the port has no word for
+(usage per update, protocol trouble, errors of other requests) is logged here and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from supervisor.agent import AgentLaunch
+from supervisor.agent.acp.client import AcpClient, LocalProtocolError
+from supervisor.agent.acp.events import (
+    AcpEvent,
+    AgentReady,
+    HandshakeFailed,
+    OptionKind,
+    PlanUpdated,
+    ProtocolError,
+    RequestFailed,
+    SessionOpened,
+    SessionOpenFailed,
+    ToolCallUpdated,
+    UsageUpdated,
+)
+from supervisor.core.agent_events import (
+    AgentCommand,
+    AgentEvent,
+    AgentUnusable,
+    AllowTool,
+    AlwaysAllow,
+    ControlAsked,
+    ConversationMissing,
+    ConversationOpened,
+    DenyTool,
+    Interrupt,
+    PermissionAsked,
+    RefuseControl,
+    SendPrompt,
+    ToolCall,
+    ToolOutcome,
+    TurnEnded,
+)
+
+log = logging.getLogger("supervisor.agent.acp")
+PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
+
+
+def always_rule(request: PermissionAsked) -> str:
+    """What "always" covers, in our notation: a command's first word (as OpenCode's own
+    rule, `echo *`, covers every command that starts so), else the tool and its summary."""
+    command = request.input.get("command")
+    if isinstance(command, str) and command.split():
+        return f"{request.tool_name}:{command.split()[0]} *"
+    return f"{request.tool_name}:{request.description}"
+
+
+class AcpConversation:
+    """Invariant: `_held` holds tool calls of the running turn not yet shown; every one is
+    shown before any later event of the turn (so the thread reads in order)."""
+
+    def __init__(self, launch: AgentLaunch, client: AcpClient | None = None) -> None:
+        self.launch = launch
+        self.client = client or AcpClient()
+        self.rules: set[str] = set(launch.allowed_tools)
+        self._asked: dict[str, str] = {}  # request id -> the rule "always" would add
+        self._held: dict[str, ToolCall] = {}
+        self._plans = 0
+
+    # --- the port ------------------------------------------------------------------
+
+    def start(self) -> list[AgentEvent]:
+        return self._port(self.client.initialize())
+
+    def receive_line(self, line: bytes) -> list[AgentEvent]:
+        return self._port(self.client.receive_line(line))
+
+    def receive_stderr(self, line: str) -> list[AgentEvent]:
+        return []
+
+    def send(self, command: AgentCommand) -> list[AgentEvent]:
+        match command:
+            case AllowTool(request_id=rid, always=always):
+                if always and rid in self._asked:
+                    self.rules.add(self._asked[rid])
+                self._asked.pop(rid, None)
+                return self._port(self.client.answer_permission(rid, "allow_always" if always else "allow_once"))
+            case DenyTool(request_id=rid):
+                self._asked.pop(rid, None)
+                return self._port(self.client.answer_permission(rid, "reject_once"))
+            case SendPrompt(text=text, images=images):
+                try:
+                    return self._port(self.client.prompt(text, images))
+                except LocalProtocolError as exc:  # not open, or a turn still runs
+                    reason = f"the agent cannot take a prompt now ({exc})"
+                    return [TurnEnded(subtype="error_during_execution", is_error=True, errors=(reason,))]
+            case Interrupt():
+                return self._port(self.client.cancel())
+            case RefuseControl():
+                return []  # the client refused requests it does not serve when they came
+        return self._port(self.client.send(command))
+
+    def data_to_send(self) -> bytes:
+        return self.client.data_to_send()
+
+    # --- ACP -> the port's words -----------------------------------------------------
+
+    def _port(self, events: list[AcpEvent]) -> list[AgentEvent]:
+        out: list[AgentEvent] = []
+        for event in events:
+            out += self._one(event)
+        return out
+
+    def _one(self, event: AcpEvent) -> list[AgentEvent]:
+        match event:
+            case AgentReady():
+                return self._open()
+            case HandshakeFailed(reason=reason):
+                return [AgentUnusable(reason)]
+            case SessionOpened(session_id=sid, how=how, model=model):
+                return [ConversationOpened(sid, resumed=how != "new", model=model)]
+            case SessionOpenFailed(how="new", message=message):
+                return [AgentUnusable(f"it could not start a conversation ({message})")]
+            case SessionOpenFailed(session_id=sid, message=message):
+                missing = ConversationMissing(f"{sid}: {message}")
+                return [missing, *self._port(self.client.new_session(self.launch.cwd))]
+            case ToolCall(tool_use_id=tid):
+                self._held[tid] = event
+                return []
+            case ToolCallUpdated(tool_use_id=tid, summary=summary):
+                held = self._held.pop(tid, None)
+                return [attrs.evolve(held, summary=summary)] if held else []
+            case ToolOutcome(tool_use_id=tid):
+                held = self._held.pop(tid, None)
+                return [*self._release(), *([held] if held else []), event]
+            case PermissionAsked():
+                return self._ask(event)
+            case PlanUpdated(steps=steps):
+                self._plans += 1
+                line = " · ".join(f"{PLAN_MARKS.get(s.status, '☐')} {s.content}" for s in steps)
+                return [*self._release(), ToolCall(f"plan.{self._plans}", "Plan", summary=line)]
+            case UsageUpdated() | ControlAsked():
+                return []
+            case RequestFailed(method=method, message=message):
+                log.info("the agent refused %s: %s", method, message)
+                return []
+            case ProtocolError(reason=reason, line=line):
+                log.warning("ACP agent: %s: %r", reason, line)
+                return []
+        return [*self._release(), event]
+
+    def _open(self) -> list[AgentEvent]:
+        cwd = self.launch.cwd
+        if self.launch.agent_session_id:
+            return self._port(self.client.open_session(self.launch.agent_session_id, cwd))
+        return self._port(self.client.new_session(cwd))
+
+    def _release(self) -> list[AgentEvent]:
+        held, self._held = list(self._held.values()), {}
+        return list(held)
+
+    def _ask(self, request: PermissionAsked) -> list[AgentEvent]:
+        held = self._held.pop(request.tool_use_id, None)
+        shown: list[AgentEvent] = [*self._release()]
+        if held is not None:
+            shown.append(attrs.evolve(held, summary=held.summary or request.description))
+        pending = self.client.permissions.get(request.request_id)
+        kinds = {o.kind for o in pending.options} if pending else set()
+        rule = always_rule(request)
+        if rule in self.rules:
+            # Allowed "always" before, perhaps by an agent process that is gone: answered
+            # here, as the person said, and the agent learns the rule again.
+            kind: OptionKind = "allow_always" if "allow_always" in kinds else "allow_once"
+            return [*shown, *self._port(self.client.answer_permission(request.request_id, kind))]
+        self._asked[request.request_id] = rule
+        always = AlwaysAllow(rules=(rule,)) if "allow_always" in kinds else None
+        return [*shown, attrs.evolve(request, always=always)]

@@ -1,0 +1,99 @@
+"""`[agents.NAME]`: the agents a person may pick per session, beside the default `[agent]`.
+
+Each takes the keys of `[agent]` that say how to run and watch an agent; a key left out is
+the `[agent]` value (so timeouts are set once). `protocol` says which wire format it
+speaks: "claude" (Claude Code's stream-json) or "acp" (the Agent Client Protocol).
+
+This module owns the section's shape and rules; `supervisor.config` only places it in the
+whole configuration, and `supervisor.agent.registry` turns it into backends. It must never
+start anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from supervisor.config_codec import FrozenMap, Problem, describe, frozen_map
+
+if TYPE_CHECKING:
+    from supervisor.config import AgentConfig
+
+PROTOCOLS: Final = ("claude", "acp")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def check_protocol(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in PROTOCOLS:
+        raise Problem((attribute.name,), f'must be "claude" or "acp", not {describe(value)}')
+
+
+def _command(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value or not all(value):
+        raise Problem((attribute.name,), 'must name the program to run, like ["opencode", "acp"]')
+
+
+def _environment(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
+    for name in value:
+        if not name or "=" in name or "\0" in name:
+            raise Problem((attribute.name, name), "is not a valid environment variable name")
+
+
+def _at_least_zero(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value < 0:
+        raise Problem((attribute.name,), f"must be at least 0, not {describe(value)}")
+
+
+def _optional_number() -> Any:
+    return attrs.field(default=None, validator=_at_least_zero)
+
+
+@attrs.frozen
+class NamedAgent:
+    """One `[agents.NAME]` table. `None`: the value of `[agent]`."""
+
+    command: tuple[str, ...] = attrs.field(validator=_command)
+    protocol: str = attrs.field(default="claude", validator=check_protocol)
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = attrs.field(factory=FrozenMap, converter=frozen_map, validator=_environment)
+    permission_mode: str | None = None
+    turn_timeout_s: float | None = _optional_number()
+    approval_timeout_s: float | None = _optional_number()
+    idle_suspend_s: float | None = _optional_number()
+    stall_timeout_s: float | None = _optional_number()
+    notify_after_s: float | None = _optional_number()
+    shutdown_grace_s: float | None = _optional_number()
+    interrupt_grace_s: float | None = _optional_number()
+    restart_max: float | None = _optional_number()
+    restart_window_s: float | None = _optional_number()
+
+    def over(self, default: AgentConfig) -> AgentConfig:
+        """`[agent]` with this agent's own keys put over it."""
+        own = {
+            field.name: value
+            for field in attrs.fields(NamedAgent)
+            if (value := getattr(self, field.name)) is not None
+        }
+        for key in ("turn_timeout_s", "approval_timeout_s", "idle_suspend_s", "stall_timeout_s",
+                    "notify_after_s", "restart_max", "restart_window_s"):  # fmt: skip
+            if key in own:
+                own[key] = int(own[key])
+        return attrs.evolve(default, **own)
+
+
+def check_agents(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, NamedAgent]) -> None:
+    for name, agent in value.items():
+        if not _NAME.fullmatch(name):
+            raise Problem((attribute.name, name), '1–64 of letters, digits, "-", "_", "." make a name')
+        if agent.permission_mode is not None:
+            from supervisor.config import PERMISSION_MODES  # the one list of modes
+
+            if agent.permission_mode not in PERMISSION_MODES:
+                choices = ", ".join(PERMISSION_MODES)
+                raise Problem(
+                    (attribute.name, name, "permission_mode"),
+                    f"must be one of {choices}, not {describe(agent.permission_mode)}",
+                )

@@ -1,0 +1,133 @@
+"""The configured agents, in one place: name -> settings and backend.
+
+The default agent is `[agent]`, known by its protocol's name ("claude", or "acp" for an
+ACP default) unless an `[agents.NAME]` takes that name; the others are `[agents.NAME]`. A
+session's record names its agent ("" = the default). The session factory asks here for a
+session's backend, its settings and how to launch it; `!agents` and `check` list them.
+Builds objects only; never starts a process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from supervisor.agent import AgentBackend, AgentLaunch
+from supervisor.agent.acp.backend import AcpAgentBackend, AcpBackend
+from supervisor.agent.claude import ClaudeBackend
+from supervisor.agent.probe import AgentProbe, claude_env, probe_acp, probe_command
+from supervisor.core.state import SessionRecord
+
+if TYPE_CHECKING:
+    from supervisor.config import AgentConfig, Config
+
+
+@attrs.frozen
+class Agent:
+    name: str
+    settings: AgentConfig
+    backend: AgentBackend
+
+    @property
+    def protocol(self) -> str:
+        return self.settings.protocol
+
+
+def make_backend(name: str, settings: AgentConfig) -> AgentBackend:
+    if settings.protocol == "acp":
+        command = tuple(settings.command)
+        opencode = Path(command[0]).name == "opencode"
+        return AcpAgentBackend(AcpBackend(name, command, opencode=opencode), tuple(settings.args))
+    return ClaudeBackend(settings.command, settings.args)
+
+
+class AgentRegistry:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        default_name = config.agent.protocol if config.agent.protocol not in config.agents else "default"
+        self.default = Agent(default_name, config.agent, make_backend(default_name, config.agent))
+        self.agents: dict[str, Agent] = {default_name: self.default}
+        for name, named in config.agents.items():
+            settings = named.over(config.agent)
+            self.agents[name] = Agent(name, settings, make_backend(name, settings))
+
+    def named(self, name: str) -> Agent | None:
+        """The agent `!new ... agent=NAME` picks ("" = the default); None if unknown."""
+        return self.default if not name else self.agents.get(name)
+
+    def record_name(self, name: str) -> str:
+        """What a record keeps for the agent called `name` ("" for the default)."""
+        return "" if not name or self.agents.get(name) is self.default else name
+
+    def of(self, record: SessionRecord) -> Agent:
+        """A session's agent; the default one for an agent no longer configured."""
+        return self.named(record.agent) or self.default
+
+    def backend_of(self, record: SessionRecord) -> AgentBackend:
+        return self.of(record).backend
+
+    def launch_for(self, record: SessionRecord, resume: bool) -> AgentLaunch:
+        settings = self.of(record).settings
+        persona = self.config.personas.get(record.persona) if record.persona else None
+        return AgentLaunch(
+            session_id=record.id,
+            cwd=record.cwd,
+            resume=resume,
+            model=persona.model if persona else "",
+            append_system_prompt=persona.append_system_prompt if persona else "",
+            permission_mode=settings.permission_mode,
+            extra_env=dict(settings.env),
+            agent_session_id=record.agent_session_id,
+        )
+
+
+def terminal_hint(agent: Agent, conversation_id: str) -> str:
+    """How to carry on the same conversation in a terminal."""
+    if agent.protocol == "claude":
+        return f"`claude --resume {conversation_id}`"
+    program = os.path.basename(agent.settings.command[0])
+    return f"`{program} --session {conversation_id}`"
+
+
+def names_and_protocols(registry: AgentRegistry) -> Mapping[str, str]:
+    return {name: agent.protocol for name, agent in registry.agents.items()}
+
+
+def unknown_agent(registry: AgentRegistry, name: str) -> str:
+    known = ", ".join(f"`{n}`" for n in registry.agents)
+    return f"There is no agent `{name}` (configured: {known})."
+
+
+async def probe(agent: Agent, limit_s: float = 20.0, base_env: Mapping[str, str] | None = None) -> AgentProbe:
+    """Whether the agent starts, and its version (bounded by `limit_s`)."""
+    base = os.environ if base_env is None else base_env
+    settings = agent.settings
+    cwd = str(settings.default_cwd)
+    if isinstance(agent.backend, AcpAgentBackend):
+        return await probe_acp(agent.backend, {**base, **settings.env}, cwd, limit_s)
+    argv = [*settings.command, "--version"]
+    return await probe_command(argv, claude_env(settings.env, base), cwd, limit_s)
+
+
+async def agents_text(registry: AgentRegistry) -> str:
+    """`!agents`: each configured agent, its protocol, version, and whether it starts."""
+    found: dict[str, AgentProbe] = {}
+
+    async def one(agent: Agent) -> None:
+        found[agent.name] = await probe(agent)
+
+    async with trio.open_nursery() as nursery:
+        for agent in registry.agents.values():
+            nursery.start_soon(one, agent)
+    lines = ["| agent | protocol | version | can start |", "|---|---|---|---|"]
+    for name, agent in registry.agents.items():
+        result = found[name]
+        default = " (default)" if agent is registry.default else ""
+        status = "yes" if result.ok else f"no: {result.detail}"
+        lines.append(f"| {name}{default} | {agent.protocol} | {result.version or '?'} | {status} |")
+    return "\n".join(lines)
