@@ -1,0 +1,209 @@
+"""ACP agents behind threads, end to end: the fake Mattermost, the supervisor, and the fake
+ACP agent (tests/fakes/fake_acp_agent.py, a real child process speaking OpenCode's frames).
+
+What these show: `!new NAME agent=fake` opens a thread on an ACP agent whose conversation
+id (the agent's choice) is recorded before the first prompt; prompts are answered in the
+thread; permission requests are answered from reactions (allow once, deny, allow always,
+remembered across a relaunch of the agent); `!stop` cancels a turn; the conversation is
+continued (`session/resume`) after `kill -9` of the agent and of the supervisor; an agent
+that speaks another protocol version is said plainly in its thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from supervisor.core.state import decode
+from tests.harness import REPO, World, toml_value, world
+
+FAKE_ACP = REPO / "tests" / "fakes" / "fake_acp_agent.py"
+
+
+def add_acp_agent(w: World, name: str = "fake", **env: str) -> None:
+    """Append `[agents.NAME]` (the fake ACP agent) to the world's config file."""
+    data = w.tmp / "acp-data"
+    data.mkdir(exist_ok=True)
+    values: dict[str, object] = {
+        "protocol": "acp",
+        "command": [sys.executable, str(FAKE_ACP), "acp"],
+        "env": {"XDG_DATA_HOME": str(data), **env},
+    }
+    with w.config_path.open("a") as f:
+        f.write(f"\n[agents.{name}]\n")
+        for key, value in values.items():
+            f.write(f"{key} = {toml_value(value)}\n")
+
+
+async def new_acp_session(w: World, name: str, agent: str = "fake") -> str:
+    directory = w.work / name
+    directory.mkdir(parents=True, exist_ok=True)
+    await w.say(f"!new {name} {directory} agent={agent}")
+    root = await w.wait_for(lambda: w._root_of(name), 30)
+    return str(root["id"])
+
+
+def record_of(w: World, name: str) -> Any:
+    state = decode((w.tmp / "state" / "sessions.json").read_bytes())
+    return next(r for r in state.sessions.values() if r.name == name)
+
+
+def permission_post(w: World, root: str, nth: int = 0) -> dict[str, Any] | None:
+    asks = [p for p in w.bot_posts(root) if "Permission needed" in p["message"]]
+    return asks[nth] if len(asks) > nth else None
+
+
+async def test_a_prompt_in_an_acp_thread_is_answered_and_the_agents_id_is_kept(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "acp1")
+            assert "agent `fake`" in w.post(root)["message"]
+            await w.say("hello there", root_id=root)
+            await w.answered(root, "Echo #1: hello there")
+            record = record_of(w, "acp1")
+            assert record.agent == "fake"
+            assert record.agent_session_id.startswith("ses_")  # the agent's choice, on disk
+            await w.say("and again", root_id=root)
+            text = await w.answered(root, "Echo #2: and again")
+            assert "first prompt in this conversation: 'hello there'" in text
+
+
+async def test_permission_allow_once_deny_and_allow_always(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "perm")
+            await w.say("[tool echo made-1]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 0), 30)
+            await w.react(ask["id"], "+1")
+            await w.answered(root, "Result was: made-1")
+            assert (w.work / "perm").is_dir()
+            await w.settled(root)
+
+            await w.say("[tool echo made-2]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 1), 30)
+            await w.react(ask["id"], "-1")
+            await w.answered(root, "Denied")
+            await w.settled(root)
+            assert "Result was: made-2" not in w.thread_text(root)
+
+            await w.say("[tool echo made-3]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 2), 30)
+            await w.react(ask["id"], "repeat")
+            await w.answered(root, "Result was: made-3")
+            await w.settled(root)
+            assert record_of(w, "perm").allowed_rules == ("Bash:echo *",)
+
+            # The agent process is killed: a new one forgets the rule, the supervisor does not.
+            pgid = record_of(w, "perm").pgid
+            os.killpg(pgid, signal.SIGKILL)
+            await w.answered(root, "exited unexpectedly")
+            await w.say("[tool echo made-4]", root_id=root)
+            await w.answered(root, "Result was: made-4")
+            assert permission_post(w, root, 3) is None  # not asked again
+
+
+async def test_stop_cancels_an_acp_turn_and_the_next_prompt_works(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "stop")
+            await w.say("[slow 20] a long answer", root_id=root)
+            await w.answered(root, "Echo #1")
+            await w.say("!stop", root_id=root)
+            await w.answered(root, "nterrupted")
+            await w.settled(root)
+            await w.say("after the stop", root_id=root)
+            await w.answered(root, ": after the stop")
+
+
+async def test_a_pending_request_is_cancelled_by_stop(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "stopask")
+            await w.say("[tool echo never]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 0), 30)
+            await w.react(ask["id"], "octagonal_sign")
+            await w.settled(root)
+            assert "Result was: never" not in w.thread_text(root)
+            await w.say("next one", root_id=root)
+            await w.answered(root, "next one")
+
+
+async def test_the_conversation_goes_on_after_kill_9_of_the_agent(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "crash")
+            await w.say("remember me", root_id=root)
+            await w.answered(root, "Echo #1: remember me")
+            await w.settled(root)
+            first = record_of(w, "crash")
+            os.killpg(first.pgid, signal.SIGKILL)
+            await w.answered(root, "exited unexpectedly")
+            await w.say("still there?", root_id=root)
+            text = await w.answered(root, "Echo #2: still there?")
+            assert "first prompt in this conversation: 'remember me'" in text
+            assert record_of(w, "crash").agent_session_id == first.agent_session_id
+
+
+async def test_kill_9_of_the_supervisor_resumes_each_acp_conversation_once(tmp_path: Path) -> None:
+    with trio.fail_after(150):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            w.spawn()
+            roots = [await new_acp_session(w, name) for name in ("one", "two")]
+            for name, root in zip(("one", "two"), roots, strict=True):
+                await w.say(f"first words of {name}", root_id=root)
+                await w.answered(root, f"Echo #1: first words of {name}", timeout=40)
+            ids = {name: record_of(w, name).agent_session_id for name in ("one", "two")}
+            w.kill()
+            for name, root in zip(("one", "two"), roots, strict=True):
+                await w.say(f"while down {name}", root_id=root)
+            w.spawn()
+            for name, root in zip(("one", "two"), roots, strict=True):
+                text = await w.answered(root, f"Echo #2: while down {name}", timeout=60)
+                assert f"first prompt in this conversation: 'first words of {name}'" in text
+                assert text.count(f"Echo #2: while down {name}") == 1
+                assert text.count("Echo #3") == 0
+                assert record_of(w, name).agent_session_id == ids[name]
+
+
+async def test_an_agent_speaking_another_protocol_version_fails_its_session_plainly(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            add_acp_agent(w, "future", FAKE_ACP_FAULT="version=2")
+            await w.start()
+            bad = await new_acp_session(w, "bad", agent="future")
+            good = await new_acp_session(w, "good")
+            await w.say("hello", root_id=bad)
+            await w.answered(bad, "cannot be used")
+            assert "version 2" in w.thread_text(bad)
+            await w.say("hello", root_id=good)
+            await w.answered(good, "Echo #1: hello")
+
+
+async def test_new_with_an_unknown_agent_is_a_friendly_error(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            await w.say(f"!new x {w.work} agent=nope")
+            await w.wait_for(lambda: any("no agent `nope`" in p["message"] for p in w.bot_posts()), 20)
+            assert w._root_of("x") is None
+            state = json.loads((w.tmp / "state" / "sessions.json").read_text())
+            assert not state["sessions"]
