@@ -115,7 +115,7 @@ def tool_argument(name: str, tool_input: dict[str, Any]) -> str:
 
 def tool_line(call: ToolCall, error: str | None = None) -> str:
     """🔧 `Bash` `ls -la`; with an error: ❌ and the error's first line."""
-    argument = tool_argument(call.name, call.input)
+    argument = call.summary or tool_argument(call.name, call.input)
     line = f"{'❌' if error is not None else '🔧'} {code_span(call.name or 'tool')}"
     if argument:
         line += " " + code_span(shorten(argument, TOOL_ARGUMENT_CHARS))
@@ -278,7 +278,9 @@ class TurnRenderer:
         turn = self._turn
         if turn is None or not turn.flow.segments:
             return []
-        ops = [attrs.evolve(op, deferrable=False) for op in turn.flow.posts.close()]
+        # Urgent but not final: the turn's end puts these posts' last words (a tool line
+        # above the request may still change), so the outbox must still know them.
+        ops = [PutPost.urgent(op.key, op.text) for op in turn.flow.posts.close()]
         turn.new_flow()
         return ops
 
