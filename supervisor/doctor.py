@@ -41,6 +41,7 @@ import httpx
 import trio
 
 from supervisor.agent.claude import SCRUBBED_ENV
+from supervisor.agent.doctor import agent_side_checks
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.tls import ssl_context
@@ -537,15 +538,20 @@ async def run_checks(
         found["server"] = await server_checks(config, limits)
 
     async def agent() -> None:
-        argv = agent_version_argv(config.agent)
-        env = agent_environment(config.agent, os.environ)
-        found["agent"] = [
-            await _within(
-                limits.agent_s,
-                agent_hung_result(argv, limits.agent_s),
-                lambda: agent_check(config.agent, env),
-            )
-        ]
+        found["agent"] = []
+        if config.agent.protocol == "claude":
+            argv = agent_version_argv(config.agent)
+            env = agent_environment(config.agent, os.environ)
+            found["agent"] = [
+                await _within(
+                    limits.agent_s,
+                    agent_hung_result(argv, limits.agent_s),
+                    lambda: agent_check(config.agent, env),
+                )
+            ]
+        # ACP agents and `[agents.NAME]`: each agent side's own check (starts, answers).
+        for name, ok, detail, fix in await agent_side_checks(config, limits.agent_s):
+            found["agent"].append(CheckResult(name, ok, detail, fix))
 
     async def state() -> None:
         directory = config.state.dir

@@ -9,6 +9,7 @@ share processes where they can: one process carries the whole conversation test.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 import trio
 
 from supervisor.agent.acp.backend import opencode_backend
+from supervisor.agent.acp.client import AcpClient
 from supervisor.agent.acp.driver import (
     AcpAgent,
     AcpStartError,
@@ -136,7 +138,7 @@ async def turn(
             if isinstance(event, PermissionAsked):
                 kind, rid = answer(event), event.request_id
                 if kind is not None:
-                    seen += await agent.do(lambda c, k=kind, r=rid: c.answer_permission(r, k))
+                    seen += await agent.do(functools.partial(AcpClient.answer_permission, request_id=rid, kind=kind))
             if on_event(event):
                 seen += await agent.do(lambda c: c.cancel())
             if isinstance(event, TurnEnded | AgentExited):
