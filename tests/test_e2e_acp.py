@@ -26,7 +26,7 @@ from tests.harness import REPO, World, toml_value, world
 FAKE_ACP = REPO / "tests" / "fakes" / "fake_acp_agent.py"
 
 
-def add_acp_agent(w: World, name: str = "fake", **env: str) -> None:
+def add_acp_agent(w: World, name: str = "fake", settings: dict[str, object] | None = None, **env: str) -> None:
     """Append `[agents.NAME]` (the fake ACP agent) to the world's config file."""
     data = w.tmp / "acp-data"
     data.mkdir(exist_ok=True)
@@ -34,6 +34,7 @@ def add_acp_agent(w: World, name: str = "fake", **env: str) -> None:
         "protocol": "acp",
         "command": [sys.executable, str(FAKE_ACP), "acp"],
         "env": {"XDG_DATA_HOME": str(data), **env},
+        **(settings or {}),
     }
     with w.config_path.open("a") as f:
         f.write(f"\n[agents.{name}]\n")
@@ -209,3 +210,67 @@ async def test_new_with_an_unknown_agent_is_a_friendly_error(tmp_path: Path) -> 
             assert w._root_of("x") is None
             state = json.loads((w.tmp / "state" / "sessions.json").read_text())
             assert not state["sessions"]
+
+
+async def test_a_crash_mid_turn_cuts_the_turn_and_the_agent_comes_back(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "crashy")
+            other = await new_acp_session(w, "calm")
+            await w.say("before", root_id=root)
+            await w.answered(root, "Echo #1: before")
+            await w.settled(root)
+            await w.say("[crash] now", root_id=root)
+            await w.answered(root, "was cut")
+            await w.say("after", root_id=root)
+            text = await w.answered(root, ": after (first prompt in this conversation: 'before')")
+            assert "exited unexpectedly" in text
+            await w.say("unbothered", root_id=other)
+            await w.answered(other, "Echo #1: unbothered")
+            assert "exited" not in w.thread_text(other)
+
+
+async def test_the_watchdog_cancels_a_silent_turn_and_terminates_a_deaf_agent(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, settings={"stall_timeout_s": 2, "interrupt_grace_s": 1})
+            await w.start()
+            root = await new_acp_session(w, "quiet")
+            await w.say("[hang] wait", root_id=root)
+            await w.answered(root, "The watchdog interrupted the turn")  # session/cancel was heard
+            await w.settled(root)
+            await w.say("[hang-hard] wait more", root_id=root)
+            await w.answered(root, "The agent was terminated")  # session/cancel was not
+            await w.say("awake?", root_id=root)
+            await w.answered(root, ": awake?")
+
+
+async def test_an_agent_that_never_answers_initialize_fails_its_session_plainly(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, "mute", settings={"stall_timeout_s": 2}, FAKE_ACP_FAULT="no-initialize")
+            await w.start()
+            root = await new_acp_session(w, "mute", agent="mute")
+            await w.say("anyone?", root_id=root)
+            text = await w.answered(root, "cannot be used: it did not get ready within 2 s")
+            assert "Not run" in await w.answered(root, "Not run")
+            assert "failed" in text
+
+
+async def test_an_agent_offering_only_load_continues_without_reposting_history(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, FAKE_ACP_FAULT="load-only")
+            await w.start()
+            root = await new_acp_session(w, "loader")
+            await w.say("[garbage] one", root_id=root)  # a malformed line is survived
+            await w.answered(root, "Echo #1: [garbage] one")
+            await w.settled(root)
+            os.killpg(record_of(w, "loader").pgid, signal.SIGKILL)
+            await w.answered(root, "exited unexpectedly")
+            await w.say("two", root_id=root)
+            text = await w.answered(root, "Echo #2: two")
+            await w.settled(root)
+            assert text.count("Echo #1: [garbage] one") == 1  # the replayed history is not shown
