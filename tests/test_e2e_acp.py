@@ -104,7 +104,7 @@ async def test_permission_allow_once_deny_and_allow_always(tmp_path: Path) -> No
             await w.react(ask["id"], "repeat")
             await w.answered(root, "Result was: made-3")
             await w.settled(root)
-            assert record_of(w, "perm").allowed_rules == ("Bash:echo *",)
+            assert record_of(w, "perm").allowed_rules == ("run:echo *",)
 
             # The agent process is killed: a new one forgets the rule, the supervisor does not.
             pgid = record_of(w, "perm").pgid

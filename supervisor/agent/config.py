@@ -87,7 +87,7 @@ class NamedAgent:
 def check_agents(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, NamedAgent]) -> None:
     for name, agent in value.items():
         if not _NAME.fullmatch(name):
-            raise Problem((attribute.name, name), '1–64 of letters, digits, "-", "_", "." make a name')
+            raise Problem((attribute.name, name), 'is not a valid agent name (1–64 of letters, digits, "-", "_", ".")')
         if agent.permission_mode is not None:
             from supervisor.config import PERMISSION_MODES  # the one list of modes
 

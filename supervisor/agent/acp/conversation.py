@@ -58,10 +58,12 @@ PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
 
 def always_rule(request: PermissionAsked) -> str:
     """What "always" covers, in our notation: a command's first word (as OpenCode's own
-    rule, `echo *`, covers every command that starts so), else the tool and its summary."""
+    rule, `echo *`, covers every command that starts so), else the tool and its summary.
+    Not the tool's name for commands: it depends on whether the agent said `tool_call`
+    before asking ("Bash") or not (the kind, "execute")."""
     command = request.input.get("command")
     if isinstance(command, str) and command.split():
-        return f"{request.tool_name}:{command.split()[0]} *"
+        return f"run:{command.split()[0]} *"
     return f"{request.tool_name}:{request.description}"
 
 

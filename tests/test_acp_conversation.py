@@ -1,0 +1,156 @@
+"""`AcpConversation` (sans-IO): the real OpenCode's frames in the agent port's words.
+
+The first test replays the capture of OpenCode 1.18.33 allowing one Bash call and
+rejecting the next (../shared/reference/opencode-acp/transcripts/02_*): the conversation
+opens with the agent's id, names each tool call by its command (OpenCode says only
+"Bash" first), offers "always" with the rule it covers, and answers by the option kind.
+The others drive the opening (resume, a missing conversation, an unusable agent) and the
+rules remembered across agent processes with hand-made frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from supervisor.agent import AgentLaunch
+from supervisor.agent.acp.conversation import AcpConversation
+from supervisor.core.agent_events import (
+    AgentEvent,
+    AgentUnusable,
+    AllowTool,
+    ConversationMissing,
+    ConversationOpened,
+    DenyTool,
+    PermissionAsked,
+    SendPrompt,
+    ToolCall,
+    ToolOutcome,
+    TurnEnded,
+)
+
+TRANSCRIPTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "opencode-acp" / "transcripts"
+INIT = {
+    "protocolVersion": 1,
+    "agentCapabilities": {"loadSession": True, "sessionCapabilities": {"resume": {}}},
+    "agentInfo": {"name": "OpenCode", "version": "1.18.33"},
+}
+OPTIONS = [
+    {"optionId": "once", "kind": "allow_once", "name": "Allow once"},
+    {"optionId": "always", "kind": "allow_always", "name": "Always allow"},
+    {"optionId": "reject", "kind": "reject_once", "name": "Reject"},
+]
+
+
+def frame(**body: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", **body}).encode()
+
+
+def sent(c: AcpConversation) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in c.data_to_send().splitlines()]
+
+
+def launch(**changes: Any) -> AgentLaunch:
+    return AgentLaunch(**{"session_id": "ours", "cwd": "/work", "resume": False, **changes})
+
+
+def ask(rid: int, command: str, tool: str = "t1") -> bytes:
+    call = {"toolCallId": tool, "title": command, "kind": "execute", "rawInput": {"command": command}}
+    return frame(id=rid, method="session/request_permission", params={"sessionId": "ses_1", "toolCall": call, "options": OPTIONS})
+
+
+def opened(c: AcpConversation) -> list[AgentEvent]:
+    c.start()
+    events = c.receive_line(frame(id=1, result=INIT))
+    return events + c.receive_line(frame(id=2, result={"sessionId": "ses_1"}))
+
+
+def test_the_real_capture_of_allow_then_reject() -> None:
+    c = AcpConversation(launch())
+    events: list[AgentEvent] = c.start()
+    prompts = ["RUN_BASH: echo made-1", "RUN_BASH: echo made-2"]
+    answers: list[dict[str, Any]] = []
+    lines = (TRANSCRIPTS / "02_permission_allow_reject.stdout.jsonl").read_bytes().splitlines()
+    for line in lines:
+        new = c.receive_line(line)
+        events += new
+        for event in new:
+            if isinstance(event, PermissionAsked):
+                first = not answers
+                command = AllowTool(event.request_id, event.input) if first else DenyTool(event.request_id, "no")
+                c.send(command)
+                answers += [f for f in sent(c) if "result" in f]
+        if c.client.phase.value == "idle" and prompts:
+            events += c.send(SendPrompt(prompts.pop(0)))
+        c.data_to_send()
+    assert isinstance(events[0], ConversationOpened) and events[0].session_id.startswith("ses_")
+    assert not events[0].resumed
+    tools = [e for e in events if isinstance(e, ToolCall)]
+    assert [t.summary for t in tools] == ["echo made-1", "echo made-2"]
+    asked = [e for e in events if isinstance(e, PermissionAsked)]
+    assert [a.always.rules if a.always else None for a in asked] == [("run:echo *",), ("run:echo *",)]
+    assert [a["result"]["outcome"]["optionId"] for a in answers] == ["once", "reject"]
+    outcomes = [e.is_error for e in events if isinstance(e, ToolOutcome)]
+    assert outcomes == [False, True]
+    # every tool line comes before its request and its outcome
+    order = [type(e).__name__ for e in events if isinstance(e, ToolCall | PermissionAsked | ToolOutcome)]
+    assert order == ["ToolCall", "PermissionAsked", "ToolOutcome"] * 2
+    assert sum(isinstance(e, TurnEnded) for e in events) == 2
+
+
+def test_a_known_conversation_is_resumed_and_a_missing_one_replaced() -> None:
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    c.start()
+    c.data_to_send()
+    assert c.receive_line(frame(id=1, result=INIT)) == []
+    (resume,) = sent(c)
+    assert resume["method"] == "session/resume" and resume["params"]["sessionId"] == "ses_old"
+    events = c.receive_line(frame(id=2, error={"code": -32603, "message": "Internal error"}))
+    assert isinstance(events[0], ConversationMissing)
+    (new,) = sent(c)
+    assert new["method"] == "session/new" and new["params"]["cwd"] == "/work"
+    assert c.receive_line(frame(id=3, result={"sessionId": "ses_new"})) == [ConversationOpened("ses_new")]
+
+
+def test_a_resumed_conversation_says_so() -> None:
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    c.start()
+    c.receive_line(frame(id=1, result=INIT))
+    assert c.receive_line(frame(id=2, result={})) == [ConversationOpened("ses_old", resumed=True)]
+
+
+def test_an_agent_that_cannot_serve_is_unusable() -> None:
+    c = AcpConversation(launch())
+    c.start()
+    (event,) = c.receive_line(frame(id=1, result={**INIT, "protocolVersion": 2}))
+    assert isinstance(event, AgentUnusable) and "version 2" in event.reason
+    c = AcpConversation(launch())
+    c.start()
+    c.receive_line(frame(id=1, result=INIT))
+    (event,) = c.receive_line(frame(id=2, error={"code": -32000, "message": "no model"}))
+    assert isinstance(event, AgentUnusable) and "no model" in event.reason
+
+
+def test_rules_allowed_always_are_answered_here_by_a_new_process() -> None:
+    c = AcpConversation(launch(allowed_tools=("run:echo *",)))
+    opened(c)
+    c.send(SendPrompt("go"))
+    c.data_to_send()
+    events = c.receive_line(ask(0, "echo again"))
+    assert not [e for e in events if isinstance(e, PermissionAsked)]
+    (answer,) = sent(c)
+    assert answer == {"jsonrpc": "2.0", "id": 0, "result": {"outcome": {"outcome": "selected", "optionId": "always"}}}
+    asked = [e for e in c.receive_line(ask(1, "rm -rf x", "t2")) if isinstance(e, PermissionAsked)]
+    assert len(asked) == 1 and asked[0].always is not None and asked[0].always.rules == ("run:rm *",)
+
+
+def test_allow_always_is_remembered_for_the_process() -> None:
+    c = AcpConversation(launch())
+    opened(c)
+    c.send(SendPrompt("go"))
+    (request,) = [e for e in c.receive_line(ask(0, "npm test")) if isinstance(e, PermissionAsked)]
+    c.data_to_send()
+    c.send(AllowTool(request.request_id, request.input, always=True))
+    assert sent(c)[-1]["result"]["outcome"]["optionId"] == "always"
+    assert "run:npm *" in c.rules
