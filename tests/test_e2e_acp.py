@@ -274,3 +274,30 @@ async def test_an_agent_offering_only_load_continues_without_reposting_history(t
             text = await w.answered(root, "Echo #2: two")
             await w.settled(root)
             assert text.count("Echo #1: [garbage] one") == 1  # the replayed history is not shown
+
+
+async def test_claude_and_acp_sessions_side_by_side_never_cross(tmp_path: Path) -> None:
+    """Eight threads, four on Claude Code and four on the ACP agent, prompts posted at
+    once: each answer only in its own thread, each prompt reached one agent once."""
+    with trio.fail_after(150):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            roots: dict[str, str] = {}
+            for i in range(4):
+                roots[f"c{i}"] = await w.new_session(f"c{i}")
+                roots[f"a{i}"] = await new_acp_session(w, f"a{i}")
+            async with trio.open_nursery() as nursery:
+                for name, root in roots.items():
+                    nursery.start_soon(w.say, f"token-{name}", root)
+            for name, root in roots.items():
+                await w.answered(root, f"token-{name}", timeout=60)
+            for root in roots.values():
+                await w.settled(root)
+            for name, root in roots.items():
+                text = w.thread_text(root)
+                others = [n for n in roots if n != name and f"token-{n}" in text]
+                assert not others, (name, others)
+                assert text.count(f": token-{name}") == 1, text  # answered once
+            claude_prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert sorted(claude_prompts) == sorted(f"token-c{i}" for i in range(4))
