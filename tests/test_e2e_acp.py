@@ -75,6 +75,8 @@ async def test_a_prompt_in_an_acp_thread_is_answered_and_the_agents_id_is_kept(t
             await w.say("and again", root_id=root)
             text = await w.answered(root, "Echo #2: and again")
             assert "first prompt in this conversation: 'hello there'" in text
+            await w.say("!status", root_id=root)
+            await w.answered(root, f"agent session: `{record.agent_session_id}` · agent `fake`")
 
 
 async def test_permission_allow_once_deny_and_allow_always(tmp_path: Path) -> None:

@@ -717,7 +717,7 @@ class SessionCore:
             [
                 f"**{r.name}** · {self.state.value}",
                 f"- directory: `{r.cwd}`",
-                f"- agent session: `{r.id}`",
+                f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{r.agent}`" if r.agent else ""),
                 f"- model: {self.model or 'not known yet'}",
                 f"- turns: {self.turns} · cost so far: ${self.record.total_cost_usd:.4f}",
                 f"- queued prompts: {len(self.queue)}",
