@@ -251,6 +251,7 @@ class SessionSpec:
     name: str = attrs.field(validator=_session_name)
     cwd: Annotated[Path, EXISTING_DIRECTORY]
     persona: str = ""
+    agent: str = ""  # an [agents.NAME]; "" is the default [agent]
 
 
 @attrs.frozen
@@ -275,6 +276,8 @@ def _sessions(config: Any, attribute: attrs.Attribute[Any], value: tuple[Session
                 (attribute.name, index, "persona"),
                 f"{describe(session.persona)} is not defined in [personas]",
             )
+        if session.agent and session.agent not in (*config.agents, config.agent.protocol):
+            raise Problem((attribute.name, index, "agent"), f"{describe(session.agent)} is not defined in [agents]")
 
 
 def _personas(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Persona]) -> None:

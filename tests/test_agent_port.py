@@ -99,3 +99,11 @@ def test_opencode_is_told_to_ask_and_kept_offline() -> None:
     assert '"permission":{"*":"ask"}' in env["OPENCODE_CONFIG_CONTENT"] and '"model":"m"' in env["OPENCODE_CONFIG_CONTENT"]
     assert env["npm_config_registry"].startswith("http://127.0.0.1")
     assert backend.argv(AgentLaunch("i", "/w", False)) == ["opencode", "acp"]
+
+
+def test_configured_sessions_may_name_an_agent(tmp_path: Path) -> None:
+    c = config(agents={"opencode": OPENCODE}, sessions=[{"name": "s", "cwd": str(tmp_path), "agent": "opencode"}])
+    assert c.sessions[0].agent == "opencode"
+    with pytest.raises(ConfigError) as error:
+        config(sessions=[{"name": "s", "cwd": str(tmp_path), "agent": "nope"}])
+    assert "sessions[0].agent" in str(error.value)

@@ -303,3 +303,16 @@ async def test_claude_and_acp_sessions_side_by_side_never_cross(tmp_path: Path) 
                 assert text.count(f": token-{name}") == 1, text  # answered once
             claude_prompts = [p for ps in w.prompts_by_process().values() for p in ps]
             assert sorted(claude_prompts) == sorted(f"token-c{i}" for i in range(4))
+
+
+async def test_a_configured_session_runs_on_its_named_agent(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            (w.work / "home-lab").mkdir()
+            w.configure(sessions=[{"name": "lab", "cwd": str(w.work / "home-lab"), "agent": "fake"}])
+            add_acp_agent(w)
+            await w.start()
+            root = str((await w.wait_for(lambda: w._root_of("lab"), 30))["id"])
+            assert "agent `fake`" in w.post(root)["message"]
+            await w.say("configured", root_id=root)
+            await w.answered(root, "Echo #1: configured")

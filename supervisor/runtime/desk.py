@@ -258,6 +258,8 @@ class Desk:
         for spec in self.config.sessions:
             if spec.name in known:
                 continue
-            refused = await self.new_session(channel_id, user_id, spec.name, str(spec.cwd), spec.persona or None)
+            refused = await self.new_session(
+                channel_id, user_id, spec.name, str(spec.cwd), spec.persona or None, agent=spec.agent or None
+            )
             if refused:
                 log.error("configured session %s: %s", spec.name, refused)
