@@ -22,8 +22,8 @@ import os
 import signal
 import subprocess
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager, contextmanager
 
 import trio
 
@@ -114,7 +114,7 @@ class AgentProcess:
         if gate is not None:
             gate.leave(ok=ok)
 
-    async def events(self) -> AsyncIterator[list[AgentEvent]]:
+    async def events(self) -> AsyncGenerator[list[AgentEvent], None]:
         """The events of the conversation's start, then those the agent prints, a batch
         per read, until its stdout closes. A batch keeps what arrived together together:
         an instant answer is shown whole, not as a first fragment plus an edit."""
@@ -122,10 +122,12 @@ class AgentProcess:
         first = await self._answer(self.conversation.start)
         if first:
             yield first
-        async for lines in line_batches(self.proc.stdout):
-            batch = await self._answer(functools.partial(self._receive, lines))
-            if batch:
-                yield batch
+        # Closed at once when the reader stops early (cancelled while writing an answer).
+        async with aclosing(line_batches(self.proc.stdout)) as batches:
+            async for lines in batches:
+                batch = await self._answer(functools.partial(self._receive, lines))
+                if batch:
+                    yield batch
 
     def _receive(self, lines: list[bytes]) -> list[AgentEvent]:
         return [event for line in lines for event in self.conversation.receive_line(line)]
@@ -148,7 +150,7 @@ class AgentProcess:
         return await self.proc.wait()
 
 
-async def line_batches(stream: trio.abc.ReceiveStream) -> AsyncIterator[list[bytes]]:
+async def line_batches(stream: trio.abc.ReceiveStream) -> AsyncGenerator[list[bytes], None]:
     """The complete lines of each read (a last unterminated line at EOF included)."""
     buffer = bytearray()
     while True:

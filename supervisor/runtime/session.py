@@ -356,11 +356,12 @@ class SessionTask:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(agent.drain_stderr)
                         nursery.start_soon(self._bound_opening, generation, agent)
-                        async for batch in agent.events():
-                            await self.inbox_send.send(_FromAgent(generation, batch))
-                            if agent.opened and not up:  # takes prompts from now on
-                                up = True
-                                await self.inbox_send.send(_AgentUp(generation, agent.pid))
+                        async with contextlib.aclosing(agent.events()) as batches:
+                            async for batch in batches:
+                                await self.inbox_send.send(_FromAgent(generation, batch))
+                                if agent.opened and not up:  # takes prompts from now on
+                                    up = True
+                                    await self.inbox_send.send(_AgentUp(generation, agent.pid))
                         code = await agent.wait()
                         nursery.cancel_scope.cancel()
                     tail = "\n".join(agent.stderr_tail)
