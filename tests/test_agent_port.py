@@ -107,3 +107,10 @@ def test_configured_sessions_may_name_an_agent(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         config(sessions=[{"name": "s", "cwd": str(tmp_path), "agent": "nope"}])
     assert "sessions[0].agent" in str(error.value)
+
+
+def test_new_takes_a_conversation_to_resume() -> None:
+    parsed = commands.parse_main_command("!new x agent=opencode resume=ses_abc")
+    assert parsed == commands.NewSession("x", None, None, "opencode", "ses_abc")
+    bad = commands.parse_main_command("!new x resume=")
+    assert isinstance(bad, commands.BadCommand) and "conversation id" in bad.reason

@@ -11,6 +11,7 @@ that speaks another protocol version is said plainly in its thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -53,6 +54,10 @@ async def new_acp_session(w: World, name: str, agent: str = "fake") -> str:
 def record_of(w: World, name: str) -> Any:
     state = decode((w.tmp / "state" / "sessions.json").read_bytes())
     return next(r for r in state.sessions.values() if r.name == name)
+
+
+def refused(w: World, text: str) -> bool:
+    return any(text in p["message"] for p in w.bot_posts())
 
 
 def permission_post(w: World, root: str, nth: int = 0) -> dict[str, Any] | None:
@@ -316,3 +321,44 @@ async def test_a_configured_session_runs_on_its_named_agent(tmp_path: Path) -> N
             assert "agent `fake`" in w.post(root)["message"]
             await w.say("configured", root_id=root)
             await w.answered(root, "Echo #1: configured")
+
+
+async def test_new_with_resume_continues_a_conversation_of_either_agent(tmp_path: Path) -> None:
+    """`!new NAME resume=ID` opens a thread on a conversation that exists already (here
+    made by an earlier, ended session), for Claude Code and for an ACP agent; the thread
+    root says how to go on in a terminal. A bad id is a friendly error; nothing is made."""
+    with trio.fail_after(120):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            claude_root = await w.new_session("c-first")
+            await w.say("claude words", claude_root)
+            await w.answered(claude_root, "echo #1: claude words")
+            acp_root = await new_acp_session(w, "a-first")
+            await w.say("acp words", root_id=acp_root)
+            await w.answered(acp_root, "Echo #1: acp words")
+            claude_id, acp_id = record_of(w, "c-first").id, record_of(w, "a-first").agent_session_id
+            for root in (claude_root, acp_root):
+                await w.say("!end", root_id=root)
+                await w.answered(root, "ended")
+
+            await w.say(f"!new c-again {w.work} resume={claude_id}")
+            root = str((await w.wait_for(lambda: w._root_of("c-again"), 30))["id"])
+            assert f"claude --resume {claude_id}" in w.post(root)["message"]
+            await w.say("more", root)
+            await w.answered(root, "echo #2: more (earlier: 'claude words')")
+
+            await w.say(f"!new a-again {w.work} agent=fake resume={acp_id}")
+            root = str((await w.wait_for(lambda: w._root_of("a-again"), 30))["id"])
+            assert f"--session {acp_id}" in w.post(root)["message"]
+            await w.say("more", root_id=root)
+            await w.answered(root, "Echo #2: more (first prompt in this conversation: 'acp words')")
+
+            bad_claude = "0b0e0c5e-0000-4000-8000-000000000000"
+            await w.say(f"!new c-bad {w.work} resume={bad_claude}")
+            await w.say(f"!new a-bad {w.work} agent=fake resume=ses_nope")
+            for bad in (bad_claude, "ses_nope"):
+                await w.wait_for(functools.partial(refused, w, f"Cannot continue `{bad}`"), 60)
+            assert w._root_of("c-bad") is None and w._root_of("a-bad") is None
+            names = {r.name for r in decode((w.tmp / "state" / "sessions.json").read_bytes()).sessions.values()}
+            assert names == {"c-first", "a-first", "c-again", "a-again"}

@@ -107,7 +107,8 @@ class LineConversation:
         self._out = bytearray()
 
     def start(self) -> list[AgentEvent]:
-        return [ConversationOpened(self.launch.session_id, resumed=self.launch.resume)]
+        conversation = self.launch.agent_session_id or self.launch.session_id
+        return [ConversationOpened(conversation, resumed=self.launch.resume)]
 
     def receive_line(self, line: bytes) -> list[AgentEvent]:
         try:

@@ -12,15 +12,18 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping
+from contextlib import aclosing
 
 import attrs
 import trio
 
+from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.agent.acp.backend import AcpAgentBackend
 from supervisor.agent.acp.driver import AgentExited, open_acp_agent
 from supervisor.agent.acp.events import AgentReady, HandshakeFailed
 from supervisor.agent.claude import SCRUBBED_ENV
-from supervisor.runtime.agent_process import kill_group
+from supervisor.core.agent_events import AgentUnusable, ConversationMissing, ConversationOpened
+from supervisor.runtime.agent_process import AgentProcess, kill_group, open_agent
 
 MAX_LINE = 200
 
@@ -91,3 +94,51 @@ def claude_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) 
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SCRUBBED_ENV}
     env.update(extra)
     return env
+
+
+async def conversation_problem(
+    backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], *, limit_s: float = 60.0, grace_s: float = 3.0
+) -> str:
+    """"" when the agent continues the conversation `launch` names; else why not, plainly.
+
+    The agent is started as a session would start it. It continues the conversation once
+    it says so (`ConversationOpened`, resumed) and neither says the conversation is missing
+    nor exits within `grace_s` after that (Claude Code says "open" at once and complains
+    only later); the agent is then ended, having been asked nothing.
+    """
+    wanted = launch.agent_session_id or launch.session_id
+    verdict = _Verdict(f"the agent did not open conversation `{wanted}` within {limit_s:g} s")
+    missing = f"the agent has no conversation `{wanted}` to continue"
+    try:
+        with trio.move_on_after(limit_s) as scope:
+            async with open_agent(backend, launch, base_env, 1.0) as agent, trio.open_nursery() as nursery:
+                nursery.start_soon(agent.drain_stderr)
+                await verdict.watch(agent, scope, grace_s, missing)
+                if verdict.problem != "exited":  # else its stderr ends by itself: read it all
+                    nursery.cancel_scope.cancel()  # the agent's stderr ends with it
+            if verdict.problem == "exited":
+                if any(isinstance(e, ConversationMissing) for e in agent.stderr_events):
+                    return missing
+                said = _line(agent.stderr_tail[-1]) if agent.stderr_tail else ""
+                return f"the agent exited (status {agent.proc.returncode})" + (f": {said}" if said else "")
+    except OSError as exc:
+        return f"the agent cannot be started: {exc.strerror or exc}"
+    return verdict.problem
+
+
+@attrs.define
+class _Verdict:
+    problem: str  # "" once the conversation is open; "exited" when the agent's output ended
+
+    async def watch(self, agent: AgentProcess, scope: trio.CancelScope, grace_s: float, missing: str) -> None:
+        async with aclosing(agent.events()) as batches:
+            async for batch in batches:
+                for event in batch:
+                    if isinstance(event, ConversationMissing | AgentUnusable):
+                        self.problem = missing
+                        return
+                    if isinstance(event, ConversationOpened) and event.resumed:
+                        # Open; it is trusted once it stayed so for a moment.
+                        scope.deadline = min(scope.deadline, trio.current_time() + grace_s)
+                        self.problem = ""
+        self.problem = "exited"

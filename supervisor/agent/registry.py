@@ -10,6 +10,7 @@ Builds objects only; never starts a process.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,13 @@ import trio
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.agent.acp.backend import AcpAgentBackend, AcpBackend
 from supervisor.agent.claude import ClaudeBackend
-from supervisor.agent.probe import AgentProbe, claude_env, probe_acp, probe_command
+from supervisor.agent.probe import (
+    AgentProbe,
+    claude_env,
+    conversation_problem,
+    probe_acp,
+    probe_command,
+)
 from supervisor.core.state import SessionRecord
 
 if TYPE_CHECKING:
@@ -86,8 +93,10 @@ class AgentRegistry:
         )
 
 
-def terminal_hint(agent: Agent, conversation_id: str) -> str:
-    """How to carry on the same conversation in a terminal."""
+def terminal_hint(agent: Agent | None, conversation_id: str) -> str:
+    """How to carry on the same conversation in a terminal ("" without an id)."""
+    if agent is None or not conversation_id:
+        return ""
     if agent.protocol == "claude":
         return f"`claude --resume {conversation_id}`"
     program = os.path.basename(agent.settings.command[0])
@@ -131,3 +140,20 @@ async def agents_text(registry: AgentRegistry) -> str:
         status = "yes" if result.ok else f"no: {result.detail}"
         lines.append(f"| {name}{default} | {agent.protocol} | {result.version or '?'} | {status} |")
     return "\n".join(lines)
+
+
+async def resume_problem(
+    registry: AgentRegistry, name: str, cwd: str, conversation_id: str, base_env: Mapping[str, str]
+) -> str:
+    """"" when agent `name` can continue `conversation_id` in `cwd`; else why not. The agent
+    is started to ask it (and ended, asked nothing)."""
+    agent = registry.named(name) or registry.default
+    record = SessionRecord(
+        id=str(uuid.uuid4()), name="resume-check", channel_id="", user_id="", cwd=cwd,
+        agent=registry.record_name(name), agent_session_id=conversation_id, has_history=True,
+    )  # fmt: skip
+    launch = registry.launch_for(record, resume=True)
+    problem = await conversation_problem(agent.backend, launch, base_env)
+    if problem:
+        return f"Cannot continue `{conversation_id}` with {agent.name}: {problem}."
+    return ""

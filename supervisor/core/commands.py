@@ -30,6 +30,7 @@ class NewSession:
     cwd: str | None = None
     persona: str | None = None
     agent: str | None = None  # a configured agent's name; None: the default agent
+    resume: str | None = None  # an existing conversation of that agent to continue
 
 
 @attrs.frozen
@@ -67,7 +68,7 @@ class BadCommand:
 MainCommand = Help | ListSessions | NewSession | EndSession | ListAgents
 ThreadCommand = Help | Stop | Status | EndSession | GetFile | ListSessions
 
-MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [agent=A] [persona=P]`, `!end NAME`, `!agents`"
+MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [agent=A] [persona=P] [resume=ID]`, `!end NAME`, `!agents`"
 
 
 def is_command(text: str) -> bool:
@@ -105,14 +106,15 @@ def parse_main_command(text: str) -> MainCommand | BadCommand | None:
 
 
 def _parse_new(args: list[str]) -> NewSession | BadCommand:
-    usage = "usage: `!new NAME [CWD] [agent=A] [persona=P]`"
-    options: dict[str, str | None] = {"persona": None, "agent": None}
+    usage = "usage: `!new NAME [CWD] [agent=A] [persona=P] [resume=ID]`"
+    options: dict[str, str | None] = {"persona": None, "agent": None, "resume": None}
     rest: list[str] = []
     for arg in args:
         key, _, value = arg.partition("=")
         if key in options and arg.startswith(key + "="):
             if not value:
-                return BadCommand(f"`{key}=` needs a{'n' if key == 'agent' else ''} {key} name")
+                what = {"persona": "a persona name", "agent": "an agent name", "resume": "a conversation id"}[key]
+                return BadCommand(f"`{key}=` needs {what}")
             options[key] = value
         else:
             rest.append(arg)
@@ -124,7 +126,9 @@ def _parse_new(args: list[str]) -> NewSession | BadCommand:
         return BadCommand(
             f"`{name}` is not a valid session name: use 1-64 letters, digits, `-`, `_` or `.`"
         )
-    return NewSession(name=name, cwd=rest[1] if len(rest) == 2 else None, persona=persona, agent=options["agent"])
+    return NewSession(
+        name=name, cwd=rest[1] if len(rest) == 2 else None, persona=persona, agent=options["agent"], resume=options["resume"]
+    )
 
 
 def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:

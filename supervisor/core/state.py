@@ -70,6 +70,8 @@ class SessionRecord:
     # The agent's own id for the conversation when the agent chose it (ACP `session/new`);
     # "" while none is known, and for agents that take ours (`id`).
     agent_session_id: str = ""
+    # How to carry on this conversation in a terminal, as the agent side says it ("" = not said).
+    terminal_hint: str = ""
 
     @property
     def short_id(self) -> str:

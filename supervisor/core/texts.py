@@ -42,10 +42,11 @@ def utc_iso(epoch_s: float) -> str:
 def thread_root(record: SessionRecord) -> str:
     persona = f" · persona `{record.persona}`" if record.persona else ""
     persona += f" · agent `{record.agent}`" if record.agent else ""
+    terminal = f"\nThe same conversation in a terminal: {record.terminal_hint}" if record.terminal_hint else ""
     return (
         f"🧵 **Session `{record.name}`** · `{record.cwd}`{persona}\n"
         f"started {record.created_at} · id `{record.short_id}`\n"
-        "Reply in this thread to talk to the agent."
+        "Reply in this thread to talk to the agent." + terminal
     )
 
 

@@ -20,7 +20,13 @@ from typing import Protocol
 
 import attrs
 
-from supervisor.agent.registry import AgentRegistry, agents_text, unknown_agent
+from supervisor.agent.registry import (
+    AgentRegistry,
+    agents_text,
+    resume_problem,
+    terminal_hint,
+    unknown_agent,
+)
 from supervisor.chat import ChatError, ChatLink
 from supervisor.config import Config
 from supervisor.core import commands, texts
@@ -65,6 +71,9 @@ class SessionRegistry(Protocol):
 
     @property
     def agents(self) -> AgentRegistry: ...  # the configured agents
+
+    @property
+    def agent_env(self) -> Mapping[str, str]: ...  # the environment every agent starts with
 
 
 class Desk:
@@ -119,8 +128,10 @@ class Desk:
                 return texts.HELP
             case commands.ListSessions():
                 return self.sessions_text()
-            case commands.NewSession(name, cwd, persona, agent):
-                return await self.new_session(post.channel_id, post.user_id, name, cwd, persona, command=post, agent=agent)
+            case commands.NewSession(name, cwd, persona, agent, resume):
+                return await self.new_session(
+                    post.channel_id, post.user_id, name, cwd, persona, command=post, agent=agent, resume=resume
+                )
             case commands.ListAgents():
                 return await agents_text(self.registry.agents)
             case commands.EndSession(name):
@@ -149,13 +160,15 @@ class Desk:
 
     async def new_session(
         self, channel_id: str, user_id: str, name: str, cwd: str | None, persona: str | None, *,
-        command: Post | None = None, agent: str | None = None,
+        command: Post | None = None, agent: str | None = None, resume: str | None = None,
     ) -> str | None:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
         problem, directory = self._check_new(name, cwd, persona)
         if not problem and self.registry.agents.named(agent or "") is None:
             problem = unknown_agent(self.registry.agents, agent or "")
+        if not problem and resume:
+            problem = await resume_problem(self.registry.agents, agent or "", str(directory), resume, self.registry.agent_env)
         if problem:
             return f"⚠️ {problem}"
         record = SessionRecord(
@@ -170,6 +183,9 @@ class Desk:
             created_at=texts.utc_iso(time.time()),
             from_config=command is None,
             agent=self.registry.agents.record_name(agent or ""),
+            agent_session_id=resume or "",
+            has_history=bool(resume),
+            terminal_hint=terminal_hint(self.registry.agents.named(agent or ""), resume or ""),
         )
         # One durable write: the session exists and its `!new` is handled, together. A crash
         # before it did nothing (the `!new` is handled afresh by the next start); a crash

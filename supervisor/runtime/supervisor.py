@@ -153,6 +153,10 @@ class Supervisor:
             agent_backend=self.agents.backend_of,
         )
 
+    @property
+    def agent_env(self) -> Mapping[str, str]:
+        return self.deps.base_env
+
     # --- sessions: registered (routable), then launched (running) ------------------
 
     def restore_sessions(self) -> None:
