@@ -16,9 +16,18 @@ from typing import Any
 import pytest
 import trio
 
+from supervisor.agent.acp.backend import opencode_backend
+from supervisor.agent.acp.driver import open_acp_session
 from supervisor.core.state import decode
 from tests.harness import toml_value, world
-from tests.test_real_opencode import MISSING_REASON, fake_api, in_ci, opencode_binary, opencode_env
+from tests.test_real_opencode import (
+    MISSING_REASON,
+    fake_api,
+    in_ci,
+    opencode_binary,
+    opencode_env,
+    turn,
+)
 
 pytestmark = [
     pytest.mark.real_opencode,
@@ -131,3 +140,33 @@ async def test_kill_9_of_the_supervisor_with_two_opencode_sessions(tmp_path: Pat
             # No OpenCode process of the killed run is left: the new run reaped them.
             state = decode((w.tmp / "state" / "sessions.json").read_bytes())
             assert all(r.agent_session_id.startswith("ses_") for r in state.sessions.values())
+
+
+async def test_resume_an_opencode_conversation_started_outside(tmp_path: Path) -> None:
+    """`!new y agent=opencode resume=ses_…` continues a conversation made outside the
+    supervisor (here by our ACP driver, as a terminal user's OpenCode would); a bad id is
+    a friendly error and no session is made."""
+    binary = opencode_binary()
+    if binary is None:
+        pytest.fail(f"{MISSING_REASON}; CI=true, so the real-OpenCode tests must run", pytrace=False)
+    with trio.fail_after(400):
+        async with fake_api() as api, world(tmp_path) as w:
+            env = opencode_env(tmp_path / "opencode-home", api.url)
+            outside = w.work / "outside"
+            outside.mkdir()
+            async with open_acp_session(opencode_backend((str(binary),)), str(outside), env) as (agent, events, opened):
+                await turn(agent, events, "words from a terminal")
+            with w.config_path.open("a") as f:
+                f.write("\n[agents.opencode]\n")
+                f.write('protocol = "acp"\n')
+                f.write(f"command = {toml_value([str(binary), 'acp'])}\n")
+                f.write(f"env = {toml_value(env)}\n")
+            await w.start()
+            await w.say(f"!new y {outside} agent=opencode resume={opened.session_id}")
+            root = str((await w.wait_for(functools.partial(w._root_of, "y"), 120))["id"])
+            assert f"opencode --session {opened.session_id}" in w.post(root)["message"]
+            await w.say("and now?", root_id=root)
+            await w.answered(root, "and now? (earlier: 'words from a terminal')", timeout=180)
+            await w.say(f"!new z {outside} agent=opencode resume=ses_0000000000000000000000000b")
+            await w.wait_for(lambda: any("Cannot continue" in p["message"] for p in w.bot_posts()), 120)
+            assert w._root_of("z") is None
