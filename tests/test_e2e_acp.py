@@ -362,3 +362,24 @@ async def test_new_with_resume_continues_a_conversation_of_either_agent(tmp_path
             assert w._root_of("c-bad") is None and w._root_of("a-bad") is None
             names = {r.name for r in decode((w.tmp / "state" / "sessions.json").read_bytes()).sessions.values()}
             assert names == {"c-first", "a-first", "c-again", "a-again"}
+
+
+async def test_thoughts_plans_and_stop_reasons_are_shown_plainly(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "words")
+            await w.say("[think] [plan] ponder", root_id=root)
+            text = await w.answered(root, "Echo #1")
+            assert "Let me think about this briefly." in text
+            assert "☑ Look around · ▸ Answer" in text
+            await w.settled(root)
+            for reason, said in (
+                ("max_tokens", "The answer reached the agent's token limit."),
+                ("refusal", "The agent refused to go on."),
+                ("max_turn_requests", "The turn reached the agent's request limit."),
+            ):
+                await w.say(f"[stop {reason}] go", root_id=root)
+                await w.answered(root, f"⚠️ {said}")
+                await w.settled(root)

@@ -39,7 +39,7 @@ def tool_text(call: ToolCallFields) -> str:
 # Stop reasons in today's TurnEnded words (render.completion_line reads these).
 _STOPS: dict[str, tuple[str, str]] = {
     "max_tokens": ("error_max_tokens", "The answer reached the agent's token limit."),
-    "max_turn_requests": ("error_max_turns", "The turn reached the agent's request limit."),
+    "max_turn_requests": ("error_max_requests", "The turn reached the agent's request limit."),
     "refusal": ("error_refusal", "The agent refused to go on."),
 }
 
