@@ -383,3 +383,16 @@ async def test_thoughts_plans_and_stop_reasons_are_shown_plainly(tmp_path: Path)
                 await w.say(f"[stop {reason}] go", root_id=root)
                 await w.answered(root, f"⚠️ {said}")
                 await w.settled(root)
+
+
+async def test_an_idle_acp_agent_is_suspended_and_resumed_with_its_conversation(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, settings={"idle_suspend_s": 1})
+            await w.start()
+            root = await new_acp_session(w, "sleepy")
+            await w.say("before the nap", root_id=root)
+            await w.answered(root, "Echo #1: before the nap")
+            await w.wait_for(lambda: record_of(w, "sleepy").status == "suspended", 30)
+            await w.say("after the nap", root_id=root)
+            await w.answered(root, "Echo #2: after the nap (first prompt in this conversation: 'before the nap')")
