@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from supervisor import __version__
-from supervisor.config import Config, ConfigError, find_config_path, load_config
+from supervisor.config import Config, ConfigError, embedded_default, find_config_path, load_config
 
 log = logging.getLogger("supervisor")
 
@@ -51,8 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path_arg: str | None) -> tuple[Config, Path]:
-    path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
+def _load(path_arg: str | None) -> tuple[Config, Path | None]:
+    """The configuration and its file; with no file anywhere and none named, the embedded
+    default (the local web chat alone) and None."""
+    try:
+        path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
+    except ConfigError:
+        if path_arg is None and not os.environ.get("SUPERVISOR_CONFIG"):
+            return embedded_default(os.environ), None
+        raise
     return load_config(path, os.environ), path
 
 
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from supervisor import logs
 
-    logs.setup(args.log_format, secrets=[config.mattermost.token])
+    logs.setup(args.log_format, secrets=[config.mattermost.token] if config.mattermost else [])
     if args.command == "run":
         return _run(config)
     if args.command == "sessions":

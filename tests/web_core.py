@@ -185,7 +185,7 @@ class StandInCore:
     async def _stream(
         self, thread: ThreadRef, words: list[str], key: str, sep: str = " "
     ) -> None:
-        message_id = await self.front.create(thread, "> 💭 thinking about it", f"a:{key}")
+        message_id = (await self.front.create(thread, "> 💭 thinking about it", f"a:{key}")).id
         shown = "> 💭 thinking about it\n\n🔧 `Bash` `echo hello`\n\n"
         for word in words:
             await trio.sleep(self.word_delay)

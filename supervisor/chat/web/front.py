@@ -78,13 +78,34 @@ class WebChat:
         if row is not None:
             self._thread_changed(row)
 
-    async def create(self, thread: ThreadRef, text: str, key: str) -> str:
-        row = await self.store.call(WebDb.create, thread.thread_id, "bot", "text", text, key=key)
+    async def create(
+        self, thread: ThreadRef, text: str, key: str | None, files: tuple[str, ...] = ()
+    ) -> MessageRow:
+        """A bot message (idempotent by `key` when given), with uploaded files attached."""
+        refs = tuple(attrs.asdict(ref) for ref in await self.store.call(_file_refs, files))
+        row = await self.store.call(
+            WebDb.create, thread.thread_id, "bot", "text", text, key=key, files=refs
+        )
         self._message_changed(row)
-        return row.id
+        return row
 
-    async def edit(self, message_id: str, text: str) -> None:
-        self._message_changed(await self.store.call(WebDb.edit, message_id, text))
+    async def edit(self, message_id: str, text: str) -> MessageRow | None:
+        row = await self.store.call(WebDb.edit, message_id, text)
+        self._message_changed(row)
+        return row
+
+    async def header(self, thread_id: str) -> MessageRow | None:
+        return await self.store.call(WebDb.first_message, thread_id)
+
+    async def offer_choice(
+        self, message_id: str, options: tuple[tuple[OptionKind, str], ...]
+    ) -> None:
+        """Buttons on a message the core already wrote (a permission request)."""
+        self._message_changed(await self.store.call(WebDb.offer, message_id, options))
+
+    def mark_queued(self, message_id: str, queued: bool) -> None:
+        # Live only: a badge on a waiting prompt, gone once its turn starts anyway.
+        self.hub.publish({"type": "queued", "message": message_id, "queued": queued})
 
     async def show_choice(
         self, thread: ThreadRef, text: str, options: tuple[tuple[OptionKind, str], ...], key: str

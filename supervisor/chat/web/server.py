@@ -24,7 +24,7 @@ from supervisor.chat.web.store import open_web_store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:8765"  # PRODUCT.md: the embedded default
+DEFAULT_LISTEN = security.DEFAULT_LISTEN
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
     retry: 250,
+    queued: new Set(), // ids of the person's messages waiting for their turn (live only)
   };
 
   function loadOutbox() {
@@ -90,6 +91,12 @@
         state.typingUntil.set(update.thread, Date.now() + TYPING_MS);
         renderTyping();
         break;
+      case "queued":
+        if (update.queued) state.queued.add(update.message); else state.queued.delete(update.message);
+        for (const li of document.querySelectorAll(`li[data-id="${CSS.escape(update.message)}"]`)) {
+          li.classList.toggle("queued", update.queued);
+        }
+        break;
       case "ack":
         state.outbox = state.outbox.filter((m) => m.id !== update.id);
         saveOutbox();
@@ -113,6 +120,7 @@
     renderSidebar();
     if (!state.threads.has(state.selected)) state.selected = "main";
     select(state.selected, !state.messages.has(state.selected));
+    followHash();
     flushOutbox();
   }
 
@@ -341,7 +349,7 @@
     const li = document.createElement("li");
     li.dataset.id = m.id;
     li.dataset.seq = m.seq;
-    li.className = m.author + " " + m.kind;
+    li.className = m.author + " " + m.kind + (state.queued.has(m.id) ? " queued" : "");
     if (m.client_id) li.dataset.client = m.client_id;
     const body = document.createElement("div");
     body.className = "body";
@@ -368,7 +376,9 @@
   const LABELS = { allow_once: "Allow", allow_always: "Allow for this session", reject: "Deny", stop: "Stop" };
 
   function choiceNode(m) {
-    if (m.outcome) {
+    if (m.outcome !== null && m.outcome !== undefined) {
+      // Settled: the buttons are gone (the supervisor may have written the outcome
+      // into the message itself, then the outcome line is empty).
       const div = document.createElement("div");
       div.className = "outcome";
       div.textContent = m.outcome;
@@ -498,6 +508,13 @@
       $("new-toggle").setAttribute("aria-expanded", "false");
     });
   }
+
+  // The supervisor's links to a session ("#thread/ID") open that thread.
+  function followHash() {
+    const match = /^#thread\/([A-Za-z0-9_-]+)$/.exec(location.hash);
+    if (match && state.threads.has(match[1])) select(match[1], !state.messages.has(match[1]));
+  }
+  window.addEventListener("hashchange", followHash);
 
   wire();
   showConnection();

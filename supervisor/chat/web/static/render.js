@@ -19,6 +19,9 @@
   DOMPurify.setConfig(SANITIZE);
 
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A" && (node.getAttribute("href") || "").startsWith("#")) {
+      return; // a link to a thread of this page stays in this tab
+    }
     if (node.tagName === "A") {
       node.setAttribute("target", "_blank");
       node.setAttribute("rel", "noopener noreferrer");

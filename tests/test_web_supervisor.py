@@ -1,0 +1,203 @@
+"""The web chat as the supervisor's front end, in a real headless Chromium.
+
+Unlike test_web_browser.py (the page against a stand-in core), these drive the whole
+product: `python -m supervisor run` with no configuration file at all (the embedded
+default), a fake `claude` first on PATH (tests/fakes/fake_agent.py), real agent
+processes, the real core. Issue 14's acceptance 1-3, in that order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_web_browser import Page
+from tests.web_browser import require_browser, start_driver, wait_for
+from tests.web_supervisor import REPO, SupervisorProcess
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    require_browser()
+    browser = start_driver(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture
+def product(tmp_path: Path) -> Iterator[SupervisorProcess]:
+    served = SupervisorProcess(tmp_path)
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+def _page(driver: Any, product: SupervisorProcess) -> Page:
+    return Page(driver, product).open()  # type: ignore[arg-type]  # Page reads `.url` only
+
+
+def _session(page: Page, product: SupervisorProcess, name: str) -> None:
+    (product.work / name).mkdir(exist_ok=True)
+    page.new_session(name, str(product.work / name))
+
+
+# --- acceptance 1: a fresh start with no configuration ---------------------------------
+
+
+def test_no_config_file_serves_the_web_chat_and_a_session_answers(
+    driver: Any, product: SupervisorProcess
+) -> None:
+    url = product.start()
+
+    assert url.startswith("http://127.0.0.1:") and "?token=" in url
+    token = product.token()
+    # The URL goes to stderr once, for the person; no log line carries the token.
+    assert [line for line in product.stderr().splitlines() if token in line] == [
+        f"Web chat: open {url} in a browser (the address carries the access token)"
+    ]
+    assert (product.state_dir / "web-token").exists() and (product.state_dir / "web.sqlite3").exists()
+    page = _page(driver, product)
+    assert not page.el("#notice").is_displayed()
+    _session(page, product, "demo")
+    wait_for(lambda: page.thread_button("demo"), what="demo in the sidebar")
+    page.send("hello there")
+
+    page.wait_text("echo #1: hello there", timeout=20)
+    assert product.prompts() == ["hello there"]
+    assert product.stop() == 0
+
+
+def test_without_claude_the_page_and_check_say_it_is_missing(
+    driver: Any, tmp_path: Path
+) -> None:
+    product = SupervisorProcess(tmp_path, with_claude=False)
+    try:
+        checked = subprocess.run(
+            [sys.executable, "-m", "supervisor", "check"],
+            cwd=product.cwd, env=product.env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        product.start()
+        page = _page(driver, product)
+        notice = wait_for(lambda: page.el("#notice").is_displayed() and page.el("#notice").text)
+    finally:
+        product.close()
+
+    assert checked.returncode == 1
+    assert "claude was not found on PATH" in checked.stdout
+    assert "npm install -g @anthropic-ai/claude-code" in checked.stdout
+    assert "web listen" in checked.stdout and "web page" in checked.stdout
+    assert "`claude` was not found" in notice and "npm install -g @anthropic-ai/claude-code" in notice
+
+
+def test_an_explicit_config_that_does_not_exist_is_still_exit_2(tmp_path: Path) -> None:
+    product = SupervisorProcess(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "run", "--config", "nowhere.toml"],
+        cwd=product.cwd, env=product.env(), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert "nowhere.toml" in done.stderr and "does not exist" in done.stderr
+    assert not product.state_dir.exists()
+
+
+def test_a_remote_listen_without_allow_remote_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "supervisor.toml"
+    config.write_text('[web]\nlisten = "0.0.0.0:8765"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "run", "--config", str(config)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "web.listen" in done.stderr
+    assert "web.allow_remote" in done.stderr
+
+
+# --- acceptance 2: the thread's life in the browser -------------------------------------
+
+
+def _grows(page: Page, needle: str, timeout: float = 20) -> list[int]:
+    """The lengths of the last answer seen while it streams, until `needle` shows."""
+    lengths = []
+    deadline = time.monotonic() + timeout
+    while needle not in page.last_bot() and time.monotonic() < deadline:
+        lengths.append(len(page.last_bot()))
+        time.sleep(0.05)
+    assert needle in page.last_bot(), page.last_bot()
+    return sorted(set(lengths))
+
+
+def _choose(page: Page, option: str) -> None:
+    button = wait_for(
+        lambda: page.els(f"#messages li.choice .choices button[data-option={option}]"),
+        what=f"a card with {option}",
+    )[-1]
+    button.click()
+
+
+def test_stream_permissions_stop_attachment_and_status(
+    driver: Any, product: SupervisorProcess, tmp_path: Path
+) -> None:
+    product.start()
+    page = _page(driver, product)
+    _session(page, product, "work")
+
+    page.send("[slow 2] a streamed answer")
+    growth = _grows(page, "echo #1")
+    assert len(growth) >= 3, growth  # seen growing, not only once finished
+    page.wait_text("$0.01", timeout=20)  # the completion line
+
+    page.send("[tool touch allowed.txt] please")
+    labels = wait_for(lambda: page.texts("#messages li.choice .choices button"), what="card")
+    assert labels == ["Allow", "Allow for this session", "Deny"]
+    _choose(page, "allow_once")
+    wait_for(lambda: not page.els("#messages li.choice .choices button"), what="buttons gone")
+    page.wait_text("echo #2", timeout=20)
+
+    page.send("[tool rm -rf nothing] no")
+    _choose(page, "reject")
+    page.wait_text("echo #3", timeout=20)
+    assert "Denied" in " ".join(page.texts("#messages li.choice")) or "denied" in page.texts(
+        "#messages"
+    )[0].lower()
+
+    page.send("[tool make] always")
+    _choose(page, "allow_always")
+    page.wait_text("echo #4", timeout=20)
+    cards = len(page.els("#messages li.choice"))
+    page.send("[tool make] again")
+    page.wait_text("echo #5", timeout=20)
+    assert len(page.els("#messages li.choice")) == cards  # not asked again
+
+    page.send("[slow 30] a long one")
+    wait_for(lambda: page.el("#stop").is_displayed(), what="Stop while streaming")
+    time.sleep(0.5)
+    page.el("#stop").click()
+    page.wait_text("nterrupted", timeout=15)
+
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    page.el("#files").send_keys(str(upload))
+    wait_for(lambda: "notes.txt" in page.el("#attachments").text, what="chip")
+    page.send("see attached")
+    page.wait_text("echo #7", timeout=20)
+    saved = list((product.work / "work" / ".supervisor" / "uploads").rglob("notes.txt"))
+    assert [p.read_bytes() for p in saved] == [upload.read_bytes()]
+    assert any(str(saved[0]) in prompt for prompt in product.prompts())
+
+    page.send("!status")
+    page.wait_text("turns", timeout=15)
