@@ -23,7 +23,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 from collections.abc import Mapping
 
 import trio
@@ -55,11 +54,6 @@ async def serve(
     if reaped:
         log.warning("ended %d agent process group(s) left by a previous run", len(reaped))
     events_send, events_recv = trio.open_memory_channel[ChatEvent](1000)
-    if config.mattermost is None:  # the web chat alone (until front ends compose)
-        await _serve_web_alone(config, store, events_send, events_recv, base_env, task_status)
-        return
-    if config.web is not None:
-        log.warning("[web] beside [mattermost] is not served yet: serving Mattermost only")
     link = await MattermostLink.connect(
         config.mattermost.url,
         config.mattermost.token,
@@ -96,47 +90,6 @@ async def serve(
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):
             await link.aclose()
-
-
-async def _serve_web_alone(
-    config: Config,
-    store: Store,
-    events_send: trio.MemorySendChannel[ChatEvent],
-    events_recv: trio.MemoryReceiveChannel[ChatEvent],
-    base_env: Mapping[str, str] | None,
-    task_status: trio.TaskStatus[Supervisor],
-) -> None:
-    """The local web chat as the one front end (the embedded default). Its server starts
-    before the sessions: its actions wait in the event channel until routing starts, and
-    recovering an announcement can already write to its store."""
-    from supervisor.chat.web.link import WebFrontEnd, web_settings
-
-    web = WebFrontEnd(web_settings(config))
-    async with trio.open_nursery() as app:
-        await app.start(store.run)
-        running = await app.start(web.run, events_send)
-        # The URL carries the access token: stderr for the person, never a log line.
-        print(running.announcement(), file=sys.stderr, flush=True)
-        allowed, main_channels = await web.people()
-        sessions: SessionsNursery = await app.start(open_sessions)
-        supervisor = Supervisor(
-            config,
-            web.link,
-            store,
-            ClaudeBackend(config.agent.command, config.agent.args),
-            allowed,
-            main_channels,
-            os.environ if base_env is None else base_env,
-            sessions,
-        )
-        supervisor.restore_sessions()
-        await supervisor.desk.recover_unannounced()
-        app.start_soon(supervisor.desk.run)
-        app.start_soon(supervisor.route_events, events_recv)
-        await supervisor.desk.create_configured_sessions()
-        gc.freeze()
-        log.info("serving %d session(s) in the web chat", len(supervisor.tasks))
-        task_status.started(supervisor)
 
 
 async def _resolve_people(

@@ -26,6 +26,7 @@ from supervisor.chat.web.port import (
     ChoiceMade,
     Incoming,
     MessagePosted,
+    OptionKind,
     StopAsked,
     ThreadRef,
 )
@@ -41,7 +42,7 @@ MARKDOWN = (
     "Here is a table:\n\n| file | lines |\n|---|---|\n| app.py | 120 |\n| db.py | 80 |\n\n"
     "and some code:\n\n```python\ndef hello():\n    return 'world'\n```\n\nThat is all."
 )
-OPTIONS = (("allow_once", "Allow"), ("allow_always", "Allow for this session"), ("reject", "Deny"))
+OPTIONS: tuple[tuple[OptionKind, str], ...] = (("allow_once", "Allow"), ("allow_always", "Allow for this session"), ("reject", "Deny"))
 
 
 @attrs.define

@@ -10,6 +10,7 @@ that `$HOME`. `stop()` is SIGTERM, `kill()` is SIGKILL; both wait for the proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -115,10 +116,8 @@ class SupervisorProcess:
         # Agents live in their own process groups; a SIGKILLed supervisor leaves them to
         # the next start's reaper, and this test's last start has none: end them here.
         for start in self.agent_events("start"):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(start["pgid"]), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     # what the agents saw ---------------------------------------------------------------
 

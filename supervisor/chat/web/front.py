@@ -44,7 +44,7 @@ EVENT_QUEUE = 64
 class PageConfig:
     """What the new-session form offers, and a notice for the top of the page."""
 
-    agents: tuple[str, ...] = ("claude",)
+    agents: tuple[str, ...] = ()  # named agents; the form offers the default one first
     personas: tuple[str, ...] = ()
     default_cwd: str = ""
     notice: str = ""

@@ -20,13 +20,16 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
-from supervisor.chat import ChatError, ChatUser
+from supervisor.chat import ChatError, ChatLink, ChatUser
+from supervisor.chat.fronts import People
 from supervisor.chat.web.config import WebConfig
 from supervisor.chat.web.db import ID_PREFIX, USER_MESSAGE, MessageRow, WebDb
 from supervisor.chat.web.front import PageConfig, WebChat
@@ -42,7 +45,13 @@ from supervisor.chat.web.port import (
 from supervisor.chat.web.port import (
     ChoiceMade as WebChoice,
 )
-from supervisor.chat.web.server import RunningWebChat, WebSettings, serve_web_chat
+from supervisor.chat.web.server import (
+    OpenedWebChat,
+    RunningWebChat,
+    WebSettings,
+    listen,
+    open_web_chat,
+)
 from supervisor.config import Config
 from supervisor.core.events import (
     ChatEvent,
@@ -54,6 +63,9 @@ from supervisor.core.events import (
     Post,
     Posted,
 )
+
+if TYPE_CHECKING:
+    from supervisor.chat.fronts import FrontEnd
 
 log = logging.getLogger(__name__)
 
@@ -84,29 +96,16 @@ def _root_of(row: MessageRow) -> str:
 
 
 class WebLink:
-    """The `ChatLink` of the web chat. Its ops wait until the web chat is serving.
-
-    Invariant: `_chat` is set once, by `WebFrontEnd.run`, before `_ready` is set.
-    """
+    """The `ChatLink` of the web chat."""
 
     me = BOT
 
-    def __init__(self) -> None:
-        self._chat: WebChat | None = None
-        self._ready = trio.Event()
+    def __init__(self, front: WebChat) -> None:
+        self._front = front
         # Unbounded on purpose: `handled` is sync (called by the core's store actor) and
         # must never drop a mark (a dropped one would replay its message after a restart);
         # there is at most one per message the person sent.
         self._handled_send, self.handled_marks = trio.open_memory_channel[str](math.inf)
-
-    def attach(self, chat: WebChat) -> None:
-        self._chat = chat
-        self._ready.set()
-
-    async def _front(self) -> WebChat:
-        await self._ready.wait()
-        assert self._chat is not None
-        return self._chat
 
     # messages and threads ------------------------------------------------------------
 
@@ -119,12 +118,12 @@ class WebLink:
         file_ids: tuple[str, ...] = (),
         pending_post_id: str = "",
     ) -> Post:
-        front = await self._front()
+        front = self._front
         row = await front.create(_thread(root_id), message, pending_post_id or None, file_ids)
         return _post(row, BOT.id, pending_post_id)
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
-        front = await self._front()
+        front = self._front
         found = _HEADER_CWD.search(header)
         thread = await front.open_thread(
             WEB_PLACE, title, header, key, cwd=found[1] if found else ""
@@ -133,7 +132,7 @@ class WebLink:
         return Post(thread.thread_id, CHANNEL, BOT.id, header, create_at=_ms(time.time()))
 
     async def edit_post(self, post_id: str, message: str) -> Post:
-        front = await self._front()
+        front = self._front
         target = post_id
         if post_id.startswith(ID_PREFIX + "t"):  # a thread's root: its header message
             header = await front.header(post_id)
@@ -153,20 +152,20 @@ class WebLink:
     async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
         options = tuple((kind, LABELS[kind]) for kind in kinds if kind in LABELS)
         if options:
-            await (await self._front()).offer_choice(post_id, options)
+            await self._front.offer_choice(post_id, options)
 
     async def settle_choices(self, post_id: str) -> None:
         # The core edits the outcome into the message's text; the card only loses its buttons.
-        await (await self._front()).settle_choice(post_id, "")
+        await self._front.settle_choice(post_id, "")
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say it themselves
 
     async def mark_queued(self, post_id: str, queued: bool) -> None:
-        (await self._front()).mark_queued(post_id, queued)
+        self._front.mark_queued(post_id, queued)
 
     async def send_typing(self, channel_id: str, parent_id: str) -> None:
-        await (await self._front()).typing(_thread(parent_id))
+        await self._front.typing(_thread(parent_id))
 
     # catch-up and the handled mark ---------------------------------------------------
 
@@ -180,19 +179,19 @@ class WebLink:
     # files ---------------------------------------------------------------------------
 
     async def file_info(self, file_id: str) -> FileRef:
-        found = await (await self._front()).store.call(WebDb.file_ref, file_id)
+        found = await self._front.store.call(WebDb.file_ref, file_id)
         if found is None:
             raise ChatError(404, "web.file", f"no file {file_id}")
         return FileRef(file_id, found[0], found[1])
 
     async def download_file(self, file_id: str) -> bytes:
-        found = await (await self._front()).store.call(WebDb.file, file_id)
+        found = await self._front.store.call(WebDb.file, file_id)
         if found is None:
             raise ChatError(404, "web.file", f"no file {file_id}")
         return found[1]
 
     async def upload_file(self, channel_id: str, name: str, data: bytes) -> str:
-        ref = await (await self._front()).store.call(WebDb.add_file, name, data)
+        ref = await self._front.store.call(WebDb.add_file, name, data)
         return str(ref["id"])
 
     # people and places ---------------------------------------------------------------
@@ -276,7 +275,8 @@ def web_settings(config: Config) -> WebSettings:
         listen=web.listen,
         max_upload_bytes=config.files.max_upload_mb * 1_000_000,
         page=PageConfig(
-            agents=("claude",),
+            # Named agents only: the form's first choice is the default agent (no agent=).
+            agents=tuple(getattr(config, "agents", {})),
             personas=tuple(config.personas),
             default_cwd=str(agent.default_cwd),
             notice=missing_agent_notice(agent.command, path),
@@ -285,48 +285,61 @@ def web_settings(config: Config) -> WebSettings:
 
 
 class WebFrontEnd:
-    """The web chat in the supervisor (PORT: "Several front ends"): `link` for the core,
-    `run` serves the page and hands its actions to the core."""
+    """The web chat in the supervisor (chat/fronts.py): `link` works from `open_front` on;
+    `run` serves the page and hands the page's actions to the core, in order."""
 
     name = "web"
 
-    def __init__(self, settings: WebSettings) -> None:
-        self.settings = settings
-        self.link = WebLink()
+    def __init__(self, opened: OpenedWebChat, events: trio.MemorySendChannel[ChatEvent]) -> None:
+        self._opened = opened
+        self._events = events
+        self._link = WebLink(opened.front)
+        self.link: ChatLink = self._link
         self.running: RunningWebChat | None = None
 
     def owns(self, id_: str) -> bool:
         return id_.startswith(ID_PREFIX)
 
-    async def people(self) -> tuple[dict[str, ChatUser], dict[str, str]]:
-        return {PERSON.id: PERSON}, {CHANNEL: PERSON.id}
+    async def people(self) -> People:
+        return People({PERSON.id: PERSON}, {CHANNEL: PERSON.id})
 
-    async def run(
-        self,
-        events_send: trio.MemorySendChannel[ChatEvent],
-        *,
-        task_status: trio.TaskStatus[RunningWebChat] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve the web chat; `started()` hands out where it listens once it is bound."""
-        async with trio.open_nursery() as nursery:
-            running: RunningWebChat = await nursery.start(serve_web_chat, self.settings)
-            self.running = running
-            self.link.attach(running.front)
-            nursery.start_soon(self._mark_handled, running.front)
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the page until cancelled; `started()` once it listens."""
+        front = self._opened.front
+        async with self._events, trio.open_nursery() as nursery:
+            self.running = await nursery.start(listen, self._opened)
+            # The URL carries the access token: said on stderr, to the person who started
+            # the supervisor, like a notebook server does; never a log line.
+            print(self.running.announcement(), file=sys.stderr, flush=True)
+            nursery.start_soon(self._mark_handled)
             # First a hello (the core starts its ledger for this place), then the actions.
-            await events_send.send(Hello(f"web-{running.port}"))
-            task_status.started(running)
+            await self._events.send(Hello(f"web-{self.running.port}"))
+            task_status.started()
             clock = Clock()
-            async for event in running.front.events:
-                await events_send.send(to_core(event, clock))
+            async for event in front.events:
+                await self._events.send(to_core(event, clock))
                 if not isinstance(event, MessagePosted):
                     # A button press is acted on at once and never replayed: pressing it
                     # again is the person's call, as with a reaction.
-                    await running.front.handled(event.id)
+                    await front.handled(event.id)
 
-    async def _mark_handled(self, front: WebChat) -> None:
-        async for event_id in self.link.handled_marks:
-            await front.handled(event_id)
+    async def _mark_handled(self) -> None:
+        async for event_id in self._link.handled_marks:
+            await self._opened.front.handled(event_id)
 
     async def aclose(self) -> None:
-        """Nothing to let go of beyond what `run`'s cancellation ends."""
+        await self._opened.aclose()
+
+
+async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> WebFrontEnd:
+    """The web chat with its store open (chat/registry.py): not listening until `run`."""
+    return WebFrontEnd(await open_web_chat(web_settings(config)), events)
+
+
+if TYPE_CHECKING:
+    # mypy proves the protocols are met; nothing runs.
+    def _is_a_chat_link(link: WebLink) -> ChatLink:
+        return link
+
+    def _is_a_front_end(front: WebFrontEnd) -> FrontEnd:
+        return front

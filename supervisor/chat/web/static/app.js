@@ -109,8 +109,8 @@
     const notice = $("notice");
     notice.hidden = !page.notice;
     notice.textContent = page.notice;
-    fillSelect($("new-agent"), page.agents, false);
-    fillSelect($("new-persona"), page.personas, true);
+    fillSelect($("new-agent"), page.agents, "(default agent)");
+    fillSelect($("new-persona"), page.personas, "(none)");
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
@@ -127,7 +127,7 @@
   function fillSelect(select, values, blank) {
     const current = select.value;
     select.replaceChildren();
-    if (blank) select.append(new Option("(none)", ""));
+    select.append(new Option(blank, ""));
     for (const v of values) select.append(new Option(v, v));
     if (current) select.value = current;
   }
