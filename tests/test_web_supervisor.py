@@ -9,6 +9,7 @@ processes, the real core. Issue 14's acceptance 1-3, in that order.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from tests.test_web_browser import Page
 from tests.web_browser import require_browser, start_driver, wait_for
-from tests.web_supervisor import REPO, SupervisorProcess
+from tests.web_supervisor import ANNOUNCEMENT, REPO, SupervisorProcess
 
 pytestmark = pytest.mark.browser
 
@@ -254,3 +255,45 @@ def test_reload_mid_stream_then_restarts_keep_history_and_deliver_once(
     for turn, text in enumerate(("the long one", "typed while stopped", "typed while killed"), 1):
         assert _answers(page, f"echo #{turn}: {text}") == 1, page.bot_texts()
     assert not page.els("li.pending")
+
+
+# --- acceptance 1, literally: the README's main-job command in a fresh clone -----------
+
+
+@pytest.mark.slow  # a clone and a zipapp build
+def test_the_readme_main_job_with_no_config_serves_the_web_chat(
+    driver: Any, tmp_path: Path
+) -> None:
+    from tests.test_readme import fresh_clone, fresh_machine_env, kill_group, quick_start
+
+    command = quick_start()["main"]
+    clone = fresh_clone(tmp_path / "clone")
+    product = SupervisorProcess(tmp_path / "machine")  # its HOME, fake `claude`, agent log
+    machine = fresh_machine_env()
+    env = {
+        **machine,
+        "HOME": str(product.home),
+        "PATH": os.pathsep.join([str(product.bin), machine.get("PATH", "")]),
+        "FAKE_AGENT_LOG": str(product.agent_log),
+        "SUPERVISOR_WEB_LISTEN": "127.0.0.1:0",  # not 8765: tests run side by side
+    }
+    with product.stderr_path.open("ab") as log:
+        process = subprocess.Popen(
+            ["bash", "-c", command], cwd=clone, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 150  # a pip install from its cache, then the start
+        while not (found := ANNOUNCEMENT.search(product.stderr())):
+            assert process.poll() is None and time.monotonic() < deadline, product.stderr()
+            time.sleep(0.1)
+        product.url = found[1]
+        page = _page(driver, product)
+        _session(page, product, "readme")
+        page.send("hello from the quick start")
+        page.wait_text("echo #1: hello from the quick start", timeout=30)
+        assert (product.state_dir / "web.sqlite3").exists()
+        os.killpg(process.pid, signal.SIGTERM)  # as systemd stops a service
+        assert process.wait(12) == 0, product.stderr()
+    finally:
+        kill_group(process)
