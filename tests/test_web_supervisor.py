@@ -78,6 +78,9 @@ def test_no_config_file_serves_the_web_chat_and_a_session_answers(
 
     page.wait_text("echo #1: hello there", timeout=20)
     assert product.prompts() == ["hello there"]
+    page.thread_button("Commands").click()  # the answer to `!new` links the thread
+    wait_for(lambda: page.els("#messages li.bot a[href^='#thread/']"), what="a link")[-1].click()
+    wait_for(lambda: page.el("#thread-title").text == "demo", what="the link followed")
     assert product.stop() == 0
 
 

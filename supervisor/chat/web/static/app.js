@@ -510,9 +510,16 @@
   }
 
   // The supervisor's links to a session ("#thread/ID") open that thread.
+  // A link to a message of a loaded thread ("#thread/MESSAGE") opens that thread.
   function followHash() {
     const match = /^#thread\/([A-Za-z0-9_-]+)$/.exec(location.hash);
-    if (match && state.threads.has(match[1])) select(match[1], !state.messages.has(match[1]));
+    if (!match) return;
+    let thread = state.threads.has(match[1]) ? match[1] : null;
+    if (!thread) {
+      for (const [id, loaded] of state.messages) if (loaded.has(match[1])) thread = id;
+    }
+    if (thread) select(thread, !state.messages.has(thread));
+    history.replaceState(null, "", location.pathname);  // the same link works twice
   }
   window.addEventListener("hashchange", followHash);
 
