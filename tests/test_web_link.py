@@ -195,3 +195,22 @@ def test_settings_come_from_the_configuration(tmp_path: Path) -> None:
     assert settings.page.personas == ("reviewer",) and settings.page.default_cwd == str(tmp_path)
     assert "`no-such-agent-program` was not found" in settings.page.notice
     assert missing_agent_notice(("sh",), "/bin:/usr/bin") == ""
+
+
+async def test_a_replayed_message_keeps_the_time_it_was_sent(tmp_path: Path) -> None:
+    """The core's ledger forgets handled ids older than its cursor's slack: a message it
+    handled whose web mark was lost (kill -9 between the two writes) and that comes back
+    after a long stop must look as old as it is, or it would run twice."""
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()
+            await chat.front.accept(codec.Post("client-0002", None, "!help"))
+            first = to_core(await chat.front.events.receive(), Clock())
+        await trio.sleep(0.05)  # the restart takes a while
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()
+            again = to_core(await chat.front.events.receive(), Clock())  # a new process
+
+    assert isinstance(first, Posted) and isinstance(again, Posted)
+    assert again.post.id == first.post.id
+    assert again.post.create_at == first.post.create_at

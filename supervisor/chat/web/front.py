@@ -15,6 +15,7 @@ they are.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -163,7 +164,9 @@ class WebChat:
             case codec.Post(id=cid, thread=thread_id, text=text, files=file_ids):
                 refs = await self.store.call(_file_refs, file_ids)
                 thread = None if thread_id in (None, MAIN_THREAD) else ThreadRef(WEB_PLACE, thread_id)
-                event = MessagePosted(cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs)
+                event = MessagePosted(
+                    cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs, sent_at=time.time()
+                )
                 files = tuple(attrs.asdict(ref) for ref in refs)
                 text_message = {"thread_id": codec.thread_of(thread_id), "text": text, "files": files}
             case codec.Choose(id=cid, message=message_id, option=option):

@@ -221,15 +221,17 @@ def _post(row: MessageRow, user_id: str, pending_post_id: str = "") -> Post:
 
 @attrs.define
 class Clock:
-    """`create_at` for the core's ledger: wall-clock ms, strictly increasing.
+    """`create_at` for the core's ledger: ms, strictly increasing within one run.
 
-    Stamped when an event reaches the core, not when the page sent it: an action replayed
-    after a restart must not look older than the ledger's cursor."""
+    A message is stamped with the time the web chat accepted it, kept in its inbox record,
+    so a replay after a restart is exactly as old as the first delivery: the ledger then
+    recognises what it handled even once it has forgotten the id (older than its cursor).
+    """
 
     last: int = 0
 
-    def next(self) -> int:
-        self.last = max(self.last + 1, _ms(time.time()))
+    def next(self, at_ms: int = 0) -> int:
+        self.last = max(self.last + 1, at_ms or _ms(time.time()))
         return self.last
 
 
@@ -243,7 +245,7 @@ def to_core(event: Incoming, clock: Clock) -> ChatEvent:
                 PERSON.id,
                 event.text,
                 root_id="" if event.thread is None else event.thread.thread_id,
-                create_at=clock.next(),
+                create_at=clock.next(_ms(event.sent_at)),
                 file_ids=tuple(ref.id for ref in event.attachments),
             )
             return Posted(post, channel_type="D")

@@ -45,6 +45,7 @@ class MessagePosted:
     text: str
     attachments: tuple[AttachmentRef, ...] = ()
     reply_to: str | None = None
+    sent_at: float = 0.0  # when the web chat accepted it (epoch seconds); 0: not known
 
 
 @attrs.frozen
