@@ -15,6 +15,7 @@ Never decides what a message means, and never names a web concept to the core.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -100,8 +101,11 @@ class WebLink:
 
     me = BOT
 
-    def __init__(self, front: WebChat) -> None:
+    def __init__(
+        self, front: WebChat, events: trio.MemorySendChannel[ChatEvent] | None = None
+    ) -> None:
         self._front = front
+        self._events = events
         # Unbounded on purpose: `handled` is sync (called by the core's store actor) and
         # must never drop a mark (a dropped one would replay its message after a restart);
         # there is at most one per message the person sent.
@@ -128,8 +132,17 @@ class WebLink:
         thread = await front.open_thread(
             WEB_PLACE, title, header, key, cwd=found[1] if found else ""
         )
+        root = Post(
+            thread.thread_id, CHANNEL, BOT.id, header, create_at=_ms(time.time()), pending_post_id=key
+        )
+        if self._events is not None:
+            # The page shows the thread at once and a quick person writes in it: the core
+            # must know the thread before that message, as Mattermost's own echo of a new
+            # root post tells it. Ahead of the page's message, which takes a round trip.
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await self._events.send(Posted(root, channel_type="D"))
         await front.update_thread(thread, state="active")
-        return Post(thread.thread_id, CHANNEL, BOT.id, header, create_at=_ms(time.time()))
+        return root
 
     async def edit_post(self, post_id: str, message: str) -> Post:
         front = self._front
@@ -295,7 +308,7 @@ class WebFrontEnd:
     def __init__(self, opened: OpenedWebChat, events: trio.MemorySendChannel[ChatEvent]) -> None:
         self._opened = opened
         self._events = events
-        self._link = WebLink(opened.front)
+        self._link = WebLink(opened.front, events)
         self.link: ChatLink = self._link
         self.running: RunningWebChat | None = None
 
