@@ -208,6 +208,22 @@ def test_stream_permissions_stop_attachment_and_status(
     page.wait_text("turns", timeout=15)
 
 
+def test_a_prompt_written_during_a_turn_is_marked_queued_until_its_turn(
+    driver: Any, product: SupervisorProcess
+) -> None:
+    product.start()
+    page = _page(driver, product)
+    _session(page, product, "queue")
+    page.send("[slow 3] first")
+    wait_for(lambda: "echo #1" in page.last_bot(), 15, what="the first turn running")
+    page.send("second")
+
+    wait_for(lambda: page.texts("#messages li.user.queued"), 10, what="a queued badge")
+    assert page.texts("#messages li.user.queued") == ["second"]  # the badge is CSS only
+    wait_for(lambda: not page.els("#messages li.user.queued"), 20, what="badge gone")
+    page.wait_text("echo #2: second", timeout=20)
+
+
 # --- acceptance 3: reloads and restarts ------------------------------------------------
 
 
