@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from supervisor import logs
 
-    logs.setup(args.log_format, secrets=[config.mattermost.token] if config.mattermost else [])
+    secrets = [config.mattermost.token] if config.mattermost else []
+    if args.command == "run" and config.web is not None:
+        secrets += _web_token(config)
+    logs.setup(args.log_format, secrets=secrets)
     if args.command == "run":
         return _run(config)
     if args.command == "sessions":
@@ -85,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     from supervisor.doctor import check
 
     return check(config, path)
+
+
+def _web_token(config: Config) -> list[str]:
+    """The web chat's access token, so no log line can show it (it is made now if new)."""
+    from supervisor.chat.web.security import load_or_create_token
+
+    try:
+        return [load_or_create_token(config.state.dir)]
+    except OSError:
+        return []  # the web chat says what is wrong when it starts
 
 
 def _run(config: Config) -> int:
