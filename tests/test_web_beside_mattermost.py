@@ -15,7 +15,7 @@ from trio_websocket import open_websocket_url
 
 from supervisor.chat.fronts import Fronts
 from supervisor.chat.web import security
-from supervisor.chat.web.link import WebFrontEnd
+from supervisor.chat.web.front_end import WebFrontEnd
 from tests.harness import world
 from tests.web_served import receive_until, send
 

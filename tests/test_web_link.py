@@ -16,14 +16,13 @@ import trio
 from supervisor.chat.web import codec
 from supervisor.chat.web.config import WebConfig
 from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.front_end import missing_agent_notice, web_settings
 from supervisor.chat.web.link import (
     CHANNEL,
     PERSON,
     Clock,
     WebLink,
-    missing_agent_notice,
     to_core,
-    web_settings,
 )
 from supervisor.chat.web.port import (
     WEB_AUTHOR,

@@ -9,7 +9,7 @@ import trio
 
 from supervisor.chat.fronts import FrontEnd
 from supervisor.chat.mattermost.front import open_front as open_mattermost
-from supervisor.chat.web.link import open_front as open_web
+from supervisor.chat.web.front_end import open_front as open_web
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 
