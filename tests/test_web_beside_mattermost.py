@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -69,3 +70,33 @@ async def test_a_web_session_and_a_mattermost_session_side_by_side(tmp_path: Pat
     by_name = {r.name: r for r in supervisor.store.state.sessions.values()}
     assert by_name["on-web"].channel_id == "web" and by_name["on-web"].root_id == thread["id"]
     assert by_name["on-mattermost"].channel_id == w.dm
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime/supervisor.py takes the legend from Fronts (its first front end's) for "
+    "every session: a web card carries Mattermost's 'React 👍 ...' line (lead's code)",
+)
+async def test_a_web_permission_card_has_no_reaction_legend_beside_mattermost(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            with w.config_path.open("a") as config:
+                config.write('\n[web]\nlisten = "127.0.0.1:0"\n')
+            supervisor = await w.start()
+            web = _web(supervisor.chat)
+            assert web.running is not None
+            port, token = web.running.port, web.running.url.partition("token=")[2]
+            (w.work / "cards").mkdir()
+            headers = [
+                (b"origin", f"http://127.0.0.1:{port}".encode()),
+                (b"cookie", f"{security.cookie_name(port)}={token}".encode()),
+            ]
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=headers) as ws:
+                await send(ws, type="hello", since=0)
+                await receive_until(ws, "welcome")
+                await send(ws, type="new", id="new-cards-001", name="cards", cwd=str(w.work / "cards"))
+                thread = (await receive_until(ws, "thread"))["thread"]
+                await send(ws, type="post", id="web-prompt-2", thread=thread["id"], text="[tool ls] go")
+                card = await _answer_in(ws, thread["id"], "Permission needed")
+
+    assert "React" not in card and "👍" not in card
