@@ -116,8 +116,18 @@ class SupervisorProcess:
         # Agents live in their own process groups; a SIGKILLed supervisor leaves them to
         # the next start's reaper, and this test's last start has none: end them here.
         for start in self.agent_events("start"):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(start["pgid"]), signal.SIGKILL)
+            pgid = int(start["pgid"])
+            if self._ours(pgid):  # never a group that reused the number since
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+
+    def _ours(self, pid: int) -> bool:
+        """Is `pid` still one of this test's agents (its environment names our agent log)?"""
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"FAKE_AGENT_LOG={self.agent_log}".encode() in environ.split(b"\0")
 
     # what the agents saw ---------------------------------------------------------------
 
