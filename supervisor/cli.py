@@ -109,10 +109,29 @@ def _run(config: Config) -> int:
         trio.run(run, config)
     except KeyboardInterrupt:
         return 0
-    except Exception:
+    except Exception as exc:
+        said = _said_plainly(exc)
+        if said is not None:
+            log.error("%s", said)
+            return 1
         log.exception("the supervisor failed")
         return 1
     return 0
+
+
+def _said_plainly(exc: BaseException) -> BaseException | None:
+    """A failure that is one sentence for the person (the web chat's port is taken), found
+    in the exception groups the nurseries wrap it in; None for anything else."""
+    from supervisor.chat.web.server import CannotListen
+
+    if isinstance(exc, CannotListen):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _said_plainly(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _sessions(config: Config, *, as_json: bool) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,6 +131,23 @@ def test_a_remote_listen_without_allow_remote_is_exit_2_naming_the_key(tmp_path:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "web.listen" in done.stderr
     assert "web.allow_remote" in done.stderr
+
+
+def test_a_busy_port_is_one_sentence_naming_web_listen(tmp_path: Path) -> None:
+    product = SupervisorProcess(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        product.port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "supervisor", "run"],
+            cwd=product.cwd, env=product.env(), capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    said = [line for line in done.stderr.splitlines() if "cannot listen" in line]
+    assert len(said) == 1 and "web.listen" in said[0] and f":{product.port}" in said[0], done.stderr
 
 
 # --- acceptance 2: the thread's life in the browser -------------------------------------

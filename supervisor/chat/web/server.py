@@ -38,6 +38,11 @@ class WebSettings:
     page: PageConfig = attrs.field(factory=PageConfig)
 
 
+class CannotListen(Exception):
+    """The address of `web.listen` cannot be bound (taken, not this machine's): one
+    sentence for the person, no traceback."""
+
+
 @attrs.frozen
 class RunningWebChat:
     front: WebChat
@@ -96,7 +101,14 @@ async def listen(
     assert not isinstance(address, str)  # checked by open_web_chat
     async with trio.open_nursery() as nursery:
         app = WebApp(front, opened.token, address.port, settings.max_upload_bytes)
-        binds: list[str] = await nursery.start(serve_http, app, _config(address))
+        try:
+            binds: list[str] = await nursery.start(serve_http, app, _config(address))
+        except OSError as error:
+            raise CannotListen(
+                f"the web chat cannot listen on {settings.listen}: "
+                f"{error.strerror or error}; stop what uses it (another supervisor?) "
+                "or set web.listen to a free address"
+            ) from None
         base = binds[0]
         port = int(base.rpartition(":")[2])
         app.port = port  # port 0 asked: the cookie's name carries the port really bound
