@@ -17,6 +17,8 @@ Keys beyond PRODUCT.md's example (documented for the README):
   agent (> 0; a float is fine).
 - `[agent] restart_max = 3` and `restart_window_s = 300`: an agent that dies more than
   `restart_max` times within `restart_window_s` seconds is marked failed.
+- `$SUPERVISOR_WEB_LISTEN` replaces `[web] listen` (of the embedded default too); like
+  every override, it does not make its section appear.
 
 Relative paths are relative to the config file's directory; `~` follows `$HOME`. The
 structuring machinery (strict types, path checks, error wording) is `config_codec`.
