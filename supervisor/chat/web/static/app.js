@@ -378,7 +378,8 @@
   function choiceNode(m) {
     if (m.outcome !== null && m.outcome !== undefined) {
       // Settled: the buttons are gone (the supervisor may have written the outcome
-      // into the message itself, then the outcome line is empty).
+      // into the message itself, then there is no outcome line).
+      if (!m.outcome) return document.createDocumentFragment();
       const div = document.createElement("div");
       div.className = "outcome";
       div.textContent = m.outcome;
