@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_web_browser import Page
+from tests.test_web_browser import ARTIFACTS, Page
 from tests.web_browser import require_browser, start_driver, wait_for
 from tests.web_supervisor import ANNOUNCEMENT, REPO, SupervisorProcess
 
@@ -182,6 +182,7 @@ def test_stream_permissions_stop_attachment_and_status(
     page.send("[slow 4] a streamed answer")
     growth = _grows(page, "✅ Done")  # the completion line ends the turn
     assert len(growth) >= 3, growth  # seen growing, not only once finished
+    wait_for(lambda: not page.el("#stop").is_displayed(), 1.5, what="Stop gone with the turn")
 
     page.send("[tool touch allowed.txt] please")
     labels = wait_for(lambda: page.texts("#messages li.choice .choices button"), what="card")
@@ -206,7 +207,7 @@ def test_stream_permissions_stop_attachment_and_status(
     assert len(page.els("#messages li.choice")) == cards  # not asked again
 
     page.send("[slow 30] a long one")
-    wait_for(lambda: page.el("#stop").is_displayed(), what="Stop while streaming")
+    wait_for(lambda: page.el("#stop").is_displayed(), 1.5, what="Stop as the turn starts")
     time.sleep(0.5)
     page.el("#stop").click()
     page.wait_text("nterrupted", timeout=15)
@@ -224,6 +225,8 @@ def test_stream_permissions_stop_attachment_and_status(
 
     page.send("!status")
     page.wait_text("turns", timeout=15)
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "web-chat-supervisor.png"))  # what one gets
 
 
 def test_a_prompt_written_during_a_turn_is_marked_queued_until_its_turn(

@@ -198,8 +198,16 @@
     }
   }
 
+  // The supervisor ends every turn with a completion line (✅ done, ⏹️ interrupted,
+  // ⚠️ failed): the turn is over, so "working" and Stop go at once, not when the last
+  // typing signal lapses.
+  const TURN_ENDED = /(^|\n)(✅|⏹️|⚠️)[^\n]*\s*$/u;
+
   function applyMessage(message) {
     state.version = Math.max(state.version, message.version);
+    if (message.author === "bot" && TURN_ENDED.test(message.text) && state.typingUntil.delete(message.thread_id)) {
+      renderTyping();
+    }
     const loaded = state.messages.get(message.thread_id);
     // A change to a message older than the loaded pages shows when its page is fetched.
     if (loaded && state.more.get(message.thread_id) && message.seq < oldestSeq(message.thread_id)) return;
@@ -438,6 +446,12 @@
     const files = state.files;
     if (!text.trim() && !files.length) return;
     const thread = state.selected === "main" ? null : state.selected;
+    if (thread && !text.trim().startsWith("!")) {
+      // A prompt starts a turn (or waits for the running one): Stop is useful from now
+      // on, before the supervisor's first typing signal.
+      state.typingUntil.set(thread, Date.now() + TYPING_MS);
+      renderTyping();
+    }
     const message = enqueue({ type: "post", thread, text, files: [] });
     if (files.length) state.uploads.set(message.id, files);
     $("text").value = "";
