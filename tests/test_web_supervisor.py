@@ -183,6 +183,7 @@ def test_stream_permissions_stop_attachment_and_status(
     growth = _grows(page, "✅ Done")  # the completion line ends the turn
     assert len(growth) >= 3, growth  # seen growing, not only once finished
     wait_for(lambda: not page.el("#stop").is_displayed(), 1.5, what="Stop gone with the turn")
+    assert "idle" in page.thread_button("work").text  # the sidebar: no turn runs
 
     page.send("[tool touch allowed.txt] please")
     labels = wait_for(lambda: page.texts("#messages li.choice .choices button"), what="card")
@@ -208,6 +209,7 @@ def test_stream_permissions_stop_attachment_and_status(
 
     page.send("[slow 30] a long one")
     wait_for(lambda: page.el("#stop").is_displayed(), 1.5, what="Stop as the turn starts")
+    assert "busy" in page.thread_button("work").text
     time.sleep(0.5)
     page.el("#stop").click()
     page.wait_text("nterrupted", timeout=15)

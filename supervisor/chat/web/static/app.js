@@ -277,8 +277,8 @@
       if (state.unread.has(thread.id)) name.classList.add("unread");
       if (thread.id !== "main") {
         const badge = document.createElement("span");
-        badge.className = "state " + thread.state;
-        badge.textContent = thread.state;
+        badge.className = "state " + shownState(thread);
+        badge.textContent = shownState(thread);
         name.append(badge);
       }
       button.append(name);
@@ -299,7 +299,7 @@
     const thread = state.threads.get(state.selected);
     $("thread-title").textContent = thread ? thread.title : "Supervisor";
     $("thread-meta").textContent = thread && thread.id !== "main"
-      ? [thread.state, thread.agent, thread.cwd].filter(Boolean).join(" · ") : "commands: !new NAME, !sessions, !help";
+      ? [shownState(thread), thread.agent, thread.cwd].filter(Boolean).join(" · ") : "commands: !new NAME, !sessions, !help";
     renderTyping();
   }
 
@@ -428,7 +428,24 @@
     }
   }
 
+  // The supervisor says a session is "active"; whether a turn runs shows in its typing
+  // signal (and a prompt just sent): busy while that lasts, idle otherwise.
+  function shownState(thread) {
+    if (thread.state !== "active") return thread.state;
+    return (state.typingUntil.get(thread.id) || 0) > Date.now() ? "busy" : "idle";
+  }
+
+  let shownBusy = "";
   function renderTyping() {
+    const busyNow = Array.from(state.threads.values()).filter((t) => shownState(t) === "busy").map((t) => t.id).join();
+    if (busyNow !== shownBusy) {
+      shownBusy = busyNow;
+      renderSidebar();
+      const selected = state.threads.get(state.selected);
+      if (selected && selected.id !== "main") {
+        $("thread-meta").textContent = [shownState(selected), selected.agent, selected.cwd].filter(Boolean).join(" · ");
+      }
+    }
     const thread = state.threads.get(state.selected);
     // A turn's end sets the thread idle: the last typing signal must not outlive it.
     const typing = (state.typingUntil.get(state.selected) || 0) > Date.now() && !(thread && thread.state === "idle");
