@@ -57,8 +57,8 @@ async def test_threads_and_posts_are_idempotent_by_key_and_ids_say_web(tmp_path:
             header = "🧵 **Session `alpha`** · `/srv/alpha`\nstarted now"
             root = await link.open_thread(CHANNEL, header, key="k-alpha", title="alpha")
             again = await link.open_thread(CHANNEL, header, key="k-alpha", title="alpha")
-            reply = await link.create_post(CHANNEL, "hello", root_id=root.id, pending_post_id="p1")
-            resent = await link.create_post(CHANNEL, "hello", root_id=root.id, pending_post_id="p1")
+            reply = await link.create_post(CHANNEL, "hello", root_id=root.id, idempotency_key="p1")
+            resent = await link.create_post(CHANNEL, "hello", root_id=root.id, idempotency_key="p1")
             main = await link.create_post(CHANNEL, "a command's answer")
             threads = await chat.front.store.call(WebDb.threads)
 
@@ -145,7 +145,7 @@ def test_page_actions_in_the_core_words() -> None:
     stopped = to_core(StopAsked("c4", thread, WEB_AUTHOR), clock)
 
     assert isinstance(posted, Posted) and isinstance(main, Posted)
-    assert (posted.post.root_id, posted.post.file_ids, posted.channel_type) == ("webt1", ("webf1",), "D")
+    assert (posted.post.root_id, posted.post.file_ids) == ("webt1", ("webf1",))
     assert main.post.root_id == "" and main.post.create_at > posted.post.create_at
     assert posted.post.user_id == PERSON.id
     assert chosen == ChoiceMade(Choice(PERSON.id, "webm9", "allow_always", CHANNEL))

@@ -106,11 +106,11 @@ class WebLink:
         *,
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
-        pending_post_id: str = "",
+        idempotency_key: str = "",
     ) -> Post:
         front = self._front
-        row = await front.create(_thread(root_id), message, pending_post_id or None, file_ids)
-        return _post(row, BOT.id, pending_post_id)
+        row = await front.create(_thread(root_id), message, idempotency_key or None, file_ids)
+        return _post(row, BOT.id, idempotency_key)
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
         front = self._front
@@ -119,14 +119,14 @@ class WebLink:
             WEB_PLACE, title, header, key, cwd=found[1] if found else ""
         )
         root = Post(
-            thread.thread_id, CHANNEL, BOT.id, header, create_at=_ms(time.time()), pending_post_id=key
+            thread.thread_id, CHANNEL, BOT.id, header, create_at=_ms(time.time()), idempotency_key=key
         )
         if self._events is not None:
             # The page shows the thread at once and a quick person writes in it: the core
             # must know the thread before that message, as Mattermost's own echo of a new
             # root post tells it. Ahead of the page's message, which takes a round trip.
             with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                await self._events.send(Posted(root, channel_type="D"))
+                await self._events.send(Posted(root))
         await front.update_thread(thread, state="active")
         return root
 
@@ -205,7 +205,7 @@ class WebLink:
         return f"#thread/{post_id}"
 
 
-def _post(row: MessageRow, user_id: str, pending_post_id: str = "") -> Post:
+def _post(row: MessageRow, user_id: str, idempotency_key: str = "") -> Post:
     return Post(
         row.id,
         CHANNEL,
@@ -214,7 +214,7 @@ def _post(row: MessageRow, user_id: str, pending_post_id: str = "") -> Post:
         root_id=_root_of(row),
         create_at=_ms(row.created),
         file_ids=tuple(str(f["id"]) for f in row.files),
-        pending_post_id=pending_post_id,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -247,7 +247,7 @@ def to_core(event: Incoming, clock: Clock) -> ChatEvent:
                 create_at=clock.next(_ms(event.sent_at)),
                 file_ids=tuple(ref.id for ref in event.attachments),
             )
-            return Posted(post, channel_type="D")
+            return Posted(post)
         case WebChoice():
             return ChoiceMade(Choice(PERSON.id, event.message_id, event.option_kind, CHANNEL))
         case StopAsked():
