@@ -16,7 +16,6 @@ Never decides what a message means, and never names a web concept to the core.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import re
 import time
@@ -38,9 +37,7 @@ from supervisor.chat.web.port import (
     StopAsked,
     ThreadRef,
 )
-from supervisor.chat.web.port import (
-    ChoiceMade as WebChoice,
-)
+from supervisor.chat.web.port import ChoiceMade as WebChoice
 from supervisor.core.events import (
     ChatEvent,
     Choice,
@@ -50,11 +47,6 @@ from supervisor.core.events import (
     Post,
     Posted,
 )
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
 
 CHANNEL = WEB_PLACE  # the page's one place; its main thread takes commands only
 BOT = ChatUser(ID_PREFIX + "-bot", "supervisor", is_bot=True)
@@ -108,8 +100,7 @@ class WebLink:
         file_ids: tuple[str, ...] = (),
         idempotency_key: str = "",
     ) -> Post:
-        front = self._front
-        row = await front.create(_thread(root_id), message, idempotency_key or None, file_ids)
+        row = await self._front.create(_thread(root_id), message, idempotency_key or None, file_ids)
         return _post(row, BOT.id, idempotency_key)
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
