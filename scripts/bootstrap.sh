@@ -44,11 +44,13 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     echo "note: chromium/chromium-driver not found; the web chat browser tests will be skipped" >&2
 fi
 
-# The pinned OpenCode for the real-OpenCode (ACP) tests (.cache/opencode).
+# The pinned OpenCode for the real-OpenCode (ACP) tests (.cache/opencode), and the second
+# real ACP agent, Claude through its ACP adapter (.cache/claude-agent-acp).
 if command -v npm >/dev/null 2>&1; then
     scripts/install_opencode.sh >/dev/null
+    scripts/install_claude_acp.sh >/dev/null
 elif [ "${CI:-}" = "true" ]; then
-    echo "error: npm is required in CI for the real OpenCode tests" >&2
+    echo "error: npm is required in CI for the real OpenCode and Claude ACP tests" >&2
     exit 1
 else
     echo "note: npm not found; the real OpenCode tests will be skipped" >&2

@@ -72,11 +72,6 @@ async def test_a_web_session_and_a_mattermost_session_side_by_side(tmp_path: Pat
     assert by_name["on-mattermost"].channel_id == w.dm
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/supervisor.py takes the legend from Fronts (its first front end's) for "
-    "every session: a web card carries Mattermost's 'React 👍 ...' line (lead's code)",
-)
 async def test_a_web_permission_card_has_no_reaction_legend_beside_mattermost(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
         async with world(tmp_path) as w:

@@ -26,6 +26,7 @@ import trio
 from supervisor.agent import AgentBackend
 from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatError, ChatLink, ChatUser
+from supervisor.chat.fronts import Fronts
 from supervisor.config import AgentConfig, Config
 from supervisor.core import commands, texts
 from supervisor.core.events import ChatEvent, Post, Posted
@@ -111,7 +112,7 @@ class Supervisor:
     def __init__(
         self,
         config: Config,
-        chat: ChatLink,
+        chat: Fronts,
         store: Store,
         backend: AgentBackend,
         allowed: Mapping[str, ChatUser],  # user id -> user
@@ -178,8 +179,10 @@ class Supervisor:
         if task is not None:
             return task
         user = self.allowed.get(record.user_id)
-        core = SessionCore(record, self._settings(user.username if user else "", self.agents.of(record).settings))
-        task = SessionTask(core, self.deps)
+        # The session talks to its own front end: its legend, links and request budget.
+        link = self.chat.for_channel(record.channel_id)
+        core = SessionCore(record, self._settings(user.username if user else "", self.agents.of(record).settings, link))
+        task = SessionTask(core, attrs.evolve(self.deps, chat=link))
         root = record.root_id
         self.tasks[root] = task
         self.refs[root] = SessionRef(root, record.channel_id)
@@ -208,7 +211,7 @@ class Supervisor:
             self._mail.pop(root, None)
             self.refs[root] = SessionRef(root, task.core.record.channel_id, ended=True)
 
-    def _settings(self, username: str, agent: AgentConfig) -> SessionSettings:
+    def _settings(self, username: str, agent: AgentConfig, link: ChatLink) -> SessionSettings:
         return SessionSettings(
             turn_timeout_s=agent.turn_timeout_s or float("inf"),
             stall_timeout_s=agent.stall_timeout_s or float("inf"),
@@ -218,8 +221,8 @@ class Supervisor:
             interrupt_grace_s=agent.interrupt_grace_s,
             show_thinking=self.config.render.show_thinking,
             username=username,
-            permalink=self.chat.permalink,
-            legend=self.chat.choice_legend,
+            permalink=link.permalink,
+            legend=link.choice_legend,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),
         )
 
