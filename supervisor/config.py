@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from supervisor.chat.telegram import config as telegram_config
 from supervisor.config_codec import (
     DIRECTORY_OR_ABSENT,
     EXISTING_DIRECTORY,
@@ -290,6 +291,7 @@ class Config:
     render: RenderConfig = attrs.field(factory=RenderConfig)
     files: FilesConfig = attrs.field(factory=FilesConfig)
     state: StateConfig = attrs.field(factory=StateConfig)
+    telegram: telegram_config.TelegramConfig | None = None  # `[telegram]`, when present
     # Validated after `personas` is set: attrs runs validators once all fields are.
     sessions: tuple[SessionSpec, ...] = attrs.field(default=(), validator=_sessions)
     personas: Mapping[str, Persona] = attrs.field(
@@ -313,7 +315,10 @@ class EnvOverride:
 ENV_OVERRIDES: Final = (
     EnvOverride("SUPERVISOR_MATTERMOST_URL", "mattermost", "url"),
     EnvOverride("SUPERVISOR_MATTERMOST_TOKEN", "mattermost", "token", ("token_file",)),
+    EnvOverride(telegram_config.TOKEN_VARIABLE, "telegram", "token", ("token_file",)),
 )
+# Optional sections: an environment variable alone does not make one appear.
+_OPTIONAL_SECTIONS: Final = frozenset({"telegram"})
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -330,6 +335,8 @@ def _prepared(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]
     raw = dict(data)
     for override in ENV_OVERRIDES:
         value = env.get(override.variable, "")
+        if override.section in _OPTIONAL_SECTIONS and override.section not in raw:
+            continue
         table = _section(raw, override.section)
         if value and table is not None:  # an empty variable counts as unset
             table[override.key] = value
@@ -351,7 +358,7 @@ def _prepared(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]
 
 
 # Keys whose values an error message must not repeat.
-_SECRETS: Final = {("mattermost", "token")}
+_SECRETS: Final = {("mattermost", "token"), ("telegram", "token")}
 
 
 def _with_token(mattermost: MattermostConfig) -> MattermostConfig:
@@ -387,6 +394,15 @@ def _with_token(mattermost: MattermostConfig) -> MattermostConfig:
     return attrs.evolve(mattermost, token=token)
 
 
+def _telegram(section: telegram_config.TelegramConfig | None) -> telegram_config.TelegramConfig | None:
+    if section is None:
+        return None
+    try:
+        return telegram_config.with_token(section)
+    except Problem as exc:
+        raise Problem(("telegram", *exc.path), exc.problem) from None
+
+
 def _from_environment(error: ConfigError, env: Mapping[str, str]) -> ConfigError:
     """Say so when the bad value came from a variable rather than the file."""
     for override in ENV_OVERRIDES:
@@ -417,7 +433,9 @@ def config_from_dict(
     conv = converter(home, (base_dir or Path.cwd()).absolute())
     try:
         config = conv.structure(_prepared(data, env), Config)
-        return attrs.evolve(config, mattermost=_with_token(config.mattermost))
+        return attrs.evolve(
+            config, mattermost=_with_token(config.mattermost), telegram=_telegram(config.telegram)
+        )
     except STRUCTURE_ERRORS as exc:
         raise _from_environment(ConfigError(*first_problem(exc, _SECRETS)), env) from None
     except ConfigError as exc:
