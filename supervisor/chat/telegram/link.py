@@ -244,6 +244,17 @@ class TelegramLink:
         thread = self.memory.threads.get(post_id)
         return f"“{thread.title}”" if thread is not None else ""
 
+    def root_of_message(self, chat_id: int, message_id: int) -> str | None:
+        """The session thread a message of ours belongs to (no topics), if known."""
+        post_id = ids.post(chat_id, message_id)
+        if post_id in self.memory.threads:
+            return post_id
+        found = self._thread_root_of.get(post_id)
+        if found is not None:
+            return found
+        return next((root for root, t in self.memory.threads.items()
+                     if t.chat_id == chat_id and t.header_id == message_id), None)  # fmt: skip
+
     def now_ms(self) -> int:
         """A creation time for an incoming message: wall clock, strictly increasing (the
         core's ledger uses it as a cursor; Telegram's own dates are whole seconds)."""

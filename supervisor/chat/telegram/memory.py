@@ -73,6 +73,11 @@ class Memory:
         self._changes = 0
         self._written = 0
 
+    @classmethod
+    def open(cls, directory: Path) -> Memory:
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory)
+
     def changed(self) -> None:
         self._changes += 1
 

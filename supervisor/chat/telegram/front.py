@@ -1,0 +1,303 @@
+"""Telegram as one of the supervisor's front ends: the bot's updates in, the link out.
+
+Owns the update loop: `UpdateSource` long-polls `getUpdates`; each update is read
+(`incoming`) and becomes at most one port event (`Posted`, `ChoiceMade`), or is dealt
+with here (a stranger's message or button, `/session NAME` without topics) and confirmed.
+
+Exactly once (PRODUCT.md, Telegram): an update that reaches the core as a `Posted` is
+confirmed only when the core's store says that post's handled mark is durable
+(`handled(channel_id, post_id)` on the link); anything that never reaches the core, or
+that the core's ledger already holds as handled (a redelivery after a crash between the
+store's write and our confirmation), is confirmed at once. A button press is confirmed
+once it is answered and handed to the core: a press that a crash cut is pressed again.
+The confirmed offset is written to the front end's memory, so a start asks for exactly
+what was written while we were down; Telegram keeps it, in order.
+
+It must never let an update past the offset before its post is handled, never let a
+stranger reach the core (one short refusal per chat per hour instead), and never compete
+with a second poller of the same token (the update source says so and holds off).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import httpx
+import trio
+
+from supervisor.chat import ChatUser
+from supervisor.chat.telegram import ids, incoming
+from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing
+from supervisor.chat.telegram.codec import Update
+from supervisor.chat.telegram.config import TelegramConfig
+from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
+from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.render import escape
+from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
+from supervisor.core.events import ChatEvent, FileRef, Post, Posted, Reaction, ReactionAdded
+
+log = logging.getLogger("supervisor.telegram")
+
+REFUSAL: Final = "This bot answers only the people it was set up for."
+NOT_ALLOWED: Final = "not allowed"
+REFUSE_EVERY_S: Final = 3600.0
+_SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
+_VERBS: Final = frozenset(
+    {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
+)
+_SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
+# Commands meant for the session a plain message would reach (no topics: the active one).
+_THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
+
+AlreadyHandled = Callable[[str, str], bool]  # (channel id, post id) -> durable mark exists
+
+
+class TelegramFrontEnd:
+    """One bot. Built by `connect`; `run` is its event task (start it with nursery.start)."""
+
+    name: Final = "telegram"
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        api: BotApi,
+        link: TelegramLink,
+        *,
+        bot_username: str,
+        already_handled: AlreadyHandled | None = None,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.link = link
+        self.bot_username = bot_username
+        # Set by whoever owns the core's ledger; see the module docstring.
+        self.already_handled = already_handled
+        self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
+                                   allowed_updates=ALLOWED_UPDATES)  # fmt: skip
+        self._allowed = frozenset(config.allowed_user_ids)
+        self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
+        self._refused: dict[int, float] = {}  # chat id -> when it was last refused
+        self._offset_moved = trio.Event()
+        link.on_handled = self._handled
+
+    @classmethod
+    async def connect(
+        cls,
+        config: TelegramConfig,
+        state_dir: Path,
+        *,
+        already_handled: AlreadyHandled | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> TelegramFrontEnd:
+        """Ask Telegram who we are (retried until it answers; a refused token raises)."""
+        pacing = Pacing(per_chat_rate=config.per_chat_rate, per_chat_burst=config.per_chat_burst)
+        api = BotApi(config.token, api_url=config.api_url, pacing=pacing, transport=transport)
+        try:
+            me = await api.get_me()
+        except BaseException:
+            await api.aclose()
+            raise
+        bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
+        link = TelegramLink(api, bot, Memory.open(state_dir), topics=me.has_topics_enabled)
+        log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
+        return cls(config, api, link, bot_username=me.username, already_handled=already_handled)
+
+    async def people(self) -> tuple[dict[str, ChatUser], dict[str, str]]:
+        """The allowed people, and their private chats with the bot (a private chat's id
+        is its person's id)."""
+        allowed = {ids.user(u): ChatUser(ids.user(u), str(u)) for u in self.config.allowed_user_ids}
+        channels = {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids}
+        return allowed, channels
+
+    def owns(self, any_id: str) -> bool:
+        return ids.owns(any_id)
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    # --- the event task ----------------------------------------------------------------
+
+    async def run(
+        self,
+        events: trio.MemorySendChannel[ChatEvent],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        updates_send, updates_recv = trio.open_memory_channel[Update](0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.source.run, updates_send)
+            nursery.start_soon(self._keep_offset)
+            task_status.started()
+            async with updates_recv:
+                async for update in updates_recv:
+                    await self._handle(update, events)
+
+    async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
+        item = incoming.read_update(update, self.bot_username)
+        event: ChatEvent | None
+        if isinstance(item, incoming.Posted):
+            event = await self._posted(item)
+        elif isinstance(item, incoming.Pressed):
+            event = await self._pressed(item)
+        else:
+            event = None  # an edit, a draft's Stop we did not offer, a kind we do not use
+        if isinstance(event, Posted):
+            post = event.post
+            if self.already_handled is not None and self.already_handled(post.channel_id, post.id):
+                self._confirm(update.update_id)  # handled before a crash cut our confirm
+                return
+            self._pending[post.id] = update.update_id
+            await events.send(event)
+            return
+        if event is not None:
+            await events.send(event)
+        self._confirm(update.update_id)
+
+    def _handled(self, channel_id: str, post_id: str) -> None:
+        update_id = self._pending.pop(post_id, None)
+        if update_id is not None:
+            self._confirm(update_id)
+
+    def _confirm(self, update_id: int) -> None:
+        self.source.confirm(update_id)
+        self._offset_moved.set()
+
+    async def _keep_offset(self) -> None:
+        """Write the confirmed offset to memory, at most one write at a time."""
+        memory = self.link.memory
+        while True:
+            await self._offset_moved.wait()
+            self._offset_moved = trio.Event()
+            if self.source.offset != memory.offset:
+                memory.offset = self.source.offset
+                memory.changed()
+                await memory.commit()
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def _posted(self, item: incoming.Posted) -> Posted | None:
+        if item.author_id not in self._allowed:
+            await self._refuse(item.chat_id, item.topic_id)
+            return None
+        channel = ids.channel(item.chat_id)
+        text = as_command(item.text)
+        file_ids = []
+        for attachment in item.attachments:
+            file_id = ids.file(attachment.file_id)
+            self.link.remember_file(file_id, FileRef(file_id, attachment.name, attachment.size or 0))
+            file_ids.append(file_id)
+        if item.topic_opened is not None and self.link.topics:
+            # A topic the person opened: a session named after it, as `/new NAME` would.
+            self.link.opened_topics[(item.chat_id, item.topic_opened)] = item.topic_id or 0
+            text, root = f"!new {item.topic_opened}", ""
+        elif self.link.topics:
+            root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
+        else:
+            switched = await self._switch(item, channel, text)
+            if switched:
+                return None
+            root = self._root_without_topics(item, channel, text)
+        post = Post(
+            ids.post(item.chat_id, item.message_id),
+            channel,
+            ids.user(item.author_id),
+            text,
+            root_id=root,
+            create_at=self.link.now_ms(),
+            file_ids=tuple(file_ids),
+        )
+        return Posted(post, channel_type="D")
+
+    async def _refuse(self, chat_id: int, topic_id: int | None) -> None:
+        now = trio.current_time()
+        last = self._refused.get(chat_id)
+        if last is not None and now - last < REFUSE_EVERY_S:
+            return
+        self._refused[chat_id] = now
+        log.info("refused a message from a stranger (chat %s)", chat_id)
+        try:
+            await self.api.send_message(chat_id, escape(REFUSAL), thread_id=topic_id)
+        except BotApiError as exc:
+            log.info("could not refuse chat %s: %s", chat_id, exc)
+
+    # --- buttons ------------------------------------------------------------------------
+
+    async def _pressed(self, item: incoming.Pressed) -> ChatEvent | None:
+        allowed = item.author_id in self._allowed
+        try:  # always: the person's client shows a spinner until this
+            await self.api.answer_callback_query(item.query_id, "" if allowed else NOT_ALLOWED)
+        except BotApiError as exc:
+            log.info("could not answer a button press: %s", exc)  # e.g. too old
+        if not allowed or item.choice is None or item.chat_id is None:
+            return None
+        try:
+            post_id = ids.post(item.chat_id, int(item.choice.ref))
+        except ValueError:
+            return None
+        kind = PORT_KINDS[item.choice.kind]
+        return choice_event(ids.user(item.author_id), post_id, kind, ids.channel(item.chat_id))
+
+    # --- without topics: the active session ---------------------------------------------
+
+    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> bool:
+        """`/session NAME`: choose where plain text goes. True when it was that."""
+        words = text.split()
+        if not words or words[0].lower() != "!session":
+            return False
+        memory = self.link.memory
+        name = words[1] if len(words) == 2 else ""
+        root = next((r for r, t in memory.threads.items()
+                     if t.chat_id == item.chat_id and t.title == name), None)  # fmt: skip
+        if not name:
+            answer = "Usage: /session NAME (/sessions lists them)"
+        elif root is None:
+            answer = f"There is no session {name}: /new {name} starts one."
+        else:
+            memory.active[channel] = root
+            memory.changed()
+            await memory.commit()
+            answer = f"Plain text now goes to {name}."
+        try:
+            await self.api.send_message(item.chat_id, escape(answer))
+        except BotApiError as exc:
+            log.info("could not answer /session: %s", exc)
+        return True
+
+    def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
+        memory = self.link.memory
+        if item.reply_to is not None:
+            replied = self.link.root_of_message(item.chat_id, item.reply_to)
+            if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
+                replied = next((r for r, t in memory.threads.items()
+                                if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip
+            if replied is not None:
+                return replied
+        words = text.split()
+        verb = words[0].lower() if words else ""
+        if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
+            return ""  # a command of the main view
+        return memory.active.get(channel, "")
+
+
+def choice_event(user_id: str, post_id: str, kind: str, channel_id: str) -> ChatEvent:
+    """A button press, in the core's words."""
+    emoji = {"allow_once": "+1", "allow_always": "repeat", "reject": "-1",
+             "stop": "octagonal_sign", "rerun": "repeat"}[kind]  # fmt: skip
+    return ReactionAdded(Reaction(user_id, post_id, emoji, channel_id))
+
+
+def as_command(text: str) -> str:
+    """Telegram's `/new alpha` as the core's `!new alpha` (our verbs only); `/start` (the
+    first thing a Telegram client sends) asks for help."""
+    match = _SLASH_COMMAND.match(text)
+    verb = match[1].lower() if match is not None else ""
+    if match is None or verb not in _VERBS | {"start"}:
+        return text  # e.g. "/tmp is full": a prompt that starts with a path
+    return ("!help" if verb == "start" else f"!{verb}") + text[match.end() :]
+
+
+__all__ = ["PORT_KINDS", "TelegramFrontEnd", "as_command"]

@@ -1,0 +1,180 @@
+"""The Telegram front end against the fake Bot API, without the core: threads as topics,
+keyed posts sent once (also across a restart), long posts split and edited, buttons, and
+the update loop's confirmations (only after `handled`, at once for what never reaches
+the core, a stranger refused once)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from supervisor.chat.telegram import ids
+from supervisor.chat.telegram.config import TelegramConfig
+from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
+from supervisor.chat.telegram.render import units
+from supervisor.core.events import ChatEvent, Posted
+from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent, running
+from tests.fakes.telegram_html import parse_html
+
+ALICE = 1001
+MALLORY = 666
+CHANNEL = ids.channel(ALICE)
+
+
+def said(fake: FakeBotApi, topic: int) -> list[Sent]:
+    """The bot's messages in a topic, without the service message that opened it."""
+    return [s for s in fake.bot_messages(ALICE, topic) if "forum_topic_created" not in s.message]
+
+
+def config(fake: FakeBotApi, rate: float = 1.0) -> TelegramConfig:
+    return TelegramConfig(allowed_user_ids=(ALICE,), token=TOKEN, api_url=fake.url, poll_s=1,
+                          per_chat_rate=rate)  # fmt: skip
+
+
+@asynccontextmanager
+async def front_end(fake: FakeBotApi, state: Path, rate: float = 1.0) -> AsyncIterator[TelegramFrontEnd]:
+    front = await TelegramFrontEnd.connect(config(fake, rate), state)
+    try:
+        yield front
+    finally:
+        await front.aclose()
+
+
+async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_restarts(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path) as front:
+                link = front.link
+                root = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
+                again = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
+                reply = await link.create_post(CHANNEL, "hello *there*", root_id=root.id, pending_post_id="p1")
+            chat = fake.chat(ALICE)
+            assert root.id == again.id and list(chat.topics.values()) == ["alpha"]
+            topic = next(iter(chat.topics))
+            assert root.id == ids.post(ALICE, topic)
+            texts = [s.message["text"] for s in said(fake, topic)]
+            assert texts == ["alpha in /tmp", "hello there"]
+            assert "<b>alpha</b>" in said(fake, topic)[0].html
+            # A new process with the same state directory: the keys still hold.
+            async with front_end(fake, tmp_path) as front:
+                same = await front.link.create_post(CHANNEL, "hello *there*", root_id=root.id, pending_post_id="p1")
+                root2 = await front.link.open_thread(CHANNEL, "x", key="k1", title="alpha")
+                await front.link.edit_post(root.id, "**alpha** ended")
+            assert same.id == reply.id and root2.id == root.id
+            assert len(said(fake, topic)) == 2 and len(chat.topics) == 1
+            assert said(fake, topic)[0].message["text"] == "alpha ended"
+
+
+async def test_a_long_post_is_split_and_edited_in_place_with_its_buttons_last(tmp_path: Path) -> None:
+    long_text = "start\n```python\n" + "\n".join(f"line_{i} = {i}" for i in range(3000)) + "\n```\nend"
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as front:
+                link = front.link
+                root = await link.open_thread(CHANNEL, "h", key="k", title="beta")
+                post = await link.create_post(CHANNEL, "short", root_id=root.id)
+                await link.offer_choices(post.id, ("allow_once", "allow_always", "reject"))
+                await link.edit_post(post.id, long_text)
+                topic = ids.parse_post(root.id)[1]
+                sent = said(fake, topic)[1:]
+                assert len(sent) >= 2
+                visible = [s.message["text"] for s in sent]
+                assert all(units(v) <= 4096 for v in visible)
+                assert all(s.html.count("<pre>") == s.html.count("</pre>") for s in sent)
+                assert sent[-1].markup is not None and all(s.markup is None for s in sent[:-1])
+                joined = "".join(parse_html(s.html) for s in sent)
+                assert "line_0 = 0" in joined and "line_2999 = 2999" in joined and joined.endswith("end")
+                await link.settle_choices(post.id)
+                assert said(fake, topic)[-1].markup is None
+
+
+async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach_the_core(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_user(MALLORY, "Mallory")
+            stranger = fake.user_sends(MALLORY, "let me in")
+            fake.user_sends(MALLORY, "please")
+            first = fake.user_sends(ALICE, "/new alpha")
+            alice_update = next(u["update_id"] for u in fake.pending_updates()
+                                if u.get("message", {}).get("from", {}).get("id") == ALICE)  # fmt: skip
+            async with front_end(fake, tmp_path) as front, trio.open_nursery() as nursery:
+                send, receive = trio.open_memory_channel[ChatEvent](10)
+                await nursery.start(front.run, send)
+                with trio.fail_after(5):
+                    event = await receive.receive()
+                assert isinstance(event, Posted)
+                assert event.post.message == "!new alpha" and event.post.root_id == ""
+                assert event.post.id == ids.post(ALICE, first["message_id"])
+                await fake.wait_until(lambda: len(fake.bot_messages(MALLORY)) == 1)
+                await trio.sleep(1.5)  # a few polls: only the update the core holds is left
+                assert [u["update_id"] for u in fake.pending_updates()] == [alice_update]
+                front.link.handled(event.post.channel_id, event.post.id)
+                await fake.wait_until(lambda: not fake.pending_updates())
+                await trio.sleep(0.2)
+                assert front.link.memory.offset == alice_update + 1
+                nursery.cancel_scope.cancel()
+            assert fake.bot_messages(MALLORY)[0].message["text"].startswith("This bot answers only")
+            assert stranger["message_id"] not in {m.message["message_id"] for m in fake.bot_messages(MALLORY)}
+            assert (tmp_path / "telegram.json").exists()
+
+
+async def test_a_redelivered_update_already_handled_is_confirmed_without_reaching_the_core(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            message = fake.user_sends(ALICE, "/help")
+            handled = {ids.post(ALICE, message["message_id"])}
+            async with front_end(fake, tmp_path) as front, trio.open_nursery() as nursery:
+                front.already_handled = lambda _c, post_id: post_id in handled
+                send, receive = trio.open_memory_channel[ChatEvent](10)
+                await nursery.start(front.run, send)
+                await fake.wait_until(lambda: not fake.pending_updates())
+                assert receive.statistics().current_buffer_used == 0
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_user(MALLORY, "Mallory")
+            async with front_end(fake, tmp_path) as front, trio.open_nursery() as nursery:
+                root = await front.link.open_thread(CHANNEL, "h", key="k", title="gamma")
+                post = await front.link.create_post(CHANNEL, "Allow `ls`?", root_id=root.id)
+                await front.link.offer_choices(post.id, ("allow_once", "allow_always", "reject"))
+                message_id = ids.parse_post(post.id)[1]
+                markup = fake.chat(ALICE).messages[message_id].markup
+                assert markup is not None
+                allow = markup["inline_keyboard"][0][0]["callback_data"]
+                send, receive = trio.open_memory_channel[ChatEvent](10)
+                await nursery.start(front.run, send)
+                fake.chat(MALLORY).messages[message_id] = fake.chat(ALICE).messages[message_id]
+                refused = fake.user_presses(MALLORY, message_id, allow)
+                pressed = fake.user_presses(ALICE, message_id, allow)
+                with trio.fail_after(5):
+                    event = await receive.receive()
+                assert getattr(event, "reaction", getattr(event, "choice", None)).post_id == post.id
+                await fake.wait_until(lambda: pressed in fake.answered_queries and not fake.pending_updates())
+                assert fake.answered_queries[refused] == "not allowed"
+                assert receive.statistics().current_buffer_used == 0
+                nursery.cancel_scope.cancel()
+
+
+def test_slash_commands_are_the_cores_bang_commands() -> None:
+    assert as_command("/new alpha /tmp") == "!new alpha /tmp"
+    assert as_command("/start") == "!help"
+    assert as_command("/tmp is a directory") == "/tmp is a directory"
+    assert as_command("/STOP") == "!stop"
+    assert as_command("hello /new") == "hello /new"
