@@ -1,0 +1,147 @@
+"""The real supervisor behind the fake Bot API, with fake agents: topics, prompts and
+their answers, ten sessions side by side, permissions by button, messages written while
+the supervisor was down (kill -9 included), and a second poller on the token."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import pytest
+import trio
+
+from supervisor.chat.telegram.client import BotApi, Conflict
+from tests.fakes.telegram_botapi import TOKEN
+from tests.telegram_world import ALICE, MALLORY, tg_world
+
+FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}  # Telegram's ~1/s would make tests slow
+
+
+async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_there(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("alpha")
+            header = w.said(topic)[0]
+            assert "alpha" in header.message["text"] and str(w.work / "alpha") in header.message["text"]
+            await w.wait_for(lambda: "alpha" in w.text(None))  # /new is answered in the main view
+            w.say("hello there", topic)
+            text = await w.answered(topic, "echo #1: hello there")
+            assert "echo" not in w.text(None)
+            # Outside topics only commands: other text gets guidance, and reaches no agent.
+            w.say("hello main")
+            await w.wait_for(lambda: len(w.said(None)) >= 2)
+            assert "hello main" not in str(w.prompts_by_process())
+            # A stranger reaches nothing.
+            w.fake.user_sends(MALLORY, "/new evil")
+            await w.wait_for(lambda: w.fake.bot_messages(MALLORY))
+            assert w.topic("evil") is None and text.count("echo #1") == 1
+
+
+async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:
+    names = [f"s{i}" for i in range(10)]
+    with trio.fail_after(120):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topics = {name: await w.new_session(name) for name in names}
+            for round_ in range(5):
+                for name in names:
+                    w.say(f"{name}-p{round_}", topics[name])
+            for name in names:
+                await w.answered(topics[name], f"echo #5: {name}-p4", timeout=90)
+            by_process = w.prompts_by_process()
+            assert sorted(p for ps in by_process.values() for p in ps) == sorted(
+                f"{n}-p{r}" for n in names for r in range(5)
+            )  # each prompt reached exactly one agent, once
+            for prompts in by_process.values():
+                assert len({p.split("-")[0] for p in prompts}) == 1  # one session per agent
+            for name, topic in topics.items():
+                others = [n for n in names if n != name]
+                shown = w.text(topic)
+                assert not any(f"{other}-p" in shown for other in others)
+                drafts = [text for t, _d, text in w.fake.chat(ALICE).drafts if t == topic]
+                assert not any(f"{o}-p" in d for o in others for d in drafts)
+
+
+async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("perm")
+            w.say("[tool ls -la] go", topic)
+            request = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
+            buttons = [b for row in request.markup["inline_keyboard"] for b in row]
+            assert [b["text"] for b in buttons] == ["Allow", "Allow for this session", "Deny"]
+            message_id = request.message["message_id"]
+            w.fake.chat(MALLORY).messages[message_id] = request
+            refused = w.fake.user_presses(MALLORY, message_id, buttons[0]["callback_data"])
+            await w.wait_for(lambda: refused in w.fake.answered_queries)
+            assert w.fake.answered_queries[refused] == "not allowed"
+            assert w.fake.chat(ALICE).messages[message_id].markup is not None
+            pressed = w.fake.user_presses(ALICE, message_id, buttons[0]["callback_data"])
+            await w.wait_for(lambda: pressed in w.fake.answered_queries)
+            await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
+            await w.answered(topic, "echo #1")
+
+
+async def test_messages_written_while_down_are_handled_once_in_order_after_kill_9(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topics = [await w.new_session(name, timeout=30) for name in ("a", "b", "c")]
+            for topic in topics:
+                w.say("[slow 30] long one", topic)
+            await w.wait_for(lambda: len(w.prompts_by_process()) == 3, timeout=30)
+            # Queued behind the running turn: not handled, so not confirmed.
+            queued = [w.say("queued", topic) for topic in topics]
+            await trio.sleep(1.5)
+            w.kill()
+            pending = {u["message"]["message_id"] for u in w.fake.pending_updates() if "message" in u}
+            assert {m["message_id"] for m in queued} <= pending
+            for topic in topics:  # written while the supervisor is down
+                w.say("first while down", topic)
+                w.say("second while down", topic)
+            w.spawn()
+            for topic in topics:
+                text = await w.answered(topic, "second while down", timeout=40)
+                assert text.index("first while down") < text.index("second while down")
+            await trio.sleep(1.0)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            for needle in ("queued", "first while down", "second while down"):
+                assert prompts.count(needle) == 3, (needle, prompts)
+            for topic in topics:
+                assert w.text(topic).count("second while down") == 1
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+
+
+async def test_a_second_poller_on_the_token_is_said_plainly_and_not_fought(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="supervisor.telegram")
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            other = BotApi(TOKEN, api_url=w.fake.url)
+            try:
+                for _ in range(3):  # the other program polls; Telegram ends our waiting poll
+                    with contextlib.suppress(Conflict):
+                        await other.get_updates(None, poll_s=1, allowed_updates=["message"])
+                await w.wait_for(lambda: "another program is polling this bot token" in caplog.text)
+            finally:
+                await other.aclose()
+            polls = len(w.fake.calls_of("getUpdates"))
+            await trio.sleep(2)
+            assert len(w.fake.calls_of("getUpdates")) - polls <= 1  # backs off, no tug of war
+            assert TOKEN not in caplog.text
