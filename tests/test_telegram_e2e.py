@@ -145,3 +145,33 @@ async def test_a_second_poller_on_the_token_is_said_plainly_and_not_fought(
             await trio.sleep(2)
             assert len(w.fake.calls_of("getUpdates")) - polls <= 1  # backs off, no tug of war
             assert TOKEN not in caplog.text
+
+
+async def test_without_topics_the_active_session_takes_plain_text_and_replies_go_home(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path, topics=False) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            w.say("before any session")
+            await w.wait_for(lambda: w.said(None))  # guidance, no agent
+            for name in ("a", "b"):
+                (w.work / name).mkdir()
+                w.say(f"/new {name} {w.work / name}")
+                await w.wait_for(lambda name=name: f"Session {name} " in w.text(None))
+            header_b = next(s for s in w.said(None) if "Session b " in s.message.get("text", ""))
+            w.say("to b, the active one")
+            await w.answered(None, "[b] echo #1: to b, the active one")
+            w.say("/session a")
+            await w.answered(None, "Plain text now goes to a.")
+            w.say("to a now")
+            await w.answered(None, "[a] echo #1: to a now")
+            w.say("a reply to b", reply_to=header_b.message["message_id"])
+            await w.answered(None, "[b] echo #2: a reply to b")
+            w.say("/session nope")
+            await w.answered(None, "There is no session nope: /new nope starts one.")
+            w.say(f"/new a {w.work / 'a'}")  # a duplicate name: a friendly error, nothing made
+            await w.wait_for(lambda: w.text(None).count("⚠️") >= 1 or "already" in w.text(None))
+            assert sorted(len(p) for p in w.prompts_by_process().values()) == [1, 2]
+            assert "before any session" not in str(w.prompts_by_process())

@@ -15,7 +15,7 @@ from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
 from supervisor.chat.telegram.render import units
-from supervisor.core.events import ChatEvent, Posted
+from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent, running
 from tests.fakes.telegram_html import parse_html
 
@@ -35,10 +35,13 @@ def config(fake: FakeBotApi, rate: float = 1.0) -> TelegramConfig:
 
 
 @asynccontextmanager
-async def front_end(fake: FakeBotApi, state: Path, rate: float = 1.0) -> AsyncIterator[TelegramFrontEnd]:
-    front = await TelegramFrontEnd.connect(config(fake, rate), state)
+async def front_end(
+    fake: FakeBotApi, state: Path, rate: float = 1.0
+) -> AsyncIterator[tuple[TelegramFrontEnd, trio.MemoryReceiveChannel[ChatEvent]]]:
+    send, receive = trio.open_memory_channel[ChatEvent](10)
+    front = await TelegramFrontEnd.connect(config(fake, rate), state, send)
     try:
-        yield front
+        yield front, receive
     finally:
         await front.aclose()
 
@@ -49,7 +52,7 @@ async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_rest
     with trio.fail_after(10):
         async with running(topics=True) as fake:
             fake.add_user(ALICE)
-            async with front_end(fake, tmp_path) as front:
+            async with front_end(fake, tmp_path) as (front, _events):
                 link = front.link
                 root = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
                 again = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
@@ -62,7 +65,7 @@ async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_rest
             assert texts == ["alpha in /tmp", "hello there"]
             assert "<b>alpha</b>" in said(fake, topic)[0].html
             # A new process with the same state directory: the keys still hold.
-            async with front_end(fake, tmp_path) as front:
+            async with front_end(fake, tmp_path) as (front, _events):
                 same = await front.link.create_post(CHANNEL, "hello *there*", root_id=root.id, pending_post_id="p1")
                 root2 = await front.link.open_thread(CHANNEL, "x", key="k1", title="alpha")
                 await front.link.edit_post(root.id, "**alpha** ended")
@@ -76,7 +79,7 @@ async def test_a_long_post_is_split_and_edited_in_place_with_its_buttons_last(tm
     with trio.fail_after(20):
         async with running(topics=True) as fake:
             fake.add_user(ALICE)
-            async with front_end(fake, tmp_path, rate=100) as front:
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
                 link = front.link
                 root = await link.open_thread(CHANNEL, "h", key="k", title="beta")
                 post = await link.create_post(CHANNEL, "short", root_id=root.id)
@@ -107,9 +110,8 @@ async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach
             first = fake.user_sends(ALICE, "/new alpha")
             alice_update = next(u["update_id"] for u in fake.pending_updates()
                                 if u.get("message", {}).get("from", {}).get("id") == ALICE)  # fmt: skip
-            async with front_end(fake, tmp_path) as front, trio.open_nursery() as nursery:
-                send, receive = trio.open_memory_channel[ChatEvent](10)
-                await nursery.start(front.run, send)
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
                 with trio.fail_after(5):
                     event = await receive.receive()
                 assert isinstance(event, Posted)
@@ -136,10 +138,9 @@ async def test_a_redelivered_update_already_handled_is_confirmed_without_reachin
             fake.add_user(ALICE)
             message = fake.user_sends(ALICE, "/help")
             handled = {ids.post(ALICE, message["message_id"])}
-            async with front_end(fake, tmp_path) as front, trio.open_nursery() as nursery:
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
                 front.already_handled = lambda _c, post_id: post_id in handled
-                send, receive = trio.open_memory_channel[ChatEvent](10)
-                await nursery.start(front.run, send)
+                await nursery.start(front.run)
                 await fake.wait_until(lambda: not fake.pending_updates())
                 assert receive.statistics().current_buffer_used == 0
                 nursery.cancel_scope.cancel()
@@ -150,7 +151,7 @@ async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(
         async with running(topics=True) as fake:
             fake.add_user(ALICE)
             fake.add_user(MALLORY, "Mallory")
-            async with front_end(fake, tmp_path) as front, trio.open_nursery() as nursery:
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
                 root = await front.link.open_thread(CHANNEL, "h", key="k", title="gamma")
                 post = await front.link.create_post(CHANNEL, "Allow `ls`?", root_id=root.id)
                 await front.link.offer_choices(post.id, ("allow_once", "allow_always", "reject"))
@@ -158,14 +159,13 @@ async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(
                 markup = fake.chat(ALICE).messages[message_id].markup
                 assert markup is not None
                 allow = markup["inline_keyboard"][0][0]["callback_data"]
-                send, receive = trio.open_memory_channel[ChatEvent](10)
-                await nursery.start(front.run, send)
+                await nursery.start(front.run)
                 fake.chat(MALLORY).messages[message_id] = fake.chat(ALICE).messages[message_id]
                 refused = fake.user_presses(MALLORY, message_id, allow)
                 pressed = fake.user_presses(ALICE, message_id, allow)
                 with trio.fail_after(5):
                     event = await receive.receive()
-                assert getattr(event, "reaction", getattr(event, "choice", None)).post_id == post.id
+                assert event == ChoiceMade(Choice(ids.user(ALICE), post.id, "allow_once", CHANNEL))
                 await fake.wait_until(lambda: pressed in fake.answered_queries and not fake.pending_updates())
                 assert fake.answered_queries[refused] == "not allowed"
                 assert receive.statistics().current_buffer_used == 0

@@ -24,12 +24,13 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 import trio
 
 from supervisor.chat import ChatUser
+from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing
 from supervisor.chat.telegram.codec import Update
@@ -38,7 +39,12 @@ from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
 from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.render import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
-from supervisor.core.events import ChatEvent, FileRef, Post, Posted, Reaction, ReactionAdded
+from supervisor.config import Config
+from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted
+from supervisor.runtime.store import read_state
+
+if TYPE_CHECKING:
+    from supervisor.chat.fronts import FrontEnd
 
 log = logging.getLogger("supervisor.telegram")
 
@@ -66,6 +72,7 @@ class TelegramFrontEnd:
         config: TelegramConfig,
         api: BotApi,
         link: TelegramLink,
+        events: trio.MemorySendChannel[ChatEvent],
         *,
         bot_username: str,
         already_handled: AlreadyHandled | None = None,
@@ -73,6 +80,8 @@ class TelegramFrontEnd:
         self.config = config
         self.api = api
         self.link = link
+        self._link = link
+        self._events = events
         self.bot_username = bot_username
         # Set by whoever owns the core's ledger; see the module docstring.
         self.already_handled = already_handled
@@ -89,6 +98,7 @@ class TelegramFrontEnd:
         cls,
         config: TelegramConfig,
         state_dir: Path,
+        events: trio.MemorySendChannel[ChatEvent],
         *,
         already_handled: AlreadyHandled | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -104,14 +114,15 @@ class TelegramFrontEnd:
         bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
         link = TelegramLink(api, bot, Memory.open(state_dir), topics=me.has_topics_enabled)
         log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
-        return cls(config, api, link, bot_username=me.username, already_handled=already_handled)
+        return cls(config, api, link, events, bot_username=me.username,
+                   already_handled=already_handled)  # fmt: skip
 
-    async def people(self) -> tuple[dict[str, ChatUser], dict[str, str]]:
+    async def people(self) -> People:
         """The allowed people, and their private chats with the bot (a private chat's id
         is its person's id)."""
         allowed = {ids.user(u): ChatUser(ids.user(u), str(u)) for u in self.config.allowed_user_ids}
         channels = {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids}
-        return allowed, channels
+        return People(allowed, channels)
 
     def owns(self, any_id: str) -> bool:
         return ids.owns(any_id)
@@ -121,12 +132,9 @@ class TelegramFrontEnd:
 
     # --- the event task ----------------------------------------------------------------
 
-    async def run(
-        self,
-        events: trio.MemorySendChannel[ChatEvent],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Poll, and hand each update's event to the core, in order, until cancelled.
+        No `Hello`: there is nothing to catch up over REST (the offset replays)."""
         updates_send, updates_recv = trio.open_memory_channel[Update](0)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.source.run, updates_send)
@@ -134,7 +142,7 @@ class TelegramFrontEnd:
             task_status.started()
             async with updates_recv:
                 async for update in updates_recv:
-                    await self._handle(update, events)
+                    await self._handle(update, self._events)
 
     async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
         item = incoming.read_update(update, self.bot_username)
@@ -238,7 +246,7 @@ class TelegramFrontEnd:
             post_id = ids.post(item.chat_id, int(item.choice.ref))
         except ValueError:
             return None
-        kind = PORT_KINDS[item.choice.kind]
+        kind: ChoiceKind = PORT_KINDS[item.choice.kind]
         return choice_event(ids.user(item.author_id), post_id, kind, ids.channel(item.chat_id))
 
     # --- without topics: the active session ---------------------------------------------
@@ -268,7 +276,13 @@ class TelegramFrontEnd:
         return True
 
     def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
+        """A main-view command stays there; a reply goes to the session it answers;
+        anything else to the active session."""
         memory = self.link.memory
+        words = text.split()
+        verb = words[0].lower() if words else ""
+        if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
+            return ""
         if item.reply_to is not None:
             replied = self.link.root_of_message(item.chat_id, item.reply_to)
             if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
@@ -276,18 +290,12 @@ class TelegramFrontEnd:
                                 if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip
             if replied is not None:
                 return replied
-        words = text.split()
-        verb = words[0].lower() if words else ""
-        if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
-            return ""  # a command of the main view
         return memory.active.get(channel, "")
 
 
-def choice_event(user_id: str, post_id: str, kind: str, channel_id: str) -> ChatEvent:
+def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:
     """A button press, in the core's words."""
-    emoji = {"allow_once": "+1", "allow_always": "repeat", "reject": "-1",
-             "stop": "octagonal_sign", "rerun": "repeat"}[kind]  # fmt: skip
-    return ReactionAdded(Reaction(user_id, post_id, emoji, channel_id))
+    return ChoiceMade(Choice(user_id, post_id, kind, channel_id))
 
 
 def as_command(text: str) -> str:
@@ -300,4 +308,32 @@ def as_command(text: str) -> str:
     return ("!help" if verb == "start" else f"!{verb}") + text[match.end() :]
 
 
-__all__ = ["PORT_KINDS", "TelegramFrontEnd", "as_command"]
+async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> TelegramFrontEnd:
+    """The registry's opener: `[telegram]` connected (getMe answered)."""
+    assert config.telegram is not None
+    state_dir = config.state.dir
+    handled = await trio.to_thread.run_sync(handled_at_start, state_dir)
+    return await TelegramFrontEnd.connect(
+        config.telegram, state_dir, events,
+        already_handled=lambda channel_id, post_id: (channel_id, post_id) in handled,
+    )  # fmt: skip
+
+
+def handled_at_start(state_dir: Path) -> frozenset[tuple[str, str]]:
+    """Our posts the store holds as handled, read once at start (read-only, as `sessions`
+    does). An update handled but not yet confirmed when the last run ended comes again;
+    the core's ledger skips it without a word, so we must know to confirm it ourselves.
+    Only a start can bring such a redelivery: within a run, an update comes once."""
+    channels = read_state(state_dir).state.channels
+    return frozenset(
+        (channel_id, post_id)
+        for channel_id, ledger in channels.items()
+        if ids.owns(channel_id)
+        for post_id in ledger.handled
+    )
+
+
+if TYPE_CHECKING:
+
+    def _is_a_front_end(front: TelegramFrontEnd) -> FrontEnd:
+        return front

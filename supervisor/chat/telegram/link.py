@@ -18,8 +18,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 import attrs
 
@@ -29,19 +29,21 @@ from supervisor.chat.telegram.client import BadRequest, BotApi
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
-from supervisor.core.events import FileRef, Post
+from supervisor.core.events import ChoiceKind, FileRef, Post
 
 log = logging.getLogger("supervisor.telegram")
 
 # The port's choice kinds, as the buttons' kinds.
-KINDS: Final[Mapping[str, choices.ChoiceKind]] = {
+KINDS: Final[Mapping[ChoiceKind, choices.ChoiceKind]] = {
     "allow_once": choices.ChoiceKind.ALLOW_ONCE,
     "allow_always": choices.ChoiceKind.ALLOW_ALWAYS,
     "reject": choices.ChoiceKind.REJECT,
     "rerun": choices.ChoiceKind.RERUN,
     "stop": choices.ChoiceKind.STOP,
 }
-PORT_KINDS: Final = {kind: name for name, kind in KINDS.items()}
+PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
+    kind: name for name, kind in KINDS.items()
+}
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 _PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
 
@@ -60,10 +62,11 @@ class TelegramLink:
         self.me = me
         self.memory = memory
         self.topics = topics
-        self.on_handled: Any = None  # set by the front end: (channel_id, post_id) -> None
+        # Set by the front end: told of each durable handled mark.
+        self.on_handled: Callable[[str, str], None] = lambda _channel_id, _post_id: None
         # post id -> the message ids showing it (first = the post itself), and its topic
         self._parts: dict[str, tuple[list[int], int | None]] = {}
-        self._choices: dict[str, tuple[str, ...]] = {}  # post id -> kinds on its buttons
+        self._choices: dict[str, tuple[ChoiceKind, ...]] = {}  # post id -> kinds on its buttons
         self._thread_root_of: dict[str, str] = {}  # post id -> its thread's root (no topics)
         self._uploads: dict[str, _Upload] = {}
         self._upload_ids = itertools.count(1)
@@ -114,10 +117,8 @@ class TelegramLink:
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         pending_post_id: str = "",
-        props: dict[str, Any] | None = None,
     ) -> Post:
         """A message in the main view (`root_id` ""), or in the thread of `root_id`."""
-        del props  # Mattermost's; nothing in Telegram takes it
         if pending_post_id and (known := self.memory.keys.get(pending_post_id)) is not None:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
@@ -171,7 +172,7 @@ class TelegramLink:
 
     # --- choices ------------------------------------------------------------------------
 
-    async def offer_choices(self, post_id: str, kinds: tuple[str, ...]) -> None:
+    async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
         self._choices[post_id] = tuple(kind for kind in kinds if kind in KINDS)
         chat_id, message_id = ids.parse_post(post_id)
         parts, _topic = self._parts.get(post_id, ([message_id], None))
@@ -184,19 +185,12 @@ class TelegramLink:
         parts, _topic = self._parts.get(post_id, ([message_id], None))
         await self._set_markup(chat_id, parts[-1], None)
 
-    def choice_legend(self, kinds: tuple[str, ...]) -> str:
+    def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say what they do
 
     async def mark_queued(self, post_id: str, queued: bool) -> None:
         """Nothing: the core says in words that a prompt is queued, and a reaction on a
         person's message would need setMessageReaction, which not every server has."""
-
-    # The pre-port core's words: nothing to do on Telegram.
-    async def add_reaction(self, post_id: str, emoji_name: str) -> None:
-        pass
-
-    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
-        pass
 
     # --- catch-up, files, people --------------------------------------------------------
 
@@ -204,8 +198,7 @@ class TelegramLink:
         return []  # the update offset replays what was missed, exactly once
 
     def handled(self, channel_id: str, post_id: str) -> None:
-        if self.on_handled is not None:
-            self.on_handled(channel_id, post_id)
+        self.on_handled(channel_id, post_id)
 
     def remember_file(self, file_id: str, ref: FileRef) -> None:
         self._files[file_id] = ref
