@@ -8,8 +8,9 @@
         │       ├── poster            the thread's outbox -> REST
         │       └── agent             one Claude Code process (own process group)
         ├── supervisor.desk.run       main-DM commands and replies, one at a time
-        ├── supervisor.route_events   events -> pure router -> sessions / desk
-        └── link.run                  the one WebSocket reader (reconnects, replays)
+        ├── supervisor.route_events   events of every front end -> pure router -> sessions / desk
+        └── front.run                 one per configured front end (chat/registry.py): its
+                                      event stream (Mattermost: the WebSocket reader)
 
 Start order: the store, then the sessions nursery; only then can the Supervisor be built
 (it takes the nursery), so restoring sessions and finishing announcements a crash cut
@@ -23,13 +24,14 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import trio
 
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.chat import ChatUser
-from supervisor.chat.mattermost.link import MattermostLink
+from supervisor.chat.fronts import FrontEnd, Fronts
+from supervisor.chat.registry import Opener, configured_openers, open_fronts
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 from supervisor.runtime.reaper import reap
@@ -45,29 +47,29 @@ async def serve(
     config: Config,
     *,
     base_env: Mapping[str, str] | None = None,
+    front_ends: Sequence[Opener] | None = None,
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Connect and serve until cancelled; `started()` hands out the Supervisor."""
+    """Connect and serve until cancelled; `started()` hands out the Supervisor. The front
+    ends are the configured ones unless `front_ends` names others (tests do)."""
     store = Store.open(config.state.dir)
     recorded = {r.pgid for r in store.state.sessions.values() if r.pgid}
     reaped = await trio.to_thread.run_sync(reap, config.state.dir, recorded)
     if reaped:
         log.warning("ended %d agent process group(s) left by a previous run", len(reaped))
     events_send, events_recv = trio.open_memory_channel[ChatEvent](1000)
-    link = await MattermostLink.connect(
-        config.mattermost.url,
-        config.mattermost.token,
-        events_send,
-        requests_per_second=config.mattermost.requests_per_second,
-    )
+    async with events_send:
+        opened = await open_fronts(config, events_send, front_ends or configured_openers(config))
+    chat = Fronts(opened)
     try:
-        allowed, main_channels = await _resolve_people(link, config.mattermost.allowed_users)
+        allowed, main_channels = await _people(opened)
         async with trio.open_nursery() as app:
+            store.on_durable_handled = chat.handled
             await app.start(store.run)
             sessions: SessionsNursery = await app.start(open_sessions)
             supervisor = Supervisor(
                 config,
-                link,
+                chat,
                 store,
                 ClaudeBackend(config.agent.command, config.agent.args),
                 allowed,
@@ -79,33 +81,29 @@ async def serve(
             await supervisor.desk.recover_unannounced()
             app.start_soon(supervisor.desk.run)
             app.start_soon(supervisor.route_events, events_recv)
-            # The first hello reaches the router as a Resync: it catches up over REST.
-            await app.start(link.run)
+            for front in opened:  # each one's first event is a hello: the router catches up
+                await app.start(front.run)
             await supervisor.desk.create_configured_sessions()
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
             gc.freeze()
-            log.info("serving %d session(s) for %s", len(supervisor.tasks), ", ".join(config.mattermost.allowed_users))
+            names = ", ".join(user.username for user in allowed.values())
+            log.info("serving %d session(s) for %s", len(supervisor.tasks), names)
             task_status.started(supervisor)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):
-            await link.aclose()
+            for front in opened:
+                await front.aclose()
 
 
-async def _resolve_people(
-    link: MattermostLink, usernames: tuple[str, ...]
-) -> tuple[dict[str, ChatUser], dict[str, str]]:
+async def _people(fronts: list[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str, str]]:
     allowed: dict[str, ChatUser] = {}
-    for name in usernames:
-        user = await link.user_by_username(name)
-        if user is None:
-            log.error("allowed user %r does not exist on the server; ignoring them", name)
-            continue
-        allowed[user.id] = user
-    if not allowed:
-        raise RuntimeError("none of mattermost.allowed_users exists on the server")
-    channels = {await link.direct_channel(uid): uid for uid in allowed}
-    return allowed, channels
+    main_channels: dict[str, str] = {}
+    for front in fronts:
+        people = await front.people()
+        allowed |= people.allowed
+        main_channels |= people.main_channels
+    return allowed, main_channels
 
 
 async def run(config: Config) -> None:

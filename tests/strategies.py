@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from supervisor.core.events import Post, Reaction
+from supervisor.core.events import CHOICE_KINDS, Choice, Post
 
 IDS = st.text(alphabet="abcdefghijkmnopqrstuwxyz13456789", min_size=26, max_size=26)
 
@@ -17,10 +17,7 @@ MESSAGES = st.one_of(
     st.text(max_size=40),
 )
 
-EMOJIS = st.sampled_from(
-    ["+1", "thumbsup", "white_check_mark", "-1", "thumbsdown", "x", "repeat",
-     "octagonal_sign", "stop_sign", "smile", "heart"]
-)
+CHOICES = st.sampled_from(CHOICE_KINDS)
 
 
 def posts(user_ids: list[str], channel_ids: list[str], root_ids: list[str]) -> st.SearchStrategy[Post]:
@@ -37,12 +34,12 @@ def posts(user_ids: list[str], channel_ids: list[str], root_ids: list[str]) -> s
     )
 
 
-def reactions(user_ids: list[str], channel_ids: list[str], post_ids: list[str]) -> st.SearchStrategy[Reaction]:
+def choices(user_ids: list[str], channel_ids: list[str], post_ids: list[str]) -> st.SearchStrategy[Choice]:
     return st.builds(
-        Reaction,
+        Choice,
         user_id=st.sampled_from(user_ids),
         post_id=st.sampled_from(post_ids),
-        emoji_name=EMOJIS,
+        kind=CHOICES,
         channel_id=st.sampled_from(["", *channel_ids]),
     )
 
@@ -101,5 +98,6 @@ PROMPT_TEXTS = st.sampled_from(["hello", "fix the tests", "[tool rm -rf build] c
 TOOL_NAMES = st.sampled_from(["Bash", "Write", "WebFetch"])
 AGENT_TEXTS = st.sampled_from(["Sure.", "```python\nprint(1)\n", "done", ""])
 THREAD_COMMANDS = st.sampled_from(["!stop", "!status", "!help", "!end", "!get a.txt", "!get"])
-# Reactions on a permission request or any other post; 🔁 also offers a rerun on a cut notice.
-SESSION_EMOJIS = st.sampled_from(["+1", "white_check_mark", "-1", "x", "repeat", "octagonal_sign", "heart"])
+# Choices on a permission request or any other post; "allow_always" (🔁 on Mattermost) also
+# runs a cut notice's prompt again.
+SESSION_CHOICES = st.sampled_from(CHOICE_KINDS)

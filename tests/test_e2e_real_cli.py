@@ -25,7 +25,7 @@ import pytest
 import trio
 
 from supervisor.agent.claude.codec import ClaudeCodec
-from supervisor.core.permissions import LEGEND
+from supervisor.chat.mattermost.choices import PERMISSION_LEGEND as LEGEND
 from supervisor.core.state import State, decode
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.harness import World, world

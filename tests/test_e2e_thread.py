@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from supervisor.core.events import Reaction, ReactionAdded
+from supervisor.core.events import Choice, ChoiceMade
 from supervisor.core.router import route
 from tests.harness import World, world
 
@@ -43,8 +43,8 @@ async def test_permission_by_reaction_allow_then_deny_and_strangers_change_nothi
         assert asked["root_id"] == root and "Bash" in asked["message"]
         await w.wait_for(lambda: {r["emoji_name"] for r in w.server.reactions_on(asked["id"])} >= {"+1", "-1", "repeat"})
         # a reaction from someone outside allowed_users (injected: they cannot reach this DM)
-        stranger = Reaction(w.server.user("mallory").id, asked["id"], "+1", w.dm)
-        await w.supervisor.apply(route(ReactionAdded(stranger), w.supervisor.view))
+        stranger = Choice(w.server.user("mallory").id, asked["id"], "allow_once", w.dm)
+        await w.supervisor.apply(route(ChoiceMade(stranger), w.supervisor.view))
         await trio.sleep(0.5)
         assert not _stdin_frames(w, "control_response")
         assert "Allowed" not in w.post(asked["id"])["message"]

@@ -14,15 +14,14 @@ from supervisor.chat import ChatUser
 from supervisor.chat.mattermost import codec
 from supervisor.chat.mattermost.codec import EventFrame, MalformedFrame, Reply
 from supervisor.core.events import (
+    Choice,
+    ChoiceMade,
     FileRef,
     Hello,
     Post,
     PostDeleted,
     Posted,
     PostEdited,
-    Reaction,
-    ReactionAdded,
-    ReactionRemoved,
 )
 
 ME = "bot0000000000000000000000a"
@@ -182,13 +181,16 @@ def test_post_deleted_admin_copy_with_delete_by() -> None:
     assert isinstance(decode(frame).event, PostDeleted)
 
 
-@pytest.mark.parametrize(
-    "name, kind", [("reaction_added", ReactionAdded), ("reaction_removed", ReactionRemoved)]
-)
-def test_reactions(name: str, kind: type[ReactionAdded] | type[ReactionRemoved]) -> None:
-    frame = decode(reaction_frame(name, seq=4))
-    expected = Reaction(ALICE, "pst0000000000000000000000a", "+1", CHANNEL, 1_760_000_000_500)
-    assert frame == EventFrame(4, name, kind(expected))
+def test_a_reaction_that_chooses_is_a_choice() -> None:
+    frame = decode(reaction_frame("reaction_added", seq=4))
+    expected = Choice(ALICE, "pst0000000000000000000000a", "allow_once", CHANNEL)
+    assert frame == EventFrame(4, "reaction_added", ChoiceMade(expected))
+
+
+@pytest.mark.parametrize("name, emoji", [("reaction_added", "heart"), ("reaction_removed", "+1")])
+def test_reactions_that_choose_nothing_are_no_events(name: str, emoji: str) -> None:
+    # A removed reaction never acts; a reaction no choice uses is not the core's business.
+    assert decode(reaction_frame(name, seq=4, emoji_name=emoji)) == EventFrame(4, name, None)
 
 
 def test_reaction_without_channel_takes_it_from_the_broadcast() -> None:
@@ -197,8 +199,8 @@ def test_reaction_without_channel_takes_it_from_the_broadcast() -> None:
     del body["channel_id"]
     frame["data"]["reaction"] = json.dumps(body)
     event = decode(frame).event
-    assert isinstance(event, ReactionAdded)
-    assert event.reaction.channel_id == CHANNEL
+    assert isinstance(event, ChoiceMade)
+    assert event.choice.channel_id == CHANNEL
 
 
 @pytest.mark.parametrize(

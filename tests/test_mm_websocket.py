@@ -29,7 +29,7 @@ from supervisor.chat.mattermost.websocket import (
     websocket_url,
 )
 from supervisor.core.backoff import Backoff
-from supervisor.core.events import ChatEvent, Hello, Posted, PostEdited, ReactionAdded
+from supervisor.core.events import ChatEvent, ChoiceMade, Hello, Posted, PostEdited
 from tests.test_mm_codec import hello_frame, post_frame, posted_frame, reaction_frame, wire_post
 
 TOKEN = "ws-s3cr3t-token"
@@ -171,8 +171,8 @@ async def test_hello_then_events_in_order() -> None:
     )
     async with running(server) as (_, events):
         received = await take(events, 4)
-    assert ids(received) == ["hello:c1", "p1", "ReactionAdded", "p1"]
-    assert isinstance(received[2], ReactionAdded)
+    assert ids(received) == ["hello:c1", "p1", "ChoiceMade", "p1"]
+    assert isinstance(received[2], ChoiceMade)
     assert isinstance(received[3], PostEdited) and received[3].post.message == "edited"
     first = server.connections[0]
     assert urlsplit(first.path).path == "/api/v4/websocket"

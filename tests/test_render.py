@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supervisor.chat.mattermost.choices import PERMISSION_LEGEND as LEGEND
+from supervisor.chat.mattermost.choices import kind_of
 from supervisor.core.agent_events import (
     AgentEvent,
     PermissionAsked,
@@ -21,13 +23,7 @@ from supervisor.core.agent_events import (
     TurnStarted,
 )
 from supervisor.core.markdown import MAX_POST_CHARS, split_parts
-from supervisor.core.permissions import (
-    LEGEND,
-    Answer,
-    PermissionState,
-    permission_text,
-    reaction_answer,
-)
+from supervisor.core.permissions import Answer, PermissionState, choice_answer, permission_text
 from supervisor.core.render import TurnRenderer, split_message, tool_argument
 from supervisor.core.thread_ops import PutPost
 
@@ -466,14 +462,15 @@ def test_permission_and_control_traffic_is_not_rendered() -> None:
     ],
 )
 def test_reactions_answer_permission_requests(emoji: str, answer: Answer | None) -> None:
-    assert reaction_answer(emoji) is answer
+    kind = kind_of(emoji)
+    assert (None if kind is None else choice_answer(kind)) is answer
 
 
 def test_a_pending_request_names_tool_input_description_and_legend() -> None:
     req = PermissionAsked(
         "r1", "Bash", {"command": "rm -rf build\necho ```done```"}, description="Clean up"
     )
-    text = permission_text(req, "pending")
+    text = permission_text(req, "pending", legend=LEGEND)
     assert text.startswith("🔐 **Permission needed:** `Bash`\n> Clean up\n\n````bash\n")
     assert "rm -rf build\necho ```done```\n````" in text  # the whole command, safely fenced
     assert text.endswith("\n" + LEGEND)
@@ -512,5 +509,5 @@ def test_a_request_for_another_tool_shows_its_input_as_json_and_stays_small() ->
 def test_emoji_sets_are_disjoint() -> None:
     names = ["+1", "thumbsup", "white_check_mark", "-1", "thumbsdown", "x", "repeat"]
     names += ["octagonal_sign", "stop_sign"]
-    assert len({reaction_answer(n) for n in names}) == 4
+    assert len({kind_of(n) for n in names}) == 4
     assert re.fullmatch(r"React .*", LEGEND)

@@ -7,20 +7,19 @@ from hypothesis import strategies as st
 
 from supervisor.core import commands
 from supervisor.core.events import (
+    Choice,
+    ChoiceMade,
     Hello,
     Post,
     Posted,
     PostEdited,
-    Reaction,
-    ReactionAdded,
-    ReactionRemoved,
 )
 from supervisor.core.router import (
     AnswerEnded,
+    Choose,
     Guide,
     Ignore,
     Prompt,
-    React,
     Resync,
     RouterView,
     RunMainCommand,
@@ -28,7 +27,7 @@ from supervisor.core.router import (
     SessionRef,
     route,
 )
-from tests.strategies import posts, reactions
+from tests.strategies import choices, posts
 
 BOT = "b" * 26
 ALICE, BOB, MALLORY = "a" * 26, "c" * 26, "m" * 26
@@ -52,8 +51,7 @@ def worlds(draw: st.DrawFn) -> tuple[RouterView, list[object]]:
             lambda p: Posted(p, channel_type="O" if p.channel_id == TOWN else "D")
         ),
         posts(users, channels, ROOTS).map(PostEdited),
-        reactions(users, channels, ROOTS + REPLIES).map(ReactionAdded),
-        reactions(users, channels, ROOTS + REPLIES).map(ReactionRemoved),
+        choices(users, channels, ROOTS + REPLIES).map(ChoiceMade),
         st.just(Hello("conn")),
     )
     return view, draw(st.lists(event, max_size=30))
@@ -66,11 +64,11 @@ def test_router_never_crosses_threads_or_obeys_strangers(world: tuple[RouterView
         decision = route(event, view)  # type: ignore[arg-type]
         if isinstance(decision, Ignore | Resync):
             continue
-        if isinstance(decision, React):
-            reaction: Reaction = event.reaction  # type: ignore[attr-defined]
-            assert isinstance(event, ReactionAdded)
-            assert reaction.user_id in view.allowed_user_ids and reaction.user_id != BOT
-            owner = reaction.post_id if reaction.post_id in view.sessions else view.thread_of(reaction.post_id)
+        if isinstance(decision, Choose):
+            assert isinstance(event, ChoiceMade)
+            choice: Choice = event.choice
+            assert choice.user_id in view.allowed_user_ids and choice.user_id != BOT
+            owner = choice.post_id if choice.post_id in view.sessions else view.thread_of(choice.post_id)
             assert decision.session.root_id == owner
             assert not decision.session.ended
             continue
@@ -116,6 +114,6 @@ def test_strangers_and_the_bot_reach_nothing() -> None:
         assert isinstance(route(_post("fix it", user=user, root=ROOTS[0]), _view()), Ignore)
 
 
-def test_reaction_on_session_root_reaches_it() -> None:
-    reaction = Reaction(ALICE, ROOTS[0], "octagonal_sign", ALICE_DM)
-    assert isinstance(route(ReactionAdded(reaction), _view()), React)
+def test_a_stop_on_the_session_root_reaches_it() -> None:
+    choice = Choice(ALICE, ROOTS[0], "stop", ALICE_DM)
+    assert isinstance(route(ChoiceMade(choice), _view()), Choose)

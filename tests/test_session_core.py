@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
+from supervisor.chat.mattermost import choices
 from supervisor.core import commands
 from supervisor.core.agent_events import (
     AllowTool,
@@ -19,12 +20,12 @@ from supervisor.core.agent_events import (
 from supervisor.core.lifecycle import SessionState
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.session import (
-    AddReactions,
     EditPost,
     Effect,
     Finished,
     LaunchAgent,
     MarkHandled,
+    OfferChoices,
     QueuedPrompt,
     SaveRecord,
     SessionCore,
@@ -44,7 +45,7 @@ def link(post_id: str) -> str:
 
 def make_core(record: SessionRecord | None = None, **settings: object) -> SessionCore:
     record = record or SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root")
-    defaults: dict[str, object] = {"username": "alice", "permalink": link}
+    defaults: dict[str, object] = {"username": "alice", "permalink": link, "legend": choices.legend}
     return SessionCore(record, SessionSettings(**(defaults | settings)))  # type: ignore[arg-type]
 
 
@@ -142,17 +143,17 @@ def test_a_restart_notices_the_cut_prompt_and_its_rerun_runs_it_once() -> None:
     effects = core.start(0.0, launch_now=False)
     notice = next(e.op for e in effects if isinstance(e, Show))
     assert f"({link('p1')})" in notice.text and "🔁" in notice.text
-    assert AddReactions(notice.key, ("repeat",)) in effects
+    assert OfferChoices(notice.key, ("rerun",)) in effects
     core.post_created(notice.key, "n1")
     # the offer outlives another restart
     core = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
     core.start(0.5, launch_now=False)
-    assert core.reaction("+1", "n1", 1.0) == []  # only 🔁 means "again"
-    effects = core.reaction("repeat", "n1", 1.0)
+    assert core.choose("allow_once", "n1", 1.0) == []  # only 🔁 means "again"
+    effects = core.choose("allow_always", "n1", 1.0)
     assert any(isinstance(e, LaunchAgent) for e in effects)
     effects = core.agent_ready(42, 2.0)
     assert SendPrompt("build it") in sent(effects) and MarkHandled(CHANNEL, "n1") in effects
-    assert core.reaction("repeat", "n1", 3.0) == []  # a second 🔁 does not run it twice
+    assert core.choose("rerun", "n1", 3.0) == []  # a second 🔁 does not run it twice
 
 
 def test_a_restart_never_calls_a_finished_turn_cut() -> None:
@@ -176,7 +177,7 @@ def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     core.prompt(prompt("p1", "deploy"), 1.0)
     effects = core.agent_exited(1, "", 2.0)
     notice = next(e.op for e in effects if isinstance(e, Show) and link("p1") in e.op.text)
-    assert "was cut" in notice.text and AddReactions(notice.key, ("repeat",)) in effects
+    assert "was cut" in notice.text and OfferChoices(notice.key, ("rerun",)) in effects
 
 
 def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() -> None:
@@ -204,7 +205,7 @@ def test_allow_for_session_is_kept_in_the_record_and_given_to_the_next_agent() -
     core.prompt(prompt("p1"), 1.0)
     core.agent_event(asked("r1", "Bash", "npm test"), 2.0)
     core.post_created("perm.r1", "perm-post")
-    effects = core.reaction("repeat", "perm-post", 3.0)
+    effects = core.choose("allow_always", "perm-post", 3.0)
     command = sent(effects)[0]
     assert isinstance(command, AllowTool) and command.updated_permissions[0]["destination"] == "session"
     assert core.record.allowed_rules == ("Bash(npm test)",)
@@ -244,7 +245,7 @@ def test_an_answered_request_does_not_lapse() -> None:
     core.prompt(prompt("p1"), 1.0)
     core.agent_event(asked(), 2.0)
     core.post_created("perm.r1", "perm-post")
-    core.reaction("+1", "perm-post", 3.0)
+    core.choose("allow_once", "perm-post", 3.0)
     assert core.record.lapsed_requests == {}
 
 
@@ -292,7 +293,7 @@ def test_waiting_for_a_person_is_not_a_stall() -> None:
     core.agent_event(asked(), 1.0)
     core.post_created("perm.r1", "perm-post")
     assert not [c for c in sent(core.tick(200.0)) if isinstance(c, Interrupt)]
-    core.reaction("+1", "perm-post", 250.0)  # answered long after the stall timeout
+    core.choose("allow_once", "perm-post", 250.0)  # answered long after the stall timeout
     assert not [c for c in sent(core.tick(250.0)) if isinstance(c, Interrupt)]
     assert [c for c in sent(core.tick(280.0)) if isinstance(c, Interrupt)]
 

@@ -28,6 +28,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from supervisor.chat.mattermost import choices
+from supervisor.chat.mattermost.choices import PERMISSION_LEGEND as LEGEND
 from supervisor.core import commands
 from supervisor.core.agent_events import (
     AllowTool,
@@ -46,21 +48,22 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
+from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import ALLOWED, SessionState
-from supervisor.core.permissions import LEGEND
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.session import (
-    AddReactions,
     EditPost,
     Effect,
     Finished,
     LaunchAgent,
     MarkHandled,
+    OfferChoices,
     QueuedPrompt,
     SaveRecord,
     SendFile,
     SessionCore,
     SessionSettings,
+    SettleChoices,
     Show,
     StopAgent,
     ToAgent,
@@ -154,6 +157,7 @@ class SessionModel(RuleBasedStateMachine):
             interrupt_grace_s=grace,
             username="alice",
             permalink=link,
+            legend=choices.legend,
             restart=RestartPolicy(max_restarts=3, window_s=100, backoff_base_s=1, backoff_cap_s=4),
         )
         # Prompts a previous run of the supervisor wrote to its agent but never saw answered.
@@ -231,7 +235,7 @@ class SessionModel(RuleBasedStateMachine):
                     self.in_agent = None  # the agent is being stopped: its turn is over
                 case SaveRecord(record):
                     self.record = record
-                case AddReactions() | Typing() | SendFile() | EditPost():
+                case OfferChoices() | SettleChoices() | Typing() | SendFile() | EditPost():
                     pass
         # The transitions the core took in this step, one by one.
         for old, new in self.core.moves:
@@ -264,17 +268,17 @@ class SessionModel(RuleBasedStateMachine):
         self.serial += 1
         self._step(self.core.command(parsed, f"c{self.serial}", CHANNEL, self.now))
 
-    @rule(emoji=sst.SESSION_EMOJIS, data=st.data())
-    def reaction(self, emoji: str, data: st.DataObject) -> None:
+    @rule(kind=sst.SESSION_CHOICES, data=st.data())
+    def choice(self, kind: ChoiceKind, data: st.DataObject) -> None:
         targets = [*sorted(self.posts.values()), "elsewhere"]
         post_id = data.draw(st.sampled_from(targets))
         was_finished = self.finished
-        effects = self.core.reaction(emoji, post_id, self.now)
+        effects = self.core.choose(kind, post_id, self.now)
         # 🔁 on a cut turn's notice runs its prompt again: a new prompt, the notice its post.
         queued = [*self.core.queue, *([self.core.turn.prompt] if self.core.turn else [])]
         for prompt in queued:
             if prompt.post_id not in self.prompts:
-                assert emoji == "repeat" and prompt.post_id == post_id
+                assert kind in ("rerun", "allow_always") and prompt.post_id == post_id
                 self.prompts[prompt.post_id] = PromptLog(prompt.text)
                 self.last_active_at = self.now
         self._step(effects)

@@ -83,7 +83,7 @@ def test_text_after_a_permission_request_continues_below_it() -> None:
     ops += shown(asked)
     perm_key = next(op.key for op in shown(asked) if op.key.startswith("perm."))
     session.post_created(perm_key, "post-perm")
-    ops += shown(session.reaction("+1", "post-perm", 1.0))
+    ops += shown(session.choose("allow_once", "post-perm", 1.0))
     ops += shown(session.agent_event(TextBlock("Tool finished. Result was: a b c"), 1.5))
     ops += shown(session.agent_event(TurnEnded(total_cost_usd=0.01), 1.6))
     keys = list(dict.fromkeys(op.key for op in ops))
@@ -133,6 +133,6 @@ def test_memory_of_a_long_running_session_stays_flat() -> None:
         asked = session.agent_event(PermissionAsked(f"r{n}", "Bash", {"command": "ls"}), n + 0.1)
         key = next(op.key for op in shown(asked) if op.key.startswith("perm."))
         session.post_created(key, f"post-{n}")
-        session.reaction("+1", f"post-{n}", n + 0.2)
+        session.choose("allow_once", f"post-{n}", n + 0.2)
         session.agent_event(TurnEnded(total_cost_usd=0.01 * (n + 1)), n + 0.3)
     assert session.permission_posts == {} and session.pending == {}

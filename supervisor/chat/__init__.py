@@ -1,17 +1,19 @@
-"""The chat side, as the rest of the supervisor sees it.
+"""The chat port: what sessions, the desk and the router may ask of a front end.
 
-`ChatLink` is everything sessions and the router may ask of a chat server. Mattermost is
-the first implementation (`supervisor.chat.mattermost`); a Telegram front end would be a
-second one, and the router and session logic would not change.
+`ChatLink` speaks in the core's words: messages (`Post`) in a place (a channel), threads
+(one per session, opened with `open_thread`), choices offered on a message and made by a
+person (`ChoiceMade`), a prompt marked as queued. How each is shown (reactions, buttons,
+topics, a web page) is the front end's business: `supervisor/chat/<name>/`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 import attrs
 
-from supervisor.core.events import FileRef, Post
+from supervisor.core.events import ChoiceKind, FileRef, Post
 
 
 @attrs.frozen
@@ -35,8 +37,15 @@ class ChatLink(Protocol):
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         pending_post_id: str = "",
-        props: dict[str, Any] | None = None,
-    ) -> Post: ...
+    ) -> Post:
+        """`pending_post_id` is an idempotency key: a repeat with the same key does not
+        post twice. Without `root_id` the message goes to the place itself."""
+        ...
+
+    async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
+        """A new session's thread, `header` its first message; the returned post's id is
+        the thread's root id from then on. Idempotent by `key`, like `create_post`."""
+        ...
 
     async def edit_post(self, post_id: str, message: str) -> Post: ...
 
@@ -45,9 +54,22 @@ class ChatLink(Protocol):
         replace) should go; 0 while the request budget is comfortably full."""
         ...
 
-    async def add_reaction(self, post_id: str, emoji_name: str) -> None: ...
+    async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
+        """Let the person choose one of `kinds` on that message (reactions, buttons)."""
+        ...
 
-    async def remove_reaction(self, post_id: str, emoji_name: str) -> None: ...
+    async def settle_choices(self, post_id: str) -> None:
+        """The choice on that message was made (or lapsed): stop offering it."""
+        ...
+
+    def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
+        """The line under an offered choice that says how to choose ("" where the
+        buttons say it themselves). Pure."""
+        ...
+
+    async def mark_queued(self, post_id: str, queued: bool) -> None:
+        """Show (or stop showing) on a person's message that its prompt waits its turn."""
+        ...
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created or changed after `since_ms`, oldest first, all pages."""
@@ -66,6 +88,11 @@ class ChatLink(Protocol):
     async def send_typing(self, channel_id: str, parent_id: str) -> None: ...
 
     def permalink(self, post_id: str) -> str: ...
+
+    def handled(self, channel_id: str, post_id: str) -> None:
+        """That message's handled mark is durable now (called by the store after the
+        write): a front end that confirms delivery to its server may do so now."""
+        ...
 
 
 class ChatError(Exception):

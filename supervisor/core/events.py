@@ -6,6 +6,8 @@ sessions and tests only ever see these. Frozen, so an event can be shared freely
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 
@@ -55,23 +57,25 @@ class PostDeleted:
     post: Post
 
 
+ChoiceKind = Literal["allow_once", "allow_always", "reject", "stop", "rerun"]
+"""What a person can choose on a message: answer a permission request (once, for the rest
+of the session, or no), stop the running turn (on any message of the thread), or run a
+cut turn's prompt again. Each front end shows these its own way: reactions, buttons."""
+
+CHOICE_KINDS: tuple[ChoiceKind, ...] = ("allow_once", "allow_always", "reject", "stop", "rerun")
+
+
 @attrs.frozen
-class Reaction:
+class Choice:
     user_id: str
-    post_id: str
-    emoji_name: str
+    post_id: str  # the message it was made on
+    kind: ChoiceKind
     channel_id: str = ""
-    create_at: int = 0
 
 
 @attrs.frozen
-class ReactionAdded:
-    reaction: Reaction
-
-
-@attrs.frozen
-class ReactionRemoved:
-    reaction: Reaction
+class ChoiceMade:
+    choice: Choice
 
 
 @attrs.frozen
@@ -82,4 +86,4 @@ class Hello:
     server_version: str = ""
 
 
-ChatEvent = Posted | PostEdited | PostDeleted | ReactionAdded | ReactionRemoved | Hello
+ChatEvent = Posted | PostEdited | PostDeleted | ChoiceMade | Hello

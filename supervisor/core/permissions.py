@@ -1,7 +1,7 @@
-"""Permission requests in a thread: how one reads, and what a reaction to it means.
+"""Permission requests in a thread: how one reads, and what a choice on it means.
 
-Owns the emoji names that answer a request (the one place they are listed), the text of
-a request's post in each of its states, and the mapping from a reaction to an answer.
+Owns the text of a request's post in each of its states, and the mapping from a choice
+(whatever the front end shows: a reaction, a button) to an answer.
 
 Must never decide who may answer (the session checks `allowed_users`), send anything to
 the agent, or do I/O: text in, text out.
@@ -14,6 +14,7 @@ import json
 import re
 
 from supervisor.core.agent_events import PermissionAsked
+from supervisor.core.events import ChoiceKind
 from supervisor.core.render import KEY_ARGUMENTS, code_span
 
 INPUT_CHARS = 3000  # how much of a tool's input a request shows, so the post stays small
@@ -37,19 +38,15 @@ class PermissionState(enum.StrEnum):
     LAPSED = "lapsed"  # the supervisor restarted before it was answered
 
 
-ALLOW_EMOJI = frozenset({"+1", "thumbsup", "white_check_mark"})
-ALLOW_SESSION_EMOJI = frozenset({"repeat"})
-DENY_EMOJI = frozenset({"-1", "thumbsdown", "x"})
-STOP_EMOJI = frozenset({"octagonal_sign", "stop_sign"})  # also stops a turn from any post
+# The choices offered on a pending request, in the order they are shown.
+PERMISSION_CHOICES: tuple[ChoiceKind, ...] = ("allow_once", "allow_always", "reject")
 
-_ANSWER_OF_EMOJI = {
-    **dict.fromkeys(ALLOW_EMOJI, Answer.ALLOW),
-    **dict.fromkeys(ALLOW_SESSION_EMOJI, Answer.ALLOW_SESSION),
-    **dict.fromkeys(DENY_EMOJI, Answer.DENY),
-    **dict.fromkeys(STOP_EMOJI, Answer.STOP),
+_ANSWER_OF_CHOICE: dict[ChoiceKind, Answer] = {
+    "allow_once": Answer.ALLOW,
+    "allow_always": Answer.ALLOW_SESSION,
+    "reject": Answer.DENY,
+    "stop": Answer.STOP,
 }
-
-LEGEND = "React 👍 allow once · 🔁 allow for this session · 👎 deny · 🛑 stop the turn"
 
 _OUTCOME = {
     PermissionState.ALLOWED: "✅ **Allowed once**",
@@ -62,16 +59,17 @@ _OUTCOME = {
 }
 
 
-def reaction_answer(emoji_name: str) -> Answer | None:
-    """What a reaction means on a permission request; None if it means nothing."""
-    return _ANSWER_OF_EMOJI.get(emoji_name)
+def choice_answer(kind: ChoiceKind) -> Answer | None:
+    """What a choice means on a permission request; None if it means nothing there."""
+    return _ANSWER_OF_CHOICE.get(kind)
 
 
 def permission_text(
-    req: PermissionAsked, state: PermissionState | str = PermissionState.PENDING, by: str = ""
+    req: PermissionAsked, state: PermissionState | str = PermissionState.PENDING, by: str = "", legend: str = ""
 ) -> str:
-    """The post of a permission request: the tool, its input, why, and the legend while
-    it is pending or the outcome once it is answered (`by` names who answered)."""
+    """The post of a permission request: the tool, its input, why, and the front end's
+    legend (how to answer) while it is pending or the outcome once it is answered (`by`
+    names who answered)."""
     state = PermissionState(state)
     lines = [f"🔐 **Permission needed:** {code_span(req.tool_name or 'tool')}"]
     description = req.description or str(req.input.get("description") or "")
@@ -80,7 +78,8 @@ def permission_text(
         lines.append("")  # ends the quote: a next line would be read as part of it
     lines.append(_input_block(req))
     if state is PermissionState.PENDING:
-        lines.append(LEGEND)
+        if legend:
+            lines.append(legend)
     else:
         lines.append(_OUTCOME[state] + (f" by {by}" if by else ""))
     return "\n".join(lines)

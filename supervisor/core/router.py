@@ -1,11 +1,11 @@
 """The router: given one chat event and what we know, decide what it means.
 
 Rules it enforces (the property tests check every one of them):
-- Only posts and reactions of `allowed_users` act; the bot's own never do.
+- Only posts and choices of `allowed_users` act; the bot's own never do.
 - Only the direct-message channels between the bot and an allowed user count.
 - A post reaches a session only when its thread root is that session's root, in that
-  session's channel; a reaction only when the post it is on belongs to that thread.
-- Edits, deletions, system posts and removed reactions never act.
+  session's channel; a choice only when the post it is made on belongs to that thread.
+- Edits, deletions and system posts never act.
 
 Pure: no I/O, no clock. The trio shell applies the decision.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from supervisor.core import commands
-from supervisor.core.events import ChatEvent, Hello, Post, Posted, Reaction, ReactionAdded
+from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Hello, Post, Posted
 
 
 @attrs.frozen
@@ -74,9 +74,9 @@ class RunThreadCommand:
 
 
 @attrs.frozen
-class React:
+class Choose:
     session: SessionRef
-    reaction: Reaction
+    choice: Choice
 
 
 @attrs.frozen
@@ -95,7 +95,7 @@ class Resync:
 
 
 Decision = (
-    Ignore | RunMainCommand | Guide | Prompt | RunThreadCommand | React | AnswerEnded | Resync
+    Ignore | RunMainCommand | Guide | Prompt | RunThreadCommand | Choose | AnswerEnded | Resync
 )
 
 
@@ -104,8 +104,8 @@ def route(event: ChatEvent, view: RouterView) -> Decision:
         return Resync(event.connection_id)
     if isinstance(event, Posted):
         return route_post(event.post, view, is_direct=event.channel_type in ("D", ""))
-    if isinstance(event, ReactionAdded):
-        return route_reaction(event.reaction, view)
+    if isinstance(event, ChoiceMade):
+        return route_choice(event.choice, view)
     return Ignore(f"{type(event).__name__} does not act")
 
 
@@ -137,19 +137,17 @@ def route_post(post: Post, view: RouterView, *, is_direct: bool = True) -> Decis
     return RunThreadCommand(session, post, thread_command)
 
 
-def route_reaction(reaction: Reaction, view: RouterView) -> Decision:
-    if reaction.user_id == view.bot_user_id:
-        return Ignore("the bot's own reaction")
-    if reaction.user_id not in view.allowed_user_ids:
+def route_choice(choice: Choice, view: RouterView) -> Decision:
+    if choice.user_id == view.bot_user_id:
+        return Ignore("the bot's own choice")
+    if choice.user_id not in view.allowed_user_ids:
         return Ignore("not an allowed user")
-    root = reaction.post_id if reaction.post_id in view.sessions else view.thread_of(
-        reaction.post_id
-    )
+    root = choice.post_id if choice.post_id in view.sessions else view.thread_of(choice.post_id)
     session = view.sessions.get(root) if root else None
     if session is None:
-        return Ignore("reaction outside any session thread")
-    if reaction.channel_id and reaction.channel_id != session.channel_id:
-        return Ignore("reaction in another channel")
+        return Ignore("choice outside any session thread")
+    if choice.channel_id and choice.channel_id != session.channel_id:
+        return Ignore("choice in another channel")
     if session.ended:
         return Ignore("the session has ended")
-    return React(session, reaction)
+    return Choose(session, choice)

@@ -43,8 +43,9 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
+from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
-from supervisor.core.permissions import Answer, permission_text, reaction_answer
+from supervisor.core.permissions import PERMISSION_CHOICES, Answer, choice_answer, permission_text
 from supervisor.core.render import TurnRenderer
 from supervisor.core.restart import GiveUp, RestartPolicy, RestartTracker
 from supervisor.core.state import SessionRecord
@@ -65,6 +66,8 @@ class SessionSettings:
     show_thinking: bool = True
     username: str = ""  # the person, for mentions
     permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
+    # kinds offered -> the line that says how to choose, in the front end's terms (pure)
+    legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""
     restart: RestartPolicy = attrs.Factory(RestartPolicy)
 
 
@@ -82,9 +85,18 @@ class Show:
 
 
 @attrs.frozen
-class AddReactions:
+class OfferChoices:
+    """Once the post `key` exists, let the person choose one of `kinds` on it."""
+
     key: str
-    emojis: tuple[str, ...]
+    kinds: tuple[ChoiceKind, ...]
+
+
+@attrs.frozen
+class SettleChoices:
+    """The choice offered on that post was made: stop offering it."""
+
+    post_id: str
 
 
 @attrs.frozen
@@ -144,7 +156,8 @@ class Finished:
 Effect = (
     ToAgent
     | Show
-    | AddReactions
+    | OfferChoices
+    | SettleChoices
     | MarkQueued
     | MarkHandled
     | SaveRecord
@@ -187,8 +200,7 @@ class PendingPermission:
     post_id: str = ""  # its post, once created
 
 
-PERMISSION_EMOJIS = ("+1", "repeat", "-1")
-RERUN_EMOJI = "repeat"  # on a cut turn's notice: run its prompt again
+RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
 
@@ -248,7 +260,7 @@ class SessionCore:
         effects: list[Effect] = []
         record = self.record
         for post_id, text in record.lapsed_requests.items():
-            effects.append(EditPost(post_id, text))
+            effects += [EditPost(post_id, text), SettleChoices(post_id)]
         if record.lapsed_requests:
             effects.append(self._save(lapsed_requests={}))
         for post_id in record.unsettled:
@@ -278,10 +290,11 @@ class SessionCore:
             note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " Post it again to run it."))
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
-        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " React 🔁 here to run it again."))
+        legend = self.settings.legend(RERUN_CHOICE)
+        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + (f" {legend}" if legend else "")))
         self._settling.append((prompt.post_id, frozenset({note.op.key})))
         self._rerun_keys[note.op.key] = prompt
-        return [note, AddReactions(note.op.key, (RERUN_EMOJI,))]
+        return [note, OfferChoices(note.op.key, RERUN_CHOICE)]
 
     def _not_run(self, why: str) -> list[Effect]:
         """The queued prompts will never run: each is handled, with a reply that says so."""
@@ -406,8 +419,8 @@ class SessionCore:
         # The answer so far stays above the request; what follows continues below it.
         return [
             *(Show(op) for op in self.renderer.break_flow()),
-            Show(PutPost.urgent(key, permission_text(request, "pending"))),
-            AddReactions(key, PERMISSION_EMOJIS),
+            Show(PutPost.urgent(key, permission_text(request, "pending", legend=self.settings.legend(PERMISSION_CHOICES)))),
+            OfferChoices(key, PERMISSION_CHOICES),
         ]
 
     @property
@@ -460,6 +473,8 @@ class SessionCore:
         if self.turn is not None:
             self.turn.last_output_at = now  # waiting for a person is not a stall
         effects: list[Effect] = [] if command is None else [ToAgent(command)]
+        if pending.post_id:
+            effects.append(SettleChoices(pending.post_id))
         if pending.post_id in self.record.lapsed_requests:
             lapsed = {p: t for p, t in self.record.lapsed_requests.items() if p != pending.post_id}
             effects.append(self._save(lapsed_requests=lapsed))
@@ -469,17 +484,21 @@ class SessionCore:
             del self.permission_posts[post_id]
         return [*effects, Show(PutPost.last(_permission_key(request_id), text))]
 
-    def reaction(self, emoji: str, post_id: str, now: float) -> list[Effect]:
-        answer = reaction_answer(emoji)
-        if answer is None or self.state.is_final:
+    def choose(self, kind: ChoiceKind, post_id: str, now: float) -> list[Effect]:
+        """A person's choice on one of the thread's posts."""
+        if self.state.is_final:
             return []
-        request_id = self.permission_posts.get(post_id)
-        if answer is Answer.ALLOW_SESSION and post_id in self.record.rerun_offers:
+        # Where one reaction offers both (🔁 on Mattermost), the post says which is meant.
+        if kind in ("rerun", "allow_always") and post_id in self.record.rerun_offers:
             text = self.record.rerun_offers[post_id]
             offers = {p: t for p, t in self.record.rerun_offers.items() if p != post_id}
             # The rerun is a prompt of its own; the notice's post stands for it.
             rerun = QueuedPrompt(post_id, self.record.channel_id, text)
-            return [self._save(rerun_offers=offers), *self.prompt(rerun, now)]
+            return [self._save(rerun_offers=offers), SettleChoices(post_id), *self.prompt(rerun, now)]
+        answer = choice_answer(kind)
+        if answer is None:
+            return []
+        request_id = self.permission_posts.get(post_id)
         if answer is Answer.STOP:
             # On a pending request the stop is its answer; the interrupt withdraws it.
             stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in self.pending else []

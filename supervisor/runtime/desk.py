@@ -226,8 +226,8 @@ class Desk:
         """The new thread root's id; "" when the server refused it (the session failed)."""
         self.announcing[record.root_pending_id] = record
         try:
-            root = await self.chat.create_post(
-                record.channel_id, texts.thread_root(record), pending_post_id=record.root_pending_id
+            root = await self.chat.open_thread(
+                record.channel_id, texts.thread_root(record), key=record.root_pending_id, title=record.name
             )
             return root.id
         except ChatError as exc:

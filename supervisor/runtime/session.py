@@ -24,19 +24,21 @@ from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink
 from supervisor.core import commands, uploads
 from supervisor.core.agent_events import AgentEvent, Image, Interrupt
+from supervisor.core.events import ChoiceKind
 from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
 from supervisor.core.session import (
-    AddReactions,
     EditPost,
     Effect,
     Finished,
     LaunchAgent,
     MarkHandled,
     MarkQueued,
+    OfferChoices,
     QueuedPrompt,
     SaveRecord,
     SendFile,
     SessionCore,
+    SettleChoices,
     Show,
     StopAgent,
     ToAgent,
@@ -48,7 +50,6 @@ from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agen
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor.session")
-QUEUED_EMOJI = "hourglass_flowing_sand"  # on a prompt while it waits for the current turn
 
 # --- what reaches a session's inbox ----------------------------------------------
 
@@ -67,8 +68,8 @@ class CommandIn:
 
 
 @attrs.frozen
-class ReactionIn:
-    emoji: str
+class ChoiceIn:
+    kind: ChoiceKind
     post_id: str
 
 
@@ -107,7 +108,7 @@ class _PostMade:
     post_id: str
 
 
-SessionInput = PromptIn | CommandIn | ReactionIn | EndIn
+SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn
 
 
 @attrs.frozen
@@ -138,7 +139,7 @@ class SessionTask:
         self._agent: AgentProcess | None = None
         self._agent_scope: trio.CancelScope | None = None
         self._generation = 0
-        self._reactions: dict[str, tuple[str, ...]] = {}
+        self._offers: dict[str, tuple[ChoiceKind, ...]] = {}  # post key -> choices, until it exists
         self._finished = False
         self._nursery: trio.Nursery | None = None
 
@@ -193,8 +194,8 @@ class SessionTask:
                 return core.prompt(prompt, now)
             case CommandIn(command, post_id, channel_id):
                 return core.command(command, post_id, channel_id, now)
-            case ReactionIn(emoji, post_id):
-                return core.reaction(emoji, post_id, now)
+            case ChoiceIn(kind, post_id):
+                return core.choose(kind, post_id, now)
             case EndIn():
                 return core.end(now)
             case _FromAgent(gen, events) if gen == self._generation:
@@ -205,7 +206,7 @@ class SessionTask:
                 self._agent = None
                 return core.agent_exited(code, tail, now)
             case _PostMade(key, post_id):
-                return [*core.post_created(key, post_id), *self._react_on(key, post_id)]
+                return [*core.post_created(key, post_id), *self._offer_on(key, post_id)]
             case _Settled():
                 return core.outbox_progress(self.outbox.shows)
         return []  # a message from an agent generation that is gone
@@ -240,10 +241,13 @@ class SessionTask:
                     # so a full channel drops it rather than hold the session up.
                     with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                         self._marks_send.send_nowait(effect)
-                case AddReactions(key, emojis):
-                    self._reactions[key] = emojis
+                case OfferChoices(key, kinds):
+                    self._offers[key] = kinds
                     if post_id := self.outbox.post_id(key):
-                        self._react_on(key, post_id)
+                        self._offer_on(key, post_id)
+                case SettleChoices(post_id):
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._settle_choices, post_id)
                 case MarkHandled(channel_id, post_id):
                     # Durable before anything of its answer can be shown: a crash before
                     # this line re-delivers the prompt, a crash after it never answers twice.
@@ -274,10 +278,7 @@ class SessionTask:
         """Puts the queued marks on and takes them off, one at a time, in order."""
         async for mark in self._marks:
             try:
-                if mark.queued:
-                    await self.deps.chat.add_reaction(mark.post_id, QUEUED_EMOJI)
-                else:
-                    await self.deps.chat.remove_reaction(mark.post_id, QUEUED_EMOJI)
+                await self.deps.chat.mark_queued(mark.post_id, mark.queued)
             except ChatError as exc:  # the mark is cosmetic: the prompt runs either way
                 log.info("%s: could not change the queued mark on %s: %s", self.name, mark.post_id, exc)
 
@@ -302,18 +303,23 @@ class SessionTask:
         except Exception as exc:  # typing is cosmetic: never let it hurt a session
             log.debug("typing indicator failed: %s", exc)
 
-    def _react_on(self, key: str, post_id: str) -> list[Effect]:
-        emojis = self._reactions.pop(key, ())
-        if emojis and self._nursery is not None:
-            self._nursery.start_soon(self._add_reactions, post_id, emojis)
+    def _offer_on(self, key: str, post_id: str) -> list[Effect]:
+        kinds = self._offers.pop(key, ())
+        if kinds and self._nursery is not None:
+            self._nursery.start_soon(self._offer_choices, post_id, kinds)
         return []
 
-    async def _add_reactions(self, post_id: str, emojis: tuple[str, ...]) -> None:
-        for emoji in emojis:
-            try:
-                await self.deps.chat.add_reaction(post_id, emoji)
-            except ChatError as exc:
-                log.warning("could not add :%s: to %s: %s", emoji, post_id, exc)
+    async def _offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
+        try:
+            await self.deps.chat.offer_choices(post_id, kinds)
+        except ChatError as exc:
+            log.warning("could not offer %s on %s: %s", "/".join(kinds), post_id, exc)
+
+    async def _settle_choices(self, post_id: str) -> None:
+        try:
+            await self.deps.chat.settle_choices(post_id)
+        except ChatError as exc:  # the post says the outcome; the buttons are cosmetic
+            log.info("%s: could not settle the choice on %s: %s", self.name, post_id, exc)
 
     # --- the agent process ---------------------------------------------------------
 

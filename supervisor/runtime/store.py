@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -48,6 +49,8 @@ class Store:
         self._encoder = Encoder()
         self._inbox: Mailbox[_Change] = Mailbox()
         self.writes = 0
+        # Told of each handled mark once it is on disk (a front end may confirm then).
+        self.on_durable_handled: Callable[[str, str], None] = lambda _channel_id, _post_id: None
 
     @classmethod
     def open(cls, directory: Path) -> Store:
@@ -98,6 +101,8 @@ class Store:
                 await trio.to_thread.run_sync(write_atomically, self.directory, raw)
             self.writes += 1
             for change in batch:
+                if change.handled is not None:
+                    self.on_durable_handled(*change.handled)
                 if change.done is not None:
                     change.done.set()
 

@@ -31,10 +31,10 @@ from supervisor.core.events import ChatEvent, Post, Posted
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.router import (
     AnswerEnded,
+    Choose,
     Decision,
     Guide,
     Prompt,
-    React,
     Resync,
     RouterView,
     RunMainCommand,
@@ -49,10 +49,10 @@ from supervisor.runtime.agent_process import AgentGrace
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.mail import Feed
 from supervisor.runtime.session import (
+    ChoiceIn,
     CommandIn,
     EndIn,
     PromptIn,
-    ReactionIn,
     SessionDeps,
     SessionTask,
 )
@@ -60,7 +60,7 @@ from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
 
-POST_INDEX_SIZE = 100_000  # posts remembered for reactions; older ones fall out
+POST_INDEX_SIZE = 100_000  # posts remembered for choices made on them; older ones fall out
 AGENT_MARKER = "SUPERVISOR_STATE_DIR"  # set on every agent, so leftovers can be found
 # Slots of a session's inbox the router leaves free: the session's own tasks (its poster)
 # report there without waiting, and must find room even while the thread is flooded.
@@ -209,6 +209,7 @@ class Supervisor:
             show_thinking=self.config.render.show_thinking,
             username=username,
             permalink=self.chat.permalink,
+            legend=self.chat.choice_legend,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),
         )
 
@@ -289,11 +290,11 @@ class Supervisor:
                 else:
                     message = CommandIn(command, post.id, post.channel_id)
                     self._to_session(session.root_id, message, post, urgent=isinstance(command, commands.Stop))
-            case React(session, reaction):
+            case Choose(session, choice):
                 task, mail = self.tasks.get(session.root_id), self._mail.get(session.root_id)
                 if task is not None and mail is not None and not task.core.state.is_final:
                     # Urgent: a 🛑 is about the turn running now, not after a flood's prompts.
-                    mail.put(ReactionIn(reaction.emoji_name, reaction.post_id), urgent=True)
+                    mail.put(ChoiceIn(choice.kind, choice.post_id), urgent=True)
             case RunMainCommand(post, command):
                 self.desk.command(post, command)
             case Guide(post):

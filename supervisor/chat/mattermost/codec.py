@@ -26,6 +26,7 @@ import attrs
 import cattrs
 
 from supervisor.chat import ChatUser
+from supervisor.chat.mattermost.choices import Reaction, choice_made
 from supervisor.chat.strict import DECODE_ERRORS, decode_reason, strict_converter
 from supervisor.core.events import (
     ChatEvent,
@@ -35,9 +36,6 @@ from supervisor.core.events import (
     PostDeleted,
     Posted,
     PostEdited,
-    Reaction,
-    ReactionAdded,
-    ReactionRemoved,
 )
 
 T = TypeVar("T")
@@ -178,7 +176,6 @@ class _Action:
 # --- the converter ---------------------------------------------------------------
 
 
-
 def _id_tuple(value: Any, _: Any) -> tuple[str, ...]:
     if value is None:  # Go marshals an empty slice as null
         return ()
@@ -281,13 +278,13 @@ def _hello(envelope: _Envelope) -> ChatEvent:
     return Hello(data.connection_id, data.server_version)
 
 
-_EVENT_DECODERS: dict[str, Callable[[_Envelope], ChatEvent]] = {
+# An event that decodes to None is one we do not use (a reaction that chooses nothing).
+_EVENT_DECODERS: dict[str, Callable[[_Envelope], ChatEvent | None]] = {
     "hello": _hello,
     "posted": _posted,
     "post_edited": lambda envelope: PostEdited(_post(envelope)[0]),
     "post_deleted": lambda envelope: PostDeleted(_post(envelope)[0]),
-    "reaction_added": lambda envelope: ReactionAdded(_reaction(envelope)),
-    "reaction_removed": lambda envelope: ReactionRemoved(_reaction(envelope)),
+    "reaction_added": lambda envelope: choice_made(_reaction(envelope)),
 }
 
 

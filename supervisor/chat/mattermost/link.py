@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import random
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import httpx
 import trio
 
 from supervisor.chat import ChatUser, tls
+from supervisor.chat.mattermost import choices
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.mattermost.websocket import MattermostWebSocket
 from supervisor.core.backoff import RECONNECT_BACKOFF, REST_BACKOFF, Backoff
-from supervisor.core.events import ChatEvent, FileRef, Post
+from supervisor.core.events import ChatEvent, ChoiceKind, FileRef, Post
 
 if TYPE_CHECKING:
     from supervisor.chat import ChatLink
@@ -105,16 +107,14 @@ class MattermostLink:
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         pending_post_id: str = "",
-        props: dict[str, Any] | None = None,
     ) -> Post:
         return await self.rest.create_post(
-            channel_id,
-            message,
-            root_id=root_id,
-            file_ids=file_ids,
-            pending_post_id=pending_post_id,
-            props=props,
+            channel_id, message, root_id=root_id, file_ids=file_ids, pending_post_id=pending_post_id
         )
+
+    async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
+        # A thread on Mattermost is a root post; replies name it as their root.
+        return await self.rest.create_post(channel_id, header, pending_post_id=key)
 
     async def edit_post(self, post_id: str, message: str) -> Post:
         return await self.rest.edit_post(post_id, message)
@@ -122,11 +122,26 @@ class MattermostLink:
     def request_room(self) -> float:
         return self.rest.request_room()
 
-    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
-        await self.rest.remove_reaction(post_id, emoji_name)
+    # --- choices are reactions (`choices`) ------------------------------------------
 
-    async def add_reaction(self, post_id: str, emoji_name: str) -> None:
-        await self.rest.add_reaction(post_id, emoji_name)
+    async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
+        for emoji in dict.fromkeys(choices.OFFERED_EMOJI[kind] for kind in kinds):
+            await self.rest.add_reaction(post_id, emoji)
+
+    async def settle_choices(self, post_id: str) -> None:
+        pass  # the request's post is edited to say the outcome; the reactions stay as a record
+
+    def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
+        return choices.legend(kinds)
+
+    async def mark_queued(self, post_id: str, queued: bool) -> None:
+        if queued:
+            await self.rest.add_reaction(post_id, choices.QUEUED_EMOJI)
+        else:
+            await self.rest.remove_reaction(post_id, choices.QUEUED_EMOJI)
+
+    def handled(self, channel_id: str, post_id: str) -> None:
+        pass  # the ledger's cursor and handled ids are the whole of Mattermost's exactly-once
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return await self.rest.posts_since(channel_id, since_ms)

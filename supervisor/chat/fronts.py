@@ -1,0 +1,130 @@
+"""Several front ends in one supervisor: each owns its places and messages, one link
+serves them all.
+
+A `FrontEnd` is one configured chat (Mattermost, Telegram, the web page): its link, its
+event task, the people it serves. `Fronts` is the `ChatLink` the router and the desk talk
+to: each call goes to the front end that owns the channel or message id it names (ids
+carry their front end's prefix; Mattermost's own ids have none, so it takes the rest).
+A session talks to its own front end's link directly (`for_channel`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import trio
+
+from supervisor.chat import ChatLink, ChatUser
+from supervisor.core.events import ChoiceKind, FileRef, Post
+
+
+@attrs.frozen
+class People:
+    """Who a front end serves: allowed users by id, and each one's main place."""
+
+    allowed: dict[str, ChatUser]
+    main_channels: dict[str, str]  # main place (channel id) -> user id
+
+
+class FrontEnd(Protocol):
+    name: str
+    link: ChatLink
+
+    def owns(self, id_: str) -> bool:
+        """Whether a channel or message id is one of this front end's."""
+        ...
+
+    async def people(self) -> People: ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver the front end's events (to the channel it was opened with) in order,
+        until cancelled; `started()` once connected. A (re)connection is a `Hello`: the
+        router catches up."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Fronts:
+    """The `ChatLink` over every configured front end. The first one is the fallback for
+    ids no front end claims."""
+
+    def __init__(self, fronts: Sequence[FrontEnd]) -> None:
+        if not fronts:
+            raise ValueError("no front end is configured")
+        self.fronts = tuple(fronts)
+        self.me = fronts[0].link.me
+
+    def front_of(self, id_: str) -> FrontEnd:
+        return next((f for f in self.fronts if f.owns(id_)), self.fronts[0])
+
+    def for_channel(self, channel_id: str) -> ChatLink:
+        return self.front_of(channel_id).link
+
+    # --- ChatLink, by the id each call names ------------------------------------------
+
+    async def create_post(
+        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (), pending_post_id: str = ""
+    ) -> Post:
+        return await self.for_channel(channel_id).create_post(
+            channel_id, message, root_id=root_id, file_ids=file_ids, pending_post_id=pending_post_id
+        )
+
+    async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
+        return await self.for_channel(channel_id).open_thread(channel_id, header, key=key, title=title)
+
+    async def edit_post(self, post_id: str, message: str) -> Post:
+        return await self.for_channel(post_id).edit_post(post_id, message)
+
+    def request_room(self) -> float:
+        return max(f.link.request_room() for f in self.fronts)
+
+    async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
+        await self.for_channel(post_id).offer_choices(post_id, kinds)
+
+    async def settle_choices(self, post_id: str) -> None:
+        await self.for_channel(post_id).settle_choices(post_id)
+
+    def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
+        return self.fronts[0].link.choice_legend(kinds)
+
+    async def mark_queued(self, post_id: str, queued: bool) -> None:
+        await self.for_channel(post_id).mark_queued(post_id, queued)
+
+    async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
+        return await self.for_channel(channel_id).posts_since(channel_id, since_ms)
+
+    async def file_info(self, file_id: str) -> FileRef:
+        return await self.for_channel(file_id).file_info(file_id)
+
+    async def download_file(self, file_id: str) -> bytes:
+        return await self.for_channel(file_id).download_file(file_id)
+
+    async def upload_file(self, channel_id: str, name: str, data: bytes) -> str:
+        return await self.for_channel(channel_id).upload_file(channel_id, name, data)
+
+    async def user_by_username(self, username: str) -> ChatUser | None:
+        for front in self.fronts:
+            if (user := await front.link.user_by_username(username)) is not None:
+                return user
+        return None
+
+    async def direct_channel(self, user_id: str) -> str:
+        return await self.for_channel(user_id).direct_channel(user_id)
+
+    async def send_typing(self, channel_id: str, parent_id: str) -> None:
+        await self.for_channel(channel_id).send_typing(channel_id, parent_id)
+
+    def permalink(self, post_id: str) -> str:
+        return self.for_channel(post_id).permalink(post_id)
+
+    def handled(self, channel_id: str, post_id: str) -> None:
+        self.for_channel(channel_id).handled(channel_id, post_id)
+
+
+if TYPE_CHECKING:
+    # mypy proves the protocol is met; nothing runs.
+    def _is_a_chat_link(fronts: Fronts) -> ChatLink:
+        return fronts

@@ -1,0 +1,33 @@
+"""The core speaks its own words (issue 10): it imports no front end and no agent, and
+no chat platform's vocabulary for choices (emoji names) or idempotent creates lives in it."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[1] / "supervisor" / "core"
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_core_imports_no_front_end_no_agent_and_no_io_shell() -> None:
+    for path in sorted(CORE.glob("*.py")):
+        for module in _imports(path):
+            assert not module.startswith(("supervisor.chat", "supervisor.agent", "supervisor.runtime")), (path.name, module)
+            assert module.split(".")[0] not in {"trio", "httpx", "trio_websocket", "hypercorn", "sqlite3"}, (path.name, module)
+
+
+def test_no_emoji_name_is_a_core_concept() -> None:
+    emoji_names = re.compile(r'"(\+1|-1|thumbsup|thumbsdown|white_check_mark|repeat|octagonal_sign|stop_sign|hourglass_flowing_sand)"')
+    for path in sorted(CORE.glob("*.py")):
+        assert not emoji_names.search(path.read_text()), path.name
