@@ -21,6 +21,7 @@ import trio
 from supervisor.app import serve
 from supervisor.config import Config, load_config
 from supervisor.runtime.supervisor import Supervisor
+from tests.fakes.mattermost import FakeMattermost
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent
 from tests.harness import FAKE_AGENT, REPO, write_toml
 
@@ -33,6 +34,8 @@ class TgWorld:
     fake: FakeBotApi
     tmp: Path
     nursery: trio.Nursery
+    # Beside Telegram, as `[mattermost]` is still a required section; nobody talks there.
+    mattermost: FakeMattermost
     config_path: Path = attrs.field(init=False)
     supervisor: Supervisor | None = None
     _scope: trio.CancelScope | None = None
@@ -43,6 +46,7 @@ class TgWorld:
     def __attrs_post_init__(self) -> None:
         self.fake.add_user(ALICE, "Alice")
         self.fake.add_user(MALLORY, "Mallory")
+        self.mattermost.add_user("alice")
         for name in ("home", "agent-log", "work", "state"):
             (self.tmp / name).mkdir(exist_ok=True)
         self.work, self.agent_log = self.tmp / "work", self.tmp / "agent-log"
@@ -52,6 +56,8 @@ class TgWorld:
     def configure(self, *, agent: dict[str, object] | None = None,
                   telegram: dict[str, object] | None = None) -> None:  # fmt: skip
         write_toml(self.config_path, {
+            "mattermost": {"url": self.mattermost.url, "token": self.mattermost.bot_token,
+                           "allowed_users": ["alice"]},
             "telegram": {"token": TOKEN, "allowed_user_ids": [ALICE], "api_url": self.fake.url,
                          "poll_s": 2, **(telegram or {})},
             "agent": {
@@ -167,9 +173,11 @@ class TgWorld:
 @asynccontextmanager
 async def tg_world(tmp_path: Path, **settings: Any) -> AsyncIterator[TgWorld]:
     fake = FakeBotApi(**settings)
+    mattermost = FakeMattermost()
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
-        w = TgWorld(fake, tmp_path, nursery)
+        await nursery.start(mattermost.serve)
+        w = TgWorld(fake, tmp_path, nursery, mattermost)
         try:
             yield w
         finally:

@@ -89,7 +89,8 @@ async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_not
             pressed = w.fake.user_presses(ALICE, message_id, buttons[0]["callback_data"])
             await w.wait_for(lambda: pressed in w.fake.answered_queries)
             await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
-            await w.answered(topic, "echo #1")
+            text = await w.answered(topic, "tool ran: ls -la")
+            assert "Allowed once" in text and "not allowed" not in text
 
 
 async def test_messages_written_while_down_are_handled_once_in_order_after_kill_9(

@@ -53,7 +53,7 @@ async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_rest
         async with running(topics=True) as fake:
             fake.add_user(ALICE)
             async with front_end(fake, tmp_path) as (front, _events):
-                link = front.link
+                link = front.tg
                 root = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
                 again = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
                 reply = await link.create_post(CHANNEL, "hello *there*", root_id=root.id, pending_post_id="p1")
@@ -80,7 +80,7 @@ async def test_a_long_post_is_split_and_edited_in_place_with_its_buttons_last(tm
         async with running(topics=True) as fake:
             fake.add_user(ALICE)
             async with front_end(fake, tmp_path, rate=100) as (front, _events):
-                link = front.link
+                link = front.tg
                 root = await link.open_thread(CHANNEL, "h", key="k", title="beta")
                 post = await link.create_post(CHANNEL, "short", root_id=root.id)
                 await link.offer_choices(post.id, ("allow_once", "allow_always", "reject"))
@@ -123,7 +123,7 @@ async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach
                 front.link.handled(event.post.channel_id, event.post.id)
                 await fake.wait_until(lambda: not fake.pending_updates())
                 await trio.sleep(0.2)
-                assert front.link.memory.offset == alice_update + 1
+                assert front.tg.memory.offset == alice_update + 1
                 nursery.cancel_scope.cancel()
             assert fake.bot_messages(MALLORY)[0].message["text"].startswith("This bot answers only")
             assert stranger["message_id"] not in {m.message["message_id"] for m in fake.bot_messages(MALLORY)}

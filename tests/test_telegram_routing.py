@@ -86,7 +86,7 @@ def test_without_topics_text_goes_to_the_active_session_and_replies_to_their_ses
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             front = front_end(Path(tmp), topics=False)
-            front.link.memory.active[ids.channel(ALICE)] = ids.post(ALICE, active)
+            front.tg.memory.active[ids.channel(ALICE)] = ids.post(ALICE, active)
             for n, ((_topic, text), reply_to) in enumerate(zip(writes, replies + [None] * 30, strict=False)):
                 event = await posted(front, update(n, None, text, reply_to))
                 assert event is not None

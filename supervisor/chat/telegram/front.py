@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 import trio
 
-from supervisor.chat import ChatUser
+from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing
@@ -65,7 +65,7 @@ AlreadyHandled = Callable[[str, str], bool]  # (channel id, post id) -> durable 
 class TelegramFrontEnd:
     """One bot. Built by `connect`; `run` is its event task (start it with nursery.start)."""
 
-    name: Final = "telegram"
+    name = "telegram"
 
     def __init__(
         self,
@@ -79,8 +79,8 @@ class TelegramFrontEnd:
     ) -> None:
         self.config = config
         self.api = api
-        self.link = link
-        self._link = link
+        self.link: ChatLink = link  # the port, for the core
+        self.tg = link  # the same, with what only this front end uses
         self._events = events
         self.bot_username = bot_username
         # Set by whoever owns the core's ledger; see the module docstring.
@@ -159,6 +159,8 @@ class TelegramFrontEnd:
                 self._confirm(update.update_id)  # handled before a crash cut our confirm
                 return
             self._pending[post.id] = update.update_id
+            # Written under a header whose thread the core does not know yet: wait for it.
+            await self.tg.opened(ids.chat_of(post.channel_id))
             await events.send(event)
             return
         if event is not None:
@@ -176,7 +178,7 @@ class TelegramFrontEnd:
 
     async def _keep_offset(self) -> None:
         """Write the confirmed offset to memory, at most one write at a time."""
-        memory = self.link.memory
+        memory = self.tg.memory
         while True:
             await self._offset_moved.wait()
             self._offset_moved = trio.Event()
@@ -196,13 +198,13 @@ class TelegramFrontEnd:
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
-            self.link.remember_file(file_id, FileRef(file_id, attachment.name, attachment.size or 0))
+            self.tg.remember_file(file_id, FileRef(file_id, attachment.name, attachment.size or 0))
             file_ids.append(file_id)
-        if item.topic_opened is not None and self.link.topics:
+        if item.topic_opened is not None and self.tg.topics:
             # A topic the person opened: a session named after it, as `/new NAME` would.
-            self.link.opened_topics[(item.chat_id, item.topic_opened)] = item.topic_id or 0
+            self.tg.opened_topics[(item.chat_id, item.topic_opened)] = item.topic_id or 0
             text, root = f"!new {item.topic_opened}", ""
-        elif self.link.topics:
+        elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
             switched = await self._switch(item, channel, text)
@@ -215,7 +217,7 @@ class TelegramFrontEnd:
             ids.user(item.author_id),
             text,
             root_id=root,
-            create_at=self.link.now_ms(),
+            create_at=self.tg.now_ms(),
             file_ids=tuple(file_ids),
         )
         return Posted(post, channel_type="D")
@@ -256,7 +258,7 @@ class TelegramFrontEnd:
         words = text.split()
         if not words or words[0].lower() != "!session":
             return False
-        memory = self.link.memory
+        memory = self.tg.memory
         name = words[1] if len(words) == 2 else ""
         root = next((r for r, t in memory.threads.items()
                      if t.chat_id == item.chat_id and t.title == name), None)  # fmt: skip
@@ -278,13 +280,13 @@ class TelegramFrontEnd:
     def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
         """A main-view command stays there; a reply goes to the session it answers;
         anything else to the active session."""
-        memory = self.link.memory
+        memory = self.tg.memory
         words = text.split()
         verb = words[0].lower() if words else ""
         if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
             return ""
         if item.reply_to is not None:
-            replied = self.link.root_of_message(item.chat_id, item.reply_to)
+            replied = self.tg.root_of_message(item.chat_id, item.reply_to)
             if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
                 replied = next((r for r, t in memory.threads.items()
                                 if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip

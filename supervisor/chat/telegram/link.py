@@ -15,13 +15,15 @@ anywhere (the client keeps it out of every error it raises).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Final
 
 import attrs
+import trio
 
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids, render
@@ -72,6 +74,8 @@ class TelegramLink:
         self._upload_ids = itertools.count(1)
         self._files: dict[str, FileRef] = {}  # files people sent: what the update said
         self._last_ms = 0
+        self._opening: dict[int, list[trio.Event]] = {}  # chat -> threads being opened
+        self._locks: dict[str, trio.StrictFIFOLock] = {}  # message post id -> its changes
         # A topic a person opened, waiting for the `!new` it stands for: (chat, name) -> id.
         self.opened_topics: dict[tuple[int, str], int] = {}
 
@@ -79,11 +83,28 @@ class TelegramLink:
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
         """The session's thread: a topic named `title` opened by `header` (topic mode), or
-        the header as a message of its own; once per `key`."""
+        the header as a message of its own; once per `key`.
+
+        The person may write there as soon as the header shows, before the core has the
+        thread's id: `opened` holds their messages until this returns."""
         chat_id = ids.chat_of(channel_id)
         known = self.memory.keys.get(key)
         if known is not None and known in self.memory.threads:
             return self._post(known, channel_id, header)
+        done = trio.Event()
+        self._opening.setdefault(chat_id, []).append(done)
+        try:
+            return await self._open_thread(channel_id, chat_id, header, key, title)
+        finally:
+            self._opening[chat_id].remove(done)
+            done.set()
+
+    async def opened(self, chat_id: int) -> None:
+        """Wait until no thread of this chat is being opened (see `open_thread`)."""
+        while waiting := self._opening.get(chat_id):
+            await waiting[0].wait()
+
+    async def _open_thread(self, channel_id: str, chat_id: int, header: str, key: str, title: str) -> Post:
         if self.topics:
             topic_id = self.opened_topics.pop((chat_id, title), None)
             if topic_id is None:
@@ -145,11 +166,14 @@ class TelegramLink:
             target = ids.post(thread.chat_id, thread.header_id)
         else:
             target = post_id
+        async with self._holding(target):
+            return await self._edit_post(post_id, target, message)
+
+    async def _edit_post(self, post_id: str, target: str, message: str) -> Post:
         chat_id, message_id = ids.parse_post(target)
         parts, topic_id = self._parts.get(target, ([message_id], None))
         root = self._root_of_topic(chat_id, topic_id)
-        prefix = self._prefix_for(target)
-        htmls = self._render(message, prefix)
+        htmls = self._render(message, self._prefix_for(target))
         markup = self._markup(post_id)
         for index, html in enumerate(htmls):
             last = index == len(htmls) - 1
@@ -165,6 +189,18 @@ class TelegramLink:
         self._keep_parts(target, parts, topic_id)
         return Post(post_id, ids.channel(chat_id), self.me.id, message, root_id=root)
 
+    @contextlib.asynccontextmanager
+    async def _holding(self, post_id: str) -> AsyncIterator[None]:
+        """One change at a time per message: an edit computes the buttons to keep, so a
+        settle made meanwhile must not be overtaken by it (the buttons would come back)."""
+        lock = self._locks.setdefault(post_id, trio.StrictFIFOLock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(post_id, None)
+
     def request_room(self) -> float:
         # The client paces every chat itself (a request waits for its slot), so the
         # core's edits are never refused for speed; they queue, and the outbox coalesces.
@@ -173,17 +209,19 @@ class TelegramLink:
     # --- choices ------------------------------------------------------------------------
 
     async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
-        self._choices[post_id] = tuple(kind for kind in kinds if kind in KINDS)
-        chat_id, message_id = ids.parse_post(post_id)
-        parts, _topic = self._parts.get(post_id, ([message_id], None))
-        await self._set_markup(chat_id, parts[-1], self._markup(post_id))
+        async with self._holding(post_id):
+            self._choices[post_id] = tuple(kind for kind in kinds if kind in KINDS)
+            chat_id, message_id = ids.parse_post(post_id)
+            parts, _topic = self._parts.get(post_id, ([message_id], None))
+            await self._set_markup(chat_id, parts[-1], self._markup(post_id))
 
     async def settle_choices(self, post_id: str) -> None:
-        if self._choices.pop(post_id, None) is None:
-            return
-        chat_id, message_id = ids.parse_post(post_id)
-        parts, _topic = self._parts.get(post_id, ([message_id], None))
-        await self._set_markup(chat_id, parts[-1], None)
+        async with self._holding(post_id):
+            if self._choices.pop(post_id, None) is None:
+                return
+            chat_id, message_id = ids.parse_post(post_id)
+            parts, _topic = self._parts.get(post_id, ([message_id], None))
+            await self._set_markup(chat_id, parts[-1], None)
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say what they do
