@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,7 @@ async def test_messages_written_while_down_are_handled_once_in_order_after_kill_
             for topic in topics:
                 assert w.text(topic).count("second while down") == 1
             await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            assert TOKEN not in w.log_text() and "telegram" in w.log_text()
 
 
 async def test_a_second_poller_on_the_token_is_said_plainly_and_not_fought(
@@ -176,3 +179,65 @@ async def test_without_topics_the_active_session_takes_plain_text_and_replies_go
             await w.wait_for(lambda: w.text(None).count("⚠️") >= 1 or "already" in w.text(None))
             assert sorted(len(p) for p in w.prompts_by_process().values()) == [1, 2]
             assert "before any session" not in str(w.prompts_by_process())
+
+
+async def test_under_telegrams_rate_limit_four_streaming_sessions_finish_complete(tmp_path: Path) -> None:
+    """1 message/s per chat with a burst of 3 (Telegram's flood control, as the fake keeps
+    it), the supervisor's own pacing as shipped: every answer arrives whole."""
+    names = ["r1", "r2", "r3", "r4"]
+    with trio.fail_after(150):
+        async with tg_world(tmp_path) as w:
+            w.fake.rate_limit(per_second=1.0, burst=3)
+            await w.start()
+            topics = {name: await w.new_session(name, timeout=60) for name in names}
+            for name in names:
+                w.say(f"[slow 2] {name} streams", topics[name])
+            for name in names:
+                text = await w.answered(topics[name], "✅ Done", timeout=100)
+                assert f"echo #1: {name} streams" in text
+            limited = [c for c in w.fake.calls if c.status == 429]
+            print(f"429s: {len(limited)} of {len(w.fake.calls)} requests")
+            assert all(c.reply["parameters"]["retry_after"] >= 1 for c in limited)
+            prompts = sorted(p for ps in w.prompts_by_process().values() for p in ps)
+            assert prompts == sorted(f"[slow 2] {n} streams" for n in names)
+
+
+async def test_twenty_kills_while_messages_flow_lose_nothing_and_answer_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(12)
+    with trio.fail_after(300):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topics = [await w.new_session(name, timeout=30) for name in ("k1", "k2")]
+            sent: list[tuple[int, str]] = []
+            for kill in range(20):
+                for _ in range(rng.randint(1, 3)):
+                    topic = rng.choice(topics)
+                    text = f"m{len(sent)}"
+                    w.say(text, topic)
+                    sent.append((topic, text))
+                    await trio.sleep(rng.uniform(0, 0.3))
+                await trio.sleep(rng.uniform(0.2, 1.2))
+                w.kill()
+                if kill % 4 == 0:  # some written while it is down
+                    topic = rng.choice(topics)
+                    w.say(f"m{len(sent)}", topic)
+                    sent.append((topic, f"m{len(sent)}"))
+                w.spawn()
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=60)
+            await trio.sleep(2)  # the last answers' edits
+            delivered = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert len(delivered) == len(set(delivered)), "a prompt reached an agent twice"
+            for topic in topics:
+                shown = w.text(topic)
+                mine = [text for t, text in sent if t == topic]
+                answers = re.findall(r"echo #\d+: (m\d+)\b", shown)
+                assert len(answers) == len(set(answers)), "a prompt answered twice"
+                echoed = [text for text in mine if text in answers]
+                cut = shown.count("restarted")
+                assert len(echoed) + cut >= len(mine), (mine, shown)
+                assert set(delivered) >= set(echoed)
+                print(f"topic {topic}: {len(mine)} prompts, {len(echoed)} answered, {cut} cut notices")
+            assert TOKEN not in w.log_text()
