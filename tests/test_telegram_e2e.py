@@ -241,3 +241,23 @@ async def test_twenty_kills_while_messages_flow_lose_nothing_and_answer_nothing_
                 assert set(delivered) >= set(echoed)
                 print(f"topic {topic}: {len(mine)} prompts, {len(echoed)} answered, {cut} cut notices")
             assert TOKEN not in w.log_text()
+
+
+async def test_a_document_in_a_topic_is_saved_for_the_agent_and_get_sends_a_file_back(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("files")
+            message = w.fake.user_sends(ALICE, "read this", thread_id=topic, document=("notes.txt", b"hello file"))
+            await w.answered(topic, "echo #1")
+            saved = list((w.work / "files" / ".supervisor" / "uploads").rglob("notes.txt"))
+            assert [p.read_bytes() for p in saved] == [b"hello file"]
+            assert str(message["message_id"]) in str(saved[0].parent)
+            (w.work / "files" / "out.txt").write_text("from the agent's directory")
+            w.say("/get out.txt", topic)
+            await w.wait_for(lambda: any("document" in s.message for s in w.fake.bot_messages(ALICE, topic)))
+            sent = next(s for s in w.fake.bot_messages(ALICE, topic) if "document" in s.message)
+            assert sent.message["document"]["file_name"] == "out.txt"
