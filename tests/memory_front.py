@@ -114,16 +114,16 @@ class MemoryLink:
         self.chat = chat
 
     async def create_post(
-        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (), pending_post_id: str = ""
+        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (), idempotency_key: str = ""
     ) -> Post:
-        return self.chat._add(BOT.id, message, root_id, pending_post_id)
+        return self.chat._add(BOT.id, message, root_id, idempotency_key)
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
         return self.chat._add(BOT.id, header, "", key, title=title)
 
     async def edit_post(self, post_id: str, message: str) -> Post:
         entry = self.chat.messages[post_id]
-        entry.post = attrs.evolve(entry.post, message=message, update_at=self.chat.now_ms())
+        entry.post = attrs.evolve(entry.post, message=message)
         self.chat._touch()
         return entry.post
 

@@ -29,8 +29,6 @@ def posts(user_ids: list[str], channel_ids: list[str], root_ids: list[str]) -> s
         message=MESSAGES,
         root_id=st.sampled_from(["", *root_ids]),
         create_at=st.integers(0, 2**40),
-        type=st.sampled_from(["", "", "", "system_join_channel"]),
-        delete_at=st.sampled_from([0, 0, 0, 5]),
     )
 
 

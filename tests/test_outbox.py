@@ -24,13 +24,13 @@ class FakeServer:
     key_of: dict[str, str] = attrs.Factory(dict)  # post id -> outbox key
     by_pending: dict[str, str] = attrs.Factory(dict)
 
-    def create(self, key: str, text: str, pending_post_id: str) -> str:
-        if pending_post_id in self.by_pending:
-            return self.by_pending[pending_post_id]
+    def create(self, key: str, text: str, idempotency_key: str) -> str:
+        if idempotency_key in self.by_pending:
+            return self.by_pending[idempotency_key]
         post_id = f"p{len(self.posts)}"
         self.posts[post_id] = text
         self.key_of[post_id] = key
-        self.by_pending[pending_post_id] = post_id
+        self.by_pending[idempotency_key] = post_id
         return post_id
 
     def edit(self, post_id: str, text: str) -> None:
@@ -73,7 +73,7 @@ class Driver:
             self.failed(action)
             return
         if isinstance(action, Create):
-            post_id = self.server.create(action.key, action.text, action.pending_post_id)
+            post_id = self.server.create(action.key, action.text, action.idempotency_key)
         else:
             self.server.edit(action.post_id, action.text)
             post_id = action.post_id
@@ -95,7 +95,7 @@ class Driver:
         assert action.text != self.acked.get(action.key)  # only what the server lacks
         if isinstance(action, Create):
             assert self.outbox.post_id(action.key) is None
-            assert action.pending_post_id == self.outbox.pending_post_id(action.key)
+            assert action.idempotency_key == self.outbox.idempotency_key(action.key)
             return
         earlier = [t for t, call in self.calls if call.key == action.key]
         if not action.urgent:  # a deferrable text is spaced; an urgent one goes at once
@@ -271,9 +271,9 @@ def test_a_post_given_up_does_not_block_the_thread() -> None:
     refused = outbox.next_action(0.0)
     assert isinstance(refused, Create)
     outbox.dropped(refused, 0.0)
-    assert outbox.next_action(0.0) == Create("b", "fine", outbox.pending_post_id("b"))
+    assert outbox.next_action(0.0) == Create("b", "fine", outbox.idempotency_key("b"))
     outbox.put(PutPost("a", "still too long"), 0.1)  # a given-up post stays given up
-    create_b = Create("b", "fine", outbox.pending_post_id("b"))
+    create_b = Create("b", "fine", outbox.idempotency_key("b"))
     outbox.done(create_b, None, 0.1)  # a create without a post id gives up too
     assert outbox.next_action(0.2) == Idle() and outbox.is_settled()
     assert outbox.post_id("a") is None and outbox.post_id("b") is None
@@ -290,15 +290,15 @@ def test_only_the_call_in_flight_can_finish() -> None:
         outbox.failed(Edit("a", "p1", "x"), 0.0)
 
 
-def test_pending_post_ids_are_stable_per_post_and_unique_across_outboxes() -> None:
+def test_idempotency_keys_are_stable_per_post_and_unique_across_outboxes() -> None:
     one, two = Outbox(0.5), Outbox(0.5)
     for outbox in (one, two):
         outbox.put(PutPost("t1.0", "a"), 0.0)
         outbox.put(PutPost("t1.1", "b"), 0.0)
         outbox.put(PutPost("t1.0", "changed"), 0.0)
-    ids = {o.pending_post_id(k) for o in (one, two) for k in ("t1.0", "t1.1")}
+    ids = {o.idempotency_key(k) for o in (one, two) for k in ("t1.0", "t1.1")}
     assert len(ids) == 4 and all(len(i) <= 64 for i in ids)
-    assert one.pending_post_id("t1.0") == one.pending_post_id("t1.0")
+    assert one.idempotency_key("t1.0") == one.idempotency_key("t1.0")
     with pytest.raises(ValueError):
         Outbox(0.5, id_prefix="x" * 60)
 
@@ -385,7 +385,7 @@ def test_memory_stays_flat_posts_with_their_final_text_shown_are_forgotten() -> 
     def drain() -> None:
         while isinstance(call := outbox.next_action(now), Create | Edit):
             if isinstance(call, Create):
-                outbox.done(call, server.create(call.key, call.text, call.pending_post_id), now)
+                outbox.done(call, server.create(call.key, call.text, call.idempotency_key), now)
             else:
                 server.edit(call.post_id, call.text)
                 outbox.done(call, call.post_id, now)

@@ -44,12 +44,10 @@ def worlds(draw: st.DrawFn) -> tuple[RouterView, list[object]]:
         sessions[root] = SessionRef(root, draw(st.sampled_from([ALICE_DM, BOB_DM])), ended=draw(st.booleans()))
     # replies known to belong to some thread (by the post index), some to unknown roots
     index = {reply: draw(st.sampled_from([*ROOTS, "nowhere".ljust(26, "n")])) for reply in REPLIES}
-    view = RouterView(BOT, frozenset({ALICE, BOB}), sessions, thread_of=index.get)
+    view = RouterView(BOT, frozenset({ALICE, BOB}), sessions, thread_of=index.get, places=frozenset({ALICE_DM, BOB_DM}))
     users, channels = [BOT, ALICE, BOB, MALLORY], [ALICE_DM, BOB_DM, TOWN]
     event = st.one_of(
-        posts(users, channels, [*ROOTS, "gone".ljust(26, "g")]).map(
-            lambda p: Posted(p, channel_type="O" if p.channel_id == TOWN else "D")
-        ),
+        posts(users, channels, [*ROOTS, "gone".ljust(26, "g")]).map(Posted),
         posts(users, channels, ROOTS).map(PostEdited),
         choices(users, channels, ROOTS + REPLIES).map(ChoiceMade),
         st.just(Hello("conn")),
@@ -75,7 +73,7 @@ def test_router_never_crosses_threads_or_obeys_strangers(world: tuple[RouterView
         assert isinstance(event, Posted), decision
         post: Post = event.post
         assert post.user_id in view.allowed_user_ids and post.user_id != BOT
-        assert event.channel_type == "D" and not post.type
+        assert post.channel_id in (ALICE_DM, BOB_DM)  # a main place, never a team channel
         if isinstance(decision, Prompt | RunThreadCommand | AnswerEnded):
             assert decision.session is view.sessions[post.root_id]
             assert decision.session.channel_id == post.channel_id
@@ -92,7 +90,7 @@ def _view() -> RouterView:
 
 
 def _post(message: str, *, user: str = ALICE, root: str = "", channel: str = ALICE_DM) -> Posted:
-    return Posted(Post(id="p".ljust(26, "p"), channel_id=channel, user_id=user, message=message, root_id=root), "D")
+    return Posted(Post(id="p".ljust(26, "p"), channel_id=channel, user_id=user, message=message, root_id=root))
 
 
 def test_main_dm_text_gets_guidance_and_reaches_no_session() -> None:

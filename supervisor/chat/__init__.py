@@ -36,10 +36,9 @@ class ChatLink(Protocol):
         *,
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
-        pending_post_id: str = "",
+        idempotency_key: str = "",
     ) -> Post:
-        """`pending_post_id` is an idempotency key: a repeat with the same key does not
-        post twice. Without `root_id` the message goes to the place itself."""
+        """A repeat with the same `idempotency_key` does not post twice. Without `root_id` the message goes to the place itself."""
         ...
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:

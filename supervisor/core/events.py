@@ -23,17 +23,17 @@ class FileRef:
 
 @attrs.frozen
 class Post:
+    """A message, by a person or by us. Front ends hand over only what a person wrote
+    (no system messages, nothing deleted)."""
+
     id: str
-    channel_id: str
+    channel_id: str  # the place: a person's main place, where threads live
     user_id: str
     message: str
-    root_id: str = ""  # "" for a root post; the thread root's id for a reply
-    create_at: int = 0  # ms since epoch
-    update_at: int = 0
-    delete_at: int = 0
-    type: str = ""  # "" for a user's post; "system_*" for server-made posts
+    root_id: str = ""  # "" for a message in the place itself; the thread root's id for a reply
+    create_at: int = 0  # ms since epoch, as the front end stamps it
     file_ids: tuple[str, ...] = ()
-    pending_post_id: str = ""
+    idempotency_key: str = ""  # the key it was created with, where the front end tells it
 
     @property
     def thread_id(self) -> str:
@@ -44,7 +44,6 @@ class Post:
 @attrs.frozen
 class Posted:
     post: Post
-    channel_type: str = ""  # "D" for a direct-message channel
 
 
 @attrs.frozen

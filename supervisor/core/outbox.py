@@ -40,7 +40,7 @@ MAX_PENDING_POST_ID = 64  # Mattermost ignores longer pending post ids
 class Create:
     key: str
     text: str
-    pending_post_id: str
+    idempotency_key: str
     urgent: bool = attrs.field(default=False, kw_only=True)
 
 
@@ -72,7 +72,7 @@ Action = Create | Edit | Wait | Idle
 class _Post:
     index: int  # the order in which its key was first put
     wanted: str
-    pending_post_id: str
+    idempotency_key: str
     post_id: str | None = None  # None until created
     sent: str | None = None  # the text the server last accepted
     last_call: float = -math.inf  # when its last create or edit was sent
@@ -175,7 +175,7 @@ class Outbox:
         post.calling_seq = post.wanted_seq
         urgent = post.urgent_seq > post.sent_seq
         if post.post_id is None:
-            return Create(key, post.wanted, post.pending_post_id, urgent=urgent)
+            return Create(key, post.wanted, post.idempotency_key, urgent=urgent)
         return Edit(key, post.post_id, post.wanted, urgent=urgent)
 
     def done(self, action: Call, post_id: str | None, now: float) -> None:
@@ -225,8 +225,8 @@ class Outbox:
         post = self._posts.get(key)
         return post is None or post.dropped or (post.post_id is not None and post.sent == post.wanted)
 
-    def pending_post_id(self, key: str) -> str:
-        return self._posts[key].pending_post_id
+    def idempotency_key(self, key: str) -> str:
+        return self._posts[key].idempotency_key
 
     def is_settled(self) -> bool:
         """Everything put is on the server (or given up)."""

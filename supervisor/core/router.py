@@ -2,10 +2,11 @@
 
 Rules it enforces (the property tests check every one of them):
 - Only posts and choices of `allowed_users` act; the bot's own never do.
-- Only the direct-message channels between the bot and an allowed user count.
+- Only each allowed person's main place counts (their direct-message channel with the
+  bot, their private chat, the web page), and threads in it.
 - A post reaches a session only when its thread root is that session's root, in that
   session's channel; a choice only when the post it is made on belongs to that thread.
-- Edits, deletions and system posts never act.
+- Edits and deletions never act (front ends hand over no system posts).
 
 Pure: no I/O, no clock. The trio shell applies the decision.
 """
@@ -37,6 +38,9 @@ class RouterView:
     sessions: Mapping[str, SessionRef]
     # which thread root a post id belongs to (posts we saw or made); None if unknown
     thread_of: Callable[[str], str | None] = lambda _post_id: None
+    # each allowed person's main place (a DM with the bot, a private chat, the web page);
+    # None: any place (tests of the other rules)
+    places: frozenset[str] | None = None
 
 
 # --- decisions -------------------------------------------------------------------
@@ -103,22 +107,20 @@ def route(event: ChatEvent, view: RouterView) -> Decision:
     if isinstance(event, Hello):
         return Resync(event.connection_id)
     if isinstance(event, Posted):
-        return route_post(event.post, view, is_direct=event.channel_type in ("D", ""))
+        return route_post(event.post, view)
     if isinstance(event, ChoiceMade):
         return route_choice(event.choice, view)
     return Ignore(f"{type(event).__name__} does not act")
 
 
-def route_post(post: Post, view: RouterView, *, is_direct: bool = True) -> Decision:
+def route_post(post: Post, view: RouterView) -> Decision:
     """Route one new post. Also used for posts fetched during catch-up."""
     if post.user_id == view.bot_user_id:
         return Ignore("the bot's own post")
     if post.user_id not in view.allowed_user_ids:
         return Ignore("not an allowed user")
-    if post.type or post.delete_at:
-        return Ignore("a system or deleted post")
-    if not is_direct:
-        return Ignore("not a direct-message channel")
+    if view.places is not None and post.channel_id not in view.places:
+        return Ignore("not a person's main place")
     if not post.root_id:
         command = commands.parse_main_command(post.message)
         return Guide(post) if command is None else RunMainCommand(post, command)

@@ -4,10 +4,10 @@ to find them on the server after a crash cut the announcement short.
 `!new` is handled in one durable write (the session's record with `answer_pending`, and
 the command's handled mark). What follows (the thread root, the answer linking it) may be
 cut by a crash at any point; the next start finishes it, and must find what already
-reached the server rather than post it twice. The server does not keep `pending_post_id`
-(only the create answer and the `posted` event carry it, and it dedupes a repeat only for
-30 s: ../shared/reference/mattermost/FACTS.md), so a post is found by its author, place and
-exact text, which the record determines.
+reached the server rather than post it twice. A front end may not keep the idempotency
+key (Mattermost's `pending_post_id` comes back only in the create answer and the `posted`
+event, and dedupes a repeat only for 30 s: ../shared/reference/mattermost/FACTS.md), so a
+post is found by its author, place and exact text, which the record determines.
 
 Pure: no I/O. The supervisor fetches the posts and posts what is missing.
 """
@@ -55,7 +55,7 @@ def find_root(posts: Sequence[Post], record: SessionRecord, bot_user_id: str) ->
     found = [
         p
         for p in posts
-        if _ours(p, record, bot_user_id) and (p.pending_post_id == record.root_pending_id or p.message == text)
+        if _ours(p, record, bot_user_id) and (p.idempotency_key == record.root_pending_id or p.message == text)
     ]
     return min(found, key=lambda p: (p.create_at, p.id), default=None)
 
@@ -69,5 +69,4 @@ def _ours(post: Post, record: SessionRecord, bot_user_id: str) -> bool:
         post.user_id == bot_user_id
         and post.channel_id == record.channel_id
         and not post.root_id
-        and not post.delete_at
     )

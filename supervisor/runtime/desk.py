@@ -214,7 +214,7 @@ class Desk:
             if not announce.has_answer(seen, record, me, answer):
                 try:
                     await self.chat.create_post(
-                        record.channel_id, answer, pending_post_id=announce.answer_pending_id(record)
+                        record.channel_id, answer, idempotency_key=announce.answer_pending_id(record)
                     )
                 except ChatError as exc:
                     log.error("could not answer !new %s: %s", record.name, exc)

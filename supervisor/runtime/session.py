@@ -421,7 +421,7 @@ class SessionTask:
         record = self.core.record
         if isinstance(action, Create):
             post = await self.deps.chat.create_post(
-                record.channel_id, action.text, root_id=record.root_id, pending_post_id=action.pending_post_id
+                record.channel_id, action.text, root_id=record.root_id, idempotency_key=action.idempotency_key
             )
             return post.id
         await self.deps.chat.edit_post(action.post_id, action.text)

@@ -134,6 +134,7 @@ class Supervisor:
             allowed_user_ids=frozenset(allowed),
             sessions=self.refs,
             thread_of=self._post_thread.get,
+            places=frozenset(main_channels),
         )
         self.deps = SessionDeps(
             chat=chat,
@@ -265,8 +266,8 @@ class Supervisor:
         """Our own new thread root, seen on the event stream: from here on replies to it
         may arrive, so its session must be known now, whichever of this event and the
         REST answer to its creation reaches us first. (It is launched once announced.)"""
-        if isinstance(event, Posted) and event.post.pending_post_id in self.desk.announcing:
-            record = self.desk.announcing.pop(event.post.pending_post_id)
+        if isinstance(event, Posted) and event.post.idempotency_key in self.desk.announcing:
+            record = self.desk.announcing.pop(event.post.idempotency_key)
             self.register(attrs.evolve(record, root_id=event.post.id, answer_pending=False))
 
     async def apply(self, decision: Decision) -> None:
@@ -335,7 +336,7 @@ class Supervisor:
             except ChatError as exc:
                 log.error("catch-up of channel %s failed: %s", channel_id, exc)
                 continue
-            fresh = [p for p in posts if p.create_at > since and not p.delete_at]
+            fresh = [p for p in posts if p.create_at > since]
             log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since)
             for post in sorted(fresh, key=lambda p: (p.create_at, p.id)):
                 await self.apply(route_post(post, self.view))

@@ -79,11 +79,39 @@ Frame = EventFrame | Reply
 
 
 @attrs.frozen
+class WirePost:
+    """A post as Mattermost sends it; `to_post` gives the core's `Post`."""
+
+    id: str
+    channel_id: str
+    user_id: str
+    message: str
+    root_id: str = ""
+    create_at: int = 0  # ms since epoch
+    update_at: int = 0
+    delete_at: int = 0
+    type: str = ""  # "" for a person's post; "system_*" for server-made posts
+    file_ids: tuple[str, ...] = ()
+    pending_post_id: str = ""
+
+    @property
+    def acts(self) -> bool:
+        """A person's live post: system posts and deleted ones never act."""
+        return not self.type and not self.delete_at
+
+    def to_post(self) -> Post:
+        return Post(
+            self.id, self.channel_id, self.user_id, self.message, self.root_id, self.create_at,
+            self.file_ids, self.pending_post_id,
+        )  # fmt: skip
+
+
+@attrs.frozen
 class PostList:
     """`GET /channels/{id}/posts` and friends; `order` is newest first."""
 
     order: tuple[str, ...] = ()
-    posts: dict[str, Post] = attrs.Factory(dict)
+    posts: dict[str, WirePost] = attrs.Factory(dict)
     next_post_id: str = ""
     prev_post_id: str = ""
     has_next: bool = False
@@ -255,9 +283,9 @@ def _data(envelope: _Envelope, kind: type[T]) -> T:
     return structure(envelope.data or {}, kind)
 
 
-def _post(envelope: _Envelope) -> tuple[Post, _PostData]:
+def _post(envelope: _Envelope) -> tuple[WirePost, _PostData]:
     data = _data(envelope, _PostData)
-    return loads(data.post, Post), data
+    return loads(data.post, WirePost), data
 
 
 def _reaction(envelope: _Envelope) -> Reaction:
@@ -268,9 +296,13 @@ def _reaction(envelope: _Envelope) -> Reaction:
     return reaction
 
 
-def _posted(envelope: _Envelope) -> ChatEvent:
+def _posted(envelope: _Envelope) -> ChatEvent | None:
     post, data = _post(envelope)
-    return Posted(post, channel_type=data.channel_type)
+    # Only a person's live post in a direct-message channel may act: a post in a team
+    # channel the bot was added to, or a system post, is not the core's business.
+    if data.channel_type not in ("D", "") or not post.acts:
+        return None
+    return Posted(post.to_post())
 
 
 def _hello(envelope: _Envelope) -> ChatEvent:
@@ -282,8 +314,8 @@ def _hello(envelope: _Envelope) -> ChatEvent:
 _EVENT_DECODERS: dict[str, Callable[[_Envelope], ChatEvent | None]] = {
     "hello": _hello,
     "posted": _posted,
-    "post_edited": lambda envelope: PostEdited(_post(envelope)[0]),
-    "post_deleted": lambda envelope: PostDeleted(_post(envelope)[0]),
+    "post_edited": lambda envelope: PostEdited(_post(envelope)[0].to_post()),
+    "post_deleted": lambda envelope: PostDeleted(_post(envelope)[0].to_post()),
     "reaction_added": lambda envelope: choice_made(_reaction(envelope)),
 }
 
@@ -322,8 +354,8 @@ def decode_users(value: Any) -> list[ChatUser]:
     return [decode_user(item) for item in value]
 
 
-def decode_post(value: Any) -> Post:
-    return structure(value, Post)
+def decode_post(value: Any) -> WirePost:
+    return structure(value, WirePost)
 
 
 def decode_post_list(value: Any) -> PostList:

@@ -106,18 +106,19 @@ class MattermostLink:
         *,
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
-        pending_post_id: str = "",
+        idempotency_key: str = "",
     ) -> Post:
-        return await self.rest.create_post(
-            channel_id, message, root_id=root_id, file_ids=file_ids, pending_post_id=pending_post_id
+        created = await self.rest.create_post(
+            channel_id, message, root_id=root_id, file_ids=file_ids, pending_post_id=idempotency_key
         )
+        return created.to_post()
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
         # A thread on Mattermost is a root post; replies name it as their root.
-        return await self.rest.create_post(channel_id, header, pending_post_id=key)
+        return (await self.rest.create_post(channel_id, header, pending_post_id=key)).to_post()
 
     async def edit_post(self, post_id: str, message: str) -> Post:
-        return await self.rest.edit_post(post_id, message)
+        return (await self.rest.edit_post(post_id, message)).to_post()
 
     def request_room(self) -> float:
         return self.rest.request_room()
@@ -144,10 +145,7 @@ class MattermostLink:
         pass  # the ledger's cursor and handled ids are the whole of Mattermost's exactly-once
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
-        return await self.rest.posts_since(channel_id, since_ms)
-
-    async def posts_after(self, channel_id: str, post_id: str) -> list[Post]:
-        return await self.rest.posts_after(channel_id, post_id)
+        return [post.to_post() for post in await self.rest.posts_since(channel_id, since_ms) if post.acts]
 
     async def file_info(self, file_id: str) -> FileRef:
         return await self.rest.file_info(file_id)

@@ -27,9 +27,9 @@ import trio
 
 from supervisor.chat import ChatError, ChatUser, tls
 from supervisor.chat.mattermost import codec
-from supervisor.chat.mattermost.codec import MalformedFrame
+from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
 from supervisor.core.backoff import REST_BACKOFF, Backoff
-from supervisor.core.events import FileRef, Post
+from supervisor.core.events import FileRef
 from supervisor.core.ratelimit import RequestBudget, announced_limits
 
 log = logging.getLogger("supervisor.mattermost")
@@ -121,7 +121,7 @@ class MattermostRest:
         file_ids: tuple[str, ...] = (),
         pending_post_id: str = "",
         props: dict[str, Any] | None = None,
-    ) -> Post:
+    ) -> WirePost:
         # The retry loop may send this twice (the first answer lost on the way back); a
         # pending_post_id makes the server return the first copy instead of a duplicate.
         body = codec.NewPost(
@@ -135,7 +135,7 @@ class MattermostRest:
         response = await self._call("POST", "/posts", json=codec.unstructure(body))
         return _decode(response, codec.decode_post)
 
-    async def edit_post(self, post_id: str, message: str) -> Post:
+    async def edit_post(self, post_id: str, message: str) -> WirePost:
         response = await self._call("PUT", f"/posts/{post_id}/patch", json={"message": message})
         return _decode(response, codec.decode_post)
 
@@ -148,7 +148,7 @@ class MattermostRest:
         emoji = quote(emoji_name, safe="")
         await self._call("DELETE", f"/users/{me}/posts/{quote(post_id, safe='')}/reactions/{emoji}")
 
-    async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
+    async def posts_since(self, channel_id: str, since_ms: int) -> list[WirePost]:
         """Every post created after `since_ms`, and posts changed after it, oldest first.
 
         `since` answers with at most 1000 of the posts changed after it, and which 1000 is
@@ -163,7 +163,7 @@ class MattermostRest:
             posts += await self._pages_back_to(channel_id, since_ms)
         return _oldest_first([post for post in posts if post.update_at > since_ms])
 
-    async def posts_after(self, channel_id: str, post_id: str) -> list[Post]:
+    async def posts_after(self, channel_id: str, post_id: str) -> list[WirePost]:
         """Every post created after `post_id` in the channel, oldest first, all pages."""
         return _oldest_first(await self._pages_after(channel_id, post_id))
 
@@ -211,7 +211,7 @@ class MattermostRest:
         response = await self._call("GET", f"/channels/{channel_id}/posts", params=params)
         return _decode(response, codec.decode_post_list)
 
-    async def _pages_back_to(self, channel_id: str, since_ms: int) -> list[Post]:
+    async def _pages_back_to(self, channel_id: str, since_ms: int) -> list[WirePost]:
         """The channel's posts, newest first, page by page, until one created at or before
         `since_ms` (or the channel's first post).
 
@@ -221,7 +221,7 @@ class MattermostRest:
         deduplicated) instead of being skipped. A page all in one millisecond moves on
         by offset from the same anchor instead.
         """
-        collected: dict[str, Post] = {}
+        collected: dict[str, WirePost] = {}
         anchor, page_number = "", 0
         while True:
             params: dict[str, Any] = {"page": page_number, "per_page": _PAGE_SIZE}
@@ -241,8 +241,8 @@ class MattermostRest:
             else:
                 page_number += 1
 
-    async def _pages_after(self, channel_id: str, post_id: str) -> list[Post]:
-        collected: dict[str, Post] = {}
+    async def _pages_after(self, channel_id: str, post_id: str) -> list[WirePost]:
+        collected: dict[str, WirePost] = {}
         cursor = post_id
         while True:
             # A moving cursor (page stays 0) is not thrown off by posts created meanwhile.
@@ -359,7 +359,7 @@ def _decode(response: httpx.Response, decode: Callable[[Any], T]) -> T:
     raise ChatError(response.status_code, "malformed_response", reason)
 
 
-def _listed(page: codec.PostList) -> list[Post]:
+def _listed(page: codec.PostList) -> list[WirePost]:
     """The posts the page is about. `posts` also holds thread context (roots, siblings)
     that `order` leaves out; a server that sends no `order` gets the benefit of the doubt."""
     if not page.order:
@@ -367,13 +367,13 @@ def _listed(page: codec.PostList) -> list[Post]:
     return [page.posts[post_id] for post_id in page.order if post_id in page.posts]
 
 
-def _newest(posts: list[Post]) -> Post:
+def _newest(posts: list[WirePost]) -> WirePost:
     return max(posts, key=lambda post: (post.create_at, post.id))
 
 
-def _oldest_first(posts: list[Post]) -> list[Post]:
+def _oldest_first(posts: list[WirePost]) -> list[WirePost]:
     """Deduplicate by id (the latest update wins) and sort by creation time."""
-    latest: dict[str, Post] = {}
+    latest: dict[str, WirePost] = {}
     for post in posts:
         known = latest.get(post.id)
         if known is None or post.update_at >= known.update_at:
