@@ -56,7 +56,7 @@ async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_rest
                 link = front.tg
                 root = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
                 again = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
-                reply = await link.create_post(CHANNEL, "hello *there*", root_id=root.id, pending_post_id="p1")
+                reply = await link.create_post(CHANNEL, "hello *there*", root_id=root.id, idempotency_key="p1")
             chat = fake.chat(ALICE)
             assert root.id == again.id and list(chat.topics.values()) == ["alpha"]
             topic = next(iter(chat.topics))
@@ -66,7 +66,7 @@ async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_rest
             assert "<b>alpha</b>" in said(fake, topic)[0].html
             # A new process with the same state directory: the keys still hold.
             async with front_end(fake, tmp_path) as (front, _events):
-                same = await front.link.create_post(CHANNEL, "hello *there*", root_id=root.id, pending_post_id="p1")
+                same = await front.link.create_post(CHANNEL, "hello *there*", root_id=root.id, idempotency_key="p1")
                 root2 = await front.link.open_thread(CHANNEL, "x", key="k1", title="alpha")
                 await front.link.edit_post(root.id, "**alpha** ended")
             assert same.id == reply.id and root2.id == root.id

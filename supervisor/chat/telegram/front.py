@@ -220,7 +220,7 @@ class TelegramFrontEnd:
             create_at=self.tg.now_ms(),
             file_ids=tuple(file_ids),
         )
-        return Posted(post, channel_type="D")
+        return Posted(post)
 
     async def _refuse(self, chat_id: int, topic_id: int | None) -> None:
         now = trio.current_time()

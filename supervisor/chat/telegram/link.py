@@ -115,7 +115,7 @@ class TelegramLink:
             self.memory.remember_key(key, root)
             await self.memory.commit()  # one topic per key, even across a crash
             header_post = await self.create_post(
-                channel_id, header, root_id=root, pending_post_id=f"{key}:header"
+                channel_id, header, root_id=root, idempotency_key=f"{key}:header"
             )
             _chat, header_id = ids.parse_post(header_post.id)
             self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id, header_id)
@@ -137,10 +137,10 @@ class TelegramLink:
         *,
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
-        pending_post_id: str = "",
+        idempotency_key: str = "",
     ) -> Post:
         """A message in the main view (`root_id` ""), or in the thread of `root_id`."""
-        if pending_post_id and (known := self.memory.keys.get(pending_post_id)) is not None:
+        if idempotency_key and (known := self.memory.keys.get(idempotency_key)) is not None:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
@@ -155,10 +155,10 @@ class TelegramLink:
             self._thread_root_of[sent.id] = root_id
             while len(self._thread_root_of) > _PARTS_KEPT:
                 del self._thread_root_of[next(iter(self._thread_root_of))]
-        if pending_post_id:
-            self.memory.remember_key(pending_post_id, sent.id)
+        if idempotency_key:
+            self.memory.remember_key(idempotency_key, sent.id)
             await self.memory.commit()
-        return attrs.evolve(sent, root_id=root_id, pending_post_id=pending_post_id)
+        return attrs.evolve(sent, root_id=root_id, idempotency_key=idempotency_key)
 
     async def edit_post(self, post_id: str, message: str) -> Post:
         thread = self.memory.threads.get(post_id)

@@ -4,7 +4,7 @@ Owns that file (nothing else writes it) and three things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
   update source moves it only past confirmed updates), so a start skips straight to the
   updates written while we were away, which Telegram still holds, in order;
-- `keys`: idempotency key -> the message made for it (`create_post`'s `pending_post_id`,
+- `keys`: idempotency key -> the message made for it (`create_post`'s `idempotency_key`,
   `open_thread`'s `key`), the newest `MAX_KEYS`: asking twice returns the first message.
   A crash between Telegram's answer and the write below leaves a key unrecorded, and the
   retry after the restart sends again: the one window Telegram gives us no way to close;
