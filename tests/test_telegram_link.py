@@ -13,9 +13,11 @@ import trio
 
 from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
-from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
+from supervisor.chat.telegram.front import TelegramFrontEnd, as_command, handled_at_start
 from supervisor.chat.telegram.render import units
 from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
+from supervisor.core.state import ChannelLedger, State, encode
+from supervisor.runtime.store import write_atomically
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent, running
 from tests.fakes.telegram_html import parse_html
 
@@ -178,3 +180,13 @@ def test_slash_commands_are_the_cores_bang_commands() -> None:
     assert as_command("/tmp is a directory") == "/tmp is a directory"
     assert as_command("/STOP") == "!stop"
     assert as_command("hello /new") == "hello /new"
+
+
+def test_the_stores_handled_marks_of_our_posts_are_read_at_start(tmp_path: Path) -> None:
+    state = State(channels={
+        CHANNEL: ChannelLedger(cursor=5, handled={ids.post(ALICE, 7): 4}),
+        "abcdefghijklmnopqrstuvwxyz": ChannelLedger(cursor=5, handled={"x" * 26: 4}),
+    })  # fmt: skip
+    write_atomically(tmp_path, encode(state))
+    assert handled_at_start(tmp_path) == {(CHANNEL, ids.post(ALICE, 7))}
+    assert handled_at_start(tmp_path / "nothing-yet") == frozenset()
