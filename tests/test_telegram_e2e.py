@@ -261,3 +261,15 @@ async def test_a_document_in_a_topic_is_saved_for_the_agent_and_get_sends_a_file
             await w.wait_for(lambda: any("document" in s.message for s in w.fake.bot_messages(ALICE, topic)))
             sent = next(s for s in w.fake.bot_messages(ALICE, topic) if "document" in s.message)
             assert sent.message["document"]["file_name"] == "out.txt"
+
+
+async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = w.fake.user_creates_topic(ALICE, "mine")
+            await w.wait_for(lambda: "Session mine " in w.text(topic))
+            assert list(w.fake.chat(ALICE).topics.values()) == ["mine"]  # adopted, not a second one
+            w.say("in my own topic", topic)
+            await w.answered(topic, "echo #1: in my own topic")
