@@ -190,3 +190,17 @@ def test_the_stores_handled_marks_of_our_posts_are_read_at_start(tmp_path: Path)
     write_atomically(tmp_path, encode(state))
     assert handled_at_start(tmp_path) == {(CHANNEL, ids.post(ALICE, 7))}
     assert handled_at_start(tmp_path / "nothing-yet") == frozenset()
+
+
+async def test_buttons_a_previous_run_offered_are_removed_when_settled(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path) as (front, _events):
+                post = await front.tg.create_post(CHANNEL, "The turn was cut.")
+                await front.tg.offer_choices(post.id, ("rerun",))
+            message_id = ids.parse_post(post.id)[1]
+            assert fake.chat(ALICE).messages[message_id].markup is not None
+            async with front_end(fake, tmp_path) as (front, _events):
+                await front.tg.settle_choices(post.id)
+            assert fake.chat(ALICE).messages[message_id].markup is None

@@ -217,8 +217,9 @@ class TelegramLink:
 
     async def settle_choices(self, post_id: str) -> None:
         async with self._holding(post_id):
-            if self._choices.pop(post_id, None) is None:
-                return
+            # Also when this process never offered them: buttons a previous run put there
+            # (a cut turn's "Run it again") must go too.
+            self._choices.pop(post_id, None)
             chat_id, message_id = ids.parse_post(post_id)
             parts, _topic = self._parts.get(post_id, ([message_id], None))
             await self._set_markup(chat_id, parts[-1], None)
