@@ -179,6 +179,10 @@ def test_slash_commands_are_the_cores_bang_commands() -> None:
     assert as_command("/start") == "!help"
     assert as_command("/tmp is a directory") == "/tmp is a directory"
     assert as_command("/STOP") == "!stop"
+    # The seed's `/new NAME PERSONA`: a second word naming a persona.
+    assert as_command("/new alpha reviewer", frozenset({"reviewer"})) == "!new alpha persona=reviewer"
+    assert as_command("/new alpha ./reviewer", frozenset({"reviewer"})) == "!new alpha ./reviewer"
+    assert as_command("/new alpha /srv", frozenset({"reviewer"})) == "!new alpha /srv"
     assert as_command("hello /new") == "hello /new"
 
 

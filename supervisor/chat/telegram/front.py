@@ -76,6 +76,7 @@ class TelegramFrontEnd:
         *,
         bot_username: str,
         already_handled: AlreadyHandled | None = None,
+        personas: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
         self.api = api
@@ -83,6 +84,7 @@ class TelegramFrontEnd:
         self.tg = link  # the same, with what only this front end uses
         self._events = events
         self.bot_username = bot_username
+        self.personas = personas  # for the seed's `/new NAME PERSONA`
         # Set by whoever owns the core's ledger; see the module docstring.
         self.already_handled = already_handled
         self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
@@ -194,7 +196,7 @@ class TelegramFrontEnd:
             await self._refuse(item.chat_id, item.topic_id)
             return None
         channel = ids.channel(item.chat_id)
-        text = as_command(item.text)
+        text = as_command(item.text, self.personas)
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
@@ -300,14 +302,20 @@ def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) 
     return ChoiceMade(Choice(user_id, post_id, kind, channel_id))
 
 
-def as_command(text: str) -> str:
+def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:
     """Telegram's `/new alpha` as the core's `!new alpha` (our verbs only); `/start` (the
-    first thing a Telegram client sends) asks for help."""
+    first thing a Telegram client sends) asks for help; the seed's `/new NAME PERSONA`
+    (a second word that names a persona) as `!new NAME persona=PERSONA` (a directory of
+    that name is still reachable as `./NAME`)."""
     match = _SLASH_COMMAND.match(text)
     verb = match[1].lower() if match is not None else ""
     if match is None or verb not in _VERBS | {"start"}:
         return text  # e.g. "/tmp is full": a prompt that starts with a path
-    return ("!help" if verb == "start" else f"!{verb}") + text[match.end() :]
+    rest = text[match.end() :]
+    words = rest.split()
+    if verb == "new" and len(words) == 2 and words[1] in personas:
+        return f"!new {words[0]} persona={words[1]}"
+    return ("!help" if verb == "start" else f"!{verb}") + rest
 
 
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> TelegramFrontEnd:
@@ -315,10 +323,12 @@ async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) 
     assert config.telegram is not None
     state_dir = config.state.dir
     handled = await trio.to_thread.run_sync(handled_at_start, state_dir)
-    return await TelegramFrontEnd.connect(
+    front = await TelegramFrontEnd.connect(
         config.telegram, state_dir, events,
         already_handled=lambda channel_id, post_id: (channel_id, post_id) in handled,
     )  # fmt: skip
+    front.personas = frozenset(config.personas)
+    return front
 
 
 def handled_at_start(state_dir: Path) -> frozenset[tuple[str, str]]:
