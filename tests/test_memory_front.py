@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from supervisor.app import serve
 from supervisor.config import load_config
+from supervisor.runtime import supervisor as supervisor_module
 from supervisor.runtime.supervisor import Supervisor
 from tests.harness import FAKE_AGENT, write_toml
 from tests.memory_front import BOT, MemoryChat, Message, memory_opener
@@ -162,3 +164,21 @@ async def test_a_restart_catches_up_on_what_was_written_while_down(tmp_path: Pat
         await trio.sleep(0.5)
         answers = [m for m in run.chat.thread(root) if "echo #2: while down" in m.post.message]
         assert len(answers) == 1 and written.id in run.chat.handled
+
+
+async def test_a_choice_on_a_request_the_post_index_forgot_still_reaches_its_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The router's index of recent posts is small (memory stays flat); a pending request's
+    # post is found through the session that asked.
+    monkeypatch.setattr(supervisor_module, "POST_INDEX_SIZE", 1)
+    async with running(tmp_path) as run:
+        root = await run.new_session("alpha")
+        run.chat.say("[tool touch made.txt] make it", root)
+        await run.wait_for(lambda: (m := run.find(root, "Permission needed")) is not None and m.offered)
+        asked = run.find(root, "Permission needed")
+        assert asked is not None and run.supervisor is not None
+        run.chat.say("and one more thing", root)  # queued: its post pushes the request's out
+        await run.wait_for(lambda: asked.post.id not in run.supervisor._post_thread)  # type: ignore[union-attr]
+        run.chat.choose(asked.post.id, "allow_once")
+        await run.wait_for(lambda: run.find(root, "tool ran: touch made.txt"))

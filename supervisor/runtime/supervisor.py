@@ -60,7 +60,9 @@ from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
 
-POST_INDEX_SIZE = 100_000  # posts remembered for choices made on them; older ones fall out
+# Recent posts remembered for a stop made on any of them; older ones fall out. Posts that
+# offer a choice (permission requests, rerun offers) are found through their session.
+POST_INDEX_SIZE = 5_000
 AGENT_MARKER = "SUPERVISOR_STATE_DIR"  # set on every agent, so leftovers can be found
 # Slots of a session's inbox the router leaves free: the session's own tasks (its poster)
 # report there without waiting, and must find room even while the thread is flooded.
@@ -133,7 +135,7 @@ class Supervisor:
             bot_user_id=chat.me.id,
             allowed_user_ids=frozenset(allowed),
             sessions=self.refs,
-            thread_of=self._post_thread.get,
+            thread_of=self._thread_of,
             places=frozenset(main_channels),
         )
         self.deps = SessionDeps(
@@ -225,6 +227,17 @@ class Supervisor:
             permission_mode=self.config.agent.permission_mode,
             extra_env=dict(self.config.agent.env),
         )
+
+    def _thread_of(self, post_id: str) -> str | None:
+        """The thread a post belongs to: a recent one from the index, an older one that
+        still offers a choice from the session that offered it."""
+        root = self._post_thread.get(post_id)
+        if root is not None:
+            return root
+        for root, task in self.tasks.items():
+            if post_id in task.core.permission_posts or post_id in task.core.record.rerun_offers:
+                return root
+        return None
 
     def _remember_post(self, post_id: str, root_id: str) -> None:
         self._post_thread[post_id] = root_id
