@@ -208,3 +208,22 @@ async def test_buttons_a_previous_run_offered_are_removed_when_settled(tmp_path:
             async with front_end(fake, tmp_path) as (front, _events):
                 await front.tg.settle_choices(post.id)
             assert fake.chat(ALICE).messages[message_id].markup is None
+
+
+async def test_a_message_with_no_text_or_file_is_confirmed_without_reaching_the_core(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_update({"message": {"message_id": 50, "date": 1, "from": fake.chat(ALICE).user,
+                                         "chat": {"id": ALICE, "type": "private"},
+                                         "sticker": {"file_id": "S"}}})  # fmt: skip
+            fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                event = await receive.receive()
+                assert isinstance(event, Posted) and event.post.message == "!help"
+                help_update = max(fake.delivered)
+                await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
+                nursery.cancel_scope.cancel()

@@ -195,6 +195,10 @@ class TelegramFrontEnd:
         if item.author_id not in self._allowed:
             await self._refuse(item.chat_id, item.topic_id)
             return None
+        if not item.text.strip() and not item.attachments and item.topic_opened is None:
+            # A sticker, a voice note, a topic renamed: nothing an agent could take.
+            log.info("message %s has no text or file: not passed on", item.message_id)
+            return None
         channel = ids.channel(item.chat_id)
         text = as_command(item.text, self.personas)
         file_ids = []
