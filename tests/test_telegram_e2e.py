@@ -273,3 +273,18 @@ async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path:
             assert list(w.fake.chat(ALICE).topics.values()) == ["mine"]  # adopted, not a second one
             w.say("in my own topic", topic)
             await w.answered(topic, "echo #1: in my own topic")
+
+
+async def test_a_refused_token_stops_the_start_with_a_plain_error_that_never_shows_it(
+    tmp_path: Path,
+) -> None:
+    wrong = "987654321:AAWrongTokenWrongTokenWrongToken_xy"
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram={"token": wrong})
+            process = w.spawn()
+            await w.wait_for(lambda: process.poll() is not None, timeout=30)
+            log = w.log_text()
+            assert process.returncode != 0
+            assert "Telegram refused the bot token (401 on getMe): get the bot's token from @BotFather" in log
+            assert wrong not in log and wrong.split(":")[1] not in log

@@ -32,9 +32,10 @@ import trio
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
-from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing
+from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing, Unauthorized
 from supervisor.chat.telegram.codec import Update
 from supervisor.chat.telegram.config import TelegramConfig
+from supervisor.chat.telegram.doctor import TOKEN_FIX
 from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
 from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.render import escape
@@ -110,7 +111,9 @@ class TelegramFrontEnd:
         api = BotApi(config.token, api_url=config.api_url, pacing=pacing, transport=transport)
         try:
             me = await api.get_me()
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, Unauthorized):
+                log.error("Telegram refused the bot token (401 on getMe): %s", TOKEN_FIX)
             await api.aclose()
             raise
         bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
