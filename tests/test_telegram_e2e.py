@@ -288,3 +288,38 @@ async def test_a_refused_token_stops_the_start_with_a_plain_error_that_never_sho
             assert process.returncode != 0
             assert "Telegram refused the bot token (401 on getMe): get the bot's token from @BotFather" in log
             assert wrong not in log and wrong.split(":")[1] not in log
+
+
+async def test_deny_and_allow_for_this_session_by_button_and_an_unanswered_request_lapses(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST, agent={"approval_timeout_s": 3})
+            await w.start()
+            topic = await w.new_session("perm2")
+
+            async def press(label: str) -> int:
+                request = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
+                button = next(b for row in request.markup["inline_keyboard"] for b in row if b["text"] == label)
+                message_id: int = request.message["message_id"]
+                w.fake.user_presses(ALICE, message_id, button["callback_data"])
+                await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
+                return message_id
+
+            w.say("[tool rm -rf build] first", topic)
+            denied = await press("Deny")
+            await w.answered(topic, "✅ Done")
+            assert "tool ran: rm -rf build" not in w.text(topic)
+            assert "Denied" in w.fake.chat(ALICE).messages[denied].message["text"]
+            w.say("[tool make] second", topic)
+            await press("Allow for this session")
+            await w.answered(topic, "tool ran: make")
+            asked = len(w.fake.calls_of("editMessageReplyMarkup"))
+            w.say("[tool make] third", topic)
+            await w.wait_for(lambda: w.text(topic).count("tool ran: make") == 2)
+            assert len(w.fake.calls_of("editMessageReplyMarkup")) == asked  # not asked again
+            w.say("[tool ls] fourth", topic)  # nobody answers
+            await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
+            await w.wait_for(lambda: not any(s.markup for s in w.said(topic)), timeout=20)
+            assert "tool ran: ls" not in w.text(topic)
