@@ -15,6 +15,7 @@ import trio
 
 from supervisor.chat.telegram.client import BotApi, Conflict
 from tests.fakes.telegram_botapi import TOKEN
+from tests.fakes.telegram_schema import call_problems
 from tests.telegram_world import ALICE, MALLORY, tg_world
 
 FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}  # Telegram's ~1/s would make tests slow
@@ -42,6 +43,7 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
             w.fake.user_sends(MALLORY, "/new evil")
             await w.wait_for(lambda: w.fake.bot_messages(MALLORY))
             assert w.topic("evil") is None and text.count("echo #1") == 1
+            assert call_problems(w.fake.calls) == []  # every request we made keeps the schema
 
 
 async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:
@@ -93,6 +95,7 @@ async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_not
             await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
             text = await w.answered(topic, "tool ran: ls -la")
             assert "Allowed once" in text and "not allowed" not in text
+            assert call_problems(w.fake.calls) == []
 
 
 async def test_messages_written_while_down_are_handled_once_in_order_after_kill_9(
@@ -261,6 +264,7 @@ async def test_a_document_in_a_topic_is_saved_for_the_agent_and_get_sends_a_file
             await w.wait_for(lambda: any("document" in s.message for s in w.fake.bot_messages(ALICE, topic)))
             sent = next(s for s in w.fake.bot_messages(ALICE, topic) if "document" in s.message)
             assert sent.message["document"]["file_name"] == "out.txt"
+            assert call_problems(w.fake.calls) == []
 
 
 async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path: Path) -> None:
@@ -323,3 +327,4 @@ async def test_deny_and_allow_for_this_session_by_button_and_an_unanswered_reque
             await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
             await w.wait_for(lambda: not any(s.markup for s in w.said(topic)), timeout=20)
             assert "tool ran: ls" not in w.text(topic)
+            assert call_problems(w.fake.calls) == []
