@@ -328,3 +328,21 @@ async def test_deny_and_allow_for_this_session_by_button_and_an_unanswered_reque
             await w.wait_for(lambda: not any(s.markup for s in w.said(topic)), timeout=20)
             assert "tool ran: ls" not in w.text(topic)
             assert call_problems(w.fake.calls) == []
+
+
+async def test_a_prompt_waiting_its_turn_is_marked_and_the_mark_goes_when_it_runs(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("queue")
+            w.say("[slow 2] first", topic)
+            await w.wait_for(lambda: w.prompts_by_process())
+            second = w.say("second", topic)
+            sent = w.fake.chat(ALICE).messages[second["message_id"]]
+            await w.wait_for(lambda: sent.reactions == ["👀"])
+            await w.answered(topic, "echo #2: second")
+            await w.wait_for(lambda: sent.reactions == [] and sent.reaction_changes == 2)
+            assert call_problems(w.fake.calls) == []

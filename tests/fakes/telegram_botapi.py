@@ -82,9 +82,11 @@ NOT_MODIFIED: Final = (
     "are exactly the same as a current content and reply markup of the message"
 )
 # Fields that arrive as strings in a form and mean numbers or JSON.
+# A few of the emoji a bot may react with (ReactionTypeEmoji lists them all).
+REACTION_EMOJI: Final = frozenset({"👍", "👎", "❤", "🔥", "👀", "🤔", "✍", "⚡", "🎉", "👌"})
 _INT_FIELDS = {"chat_id", "message_thread_id", "message_id", "draft_id", "offset", "limit",
                "timeout", "reply_to_message_id"}  # fmt: skip
-_JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities"}
+_JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities", "reaction"}
 ANY: Final = object()
 
 
@@ -122,6 +124,8 @@ class Sent:
     html: str = ""  # what the bot sent (text with parse_mode, or escaped plain text)
     markup: JSON | None = None
     edits: int = 0
+    reactions: list[str] = attrs.Factory(list)  # the bot's reaction now (setMessageReaction)
+    reaction_changes: int = 0
 
 
 @attrs.define
@@ -547,6 +551,22 @@ class FakeBotApi:
         thread_id = self._thread_of(chat, params)
         chat.drafts.append((thread_id, draft_id, visible))
         chat.live_drafts[thread_id] = (draft_id, visible)
+        return True
+
+    def _m_setMessageReaction(self, params: JSON) -> bool:
+        chat = self._chat_of(params)
+        sent = chat.messages.get(params.get("message_id", -1))
+        if sent is None:
+            raise ApiError(400, "Bad Request: message to react not found")
+        reaction = params.get("reaction", [])
+        if not isinstance(reaction, list) or len(reaction) > 1:
+            raise ApiError(400, "Bad Request: REACTIONS_TOO_MANY")
+        emojis = [r.get("emoji", "") for r in reaction if isinstance(r, dict)]
+        if any(r.get("type") != "emoji" or e not in REACTION_EMOJI
+               for r, e in zip(reaction, emojis, strict=True)):  # fmt: skip
+            raise ApiError(400, "Bad Request: REACTION_INVALID")
+        sent.reactions = emojis
+        sent.reaction_changes += 1
         return True
 
     def _m_sendChatAction(self, params: JSON) -> bool:

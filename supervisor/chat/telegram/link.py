@@ -27,7 +27,7 @@ import trio
 
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids, render
-from supervisor.chat.telegram.client import BadRequest, BotApi
+from supervisor.chat.telegram.client import BadRequest, BotApi, BotApiError
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
@@ -46,6 +46,7 @@ KINDS: Final[Mapping[ChoiceKind, choices.ChoiceKind]] = {
 PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
     kind: name for name, kind in KINDS.items()
 }
+QUEUED_EMOJI: Final = "👀"
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 _PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
 
@@ -228,8 +229,13 @@ class TelegramLink:
         return ""  # the buttons say what they do
 
     async def mark_queued(self, post_id: str, queued: bool) -> None:
-        """Nothing: the core says in words that a prompt is queued, and a reaction on a
-        person's message would need setMessageReaction, which not every server has."""
+        """👀 on a person's message while its prompt waits its turn (⏳ is not among the
+        emoji a bot may react with). Cosmetic: a server that refuses it changes nothing."""
+        chat_id, message_id = ids.parse_post(post_id)
+        try:
+            await self.api.set_message_reaction(chat_id, message_id, QUEUED_EMOJI if queued else None)
+        except BotApiError as exc:
+            log.info("queued mark on message %s not changed: %s", message_id, exc.description)
 
     # --- catch-up, files, people --------------------------------------------------------
 
