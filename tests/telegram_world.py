@@ -44,7 +44,7 @@ class TgWorld:
     agent_log: Path = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.fake.add_user(ALICE, "Alice")
+        self.fake.add_user(ALICE, "Alice", username="alice_tg")
         self.fake.add_user(MALLORY, "Mallory")
         self.mattermost.add_user("alice")
         for name in ("home", "agent-log", "work", "state"):

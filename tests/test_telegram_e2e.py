@@ -94,7 +94,7 @@ async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_not
             await w.wait_for(lambda: pressed in w.fake.answered_queries)
             await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
             text = await w.answered(topic, "tool ran: ls -la")
-            assert "Allowed once" in text and "not allowed" not in text
+            assert "Allowed once by @alice_tg" in text and "not allowed" not in text
             assert call_problems(w.fake.calls) == []
 
 

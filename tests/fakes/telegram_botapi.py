@@ -286,8 +286,10 @@ class FakeBotApi:
 
     # --- test hooks --------------------------------------------------------------------
 
-    def add_user(self, user_id: int, first_name: str = "Alice") -> JSON:
-        user = {"id": user_id, "is_bot": False, "first_name": first_name}
+    def add_user(self, user_id: int, first_name: str = "Alice", username: str = "") -> JSON:
+        user: JSON = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            user["username"] = username
         self._chats[user_id] = ChatState(user)
         return user
 
@@ -441,6 +443,16 @@ class FakeBotApi:
 
     def _m_getMe(self, params: JSON) -> JSON:
         return self.bot_user()
+
+    def _m_getChat(self, params: JSON) -> JSON:
+        user = self._chat_of(params).user
+        gifts = dict.fromkeys(("unlimited_gifts", "limited_gifts", "unique_gifts",
+                               "premium_subscription", "gifts_from_channels"), True)  # fmt: skip
+        info = _private(user) | {"accent_color_id": 0, "max_reaction_count": 11,
+                                 "accepted_gift_types": gifts}  # fmt: skip
+        if user.get("username"):
+            info["username"] = user["username"]
+        return info
 
     async def _m_getUpdates(self, seq: int, params: JSON) -> list[JSON]:
         if self.webhook_url:

@@ -369,6 +369,9 @@ class BotApi:
             params["message_thread_id"] = thread_id
         await self.call("sendChatAction", params, chat_id=chat_id)
 
+    async def get_chat(self, chat_id: int) -> codec.Chat:
+        return codec.structure(await self.call("getChat", {"chat_id": chat_id}), codec.Chat)
+
     async def set_message_reaction(self, chat_id: int, message_id: int, emoji: str | None) -> None:
         """Put the bot's one reaction on a message (`emoji` from Telegram's list), or take
         it off (None)."""

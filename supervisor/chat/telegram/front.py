@@ -33,7 +33,7 @@ from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing, Unauthorized
-from supervisor.chat.telegram.codec import Update
+from supervisor.chat.telegram.codec import MalformedReply, Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
 from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
@@ -52,6 +52,7 @@ log = logging.getLogger("supervisor.telegram")
 REFUSAL: Final = "This bot answers only the people it was set up for."
 NOT_ALLOWED: Final = "not allowed"
 REFUSE_EVERY_S: Final = 3600.0
+PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
 _VERBS: Final = frozenset(
     {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
@@ -124,8 +125,18 @@ class TelegramFrontEnd:
 
     async def people(self) -> People:
         """The allowed people, and their private chats with the bot (a private chat's id
-        is its person's id)."""
-        allowed = {ids.user(u): ChatUser(ids.user(u), str(u)) for u in self.config.allowed_user_ids}
+        is its person's id). Each is named by their @username where Telegram tells it
+        (`getChat`: only once they started the bot), else by their number."""
+        allowed = {}
+        for user_id in self.config.allowed_user_ids:
+            name = str(user_id)
+            with trio.move_on_after(PEOPLE_LOOKUP_S):
+                try:
+                    chat = await self.api.get_chat(user_id)
+                    name = chat.username or name
+                except (BotApiError, MalformedReply) as exc:
+                    log.info("user %s: no chat with the bot yet (%s)", user_id, exc)
+            allowed[ids.user(user_id)] = ChatUser(ids.user(user_id), name)
         channels = {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids}
         return People(allowed, channels)
 
