@@ -105,7 +105,7 @@ def streaming(driver: Any, world: WebWorld, seconds: float) -> list[float]:
 
     async def stream_all() -> None:
         async def one(index: int, thread: ThreadRef) -> None:
-            message = await front.create(thread, "", f"bench-answer-{index}")
+            message = (await front.create(thread, "", f"bench-answer-{index}")).id
             text = ""
             n = 0
             deadline = trio.current_time() + seconds

@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from supervisor import __version__
-from supervisor.config import Config, ConfigError, find_config_path, load_config
+from supervisor.config import Config, ConfigError, embedded_default, find_config_path, load_config
 
 log = logging.getLogger("supervisor")
 
@@ -51,8 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path_arg: str | None) -> tuple[Config, Path]:
-    path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
+def _load(path_arg: str | None) -> tuple[Config, Path | None]:
+    """The configuration and its file; with no file anywhere and none named, the embedded
+    default (the local web chat alone) and None."""
+    try:
+        path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
+    except ConfigError:
+        if path_arg is None and not os.environ.get("SUPERVISOR_CONFIG"):
+            return embedded_default(os.environ), None
+        raise
     return load_config(path, os.environ), path
 
 
@@ -70,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from supervisor import logs
 
-    logs.setup(args.log_format, secrets=[config.mattermost.token])
+    secrets = [config.mattermost.token] if config.mattermost else []
+    if args.command == "run" and config.web is not None:
+        secrets += _web_token(config)
+    logs.setup(args.log_format, secrets=secrets)
     if args.command == "run":
         return _run(config)
     if args.command == "sessions":
@@ -78,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     from supervisor.doctor import check
 
     return check(config, path)
+
+
+def _web_token(config: Config) -> list[str]:
+    """The web chat's access token, so no log line can show it (it is made now if new)."""
+    from supervisor.chat.web.security import load_or_create_token
+
+    try:
+        return [load_or_create_token(config.state.dir)]
+    except OSError:
+        return []  # the web chat says what is wrong when it starts
 
 
 def _run(config: Config) -> int:
@@ -89,10 +109,29 @@ def _run(config: Config) -> int:
         trio.run(run, config)
     except KeyboardInterrupt:
         return 0
-    except Exception:
+    except Exception as exc:
+        said = _said_plainly(exc)
+        if said is not None:
+            log.error("%s", said)
+            return 1
         log.exception("the supervisor failed")
         return 1
     return 0
+
+
+def _said_plainly(exc: BaseException) -> BaseException | None:
+    """A failure that is one sentence for the person (the web chat's port is taken), found
+    in the exception groups the nurseries wrap it in; None for anything else."""
+    from supervisor.chat.web.server import CannotListen
+
+    if isinstance(exc, CannotListen):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _said_plainly(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _sessions(config: Config, *, as_json: bool) -> int:

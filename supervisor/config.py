@@ -17,6 +17,8 @@ Keys beyond PRODUCT.md's example (documented for the README):
   agent (> 0; a float is fine).
 - `[agent] restart_max = 3` and `restart_window_s = 300`: an agent that dies more than
   `restart_max` times within `restart_window_s` seconds is marked failed.
+- `$SUPERVISOR_WEB_LISTEN` replaces `[web] listen` (of the embedded default too); like
+  every override, it does not make its section appear.
 
 Relative paths are relative to the config file's directory; `~` follows `$HOME`. The
 structuring machinery (strict types, path checks, error wording) is `config_codec`.
@@ -38,6 +40,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from supervisor.chat.telegram import config as telegram_config
+from supervisor.chat.web.config import WebConfig
 from supervisor.config_codec import (
     DIRECTORY_OR_ABSENT,
     EXISTING_DIRECTORY,
@@ -286,12 +289,13 @@ def _personas(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Perso
 class Config:
     """The whole configuration; see the module docstring for the rules it obeys."""
 
-    mattermost: MattermostConfig
+    mattermost: MattermostConfig | None = None  # `[mattermost]`, when present
     agent: AgentConfig = attrs.field(factory=AgentConfig)
     render: RenderConfig = attrs.field(factory=RenderConfig)
     files: FilesConfig = attrs.field(factory=FilesConfig)
     state: StateConfig = attrs.field(factory=StateConfig)
     telegram: telegram_config.TelegramConfig | None = None  # `[telegram]`, when present
+    web: WebConfig | None = None  # `[web]`, when present (the embedded default has it)
     # Validated after `personas` is set: attrs runs validators once all fields are.
     sessions: tuple[SessionSpec, ...] = attrs.field(default=(), validator=_sessions)
     personas: Mapping[str, Persona] = attrs.field(
@@ -316,9 +320,8 @@ ENV_OVERRIDES: Final = (
     EnvOverride("SUPERVISOR_MATTERMOST_URL", "mattermost", "url"),
     EnvOverride("SUPERVISOR_MATTERMOST_TOKEN", "mattermost", "token", ("token_file",)),
     EnvOverride(telegram_config.TOKEN_VARIABLE, "telegram", "token", ("token_file",)),
+    EnvOverride("SUPERVISOR_WEB_LISTEN", "web", "listen"),
 )
-# Optional sections: an environment variable alone does not make one appear.
-_OPTIONAL_SECTIONS: Final = frozenset({"telegram"})
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -335,7 +338,7 @@ def _prepared(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]
     raw = dict(data)
     for override in ENV_OVERRIDES:
         value = env.get(override.variable, "")
-        if override.section in _OPTIONAL_SECTIONS and override.section not in raw:
+        if override.section not in raw:  # a variable alone does not make a front end appear
             continue
         table = _section(raw, override.section)
         if value and table is not None:  # an empty variable counts as unset
@@ -433,9 +436,13 @@ def config_from_dict(
     conv = converter(home, (base_dir or Path.cwd()).absolute())
     try:
         config = conv.structure(_prepared(data, env), Config)
-        return attrs.evolve(
-            config, mattermost=_with_token(config.mattermost), telegram=_telegram(config.telegram)
-        )
+        if config.mattermost is None and config.web is None and config.telegram is None:
+            raise ConfigError(
+                "mattermost",
+                "the configuration has no front end: add a [mattermost], [telegram] or [web] section",
+            )
+        mattermost = None if config.mattermost is None else _with_token(config.mattermost)
+        return attrs.evolve(config, mattermost=mattermost, telegram=_telegram(config.telegram))
     except STRUCTURE_ERRORS as exc:
         raise _from_environment(ConfigError(*first_problem(exc, _SECRETS)), env) from None
     except ConfigError as exc:
@@ -465,6 +472,12 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(shown, f"{shown} is not valid TOML: it is not UTF-8 text") from None
     return config_from_dict(data, env, base_dir=path.absolute().parent)
+
+
+def embedded_default(env: Mapping[str, str] | None = None) -> Config:
+    """What `run` serves when no configuration file exists (PRODUCT: the embedded
+    default): the local web chat alone, the default agent, the default state dir."""
+    return config_from_dict({"web": {}}, env)
 
 
 def find_config_path(explicit: str | None, env: Mapping[str, str], cwd: Path, home: Path) -> Path:

@@ -324,14 +324,16 @@ async def _within(seconds: float, fallback: T, work: Callable[[], Awaitable[T]])
 
 async def server_checks(config: Config, limits: Limits) -> list[CheckResult]:
     """Server, token, account, then one line per allowed user; each request bounded."""
-    url = shown_url(config.mattermost.url)
-    users = config.mattermost.allowed_users
+    mattermost = config.mattermost
+    assert mattermost is not None
+    url = shown_url(mattermost.url)
+    users = mattermost.allowed_users
     witness = _Witness(httpx.AsyncHTTPTransport(verify=ssl_context()))
     rest = MattermostRest(
-        config.mattermost.url,
-        config.mattermost.token,
+        mattermost.url,
+        mattermost.token,
         transport=witness,
-        requests_per_second=config.mattermost.requests_per_second,
+        requests_per_second=mattermost.requests_per_second,
     )
     wait = limits.network_s
     try:
@@ -534,7 +536,12 @@ async def run_checks(
     found: dict[str, list[CheckResult]] = {}
 
     async def server() -> None:
-        found["server"] = await server_checks(config, limits)
+        found["server"] = await server_checks(config, limits) if config.mattermost else []
+        if config.web is not None:
+            from supervisor.chat.web import doctor as web_doctor
+
+            lines = web_doctor.checks(config.web.listen, config.web.allow_remote, config.state.dir)
+            found["server"] += [CheckResult(c.name, c.ok, c.detail, c.fix) for c in lines]
 
     async def agent() -> None:
         argv = agent_version_argv(config.agent)

@@ -377,7 +377,7 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("token-and-token-file", _set("mattermost", "token", "x"), "mattermost.token", "keep only one"),
     ("token-with-space", lambda d, h: d["mattermost"].update(token="a b", token_file=""), "mattermost.token", "whitespace"),
     ("missing-url", _drop("mattermost", "url"), "mattermost.url", "is required"),
-    ("missing-mattermost", lambda d, h: d.pop("mattermost"), "mattermost.url", "is required"),
+    ("missing-mattermost", lambda d, h: d.pop("mattermost"), "mattermost", "no front end"),
     ("url-no-scheme", _set("mattermost", "url", "chat.example.com"), "mattermost.url", "http(s)://host"),
     ("url-wrong-scheme", _set("mattermost", "url", "ftp://chat.example.com"), "mattermost.url", "http(s)://host"),
     ("url-no-host", _set("mattermost", "url", "https://"), "mattermost.url", '"https://"'),

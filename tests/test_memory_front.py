@@ -182,3 +182,17 @@ async def test_a_choice_on_a_request_the_post_index_forgot_still_reaches_its_ses
         await run.wait_for(lambda: asked.post.id not in run.supervisor._post_thread)  # type: ignore[union-attr]
         run.chat.choose(asked.post.id, "allow_once")
         await run.wait_for(lambda: run.find(root, "tool ran: touch made.txt"))
+
+
+async def test_what_was_said_before_a_permission_request_is_posted_once(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        root = await run.new_session("alpha")
+        run.chat.say("[tool touch made.txt] make it", root)
+        await run.wait_for(lambda: (m := run.find(root, "Permission needed")) is not None and m.offered)
+        asked = run.find(root, "Permission needed")
+        assert asked is not None
+        run.chat.choose(asked.post.id, "allow_once")
+        await run.wait_for(lambda: run.find(root, "tool ran: touch made.txt", "Done"))
+        await trio.sleep(1.0)  # time for a stray post to show
+        said = [m for m in run.chat.thread(root) if m.post.user_id == BOT.id and "I will run a command" in m.post.message]
+        assert len(said) == 1

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.core.agent_events import TextBlock, TextDelta, TurnEnded
-from supervisor.core.outbox import Action, Call, Create, Edit, Idle, Outbox, Wait
+from supervisor.core.outbox import FINISHED_KEPT, Action, Call, Create, Edit, Idle, Outbox, Wait
 from supervisor.core.render import TurnRenderer
 from supervisor.core.thread_ops import PutPost
 
@@ -416,3 +416,28 @@ def test_a_post_is_not_forgotten_while_its_final_text_is_in_flight() -> None:
     outbox.put(PutPost.last("a", "done"), 0.1)  # the same text again, while it is sent
     outbox.done(create, "p0", 0.2)
     assert len(outbox) == 0 and outbox.is_settled()
+
+
+def test_a_forgotten_post_put_again_is_never_a_second_post() -> None:
+    """A turn's end puts again what it showed above a permission request: the same text is
+    nothing to do, a changed one an edit of that post (it was a second post before)."""
+    outbox = Outbox(0.5, id_prefix="test")
+    outbox.put(PutPost.last("t1.0", "I will run a command."), 0.0)
+    create = outbox.next_action(0.0)
+    assert isinstance(create, Create)
+    outbox.done(create, "p0", 0.0)
+    assert len(outbox) == 0  # forgotten: its final text shows
+    outbox.put(PutPost.last("t1.0", "I will run a command."), 1.0)
+    assert outbox.is_settled() and isinstance(outbox.next_action(1.0), Idle)
+    outbox.put(PutPost.last("t1.0", "I will run a command. ❌ failed"), 2.0)
+    assert outbox.next_action(2.0) == Edit("t1.0", "p0", "I will run a command. ❌ failed", urgent=True)
+
+
+def test_what_is_kept_of_forgotten_posts_is_bounded() -> None:
+    outbox = Outbox(0.5, id_prefix="test")
+    for i in range(FINISHED_KEPT + 50):
+        outbox.put(PutPost.last(f"k{i}", "x"), float(i))
+        create = outbox.next_action(float(i))
+        assert isinstance(create, Create)
+        outbox.done(create, f"p{i}", float(i))
+    assert len(outbox._finished) == FINISHED_KEPT and "k0" not in outbox._finished

@@ -521,7 +521,7 @@ def test_a_notice_such_as_a_missing_agent_is_shown_plainly_as_text(
         assert banner.text == notice  # the markup shows as text
         assert not banner.find_elements(page.by.TAG_NAME, "b")
         options = [o.get_attribute("textContent") for o in page.els("#new-agent option")]
-        assert options == ["claude", "opencode"]
+        assert options == ["(default agent)", "claude", "opencode"]
         personas = [o.get_attribute("textContent") for o in page.els("#new-persona option")]
         assert personas == ["(none)", "reviewer"]
     finally:

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from supervisor.chat.web import codec
 from supervisor.chat.web.db import WebDb
-from supervisor.chat.web.port import WEB_PLACE, ChoiceMade, MessagePosted, StopAsked, ThreadRef
+from supervisor.chat.web.port import (
+    WEB_PLACE,
+    ChoiceMade,
+    Incoming,
+    MessagePosted,
+    StopAsked,
+    ThreadRef,
+)
 from supervisor.chat.web.store import open_web_store
 from tests.web_served import receive_until, send, serve
 
@@ -81,7 +88,7 @@ def test_any_sequence_of_resends_gives_one_row_per_client_id(ids: list[str]) -> 
 
 def test_events_round_trip_through_the_inbox_record() -> None:
     thread = ThreadRef(WEB_PLACE, "t1")
-    events = [
+    events: list[Incoming] = [
         MessagePosted("c1", WEB_PLACE, thread, "u", "hi", ()),
         MessagePosted("c2", WEB_PLACE, None, "u", "!help"),
         ChoiceMade("c3", "m1", "allow_always", "u"),
@@ -90,7 +97,7 @@ def test_events_round_trip_through_the_inbox_record() -> None:
     assert [codec.decode_event(codec.encode_event(e)) for e in events] == events
 
 
-async def test_the_store_runs_every_call_off_the_event_loop_in_one_owner(tmp_path: Path) -> None:
+async def test_the_store_runs_every_call_off_the_event_loop_one_at_a_time(tmp_path: Path) -> None:
     loop_thread = threading.get_ident()
     seen: set[int] = set()
 

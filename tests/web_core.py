@@ -26,6 +26,7 @@ from supervisor.chat.web.port import (
     ChoiceMade,
     Incoming,
     MessagePosted,
+    OptionKind,
     StopAsked,
     ThreadRef,
 )
@@ -41,7 +42,7 @@ MARKDOWN = (
     "Here is a table:\n\n| file | lines |\n|---|---|\n| app.py | 120 |\n| db.py | 80 |\n\n"
     "and some code:\n\n```python\ndef hello():\n    return 'world'\n```\n\nThat is all."
 )
-OPTIONS = (("allow_once", "Allow"), ("allow_always", "Allow for this session"), ("reject", "Deny"))
+OPTIONS: tuple[tuple[OptionKind, str], ...] = (("allow_once", "Allow"), ("allow_always", "Allow for this session"), ("reject", "Deny"))
 
 
 @attrs.define
@@ -185,7 +186,7 @@ class StandInCore:
     async def _stream(
         self, thread: ThreadRef, words: list[str], key: str, sep: str = " "
     ) -> None:
-        message_id = await self.front.create(thread, "> 💭 thinking about it", f"a:{key}")
+        message_id = (await self.front.create(thread, "> 💭 thinking about it", f"a:{key}")).id
         shown = "> 💭 thinking about it\n\n🔧 `Bash` `echo hello`\n\n"
         for word in words:
             await trio.sleep(self.word_delay)

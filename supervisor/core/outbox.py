@@ -17,7 +17,9 @@ Rules it enforces:
 - A create carries a pending post id that is stable for that post, so a create retried
   after a timeout is deduplicated by the server instead of making a second post (which
   then shows the first attempt's text: if the text changed in between, an edit follows).
-- Memory stays flat: a post whose final text is on the server is forgotten.
+- Memory stays flat: a post whose final text is on the server is forgotten; the last
+  `FINISHED_KEPT` of those keep their id and text, so that putting one again (a turn's end
+  re-puts what it showed above a permission request) never makes a second post.
 
 Must never do I/O, sleep or read a clock: time comes in as `now`, and the caller makes the
 calls, backs off after failures, and waits as told.
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 
 import attrs
 
 from supervisor.core.thread_ops import PutPost
 
 MAX_PENDING_POST_ID = 64  # Mattermost ignores longer pending post ids
+FINISHED_KEPT = 256  # forgotten posts whose id and final text are still known
 
 
 @attrs.frozen
@@ -104,6 +107,8 @@ class Outbox:
     _in_flight: tuple[Call, float] | None = None
     _seq: int = 0  # counts puts
     _count: int = 0  # counts posts ever put: the next post's index
+    # key -> (post id, final text) of recently forgotten posts, oldest first
+    _finished: OrderedDict[str, tuple[str, str]] = attrs.Factory(OrderedDict)
 
     def __attrs_post_init__(self) -> None:
         if len(self.id_prefix) > MAX_PENDING_POST_ID - 12:
@@ -117,6 +122,15 @@ class Outbox:
         """The post `op.key` should show `op.text`. (`now` is unused: wanting is timeless.)"""
         self._seq += 1
         post = self._posts.get(op.key)
+        if post is None and op.key in self._finished:
+            post_id, text = self._finished[op.key]
+            if op.text == text:
+                return  # the server shows it already
+            # Back from the forgotten: an edit of the post it was, never a second post.
+            del self._finished[op.key]
+            index, self._count = self._count, self._count + 1
+            post = _Post(index, text, "", post_id=post_id, sent=text, born_seq=self._seq)
+            self._posts[op.key] = post
         if post is None:
             index, self._count = self._count, self._count + 1
             post = _Post(index, op.text, f"{self.id_prefix}:{index}", born_seq=self._seq)
@@ -246,6 +260,10 @@ class Outbox:
             self._dirty.discard(key)
             if post.final and not post.dropped and not self._calling(key):
                 del self._posts[key]  # its last words are on the server: nothing left to do
+                if post.post_id is not None:
+                    self._finished[key] = (post.post_id, post.wanted)
+                    if len(self._finished) > FINISHED_KEPT:
+                        self._finished.popitem(last=False)
         else:
             self._dirty.add(key)
 

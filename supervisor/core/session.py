@@ -52,7 +52,7 @@ from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 
 S = SessionState
-TYPING_EVERY_S = 4.0  # Mattermost shows "typing" for ~5 s per event
+TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the first goes at once
 
 
 @attrs.frozen
@@ -338,7 +338,7 @@ class SessionCore:
         if self.state is not S.IDLE or not self.queue:
             return []
         prompt = self.queue.popleft()
-        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=now + TYPING_EVERY_S)
+        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=now)
         self._set(S.BUSY)
         self.renderer.start_turn(now)
         unsettled = (*self.record.unsettled, prompt.post_id)

@@ -107,8 +107,14 @@ def _message(row: tuple[Any, ...]) -> MessageRow:
     )
 
 
-def new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(8)
+# Every id the web chat hands out starts with "web": with several front ends in one
+# supervisor, the id alone says which front end owns it (PORT: `FrontEnd.owns`).
+ID_PREFIX = "web"
+USER_MESSAGE = ID_PREFIX + "u"  # + the page's client id: a person's message
+
+
+def new_id(kind: str) -> str:
+    return ID_PREFIX + kind + secrets.token_hex(8)
 
 
 class WebDb:
@@ -239,7 +245,9 @@ class WebDb:
         found = self._find(key, client_id)
         if found is not None:
             return found
-        mid = new_id("m")
+        # A person's message is named after the page's client id, so the event that
+        # carries it (replayed after a restart too) names the message without a lookup.
+        mid = USER_MESSAGE + client_id if client_id is not None else new_id("m")
         self._conn.execute(
             "INSERT INTO messages (id, thread_id, key, client_id, author, kind, text,"
             " options, files, created, version) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -277,6 +285,25 @@ class WebDb:
                 (outcome, self._bump(), message_id),
             )
         return self.message(message_id)
+
+    def offer(self, message_id: str, options: tuple[tuple[str, str], ...]) -> MessageRow | None:
+        """Turn a message into a choice card with these buttons (again, if it was one)."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                "UPDATE messages SET kind = 'choice', options = ?, outcome = NULL, version = ?"
+                " WHERE id = ?",
+                (json.dumps(options), self._bump(), message_id),
+            )
+        return self.message(message_id)
+
+    def first_message(self, thread_id: str) -> MessageRow | None:
+        """A thread's header (its first message)."""
+        row = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? ORDER BY seq LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+        return None if row is None else _message(row)
 
     def message(self, message_id: str) -> MessageRow | None:
         row = self._conn.execute(

@@ -76,3 +76,8 @@ def page_check() -> WebCheck:
         return WebCheck("web page", False, f"missing {', '.join(missing)}", "reinstall")
     size = sum(len(asset.body) for asset in assets.values())
     return WebCheck("web page", True, f"{len(assets)} files, {size // 1024} KiB")
+
+
+def checks(listen: str, allow_remote: bool, state_dir: Path) -> list[WebCheck]:
+    """The web chat's lines, in report order."""
+    return [listen_check(listen, allow_remote), token_check(state_dir), page_check()]

@@ -15,6 +15,7 @@ they are.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -44,7 +45,7 @@ EVENT_QUEUE = 64
 class PageConfig:
     """What the new-session form offers, and a notice for the top of the page."""
 
-    agents: tuple[str, ...] = ("claude",)
+    agents: tuple[str, ...] = ()  # named agents; the form offers the default one first
     personas: tuple[str, ...] = ()
     default_cwd: str = ""
     notice: str = ""
@@ -78,13 +79,34 @@ class WebChat:
         if row is not None:
             self._thread_changed(row)
 
-    async def create(self, thread: ThreadRef, text: str, key: str) -> str:
-        row = await self.store.call(WebDb.create, thread.thread_id, "bot", "text", text, key=key)
+    async def create(
+        self, thread: ThreadRef, text: str, key: str | None, files: tuple[str, ...] = ()
+    ) -> MessageRow:
+        """A bot message (idempotent by `key` when given), with uploaded files attached."""
+        refs = tuple(attrs.asdict(ref) for ref in await self.store.call(_file_refs, files))
+        row = await self.store.call(
+            WebDb.create, thread.thread_id, "bot", "text", text, key=key, files=refs
+        )
         self._message_changed(row)
-        return row.id
+        return row
 
-    async def edit(self, message_id: str, text: str) -> None:
-        self._message_changed(await self.store.call(WebDb.edit, message_id, text))
+    async def edit(self, message_id: str, text: str) -> MessageRow | None:
+        row = await self.store.call(WebDb.edit, message_id, text)
+        self._message_changed(row)
+        return row
+
+    async def header(self, thread_id: str) -> MessageRow | None:
+        return await self.store.call(WebDb.first_message, thread_id)
+
+    async def offer_choice(
+        self, message_id: str, options: tuple[tuple[OptionKind, str], ...]
+    ) -> None:
+        """Buttons on a message the core already wrote (a permission request)."""
+        self._message_changed(await self.store.call(WebDb.offer, message_id, options))
+
+    def mark_queued(self, message_id: str, queued: bool) -> None:
+        # Live only: a badge on a waiting prompt, gone once its turn starts anyway.
+        self.hub.publish({"type": "queued", "message": message_id, "queued": queued})
 
     async def show_choice(
         self, thread: ThreadRef, text: str, options: tuple[tuple[OptionKind, str], ...], key: str
@@ -142,7 +164,9 @@ class WebChat:
             case codec.Post(id=cid, thread=thread_id, text=text, files=file_ids):
                 refs = await self.store.call(_file_refs, file_ids)
                 thread = None if thread_id in (None, MAIN_THREAD) else ThreadRef(WEB_PLACE, thread_id)
-                event = MessagePosted(cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs)
+                event = MessagePosted(
+                    cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs, sent_at=time.time()
+                )
                 files = tuple(attrs.asdict(ref) for ref in refs)
                 text_message = {"thread_id": codec.thread_of(thread_id), "text": text, "files": files}
             case codec.Choose(id=cid, message=message_id, option=option):

@@ -1,23 +1,24 @@
-"""The web chat's side of the chat port, in the core's words (see ../shared issue 10 sketch).
+"""The web chat's own records of what the page did, as its inbox keeps them.
 
-Until the port lands in `supervisor/core/`, these frozen classes stand in for the core's
-own: `Place`, `ThreadRef`, the incoming events `MessagePosted`, `ChoiceMade`, `StopAsked`,
-and `ChatLimits`. The glue step replaces them with imports from the core; nothing here
-names a web concept (no WebSocket, no client id: the event id IS the page's client id).
+`MessagePosted`, `ChoiceMade` and `StopAsked` are what `WebChat` records (durably, once
+per client id) and replays after a restart; `link.to_core` turns each into the core's
+event (`Posted`, `ChoiceMade`). The kinds of choice are the core's own (`ChoiceKind`).
+Nothing here names a web concept (no WebSocket, no client id: the event id IS the page's
+client id).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import attrs
+
+from supervisor.core.events import CHOICE_KINDS, ChoiceKind
 
 # The one place of the web chat: the page. Its main thread takes commands only (`!new`...).
 WEB_PLACE = "web"
 MAIN_THREAD = "main"
 
-OptionKind = Literal["allow_once", "allow_always", "reject", "stop"]
-OPTION_KINDS: tuple[OptionKind, ...] = ("allow_once", "allow_always", "reject", "stop")
+OptionKind = ChoiceKind
+OPTION_KINDS = CHOICE_KINDS
 
 
 @attrs.frozen
@@ -44,6 +45,7 @@ class MessagePosted:
     text: str
     attachments: tuple[AttachmentRef, ...] = ()
     reply_to: str | None = None
+    sent_at: float = 0.0  # when the web chat accepted it (epoch seconds); 0: not known
 
 
 @attrs.frozen
@@ -63,20 +65,6 @@ class StopAsked:
 
 Incoming = MessagePosted | ChoiceMade | StopAsked
 
-
-@attrs.frozen
-class ChatLimits:
-    max_message_chars: int
-    min_edit_interval_s: float
-    typing_every_s: float
-    markup: Literal["markdown", "telegram_html"]
-
-
-# The page renders Markdown itself (sanitised), takes long messages, and an edit costs one
-# local SQLite write, so streaming can be smooth.
-WEB_LIMITS = ChatLimits(
-    max_message_chars=200_000, min_edit_interval_s=0.1, typing_every_s=3.0, markup="markdown"
-)
 
 # The one person at the page: the token holder.
 WEB_AUTHOR = "web-user"

@@ -21,6 +21,7 @@ import attrs
 TOKEN_FILE = "web-token"
 TOKEN_BYTES = 32
 LISTEN_KEY = "web.listen"
+DEFAULT_LISTEN = "127.0.0.1:8765"  # PRODUCT.md: the embedded default
 
 
 @attrs.frozen

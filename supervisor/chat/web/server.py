@@ -1,8 +1,9 @@
 """The web chat as one service in the nursery tree: its store, its front, its HTTP server.
 
-`serve_web_chat` is started with `nursery.start`; it reports a `RunningWebChat` (the
-front the core talks to, and the URL to print) only once the port is bound, and runs
-until cancelled. hypercorn's trio connection handler does all HTTP/1.1 and WebSocket
+`open_web_chat` opens the store and reads the token (the front the core talks to works
+from then on); `listen` binds the port and serves, reporting a `RunningWebChat` (with
+the URL to print) once bound; `serve_web_chat` is both, as one service started with
+`nursery.start`. hypercorn's trio connection handler does all HTTP/1.1 and WebSocket
 work (`http_server`).
 """
 
@@ -20,11 +21,11 @@ from supervisor.chat.web.asgi import WebApp
 from supervisor.chat.web.front import PageConfig, WebChat
 from supervisor.chat.web.http_server import serve_http
 from supervisor.chat.web.hub import Hub
-from supervisor.chat.web.store import open_web_store
+from supervisor.chat.web.store import WebStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:8765"  # PRODUCT.md: the embedded default
+DEFAULT_LISTEN = security.DEFAULT_LISTEN
 
 
 @attrs.frozen
@@ -35,6 +36,11 @@ class WebSettings:
     listen: str = DEFAULT_LISTEN
     max_upload_bytes: int = 50 * 1024 * 1024
     page: PageConfig = attrs.field(factory=PageConfig)
+
+
+class CannotListen(Exception):
+    """The address of `web.listen` cannot be bound (taken, not this machine's): one
+    sentence for the person, no traceback."""
 
 
 @attrs.frozen
@@ -62,19 +68,60 @@ def _config(address: security.ListenAddress) -> Config:
     return config
 
 
-async def serve_web_chat(
-    settings: WebSettings, *, task_status: trio.TaskStatus[RunningWebChat] = trio.TASK_STATUS_IGNORED
-) -> None:
+@attrs.define
+class OpenedWebChat:
+    """The web chat with its store open and its token read, not listening yet: the core
+    may already write to it (a thread, a message), and every tab will see that."""
+
+    settings: WebSettings
+    front: WebChat
+    token: str
+
+    async def aclose(self) -> None:
+        await self.front.store.aclose()
+
+
+async def open_web_chat(settings: WebSettings) -> OpenedWebChat:
     address = security.parse_listen(settings.listen)
     if isinstance(address, str):
         raise ValueError(address)
     token = await trio.to_thread.run_sync(security.load_or_create_token, settings.state_dir)
-    async with open_web_store(settings.state_dir) as store, trio.open_nursery() as nursery:
-        front = WebChat(store, Hub(), settings.page)
-        app = WebApp(front, token, address.port, settings.max_upload_bytes)
-        binds: list[str] = await nursery.start(serve_http, app, _config(address))
+    store = await WebStore.open(settings.state_dir)
+    return OpenedWebChat(settings, WebChat(store, Hub(), settings.page), token)
+
+
+async def listen(
+    opened: OpenedWebChat,
+    *,
+    task_status: trio.TaskStatus[RunningWebChat] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the page until cancelled; `started()` once the port is bound."""
+    settings, front = opened.settings, opened.front
+    address = security.parse_listen(settings.listen)
+    assert not isinstance(address, str)  # checked by open_web_chat
+    async with trio.open_nursery() as nursery:
+        app = WebApp(front, opened.token, address.port, settings.max_upload_bytes)
+        try:
+            binds: list[str] = await nursery.start(serve_http, app, _config(address))
+        except OSError as error:
+            raise CannotListen(
+                f"the web chat cannot listen on {settings.listen}: "
+                f"{error.strerror or error}; stop what uses it (another supervisor?) "
+                "or set web.listen to a free address"
+            ) from None
         base = binds[0]
         port = int(base.rpartition(":")[2])
         app.port = port  # port 0 asked: the cookie's name carries the port really bound
         nursery.start_soon(front.replay_unhandled)
-        task_status.started(RunningWebChat(front, f"{base}/?token={token}", port))
+        task_status.started(RunningWebChat(front, f"{base}/?token={opened.token}", port))
+
+
+async def serve_web_chat(
+    settings: WebSettings, *, task_status: trio.TaskStatus[RunningWebChat] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Open, then serve, until cancelled: the web chat as one service."""
+    opened = await open_web_chat(settings)
+    try:
+        await listen(opened, task_status=task_status)
+    finally:
+        await opened.aclose()

@@ -28,6 +28,7 @@
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
     retry: 250,
+    queued: new Set(), // ids of the person's messages waiting for their turn (live only)
   };
 
   function loadOutbox() {
@@ -90,6 +91,12 @@
         state.typingUntil.set(update.thread, Date.now() + TYPING_MS);
         renderTyping();
         break;
+      case "queued":
+        if (update.queued) state.queued.add(update.message); else state.queued.delete(update.message);
+        for (const li of document.querySelectorAll(`li[data-id="${CSS.escape(update.message)}"]`)) {
+          li.classList.toggle("queued", update.queued);
+        }
+        break;
       case "ack":
         state.outbox = state.outbox.filter((m) => m.id !== update.id);
         saveOutbox();
@@ -102,8 +109,8 @@
     const notice = $("notice");
     notice.hidden = !page.notice;
     notice.textContent = page.notice;
-    fillSelect($("new-agent"), page.agents, false);
-    fillSelect($("new-persona"), page.personas, true);
+    fillSelect($("new-agent"), page.agents, "(default agent)");
+    fillSelect($("new-persona"), page.personas, "(none)");
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
@@ -113,13 +120,14 @@
     renderSidebar();
     if (!state.threads.has(state.selected)) state.selected = "main";
     select(state.selected, !state.messages.has(state.selected));
+    followHash();
     flushOutbox();
   }
 
   function fillSelect(select, values, blank) {
     const current = select.value;
     select.replaceChildren();
-    if (blank) select.append(new Option("(none)", ""));
+    select.append(new Option(blank, ""));
     for (const v of values) select.append(new Option(v, v));
     if (current) select.value = current;
   }
@@ -190,8 +198,16 @@
     }
   }
 
+  // The supervisor ends every turn with a completion line (✅ done, ⏹️ interrupted,
+  // ⚠️ failed): the turn is over, so "working" and Stop go at once, not when the last
+  // typing signal lapses.
+  const TURN_ENDED = /(^|\n)(✅|⏹️|⚠️)[^\n]*\s*$/u;
+
   function applyMessage(message) {
     state.version = Math.max(state.version, message.version);
+    if (message.author === "bot" && TURN_ENDED.test(message.text) && state.typingUntil.delete(message.thread_id)) {
+      renderTyping();
+    }
     const loaded = state.messages.get(message.thread_id);
     // A change to a message older than the loaded pages shows when its page is fetched.
     if (loaded && state.more.get(message.thread_id) && message.seq < oldestSeq(message.thread_id)) return;
@@ -261,8 +277,8 @@
       if (state.unread.has(thread.id)) name.classList.add("unread");
       if (thread.id !== "main") {
         const badge = document.createElement("span");
-        badge.className = "state " + thread.state;
-        badge.textContent = thread.state;
+        badge.className = "state " + shownState(thread);
+        badge.textContent = shownState(thread);
         name.append(badge);
       }
       button.append(name);
@@ -283,7 +299,7 @@
     const thread = state.threads.get(state.selected);
     $("thread-title").textContent = thread ? thread.title : "Supervisor";
     $("thread-meta").textContent = thread && thread.id !== "main"
-      ? [thread.state, thread.agent, thread.cwd].filter(Boolean).join(" · ") : "commands: !new NAME, !sessions, !help";
+      ? [shownState(thread), thread.agent, thread.cwd].filter(Boolean).join(" · ") : "commands: !new NAME, !sessions, !help";
     renderTyping();
   }
 
@@ -341,7 +357,7 @@
     const li = document.createElement("li");
     li.dataset.id = m.id;
     li.dataset.seq = m.seq;
-    li.className = m.author + " " + m.kind;
+    li.className = m.author + " " + m.kind + (state.queued.has(m.id) ? " queued" : "");
     if (m.client_id) li.dataset.client = m.client_id;
     const body = document.createElement("div");
     body.className = "body";
@@ -368,7 +384,10 @@
   const LABELS = { allow_once: "Allow", allow_always: "Allow for this session", reject: "Deny", stop: "Stop" };
 
   function choiceNode(m) {
-    if (m.outcome) {
+    if (m.outcome !== null && m.outcome !== undefined) {
+      // Settled: the buttons are gone (the supervisor may have written the outcome
+      // into the message itself, then there is no outcome line).
+      if (!m.outcome) return document.createDocumentFragment();
       const div = document.createElement("div");
       div.className = "outcome";
       div.textContent = m.outcome;
@@ -409,7 +428,24 @@
     }
   }
 
+  // The supervisor says a session is "active"; whether a turn runs shows in its typing
+  // signal (and a prompt just sent): busy while that lasts, idle otherwise.
+  function shownState(thread) {
+    if (thread.state !== "active") return thread.state;
+    return (state.typingUntil.get(thread.id) || 0) > Date.now() ? "busy" : "idle";
+  }
+
+  let shownBusy = "";
   function renderTyping() {
+    const busyNow = Array.from(state.threads.values()).filter((t) => shownState(t) === "busy").map((t) => t.id).join();
+    if (busyNow !== shownBusy) {
+      shownBusy = busyNow;
+      renderSidebar();
+      const selected = state.threads.get(state.selected);
+      if (selected && selected.id !== "main") {
+        $("thread-meta").textContent = [shownState(selected), selected.agent, selected.cwd].filter(Boolean).join(" · ");
+      }
+    }
     const thread = state.threads.get(state.selected);
     // A turn's end sets the thread idle: the last typing signal must not outlive it.
     const typing = (state.typingUntil.get(state.selected) || 0) > Date.now() && !(thread && thread.state === "idle");
@@ -427,6 +463,12 @@
     const files = state.files;
     if (!text.trim() && !files.length) return;
     const thread = state.selected === "main" ? null : state.selected;
+    if (thread && !text.trim().startsWith("!")) {
+      // A prompt starts a turn (or waits for the running one): Stop is useful from now
+      // on, before the supervisor's first typing signal.
+      state.typingUntil.set(thread, Date.now() + TYPING_MS);
+      renderTyping();
+    }
     const message = enqueue({ type: "post", thread, text, files: [] });
     if (files.length) state.uploads.set(message.id, files);
     $("text").value = "";
@@ -498,6 +540,20 @@
       $("new-toggle").setAttribute("aria-expanded", "false");
     });
   }
+
+  // The supervisor's links to a session ("#thread/ID") open that thread.
+  // A link to a message of a loaded thread ("#thread/MESSAGE") opens that thread.
+  function followHash() {
+    const match = /^#thread\/([A-Za-z0-9_-]+)$/.exec(location.hash);
+    if (!match) return;
+    let thread = state.threads.has(match[1]) ? match[1] : null;
+    if (!thread) {
+      for (const [id, loaded] of state.messages) if (loaded.has(match[1])) thread = id;
+    }
+    if (thread) select(thread, !state.messages.has(thread));
+    history.replaceState(null, "", location.pathname);  // the same link works twice
+  }
+  window.addEventListener("hashchange", followHash);
 
   wire();
   showConnection();

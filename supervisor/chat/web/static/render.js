@@ -19,6 +19,9 @@
   DOMPurify.setConfig(SANITIZE);
 
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A" && (node.getAttribute("href") || "").startsWith("#")) {
+      return; // a link to a thread of this page stays in this tab
+    }
     if (node.tagName === "A") {
       node.setAttribute("target", "_blank");
       node.setAttribute("rel", "noopener noreferrer");
@@ -53,10 +56,38 @@
       details.append(summary, ...Array.from(quote.childNodes));
       quote.replaceWith(details);
     }
+    linkThreads(fragment);
     for (const p of Array.from(fragment.querySelectorAll("p"))) {
       const text = p.textContent.trimStart();
       if (TOOL.test(text)) p.classList.add("tool");
       else if (COMPLETION.test(text)) p.classList.add("completion");
+    }
+  }
+
+  // The supervisor writes a session's link as "#thread/ID" (its permalink): made a link
+  // here, built from text nodes, so nothing of the text is ever parsed as markup.
+  const THREAD_LINK = /#thread\/[A-Za-z0-9_-]+/g;
+  function linkThreads(fragment) {
+    const walker = document.createTreeWalker(fragment, NodeFilter.SHOW_TEXT);
+    const found = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (!node.parentElement || !node.parentElement.closest("a, code, pre")) found.push(node);
+    }
+    for (const node of found) {
+      const text = node.nodeValue;
+      if (!text.includes("#thread/")) continue;
+      const parts = document.createDocumentFragment();
+      let at = 0;
+      for (const match of text.matchAll(THREAD_LINK)) {
+        parts.append(text.slice(at, match.index));
+        const a = document.createElement("a");
+        a.href = match[0];
+        a.textContent = "open the thread";
+        parts.append(a);
+        at = match.index + match[0].length;
+      }
+      parts.append(text.slice(at));
+      node.replaceWith(parts);
     }
   }
 

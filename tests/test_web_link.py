@@ -1,0 +1,215 @@
+"""The web chat's side of the chat port: `WebLink` (outgoing) and `to_core` (incoming).
+
+In process, against a real store in a temporary state dir (no HTTP: the link works from
+`open_web_chat` on, before anything listens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from supervisor.chat.web import codec
+from supervisor.chat.web.config import WebConfig
+from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.front_end import missing_agent_notice, web_settings
+from supervisor.chat.web.link import (
+    CHANNEL,
+    PERSON,
+    Clock,
+    WebLink,
+    to_core,
+)
+from supervisor.chat.web.port import (
+    WEB_AUTHOR,
+    WEB_PLACE,
+    AttachmentRef,
+    MessagePosted,
+    StopAsked,
+    ThreadRef,
+)
+from supervisor.chat.web.port import (
+    ChoiceMade as WebChoice,
+)
+from supervisor.chat.web.server import OpenedWebChat, WebSettings, open_web_chat
+from supervisor.config import config_from_dict
+from supervisor.core.events import Choice, ChoiceMade, Posted
+
+LIMIT = 10
+
+
+@asynccontextmanager
+async def opened(tmp_path: Path) -> AsyncIterator[tuple[OpenedWebChat, WebLink]]:
+    chat = await open_web_chat(WebSettings(state_dir=tmp_path, listen="127.0.0.1:0"))
+    try:
+        yield chat, WebLink(chat.front)
+    finally:
+        await chat.aclose()
+
+
+async def test_threads_and_posts_are_idempotent_by_key_and_ids_say_web(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, link):
+            header = "🧵 **Session `alpha`** · `/srv/alpha`\nstarted now"
+            root = await link.open_thread(CHANNEL, header, key="k-alpha", title="alpha")
+            again = await link.open_thread(CHANNEL, header, key="k-alpha", title="alpha")
+            reply = await link.create_post(CHANNEL, "hello", root_id=root.id, idempotency_key="p1")
+            resent = await link.create_post(CHANNEL, "hello", root_id=root.id, idempotency_key="p1")
+            main = await link.create_post(CHANNEL, "a command's answer")
+            threads = await chat.front.store.call(WebDb.threads)
+
+    assert root.id == again.id and root.id.startswith("web")
+    assert reply.id == resent.id and reply.id.startswith("web") and reply.root_id == root.id
+    assert main.root_id == "" and main.channel_id == CHANNEL == "web"
+    sidebar = next(t for t in threads if t.id == root.id)
+    assert (sidebar.title, sidebar.cwd) == ("alpha", "/srv/alpha")
+    assert link.permalink(root.id) == f"#thread/{root.id}"
+
+
+async def test_editing_a_thread_root_edits_its_header(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, link):
+            root = await link.open_thread(CHANNEL, "first words", key="k", title="t")
+            edited = await link.edit_post(root.id, "🧵 ended")
+            rows = await chat.front.store.call(WebDb.thread_messages, root.id)
+
+    assert edited.id == root.id
+    assert [row.text for row in rows] == ["🧵 ended"]
+
+
+async def test_choices_become_buttons_and_settling_removes_them(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, link):
+            root = await link.open_thread(CHANNEL, "h", key="k", title="t")
+            asked = await link.create_post(CHANNEL, "🔐 Bash wants to run", root_id=root.id)
+            await link.offer_choices(asked.id, ("allow_once", "allow_always", "reject", "stop"))
+            offered = await chat.front.store.call(WebDb.message, asked.id)
+            await link.settle_choices(asked.id)
+            settled = await chat.front.store.call(WebDb.message, asked.id)
+            cut = await link.create_post(CHANNEL, "✂️ cut", root_id=root.id)
+            await link.offer_choices(cut.id, ("rerun",))
+            rerun = await chat.front.store.call(WebDb.message, cut.id)
+
+    assert offered is not None and offered.kind == "choice" and offered.outcome is None
+    assert offered.options == (
+        ("allow_once", "Allow"), ("allow_always", "Allow for this session"), ("reject", "Deny"),
+    )  # fmt: skip
+    assert settled is not None and settled.outcome == ""  # no buttons; the text says what
+    assert rerun is not None and rerun.options == (("rerun", "Run again"),)
+    assert link.choice_legend(("allow_once", "reject")) == ""
+
+
+async def test_files_go_up_and_come_back(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (_, link):
+            file_id = await link.upload_file(CHANNEL, "report.txt", b"all good\n")
+            post = await link.create_post(CHANNEL, "", root_id="", file_ids=(file_id,))
+            info = await link.file_info(file_id)
+            data = await link.download_file(file_id)
+
+    assert file_id.startswith("web") and post.file_ids == (file_id,)
+    assert (info.name, info.size) == ("report.txt", 9) and data == b"all good\n"
+
+
+async def test_handled_marks_the_inbox_row_so_it_is_not_replayed(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, link):
+            post = codec.Post("client-0001", None, "!help")
+            await chat.front.replay_unhandled()
+            await chat.front.accept(post)
+            event = await chat.front.events.receive()
+            core = to_core(event, Clock())
+            assert isinstance(core, Posted)
+            link.handled(core.post.channel_id, core.post.id)
+            link.handled(CHANNEL, "webm-not-a-person's-message")  # ignored
+            await chat.front.handled(await link.handled_marks.receive())
+            left = await chat.front.store.call(WebDb.unhandled)
+
+    assert core.post.id == "webuclient-0001"  # the page's message, named after its client id
+    assert left == []
+
+
+def test_page_actions_in_the_core_words() -> None:
+    clock = Clock()
+    thread = ThreadRef(WEB_PLACE, "webt1")
+    posted = to_core(
+        MessagePosted("c1", WEB_PLACE, thread, WEB_AUTHOR, "hi", (AttachmentRef("webf1", "a", 1),)),
+        clock,
+    )
+    main = to_core(MessagePosted("c2", WEB_PLACE, None, WEB_AUTHOR, "!help"), clock)
+    chosen = to_core(WebChoice("c3", "webm9", "allow_always", WEB_AUTHOR), clock)
+    stopped = to_core(StopAsked("c4", thread, WEB_AUTHOR), clock)
+
+    assert isinstance(posted, Posted) and isinstance(main, Posted)
+    assert (posted.post.root_id, posted.post.file_ids) == ("webt1", ("webf1",))
+    assert main.post.root_id == "" and main.post.create_at > posted.post.create_at
+    assert posted.post.user_id == PERSON.id
+    assert chosen == ChoiceMade(Choice(PERSON.id, "webm9", "allow_always", CHANNEL))
+    assert stopped == ChoiceMade(Choice(PERSON.id, "webt1", "stop", CHANNEL))
+
+
+def test_the_clock_never_goes_back_even_within_one_millisecond() -> None:
+    clock = Clock()
+    stamps = [clock.next() for _ in range(1000)]
+    assert stamps == sorted(set(stamps))
+
+
+@pytest.mark.parametrize(
+    ("listen", "allow_remote", "ok"),
+    [
+        ("127.0.0.1:8765", False, True),
+        ("[::1]:8765", False, True),
+        ("localhost:1", False, True),
+        ("0.0.0.0:8765", False, False),
+        ("192.168.1.5:8765", False, False),
+        ("0.0.0.0:8765", True, True),
+    ],
+)
+def test_web_listen_needs_allow_remote_beyond_loopback(listen: str, allow_remote: bool, ok: bool) -> None:
+    if ok:
+        assert WebConfig(listen, allow_remote).listen == listen
+    else:
+        with pytest.raises(ValueError, match=r"web\.allow_remote"):
+            WebConfig(listen, allow_remote)
+
+
+def test_settings_come_from_the_configuration(tmp_path: Path) -> None:
+    config = config_from_dict(
+        {
+            "web": {"listen": "127.0.0.1:9999"},
+            "state": {"dir": str(tmp_path)},
+            "files": {"max_upload_mb": 2},
+            "agent": {"command": ["no-such-agent-program"], "default_cwd": str(tmp_path)},
+            "personas": {"reviewer": {}},
+        },
+        {"HOME": str(tmp_path)},
+    )
+    settings = web_settings(config)
+
+    assert (settings.listen, settings.state_dir, settings.max_upload_bytes) == ("127.0.0.1:9999", tmp_path, 2_000_000)
+    assert settings.page.personas == ("reviewer",) and settings.page.default_cwd == str(tmp_path)
+    assert "`no-such-agent-program` was not found" in settings.page.notice
+    assert missing_agent_notice(("sh",), "/bin:/usr/bin") == ""
+
+
+async def test_a_replayed_message_keeps_the_time_it_was_sent(tmp_path: Path) -> None:
+    """The core's ledger forgets handled ids older than its cursor's slack: a message it
+    handled whose web mark was lost (kill -9 between the two writes) and that comes back
+    after a long stop must look as old as it is, or it would run twice."""
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()
+            await chat.front.accept(codec.Post("client-0002", None, "!help"))
+            first = to_core(await chat.front.events.receive(), Clock())
+        await trio.sleep(0.05)  # the restart takes a while
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()
+            again = to_core(await chat.front.events.receive(), Clock())  # a new process
+
+    assert isinstance(first, Posted) and isinstance(again, Posted)
+    assert again.post.id == first.post.id
+    assert again.post.create_at == first.post.create_at
