@@ -34,8 +34,8 @@ class TgWorld:
     fake: FakeBotApi
     tmp: Path
     nursery: trio.Nursery
-    # Beside Telegram, as `[mattermost]` is still a required section; nobody talks there.
-    mattermost: FakeMattermost
+    # Beside Telegram when a test asks for it (nobody talks there); else Telegram alone.
+    mattermost: FakeMattermost | None = None
     config_path: Path = attrs.field(init=False)
     supervisor: Supervisor | None = None
     _scope: trio.CancelScope | None = None
@@ -46,7 +46,8 @@ class TgWorld:
     def __attrs_post_init__(self) -> None:
         self.fake.add_user(ALICE, "Alice", username="alice_tg")
         self.fake.add_user(MALLORY, "Mallory")
-        self.mattermost.add_user("alice")
+        if self.mattermost is not None:
+            self.mattermost.add_user("alice")
         for name in ("home", "agent-log", "work", "state"):
             (self.tmp / name).mkdir(exist_ok=True)
         self.work, self.agent_log = self.tmp / "work", self.tmp / "agent-log"
@@ -55,9 +56,11 @@ class TgWorld:
 
     def configure(self, *, agent: dict[str, object] | None = None,
                   telegram: dict[str, object] | None = None) -> None:  # fmt: skip
+        beside = {} if self.mattermost is None else {"mattermost": {
+            "url": self.mattermost.url, "token": self.mattermost.bot_token, "allowed_users": ["alice"],
+        }}  # fmt: skip
         write_toml(self.config_path, {
-            "mattermost": {"url": self.mattermost.url, "token": self.mattermost.bot_token,
-                           "allowed_users": ["alice"]},
+            **beside,
             "telegram": {"token": TOKEN, "allowed_user_ids": [ALICE], "api_url": self.fake.url,
                          "poll_s": 2, **(telegram or {})},
             "agent": {
@@ -171,12 +174,13 @@ class TgWorld:
 
 
 @asynccontextmanager
-async def tg_world(tmp_path: Path, **settings: Any) -> AsyncIterator[TgWorld]:
+async def tg_world(tmp_path: Path, *, with_mattermost: bool = False, **settings: Any) -> AsyncIterator[TgWorld]:
     fake = FakeBotApi(**settings)
-    mattermost = FakeMattermost()
+    mattermost = FakeMattermost() if with_mattermost else None
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
-        await nursery.start(mattermost.serve)
+        if mattermost is not None:
+            await nursery.start(mattermost.serve)
         w = TgWorld(fake, tmp_path, nursery, mattermost)
         try:
             yield w

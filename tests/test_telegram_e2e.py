@@ -25,7 +25,7 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(40):
-        async with tg_world(tmp_path) as w:
+        async with tg_world(tmp_path, with_mattermost=True) as w:  # beside [mattermost]
             w.configure(telegram=FAST)
             await w.start()
             topic = await w.new_session("alpha")
