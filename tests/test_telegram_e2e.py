@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import trio
 from supervisor.chat.telegram.client import BotApi, Conflict
 from tests.fakes.telegram_botapi import TOKEN
 from tests.fakes.telegram_schema import call_problems
+from tests.harness import REPO
 from tests.telegram_world import ALICE, MALLORY, tg_world
 
 FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}  # Telegram's ~1/s would make tests slow
@@ -346,3 +349,21 @@ async def test_a_prompt_waiting_its_turn_is_marked_and_the_mark_goes_when_it_run
             await w.answered(topic, "echo #2: second")
             await w.wait_for(lambda: sent.reactions == [] and sent.reaction_changes == 2)
             assert call_problems(w.fake.calls) == []
+
+
+async def test_check_verifies_the_token_topic_mode_and_webhook_and_never_prints_the_token(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.fake.set_webhook("https://example.invalid/hook")
+            done = await trio.run_process(
+                [sys.executable, "-m", "supervisor", "check", "--config", str(w.config_path)],
+                capture_stdout=True, capture_stderr=True, check=False,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )  # fmt: skip
+            out = done.stdout.decode() + done.stderr.decode()
+            assert "telegram token    ok    @fake_claude_bot accepts the token" in out
+            assert "telegram topics   ok" in out
+            assert "telegram webhook  FAIL" in out and "example.invalid" in out
+            assert TOKEN not in out and TOKEN.split(":")[1] not in out
