@@ -73,6 +73,14 @@ async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tm
                 assert not any(f"{other}-p" in shown for other in others)
                 drafts = [text for t, _d, text in w.fake.chat(ALICE).drafts if t == topic]
                 assert not any(f"{o}-p" in d for o in others for d in drafts)
+            # Every text ever sent or edited in, not only what shows at the end.
+            messages = w.fake.chat(ALICE).messages
+            for call in w.fake.calls:
+                if call.method not in ("sendMessage", "editMessageText") or call.status != 200:
+                    continue
+                sent_to = messages[call.reply["result"]["message_id"]].message.get("message_thread_id")
+                for name in re.findall(r"(s\d)-p\d", call.params["text"]):
+                    assert sent_to == topics[name], (name, call.params["text"])
 
 
 async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_nothing(
