@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -375,3 +376,19 @@ async def test_check_verifies_the_token_topic_mode_and_webhook_and_never_prints_
             assert "telegram topics   ok" in out
             assert "telegram webhook  FAIL" in out and "example.invalid" in out
             assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+
+async def test_sigterm_stops_within_ten_seconds_even_during_a_long_poll(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram={**FAST, "poll_s": 30})
+            process = w.spawn()
+            topic = await w.new_session("term", timeout=30)
+            w.say("[slow 20] long", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=20)
+            await trio.sleep(0.5)
+            started = trio.current_time()
+            process.send_signal(signal.SIGTERM)
+            await w.wait_for(lambda: process.poll() is not None, timeout=15)
+            assert process.returncode == 0 and trio.current_time() - started < 10
+            assert "stopped" in w.log_text() and TOKEN not in w.log_text()
