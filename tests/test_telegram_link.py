@@ -227,3 +227,20 @@ async def test_a_message_with_no_text_or_file_is_confirmed_without_reaching_the_
                 help_update = max(fake.delivered)
                 await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_topic_whose_header_a_crash_cut_gets_it_on_the_next_try_and_no_twin(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path) as (front, _events):
+                root = await front.tg._new_topic(ALICE, "delta", "k-delta")  # then the crash
+            async with front_end(fake, tmp_path) as (front, _events):
+                again = await front.tg.open_thread(CHANNEL, "**delta** header", key="k-delta", title="delta")
+                twice = await front.tg.open_thread(CHANNEL, "**delta** header", key="k-delta", title="delta")
+            assert again.id == twice.id == root
+            topic = ids.parse_post(root)[1]
+            assert list(fake.chat(ALICE).topics) == [topic]
+            assert [s.message["text"] for s in said(fake, topic)] == ["delta header"]

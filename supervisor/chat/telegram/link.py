@@ -89,8 +89,8 @@ class TelegramLink:
         The person may write there as soon as the header shows, before the core has the
         thread's id: `opened` holds their messages until this returns."""
         chat_id = ids.chat_of(channel_id)
-        known = self.memory.keys.get(key)
-        if known is not None and known in self.memory.threads:
+        known = self.memory.thread_of_key(key)
+        if known is not None and self.memory.threads[known].header_id:
             return self._post(known, channel_id, header)
         done = trio.Event()
         self._opening.setdefault(chat_id, []).append(done)
@@ -100,6 +100,20 @@ class TelegramLink:
             self._opening[chat_id].remove(done)
             done.set()
 
+    async def _new_topic(self, chat_id: int, title: str, key: str) -> str:
+        """A topic for the thread (or the one the person opened under that name); its
+        key is durable before anything goes into it: one topic per key, even across a
+        crash."""
+        topic_id = self.opened_topics.pop((chat_id, title), None)
+        if topic_id is None:
+            name = title[: LIMITS.max_topic_name_chars] or "session"
+            topic_id = (await self.api.create_forum_topic(chat_id, name)).message_thread_id
+        root = ids.post(chat_id, topic_id)
+        self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id, 0, key)
+        self.memory.changed()
+        await self.memory.commit()
+        return root
+
     async def opened(self, chat_id: int) -> None:
         """Wait until no thread of this chat is being opened (see `open_thread`)."""
         while waiting := self._opening.get(chat_id):
@@ -107,26 +121,20 @@ class TelegramLink:
 
     async def _open_thread(self, channel_id: str, chat_id: int, header: str, key: str, title: str) -> Post:
         if self.topics:
-            topic_id = self.opened_topics.pop((chat_id, title), None)
-            if topic_id is None:
-                name = title[: LIMITS.max_topic_name_chars] or "session"
-                topic_id = (await self.api.create_forum_topic(chat_id, name)).message_thread_id
-            root = ids.post(chat_id, topic_id)
-            self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id)
-            self.memory.remember_key(key, root)
-            await self.memory.commit()  # one topic per key, even across a crash
+            # A topic made before a crash cut the header short is used, not made again.
+            root = self.memory.thread_of_key(key) or await self._new_topic(chat_id, title, key)
+            topic_id = self.memory.threads[root].topic_id
             header_post = await self.create_post(
                 channel_id, header, root_id=root, idempotency_key=f"{key}:header"
             )
             _chat, header_id = ids.parse_post(header_post.id)
-            self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id, header_id)
+            self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id, header_id, key)
         else:
             header_post = await self._send(chat_id, None, header, "")
             root = header_post.id
             _chat, header_id = ids.parse_post(root)
-            self.memory.threads[root] = ThreadInfo(chat_id, title, None, header_id)
+            self.memory.threads[root] = ThreadInfo(chat_id, title, None, header_id, key)
             self.memory.active[channel_id] = root
-            self.memory.remember_key(key, root)
         self.memory.changed()
         await self.memory.commit()
         return self._post(root, channel_id, header)

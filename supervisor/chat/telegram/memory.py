@@ -4,8 +4,9 @@ Owns that file (nothing else writes it) and three things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
   update source moves it only past confirmed updates), so a start skips straight to the
   updates written while we were away, which Telegram still holds, in order;
-- `keys`: idempotency key -> the message made for it (`create_post`'s `idempotency_key`,
-  `open_thread`'s `key`), the newest `MAX_KEYS`: asking twice returns the first message.
+- `keys`: idempotency key -> the message made for it (`create_post`'s `idempotency_key`),
+  the newest `MAX_KEYS`: asking twice returns the first message (`open_thread`'s key is
+  kept with its thread, as long as the thread);
   A crash between Telegram's answer and the write below leaves a key unrecorded, and the
   retry after the restart sends again: the one window Telegram gives us no way to close;
 - `threads`: a session thread's root id -> its chat, topic (or header message) and title,
@@ -35,7 +36,7 @@ log = logging.getLogger("supervisor.telegram")
 
 FILE_NAME: Final = "telegram.json"
 VERSION: Final = 1
-MAX_KEYS: Final = 5000
+MAX_KEYS: Final = 1000  # a key matters for a retry after a crash: only recent ones do
 
 
 @attrs.frozen
@@ -43,7 +44,8 @@ class ThreadInfo:
     chat_id: int
     title: str
     topic_id: int | None = None  # the forum topic (None: no topic mode)
-    header_id: int = 0  # the message that holds the header
+    header_id: int = 0  # the message that holds the header (0: not sent yet)
+    key: str = ""  # the `open_thread` key that made it
 
 
 @attrs.frozen
@@ -81,6 +83,10 @@ class Memory:
     def changed(self) -> None:
         self._changes += 1
 
+    def thread_of_key(self, key: str) -> str | None:
+        """The root of the thread `open_thread` made for `key` (kept as long as the thread)."""
+        return next((root for root, thread in self.threads.items() if thread.key == key), None)
+
     def remember_key(self, key: str, post_id: str) -> None:
         self.keys[key] = post_id
         while len(self.keys) > MAX_KEYS:
@@ -103,7 +109,7 @@ class Memory:
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.offset, self.keys, self.threads, self.active)
-        return (json.dumps(_converter.unstructure(value), indent=1, sort_keys=True) + "\n").encode()
+        return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
 
 
 def _load(path: Path) -> Remembered:
