@@ -48,6 +48,7 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
             await w.wait_for(lambda: w.fake.bot_messages(MALLORY))
             assert w.topic("evil") is None and text.count("echo #1") == 1
             assert call_problems(w.fake.calls) == []  # every request we made keeps the schema
+            assert ("new", "NAME [CWD] [persona=P]: start a session") in w.fake.menu
 
 
 async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ NOT_MODIFIED: Final = (
 REACTION_EMOJI: Final = frozenset({"👍", "👎", "❤", "🔥", "👀", "🤔", "✍", "⚡", "🎉", "👌"})
 _INT_FIELDS = {"chat_id", "message_thread_id", "message_id", "draft_id", "offset", "limit",
                "timeout", "reply_to_message_id"}  # fmt: skip
-_JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities", "reaction"}
+_JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities", "reaction",
+                "commands"}
 ANY: Final = object()
 
 
@@ -196,6 +197,7 @@ class FakeBotApi:
         self.delivered: dict[int, list[int]] = {}
         self.answered_queries: dict[str, str] = {}
         self.webhook_url = ""
+        self.menu: list[tuple[str, str]] = []  # setMyCommands
         self._updates: list[JSON] = []  # not yet confirmed, in id order
         self._next_update_id = 700_000
         self._allowed: list[str] | None = None
@@ -443,6 +445,17 @@ class FakeBotApi:
 
     def _m_getMe(self, params: JSON) -> JSON:
         return self.bot_user()
+
+    def _m_setMyCommands(self, params: JSON) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise ApiError(400, "Bad Request: commands must be an array of at most 100")
+        for command in commands:
+            name, about = command.get("command", ""), command.get("description", "")
+            if not (1 <= len(name) <= 32 and name == name.lower() and 1 <= len(about) <= 256):
+                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        self.menu = [(c["command"], c["description"]) for c in commands]
+        return True
 
     def _m_getChat(self, params: JSON) -> JSON:
         user = self._chat_of(params).user

@@ -52,6 +52,17 @@ log = logging.getLogger("supervisor.telegram")
 REFUSAL: Final = "This bot answers only the people it was set up for."
 NOT_ALLOWED: Final = "not allowed"
 REFUSE_EVERY_S: Final = 3600.0
+# The menu a Telegram client shows when "/" is typed (setMyCommands).
+MENU: Final = (
+    ("new", "NAME [CWD] [persona=P]: start a session"),
+    ("sessions", "list the sessions"),
+    ("session", "NAME: send plain text to that session (without topics)"),
+    ("stop", "interrupt the running turn"),
+    ("status", "the session's state, directory and cost"),
+    ("get", "PATH: send a file from the session's directory"),
+    ("end", "[NAME]: end a session"),
+    ("help", "what the bot understands"),
+)
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
 _VERBS: Final = frozenset(
@@ -122,6 +133,15 @@ class TelegramFrontEnd:
         log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
         return cls(config, api, link, events, bot_username=me.username,
                    already_handled=already_handled)  # fmt: skip
+
+    async def offer_menu(self) -> None:
+        """Tell Telegram our commands, for the clients' menu; a refusal changes nothing."""
+        commands = [{"command": name, "description": about} for name, about in MENU]
+        with trio.move_on_after(PEOPLE_LOOKUP_S):
+            try:
+                await self.api.call("setMyCommands", {"commands": commands}, retry=False)
+            except BotApiError as exc:
+                log.info("the command menu was not set: %s", exc)
 
     async def people(self) -> People:
         """The allowed people, and their private chats with the bot (a private chat's id
@@ -346,6 +366,7 @@ async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) 
         already_handled=lambda channel_id, post_id: (channel_id, post_id) in handled,
     )  # fmt: skip
     front.personas = frozenset(config.personas)
+    await front.offer_menu()
     return front
 
 
