@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,8 @@ class TgWorld:
         self.configure()
 
     def configure(self, *, agent: dict[str, object] | None = None,
-                  telegram: dict[str, object] | None = None) -> None:  # fmt: skip
+                  telegram: dict[str, object] | None = None,
+                  sessions: Sequence[dict[str, object]] = ()) -> None:  # fmt: skip
         beside = {} if self.mattermost is None else {"mattermost": {
             "url": self.mattermost.url, "token": self.mattermost.bot_token, "allowed_users": ["alice"],
         }}  # fmt: skip
@@ -72,7 +73,7 @@ class TgWorld:
             },
             "render": {"edit_interval_ms": 100},
             "state": {"dir": str(self.tmp / "state")},
-        })  # fmt: skip
+        }, sessions)  # fmt: skip
 
     @property
     def config(self) -> Config:

@@ -393,3 +393,20 @@ async def test_sigterm_stops_within_ten_seconds_even_during_a_long_poll(tmp_path
             await w.wait_for(lambda: process.poll() is not None, timeout=15)
             assert process.returncode == 0 and trio.current_time() - started < 10
             assert "stopped" in w.log_text() and TOKEN not in w.log_text()
+
+
+async def test_a_configured_session_is_a_topic_from_the_first_start_reused_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            (w.work / "homelab").mkdir()
+            w.configure(telegram=FAST, sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
+            await w.start()
+            topic = await w.wait_for(lambda: w.topic("homelab"))
+            await w.wait_for(lambda: "Session homelab " in w.text(topic))
+            await w.stop()
+            await w.start()
+            w.say("still here?", topic)
+            await w.answered(topic, "echo #1: still here?")
+            assert list(w.fake.chat(ALICE).topics.values()) == ["homelab"]
