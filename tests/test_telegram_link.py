@@ -14,11 +14,12 @@ import trio
 from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command, handled_at_start
+from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.render import units
 from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
 from supervisor.core.state import ChannelLedger, State, encode
 from supervisor.runtime.store import write_atomically
-from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent, running
+from tests.fakes.telegram_botapi import BOT_ID, TOKEN, FakeBotApi, Sent, running
 from tests.fakes.telegram_html import parse_html
 
 ALICE = 1001
@@ -244,3 +245,20 @@ async def test_a_topic_whose_header_a_crash_cut_gets_it_on_the_next_try_and_no_t
             topic = ids.parse_post(root)[1]
             assert list(fake.chat(ALICE).topics) == [topic]
             assert [s.message["text"] for s in said(fake, topic)] == ["delta header"]
+
+
+async def test_another_bots_offset_is_not_used(tmp_path: Path) -> None:
+    memory = Memory.open(tmp_path)
+    memory.bot_id, memory.offset = 42, 900_000
+    memory.changed()
+    await memory.commit()
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                assert front.tg.memory.offset is None and front.tg.memory.bot_id == BOT_ID
+                await nursery.start(front.run)
+                event = await receive.receive()  # not forgotten behind a stranger's offset
+                assert isinstance(event, Posted) and event.post.message == "!help"
+                nursery.cancel_scope.cancel()

@@ -129,7 +129,9 @@ class TelegramFrontEnd:
             await api.aclose()
             raise
         bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
-        link = TelegramLink(api, bot, Memory.open(state_dir), topics=me.has_topics_enabled)
+        memory = Memory.open(state_dir)
+        memory.for_bot(me.id)
+        link = TelegramLink(api, bot, memory, topics=me.has_topics_enabled)
         log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
         return cls(config, api, link, events, bot_username=me.username,
                    already_handled=already_handled)  # fmt: skip

@@ -51,6 +51,7 @@ class ThreadInfo:
 @attrs.frozen
 class Remembered:
     version: int = VERSION
+    bot_id: int | None = None  # whose offset it is: update ids count per bot
     offset: int | None = None
     keys: dict[str, str] = attrs.Factory(dict)  # key -> port post id
     threads: dict[str, ThreadInfo] = attrs.Factory(dict)  # root post id -> thread
@@ -71,6 +72,7 @@ class Memory:
         self.threads = dict(self.data.threads)
         self.active = dict(self.data.active)
         self.offset = self.data.offset
+        self.bot_id = self.data.bot_id
         self._lock = trio.Lock()
         self._changes = 0
         self._written = 0
@@ -82,6 +84,17 @@ class Memory:
 
     def changed(self) -> None:
         self._changes += 1
+
+    def for_bot(self, bot_id: int) -> None:
+        """Another bot's offset means nothing for this one (and one too high would make
+        Telegram forget this bot's waiting updates): start from its backlog."""
+        if self.bot_id not in (None, bot_id):
+            log.warning("the bot token changed (bot %s, was %s): reading this bot's updates "
+                        "from its backlog", bot_id, self.bot_id)  # fmt: skip
+            self.offset = None
+        if self.bot_id != bot_id:
+            self.bot_id = bot_id
+            self.changed()
 
     def thread_of_key(self, key: str) -> str | None:
         """The root of the thread `open_thread` made for `key` (kept as long as the thread)."""
@@ -108,7 +121,7 @@ class Memory:
             self._written = upto
 
     def _encode(self) -> bytes:
-        value = Remembered(VERSION, self.offset, self.keys, self.threads, self.active)
+        value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active)
         return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
 
 
