@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from supervisor import logs
 
     secrets = [config.mattermost.token] if config.mattermost else []
+    if config.telegram:  # the client keeps it out of every line already; this is a second net
+        secrets.append(config.telegram.token)
     if args.command == "run" and config.web is not None:
         secrets += _web_token(config)
     logs.setup(args.log_format, secrets=secrets)

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from supervisor.agent.config import NamedAgent, check_agents, check_protocol
+from supervisor.chat.telegram import config as telegram_config
 from supervisor.chat.web.config import WebConfig
 from supervisor.config_codec import (
     DIRECTORY_OR_ABSENT,
@@ -298,6 +299,7 @@ class Config:
     render: RenderConfig = attrs.field(factory=RenderConfig)
     files: FilesConfig = attrs.field(factory=FilesConfig)
     state: StateConfig = attrs.field(factory=StateConfig)
+    telegram: telegram_config.TelegramConfig | None = None  # `[telegram]`, when present
     web: WebConfig | None = None  # `[web]`, when present (the embedded default has it)
     # Validated after `personas` is set: attrs runs validators once all fields are.
     sessions: tuple[SessionSpec, ...] = attrs.field(default=(), validator=_sessions)
@@ -325,6 +327,7 @@ class EnvOverride:
 ENV_OVERRIDES: Final = (
     EnvOverride("SUPERVISOR_MATTERMOST_URL", "mattermost", "url"),
     EnvOverride("SUPERVISOR_MATTERMOST_TOKEN", "mattermost", "token", ("token_file",)),
+    EnvOverride(telegram_config.TOKEN_VARIABLE, "telegram", "token", ("token_file",)),
     EnvOverride("SUPERVISOR_WEB_LISTEN", "web", "listen"),
 )
 
@@ -366,7 +369,7 @@ def _prepared(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]
 
 
 # Keys whose values an error message must not repeat.
-_SECRETS: Final = {("mattermost", "token")}
+_SECRETS: Final = {("mattermost", "token"), ("telegram", "token")}
 
 
 def _with_token(mattermost: MattermostConfig) -> MattermostConfig:
@@ -402,6 +405,15 @@ def _with_token(mattermost: MattermostConfig) -> MattermostConfig:
     return attrs.evolve(mattermost, token=token)
 
 
+def _telegram(section: telegram_config.TelegramConfig | None) -> telegram_config.TelegramConfig | None:
+    if section is None:
+        return None
+    try:
+        return telegram_config.with_token(section)
+    except Problem as exc:
+        raise Problem(("telegram", *exc.path), exc.problem) from None
+
+
 def _from_environment(error: ConfigError, env: Mapping[str, str]) -> ConfigError:
     """Say so when the bad value came from a variable rather than the file."""
     for override in ENV_OVERRIDES:
@@ -432,14 +444,13 @@ def config_from_dict(
     conv = converter(home, (base_dir or Path.cwd()).absolute())
     try:
         config = conv.structure(_prepared(data, env), Config)
-        if config.mattermost is None and config.web is None:
+        if config.mattermost is None and config.web is None and config.telegram is None:
             raise ConfigError(
                 "mattermost",
-                "the configuration has no front end: add a [mattermost] or [web] section",
+                "the configuration has no front end: add a [mattermost], [telegram] or [web] section",
             )
-        if config.mattermost is None:
-            return config
-        return attrs.evolve(config, mattermost=_with_token(config.mattermost))
+        mattermost = None if config.mattermost is None else _with_token(config.mattermost)
+        return attrs.evolve(config, mattermost=mattermost, telegram=_telegram(config.telegram))
     except STRUCTURE_ERRORS as exc:
         raise _from_environment(ConfigError(*first_problem(exc, _SECRETS)), env) from None
     except ConfigError as exc:

@@ -543,6 +543,11 @@ async def run_checks(
 
             lines = web_doctor.checks(config.web.listen, config.web.allow_remote, config.state.dir)
             found["server"] += [CheckResult(c.name, c.ok, c.detail, c.fix) for c in lines]
+        if config.telegram is not None:
+            from supervisor.chat.telegram import doctor as telegram_doctor
+
+            checked = await telegram_doctor.config_checks(config.telegram, network_s=limits.network_s)
+            found["server"] += [CheckResult(c.name, c.ok, c.detail, c.fix) for c in checked]
 
     async def agent() -> None:
         found["agent"] = []

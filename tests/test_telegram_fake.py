@@ -14,7 +14,11 @@ from supervisor.chat.telegram.client import BadRequest, BotApi, Conflict, Pacing
 from supervisor.chat.telegram.render import render_parts
 from supervisor.chat.telegram.updates import UpdateSource
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, running
-from tests.fakes.telegram_schema import request_problems, result_problems, value_problems
+from tests.fakes.telegram_schema import (
+    call_problems,
+    request_problems,
+    result_problems,
+)
 
 USER = 4242
 
@@ -28,21 +32,7 @@ async def raw(fake: FakeBotApi, method: str, **params: Any) -> dict[str, Any]:
 
 
 def schema_problems(fake: FakeBotApi) -> list[str]:
-    problems = []
-    for call in fake.calls:
-        if call.status == 0:
-            continue
-        problems += request_problems(call.method, call.params)
-        reply = call.reply
-        if reply["ok"]:
-            problems += result_problems(call.method, reply["result"])
-        else:
-            extra = set(reply) - {"ok", "error_code", "description", "parameters"}
-            if extra or not isinstance(reply["error_code"], int):
-                problems.append(f"{call.method}: odd error reply {reply}")
-            if "parameters" in reply:
-                problems += value_problems("ResponseParameters", reply["parameters"])
-    return problems
+    return call_problems(fake.calls)
 
 
 async def test_every_request_and_answer_keeps_the_schema() -> None:

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 from trio_websocket import open_websocket_url
 

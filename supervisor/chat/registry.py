@@ -9,6 +9,7 @@ import trio
 
 from supervisor.chat.fronts import FrontEnd
 from supervisor.chat.mattermost.front import open_front as open_mattermost
+from supervisor.chat.telegram.front import open_front as open_telegram
 from supervisor.chat.web.front_end import open_front as open_web
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
@@ -18,6 +19,7 @@ Opener = Callable[[Config, trio.MemorySendChannel[ChatEvent]], Awaitable[FrontEn
 # section -> (is it configured?, how to open it)
 FRONT_ENDS: dict[str, tuple[Callable[[Config], bool], Opener]] = {
     "mattermost": (lambda config: config.mattermost is not None, open_mattermost),
+    "telegram": (lambda config: config.telegram is not None, open_telegram),
     "web": (lambda config: config.web is not None, open_web),
 }
 

@@ -82,9 +82,12 @@ NOT_MODIFIED: Final = (
     "are exactly the same as a current content and reply markup of the message"
 )
 # Fields that arrive as strings in a form and mean numbers or JSON.
+# A few of the emoji a bot may react with (ReactionTypeEmoji lists them all).
+REACTION_EMOJI: Final = frozenset({"👍", "👎", "❤", "🔥", "👀", "🤔", "✍", "⚡", "🎉", "👌"})
 _INT_FIELDS = {"chat_id", "message_thread_id", "message_id", "draft_id", "offset", "limit",
                "timeout", "reply_to_message_id"}  # fmt: skip
-_JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities"}
+_JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities", "reaction",
+                "commands"}
 ANY: Final = object()
 
 
@@ -122,6 +125,8 @@ class Sent:
     html: str = ""  # what the bot sent (text with parse_mode, or escaped plain text)
     markup: JSON | None = None
     edits: int = 0
+    reactions: list[str] = attrs.Factory(list)  # the bot's reaction now (setMessageReaction)
+    reaction_changes: int = 0
 
 
 @attrs.define
@@ -192,6 +197,7 @@ class FakeBotApi:
         self.delivered: dict[int, list[int]] = {}
         self.answered_queries: dict[str, str] = {}
         self.webhook_url = ""
+        self.menu: list[tuple[str, str]] = []  # setMyCommands
         self._updates: list[JSON] = []  # not yet confirmed, in id order
         self._next_update_id = 700_000
         self._allowed: list[str] | None = None
@@ -282,8 +288,10 @@ class FakeBotApi:
 
     # --- test hooks --------------------------------------------------------------------
 
-    def add_user(self, user_id: int, first_name: str = "Alice") -> JSON:
-        user = {"id": user_id, "is_bot": False, "first_name": first_name}
+    def add_user(self, user_id: int, first_name: str = "Alice", username: str = "") -> JSON:
+        user: JSON = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            user["username"] = username
         self._chats[user_id] = ChatState(user)
         return user
 
@@ -438,6 +446,27 @@ class FakeBotApi:
     def _m_getMe(self, params: JSON) -> JSON:
         return self.bot_user()
 
+    def _m_setMyCommands(self, params: JSON) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise ApiError(400, "Bad Request: commands must be an array of at most 100")
+        for command in commands:
+            name, about = command.get("command", ""), command.get("description", "")
+            if not (1 <= len(name) <= 32 and name == name.lower() and 1 <= len(about) <= 256):
+                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        self.menu = [(c["command"], c["description"]) for c in commands]
+        return True
+
+    def _m_getChat(self, params: JSON) -> JSON:
+        user = self._chat_of(params).user
+        gifts = dict.fromkeys(("unlimited_gifts", "limited_gifts", "unique_gifts",
+                               "premium_subscription", "gifts_from_channels"), True)  # fmt: skip
+        info = _private(user) | {"accent_color_id": 0, "max_reaction_count": 11,
+                                 "accepted_gift_types": gifts}  # fmt: skip
+        if user.get("username"):
+            info["username"] = user["username"]
+        return info
+
     async def _m_getUpdates(self, seq: int, params: JSON) -> list[JSON]:
         if self.webhook_url:
             raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
@@ -547,6 +576,22 @@ class FakeBotApi:
         thread_id = self._thread_of(chat, params)
         chat.drafts.append((thread_id, draft_id, visible))
         chat.live_drafts[thread_id] = (draft_id, visible)
+        return True
+
+    def _m_setMessageReaction(self, params: JSON) -> bool:
+        chat = self._chat_of(params)
+        sent = chat.messages.get(params.get("message_id", -1))
+        if sent is None:
+            raise ApiError(400, "Bad Request: message to react not found")
+        reaction = params.get("reaction", [])
+        if not isinstance(reaction, list) or len(reaction) > 1:
+            raise ApiError(400, "Bad Request: REACTIONS_TOO_MANY")
+        emojis = [r.get("emoji", "") for r in reaction if isinstance(r, dict)]
+        if any(r.get("type") != "emoji" or e not in REACTION_EMOJI
+               for r, e in zip(reaction, emojis, strict=True)):  # fmt: skip
+            raise ApiError(400, "Bad Request: REACTION_INVALID")
+        sent.reactions = emojis
+        sent.reaction_changes += 1
         return True
 
     def _m_sendChatAction(self, params: JSON) -> bool:

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.telegram_botapi import FilePart
+from tests.fakes.telegram_botapi import Call, FilePart
 
 DEFAULT_SCHEMA = (
     Path(__file__).resolve().parents[3] / "shared/reference/telegram/bot-api.v10.1.json"
@@ -117,3 +117,22 @@ _PRIMITIVES = {
     "True": lambda v: v is True,
     "InputFile": lambda v: isinstance(v, FilePart),
 }
+
+
+def call_problems(calls: list[Call]) -> list[str]:
+    """Every request and answer in a fake's log, checked (calls cut by a hang-up skipped)."""
+    problems = []
+    for call in calls:
+        if call.status == 0:
+            continue
+        problems += request_problems(call.method, call.params)
+        reply = call.reply
+        if reply["ok"]:
+            problems += result_problems(call.method, reply["result"])
+        else:
+            extra = set(reply) - {"ok", "error_code", "description", "parameters"}
+            if extra or not isinstance(reply["error_code"], int):
+                problems.append(f"{call.method}: odd error reply {reply}")
+            if "parameters" in reply:
+                problems += value_problems("ResponseParameters", reply["parameters"])
+    return problems

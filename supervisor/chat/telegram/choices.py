@@ -26,6 +26,7 @@ class ChoiceKind(enum.Enum):
     ALLOW_ALWAYS = "s"  # for this session
     REJECT = "d"
     STOP = "x"  # the draft's / streaming message's Stop
+    RERUN = "r"  # on a cut turn's notice: run its prompt again
 
 
 LABELS: Final = {
@@ -33,6 +34,7 @@ LABELS: Final = {
     ChoiceKind.ALLOW_ALWAYS: "Allow for this session",
     ChoiceKind.REJECT: "Deny",
     ChoiceKind.STOP: "Stop",
+    ChoiceKind.RERUN: "Run it again",
 }
 
 PERMISSION_KINDS: Final = (ChoiceKind.ALLOW_ONCE, ChoiceKind.ALLOW_ALWAYS, ChoiceKind.REJECT)

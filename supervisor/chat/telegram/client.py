@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 import ssl
 import urllib.parse
 import urllib.request
@@ -40,6 +39,7 @@ import trio
 from supervisor.chat import ChatError, tls
 from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
+from supervisor.chat.telegram.config import TOKEN_SHAPE
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.ratelimit import TokenBucket
 
@@ -52,7 +52,6 @@ MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024  # sendDocument's limit for bots
 
 # What httpx sees instead of the token (see the module docstring).
 _PLACEHOLDER: Final = "REDACTED"
-_TOKEN_SHAPE = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
 # A dead TCP connection shows up as a timeout; long polls add their own poll time to it.
 _REQUEST_TIMEOUT = 30.0
 # A bogus retry_after must not stall the supervisor for a day; the caller's scope still
@@ -218,7 +217,7 @@ class _TokenTransport(httpx.AsyncBaseTransport):
 
 def check_token_shape(token: str) -> None:
     """ValueError (not naming the token) unless it looks like `<digits>:<letters>`."""
-    if not _TOKEN_SHAPE.fullmatch(token):
+    if not TOKEN_SHAPE.fullmatch(token):
         raise ValueError("a Telegram bot token looks like 123456789:AAE..., from @BotFather")
 
 
@@ -369,6 +368,16 @@ class BotApi:
         if thread_id is not None:
             params["message_thread_id"] = thread_id
         await self.call("sendChatAction", params, chat_id=chat_id)
+
+    async def get_chat(self, chat_id: int) -> codec.Chat:
+        return codec.structure(await self.call("getChat", {"chat_id": chat_id}), codec.Chat)
+
+    async def set_message_reaction(self, chat_id: int, message_id: int, emoji: str | None) -> None:
+        """Put the bot's one reaction on a message (`emoji` from Telegram's list), or take
+        it off (None)."""
+        reaction = [{"type": "emoji", "emoji": emoji}] if emoji else []
+        params: JSONObject = {"chat_id": chat_id, "message_id": message_id, "reaction": reaction}
+        await self.call("setMessageReaction", params, chat_id=chat_id)
 
     async def answer_callback_query(self, query_id: str, text: str = "") -> None:
         params: JSONObject = {"callback_query_id": query_id}

@@ -22,6 +22,7 @@ import trio
 
 from supervisor.chat.telegram.client import BotApi, BotApiError, Unauthorized
 from supervisor.chat.telegram.codec import MalformedReply, User, WebhookInfo
+from supervisor.chat.telegram.config import TelegramConfig
 
 TOKEN_FIX: Final = (
     "get the bot's token from @BotFather (/mybots > API Token) and put it in "
@@ -126,6 +127,15 @@ async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]
             said = _clipped(getattr(error, "description", "") or str(error))
             webhook = Check("telegram webhook", False, f"getWebhookInfo failed: {said}")
     return [token, topics_result(me), webhook]
+
+
+async def config_checks(section: TelegramConfig, *, network_s: float = 5.0) -> list[Check]:
+    """`telegram_checks` for the `[telegram]` section: its token against its server."""
+    api = BotApi(section.token, api_url=section.api_url)
+    try:
+        return await telegram_checks(api, network_s=network_s)
+    finally:
+        await api.aclose()
 
 
 def _clipped(text: str) -> str:

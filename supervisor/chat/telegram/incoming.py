@@ -42,6 +42,7 @@ class Posted:
     text: str
     attachments: tuple[Attachment, ...] = ()
     reply_to: int | None = None  # the message id this one replies to
+    reply_text: str = ""  # that message's text (a session's starts with "[NAME] ")
     topic_opened: str | None = None  # the person opened a topic with this name
 
 
@@ -107,6 +108,7 @@ def _posted(event_id: str, message: Message, bot_username: str) -> Posted | None
         text=command_text(message.text or message.caption, bot_username),
         attachments=_attachments(message),
         reply_to=reply_to,
+        reply_text=(reply.text or reply.caption) if reply_to is not None and reply else "",
         topic_opened=opened,
     )
 

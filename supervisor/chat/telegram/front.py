@@ -1,0 +1,392 @@
+"""Telegram as one of the supervisor's front ends: the bot's updates in, the link out.
+
+Owns the update loop: `UpdateSource` long-polls `getUpdates`; each update is read
+(`incoming`) and becomes at most one port event (`Posted`, `ChoiceMade`), or is dealt
+with here (a stranger's message or button, `/session NAME` without topics) and confirmed.
+
+Exactly once (PRODUCT.md, Telegram): an update that reaches the core as a `Posted` is
+confirmed only when the core's store says that post's handled mark is durable
+(`handled(channel_id, post_id)` on the link); anything that never reaches the core, or
+that the core's ledger already holds as handled (a redelivery after a crash between the
+store's write and our confirmation), is confirmed at once. A button press is confirmed
+once it is answered and handed to the core: a press that a crash cut is pressed again.
+The confirmed offset is written to the front end's memory, so a start asks for exactly
+what was written while we were down; Telegram keeps it, in order.
+
+It must never let an update past the offset before its post is handled, never let a
+stranger reach the core (one short refusal per chat per hour instead), and never compete
+with a second poller of the same token (the update source says so and holds off).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import httpx
+import trio
+
+from supervisor.chat import ChatLink, ChatUser
+from supervisor.chat.fronts import People
+from supervisor.chat.telegram import ids, incoming
+from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing, Unauthorized
+from supervisor.chat.telegram.codec import MalformedReply, Update
+from supervisor.chat.telegram.config import TelegramConfig
+from supervisor.chat.telegram.doctor import TOKEN_FIX
+from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
+from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.render import escape
+from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
+from supervisor.config import Config
+from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted
+from supervisor.runtime.store import read_state
+
+if TYPE_CHECKING:
+    from supervisor.chat.fronts import FrontEnd
+
+log = logging.getLogger("supervisor.telegram")
+
+REFUSAL: Final = "This bot answers only the people it was set up for."
+NOT_ALLOWED: Final = "not allowed"
+REFUSE_EVERY_S: Final = 3600.0
+# The menu a Telegram client shows when "/" is typed (setMyCommands).
+MENU: Final = (
+    ("new", "NAME [CWD] [persona=P]: start a session"),
+    ("sessions", "list the sessions"),
+    ("session", "NAME: send plain text to that session (without topics)"),
+    ("stop", "interrupt the running turn"),
+    ("status", "the session's state, directory and cost"),
+    ("get", "PATH: send a file from the session's directory"),
+    ("end", "[NAME]: end a session"),
+    ("help", "what the bot understands"),
+)
+PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
+_SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
+_VERBS: Final = frozenset(
+    {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
+)
+_SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
+# Commands meant for the session a plain message would reach (no topics: the active one).
+_THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
+
+AlreadyHandled = Callable[[str, str], bool]  # (channel id, post id) -> durable mark exists
+
+
+class TelegramFrontEnd:
+    """One bot. Built by `connect`; `run` is its event task (start it with nursery.start)."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        api: BotApi,
+        link: TelegramLink,
+        events: trio.MemorySendChannel[ChatEvent],
+        *,
+        bot_username: str,
+        already_handled: AlreadyHandled | None = None,
+        personas: frozenset[str] = frozenset(),
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.link: ChatLink = link  # the port, for the core
+        self.tg = link  # the same, with what only this front end uses
+        self._events = events
+        self.bot_username = bot_username
+        self.personas = personas  # for the seed's `/new NAME PERSONA`
+        # Set by whoever owns the core's ledger; see the module docstring.
+        self.already_handled = already_handled
+        self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
+                                   allowed_updates=ALLOWED_UPDATES)  # fmt: skip
+        self._allowed = frozenset(config.allowed_user_ids)
+        self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
+        self._refused: dict[int, float] = {}  # chat id -> when it was last refused
+        self._offset_moved = trio.Event()
+        link.on_handled = self._handled
+
+    @classmethod
+    async def connect(
+        cls,
+        config: TelegramConfig,
+        state_dir: Path,
+        events: trio.MemorySendChannel[ChatEvent],
+        *,
+        already_handled: AlreadyHandled | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> TelegramFrontEnd:
+        """Ask Telegram who we are (retried until it answers; a refused token raises)."""
+        pacing = Pacing(per_chat_rate=config.per_chat_rate, per_chat_burst=config.per_chat_burst)
+        api = BotApi(config.token, api_url=config.api_url, pacing=pacing, transport=transport)
+        try:
+            me = await api.get_me()
+        except BaseException as exc:
+            if isinstance(exc, Unauthorized):
+                log.error("Telegram refused the bot token (401 on getMe): %s", TOKEN_FIX)
+            await api.aclose()
+            raise
+        bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
+        memory = Memory.open(state_dir)
+        memory.for_bot(me.id)
+        link = TelegramLink(api, bot, memory, topics=me.has_topics_enabled)
+        log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
+        return cls(config, api, link, events, bot_username=me.username,
+                   already_handled=already_handled)  # fmt: skip
+
+    async def offer_menu(self) -> None:
+        """Tell Telegram our commands, for the clients' menu; a refusal changes nothing."""
+        commands = [{"command": name, "description": about} for name, about in MENU]
+        with trio.move_on_after(PEOPLE_LOOKUP_S):
+            try:
+                await self.api.call("setMyCommands", {"commands": commands}, retry=False)
+            except BotApiError as exc:
+                log.info("the command menu was not set: %s", exc)
+
+    async def people(self) -> People:
+        """The allowed people, and their private chats with the bot (a private chat's id
+        is its person's id). Each is named by their @username where Telegram tells it
+        (`getChat`: only once they started the bot), else by their number."""
+        allowed = {}
+        for user_id in self.config.allowed_user_ids:
+            name = str(user_id)
+            with trio.move_on_after(PEOPLE_LOOKUP_S):
+                try:
+                    chat = await self.api.get_chat(user_id)
+                    name = chat.username or name
+                except (BotApiError, MalformedReply) as exc:
+                    log.info("user %s: no chat with the bot yet (%s)", user_id, exc)
+            allowed[ids.user(user_id)] = ChatUser(ids.user(user_id), name)
+        channels = {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids}
+        return People(allowed, channels)
+
+    def owns(self, any_id: str) -> bool:
+        return ids.owns(any_id)
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    # --- the event task ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Poll, and hand each update's event to the core, in order, until cancelled.
+        No `Hello`: there is nothing to catch up over REST (the offset replays)."""
+        updates_send, updates_recv = trio.open_memory_channel[Update](0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.source.run, updates_send)
+            nursery.start_soon(self._keep_offset)
+            task_status.started()
+            async with updates_recv:
+                async for update in updates_recv:
+                    await self._handle(update, self._events)
+
+    async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
+        item = incoming.read_update(update, self.bot_username)
+        event: ChatEvent | None
+        if isinstance(item, incoming.Posted):
+            event = await self._posted(item)
+        elif isinstance(item, incoming.Pressed):
+            event = await self._pressed(item)
+        else:
+            event = None  # an edit, a draft's Stop we did not offer, a kind we do not use
+        if isinstance(event, Posted):
+            post = event.post
+            if self.already_handled is not None and self.already_handled(post.channel_id, post.id):
+                self._confirm(update.update_id)  # handled before a crash cut our confirm
+                return
+            self._pending[post.id] = update.update_id
+            # Written under a header whose thread the core does not know yet: wait for it.
+            await self.tg.opened(ids.chat_of(post.channel_id))
+            await events.send(event)
+            return
+        if event is not None:
+            await events.send(event)
+        self._confirm(update.update_id)
+
+    def _handled(self, channel_id: str, post_id: str) -> None:
+        update_id = self._pending.pop(post_id, None)
+        if update_id is not None:
+            self._confirm(update_id)
+
+    def _confirm(self, update_id: int) -> None:
+        self.source.confirm(update_id)
+        self._offset_moved.set()
+
+    async def _keep_offset(self) -> None:
+        """Write the confirmed offset to memory, at most one write at a time."""
+        memory = self.tg.memory
+        while True:
+            await self._offset_moved.wait()
+            self._offset_moved = trio.Event()
+            if self.source.offset != memory.offset:
+                memory.offset = self.source.offset
+                memory.changed()
+                await memory.commit()
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def _posted(self, item: incoming.Posted) -> Posted | None:
+        if item.author_id not in self._allowed:
+            await self._refuse(item.chat_id, item.topic_id)
+            return None
+        if not item.text.strip() and not item.attachments and item.topic_opened is None:
+            # A sticker, a voice note, a topic renamed: nothing an agent could take.
+            log.info("message %s has no text or file: not passed on", item.message_id)
+            return None
+        channel = ids.channel(item.chat_id)
+        text = as_command(item.text, self.personas)
+        file_ids = []
+        for attachment in item.attachments:
+            file_id = ids.file(attachment.file_id)
+            self.tg.remember_file(file_id, FileRef(file_id, attachment.name, attachment.size or 0))
+            file_ids.append(file_id)
+        if item.topic_opened is not None and self.tg.topics:
+            # A topic the person opened: a session named after it, as `/new NAME` would.
+            self.tg.opened_topics[(item.chat_id, item.topic_opened)] = item.topic_id or 0
+            text, root = f"!new {item.topic_opened}", ""
+        elif self.tg.topics:
+            root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
+        else:
+            switched = await self._switch(item, channel, text)
+            if switched:
+                return None
+            root = self._root_without_topics(item, channel, text)
+        post = Post(
+            ids.post(item.chat_id, item.message_id),
+            channel,
+            ids.user(item.author_id),
+            text,
+            root_id=root,
+            create_at=self.tg.now_ms(),
+            file_ids=tuple(file_ids),
+        )
+        return Posted(post)
+
+    async def _refuse(self, chat_id: int, topic_id: int | None) -> None:
+        now = trio.current_time()
+        last = self._refused.get(chat_id)
+        if last is not None and now - last < REFUSE_EVERY_S:
+            return
+        self._refused[chat_id] = now
+        log.info("refused a message from a stranger (chat %s)", chat_id)
+        try:
+            await self.api.send_message(chat_id, escape(REFUSAL), thread_id=topic_id)
+        except BotApiError as exc:
+            log.info("could not refuse chat %s: %s", chat_id, exc)
+
+    # --- buttons ------------------------------------------------------------------------
+
+    async def _pressed(self, item: incoming.Pressed) -> ChatEvent | None:
+        allowed = item.author_id in self._allowed
+        try:  # always: the person's client shows a spinner until this
+            await self.api.answer_callback_query(item.query_id, "" if allowed else NOT_ALLOWED)
+        except BotApiError as exc:
+            log.info("could not answer a button press: %s", exc)  # e.g. too old
+        if not allowed or item.choice is None or item.chat_id is None:
+            return None
+        try:
+            post_id = ids.post(item.chat_id, int(item.choice.ref))
+        except ValueError:
+            return None
+        kind: ChoiceKind = PORT_KINDS[item.choice.kind]
+        return choice_event(ids.user(item.author_id), post_id, kind, ids.channel(item.chat_id))
+
+    # --- without topics: the active session ---------------------------------------------
+
+    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> bool:
+        """`/session NAME`: choose where plain text goes. True when it was that."""
+        words = text.split()
+        if not words or words[0].lower() != "!session":
+            return False
+        memory = self.tg.memory
+        name = words[1] if len(words) == 2 else ""
+        root = next((r for r, t in memory.threads.items()
+                     if t.chat_id == item.chat_id and t.title == name), None)  # fmt: skip
+        if not name:
+            answer = "Usage: /session NAME (/sessions lists them)"
+        elif root is None:
+            answer = f"There is no session {name}: /new {name} starts one."
+        else:
+            memory.active[channel] = root
+            memory.changed()
+            await memory.commit()
+            answer = f"Plain text now goes to {name}."
+        try:
+            await self.api.send_message(item.chat_id, escape(answer))
+        except BotApiError as exc:
+            log.info("could not answer /session: %s", exc)
+        return True
+
+    def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
+        """A main-view command stays there; a reply goes to the session it answers;
+        anything else to the active session."""
+        memory = self.tg.memory
+        words = text.split()
+        verb = words[0].lower() if words else ""
+        if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
+            return ""
+        if item.reply_to is not None:
+            replied = self.tg.root_of_message(item.chat_id, item.reply_to)
+            if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
+                replied = next((r for r, t in memory.threads.items()
+                                if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip
+            if replied is not None:
+                return replied
+        return memory.active.get(channel, "")
+
+
+def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:
+    """A button press, in the core's words."""
+    return ChoiceMade(Choice(user_id, post_id, kind, channel_id))
+
+
+def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:
+    """Telegram's `/new alpha` as the core's `!new alpha` (our verbs only); `/start` (the
+    first thing a Telegram client sends) asks for help; the seed's `/new NAME PERSONA`
+    (a second word that names a persona) as `!new NAME persona=PERSONA` (a directory of
+    that name is still reachable as `./NAME`)."""
+    match = _SLASH_COMMAND.match(text)
+    verb = match[1].lower() if match is not None else ""
+    if match is None or verb not in _VERBS | {"start"}:
+        return text  # e.g. "/tmp is full": a prompt that starts with a path
+    rest = text[match.end() :]
+    words = rest.split()
+    if verb == "new" and len(words) == 2 and words[1] in personas:
+        return f"!new {words[0]} persona={words[1]}"
+    return ("!help" if verb == "start" else f"!{verb}") + rest
+
+
+async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> TelegramFrontEnd:
+    """The registry's opener: `[telegram]` connected (getMe answered)."""
+    assert config.telegram is not None
+    state_dir = config.state.dir
+    handled = await trio.to_thread.run_sync(handled_at_start, state_dir)
+    front = await TelegramFrontEnd.connect(
+        config.telegram, state_dir, events,
+        already_handled=lambda channel_id, post_id: (channel_id, post_id) in handled,
+    )  # fmt: skip
+    front.personas = frozenset(config.personas)
+    await front.offer_menu()
+    return front
+
+
+def handled_at_start(state_dir: Path) -> frozenset[tuple[str, str]]:
+    """Our posts the store holds as handled, read once at start (read-only, as `sessions`
+    does). An update handled but not yet confirmed when the last run ended comes again;
+    the core's ledger skips it without a word, so we must know to confirm it ourselves.
+    Only a start can bring such a redelivery: within a run, an update comes once."""
+    channels = read_state(state_dir).state.channels
+    return frozenset(
+        (channel_id, post_id)
+        for channel_id, ledger in channels.items()
+        if ids.owns(channel_id)
+        for post_id in ledger.handled
+    )
+
+
+if TYPE_CHECKING:
+
+    def _is_a_front_end(front: TelegramFrontEnd) -> FrontEnd:
+        return front

@@ -1,0 +1,159 @@
+"""What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
+
+Owns that file (nothing else writes it) and three things in it:
+- `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
+  update source moves it only past confirmed updates), so a start skips straight to the
+  updates written while we were away, which Telegram still holds, in order;
+- `keys`: idempotency key -> the message made for it (`create_post`'s `idempotency_key`),
+  the newest `MAX_KEYS`: asking twice returns the first message (`open_thread`'s key is
+  kept with its thread, as long as the thread);
+  A crash between Telegram's answer and the write below leaves a key unrecorded, and the
+  retry after the restart sends again: the one window Telegram gives us no way to close;
+- `threads`: a session thread's root id -> its chat, topic (or header message) and title,
+  for edits of the root and, without topics, `[NAME]` prefixes and `/session NAME`.
+
+Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
+callers that changed something while a write was running share the next one. It must
+never let a half-written file replace a good one; a damaged file is kept aside and the
+front end starts from the server's backlog (nothing confirmed is lost: Telegram forgets
+only what an offset confirmed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+import trio
+
+log = logging.getLogger("supervisor.telegram")
+
+FILE_NAME: Final = "telegram.json"
+VERSION: Final = 1
+MAX_KEYS: Final = 1000  # a key matters for a retry after a crash: only recent ones do
+
+
+@attrs.frozen
+class ThreadInfo:
+    chat_id: int
+    title: str
+    topic_id: int | None = None  # the forum topic (None: no topic mode)
+    header_id: int = 0  # the message that holds the header (0: not sent yet)
+    key: str = ""  # the `open_thread` key that made it
+
+
+@attrs.frozen
+class Remembered:
+    version: int = VERSION
+    bot_id: int | None = None  # whose offset it is: update ids count per bot
+    offset: int | None = None
+    keys: dict[str, str] = attrs.Factory(dict)  # key -> port post id
+    threads: dict[str, ThreadInfo] = attrs.Factory(dict)  # root post id -> thread
+    active: dict[str, str] = attrs.Factory(dict)  # channel id -> active root (no topics)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+class Memory:
+    """The file's content in memory, and its writer. Mutated by the link's tasks, always
+    followed by `commit()` when the change must be durable before going on."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / FILE_NAME
+        self.data = _load(self.path)
+        self.keys = dict(self.data.keys)
+        self.threads = dict(self.data.threads)
+        self.active = dict(self.data.active)
+        self.offset = self.data.offset
+        self.bot_id = self.data.bot_id
+        self._lock = trio.Lock()
+        self._changes = 0
+        self._written = 0
+
+    @classmethod
+    def open(cls, directory: Path) -> Memory:
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory)
+
+    def changed(self) -> None:
+        self._changes += 1
+
+    def for_bot(self, bot_id: int) -> None:
+        """Another bot's offset means nothing for this one (and one too high would make
+        Telegram forget this bot's waiting updates): start from its backlog."""
+        if self.bot_id not in (None, bot_id):
+            log.warning("the bot token changed (bot %s, was %s): reading this bot's updates "
+                        "from its backlog", bot_id, self.bot_id)  # fmt: skip
+            self.offset = None
+        if self.bot_id != bot_id:
+            self.bot_id = bot_id
+            self.changed()
+
+    def thread_of_key(self, key: str) -> str | None:
+        """The root of the thread `open_thread` made for `key` (kept as long as the thread)."""
+        return next((root for root, thread in self.threads.items() if thread.key == key), None)
+
+    def remember_key(self, key: str, post_id: str) -> None:
+        self.keys[key] = post_id
+        while len(self.keys) > MAX_KEYS:
+            del self.keys[next(iter(self.keys))]
+        self.changed()
+
+    async def commit(self) -> None:
+        """Every change made before this call is on disk when it returns."""
+        wanted = self._changes
+        async with self._lock:
+            if self._written >= wanted:
+                return  # a write that began after our change already carried it
+            upto = self._changes
+            raw = self._encode()
+            # Shielded: a write that began must end, or a caller could be told "durable"
+            # about a file that is not there.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_write_atomically, self.path, raw)
+            self._written = upto
+
+    def _encode(self) -> bytes:
+        value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active)
+        return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
+
+
+def _load(path: Path) -> Remembered:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Remembered()
+    try:
+        data: Any = json.loads(raw)
+        if data.get("version") != VERSION:
+            raise ValueError(f"unsupported version {data.get('version')!r}")
+        return _converter.structure(data, Remembered)
+    except (ValueError, TypeError, AttributeError, KeyError, cattrs.BaseValidationError) as exc:
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, aside)
+        log.error("%s is damaged (%s): kept as %s; starting from the server's backlog",
+                  path, type(exc).__name__, aside.name)  # fmt: skip
+        return Remembered()
+
+
+def _write_atomically(path: Path, raw: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,412 @@
+"""The real supervisor behind the fake Bot API, with fake agents: topics, prompts and
+their answers, ten sessions side by side, permissions by button, messages written while
+the supervisor was down (kill -9 included), and a second poller on the token."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from supervisor.chat.telegram.client import BotApi, Conflict
+from tests.fakes.telegram_botapi import TOKEN
+from tests.fakes.telegram_schema import call_problems
+from tests.harness import REPO
+from tests.telegram_world import ALICE, MALLORY, tg_world
+
+FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}  # Telegram's ~1/s would make tests slow
+
+
+async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_there(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path, with_mattermost=True) as w:  # beside [mattermost]
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("alpha")
+            header = w.said(topic)[0]
+            assert "alpha" in header.message["text"] and str(w.work / "alpha") in header.message["text"]
+            await w.wait_for(lambda: "alpha" in w.text(None))  # /new is answered in the main view
+            w.say("hello there", topic)
+            text = await w.answered(topic, "echo #1: hello there")
+            assert "echo" not in w.text(None)
+            # Outside topics only commands: other text gets guidance, and reaches no agent.
+            w.say("hello main")
+            await w.wait_for(lambda: len(w.said(None)) >= 2)
+            assert "hello main" not in str(w.prompts_by_process())
+            # A stranger reaches nothing.
+            w.fake.user_sends(MALLORY, "/new evil")
+            await w.wait_for(lambda: w.fake.bot_messages(MALLORY))
+            assert w.topic("evil") is None and text.count("echo #1") == 1
+            assert call_problems(w.fake.calls) == []  # every request we made keeps the schema
+            assert ("new", "NAME [CWD] [persona=P]: start a session") in w.fake.menu
+
+
+async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:
+    names = [f"s{i}" for i in range(10)]
+    with trio.fail_after(120):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topics = {name: await w.new_session(name) for name in names}
+            for round_ in range(5):
+                for name in names:
+                    w.say(f"{name}-p{round_}", topics[name])
+            for name in names:
+                await w.answered(topics[name], f"echo #5: {name}-p4", timeout=90)
+            by_process = w.prompts_by_process()
+            assert sorted(p for ps in by_process.values() for p in ps) == sorted(
+                f"{n}-p{r}" for n in names for r in range(5)
+            )  # each prompt reached exactly one agent, once
+            for prompts in by_process.values():
+                assert len({p.split("-")[0] for p in prompts}) == 1  # one session per agent
+            for name, topic in topics.items():
+                others = [n for n in names if n != name]
+                shown = w.text(topic)
+                assert not any(f"{other}-p" in shown for other in others)
+                drafts = [text for t, _d, text in w.fake.chat(ALICE).drafts if t == topic]
+                assert not any(f"{o}-p" in d for o in others for d in drafts)
+            # Every text ever sent or edited in, not only what shows at the end.
+            messages = w.fake.chat(ALICE).messages
+            for call in w.fake.calls:
+                if call.method not in ("sendMessage", "editMessageText") or call.status != 200:
+                    continue
+                sent_to = messages[call.reply["result"]["message_id"]].message.get("message_thread_id")
+                for name in re.findall(r"(s\d)-p\d", call.params["text"]):
+                    assert sent_to == topics[name], (name, call.params["text"])
+
+
+async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("perm")
+            w.say("[tool ls -la] go", topic)
+            request = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
+            buttons = [b for row in request.markup["inline_keyboard"] for b in row]
+            assert [b["text"] for b in buttons] == ["Allow", "Allow for this session", "Deny"]
+            message_id = request.message["message_id"]
+            w.fake.chat(MALLORY).messages[message_id] = request
+            refused = w.fake.user_presses(MALLORY, message_id, buttons[0]["callback_data"])
+            await w.wait_for(lambda: refused in w.fake.answered_queries)
+            assert w.fake.answered_queries[refused] == "not allowed"
+            assert w.fake.chat(ALICE).messages[message_id].markup is not None
+            pressed = w.fake.user_presses(ALICE, message_id, buttons[0]["callback_data"])
+            await w.wait_for(lambda: pressed in w.fake.answered_queries)
+            await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
+            text = await w.answered(topic, "tool ran: ls -la")
+            assert "Allowed once by @alice_tg" in text and "not allowed" not in text
+            assert call_problems(w.fake.calls) == []
+
+
+async def test_messages_written_while_down_are_handled_once_in_order_after_kill_9(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topics = [await w.new_session(name, timeout=30) for name in ("a", "b", "c")]
+            for topic in topics:
+                w.say("[slow 30] long one", topic)
+            await w.wait_for(lambda: len(w.prompts_by_process()) == 3, timeout=30)
+            # Queued behind the running turn: not handled, so not confirmed.
+            queued = [w.say("queued", topic) for topic in topics]
+            await trio.sleep(1.5)
+            w.kill()
+            pending = {u["message"]["message_id"] for u in w.fake.pending_updates() if "message" in u}
+            assert {m["message_id"] for m in queued} <= pending
+            for topic in topics:  # written while the supervisor is down
+                w.say("first while down", topic)
+                w.say("second while down", topic)
+            w.spawn()
+            for topic in topics:
+                text = await w.answered(topic, "second while down", timeout=40)
+                assert text.index("first while down") < text.index("second while down")
+            await trio.sleep(1.0)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            for needle in ("queued", "first while down", "second while down"):
+                assert prompts.count(needle) == 3, (needle, prompts)
+            for topic in topics:
+                assert w.text(topic).count("second while down") == 1
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            assert TOKEN not in w.log_text() and "telegram" in w.log_text()
+
+
+async def test_a_second_poller_on_the_token_is_said_plainly_and_not_fought(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="supervisor.telegram")
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            other = BotApi(TOKEN, api_url=w.fake.url)
+            try:
+                for _ in range(3):  # the other program polls; Telegram ends our waiting poll
+                    with contextlib.suppress(Conflict):
+                        await other.get_updates(None, poll_s=1, allowed_updates=["message"])
+                await w.wait_for(lambda: "another program is polling this bot token" in caplog.text)
+            finally:
+                await other.aclose()
+            polls = len(w.fake.calls_of("getUpdates"))
+            await trio.sleep(2)
+            assert len(w.fake.calls_of("getUpdates")) - polls <= 1  # backs off, no tug of war
+            assert TOKEN not in caplog.text
+
+
+async def test_without_topics_the_active_session_takes_plain_text_and_replies_go_home(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path, topics=False) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            w.say("before any session")
+            await w.wait_for(lambda: w.said(None))  # guidance, no agent
+            for name in ("a", "b"):
+                (w.work / name).mkdir()
+                w.say(f"/new {name} {w.work / name}")
+                await w.wait_for(lambda name=name: f"Session {name} " in w.text(None))
+            header_b = next(s for s in w.said(None) if "Session b " in s.message.get("text", ""))
+            w.say("to b, the active one")
+            await w.answered(None, "[b] echo #1: to b, the active one")
+            w.say("/session a")
+            await w.answered(None, "Plain text now goes to a.")
+            w.say("to a now")
+            await w.answered(None, "[a] echo #1: to a now")
+            w.say("a reply to b", reply_to=header_b.message["message_id"])
+            await w.answered(None, "[b] echo #2: a reply to b")
+            w.say("/session nope")
+            await w.answered(None, "There is no session nope: /new nope starts one.")
+            w.say(f"/new a {w.work / 'a'}")  # a duplicate name: a friendly error, nothing made
+            await w.wait_for(lambda: w.text(None).count("⚠️") >= 1 or "already" in w.text(None))
+            assert sorted(len(p) for p in w.prompts_by_process().values()) == [1, 2]
+            assert "before any session" not in str(w.prompts_by_process())
+
+
+async def test_under_telegrams_rate_limit_four_streaming_sessions_finish_complete(tmp_path: Path) -> None:
+    """1 message/s per chat with a burst of 3 (Telegram's flood control, as the fake keeps
+    it), the supervisor's own pacing as shipped: every answer arrives whole."""
+    names = ["r1", "r2", "r3", "r4"]
+    with trio.fail_after(150):
+        async with tg_world(tmp_path) as w:
+            w.fake.rate_limit(per_second=1.0, burst=3)
+            await w.start()
+            topics = {name: await w.new_session(name, timeout=60) for name in names}
+            for name in names:
+                w.say(f"[slow 2] {name} streams", topics[name])
+            for name in names:
+                text = await w.answered(topics[name], "✅ Done", timeout=100)
+                assert f"echo #1: {name} streams" in text
+            limited = [c for c in w.fake.calls if c.status == 429]
+            print(f"429s: {len(limited)} of {len(w.fake.calls)} requests")
+            assert all(c.reply["parameters"]["retry_after"] >= 1 for c in limited)
+            prompts = sorted(p for ps in w.prompts_by_process().values() for p in ps)
+            assert prompts == sorted(f"[slow 2] {n} streams" for n in names)
+
+
+async def test_twenty_kills_while_messages_flow_lose_nothing_and_answer_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(12)
+    with trio.fail_after(300):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topics = [await w.new_session(name, timeout=30) for name in ("k1", "k2")]
+            sent: list[tuple[int, str]] = []
+            for kill in range(20):
+                for _ in range(rng.randint(1, 3)):
+                    topic = rng.choice(topics)
+                    text = f"m{len(sent)}"
+                    w.say(text, topic)
+                    sent.append((topic, text))
+                    await trio.sleep(rng.uniform(0, 0.3))
+                await trio.sleep(rng.uniform(0.2, 1.2))
+                w.kill()
+                if kill % 4 == 0:  # some written while it is down
+                    topic = rng.choice(topics)
+                    w.say(f"m{len(sent)}", topic)
+                    sent.append((topic, f"m{len(sent)}"))
+                w.spawn()
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=60)
+            await trio.sleep(2)  # the last answers' edits
+            delivered = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert len(delivered) == len(set(delivered)), "a prompt reached an agent twice"
+            for topic in topics:
+                shown = w.text(topic)
+                mine = [text for t, text in sent if t == topic]
+                answers = re.findall(r"echo #\d+: (m\d+)\b", shown)
+                assert len(answers) == len(set(answers)), "a prompt answered twice"
+                echoed = [text for text in mine if text in answers]
+                cut = shown.count("restarted")
+                assert len(echoed) + cut >= len(mine), (mine, shown)
+                assert set(delivered) >= set(echoed)
+                print(f"topic {topic}: {len(mine)} prompts, {len(echoed)} answered, {cut} cut notices")
+            assert TOKEN not in w.log_text()
+
+
+async def test_a_document_in_a_topic_is_saved_for_the_agent_and_get_sends_a_file_back(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("files")
+            message = w.fake.user_sends(ALICE, "read this", thread_id=topic, document=("notes.txt", b"hello file"))
+            await w.answered(topic, "echo #1")
+            saved = list((w.work / "files" / ".supervisor" / "uploads").rglob("notes.txt"))
+            assert [p.read_bytes() for p in saved] == [b"hello file"]
+            assert str(message["message_id"]) in str(saved[0].parent)
+            (w.work / "files" / "out.txt").write_text("from the agent's directory")
+            w.say("/get out.txt", topic)
+            await w.wait_for(lambda: any("document" in s.message for s in w.fake.bot_messages(ALICE, topic)))
+            sent = next(s for s in w.fake.bot_messages(ALICE, topic) if "document" in s.message)
+            assert sent.message["document"]["file_name"] == "out.txt"
+            assert call_problems(w.fake.calls) == []
+
+
+async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = w.fake.user_creates_topic(ALICE, "mine")
+            await w.wait_for(lambda: "Session mine " in w.text(topic))
+            assert list(w.fake.chat(ALICE).topics.values()) == ["mine"]  # adopted, not a second one
+            w.say("in my own topic", topic)
+            await w.answered(topic, "echo #1: in my own topic")
+
+
+async def test_a_refused_token_stops_the_start_with_a_plain_error_that_never_shows_it(
+    tmp_path: Path,
+) -> None:
+    wrong = "987654321:AAWrongTokenWrongTokenWrongToken_xy"
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram={"token": wrong})
+            process = w.spawn()
+            await w.wait_for(lambda: process.poll() is not None, timeout=30)
+            log = w.log_text()
+            assert process.returncode != 0
+            assert "Telegram refused the bot token (401 on getMe): get the bot's token from @BotFather" in log
+            assert wrong not in log and wrong.split(":")[1] not in log
+
+
+async def test_deny_and_allow_for_this_session_by_button_and_an_unanswered_request_lapses(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST, agent={"approval_timeout_s": 3})
+            await w.start()
+            topic = await w.new_session("perm2")
+
+            async def press(label: str) -> int:
+                request = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
+                button = next(b for row in request.markup["inline_keyboard"] for b in row if b["text"] == label)
+                message_id: int = request.message["message_id"]
+                w.fake.user_presses(ALICE, message_id, button["callback_data"])
+                await w.wait_for(lambda: w.fake.chat(ALICE).messages[message_id].markup is None)
+                return message_id
+
+            w.say("[tool rm -rf build] first", topic)
+            denied = await press("Deny")
+            await w.answered(topic, "✅ Done")
+            assert "tool ran: rm -rf build" not in w.text(topic)
+            assert "Denied" in w.fake.chat(ALICE).messages[denied].message["text"]
+            w.say("[tool make] second", topic)
+            await press("Allow for this session")
+            await w.answered(topic, "tool ran: make")
+            asked = len(w.fake.calls_of("editMessageReplyMarkup"))
+            w.say("[tool make] third", topic)
+            await w.wait_for(lambda: w.text(topic).count("tool ran: make") == 2)
+            assert len(w.fake.calls_of("editMessageReplyMarkup")) == asked  # not asked again
+            w.say("[tool ls] fourth", topic)  # nobody answers
+            await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
+            await w.wait_for(lambda: not any(s.markup for s in w.said(topic)), timeout=20)
+            assert "tool ran: ls" not in w.text(topic)
+            assert call_problems(w.fake.calls) == []
+
+
+async def test_a_prompt_waiting_its_turn_is_marked_and_the_mark_goes_when_it_runs(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("queue")
+            w.say("[slow 2] first", topic)
+            await w.wait_for(lambda: w.prompts_by_process())
+            second = w.say("second", topic)
+            sent = w.fake.chat(ALICE).messages[second["message_id"]]
+            await w.wait_for(lambda: sent.reactions == ["👀"])
+            await w.answered(topic, "echo #2: second")
+            await w.wait_for(lambda: sent.reactions == [] and sent.reaction_changes == 2)
+            assert call_problems(w.fake.calls) == []
+
+
+async def test_check_verifies_the_token_topic_mode_and_webhook_and_never_prints_the_token(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.fake.set_webhook("https://example.invalid/hook")
+            done = await trio.run_process(
+                [sys.executable, "-m", "supervisor", "check", "--config", str(w.config_path)],
+                capture_stdout=True, capture_stderr=True, check=False,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )  # fmt: skip
+            out = done.stdout.decode() + done.stderr.decode()
+            assert "telegram token    ok    @fake_claude_bot accepts the token" in out
+            assert "telegram topics   ok" in out
+            assert "telegram webhook  FAIL" in out and "example.invalid" in out
+            assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+
+async def test_sigterm_stops_within_ten_seconds_even_during_a_long_poll(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram={**FAST, "poll_s": 30})
+            process = w.spawn()
+            topic = await w.new_session("term", timeout=30)
+            w.say("[slow 20] long", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=20)
+            await trio.sleep(0.5)
+            started = trio.current_time()
+            process.send_signal(signal.SIGTERM)
+            await w.wait_for(lambda: process.poll() is not None, timeout=15)
+            assert process.returncode == 0 and trio.current_time() - started < 10
+            assert "stopped" in w.log_text() and TOKEN not in w.log_text()
+
+
+async def test_a_configured_session_is_a_topic_from_the_first_start_reused_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(40):
+        async with tg_world(tmp_path) as w:
+            (w.work / "homelab").mkdir()
+            w.configure(telegram=FAST, sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
+            await w.start()
+            topic = await w.wait_for(lambda: w.topic("homelab"))
+            await w.wait_for(lambda: "Session homelab " in w.text(topic))
+            await w.stop()
+            await w.start()
+            w.say("still here?", topic)
+            await w.answered(topic, "echo #1: still here?")
+            assert list(w.fake.chat(ALICE).topics.values()) == ["homelab"]

@@ -1,0 +1,264 @@
+"""The Telegram front end against the fake Bot API, without the core: threads as topics,
+keyed posts sent once (also across a restart), long posts split and edited, buttons, and
+the update loop's confirmations (only after `handled`, at once for what never reaches
+the core, a stranger refused once)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from supervisor.chat.telegram import ids
+from supervisor.chat.telegram.config import TelegramConfig
+from supervisor.chat.telegram.front import TelegramFrontEnd, as_command, handled_at_start
+from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.render import units
+from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
+from supervisor.core.state import ChannelLedger, State, encode
+from supervisor.runtime.store import write_atomically
+from tests.fakes.telegram_botapi import BOT_ID, TOKEN, FakeBotApi, Sent, running
+from tests.fakes.telegram_html import parse_html
+
+ALICE = 1001
+MALLORY = 666
+CHANNEL = ids.channel(ALICE)
+
+
+def said(fake: FakeBotApi, topic: int) -> list[Sent]:
+    """The bot's messages in a topic, without the service message that opened it."""
+    return [s for s in fake.bot_messages(ALICE, topic) if "forum_topic_created" not in s.message]
+
+
+def config(fake: FakeBotApi, rate: float = 1.0) -> TelegramConfig:
+    return TelegramConfig(allowed_user_ids=(ALICE,), token=TOKEN, api_url=fake.url, poll_s=1,
+                          per_chat_rate=rate)  # fmt: skip
+
+
+@asynccontextmanager
+async def front_end(
+    fake: FakeBotApi, state: Path, rate: float = 1.0
+) -> AsyncIterator[tuple[TelegramFrontEnd, trio.MemoryReceiveChannel[ChatEvent]]]:
+    send, receive = trio.open_memory_channel[ChatEvent](10)
+    front = await TelegramFrontEnd.connect(config(fake, rate), state, send)
+    try:
+        yield front, receive
+    finally:
+        await front.aclose()
+
+
+async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_restarts(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
+                again = await link.open_thread(CHANNEL, "**alpha** in `/tmp`", key="k1", title="alpha")
+                reply = await link.create_post(CHANNEL, "hello *there*", root_id=root.id, idempotency_key="p1")
+            chat = fake.chat(ALICE)
+            assert root.id == again.id and list(chat.topics.values()) == ["alpha"]
+            topic = next(iter(chat.topics))
+            assert root.id == ids.post(ALICE, topic)
+            texts = [s.message["text"] for s in said(fake, topic)]
+            assert texts == ["alpha in /tmp", "hello there"]
+            assert "<b>alpha</b>" in said(fake, topic)[0].html
+            # A new process with the same state directory: the keys still hold.
+            async with front_end(fake, tmp_path) as (front, _events):
+                same = await front.link.create_post(CHANNEL, "hello *there*", root_id=root.id, idempotency_key="p1")
+                root2 = await front.link.open_thread(CHANNEL, "x", key="k1", title="alpha")
+                await front.link.edit_post(root.id, "**alpha** ended")
+            assert same.id == reply.id and root2.id == root.id
+            assert len(said(fake, topic)) == 2 and len(chat.topics) == 1
+            assert said(fake, topic)[0].message["text"] == "alpha ended"
+
+
+async def test_a_long_post_is_split_and_edited_in_place_with_its_buttons_last(tmp_path: Path) -> None:
+    long_text = "start\n```python\n" + "\n".join(f"line_{i} = {i}" for i in range(3000)) + "\n```\nend"
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="beta")
+                post = await link.create_post(CHANNEL, "short", root_id=root.id)
+                await link.offer_choices(post.id, ("allow_once", "allow_always", "reject"))
+                await link.edit_post(post.id, long_text)
+                topic = ids.parse_post(root.id)[1]
+                sent = said(fake, topic)[1:]
+                assert len(sent) >= 2
+                visible = [s.message["text"] for s in sent]
+                assert all(units(v) <= 4096 for v in visible)
+                assert all(s.html.count("<pre>") == s.html.count("</pre>") for s in sent)
+                assert sent[-1].markup is not None and all(s.markup is None for s in sent[:-1])
+                joined = "".join(parse_html(s.html) for s in sent)
+                assert "line_0 = 0" in joined and "line_2999 = 2999" in joined and joined.endswith("end")
+                await link.settle_choices(post.id)
+                assert said(fake, topic)[-1].markup is None
+
+
+async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach_the_core(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_user(MALLORY, "Mallory")
+            stranger = fake.user_sends(MALLORY, "let me in")
+            fake.user_sends(MALLORY, "please")
+            first = fake.user_sends(ALICE, "/new alpha")
+            alice_update = next(u["update_id"] for u in fake.pending_updates()
+                                if u.get("message", {}).get("from", {}).get("id") == ALICE)  # fmt: skip
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                with trio.fail_after(5):
+                    event = await receive.receive()
+                assert isinstance(event, Posted)
+                assert event.post.message == "!new alpha" and event.post.root_id == ""
+                assert event.post.id == ids.post(ALICE, first["message_id"])
+                await fake.wait_until(lambda: len(fake.bot_messages(MALLORY)) == 1)
+                await trio.sleep(1.5)  # a few polls: only the update the core holds is left
+                assert [u["update_id"] for u in fake.pending_updates()] == [alice_update]
+                front.link.handled(event.post.channel_id, event.post.id)
+                await fake.wait_until(lambda: not fake.pending_updates())
+                await trio.sleep(0.2)
+                assert front.tg.memory.offset == alice_update + 1
+                nursery.cancel_scope.cancel()
+            assert fake.bot_messages(MALLORY)[0].message["text"].startswith("This bot answers only")
+            assert stranger["message_id"] not in {m.message["message_id"] for m in fake.bot_messages(MALLORY)}
+            assert (tmp_path / "telegram.json").exists()
+
+
+async def test_a_redelivered_update_already_handled_is_confirmed_without_reaching_the_core(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            message = fake.user_sends(ALICE, "/help")
+            handled = {ids.post(ALICE, message["message_id"])}
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                front.already_handled = lambda _c, post_id: post_id in handled
+                await nursery.start(front.run)
+                await fake.wait_until(lambda: not fake.pending_updates())
+                assert receive.statistics().current_buffer_used == 0
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_user(MALLORY, "Mallory")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                root = await front.link.open_thread(CHANNEL, "h", key="k", title="gamma")
+                post = await front.link.create_post(CHANNEL, "Allow `ls`?", root_id=root.id)
+                await front.link.offer_choices(post.id, ("allow_once", "allow_always", "reject"))
+                message_id = ids.parse_post(post.id)[1]
+                markup = fake.chat(ALICE).messages[message_id].markup
+                assert markup is not None
+                allow = markup["inline_keyboard"][0][0]["callback_data"]
+                await nursery.start(front.run)
+                fake.chat(MALLORY).messages[message_id] = fake.chat(ALICE).messages[message_id]
+                refused = fake.user_presses(MALLORY, message_id, allow)
+                pressed = fake.user_presses(ALICE, message_id, allow)
+                with trio.fail_after(5):
+                    event = await receive.receive()
+                assert event == ChoiceMade(Choice(ids.user(ALICE), post.id, "allow_once", CHANNEL))
+                await fake.wait_until(lambda: pressed in fake.answered_queries and not fake.pending_updates())
+                assert fake.answered_queries[refused] == "not allowed"
+                assert receive.statistics().current_buffer_used == 0
+                nursery.cancel_scope.cancel()
+
+
+def test_slash_commands_are_the_cores_bang_commands() -> None:
+    assert as_command("/new alpha /tmp") == "!new alpha /tmp"
+    assert as_command("/start") == "!help"
+    assert as_command("/tmp is a directory") == "/tmp is a directory"
+    assert as_command("/STOP") == "!stop"
+    # The seed's `/new NAME PERSONA`: a second word naming a persona.
+    assert as_command("/new alpha reviewer", frozenset({"reviewer"})) == "!new alpha persona=reviewer"
+    assert as_command("/new alpha ./reviewer", frozenset({"reviewer"})) == "!new alpha ./reviewer"
+    assert as_command("/new alpha /srv", frozenset({"reviewer"})) == "!new alpha /srv"
+    assert as_command("hello /new") == "hello /new"
+
+
+def test_the_stores_handled_marks_of_our_posts_are_read_at_start(tmp_path: Path) -> None:
+    state = State(channels={
+        CHANNEL: ChannelLedger(cursor=5, handled={ids.post(ALICE, 7): 4}),
+        "abcdefghijklmnopqrstuvwxyz": ChannelLedger(cursor=5, handled={"x" * 26: 4}),
+    })  # fmt: skip
+    write_atomically(tmp_path, encode(state))
+    assert handled_at_start(tmp_path) == {(CHANNEL, ids.post(ALICE, 7))}
+    assert handled_at_start(tmp_path / "nothing-yet") == frozenset()
+
+
+async def test_buttons_a_previous_run_offered_are_removed_when_settled(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path) as (front, _events):
+                post = await front.tg.create_post(CHANNEL, "The turn was cut.")
+                await front.tg.offer_choices(post.id, ("rerun",))
+            message_id = ids.parse_post(post.id)[1]
+            assert fake.chat(ALICE).messages[message_id].markup is not None
+            async with front_end(fake, tmp_path) as (front, _events):
+                await front.tg.settle_choices(post.id)
+            assert fake.chat(ALICE).messages[message_id].markup is None
+
+
+async def test_a_message_with_no_text_or_file_is_confirmed_without_reaching_the_core(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_update({"message": {"message_id": 50, "date": 1, "from": fake.chat(ALICE).user,
+                                         "chat": {"id": ALICE, "type": "private"},
+                                         "sticker": {"file_id": "S"}}})  # fmt: skip
+            fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                event = await receive.receive()
+                assert isinstance(event, Posted) and event.post.message == "!help"
+                help_update = max(fake.delivered)
+                await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_topic_whose_header_a_crash_cut_gets_it_on_the_next_try_and_no_twin(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path) as (front, _events):
+                root = await front.tg._new_topic(ALICE, "delta", "k-delta")  # then the crash
+            async with front_end(fake, tmp_path) as (front, _events):
+                again = await front.tg.open_thread(CHANNEL, "**delta** header", key="k-delta", title="delta")
+                twice = await front.tg.open_thread(CHANNEL, "**delta** header", key="k-delta", title="delta")
+            assert again.id == twice.id == root
+            topic = ids.parse_post(root)[1]
+            assert list(fake.chat(ALICE).topics) == [topic]
+            assert [s.message["text"] for s in said(fake, topic)] == ["delta header"]
+
+
+async def test_another_bots_offset_is_not_used(tmp_path: Path) -> None:
+    memory = Memory.open(tmp_path)
+    memory.bot_id, memory.offset = 42, 900_000
+    memory.changed()
+    await memory.commit()
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                assert front.tg.memory.offset is None and front.tg.memory.bot_id == BOT_ID
+                await nursery.start(front.run)
+                event = await receive.receive()  # not forgotten behind a stranger's offset
+                assert isinstance(event, Posted) and event.post.message == "!help"
+                nursery.cancel_scope.cancel()
