@@ -31,3 +31,11 @@ def test_no_emoji_name_is_a_core_concept() -> None:
     emoji_names = re.compile(r'"(\+1|-1|thumbsup|thumbsdown|white_check_mark|repeat|octagonal_sign|stop_sign|hourglass_flowing_sand)"')
     for path in sorted(CORE.glob("*.py")):
         assert not emoji_names.search(path.read_text()), path.name
+
+
+def test_no_agent_or_platform_wire_word_is_a_core_concept() -> None:
+    # Claude's tool names, its stderr text and rule formats, Mattermost's create key and
+    # channel types belong to their adapters (agent/claude/, chat/mattermost/).
+    words = re.compile(r'"(Bash|WebFetch|Write|Edit)"|No conversation found|addRules|setMode|pending_post_id|channel_type')
+    for path in sorted(CORE.glob("*.py")):
+        assert not words.search(path.read_text()), path.name

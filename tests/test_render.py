@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supervisor.agent.claude.permissions import permission_asked
+from supervisor.agent.claude.tools import tool_argument
 from supervisor.chat.mattermost.choices import PERMISSION_LEGEND as LEGEND
 from supervisor.chat.mattermost.choices import kind_of
 from supervisor.core.agent_events import (
@@ -24,8 +27,13 @@ from supervisor.core.agent_events import (
 )
 from supervisor.core.markdown import MAX_POST_CHARS, split_parts
 from supervisor.core.permissions import Answer, PermissionState, choice_answer, permission_text
-from supervisor.core.render import TurnRenderer, split_message, tool_argument
+from supervisor.core.render import TurnRenderer, split_message
 from supervisor.core.thread_ops import PutPost
+
+
+def claude_tool(tool_use_id: str, name: str, tool_input: dict[str, Any]) -> ToolCall:
+    """A tool call as the Claude side hands it over: with its one-line summary."""
+    return ToolCall(tool_use_id, name, tool_input, tool_argument(name, tool_input))
 
 # --- an independent reading of CommonMark fences, to check the splitter against ----------
 
@@ -200,8 +208,8 @@ def test_text_tool_text_flow_in_one_post() -> None:
             TurnStarted("s"),
             TextDelta("Let me look."),
             TextBlock("Let me look."),
-            ToolCall("u1", "Bash", {"command": "ls -la\necho more"}),
-            ToolCall("u2", "Read", {"file_path": "/src/a.py"}),
+            claude_tool("u1", "Bash", {"command": "ls -la\necho more"}),
+            claude_tool("u2", "Read", {"file_path": "/src/a.py"}),
             TextDelta("Found it."),
         ],
     )
@@ -223,9 +231,9 @@ def test_tool_lines_name_the_key_argument() -> None:
     ops = feed_all(
         r,
         [
-            ToolCall("1", "Bash", {"command": "y" * 500}),
-            ToolCall("2", "Bash", {"command": "echo `date`"}),
-            ToolCall("3", "TodoRead", {}),
+            claude_tool("1", "Bash", {"command": "y" * 500}),
+            claude_tool("2", "Bash", {"command": "echo `date`"}),
+            claude_tool("3", "TodoRead", {}),
         ],
     )
     lines = final_posts(ops)["t1.0"].split("\n")
@@ -237,7 +245,7 @@ def test_tool_lines_name_the_key_argument() -> None:
 def test_failed_tool_outcome_marks_its_line_and_ok_adds_nothing() -> None:
     r = TurnRenderer()
     feed_all(
-        r, [ToolCall("1", "Bash", {"command": "make"}), ToolCall("2", "Read", {"file_path": "/x"})]
+        r, [claude_tool("1", "Bash", {"command": "make"}), claude_tool("2", "Read", {"file_path": "/x"})]
     )
     assert r.feed(ToolOutcome("2", is_error=False, text="contents"), 1) == []
     assert r.feed(ToolOutcome("1", is_error=True, text="Exit code 2\nmake: *** failed"), 1) == [
@@ -259,7 +267,7 @@ def test_thinking_is_a_short_quote_or_nothing() -> None:
 
 def test_an_unclosed_fence_does_not_swallow_what_follows() -> None:
     ops = feed_all(
-        TurnRenderer(), [TextBlock("```sh\nmake"), ToolCall("1", "Bash", {"command": "make"})]
+        TurnRenderer(), [TextBlock("```sh\nmake"), claude_tool("1", "Bash", {"command": "make"})]
     )
     text = final_posts(ops)["t1.0"]
     assert text == "```sh\nmake\n```\n\n🔧 `Bash` `make`"
@@ -467,7 +475,7 @@ def test_reactions_answer_permission_requests(emoji: str, answer: Answer | None)
 
 
 def test_a_pending_request_names_tool_input_description_and_legend() -> None:
-    req = PermissionAsked(
+    req = permission_asked(
         "r1", "Bash", {"command": "rm -rf build\necho ```done```"}, description="Clean up"
     )
     text = permission_text(req, "pending", legend=LEGEND)
@@ -489,7 +497,7 @@ def test_a_pending_request_names_tool_input_description_and_legend() -> None:
     ],
 )
 def test_an_answered_request_shows_its_outcome(state: str, outcome: str) -> None:
-    req = PermissionAsked("r1", "Write", {"file_path": "/etc/x", "content": "hi"})
+    req = permission_asked("r1", "Write", {"file_path": "/etc/x", "content": "hi"})
     text = permission_text(req, state, by="@ann")
     assert text.endswith("\n" + outcome)
     assert LEGEND not in text
@@ -497,7 +505,7 @@ def test_an_answered_request_shows_its_outcome(state: str, outcome: str) -> None
 
 
 def test_a_request_for_another_tool_shows_its_input_as_json_and_stays_small() -> None:
-    req = PermissionAsked("r1", "mcp__db__query", {"sql": "x" * 20000})
+    req = permission_asked("r1", "mcp__db__query", {"sql": "x" * 20000})
     text = permission_text(req)
     assert '```json\n{\n  "sql": "xxx' in text
     assert "more characters not shown" in text

@@ -108,6 +108,10 @@ class PermissionAsked:
     description: str = ""
     suggestions: tuple[JSON, ...] = ()  # the agent's own offer, as it sent it (opaque here)
     always: AlwaysAllow | None = None
+    # The input that says what the call does (a command, a path), shown first; with
+    # `key_language`, shown whole as a code block in that language (a shell command).
+    key_argument: str = ""
+    key_language: str = ""
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import re
 
 from supervisor.core.agent_events import PermissionAsked
 from supervisor.core.events import ChoiceKind
-from supervisor.core.render import KEY_ARGUMENTS, code_span
+from supervisor.core.render import code_span
 
 INPUT_CHARS = 3000  # how much of a tool's input a request shows, so the post stays small
 
@@ -86,12 +86,13 @@ def permission_text(
 
 
 def _input_block(req: PermissionAsked) -> str:
-    """The whole input, so what is approved is what is seen: a Bash command as a shell
-    block, a one-line path, URL or pattern as inline code, everything else as JSON."""
-    key = KEY_ARGUMENTS.get(req.tool_name, "")
-    value = req.input.get(key)
-    if req.tool_name == "Bash" and isinstance(value, str):
-        return _code_block(value, "bash")
+    """The whole input, so what is approved is what is seen: a shell command as a shell
+    block, a one-line path, URL or pattern as inline code, everything else as JSON (which
+    input is which, the agent side says)."""
+    key = req.key_argument
+    value = req.input.get(key) if key else None
+    if req.key_language and isinstance(value, str):
+        return _code_block(value, req.key_language)
     if not (isinstance(value, str) and value.strip() and "\n" not in value):
         return _code_block(_json(req.input), "json")
     rest = {k: v for k, v in req.input.items() if k != key}

@@ -57,33 +57,15 @@ from supervisor.core.markdown import (
 from supervisor.core.thread_ops import PutPost
 
 __all__ = [
-    "KEY_ARGUMENTS",
     "PutPost",
     "TurnRenderer",
     "code_span",
     "split_message",
-    "tool_argument",
 ]
 
 TOOL_ARGUMENT_CHARS = 120
 THINKING_LINES = 3
 THINKING_LINE_CHARS = 160
-
-# The one input that says what a call does, per tool; other tools show their input as JSON.
-KEY_ARGUMENTS = {
-    "Bash": "command",
-    "Read": "file_path",
-    "Write": "file_path",
-    "Edit": "file_path",
-    "MultiEdit": "file_path",
-    "NotebookEdit": "notebook_path",
-    "Grep": "pattern",
-    "Glob": "pattern",
-    "WebFetch": "url",
-    "WebSearch": "query",
-    "Task": "description",
-}
-
 
 def shorten(text: str, limit: int) -> str:
     """`text` cut to at most `limit` characters, with an ellipsis when cut."""
@@ -101,21 +83,14 @@ def code_span(text: str) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
-def tool_argument(name: str, tool_input: dict[str, Any]) -> str:
-    """The key argument of a tool call as one line: the command, the path, the pattern..."""
-    key = KEY_ARGUMENTS.get(name)
-    value = tool_input.get(key) if key else None
-    if isinstance(value, str) and value.strip():
-        lines = value.strip().splitlines()
-        return lines[0] + (" …" if len(lines) > 1 else "")
-    if not tool_input:
-        return ""
-    return json.dumps(tool_input, ensure_ascii=False, separators=(", ", ": "), default=str)
+def _input_line(tool_input: dict[str, Any]) -> str:
+    """A call's input in one line, where the agent side gave no summary of it."""
+    return json.dumps(tool_input, ensure_ascii=False, separators=(", ", ": "), default=str) if tool_input else ""
 
 
 def tool_line(call: ToolCall, error: str | None = None) -> str:
     """🔧 `Bash` `ls -la`; with an error: ❌ and the error's first line."""
-    argument = call.summary or tool_argument(call.name, call.input)
+    argument = call.summary or _input_line(call.input)
     line = f"{'❌' if error is not None else '🔧'} {code_span(call.name or 'tool')}"
     if argument:
         line += " " + code_span(shorten(argument, TOOL_ARGUMENT_CHARS))

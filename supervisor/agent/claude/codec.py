@@ -14,6 +14,7 @@ import attrs
 import cattrs
 
 from supervisor.agent.claude.permissions import permission_asked
+from supervisor.agent.claude.tools import tool_argument
 from supervisor.core.agent_events import (
     JSON,
     AgentCommand,
@@ -147,7 +148,8 @@ class ClaudeCodec:
             elif kind == "thinking":
                 events.append(ThinkingBlock(str(block.get("thinking", ""))))
             elif kind in ("tool_use", "server_tool_use"):
-                events.append(ToolCall(str(block["id"]), str(block["name"]), block.get("input") or {}))
+                name, tool_input = str(block["name"]), block.get("input") or {}
+                events.append(ToolCall(str(block["id"]), name, tool_input, tool_argument(name, tool_input)))
         return events
 
     def _user(self, frame: JSON) -> list[AgentEvent]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from supervisor.agent.claude.tools import KEY_ARGUMENTS, SHELL_TOOLS
 from supervisor.core.agent_events import JSON, AlwaysAllow, PermissionAsked
 
 
@@ -67,4 +68,6 @@ def permission_asked(
         description=description,
         suggestions=tuple(suggestions),
         always=always_allow(suggestions),
+        key_argument=KEY_ARGUMENTS.get(tool_name, ""),
+        key_language=SHELL_TOOLS.get(tool_name, ""),
     )
