@@ -22,10 +22,10 @@ import httpx
 import trio
 
 from supervisor.chat import ChatError, ChatUser
+from supervisor.chat.mattermost.config import MattermostConfig
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.tls import ssl_context
 from supervisor.checks import CheckResult, Limits, clipped, skipped, timed_out, within
-from supervisor.config import MattermostConfig
 
 __all__ = [
     "SERVER_FIX",
