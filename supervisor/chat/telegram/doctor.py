@@ -21,7 +21,7 @@ import trio
 from supervisor.chat.telegram.client import BotApi, BotApiError, Unauthorized
 from supervisor.chat.telegram.codec import MalformedReply, User, WebhookInfo
 from supervisor.chat.telegram.config import TelegramConfig
-from supervisor.checks import CheckResult, clipped
+from supervisor.checks import CheckResult, clipped, skipped, timed_out
 
 TOKEN_FIX: Final = (
     "get the bot's token from @BotFather (/mybots > API Token) and put it in "
@@ -86,16 +86,12 @@ def webhook_result(info: WebhookInfo) -> Check:
 
 
 def _skipped(name: str) -> Check:
-    return Check(name, False, "skipped: the token check failed")
+    return skipped(name, "the token check failed")
 
 
 def _timed_out(name: str, seconds: float) -> Check:
-    return Check(
-        name,
-        False,
-        f"no answer from the Bot API within {seconds:g} s",
-        "check this machine's network (and telegram.api_url if you set one)",
-    )
+    fix = "check this machine's network (and telegram.api_url if you set one)"
+    return timed_out(name, seconds, "no answer from the Bot API", fix)
 
 
 async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]:
