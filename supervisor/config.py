@@ -8,11 +8,11 @@ sentence that names the offending key (`agent.turn_timeout_s`, `sessions[1].cwd`
 `personas.reviewer.model`) and says what is wrong with it: the CLI prints exactly that
 and exits 2.
 
+Each front end's section (`[mattermost]`, `[telegram]`, `[web]`) is its own module's
+class and rules, beside that front end (`chat/*/config.py`); this module names them.
+
 Keys beyond PRODUCT.md's example (documented for the README):
 
-- `[mattermost] requests_per_second`: an explicit cap on REST requests per second (> 0);
-  unset by default: the supervisor follows the limits the server announces.
-- `[mattermost] team = ""`: team name; unused for now, optional.
 - `[agent] shutdown_grace_s = 3`: seconds between SIGTERM and SIGKILL when stopping an
   agent (> 0; a float is fine).
 - `[agent] restart_max = 3` and `restart_window_s = 300`: an agent that dies more than
@@ -21,7 +21,8 @@ Keys beyond PRODUCT.md's example (documented for the README):
   every override, it does not make its section appear.
 
 Relative paths are relative to the config file's directory; `~` follows `$HOME`. The
-structuring machinery (strict types, path checks, error wording) is `config_codec`.
+structuring machinery (strict types, path checks, error wording) is `config_codec`;
+finding and parsing the file is `config_file`.
 
 This module must never log, never create anything (the state directory is made by the
 store) and never put the token into a repr or an error message.
@@ -31,28 +32,33 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Final, TypeVar
 
 import attrs
 
 from supervisor.agent.config import NamedAgent, check_agents, check_protocol
+from supervisor.chat.mattermost import config as mattermost_config
+from supervisor.chat.mattermost.config import MattermostConfig
 from supervisor.chat.telegram import config as telegram_config
 from supervisor.chat.web.config import WebConfig
 from supervisor.config_codec import (
     DIRECTORY_OR_ABSENT,
     EXISTING_DIRECTORY,
     STRUCTURE_ERRORS,
+    ConfigError,
     FrozenMap,
     Problem,
+    at_least,
     converter,
     describe,
     first_problem,
     frozen_map,
+    not_empty,
+    positive,
 )
+from supervisor.config_file import find_config_path, read_toml
 
 __all__ = [
     "AgentConfig",
@@ -78,73 +84,16 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 DEFAULT_CWD: Final = "~"
 DEFAULT_STATE_DIR: Final = "~/.local/state/supervisor"
 
-
-class ConfigError(Exception):
-    """An unusable configuration: `key` says where, `str()` is one sentence for the user."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
+S = TypeVar("S")  # a front end's section
 
 
 # --- rules on single values, shared by the classes below -----------------------------
 
 
-def _at_least(minimum: float) -> Callable[[Any, attrs.Attribute[Any], float], None]:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if value < minimum:
-            raise Problem((attribute.name,), f"must be {minimum} or more, not {value}")
-
-    return check
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise Problem((attribute.name,), f"must be more than 0, not {value}")
-
-
-def _not_empty(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    for index, item in enumerate(value):
-        if not item:
-            raise Problem((attribute.name, index), "must not be empty")
-
-
-def _http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        _ = parts.port  # raises on a port that is not a number
-    except ValueError:
-        ok = False
-    if not ok or parts.query or parts.fragment:
-        raise Problem((attribute.name,), f"must be an http(s)://host URL, not {describe(value)}")
-
-
-def _strip_slash(url: str) -> str:
-    # Paths are appended to it (`{url}/api/v4/...`); a URL without a host is left as
-    # written, so the error shows what the user wrote.
-    try:
-        return url.rstrip("/") if urlsplit(url).netloc else url
-    except ValueError:
-        return url
-
-
-def _usernames(names: Iterable[str]) -> tuple[str, ...]:
-    # Mattermost usernames are lower case; people often write them as mentions.
-    return tuple(name.strip().removeprefix("@").lower() for name in names)
-
-
-def _allowed_users(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    if not value:
-        raise Problem((attribute.name,), "must list at least one username")
-    _not_empty(_, attribute, value)
-
-
 def _command(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     if not value:
         raise Problem((attribute.name,), 'must name the program to run, like ["claude"]')
-    _not_empty(_, attribute, value)
+    not_empty(_, attribute, value)
 
 
 def _permission_mode(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -174,23 +123,6 @@ def _session_name(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 
 
 @attrs.frozen
-class MattermostConfig:
-    """`[mattermost]`: which server, as whom, and who may drive sessions.
-
-    `token` is the effective token (from `$SUPERVISOR_MATTERMOST_TOKEN`, `token`, or the
-    stripped contents of `token_file`, in that order); it never appears in a repr.
-    `requests_per_second` caps the REST budget (None: follow the server); `team` is unused.
-    """
-
-    url: str = attrs.field(converter=_strip_slash, validator=_http_url)
-    allowed_users: tuple[str, ...] = attrs.field(converter=_usernames, validator=_allowed_users)
-    token_file: Path | None = None
-    token: str = attrs.field(default="", repr=False)
-    team: str = ""
-    requests_per_second: float | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
-
-
-@attrs.frozen
 class AgentConfig:
     """`[agent]`: how each session's Claude Code process is started and watched.
 
@@ -208,22 +140,22 @@ class AgentConfig:
     )
     permission_mode: str = attrs.field(default="default", validator=_permission_mode)
     default_cwd: Annotated[Path, EXISTING_DIRECTORY] = attrs.field(factory=Path.home)
-    turn_timeout_s: int = attrs.field(default=1800, validator=_at_least(0))
-    approval_timeout_s: int = attrs.field(default=600, validator=_at_least(0))
-    idle_suspend_s: int = attrs.field(default=0, validator=_at_least(0))
-    stall_timeout_s: int = attrs.field(default=300, validator=_at_least(0))
-    notify_after_s: int = attrs.field(default=60, validator=_at_least(0))
-    shutdown_grace_s: float = attrs.field(default=3.0, validator=_positive)
-    interrupt_grace_s: float = attrs.field(default=10.0, validator=_positive)
-    restart_max: int = attrs.field(default=3, validator=_at_least(0))
-    restart_window_s: int = attrs.field(default=300, validator=_positive)
+    turn_timeout_s: int = attrs.field(default=1800, validator=at_least(0))
+    approval_timeout_s: int = attrs.field(default=600, validator=at_least(0))
+    idle_suspend_s: int = attrs.field(default=0, validator=at_least(0))
+    stall_timeout_s: int = attrs.field(default=300, validator=at_least(0))
+    notify_after_s: int = attrs.field(default=60, validator=at_least(0))
+    shutdown_grace_s: float = attrs.field(default=3.0, validator=positive)
+    interrupt_grace_s: float = attrs.field(default=10.0, validator=positive)
+    restart_max: int = attrs.field(default=3, validator=at_least(0))
+    restart_window_s: int = attrs.field(default=300, validator=positive)
 
 
 @attrs.frozen
 class RenderConfig:
     """`[render]`: how agent output is shown in a thread."""
 
-    edit_interval_ms: int = attrs.field(default=700, validator=_at_least(0))
+    edit_interval_ms: int = attrs.field(default=700, validator=at_least(0))
     show_thinking: bool = True
 
 
@@ -231,9 +163,9 @@ class RenderConfig:
 class FilesConfig:
     """`[files]`: size limits, in MB, for attachments and `!get`."""
 
-    max_upload_mb: int = attrs.field(default=50, validator=_at_least(0))
-    max_image_mb: int = attrs.field(default=5, validator=_at_least(0))
-    max_get_mb: int = attrs.field(default=50, validator=_at_least(0))
+    max_upload_mb: int = attrs.field(default=50, validator=at_least(0))
+    max_image_mb: int = attrs.field(default=5, validator=at_least(0))
+    max_get_mb: int = attrs.field(default=50, validator=at_least(0))
 
 
 @attrs.frozen
@@ -325,8 +257,8 @@ class EnvOverride:
 
 
 ENV_OVERRIDES: Final = (
-    EnvOverride("SUPERVISOR_MATTERMOST_URL", "mattermost", "url"),
-    EnvOverride("SUPERVISOR_MATTERMOST_TOKEN", "mattermost", "token", ("token_file",)),
+    EnvOverride(mattermost_config.URL_VARIABLE, "mattermost", "url"),
+    EnvOverride(mattermost_config.TOKEN_VARIABLE, "mattermost", "token", ("token_file",)),
     EnvOverride(telegram_config.TOKEN_VARIABLE, "telegram", "token", ("token_file",)),
     EnvOverride("SUPERVISOR_WEB_LISTEN", "web", "listen"),
 )
@@ -372,46 +304,14 @@ def _prepared(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]
 _SECRETS: Final = {("mattermost", "token"), ("telegram", "token")}
 
 
-def _with_token(mattermost: MattermostConfig) -> MattermostConfig:
-    if mattermost.token and mattermost.token_file is not None:
-        raise ConfigError(
-            "mattermost.token",
-            "mattermost.token and mattermost.token_file are both set: keep only one",
-        )
-    token = mattermost.token
-    if mattermost.token_file is not None:
-        try:
-            token = mattermost.token_file.read_text(encoding="utf-8").strip()
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise ConfigError(
-                "mattermost.token_file",
-                f"mattermost.token_file {describe(str(mattermost.token_file))} cannot be read: {reason}",
-            ) from None
-        if not token:
-            raise ConfigError(
-                "mattermost.token_file",
-                f"mattermost.token_file {describe(str(mattermost.token_file))} is empty",
-            )
-    if not token:
-        raise ConfigError(
-            "mattermost.token",
-            "mattermost.token is missing: set mattermost.token, mattermost.token_file "
-            "or SUPERVISOR_MATTERMOST_TOKEN",
-        )
-    if any(c.isspace() for c in token):
-        # It goes into an HTTP header; never echo it.
-        raise ConfigError("mattermost.token", "mattermost.token must not contain whitespace")
-    return attrs.evolve(mattermost, token=token)
-
-
-def _telegram(section: telegram_config.TelegramConfig | None) -> telegram_config.TelegramConfig | None:
+def _with_token(name: str, section: S | None, with_token: Callable[[S], S]) -> S | None:
+    """A front end's section with its token read; its `Problem` keyed under `name`."""
     if section is None:
         return None
     try:
-        return telegram_config.with_token(section)
+        return with_token(section)
     except Problem as exc:
-        raise Problem(("telegram", *exc.path), exc.problem) from None
+        raise Problem((name, *exc.path), exc.problem) from None
 
 
 def _from_environment(error: ConfigError, env: Mapping[str, str]) -> ConfigError:
@@ -449,8 +349,11 @@ def config_from_dict(
                 "mattermost",
                 "the configuration has no front end: add a [mattermost], [telegram] or [web] section",
             )
-        mattermost = None if config.mattermost is None else _with_token(config.mattermost)
-        return attrs.evolve(config, mattermost=mattermost, telegram=_telegram(config.telegram))
+        return attrs.evolve(
+            config,
+            mattermost=_with_token("mattermost", config.mattermost, mattermost_config.with_token),
+            telegram=_with_token("telegram", config.telegram, telegram_config.with_token),
+        )
     except STRUCTURE_ERRORS as exc:
         raise _from_environment(ConfigError(*first_problem(exc, _SECRETS)), env) from None
     except ConfigError as exc:
@@ -459,75 +362,10 @@ def config_from_dict(
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and check the TOML file at `path`; `env` defaults to `os.environ`."""
-    shown = str(path)
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(shown, f"the configuration file {shown} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(
-            shown, f"the configuration file {shown} cannot be read: {exc.strerror}"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib says "Invalid value (at line 3, column 18)": lead with the line instead.
-        where = re.search(r" \(at line (\d+), column (\d+)\)", str(exc))
-        if where is None:
-            raise ConfigError(shown, f"{shown} is not valid TOML: {exc}") from None
-        key = f"{shown} line {where[1]}"
-        what = str(exc).replace(where[0], "")
-        raise ConfigError(key, f"{key} is not valid TOML: {what} at column {where[2]}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(shown, f"{shown} is not valid TOML: it is not UTF-8 text") from None
-    return config_from_dict(data, env, base_dir=path.absolute().parent)
+    return config_from_dict(read_toml(path), env, base_dir=path.absolute().parent)
 
 
 def embedded_default(env: Mapping[str, str] | None = None) -> Config:
     """What `run` serves when no configuration file exists (PRODUCT: the embedded
     default): the local web chat alone, the default agent, the default state dir."""
     return config_from_dict({"web": {}}, env)
-
-
-def find_config_path(explicit: str | None, env: Mapping[str, str], cwd: Path, home: Path) -> Path:
-    """The config file to use: `--config`, else `$SUPERVISOR_CONFIG`, else
-    `./supervisor.toml`, else `~/.config/supervisor/supervisor.toml`.
-
-    A file named explicitly (flag or variable) must exist; there is no falling through.
-    """
-
-    def resolve(text: str) -> Path:
-        if text == "~" or text.startswith("~/"):
-            return home / text[2:]
-        return cwd / text
-
-    for key, given in (("--config", explicit), ("SUPERVISOR_CONFIG", env.get("SUPERVISOR_CONFIG"))):
-        if given:
-            path = resolve(given)
-            if not _is_file(path):
-                problem = "is not a file" if _exists(path) else "does not exist"
-                raise ConfigError(key, f"the configuration file {path} (from {key}) {problem}")
-            return path
-    candidates = (cwd / "supervisor.toml", home / ".config" / "supervisor" / "supervisor.toml")
-    for path in candidates:
-        if _is_file(path):
-            return path
-    looked = " and ".join(str(p) for p in candidates)
-    raise ConfigError(
-        "--config",
-        f"no configuration file found (looked for {looked}); "
-        "pass --config PATH or set SUPERVISOR_CONFIG",
-    )
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except (OSError, ValueError):  # a name too long for the OS is simply not there
-        return False
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False

@@ -3,8 +3,10 @@
 This module owns the machinery under `supervisor.config`: one cattrs converter with strict
 hooks (a bool is not an int, a string is not an array, `~` follows the given `$HOME`,
 directories are checked) and the translation of cattrs' error trees into the first broken
-rule, as a dotted key (`sessions[1].cwd`) plus what is wrong with it. It knows nothing
-about which keys exist: that is the classes' business, in `supervisor.config`.
+rule, as a dotted key (`sessions[1].cwd`) plus what is wrong with it; `ConfigError`, the
+one sentence the user sees; and the validators several sections share (`positive`,
+`at_least`, `not_empty`, `http_url`). It knows nothing about which keys exist: that is the
+classes' business, in `supervisor.config` and each front end's own config module.
 
 It must never echo a secret's value, and never let a user-written key put a newline into
 a message.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar, get_args, get_origin
+from urllib.parse import urlsplit
 
 import attrs
 import cattrs
@@ -43,6 +46,15 @@ DIRECTORY_OR_ABSENT: Final = "a directory or absent"
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _UNKNOWN_KEY: Final = "unknown key "
+
+
+class ConfigError(Exception):
+    """An unusable configuration: `key` says where, `str()` is one sentence for the user."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
 
 
 class Problem(ValueError):
@@ -121,6 +133,39 @@ class FrozenMap(Mapping[str, V]):
 
 def frozen_map(items: Mapping[str, V]) -> FrozenMap[V]:
     return items if isinstance(items, FrozenMap) else FrozenMap(items)
+
+
+# --- rules on single values, shared by the sections' classes ---------------------------
+
+
+def at_least(minimum: float) -> Callable[[Any, attrs.Attribute[Any], float], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value < minimum:
+            raise Problem((attribute.name,), f"must be {minimum} or more, not {value}")
+
+    return check
+
+
+def positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise Problem((attribute.name,), f"must be more than 0, not {value}")
+
+
+def not_empty(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for index, item in enumerate(value):
+        if not item:
+            raise Problem((attribute.name, index), "must not be empty")
+
+
+def http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok or parts.query or parts.fragment:
+        raise Problem((attribute.name,), f"must be an http(s)://host URL, not {describe(value)}")
 
 
 # --- hooks ------------------------------------------------------------------------------

@@ -19,17 +19,10 @@ import httpx
 import trio
 
 from supervisor.chat import ChatError, ChatUser
+from supervisor.chat.mattermost.doctor import account_result, shown_url, unreachable_result
+from supervisor.checks import CheckResult, Limits, exit_status, format_report
 from supervisor.config import Config, StateConfig, load_config
-from supervisor.doctor import (
-    CheckResult,
-    Limits,
-    account_result,
-    exit_status,
-    format_report,
-    run_checks,
-    shown_url,
-    unreachable_result,
-)
+from supervisor.doctor import run_checks
 from tests.fakes.mattermost import FakeMattermost
 from tests.harness import FAKE_AGENT, REPO, world, write_toml
 

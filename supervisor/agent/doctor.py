@@ -1,9 +1,11 @@
-"""`check` for the agents beyond the default Claude Code one (which `supervisor.doctor`
-checks with its detailed messages): every ACP agent must start and answer `initialize`
-with a protocol version we speak; every other `[agents.NAME]` must run `--version`.
+"""The agents' lines for `check`, in report order: the default Claude Code agent runs
+`--version` (with the detailed messages of `agent.claude.doctor`), then every other agent:
+an ACP agent must start and answer `initialize` with a protocol version we speak; every
+other `[agents.NAME]` must run `--version`.
 
-Returns plain tuples (name, ok, detail, fix) for the doctor to print; never raises for a
-failing agent; every probe is bounded and leaves no process behind.
+`agent_side_checks` returns plain tuples (name, ok, detail, fix); `checks` returns the
+doctor's `CheckResult`s. Never raises for a failing agent; every probe is bounded and
+leaves no process behind.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from supervisor.agent.claude import doctor as claude_doctor
+from supervisor.agent.probe import claude_env
 from supervisor.agent.registry import Agent, AgentRegistry, probe
+from supervisor.checks import CheckResult, Limits, within
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -47,3 +52,22 @@ async def agent_side_checks(
         for agent in agents:
             nursery.start_soon(one, agent)
     return [found[agent.name] for agent in agents]
+
+
+async def checks(config: Config, limits: Limits) -> list[CheckResult]:
+    """The default Claude Code agent's line (if that is the default), then the others'."""
+    found: list[CheckResult] = []
+    if config.agent.protocol == "claude":
+        argv = claude_doctor.agent_version_argv(config.agent)
+        env = claude_env(config.agent.env)
+        found.append(
+            await within(
+                limits.agent_s,
+                claude_doctor.agent_hung_result(argv, limits.agent_s),
+                lambda: claude_doctor.agent_check(config.agent, env),
+            )
+        )
+    # ACP agents and `[agents.NAME]`: each agent side's own check (starts, answers).
+    for name, ok, detail, fix in await agent_side_checks(config, limits.agent_s):
+        found.append(CheckResult(name, ok, detail, fix))
+    return found

@@ -9,20 +9,19 @@ the two requests, unretried, each bounded by `network_s`.
 It must never print the token (the report is meant to be pasted into a ticket): the
 client keeps it out of every error, and these lines name only the bot's @username.
 
-`Check` has the shape of `supervisor.doctor.CheckResult` (name, ok, detail, fix): it is
-defined here, not imported, so that the doctor can import this module without a cycle.
+`Check` is the doctor's `CheckResult` (name, ok, detail, fix), from `supervisor.checks`.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-import attrs
 import trio
 
 from supervisor.chat.telegram.client import BotApi, BotApiError, Unauthorized
 from supervisor.chat.telegram.codec import MalformedReply, User, WebhookInfo
 from supervisor.chat.telegram.config import TelegramConfig
+from supervisor.checks import CheckResult, clipped, skipped, timed_out
 
 TOKEN_FIX: Final = (
     "get the bot's token from @BotFather (/mybots > API Token) and put it in "
@@ -36,15 +35,7 @@ WEBHOOK_FIX: Final = (
     "another program may receive this bot's updates through it: stop that program, or "
     "give the supervisor a bot of its own; `run` deletes the webhook, keeping waiting updates"
 )
-_MAX_DETAIL = 200
-
-
-@attrs.frozen
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
+Check = CheckResult
 
 
 def token_result(me: User) -> Check:
@@ -61,16 +52,16 @@ def token_failed_result(error: BaseException) -> Check:
         return Check(
             "telegram token",
             False,
-            f"cannot reach the Bot API: {_clipped(error.description)}",
+            f"cannot reach the Bot API: {clipped(error.description)}",
             "check this machine's network (and telegram.api_url if you set one)",
         )
     if isinstance(error, BotApiError):
-        said = _clipped(error.description) or "no reason given"
+        said = clipped(error.description) or "no reason given"
         return Check("telegram token", False, f"getMe failed: {error.status} {said}", TOKEN_FIX)
     return Check(
         "telegram token",
         False,
-        f"getMe gave an answer that is not the Bot API's: {_clipped(str(error))}",
+        f"getMe gave an answer that is not the Bot API's: {clipped(str(error))}",
         "check telegram.api_url: it should be the Bot API server, without /bot<token>",
     )
 
@@ -95,16 +86,12 @@ def webhook_result(info: WebhookInfo) -> Check:
 
 
 def _skipped(name: str) -> Check:
-    return Check(name, False, "skipped: the token check failed")
+    return skipped(name, "the token check failed")
 
 
 def _timed_out(name: str, seconds: float) -> Check:
-    return Check(
-        name,
-        False,
-        f"no answer from the Bot API within {seconds:g} s",
-        "check this machine's network (and telegram.api_url if you set one)",
-    )
+    fix = "check this machine's network (and telegram.api_url if you set one)"
+    return timed_out(name, seconds, "no answer from the Bot API", fix)
 
 
 async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]:
@@ -124,7 +111,7 @@ async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]
         try:
             webhook = webhook_result(await api.get_webhook_info(retry=False))
         except (BotApiError, MalformedReply) as error:
-            said = _clipped(getattr(error, "description", "") or str(error))
+            said = clipped(getattr(error, "description", "") or str(error))
             webhook = Check("telegram webhook", False, f"getWebhookInfo failed: {said}")
     return [token, topics_result(me), webhook]
 
@@ -136,8 +123,3 @@ async def config_checks(section: TelegramConfig, *, network_s: float = 5.0) -> l
         return await telegram_checks(api, network_s=network_s)
     finally:
         await api.aclose()
-
-
-def _clipped(text: str) -> str:
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= _MAX_DETAIL else flat[: _MAX_DETAIL - 1] + "…"

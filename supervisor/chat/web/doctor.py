@@ -1,7 +1,7 @@
 """The web chat's lines for `check`: can it listen, keep its token, and serve its page?
 
-Each check returns one `WebCheck` (name, ok, detail, fix): the same four fields as the
-doctor's `CheckResult`, so the glue maps them one to one. Never prints the token.
+Each check returns one `WebCheck`: the doctor's `CheckResult` (name, ok, detail, fix),
+from `supervisor.checks`. Never prints the token.
 """
 
 from __future__ import annotations
@@ -11,18 +11,11 @@ import socket
 import stat
 from pathlib import Path
 
-import attrs
-
 from supervisor.chat.web import security
 from supervisor.chat.web.assets import BUNDLE, load_assets
+from supervisor.checks import CheckResult
 
-
-@attrs.frozen
-class WebCheck:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
+WebCheck = CheckResult
 
 
 def listen_check(listen: str, allow_remote: bool) -> WebCheck:

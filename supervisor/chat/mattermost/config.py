@@ -1,0 +1,90 @@
+"""`[mattermost]`: which server, as whom, and who may drive sessions.
+
+Owns the section's class and its rules; `supervisor.config` only names the section and
+calls `with_token` once the file is structured. Every rule broken raises
+`config_codec.Problem` (its key relative to the section), which the config module turns
+into one sentence naming the key.
+
+Keys beyond PRODUCT.md's example (documented for the README):
+- `requests_per_second`: an explicit cap on REST requests per second (> 0); unset by
+  default: the supervisor follows the limits the server announces.
+- `team = ""`: team name; unused for now, optional.
+
+It must never log, never touch the network, and never put the token into a repr or an
+error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from supervisor.config_codec import Problem, describe, http_url, not_empty, positive
+
+TOKEN_VARIABLE: Final = "SUPERVISOR_MATTERMOST_TOKEN"
+URL_VARIABLE: Final = "SUPERVISOR_MATTERMOST_URL"
+
+
+def _strip_slash(url: str) -> str:
+    # Paths are appended to it (`{url}/api/v4/...`); a URL without a host is left as
+    # written, so the error shows what the user wrote.
+    try:
+        return url.rstrip("/") if urlsplit(url).netloc else url
+    except ValueError:
+        return url
+
+
+def _usernames(names: Iterable[str]) -> tuple[str, ...]:
+    # Mattermost usernames are lower case; people often write them as mentions.
+    return tuple(name.strip().removeprefix("@").lower() for name in names)
+
+
+def _allowed_users(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise Problem((attribute.name,), "must list at least one username")
+    not_empty(_, attribute, value)
+
+
+@attrs.frozen
+class MattermostConfig:
+    """`[mattermost]`: which server, as whom, and who may drive sessions.
+
+    `token` is the effective token (from `$SUPERVISOR_MATTERMOST_TOKEN`, `token`, or the
+    stripped contents of `token_file`, in that order); it never appears in a repr.
+    `requests_per_second` caps the REST budget (None: follow the server); `team` is unused.
+    """
+
+    url: str = attrs.field(converter=_strip_slash, validator=http_url)
+    allowed_users: tuple[str, ...] = attrs.field(converter=_usernames, validator=_allowed_users)
+    token_file: Path | None = None
+    token: str = attrs.field(default="", repr=False)
+    team: str = ""
+    requests_per_second: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive))
+
+
+def with_token(section: MattermostConfig) -> MattermostConfig:
+    """The section with its token read and checked; Problem (never quoting it) if not."""
+    if section.token and section.token_file is not None:
+        raise Problem(("token",), "and mattermost.token_file are both set: keep only one")
+    token = section.token
+    if section.token_file is not None:
+        shown = describe(str(section.token_file))
+        try:
+            token = section.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise Problem(("token_file",), f"{shown} cannot be read: {reason}") from None
+        if not token:
+            raise Problem(("token_file",), f"{shown} is empty")
+    if not token:
+        raise Problem(
+            ("token",), f"is missing: set mattermost.token, mattermost.token_file or {TOKEN_VARIABLE}"
+        )
+    if any(c.isspace() for c in token):
+        # It goes into an HTTP header; never echo it.
+        raise Problem(("token",), "must not contain whitespace")
+    return attrs.evolve(section, token=token)

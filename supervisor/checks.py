@@ -1,0 +1,104 @@
+"""The doctor's shared vocabulary: one `CheckResult` per report line, the time `Limits`,
+the report's text and exit status, and the bounded `within` helper.
+
+Every part that contributes lines to `supervisor check` (a front end, an agent, the
+state directory) builds them from this module, which imports nothing of the product, so
+any part may import it without a cycle. Everything here is pure except `within`, which
+only bounds an awaitable by a cancel scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, TypeVar
+
+import attrs
+import trio
+
+__all__ = [
+    "LIMITS",
+    "CheckResult",
+    "Limits",
+    "clipped",
+    "exit_status",
+    "format_report",
+    "one_line",
+    "skipped",
+    "timed_out",
+    "within",
+]
+
+T = TypeVar("T")
+
+MAX_DETAIL: Final = 200  # characters of server- or agent-supplied text shown in one line
+
+
+@attrs.frozen
+class CheckResult:
+    """One line of the report. `fix` is "" when there is nothing to do."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@attrs.frozen
+class Limits:
+    """How long each kind of check may take, in seconds."""
+
+    network_s: float = 5.0  # one REST request
+    agent_s: float = 10.0  # `<agent.command> --version`, start to exit
+    disk_s: float = 10.0  # create, write, fsync and delete the probe file
+
+
+LIMITS: Final = Limits()
+
+
+def format_report(results: Sequence[CheckResult]) -> str:
+    """The aligned text the doctor prints: name, ok/FAIL, detail, then `fix:` below."""
+    width = max((len(result.name) for result in results), default=0)
+    lines = []
+    for result in results:
+        label = "ok" if result.ok else "FAIL"
+        lines.append(f"{result.name:<{width}}  {label:<4}  {one_line(result.detail)}".rstrip())
+        if result.fix:
+            lines.append(f"{'':<{width}}        fix: {one_line(result.fix)}")
+    failed = sum(not result.ok for result in results)
+    if failed:
+        lines.append(f"{failed} of {len(results)} checks failed")
+    else:
+        lines.append(f"all {len(results)} checks passed")
+    return "\n".join(lines) + "\n"
+
+
+def exit_status(results: Sequence[CheckResult]) -> int:
+    return 0 if all(result.ok for result in results) else 1
+
+
+def one_line(text: str) -> str:
+    """Details may quote a server's or a program's own words: keep each check on one line
+    and keep terminal escapes out."""
+    flat = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(flat.split())
+
+
+def clipped(text: str) -> str:
+    """`text` on one line, at most `MAX_DETAIL` characters."""
+    text = one_line(text)
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def timed_out(name: str, seconds: float, what: str, fix: str) -> CheckResult:
+    return CheckResult(name, False, f"{what} within {seconds:g} s", fix)
+
+
+def skipped(name: str, reason: str) -> CheckResult:
+    return CheckResult(name, False, f"skipped: {reason}")
+
+
+async def within(seconds: float, fallback: T, work: Callable[[], Awaitable[T]]) -> T:
+    """`await work()`, or `fallback` once `seconds` have passed (the work is cancelled)."""
+    with trio.move_on_after(seconds):
+        return await work()
+    return fallback
