@@ -32,7 +32,6 @@ from supervisor.core.agent_events import (
     AgentCommand,
     AgentEvent,
     AgentUnusable,
-    AllowTool,
     ControlAsked,
     ConversationMissing,
     ConversationOpened,
@@ -45,9 +44,16 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
+from supervisor.core.approvals import (
+    Approvals,
+    PendingPermission,
+    duration,
+    remember_always,
+    say_lapsed,
+)
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
-from supervisor.core.permissions import PERMISSION_CHOICES, Answer, choice_answer, permission_text
+from supervisor.core.permissions import Answer, choice_answer
 from supervisor.core.render import TurnRenderer
 from supervisor.core.restart import GiveUp, RestartTracker
 from supervisor.core.session_effects import (
@@ -94,14 +100,6 @@ class Turn:
     keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
 
 
-@attrs.define
-class PendingPermission:
-    request: PermissionAsked
-    asked_at: float
-    reminded: bool = False
-    post_id: str = ""  # its post, once created
-
-
 RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
@@ -117,8 +115,7 @@ class SessionCore:
     state: SessionState = S.SUSPENDED
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
     turn: Turn | None = None
-    pending: dict[str, PendingPermission] = attrs.field(factory=dict)
-    permission_posts: dict[str, str] = attrs.field(factory=dict)  # post id -> request id
+    approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     restarts: RestartTracker = attrs.field(init=False)
     expected_exit: str = ""  # why we stopped the agent ourselves; "" if it was not us
@@ -139,6 +136,17 @@ class SessionCore:
         self.renderer = TurnRenderer(show_thinking=self.settings.show_thinking)
         self.renderer.cost_baseline = self.record.total_cost_usd
         self.restarts = RestartTracker(self.settings.restart)
+        self.approvals = Approvals(self.settings, self._note)
+
+    @property
+    def pending(self) -> dict[str, PendingPermission]:
+        """The permission requests the agent waits on, by request id."""
+        return self.approvals.pending
+
+    @property
+    def permission_posts(self) -> dict[str, str]:
+        """The posts of pending permission requests: post id -> request id."""
+        return self.approvals.posts
 
     # --- helpers ---------------------------------------------------------------
 
@@ -152,6 +160,13 @@ class SessionCore:
         self.record = attrs.evolve(self.record, **changes)  # type: ignore[arg-type]
         return SaveRecord(self.record, durable)
 
+    def _adopt(self, effects: list[Effect]) -> list[Effect]:
+        """Effects of a part of the session (`approvals`): the record it saved is the session's now."""
+        for effect in effects:
+            if isinstance(effect, SaveRecord):
+                self.record = effect.record
+        return effects
+
     def _mention(self) -> str:
         return f"@{self.settings.username} " if self.settings.username else ""
 
@@ -160,12 +175,8 @@ class SessionCore:
     def start(self, now: float, *, launch_now: bool) -> list[Effect]:
         """The session task begins: a new session (launch_now) or one restored from disk."""
         self.last_active_at = now
-        effects: list[Effect] = []
+        effects = self._adopt(say_lapsed(self.record))
         record = self.record
-        for post_id, text in record.lapsed_requests.items():
-            effects += [EditPost(post_id, text), SettleChoices(post_id)]
-        if record.lapsed_requests:
-            effects.append(self._save(lapsed_requests={}))
         for post_id in record.unsettled:
             prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
             if post_id in record.answered:
@@ -305,7 +316,7 @@ class SessionCore:
             if turn.watchdog:
                 effects.append(self._note(_watchdog_text(turn.watchdog, "interrupted")))
             if now - turn.started_at >= self.settings.notify_after_s and self.settings.username:
-                effects.append(self._note(f"{self._mention()}the turn finished after {_duration(now - turn.started_at)}."))
+                effects.append(self._note(f"{self._mention()}the turn finished after {duration(now - turn.started_at)}."))
         if self.state.in_turn:
             self._set(S.IDLE)
         if turn is not None:
@@ -337,18 +348,11 @@ class SessionCore:
     def _ask_permission(self, request: PermissionAsked, now: float) -> list[Effect]:
         if self.turn is None:  # cannot happen with a well-behaved agent: never leave it waiting
             return [ToAgent(DenyTool(request.request_id, "No turn is running."))]
-        self.pending[request.request_id] = PendingPermission(request, asked_at=now)
+        asked = self.approvals.ask(request, now)
         if self.state is S.BUSY:
             self._set(S.AWAITING_APPROVAL)
-        key = _permission_key(request.request_id)
-        # What the agent offers: "always" only where it has a meaning for this request.
-        offered = tuple(c for c in PERMISSION_CHOICES if c != "allow_always" or request.always is not None)
         # The answer so far stays above the request; what follows continues below it.
-        return [
-            *(Show(op) for op in self.renderer.break_flow()),
-            Show(PutPost.urgent(key, permission_text(request, "pending", legend=self.settings.legend(offered)))),
-            OfferChoices(key, offered),
-        ]
+        return [*(Show(op) for op in self.renderer.break_flow()), *asked]
 
     @property
     def settling(self) -> bool:
@@ -377,39 +381,19 @@ class SessionCore:
             # Kept with the record: 🔁 may come after another restart.
             offers = {**self.record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
             return [self._save(rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:]))]
-        if not key.startswith("perm."):
-            return []
-        request_id = key.removeprefix("perm.")
-        pending = self.pending.get(request_id)
-        if pending is None:
-            return []
-        self.permission_posts[post_id] = request_id
-        pending.post_id = post_id
-        # Should the supervisor stop before it is answered, the next start says it lapsed.
-        lapsed = {**self.record.lapsed_requests, post_id: permission_text(pending.request, "lapsed")}
-        return [self._save(lapsed_requests=lapsed)]
+        return self._adopt(self.approvals.post_created(key, post_id, self.record))
 
     def _settle(
         self, request_id: str, outcome: str, command: AgentCommand | None, now: float, by: str = ""
     ) -> list[Effect]:
-        pending = self.pending.pop(request_id, None)
-        if pending is None:
-            return []
+        effects = self._adopt(self.approvals.settle(request_id, outcome, command, self.record, by))
+        if not effects:
+            return []  # it had ended already
         if not self.pending and self.state is S.AWAITING_APPROVAL:
             self._set(S.BUSY)
         if self.turn is not None:
             self.turn.last_output_at = now  # waiting for a person is not a stall
-        effects: list[Effect] = [] if command is None else [ToAgent(command)]
-        if pending.post_id:
-            effects.append(SettleChoices(pending.post_id))
-        if pending.post_id in self.record.lapsed_requests:
-            lapsed = {p: t for p, t in self.record.lapsed_requests.items() if p != pending.post_id}
-            effects.append(self._save(lapsed_requests=lapsed))
-        text = permission_text(pending.request, outcome, by)
-        # Settled for good: its post no longer needs to be known (memory stays flat).
-        for post_id in [p for p, r in self.permission_posts.items() if r == request_id]:
-            del self.permission_posts[post_id]
-        return [*effects, Show(PutPost.last(_permission_key(request_id), text))]
+        return effects
 
     def choose(self, kind: ChoiceKind, post_id: str, now: float) -> list[Effect]:
         """A person's choice on one of the thread's posts."""
@@ -430,26 +414,14 @@ class SessionCore:
             # On a pending request the stop is its answer; the interrupt withdraws it.
             stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in self.pending else []
             return [*stopped, *self.interrupt(now)]
-        pending = self.pending.get(request_id or "")
-        if request_id is None or pending is None:
+        verdict = None if request_id is None else self.approvals.verdict(request_id, answer)
+        if request_id is None or verdict is None:
             return []
-        request = pending.request
         by = f"@{self.settings.username}" if self.settings.username else ""
-        if answer is Answer.ALLOW:
-            return self._settle(request_id, "allowed", AllowTool(request_id, request.input), now, by)
-        if answer is Answer.ALLOW_SESSION:
-            if request.always is None:
-                return []  # the agent offers no "always" for this request
-            always = request.always
-            command = AllowTool(request_id, request.input, always.updates, always=True)
-            effects = self._settle(request_id, "allowed for session", command, now, by)
-            # Kept with the session, so a relaunched agent is told again (agents forget).
-            rules = tuple(dict.fromkeys([*self.record.allowed_rules, *always.rules]))
-            mode = always.mode or self.record.session_mode
-            if rules != self.record.allowed_rules or mode != self.record.session_mode:
-                effects.append(self._save(allowed_rules=rules, session_mode=mode))
-            return effects
-        return self._settle(request_id, "denied", DenyTool(request_id, "The user denied this tool call."), now, by)
+        effects = self._settle(request_id, verdict.outcome, verdict.command, now, by)
+        if verdict.always is not None:
+            effects += self._adopt(remember_always(verdict.always, self.record))
+        return effects
 
     # --- interrupts, time, the watchdog ------------------------------------------
 
@@ -463,10 +435,7 @@ class SessionCore:
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
     def next_deadline(self) -> float | None:
-        times: list[float] = []
-        for pending in self.pending.values():
-            timeout = self.settings.approval_timeout_s
-            times.append(pending.asked_at + (timeout if pending.reminded else timeout / 2))
+        times = self.approvals.deadlines()
         if self.turn is not None and not self.turn.terminating:
             times.append(self.turn.next_typing_at)
             if self.turn.interrupted_at is not None:
@@ -481,8 +450,12 @@ class SessionCore:
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        for request_id, pending in list(self.pending.items()):
-            effects += self._approval_clock(request_id, pending, now)
+        for request_id in list(self.pending):
+            due = self.approvals.due(request_id, now)
+            if isinstance(due, DenyTool):
+                effects += self._settle(request_id, "timed out", due, now)
+            elif due is not None:
+                effects.append(due)  # the reminder
         turn = self.turn
         if turn is not None and not turn.terminating:
             if now >= turn.next_typing_at:
@@ -504,17 +477,6 @@ class SessionCore:
             self.expected_exit = "suspend"
             effects.append(StopAgent("suspend"))
         return effects
-
-    def _approval_clock(self, request_id: str, pending: PendingPermission, now: float) -> list[Effect]:
-        timeout = self.settings.approval_timeout_s
-        if now >= pending.asked_at + timeout:
-            message = f"No answer within {_duration(timeout)}: denied."
-            return self._settle(request_id, "timed out", DenyTool(request_id, message), now)
-        if not pending.reminded and now >= pending.asked_at + timeout / 2:
-            pending.reminded = True
-            left = _duration(pending.asked_at + timeout - now)
-            return [self._note(f"{self._mention()}a permission request is waiting for you; it is denied in {left}.")]
-        return []
 
     def _kill_hung_turn(self, turn: Turn) -> list[Effect]:
         turn.terminating = True
@@ -653,10 +615,6 @@ THREAD_HELP = (
 )
 
 
-def _permission_key(request_id: str) -> str:
-    return f"perm.{request_id}"
-
-
 def _watchdog_text(why: str, action: str) -> str:
     cause = {
         "timeout": "the turn ran past its time limit",
@@ -667,13 +625,3 @@ def _watchdog_text(why: str, action: str) -> str:
         return f"⏱️ The watchdog interrupted the turn: {cause}."
     return f"⏱️ The agent was terminated: {cause} and it did not answer the interrupt. It restarts with the conversation."
 
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m"
