@@ -54,6 +54,7 @@ from supervisor.core.approvals import (
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
 from supervisor.core.permissions import Answer, choice_answer
+from supervisor.core.prompt_endings import PromptEndings, rerun
 from supervisor.core.render import TurnRenderer
 from supervisor.core.restart import GiveUp, RestartTracker
 from supervisor.core.session_effects import (
@@ -100,9 +101,7 @@ class Turn:
     keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
 
 
-RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
-RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
 
 
 @attrs.define
@@ -116,6 +115,7 @@ class SessionCore:
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
     turn: Turn | None = None
     approvals: Approvals = attrs.field(init=False)
+    endings: PromptEndings = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     restarts: RestartTracker = attrs.field(init=False)
     expected_exit: str = ""  # why we stopped the agent ourselves; "" if it was not us
@@ -125,9 +125,6 @@ class SessionCore:
     turns: int = 0
     last_active_at: float = 0.0
     _cut: QueuedPrompt | None = None  # the prompt whose turn the agent's exit cut, for the notice
-    # Ended turns whose answers are posting: (prompt post id, the keys of its posts).
-    _settling: list[tuple[str, frozenset[str]]] = attrs.field(factory=list)
-    _rerun_keys: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice key -> its prompt
     _marked_queued: set[str] = attrs.field(factory=set)  # prompts showing the queued mark
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -137,6 +134,7 @@ class SessionCore:
         self.renderer.cost_baseline = self.record.total_cost_usd
         self.restarts = RestartTracker(self.settings.restart)
         self.approvals = Approvals(self.settings, self._note)
+        self.endings = PromptEndings(self.settings, self._note)
 
     @property
     def pending(self) -> dict[str, PendingPermission]:
@@ -176,39 +174,10 @@ class SessionCore:
         """The session task begins: a new session (launch_now) or one restored from disk."""
         self.last_active_at = now
         effects = self._adopt(say_lapsed(self.record))
-        record = self.record
-        for post_id in record.unsettled:
-            prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
-            if post_id in record.answered:
-                # The agent finished that turn; only the posting of its answer was cut.
-                effects += self._cut_notice(
-                    prompt,
-                    "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
-                    "had finished that turn, but its answer above may be incomplete.",
-                    rerun=False,
-                )
-            else:
-                effects += self._cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
-        if record.status == "suspended" or not launch_now:
+        effects += self.endings.restored(self.record)
+        if self.record.status == "suspended" or not launch_now:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self._launch(now)
-
-    def _cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True) -> list[Effect]:
-        """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The
-        prompt is settled once the notice shows."""
-        note = self._note(text.format(link=f"[your message]({self.settings.permalink(prompt.post_id)})"))
-        if not rerun:
-            self._settling.append((prompt.post_id, frozenset({note.op.key})))
-            return [note]
-        if not prompt.text:
-            note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " Post it again to run it."))
-            self._settling.append((prompt.post_id, frozenset({note.op.key})))
-            return [note]
-        legend = self.settings.legend(RERUN_CHOICE)
-        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + (f" {legend}" if legend else "")))
-        self._settling.append((prompt.post_id, frozenset({note.op.key})))
-        self._rerun_keys[note.op.key] = prompt
-        return [note, OfferChoices(note.op.key, RERUN_CHOICE)]
 
     def _not_run(self, why: str) -> list[Effect]:
         """The queued prompts will never run: each is handled, with a reply that says so."""
@@ -320,7 +289,7 @@ class SessionCore:
         if self.state.in_turn:
             self._set(S.IDLE)
         if turn is not None:
-            self._settling.append((turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)})))
+            self.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
         return effects + self._next_prompt(now)
 
     def _conversation_news(
@@ -357,30 +326,22 @@ class SessionCore:
     @property
     def settling(self) -> bool:
         """Some ended turn waits for its answer (or the notice that it was cut) to show."""
-        return bool(self._settling)
+        return self.endings.settling
 
     def outbox_progress(self, shows: Callable[[str], bool]) -> list[Effect]:
         """Posts reached the server; `shows(key)` says whether a post shows what it should.
         A turn whose posts all show is settled at once (not when the whole thread is), so
         a restart never calls a complete answer cut while a later turn streams."""
-        done = {post_id for post_id, keys in self._settling if all(map(shows, keys))}
-        if not done:
-            return []
-        self._settling = [(p, keys) for p, keys in self._settling if p not in done]
-        unsettled = tuple(p for p in self.record.unsettled if p not in done)
-        texts = {p: t for p, t in self.record.prompt_texts.items() if p in unsettled}
-        answered = tuple(p for p in self.record.answered if p in unsettled)
-        return [self._save(unsettled=unsettled, prompt_texts=texts, answered=answered)]
+        return self._adopt(self.endings.progress(shows, self.record))
 
     def outbox_settled(self) -> list[Effect]:
         """Everything the thread should show is on the server."""
         return self.outbox_progress(lambda key: True)
 
     def post_created(self, key: str, post_id: str) -> list[Effect]:
-        if key in self._rerun_keys:
-            # Kept with the record: 🔁 may come after another restart.
-            offers = {**self.record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
-            return [self._save(rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:]))]
+        offered = self.endings.post_created(key, post_id, self.record)
+        if offered is not None:
+            return self._adopt(offered)
         return self._adopt(self.approvals.post_created(key, post_id, self.record))
 
     def _settle(
@@ -401,11 +362,8 @@ class SessionCore:
             return []
         # Where one reaction offers both (🔁 on Mattermost), the post says which is meant.
         if kind in ("rerun", "allow_always") and post_id in self.record.rerun_offers:
-            text = self.record.rerun_offers[post_id]
-            offers = {p: t for p, t in self.record.rerun_offers.items() if p != post_id}
-            # The rerun is a prompt of its own; the notice's post stands for it.
-            rerun = QueuedPrompt(post_id, self.record.channel_id, text)
-            return [self._save(rerun_offers=offers), SettleChoices(post_id), *self.prompt(rerun, now)]
+            again, save = rerun(post_id, self.record)
+            return [*self._adopt([save]), SettleChoices(post_id), *self.prompt(again, now)]
         answer = choice_answer(kind)
         if answer is None:
             return []
@@ -499,7 +457,7 @@ class SessionCore:
             return effects + (self._launch(now) if self.queue else [])
         if reason == "hung":
             if self._cut is not None:
-                effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
+                effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.")
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)
         if self.resuming and self.conversation_missing:
@@ -509,7 +467,7 @@ class SessionCore:
             self.conversation_missing = False
             effects.append(self._save(has_history=False))
             if self._cut is not None:
-                effects += self._cut_notice(
+                effects += self.endings.cut_notice(
                     self._cut, "The conversation was never saved, so it starts anew; the turn for {link} was cut."
                 )
             return effects + self._launch(now)
@@ -520,7 +478,7 @@ class SessionCore:
             return [*effects, *self._fail(why, stderr_tail)]
         effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation."))
         if self._cut is not None:
-            effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
+            effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.")
         effects.append(self._save(pgid=0))
         return effects + self._launch(now, decision.delay_s)
 
@@ -539,7 +497,7 @@ class SessionCore:
             text += "\n```\n" + "\n".join(tail) + "\n```"
         effects.append(self._note(text))
         if self._cut is not None:
-            effects += self._cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
+            effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
         effects += self._not_run("the session failed")
         return [*effects, self._save(pgid=0, status="failed"), Finished()]
 
@@ -579,7 +537,7 @@ class SessionCore:
             return []
         effects = self._drop_turn(now)
         if self._cut is not None:
-            effects += self._cut_notice(self._cut, "The turn for {link} was stopped: the session ended.", rerun=False)
+            effects += self.endings.cut_notice(self._cut, "The turn for {link} was stopped: the session ended.", rerun=False)
         effects += self._not_run("the session ended")
         running = self.state is not S.SUSPENDED
         self._set(S.ENDED)
