@@ -77,6 +77,7 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.core.turn import Turn, watchdog_text
 
 # The effects and inputs live in `session_effects`; the shell takes them from here too.
 __all__ = [
@@ -86,21 +87,6 @@ __all__ = [
 ]
 
 S = SessionState
-TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the first goes at once
-
-
-@attrs.define
-class Turn:
-    prompt: QueuedPrompt
-    started_at: float
-    last_output_at: float
-    next_typing_at: float
-    interrupted_at: float | None = None
-    watchdog: str = ""  # "" | "timeout" | "stall": why the watchdog interrupted
-    terminating: bool = False  # the agent is being stopped: nothing more to decide
-    keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
-
-
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 
 
@@ -283,7 +269,7 @@ class SessionCore:
         self.turns += 1
         if turn is not None:
             if turn.watchdog:
-                effects.append(self._note(_watchdog_text(turn.watchdog, "interrupted")))
+                effects.append(self._note(watchdog_text(turn.watchdog, "interrupted")))
             if now - turn.started_at >= self.settings.notify_after_s and self.settings.username:
                 effects.append(self._note(f"{self._mention()}the turn finished after {duration(now - turn.started_at)}."))
         if self.state.in_turn:
@@ -395,13 +381,7 @@ class SessionCore:
     def next_deadline(self) -> float | None:
         times = self.approvals.deadlines()
         if self.turn is not None and not self.turn.terminating:
-            times.append(self.turn.next_typing_at)
-            if self.turn.interrupted_at is not None:
-                times.append(self.turn.interrupted_at + self.settings.interrupt_grace_s)
-            else:
-                times.append(self.turn.started_at + self.settings.turn_timeout_s)
-                if not self.pending:
-                    times.append(self.turn.last_output_at + self.settings.stall_timeout_s)
+            times += self.turn.deadlines(self.settings, asking=bool(self.pending))
         elif self.state is S.IDLE and self.settings.idle_suspend_s > 0 and not self.expected_exit:
             times.append(self.last_active_at + self.settings.idle_suspend_s)
         return min(times) if times else None
@@ -416,16 +396,13 @@ class SessionCore:
                 effects.append(due)  # the reminder
         turn = self.turn
         if turn is not None and not turn.terminating:
-            if now >= turn.next_typing_at:
-                turn.next_typing_at = now + TYPING_EVERY_S
+            if turn.typing_due(now):
                 effects.append(Typing())
-            if turn.interrupted_at is not None:
-                if now >= turn.interrupted_at + self.settings.interrupt_grace_s:
-                    effects += self._kill_hung_turn(turn)
-            elif now >= turn.started_at + self.settings.turn_timeout_s:
-                effects += self.interrupt(now, watchdog="timeout")
-            elif not self.pending and now >= turn.last_output_at + self.settings.stall_timeout_s:
-                effects += self.interrupt(now, watchdog="stall")
+            watchdog = turn.watchdog_due(now, self.settings, asking=bool(self.pending))
+            if watchdog == "kill":
+                effects += self._kill_hung_turn(turn)
+            elif watchdog:
+                effects += self.interrupt(now, watchdog=watchdog)
         elif (
             self.state is S.IDLE
             and self.settings.idle_suspend_s > 0
@@ -440,7 +417,7 @@ class SessionCore:
         turn.terminating = True
         self.expected_exit = "hung"
         why = turn.watchdog or "stop"
-        return [self._note(_watchdog_text(why, "terminated")), StopAgent("hung")]  # its exit says the turn was cut
+        return [self._note(watchdog_text(why, "terminated")), StopAgent("hung")]  # its exit says the turn was cut
 
     # --- the agent's exit ---------------------------------------------------------
 
@@ -571,15 +548,4 @@ THREAD_HELP = (
     "Reactions: 🛑 on any post stops the turn; on a permission request 👍 allows once, "
     "🔁 allows for this session, 👎 denies."
 )
-
-
-def _watchdog_text(why: str, action: str) -> str:
-    cause = {
-        "timeout": "the turn ran past its time limit",
-        "stall": "the agent produced no output for too long",
-        "stop": "the agent did not stop when asked",
-    }.get(why, why)
-    if action == "interrupted":
-        return f"⏱️ The watchdog interrupted the turn: {cause}."
-    return f"⏱️ The agent was terminated: {cause} and it did not answer the interrupt. It restarts with the conversation."
 
