@@ -37,6 +37,7 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.core.thread_texts import duration
 
 
 @attrs.define
@@ -164,13 +165,3 @@ def remember_always(always: AlwaysAllow, record: SessionRecord) -> list[Effect]:
 def permission_key(request_id: str) -> str:
     return f"perm.{request_id}"
 
-
-def duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m"

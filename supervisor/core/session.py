@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import attrs
 
-from supervisor.core import commands
+from supervisor.core import commands, thread_texts
 from supervisor.core.agent_events import (
     AgentCommand,
     AgentEvent,
@@ -44,13 +44,7 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
-from supervisor.core.approvals import (
-    Approvals,
-    PendingPermission,
-    duration,
-    remember_always,
-    say_lapsed,
-)
+from supervisor.core.approvals import Approvals, PendingPermission, remember_always, say_lapsed
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
 from supervisor.core.permissions import Answer, choice_answer
@@ -77,7 +71,14 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.core.turn import Turn, watchdog_text
+from supervisor.core.thread_texts import (
+    THREAD_HELP,
+    duration,
+    failed_text,
+    not_run_text,
+    watchdog_text,
+)
+from supervisor.core.turn import Turn
 
 # The effects and inputs live in `session_effects`; the shell takes them from here too.
 __all__ = [
@@ -170,9 +171,7 @@ class SessionCore:
         if not self.queue:
             return []
         prompts, self.queue = list(self.queue), deque()
-        links = ", ".join(f"[this message]({self.settings.permalink(p.post_id)})" for p in prompts)
-        one = len(prompts) == 1
-        text = f"⏭️ Not run, {why}: {links} ({'it was' if one else 'they were'} queued)."
+        text = not_run_text(why, [f"[this message]({self.settings.permalink(p.post_id)})" for p in prompts])
         unmark = [MarkQueued(p.post_id, False) for p in prompts if p.post_id in self._marked_queued]
         self._marked_queued.difference_update(p.post_id for p in prompts)
         return [self._note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts), *unmark]
@@ -468,11 +467,7 @@ class SessionCore:
             self.expected_exit = "failed"
             effects.append(StopAgent("failed"))
         self._set(S.FAILED)
-        text = f"{why} The session is marked failed; start a new one with `!new`."
-        tail = stderr_tail.strip().splitlines()[-3:]
-        if tail:
-            text += "\n```\n" + "\n".join(tail) + "\n```"
-        effects.append(self._note(text))
+        effects.append(self._note(failed_text(why, stderr_tail)))
         if self._cut is not None:
             effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
         effects += self._not_run("the session failed")
@@ -529,23 +524,5 @@ class SessionCore:
         ]
 
     def status_text(self, now: float) -> str:
-        r = self.record
-        return "\n".join(
-            [
-                f"**{r.name}** · {self.state.value}",
-                f"- directory: `{r.cwd}`",
-                f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{r.agent}`" if r.agent else ""),
-                f"- model: {self.model or 'not known yet'}",
-                f"- turns: {self.turns} · cost so far: ${self.record.total_cost_usd:.4f}",
-                f"- queued prompts: {len(self.queue)}",
-            ]
-        )
-
-
-THREAD_HELP = (
-    "Write here to talk to this session's agent. Commands: `!stop` (interrupt the turn), "
-    "`!status`, `!get PATH` (send a file from the session's directory), `!end`.\n"
-    "Reactions: 🛑 on any post stops the turn; on a permission request 👍 allows once, "
-    "🔁 allows for this session, 👎 denies."
-)
+        return thread_texts.status_text(self.record, self.state.value, self.model, self.turns, len(self.queue))
 

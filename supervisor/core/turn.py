@@ -57,13 +57,3 @@ class Turn:
             return "stall"
         return ""
 
-
-def watchdog_text(why: str, action: str) -> str:
-    cause = {
-        "timeout": "the turn ran past its time limit",
-        "stall": "the agent produced no output for too long",
-        "stop": "the agent did not stop when asked",
-    }.get(why, why)
-    if action == "interrupted":
-        return f"⏱️ The watchdog interrupted the turn: {cause}."
-    return f"⏱️ The agent was terminated: {cause} and it did not answer the interrupt. It restarts with the conversation."
