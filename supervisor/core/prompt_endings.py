@@ -41,6 +41,11 @@ class PromptEndings:
     note: Callable[[str], Show]  # a notice at the thread's end (the core numbers them)
     _settling: list[tuple[str, frozenset[str]]] = attrs.field(factory=list)  # (prompt post id, keys)
     _rerun_keys: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice key -> its prompt
+    cut: QueuedPrompt | None = None  # the prompt whose turn the agent's end cut, for the notice
+
+    def say_cut(self, text: str, *, rerun: bool = True) -> list[Effect]:
+        """The notice for the turn the agent's end cut, if it cut one."""
+        return [] if self.cut is None else self.cut_notice(self.cut, text, rerun=rerun)
 
     def cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True) -> list[Effect]:
         """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The

@@ -111,7 +111,6 @@ class SessionCore:
     model: str = ""
     turns: int = 0
     last_active_at: float = 0.0
-    _cut: QueuedPrompt | None = None  # the prompt whose turn the agent's exit cut, for the notice
     _marked_queued: set[str] = attrs.field(factory=set)  # prompts showing the queued mark
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -432,8 +431,7 @@ class SessionCore:
             # A prompt that came while the agent was being suspended wakes it right up.
             return effects + (self._launch(now) if self.queue else [])
         if reason == "hung":
-            if self._cut is not None:
-                effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.")
+            effects += self.endings.say_cut("The turn for {link} was cut.")
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)
         if self.resuming and self.conversation_missing:
@@ -442,10 +440,7 @@ class SessionCore:
             # prompt. Resuming again would only fail again, until the session is failed.
             self.conversation_missing = False
             effects.append(self._save(has_history=False))
-            if self._cut is not None:
-                effects += self.endings.cut_notice(
-                    self._cut, "The conversation was never saved, so it starts anew; the turn for {link} was cut."
-                )
+            effects += self.endings.say_cut("The conversation was never saved, so it starts anew; the turn for {link} was cut.")
             return effects + self._launch(now)
         decision = self.restarts.on_exit(now)
         detail = f" (exit status {code})" if code is not None else ""
@@ -453,8 +448,7 @@ class SessionCore:
             why = f"❌ The agent keeps exiting{detail}: {decision.exits_in_window} times recently."
             return [*effects, *self._fail(why, stderr_tail)]
         effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation."))
-        if self._cut is not None:
-            effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.")
+        effects += self.endings.say_cut("The turn for {link} was cut.")
         effects.append(self._save(pgid=0))
         return effects + self._launch(now, decision.delay_s)
 
@@ -468,16 +462,15 @@ class SessionCore:
             effects.append(StopAgent("failed"))
         self._set(S.FAILED)
         effects.append(self._note(failed_text(why, stderr_tail)))
-        if self._cut is not None:
-            effects += self.endings.cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
+        effects += self.endings.say_cut("The turn for {link} was cut.", rerun=False)
         effects += self._not_run("the session failed")
         return [*effects, self._save(pgid=0, status="failed"), Finished()]
 
     def _drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
-        says so in a notice (`_cut_notice`), which settles the cut prompt once it shows."""
+        says so in a notice (`endings.say_cut`), which settles the cut prompt once it shows."""
         effects: list[Effect] = []
-        self._cut = self.turn.prompt if self.turn else None
+        self.endings.cut = self.turn.prompt if self.turn else None
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None, now)
         if self.turn is not None:
@@ -508,8 +501,7 @@ class SessionCore:
         if self.state.is_final:
             return []
         effects = self._drop_turn(now)
-        if self._cut is not None:
-            effects += self.endings.cut_notice(self._cut, "The turn for {link} was stopped: the session ended.", rerun=False)
+        effects += self.endings.say_cut("The turn for {link} was stopped: the session ended.", rerun=False)
         effects += self._not_run("the session ended")
         running = self.state is not S.SUSPENDED
         self._set(S.ENDED)
