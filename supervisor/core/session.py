@@ -17,6 +17,12 @@ Rules it keeps:
 - A turn ends: by its result, or by the watchdog (interrupt, then terminate).
 - An agent that dies unexpectedly is restarted under the restart policy; past it the
   session fails. ENDED and FAILED are final.
+
+It owns its parts and keeps the rules that span them (the state, the record): the
+pending permission requests (`core.approvals`), how each handed prompt visibly ends
+(`core.prompt_endings`), the turn and its clocks (`core.turn`). Its inputs and effects
+are plain values (`core.session_effects`, re-exported here); its words are in
+`core.thread_texts`.
 """
 
 from __future__ import annotations
@@ -145,7 +151,7 @@ class SessionCore:
         return SaveRecord(self.record, durable)
 
     def _adopt(self, effects: list[Effect]) -> list[Effect]:
-        """Effects of a part of the session (`approvals`): the record it saved is the session's now."""
+        """Effects of a part (`approvals`, `endings`): the record it saved is the session's now."""
         for effect in effects:
             if isinstance(effect, SaveRecord):
                 self.record = effect.record
