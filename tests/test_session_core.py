@@ -20,7 +20,8 @@ from supervisor.core.agent_events import (
 )
 from supervisor.core.lifecycle import SessionState
 from supervisor.core.restart import RestartPolicy
-from supervisor.core.session import (
+from supervisor.core.session import SessionCore
+from supervisor.core.session_effects import (
     EditPost,
     Effect,
     Finished,
@@ -29,7 +30,6 @@ from supervisor.core.session import (
     OfferChoices,
     QueuedPrompt,
     SaveRecord,
-    SessionCore,
     SessionSettings,
     Show,
     StopAgent,

@@ -51,7 +51,8 @@ from supervisor.core.agent_events import (
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import ALLOWED, SessionState
 from supervisor.core.restart import RestartPolicy
-from supervisor.core.session import (
+from supervisor.core.session import SessionCore
+from supervisor.core.session_effects import (
     EditPost,
     Effect,
     Finished,
@@ -61,7 +62,6 @@ from supervisor.core.session import (
     QueuedPrompt,
     SaveRecord,
     SendFile,
-    SessionCore,
     SessionSettings,
     SettleChoices,
     Show,

@@ -13,11 +13,11 @@ from supervisor.core.agent_events import (
     TurnEnded,
 )
 from supervisor.core.outbox import Create, Edit, Outbox
-from supervisor.core.session import (
+from supervisor.core.session import SessionCore
+from supervisor.core.session_effects import (
     Effect,
     MarkQueued,
     QueuedPrompt,
-    SessionCore,
     SessionSettings,
     Show,
 )

@@ -17,6 +17,12 @@ Rules it keeps:
 - A turn ends: by its result, or by the watchdog (interrupt, then terminate).
 - An agent that dies unexpectedly is restarted under the restart policy; past it the
   session fails. ENDED and FAILED are final.
+
+It owns its parts and keeps the rules that span them (the state, the record): the
+pending permission requests (`core.approvals`), how each handed prompt visibly ends
+(`core.prompt_endings`), the turn and its clocks (`core.turn`). Its inputs and effects
+are plain values (`core.session_effects`, re-exported here); its words are in
+`core.thread_texts`.
 """
 
 from __future__ import annotations
@@ -27,17 +33,15 @@ from collections.abc import Callable
 
 import attrs
 
-from supervisor.core import commands
+from supervisor.core import commands, thread_texts
 from supervisor.core.agent_events import (
     AgentCommand,
     AgentEvent,
     AgentUnusable,
-    AllowTool,
     ControlAsked,
     ConversationMissing,
     ConversationOpened,
     DenyTool,
-    Image,
     Interrupt,
     PermissionAsked,
     PermissionCancelled,
@@ -46,166 +50,51 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
+from supervisor.core.approvals import Approvals, PendingPermission, remember_always, say_lapsed
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
-from supervisor.core.permissions import PERMISSION_CHOICES, Answer, choice_answer, permission_text
+from supervisor.core.permissions import Answer, choice_answer
+from supervisor.core.prompt_endings import PromptEndings, rerun
 from supervisor.core.render import TurnRenderer
-from supervisor.core.restart import GiveUp, RestartPolicy, RestartTracker
+from supervisor.core.restart import GiveUp, RestartTracker
+from supervisor.core.session_effects import (
+    EditPost,
+    Effect,
+    Finished,
+    LaunchAgent,
+    MarkHandled,
+    MarkQueued,
+    OfferChoices,
+    QueuedPrompt,
+    SaveRecord,
+    SendFile,
+    SessionSettings,
+    SettleChoices,
+    Show,
+    StopAgent,
+    ToAgent,
+    Typing,
+)
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.core.thread_texts import (
+    THREAD_HELP,
+    duration,
+    failed_text,
+    not_run_text,
+    watchdog_text,
+)
+from supervisor.core.turn import Turn
+
+# The effects and inputs live in `session_effects`; the shell takes them from here too.
+__all__ = [
+    "EditPost", "Effect", "Finished", "LaunchAgent", "MarkHandled", "MarkQueued",
+    "OfferChoices", "QueuedPrompt", "SaveRecord", "SendFile", "SessionCore", "SessionSettings",
+    "SettleChoices", "Show", "StopAgent", "ToAgent", "Typing",
+]
 
 S = SessionState
-TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the first goes at once
-
-
-@attrs.frozen
-class SessionSettings:
-    turn_timeout_s: float = 1800
-    stall_timeout_s: float = 300
-    approval_timeout_s: float = 600
-    idle_suspend_s: float = 0
-    notify_after_s: float = 60
-    interrupt_grace_s: float = 10  # after an interrupt, how long a result may take before we kill
-    show_thinking: bool = True
-    username: str = ""  # the person, for mentions
-    permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
-    # kinds offered -> the line that says how to choose, in the front end's terms (pure)
-    legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""
-    restart: RestartPolicy = attrs.Factory(RestartPolicy)
-
-
-# --- effects ---------------------------------------------------------------------
-
-
-@attrs.frozen
-class ToAgent:
-    command: AgentCommand
-
-
-@attrs.frozen
-class Show:
-    op: PutPost
-
-
-@attrs.frozen
-class OfferChoices:
-    """Once the post `key` exists, let the person choose one of `kinds` on it."""
-
-    key: str
-    kinds: tuple[ChoiceKind, ...]
-
-
-@attrs.frozen
-class SettleChoices:
-    """The choice offered on that post was made: stop offering it."""
-
-    post_id: str
-
-
-@attrs.frozen
-class MarkQueued:
-    """Show (or stop showing) on the person's post that its prompt waits in the queue."""
-
-    post_id: str
-    queued: bool
-
-
-@attrs.frozen
-class MarkHandled:
-    channel_id: str
-    post_id: str
-
-
-@attrs.frozen
-class SaveRecord:
-    record: SessionRecord
-    durable: bool = False  # on disk before the next effect is carried out
-
-
-@attrs.frozen
-class LaunchAgent:
-    resume: bool
-    delay_s: float = 0.0
-
-
-@attrs.frozen
-class StopAgent:
-    reason: str  # "end", "suspend", "hung", "shutdown"
-
-
-@attrs.frozen
-class Typing:
-    pass
-
-
-@attrs.frozen
-class SendFile:
-    path: str  # as typed after `!get`; the shell checks it stays inside the cwd
-
-
-@attrs.frozen
-class EditPost:
-    """Change a post this session made in an earlier run (the outbox knows only this run's)."""
-
-    post_id: str
-    text: str
-
-
-@attrs.frozen
-class Finished:
-    """The session is over (ended or failed): the shell may end its task."""
-
-
-Effect = (
-    ToAgent
-    | Show
-    | OfferChoices
-    | SettleChoices
-    | MarkQueued
-    | MarkHandled
-    | SaveRecord
-    | LaunchAgent
-    | StopAgent
-    | Typing
-    | SendFile
-    | EditPost
-    | Finished
-)
-
-# --- inner state -----------------------------------------------------------------
-
-
-@attrs.frozen
-class QueuedPrompt:
-    post_id: str
-    channel_id: str
-    text: str
-    images: tuple[Image, ...] = ()
-
-
-@attrs.define
-class Turn:
-    prompt: QueuedPrompt
-    started_at: float
-    last_output_at: float
-    next_typing_at: float
-    interrupted_at: float | None = None
-    watchdog: str = ""  # "" | "timeout" | "stall": why the watchdog interrupted
-    terminating: bool = False  # the agent is being stopped: nothing more to decide
-    keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
-
-
-@attrs.define
-class PendingPermission:
-    request: PermissionAsked
-    asked_at: float
-    reminded: bool = False
-    post_id: str = ""  # its post, once created
-
-
-RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
-RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
 
 
 @attrs.define
@@ -218,8 +107,8 @@ class SessionCore:
     state: SessionState = S.SUSPENDED
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
     turn: Turn | None = None
-    pending: dict[str, PendingPermission] = attrs.field(factory=dict)
-    permission_posts: dict[str, str] = attrs.field(factory=dict)  # post id -> request id
+    approvals: Approvals = attrs.field(init=False)
+    endings: PromptEndings = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     restarts: RestartTracker = attrs.field(init=False)
     expected_exit: str = ""  # why we stopped the agent ourselves; "" if it was not us
@@ -228,10 +117,6 @@ class SessionCore:
     model: str = ""
     turns: int = 0
     last_active_at: float = 0.0
-    _cut: QueuedPrompt | None = None  # the prompt whose turn the agent's exit cut, for the notice
-    # Ended turns whose answers are posting: (prompt post id, the keys of its posts).
-    _settling: list[tuple[str, frozenset[str]]] = attrs.field(factory=list)
-    _rerun_keys: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice key -> its prompt
     _marked_queued: set[str] = attrs.field(factory=set)  # prompts showing the queued mark
     _keys: itertools.count[int] = attrs.field(factory=itertools.count)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -240,6 +125,18 @@ class SessionCore:
         self.renderer = TurnRenderer(show_thinking=self.settings.show_thinking)
         self.renderer.cost_baseline = self.record.total_cost_usd
         self.restarts = RestartTracker(self.settings.restart)
+        self.approvals = Approvals(self.settings, self._note)
+        self.endings = PromptEndings(self.settings, self._note)
+
+    @property
+    def pending(self) -> dict[str, PendingPermission]:
+        """The permission requests the agent waits on, by request id."""
+        return self.approvals.pending
+
+    @property
+    def permission_posts(self) -> dict[str, str]:
+        """The posts of pending permission requests: post id -> request id."""
+        return self.approvals.posts
 
     # --- helpers ---------------------------------------------------------------
 
@@ -253,6 +150,13 @@ class SessionCore:
         self.record = attrs.evolve(self.record, **changes)  # type: ignore[arg-type]
         return SaveRecord(self.record, durable)
 
+    def _adopt(self, effects: list[Effect]) -> list[Effect]:
+        """Effects of a part (`approvals`, `endings`): the record it saved is the session's now."""
+        for effect in effects:
+            if isinstance(effect, SaveRecord):
+                self.record = effect.record
+        return effects
+
     def _mention(self) -> str:
         return f"@{self.settings.username} " if self.settings.username else ""
 
@@ -261,53 +165,18 @@ class SessionCore:
     def start(self, now: float, *, launch_now: bool) -> list[Effect]:
         """The session task begins: a new session (launch_now) or one restored from disk."""
         self.last_active_at = now
-        effects: list[Effect] = []
-        record = self.record
-        for post_id, text in record.lapsed_requests.items():
-            effects += [EditPost(post_id, text), SettleChoices(post_id)]
-        if record.lapsed_requests:
-            effects.append(self._save(lapsed_requests={}))
-        for post_id in record.unsettled:
-            prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
-            if post_id in record.answered:
-                # The agent finished that turn; only the posting of its answer was cut.
-                effects += self._cut_notice(
-                    prompt,
-                    "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
-                    "had finished that turn, but its answer above may be incomplete.",
-                    rerun=False,
-                )
-            else:
-                effects += self._cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
-        if record.status == "suspended" or not launch_now:
+        effects = self._adopt(say_lapsed(self.record))
+        effects += self.endings.restored(self.record)
+        if self.record.status == "suspended" or not launch_now:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self._launch(now)
-
-    def _cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True) -> list[Effect]:
-        """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The
-        prompt is settled once the notice shows."""
-        note = self._note(text.format(link=f"[your message]({self.settings.permalink(prompt.post_id)})"))
-        if not rerun:
-            self._settling.append((prompt.post_id, frozenset({note.op.key})))
-            return [note]
-        if not prompt.text:
-            note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " Post it again to run it."))
-            self._settling.append((prompt.post_id, frozenset({note.op.key})))
-            return [note]
-        legend = self.settings.legend(RERUN_CHOICE)
-        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + (f" {legend}" if legend else "")))
-        self._settling.append((prompt.post_id, frozenset({note.op.key})))
-        self._rerun_keys[note.op.key] = prompt
-        return [note, OfferChoices(note.op.key, RERUN_CHOICE)]
 
     def _not_run(self, why: str) -> list[Effect]:
         """The queued prompts will never run: each is handled, with a reply that says so."""
         if not self.queue:
             return []
         prompts, self.queue = list(self.queue), deque()
-        links = ", ".join(f"[this message]({self.settings.permalink(p.post_id)})" for p in prompts)
-        one = len(prompts) == 1
-        text = f"⏭️ Not run, {why}: {links} ({'it was' if one else 'they were'} queued)."
+        text = not_run_text(why, [f"[this message]({self.settings.permalink(p.post_id)})" for p in prompts])
         unmark = [MarkQueued(p.post_id, False) for p in prompts if p.post_id in self._marked_queued]
         self._marked_queued.difference_update(p.post_id for p in prompts)
         return [self._note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts), *unmark]
@@ -404,13 +273,13 @@ class SessionCore:
         self.turns += 1
         if turn is not None:
             if turn.watchdog:
-                effects.append(self._note(_watchdog_text(turn.watchdog, "interrupted")))
+                effects.append(self._note(watchdog_text(turn.watchdog, "interrupted")))
             if now - turn.started_at >= self.settings.notify_after_s and self.settings.username:
-                effects.append(self._note(f"{self._mention()}the turn finished after {_duration(now - turn.started_at)}."))
+                effects.append(self._note(f"{self._mention()}the turn finished after {duration(now - turn.started_at)}."))
         if self.state.in_turn:
             self._set(S.IDLE)
         if turn is not None:
-            self._settling.append((turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)})))
+            self.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
         return effects + self._next_prompt(now)
 
     def _conversation_news(
@@ -438,79 +307,44 @@ class SessionCore:
     def _ask_permission(self, request: PermissionAsked, now: float) -> list[Effect]:
         if self.turn is None:  # cannot happen with a well-behaved agent: never leave it waiting
             return [ToAgent(DenyTool(request.request_id, "No turn is running."))]
-        self.pending[request.request_id] = PendingPermission(request, asked_at=now)
+        asked = self.approvals.ask(request, now)
         if self.state is S.BUSY:
             self._set(S.AWAITING_APPROVAL)
-        key = _permission_key(request.request_id)
-        # What the agent offers: "always" only where it has a meaning for this request.
-        offered = tuple(c for c in PERMISSION_CHOICES if c != "allow_always" or request.always is not None)
         # The answer so far stays above the request; what follows continues below it.
-        return [
-            *(Show(op) for op in self.renderer.break_flow()),
-            Show(PutPost.urgent(key, permission_text(request, "pending", legend=self.settings.legend(offered)))),
-            OfferChoices(key, offered),
-        ]
+        return [*(Show(op) for op in self.renderer.break_flow()), *asked]
 
     @property
     def settling(self) -> bool:
         """Some ended turn waits for its answer (or the notice that it was cut) to show."""
-        return bool(self._settling)
+        return self.endings.settling
 
     def outbox_progress(self, shows: Callable[[str], bool]) -> list[Effect]:
         """Posts reached the server; `shows(key)` says whether a post shows what it should.
         A turn whose posts all show is settled at once (not when the whole thread is), so
         a restart never calls a complete answer cut while a later turn streams."""
-        done = {post_id for post_id, keys in self._settling if all(map(shows, keys))}
-        if not done:
-            return []
-        self._settling = [(p, keys) for p, keys in self._settling if p not in done]
-        unsettled = tuple(p for p in self.record.unsettled if p not in done)
-        texts = {p: t for p, t in self.record.prompt_texts.items() if p in unsettled}
-        answered = tuple(p for p in self.record.answered if p in unsettled)
-        return [self._save(unsettled=unsettled, prompt_texts=texts, answered=answered)]
+        return self._adopt(self.endings.progress(shows, self.record))
 
     def outbox_settled(self) -> list[Effect]:
         """Everything the thread should show is on the server."""
         return self.outbox_progress(lambda key: True)
 
     def post_created(self, key: str, post_id: str) -> list[Effect]:
-        if key in self._rerun_keys:
-            # Kept with the record: 🔁 may come after another restart.
-            offers = {**self.record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
-            return [self._save(rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:]))]
-        if not key.startswith("perm."):
-            return []
-        request_id = key.removeprefix("perm.")
-        pending = self.pending.get(request_id)
-        if pending is None:
-            return []
-        self.permission_posts[post_id] = request_id
-        pending.post_id = post_id
-        # Should the supervisor stop before it is answered, the next start says it lapsed.
-        lapsed = {**self.record.lapsed_requests, post_id: permission_text(pending.request, "lapsed")}
-        return [self._save(lapsed_requests=lapsed)]
+        offered = self.endings.post_created(key, post_id, self.record)
+        if offered is not None:
+            return self._adopt(offered)
+        return self._adopt(self.approvals.post_created(key, post_id, self.record))
 
     def _settle(
         self, request_id: str, outcome: str, command: AgentCommand | None, now: float, by: str = ""
     ) -> list[Effect]:
-        pending = self.pending.pop(request_id, None)
-        if pending is None:
-            return []
+        effects = self._adopt(self.approvals.settle(request_id, outcome, command, self.record, by))
+        if not effects:
+            return []  # it had ended already
         if not self.pending and self.state is S.AWAITING_APPROVAL:
             self._set(S.BUSY)
         if self.turn is not None:
             self.turn.last_output_at = now  # waiting for a person is not a stall
-        effects: list[Effect] = [] if command is None else [ToAgent(command)]
-        if pending.post_id:
-            effects.append(SettleChoices(pending.post_id))
-        if pending.post_id in self.record.lapsed_requests:
-            lapsed = {p: t for p, t in self.record.lapsed_requests.items() if p != pending.post_id}
-            effects.append(self._save(lapsed_requests=lapsed))
-        text = permission_text(pending.request, outcome, by)
-        # Settled for good: its post no longer needs to be known (memory stays flat).
-        for post_id in [p for p, r in self.permission_posts.items() if r == request_id]:
-            del self.permission_posts[post_id]
-        return [*effects, Show(PutPost.last(_permission_key(request_id), text))]
+        return effects
 
     def choose(self, kind: ChoiceKind, post_id: str, now: float) -> list[Effect]:
         """A person's choice on one of the thread's posts."""
@@ -518,11 +352,8 @@ class SessionCore:
             return []
         # Where one reaction offers both (🔁 on Mattermost), the post says which is meant.
         if kind in ("rerun", "allow_always") and post_id in self.record.rerun_offers:
-            text = self.record.rerun_offers[post_id]
-            offers = {p: t for p, t in self.record.rerun_offers.items() if p != post_id}
-            # The rerun is a prompt of its own; the notice's post stands for it.
-            rerun = QueuedPrompt(post_id, self.record.channel_id, text)
-            return [self._save(rerun_offers=offers), SettleChoices(post_id), *self.prompt(rerun, now)]
+            again, save = rerun(post_id, self.record)
+            return [*self._adopt([save]), SettleChoices(post_id), *self.prompt(again, now)]
         answer = choice_answer(kind)
         if answer is None:
             return []
@@ -531,26 +362,14 @@ class SessionCore:
             # On a pending request the stop is its answer; the interrupt withdraws it.
             stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in self.pending else []
             return [*stopped, *self.interrupt(now)]
-        pending = self.pending.get(request_id or "")
-        if request_id is None or pending is None:
+        verdict = None if request_id is None else self.approvals.verdict(request_id, answer)
+        if request_id is None or verdict is None:
             return []
-        request = pending.request
         by = f"@{self.settings.username}" if self.settings.username else ""
-        if answer is Answer.ALLOW:
-            return self._settle(request_id, "allowed", AllowTool(request_id, request.input), now, by)
-        if answer is Answer.ALLOW_SESSION:
-            if request.always is None:
-                return []  # the agent offers no "always" for this request
-            always = request.always
-            command = AllowTool(request_id, request.input, always.updates, always=True)
-            effects = self._settle(request_id, "allowed for session", command, now, by)
-            # Kept with the session, so a relaunched agent is told again (agents forget).
-            rules = tuple(dict.fromkeys([*self.record.allowed_rules, *always.rules]))
-            mode = always.mode or self.record.session_mode
-            if rules != self.record.allowed_rules or mode != self.record.session_mode:
-                effects.append(self._save(allowed_rules=rules, session_mode=mode))
-            return effects
-        return self._settle(request_id, "denied", DenyTool(request_id, "The user denied this tool call."), now, by)
+        effects = self._settle(request_id, verdict.outcome, verdict.command, now, by)
+        if verdict.always is not None:
+            effects += self._adopt(remember_always(verdict.always, self.record))
+        return effects
 
     # --- interrupts, time, the watchdog ------------------------------------------
 
@@ -564,38 +383,30 @@ class SessionCore:
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
     def next_deadline(self) -> float | None:
-        times: list[float] = []
-        for pending in self.pending.values():
-            timeout = self.settings.approval_timeout_s
-            times.append(pending.asked_at + (timeout if pending.reminded else timeout / 2))
+        times = self.approvals.deadlines()
         if self.turn is not None and not self.turn.terminating:
-            times.append(self.turn.next_typing_at)
-            if self.turn.interrupted_at is not None:
-                times.append(self.turn.interrupted_at + self.settings.interrupt_grace_s)
-            else:
-                times.append(self.turn.started_at + self.settings.turn_timeout_s)
-                if not self.pending:
-                    times.append(self.turn.last_output_at + self.settings.stall_timeout_s)
+            times += self.turn.deadlines(self.settings, asking=bool(self.pending))
         elif self.state is S.IDLE and self.settings.idle_suspend_s > 0 and not self.expected_exit:
             times.append(self.last_active_at + self.settings.idle_suspend_s)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        for request_id, pending in list(self.pending.items()):
-            effects += self._approval_clock(request_id, pending, now)
+        for request_id in list(self.pending):
+            due = self.approvals.due(request_id, now)
+            if isinstance(due, DenyTool):
+                effects += self._settle(request_id, "timed out", due, now)
+            elif due is not None:
+                effects.append(due)  # the reminder
         turn = self.turn
         if turn is not None and not turn.terminating:
-            if now >= turn.next_typing_at:
-                turn.next_typing_at = now + TYPING_EVERY_S
+            if turn.typing_due(now):
                 effects.append(Typing())
-            if turn.interrupted_at is not None:
-                if now >= turn.interrupted_at + self.settings.interrupt_grace_s:
-                    effects += self._kill_hung_turn(turn)
-            elif now >= turn.started_at + self.settings.turn_timeout_s:
-                effects += self.interrupt(now, watchdog="timeout")
-            elif not self.pending and now >= turn.last_output_at + self.settings.stall_timeout_s:
-                effects += self.interrupt(now, watchdog="stall")
+            watchdog = turn.watchdog_due(now, self.settings, asking=bool(self.pending))
+            if watchdog == "kill":
+                effects += self._kill_hung_turn(turn)
+            elif watchdog:
+                effects += self.interrupt(now, watchdog=watchdog)
         elif (
             self.state is S.IDLE
             and self.settings.idle_suspend_s > 0
@@ -606,22 +417,11 @@ class SessionCore:
             effects.append(StopAgent("suspend"))
         return effects
 
-    def _approval_clock(self, request_id: str, pending: PendingPermission, now: float) -> list[Effect]:
-        timeout = self.settings.approval_timeout_s
-        if now >= pending.asked_at + timeout:
-            message = f"No answer within {_duration(timeout)}: denied."
-            return self._settle(request_id, "timed out", DenyTool(request_id, message), now)
-        if not pending.reminded and now >= pending.asked_at + timeout / 2:
-            pending.reminded = True
-            left = _duration(pending.asked_at + timeout - now)
-            return [self._note(f"{self._mention()}a permission request is waiting for you; it is denied in {left}.")]
-        return []
-
     def _kill_hung_turn(self, turn: Turn) -> list[Effect]:
         turn.terminating = True
         self.expected_exit = "hung"
         why = turn.watchdog or "stop"
-        return [self._note(_watchdog_text(why, "terminated")), StopAgent("hung")]  # its exit says the turn was cut
+        return [self._note(watchdog_text(why, "terminated")), StopAgent("hung")]  # its exit says the turn was cut
 
     # --- the agent's exit ---------------------------------------------------------
 
@@ -637,8 +437,7 @@ class SessionCore:
             # A prompt that came while the agent was being suspended wakes it right up.
             return effects + (self._launch(now) if self.queue else [])
         if reason == "hung":
-            if self._cut is not None:
-                effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
+            effects += self.endings.say_cut("The turn for {link} was cut.")
             effects.append(self._save(pgid=0))
             return effects + self._launch(now)
         if self.resuming and self.conversation_missing:
@@ -647,10 +446,7 @@ class SessionCore:
             # prompt. Resuming again would only fail again, until the session is failed.
             self.conversation_missing = False
             effects.append(self._save(has_history=False))
-            if self._cut is not None:
-                effects += self._cut_notice(
-                    self._cut, "The conversation was never saved, so it starts anew; the turn for {link} was cut."
-                )
+            effects += self.endings.say_cut("The conversation was never saved, so it starts anew; the turn for {link} was cut.")
             return effects + self._launch(now)
         decision = self.restarts.on_exit(now)
         detail = f" (exit status {code})" if code is not None else ""
@@ -658,8 +454,7 @@ class SessionCore:
             why = f"❌ The agent keeps exiting{detail}: {decision.exits_in_window} times recently."
             return [*effects, *self._fail(why, stderr_tail)]
         effects.append(self._note(f"⚠️ The agent exited unexpectedly{detail}; restarting it with the conversation."))
-        if self._cut is not None:
-            effects += self._cut_notice(self._cut, "The turn for {link} was cut.")
+        effects += self.endings.say_cut("The turn for {link} was cut.")
         effects.append(self._save(pgid=0))
         return effects + self._launch(now, decision.delay_s)
 
@@ -672,21 +467,16 @@ class SessionCore:
             self.expected_exit = "failed"
             effects.append(StopAgent("failed"))
         self._set(S.FAILED)
-        text = f"{why} The session is marked failed; start a new one with `!new`."
-        tail = stderr_tail.strip().splitlines()[-3:]
-        if tail:
-            text += "\n```\n" + "\n".join(tail) + "\n```"
-        effects.append(self._note(text))
-        if self._cut is not None:
-            effects += self._cut_notice(self._cut, "The turn for {link} was cut.", rerun=False)
+        effects.append(self._note(failed_text(why, stderr_tail)))
+        effects += self.endings.say_cut("The turn for {link} was cut.", rerun=False)
         effects += self._not_run("the session failed")
         return [*effects, self._save(pgid=0, status="failed"), Finished()]
 
     def _drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
-        says so in a notice (`_cut_notice`), which settles the cut prompt once it shows."""
+        says so in a notice (`endings.say_cut`), which settles the cut prompt once it shows."""
         effects: list[Effect] = []
-        self._cut = self.turn.prompt if self.turn else None
+        self.endings.cut = self.turn.prompt if self.turn else None
         for request_id in list(self.pending):
             effects += self._settle(request_id, "cancelled", None, now)
         if self.turn is not None:
@@ -717,8 +507,7 @@ class SessionCore:
         if self.state.is_final:
             return []
         effects = self._drop_turn(now)
-        if self._cut is not None:
-            effects += self._cut_notice(self._cut, "The turn for {link} was stopped: the session ended.", rerun=False)
+        effects += self.endings.say_cut("The turn for {link} was stopped: the session ended.", rerun=False)
         effects += self._not_run("the session ended")
         running = self.state is not S.SUSPENDED
         self._set(S.ENDED)
@@ -733,48 +522,5 @@ class SessionCore:
         ]
 
     def status_text(self, now: float) -> str:
-        r = self.record
-        return "\n".join(
-            [
-                f"**{r.name}** · {self.state.value}",
-                f"- directory: `{r.cwd}`",
-                f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{r.agent}`" if r.agent else ""),
-                f"- model: {self.model or 'not known yet'}",
-                f"- turns: {self.turns} · cost so far: ${self.record.total_cost_usd:.4f}",
-                f"- queued prompts: {len(self.queue)}",
-            ]
-        )
+        return thread_texts.status_text(self.record, self.state.value, self.model, self.turns, len(self.queue))
 
-
-THREAD_HELP = (
-    "Write here to talk to this session's agent. Commands: `!stop` (interrupt the turn), "
-    "`!status`, `!get PATH` (send a file from the session's directory), `!end`.\n"
-    "Reactions: 🛑 on any post stops the turn; on a permission request 👍 allows once, "
-    "🔁 allows for this session, 👎 denies."
-)
-
-
-def _permission_key(request_id: str) -> str:
-    return f"perm.{request_id}"
-
-
-def _watchdog_text(why: str, action: str) -> str:
-    cause = {
-        "timeout": "the turn ran past its time limit",
-        "stall": "the agent produced no output for too long",
-        "stop": "the agent did not stop when asked",
-    }.get(why, why)
-    if action == "interrupted":
-        return f"⏱️ The watchdog interrupted the turn: {cause}."
-    return f"⏱️ The agent was terminated: {cause} and it did not answer the interrupt. It restarts with the conversation."
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m"

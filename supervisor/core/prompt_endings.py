@@ -1,0 +1,120 @@
+"""How each prompt handed to the agent visibly ends: its answer shows, or a notice says it was cut.
+
+`PromptEndings` is the part of `core.session.SessionCore` that keeps a handed prompt
+unsettled (in the record) until the thread shows how its turn ended: the answer's posts,
+or the notice that links it and says it was cut, on which 🔁 runs it again (the newest
+such offers are kept with the record, so they outlive a restart). The session core owns
+it, hands it the turns that end and the notices to post, and keeps everything else.
+
+It must never change the session's state, read a clock or change the record in place: a
+change to the record is a `SaveRecord` it returns, which the core adopts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from supervisor.core.events import ChoiceKind
+from supervisor.core.session_effects import (
+    Effect,
+    OfferChoices,
+    QueuedPrompt,
+    SaveRecord,
+    SessionSettings,
+    Show,
+)
+from supervisor.core.state import SessionRecord
+from supervisor.core.thread_ops import PutPost
+
+RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
+RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
+
+
+@attrs.define
+class PromptEndings:
+    """Invariants: `_settling` holds the handed prompts whose ending is posting, each with
+    the keys of the posts that show it; `_rerun_keys` the cut notices not yet created."""
+
+    settings: SessionSettings
+    note: Callable[[str], Show]  # a notice at the thread's end (the core numbers them)
+    _settling: list[tuple[str, frozenset[str]]] = attrs.field(factory=list)  # (prompt post id, keys)
+    _rerun_keys: dict[str, QueuedPrompt] = attrs.field(factory=dict)  # notice key -> its prompt
+    cut: QueuedPrompt | None = None  # the prompt whose turn the agent's end cut, for the notice
+
+    def say_cut(self, text: str, *, rerun: bool = True) -> list[Effect]:
+        """The notice for the turn the agent's end cut, if it cut one."""
+        return [] if self.cut is None else self.cut_notice(self.cut, text, rerun=rerun)
+
+    def cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True) -> list[Effect]:
+        """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The
+        prompt is settled once the notice shows."""
+        note = self.note(text.format(link=f"[your message]({self.settings.permalink(prompt.post_id)})"))
+        if not rerun:
+            self._settling.append((prompt.post_id, frozenset({note.op.key})))
+            return [note]
+        if not prompt.text:
+            note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " Post it again to run it."))
+            self._settling.append((prompt.post_id, frozenset({note.op.key})))
+            return [note]
+        legend = self.settings.legend(RERUN_CHOICE)
+        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + (f" {legend}" if legend else "")))
+        self._settling.append((prompt.post_id, frozenset({note.op.key})))
+        self._rerun_keys[note.op.key] = prompt
+        return [note, OfferChoices(note.op.key, RERUN_CHOICE)]
+
+    def restored(self, record: SessionRecord) -> list[Effect]:
+        """At a start: the prompts a stop of the supervisor left unsettled say how they ended."""
+        effects: list[Effect] = []
+        for post_id in record.unsettled:
+            prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
+            if post_id in record.answered:
+                # The agent finished that turn; only the posting of its answer was cut.
+                effects += self.cut_notice(
+                    prompt,
+                    "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
+                    "had finished that turn, but its answer above may be incomplete.",
+                    rerun=False,
+                )
+            else:
+                effects += self.cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
+        return effects
+
+    def answered(self, post_id: str, keys: frozenset[str]) -> None:
+        """A turn ended: its prompt is settled once the posts `keys` show."""
+        self._settling.append((post_id, keys))
+
+    @property
+    def settling(self) -> bool:
+        """Some ended turn waits for its answer (or the notice that it was cut) to show."""
+        return bool(self._settling)
+
+    def progress(self, shows: Callable[[str], bool], record: SessionRecord) -> list[Effect]:
+        """Posts reached the server; `shows(key)` says whether a post shows what it should.
+        A turn whose posts all show is settled at once (not when the whole thread is), so
+        a restart never calls a complete answer cut while a later turn streams."""
+        done = {post_id for post_id, keys in self._settling if all(map(shows, keys))}
+        if not done:
+            return []
+        self._settling = [(p, keys) for p, keys in self._settling if p not in done]
+        unsettled = tuple(p for p in record.unsettled if p not in done)
+        texts = {p: t for p, t in record.prompt_texts.items() if p in unsettled}
+        answered = tuple(p for p in record.answered if p in unsettled)
+        return [SaveRecord(attrs.evolve(record, unsettled=unsettled, prompt_texts=texts, answered=answered))]
+
+    def post_created(self, key: str, post_id: str, record: SessionRecord) -> list[Effect] | None:
+        """None where the post is not a cut notice that offers a rerun."""
+        if key not in self._rerun_keys:
+            return None
+        # Kept with the record: 🔁 may come after another restart.
+        offers = {**record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
+        return [SaveRecord(attrs.evolve(record, rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:])))]
+
+
+def rerun(post_id: str, record: SessionRecord) -> tuple[QueuedPrompt, SaveRecord]:
+    """🔁 on a cut notice: its prompt again, as a prompt of its own (the notice's post
+    stands for it), and the record without that offer."""
+    text = record.rerun_offers[post_id]
+    offers = {p: t for p, t in record.rerun_offers.items() if p != post_id}
+    return QueuedPrompt(post_id, record.channel_id, text), SaveRecord(attrs.evolve(record, rerun_offers=offers))

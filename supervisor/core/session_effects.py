@@ -1,0 +1,143 @@
+"""What a session core is handed and what it asks its shell to do.
+
+The values `core.session.SessionCore` takes in (its settings, a prompt) and the effects it
+returns for the trio shell (`runtime.session`) to carry out, in order. Plain frozen values:
+nothing here decides, performs I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from supervisor.core.agent_events import AgentCommand, Image
+from supervisor.core.events import ChoiceKind
+from supervisor.core.restart import RestartPolicy
+from supervisor.core.state import SessionRecord
+from supervisor.core.thread_ops import PutPost
+
+# --- inputs --------------------------------------------------------------------
+
+
+@attrs.frozen
+class SessionSettings:
+    turn_timeout_s: float = 1800
+    stall_timeout_s: float = 300
+    approval_timeout_s: float = 600
+    idle_suspend_s: float = 0
+    notify_after_s: float = 60
+    interrupt_grace_s: float = 10  # after an interrupt, how long a result may take before we kill
+    show_thinking: bool = True
+    username: str = ""  # the person, for mentions
+    permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
+    # kinds offered -> the line that says how to choose, in the front end's terms (pure)
+    legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""
+    restart: RestartPolicy = attrs.Factory(RestartPolicy)
+
+
+@attrs.frozen
+class QueuedPrompt:
+    post_id: str
+    channel_id: str
+    text: str
+    images: tuple[Image, ...] = ()
+
+
+# --- effects ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ToAgent:
+    command: AgentCommand
+
+
+@attrs.frozen
+class Show:
+    op: PutPost
+
+
+@attrs.frozen
+class OfferChoices:
+    """Once the post `key` exists, let the person choose one of `kinds` on it."""
+
+    key: str
+    kinds: tuple[ChoiceKind, ...]
+
+
+@attrs.frozen
+class SettleChoices:
+    """The choice offered on that post was made: stop offering it."""
+
+    post_id: str
+
+
+@attrs.frozen
+class MarkQueued:
+    """Show (or stop showing) on the person's post that its prompt waits in the queue."""
+
+    post_id: str
+    queued: bool
+
+
+@attrs.frozen
+class MarkHandled:
+    channel_id: str
+    post_id: str
+
+
+@attrs.frozen
+class SaveRecord:
+    record: SessionRecord
+    durable: bool = False  # on disk before the next effect is carried out
+
+
+@attrs.frozen
+class LaunchAgent:
+    resume: bool
+    delay_s: float = 0.0
+
+
+@attrs.frozen
+class StopAgent:
+    reason: str  # "end", "suspend", "hung", "shutdown"
+
+
+@attrs.frozen
+class Typing:
+    pass
+
+
+@attrs.frozen
+class SendFile:
+    path: str  # as typed after `!get`; the shell checks it stays inside the cwd
+
+
+@attrs.frozen
+class EditPost:
+    """Change a post this session made in an earlier run (the outbox knows only this run's)."""
+
+    post_id: str
+    text: str
+
+
+@attrs.frozen
+class Finished:
+    """The session is over (ended or failed): the shell may end its task."""
+
+
+Effect = (
+    ToAgent
+    | Show
+    | OfferChoices
+    | SettleChoices
+    | MarkQueued
+    | MarkHandled
+    | SaveRecord
+    | LaunchAgent
+    | StopAgent
+    | Typing
+    | SendFile
+    | EditPost
+    | Finished
+)

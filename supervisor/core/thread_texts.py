@@ -1,0 +1,67 @@
+"""What a session says in its thread: help, status, and the notices of its ends and clocks.
+
+Pure functions of plain data, so the wording can be read and tested in one place (the
+main DM's words are in `core.texts`). Nothing here decides when a text is said.
+"""
+
+from __future__ import annotations
+
+from supervisor.core.state import SessionRecord
+
+THREAD_HELP = (
+    "Write here to talk to this session's agent. Commands: `!stop` (interrupt the turn), "
+    "`!status`, `!get PATH` (send a file from the session's directory), `!end`.\n"
+    "Reactions: 🛑 on any post stops the turn; on a permission request 👍 allows once, "
+    "🔁 allows for this session, 👎 denies."
+)
+
+
+def status_text(record: SessionRecord, state: str, model: str, turns: int, queued: int) -> str:
+    r = record
+    return "\n".join(
+        [
+            f"**{r.name}** · {state}",
+            f"- directory: `{r.cwd}`",
+            f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{r.agent}`" if r.agent else ""),
+            f"- model: {model or 'not known yet'}",
+            f"- turns: {turns} · cost so far: ${r.total_cost_usd:.4f}",
+            f"- queued prompts: {queued}",
+        ]
+    )
+
+
+def failed_text(why: str, stderr_tail: str) -> str:
+    """The session failed: why, and the last lines the agent wrote to stderr."""
+    text = f"{why} The session is marked failed; start a new one with `!new`."
+    tail = stderr_tail.strip().splitlines()[-3:]
+    if tail:
+        text += "\n```\n" + "\n".join(tail) + "\n```"
+    return text
+
+
+def not_run_text(why: str, links: list[str]) -> str:
+    """Queued prompts that will never run, each a link to its post."""
+    one = len(links) == 1
+    return f"⏭️ Not run, {why}: {', '.join(links)} ({'it was' if one else 'they were'} queued)."
+
+
+def watchdog_text(why: str, action: str) -> str:
+    cause = {
+        "timeout": "the turn ran past its time limit",
+        "stall": "the agent produced no output for too long",
+        "stop": "the agent did not stop when asked",
+    }.get(why, why)
+    if action == "interrupted":
+        return f"⏱️ The watchdog interrupted the turn: {cause}."
+    return f"⏱️ The agent was terminated: {cause} and it did not answer the interrupt. It restarts with the conversation."
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m"
