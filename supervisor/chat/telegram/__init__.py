@@ -1,7 +1,8 @@
 """Telegram as a front end: the Bot API's words, kept inside this folder.
 
 - `codec`: the wire shapes we use (sans-IO, one cattrs converter).
-- `client`: `BotApi`, the HTTP client (httpx under trio): retries, pacing, token redaction.
+- `client`: `BotApi`, the Bot API methods we use, each one call through `calls`.
+- `calls`: one method call (httpx under trio): retries, pacing, token redaction, errors.
 - `updates`: the long-polling update source; the offset moves only past confirmed updates.
 - `render`: the core's Markdown-ish text as Telegram HTML, split into messages.
 - `choices`: permission buttons <-> `callback_data`.

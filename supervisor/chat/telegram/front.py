@@ -32,7 +32,8 @@ import trio
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
-from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing, Unauthorized
+from supervisor.chat.telegram.calls import BotApiError, Pacing, Unauthorized
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX

@@ -27,7 +27,8 @@ import trio
 
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids, render
-from supervisor.chat.telegram.client import BadRequest, BotApi, BotApiError
+from supervisor.chat.telegram.calls import BadRequest, BotApiError
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
