@@ -39,7 +39,7 @@ from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
 from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
 from supervisor.chat.telegram.memory import Memory
-from supervisor.chat.telegram.render import escape
+from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted
