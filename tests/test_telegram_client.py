@@ -14,9 +14,8 @@ import pytest
 import trio
 
 from supervisor.chat.telegram import choices
-from supervisor.chat.telegram.client import (
+from supervisor.chat.telegram.calls import (
     BadRequest,
-    BotApi,
     BotApiError,
     Conflict,
     Forbidden,
@@ -27,6 +26,7 @@ from supervisor.chat.telegram.client import (
     Unreachable,
     proxy_for,
 )
+from supervisor.chat.telegram.client import BotApi
 from supervisor.core.backoff import Backoff
 from tests.fakes.telegram_botapi import TOKEN, running
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from supervisor.chat.telegram.client import BotApi, Conflict
+from supervisor.chat.telegram.calls import Conflict
+from supervisor.chat.telegram.client import BotApi
 from tests.fakes.telegram_botapi import TOKEN
 from tests.fakes.telegram_schema import call_problems
 from tests.harness import REPO

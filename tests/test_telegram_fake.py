@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from supervisor.chat.telegram import choices
-from supervisor.chat.telegram.client import BadRequest, BotApi, Conflict, Pacing
+from supervisor.chat.telegram.calls import BadRequest, Conflict, Pacing
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.render import render_parts
 from supervisor.chat.telegram.updates import UpdateSource
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, running

@@ -15,7 +15,7 @@ from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command, handled_at_start
 from supervisor.chat.telegram.memory import Memory
-from supervisor.chat.telegram.render import units
+from supervisor.chat.telegram.runs import units
 from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
 from supervisor.core.state import ChannelLedger, State, encode
 from supervisor.runtime.store import write_atomically

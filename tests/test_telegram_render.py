@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.chat.telegram.render import (
-    MAX_MESSAGE_UNITS,
-    render,
-    render_parts,
-    split_runs,
-    to_runs,
-    units,
-)
+from supervisor.chat.telegram.render import render, render_parts, to_runs
+from supervisor.chat.telegram.runs import MAX_MESSAGE_UNITS, split_runs, units
 from tests.fakes.telegram_html import HtmlRefused, parse_html, utf16_units
 from tests.strategies import telegram_markdown
 

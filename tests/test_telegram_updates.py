@@ -11,7 +11,8 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.chat.telegram.client import BotApi, Conflict
+from supervisor.chat.telegram.calls import Conflict
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import Update
 from supervisor.chat.telegram.updates import Ledger, UpdateSource
 from supervisor.core.backoff import Backoff

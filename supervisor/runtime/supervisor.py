@@ -50,14 +50,8 @@ from supervisor.core.state import SessionRecord
 from supervisor.runtime.agent_process import AgentGrace
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.mail import Feed
-from supervisor.runtime.session import (
-    ChoiceIn,
-    CommandIn,
-    EndIn,
-    PromptIn,
-    SessionDeps,
-    SessionTask,
-)
+from supervisor.runtime.session import SessionDeps, SessionTask
+from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, EndIn, PromptIn
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")

@@ -2,7 +2,8 @@
 
 Owns one connection's protocol state: our request ids and what each asked, the agent's
 pending permission requests (with the options it offered), the open session, the turn in
-progress, the tool calls seen in it. Like h11, it never touches a pipe: the caller feeds
+progress; the agent's news of that turn (text, tool calls, cost, its end) is made into
+events by `turn.TurnEvents`. Like h11, it never touches a pipe: the caller feeds
 each stdout line to `receive_line`, calls a command method, and writes whatever
 `data_to_send()` returns. It must never raise on what the agent sends: a bad line becomes a
 `ProtocolError` event and the connection goes on. It raises `LocalProtocolError` only when
@@ -24,9 +25,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -40,35 +39,26 @@ from supervisor.agent.acp.events import (
     HandshakeFailed,
     OpenHow,
     OptionKind,
-    PlanStep,
-    PlanUpdated,
     ProtocolError,
     RequestFailed,
     SendPromptWithFiles,
     SessionOpened,
     SessionOpenFailed,
-    ToolCallUpdated,
-    UsageUpdated,
 )
-from supervisor.agent.acp.summary import tool_summary, tool_text, turn_ended
+from supervisor.agent.acp.turn import TurnEvents, prompt_blocks
 from supervisor.agent.acp.wire import (
     JSON,
     PROTOCOL_VERSION,
-    ChunkFields,
     FrameError,
     InitializeResult,
     Notification,
     PermissionOption,
     PermissionParams,
-    PlanEntry,
-    PromptResult,
     Request,
     RequestId,
     Response,
     RpcError,
     SessionResult,
-    ToolCallFields,
-    UsageFields,
     dump,
     parse_frame,
     structure,
@@ -79,16 +69,9 @@ from supervisor.core.agent_events import (
     DenyTool,
     Image,
     Interrupt,
-    PermissionAsked,
     PermissionCancelled,
     RefuseControl,
     SendPrompt,
-    TextBlock,
-    TextDelta,
-    ThinkingBlock,
-    ToolCall,
-    ToolOutcome,
-    TurnEnded,
     TurnStarted,
 )
 
@@ -128,22 +111,6 @@ class PendingPermission:
     options: tuple[PermissionOption, ...]
 
 
-@attrs.define
-class _Tool:
-    name: str  # the first title (OpenCode: "Bash"), kept as the tool's name
-    summary: str
-    status: str = "pending"
-    finished: bool = False
-
-
-@attrs.define
-class _Stream:
-    """Text or thought chunks of one message being accumulated into a block."""
-
-    message_id: str | None = None
-    text: str = ""
-
-
 class AcpClient:
     def __init__(self, *, cost_baseline: float = 0.0, client_name: str = "supervisor") -> None:
         self.phase = Phase.STARTING
@@ -158,12 +125,8 @@ class AcpClient:
         self._ids = itertools.count(1)
         self._out = bytearray()
         self._client_name = client_name
-        self._tools: dict[str, _Tool] = {}
-        self._text = _Stream()
-        self._thought = _Stream()
+        self._turn = TurnEvents(cost_baseline)
         self._replayed = 0
-        self._cost_total = cost_baseline
-        self._turn_has_cost = False
 
     # --- bytes out -----------------------------------------------------------------
 
@@ -241,25 +204,9 @@ class AcpClient:
     ) -> list[AcpEvent]:
         self._require(Phase.IDLE)
         assert self.agent is not None
-        blocks: list[JSON] = []
-        if images and not self.agent.images:
-            text += (
-                f"\n\n({len(images)} image(s) not sent: {self.agent.name} does not take images.)"
-            )
-        if text:
-            blocks.append({"type": "text", "text": text})
-        if self.agent.images:
-            blocks += [
-                {"type": "image", "mimeType": i.media_type, "data": i.data_base64} for i in images
-            ]
-        for path in file_paths:
-            absolute = Path(os.path.abspath(path))
-            blocks.append(
-                {"type": "resource_link", "uri": absolute.as_uri(), "name": absolute.name}
-            )
+        blocks = prompt_blocks(self.agent, text, images, file_paths)
         self.phase = Phase.PROMPTING
-        self._tools.clear()
-        self._turn_has_cost = False
+        self._turn.begin_turn()
         self._request("session/prompt", {"sessionId": self.session_id, "prompt": blocks})
         return [TurnStarted(session_id=self.session_id, model=self.model, cwd=self.cwd)]
 
@@ -407,28 +354,13 @@ class AcpClient:
         return [SessionOpened(session_id, pending.how, self.model, replayed)]
 
     def _on_prompt_answered(self, frame: Response) -> list[AcpEvent]:
-        events = self._flush()
+        events = self._turn.flush()
         cancelled = self.phase is Phase.CANCELLING
         self.phase = Phase.IDLE
         # Requests still open belong to the finished turn; nobody will answer them now.
         for request_id in list(self.permissions):
             events += self._settle(request_id, "cancelled")
-        cost = self._cost_total if self._turn_has_cost else 0.0
-        if frame.error is not None:
-            message = frame.error.message or f"error {frame.error.code}"
-            ended = TurnEnded(
-                subtype="error_during_execution",
-                is_error=True,
-                errors=(message,),
-                total_cost_usd=cost,
-                session_id=self.session_id,
-            )
-            return [*events, ended]
-        try:
-            reason = structure(frame.result, PromptResult).stop_reason
-        except FrameError as exc:
-            reason = "cancelled" if cancelled else f"unreadable answer: {exc}"
-        return [*events, turn_ended(reason, cost, self.session_id)]
+        return [*events, self._turn.ended(frame, cancelled, self.session_id)]
 
     def _on_request(self, frame: Request) -> list[AcpEvent]:
         if frame.method != "session/request_permission":
@@ -447,14 +379,7 @@ class AcpClient:
         if self.phase is not Phase.PROMPTING or ask.session_id != self.session_id:
             self._settle(request_id, "cancelled")  # a turn being cancelled asks nothing more
             return []
-        events = self._flush()
-        call = ask.tool_call
-        tool = self._tools.get(call.tool_call_id)
-        summary = tool_summary(call.title, call.kind, call.raw_input)
-        name = tool.name if tool else (call.kind or "tool")
-        raw = call.raw_input if isinstance(call.raw_input, dict) else {}
-        events.append(PermissionAsked(request_id, name, raw, call.tool_call_id, summary))
-        return events
+        return self._turn.permission_asked(request_id, ask.tool_call)
 
     def _on_notification(self, frame: Notification) -> list[AcpEvent]:
         if frame.method != "session/update":
@@ -467,74 +392,7 @@ class AcpClient:
         if self.phase is Phase.OPENING:
             self._replayed += 1  # session/load replays the history before it answers
             return []
-        return self._on_update(update["sessionUpdate"], update)
-
-    def _on_update(self, kind: str, update: JSON) -> list[AcpEvent]:
-        if kind in ("agent_message_chunk", "agent_thought_chunk"):
-            chunk = structure(update, ChunkFields)
-            text = (chunk.content.text or "") if chunk.content.type == "text" else ""
-            if kind == "agent_thought_chunk":
-                events = self._flush_text()
-                if self._thought.message_id != chunk.message_id:
-                    events += self._flush_thought()
-                self._thought.message_id = chunk.message_id
-                self._thought.text += text
-                return events
-            events = self._flush_thought()
-            if self._text.message_id != chunk.message_id:
-                events += self._flush_text()
-            self._text.message_id = chunk.message_id
-            self._text.text += text
-            return [*events, TextDelta(text)] if text else events
-        if kind in ("tool_call", "tool_call_update"):
-            return [*self._flush(), *self._on_tool(structure(update, ToolCallFields))]
-        if kind == "plan":
-            entries = structure(update.get("entries"), list[PlanEntry])
-            steps = tuple(PlanStep(e.content, e.status, e.priority) for e in entries)
-            return [*self._flush(), PlanUpdated(steps)]
-        if kind == "usage_update":
-            return [self._on_usage(structure(update, UsageFields))]
-        return []  # user_message_chunk, available_commands_update, mode/config news, ...
-
-    def _on_tool(self, call: ToolCallFields) -> list[AcpEvent]:
-        summary = tool_summary(call.title, call.kind, call.raw_input)
-        tool = self._tools.get(call.tool_call_id)
-        events: list[AcpEvent] = []
-        if tool is None:
-            tool = _Tool(call.title or call.kind or "tool", summary)
-            self._tools[call.tool_call_id] = tool
-            raw = call.raw_input if isinstance(call.raw_input, dict) else {}
-            events.append(ToolCall(call.tool_call_id, tool.name, raw))
-        elif (call.title or call.raw_input) and summary != tool.summary:
-            tool.summary = summary
-            events.append(ToolCallUpdated(call.tool_call_id, summary, call.status or tool.status))
-        tool.status = call.status or tool.status
-        if tool.status in ("completed", "failed") and not tool.finished:
-            tool.finished = True
-            text = tool_text(call)
-            events.append(ToolOutcome(call.tool_call_id, tool.status == "failed", text))
-        return events
-
-    def _on_usage(self, usage: UsageFields) -> AcpEvent:
-        amount = usage.cost.amount if usage.cost else 0.0
-        # A cancelled OpenCode turn reports cost 0: that is no figure, not a new total.
-        added = amount - self._cost_total if amount >= self._cost_total else 0.0
-        if amount > 0:
-            self._cost_total = max(self._cost_total, amount)
-            self._turn_has_cost = True
-        return UsageUpdated(usage.used, usage.size, self._cost_total, added)
-
-    def _flush(self) -> list[AcpEvent]:
-        return [*self._flush_thought(), *self._flush_text()]
-
-    def _flush_text(self) -> list[AcpEvent]:
-        text, self._text = self._text.text, _Stream()
-        return [TextBlock(text)] if text else []
-
-    def _flush_thought(self) -> list[AcpEvent]:
-        text, self._thought = self._thought.text, _Stream()
-        return [ThinkingBlock(text)] if text else []
-
+        return self._turn.update(update["sessionUpdate"], update)
 
 def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | None:
     exact = [o for o in options if o.kind == kind]

@@ -1,9 +1,11 @@
 """Telegram as a front end: the Bot API's words, kept inside this folder.
 
 - `codec`: the wire shapes we use (sans-IO, one cattrs converter).
-- `client`: `BotApi`, the HTTP client (httpx under trio): retries, pacing, token redaction.
+- `client`: `BotApi`, the Bot API methods we use, each one call through `calls`.
+- `calls`: one method call (httpx under trio): retries, pacing, token redaction, errors.
 - `updates`: the long-polling update source; the offset moves only past confirmed updates.
 - `render`: the core's Markdown-ish text as Telegram HTML, split into messages.
+- `runs`: text with its tags: its HTML, and its split into messages of Telegram's size.
 - `choices`: permission buttons <-> `callback_data`.
 - `incoming`: an update read as the port's incoming events (posted, pressed, stop).
 - `limits`: the numbers a Telegram chat allows, as data.

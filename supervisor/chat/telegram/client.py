@@ -1,263 +1,26 @@
-"""The Bot API client: every HTTP request the supervisor makes to Telegram.
+"""The Bot API client: the methods of Telegram's Bot API the supervisor uses.
 
-This module owns the HTTP session, the pacing (per chat and overall), the retry loop and
-the token. Each method retries transient failures (connection errors, timeouts, 5xx, 429)
-forever, with backoff or the server's `retry_after`; the caller bounds it with a cancel
-scope. Permanent refusals raise a `BotApiError` subclass. A 400 "message is not modified"
-is success (the message already shows what we wanted).
-
-The token is part of every URL (`/bot<token>/<method>`), and httpx writes URLs into its log
-lines and its exceptions. So the token never enters httpx's client layer: requests are
-built with a placeholder in its place, and `_TokenTransport`, the last step before the
-wire, swaps the real token in. Log lines, exceptions, `response.request` and tracebacks
-only ever see the placeholder. Text a server sends back (an error description, a proxy's
-page) is scrubbed of the token too before it reaches an exception.
-
-It must never:
-- put the token into a log line, an exception message or a value it returns;
-- send a message-like request without taking a slot from the chat's pacer, so a streaming
-  answer does not provoke Telegram's flood control (about one message per second per
-  chat, ~30 per second overall: ../shared/reference/telegram/FACTS.md);
-- take a `timeout=`: the per-request httpx timeout only detects dead connections.
+Each method is one call through `calls.BotCaller`, which owns the HTTP session, the pacing,
+the retry loop and the token (its docstring says what it guarantees); here are only the
+methods' parameters and what their answers decode to.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import random
-import ssl
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Final
 
-import attrs
-import httpx
-import trio
-
-from supervisor.chat import ChatError, tls
 from supervisor.chat.telegram import codec
-from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
-from supervisor.chat.telegram.config import TOKEN_SHAPE
-from supervisor.core.backoff import REST_BACKOFF, Backoff
-from supervisor.core.ratelimit import TokenBucket
+from supervisor.chat.telegram.calls import REQUEST_TIMEOUT, BadRequest, BotCaller
+from supervisor.chat.telegram.codec import JSONObject
 
-log = logging.getLogger("supervisor.telegram")
-
-API_URL: Final = "https://api.telegram.org"
 MAX_MESSAGE_CHARS: Final = 4096  # text after entity parsing, in UTF-16 code units
 MAX_DOWNLOAD_BYTES: Final = 20 * 1024 * 1024  # getFile's limit for bots
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024  # sendDocument's limit for bots
 
-# What httpx sees instead of the token (see the module docstring).
-_PLACEHOLDER: Final = "REDACTED"
-# A dead TCP connection shows up as a timeout; long polls add their own poll time to it.
-_REQUEST_TIMEOUT = 30.0
-# A bogus retry_after must not stall the supervisor for a day; the caller's scope still
-# bounds the whole call, this only bounds one wait.
-_LONGEST_SERVER_WAIT = 300.0
-_NOT_MODIFIED = "message is not modified"
 
-# Worth retrying: the request may not have reached the server, or the server failed.
-_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-
-# --- errors ------------------------------------------------------------------------
-
-
-class BotApiError(ChatError):
-    """Telegram refused a request for good. `status` is the Bot API's `error_code`
-    (0: not reachable, only from calls made with `retry=False`)."""
-
-    def __init__(self, method: str, status: int, description: str = "") -> None:
-        super().__init__(status, method, description)
-        self.method = method
-        self.description = description
-
-
-class BadRequest(BotApiError):
-    """400: the request itself is wrong (bad HTML, text too long, unknown message...)."""
-
-
-class Unauthorized(BotApiError):
-    """401: the token is not (or no longer) valid."""
-
-
-class Forbidden(BotApiError):
-    """403: e.g. the person blocked the bot, or never started a chat with it."""
-
-
-class NotFound(BotApiError):
-    """404: also what an older Bot API server answers for a method it does not know."""
-
-
-class Conflict(BotApiError):
-    """409: another program polls this token, or a webhook is set."""
-
-
-class TooManyRequests(BotApiError):
-    """429, from a call made with `retry=False` (others wait it out)."""
-
-    def __init__(self, method: str, description: str, retry_after: float) -> None:
-        super().__init__(method, 429, description)
-        self.retry_after = retry_after
-
-
-class Unreachable(BotApiError):
-    """No answer (connection refused, DNS, TLS, timeout), from a call made with
-    `retry=False`. The detail is the error's class name and cause, never a URL."""
-
-    def __init__(self, method: str, detail: str) -> None:
-        super().__init__(method, 0, detail)
-
-
-_ERRORS: dict[int, type[BotApiError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-}
-
-
-# --- pacing ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Pacing:
-    """How fast we send, so that Telegram's flood control rarely has to say 429."""
-
-    per_chat_rate: float = 1.0  # message-like requests per second, per chat
-    per_chat_burst: float = 3.0
-    overall_rate: float = 25.0  # every request, all chats (Telegram: ~30/s)
-    overall_burst: float = 25.0
-    # Requests that count as a message in a chat. Edits and drafts have no documented
-    # limit, but Telegram counts them in practice; answering a button press does not.
-    chat_methods: frozenset[str] = frozenset(
-        {
-            "sendMessage",
-            "sendDocument",
-            "sendPhoto",
-            "editMessageText",
-            "editMessageReplyMarkup",
-            "sendMessageDraft",
-            "createForumTopic",
-        }
-    )
-
-
-class _Pacer:
-    """The token buckets: one overall, one per chat. Owned by one `BotApi`."""
-
-    def __init__(self, pacing: Pacing) -> None:
-        self.pacing = pacing
-        self._overall = TokenBucket(pacing.overall_rate, pacing.overall_burst)
-        self._chats: dict[int | str, TokenBucket] = {}
-
-    def buckets(self, method: str, chat_id: int | str | None) -> list[TokenBucket]:
-        if chat_id is None or method not in self.pacing.chat_methods:
-            return [self._overall]
-        chat = self._chats.get(chat_id)
-        if chat is None:
-            chat = TokenBucket(self.pacing.per_chat_rate, self.pacing.per_chat_burst)
-            self._chats[chat_id] = chat
-        return [chat, self._overall]
-
-    async def wait(self, method: str, chat_id: int | str | None) -> None:
-        for bucket in self.buckets(method, chat_id):
-            while True:
-                await trio.sleep(bucket.take(trio.current_time()))
-                # A pause that began while we waited voids the slot: take a new one after
-                # it, so the queue behind a 429 does not start all at once.
-                if bucket.held(trio.current_time()) <= 0:
-                    break
-
-    def pause(self, method: str, chat_id: int | str | None, seconds: float) -> None:
-        # A 429 on a chat's message pauses that chat; on anything else, everything.
-        self.buckets(method, chat_id)[0].pause(trio.current_time(), seconds)
-
-
-# --- the token, kept out of httpx ------------------------------------------------------
-
-
-class _TokenTransport(httpx.AsyncBaseTransport):
-    """Swaps the placeholder in the path for the token, just before the wire."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, token: str) -> None:
-        self._inner = inner
-        self._token = token
-        self._marker = f"/bot{_PLACEHOLDER}/".encode("ascii")
-        self._real = f"/bot{token}/".encode("ascii")
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        real_url = request.url.copy_with(
-            raw_path=request.url.raw_path.replace(self._marker, self._real, 1)
-        )
-        outgoing = httpx.Request(
-            request.method,
-            real_url,
-            headers=request.headers,
-            stream=request.stream,
-            extensions=request.extensions,
-        )
-        try:
-            return await self._inner.handle_async_request(outgoing)
-        except httpx.HTTPError as exc:
-            if self._token not in str(exc):
-                raise
-            # Some transport quoted the URL: the same error, without it, and without
-            # the original in the chain (a traceback would print it).
-            clean = type(exc)(str(exc).replace(self._token, _PLACEHOLDER))
-        raise clean from None
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def check_token_shape(token: str) -> None:
-    """ValueError (not naming the token) unless it looks like `<digits>:<letters>`."""
-    if not TOKEN_SHAPE.fullmatch(token):
-        raise ValueError("a Telegram bot token looks like 123456789:AAE..., from @BotFather")
-
-
-# --- the client ------------------------------------------------------------------------
-
-
-class BotApi:
-    """One HTTP client per bot token. Safe to share between tasks."""
-
-    def __init__(
-        self,
-        token: str,
-        *,
-        api_url: str = API_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
-        pacing: Pacing = Pacing(),
-        backoff: Backoff = REST_BACKOFF,
-        rng: random.Random | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        check_token_shape(token)
-        self._token = token
-        # Never httpx's default (verify=True): it would call certifi.where(); see tls.
-        inner = transport or httpx.AsyncHTTPTransport(
-            verify=ssl_context or tls.ssl_context(), proxy=proxy_for(api_url)
-        )
-        self._client = httpx.AsyncClient(
-            base_url=api_url.rstrip("/"),
-            transport=_TokenTransport(inner, token),
-            timeout=_REQUEST_TIMEOUT,
-            # The environment's proxy is in `inner` already: httpx's own proxy mounts
-            # would route around `_TokenTransport` (and build a certifi context).
-            trust_env=False,
-        )
-        self._pacer = _Pacer(pacing)
-        self._backoff = backoff
-        self._rng = rng or random.Random()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+class BotApi(BotCaller):
+    """One client per bot token. Safe to share between tasks."""
 
     # --- the bot and its updates ----------------------------------------------------
 
@@ -281,7 +44,7 @@ class BotApi:
         }
         if offset is not None:
             params["offset"] = offset
-        result = await self.call("getUpdates", params, read_timeout=_REQUEST_TIMEOUT + poll_s)
+        result = await self.call("getUpdates", params, read_timeout=REQUEST_TIMEOUT + poll_s)
         return codec.decode_updates(result)
 
     async def delete_webhook(self) -> None:
@@ -406,7 +169,7 @@ class BotApi:
             raise BadRequest("getFile", 400, f"file is too big ({info.file_size} bytes)")
         if not info.file_path:
             raise BadRequest("getFile", 400, "no file_path: the file is too big to download")
-        return await self._download(info.file_path, max_bytes)
+        return await self.download_path(info.file_path, max_bytes)
 
     async def send_document(
         self,
@@ -430,121 +193,6 @@ class BotApi:
         )
         return codec.structure(result, codec.Message)
 
-    # --- the request loop ------------------------------------------------------------------
-
-    async def call(
-        self,
-        method: str,
-        params: JSONObject | None = None,
-        *,
-        form: dict[str, str] | None = None,
-        files: dict[str, tuple[str, bytes]] | None = None,
-        chat_id: int | str | None = None,
-        retry: bool = True,
-        read_timeout: float = _REQUEST_TIMEOUT,
-    ) -> Any:
-        """POST one method until Telegram gives a final answer; return its `result`.
-
-        `chat_id` names the chat whose pacing the request counts against. With
-        `retry=False` (the doctor) a transient failure raises instead. `read_timeout`
-        only tells a dead connection from a long poll that is still waiting; bound the
-        call itself with a cancel scope.
-        """
-        failures = 0
-        request: dict[str, Any] = (
-            {"data": form, "files": files} if files is not None else {"json": params or {}}
-        )
-        timeout = httpx.Timeout(_REQUEST_TIMEOUT, read=read_timeout)
-        while True:
-            await self._pacer.wait(method, chat_id)
-            try:
-                response = await self._client.post(
-                    f"/bot{_PLACEHOLDER}/{method}", timeout=timeout, **request
-                )
-            except _TRANSIENT_ERRORS as exc:
-                log.warning("%s failed: %s", method, type(exc).__name__)
-                if not retry:
-                    raise Unreachable(method, self._scrub(_cause(exc))) from None
-                await self._sleep_after_failure(failures)
-                failures += 1
-                continue
-            outcome = self._outcome(method, response)
-            if not isinstance(outcome, Failure):
-                log.debug("%s -> %d", method, response.status_code)
-                return outcome
-            code = outcome.error_code
-            if code == 400 and _NOT_MODIFIED in outcome.description:
-                log.debug("%s -> not modified", method)
-                return True
-            if code == 429:
-                wait = _retry_after(outcome)
-                if not retry:
-                    raise TooManyRequests(method, self._scrub(outcome.description), wait or 0.0)
-                if wait is None:
-                    wait = self._backoff.delay(failures, self._rng)
-                    failures += 1
-                log.warning("%s -> 429, holding off %.1f s", method, wait)
-                self._pacer.pause(method, chat_id, wait)
-                continue
-            if not retry or not (code >= 500 or response.status_code >= 500):
-                log.info("%s -> %d", method, code)
-                raise self._error(method, outcome)
-            log.warning("%s -> %d, retrying", method, code)
-            await self._sleep_after_failure(failures)
-            failures += 1
-
-    async def _sleep_after_failure(self, failures: int) -> None:
-        await trio.sleep(self._backoff.delay(failures, self._rng))
-
-    def _outcome(self, method: str, response: httpx.Response) -> Any:
-        """The result, or a Failure (a body we cannot read counts as one)."""
-        try:
-            return codec.parse_reply(response.json())
-        except (ValueError, MalformedReply) as exc:
-            # A proxy's page, a truncated body: judge by the HTTP status alone.
-            reason = exc.reason if isinstance(exc, MalformedReply) else "not JSON"
-            return Failure(response.status_code, f"unreadable answer ({reason})")
-
-    def _error(self, method: str, failure: Failure) -> BotApiError:
-        kind = _ERRORS.get(failure.error_code, BotApiError)
-        return kind(method, failure.error_code, self._scrub(failure.description))
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, _PLACEHOLDER)
-
-    async def _download(self, file_path: str, max_bytes: int) -> bytes:
-        """GET /file/bot<token>/<file_path>, retried like a method."""
-        path = f"/file/bot{_PLACEHOLDER}/{urllib.parse.quote(file_path, safe='/')}"
-        failures = 0
-        while True:
-            await self._pacer.wait("getFile", None)
-            try:
-                async with self._client.stream("GET", path) as response:
-                    if response.status_code == 200:
-                        return await _read_capped(response, max_bytes)
-                    status = response.status_code
-            except _TRANSIENT_ERRORS as exc:
-                log.warning("file download failed: %s", type(exc).__name__)
-            else:
-                if status < 500 and status != 429:
-                    log.info("file download -> %d", status)
-                    raise _ERRORS.get(status, BotApiError)("file", status, "download refused")
-                log.warning("file download -> %d, retrying", status)
-            await self._sleep_after_failure(failures)
-            failures += 1
-
-
-# --- helpers (pure) ---------------------------------------------------------------------
-
-
-def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for `url` (https_proxy, all_proxy, no_proxy...)."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all") or None
-
 
 def _message_params(
     chat_id: int, html: str, thread_id: int | None, reply_markup: JSONObject | None
@@ -555,32 +203,3 @@ def _message_params(
     if reply_markup is not None:
         params["reply_markup"] = reply_markup
     return params
-
-
-def _retry_after(failure: Failure) -> float | None:
-    seconds = failure.parameters.retry_after
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return None
-    return float(min(seconds, _LONGEST_SERVER_WAIT))
-
-
-def _cause(exc: BaseException) -> str:
-    """The error's class name and its innermost cause's, e.g. "ConnectError: [Errno 111]
-    Connection refused" (httpcore's words: no URL in them)."""
-    inner: BaseException = exc
-    while True:
-        # A context raised `from None` is hidden on purpose (`_TokenTransport`).
-        following = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
-        if following is None:
-            break
-        inner = following
-    return f"{type(exc).__name__}: {inner}" if str(inner) else type(exc).__name__
-
-
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    data = bytearray()
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) > max_bytes:
-            raise BadRequest("file", 400, f"file is larger than {max_bytes} bytes")
-    return bytes(data)

@@ -18,7 +18,8 @@ from typing import Final
 
 import trio
 
-from supervisor.chat.telegram.client import BotApi, BotApiError, Unauthorized
+from supervisor.chat.telegram.calls import BotApiError, Unauthorized
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, User, WebhookInfo
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.checks import CheckResult, clipped, skipped, timed_out

@@ -32,13 +32,14 @@ import trio
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
-from supervisor.chat.telegram.client import BotApi, BotApiError, Pacing, Unauthorized
+from supervisor.chat.telegram.calls import BotApiError, Pacing, Unauthorized
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
 from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
 from supervisor.chat.telegram.memory import Memory
-from supervisor.chat.telegram.render import escape
+from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted

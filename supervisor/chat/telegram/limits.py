@@ -20,7 +20,7 @@ from supervisor.chat.telegram.client import (
 
 @attrs.frozen
 class TelegramLimits:
-    # Text of one message after entity parsing, in UTF-16 code units (render.units).
+    # Text of one message after entity parsing, in UTF-16 code units (runs.units).
     max_message_chars: int = MAX_MESSAGE_CHARS
     # Where drafts fail, one message is edited in place at most this often.
     min_edit_interval_s: float = 1.0

@@ -26,8 +26,9 @@ import attrs
 import trio
 
 from supervisor.chat import ChatError, ChatUser
-from supervisor.chat.telegram import choices, ids, render
-from supervisor.chat.telegram.client import BadRequest, BotApi, BotApiError
+from supervisor.chat.telegram import choices, ids, render, runs
+from supervisor.chat.telegram.calls import BadRequest, BotApiError
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
@@ -194,7 +195,7 @@ class TelegramLink:
                 )
                 parts.append(new.message_id)
         for surplus in parts[len(htmls) :]:
-            await self._edit(chat_id, surplus, render.escape(_EMPTY), None)
+            await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
         self._keep_parts(target, parts, topic_id)
         return Post(post_id, ids.channel(chat_id), self.me.id, message, root_id=root)
 
@@ -325,7 +326,7 @@ class TelegramLink:
         if upload is None:
             raise ChatError(404, "file_not_found", "the file to send is gone (was it sent already?)")
         html = render.render(caption) if caption.strip() else ""
-        if render.units(html) > 1024:  # a caption's limit: say it in a message of its own
+        if runs.units(html) > 1024:  # a caption's limit: say it in a message of its own
             html = ""
         sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
                                             caption_html=html)  # fmt: skip

@@ -1,9 +1,9 @@
 """The core's Markdown-ish text as Telegram HTML, in messages of at most 4,096 characters.
 
 Owns the look of text in Telegram: Markdown (parsed by markdown-it-py, CommonMark plus
-tables and strikethrough) becomes a flat list of `Run`s, each a piece of visible text with
-the tags around it; `split_runs` cuts the runs into messages; `runs_html` writes one
-message's HTML. Pure: text in, text out; it must never do I/O.
+tables and strikethrough) becomes a flat list of `runs.Run`s, each a piece of visible text
+with the tags around it; `runs.split_runs` cuts the runs into messages; `runs.runs_html`
+writes one message's HTML. Pure: text in, text out; it must never do I/O.
 
 Telegram's rules (FACTS.md, "Streaming an answer"), which every output keeps:
 - only the tags b, i, s, u, code, pre, a (http, https, tg, mailto links) and blockquote
@@ -12,68 +12,34 @@ Telegram's rules (FACTS.md, "Streaming an answer"), which every output keeps:
   blockquotes are never nested;
 - a message holds 1-4,096 characters of text after entity parsing, counted in UTF-16
   code units (an emoji outside the BMP counts 2).
-Because a run carries its tags, any cut closes what is open at the end of one message
-and reopens it at the start of the next: a code block cut by a split is closed and
-reopened with its language, and every message is well-formed on its own.
 """
-
 from __future__ import annotations
 
-import bisect
 import functools
 import html
-import itertools
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any
 
-import attrs
-
-MAX_MESSAGE_UNITS: Final = 4096
+from supervisor.chat.telegram.runs import (
+    BOLD,
+    CODE,
+    ITALIC,
+    MAX_MESSAGE_UNITS,
+    PRE,
+    STRIKE,
+    Run,
+    Tag,
+    common_prefix,
+    runs_html,
+    split_runs,
+    units,
+)
 
 _LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:")
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,32}")
 _HR = "──────────"
 _BULLET = "•"
-
-
-@attrs.frozen
-class Tag:
-    name: str  # b, i, s, u, code, pre, a, blockquote
-    attrs: str = ""  # written as is after the name: ' href="..."', ' expandable'
-
-    @property
-    def opener(self) -> str:
-        return f"<{self.name}{self.attrs}>"
-
-    @property
-    def closer(self) -> str:
-        return f"</{self.name}>"
-
-
-@attrs.frozen
-class Run:
-    """Visible text (not escaped) and the tags around it, outermost first."""
-
-    text: str
-    tags: tuple[Tag, ...] = ()
-
-
-BOLD = Tag("b")
-ITALIC = Tag("i")
-STRIKE = Tag("s")
-CODE = Tag("code")
-PRE = Tag("pre")
-
-
-def units(text: str) -> int:
-    """Length as Telegram counts it: UTF-16 code units."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
-
-
-def escape(text: str) -> str:
-    """Plain text for Telegram HTML."""
-    return html.escape(text, quote=False)
 
 
 # --- Markdown -> runs ------------------------------------------------------------------
@@ -255,7 +221,7 @@ class _Builder:
         if not exclusive and self._quotes:
             tags = (self._quote, *tags)
         if self._sep:
-            common = _common_prefix(self.runs[-1].tags, tags) if self.runs else ()
+            common = common_prefix(self.runs[-1].tags, tags) if self.runs else ()
             self.runs.append(Run(self._sep, common))
             self._sep = ""
         if self._item_prefix:
@@ -270,13 +236,6 @@ def _link_tag(href: str) -> Tag:
     if not href.lower().startswith(_LINK_SCHEMES):
         return Tag("")
     return Tag("a", f' href="{html.escape(href, quote=True)}"')
-
-
-def _common_prefix(a: tuple[Tag, ...], b: tuple[Tag, ...]) -> tuple[Tag, ...]:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return a[:n]
 
 
 def _merged(runs: list[Run]) -> list[Run]:
@@ -300,111 +259,3 @@ def _trimmed(runs: list[Run]) -> list[Run]:
     return runs
 
 
-# --- runs -> HTML ---------------------------------------------------------------------
-
-
-def runs_html(runs: Sequence[Run]) -> str:
-    """The HTML of `runs`: tags opened and closed around each run, well-formed."""
-    out: list[str] = []
-    open_tags: tuple[Tag, ...] = ()
-    for run in runs:
-        keep = len(_common_prefix(open_tags, run.tags))
-        out.extend(tag.closer for tag in reversed(open_tags[keep:]))
-        out.extend(tag.opener for tag in run.tags[keep:])
-        out.append(escape(run.text))
-        open_tags = run.tags
-    out.extend(tag.closer for tag in reversed(open_tags))
-    return "".join(out)
-
-
-# --- splitting ------------------------------------------------------------------------
-
-
-def split_runs(runs: Sequence[Run], budget: int = MAX_MESSAGE_UNITS) -> list[list[Run]]:
-    """`runs` cut into messages of at most `budget` units of visible text each.
-
-    Cuts prefer, in this order, a blank line outside code, a line end, a space, and
-    only then any character, looking no further back than half a message. Parts that
-    would hold only blank space are left out (Telegram refuses an empty message).
-    """
-    if budget < 2:
-        raise ValueError(f"budget must be at least 2 units, not {budget}")
-    text = "".join(run.text for run in runs)
-    in_code = _code_mask(runs)
-    sums = _unit_sums(text)
-    starts = list(itertools.accumulate((len(run.text) for run in runs), initial=0))[:-1]
-    parts: list[list[Run]] = []
-    start = 0
-    for end in _cuts(text, sums, in_code, budget):
-        part = _slice(runs, starts, start, end)
-        if any(run.text.strip() for run in part):
-            parts.append(part)
-        start = end
-    return parts
-
-
-def _unit_sums(text: str) -> list[int]:
-    sums = [0]
-    for ch in text:
-        sums.append(sums[-1] + (2 if ord(ch) > 0xFFFF else 1))
-    return sums
-
-
-def _code_mask(runs: Sequence[Run]) -> list[bool]:
-    mask: list[bool] = []
-    for run in runs:
-        mask.extend([any(tag.name == "pre" for tag in run.tags)] * len(run.text))
-    return mask
-
-
-def _cuts(text: str, sums: list[int], in_code: list[bool], budget: int) -> Iterator[int]:
-    """End positions (exclusive) of the successive parts."""
-    start, n = 0, len(text)
-    while start < n:
-        # The furthest end that fits: sums[end] - sums[start] <= budget.
-        end = _furthest(sums, start, budget)
-        if end >= n:
-            yield n
-            return
-        start = _nicest(text, in_code, start, end)
-        yield start
-
-
-def _furthest(sums: list[int], start: int, budget: int) -> int:
-    lo, hi = start + 1, len(sums) - 1
-    while lo < hi:  # the largest end in [start+1, n] with sums[end] - sums[start] <= budget
-        mid = (lo + hi + 1) // 2
-        if sums[mid] - sums[start] <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _nicest(text: str, in_code: list[bool], start: int, end: int) -> int:
-    """Where to end a part that may reach `end` (exclusive) at the furthest."""
-    half = start + (end - start) // 2
-    blank = text.rfind("\n\n", half, end)
-    while blank >= 0 and in_code[blank]:  # a blank line inside code: look further back
-        blank = text.rfind("\n\n", half, blank + 1)
-    if blank >= 0:
-        return blank + 2
-    for mark in ("\n", " "):
-        at = text.rfind(mark, half, end)
-        if at >= 0:
-            return at + 1
-    return end
-
-
-def _slice(runs: Sequence[Run], starts: list[int], start: int, end: int) -> list[Run]:
-    """The runs covering text[start:end], the first and last cut to fit (`starts`: where
-    each run begins in the text)."""
-    part: list[Run] = []
-    i = bisect.bisect_right(starts, start) - 1
-    while i < len(runs) and starts[i] < end:
-        run, run_start = runs[i], starts[i]
-        lo, hi = max(start, run_start), min(end, run_start + len(run.text))
-        if lo < hi:
-            part.append(Run(run.text[lo - run_start : hi - run_start], run.tags))
-        i += 1
-    return part

@@ -36,7 +36,8 @@ from typing import Final
 import attrs
 import trio
 
-from supervisor.chat.telegram.client import BotApi, Conflict
+from supervisor.chat.telegram.calls import Conflict
+from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import Update
 from supervisor.core.backoff import Backoff
 

@@ -1,0 +1,110 @@
+"""The poster of one session: the one task that turns the thread's outbox into REST calls.
+
+The session's loop puts posts into the (sans-IO) outbox and wakes the poster; the poster
+asks the outbox what to call next, makes the call, and tells the outbox how it went. It
+reports each call made through `posted`, so the session can feed the outcome to its core.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import trio
+
+from supervisor.chat import ChatError, ChatLink
+from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
+from supervisor.core.state import SessionRecord
+from supervisor.core.thread_ops import PutPost
+
+log = logging.getLogger("supervisor.session")
+
+
+class Poster:
+    def __init__(
+        self,
+        chat: ChatLink,
+        outbox: Outbox,
+        record: Callable[[], SessionRecord],  # the session's record as it is now
+        posted: Callable[[Create | Edit, str], None],  # (action, post id): a call went through
+    ) -> None:
+        self.chat = chat
+        self.outbox = outbox
+        self._record = record
+        self._posted = posted
+        self._changed = trio.Event()
+
+    @property
+    def name(self) -> str:
+        return self._record().name
+
+    def wake(self) -> None:
+        """Call after putting posts: the poster sends what is due."""
+        if not self.outbox.is_settled():
+            self._changed.set()
+
+    def show(self, op: PutPost) -> None:
+        """Put one post and wake the poster at once."""
+        self.outbox.put(op, trio.current_time())
+        self._changed.set()
+
+    async def run(self) -> None:
+        backoff = 0.25
+        while True:
+            now = trio.current_time()
+            action = self.outbox.next_action(now, room_at=now + self.chat.request_room())
+            if isinstance(action, Idle | Wait):
+                self._changed = trio.Event()
+                until = action.until if isinstance(action, Wait) else math.inf
+                with trio.move_on_at(until):
+                    await self._changed.wait()
+                continue
+            try:
+                post_id = await self._perform(action)
+            except ChatError as exc:
+                # Refused for good (thread deleted, post too long...): drop it, keep going.
+                log.error("%s: the server refused a post: %s", self.name, exc)
+                self.outbox.dropped(action, trio.current_time())
+                continue
+            except Exception as exc:
+                log.warning("%s: posting failed (%r); retrying", self.name, exc)
+                self.outbox.failed(action, trio.current_time())
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.25
+            self.outbox.done(action, post_id, trio.current_time())
+            self._posted(action, post_id)
+
+    async def _perform(self, action: Create | Edit) -> str:
+        """One REST call for the outbox; the id of the post it made or changed."""
+        record = self._record()
+        if isinstance(action, Create):
+            post = await self.chat.create_post(
+                record.channel_id, action.text, root_id=record.root_id, idempotency_key=action.idempotency_key
+            )
+            return post.id
+        await self.chat.edit_post(action.post_id, action.text)
+        return action.post_id
+
+    async def drain(self) -> None:
+        """Before the session ends, let what the thread should show reach the server."""
+        with trio.move_on_after(10):
+            # Polls: the poster owns the outbox and signals nobody; bounded by the scope.
+            while not self.outbox.is_settled():  # noqa: ASYNC110
+                await trio.sleep(0.05)
+
+    async def edit_old_post(self, post_id: str, text: str) -> None:
+        """Edit a post of an earlier run (a request that lapsed); a few tries, then let go.
+        Runs as a task of its own beside the poster: that post is not in the outbox."""
+        for attempt in range(5):
+            try:
+                await self.chat.edit_post(post_id, text)
+                return
+            except ChatError as exc:  # refused for good (deleted...): nothing to correct
+                log.info("%s: could not edit %s: %s", self.name, post_id, exc)
+                return
+            except Exception as exc:
+                log.warning("%s: editing %s failed (%r); retrying", self.name, post_id, exc)
+                await trio.sleep(0.5 * 2**attempt)

@@ -1,0 +1,99 @@
+"""The files of one session's thread: attachments saved into its directory, `!get` files sent.
+
+Plain coroutines a session task runs (the file I/O in worker threads); they decide nothing
+the core decides and show nothing themselves: each hands back what the thread should show.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import attrs
+import trio
+
+from supervisor.chat import ChatError, ChatLink
+from supervisor.core import uploads
+from supervisor.core.agent_events import Image
+from supervisor.core.session import QueuedPrompt
+from supervisor.core.state import SessionRecord
+from supervisor.core.thread_ops import PutPost
+
+
+async def save_attachments(
+    chat: ChatLink,
+    cwd: str,
+    prompt: QueuedPrompt,
+    file_ids: tuple[str, ...],
+    *,
+    max_upload_bytes: int,
+    max_image_bytes: int,
+) -> tuple[QueuedPrompt, PutPost | None]:
+    """Save a prompt's attachments under the session's upload folder; the prompt then
+    names them (and carries the small images as image content). Also the notice of the
+    files that were not saved, if any."""
+    folder = Path(cwd) / uploads.upload_folder(prompt.post_id)
+    saved: list[uploads.Saved] = []
+    refused: list[str] = []
+    images: list[Image] = []
+    for file_id in file_ids:
+        try:
+            info = await chat.file_info(file_id)
+            if info.size > max_upload_bytes:
+                refused.append(f"{info.name} ({info.size / 1e6:.1f} MB, over the {max_upload_bytes / 1e6:.0f} MB limit)")
+                continue
+            data = await chat.download_file(file_id)
+            name = await trio.to_thread.run_sync(_save_new_file, folder, info.name, data)
+        except (ChatError, OSError) as exc:
+            refused.append(f"{file_id} ({exc})")
+            continue
+        is_image = info.mime_type.startswith("image/") and len(data) <= max_image_bytes
+        saved.append(uploads.Saved(str(folder.relative_to(cwd) / name), len(data), is_image))
+        if is_image:
+            images.append(Image(info.mime_type, base64.b64encode(data).decode()))
+    notice = PutPost.last(f"files.{prompt.post_id}", "⚠️ Not saved: " + "; ".join(refused)) if refused else None
+    text = uploads.prompt_with_files(prompt.text, saved, refused)
+    return attrs.evolve(prompt, text=text, images=tuple(images)), notice
+
+
+async def send_file(chat: ChatLink, record: SessionRecord, path: str, max_bytes: int) -> str | None:
+    """Send the file `!get` asked for into the thread; None once sent, else what to show."""
+    text = await trio.to_thread.run_sync(_check_get_path, record.cwd, path, max_bytes)
+    if isinstance(text, Path):
+        try:
+            data = await trio.to_thread.run_sync(text.read_bytes)
+            file_id = await chat.upload_file(record.channel_id, text.name, data)
+            await chat.create_post(record.channel_id, f"📎 `{path}`", root_id=record.root_id, file_ids=(file_id,))
+            return None
+        except (OSError, ChatError) as exc:
+            text = f"⚠️ Could not send `{path}`: {exc}"
+    return text
+
+
+def _save_new_file(folder: Path, name: str, data: bytes) -> str:
+    """Write `data` under a safe, new name in `folder`; never overwrites. Returns the name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = {p.name for p in folder.iterdir()}
+    while True:
+        safe = uploads.safe_name(name, taken)
+        try:
+            with open(folder / safe, "xb") as f:  # x: fail rather than overwrite
+                f.write(data)
+            return safe
+        except FileExistsError:
+            taken.add(safe)
+
+
+def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
+    """The file `!get` may send, or the reason it may not."""
+    base = Path(cwd).resolve()
+    target = (base / os.path.expanduser(path)).resolve()
+    if not target.is_relative_to(base):
+        return f"⚠️ `{path}` is outside this session's directory; `!get` only sends files inside it."
+    if not target.is_file():
+        return f"⚠️ `{path}` is not a file in this session's directory."
+    size = target.stat().st_size
+    if size > max_bytes:
+        return f"⚠️ `{path}` is {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB for `!get`."
+    return target

@@ -1,0 +1,76 @@
+"""What reaches a session's inbox: from the router (a prompt, a command, a choice, the
+end), and from the session's own tasks (its agent's events and lifetime, its poster's
+progress). The session task takes them one at a time, in order, and hands each to its core.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from supervisor.core import commands
+from supervisor.core.agent_events import AgentEvent
+from supervisor.core.events import ChoiceKind
+from supervisor.core.session import QueuedPrompt
+
+# --- from the router ------------------------------------------------------------------
+
+
+@attrs.frozen
+class PromptIn:
+    prompt: QueuedPrompt
+    file_ids: tuple[str, ...] = ()  # attachments, saved before the prompt reaches the core
+
+
+@attrs.frozen
+class CommandIn:
+    command: commands.ThreadCommand | commands.BadCommand
+    post_id: str
+    channel_id: str
+
+
+@attrs.frozen
+class ChoiceIn:
+    kind: ChoiceKind
+    post_id: str
+
+
+@attrs.frozen
+class EndIn:
+    pass
+
+
+SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn
+
+
+# --- from the session's own tasks (its agent runner, its poster) ---------------------
+
+
+@attrs.frozen
+class FromAgent:
+    generation: int
+    events: list[AgentEvent]
+
+
+@attrs.frozen
+class AgentUp:
+    generation: int
+    pid: int
+
+
+@attrs.frozen
+class AgentDown:
+    generation: int
+    code: int | None
+    stderr_tail: str
+
+
+@attrs.frozen
+class Settled:
+    pass
+
+
+@attrs.frozen
+class PostMade:
+    key: str
+    post_id: str
+
