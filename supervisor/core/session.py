@@ -84,7 +84,7 @@ from supervisor.core.thread_texts import (
     not_run_text,
     watchdog_text,
 )
-from supervisor.core.turn import Turn
+from supervisor.core.turn import TYPING_EVERY_S, Turn
 
 # The effects and inputs live in `session_effects`; the shell takes them from here too.
 __all__ = [
@@ -211,7 +211,7 @@ class SessionCore:
         if self.state is not S.IDLE or not self.queue:
             return []
         prompt = self.queue.popleft()
-        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=now)
+        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=now + TYPING_EVERY_S)
         self._set(S.BUSY)
         self.renderer.start_turn(now)
         unsettled = (*self.record.unsettled, prompt.post_id)

@@ -15,7 +15,7 @@ import attrs
 
 from supervisor.core.session_effects import QueuedPrompt, SessionSettings
 
-TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the first goes at once
+TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the turn's first goes with its prompt
 
 
 @attrs.define
