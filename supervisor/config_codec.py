@@ -168,6 +168,25 @@ def http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
         raise Problem((attribute.name,), f"must be an http(s)://host URL, not {describe(value)}")
 
 
+def read_token(section: str, token: str, token_file: Path | None, variable: str) -> str:
+    """A front end's effective token: `token`, or the stripped contents of `token_file`
+    (never both). Problem, never quoting the token, when it is missing or unreadable."""
+    if token and token_file is not None:
+        raise Problem(("token",), f"and {section}.token_file are both set: keep only one")
+    if token_file is not None:
+        shown = describe(str(token_file))
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise Problem(("token_file",), f"{shown} cannot be read: {reason}") from None
+        if not token:
+            raise Problem(("token_file",), f"{shown} is empty")
+    if not token:
+        raise Problem(("token",), f"is missing: set {section}.token, {section}.token_file or {variable}")
+    return token
+
+
 # --- hooks ------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from supervisor.config_codec import Problem, describe, http_url, not_empty, positive
+from supervisor.config_codec import Problem, http_url, not_empty, positive, read_token
 
 TOKEN_VARIABLE: Final = "SUPERVISOR_MATTERMOST_TOKEN"
 URL_VARIABLE: Final = "SUPERVISOR_MATTERMOST_URL"
@@ -68,22 +68,7 @@ class MattermostConfig:
 
 def with_token(section: MattermostConfig) -> MattermostConfig:
     """The section with its token read and checked; Problem (never quoting it) if not."""
-    if section.token and section.token_file is not None:
-        raise Problem(("token",), "and mattermost.token_file are both set: keep only one")
-    token = section.token
-    if section.token_file is not None:
-        shown = describe(str(section.token_file))
-        try:
-            token = section.token_file.read_text(encoding="utf-8").strip()
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise Problem(("token_file",), f"{shown} cannot be read: {reason}") from None
-        if not token:
-            raise Problem(("token_file",), f"{shown} is empty")
-    if not token:
-        raise Problem(
-            ("token",), f"is missing: set mattermost.token, mattermost.token_file or {TOKEN_VARIABLE}"
-        )
+    token = read_token("mattermost", section.token, section.token_file, TOKEN_VARIABLE)
     if any(c.isspace() for c in token):
         # It goes into an HTTP header; never echo it.
         raise Problem(("token",), "must not contain whitespace")

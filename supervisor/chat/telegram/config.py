@@ -18,11 +18,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import attrs
 
-from supervisor.config_codec import Problem, describe
+from supervisor.config_codec import Problem, http_url, positive, read_token
 
 API_URL: Final = "https://api.telegram.org"
 TOKEN_SHAPE: Final = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
@@ -37,17 +36,6 @@ def _user_ids(_: Any, attribute: attrs.Attribute[Any], value: tuple[int, ...]) -
             raise Problem((attribute.name, index), f"must be a user id (> 0), not {user_id}")
 
 
-def _api_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        _ = parts.port  # raises on a port that is not a number
-    except ValueError:
-        ok = False
-    if not ok or parts.query or parts.fragment:
-        raise Problem((attribute.name,), f"must be an http(s)://host URL, not {describe(value)}")
-
-
 def _strip_slash(url: str) -> str:
     return url.rstrip("/")
 
@@ -55,11 +43,6 @@ def _strip_slash(url: str) -> str:
 def _poll_s(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 1 <= value <= 50:
         raise Problem((attribute.name,), f"must be 1-50 (seconds), not {value}")
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise Problem((attribute.name,), f"must be more than 0, not {value}")
 
 
 @attrs.frozen
@@ -70,31 +53,15 @@ class TelegramConfig:
     allowed_user_ids: tuple[int, ...] = attrs.field(validator=_user_ids)
     token_file: Path | None = None
     token: str = attrs.field(default="", repr=False)
-    api_url: str = attrs.field(default=API_URL, converter=_strip_slash, validator=_api_url)
+    api_url: str = attrs.field(default=API_URL, converter=_strip_slash, validator=http_url)
     poll_s: int = attrs.field(default=30, validator=_poll_s)
-    per_chat_rate: float = attrs.field(default=1.0, validator=_positive)
-    per_chat_burst: float = attrs.field(default=3.0, validator=_positive)
+    per_chat_rate: float = attrs.field(default=1.0, validator=positive)
+    per_chat_burst: float = attrs.field(default=3.0, validator=positive)
 
 
 def with_token(section: TelegramConfig) -> TelegramConfig:
     """The section with its token read and checked; Problem (never quoting it) if not."""
-    token = section.token
-    if token and section.token_file is not None:
-        raise Problem(("token",), "and telegram.token_file are both set: keep only one")
-    if section.token_file is not None:
-        shown = describe(str(section.token_file))
-        try:
-            token = section.token_file.read_text(encoding="utf-8").strip()
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise Problem(("token_file",), f"{shown} cannot be read: {reason}") from None
-        if not token:
-            raise Problem(("token_file",), f"{shown} is empty")
-    if not token:
-        raise Problem(
-            ("token",),
-            f"is missing: set telegram.token, telegram.token_file or {TOKEN_VARIABLE}",
-        )
+    token = read_token("telegram", section.token, section.token_file, TOKEN_VARIABLE)
     if not TOKEN_SHAPE.fullmatch(token):
         raise Problem(
             ("token",), "does not look like a bot token (123456789:AAE..., from @BotFather)"
