@@ -5,17 +5,18 @@
         ├── store.run                 persistence actor: the only writer of sessions.json
         ├── open_sessions             the sessions nursery (a Supervisor needs it to exist)
         │   └── SessionTask.run       one per thread, its own cancel scope
-        │       ├── poster            the thread's outbox -> REST
+        │       ├── Poster.run        the thread's outbox -> its front end (runtime/poster.py)
         │       └── agent             one agent process (own process group): Claude Code or ACP
-        ├── supervisor.desk.run       main-DM commands and replies, one at a time
+        ├── supervisor.desk.run       main-place commands and replies, one at a time
         ├── supervisor.route_events   events of every front end -> pure router -> sessions / desk
         └── front.run                 one per configured front end (chat/registry.py): its
-                                      event stream (Mattermost: the WebSocket reader)
+                                      event stream (Mattermost's WebSocket, Telegram's long
+                                      poll, the web chat's HTTP server and page sockets)
 
 Start order: the store, then the sessions nursery; only then can the Supervisor be built
 (it takes the nursery), so restoring sessions and finishing announcements a crash cut
 short (`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
-the link starts, so the first catch-up finds every thread's session.
+any front end's events flow, so the first catch-up finds every thread's session.
 """
 
 from __future__ import annotations
