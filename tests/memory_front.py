@@ -19,6 +19,7 @@ import trio
 
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.fronts import People
+from supervisor.chat.registry import Opener
 from supervisor.config import Config
 from supervisor.core.events import (
     ChatEvent,
@@ -200,7 +201,7 @@ class MemoryFront:
         pass
 
 
-def memory_opener(chat: MemoryChat):  # type: ignore[no-untyped-def]
+def memory_opener(chat: MemoryChat) -> Opener:
     async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> MemoryFront:
         return MemoryFront(chat, events)
 

@@ -28,6 +28,7 @@ class Run:
     nursery: trio.Nursery
     supervisor: Supervisor | None = None
     scope: trio.CancelScope | None = None
+    stopped: trio.Event = attrs.Factory(trio.Event)
 
     @property
     def work(self) -> Path:
@@ -51,13 +52,16 @@ class Run:
             },
         )
         config = load_config(config_path, {})
-        scope = trio.CancelScope()
+        scope, stopped = trio.CancelScope(), trio.Event()
 
         async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
-            with scope:
-                await serve(config, front_ends=[memory_opener(self.chat)], task_status=task_status)
+            try:
+                with scope:
+                    await serve(config, front_ends=[memory_opener(self.chat)], task_status=task_status)
+            finally:
+                stopped.set()
 
-        self.scope = scope
+        self.scope, self.stopped = scope, stopped
         self.supervisor = await self.nursery.start(run)
 
     async def stop(self) -> None:
@@ -66,7 +70,8 @@ class Run:
             await self.supervisor.shutdown()
         self.scope.cancel()
         self.supervisor = None
-        await trio.sleep(0.1)
+        with trio.fail_after(5):
+            await self.stopped.wait()  # its front end has disconnected
 
     async def wait_for(self, check: Callable[[], object], timeout: float = 20) -> None:
         with trio.fail_after(timeout):
@@ -161,7 +166,8 @@ async def test_a_restart_catches_up_on_what_was_written_while_down(tmp_path: Pat
         written = run.chat.say("while down", root)  # nobody connected: no event
         await run.start()
         await run.wait_for(lambda: run.find(root, "echo #2: while down"))
-        await trio.sleep(0.5)
+        run.chat.say("sentinel", root)  # answered in order: a second answer would show first
+        await run.wait_for(lambda: run.find(root, "echo #3: sentinel"))
         answers = [m for m in run.chat.thread(root) if "echo #2: while down" in m.post.message]
         assert len(answers) == 1 and written.id in run.chat.handled
 
@@ -193,6 +199,7 @@ async def test_what_was_said_before_a_permission_request_is_posted_once(tmp_path
         assert asked is not None
         run.chat.choose(asked.post.id, "allow_once")
         await run.wait_for(lambda: run.find(root, "tool ran: touch made.txt", "Done"))
-        await trio.sleep(1.0)  # time for a stray post to show
+        run.chat.say("sentinel", root)  # the thread posts in order: a stray repost shows first
+        await run.wait_for(lambda: run.find(root, "sentinel", "Done"))
         said = [m for m in run.chat.thread(root) if m.post.user_id == BOT.id and "I will run a command" in m.post.message]
         assert len(said) == 1

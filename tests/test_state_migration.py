@@ -19,7 +19,7 @@ def test_a_state_file_from_before_the_ports_keeps_its_meaning(tmp_path: Path) ->
     state = load_state(tmp_path)
     alpha = state.live_session_named("alpha")
     assert alpha is not None and alpha.root_id == "root000000000000000000000a"
-    assert (alpha.cwd, alpha.persona, alpha.has_history) == ("/srv/work/alpha", "reviewer", True)
+    assert (alpha.cwd, alpha.persona, alpha.has_history) == ("~/work/alpha", "reviewer", True)
     assert alpha.allowed_rules == ("Bash(npm test)",)  # 🔁 grants survive, for the relaunched agent
     assert alpha.unsettled == ("pst0000000000000000000000b",)  # a cut turn is still noticed
     assert alpha.prompt_texts == {"pst0000000000000000000000b": "run the tests"}
