@@ -88,6 +88,8 @@ class Fronts:
         await self.for_channel(post_id).settle_choices(post_id)
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
+        # Sessions take the legend from their own front end (`for_channel`); this is only
+        # the protocol's answer where no place is known.
         return self.fronts[0].link.choice_legend(kinds)
 
     async def mark_queued(self, post_id: str, queued: bool) -> None:

@@ -280,9 +280,7 @@ class Supervisor:
             await self.catch_up()
             return
         post = getattr(decision, "post", None)
-        if post is not None:
-            if post.channel_id not in self.main_channels:
-                return
+        if post is not None:  # in a person's main place: the router checked that
             if not self.store.admit(post.channel_id, post.id, post.create_at):
                 return  # seen before: a replay, a catch-up overlap, or a restart
             self._remember_post(post.id, post.thread_id)
