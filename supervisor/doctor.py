@@ -1,12 +1,13 @@
 """`supervisor check`: the doctor. One line per check, `ok` or `FAIL`, and how to fix it.
 
 Checks, in this order: the configuration (already loaded by the CLI), each configured
-front end's own lines (Mattermost, then the web chat, then Telegram), each agent's own
+front end's own lines (in the order of `chat.registry.FRONT_ENDS`), each agent's own
 lines (`agent.doctor`), the state directory is writable (or can be created).
 
 This module only orchestrates: each part owns its checks and their texts (the shared
-vocabulary, `CheckResult` and the report, is `supervisor.checks`); this module owns the
-order and the state-directory check. The front ends, the agents and the state directory
+vocabulary, `CheckResult` and the report, is `supervisor.checks`; each front end is
+registered with its checks in `chat.registry`); this module owns the order of the parts
+and the state-directory check. The front ends, the agents and the state directory
 run side by side, each bounded by `Limits`; none raises for a failed check.
 
 It must never:
@@ -20,15 +21,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
 from supervisor.agent import doctor as agent_doctor
-from supervisor.chat.mattermost import doctor as mattermost_doctor
-from supervisor.chat.telegram import doctor as telegram_doctor
-from supervisor.chat.web import doctor as web_doctor
+from supervisor.chat import registry
 from supervisor.checks import (
     LIMITS,
     CheckResult,
@@ -40,33 +38,7 @@ from supervisor.checks import (
 )
 from supervisor.config import Config
 
-__all__ = ["FRONT_END_CHECKS", "check", "configuration_result", "run_checks", "state_dir_check"]
-
-PartChecks = Callable[[Config, Limits], Awaitable[list[CheckResult]]]
-
-
-async def _mattermost(config: Config, limits: Limits) -> list[CheckResult]:
-    assert config.mattermost is not None
-    return await mattermost_doctor.checks(config.mattermost, limits)
-
-
-async def _web(config: Config, limits: Limits) -> list[CheckResult]:
-    assert config.web is not None
-    return web_doctor.checks(config.web.listen, config.web.allow_remote, config.state.dir)
-
-
-async def _telegram(config: Config, limits: Limits) -> list[CheckResult]:
-    assert config.telegram is not None
-    return await telegram_doctor.config_checks(config.telegram, network_s=limits.network_s)
-
-
-# section -> (is it configured?, its lines), in report order
-FRONT_END_CHECKS: dict[str, tuple[Callable[[Config], bool], PartChecks]] = {
-    "mattermost": (lambda config: config.mattermost is not None, _mattermost),
-    "web": (lambda config: config.web is not None, _web),
-    "telegram": (lambda config: config.telegram is not None, _telegram),
-}
-
+__all__ = ["check", "configuration_result", "run_checks", "state_dir_check"]
 
 def configuration_result(config_path: Path | None) -> CheckResult:
     where = str(config_path) if config_path is not None else "the configuration"
@@ -111,9 +83,8 @@ async def run_checks(
 
     async def fronts() -> None:
         found["fronts"] = []
-        for configured, part in FRONT_END_CHECKS.values():
-            if configured(config):
-                found["fronts"] += await part(config, limits)
+        for front_end in registry.configured(config):
+            found["fronts"] += await front_end.checks(config, limits)
 
     async def agents() -> None:
         found["agents"] = await agent_doctor.checks(config, limits)

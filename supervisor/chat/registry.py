@@ -1,31 +1,65 @@
 """The front ends the supervisor knows, by their configuration section: the one place a
-new front end is registered. `open_fronts` opens each configured one, in this order."""
+new front end is registered, with how to open it and how `check` examines it.
+`open_fronts` opens each configured one, and `check` reports them, in this order."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+import attrs
 import trio
 
 from supervisor.chat.fronts import FrontEnd
+from supervisor.chat.mattermost import doctor as mattermost_doctor
 from supervisor.chat.mattermost.front import open_front as open_mattermost
+from supervisor.chat.telegram import doctor as telegram_doctor
 from supervisor.chat.telegram.front import open_front as open_telegram
+from supervisor.chat.web import doctor as web_doctor
 from supervisor.chat.web.front_end import open_front as open_web
+from supervisor.checks import CheckResult, Limits
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 
 Opener = Callable[[Config, trio.MemorySendChannel[ChatEvent]], Awaitable[FrontEnd]]
+Checks = Callable[[Config, Limits], Awaitable[list[CheckResult]]]
 
-# section -> (is it configured?, how to open it)
-FRONT_ENDS: dict[str, tuple[Callable[[Config], bool], Opener]] = {
-    "mattermost": (lambda config: config.mattermost is not None, open_mattermost),
-    "telegram": (lambda config: config.telegram is not None, open_telegram),
-    "web": (lambda config: config.web is not None, open_web),
+
+@attrs.frozen
+class FrontEndKind:
+    configured: Callable[[Config], bool]  # is its section in the configuration?
+    open: Opener
+    checks: Checks  # its own lines in `check`; never raises for a failed check
+
+
+async def _mattermost_checks(config: Config, limits: Limits) -> list[CheckResult]:
+    assert config.mattermost is not None
+    return await mattermost_doctor.checks(config.mattermost, limits)
+
+
+async def _telegram_checks(config: Config, limits: Limits) -> list[CheckResult]:
+    assert config.telegram is not None
+    return await telegram_doctor.config_checks(config.telegram, network_s=limits.network_s)
+
+
+async def _web_checks(config: Config, limits: Limits) -> list[CheckResult]:
+    assert config.web is not None
+    return web_doctor.checks(config.web.listen, config.web.allow_remote, config.state.dir)
+
+
+# by configuration section
+FRONT_ENDS: dict[str, FrontEndKind] = {
+    "mattermost": FrontEndKind(lambda config: config.mattermost is not None, open_mattermost, _mattermost_checks),
+    "telegram": FrontEndKind(lambda config: config.telegram is not None, open_telegram, _telegram_checks),
+    "web": FrontEndKind(lambda config: config.web is not None, open_web, _web_checks),
 }
 
 
+def configured(config: Config) -> list[FrontEndKind]:
+    return [kind for kind in FRONT_ENDS.values() if kind.configured(config)]
+
+
 def configured_openers(config: Config) -> list[Opener]:
-    return [opener for configured, opener in FRONT_ENDS.values() if configured(config)]
+    return [kind.open for kind in configured(config)]
 
 
 async def open_fronts(
