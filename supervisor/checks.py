@@ -49,7 +49,7 @@ class Limits:
 
     network_s: float = 5.0  # one REST request
     agent_s: float = 10.0  # `<agent.command> --version`, start to exit
-    disk_s: float = 10.0  # create, write, fsync and delete the probe file
+    disk_s: float = 10.0  # ask the file system whether the state directory is writable
 
 
 LIMITS: Final = Limits()
