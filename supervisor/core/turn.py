@@ -1,10 +1,10 @@
 """One turn in the agent, and its clocks: typing, the time limit, the stall, the grace.
 
-A `Turn` is the prompt the agent is working on, with the times the session core's
-watchdog keeps for it: the "typing" signal it repeats, the turn's time limit, how long
-the agent may stay silent (not while a person is asked for a permission), and, once the
-turn was interrupted, how long a result may take before the agent is killed. The session
-core owns the turn and acts on what its clocks say.
+A `Turn` is the prompt the agent is working on, with the times the session's watchdog
+keeps for it: the "typing" signal it repeats, the turn's time limit, how long the agent
+may stay silent (not while a person is asked for a permission), and, once the turn was
+interrupted, how long a result may take before the agent is killed. The turn loop
+(`core.turn_loop`) owns the turn and acts on what its clocks say.
 
 It must never read a clock (`now` is passed in) or decide what the session does.
 """
