@@ -15,8 +15,6 @@ import attrs
 
 from supervisor.core.session_effects import QueuedPrompt, SessionSettings
 
-TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the turn's first goes with its prompt
-
 
 @attrs.define
 class Turn:
@@ -40,10 +38,11 @@ class Turn:
                 times.append(self.last_output_at + settings.stall_timeout_s)
         return times
 
-    def typing_due(self, now: float) -> bool:
+    def typing_due(self, now: float, settings: SessionSettings) -> bool:
+        """The typing signal is due again (the turn's first went with its prompt)."""
         if now < self.next_typing_at:
             return False
-        self.next_typing_at = now + TYPING_EVERY_S
+        self.next_typing_at = now + settings.typing_every_s
         return True
 
     def watchdog_due(self, now: float, settings: SessionSettings, *, asking: bool) -> str:

@@ -55,7 +55,7 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.session_shared import SessionShared
 from supervisor.core.thread_texts import duration, not_run_text, watchdog_text
-from supervisor.core.turn import TYPING_EVERY_S, Turn
+from supervisor.core.turn import Turn
 
 S = SessionState
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
@@ -78,7 +78,7 @@ class TurnLoop:
 
     def __attrs_post_init__(self) -> None:
         settings = self.session.settings
-        self.renderer = TurnRenderer(show_thinking=settings.show_thinking)
+        self.renderer = TurnRenderer(show_thinking=settings.show_thinking, limit=settings.max_message_chars)
         self.renderer.cost_baseline = self.session.record.total_cost_usd
         self.approvals = Approvals(settings, self.session.note)
 
@@ -101,7 +101,8 @@ class TurnLoop:
         if session.state is not S.IDLE or not self.queue:
             return []
         prompt = self.queue.popleft()
-        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=now + TYPING_EVERY_S)
+        typing_at = now + session.settings.typing_every_s
+        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
         session.move(S.BUSY)
         self.renderer.start_turn(now)
         unsettled = (*session.record.unsettled, prompt.post_id)
@@ -254,7 +255,7 @@ class TurnLoop:
         turn = self.turn
         if turn is None or turn.terminating:
             return effects
-        if turn.typing_due(now):
+        if turn.typing_due(now, self.session.settings):
             effects.append(Typing())
         watchdog = turn.watchdog_due(now, self.session.settings, asking=bool(self.approvals.pending))
         if watchdog == "kill":
