@@ -259,12 +259,17 @@ class TurnLoop:
             effects.append(Typing())
         watchdog = turn.watchdog_due(now, self.session.settings, asking=bool(self.approvals.pending))
         if watchdog == "kill":
-            turn.terminating = True
-            # Its exit says the turn was cut.
-            return [*effects, self.session.note(watchdog_text(turn.watchdog or "stop", "terminated")), self.session.stop_agent("hung")]
-        if watchdog:
+            effects += self._kill_hung_turn(turn)
+        elif watchdog:
             effects += self.interrupt(now, watchdog=watchdog)
         return effects
+
+    def _kill_hung_turn(self, turn: Turn) -> list[Effect]:
+        """The agent did not answer the interrupt: it is stopped (through the core: its
+        life is not this part's), and its exit says the turn was cut."""
+        turn.terminating = True
+        why = turn.watchdog or "stop"
+        return [self.session.note(watchdog_text(why, "terminated")), self.session.stop_agent("hung")]
 
     def drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
