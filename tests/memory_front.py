@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import attrs
 import trio
 
-from supervisor.chat import ChatError, ChatUser
+from supervisor.chat import NO_LIMIT, ChatError, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.registry import Opener
 from supervisor.config import Config
@@ -47,7 +47,13 @@ class Message:
 
 
 class MemoryChat:
-    def __init__(self) -> None:
+    """`max_message_chars`, `typing_every_s`: this "server's" limits, which its link hands
+    to the core (a test may make them small); `typing` records each typing signal."""
+
+    def __init__(self, *, max_message_chars: int = NO_LIMIT, typing_every_s: float = 4.0) -> None:
+        self.max_message_chars = max_message_chars
+        self.typing_every_s = typing_every_s
+        self.typing: list[tuple[str, float]] = []  # (thread root id, trio time) per signal
         self.messages: dict[str, Message] = {}
         self._by_key: dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -110,9 +116,12 @@ class MemoryLink:
     """The chat port over a `MemoryChat`."""
 
     me = BOT
+    max_idempotency_key_chars = NO_LIMIT  # kept whole (`MemoryChat._by_key`)
 
     def __init__(self, chat: MemoryChat) -> None:
         self.chat = chat
+        self.max_message_chars = chat.max_message_chars
+        self.typing_every_s = chat.typing_every_s
 
     async def create_post(
         self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (), idempotency_key: str = ""
@@ -165,7 +174,7 @@ class MemoryLink:
         return PLACE
 
     async def send_typing(self, channel_id: str, parent_id: str) -> None:
-        pass
+        self.chat.typing.append((parent_id, trio.current_time()))
 
     def permalink(self, post_id: str) -> str:
         return f"mem:{post_id}"

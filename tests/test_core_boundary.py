@@ -39,3 +39,11 @@ def test_no_agent_or_platform_wire_word_is_a_core_concept() -> None:
     words = re.compile(r'"(Bash|WebFetch|Write|Edit)"|No conversation found|addRules|setMode|pending_post_id|channel_type')
     for path in sorted(CORE.glob("*.py")):
         assert not words.search(path.read_text()), path.name
+
+
+def test_no_front_end_limit_is_a_core_number() -> None:
+    # A message's length (Mattermost's 16,383, Telegram's 4,096) and the longest create key
+    # a server honours are each front end's (`ChatLink`'s attributes), handed to the core.
+    numbers = re.compile(r"(?<![\w.])(16_?383|4_?096)(?![\w.])|MAX_PENDING_POST_ID")
+    for path in sorted(CORE.glob("*.py")):
+        assert not numbers.search(path.read_text()), path.name

@@ -300,13 +300,13 @@ def test_idempotency_keys_are_stable_per_post_and_unique_across_outboxes() -> No
     assert len(ids) == 4 and all(len(i) <= 64 for i in ids)
     assert one.idempotency_key("t1.0") == one.idempotency_key("t1.0")
     with pytest.raises(ValueError):
-        Outbox(0.5, id_prefix="x" * 60)
+        Outbox(0.5, id_prefix="x" * 60, max_key_chars=64)
 
 
 def test_a_stream_of_deltas_is_coalesced_to_few_edits_per_post() -> None:
     """10 s of small deltas, edit_interval 0.7 s, each call taking 50 ms."""
     interval, latency = 0.7, 0.05
-    renderer = TurnRenderer()
+    renderer = TurnRenderer(limit=16383)
     driver = Driver(Outbox(interval, id_prefix="test"))
     renderer.start_turn(0.0)
     answer = "".join(f"Line {i}: the quick brown fox jumps.\n" for i in range(600))

@@ -25,10 +25,12 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
-from supervisor.core.markdown import MAX_POST_CHARS, split_parts
+from supervisor.core.markdown import split_parts
 from supervisor.core.permissions import Answer, PermissionState, choice_answer, permission_text
 from supervisor.core.render import TurnRenderer, split_message
 from supervisor.core.thread_ops import PutPost
+
+MAX_POST_CHARS = 16_383  # a front end's limit (Mattermost's); the core is handed it
 
 
 def claude_tool(tool_use_id: str, name: str, tool_input: dict[str, Any]) -> ToolCall:
@@ -162,7 +164,7 @@ def test_split_prefers_cutting_outside_code_and_between_paragraphs() -> None:
 
 
 def test_split_a_line_longer_than_a_post() -> None:
-    parts = split_message("é" * 40000)
+    parts = split_message("é" * 40000, MAX_POST_CHARS)
     assert [len(p) for p in parts] == [MAX_POST_CHARS, MAX_POST_CHARS, 40000 - 2 * MAX_POST_CHARS]
 
 
@@ -279,7 +281,7 @@ def test_a_long_answer_with_a_fence_across_the_cut_arrives_whole_and_in_order() 
     code = "".join(f"    value_{i} = compute({i})  # step {i}\n" for i in range(600))
     answer = f"{prose}\n```python\n{code}```\n\n{prose * 3}"[:40000]
     assert len(answer) == 40000 and answer.count("```") == 2
-    r = TurnRenderer()
+    r = TurnRenderer(limit=MAX_POST_CHARS)
     r.start_turn(0)
     ops: list[PutPost] = []
     for i in range(0, len(answer), 37):
@@ -294,7 +296,7 @@ def test_a_long_answer_with_a_fence_across_the_cut_arrives_whole_and_in_order() 
     posts["t1.2"] = last
     assert all(op.final for op in ops[-3:]) and {op.key for op in ops[-3:]} == set(posts)
     texts = list(posts.values())
-    assert texts == split_message(answer)
+    assert texts == split_message(answer, MAX_POST_CHARS)
     assert all(len(t) <= MAX_POST_CHARS and is_balanced(t) for t in texts)
     assert texts[0].endswith("\n```") and texts[1].startswith("```python\n")
 

@@ -86,9 +86,9 @@ class ObservedCore(SessionCore):
 
     moves: list[tuple[SessionState, SessionState]] = attrs.field(factory=list)
 
-    def _set(self, state: SessionState) -> None:
+    def move(self, state: SessionState) -> None:
         self.moves.append((self.state, state))
-        super()._set(state)
+        super().move(state)
 
 
 @attrs.define

@@ -14,6 +14,7 @@ from typing import Protocol
 import attrs
 
 from supervisor.core.events import ChoiceKind, FileRef, Post
+from supervisor.core.markdown import NO_LIMIT as NO_LIMIT  # a limit a front end does not have
 
 
 @attrs.frozen
@@ -25,9 +26,18 @@ class ChatUser:
 
 class ChatLink(Protocol):
     """REST-like operations. Each call retries transient failures until it succeeds or the
-    caller's cancel scope ends it; permanent refusals raise `ChatError`."""
+    caller's cancel scope ends it; permanent refusals raise `ChatError`.
+
+    Its limits are plain attributes the core is handed (`core.session_effects.SessionSettings`,
+    `core.outbox.Outbox`): the core knows no front end's numbers."""
 
     me: ChatUser
+    # The longest message it shows whole, in characters: a longer answer continues in the next.
+    max_message_chars: int
+    # How often a running turn repeats `send_typing`: a little sooner than the signal lapses.
+    typing_every_s: float
+    # The longest `idempotency_key` it honours (a longer one could post twice).
+    max_idempotency_key_chars: int
 
     async def create_post(
         self,

@@ -56,6 +56,10 @@ class Fronts:
             raise ValueError("no front end is configured")
         self.fronts = tuple(fronts)
         self.me = fronts[0].link.me
+        # Sessions take their own front end's limits (`for_channel`); over all, the strictest.
+        self.max_message_chars = min(f.link.max_message_chars for f in fronts)
+        self.typing_every_s = min(f.link.typing_every_s for f in fronts)
+        self.max_idempotency_key_chars = min(f.link.max_idempotency_key_chars for f in fronts)
 
     def front_of(self, id_: str) -> FrontEnd:
         return next((f for f in self.fronts if f.owns(id_)), self.fronts[0])

@@ -1,11 +1,11 @@
 """A session's permission requests while they wait for a person: asked, answered, lapsed.
 
-`Approvals` is the part of `core.session.SessionCore` that keeps the requests its agent
-waits on: the post of each, what a person's answer to one means for the agent, the
+`Approvals` is the part of the turn loop (`core.turn_loop`) that keeps the requests its
+agent waits on: the post of each, what a person's answer to one means for the agent, the
 approval clock (one reminder that mentions the person, then a denial), and the note kept
 with the record that says a request lapsed, should the supervisor stop before it is
-answered. The session core owns it and keeps the rules that span the session: its state
-(AWAITING_APPROVAL while a request waits), the turn's stall clock, the interrupt 🛑 asks for.
+answered. The turn loop owns it and keeps the rules that span the turn: the session's
+state (AWAITING_APPROVAL while a request waits), the stall clock, the interrupt 🛑 asks for.
 
 It must never change the session's state, read a clock (`now` is passed in) or change the
 record in place: a change to the record is a `SaveRecord` it returns, which the core adopts.

@@ -1,9 +1,10 @@
-"""Markdown as Mattermost shows it: code fences, splitting a long message, small quoting helpers.
+"""Markdown as the chat front ends read it: code fences, splitting a long message, small quoting helpers.
 
 Owns the one definition of a code fence used everywhere (CommonMark's: a line of at most
 three spaces, then three or more backticks or tildes; a backtick fence's info string has no
 backtick; a closing fence uses the same character, is at least as long and has nothing
-after it) and the rule for cutting a message into posts of at most `limit` characters.
+after it) and the rule for cutting a message into posts of at most `limit` characters
+(the front end's: `supervisor.chat.ChatLink.max_message_chars`; this module knows none).
 
 Must never do I/O or know about posts, keys or servers: text in, text out.
 
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from collections.abc import Iterator
+from typing import Final
 
 import attrs
 
-MAX_POST_CHARS = 16383  # Mattermost's limit on a post's message, in runes (Python chars)
+NO_LIMIT: Final = sys.maxsize  # where no front end says how long a message may be: never cut
 
 _FENCE_START = re.compile(r"( {0,3})(`{3,}|~{3,})([^\n]*)")
 # The same after a newline: a literal first character lets `re` skip ahead fast, where
@@ -87,13 +90,13 @@ def open_fence(text: str, fence: Fence | None = None) -> Fence | None:
     return fence
 
 
-def split_message(text: str, limit: int = MAX_POST_CHARS) -> list[str]:
+def split_message(text: str, limit: int) -> list[str]:
     """`text` as posts of at most `limit` characters, cut at a newline where possible,
     never leaving a code fence unbalanced."""
     return [part.text for part in split_parts(text, limit)]
 
 
-def split_parts(text: str, limit: int = MAX_POST_CHARS) -> list[Part]:
+def split_parts(text: str, limit: int) -> list[Part]:
     """Like `split_message`, keeping apart what came from `text` and what was added."""
     return [cut.part for cut in iter_cuts(text, 0, None, limit)]
 

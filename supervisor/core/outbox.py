@@ -14,9 +14,10 @@ Rules it enforces:
   not before `room_at` (the request budget is tight): the puts in between coalesce into
   one call with the latest text. An urgent text (a final one, a request, the first words
   of an answer) goes at once, whatever the interval and the budget's pressure.
-- A create carries a pending post id that is stable for that post, so a create retried
-  after a timeout is deduplicated by the server instead of making a second post (which
-  then shows the first attempt's text: if the text changed in between, an edit follows).
+- A create carries an idempotency key that is stable for that post and no longer than the
+  front end honours (`max_key_chars`), so a create retried after a timeout is deduplicated
+  by the server instead of making a second post (which then shows the first attempt's
+  text: if the text changed in between, an edit follows).
 - Memory stays flat: a post whose final text is on the server is forgotten; the last
   `FINISHED_KEPT` of those keep their id and text, so that putting one again (a turn's end
   re-puts what it showed above a permission request) never makes a second post.
@@ -33,9 +34,10 @@ from collections import OrderedDict, deque
 
 import attrs
 
+from supervisor.core.markdown import NO_LIMIT
 from supervisor.core.thread_ops import PutPost
 
-MAX_PENDING_POST_ID = 64  # Mattermost ignores longer pending post ids
+KEY_INDEX_CHARS = 12  # room a key keeps after its prefix, for ":" and the post's index
 FINISHED_KEPT = 256  # forgotten posts whose id and final text are still known
 
 
@@ -97,10 +99,12 @@ class Outbox:
     keys of posts neither created nor dropped; at most one call is `_in_flight`."""
 
     edit_interval: float
-    # Unique per outbox, across threads and restarts: the server dedupes creates on
-    # pending post ids globally (for 30 s), so a reused id would swallow a new post. The
+    # Unique per outbox, across threads and restarts: a server may dedupe creates on keys
+    # globally for a while, so a reused key would swallow a new post. The
     # random default is the one thing here not driven by the caller; tests pass their own.
     id_prefix: str = attrs.field(kw_only=True, factory=lambda: uuid.uuid4().hex[:16])
+    # The longest key the front end honours (`ChatLink.max_idempotency_key_chars`).
+    max_key_chars: int = attrs.field(kw_only=True, default=NO_LIMIT)
     _posts: dict[str, _Post] = attrs.Factory(dict)
     _uncreated: deque[str] = attrs.Factory(deque)
     _dirty: set[str] = attrs.Factory(set)
@@ -111,8 +115,8 @@ class Outbox:
     _finished: OrderedDict[str, tuple[str, str]] = attrs.Factory(OrderedDict)
 
     def __attrs_post_init__(self) -> None:
-        if len(self.id_prefix) > MAX_PENDING_POST_ID - 12:
-            raise ValueError(f"id_prefix is too long: {self.id_prefix!r}")
+        if len(self.id_prefix) > self.max_key_chars - KEY_INDEX_CHARS:
+            raise ValueError(f"id_prefix is too long for keys of {self.max_key_chars} characters: {self.id_prefix!r}")
 
     def __len__(self) -> int:
         """Posts it still tracks (forgotten ones are not counted)."""

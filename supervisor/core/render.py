@@ -1,6 +1,6 @@
 """The turn renderer: what a session's thread should show, given the agent's events.
 
-Owns the look of a turn in Mattermost: the answer text as it streams, one compact line
+Owns the look of a turn in its thread: the answer text as it streams, one compact line
 per tool call, thinking as a short quote, the completion line, and where a long answer
 continues in a new post. It speaks only in `PutPost` ops with local keys.
 
@@ -46,7 +46,7 @@ from supervisor.core.agent_events import (
     TurnStarted,
 )
 from supervisor.core.markdown import (
-    MAX_POST_CHARS,
+    NO_LIMIT,
     Fence,
     Part,
     closing_fence,
@@ -229,7 +229,7 @@ class TurnRenderer:
     """
 
     show_thinking: bool = True
-    limit: int = MAX_POST_CHARS
+    limit: int = NO_LIMIT  # the longest post the front end shows (`SessionSettings.max_message_chars`)
     cost_baseline: float = 0.0
     spent_usd: float = 0.0  # the sum of the turns' own costs
     turns: int = 0

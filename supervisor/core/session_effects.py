@@ -7,12 +7,14 @@ nothing here decides, performs I/O or reads a clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import attrs
 
 from supervisor.core.agent_events import AgentCommand, Image
 from supervisor.core.events import ChoiceKind
+from supervisor.core.markdown import NO_LIMIT
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
@@ -34,6 +36,9 @@ class SessionSettings:
     # kinds offered -> the line that says how to choose, in the front end's terms (pure)
     legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""
     restart: RestartPolicy = attrs.Factory(RestartPolicy)
+    # The front end's own numbers (`supervisor.chat.ChatLink`); the defaults hold none.
+    max_message_chars: int = NO_LIMIT  # a longer answer continues in the next message
+    typing_every_s: float = math.inf  # how often a turn repeats the typing signal
 
 
 @attrs.frozen

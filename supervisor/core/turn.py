@@ -1,10 +1,10 @@
 """One turn in the agent, and its clocks: typing, the time limit, the stall, the grace.
 
-A `Turn` is the prompt the agent is working on, with the times the session core's
-watchdog keeps for it: the "typing" signal it repeats, the turn's time limit, how long
-the agent may stay silent (not while a person is asked for a permission), and, once the
-turn was interrupted, how long a result may take before the agent is killed. The session
-core owns the turn and acts on what its clocks say.
+A `Turn` is the prompt the agent is working on, with the times the session's watchdog
+keeps for it: the "typing" signal it repeats, the turn's time limit, how long the agent
+may stay silent (not while a person is asked for a permission), and, once the turn was
+interrupted, how long a result may take before the agent is killed. The turn loop
+(`core.turn_loop`) owns the turn and acts on what its clocks say.
 
 It must never read a clock (`now` is passed in) or decide what the session does.
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 import attrs
 
 from supervisor.core.session_effects import QueuedPrompt, SessionSettings
-
-TYPING_EVERY_S = 4.0  # a front end shows "typing" for ~5 s per signal; the turn's first goes with its prompt
 
 
 @attrs.define
@@ -40,10 +38,11 @@ class Turn:
                 times.append(self.last_output_at + settings.stall_timeout_s)
         return times
 
-    def typing_due(self, now: float) -> bool:
+    def typing_due(self, now: float, settings: SessionSettings) -> bool:
+        """The typing signal is due again (the turn's first went with its prompt)."""
         if now < self.next_typing_at:
             return False
-        self.next_typing_at = now + TYPING_EVERY_S
+        self.next_typing_at = now + settings.typing_every_s
         return True
 
     def watchdog_due(self, now: float, settings: SessionSettings, *, asking: bool) -> str:

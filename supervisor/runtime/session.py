@@ -88,7 +88,7 @@ class SessionTask:
         self.core = core
         self.deps = deps
         self.inbox_send, self._inbox = trio.open_memory_channel[object](1000)
-        self.outbox = Outbox(edit_interval=deps.edit_interval_s)
+        self.outbox = Outbox(edit_interval=deps.edit_interval_s, max_key_chars=deps.chat.max_idempotency_key_chars)
         self._marks_send, self._marks = trio.open_memory_channel[MarkQueued](1000)
         self._poster = Poster(deps.chat, self.outbox, lambda: self.core.record, self._posted)
         self._agent: AgentProcess | None = None

@@ -217,6 +217,8 @@ class Supervisor:
             username=username,
             permalink=link.permalink,
             legend=link.choice_legend,
+            max_message_chars=link.max_message_chars,
+            typing_every_s=link.typing_every_s,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),
         )
 

@@ -30,6 +30,11 @@ class MattermostLink:
     """Start with `await MattermostLink.connect(...)`, then `await nursery.start(link.run)`
     to receive events; `aclose()` when done."""
 
+    # The port's limits, Mattermost's (../shared/reference/mattermost/FACTS.md).
+    max_message_chars = 16383  # PostMessageMaxRunesV2, in runes (Python characters)
+    typing_every_s = 4.0  # the web app shows "typing" for about 5 s after each signal
+    max_idempotency_key_chars = 64  # the server ignores a longer pending_post_id
+
     def __init__(self, rest: MattermostRest, websocket: MattermostWebSocket, me: ChatUser) -> None:
         self.me = me
         self.rest = rest

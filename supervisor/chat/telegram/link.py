@@ -25,7 +25,7 @@ from typing import Final
 import attrs
 import trio
 
-from supervisor.chat import ChatError, ChatUser
+from supervisor.chat import NO_LIMIT, ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids, render, runs
 from supervisor.chat.telegram.calls import BadRequest, BotApiError
 from supervisor.chat.telegram.client import BotApi
@@ -60,6 +60,12 @@ class _Upload:
 
 class TelegramLink:
     """One per bot. `topics`: the bot's topic mode (getMe's `has_topics_enabled`)."""
+
+    # The port's limits. Without topics a message starts with "[name] " (names have at
+    # most 64 characters): room is left for it. A key is kept whole (`Memory.keys`).
+    max_message_chars = LIMITS.max_message_chars - 96
+    typing_every_s = LIMITS.typing_every_s
+    max_idempotency_key_chars = NO_LIMIT
 
     def __init__(self, api: BotApi, me: ChatUser, memory: Memory, *, topics: bool) -> None:
         self.api = api

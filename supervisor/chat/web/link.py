@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from supervisor.chat import ChatError, ChatLink, ChatUser
+from supervisor.chat import NO_LIMIT, ChatError, ChatLink, ChatUser
+from supervisor.chat.web.codec import MAX_TEXT
 from supervisor.chat.web.db import ID_PREFIX, USER_MESSAGE, MessageRow, WebDb
 from supervisor.chat.web.front import WebChat
 from supervisor.chat.web.port import (
@@ -78,6 +79,11 @@ class WebLink:
     """The `ChatLink` of the web chat."""
 
     me = BOT
+    # The port's limits: the page holds a message to one bound both ways (`codec.MAX_TEXT`),
+    # shows "typing" for 4.5 s after each signal (static/app.js), and keeps keys whole.
+    max_message_chars = MAX_TEXT
+    typing_every_s = 4.0
+    max_idempotency_key_chars = NO_LIMIT
 
     def __init__(
         self, front: WebChat, events: trio.MemorySendChannel[ChatEvent] | None = None

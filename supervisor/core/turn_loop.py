@@ -1,0 +1,285 @@
+"""The turn loop: the prompts, one at a time in the agent, and what happens in each turn.
+
+`TurnLoop` is the part of `core.session.SessionCore` that keeps the prompts waiting in
+the queue (each shows the queued mark while a turn runs), hands the next one to the agent
+once it is idle, feeds what the agent says to the turn's renderer, asks a person about
+each permission request and carries out their choice, interrupts the turn (`!stop`, 🛑,
+the watchdog) and watches the turn's clocks (typing, time limit, stall, the interrupt's
+grace).
+
+Rules it keeps:
+- At most one prompt is in the agent at a time; the others wait in `queue`, in order.
+  A prompt is marked handled (durably) before it is written to the agent, so it reaches
+  an agent at most once.
+- Every permission request ends: by a choice, a cancel, an interrupt, the turn's end, the
+  agent's end, or the approval timeout (after one reminder that mentions the person).
+- A turn ends: by its result, or by the watchdog (an interrupt, then the agent is stopped).
+
+It moves the state only between IDLE, BUSY and AWAITING_APPROVAL: launching, stopping
+and restarting the agent are the agent's life (`core.agent_life`); a hung turn asks the
+core to stop the agent. It never performs I/O or reads a clock (`now` is passed in).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import attrs
+
+from supervisor.core.agent_events import (
+    AgentCommand,
+    AgentEvent,
+    ControlAsked,
+    DenyTool,
+    Interrupt,
+    PermissionAsked,
+    PermissionCancelled,
+    RefuseControl,
+    SendPrompt,
+    TurnEnded,
+)
+from supervisor.core.approvals import Approvals, remember_always
+from supervisor.core.events import ChoiceKind
+from supervisor.core.lifecycle import SessionState
+from supervisor.core.permissions import Answer, choice_answer
+from supervisor.core.render import TurnRenderer
+from supervisor.core.session_effects import (
+    Effect,
+    MarkHandled,
+    MarkQueued,
+    QueuedPrompt,
+    Show,
+    ToAgent,
+    Typing,
+)
+from supervisor.core.session_shared import SessionShared
+from supervisor.core.thread_texts import duration, not_run_text, watchdog_text
+from supervisor.core.turn import Turn
+
+S = SessionState
+PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
+
+
+@attrs.define
+class TurnLoop:
+    """Invariants: `turn` is set exactly when the state is BUSY or AWAITING_APPROVAL;
+    `approvals.pending` is non-empty only in AWAITING_APPROVAL; queued prompts are not yet
+    handled; `_marked_queued` holds the queued prompts that show the queued mark."""
+
+    session: SessionShared
+    queue: deque[QueuedPrompt] = attrs.field(factory=deque)
+    turn: Turn | None = None
+    turns: int = 0  # turns that ended, for `!status`
+    approvals: Approvals = attrs.field(init=False)
+    renderer: TurnRenderer = attrs.field(init=False)
+    _marked_queued: set[str] = attrs.field(factory=set)
+    _requests: itertools.count[int] = attrs.field(factory=itertools.count)
+
+    def __attrs_post_init__(self) -> None:
+        settings = self.session.settings
+        self.renderer = TurnRenderer(show_thinking=settings.show_thinking, limit=settings.max_message_chars)
+        self.renderer.cost_baseline = self.session.record.total_cost_usd
+        self.approvals = Approvals(settings, self.session.note)
+
+    # --- prompts -------------------------------------------------------------------
+
+    def prompt(self, prompt: QueuedPrompt, now: float, *, agent_stopping: bool) -> list[Effect]:
+        """A prompt for a running (or starting) agent: in now, or queued behind the turn."""
+        self.queue.append(prompt)
+        state = self.session.state
+        if state is S.IDLE and not agent_stopping:
+            return self.next_prompt(now)
+        if not state.in_turn:
+            return []  # the agent is starting: the prompt goes in as soon as it is up
+        # One request, not a post: a reaction on the prompt, taken off when its turn starts.
+        self._marked_queued.add(prompt.post_id)
+        return [MarkQueued(prompt.post_id, True)]
+
+    def next_prompt(self, now: float) -> list[Effect]:
+        session = self.session
+        if session.state is not S.IDLE or not self.queue:
+            return []
+        prompt = self.queue.popleft()
+        typing_at = now + session.settings.typing_every_s
+        self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
+        session.move(S.BUSY)
+        self.renderer.start_turn(now)
+        unsettled = (*session.record.unsettled, prompt.post_id)
+        unmark: list[Effect] = []
+        if prompt.post_id in self._marked_queued:
+            self._marked_queued.discard(prompt.post_id)
+            unmark.append(MarkQueued(prompt.post_id, False))
+        texts = session.record.prompt_texts
+        if len(prompt.text) <= PROMPT_KEEP_CHARS:
+            texts = {**texts, prompt.post_id: prompt.text}
+        return [
+            # The record and the handled mark become durable in one write before the prompt
+            # is written: a crash in between gives a "cut" notice, never a second delivery.
+            session.save(has_history=True, unsettled=unsettled, prompt_texts=texts),
+            MarkHandled(prompt.channel_id, prompt.post_id),
+            ToAgent(SendPrompt(prompt.text, prompt.images)),
+            Typing(),
+            *unmark,
+        ]
+
+    def not_run(self, why: str) -> list[Effect]:
+        """The queued prompts will never run: each is handled, with a reply that says so."""
+        if not self.queue:
+            return []
+        prompts, self.queue = list(self.queue), deque()
+        permalink = self.session.settings.permalink
+        text = not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts])
+        unmark = [MarkQueued(p.post_id, False) for p in prompts if p.post_id in self._marked_queued]
+        self._marked_queued.difference_update(p.post_id for p in prompts)
+        return [self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts), *unmark]
+
+    # --- what the agent says in a turn ----------------------------------------------
+
+    def heard(self, now: float) -> None:
+        """The agent said something: the turn is not stalled."""
+        if self.turn is not None:
+            self.turn.last_output_at = now
+
+    def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
+        if isinstance(event, PermissionAsked):
+            return self._ask_permission(event, now)
+        if isinstance(event, PermissionCancelled):
+            return self._settle(event.request_id, "cancelled", None, now)
+        if isinstance(event, ControlAsked):
+            return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
+        if isinstance(event, TurnEnded):
+            return self._turn_ended(event, now)
+        shown = self.renderer.feed(event, now)
+        if self.turn is not None:
+            self.turn.keys.update(op.key for op in shown)
+        return [Show(op) for op in shown]
+
+    def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
+        session = self.session
+        ops = self.renderer.feed(event, now)  # moves the cost baseline
+        shown = [Show(op) for op in ops]
+        # The new baseline is on disk before the completion line shows: after a crash the
+        # next turn's cost must not include this one's. So is the fact that the turn ended:
+        # a restart before its posts show must not call it cut.
+        answered = session.record.answered
+        if self.turn is not None:
+            answered = (*answered, self.turn.prompt.post_id)
+        save = session.save(durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered)
+        effects: list[Effect] = [save, *shown]
+        for request_id in list(self.approvals.pending):
+            effects += self._settle(request_id, "cancelled", None, now)
+        turn, self.turn = self.turn, None
+        self.turns += 1
+        if turn is not None:
+            if turn.watchdog:
+                effects.append(session.note(watchdog_text(turn.watchdog, "interrupted")))
+            username = session.settings.username
+            if now - turn.started_at >= session.settings.notify_after_s and username:
+                effects.append(session.note(f"@{username} the turn finished after {duration(now - turn.started_at)}."))
+        if session.state.in_turn:
+            session.move(S.IDLE)
+        if turn is not None:
+            session.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
+        return effects + self.next_prompt(now)
+
+    # --- permissions ---------------------------------------------------------------
+
+    def _ask_permission(self, request: PermissionAsked, now: float) -> list[Effect]:
+        if self.turn is None:  # cannot happen with a well-behaved agent: never leave it waiting
+            return [ToAgent(DenyTool(request.request_id, "No turn is running."))]
+        asked = self.approvals.ask(request, now)
+        if self.session.state is S.BUSY:
+            self.session.move(S.AWAITING_APPROVAL)
+        # The answer so far stays above the request; what follows continues below it.
+        return [*(Show(op) for op in self.renderer.break_flow()), *asked]
+
+    def _settle(
+        self, request_id: str, outcome: str, command: AgentCommand | None, now: float, by: str = ""
+    ) -> list[Effect]:
+        session = self.session
+        effects = session.adopt(self.approvals.settle(request_id, outcome, command, session.record, by))
+        if not effects:
+            return []  # it had ended already
+        if not self.approvals.pending and session.state is S.AWAITING_APPROVAL:
+            session.move(S.BUSY)
+        if self.turn is not None:
+            self.turn.last_output_at = now  # waiting for a person is not a stall
+        return effects
+
+    def choose(self, kind: ChoiceKind, post_id: str, now: float) -> list[Effect]:
+        """A person's choice on a post of the turn's: an answer to a request, or 🛑."""
+        answer = choice_answer(kind)
+        if answer is None:
+            return []
+        request_id = self.approvals.posts.get(post_id)
+        if answer is Answer.STOP:
+            # On a pending request the stop is its answer; the interrupt withdraws it.
+            pending = self.approvals.pending
+            stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in pending else []
+            return [*stopped, *self.interrupt(now)]
+        verdict = None if request_id is None else self.approvals.verdict(request_id, answer)
+        if request_id is None or verdict is None:
+            return []
+        username = self.session.settings.username
+        effects = self._settle(request_id, verdict.outcome, verdict.command, now, f"@{username}" if username else "")
+        if verdict.always is not None:
+            effects += self.session.adopt(remember_always(verdict.always, self.session.record))
+        return effects
+
+    # --- interrupts, the turn's clocks, the agent's end ------------------------------
+
+    def interrupt(self, now: float, *, watchdog: str = "") -> list[Effect]:
+        if self.turn is None:
+            return [] if watchdog else [self.session.note("Nothing to stop: no turn is running.")]
+        if self.turn.interrupted_at is not None:
+            return []
+        self.turn.interrupted_at = now
+        self.turn.watchdog = watchdog
+        return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
+
+    def deadlines(self) -> list[float]:
+        times = self.approvals.deadlines()
+        if self.turn is not None and not self.turn.terminating:
+            times += self.turn.deadlines(self.session.settings, asking=bool(self.approvals.pending))
+        return times
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for request_id in list(self.approvals.pending):
+            due = self.approvals.due(request_id, now)
+            if isinstance(due, DenyTool):
+                effects += self._settle(request_id, "timed out", due, now)
+            elif due is not None:
+                effects.append(due)  # the reminder
+        turn = self.turn
+        if turn is None or turn.terminating:
+            return effects
+        if turn.typing_due(now, self.session.settings):
+            effects.append(Typing())
+        watchdog = turn.watchdog_due(now, self.session.settings, asking=bool(self.approvals.pending))
+        if watchdog == "kill":
+            effects += self._kill_hung_turn(turn)
+        elif watchdog:
+            effects += self.interrupt(now, watchdog=watchdog)
+        return effects
+
+    def _kill_hung_turn(self, turn: Turn) -> list[Effect]:
+        """The agent did not answer the interrupt: it is stopped (through the core: its
+        life is not this part's), and its exit says the turn was cut."""
+        turn.terminating = True
+        why = turn.watchdog or "stop"
+        return [self.session.note(watchdog_text(why, "terminated")), self.session.stop_agent("hung")]
+
+    def drop_turn(self, now: float) -> list[Effect]:
+        """The agent is gone: its turn and permission requests end with it. The caller
+        says so in a notice (`endings.say_cut`), which settles the cut prompt once it shows."""
+        effects: list[Effect] = []
+        self.session.endings.cut = self.turn.prompt if self.turn else None
+        for request_id in list(self.approvals.pending):
+            effects += self._settle(request_id, "cancelled", None, now)
+        if self.turn is not None:
+            self.turn = None
+            if self.session.state.in_turn:
+                self.session.move(S.IDLE)
+        return effects
