@@ -36,7 +36,7 @@ class Supervisor:
         sessions: SessionsNursery,
         agents: AgentRegistry | None = None,
     ) -> None:
-        self.store = store
+        self.chat, self.store = chat, store
         self.posts = PostIndex()
         self.registry = SessionRegistry(
             config, chat, store, backend, allowed, base_env, sessions, agents or AgentRegistry(config),
