@@ -8,14 +8,10 @@ from hypothesis import strategies as st
 from supervisor.agent.acp.answers import permission_outcome
 from supervisor.agent.acp.events import OptionKind
 from supervisor.agent.acp.wire import PermissionOption
-
-KINDS = ["allow_once", "allow_always", "reject_once", "reject_always"]
-OPTIONS = st.lists(st.sampled_from(KINDS), unique=True).map(
-    lambda kinds: [PermissionOption(f"opt-{kind}", kind) for kind in kinds]
-)
+from tests.strategies import ACP_OPTION_KINDS, ACP_OPTIONS
 
 
-@given(OPTIONS, st.sampled_from([*KINDS, "cancelled"]))
+@given(ACP_OPTIONS, st.sampled_from([*ACP_OPTION_KINDS, "cancelled"]))
 def test_the_answer_is_the_kind_asked_else_a_reject_never_an_allow_not_asked(
     options: list[PermissionOption], kind: OptionKind
 ) -> None:

@@ -15,26 +15,10 @@ from supervisor.core.desk import (
     sessions_text,
 )
 from supervisor.core.state import SessionRecord
-
-NAMES = st.sampled_from(["alpha", "beta", "gamma", "delta"])
-PERSONAS = st.lists(st.sampled_from(["reviewer", "writer", "tester"]), unique=True)
-AGENTS = st.lists(st.sampled_from(["claude", "opencode", "fake"]), min_size=1, unique=True)
-DIRECTORIES = st.builds(
-    Directory,
-    path=st.sampled_from(["/srv/work", "/home/ana/src", "/tmp/x y"]),
-    is_dir=st.booleans(),
-    resolved=st.sampled_from(["/srv/work", "/data/src"]),
-)
-FACTS = st.builds(DeskFacts, live_names=st.frozensets(NAMES), personas=PERSONAS.map(tuple), agents=AGENTS.map(tuple))
-REQUESTS = st.builds(
-    NewSession,
-    name=NAMES,
-    persona=st.sampled_from(["", "reviewer", "writer", "tester", "nobody"]),
-    agent=st.sampled_from(["", "claude", "opencode", "fake", "gpt"]),
-)
+from tests.strategies import DESK_FACTS, DESK_NAMES, DIRECTORIES, NEW_SESSIONS
 
 
-@given(REQUESTS, DIRECTORIES, FACTS)
+@given(NEW_SESSIONS, DIRECTORIES, DESK_FACTS)
 def test_a_request_is_refused_exactly_when_a_rule_is_broken(
     request: NewSession, directory: Directory, facts: DeskFacts
 ) -> None:
@@ -108,7 +92,7 @@ def test_the_rows_oldest_first_with_the_live_state_and_a_link() -> None:
 
 @given(
     st.lists(
-        st.tuples(NAMES, st.integers(0, 59), st.sampled_from(["", "r1", "r2", "r3"]), st.booleans()),
+        st.tuples(DESK_NAMES, st.integers(0, 59), st.sampled_from(["", "r1", "r2", "r3"]), st.booleans()),
         max_size=8,
     )
 )

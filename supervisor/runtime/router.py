@@ -148,7 +148,7 @@ class RouterTask:
     async def catch_up(self) -> None:
         """Fetch what was posted while we were away, and handle it in order, once."""
         for channel_id in self.main_channels:
-            self.store.ledger.begin(channel_id, int(time.time() * 1000))
+            self.store.ledger.begin(channel_id, int(time.time() * 1000), self.chat.front_of(channel_id).name)
             since = self.store.ledger.catch_up_since(channel_id)
             try:
                 posts = await self.chat.posts_since(channel_id, since)
