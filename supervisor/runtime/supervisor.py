@@ -46,6 +46,8 @@ class Supervisor:
         self.router = RouterTask(chat, store, self.registry, self.desk, self.posts, main_channels)
 
     def _answer_ended(self, channel_id: str, post_id: str, root_id: str) -> None:
+        # Mail a session never took (it ended first) is answered by the desk, which is built
+        # after the registry (it needs the registry): so the registry is handed this method.
         self.desk.reply(channel_id, post_id, texts.ENDED, root_id=root_id)
 
     @property
