@@ -3,18 +3,22 @@
     run(config)                       signals -> graceful shutdown (all within 10 s)
     └── serve(config)                 the app nursery
         ├── store.run                 persistence actor: the only writer of sessions.json
-        ├── open_sessions             the sessions nursery (a Supervisor needs it to exist)
-        │   └── SessionTask.run       one per thread, its own cancel scope
+        ├── open_sessions             the sessions nursery (the registry needs it to exist)
+        │   └── SessionTask.run       one per thread, its own cancel scope (runtime/registry.py
+        │       │                     registers and launches them, and stops them all)
         │       ├── Poster.run        the thread's outbox -> its front end (runtime/poster.py)
         │       └── agent             one agent process (own process group): Claude Code or ACP
-        ├── supervisor.desk.run       main-place commands and replies, one at a time
-        ├── supervisor.route_events   events of every front end -> pure router -> sessions / desk
+        ├── desk.run                  main-place commands and replies, one at a time
+        │                             (runtime/desk.py; its rules are core/desk.py)
+        ├── router.run                events of every front end -> pure router -> sessions /
+        │                             desk; admits each post once, catches up (runtime/router.py)
         └── front.run                 one per configured front end (chat/registry.py): its
                                       event stream (Mattermost's WebSocket, Telegram's long
                                       poll, the web chat's HTTP server and page sockets)
 
-Start order: the store, then the sessions nursery; only then can the Supervisor be built
-(it takes the nursery), so restoring sessions and finishing announcements a crash cut
+Start order: the store, then the sessions nursery; only then can the Supervisor (the
+registry, desk and router of this run, wired in runtime/supervisor.py) be built (its
+registry takes the nursery), so restoring sessions and finishing announcements a crash cut
 short (`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
 any front end's events flow, so the first catch-up finds every thread's session.
 """
@@ -36,8 +40,9 @@ from supervisor.chat.registry import Opener, configured_openers, open_fronts
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 from supervisor.runtime.reaper import reap
+from supervisor.runtime.registry import STOP_BUDGET_S, SessionsNursery, open_sessions
 from supervisor.runtime.store import Store
-from supervisor.runtime.supervisor import STOP_BUDGET_S, SessionsNursery, Supervisor, open_sessions
+from supervisor.runtime.supervisor import Supervisor
 
 log = logging.getLogger("supervisor")
 
@@ -80,18 +85,19 @@ async def serve(
                 sessions,
                 agents,
             )
-            supervisor.restore_sessions()
-            await supervisor.desk.recover_unannounced()
-            app.start_soon(supervisor.desk.run)
-            app.start_soon(supervisor.route_events, events_recv)
+            registry, desk, router = supervisor.registry, supervisor.desk, supervisor.router
+            registry.restore_sessions()
+            await desk.recover_unannounced()
+            app.start_soon(desk.run)
+            app.start_soon(router.run, events_recv)
             for front in opened:  # each one's first event is a hello: the router catches up
                 await app.start(front.run)
-            await supervisor.desk.create_configured_sessions()
+            await desk.create_configured_sessions()
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
             gc.freeze()
             names = ", ".join(user.username for user in allowed.values())
-            log.info("serving %d session(s) for %s", len(supervisor.tasks), names)
+            log.info("serving %d session(s) for %s", len(registry.tasks), names)
             task_status.started(supervisor)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from supervisor.agent.acp.wire import PermissionOption
+from supervisor.core.desk import DeskFacts, Directory, NewSession
 from supervisor.core.events import CHOICE_KINDS, Choice, Post
+from supervisor.core.state import ChannelLedger
 
 IDS = st.text(alphabet="abcdefghijkmnopqrstuwxyz13456789", min_size=26, max_size=26)
 
@@ -99,3 +102,37 @@ THREAD_COMMANDS = st.sampled_from(["!stop", "!status", "!help", "!end", "!get a.
 # Choices on a permission request or any other post; "allow_always" (🔁 on Mattermost) also
 # runs a cut notice's prompt again.
 SESSION_CHOICES = st.sampled_from(CHOICE_KINDS)
+
+
+# --- the desk's rules, the per-front-end ledger, ACP permission options -----------------
+# (tests/test_desk_rules.py, tests/test_state_fronts.py, tests/test_acp_answers.py)
+
+DESK_NAMES = st.sampled_from(["alpha", "beta", "gamma", "delta"])
+DESK_FACTS = st.builds(
+    DeskFacts,
+    live_names=st.frozensets(DESK_NAMES),
+    personas=st.lists(st.sampled_from(["reviewer", "writer", "tester"]), unique=True).map(tuple),
+    agents=st.lists(st.sampled_from(["claude", "opencode", "fake"]), min_size=1, unique=True).map(tuple),
+)
+NEW_SESSIONS = st.builds(
+    NewSession,
+    name=DESK_NAMES,
+    persona=st.sampled_from(["", "reviewer", "writer", "tester", "nobody"]),
+    agent=st.sampled_from(["", "claude", "opencode", "fake", "gpt"]),
+)
+DIRECTORIES = st.builds(
+    Directory,
+    path=st.sampled_from(["/srv/work", "/home/ana/src", "/tmp/x y"]),
+    is_dir=st.booleans(),
+    resolved=st.sampled_from(["/srv/work", "/data/src"]),
+)
+PLACE_LEDGERS = st.builds(
+    ChannelLedger,
+    cursor=st.integers(0, 2**53),
+    handled=st.dictionaries(st.text(min_size=1, max_size=8), st.integers(0, 2**53), max_size=3),
+    front=st.sampled_from(["", "mattermost", "telegram", "web"]),
+)
+ACP_OPTION_KINDS = ["allow_once", "allow_always", "reject_once", "reject_always"]
+ACP_OPTIONS = st.lists(st.sampled_from(ACP_OPTION_KINDS), unique=True).map(
+    lambda kinds: [PermissionOption(f"opt-{kind}", kind) for kind in kinds]
+)

@@ -215,6 +215,8 @@ async def test_new_with_an_unknown_agent_is_a_friendly_error(tmp_path: Path) -> 
             await w.say(f"!new x {w.work} agent=nope")
             await w.wait_for(lambda: any("no agent `nope`" in p["message"] for p in w.bot_posts()), 20)
             assert w._root_of("x") is None
+            # The refusal is posted first, its handled mark written after: wait for the file.
+            await w.wait_for(lambda: (w.tmp / "state" / "sessions.json").exists(), 20)
             state = json.loads((w.tmp / "state" / "sessions.json").read_text())
             assert not state["sessions"]
 

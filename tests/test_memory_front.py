@@ -15,7 +15,7 @@ import trio
 
 from supervisor.app import serve
 from supervisor.config import load_config
-from supervisor.runtime import supervisor as supervisor_module
+from supervisor.runtime import router as router_module
 from supervisor.runtime.supervisor import Supervisor
 from tests.harness import FAKE_AGENT, write_toml
 from tests.memory_front import BOT, MemoryChat, Message, memory_opener
@@ -177,7 +177,7 @@ async def test_a_choice_on_a_request_the_post_index_forgot_still_reaches_its_ses
 ) -> None:
     # The router's index of recent posts is small (memory stays flat); a pending request's
     # post is found through the session that asked.
-    monkeypatch.setattr(supervisor_module, "POST_INDEX_SIZE", 1)
+    monkeypatch.setattr(router_module, "POST_INDEX_SIZE", 1)
     async with running(tmp_path) as run:
         root = await run.new_session("alpha")
         run.chat.say("[tool touch made.txt] make it", root)
@@ -185,7 +185,7 @@ async def test_a_choice_on_a_request_the_post_index_forgot_still_reaches_its_ses
         asked = run.find(root, "Permission needed")
         assert asked is not None and run.supervisor is not None
         run.chat.say("and one more thing", root)  # queued: its post pushes the request's out
-        await run.wait_for(lambda: asked.post.id not in run.supervisor._post_thread)  # type: ignore[union-attr]
+        await run.wait_for(lambda: asked.post.id not in run.supervisor.posts)  # type: ignore[union-attr]
         run.chat.choose(asked.post.id, "allow_once")
         await run.wait_for(lambda: run.find(root, "tool ran: touch made.txt"))
 

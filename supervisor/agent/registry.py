@@ -107,11 +107,6 @@ def names_and_protocols(registry: AgentRegistry) -> Mapping[str, str]:
     return {name: agent.protocol for name, agent in registry.agents.items()}
 
 
-def unknown_agent(registry: AgentRegistry, name: str) -> str:
-    known = ", ".join(f"`{n}`" for n in registry.agents)
-    return f"There is no agent `{name}` (configured: {known})."
-
-
 async def probe(agent: Agent, limit_s: float = 20.0, base_env: Mapping[str, str] | None = None) -> AgentProbe:
     """Whether the agent starts, and its version (bounded by `limit_s`)."""
     base = os.environ if base_env is None else base_env

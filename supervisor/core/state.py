@@ -3,7 +3,9 @@
 This module owns the shape of `sessions.json` (versioned JSON, human-readable) and the
 pure rules for changing it. It never touches the disk: `runtime.store` is the only writer.
 
-Exactly-once bookkeeping (the ledger), per channel:
+Exactly-once bookkeeping (the ledger), per place, grouped in the file by the front end
+the place is on (each front end's name is data its adapter hands over; the router tells
+the ledger when it catches up a place):
 - `cursor` (ms): every post created before `cursor - SLACK_MS` has been dealt with.
 - `handled`: ids of dealt-with posts created at or after that line, so a catch-up that
   re-reads the slack window skips them.
@@ -19,7 +21,9 @@ from typing import Any
 import attrs
 import cattrs
 
-VERSION = 1
+# 2: the ledger grouped by front end ("fronts"); 1: one flat "channels" map, from before
+# there were several front ends (read as places of a front end not named yet, "").
+VERSION = 2
 # Posts are re-read this far behind the cursor on catch-up, so a post that reaches us
 # out of creation order is still seen; `handled` keeps the ids inside this window.
 SLACK_MS = 60_000
@@ -86,6 +90,7 @@ class SessionRecord:
 class ChannelLedger:
     cursor: int = 0
     handled: dict[str, int] = attrs.field(factory=dict)  # post id -> create_at
+    front: str = ""  # the front end the place is on; "" = not named yet (a version 1 file)
 
 
 @attrs.frozen
@@ -106,12 +111,17 @@ class StateFileError(Exception):
 
 
 class Encoder:
-    """Writes a state as JSON with one line per session and per channel: readable, diffable,
+    """Writes a state as JSON with one line per session and per place: readable, diffable,
     and fast — the C encoder does each line, and a session's line is reused while its
     record is unchanged (the store writes after every batch of changes)."""
 
     def __init__(self) -> None:
         self._lines: dict[str, tuple[SessionRecord, str]] = {}
+
+    @staticmethod
+    def _channel(key: str, ledger: ChannelLedger) -> str:
+        fields = {"cursor": ledger.cursor, "handled": ledger.handled}  # its front is its group
+        return f"{json.dumps(key)}: {json.dumps(fields, sort_keys=True)}"
 
     def _session_line(self, key: str, record: SessionRecord) -> str:
         cached = self._lines.get(key)
@@ -124,14 +134,17 @@ class Encoder:
         sessions = ",\n".join(self._session_line(k, r) for k, r in sorted(state.sessions.items()))
         for gone in self._lines.keys() - state.sessions.keys():
             del self._lines[gone]
-        channels = ",\n".join(
-            f"  {json.dumps(k)}: {json.dumps(_converter.unstructure(c), sort_keys=True)}"
-            for k, c in sorted(state.channels.items())
+        groups: dict[str, list[str]] = {}
+        for key, ledger in sorted(state.channels.items()):
+            groups.setdefault(ledger.front, []).append(self._channel(key, ledger))
+        # Still one line per place: a front end's group opens on its first place's line.
+        fronts = ",\n".join(
+            f"  {json.dumps(front)}: {{" + ",\n   ".join(places) + "}" for front, places in sorted(groups.items())
         )
         text = (
-            f'{{"version": {state.version},\n'
+            f'{{"version": {VERSION},\n'
             f' "sessions": {{\n{sessions}\n }},\n'
-            f' "channels": {{\n{channels}\n }}\n}}\n'
+            f' "fronts": {{\n{fronts}\n }}\n}}\n'
         )
         return text.encode()
 
@@ -148,11 +161,17 @@ def decode(raw: bytes) -> State:
         raise StateFileError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict) or "version" not in data:
         raise StateFileError("no version field")
-    if data["version"] != VERSION:
+    if data["version"] not in (1, VERSION):
         raise StateFileError(f"unsupported version {data['version']!r}")
     try:
+        if data["version"] == VERSION:  # places by front end -> one map, each place knowing its front
+            fronts = data.pop("fronts", {})
+            data["channels"] = {
+                place: {**ledger, "front": front} for front, places in fronts.items() for place, ledger in places.items()
+            }
+        data["version"] = VERSION  # a version 1 file is read as the same places, front not named
         return _converter.structure(data, State)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise StateFileError(f"wrong shape: {exc}") from exc
 
 
@@ -171,6 +190,7 @@ class Ledger:
     handled: dict[str, dict[str, int]] = attrs.field(factory=dict)  # channel -> id -> t
     in_flight: dict[str, dict[str, int]] = attrs.field(factory=dict)  # channel -> id -> t
     newest: dict[str, int] = attrs.field(factory=dict)  # channel -> newest dealt-with t
+    fronts: dict[str, str] = attrs.field(factory=dict)  # channel -> its front end's name
 
     @classmethod
     def from_state(cls, channels: dict[str, ChannelLedger]) -> Ledger:
@@ -178,6 +198,7 @@ class Ledger:
             cursors={c: ledger.cursor for c, ledger in channels.items()},
             handled={c: dict(ledger.handled) for c, ledger in channels.items()},
             newest={c: max([ledger.cursor, *ledger.handled.values()]) for c, ledger in channels.items()},
+            fronts={c: ledger.front for c, ledger in channels.items() if ledger.front},
         )
 
     def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:
@@ -200,8 +221,11 @@ class Ledger:
         newest = self.newest[channel_id] = max(self.newest.get(channel_id, 0), created)
         self.cursors[channel_id] = min([newest, *flying.values()])
 
-    def begin(self, channel_id: str, now_ms: int) -> None:
-        """A channel seen for the first time: what came before this start is history."""
+    def begin(self, channel_id: str, now_ms: int, front: str = "") -> None:
+        """A channel about to be caught up, on the front end called `front`. Seen for the
+        first time: what came before this start is history."""
+        if front:
+            self.fronts[channel_id] = front
         if channel_id not in self.cursors:
             self.cursors[channel_id] = self.newest[channel_id] = now_ms
 
@@ -216,5 +240,5 @@ class Ledger:
         for channel, cursor in self.cursors.items():
             kept = {p: t for p, t in self.handled.get(channel, {}).items() if t >= cursor - SLACK_MS}
             self.handled[channel] = kept
-            out[channel] = ChannelLedger(cursor=cursor, handled=kept)
+            out[channel] = ChannelLedger(cursor=cursor, handled=kept, front=self.fronts.get(channel, ""))
         return out

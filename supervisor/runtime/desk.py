@@ -5,8 +5,8 @@ Owns: the desk's mailbox (the router hands it commands and replies without waiti
 answers to `!help`, `!sessions`, `!new`, `!end NAME`, and the announcement of every new
 session: its record and its `!new`'s handled mark in one durable write, then its thread
 root, then the answer linking it; and, on the next start, finishing what a crash cut
-(`recover_unannounced`). Starting a session is the registry's job (`SessionRegistry`,
-the supervisor); what a post means is the router's.
+(`recover_unannounced`). Starting a session is the registry's job (`runtime.registry`);
+what a post means is the router's.
 """
 
 from __future__ import annotations
@@ -16,25 +16,23 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 import attrs
 
 from supervisor.agent.registry import (
-    AgentRegistry,
     agents_text,
     resume_problem,
     terminal_hint,
-    unknown_agent,
 )
 from supervisor.chat import ChatError, ChatLink
 from supervisor.config import Config
 from supervisor.core import commands, texts
+from supervisor.core import desk as desk_rules
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
 from supervisor.runtime import announce
 from supervisor.runtime.mail import Mailbox
-from supervisor.runtime.session import SessionTask
+from supervisor.runtime.registry import SessionRegistry
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
@@ -52,28 +50,6 @@ class Reply:
     message: str
     root_id: str = ""
     handled: tuple[str, str] | None = None  # (channel, post) to mark handled once posted
-
-
-class SessionRegistry(Protocol):
-    """What the desk needs from the supervisor, which owns the sessions."""
-
-    @property
-    def tasks(self) -> dict[str, SessionTask]: ...  # thread root id -> live session task
-
-    def register(self, record: SessionRecord) -> SessionTask:
-        """Make a session routable (its thread's posts wait for it); idempotent."""
-
-    def launch(self, task: SessionTask, *, launch_now: bool) -> None:
-        """Run a registered session in the sessions nursery."""
-
-    def end(self, root_id: str) -> bool:
-        """Ask a live session to end; False when there is none."""
-
-    @property
-    def agents(self) -> AgentRegistry: ...  # the configured agents
-
-    @property
-    def agent_env(self) -> Mapping[str, str]: ...  # the environment every agent starts with
 
 
 class Desk:
@@ -139,16 +115,8 @@ class Desk:
         return texts.GUIDANCE
 
     def sessions_text(self) -> str:
-        rows = []
-        for record in sorted(self.store.state.sessions.values(), key=lambda r: r.created_at):
-            if not record.root_id:
-                continue
-            task = self.registry.tasks.get(record.root_id)
-            state = task.core.state.value if task else record.status
-            rows.append(
-                texts.SessionRow(record.name, state, record.cwd, record.created_at, self.chat.permalink(record.root_id))
-            )
-        return texts.sessions_table(rows, texts.utc_iso(time.time()))
+        states = {root: task.core.state.value for root, task in self.registry.tasks.items()}
+        return desk_rules.sessions_text(self.store.state.sessions.values(), states, self.chat.permalink, time.time())
 
     def _end_by_name(self, name: str) -> str:
         record = self.store.state.live_session_named(name)
@@ -164,19 +132,21 @@ class Desk:
     ) -> str | None:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
-        problem, directory = self._check_new(name, cwd, persona)
-        if not problem and self.registry.agents.named(agent or "") is None:
-            problem = unknown_agent(self.registry.agents, agent or "")
-        if not problem and resume:
-            problem = await resume_problem(self.registry.agents, agent or "", str(directory), resume, self.registry.agent_env)
-        if problem:
-            return f"⚠️ {problem}"
+        request = desk_rules.NewSession(name, persona or "", agent or "")
+        checked = desk_rules.check_new(request, self._directory(cwd), self._facts())
+        if isinstance(checked, desk_rules.Refused):
+            return f"⚠️ {checked.reason}"
+        directory = checked.cwd
+        if resume:
+            problem = await resume_problem(self.registry.agents, agent or "", directory, resume, self.registry.agent_env)
+            if problem:
+                return f"⚠️ {problem}"
         record = SessionRecord(
             id=str(uuid.uuid4()),
             name=name,
             channel_id=channel_id,
             user_id=user_id,
-            cwd=str(directory),
+            cwd=directory,
             persona=persona or "",
             root_pending_id=f"{user_id}:{uuid.uuid4().hex}",
             answer_pending=command is not None,
@@ -195,18 +165,17 @@ class Desk:
         await self._announce(record, recovering=False)
         return None
 
-    def _check_new(self, name: str, cwd: str | None, persona: str | None) -> tuple[str, Path]:
-        directory = Path(cwd).expanduser() if cwd else Path(self.config.agent.default_cwd)
-        if self.store.state.live_session_named(name):
-            return f"A live session is already called `{name}`; pick another name or `!end {name}` first.", directory
-        if persona and persona not in self.config.personas:
-            known = ", ".join(f"`{p}`" for p in self.config.personas) or "none are configured"
-            return f"There is no persona `{persona}` ({known}).", directory
-        if not directory.is_absolute():
-            directory = Path(self.config.agent.default_cwd) / directory
-        if not directory.is_dir():
-            return f"`{directory}` is not an existing directory.", directory
-        return "", directory.resolve()
+    def _directory(self, cwd: str | None) -> desk_rules.Directory:
+        """What the disk says of the directory `!new` names (relative: to the default)."""
+        default = Path(self.config.agent.default_cwd)
+        named = Path(cwd).expanduser() if cwd else default
+        directory = named if named.is_absolute() else default / named
+        is_dir = directory.is_dir()
+        return desk_rules.Directory(str(directory), is_dir, str(directory.resolve() if is_dir else directory))
+
+    def _facts(self) -> desk_rules.DeskFacts:
+        live = {record.name for record in self.store.state.sessions.values() if record.is_live}
+        return desk_rules.DeskFacts(live, tuple(self.config.personas), tuple(self.registry.agents.agents))
 
     async def recover_unannounced(self) -> None:
         """Finish the announcements a crash cut short: a thread root that may not exist

@@ -2,6 +2,8 @@
 
 - `wire.py`: JSON-RPC 2.0 frames and ACP shapes, one cattrs converter (sans-IO).
 - `client.py`: `AcpClient`, the protocol state machine (sans-IO): lines in, events out.
+- `answers.py`: what the agent's answers to initialize and session opening mean, and
+  which offered option answers a permission choice (sans-IO).
 - `turn.py`: a turn's prompt blocks out, and the agent's news of it in as events (sans-IO).
 - `summary.py`: the one-line summary of a tool call.
 - `events.py`: the events and commands today's vocabulary has no word for.

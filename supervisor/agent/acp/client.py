@@ -3,7 +3,8 @@
 Owns one connection's protocol state: our request ids and what each asked, the agent's
 pending permission requests (with the options it offered), the open session, the turn in
 progress; the agent's news of that turn (text, tool calls, cost, its end) is made into
-events by `turn.TurnEvents`. Like h11, it never touches a pipe: the caller feeds
+events by `turn.TurnEvents`, and what its answers to `initialize` and to opening a
+session say is read by `answers`. Like h11, it never touches a pipe: the caller feeds
 each stdout line to `receive_line`, calls a command method, and writes whatever
 `data_to_send()` returns. It must never raise on what the agent sends: a bad line becomes a
 `ProtocolError` event and the connection goes on. It raises `LocalProtocolError` only when
@@ -31,6 +32,7 @@ from typing import Any
 import attrs
 
 from supervisor import __version__
+from supervisor.agent.acp.answers import handshake, permission_outcome, session_opened
 from supervisor.agent.acp.events import (
     AcpCommand,
     AcpEvent,
@@ -50,7 +52,6 @@ from supervisor.agent.acp.wire import (
     JSON,
     PROTOCOL_VERSION,
     FrameError,
-    InitializeResult,
     Notification,
     PermissionOption,
     PermissionParams,
@@ -58,7 +59,6 @@ from supervisor.agent.acp.wire import (
     RequestId,
     Response,
     RpcError,
-    SessionResult,
     dump,
     parse_frame,
     structure,
@@ -255,13 +255,7 @@ class AcpClient:
 
     def _settle(self, request_id: str, kind: OptionKind) -> list[AcpEvent]:
         pending = self.permissions.pop(request_id)
-        outcome: JSON = {"outcome": "cancelled"}
-        if kind != "cancelled":
-            option = _pick(pending.options, kind)
-            if option is None:  # the kind was not offered: the safe answer is no
-                option = _pick(pending.options, "reject_once")
-            if option is not None:
-                outcome = {"outcome": "selected", "optionId": option.option_id}
+        outcome = permission_outcome(pending.options, kind)
         self._answer(pending.wire_id, {"outcome": outcome})
         return [PermissionCancelled(request_id)] if outcome["outcome"] == "cancelled" else []
 
@@ -299,59 +293,27 @@ class AcpClient:
         return self._on_prompt_answered(frame)
 
     def _on_initialized(self, frame: Response) -> list[AcpEvent]:
-        if frame.error is not None:
+        answer = handshake(frame)
+        if isinstance(answer, HandshakeFailed):
             self.phase = Phase.FAILED
-            return [
-                HandshakeFailed(f"initialize failed: {frame.error.message} ({frame.error.code})")
-            ]
-        try:
-            result = structure(frame.result, InitializeResult)
-        except FrameError as exc:
-            self.phase = Phase.FAILED
-            return [HandshakeFailed(f"unreadable initialize answer: {exc}")]
-        if result.protocol_version != PROTOCOL_VERSION:
-            self.phase = Phase.FAILED
-            return [
-                HandshakeFailed(
-                    f"the agent speaks ACP version {result.protocol_version}; "
-                    f"we speak version {PROTOCOL_VERSION}"
-                )
-            ]
-        caps = result.agent_capabilities
-        info = result.agent_info
-        self.agent = AgentReady(
-            protocol_version=result.protocol_version,
-            name=(info.title or info.name) if info else "agent",
-            version=info.version if info else "",
-            can_resume="resume" in caps.session_capabilities,
-            can_load=caps.load_session,
-            images=caps.prompt_capabilities.image,
-        )
-        self.phase = Phase.READY
-        return [self.agent]
+            return [answer]
+        self.agent, self.phase = answer, Phase.READY
+        return [answer]
 
     def _on_opened(self, pending: _Pending, frame: Response) -> list[AcpEvent]:
         assert pending.how is not None
-        if frame.error is not None:
-            self.phase, self.session_id = Phase.READY, ""
-            e = frame.error
-            return [SessionOpenFailed(pending.session_id, pending.how, e.message, e.code)]
-        try:
-            result = structure(frame.result, SessionResult)
-        except FrameError as exc:
+        answer = session_opened(pending.session_id, pending.how, frame)
+        if isinstance(answer, SessionOpenFailed):
             self.phase = Phase.READY
-            return [SessionOpenFailed(pending.session_id, pending.how, str(exc))]
-        session_id = result.session_id or pending.session_id
-        if not session_id:
-            self.phase = Phase.READY
-            return [SessionOpenFailed("", pending.how, "the agent chose no session id")]
-        self.session_id = session_id
-        for option in result.config_options:
-            if option.category == "model" and isinstance(option.current_value, str):
-                self.model = option.current_value
+            if frame.error is not None:  # refused: no session is open, not even the asked one
+                self.session_id = ""
+            return [answer]
+        self.session_id = answer.session_id
+        if answer.model is not None:
+            self.model = answer.model
         self.phase = Phase.IDLE
         replayed, self._replayed = self._replayed, 0
-        return [SessionOpened(session_id, pending.how, self.model, replayed)]
+        return [SessionOpened(answer.session_id, pending.how, self.model, replayed)]
 
     def _on_prompt_answered(self, frame: Response) -> list[AcpEvent]:
         events = self._turn.flush()
@@ -393,15 +355,6 @@ class AcpClient:
             self._replayed += 1  # session/load replays the history before it answers
             return []
         return self._turn.update(update["sessionUpdate"], update)
-
-def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | None:
-    exact = [o for o in options if o.kind == kind]
-    if exact:
-        return exact[0]
-    if kind.startswith("reject"):
-        return next((o for o in options if o.kind.startswith("reject")), None)
-    return None
-
 
 def _data(data: Any) -> JSON | None:
     return data if isinstance(data, dict) else None

@@ -1,0 +1,96 @@
+"""What the main-place desk decides: whether a new session may start, and `!sessions`.
+
+Rules `check_new` enforces, in this order (the first one broken is the answer):
+- no two live sessions share a name;
+- a persona, when named, is a configured one;
+- the directory exists and is a directory;
+- an agent, when named, is a configured one.
+An accepted request runs in the directory with its links followed.
+
+Pure: no disk, no clock, no chat. The desk (`runtime.desk`) looks the facts up (which
+names are live, what the disk says of the directory) and posts the answer; sentences
+here are the person-facing refusals, without the warning sign the desk puts before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+import attrs
+
+from supervisor.core import texts
+from supervisor.core.state import SessionRecord
+
+
+@attrs.frozen
+class NewSession:
+    """What `!new` (or a `[[sessions]]` entry) asks for."""
+
+    name: str
+    persona: str = ""  # "" = none
+    agent: str = ""  # "" = the default agent
+
+
+@attrs.frozen
+class Directory:
+    """What the disk says of the directory a new session asks for."""
+
+    path: str  # as the person named it, made absolute: what a refusal shows
+    is_dir: bool  # it exists and is a directory
+    resolved: str  # where it leads, links followed: where the session runs
+
+
+@attrs.frozen
+class DeskFacts:
+    """What the desk knows when it checks a request."""
+
+    live_names: Collection[str]  # names of the sessions that are live now
+    personas: Sequence[str]  # the configured personas, in the config's order
+    agents: Sequence[str]  # the configured agents' names, the default one first
+
+
+@attrs.frozen
+class Accepted:
+    request: NewSession
+    cwd: str  # the resolved directory the session runs in
+
+
+@attrs.frozen
+class Refused:
+    reason: str  # one sentence for the person
+
+
+def check_new(request: NewSession, directory: Directory, facts: DeskFacts) -> Accepted | Refused:
+    name, persona, agent = request.name, request.persona, request.agent
+    if name in facts.live_names:
+        return Refused(f"A live session is already called `{name}`; pick another name or `!end {name}` first.")
+    if persona and persona not in facts.personas:
+        known = ", ".join(f"`{p}`" for p in facts.personas) or "none are configured"
+        return Refused(f"There is no persona `{persona}` ({known}).")
+    if not directory.is_dir:
+        return Refused(f"`{directory.path}` is not an existing directory.")
+    if agent and agent not in facts.agents:
+        known = ", ".join(f"`{n}`" for n in facts.agents)
+        return Refused(f"There is no agent `{agent}` (configured: {known}).")
+    return Accepted(request, directory.resolved)
+
+
+def sessions_text(
+    records: Iterable[SessionRecord],
+    live_states: Mapping[str, str],  # thread root id -> state of its live session
+    link: Callable[[str], str],  # thread root id -> a link to its thread
+    now_s: float,
+) -> str:
+    """`!sessions`: every announced session, oldest first, with its state now."""
+    rows = [
+        texts.SessionRow(
+            record.name,
+            live_states.get(record.root_id, record.status),
+            record.cwd,
+            record.created_at,
+            link(record.root_id),
+        )
+        for record in sorted(records, key=lambda r: r.created_at)
+        if record.root_id
+    ]
+    return texts.sessions_table(rows, texts.utc_iso(now_s))

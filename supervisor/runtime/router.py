@@ -1,0 +1,161 @@
+"""The router's shell: the one task that reads every front end's events, in order.
+
+Owns: the reading of the chat events, the admission of each post once (the store's
+ledger: the router alone asks it), the index of recent posts a choice is matched by,
+and the catch-up after a new connection. It asks the pure router (`core.router`) what
+each event means and hands the decision on: a thread's mail to its session (the
+registry), main-place commands and every answer to the desk. It never decides what a
+post means itself, and never waits on a session or the desk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import attrs
+import trio
+
+from supervisor.chat import ChatError
+from supervisor.chat.fronts import Fronts
+from supervisor.core import commands, texts
+from supervisor.core.events import ChatEvent, Post, Posted
+from supervisor.core.router import (
+    AnswerEnded,
+    Choose,
+    Decision,
+    Guide,
+    Prompt,
+    Resync,
+    RouterView,
+    RunMainCommand,
+    RunThreadCommand,
+    route,
+    route_post,
+)
+from supervisor.core.session import QueuedPrompt
+from supervisor.runtime.desk import Desk
+from supervisor.runtime.registry import SessionRegistry
+from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn
+from supervisor.runtime.store import Store
+
+log = logging.getLogger("supervisor")
+
+# Recent posts remembered for a stop made on any of them; older ones fall out. Posts that
+# offer a choice (permission requests, rerun offers) are found through their session.
+POST_INDEX_SIZE = 5_000
+
+
+class PostIndex:
+    """Which thread a recent post belongs to: the posts we saw or made, newest kept."""
+
+    def __init__(self) -> None:
+        self._thread: OrderedDict[str, str] = OrderedDict()  # post id -> thread root id
+
+    def __contains__(self, post_id: object) -> bool:
+        return post_id in self._thread
+
+    def get(self, post_id: str) -> str | None:
+        return self._thread.get(post_id)
+
+    def remember(self, post_id: str, root_id: str) -> None:
+        self._thread[post_id] = root_id
+        if len(self._thread) > POST_INDEX_SIZE:
+            self._thread.popitem(last=False)
+
+
+class RouterTask:
+    def __init__(
+        self,
+        chat: Fronts,
+        store: Store,
+        registry: SessionRegistry,
+        desk: Desk,
+        posts: PostIndex,
+        main_channels: Mapping[str, str],  # DM channel id -> user id
+    ) -> None:
+        self.chat = chat
+        self.store = store
+        self.registry = registry
+        self.desk = desk
+        self.posts = posts
+        self.main_channels = main_channels
+        self.view = RouterView(
+            bot_user_id=chat.me.id,
+            allowed_user_ids=frozenset(registry.allowed),
+            sessions=registry.refs,
+            thread_of=self._thread_of,
+            places=frozenset(main_channels),
+        )
+
+    async def run(self, events: trio.MemoryReceiveChannel[ChatEvent]) -> None:
+        async with events:
+            async for event in events:
+                self._notice_announced_root(event)
+                await self.apply(route(event, self.view))
+
+    def _notice_announced_root(self, event: ChatEvent) -> None:
+        """Our own new thread root, seen on the event stream: from here on replies to it
+        may arrive, so its session must be known now, whichever of this event and the
+        REST answer to its creation reaches us first. (It is launched once announced.)"""
+        if isinstance(event, Posted) and event.post.idempotency_key in self.desk.announcing:
+            record = self.desk.announcing.pop(event.post.idempotency_key)
+            self.registry.register(attrs.evolve(record, root_id=event.post.id, answer_pending=False))
+
+    def _thread_of(self, post_id: str) -> str | None:
+        """The thread a post belongs to: a recent one from the index, an older one that
+        still offers a choice from the session that offered it."""
+        root = self.posts.get(post_id)
+        return root if root is not None else self.registry.thread_offering(post_id)
+
+    async def apply(self, decision: Decision) -> None:
+        if isinstance(decision, Resync):
+            await self.catch_up()
+            return
+        post = getattr(decision, "post", None)
+        if post is not None:  # in a person's main place: the router checked that
+            if not self.store.admit(post.channel_id, post.id, post.create_at):
+                return  # seen before: a replay, a catch-up overlap, or a restart
+            self.posts.remember(post.id, post.thread_id)
+        match decision:
+            case Prompt(session, post):
+                prompt = QueuedPrompt(post.id, post.channel_id, post.message)
+                self._to_session(session.root_id, PromptIn(prompt, post.file_ids), post)
+            case RunThreadCommand(session, post, command):
+                if isinstance(command, commands.ListSessions):
+                    self.desk.reply(post.channel_id, post.id, self.desk.sessions_text(), root_id=post.thread_id)
+                else:
+                    message = CommandIn(command, post.id, post.channel_id)
+                    self._to_session(session.root_id, message, post, urgent=isinstance(command, commands.Stop))
+            case Choose(session, choice):
+                # Urgent: a 🛑 is about the turn running now, not after a flood's prompts.
+                self.registry.deliver(session.root_id, ChoiceIn(choice.kind, choice.post_id), urgent=True)
+            case RunMainCommand(post, command):
+                self.desk.command(post, command)
+            case Guide(post):
+                self.desk.reply(post.channel_id, post.id, texts.GUIDANCE, root_id=post.root_id)
+            case AnswerEnded(session, post):
+                self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=session.root_id)
+            case _:
+                log.debug("ignored: %s", decision)
+
+    def _to_session(self, root_id: str, message: object, post: Post, *, urgent: bool = False) -> None:
+        if not self.registry.deliver(root_id, message, urgent=urgent):
+            self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=root_id)
+
+    async def catch_up(self) -> None:
+        """Fetch what was posted while we were away, and handle it in order, once."""
+        for channel_id in self.main_channels:
+            self.store.ledger.begin(channel_id, int(time.time() * 1000), self.chat.front_of(channel_id).name)
+            since = self.store.ledger.catch_up_since(channel_id)
+            try:
+                posts = await self.chat.posts_since(channel_id, since)
+            except ChatError as exc:
+                log.error("catch-up of channel %s failed: %s", channel_id, exc)
+                continue
+            fresh = [p for p in posts if p.create_at > since]
+            log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since)
+            for post in sorted(fresh, key=lambda p: (p.create_at, p.id)):
+                await self.apply(route_post(post, self.view))

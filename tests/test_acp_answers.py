@@ -1,0 +1,34 @@
+"""Which offered option answers a person's choice (`agent.acp.answers.permission_outcome`)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.agent.acp.answers import permission_outcome
+from supervisor.agent.acp.events import OptionKind
+from supervisor.agent.acp.wire import PermissionOption
+from tests.strategies import ACP_OPTION_KINDS, ACP_OPTIONS
+
+
+@given(ACP_OPTIONS, st.sampled_from([*ACP_OPTION_KINDS, "cancelled"]))
+def test_the_answer_is_the_kind_asked_else_a_reject_never_an_allow_not_asked(
+    options: list[PermissionOption], kind: OptionKind
+) -> None:
+    outcome = permission_outcome(options, kind)
+    offered = {o.kind for o in options}
+    if kind == "cancelled" or not offered & {kind, "reject_once", "reject_always"}:
+        assert outcome == {"outcome": "cancelled"}
+        return
+    assert outcome["outcome"] == "selected"
+    chosen = next(o.kind for o in options if o.option_id == outcome["optionId"])
+    if kind in offered:
+        assert chosen == kind
+    else:
+        assert chosen.startswith("reject")  # a kind not offered: the safe answer is no
+
+
+def test_reject_always_falls_back_to_reject_once() -> None:
+    # OpenCode offers once / always / reject, no reject_always.
+    options = [PermissionOption("once", "allow_once"), PermissionOption("reject", "reject_once")]
+    assert permission_outcome(options, "reject_always") == {"outcome": "selected", "optionId": "reject"}

@@ -1,0 +1,110 @@
+"""The desk's pure rules (`core.desk`): which `!new` goes ahead, and the `!sessions` rows."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.core.desk import (
+    Accepted,
+    DeskFacts,
+    Directory,
+    NewSession,
+    Refused,
+    check_new,
+    sessions_text,
+)
+from supervisor.core.state import SessionRecord
+from tests.strategies import DESK_FACTS, DESK_NAMES, DIRECTORIES, NEW_SESSIONS
+
+
+@given(NEW_SESSIONS, DIRECTORIES, DESK_FACTS)
+def test_a_request_is_refused_exactly_when_a_rule_is_broken(
+    request: NewSession, directory: Directory, facts: DeskFacts
+) -> None:
+    broken = [
+        request.name in facts.live_names,
+        bool(request.persona) and request.persona not in facts.personas,
+        not directory.is_dir,
+        bool(request.agent) and request.agent not in facts.agents,
+    ]
+    answer = check_new(request, directory, facts)
+    assert isinstance(answer, Refused) == any(broken)
+    if isinstance(answer, Accepted):
+        assert answer == Accepted(request, directory.resolved)  # runs where the links lead
+    else:
+        # The first rule broken is the one the person reads about.
+        first = broken.index(True)
+        subject = [request.name, request.persona, directory.path, request.agent][first]
+        assert f"`{subject}`" in answer.reason
+
+
+def test_the_refusals_read_as_before() -> None:
+    facts = DeskFacts(frozenset({"alpha"}), ("reviewer", "writer"), ("claude", "fake"))
+    there = Directory("/srv/work", True, "/srv/work")
+    assert check_new(NewSession("alpha"), there, facts) == Refused(
+        "A live session is already called `alpha`; pick another name or `!end alpha` first."
+    )
+    assert check_new(NewSession("beta", persona="poet"), there, facts) == Refused(
+        "There is no persona `poet` (`reviewer`, `writer`)."
+    )
+    no_personas = DeskFacts(frozenset(), (), ("claude",))
+    assert check_new(NewSession("beta", persona="poet"), there, no_personas) == Refused(
+        "There is no persona `poet` (none are configured)."
+    )
+    assert check_new(NewSession("beta"), Directory("/srv/gone", False, "/srv/gone"), facts) == Refused(
+        "`/srv/gone` is not an existing directory."
+    )
+    assert check_new(NewSession("beta", agent="gpt"), there, facts) == Refused(
+        "There is no agent `gpt` (configured: `claude`, `fake`)."
+    )
+
+
+def _record(name: str, created_at: str, root_id: str, status: str = "live") -> SessionRecord:
+    return SessionRecord(
+        id=name, name=name, channel_id="dm", user_id="ana", cwd=f"/srv/{name}", root_id=root_id,
+        created_at=created_at, status=status,
+    )  # fmt: skip
+
+
+def test_no_sessions_yet() -> None:
+    unannounced = _record("alpha", "2026-01-01T00:00:00Z", root_id="")
+    assert sessions_text([unannounced], {}, lambda root: root, 0.0) == (
+        "No sessions yet. Start one with `!new NAME [CWD]`."
+    )
+
+
+def test_the_rows_oldest_first_with_the_live_state_and_a_link() -> None:
+    records = [
+        _record("beta", "2026-01-01T00:10:00Z", "r2", status="ended"),
+        _record("alpha", "2026-01-01T00:00:00Z", "r1"),
+        _record("gamma", "2026-01-01T00:20:00Z", ""),  # not announced: not listed
+    ]
+    now = 1767226800.0  # 2026-01-01T00:20:00Z
+    text = sessions_text(records, {"r1": "busy"}, lambda root: f"https://chat/{root}", now)
+    assert text == (
+        "| session | state | directory | age | thread |\n"
+        "|---|---|---|---|---|\n"
+        "| alpha | busy | `/srv/alpha` | 20m | [open](https://chat/r1) |\n"
+        "| beta | ended | `/srv/beta` | 10m | [open](https://chat/r2) |"
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(DESK_NAMES, st.integers(0, 59), st.sampled_from(["", "r1", "r2", "r3"]), st.booleans()),
+        max_size=8,
+    )
+)
+def test_every_announced_session_has_one_row_in_age_order(rows: list[tuple[str, int, str, bool]]) -> None:
+    records = [
+        _record(name, f"2026-01-01T00:{minute:02d}:00Z", root, status="live" if live else "ended")
+        for name, minute, root, live in rows
+    ]
+    text = sessions_text(records, {}, lambda root: f"link-{root}", 1767226800.0)
+    announced = sorted((r for r in records if r.root_id), key=lambda r: r.created_at)
+    lines = text.splitlines()[2:] if announced else []
+    assert len(lines) == len(announced)
+    for line, record in zip(lines, announced, strict=True):
+        assert line.startswith(f"| {record.name} | {record.status} | `{record.cwd}` |")
+        assert line.endswith(f"[open](link-{record.root_id}) |")
