@@ -158,6 +158,9 @@ class MemoryLink:
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return [m.post for m in self.chat.messages.values() if m.post.create_at > since_ms]
 
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        return []  # its events are never lost
+
     async def file_info(self, file_id: str) -> FileRef:
         raise ChatError(404, "no_files", "this front end keeps no files")
 

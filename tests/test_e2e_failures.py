@@ -70,6 +70,28 @@ async def _drop_refuse_and_post(w: World, root: str, prompts: list[str], *, forg
     w.server.refuse_websockets(False)
 
 
+async def test_a_choice_made_while_the_websocket_was_away_is_caught_up(tmp_path: Path) -> None:
+    """👍 on a waiting request while the socket is down and the server has forgotten our
+    connection (no replay): after the new hello the choice is read back over REST and the
+    tool runs, instead of the turn waiting for the approval timeout."""
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("[tool touch away.txt] make it", root)
+        asked = await w.wait_for(lambda: next(
+            (p for p in w.bot_posts(root) if "touch away.txt" in p["message"] and "👍" in p["message"]), None))
+        await w.wait_for(lambda: {r["emoji_name"] for r in w.server.reactions_on(asked["id"])} >= {"+1", "-1"})
+        w.server.refuse_websockets(True)
+        w.server.forget_connections()
+        w.server.drop_sockets()
+        await w.react(asked["id"], "+1")
+        await trio.sleep(2)
+        w.server.refuse_websockets(False)
+        await w.answered(root, "tool ran: touch away.txt", timeout=30)
+        await w.wait_for(lambda: "Allowed once" in w.post(asked["id"])["message"])
+        assert [p for p in w.bot_posts(root) if "Permission needed" in p["message"]] == [w.post(asked["id"])]
+
+
 @pytest.mark.parametrize("replayable", [True, False], ids=["server-replay", "rest-catch-up"])
 async def test_websocket_gap_is_handled_exactly_once(tmp_path: Path, replayable: bool) -> None:
     """Dropped, refused for 5 s, posts made in the gap: the server replays them on the same

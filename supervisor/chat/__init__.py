@@ -13,7 +13,7 @@ from typing import Protocol
 
 import attrs
 
-from supervisor.core.events import ChoiceKind, FileRef, Post
+from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 from supervisor.core.markdown import NO_LIMIT as NO_LIMIT  # a limit a front end does not have
 
 
@@ -82,6 +82,12 @@ class ChatLink(Protocol):
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created or changed after `since_ms`, oldest first, all pages."""
+        ...
+
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        """The choices people have made on that message, as the server holds them now:
+        asked after a gap in the event stream, so that a choice made while we were
+        disconnected is not lost. [] where every press reaches us anyway."""
         ...
 
     async def file_info(self, file_id: str) -> FileRef: ...

@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from supervisor.chat import ChatLink, ChatUser
-from supervisor.core.events import ChoiceKind, FileRef, Post
+from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 
 
 @attrs.frozen
@@ -101,6 +101,9 @@ class Fronts:
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return await self.for_channel(channel_id).posts_since(channel_id, since_ms)
+
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        return await self.for_channel(channel_id).choices_on(channel_id, post_id)
 
     async def file_info(self, file_id: str) -> FileRef:
         return await self.for_channel(file_id).file_info(file_id)

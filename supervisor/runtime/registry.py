@@ -183,6 +183,15 @@ class SessionRegistry:
         mail.put(message, urgent=urgent)
         return True
 
+    def offering(self) -> list[tuple[str, str]]:
+        """(place, post id) of every choice the live sessions offer and wait for."""
+        return [
+            (task.core.record.channel_id, post_id)
+            for task in self.tasks.values()
+            if not task.core.state.is_final
+            for post_id in (*task.core.permission_posts, *task.core.record.rerun_offers)
+        ]
+
     def thread_offering(self, post_id: str) -> str | None:
         """The thread whose live session offered a choice on `post_id`, if any."""
         for root, task in self.tasks.items():

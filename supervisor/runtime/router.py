@@ -21,7 +21,7 @@ import trio
 from supervisor.chat import ChatError
 from supervisor.chat.fronts import Fronts
 from supervisor.core import commands, texts
-from supervisor.core.events import ChatEvent, Post, Posted
+from supervisor.core.events import ChatEvent, ChoiceMade, Post, Posted
 from supervisor.core.router import (
     AnswerEnded,
     Choose,
@@ -159,3 +159,17 @@ class RouterTask:
             log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since)
             for post in sorted(fresh, key=lambda p: (p.create_at, p.id)):
                 await self.apply(route_post(post, self.view))
+        await self._catch_up_choices()
+
+    async def _catch_up_choices(self) -> None:
+        """Choices made while we were away, on the requests still waiting for one: without
+        this a 👍 given during an outage would leave its turn waiting for the timeout.
+        A choice seen before is harmless: its request is settled and ignores it."""
+        for channel_id, post_id in self.registry.offering():
+            try:
+                made = await self.chat.choices_on(channel_id, post_id)
+            except ChatError as exc:
+                log.error("catch-up of the choices on %s failed: %s", post_id, exc)
+                continue
+            for choice in made:
+                await self.apply(route(ChoiceMade(choice), self.view))

@@ -354,6 +354,11 @@ def decode_users(value: Any) -> list[ChatUser]:
     return [decode_user(item) for item in value]
 
 
+def decode_reactions(value: Any) -> list[Reaction]:
+    # An empty list can come back as null (no reactions yet).
+    return [structure(item, Reaction) for item in value or ()]
+
+
 def decode_post(value: Any) -> WirePost:
     return structure(value, WirePost)
 

@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import attrs
 import httpx
 import trio
 
@@ -20,7 +21,7 @@ from supervisor.chat.mattermost import choices
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.mattermost.websocket import MattermostWebSocket
 from supervisor.core.backoff import RECONNECT_BACKOFF, REST_BACKOFF, Backoff
-from supervisor.core.events import ChatEvent, ChoiceKind, FileRef, Post
+from supervisor.core.events import ChatEvent, Choice, ChoiceKind, FileRef, Post
 
 if TYPE_CHECKING:
     from supervisor.chat import ChatLink
@@ -148,6 +149,10 @@ class MattermostLink:
 
     def handled(self, channel_id: str, post_id: str) -> None:
         pass  # the ledger's cursor and handled ids are the whole of Mattermost's exactly-once
+
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        made = (choices.choice_made(reaction) for reaction in await self.rest.reactions(post_id))
+        return [attrs.evolve(event.choice, channel_id=channel_id) for event in made if event is not None]
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return [post.to_post() for post in await self.rest.posts_since(channel_id, since_ms) if post.acts]

@@ -27,6 +27,7 @@ import trio
 
 from supervisor.chat import ChatError, ChatUser, tls
 from supervisor.chat.mattermost import codec
+from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.events import FileRef
@@ -147,6 +148,10 @@ class MattermostRest:
         me = quote(await self._my_id(), safe="")
         emoji = quote(emoji_name, safe="")
         await self._call("DELETE", f"/users/{me}/posts/{quote(post_id, safe='')}/reactions/{emoji}")
+
+    async def reactions(self, post_id: str) -> list[Reaction]:
+        response = await self._call("GET", f"/posts/{quote(post_id, safe='')}/reactions")
+        return _decode(response, codec.decode_reactions)
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[WirePost]:
         """Every post created after `since_ms`, and posts changed after it, oldest first.

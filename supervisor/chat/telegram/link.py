@@ -32,7 +32,7 @@ from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
-from supervisor.core.events import ChoiceKind, FileRef, Post
+from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 
 log = logging.getLogger("supervisor.telegram")
 
@@ -256,6 +256,9 @@ class TelegramLink:
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return []  # the update offset replays what was missed, exactly once
+
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        return []  # a button press is an update: replayed by the offset like any other
 
     def handled(self, channel_id: str, post_id: str) -> None:
         self.on_handled(channel_id, post_id)

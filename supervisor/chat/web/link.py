@@ -168,6 +168,9 @@ class WebLink:
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return []  # the web inbox replays what the core has not handled, by itself
 
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        return []  # a press is a message in the web inbox: replayed like any other
+
     def handled(self, channel_id: str, post_id: str) -> None:
         if post_id.startswith(USER_MESSAGE):
             self._handled_send.send_nowait(post_id.removeprefix(USER_MESSAGE))
