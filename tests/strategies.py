@@ -99,3 +99,19 @@ THREAD_COMMANDS = st.sampled_from(["!stop", "!status", "!help", "!end", "!get a.
 # Choices on a permission request or any other post; "allow_always" (🔁 on Mattermost) also
 # runs a cut notice's prompt again.
 SESSION_CHOICES = st.sampled_from(CHOICE_KINDS)
+
+
+# --- the state file's ledger (tests/test_state_encoder.py) ------------------------------
+
+# (channel, post id, created ms, done at once): short ids so that the same id turns up in
+# two channels (Telegram's message ids are per chat), times spread over a few minutes so
+# that handled ids expire from the slack window while others are added.
+LEDGER_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.text(alphabet="ab12", min_size=1, max_size=3),
+        st.integers(0, 300_000),
+        st.booleans(),
+    ),
+    max_size=60,
+)

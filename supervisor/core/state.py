@@ -124,8 +124,10 @@ class Encoder:
         sessions = ",\n".join(self._session_line(k, r) for k, r in sorted(state.sessions.items()))
         for gone in self._lines.keys() - state.sessions.keys():
             del self._lines[gone]
+        # A channel's handled ids in the order they were dealt with, not sorted: sorting
+        # the last minute's ids on every write cost more than encoding the rest of the file.
         channels = ",\n".join(
-            f"  {json.dumps(k)}: {json.dumps(_converter.unstructure(c), sort_keys=True)}"
+            f"  {json.dumps(k)}: {json.dumps(_converter.unstructure(c))}"
             for k, c in sorted(state.channels.items())
         )
         text = (
@@ -214,7 +216,9 @@ class Ledger:
         """What goes to disk: cursors, and handled ids inside the slack window."""
         out = {}
         for channel, cursor in self.cursors.items():
-            kept = {p: t for p, t in self.handled.get(channel, {}).items() if t >= cursor - SLACK_MS}
+            kept = self.handled.get(channel, {})
+            if kept and min(kept.values()) < cursor - SLACK_MS:  # a copy only when one expired
+                kept = {p: t for p, t in kept.items() if t >= cursor - SLACK_MS}
             self.handled[channel] = kept
             out[channel] = ChannelLedger(cursor=cursor, handled=kept)
         return out
