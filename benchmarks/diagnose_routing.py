@@ -54,6 +54,11 @@ def report(samples: list[Sample], records: list[dict[str, Any]]) -> None:
         if xs:
             print(f"{what:18s} n {len(xs):5d}  p50 {percentile(xs, 50):7.2f}  p99 {percentile(xs, 99):7.2f}  "
                   f"max {max(xs):7.2f}  ms" + ("" if what == "gc" else f"  (up to {max(r['bytes'] for r in these)} bytes)"))
+    writes = sorted(r["t"] for r in records if r["what"] == "write")
+    between = [sum(1 for t in writes if ws[s.post_id] < t <= to_agent[s.text]) for s in samples]
+    counts = {n: between.count(n) for n in sorted(set(between))}
+    print("state writes ended between ws and to agent (writes: samples):",
+          ", ".join(f"{n}: {c}" for n, c in counts.items()))
     print("slowest samples (ms per stage) and pauses > 2 ms within 50 ms before them:")
     for sample, row in sorted(zip(samples, rows, strict=True), key=lambda x: -x[1][0])[:8]:
         near = [f"{r['what']} {r['s'] * 1000:.1f} ms at {(r['t'] - sample.frame_sent) * 1000:+.0f}"
