@@ -37,6 +37,7 @@ records: list[dict[str, Any]] = []
 def install() -> None:
     import trio_websocket
 
+    from supervisor.core import state
     from supervisor.core.agent_events import SendPrompt
     from supervisor.runtime import agent_process, store
 
@@ -54,26 +55,26 @@ def install() -> None:
 
     send = agent_process.AgentProcess.send
 
-    async def timed_send(self: Any, command: Any) -> None:
+    async def timed_send(self: Any, command: Any) -> Any:
         if not isinstance(command, SendPrompt):
-            await send(self, command)
-            return
+            return await send(self, command)
         t = time.time()
-        await send(self, command)
+        events = await send(self, command)  # the session uses them: hand them back
         records.append({"what": "to_agent", "t": t, "sent": time.time(), "text": command.text})
+        return events
 
     agent_process.AgentProcess.send = timed_send  # type: ignore[method-assign]
 
-    # The store encodes through its `Encoder` (imported from core.state): wrap its method.
-    encode = store.Encoder.encode
+    # The store encodes through the `Encoder` of core.state: wrap its method.
+    encode = state.Encoder.encode
 
-    def timed_encode(self: Any, state: Any) -> bytes:
+    def timed_encode(self: Any, value: Any) -> bytes:
         t = time.perf_counter()
-        raw: bytes = encode(self, state)
+        raw: bytes = encode(self, value)
         records.append({"what": "encode", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
         return raw
 
-    store.Encoder.encode = timed_encode  # type: ignore[method-assign]
+    state.Encoder.encode = timed_encode  # type: ignore[method-assign,assignment]
 
     write_atomically = store.write_atomically
 
@@ -82,7 +83,7 @@ def install() -> None:
         write_atomically(directory, raw)
         records.append({"what": "write", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
 
-    store.write_atomically = timed_write  # type: ignore[assignment]
+    store.write_atomically = timed_write
 
     started: list[float] = []
 
