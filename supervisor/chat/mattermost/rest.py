@@ -18,6 +18,8 @@ import math
 import random
 import secrets
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -87,11 +89,12 @@ class MattermostRest:
         self.me: ChatUser | None = None  # set by get_me()
         # Requests go straight to httpx's transport (its connection pool over httpcore):
         # the client's per-request machinery (URL and header merging, auth and redirect
-        # flows, cookies, hooks) cost more CPU than the HTTP exchange itself, and we use
-        # none of it. Never httpx's default verify=True: it would call certifi.where(); see tls.
+        # flows, cookies, hooks), none of which we use, cost about a third of each request's
+        # CPU. The environment's proxy is honoured as the client did (trust_env). Never
+        # httpx's default verify=True: it would call certifi.where(); see tls.
         kept = httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS)
         self._transport = transport or httpx.AsyncHTTPTransport(
-            verify=ssl_context or tls.ssl_context(), limits=kept
+            verify=ssl_context or tls.ssl_context(), limits=kept, proxy=_proxy_for(self.base_url)
         )
         self._exchanges = trio.CapacityLimiter(_CONNECTIONS)
         self._api = f"{self.base_url}/api/v4"
@@ -361,6 +364,15 @@ def _seconds(value: str | None) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, _LONGEST_SERVER_WAIT)
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (https_proxy, all_proxy, no_proxy...)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all") or None
 
 
 def _server_wait(response: httpx.Response) -> float | None:
