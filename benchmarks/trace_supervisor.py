@@ -9,9 +9,11 @@ supervisor run --config ...` with, recorded in memory and written to OUT.jsonl a
 - `to_agent`: just before a prompt's bytes are written to an agent's stdin, and `sent`
   just after, with the prompt text;
 - `gc`: every garbage collection of generation 2, with its duration;
-- `encode`: every encoding of sessions.json by the store, with its duration.
+- `encode`: every encoding of sessions.json by the store, with its duration;
+- `write`: every atomic write of sessions.json (in the store's worker thread), with its
+  duration (the fsyncs).
 
-The supervisor's code is not changed: the stopwatches wrap four functions from outside.
+The supervisor's code is not changed: the stopwatches wrap five functions from outside.
 Used by `diagnose_routing.py` to split routing latency into its stages.
 """
 
@@ -35,6 +37,7 @@ records: list[dict[str, Any]] = []
 def install() -> None:
     import trio_websocket
 
+    from supervisor.core import state
     from supervisor.core.agent_events import SendPrompt
     from supervisor.runtime import agent_process, store
 
@@ -52,26 +55,35 @@ def install() -> None:
 
     send = agent_process.AgentProcess.send
 
-    async def timed_send(self: Any, command: Any) -> None:
+    async def timed_send(self: Any, command: Any) -> Any:
         if not isinstance(command, SendPrompt):
-            await send(self, command)
-            return
+            return await send(self, command)
         t = time.time()
-        await send(self, command)
+        events = await send(self, command)  # the session uses them: hand them back
         records.append({"what": "to_agent", "t": t, "sent": time.time(), "text": command.text})
+        return events
 
     agent_process.AgentProcess.send = timed_send  # type: ignore[method-assign]
 
-    # The store calls its module-level `encode` (imported from core.state): wrap that name.
-    encode = vars(store)["encode"]
+    # The store encodes through the `Encoder` of core.state: wrap its method.
+    encode = state.Encoder.encode
 
-    def timed_encode(state: Any) -> bytes:
+    def timed_encode(self: Any, value: Any) -> bytes:
         t = time.perf_counter()
-        raw: bytes = encode(state)
+        raw: bytes = encode(self, value)
         records.append({"what": "encode", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
         return raw
 
-    vars(store)["encode"] = timed_encode
+    state.Encoder.encode = timed_encode  # type: ignore[method-assign,assignment]
+
+    write_atomically = store.write_atomically
+
+    def timed_write(directory: Any, raw: bytes) -> None:
+        t = time.perf_counter()
+        write_atomically(directory, raw)
+        records.append({"what": "write", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
+
+    store.write_atomically = timed_write
 
     started: list[float] = []
 

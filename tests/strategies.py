@@ -136,3 +136,19 @@ ACP_OPTION_KINDS = ["allow_once", "allow_always", "reject_once", "reject_always"
 ACP_OPTIONS = st.lists(st.sampled_from(ACP_OPTION_KINDS), unique=True).map(
     lambda kinds: [PermissionOption(f"opt-{kind}", kind) for kind in kinds]
 )
+
+
+# --- the state file's ledger (tests/test_state_encoder.py) ------------------------------
+
+# (channel, post id, created ms, done at once): short ids so that the same id turns up in
+# two channels (Telegram's message ids are per chat), times spread over a few minutes so
+# that handled ids expire from the slack window while others are added.
+LEDGER_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.text(alphabet="ab12", min_size=1, max_size=3),
+        st.integers(0, 300_000),
+        st.booleans(),
+    ),
+    max_size=60,
+)

@@ -121,7 +121,9 @@ class Encoder:
     @staticmethod
     def _channel(key: str, ledger: ChannelLedger) -> str:
         fields = {"cursor": ledger.cursor, "handled": ledger.handled}  # its front is its group
-        return f"{json.dumps(key)}: {json.dumps(fields, sort_keys=True)}"
+        # A place's handled ids in the order they were dealt with, not sorted: sorting the
+        # last minute's ids on every write cost more than encoding the rest of the file.
+        return f"{json.dumps(key)}: {json.dumps(fields)}"
 
     def _session_line(self, key: str, record: SessionRecord) -> str:
         cached = self._lines.get(key)
@@ -238,7 +240,9 @@ class Ledger:
         """What goes to disk: cursors, and handled ids inside the slack window."""
         out = {}
         for channel, cursor in self.cursors.items():
-            kept = {p: t for p, t in self.handled.get(channel, {}).items() if t >= cursor - SLACK_MS}
+            kept = self.handled.get(channel, {})
+            if kept and min(kept.values()) < cursor - SLACK_MS:  # a copy only when one expired
+                kept = {p: t for p, t in kept.items() if t >= cursor - SLACK_MS}
             self.handled[channel] = kept
             out[channel] = ChannelLedger(cursor=cursor, handled=kept, front=self.fronts.get(channel, ""))
         return out

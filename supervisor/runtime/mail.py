@@ -57,18 +57,23 @@ class Mailbox(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    async def _wait(self) -> None:
+    async def wait(self) -> None:
+        """Until at least one item is waiting (it stays there)."""
         while not self._items:
             self._arrived = trio.Event()
             await self._arrived.wait()
 
     async def get(self) -> T:
-        await self._wait()
+        await self.wait()
         return self._items.popleft()
 
     async def get_all(self) -> list[T]:
         """Everything waiting (at least one item), oldest first."""
-        await self._wait()
+        await self.wait()
+        return self.take_all()
+
+    def take_all(self) -> list[T]:
+        """Everything waiting now (perhaps nothing), oldest first."""
         items = list(self._items)
         self._items.clear()
         return items
