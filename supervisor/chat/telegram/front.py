@@ -190,8 +190,10 @@ class TelegramFrontEnd:
             event = await self._posted(item)
         elif isinstance(item, incoming.Pressed):
             event = await self._pressed(item)
+        elif isinstance(item, incoming.StopPressed):
+            event = self._stop_pressed(item)
         else:
-            event = None  # an edit, a draft's Stop we did not offer, a kind we do not use
+            event = None  # an edit, a kind we do not use
         if isinstance(event, Posted):
             post = event.post
             if self.already_handled is not None and self.already_handled(post.channel_id, post.id):
@@ -288,11 +290,22 @@ class TelegramFrontEnd:
         if not allowed or item.choice is None or item.chat_id is None:
             return None
         try:
-            post_id = ids.post(item.chat_id, int(item.choice.ref))
+            post_id = self.tg.core_id(ids.post(item.chat_id, int(item.choice.ref)))
         except ValueError:
             return None
         kind: ChoiceKind = PORT_KINDS[item.choice.kind]
         return choice_event(ids.user(item.author_id), post_id, kind, ids.channel(item.chat_id))
+
+    def _stop_pressed(self, item: incoming.StopPressed) -> ChatEvent | None:
+        """Stop on a draft: the core's stop on that session's thread, as `/stop` there.
+        A private chat's id is its person's."""
+        if item.chat_id not in self._allowed:
+            return None
+        root = self.tg.root_of_draft(item.chat_id, item.topic_id, item.draft_id)
+        if root is None:
+            log.info("Stop pressed on a draft of no known session (draft %s)", item.draft_id)
+            return None
+        return choice_event(ids.user(item.chat_id), root, "stop", ids.channel(item.chat_id))
 
     # --- without topics: the active session ---------------------------------------------
 

@@ -1,0 +1,137 @@
+"""A streaming answer on Telegram: a draft with a Stop button while it grows, then real
+messages; Stop on the draft interrupts the turn like `/stop`; where drafts fail, one
+message edited in place at most once a second; a draft never shows another session's
+text (without topics every session shares the chat's main view)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import trio
+
+from supervisor.chat.telegram import ids
+from supervisor.core.events import Choice, ChoiceMade
+from tests.fakes.telegram_botapi import running
+from tests.fakes.telegram_schema import call_problems
+from tests.telegram_world import ALICE, tg_world
+from tests.test_telegram_link import CHANNEL, front_end
+
+FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
+
+
+async def test_a_streaming_answer_is_a_draft_with_stop_then_real_messages(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("alpha")
+            w.say("[slow 3] hello there", topic)
+            chat = w.fake.chat(ALICE)
+            await w.wait_for(lambda: topic in chat.live_drafts and "echo" in chat.live_drafts[topic][1])
+            assert topic in chat.stoppable  # sent with can_stop: the person has a Stop button
+            assert "echo" not in w.text(topic)  # the draft shows it, no message yet
+            text = await w.answered(topic, "echo #1: hello there")
+            await w.wait_for(lambda: topic not in chat.live_drafts)  # the message ended it
+            growing = [d for t, _id, d in chat.drafts if t == topic]
+            assert len(growing) >= 2 and growing == sorted(growing, key=len)  # it grew live
+            assert text.count("echo #1: hello there") == 1
+            edits = [c for c in w.fake.calls_of("editMessageText") if "echo" in c.params["text"]]
+            assert edits == []  # no message was edited while it streamed
+            assert call_problems(w.fake.calls) == []  # can_stop and the Stop update: 10.3
+
+
+async def test_stop_on_the_draft_interrupts_the_turn_like_stop(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("beta")
+            w.say("[slow 30] a long answer", topic)
+            chat = w.fake.chat(ALICE)
+            await w.wait_for(lambda: topic in chat.stoppable and "echo" in chat.live_drafts.get(topic, (0, ""))[1])
+            stop = w.fake.user_stops_draft(ALICE, topic)
+            await w.answered(topic, "Interrupted", timeout=15)
+            await w.wait_for(lambda: stop in w.fake.confirmed)
+            w.say("again", topic)  # the session goes on
+            await w.answered(topic, "echo #2: again")
+
+
+async def test_where_drafts_fail_one_message_is_edited_in_place_at_most_once_a_second(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path, drafts=False) as w:  # an older Bot API server
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("gamma")
+            w.say("[slow 4] hello there", topic)
+            text = await w.answered(topic, "echo #1: hello there")
+            assert text.count("echo #1") == 1
+            answer = next(s for s in w.said(topic) if "echo #1" in s.message["text"])
+            edits = [c.at for c in w.fake.calls_of("editMessageText")
+                     if c.params["message_id"] == answer.message["message_id"]]  # fmt: skip
+            assert len(edits) >= 2  # it grew in place
+            assert all(b - a >= 0.9 for a, b in itertools.pairwise(edits))
+            assert len(w.fake.calls_of("sendMessageDraft")) == 1  # refused once, not tried again
+            w.say("[slow 1] more", topic)
+            await w.answered(topic, "echo #2: more")
+            assert len(w.fake.calls_of("sendMessageDraft")) == 1
+
+
+async def test_without_topics_a_draft_never_shows_another_sessions_text(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path, topics=False) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            for name in ("a", "b"):
+                (w.work / name).mkdir()
+                w.say(f"/new {name} {w.work / name}")
+                await w.answered(None, f"Started session {name}")
+            w.say("/session a")
+            await w.answered(None, "Plain text now goes to a")
+            w.say("[slow 3] from-a")
+            w.say("/session b")
+            await w.answered(None, "Plain text now goes to b")
+            w.say("[slow 3] from-b")
+            await w.answered(None, "echo #1: from-a")
+            await w.answered(None, "echo #1: from-b")
+            drafts = w.fake.chat(ALICE).drafts
+            assert drafts  # drafts were used
+            owner: dict[int, str] = {}
+            for _thread, draft_id, text in drafts:
+                name = text[1]  # every text of a session starts with [NAME]
+                assert owner.setdefault(draft_id, name) == name, (draft_id, text)
+                other = "b" if name == "a" else "a"
+                assert f"from-{other}" not in text, (draft_id, text)
+            seen = [d for _t, d, _x in drafts]
+            # One draft at a time in the main view: an earlier draft never comes back.
+            assert all(seen[i] == seen[i - 1] or seen[i] not in seen[:i] for i in range(1, len(seen)))
+
+
+async def test_a_growing_post_made_real_keeps_its_id_for_buttons_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=50) as (front, receive), trio.open_nursery() as nursery:
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="delta")
+                post = await front.tg.create_growing(CHANNEL, "Allow `ls`?", root_id=root.id, idempotency_key="")
+                topic = ids.parse_post(root.id)[1]
+                assert fake.chat(ALICE).live_drafts[topic][1] == "Allow ls?"  # a draft, no message
+                await front.tg.offer_choices(post.id, ("allow_once", "reject"))  # needs a message
+                (asking,) = [s for s in fake.bot_messages(ALICE, topic) if s.markup]
+                assert topic not in fake.chat(ALICE).live_drafts
+                await nursery.start(front.run)
+                allow = asking.markup["inline_keyboard"][0][0]["callback_data"] if asking.markup else ""
+                fake.user_presses(ALICE, asking.message["message_id"], allow)
+                with trio.fail_after(5):
+                    event = await receive.receive()
+                # The core knows the post by the id it was given, whatever Telegram's is.
+                assert event == ChoiceMade(Choice(ids.user(ALICE), post.id, "allow_once", CHANNEL))
+                nursery.cancel_scope.cancel()
+            async with front_end(fake, tmp_path, rate=50) as (front, _receive):  # a restart
+                await front.tg.settle_choices(post.id)
+                await front.tg.edit_post(post.id, "Allowed `ls`")
+            assert asking.markup is None and asking.message["text"] == "Allowed ls"
