@@ -282,6 +282,11 @@ class Supervisor:
         post = getattr(decision, "post", None)
         if post is not None:  # in a person's main place: the router checked that
             if not self.store.admit(post.channel_id, post.id, post.create_at):
+                if post.id not in self.store.ledger.in_flight.get(post.channel_id, {}):
+                    # Dealt with before (a redelivery after a crash cut the front end's
+                    # confirmation): re-marked, so the front end is told `handled` once
+                    # that is durable, and may confirm it to its server.
+                    self.store.handled(post.channel_id, post.id)
                 return  # seen before: a replay, a catch-up overlap, or a restart
             self._remember_post(post.id, post.thread_id)
         match decision:

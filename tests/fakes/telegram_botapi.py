@@ -31,6 +31,7 @@ Switches:
         per chat, with Telegram's 429 and parameters.retry_after; rate_limit(None) = off
     fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False)
         the next `count` calls of `method` get that error (or no answer at all)
+    fake.clear_faults()
 
 Assertions:
     fake.calls: [Call(seq, at, method, params, status, reply)]; fake.calls_of(method)
@@ -422,6 +423,9 @@ class FakeBotApi:
     ) -> None:
         self._faults[method] = _Fault(status, description or f"fault {status}", count,
                                       retry_after, hang_up)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]

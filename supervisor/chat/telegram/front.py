@@ -6,9 +6,9 @@ with here (a stranger's message or button, `/session NAME` without topics) and c
 
 Exactly once (PRODUCT.md, Telegram): an update that reaches the core as a `Posted` is
 confirmed only when the core's store says that post's handled mark is durable
-(`handled(channel_id, post_id)` on the link); anything that never reaches the core, or
-that the core's ledger already holds as handled (a redelivery after a crash between the
-store's write and our confirmation), is confirmed at once. A button press is confirmed
+(`handled(channel_id, post_id)` on the link); that includes a redelivery after a crash
+between the store's write and our confirmation: the core turns it away as handled and
+says so the same way. Anything that never reaches the core is confirmed at once. A button press is confirmed
 once it is answered and handed to the core: a press that a crash cut is pressed again.
 The confirmed offset is written to the front end's memory, so a start asks for exactly
 what was written while we were down; Telegram keeps it, in order.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -43,7 +42,6 @@ from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted
-from supervisor.runtime.store import read_state
 
 if TYPE_CHECKING:
     from supervisor.chat.fronts import FrontEnd
@@ -73,8 +71,6 @@ _SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
 # Commands meant for the session a plain message would reach (no topics: the active one).
 _THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
 
-AlreadyHandled = Callable[[str, str], bool]  # (channel id, post id) -> durable mark exists
-
 
 class TelegramFrontEnd:
     """One bot. Built by `connect`; `run` is its event task (start it with nursery.start)."""
@@ -89,7 +85,6 @@ class TelegramFrontEnd:
         events: trio.MemorySendChannel[ChatEvent],
         *,
         bot_username: str,
-        already_handled: AlreadyHandled | None = None,
         personas: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
@@ -99,8 +94,6 @@ class TelegramFrontEnd:
         self._events = events
         self.bot_username = bot_username
         self.personas = personas  # for the seed's `/new NAME PERSONA`
-        # Set by whoever owns the core's ledger; see the module docstring.
-        self.already_handled = already_handled
         self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
                                    allowed_updates=ALLOWED_UPDATES)  # fmt: skip
         self._allowed = frozenset(config.allowed_user_ids)
@@ -116,7 +109,6 @@ class TelegramFrontEnd:
         state_dir: Path,
         events: trio.MemorySendChannel[ChatEvent],
         *,
-        already_handled: AlreadyHandled | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> TelegramFrontEnd:
         """Ask Telegram who we are (retried until it answers; a refused token raises)."""
@@ -134,8 +126,7 @@ class TelegramFrontEnd:
         memory.for_bot(me.id)
         link = TelegramLink(api, bot, memory, topics=me.has_topics_enabled)
         log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
-        return cls(config, api, link, events, bot_username=me.username,
-                   already_handled=already_handled)  # fmt: skip
+        return cls(config, api, link, events, bot_username=me.username)
 
     async def offer_menu(self) -> None:
         """Tell Telegram our commands, for the clients' menu; a refusal changes nothing."""
@@ -196,9 +187,6 @@ class TelegramFrontEnd:
             event = None  # an edit, a kind we do not use
         if isinstance(event, Posted):
             post = event.post
-            if self.already_handled is not None and self.already_handled(post.channel_id, post.id):
-                self._confirm(update.update_id)  # handled before a crash cut our confirm
-                return
             self._pending[post.id] = update.update_id
             # Written under a header whose thread the core does not know yet: wait for it.
             await self.tg.opened(ids.chat_of(post.channel_id))
@@ -375,29 +363,10 @@ def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> TelegramFrontEnd:
     """The registry's opener: `[telegram]` connected (getMe answered)."""
     assert config.telegram is not None
-    state_dir = config.state.dir
-    handled = await trio.to_thread.run_sync(handled_at_start, state_dir)
-    front = await TelegramFrontEnd.connect(
-        config.telegram, state_dir, events,
-        already_handled=lambda channel_id, post_id: (channel_id, post_id) in handled,
-    )  # fmt: skip
+    front = await TelegramFrontEnd.connect(config.telegram, config.state.dir, events)
     front.personas = frozenset(config.personas)
     await front.offer_menu()
     return front
-
-
-def handled_at_start(state_dir: Path) -> frozenset[tuple[str, str]]:
-    """Our posts the store holds as handled, read once at start (read-only, as `sessions`
-    does). An update handled but not yet confirmed when the last run ended comes again;
-    the core's ledger skips it without a word, so we must know to confirm it ourselves.
-    Only a start can bring such a redelivery: within a run, an update comes once."""
-    channels = read_state(state_dir).state.channels
-    return frozenset(
-        (channel_id, post_id)
-        for channel_id, ledger in channels.items()
-        if ids.owns(channel_id)
-        for post_id in ledger.handled
-    )
 
 
 if TYPE_CHECKING:
