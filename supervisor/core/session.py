@@ -187,6 +187,14 @@ class SessionCore:
         self.resuming = self.record.has_history
         return [LaunchAgent(resume=self.record.has_history, delay_s=delay_s)]
 
+    def turned_to(self, now: float) -> list[Effect]:
+        """The person turned to this thread: a suspended agent starts now, ready for them
+        (the seed: switching to a session starts its agent at once)."""
+        if self.state is not S.SUSPENDED:
+            return []
+        self.last_active_at = now
+        return self._launch(now)
+
     def agent_ready(self, pid: int, now: float) -> list[Effect]:
         self._set(S.IDLE)
         effects: list[Effect] = [self._save(pgid=pid, status="live")]

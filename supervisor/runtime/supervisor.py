@@ -42,6 +42,7 @@ from supervisor.core.router import (
     RunMainCommand,
     RunThreadCommand,
     SessionRef,
+    Wake,
     route,
     route_post,
 )
@@ -51,7 +52,7 @@ from supervisor.runtime.agent_process import AgentGrace
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.mail import Feed
 from supervisor.runtime.session import SessionDeps, SessionTask
-from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, EndIn, PromptIn
+from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, EndIn, PromptIn, WakeIn
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
@@ -304,6 +305,9 @@ class Supervisor:
                 if task is not None and mail is not None and not task.core.state.is_final:
                     # Urgent: a 🛑 is about the turn running now, not after a flood's prompts.
                     mail.put(ChoiceIn(choice.kind, choice.post_id), urgent=True)
+            case Wake(session):
+                if (mail := self._mail.get(session.root_id)) is not None:
+                    mail.put(WakeIn())
             case RunMainCommand(post, command):
                 self.desk.command(post, command)
             case Guide(post):

@@ -41,7 +41,16 @@ from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
-from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted
+from supervisor.core.events import (
+    ChatEvent,
+    Choice,
+    ChoiceKind,
+    ChoiceMade,
+    FileRef,
+    Post,
+    Posted,
+    TurnedTo,
+)
 
 if TYPE_CHECKING:
     from supervisor.chat.fronts import FrontEnd
@@ -62,6 +71,7 @@ MENU: Final = (
     ("end", "[NAME]: end a session"),
     ("help", "what the bot understands"),
 )
+NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
 _VERBS: Final = frozenset(
@@ -101,6 +111,10 @@ class TelegramFrontEnd:
         self._refused: dict[int, float] = {}  # chat id -> when it was last refused
         self._offset_moved = trio.Event()
         link.on_handled = self._handled
+        # Without topics: `/sessions` asked (post id -> chat), and the notes saying which
+        # session is active, sent once the list is out (see `_mark_active`).
+        self._listing: dict[str, int] = {}
+        self._notes_send, self._notes_recv = trio.open_memory_channel[tuple[int, str]](NOTES_QUEUED)
 
     @classmethod
     async def connect(
@@ -169,6 +183,7 @@ class TelegramFrontEnd:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.source.run, updates_send)
             nursery.start_soon(self._keep_offset)
+            nursery.start_soon(self._send_notes)
             task_status.started()
             async with updates_recv:
                 async for update in updates_recv:
@@ -200,6 +215,30 @@ class TelegramFrontEnd:
         update_id = self._pending.pop(post_id, None)
         if update_id is not None:
             self._confirm(update_id)
+        chat_id = self._listing.pop(post_id, None)
+        if chat_id is not None:
+            self._mark_active(chat_id, channel_id)
+
+    def _mark_active(self, chat_id: int, channel_id: str) -> None:
+        """Below the core's session list (it is out once the command is handled): which
+        session plain text goes to. Only the front end knows that (the seed's model)."""
+        root = self.tg.memory.active.get(channel_id)
+        thread = self.tg.memory.threads.get(root) if root else None
+        if thread is None:
+            return
+        note = f"▶ Plain text goes to <b>{escape(thread.title)}</b> (/session NAME switches)."
+        try:
+            self._notes_send.send_nowait((chat_id, note))
+        except trio.WouldBlock:
+            log.info("too many notes waiting: the active session is not said this time")
+
+    async def _send_notes(self) -> None:
+        async with self._notes_recv:
+            async for chat_id, note in self._notes_recv:
+                try:
+                    await self.api.send_message(chat_id, note)
+                except BotApiError as exc:
+                    log.info("could not say the active session: %s", exc)
 
     def _confirm(self, update_id: int) -> None:
         self.source.confirm(update_id)
@@ -218,7 +257,7 @@ class TelegramFrontEnd:
 
     # --- messages ----------------------------------------------------------------------
 
-    async def _posted(self, item: incoming.Posted) -> Posted | None:
+    async def _posted(self, item: incoming.Posted) -> Posted | TurnedTo | None:
         if item.author_id not in self._allowed:
             await self._refuse(item.chat_id, item.topic_id)
             return None
@@ -240,10 +279,11 @@ class TelegramFrontEnd:
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
-            switched = await self._switch(item, channel, text)
-            if switched:
-                return None
+            if text.split()[:1] and text.split()[0].lower() == "!session":
+                return await self._switch(item, channel, text)
             root = self._root_without_topics(item, channel, text)
+            if not root and text.split()[0].lower() == "!sessions":
+                self._listing[ids.post(item.chat_id, item.message_id)] = item.chat_id
         post = Post(
             ids.post(item.chat_id, item.message_id),
             channel,
@@ -297,11 +337,10 @@ class TelegramFrontEnd:
 
     # --- without topics: the active session ---------------------------------------------
 
-    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> bool:
-        """`/session NAME`: choose where plain text goes. True when it was that."""
+    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> TurnedTo | None:
+        """`/session NAME`: choose where plain text goes, and tell the core the person
+        turned to that session (its agent starts now if it is not running)."""
         words = text.split()
-        if not words or words[0].lower() != "!session":
-            return False
         memory = self.tg.memory
         name = words[1] if len(words) == 2 else ""
         root = next((r for r, t in memory.threads.items()
@@ -319,7 +358,7 @@ class TelegramFrontEnd:
             await self.api.send_message(item.chat_id, escape(answer))
         except BotApiError as exc:
             log.info("could not answer /session: %s", exc)
-        return True
+        return TurnedTo(ids.user(item.author_id), channel, root) if root is not None and name else None
 
     def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
         """A main-view command stays there; a reply goes to the session it answers;
