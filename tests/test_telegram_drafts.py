@@ -135,3 +135,19 @@ async def test_a_growing_post_made_real_keeps_its_id_for_buttons_and_after_a_res
                 await front.tg.settle_choices(post.id)
                 await front.tg.edit_post(post.id, "Allowed `ls`")
             assert asking.markup is None and asking.message["text"] == "Allowed ls"
+
+
+async def test_a_draft_is_shown_again_before_telegram_drops_it_during_a_pause(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=50) as (front, _receive):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="eps")
+                topic = ids.parse_post(root.id)[1]
+                await front.tg.create_growing(CHANNEL, "thinking so far", root_id=root.id, idempotency_key="")
+                await front.tg.keep_drafts(10.0)  # shown just now: nothing to do
+                assert len(fake.chat(ALICE).drafts) == 1
+                await trio.sleep(0.3)
+                await front.tg.keep_drafts(0.2)  # a pause longer than that: shown again
+                assert [text for _t, _d, text in fake.chat(ALICE).drafts] == ["thinking so far"] * 2
+                assert fake.chat(ALICE).live_drafts[topic][1] == "thinking so far"

@@ -50,3 +50,35 @@ async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_no
             assert text.count("echo #1: only once") == 1 and "echo #3" not in text
             prompts = [p for ps in w.prompts_by_process().values() for p in ps]
             assert prompts.count("only once") == 1 and prompts.count("next") == 1
+
+
+async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_waiting_and_none_is_lost(
+    tmp_path: Path,
+) -> None:
+    count = 110  # more than one getUpdates answer holds
+    with trio.fail_after(150):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            w.say("[slow 60] a long turn", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=30)
+            for i in range(count):
+                w.say(f"q{i}", topic)
+            w.say("/stop", topic)
+            # Before: the stop waited behind 100 unconfirmed prompts, until the turn ended.
+            await w.answered(topic, "Interrupted", timeout=20)
+            w.kill()  # with prompts still held by us, and no longer by Telegram
+            memory = json.loads((w.tmp / "state" / "telegram.json").read_text())
+            assert memory["held"], "some prompts were held"
+            w.spawn()
+            await w.answered(topic, f": q{count - 1} (", timeout=90)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            for i in range(count):
+                assert prompts.count(f"q{i}") == 1, (i, prompts)
+            text = w.text(topic)
+            answers = [text.count(f": q{i} (") for i in range(count)]
+            # The one running at the kill was cut (said so, not run again); the rest answered once.
+            assert set(answers) <= {0, 1} and answers.count(0) <= 1 and "was cut" in text
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])

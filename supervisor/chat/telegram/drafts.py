@@ -46,6 +46,7 @@ class Growing:
     draft_id: int
     text: str
     prefix: str  # "[NAME] " without topics
+    shown_at: float = 0.0  # when the draft was last sent (trio time)
 
 
 class Drafts:

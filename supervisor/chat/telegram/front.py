@@ -13,6 +13,13 @@ once it is answered and handed to the core: a press that a crash cut is pressed 
 The confirmed offset is written to the front end's memory, so a start asks for exactly
 what was written while we were down; Telegram keeps it, in order.
 
+A long backlog: `getUpdates` gives at most 100 updates from the offset, so with 100 posts
+waiting for the core (prompts queued behind a running turn) nothing behind them would be
+fetched: not a `/stop`, not a button, not the draft's Stop. Then we hold those 100
+ourselves (the memory's `held`, durable before anything else happens) and let Telegram
+forget them; a start hands the held ones out first, and each leaves the memory once the
+core has handled it, as its update would have been confirmed.
+
 It must never let an update past the offset before its post is handled, never let a
 stranger reach the core (one short refusal per chat per hour instead), and never compete
 with a second poller of the same token (the update source says so and holds off).
@@ -30,7 +37,7 @@ import trio
 
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
-from supervisor.chat.telegram import ids, incoming
+from supervisor.chat.telegram import codec, ids, incoming
 from supervisor.chat.telegram.calls import BotApiError, Pacing, Unauthorized
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, Update
@@ -71,6 +78,8 @@ MENU: Final = (
     ("end", "[NAME]: end a session"),
     ("help", "what the bot understands"),
 )
+HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
+DRAFT_REFRESH_S: Final = 20.0  # Telegram drops a draft after about 30 s without news
 NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
@@ -108,6 +117,8 @@ class TelegramFrontEnd:
                                    allowed_updates=ALLOWED_UPDATES)  # fmt: skip
         self._allowed = frozenset(config.allowed_user_ids)
         self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
+        self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
+        self._held: set[int] = set()  # updates in the memory's `held`
         self._refused: dict[int, float] = {}  # chat id -> when it was last refused
         self._offset_moved = trio.Event()
         link.on_handled = self._handled
@@ -184,7 +195,14 @@ class TelegramFrontEnd:
             await nursery.start(self.source.run, updates_send)
             nursery.start_soon(self._keep_offset)
             nursery.start_soon(self._send_notes)
+            nursery.start_soon(self._keep_drafts)
             task_status.started()
+            for raw in list(self.tg.memory.held):  # held before a stop: older than the rest
+                held = codec.decode_update(raw)
+                if held is None:
+                    continue
+                self._held.add(held.update_id)
+                await self._handle(held, self._events)
             async with updates_recv:
                 async for update in updates_recv:
                     await self._handle(update, self._events)
@@ -203,9 +221,13 @@ class TelegramFrontEnd:
         if isinstance(event, Posted):
             post = event.post
             self._pending[post.id] = update.update_id
+            if update.update_id not in self._held:
+                self._waiting[update.update_id] = update.raw
             # Written under a header whose thread the core does not know yet: wait for it.
             await self.tg.opened(ids.chat_of(post.channel_id))
             await events.send(event)
+            if len(self._waiting) >= HOLD_AT:
+                await self._hold()
             return
         if event is not None:
             await events.send(event)
@@ -232,6 +254,15 @@ class TelegramFrontEnd:
         except trio.WouldBlock:
             log.info("too many notes waiting: the active session is not said this time")
 
+    async def _keep_drafts(self) -> None:
+        """A growing answer's draft outlives a pause in it (see `TelegramLink.keep_drafts`)."""
+        while True:
+            await trio.sleep(DRAFT_REFRESH_S / 2)
+            try:
+                await self.tg.keep_drafts(DRAFT_REFRESH_S)
+            except (BotApiError, MalformedReply) as exc:
+                log.info("a draft was not shown again: %s", exc)
+
     async def _send_notes(self) -> None:
         async with self._notes_recv:
             async for chat_id, note in self._notes_recv:
@@ -242,6 +273,30 @@ class TelegramFrontEnd:
 
     def _confirm(self, update_id: int) -> None:
         self.source.confirm(update_id)
+        self._waiting.pop(update_id, None)
+        if update_id in self._held:
+            self._held.discard(update_id)
+            memory = self.tg.memory
+            memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
+            memory.changed()
+        self._offset_moved.set()
+
+    async def _hold(self) -> None:
+        """Keep the updates that wait for the core in our memory, durably, then let the
+        offset pass them (see the module docstring)."""
+        waiting = list(self._waiting.items())  # in the order they were handed out
+        memory = self.tg.memory
+        memory.held.extend(raw for _update_id, raw in waiting)
+        memory.changed()
+        await memory.commit()
+        log.info("%d updates wait for the core: held here, so that newer ones come", len(waiting))
+        for update_id, _raw in waiting:
+            if self._waiting.pop(update_id, None) is None:  # handled meanwhile
+                memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
+                memory.changed()
+                continue
+            self._held.add(update_id)
+            self.source.confirm(update_id)
         self._offset_moved.set()
 
     async def _keep_offset(self) -> None:
@@ -253,7 +308,7 @@ class TelegramFrontEnd:
             if self.source.offset != memory.offset:
                 memory.offset = self.source.offset
                 memory.changed()
-                await memory.commit()
+            await memory.commit()  # the offset, and updates no longer held
 
     # --- messages ----------------------------------------------------------------------
 
@@ -376,6 +431,10 @@ class TelegramFrontEnd:
             if replied is not None:
                 return replied
         return memory.active.get(channel, "")
+
+
+def _update_id(raw: object) -> object:
+    return raw.get("update_id") if isinstance(raw, dict) else None
 
 
 def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:

@@ -282,6 +282,16 @@ class TelegramLink:
                     await self._commit(growing)
         return self._real(post_id)
 
+    async def keep_drafts(self, older_than_s: float) -> None:
+        """Show again the drafts not sent for `older_than_s`: Telegram drops a draft after
+        about 30 s, and an answer may pause longer than that (a long tool call)."""
+        stale = trio.current_time() - older_than_s
+        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < stale]:
+            async with self._holding(post_id):
+                growing = self.drafts.growing.get(post_id)
+                if growing is not None and growing.shown_at < stale and not await self._show_draft(growing):
+                    await self._commit(growing)
+
     async def _show_draft(self, growing: Growing) -> bool:
         """False when this chat refuses drafts (then it never gets one again)."""
         html = self._render(growing.text, growing.prefix)[-1]  # a long one: its newest part
@@ -293,6 +303,7 @@ class TelegramLink:
                      growing.chat_id, exc.description)  # fmt: skip
             self.drafts.off.add(growing.chat_id)
             return False
+        growing.shown_at = trio.current_time()
         return True
 
     async def _commit(self, growing: Growing) -> None:
