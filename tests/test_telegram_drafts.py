@@ -5,14 +5,28 @@ text (without topics every session shares the chat's main view)."""
 
 from __future__ import annotations
 
+import html
 import itertools
+import json
+import re
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import httpx
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from supervisor.chat import ChatUser
 from supervisor.chat.telegram import ids
+from supervisor.chat.telegram.calls import Pacing
+from supervisor.chat.telegram.client import BotApi
+from supervisor.chat.telegram.link import TelegramLink
+from supervisor.chat.telegram.memory import Memory, ThreadInfo
 from supervisor.core.events import Choice, ChoiceMade
-from tests.fakes.telegram_botapi import running
+from tests.fakes.telegram_botapi import TOKEN, running
 from tests.fakes.telegram_schema import call_problems
 from tests.telegram_world import ALICE, tg_world
 from tests.test_telegram_link import CHANNEL, front_end
@@ -151,3 +165,73 @@ async def test_a_draft_is_shown_again_before_telegram_drops_it_during_a_pause(tm
                 await front.tg.keep_drafts(0.2)  # a pause longer than that: shown again
                 assert [text for _t, _d, text in fake.chat(ALICE).drafts] == ["thinking so far"] * 2
                 assert fake.chat(ALICE).live_drafts[topic][1] == "thinking so far"
+
+
+# --- a property over the link: drafts and sessions --------------------------------------
+
+SESSIONS = [11, 12, 13]  # topic ids (and, without topics, header message ids)
+OPS = st.lists(st.tuples(st.sampled_from(SESSIONS), st.sampled_from(["grow", "grow", "final", "note"])),
+               max_size=30)  # fmt: skip
+
+
+def recording_link(directory: Path, topics: bool, calls: list[tuple[str, dict[str, Any]]]) -> TelegramLink:
+    message_ids = itertools.count(1000)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        method = request.url.path.rsplit("/", 1)[-1]
+        params = json.loads(request.content)
+        calls.append((method, params))
+        result: Any = True
+        if method == "sendMessage":
+            result = {"message_id": next(message_ids), "date": 1,
+                      "chat": {"id": params["chat_id"], "type": "private"}}  # fmt: skip
+        return httpx.Response(200, json={"ok": True, "result": result})
+
+    fast = Pacing(per_chat_rate=1e6, per_chat_burst=1e6, overall_rate=1e6, overall_burst=1e6)
+    api = BotApi(TOKEN, transport=httpx.MockTransport(answer), pacing=fast)
+    memory = Memory.open(directory)
+    for topic in SESSIONS:
+        memory.threads[ids.post(ALICE, topic)] = ThreadInfo(ALICE, f"s{topic}", topic if topics else None, topic)
+    return TelegramLink(api, ChatUser(ids.user(1), "bot", is_bot=True), memory, topics=topics)
+
+
+@given(OPS, st.booleans())
+@settings(deadline=None)
+def test_a_draft_only_ever_shows_its_own_sessions_text_and_every_last_text_arrives(
+    ops: list[tuple[int, str]], topics: bool
+) -> None:
+    async def main() -> None:
+        calls: list[tuple[str, dict[str, Any]]] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            link = recording_link(Path(tmp), topics, calls)
+            growing: dict[int, str] = {}  # session -> its growing post
+            words: dict[int, str] = {}
+            lasts: list[str] = []
+            for n, (session, op) in enumerate([*ops, *((s, "final") for s in SESSIONS)]):
+                root = ids.post(ALICE, session)
+                words[session] = words.get(session, f"<s{session}>") + f" w{n}"
+                if op == "grow" and session in growing:
+                    await link.edit_growing(growing[session], words[session])
+                elif op == "grow":
+                    post = await link.create_growing(CHANNEL, words[session], root_id=root, idempotency_key="")
+                    growing[session] = post.id
+                elif op == "final" and session in growing:
+                    await link.edit_post(growing.pop(session), words[session] + " done")
+                    lasts.append(words.pop(session) + " done")
+                elif op == "note":
+                    await link.create_post(CHANNEL, f"<s{session}> note {n}", root_id=root)
+                    lasts.append(f"<s{session}> note {n}")
+            await link.api.aclose()
+        owner: dict[object, str] = {}  # place -> the session whose draft shows there
+        for method, params in calls:
+            place = params.get("message_thread_id")
+            (session,) = re.findall(r"&lt;(s\d+)&gt;", params["text"]) or ["?"]
+            if method == "sendMessageDraft":
+                assert owner.setdefault(place, session) == session, (place, params["text"])
+            elif method == "sendMessage" and owner.get(place) == session:
+                del owner[place]  # its draft became this message
+        shown = " ".join(params["text"] for method, params in calls if method in ("sendMessage", "editMessageText"))
+        for last in lasts:
+            assert html.escape(last, quote=False) in shown  # nothing is left only in a draft
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
