@@ -151,7 +151,7 @@ async def test_a_growing_post_made_real_keeps_its_id_for_buttons_and_after_a_res
             assert asking.markup is None and asking.message["text"] == "Allowed ls"
 
 
-async def test_a_draft_is_shown_again_before_telegram_drops_it_during_a_pause(tmp_path: Path) -> None:
+async def test_a_paused_draft_is_shown_again_and_after_a_long_pause_becomes_a_message(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with running(topics=True) as fake:
             fake.add_user(ALICE)
@@ -159,12 +159,17 @@ async def test_a_draft_is_shown_again_before_telegram_drops_it_during_a_pause(tm
                 root = await front.tg.open_thread(CHANNEL, "h", key="k", title="eps")
                 topic = ids.parse_post(root.id)[1]
                 await front.tg.create_growing(CHANNEL, "thinking so far", root_id=root.id, idempotency_key="")
-                await front.tg.keep_drafts(10.0)  # shown just now: nothing to do
+                await front.tg.keep_drafts(10.0, 60.0)  # shown just now: nothing to do
                 assert len(fake.chat(ALICE).drafts) == 1
                 await trio.sleep(0.3)
-                await front.tg.keep_drafts(0.2)  # a pause longer than that: shown again
+                await front.tg.keep_drafts(0.2, 60.0)  # a pause longer than that: shown again
                 assert [text for _t, _d, text in fake.chat(ALICE).drafts] == ["thinking so far"] * 2
                 assert fake.chat(ALICE).live_drafts[topic][1] == "thinking so far"
+                assert not [s for s in fake.bot_messages(ALICE, topic) if "thinking" in s.message.get("text", "")]
+                await trio.sleep(0.3)
+                await front.tg.keep_drafts(0.2, 0.5)  # not grown for that long: a message now
+                assert len([s for s in fake.bot_messages(ALICE, topic) if "thinking" in s.message.get("text", "")]) == 1
+                assert topic not in fake.chat(ALICE).live_drafts
 
 
 # --- a property over the link: drafts and sessions --------------------------------------

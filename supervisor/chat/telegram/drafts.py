@@ -47,6 +47,7 @@ class Growing:
     text: str
     prefix: str  # "[NAME] " without topics
     shown_at: float = 0.0  # when the draft was last sent (trio time)
+    changed_at: float = 0.0  # when the core last changed its text (trio time)
 
 
 class Drafts:

@@ -80,6 +80,7 @@ MENU: Final = (
 )
 HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
 DRAFT_REFRESH_S: Final = 20.0  # Telegram drops a draft after about 30 s without news
+DRAFT_GIVE_UP_S: Final = 60.0  # a post that has not grown this long becomes a message
 NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
@@ -259,7 +260,7 @@ class TelegramFrontEnd:
         while True:
             await trio.sleep(DRAFT_REFRESH_S / 2)
             try:
-                await self.tg.keep_drafts(DRAFT_REFRESH_S)
+                await self.tg.keep_drafts(DRAFT_REFRESH_S, DRAFT_GIVE_UP_S)
             except (BotApiError, MalformedReply) as exc:
                 log.info("a draft was not shown again: %s", exc)
 

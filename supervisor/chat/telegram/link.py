@@ -226,6 +226,7 @@ class TelegramLink:
             if holder is None:
                 prefix = f"[{thread.title}] " if not self.topics else ""
                 growing = self.drafts.start(chat_id, thread.topic_id, root_id, message, prefix)
+                growing.changed_at = trio.current_time()
                 if await self._show_draft(growing):
                     return attrs.evolve(self._growing_post(growing), idempotency_key=idempotency_key)
                 self.drafts.finish(growing.post_id)
@@ -239,7 +240,8 @@ class TelegramLink:
         async with self._holding(post_id):
             growing = self.drafts.growing.get(post_id)
             if growing is not None:
-                growing.text = message
+                if message != growing.text:
+                    growing.text, growing.changed_at = message, trio.current_time()
                 if not await self._show_draft(growing):
                     await self._commit(growing)  # drafts failed: this message from now on
                 return self._growing_post(growing)
@@ -282,15 +284,20 @@ class TelegramLink:
                     await self._commit(growing)
         return self._real(post_id)
 
-    async def keep_drafts(self, older_than_s: float) -> None:
+    async def keep_drafts(self, older_than_s: float, give_up_s: float) -> None:
         """Show again the drafts not sent for `older_than_s`: Telegram drops a draft after
-        about 30 s, and an answer may pause longer than that (a long tool call)."""
-        stale = trio.current_time() - older_than_s
-        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < stale]:
+        about 30 s, and an answer may pause longer than that (a long tool call). A post
+        that has not grown for `give_up_s` becomes a message (edited in place if it grows
+        again): a text must never live on in a draft alone."""
+        now = trio.current_time()
+        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < now - older_than_s]:
             async with self._holding(post_id):
                 growing = self.drafts.growing.get(post_id)
-                if growing is not None and growing.shown_at < stale and not await self._show_draft(growing):
+                if growing is None or growing.shown_at >= now - older_than_s:
+                    continue
+                if growing.changed_at < now - give_up_s or not await self._show_draft(growing):
                     await self._commit(growing)
+                    self._grown_at[self._real(post_id)] = trio.current_time()
 
     async def _show_draft(self, growing: Growing) -> bool:
         """False when this chat refuses drafts (then it never gets one again)."""
