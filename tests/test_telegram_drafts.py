@@ -240,3 +240,16 @@ def test_a_draft_only_ever_shows_its_own_sessions_text_and_every_last_text_arriv
             assert html.escape(last, quote=False) in shown  # nothing is left only in a draft
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_at_a_stop_what_a_draft_shows_becomes_a_message(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=50) as (front, _receive):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="zeta")
+                topic = ids.parse_post(root.id)[1]
+                await front.tg.create_growing(CHANNEL, "half an answer", root_id=root.id, idempotency_key="")
+                assert not [s for s in fake.bot_messages(ALICE, topic) if "half" in s.message.get("text", "")]
+            # front_end closed the front end, as a stop does
+            assert [s.message.get("text") for s in fake.bot_messages(ALICE, topic)][-1] == "half an answer"

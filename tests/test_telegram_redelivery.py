@@ -67,10 +67,11 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
                 w.say(f"q{i}", topic)
             w.say("/stop", topic)
             # Before: the stop waited behind 100 unconfirmed prompts, until the turn ended.
-            await w.answered(topic, "Interrupted", timeout=20)
+            await w.answered(topic, "Interrupted", timeout=30)
             w.kill()  # with prompts still held by us, and no longer by Telegram
             memory = json.loads((w.tmp / "state" / "telegram.json").read_text())
-            assert memory["held"], "some prompts were held"
+            held = {u["message"]["text"] for u in memory["held"]}
+            assert held, "some prompts were held"
             w.spawn()
             await w.answered(topic, f": q{count - 1} (", timeout=90)
             prompts = [p for ps in w.prompts_by_process().values() for p in ps]
@@ -79,6 +80,7 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
             text = w.text(topic)
             answers = [text.count(f": q{i} (") for i in range(count)]
             # The one running at the kill was cut (said so, not run again); the rest answered once.
-            assert set(answers) <= {0, 1} and answers.count(0) <= 1 and "was cut" in text
+            assert set(answers) <= {0, 1} and answers.count(0) <= 1
+            assert answers.count(0) == 0 or "restarted" in text
             await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
             await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])

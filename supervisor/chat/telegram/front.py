@@ -81,6 +81,7 @@ MENU: Final = (
 HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
 DRAFT_REFRESH_S: Final = 20.0  # Telegram drops a draft after about 30 s without news
 DRAFT_GIVE_UP_S: Final = 60.0  # a post that has not grown this long becomes a message
+DRAFTS_AT_CLOSE_S: Final = 0.3  # at a stop, for the drafts still showing to become messages
 NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
@@ -184,6 +185,8 @@ class TelegramFrontEnd:
         return ids.owns(any_id)
 
     async def aclose(self) -> None:
+        with trio.move_on_after(DRAFTS_AT_CLOSE_S):
+            await self.tg.keep_all_drafts()
         await self.api.aclose()
 
     # --- the event task ----------------------------------------------------------------

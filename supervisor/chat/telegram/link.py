@@ -36,7 +36,7 @@ from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids, render, runs
 from supervisor.chat.telegram.calls import BadRequest, BotApiError
 from supervisor.chat.telegram.client import BotApi
-from supervisor.chat.telegram.codec import JSONObject
+from supervisor.chat.telegram.codec import JSONObject, MalformedReply
 from supervisor.chat.telegram.drafts import Drafts, Growing, is_provisional
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
@@ -250,6 +250,15 @@ class TelegramLink:
         while len(self._grown_at) > _PARTS_KEPT:
             del self._grown_at[next(iter(self._grown_at))]
         return await self.edit_post(post_id, message)
+
+    async def keep_all_drafts(self) -> None:
+        """At a stop: what the drafts show becomes messages, so that an answer cut by the
+        stop stays readable above the notice that it was cut (as it would on Mattermost)."""
+        for post_id in list(self.drafts.growing):
+            try:
+                await self._make_real(post_id)
+            except (ChatError, MalformedReply) as exc:
+                log.info("a draft was lost at the stop: %s", exc)
 
     def root_of_draft(self, chat_id: int, topic_id: int | None, draft_id: int) -> str | None:
         """The session thread whose draft that was (for its Stop button)."""
