@@ -13,12 +13,10 @@ import trio
 
 from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
-from supervisor.chat.telegram.front import TelegramFrontEnd, as_command, handled_at_start
+from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
 from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.runs import units
 from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
-from supervisor.core.state import ChannelLedger, State, encode
-from supervisor.runtime.store import write_atomically
 from tests.fakes.telegram_botapi import BOT_ID, TOKEN, FakeBotApi, Sent, running
 from tests.fakes.telegram_html import parse_html
 
@@ -133,22 +131,6 @@ async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach
             assert (tmp_path / "telegram.json").exists()
 
 
-async def test_a_redelivered_update_already_handled_is_confirmed_without_reaching_the_core(
-    tmp_path: Path,
-) -> None:
-    with trio.fail_after(10):
-        async with running(topics=True) as fake:
-            fake.add_user(ALICE)
-            message = fake.user_sends(ALICE, "/help")
-            handled = {ids.post(ALICE, message["message_id"])}
-            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
-                front.already_handled = lambda _c, post_id: post_id in handled
-                await nursery.start(front.run)
-                await fake.wait_until(lambda: not fake.pending_updates())
-                assert receive.statistics().current_buffer_used == 0
-                nursery.cancel_scope.cancel()
-
-
 async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(tmp_path: Path) -> None:
     with trio.fail_after(10):
         async with running(topics=True) as fake:
@@ -185,16 +167,6 @@ def test_slash_commands_are_the_cores_bang_commands() -> None:
     assert as_command("/new alpha ./reviewer", frozenset({"reviewer"})) == "!new alpha ./reviewer"
     assert as_command("/new alpha /srv", frozenset({"reviewer"})) == "!new alpha /srv"
     assert as_command("hello /new") == "hello /new"
-
-
-def test_the_stores_handled_marks_of_our_posts_are_read_at_start(tmp_path: Path) -> None:
-    state = State(channels={
-        CHANNEL: ChannelLedger(cursor=5, handled={ids.post(ALICE, 7): 4}),
-        "abcdefghijklmnopqrstuvwxyz": ChannelLedger(cursor=5, handled={"x" * 26: 4}),
-    })  # fmt: skip
-    write_atomically(tmp_path, encode(state))
-    assert handled_at_start(tmp_path) == {(CHANNEL, ids.post(ALICE, 7))}
-    assert handled_at_start(tmp_path / "nothing-yet") == frozenset()
 
 
 async def test_buttons_a_previous_run_offered_are_removed_when_settled(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ topics, a web page) is the front end's business: `supervisor/chat/<name>/`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -108,6 +108,21 @@ class ChatLink(Protocol):
         """That message's handled mark is durable now (called by the store after the
         write): a front end that confirms delivery to its server may do so now."""
         ...
+
+
+@runtime_checkable
+class ShowsGrowingPosts(Protocol):
+    """A link with a way of its own to show a post whose text is still growing (a
+    streaming answer), e.g. Telegram's drafts. The poster sends a post's texts that are
+    not its last (`PutPost.final` false) through these; its last text through
+    `create_post` / `edit_post`, as with any link. The post id returned stays the post's
+    id for every later call, whatever the link did meanwhile."""
+
+    async def create_growing(
+        self, channel_id: str, message: str, *, root_id: str, idempotency_key: str
+    ) -> Post: ...
+
+    async def edit_growing(self, post_id: str, message: str) -> Post: ...
 
 
 class ChatError(Exception):

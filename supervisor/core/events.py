@@ -78,6 +78,16 @@ class ChoiceMade:
 
 
 @attrs.frozen
+class TurnedTo:
+    """The person turned to a session's thread (e.g. chose it as where their plain text
+    goes): its agent should be ready for them, started now if it is not running."""
+
+    user_id: str
+    channel_id: str
+    root_id: str
+
+
+@attrs.frozen
 class Hello:
     """A fresh chat connection. A new connection id after a drop means events were missed."""
 
@@ -85,4 +95,4 @@ class Hello:
     server_version: str = ""
 
 
-ChatEvent = Posted | PostEdited | PostDeleted | ChoiceMade | Hello
+ChatEvent = Posted | PostEdited | PostDeleted | ChoiceMade | Hello | TurnedTo

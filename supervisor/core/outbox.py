@@ -47,6 +47,9 @@ class Create:
     text: str
     idempotency_key: str
     urgent: bool = attrs.field(default=False, kw_only=True)
+    # The post's last text (see PutPost.final): a link that shows growing posts its own
+    # way (drafts) makes this one a real message. Not part of what the call is.
+    final: bool = attrs.field(default=False, kw_only=True, eq=False)
 
 
 @attrs.frozen
@@ -55,6 +58,7 @@ class Edit:
     post_id: str
     text: str
     urgent: bool = attrs.field(default=False, kw_only=True)
+    final: bool = attrs.field(default=False, kw_only=True, eq=False)  # as Create's
 
 
 @attrs.frozen
@@ -193,8 +197,8 @@ class Outbox:
         post.calling_seq = post.wanted_seq
         urgent = post.urgent_seq > post.sent_seq
         if post.post_id is None:
-            return Create(key, post.wanted, post.idempotency_key, urgent=urgent)
-        return Edit(key, post.post_id, post.wanted, urgent=urgent)
+            return Create(key, post.wanted, post.idempotency_key, urgent=urgent, final=post.final)
+        return Edit(key, post.post_id, post.wanted, urgent=urgent, final=post.final)
 
     def done(self, action: Call, post_id: str | None, now: float) -> None:
         """The call succeeded; a create reports the new post's id (a create reported

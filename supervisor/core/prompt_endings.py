@@ -55,11 +55,11 @@ class PromptEndings:
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
         if not prompt.text:
-            note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + " Post it again to run it."))
+            note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + " Post it again to run it."))
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
         legend = self.settings.legend(RERUN_CHOICE)
-        note = attrs.evolve(note, op=PutPost(note.op.key, note.op.text + (f" {legend}" if legend else "")))
+        note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + (f" {legend}" if legend else "")))
         self._settling.append((prompt.post_id, frozenset({note.op.key})))
         self._rerun_keys[note.op.key] = prompt
         return [note, OfferChoices(note.op.key, RERUN_CHOICE)]

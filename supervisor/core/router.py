@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from supervisor.core import commands
-from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Hello, Post, Posted
+from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Hello, Post, Posted, TurnedTo
 
 
 @attrs.frozen
@@ -92,6 +92,13 @@ class AnswerEnded:
 
 
 @attrs.frozen
+class Wake:
+    """The person turned to a live session's thread: its agent should run."""
+
+    session: SessionRef
+
+
+@attrs.frozen
 class Resync:
     """The chat connection is new: events may have been missed, catch up over REST."""
 
@@ -99,7 +106,7 @@ class Resync:
 
 
 Decision = (
-    Ignore | RunMainCommand | Guide | Prompt | RunThreadCommand | Choose | AnswerEnded | Resync
+    Ignore | RunMainCommand | Guide | Prompt | RunThreadCommand | Choose | AnswerEnded | Resync | Wake
 )
 
 
@@ -110,6 +117,8 @@ def route(event: ChatEvent, view: RouterView) -> Decision:
         return route_post(event.post, view)
     if isinstance(event, ChoiceMade):
         return route_choice(event.choice, view)
+    if isinstance(event, TurnedTo):
+        return route_turn(event, view)
     return Ignore(f"{type(event).__name__} does not act")
 
 
@@ -153,3 +162,17 @@ def route_choice(choice: Choice, view: RouterView) -> Decision:
     if session.ended:
         return Ignore("the session has ended")
     return Choose(session, choice)
+
+
+def route_turn(turn: TurnedTo, view: RouterView) -> Decision:
+    """Someone turned to a thread: only an allowed person, in their place, to a live session."""
+    if turn.user_id == view.bot_user_id or turn.user_id not in view.allowed_user_ids:
+        return Ignore("not an allowed user")
+    if view.places is not None and turn.channel_id not in view.places:
+        return Ignore("not a person's main place")
+    session = view.sessions.get(turn.root_id)
+    if session is None or session.channel_id != turn.channel_id:
+        return Ignore("no session has that thread")
+    if session.ended:
+        return Ignore("the session has ended")
+    return Wake(session)

@@ -146,6 +146,14 @@ class SessionCore:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self.agent.launch()
 
+    def turned_to(self, now: float) -> list[Effect]:
+        """The person turned to this thread: a suspended agent starts now, ready for them
+        (the seed: switching to a session starts its agent at once)."""
+        if self.state is not S.SUSPENDED:
+            return []
+        self.agent.last_active_at = now
+        return self.agent.launch()
+
     def agent_ready(self, pid: int, now: float) -> list[Effect]:
         return [*self.agent.ready(pid), *self.loop.next_prompt(now)]
 

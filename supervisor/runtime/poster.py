@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import trio
 
-from supervisor.chat import ChatError, ChatLink
+from supervisor.chat import ChatError, ChatLink, ShowsGrowingPosts
 from supervisor.core.outbox import Create, Edit, Idle, Outbox, Wait
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
@@ -80,11 +80,20 @@ class Poster:
     async def _perform(self, action: Create | Edit) -> str:
         """One REST call for the outbox; the id of the post it made or changed."""
         record = self._record()
+        growing = self.chat if isinstance(self.chat, ShowsGrowingPosts) and not action.final else None
         if isinstance(action, Create):
+            if growing is not None:
+                post = await growing.create_growing(
+                    record.channel_id, action.text, root_id=record.root_id, idempotency_key=action.idempotency_key
+                )
+                return post.id
             post = await self.chat.create_post(
                 record.channel_id, action.text, root_id=record.root_id, idempotency_key=action.idempotency_key
             )
             return post.id
+        if growing is not None:
+            await growing.edit_growing(action.post_id, action.text)
+            return action.post_id
         await self.chat.edit_post(action.post_id, action.text)
         return action.post_id
 

@@ -32,13 +32,14 @@ from supervisor.core.router import (
     RouterView,
     RunMainCommand,
     RunThreadCommand,
+    Wake,
     route,
     route_post,
 )
 from supervisor.core.session import QueuedPrompt
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.registry import SessionRegistry
-from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn
+from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn, WakeIn
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
@@ -117,6 +118,11 @@ class RouterTask:
         post = getattr(decision, "post", None)
         if post is not None:  # in a person's main place: the router checked that
             if not self.store.admit(post.channel_id, post.id, post.create_at):
+                if post.id not in self.store.ledger.in_flight.get(post.channel_id, {}):
+                    # Dealt with before (a redelivery after a crash cut the front end's
+                    # confirmation): re-marked, so the front end is told `handled` once
+                    # that is durable, and may confirm it to its server.
+                    self.store.handled(post.channel_id, post.id)
                 return  # seen before: a replay, a catch-up overlap, or a restart
             self.posts.remember(post.id, post.thread_id)
         match decision:
@@ -132,6 +138,8 @@ class RouterTask:
             case Choose(session, choice):
                 # Urgent: a 🛑 is about the turn running now, not after a flood's prompts.
                 self.registry.deliver(session.root_id, ChoiceIn(choice.kind, choice.post_id), urgent=True)
+            case Wake(session):
+                self.registry.deliver(session.root_id, WakeIn())
             case RunMainCommand(post, command):
                 self.desk.command(post, command)
             case Guide(post):

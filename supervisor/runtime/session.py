@@ -56,6 +56,7 @@ from supervisor.runtime.session_inbox import (
     PostMade,
     PromptIn,
     Settled,
+    WakeIn,
 )
 from supervisor.runtime.store import Store
 
@@ -153,6 +154,8 @@ class SessionTask:
                 return core.choose(kind, post_id, now)
             case EndIn():
                 return core.end(now)
+            case WakeIn():
+                return core.turned_to(now)
             case FromAgent(gen, events) if gen == self._generation:
                 return [effect for event in events for effect in core.agent_event(event, now)]
             case AgentUp(gen, pid) if gen == self._generation:

@@ -39,7 +39,12 @@ class EndIn:
     pass
 
 
-SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn
+@attrs.frozen
+class WakeIn:
+    """The person turned to the thread: a suspended agent starts now."""
+
+
+SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn | WakeIn
 
 
 # --- from the session's own tasks (its agent runner, its poster) ---------------------

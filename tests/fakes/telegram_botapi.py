@@ -20,6 +20,8 @@ Acting as a person (each makes an update; sync, no I/O):
     fake.user_presses(user_id, message_id, data) -> callback query id
     fake.user_creates_topic(user_id, name) -> message_thread_id (a forum_topic_created message)
     fake.stop_draft(user_id, draft_id, thread_id=None)   # 10.3 stopped_message_generation
+    fake.user_stops_draft(user_id, thread_id=None) -> update id: Stop pressed on the draft
+        shown there now (it must have been sent with can_stop); the draft goes away
     fake.add_update(payload_dict) -> update_id            # any kind, e.g. {"poll": {...}}
 
 Switches:
@@ -29,6 +31,7 @@ Switches:
         per chat, with Telegram's 429 and parameters.retry_after; rate_limit(None) = off
     fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False)
         the next `count` calls of `method` get that error (or no answer at all)
+    fake.clear_faults()
 
 Assertions:
     fake.calls: [Call(seq, at, method, params, status, reply)]; fake.calls_of(method)
@@ -38,7 +41,8 @@ Assertions:
     fake.pending_updates() -> [update dicts] not yet confirmed
     fake.chat(user_id).messages {message_id: Sent}, .topics {thread_id: name},
         .drafts [(thread_id, draft_id, text)] (every call), .live_drafts {thread_id: (draft_id,
-        text)} (shown now: a real message in that thread ends it), .actions [(thread_id, action)]
+        text)} (shown now: a real message in that thread ends it), .stoppable {thread_id}
+        (the live draft there has a Stop button), .actions [(thread_id, action)]
     fake.bot_messages(user_id, thread_id=ANY) -> [Sent] in order
     fake.answered_queries {query_id: text}
     await fake.wait_until(predicate)
@@ -137,6 +141,7 @@ class ChatState:
     drafts: list[tuple[int | None, int, str]] = attrs.Factory(list)  # every draft call
     # What each topic (None: the main view) shows as a draft now: a real message ends it.
     live_drafts: dict[int | None, tuple[int, str]] = attrs.Factory(dict)
+    stoppable: set[int | None] = attrs.Factory(set)  # live drafts sent with can_stop
     actions: list[tuple[int | None, str]] = attrs.Factory(list)
     next_id: int = 1
 
@@ -374,6 +379,14 @@ class FakeBotApi:
             payload["message_thread_id"] = thread_id
         return self.add_update({"stopped_message_generation": payload})
 
+    def user_stops_draft(self, user_id: int, thread_id: int | None = None) -> int:
+        chat = self._chats[user_id]
+        if thread_id not in chat.live_drafts or thread_id not in chat.stoppable:
+            raise ValueError(f"no draft with a Stop button shows in thread {thread_id}")
+        draft_id, _text = chat.live_drafts.pop(thread_id)
+        chat.stoppable.discard(thread_id)
+        return self.stop_draft(user_id, draft_id, thread_id)
+
     def add_update(self, payload: JSON) -> int:
         self._next_update_id += 1
         self._updates.append({"update_id": self._next_update_id, **payload})
@@ -410,6 +423,9 @@ class FakeBotApi:
     ) -> None:
         self._faults[method] = _Fault(status, description or f"fault {status}", count,
                                       retry_after, hang_up)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
@@ -537,6 +553,7 @@ class FakeBotApi:
             message["reply_to_message"] = chat.messages[reply["message_id"]].message
         chat.messages[message["message_id"]] = Sent(message, html_text, markup)
         chat.live_drafts.pop(thread_id, None)
+        chat.stoppable.discard(thread_id)
         return message
 
     def _m_editMessageText(self, params: JSON) -> JSON:
@@ -574,8 +591,15 @@ class FakeBotApi:
             raise ApiError(400, "Bad Request: draft_id must be non-zero")
         _html_text, visible = _text(params, "text", minimum=0)
         thread_id = self._thread_of(chat, params)
+        can_stop = params.get("can_stop", False)
+        if not isinstance(can_stop, bool):
+            raise ApiError(400, "Bad Request: can_stop must be a Boolean")
         chat.drafts.append((thread_id, draft_id, visible))
         chat.live_drafts[thread_id] = (draft_id, visible)
+        if can_stop:
+            chat.stoppable.add(thread_id)
+        else:
+            chat.stoppable.discard(thread_id)
         return True
 
     def _m_setMessageReaction(self, params: JSON) -> bool:
@@ -651,6 +675,7 @@ class FakeBotApi:
             _html, message["caption"] = _text(params, "caption", minimum=0, limit=1024)
         chat.messages[message["message_id"]] = Sent(message)
         chat.live_drafts.pop(message.get("message_thread_id"), None)
+        chat.stoppable.discard(message.get("message_thread_id"))
         return message
 
     # --- helpers -----------------------------------------------------------------------

@@ -112,9 +112,11 @@ class BotApi(BotCaller):
     ) -> None:
         """Show (or replace) the live draft `draft_id` (non-zero) in a private chat.
 
-        `can_stop` (Bot API 10.3) gives the person a Stop button; send it only to a
-        server that has it. An older server answers 400 or 404: the caller falls back to
-        editing a message.
+        `can_stop` (Bot API 10.3) gives the person a Stop button (pressing it is a
+        `stopped_message_generation` update). A server older than 10.3 ignores it, as
+        Telegram ignores every parameter it does not know: no Stop button there, `/stop`
+        still works. A server without drafts answers 400 or 404: the caller falls back
+        to editing a message.
         """
         if draft_id == 0:
             raise ValueError("draft_id must be non-zero")

@@ -161,6 +161,8 @@ class Update:
     callback_query: CallbackQuery | None = None
     stopped_message_generation: StoppedGeneration | None = None
     malformed: str = ""  # why the payload could not be read ("" when it could)
+    # The update as it came (parsed JSON), for keeping it ourselves (the front end's memory).
+    raw: Any = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -237,7 +239,10 @@ def _make_converter() -> cattrs.Converter:
         )
     # `malformed` is ours, never read from the wire.
     converter.register_structure_hook(
-        Update, make_dict_structure_fn(Update, converter, malformed=override(omit=True))
+        Update,
+        make_dict_structure_fn(
+            Update, converter, malformed=override(omit=True), raw=override(omit=True)
+        ),
     )
     return converter
 
@@ -283,9 +288,9 @@ def decode_update(value: Any) -> Update | None:
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         return None
     try:
-        return structure(value, Update)
+        return attrs.evolve(structure(value, Update), raw=value)
     except MalformedReply as exc:
-        return Update(update_id=update_id, malformed=exc.reason)
+        return Update(update_id=update_id, malformed=exc.reason, raw=value)
 
 
 def decode_updates(value: Any) -> list[Update]:

@@ -6,12 +6,19 @@ with here (a stranger's message or button, `/session NAME` without topics) and c
 
 Exactly once (PRODUCT.md, Telegram): an update that reaches the core as a `Posted` is
 confirmed only when the core's store says that post's handled mark is durable
-(`handled(channel_id, post_id)` on the link); anything that never reaches the core, or
-that the core's ledger already holds as handled (a redelivery after a crash between the
-store's write and our confirmation), is confirmed at once. A button press is confirmed
+(`handled(channel_id, post_id)` on the link); that includes a redelivery after a crash
+between the store's write and our confirmation: the core turns it away as handled and
+says so the same way. Anything that never reaches the core is confirmed at once. A button press is confirmed
 once it is answered and handed to the core: a press that a crash cut is pressed again.
 The confirmed offset is written to the front end's memory, so a start asks for exactly
 what was written while we were down; Telegram keeps it, in order.
+
+A long backlog: `getUpdates` gives at most 100 updates from the offset, so with 100 posts
+waiting for the core (prompts queued behind a running turn) nothing behind them would be
+fetched: not a `/stop`, not a button, not the draft's Stop. Then we hold those 100
+ourselves (the memory's `held`, durable before anything else happens) and let Telegram
+forget them; a start hands the held ones out first, and each leaves the memory once the
+core has handled it, as its update would have been confirmed.
 
 It must never let an update past the offset before its post is handled, never let a
 stranger reach the core (one short refusal per chat per hour instead), and never compete
@@ -22,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -31,7 +37,7 @@ import trio
 
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
-from supervisor.chat.telegram import ids, incoming
+from supervisor.chat.telegram import codec, ids, incoming
 from supervisor.chat.telegram.calls import BotApiError, Pacing, Unauthorized
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, Update
@@ -42,8 +48,16 @@ from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
-from supervisor.core.events import ChatEvent, Choice, ChoiceKind, ChoiceMade, FileRef, Post, Posted
-from supervisor.runtime.store import read_state
+from supervisor.core.events import (
+    ChatEvent,
+    Choice,
+    ChoiceKind,
+    ChoiceMade,
+    FileRef,
+    Post,
+    Posted,
+    TurnedTo,
+)
 
 if TYPE_CHECKING:
     from supervisor.chat.fronts import FrontEnd
@@ -64,6 +78,11 @@ MENU: Final = (
     ("end", "[NAME]: end a session"),
     ("help", "what the bot understands"),
 )
+HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
+DRAFT_REFRESH_S: Final = 20.0  # Telegram drops a draft after about 30 s without news
+DRAFT_GIVE_UP_S: Final = 60.0  # a post that has not grown this long becomes a message
+DRAFTS_AT_CLOSE_S: Final = 0.3  # at a stop, for the drafts still showing to become messages
+NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
 _VERBS: Final = frozenset(
@@ -72,8 +91,6 @@ _VERBS: Final = frozenset(
 _SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
 # Commands meant for the session a plain message would reach (no topics: the active one).
 _THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
-
-AlreadyHandled = Callable[[str, str], bool]  # (channel id, post id) -> durable mark exists
 
 
 class TelegramFrontEnd:
@@ -89,7 +106,6 @@ class TelegramFrontEnd:
         events: trio.MemorySendChannel[ChatEvent],
         *,
         bot_username: str,
-        already_handled: AlreadyHandled | None = None,
         personas: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
@@ -99,15 +115,19 @@ class TelegramFrontEnd:
         self._events = events
         self.bot_username = bot_username
         self.personas = personas  # for the seed's `/new NAME PERSONA`
-        # Set by whoever owns the core's ledger; see the module docstring.
-        self.already_handled = already_handled
         self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
                                    allowed_updates=ALLOWED_UPDATES)  # fmt: skip
         self._allowed = frozenset(config.allowed_user_ids)
         self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
+        self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
+        self._held: set[int] = set()  # updates in the memory's `held`
         self._refused: dict[int, float] = {}  # chat id -> when it was last refused
         self._offset_moved = trio.Event()
         link.on_handled = self._handled
+        # Without topics: `/sessions` asked (post id -> chat), and the notes saying which
+        # session is active, sent once the list is out (see `_mark_active`).
+        self._listing: dict[str, int] = {}
+        self._notes_send, self._notes_recv = trio.open_memory_channel[tuple[int, str]](NOTES_QUEUED)
 
     @classmethod
     async def connect(
@@ -116,7 +136,6 @@ class TelegramFrontEnd:
         state_dir: Path,
         events: trio.MemorySendChannel[ChatEvent],
         *,
-        already_handled: AlreadyHandled | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> TelegramFrontEnd:
         """Ask Telegram who we are (retried until it answers; a refused token raises)."""
@@ -134,8 +153,7 @@ class TelegramFrontEnd:
         memory.for_bot(me.id)
         link = TelegramLink(api, bot, memory, topics=me.has_topics_enabled)
         log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
-        return cls(config, api, link, events, bot_username=me.username,
-                   already_handled=already_handled)  # fmt: skip
+        return cls(config, api, link, events, bot_username=me.username)
 
     async def offer_menu(self) -> None:
         """Tell Telegram our commands, for the clients' menu; a refusal changes nothing."""
@@ -167,6 +185,8 @@ class TelegramFrontEnd:
         return ids.owns(any_id)
 
     async def aclose(self) -> None:
+        with trio.move_on_after(DRAFTS_AT_CLOSE_S):
+            await self.tg.keep_all_drafts()
         await self.api.aclose()
 
     # --- the event task ----------------------------------------------------------------
@@ -178,7 +198,15 @@ class TelegramFrontEnd:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.source.run, updates_send)
             nursery.start_soon(self._keep_offset)
+            nursery.start_soon(self._send_notes)
+            nursery.start_soon(self._keep_drafts)
             task_status.started()
+            for raw in list(self.tg.memory.held):  # held before a stop: older than the rest
+                held = codec.decode_update(raw)
+                if held is None:
+                    continue
+                self._held.add(held.update_id)
+                await self._handle(held, self._events)
             async with updates_recv:
                 async for update in updates_recv:
                     await self._handle(update, self._events)
@@ -190,17 +218,20 @@ class TelegramFrontEnd:
             event = await self._posted(item)
         elif isinstance(item, incoming.Pressed):
             event = await self._pressed(item)
+        elif isinstance(item, incoming.StopPressed):
+            event = self._stop_pressed(item)
         else:
-            event = None  # an edit, a draft's Stop we did not offer, a kind we do not use
+            event = None  # an edit, a kind we do not use
         if isinstance(event, Posted):
             post = event.post
-            if self.already_handled is not None and self.already_handled(post.channel_id, post.id):
-                self._confirm(update.update_id)  # handled before a crash cut our confirm
-                return
             self._pending[post.id] = update.update_id
+            if update.update_id not in self._held:
+                self._waiting[update.update_id] = update.raw
             # Written under a header whose thread the core does not know yet: wait for it.
             await self.tg.opened(ids.chat_of(post.channel_id))
             await events.send(event)
+            if len(self._waiting) >= HOLD_AT:
+                await self._hold()
             return
         if event is not None:
             await events.send(event)
@@ -210,9 +241,66 @@ class TelegramFrontEnd:
         update_id = self._pending.pop(post_id, None)
         if update_id is not None:
             self._confirm(update_id)
+        chat_id = self._listing.pop(post_id, None)
+        if chat_id is not None:
+            self._mark_active(chat_id, channel_id)
+
+    def _mark_active(self, chat_id: int, channel_id: str) -> None:
+        """Below the core's session list (it is out once the command is handled): which
+        session plain text goes to. Only the front end knows that (the seed's model)."""
+        root = self.tg.memory.active.get(channel_id)
+        thread = self.tg.memory.threads.get(root) if root else None
+        if thread is None:
+            return
+        note = f"▶ Plain text goes to <b>{escape(thread.title)}</b> (/session NAME switches)."
+        try:
+            self._notes_send.send_nowait((chat_id, note))
+        except trio.WouldBlock:
+            log.info("too many notes waiting: the active session is not said this time")
+
+    async def _keep_drafts(self) -> None:
+        """A growing answer's draft outlives a pause in it (see `TelegramLink.keep_drafts`)."""
+        while True:
+            await trio.sleep(DRAFT_REFRESH_S / 2)
+            try:
+                await self.tg.keep_drafts(DRAFT_REFRESH_S, DRAFT_GIVE_UP_S)
+            except (BotApiError, MalformedReply) as exc:
+                log.info("a draft was not shown again: %s", exc)
+
+    async def _send_notes(self) -> None:
+        async with self._notes_recv:
+            async for chat_id, note in self._notes_recv:
+                try:
+                    await self.api.send_message(chat_id, note)
+                except BotApiError as exc:
+                    log.info("could not say the active session: %s", exc)
 
     def _confirm(self, update_id: int) -> None:
         self.source.confirm(update_id)
+        self._waiting.pop(update_id, None)
+        if update_id in self._held:
+            self._held.discard(update_id)
+            memory = self.tg.memory
+            memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
+            memory.changed()
+        self._offset_moved.set()
+
+    async def _hold(self) -> None:
+        """Keep the updates that wait for the core in our memory, durably, then let the
+        offset pass them (see the module docstring)."""
+        waiting = list(self._waiting.items())  # in the order they were handed out
+        memory = self.tg.memory
+        memory.held.extend(raw for _update_id, raw in waiting)
+        memory.changed()
+        await memory.commit()
+        log.info("%d updates wait for the core: held here, so that newer ones come", len(waiting))
+        for update_id, _raw in waiting:
+            if self._waiting.pop(update_id, None) is None:  # handled meanwhile
+                memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
+                memory.changed()
+                continue
+            self._held.add(update_id)
+            self.source.confirm(update_id)
         self._offset_moved.set()
 
     async def _keep_offset(self) -> None:
@@ -224,11 +312,11 @@ class TelegramFrontEnd:
             if self.source.offset != memory.offset:
                 memory.offset = self.source.offset
                 memory.changed()
-                await memory.commit()
+            await memory.commit()  # the offset, and updates no longer held
 
     # --- messages ----------------------------------------------------------------------
 
-    async def _posted(self, item: incoming.Posted) -> Posted | None:
+    async def _posted(self, item: incoming.Posted) -> Posted | TurnedTo | None:
         if item.author_id not in self._allowed:
             await self._refuse(item.chat_id, item.topic_id)
             return None
@@ -250,10 +338,11 @@ class TelegramFrontEnd:
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
-            switched = await self._switch(item, channel, text)
-            if switched:
-                return None
+            if text.split()[:1] and text.split()[0].lower() == "!session":
+                return await self._switch(item, channel, text)
             root = self._root_without_topics(item, channel, text)
+            if not root and text.split()[0].lower() == "!sessions":
+                self._listing[ids.post(item.chat_id, item.message_id)] = item.chat_id
         post = Post(
             ids.post(item.chat_id, item.message_id),
             channel,
@@ -288,19 +377,29 @@ class TelegramFrontEnd:
         if not allowed or item.choice is None or item.chat_id is None:
             return None
         try:
-            post_id = ids.post(item.chat_id, int(item.choice.ref))
+            post_id = self.tg.core_id(ids.post(item.chat_id, int(item.choice.ref)))
         except ValueError:
             return None
         kind: ChoiceKind = PORT_KINDS[item.choice.kind]
         return choice_event(ids.user(item.author_id), post_id, kind, ids.channel(item.chat_id))
 
+    def _stop_pressed(self, item: incoming.StopPressed) -> ChatEvent | None:
+        """Stop on a draft: the core's stop on that session's thread, as `/stop` there.
+        A private chat's id is its person's."""
+        if item.chat_id not in self._allowed:
+            return None
+        root = self.tg.root_of_draft(item.chat_id, item.topic_id, item.draft_id)
+        if root is None:
+            log.info("Stop pressed on a draft of no known session (draft %s)", item.draft_id)
+            return None
+        return choice_event(ids.user(item.chat_id), root, "stop", ids.channel(item.chat_id))
+
     # --- without topics: the active session ---------------------------------------------
 
-    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> bool:
-        """`/session NAME`: choose where plain text goes. True when it was that."""
+    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> TurnedTo | None:
+        """`/session NAME`: choose where plain text goes, and tell the core the person
+        turned to that session (its agent starts now if it is not running)."""
         words = text.split()
-        if not words or words[0].lower() != "!session":
-            return False
         memory = self.tg.memory
         name = words[1] if len(words) == 2 else ""
         root = next((r for r, t in memory.threads.items()
@@ -318,7 +417,7 @@ class TelegramFrontEnd:
             await self.api.send_message(item.chat_id, escape(answer))
         except BotApiError as exc:
             log.info("could not answer /session: %s", exc)
-        return True
+        return TurnedTo(ids.user(item.author_id), channel, root) if root is not None and name else None
 
     def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
         """A main-view command stays there; a reply goes to the session it answers;
@@ -336,6 +435,10 @@ class TelegramFrontEnd:
             if replied is not None:
                 return replied
         return memory.active.get(channel, "")
+
+
+def _update_id(raw: object) -> object:
+    return raw.get("update_id") if isinstance(raw, dict) else None
 
 
 def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:
@@ -362,29 +465,10 @@ def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> TelegramFrontEnd:
     """The registry's opener: `[telegram]` connected (getMe answered)."""
     assert config.telegram is not None
-    state_dir = config.state.dir
-    handled = await trio.to_thread.run_sync(handled_at_start, state_dir)
-    front = await TelegramFrontEnd.connect(
-        config.telegram, state_dir, events,
-        already_handled=lambda channel_id, post_id: (channel_id, post_id) in handled,
-    )  # fmt: skip
+    front = await TelegramFrontEnd.connect(config.telegram, config.state.dir, events)
     front.personas = frozenset(config.personas)
     await front.offer_menu()
     return front
-
-
-def handled_at_start(state_dir: Path) -> frozenset[tuple[str, str]]:
-    """Our posts the store holds as handled, read once at start (read-only, as `sessions`
-    does). An update handled but not yet confirmed when the last run ended comes again;
-    the core's ledger skips it without a word, so we must know to confirm it ourselves.
-    Only a start can bring such a redelivery: within a run, an update comes once."""
-    channels = read_state(state_dir).state.channels
-    return frozenset(
-        (channel_id, post_id)
-        for channel_id, ledger in channels.items()
-        if ids.owns(channel_id)
-        for post_id in ledger.handled
-    )
 
 
 if TYPE_CHECKING:

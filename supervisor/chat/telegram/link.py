@@ -8,6 +8,12 @@ here and edited with it); choices are inline buttons; keyed creations are looked
 front end's memory before anything is sent. Every text goes out as Telegram HTML
 (`render`), every id in and out is the port's (`ids`).
 
+A growing post (a streaming answer: the texts the poster sends through `create_growing`
+and `edit_growing`) shows as a draft with a Stop button in its topic (`drafts`), and
+becomes real messages with its last text, or as soon as it needs a real message (its
+buttons, a later message of its session in the same place). Where a draft call fails, that
+chat gets today's way instead: one message, edited in place at most once a second.
+
 It must never let a Bot API word reach the core (the core sees `Post`s and port ids only),
 never send a keyed message twice while its key is remembered, and never put the token
 anywhere (the client keeps it out of every error it raises).
@@ -18,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Final
@@ -29,7 +36,8 @@ from supervisor.chat import NO_LIMIT, ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids, render, runs
 from supervisor.chat.telegram.calls import BadRequest, BotApiError
 from supervisor.chat.telegram.client import BotApi
-from supervisor.chat.telegram.codec import JSONObject
+from supervisor.chat.telegram.codec import JSONObject, MalformedReply
+from supervisor.chat.telegram.drafts import Drafts, Growing, is_provisional
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
@@ -50,6 +58,9 @@ PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
 QUEUED_EMOJI: Final = "👀"
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 _PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
+# A growing post made real, kept in memory's keys under this prefix: the core may name its
+# provisional id after a restart (a lapsed permission request is edited then).
+DRAFT_KEY: Final = "draft:"
 
 
 @attrs.frozen
@@ -86,6 +97,8 @@ class TelegramLink:
         self._locks: dict[str, trio.StrictFIFOLock] = {}  # message post id -> its changes
         # A topic a person opened, waiting for the `!new` it stands for: (chat, name) -> id.
         self.opened_topics: dict[tuple[int, str], int] = {}
+        self.drafts = Drafts()
+        self._grown_at: dict[str, float] = {}  # message -> when a growing text last edited it
 
     # --- threads and posts ----------------------------------------------------------
 
@@ -162,6 +175,9 @@ class TelegramLink:
         thread = self.memory.threads.get(root_id) if root_id else None
         topic_id = thread.topic_id if thread is not None else None
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""
+        holder = self.drafts.holder(chat_id, topic_id)
+        if holder is not None and holder.root_id == root_id:
+            await self._make_real(holder.post_id)  # its words come before this message
         sent: Post | None = None
         for file_id in file_ids:
             sent = await self._send_file(chat_id, topic_id, file_id, message if not sent else "")
@@ -177,13 +193,155 @@ class TelegramLink:
         return attrs.evolve(sent, root_id=root_id, idempotency_key=idempotency_key)
 
     async def edit_post(self, post_id: str, message: str) -> Post:
-        thread = self.memory.threads.get(post_id)
+        if post_id in self.drafts.growing:  # its last text: the draft becomes messages
+            async with self._holding(post_id):
+                growing = self.drafts.growing.get(post_id)
+                if growing is not None:
+                    growing.text = message
+                    await self._commit(growing)
+                    return self._growing_post(growing)
+        real = self._real(post_id)
+        thread = self.memory.threads.get(real)
         if thread is not None and thread.header_id:  # the root: its header is what shows
             target = ids.post(thread.chat_id, thread.header_id)
         else:
-            target = post_id
+            target = real
         async with self._holding(target):
-            return await self._edit_post(post_id, target, message)
+            # A message that shows a growing text (no drafts here) is edited at most once
+            # a second, its last text included.
+            await trio.sleep_until(self._grown_at.get(target, -math.inf) + LIMITS.min_edit_interval_s)
+            edited = await self._edit_post(real, target, message)
+            if target in self._grown_at:
+                self._grown_at[target] = trio.current_time()
+        return attrs.evolve(edited, id=post_id)
+
+    # --- growing posts: drafts ------------------------------------------------------
+
+    async def create_growing(
+        self, channel_id: str, message: str, *, root_id: str, idempotency_key: str
+    ) -> Post:
+        """A post whose text will grow: a draft in the session's place, or (drafts failed
+        in this chat, or another session's draft shows there) a message."""
+        chat_id = ids.chat_of(channel_id)
+        thread = self.memory.threads.get(root_id) if root_id else None
+        if thread is not None and chat_id not in self.drafts.off:
+            holder = self.drafts.holder(chat_id, thread.topic_id)
+            if holder is not None and holder.root_id == root_id:
+                await self._make_real(holder.post_id)  # the answer moved on to a new post
+                holder = self.drafts.holder(chat_id, thread.topic_id)
+            if holder is None:
+                prefix = f"[{thread.title}] " if not self.topics else ""
+                growing = self.drafts.start(chat_id, thread.topic_id, root_id, message, prefix)
+                growing.changed_at = trio.current_time()
+                if await self._show_draft(growing):
+                    return attrs.evolve(self._growing_post(growing), idempotency_key=idempotency_key)
+                self.drafts.finish(growing.post_id)
+        sent = await self.create_post(channel_id, message, root_id=root_id, idempotency_key=idempotency_key)
+        self._grown_at[sent.id] = trio.current_time()  # edited in place from now on, paced
+        return sent
+
+    async def edit_growing(self, post_id: str, message: str) -> Post:
+        """A growing text: the draft shows it; a message showing it (no drafts here) is
+        edited, at most once a second."""
+        async with self._holding(post_id):
+            growing = self.drafts.growing.get(post_id)
+            if growing is not None:
+                if message != growing.text:
+                    growing.text, growing.changed_at = message, trio.current_time()
+                if not await self._show_draft(growing):
+                    await self._commit(growing)  # drafts failed: this message from now on
+                return self._growing_post(growing)
+        real = self._real(post_id)
+        self._grown_at.setdefault(real, -math.inf)  # paced from now on: see edit_post
+        while len(self._grown_at) > _PARTS_KEPT:
+            del self._grown_at[next(iter(self._grown_at))]
+        return await self.edit_post(post_id, message)
+
+    async def keep_all_drafts(self) -> None:
+        """At a stop: what the drafts show becomes messages, so that an answer cut by the
+        stop stays readable above the notice that it was cut (as it would on Mattermost)."""
+        for post_id in list(self.drafts.growing):
+            try:
+                await self._make_real(post_id)
+            except (ChatError, MalformedReply) as exc:
+                log.info("a draft was lost at the stop: %s", exc)
+
+    def root_of_draft(self, chat_id: int, topic_id: int | None, draft_id: int) -> str | None:
+        """The session thread whose draft that was (for its Stop button)."""
+        root = self.drafts.root_of_draft(chat_id, draft_id)
+        if root is None and topic_id is not None:
+            root = ids.post(chat_id, topic_id)  # a draft of an earlier run: its topic says
+        return root if root in self.memory.threads else None
+
+    def core_id(self, post_id: str) -> str:
+        """The id the core knows a message of ours by (a growing post's provisional id)."""
+        known = self.drafts.core_of.get(post_id)
+        if known is not None:
+            return known
+        if any(value == post_id for value in self.memory.keys.values()):
+            key = next(k for k, v in self.memory.keys.items() if v == post_id)
+            if key.startswith(DRAFT_KEY):
+                return key.removeprefix(DRAFT_KEY)
+        return post_id
+
+    def _real(self, post_id: str) -> str:
+        """The message a provisional id stands for (the id itself for any other)."""
+        if not is_provisional(post_id):
+            return post_id
+        return self.drafts.real.get(post_id) or self.memory.keys.get(DRAFT_KEY + post_id) or post_id
+
+    async def _make_real(self, post_id: str) -> str:
+        """The post as a real message (sent now if it still grows); its real id."""
+        if post_id in self.drafts.growing:
+            async with self._holding(post_id):
+                growing = self.drafts.growing.get(post_id)
+                if growing is not None:
+                    await self._commit(growing)
+        return self._real(post_id)
+
+    async def keep_drafts(self, older_than_s: float, give_up_s: float) -> None:
+        """Show again the drafts not sent for `older_than_s`: Telegram drops a draft after
+        about 30 s, and an answer may pause longer than that (a long tool call). A post
+        that has not grown for `give_up_s` becomes a message (edited in place if it grows
+        again): a text must never live on in a draft alone."""
+        now = trio.current_time()
+        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < now - older_than_s]:
+            async with self._holding(post_id):
+                growing = self.drafts.growing.get(post_id)
+                if growing is None or growing.shown_at >= now - older_than_s:
+                    continue
+                if growing.changed_at < now - give_up_s or not await self._show_draft(growing):
+                    await self._commit(growing)
+                    self._grown_at[self._real(post_id)] = trio.current_time()
+
+    async def _show_draft(self, growing: Growing) -> bool:
+        """False when this chat refuses drafts (then it never gets one again)."""
+        html = self._render(growing.text, growing.prefix)[-1]  # a long one: its newest part
+        try:
+            await self.api.send_message_draft(growing.chat_id, growing.draft_id, html,
+                                              thread_id=growing.topic_id, can_stop=True)  # fmt: skip
+        except BotApiError as exc:
+            log.info("drafts refused in chat %s (%s): editing a message instead",
+                     growing.chat_id, exc.description)  # fmt: skip
+            self.drafts.off.add(growing.chat_id)
+            return False
+        growing.shown_at = trio.current_time()
+        return True
+
+    async def _commit(self, growing: Growing) -> None:
+        """Send the growing post's text as real messages (ending its draft). Call holding
+        its lock."""
+        self.drafts.finish(growing.post_id)
+        sent = await self._send(growing.chat_id, growing.topic_id, growing.text, growing.prefix)
+        self.drafts.made_real(growing.post_id, sent.id)
+        if not self.topics:
+            self._thread_root_of[sent.id] = growing.root_id
+        self.memory.remember_key(DRAFT_KEY + growing.post_id, sent.id)
+        await self.memory.commit()
+
+    def _growing_post(self, growing: Growing) -> Post:
+        return Post(growing.post_id, ids.channel(growing.chat_id), self.me.id, growing.text,
+                    root_id=growing.root_id)  # fmt: skip
 
     async def _edit_post(self, post_id: str, target: str, message: str) -> Post:
         chat_id, message_id = ids.parse_post(target)
@@ -225,6 +383,7 @@ class TelegramLink:
     # --- choices ------------------------------------------------------------------------
 
     async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
+        post_id = await self._make_real(post_id)  # buttons need a message
         async with self._holding(post_id):
             self._choices[post_id] = tuple(kind for kind in kinds if kind in KINDS)
             chat_id, message_id = ids.parse_post(post_id)
@@ -232,6 +391,7 @@ class TelegramLink:
             await self._set_markup(chat_id, parts[-1], self._markup(post_id))
 
     async def settle_choices(self, post_id: str) -> None:
+        post_id = await self._make_real(post_id)
         async with self._holding(post_id):
             # Also when this process never offered them: buttons a previous run put there
             # (a cut turn's "Run it again") must go too.

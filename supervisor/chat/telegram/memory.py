@@ -1,6 +1,6 @@
 """What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
 
-Owns that file (nothing else writes it) and three things in it:
+Owns that file (nothing else writes it) and four things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
   update source moves it only past confirmed updates), so a start skips straight to the
   updates written while we were away, which Telegram still holds, in order;
@@ -10,7 +10,10 @@ Owns that file (nothing else writes it) and three things in it:
   A crash between Telegram's answer and the write below leaves a key unrecorded, and the
   retry after the restart sends again: the one window Telegram gives us no way to close;
 - `threads`: a session thread's root id -> its chat, topic (or header message) and title,
-  for edits of the root and, without topics, `[NAME]` prefixes and `/session NAME`.
+  for edits of the root and, without topics, `[NAME]` prefixes and `/session NAME`;
+- `held`: updates (as they came) that the core has not handled yet but that Telegram was
+  told to forget, so that updates behind a long backlog can be fetched (`getUpdates`
+  gives at most 100): kept here, durably, until handled; a start hands them out first.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -56,6 +59,7 @@ class Remembered:
     keys: dict[str, str] = attrs.Factory(dict)  # key -> port post id
     threads: dict[str, ThreadInfo] = attrs.Factory(dict)  # root post id -> thread
     active: dict[str, str] = attrs.Factory(dict)  # channel id -> active root (no topics)
+    held: list[Any] = attrs.Factory(list)  # updates as they came, oldest first
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -71,6 +75,7 @@ class Memory:
         self.keys = dict(self.data.keys)
         self.threads = dict(self.data.threads)
         self.active = dict(self.data.active)
+        self.held = list(self.data.held)
         self.offset = self.data.offset
         self.bot_id = self.data.bot_id
         self._lock = trio.Lock()
@@ -121,7 +126,8 @@ class Memory:
             self._written = upto
 
     def _encode(self) -> bytes:
-        value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active)
+        value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
+                           self.held)  # fmt: skip
         return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
 
 

@@ -44,9 +44,10 @@ from supervisor.core.backoff import Backoff
 log = logging.getLogger("supervisor.telegram")
 
 # Name every kind we use: an omitted list keeps whatever the last caller set, an empty
-# one means "all but reactions and chat_member" (FACTS.md). Bot API 10.3 adds
-# "stopped_message_generation" (the draft's Stop button): add it where the server has it.
-ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query")
+# one means "all but reactions and chat_member" (FACTS.md). "stopped_message_generation"
+# (Bot API 10.3: the draft's Stop button) is asked for always: a server older than 10.3
+# has no such update to send, and Telegram ignores names it does not know.
+ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query", "stopped_message_generation")
 POLL_S: Final = 30  # long-poll time; Telegram allows up to 50
 # While some handed-out updates await confirmation, a poll from the old offset returns
 # them again at once: poll for newer ones no more often than this.

@@ -1,0 +1,86 @@
+"""Updates Telegram gives again after a crash, and urgent updates behind a backlog.
+
+A crash between the core's durable handled mark and our offset confirmation makes
+Telegram deliver that update again: the core turns it away as handled, and says so to
+the front end (`handled`) once that is durable, which confirms it. It is not answered
+twice, and it does not hold up the updates behind it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import trio
+
+from tests.telegram_world import tg_world
+
+FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
+
+
+async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_not_answered_again(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            message = w.say("only once", topic)
+            (update_id,) = [u["update_id"] for u in w.fake.pending_updates()
+                            if u.get("message", {}).get("message_id") == message["message_id"]]  # fmt: skip
+            await w.fake.wait_until(lambda: update_id in w.fake.delivered)
+            # From now on no poll gets through: the offset past it never reaches Telegram.
+            w.fake.fail("getUpdates", 502, count=10**6, hang_up=True)
+            await w.answered(topic, "echo #1: only once", timeout=30)  # handled, durably
+            w.kill()
+            assert update_id not in w.fake.confirmed
+            # The crash came before our own note of the offset, too (telegram.json): the
+            # next start asks from before it, and Telegram gives it again.
+            memory = w.tmp / "state" / "telegram.json"
+            noted = json.loads(memory.read_text())
+            assert noted["offset"] in (update_id, update_id + 1)
+            memory.write_text(json.dumps(noted | {"offset": update_id}))
+            w.fake.clear_faults()
+            w.spawn()
+            await w.wait_for(lambda: len(w.fake.delivered[update_id]) >= 2, timeout=30)
+            await w.wait_for(lambda: update_id in w.fake.confirmed, timeout=30)
+            w.say("next", topic)  # nothing waits behind it
+            text = await w.answered(topic, "echo #2: next", timeout=30)
+            assert text.count("echo #1: only once") == 1 and "echo #3" not in text
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert prompts.count("only once") == 1 and prompts.count("next") == 1
+
+
+async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_waiting_and_none_is_lost(
+    tmp_path: Path,
+) -> None:
+    count = 110  # more than one getUpdates answer holds
+    with trio.fail_after(150):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            w.say("[slow 60] a long turn", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=30)
+            for i in range(count):
+                w.say(f"q{i}", topic)
+            w.say("/stop", topic)
+            # Before: the stop waited behind 100 unconfirmed prompts, until the turn ended.
+            await w.answered(topic, "Interrupted", timeout=30)
+            w.kill()  # with prompts still held by us, and no longer by Telegram
+            memory = json.loads((w.tmp / "state" / "telegram.json").read_text())
+            held = {u["message"]["text"] for u in memory["held"]}
+            assert held, "some prompts were held"
+            w.spawn()
+            await w.answered(topic, f": q{count - 1} (", timeout=90)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            for i in range(count):
+                assert prompts.count(f"q{i}") == 1, (i, prompts)
+            text = w.text(topic)
+            answers = [text.count(f": q{i} (") for i in range(count)]
+            # The one running at the kill was cut (said so, not run again); the rest answered once.
+            assert set(answers) <= {0, 1} and answers.count(0) <= 1
+            assert answers.count(0) == 0 or "restarted" in text
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])

@@ -1,0 +1,82 @@
+"""Without topics, the seed's model: `/session NAME` turns to a session, and its agent,
+suspended while idle, starts at once (not at the next message)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import trio
+
+from supervisor.core.events import TurnedTo
+from supervisor.core.router import Ignore, RouterView, SessionRef, Wake, route
+from tests.telegram_world import TgWorld, tg_world
+
+FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
+
+
+def agent_events(w: TgWorld, kind: str) -> list[dict[str, object]]:
+    found = []
+    for path in sorted(w.agent_log.glob("*.jsonl")):
+        for raw in path.read_text().splitlines():
+            line = json.loads(raw)
+            if line.get("event") == kind:
+                found.append(line)
+    return found
+
+
+async def test_switching_to_a_session_whose_agent_is_suspended_starts_it_at_once(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path, topics=False) as w:
+            w.configure(telegram=FAST, agent={"idle_suspend_s": 1})
+            await w.start()
+            for name in ("a", "b"):
+                (w.work / name).mkdir()
+                w.say(f"/new {name} {w.work / name}")
+                await w.answered(None, f"Started session {name}")
+            await w.wait_for(lambda: len(agent_events(w, "start")) == 2)
+            # Idle for a second: both agents are suspended (stopped, not the sessions).
+            await w.wait_for(lambda: len(agent_events(w, "exit")) == 2, timeout=20)
+            w.say("/session a")
+            await w.answered(None, "Plain text now goes to a.")
+            starts = await w.wait_for(lambda: len(agent_events(w, "start")) == 3 and agent_events(w, "start"), timeout=10)
+            assert starts[-1]["cwd"] == str(w.work / "a")  # a's agent, and only a's
+            assert w.prompts_by_process() == {}  # started by the switch, not by a prompt
+            w.say("/session nope")  # no such session: nothing starts
+            await w.answered(None, "There is no session nope")
+            await trio.sleep(0.5)
+            assert len(agent_events(w, "start")) == 3
+
+
+def test_the_router_wakes_only_a_live_session_an_allowed_person_turned_to() -> None:
+    live, ended = SessionRef("r1", "c1"), SessionRef("r2", "c1", ended=True)
+    view = RouterView("bot", frozenset({"alice"}), {"r1": live, "r2": ended}, places=frozenset({"c1"}))
+    assert route(TurnedTo("alice", "c1", "r1"), view) == Wake(live)
+    assert isinstance(route(TurnedTo("mallory", "c1", "r1"), view), Ignore)
+    assert isinstance(route(TurnedTo("alice", "c1", "r2"), view), Ignore)  # ended
+    assert isinstance(route(TurnedTo("alice", "c2", "r1"), view), Ignore)  # not her place
+    assert isinstance(route(TurnedTo("alice", "c1", "nope"), view), Ignore)
+
+
+async def test_sessions_marks_the_active_one_below_the_list(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with tg_world(tmp_path, topics=False) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            for name in ("a", "b"):
+                (w.work / name).mkdir()
+                w.say(f"/new {name} {w.work / name}")
+                await w.answered(None, f"Started session {name}")
+            w.say("/session a")
+            await w.answered(None, "Plain text now goes to a.")
+            w.say("/sessions")
+            await w.answered(None, "Plain text goes to a (")
+            texts = [s.message.get("text", "") for s in w.said(None)]
+            listed = max(i for i, t in enumerate(texts) if "idle" in t and "b" in t)
+            assert texts[listed + 1].startswith("▶ Plain text goes to a")  # right below the list
+            w.say("/session b")
+            await w.answered(None, "Plain text now goes to b.")
+            w.say("/SESSIONS")
+            await w.answered(None, "Plain text goes to b (")
