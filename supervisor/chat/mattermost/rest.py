@@ -13,6 +13,7 @@ It must never:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -28,7 +29,7 @@ import httpx
 import trio
 
 from supervisor.chat import ChatError, ChatUser, tls
-from supervisor.chat.mattermost import codec
+from supervisor.chat.mattermost import codec, paging
 from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
 from supervisor.core.backoff import REST_BACKOFF, Backoff
@@ -43,8 +44,6 @@ _REQUEST_TIMEOUT = 30.0
 # A bogus Retry-After must not stall the supervisor for a day; the caller's scope still
 # bounds the whole call, this only bounds one wait.
 _LONGEST_SERVER_WAIT = 300.0
-_SINCE_LIMIT = 1000  # GET /channels/{id}/posts?since= returns at most this many, unpaged
-_PAGE_SIZE = 200  # the server's largest per_page
 
 # Requests in flight at once, and connections kept. More would not be faster (one event
 # loop does the work, and 16 in flight at 20 ms each is 800 requests/s), and httpcore's
@@ -176,23 +175,13 @@ class MattermostRest:
         return _decode(response, codec.decode_reactions)
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[WirePost]:
-        """Every post created after `since_ms`, and posts changed after it, oldest first.
-
-        `since` answers with at most 1000 of the posts changed after it, and which 1000 is
-        the database's choice (the LIMIT has no ORDER BY); it cannot be paged. Below the
-        cap that is all of them. At the cap the channel is walked newest first, back to
-        `since_ms`, so every post created after it is found whichever 1000 `since` chose
-        (older posts changed since are then only those the one answer held; catch-up
-        needs the new ones). The unchanged roots the server adds for context are left out.
-        """
-        posts = _listed(await self._post_list(channel_id, {"since": since_ms}))
-        if len(posts) >= _SINCE_LIMIT:
-            posts += await self._pages_back_to(channel_id, since_ms)
-        return _oldest_first([post for post in posts if post.update_at > since_ms])
+        """Every post created after `since_ms`, and posts changed after it, oldest first
+        (`paging.posts_since`)."""
+        return await paging.posts_since(functools.partial(self._post_list, channel_id), since_ms)
 
     async def posts_after(self, channel_id: str, post_id: str) -> list[WirePost]:
         """Every post created after `post_id` in the channel, oldest first, all pages."""
-        return _oldest_first(await self._pages_after(channel_id, post_id))
+        return await paging.posts_after(functools.partial(self._post_list, channel_id), post_id)
 
     async def typing(self, channel_id: str, parent_id: str = "") -> None:
         body = {"channel_id": channel_id, "parent_id": parent_id}
@@ -237,49 +226,6 @@ class MattermostRest:
     async def _post_list(self, channel_id: str, params: dict[str, Any]) -> codec.PostList:
         response = await self._call("GET", f"/channels/{channel_id}/posts", params=params)
         return _decode(response, codec.decode_post_list)
-
-    async def _pages_back_to(self, channel_id: str, since_ms: int) -> list[WirePost]:
-        """The channel's posts, newest first, page by page, until one created at or before
-        `since_ms` (or the channel's first post).
-
-        `before=<id>` means "created strictly earlier than that post", and posts can share
-        a millisecond. So the next page is anchored on the oldest post of a later
-        millisecond than the page's oldest: that millisecond's posts come again (and are
-        deduplicated) instead of being skipped. A page all in one millisecond moves on
-        by offset from the same anchor instead.
-        """
-        collected: dict[str, WirePost] = {}
-        anchor, page_number = "", 0
-        while True:
-            params: dict[str, Any] = {"page": page_number, "per_page": _PAGE_SIZE}
-            if anchor:
-                params["before"] = anchor
-            page = _listed(await self._post_list(channel_id, params))
-            fresh = [post for post in page if post.id not in collected]
-            collected.update((post.id, post) for post in page)
-            if len(page) < _PAGE_SIZE or not fresh:
-                return list(collected.values())
-            oldest = min(post.create_at for post in page)
-            if oldest <= since_ms:
-                return list(collected.values())
-            later = [post for post in page if post.create_at > oldest]
-            if later:
-                anchor, page_number = min(later, key=lambda post: post.create_at).id, 0
-            else:
-                page_number += 1
-
-    async def _pages_after(self, channel_id: str, post_id: str) -> list[WirePost]:
-        collected: dict[str, WirePost] = {}
-        cursor = post_id
-        while True:
-            # A moving cursor (page stays 0) is not thrown off by posts created meanwhile.
-            params = {"after": cursor, "page": 0, "per_page": _PAGE_SIZE}
-            page = _listed(await self._post_list(channel_id, params))
-            fresh = [post for post in page if post.id not in collected]
-            collected.update((post.id, post) for post in page)
-            if len(page) < _PAGE_SIZE or not fresh:
-                return list(collected.values())
-            cursor = _newest(page).id
 
     async def _call(
         self, method: str, path: str, *, retry: bool = True, **request: Any
@@ -407,25 +353,3 @@ def _decode(response: httpx.Response, decode: Callable[[Any], T]) -> T:
     except MalformedFrame as exc:
         reason = exc.reason
     raise ChatError(response.status_code, "malformed_response", reason)
-
-
-def _listed(page: codec.PostList) -> list[WirePost]:
-    """The posts the page is about. `posts` also holds thread context (roots, siblings)
-    that `order` leaves out; a server that sends no `order` gets the benefit of the doubt."""
-    if not page.order:
-        return list(page.posts.values())
-    return [page.posts[post_id] for post_id in page.order if post_id in page.posts]
-
-
-def _newest(posts: list[WirePost]) -> WirePost:
-    return max(posts, key=lambda post: (post.create_at, post.id))
-
-
-def _oldest_first(posts: list[WirePost]) -> list[WirePost]:
-    """Deduplicate by id (the latest update wins) and sort by creation time."""
-    latest: dict[str, WirePost] = {}
-    for post in posts:
-        known = latest.get(post.id)
-        if known is None or post.update_at >= known.update_at:
-            latest[post.id] = post
-    return sorted(latest.values(), key=lambda post: (post.create_at, post.id))
