@@ -25,6 +25,10 @@ from tests.fakes.mattermost import FakeMattermost
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent
 from tests.harness import FAKE_AGENT, REPO, write_toml
 
+# Per-chat pacing for tests: Telegram's ~1 message/s would make them slow.
+FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
+
+
 ALICE = 1001
 MALLORY = 666
 
@@ -146,6 +150,13 @@ class TgWorld:
         except trio.TooSlowError:
             raise AssertionError(f"no {needle!r} after {timeout}s in:\n{self.text(topic)}") from None
         return self.text(topic)
+
+    async def new_sessions_without_topics(self, *names: str) -> None:
+        """`/new NAME DIR` for each name, in the main view, each answered before the next."""
+        for name in names:
+            (self.work / name).mkdir(parents=True, exist_ok=True)
+            self.say(f"/new {name} {self.work / name}")
+            await self.answered(None, f"Started session {name}")
 
     async def new_session(self, name: str, timeout: float = 20) -> int:
         """`/new NAME DIR` in the main view; the session's topic, once its header is there."""

@@ -28,10 +28,8 @@ from supervisor.chat.telegram.memory import Memory, ThreadInfo
 from supervisor.core.events import Choice, ChoiceMade
 from tests.fakes.telegram_botapi import TOKEN, running
 from tests.fakes.telegram_schema import call_problems
-from tests.telegram_world import ALICE, tg_world
+from tests.telegram_world import ALICE, FAST, tg_world
 from tests.test_telegram_link import CHANNEL, front_end
-
-FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
 
 
 async def test_a_streaming_answer_is_a_draft_with_stop_then_real_messages(tmp_path: Path) -> None:
@@ -98,10 +96,7 @@ async def test_without_topics_a_draft_never_shows_another_sessions_text(tmp_path
         async with tg_world(tmp_path, topics=False) as w:
             w.configure(telegram=FAST)
             await w.start()
-            for name in ("a", "b"):
-                (w.work / name).mkdir()
-                w.say(f"/new {name} {w.work / name}")
-                await w.answered(None, f"Started session {name}")
+            await w.new_sessions_without_topics("a", "b")
             w.say("/session a")
             await w.answered(None, "Plain text now goes to a")
             w.say("[slow 3] from-a")

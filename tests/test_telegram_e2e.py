@@ -21,9 +21,7 @@ from supervisor.chat.telegram.client import BotApi
 from tests.fakes.telegram_botapi import TOKEN
 from tests.fakes.telegram_schema import call_problems
 from tests.harness import REPO
-from tests.telegram_world import ALICE, MALLORY, tg_world
-
-FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}  # Telegram's ~1/s would make tests slow
+from tests.telegram_world import ALICE, FAST, MALLORY, tg_world
 
 
 async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_there(

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import trio
 
-from tests.telegram_world import tg_world
-
-FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
+from tests.telegram_world import FAST, tg_world
 
 
 async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_not_answered_again(

@@ -10,9 +10,7 @@ import trio
 
 from supervisor.core.events import TurnedTo
 from supervisor.core.router import Ignore, RouterView, SessionRef, Wake, route
-from tests.telegram_world import TgWorld, tg_world
-
-FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
+from tests.telegram_world import FAST, TgWorld, tg_world
 
 
 def agent_events(w: TgWorld, kind: str) -> list[dict[str, object]]:
@@ -32,10 +30,7 @@ async def test_switching_to_a_session_whose_agent_is_suspended_starts_it_at_once
         async with tg_world(tmp_path, topics=False) as w:
             w.configure(telegram=FAST, agent={"idle_suspend_s": 1})
             await w.start()
-            for name in ("a", "b"):
-                (w.work / name).mkdir()
-                w.say(f"/new {name} {w.work / name}")
-                await w.answered(None, f"Started session {name}")
+            await w.new_sessions_without_topics("a", "b")
             await w.wait_for(lambda: len(agent_events(w, "start")) == 2)
             # Idle for a second: both agents are suspended (stopped, not the sessions).
             await w.wait_for(lambda: len(agent_events(w, "exit")) == 2, timeout=20)
@@ -65,10 +60,7 @@ async def test_sessions_marks_the_active_one_below_the_list(tmp_path: Path) -> N
         async with tg_world(tmp_path, topics=False) as w:
             w.configure(telegram=FAST)
             await w.start()
-            for name in ("a", "b"):
-                (w.work / name).mkdir()
-                w.say(f"/new {name} {w.work / name}")
-                await w.answered(None, f"Started session {name}")
+            await w.new_sessions_without_topics("a", "b")
             w.say("/session a")
             await w.answered(None, "Plain text now goes to a.")
             w.say("/sessions")
