@@ -146,3 +146,27 @@ Effect = (
     | EditPost
     | Finished
 )
+
+
+# Effects that show nothing by themselves: a Show waits for the poster, which the shell
+# wakes only once the saves before it are durable.
+_SHOWS_NOTHING_YET = (Show, SaveRecord, ToAgent, OfferChoices)
+
+
+def saves_a_mark_carries(effects: list[Effect]) -> frozenset[int]:
+    """The durable saves (by index) that may ride on the write of a handled mark later in
+    the same run: the store writes every change in order, so the mark's acknowledgement
+    covers them too. A turn's end and the next queued prompt reaching its agent then cost
+    one write, not two. Only across effects that show nothing by themselves: whatever
+    they put waits for the poster, which the shell wakes once the mark is durable."""
+    carried: set[int] = set()
+    waiting: list[int] = []
+    for index, effect in enumerate(effects):
+        if isinstance(effect, MarkHandled):
+            carried.update(waiting)
+            waiting = []
+        elif isinstance(effect, SaveRecord) and effect.durable:
+            waiting.append(index)
+        elif not isinstance(effect, _SHOWS_NOTHING_YET):
+            waiting = []  # something shows (or starts) before the mark: they are awaited
+    return frozenset(carried)

@@ -41,6 +41,7 @@ from supervisor.core.session import (
     ToAgent,
     Typing,
 )
+from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 from supervisor.runtime import session_files
@@ -179,11 +180,13 @@ class SessionTask:
             self._poster.wake()
 
     async def _apply_each(self, effects: list[Effect]) -> None:
-        for effect in effects:
+        carried = saves_a_mark_carries(effects)
+        unsaved = False  # a carried save is not durable yet: nothing may show
+        for index, effect in enumerate(effects):
             # These may wait: what is put so far goes out meanwhile. Not a durable save: it
             # is a few ms, and the end of a turn saves before its final words are put, so
             # waking here would send the text and then the footer as two edits.
-            if isinstance(effect, ToAgent | MarkHandled | Typing):
+            if isinstance(effect, ToAgent | MarkHandled | Typing) and not unsaved:
                 self._poster.wake()
             match effect:
                 case ToAgent(command):
@@ -206,8 +209,12 @@ class SessionTask:
                     # Durable before anything of its answer can be shown: a crash before
                     # this line re-delivers the prompt, a crash after it never answers twice.
                     await self.deps.store.mark_handled(channel_id, post_id)
+                    unsaved = False
                 case SaveRecord(record, durable):
-                    if durable:
+                    if index in carried:  # durable with the mark below, in its write
+                        self.deps.store.save_soon(record)
+                        unsaved = True
+                    elif durable:
                         await self.deps.store.save(record)
                     else:
                         self.deps.store.save_soon(record)
