@@ -43,8 +43,9 @@ from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
-from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
+from supervisor.chat.telegram.link import TelegramLink
 from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.messages import PORT_KINDS
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
