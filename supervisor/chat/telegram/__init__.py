@@ -10,6 +10,10 @@
 - `incoming`: an update read as the port's incoming events (posted, pressed, stop).
 - `limits`: the numbers a Telegram chat allows, as data.
 - `doctor`: the `check` lines for a bot token.
+- `link`: the chat port over the Bot API, composed of `messages` (the bot's messages: parts,
+  buttons, one change at a time) and `drafts` (growing posts shown as drafts).
+- `front`: the front end (connect, the update loop), with `backlog` (when the offset may
+  pass an update; updates held past 100) and `active` (without topics: the active session).
 
 Nothing outside this folder should need to know a Bot API field name: a thin glue module
 presents these pieces in the chat port's words (threads, messages, choices).

@@ -1,5 +1,5 @@
-"""Growing posts shown as drafts: which post holds the draft of each place, and what
-became of it (sans-IO bookkeeping for the link).
+"""Growing posts shown as drafts: which post holds the draft of each place, what became
+of it, and the Bot API calls that show it and make it real.
 
 While an answer streams, Telegram can show it as a draft (`sendMessageDraft`): an
 ephemeral preview in a chat or topic that a real message ends. The core knows nothing of
@@ -18,21 +18,46 @@ Rules kept here:
 - drafts that failed in a chat (an older Bot API server, a chat that refuses them) are not
   tried again there (`off`): that chat gets one message edited in place.
 
-Pure: no I/O, no clock.
+`Drafts` (sans-IO: no I/O, no clock) keeps that bookkeeping; `GrowingPosts` (trio) shows
+the drafts, sends again the ones Telegram would drop (about 30 s without news), and makes
+a post real: with its last text, when it needs buttons, when a later message of its
+session comes in the same place, after 60 s without growing, at a stop. A made-real post
+is kept in the memory's keys (`DRAFT_KEY`), so its provisional id still names it after a
+restart. Where a draft call fails, the post is a message edited in place at most once a
+second (`paced`).
+
+It must never let a text live on in a draft alone (a draft is ephemeral), nor show one
+session's text in another's draft.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
+import math
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Final
 
 import attrs
+import trio
 
+from supervisor.chat import ChatError
 from supervisor.chat.telegram import ids
+from supervisor.chat.telegram.calls import BotApiError
+from supervisor.chat.telegram.codec import MalformedReply
+from supervisor.chat.telegram.limits import LIMITS
+from supervisor.chat.telegram.messages import PARTS_KEPT, Messages
+from supervisor.core.events import Post
+
+log = logging.getLogger("supervisor.telegram")
 
 _KEPT: Final = 2000  # provisional ids (and draft ids) remembered once made real
+# A growing post made real, kept in memory's keys under this prefix: the core may name its
+# provisional id after a restart (a lapsed permission request is edited then).
+DRAFT_KEY: Final = "draft:"
 
 
 @attrs.define
@@ -103,3 +128,159 @@ def is_provisional(post_id: str) -> bool:
         return ids.parse_post(post_id)[1] < 0
     except ValueError:
         return False
+
+
+class GrowingPosts:
+    """The growing posts of one bot, over its `Messages`."""
+
+    def __init__(self, messages: Messages) -> None:
+        self.messages = messages
+        self.memory = messages.memory
+        self.drafts = Drafts()
+        self._grown_at: dict[str, float] = {}  # message -> when a growing text last edited it
+
+    async def start(self, channel_id: str, message: str, root_id: str) -> Post | None:
+        """A new growing post as a draft in the session's place; None where it must be a
+        message (drafts failed in this chat, another session's draft shows there)."""
+        chat_id = ids.chat_of(channel_id)
+        thread = self.memory.threads.get(root_id) if root_id else None
+        if thread is None or chat_id in self.drafts.off:
+            return None
+        holder = self.drafts.holder(chat_id, thread.topic_id)
+        if holder is not None and holder.root_id == root_id:
+            await self.make_real(holder.post_id)  # the answer moved on to a new post
+            holder = self.drafts.holder(chat_id, thread.topic_id)
+        if holder is not None:
+            return None
+        prefix = f"[{thread.title}] " if not self.messages.topics else ""
+        growing = self.drafts.start(chat_id, thread.topic_id, root_id, message, prefix)
+        growing.changed_at = trio.current_time()
+        if await self._show(growing):
+            return self._post(growing)
+        self.drafts.finish(growing.post_id)
+        return None
+
+    async def grow(self, post_id: str, message: str) -> Post | None:
+        """The post's new text in its draft; None when a message shows it (edit that,
+        `paced`)."""
+        async with self.messages.holding(post_id):
+            growing = self.drafts.growing.get(post_id)
+            if growing is not None:
+                if message != growing.text:
+                    growing.text, growing.changed_at = message, trio.current_time()
+                if not await self._show(growing):
+                    await self._commit(growing)  # drafts failed: this message from now on
+                return self._post(growing)
+        self._grown_at.setdefault(self.real(post_id), -math.inf)  # paced from now on
+        while len(self._grown_at) > PARTS_KEPT:
+            del self._grown_at[next(iter(self._grown_at))]
+        return None
+
+    async def finish(self, post_id: str, message: str) -> Post | None:
+        """The post's last text, as real messages (its draft ends); None when it no
+        longer grows as a draft."""
+        if post_id not in self.drafts.growing:
+            return None
+        async with self.messages.holding(post_id):
+            growing = self.drafts.growing.get(post_id)
+            if growing is not None:
+                growing.text = message
+                await self._commit(growing)
+                return self._post(growing)
+        return None
+
+    def started(self, message_id: str) -> None:
+        """A growing post sent as a message: edited in place from now on, paced."""
+        self._grown_at[message_id] = trio.current_time()
+
+    @contextlib.asynccontextmanager
+    async def paced(self, message_id: str) -> AsyncIterator[None]:
+        """Around an edit: a message that shows a growing text (no drafts here) is edited
+        at most once a second, its last text included."""
+        await trio.sleep_until(self._grown_at.get(message_id, -math.inf) + LIMITS.min_edit_interval_s)
+        yield
+        if message_id in self._grown_at:
+            self._grown_at[message_id] = trio.current_time()
+
+    async def keep_all(self) -> None:
+        """At a stop: what the drafts show becomes messages."""
+        for post_id in list(self.drafts.growing):
+            try:
+                await self.make_real(post_id)
+            except (ChatError, MalformedReply) as exc:
+                log.info("a draft was lost at the stop: %s", exc)
+
+    async def keep(self, older_than_s: float, give_up_s: float) -> None:
+        """Show again the drafts not sent for `older_than_s`; a post that has not grown
+        for `give_up_s` becomes a message (edited in place if it grows again)."""
+        now = trio.current_time()
+        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < now - older_than_s]:
+            async with self.messages.holding(post_id):
+                growing = self.drafts.growing.get(post_id)
+                if growing is None or growing.shown_at >= now - older_than_s:
+                    continue
+                if growing.changed_at < now - give_up_s or not await self._show(growing):
+                    await self._commit(growing)
+                    self._grown_at[self.real(post_id)] = trio.current_time()
+
+    def root_of_draft(self, chat_id: int, topic_id: int | None, draft_id: int) -> str | None:
+        """The session thread whose draft that was (for its Stop button)."""
+        root = self.drafts.root_of_draft(chat_id, draft_id)
+        if root is None and topic_id is not None:
+            root = ids.post(chat_id, topic_id)  # a draft of an earlier run: its topic says
+        return root if root in self.memory.threads else None
+
+    def core_id(self, post_id: str) -> str:
+        """The id the core knows a message of ours by (a growing post's provisional id)."""
+        known = self.drafts.core_of.get(post_id)
+        if known is not None:
+            return known
+        if any(value == post_id for value in self.memory.keys.values()):
+            key = next(k for k, v in self.memory.keys.items() if v == post_id)
+            if key.startswith(DRAFT_KEY):
+                return key.removeprefix(DRAFT_KEY)
+        return post_id
+
+    def real(self, post_id: str) -> str:
+        """The message a provisional id stands for (the id itself for any other)."""
+        if not is_provisional(post_id):
+            return post_id
+        return self.drafts.real.get(post_id) or self.memory.keys.get(DRAFT_KEY + post_id) or post_id
+
+    async def make_real(self, post_id: str) -> str:
+        """The post as a real message (sent now if it still grows); its real id."""
+        if post_id in self.drafts.growing:
+            async with self.messages.holding(post_id):
+                growing = self.drafts.growing.get(post_id)
+                if growing is not None:
+                    await self._commit(growing)
+        return self.real(post_id)
+
+    async def _show(self, growing: Growing) -> bool:
+        """False when this chat refuses drafts (then it never gets one again)."""
+        html = self.messages.render(growing.text, growing.prefix)[-1]  # a long one: its newest part
+        try:
+            await self.messages.api.send_message_draft(growing.chat_id, growing.draft_id, html,
+                                                       thread_id=growing.topic_id, can_stop=True)  # fmt: skip
+        except BotApiError as exc:
+            log.info("drafts refused in chat %s (%s): editing a message instead",
+                     growing.chat_id, exc.description)  # fmt: skip
+            self.drafts.off.add(growing.chat_id)
+            return False
+        growing.shown_at = trio.current_time()
+        return True
+
+    async def _commit(self, growing: Growing) -> None:
+        """Send the growing post's text as real messages (ending its draft). Call holding
+        its lock."""
+        self.drafts.finish(growing.post_id)
+        sent = await self.messages.send(growing.chat_id, growing.topic_id, growing.text, growing.prefix)
+        self.drafts.made_real(growing.post_id, sent.id)
+        if not self.messages.topics:
+            self.messages.belongs_to(sent.id, growing.root_id)
+        self.memory.remember_key(DRAFT_KEY + growing.post_id, sent.id)
+        await self.memory.commit()
+
+    def _post(self, growing: Growing) -> Post:
+        return Post(growing.post_id, ids.channel(growing.chat_id), self.messages.me.id,
+                    growing.text, root_id=growing.root_id)  # fmt: skip

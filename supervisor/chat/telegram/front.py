@@ -13,12 +13,9 @@ once it is answered and handed to the core: a press that a crash cut is pressed 
 The confirmed offset is written to the front end's memory, so a start asks for exactly
 what was written while we were down; Telegram keeps it, in order.
 
-A long backlog: `getUpdates` gives at most 100 updates from the offset, so with 100 posts
-waiting for the core (prompts queued behind a running turn) nothing behind them would be
-fetched: not a `/stop`, not a button, not the draft's Stop. Then we hold those 100
-ourselves (the memory's `held`, durable before anything else happens) and let Telegram
-forget them; a start hands the held ones out first, and each leaves the memory once the
-core has handled it, as its update would have been confirmed.
+`backlog` keeps that bookkeeping, and holds the updates in our memory when 100 wait for
+the core (Telegram would hand out nothing newer). Without topics, `active` says which
+session plain text goes to.
 
 It must never let an update past the offset before its post is handled, never let a
 stranger reach the core (one short refusal per chat per hour instead), and never compete
@@ -37,14 +34,17 @@ import trio
 
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import People
-from supervisor.chat.telegram import codec, ids, incoming
+from supervisor.chat.telegram import ids, incoming
+from supervisor.chat.telegram.active import ActiveSession
+from supervisor.chat.telegram.backlog import Backlog
 from supervisor.chat.telegram.calls import BotApiError, Pacing, Unauthorized
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import MalformedReply, Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
-from supervisor.chat.telegram.link import PORT_KINDS, TelegramLink
+from supervisor.chat.telegram.link import TelegramLink
 from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.messages import PORT_KINDS
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
@@ -78,19 +78,14 @@ MENU: Final = (
     ("end", "[NAME]: end a session"),
     ("help", "what the bot understands"),
 )
-HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
 DRAFT_REFRESH_S: Final = 20.0  # Telegram drops a draft after about 30 s without news
 DRAFT_GIVE_UP_S: Final = 60.0  # a post that has not grown this long becomes a message
 DRAFTS_AT_CLOSE_S: Final = 0.3  # at a stop, for the drafts still showing to become messages
-NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
 _VERBS: Final = frozenset(
     {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
 )
-_SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
-# Commands meant for the session a plain message would reach (no topics: the active one).
-_THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
 
 
 class TelegramFrontEnd:
@@ -118,16 +113,10 @@ class TelegramFrontEnd:
         self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
                                    allowed_updates=ALLOWED_UPDATES)  # fmt: skip
         self._allowed = frozenset(config.allowed_user_ids)
-        self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
-        self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
-        self._held: set[int] = set()  # updates in the memory's `held`
+        self.backlog = Backlog(self.source, link.memory)
+        self.active = ActiveSession(api, link)  # without topics
         self._refused: dict[int, float] = {}  # chat id -> when it was last refused
-        self._offset_moved = trio.Event()
         link.on_handled = self._handled
-        # Without topics: `/sessions` asked (post id -> chat), and the notes saying which
-        # session is active, sent once the list is out (see `_mark_active`).
-        self._listing: dict[str, int] = {}
-        self._notes_send, self._notes_recv = trio.open_memory_channel[tuple[int, str]](NOTES_QUEUED)
 
     @classmethod
     async def connect(
@@ -197,15 +186,11 @@ class TelegramFrontEnd:
         updates_send, updates_recv = trio.open_memory_channel[Update](0)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.source.run, updates_send)
-            nursery.start_soon(self._keep_offset)
-            nursery.start_soon(self._send_notes)
+            nursery.start_soon(self.backlog.keep_offset)
+            nursery.start_soon(self.active.send_notes)
             nursery.start_soon(self._keep_drafts)
             task_status.started()
-            for raw in list(self.tg.memory.held):  # held before a stop: older than the rest
-                held = codec.decode_update(raw)
-                if held is None:
-                    continue
-                self._held.add(held.update_id)
+            for held in self.backlog.held_before():  # held before a stop: older than the rest
                 await self._handle(held, self._events)
             async with updates_recv:
                 async for update in updates_recv:
@@ -224,39 +209,19 @@ class TelegramFrontEnd:
             event = None  # an edit, a kind we do not use
         if isinstance(event, Posted):
             post = event.post
-            self._pending[post.id] = update.update_id
-            if update.update_id not in self._held:
-                self._waiting[update.update_id] = update.raw
+            self.backlog.handed(post.id, update)
             # Written under a header whose thread the core does not know yet: wait for it.
             await self.tg.opened(ids.chat_of(post.channel_id))
             await events.send(event)
-            if len(self._waiting) >= HOLD_AT:
-                await self._hold()
+            await self.backlog.hold_if_full()
             return
         if event is not None:
             await events.send(event)
-        self._confirm(update.update_id)
+        self.backlog.confirm(update.update_id)
 
     def _handled(self, channel_id: str, post_id: str) -> None:
-        update_id = self._pending.pop(post_id, None)
-        if update_id is not None:
-            self._confirm(update_id)
-        chat_id = self._listing.pop(post_id, None)
-        if chat_id is not None:
-            self._mark_active(chat_id, channel_id)
-
-    def _mark_active(self, chat_id: int, channel_id: str) -> None:
-        """Below the core's session list (it is out once the command is handled): which
-        session plain text goes to. Only the front end knows that (the seed's model)."""
-        root = self.tg.memory.active.get(channel_id)
-        thread = self.tg.memory.threads.get(root) if root else None
-        if thread is None:
-            return
-        note = f"▶ Plain text goes to <b>{escape(thread.title)}</b> (/session NAME switches)."
-        try:
-            self._notes_send.send_nowait((chat_id, note))
-        except trio.WouldBlock:
-            log.info("too many notes waiting: the active session is not said this time")
+        self.backlog.handled(post_id)
+        self.active.handled(channel_id, post_id)
 
     async def _keep_drafts(self) -> None:
         """A growing answer's draft outlives a pause in it (see `TelegramLink.keep_drafts`)."""
@@ -266,53 +231,6 @@ class TelegramFrontEnd:
                 await self.tg.keep_drafts(DRAFT_REFRESH_S, DRAFT_GIVE_UP_S)
             except (BotApiError, MalformedReply) as exc:
                 log.info("a draft was not shown again: %s", exc)
-
-    async def _send_notes(self) -> None:
-        async with self._notes_recv:
-            async for chat_id, note in self._notes_recv:
-                try:
-                    await self.api.send_message(chat_id, note)
-                except BotApiError as exc:
-                    log.info("could not say the active session: %s", exc)
-
-    def _confirm(self, update_id: int) -> None:
-        self.source.confirm(update_id)
-        self._waiting.pop(update_id, None)
-        if update_id in self._held:
-            self._held.discard(update_id)
-            memory = self.tg.memory
-            memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
-            memory.changed()
-        self._offset_moved.set()
-
-    async def _hold(self) -> None:
-        """Keep the updates that wait for the core in our memory, durably, then let the
-        offset pass them (see the module docstring)."""
-        waiting = list(self._waiting.items())  # in the order they were handed out
-        memory = self.tg.memory
-        memory.held.extend(raw for _update_id, raw in waiting)
-        memory.changed()
-        await memory.commit()
-        log.info("%d updates wait for the core: held here, so that newer ones come", len(waiting))
-        for update_id, _raw in waiting:
-            if self._waiting.pop(update_id, None) is None:  # handled meanwhile
-                memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
-                memory.changed()
-                continue
-            self._held.add(update_id)
-            self.source.confirm(update_id)
-        self._offset_moved.set()
-
-    async def _keep_offset(self) -> None:
-        """Write the confirmed offset to memory, at most one write at a time."""
-        memory = self.tg.memory
-        while True:
-            await self._offset_moved.wait()
-            self._offset_moved = trio.Event()
-            if self.source.offset != memory.offset:
-                memory.offset = self.source.offset
-                memory.changed()
-            await memory.commit()  # the offset, and updates no longer held
 
     # --- messages ----------------------------------------------------------------------
 
@@ -339,10 +257,10 @@ class TelegramFrontEnd:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
             if text.split()[:1] and text.split()[0].lower() == "!session":
-                return await self._switch(item, channel, text)
-            root = self._root_without_topics(item, channel, text)
+                return await self.active.switch(item, channel, text)
+            root = self.active.root_of(item, channel, text)
             if not root and text.split()[0].lower() == "!sessions":
-                self._listing[ids.post(item.chat_id, item.message_id)] = item.chat_id
+                self.active.listing(ids.post(item.chat_id, item.message_id), item.chat_id)
         post = Post(
             ids.post(item.chat_id, item.message_id),
             channel,
@@ -393,52 +311,6 @@ class TelegramFrontEnd:
             log.info("Stop pressed on a draft of no known session (draft %s)", item.draft_id)
             return None
         return choice_event(ids.user(item.chat_id), root, "stop", ids.channel(item.chat_id))
-
-    # --- without topics: the active session ---------------------------------------------
-
-    async def _switch(self, item: incoming.Posted, channel: str, text: str) -> TurnedTo | None:
-        """`/session NAME`: choose where plain text goes, and tell the core the person
-        turned to that session (its agent starts now if it is not running)."""
-        words = text.split()
-        memory = self.tg.memory
-        name = words[1] if len(words) == 2 else ""
-        root = next((r for r, t in memory.threads.items()
-                     if t.chat_id == item.chat_id and t.title == name), None)  # fmt: skip
-        if not name:
-            answer = "Usage: /session NAME (/sessions lists them)"
-        elif root is None:
-            answer = f"There is no session {name}: /new {name} starts one."
-        else:
-            memory.active[channel] = root
-            memory.changed()
-            await memory.commit()
-            answer = f"Plain text now goes to {name}."
-        try:
-            await self.api.send_message(item.chat_id, escape(answer))
-        except BotApiError as exc:
-            log.info("could not answer /session: %s", exc)
-        return TurnedTo(ids.user(item.author_id), channel, root) if root is not None and name else None
-
-    def _root_without_topics(self, item: incoming.Posted, channel: str, text: str) -> str:
-        """A main-view command stays there; a reply goes to the session it answers;
-        anything else to the active session."""
-        memory = self.tg.memory
-        words = text.split()
-        verb = words[0].lower() if words else ""
-        if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
-            return ""
-        if item.reply_to is not None:
-            replied = self.tg.root_of_message(item.chat_id, item.reply_to)
-            if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
-                replied = next((r for r, t in memory.threads.items()
-                                if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip
-            if replied is not None:
-                return replied
-        return memory.active.get(channel, "")
-
-
-def _update_id(raw: object) -> object:
-    return raw.get("update_id") if isinstance(raw, dict) else None
 
 
 def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:

@@ -1,0 +1,115 @@
+"""Without topics: which session a person's plain text goes to (the seed's model).
+
+Owns the active session of each private chat (the memory's `active`, set by `/session
+NAME` and by a new session's header), the routing of a message written in the main view
+(a command stays there, a reply goes to the session it answers, anything else to the
+active session), and the note that says which session is active below the core's
+`/sessions` list (sent once that list is out, by one task, at most 16 waiting).
+
+It must never take a main-view command (`/new`, `/sessions`, `/end NAME`) into a session,
+nor hold up the update loop for a note (notes are cosmetic: past 16 waiting, dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+import trio
+
+from supervisor.chat.telegram import ids, incoming
+from supervisor.chat.telegram.calls import BotApiError
+from supervisor.chat.telegram.client import BotApi
+from supervisor.chat.telegram.link import TelegramLink
+from supervisor.chat.telegram.runs import escape
+from supervisor.core.events import TurnedTo
+
+log = logging.getLogger("supervisor.telegram")
+
+NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
+_SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
+# Commands meant for the session a plain message would reach (no topics: the active one).
+_THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
+
+
+class ActiveSession:
+    """The active sessions of one bot's chats. `send_notes` is its task."""
+
+    def __init__(self, api: BotApi, link: TelegramLink) -> None:
+        self.api = api
+        self.tg = link
+        # `/sessions` asked (post id -> chat), and the notes saying which session is
+        # active, sent once the list is out (see `_mark_active`).
+        self._listing: dict[str, int] = {}
+        self._notes_send, self._notes_recv = trio.open_memory_channel[tuple[int, str]](NOTES_QUEUED)
+
+    async def switch(self, item: incoming.Posted, channel: str, text: str) -> TurnedTo | None:
+        """`/session NAME`: choose where plain text goes, and tell the core the person
+        turned to that session (its agent starts now if it is not running)."""
+        words = text.split()
+        memory = self.tg.memory
+        name = words[1] if len(words) == 2 else ""
+        root = next((r for r, t in memory.threads.items()
+                     if t.chat_id == item.chat_id and t.title == name), None)  # fmt: skip
+        if not name:
+            answer = "Usage: /session NAME (/sessions lists them)"
+        elif root is None:
+            answer = f"There is no session {name}: /new {name} starts one."
+        else:
+            memory.active[channel] = root
+            memory.changed()
+            await memory.commit()
+            answer = f"Plain text now goes to {name}."
+        try:
+            await self.api.send_message(item.chat_id, escape(answer))
+        except BotApiError as exc:
+            log.info("could not answer /session: %s", exc)
+        return TurnedTo(ids.user(item.author_id), channel, root) if root is not None and name else None
+
+    def root_of(self, item: incoming.Posted, channel: str, text: str) -> str:
+        """A main-view command stays there; a reply goes to the session it answers;
+        anything else to the active session."""
+        memory = self.tg.memory
+        words = text.split()
+        verb = words[0].lower() if words else ""
+        if verb.startswith("!") and not (verb in _THREAD_VERBS or (verb == "!end" and len(words) == 1)):
+            return ""
+        if item.reply_to is not None:
+            replied = self.tg.root_of_message(item.chat_id, item.reply_to)
+            if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
+                replied = next((r for r, t in memory.threads.items()
+                                if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip
+            if replied is not None:
+                return replied
+        return memory.active.get(channel, "")
+
+    def listing(self, post_id: str, chat_id: int) -> None:
+        """`/sessions` asked in the main view: say the active session once it is handled."""
+        self._listing[post_id] = chat_id
+
+    def handled(self, channel_id: str, post_id: str) -> None:
+        chat_id = self._listing.pop(post_id, None)
+        if chat_id is not None:
+            self._mark_active(chat_id, channel_id)
+
+    def _mark_active(self, chat_id: int, channel_id: str) -> None:
+        """Below the core's session list (it is out once the command is handled): which
+        session plain text goes to. Only the front end knows that (the seed's model)."""
+        root = self.tg.memory.active.get(channel_id)
+        thread = self.tg.memory.threads.get(root) if root else None
+        if thread is None:
+            return
+        note = f"▶ Plain text goes to <b>{escape(thread.title)}</b> (/session NAME switches)."
+        try:
+            self._notes_send.send_nowait((chat_id, note))
+        except trio.WouldBlock:
+            log.info("too many notes waiting: the active session is not said this time")
+
+    async def send_notes(self) -> None:
+        async with self._notes_recv:
+            async for chat_id, note in self._notes_recv:
+                try:
+                    await self.api.send_message(chat_id, note)
+                except BotApiError as exc:
+                    log.info("could not say the active session: %s", exc)

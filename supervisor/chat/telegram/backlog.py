@@ -1,0 +1,116 @@
+"""The updates handed to the core and not yet confirmed: when the offset may pass one.
+
+Owns the front end's side of exactly once: an update whose post went to the core as a
+`Posted` waits (`handed`) until the core's store says that post's handled mark is durable
+(`handled`); only then is it confirmed to the update source. Anything that never reaches
+the core is confirmed at once (`confirm`). `keep_offset` writes the confirmed offset to
+the front end's memory, one write at a time.
+
+A long backlog: `getUpdates` gives at most 100 updates from the offset, so with 100 posts
+waiting for the core (prompts queued behind a running turn) nothing behind them would be
+fetched: not a `/stop`, not a button, not the draft's Stop. Then we hold those 100
+ourselves (the memory's `held`, durable before anything else happens) and let Telegram
+forget them; a start hands the held ones out first (`held_before`), and each leaves the
+memory once the core has handled it, as its update would have been confirmed.
+
+It must never let the offset pass an update whose post is not handled, unless that update
+is durably held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Final
+
+import trio
+
+from supervisor.chat.telegram import codec
+from supervisor.chat.telegram.codec import Update
+from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.updates import UpdateSource
+
+log = logging.getLogger("supervisor.telegram")
+
+HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
+
+
+class Backlog:
+    """The updates of one bot between the update source and the core's handled marks."""
+
+    def __init__(self, source: UpdateSource, memory: Memory) -> None:
+        self.source = source
+        self.memory = memory
+        self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
+        self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
+        self._held: set[int] = set()  # updates in the memory's `held`
+        self._offset_moved = trio.Event()
+
+    def held_before(self) -> Iterator[Update]:
+        """The updates held before a stop (older than any still on the server), to hand
+        out first."""
+        for raw in list(self.memory.held):
+            held = codec.decode_update(raw)
+            if held is None:
+                continue
+            self._held.add(held.update_id)
+            yield held
+
+    def handed(self, post_id: str, update: Update) -> None:
+        """The update's post goes to the core: the update waits for its handled mark."""
+        self._pending[post_id] = update.update_id
+        if update.update_id not in self._held:
+            self._waiting[update.update_id] = update.raw
+
+    async def hold_if_full(self) -> None:
+        """Hold the waiting updates once `getUpdates` would give nothing newer."""
+        if len(self._waiting) >= HOLD_AT:
+            await self._hold()
+
+    def handled(self, post_id: str) -> None:
+        """The post's handled mark is durable: its update (if it came as one) is done."""
+        update_id = self._pending.pop(post_id, None)
+        if update_id is not None:
+            self.confirm(update_id)
+
+    def confirm(self, update_id: int) -> None:
+        self.source.confirm(update_id)
+        self._waiting.pop(update_id, None)
+        if update_id in self._held:
+            self._held.discard(update_id)
+            self.memory.held = [raw for raw in self.memory.held if _update_id(raw) != update_id]
+            self.memory.changed()
+        self._offset_moved.set()
+
+    async def _hold(self) -> None:
+        """Keep the updates that wait for the core in our memory, durably, then let the
+        offset pass them (see the module docstring)."""
+        waiting = list(self._waiting.items())  # in the order they were handed out
+        memory = self.memory
+        memory.held.extend(raw for _update_id, raw in waiting)
+        memory.changed()
+        await memory.commit()
+        log.info("%d updates wait for the core: held here, so that newer ones come", len(waiting))
+        for update_id, _raw in waiting:
+            if self._waiting.pop(update_id, None) is None:  # handled meanwhile
+                memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
+                memory.changed()
+                continue
+            self._held.add(update_id)
+            self.source.confirm(update_id)
+        self._offset_moved.set()
+
+    async def keep_offset(self) -> None:
+        """Write the confirmed offset to memory, at most one write at a time."""
+        memory = self.memory
+        while True:
+            await self._offset_moved.wait()
+            self._offset_moved = trio.Event()
+            if self.source.offset != memory.offset:
+                memory.offset = self.source.offset
+                memory.changed()
+            await memory.commit()  # the offset, and updates no longer held
+
+
+def _update_id(raw: object) -> object:
+    return raw.get("update_id") if isinstance(raw, dict) else None

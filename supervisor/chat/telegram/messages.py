@@ -1,0 +1,206 @@
+"""The bot's messages: sending and editing them in Telegram, as the port's posts.
+
+Owns what we keep of each message the bot sent: the message ids that show a post (a
+post whose rendered text passes 4,096 characters continues in further messages, kept here
+and edited with it), the buttons on it, the session thread it belongs to (without topics:
+for its `[NAME]` prefix and for the person's replies), and the files waiting for the
+message that sends them (Telegram has no upload without a message). Every text goes out as
+Telegram HTML (`render`); one change at a time per message (`holding`).
+
+It must never let an edit put back buttons that a settle took away meanwhile, and never
+grow without bound (each map keeps the newest 2,000 posts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Final
+
+import attrs
+import trio
+
+from supervisor.chat import ChatError, ChatUser
+from supervisor.chat.telegram import choices, ids, render, runs
+from supervisor.chat.telegram.calls import BadRequest
+from supervisor.chat.telegram.client import BotApi
+from supervisor.chat.telegram.codec import JSONObject
+from supervisor.chat.telegram.limits import LIMITS
+from supervisor.chat.telegram.memory import Memory
+from supervisor.core.events import ChoiceKind, Post
+
+log = logging.getLogger("supervisor.telegram")
+
+# The port's choice kinds, as the buttons' kinds.
+KINDS: Final[Mapping[ChoiceKind, choices.ChoiceKind]] = {
+    "allow_once": choices.ChoiceKind.ALLOW_ONCE,
+    "allow_always": choices.ChoiceKind.ALLOW_ALWAYS,
+    "reject": choices.ChoiceKind.REJECT,
+    "rerun": choices.ChoiceKind.RERUN,
+    "stop": choices.ChoiceKind.STOP,
+}
+PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
+    kind: name for name, kind in KINDS.items()
+}
+_EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
+PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
+
+
+@attrs.frozen
+class _Upload:
+    name: str
+    data: bytes
+
+
+class Messages:
+    """The messages of one bot. `topics`: the bot's topic mode."""
+
+    def __init__(self, api: BotApi, me: ChatUser, memory: Memory, *, topics: bool) -> None:
+        self.api = api
+        self.me = me
+        self.memory = memory
+        self.topics = topics
+        # post id -> the message ids showing it (first = the post itself), and its topic
+        self._parts: dict[str, tuple[list[int], int | None]] = {}
+        self._choices: dict[str, tuple[ChoiceKind, ...]] = {}  # post id -> kinds on its buttons
+        self._thread_root_of: dict[str, str] = {}  # post id -> its thread's root (no topics)
+        self._uploads: dict[str, _Upload] = {}
+        self._upload_ids = itertools.count(1)
+        self._locks: dict[str, trio.StrictFIFOLock] = {}  # message post id -> its changes
+
+    async def send(self, chat_id: int, topic_id: int | None, message: str, prefix: str) -> Post:
+        htmls = self.render(message, prefix)
+        parts: list[int] = []
+        for html in htmls:
+            sent = await self.api.send_message(chat_id, html, thread_id=topic_id)
+            parts.append(sent.message_id)
+        post_id = ids.post(chat_id, parts[0])
+        self._keep_parts(post_id, parts, topic_id)
+        return Post(post_id, ids.channel(chat_id), self.me.id, message,
+                    create_at=int(time.time() * 1000))  # fmt: skip
+
+    async def send_file(self, chat_id: int, topic_id: int | None, file_id: str, caption: str) -> Post:
+        upload = self._uploads.pop(file_id, None)
+        if upload is None:
+            raise ChatError(404, "file_not_found", "the file to send is gone (was it sent already?)")
+        html = render.render(caption) if caption.strip() else ""
+        if runs.units(html) > 1024:  # a caption's limit: say it in a message of its own
+            html = ""
+        sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
+                                            caption_html=html)  # fmt: skip
+        post_id = ids.post(chat_id, sent.message_id)
+        self._keep_parts(post_id, [sent.message_id], topic_id)
+        if caption.strip() and not html:
+            await self.send(chat_id, topic_id, caption, "")
+        return Post(post_id, ids.channel(chat_id), self.me.id, caption)
+
+    def upload(self, name: str, data: bytes) -> str:
+        """Keep a file until a message sends it; its port file id."""
+        file_id = f"tgf:up{next(self._upload_ids)}"
+        self._uploads[file_id] = _Upload(name, data)
+        return file_id
+
+    async def edit(self, post_id: str, target: str, message: str) -> Post:
+        """Show `message` in the messages of `target` (more of them if it grew, the extra
+        ones emptied if it shrank), with the buttons of `target`. Call holding its lock."""
+        chat_id, message_id = ids.parse_post(target)
+        parts, topic_id = self._parts.get(target, ([message_id], None))
+        root = ids.post(chat_id, topic_id) if topic_id is not None else ""
+        htmls = self.render(message, self._prefix_for(target))
+        markup = self._markup(post_id)
+        for index, html in enumerate(htmls):
+            last = index == len(htmls) - 1
+            if index < len(parts):
+                await self._edit(chat_id, parts[index], html, markup if last else None)
+            else:
+                new = await self.api.send_message(
+                    chat_id, html, thread_id=topic_id, reply_markup=markup if last else None
+                )
+                parts.append(new.message_id)
+        for surplus in parts[len(htmls) :]:
+            await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
+        self._keep_parts(target, parts, topic_id)
+        return Post(post_id, ids.channel(chat_id), self.me.id, message, root_id=root)
+
+    def belongs_to(self, post_id: str, root_id: str) -> None:
+        """Without topics: the message is of that session's thread."""
+        self._thread_root_of[post_id] = root_id
+        while len(self._thread_root_of) > PARTS_KEPT:
+            del self._thread_root_of[next(iter(self._thread_root_of))]
+
+    def root_of(self, post_id: str) -> str | None:
+        """The session thread a message was sent in (without topics), if still known."""
+        return self._thread_root_of.get(post_id)
+
+    # --- buttons ------------------------------------------------------------------------
+
+    async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
+        async with self.holding(post_id):
+            self._choices[post_id] = tuple(kind for kind in kinds if kind in KINDS)
+            chat_id, message_id = ids.parse_post(post_id)
+            parts, _topic = self._parts.get(post_id, ([message_id], None))
+            await self._set_markup(chat_id, parts[-1], self._markup(post_id))
+
+    async def settle_choices(self, post_id: str) -> None:
+        async with self.holding(post_id):
+            # Also when this process never offered them: buttons a previous run put there
+            # (a cut turn's "Run it again") must go too.
+            self._choices.pop(post_id, None)
+            chat_id, message_id = ids.parse_post(post_id)
+            parts, _topic = self._parts.get(post_id, ([message_id], None))
+            await self._set_markup(chat_id, parts[-1], None)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, post_id: str) -> AsyncIterator[None]:
+        """One change at a time per message: an edit computes the buttons to keep, so a
+        settle made meanwhile must not be overtaken by it (the buttons would come back)."""
+        lock = self._locks.setdefault(post_id, trio.StrictFIFOLock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(post_id, None)
+
+    def render(self, message: str, prefix: str) -> list[str]:
+        """The message as Telegram HTML, in parts of Telegram's size."""
+        text = message if message.strip() else _EMPTY
+        return render.render_parts(text, limit=LIMITS.max_message_chars, prefix=prefix)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _edit(self, chat_id: int, message_id: int, html: str, markup: JSONObject | None) -> None:
+        try:
+            await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
+        except BadRequest as exc:
+            if "not found" not in exc.description:
+                raise
+            log.info("message %s to edit is gone", message_id)  # deleted by the person
+
+    async def _set_markup(self, chat_id: int, message_id: int, markup: JSONObject | None) -> None:
+        try:
+            await self.api.edit_message_reply_markup(chat_id, message_id, markup)
+        except BadRequest as exc:
+            log.info("buttons of message %s not changed: %s", message_id, exc.description)
+
+    def _markup(self, post_id: str) -> JSONObject | None:
+        kinds = self._choices.get(post_id)
+        if not kinds:
+            return None
+        _chat, message_id = ids.parse_post(post_id)
+        return choices.buttons(str(message_id), tuple(KINDS[kind] for kind in kinds))
+
+    def _prefix_for(self, post_id: str) -> str:
+        if self.topics:
+            return ""
+        root = self._thread_root_of.get(post_id)
+        thread = self.memory.threads.get(root) if root else None
+        return f"[{thread.title}] " if thread is not None else ""
+
+    def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> None:
+        self._parts[post_id] = (parts, topic_id)
+        while len(self._parts) > PARTS_KEPT:
+            del self._parts[next(iter(self._parts))]
