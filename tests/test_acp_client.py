@@ -235,3 +235,33 @@ async def test_start_gate_serialises_until_the_first_success() -> None:
         for _ in range(3):
             nursery.start_soon(start, False)
     assert most == 3
+
+
+async def test_a_start_that_entered_once_warm_never_releases_a_lock_another_start_holds() -> None:
+    """A warm start leaving while a start that waited from before holds the lock: it must
+    not release that lock (trio raises "can't release a Lock you don't own")."""
+    gate = StartGate()
+    first_in, second_in, second_may_leave = trio.Event(), trio.Event(), trio.Event()
+
+    async def first() -> None:
+        await gate.enter()
+        first_in.set()
+        await trio.sleep(0.01)
+        gate.leave(ok=True)
+
+    async def second() -> None:
+        await first_in.wait()
+        await gate.enter()  # waits for the first, then holds the lock
+        second_in.set()
+        await second_may_leave.wait()
+        gate.leave(ok=True)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            nursery.start_soon(second)
+            await second_in.wait()
+            await gate.enter()  # warm: takes nothing
+            gate.leave(ok=True)  # must not touch the second's lock
+            second_may_leave.set()
+    assert not gate._lock.locked()

@@ -80,9 +80,11 @@ class StartGate:
 
     def leave(self, *, ok: bool) -> None:
         """Our start is over: `ok` when the agent got ready (then everyone may start)."""
-        if self._lock.locked():
-            if ok:
-                self.warm = True
+        if ok:
+            self.warm = True
+        # Only the start that holds the lock releases it: one that entered once warm never
+        # took it, while a start still waiting from before may hold it by now.
+        if self._lock.statistics().owner is trio.lowlevel.current_task():
             self._lock.release()
 
 
