@@ -77,8 +77,9 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
                 assert prompts.count(f"q{i}") == 1, (i, prompts)
             text = w.text(topic)
             answers = [text.count(f": q{i} (") for i in range(count)]
-            # The one running at the kill was cut (said so, not run again); the rest answered once.
-            assert set(answers) <= {0, 1} and answers.count(0) <= 1
-            assert answers.count(0) == 0 or "restarted" in text
+            # At the kill, the turn running was cut and the one before it may still have been
+            # posting its answer: each said so (not run again); the rest answered once.
+            assert set(answers) <= {0, 1} and answers.count(0) <= 2
+            assert text.count("The supervisor restarted") >= answers.count(0)
             await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
             await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])
