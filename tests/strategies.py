@@ -122,7 +122,7 @@ NEW_SESSIONS = st.builds(
 )
 DIRECTORIES = st.builds(
     Directory,
-    path=st.sampled_from(["/srv/work", "/home/ana/src", "/tmp/x y"]),
+    path=st.sampled_from(["/srv/work", "/srv/src", "/tmp/x y"]),
     is_dir=st.booleans(),
     resolved=st.sampled_from(["/srv/work", "/data/src"]),
 )
