@@ -1,11 +1,11 @@
 """A second chat front end, in memory, to prove the chat port: nothing here is Mattermost.
 
 `MemoryChat` is the "server" (it outlives supervisor restarts, like a real one): one
-person, one main place, threads, messages with their edits, the choices offered on each,
-the queued marks. `open_memory_front(chat)` is an opener for `app.serve(front_ends=...)`:
-each supervisor run connects anew, gets a `Hello`, and then every message the person
-writes while it is connected; what is written while none is connected is found by the
-catch-up (`posts_since`).
+person, one main place, threads, messages with their edits, the choices offered on each.
+`open_memory_front(chat)` is an opener for `app.serve(front_ends=...)`: each supervisor
+run connects anew, gets a `Hello`, and then every message the person writes while it is
+connected; what is written while none is connected is found by the catch-up
+(`posts_since`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ class Message:
     title: str = ""  # a thread's name, on its first message
     offered: tuple[ChoiceKind, ...] = ()
     settled: bool = False
-    queued: bool = False
 
 
 class MemoryChat:
@@ -150,10 +149,6 @@ class MemoryLink:
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the choices are buttons: they say what they do
-
-    async def mark_queued(self, post_id: str, queued: bool) -> None:
-        self.chat.messages[post_id].queued = queued
-        self.chat._touch()
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return [m.post for m in self.chat.messages.values() if m.post.create_at > since_ms]

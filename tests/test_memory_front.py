@@ -74,9 +74,12 @@ class Run:
             await self.stopped.wait()  # its front end has disconnected
 
     async def wait_for(self, check: Callable[[], object], timeout: float = 20) -> None:
+        """Until `check()` holds, looked at on every change in the chat (and every 50 ms,
+        for what changes inside the supervisor alone)."""
         with trio.fail_after(timeout):
             while not check():
-                await self.chat.changed.wait()
+                with trio.move_on_after(0.05):
+                    await self.chat.changed.wait()
 
     async def new_session(self, name: str) -> str:
         self.chat.say(f"!new {name}")

@@ -16,7 +16,6 @@ from supervisor.core.outbox import Create, Edit, Outbox
 from supervisor.core.session import SessionCore
 from supervisor.core.session_effects import (
     Effect,
-    MarkQueued,
     QueuedPrompt,
     SessionSettings,
     Show,
@@ -61,16 +60,74 @@ def test_the_completion_line_is_the_footer_of_the_answer() -> None:
     assert ops[-1].final
 
 
-def test_a_queued_prompt_is_marked_once_and_unmarked_when_its_turn_starts() -> None:
+QUEUED_1 = "⏳ 1 more prompt queued"
+
+
+def calls(batches: list[list[Effect]]) -> list[Create | Edit]:
+    """The REST calls a thread's outbox makes when each batch of effects (what one read
+    from the agent gives) is applied and the poster then catches up; edits are due at once
+    between batches (each batch comes a whole edit interval after the last)."""
+    outbox = Outbox(edit_interval=1.0, id_prefix="test")
+    made: list[Create | Edit] = []
+    for step, effects in enumerate(batches):
+        now = 10.0 * step
+        for op in shown(effects):
+            outbox.put(op, now)
+        while isinstance(action := outbox.next_action(now), Create | Edit):
+            made.append(action)
+            outbox.done(action, f"id{len(made)}", now)
+    return made
+
+
+def test_a_queued_prompt_is_said_in_the_running_answer_and_gone_from_its_final_text() -> None:
     session = core()
     session.prompt(prompt(1), 0.0)
-    queued = session.prompt(prompt(2), 0.1)
-    assert queued == [MarkQueued("p2", True)]  # no post: one reaction
-    started = session.agent_event(TurnEnded(total_cost_usd=0.01), 0.2)
-    assert MarkQueued("p2", False) in started
-    assert [e for e in started if isinstance(e, MarkQueued)] == [MarkQueued("p2", False)]
-    third = session.agent_event(TurnEnded(total_cost_usd=0.02), 0.3)
-    assert not [e for e in third if isinstance(e, MarkQueued)]  # p3 never waited: no mark
+    first = session.agent_event(TextDelta("Working on it"), 0.1)
+    queued = session.prompt(prompt(2), 0.2)
+    assert all(isinstance(e, Show) for e in queued)  # no mark of its own: the answer says it
+    assert thread_of(shown(first + queued)) == [f"Working on it\n\n{QUEUED_1}: it runs when this turn ends."]
+    more = session.prompt(prompt(3), 0.3)
+    assert thread_of(shown(more)) == ["Working on it\n\n⏳ 2 more prompts queued: they run in order after this turn."]
+    ended = session.agent_event(TurnEnded(total_cost_usd=0.01), 0.4)
+    final = thread_of(shown(first + queued + more + ended))
+    assert final[0].startswith("Working on it\n\n✅ Done")  # the next turn is running now
+    assert QUEUED_1 not in final[0]
+
+
+def test_the_queue_line_waits_for_the_turns_first_words_and_never_takes_a_post_of_its_own() -> None:
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    assert shown(session.prompt(prompt(2), 0.1)) == []  # nothing said yet: nothing to put it under
+    ops = shown(session.agent_event(TextDelta("Hi"), 0.2))
+    assert thread_of(ops) == [f"Hi\n\n{QUEUED_1}: it runs when this turn ends."]
+    assert ops[0].urgent  # the first words (and the line) show at once
+
+
+def test_a_queued_prompt_costs_at_most_one_request_and_a_short_answer_one_create() -> None:
+    def answer(queue_behind: int) -> list[Create | Edit]:
+        """A streaming answer that goes quiet while `queue_behind` prompts come, then ends."""
+        session = core()
+        session.prompt(prompt(1), 0.0)
+        batches = [session.agent_event(TextDelta("Let me look."), 0.1)]
+        batches += [session.prompt(prompt(2 + n), 0.2 + n / 10) for n in range(queue_behind)]
+        return calls([*batches, session.agent_event(TurnEnded(total_cost_usd=0.01), 0.9)])
+
+    alone = answer(0)
+    assert [type(c) for c in alone] == [Create, Edit]  # its words, then the completion footer
+    # The worst case, each queued prompt coming while the answer is quiet: one edit each.
+    assert len(answer(1)) == len(alone) + 1
+    assert len(answer(2)) == len(alone) + 2
+
+    # A turn that answers at once with prompts behind it: one create, with no line.
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    session.prompt(prompt(2), 0.1)
+    session.prompt(prompt(3), 0.1)
+    session.agent_event(TurnEnded(total_cost_usd=0.01), 0.2)  # prompt 2 runs, 3 waits
+    at_once = session.agent_event(TextBlock("Done already."), 0.3) + session.agent_event(TurnEnded(total_cost_usd=0.02), 0.3)
+    made = calls([at_once])
+    assert len(made) == 1 and isinstance(made[0], Create)
+    assert "queued" not in made[0].text
 
 
 def test_text_after_a_permission_request_continues_below_it() -> None:

@@ -76,10 +76,6 @@ class ChatLink(Protocol):
         buttons say it themselves). Pure."""
         ...
 
-    async def mark_queued(self, post_id: str, queued: bool) -> None:
-        """Show (or stop showing) on a person's message that its prompt waits its turn."""
-        ...
-
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created or changed after `since_ms`, oldest first, all pages."""
         ...

@@ -96,9 +96,6 @@ class Fronts:
         # the protocol's answer where no place is known.
         return self.fronts[0].link.choice_legend(kinds)
 
-    async def mark_queued(self, post_id: str, queued: bool) -> None:
-        await self.for_channel(post_id).mark_queued(post_id, queued)
-
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return await self.for_channel(channel_id).posts_since(channel_id, since_ms)
 

@@ -18,6 +18,13 @@ below the request, so the thread reads in the order things happened. The complet
 is the footer of the turn's last post (one request fewer per answer); it gets a post of
 its own only where it would not fit, or below a request that ended the turn's text.
 
+Prompts queued behind the turn are said in the same place while it runs: "⏳ 2 more
+prompts queued" is the footer of the flow being written (`queue_changed`), so a queued
+prompt costs at most one request (an edit of the answer, at once; none when the answer's
+first words carry it), where a mark on the person's message would cost two (on, then
+off). The line comes with the turn's first words, never in a post of its own, and the
+turn's final text drops it: the next turn is then running.
+
 Urgency (see `thread_ops.PutPost`): the first words of a flow are urgent (the answer shows
 at once), later streaming puts are deferrable, a post the text has moved past is urgent,
 and everything put at the turn's end is final.
@@ -55,6 +62,7 @@ from supervisor.core.markdown import (
     split_message,
 )
 from supervisor.core.thread_ops import PutPost
+from supervisor.core.thread_texts import queued_line
 
 __all__ = [
     "PutPost",
@@ -198,6 +206,11 @@ class _Flow:
     def update(self, *, final: bool = False, footer: str = "") -> list[PutPost]:
         return self.posts.update(self.document(footer), final=final)
 
+    def live(self, waiting: str) -> list[PutPost]:
+        """While the turn runs: what it said so far, with the queue's line under it (only
+        once something was said: the line never takes a post of its own)."""
+        return self.update(footer=waiting if self.segments else "")
+
 
 @attrs.define
 class _Turn:
@@ -233,6 +246,7 @@ class TurnRenderer:
     cost_baseline: float = 0.0
     spent_usd: float = 0.0  # the sum of the turns' own costs
     turns: int = 0
+    waiting: int = 0  # prompts queued behind the running turn
     _turn: _Turn | None = None
     _notices: int = 0
 
@@ -240,6 +254,25 @@ class TurnRenderer:
         """A prompt was sent: the turn's clock starts now."""
         self.turns += 1
         self._turn = _Turn(self.turns, now, clock_known=True, limit=self.limit)
+
+    def queue_changed(self, waiting: int) -> list[PutPost]:
+        """`waiting` prompts now wait behind the running turn: its live post says so, at
+        once when a person just added one (they look for a sign it was taken)."""
+        grew, self.waiting = waiting > self.waiting, waiting
+        turn = self._turn
+        ops = [] if turn is None else turn.flow.live(self._waiting_line())
+        return [PutPost.urgent(op.key, op.text) for op in ops] if grew else ops
+
+    def drop_queue_line(self) -> list[PutPost]:
+        """The turn was cut (its agent is gone), or the queue will never run: its last post
+        stops promising a queue it no longer leads, at once; the text it shows stays."""
+        turn = self._turn
+        if turn is None or not self.waiting:
+            return []
+        return [PutPost.urgent(op.key, op.text) for op in turn.flow.update()]
+
+    def _waiting_line(self) -> str:
+        return queued_line(self.waiting) if self.waiting else ""
 
     def notice(self, text: str) -> list[PutPost]:
         """A message of the session's own ("session ended"), as new posts."""
@@ -254,8 +287,9 @@ class TurnRenderer:
         if turn is None or not turn.flow.segments:
             return []
         # Urgent but not final: the turn's end puts these posts' last words (a tool line
-        # above the request may still change), so the outbox must still know them.
-        ops = [PutPost.urgent(op.key, op.text) for op in turn.flow.posts.close()]
+        # above the request may still change), so the outbox must still know them. The
+        # queue's line moves below the request with the words that follow it.
+        ops = [PutPost.urgent(op.key, op.text) for op in turn.flow.update(final=True)]
         turn.new_flow()
         return ops
 
@@ -271,7 +305,7 @@ class TurnRenderer:
             turn = self._current(now)
             flow = self._apply(turn, event)
             if flow is not None:
-                return flow.update()
+                return flow.live(self._waiting_line()) if flow is turn.flow else flow.update()
         return []  # permission and control traffic belongs to the session
 
     def _current(self, now: float) -> _Turn:

@@ -44,7 +44,6 @@ from supervisor.core.session_effects import (
     Finished,
     LaunchAgent,
     MarkHandled,
-    MarkQueued,
     OfferChoices,
     QueuedPrompt,
     SaveRecord,
@@ -64,7 +63,7 @@ from supervisor.core.turn_loop import TurnLoop
 
 # The effects and inputs live in `session_effects`; the shell takes them from here too.
 __all__ = [
-    "EditPost", "Effect", "Finished", "LaunchAgent", "MarkHandled", "MarkQueued",
+    "EditPost", "Effect", "Finished", "LaunchAgent", "MarkHandled",
     "OfferChoices", "QueuedPrompt", "SaveRecord", "SendFile", "SessionCore", "SessionSettings",
     "SettleChoices", "Show", "StopAgent", "ToAgent", "Typing",
 ]

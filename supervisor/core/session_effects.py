@@ -78,14 +78,6 @@ class SettleChoices:
 
 
 @attrs.frozen
-class MarkQueued:
-    """Show (or stop showing) on the person's post that its prompt waits in the queue."""
-
-    post_id: str
-    queued: bool
-
-
-@attrs.frozen
 class MarkHandled:
     channel_id: str
     post_id: str
@@ -136,7 +128,6 @@ Effect = (
     | Show
     | OfferChoices
     | SettleChoices
-    | MarkQueued
     | MarkHandled
     | SaveRecord
     | LaunchAgent

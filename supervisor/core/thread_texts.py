@@ -39,6 +39,13 @@ def failed_text(why: str, stderr_tail: str) -> str:
     return text
 
 
+def queued_line(waiting: int) -> str:
+    """The running answer's footer while prompts wait behind its turn."""
+    if waiting == 1:
+        return "⏳ 1 more prompt queued: it runs when this turn ends."
+    return f"⏳ {waiting} more prompts queued: they run in order after this turn."
+
+
 def not_run_text(why: str, links: list[str]) -> str:
     """Queued prompts that will never run, each a link to its post."""
     one = len(links) == 1

@@ -1,7 +1,7 @@
 """The turn loop: the prompts, one at a time in the agent, and what happens in each turn.
 
 `TurnLoop` is the part of `core.session.SessionCore` that keeps the prompts waiting in
-the queue (each shows the queued mark while a turn runs), hands the next one to the agent
+the queue (the running answer says how many wait), hands the next one to the agent
 once it is idle, feeds what the agent says to the turn's renderer, asks a person about
 each permission request and carries out their choice, interrupts the turn (`!stop`, 🛑,
 the watchdog) and watches the turn's clocks (typing, time limit, stall, the interrupt's
@@ -43,11 +43,10 @@ from supervisor.core.approvals import Approvals, remember_always
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState
 from supervisor.core.permissions import Answer, choice_answer
-from supervisor.core.render import TurnRenderer
+from supervisor.core.render import PutPost, TurnRenderer
 from supervisor.core.session_effects import (
     Effect,
     MarkHandled,
-    MarkQueued,
     QueuedPrompt,
     Show,
     ToAgent,
@@ -65,7 +64,7 @@ PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, 
 class TurnLoop:
     """Invariants: `turn` is set exactly when the state is BUSY or AWAITING_APPROVAL;
     `approvals.pending` is non-empty only in AWAITING_APPROVAL; queued prompts are not yet
-    handled; `_marked_queued` holds the queued prompts that show the queued mark."""
+    handled."""
 
     session: SessionShared
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
@@ -73,7 +72,6 @@ class TurnLoop:
     turns: int = 0  # turns that ended, for `!status`
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
-    _marked_queued: set[str] = attrs.field(factory=set)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
 
     def __attrs_post_init__(self) -> None:
@@ -92,9 +90,8 @@ class TurnLoop:
             return self.next_prompt(now)
         if not state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
-        # One request, not a post: a reaction on the prompt, taken off when its turn starts.
-        self._marked_queued.add(prompt.post_id)
-        return [MarkQueued(prompt.post_id, True)]
+        # No request of its own: the running answer's footer counts the queue.
+        return self._show(self.renderer.queue_changed(len(self.queue)))
 
     def next_prompt(self, now: float) -> list[Effect]:
         session = self.session
@@ -105,11 +102,8 @@ class TurnLoop:
         self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
         session.move(S.BUSY)
         self.renderer.start_turn(now)
+        self.renderer.queue_changed(len(self.queue))  # said with the turn's first words
         unsettled = (*session.record.unsettled, prompt.post_id)
-        unmark: list[Effect] = []
-        if prompt.post_id in self._marked_queued:
-            self._marked_queued.discard(prompt.post_id)
-            unmark.append(MarkQueued(prompt.post_id, False))
         texts = session.record.prompt_texts
         if len(prompt.text) <= PROMPT_KEEP_CHARS:
             texts = {**texts, prompt.post_id: prompt.text}
@@ -120,7 +114,6 @@ class TurnLoop:
             MarkHandled(prompt.channel_id, prompt.post_id),
             ToAgent(SendPrompt(prompt.text, prompt.images)),
             Typing(),
-            *unmark,
         ]
 
     def not_run(self, why: str) -> list[Effect]:
@@ -130,9 +123,9 @@ class TurnLoop:
         prompts, self.queue = list(self.queue), deque()
         permalink = self.session.settings.permalink
         text = not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts])
-        unmark = [MarkQueued(p.post_id, False) for p in prompts if p.post_id in self._marked_queued]
-        self._marked_queued.difference_update(p.post_id for p in prompts)
-        return [self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts), *unmark]
+        shown = self._show(self.renderer.drop_queue_line())
+        self.renderer.queue_changed(0)
+        return [*shown, self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
 
     # --- what the agent says in a turn ----------------------------------------------
 
@@ -150,10 +143,12 @@ class TurnLoop:
             return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
         if isinstance(event, TurnEnded):
             return self._turn_ended(event, now)
-        shown = self.renderer.feed(event, now)
+        return self._show(self.renderer.feed(event, now))
+
+    def _show(self, ops: list[PutPost]) -> list[Effect]:
         if self.turn is not None:
-            self.turn.keys.update(op.key for op in shown)
-        return [Show(op) for op in shown]
+            self.turn.keys.update(op.key for op in ops)
+        return [Show(op) for op in ops]
 
     def _turn_ended(self, event: TurnEnded, now: float) -> list[Effect]:
         session = self.session
@@ -274,7 +269,7 @@ class TurnLoop:
     def drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
         says so in a notice (`endings.say_cut`), which settles the cut prompt once it shows."""
-        effects: list[Effect] = []
+        effects = self._show(self.renderer.drop_queue_line())
         self.session.endings.cut = self.turn.prompt if self.turn else None
         for request_id in list(self.approvals.pending):
             effects += self._settle(request_id, "cancelled", None, now)

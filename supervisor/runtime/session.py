@@ -2,8 +2,7 @@
 
 Owns, for one thread: its agent process (in a cancel scope of its own, so it can be
 stopped and restarted), the poster task that turns the thread's outbox into REST calls
-(`runtime.poster`), the marker task that puts queued marks on and off, and one inbox
-through which everything reaches the core, one message at a time. Decides nothing: every
+(`runtime.poster`), and one inbox through which everything reaches the core, one message at a time. Decides nothing: every
 decision is the core's; this module only moves data and owns lifetimes. The thread's
 files (attachments in, `!get` files out) are moved by `runtime.session_files`.
 """
@@ -30,7 +29,6 @@ from supervisor.core.session import (
     Finished,
     LaunchAgent,
     MarkHandled,
-    MarkQueued,
     OfferChoices,
     SaveRecord,
     SendFile,
@@ -91,7 +89,6 @@ class SessionTask:
         self.deps = deps
         self.inbox_send, self._inbox = trio.open_memory_channel[object](1000)
         self.outbox = Outbox(edit_interval=deps.edit_interval_s, max_key_chars=deps.chat.max_idempotency_key_chars)
-        self._marks_send, self._marks = trio.open_memory_channel[MarkQueued](1000)
         self._poster = Poster(deps.chat, self.outbox, lambda: self.core.record, self._posted)
         self._agent: AgentProcess | None = None
         self._agent_scope: trio.CancelScope | None = None
@@ -108,7 +105,6 @@ class SessionTask:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._poster.run)
-            nursery.start_soon(self._marker)
             await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
             task_status.started()
             async with self._inbox:
@@ -193,11 +189,6 @@ class SessionTask:
                     await self._send_to_agent(command)
                 case Show(op):
                     self.outbox.put(op, trio.current_time())
-                case MarkQueued():
-                    # In order (a mark is never taken off before it was put on); cosmetic,
-                    # so a full channel drops it rather than hold the session up.
-                    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                        self._marks_send.send_nowait(effect)
                 case OfferChoices(key, kinds):
                     self._offers[key] = kinds
                     if post_id := self.outbox.post_id(key):
@@ -234,14 +225,6 @@ class SessionTask:
                     self._nursery.start_soon(self._poster.edit_old_post, post_id, text)
                 case Finished():
                     self._finished = True
-
-    async def _marker(self) -> None:
-        """Puts the queued marks on and takes them off, one at a time, in order."""
-        async for mark in self._marks:
-            try:
-                await self.deps.chat.mark_queued(mark.post_id, mark.queued)
-            except ChatError as exc:  # the mark is cosmetic: the prompt runs either way
-                log.info("%s: could not change the queued mark on %s: %s", self.name, mark.post_id, exc)
 
     async def _send_to_agent(self, command: object) -> None:
         agent = self._agent

@@ -42,8 +42,6 @@ OFFERED_EMOJI: dict[ChoiceKind, str] = {
     "rerun": "repeat",
 }
 
-QUEUED_EMOJI = "hourglass_flowing_sand"  # on a prompt while it waits for the current turn
-
 PERMISSION_LEGEND = "React 👍 allow once · 🔁 allow for this session · 👎 deny · 🛑 stop the turn"
 RERUN_LEGEND = "React 🔁 here to run it again."
 

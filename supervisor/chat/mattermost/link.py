@@ -141,12 +141,6 @@ class MattermostLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return choices.legend(kinds)
 
-    async def mark_queued(self, post_id: str, queued: bool) -> None:
-        if queued:
-            await self.rest.add_reaction(post_id, choices.QUEUED_EMOJI)
-        else:
-            await self.rest.remove_reaction(post_id, choices.QUEUED_EMOJI)
-
     def handled(self, channel_id: str, post_id: str) -> None:
         pass  # the ledger's cursor and handled ids are the whole of Mattermost's exactly-once
 

@@ -165,11 +165,6 @@ class MattermostRest:
         body = {"user_id": await self._my_id(), "post_id": post_id, "emoji_name": emoji_name}
         await self._call("POST", "/reactions", json=body)
 
-    async def remove_reaction(self, post_id: str, emoji_name: str) -> None:
-        me = quote(await self._my_id(), safe="")
-        emoji = quote(emoji_name, safe="")
-        await self._call("DELETE", f"/users/{me}/posts/{quote(post_id, safe='')}/reactions/{emoji}")
-
     async def reactions(self, post_id: str) -> list[Reaction]:
         response = await self._call("GET", f"/posts/{quote(post_id, safe='')}/reactions")
         return _decode(response, codec.decode_reactions)

@@ -137,13 +137,6 @@ class BotApi(BotCaller):
     async def get_chat(self, chat_id: int) -> codec.Chat:
         return codec.structure(await self.call("getChat", {"chat_id": chat_id}), codec.Chat)
 
-    async def set_message_reaction(self, chat_id: int, message_id: int, emoji: str | None) -> None:
-        """Put the bot's one reaction on a message (`emoji` from Telegram's list), or take
-        it off (None)."""
-        reaction = [{"type": "emoji", "emoji": emoji}] if emoji else []
-        params: JSONObject = {"chat_id": chat_id, "message_id": message_id, "reaction": reaction}
-        await self.call("setMessageReaction", params, chat_id=chat_id)
-
     async def answer_callback_query(self, query_id: str, text: str = "") -> None:
         params: JSONObject = {"callback_query_id": query_id}
         if text:

@@ -24,14 +24,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
 
 import attrs
 import trio
 
 from supervisor.chat import NO_LIMIT, ChatError, ChatUser
 from supervisor.chat.telegram import ids
-from supervisor.chat.telegram.calls import BotApiError
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.drafts import GrowingPosts
 from supervisor.chat.telegram.limits import LIMITS
@@ -40,8 +38,6 @@ from supervisor.chat.telegram.messages import Messages
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 
 log = logging.getLogger("supervisor.telegram")
-
-QUEUED_EMOJI: Final = "👀"
 
 
 class TelegramLink:
@@ -232,15 +228,6 @@ class TelegramLink:
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say what they do
-
-    async def mark_queued(self, post_id: str, queued: bool) -> None:
-        """👀 on a person's message while its prompt waits its turn (⏳ is not among the
-        emoji a bot may react with). Cosmetic: a server that refuses it changes nothing."""
-        chat_id, message_id = ids.parse_post(post_id)
-        try:
-            await self.api.set_message_reaction(chat_id, message_id, QUEUED_EMOJI if queued else None)
-        except BotApiError as exc:
-            log.info("queued mark on message %s not changed: %s", message_id, exc.description)
 
     # --- catch-up, files, people --------------------------------------------------------
 

@@ -104,10 +104,6 @@ class WebChat:
         """Buttons on a message the core already wrote (a permission request)."""
         self._message_changed(await self.store.call(WebDb.offer, message_id, options))
 
-    def mark_queued(self, message_id: str, queued: bool) -> None:
-        # Live only: a badge on a waiting prompt, gone once its turn starts anyway.
-        self.hub.publish({"type": "queued", "message": message_id, "queued": queued})
-
     async def show_choice(
         self, thread: ThreadRef, text: str, options: tuple[tuple[OptionKind, str], ...], key: str
     ) -> str:

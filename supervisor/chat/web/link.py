@@ -2,7 +2,7 @@
 
 Outgoing, `WebLink` is the core's `ChatLink`: a place is the page (channel "web"), a
 thread is a web thread (its id is the root id), a message is a bubble, choices are buttons
-on a card, "queued" is a badge. Incoming, `to_core` says the page's actions in the core's
+on a card. Incoming, `to_core` says the page's actions in the core's
 words (`front_end.WebFrontEnd.run` hands them over): a message is `Posted`, a button is
 `ChoiceMade`, Stop is `ChoiceMade(kind="stop")` on the thread's root.
 
@@ -156,9 +156,6 @@ class WebLink:
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say it themselves
-
-    async def mark_queued(self, post_id: str, queued: bool) -> None:
-        self._front.mark_queued(post_id, queued)
 
     async def send_typing(self, channel_id: str, parent_id: str) -> None:
         await self._front.typing(_thread(parent_id))

@@ -28,7 +28,6 @@
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
     retry: 250,
-    queued: new Set(), // ids of the person's messages waiting for their turn (live only)
   };
 
   function loadOutbox() {
@@ -90,12 +89,6 @@
       case "typing":
         state.typingUntil.set(update.thread, Date.now() + TYPING_MS);
         renderTyping();
-        break;
-      case "queued":
-        if (update.queued) state.queued.add(update.message); else state.queued.delete(update.message);
-        for (const li of document.querySelectorAll(`li[data-id="${CSS.escape(update.message)}"]`)) {
-          li.classList.toggle("queued", update.queued);
-        }
         break;
       case "ack":
         state.outbox = state.outbox.filter((m) => m.id !== update.id);
@@ -357,7 +350,7 @@
     const li = document.createElement("li");
     li.dataset.id = m.id;
     li.dataset.seq = m.seq;
-    li.className = m.author + " " + m.kind + (state.queued.has(m.id) ? " queued" : "");
+    li.className = m.author + " " + m.kind;
     if (m.client_id) li.dataset.client = m.client_id;
     const body = document.createElement("div");
     body.className = "body";
