@@ -4,7 +4,8 @@ The default agent is `[agent]`, known by its protocol's name ("claude", or "acp"
 ACP default) unless an `[agents.NAME]` takes that name; the others are `[agents.NAME]`. A
 session's record names its agent ("" = the default). The session factory asks here for a
 session's backend, its settings and how to launch it; `!agents` and `check` list them.
-Builds objects only; never starts a process.
+Builds objects only; never starts a process. A protocol's modules are imported only when
+an agent speaks it (and the probes only when asked for): start-up pays for what is used.
 """
 
 from __future__ import annotations
@@ -19,18 +20,10 @@ import attrs
 import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
-from supervisor.agent.acp.backend import AcpAgentBackend, AcpBackend
-from supervisor.agent.claude import ClaudeBackend
-from supervisor.agent.probe import (
-    AgentProbe,
-    claude_env,
-    conversation_problem,
-    probe_acp,
-    probe_command,
-)
 from supervisor.core.state import SessionRecord
 
 if TYPE_CHECKING:
+    from supervisor.agent.probe import AgentProbe
     from supervisor.config import AgentConfig, Config
 
 
@@ -47,9 +40,13 @@ class Agent:
 
 def make_backend(name: str, settings: AgentConfig) -> AgentBackend:
     if settings.protocol == "acp":
+        from supervisor.agent.acp.backend import AcpAgentBackend, AcpBackend
+
         command = tuple(settings.command)
         opencode = Path(command[0]).name == "opencode"
         return AcpAgentBackend(AcpBackend(name, command, opencode=opencode), tuple(settings.args))
+    from supervisor.agent.claude import ClaudeBackend
+
     return ClaudeBackend(settings.command, settings.args)
 
 
@@ -109,6 +106,9 @@ def names_and_protocols(registry: AgentRegistry) -> Mapping[str, str]:
 
 async def probe(agent: Agent, limit_s: float = 20.0, base_env: Mapping[str, str] | None = None) -> AgentProbe:
     """Whether the agent starts, and its version (bounded by `limit_s`)."""
+    from supervisor.agent.acp.backend import AcpAgentBackend
+    from supervisor.agent.probe import claude_env, probe_acp, probe_command
+
     base = os.environ if base_env is None else base_env
     settings = agent.settings
     cwd = str(settings.default_cwd)
@@ -142,6 +142,8 @@ async def resume_problem(
 ) -> str:
     """"" when agent `name` can continue `conversation_id` in `cwd`; else why not. The agent
     is started to ask it (and ended, asked nothing)."""
+    from supervisor.agent.probe import conversation_problem
+
     agent = registry.named(name) or registry.default
     record = SessionRecord(
         id=str(uuid.uuid4()), name="resume-check", channel_id="", user_id="", cwd=cwd,

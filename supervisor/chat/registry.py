@@ -1,6 +1,9 @@
 """The front ends the supervisor knows, by their configuration section: the one place a
 new front end is registered, with how to open it and how `check` examines it.
-`open_fronts` opens each configured one, and `check` reports them, in this order."""
+`open_fronts` opens each configured one, and `check` reports them, in this order.
+
+A front end's modules are imported only when it is opened or checked: one not configured
+costs no start-up time (each brings its own protocol stack: an HTTP server, a codec)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,6 @@ import attrs
 import trio
 
 from supervisor.chat.fronts import FrontEnd
-from supervisor.chat.mattermost import doctor as mattermost_doctor
-from supervisor.chat.mattermost.front import open_front as open_mattermost
-from supervisor.chat.telegram import doctor as telegram_doctor
-from supervisor.chat.telegram.front import open_front as open_telegram
-from supervisor.chat.web import doctor as web_doctor
-from supervisor.chat.web.front_end import open_front as open_web
 from supervisor.checks import CheckResult, Limits
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
@@ -31,19 +28,43 @@ class FrontEndKind:
     checks: Checks  # its own lines in `check`; never raises for a failed check
 
 
+async def open_mattermost(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> FrontEnd:
+    from supervisor.chat.mattermost.front import open_front
+
+    return await open_front(config, events)
+
+
 async def _mattermost_checks(config: Config, limits: Limits) -> list[CheckResult]:
+    from supervisor.chat.mattermost import doctor
+
     assert config.mattermost is not None
-    return await mattermost_doctor.checks(config.mattermost, limits)
+    return await doctor.checks(config.mattermost, limits)
+
+
+async def open_telegram(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> FrontEnd:
+    from supervisor.chat.telegram.front import open_front
+
+    return await open_front(config, events)
 
 
 async def _telegram_checks(config: Config, limits: Limits) -> list[CheckResult]:
+    from supervisor.chat.telegram import doctor
+
     assert config.telegram is not None
-    return await telegram_doctor.config_checks(config.telegram, network_s=limits.network_s)
+    return await doctor.config_checks(config.telegram, network_s=limits.network_s)
+
+
+async def open_web(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> FrontEnd:
+    from supervisor.chat.web.front_end import open_front
+
+    return await open_front(config, events)
 
 
 async def _web_checks(config: Config, limits: Limits) -> list[CheckResult]:
+    from supervisor.chat.web import doctor
+
     assert config.web is not None
-    return web_doctor.checks(config.web.listen, config.web.allow_remote, config.state.dir)
+    return doctor.checks(config.web.listen, config.web.allow_remote, config.state.dir)
 
 
 # by configuration section
