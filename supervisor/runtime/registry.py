@@ -34,7 +34,13 @@ from supervisor.core.state import SessionRecord
 from supervisor.runtime.agent_process import AgentGrace
 from supervisor.runtime.mail import Feed
 from supervisor.runtime.session import SessionDeps, SessionTask
-from supervisor.runtime.session_inbox import CommandIn, EndIn, PromptIn
+from supervisor.runtime.session_inbox import (
+    CommandIn,
+    EndIn,
+    PromptIn,
+    SessionInput,
+    SessionMessage,
+)
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
@@ -111,7 +117,7 @@ class SessionRegistry:
         self.sessions = sessions
         self.tasks: dict[str, SessionTask] = {}  # thread root id -> live session task
         self.refs: dict[str, SessionRef] = {}  # thread root id -> what the router knows of it
-        self._mail: dict[str, Feed[object]] = {}  # thread root id -> the way into its inbox
+        self._mail: dict[str, Feed[SessionMessage]] = {}  # thread root id -> the way into its inbox
         self._on_post_made = on_post_made
         self._answer_ended = answer_ended
         self.agent_grace = AgentGrace(config.agent.shutdown_grace_s)
@@ -175,7 +181,7 @@ class SessionRegistry:
             mail.put(EndIn())
         return mail is not None
 
-    def deliver(self, root_id: str, message: object, *, urgent: bool = False) -> bool:
+    def deliver(self, root_id: str, message: SessionInput, *, urgent: bool = False) -> bool:
         """Hand a live session its mail; False (and nothing sent) when its session is over."""
         task, mail = self.tasks.get(root_id), self._mail.get(root_id)
         if task is None or mail is None or task.core.state.is_final:

@@ -39,7 +39,7 @@ from supervisor.core.router import (
 from supervisor.core.session import QueuedPrompt
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.registry import SessionRegistry
-from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn, WakeIn
+from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn, SessionInput, WakeIn
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
@@ -149,7 +149,7 @@ class RouterTask:
             case _:
                 log.debug("ignored: %s", decision)
 
-    def _to_session(self, root_id: str, message: object, post: Post, *, urgent: bool = False) -> None:
+    def _to_session(self, root_id: str, message: SessionInput, post: Post, *, urgent: bool = False) -> None:
         if not self.registry.deliver(root_id, message, urgent=urgent):
             self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=root_id)
 

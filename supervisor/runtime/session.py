@@ -54,6 +54,7 @@ from supervisor.runtime.session_inbox import (
     FromAgent,
     PostMade,
     PromptIn,
+    SessionMessage,
     Settled,
     WakeIn,
 )
@@ -87,7 +88,7 @@ class SessionTask:
     def __init__(self, core: SessionCore, deps: SessionDeps) -> None:
         self.core = core
         self.deps = deps
-        self.inbox_send, self._inbox = trio.open_memory_channel[object](1000)
+        self.inbox_send, self._inbox = trio.open_memory_channel[SessionMessage](1000)
         self.outbox = Outbox(edit_interval=deps.edit_interval_s, max_key_chars=deps.chat.max_idempotency_key_chars)
         self._poster = Poster(deps.chat, self.outbox, lambda: self.core.record, self._posted)
         self._agent: AgentProcess | None = None
@@ -119,7 +120,7 @@ class SessionTask:
             await self._poster.drain()
             nursery.cancel_scope.cancel()
 
-    async def _next_message(self) -> object | None:
+    async def _next_message(self) -> SessionMessage | None:
         """The next inbox message, or None when the core's next deadline has come. A due
         deadline never starves the inbox, and a busy inbox never starves the clock."""
         deadline = self.core.next_deadline()
@@ -139,7 +140,7 @@ class SessionTask:
             with trio.move_on_after(0.5):
                 await self._send_to_agent(Interrupt("shutdown"))
 
-    def _dispatch(self, message: object) -> list[Effect]:
+    def _dispatch(self, message: SessionMessage) -> list[Effect]:
         now = trio.current_time()
         core = self.core
         match message:

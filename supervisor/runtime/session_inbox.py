@@ -79,3 +79,5 @@ class PostMade:
     key: str
     post_id: str
 
+
+SessionMessage = SessionInput | FromAgent | AgentUp | AgentDown | Settled | PostMade  # all of it
