@@ -210,3 +210,13 @@ async def tg_world(tmp_path: Path, *, with_mattermost: bool = False, **settings:
 
 
 __all__ = ["ALICE", "MALLORY", "TgWorld", "tg_world"]
+
+
+@asynccontextmanager
+async def started_tg_world(tmp_path: Path, **settings: Any) -> AsyncIterator[TgWorld]:
+    """The usual start of an end-to-end test: the fake Bot API (`settings`) and the
+    supervisor serving it in-process, paced `FAST`."""
+    async with tg_world(tmp_path, **settings) as w:
+        w.configure(telegram=FAST)
+        await w.start()
+        yield w

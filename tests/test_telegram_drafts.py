@@ -28,15 +28,13 @@ from supervisor.chat.telegram.memory import Memory, ThreadInfo
 from supervisor.core.events import Choice, ChoiceMade
 from tests.fakes.telegram_botapi import TOKEN, running
 from tests.fakes.telegram_schema import call_problems
-from tests.telegram_world import ALICE, FAST, tg_world
+from tests.telegram_world import ALICE, started_tg_world
 from tests.test_telegram_link import CHANNEL, front_end
 
 
 async def test_a_streaming_answer_is_a_draft_with_stop_then_real_messages(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = await w.new_session("alpha")
             w.say("[slow 3] hello there", topic)
             chat = w.fake.chat(ALICE)
@@ -55,9 +53,7 @@ async def test_a_streaming_answer_is_a_draft_with_stop_then_real_messages(tmp_pa
 
 async def test_stop_on_the_draft_interrupts_the_turn_like_stop(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = await w.new_session("beta")
             w.say("[slow 30] a long answer", topic)
             chat = w.fake.chat(ALICE)
@@ -73,9 +69,7 @@ async def test_where_drafts_fail_one_message_is_edited_in_place_at_most_once_a_s
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(60):
-        async with tg_world(tmp_path, drafts=False) as w:  # an older Bot API server
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path, drafts=False) as w:  # an older Bot API server
             topic = await w.new_session("gamma")
             w.say("[slow 4] hello there", topic)
             text = await w.answered(topic, "echo #1: hello there")
@@ -93,9 +87,7 @@ async def test_where_drafts_fail_one_message_is_edited_in_place_at_most_once_a_s
 
 async def test_without_topics_a_draft_never_shows_another_sessions_text(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with tg_world(tmp_path, topics=False) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path, topics=False) as w:
             await w.new_sessions_without_topics("a", "b")
             w.say("/session a")
             await w.answered(None, "Plain text now goes to a")

@@ -21,16 +21,14 @@ from supervisor.chat.telegram.client import BotApi
 from tests.fakes.telegram_botapi import TOKEN
 from tests.fakes.telegram_schema import call_problems
 from tests.harness import REPO
-from tests.telegram_world import ALICE, FAST, MALLORY, tg_world
+from tests.telegram_world import ALICE, FAST, MALLORY, started_tg_world, tg_world
 
 
 async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_there(
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(40):
-        async with tg_world(tmp_path, with_mattermost=True) as w:  # beside [mattermost]
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path, with_mattermost=True) as w:  # beside [mattermost]
             topic = await w.new_session("alpha")
             header = w.said(topic)[0]
             assert "alpha" in header.message["text"] and str(w.work / "alpha") in header.message["text"]
@@ -53,9 +51,7 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
 async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:
     names = [f"s{i}" for i in range(10)]
     with trio.fail_after(120):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topics = {name: await w.new_session(name) for name in names}
             for round_ in range(5):
                 for name in names:
@@ -88,9 +84,7 @@ async def test_permission_by_button_allow_runs_and_a_strangers_press_changes_not
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(40):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = await w.new_session("perm")
             w.say("[tool ls -la] go", topic)
             request = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup), None))
@@ -149,9 +143,7 @@ async def test_a_second_poller_on_the_token_is_said_plainly_and_not_fought(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="supervisor.telegram")
     with trio.fail_after(40):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             other = BotApi(TOKEN, api_url=w.fake.url)
             try:
                 for _ in range(3):  # the other program polls; Telegram ends our waiting poll
@@ -170,9 +162,7 @@ async def test_without_topics_the_active_session_takes_plain_text_and_replies_go
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(60):
-        async with tg_world(tmp_path, topics=False) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path, topics=False) as w:
             w.say("before any session")
             await w.wait_for(lambda: w.said(None))  # guidance, no agent
             for name in ("a", "b"):
@@ -262,9 +252,7 @@ async def test_a_document_in_a_topic_is_saved_for_the_agent_and_get_sends_a_file
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(40):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = await w.new_session("files")
             message = w.fake.user_sends(ALICE, "read this", thread_id=topic, document=("notes.txt", b"hello file"))
             await w.answered(topic, "echo #1")
@@ -281,9 +269,7 @@ async def test_a_document_in_a_topic_is_saved_for_the_agent_and_get_sends_a_file
 
 async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path: Path) -> None:
     with trio.fail_after(40):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = w.fake.user_creates_topic(ALICE, "mine")
             await w.wait_for(lambda: "Session mine " in w.text(topic))
             assert list(w.fake.chat(ALICE).topics.values()) == ["mine"]  # adopted, not a second one
@@ -346,9 +332,7 @@ async def test_a_prompt_waiting_its_turn_is_said_in_the_running_answer_and_not_i
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(40):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = await w.new_session("queue")
             w.say("[slow 2] first", topic)
             await w.wait_for(lambda: w.prompts_by_process())

@@ -12,14 +12,12 @@ import trio
 
 from tests.fakes.telegram_html import parse_html, utf16_units
 from tests.fakes.telegram_schema import call_problems
-from tests.telegram_world import FAST, tg_world
+from tests.telegram_world import started_tg_world
 
 
 async def test_a_40000_character_answer_arrives_complete_in_order_in_valid_messages(tmp_path: Path) -> None:
     with trio.fail_after(120):
-        async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path) as w:
             topic = await w.new_session("big")
             w.say("[fence 40000] the whole listing", topic)
             await w.answered(topic, "✅ Done", timeout=90)

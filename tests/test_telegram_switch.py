@@ -10,7 +10,7 @@ import trio
 
 from supervisor.core.events import TurnedTo
 from supervisor.core.router import Ignore, RouterView, SessionRef, Wake, route
-from tests.telegram_world import FAST, TgWorld, tg_world
+from tests.telegram_world import FAST, TgWorld, started_tg_world, tg_world
 
 
 def agent_events(w: TgWorld, kind: str) -> list[dict[str, object]]:
@@ -57,9 +57,7 @@ def test_the_router_wakes_only_a_live_session_an_allowed_person_turned_to() -> N
 
 async def test_sessions_marks_the_active_one_below_the_list(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with tg_world(tmp_path, topics=False) as w:
-            w.configure(telegram=FAST)
-            await w.start()
+        async with started_tg_world(tmp_path, topics=False) as w:
             await w.new_sessions_without_topics("a", "b")
             w.say("/session a")
             await w.answered(None, "Plain text now goes to a.")
