@@ -30,6 +30,7 @@ from supervisor.chat.web.port import (
     AttachmentRef,
     MessagePosted,
     StopAsked,
+    ThreadOpened,
     ThreadRef,
 )
 from supervisor.chat.web.port import (
@@ -37,7 +38,8 @@ from supervisor.chat.web.port import (
 )
 from supervisor.chat.web.server import OpenedWebChat, WebSettings, open_web_chat
 from supervisor.config import config_from_dict
-from supervisor.core.events import Choice, ChoiceMade, Posted
+from supervisor.core.events import Choice, ChoiceMade, Posted, TurnedTo
+from tests.web_served import receive_until, send, serve
 
 LIMIT = 10
 
@@ -143,6 +145,7 @@ def test_page_actions_in_the_core_words() -> None:
     main = to_core(MessagePosted("c2", WEB_PLACE, None, WEB_AUTHOR, "!help"), clock)
     chosen = to_core(WebChoice("c3", "webm9", "allow_always", WEB_AUTHOR), clock)
     stopped = to_core(StopAsked("c4", thread, WEB_AUTHOR), clock)
+    opened = to_core(ThreadOpened(thread, WEB_AUTHOR), clock)
 
     assert isinstance(posted, Posted) and isinstance(main, Posted)
     assert (posted.post.root_id, posted.post.file_ids) == ("webt1", ("webf1",))
@@ -150,6 +153,22 @@ def test_page_actions_in_the_core_words() -> None:
     assert posted.post.user_id == PERSON.id
     assert chosen == ChoiceMade(Choice(PERSON.id, "webm9", "allow_always", CHANNEL))
     assert stopped == ChoiceMade(Choice(PERSON.id, "webt1", "stop", CHANNEL))
+    assert opened == TurnedTo(PERSON.id, CHANNEL, "webt1")  # its agent is started if suspended
+
+
+async def test_opening_a_thread_tells_the_core_and_scrolling_it_back_does_not(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws:
+            await send(ws, type="open", thread="webt1")
+            await receive_until(ws, "snapshot", thread="webt1")
+            await send(ws, type="open", thread="webt1", before=5)  # an older page of it
+            await receive_until(ws, "snapshot", thread="webt1", before=5)
+            await send(ws, type="open", thread="main")  # commands only: no session there
+            await receive_until(ws, "snapshot", thread="main")
+            await send(ws, type="open", thread="webt2")
+            await receive_until(ws, "snapshot", thread="webt2")
+            await trio.testing.wait_all_tasks_blocked()
+            assert served.core.opened == ["webt1", "webt2"]
 
 
 def test_the_clock_never_goes_back_even_within_one_millisecond() -> None:

@@ -24,10 +24,11 @@ from supervisor.chat.web.port import (
     MAIN_THREAD,
     WEB_PLACE,
     ChoiceMade,
-    Incoming,
     MessagePosted,
     OptionKind,
+    PageEvent,
     StopAsked,
+    ThreadOpened,
     ThreadRef,
 )
 
@@ -64,6 +65,7 @@ class StandInCore:
     received: list[tuple[str, bytes]] = attrs.field(factory=list)  # attachments seen
     prompts_seen: list[str] = attrs.field(factory=list)
     ran: list[str] = attrs.field(factory=list)  # commands "run" after an Allow
+    opened: list[str] = attrs.field(factory=list)  # threads the page opened (ThreadOpened)
     counts: dict[str, int] = attrs.field(factory=lambda: defaultdict(int))
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
@@ -73,8 +75,10 @@ class StandInCore:
             async for event in self.front.events:
                 await self._dispatch(event)
 
-    async def _dispatch(self, event: Incoming) -> None:
+    async def _dispatch(self, event: PageEvent) -> None:
         match event:
+            case ThreadOpened(thread=thread):
+                self.opened.append(thread.thread_id)
             case MessagePosted(thread=None):
                 await self._command(event)
             case MessagePosted(thread=ThreadRef() as thread):

@@ -239,6 +239,8 @@ class _Tab:
                     "page": _page_config(self.front),
                 })  # fmt: skip
             case codec.Open(thread=thread_id, before=before):
+                if before is None:  # the thread was opened, not scrolled back
+                    self.front.opened(thread_id)
                 # One page more than shown tells whether older messages exist.
                 rows = await store.call(WebDb.thread_messages, thread_id, before, PAGE + 1)
                 await self.send({

@@ -7,7 +7,7 @@ then tells every open tab. Incoming (page -> core): `events` yields `MessagePost
 `ChoiceMade` and `StopAsked`, each recorded durably before the page hears its ack; the
 core calls `handled(event_id)` once it acted, and events not marked handled are handed
 to the core again after a restart (so the page's resend and the restart together give
-exactly once).
+exactly once). Opening a thread yields `ThreadOpened`, a hint that is never recorded.
 
 Never decides what a message means: `!`-commands, prompts and choices go to the core as
 they are.
@@ -15,6 +15,7 @@ they are.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -33,7 +34,9 @@ from supervisor.chat.web.port import (
     Incoming,
     MessagePosted,
     OptionKind,
+    PageEvent,
     StopAsked,
+    ThreadOpened,
     ThreadRef,
 )
 from supervisor.chat.web.store import WebStore
@@ -58,9 +61,9 @@ class WebChat:
         self.store = store
         self.hub = hub
         self.page = page
-        send, receive = trio.open_memory_channel[Incoming](EVENT_QUEUE)
+        send, receive = trio.open_memory_channel[PageEvent](EVENT_QUEUE)
         self._send_event = send
-        self.events: trio.MemoryReceiveChannel[Incoming] = receive
+        self.events: trio.MemoryReceiveChannel[PageEvent] = receive
         self._replayed = trio.Event()
 
     # outgoing ------------------------------------------------------------------------
@@ -150,6 +153,13 @@ class WebChat:
         for raw in await self.store.call(WebDb.unhandled):
             await self._send_event.send(codec.decode_event(raw))
         self._replayed.set()
+
+    def opened(self, thread_id: str) -> None:
+        """The page opened a session's thread: said to the core if it can take it now (a
+        hint: never waits, and a full queue drops it)."""
+        if thread_id != MAIN_THREAD:
+            with contextlib.suppress(trio.WouldBlock):
+                self._send_event.send_nowait(ThreadOpened(ThreadRef(WEB_PLACE, thread_id), WEB_AUTHOR))
 
     async def accept(self, message: codec.Post | codec.Choose | codec.Stop) -> None:
         """Record the page's action (once per client id) and pass it on if it is new."""

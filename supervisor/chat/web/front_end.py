@@ -22,7 +22,7 @@ from supervisor.chat.web.config import WebConfig
 from supervisor.chat.web.db import ID_PREFIX
 from supervisor.chat.web.front import PageConfig
 from supervisor.chat.web.link import CHANNEL, PERSON, Clock, WebLink, to_core
-from supervisor.chat.web.port import MessagePosted
+from supervisor.chat.web.port import ChoiceMade, StopAsked
 from supervisor.chat.web.server import (
     OpenedWebChat,
     RunningWebChat,
@@ -102,7 +102,7 @@ class WebFrontEnd:
             clock = Clock()
             async for event in front.events:
                 await self._events.send(to_core(event, clock))
-                if not isinstance(event, MessagePosted):
+                if isinstance(event, ChoiceMade | StopAsked):
                     # A button press is acted on at once and never replayed: pressing it
                     # again is the person's call, as with a reaction.
                     await front.handled(event.id)

@@ -4,7 +4,8 @@ Outgoing, `WebLink` is the core's `ChatLink`: a place is the page (channel "web"
 thread is a web thread (its id is the root id), a message is a bubble, choices are buttons
 on a card. Incoming, `to_core` says the page's actions in the core's
 words (`front_end.WebFrontEnd.run` hands them over): a message is `Posted`, a button is
-`ChoiceMade`, Stop is `ChoiceMade(kind="stop")` on the thread's root.
+`ChoiceMade`, Stop is `ChoiceMade(kind="stop")` on the thread's root, and opening a
+thread is `TurnedTo` (a suspended agent starts then, as a Telegram `/session` does).
 
 Exactly once: the web inbox keeps every action until the core's handled mark for it is
 durable (`handled`), and replays what is left after a restart, so `posts_since` has
@@ -33,9 +34,10 @@ from supervisor.chat.web.port import (
     MAIN_THREAD,
     WEB_AUTHOR,
     WEB_PLACE,
-    Incoming,
     MessagePosted,
+    PageEvent,
     StopAsked,
+    ThreadOpened,
     ThreadRef,
 )
 from supervisor.chat.web.port import ChoiceMade as WebChoice
@@ -47,6 +49,7 @@ from supervisor.core.events import (
     FileRef,
     Post,
     Posted,
+    TurnedTo,
 )
 
 CHANNEL = WEB_PLACE  # the page's one place; its main thread takes commands only
@@ -231,7 +234,7 @@ class Clock:
         return self.last
 
 
-def to_core(event: Incoming, clock: Clock) -> ChatEvent:
+def to_core(event: PageEvent, clock: Clock) -> ChatEvent:
     """A page action, in the core's words."""
     match event:
         case MessagePosted():
@@ -249,6 +252,8 @@ def to_core(event: Incoming, clock: Clock) -> ChatEvent:
             return ChoiceMade(Choice(PERSON.id, event.message_id, event.option_kind, CHANNEL))
         case StopAsked():
             return ChoiceMade(Choice(PERSON.id, event.thread.thread_id, "stop", CHANNEL))
+        case ThreadOpened():
+            return TurnedTo(PERSON.id, CHANNEL, event.thread.thread_id)
 
 
 if TYPE_CHECKING:

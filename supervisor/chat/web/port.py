@@ -63,7 +63,19 @@ class StopAsked:
     author_id: str
 
 
-Incoming = MessagePosted | ChoiceMade | StopAsked
+Incoming = MessagePosted | ChoiceMade | StopAsked  # recorded, handed over exactly once
+
+
+@attrs.frozen
+class ThreadOpened:
+    """The person opened a thread in the page: its agent should be ready. Not recorded (a
+    hint, not an action: lost in a restart, the next opening says it again)."""
+
+    thread: ThreadRef
+    author_id: str
+
+
+PageEvent = Incoming | ThreadOpened
 
 
 # The one person at the page: the token holder.
