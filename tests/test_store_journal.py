@@ -85,9 +85,10 @@ def test_a_torn_last_line_is_ignored_quietly_and_the_lines_before_it_apply(
     assert any("cut short" in r.getMessage() for r in caplog.records)
 
 
-def test_a_last_line_of_zeros_is_a_torn_line_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("last", [b"\x00" * 40, b"\x00" * 40 + b"\n"])
+def test_a_last_line_of_zeros_is_a_torn_line_too(tmp_path: Path, last: bytes) -> None:
     # A crash can leave the file longer with its new block never written: zeros.
-    _seed(tmp_path, 1, State(), _line(1, _record("a", "one")), b"\x00" * 40)
+    _seed(tmp_path, 1, State(), _line(1, _record("a", "one")), last)
     assert read_state(tmp_path).state.sessions == {"a": _record("a", "one")}
     assert read_state(tmp_path).problems == ()
 

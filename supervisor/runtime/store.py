@@ -183,15 +183,19 @@ class Store:
         self.state = State(sessions=sessions, channels=self.ledger.snapshot())
         return journal.encode_entry(journal.entry_of(self.generation, records, handled, self.state.channels))
 
+    def close(self) -> None:
+        """Let go of the journal (the actor is done; a later `open` starts afresh)."""
+        if self._journal is not None:
+            os.close(self._journal.fd)
+            self._journal = None
+
     def snapshot(self) -> None:
         """Write the whole state as the snapshot of a new generation, then start its
         journal. Blocking: the actor runs it in a worker thread (or `open`, before any)."""
         generation = self.generation + 1
         write_atomically(self.directory, self._encoder.encode(self.state, generation))
         # From here the old journal is stale (its lines are in the snapshot) until reset.
-        if self._journal is not None:
-            os.close(self._journal.fd)
-            self._journal = None
+        self.close()
         self._journal = reset_journal(self.directory)
         self.generation = generation
 
