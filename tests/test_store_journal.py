@@ -260,3 +260,34 @@ def test_a_crash_after_any_write_reloads_to_what_the_acknowledged_commits_descri
             for path in crashed.iterdir():
                 path.unlink()
             crashed.rmdir()
+
+
+async def test_a_reader_while_the_store_snapshots_never_sees_less_than_was_acknowledged(tmp_path: Path) -> None:
+    """`sessions` while `run` writes: a snapshot (and the journal's reset) between reading
+    the snapshot and reading the journal must not hide the lines the old journal held."""
+    store = Store.open(tmp_path)
+    store.journal_bound = 1  # a snapshot after every commit
+    acked = [0]
+    seen_too_old: list[tuple[int, int]] = []
+    stop = False
+
+    def read_repeatedly() -> None:
+        while not stop:
+            before = acked[0]
+            record = read_state(tmp_path).state.sessions.get("a")
+            got = int(record.name) if record else 0
+            if got < before:
+                seen_too_old.append((got, before))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            nursery.start_soon(trio.to_thread.run_sync, read_repeatedly)
+            for n in range(1, 150):
+                await store.save(_record("a", str(n)))
+                acked[0] = n
+            stop = True
+            await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert not seen_too_old

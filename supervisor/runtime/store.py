@@ -278,6 +278,12 @@ def read_state(directory: Path) -> StateOnDisk:
     journal that follow it. Reads only: nothing on disk changes, whatever it finds."""
     damaged: list[str] = []
     problems: list[str] = []
+    # The journal first: while `run` writes, a snapshot read after it is of the journal's
+    # generation or newer (holding its lines), never older than its lines.
+    try:
+        lines: bytes | None = (directory / JOURNAL_NAME).read_bytes()
+    except FileNotFoundError:
+        lines = None
     for name in (FILE_NAME, f"{FILE_NAME}.prev"):
         path = directory / name
         try:
@@ -292,19 +298,15 @@ def read_state(directory: Path) -> StateOnDisk:
             continue
         if problems:
             problems.append(f"using the previous good state from {name}")
-        state = _replay_journal(directory, state, generation, fallback=bool(problems), damaged=damaged,
-                                problems=problems)
+        if lines is not None:
+            state = _replay_journal(directory / JOURNAL_NAME, lines, state, generation,
+                                    fallback=bool(problems), damaged=damaged, problems=problems)
         return StateOnDisk(state, True, tuple(damaged), tuple(problems), generation)
     return StateOnDisk(State(), False, tuple(damaged), tuple(problems))
 
 
-def _replay_journal(directory: Path, state: State, generation: int, *, fallback: bool, damaged: list[str],
-                    problems: list[str]) -> State:
-    path = directory / JOURNAL_NAME
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return state
+def _replay_journal(path: Path, raw: bytes, state: State, generation: int, *, fallback: bool,
+                    damaged: list[str], problems: list[str]) -> State:
     replayed = journal.replay(state, generation, raw)
     if replayed.torn:  # a crash mid-append: that batch was never acknowledged
         log.info("ignored the last line of %s, cut short by a crash while it was written", path)
