@@ -53,11 +53,12 @@ log = logging.getLogger("supervisor.store")
 
 FILE_NAME = "sessions.json"
 JOURNAL_NAME = "sessions.journal"
-# The journal's size that makes the next batch end with a snapshot. A snapshot costs a
-# few ms per 100 sessions (encode + atomic write), a journal line about 1 KiB per record
-# in its batch, and replaying at start reads the whole journal: at 512 KiB that is some
-# 500 commits between snapshots (a snapshot's cost spread thin) and a replay of a few
-# tens of ms at worst, while the journal stays a small multiple of the snapshot itself.
+# The journal's size that makes the next batch end with a snapshot. A snapshot costs some
+# 10 ms with 200 sessions (encode + atomic write of 176 KB), a line ~0.8 KiB per record in
+# its batch and ~0.15 KiB for a handled mark alone; a start replays the whole journal. At
+# 512 KiB (3x that snapshot) a snapshot comes every 650 to 3,500 commits, so its cost is
+# spread thin, and a replay takes ~40 ms (650 records) to ~0.6 s (3,500 marks all inside
+# the slack window: 60 posts a second for a minute, far beyond a chat's pace).
 JOURNAL_BOUND = 512 * 1024
 # How long changes nobody waits for (`save_soon`, `handled`) may wait for company. A turn's
 # end saves its record "soon" just as the next prompt's handled mark comes in: in one write
@@ -210,10 +211,13 @@ class Journal:
 
 def reset_journal(directory: Path) -> Journal:
     """An empty journal, durably so: a crash after this never finds the old lines."""
-    fd = os.open(directory / JOURNAL_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    path = directory / JOURNAL_NAME
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
     try:
         os.fsync(fd)
-        _fsync_directory(directory)  # its creation (the first time) is durable too
+        if created:  # its name is durable too (once: later resets keep the same file)
+            _fsync_directory(directory)
     except BaseException:
         os.close(fd)
         raise
