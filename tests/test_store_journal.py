@@ -291,3 +291,19 @@ async def test_a_reader_while_the_store_snapshots_never_sees_less_than_was_ackno
             nursery.cancel_scope.cancel()
     store.close()
     assert not seen_too_old
+
+
+def test_with_a_damaged_snapshot_the_journal_that_followed_it_is_kept_aside_not_applied(tmp_path: Path) -> None:
+    """The previous copy is older than the journal's lines: applying them to it would make
+    up a state that never was; they are kept for a person, loudly."""
+    write_atomically(tmp_path, encode(State(sessions={"a": _record("a", "older")}), 1))
+    write_atomically(tmp_path, encode(State(sessions={"a": _record("a", "newer")}), 2))  # .prev: older
+    (tmp_path / JOURNAL_NAME).write_bytes(_line(2, _record("b", "after the newer snapshot")))
+    (tmp_path / FILE_NAME).write_bytes(b'{"version": 3, "journal": 2, "sess')
+    on_disk = read_state(tmp_path)
+    assert on_disk.state.sessions == {"a": _record("a", "older")}
+    assert on_disk.damaged == (FILE_NAME, JOURNAL_NAME)
+    assert any("1 changes made after the damaged copy" in problem for problem in on_disk.problems)
+    assert load_state(tmp_path).sessions == {"a": _record("a", "older")}
+    assert len(list(tmp_path.glob(f"{JOURNAL_NAME}.damaged-*"))) == 1
+    assert not (tmp_path / JOURNAL_NAME).exists()
