@@ -10,8 +10,9 @@ per stage, p50/p90/p99/max in ms:
     to agent → read     → the fake agent read it (the write, and the agent waking up)
 
 then the sessions.json encodes and generation-2 garbage collections the supervisor did
-(each blocks its event loop), the atomic writes of sessions.json (in a worker thread: the
-handled mark's wait before the prompt goes to its agent), and the slowest samples with any such pause near them.
+(each blocks its event loop), the atomic writes of sessions.json and the appends to
+sessions.journal (in a worker thread: the handled mark's wait before the prompt goes to its
+agent), and the slowest samples with any such pause near them.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ def report(samples: list[Sample], records: list[dict[str, Any]]) -> None:
         print(f"{name:18s} p50 {percentile(xs, 50):7.2f}  p90 {percentile(xs, 90):7.2f}  "
               f"p99 {percentile(xs, 99):7.2f}  max {max(xs):7.2f}  ms")
     pauses = [r for r in records if r["what"] in ("encode", "gc")]
-    for what in ("encode", "gc", "write"):
+    for what in ("encode", "gc", "write", "append"):
         these = [r for r in records if r["what"] == what]
         xs = [r["s"] * 1000 for r in these]
         if xs:
             print(f"{what:18s} n {len(xs):5d}  p50 {percentile(xs, 50):7.2f}  p99 {percentile(xs, 99):7.2f}  "
                   f"max {max(xs):7.2f}  ms" + ("" if what == "gc" else f"  (up to {max(r['bytes'] for r in these)} bytes)"))
-    writes = sorted(r["t"] for r in records if r["what"] == "write")
+    writes = sorted(r["t"] for r in records if r["what"] in ("write", "append"))
     between = [sum(1 for t in writes if ws[s.post_id] < t <= to_agent[s.text]) for s in samples]
     counts = {n: between.count(n) for n in sorted(set(between))}
     print("state writes ended between ws and to agent (writes: samples):",

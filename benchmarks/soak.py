@@ -57,7 +57,7 @@ from benchmarks.world import (  # noqa: E402
     spawn_serving,
     stop_child,
 )
-from supervisor.core.state import decode  # noqa: E402
+from supervisor.runtime.store import read_state  # noqa: E402
 from tests.harness import World  # noqa: E402
 
 ANSWER = re.compile(r"echo #\d+: (soak-\d+) \(earlier: [^)]*\)")  # whole: up to its last ")"
@@ -292,9 +292,12 @@ def agent_processes(state_dir: Path) -> int:
 def state_figures(state_dir: Path) -> tuple[bool, int]:
     """Whether the state file loads, and how many of its sessions have failed."""
     try:
-        state = decode((state_dir / "sessions.json").read_bytes())
+        on_disk = read_state(state_dir)  # the snapshot and the journal's latest changes
     except Exception:  # any failure to read or decode is the figure
         return False, 0
+    if not on_disk.found or on_disk.problems:
+        return False, 0
+    state = on_disk.state
     return True, sum(1 for record in state.sessions.values() if record.status == "failed")
 
 

@@ -11,9 +11,11 @@ supervisor run --config ...` with, recorded in memory and written to OUT.jsonl a
 - `gc`: every garbage collection of generation 2, with its duration;
 - `encode`: every encoding of sessions.json by the store, with its duration;
 - `write`: every atomic write of sessions.json (in the store's worker thread), with its
-  duration (the fsyncs).
+  duration (the fsyncs);
+- `append`: every commit's line appended to sessions.journal (worker thread), with its
+  duration (the fdatasync).
 
-The supervisor's code is not changed: the stopwatches wrap five functions from outside.
+The supervisor's code is not changed: the stopwatches wrap six functions from outside.
 Used by `diagnose_routing.py` to split routing latency into its stages.
 """
 
@@ -68,9 +70,9 @@ def install() -> None:
     # The store encodes through the `Encoder` of core.state: wrap its method.
     encode = state.Encoder.encode
 
-    def timed_encode(self: Any, value: Any) -> bytes:
+    def timed_encode(self: Any, value: Any, *more: Any) -> bytes:
         t = time.perf_counter()
-        raw: bytes = encode(self, value)
+        raw: bytes = encode(self, value, *more)
         records.append({"what": "encode", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
         return raw
 
@@ -84,6 +86,15 @@ def install() -> None:
         records.append({"what": "write", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
 
     store.write_atomically = timed_write
+
+    append_line = store.append_line
+
+    def timed_append(journal: Any, line: bytes) -> None:
+        t = time.perf_counter()
+        append_line(journal, line)
+        records.append({"what": "append", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(line)})
+
+    store.append_line = timed_append
 
     started: list[float] = []
 

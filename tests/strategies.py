@@ -152,3 +152,23 @@ LEDGER_STEPS = st.lists(
     ),
     max_size=60,
 )
+
+
+# --- the store's journal (tests/test_store_journal.py) ----------------------------------
+
+# One change handed to the store: a session record saved, a post admitted (and maybe
+# handled at once), or a place caught up (its cursor set the first time).
+JOURNAL_CHANGES = st.one_of(
+    st.tuples(st.just("save"), st.sampled_from(["s1", "s2", "s3"]), st.text(max_size=8)),
+    st.tuples(
+        st.just("post"),
+        st.sampled_from(["c1", "c2"]),
+        st.text(alphabet="ab12", min_size=1, max_size=3),
+        st.integers(0, 300_000),
+        st.booleans(),  # handled in the same batch (else it stays in flight)
+    ),
+    st.tuples(st.just("begin"), st.sampled_from(["c1", "c2", "c3"]), st.integers(0, 300_000),
+              st.sampled_from(["", "mattermost", "telegram"])),
+)
+# Batches of changes, each made durable by one group commit.
+JOURNAL_BATCHES = st.lists(st.lists(JOURNAL_CHANGES, min_size=1, max_size=5), min_size=1, max_size=8)

@@ -12,7 +12,6 @@ that speaks another protocol version is said plainly in its thread.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 
 import trio
 
-from supervisor.core.state import decode
+from supervisor.runtime.store import read_state
 from tests.harness import REPO, World, toml_value, world
 
 FAKE_ACP = REPO / "tests" / "fakes" / "fake_acp_agent.py"
@@ -52,7 +51,7 @@ async def new_acp_session(w: World, name: str, agent: str = "fake") -> str:
 
 
 def record_of(w: World, name: str) -> Any:
-    state = decode((w.tmp / "state" / "sessions.json").read_bytes())
+    state = read_state(w.tmp / "state").state
     return next(r for r in state.sessions.values() if r.name == name)
 
 
@@ -217,8 +216,7 @@ async def test_new_with_an_unknown_agent_is_a_friendly_error(tmp_path: Path) -> 
             assert w._root_of("x") is None
             # The refusal is posted first, its handled mark written after: wait for the file.
             await w.wait_for(lambda: (w.tmp / "state" / "sessions.json").exists(), 20)
-            state = json.loads((w.tmp / "state" / "sessions.json").read_text())
-            assert not state["sessions"]
+            assert not read_state(w.tmp / "state").state.sessions
 
 
 async def test_a_crash_mid_turn_cuts_the_turn_and_the_agent_comes_back(tmp_path: Path) -> None:
@@ -362,7 +360,7 @@ async def test_new_with_resume_continues_a_conversation_of_either_agent(tmp_path
             for bad in (bad_claude, "ses_nope"):
                 await w.wait_for(functools.partial(refused, w, f"Cannot continue `{bad}`"), 60)
             assert w._root_of("c-bad") is None and w._root_of("a-bad") is None
-            names = {r.name for r in decode((w.tmp / "state" / "sessions.json").read_bytes()).sessions.values()}
+            names = {r.name for r in read_state(w.tmp / "state").state.sessions.values()}
             assert names == {"c-first", "a-first", "c-again", "a-again"}
 
 

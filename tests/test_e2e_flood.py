@@ -28,20 +28,20 @@ class StalledDisk:
         self.open.set()
         self.waiting = threading.Event()
 
-    def write(self, directory: Path, raw: bytes) -> None:
+    def write(self, journal: store_module.Journal, line: bytes) -> None:
         if not self.open.is_set():
             self.waiting.set()
             self.open.wait(60)
-        REAL_WRITE(directory, raw)
+        REAL_APPEND(journal, line)
 
 
-REAL_WRITE = store_module.write_atomically
+REAL_APPEND = store_module.append_line
 
 
 @pytest.fixture
 def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledDisk]:
     stalled = StalledDisk()
-    monkeypatch.setattr(store_module, "write_atomically", stalled.write)
+    monkeypatch.setattr(store_module, "append_line", stalled.write)  # a commit's write
     yield stalled
     stalled.open.set()
 

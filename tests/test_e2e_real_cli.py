@@ -26,7 +26,8 @@ import trio
 
 from supervisor.agent.claude.codec import ClaudeCodec
 from supervisor.chat.mattermost.choices import PERMISSION_LEGEND as LEGEND
-from supervisor.core.state import State, decode
+from supervisor.core.state import State
+from supervisor.runtime.store import read_state
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.harness import World, world
 from tests.realcli import claude_env, require_claude_binary, requires_real_cli
@@ -60,12 +61,9 @@ class RealWorld:
         return self.w.tmp / "state" / "sessions.json"
 
     def _read_state(self) -> State | None:
-        # The store renames sessions.json to .prev before the new copy takes its place:
-        # for a moment there is no sessions.json.
-        try:
-            return decode(self.state_file.read_bytes())
-        except FileNotFoundError:
-            return None
+        # Not there yet before the first start; the latest changes may be in the journal.
+        on_disk = read_state(self.state_file.parent)
+        return on_disk.state if on_disk.found else None
 
     async def session_ids(self) -> dict[str, str]:
         """Session name -> the agent session id, from the persisted state."""

@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from supervisor.core import texts
-from supervisor.core.state import SessionRecord, State, decode, encode
-from supervisor.runtime.store import write_atomically
+from supervisor.core.state import SessionRecord, State, encode
+from supervisor.runtime.store import read_state, write_atomically
 from tests.harness import World, world
 
 
@@ -72,7 +72,7 @@ async def test_a_record_saved_before_its_thread_root_is_recovered_on_the_first_s
         root = await w.wait_for(lambda: _roots(w, "halfway"), 20)
         assert process.poll() is None, w.log_text()
         assert "AssertionError" not in w.log_text()
-        state = decode((tmp_path / "state" / "sessions.json").read_bytes())
+        state = read_state(tmp_path / "state").state
         assert state.sessions[record.id].root_id == root[0]["id"]
         # the recovered session serves its thread
         await w.say("are you there?", str(root[0]["id"]))

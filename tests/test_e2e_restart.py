@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from supervisor.core.state import decode
+from supervisor.runtime.store import read_state
 from tests.harness import World, world
 
 
@@ -40,7 +40,7 @@ async def test_kill_9_with_five_sessions_and_prompts_posted_while_down(tmp_path:
         for name, root in roots.items():
             await w.answered(root, f"first {name}")
         await w.wait_for(lambda: all("Done" in w.thread_text(r) for r in roots.values()))
-        ids = {r.name: r.id for r in decode((tmp_path / "state" / "sessions.json").read_bytes()).sessions.values()}
+        ids = {r.name: r.id for r in read_state(tmp_path / "state").state.sessions.values()}
 
         w.kill()
         await w.wait_for(lambda: w.server.websockets(w.server.bot.id) == 0, 10)

@@ -8,7 +8,8 @@ from typing import Any
 
 import trio
 
-from supervisor.core.state import StateFileError, decode
+from supervisor.core.state import StateFileError
+from supervisor.runtime.store import read_state
 from tests.harness import World, world
 
 
@@ -67,7 +68,7 @@ async def test_a_request_pending_when_the_supervisor_is_killed_says_it_lapsed(tm
 
 def _lapsed_saved(w: World, post_id: str) -> bool:
     try:
-        state = decode((w.tmp / "state" / "sessions.json").read_bytes())
+        state = read_state(w.tmp / "state").state
     except (OSError, StateFileError):
         return False
     return any(post_id in r.lapsed_requests for r in state.sessions.values())

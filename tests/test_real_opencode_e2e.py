@@ -18,7 +18,7 @@ import trio
 
 from supervisor.agent.acp.backend import opencode_backend
 from supervisor.agent.acp.driver import open_acp_session
-from supervisor.core.state import decode
+from supervisor.runtime.store import read_state
 from tests.harness import toml_value, world
 from tests.test_real_opencode import (
     MISSING_REASON,
@@ -138,7 +138,7 @@ async def test_kill_9_of_the_supervisor_with_two_opencode_sessions(tmp_path: Pat
                 text = await w.answered(root, f"while down {name} (earlier: 'first words of {name}')", timeout=240)
                 assert text.count(f"while down {name}") == 1
             # No OpenCode process of the killed run is left: the new run reaped them.
-            state = decode((w.tmp / "state" / "sessions.json").read_bytes())
+            state = read_state(w.tmp / "state").state
             assert all(r.agent_session_id.startswith("ses_") for r in state.sessions.values())
 
 

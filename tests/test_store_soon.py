@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from supervisor.core.state import SessionRecord, decode
+from supervisor.core.state import SessionRecord
 from supervisor.runtime import store as store_module
-from supervisor.runtime.store import FILE_NAME, Store
+from supervisor.runtime.store import Store, read_state
 
 
 def _record(name: str) -> SessionRecord:
@@ -32,7 +32,7 @@ async def test_a_handled_mark_after_a_save_soon_costs_one_write_not_two(
             await trio.sleep(0.05)  # the store has seen the save by now
             await store.mark_handled("c", "p1")
             assert store.writes == 1
-            on_disk = decode((tmp_path / FILE_NAME).read_bytes())
+            on_disk = read_state(tmp_path).state
             assert on_disk.sessions["a"].name == "after the turn"
             assert "p1" in on_disk.channels["c"].handled
             nursery.cancel_scope.cancel()
@@ -46,5 +46,5 @@ async def test_a_save_soon_alone_is_written_within_soon_s(tmp_path: Path) -> Non
             store.save_soon(_record("alone"))
             while store.writes == 0:
                 await trio.sleep(0.01)
-            assert decode((tmp_path / FILE_NAME).read_bytes()).sessions["a"].name == "alone"
+            assert read_state(tmp_path).state.sessions["a"].name == "alone"
             nursery.cancel_scope.cancel()

@@ -21,9 +21,11 @@ from typing import Any
 import attrs
 import cattrs
 
-# 2: the ledger grouped by front end ("fronts"); 1: one flat "channels" map, from before
-# there were several front ends (read as places of a front end not named yet, "").
-VERSION = 2
+# 3: the file is a snapshot: "journal" names the generation of `sessions.journal` whose
+# lines apply on top of it (0: none); 2: the ledger grouped by front end ("fronts"), the
+# file alone being the whole state; 1: one flat "channels" map, from before there were
+# several front ends (read as places of a front end not named yet, "").
+VERSION = 3
 # Posts are re-read this far behind the cursor on catch-up, so a post that reaches us
 # out of creation order is still seen; `handled` keeps the ids inside this window.
 SLACK_MS = 60_000
@@ -132,7 +134,8 @@ class Encoder:
             self._lines[key] = cached = (record, line)
         return cached[1]
 
-    def encode(self, state: State) -> bytes:
+    def encode(self, state: State, journal: int = 0) -> bytes:
+        """`journal`: the generation of the journal that follows this snapshot (0: none)."""
         sessions = ",\n".join(self._session_line(k, r) for k, r in sorted(state.sessions.items()))
         for gone in self._lines.keys() - state.sessions.keys():
             del self._lines[gone]
@@ -144,35 +147,42 @@ class Encoder:
             f"  {json.dumps(front)}: {{" + ",\n   ".join(places) + "}" for front, places in sorted(groups.items())
         )
         text = (
-            f'{{"version": {VERSION},\n'
+            f'{{"version": {VERSION}, "journal": {journal},\n'
             f' "sessions": {{\n{sessions}\n }},\n'
             f' "fronts": {{\n{fronts}\n }}\n}}\n'
         )
         return text.encode()
 
 
-def encode(state: State) -> bytes:
-    return Encoder().encode(state)
+def encode(state: State, journal: int = 0) -> bytes:
+    return Encoder().encode(state, journal)
 
 
 def decode(raw: bytes) -> State:
     """Parse a state file. Raises StateFileError for anything that is not a whole state."""
+    return decode_snapshot(raw)[0]
+
+
+def decode_snapshot(raw: bytes) -> tuple[State, int]:
+    """A state file and the generation of the journal that follows it (0: none, as for
+    every file before version 3). Raises StateFileError for anything not a whole state."""
     try:
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StateFileError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict) or "version" not in data:
         raise StateFileError("no version field")
-    if data["version"] not in (1, VERSION):
+    if data["version"] not in (1, 2, VERSION):
         raise StateFileError(f"unsupported version {data['version']!r}")
     try:
-        if data["version"] == VERSION:  # places by front end -> one map, each place knowing its front
+        journal = int(data.pop("journal", 0))
+        if data["version"] != 1:  # places by front end -> one map, each place knowing its front
             fronts = data.pop("fronts", {})
             data["channels"] = {
                 place: {**ledger, "front": front} for front, places in fronts.items() for place, ledger in places.items()
             }
         data["version"] = VERSION  # a version 1 file is read as the same places, front not named
-        return _converter.structure(data, State)
+        return _converter.structure(data, State), journal
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise StateFileError(f"wrong shape: {exc}") from exc
 
@@ -213,15 +223,17 @@ class Ledger:
         flying[post_id] = create_at
         return True
 
-    def done(self, channel_id: str, post_id: str) -> None:
-        """The post was dealt with (prompt written to its agent, command answered...)."""
+    def done(self, channel_id: str, post_id: str) -> int | None:
+        """The post was dealt with (prompt written to its agent, command answered...).
+        Returns its create_at if this newly marks it handled."""
         flying = self.in_flight.setdefault(channel_id, {})
         if post_id not in flying:
-            return
+            return None
         created = flying.pop(post_id)
         self.handled.setdefault(channel_id, {})[post_id] = created
         newest = self.newest[channel_id] = max(self.newest.get(channel_id, 0), created)
         self.cursors[channel_id] = min([newest, *flying.values()])
+        return created
 
     def begin(self, channel_id: str, now_ms: int, front: str = "") -> None:
         """A channel about to be caught up, on the front end called `front`. Seen for the
