@@ -2,7 +2,7 @@
 
     run(config)                       signals -> graceful shutdown (all within 10 s)
     └── serve(config)                 the app nursery
-        ├── store.run                 persistence actor: the only writer of sessions.json
+        ├── store.run                 persistence actor: the only writer of sessions.json and its journal
         ├── open_sessions             the sessions nursery (the registry needs it to exist)
         │   └── SessionTask.run       one per thread, its own cancel scope (runtime/registry.py
         │       │                     registers and launches them, and stops them all)
