@@ -34,6 +34,7 @@ class Poster:
         self._record = record
         self._posted = posted
         self._changed = trio.Event()
+        self._held = False
 
     @property
     def name(self) -> str:
@@ -44,6 +45,16 @@ class Poster:
         if not self.outbox.is_settled():
             self._changed.set()
 
+    def hold(self) -> None:
+        """Send nothing until `release`, not even what falls due on its own (a streaming
+        edit's timer): what was put depends on a save that is not durable yet."""
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._changed.set()
+
     def show(self, op: PutPost) -> None:
         """Put one post and wake the poster at once."""
         self.outbox.put(op, trio.current_time())
@@ -52,6 +63,10 @@ class Poster:
     async def run(self) -> None:
         backoff = 0.25
         while True:
+            if self._held:
+                self._changed = trio.Event()
+                await self._changed.wait()
+                continue
             now = trio.current_time()
             action = self.outbox.next_action(now, room_at=now + self.chat.request_room())
             if isinstance(action, Idle | Wait):

@@ -174,6 +174,7 @@ class SessionTask:
         try:
             await self._apply_each(effects)
         finally:
+            self._poster.release()
             self._poster.wake()
 
     async def _apply_each(self, effects: list[Effect]) -> None:
@@ -202,10 +203,12 @@ class SessionTask:
                     # this line re-delivers the prompt, a crash after it never answers twice.
                     await self.deps.store.mark_handled(channel_id, post_id)
                     unsaved = False
+                    self._poster.release()
                 case SaveRecord(record, durable):
                     if index in carried:  # durable with the mark below, in its write
                         self.deps.store.save_soon(record)
                         unsaved = True
+                        self._poster.hold()  # what it put so far waits for that write
                     elif durable:
                         await self.deps.store.save(record)
                     else:
