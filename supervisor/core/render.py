@@ -20,9 +20,9 @@ its own only where it would not fit, or below a request that ended the turn's te
 
 Prompts queued behind the turn are said in the same place while it runs: "⏳ 2 more
 prompts queued" is the footer of the flow being written (`queue_changed`), so a queued
-prompt costs at most one request (an edit of the answer, at once; none when the answer's
-first words carry it), where a mark on the person's message would cost two (on, then
-off). The line comes with the turn's first words, never in a post of its own, and the
+prompt costs at most one request (an edit of the answer: at once for the first one, with
+the answer's next edit for a changed count; none when the answer's first words carry it),
+where a mark on the person's message would cost two (on, then off). The line comes with the turn's first words, never in a post of its own, and the
 turn's final text drops it: the next turn is then running.
 
 Urgency (see `thread_ops.PutPost`): the first words of a flow are urgent (the answer shows
@@ -256,12 +256,14 @@ class TurnRenderer:
         self._turn = _Turn(self.turns, now, clock_known=True, limit=self.limit)
 
     def queue_changed(self, waiting: int) -> list[PutPost]:
-        """`waiting` prompts now wait behind the running turn: its live post says so, at
-        once when a person just added one (they look for a sign it was taken)."""
-        grew, self.waiting = waiting > self.waiting, waiting
+        """`waiting` prompts now wait behind the running turn: its live post says so. At
+        once when the first one comes (the person looks for a sign it was taken); a
+        changed count rides on the answer's next edit, so a burst of prompts costs one
+        edit, not one each."""
+        first, self.waiting = waiting > 0 and self.waiting == 0, waiting
         turn = self._turn
         ops = [] if turn is None else turn.flow.live(self._waiting_line())
-        return [PutPost.urgent(op.key, op.text) for op in ops] if grew else ops
+        return [PutPost.urgent(op.key, op.text) for op in ops] if first else ops
 
     def drop_queue_line(self) -> list[PutPost]:
         """The turn was cut (its agent is gone), or the queue will never run: its last post
