@@ -29,6 +29,13 @@ def ssl_context() -> ssl.SSLContext:
     return context
 
 
+def plain_http_context() -> ssl.SSLContext:
+    """For a client that is not meant to speak TLS at all (an http:// server reached
+    without an https proxy): it still verifies, with no CA loaded, so TLS met anyway fails
+    closed. Free to build, where `ssl_context` parses the CA bundles (~50 ms of start-up)."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def _certifi_bundle() -> str:
     """certifi's PEM bundle, read in memory (from a directory or straight out of a zip)."""
     try:

@@ -57,8 +57,10 @@ class MattermostLink:
         ssl_context: ssl.SSLContext | None = None,
     ) -> MattermostLink:
         """Who are we? (retried until the server answers; a bad token raises ChatError.)"""
-        # One context for both halves: building one parses the whole CA bundle.
-        ssl_context = ssl_context or tls.ssl_context()
+        # One context for both halves: building one parses the whole CA bundle (only
+        # needed for https: over http each half does without, or makes its own for TLS).
+        if ssl_context is None and base_url.startswith("https:"):
+            ssl_context = tls.ssl_context()
         rest = MattermostRest(
             base_url,
             token,

@@ -93,9 +93,11 @@ class MattermostRest:
         # CPU. The environment's proxy is honoured as the client did (trust_env). Never
         # httpx's default verify=True: it would call certifi.where(); see tls.
         kept = httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS)
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            verify=ssl_context or tls.ssl_context(), limits=kept, proxy=_proxy_for(self.base_url)
-        )
+        proxy = _proxy_for(self.base_url)
+        if ssl_context is None:
+            speaks_tls = any(url.startswith("https:") for url in (self.base_url, proxy or ""))
+            ssl_context = tls.ssl_context() if speaks_tls else tls.plain_http_context()
+        self._transport = transport or httpx.AsyncHTTPTransport(verify=ssl_context, limits=kept, proxy=proxy)
         self._exchanges = trio.CapacityLimiter(_CONNECTIONS)
         self._api = f"{self.base_url}/api/v4"
         self._headers = httpx.Headers({**_HEADERS, "Authorization": f"Bearer {token}"})
