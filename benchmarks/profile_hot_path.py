@@ -72,6 +72,43 @@ def by_package(path: Path, top: int) -> None:
         print(f"  {own:7.3f} s {100 * own / whole:5.1f} %  {key}")
 
 
+LIBRARY_LAYERS = {
+    "trio": "event loop (trio)",
+    "httpcore": "HTTP client (httpx, httpcore, h11)", "h11": "HTTP client (httpx, httpcore, h11)",
+    "httpx": "HTTP client (httpx, httpcore, h11)",
+    "wsproto": "WebSocket (trio-websocket, wsproto)", "trio_websocket": "WebSocket (trio-websocket, wsproto)",
+    "attr": "attrs, cattrs", "cattrs": "attrs, cattrs",
+}  # fmt: skip
+
+
+def _layer(filename: str, name: str) -> str:
+    if filename == "~":
+        if "poll" in name:
+            return "idle (waiting in epoll)"
+        if re.search(r"socket|posix\.(write|read)", name):
+            return "kernel: sockets and pipes"
+        return "start-up (imports, code generation)" if "compile" in name else "builtins (json, isinstance...)"
+    if match := re.search(r"site-packages/([^/]+)", filename):
+        return LIBRARY_LAYERS.get(match.group(1), "other libraries")
+    if "/supervisor/" in filename:
+        return "supervisor: " + filename.split("/supervisor/", 1)[1].split("/")[0]
+    if "importlib" in filename or filename.startswith("<frozen"):
+        return "start-up (imports, code generation)"
+    return "standard library (json, contextlib, typing...)"
+
+
+def by_layer(path: Path) -> None:
+    """Own time summed per layer: the event loop, the HTTP client, the supervisor's own code..."""
+    totals: collections.Counter[str] = collections.Counter()
+    for (filename, _line, name), (_cc, _nc, own, _cum, _callers) in pstats.Stats(str(path)).stats.items():  # type: ignore[attr-defined]
+        totals[_layer(filename, name)] += own
+    whole = sum(totals.values())
+    print(f"own time by layer (total {whole:.2f} s):")
+    for key, own in totals.most_common():
+        if own >= 0.005 * whole:
+            print(f"  {own:7.3f} s {100 * own / whole:5.1f} %  {key}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workload", choices=("loop", "routing"))
@@ -88,6 +125,7 @@ def main() -> None:
     if args.profile is not None:
         pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(40)
         by_package(args.profile, 40)
+        by_layer(args.profile)
 
 
 if __name__ == "__main__":
