@@ -26,6 +26,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,23 +79,16 @@ def install() -> None:
 
     state.Encoder.encode = timed_encode  # type: ignore[method-assign,assignment]
 
-    write_atomically = store.write_atomically
+    def timed_disk(what: str, write: Callable[[Any, bytes], None]) -> Callable[[Any, bytes], None]:
+        def timed(target: Any, raw: bytes) -> None:
+            t = time.perf_counter()
+            write(target, raw)
+            records.append({"what": what, "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
 
-    def timed_write(directory: Any, raw: bytes) -> None:
-        t = time.perf_counter()
-        write_atomically(directory, raw)
-        records.append({"what": "write", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
+        return timed
 
-    store.write_atomically = timed_write
-
-    append_line = store.append_line
-
-    def timed_append(journal: Any, line: bytes) -> None:
-        t = time.perf_counter()
-        append_line(journal, line)
-        records.append({"what": "append", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(line)})
-
-    store.append_line = timed_append
+    store.write_atomically = timed_disk("write", store.write_atomically)  # a snapshot
+    store.append_line = timed_disk("append", store.append_line)  # a commit
 
     started: list[float] = []
 
