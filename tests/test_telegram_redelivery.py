@@ -73,13 +73,18 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
             w.spawn()
             await w.answered(topic, f": q{count - 1} (", timeout=90)
             prompts = [p for ps in w.prompts_by_process().values() for p in ps]
-            for i in range(count):
-                assert prompts.count(f"q{i}") == 1, (i, prompts)
+            reached = [prompts.count(f"q{i}") for i in range(count)]
+            # Each reached an agent at most once. The one being handed over as the kill came
+            # may not have: its mark is durable first (so it is never handed over twice), and
+            # the agent died before reading it.
+            assert set(reached) <= {0, 1} and reached.count(0) <= 1, prompts
             text = w.text(topic)
             answers = [text.count(f": q{i} (") for i in range(count)]
-            # At the kill, the turn running was cut and the one before it may still have been
-            # posting its answer: each said so (not run again); the rest answered once.
-            assert set(answers) <= {0, 1} and answers.count(0) <= 2
+            # At the kill, the turn running was cut, and the turns before it whose answers
+            # were still on their way to Telegram (it is paced) were cut from the chat: each
+            # of those got a notice instead (never run again); the rest answered once.
+            assert set(answers) <= {0, 1} and answers.count(0) <= 5, [i for i, a in enumerate(answers) if not a]
+            assert all(answers[i] == 0 for i in range(count) if not reached[i])
             assert text.count("The supervisor restarted") >= answers.count(0)
             await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
             await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])
