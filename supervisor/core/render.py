@@ -22,8 +22,9 @@ Prompts queued behind the turn are said in the same place while it runs: "⏳ 2 
 prompts queued" is the footer of the flow being written (`queue_changed`), so a queued
 prompt costs at most one request (an edit of the answer: at once for the first one, with
 the answer's next edit for a changed count; none when the answer's first words carry it),
-where a mark on the person's message would cost two (on, then off). The line comes with the turn's first words, never in a post of its own, and the
-turn's final text drops it: the next turn is then running.
+where a mark on the person's message would cost two (on, then off). The line comes with
+the turn's first words, never in a post of its own, and the turn's final text drops it:
+the next turn is then running.
 
 Urgency (see `thread_ops.PutPost`): the first words of a flow are urgent (the answer shows
 at once), later streaming puts are deferrable, a post the text has moved past is urgent,
