@@ -19,7 +19,7 @@ is the footer of the turn's last post (one request fewer per answer); it gets a 
 its own only where it would not fit, or below a request that ended the turn's text.
 
 Prompts queued behind the turn are said in the same place while it runs: "⏳ 2 more
-prompts queued" is the footer of the flow being written (`queue_changed`), so a queued
+prompts queued" is the footer of the flow being written (`queue_grew`, `feed`), so a queued
 prompt costs at most one request (an edit of the answer: at once for the first one, with
 the answer's next edit for a changed count; none when the answer's first words carry it),
 where a mark on the person's message would cost two (on, then off). The line comes with
@@ -247,7 +247,6 @@ class TurnRenderer:
     cost_baseline: float = 0.0
     spent_usd: float = 0.0  # the sum of the turns' own costs
     turns: int = 0
-    waiting: int = 0  # prompts queued behind the running turn
     _turn: _Turn | None = None
     _notices: int = 0
 
@@ -256,26 +255,21 @@ class TurnRenderer:
         self.turns += 1
         self._turn = _Turn(self.turns, now, clock_known=True, limit=self.limit)
 
-    def queue_changed(self, waiting: int) -> list[PutPost]:
-        """`waiting` prompts now wait behind the running turn: its live post says so. At
-        once when the first one comes (the person looks for a sign it was taken); a
-        changed count rides on the answer's next edit, so a burst of prompts costs one
-        edit, not one each."""
-        first, self.waiting = waiting > 0 and self.waiting == 0, waiting
+    def queue_grew(self, waiting: int) -> list[PutPost]:
+        """A prompt was queued: `waiting` now wait behind the running turn, and its live
+        post says so. At once for the first one (the person looks for a sign it was
+        taken); a changed count rides on the answer's next edit, so a burst of prompts
+        costs one edit, not one each."""
         turn = self._turn
-        ops = [] if turn is None else turn.flow.live(self._waiting_line())
-        return [PutPost.urgent(op.key, op.text) for op in ops] if first else ops
+        ops = [] if turn is None else turn.flow.live(_waiting_line(waiting))
+        return [PutPost.urgent(op.key, op.text) for op in ops] if waiting == 1 else ops
 
     def drop_queue_line(self) -> list[PutPost]:
         """The turn was cut (its agent is gone), or the queue will never run: its last post
-        stops promising a queue it no longer leads, at once; the text it shows stays."""
+        stops promising a queue it no longer leads, at once; the text it shows stays (no
+        op at all where no line showed)."""
         turn = self._turn
-        if turn is None or not self.waiting:
-            return []
-        return [PutPost.urgent(op.key, op.text) for op in turn.flow.update()]
-
-    def _waiting_line(self) -> str:
-        return queued_line(self.waiting) if self.waiting else ""
+        return [] if turn is None else [PutPost.urgent(op.key, op.text) for op in turn.flow.update()]
 
     def notice(self, text: str) -> list[PutPost]:
         """A message of the session's own ("session ended"), as new posts."""
@@ -296,8 +290,8 @@ class TurnRenderer:
         turn.new_flow()
         return ops
 
-    def feed(self, event: AgentEvent, now: float) -> list[PutPost]:
-        """What the thread should show after `event`."""
+    def feed(self, event: AgentEvent, now: float, *, waiting: int = 0) -> list[PutPost]:
+        """What the thread should show after `event`, with `waiting` prompts queued."""
         if isinstance(event, TurnStarted):
             if self._turn is None:
                 self.start_turn(now)
@@ -308,7 +302,7 @@ class TurnRenderer:
             turn = self._current(now)
             flow = self._apply(turn, event)
             if flow is not None:
-                return flow.live(self._waiting_line()) if flow is turn.flow else flow.update()
+                return flow.live(_waiting_line(waiting)) if flow is turn.flow else flow.update()
         return []  # permission and control traffic belongs to the session
 
     def _current(self, now: float) -> _Turn:
@@ -371,6 +365,10 @@ class TurnRenderer:
         self.cost_baseline = total
         self.spent_usd += total - baseline
         return total - baseline
+
+
+def _waiting_line(waiting: int) -> str:
+    return queued_line(waiting) if waiting else ""
 
 
 def completion_line(event: TurnEnded, seconds: float, cost: float) -> str:

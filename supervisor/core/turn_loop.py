@@ -91,7 +91,7 @@ class TurnLoop:
         if not state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
         # No request of its own: the running answer's footer counts the queue.
-        return self._show(self.renderer.queue_changed(len(self.queue)))
+        return self._show(self.renderer.queue_grew(len(self.queue)))
 
     def next_prompt(self, now: float) -> list[Effect]:
         session = self.session
@@ -101,8 +101,7 @@ class TurnLoop:
         typing_at = now + session.settings.typing_every_s
         self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
         session.move(S.BUSY)
-        self.renderer.start_turn(now)
-        self.renderer.queue_changed(len(self.queue))  # said with the turn's first words
+        self.renderer.start_turn(now)  # the queue behind it is said with its first words
         unsettled = (*session.record.unsettled, prompt.post_id)
         texts = session.record.prompt_texts
         if len(prompt.text) <= PROMPT_KEEP_CHARS:
@@ -124,7 +123,6 @@ class TurnLoop:
         permalink = self.session.settings.permalink
         text = not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts])
         shown = self._show(self.renderer.drop_queue_line())
-        self.renderer.queue_changed(0)
         return [*shown, self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
 
     # --- what the agent says in a turn ----------------------------------------------
@@ -143,7 +141,7 @@ class TurnLoop:
             return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
         if isinstance(event, TurnEnded):
             return self._turn_ended(event, now)
-        return self._show(self.renderer.feed(event, now))
+        return self._show(self.renderer.feed(event, now, waiting=len(self.queue)))
 
     def _show(self, ops: list[PutPost]) -> list[Effect]:
         if self.turn is not None:
