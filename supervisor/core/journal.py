@@ -25,9 +25,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from supervisor.core.state import SLACK_MS, ChannelLedger, SessionRecord, State
-
-_converter = cattrs.Converter(forbid_extra_keys=False)
+from supervisor.core.state import ChannelLedger, SessionRecord, State, converter, within_slack
 
 
 class JournalLineError(Exception):
@@ -52,7 +50,7 @@ def entry_of(generation: int, records: dict[str, SessionRecord], handled: dict[s
 def encode_entry(entry: Entry) -> bytes:
     data = {
         "g": entry.generation,
-        "sessions": {k: _converter.unstructure(r) for k, r in entry.sessions.items()},
+        "sessions": {k: converter.unstructure(r) for k, r in entry.sessions.items()},
         "handled": entry.handled,
         "places": {k: list(v) for k, v in entry.places.items()},
     }
@@ -65,20 +63,13 @@ def decode_entry(raw: bytes) -> Entry:
         data: Any = json.loads(raw)
         return Entry(
             generation=int(data["g"]),
-            sessions=_converter.structure(data["sessions"], dict[str, SessionRecord]),
+            sessions=converter.structure(data["sessions"], dict[str, SessionRecord]),
             handled={p: {k: int(t) for k, t in ids.items()} for p, ids in data["handled"].items()},
             places={p: (int(c), str(f)) for p, (c, f) in data["places"].items()},
         )
     except (UnicodeDecodeError, json.JSONDecodeError, cattrs.BaseValidationError, TypeError, ValueError,
             KeyError, AttributeError) as exc:
         raise JournalLineError(str(exc)) from exc
-
-
-def apply_entry(state: State, entry: Entry) -> State:
-    """The state after the batch the line records."""
-    replaying = _Replaying.of(state)
-    replaying.apply(entry)
-    return replaying.state()
 
 
 @attrs.define
@@ -99,15 +90,14 @@ class _Replaying:
         )
 
     def apply(self, entry: Entry) -> None:
-        """The same rule as `Ledger.snapshot`: a place keeps the handled ids inside its
-        slack window (the ledger never forgets a place, so a line names all it knows)."""
+        """As `Ledger.snapshot` keeps it: a place's handled ids inside its slack window (the
+        ledger never forgets a place, so a line names all it knows)."""
         self.sessions.update(entry.sessions)
         for place, (cursor, front) in entry.places.items():
             self.places[place] = (cursor, front)
             kept = self.handled.setdefault(place, {})
             kept.update(entry.handled.get(place, {}))
-            if kept and min(kept.values()) < cursor - SLACK_MS:
-                self.handled[place] = {p: t for p, t in kept.items() if t >= cursor - SLACK_MS}
+            self.handled[place] = within_slack(kept, cursor)
 
     def state(self) -> State:
         channels = {

@@ -105,7 +105,8 @@ class State:
         return next((s for s in self.sessions.values() if s.name == name and s.is_live), None)
 
 
-_converter = cattrs.Converter(forbid_extra_keys=False)
+# Reads and writes records and states (here, and the journal's lines: `core.journal`).
+converter = cattrs.Converter(forbid_extra_keys=False)
 
 
 class StateFileError(Exception):
@@ -130,7 +131,7 @@ class Encoder:
     def _session_line(self, key: str, record: SessionRecord) -> str:
         cached = self._lines.get(key)
         if cached is None or cached[0] is not record:
-            line = f"  {json.dumps(key)}: {json.dumps(_converter.unstructure(record), sort_keys=True)}"
+            line = f"  {json.dumps(key)}: {json.dumps(converter.unstructure(record), sort_keys=True)}"
             self._lines[key] = cached = (record, line)
         return cached[1]
 
@@ -182,12 +183,20 @@ def decode_snapshot(raw: bytes) -> tuple[State, int]:
                 place: {**ledger, "front": front} for front, places in fronts.items() for place, ledger in places.items()
             }
         data["version"] = VERSION  # a version 1 file is read as the same places, front not named
-        return _converter.structure(data, State), journal
+        return converter.structure(data, State), journal
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise StateFileError(f"wrong shape: {exc}") from exc
 
 
 # --- the ledger ------------------------------------------------------------------
+
+
+def within_slack(handled: dict[str, int], cursor: int) -> dict[str, int]:
+    """The handled ids (post id -> create_at) a place keeps: those inside the slack window
+    behind its cursor. The same dict when none expired (a copy only when one did)."""
+    if handled and min(handled.values()) < cursor - SLACK_MS:
+        return {p: t for p, t in handled.items() if t >= cursor - SLACK_MS}
+    return handled
 
 
 @attrs.define
@@ -252,9 +261,6 @@ class Ledger:
         """What goes to disk: cursors, and handled ids inside the slack window."""
         out = {}
         for channel, cursor in self.cursors.items():
-            kept = self.handled.get(channel, {})
-            if kept and min(kept.values()) < cursor - SLACK_MS:  # a copy only when one expired
-                kept = {p: t for p, t in kept.items() if t >= cursor - SLACK_MS}
-            self.handled[channel] = kept
+            kept = self.handled[channel] = within_slack(self.handled.get(channel, {}), cursor)
             out[channel] = ChannelLedger(cursor=cursor, handled=kept, front=self.fronts.get(channel, ""))
         return out
