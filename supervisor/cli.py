@@ -20,6 +20,12 @@ from supervisor.config import Config, ConfigError, embedded_default, find_config
 
 log = logging.getLogger("supervisor")
 
+# The store's fsyncs run in a worker thread, which needs the GIL back to report each one
+# done. CPython makes a busy event loop give the GIL up only every 5 ms by default: a wait
+# a prompt's handled mark could pay before the prompt goes to its agent. 0.5 ms bounds it
+# (routing p99 at 200 sessions: ~5.4 -> ~4.1 ms in side-by-side runs; throughput equal).
+GIL_SWITCH_INTERVAL_S = 0.0005
+
 
 def version_text() -> str:
     try:
@@ -107,6 +113,7 @@ def _run(config: Config) -> int:
 
     from supervisor.app import run
 
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         trio.run(run, config)
     except KeyboardInterrupt:
