@@ -5,6 +5,7 @@ what the acknowledged commits describe; `read_state` still changes nothing on di
 from __future__ import annotations
 
 import copy
+import fcntl
 import logging
 import os
 import tempfile
@@ -64,6 +65,24 @@ async def test_a_save_is_on_disk_in_the_journal_before_it_is_acknowledged(tmp_pa
     reopened.close()
     assert "saved" in (tmp_path / FILE_NAME).read_text()
     assert (tmp_path / JOURNAL_NAME).read_bytes() == b""
+
+
+async def test_a_commit_is_a_synchronous_write_so_its_ack_means_on_disk(tmp_path: Path) -> None:
+    """No fsync follows the append: the journal's descriptor itself is O_DSYNC, also after
+    a snapshot starts a new journal. (The crash points below cannot see a page cache: this
+    is what keeps their "written" meaning "on disk".)"""
+    store = Store.open(tmp_path)
+    store.journal_bound = 1  # a snapshot, and a new journal, after every commit
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n in range(3):
+                await store.save(_record("a", str(n)))
+                assert store._journal is not None
+                assert fcntl.fcntl(store._journal.fd, fcntl.F_GETFL) & os.O_DSYNC
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert read_state(tmp_path).state.sessions["a"].name == "2"
 
 
 def _seed(directory: Path, generation: int, state: State, *lines: bytes) -> None:
