@@ -150,6 +150,9 @@ class MemoryLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the choices are buttons: they say what they do
 
+    def choices_help(self, channel_id: str) -> str:
+        return "**Buttons:** on the request."
+
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return [m.post for m in self.chat.messages.values() if m.post.create_at > since_ms]
 

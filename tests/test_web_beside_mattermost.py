@@ -94,3 +94,41 @@ async def test_a_web_permission_card_has_no_reaction_legend_beside_mattermost(tm
                 card = await _answer_in(ws, thread["id"], "Permission needed")
 
     assert "React" not in card and "👍" not in card
+
+
+async def test_help_says_how_to_choose_in_each_front_ends_own_terms(tmp_path: Path) -> None:
+    """Mattermost's choices are reactions; the page's are buttons: `!help` in each place
+    says its own, in the main place and in a session's thread alike."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            with w.config_path.open("a") as config:
+                config.write('\n[web]\nlisten = "127.0.0.1:0"\n')
+            supervisor = await w.start()
+            web = _web(supervisor.chat)
+            assert web.running is not None
+            port, token = web.running.port, web.running.url.partition("token=")[2]
+            root = await w.new_session("on-mattermost")
+            await w.say("!help")
+            main_mm = await w.wait_for(lambda: [p["message"] for p in w.bot_posts("") if "**Commands**" in p["message"]])
+            await w.say("!help", root)
+            thread_mm = await w.answered(root, "Write here to talk")
+            (w.work / "on-web").mkdir()
+            headers = [
+                (b"origin", f"http://127.0.0.1:{port}".encode()),
+                (b"cookie", f"{security.cookie_name(port)}={token}".encode()),
+            ]
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=headers) as ws:
+                await send(ws, type="hello", since=0)
+                await receive_until(ws, "welcome")
+                await send(ws, type="post", id="web-help-main", thread=None, text="!help")
+                main_web = await _answer_in(ws, "main", "**Commands**")
+                await send(ws, type="new", id="new-on-web-2", name="on-web", cwd=str(w.work / "on-web"))
+                thread = (await receive_until(ws, "thread"))["thread"]
+                await send(ws, type="post", id="web-help-thread", thread=thread["id"], text="!help")
+                thread_web = await _answer_in(ws, thread["id"], "Write here to talk")
+
+    for reactions in (main_mm[0], thread_mm):
+        assert "**Reactions:**" in reactions and "👍" in reactions and "Buttons" not in reactions
+    for buttons in (main_web, thread_web):
+        assert "**Buttons:**" in buttons and "Allow for this session" in buttons
+        assert "React" not in buttons and "👍" not in buttons and "🛑" not in buttons

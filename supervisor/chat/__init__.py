@@ -76,6 +76,11 @@ class ChatLink(Protocol):
         buttons say it themselves). Pure."""
         ...
 
+    def choices_help(self, channel_id: str) -> str:
+        """For the help texts: how a person answers a permission request and stops a
+        turn in that place, in the front end's terms (reactions, buttons). Pure."""
+        ...
+
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         """Every post created or changed after `since_ms`, oldest first, all pages."""
         ...

@@ -96,6 +96,9 @@ class Fronts:
         # the protocol's answer where no place is known.
         return self.fronts[0].link.choice_legend(kinds)
 
+    def choices_help(self, channel_id: str) -> str:
+        return self.for_channel(channel_id).choices_help(channel_id)
+
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return await self.for_channel(channel_id).posts_since(channel_id, since_ms)
 

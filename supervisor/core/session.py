@@ -57,7 +57,7 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.core.thread_texts import THREAD_HELP, failed_text
+from supervisor.core.thread_texts import failed_text, thread_help
 from supervisor.core.turn import Turn
 from supervisor.core.turn_loop import TurnLoop
 
@@ -229,7 +229,7 @@ class SessionCore:
         if isinstance(command, commands.Status):
             return [self.note(self.status_text(now)), handled]
         if isinstance(command, commands.Help):
-            return [self.note(THREAD_HELP), handled]
+            return [self.note(thread_help(self.settings.choices_help)), handled]
         if isinstance(command, commands.GetFile):
             return [SendFile(command.path), handled]
         if isinstance(command, commands.EndSession):

@@ -35,6 +35,7 @@ class SessionSettings:
     permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
     # kinds offered -> the line that says how to choose, in the front end's terms (pure)
     legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""
+    choices_help: str = ""  # the help's words on making choices, in the front end's terms
     restart: RestartPolicy = attrs.Factory(RestartPolicy)
     # The front end's own numbers (`supervisor.chat.ChatLink`); the defaults hold none.
     max_message_chars: int = NO_LIMIT  # a longer answer continues in the next message

@@ -12,20 +12,22 @@ import attrs
 
 from supervisor.core.state import SessionRecord
 
-HELP = """\
-**Commands** (here, in the main DM):
-- `!new NAME [CWD] [agent=A] [persona=P]` — start a session: a new thread, one agent in CWD
-- `!sessions` — list sessions with their state and a link to each thread
-- `!agents` — list the configured agents
-- `!end NAME` — end a session
-- `!help` — this text
 
-**In a session thread:** write to talk to the agent. `!stop` interrupts the turn, \
-`!status` shows the session, `!get PATH` sends a file from its directory, `!end` ends it. \
-Attach files to hand them to the agent.
+def main_help(choices_help: str) -> str:
+    """The main DM's help; `choices_help` says how choices are made there (reactions,
+    buttons), in the front end's words."""
+    return (
+        "**Commands** (here, in the main DM):\n"
+        "- `!new NAME [CWD] [agent=A] [persona=P]` — start a session: a new thread, one agent in CWD\n"
+        "- `!sessions` — list sessions with their state and a link to each thread\n"
+        "- `!agents` — list the configured agents\n"
+        "- `!end NAME` — end a session\n"
+        "- `!help` — this text\n\n"
+        "**In a session thread:** write to talk to the agent. `!stop` interrupts the turn, "
+        "`!status` shows the session, `!get PATH` sends a file from its directory, `!end` ends it. "
+        "Attach files to hand them to the agent." + (f"\n\n{choices_help}" if choices_help else "")
+    )
 
-**Reactions:** 🛑 on any post of a thread stops the turn. On a permission request: \
-👍 or ✅ allows once, 🔁 allows this kind of call for the rest of the session, 👎 or ❌ denies."""
 
 GUIDANCE = (
     "Prompts go into a session thread: reply in the thread of a session. "

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from supervisor.core.state import SessionRecord
 
-THREAD_HELP = (
-    "Write here to talk to this session's agent. Commands: `!stop` (interrupt the turn), "
-    "`!status`, `!get PATH` (send a file from the session's directory), `!end`.\n"
-    "Reactions: 🛑 on any post stops the turn; on a permission request 👍 allows once, "
-    "🔁 allows for this session, 👎 denies."
-)
+
+def thread_help(choices_help: str) -> str:
+    """A thread's help; `choices_help` says how choices are made there, in the front end's words."""
+    return (
+        "Write here to talk to this session's agent. Commands: `!stop` (interrupt the turn), "
+        "`!status`, `!get PATH` (send a file from the session's directory), `!end`."
+        + (f"\n{choices_help}" if choices_help else "")
+    )
 
 
 def status_text(record: SessionRecord, state: str, model: str, turns: int, queued: int) -> str:

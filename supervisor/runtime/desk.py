@@ -101,7 +101,7 @@ class Desk:
             case commands.BadCommand(reason):
                 return f"⚠️ {reason}"
             case commands.Help():
-                return texts.HELP
+                return texts.main_help(self.chat.choices_help(post.channel_id))
             case commands.ListSessions():
                 return self.sessions_text()
             case commands.NewSession(name, cwd, persona, agent, resume):

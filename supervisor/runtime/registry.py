@@ -160,7 +160,8 @@ class SessionRegistry:
         user = self.allowed.get(record.user_id)
         # The session talks to its own front end: its legend, links and request budget.
         link = self.chat.for_channel(record.channel_id)
-        core = SessionCore(record, self._settings(user.username if user else "", self.agents.of(record).settings, link))
+        settings = self._settings(user.username if user else "", self.agents.of(record).settings, link, record.channel_id)
+        core = SessionCore(record, settings)
         task = SessionTask(core, attrs.evolve(self.deps, chat=link))
         root = record.root_id
         self.tasks[root] = task
@@ -215,7 +216,7 @@ class SessionRegistry:
             self._mail.pop(root, None)
             self.refs[root] = SessionRef(root, task.core.record.channel_id, ended=True)
 
-    def _settings(self, username: str, agent: AgentConfig, link: ChatLink) -> SessionSettings:
+    def _settings(self, username: str, agent: AgentConfig, link: ChatLink, channel_id: str) -> SessionSettings:
         return SessionSettings(
             turn_timeout_s=agent.turn_timeout_s or float("inf"),
             stall_timeout_s=agent.stall_timeout_s or float("inf"),
@@ -227,6 +228,7 @@ class SessionRegistry:
             username=username,
             permalink=link.permalink,
             legend=link.choice_legend,
+            choices_help=link.choices_help(channel_id),
             max_message_chars=link.max_message_chars,
             typing_every_s=link.typing_every_s,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),

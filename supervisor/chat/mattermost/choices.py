@@ -44,6 +44,10 @@ OFFERED_EMOJI: dict[ChoiceKind, str] = {
 
 PERMISSION_LEGEND = "React 👍 allow once · 🔁 allow for this session · 👎 deny · 🛑 stop the turn"
 RERUN_LEGEND = "React 🔁 here to run it again."
+HELP = (
+    "**Reactions:** 🛑 on any post of a thread stops the turn. On a permission request: "
+    "👍 or ✅ allows once, 🔁 allows this kind of call for the rest of the session, 👎 or ❌ denies."
+)
 
 
 def kind_of(emoji_name: str) -> ChoiceKind | None:

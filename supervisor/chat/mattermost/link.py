@@ -143,6 +143,9 @@ class MattermostLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return choices.legend(kinds)
 
+    def choices_help(self, channel_id: str) -> str:
+        return choices.HELP
+
     def handled(self, channel_id: str, post_id: str) -> None:
         pass  # the ledger's cursor and handled ids are the whole of Mattermost's exactly-once
 

@@ -38,6 +38,11 @@ LABELS: Final = {
 }
 
 PERMISSION_KINDS: Final = (ChoiceKind.ALLOW_ONCE, ChoiceKind.ALLOW_ALWAYS, ChoiceKind.REJECT)
+HELP: Final = (
+    f"**Buttons:** a permission request has {LABELS[ChoiceKind.ALLOW_ONCE]}, "
+    f"{LABELS[ChoiceKind.ALLOW_ALWAYS]} and {LABELS[ChoiceKind.REJECT]}; "
+    f"{LABELS[ChoiceKind.STOP]} under a streaming answer stops the turn."
+)
 _BY_LETTER: Final = {kind.value: kind for kind in ChoiceKind}
 MAX_REF_BYTES: Final = MAX_CALLBACK_DATA_BYTES - len(f"{_VERSION}:a:")
 

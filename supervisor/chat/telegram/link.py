@@ -29,7 +29,7 @@ import attrs
 import trio
 
 from supervisor.chat import NO_LIMIT, ChatError, ChatUser
-from supervisor.chat.telegram import ids
+from supervisor.chat.telegram import choices, ids
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.drafts import GrowingPosts
 from supervisor.chat.telegram.limits import LIMITS
@@ -228,6 +228,9 @@ class TelegramLink:
 
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say what they do
+
+    def choices_help(self, channel_id: str) -> str:
+        return choices.HELP
 
     # --- catch-up, files, people --------------------------------------------------------
 

@@ -160,6 +160,12 @@ class WebLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say it themselves
 
+    def choices_help(self, channel_id: str) -> str:
+        return (
+            "**Buttons:** a permission request has Allow, Allow for this session and Deny; "
+            "Stop, beside the message box, stops the running turn."
+        )
+
     async def send_typing(self, channel_id: str, parent_id: str) -> None:
         await self._front.typing(_thread(parent_id))
 
