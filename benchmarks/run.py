@@ -59,7 +59,7 @@ class Sizes:
     w2_threads: int
     w2_per_thread: int
     memory_threads: int
-    memory_turns: tuple[int, int]
+    memory_turns: tuple[int, int, int]  # the router's index of posts is full by the second
 
 
 FULL = Sizes(
@@ -72,7 +72,7 @@ FULL = Sizes(
     mmpy_setup_s=300,
     cold_starts=10,
     w1_prompts=50, w2_threads=10, w2_per_thread=10,
-    memory_threads=10, memory_turns=(1_000, 10_000),
+    memory_threads=10, memory_turns=(1_000, 10_000, 20_000),
 )
 QUICK = Sizes(
     routing_sessions=(1, 2, 3), routing_samples=12,
@@ -84,7 +84,7 @@ QUICK = Sizes(
     mmpy_setup_s=60,
     cold_starts=1,
     w1_prompts=4, w2_threads=2, w2_per_thread=2,
-    memory_threads=2, memory_turns=(20, 40),
+    memory_threads=2, memory_turns=(20, 40, 60),
 )
 
 
@@ -327,11 +327,14 @@ async def workload_figures(bench: Bench, s: Sizes, with_mmpy: bool) -> None:
 
 async def memory_figure(bench: Bench, s: Sizes) -> None:
     async def body(tmp: Path) -> list[Row]:
-        m = await workloads.measure_memory(tmp, s.memory_threads, *s.memory_turns)
-        (a, b), (ra, rb) = m.turns, m.rss
-        return [row("memory.flat", f"Supervisor RSS after {a:,} turns vs after {b:,} ({s.memory_threads} sessions, instant agent)",
-                    f"{ra / MIB:.1f} MiB → {rb / MIB:.1f} MiB ({(rb - ra) / MIB:+.1f} MiB)", "flat (issue 9, defect 5)",
-                    rb - ra < 4 * MIB, early_bytes=ra, late_bytes=rb)]
+        m = await workloads.measure_memory(tmp, s.memory_threads, s.memory_turns)
+        (a, b, c), (ra, rb, rc) = m.turns, m.rss
+        # Until the router's index of the last 5,000 posts is full, RSS grows with it; the
+        # claim is that it stops there, so the check is on the last stretch.
+        return [row("memory.flat", f"Supervisor RSS after {a:,} / {b:,} / {c:,} turns ({s.memory_threads} sessions, instant agent)",
+                    f"{ra / MIB:.1f} → {rb / MIB:.1f} → {rc / MIB:.1f} MiB ({(rc - rb) / MIB:+.1f} MiB over the last {c - b:,})",
+                    "flat once the router's index is full (issue 9, defect 5)",
+                    rc - rb < 2 * MIB, early_bytes=ra, late_bytes=rb, last_bytes=rc)]
 
     await bench.figure("memory", ("memory.flat",), body)
 

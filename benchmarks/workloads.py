@@ -17,6 +17,7 @@ Everything runs with the product's default configuration.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -171,12 +172,13 @@ async def _all_at_once(w: World, server: BenchServer, roots: list[str], per_thre
 
 @attrs.frozen
 class Memory:
-    turns: tuple[int, int]
-    rss: tuple[int, int]  # bytes after each
+    turns: tuple[int, ...]
+    rss: tuple[int, ...]  # bytes after each
 
 
-async def measure_memory(tmp: Path, threads: int, early: int, late: int) -> Memory:
-    """`threads` sessions, instant agent, closed loop: RSS after `early` and `late` turns."""
+async def measure_memory(tmp: Path, threads: int, checkpoints: tuple[int, ...]) -> Memory:
+    """`threads` sessions, instant agent, closed loop: RSS after each checkpoint's number
+    of turns."""
     from benchmarks.load import closed_loop, supervisor_turn_over
 
     async with bench_world(tmp) as w:
@@ -187,10 +189,11 @@ async def measure_memory(tmp: Path, threads: int, early: int, late: int) -> Memo
         server = server_of(w)
         pid = child_pid(w)
         sizes: list[int] = []
-        for tag, turns in (("ma", early), ("mb", late - early)):
+        steps = [b - a for a, b in itertools.pairwise((0, *checkpoints))]
+        for tag, turns in ((f"m{k}", step) for k, step in enumerate(steps)):
             with trio.fail_after(60 + turns * 0.2):
                 await closed_loop(server, w.say, roots, turns // threads, pid,
                                   turn_over=supervisor_turn_over, complete=echo_complete, tag=tag)
             await trio.sleep(0.5)  # the answers' last calls, and a collection
             sizes.append(rss_bytes(pid))
-        return Memory((early, late), (sizes[0], sizes[1]))
+        return Memory(checkpoints, tuple(sizes))
