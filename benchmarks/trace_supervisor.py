@@ -87,8 +87,8 @@ def install() -> None:
 
         return timed
 
-    store.write_atomically = timed_disk("write", store.write_atomically)  # a snapshot
-    store.append_line = timed_disk("append", store.append_line)  # a commit
+    store.write_atomically = timed_disk("write", store.write_atomically)  # type: ignore[assignment]  # a snapshot
+    store.append_line = timed_disk("append", store.append_line)  # type: ignore[assignment]  # a commit
 
     started: list[float] = []
 
