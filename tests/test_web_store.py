@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import trio
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.chat.web import codec
-from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.db import UNSENT_FILE_KEEP_S, WebDb
 from supervisor.chat.web.port import (
     WEB_PLACE,
     ChoiceMade,
@@ -223,3 +224,27 @@ def test_acceptance_and_handled_marks_are_synced_and_edits_are_not(tmp_path: Pat
     db._conn.set_trace_callback(None)
 
     assert levels == [2, 2, 1]  # FULL, FULL, NORMAL
+
+
+def test_an_upload_no_message_carries_is_dropped_at_a_start_once_a_week_old(tmp_path: Path) -> None:
+    """The page uploads a file as soon as it is picked; a message that never comes (the
+    attachment removed, the tab closed) must not keep it in the database forever."""
+    path = tmp_path / "web.sqlite3"
+    db = WebDb(path)
+    sent = db.add_file("sent.txt", b"carried")
+    bot_sent = db.add_file("got.txt", b"by !get")
+    unsent = db.add_file("unsent.txt", b"never posted")
+    fresh = db.add_file("fresh.txt", b"its message may still come")
+    db.accept("client-0001", '{"x": 1}', {"thread_id": "main", "text": "see", "files": (sent,)})
+    db.create("main", "bot", "file", "", key="get-1", files=(bot_sent,))
+    week_ago = time.time() - UNSENT_FILE_KEEP_S - 60
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE files SET created = ? WHERE id != ?", (week_ago, fresh["id"]))
+    db.close()
+
+    reopened = WebDb(path)
+
+    assert reopened.file(unsent["id"]) is None
+    assert reopened.file(sent["id"]) == ("sent.txt", b"carried")
+    assert reopened.file(bot_sent["id"]) == ("got.txt", b"by !get")
+    assert reopened.file(fresh["id"]) == ("fresh.txt", b"its message may still come")

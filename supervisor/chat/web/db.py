@@ -110,6 +110,9 @@ def _message(row: tuple[Any, ...]) -> MessageRow:
 # Every id the web chat hands out starts with "web": with several front ends in one
 # supervisor, the id alone says which front end owns it (PORT: `FrontEnd.owns`).
 ID_PREFIX = "web"
+# An upload no message carries is dropped at the next start once it is this old: long
+# enough for a page that queued its message offline (a phone asleep) to send it.
+UNSENT_FILE_KEEP_S = 7 * 24 * 3600
 USER_MESSAGE = ID_PREFIX + "u"  # + the page's client id: a person's message
 
 
@@ -135,6 +138,7 @@ class WebDb:
         self._conn.execute(
             "INSERT OR IGNORE INTO threads VALUES ('main', 'main', 'Commands', 'idle', '', '', 0, 0)"
         )
+        self.forget_unsent_files(time.time() - UNSENT_FILE_KEEP_S)
 
     def close(self) -> None:
         self._conn.close()
@@ -386,6 +390,18 @@ class WebDb:
                 (fid, name, len(data), data, time.time()),
             )
         return {"id": fid, "name": name, "size": len(data)}
+
+    def forget_unsent_files(self, before: float) -> int:
+        """Drop files uploaded before `before` that no message carries: the page took them
+        but their message was never sent (discarded, or the tab closed), or a `!get` was
+        cut between its upload and its message. Returns how many went."""
+        with self._conn:
+            gone = self._conn.execute(
+                "DELETE FROM files WHERE created < ? AND id NOT IN"
+                " (SELECT json_extract(f.value, '$.id') FROM messages AS m, json_each(m.files) AS f)",
+                (before,),
+            ).rowcount
+        return int(gone)
 
     def file_ref(self, file_id: str) -> tuple[str, int] | None:
         row = self._conn.execute(
