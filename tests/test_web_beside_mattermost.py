@@ -7,26 +7,54 @@ configuration; the page is driven over its WebSocket, as the browser would.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from supervisor.chat.fronts import Fronts
 from supervisor.chat.web import security
 from supervisor.chat.web.front_end import WebFrontEnd
-from tests.harness import world
+from supervisor.runtime.supervisor import Supervisor
+from tests.harness import World, world
 from tests.web_served import receive_until, send
 
 LIMIT = 40
 
 
-def _web(fronts: Any) -> WebFrontEnd:
-    assert isinstance(fronts, Fronts)
-    found = next(f for f in fronts.fronts if f.name == "web")
-    assert isinstance(found, WebFrontEnd)
-    return found
+async def _start_beside(w: World) -> Supervisor:
+    """The supervisor with `[web]` beside the world's Mattermost."""
+    with w.config_path.open("a") as config:
+        config.write('\n[web]\nlisten = "127.0.0.1:0"\n')
+    return await w.start()
+
+
+@asynccontextmanager
+async def _page(supervisor: Supervisor) -> AsyncIterator[WebSocketConnection]:
+    """The page's WebSocket, said hello to and welcomed."""
+    assert isinstance(supervisor.chat, Fronts)
+    web = next(f for f in supervisor.chat.fronts if f.name == "web")
+    assert isinstance(web, WebFrontEnd) and web.running is not None
+    port, token = web.running.port, web.running.url.partition("token=")[2]
+    headers = [
+        (b"origin", f"http://127.0.0.1:{port}".encode()),
+        (b"cookie", f"{security.cookie_name(port)}={token}".encode()),
+    ]
+    async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=headers) as ws:
+        await send(ws, type="hello", since=0)
+        await receive_until(ws, "welcome")
+        yield ws
+
+
+async def _new_thread(ws: WebSocketConnection, cid: str, cwd: Path) -> dict[str, Any]:
+    """A session opened from the page, named after its directory: its thread."""
+    cwd.mkdir()
+    await send(ws, type="new", id=cid, name=cwd.name, cwd=str(cwd))
+    thread: dict[str, Any] = (await receive_until(ws, "thread"))["thread"]
+    return thread
 
 
 async def _answer_in(ws: Any, thread: str, needle: str) -> str:
@@ -40,23 +68,10 @@ async def _answer_in(ws: Any, thread: str, needle: str) -> str:
 async def test_a_web_session_and_a_mattermost_session_side_by_side(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
         async with world(tmp_path) as w:
-            with w.config_path.open("a") as config:
-                config.write('\n[web]\nlisten = "127.0.0.1:0"\n')
-            supervisor = await w.start()
-            web = _web(supervisor.chat)
-            assert web.running is not None
-            port, token = web.running.port, web.running.url.partition("token=")[2]
+            supervisor = await _start_beside(w)
             root = await w.new_session("on-mattermost")
-            (w.work / "on-web").mkdir()
-            headers = [
-                (b"origin", f"http://127.0.0.1:{port}".encode()),
-                (b"cookie", f"{security.cookie_name(port)}={token}".encode()),
-            ]
-            async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=headers) as ws:
-                await send(ws, type="hello", since=0)
-                await receive_until(ws, "welcome")
-                await send(ws, type="new", id="new-on-web-1", name="on-web", cwd=str(w.work / "on-web"))
-                thread = (await receive_until(ws, "thread"))["thread"]
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-on-web-1", w.work / "on-web")
                 # At once, as a quick person would: the core knows the thread already.
                 await send(ws, type="post", id="web-prompt-1", thread=thread["id"], text="from the page")
                 answer = await _answer_in(ws, thread["id"], "echo #1: from the page")
@@ -74,22 +89,9 @@ async def test_a_web_session_and_a_mattermost_session_side_by_side(tmp_path: Pat
 async def test_a_web_permission_card_has_no_reaction_legend_beside_mattermost(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
         async with world(tmp_path) as w:
-            with w.config_path.open("a") as config:
-                config.write('\n[web]\nlisten = "127.0.0.1:0"\n')
-            supervisor = await w.start()
-            web = _web(supervisor.chat)
-            assert web.running is not None
-            port, token = web.running.port, web.running.url.partition("token=")[2]
-            (w.work / "cards").mkdir()
-            headers = [
-                (b"origin", f"http://127.0.0.1:{port}".encode()),
-                (b"cookie", f"{security.cookie_name(port)}={token}".encode()),
-            ]
-            async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=headers) as ws:
-                await send(ws, type="hello", since=0)
-                await receive_until(ws, "welcome")
-                await send(ws, type="new", id="new-cards-001", name="cards", cwd=str(w.work / "cards"))
-                thread = (await receive_until(ws, "thread"))["thread"]
+            supervisor = await _start_beside(w)
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-cards-001", w.work / "cards")
                 await send(ws, type="post", id="web-prompt-2", thread=thread["id"], text="[tool ls] go")
                 card = await _answer_in(ws, thread["id"], "Permission needed")
 
@@ -101,29 +103,16 @@ async def test_help_says_how_to_choose_in_each_front_ends_own_terms(tmp_path: Pa
     says its own, in the main place and in a session's thread alike."""
     with trio.fail_after(LIMIT):
         async with world(tmp_path) as w:
-            with w.config_path.open("a") as config:
-                config.write('\n[web]\nlisten = "127.0.0.1:0"\n')
-            supervisor = await w.start()
-            web = _web(supervisor.chat)
-            assert web.running is not None
-            port, token = web.running.port, web.running.url.partition("token=")[2]
+            supervisor = await _start_beside(w)
             root = await w.new_session("on-mattermost")
             await w.say("!help")
             main_mm = await w.wait_for(lambda: [p["message"] for p in w.bot_posts("") if "**Commands**" in p["message"]])
             await w.say("!help", root)
             thread_mm = await w.answered(root, "Write here to talk")
-            (w.work / "on-web").mkdir()
-            headers = [
-                (b"origin", f"http://127.0.0.1:{port}".encode()),
-                (b"cookie", f"{security.cookie_name(port)}={token}".encode()),
-            ]
-            async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=headers) as ws:
-                await send(ws, type="hello", since=0)
-                await receive_until(ws, "welcome")
+            async with _page(supervisor) as ws:
                 await send(ws, type="post", id="web-help-main", thread=None, text="!help")
                 main_web = await _answer_in(ws, "main", "**Commands**")
-                await send(ws, type="new", id="new-on-web-2", name="on-web", cwd=str(w.work / "on-web"))
-                thread = (await receive_until(ws, "thread"))["thread"]
+                thread = await _new_thread(ws, "new-on-web-2", w.work / "on-web")
                 await send(ws, type="post", id="web-help-thread", thread=thread["id"], text="!help")
                 thread_web = await _answer_in(ws, thread["id"], "Write here to talk")
 
