@@ -398,7 +398,8 @@ class WebDb:
         with self._conn:
             gone = self._conn.execute(
                 "DELETE FROM files WHERE created < ? AND id NOT IN"
-                " (SELECT json_extract(f.value, '$.id') FROM messages AS m, json_each(m.files) AS f)",
+                " (SELECT json_extract(f.value, '$.id') FROM messages AS m, json_each(m.files) AS f"
+                "  WHERE m.files != '[]')",  # most messages carry none: skip their JSON
                 (before,),
             ).rowcount
         return int(gone)
