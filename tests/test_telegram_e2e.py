@@ -48,7 +48,6 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
             assert ("new", "NAME [CWD] [persona=P]: start a session") in w.fake.menu
 
 
-
 async def test_help_speaks_of_telegrams_buttons_not_mattermosts_reactions(tmp_path: Path) -> None:
     with trio.fail_after(40):
         async with started_tg_world(tmp_path, with_mattermost=True) as w:  # Mattermost is the first front end
@@ -60,6 +59,7 @@ async def test_help_speaks_of_telegrams_buttons_not_mattermosts_reactions(tmp_pa
     for text in (main, thread):
         assert "Buttons:" in text and "Allow for this session" in text and "Stop" in text
         assert "React" not in text and "👍" not in text and "🛑" not in text
+
 
 async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:
     names = [f"s{i}" for i in range(10)]

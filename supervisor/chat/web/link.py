@@ -63,6 +63,10 @@ LABELS: dict[ChoiceKind, str] = {
     "reject": "Deny",
     "rerun": "Run again",
 }
+CHOICES_HELP = (
+    f"**Buttons:** a permission request has {LABELS['allow_once']}, {LABELS['allow_always']} "
+    f"and {LABELS['reject']}; Stop, beside the message box, stops the running turn."
+)
 _HEADER_CWD = re.compile(r"`[^`]*`[^`\n]*·\s*`([^`\n]+)`")  # the header's second code span
 
 
@@ -161,10 +165,7 @@ class WebLink:
         return ""  # the buttons say it themselves
 
     def choices_help(self, channel_id: str) -> str:
-        return (
-            "**Buttons:** a permission request has Allow, Allow for this session and Deny; "
-            "Stop, beside the message box, stops the running turn."
-        )
+        return CHOICES_HELP
 
     async def send_typing(self, channel_id: str, parent_id: str) -> None:
         await self._front.typing(_thread(parent_id))
