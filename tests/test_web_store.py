@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypothesis import given, settings
@@ -126,17 +128,22 @@ async def test_a_page_resend_is_acknowledged_but_not_run_twice(tmp_path: Path) -
             for _ in range(3):
                 await send(ws, type="post", id="prompt-0001", thread=thread, text="hello")
                 await receive_until(ws, "ack", id="prompt-0001")
-            await _idle(ws, thread)
+            await _turn_done(ws, thread)
 
     assert served.core.counts["hello"] == 1
     assert served.core.prompts_seen == ["hello"]
 
 
-async def _idle(ws: object, thread: str) -> dict[str, object]:
+async def _turn_done(ws: object, thread: str) -> None:
+    """The stand-in core's turn in `thread` ended ("Done" in its answer), so the prompt's
+    handled mark, which it awaits before the turn, is durable. (Waiting for the thread to
+    be idle again is not enough: the `!new` that opened it also says "idle", and may reach
+    the page after the prompt's ack.)"""
     while True:
-        update = await receive_until(ws, "thread")  # type: ignore[arg-type]
-        if update["thread"]["id"] == thread and update["thread"]["state"] == "idle":
-            return update["thread"]  # type: ignore[no-any-return]
+        update: dict[str, Any] = json.loads(await ws.get_message())  # type: ignore[attr-defined]
+        message = update.get("message") or {}
+        if message.get("thread_id") == thread and "Done" in message.get("text", ""):
+            return
 
 
 async def test_a_restart_keeps_history_and_recognises_a_resend(tmp_path: Path) -> None:
@@ -149,7 +156,7 @@ async def test_a_restart_keeps_history_and_recognises_a_resend(tmp_path: Path) -
             thread = (await receive_until(ws, "thread"))["thread"]["id"]
             await send(ws, type="post", id="prompt-0001", thread=thread, text="first")
             await receive_until(ws, "ack", id="prompt-0001")
-            await _idle(ws, thread)
+            await _turn_done(ws, thread)
         async with serve(tmp_path, port=port) as again, again.page() as ws:
             await send(ws, type="hello", since=0)
             welcome = await receive_until(ws, "welcome")
