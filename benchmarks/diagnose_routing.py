@@ -10,9 +10,10 @@ per stage, p50/p90/p99/max in ms:
     to agent → read     → the fake agent read it (the write, and the agent waking up)
 
 then the sessions.json encodes and generation-2 garbage collections the supervisor did
-(each blocks its event loop), the atomic writes of sessions.json and the appends to
-sessions.journal (in a worker thread: the handled mark's wait before the prompt goes to its
-agent), and the slowest samples with any such pause near them.
+(each blocks its event loop), the atomic writes of sessions.json (in a worker thread) and
+the appends to sessions.journal (on the event loop while the disk is quick: the handled
+mark's wait before the prompt goes to its agent), and the slowest samples with any such
+pause near them.
 """
 
 from __future__ import annotations

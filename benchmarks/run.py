@@ -125,8 +125,10 @@ async def routing_figures(bench: Bench, s: Sizes) -> None:
         async def body(tmp: Path, sessions: int = sessions, key: str = key, last: bool = last) -> list[Row]:
             r = await latency.measure_routing(tmp, sessions, s.routing_samples, restart=last)
             p50, p99 = p50_p99(r.latencies)
+            # PRODUCT's target is for 200 sessions; the smaller rows show how it scales.
+            target, bound = ("p99 ≤ 2 ms (PRODUCT)", 0.002) if sessions == 200 else ("p99 < 5 ms", 0.005)
             rows = [row(key, f"1. Routing latency, posted frame → agent stdin, {sessions} live session(s)",
-                        latency_text(r.latencies), "p99 < 5 ms (PRODUCT: ≤ 2 ms at 200)", p99 < 0.005,
+                        latency_text(r.latencies), target, p99 <= bound,
                         p50_s=p50, p99_s=p99, n=len(r.latencies), sessions=sessions)]
             if last:
                 rows += [

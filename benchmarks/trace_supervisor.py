@@ -12,8 +12,8 @@ supervisor run --config ...` with, recorded in memory and written to OUT.jsonl a
 - `encode`: every encoding of sessions.json by the store, with its duration;
 - `write`: every atomic write of sessions.json (in the store's worker thread), with its
   duration (the fsyncs);
-- `append`: every commit's line appended to sessions.journal (worker thread), with its
-  duration (the synchronous write).
+- `append`: every commit's line appended to sessions.journal (on the event loop, or in a
+  worker thread once the disk proved slow), with its duration (the synchronous write).
 
 The supervisor's code is not changed: the stopwatches wrap six functions from outside.
 Used by `diagnose_routing.py` to split routing latency into its stages.

@@ -20,11 +20,12 @@ from supervisor.config import Config, ConfigError, embedded_default, find_config
 
 log = logging.getLogger("supervisor")
 
-# The store's synchronous writes run in a worker thread, which needs the GIL back to
-# report each one done. CPython makes a busy event loop give the GIL up only every 5 ms by
-# default: a wait a prompt's handled mark could pay before the prompt goes to its agent.
-# 0.5 ms bounds it (routing p99 at 200 sessions: ~5.4 -> ~4.1 ms in side-by-side runs;
-# throughput equal).
+# Work done in worker threads (the web chat's SQLite calls, the store's snapshots, and its
+# commits once the disk proved slow) needs the GIL back to report each call done. CPython
+# makes a busy event loop give the GIL up only every 5 ms by default: a wait a prompt's
+# handled mark paid before the prompt went to its agent, when every commit ran in a thread.
+# 0.5 ms bounds it (routing p99 at 200 sessions then: ~5.4 -> ~4.1 ms in side-by-side
+# runs; throughput equal).
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 

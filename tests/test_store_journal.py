@@ -9,6 +9,8 @@ import fcntl
 import logging
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,42 @@ async def test_a_commit_is_a_synchronous_write_so_its_ack_means_on_disk(tmp_path
             nursery.cancel_scope.cancel()
     store.close()
     assert read_state(tmp_path).state.sessions["a"].name == "2"
+
+
+async def test_a_commit_one_task_waits_for_runs_on_the_loop_until_the_disk_is_slow_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A quick disk's commit that one task waits for is written on the loop (a worker
+    thread's two hops cost more than the write); one that several wait for goes through a
+    thread (the loop goes on with them); the first slow one moves every later commit to a
+    thread, so a disk that stalls cannot stop the loop again. Each is durable at its ack."""
+    on_loop: list[bool] = []
+    real_append = store_module.append_line
+
+    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        if len(on_loop) == 3:  # the disk is slow once
+            time.sleep(store_module.SLOW_COMMIT_S * 1.5)
+        real_append(journal_, line)
+
+    monkeypatch.setattr(store_module, "append_line", watched_append)
+    store = Store.open(tmp_path)
+    with trio.fail_after(10), caplog.at_level(logging.WARNING, logger="supervisor.store"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await store.save(_record("a", "1"))
+            async with trio.open_nursery() as both:  # two waiting on one write
+                both.start_soon(store.save, _record("b", "1"))
+                both.start_soon(store.save, _record("c", "1"))
+            for n in (2, 3):  # the first of them is slow
+                await store.save(_record("a", str(n)))
+                assert read_state(tmp_path).state.sessions["a"].name == str(n)  # durable at the ack
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert sorted(read_state(tmp_path).state.sessions) == ["a", "b", "c"]
+    assert on_loop == [True, False, True, False]
+    assert store.commits_in_thread
+    assert any("worker thread" in r.getMessage() for r in caplog.records)  # said once, loudly
 
 
 def _seed(directory: Path, generation: int, state: State, *lines: bytes) -> None:

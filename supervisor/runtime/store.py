@@ -9,7 +9,10 @@ Durable means one of two writes:
   handled marks the batch wrote, and the ledger's cursors) with a single write on an
   O_APPEND | O_DSYNC descriptor, durable when it returns: a handled mark is on disk
   before its prompt goes to the agent for the price of a small append, not a rewrite of
-  every session's record.
+  every session's record. A commit one task waits for (a person's prompt) is appended on
+  the event loop itself while the disk is quick (see `SLOW_COMMIT_S`): a worker thread
+  would add two thread hops, costlier than the write, to the prompt's way to its agent.
+  A commit several wait for goes through a worker thread, so the busy loop goes on.
 - `sessions.json` is a snapshot of the whole state, written atomically (temp file in the
   same directory, fsync, rename, fsync the directory) when `run` opens the store and
   whenever the journal passes `JOURNAL_BOUND`, after the batch that passed it was
@@ -65,6 +68,12 @@ JOURNAL_BOUND = 512 * 1024
 # end saves its record "soon" just as the next prompt's handled mark comes in: in one write
 # the mark is durable after one fsync instead of two (the second waiting for the first).
 SOON_S = 0.05
+# A commit that took longer than this (one small synchronous write: 0.2-0.5 ms on a local
+# disk, some 25 ms at worst while 200 agents start at once) says the disk is slow or
+# stalls (a network file system, a worn card): from then on commits are written from a
+# worker thread, so that the event loop (the chat's connection, every other thread) never
+# waits for that disk again. Once is enough: a disk that was that slow may be so again.
+SLOW_COMMIT_S = 0.05
 
 
 @attrs.frozen
@@ -88,6 +97,7 @@ class Store:
         self._inbox: Mailbox[_Change] = Mailbox()
         self._awaited = trio.Event()  # set when the inbox holds a change someone waits for
         self.writes = 0
+        self.commits_in_thread = False  # set for good by the first slow commit
         # Told of each handled mark once it is on disk (a front end may confirm then).
         self.on_durable_handled: Callable[[str, str], None] = lambda _channel_id, _post_id: None
 
@@ -156,8 +166,7 @@ class Store:
                     self._apply(batch)
                     await trio.to_thread.run_sync(self.snapshot)
                 else:
-                    line = self._apply(batch)
-                    await trio.to_thread.run_sync(append_line, self._journal, line)
+                    await self._commit(self._journal, self._apply(batch), sum(c.done is not None for c in batch))
             self.writes += 1
             for change in batch:
                 if change.handled is not None:
@@ -168,6 +177,22 @@ class Store:
                 # After the acks: nobody waits for this write, only the next batch does.
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self.snapshot)
+
+    async def _commit(self, journal_: Journal, line: bytes, waiters: int) -> None:
+        # Several waiting on one write: the sessions are busy, and a worker thread lets the
+        # loop go on with them meanwhile (what they change shares the next write). One
+        # alone (a person's prompt) would only wait longer, for the thread's two hops: the
+        # write is made here, on the loop (see SLOW_COMMIT_S).
+        if self.commits_in_thread or waiters > 1:
+            await trio.to_thread.run_sync(append_line, journal_, line)
+            return
+        started = time.perf_counter()
+        append_line(journal_, line)  # on the loop: see SLOW_COMMIT_S
+        took = time.perf_counter() - started
+        if took > SLOW_COMMIT_S:
+            self.commits_in_thread = True
+            log.warning("a write to %s took %.0f ms: the disk is slow, so its writes go through a "
+                        "worker thread from now on", JOURNAL_NAME, took * 1000)
 
     def _apply(self, batch: list[_Change]) -> bytes:
         """Apply a batch in memory; returns its journal line."""
@@ -228,8 +253,8 @@ def reset_journal(directory: Path) -> Journal:
 def append_line(journal_: Journal, line: bytes) -> None:
     """One journal line, durable on return: one write (O_APPEND: never interleaved, never
     over an earlier line; O_DSYNC: it returns once the line is on disk, as a write and an
-    fdatasync would). One system call, not two: the worker thread waits for the GIL once
-    after it, not twice, before the mark can be acknowledged."""
+    fdatasync would). One system call, not two: one wait for the disk, and (when it runs
+    in a worker thread) one wait for the GIL after it, before the mark is acknowledged."""
     written = os.write(journal_.fd, line)
     journal_.size += written
     if written != len(line):  # a full disk: the line is cut, and nothing may follow it
