@@ -12,8 +12,8 @@ with the code before it in the same conditions, several runs each.
 With `--profile OUT` the supervisor runs under cProfile (its main thread, i.e. the event
 loop, with the journal's appends; the snapshots' fsyncs run in a worker thread and are
 not in it) and the functions with the most own time are printed, then a summary by
-package. The profiler's overhead is in
-that run's CPU figure: compare profiled runs only with profiled runs.
+package. The profiler's overhead is in that run's CPU figure: compare profiled runs only
+with profiled runs.
 """
 
 from __future__ import annotations

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import trio
 from hypothesis import given, settings
@@ -140,9 +138,8 @@ async def _turn_done(ws: object, thread: str) -> None:
     be idle again is not enough: the `!new` that opened it also says "idle", and may reach
     the page after the prompt's ack.)"""
     while True:
-        update: dict[str, Any] = json.loads(await ws.get_message())  # type: ignore[attr-defined]
-        message = update.get("message") or {}
-        if message.get("thread_id") == thread and "Done" in message.get("text", ""):
+        message = (await receive_until(ws, "message"))["message"]  # type: ignore[arg-type]
+        if message["thread_id"] == thread and "Done" in message["text"]:
             return
 
 

@@ -12,7 +12,8 @@ Durable means one of two writes:
   every session's record. A commit one task waits for (a person's prompt) is appended on
   the event loop itself while the disk is quick (see `SLOW_COMMIT_S`): a worker thread
   would add two thread hops, costlier than the write, to the prompt's way to its agent.
-  A commit several wait for goes through a worker thread, so the busy loop goes on.
+  A commit several wait for goes through a worker thread: the sessions are busy, and the
+  loop goes on with them meanwhile (what they change shares the next write).
 - `sessions.json` is a snapshot of the whole state, written atomically (temp file in the
   same directory, fsync, rename, fsync the directory) when `run` opens the store and
   whenever the journal passes `JOURNAL_BOUND`, after the batch that passed it was
@@ -166,7 +167,8 @@ class Store:
                     self._apply(batch)
                     await trio.to_thread.run_sync(self.snapshot)
                 else:
-                    await self._commit(self._journal, self._apply(batch), sum(c.done is not None for c in batch))
+                    waiters = sum(change.done is not None for change in batch)
+                    await self._commit(self._journal, self._apply(batch), waiters)
             self.writes += 1
             for change in batch:
                 if change.handled is not None:
@@ -179,10 +181,7 @@ class Store:
                     await trio.to_thread.run_sync(self.snapshot)
 
     async def _commit(self, journal_: Journal, line: bytes, waiters: int) -> None:
-        # Several waiting on one write: the sessions are busy, and a worker thread lets the
-        # loop go on with them meanwhile (what they change shares the next write). One
-        # alone (a person's prompt) would only wait longer, for the thread's two hops: the
-        # write is made here, on the loop (see SLOW_COMMIT_S).
+        # See the module's docstring: one waiter, on the loop; several, in a worker thread.
         if self.commits_in_thread or waiters > 1:
             await trio.to_thread.run_sync(append_line, journal_, line)
             return
