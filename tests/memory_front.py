@@ -31,6 +31,7 @@ from supervisor.core.events import (
     Post,
     Posted,
 )
+from supervisor.core.words import Words
 
 PERSON = ChatUser("mem-person", "pat")
 BOT = ChatUser("mem-bot", "supervisor", is_bot=True)
@@ -150,8 +151,8 @@ class MemoryLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the choices are buttons: they say what they do
 
-    def choices_help(self, channel_id: str) -> str:
-        return "**Buttons:** on the request."
+    def words(self, channel_id: str) -> Words:
+        return Words(choices_help="**Buttons:** on the request.")
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return [m.post for m in self.chat.messages.values() if m.post.create_at > since_ms]

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.core import commands
+from supervisor.core import commands, texts, thread_texts
 from supervisor.core.lifecycle import IllegalTransition, SessionState, transition
 from supervisor.core.restart import GiveUp, Restart, RestartPolicy, RestartTracker
 from supervisor.core.state import SLACK_MS, Ledger, State, StateFileError, decode, encode
+from supervisor.core.words import Words
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,36 @@ def test_main_commands(text: str, expected: object) -> None:
 @pytest.mark.parametrize("text", ["!new", "!new bad/name", "!new " + "x" * 65, "!end", "!nope", "!new a b c", "!new 'x"])
 def test_bad_main_commands_explain(text: str) -> None:
     assert isinstance(commands.parse_main_command(text), commands.BadCommand)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("!end", "usage: `{c}end NAME`"),
+        ("!new a b c", "usage: `{c}new NAME [CWD] [agent=A] [persona=P] [resume=ID]`"),
+        ("!nope", "unknown command `!nope`; the commands here are `{c}help`, `{c}sessions`, "
+                  "`{c}new NAME [CWD] [agent=A] [persona=P] [resume=ID]`, `{c}end NAME`, `{c}agents`"),
+        ("!new bad/name", "`bad/name` is not a valid session name: use 1-64 letters, digits, `-`, `_` or `.`"),
+    ],
+)
+def test_a_bad_command_names_the_right_forms_as_each_front_end_spells_them(text: str, said: str) -> None:
+    bad = commands.parse_main_command(text)
+    assert isinstance(bad, commands.BadCommand)
+    for sign in ("!", "/"):
+        assert bad.text(Words(command=sign)) == said.format(c=sign)
+
+
+def test_the_core_texts_use_the_front_ends_words() -> None:
+    words = Words(command="/", main="the chat's main view", thread="topic", choices_help="Buttons.")
+    for text in (texts.main_help(words), texts.guidance(words), texts.ended(words), thread_texts.thread_help(words),
+                 thread_texts.ended_note("a", words), thread_texts.failed_text("It died.", "", words)):
+        assert "`!" not in text and "main DM" not in text and "thread" not in text, text
+        assert "`/" in text, text
+    assert "Buttons." in texts.main_help(words) and "Buttons." in thread_texts.thread_help(words)
+    assert texts.ended(Words()) == (  # the core's own words, as Mattermost shows them
+        "This session has ended; nothing reaches an agent from this thread. Start a new one with `!new NAME` "
+        "in the main DM."
+    )
 
 
 def test_thread_commands_and_prompts_that_look_like_commands() -> None:

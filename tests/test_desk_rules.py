@@ -15,6 +15,7 @@ from supervisor.core.desk import (
     sessions_text,
 )
 from supervisor.core.state import SessionRecord
+from supervisor.core.words import Words
 from tests.strategies import DESK_FACTS, DESK_NAMES, DIRECTORIES, NEW_SESSIONS
 
 
@@ -69,7 +70,7 @@ def _record(name: str, created_at: str, root_id: str, status: str = "live") -> S
 
 def test_no_sessions_yet() -> None:
     unannounced = _record("alpha", "2026-01-01T00:00:00Z", root_id="")
-    assert sessions_text([unannounced], {}, lambda root: root, 0.0) == (
+    assert sessions_text([unannounced], {}, lambda root: root, 0.0, Words()) == (
         "No sessions yet. Start one with `!new NAME [CWD]`."
     )
 
@@ -81,7 +82,7 @@ def test_the_rows_oldest_first_with_the_live_state_and_a_link() -> None:
         _record("gamma", "2026-01-01T00:20:00Z", ""),  # not announced: not listed
     ]
     now = 1767226800.0  # 2026-01-01T00:20:00Z
-    text = sessions_text(records, {"r1": "busy"}, lambda root: f"https://chat/{root}", now)
+    text = sessions_text(records, {"r1": "busy"}, lambda root: f"https://chat/{root}", now, Words())
     assert text == (
         "| session | state | directory | age | thread |\n"
         "|---|---|---|---|---|\n"
@@ -101,7 +102,7 @@ def test_every_announced_session_has_one_row_in_age_order(rows: list[tuple[str, 
         _record(name, f"2026-01-01T00:{minute:02d}:00Z", root, status="live" if live else "ended")
         for name, minute, root, live in rows
     ]
-    text = sessions_text(records, {}, lambda root: f"link-{root}", 1767226800.0)
+    text = sessions_text(records, {}, lambda root: f"link-{root}", 1767226800.0, Words())
     announced = sorted((r for r in records if r.root_id), key=lambda r: r.created_at)
     lines = text.splitlines()[2:] if announced else []
     assert len(lines) == len(announced)

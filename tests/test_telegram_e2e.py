@@ -48,7 +48,7 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
             assert ("new", "NAME [CWD] [persona=P]: start a session") in w.fake.menu
 
 
-async def test_help_speaks_of_telegrams_buttons_not_mattermosts_reactions(tmp_path: Path) -> None:
+async def test_help_speaks_of_telegrams_buttons_commands_and_topics_not_mattermosts(tmp_path: Path) -> None:
     with trio.fail_after(40):
         async with started_tg_world(tmp_path, with_mattermost=True) as w:  # Mattermost is the first front end
             topic = await w.new_session("alpha")
@@ -56,9 +56,15 @@ async def test_help_speaks_of_telegrams_buttons_not_mattermosts_reactions(tmp_pa
             main = await w.answered(None, "Commands")
             w.say("/help", topic)
             thread = await w.answered(topic, "Write here to talk")
+            w.say("/new alpha")  # a live session's name: the refusal names the command as typed here
+            refusal = await w.answered(None, "already called")
     for text in (main, thread):
         assert "Buttons:" in text and "Allow for this session" in text and "Stop" in text
         assert "React" not in text and "👍" not in text and "🛑" not in text
+        assert "/stop" in text and "/status" in text and "!" not in text
+    assert "/new NAME" in main and "/sessions" in main and "topic" in main
+    assert "main DM" not in main and "thread" not in main
+    assert "/end alpha" in refusal
 
 
 async def test_ten_sessions_with_five_prompts_each_posted_at_once_never_cross(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ async def test_a_web_permission_card_has_no_reaction_legend_beside_mattermost(tm
 
 async def test_help_says_how_to_choose_in_each_front_ends_own_terms(tmp_path: Path) -> None:
     """Mattermost's choices are reactions; the page's are buttons: `!help` in each place
-    says its own, in the main place and in a session's thread alike."""
+    says its own, in the main place and in a session's thread alike, and names each one's
+    main place as its people know it (the DM; the sidebar's Commands thread)."""
     with trio.fail_after(LIMIT):
         async with world(tmp_path) as w:
             supervisor = await _start_beside(w)
@@ -121,3 +122,4 @@ async def test_help_says_how_to_choose_in_each_front_ends_own_terms(tmp_path: Pa
     for buttons in (main_web, thread_web):
         assert "**Buttons:**" in buttons and "Allow for this session" in buttons
         assert "React" not in buttons and "👍" not in buttons and "🛑" not in buttons
+    assert "(here, in the main DM)" in main_mm[0] and "(here, in the Commands thread)" in main_web

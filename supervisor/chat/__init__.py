@@ -15,6 +15,7 @@ import attrs
 
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 from supervisor.core.markdown import NO_LIMIT as NO_LIMIT  # a limit a front end does not have
+from supervisor.core.words import Words
 
 
 @attrs.frozen
@@ -76,9 +77,10 @@ class ChatLink(Protocol):
         buttons say it themselves). Pure."""
         ...
 
-    def choices_help(self, channel_id: str) -> str:
-        """For the help texts: how a person answers a permission request and stops a
-        turn in that place, in the front end's terms (reactions, buttons). Pure."""
+    def words(self, channel_id: str) -> Words:
+        """How the core's texts name things in that place: how a command is typed, what
+        the main place and a session's place are called, how a person answers a
+        permission request and stops a turn (reactions, buttons). Pure."""
         ...
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:

@@ -18,6 +18,7 @@ import trio
 
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
+from supervisor.core.words import Words
 
 
 @attrs.frozen
@@ -96,8 +97,8 @@ class Fronts:
         # the protocol's answer where no place is known.
         return self.fronts[0].link.choice_legend(kinds)
 
-    def choices_help(self, channel_id: str) -> str:
-        return self.for_channel(channel_id).choices_help(channel_id)
+    def words(self, channel_id: str) -> Words:
+        return self.for_channel(channel_id).words(channel_id)
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return await self.for_channel(channel_id).posts_since(channel_id, since_ms)

@@ -1,6 +1,6 @@
 """Chat commands: parse what a person typed into a command, or say why it is not one.
 
-Pure functions only. The main DM and a session thread accept different commands; which
+Pure functions only. The main place and a session's place accept different commands; which
 is which is decided here so the router and the sessions never look at raw text.
 """
 
@@ -10,6 +10,8 @@ import re
 import shlex
 
 import attrs
+
+from supervisor.core.words import Words
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -60,15 +62,27 @@ class GetFile:
 
 @attrs.frozen
 class BadCommand:
-    """Looked like a command but is not a valid one; `reason` is shown to the person."""
+    """Looked like a command but is not a valid one: what is wrong (`reason`), and the
+    forms that would be right (`usage`, without the sign a command starts with: each front
+    end spells them its own way when `text` is shown)."""
 
-    reason: str
+    reason: str = ""
+    usage: tuple[str, ...] = ()
+
+    def text(self, words: Words) -> str:
+        """What the person is told, its commands spelled in `words`."""
+        if not self.usage:
+            return self.reason
+        forms = ", ".join(words.cmd(form) for form in self.usage)
+        right = f"usage: {forms}" if len(self.usage) == 1 else f"the commands here are {forms}"
+        return f"{self.reason}; {right}" if self.reason else right
 
 
 MainCommand = Help | ListSessions | NewSession | EndSession | ListAgents
 ThreadCommand = Help | Stop | Status | EndSession | GetFile | ListSessions
 
-MAIN_USAGE = "`!help`, `!sessions`, `!new NAME [CWD] [agent=A] [persona=P] [resume=ID]`, `!end NAME`, `!agents`"
+NEW_FORM = "new NAME [CWD] [agent=A] [persona=P] [resume=ID]"
+MAIN_FORMS = ("help", "sessions", NEW_FORM, "end NAME", "agents")
 
 
 def is_command(text: str) -> bool:
@@ -100,13 +114,12 @@ def parse_main_command(text: str) -> MainCommand | BadCommand | None:
         return _parse_new(args)
     if verb == "!end":
         if len(args) != 1:
-            return BadCommand("usage: `!end NAME`")
+            return BadCommand(usage=("end NAME",))
         return EndSession(args[0])
-    return BadCommand(f"unknown command `{words[0]}`; the commands here are {MAIN_USAGE}")
+    return BadCommand(f"unknown command `{words[0]}`", MAIN_FORMS)
 
 
 def _parse_new(args: list[str]) -> NewSession | BadCommand:
-    usage = "usage: `!new NAME [CWD] [agent=A] [persona=P] [resume=ID]`"
     options: dict[str, str | None] = {"persona": None, "agent": None, "resume": None}
     rest: list[str] = []
     for arg in args:
@@ -120,7 +133,7 @@ def _parse_new(args: list[str]) -> NewSession | BadCommand:
             rest.append(arg)
     persona = options["persona"]
     if not 1 <= len(rest) <= 2:
-        return BadCommand(usage)
+        return BadCommand(usage=(NEW_FORM,))
     name = rest[0]
     if not NAME_RE.match(name):
         return BadCommand(
@@ -150,7 +163,7 @@ def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:
         return simple[verb]
     if verb == "!get":
         if len(args) != 1:
-            return BadCommand("usage: `!get PATH` (a file inside the session's directory)")
+            return BadCommand("`PATH` names one file inside the session's directory", ("get PATH",))
         return GetFile(args[0])
     # Anything else starting with "!" is most likely meant for the agent (e.g. "!important"):
     # a thread is for prompts, so only our own verbs are taken as commands.

@@ -20,6 +20,7 @@ import attrs
 
 from supervisor.core import texts
 from supervisor.core.state import SessionRecord
+from supervisor.core.words import Words
 
 
 @attrs.frozen
@@ -47,6 +48,7 @@ class DeskFacts:
     live_names: Collection[str]  # names of the sessions that are live now
     personas: Sequence[str]  # the configured personas, in the config's order
     agents: Sequence[str]  # the configured agents' names, the default one first
+    words: Words = attrs.Factory(Words)  # how the place the request came from names commands
 
 
 @attrs.frozen
@@ -63,7 +65,7 @@ class Refused:
 def check_new(request: NewSession, directory: Directory, facts: DeskFacts) -> Accepted | Refused:
     name, persona, agent = request.name, request.persona, request.agent
     if name in facts.live_names:
-        return Refused(f"A live session is already called `{name}`; pick another name or `!end {name}` first.")
+        return Refused(f"A live session is already called `{name}`; pick another name or {facts.words.cmd(f'end {name}')} first.")
     if persona and persona not in facts.personas:
         known = ", ".join(f"`{p}`" for p in facts.personas) or "none are configured"
         return Refused(f"There is no persona `{persona}` ({known}).")
@@ -80,6 +82,7 @@ def sessions_text(
     live_states: Mapping[str, str],  # thread root id -> state of its live session
     link: Callable[[str], str],  # thread root id -> a link to its thread
     now_s: float,
+    words: Words,
 ) -> str:
     """`!sessions`: every announced session, oldest first, with its state now."""
     rows = [
@@ -93,4 +96,4 @@ def sessions_text(
         for record in sorted(records, key=lambda r: r.created_at)
         if record.root_id
     ]
-    return texts.sessions_table(rows, texts.utc_iso(now_s))
+    return texts.sessions_table(rows, texts.utc_iso(now_s), words)

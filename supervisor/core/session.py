@@ -57,7 +57,7 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.core.thread_texts import failed_text, thread_help
+from supervisor.core.thread_texts import ended_note, failed_text, thread_help
 from supervisor.core.turn import Turn
 from supervisor.core.turn_loop import TurnLoop
 
@@ -223,13 +223,13 @@ class SessionCore:
     def command(self, command: commands.ThreadCommand | commands.BadCommand, post_id: str, channel_id: str, now: float) -> list[Effect]:
         handled = MarkHandled(channel_id, post_id)
         if isinstance(command, commands.BadCommand):
-            return [self.note(f"⚠️ {command.reason}"), handled]
+            return [self.note(f"⚠️ {command.text(self.settings.words)}"), handled]
         if isinstance(command, commands.Stop):
             return [*self.interrupt(now), handled]
         if isinstance(command, commands.Status):
             return [self.note(self.status_text(now)), handled]
         if isinstance(command, commands.Help):
-            return [self.note(thread_help(self.settings.choices_help)), handled]
+            return [self.note(thread_help(self.settings.words)), handled]
         if isinstance(command, commands.GetFile):
             return [SendFile(command.path), handled]
         if isinstance(command, commands.EndSession):
@@ -249,7 +249,7 @@ class SessionCore:
         return [
             *effects,
             self.save(pgid=0, status="ended"),
-            self.note(f"🏁 Session **{self.record.name}** ended. Start another with `!new NAME` in the main DM."),
+            self.note(ended_note(self.record.name, self.settings.words)),
             Finished(),
         ]
 
@@ -261,7 +261,7 @@ class SessionCore:
             effects += self.loop.drop_turn(now)
             effects.append(self.agent.stop("failed"))
         self.move(S.FAILED)
-        effects.append(self.note(failed_text(why, stderr_tail)))
+        effects.append(self.note(failed_text(why, stderr_tail, self.settings.words)))
         effects += self.endings.say_cut("The turn for {link} was cut.", rerun=False)
         effects += self.loop.not_run("the session failed")
         return [*effects, self.save(pgid=0, status="failed"), Finished()]

@@ -18,6 +18,7 @@ from supervisor.core.markdown import NO_LIMIT
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.core.words import Words
 
 # --- inputs --------------------------------------------------------------------
 
@@ -35,7 +36,7 @@ class SessionSettings:
     permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
     # kinds offered -> the line that says how to choose, in the front end's terms (pure)
     legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""
-    choices_help: str = ""  # the help's words on making choices, in the front end's terms
+    words: Words = attrs.Factory(Words)  # how the front end names commands and places in the help texts
     restart: RestartPolicy = attrs.Factory(RestartPolicy)
     # The front end's own numbers (`supervisor.chat.ChatLink`); the defaults hold none.
     max_message_chars: int = NO_LIMIT  # a longer answer continues in the next message

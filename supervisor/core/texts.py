@@ -1,4 +1,4 @@
-"""What the bot says in the main DM: help, guidance, the sessions table, thread roots.
+"""What the bot says in the main place: help, guidance, the sessions table, thread roots.
 
 Pure functions of plain data, so the wording can be read and tested in one place.
 """
@@ -11,44 +11,54 @@ from datetime import UTC, datetime
 import attrs
 
 from supervisor.core.state import SessionRecord
+from supervisor.core.words import Words
 
 
-def main_help(choices_help: str) -> str:
-    """The main DM's help; `choices_help` says how choices are made there (reactions,
-    buttons), in the front end's words."""
+def main_help(words: Words) -> str:
+    """The main place's help, in the front end's words (its commands, places, choices)."""
+    w, cmd = words, words.cmd
     return (
-        "**Commands** (here, in the main DM):\n"
-        "- `!new NAME [CWD] [agent=A] [persona=P]` — start a session: a new thread, one agent in CWD\n"
-        "- `!sessions` — list sessions with their state and a link to each thread\n"
-        "- `!agents` — list the configured agents\n"
-        "- `!end NAME` — end a session\n"
-        "- `!help` — this text\n\n"
-        "**In a session thread:** write to talk to the agent. `!stop` interrupts the turn, "
-        "`!status` shows the session, `!get PATH` sends a file from its directory, `!end` ends it. "
-        "Attach files to hand them to the agent." + (f"\n\n{choices_help}" if choices_help else "")
+        f"**Commands** (here, in {w.main}):\n"
+        f"- {cmd('new NAME [CWD] [agent=A] [persona=P]')} — start a session: a new {w.thread}, one agent in CWD\n"
+        f"- {cmd('sessions')} — list sessions with their state and a link to each {w.thread}\n"
+        f"- {cmd('agents')} — list the configured agents\n"
+        f"- {cmd('end NAME')} — end a session\n"
+        f"- {cmd('help')} — this text\n\n"
+        f"**In a session {w.thread}:** write to talk to the agent. {cmd('stop')} interrupts the turn, "
+        f"{cmd('status')} shows the session, {cmd('get PATH')} sends a file from its directory, {cmd('end')} ends it. "
+        "Attach files to hand them to the agent." + (f"\n\n{w.choices_help}" if w.choices_help else "")
     )
 
 
-GUIDANCE = (
-    "Prompts go into a session thread: reply in the thread of a session. "
-    "`!new NAME [CWD]` starts one, `!sessions` lists them, `!help` shows everything."
-)
+def guidance(words: Words) -> str:
+    """The answer to text outside any session's place."""
+    w, cmd = words, words.cmd
+    return (
+        f"Prompts go into a session {w.thread}: reply in the {w.thread} of a session. "
+        f"{cmd('new NAME [CWD]')} starts one, {cmd('sessions')} lists them, {cmd('help')} shows everything."
+    )
 
-ENDED = "This session has ended; nothing reaches an agent from this thread. Start a new one with `!new NAME` in the main DM."
+
+def ended(words: Words) -> str:
+    """The answer to text in the place of a session that has ended."""
+    return (
+        f"This session has ended; nothing reaches an agent from this {words.thread}. "
+        f"Start a new one with {words.cmd('new NAME')} in {words.main}."
+    )
 
 
 def utc_iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def thread_root(record: SessionRecord) -> str:
+def thread_root(record: SessionRecord, words: Words) -> str:
     persona = f" · persona `{record.persona}`" if record.persona else ""
     persona += f" · agent `{record.agent}`" if record.agent else ""
     terminal = f"\nThe same conversation in a terminal: {record.terminal_hint}" if record.terminal_hint else ""
     return (
         f"🧵 **Session `{record.name}`** · `{record.cwd}`{persona}\n"
         f"started {record.created_at} · id `{record.short_id}`\n"
-        "Reply in this thread to talk to the agent." + terminal
+        f"Reply in this {words.thread} to talk to the agent." + terminal
     )
 
 
@@ -61,10 +71,10 @@ class SessionRow:
     link: str
 
 
-def sessions_table(rows: Sequence[SessionRow], now_iso: str) -> str:
+def sessions_table(rows: Sequence[SessionRow], now_iso: str, words: Words) -> str:
     if not rows:
-        return "No sessions yet. Start one with `!new NAME [CWD]`."
-    lines = ["| session | state | directory | age | thread |", "|---|---|---|---|---|"]
+        return f"No sessions yet. Start one with {words.cmd('new NAME [CWD]')}."
+    lines = [f"| session | state | directory | age | {words.thread} |", "|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row.name} | {row.state} | `{row.cwd}` | {age(row.created_at, now_iso)} | [open]({row.link}) |"

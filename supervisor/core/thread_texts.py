@@ -1,20 +1,22 @@
 """What a session says in its thread: help, status, and the notices of its ends and clocks.
 
 Pure functions of plain data, so the wording can be read and tested in one place (the
-main DM's words are in `core.texts`). Nothing here decides when a text is said.
+main place's words are in `core.texts`). Nothing here decides when a text is said.
 """
 
 from __future__ import annotations
 
 from supervisor.core.state import SessionRecord
+from supervisor.core.words import Words
 
 
-def thread_help(choices_help: str) -> str:
-    """A thread's help; `choices_help` says how choices are made there, in the front end's words."""
+def thread_help(words: Words) -> str:
+    """A session's help in its place, in the front end's words (its commands, choices)."""
+    cmd = words.cmd
     return (
-        "Write here to talk to this session's agent. Commands: `!stop` (interrupt the turn), "
-        "`!status`, `!get PATH` (send a file from the session's directory), `!end`."
-        + (f"\n{choices_help}" if choices_help else "")
+        f"Write here to talk to this session's agent. Commands: {cmd('stop')} (interrupt the turn), "
+        f"{cmd('status')}, {cmd('get PATH')} (send a file from the session's directory), {cmd('end')}."
+        + (f"\n{words.choices_help}" if words.choices_help else "")
     )
 
 
@@ -32,9 +34,14 @@ def status_text(record: SessionRecord, state: str, model: str, turns: int, queue
     )
 
 
-def failed_text(why: str, stderr_tail: str) -> str:
+def ended_note(name: str, words: Words) -> str:
+    """The session was ended (`end`): its last words in its place."""
+    return f"🏁 Session **{name}** ended. Start another with {words.cmd('new NAME')} in {words.main}."
+
+
+def failed_text(why: str, stderr_tail: str, words: Words) -> str:
     """The session failed: why, and the last lines the agent wrote to stderr."""
-    text = f"{why} The session is marked failed; start a new one with `!new`."
+    text = f"{why} The session is marked failed; start a new one with {words.cmd('new')}."
     tail = stderr_tail.strip().splitlines()[-3:]
     if tail:
         text += "\n```\n" + "\n".join(tail) + "\n```"

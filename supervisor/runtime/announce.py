@@ -22,6 +22,7 @@ from datetime import datetime
 from supervisor.core import texts
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
+from supervisor.core.words import Words
 
 # Look this far before the record's creation time for what it announced (clock skew
 # between us and the server, and the time the first write took).
@@ -49,9 +50,9 @@ def look_since_ms(record: SessionRecord, now_s: float | None = None) -> int:
     return max(1, int(created * 1000) - LOOK_BEHIND_MS)
 
 
-def find_root(posts: Sequence[Post], record: SessionRecord, bot_user_id: str) -> Post | None:
+def find_root(posts: Sequence[Post], record: SessionRecord, bot_user_id: str, words: Words) -> Post | None:
     """The thread root this record's announcement already posted, if any (the first)."""
-    text = texts.thread_root(record)
+    text = texts.thread_root(record, words)
     found = [
         p
         for p in posts

@@ -30,6 +30,7 @@ from supervisor.core import commands, texts
 from supervisor.core import desk as desk_rules
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
+from supervisor.core.words import Words
 from supervisor.runtime import announce
 from supervisor.runtime.mail import Mailbox
 from supervisor.runtime.registry import SessionRegistry
@@ -76,6 +77,10 @@ class Desk:
         """Post `message` and then mark the post it answers handled."""
         self._inbox.put(Reply(channel_id, message, root_id, handled=(channel_id, post_id)))
 
+    def reply_ended(self, channel_id: str, post_id: str, root_id: str) -> None:
+        """Answer a post in the thread of a session that has ended."""
+        self.reply(channel_id, post_id, texts.ended(self.chat.words(channel_id)), root_id=root_id)
+
     async def run(self) -> None:
         while True:
             item = await self._inbox.get()
@@ -97,13 +102,14 @@ class Desk:
 
     async def _main_command(self, post: Post, command: object) -> str | None:
         """The answer to post, or None when the command answered itself."""
+        words = self.chat.words(post.channel_id)
         match command:
-            case commands.BadCommand(reason):
-                return f"⚠️ {reason}"
+            case commands.BadCommand():
+                return f"⚠️ {command.text(words)}"
             case commands.Help():
-                return texts.main_help(self.chat.choices_help(post.channel_id))
+                return texts.main_help(words)
             case commands.ListSessions():
-                return self.sessions_text()
+                return self.sessions_text(post.channel_id)
             case commands.NewSession(name, cwd, persona, agent, resume):
                 return await self.new_session(
                     post.channel_id, post.user_id, name, cwd, persona, command=post, agent=agent, resume=resume
@@ -111,17 +117,20 @@ class Desk:
             case commands.ListAgents():
                 return await agents_text(self.registry.agents)
             case commands.EndSession(name):
-                return self._end_by_name(name or "")
-        return texts.GUIDANCE
+                return self._end_by_name(name or "", words)
+        return texts.guidance(words)
 
-    def sessions_text(self) -> str:
+    def sessions_text(self, channel_id: str) -> str:
+        """`!sessions`, as said in `channel_id`."""
         states = {root: task.core.state.value for root, task in self.registry.tasks.items()}
-        return desk_rules.sessions_text(self.store.state.sessions.values(), states, self.chat.permalink, time.time())
+        return desk_rules.sessions_text(
+            self.store.state.sessions.values(), states, self.chat.permalink, time.time(), self.chat.words(channel_id)
+        )
 
-    def _end_by_name(self, name: str) -> str:
+    def _end_by_name(self, name: str, words: Words) -> str:
         record = self.store.state.live_session_named(name)
         if record is None or not self.registry.end(record.root_id):
-            return f"⚠️ No live session is called `{name}`. `!sessions` lists them."
+            return f"⚠️ No live session is called `{name}`. {words.cmd('sessions')} lists them."
         return f"Ending session **{name}**: {self.chat.permalink(record.root_id)}"
 
     # --- new sessions: created, announced once, finished after a crash ----------------
@@ -133,7 +142,7 @@ class Desk:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
         request = desk_rules.NewSession(name, persona or "", agent or "")
-        checked = desk_rules.check_new(request, self._directory(cwd), self._facts())
+        checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
         if isinstance(checked, desk_rules.Refused):
             return f"⚠️ {checked.reason}"
         directory = checked.cwd
@@ -173,9 +182,10 @@ class Desk:
         is_dir = directory.is_dir()
         return desk_rules.Directory(str(directory), is_dir, str(directory.resolve() if is_dir else directory))
 
-    def _facts(self) -> desk_rules.DeskFacts:
+    def _facts(self, channel_id: str) -> desk_rules.DeskFacts:
         live = {record.name for record in self.store.state.sessions.values() if record.is_live}
-        return desk_rules.DeskFacts(live, tuple(self.config.personas), tuple(self.registry.agents.agents))
+        agents = tuple(self.registry.agents.agents)
+        return desk_rules.DeskFacts(live, tuple(self.config.personas), agents, self.chat.words(channel_id))
 
     async def recover_unannounced(self) -> None:
         """Finish the announcements a crash cut short: a thread root that may not exist
@@ -199,7 +209,7 @@ class Desk:
             seen = await self.chat.posts_since(record.channel_id, announce.look_since_ms(record))
         root_id = record.root_id
         if not root_id:
-            found = announce.find_root(seen, record, me)
+            found = announce.find_root(seen, record, me, self.chat.words(record.channel_id))
             root_id = found.id if found else await self._post_root(record)
             if not root_id:
                 return
@@ -222,7 +232,10 @@ class Desk:
         self.announcing[record.root_pending_id] = record
         try:
             root = await self.chat.open_thread(
-                record.channel_id, texts.thread_root(record), key=record.root_pending_id, title=record.name
+                record.channel_id,
+                texts.thread_root(record, self.chat.words(record.channel_id)),
+                key=record.root_pending_id,
+                title=record.name,
             )
             return root.id
         except ChatError as exc:

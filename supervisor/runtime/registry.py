@@ -228,7 +228,7 @@ class SessionRegistry:
             username=username,
             permalink=link.permalink,
             legend=link.choice_legend,
-            choices_help=link.choices_help(channel_id),
+            words=link.words(channel_id),
             max_message_chars=link.max_message_chars,
             typing_every_s=link.typing_every_s,
             restart=RestartPolicy(max_restarts=agent.restart_max, window_s=agent.restart_window_s),

@@ -131,7 +131,7 @@ class RouterTask:
                 self._to_session(session.root_id, PromptIn(prompt, post.file_ids), post)
             case RunThreadCommand(session, post, command):
                 if isinstance(command, commands.ListSessions):
-                    self.desk.reply(post.channel_id, post.id, self.desk.sessions_text(), root_id=post.thread_id)
+                    self.desk.reply(post.channel_id, post.id, self.desk.sessions_text(post.channel_id), root_id=post.thread_id)
                 else:
                     message = CommandIn(command, post.id, post.channel_id)
                     self._to_session(session.root_id, message, post, urgent=isinstance(command, commands.Stop))
@@ -143,15 +143,16 @@ class RouterTask:
             case RunMainCommand(post, command):
                 self.desk.command(post, command)
             case Guide(post):
-                self.desk.reply(post.channel_id, post.id, texts.GUIDANCE, root_id=post.root_id)
+                guidance = texts.guidance(self.chat.words(post.channel_id))
+                self.desk.reply(post.channel_id, post.id, guidance, root_id=post.root_id)
             case AnswerEnded(session, post):
-                self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=session.root_id)
+                self.desk.reply_ended(post.channel_id, post.id, session.root_id)
             case _:
                 log.debug("ignored: %s", decision)
 
     def _to_session(self, root_id: str, message: SessionInput, post: Post, *, urgent: bool = False) -> None:
         if not self.registry.deliver(root_id, message, urgent=urgent):
-            self.desk.reply(post.channel_id, post.id, texts.ENDED, root_id=root_id)
+            self.desk.reply_ended(post.channel_id, post.id, root_id)
 
     async def catch_up(self) -> None:
         """Fetch what was posted while we were away, and handle it in order, once."""

@@ -90,10 +90,10 @@ def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
     base = Path(cwd).resolve()
     target = (base / os.path.expanduser(path)).resolve()
     if not target.is_relative_to(base):
-        return f"⚠️ `{path}` is outside this session's directory; `!get` only sends files inside it."
+        return f"⚠️ `{path}` is outside this session's directory; only files inside it are sent."
     if not target.is_file():
         return f"⚠️ `{path}` is not a file in this session's directory."
     size = target.stat().st_size
     if size > max_bytes:
-        return f"⚠️ `{path}` is {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB for `!get`."
+        return f"⚠️ `{path}` is {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB for a file sent here."
     return target

@@ -15,7 +15,6 @@ from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatUser
 from supervisor.chat.fronts import Fronts
 from supervisor.config import Config
-from supervisor.core import texts
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.registry import SessionRegistry, SessionsNursery
 from supervisor.runtime.router import PostIndex, RouterTask
@@ -48,7 +47,7 @@ class Supervisor:
     def _answer_ended(self, channel_id: str, post_id: str, root_id: str) -> None:
         # Mail a session never took (it ended first) is answered by the desk, which is built
         # after the registry (it needs the registry): so the registry is handed this method.
-        self.desk.reply(channel_id, post_id, texts.ENDED, root_id=root_id)
+        self.desk.reply_ended(channel_id, post_id, root_id)
 
     @property
     def tasks(self) -> dict[str, SessionTask]:

@@ -22,9 +22,12 @@ from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.mattermost.websocket import MattermostWebSocket
 from supervisor.core.backoff import RECONNECT_BACKOFF, REST_BACKOFF, Backoff
 from supervisor.core.events import ChatEvent, Choice, ChoiceKind, FileRef, Post
+from supervisor.core.words import Words
 
 if TYPE_CHECKING:
     from supervisor.chat import ChatLink
+
+WORDS = Words(choices_help=choices.HELP)  # the core's own notation: `!new`, the main DM, threads
 
 
 class MattermostLink:
@@ -143,8 +146,8 @@ class MattermostLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return choices.legend(kinds)
 
-    def choices_help(self, channel_id: str) -> str:
-        return choices.HELP
+    def words(self, channel_id: str) -> Words:
+        return WORDS
 
     def handled(self, channel_id: str, post_id: str) -> None:
         pass  # the ledger's cursor and handled ids are the whole of Mattermost's exactly-once

@@ -36,8 +36,15 @@ from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import Memory, ThreadInfo
 from supervisor.chat.telegram.messages import Messages
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
+from supervisor.core.words import Words
 
 log = logging.getLogger("supervisor.telegram")
+
+# Telegram's commands start with "/" (its clients offer them in a menu; the front end reads
+# them as the core's "!" forms, which work too). With topics a session is a topic, started
+# from the chat's main view; without, plain text goes to the active session.
+TOPIC_WORDS = Words(command="/", main="the chat's main view", thread="topic", choices_help=choices.HELP)
+CHAT_WORDS = Words(command="/", main="this chat", choices_help=choices.HELP)
 
 
 class TelegramLink:
@@ -229,8 +236,8 @@ class TelegramLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say what they do
 
-    def choices_help(self, channel_id: str) -> str:
-        return choices.HELP
+    def words(self, channel_id: str) -> Words:
+        return TOPIC_WORDS if self.topics else CHAT_WORDS
 
     # --- catch-up, files, people --------------------------------------------------------
 

@@ -51,6 +51,7 @@ from supervisor.core.events import (
     Posted,
     TurnedTo,
 )
+from supervisor.core.words import Words
 
 CHANNEL = WEB_PLACE  # the page's one place; its main thread takes commands only
 BOT = ChatUser(ID_PREFIX + "-bot", "supervisor", is_bot=True)
@@ -67,6 +68,8 @@ CHOICES_HELP = (
     f"**Buttons:** a permission request has {LABELS['allow_once']}, {LABELS['allow_always']} "
     f"and {LABELS['reject']}; Stop, beside the message box, stops the running turn."
 )
+# Commands are typed as in Mattermost; the main thread is the one the sidebar calls Commands.
+WORDS = Words(main="the Commands thread", choices_help=CHOICES_HELP)
 _HEADER_CWD = re.compile(r"`[^`]*`[^`\n]*·\s*`([^`\n]+)`")  # the header's second code span
 
 
@@ -164,8 +167,8 @@ class WebLink:
     def choice_legend(self, kinds: Iterable[ChoiceKind]) -> str:
         return ""  # the buttons say it themselves
 
-    def choices_help(self, channel_id: str) -> str:
-        return CHOICES_HELP
+    def words(self, channel_id: str) -> Words:
+        return WORDS
 
     async def send_typing(self, channel_id: str, parent_id: str) -> None:
         await self._front.typing(_thread(parent_id))

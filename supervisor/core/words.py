@@ -1,0 +1,26 @@
+"""How a front end names what the core's texts speak of.
+
+The core's texts (help, guidance, usage, refusals) mention commands and places. A person
+reads them in one front end, which spells commands its own way (Telegram's `/new`, the
+`!new` of Mattermost and the web chat) and has its own name for the main place and for a
+session's place (a Mattermost thread, a Telegram topic). Each front end hands its `Words`
+through the chat port; the defaults are the core's own notation, as Mattermost shows it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Words:
+    command: str = "!"  # the sign a typed command starts with (the core reads `!` everywhere)
+    main: str = "the main DM"  # where sessions are started and listed
+    thread: str = "thread"  # a session's own place
+    # How a person answers a permission request and stops a turn there (reactions,
+    # buttons), for the help texts; "" says nothing.
+    choices_help: str = ""
+
+    def cmd(self, form: str) -> str:
+        """A command as a person types it here, in code: `cmd("new NAME")` → `` `!new NAME` ``."""
+        return f"`{self.command}{form}`"
