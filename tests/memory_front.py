@@ -152,7 +152,7 @@ class MemoryLink:
         return ""  # the choices are buttons: they say what they do
 
     def words(self, channel_id: str) -> Words:
-        return Words(choices_help="**Buttons:** on the request.")
+        return Words(help_notes="**Buttons:** on the request.")
 
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         return [m.post for m in self.chat.messages.values() if m.post.create_at > since_ms]

@@ -52,7 +52,7 @@ def test_a_bad_command_names_the_right_forms_as_each_front_end_spells_them(text:
 
 
 def test_the_core_texts_use_the_front_ends_words() -> None:
-    words = Words(command="/", main="the chat's main view", thread="topic", choices_help="Buttons.")
+    words = Words(command="/", main="the chat's main view", thread="topic", help_notes="Buttons.")
     for text in (texts.main_help(words), texts.guidance(words), texts.ended(words), thread_texts.thread_help(words),
                  thread_texts.ended_note("a", words), thread_texts.failed_text("It died.", "", words)):
         assert "`!" not in text and "main DM" not in text and "thread" not in text, text

@@ -201,6 +201,9 @@ async def test_without_topics_the_active_session_takes_plain_text_and_replies_go
             await w.answered(None, "There is no session nope: /new nope starts one.")
             w.say(f"/new a {w.work / 'a'}")  # a duplicate name: a friendly error, nothing made
             await w.wait_for(lambda: w.text(None).count("⚠️") >= 1 or "already" in w.text(None))
+            w.say("/help")  # stays in the main view, and says where plain text goes
+            helped = await w.answered(None, "The active session:")
+            assert "/session NAME" in helped and "(here, in this chat)" in helped
             assert sorted(len(p) for p in w.prompts_by_process().values()) == [1, 2]
             assert "before any session" not in str(w.prompts_by_process())
 

@@ -26,7 +26,7 @@ def main_help(words: Words) -> str:
         f"- {cmd('help')} — this text\n\n"
         f"**In a session {w.thread}:** write to talk to the agent. {cmd('stop')} interrupts the turn, "
         f"{cmd('status')} shows the session, {cmd('get PATH')} sends a file from its directory, {cmd('end')} ends it. "
-        "Attach files to hand them to the agent." + (f"\n\n{w.choices_help}" if w.choices_help else "")
+        "Attach files to hand them to the agent." + (f"\n\n{w.help_notes}" if w.help_notes else "")
     )
 
 

@@ -16,7 +16,7 @@ def thread_help(words: Words) -> str:
     return (
         f"Write here to talk to this session's agent. Commands: {cmd('stop')} (interrupt the turn), "
         f"{cmd('status')}, {cmd('get PATH')} (send a file from the session's directory), {cmd('end')}."
-        + (f"\n{words.choices_help}" if words.choices_help else "")
+        + (f"\n{words.help_notes}" if words.help_notes else "")
     )
 
 

@@ -17,9 +17,9 @@ class Words:
     command: str = "!"  # the sign a typed command starts with (the core reads `!` everywhere)
     main: str = "the main DM"  # where sessions are started and listed
     thread: str = "thread"  # a session's own place
-    # How a person answers a permission request and stops a turn there (reactions,
-    # buttons), for the help texts; "" says nothing.
-    choices_help: str = ""
+    # The front end's own lines at the end of each help: how a person answers a permission
+    # request and stops a turn there (reactions, buttons), and ways of its own; "" is none.
+    help_notes: str = ""
 
     def cmd(self, form: str) -> str:
         """A command as a person types it here, in code: `cmd("new NAME")` → `` `!new NAME` ``."""

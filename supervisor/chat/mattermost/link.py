@@ -27,7 +27,7 @@ from supervisor.core.words import Words
 if TYPE_CHECKING:
     from supervisor.chat import ChatLink
 
-WORDS = Words(choices_help=choices.HELP)  # the core's own notation: `!new`, the main DM, threads
+WORDS = Words(help_notes=choices.HELP)  # the core's own notation: `!new`, the main DM, threads
 
 
 class MattermostLink:

@@ -43,8 +43,15 @@ log = logging.getLogger("supervisor.telegram")
 # Telegram's commands start with "/" (its clients offer them in a menu; the front end reads
 # them as the core's "!" forms, which work too). With topics a session is a topic, started
 # from the chat's main view; without, plain text goes to the active session.
-TOPIC_WORDS = Words(command="/", main="the chat's main view", thread="topic", choices_help=choices.HELP)
-CHAT_WORDS = Words(command="/", main="this chat", choices_help=choices.HELP)
+TOPIC_WORDS = Words(command="/", main="the chat's main view", thread="topic", help_notes=choices.HELP)
+CHAT_WORDS = Words(
+    command="/",
+    main="this chat",
+    help_notes=(
+        f"{choices.HELP}\n**The active session:** plain text goes to it (the newest, or the one "
+        "`/session NAME` chose); a reply to a session's message goes to that session."
+    ),
+)
 
 
 class TelegramLink:

@@ -69,7 +69,7 @@ CHOICES_HELP = (
     f"and {LABELS['reject']}; Stop, beside the message box, stops the running turn."
 )
 # Commands are typed as in Mattermost; the main thread is the one the sidebar calls Commands.
-WORDS = Words(main="the Commands thread", choices_help=CHOICES_HELP)
+WORDS = Words(main="the Commands thread", help_notes=CHOICES_HELP)
 _HEADER_CWD = re.compile(r"`[^`]*`[^`\n]*·\s*`([^`\n]+)`")  # the header's second code span
 
 
