@@ -65,7 +65,8 @@ class Refused:
 def check_new(request: NewSession, directory: Directory, facts: DeskFacts) -> Accepted | Refused:
     name, persona, agent = request.name, request.persona, request.agent
     if name in facts.live_names:
-        return Refused(f"A live session is already called `{name}`; pick another name or {facts.words.cmd(f'end {name}')} first.")
+        end = facts.words.cmd(f"end {name}")
+        return Refused(f"A live session is already called `{name}`; pick another name or {end} first.")
     if persona and persona not in facts.personas:
         known = ", ".join(f"`{p}`" for p in facts.personas) or "none are configured"
         return Refused(f"There is no persona `{persona}` ({known}).")

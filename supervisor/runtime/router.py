@@ -131,7 +131,8 @@ class RouterTask:
                 self._to_session(session.root_id, PromptIn(prompt, post.file_ids), post)
             case RunThreadCommand(session, post, command):
                 if isinstance(command, commands.ListSessions):
-                    self.desk.reply(post.channel_id, post.id, self.desk.sessions_text(post.channel_id), root_id=post.thread_id)
+                    listing = self.desk.sessions_text(post.channel_id)
+                    self.desk.reply(post.channel_id, post.id, listing, root_id=post.thread_id)
                 else:
                     message = CommandIn(command, post.id, post.channel_id)
                     self._to_session(session.root_id, message, post, urgent=isinstance(command, commands.Stop))
