@@ -148,3 +148,22 @@ async def test_the_paging_requests_match_the_spec(
     records = server.stats.records("GET", "/api/v4/channels/{channel_id}/posts")
     assert any("before" in dict(r.query) for r in records)  # it did page
     assert {tuple(validate_record(r, server.url)) for r in records} == {()}
+
+
+async def test_pages_bring_only_their_own_posts_not_every_reply_of_their_threads(
+    server: FakeMattermost, rest: MattermostRest
+) -> None:
+    """A session's thread grows long; without `skipFetchThreads` each page would carry
+    the whole thread again for context (FACTS.md §2), which catch-up never reads."""
+    dm = server.dm_with_bot("alice")["id"]
+    with trio.fail_after(TIMEOUT):
+        root = await server.user_post("alice", "a long session")
+        since = server.store.clock()
+        made = [(await server.user_post("alice", f"r{n}", root_id=root["id"]))["id"] for n in range(1_100)]
+        server.stats.reset()
+        posts = await rest.posts_since(dm, since)
+    assert [p.id for p in posts if p.create_at > since] == made
+    pages = [r.response_json for r in server.stats.records("GET", "/api/v4/channels/{channel_id}/posts")]
+    paged = [page for page in pages if len(page["order"]) == 200]
+    assert len(paged) >= 5  # it did page, back past `since`
+    assert all(set(page["posts"]) <= {*page["order"], root["id"]} for page in paged)

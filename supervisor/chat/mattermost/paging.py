@@ -15,6 +15,10 @@ PostListCall = Callable[[dict[str, Any]], Awaitable[PostList]]
 
 SINCE_LIMIT = 1000  # GET /channels/{id}/posts?since= returns at most this many, unpaged
 PAGE_SIZE = 200  # the server's largest per_page
+# Pages carry only their own posts (and the roots of their replies). Without this the
+# server adds every reply of every thread a page touches: for long session threads that
+# is most of the channel, again on every page, and catch-up reads none of it.
+PAGE_ONLY = {"skipFetchThreads": "true"}
 
 
 async def posts_since(post_list: PostListCall, since_ms: int) -> list[WirePost]:
@@ -51,7 +55,7 @@ async def _pages_back_to(post_list: PostListCall, since_ms: int) -> list[WirePos
     collected: dict[str, WirePost] = {}
     anchor, page_number = "", 0
     while True:
-        params: dict[str, Any] = {"page": page_number, "per_page": PAGE_SIZE}
+        params: dict[str, Any] = {"page": page_number, "per_page": PAGE_SIZE, **PAGE_ONLY}
         if anchor:
             params["before"] = anchor
         page = _listed(await post_list(params))
@@ -73,7 +77,7 @@ async def _pages_after(post_list: PostListCall, post_id: str) -> list[WirePost]:
     cursor = post_id
     while True:
         # A moving cursor (page stays 0) is not thrown off by posts created meanwhile.
-        params = {"after": cursor, "page": 0, "per_page": PAGE_SIZE}
+        params = {"after": cursor, "page": 0, "per_page": PAGE_SIZE, **PAGE_ONLY}
         page = _listed(await post_list(params))
         fresh = [post for post in page if post.id not in collected]
         collected.update((post.id, post) for post in page)
