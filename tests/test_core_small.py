@@ -58,6 +58,8 @@ def test_the_core_texts_use_the_front_ends_words() -> None:
         assert "`!" not in text and "main DM" not in text and "thread" not in text, text
         assert "`/" in text, text
     assert "Buttons." in texts.main_help(words) and "Buttons." in thread_texts.thread_help(words)
+    own = Words(where_prompts_go="Plain text goes to the active session.")
+    assert texts.guidance(own).startswith("Plain text goes to the active session. `!new NAME [CWD]` starts one")
     assert texts.ended(Words()) == (  # the core's own words, as Mattermost shows them
         "This session has ended; nothing reaches an agent from this thread. Start a new one with `!new NAME` "
         "in the main DM."

@@ -38,7 +38,7 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
             assert "echo" not in w.text(None)
             # Outside topics only commands: other text gets guidance, and reaches no agent.
             w.say("hello main")
-            await w.wait_for(lambda: len(w.said(None)) >= 2)
+            await w.answered(None, "Prompts go into a session's topic: open it and write there.")
             assert "hello main" not in str(w.prompts_by_process())
             # A stranger reaches nothing.
             w.fake.user_sends(MALLORY, "/new evil")
@@ -183,7 +183,8 @@ async def test_without_topics_the_active_session_takes_plain_text_and_replies_go
     with trio.fail_after(60):
         async with started_tg_world(tmp_path, topics=False) as w:
             w.say("before any session")
-            await w.wait_for(lambda: w.said(None))  # guidance, no agent
+            guided = await w.answered(None, "none is active now")  # guidance, no agent
+            assert "/new NAME" in guided and "thread" not in guided
             for name in ("a", "b"):
                 (w.work / name).mkdir()
                 w.say(f"/new {name} {w.work / name}")
@@ -203,7 +204,7 @@ async def test_without_topics_the_active_session_takes_plain_text_and_replies_go
             await w.wait_for(lambda: w.text(None).count("⚠️") >= 1 or "already" in w.text(None))
             w.say("/help")  # stays in the main view, and says where plain text goes
             helped = await w.answered(None, "The active session:")
-            assert "/session NAME" in helped and "(here, in this chat)" in helped
+            assert "/session NAME" in helped and "(here, in this chat)" in helped and "thread" not in helped
             assert sorted(len(p) for p in w.prompts_by_process().values()) == [1, 2]
             assert "before any session" not in str(w.prompts_by_process())
 

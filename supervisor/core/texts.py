@@ -33,9 +33,9 @@ def main_help(words: Words) -> str:
 def guidance(words: Words) -> str:
     """The answer to text outside any session's place."""
     w, cmd = words, words.cmd
+    where = w.where_prompts_go or f"Prompts go into a session {w.thread}: reply in the {w.thread} of a session."
     return (
-        f"Prompts go into a session {w.thread}: reply in the {w.thread} of a session. "
-        f"{cmd('new NAME [CWD]')} starts one, {cmd('sessions')} lists them, {cmd('help')} shows everything."
+        f"{where} {cmd('new NAME [CWD]')} starts one, {cmd('sessions')} lists them, {cmd('help')} shows everything."
     )
 
 

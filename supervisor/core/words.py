@@ -20,6 +20,9 @@ class Words:
     # The front end's own lines at the end of each help: how a person answers a permission
     # request and stops a turn there (reactions, buttons), and ways of its own; "" is none.
     help_notes: str = ""
+    # Where plain text reaches a session, said to text outside any; "" is the core's
+    # sentence (reply in a session's place), for front ends where that is how it works.
+    where_prompts_go: str = ""
 
     def cmd(self, form: str) -> str:
         """A command as a person types it here, in code: `cmd("new NAME")` → `` `!new NAME` ``."""

@@ -43,10 +43,18 @@ log = logging.getLogger("supervisor.telegram")
 # Telegram's commands start with "/" (its clients offer them in a menu; the front end reads
 # them as the core's "!" forms, which work too). With topics a session is a topic, started
 # from the chat's main view; without, plain text goes to the active session.
-TOPIC_WORDS = Words(command="/", main="the chat's main view", thread="topic", help_notes=choices.HELP)
+TOPIC_WORDS = Words(
+    command="/",
+    main="the chat's main view",
+    thread="topic",
+    help_notes=choices.HELP,
+    where_prompts_go="Prompts go into a session's topic: open it and write there.",
+)
 CHAT_WORDS = Words(
     command="/",
     main="this chat",
+    thread="conversation",
+    where_prompts_go="Plain text goes to the active session, and none is active now: `/session NAME` chooses one.",
     help_notes=(
         f"{choices.HELP}\n**The active session:** plain text goes to it (the newest, or the one "
         "`/session NAME` chose); a reply to a session's message goes to that session."
