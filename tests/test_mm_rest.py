@@ -416,9 +416,11 @@ async def test_posts_since_pages_on_beyond_the_1000_cap(
     assert [post.id for post in posts] == [f"p{n:04d}" for n in range(1450)]  # oldest first
     queries = [dict(request.url.params) for request in recorder.requests]
     assert queries[0] == {"since": str(since)}
-    # At the cap: the channel newest first, back to `since` (tests/test_catch_up_paging.py).
-    assert queries[1] == {"page": "0", "per_page": "200"}
-    assert queries[2] == {"before": "p1251", "page": "0", "per_page": "200"}
+    # At the cap: the channel newest first, back to `since` (tests/test_catch_up_paging.py),
+    # each page without the threads it touches.
+    only = {"skipFetchThreads": "true"}
+    assert queries[1] == {"page": "0", "per_page": "200", **only}
+    assert queries[2] == {"before": "p1251", "page": "0", "per_page": "200", **only}
     assert len(queries) == 9  # 1000, then 8 pages of 200 back to the first post
     await rest.aclose()
 
