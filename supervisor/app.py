@@ -29,7 +29,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import trio
 
@@ -116,16 +116,44 @@ async def _people(fronts: list[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str
 
 
 async def run(config: Config) -> None:
-    """The main job: serve until SIGINT/SIGTERM, then stop cleanly within 10 s."""
+    """The main job: serve until SIGINT/SIGTERM, then stop cleanly within 10 s. A signal
+    while still starting (a chat server that does not answer yet, at boot) ends the start."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            supervisor: Supervisor = await nursery.start(serve, config)
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                break
-            deadline = trio.current_time() + STOP_BUDGET_S
-            # Bounded by its deadline already; the scope is a last guard, not the plan.
-            with trio.move_on_at(deadline + 0.5):
-                await supervisor.shutdown(deadline)
+            nursery.start_soon(_stop_on_signal, signals, stop)
+            supervisor = await _start_unless_stopped(nursery, config, stop)
+            if supervisor is not None:
+                await stop.wait()
+                deadline = trio.current_time() + STOP_BUDGET_S
+                # Bounded by its deadline already; the scope is a last guard, not the plan.
+                with trio.move_on_at(deadline + 0.5):
+                    await supervisor.shutdown(deadline)
             nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for signum in signals:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+        return
+
+
+async def _start_unless_stopped(nursery: trio.Nursery, config: Config, stop: trio.Event) -> Supervisor | None:
+    """`serve` started in `nursery`; None when `stop` came first (its start is then
+    cancelled: every step of it is cancel-safe, and nothing is lost that a crash keeps)."""
+    started: list[Supervisor] = []
+    async with trio.open_nursery() as race:
+
+        async def start() -> None:
+            started.append(await nursery.start(serve, config))
+            race.cancel_scope.cancel()
+
+        async def stopped() -> None:
+            await stop.wait()
+            race.cancel_scope.cancel()
+
+        race.start_soon(start)
+        race.start_soon(stopped)
+    return started[0] if started else None

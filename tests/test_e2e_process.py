@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -151,3 +152,48 @@ async def test_sigterm_exits_within_10s_even_with_a_long_grace_and_agents_that_i
         print(f"\nSIGTERM -> exit with 4 deaf agents and a 30 s grace: {took:.2f} s")
         for _pid, pgid in agents:
             assert not _group_alive(pgid), f"agent group {pgid} outlived the supervisor"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+UNREACHABLE = {
+    "mattermost": lambda url: {"mattermost": {"url": url, "token": "t0ken", "allowed_users": ["alice"]}},
+    "telegram": lambda url: {"telegram": {"token": "123:t0ken", "allowed_user_ids": [1], "api_url": url}},
+}
+
+
+@pytest.mark.parametrize(("front", "signum"), [("mattermost", signal.SIGTERM), ("telegram", signal.SIGINT)])
+async def test_a_signal_while_the_chat_server_is_still_unreachable_ends_the_start(
+    tmp_path: Path, front: str, signum: signal.Signals
+) -> None:
+    """At boot the chat server may not answer yet, and the supervisor waits for it; a
+    `systemctl stop` (SIGTERM) or ^C (SIGINT) then must not wait for the server too."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {**UNREACHABLE[front](url), "state": {"dir": str(tmp_path / "state")}})
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "--config", str(config)],
+                                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=stderr)
+    try:
+        with trio.fail_after(30):
+            while "ConnectError" not in log.read_text(errors="replace"):  # it is retrying
+                assert process.poll() is None, log.read_text(errors="replace")
+                await trio.sleep(0.05)
+        started = time.monotonic()
+        process.send_signal(signum)
+        with trio.move_on_after(10):
+            while process.poll() is None:
+                await trio.sleep(0.02)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and took < 10, f"exit {process.returncode} after {took:.1f} s:\n{log.read_text()}"
+    assert "stopping" in log.read_text() and "t0ken" not in log.read_text()

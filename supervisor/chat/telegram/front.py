@@ -135,7 +135,8 @@ class TelegramFrontEnd:
         except BaseException as exc:
             if isinstance(exc, Unauthorized):
                 log.error("Telegram refused the bot token (401 on getMe): %s", TOKEN_FIX)
-            await api.aclose()
+            with trio.CancelScope(shield=True):  # a stop while Telegram does not answer yet
+                await api.aclose()
             raise
         bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
         memory = Memory.open(state_dir)
@@ -339,7 +340,12 @@ async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) 
     assert config.telegram is not None
     front = await TelegramFrontEnd.connect(config.telegram, config.state.dir, events)
     front.personas = frozenset(config.personas)
-    await front.offer_menu()
+    try:
+        await front.offer_menu()
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await front.aclose()
+        raise
     return front
 
 
