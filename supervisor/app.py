@@ -116,9 +116,10 @@ async def _people(fronts: list[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str
 
 
 async def run(config: Config) -> None:
-    """The main job: serve until SIGINT/SIGTERM, then stop cleanly within 10 s. A signal
-    while still starting (a chat server that does not answer yet, at boot) ends the start."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """The main job: serve until SIGINT/SIGTERM (or SIGHUP: its terminal closed), then stop
+    cleanly within 10 s. A signal while still starting (a chat server that does not answer
+    yet, at boot) ends the start."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, stop)

@@ -25,7 +25,12 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-async def test_sigterm_with_three_busy_sessions_exits_0_within_10s_leaving_no_agent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+async def test_sigterm_or_sighup_with_three_busy_sessions_exits_0_within_10s_leaving_no_agent(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGHUP: the terminal a person ran it in was closed (the agents, in sessions of their
+    own, are not told); a stop as graceful as systemd's SIGTERM."""
     async with world(tmp_path) as w:
         process = w.spawn()
         roots = [await w.new_session(f"busy{n}") for n in range(3)]
@@ -37,11 +42,12 @@ async def test_sigterm_with_three_busy_sessions_exits_0_within_10s_leaving_no_ag
         agents = [(s["pid"], s["pgid"]) for s in w.agent_starts()]
         assert all(_group_alive(pgid) for _, pgid in agents)
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         with trio.fail_after(10):
             while process.poll() is None:
                 await trio.sleep(0.02)
         assert process.returncode == 0, w.log_text()
+        assert f"received {signum.name}: stopping" in w.log_text()
         assert time.monotonic() - started < 10
         for pid, pgid in agents:
             assert not _group_alive(pgid), f"agent group {pgid} outlived the supervisor"
