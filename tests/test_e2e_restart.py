@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import trio
@@ -49,9 +48,9 @@ async def test_kill_9_with_five_sessions_and_prompts_posted_while_down(tmp_path:
 
         w.spawn()
         for name, root in roots.items():
-            text = await w.answered(root, f"while down {name} (earlier: ", timeout=30)
-            # the conversation continued: the answer knows the earlier prompt
-            assert re.search(rf"while down {name} \(earlier: 'first {name}'", text), text
+            # The conversation continued: the answer knows the earlier prompt. (Waited for
+            # whole: a needle cut at "(earlier: " can show while the rest still streams.)
+            await w.answered(root, f"while down {name} (earlier: 'first {name}'", timeout=30)
         # The sentinel: a session answers in order, so once a later prompt is answered, a
         # duplicate of the earlier one would already show; #3 says none reached the agent.
         for name, root in roots.items():
@@ -105,5 +104,4 @@ async def test_restart_during_a_running_turn(tmp_path: Path) -> None:
         w.spawn()
         await w.answered(root, "restarted before the answer", timeout=30)
         await w.say("after the restart", root)
-        text = await w.answered(root, "after the restart (earlier: ", timeout=30)
-        assert re.search(r"after the restart \(earlier: 'remember me'", text), text
+        await w.answered(root, "after the restart (earlier: 'remember me'", timeout=30)  # whole
