@@ -41,7 +41,7 @@ from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 from supervisor.runtime.reaper import reap
 from supervisor.runtime.registry import STOP_BUDGET_S, SessionsNursery, open_sessions
-from supervisor.runtime.store import Store
+from supervisor.runtime.store import Store, held
 from supervisor.runtime.supervisor import Supervisor
 
 log = logging.getLogger("supervisor")
@@ -57,7 +57,18 @@ async def serve(
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Connect and serve until cancelled; `started()` hands out the Supervisor. The front
-    ends are the configured ones unless `front_ends` names others (tests do)."""
+    ends are the configured ones unless `front_ends` names others (tests do). Refused
+    (StateDirInUse) while another supervisor runs on the same state directory."""
+    with held(config.state.dir):
+        await _serve(config, base_env, front_ends, task_status)
+
+
+async def _serve(
+    config: Config,
+    base_env: Mapping[str, str] | None,
+    front_ends: Sequence[Opener] | None,
+    task_status: trio.TaskStatus[Supervisor],
+) -> None:
     store = Store.open(config.state.dir)
     recorded = {r.pgid for r in store.state.sessions.values() if r.pgid}
     reaped = await trio.to_thread.run_sync(reap, config.state.dir, recorded)

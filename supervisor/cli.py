@@ -131,11 +131,13 @@ def _run(config: Config) -> int:
 
 
 def _said_plainly(exc: BaseException) -> BaseException | None:
-    """A failure that is one sentence for the person (the web chat's port is taken), found
-    in the exception groups the nurseries wrap it in; None for anything else."""
+    """A failure that is one sentence for the person (the web chat's port is taken, the
+    state directory is another supervisor's), found in the exception groups the nurseries
+    wrap it in; None for anything else."""
     from supervisor.chat.web.server import CannotListen
+    from supervisor.runtime.store import StateDirInUse
 
-    if isinstance(exc, CannotListen):
+    if isinstance(exc, (CannotListen, StateDirInUse)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

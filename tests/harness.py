@@ -68,6 +68,7 @@ class World:
     alice: Any = attrs.field(init=False)
     supervisor: Supervisor | None = None
     _scope: trio.CancelScope | None = None
+    _stopped: trio.Event = attrs.field(factory=trio.Event)  # the in-process serve has returned
     process: subprocess.Popen[bytes] | None = None
     home: Path = attrs.field(init=False)
     agent_log: Path = attrs.field(init=False)
@@ -111,13 +112,16 @@ class World:
     # --- the supervisor, in this process -------------------------------------------
 
     async def start(self) -> Supervisor:
-        scope = trio.CancelScope()
+        scope, stopped = trio.CancelScope(), trio.Event()
 
         async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
-            with scope:
-                await serve(self.config, task_status=task_status)
+            try:
+                with scope:
+                    await serve(self.config, task_status=task_status)
+            finally:
+                stopped.set()
 
-        self._scope = scope
+        self._scope, self._stopped = scope, stopped
         self.supervisor = await self.nursery.start(run)
         return self.supervisor
 
@@ -128,6 +132,8 @@ class World:
             await self.supervisor.shutdown()
         self._scope.cancel()
         self.supervisor = None
+        with trio.fail_after(5):
+            await self._stopped.wait()  # gone, and its hold on the state directory with it
 
     # --- the supervisor, as a child process ----------------------------------------
 

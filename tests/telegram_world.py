@@ -43,6 +43,7 @@ class TgWorld:
     config_path: Path = attrs.field(init=False)
     supervisor: Supervisor | None = None
     _scope: trio.CancelScope | None = None
+    _stopped: trio.Event = attrs.field(factory=trio.Event)  # the in-process serve has returned
     process: subprocess.Popen[bytes] | None = None
     work: Path = attrs.field(init=False)
     agent_log: Path = attrs.field(init=False)
@@ -86,13 +87,16 @@ class TgWorld:
     # --- the supervisor -------------------------------------------------------------
 
     async def start(self) -> Supervisor:
-        scope = trio.CancelScope()
+        scope, stopped = trio.CancelScope(), trio.Event()
 
         async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
-            with scope:
-                await serve(self.config, task_status=task_status)
+            try:
+                with scope:
+                    await serve(self.config, task_status=task_status)
+            finally:
+                stopped.set()
 
-        self._scope = scope
+        self._scope, self._stopped = scope, stopped
         self.supervisor = await self.nursery.start(run)
         return self.supervisor
 
@@ -102,6 +106,8 @@ class TgWorld:
             await self.supervisor.shutdown()
         self._scope.cancel()
         self.supervisor = None
+        with trio.fail_after(5):
+            await self._stopped.wait()  # gone, and its hold on the state directory with it
 
     def spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONPATH": str(REPO)}

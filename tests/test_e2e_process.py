@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -203,3 +204,31 @@ async def test_a_signal_while_the_chat_server_is_still_unreachable_ends_the_star
             process.wait()
     assert process.returncode == 0 and took < 10, f"exit {process.returncode} after {took:.1f} s:\n{log.read_text()}"
     assert "stopping" in log.read_text() and "t0ken" not in log.read_text()
+
+
+async def test_a_second_supervisor_on_the_same_state_is_refused_and_the_first_serves_on(tmp_path: Path) -> None:
+    """Run by hand beside the systemd service, say: two on one state would answer every
+    post twice and overwrite each other's files. The hold dies with its holder, even by
+    SIGKILL, so the next start is never refused by a stale one."""
+    async with world(tmp_path) as w:
+        first = w.spawn()
+        root = await w.new_session("one")
+        await w.say("hello", root)
+        await w.answered(root, "echo #1: hello")
+        groups = [s["pgid"] for s in w.agent_starts()]
+        run = [sys.executable, "-m", "supervisor", "run", "--config", str(w.config_path)]
+        second = await trio.to_thread.run_sync(functools.partial(
+            subprocess.run, run, capture_output=True, text=True, timeout=30, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)}))
+        assert second.returncode == 1, second.stderr
+        (said,) = second.stderr.strip().splitlines()  # one sentence, no traceback
+        assert f"{w.tmp / 'state'} is in use by another running supervisor (pid {first.pid})" in said
+        assert groups and all(_group_alive(g) for g in groups)  # its start-up reaper ran not
+        await w.say("still one of us?", root)
+        await w.answered(root, "echo #2: still one of us?")  # the same agent, once
+        assert first.poll() is None and len(w.agent_starts()) == 1
+        w.kill()  # SIGKILL: no goodbye, and no stale hold either
+        w.spawn()
+        await w.say("and now?", root)
+        await w.answered(root, "echo #3: and now?")
+        assert len([p for p in w.bot_posts(root) if "echo #2: still one of us?" in p["message"]]) == 1

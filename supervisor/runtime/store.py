@@ -27,6 +27,10 @@ trouble, a hand edit) falls back to it, loudly.
 Never decides what a session is or does; it only records. Changes reach it through a
 `Mailbox`: handing one over never blocks and never fails, however many are waiting.
 
+One supervisor per state directory: `run` holds `supervisor.lock` in it (`held`) for as
+long as it serves, since a second one on the same state would answer every post again and
+overwrite the first one's files.
+
 `read_state` is for the read-only commands (`sessions`, `check`): it changes nothing on
 disk, not even a damaged file, which only `run` (through `load_state`) sets aside.
 """
@@ -34,10 +38,11 @@ disk, not even a damaged file, which only `run` (through `load_state`) sets asid
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -58,6 +63,7 @@ log = logging.getLogger("supervisor.store")
 
 FILE_NAME = "sessions.json"
 JOURNAL_NAME = "sessions.journal"
+LOCK_NAME = "supervisor.lock"  # held by the running supervisor; it holds its pid
 # The journal's size that makes the next batch end with a snapshot. A snapshot costs some
 # 10 ms with 200 sessions (encode + atomic write of 176 KB), a line ~0.8 KiB per record in
 # its batch and ~0.15 KiB for a handled mark alone; a start replays the whole journal. At
@@ -224,6 +230,33 @@ class Store:
         self.close()
         self._journal = reset_journal(self.directory)
         self.generation = generation
+
+
+class StateDirInUse(Exception):
+    """Another supervisor is running on this state directory: one sentence for the person."""
+
+
+@contextlib.contextmanager
+def held(directory: Path) -> Iterator[None]:
+    """This process's hold on `directory` while it serves; StateDirInUse if another has it.
+    An flock: the kernel lets go when the holder ends, even by SIGKILL, so it never goes
+    stale."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise StateDirInUse(
+                f"{directory} is in use by another running supervisor (pid {holder}): stop it "
+                "first, or give this one a state.dir of its own"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # and with it the hold
 
 
 @attrs.define
