@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from supervisor.app import serve
+from supervisor.chat.registry import Opener
 from supervisor.config import Config, load_config
 from supervisor.runtime.supervisor import Supervisor
 from tests.fakes.mattermost import FakeMattermost
@@ -58,6 +59,39 @@ def write_toml(path: Path, tables: dict[str, dict[str, object]], sessions: Seque
 
 
 @attrs.define
+class InProcess:
+    """`serve` running in this process, as most tests start it. `stop` is a graceful stop,
+    as on SIGTERM, and returns once `serve` has (its hold on the state directory with it,
+    so that the next start in this process finds it free)."""
+
+    supervisor: Supervisor
+    _scope: trio.CancelScope
+    _stopped: trio.Event
+
+    @classmethod
+    async def start(
+        cls, nursery: trio.Nursery, config: Config, front_ends: Sequence[Opener] | None = None
+    ) -> InProcess:
+        scope, stopped = trio.CancelScope(), trio.Event()
+
+        async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
+            try:
+                with scope:
+                    await serve(config, front_ends=front_ends, task_status=task_status)
+            finally:
+                stopped.set()
+
+        return cls(await nursery.start(run), scope, stopped)
+
+    async def stop(self) -> None:
+        with trio.fail_after(15):
+            await self.supervisor.shutdown()
+        self._scope.cancel()
+        with trio.fail_after(5):
+            await self._stopped.wait()
+
+
+@attrs.define
 class World:
     """One fake server, one person (alice), a config file, and a supervisor to run."""
 
@@ -67,8 +101,7 @@ class World:
     config_path: Path = attrs.field(init=False)
     alice: Any = attrs.field(init=False)
     supervisor: Supervisor | None = None
-    _scope: trio.CancelScope | None = None
-    _stopped: trio.Event = attrs.field(factory=trio.Event)  # the in-process serve has returned
+    _running: InProcess | None = None
     process: subprocess.Popen[bytes] | None = None
     home: Path = attrs.field(init=False)
     agent_log: Path = attrs.field(init=False)
@@ -112,28 +145,15 @@ class World:
     # --- the supervisor, in this process -------------------------------------------
 
     async def start(self) -> Supervisor:
-        scope, stopped = trio.CancelScope(), trio.Event()
-
-        async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
-            try:
-                with scope:
-                    await serve(self.config, task_status=task_status)
-            finally:
-                stopped.set()
-
-        self._scope, self._stopped = scope, stopped
-        self.supervisor = await self.nursery.start(run)
+        self._running = await InProcess.start(self.nursery, self.config)
+        self.supervisor = self._running.supervisor
         return self.supervisor
 
     async def stop(self) -> None:
         """A graceful stop, as on SIGTERM."""
-        assert self.supervisor is not None and self._scope is not None
-        with trio.fail_after(15):
-            await self.supervisor.shutdown()
-        self._scope.cancel()
-        self.supervisor = None
-        with trio.fail_after(5):
-            await self._stopped.wait()  # gone, and its hold on the state directory with it
+        assert self._running is not None
+        await self._running.stop()
+        self._running = self.supervisor = None
 
     # --- the supervisor, as a child process ----------------------------------------
 

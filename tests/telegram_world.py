@@ -18,12 +18,11 @@ from typing import Any
 import attrs
 import trio
 
-from supervisor.app import serve
 from supervisor.config import Config, load_config
 from supervisor.runtime.supervisor import Supervisor
 from tests.fakes.mattermost import FakeMattermost
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, Sent
-from tests.harness import FAKE_AGENT, REPO, write_toml
+from tests.harness import FAKE_AGENT, REPO, InProcess, write_toml
 
 # Per-chat pacing for tests: Telegram's ~1 message/s would make them slow.
 FAST = {"per_chat_rate": 50.0, "per_chat_burst": 50.0}
@@ -42,8 +41,7 @@ class TgWorld:
     mattermost: FakeMattermost | None = None
     config_path: Path = attrs.field(init=False)
     supervisor: Supervisor | None = None
-    _scope: trio.CancelScope | None = None
-    _stopped: trio.Event = attrs.field(factory=trio.Event)  # the in-process serve has returned
+    _running: InProcess | None = None
     process: subprocess.Popen[bytes] | None = None
     work: Path = attrs.field(init=False)
     agent_log: Path = attrs.field(init=False)
@@ -87,27 +85,14 @@ class TgWorld:
     # --- the supervisor -------------------------------------------------------------
 
     async def start(self) -> Supervisor:
-        scope, stopped = trio.CancelScope(), trio.Event()
-
-        async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
-            try:
-                with scope:
-                    await serve(self.config, task_status=task_status)
-            finally:
-                stopped.set()
-
-        self._scope, self._stopped = scope, stopped
-        self.supervisor = await self.nursery.start(run)
+        self._running = await InProcess.start(self.nursery, self.config)
+        self.supervisor = self._running.supervisor
         return self.supervisor
 
     async def stop(self) -> None:
-        assert self.supervisor is not None and self._scope is not None
-        with trio.fail_after(15):
-            await self.supervisor.shutdown()
-        self._scope.cancel()
-        self.supervisor = None
-        with trio.fail_after(5):
-            await self._stopped.wait()  # gone, and its hold on the state directory with it
+        assert self._running is not None
+        await self._running.stop()
+        self._running = self.supervisor = None
 
     def spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONPATH": str(REPO)}

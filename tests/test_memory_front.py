@@ -13,11 +13,10 @@ import attrs
 import pytest
 import trio
 
-from supervisor.app import serve
 from supervisor.config import load_config
 from supervisor.runtime import router as router_module
 from supervisor.runtime.supervisor import Supervisor
-from tests.harness import FAKE_AGENT, write_toml
+from tests.harness import FAKE_AGENT, InProcess, write_toml
 from tests.memory_front import BOT, MemoryChat, Message, memory_opener
 
 
@@ -27,8 +26,7 @@ class Run:
     tmp: Path
     nursery: trio.Nursery
     supervisor: Supervisor | None = None
-    scope: trio.CancelScope | None = None
-    stopped: trio.Event = attrs.Factory(trio.Event)
+    running: InProcess | None = None
 
     @property
     def work(self) -> Path:
@@ -52,26 +50,13 @@ class Run:
             },
         )
         config = load_config(config_path, {})
-        scope, stopped = trio.CancelScope(), trio.Event()
-
-        async def run(task_status: trio.TaskStatus[Supervisor]) -> None:
-            try:
-                with scope:
-                    await serve(config, front_ends=[memory_opener(self.chat)], task_status=task_status)
-            finally:
-                stopped.set()
-
-        self.scope, self.stopped = scope, stopped
-        self.supervisor = await self.nursery.start(run)
+        self.running = await InProcess.start(self.nursery, config, [memory_opener(self.chat)])
+        self.supervisor = self.running.supervisor
 
     async def stop(self) -> None:
-        assert self.supervisor is not None and self.scope is not None
-        with trio.fail_after(15):
-            await self.supervisor.shutdown()
-        self.scope.cancel()
-        self.supervisor = None
-        with trio.fail_after(5):
-            await self.stopped.wait()  # its front end has disconnected
+        assert self.running is not None
+        await self.running.stop()  # its front end has disconnected
+        self.running = self.supervisor = None
 
     async def wait_for(self, check: Callable[[], object], timeout: float = 20) -> None:
         """Until `check()` holds, looked at on every change in the chat (and every 50 ms,
