@@ -1,7 +1,8 @@
 """The nursery tree: the whole architecture, top-down, in one place.
 
-    run(config)                       signals -> graceful shutdown (all within 10 s)
-    └── serve(config)                 the app nursery
+    run(config)                       SIGINT/SIGTERM/SIGHUP -> graceful shutdown (all within
+    │                                 10 s); one that comes while starting ends the start
+    └── serve(config)                 holds state.dir (one supervisor per state); the app nursery
         ├── store.run                 persistence actor: the only writer of sessions.json and its journal
         ├── open_sessions             the sessions nursery (the registry needs it to exist)
         │   └── SessionTask.run       one per thread, its own cancel scope (runtime/registry.py

@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in (
-        ("run", "connect and serve until SIGINT/SIGTERM (the main job); with no config file at all, serve the local web chat on 127.0.0.1:8765 and print its address"),
+        ("run", "connect and serve until SIGINT, SIGTERM or SIGHUP (the main job); with no config file at all, serve the local web chat on 127.0.0.1:8765 and print its address"),
         ("check", "check the configuration, the server, the token, the users and the agent"),
         ("sessions", "print the persisted thread <-> session table"),
     ):
