@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 from supervisor.core import commands, texts, thread_texts
 from supervisor.core.lifecycle import IllegalTransition, SessionState, transition
 from supervisor.core.restart import GiveUp, Restart, RestartPolicy, RestartTracker
-from supervisor.core.state import SLACK_MS, Ledger, State, StateFileError, decode, encode
+from supervisor.core.state import (
+    SLACK_MS,
+    HandledIds,
+    Ledger,
+    State,
+    StateFileError,
+    decode,
+    encode,
+)
 from supervisor.core.words import Words
 
 
@@ -109,6 +117,23 @@ def test_ledger_admits_each_post_once_and_never_skips_an_unhandled_one(ops: list
     since = ledger.catch_up_since("c")
     assert all(created >= since for created in open_posts.values())
     assert since >= 1, "since=0 would mean 'no since' to the server"
+
+
+@given(st.lists(st.one_of(st.tuples(st.just("add"), st.integers(0, 4 * SLACK_MS)),
+                         st.tuples(st.just("keep"), st.integers(0, 5 * SLACK_MS))), max_size=80))
+def test_handled_ids_keep_exactly_the_slack_window_behind_the_cursor(ops: list[tuple[str, int]]) -> None:
+    """The oldest id is tracked, not searched for on each commit: what is kept is still
+    exactly every id created inside the window, whatever the order of adds and cursors."""
+    ids = HandledIds()
+    model: dict[str, int] = {}
+    for n, (op, t) in enumerate(ops):
+        if op == "add":
+            ids.add(f"p{n}", t)
+            model[f"p{n}"] = t
+        else:
+            model = {p: c for p, c in model.items() if c >= t - SLACK_MS}
+            assert ids.within_slack(t) == model
+        assert ids.oldest == min(ids.ids.values(), default=None)
 
 
 def test_ledger_survives_encoding() -> None:

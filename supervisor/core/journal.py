@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from supervisor.core.state import ChannelLedger, SessionRecord, State, converter, within_slack
+from supervisor.core.state import ChannelLedger, HandledIds, SessionRecord, State, converter
 
 
 class JournalLineError(Exception):
@@ -79,14 +79,14 @@ class _Replaying:
 
     sessions: dict[str, SessionRecord]
     places: dict[str, tuple[int, str]]  # place -> (cursor, front)
-    handled: dict[str, dict[str, int]]  # place -> post id -> create_at
+    handled: dict[str, HandledIds]
 
     @classmethod
     def of(cls, state: State) -> _Replaying:
         return cls(
             sessions=dict(state.sessions),
             places={p: (ledger.cursor, ledger.front) for p, ledger in state.channels.items()},
-            handled={p: dict(ledger.handled) for p, ledger in state.channels.items()},
+            handled={p: HandledIds.of(ledger.handled) for p, ledger in state.channels.items()},
         )
 
     def apply(self, entry: Entry) -> None:
@@ -95,13 +95,14 @@ class _Replaying:
         self.sessions.update(entry.sessions)
         for place, (cursor, front) in entry.places.items():
             self.places[place] = (cursor, front)
-            kept = self.handled.setdefault(place, {})
-            kept.update(entry.handled.get(place, {}))
-            self.handled[place] = within_slack(kept, cursor)
+            kept = self.handled.setdefault(place, HandledIds())
+            for post_id, created in entry.handled.get(place, {}).items():
+                kept.add(post_id, created)
+            kept.within_slack(cursor)
 
     def state(self) -> State:
         channels = {
-            place: ChannelLedger(cursor=cursor, handled=self.handled.get(place, {}), front=front)
+            place: ChannelLedger(cursor=cursor, handled=self.handled[place].ids, front=front)
             for place, (cursor, front) in self.places.items()
         }
         return State(sessions=self.sessions, channels=channels)

@@ -68,7 +68,7 @@ LOCK_NAME = "supervisor.lock"  # held by the running supervisor; it holds its pi
 # 10 ms with 200 sessions (encode + atomic write of 176 KB), a line ~0.8 KiB per record in
 # its batch and ~0.15 KiB for a handled mark alone; a start replays the whole journal. At
 # 512 KiB (3x that snapshot) a snapshot comes every 650 to 3,500 commits, so its cost is
-# spread thin, and a replay takes ~40 ms (650 records) to ~0.6 s (3,500 marks all inside
+# spread thin, and a replay takes ~40 ms (650 records) or ~30 ms (3,500 marks all inside
 # the slack window: 60 posts a second for a minute, far beyond a chat's pace).
 JOURNAL_BOUND = 512 * 1024
 # How long changes nobody waits for (`save_soon`, `handled`) may wait for company. A turn's
