@@ -271,4 +271,8 @@ class SessionRegistry:
         for record in self.store.state.sessions.values():
             if record.pgid:
                 self.store.save_soon(attrs.evolve(record, pgid=0))
+        if self.store.refusing:  # a full disk: nothing waits for this flush, so no waiting
+            log.warning("stopping without writing the state: the disk refuses it (nothing that "
+                        "was acknowledged is lost)")
+            return
         await self.store.flush()

@@ -38,6 +38,7 @@ disk, not even a damaged file, which only `run` (through `load_state`) sets asid
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -48,6 +49,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from supervisor import durable
 from supervisor.core import journal
 from supervisor.core.state import (
     Encoder,
@@ -57,6 +59,7 @@ from supervisor.core.state import (
     StateFileError,
     decode_snapshot,
 )
+from supervisor.durable import reason, until_written
 from supervisor.runtime.mail import Mailbox
 
 log = logging.getLogger("supervisor.store")
@@ -81,6 +84,10 @@ SOON_S = 0.05
 # worker thread, so that the event loop (the chat's connection, every other thread) never
 # waits for that disk again. Once is enough: a disk that was that slow may be so again.
 SLOW_COMMIT_S = 0.05
+# A periodic snapshot the disk refused waits this long before the next try (the journal
+# goes on meanwhile). A commit it refuses is tried again (`durable.until_written`): prompts
+# wait for their handled marks and answers for the saves they carry; nothing is lost.
+SNAPSHOT_RETRY_S = 10.0
 
 
 @attrs.frozen
@@ -105,6 +112,9 @@ class Store:
         self._awaited = trio.Event()  # set when the inbox holds a change someone waits for
         self.writes = 0
         self.commits_in_thread = False  # set for good by the first slow commit
+        self.refusals = 0  # writes the disk refused, over this store's life
+        self.refusing = False  # the disk refused the last try of the write under way
+        self._snapshot_after = 0.0  # trio time: no periodic snapshot before (one failed)
         # Told of each handled mark once it is on disk (a front end may confirm then).
         self.on_durable_handled: Callable[[str, str], None] = lambda _channel_id, _post_id: None
 
@@ -115,7 +125,10 @@ class Store:
         directory.mkdir(parents=True, exist_ok=True)
         on_disk = load_state_on_disk(directory)
         store = cls(directory, on_disk.state, on_disk.generation)
-        store.snapshot()
+        try:
+            store.snapshot()
+        except OSError as exc:
+            raise StateDirUnwritable.because(directory, exc) from exc
         return store
 
     # --- what others call ------------------------------------------------------
@@ -167,24 +180,44 @@ class Store:
                 await self._awaited.wait()
             self._awaited = trio.Event()
             batch = self._inbox.take_all()  # group commit: one write for all waiting
-            # Shielded: a write that started must finish, or the acks would lie.
-            with trio.CancelScope(shield=True):
-                if self._journal is None:
-                    self._apply(batch)
-                    await trio.to_thread.run_sync(self.snapshot)
-                else:
-                    waiters = sum(change.done is not None for change in batch)
-                    await self._commit(self._journal, self._apply(batch), waiters)
+            line = self._apply(batch)
+            await self._until_durable(line, waiters=sum(change.done is not None for change in batch))
             self.writes += 1
             for change in batch:
                 if change.handled is not None:
                     self.on_durable_handled(*change.handled)
                 if change.done is not None:
                     change.done.set()
-            if self._journal is not None and self._journal.size >= self.journal_bound:
+            if (self._journal is not None and self._journal.size >= self.journal_bound
+                    and trio.current_time() >= self._snapshot_after):
                 # After the acks: nobody waits for this write, only the next batch does.
-                with trio.CancelScope(shield=True):
+                try:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(self.snapshot)
+                except OSError as exc:  # the journal goes on; a snapshot is tried again later
+                    self._snapshot_after = trio.current_time() + SNAPSHOT_RETRY_S
+                    log.error("could not write a snapshot of the state to %s (%s): the journal "
+                              "goes on, and a snapshot is tried again later", self.path, reason(exc))
+
+    async def _until_durable(self, line: bytes, *, waiters: int) -> None:
+        """A batch on disk: its line appended to the journal, or (no journal: the store's
+        first write, or a snapshot whose journal could not be started) a whole snapshot.
+        Tried again while the disk refuses it."""
+
+        async def write() -> None:
+            # Shielded: a write that started must finish, or the acks would lie.
+            with trio.CancelScope(shield=True):
+                if self._journal is None:
                     await trio.to_thread.run_sync(self.snapshot)
+                else:
+                    await self._commit(self._journal, line, waiters)
+
+        await until_written(write, self.directory, "prompts", on_refused=self._refused)
+        self.refusing = False
+
+    def _refused(self) -> None:
+        self.refusals += 1
+        self.refusing = True
 
     async def _commit(self, journal_: Journal, line: bytes, waiters: int) -> None:
         # See the module's docstring: one waiter, on the loop; several, in a worker thread.
@@ -236,13 +269,26 @@ class StateDirInUse(Exception):
     """Another supervisor is running on this state directory: one sentence for the person."""
 
 
+class StateDirUnwritable(Exception):
+    """The state directory refuses to be written at start (full, read-only, not ours): one
+    sentence for the person. (Once serving, a refused write is tried again instead.)"""
+
+    @classmethod
+    def because(cls, directory: Path, exc: OSError) -> StateDirUnwritable:
+        return cls(f"cannot write the state to {directory} ({reason(exc)}): make room there, or "
+                   "mend its disk or permissions, and start again")
+
+
 @contextlib.contextmanager
 def held(directory: Path) -> Iterator[None]:
     """This process's hold on `directory` while it serves; StateDirInUse if another has it.
     An flock: the kernel lets go when the holder ends, even by SIGKILL, so it never goes
     stale."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateDirUnwritable.because(directory, exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -252,8 +298,11 @@ def held(directory: Path) -> Iterator[None]:
                 f"{directory} is in use by another running supervisor (pid {holder}): stop it "
                 "first, or give this one a state.dir of its own"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            raise StateDirUnwritable.because(directory, exc) from exc
         yield
     finally:
         os.close(fd)  # and with it the hold
@@ -275,7 +324,7 @@ def reset_journal(directory: Path) -> Journal:
     try:
         os.fsync(fd)
         if created:  # its name is durable too (once: later resets keep the same file)
-            _fsync_directory(directory)
+            durable.fsync_directory(directory)
     except BaseException:
         os.close(fd)
         raise
@@ -287,42 +336,22 @@ def append_line(journal_: Journal, line: bytes) -> None:
     over an earlier line; O_DSYNC: it returns once the line is on disk, as a write and an
     fdatasync would). One system call, not two: one wait for the disk, and (when it runs
     in a worker thread) one wait for the GIL after it, before the mark is acknowledged."""
-    written = os.write(journal_.fd, line)
-    journal_.size += written
-    if written != len(line):  # a full disk: the line is cut, and nothing may follow it
-        raise OSError(f"short write to {JOURNAL_NAME}: {written} of {len(line)} bytes")
-
-
-def _fsync_directory(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        written = os.write(journal_.fd, line)
+        if written != len(line):  # a full disk: the line is cut
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {written} of {len(line)} bytes written")
+    except OSError:
+        # Nothing may follow a cut line (a replay stops at a damaged line before the last):
+        # take back whatever part of it got in, so the journal ends where it did.
+        os.ftruncate(journal_.fd, journal_.size)
+        raise
+    journal_.size += written
 
 
 def write_atomically(directory: Path, raw: bytes) -> None:
     """Replace sessions.json with `raw`, keeping the old copy as .prev; durable on return.
-
-    A crash at any point leaves sessions.json whole (old or new); readers never find it
-    missing (.prev is made a second name of the old file before the new one replaces it).
-    """
-    path = directory / FILE_NAME
-    tmp = directory / f".{FILE_NAME}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if path.exists():
-        prev_tmp = directory / f".{FILE_NAME}.prev.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(prev_tmp)
-        os.link(path, prev_tmp)
-        os.replace(prev_tmp, directory / f"{FILE_NAME}.prev")
-    os.replace(tmp, path)
-    _fsync_directory(directory)
+    A crash at any point leaves sessions.json whole (old or new), never missing."""
+    durable.write_atomically(directory / FILE_NAME, raw, keep_previous=True)
 
 
 @attrs.frozen
@@ -410,3 +439,4 @@ def load_state_on_disk(directory: Path) -> StateOnDisk:
 def load_state(directory: Path) -> State:
     """The last good state, for `run` (see `load_state_on_disk`)."""
     return load_state_on_disk(directory).state
+

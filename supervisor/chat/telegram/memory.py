@@ -35,6 +35,8 @@ import attrs
 import cattrs
 import trio
 
+from supervisor.durable import until_written, write_atomically
+
 log = logging.getLogger("supervisor.telegram")
 
 FILE_NAME: Final = "telegram.json"
@@ -117,13 +119,19 @@ class Memory:
         async with self._lock:
             if self._written >= wanted:
                 return  # a write that began after our change already carried it
-            upto = self._changes
-            raw = self._encode()
-            # Shielded: a write that began must end, or a caller could be told "durable"
-            # about a file that is not there.
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_write_atomically, self.path, raw)
-            self._written = upto
+
+            async def write() -> None:
+                upto = self._changes  # each attempt carries what changed before it
+                raw = self._encode()
+                # Shielded: a write that began must end, or a caller could be told
+                # "durable" about a file that is not there.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(write_atomically, self.path, raw)
+                self._written = upto
+
+            # A full disk: the updates (and answers) that wait for this write wait, and
+            # Telegram keeps every update not confirmed by an offset written here.
+            await until_written(write, self.path.parent, "Telegram updates")
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
@@ -147,19 +155,3 @@ def _load(path: Path) -> Remembered:
         log.error("%s is damaged (%s): kept as %s; starting from the server's backlog",
                   path, type(exc).__name__, aside.name)  # fmt: skip
         return Remembered()
-
-
-def _write_atomically(path: Path, raw: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

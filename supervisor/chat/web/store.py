@@ -5,10 +5,16 @@ turns through a `StrictFIFOLock` (so in the order they were made) and run off th
 loop (`trio.to_thread.run_sync`), so SQLite sees a single writer and the event loop never
 blocks on a disk write. No task of its own: the store is usable as soon as it is open,
 before any nursery exists (the supervisor opens its front ends first, then its tasks).
+
+A call the disk refuses (full, failing: SQLite rolled its transaction back) is made again
+until the disk takes it (`durable.until_written`): what waits for it (a page's post, a
+reply) waits, and nothing is lost or stored twice, since each call is one transaction.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any, TypeVar
 import trio
 
 from supervisor.chat.web.db import WebDb
+from supervisor.durable import until_written
 
 T = TypeVar("T")
 
@@ -26,26 +33,41 @@ DB_FILE = "web.sqlite3"
 class WebStore:
     """Invariant: `_db` is used only while `_turn` is held, and not after `close`."""
 
-    def __init__(self, db: WebDb) -> None:
+    def __init__(self, db: WebDb, directory: Path) -> None:
         self._db = db
+        self._directory = directory
         self._turn = trio.StrictFIFOLock()
         self._closed = False
 
     @classmethod
     async def open(cls, state_dir: Path) -> WebStore:
         """Open (or create) the database."""
-        return cls(await trio.to_thread.run_sync(WebDb, state_dir / DB_FILE))
+        return cls(await trio.to_thread.run_sync(WebDb, state_dir / DB_FILE), state_dir)
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `function(db, *args, **kwargs)` on its turn, return (or raise) its result."""
-        async with self._turn:
-            if self._closed:
-                raise trio.ClosedResourceError("the web chat's store is closed")
+        results: list[T] = []
+
+        def run() -> None:
+            try:
+                results.append(function(self._db, *args, **kwargs))
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
+                if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+                    raise OSError(errno.ENOSPC if code == sqlite3.SQLITE_FULL else errno.EIO, str(exc)) from exc
+                raise
+
+        async def attempt() -> None:
             # Shielded: once a write started in its thread it finishes anyway, and the
             # next call must not start before it has.
             with trio.CancelScope(shield=True):
-                result = await trio.to_thread.run_sync(lambda: function(self._db, *args, **kwargs))
-        return result
+                await trio.to_thread.run_sync(run)
+
+        async with self._turn:
+            if self._closed:
+                raise trio.ClosedResourceError("the web chat's store is closed")
+            await until_written(attempt, self._directory, "web chat messages")
+        return results[0]
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

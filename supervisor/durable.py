@@ -1,0 +1,100 @@
+"""Durable files in `state.dir`: written atomically, and tried again while the disk refuses.
+
+Shared by the two owners of files there that a person's messages wait on: the store
+(`sessions.json` and its journal) and Telegram's memory (`telegram.json`).
+
+- `write_atomically`: temp file, fsync, rename, fsync the directory. A crash at any point
+  leaves the old file or the new one, whole; a failed write takes its temp file back (on
+  a full disk, that space is wanted).
+- `until_written`: a write the disk refuses (full, over quota, failing) is tried again.
+  What it carries is acknowledged only once it is on disk, so meanwhile the work that
+  waits for it waits, and nothing is lost or done twice; a stop still stops (the waits
+  between attempts are where it cancels). The log says so at once, then once a minute,
+  and says when the disk takes the write again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from supervisor.core.backoff import Backoff
+
+log = logging.getLogger("supervisor.store")
+
+WRITE_RETRY = Backoff(base=0.5, cap=10.0, floor=0.25)
+REFUSED_LOG_EVERY_S = 60.0
+
+_rng = random.Random()
+
+
+def reason(exc: OSError) -> str:
+    """An OSError in a few words, e.g. "No space left on device"."""
+    return exc.strerror or str(exc)
+
+
+async def until_written(write: Callable[[], Awaitable[None]], directory: Path, waiting: str,
+                        on_refused: Callable[[], None] = lambda: None) -> None:
+    """Await `write` until it does not raise OSError; `waiting` says in the log what waits
+    for it ("prompts"). `write` is shielded by the caller if it must not be cut."""
+    refused_since = logged = 0.0
+    for attempt in itertools.count():
+        try:
+            await write()
+        except OSError as exc:
+            on_refused()
+            now = trio.current_time()
+            if attempt == 0:
+                refused_since = now
+            if attempt == 0 or now - logged >= REFUSED_LOG_EVERY_S:
+                logged = now
+                log.error("cannot write the state to %s (%s): trying again; %s wait for it, and "
+                          "nothing is lost", directory, reason(exc), waiting)
+            await trio.sleep(WRITE_RETRY.delay(attempt, _rng))
+            continue
+        if attempt:
+            log.warning("the state is written to %s again, after %.0f s and %d refused attempt(s)",
+                        directory, trio.current_time() - refused_since, attempt)
+        return
+
+
+def write_atomically(path: Path, raw: bytes, *, keep_previous: bool = False) -> None:
+    """Replace `path` with `raw`, durable on return. With `keep_previous`, the old copy
+    stays as `<name>.prev`, and readers never find `path` missing (.prev is made a second
+    name of the old file before the new one replaces it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        if os.write(fd, raw) != len(raw):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # on a full disk, the space it took is wanted back
+        raise
+    os.close(fd)
+    if keep_previous and path.exists():
+        prev_tmp = path.with_name(f".{path.name}.prev.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(prev_tmp)
+        os.link(path, prev_tmp)
+        os.replace(prev_tmp, path.with_name(f"{path.name}.prev"))
+    os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
