@@ -98,6 +98,7 @@ async def _serve(
                 agents,
             )
             registry, desk, router = supervisor.registry, supervisor.desk, supervisor.router
+            store.on_refusing = desk.state_refused
             registry.restore_sessions()
             await desk.recover_unannounced()
             app.start_soon(desk.run)

@@ -42,7 +42,7 @@ def reason(exc: OSError) -> str:
 
 
 async def until_written(write: Callable[[], Awaitable[None]], directory: Path, waiting: str,
-                        on_refused: Callable[[], None] = lambda: None) -> None:
+                        on_refused: Callable[[OSError], None] = lambda _exc: None) -> None:
     """Await `write` until it does not raise OSError; `waiting` says in the log what waits
     for it ("prompts"). `write` is shielded by the caller if it must not be cut."""
     refused_since = logged = 0.0
@@ -50,7 +50,7 @@ async def until_written(write: Callable[[], Awaitable[None]], directory: Path, w
         try:
             await write()
         except OSError as exc:
-            on_refused()
+            on_refused(exc)
             now = trio.current_time()
             if attempt == 0:
                 refused_since = now

@@ -137,11 +137,21 @@ async def test_while_the_disk_refuses_the_state_a_prompt_waits_then_is_answered_
         await w.say("while the disk is full", root)
         await w.wait_for(lambda: supervisor.store.refusals >= 2)
         assert "echo #2" not in w.thread_text(root)  # not before its mark is on disk
+        # ... and the person is told why, in the main DM, once.
+        told = await w.wait_for(lambda: _main_posts(w, "cannot write its state"))
+        assert told == [f"⚠️ The supervisor cannot write its state to `{tmp_path / 'state'}` (No space left on "
+                        "device). Prompts wait until it can, and none is lost: make room there and they go on."]
         disk.on = False
         await w.answered(root, "echo #2: while the disk is full")
+        await w.wait_for(lambda: _main_posts(w, "writes its state again"))
+        assert len(_main_posts(w, "cannot write its state")) == 1
         await w.say("and after", root)
         await w.answered(root, "echo #3: and after")
         assert w.thread_text(root).count("echo #2: while the disk is full") == 1
+
+
+def _main_posts(w: World, needle: str) -> list[str]:
+    return [p["message"] for p in w.bot_posts() if not p["root_id"] and needle in p["message"]]
 
 
 @contextlib.contextmanager
@@ -201,6 +211,8 @@ async def test_a_really_full_disk_delays_prompts_loses_none_and_a_start_on_it_sa
             await w.answered(root, f"echo #{n}: while the disk is full {n}", timeout=30)
             assert w.thread_text(root).count(f"echo #{n}: while the disk is full {n}") == 1
             assert f"the state is written to {state} again" in w.log_text()
+            assert len(_main_posts(w, "cannot write its state")) == 1  # the person was told
+            await w.wait_for(lambda: _main_posts(w, "writes its state again"))
             # Full again, and a stop meanwhile: it does not wait for the disk.
             filler = _fill(state)
             m = await _prompt_until_one_waits(w, root, n + 1, "full again")

@@ -47,6 +47,18 @@ def ended(words: Words) -> str:
     )
 
 
+def state_refused(directory: str, why: str) -> str:
+    """To every main place when the disk refuses the state (full, failing)."""
+    return (
+        f"⚠️ The supervisor cannot write its state to `{directory}` ({why}). Prompts wait "
+        "until it can, and none is lost: make room there and they go on."
+    )
+
+
+def state_written_again() -> str:
+    return "✅ The supervisor writes its state again: the prompts that waited go on."
+
+
 def utc_iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 

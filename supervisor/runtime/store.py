@@ -114,6 +114,9 @@ class Store:
         self.commits_in_thread = False  # set for good by the first slow commit
         self.refusals = 0  # writes the disk refused, over this store's life
         self.refusing = False  # the disk refused the last try of the write under way
+        # Told when the disk starts refusing the state (why, in a few words), and when it
+        # takes it again (None): the desk tells the people, whose prompts wait meanwhile.
+        self.on_refusing: Callable[[str | None], None] = lambda _why: None
         self._snapshot_after = 0.0  # trio time: no periodic snapshot before (one failed)
         # Told of each handled mark once it is on disk (a front end may confirm then).
         self.on_durable_handled: Callable[[str, str], None] = lambda _channel_id, _post_id: None
@@ -213,11 +216,15 @@ class Store:
                     await self._commit(self._journal, line, waiters)
 
         await until_written(write, self.directory, "prompts", on_refused=self._refused)
-        self.refusing = False
+        if self.refusing:
+            self.refusing = False
+            self.on_refusing(None)
 
-    def _refused(self) -> None:
+    def _refused(self, exc: OSError) -> None:
         self.refusals += 1
-        self.refusing = True
+        if not self.refusing:
+            self.refusing = True
+            self.on_refusing(reason(exc))
 
     async def _commit(self, journal_: Journal, line: bytes, waiters: int) -> None:
         # See the module's docstring: one waiter, on the loop; several, in a worker thread.
