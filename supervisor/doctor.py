@@ -2,7 +2,8 @@
 
 Checks, in this order: the configuration (already loaded by the CLI), each configured
 front end's own lines (in the order of `chat.registry.FRONT_ENDS`), each agent's own
-lines (`agent.doctor`), the state directory is writable (or can be created).
+lines (`agent.doctor`), the state directory is writable (or can be created), has room,
+and whether a running supervisor holds it (with its pid).
 
 This module only orchestrates: each part owns its checks and their texts (the shared
 vocabulary, `CheckResult` and the report, is `supervisor.checks`; each front end is
@@ -12,7 +13,9 @@ run side by side, each bounded by `Limits`; none raises for a failed check.
 
 It must never:
 - change anything on disk: a daemon may be running on the same state directory, so the
-  state check asks the file system (`os.access`) instead of creating or writing anything;
+  state check asks the file system (`os.access`, `statvfs`) instead of creating or
+  writing anything, and reads the running one's hold from /proc/locks instead of trying
+  it (a start at that moment would be refused);
 - print a token, or any URL credentials (the report is meant to be pasted into a ticket);
 - wait without bound, or leave a child process behind (each part's checks promise both).
 """
@@ -37,8 +40,14 @@ from supervisor.checks import (
     within,
 )
 from supervisor.config import Config
+from supervisor.runtime.store import LOCK_NAME
 
 __all__ = ["check", "configuration_result", "run_checks", "state_dir_check"]
+
+# Less room than this on the state's file system fails the check: a snapshot at 200
+# sessions is ~0.2 MB, its journal up to 0.5 MB, the web chat keeps history and files.
+# Without room, prompts wait (see README, "Restarts, crashes and outages").
+MIN_FREE_BYTES = 16 * 1024 * 1024
 
 def configuration_result(config_path: Path | None) -> CheckResult:
     where = str(config_path) if config_path is not None else "the configuration"
@@ -56,7 +65,15 @@ def state_dir_check(directory: Path) -> CheckResult:
             return CheckResult("state directory", False, f"{directory} is not a directory", fix)
         if not os.access(directory, os.W_OK | os.X_OK):
             return CheckResult("state directory", False, f"cannot write in {directory}: Permission denied", fix)
-        return CheckResult("state directory", True, f"{directory} is writable")
+        vfs = os.statvfs(directory)
+        free = vfs.f_bavail * vfs.f_frsize
+        if free < MIN_FREE_BYTES:
+            return CheckResult("state directory", False, f"only {free / 2**20:.1f} MiB free where {directory} is "
+                               "(prompts wait while the state cannot be written)",
+                               "make room on that file system, or set state.dir to one with room")
+        holder = _holder(directory)
+        held = f"; in use by a running supervisor (pid {holder})" if holder else ""
+        return CheckResult("state directory", True, f"{directory} is writable, {free / 2**30:.1f} GiB free{held}")
     parent = directory.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -65,6 +82,25 @@ def state_dir_check(directory: Path) -> CheckResult:
     if not os.access(parent, os.W_OK | os.X_OK):
         return CheckResult("state directory", False, f"cannot create {directory}: Permission denied", fix)
     return CheckResult("state directory", True, f"{directory} does not exist yet; `run` will create it")
+
+
+def _holder(directory: Path) -> int | None:
+    """The pid that holds `directory`'s supervisor.lock (a running `run`), from /proc/locks:
+    lines like "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF" (device in hex, inode)."""
+    try:
+        lock = (directory / LOCK_NAME).stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    where = f"{os.major(lock.st_dev):02x}:{os.minor(lock.st_dev):02x}:{lock.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields or "FLOCK" not in fields:  # "->": a waiter, not the holder
+            continue
+        at = fields.index("FLOCK")
+        if len(fields) > at + 4 and fields[at + 4] == where and fields[at + 3].isdigit():
+            return int(fields[at + 3])
+    return None
 
 
 async def state_checks(directory: Path, limits: Limits) -> list[CheckResult]:

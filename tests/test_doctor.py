@@ -16,13 +16,14 @@ from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.mattermost.doctor import account_result, shown_url, unreachable_result
 from supervisor.checks import CheckResult, Limits, exit_status, format_report
 from supervisor.config import Config, StateConfig, load_config
-from supervisor.doctor import run_checks
+from supervisor.doctor import run_checks, state_dir_check
 from tests.fakes.mattermost import FakeMattermost
 from tests.harness import FAKE_AGENT, REPO, world, write_toml
 
@@ -433,3 +434,28 @@ async def test_cli_against_a_closed_port_exits_1_quickly(tmp_path: Path) -> None
     assert f"{server.url} refused the connection" in out
     assert out.count("skipped: the server is not reachable") == 3
     assert elapsed < 20
+
+
+def test_a_state_dir_a_running_supervisor_holds_is_named_with_its_pid_and_stays_held(tmp_path: Path) -> None:
+    """Read from /proc/locks, not tried: a start at that moment must not be refused."""
+    import fcntl
+
+    from supervisor.runtime.store import LOCK_NAME, held
+
+    assert "in use" not in state_dir_check(tmp_path).detail
+    with held(tmp_path):
+        result = state_dir_check(tmp_path)
+        assert result.ok and result.detail.endswith(f"; in use by a running supervisor (pid {os.getpid()})")
+        with open(tmp_path / LOCK_NAME) as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # still ours: check took nothing
+
+
+def test_a_state_dir_with_little_room_fails_the_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    room = os.statvfs(tmp_path)
+    little = os.statvfs_result((room.f_bsize, 4096, room.f_blocks, 100, 100, room.f_files, room.f_ffree,
+                                room.f_favail, room.f_flag, room.f_namemax))
+    monkeypatch.setattr(os, "statvfs", lambda _path: little)
+    result = state_dir_check(tmp_path)
+    assert not result.ok
+    assert result.detail == f"only 0.4 MiB free where {tmp_path} is (prompts wait while the state cannot be written)"
+    assert "make room" in result.fix
