@@ -105,3 +105,22 @@ async def test_restart_during_a_running_turn(tmp_path: Path) -> None:
         await w.answered(root, "restarted before the answer", timeout=30)
         await w.say("after the restart", root)
         await w.answered(root, "after the restart (earlier: 'remember me'", timeout=30)  # whole
+
+
+async def test_a_graceful_stop_just_after_an_answer_leaves_no_needless_notice(tmp_path: Path) -> None:
+    """The answer's last post reached the server, then SIGTERM: the session had not yet
+    heard so from its poster (that news sat in its inbox), and the stop cancelled it, so
+    the prompt stayed unsettled and the next start said the answer "may be incomplete"
+    under a whole answer (seen in about half of such stops). A stop lets it hear first."""
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("one")
+        for n in range(1, 7):
+            await w.say(f"prompt {n}", root)
+            await w.answered(root, f"echo #{n}: prompt {n}")
+            await w.wait_for(lambda done=n: w.thread_text(root).count("✅ Done") == done)
+            await w.stop()
+            (record,) = read_state(tmp_path / "state").state.sessions.values()
+            assert record.unsettled == (), f"stop {n} left {record.unsettled}"
+            await w.start()
+        assert "may be incomplete" not in w.thread_text(root)

@@ -261,18 +261,26 @@ class SessionRegistry:
             async with trio.open_nursery() as nursery:
                 for task in list(self.tasks.values()):
                     nursery.start_soon(task.interrupt_for_shutdown)
-        # Give interrupted turns a moment to end and their last words to reach the server.
+        # Give interrupted turns a moment to end and their last words to reach the server,
+        # and each session the moment to hear so (`settling`): its poster's news waits in
+        # its inbox, and unheard, its prompt stays unsettled, so the next start would say a
+        # whole answer "may be incomplete".
         with trio.move_on_at(min(deadline - 2 * AGENTS_BEFORE_END_S, trio.current_time() + 2)):
             # Polls state the session tasks own; once, at shutdown, bounded by the scope.
-            while any(t.core.turn or not t.outbox.is_settled() for t in self.tasks.values()):  # noqa: ASYNC110
+            while any(t.core.turn or t.core.settling or not t.outbox.is_settled()  # noqa: ASYNC110
+                      for t in self.tasks.values()):
                 await trio.sleep(0.05)
         self.sessions.cancel()
         await self.sessions.done.wait()  # bounded: every agent's teardown ends by the grace's deadline
-        for record in self.store.state.sessions.values():
-            if record.pgid:
-                self.store.save_soon(attrs.evolve(record, pgid=0))
         if self.store.refusing:  # a full disk: nothing waits for this flush, so no waiting
             log.warning("stopping without writing the state: the disk refuses it (nothing that "
                         "was acknowledged is lost)")
             return
+        # What the sessions saved last is applied first: the records below must be those,
+        # or their older copies would overwrite them in the same write (a settled prompt
+        # unsettled again).
+        await self.store.flush()
+        for record in self.store.state.sessions.values():
+            if record.pgid:
+                self.store.save_soon(attrs.evolve(record, pgid=0))
         await self.store.flush()
