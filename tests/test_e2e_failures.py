@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,24 @@ async def test_rest_outage_of_30s_while_answers_stream(tmp_path: Path) -> None:
             answer = [i for i, m in enumerate(posts) if f"outage answer {n}" in m]
             assert len(done) == 1 and answer[0] <= done[0], "complete, in order, no duplicates"
             assert len(posts) == len(set(p["id"] for p in w.bot_posts(root)))
+
+
+async def test_a_session_whose_directory_is_gone_says_so_at_once_instead_of_restarting_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    """The directory was deleted (or moved) while its session slept: its agent cannot start
+    there, and restarting it would fail the same way. Said once, plainly; no restarts."""
+    async with world(tmp_path) as w:
+        await w.start()
+        root = await w.new_session("scratch")
+        await w.say("hello", root)
+        await w.answered(root, "echo #1: hello")
+        await w.stop()
+        shutil.rmtree(w.work / "scratch")
+        await w.start()
+        await w.say("are you there?", root)
+        text = await w.answered(root, "The agent cannot be used", timeout=20)
+        assert f"❌ The agent cannot be used: its directory `{w.work / 'scratch'}` is gone (moved or deleted?)." in text
+        assert "exited unexpectedly" not in text and "keeps exiting" not in text
+        await w.answered(root, "Not run, the session failed")  # the prompt is not silently dropped
+        assert len(w.agent_starts()) == 1  # the first run's; none could start since

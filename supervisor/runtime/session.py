@@ -10,6 +10,7 @@ files (attachments in, `!get` files out) are moved by `runtime.session_files`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import uuid
@@ -61,6 +62,18 @@ from supervisor.runtime.session_inbox import (
 from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor.session")
+
+# Starting an agent that failed with these would fail again: no such command or directory,
+# not executable, not allowed. Others (no memory, too many processes) may pass: restarted.
+_SPAWN_FAILS_FOR_GOOD = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOEXEC})
+
+
+def _spawn_failure(exc: OSError, launch: AgentLaunch) -> str:
+    """Why the agent could not be started, for the thread: a directory deleted or moved
+    since the session began reads differently from a missing command."""
+    if exc.filename is not None and str(exc.filename) == str(launch.cwd):
+        return f"its directory `{launch.cwd}` is gone (moved or deleted?)"
+    return f"it could not be started ({exc.strerror}: `{exc.filename}`)" if exc.filename else f"it could not be started ({exc})"
 
 @attrs.frozen
 class SessionDeps:
@@ -312,9 +325,12 @@ class SessionTask:
                     tail = "\n".join(agent.stderr_tail)
                     if agent.stderr_events:
                         await self.inbox_send.send(FromAgent(generation, agent.stderr_events))
-            except OSError as exc:  # the command is missing or not executable
+            except OSError as exc:  # the command, or the session's directory, is missing or unusable
                 tail = f"could not start the agent: {exc}"
                 log.error("%s: %s", self.name, tail)
+                if exc.errno in _SPAWN_FAILS_FOR_GOOD:  # restarts would fail the same way, in a loop
+                    with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
+                        await self.inbox_send.send(FromAgent(generation, [AgentUnusable(_spawn_failure(exc, launch))]))
         if self._agent is not None and self._agent_scope is scope:
             self._agent = None
         # Reported whether it died or we stopped it: the core knows which it expected.
