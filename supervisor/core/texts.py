@@ -24,7 +24,7 @@ def main_help(words: Words) -> str:
         f"- {cmd('agents')} — list the configured agents\n"
         f"- {cmd('end NAME')} — end a session\n"
         f"- {cmd('help')} — this text\n\n"
-        f"**In a session {w.thread}:** write to talk to the agent. {cmd('stop')} interrupts the turn, "
+        f"**In a session's {w.thread}:** write to talk to the agent. {cmd('stop')} interrupts the turn, "
         f"{cmd('status')} shows the session, {cmd('get PATH')} sends a file from its directory, {cmd('end')} ends it. "
         "Attach files to hand them to the agent." + (f"\n\n{w.help_notes}" if w.help_notes else "")
     )
