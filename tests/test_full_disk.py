@@ -70,6 +70,37 @@ def test_a_journal_line_the_disk_cut_short_is_taken_back(tmp_path: Path, monkeyp
     store.close()
 
 
+async def test_a_cut_line_that_cannot_be_taken_back_is_left_behind_by_a_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk cut a line, then refused to truncate it away (EIO): nothing may be appended
+    after it, so the batch goes into a whole snapshot and a fresh journal instead."""
+    store = Store.open(tmp_path)
+    journal = store._journal
+    assert journal is not None
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        return real_write(fd, data[:5] if fd == journal.fd else data)
+
+    def ftruncate(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "ftruncate", ftruncate)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        with trio.fail_after(15):
+            await store.save(_record("one"))
+        nursery.cancel_scope.cancel()
+    store.close()
+    monkeypatch.undo()
+    assert store.refusals == 1 and journal.torn
+    on_disk = store_module.read_state(tmp_path)
+    assert "id-one" in on_disk.state.sessions and not on_disk.problems
+    assert (tmp_path / JOURNAL_NAME).read_bytes() == b""  # the cut line went with the old journal
+
+
 async def test_a_refused_commit_is_tried_again_and_acknowledged_only_once_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

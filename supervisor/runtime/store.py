@@ -204,13 +204,14 @@ class Store:
 
     async def _until_durable(self, line: bytes, *, waiters: int) -> None:
         """A batch on disk: its line appended to the journal, or (no journal: the store's
-        first write, or a snapshot whose journal could not be started) a whole snapshot.
-        Tried again while the disk refuses it."""
+        first write, or a snapshot whose journal could not be started; or a journal with a
+        cut line it could not take back) a whole snapshot. Tried again while the disk
+        refuses it."""
 
         async def write() -> None:
             # Shielded: a write that started must finish, or the acks would lie.
             with trio.CancelScope(shield=True):
-                if self._journal is None:
+                if self._journal is None or self._journal.torn:
                     await trio.to_thread.run_sync(self.snapshot)
                 else:
                     await self._commit(self._journal, line, waiters)
@@ -321,6 +322,7 @@ class Journal:
 
     fd: int
     size: int = 0  # bytes appended since the reset
+    torn: bool = False  # a cut line could not be taken back: append nothing more to it
 
 
 def reset_journal(directory: Path) -> Journal:
@@ -350,7 +352,10 @@ def append_line(journal_: Journal, line: bytes) -> None:
     except OSError:
         # Nothing may follow a cut line (a replay stops at a damaged line before the last):
         # take back whatever part of it got in, so the journal ends where it did.
-        os.ftruncate(journal_.fd, journal_.size)
+        try:
+            os.ftruncate(journal_.fd, journal_.size)
+        except OSError:
+            journal_.torn = True  # the store writes a snapshot instead, and a new journal
         raise
     journal_.size += written
 
