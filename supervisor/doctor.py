@@ -49,6 +49,7 @@ __all__ = ["check", "configuration_result", "run_checks", "state_dir_check"]
 # Without room, prompts wait (see README, "Restarts, crashes and outages").
 MIN_FREE_BYTES = 16 * 1024 * 1024
 
+
 def configuration_result(config_path: Path | None) -> CheckResult:
     where = str(config_path) if config_path is not None else "the configuration"
     return CheckResult("configuration", True, f"{where} is valid")

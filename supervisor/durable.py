@@ -1,7 +1,8 @@
 """Durable files in `state.dir`: written atomically, and tried again while the disk refuses.
 
-Shared by the two owners of files there that a person's messages wait on: the store
-(`sessions.json` and its journal) and Telegram's memory (`telegram.json`).
+Shared by the owners of the files there that a person's messages wait on: the store
+(`sessions.json` and its journal), Telegram's memory (`telegram.json`) and the web chat's
+database (`web.sqlite3`: SQLite writes it, and only `until_written` is used there).
 
 - `write_atomically`: temp file, fsync, rename, fsync the directory. A crash at any point
   leaves the old file or the new one, whole; a failed write takes its temp file back (on

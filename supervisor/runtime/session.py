@@ -73,7 +73,10 @@ def _spawn_failure(exc: OSError, launch: AgentLaunch) -> str:
     since the session began reads differently from a missing command."""
     if exc.filename is not None and str(exc.filename) == str(launch.cwd):
         return f"its directory `{launch.cwd}` is gone (moved or deleted?)"
-    return f"it could not be started ({exc.strerror}: `{exc.filename}`)" if exc.filename else f"it could not be started ({exc})"
+    if exc.filename is not None:
+        return f"it could not be started ({exc.strerror}: `{exc.filename}`)"
+    return f"it could not be started ({exc})"
+
 
 @attrs.frozen
 class SessionDeps:
