@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from supervisor.core import commands, texts, thread_texts
+from supervisor.core.desk import StateRefusalNotices
 from supervisor.core.lifecycle import IllegalTransition, SessionState, transition
 from supervisor.core.restart import GiveUp, Restart, RestartPolicy, RestartTracker
 from supervisor.core.state import (
@@ -149,3 +150,15 @@ def test_ledger_survives_encoding() -> None:
 def test_damaged_state_is_an_error_not_an_empty_state(raw: bytes) -> None:
     with pytest.raises(StateFileError):
         decode(raw)
+
+
+def test_a_disk_that_refuses_and_takes_writes_by_turns_is_told_at_most_every_ten_minutes() -> None:
+    notices = StateRefusalNotices()
+    assert notices.notice("/s", None, 0.0) is None  # nothing to say "again" about
+    warning = notices.notice("/s", "No space left on device", 0.0)
+    assert warning == texts.state_refused("/s", "No space left on device")
+    assert notices.notice("/s", None, 5.0) == texts.state_written_again()
+    assert notices.notice("/s", None, 6.0) is None  # said once
+    assert notices.notice("/s", "No space left on device", 60.0) is None  # flapping: quiet
+    assert notices.notice("/s", None, 61.0) is None  # no warning given, no "again" either
+    assert notices.notice("/s", "No space left on device", 600.0) == warning

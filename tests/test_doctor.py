@@ -7,6 +7,7 @@ for the exit status and the printed report.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import ssl
@@ -24,6 +25,7 @@ from supervisor.chat.mattermost.doctor import account_result, shown_url, unreach
 from supervisor.checks import CheckResult, Limits, exit_status, format_report
 from supervisor.config import Config, StateConfig, load_config
 from supervisor.doctor import run_checks, state_dir_check
+from supervisor.runtime.store import LOCK_NAME, held
 from tests.fakes.mattermost import FakeMattermost
 from tests.harness import FAKE_AGENT, REPO, world, write_toml
 
@@ -438,10 +440,6 @@ async def test_cli_against_a_closed_port_exits_1_quickly(tmp_path: Path) -> None
 
 def test_a_state_dir_a_running_supervisor_holds_is_named_with_its_pid_and_stays_held(tmp_path: Path) -> None:
     """Read from /proc/locks, not tried: a start at that moment must not be refused."""
-    import fcntl
-
-    from supervisor.runtime.store import LOCK_NAME, held
-
     assert "in use" not in state_dir_check(tmp_path).detail
     with held(tmp_path):
         result = state_dir_check(tmp_path)

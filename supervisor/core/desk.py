@@ -98,3 +98,29 @@ def sessions_text(
         if record.root_id
     ]
     return texts.sessions_table(rows, texts.utc_iso(now_s), words)
+
+
+# A disk on the edge may refuse and take writes by turns: people are told at most this often.
+STATE_REFUSED_NOTICE_EVERY_S = 600.0
+
+
+@attrs.define
+class StateRefusalNotices:
+    """What the main places are told when the store's disk refuses the state, or takes it
+    again: a warning at most every `STATE_REFUSED_NOTICE_EVERY_S`, and "again" only after
+    a warning was given."""
+
+    _told_at: float | None = None  # clock time of the last warning
+    _told: bool = False  # a warning was given and no "again" since
+
+    def notice(self, directory: str, why: str | None, now: float) -> str | None:
+        """The text to post everywhere (`why`: refusing, None: written again), or None."""
+        if why is not None:
+            if self._told_at is not None and now - self._told_at < STATE_REFUSED_NOTICE_EVERY_S:
+                return None
+            self._told_at, self._told = now, True
+            return texts.state_refused(directory, why)
+        if self._told:
+            self._told = False
+            return texts.state_written_again()
+        return None

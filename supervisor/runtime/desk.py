@@ -38,9 +38,6 @@ from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
 
-# A disk on the edge may refuse and take writes by turns: people are told at most this often.
-STATE_REFUSED_NOTICE_EVERY_S = 600.0
-
 
 @attrs.frozen
 class Command:
@@ -72,8 +69,7 @@ class Desk:
         self.registry = registry
         self._inbox: Mailbox[Reply | Command] = Mailbox()
         self.announcing: dict[str, SessionRecord] = {}  # root pending id -> record being announced
-        self._refused_told_at: float | None = None  # monotonic time of the last such notice
-        self._refused_told = False  # ... and no "written again" since
+        self._refusal_notices = desk_rules.StateRefusalNotices()
 
     def command(self, post: Post, command: commands.MainCommand | commands.BadCommand) -> None:
         self._inbox.put(Command(post, command))
@@ -89,16 +85,8 @@ class Desk:
     def state_refused(self, why: str | None) -> None:
         """The store's disk refuses the state (`why`), or takes it again (None): every main
         place is told, since the prompts posted meanwhile wait without a word."""
-        now = time.monotonic()
-        if why is not None:
-            if self._refused_told_at is not None and now - self._refused_told_at < STATE_REFUSED_NOTICE_EVERY_S:
-                return
-            self._refused_told_at, self._refused_told = now, True
-            text = texts.state_refused(str(self.store.directory), why)
-        elif self._refused_told:
-            self._refused_told = False
-            text = texts.state_written_again()
-        else:
+        text = self._refusal_notices.notice(str(self.store.directory), why, time.monotonic())
+        if text is None:
             return
         for channel_id in self.main_channels:
             self._inbox.put(Reply(channel_id, text))
