@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from supervisor.agent import AgentLaunch
+from supervisor.runtime.session import _spawn_failure
 from tests.harness import World, personas_toml, world
 
 
@@ -164,3 +167,13 @@ async def test_a_session_whose_directory_is_gone_says_so_at_once_instead_of_rest
         assert "exited unexpectedly" not in text and "keeps exiting" not in text
         await w.answered(root, "Not run, the session failed")  # the prompt is not silently dropped
         assert len(w.agent_starts()) == 1  # the first run's; none could start since
+
+
+def test_why_an_agent_could_not_start_names_the_directory_only_when_it_is_gone() -> None:
+    launch = AgentLaunch(session_id="s", cwd="/work/one", resume=False)
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", "/work/one")
+    assert _spawn_failure(gone, launch) == "its directory `/work/one` is gone (moved or deleted?)"
+    closed = PermissionError(errno.EACCES, "Permission denied", "/work/one")
+    assert _spawn_failure(closed, launch) == "it could not be started (Permission denied: `/work/one`)"
+    no_command = FileNotFoundError(errno.ENOENT, "No such file or directory", "claude")
+    assert _spawn_failure(no_command, launch) == "it could not be started (No such file or directory: `claude`)"

@@ -71,7 +71,7 @@ _SPAWN_FAILS_FOR_GOOD = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, er
 def _spawn_failure(exc: OSError, launch: AgentLaunch) -> str:
     """Why the agent could not be started, for the thread: a directory deleted or moved
     since the session began reads differently from a missing command."""
-    if exc.filename is not None and str(exc.filename) == str(launch.cwd):
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and str(exc.filename) == str(launch.cwd):
         return f"its directory `{launch.cwd}` is gone (moved or deleted?)"
     if exc.filename is not None:
         return f"it could not be started ({exc.strerror}: `{exc.filename}`)"
