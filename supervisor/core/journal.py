@@ -25,7 +25,14 @@ from typing import Any
 import attrs
 import cattrs
 
-from supervisor.core.state import ChannelLedger, HandledIds, SessionRecord, State, converter
+from supervisor.core.state import (
+    ChannelLedger,
+    Encoder,
+    HandledIds,
+    SessionRecord,
+    State,
+    converter,
+)
 
 
 class JournalLineError(Exception):
@@ -47,14 +54,14 @@ def entry_of(generation: int, records: dict[str, SessionRecord], handled: dict[s
     return Entry(generation, records, handled, places)
 
 
-def encode_entry(entry: Entry) -> bytes:
-    data = {
-        "g": entry.generation,
-        "sessions": {k: converter.unstructure(r) for k, r in entry.sessions.items()},
-        "handled": entry.handled,
-        "places": {k: list(v) for k, v in entry.places.items()},
-    }
-    return (json.dumps(data, separators=(",", ":")) + "\n").encode()
+def encode_entry(entry: Entry, encoder: Encoder | None = None) -> bytes:
+    """`encoder`: the store's, so that the next snapshot reuses the records' text."""
+    record = (encoder or Encoder()).record
+    sessions = ",".join(f"{json.dumps(k)}:{record(k, r)}" for k, r in entry.sessions.items())
+    places = {k: list(v) for k, v in entry.places.items()}
+    rest = json.dumps({"handled": entry.handled, "places": places}, separators=(",", ":"))
+    # The records' text spliced in as it is: one JSON object, as if encoded whole.
+    return f'{{"g":{entry.generation},"sessions":{{{sessions}}},{rest[1:]}\n'.encode()
 
 
 def decode_entry(raw: bytes) -> Entry:

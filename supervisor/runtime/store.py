@@ -254,7 +254,8 @@ class Store:
                 if created is not None:
                     handled.setdefault(channel_id, {})[post_id] = created
         self.state = State(sessions=sessions, channels=self.ledger.snapshot())
-        return journal.encode_entry(journal.entry_of(self.generation, records, handled, self.state.channels))
+        entry = journal.entry_of(self.generation, records, handled, self.state.channels)
+        return journal.encode_entry(entry, self._encoder)
 
     def close(self) -> None:
         """Let go of the journal (the actor is done; a later `open` starts afresh)."""
