@@ -9,7 +9,8 @@ per stage, p50/p90/p99/max in ms:
     ws → to agent       → the session is about to write the prompt to the agent's stdin
     to agent → read     → the fake agent read it (the write, and the agent waking up)
 
-then the sessions.json encodes and generation-2 garbage collections the supervisor did
+then the sessions.json encodes (wall time in a worker thread, and that thread's CPU: the
+part that held the GIL) and generation-2 garbage collections the supervisor did
 (each blocks its event loop), the atomic writes of sessions.json (in a worker thread) and
 the appends to sessions.journal (on the event loop while the disk is quick: the handled
 mark's wait before the prompt goes to its agent), and the slowest samples with any such
@@ -56,16 +57,26 @@ def report(samples: list[Sample], records: list[dict[str, Any]]) -> None:
         if xs:
             print(f"{what:18s} n {len(xs):5d}  p50 {percentile(xs, 50):7.2f}  p99 {percentile(xs, 99):7.2f}  "
                   f"max {max(xs):7.2f}  ms" + ("" if what == "gc" else f"  (up to {max(r['bytes'] for r in these)} bytes)"))
+            if what == "encode":  # in a worker thread: how much of that held the GIL
+                cpu = [r["cpu"] * 1000 for r in these]
+                print(f"{'  its thread CPU':18s} n {len(cpu):5d}  p50 {percentile(cpu, 50):7.2f}  "
+                      f"p99 {percentile(cpu, 99):7.2f}  max {max(cpu):7.2f}  ms")
     writes = sorted(r["t"] for r in records if r["what"] in ("write", "append"))
     between = [sum(1 for t in writes if ws[s.post_id] < t <= to_agent[s.text]) for s in samples]
     counts = {n: between.count(n) for n in sorted(set(between))}
     print("state writes ended between ws and to agent (writes: samples):",
           ", ".join(f"{n}: {c}" for n, c in counts.items()))
-    print("slowest samples (ms per stage) and pauses > 2 ms within 50 ms before them:")
+    print("slowest samples (ms per stage) and pauses > 2 ms within 50 ms before them, then the")
+    print("trio task steps over 0.5 ms that ended from 5 ms before the frame to the agent's read:")
     for sample, row in sorted(zip(samples, rows, strict=True), key=lambda x: -x[1][0])[:8]:
         near = [f"{r['what']} {r['s'] * 1000:.1f} ms at {(r['t'] - sample.frame_sent) * 1000:+.0f}"
                 for r in pauses if -0.05 < r["t"] - sample.frame_sent < 0.01 and r["s"] > 0.002]
+        steps = [f"{'.'.join(r['task'].split('.')[-2:])} {r['s'] * 1000:.1f} ms at {(r['t'] - sample.frame_sent) * 1000:+.1f}"
+                 for r in records if r["what"] == "step"
+                 and -0.005 < r["t"] - sample.frame_sent <= sample.latency + 0.0005]
         print("  " + " / ".join(f"{v * 1000:.2f}" for v in row), "|", "; ".join(near) or "-")
+        for step in steps:
+            print("      long step:", step)
 
 
 async def main(sessions: int, samples: int) -> None:

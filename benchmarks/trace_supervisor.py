@@ -13,9 +13,11 @@ supervisor run --config ...` with, recorded in memory and written to OUT.jsonl a
 - `write`: every atomic write of sessions.json (in the store's worker thread), with its
   duration (the fsyncs);
 - `append`: every commit's line appended to sessions.journal (on the event loop, or in a
-  worker thread once the disk proved slow), with its duration (the synchronous write).
+  worker thread once the disk proved slow), with its duration (the synchronous write);
+- `step`: every step of a trio task that held the event loop over `LONG_STEP_S`, with
+  the task's name (what else ran while a prompt waited).
 
-The supervisor's code is not changed: the stopwatches wrap six functions from outside.
+The supervisor's code is not changed: the stopwatches wrap seven functions from outside.
 Used by `diagnose_routing.py` to split routing latency into its stages.
 """
 
@@ -35,11 +37,29 @@ sys.path.insert(0, str(REPO))
 
 _POST_ID = re.compile(r'\\"id\\":\\"([a-z0-9]{26})\\"')
 records: list[dict[str, Any]] = []
+LONG_STEP_S = 0.0005
+
+
+class LongSteps:
+    """A trio instrument: records the task steps that held the event loop long."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def before_task_step(self, task: Any) -> None:
+        self.started = time.perf_counter()
+
+    def after_task_step(self, task: Any) -> None:
+        took = time.perf_counter() - self.started
+        if took > LONG_STEP_S:
+            records.append({"what": "step", "t": time.time(), "s": took, "task": task.name})
 
 
 def install() -> None:
+    import trio
     import trio_websocket
 
+    from supervisor import app
     from supervisor.core import state
     from supervisor.core.agent_events import SendPrompt
     from supervisor.runtime import agent_process, store
@@ -72,9 +92,10 @@ def install() -> None:
     encode = state.Encoder.encode
 
     def timed_encode(self: Any, value: Any, *more: Any) -> bytes:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         raw: bytes = encode(self, value, *more)
-        records.append({"what": "encode", "t": time.time(), "s": time.perf_counter() - t, "bytes": len(raw)})
+        records.append({"what": "encode", "t": time.time(), "s": time.perf_counter() - t,
+                        "cpu": time.thread_time() - cpu, "bytes": len(raw)})
         return raw
 
     state.Encoder.encode = timed_encode  # type: ignore[method-assign,assignment]
@@ -102,6 +123,14 @@ def install() -> None:
                             "collected": info.get("collected")})
 
     gc.callbacks.append(on_gc)
+
+    run = app.run
+
+    async def instrumented_run(*args: Any, **kwargs: Any) -> Any:
+        trio.lowlevel.add_instrument(LongSteps())
+        return await run(*args, **kwargs)
+
+    app.run = instrumented_run  # type: ignore[assignment]  # the cli imports it when it runs
 
 
 def main() -> int:
