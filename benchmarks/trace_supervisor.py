@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import trio
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -40,7 +42,7 @@ records: list[dict[str, Any]] = []
 LONG_STEP_S = 0.0005
 
 
-class LongSteps:
+class LongSteps(trio.abc.Instrument):
     """A trio instrument: records the task steps that held the event loop long."""
 
     def __init__(self) -> None:
@@ -56,7 +58,6 @@ class LongSteps:
 
 
 def install() -> None:
-    import trio
     import trio_websocket
 
     from supervisor import app
@@ -130,7 +131,7 @@ def install() -> None:
         trio.lowlevel.add_instrument(LongSteps())
         return await run(*args, **kwargs)
 
-    app.run = instrumented_run  # type: ignore[assignment]  # the cli imports it when it runs
+    app.run = instrumented_run  # the cli imports it when it runs
 
 
 def main() -> int:
