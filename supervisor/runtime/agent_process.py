@@ -87,18 +87,46 @@ class AgentProcess:
 
     async def send(self, command: AgentCommand) -> list[AgentEvent]:
         """Send a command; returns the events it causes at once (e.g. withdrawn requests)."""
-        async with self._send_lock:
+        async with self._sending():
             events = self.conversation.send(command)
             await self._write(self.conversation.data_to_send())
         return events
 
+    @asynccontextmanager
+    async def _sending(self) -> AsyncIterator[None]:
+        """The right to write to the agent, taken without a pass of the event loop when
+        nobody holds it (trio's `Lock.acquire` yields first even then)."""
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
+            yield
+        finally:
+            self._send_lock.release()
+
     async def _write(self, data: bytes) -> None:
-        if data:
-            assert self.proc.stdin is not None
-            await self.proc.stdin.send_all(data)
+        """Straight into the pipe while it has room (a prompt nearly always fits), so the
+        prompt reaches its agent before the event loop runs anything else (`send_all`
+        yields first); what does not fit goes through `send_all`. The lock keeps every
+        other writer out meanwhile."""
+        if not data:
+            return
+        stdin = self.proc.stdin
+        assert isinstance(stdin, trio.lowlevel.FdStream)  # a pipe's end, on every POSIX system
+        try:
+            sent = os.write(stdin.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except BrokenPipeError:
+            raise trio.BrokenResourceError("the agent closed its stdin") from None
+        except OSError:  # closed by us (EBADF) or the like: send_all says which
+            sent = 0
+        if sent < len(data):
+            await stdin.send_all(data[sent:])
 
     async def _answer(self, step: Callable[[], list[AgentEvent]]) -> list[AgentEvent]:
-        async with self._send_lock:
+        async with self._sending():
             events = step()
             try:
                 await self._write(self.conversation.data_to_send())

@@ -1,0 +1,79 @@
+"""`AgentProcess` writes a command straight into the agent's stdin while the pipe has room
+(so a prompt reaches its agent before the event loop runs anything else), and hands what
+does not fit to trio's `send_all`. Both paths, against the fake agent (a real process)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import aclosing
+from pathlib import Path
+
+import trio
+
+from supervisor.agent import AgentLaunch
+from supervisor.agent.claude import ClaudeBackend
+from supervisor.core.agent_events import SendPrompt, TurnEnded
+from supervisor.runtime.agent_process import AgentProcess, open_agent
+
+FAKE = Path(__file__).parent / "fakes" / "fake_agent.py"
+
+
+def _backend() -> ClaudeBackend:
+    return ClaudeBackend([sys.executable, "-I", str(FAKE)])
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_AGENT_")}
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return {**env, "HOME": str(tmp_path / "home"), **extra}
+
+
+async def _answer(agent: AgentProcess) -> list[object]:
+    got: list[object] = []
+    async with aclosing(agent.events()) as batches:
+        async for batch in batches:
+            got += batch
+            if any(isinstance(e, TurnEnded) for e in batch):
+                break
+    return got
+
+
+async def test_a_prompt_larger_than_the_pipe_reaches_a_slow_reader_whole(tmp_path: Path) -> None:
+    # 1 MiB: sixteen times a Linux pipe's buffer, to an agent that starts reading late.
+    text = "".join(f"{n:07d} " for n in range(1 << 17))
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-000000000001", cwd=str(tmp_path), resume=False)
+    with trio.fail_after(30):
+        env = _env(tmp_path, FAKE_AGENT_SLOW_START="0.5")
+        answer: list[list[object]] = []
+        async with open_agent(_backend(), launch, env, 1.0) as agent, trio.open_nursery() as nursery:
+
+            async def read() -> None:
+                answer.append(await _answer(agent))
+
+            nursery.start_soon(read)
+            await agent.send(SendPrompt(text))
+    said = "".join(getattr(e, "text", "") for e in answer[0])
+    assert f"echo #1: {text}" in said
+
+
+async def test_a_write_to_an_agent_that_is_gone_says_its_stdin_is_broken(tmp_path: Path) -> None:
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-000000000002", cwd=str(tmp_path), resume=False)
+    with trio.fail_after(30):
+        async with open_agent(_backend(), launch, _env(tmp_path), 1.0) as agent:
+            os.killpg(agent.proc.pid, 9)
+            await agent.proc.wait()
+            for _ in range(2):  # the first may still fit the pipe before the kernel says so
+                try:
+                    await agent.send(SendPrompt("anyone there?"))
+                except trio.BrokenResourceError:
+                    break
+            else:
+                raise AssertionError("a write to a dead agent did not fail")
+            await agent.close_stdin()
+            try:
+                await agent.send(SendPrompt("and now?"))
+            except trio.ClosedResourceError:
+                pass
+            else:
+                raise AssertionError("a write after close_stdin did not fail")
