@@ -209,6 +209,22 @@ async def test_without_topics_the_active_session_takes_plain_text_and_replies_go
             assert "before any session" not in str(w.prompts_by_process())
 
 
+async def test_a_typing_signal_telegram_keeps_failing_never_holds_up_the_answer(tmp_path: Path) -> None:
+    """"typing…" is cosmetic: while Telegram fails every sendChatAction (retried with
+    backoff, ~30 s in all), the answer and the next prompt's answer still show at once."""
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("quick")
+            w.fake.fail("sendChatAction", 502, "Bad Gateway", count=8)
+            started = trio.current_time()
+            w.say("hello", topic)
+            await w.answered(topic, "echo #1: hello", timeout=5)
+            w.say("and again", topic)
+            await w.answered(topic, "echo #2: and again", timeout=5)
+            assert trio.current_time() - started < 5
+            assert any(c.method == "sendChatAction" and c.status == 502 for c in w.fake.calls)
+
+
 async def test_under_telegrams_rate_limit_four_streaming_sessions_finish_complete(tmp_path: Path) -> None:
     """1 message/s per chat with a burst of 3 (Telegram's flood control, as the fake keeps
     it), the supervisor's own pacing as shipped: every answer arrives whole."""

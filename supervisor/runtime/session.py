@@ -113,6 +113,7 @@ class SessionTask:
         self._offers: dict[str, tuple[ChoiceKind, ...]] = {}  # post key -> choices, until it exists
         self._finished = False
         self._nursery: trio.Nursery | None = None
+        self._typing = False  # a "typing…" signal is on its way
 
     @property
     def name(self) -> str:
@@ -200,7 +201,7 @@ class SessionTask:
             # These may wait: what is put so far goes out meanwhile. Not a durable save: it
             # is a few ms, and the end of a turn saves before its final words are put, so
             # waking here would send the text and then the footer as two edits.
-            if isinstance(effect, ToAgent | MarkHandled | Typing) and not unsaved:
+            if isinstance(effect, ToAgent | MarkHandled) and not unsaved:
                 self._poster.wake()
             match effect:
                 case ToAgent(command):
@@ -236,7 +237,7 @@ class SessionTask:
                     if self._agent_scope is not None:
                         self._agent_scope.cancel()
                 case Typing():
-                    await self._typing()
+                    self._signal_typing()
                 case SendFile(path):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._send_file, path)
@@ -260,12 +261,26 @@ class SessionTask:
             with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                 self.inbox_send.send_nowait(FromAgent(self._generation, events))
 
-    async def _typing(self) -> None:
+    def _signal_typing(self) -> None:
+        """"typing…", in the background: it is cosmetic, and a chat may be slow to take it
+        (Telegram's calls are retried for as long as they are let), which must never hold
+        up the agent's events. One at a time; one still not through when the next is due
+        is dropped."""
+        if self._typing:
+            return
+        self._typing = True
+        assert self._nursery is not None
+        self._nursery.start_soon(self._send_typing)
+
+    async def _send_typing(self) -> None:
         record = self.core.record
         try:
-            await self.deps.chat.send_typing(record.channel_id, record.root_id)
-        except Exception as exc:  # typing is cosmetic: never let it hurt a session
+            with trio.move_on_after(self.core.settings.typing_every_s):
+                await self.deps.chat.send_typing(record.channel_id, record.root_id)
+        except Exception as exc:  # cosmetic: never let it hurt a session
             log.debug("typing indicator failed: %s", exc)
+        finally:
+            self._typing = False
 
     def _offer_on(self, key: str, post_id: str) -> list[Effect]:
         kinds = self._offers.pop(key, ())
