@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,26 @@ def test_why_an_agent_could_not_start_names_the_directory_only_when_it_is_gone()
     assert _spawn_failure(closed, launch) == "it could not be started (Permission denied: `/work/one`)"
     no_command = FileNotFoundError(errno.ENOENT, "No such file or directory", "claude")
     assert _spawn_failure(no_command, launch) == "it could not be started (No such file or directory: `claude`)"
+
+
+async def test_a_frozen_agent_that_takes_no_prompt_is_ended_after_the_stall_timeout(tmp_path: Path) -> None:
+    """A prompt bigger than the pipe (an image) to an agent that reads nothing (here
+    SIGSTOPped): the write cannot finish, and the session, waiting on it, could not tick
+    its watchdog nor hear 🛑. After `stall_timeout_s` the agent is ended as a hung one:
+    the turn is said cut, and the next prompt is answered by a fresh agent."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.configure(agent={"stall_timeout_s": 2, "interrupt_grace_s": 1})
+            await w.start()
+            root = await w.new_session("frozen")
+            await w.say("hello", root)
+            await w.answered(root, "echo #1: hello")
+            pgid = int(w.agent_starts()[-1]["pgid"])
+            os.killpg(pgid, signal.SIGSTOP)
+            image = w.server.upload_as("alice", "big.png", os.urandom(300_000))  # ~400 KB as base64
+            await w.server.user_post("alice", "look at this", root_id=root, file_ids=[image])
+            text = await w.answered(root, "was cut. React 🔁 here to run it again.", timeout=20)
+            assert "look at this" not in str(w.prompts_by_process())  # it never got in whole
+            await w.say("awake?", root)
+            await w.answered(root, ": awake?", timeout=20)
+            assert len(w.agent_starts()) == 2 and "failed" not in text

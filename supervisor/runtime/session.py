@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import math
+import signal
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -44,7 +45,7 @@ from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 from supervisor.runtime import session_files
-from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
+from supervisor.runtime.agent_process import AgentGrace, AgentProcess, kill_group, open_agent
 from supervisor.runtime.poster import Poster
 from supervisor.runtime.session_inbox import (
     AgentDown,
@@ -248,14 +249,25 @@ class SessionTask:
                     self._finished = True
 
     async def _send_to_agent(self, command: object) -> None:
-        agent = self._agent
+        agent, sent = self._agent, False
         if agent is None:
             log.info("%s: no agent to send %s to", self.name, type(command).__name__)
             return
+        limit = self.core.settings.stall_timeout_s
         try:
-            events = await agent.send(command)  # type: ignore[arg-type]
+            with trio.move_on_after(limit):
+                events = await agent.send(command)  # type: ignore[arg-type]
+                sent = True
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("%s: the agent's stdin is closed; its exit will be reported", self.name)
+            return
+        if not sent:
+            # Its pipe full and nothing read (a frozen agent): this session could neither
+            # tick its watchdog nor hear 🛑 meanwhile. Part of the command may be in the
+            # pipe, which the agent could not go on from: end it; its exit is reported as
+            # any other, and the turn is said cut.
+            log.warning("%s: the agent took no input for %g s: ending it", self.name, limit)
+            kill_group(agent.pid, signal.SIGKILL)
             return
         if events:  # what the command settled at once (e.g. requests a cancel withdrew)
             with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
