@@ -9,7 +9,8 @@
         │       │                     registers and launches them, and stops them all)
         │       ├── Poster.run        the thread's outbox -> its front end (runtime/poster.py)
         │       └── agent             one agent process (own process group): Claude Code or ACP
-        ├── desk.run                  main-place commands and replies, one at a time
+        ├── desk.run                  main-place commands and replies, in order per place
+        │   └── Desk._serve           one per place: one front end's outage holds up no other
         │                             (runtime/desk.py; its rules are core/desk.py)
         ├── router.run                events of every front end -> pure router -> sessions /
         │                             desk; admits each post once, catches up (runtime/router.py)

@@ -6,6 +6,7 @@ configuration; the page is driven over its WebSocket, as the browser would.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -123,3 +124,44 @@ async def test_help_says_how_to_choose_in_each_front_ends_own_terms(tmp_path: Pa
         assert "**Buttons:**" in buttons and "Allow for this session" in buttons
         assert "React" not in buttons and "👍" not in buttons and "🛑" not in buttons
     assert "(here, in the main DM)" in main_mm[0] and "(here, in the Commands thread)" in main_web
+
+
+async def test_while_mattermost_refuses_every_request_the_web_chat_still_answers(tmp_path: Path) -> None:
+    """One front end's outage is its own: a reply Mattermost keeps refusing (retried until
+    it takes it) must not hold up the web chat's `!new`, nor the other way round."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            supervisor = await _start_beside(w)
+            async with _page(supervisor) as ws:
+                w.server.fail_requests(503, method="POST", path_prefix="/api/v4/posts")
+                await w.say("!sessions")  # its answer waits for Mattermost
+                await trio.sleep(0.5)
+                with trio.fail_after(5):
+                    thread = await _new_thread(ws, "new-on-web-2", w.work / "during-outage")
+                    await send(ws, type="post", id="web-prompt-2", thread=thread["id"], text="still here?")
+                    await _answer_in(ws, thread["id"], "echo #1: still here?")
+                w.server.fail_requests(None)  # and Mattermost's answer, taken at last, shows once
+                await w.wait_for(lambda: [p for p in w.bot_posts("") if "No sessions yet" in p["message"]])
+                await trio.sleep(0.5)
+                assert len([p for p in w.bot_posts("") if "No sessions yet" in p["message"]]) == 1
+
+
+async def test_the_same_new_name_from_two_places_at_once_makes_one_session(tmp_path: Path) -> None:
+    """Each place's commands are answered on their own (`Desk`'s lanes), so a name is
+    checked free and taken in one step (`Desk._naming`): of two `!new twin` at once, one
+    makes the session and the other is refused."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            supervisor = await _start_beside(w)
+            (w.work / "twin").mkdir()
+            async with _page(supervisor) as ws:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(w.say, f"!new twin {w.work / 'twin'}")
+                    nursery.start_soon(functools.partial(send, ws, type="new", id="twin-web", name="twin",
+                                                         cwd=str(w.work / "twin")))
+                await w.wait_for(lambda: [p for p in w.bot_posts("") if "twin" in p["message"]])
+                await trio.sleep(1)
+            twins = [r for r in supervisor.store.state.sessions.values() if r.name == "twin"]
+            assert len(twins) == 1
+            if twins[0].channel_id != w.dm:  # Mattermost's was the one refused: it says so
+                assert [p for p in w.bot_posts("") if "already called `twin`" in p["message"]]

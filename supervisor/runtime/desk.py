@@ -1,7 +1,9 @@
-"""The main-DM desk: commands answered one at a time, replies posted, new sessions made
-and announced once.
+"""The main-DM desk: commands answered in order, replies posted, new sessions made and
+announced once.
 
-Owns: the desk's mailbox (the router hands it commands and replies without waiting), the
+Owns: the desk's mailboxes, one per place (the router hands it commands and replies
+without waiting; each place's are answered in order, and one front end's outage, a reply
+retried until its server takes it, holds up no other place), the
 answers to `!help`, `!sessions`, `!new`, `!end NAME`, and the announcement of every new
 session: its record and its `!new`'s handled mark in one durable write, then its thread
 root, then the answer linking it; and, on the next start, finishing what a crash cut
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+import trio
 
 from supervisor.agent.registry import (
     agents_text,
@@ -67,16 +70,20 @@ class Desk:
         self.chat = chat
         self.store = store
         self.registry = registry
-        self._inbox: Mailbox[Reply | Command] = Mailbox()
+        self._lanes: dict[str, Mailbox[Reply | Command]] = {}  # place -> what it waits for
+        self._new_lanes: Mailbox[str] = Mailbox()  # places whose lane has no worker yet
+        # A session's name is checked free and its record saved as one step: `!new` of the
+        # same name may come from two places at once.
+        self._naming = trio.Lock()
         self.announcing: dict[str, SessionRecord] = {}  # root pending id -> record being announced
         self._refusal_notices = desk_rules.StateRefusalNotices()
 
     def command(self, post: Post, command: commands.MainCommand | commands.BadCommand) -> None:
-        self._inbox.put(Command(post, command))
+        self._put(post.channel_id, Command(post, command))
 
     def reply(self, channel_id: str, post_id: str, message: str, *, root_id: str = "") -> None:
         """Post `message` and then mark the post it answers handled."""
-        self._inbox.put(Reply(channel_id, message, root_id, handled=(channel_id, post_id)))
+        self._put(channel_id, Reply(channel_id, message, root_id, handled=(channel_id, post_id)))
 
     def reply_ended(self, channel_id: str, post_id: str, root_id: str) -> None:
         """Answer a post in the thread of a session that has ended."""
@@ -89,11 +96,25 @@ class Desk:
         if text is None:
             return
         for channel_id in self.main_channels:
-            self._inbox.put(Reply(channel_id, text))
+            self._put(channel_id, Reply(channel_id, text))
+
+    def _put(self, channel_id: str, item: Reply | Command) -> None:
+        lane = self._lanes.get(channel_id)
+        if lane is None:
+            lane = self._lanes[channel_id] = Mailbox()
+            self._new_lanes.put(channel_id)
+        lane.put(item)
 
     async def run(self) -> None:
+        """A worker for each place, started with the place's first item."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                channel_id = await self._new_lanes.get()
+                nursery.start_soon(self._serve, self._lanes[channel_id])
+
+    async def _serve(self, lane: Mailbox[Reply | Command]) -> None:
         while True:
-            item = await self._inbox.get()
+            item = await lane.get()
             if isinstance(item, Reply):
                 await self._post_reply(item)
                 continue
@@ -152,15 +173,31 @@ class Desk:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
         request = desk_rules.NewSession(name, persona or "", agent or "")
-        checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
-        if isinstance(checked, desk_rules.Refused):
-            return f"⚠️ {checked.reason}"
-        directory = checked.cwd
-        if resume:
-            problem = await resume_problem(self.registry.agents, agent or "", directory, resume, self.registry.agent_env)
+        if resume:  # the probe starts an agent: what is plainly wrong is refused before it
+            checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
+            if isinstance(checked, desk_rules.Refused):
+                return f"⚠️ {checked.reason}"
+            problem = await resume_problem(self.registry.agents, agent or "", checked.cwd, resume, self.registry.agent_env)
             if problem:
                 return f"⚠️ {problem}"
-        record = SessionRecord(
+        async with self._naming:  # (checked again: another place may have taken the name)
+            checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
+            if isinstance(checked, desk_rules.Refused):
+                return f"⚠️ {checked.reason}"
+            record = self._record(channel_id, user_id, name, checked.cwd, persona, command, agent, resume)
+            # One durable write: the session exists and its `!new` is handled, together. A
+            # crash before it did nothing (the `!new` is handled afresh by the next start);
+            # a crash after it is finished by the next start (`recover_unannounced`). Either
+            # way the command is handled once and answered once.
+            await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
+        await self._announce(record, recovering=False)
+        return None
+
+    def _record(
+        self, channel_id: str, user_id: str, name: str, directory: str, persona: str | None,
+        command: Post | None, agent: str | None, resume: str | None,
+    ) -> SessionRecord:
+        return SessionRecord(
             id=str(uuid.uuid4()),
             name=name,
             channel_id=channel_id,
@@ -176,13 +213,6 @@ class Desk:
             has_history=bool(resume),
             terminal_hint=terminal_hint(self.registry.agents.named(agent or ""), resume or ""),
         )
-        # One durable write: the session exists and its `!new` is handled, together. A crash
-        # before it did nothing (the `!new` is handled afresh by the next start); a crash
-        # after it is finished by the next start (`recover_unannounced`). Either way the
-        # command is handled once and answered once.
-        await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
-        await self._announce(record, recovering=False)
-        return None
 
     def _directory(self, cwd: str | None) -> desk_rules.Directory:
         """What the disk says of the directory `!new` names (relative: to the default)."""
@@ -252,7 +282,8 @@ class Desk:
             log.error("could not post the thread root of %s: %s", record.name, exc)
             await self.store.save(attrs.evolve(record, status="failed", answer_pending=False))
             if record.answer_pending:
-                self._inbox.put(Reply(record.channel_id, f"⚠️ Could not start session **{record.name}**: {exc}"))
+                failed = f"⚠️ Could not start session **{record.name}**: {exc}"
+                self._put(record.channel_id, Reply(record.channel_id, failed))
             return ""
         finally:
             self.announcing.pop(record.root_pending_id, None)
