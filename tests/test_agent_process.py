@@ -9,6 +9,7 @@ import sys
 from contextlib import aclosing
 from pathlib import Path
 
+import pytest
 import trio
 
 from supervisor.agent import AgentLaunch
@@ -71,9 +72,5 @@ async def test_a_write_to_an_agent_that_is_gone_says_its_stdin_is_broken(tmp_pat
             else:
                 raise AssertionError("a write to a dead agent did not fail")
             await agent.close_stdin()
-            try:
+            with pytest.raises(trio.ClosedResourceError):
                 await agent.send(SendPrompt("and now?"))
-            except trio.ClosedResourceError:
-                pass
-            else:
-                raise AssertionError("a write after close_stdin did not fail")
