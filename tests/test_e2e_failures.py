@@ -184,8 +184,9 @@ def test_why_an_agent_could_not_start_names_the_directory_only_when_it_is_gone()
 async def test_a_frozen_agent_that_takes_no_prompt_is_ended_after_the_stall_timeout(tmp_path: Path) -> None:
     """A prompt bigger than the pipe (an image) to an agent that reads nothing (here
     SIGSTOPped): the write cannot finish, and the session, waiting on it, could not tick
-    its watchdog nor hear 🛑. After `stall_timeout_s` the agent is ended as a hung one:
-    the turn is said cut, and the next prompt is answered by a fresh agent."""
+    its watchdog nor hear 🛑. After `stall_timeout_s` the agent is ended as a hung one (not
+    counted as a crash): the turn is said cut, and the next prompt is answered by a fresh
+    agent."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
             w.configure(agent={"stall_timeout_s": 2, "interrupt_grace_s": 1})
@@ -197,7 +198,9 @@ async def test_a_frozen_agent_that_takes_no_prompt_is_ended_after_the_stall_time
             os.killpg(pgid, signal.SIGSTOP)
             image = w.server.upload_as("alice", "big.png", os.urandom(300_000))  # ~400 KB as base64
             await w.server.user_post("alice", "look at this", root_id=root, file_ids=[image])
-            text = await w.answered(root, "was cut. React 🔁 here to run it again.", timeout=20)
+            text = await w.answered(root, "was cut. React 🔁 here to run it again.", timeout=30)
+            assert "The agent was terminated: it took no input for 2 s (frozen?)." in text
+            assert "exited unexpectedly" not in text  # a hung agent, not a crash
             assert "look at this" not in str(w.prompts_by_process())  # it never got in whole
             await w.say("awake?", root)
             await w.answered(root, ": awake?", timeout=20)

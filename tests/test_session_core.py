@@ -274,6 +274,20 @@ def test_turn_timeout_interrupts_exactly_when_due_then_the_grace_ends_in_a_kill(
     assert any(f"({link('p1')})" in t for t in texts(effects))  # the cut turn is named
 
 
+def test_an_agent_that_took_no_input_is_ended_as_hung_not_counted_as_a_crash() -> None:
+    core = running(make_core(stall_timeout_s=30))
+    core.prompt(prompt("p1"), 0.0)
+    effects = core.agent_deaf(30.0)
+    assert StopAgent("hung") in effects
+    assert texts(effects) == ["⏱️ The agent was terminated: it took no input for 30 s (frozen?). It restarts with the conversation."]
+    assert not [c for c in sent(core.tick(100.0)) if isinstance(c, Interrupt)]  # the watchdog stands down
+    assert core.agent_deaf(30.0) == []  # already being ended
+    effects = core.agent_exited(-15, "", 31.0)
+    assert any(isinstance(e, LaunchAgent) and e.resume for e in effects)
+    assert [t for t in texts(effects) if f"({link('p1')}) was cut" in t]
+    assert not [t for t in texts(effects) if "exited unexpectedly" in t or "keeps exiting" in t]
+
+
 def test_an_interrupted_turn_that_ends_says_the_watchdog_did_it() -> None:
     core = running(make_core(turn_timeout_s=100))
     core.prompt(prompt("p1"), 0.0)

@@ -57,7 +57,7 @@ from supervisor.core.session_effects import (
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.core.thread_texts import ended_note, failed_text, thread_help
+from supervisor.core.thread_texts import deaf_text, ended_note, failed_text, thread_help
 from supervisor.core.turn import Turn
 from supervisor.core.turn_loop import TurnLoop
 
@@ -173,6 +173,16 @@ class SessionCore:
         if isinstance(event, AgentNews):
             return self.agent.news(event, now)
         return self.loop.agent_event(event, now)
+
+    def agent_deaf(self, waited_s: float) -> list[Effect]:
+        """The agent took no input for `waited_s` (frozen: its stdin pipe stayed full, and
+        part of a command may be in it). It is ended as a hung one: its exit says the turn
+        was cut, and it starts again with the conversation."""
+        if self.state.is_final or self.agent.stopping:
+            return []
+        if self.loop.turn is not None:
+            self.loop.turn.terminating = True  # the watchdog has nothing more to do for it
+        return [self.note(deaf_text(waited_s)), self.stop_agent("hung")]
 
     def agent_exited(self, code: int | None, stderr_tail: str, now: float) -> list[Effect]:
         """The agent process is gone, whoever ended it: its turn ends with it, then what

@@ -72,6 +72,11 @@ def watchdog_text(why: str, action: str) -> str:
     return f"⏱️ The agent was terminated: {cause} and it did not answer the interrupt. It restarts with the conversation."
 
 
+def deaf_text(waited_s: float) -> str:
+    return (f"⏱️ The agent was terminated: it took no input for {waited_s:g} s (frozen?). "
+            "It restarts with the conversation.")
+
+
 def duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     if seconds < 60:

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import math
-import signal
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -45,7 +44,7 @@ from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 from supervisor.runtime import session_files
-from supervisor.runtime.agent_process import AgentGrace, AgentProcess, kill_group, open_agent
+from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
 from supervisor.runtime.poster import Poster
 from supervisor.runtime.session_inbox import (
     AgentDown,
@@ -206,7 +205,11 @@ class SessionTask:
                 self._poster.wake()
             match effect:
                 case ToAgent(command):
-                    await self._send_to_agent(command)
+                    if not await self._send_to_agent(command):
+                        # Its pipe full and nothing read (a frozen agent): this session
+                        # could neither tick its watchdog nor hear 🛑 meanwhile, and part
+                        # of the command may be in the pipe: the core ends it as hung.
+                        await self._apply_each(self.core.agent_deaf(self.core.settings.stall_timeout_s))
                 case Show(op):
                     self.outbox.put(op, trio.current_time())
                 case OfferChoices(key, kinds):
@@ -248,30 +251,27 @@ class SessionTask:
                 case Finished():
                     self._finished = True
 
-    async def _send_to_agent(self, command: object) -> None:
-        agent, sent = self._agent, False
+    async def _send_to_agent(self, command: object) -> bool:
+        """False when the agent took none of it within `stall_timeout_s` (and is still
+        there); True when it did, or when it is gone (its exit is reported)."""
+        agent = self._agent
         if agent is None:
             log.info("%s: no agent to send %s to", self.name, type(command).__name__)
-            return
-        limit = self.core.settings.stall_timeout_s
+            return True
+        limit, events = self.core.settings.stall_timeout_s, None
         try:
             with trio.move_on_after(limit):
                 events = await agent.send(command)  # type: ignore[arg-type]
-                sent = True
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("%s: the agent's stdin is closed; its exit will be reported", self.name)
-            return
-        if not sent:
-            # Its pipe full and nothing read (a frozen agent): this session could neither
-            # tick its watchdog nor hear 🛑 meanwhile. Part of the command may be in the
-            # pipe, which the agent could not go on from: end it; its exit is reported as
-            # any other, and the turn is said cut.
-            log.warning("%s: the agent took no input for %g s: ending it", self.name, limit)
-            kill_group(agent.pid, signal.SIGKILL)
-            return
+            return True
+        if events is None:
+            log.warning("%s: the agent took no input for %g s", self.name, limit)
+            return False
         if events:  # what the command settled at once (e.g. requests a cancel withdrew)
             with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                 self.inbox_send.send_nowait(FromAgent(self._generation, events))
+        return True
 
     def _signal_typing(self) -> None:
         """"typing…", in the background: it is cosmetic, and a chat may be slow to take it
