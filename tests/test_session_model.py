@@ -364,6 +364,15 @@ class SessionModel(RuleBasedStateMachine):
         self.prompts[post_id].answered = True
         self._agent_says(TurnEnded(is_error=is_error, total_cost_usd=0.01 * self.serial, duration_ms=5))
 
+    @precondition(lambda self: self.agent == "up" and not self.stopping)
+    @rule()
+    def agent_takes_no_input(self) -> None:
+        """A command the runtime could not write within `stall_timeout_s` (a frozen agent):
+        ended as a hung one, once."""
+        effects = self._step(self.core.agent_deaf(self.settings.stall_timeout_s))
+        assert self.finished or StopAgent("hung") in effects
+        assert self.core.agent_deaf(self.settings.stall_timeout_s) == []
+
     @precondition(lambda self: self.agent != "down" and bool(self.stopping))
     @rule()
     def agent_exits_as_asked(self) -> None:
