@@ -172,11 +172,11 @@ async def test_a_session_whose_directory_is_gone_says_so_at_once_instead_of_rest
 
 
 def test_why_an_agent_could_not_start_names_the_directory_only_when_it_is_gone() -> None:
-    launch = AgentLaunch(session_id="s", cwd="/work/one", resume=False)
-    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", "/work/one")
-    assert _spawn_failure(gone, launch) == "its directory `/work/one` is gone (moved or deleted?)"
-    closed = PermissionError(errno.EACCES, "Permission denied", "/work/one")
-    assert _spawn_failure(closed, launch) == "it could not be started (Permission denied: `/work/one`)"
+    launch = AgentLaunch(session_id="s", cwd="projects/one", resume=False)
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", "projects/one")
+    assert _spawn_failure(gone, launch) == "its directory `projects/one` is gone (moved or deleted?)"
+    closed = PermissionError(errno.EACCES, "Permission denied", "projects/one")
+    assert _spawn_failure(closed, launch) == "it could not be started (Permission denied: `projects/one`)"
     no_command = FileNotFoundError(errno.ENOENT, "No such file or directory", "claude")
     assert _spawn_failure(no_command, launch) == "it could not be started (No such file or directory: `claude`)"
 
