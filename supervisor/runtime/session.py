@@ -113,7 +113,9 @@ class SessionTask:
         self._offers: dict[str, tuple[ChoiceKind, ...]] = {}  # post key -> choices, until it exists
         self._finished = False
         self._nursery: trio.Nursery | None = None
-        self._typing = False  # a "typing…" signal is on its way
+        # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
+        # while another is still on its way is dropped.
+        self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
 
     @property
     def name(self) -> str:
@@ -123,6 +125,7 @@ class SessionTask:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._poster.run)
+            nursery.start_soon(self._typing)
             await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
             task_status.started()
             async with self._inbox:
@@ -241,7 +244,8 @@ class SessionTask:
                     if self._agent_scope is not None:
                         self._agent_scope.cancel()
                 case Typing():
-                    self._signal_typing()
+                    with contextlib.suppress(trio.WouldBlock):
+                        self._typing_due.send_nowait(None)
                 case SendFile(path):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._send_file, path)
@@ -273,26 +277,18 @@ class SessionTask:
                 self.inbox_send.send_nowait(FromAgent(self._generation, events))
         return True
 
-    def _signal_typing(self) -> None:
-        """"typing…", in the background: it is cosmetic, and a chat may be slow to take it
-        (Telegram's calls are retried for as long as they are let), which must never hold
-        up the agent's events. One at a time; one still not through when the next is due
-        is dropped."""
-        if self._typing:
-            return
-        self._typing = True
-        assert self._nursery is not None
-        self._nursery.start_soon(self._send_typing)
-
-    async def _send_typing(self) -> None:
-        record = self.core.record
-        try:
-            with trio.move_on_after(self.core.settings.typing_every_s):
-                await self.deps.chat.send_typing(record.channel_id, record.root_id)
-        except Exception as exc:  # cosmetic: never let it hurt a session
-            log.debug("typing indicator failed: %s", exc)
-        finally:
-            self._typing = False
+    async def _typing(self) -> None:
+        """Says "typing…" when the core asks: in a task of its own, since it is cosmetic and
+        a chat may be slow to take it (Telegram's calls are retried while they fail), which
+        must never hold up the agent's events. One not through when the next is due is
+        given up."""
+        async for _ in self._typing_wanted:
+            record = self.core.record
+            try:
+                with trio.move_on_after(self.core.settings.typing_every_s):
+                    await self.deps.chat.send_typing(record.channel_id, record.root_id)
+            except Exception as exc:  # cosmetic: never let it hurt a session
+                log.debug("typing indicator failed: %s", exc)
 
     def _offer_on(self, key: str, post_id: str) -> list[Effect]:
         kinds = self._offers.pop(key, ())
