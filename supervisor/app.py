@@ -8,6 +8,8 @@
         │   └── SessionTask.run       one per thread, its own cancel scope (runtime/registry.py
         │       │                     registers and launches them, and stops them all)
         │       ├── Poster.run        the thread's outbox -> its front end (runtime/poster.py)
+        │       ├── _typing           "typing…" when due: cosmetic, so never in the turn's way
+        │       ├── _fetch_files      a held prompt's attachments, saved beside the running turn
         │       └── agent             one agent process (own process group): Claude Code or ACP
         ├── desk.run                  main-place commands and replies, in order per place
         │   └── Desk._serve           one per place: one front end's outage holds up no other

@@ -205,3 +205,62 @@ async def test_a_frozen_agent_that_takes_no_prompt_is_ended_after_the_stall_time
             await w.say("awake?", root)
             await w.answered(root, ": awake?", timeout=20)
             assert len(w.agent_starts()) == 2 and "failed" not in text
+
+
+async def test_a_file_the_server_keeps_failing_to_give_holds_up_neither_the_answer_nor_a_stop(
+    tmp_path: Path,
+) -> None:
+    """A prompt's attachments are saved in a task of their own: while the server's file
+    store fails (the download is retried until it answers), the running turn still streams
+    and a stop is heard at once; the prompt, and the one written after it, run in order
+    once the file comes."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("files")
+            await w.say("[slow 30] a long turn", root)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=20)
+            w.server.fail_requests(503, method="GET", path_prefix="/api/v4/files/")
+            notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
+            await w.server.user_post("alice", "read the notes", root_id=root, file_ids=[notes])
+            await w.say("and then this", root)
+            info = ("GET", "/api/v4/files/{file_id}/info")
+            await w.wait_for(lambda: w.server.stats.count(*info) >= 2, timeout=10)  # failed, retried
+            streamed = len(w.thread_text(root))
+            await w.wait_for(lambda: len(w.thread_text(root)) > streamed, timeout=10)  # still streaming
+            await w.say("!stop", root)
+            await w.answered(root, "Interrupted", timeout=5)  # before: not while the file failed
+            assert "read the notes" not in str(w.prompts_by_process())
+            w.server.fail_requests(None)
+            await w.answered(root, ": and then this", timeout=30)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            notes_prompt = next(i for i, p in enumerate(prompts) if p.startswith("read the notes"))
+            assert f"uploads/{notes}" not in prompts[notes_prompt]  # the folder is the post's
+            assert ".supervisor/uploads/" in prompts[notes_prompt] and "notes.txt" in prompts[notes_prompt]
+            assert notes_prompt < prompts.index("and then this")
+
+
+async def test_a_session_ended_while_a_prompts_file_is_on_its_way_says_so_to_that_prompt_once(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("files")
+            w.server.fail_requests(503, method="GET", path_prefix="/api/v4/files/")
+            notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
+            await w.server.user_post("alice", "read the notes", root_id=root, file_ids=[notes])
+            await w.wait_for(lambda: w.server.stats.count("GET", "/api/v4/files/{file_id}/info") >= 1, timeout=10)
+            await w.say("!end", root)
+            text = await w.answered(root, "This session has ended", timeout=10)
+            assert "Session **files** ended" in text
+            w.server.fail_requests(None)
+            await w.stop()
+            await w.start()
+            await w.say("anyone?", root)  # answered after any catch-up of what was not handled
+            await w.wait_for(lambda: w.thread_text(root).count("This session has ended") >= 2, timeout=20)
+            await trio.sleep(0.5)
+            text = w.thread_text(root)
+            assert text.count("This session has ended") == 2, text  # the file's prompt: once, across a restart
+            assert not w.prompts_by_process()
+

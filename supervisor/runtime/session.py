@@ -2,9 +2,12 @@
 
 Owns, for one thread: its agent process (in a cancel scope of its own, so it can be
 stopped and restarted), the poster task that turns the thread's outbox into REST calls
-(`runtime.poster`), and one inbox through which everything reaches the core, one message at a time. Decides nothing: every
-decision is the core's; this module only moves data and owns lifetimes. The thread's
-files (attachments in, `!get` files out) are moved by `runtime.session_files`.
+(`runtime.poster`), and one inbox through which everything reaches the core, one message
+at a time. Decides nothing: every decision is the core's; this module only moves data and
+owns lifetimes. The thread's files (attachments in, `!get` files out) are moved by
+`runtime.session_files`; a prompt with attachments is held (with the prompts behind it)
+until a task of its own has saved them, so a slow download never stands between the core
+and its agent's events.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import errno
 import logging
 import math
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 
 import attrs
@@ -52,6 +56,7 @@ from supervisor.runtime.session_inbox import (
     ChoiceIn,
     CommandIn,
     EndIn,
+    FilesSaved,
     FromAgent,
     PostMade,
     PromptIn,
@@ -116,6 +121,10 @@ class SessionTask:
         # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
+        # Prompts not handed to the core yet: the first waits for its attachments to be
+        # saved (`_fetch_files`), and those behind it wait for it, so the agent still gets
+        # them in the order they were written.
+        self._held: deque[PromptIn] = deque()
 
     @property
     def name(self) -> str:
@@ -134,11 +143,26 @@ class SessionTask:
                     if message is None:
                         await self._apply(self.core.tick(trio.current_time()))
                         continue
-                    if isinstance(message, PromptIn) and message.file_ids:
-                        message = await self._with_files(message)
-                    await self._apply(self._dispatch(message))
+                    await self._take(message)
+                # Ended while files were on their way: the core says so to each of these.
+                while self._held:
+                    await self._apply(self._dispatch(PromptIn(self._held.popleft().prompt)))
             await self._poster.drain()
             nursery.cancel_scope.cancel()
+
+    async def _take(self, message: SessionMessage) -> None:
+        match message:
+            case PromptIn(_prompt, file_ids) if file_ids or self._held:
+                self._held.append(message)
+                if len(self._held) == 1:  # else it waits behind a fetch under way
+                    await self._release_held()
+            case FilesSaved(prompt, notice):
+                if notice is not None:
+                    self._poster.show(notice)
+                self._held[0] = PromptIn(prompt)
+                await self._release_held()
+            case _:
+                await self._apply(self._dispatch(message))
 
     async def _next_message(self) -> SessionMessage | None:
         """The next inbox message, or None when the core's next deadline has come. A due
@@ -384,7 +408,22 @@ class SessionTask:
             with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                 self.inbox_send.send_nowait(Settled())
 
-    async def _with_files(self, message: PromptIn) -> PromptIn:
+    async def _release_held(self) -> None:
+        """Hand the held prompts to the core in order, up to the first with attachments
+        still to save, whose fetch starts now (one at a time, in the order written)."""
+        while self._held:
+            head = self._held[0]
+            if head.file_ids:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._fetch_files, head)
+                return
+            self._held.popleft()
+            await self._apply(self._dispatch(head))
+
+    async def _fetch_files(self, message: PromptIn) -> None:
+        """Save a prompt's attachments in a task of its own: a slow download, or a file
+        store the server keeps failing (its calls are retried), must not pause the running
+        turn's answer, its watchdog or a 🛑 meanwhile."""
         prompt, notice = await session_files.save_attachments(
             self.deps.chat,
             self.core.record.cwd,
@@ -393,9 +432,8 @@ class SessionTask:
             max_upload_bytes=self.deps.max_upload_bytes,
             max_image_bytes=self.deps.max_image_bytes,
         )
-        if notice is not None:
-            self._poster.show(notice)
-        return PromptIn(prompt)
+        with contextlib.suppress(trio.BrokenResourceError):  # the session ended meanwhile
+            await self.inbox_send.send(FilesSaved(prompt, notice))
 
     async def _send_file(self, path: str) -> None:
         failure = await session_files.send_file(self.deps.chat, self.core.record, path, self.deps.max_get_bytes)

@@ -11,6 +11,7 @@ from supervisor.core import commands
 from supervisor.core.agent_events import AgentEvent
 from supervisor.core.events import ChoiceKind
 from supervisor.core.session import QueuedPrompt
+from supervisor.core.thread_ops import PutPost
 
 # --- from the router ------------------------------------------------------------------
 
@@ -47,7 +48,7 @@ class WakeIn:
 SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn | WakeIn
 
 
-# --- from the session's own tasks (its agent runner, its poster) ---------------------
+# --- from the session's own tasks (its agent runner, its poster, its file fetches) ----
 
 
 @attrs.frozen
@@ -80,4 +81,12 @@ class PostMade:
     post_id: str
 
 
-SessionMessage = SessionInput | FromAgent | AgentUp | AgentDown | Settled | PostMade  # all of it
+@attrs.frozen
+class FilesSaved:
+    """A held prompt's attachments are saved: the prompt now names them."""
+
+    prompt: QueuedPrompt
+    notice: PutPost | None  # the files that could not be saved, if any
+
+
+SessionMessage = SessionInput | FromAgent | AgentUp | AgentDown | Settled | PostMade | FilesSaved  # all of it
