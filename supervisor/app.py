@@ -15,7 +15,9 @@
         │   └── Desk._serve           one per place: one front end's outage holds up no other
         │                             (runtime/desk.py; its rules are core/desk.py)
         ├── router.run                events of every front end -> pure router -> sessions /
-        │                             desk; admits each post once, catches up (runtime/router.py)
+        │   │                         desk; admits each post once (runtime/router.py)
+        │   └── _catch_up             one per front end after its new connection: its missed
+        │                             posts, while the other front ends' events go on
         └── front.run                 one per configured front end (chat/registry.py): its
                                       event stream (Mattermost's WebSocket, Telegram's long
                                       poll, the web chat's HTTP server and page sockets)

@@ -264,3 +264,31 @@ async def test_a_session_ended_while_a_prompts_file_is_on_its_way_says_so_to_tha
             assert text.count("This session has ended") == 2, text  # the file's prompt: once, across a restart
             assert not w.prompts_by_process()
 
+
+async def test_a_new_hello_while_the_catch_up_still_fails_catches_up_once_more_in_order(
+    tmp_path: Path,
+) -> None:
+    """The WebSocket drops again while the catch-up after its last hello is still being
+    retried: the new hello waits behind that catch-up and makes one more round, so the
+    posts of both gaps are answered, once each and in the order written."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            catch_up = ("GET", "/api/v4/channels/{channel_id}/posts")
+            w.server.fail_requests(503, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts")
+            for gap in range(2):
+                w.server.refuse_websockets(True)
+                w.server.forget_connections()
+                w.server.drop_sockets()
+                await w.say(f"gap prompt {gap}", root)
+                fetched = w.server.stats.count(*catch_up)
+                w.server.refuse_websockets(False)
+                await w.wait_for(lambda: w.server.stats.count(*catch_up) >= fetched + 2, timeout=20)  # noqa: B023
+            await w.say("live prompt", root)
+            await trio.sleep(0.5)
+            assert not w.prompts_by_process(), "all wait behind the catch-up"
+            w.server.fail_requests(None)
+            await w.answered(root, "live prompt (earlier: 'gap prompt 0', 'gap prompt 1')", timeout=30)
+            for prompt in ("gap prompt 0", "gap prompt 1", "live prompt"):
+                assert len(_answers(w, root, prompt)) == 1

@@ -44,7 +44,7 @@ async def test_permission_by_reaction_allow_then_deny_and_strangers_change_nothi
         await w.wait_for(lambda: {r["emoji_name"] for r in w.server.reactions_on(asked["id"])} >= {"+1", "-1", "repeat"})
         # a reaction from someone outside allowed_users (injected: they cannot reach this DM)
         stranger = Choice(w.server.user("mallory").id, asked["id"], "allow_once", w.dm)
-        await w.supervisor.router.apply(route(ChoiceMade(stranger), w.supervisor.router.view))
+        w.supervisor.router.apply(route(ChoiceMade(stranger), w.supervisor.router.view))
         await trio.sleep(0.5)
         assert not _stdin_frames(w, "control_response")
         assert "Allowed" not in w.post(asked["id"])["message"]

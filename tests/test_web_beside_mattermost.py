@@ -165,3 +165,34 @@ async def test_the_same_new_name_from_two_places_at_once_makes_one_session(tmp_p
             assert len(twins) == 1
             if twins[0].channel_id != w.dm:  # Mattermost's was the one refused: it says so
                 assert [p for p in w.bot_posts("") if "already called `twin`" in p["message"]]
+
+
+async def test_while_mattermost_cannot_be_caught_up_the_web_chat_still_answers(tmp_path: Path) -> None:
+    """After a new Mattermost connection the router catches Mattermost up over REST, which
+    is retried for as long as the server fails it. That runs beside the routing of the
+    other front ends' events: the page is answered meanwhile. Mattermost's own new posts
+    wait behind its catch-up, so the thread's prompts still reach its agent in order."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            supervisor = await _start_beside(w)
+            root = await w.new_session("on-mattermost")
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-on-web-4", w.work / "on-web")
+                catch_up = ("GET", "/api/v4/channels/{channel_id}/posts")
+                w.server.fail_requests(503, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts")
+                w.server.refuse_websockets(True)
+                w.server.forget_connections()  # no replay: only a catch-up finds what comes now
+                w.server.drop_sockets()
+                await w.say("missed while away", root)
+                fetched = w.server.stats.count(*catch_up)
+                w.server.refuse_websockets(False)
+                await w.wait_for(lambda: w.server.stats.count(*catch_up) >= fetched + 2, timeout=20)
+                await w.say("written after it", root)  # live, but behind the catch-up
+                with trio.fail_after(5):
+                    await send(ws, type="post", id="web-prompt-4", thread=thread["id"], text="still here?")
+                    await _answer_in(ws, thread["id"], "echo #1: still here?")
+                assert "written after it" not in str(w.prompts_by_process())
+                w.server.fail_requests(None)
+                await w.answered(root, "written after it (earlier: 'missed while away')", timeout=20)
+    for prompt in ("missed while away", "written after it"):
+        assert w.thread_text(root).count(f": {prompt} (") == 1

@@ -34,7 +34,8 @@ class FrontEnd(Protocol):
     link: ChatLink
 
     def owns(self, id_: str) -> bool:
-        """Whether a channel or message id is one of this front end's."""
+        """Whether a channel, message or connection id (a `Hello`'s) is one of this
+        front end's."""
         ...
 
     async def people(self) -> People: ...
@@ -42,7 +43,8 @@ class FrontEnd(Protocol):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver the front end's events (to the channel it was opened with) in order,
         until cancelled; `started()` once connected. A (re)connection is a `Hello`: the
-        router catches up."""
+        router catches this front end up (the one that owns its connection id; all of
+        them when none does)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -63,7 +65,11 @@ class Fronts:
         self.max_idempotency_key_chars = min(f.link.max_idempotency_key_chars for f in fronts)
 
     def front_of(self, id_: str) -> FrontEnd:
-        return next((f for f in self.fronts if f.owns(id_)), self.fronts[0])
+        return self.claiming(id_) or self.fronts[0]
+
+    def claiming(self, id_: str) -> FrontEnd | None:
+        """The front end an id is one of, if any claims it."""
+        return next((f for f in self.fronts if f.owns(id_)), None)
 
     def for_channel(self, channel_id: str) -> ChatLink:
         return self.front_of(channel_id).link

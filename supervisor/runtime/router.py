@@ -5,7 +5,13 @@ ledger: the router alone asks it), the index of recent posts a choice is matched
 and the catch-up after a new connection. It asks the pure router (`core.router`) what
 each event means and hands the decision on: a thread's mail to its session (the
 registry), main-place commands and every answer to the desk. It never decides what a
-post means itself, and never waits on a session or the desk.
+post means itself, and never waits on a session, the desk or a server.
+
+A catch-up runs in a task of its own per front end (its REST calls are retried for as
+long as its server fails them), so one front end's outage holds up no other's events.
+Meanwhile that front end's new posts wait behind it, so each place's posts still reach
+their sessions in the order they were written. The catch-up hands what it found back
+through the same synchronous `apply` the router uses, between two of its own awaits.
 """
 
 from __future__ import annotations
@@ -19,9 +25,17 @@ import attrs
 import trio
 
 from supervisor.chat import ChatError
-from supervisor.chat.fronts import Fronts
+from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.core import commands, texts
-from supervisor.core.events import ChatEvent, ChoiceMade, Post, Posted
+from supervisor.core.events import (
+    ChatEvent,
+    ChoiceMade,
+    Hello,
+    Post,
+    PostDeleted,
+    Posted,
+    PostEdited,
+)
 from supervisor.core.router import (
     AnswerEnded,
     Choose,
@@ -90,12 +104,38 @@ class RouterTask:
             thread_of=self._thread_of,
             places=frozenset(main_channels),
         )
+        # Front ends being caught up (by name) -> their events that came meanwhile.
+        self._waiting: dict[str, list[ChatEvent]] = {}
+        self._catch_ups: trio.Nursery | None = None
 
     async def run(self, events: trio.MemoryReceiveChannel[ChatEvent]) -> None:
-        async with events:
+        async with events, trio.open_nursery() as catch_ups:
+            self._catch_ups = catch_ups
             async for event in events:
-                self._notice_announced_root(event)
-                await self.apply(route(event, self.view))
+                self.take(event)
+            catch_ups.cancel_scope.cancel()  # no more events: we are stopping
+
+    def take(self, event: ChatEvent) -> None:
+        self._notice_announced_root(event)
+        waiting = self._waiting_behind(event)
+        if waiting is not None:
+            waiting.append(event)
+        else:
+            self.apply(route(event, self.view))
+
+    def _waiting_behind(self, event: ChatEvent) -> list[ChatEvent] | None:
+        """Where a post (or a new hello) of a front end being caught up waits, if it must.
+        Choices and turns to a thread go on: they are about what exists already."""
+        if not self._waiting:  # nothing is being caught up: the common case
+            return None
+        if isinstance(event, Hello):
+            id_ = event.connection_id
+        elif isinstance(event, Posted | PostEdited | PostDeleted):
+            id_ = event.post.channel_id
+        else:
+            return None
+        front = self.chat.claiming(id_)
+        return None if front is None else self._waiting.get(front.name)
 
     def _notice_announced_root(self, event: ChatEvent) -> None:
         """Our own new thread root, seen on the event stream: from here on replies to it
@@ -111,9 +151,9 @@ class RouterTask:
         root = self.posts.get(post_id)
         return root if root is not None else self.registry.thread_offering(post_id)
 
-    async def apply(self, decision: Decision) -> None:
+    def apply(self, decision: Decision) -> None:
         if isinstance(decision, Resync):
-            await self.catch_up()
+            self._resync(decision.connection_id)
             return
         post = getattr(decision, "post", None)
         if post is not None:  # in a person's main place: the router checked that
@@ -155,31 +195,61 @@ class RouterTask:
         if not self.registry.deliver(root_id, message, urgent=urgent):
             self.desk.reply_ended(post.channel_id, post.id, root_id)
 
-    async def catch_up(self) -> None:
-        """Fetch what was posted while we were away, and handle it in order, once."""
+    def _resync(self, connection_id: str) -> None:
+        """A new connection: catch up the front end that owns it (every one, when none
+        claims the id), each in a task of its own; one under way goes round once more."""
+        claimed = self.chat.claiming(connection_id)
+        for front in [claimed] if claimed is not None else self.chat.fronts:
+            if front.name in self._waiting:
+                self._waiting[front.name].append(Hello(connection_id))
+                continue
+            self._waiting[front.name] = []
+            assert self._catch_ups is not None, "catch-ups start once the router runs"
+            self._catch_ups.start_soon(self._catch_up, front)
+
+    async def _catch_up(self, front: FrontEnd) -> None:
+        """Handle, once and in order, what `front`'s places got while we were away, then
+        the events that waited for it; a hello among those makes another round."""
+        while True:
+            await self._catch_up_posts(front)
+            await self._catch_up_choices(front)
+            waiting = self._waiting[front.name]
+            for index, event in enumerate(waiting):
+                if isinstance(event, Hello):
+                    self._waiting[front.name] = waiting[index + 1 :]
+                    break
+                self.apply(route(event, self.view))
+            else:
+                del self._waiting[front.name]
+                return
+
+    async def _catch_up_posts(self, front: FrontEnd) -> None:
         for channel_id in self.main_channels:
-            self.store.ledger.begin(channel_id, int(time.time() * 1000), self.chat.front_of(channel_id).name)
+            if self.chat.front_of(channel_id) is not front:
+                continue
+            self.store.ledger.begin(channel_id, int(time.time() * 1000), front.name)
             since = self.store.ledger.catch_up_since(channel_id)
             try:
-                posts = await self.chat.posts_since(channel_id, since)
+                posts = await front.link.posts_since(channel_id, since)
             except ChatError as exc:
                 log.error("catch-up of channel %s failed: %s", channel_id, exc)
                 continue
             fresh = [p for p in posts if p.create_at > since]
             log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since)
             for post in sorted(fresh, key=lambda p: (p.create_at, p.id)):
-                await self.apply(route_post(post, self.view))
-        await self._catch_up_choices()
+                self.apply(route_post(post, self.view))
 
-    async def _catch_up_choices(self) -> None:
+    async def _catch_up_choices(self, front: FrontEnd) -> None:
         """Choices made while we were away, on the requests still waiting for one: without
         this a 👍 given during an outage would leave its turn waiting for the timeout.
         A choice seen before is harmless: its request is settled and ignores it."""
         for channel_id, post_id in self.registry.offering():
+            if self.chat.front_of(channel_id) is not front:
+                continue
             try:
-                made = await self.chat.choices_on(channel_id, post_id)
+                made = await front.link.choices_on(channel_id, post_id)
             except ChatError as exc:
                 log.error("catch-up of the choices on %s failed: %s", post_id, exc)
                 continue
             for choice in made:
-                await self.apply(route(ChoiceMade(choice), self.view))
+                self.apply(route(ChoiceMade(choice), self.view))
