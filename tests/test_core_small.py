@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from supervisor.core.state import (
     SLACK_MS,
     HandledIds,
     Ledger,
+    SessionRecord,
     State,
     StateFileError,
     decode,
@@ -67,6 +69,12 @@ def test_the_core_texts_use_the_front_ends_words() -> None:
         assert "`!" not in text and "main DM" not in text and "thread" not in text, text
         assert "`/" in text, text
     assert "Buttons." in texts.main_help(words) and "Buttons." in thread_texts.thread_help(words)
+    talked = SessionRecord(id="0f3c", name="api", channel_id="c", user_id="u", cwd="/srv/api", has_history=True,
+                           agent="opencode", persona="reviewer", agent_session_id="ses_9")
+    failed = thread_texts.failed_text("It died.", "", words, talked)
+    assert "write `/new api /srv/api agent=opencode persona=reviewer resume=ses_9` in the chat's main view." in failed
+    assert "resume=0f3c" in thread_texts.failed_text("", "", Words(), attrs.evolve(talked, agent="", agent_session_id=""))
+    assert "resume=" not in thread_texts.failed_text("", "", Words(), attrs.evolve(talked, has_history=False))
     own = Words(where_prompts_go="Plain text goes to the active session.")
     assert texts.guidance(own).startswith("Plain text goes to the active session. `!new NAME [CWD]` starts one")
     assert texts.ended(Words()) == (  # the core's own words, as Mattermost shows them

@@ -169,6 +169,15 @@ async def test_a_session_whose_directory_is_gone_says_so_at_once_instead_of_rest
         assert "exited unexpectedly" not in text and "keeps exiting" not in text
         await w.answered(root, "Not run, the session failed")  # the prompt is not silently dropped
         assert len(w.agent_starts()) == 1  # the first run's; none could start since
+        # The way back, as the thread says it: the same conversation in a new session.
+        carry_on = re.search(r"To carry on its conversation \(once the cause is mended\), write `([^`]+)` in", text)
+        assert carry_on, text
+        (w.work / "scratch").mkdir()
+        await w.say(carry_on.group(1))
+        again = (await w.wait_for(lambda: [p["id"] for p in w.bot_posts()
+                                           if not p["root_id"] and "Session `scratch`" in p["message"] and p["id"] != root]))[0]
+        await w.say("back again?", again)
+        await w.answered(again, "back again? (earlier: 'hello')", timeout=20)
 
 
 def test_why_an_agent_could_not_start_names_the_directory_only_when_it_is_gone() -> None:

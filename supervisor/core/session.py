@@ -258,7 +258,8 @@ class SessionCore:
             effects.append(self.agent.stop("end"))
         return [
             *effects,
-            self.save(pgid=0, status="ended"),
+            # Durable before the thread says so: its name is free for `new` from then on.
+            self.save(pgid=0, status="ended", durable=True),
             self.note(ended_note(self.record.name, self.settings.words)),
             Finished(),
         ]
@@ -271,10 +272,12 @@ class SessionCore:
             effects += self.loop.drop_turn(now)
             effects.append(self.agent.stop("failed"))
         self.move(S.FAILED)
-        effects.append(self.note(failed_text(why, stderr_tail, self.settings.words)))
+        # Durable before the thread says so: the `new` it suggests may reuse the name.
+        effects.append(self.save(pgid=0, status="failed", durable=True))
+        effects.append(self.note(failed_text(why, stderr_tail, self.settings.words, self.record)))
         effects += self.endings.say_cut("The turn for {link} was cut.", rerun=False)
         effects += self.loop.not_run("the session failed")
-        return [*effects, self.save(pgid=0, status="failed"), Finished()]
+        return [*effects, Finished()]
 
     def status_text(self, now: float) -> str:
         return thread_texts.status_text(self.record, self.state.value, self.agent.model, self.loop.turns, len(self.queue))

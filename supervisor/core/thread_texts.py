@@ -39,9 +39,14 @@ def ended_note(name: str, words: Words) -> str:
     return f"🏁 Session **{name}** ended. Start another with {words.cmd('new NAME')} in {words.main}."
 
 
-def failed_text(why: str, stderr_tail: str, words: Words) -> str:
-    """The session failed: why, and the last lines the agent wrote to stderr."""
-    text = f"{why} The session is marked failed; start a new one with {words.cmd('new')}."
+def failed_text(why: str, stderr_tail: str, words: Words, record: SessionRecord | None = None) -> str:
+    """The session failed: why, how to carry on its conversation in a new session (when
+    it has one), and the last lines the agent wrote to stderr."""
+    if record is not None and record.has_history:
+        text = (f"{why} The session is marked failed. To carry on its conversation (once the cause is "
+                f"mended), write {words.cmd(carry_on(record))} in {words.main}.")
+    else:
+        text = f"{why} The session is marked failed; start a new one with {words.cmd('new')}."
     tail = stderr_tail.strip().splitlines()[-3:]
     if tail:
         text += "\n```\n" + "\n".join(tail) + "\n```"
@@ -86,3 +91,11 @@ def duration(seconds: float) -> str:
         return f"{minutes}m {secs}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m"
+
+
+def carry_on(record: SessionRecord) -> str:
+    """The `new` command that starts a session on this one's conversation, as it was."""
+    options = [f"agent={record.agent}"] if record.agent else []
+    options += [f"persona={record.persona}"] if record.persona else []
+    options.append(f"resume={record.agent_session_id or record.id}")
+    return " ".join(["new", record.name, record.cwd, *options])
