@@ -43,9 +43,11 @@ def reason(exc: OSError) -> str:
 
 
 async def until_written(write: Callable[[], Awaitable[None]], directory: Path, waiting: str,
-                        on_refused: Callable[[OSError], None] = lambda _exc: None) -> None:
-    """Await `write` until it does not raise OSError; `waiting` says in the log what waits
-    for it ("prompts"). `write` is shielded by the caller if it must not be cut."""
+                        on_refused: Callable[[OSError], None] = lambda _exc: None, *,
+                        what: str = "the state", log: logging.Logger = log) -> None:
+    """Await `write` until it does not raise OSError. The log (the writer's own) says `what`
+    is written ("the state") and what waits for it (`waiting`: "prompts"). `write` is
+    shielded by the caller if it must not be cut."""
     refused_since = logged = 0.0
     for attempt in itertools.count():
         try:
@@ -57,13 +59,13 @@ async def until_written(write: Callable[[], Awaitable[None]], directory: Path, w
                 refused_since = now
             if attempt == 0 or now - logged >= REFUSED_LOG_EVERY_S:
                 logged = now
-                log.error("cannot write the state to %s (%s): trying again; %s wait for it, and "
-                          "nothing is lost", directory, reason(exc), waiting)
+                log.error("cannot write %s to %s (%s): trying again; %s wait for it, and "
+                          "nothing is lost", what, directory, reason(exc), waiting)
             await trio.sleep(WRITE_RETRY.delay(attempt, _rng))
             continue
         if attempt:
-            log.warning("the state is written to %s again, after %.0f s and %d refused attempt(s)",
-                        directory, trio.current_time() - refused_since, attempt)
+            log.warning("%s is written to %s again, after %.0f s and %d refused attempt(s)",
+                        what, directory, trio.current_time() - refused_since, attempt)
         return
 
 

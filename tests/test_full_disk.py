@@ -269,7 +269,7 @@ async def test_a_really_full_disk_delays_prompts_loses_none_and_a_start_on_it_sa
 
 
 async def test_telegrams_memory_waits_for_a_refusing_disk_and_then_holds_the_offset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The update offset is confirmed to Telegram only once it is in telegram.json: while
     the disk refuses that file, the commit waits (and Telegram keeps the updates)."""
@@ -292,9 +292,14 @@ async def test_telegrams_memory_waits_for_a_refusing_disk_and_then_holds_the_off
         with trio.fail_after(15):
             await committed.wait()
     assert Memory.open(tmp_path).offset == 42
+    said = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said[0][0] == "supervisor.telegram" and said[0][1].startswith(f"cannot write `telegram.json` to {tmp_path} (")
+    assert said[-1][1].startswith(f"`telegram.json` is written to {tmp_path} again")
 
 
-async def test_a_web_chat_call_the_disk_refuses_is_made_again_once_it_has_room(tmp_path: Path) -> None:
+async def test_a_web_chat_call_the_disk_refuses_is_made_again_once_it_has_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """SQLite said "database or disk is full" and rolled the call's transaction back: the
     call is made again (the page's post, a reply, waits), and other errors still raise."""
     async with open_web_store(tmp_path) as store:
@@ -312,6 +317,9 @@ async def test_a_web_chat_call_the_disk_refuses_is_made_again_once_it_has_room(t
         with trio.fail_after(20):
             ref = await store.call(add, "notes.txt", b"kept")
         assert refusals == 0 and await store.call(WebDb.file, ref["id"]) == ("notes.txt", b"kept")
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors == [f"cannot write the web chat's messages to {tmp_path} (database or disk is full): "
+                          "trying again; web chat messages wait for it, and nothing is lost"]
 
         def broken(db: WebDb) -> None:
             raise sqlite3.OperationalError("no such table: nowhere")

@@ -131,7 +131,7 @@ class Memory:
 
             # A full disk: the updates (and answers) that wait for this write wait, and
             # Telegram keeps every update not confirmed by an offset written here.
-            await until_written(write, self.path.parent, "Telegram updates")
+            await until_written(write, self.path.parent, "Telegram updates", what=f"`{self.path.name}`", log=log)
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,

@@ -14,6 +14,7 @@ reply) waits, and nothing is lost or stored twice, since each call is one transa
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,8 @@ import trio
 
 from supervisor.chat.web.db import WebDb
 from supervisor.durable import until_written
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -66,7 +69,7 @@ class WebStore:
         async with self._turn:
             if self._closed:
                 raise trio.ClosedResourceError("the web chat's store is closed")
-            await until_written(attempt, self._directory, "web chat messages")
+            await until_written(attempt, self._directory, "web chat messages", what="the web chat's messages", log=log)
         return results[0]
 
     async def aclose(self) -> None:
