@@ -58,6 +58,20 @@ async def _new_thread(ws: WebSocketConnection, cid: str, cwd: Path) -> dict[str,
     return thread
 
 
+@asynccontextmanager
+async def _side_by_side(
+    tmp_path: Path, web_key: str
+) -> AsyncIterator[tuple[World, str, WebSocketConnection, dict[str, Any]]]:
+    """A session on Mattermost and one opened from the page, in one supervisor: the world,
+    the Mattermost thread's root, the page's WebSocket and the web thread."""
+    async with world(tmp_path) as w:
+        supervisor = await _start_beside(w)
+        root = await w.new_session("on-mattermost")
+        async with _page(supervisor) as ws:
+            thread = await _new_thread(ws, web_key, w.work / "on-web")
+            yield w, root, ws, thread
+
+
 async def _answer_in(ws: Any, thread: str, needle: str) -> str:
     while True:
         update: dict[str, Any] = json.loads(await ws.get_message())
@@ -68,16 +82,14 @@ async def _answer_in(ws: Any, thread: str, needle: str) -> str:
 
 async def test_a_web_session_and_a_mattermost_session_side_by_side(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
-        async with world(tmp_path) as w:
-            supervisor = await _start_beside(w)
-            root = await w.new_session("on-mattermost")
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-on-web-1", w.work / "on-web")
-                # At once, as a quick person would: the core knows the thread already.
-                await send(ws, type="post", id="web-prompt-1", thread=thread["id"], text="from the page")
-                answer = await _answer_in(ws, thread["id"], "echo #1: from the page")
+        async with _side_by_side(tmp_path, "new-on-web-1") as (w, root, ws, thread):
+            # At once, as a quick person would: the core knows the thread already.
+            await send(ws, type="post", id="web-prompt-1", thread=thread["id"], text="from the page")
+            answer = await _answer_in(ws, thread["id"], "echo #1: from the page")
             await w.say("from mattermost", root)
             await w.answered(root, "echo #1: from mattermost")
+            supervisor = w.supervisor
+            assert supervisor is not None
 
     assert thread["title"] == "on-web" and thread["id"].startswith("web")
     assert "from mattermost" not in answer
@@ -173,26 +185,22 @@ async def test_while_mattermost_cannot_be_caught_up_the_web_chat_still_answers(t
     other front ends' events: the page is answered meanwhile. Mattermost's own new posts
     wait behind its catch-up, so the thread's prompts still reach its agent in order."""
     with trio.fail_after(LIMIT):
-        async with world(tmp_path) as w:
-            supervisor = await _start_beside(w)
-            root = await w.new_session("on-mattermost")
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-on-web-4", w.work / "on-web")
-                catch_up = ("GET", "/api/v4/channels/{channel_id}/posts")
-                w.server.fail_requests(503, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts")
-                w.server.refuse_websockets(True)
-                w.server.forget_connections()  # no replay: only a catch-up finds what comes now
-                w.server.drop_sockets()
-                await w.say("missed while away", root)
-                fetched = w.server.stats.count(*catch_up)
-                w.server.refuse_websockets(False)
-                await w.wait_for(lambda: w.server.stats.count(*catch_up) >= fetched + 2, timeout=20)
-                await w.say("written after it", root)  # live, but behind the catch-up
-                with trio.fail_after(5):
-                    await send(ws, type="post", id="web-prompt-4", thread=thread["id"], text="still here?")
-                    await _answer_in(ws, thread["id"], "echo #1: still here?")
-                assert "written after it" not in str(w.prompts_by_process())
-                w.server.fail_requests(None)
-                await w.answered(root, "written after it (earlier: 'missed while away')", timeout=20)
+        async with _side_by_side(tmp_path, "new-on-web-4") as (w, root, ws, thread):
+            catch_up = ("GET", "/api/v4/channels/{channel_id}/posts")
+            w.server.fail_requests(503, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts")
+            w.server.refuse_websockets(True)
+            w.server.forget_connections()  # no replay: only a catch-up finds what comes now
+            w.server.drop_sockets()
+            await w.say("missed while away", root)
+            fetched = w.server.stats.count(*catch_up)
+            w.server.refuse_websockets(False)
+            await w.wait_for(lambda: w.server.stats.count(*catch_up) >= fetched + 2, timeout=20)
+            await w.say("written after it", root)  # live, but behind the catch-up
+            with trio.fail_after(5):
+                await send(ws, type="post", id="web-prompt-4", thread=thread["id"], text="still here?")
+                await _answer_in(ws, thread["id"], "echo #1: still here?")
+            assert "written after it" not in str(w.prompts_by_process())
+            w.server.fail_requests(None)
+            await w.answered(root, "written after it (earlier: 'missed while away')", timeout=20)
     for prompt in ("missed while away", "written after it"):
         assert w.thread_text(root).count(f": {prompt} (") == 1
