@@ -434,3 +434,29 @@ async def test_a_configured_session_is_a_topic_from_the_first_start_reused_after
             w.say("still here?", topic)
             await w.answered(topic, "echo #1: still here?")
             assert list(w.fake.chat(ALICE).topics.values()) == ["homelab"]
+
+
+async def test_while_telegram_fails_to_give_a_document_the_running_answer_goes_on_and_stop_is_heard(
+    tmp_path: Path,
+) -> None:
+    """The document's download is retried while Telegram fails `getFile`; meanwhile the
+    topic's running turn streams and `/stop` is answered at once. Then the document's
+    prompt runs, before the one written after it."""
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("files")
+            w.say("[slow 30] a long turn", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=20)
+            w.fake.fail("getFile", 502, count=10**6)
+            w.fake.user_sends(ALICE, "read this", thread_id=topic, document=("notes.txt", b"hello file"))
+            w.say("and then this", topic)
+            await trio.sleep(1)
+            w.say("/stop", topic)
+            with trio.fail_after(5):
+                await w.answered(topic, "Interrupted")
+            assert "read this" not in str(w.prompts_by_process())
+            w.fake.clear_faults()
+            await w.answered(topic, ": and then this", timeout=30)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            document = next(i for i, p in enumerate(prompts) if p.startswith("read this"))
+            assert "notes.txt" in prompts[document] and document < prompts.index("and then this")
