@@ -1,0 +1,92 @@
+"""The router's catch-ups (runtime/router.py): one per front end, beside the routing.
+
+A hello catches up the front end that owns its connection id, or every one when none
+claims it; while a front end is caught up its posts and hellos wait, and a hello among
+them makes one more round. Real `Fronts` and `RouterTask`; the front ends, store and
+registry are stand-ins that only answer what a catch-up asks.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from supervisor.chat import ChatUser
+from supervisor.chat.fronts import Fronts
+from supervisor.core.events import Hello, Post, Posted
+from supervisor.runtime.router import PostIndex, RouterTask
+
+MM_CONNECTION = "a" * 26  # Mattermost's ids: 26 letters and digits
+
+
+@attrs.define
+class _Link:
+    gate: trio.Event  # a catch-up's fetch waits for it: a server that does not answer yet
+    fetched: list[str] = attrs.Factory(list)
+    me: ChatUser = attrs.field(factory=lambda: ChatUser("bot", "bot", is_bot=True))
+    max_message_chars: int = 4000
+    typing_every_s: float = 5.0
+    max_idempotency_key_chars: int = 64
+
+    async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
+        self.fetched.append(channel_id)
+        await self.gate.wait()
+        return []
+
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Any]:
+        return []
+
+
+@attrs.define
+class _Front:
+    name: str
+    prefix: str
+    link: _Link
+
+    def owns(self, id_: str) -> bool:
+        return id_.startswith(self.prefix) if self.prefix else len(id_) == 26 and id_.isalnum()
+
+
+def _router(fronts: list[_Front]) -> RouterTask:
+    ledger = SimpleNamespace(begin=lambda *_args: None, catch_up_since=lambda _channel: 1)
+    registry = SimpleNamespace(allowed={}, refs={}, thread_offering=lambda _post: None, offering=lambda: [])
+    desk = SimpleNamespace(announcing={})
+    main_channels = {"m" * 26: "alice", "web": "alice"}  # a Mattermost DM, the web page
+    return RouterTask(Fronts(fronts), SimpleNamespace(ledger=ledger), registry, desk,  # type: ignore[arg-type]
+                      PostIndex(), main_channels)
+
+
+def _post_in(channel_id: str, n: int) -> Posted:
+    return Posted(Post(f"p{n}", channel_id, "stranger", "hello"))  # a stranger's: ignored once routed
+
+
+async def test_a_hello_catches_up_its_own_front_end_and_one_nobody_claims_catches_up_all() -> None:
+    mm = _Front("mattermost", "", _Link(trio.Event()))
+    web = _Front("web", "web", _Link(trio.Event()))
+    router = _router([mm, web])
+    mm_place = next(c for c in router.main_channels if c != "web")
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            events_send, events_recv = trio.open_memory_channel[Any](10)
+            nursery.start_soon(router.run, events_recv)
+            await events_send.send(Hello(MM_CONNECTION))
+            await trio.testing.wait_all_tasks_blocked()
+            assert mm.link.fetched == [mm_place] and web.link.fetched == []  # Mattermost's only
+            await events_send.send(_post_in(mm_place, 1))
+            await events_send.send(_post_in("web", 2))
+            await trio.testing.wait_all_tasks_blocked()
+            assert router._waiting["mattermost"] == [_post_in(mm_place, 1)]  # behind its catch-up
+            await events_send.send(Hello(""))  # an id no front end claims: every one
+            await trio.testing.wait_all_tasks_blocked()
+            assert web.link.fetched == ["web"]
+            assert isinstance(router._waiting["mattermost"][-1], Hello)  # one more round, later
+            web.link.gate.set()
+            mm.link.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert mm.link.fetched == [mm_place, mm_place] and web.link.fetched == ["web"]
+            assert router._waiting == {}
+            await events_send.aclose()
