@@ -278,8 +278,9 @@ async def test_a_new_hello_while_the_catch_up_still_fails_catches_up_once_more_i
     tmp_path: Path,
 ) -> None:
     """The WebSocket drops again while the catch-up after its last hello is still being
-    retried: the new hello waits behind that catch-up and makes one more round, so the
-    posts of both gaps are answered, once each and in the order written."""
+    retried: the new hello waits behind that catch-up and makes one more round (a fetch
+    that succeeds per hello), and the posts of both gaps are answered, once each and in
+    the order written."""
     with trio.fail_after(90):
         async with world(tmp_path) as w:
             await w.start()
@@ -291,9 +292,10 @@ async def test_a_new_hello_while_the_catch_up_still_fails_catches_up_once_more_i
                 w.server.forget_connections()
                 w.server.drop_sockets()
                 await w.say(f"gap prompt {gap}", root)
-                fetched = w.server.stats.count(*catch_up)
+                connected = w.server.stats.ws_upgrades
                 w.server.refuse_websockets(False)
-                await w.wait_for(lambda: w.server.stats.count(*catch_up) >= fetched + 2, timeout=20)  # noqa: B023
+                await w.wait_for(lambda: w.server.stats.ws_upgrades > connected, timeout=20)  # noqa: B023
+                await w.wait_for(lambda: _failed_fetches(w) >= 2 * gap + 2, timeout=20)  # noqa: B023
             await w.say("live prompt", root)
             await trio.sleep(0.5)
             assert not w.prompts_by_process(), "all wait behind the catch-up"
@@ -301,3 +303,9 @@ async def test_a_new_hello_while_the_catch_up_still_fails_catches_up_once_more_i
             await w.answered(root, "live prompt (earlier: 'gap prompt 0', 'gap prompt 1')", timeout=30)
             for prompt in ("gap prompt 0", "gap prompt 1", "live prompt"):
                 assert len(_answers(w, root, prompt)) == 1
+            fetched = [r for r in w.server.stats.records(*catch_up) if r.status == 200]
+            assert len(fetched) >= 3, "the start's catch-up, then one round per hello"
+
+
+def _failed_fetches(w: World) -> int:
+    return len([r for r in w.server.stats.records("GET", "/api/v4/channels/{channel_id}/posts") if r.status == 503])
