@@ -16,8 +16,9 @@
         │                             (runtime/desk.py; its rules are core/desk.py)
         ├── router.run                events of every front end -> pure router -> sessions /
         │   │                         desk; admits each post once (runtime/router.py)
-        │   └── _catch_up             one per front end after its new connection: its missed
-        │                             posts, while the other front ends' events go on
+        │   └── _catch_up             one per front end after its new connection: fetches its
+        │                             missed posts and sends them back to the router, while
+        │                             the other front ends' events go on
         └── front.run                 one per configured front end (chat/registry.py): its
                                       event stream (Mattermost's WebSocket, Telegram's long
                                       poll, the web chat's HTTP server and page sockets)
@@ -44,9 +45,9 @@ from supervisor.chat import ChatUser
 from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.chat.registry import Opener, configured_openers, open_fronts
 from supervisor.config import Config
-from supervisor.core.events import ChatEvent
 from supervisor.runtime.reaper import reap
 from supervisor.runtime.registry import STOP_BUDGET_S, SessionsNursery, open_sessions
+from supervisor.runtime.router import RouterEvent
 from supervisor.runtime.store import Store, held
 from supervisor.runtime.supervisor import Supervisor
 
@@ -80,9 +81,10 @@ async def _serve(
     reaped = await trio.to_thread.run_sync(reap, config.state.dir, recorded)
     if reaped:
         log.warning("ended %d agent process group(s) left by a previous run", len(reaped))
-    events_send, events_recv = trio.open_memory_channel[ChatEvent](1000)
-    async with events_send:
-        opened = await open_fronts(config, events_send, front_ends or configured_openers(config))
+    # Every front end sends its events through a clone of `events_send`; the router keeps
+    # the original for its catch-ups to report through.
+    events_send, events_recv = trio.open_memory_channel[RouterEvent](1000)
+    opened = await open_fronts(config, events_send, front_ends or configured_openers(config))
     chat = Fronts(opened)
     try:
         allowed, main_channels = await _people(opened)
@@ -107,7 +109,7 @@ async def _serve(
             registry.restore_sessions()
             await desk.recover_unannounced()
             app.start_soon(desk.run)
-            app.start_soon(router.run, events_recv)
+            app.start_soon(router.run, events_recv, events_send)
             for front in opened:  # each one's first event is a hello: the router catches up
                 await app.start(front.run)
             await desk.create_configured_sessions()

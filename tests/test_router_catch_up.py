@@ -2,8 +2,9 @@
 
 A hello catches up the front end that owns its connection id, or every one when none
 claims it; while a front end is caught up its posts and hellos wait, and a hello among
-them makes one more round. Real `Fronts` and `RouterTask`; the front ends, store and
-registry are stand-ins that only answer what a catch-up asks.
+them makes one more round; what a catch-up found comes back to the router task, which
+alone applies it. Real `Fronts` and `RouterTask`; the front ends, store, registry and desk
+are stand-ins that only answer what a catch-up asks and note the commands routed to them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MM_CONNECTION = "a" * 26  # Mattermost's ids: 26 letters and digits
 @attrs.define
 class _Link:
     gate: trio.Event  # a catch-up's fetch waits for it: a server that does not answer yet
+    missed: list[Post] = attrs.Factory(list)  # what the server has that we did not see
     fetched: list[str] = attrs.Factory(list)
     me: ChatUser = attrs.field(factory=lambda: ChatUser("bot", "bot", is_bot=True))
     max_message_chars: int = 4000
@@ -35,7 +37,7 @@ class _Link:
     async def posts_since(self, channel_id: str, since_ms: int) -> list[Post]:
         self.fetched.append(channel_id)
         await self.gate.wait()
-        return []
+        return [p for p in self.missed if p.channel_id == channel_id]
 
     async def choices_on(self, channel_id: str, post_id: str) -> list[Any]:
         return []
@@ -52,11 +54,16 @@ class _Front:
 
 
 def _router(fronts: list[_Front]) -> RouterTask:
-    ledger = SimpleNamespace(begin=lambda *_args: None, catch_up_since=lambda _channel: 1)
-    registry = SimpleNamespace(allowed={}, refs={}, thread_offering=lambda _post: None, offering=lambda: [])
-    desk = SimpleNamespace(announcing={})
+    ledger = SimpleNamespace(begin=lambda *_args: None, catch_up_since=lambda _channel: 1, in_flight={})
+    store = SimpleNamespace(ledger=ledger, admit=lambda *_args: True)
+    registry = SimpleNamespace(allowed={"alice": None}, refs={}, thread_offering=lambda _post: None,
+                               offering=lambda: [])
+    # A main-place command reaches the desk: noted with the task that routed it.
+    commanded: list[tuple[str, str]] = []
+    desk = SimpleNamespace(announcing={}, commanded=commanded,
+                           command=lambda post, _c: commanded.append((post.id, trio.lowlevel.current_task().name)))
     main_channels = {"m" * 26: "alice", "web": "alice"}  # a Mattermost DM, the web page
-    return RouterTask(Fronts(fronts), SimpleNamespace(ledger=ledger), registry, desk,  # type: ignore[arg-type]
+    return RouterTask(Fronts(fronts), store, registry, desk,  # type: ignore[arg-type]
                       PostIndex(), main_channels)
 
 
@@ -72,7 +79,7 @@ async def test_a_hello_catches_up_its_own_front_end_and_one_nobody_claims_catche
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             events_send, events_recv = trio.open_memory_channel[Any](10)
-            nursery.start_soon(router.run, events_recv)
+            nursery.start_soon(router.run, events_recv, events_send.clone())
             await events_send.send(Hello(MM_CONNECTION))
             await trio.testing.wait_all_tasks_blocked()
             assert mm.link.fetched == [mm_place] and web.link.fetched == []  # Mattermost's only
@@ -89,4 +96,25 @@ async def test_a_hello_catches_up_its_own_front_end_and_one_nobody_claims_catche
             await trio.testing.wait_all_tasks_blocked()
             assert mm.link.fetched == [mm_place, mm_place] and web.link.fetched == ["web"]
             assert router._waiting == {}
-            await events_send.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_what_a_catch_up_found_is_applied_by_the_router_task_before_the_posts_that_waited() -> None:
+    mm_place = "m" * 26
+    missed = [Post(f"missed{n}", mm_place, "alice", "!sessions", create_at=1000 - n) for n in range(2)]
+    mm = _Front("mattermost", "", _Link(trio.Event(), missed))
+    router = _router([mm])
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            events_send, events_recv = trio.open_memory_channel[Any](10)
+            nursery.start_soon(router.run, events_recv, events_send.clone())
+            await events_send.send(Hello(MM_CONNECTION))
+            await events_send.send(Posted(Post("live", mm_place, "alice", "!sessions", create_at=2000)))
+            await trio.testing.wait_all_tasks_blocked()
+            assert router.desk.commanded == []  # type: ignore[attr-defined]  # all wait for the fetch
+            mm.link.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            commanded = router.desk.commanded  # type: ignore[attr-defined]
+            assert [post_id for post_id, _task in commanded] == ["missed1", "missed0", "live"]
+            assert all(task.endswith("RouterTask.run") for _post, task in commanded), commanded
+            nursery.cancel_scope.cancel()

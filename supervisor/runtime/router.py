@@ -7,11 +7,12 @@ each event means and hands the decision on: a thread's mail to its session (the
 registry), main-place commands and every answer to the desk. It never decides what a
 post means itself, and never waits on a session, the desk or a server.
 
-A catch-up runs in a task of its own per front end (its REST calls are retried for as
-long as its server fails them), so one front end's outage holds up no other's events.
-Meanwhile that front end's new posts wait behind it, so each place's posts still reach
-their sessions in the order they were written. The catch-up hands what it found back
-through the same synchronous `apply` the router uses, between two of its own awaits.
+A catch-up's fetching runs in a task of its own per front end (its REST calls are retried
+for as long as its server fails them), so one front end's outage holds up no other's
+events. Meanwhile that front end's new posts wait behind it, so each place's posts still
+reach their sessions in the order they were written. The fetching task touches nothing of
+the router's: the router hands it what to ask, and it sends what it found (`CaughtUp`)
+back through the router's own event channel, where the router task alone applies it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.core import commands, texts
 from supervisor.core.events import (
     ChatEvent,
+    Choice,
     ChoiceMade,
     Hello,
     Post,
@@ -81,6 +83,20 @@ class PostIndex:
             self._thread.popitem(last=False)
 
 
+@attrs.frozen
+class CaughtUp:
+    """What one round of a front end's catch-up found: a runtime event, sent back to the
+    router by the task that fetched it."""
+
+    front: FrontEnd
+    posts: list[Post]  # new in its places while we were away, in the order written
+    choices: list[Choice]  # made meanwhile on the requests still waiting for one
+
+
+# What the router reads: every front end's events, and its own catch-ups' findings.
+RouterEvent = ChatEvent | CaughtUp
+
+
 class RouterTask:
     def __init__(
         self,
@@ -107,15 +123,22 @@ class RouterTask:
         # Front ends being caught up (by name) -> their events that came meanwhile.
         self._waiting: dict[str, list[ChatEvent]] = {}
         self._catch_ups: trio.Nursery | None = None
+        self._found: trio.MemorySendChannel[RouterEvent] | None = None
 
-    async def run(self, events: trio.MemoryReceiveChannel[ChatEvent]) -> None:
-        async with events, trio.open_nursery() as catch_ups:
-            self._catch_ups = catch_ups
+    async def run(
+        self, events: trio.MemoryReceiveChannel[RouterEvent], found: trio.MemorySendChannel[RouterEvent]
+    ) -> None:
+        """Route until cancelled. `found` sends into `events`: each catch-up reports
+        through a clone of it."""
+        async with events, found, trio.open_nursery() as catch_ups:
+            self._catch_ups, self._found = catch_ups, found
             async for event in events:
                 self.take(event)
-            catch_ups.cancel_scope.cancel()  # no more events: we are stopping
 
-    def take(self, event: ChatEvent) -> None:
+    def take(self, event: RouterEvent) -> None:
+        if isinstance(event, CaughtUp):
+            self._caught_up(event)
+            return
         self._notice_announced_root(event)
         waiting = self._waiting_behind(event)
         if waiting is not None:
@@ -197,59 +220,68 @@ class RouterTask:
 
     def _resync(self, connection_id: str) -> None:
         """A new connection: catch up the front end that owns it (every one, when none
-        claims the id), each in a task of its own; one under way goes round once more."""
+        claims the id); one under way goes round once more after it."""
         claimed = self.chat.claiming(connection_id)
         for front in [claimed] if claimed is not None else self.chat.fronts:
             if front.name in self._waiting:
                 self._waiting[front.name].append(Hello(connection_id))
-                continue
-            self._waiting[front.name] = []
-            assert self._catch_ups is not None, "catch-ups start once the router runs"
-            self._catch_ups.start_soon(self._catch_up, front)
-
-    async def _catch_up(self, front: FrontEnd) -> None:
-        """Handle, once and in order, what `front`'s places got while we were away, then
-        the events that waited for it; a hello among those makes another round."""
-        while True:
-            await self._catch_up_posts(front)
-            await self._catch_up_choices(front)
-            waiting = self._waiting[front.name]
-            for index, event in enumerate(waiting):
-                if isinstance(event, Hello):
-                    self._waiting[front.name] = waiting[index + 1 :]
-                    break
-                self.apply(route(event, self.view))
             else:
-                del self._waiting[front.name]
-                return
+                self._waiting[front.name] = []
+                self._start_round(front)
 
-    async def _catch_up_posts(self, front: FrontEnd) -> None:
+    def _start_round(self, front: FrontEnd) -> None:
+        """What `front` must be asked (each of its places since its cursor, the choices on
+        its requests still waiting), handed to a task of its own that asks it."""
+        now_ms = int(time.time() * 1000)
+        since: dict[str, int] = {}
         for channel_id in self.main_channels:
-            if self.chat.front_of(channel_id) is not front:
-                continue
-            self.store.ledger.begin(channel_id, int(time.time() * 1000), front.name)
-            since = self.store.ledger.catch_up_since(channel_id)
+            if self.chat.front_of(channel_id) is front:
+                self.store.ledger.begin(channel_id, now_ms, front.name)
+                since[channel_id] = self.store.ledger.catch_up_since(channel_id)
+        offering = [(c, p) for c, p in self.registry.offering() if self.chat.front_of(c) is front]
+        assert self._catch_ups is not None and self._found is not None, "catch-ups start once the router runs"
+        self._catch_ups.start_soon(_catch_up, front, since, offering, self._found.clone())
+
+    def _caught_up(self, found: CaughtUp) -> None:
+        """Handle, once and in order, what `found.front`'s places got while we were away,
+        then the events that waited for it; a hello among those starts another round."""
+        for post in found.posts:
+            self.apply(route_post(post, self.view))
+        for choice in found.choices:  # one seen before is harmless: its request ignores it
+            self.apply(route(ChoiceMade(choice), self.view))
+        waiting = self._waiting.pop(found.front.name)
+        for index, event in enumerate(waiting):
+            if isinstance(event, Hello):
+                self._waiting[found.front.name] = waiting[index + 1 :]
+                self._start_round(found.front)
+                return
+            self.apply(route(event, self.view))
+
+
+async def _catch_up(
+    front: FrontEnd,
+    since: Mapping[str, int],
+    offering: list[tuple[str, str]],
+    found: trio.MemorySendChannel[RouterEvent],
+) -> None:
+    """Fetch what `front`'s places got since `since`, and the choices made on the requests
+    in `offering` (without those, a 👍 given during an outage would leave its turn waiting
+    for the timeout), then send it all to the router as one `CaughtUp`."""
+    async with found:
+        posts: list[Post] = []
+        for channel_id, since_ms in since.items():
             try:
-                posts = await front.link.posts_since(channel_id, since)
+                fetched = await front.link.posts_since(channel_id, since_ms)
             except ChatError as exc:
                 log.error("catch-up of channel %s failed: %s", channel_id, exc)
                 continue
-            fresh = [p for p in posts if p.create_at > since]
-            log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since)
-            for post in sorted(fresh, key=lambda p: (p.create_at, p.id)):
-                self.apply(route_post(post, self.view))
-
-    async def _catch_up_choices(self, front: FrontEnd) -> None:
-        """Choices made while we were away, on the requests still waiting for one: without
-        this a 👍 given during an outage would leave its turn waiting for the timeout.
-        A choice seen before is harmless: its request is settled and ignores it."""
-        for channel_id, post_id in self.registry.offering():
-            if self.chat.front_of(channel_id) is not front:
-                continue
+            fresh = sorted((p for p in fetched if p.create_at > since_ms), key=lambda p: (p.create_at, p.id))
+            log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since_ms)
+            posts += fresh
+        choices: list[Choice] = []
+        for channel_id, post_id in offering:
             try:
-                made = await front.link.choices_on(channel_id, post_id)
+                choices += await front.link.choices_on(channel_id, post_id)
             except ChatError as exc:
                 log.error("catch-up of the choices on %s failed: %s", post_id, exc)
-                continue
-            for choice in made:
-                self.apply(route(ChoiceMade(choice), self.view))
+        await found.send(CaughtUp(front, posts, choices))
