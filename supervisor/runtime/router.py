@@ -89,8 +89,8 @@ class CaughtUp:
     router by the task that fetched it."""
 
     front: FrontEnd
-    posts: list[Post]  # new in its places while we were away, in the order written
-    choices: list[Choice]  # made meanwhile on the requests still waiting for one
+    posts: tuple[Post, ...]  # new in its places while we were away, in the order written
+    choices: tuple[Choice, ...]  # made meanwhile on the requests still waiting for one
 
 
 # What the router reads: every front end's events, and its own catch-ups' findings.
@@ -284,4 +284,4 @@ async def _catch_up(
                 choices += await front.link.choices_on(channel_id, post_id)
             except ChatError as exc:
                 log.error("catch-up of the choices on %s failed: %s", post_id, exc)
-        await found.send(CaughtUp(front, posts, choices))
+        await found.send(CaughtUp(front, tuple(posts), tuple(choices)))
