@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from supervisor.core.events import Choice, ChoiceMade
+from supervisor.core.lifecycle import SessionState
 from supervisor.core.router import route
 from tests.harness import World, world
 
@@ -139,6 +140,31 @@ async def test_stop_command_and_stop_sign_interrupt_a_streaming_turn(tmp_path: P
         await _interrupt_within_a_second(w, root, "reaction")
         await w.say("after the sign", root)
         await w.answered(root, "after the sign (earlier:")
+
+
+async def test_a_stop_that_reaches_the_agent_before_its_turn_began_is_sent_again_once_it_begins(
+    tmp_path: Path,
+) -> None:
+    """Claude Code takes prompts at once, but a cold CLI reads them a few seconds later: a
+    prompt and a stop written meanwhile reach it together, and an agent may take the
+    interrupt before it has begun that turn, then run the turn whole. The turn's start
+    (`system/init`) says so: the interrupt goes again and the turn stops."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.configure(agent={"env": {"HOME": str(w.home), "FAKE_AGENT_LOG": str(w.agent_log),
+                                       "FAKE_AGENT_SLOW_START": "3"}})
+            await w.start()
+            root = await w.new_session("alpha")
+            assert w.supervisor is not None
+            core = w.supervisor.registry.tasks[root].core
+            await w.wait_for(lambda: core.state is SessionState.IDLE, timeout=10)  # spawned, still asleep
+            await w.say("[slow 8] not this one", root)
+            await w.wait_for(lambda: core.turn is not None, timeout=5)
+            await w.say("!stop", root)
+            text = await w.answered(root, "Interrupted", timeout=7)  # not after the 8 s turn
+            assert "did not stop when asked" not in text and "Done" not in text
+            await w.say("this one", root)
+            await w.answered(root, ": this one", timeout=20)
 
 
 async def test_watchdog_terminates_a_deaf_agent(tmp_path: Path) -> None:

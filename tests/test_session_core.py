@@ -17,6 +17,7 @@ from supervisor.core.agent_events import (
     SendPrompt,
     TextDelta,
     TurnEnded,
+    TurnStarted,
 )
 from supervisor.core.lifecycle import SessionState
 from supervisor.core.restart import RestartPolicy
@@ -345,6 +346,33 @@ def test_an_idle_agent_is_suspended_when_due_and_a_prompt_wakes_it() -> None:
     assert core.state is SessionState.SUSPENDED and not any(isinstance(e, LaunchAgent) for e in effects)
     effects = core.prompt(prompt("p2"), 100.0)
     assert any(isinstance(e, LaunchAgent) and e.resume for e in effects)
+
+
+def test_a_stop_while_the_prompt_waits_for_its_agent_means_that_prompt_never_runs() -> None:
+    core = make_core()
+    core.start(0.0, launch_now=True)  # the agent is starting
+    assert core.prompt(prompt("p1"), 0.5) == [] and core.prompt(prompt("p2"), 0.6) == []
+    effects = core.command(commands.Stop(), "c1", CHANNEL, 1.0)
+    said = "\n".join(texts(effects))
+    assert "Nothing to stop" not in said and "Not run, stopped before it started" in said
+    assert f"({link('p1')})" in said and f"({link('p2')})" not in said
+    assert MarkHandled(CHANNEL, "p1") in effects and MarkHandled(CHANNEL, "c1") in effects
+    assert sent(effects) == []
+    assert sent(core.agent_ready(42, 2.0)) == [SendPrompt("text of p2")]  # the next one runs, whole
+    core.agent_event(TurnEnded(), 2.5)
+    assert texts(core.command(commands.Stop(), "c2", CHANNEL, 3.0)) == ["Nothing to stop: no turn is running."]
+
+
+def test_an_interrupt_sent_before_the_agent_began_the_turn_is_sent_again_once_it_begins() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    assert [type(c) for c in sent(core.command(commands.Stop(), "c1", CHANNEL, 1.1))] == [Interrupt]
+    assert [type(c) for c in sent(core.agent_event(TurnStarted("sid"), 1.5))] == [Interrupt]  # again
+    assert sent(core.agent_event(TurnStarted("sid"), 1.6)) == []  # once
+    core.agent_event(TurnEnded(), 2.0)
+    core.prompt(prompt("p2"), 3.0)
+    assert sent(core.agent_event(TurnStarted("sid"), 3.1)) == []  # not interrupted: nothing to send
+    assert [type(c) for c in sent(core.command(commands.Stop(), "c2", CHANNEL, 3.5))] == [Interrupt]
 
 
 def test_a_prompt_during_the_suspend_wakes_the_agent_right_after() -> None:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import attrs
 
 from supervisor.core import commands, thread_texts
-from supervisor.core.agent_events import AgentEvent
+from supervisor.core.agent_events import AgentEvent, TurnStarted
 from supervisor.core.agent_life import AgentLife, AgentNews
 from supervisor.core.approvals import PendingPermission, say_lapsed
 from supervisor.core.events import ChoiceKind
@@ -171,7 +171,8 @@ class SessionCore:
         self.loop.heard(now)
         self.agent.last_active_at = now
         if isinstance(event, AgentNews):
-            return self.agent.news(event, now)
+            began = self.loop.began() if isinstance(event, TurnStarted) else []
+            return [*self.agent.news(event, now), *began]
         return self.loop.agent_event(event, now)
 
     def agent_deaf(self, waited_s: float) -> list[Effect]:

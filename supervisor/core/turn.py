@@ -25,6 +25,7 @@ class Turn:
     interrupted_at: float | None = None
     watchdog: str = ""  # "" | "timeout" | "stall": why the watchdog interrupted
     terminating: bool = False  # the agent is being stopped: nothing more to decide
+    begun: bool = False  # the agent said it began the turn (Claude Code's `system/init`)
     keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
 
     def deadlines(self, settings: SessionSettings, *, asking: bool) -> list[float]:

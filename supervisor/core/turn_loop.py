@@ -120,10 +120,12 @@ class TurnLoop:
         if not self.queue:
             return []
         prompts, self.queue = list(self.queue), deque()
+        return [*self._show(self.renderer.drop_queue_line()), *self._said_not_run(why, prompts)]
+
+    def _said_not_run(self, why: str, prompts: list[QueuedPrompt]) -> list[Effect]:
         permalink = self.session.settings.permalink
         text = not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts])
-        shown = self._show(self.renderer.drop_queue_line())
-        return [*shown, self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
+        return [self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
 
     # --- what the agent says in a turn ----------------------------------------------
 
@@ -224,11 +226,30 @@ class TurnLoop:
 
     def interrupt(self, now: float, *, watchdog: str = "") -> list[Effect]:
         if self.turn is None:
-            return [] if watchdog else [self.session.note("Nothing to stop: no turn is running.")]
+            if watchdog:
+                return []
+            if self.queue:
+                # Its agent is not up yet (starting, or waking from a suspend): the prompt
+                # that would run first never reaches it. Sending it and then an interrupt
+                # would race the agent, which may take the interrupt before the turn.
+                return self._said_not_run("stopped before it started", [self.queue.popleft()])
+            return [self.session.note("Nothing to stop: no turn is running.")]
         if self.turn.interrupted_at is not None:
             return []
         self.turn.interrupted_at = now
         self.turn.watchdog = watchdog
+        return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
+
+    def began(self) -> list[Effect]:
+        """The agent says it began the turn. An interrupt sent before that may have reached
+        an agent still starting, one that took the interrupt before the prompt's turn and
+        then runs the turn whole: it is sent again, once."""
+        turn = self.turn
+        if turn is None or turn.begun:
+            return []
+        turn.begun = True
+        if turn.interrupted_at is None or turn.terminating:
+            return []
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
     def deadlines(self) -> list[float]:
