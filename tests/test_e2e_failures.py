@@ -249,6 +249,29 @@ async def test_a_file_the_server_keeps_failing_to_give_holds_up_neither_the_answ
             assert notes_prompt < prompts.index("and then this")
 
 
+async def test_a_stop_while_only_a_prompts_file_is_on_its_way_stops_that_prompts_turn(
+    tmp_path: Path,
+) -> None:
+    """No turn runs yet, but a prompt waits for its file: a stop then is for that prompt's
+    turn (as when the download held up the whole session), not "nothing to stop"."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("files")
+            w.server.fail_requests(503, method="GET", path_prefix="/api/v4/files/")
+            notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
+            await w.server.user_post("alice", "[slow 30] read the notes", root_id=root, file_ids=[notes])
+            await w.wait_for(lambda: w.server.stats.count("GET", "/api/v4/files/{file_id}/info") >= 1, timeout=10)
+            await w.say("!stop", root)
+            await trio.sleep(1)
+            assert "Nothing to stop" not in w.thread_text(root)
+            w.server.fail_requests(None)
+            text = await w.answered(root, "Interrupted", timeout=15)  # not after the 30 s turn
+            assert "Nothing to stop" not in text
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert len(prompts) == 1 and "notes.txt" in prompts[0]  # it ran, with its file
+
+
 async def test_a_session_ended_while_a_prompts_file_is_on_its_way_says_so_to_that_prompt_once(
     tmp_path: Path,
 ) -> None:

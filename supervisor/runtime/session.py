@@ -25,6 +25,7 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink
+from supervisor.core import commands
 from supervisor.core.agent_events import AgentUnusable, Interrupt
 from supervisor.core.events import ChoiceKind
 from supervisor.core.outbox import Create, Edit, Outbox
@@ -123,8 +124,9 @@ class SessionTask:
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
         # Prompts not handed to the core yet: the first waits for its attachments to be
         # saved (`_fetch_files`), and those behind it wait for it, so the agent still gets
-        # them in the order they were written.
-        self._held: deque[PromptIn] = deque()
+        # them in the order they were written. A stop that comes while no turn runs waits
+        # here too: it is for the turn of the prompt whose files are coming.
+        self._held: deque[PromptIn | CommandIn | ChoiceIn] = deque()
 
     @property
     def name(self) -> str:
@@ -146,7 +148,8 @@ class SessionTask:
                     await self._take(message)
                 # Ended while files were on their way: the core says so to each of these.
                 while self._held:
-                    await self._apply(self._dispatch(PromptIn(self._held.popleft().prompt)))
+                    held = self._held.popleft()
+                    await self._apply(self._dispatch(PromptIn(held.prompt) if isinstance(held, PromptIn) else held))
             await self._poster.drain()
             nursery.cancel_scope.cancel()
 
@@ -156,6 +159,8 @@ class SessionTask:
                 self._held.append(message)
                 if len(self._held) == 1:  # else it waits behind a fetch under way
                     await self._release_held()
+            case CommandIn(commands.Stop()) | ChoiceIn("stop") if self._held and self.core.turn is None:
+                self._held.append(message)  # for the held prompt: to the core right after it
             case FilesSaved(prompt, notice):
                 if notice is not None:
                     self._poster.show(notice)
@@ -413,7 +418,7 @@ class SessionTask:
         still to save, whose fetch starts now (one at a time, in the order written)."""
         while self._held:
             head = self._held[0]
-            if head.file_ids:
+            if isinstance(head, PromptIn) and head.file_ids:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._fetch_files, head)
                 return
