@@ -377,6 +377,20 @@ async def test_stop_sign_interrupts_the_turn_and_the_session_goes_on(tmp_path: P
             assert len(agent_argvs(w.tmp / "state")) == 1, "the interrupt must not restart the CLI"
 
 
+async def test_a_stop_written_while_the_cli_is_still_starting_interrupts_the_turn(tmp_path: Path) -> None:
+    """The prompt and the 🛑 reach a cold CLI together, before it has begun the turn."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with real_world(tmp_path) as rw:
+            w = rw.w
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.say("[slow 20] take your time", root)
+            await w.react(root, "octagonal_sign")
+            end = await turn_done(w, root, 1, within=15)
+            assert end.startswith("⏹️ Interrupted."), end
+            assert "did not stop when asked" not in w.thread_text(root)
+
+
 async def test_stop_sign_on_a_pending_permission_ends_the_turn(tmp_path: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         async with real_world(tmp_path) as rw:

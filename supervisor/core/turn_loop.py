@@ -242,8 +242,9 @@ class TurnLoop:
 
     def began(self) -> list[Effect]:
         """The agent says it began the turn. An interrupt sent before that may have reached
-        an agent still starting, one that took the interrupt before the prompt's turn and
-        then runs the turn whole: it is sent again, once."""
+        an agent that took it before the prompt's turn and would then run the turn whole
+        (the fake agent does; Claude Code 2.1.330 does not): it is sent again, once. An
+        agent that honoured the first finds no turn for the second."""
         turn = self.turn
         if turn is None or turn.begun:
             return []
