@@ -651,6 +651,9 @@ class Agent:
             )
 
     def on_interrupt(self, request_id: str, request: dict[str, Any]) -> None:
+        # One that comes before the worker has begun the prompt read just before it is
+        # only answered, and that turn then runs whole: the worst an agent may do (Claude
+        # Code 2.1.330 honours it, tests/test_e2e_real_cli.py), which the host must survive.
         with self.cond:
             if self.deaf:
                 self.log.event("ignored", request_id=request_id, why="hang-hard")
