@@ -249,6 +249,18 @@ async def test_a_file_the_server_keeps_failing_to_give_holds_up_neither_the_answ
             assert notes_prompt < prompts.index("and then this")
 
 
+async def _a_prompt_waiting_for_its_file(w: World, text: str) -> str:
+    """A new session, and a prompt in it whose file the server keeps failing to give
+    (retried): the thread root."""
+    await w.start()
+    root = await w.new_session("files")
+    w.server.fail_requests(503, method="GET", path_prefix="/api/v4/files/")
+    notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
+    await w.server.user_post("alice", text, root_id=root, file_ids=[notes])
+    await w.wait_for(lambda: w.server.stats.count("GET", "/api/v4/files/{file_id}/info") >= 1, timeout=10)
+    return root
+
+
 async def test_a_stop_while_only_a_prompts_file_is_on_its_way_stops_that_prompts_turn(
     tmp_path: Path,
 ) -> None:
@@ -256,12 +268,7 @@ async def test_a_stop_while_only_a_prompts_file_is_on_its_way_stops_that_prompts
     turn (as when the download held up the whole session), not "nothing to stop"."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            await w.start()
-            root = await w.new_session("files")
-            w.server.fail_requests(503, method="GET", path_prefix="/api/v4/files/")
-            notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
-            await w.server.user_post("alice", "[slow 30] read the notes", root_id=root, file_ids=[notes])
-            await w.wait_for(lambda: w.server.stats.count("GET", "/api/v4/files/{file_id}/info") >= 1, timeout=10)
+            root = await _a_prompt_waiting_for_its_file(w, "[slow 30] read the notes")
             await w.say("!stop", root)
             await trio.sleep(1)
             assert "Nothing to stop" not in w.thread_text(root)
@@ -277,12 +284,7 @@ async def test_a_session_ended_while_a_prompts_file_is_on_its_way_says_so_to_tha
 ) -> None:
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            await w.start()
-            root = await w.new_session("files")
-            w.server.fail_requests(503, method="GET", path_prefix="/api/v4/files/")
-            notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
-            await w.server.user_post("alice", "read the notes", root_id=root, file_ids=[notes])
-            await w.wait_for(lambda: w.server.stats.count("GET", "/api/v4/files/{file_id}/info") >= 1, timeout=10)
+            root = await _a_prompt_waiting_for_its_file(w, "read the notes")
             await w.say("!end", root)
             text = await w.answered(root, "This session has ended", timeout=10)
             assert "Session **files** ended" in text
