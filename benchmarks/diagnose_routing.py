@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Where routing latency goes: figure 1 re-run with stopwatches inside the supervisor.
 
-`.venv/bin/python benchmarks/diagnose_routing.py [SESSIONS] [SAMPLES]` (default 200 600)
-runs the routing measurement with the supervisor under `trace_supervisor.py` and prints,
-per stage, p50/p90/p99/max in ms:
+`.venv/bin/python benchmarks/diagnose_routing.py [SESSIONS] [SAMPLES] [PAUSE_MS]` (default
+200 600 0) runs the routing measurement with the supervisor under `trace_supervisor.py`
+and prints, per stage, p50/p90/p99/max in ms. PAUSE_MS of quiet after each answer shows
+a prompt to a supervisor that sat idle (the figure posts the next one at once):
 
     frame → ws          the server wrote the `posted` frame → trio-websocket handed it over
     ws → to agent       → the session is about to write the prompt to the agent's stdin
@@ -79,17 +80,19 @@ def report(samples: list[Sample], records: list[dict[str, Any]]) -> None:
             print("      long step:", step)
 
 
-async def main(sessions: int, samples: int) -> None:
+async def main(sessions: int, samples: int, pause_ms: int) -> None:
     with tempfile.TemporaryDirectory(prefix="supervisor-diagnose-") as tmp:
         trace = Path(tmp) / "trace.jsonl"
         prefix = [sys.executable, str(Path(__file__).with_name("trace_supervisor.py")), str(trace)]
-        routing = await measure_routing(Path(tmp) / "world", sessions, samples, argv_prefix=prefix)
+        routing = await measure_routing(Path(tmp) / "world", sessions, samples, argv_prefix=prefix,
+                                       pause_s=pause_ms / 1000)
         records = [json.loads(line) for line in trace.read_text().splitlines()]
-    print(f"routing, {sessions} sessions, {samples} samples")
+    pause = f", {pause_ms} ms of quiet before each" if pause_ms else ""
+    print(f"routing, {sessions} sessions, {samples} samples{pause}")
     report(routing.samples, records)
 
 
 if __name__ == "__main__":
-    given = [int(a) for a in sys.argv[1:3]]
-    sessions, samples = (given + [200, 600][len(given):])[:2]
-    trio.run(main, sessions, samples)
+    given = [int(a) for a in sys.argv[1:4]]
+    sessions, samples, pause_ms = (given + [200, 600, 0][len(given):])[:3]
+    trio.run(main, sessions, samples, pause_ms)

@@ -69,10 +69,11 @@ class Restart:
 
 
 async def measure_routing(tmp: Path, sessions: int, samples: int, *, restart: bool = False,
-                          argv_prefix: list[str] | None = None) -> Routing:
+                          argv_prefix: list[str] | None = None, pause_s: float = 0.0) -> Routing:
     """Sequential prompts, round robin over `sessions` live sessions, one at a time (the
-    next is posted once the previous turn's Done post exists), so each sample is the
-    routing of one event, not a queue."""
+    next is posted once the previous turn's Done post exists, or `pause_s` after it), so
+    each sample is the routing of one event, not a queue. The figure has no pause; a
+    pause shows what a prompt to a supervisor that sat idle meanwhile costs."""
     async with bench_world(tmp) as w:
         configure(w)
         roots = await seed_sessions(w, sessions)
@@ -89,6 +90,8 @@ async def measure_routing(tmp: Path, sessions: int, samples: int, *, restart: bo
                 text = f"route {k:06d}."
                 post, _first, _done = await ask(w, roots[k % sessions], text)
                 sent[text] = str(post["id"])
+                if pause_s:
+                    await trio.sleep(pause_s)
         cpu = cpu_seconds(pid) - cpu0
         rss_after = rss_bytes(pid)
         measured = _routing_samples(w, sent)
