@@ -221,8 +221,8 @@ async def test_a_file_the_server_keeps_failing_to_give_holds_up_neither_the_answ
 ) -> None:
     """A prompt's attachments are saved in a task of their own: while the server's file
     store fails (the download is retried until it answers), the running turn still streams
-    and a stop is heard at once; the prompt, and the one written after it, run in order
-    once the file comes."""
+    (its footer and `!status` counting the prompts that wait) and a stop is heard at once;
+    the prompt, and the one written after it, run in order once the file comes."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
             await w.start()
@@ -235,6 +235,10 @@ async def test_a_file_the_server_keeps_failing_to_give_holds_up_neither_the_answ
             await w.say("and then this", root)
             info = ("GET", "/api/v4/files/{file_id}/info")
             await w.wait_for(lambda: w.server.stats.count(*info) >= 2, timeout=10)  # failed, retried
+            # Both wait (one for its file, one behind it): the answer and !status say so.
+            await w.answered(root, "⏳ 2 more prompts queued", timeout=10)
+            await w.say("!status", root)
+            await w.answered(root, "- queued prompts: 2", timeout=10)
             streamed = len(w.thread_text(root))
             await w.wait_for(lambda: len(w.thread_text(root)) > streamed, timeout=10)  # still streaming
             await w.say("!stop", root)

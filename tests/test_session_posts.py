@@ -94,6 +94,38 @@ def test_a_queued_prompt_is_said_in_the_running_answer_and_gone_from_its_final_t
     assert QUEUED_1 not in final[0]
 
 
+def test_prompts_held_for_their_files_are_counted_as_queued_in_the_answer_and_the_status() -> None:
+    """A prompt whose attachments are still being saved (and any written after it) waits
+    outside the core: the running answer and `!status` count it all the same, and it
+    takes its own place in the queue once handed over, with nothing said twice."""
+    session = core()
+    session.prompt(prompt(1), 0.0)
+    first = session.agent_event(TextDelta("Working on it"), 0.1)
+    held = session.files_coming(1)
+    line = f"Working on it\n\n{QUEUED_1}: it runs when this turn ends."
+    assert thread_of(shown(first + held)) == [line]
+    assert "- queued prompts: 1" in session.status_text(0.2)
+    two = session.files_coming(2)
+    assert thread_of(shown(two)) == ["Working on it\n\n⏳ 2 more prompts queued: they run in order after this turn."]
+    assert session.files_coming(1) == []  # one let go: it comes in next
+    queued = session.prompt(prompt(2), 0.3)
+    assert all(op.text.endswith("⏳ 2 more prompts queued: they run in order after this turn.") for op in shown(queued))
+    assert "- queued prompts: 2" in session.status_text(0.3)
+    assert session.files_coming(0) == []
+    session.prompt(prompt(3), 0.4)
+    ended = session.agent_event(TurnEnded(total_cost_usd=0.01), 0.5)
+    assert "queued" not in thread_of(shown(first + held + two + queued + ended))[0]
+
+
+def test_a_prompt_held_for_its_files_while_no_turn_runs_shows_nothing_but_the_status() -> None:
+    session = core()
+    assert session.files_coming(1) == []
+    assert "- queued prompts: 1" in session.status_text(0.0)
+    assert session.files_coming(0) == []
+    started = session.prompt(prompt(1), 0.1)
+    assert "- queued prompts: 0" in session.status_text(0.1) and started  # it runs now
+
+
 def test_the_queue_line_waits_for_the_turns_first_words_and_never_takes_a_post_of_its_own() -> None:
     session = core()
     session.prompt(prompt(1), 0.0)

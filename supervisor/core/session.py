@@ -165,6 +165,13 @@ class SessionCore:
             return self.agent.launch()
         return self.loop.prompt(prompt, now, agent_stopping=self.agent.stopping)
 
+    def files_coming(self, held: int) -> list[Effect]:
+        """`held` prompts wait outside the core for their attachments (and those written
+        after them): the running answer's footer and `!status` count them as queued."""
+        if self.state.is_final:
+            return []
+        return self.loop.hold(held)
+
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
         if self.state.is_final:
             return []  # the agent is being stopped: nothing it says matters any more
@@ -281,4 +288,4 @@ class SessionCore:
         return [*effects, Finished()]
 
     def status_text(self, now: float) -> str:
-        return thread_texts.status_text(self.record, self.state.value, self.agent.model, self.loop.turns, len(self.queue))
+        return thread_texts.status_text(self.record, self.state.value, self.agent.model, self.loop.turns, self.loop.waiting)

@@ -70,6 +70,9 @@ class TurnLoop:
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
     turn: Turn | None = None
     turns: int = 0  # turns that ended, for `!status`
+    # Prompts held outside the core while their attachments are saved (with those written
+    # after them): not here yet, but waiting all the same, so counted as queued.
+    held: int = 0
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -82,6 +85,20 @@ class TurnLoop:
 
     # --- prompts -------------------------------------------------------------------
 
+    @property
+    def waiting(self) -> int:
+        """The prompts that wait behind the turn: queued here, or held for their files."""
+        return len(self.queue) + self.held
+
+    def hold(self, held: int) -> list[Effect]:
+        """`held` prompts now wait for their attachments. More than before: the running
+        answer's footer counts them at once. Fewer: only the count changes, as the prompt
+        let go comes in next (`prompt`) and takes its place in the queue."""
+        grew, self.held = held > self.held, held
+        if not grew or not self.session.state.in_turn:
+            return []
+        return self._show(self.renderer.queue_grew(self.waiting))
+
     def prompt(self, prompt: QueuedPrompt, now: float, *, agent_stopping: bool) -> list[Effect]:
         """A prompt for a running (or starting) agent: in now, or queued behind the turn."""
         self.queue.append(prompt)
@@ -91,7 +108,7 @@ class TurnLoop:
         if not state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
         # No request of its own: the running answer's footer counts the queue.
-        return self._show(self.renderer.queue_grew(len(self.queue)))
+        return self._show(self.renderer.queue_grew(self.waiting))
 
     def next_prompt(self, now: float) -> list[Effect]:
         session = self.session
@@ -143,7 +160,7 @@ class TurnLoop:
             return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
         if isinstance(event, TurnEnded):
             return self._turn_ended(event, now)
-        return self._show(self.renderer.feed(event, now, waiting=len(self.queue)))
+        return self._show(self.renderer.feed(event, now, waiting=self.waiting))
 
     def _show(self, ops: list[PutPost]) -> list[Effect]:
         if self.turn is not None:
