@@ -168,8 +168,6 @@ class SessionCore:
     def files_coming(self, held: int) -> list[Effect]:
         """`held` prompts wait outside the core for their attachments (and those written
         after them): the running answer's footer and `!status` count them as queued."""
-        if self.state.is_final:
-            return []
         return self.loop.hold(held)
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:

@@ -148,7 +148,8 @@ class SessionTask:
                     await self._take(message)
                 # Ended while files were on their way: the core says so to each of these.
                 while self._held:
-                    held = self._let_go()
+                    held = self._held.popleft()
+                    await self._held_changed()
                     await self._apply(self._dispatch(PromptIn(held.prompt) if isinstance(held, PromptIn) else held))
             await self._poster.drain()
             nursery.cancel_scope.cancel()
@@ -157,7 +158,7 @@ class SessionTask:
         match message:
             case PromptIn(_prompt, file_ids) if file_ids or self._held:
                 self._held.append(message)
-                await self._apply(self.core.files_coming(self._held_prompts()))  # said queued
+                await self._held_changed()
                 if len(self._held) == 1:  # else it waits behind a fetch under way
                     await self._release_held()
             case CommandIn(commands.Stop()) | ChoiceIn("stop") if self._held and self.core.turn is None:
@@ -423,18 +424,13 @@ class SessionTask:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._fetch_files, head)
                 return
-            await self._apply(self._dispatch(self._let_go()))
+            self._held.popleft()
+            await self._held_changed()
+            await self._apply(self._dispatch(head))
 
-    def _held_prompts(self) -> int:
-        return sum(isinstance(message, PromptIn) for message in self._held)
-
-    def _let_go(self) -> PromptIn | CommandIn | ChoiceIn:
-        """The first held message, no longer counted as held (the core counts a prompt
-        as queued again once it is handed over, next)."""
-        message = self._held.popleft()
-        shown = self.core.files_coming(self._held_prompts())
-        assert not shown  # fewer held: nothing changes in the thread
-        return message
+    async def _held_changed(self) -> None:
+        """The core counts the held prompts as queued (the running answer, `!status`)."""
+        await self._apply(self.core.files_coming(sum(isinstance(m, PromptIn) for m in self._held)))
 
     async def _fetch_files(self, message: PromptIn) -> None:
         """Save a prompt's attachments in a task of its own: a slow download, or a file
