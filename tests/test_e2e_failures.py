@@ -286,20 +286,23 @@ async def test_a_stop_while_only_a_prompts_file_is_on_its_way_stops_that_prompts
 async def test_a_session_ended_while_a_prompts_file_is_on_its_way_says_so_to_that_prompt_once(
     tmp_path: Path,
 ) -> None:
+    """The prompt is said not run, linked, like a queued one; a restart says it no more."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
             root = await _a_prompt_waiting_for_its_file(w, "read the notes")
             await w.say("!end", root)
-            text = await w.answered(root, "This session has ended", timeout=10)
+            text = await w.answered(root, "Not run, the session ended", timeout=10)
             assert "Session **files** ended" in text
+            waiting = next(p for p in w.server.posts_in_channel(w.dm) if p["message"] == "read the notes")
+            assert f"/pl/{waiting['id']})" in text.split("Not run, the session ended")[1]
             w.server.fail_requests(None)
             await w.stop()
             await w.start()
             await w.say("anyone?", root)  # answered after any catch-up of what was not handled
-            await w.wait_for(lambda: w.thread_text(root).count("This session has ended") >= 2, timeout=20)
+            await w.answered(root, "This session has ended", timeout=20)
             await trio.sleep(0.5)
             text = w.thread_text(root)
-            assert text.count("This session has ended") == 2, text  # the file's prompt: once, across a restart
+            assert text.count("Not run") == 1 and text.count("This session has ended") == 1, text
             assert not w.prompts_by_process()
 
 

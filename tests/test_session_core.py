@@ -105,6 +105,22 @@ def test_end_says_which_queued_prompts_were_not_run_and_which_turn_was_stopped()
     assert isinstance(effects[-1], Finished) and not core.queue
 
 
+def test_end_says_the_prompts_held_for_their_files_were_not_run_with_the_queued_ones() -> None:
+    """Prompts waiting outside the core for their attachments are in the same line as the
+    queue, in the order written, and handled: not "This session has ended." each."""
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.prompt(prompt("p2"), 2.0)
+    core.files_coming([prompt("p3"), prompt("p4")])
+    effects = core.command(commands.EndSession(), "c1", CHANNEL, 4.0)
+    said = "\n".join(texts(effects))
+    assert f"[this message]({link('p2')}), [this message]({link('p3')}), [this message]({link('p4')})" in said
+    assert "This session has ended." not in said
+    handled = [e.post_id for e in effects if isinstance(e, MarkHandled)]
+    assert sorted(handled) == ["c1", "p2", "p3", "p4"]
+    assert core.files_coming([]) == [] and "Not run" not in "\n".join(texts(core.end(5.0)))
+
+
 def test_a_failing_session_says_which_queued_prompts_were_not_run() -> None:
     core = running(make_core())
     core.prompt(prompt("p1"), 1.0)

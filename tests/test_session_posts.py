@@ -101,17 +101,17 @@ def test_prompts_held_for_their_files_are_counted_as_queued_in_the_answer_and_th
     session = core()
     session.prompt(prompt(1), 0.0)
     first = session.agent_event(TextDelta("Working on it"), 0.1)
-    held = session.files_coming(1)
+    held = session.files_coming([prompt(2)])
     line = f"Working on it\n\n{QUEUED_1}: it runs when this turn ends."
     assert thread_of(shown(first + held)) == [line]
     assert "- queued prompts: 1" in session.status_text(0.2)
-    two = session.files_coming(2)
+    two = session.files_coming([prompt(2), prompt(3)])
     assert thread_of(shown(two)) == ["Working on it\n\n⏳ 2 more prompts queued: they run in order after this turn."]
-    assert session.files_coming(1) == []  # one let go: it comes in next
+    assert session.files_coming([prompt(3)]) == []  # one let go: it comes in next
     queued = session.prompt(prompt(2), 0.3)
     assert all(op.text.endswith("⏳ 2 more prompts queued: they run in order after this turn.") for op in shown(queued))
     assert "- queued prompts: 2" in session.status_text(0.3)
-    assert session.files_coming(0) == []
+    assert session.files_coming([]) == []
     session.prompt(prompt(3), 0.4)
     ended = session.agent_event(TurnEnded(total_cost_usd=0.01), 0.5)
     assert "queued" not in thread_of(shown(first + held + two + queued + ended))[0]
@@ -119,9 +119,9 @@ def test_prompts_held_for_their_files_are_counted_as_queued_in_the_answer_and_th
 
 def test_a_prompt_held_for_its_files_while_no_turn_runs_shows_nothing_but_the_status() -> None:
     session = core()
-    assert session.files_coming(1) == []
+    assert session.files_coming([prompt(1)]) == []
     assert "- queued prompts: 1" in session.status_text(0.0)
-    assert session.files_coming(0) == []
+    assert session.files_coming([]) == []
     started = session.prompt(prompt(1), 0.1)
     assert "- queued prompts: 0" in session.status_text(0.1) and started  # it runs now
 

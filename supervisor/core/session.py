@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -165,9 +165,10 @@ class SessionCore:
             return self.agent.launch()
         return self.loop.prompt(prompt, now, agent_stopping=self.agent.stopping)
 
-    def files_coming(self, held: int) -> list[Effect]:
+    def files_coming(self, held: Sequence[QueuedPrompt]) -> list[Effect]:
         """`held` prompts wait outside the core for their attachments (and those written
-        after them): the running answer's footer and `!status` count them as queued."""
+        after them): the running answer's footer and `!status` count them as queued, and
+        an end or a failure says them not run with the queue (and marks them handled)."""
         return self.loop.hold(held)
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:

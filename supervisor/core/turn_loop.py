@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Sequence
 
 import attrs
 
@@ -71,8 +72,9 @@ class TurnLoop:
     turn: Turn | None = None
     turns: int = 0  # turns that ended, for `!status`
     # Prompts held outside the core while their attachments are saved (with those written
-    # after them): not here yet, but waiting all the same, so counted as queued.
-    held: int = 0
+    # after them): not here yet, but waiting all the same, so counted as queued, and said
+    # not run with the queue if the session ends first.
+    held: tuple[QueuedPrompt, ...] = ()
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -88,13 +90,13 @@ class TurnLoop:
     @property
     def waiting(self) -> int:
         """The prompts that wait behind the turn: queued here, or held for their files."""
-        return len(self.queue) + self.held
+        return len(self.queue) + len(self.held)
 
-    def hold(self, held: int) -> list[Effect]:
+    def hold(self, held: Sequence[QueuedPrompt]) -> list[Effect]:
         """`held` prompts now wait for their attachments. More than before: the running
         answer's footer counts them at once. Fewer: only the count changes, as the prompt
         let go comes in next (`prompt`) and takes its place in the queue."""
-        grew, self.held = held > self.held, held
+        grew, self.held = len(held) > len(self.held), tuple(held)
         if not grew or not self.session.state.in_turn:
             return []
         return self._show(self.renderer.queue_grew(self.waiting))
@@ -133,10 +135,11 @@ class TurnLoop:
         ]
 
     def not_run(self, why: str) -> list[Effect]:
-        """The queued prompts will never run: each is handled, with a reply that says so."""
-        if not self.queue:
+        """The queued prompts (and those held for their files, written after them) will
+        never run: each is handled, with a reply that says so."""
+        if not self.queue and not self.held:
             return []
-        prompts, self.queue = list(self.queue), deque()
+        prompts, self.queue, self.held = [*self.queue, *self.held], deque(), ()
         return [*self._show(self.renderer.drop_queue_line()), *self._said_not_run(why, prompts)]
 
     def _said_not_run(self, why: str, prompts: list[QueuedPrompt]) -> list[Effect]:

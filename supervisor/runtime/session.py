@@ -146,11 +146,12 @@ class SessionTask:
                         await self._apply(self.core.tick(trio.current_time()))
                         continue
                     await self._take(message)
-                # Ended while files were on their way: the core says so to each of these.
-                while self._held:
-                    held = self._held.popleft()
-                    await self._held_changed()
-                    await self._apply(self._dispatch(PromptIn(held.prompt) if isinstance(held, PromptIn) else held))
+                # Ended while files were on their way: the core said those prompts were
+                # not run, with the queue; a stop that waited with them is answered now.
+                for held in self._held:
+                    if not isinstance(held, PromptIn):
+                        await self._apply(self._dispatch(held))
+                self._held.clear()
             await self._poster.drain()
             nursery.cancel_scope.cancel()
 
@@ -430,7 +431,7 @@ class SessionTask:
 
     async def _held_changed(self) -> None:
         """The core counts the held prompts as queued (the running answer, `!status`)."""
-        await self._apply(self.core.files_coming(sum(isinstance(m, PromptIn) for m in self._held)))
+        await self._apply(self.core.files_coming([m.prompt for m in self._held if isinstance(m, PromptIn)]))
 
     async def _fetch_files(self, message: PromptIn) -> None:
         """Save a prompt's attachments in a task of its own: a slow download, or a file
