@@ -111,14 +111,33 @@ def test_end_says_the_prompts_held_for_their_files_were_not_run_with_the_queued_
     core = running(make_core())
     core.prompt(prompt("p1"), 1.0)
     core.prompt(prompt("p2"), 2.0)
-    core.files_coming([prompt("p3"), prompt("p4")])
+    core.prompt_in(prompt("p3"), ["f3"], 3.0)  # its file is being saved
+    core.prompt_in(prompt("p4"), [], 3.1)  # behind it
     effects = core.command(commands.EndSession(), "c1", CHANNEL, 4.0)
     said = "\n".join(texts(effects))
     assert f"[this message]({link('p2')}), [this message]({link('p3')}), [this message]({link('p4')})" in said
     assert "This session has ended." not in said
     handled = [e.post_id for e in effects if isinstance(e, MarkHandled)]
     assert sorted(handled) == ["c1", "p2", "p3", "p4"]
-    assert core.files_coming([]) == [] and "Not run" not in "\n".join(texts(core.end(5.0)))
+    assert core.files_saved(prompt("p3"), 5.0) == []  # saved too late: nothing more is said
+
+
+def test_a_stop_while_only_a_prompt_waiting_for_its_files_could_run_is_for_that_prompts_turn() -> None:
+    """Not "Nothing to stop": the stop waits with the prompt and ends its turn before it
+    runs (a `!stop` is handled then; it would be too, were the session to end first)."""
+    core = running(make_core())
+    assert texts(core.prompt_in(prompt("p1"), ["f1"], 1.0)) == []
+    assert core.command(commands.Stop(), "s1", CHANNEL, 1.5) == []
+    assert core.choose("stop", "p1", 1.6) == []
+    effects = core.files_saved(prompt("p1", "with its file"), 2.0)
+    said = "\n".join(texts(effects))
+    assert "Nothing to stop" not in said
+    assert any(isinstance(e, ToAgent) and isinstance(e.command, Interrupt) for e in effects), effects
+    assert MarkHandled(CHANNEL, "s1") in effects
+    core2 = running(make_core())
+    core2.prompt_in(prompt("p1"), ["f1"], 1.0)
+    core2.command(commands.Stop(), "s1", CHANNEL, 1.5)
+    assert MarkHandled(CHANNEL, "s1") in core2.command(commands.EndSession(), "c1", CHANNEL, 2.0)
 
 
 def test_a_failing_session_says_which_queued_prompts_were_not_run() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from supervisor.core.agent_events import (
     AgentEvent,
     PermissionAsked,
+    SendPrompt,
     TextBlock,
     TextDelta,
     ToolCall,
@@ -16,9 +17,11 @@ from supervisor.core.outbox import Create, Edit, Outbox
 from supervisor.core.session import SessionCore
 from supervisor.core.session_effects import (
     Effect,
+    FetchFiles,
     QueuedPrompt,
     SessionSettings,
     Show,
+    ToAgent,
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
@@ -44,8 +47,8 @@ def thread_of(ops: list[PutPost]) -> list[str]:
     return list(texts.values())
 
 
-def prompt(n: int) -> QueuedPrompt:
-    return QueuedPrompt(post_id=f"p{n}", channel_id="dm", text=f"prompt {n}")
+def prompt(n: int, text: str = "") -> QueuedPrompt:
+    return QueuedPrompt(post_id=f"p{n}", channel_id="dm", text=text or f"prompt {n}")
 
 
 def test_the_completion_line_is_the_footer_of_the_answer() -> None:
@@ -96,34 +99,38 @@ def test_a_queued_prompt_is_said_in_the_running_answer_and_gone_from_its_final_t
 
 def test_prompts_held_for_their_files_are_counted_as_queued_in_the_answer_and_the_status() -> None:
     """A prompt whose attachments are still being saved (and any written after it) waits
-    outside the core: the running answer and `!status` count it all the same, and it
-    takes its own place in the queue once handed over, with nothing said twice."""
+    before the queue: the running answer and `!status` count it all the same, and it
+    takes its own place in the queue once its files are saved, with nothing said twice."""
     session = core()
     session.prompt(prompt(1), 0.0)
     first = session.agent_event(TextDelta("Working on it"), 0.1)
-    held = session.files_coming([prompt(2)])
+    held = session.prompt_in(prompt(2), ["f2"], 0.2)
+    assert FetchFiles(prompt(2), ("f2",)) in held
     line = f"Working on it\n\n{QUEUED_1}: it runs when this turn ends."
     assert thread_of(shown(first + held)) == [line]
     assert "- queued prompts: 1" in session.status_text(0.2)
-    two = session.files_coming([prompt(2), prompt(3)])
+    two = session.prompt_in(prompt(3), [], 0.2)  # no files, but written after one with them
     assert thread_of(shown(two)) == ["Working on it\n\n⏳ 2 more prompts queued: they run in order after this turn."]
-    assert session.files_coming([prompt(3)]) == []  # one let go: it comes in next
-    queued = session.prompt(prompt(2), 0.3)
-    assert all(op.text.endswith("⏳ 2 more prompts queued: they run in order after this turn.") for op in shown(queued))
+    saved = session.files_saved(prompt(2, "prompt 2 with its file"), 0.3)
+    assert [p.post_id for p in session.queue] == ["p2", "p3"]
+    assert session.queue[0].text == "prompt 2 with its file"
+    assert all(op.text.endswith("⏳ 2 more prompts queued: they run in order after this turn.") for op in shown(saved))
     assert "- queued prompts: 2" in session.status_text(0.3)
-    assert session.files_coming([]) == []
-    session.prompt(prompt(3), 0.4)
     ended = session.agent_event(TurnEnded(total_cost_usd=0.01), 0.5)
-    assert "queued" not in thread_of(shown(first + held + two + queued + ended))[0]
+    assert "queued" not in thread_of(shown(first + held + two + saved + ended))[0]
 
 
-def test_a_prompt_held_for_its_files_while_no_turn_runs_shows_nothing_but_the_status() -> None:
+def test_prompts_with_files_are_saved_one_at_a_time_and_reach_the_agent_in_the_order_written() -> None:
     session = core()
-    assert session.files_coming([prompt(1)]) == []
-    assert "- queued prompts: 1" in session.status_text(0.0)
-    assert session.files_coming([]) == []
-    started = session.prompt(prompt(1), 0.1)
-    assert "- queued prompts: 0" in session.status_text(0.1) and started  # it runs now
+    first = session.prompt_in(prompt(1), ["f1"], 0.0)
+    assert first == [FetchFiles(prompt(1), ("f1",))] and "- queued prompts: 1" in session.status_text(0.0)
+    assert session.prompt_in(prompt(2), ["f2"], 0.1) == []  # waits behind the saving under way
+    started = session.files_saved(prompt(1, "one"), 0.2)
+    assert [e.command.text for e in started if isinstance(e, ToAgent) and isinstance(e.command, SendPrompt)] == ["one"]
+    assert started[-1] == FetchFiles(prompt(2), ("f2",))  # the next one's saving starts now
+    session.files_saved(prompt(2, "two"), 0.3)
+    assert [p.text for p in session.queue] == ["two"]  # behind the running turn
+    assert "- queued prompts: 1" in session.status_text(0.3)
 
 
 def test_the_queue_line_waits_for_the_turns_first_words_and_never_takes_a_post_of_its_own() -> None:

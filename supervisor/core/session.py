@@ -6,7 +6,8 @@ passing of time — and carries out the effects it returns, in order. It never p
 I/O and never reads a clock; `now` is always passed in.
 
 It is made of two parts and keeps what spans them:
-- the turn loop (`core.turn_loop`): the queue, one prompt at a time in the agent, the
+- the turn loop (`core.turn_loop`): the queue (and before it the prompts held while
+  their attachments are saved), one prompt at a time in the agent, the
   turn's events, permission requests and choices, interrupts, the turn's clocks;
 - the agent's life (`core.agent_life`): launch, ready, suspend, what an exit means and
   the restart policy.
@@ -41,6 +42,7 @@ from supervisor.core.restart import RestartTracker
 from supervisor.core.session_effects import (
     EditPost,
     Effect,
+    FetchFiles,
     Finished,
     LaunchAgent,
     MarkHandled,
@@ -59,11 +61,11 @@ from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 from supervisor.core.thread_texts import deaf_text, ended_note, failed_text, thread_help
 from supervisor.core.turn import Turn
-from supervisor.core.turn_loop import TurnLoop
+from supervisor.core.turn_loop import HeldPrompt, HeldStop, TurnLoop
 
 # The effects and inputs live in `session_effects`; the shell takes them from here too.
 __all__ = [
-    "EditPost", "Effect", "Finished", "LaunchAgent", "MarkHandled",
+    "EditPost", "Effect", "FetchFiles", "Finished", "LaunchAgent", "MarkHandled",
     "OfferChoices", "QueuedPrompt", "SaveRecord", "SendFile", "SessionCore", "SessionSettings",
     "SettleChoices", "Show", "StopAgent", "ToAgent", "Typing",
 ]
@@ -165,11 +167,44 @@ class SessionCore:
             return self.agent.launch()
         return self.loop.prompt(prompt, now, agent_stopping=self.agent.stopping)
 
-    def files_coming(self, held: Sequence[QueuedPrompt]) -> list[Effect]:
-        """`held` prompts wait outside the core for their attachments (and those written
-        after them): the running answer's footer and `!status` count them as queued, and
-        an end or a failure says them not run with the queue (and marks them handled)."""
-        return self.loop.hold(held)
+    def prompt_in(self, prompt: QueuedPrompt, file_ids: Sequence[str], now: float) -> list[Effect]:
+        """A prompt written in the thread. With attachments it waits until they are saved
+        (`FetchFiles`, then `files_saved`), beside the running turn, not in its way; the
+        prompts written after it wait behind it, so the agent gets them in order."""
+        if self.state.is_final or (not file_ids and not self.loop.held):
+            return self.prompt(prompt, now)
+        effects = self.loop.hold(HeldPrompt(prompt, tuple(file_ids)))
+        if len(self.loop.held) == 1:  # else it waits behind a saving under way
+            effects += self._let_held_go(now)
+        return effects
+
+    def files_saved(self, prompt: QueuedPrompt, now: float) -> list[Effect]:
+        """The first held prompt's attachments are saved: `prompt` names them."""
+        if not self.loop.held:
+            return []  # the session ended meanwhile: that prompt was said not run
+        self.loop.held[0] = HeldPrompt(prompt)
+        return self._let_held_go(now)
+
+    def _let_held_go(self, now: float) -> list[Effect]:
+        """Hand the held in order to the queue, up to the first prompt with attachments
+        still to save, whose saving starts now (one at a time, in the order written)."""
+        effects: list[Effect] = []
+        while self.loop.held:
+            head = self.loop.held[0]
+            if isinstance(head, HeldPrompt) and head.file_ids:
+                return [*effects, FetchFiles(head.prompt, head.file_ids)]
+            self.loop.held.popleft()
+            if isinstance(head, HeldPrompt):
+                effects += self.prompt(head.prompt, now)
+            elif head.channel_id:  # not `command`: this stop has waited already
+                effects += [*self.interrupt(now), MarkHandled(head.channel_id, head.post_id)]
+            else:
+                effects += self.loop.choose("stop", head.post_id, now)
+        return effects
+
+    def _stop_waits(self) -> bool:
+        """A stop now is for the turn of the held prompt: no other turn runs."""
+        return bool(self.loop.held) and self.loop.turn is None
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
         if self.state.is_final:
@@ -201,6 +236,8 @@ class SessionCore:
         """A person's choice on one of the thread's posts."""
         if self.state.is_final:
             return []
+        if kind == "stop" and self._stop_waits():
+            return self.loop.hold(HeldStop(post_id))
         # Where one reaction offers both (🔁 on Mattermost), the post says which is meant.
         if kind in ("rerun", "allow_always") and post_id in self.record.rerun_offers:
             again, save = rerun(post_id, self.record)
@@ -242,6 +279,8 @@ class SessionCore:
         if isinstance(command, commands.BadCommand):
             return [self.note(f"⚠️ {command.text(self.settings.words)}"), handled]
         if isinstance(command, commands.Stop):
+            if self._stop_waits():
+                return self.loop.hold(HeldStop(post_id, channel_id))
             return [*self.interrupt(now), handled]
         if isinstance(command, commands.Status):
             return [self.note(self.status_text(now)), handled]

@@ -121,6 +121,15 @@ class EditPost:
 
 
 @attrs.frozen
+class FetchFiles:
+    """Save a held prompt's attachments in its session's folder, beside the running turn;
+    the shell hands the prompt, now naming them, back with `SessionCore.files_saved`."""
+
+    prompt: QueuedPrompt
+    file_ids: tuple[str, ...]
+
+
+@attrs.frozen
 class Finished:
     """The session is over (ended or failed): the shell may end its task."""
 
@@ -137,6 +146,7 @@ Effect = (
     | Typing
     | SendFile
     | EditPost
+    | FetchFiles
     | Finished
 )
 

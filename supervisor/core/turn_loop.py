@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Sequence
 
 import attrs
 
@@ -61,6 +60,24 @@ S = SessionState
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 
 
+@attrs.frozen
+class HeldPrompt:
+    """A prompt that waits for its attachments (`file_ids`: none left once saved), or
+    behind one that does."""
+
+    prompt: QueuedPrompt
+    file_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class HeldStop:
+    """A stop that came while no turn ran but a held prompt would start one: it is for
+    that prompt's turn, so it waits with it."""
+
+    post_id: str
+    channel_id: str = ""  # a `!stop` post, handled when it is taken; "" for a 🛑 reaction
+
+
 @attrs.define
 class TurnLoop:
     """Invariants: `turn` is set exactly when the state is BUSY or AWAITING_APPROVAL;
@@ -71,10 +88,10 @@ class TurnLoop:
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
     turn: Turn | None = None
     turns: int = 0  # turns that ended, for `!status`
-    # Prompts held outside the core while their attachments are saved (with those written
-    # after them): not here yet, but waiting all the same, so counted as queued, and said
-    # not run with the queue if the session ends first.
-    held: tuple[QueuedPrompt, ...] = ()
+    # Before the queue: a prompt whose attachments are being saved, and what was written
+    # after it (`SessionCore.prompt_in`). Its prompts count as queued, and are said not run
+    # with the queue if the session ends first.
+    held: deque[HeldPrompt | HeldStop] = attrs.field(factory=deque)
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -90,14 +107,13 @@ class TurnLoop:
     @property
     def waiting(self) -> int:
         """The prompts that wait behind the turn: queued here, or held for their files."""
-        return len(self.queue) + len(self.held)
+        return len(self.queue) + sum(isinstance(held, HeldPrompt) for held in self.held)
 
-    def hold(self, held: Sequence[QueuedPrompt]) -> list[Effect]:
-        """`held` prompts now wait for their attachments. More than before: the running
-        answer's footer counts them at once. Fewer: only the count changes, as the prompt
-        let go comes in next (`prompt`) and takes its place in the queue."""
-        grew, self.held = len(held) > len(self.held), tuple(held)
-        if not grew or not self.session.state.in_turn:
+    def hold(self, held: HeldPrompt | HeldStop) -> list[Effect]:
+        """Waits behind the prompt whose files are being saved; a prompt is counted in the
+        running answer's footer at once (and keeps its place when it is let go)."""
+        self.held.append(held)
+        if isinstance(held, HeldStop) or not self.session.state.in_turn:
             return []
         return self._show(self.renderer.queue_grew(self.waiting))
 
@@ -136,11 +152,16 @@ class TurnLoop:
 
     def not_run(self, why: str) -> list[Effect]:
         """The queued prompts (and those held for their files, written after them) will
-        never run: each is handled, with a reply that says so."""
-        if not self.queue and not self.held:
-            return []
-        prompts, self.queue, self.held = [*self.queue, *self.held], deque(), ()
-        return [*self._show(self.renderer.drop_queue_line()), *self._said_not_run(why, prompts)]
+        never run: each is handled, with a reply that says so. A `!stop` held with them
+        is handled too: the reply says its prompt did not run."""
+        prompts = [*self.queue, *(h.prompt for h in self.held if isinstance(h, HeldPrompt))]
+        stops: list[Effect] = [
+            MarkHandled(h.channel_id, h.post_id) for h in self.held if isinstance(h, HeldStop) and h.channel_id
+        ]
+        self.queue, self.held = deque(), deque()
+        if not prompts:
+            return stops
+        return [*self._show(self.renderer.drop_queue_line()), *self._said_not_run(why, prompts), *stops]
 
     def _said_not_run(self, why: str, prompts: list[QueuedPrompt]) -> list[Effect]:
         permalink = self.session.settings.permalink

@@ -5,9 +5,9 @@ stopped and restarted), the poster task that turns the thread's outbox into REST
 (`runtime.poster`), and one inbox through which everything reaches the core, one message
 at a time. Decides nothing: every decision is the core's; this module only moves data and
 owns lifetimes. The thread's files (attachments in, `!get` files out) are moved by
-`runtime.session_files`; a prompt with attachments is held (with the prompts behind it)
-until a task of its own has saved them, so a slow download never stands between the core
-and its agent's events.
+`runtime.session_files`, each in a task of its own (`FetchFiles`: the core holds that
+prompt, and those written after it, meanwhile), so a slow download never stands between
+the core and its agent's events.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import errno
 import logging
 import math
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 
 import attrs
@@ -25,17 +24,18 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink
-from supervisor.core import commands
 from supervisor.core.agent_events import AgentUnusable, Interrupt
 from supervisor.core.events import ChoiceKind
 from supervisor.core.outbox import Create, Edit, Outbox
 from supervisor.core.session import (
     EditPost,
     Effect,
+    FetchFiles,
     Finished,
     LaunchAgent,
     MarkHandled,
     OfferChoices,
+    QueuedPrompt,
     SaveRecord,
     SendFile,
     SessionCore,
@@ -122,11 +122,6 @@ class SessionTask:
         # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
-        # Prompts not handed to the core yet: the first waits for its attachments to be
-        # saved (`_fetch_files`), and those behind it wait for it, so the agent still gets
-        # them in the order they were written. A stop that comes while no turn runs waits
-        # here too: it is for the turn of the prompt whose files are coming.
-        self._held: deque[PromptIn | CommandIn | ChoiceIn] = deque()
 
     @property
     def name(self) -> str:
@@ -146,31 +141,13 @@ class SessionTask:
                         await self._apply(self.core.tick(trio.current_time()))
                         continue
                     await self._take(message)
-                # Ended while files were on their way: the core said those prompts were
-                # not run, with the queue; a stop that waited with them is answered now.
-                for held in self._held:
-                    if not isinstance(held, PromptIn):
-                        await self._apply(self._dispatch(held))
-                self._held.clear()
             await self._poster.drain()
             nursery.cancel_scope.cancel()
 
     async def _take(self, message: SessionMessage) -> None:
-        match message:
-            case PromptIn(_prompt, file_ids) if file_ids or self._held:
-                self._held.append(message)
-                await self._held_changed()
-                if len(self._held) == 1:  # else it waits behind a fetch under way
-                    await self._release_held()
-            case CommandIn(commands.Stop()) | ChoiceIn("stop") if self._held and self.core.turn is None:
-                self._held.append(message)  # for the held prompt: to the core right after it
-            case FilesSaved(prompt, notice):
-                if notice is not None:
-                    self._poster.show(notice)
-                self._held[0] = PromptIn(prompt)
-                await self._release_held()
-            case _:
-                await self._apply(self._dispatch(message))
+        if isinstance(message, FilesSaved) and message.notice is not None:
+            self._poster.show(message.notice)  # the files that could not be saved
+        await self._apply(self._dispatch(message))
 
     async def _next_message(self) -> SessionMessage | None:
         """The next inbox message, or None when the core's next deadline has come. A due
@@ -196,8 +173,10 @@ class SessionTask:
         now = trio.current_time()
         core = self.core
         match message:
-            case PromptIn(prompt, _files):
-                return core.prompt(prompt, now)
+            case PromptIn(prompt, file_ids):
+                return core.prompt_in(prompt, file_ids, now)
+            case FilesSaved(prompt, _notice):
+                return core.files_saved(prompt, now)
             case CommandIn(command, post_id, channel_id):
                 return core.command(command, post_id, channel_id, now)
             case ChoiceIn(kind, post_id):
@@ -281,6 +260,9 @@ class SessionTask:
                 case SendFile(path):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._send_file, path)
+                case FetchFiles(prompt, file_ids):
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._fetch_files, prompt, file_ids)
                 case EditPost(post_id, text):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._poster.edit_old_post, post_id, text)
@@ -416,32 +398,15 @@ class SessionTask:
             with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                 self.inbox_send.send_nowait(Settled())
 
-    async def _release_held(self) -> None:
-        """Hand the held prompts to the core in order, up to the first with attachments
-        still to save, whose fetch starts now (one at a time, in the order written)."""
-        while self._held:
-            head = self._held[0]
-            if isinstance(head, PromptIn) and head.file_ids:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._fetch_files, head)
-                return
-            self._held.popleft()
-            await self._held_changed()
-            await self._apply(self._dispatch(head))
-
-    async def _held_changed(self) -> None:
-        """The core counts the held prompts as queued (the running answer, `!status`)."""
-        await self._apply(self.core.files_coming([m.prompt for m in self._held if isinstance(m, PromptIn)]))
-
-    async def _fetch_files(self, message: PromptIn) -> None:
+    async def _fetch_files(self, prompt: QueuedPrompt, file_ids: tuple[str, ...]) -> None:
         """Save a prompt's attachments in a task of its own: a slow download, or a file
         store the server keeps failing (its calls are retried), must not pause the running
         turn's answer, its watchdog or a 🛑 meanwhile."""
         prompt, notice = await session_files.save_attachments(
             self.deps.chat,
             self.core.record.cwd,
-            message.prompt,
-            message.file_ids,
+            prompt,
+            file_ids,
             max_upload_bytes=self.deps.max_upload_bytes,
             max_image_bytes=self.deps.max_image_bytes,
         )
