@@ -102,3 +102,36 @@ async def test_random_sigkills_lose_nothing_and_answer_nothing_twice(tmp_path: P
             f"{len(cut)} cut by a kill and said so, 0 lost, 0 answered twice; "
             f"{sum(1 for n in deliveries.values() if n > 1)} re-delivered after a kill before their answer began"
         )
+
+
+async def test_a_prompts_files_saved_before_a_kill_are_saved_again_under_the_same_names(
+    tmp_path: Path,
+) -> None:
+    """A prompt queued behind a running turn has its files saved but is not handled yet: a
+    kill -9 then means it is fetched and saved again after the restart. The agent gets the
+    names the person gave, and the post's folder holds each file once, whole (not a
+    `notes-1.txt` beside the first try's, nor what a kill mid-write left)."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            w.spawn()
+            await _serving(w)
+            root = await w.new_session("files")
+            await w.say("[slow 30] a long turn", root)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=20)
+            notes = w.server.upload_as("alice", "notes.txt", b"hello notes")
+            again = w.server.upload_as("alice", "notes.txt", b"other notes")  # the same name twice
+            post = await w.server.user_post("alice", "read the notes", root_id=root, file_ids=[notes, again])
+            folder = w.work / "files" / ".supervisor" / "uploads" / str(post["id"])
+            await w.wait_for(lambda: len(list(folder.glob("*"))) == 2, timeout=10)
+            (folder / ".notes.txt.part").write_bytes(b"hello")  # as a kill mid-write leaves it
+            (folder / "notes.txt").write_bytes(b"hel")  # ... and as an older kind of write did
+            w.kill()
+            w.spawn()
+            await _serving(w)
+            await w.answered(root, ": read the notes", timeout=30)
+            assert sorted(p.name for p in folder.iterdir()) == ["notes-1.txt", "notes.txt"]
+            assert (folder / "notes.txt").read_bytes() == b"hello notes"
+            assert (folder / "notes-1.txt").read_bytes() == b"other notes"
+            prompt = next(p for ps in w.prompts_by_process().values() for p in ps if p.startswith("read the notes"))
+            assert f"uploads/{post['id']}/notes.txt (11 bytes)" in prompt
+            assert f"uploads/{post['id']}/notes-1.txt (11 bytes)" in prompt

@@ -1,14 +1,20 @@
-"""Attachment names can never escape the upload folder (issue 4, item 6)."""
+"""Attachment names can never escape the upload folder (issue 4, item 6); saving a post's
+attachments again (after a kill before its turn began) gives the same files, whole."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+import attrs
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.core.events import FileRef
+from supervisor.core.session import QueuedPrompt
 from supervisor.core.uploads import MAX_NAME, safe_name, upload_folder
+from supervisor.runtime.session_files import save_attachments
 
 
 @pytest.mark.parametrize(
@@ -39,3 +45,62 @@ def test_post_folder_is_always_inside_uploads(post_id: str) -> None:
 def test_three_hundred_characters_are_bounded_and_keep_the_extension() -> None:
     name = safe_name("a" * 300 + ".py")
     assert len(name) <= MAX_NAME and name.endswith(".py")
+
+
+@given(st.integers(-(10**13), 10**13), st.integers(1, 2**31), st.integers(-(10**13), 10**13), st.integers(1, 2**31))
+def test_distinct_telegram_messages_get_distinct_folders(chat: int, message: int, chat2: int, message2: int) -> None:
+    """Two people's private chats may share a cwd: `tg:123:45` and `tg:1234:5` must not
+    share a folder, now that saving a post again overwrites its folder's files."""
+    if (chat, message) != (chat2, message2):
+        assert upload_folder(f"tg:{chat}:{message}") != upload_folder(f"tg:{chat2}:{message2}")
+
+
+@attrs.define
+class FileServer:
+    """The two calls of the chat port that saving attachments makes, over `files`."""
+
+    files: dict[str, tuple[str, bytes]]
+
+    async def file_info(self, file_id: str) -> FileRef:
+        name, data = self.files[file_id]
+        return FileRef(file_id, name, len(data), "text/plain")
+
+    async def download_file(self, file_id: str) -> bytes:
+        return self.files[file_id][1]
+
+
+def _save(cwd: Path, chat: FileServer, file_ids: tuple[str, ...]) -> str:
+    async def main() -> str:
+        prompt = QueuedPrompt("p1", "c1", "read these")
+        saved, _notice = await save_attachments(
+            chat, str(cwd), prompt, file_ids, max_upload_bytes=1000, max_image_bytes=1000
+        )
+        return saved.text
+
+    return trio.run(main)
+
+
+def test_saving_a_posts_files_again_gives_the_same_names_and_whole_files(tmp_path: Path) -> None:
+    chat = FileServer({"a": ("notes.txt", b"first notes"), "b": ("notes.txt", b"second notes")})
+    first = _save(tmp_path, chat, ("a", "b"))
+    folder = tmp_path / upload_folder("p1")
+    (folder / "notes.txt").write_bytes(b"fir")  # what a kill mid-write of an older kind left
+    (folder / ".notes-1.txt.part").write_bytes(b"sec")  # ... and of this kind
+    assert _save(tmp_path, chat, ("a", "b")) == first
+    assert sorted(p.name for p in folder.iterdir()) == ["notes-1.txt", "notes.txt"]
+    assert (folder / "notes.txt").read_bytes() == b"first notes"
+    assert (folder / "notes-1.txt").read_bytes() == b"second notes"
+
+
+def test_an_upload_folder_that_links_out_of_the_cwd_is_not_written_through(tmp_path: Path) -> None:
+    """Something in the session's cwd (its agent, say) made the post's folder a link to
+    elsewhere: nothing is written there, and the prompt says the file was not saved."""
+    cwd, elsewhere = tmp_path / "cwd", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_bytes(b"precious")
+    (cwd / upload_folder("p1")).parent.mkdir(parents=True)
+    (cwd / upload_folder("p1")).symlink_to(elsewhere)
+    text = _save(cwd, FileServer({"a": ("notes.txt", b"overwritten?")}), ("a",))
+    assert (elsewhere / "notes.txt").read_bytes() == b"precious"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
+    assert "Attachments that were not saved: a (" in text and "link" in text

@@ -40,8 +40,10 @@ def safe_name(name: str, taken: Collection[str] = ()) -> str:
 
 
 def upload_folder(post_id: str) -> PurePosixPath:
-    """Relative to the session's cwd; post ids are server-made, but sanitised all the same."""
-    return UPLOAD_DIR / (re.sub(r"[^A-Za-z0-9]", "", post_id)[:64] or "post")
+    """Relative to the session's cwd; post ids are server-made, but sanitised all the same.
+    Distinct posts get distinct folders (Telegram's `tg:<chat>:<message>` becomes
+    `tg_<chat>_<message>`): a folder is one post's own, so saving it again overwrites."""
+    return UPLOAD_DIR / (re.sub(r"[^A-Za-z0-9_-]", "_", post_id)[:96] or "post")
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ the core decides and show nothing themselves: each hands back what the thread sh
 from __future__ import annotations
 
 import base64
+import errno
 import os
 from pathlib import Path
 
@@ -37,6 +38,7 @@ async def save_attachments(
     saved: list[uploads.Saved] = []
     refused: list[str] = []
     images: list[Image] = []
+    names: set[str] = set()  # given in this post, in order: the same on every try
     for file_id in file_ids:
         try:
             info = await chat.file_info(file_id)
@@ -44,7 +46,9 @@ async def save_attachments(
                 refused.append(f"{info.name} ({info.size / 1e6:.1f} MB, over the {max_upload_bytes / 1e6:.0f} MB limit)")
                 continue
             data = await chat.download_file(file_id)
-            name = await trio.to_thread.run_sync(_save_new_file, folder, info.name, data)
+            name = uploads.safe_name(info.name, names)
+            names.add(name)
+            await trio.to_thread.run_sync(_save_file, folder, name, data)
         except (ChatError, OSError) as exc:
             refused.append(f"{file_id} ({exc})")
             continue
@@ -71,18 +75,19 @@ async def send_file(chat: ChatLink, record: SessionRecord, path: str, max_bytes:
     return text
 
 
-def _save_new_file(folder: Path, name: str, data: bytes) -> str:
-    """Write `data` under a safe, new name in `folder`; never overwrites. Returns the name."""
+def _save_file(folder: Path, name: str, data: bytes) -> None:
+    """Write `data` as `folder/name`, whole or not at all. The folder is its post's own, and
+    a post is saved again only when its prompt was not handled (a kill before its turn
+    began): that try overwrites the earlier one's files under the same names, and a
+    kill mid-write leaves only a hidden `.part` file, which the next try replaces."""
     folder.mkdir(parents=True, exist_ok=True)
-    taken = {p.name for p in folder.iterdir()}
-    while True:
-        safe = uploads.safe_name(name, taken)
-        try:
-            with open(folder / safe, "xb") as f:  # x: fail rather than overwrite
-                f.write(data)
-            return safe
-        except FileExistsError:
-            taken.add(safe)
+    if folder.is_symlink():  # something in the cwd made it one: it would redirect the write
+        raise OSError(errno.ELOOP, "the post's upload folder is a link; nothing saved through it")
+    part = folder / f".{name}.part"
+    part.unlink(missing_ok=True)  # a link put there is removed, never followed
+    with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as f:
+        f.write(data)
+    os.replace(part, folder / name)
 
 
 def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
