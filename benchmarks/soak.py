@@ -18,12 +18,17 @@ nothing earlier can still come. Then it stops gracefully and the figures are cou
 - answered and noticed: a complete answer and still a cut notice (a false notice);
 - delivered twice: prompts written to an agent's stdin more than once (at most once is
   the promise: a prompt may start tools that change files);
+- with a file: prompts posted with an attachment (a share of them), saved before their
+  turn, so a kill while one waits in the queue means saving it again after the restart;
+- stray upload files: in those prompts' upload folders, any file but the one attached, or
+  that one not whole (must be 0); files missing: a prompt with a file answered without it
+  (must be 0);
 - agent processes left after the graceful stop (must be 0); whether the state file loads,
   and how many of its sessions ended up failed.
 
-Exit status 1 when lost, duplicated, in another thread or agents left is not 0, or the
-state file does not load. `--json PATH` also writes the figures. Not run in CI; its quick
-mode is (tests/test_soak_quick.py).
+Exit status 1 when lost, duplicated, in another thread, agents left, stray upload files or
+files missing is not 0, or the state file does not load. `--json PATH` also writes the
+figures. Not run in CI; its quick mode is (tests/test_soak_quick.py).
 """
 
 from __future__ import annotations
@@ -57,10 +62,14 @@ from benchmarks.world import (  # noqa: E402
     spawn_serving,
     stop_child,
 )
+from supervisor.core.uploads import upload_folder  # noqa: E402
 from supervisor.runtime.store import read_state  # noqa: E402
 from tests.harness import World  # noqa: E402
 
-ANSWER = re.compile(r"echo #\d+: (soak-\d+) \(earlier: [^)]*\)")  # whole: up to its last ")"
+# A whole answer: the prompt, the files it names, and the earlier prompts up to the "')" that
+# ends the list (no prompt has one, so a part of an answer never matches).
+ANSWER = re.compile(r"echo #\d+: (soak-\d+)(\n\nAttached files[^\n]*(?:\n- [^\n]*)+)? \(earlier: (?:none|.*?')\)", re.S)
+ATTACHED = "notes.txt"
 LINK = re.compile(r"/_redirect/pl/([a-z0-9]{26})")
 SENTINEL = "sentinel"
 DEFAULT_SEED = 20261202
@@ -78,6 +87,7 @@ class Plan:
     # and every restart re-reads it (the catch-up starts at the oldest unhandled post).
     max_outstanding: int = 3
     slow_share: float = 0.25  # prompts streamed over a while ([slow 0.3]): more cut mid-answer
+    file_share: float = 0.2  # prompts posted with a file attached
     settle_s: float = 300.0  # after the last kill: every prompt accounted for, at most this
     warm_up: bool = True  # one answered prompt per session before the first kill
     seed: int = DEFAULT_SEED
@@ -88,6 +98,7 @@ class Prompt:
     text: str
     post_id: str
     root_id: str
+    with_file: bool = False
 
 
 @attrs.define
@@ -102,6 +113,9 @@ class Figures:
     other_thread: int = 0
     answered_and_noticed: int = 0
     delivered_twice: int = 0
+    with_file: int = 0
+    stray_files: int = 0
+    files_missing: int = 0
     agents_left: int = 0
     sessions_failed: int = 0
     state_loads: bool = False
@@ -109,7 +123,7 @@ class Figures:
 
     @property
     def ok(self) -> bool:
-        bad = self.lost + self.duplicated + self.other_thread + self.agents_left
+        bad = self.lost + self.duplicated + self.other_thread + self.agents_left + self.stray_files + self.files_missing
         return bad == 0 and self.state_loads
 
     def report(self) -> str:
@@ -124,6 +138,9 @@ class Figures:
             f"answers in another thread  {self.other_thread}",
             f"answered and noticed       {self.answered_and_noticed}",
             f"delivered to an agent 2x+  {self.delivered_twice}",
+            f"with a file                {self.with_file}",
+            f"stray upload files         {self.stray_files}",
+            f"answered without its file  {self.files_missing}",
             f"agent processes left       {self.agents_left}",
             f"sessions failed            {self.sessions_failed}",
             f"state file loads           {'yes' if self.state_loads else 'NO'}",
@@ -172,9 +189,12 @@ class Soak:
             text = f"soak-{n:06d}"
             n += 1
             directive = "[slow 0.3] " if self.rng.random() < self.plan.slow_share else ""
+            with_file = self.rng.random() < self.plan.file_share
             with trio.CancelScope(shield=True):  # posted means counted
-                post = await self.w.say(directive + text, root)
-                self.prompts[text] = Prompt(text, str(post["id"]), root)
+                server = server_of(self.w)
+                files = [server.upload_as("alice", ATTACHED, text.encode())] if with_file else []
+                post = await server.user_post("alice", directive + text, root_id=root, file_ids=files)
+                self.prompts[text] = Prompt(text, str(post["id"]), root, with_file)
                 self.text_of[str(post["id"])] = text
                 self.outstanding.setdefault(root, set()).add(text)
 
@@ -212,15 +232,20 @@ class Soak:
             await server.wait_until(lambda: server.websockets(server.bot.id) == 0)
         await spawn_serving(self.w)
 
-    def tally(self) -> tuple[dict[str, list[str]], set[str]]:
-        """Each prompt's answers (the thread of each) and the prompts noticed as cut."""
+    def tally(self) -> tuple[dict[str, list[str]], set[str], set[str]]:
+        """Each prompt's answers (the thread of each), the prompts noticed as cut, and the
+        prompts answered with their attached file named."""
         by_id = {p.post_id: p for p in self.prompts.values()}
         answers: dict[str, list[str]] = {}
         noticed: set[str] = set()
+        with_files: set[str] = set()
         for post in self.w.bot_posts():
             message = str(post["message"])
             for match in ANSWER.finditer(message):
                 answers.setdefault(match.group(1), []).append(str(post["root_id"]))
+                asked = self.prompts.get(match.group(1))
+                if asked is not None and f"{upload_folder(asked.post_id)}/{ATTACHED} (" in (match.group(2) or ""):
+                    with_files.add(asked.text)
             # Both notices a restart leaves tell the person: "cut" (the turn was running)
             # and "may be incomplete" (the agent had finished; its answer was being posted).
             if "cut" in message.lower() or "may be incomplete" in message:
@@ -228,10 +253,10 @@ class Soak:
                     prompt = by_id.get(post_id)
                     if prompt is not None and prompt.root_id == post["root_id"]:
                         noticed.add(prompt.text)
-        return answers, noticed
+        return answers, noticed, with_files
 
     def accounted(self) -> bool:
-        answers, noticed = self.tally()
+        answers, noticed, _files = self.tally()
         return all(p in answers or p in noticed for p in self.prompts)
 
     async def settle(self) -> None:
@@ -247,7 +272,7 @@ class Soak:
                     await trio.sleep(0.5)
 
     def count(self) -> None:
-        answers, noticed = self.tally()
+        answers, noticed, with_files = self.tally()
         f = self.figures
         f.prompts = len(self.prompts)
         for text, prompt in self.prompts.items():
@@ -258,12 +283,25 @@ class Soak:
             f.duplicated += len(threads) > 1
             f.other_thread += sum(1 for root in threads if root != prompt.root_id)
             f.answered_and_noticed += bool(threads) and text in noticed
+            if prompt.with_file:
+                f.with_file += 1
+                f.files_missing += bool(threads) and text not in with_files
+                f.stray_files += self.stray_files(prompt)
         delivered = Counter(
             _prompt_of(prompt_text(line.line) or "")
             for line in agent_lines(self.w)
             if line.event == "stdin"
         )
         f.delivered_twice = sum(1 for text, n in delivered.items() if text in self.prompts and n > 1)
+
+
+    def stray_files(self, prompt: Prompt) -> int:
+        """Files in the prompt's upload folder but the one attached, whole (its text)."""
+        cwd = self.w.work / f"s{self.roots.index(prompt.root_id)}"  # as `seed_sessions` made them
+        folder = cwd / upload_folder(prompt.post_id)
+        found = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
+        attached = found.pop(ATTACHED, None)
+        return len(found) + (attached is not None and attached.read_bytes() != prompt.text.encode())
 
 
 def _prompt_of(text: str) -> str:

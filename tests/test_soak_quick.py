@@ -14,7 +14,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = {
     "kills", "drops", "prompts", "answered", "noticed", "lost", "duplicated", "other_thread",
-    "answered_and_noticed", "delivered_twice", "agents_left", "sessions_failed",
+    "answered_and_noticed", "delivered_twice", "with_file", "stray_files", "files_missing",
+    "agents_left", "sessions_failed",
     "state_loads", "run_s",
 }
 
@@ -35,6 +36,7 @@ def test_quick_soak_produces_its_figures_and_loses_nothing(tmp_path: Path) -> No
     assert figures["duplicated"] == 0, done.stdout
     assert figures["other_thread"] == 0, done.stdout
     assert figures["agents_left"] == 0, done.stdout
+    assert figures["stray_files"] == 0 and figures["files_missing"] == 0, done.stdout
     assert figures["state_loads"] is True, done.stdout
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "lost" in done.stdout and "run time" in done.stdout
