@@ -286,7 +286,7 @@ class Soak:
             if prompt.with_file:
                 f.with_file += 1
                 f.files_missing += bool(threads) and text not in with_files
-                f.stray_files += self.stray_files(prompt)
+                f.stray_files += self.strays_in_folder(prompt)
         delivered = Counter(
             _prompt_of(prompt_text(line.line) or "")
             for line in agent_lines(self.w)
@@ -295,7 +295,7 @@ class Soak:
         f.delivered_twice = sum(1 for text, n in delivered.items() if text in self.prompts and n > 1)
 
 
-    def stray_files(self, prompt: Prompt) -> int:
+    def strays_in_folder(self, prompt: Prompt) -> int:
         """Files in the prompt's upload folder but the one attached, whole (its text)."""
         cwd = self.w.work / f"s{self.roots.index(prompt.root_id)}"  # as `seed_sessions` made them
         folder = cwd / upload_folder(prompt.post_id)

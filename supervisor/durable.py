@@ -72,9 +72,12 @@ async def until_written(write: Callable[[], Awaitable[None]], directory: Path, w
 def write_atomically(path: Path, raw: bytes, *, keep_previous: bool = False) -> None:
     """Replace `path` with `raw`, durable on return. With `keep_previous`, the old copy
     stays as `<name>.prev`, and readers never find `path` missing (.prev is made a second
-    name of the old file before the new one replaces it)."""
+    name of the old file before the new one replaces it). A temp file a crash left is
+    replaced; a link put in its place is removed, never written through."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         if os.write(fd, raw) != len(raw):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))

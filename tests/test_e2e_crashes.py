@@ -123,7 +123,7 @@ async def test_a_prompts_files_saved_before_a_kill_are_saved_again_under_the_sam
             post = await w.server.user_post("alice", "read the notes", root_id=root, file_ids=[notes, again])
             folder = w.work / "files" / ".supervisor" / "uploads" / str(post["id"])
             await w.wait_for(lambda: len(list(folder.glob("*"))) == 2, timeout=10)
-            (folder / ".notes.txt.part").write_bytes(b"hello")  # as a kill mid-write leaves it
+            (folder / ".notes.txt.tmp").write_bytes(b"hello")  # as a kill mid-write leaves it
             (folder / "notes.txt").write_bytes(b"hel")  # ... and as an older kind of write did
             w.kill()
             w.spawn()

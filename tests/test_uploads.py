@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import attrs
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from supervisor.core.events import FileRef
@@ -48,6 +48,7 @@ def test_three_hundred_characters_are_bounded_and_keep_the_extension() -> None:
 
 
 @given(st.integers(-(10**13), 10**13), st.integers(1, 2**31), st.integers(-(10**13), 10**13), st.integers(1, 2**31))
+@example(123, 45, 1234, 5)  # both were `tg12345`
 def test_distinct_telegram_messages_get_distinct_folders(chat: int, message: int, chat2: int, message2: int) -> None:
     """Two people's private chats may share a cwd: `tg:123:45` and `tg:1234:5` must not
     share a folder, now that saving a post again overwrites its folder's files."""
@@ -72,9 +73,10 @@ class FileServer:
 def _save(cwd: Path, chat: FileServer, file_ids: tuple[str, ...]) -> str:
     async def main() -> str:
         prompt = QueuedPrompt("p1", "c1", "read these")
-        saved, _notice = await save_attachments(
-            chat, str(cwd), prompt, file_ids, max_upload_bytes=1000, max_image_bytes=1000
-        )
+        with trio.fail_after(10):
+            saved, _notice = await save_attachments(
+                chat, str(cwd), prompt, file_ids, max_upload_bytes=1000, max_image_bytes=1000
+            )
         return saved.text
 
     return trio.run(main)
@@ -85,14 +87,14 @@ def test_saving_a_posts_files_again_gives_the_same_names_and_whole_files(tmp_pat
     first = _save(tmp_path, chat, ("a", "b"))
     folder = tmp_path / upload_folder("p1")
     (folder / "notes.txt").write_bytes(b"fir")  # what a kill mid-write of an older kind left
-    (folder / ".notes-1.txt.part").write_bytes(b"sec")  # ... and of this kind
+    (folder / ".notes-1.txt.tmp").write_bytes(b"sec")  # ... and of this kind
     assert _save(tmp_path, chat, ("a", "b")) == first
     assert sorted(p.name for p in folder.iterdir()) == ["notes-1.txt", "notes.txt"]
     assert (folder / "notes.txt").read_bytes() == b"first notes"
     assert (folder / "notes-1.txt").read_bytes() == b"second notes"
 
 
-def test_an_upload_folder_that_links_out_of_the_cwd_is_not_written_through(tmp_path: Path) -> None:
+def test_a_post_folder_that_is_a_link_is_not_written_through(tmp_path: Path) -> None:
     """Something in the session's cwd (its agent, say) made the post's folder a link to
     elsewhere: nothing is written there, and the prompt says the file was not saved."""
     cwd, elsewhere = tmp_path / "cwd", tmp_path / "elsewhere"
@@ -104,3 +106,17 @@ def test_an_upload_folder_that_links_out_of_the_cwd_is_not_written_through(tmp_p
     assert (elsewhere / "notes.txt").read_bytes() == b"precious"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
     assert "Attachments that were not saved: a (" in text and "link" in text
+
+
+def test_a_link_planted_at_a_files_temporary_name_is_removed_not_written_through(tmp_path: Path) -> None:
+    """Telegram's message ids are predictable, so something in the cwd can put a link where
+    the next post's file is first written (`write_atomically` takes `.<name>.tmp`)."""
+    cwd, precious = tmp_path / "cwd", tmp_path / "precious.txt"
+    precious.write_bytes(b"precious")
+    folder = cwd / upload_folder("p1")
+    folder.mkdir(parents=True)
+    (folder / ".notes.txt.tmp").symlink_to(precious)
+    _save(cwd, FileServer({"a": ("notes.txt", b"new notes")}), ("a",))
+    assert precious.read_bytes() == b"precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert (folder / "notes.txt").read_bytes() == b"new notes"

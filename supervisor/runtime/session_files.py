@@ -20,6 +20,7 @@ from supervisor.core.agent_events import Image
 from supervisor.core.session import QueuedPrompt
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.durable import write_atomically
 
 
 async def save_attachments(
@@ -76,18 +77,14 @@ async def send_file(chat: ChatLink, record: SessionRecord, path: str, max_bytes:
 
 
 def _save_file(folder: Path, name: str, data: bytes) -> None:
-    """Write `data` as `folder/name`, whole or not at all. The folder is its post's own, and
-    a post is saved again only when its prompt was not handled (a kill before its turn
-    began): that try overwrites the earlier one's files under the same names, and a
-    kill mid-write leaves only a hidden `.part` file, which the next try replaces."""
+    """Write `data` as `folder/name`, whole and durable (`write_atomically`). The folder is
+    its post's own, and a post is saved again only when its prompt was not handled (a
+    kill before its turn began): that try replaces the earlier one's files, under the same
+    names, and whatever a kill mid-write left."""
     folder.mkdir(parents=True, exist_ok=True)
     if folder.is_symlink():  # something in the cwd made it one: it would redirect the write
         raise OSError(errno.ELOOP, "the post's upload folder is a link; nothing saved through it")
-    part = folder / f".{name}.part"
-    part.unlink(missing_ok=True)  # a link put there is removed, never followed
-    with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as f:
-        f.write(data)
-    os.replace(part, folder / name)
+    write_atomically(folder / name, data)
 
 
 def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
