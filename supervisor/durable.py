@@ -69,33 +69,51 @@ async def until_written(write: Callable[[], Awaitable[None]], directory: Path, w
         return
 
 
-def write_atomically(path: Path, raw: bytes, *, keep_previous: bool = False) -> None:
+def write_atomically(path: Path, raw: bytes, *, keep_previous: bool = False,
+                     folder_may_be_link: bool = True) -> None:
     """Replace `path` with `raw`, durable on return. With `keep_previous`, the old copy
     stays as `<name>.prev`, and readers never find `path` missing (.prev is made a second
     name of the old file before the new one replaces it). A temp file a crash left is
-    replaced; a link put in its place is removed, never written through."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    replaced; a link put in its place is removed, never written through.
+
+    Every step names its file relative to one descriptor of the folder, opened first, so
+    the folder cannot be swapped midway; without `folder_may_be_link`, a folder that is a
+    link is refused (ENOTDIR on Linux, ELOOP elsewhere) rather than written through."""
+    name, tmp = path.name, f".{path.name}.tmp"
+    no_link = 0 if folder_may_be_link else os.O_NOFOLLOW
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | no_link)
     try:
-        if os.write(fd, raw) != len(raw):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)  # on a full disk, the space it took is wanted back
-        raise
-    os.close(fd)
-    if keep_previous and path.exists():
-        prev_tmp = path.with_name(f".{path.name}.prev.tmp")
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(prev_tmp)
-        os.link(path, prev_tmp)
-        os.replace(prev_tmp, path.with_name(f"{path.name}.prev"))
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
+            os.unlink(tmp, dir_fd=folder)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=folder)
+        try:
+            if os.write(fd, raw) != len(raw):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp)
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)  # on a full disk, the space it took is wanted back
+            raise
+        finally:
+            os.close(fd)
+        if keep_previous and _exists(name, folder):
+            prev_tmp = f".{name}.prev.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(prev_tmp, dir_fd=folder)
+            os.link(name, prev_tmp, src_dir_fd=folder, dst_dir_fd=folder)
+            os.replace(prev_tmp, f"{name}.prev", src_dir_fd=folder, dst_dir_fd=folder)
+        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _exists(name: str, folder: int) -> bool:
+    try:
+        os.stat(name, dir_fd=folder)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def fsync_directory(directory: Path) -> None:

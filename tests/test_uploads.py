@@ -3,7 +3,9 @@ attachments again (after a kill before its turn began) gives the same files, who
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import attrs
 import pytest
@@ -106,6 +108,29 @@ def test_a_post_folder_that_is_a_link_is_not_written_through(tmp_path: Path) -> 
     assert (elsewhere / "notes.txt").read_bytes() == b"precious"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
     assert "Attachments that were not saved: a (" in text and "link" in text
+
+
+def test_a_post_folder_swapped_for_a_link_while_its_file_is_written_is_not_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is checked and written through one descriptor, so swapping it for a link
+    between the check and the write (a race something in the cwd could try) redirects
+    nothing: the file lands in the folder that was checked."""
+    cwd, elsewhere = tmp_path / "cwd", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = cwd / upload_folder("p1")
+    real_open = os.open
+
+    def swap_then_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if dir_fd is not None and not folder.is_symlink():  # the folder is open: swap it now
+            folder.rename(folder.with_name("moved"))
+            folder.symlink_to(elsewhere)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    _save(cwd, FileServer({"a": ("notes.txt", b"new notes")}), ("a",))
+    assert list(elsewhere.iterdir()) == []
+    assert (folder.with_name("moved") / "notes.txt").read_bytes() == b"new notes"
 
 
 def test_a_link_planted_at_a_files_temporary_name_is_removed_not_written_through(tmp_path: Path) -> None:

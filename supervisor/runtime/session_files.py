@@ -80,11 +80,15 @@ def _save_file(folder: Path, name: str, data: bytes) -> None:
     """Write `data` as `folder/name`, whole and durable (`write_atomically`). The folder is
     its post's own, and a post is saved again only when its prompt was not handled (a
     kill before its turn began): that try replaces the earlier one's files, under the same
-    names, and whatever a kill mid-write left."""
+    names, and whatever a kill mid-write left. A folder something in the cwd made a link
+    is refused: it would redirect the write."""
     folder.mkdir(parents=True, exist_ok=True)
-    if folder.is_symlink():  # something in the cwd made it one: it would redirect the write
-        raise OSError(errno.ELOOP, "the post's upload folder is a link; nothing saved through it")
-    write_atomically(folder / name, data)
+    try:
+        write_atomically(folder / name, data, folder_may_be_link=False)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # as Linux refuses to open a link as the folder
+            raise OSError(exc.errno, "the post's upload folder is a link; nothing saved through it") from exc
+        raise
 
 
 def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
