@@ -246,7 +246,7 @@ def test_allow_for_session_is_kept_in_the_record_and_given_to_the_next_agent() -
     core = running(make_core())
     core.prompt(prompt("p1"), 1.0)
     core.agent_event(asked("r1", "Bash", "npm test"), 2.0)
-    core.post_created("perm.r1", "perm-post")
+    core.post_created("perm.0", "perm-post")
     effects = core.choose("allow_always", "perm-post", 3.0)
     command = sent(effects)[0]
     assert isinstance(command, AllowTool) and command.updated_permissions[0]["destination"] == "session"
@@ -271,7 +271,7 @@ def test_a_request_pending_at_a_restart_is_edited_to_say_it_lapsed() -> None:
     core = running(make_core())
     core.prompt(prompt("p1"), 1.0)
     core.agent_event(asked(), 2.0)
-    effects = core.post_created("perm.r1", "perm-post")
+    effects = core.post_created("perm.0", "perm-post")
     record = next(e.record for e in effects if isinstance(e, SaveRecord))
     assert list(record.lapsed_requests) == ["perm-post"]
     # the supervisor stops here; the next start edits the post
@@ -282,11 +282,28 @@ def test_a_request_pending_at_a_restart_is_edited_to_say_it_lapsed() -> None:
     assert restarted.record.lapsed_requests == {}
 
 
+def test_a_request_id_an_agent_uses_again_gets_a_post_of_its_own() -> None:
+    """An ACP agent numbers its requests from 0 in each process: after a relaunch, its
+    request "0" is a new question, and must not edit the earlier one's post."""
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    first = [e.op.key for e in core.agent_event(asked("0"), 2.0) if isinstance(e, Show)]
+    core.post_created(first[0], "perm-post-1")
+    core.choose("allow_once", "perm-post-1", 3.0)
+    core.agent_event(TurnEnded(), 4.0)
+    core.prompt(prompt("p2"), 5.0)
+    second = [e.op.key for e in core.agent_event(asked("0", command="pwd"), 6.0) if isinstance(e, Show)]
+    assert second and second[0] != first[0]
+    core.post_created(second[0], "perm-post-2")
+    effects = core.choose("allow_once", "perm-post-2", 7.0)
+    assert [c for c in sent(effects) if isinstance(c, AllowTool)]
+
+
 def test_an_answered_request_does_not_lapse() -> None:
     core = running(make_core())
     core.prompt(prompt("p1"), 1.0)
     core.agent_event(asked(), 2.0)
-    core.post_created("perm.r1", "perm-post")
+    core.post_created("perm.0", "perm-post")
     core.choose("allow_once", "perm-post", 3.0)
     assert core.record.lapsed_requests == {}
 
@@ -347,7 +364,7 @@ def test_waiting_for_a_person_is_not_a_stall() -> None:
     core = running(make_core(stall_timeout_s=30, approval_timeout_s=600))
     core.prompt(prompt("p1"), 0.0)
     core.agent_event(asked(), 1.0)
-    core.post_created("perm.r1", "perm-post")
+    core.post_created("perm.0", "perm-post")
     assert not [c for c in sent(core.tick(200.0)) if isinstance(c, Interrupt)]
     core.choose("allow_once", "perm-post", 250.0)  # answered long after the stall timeout
     assert not [c for c in sent(core.tick(250.0)) if isinstance(c, Interrupt)]

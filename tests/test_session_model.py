@@ -106,6 +106,7 @@ class RequestLog:
     answers: int = 0  # AllowTool / DenyTool sent to the agent
     reminded: bool = False
     ended: bool = False
+    key: str = ""  # its post's key, given by the core
 
 
 class SessionModel(RuleBasedStateMachine):
@@ -343,6 +344,8 @@ class SessionModel(RuleBasedStateMachine):
         suggestion = {"type": "addRules", "rules": [{"toolName": tool, "ruleContent": "ls"}], "behavior": "allow",
                       "destination": "localSettings"}
         self._agent_says(permission_asked(request_id, tool, {"command": "ls"}, suggestions=(suggestion,)))
+        if request_id in self.core.pending:
+            self.requests[request_id].key = self.core.pending[request_id].key
 
     @precondition(lambda self: self.agent == "up" and bool(self.core.pending))
     @rule(data=st.data())
@@ -477,7 +480,7 @@ class SessionModel(RuleBasedStateMachine):
     def _every_request_that_is_not_pending_has_ended(self) -> None:
         for request_id in self.requests:
             if request_id not in self.core.pending:
-                text = self.shown.get(f"perm.{request_id}")
+                text = self.shown.get(self.requests[request_id].key)
                 assert text is None or LEGEND not in text, f"{request_id} still looks pending"
 
     def teardown(self) -> None:
@@ -490,7 +493,7 @@ class SessionModel(RuleBasedStateMachine):
         assert self.finished
         assert not self.core.pending
         for request_id in self.requests:
-            text = self.shown.get(f"perm.{request_id}")
+            text = self.shown.get(self.requests[request_id].key)
             assert text is not None and LEGEND not in text, f"{request_id} never ended"
         for post_id, log in self.prompts.items():
             assert log.handled == 1, f"{post_id} handled {log.handled} times"

@@ -13,6 +13,7 @@ record in place: a change to the record is a `SaveRecord` it returns, which the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import attrs
@@ -43,6 +44,7 @@ from supervisor.core.thread_texts import duration
 @attrs.define
 class PendingPermission:
     request: PermissionAsked
+    key: str  # its post's key
     asked_at: float
     reminded: bool = False
     post_id: str = ""  # its post, once created
@@ -66,10 +68,14 @@ class Approvals:
     note: Callable[[str], Show]  # a notice at the thread's end (the core numbers them)
     pending: dict[str, PendingPermission] = attrs.field(factory=dict)
     posts: dict[str, str] = attrs.field(factory=dict)
+    # Each request's post has a key of its own: an agent's request ids need not be unique
+    # past its process (an ACP agent numbers its JSON-RPC requests from 0 in each), and
+    # a reused key would edit an earlier request's post instead of making one.
+    _asked: itertools.count[int] = attrs.field(factory=itertools.count)
 
     def ask(self, request: PermissionAsked, now: float) -> list[Effect]:
-        self.pending[request.request_id] = PendingPermission(request, asked_at=now)
-        key = permission_key(request.request_id)
+        key = f"perm.{next(self._asked)}"
+        self.pending[request.request_id] = PendingPermission(request, key, asked_at=now)
         # What the agent offers: "always" only where it has a meaning for this request.
         offered = tuple(c for c in PERMISSION_CHOICES if c != "allow_always" or request.always is not None)
         return [
@@ -94,7 +100,7 @@ class Approvals:
         # Settled for good: its post no longer needs to be known (memory stays flat).
         for post_id in [p for p, r in self.posts.items() if r == request_id]:
             del self.posts[post_id]
-        return [*effects, Show(PutPost.last(permission_key(request_id), text))]
+        return [*effects, Show(PutPost.last(pending.key, text))]
 
     def verdict(self, request_id: str, answer: Answer) -> Verdict | None:
         """A person's answer (not 🛑) to a pending request; None where it means nothing."""
@@ -131,8 +137,7 @@ class Approvals:
     def post_created(self, key: str, post_id: str, record: SessionRecord) -> list[Effect]:
         if not key.startswith("perm."):
             return []
-        request_id = key.removeprefix("perm.")
-        pending = self.pending.get(request_id)
+        request_id, pending = next(((r, p) for r, p in self.pending.items() if p.key == key), ("", None))
         if pending is None:
             return []
         self.posts[post_id] = request_id
@@ -160,8 +165,3 @@ def remember_always(always: AlwaysAllow, record: SessionRecord) -> list[Effect]:
     if rules == record.allowed_rules and mode == record.session_mode:
         return []
     return [SaveRecord(attrs.evolve(record, allowed_rules=rules, session_mode=mode))]
-
-
-def permission_key(request_id: str) -> str:
-    return f"perm.{request_id}"
-
