@@ -174,7 +174,7 @@ async def test_create_post_body(autojump_clock: trio.testing.MockClock) -> None:
         "message": "hi",
         "root_id": "r1",
         "file_ids": ["f1"],
-        "props": {"k": 1},
+        "props": {"k": 1, "supervisor_pending_post_id": "pp1"},  # found by it after a long outage
         "pending_post_id": "pp1",
     }
     await rest.aclose()

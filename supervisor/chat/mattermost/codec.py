@@ -93,6 +93,7 @@ class WirePost:
     type: str = ""  # "" for a person's post; "system_*" for server-made posts
     file_ids: tuple[str, ...] = ()
     pending_post_id: str = ""
+    props: JSONObject = attrs.field(factory=dict, eq=False)
 
     @property
     def acts(self) -> bool:

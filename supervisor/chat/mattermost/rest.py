@@ -19,9 +19,10 @@ import math
 import random
 import secrets
 import ssl
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -59,6 +60,15 @@ _HEADERS = {
     "Connection": "keep-alive",
     "User-Agent": f"python-httpx/{httpx.__version__}",
 }
+
+# The server returns the first copy for a repeated pending_post_id only within 30 s of
+# making it (FACTS §2). A create still unanswered after this long is first looked for, by
+# a mark in its props (pending_post_id is not kept with the post), so that a lost answer
+# and then an outage never make it twice.
+PENDING_POST_SAFE_S = 25.0
+CREATE_MARK = "supervisor_pending_post_id"
+# How far before our first try the look goes back: the server's clock is not ours.
+_CLOCK_SLACK_MS = 300_000
 
 # Worth retrying: the request may not have reached the server, or the server failed.
 # (UnsupportedProtocol, LocalProtocolError: our bug or bad config, so they propagate.)
@@ -147,16 +157,30 @@ class MattermostRest:
         props: dict[str, Any] | None = None,
     ) -> WirePost:
         # The retry loop may send this twice (the first answer lost on the way back); a
-        # pending_post_id makes the server return the first copy instead of a duplicate.
+        # pending_post_id makes the server return the first copy instead of a duplicate,
+        # and past its memory of it, `made_already` finds the first copy by its mark.
+        pending_post_id = pending_post_id or secrets.token_hex(13)
         body = codec.NewPost(
             channel_id=channel_id,
             message=message,
             root_id=root_id,
             file_ids=list(file_ids),
-            props=props or {},
-            pending_post_id=pending_post_id or secrets.token_hex(13),
+            props={**(props or {}), CREATE_MARK: pending_post_id},
+            pending_post_id=pending_post_id,
         )
-        response = await self._call("POST", "/posts", json=codec.unstructure(body))
+        first_try, since_ms = trio.current_time(), int(time.time() * 1000) - _CLOCK_SLACK_MS
+
+        async def made_already() -> httpx.Response | None:
+            if trio.current_time() - first_try < PENDING_POST_SAFE_S:
+                return None  # the server still knows the pending_post_id
+            me = await self._my_id()
+            for post in await self.posts_since(channel_id, since_ms):
+                if post.props.get(CREATE_MARK) == pending_post_id and post.user_id == me:
+                    log.info("POST /posts: made before its answer was lost; not sent again")
+                    return await self._call("GET", f"/posts/{quote(post.id, safe='')}")
+            return None
+
+        response = await self._call("POST", "/posts", json=codec.unstructure(body), before_resend=made_already)
         return _decode(response, codec.decode_post)
 
     async def edit_post(self, post_id: str, message: str) -> WirePost:
@@ -225,11 +249,22 @@ class MattermostRest:
         return _decode(response, codec.decode_post_list)
 
     async def _call(
-        self, method: str, path: str, *, retry: bool = True, **request: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: bool = True,
+        before_resend: Callable[[], Awaitable[httpx.Response | None]] | None = None,
+        **request: Any,
     ) -> httpx.Response:
-        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError."""
-        failures = 0
+        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError.
+        `before_resend` may find that a try whose answer never came took effect: its
+        answer is then the call's."""
+        failures, tries = 0, 0
         while True:
+            if tries and before_resend is not None and (found := await before_resend()) is not None:
+                return found
+            tries += 1
             await self._wait_for_budget()
             try:
                 response = await self._send(method, path, request)

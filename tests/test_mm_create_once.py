@@ -1,0 +1,52 @@
+"""A post is made once even when its create's answer is lost and an outage outlasts the
+server's memory of its pending_post_id (30 s, FACTS §2): past that, a resend would be a
+second post, so the client first looks for the one its lost answer made."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from supervisor.chat.mattermost import rest as rest_module
+from supervisor.chat.mattermost.rest import MattermostRest
+from supervisor.core.backoff import Backoff
+from tests.fakes import mattermost_store
+from tests.fakes.mattermost import FakeMattermost
+
+
+async def test_a_create_whose_answer_was_lost_before_a_long_outage_is_made_once(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's 30 s and our 25 s, scaled down to keep the test short.
+    monkeypatch.setattr(mattermost_store, "PENDING_POST_TTL_S", 0.5)
+    monkeypatch.setattr(rest_module, "PENDING_POST_SAFE_S", 0.4)
+    server = FakeMattermost()
+    await nursery.start(server.serve)
+    server.add_user("alice")
+    dm_id = server.dm_with_bot("alice")["id"]
+    rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.2, cap=0.3, floor=0.2))
+    server.fail_requests("drop_response", path_prefix="/api/v4/posts", method="POST", count=1)
+    server.fail_requests("refuse", path_prefix="/api/v4/posts", method="POST", count=4)
+    with trio.fail_after(30):
+        post = await rest.create_post(dm_id, "only once", pending_post_id="k:1")
+    await rest.aclose()
+    made = server.posts_in_channel(dm_id)
+    assert [p["message"] for p in made] == ["only once"]
+    assert post.id == made[0]["id"] and post.message == "only once"
+
+
+async def test_a_create_retried_while_the_server_remembers_it_is_not_looked_for(
+    nursery: trio.Nursery,
+) -> None:
+    """Within the server's memory a resend is answered with the first copy: no lookup."""
+    server = FakeMattermost()
+    await nursery.start(server.serve)
+    server.add_user("alice")
+    dm_id = server.dm_with_bot("alice")["id"]
+    rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.01, cap=0.05))
+    server.fail_requests("drop_response", path_prefix="/api/v4/posts", method="POST", count=1)
+    with trio.fail_after(30):
+        post = await rest.create_post(dm_id, "once", pending_post_id="k:2")
+    await rest.aclose()
+    assert [p["id"] for p in server.posts_in_channel(dm_id)] == [post.id]
+    assert not [r for r in server.stats.log if r.method == "GET" and "/posts" in r.path]
