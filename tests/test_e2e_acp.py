@@ -110,15 +110,22 @@ async def test_permission_allow_once_deny_and_allow_always(tmp_path: Path) -> No
             await w.react(ask["id"], "repeat")
             await w.answered(root, "Result was: made-3")
             await w.settled(root)
-            assert record_of(w, "perm").allowed_rules == ("run:echo *",)
+            assert record_of(w, "perm").allowed_rules == ("command:echo made-3",)
+            # Only that command: the agent was answered "once", so it did not learn its own
+            # `echo *` rule, and another `echo` is asked.
+            await w.say("[tool echo other]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 3), 30)
+            await w.react(ask["id"], "-1")
+            await w.wait_for(lambda: w.thread_text(root).count("Denied") == 2, 30)
+            await w.settled(root)
 
             # The agent process is killed: a new one forgets the rule, the supervisor does not.
             pgid = record_of(w, "perm").pgid
             os.killpg(pgid, signal.SIGKILL)
             await w.answered(root, "exited unexpectedly")
-            await w.say("[tool echo made-4]", root_id=root)
-            await w.answered(root, "Result was: made-4")
-            assert permission_post(w, root, 3) is None  # not asked again
+            await w.say("[tool echo made-3] again", root_id=root)
+            await w.wait_for(lambda: w.thread_text(root).count("Result was: made-3") == 2, 30)
+            assert permission_post(w, root, 4) is None  # not asked again
 
 
 async def test_stop_cancels_an_acp_turn_and_the_next_prompt_works(tmp_path: Path) -> None:

@@ -81,10 +81,12 @@ def session_opened(asked_id: str, how: OpenHow, frame: Response) -> Opened | Ses
 
 
 def permission_outcome(options: Sequence[PermissionOption], kind: OptionKind) -> JSON:
-    """The answer to a permission request: the offered option of that kind (a reject falls
-    back to any reject; a kind not offered, to no), or `cancelled`."""
+    """The answer to a permission request: the offered option of that kind, else one of
+    the same sense (an allow for an allow, a reject for a reject), else `cancelled`. Never
+    the opposite sense: a person's "allow" answered as a reject (or the reverse) would make
+    the thread say one thing while the agent was told another."""
     if kind != "cancelled":
-        option = _pick(options, kind) or _pick(options, "reject_once")
+        option = _pick(options, kind)
         if option is not None:
             return {"outcome": "selected", "optionId": option.option_id}
     return {"outcome": "cancelled"}
@@ -94,6 +96,5 @@ def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | 
     exact = [o for o in options if o.kind == kind]
     if exact:
         return exact[0]
-    if kind.startswith("reject"):
-        return next((o for o in options if o.kind.startswith("reject")), None)
-    return None
+    sense = kind.split("_")[0]  # "allow" or "reject"
+    return next((o for o in options if o.kind.split("_")[0] == sense), None)

@@ -3,8 +3,9 @@
 Owns what the port needs on top of the protocol client (sans-IO, like it): the opening
 (after `initialize`, `session/resume` or `session/load` of the id the agent chose before,
 else `session/new`; a conversation that cannot be continued is said and a new one opened),
-the rules the person allowed "always" (OpenCode forgets them when its process ends, so
-matching requests of a relaunched agent are answered here, never asked twice), and tool
+the calls the person allowed "always" (kept here, each exactly as approved, and answered
+here: the agent is told "once", since its own "always" may cover more, and OpenCode forgets
+it when its process ends anyway), and tool
 calls held until the agent names what they do (OpenCode's first `tool_call` says only
 "Bash"; the update after it carries the command).
 
@@ -14,6 +15,7 @@ Never does I/O; never raises on what the agent sends. What the port has no word 
 
 from __future__ import annotations
 
+import json
 import logging
 
 import attrs
@@ -24,7 +26,6 @@ from supervisor.agent.acp.events import (
     AcpEvent,
     AgentReady,
     HandshakeFailed,
-    OptionKind,
     PlanUpdated,
     ProtocolError,
     RequestFailed,
@@ -57,14 +58,30 @@ PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
 
 
 def always_rule(request: PermissionAsked) -> str:
-    """What "always" covers, in our notation: a command's first word (as OpenCode's own
-    rule, `echo *`, covers every command that starts so), else the tool and its summary.
-    Not the tool's name for commands: it depends on whether the agent said `tool_call`
-    before asking ("Bash") or not (the kind, "execute")."""
+    """What "always" covers, in our notation: exactly this call, a command as typed, else
+    the tool with its whole input. Never a pattern: what the person approved is what the
+    post showed (OpenCode's own "always" would cover every command with the same first
+    word, `echo *`: PROTOCOL.md §5). Not the tool's name for commands: it depends on
+    whether the agent said `tool_call` before asking ("Bash") or not (the kind, "execute").
+    The prefixes differ from the broad rules of before (`run:echo *`), so a record that
+    still holds one never matches."""
     command = request.input.get("command")
-    if isinstance(command, str) and command.split():
-        return f"run:{command.split()[0]} *"
-    return f"{request.tool_name}:{request.description}"
+    if isinstance(command, str) and command.strip():
+        return f"command:{command}"
+    exact = json.dumps(request.input, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return f"tool:{request.tool_name}:{exact}"
+
+
+def options_note(kinds: set[str]) -> str:
+    """What the post must say when the agent's options do not match the choices shown."""
+    if not kinds & {"allow_once", "allow_always"}:
+        return '⚠️ The agent offers no way to allow this call: allowing it answers "cancelled".'
+    if "allow_once" not in kinds:
+        return (
+            '⚠️ The agent offers no "allow once" here, only its own "always allow": allowing'
+            " this call lets the agent run the like of it without asking, until it restarts."
+        )
+    return ""
 
 
 class AcpConversation:
@@ -96,7 +113,10 @@ class AcpConversation:
                 if always and rid in self._asked:
                     self.rules.add(self._asked[rid])
                 self._asked.pop(rid, None)
-                return self._port(self.client.answer_permission(rid, "allow_always" if always else "allow_once"))
+                # "once" even for "always": the agent's own "always" may cover more than
+                # this call (OpenCode's, every command with its first word), and it would
+                # then answer those itself, unseen. "Always" is kept here, exactly.
+                return self._port(self.client.answer_permission(rid, "allow_once"))
             case DenyTool(request_id=rid):
                 self._asked.pop(rid, None)
                 return self._port(self.client.answer_permission(rid, "reject_once"))
@@ -179,11 +199,13 @@ class AcpConversation:
         pending = self.client.permissions.get(request.request_id)
         kinds = {o.kind for o in pending.options} if pending else set()
         rule = always_rule(request)
-        if rule in self.rules:
+        if rule in self.rules and {"allow_once", "allow_always"} <= kinds:
             # Allowed "always" before, perhaps by an agent process that is gone: answered
-            # here, as the person said, and the agent learns the rule again.
-            kind: OptionKind = "allow_always" if "allow_always" in kinds else "allow_once"
-            return [*shown, *self._port(self.client.answer_permission(request.request_id, kind))]
+            # here, as the person said, and only for this call (never the agent's own
+            # "always", which may cover more). Where the agent offers no "allow once" or
+            # no "always" for it, the person is asked.
+            return [*shown, *self._port(self.client.answer_permission(request.request_id, "allow_once"))]
         self._asked[request.request_id] = rule
         always = AlwaysAllow(rules=(rule,)) if "allow_always" in kinds else None
-        return [*shown, attrs.evolve(request, always=always)]
+        description = "\n".join(filter(None, [request.description, options_note(kinds)]))
+        return [*shown, attrs.evolve(request, always=always, description=description)]
