@@ -403,3 +403,33 @@ async def test_an_idle_acp_agent_is_suspended_and_resumed_with_its_conversation(
             await w.wait_for(lambda: record_of(w, "sleepy").status == "suspended", 30)
             await w.say("after the nap", root_id=root)
             await w.answered(root, "Echo #2: after the nap (first prompt in this conversation: 'before the nap')")
+
+
+async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused(tmp_path: Path) -> None:
+    """Two live sessions on one conversation would have two agents append to one history
+    (the reviewer's repro): `!new ... resume=ID` is refused while a live session holds
+    ID, for an ACP agent's id and for Claude Code's; once that session ended it works."""
+    with trio.fail_after(120):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            a = await new_acp_session(w, "a")
+            await w.say("first in a", root_id=a)
+            await w.answered(a, "Echo #1: first in a")
+            await w.new_session("c")
+            acp_id, claude_id = record_of(w, "a").agent_session_id, record_of(w, "c").id
+
+            await w.say(f"!new b {w.work} agent=fake resume={acp_id}")
+            await w.say(f"!new d {w.work} resume={claude_id}")
+            for name, holder, conversation in (("b", "a", acp_id), ("d", "c", claude_id)):
+                said = f"Session **{holder}** is still continuing conversation `{conversation}`"
+                await w.wait_for(functools.partial(refused, w, said), 60)
+                assert w._root_of(name) is None
+            assert {r.name for r in read_state(w.tmp / "state").state.sessions.values()} == {"a", "c"}
+
+            await w.say("!end", root_id=a)
+            await w.answered(a, "ended")
+            await w.say(f"!new b {w.work} agent=fake resume={acp_id}")
+            b = str((await w.wait_for(lambda: w._root_of("b"), 30))["id"])
+            await w.say("more", root_id=b)
+            await w.answered(b, "Echo #2: more (first prompt in this conversation: 'first in a')")
