@@ -211,3 +211,16 @@ def test_an_allow_is_never_answered_with_a_reject_and_a_missing_option_is_said()
     # All offered: nothing more is said.
     (request,) = [e for e in c.receive_line(ask_with(2, "id", ["allow_once", "allow_always", "reject_once"])) if isinstance(e, PermissionAsked)]
     assert request.description == "id"
+
+
+def test_each_plan_update_replaces_the_plan() -> None:
+    c = AcpConversation(launch())
+    opened(c)
+    c.send(SendPrompt("go"))
+    plans = []
+    for statuses in (("in_progress", "pending"), ("completed", "in_progress")):
+        entries = [{"content": "Look", "status": statuses[0]}, {"content": "Fix", "status": statuses[1]}]
+        update = {"sessionUpdate": "plan", "entries": entries}
+        plans += c.receive_line(frame(method="session/update", params={"sessionId": "ses_1", "update": update}))
+    # One id for the turn's plan: the thread changes its one line rather than adding another.
+    assert plans == [ToolCall("plan", "Plan", summary="▸ Look · ☐ Fix"), ToolCall("plan", "Plan", summary="☑ Look · ▸ Fix")]

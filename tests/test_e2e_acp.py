@@ -381,6 +381,7 @@ async def test_thoughts_plans_and_stop_reasons_are_shown_plainly(tmp_path: Path)
             text = await w.answered(root, "Echo #1")
             assert "Let me think about this briefly." in text
             assert "☑ Look around · ▸ Answer" in text
+            assert text.count("Plan") == 1  # the second update replaced the first
             await w.settled(root)
             for reason, said in (
                 ("max_tokens", "The answer reached the agent's token limit."),

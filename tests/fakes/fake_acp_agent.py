@@ -20,7 +20,7 @@ The "model": bracketed directives in a prompt; the capture recorder's words work
   [hang]                       nothing after the first chunk until session/cancel
   [hang-hard]                  nothing at all, session/cancel ignored
   [garbage]                    a non-JSON line on stdout, then the normal answer
-  [plan]                       a `plan` update before the answer
+  [plan]                       two `plan` updates (the second: a step done) before the answer
   [stop REASON]                end the turn with that stopReason (max_tokens, refusal...)
 Otherwise: `Echo #N: <prompt> (first prompt in this conversation: '<first>')`, streamed in
 12-character chunks, like the captures' fake model.
@@ -367,12 +367,13 @@ class Agent:
                         "content": {"type": "text", "text": piece},
                     },
                 )
-        if "plan" in names:
-            entries = [
-                {"content": "Look around", "status": "completed", "priority": "high"},
-                {"content": "Answer", "status": "in_progress", "priority": "medium"},
-            ]
-            self.update(sid, {"sessionUpdate": "plan", "entries": entries})
+        if "plan" in names:  # the whole plan in each update, as ACP sends it
+            for statuses in (("in_progress", "pending"), ("completed", "in_progress")):
+                entries = [
+                    {"content": "Look around", "status": statuses[0], "priority": "high"},
+                    {"content": "Answer", "status": statuses[1], "priority": "medium"},
+                ]
+                self.update(sid, {"sessionUpdate": "plan", "entries": entries})
         if "garbage" in names:
             self.raw("this is not json {")
         for name, arg in directives:

@@ -55,6 +55,8 @@ from supervisor.core.agent_events import (
 
 log = logging.getLogger("supervisor.agent.acp")
 PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
+# The plan's line in a turn: every update is the whole plan (ACP), so it replaces the line.
+PLAN_ID = "plan"
 
 
 def always_rule(request: PermissionAsked) -> str:
@@ -94,7 +96,6 @@ class AcpConversation:
         self.rules: set[str] = set(launch.allowed_tools)
         self._asked: dict[str, str] = {}  # request id -> the rule "always" would add
         self._held: dict[str, ToolCall] = {}
-        self._plans = 0
 
     # --- the port ------------------------------------------------------------------
 
@@ -168,9 +169,8 @@ class AcpConversation:
             case PermissionAsked():
                 return self._ask(event)
             case PlanUpdated(steps=steps):
-                self._plans += 1
                 line = " · ".join(f"{PLAN_MARKS.get(s.status, '☐')} {s.content}" for s in steps)
-                return [*self._release(), ToolCall(f"plan.{self._plans}", "Plan", summary=line)]
+                return [*self._release(), ToolCall(PLAN_ID, "Plan", summary=line)]
             case UsageUpdated() | ControlAsked():
                 return []
             case RequestFailed(method=method, message=message):
