@@ -224,3 +224,50 @@ def test_each_plan_update_replaces_the_plan() -> None:
         plans += c.receive_line(frame(method="session/update", params={"sessionId": "ses_1", "update": update}))
     # One id for the turn's plan: the thread changes its one line rather than adding another.
     assert plans == [ToolCall("plan", "Plan", summary="▸ Look · ☐ Fix"), ToolCall("plan", "Plan", summary="☑ Look · ▸ Fix")]
+
+
+INIT_LISTS = {**INIT, "agentCapabilities": {"loadSession": True, "sessionCapabilities": {"resume": {}, "list": {}}}}
+UNKNOWN = {"code": -32603, "message": "Internal error: OpenCode service failure", "data": {"service": "session"}}
+
+
+def refused_resume(c: AcpConversation) -> list[AgentEvent]:
+    c.start()
+    c.receive_line(frame(id=1, result=INIT_LISTS))
+    c.data_to_send()
+    return c.receive_line(frame(id=2, error=UNKNOWN))
+
+
+def test_a_conversation_the_agent_lists_is_never_given_up_for_a_failed_resume() -> None:
+    """OpenCode answers an unknown id and any other failure alike (-32603, PROTOCOL §7):
+    before the id is dropped for good, session/list says whether the conversation exists.
+    If it does, the session fails plainly and keeps its id (to be continued later)."""
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    assert refused_resume(c) == []
+    (listing,) = sent(c)
+    assert listing["method"] == "session/list" and listing["params"] == {"cwd": "/work"}
+    listed = {"sessions": [{"sessionId": "ses_old", "cwd": "/work"}]}
+    (event,) = c.receive_line(frame(id=3, result=listed))
+    assert isinstance(event, AgentUnusable) and "has conversation `ses_old`" in event.reason
+    assert sent(c) == []  # no new conversation replaces it
+
+
+def test_a_conversation_on_no_page_of_the_list_is_missing() -> None:
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    refused_resume(c)
+    sent(c)
+    first = {"sessions": [{"sessionId": "ses_a", "cwd": "/work"}], "nextCursor": "page2"}
+    assert c.receive_line(frame(id=3, result=first)) == []
+    (listing,) = sent(c)
+    assert listing["params"] == {"cwd": "/work", "cursor": "page2"}
+    events = c.receive_line(frame(id=4, result={"sessions": [{"sessionId": "ses_b", "cwd": "/work"}]}))
+    assert isinstance(events[0], ConversationMissing) and "ses_old" in events[0].detail
+    assert sent(c)[0]["method"] == "session/new"
+
+
+def test_a_list_that_fails_leaves_the_conversation_missing_as_before() -> None:
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    refused_resume(c)
+    sent(c)
+    events = c.receive_line(frame(id=3, error={"code": -32601, "message": "Method not found"}))
+    assert isinstance(events[0], ConversationMissing)
+    assert sent(c)[0]["method"] == "session/new"

@@ -434,3 +434,24 @@ async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused
             b = str((await w.wait_for(lambda: w._root_of("b"), 30))["id"])
             await w.say("more", root_id=b)
             await w.answered(b, "Echo #2: more (first prompt in this conversation: 'first in a')")
+
+
+async def test_a_conversation_that_exists_but_will_not_open_is_kept(tmp_path: Path) -> None:
+    """The agent refuses to resume a conversation it still lists (OpenCode's -32603 says
+    nothing more): the session fails plainly and keeps the conversation's id, rather than
+    dropping it for a new, empty conversation."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, FAKE_ACP_FAULT="open-fails")
+            await w.start()
+            root = await new_acp_session(w, "kept")
+            await w.say("remember me", root_id=root)
+            await w.answered(root, "Echo #1: remember me")
+            await w.settled(root)
+            first = record_of(w, "kept")
+            os.killpg(first.pgid, signal.SIGKILL)
+            await w.answered(root, "exited unexpectedly")
+            await w.say("still there?", root_id=root)
+            await w.answered(root, f"it has conversation `{first.agent_session_id}` but would not continue it")
+            assert record_of(w, "kept").agent_session_id == first.agent_session_id
+            assert "a new one starts" not in w.thread_text(root)

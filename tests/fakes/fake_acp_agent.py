@@ -8,7 +8,8 @@ compares them); the long lists (config options, commands) are shortened. Standar
 library only.
 
 Startup faults (`$FAKE_ACP_FAULT`): `no-initialize` (reads, never answers initialize),
-`version=N` (answers initialize with protocolVersion N), `load-only` (offers
+`version=N` (answers initialize with protocolVersion N), `open-fails` (session/resume
+and session/load fail like an unknown id, even for a stored conversation), `load-only` (offers
 session/load but not session/resume), `exit-at-start` (exit 3 before reading).
 
 The "model": bracketed directives in a prompt; the capture recorder's words work too:
@@ -254,7 +255,8 @@ class Agent:
     def open(self, rid: Any, method: str, params: dict[str, Any]) -> None:
         sid = str(params.get("sessionId"))
         session = self.load(sid)
-        if session is None or (method == "session/resume" and self.fault == "load-only"):
+        refused = self.fault == "open-fails" or (method == "session/resume" and self.fault == "load-only")
+        if session is None or refused:
             self.error(
                 rid, -32603, "Internal error: OpenCode service failure", {"service": "session"}
             )

@@ -17,13 +17,16 @@ from supervisor.agent.acp.events import (
     HandshakeFailed,
     OpenHow,
     OptionKind,
+    RequestFailed,
     SessionOpenFailed,
+    SessionsListed,
 )
 from supervisor.agent.acp.wire import (
     JSON,
     PROTOCOL_VERSION,
     FrameError,
     InitializeResult,
+    ListSessionsResult,
     PermissionOption,
     Response,
     SessionResult,
@@ -52,6 +55,7 @@ def handshake(frame: Response) -> AgentReady | HandshakeFailed:
         can_resume="resume" in caps.session_capabilities,
         can_load=caps.load_session,
         images=caps.prompt_capabilities.image,
+        can_list="list" in caps.session_capabilities,
     )
 
 
@@ -78,6 +82,17 @@ def session_opened(asked_id: str, how: OpenHow, frame: Response) -> Opened | Ses
         if option.category == "model" and isinstance(option.current_value, str):
             model = option.current_value
     return Opened(session_id, model)
+
+
+def sessions_listed(frame: Response) -> SessionsListed | RequestFailed:
+    """The page of conversations a `session/list` answer names, or why there is none."""
+    if frame.error is not None:
+        return RequestFailed("session/list", frame.error.code, frame.error.message)
+    try:
+        result = structure(frame.result, ListSessionsResult)
+    except FrameError as exc:
+        return RequestFailed("session/list", 0, f"unreadable answer: {exc}")
+    return SessionsListed(tuple(s.session_id for s in result.sessions), result.next_cursor)
 
 
 def permission_outcome(options: Sequence[PermissionOption], kind: OptionKind) -> JSON:

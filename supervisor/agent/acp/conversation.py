@@ -2,7 +2,8 @@
 
 Owns what the port needs on top of the protocol client (sans-IO, like it): the opening
 (after `initialize`, `session/resume` or `session/load` of the id the agent chose before,
-else `session/new`; a conversation that cannot be continued is said and a new one opened),
+else `session/new`; a conversation that cannot be continued is said and a new one opened,
+unless the agent still lists it: then the session fails and keeps its id),
 the calls the person allowed "always" (kept here, each exactly as approved, and answered
 here: the agent is told "once", since its own "always" may cover more, and OpenCode forgets
 it when its process ends anyway), and tool
@@ -31,6 +32,7 @@ from supervisor.agent.acp.events import (
     RequestFailed,
     SessionOpened,
     SessionOpenFailed,
+    SessionsListed,
     ToolCallUpdated,
     UsageUpdated,
 )
@@ -55,6 +57,8 @@ from supervisor.core.agent_events import (
 
 log = logging.getLogger("supervisor.agent.acp")
 PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
+# How many pages of session/list are read to find a conversation that would not open.
+LIST_PAGES = 20
 # The plan's line in a turn: every update is the whole plan (ACP), so it replaces the line.
 PLAN_ID = "plan"
 
@@ -96,6 +100,9 @@ class AcpConversation:
         self.rules: set[str] = set(launch.allowed_tools)
         self._asked: dict[str, str] = {}  # request id -> the rule "always" would add
         self._held: dict[str, ToolCall] = {}
+        # A conversation that would not open, while session/list is asked whether it exists:
+        # (its id, the agent's refusal, pages read).
+        self._checking: tuple[str, str, int] | None = None
 
     # --- the port ------------------------------------------------------------------
 
@@ -155,8 +162,28 @@ class AcpConversation:
             case SessionOpenFailed(how="new", message=message):
                 return [AgentUnusable(f"it could not start a conversation ({message})")]
             case SessionOpenFailed(session_id=sid, message=message):
-                missing = ConversationMissing(f"{sid}: {message}")
-                return [missing, *self._port(self.client.new_session(self.launch.cwd))]
+                # OpenCode refuses an unknown id and any other trouble alike (-32603,
+                # PROTOCOL §7): where it lists its conversations, the id is looked for
+                # before it is given up for good.
+                if sid and self.client.agent is not None and self.client.agent.can_list:
+                    self._checking = (sid, message, 1)
+                    return self._port(self.client.list_sessions(self.launch.cwd))
+                return self._missing(sid, message)
+            case SessionsListed(session_ids=ids, next_cursor=cursor) if self._checking:
+                sid, message, pages = self._checking
+                if sid in ids:
+                    self._checking = None
+                    return [AgentUnusable(f"it has conversation `{sid}` but would not continue it ({message})")]
+                if cursor and pages < LIST_PAGES:
+                    self._checking = (sid, message, pages + 1)
+                    return self._port(self.client.list_sessions(self.launch.cwd, cursor))
+                return self._missing(sid, message)
+            case RequestFailed(method="session/list", message=listing) if self._checking:
+                sid, message, _ = self._checking
+                log.info("the agent could not list its conversations: %s", listing)
+                return self._missing(sid, message)  # cannot tell: as before, a new one
+            case SessionsListed():
+                return []  # a listing nobody waits for any more
             case ToolCall(tool_use_id=tid):
                 self._held[tid] = event
                 return []
@@ -186,6 +213,11 @@ class AcpConversation:
         if self.launch.agent_session_id:
             return self._port(self.client.open_session(self.launch.agent_session_id, cwd))
         return self._port(self.client.new_session(cwd))
+
+    def _missing(self, sid: str, message: str) -> list[AgentEvent]:
+        """The conversation is not there: said, and a new one opened."""
+        self._checking = None
+        return [ConversationMissing(f"{sid}: {message}"), *self._port(self.client.new_session(self.launch.cwd))]
 
     def _release(self) -> list[AgentEvent]:
         held, self._held = list(self._held.values()), {}
