@@ -12,12 +12,13 @@ from tests.strategies import ACP_OPTION_KINDS, ACP_OPTIONS
 
 
 @given(ACP_OPTIONS, st.sampled_from([*ACP_OPTION_KINDS, "cancelled"]))
-def test_the_answer_is_the_kind_asked_else_a_reject_never_an_allow_not_asked(
+def test_the_answer_is_the_kind_asked_else_the_same_sense_never_the_opposite(
     options: list[PermissionOption], kind: OptionKind
 ) -> None:
     outcome = permission_outcome(options, kind)
     offered = {o.kind for o in options}
-    if kind == "cancelled" or not offered & {kind, "reject_once", "reject_always"}:
+    sense = kind.split("_")[0]
+    if kind == "cancelled" or not [k for k in offered if k.split("_")[0] == sense]:
         assert outcome == {"outcome": "cancelled"}
         return
     assert outcome["outcome"] == "selected"
@@ -25,7 +26,13 @@ def test_the_answer_is_the_kind_asked_else_a_reject_never_an_allow_not_asked(
     if kind in offered:
         assert chosen == kind
     else:
-        assert chosen.startswith("reject")  # a kind not offered: the safe answer is no
+        assert chosen.split("_")[0] == sense  # an allow is never sent as a reject
+
+
+def test_an_allow_once_not_offered_is_never_answered_with_a_reject() -> None:
+    options = [PermissionOption("always", "allow_always"), PermissionOption("reject", "reject_once")]
+    assert permission_outcome(options, "allow_once") == {"outcome": "selected", "optionId": "always"}
+    assert permission_outcome([PermissionOption("reject", "reject_once")], "allow_once") == {"outcome": "cancelled"}
 
 
 def test_reject_always_falls_back_to_reject_once() -> None:

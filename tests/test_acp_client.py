@@ -120,16 +120,16 @@ def test_one_turn_at_a_time() -> None:
         c.prompt("again")
 
 
-def test_answers_by_kind_and_falls_back_to_reject() -> None:
+def test_answers_by_kind_and_falls_back_to_the_same_sense() -> None:
     c = prompting_client()
     events = c.receive_line(line(id=0, method="session/request_permission", params=ASK))
     assert isinstance(events[0], PermissionAsked) and events[0].description == "rm -rf x"
-    c.send(AllowTool("0", {}, ({"rule": 1},)))  # allow_always was not offered
+    c.send(AllowTool("0", {}, ({"rule": 1},)))  # allow_always was not offered: the narrower allow
     assert sent(c) == [
         {
             "jsonrpc": "2.0",
             "id": 0,
-            "result": {"outcome": {"outcome": "selected", "optionId": "no"}},
+            "result": {"outcome": {"outcome": "selected", "optionId": "yes"}},
         }
     ]
     c.receive_line(line(id="k", method="session/request_permission", params=ASK))

@@ -89,7 +89,7 @@ def test_the_real_capture_of_allow_then_reject() -> None:
     tools = [e for e in events if isinstance(e, ToolCall)]
     assert [t.summary for t in tools] == ["echo made-1", "echo made-2"]
     asked = [e for e in events if isinstance(e, PermissionAsked)]
-    assert [a.always.rules if a.always else None for a in asked] == [("run:echo *",), ("run:echo *",)]
+    assert [a.always.rules if a.always else None for a in asked] == [("command:echo made-1",), ("command:echo made-2",)]
     assert [a["result"]["outcome"]["optionId"] for a in answers] == ["once", "reject"]
     outcomes = [e.is_error for e in events if isinstance(e, ToolOutcome)]
     assert outcomes == [False, True]
@@ -133,24 +133,141 @@ def test_an_agent_that_cannot_serve_is_unusable() -> None:
 
 
 def test_rules_allowed_always_are_answered_here_by_a_new_process() -> None:
-    c = AcpConversation(launch(allowed_tools=("run:echo *",)))
+    c = AcpConversation(launch(allowed_tools=("command:echo again",)))
     opened(c)
     c.send(SendPrompt("go"))
     c.data_to_send()
     events = c.receive_line(ask(0, "echo again"))
     assert not [e for e in events if isinstance(e, PermissionAsked)]
     (answer,) = sent(c)
-    assert answer == {"jsonrpc": "2.0", "id": 0, "result": {"outcome": {"outcome": "selected", "optionId": "always"}}}
+    # "once": the agent's own "always" would cover every `echo` command (OpenCode's `echo *`)
+    assert answer == {"jsonrpc": "2.0", "id": 0, "result": {"outcome": {"outcome": "selected", "optionId": "once"}}}
     asked = [e for e in c.receive_line(ask(1, "rm -rf x", "t2")) if isinstance(e, PermissionAsked)]
-    assert len(asked) == 1 and asked[0].always is not None and asked[0].always.rules == ("run:rm *",)
+    assert len(asked) == 1 and asked[0].always is not None and asked[0].always.rules == ("command:rm -rf x",)
 
 
-def test_allow_always_is_remembered_for_the_process() -> None:
+def test_allow_always_covers_exactly_the_command_allowed() -> None:
+    """"Always" for `git status` must never answer `git push --force` unseen: not here (the
+    rule was the first word, `run:git *`), and not in the agent (answered "once", so
+    OpenCode does not learn its own `git *`). A broad rule of an older record matches nothing."""
+    c = AcpConversation(launch(allowed_tools=("run:git *",)))
+    opened(c)
+    c.send(SendPrompt("go"))
+    (request,) = [e for e in c.receive_line(ask(0, "git status")) if isinstance(e, PermissionAsked)]
+    assert request.always is not None and request.always.rules == ("command:git status",)
+    c.data_to_send()
+    c.send(AllowTool(request.request_id, request.input, always=True))
+    assert sent(c)[-1]["result"]["outcome"]["optionId"] == "once"
+    assert "command:git status" in c.rules
+    for rid, command in enumerate(["git push --force", "git status --porcelain", "git  status"], start=1):
+        asked = [e for e in c.receive_line(ask(rid, command, f"t{rid}")) if isinstance(e, PermissionAsked)]
+        assert [a.input["command"] for a in asked] == [command]  # asked, not answered
+        assert sent(c) == []
+    c.receive_line(ask(9, "git status", "t9"))
+    assert sent(c)[-1]["result"]["outcome"]["optionId"] == "once"  # the very command: answered here
+
+
+def test_other_tools_are_allowed_always_for_their_exact_input_only() -> None:
     c = AcpConversation(launch())
     opened(c)
     c.send(SendPrompt("go"))
-    (request,) = [e for e in c.receive_line(ask(0, "npm test")) if isinstance(e, PermissionAsked)]
     c.data_to_send()
+
+    def edit(rid: int, new: str) -> bytes:
+        call = {"toolCallId": f"e{rid}", "title": "edit", "kind": "edit", "rawInput": {"filePath": "/w/a.py", "newString": new}}
+        return frame(id=rid, method="session/request_permission", params={"sessionId": "ses_1", "toolCall": call, "options": OPTIONS})
+
+    (request,) = [e for e in c.receive_line(edit(0, "x = 1")) if isinstance(e, PermissionAsked)]
     c.send(AllowTool(request.request_id, request.input, always=True))
-    assert sent(c)[-1]["result"]["outcome"]["optionId"] == "always"
-    assert "run:npm *" in c.rules
+    c.data_to_send()
+    assert [e for e in c.receive_line(edit(1, "import os; os.system('rm -rf /')")) if isinstance(e, PermissionAsked)]
+    assert sent(c) == []
+    assert not [e for e in c.receive_line(edit(2, "x = 1")) if isinstance(e, PermissionAsked)]
+    assert sent(c)[-1]["result"]["outcome"]["optionId"] == "once"
+
+
+def ask_with(rid: int, command: str, kinds: list[str]) -> bytes:
+    options = [{"optionId": k, "kind": k, "name": k} for k in kinds]
+    call = {"toolCallId": f"t{rid}", "title": command, "kind": "execute", "rawInput": {"command": command}}
+    return frame(id=rid, method="session/request_permission", params={"sessionId": "ses_1", "toolCall": call, "options": options})
+
+
+def test_an_allow_is_never_answered_with_a_reject_and_a_missing_option_is_said() -> None:
+    c = AcpConversation(launch(allowed_tools=("command:ls",)))
+    opened(c)
+    c.send(SendPrompt("go"))
+    c.data_to_send()
+    # No "allow once": 👍 is answered with the agent's "always allow", and the post says so
+    # before anyone chooses; a rule kept here is not answered with it unseen.
+    (request,) = [e for e in c.receive_line(ask_with(0, "ls", ["allow_always", "reject_once"])) if isinstance(e, PermissionAsked)]
+    assert 'no "allow once"' in request.description and request.description.startswith("ls\n")
+    c.send(AllowTool(request.request_id, request.input))
+    assert sent(c)[-1]["result"]["outcome"] == {"outcome": "selected", "optionId": "allow_always"}
+    # No allow at all: the post says so, and 👍 answers "cancelled", never the reject.
+    (request,) = [e for e in c.receive_line(ask_with(1, "pwd", ["reject_once"])) if isinstance(e, PermissionAsked)]
+    assert "no way to allow" in request.description
+    c.send(AllowTool(request.request_id, request.input))
+    assert sent(c)[-1]["result"]["outcome"] == {"outcome": "cancelled"}
+    # All offered: nothing more is said.
+    (request,) = [e for e in c.receive_line(ask_with(2, "id", ["allow_once", "allow_always", "reject_once"])) if isinstance(e, PermissionAsked)]
+    assert request.description == "id"
+
+
+def test_each_plan_update_replaces_the_plan() -> None:
+    c = AcpConversation(launch())
+    opened(c)
+    c.send(SendPrompt("go"))
+    plans = []
+    for statuses in (("in_progress", "pending"), ("completed", "in_progress")):
+        entries = [{"content": "Look", "status": statuses[0]}, {"content": "Fix", "status": statuses[1]}]
+        update = {"sessionUpdate": "plan", "entries": entries}
+        plans += c.receive_line(frame(method="session/update", params={"sessionId": "ses_1", "update": update}))
+    # One id for the turn's plan: the thread changes its one line rather than adding another.
+    assert plans == [ToolCall("plan", "Plan", summary="▸ Look · ☐ Fix"), ToolCall("plan", "Plan", summary="☑ Look · ▸ Fix")]
+
+
+INIT_LISTS = {**INIT, "agentCapabilities": {"loadSession": True, "sessionCapabilities": {"resume": {}, "list": {}}}}
+UNKNOWN = {"code": -32603, "message": "Internal error: OpenCode service failure", "data": {"service": "session"}}
+
+
+def refused_resume(c: AcpConversation) -> list[AgentEvent]:
+    c.start()
+    c.receive_line(frame(id=1, result=INIT_LISTS))
+    c.data_to_send()
+    return c.receive_line(frame(id=2, error=UNKNOWN))
+
+
+def test_a_conversation_the_agent_lists_is_never_given_up_for_a_failed_resume() -> None:
+    """OpenCode answers an unknown id and any other failure alike (-32603, PROTOCOL §7):
+    before the id is dropped for good, session/list says whether the conversation exists.
+    If it does, the session fails plainly and keeps its id (to be continued later)."""
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    assert refused_resume(c) == []
+    (listing,) = sent(c)
+    assert listing["method"] == "session/list" and listing["params"] == {"cwd": "/work"}
+    listed = {"sessions": [{"sessionId": "ses_old", "cwd": "/work"}]}
+    (event,) = c.receive_line(frame(id=3, result=listed))
+    assert isinstance(event, AgentUnusable) and "has conversation `ses_old`" in event.reason
+    assert sent(c) == []  # no new conversation replaces it
+
+
+def test_a_conversation_on_no_page_of_the_list_is_missing() -> None:
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    refused_resume(c)
+    sent(c)
+    first = {"sessions": [{"sessionId": "ses_a", "cwd": "/work"}], "nextCursor": "page2"}
+    assert c.receive_line(frame(id=3, result=first)) == []
+    (listing,) = sent(c)
+    assert listing["params"] == {"cwd": "/work", "cursor": "page2"}
+    events = c.receive_line(frame(id=4, result={"sessions": [{"sessionId": "ses_b", "cwd": "/work"}]}))
+    assert isinstance(events[0], ConversationMissing) and "ses_old" in events[0].detail
+    assert sent(c)[0]["method"] == "session/new"
+
+
+def test_a_list_that_fails_leaves_the_conversation_missing_as_before() -> None:
+    c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
+    refused_resume(c)
+    sent(c)
+    events = c.receive_line(frame(id=3, error={"code": -32601, "message": "Method not found"}))
+    assert isinstance(events[0], ConversationMissing)
+    assert sent(c)[0]["method"] == "session/new"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.agent import AgentLaunch
 from supervisor.agent.acp.backend import AcpAgentBackend
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.agent.registry import AgentRegistry
@@ -114,3 +115,29 @@ def test_new_takes_a_conversation_to_resume() -> None:
     assert parsed == commands.NewSession("x", None, None, "opencode", "ses_abc")
     bad = commands.parse_main_command("!new x resume=")
     assert isinstance(bad, commands.BadCommand) and "conversation id" in bad.reason
+
+
+def test_a_conversation_id_that_could_read_as_a_flag_is_refused() -> None:
+    for text in (
+        "!new x resume=--dangerously-skip-permissions",
+        "!new x resume=-h",
+        "!new x 'resume=ab cd'",
+        "!new x 'resume=ab\tcd'",
+        "!new x resume=ab\x1bcd",
+    ):
+        bad = commands.parse_main_command(text)
+        assert isinstance(bad, commands.BadCommand), text
+        assert "not starting with `-`, with no spaces or control characters" in bad.reason
+    ok = commands.parse_main_command("!new x resume=0b0e0c5e-0000-4000-8000-000000000000")
+    assert isinstance(ok, commands.NewSession) and ok.resume == "0b0e0c5e-0000-4000-8000-000000000000"
+
+
+def test_claude_codes_conversation_id_is_one_word_with_its_flag() -> None:
+    """`--resume=ID` / `--session-id=ID` (PROTOCOL §1): an id is never a word of its own
+    that the CLI could read as a flag."""
+    backend = ClaudeBackend(["claude"])
+    launch = AgentLaunch(session_id="ours", cwd="/w", resume=False)
+    argv = backend.argv(launch)
+    assert "--session-id=ours" in argv and "--session-id" not in argv and "ours" not in argv
+    argv = backend.argv(AgentLaunch(session_id="ours", cwd="/w", resume=True, agent_session_id="theirs"))
+    assert "--resume=theirs" in argv and "--resume" not in argv and "theirs" not in argv

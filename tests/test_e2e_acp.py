@@ -110,15 +110,22 @@ async def test_permission_allow_once_deny_and_allow_always(tmp_path: Path) -> No
             await w.react(ask["id"], "repeat")
             await w.answered(root, "Result was: made-3")
             await w.settled(root)
-            assert record_of(w, "perm").allowed_rules == ("run:echo *",)
+            assert record_of(w, "perm").allowed_rules == ("command:echo made-3",)
+            # Only that command: the agent was answered "once", so it did not learn its own
+            # `echo *` rule, and another `echo` is asked.
+            await w.say("[tool echo other]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 3), 30)
+            await w.react(ask["id"], "-1")
+            await w.wait_for(lambda: w.thread_text(root).count("Denied") == 2, 30)
+            await w.settled(root)
 
             # The agent process is killed: a new one forgets the rule, the supervisor does not.
             pgid = record_of(w, "perm").pgid
             os.killpg(pgid, signal.SIGKILL)
             await w.answered(root, "exited unexpectedly")
-            await w.say("[tool echo made-4]", root_id=root)
-            await w.answered(root, "Result was: made-4")
-            assert permission_post(w, root, 3) is None  # not asked again
+            await w.say("[tool echo made-3] again", root_id=root)
+            await w.wait_for(lambda: w.thread_text(root).count("Result was: made-3") == 2, 30)
+            assert permission_post(w, root, 4) is None  # not asked again
 
 
 async def test_stop_cancels_an_acp_turn_and_the_next_prompt_works(tmp_path: Path) -> None:
@@ -374,6 +381,7 @@ async def test_thoughts_plans_and_stop_reasons_are_shown_plainly(tmp_path: Path)
             text = await w.answered(root, "Echo #1")
             assert "Let me think about this briefly." in text
             assert "☑ Look around · ▸ Answer" in text
+            assert text.count("Plan") == 1  # the second update replaced the first
             await w.settled(root)
             for reason, said in (
                 ("max_tokens", "The answer reached the agent's token limit."),
@@ -396,3 +404,54 @@ async def test_an_idle_acp_agent_is_suspended_and_resumed_with_its_conversation(
             await w.wait_for(lambda: record_of(w, "sleepy").status == "suspended", 30)
             await w.say("after the nap", root_id=root)
             await w.answered(root, "Echo #2: after the nap (first prompt in this conversation: 'before the nap')")
+
+
+async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused(tmp_path: Path) -> None:
+    """Two live sessions on one conversation would have two agents append to one history
+    (the reviewer's repro): `!new ... resume=ID` is refused while a live session holds
+    ID, for an ACP agent's id and for Claude Code's; once that session ended it works."""
+    with trio.fail_after(120):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            a = await new_acp_session(w, "a")
+            await w.say("first in a", root_id=a)
+            await w.answered(a, "Echo #1: first in a")
+            await w.new_session("c")
+            acp_id, claude_id = record_of(w, "a").agent_session_id, record_of(w, "c").id
+
+            await w.say(f"!new b {w.work} agent=fake resume={acp_id}")
+            await w.say(f"!new d {w.work} resume={claude_id}")
+            for name, holder, conversation in (("b", "a", acp_id), ("d", "c", claude_id)):
+                said = f"Session **{holder}** is still continuing conversation `{conversation}`"
+                await w.wait_for(functools.partial(refused, w, said), 60)
+                assert w._root_of(name) is None
+            assert {r.name for r in read_state(w.tmp / "state").state.sessions.values()} == {"a", "c"}
+
+            await w.say("!end", root_id=a)
+            await w.answered(a, "ended")
+            await w.say(f"!new b {w.work} agent=fake resume={acp_id}")
+            b = str((await w.wait_for(lambda: w._root_of("b"), 30))["id"])
+            await w.say("more", root_id=b)
+            await w.answered(b, "Echo #2: more (first prompt in this conversation: 'first in a')")
+
+
+async def test_a_conversation_that_exists_but_will_not_open_is_kept(tmp_path: Path) -> None:
+    """The agent refuses to resume a conversation it still lists (OpenCode's -32603 says
+    nothing more): the session fails plainly and keeps the conversation's id, rather than
+    dropping it for a new, empty conversation."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, FAKE_ACP_FAULT="open-fails")
+            await w.start()
+            root = await new_acp_session(w, "kept")
+            await w.say("remember me", root_id=root)
+            await w.answered(root, "Echo #1: remember me")
+            await w.settled(root)
+            first = record_of(w, "kept")
+            os.killpg(first.pgid, signal.SIGKILL)
+            await w.answered(root, "exited unexpectedly")
+            await w.say("still there?", root_id=root)
+            await w.answered(root, f"it has conversation `{first.agent_session_id}` but would not continue it")
+            assert record_of(w, "kept").agent_session_id == first.agent_session_id
+            assert "a new one starts" not in w.thread_text(root)

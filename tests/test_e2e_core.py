@@ -36,7 +36,7 @@ async def test_new_session_thread_root_and_a_prompt_answered_in_it(tmp_path: Pat
         argv = starts[0]["argv"]
         for flag in ("--output-format", "--input-format", "--verbose", "--permission-prompt-tool"):
             assert flag in argv
-        assert argv[argv.index("--session-id") + 1] == record.id
+        assert f"--session-id={record.id}" in argv  # one word: an id is never read as a flag
         assert starts[0]["cwd"] == str(w.work / "alpha")
 
 

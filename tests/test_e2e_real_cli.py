@@ -197,7 +197,9 @@ def _undestined(update: dict[str, Any]) -> dict[str, Any]:
 
 
 def flag_value(argv: list[str], flag: str) -> str | None:
-    return argv[argv.index(flag) + 1] if flag in argv else None
+    """A flag's value, given as `--flag=VALUE` (how we pass ids) or as two words."""
+    joined = next((a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")), None)
+    return joined if joined is not None else argv[argv.index(flag) + 1] if flag in argv else None
 
 
 # --------------------------------------------------------------------------- conversation
@@ -449,7 +451,7 @@ async def test_graceful_restart_resumes_the_conversation(tmp_path: Path) -> None
             )
             (argv,) = agent_argvs(w.tmp / "state")
             assert flag_value(argv, "--resume") == session_id
-            assert "--session-id" not in argv
+            assert flag_value(argv, "--session-id") is None
             last = rw.api.message_requests[-1]
             assert last.prompts == ["first", "second", "third"]
             assert last.headers["x-claude-code-session-id"] == session_id

@@ -65,10 +65,9 @@ async def test_kill_9_with_five_sessions_and_prompts_posted_while_down(tmp_path:
         assert len(_roots(w)) == 5, "a restart must not create new session threads"
         resumed = [s for s in w.agent_starts() if s.get("resumed")]
         assert len(resumed) == 5
-        for start in resumed:
-            argv = start["argv"]
-            assert argv[argv.index("--resume") + 1] in ids.values()
-        assert {s["argv"][s["argv"].index("--resume") + 1] for s in resumed} == set(ids.values())
+        prefix = "--resume="
+        conversations = [next(a[len(prefix) :] for a in s["argv"] if a.startswith(prefix)) for s in resumed]
+        assert set(conversations) == set(ids.values())
 
 
 async def test_agent_groups_left_by_a_killed_supervisor_are_gone_after_the_next_start(tmp_path: Path) -> None:

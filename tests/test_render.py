@@ -256,6 +256,21 @@ def test_failed_tool_outcome_marks_its_line_and_ok_adds_nothing() -> None:
     assert r.feed(ToolOutcome("unknown", is_error=True), 1) == []
 
 
+def test_a_call_said_again_changes_its_line_in_place() -> None:
+    """An ACP plan is sent whole each time it changes: one line, the latest, where the
+    first stood, even once a permission request has moved the turn to a post below."""
+    r = TurnRenderer()
+    feed_all(r, [ToolCall("plan", "Plan", summary="▸ Look · ☐ Fix"), claude_tool("1", "Bash", {"command": "ls"})])
+    assert r.feed(ToolCall("plan", "Plan", summary="☑ Look · ▸ Fix"), 1) == [
+        PutPost("t1.0", "🔧 `Plan` `☑ Look · ▸ Fix`\n🔧 `Bash` `ls`")
+    ]
+    r.break_flow()
+    r.feed(TextDelta("Fixing."), 2)
+    assert final_posts(r.feed(ToolCall("plan", "Plan", summary="☑ Look · ☑ Fix"), 3)) == {
+        "t1.0": "🔧 `Plan` `☑ Look · ☑ Fix`\n🔧 `Bash` `ls`"
+    }
+
+
 def test_thinking_is_a_short_quote_or_nothing() -> None:
     thought = "First I check.\n\nThen I plan.\nThen I act.\nThen I rest."
     shown = final_posts(feed_all(TurnRenderer(), [ThinkingBlock(thought), TextBlock("Done.")]))

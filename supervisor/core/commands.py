@@ -128,6 +128,12 @@ def _parse_new(args: list[str]) -> NewSession | BadCommand:
             if not value:
                 what = {"persona": "a persona name", "agent": "an agent name", "resume": "a conversation id"}[key]
                 return BadCommand(f"`{key}=` needs {what}")
+            if key == "resume" and (value.startswith("-") or not all(c.isprintable() and not c.isspace() for c in value)):
+                # It reaches an agent's command line: it must never read as a flag there.
+                return BadCommand(
+                    "`resume=` takes a conversation id as the agent gave it: one word, not starting"
+                    " with `-`, with no spaces or control characters"
+                )
             options[key] = value
         else:
             rest.append(arg)

@@ -333,6 +333,12 @@ class TurnRenderer:
                     return None
             case ThinkingBlock(text=text) if self.show_thinking and text.strip():
                 segments.append(_Segment("thinking", thinking_quote(text)))
+            case ToolCall() if event.tool_use_id in turn.tools:
+                # Said again (an ACP agent's whole plan, each time it changes): the line
+                # changes where it stands, perhaps above a request, rather than repeating.
+                flow, index, _ = turn.tools[event.tool_use_id]
+                turn.tools[event.tool_use_id] = (flow, index, event)
+                flow.segments[index].set_text(tool_line(event))
             case ToolCall():
                 turn.tools[event.tool_use_id] = (flow, len(segments), event)
                 segments.append(_Segment("tool", tool_line(event)))

@@ -177,6 +177,8 @@ class Desk:
             checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
             if isinstance(checked, desk_rules.Refused):
                 return f"⚠️ {checked.reason}"
+            if taken := self._conversation_taken(resume, channel_id):
+                return taken
             problem = await resume_problem(self.registry.agents, agent or "", checked.cwd, resume, self.registry.agent_env)
             if problem:
                 return f"⚠️ {problem}"
@@ -184,6 +186,8 @@ class Desk:
             checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
             if isinstance(checked, desk_rules.Refused):
                 return f"⚠️ {checked.reason}"
+            if resume and (taken := self._conversation_taken(resume, channel_id)):
+                return taken  # (checked again: a `!new` beside this one may have taken it)
             record = self._record(channel_id, user_id, name, checked.cwd, persona, command, agent, resume)
             # One durable write: the session exists and its `!new` is handled, together. A
             # crash before it did nothing (the `!new` is handled afresh by the next start);
@@ -192,6 +196,22 @@ class Desk:
             await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
         await self._announce(record, recovering=False)
         return None
+
+    def _conversation_taken(self, conversation_id: str, channel_id: str) -> str | None:
+        """The refusal when a live session (running or suspended) already continues that
+        conversation: two agents would each append to one history and cross it."""
+        holder = next(
+            (r for r in self.store.state.sessions.values() if r.is_live and (r.agent_session_id or r.id) == conversation_id),
+            None,
+        )
+        if holder is None:
+            return None
+        words = self.chat.words(channel_id)
+        return (
+            f"⚠️ Session **{holder.name}** is still continuing conversation `{conversation_id}`: a second"
+            f" session on it would mix two histories into one. End it first ({words.cmd('end ' + holder.name)}),"
+            " then start this one again."
+        )
 
     def _record(
         self, channel_id: str, user_id: str, name: str, directory: str, persona: str | None,

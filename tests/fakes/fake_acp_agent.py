@@ -8,7 +8,8 @@ compares them); the long lists (config options, commands) are shortened. Standar
 library only.
 
 Startup faults (`$FAKE_ACP_FAULT`): `no-initialize` (reads, never answers initialize),
-`version=N` (answers initialize with protocolVersion N), `load-only` (offers
+`version=N` (answers initialize with protocolVersion N), `open-fails` (session/resume
+and session/load fail like an unknown id, even for a stored conversation), `load-only` (offers
 session/load but not session/resume), `exit-at-start` (exit 3 before reading).
 
 The "model": bracketed directives in a prompt; the capture recorder's words work too:
@@ -20,7 +21,7 @@ The "model": bracketed directives in a prompt; the capture recorder's words work
   [hang]                       nothing after the first chunk until session/cancel
   [hang-hard]                  nothing at all, session/cancel ignored
   [garbage]                    a non-JSON line on stdout, then the normal answer
-  [plan]                       a `plan` update before the answer
+  [plan]                       two `plan` updates (the second: a step done) before the answer
   [stop REASON]                end the turn with that stopReason (max_tokens, refusal...)
 Otherwise: `Echo #N: <prompt> (first prompt in this conversation: '<first>')`, streamed in
 12-character chunks, like the captures' fake model.
@@ -254,7 +255,8 @@ class Agent:
     def open(self, rid: Any, method: str, params: dict[str, Any]) -> None:
         sid = str(params.get("sessionId"))
         session = self.load(sid)
-        if session is None or (method == "session/resume" and self.fault == "load-only"):
+        refused = self.fault == "open-fails" or (method == "session/resume" and self.fault == "load-only")
+        if session is None or refused:
             self.error(
                 rid, -32603, "Internal error: OpenCode service failure", {"service": "session"}
             )
@@ -367,12 +369,13 @@ class Agent:
                         "content": {"type": "text", "text": piece},
                     },
                 )
-        if "plan" in names:
-            entries = [
-                {"content": "Look around", "status": "completed", "priority": "high"},
-                {"content": "Answer", "status": "in_progress", "priority": "medium"},
-            ]
-            self.update(sid, {"sessionUpdate": "plan", "entries": entries})
+        if "plan" in names:  # the whole plan in each update, as ACP sends it
+            for statuses in (("in_progress", "pending"), ("completed", "in_progress")):
+                entries = [
+                    {"content": "Look around", "status": statuses[0], "priority": "high"},
+                    {"content": "Answer", "status": statuses[1], "priority": "medium"},
+                ]
+                self.update(sid, {"sessionUpdate": "plan", "entries": entries})
         if "garbage" in names:
             self.raw("this is not json {")
         for name, arg in directives:

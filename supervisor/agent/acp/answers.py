@@ -17,13 +17,16 @@ from supervisor.agent.acp.events import (
     HandshakeFailed,
     OpenHow,
     OptionKind,
+    RequestFailed,
     SessionOpenFailed,
+    SessionsListed,
 )
 from supervisor.agent.acp.wire import (
     JSON,
     PROTOCOL_VERSION,
     FrameError,
     InitializeResult,
+    ListSessionsResult,
     PermissionOption,
     Response,
     SessionResult,
@@ -52,6 +55,7 @@ def handshake(frame: Response) -> AgentReady | HandshakeFailed:
         can_resume="resume" in caps.session_capabilities,
         can_load=caps.load_session,
         images=caps.prompt_capabilities.image,
+        can_list="list" in caps.session_capabilities,
     )
 
 
@@ -80,11 +84,24 @@ def session_opened(asked_id: str, how: OpenHow, frame: Response) -> Opened | Ses
     return Opened(session_id, model)
 
 
+def sessions_listed(frame: Response) -> SessionsListed | RequestFailed:
+    """The page of conversations a `session/list` answer names, or why there is none."""
+    if frame.error is not None:
+        return RequestFailed("session/list", frame.error.code, frame.error.message)
+    try:
+        result = structure(frame.result, ListSessionsResult)
+    except FrameError as exc:
+        return RequestFailed("session/list", 0, f"unreadable answer: {exc}")
+    return SessionsListed(tuple(s.session_id for s in result.sessions), result.next_cursor)
+
+
 def permission_outcome(options: Sequence[PermissionOption], kind: OptionKind) -> JSON:
-    """The answer to a permission request: the offered option of that kind (a reject falls
-    back to any reject; a kind not offered, to no), or `cancelled`."""
+    """The answer to a permission request: the offered option of that kind, else one of
+    the same sense (an allow for an allow, a reject for a reject), else `cancelled`. Never
+    the opposite sense: a person's "allow" answered as a reject (or the reverse) would make
+    the thread say one thing while the agent was told another."""
     if kind != "cancelled":
-        option = _pick(options, kind) or _pick(options, "reject_once")
+        option = _pick(options, kind)
         if option is not None:
             return {"outcome": "selected", "optionId": option.option_id}
     return {"outcome": "cancelled"}
@@ -94,6 +111,5 @@ def _pick(options: Sequence[PermissionOption], kind: str) -> PermissionOption | 
     exact = [o for o in options if o.kind == kind]
     if exact:
         return exact[0]
-    if kind.startswith("reject"):
-        return next((o for o in options if o.kind.startswith("reject")), None)
-    return None
+    sense = kind.split("_")[0]  # "allow" or "reject"
+    return next((o for o in options if o.kind.split("_")[0] == sense), None)

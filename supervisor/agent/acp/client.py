@@ -32,7 +32,12 @@ from typing import Any
 import attrs
 
 from supervisor import __version__
-from supervisor.agent.acp.answers import handshake, permission_outcome, session_opened
+from supervisor.agent.acp.answers import (
+    handshake,
+    permission_outcome,
+    session_opened,
+    sessions_listed,
+)
 from supervisor.agent.acp.events import (
     AcpCommand,
     AcpEvent,
@@ -102,6 +107,7 @@ class _Pending:
     how: OpenHow | None = None
     session_id: str = ""
     raw: bool = False  # sent through request(): its answer is not interpreted
+    listing: bool = False  # session/list: its answer is a SessionsListed
 
 
 @attrs.frozen
@@ -210,6 +216,13 @@ class AcpClient:
         self._request("session/prompt", {"sessionId": self.session_id, "prompt": blocks})
         return [TurnStarted(session_id=self.session_id, model=self.model, cwd=self.cwd)]
 
+    def list_sessions(self, cwd: str, cursor: str | None = None) -> list[AcpEvent]:
+        """Ask for (a page of) the agent's stored conversations in `cwd`: SessionsListed."""
+        self._require(Phase.READY, Phase.IDLE)
+        params: JSON = {"cwd": cwd, **({"cursor": cursor} if cursor else {})}
+        self._request("session/list", params, _Pending("session/list", listing=True))
+        return []
+
     def request(self, method: str, params: JSON) -> list[AcpEvent]:
         """Any other request (session/close, set_config_option, ...); an error answer
         comes back as RequestFailed, a result is not interpreted."""
@@ -281,6 +294,8 @@ class AcpClient:
         pending = self._pending.pop(frame.id, None) if frame.id is not None else None
         if pending is None:
             return [ProtocolError(f"a response to no request of ours (id {frame.id!r})")]
+        if pending.listing:
+            return [sessions_listed(frame)]
         if pending.raw:
             if frame.error is None:
                 return []

@@ -2,9 +2,11 @@
 
 Owns what the port needs on top of the protocol client (sans-IO, like it): the opening
 (after `initialize`, `session/resume` or `session/load` of the id the agent chose before,
-else `session/new`; a conversation that cannot be continued is said and a new one opened),
-the rules the person allowed "always" (OpenCode forgets them when its process ends, so
-matching requests of a relaunched agent are answered here, never asked twice), and tool
+else `session/new`; a conversation that cannot be continued is said and a new one opened,
+unless the agent still lists it: then the session fails and keeps its id),
+the calls the person allowed "always" (kept here, each exactly as approved, and answered
+here: the agent is told "once", since its own "always" may cover more, and OpenCode forgets
+it when its process ends anyway), and tool
 calls held until the agent names what they do (OpenCode's first `tool_call` says only
 "Bash"; the update after it carries the command).
 
@@ -14,6 +16,7 @@ Never does I/O; never raises on what the agent sends. What the port has no word 
 
 from __future__ import annotations
 
+import json
 import logging
 
 import attrs
@@ -24,12 +27,12 @@ from supervisor.agent.acp.events import (
     AcpEvent,
     AgentReady,
     HandshakeFailed,
-    OptionKind,
     PlanUpdated,
     ProtocolError,
     RequestFailed,
     SessionOpened,
     SessionOpenFailed,
+    SessionsListed,
     ToolCallUpdated,
     UsageUpdated,
 )
@@ -54,17 +57,37 @@ from supervisor.core.agent_events import (
 
 log = logging.getLogger("supervisor.agent.acp")
 PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
+# How many pages of session/list are read to find a conversation that would not open.
+LIST_PAGES = 20
+# The plan's line in a turn: every update is the whole plan (ACP), so it replaces the line.
+PLAN_ID = "plan"
 
 
 def always_rule(request: PermissionAsked) -> str:
-    """What "always" covers, in our notation: a command's first word (as OpenCode's own
-    rule, `echo *`, covers every command that starts so), else the tool and its summary.
-    Not the tool's name for commands: it depends on whether the agent said `tool_call`
-    before asking ("Bash") or not (the kind, "execute")."""
+    """What "always" covers, in our notation: exactly this call, a command as typed, else
+    the tool with its whole input. Never a pattern: what the person approved is what the
+    post showed (OpenCode's own "always" would cover every command with the same first
+    word, `echo *`: PROTOCOL.md §5). Not the tool's name for commands: it depends on
+    whether the agent said `tool_call` before asking ("Bash") or not (the kind, "execute").
+    The prefixes differ from the broad rules of before (`run:echo *`), so a record that
+    still holds one never matches."""
     command = request.input.get("command")
-    if isinstance(command, str) and command.split():
-        return f"run:{command.split()[0]} *"
-    return f"{request.tool_name}:{request.description}"
+    if isinstance(command, str) and command.strip():
+        return f"command:{command}"
+    exact = json.dumps(request.input, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return f"tool:{request.tool_name}:{exact}"
+
+
+def options_note(kinds: set[str]) -> str:
+    """What the post must say when the agent's options do not match the choices shown."""
+    if not kinds & {"allow_once", "allow_always"}:
+        return '⚠️ The agent offers no way to allow this call: allowing it answers "cancelled".'
+    if "allow_once" not in kinds:
+        return (
+            '⚠️ The agent offers no "allow once" here, only its own "always allow": allowing'
+            " this call lets the agent run the like of it without asking, until it restarts."
+        )
+    return ""
 
 
 class AcpConversation:
@@ -77,7 +100,9 @@ class AcpConversation:
         self.rules: set[str] = set(launch.allowed_tools)
         self._asked: dict[str, str] = {}  # request id -> the rule "always" would add
         self._held: dict[str, ToolCall] = {}
-        self._plans = 0
+        # A conversation that would not open, while session/list is asked whether it exists:
+        # (its id, the agent's refusal, pages read).
+        self._checking: tuple[str, str, int] | None = None
 
     # --- the port ------------------------------------------------------------------
 
@@ -96,7 +121,10 @@ class AcpConversation:
                 if always and rid in self._asked:
                     self.rules.add(self._asked[rid])
                 self._asked.pop(rid, None)
-                return self._port(self.client.answer_permission(rid, "allow_always" if always else "allow_once"))
+                # "once" even for "always": the agent's own "always" may cover more than
+                # this call (OpenCode's, every command with its first word), and it would
+                # then answer those itself, unseen. "Always" is kept here, exactly.
+                return self._port(self.client.answer_permission(rid, "allow_once"))
             case DenyTool(request_id=rid):
                 self._asked.pop(rid, None)
                 return self._port(self.client.answer_permission(rid, "reject_once"))
@@ -134,8 +162,28 @@ class AcpConversation:
             case SessionOpenFailed(how="new", message=message):
                 return [AgentUnusable(f"it could not start a conversation ({message})")]
             case SessionOpenFailed(session_id=sid, message=message):
-                missing = ConversationMissing(f"{sid}: {message}")
-                return [missing, *self._port(self.client.new_session(self.launch.cwd))]
+                # OpenCode refuses an unknown id and any other trouble alike (-32603,
+                # PROTOCOL §7): where it lists its conversations, the id is looked for
+                # before it is given up for good.
+                if sid and self.client.agent is not None and self.client.agent.can_list:
+                    self._checking = (sid, message, 1)
+                    return self._port(self.client.list_sessions(self.launch.cwd))
+                return self._missing(sid, message)
+            case SessionsListed(session_ids=ids, next_cursor=cursor) if self._checking:
+                sid, message, pages = self._checking
+                if sid in ids:
+                    self._checking = None
+                    return [AgentUnusable(f"it has conversation `{sid}` but would not continue it ({message})")]
+                if cursor and pages < LIST_PAGES:
+                    self._checking = (sid, message, pages + 1)
+                    return self._port(self.client.list_sessions(self.launch.cwd, cursor))
+                return self._missing(sid, message)
+            case RequestFailed(method="session/list", message=listing) if self._checking:
+                sid, message, _ = self._checking
+                log.info("the agent could not list its conversations: %s", listing)
+                return self._missing(sid, message)  # cannot tell: as before, a new one
+            case SessionsListed():
+                return []  # a listing nobody waits for any more
             case ToolCall(tool_use_id=tid):
                 self._held[tid] = event
                 return []
@@ -148,9 +196,8 @@ class AcpConversation:
             case PermissionAsked():
                 return self._ask(event)
             case PlanUpdated(steps=steps):
-                self._plans += 1
                 line = " · ".join(f"{PLAN_MARKS.get(s.status, '☐')} {s.content}" for s in steps)
-                return [*self._release(), ToolCall(f"plan.{self._plans}", "Plan", summary=line)]
+                return [*self._release(), ToolCall(PLAN_ID, "Plan", summary=line)]
             case UsageUpdated() | ControlAsked():
                 return []
             case RequestFailed(method=method, message=message):
@@ -167,6 +214,11 @@ class AcpConversation:
             return self._port(self.client.open_session(self.launch.agent_session_id, cwd))
         return self._port(self.client.new_session(cwd))
 
+    def _missing(self, sid: str, message: str) -> list[AgentEvent]:
+        """The conversation is not there: said, and a new one opened."""
+        self._checking = None
+        return [ConversationMissing(f"{sid}: {message}"), *self._port(self.client.new_session(self.launch.cwd))]
+
     def _release(self) -> list[AgentEvent]:
         held, self._held = list(self._held.values()), {}
         return list(held)
@@ -179,11 +231,13 @@ class AcpConversation:
         pending = self.client.permissions.get(request.request_id)
         kinds = {o.kind for o in pending.options} if pending else set()
         rule = always_rule(request)
-        if rule in self.rules:
+        if rule in self.rules and {"allow_once", "allow_always"} <= kinds:
             # Allowed "always" before, perhaps by an agent process that is gone: answered
-            # here, as the person said, and the agent learns the rule again.
-            kind: OptionKind = "allow_always" if "allow_always" in kinds else "allow_once"
-            return [*shown, *self._port(self.client.answer_permission(request.request_id, kind))]
+            # here, as the person said, and only for this call (never the agent's own
+            # "always", which may cover more). Where the agent offers no "allow once" or
+            # no "always" for it, the person is asked.
+            return [*shown, *self._port(self.client.answer_permission(request.request_id, "allow_once"))]
         self._asked[request.request_id] = rule
         always = AlwaysAllow(rules=(rule,)) if "allow_always" in kinds else None
-        return [*shown, attrs.evolve(request, always=always)]
+        description = "\n".join(filter(None, [request.description, options_note(kinds)]))
+        return [*shown, attrs.evolve(request, always=always, description=description)]

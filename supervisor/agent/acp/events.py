@@ -29,6 +29,7 @@ class AgentReady:
     can_resume: bool  # sessionCapabilities.resume
     can_load: bool  # agentCapabilities.loadSession
     images: bool  # promptCapabilities.image
+    can_list: bool = False  # sessionCapabilities.list
 
 
 @attrs.frozen
@@ -58,6 +59,15 @@ class SessionOpenFailed:
     how: OpenHow
     message: str
     code: int = 0
+
+
+@attrs.frozen
+class SessionsListed:
+    """One page of the agent's stored conversations (session/list); `next_cursor` asks
+    for the next page, None after the last."""
+
+    session_ids: tuple[str, ...]
+    next_cursor: str | None = None
 
 
 @attrs.frozen
@@ -118,6 +128,7 @@ AcpOnlyEvent = (
     | HandshakeFailed
     | SessionOpened
     | SessionOpenFailed
+    | SessionsListed
     | ToolCallUpdated
     | PlanUpdated
     | UsageUpdated

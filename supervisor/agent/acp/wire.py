@@ -190,6 +190,20 @@ class SessionResult:
 
 
 @attrs.frozen
+class SessionInfo:
+    session_id: str
+    cwd: str | None = None
+
+
+@attrs.frozen
+class ListSessionsResult:
+    """The answer to session/list: one page of the agent's stored conversations."""
+
+    sessions: list[SessionInfo] = attrs.field(factory=list)
+    next_cursor: str | None = None
+
+
+@attrs.frozen
 class PromptResult:
     stop_reason: str
     usage: JSON | None = None

@@ -71,8 +71,10 @@ class ClaudeBackend:
         if launch.allowed_tools:
             # One value, comma-joined, as the SDKs send it; the CLI splits it outside parentheses.
             argv += ["--allowedTools", ",".join(launch.allowed_tools)]
-        # A conversation started elsewhere (`!new ... resume=ID`) keeps its own id.
-        argv += ["--resume" if launch.resume else "--session-id", launch.agent_session_id or launch.session_id]
+        # A conversation started elsewhere (`!new ... resume=ID`) keeps its own id. One word
+        # with `=`, so an id cannot be read as a flag of its own (PROTOCOL §1).
+        flag = "--resume" if launch.resume else "--session-id"
+        argv.append(f"{flag}={launch.agent_session_id or launch.session_id}")
         if launch.model:
             argv += ["--model", launch.model]
         if launch.append_system_prompt:

@@ -105,6 +105,8 @@ class ClaudeCodec:
         if kind == "user":
             return self._user(frame)
         if kind == "stream_event":
+            if frame.get("parent_tool_use_id"):
+                return []  # a subagent's text as it streams: not the answer (PROTOCOL §4.4)
             return self._stream_event(frame.get("event") or {})
         if kind == "result":
             r = _converter.structure(frame, _Result)

@@ -1,0 +1,32 @@
+"""The Claude Code side of the agent port on its own: the stream-json codec's reading of
+frames the CLI prints (shared/reference/claude-code/PROTOCOL.md §4) and the CLI's argv."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from supervisor.agent.claude.codec import ClaudeCodec
+from supervisor.core.agent_events import TextBlock, TextDelta
+
+
+def line(**frame: Any) -> bytes:
+    return json.dumps(frame).encode()
+
+
+def text_delta(text: str, parent: str | None) -> bytes:
+    event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+    return line(type="stream_event", event=event, parent_tool_use_id=parent, session_id="s", uuid="u")
+
+
+def test_a_subagents_streamed_text_is_not_the_answer() -> None:
+    """Messages made inside a subagent (Task/Agent tool) carry its tool use id in
+    `parent_tool_use_id`, on `stream_event` lines as on `assistant` lines (§4.2, §4.4):
+    only the main agent's deltas stream into the answer."""
+    codec = ClaudeCodec()
+    assert codec.decode(text_delta("the answer ", None)) == [TextDelta("the answer ")]
+    assert codec.decode(text_delta("subagent notes", "toolu_task1")) == []
+    inner = {"role": "assistant", "content": [{"type": "text", "text": "subagent notes"}]}
+    assert codec.decode(line(type="assistant", message=inner, parent_tool_use_id="toolu_task1")) == []
+    outer = {"role": "assistant", "content": [{"type": "text", "text": "the answer"}]}
+    assert codec.decode(line(type="assistant", message=outer, parent_tool_use_id=None)) == [TextBlock("the answer")]
