@@ -198,16 +198,13 @@ class TelegramFrontEnd:
                     await self._handle(update, self._events)
 
     async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
-        item = incoming.read_update(update, self.bot_username)
-        event: ChatEvent | None
-        if isinstance(item, incoming.Posted):
-            event = await self._posted(item)
-        elif isinstance(item, incoming.Pressed):
-            event = await self._pressed(item)
-        elif isinstance(item, incoming.StopPressed):
-            event = self._stop_pressed(item)
-        else:
-            event = None  # an edit, a kind we do not use
+        try:
+            event = await self._event_of(update)
+        except Exception:
+            # An update we cannot read must not stop the front end, nor (unconfirmed)
+            # stop it again at every start: said in the log, confirmed, passed over.
+            log.exception("update %s could not be read: passed over", update.update_id)
+            event = None
         if isinstance(event, Posted):
             post = event.post
             self.backlog.handed(post.id, update)
@@ -219,6 +216,16 @@ class TelegramFrontEnd:
         if event is not None:
             await events.send(event)
         self.backlog.confirm(update.update_id)
+
+    async def _event_of(self, update: Update) -> ChatEvent | None:
+        item = incoming.read_update(update, self.bot_username)
+        if isinstance(item, incoming.Posted):
+            return await self._posted(item)
+        if isinstance(item, incoming.Pressed):
+            return await self._pressed(item)
+        if isinstance(item, incoming.StopPressed):
+            return self._stop_pressed(item)
+        return None  # an edit, a kind we do not use
 
     def _handled(self, channel_id: str, post_id: str) -> None:
         self.backlog.handled(post_id)
@@ -248,7 +255,8 @@ class TelegramFrontEnd:
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
-            self.tg.remember_file(file_id, FileRef(file_id, attachment.name, attachment.size or 0))
+            ref = FileRef(file_id, attachment.name, attachment.size or 0, attachment.mime_type)
+            self.tg.remember_file(file_id, ref)  # with its type: an image goes to the agent as one
             file_ids.append(file_id)
         if item.topic_opened is not None and self.tg.topics:
             # A topic the person opened: a session named after it, as `/new NAME` would.
@@ -257,10 +265,11 @@ class TelegramFrontEnd:
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
-            if text.split()[:1] and text.split()[0].lower() == "!session":
+            verb = next(iter(text.split()), "").lower()  # "": a file without a caption
+            if verb == "!session":
                 return await self.active.switch(item, channel, text)
             root = self.active.root_of(item, channel, text)
-            if not root and text.split()[0].lower() == "!sessions":
+            if not root and verb == "!sessions":
                 self.active.listing(ids.post(item.chat_id, item.message_id), item.chat_id)
         post = Post(
             ids.post(item.chat_id, item.message_id),

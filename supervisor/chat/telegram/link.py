@@ -22,6 +22,7 @@ anywhere (the client keeps it out of every error it raises).
 from __future__ import annotations
 
 import logging
+import mimetypes
 import time
 from collections.abc import Callable, Iterable
 
@@ -273,7 +274,10 @@ class TelegramLink:
         if known is not None:
             return known
         info = await self.api.get_file(ids.parse_file(file_id))
-        return FileRef(file_id, info.file_path.rsplit("/", 1)[-1] or "file", info.file_size or 0)
+        name = info.file_path.rsplit("/", 1)[-1] or "file"
+        # getFile says no type: the name's (a photo's is .jpg), so an image stays one.
+        mime_type = mimetypes.guess_type(name)[0] or ""
+        return FileRef(file_id, name, info.file_size or 0, mime_type)
 
     async def download_file(self, file_id: str) -> bytes:
         return await self.api.download(ids.parse_file(file_id))
