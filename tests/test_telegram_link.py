@@ -234,3 +234,28 @@ async def test_another_bots_offset_is_not_used(tmp_path: Path) -> None:
                 event = await receive.receive()  # not forgotten behind a stranger's offset
                 assert isinstance(event, Posted) and event.post.message == "!help"
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_post_with_nothing_visible_shows_as_an_ellipsis_sent_edited_and_drafted(
+    tmp_path: Path,
+) -> None:
+    """Markdown that renders to nothing (link definitions, a lone `&nbsp;`) still makes a
+    message: Telegram refuses an empty one, and an error here would stop the session's
+    output for good (the poster retries it)."""
+    invisible = ["[x]: http://example.com", "&nbsp;", "[a]: http://a\n[b]: http://b\n"]
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="gamma")
+                topic = ids.parse_post(root.id)[1]
+                for text in invisible:
+                    post = await link.create_post(CHANNEL, text, root_id=root.id)
+                    await link.edit_post(post.id, "seen")
+                    await link.edit_post(post.id, text)
+                    growing = await link.create_growing(CHANNEL, text, root_id=root.id, idempotency_key="")
+                    await link.edit_growing(growing.id, text)
+                    await link.edit_post(growing.id, text)  # its last text: a real message
+                assert [s.message["text"] for s in said(fake, topic)[1:]] == ["…"] * 6
+                assert all(text == "…" for _t, _d, text in fake.chat(ALICE).drafts)

@@ -168,7 +168,10 @@ class Messages:
     def render(self, message: str, prefix: str) -> list[str]:
         """The message as Telegram HTML, in parts of Telegram's size."""
         text = message if message.strip() else _EMPTY
-        return render.render_parts(text, limit=LIMITS.max_message_chars, prefix=prefix)
+        parts = render.render_parts(text, limit=LIMITS.max_message_chars, prefix=prefix)
+        # Markdown with nothing visible (only link definitions, a lone `&nbsp;`) renders
+        # to no part at all: it shows as the empty post does.
+        return parts or render.render_parts(_EMPTY, limit=LIMITS.max_message_chars, prefix=prefix)
 
     # --- helpers ------------------------------------------------------------------------
 
