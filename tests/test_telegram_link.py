@@ -259,3 +259,28 @@ async def test_a_post_with_nothing_visible_shows_as_an_ellipsis_sent_edited_and_
                     await link.edit_post(growing.id, text)  # its last text: a real message
                 assert [s.message["text"] for s in said(fake, topic)[1:]] == ["…"] * 6
                 assert all(text == "…" for _t, _d, text in fake.chat(ALICE).drafts)
+
+
+async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(tmp_path: Path) -> None:
+    """Sent, edited, drafted: a "can't parse entities" answer makes the same visible text
+    go again with no parse mode, and drafts stay on."""
+    refusal = "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="delta")
+                topic = ids.parse_post(root.id)[1]
+                fake.fail("sendMessage", 400, refusal)
+                post = await link.create_post(CHANNEL, "a **bold** <answer> & more", root_id=root.id)
+                fake.fail("editMessageText", 400, refusal)
+                await link.edit_post(post.id, "the *final* <answer> & more")
+                fake.fail("sendMessageDraft", 400, refusal)
+                growing = await link.create_growing(CHANNEL, "growing `x < y`", root_id=root.id, idempotency_key="")
+                assert fake.chat(ALICE).live_drafts[topic][1] == "growing x < y"
+                await link.edit_post(growing.id, "grown")
+            sent = said(fake, topic)[1:]
+            assert [s.message["text"] for s in sent] == ["the final <answer> & more", "grown"]
+            assert sent[0].html == "the final <answer> & more"  # no parse mode: as it is
+            assert ALICE not in front.tg.drafts.off

@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from supervisor.chat import ChatError, ChatUser
-from supervisor.chat.telegram import choices, ids, render, runs
+from supervisor.chat.telegram import choices, codec, ids, render, runs
 from supervisor.chat.telegram.calls import BadRequest
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
@@ -55,6 +55,15 @@ class _Upload:
     data: bytes
 
 
+def refused_entities(exc: BadRequest) -> bool:
+    """Telegram refused the formatting ("can't parse entities" and the like): the same
+    text goes again as plain text."""
+    if "entit" not in exc.description.lower():
+        return False
+    log.warning("Telegram refused our HTML (%s): sent as plain text", exc.description)
+    return True
+
+
 class Messages:
     """The messages of one bot. `topics`: the bot's topic mode."""
 
@@ -75,7 +84,7 @@ class Messages:
         htmls = self.render(message, prefix)
         parts: list[int] = []
         for html in htmls:
-            sent = await self.api.send_message(chat_id, html, thread_id=topic_id)
+            sent = await self.send_html(chat_id, html, thread_id=topic_id)
             parts.append(sent.message_id)
         post_id = ids.post(chat_id, parts[0])
         self._keep_parts(post_id, parts, topic_id)
@@ -116,9 +125,7 @@ class Messages:
             if index < len(parts):
                 await self._edit(chat_id, parts[index], html, markup if last else None)
             else:
-                new = await self.api.send_message(
-                    chat_id, html, thread_id=topic_id, reply_markup=markup if last else None
-                )
+                new = await self.send_html(chat_id, html, thread_id=topic_id, reply_markup=markup if last else None)
                 parts.append(new.message_id)
         for surplus in parts[len(htmls) :]:
             await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
@@ -175,9 +182,28 @@ class Messages:
 
     # --- helpers ------------------------------------------------------------------------
 
+    async def send_html(
+        self, chat_id: int, html: str, *, thread_id: int | None, reply_markup: JSONObject | None = None
+    ) -> codec.Message:
+        """One message; as plain text if Telegram refuses our HTML (the answer is never
+        lost to a formatting rule we got wrong)."""
+        try:
+            return await self.api.send_message(chat_id, html, thread_id=thread_id, reply_markup=reply_markup)
+        except BadRequest as exc:
+            if not refused_entities(exc):
+                raise
+        return await self.api.send_message(chat_id, runs.plain_text(html), thread_id=thread_id,
+                                           reply_markup=reply_markup, plain=True)  # fmt: skip
+
     async def _edit(self, chat_id: int, message_id: int, html: str, markup: JSONObject | None) -> None:
         try:
-            await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
+            try:
+                await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
+            except BadRequest as exc:
+                if not refused_entities(exc):
+                    raise
+                await self.api.edit_message_text(chat_id, message_id, runs.plain_text(html),
+                                                 reply_markup=markup, plain=True)  # fmt: skip
         except BadRequest as exc:
             if "not found" not in exc.description:
                 raise
