@@ -83,6 +83,7 @@ DRAFT_GIVE_UP_S: Final = 60.0  # a post that has not grown this long becomes a m
 DRAFTS_AT_CLOSE_S: Final = 0.3  # at a stop, for the drafts still showing to become messages
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
+_NOT_IN_NAMES: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _VERBS: Final = frozenset(
     {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
 )
@@ -260,8 +261,9 @@ class TelegramFrontEnd:
             file_ids.append(file_id)
         if item.topic_opened is not None and self.tg.topics:
             # A topic the person opened: a session named after it, as `/new NAME` would.
-            self.tg.opened_topics[(item.chat_id, item.topic_opened)] = item.topic_id or 0
-            text, root = f"!new {item.topic_opened}", ""
+            name = session_name(item.topic_opened, item.topic_id or item.message_id)
+            self.tg.opened_topics[(item.chat_id, name)] = item.topic_id or 0
+            text, root = f"!new {name}", ""
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
@@ -326,6 +328,14 @@ class TelegramFrontEnd:
 def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:
     """A button press, in the core's words."""
     return ChoiceMade(Choice(user_id, post_id, kind, channel_id))
+
+
+def session_name(topic_name: str, topic_id: int) -> str:
+    """A valid session name (the core's: 1-64 of letters, digits, `-`, `_`, `.`) for a
+    topic the person named: "Bug fix" is "Bug-fix", not `/new Bug` in directory `fix`;
+    a name with none of those characters is "topic-ID"."""
+    name = _NOT_IN_NAMES.sub("-", topic_name).strip("-.")[:64].rstrip("-.")
+    return name or f"topic-{topic_id}"
 
 
 def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:
