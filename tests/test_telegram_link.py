@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
+from supervisor.chat import ChatError
 from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
@@ -284,3 +286,19 @@ async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(
             assert [s.message["text"] for s in sent] == ["the final <answer> & more", "grown"]
             assert sent[0].html == "the final <answer> & more"  # no parse mode: as it is
             assert ALICE not in front.tg.drafts.off
+
+
+async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="epsilon")
+                topic = ids.parse_post(root.id)[1]
+                growing = await link.create_growing(CHANNEL, "the answer so", root_id=root.id, idempotency_key="")
+                fake.fail("sendMessage", 400, "Bad Request: not enough rights to send text messages")
+                with pytest.raises(ChatError):
+                    await link.edit_post(growing.id, "the answer so far, all of it")
+                await link.edit_post(growing.id, "the answer so far, all of it")  # the poster's retry
+            assert [s.message["text"] for s in said(fake, topic)[1:]] == ["the answer so far, all of it"]
