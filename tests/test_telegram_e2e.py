@@ -333,6 +333,19 @@ async def test_a_topic_named_in_words_becomes_a_session_of_a_valid_name_there(tm
             await w.answered(topic, "echo #1: in my own topic")
 
 
+async def test_text_in_a_topic_of_no_session_is_answered_in_that_topic(tmp_path: Path) -> None:
+    """A topic the person opened under a name already taken is no session (the refusal is
+    said in the main view, where `/new` answers); what they write there is answered there."""
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            await w.new_session("alpha")
+            topic = w.fake.user_creates_topic(ALICE, "alpha")
+            await w.answered(None, "⚠️")
+            w.say("hello?", topic)
+            guided = await w.answered(topic, "/new NAME")
+            assert "Session alpha" not in guided and w.text(None).count("/new NAME") == 0
+
+
 def test_a_topic_name_is_made_a_valid_session_name() -> None:
     assert [session_name(name, 7) for name in ("Bug fix", "mine", " --a / b.. ", "Работа", "x" * 80)] == [
         "Bug-fix", "mine", "a-b", "topic-7", "x" * 64,

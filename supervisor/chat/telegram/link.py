@@ -161,7 +161,7 @@ class TelegramLink:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
-        topic_id = thread.topic_id if thread is not None else None
+        topic_id = thread.topic_id if thread is not None else self._topic_of(root_id)
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""
         holder = self.drafts.holder(chat_id, topic_id)
         if holder is not None and holder.root_id == root_id:
@@ -314,6 +314,16 @@ class TelegramLink:
             return found
         return next((root for root, t in self.memory.threads.items()
                      if t.chat_id == chat_id and t.header_id == message_id), None)  # fmt: skip
+
+    def _topic_of(self, root_id: str) -> int | None:
+        """With topics, the topic a thread of no session is (a topic the person opened
+        that became none): an answer to a post there goes there, not to the main view."""
+        if not root_id or not self.topics:
+            return None
+        try:
+            return ids.parse_post(root_id)[1]
+        except ValueError:
+            return None
 
     def now_ms(self) -> int:
         """A creation time for an incoming message: wall clock, strictly increasing (the
