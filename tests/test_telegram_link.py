@@ -302,3 +302,23 @@ async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_
                     await link.edit_post(growing.id, "the answer so far, all of it")
                 await link.edit_post(growing.id, "the answer so far, all of it")  # the poster's retry
             assert [s.message["text"] for s in said(fake, topic)[1:]] == ["the answer so far, all of it"]
+
+
+async def test_a_file_whose_caption_telegram_refuses_is_sent_with_the_caption_after_it(tmp_path: Path) -> None:
+    refusal = "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="zeta")
+                topic = ids.parse_post(root.id)[1]
+                file_id = await link.upload_file(CHANNEL, "out.txt", b"data")
+                fake.fail("sendDocument", 400, "Bad Request: not enough rights to send documents")
+                with pytest.raises(ChatError):
+                    await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
+                fake.fail("sendDocument", 400, refusal)  # the retry: the file is still there
+                await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
+            sent = said(fake, topic)[1:]
+            assert [s.message["document"]["file_name"] for s in sent if "document" in s.message] == ["out.txt"]
+            assert [s.message.get("text") for s in sent if "document" not in s.message] == ["the file"]

@@ -92,14 +92,21 @@ class Messages:
                     create_at=int(time.time() * 1000))  # fmt: skip
 
     async def send_file(self, chat_id: int, topic_id: int | None, file_id: str, caption: str) -> Post:
-        upload = self._uploads.pop(file_id, None)
+        upload = self._uploads.get(file_id)
         if upload is None:
             raise ChatError(404, "file_not_found", "the file to send is gone (was it sent already?)")
         html = render.render(caption) if caption.strip() else ""
         if runs.units(html) > 1024:  # a caption's limit: say it in a message of its own
             html = ""
-        sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
-                                            caption_html=html)  # fmt: skip
+        try:
+            sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
+                                                caption_html=html)  # fmt: skip
+        except BadRequest as exc:
+            if not html or not refused_entities(exc):
+                raise  # kept: the file is there for the caller's next try
+            html = ""  # the caption in a message of its own, as plain text if need be
+            sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id)
+        self._uploads.pop(file_id, None)
         post_id = ids.post(chat_id, sent.message_id)
         self._keep_parts(post_id, [sent.message_id], topic_id)
         if caption.strip() and not html:
