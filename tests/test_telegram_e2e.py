@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from supervisor.chat.telegram.calls import Conflict
 from supervisor.chat.telegram.client import BotApi
+from supervisor.chat.telegram.front import session_name
+from supervisor.core.commands import NAME_RE
 from tests.fakes.telegram_botapi import TOKEN
 from tests.fakes.telegram_schema import call_problems
 from tests.harness import REPO
@@ -314,6 +318,43 @@ async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path:
             assert list(w.fake.chat(ALICE).topics.values()) == ["mine"]  # adopted, not a second one
             w.say("in my own topic", topic)
             await w.answered(topic, "echo #1: in my own topic")
+
+
+async def test_a_topic_named_in_words_becomes_a_session_of_a_valid_name_there(tmp_path: Path) -> None:
+    """"Bug fix" is no `/new Bug` in a directory `fix`: the session is "Bug-fix", in the
+    default directory, and the person's topic is its topic."""
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            topic = w.fake.user_creates_topic(ALICE, "Bug fix")
+            header = await w.wait_for(lambda: "Session Bug-fix " in w.text(topic) and w.text(topic))
+            assert str(w.work) in header and "⚠️" not in w.text(None)
+            assert list(w.fake.chat(ALICE).topics.values()) == ["Bug fix"]  # adopted, not a second one
+            w.say("in my own topic", topic)
+            await w.answered(topic, "echo #1: in my own topic")
+
+
+async def test_text_in_a_topic_of_no_session_is_answered_in_that_topic(tmp_path: Path) -> None:
+    """A topic the person opened under a name already taken is no session (the refusal is
+    said in the main view, where `/new` answers); what they write there is answered there."""
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            await w.new_session("alpha")
+            topic = w.fake.user_creates_topic(ALICE, "alpha")
+            await w.answered(None, "⚠️")
+            w.say("hello?", topic)
+            guided = await w.answered(topic, "/new NAME")
+            assert "Session alpha" not in guided and w.text(None).count("/new NAME") == 0
+
+
+def test_a_topic_name_is_made_a_valid_session_name() -> None:
+    assert [session_name(name, 7) for name in ("Bug fix", "mine", " --a / b.. ", "Работа", "x" * 80)] == [
+        "Bug-fix", "mine", "a-b", "topic-7", "x" * 64,
+    ]
+
+
+@given(st.text(max_size=130))
+def test_any_topic_name_gives_a_name_the_core_takes(topic_name: str) -> None:
+    assert NAME_RE.match(session_name(topic_name, 7))
 
 
 async def test_a_refused_token_stops_the_start_with_a_plain_error_that_never_shows_it(

@@ -39,12 +39,13 @@ async def test_a_prompt_in_a_topic_with_files() -> None:
     posted = read_last(fake)
     assert isinstance(posted, Posted)
     assert (posted.chat_id, posted.topic_id, posted.author_id, posted.text) == (USER, thread, USER, "look")
-    assert posted.attachments == (Attachment(posted.attachments[0].file_id, "notes.md", 4, "document"),)
+    assert posted.attachments == (Attachment(posted.attachments[0].file_id, "notes.md", 4, "document", "text/markdown"),)
     assert posted.event_id == f"tg:{last_update(fake).update_id}"
     fake.user_sends(USER, "", thread_id=thread, photo=b"jpeg")
     photo = read_last(fake)
     assert isinstance(photo, Posted) and photo.attachments[0].kind == "photo"
     assert photo.attachments[0].name == f"photo-{photo.message_id}.jpg"
+    assert photo.attachments[0].mime_type == "image/jpeg"  # Telegram's photos are JPEG
 
 
 async def test_replies_commands_and_the_main_view() -> None:

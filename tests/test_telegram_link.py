@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
+from supervisor.chat import ChatError
 from supervisor.chat.telegram import ids
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
@@ -234,3 +236,89 @@ async def test_another_bots_offset_is_not_used(tmp_path: Path) -> None:
                 event = await receive.receive()  # not forgotten behind a stranger's offset
                 assert isinstance(event, Posted) and event.post.message == "!help"
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_post_with_nothing_visible_shows_as_an_ellipsis_sent_edited_and_drafted(
+    tmp_path: Path,
+) -> None:
+    """Markdown that renders to nothing (link definitions, a lone `&nbsp;`) still makes a
+    message: Telegram refuses an empty one, and an error here would stop the session's
+    output for good (the poster retries it)."""
+    invisible = ["[x]: http://example.com", "&nbsp;", "[a]: http://a\n[b]: http://b\n"]
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="gamma")
+                topic = ids.parse_post(root.id)[1]
+                for text in invisible:
+                    post = await link.create_post(CHANNEL, text, root_id=root.id)
+                    await link.edit_post(post.id, "seen")
+                    await link.edit_post(post.id, text)
+                    growing = await link.create_growing(CHANNEL, text, root_id=root.id, idempotency_key="")
+                    await link.edit_growing(growing.id, text)
+                    await link.edit_post(growing.id, text)  # its last text: a real message
+                assert [s.message["text"] for s in said(fake, topic)[1:]] == ["…"] * 6
+                assert all(text == "…" for _t, _d, text in fake.chat(ALICE).drafts)
+
+
+async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(tmp_path: Path) -> None:
+    """Sent, edited, drafted: a "can't parse entities" answer makes the same visible text
+    go again with no parse mode, and drafts stay on."""
+    refusal = "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="delta")
+                topic = ids.parse_post(root.id)[1]
+                fake.fail("sendMessage", 400, refusal)
+                post = await link.create_post(CHANNEL, "a **bold** <answer> & more", root_id=root.id)
+                fake.fail("editMessageText", 400, refusal)
+                await link.edit_post(post.id, "the *final* <answer> & more")
+                fake.fail("sendMessageDraft", 400, refusal)
+                growing = await link.create_growing(CHANNEL, "growing `x < y`", root_id=root.id, idempotency_key="")
+                assert fake.chat(ALICE).live_drafts[topic][1] == "growing x < y"
+                await link.edit_post(growing.id, "grown")
+            sent = said(fake, topic)[1:]
+            assert [s.message["text"] for s in sent] == ["the final <answer> & more", "grown"]
+            assert sent[0].html == "the final <answer> & more"  # no parse mode: as it is
+            assert ALICE not in front.tg.drafts.off
+
+
+async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="epsilon")
+                topic = ids.parse_post(root.id)[1]
+                growing = await link.create_growing(CHANNEL, "the answer so", root_id=root.id, idempotency_key="")
+                fake.fail("sendMessage", 400, "Bad Request: not enough rights to send text messages")
+                with pytest.raises(ChatError):
+                    await link.edit_post(growing.id, "the answer so far, all of it")
+                await link.edit_post(growing.id, "the answer so far, all of it")  # the poster's retry
+            assert [s.message["text"] for s in said(fake, topic)[1:]] == ["the answer so far, all of it"]
+
+
+async def test_a_file_whose_caption_telegram_refuses_is_sent_with_the_caption_after_it(tmp_path: Path) -> None:
+    refusal = "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                link = front.tg
+                root = await link.open_thread(CHANNEL, "h", key="k", title="zeta")
+                topic = ids.parse_post(root.id)[1]
+                file_id = await link.upload_file(CHANNEL, "out.txt", b"data")
+                fake.fail("sendDocument", 400, "Bad Request: not enough rights to send documents")
+                with pytest.raises(ChatError):
+                    await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
+                fake.fail("sendDocument", 400, refusal)  # the retry: the file is still there
+                await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
+            sent = said(fake, topic)[1:]
+            assert [s.message["document"]["file_name"] for s in sent if "document" in s.message] == ["out.txt"]
+            assert [s.message.get("text") for s in sent if "document" not in s.message] == ["the file"]

@@ -143,3 +143,15 @@ def test_blank_stretches_make_no_empty_message() -> None:
     parts = render_parts(text, limit=100)
     assert parts and all(visible(part).strip() for part in parts)
     assert visible(parts[0]).startswith("start") and visible(parts[-1]).strip().endswith("end")
+
+
+def test_an_image_inside_a_link_is_that_link_alone_never_a_link_in_a_link() -> None:
+    html = render("See [![the logo](https://e.com/logo.png)](https://e.com/home) and ![x](https://e.com/x.png)")
+    assert html.count("<a ") == 2 and "https://e.com/logo.png" not in html
+    assert '<a href="https://e.com/home">the logo</a>' in html
+    assert visible(html) == "See the logo and x"  # the fake refuses a link in a link
+
+
+def test_a_link_in_a_link_is_refused_as_telegram_does() -> None:
+    with pytest.raises(HtmlRefused, match="can't parse entities"):
+        parse_html('<a href="https://a.com">x <a href="https://b.com">y</a></a>')

@@ -59,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import mimetypes
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -336,6 +337,8 @@ class FakeBotApi:
             file_id, unique = self.add_file(document[1], f"documents/{document[0]}")
             message["document"] = {"file_id": file_id, "file_unique_id": unique,
                                    "file_name": document[0], "file_size": len(document[1])}
+            if mime_type := mimetypes.guess_type(document[0])[0]:  # as a client says it
+                message["document"]["mime_type"] = mime_type
         if photo is not None:
             file_id, unique = self.add_file(photo, "photos/photo.jpg")
             message["photo"] = [{"file_id": file_id, "file_unique_id": unique, "width": 90,

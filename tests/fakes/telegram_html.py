@@ -5,7 +5,7 @@ raises `HtmlRefused` with words like Telegram's ("can't parse entities: ..."). R
 the Bot API's formatting options: only the supported tags (b/strong, i/em, u/ins,
 s/strike/del, span class="tg-spoiler", tg-spoiler, a href, code, pre, blockquote
 [expandable], tg-emoji); every tag closed, in order; code and pre hold no other tag
-except a single code inside pre; blockquotes are not nested. Stricter than Telegram on
+except a single code inside pre; blockquotes and links are not nested. Stricter than Telegram on
 purpose in one place: Telegram silently drops a disallowed nesting, we refuse it, so a
 renderer that produces one is caught.
 """
@@ -55,6 +55,8 @@ class _Parser(html.parser.HTMLParser):
             raise HtmlRefused(f'Tag "{tag}" can\'t be inside "{self.stack[-1]}"')
         if tag == "blockquote" and "blockquote" in self.stack:
             raise HtmlRefused("Blockquotes can't be nested")
+        if tag == "a" and "a" in self.stack:  # "All other entities can't contain each other"
+            raise HtmlRefused("Links can't be nested")
         self.stack.append(tag)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

@@ -68,8 +68,10 @@ class BotApi(BotCaller):
         thread_id: int | None = None,
         reply_to: int | None = None,
         reply_markup: JSONObject | None = None,
+        plain: bool = False,
     ) -> codec.Message:
-        params = _message_params(chat_id, html, thread_id, reply_markup)
+        """`plain`: the text is shown as it is (no parse mode), not read as HTML."""
+        params = _message_params(chat_id, html, thread_id, reply_markup, plain=plain)
         if reply_to is not None:
             params["reply_parameters"] = {
                 "message_id": reply_to,
@@ -85,10 +87,11 @@ class BotApi(BotCaller):
         html: str,
         *,
         reply_markup: JSONObject | None = None,
+        plain: bool = False,
     ) -> None:
         """Replace a message's text (and its buttons: none unless `reply_markup`).
-        Already showing exactly that is success."""
-        params = _message_params(chat_id, html, None, reply_markup)
+        Already showing exactly that is success. `plain`: as in `send_message`."""
+        params = _message_params(chat_id, html, None, reply_markup, plain=plain)
         params["message_id"] = message_id
         await self.call("editMessageText", params, chat_id=chat_id)
 
@@ -109,6 +112,7 @@ class BotApi(BotCaller):
         *,
         thread_id: int | None = None,
         can_stop: bool = False,
+        plain: bool = False,
     ) -> None:
         """Show (or replace) the live draft `draft_id` (non-zero) in a private chat.
 
@@ -120,7 +124,7 @@ class BotApi(BotCaller):
         """
         if draft_id == 0:
             raise ValueError("draft_id must be non-zero")
-        params = _message_params(chat_id, html, thread_id, None)
+        params = _message_params(chat_id, html, thread_id, None, plain=plain)
         params["draft_id"] = draft_id
         if can_stop:
             params["can_stop"] = True
@@ -190,9 +194,11 @@ class BotApi(BotCaller):
 
 
 def _message_params(
-    chat_id: int, html: str, thread_id: int | None, reply_markup: JSONObject | None
+    chat_id: int, html: str, thread_id: int | None, reply_markup: JSONObject | None, *, plain: bool = False
 ) -> JSONObject:
-    params: JSONObject = {"chat_id": chat_id, "text": html, "parse_mode": "HTML"}
+    params: JSONObject = {"chat_id": chat_id, "text": html}
+    if not plain:
+        params["parse_mode"] = "HTML"
     if thread_id is not None:
         params["message_thread_id"] = thread_id
     if reply_markup is not None:

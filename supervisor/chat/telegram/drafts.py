@@ -45,11 +45,11 @@ import attrs
 import trio
 
 from supervisor.chat import ChatError
-from supervisor.chat.telegram import ids
-from supervisor.chat.telegram.calls import BotApiError
+from supervisor.chat.telegram import ids, runs
+from supervisor.chat.telegram.calls import BadRequest, BotApiError
 from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.limits import LIMITS
-from supervisor.chat.telegram.messages import PARTS_KEPT, Messages
+from supervisor.chat.telegram.messages import PARTS_KEPT, Messages, refused_entities
 from supervisor.core.events import Post
 
 log = logging.getLogger("supervisor.telegram")
@@ -259,9 +259,16 @@ class GrowingPosts:
     async def _show(self, growing: Growing) -> bool:
         """False when this chat refuses drafts (then it never gets one again)."""
         html = self.messages.render(growing.text, growing.prefix)[-1]  # a long one: its newest part
+        api = self.messages.api
         try:
-            await self.messages.api.send_message_draft(growing.chat_id, growing.draft_id, html,
-                                                       thread_id=growing.topic_id, can_stop=True)  # fmt: skip
+            try:
+                await api.send_message_draft(growing.chat_id, growing.draft_id, html,
+                                             thread_id=growing.topic_id, can_stop=True)  # fmt: skip
+            except BadRequest as exc:
+                if not refused_entities(exc):
+                    raise
+                await api.send_message_draft(growing.chat_id, growing.draft_id, runs.plain_text(html),
+                                             thread_id=growing.topic_id, can_stop=True, plain=True)  # fmt: skip
         except BotApiError as exc:
             log.info("drafts refused in chat %s (%s): editing a message instead",
                      growing.chat_id, exc.description)  # fmt: skip
@@ -272,9 +279,9 @@ class GrowingPosts:
 
     async def _commit(self, growing: Growing) -> None:
         """Send the growing post's text as real messages (ending its draft). Call holding
-        its lock."""
-        self.drafts.finish(growing.post_id)
+        its lock. A send that fails leaves it growing: its text is tried again, not lost."""
         sent = await self.messages.send(growing.chat_id, growing.topic_id, growing.text, growing.prefix)
+        self.drafts.finish(growing.post_id)
         self.drafts.made_real(growing.post_id, sent.id)
         if not self.messages.topics:
             self.messages.belongs_to(sent.id, growing.root_id)

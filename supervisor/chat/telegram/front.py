@@ -83,6 +83,7 @@ DRAFT_GIVE_UP_S: Final = 60.0  # a post that has not grown this long becomes a m
 DRAFTS_AT_CLOSE_S: Final = 0.3  # at a stop, for the drafts still showing to become messages
 PEOPLE_LOOKUP_S: Final = 5.0  # getChat per allowed person at start; a name is not worth more
 _SLASH_COMMAND: Final = re.compile(r"^/([A-Za-z_]+)(?=\s|$)")
+_NOT_IN_NAMES: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _VERBS: Final = frozenset(
     {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
 )
@@ -198,16 +199,13 @@ class TelegramFrontEnd:
                     await self._handle(update, self._events)
 
     async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
-        item = incoming.read_update(update, self.bot_username)
-        event: ChatEvent | None
-        if isinstance(item, incoming.Posted):
-            event = await self._posted(item)
-        elif isinstance(item, incoming.Pressed):
-            event = await self._pressed(item)
-        elif isinstance(item, incoming.StopPressed):
-            event = self._stop_pressed(item)
-        else:
-            event = None  # an edit, a kind we do not use
+        try:
+            event = await self._event_of(update)
+        except Exception:
+            # An update we cannot read must not stop the front end, nor (unconfirmed)
+            # stop it again at every start: said in the log, confirmed, passed over.
+            log.exception("update %s could not be read: passed over", update.update_id)
+            event = None
         if isinstance(event, Posted):
             post = event.post
             self.backlog.handed(post.id, update)
@@ -219,6 +217,16 @@ class TelegramFrontEnd:
         if event is not None:
             await events.send(event)
         self.backlog.confirm(update.update_id)
+
+    async def _event_of(self, update: Update) -> ChatEvent | None:
+        item = incoming.read_update(update, self.bot_username)
+        if isinstance(item, incoming.Posted):
+            return await self._posted(item)
+        if isinstance(item, incoming.Pressed):
+            return await self._pressed(item)
+        if isinstance(item, incoming.StopPressed):
+            return self._stop_pressed(item)
+        return None  # an edit, a kind we do not use
 
     def _handled(self, channel_id: str, post_id: str) -> None:
         self.backlog.handled(post_id)
@@ -248,19 +256,22 @@ class TelegramFrontEnd:
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
-            self.tg.remember_file(file_id, FileRef(file_id, attachment.name, attachment.size or 0))
+            ref = FileRef(file_id, attachment.name, attachment.size or 0, attachment.mime_type)
+            self.tg.remember_file(file_id, ref)  # with its type: an image goes to the agent as one
             file_ids.append(file_id)
         if item.topic_opened is not None and self.tg.topics:
             # A topic the person opened: a session named after it, as `/new NAME` would.
-            self.tg.opened_topics[(item.chat_id, item.topic_opened)] = item.topic_id or 0
-            text, root = f"!new {item.topic_opened}", ""
+            name = session_name(item.topic_opened, item.topic_id or item.message_id)
+            self.tg.opened_topics[(item.chat_id, name)] = item.topic_id or 0
+            text, root = f"!new {name}", ""
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
-            if text.split()[:1] and text.split()[0].lower() == "!session":
+            verb = next(iter(text.split()), "").lower()  # "": a file without a caption
+            if verb == "!session":
                 return await self.active.switch(item, channel, text)
             root = self.active.root_of(item, channel, text)
-            if not root and text.split()[0].lower() == "!sessions":
+            if not root and verb == "!sessions":
                 self.active.listing(ids.post(item.chat_id, item.message_id), item.chat_id)
         post = Post(
             ids.post(item.chat_id, item.message_id),
@@ -317,6 +328,14 @@ class TelegramFrontEnd:
 def choice_event(user_id: str, post_id: str, kind: ChoiceKind, channel_id: str) -> ChatEvent:
     """A button press, in the core's words."""
     return ChoiceMade(Choice(user_id, post_id, kind, channel_id))
+
+
+def session_name(topic_name: str, topic_id: int) -> str:
+    """A valid session name (the core's: 1-64 of letters, digits, `-`, `_`, `.`) for a
+    topic the person named: "Bug fix" is "Bug-fix", not `/new Bug` in directory `fix`;
+    a name with none of those characters is "topic-ID"."""
+    name = _NOT_IN_NAMES.sub("-", topic_name).strip("-.")[:64].rstrip("-.")
+    return name or f"topic-{topic_id}"
 
 
 def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:

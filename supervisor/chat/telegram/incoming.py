@@ -30,6 +30,7 @@ class Attachment:
     name: str  # as the person's client named it (not yet made safe: the core does that)
     size: int | None  # bytes, when Telegram says
     kind: str  # "document" or "photo"
+    mime_type: str = ""  # as the person's client said ("": unknown)
 
 
 @attrs.frozen
@@ -127,11 +128,11 @@ def _attachments(message: Message) -> tuple[Attachment, ...]:
     if message.document is not None:
         doc = message.document
         name = doc.file_name or f"document-{message.message_id}"
-        found.append(Attachment(doc.file_id, name, doc.file_size, "document"))
+        found.append(Attachment(doc.file_id, name, doc.file_size, "document", doc.mime_type))
     if message.photo:
         largest = max(message.photo, key=_pixels)
         name = f"photo-{message.message_id}.jpg"  # Telegram re-encodes photos as JPEG
-        found.append(Attachment(largest.file_id, name, largest.file_size, "photo"))
+        found.append(Attachment(largest.file_id, name, largest.file_size, "photo", "image/jpeg"))
     return tuple(found)
 
 

@@ -22,6 +22,7 @@ anywhere (the client keeps it out of every error it raises).
 from __future__ import annotations
 
 import logging
+import mimetypes
 import time
 from collections.abc import Callable, Iterable
 
@@ -160,7 +161,7 @@ class TelegramLink:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
-        topic_id = thread.topic_id if thread is not None else None
+        topic_id = thread.topic_id if thread is not None else self._topic_of(root_id)
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""
         holder = self.drafts.holder(chat_id, topic_id)
         if holder is not None and holder.root_id == root_id:
@@ -273,7 +274,10 @@ class TelegramLink:
         if known is not None:
             return known
         info = await self.api.get_file(ids.parse_file(file_id))
-        return FileRef(file_id, info.file_path.rsplit("/", 1)[-1] or "file", info.file_size or 0)
+        name = info.file_path.rsplit("/", 1)[-1] or "file"
+        # getFile says no type: the name's (a photo's is .jpg), so an image stays one.
+        mime_type = mimetypes.guess_type(name)[0] or ""
+        return FileRef(file_id, name, info.file_size or 0, mime_type)
 
     async def download_file(self, file_id: str) -> bytes:
         return await self.api.download(ids.parse_file(file_id))
@@ -310,6 +314,16 @@ class TelegramLink:
             return found
         return next((root for root, t in self.memory.threads.items()
                      if t.chat_id == chat_id and t.header_id == message_id), None)  # fmt: skip
+
+    def _topic_of(self, root_id: str) -> int | None:
+        """With topics, the topic a thread of no session is (a topic the person opened
+        that became none): an answer to a post there goes there, not to the main view."""
+        if not root_id or not self.topics:
+            return None
+        try:
+            return ids.parse_post(root_id)[1]
+        except ValueError:
+            return None
 
     def now_ms(self) -> int:
         """A creation time for an incoming message: wall clock, strictly increasing (the

@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from supervisor.chat import ChatError, ChatUser
-from supervisor.chat.telegram import choices, ids, render, runs
+from supervisor.chat.telegram import choices, codec, ids, render, runs
 from supervisor.chat.telegram.calls import BadRequest
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
@@ -55,6 +55,15 @@ class _Upload:
     data: bytes
 
 
+def refused_entities(exc: BadRequest) -> bool:
+    """Telegram refused the formatting ("can't parse entities" and the like): the same
+    text goes again as plain text."""
+    if "entit" not in exc.description.lower():
+        return False
+    log.warning("Telegram refused our HTML (%s): sent as plain text", exc.description)
+    return True
+
+
 class Messages:
     """The messages of one bot. `topics`: the bot's topic mode."""
 
@@ -75,7 +84,7 @@ class Messages:
         htmls = self.render(message, prefix)
         parts: list[int] = []
         for html in htmls:
-            sent = await self.api.send_message(chat_id, html, thread_id=topic_id)
+            sent = await self.send_html(chat_id, html, thread_id=topic_id)
             parts.append(sent.message_id)
         post_id = ids.post(chat_id, parts[0])
         self._keep_parts(post_id, parts, topic_id)
@@ -83,14 +92,21 @@ class Messages:
                     create_at=int(time.time() * 1000))  # fmt: skip
 
     async def send_file(self, chat_id: int, topic_id: int | None, file_id: str, caption: str) -> Post:
-        upload = self._uploads.pop(file_id, None)
+        upload = self._uploads.get(file_id)
         if upload is None:
             raise ChatError(404, "file_not_found", "the file to send is gone (was it sent already?)")
         html = render.render(caption) if caption.strip() else ""
         if runs.units(html) > 1024:  # a caption's limit: say it in a message of its own
             html = ""
-        sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
-                                            caption_html=html)  # fmt: skip
+        try:
+            sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
+                                                caption_html=html)  # fmt: skip
+        except BadRequest as exc:
+            if not html or not refused_entities(exc):
+                raise  # kept: the file is there for the caller's next try
+            html = ""  # the caption in a message of its own, as plain text if need be
+            sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id)
+        self._uploads.pop(file_id, None)
         post_id = ids.post(chat_id, sent.message_id)
         self._keep_parts(post_id, [sent.message_id], topic_id)
         if caption.strip() and not html:
@@ -116,9 +132,7 @@ class Messages:
             if index < len(parts):
                 await self._edit(chat_id, parts[index], html, markup if last else None)
             else:
-                new = await self.api.send_message(
-                    chat_id, html, thread_id=topic_id, reply_markup=markup if last else None
-                )
+                new = await self.send_html(chat_id, html, thread_id=topic_id, reply_markup=markup if last else None)
                 parts.append(new.message_id)
         for surplus in parts[len(htmls) :]:
             await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
@@ -168,13 +182,35 @@ class Messages:
     def render(self, message: str, prefix: str) -> list[str]:
         """The message as Telegram HTML, in parts of Telegram's size."""
         text = message if message.strip() else _EMPTY
-        return render.render_parts(text, limit=LIMITS.max_message_chars, prefix=prefix)
+        parts = render.render_parts(text, limit=LIMITS.max_message_chars, prefix=prefix)
+        # Markdown with nothing visible (only link definitions, a lone `&nbsp;`) renders
+        # to no part at all: it shows as the empty post does.
+        return parts or render.render_parts(_EMPTY, limit=LIMITS.max_message_chars, prefix=prefix)
 
     # --- helpers ------------------------------------------------------------------------
 
+    async def send_html(
+        self, chat_id: int, html: str, *, thread_id: int | None, reply_markup: JSONObject | None = None
+    ) -> codec.Message:
+        """One message; as plain text if Telegram refuses our HTML (the answer is never
+        lost to a formatting rule we got wrong)."""
+        try:
+            return await self.api.send_message(chat_id, html, thread_id=thread_id, reply_markup=reply_markup)
+        except BadRequest as exc:
+            if not refused_entities(exc):
+                raise
+        return await self.api.send_message(chat_id, runs.plain_text(html), thread_id=thread_id,
+                                           reply_markup=reply_markup, plain=True)  # fmt: skip
+
     async def _edit(self, chat_id: int, message_id: int, html: str, markup: JSONObject | None) -> None:
         try:
-            await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
+            try:
+                await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
+            except BadRequest as exc:
+                if not refused_entities(exc):
+                    raise
+                await self.api.edit_message_text(chat_id, message_id, runs.plain_text(html),
+                                                 reply_markup=markup, plain=True)  # fmt: skip
         except BadRequest as exc:
             if "not found" not in exc.description:
                 raise

@@ -208,7 +208,10 @@ class _Builder:
                 stack.append(_link_tag(str(child.attrs.get("href", ""))))
             elif kind == "image":
                 alt = child.content or str(child.attrs.get("src", "")) or "image"
-                link = _link_tag(str(child.attrs.get("src", "")))
+                # Inside a link (`[![alt](img)](url)`) it stays that link: Telegram refuses
+                # a link in a link.
+                inside_link = any(tag.name == "a" for tag in stack)
+                link = Tag("") if inside_link else _link_tag(str(child.attrs.get("src", "")))
                 self._write(alt, (*stack, link))
             else:  # html_inline and anything newer: its source, as text
                 self._write(child.content, tuple(stack))

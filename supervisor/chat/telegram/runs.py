@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import html
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -58,6 +59,12 @@ def units(text: str) -> int:
 def escape(text: str) -> str:
     """Plain text for Telegram HTML."""
     return html.escape(text, quote=False)
+
+
+def plain_text(html_text: str) -> str:
+    """The visible text of HTML we wrote (`runs_html`: its tags, its escapes), to send
+    with no parse mode."""
+    return html.unescape(re.sub(r"<[^>]*>", "", html_text))
 
 
 def common_prefix(a: tuple[Tag, ...], b: tuple[Tag, ...]) -> tuple[Tag, ...]:

@@ -1,0 +1,61 @@
+"""Files a person sends the bot: a photo or document with no caption and no session to go
+to is answered with guidance (and never stops the front end); a photo sent to a session
+reaches the agent as image content."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from tests.telegram_world import ALICE, TgWorld, started_tg_world
+
+# The smallest JPEG header is enough: the agent is handed the bytes as they came.
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(16)
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+
+
+def _user_prompts(w: TgWorld) -> list[list[dict[str, Any]]]:
+    """The content blocks of every prompt the fake agents were given."""
+    found = []
+    for path in sorted(w.agent_log.glob("*.jsonl")):
+        for raw in path.read_text().splitlines():
+            line = json.loads(raw)
+            message = line.get("line", {}) if line.get("event") == "stdin" else {}
+            if message.get("type") == "user" and isinstance(message["message"]["content"], list):
+                found.append(message["message"]["content"])
+    return found
+
+
+async def test_without_topics_a_file_with_no_caption_and_no_session_is_guided_and_nothing_stops(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path, topics=False) as w:
+            w.fake.user_sends(ALICE, photo=JPEG)  # no caption, no session yet
+            await w.answered(None, "none is active now")
+            w.fake.user_sends(ALICE, document=("notes.txt", b"hello"))
+            await w.wait_for(lambda: w.text(None).count("none is active now") == 2)
+            await w.new_sessions_without_topics("a")
+            # A reply to a message of no session, with a file: the active session takes it.
+            w.fake.user_sends(ALICE, "look", photo=JPEG)
+            await w.answered(None, "[a] echo #1: look")
+            assert w.fake.pending_updates() == []  # every update confirmed: none is replayed
+
+
+async def test_a_photo_sent_to_a_session_reaches_the_agent_as_image_content(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("pics")
+            w.fake.user_sends(ALICE, "what is this", thread_id=topic, photo=JPEG)
+            await w.answered(topic, "echo #1")
+            w.fake.user_sends(ALICE, "and this", thread_id=topic, document=("pixel.png", PNG))
+            await w.answered(topic, "echo #2")
+            images = [block["source"] for prompt in _user_prompts(w) for block in prompt
+                      if block.get("type") == "image"]  # fmt: skip
+            assert [(i["media_type"], base64.b64decode(i["data"])) for i in images] == [
+                ("image/jpeg", JPEG), ("image/png", PNG)
+            ]
