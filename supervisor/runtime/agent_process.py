@@ -5,7 +5,9 @@ conversation for it (`agent.AgentConversation`), which it feeds every line and w
 it writes. The caller reads events from `events()` (one task), sends commands with
 `send()` (serialised by a lock, with whatever the conversation answers by itself), and
 leaves the `async with` to tear the process down: close stdin, SIGTERM the group, grace,
-SIGKILL, always wait. Decides nothing about what the events mean.
+SIGKILL, always wait; then SIGKILL what it spawned that left its group, found by the
+marker of its own in their environment (`reaper.end_marked`). Decides nothing about what
+the events mean.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -21,6 +23,7 @@ import math
 import os
 import signal
 import subprocess
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
@@ -29,12 +32,14 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentConversation, AgentLaunch, StartGuard
 from supervisor.core.agent_events import AgentCommand, AgentEvent, ConversationOpened
+from supervisor.runtime.reaper import end_marked
 
 log = logging.getLogger("supervisor.agent")
 
 MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
 CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
 VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
+AGENT_ID_VAR = "SUPERVISOR_AGENT"  # an id of each agent's own, inherited by all it spawns
 
 
 class AgentGrace:
@@ -72,13 +77,19 @@ class AgentProcess:
     writes hold `_send_lock` from producing them to writing them)."""
 
     def __init__(
-        self, backend: AgentBackend, proc: trio.Process, conversation: AgentConversation, gate: StartGuard | None = None
+        self,
+        backend: AgentBackend,
+        proc: trio.Process,
+        conversation: AgentConversation,
+        gate: StartGuard | None,
+        marker: bytes,
     ) -> None:
         self.backend = backend
         self._gate = gate  # held until the conversation is open
         self.proc = proc
         self.pid = proc.pid
         self.conversation = conversation
+        self.marker = marker  # `NAME=value` in the environment of this agent and all it spawns
         self.opened = False  # the conversation said ConversationOpened: it takes prompts
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
@@ -228,6 +239,8 @@ async def open_agent(
     gate = backend.start_gate
     if gate is not None:
         await gate.enter()
+    # Inherited by all it spawns, even by what leaves its group: its teardown finds them.
+    marker_id = uuid.uuid4().hex
     try:
         proc = await trio.lowlevel.open_process(
             backend.argv(launch),
@@ -235,14 +248,14 @@ async def open_agent(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=launch.cwd,
-            env=backend.env(launch, base_env),
+            env={**backend.env(launch, base_env), AGENT_ID_VAR: marker_id},
             start_new_session=True,  # its own group, so we can end it and all it spawned
         )
     except BaseException:
         if gate is not None:
             gate.leave(ok=False)
         raise
-    agent = AgentProcess(backend, proc, backend.conversation(launch), gate)
+    agent = AgentProcess(backend, proc, backend.conversation(launch), gate, f"{AGENT_ID_VAR}={marker_id}".encode())
     log.info("agent started pid=%s session=%s resume=%s", proc.pid, launch.session_id, launch.resume)
     try:
         yield agent
@@ -250,6 +263,15 @@ async def open_agent(
         agent.leave_gate(ok=False)
         with trio.CancelScope(shield=True):
             await terminate(agent, grace if isinstance(grace, AgentGrace) else AgentGrace(grace))
+
+
+async def end_descendants(agent: AgentProcess) -> None:
+    """SIGKILL what is left of the agent's group, and every process that carries its
+    marker: those that left the group (`setsid`, a detached child, a daemon) too."""
+    kill_group(agent.pid, signal.SIGKILL)
+    killed = await trio.to_thread.run_sync(end_marked, agent.marker)
+    if killed:
+        log.info("agent %s: killed %d process(es) it spawned, found by its marker", agent.pid, len(killed))
 
 
 async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
@@ -264,9 +286,10 @@ async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
             kill_group(proc.pid, signal.SIGTERM)
             with trio.move_on_after(grace.configured_s):
                 await proc.wait()
-    # Even when the leader is gone, children it spawned may linger in the group.
     kill_group(proc.pid, signal.SIGKILL)
     await proc.wait()
+    # Even when the leader is gone, children it spawned may linger, in its group or not.
+    await end_descendants(agent)
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             await stream.aclose()
