@@ -4,12 +4,14 @@ agents (the ACP one runs its tools in a real shell)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import trio
 
 from tests.harness import World, world
-from tests.test_e2e_acp import add_acp_agent, new_acp_session, permission_post
+from tests.test_e2e_acp import add_acp_agent, new_acp_session, permission_post, record_of
 
 
 def _running(tag: str) -> list[int]:
@@ -51,3 +53,36 @@ async def test_end_also_ends_what_the_agent_started_outside_its_process_group(tm
             await w.say("!end", root_id=root)
             await w.answered(root, "ended")
             await w.wait_for(lambda: not _running(tag), 10)
+
+
+async def test_an_agent_that_crashes_while_a_child_holds_its_stdout_is_said_to_have_exited(tmp_path: Path) -> None:
+    """Its stdout does not close with its exit (a background child holds it): its exit is
+    watched too, so the crash is said at once as one, not after the stall timeout as a
+    turn that produced nothing."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, settings={"stall_timeout_s": 300, "interrupt_grace_s": 1})
+            await w.start()
+            root = await new_acp_session(w, "held")
+            await _run_tool(w, root, "(sleep 4242.5 > /proc/$PPID/fd/1 2>/dev/null &) ; echo ok")
+            assert _running("4242.5")
+            await w.say("[crash] now", root_id=root)
+            text = await w.answered(root, "was cut", timeout=30)
+            assert "The agent exited unexpectedly (exit status 1)" in text
+            assert "no output" not in text
+            await w.wait_for(lambda: not _running("4242.5"), 10)  # the holder went with it
+            await w.say("still there?", root_id=root)
+            await w.answered(root, "still there?", timeout=30)  # a new agent answers
+
+
+async def test_an_idle_agent_that_dies_while_a_child_holds_its_stdout_is_seen_at_once(tmp_path: Path) -> None:
+    """No prompt is needed to see that an idle agent died: the thread says so."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "idle")
+            await _run_tool(w, root, "(sleep 4242.75 > /proc/$PPID/fd/1 2>/dev/null &) ; echo ok")
+            os.kill(record_of(w, "idle").pgid, signal.SIGKILL)
+            await w.answered(root, "The agent exited unexpectedly", timeout=30)
+            await w.wait_for(lambda: not _running("4242.75"), 10)

@@ -3,11 +3,11 @@
 Owns the child: its pipes, its process group, its exit, and the backend's sans-IO
 conversation for it (`agent.AgentConversation`), which it feeds every line and whose bytes
 it writes. The caller reads events from `events()` (one task), sends commands with
-`send()` (serialised by a lock, with whatever the conversation answers by itself), and
-leaves the `async with` to tear the process down: close stdin, SIGTERM the group, grace,
-SIGKILL, always wait; then SIGKILL what it spawned that left its group, found by the
-marker of its own in their environment (`reaper.end_marked`). Decides nothing about what
-the events mean.
+`send()` (serialised by a lock, with whatever the conversation answers by itself), runs
+`watch_exit()` beside them, and leaves the `async with` to tear the process down: close
+stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL what it spawned that
+left its group, found by the marker of its own in their environment (`reaper.end_marked`).
+Decides nothing about what the events mean.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -39,6 +39,9 @@ log = logging.getLogger("supervisor.agent")
 MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
 CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
 VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
+# Once the agent is gone and its descendants are ended, its stdout closes at once; one that
+# escaped them (it dropped its environment) and holds the pipe has it closed this much later.
+OUTPUT_AFTER_EXIT_S = 5.0
 AGENT_ID_VAR = "SUPERVISOR_AGENT"  # an id of each agent's own, inherited by all it spawns
 
 
@@ -91,6 +94,7 @@ class AgentProcess:
         self.conversation = conversation
         self.marker = marker  # `NAME=value` in the environment of this agent and all it spawns
         self.opened = False  # the conversation said ConversationOpened: it takes prompts
+        self.output_ended = trio.Event()  # its stdout reached its end (or was closed)
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
         self.stderr_events: list[AgentEvent] = []
@@ -162,11 +166,14 @@ class AgentProcess:
         if first:
             yield first
         # Closed at once when the reader stops early (cancelled while writing an answer).
-        async with aclosing(line_batches(self.proc.stdout)) as batches:
-            async for lines in batches:
-                batch = await self._answer(functools.partial(self._receive, lines))
-                if batch:
-                    yield batch
+        try:
+            async with aclosing(line_batches(self.proc.stdout)) as batches:
+                async for lines in batches:
+                    batch = await self._answer(functools.partial(self._receive, lines))
+                    if batch:
+                        yield batch
+        finally:
+            self.output_ended.set()
 
     def _receive(self, lines: list[bytes]) -> list[AgentEvent]:
         return [event for line in lines for event in self.conversation.receive_line(line)]
@@ -179,6 +186,19 @@ class AgentProcess:
                 self.stderr_tail.append(text)
                 self.stderr_events += self.conversation.receive_stderr(text)
                 log.info("agent %s: %s", self.pid, text)
+
+    async def watch_exit(self) -> None:
+        """The agent's exit ends its output even when a descendant still holds its stdout
+        (whose end would otherwise wait for that descendant's): what is left of its group
+        and its descendants is ended, which closes the pipe; if something else still holds
+        it, it is closed here, and the reader sees its end."""
+        await self.proc.wait()
+        await end_descendants(self)
+        with trio.move_on_after(OUTPUT_AFTER_EXIT_S):
+            await self.output_ended.wait()
+        if not self.output_ended.is_set() and self.proc.stdout is not None:
+            log.warning("agent %s exited; closing its stdout, which something else still holds", self.pid)
+            await self.proc.stdout.aclose()
 
     async def close_stdin(self) -> None:
         if self.proc.stdin is not None:

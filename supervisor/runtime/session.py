@@ -353,6 +353,7 @@ class SessionTask:
                     self._agent = agent
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(agent.drain_stderr)
+                        nursery.start_soon(agent.watch_exit)  # its death is seen, even if its stdout is held
                         nursery.start_soon(self._bound_opening, generation, agent)
                         async with contextlib.aclosing(agent.events()) as batches:
                             async for batch in batches:
