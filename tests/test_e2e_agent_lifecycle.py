@@ -86,3 +86,17 @@ async def test_an_idle_agent_that_dies_while_a_child_holds_its_stdout_is_seen_at
             os.kill(record_of(w, "idle").pgid, signal.SIGKILL)
             await w.answered(root, "The agent exited unexpectedly", timeout=30)
             await w.wait_for(lambda: not _running("4242.75"), 10)
+
+
+async def test_an_agent_that_only_thinks_for_longer_than_the_stall_timeout_is_not_stalled(tmp_path: Path) -> None:
+    """Thinking deltas mean nothing to the thread (they are not shown as they stream), but
+    they are output: the watchdog counts every line the agent prints."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.configure(agent={"stall_timeout_s": 1, "interrupt_grace_s": 1})
+            await w.start()
+            root = await w.new_session("ponder")
+            await w.say("[ponder 4] deep question", root)
+            await w.answered(root, "echo #1: deep question", timeout=30)
+            await w.settled(root)
+            assert "watchdog" not in w.thread_text(root)

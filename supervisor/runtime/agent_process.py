@@ -94,6 +94,9 @@ class AgentProcess:
         self.conversation = conversation
         self.marker = marker  # `NAME=value` in the environment of this agent and all it spawns
         self.opened = False  # the conversation said ConversationOpened: it takes prompts
+        # When a line was last read from its stdout, whether or not it meant an event: the
+        # stall clock's (one timestamp a read, so the hot path pays nothing more).
+        self.last_line_at = trio.current_time()
         self.output_ended = trio.Event()  # its stdout reached its end (or was closed)
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
@@ -169,6 +172,7 @@ class AgentProcess:
         try:
             async with aclosing(line_batches(self.proc.stdout)) as batches:
                 async for lines in batches:
+                    self.last_line_at = trio.current_time()
                     batch = await self._answer(functools.partial(self._receive, lines))
                     if batch:
                         yield batch
