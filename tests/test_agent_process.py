@@ -4,6 +4,7 @@ does not fit to trio's `send_all`. Both paths, against the fake agent (a real pr
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import aclosing
@@ -15,7 +16,7 @@ import trio
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.core.agent_events import SendPrompt, TurnEnded
-from supervisor.runtime.agent_process import AgentProcess, open_agent
+from supervisor.runtime.agent_process import STDERR_LOGGED_PER_WINDOW, AgentProcess, open_agent
 
 FAKE = Path(__file__).parent / "fakes" / "fake_agent.py"
 
@@ -74,3 +75,24 @@ async def test_a_write_to_an_agent_that_is_gone_says_its_stdin_is_broken(tmp_pat
             await agent.close_stdin()
             with pytest.raises(trio.ClosedResourceError):
                 await agent.send(SendPrompt("and now?"))
+
+
+async def test_a_flood_on_stderr_is_logged_in_part_and_counted_and_its_tail_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-000000000003", cwd=str(tmp_path), resume=False)
+    caplog.set_level(logging.INFO, logger="supervisor.agent")
+    with trio.fail_after(30):
+        async with open_agent(_backend(), launch, _env(tmp_path), 1.0) as agent, trio.open_nursery() as nursery:
+            nursery.start_soon(agent.drain_stderr)
+            await agent.send(SendPrompt("[stderr 330000] loud"))  # 10,000 lines
+            await _answer(agent)
+            await agent.close_stdin()
+            await agent.wait()  # drain_stderr ends with the pipe, after the last line
+    messages = [r.getMessage() for r in caplog.records]
+    logged = sum("some noise on stderr" in m for m in messages)
+    left_out = [int(m.split()[2]) for m in messages if m.endswith("more stderr lines not logged")]
+    # A window is STDERR_WINDOW_S long: the flood takes a few of them at most.
+    assert STDERR_LOGGED_PER_WINDOW <= logged <= 5 * STDERR_LOGGED_PER_WINDOW
+    assert logged + sum(left_out) == 10_000
+    assert list(agent.stderr_tail)[-1] == "fake_agent: some noise on stderr"

@@ -43,6 +43,8 @@ VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin clo
 # escaped them (it dropped its environment) and holds the pipe has it closed this much later.
 OUTPUT_AFTER_EXIT_S = 5.0
 AGENT_ID_VAR = "SUPERVISOR_AGENT"  # an id of each agent's own, inherited by all it spawns
+STDERR_LOGGED_PER_WINDOW = 50  # an agent's stderr lines logged in each window, the rest counted
+STDERR_WINDOW_S = 10.0
 
 
 class AgentGrace:
@@ -101,6 +103,7 @@ class AgentProcess:
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
         self.stderr_events: list[AgentEvent] = []
+        self._stderr_log = ThrottledLog(proc.pid)
         self._send_lock = trio.StrictFIFOLock()
 
     async def send(self, command: AgentCommand) -> list[AgentEvent]:
@@ -184,12 +187,15 @@ class AgentProcess:
 
     async def drain_stderr(self) -> None:
         assert self.proc.stderr is not None
-        async for line in lines_of(self.proc.stderr):
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                self.stderr_tail.append(text)
-                self.stderr_events += self.conversation.receive_stderr(text)
-                log.info("agent %s: %s", self.pid, text)
+        try:
+            async for line in lines_of(self.proc.stderr):
+                text = line.decode(errors="replace").rstrip()
+                if text:
+                    self.stderr_tail.append(text)
+                    self.stderr_events += self.conversation.receive_stderr(text)
+                    self._stderr_log.line(text, trio.current_time())
+        finally:
+            self._stderr_log.flush()
 
     async def watch_exit(self) -> None:
         """The agent's exit ends its output even when a descendant still holds its stdout
@@ -211,6 +217,34 @@ class AgentProcess:
 
     async def wait(self) -> int:
         return await self.proc.wait()
+
+
+class ThrottledLog:
+    """Logs an agent's stderr lines, at most `STDERR_LOGGED_PER_WINDOW` in each window of
+    `STDERR_WINDOW_S`: a flood (a debug mode, a warning in a loop) must not fill the
+    supervisor's log or slow it down. The lines left out are counted and said when the
+    next window opens, and at the end."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.window_ends = -math.inf
+        self.logged = 0  # in the current window
+        self.suppressed = 0  # in the current window
+
+    def line(self, text: str, now: float) -> None:
+        if now >= self.window_ends:
+            self.flush()
+            self.window_ends, self.logged = now + STDERR_WINDOW_S, 0
+        if self.logged < STDERR_LOGGED_PER_WINDOW:
+            self.logged += 1
+            log.info("agent %s: %s", self.pid, text)
+        else:
+            self.suppressed += 1
+
+    def flush(self) -> None:
+        if self.suppressed:
+            log.info("agent %s: %d more stderr lines not logged", self.pid, self.suppressed)
+            self.suppressed = 0
 
 
 async def line_batches(stream: trio.abc.ReceiveStream) -> AsyncGenerator[list[bytes], None]:
