@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from contextlib import aclosing
 from pathlib import Path
@@ -16,7 +17,13 @@ import trio
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.core.agent_events import SendPrompt, TurnEnded
-from supervisor.runtime.agent_process import STDERR_LOGGED_PER_WINDOW, AgentProcess, open_agent
+from supervisor.runtime.agent_process import (
+    AGENT_ID_VAR,
+    STDERR_LOGGED_PER_WINDOW,
+    AgentProcess,
+    MarkedSweep,
+    open_agent,
+)
 
 FAKE = Path(__file__).parent / "fakes" / "fake_agent.py"
 
@@ -96,3 +103,26 @@ async def test_a_flood_on_stderr_is_logged_in_part_and_counted_and_its_tail_kept
     assert STDERR_LOGGED_PER_WINDOW <= logged <= 5 * STDERR_LOGGED_PER_WINDOW
     assert logged + sum(left_out) == 10_000
     assert list(agent.stderr_tail)[-1] == "fake_agent: some noise on stderr"
+
+
+async def test_teardowns_at_once_each_end_the_processes_of_their_own_marker_and_no_other() -> None:
+    """At a stop every agent ends at once, and one scan of /proc serves them all: each
+    still ends what carries its own marker, and nothing that carries another's."""
+
+    async def sleeper(marker: str) -> trio.Process:
+        return await trio.lowlevel.open_process(["sleep", "4242.125"], env={**os.environ, AGENT_ID_VAR: marker})
+
+    with trio.fail_after(30):
+        doomed = [await sleeper(f"doomed{n}") for n in range(4)]
+        spared = await sleeper("spared")
+        sweep = MarkedSweep()
+        try:
+            async with trio.open_nursery() as nursery:
+                for n in range(4):
+                    nursery.start_soon(sweep.end, f"{AGENT_ID_VAR}=doomed{n}".encode())
+            for process in doomed:
+                assert await process.wait() == -signal.SIGKILL
+            assert spared.poll() is None
+        finally:
+            spared.kill()
+            await spared.wait()

@@ -323,13 +323,53 @@ async def open_agent(
             await terminate(agent, grace if isinstance(grace, AgentGrace) else AgentGrace(grace))
 
 
+class MarkedSweep:
+    """Ends the processes carrying the markers of agents being torn down, one /proc scan
+    for all those waiting: when the supervisor stops, every agent ends at once, and a scan
+    each (a read of every process's environment) would not fit the stop's budget.
+
+    Invariant: while `_sweeping`, one task scans, again until `_waiting` is empty; every
+    marker in `_waiting` has its event set by that task once a scan after it came is done.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, trio.Event] = {}
+        self._sweeping = False
+
+    async def end(self, marker: bytes) -> None:
+        done = self._waiting.setdefault(marker, trio.Event())
+        if self._sweeping:
+            await done.wait()
+            return
+        self._sweeping = True
+        try:
+            # Shielded: the teardowns waiting for it must not lose their scan to this task's
+            # cancellation (a scan takes milliseconds).
+            with trio.CancelScope(shield=True):
+                while self._waiting:
+                    batch, self._waiting = self._waiting, {}
+                    try:
+                        killed = await trio.to_thread.run_sync(end_marked, batch.keys())
+                    finally:
+                        for event in batch.values():
+                            event.set()
+                    if killed:
+                        log.info("killed %d process(es) agents left outside their groups", len(killed))
+        finally:
+            self._sweeping = False
+            for event in self._waiting.values():  # left only if a scan failed: none waits forever
+                event.set()
+            self._waiting = {}
+
+
+_sweep = MarkedSweep()
+
+
 async def end_descendants(agent: AgentProcess) -> None:
     """SIGKILL what is left of the agent's group, and every process that carries its
     marker: those that left the group (`setsid`, a detached child, a daemon) too."""
     kill_group(agent.pid, signal.SIGKILL)
-    killed = await trio.to_thread.run_sync(end_marked, agent.marker)
-    if killed:
-        log.info("agent %s: killed %d process(es) it spawned, found by its marker", agent.pid, len(killed))
+    await _sweep.end(agent.marker)
 
 
 async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Set
 from pathlib import Path
 
 log = logging.getLogger("supervisor.reaper")
@@ -22,14 +23,14 @@ log = logging.getLogger("supervisor.reaper")
 ENDED_IN_ROUNDS = 5  # scans of /proc by `end_marked`: what was forked meanwhile is found next
 
 
-def marked_processes(marker: bytes, proc: Path = Path("/proc")) -> set[int]:
-    """The processes whose environment carries `marker` (a whole `NAME=value` entry)."""
+def marked_processes(markers: Set[bytes], proc: Path = Path("/proc")) -> set[int]:
+    """The processes whose environment carries one of `markers` (whole `NAME=value` entries)."""
     found: set[int] = set()
     for entry in proc.iterdir() if proc.is_dir() else ():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
+            if not markers.isdisjoint((entry / "environ").read_bytes().split(b"\0")):
                 found.add(int(entry.name))
         except OSError:
             continue  # gone meanwhile, or not ours to read
@@ -39,18 +40,18 @@ def marked_processes(marker: bytes, proc: Path = Path("/proc")) -> set[int]:
 def leftover_groups(marker: bytes, proc: Path = Path("/proc")) -> set[int]:
     """Process groups holding a process whose environment carries `marker`."""
     groups: set[int] = set()
-    for pid in marked_processes(marker, proc):
+    for pid in marked_processes({marker}, proc):
         with contextlib.suppress(ProcessLookupError):
             groups.add(os.getpgid(pid))
     return groups
 
 
-def end_marked(marker: bytes) -> set[int]:
-    """SIGKILL every process carrying `marker`, again until none is found (one may fork
-    while the first are killed); returns those killed. Blocking: run it in a thread."""
+def end_marked(markers: Set[bytes]) -> set[int]:
+    """SIGKILL every process carrying one of `markers`, again until none is found (one may
+    fork while the first are killed); returns those killed. Blocking: run it in a thread."""
     killed: set[int] = set()
     for _ in range(ENDED_IN_ROUNDS):
-        pids = marked_processes(marker)
+        pids = marked_processes(markers)
         if not pids:
             break
         for pid in pids:
