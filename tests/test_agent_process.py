@@ -4,7 +4,9 @@ does not fit to trio's `send_all`. Both paths, against the fake agent (a real pr
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 from contextlib import aclosing
 from pathlib import Path
@@ -15,7 +17,13 @@ import trio
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.core.agent_events import SendPrompt, TurnEnded
-from supervisor.runtime.agent_process import AgentProcess, open_agent
+from supervisor.runtime.agent_process import (
+    AGENT_ID_VAR,
+    STDERR_LOGGED_PER_WINDOW,
+    AgentProcess,
+    MarkedSweep,
+    open_agent,
+)
 
 FAKE = Path(__file__).parent / "fakes" / "fake_agent.py"
 
@@ -74,3 +82,47 @@ async def test_a_write_to_an_agent_that_is_gone_says_its_stdin_is_broken(tmp_pat
             await agent.close_stdin()
             with pytest.raises(trio.ClosedResourceError):
                 await agent.send(SendPrompt("and now?"))
+
+
+async def test_a_flood_on_stderr_is_logged_in_part_and_counted_and_its_tail_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-000000000003", cwd=str(tmp_path), resume=False)
+    caplog.set_level(logging.INFO, logger="supervisor.agent")
+    with trio.fail_after(30):
+        async with open_agent(_backend(), launch, _env(tmp_path), 1.0) as agent, trio.open_nursery() as nursery:
+            nursery.start_soon(agent.drain_stderr)
+            await agent.send(SendPrompt("[stderr 330000] loud"))  # 10,000 lines
+            await _answer(agent)
+            await agent.close_stdin()
+            await agent.wait()  # drain_stderr ends with the pipe, after the last line
+    messages = [r.getMessage() for r in caplog.records]
+    logged = sum("some noise on stderr" in m for m in messages)
+    left_out = [int(m.split()[2]) for m in messages if m.endswith("more stderr lines not logged")]
+    # A window is STDERR_WINDOW_S long: the flood takes a few of them at most.
+    assert STDERR_LOGGED_PER_WINDOW <= logged <= 5 * STDERR_LOGGED_PER_WINDOW
+    assert logged + sum(left_out) == 10_000
+    assert list(agent.stderr_tail)[-1] == "fake_agent: some noise on stderr"
+
+
+async def test_teardowns_at_once_each_end_the_processes_of_their_own_marker_and_no_other() -> None:
+    """At a stop every agent ends at once, and one scan of /proc serves them all: each
+    still ends what carries its own marker, and nothing that carries another's."""
+
+    async def sleeper(marker: str) -> trio.Process:
+        return await trio.lowlevel.open_process(["sleep", "4242.125"], env={**os.environ, AGENT_ID_VAR: marker})
+
+    with trio.fail_after(30):
+        doomed = [await sleeper(f"doomed{n}") for n in range(4)]
+        spared = await sleeper("spared")
+        sweep = MarkedSweep()
+        try:
+            async with trio.open_nursery() as nursery:
+                for n in range(4):
+                    nursery.start_soon(sweep.end, f"{AGENT_ID_VAR}=doomed{n}".encode())
+            for process in doomed:
+                assert await process.wait() == -signal.SIGKILL
+            assert spared.poll() is None
+        finally:
+            spared.kill()
+            await spared.wait()

@@ -360,6 +360,17 @@ def test_stall_counts_from_the_last_output() -> None:
     assert [c for c in sent(core.tick(50.0)) if isinstance(c, Interrupt)]
 
 
+def test_a_line_that_is_no_event_counts_as_output_but_never_moves_the_stall_clock_back() -> None:
+    core = running(make_core(stall_timeout_s=30))
+    core.prompt(prompt("p1"), 0.0)
+    core.agent_printed(20.0)  # a thinking delta, a progress note: no event, but output
+    assert not [c for c in sent(core.tick(49.9)) if isinstance(c, Interrupt)]
+    core.agent_event(TextDelta("working"), 40.0)
+    core.agent_printed(30.0)  # the time of a line read before that event was handled
+    assert not [c for c in sent(core.tick(69.9)) if isinstance(c, Interrupt)]
+    assert [c for c in sent(core.tick(70.0)) if isinstance(c, Interrupt)]
+
+
 def test_waiting_for_a_person_is_not_a_stall() -> None:
     core = running(make_core(stall_timeout_s=30, approval_timeout_s=600))
     core.prompt(prompt("p1"), 0.0)

@@ -216,6 +216,11 @@ class SessionCore:
             return [*self.agent.news(event, now), *began]
         return self.loop.agent_event(event, now)
 
+    def agent_printed(self, at: float) -> None:
+        """The agent printed a line at `at`, whether or not it was an event here: its turn
+        is not stalled (long thinking, a large tool input stream as frames we skip)."""
+        self.loop.heard(at)
+
     def agent_deaf(self, waited_s: float) -> list[Effect]:
         """The agent took no input for `waited_s` (frozen: its stdin pipe stayed full, and
         part of a command may be in it). It is ended as a hung one: its exit says the turn

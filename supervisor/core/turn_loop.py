@@ -170,10 +170,11 @@ class TurnLoop:
 
     # --- what the agent says in a turn ----------------------------------------------
 
-    def heard(self, now: float) -> None:
-        """The agent said something: the turn is not stalled."""
+    def heard(self, at: float) -> None:
+        """The agent said something at `at`: the turn is not stalled (a time from before
+        the turn began, or before what was heard last, changes nothing)."""
         if self.turn is not None:
-            self.turn.last_output_at = now
+            self.turn.last_output_at = max(self.turn.last_output_at, at)
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
         if isinstance(event, PermissionAsked):

@@ -3,9 +3,11 @@
 Owns the child: its pipes, its process group, its exit, and the backend's sans-IO
 conversation for it (`agent.AgentConversation`), which it feeds every line and whose bytes
 it writes. The caller reads events from `events()` (one task), sends commands with
-`send()` (serialised by a lock, with whatever the conversation answers by itself), and
-leaves the `async with` to tear the process down: close stdin, SIGTERM the group, grace,
-SIGKILL, always wait. Decides nothing about what the events mean.
+`send()` (serialised by a lock, with whatever the conversation answers by itself), runs
+`watch_exit()` beside them, and leaves the `async with` to tear the process down: close
+stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL what it spawned that
+left its group, found by the marker of its own in their environment (`reaper.end_marked`).
+Decides nothing about what the events mean.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -21,6 +23,7 @@ import math
 import os
 import signal
 import subprocess
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
@@ -29,12 +32,19 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentConversation, AgentLaunch, StartGuard
 from supervisor.core.agent_events import AgentCommand, AgentEvent, ConversationOpened
+from supervisor.runtime.reaper import end_marked
 
 log = logging.getLogger("supervisor.agent")
 
 MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
 CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
 VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
+# Once the agent is gone and its descendants are ended, its stdout closes at once; one that
+# escaped them (it dropped its environment) and holds the pipe has it closed this much later.
+OUTPUT_AFTER_EXIT_S = 5.0
+AGENT_ID_VAR = "SUPERVISOR_AGENT"  # an id of each agent's own, inherited by all it spawns
+STDERR_LOGGED_PER_WINDOW = 50  # an agent's stderr lines logged in each window, the rest counted
+STDERR_WINDOW_S = 10.0
 
 
 class AgentGrace:
@@ -72,17 +82,28 @@ class AgentProcess:
     writes hold `_send_lock` from producing them to writing them)."""
 
     def __init__(
-        self, backend: AgentBackend, proc: trio.Process, conversation: AgentConversation, gate: StartGuard | None = None
+        self,
+        backend: AgentBackend,
+        proc: trio.Process,
+        conversation: AgentConversation,
+        gate: StartGuard | None,
+        marker: bytes,
     ) -> None:
         self.backend = backend
         self._gate = gate  # held until the conversation is open
         self.proc = proc
         self.pid = proc.pid
         self.conversation = conversation
+        self.marker = marker  # `NAME=value` in the environment of this agent and all it spawns
         self.opened = False  # the conversation said ConversationOpened: it takes prompts
+        # When a line was last read from its stdout, whether or not it meant an event: the
+        # stall clock's (one timestamp a read, so the hot path pays nothing more).
+        self.last_line_at = trio.current_time()
+        self.output_ended = trio.Event()  # its stdout reached its end (or was closed)
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
         self.stderr_events: list[AgentEvent] = []
+        self._stderr_log = ThrottledLog(proc.pid)
         self._send_lock = trio.StrictFIFOLock()
 
     async def send(self, command: AgentCommand) -> list[AgentEvent]:
@@ -151,23 +172,43 @@ class AgentProcess:
         if first:
             yield first
         # Closed at once when the reader stops early (cancelled while writing an answer).
-        async with aclosing(line_batches(self.proc.stdout)) as batches:
-            async for lines in batches:
-                batch = await self._answer(functools.partial(self._receive, lines))
-                if batch:
-                    yield batch
+        try:
+            async with aclosing(line_batches(self.proc.stdout)) as batches:
+                async for lines in batches:
+                    self.last_line_at = trio.current_time()
+                    batch = await self._answer(functools.partial(self._receive, lines))
+                    if batch:
+                        yield batch
+        finally:
+            self.output_ended.set()
 
     def _receive(self, lines: list[bytes]) -> list[AgentEvent]:
         return [event for line in lines for event in self.conversation.receive_line(line)]
 
     async def drain_stderr(self) -> None:
         assert self.proc.stderr is not None
-        async for line in lines_of(self.proc.stderr):
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                self.stderr_tail.append(text)
-                self.stderr_events += self.conversation.receive_stderr(text)
-                log.info("agent %s: %s", self.pid, text)
+        try:
+            async for line in lines_of(self.proc.stderr):
+                text = line.decode(errors="replace").rstrip()
+                if text:
+                    self.stderr_tail.append(text)
+                    self.stderr_events += self.conversation.receive_stderr(text)
+                    self._stderr_log.line(text, trio.current_time())
+        finally:
+            self._stderr_log.flush()
+
+    async def watch_exit(self) -> None:
+        """The agent's exit ends its output even when a descendant still holds its stdout
+        (whose end would otherwise wait for that descendant's): what is left of its group
+        and its descendants is ended, which closes the pipe; if something else still holds
+        it, it is closed here, and the reader sees its end."""
+        await self.proc.wait()
+        await end_descendants(self)
+        with trio.move_on_after(OUTPUT_AFTER_EXIT_S):
+            await self.output_ended.wait()
+        if not self.output_ended.is_set() and self.proc.stdout is not None:
+            log.warning("agent %s exited; closing its stdout, which something else still holds", self.pid)
+            await self.proc.stdout.aclose()
 
     async def close_stdin(self) -> None:
         if self.proc.stdin is not None:
@@ -176,6 +217,34 @@ class AgentProcess:
 
     async def wait(self) -> int:
         return await self.proc.wait()
+
+
+class ThrottledLog:
+    """Logs an agent's stderr lines, at most `STDERR_LOGGED_PER_WINDOW` in each window of
+    `STDERR_WINDOW_S`: a flood (a debug mode, a warning in a loop) must not fill the
+    supervisor's log or slow it down. The lines left out are counted and said when the
+    next window opens, and at the end."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.window_ends = -math.inf
+        self.logged = 0  # in the current window
+        self.suppressed = 0  # in the current window
+
+    def line(self, text: str, now: float) -> None:
+        if now >= self.window_ends:
+            self.flush()
+            self.window_ends, self.logged = now + STDERR_WINDOW_S, 0
+        if self.logged < STDERR_LOGGED_PER_WINDOW:
+            self.logged += 1
+            log.info("agent %s: %s", self.pid, text)
+        else:
+            self.suppressed += 1
+
+    def flush(self) -> None:
+        if self.suppressed:
+            log.info("agent %s: %d more stderr lines not logged", self.pid, self.suppressed)
+            self.suppressed = 0
 
 
 async def line_batches(stream: trio.abc.ReceiveStream) -> AsyncGenerator[list[bytes], None]:
@@ -228,6 +297,8 @@ async def open_agent(
     gate = backend.start_gate
     if gate is not None:
         await gate.enter()
+    # Inherited by all it spawns, even by what leaves its group: its teardown finds them.
+    marker_id = uuid.uuid4().hex
     try:
         proc = await trio.lowlevel.open_process(
             backend.argv(launch),
@@ -235,14 +306,14 @@ async def open_agent(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=launch.cwd,
-            env=backend.env(launch, base_env),
+            env={**backend.env(launch, base_env), AGENT_ID_VAR: marker_id},
             start_new_session=True,  # its own group, so we can end it and all it spawned
         )
     except BaseException:
         if gate is not None:
             gate.leave(ok=False)
         raise
-    agent = AgentProcess(backend, proc, backend.conversation(launch), gate)
+    agent = AgentProcess(backend, proc, backend.conversation(launch), gate, f"{AGENT_ID_VAR}={marker_id}".encode())
     log.info("agent started pid=%s session=%s resume=%s", proc.pid, launch.session_id, launch.resume)
     try:
         yield agent
@@ -250,6 +321,55 @@ async def open_agent(
         agent.leave_gate(ok=False)
         with trio.CancelScope(shield=True):
             await terminate(agent, grace if isinstance(grace, AgentGrace) else AgentGrace(grace))
+
+
+class MarkedSweep:
+    """Ends the processes carrying the markers of agents being torn down, one /proc scan
+    for all those waiting: when the supervisor stops, every agent ends at once, and a scan
+    each (a read of every process's environment) would not fit the stop's budget.
+
+    Invariant: while `_sweeping`, one task scans, again until `_waiting` is empty; every
+    marker in `_waiting` has its event set by that task once a scan after it came is done.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, trio.Event] = {}
+        self._sweeping = False
+
+    async def end(self, marker: bytes) -> None:
+        done = self._waiting.setdefault(marker, trio.Event())
+        if self._sweeping:
+            await done.wait()
+            return
+        self._sweeping = True
+        try:
+            # Shielded: the teardowns waiting for it must not lose their scan to this task's
+            # cancellation (a scan takes milliseconds).
+            with trio.CancelScope(shield=True):
+                while self._waiting:
+                    batch, self._waiting = self._waiting, {}
+                    try:
+                        killed = await trio.to_thread.run_sync(end_marked, batch.keys())
+                    finally:
+                        for event in batch.values():
+                            event.set()
+                    if killed:
+                        log.info("killed %d process(es) agents left outside their groups", len(killed))
+        finally:
+            self._sweeping = False
+            for event in self._waiting.values():  # left only if a scan failed: none waits forever
+                event.set()
+            self._waiting = {}
+
+
+_sweep = MarkedSweep()
+
+
+async def end_descendants(agent: AgentProcess) -> None:
+    """SIGKILL what is left of the agent's group, and every process that carries its
+    marker: those that left the group (`setsid`, a detached child, a daemon) too."""
+    kill_group(agent.pid, signal.SIGKILL)
+    await _sweep.end(agent.marker)
 
 
 async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
@@ -264,9 +384,10 @@ async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
             kill_group(proc.pid, signal.SIGTERM)
             with trio.move_on_after(grace.configured_s):
                 await proc.wait()
-    # Even when the leader is gone, children it spawned may linger in the group.
     kill_group(proc.pid, signal.SIGKILL)
     await proc.wait()
+    # Even when the leader is gone, children it spawned may linger, in its group or not.
+    await end_descendants(agent)
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             await stream.aclose()

@@ -1,8 +1,11 @@
-"""Find and end agent process groups that a previous run left behind (after a SIGKILL).
+"""Find and end agent processes by the marker in their environment (Linux /proc).
 
 Every agent carries `SUPERVISOR_STATE_DIR=<state dir>` in its environment, so the next
 start can tell our leftovers from anyone else's processes, even if a recorded process
-group id was reused. Linux only (/proc); elsewhere it finds nothing.
+group id was reused (`reap`). Each agent also carries a marker of its own
+(`SUPERVISOR_AGENT=<id>`), inherited by all it spawns, so its teardown can end the
+descendants that left its process group (`setsid`, a detached Node child, a daemon)
+(`end_marked`). Elsewhere than Linux it finds nothing.
 """
 
 from __future__ import annotations
@@ -12,24 +15,50 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Set
 from pathlib import Path
 
 log = logging.getLogger("supervisor.reaper")
+
+ENDED_IN_ROUNDS = 5  # scans of /proc by `end_marked`: what was forked meanwhile is found next
+
+
+def marked_processes(markers: Set[bytes], proc: Path = Path("/proc")) -> set[int]:
+    """The processes whose environment carries one of `markers` (whole `NAME=value` entries)."""
+    found: set[int] = set()
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if not markers.isdisjoint((entry / "environ").read_bytes().split(b"\0")):
+                found.add(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
 
 
 def leftover_groups(marker: bytes, proc: Path = Path("/proc")) -> set[int]:
     """Process groups holding a process whose environment carries `marker`."""
     groups: set[int] = set()
-    for entry in proc.iterdir() if proc.is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            if marker in environ.split(b"\0"):
-                groups.add(os.getpgid(int(entry.name)))
-        except (OSError, ProcessLookupError):
-            continue  # gone meanwhile, or not ours to read
+    for pid in marked_processes({marker}, proc):
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
     return groups
+
+
+def end_marked(markers: Set[bytes]) -> set[int]:
+    """SIGKILL every process carrying one of `markers`, again until none is found (one may
+    fork while the first are killed); returns those killed. Blocking: run it in a thread."""
+    killed: set[int] = set()
+    for _ in range(ENDED_IN_ROUNDS):
+        pids = marked_processes(markers)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+    return killed
 
 
 def reap(state_dir: Path, recorded: set[int]) -> set[int]:

@@ -138,6 +138,7 @@ class SessionTask:
                 while not self._finished:
                     message = await self._next_message()
                     if message is None:
+                        self._count_every_line()
                         await self._apply(self.core.tick(trio.current_time()))
                         continue
                     await self._take(message)
@@ -162,6 +163,13 @@ class SessionTask:
         with trio.move_on_at(math.inf if deadline is None else deadline):
             return await self._inbox.receive()
         return None
+
+    def _count_every_line(self) -> None:
+        """Every line the agent printed counts against the stall clock, also one that means
+        nothing here (a thinking or tool-input delta, a progress note): its time is read
+        when a clock is due, not sent with each line."""
+        if self._agent is not None:
+            self.core.agent_printed(self._agent.last_line_at)
 
     async def interrupt_for_shutdown(self) -> None:
         """Shutdown: ask a running turn to stop, so the agent can leave cleanly."""
@@ -353,6 +361,7 @@ class SessionTask:
                     self._agent = agent
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(agent.drain_stderr)
+                        nursery.start_soon(agent.watch_exit)  # its death is seen, even if its stdout is held
                         nursery.start_soon(self._bound_opening, generation, agent)
                         async with contextlib.aclosing(agent.events()) as batches:
                             async for batch in batches:

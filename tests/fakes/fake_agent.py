@@ -69,6 +69,7 @@ DIRECTIVES = {
     "long": "[long N] an answer of exactly N characters, in numbered lines",
     "fence": "[fence N] about N characters, nearly all inside one ``` code fence",
     "think": "[think] a thinking block before the answer",
+    "ponder": "[ponder S] S seconds of thinking deltas (a frame every 0.2 s) before the answer",
     "text2": "[text2] text block, auto-approved Bash call, then a second text block",
     "tool": "[tool CMD] a Bash call that asks can_use_tool (repeatable)",
     "write": "[write PATH] a Write call that asks can_use_tool (repeatable)",
@@ -891,6 +892,25 @@ class Turn:
         self.stop_block(index)
         self.a.pause(0)
 
+    def ponder(self, seconds: float) -> None:
+        """Long thinking, as the CLI streams it: a thinking delta now and then, and nothing
+        else (no text, no tool) until it is done."""
+        index = self.start_block(
+            {"type": "thinking", "thinking": "", "signature": ""}, thinking_display="updates"
+        )
+        deadline, thought = time.monotonic() + seconds, ""
+        while time.monotonic() < deadline:
+            self.a.pause(0.2)
+            thought += "hmm. "
+            delta = {"type": "thinking_delta", "thinking": "hmm. "}
+            self.event(
+                {"type": "content_block_delta", "index": index, "delta": delta},
+                thinking_display="updates",
+            )
+        block = {"type": "thinking", "thinking": thought, "signature": "fake-signature"}
+        self.assistant(block, thinking_duration_ms=int(seconds * 1000), thinking_display="updates")
+        self.stop_block(index)
+
     def text_block(self, text: str, chunks: list[str], interval: float) -> None:
         index = self.start_block({"type": "text", "text": ""})
         self.streamed = ""
@@ -966,6 +986,8 @@ class Turn:
         self.begin_message()
         if p.has("think"):
             self.thinking_block()
+        if p.has("ponder"):
+            self.ponder(p.number("ponder", 1))
         calls = self.tool_calls()
         if calls:
             intro = (
