@@ -447,3 +447,44 @@ def test_a_prompt_during_the_suspend_wakes_the_agent_right_after() -> None:
     effects = core.agent_exited(0, "", 56.0)
     assert any(isinstance(e, LaunchAgent) for e in effects)
     assert SendPrompt("text of p2") in sent(core.agent_ready(43, 57.0))
+
+
+# --- a turn the agent begins by itself --------------------------------------------------
+
+
+def _prompts_sent(effects: list[Effect]) -> list[str]:
+    return [c.text for c in sent(effects) if isinstance(c, SendPrompt)]
+
+
+def test_a_prompt_waits_for_a_turn_the_agent_began_by_itself() -> None:
+    """Claude Code's background tasks can wake it for a turn of its own (PROTOCOL §5). A
+    prompt written then would take that turn's result for its own answer, and its real
+    turn would run with no turn here (no !stop, no watchdog): it waits for that end."""
+    core = running(make_core())
+    core.agent_event(TurnStarted("s"), 1.0)  # no prompt of ours: the agent's own turn
+    assert _prompts_sent(core.prompt(prompt("B", "question B"), 2.0)) == []
+    core.agent_event(TextDelta("the background task finished"), 3.0)
+    assert _prompts_sent(core.agent_event(TurnEnded(), 4.0)) == ["question B"]
+    assert core.record.answered == () and core.turn is not None and core.turn.prompt.post_id == "B"
+    core.agent_event(TurnStarted("s"), 5.0)
+    assert [c for c in sent(core.interrupt(6.0)) if isinstance(c, Interrupt)], "B's turn can be stopped"
+    core.agent_event(TurnEnded(), 7.0)
+    assert core.record.answered == ("B",)
+
+
+def test_a_turn_the_agent_began_and_fell_silent_in_holds_the_queue_only_for_the_stall_timeout() -> None:
+    core = running(make_core(stall_timeout_s=30))
+    core.agent_event(TurnStarted("s"), 1.0)
+    core.agent_event(TextDelta("working"), 10.0)
+    assert _prompts_sent(core.prompt(prompt("B", "question B"), 11.0)) == []
+    assert core.next_deadline() == 40.0  # 30 s after the agent was last heard
+    assert _prompts_sent(core.tick(39.9)) == []
+    assert _prompts_sent(core.tick(40.0)) == ["question B"]
+
+
+def test_a_turn_started_for_our_prompt_holds_nothing_after_it() -> None:
+    core = running(make_core())
+    assert _prompts_sent(core.prompt(prompt("A", "question A"), 1.0)) == ["question A"]
+    core.agent_event(TurnStarted("s"), 1.1)
+    core.prompt(prompt("B", "question B"), 1.5)
+    assert _prompts_sent(core.agent_event(TurnEnded(), 2.0)) == ["question B"]

@@ -212,7 +212,7 @@ class SessionCore:
         self.loop.heard(now)
         self.agent.last_active_at = now
         if isinstance(event, AgentNews):
-            began = self.loop.began() if isinstance(event, TurnStarted) else []
+            began = self.loop.began(now) if isinstance(event, TurnStarted) else []
             return [*self.agent.news(event, now), *began]
         return self.loop.agent_event(event, now)
 

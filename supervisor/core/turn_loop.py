@@ -23,6 +23,7 @@ core to stop the agent. It never performs I/O or reads a clock (`now` is passed 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 
 import attrs
@@ -92,6 +93,12 @@ class TurnLoop:
     # after it (`SessionCore.prompt_in`). Its prompts count as queued, and are said not run
     # with the queue if the session ends first.
     held: deque[HeldPrompt | HeldStop] = attrs.field(factory=deque)
+    # A turn the agent began with no prompt of ours (Claude Code's background tasks wake
+    # it, PROTOCOL §5): when it was last heard in it; None while none runs. A prompt sent
+    # meanwhile would wait in the agent and take that turn's result for its own, so the
+    # queue waits for its end here instead, or for the stall timeout of silence: a start
+    # that never ends must not hold the prompts for good.
+    own_turn_heard_at: float | None = None
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -130,8 +137,9 @@ class TurnLoop:
 
     def next_prompt(self, now: float) -> list[Effect]:
         session = self.session
-        if session.state is not S.IDLE or not self.queue:
+        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now:
             return []
+        self.own_turn_heard_at = None  # over, or silent for too long: prompts go in again
         prompt = self.queue.popleft()
         typing_at = now + session.settings.typing_every_s
         self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
@@ -175,6 +183,8 @@ class TurnLoop:
         the turn began, or before what was heard last, changes nothing)."""
         if self.turn is not None:
             self.turn.last_output_at = max(self.turn.last_output_at, at)
+        elif self.own_turn_heard_at is not None:
+            self.own_turn_heard_at = max(self.own_turn_heard_at, at)
 
     def agent_event(self, event: AgentEvent, now: float) -> list[Effect]:
         if isinstance(event, PermissionAsked):
@@ -207,6 +217,8 @@ class TurnLoop:
         for request_id in list(self.approvals.pending):
             effects += self._settle(request_id, "cancelled", None, now)
         turn, self.turn = self.turn, None
+        if turn is None:
+            self.own_turn_heard_at = None
         self.turns += 1
         if turn is not None:
             if turn.watchdog:
@@ -282,12 +294,15 @@ class TurnLoop:
         self.turn.watchdog = watchdog
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
-    def began(self) -> list[Effect]:
+    def began(self, now: float) -> list[Effect]:
         """The agent says it began the turn. An interrupt sent before that may have reached
         an agent that took it before the prompt's turn and would then run the turn whole
         (the fake agent does; Claude Code 2.1.330 does not): it is sent again, once. An
-        agent that honoured the first finds no turn for the second."""
+        agent that honoured the first finds no turn for the second. With no turn of ours,
+        the agent began one of its own: the queue waits for it."""
         turn = self.turn
+        if turn is None and self.session.state is S.IDLE:
+            self.own_turn_heard_at = now
         if turn is None or turn.begun:
             return []
         turn.begun = True
@@ -295,8 +310,16 @@ class TurnLoop:
             return []
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
+    def _own_turn_until(self) -> float:
+        """Until when the queue waits for the agent's own turn (-inf: it does not)."""
+        if self.own_turn_heard_at is None:
+            return -math.inf
+        return self.own_turn_heard_at + self.session.settings.stall_timeout_s
+
     def deadlines(self) -> list[float]:
         times = self.approvals.deadlines()
+        if self.queue and self.own_turn_heard_at is not None:
+            times.append(self._own_turn_until())
         if self.turn is not None and not self.turn.terminating:
             times += self.turn.deadlines(self.session.settings, asking=bool(self.approvals.pending))
         return times
@@ -310,6 +333,8 @@ class TurnLoop:
             elif due is not None:
                 effects.append(due)  # the reminder
         turn = self.turn
+        if turn is None and self.own_turn_heard_at is not None:
+            effects += self.next_prompt(now)  # once the agent's own turn fell silent
         if turn is None or turn.terminating:
             return effects
         if turn.typing_due(now, self.session.settings):
@@ -335,6 +360,7 @@ class TurnLoop:
         self.session.endings.cut = self.turn.prompt if self.turn else None
         for request_id in list(self.approvals.pending):
             effects += self._settle(request_id, "cancelled", None, now)
+        self.own_turn_heard_at = None
         if self.turn is not None:
             self.turn = None
             if self.session.state.in_turn:
