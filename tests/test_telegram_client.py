@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from supervisor.chat.proxy import proxy_for
 from supervisor.chat.telegram import choices
 from supervisor.chat.telegram.calls import (
     BadRequest,
@@ -24,7 +25,6 @@ from supervisor.chat.telegram.calls import (
     TooManyRequests,
     Unauthorized,
     Unreachable,
-    proxy_for,
 )
 from supervisor.chat.telegram.client import BotApi
 from supervisor.core.backoff import Backoff

@@ -43,7 +43,7 @@ async def test_https_parses_the_bundles_once(built: list[str]) -> None:
 async def test_an_https_proxy_for_an_http_server_still_gets_the_bundles(
     built: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rest_module, "_proxy_for", lambda _url: "https://proxy.example:3128")
+    monkeypatch.setattr(rest_module, "proxy_for", lambda _url: "https://proxy.example:3128")
     rest = MattermostRest("http://chat.internal", "token")
     await rest.aclose()
     assert built == ["bundle"]

@@ -20,8 +20,6 @@ import random
 import secrets
 import ssl
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,6 +31,7 @@ from supervisor.chat import ChatError, ChatUser, tls
 from supervisor.chat.mattermost import codec, paging
 from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
+from supervisor.chat.proxy import proxy_for
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.events import FileRef
 from supervisor.core.ratelimit import RequestBudget, announced_limits
@@ -103,7 +102,7 @@ class MattermostRest:
         # CPU. The environment's proxy is honoured as the client did (trust_env). Never
         # httpx's default verify=True: it would call certifi.where(); see tls.
         kept = httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS)
-        proxy = _proxy_for(self.base_url)
+        proxy = proxy_for(self.base_url)
         if ssl_context is None:
             speaks_tls = any(url.startswith("https:") for url in (self.base_url, proxy or ""))
             ssl_context = tls.ssl_context() if speaks_tls else tls.plain_http_context()
@@ -347,15 +346,6 @@ def _seconds(value: str | None) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, _LONGEST_SERVER_WAIT)
-
-
-def _proxy_for(url: str) -> str | None:
-    """The proxy the environment names for `url` (https_proxy, all_proxy, no_proxy...)."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all") or None
 
 
 def _server_wait(response: httpx.Response) -> float | None:

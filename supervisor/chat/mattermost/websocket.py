@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import ssl
+from typing import cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import attrs
@@ -36,6 +37,7 @@ import trio_websocket
 from supervisor.chat import tls
 from supervisor.chat.mattermost import codec
 from supervisor.chat.mattermost.codec import EventFrame, MalformedFrame
+from supervisor.chat.proxy import described, open_tunnel, proxy_for
 from supervisor.core.backoff import RECONNECT_BACKOFF, Backoff
 from supervisor.core.events import ChatEvent, Hello
 
@@ -183,7 +185,8 @@ class MattermostWebSocket:
                 with trio.fail_after(_CONNECT_TIMEOUT):
                     socket = await trio_websocket.wrap_client_stream(
                         library,
-                        stream,
+                        # Any trio stream does (a proxy's tunnel too); the hint is narrower.
+                        cast(trio.SocketStream, stream),
                         self._endpoint.netloc,
                         self._endpoint.path + query,
                         extra_headers=self._headers,
@@ -199,16 +202,32 @@ class MattermostWebSocket:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _open_stream(self) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    async def _open_stream(self) -> trio.abc.Stream:
+        """TCP (and TLS for wss) to the server, through the environment's proxy if it
+        names one for it, as REST goes (`proxy.proxy_for`)."""
         host, port = self._endpoint.hostname or "", self._endpoint.port
-        if self._endpoint.scheme == "wss":
-            if self._ssl_context is None:
-                self._ssl_context = tls.ssl_context()
-            context = self._ssl_context
-            return await trio.open_ssl_over_tcp_stream(
-                host, port or 443, ssl_context=context, https_compatible=True
-            )
-        return await trio.open_tcp_stream(host, port or 80)
+        secure = self._endpoint.scheme == "wss"
+        port = port or (443 if secure else 80)
+        proxy = proxy_for(self._endpoint.geturl())
+        if secure and self._ssl_context is None:
+            self._ssl_context = tls.ssl_context()
+        if proxy is None:
+            if secure:
+                return await trio.open_ssl_over_tcp_stream(
+                    host, port, ssl_context=self._ssl_context, https_compatible=True
+                )
+            return await trio.open_tcp_stream(host, port)
+        log.info("websocket: through the proxy %s", described(proxy))
+        tunnel = await open_tunnel(proxy, host, port, proxy_tls=self._ssl_context)
+        if not secure:
+            return tunnel
+        stream = trio.SSLStream(tunnel, self._ssl_context or tls.ssl_context(), server_hostname=host, https_compatible=True)
+        try:
+            await stream.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
 
     async def _converse(self, socket: trio_websocket.WebSocketConnection) -> _End:
         """One connection's life: the reader here, the writer beside it."""

@@ -29,7 +29,6 @@ import math
 import random
 import ssl
 import urllib.parse
-import urllib.request
 from typing import Any, Final
 
 import attrs
@@ -37,6 +36,7 @@ import httpx
 import trio
 
 from supervisor.chat import ChatError, tls
+from supervisor.chat.proxy import proxy_for
 from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
 from supervisor.chat.telegram.config import TOKEN_SHAPE
@@ -362,15 +362,6 @@ class BotCaller:
 
 
 # --- helpers (pure) ---------------------------------------------------------------------
-
-
-def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for `url` (https_proxy, all_proxy, no_proxy...)."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all") or None
 
 
 def _retry_after(failure: Failure) -> float | None:
