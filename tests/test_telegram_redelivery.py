@@ -97,3 +97,29 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
             assert text.count("The supervisor restarted") >= answers.count(0)
             await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
             await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])
+
+
+async def test_a_stop_behind_one_queued_prompt_and_99_handled_updates_still_comes(
+    tmp_path: Path,
+) -> None:
+    # One prompt waits for the running turn; 99 commands after it are answered at once.
+    # The window from the offset (the queued prompt) to the newest update is then a whole
+    # getUpdates answer: before, every poll returned those 100 and nothing newer came.
+    with trio.fail_after(120):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("a")
+            w.say("[slow 60] a long turn", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=30)
+            w.say("queued one", topic)
+            shown = len(w.said(None))
+            for batch in range(1, 10):  # in small batches, each answered before the next:
+                for _ in range(11):  # never 100 at once waiting for the core
+                    w.say("/agents")
+                answered = shown + 11 * batch
+                await w.wait_for(lambda: len(w.said(None)) >= answered, timeout=30)  # noqa: B023
+            w.say("/stop", topic)
+            await w.answered(topic, "Interrupted", timeout=30)
+            # The queued prompt is not lost: it runs once the turn is stopped.
+            await w.answered(topic, "queued one", timeout=30)
