@@ -225,6 +225,39 @@ async def test_an_update_waiting_for_the_core_is_held_and_polling_goes_back_to_l
             await api.aclose()
 
 
+async def test_an_update_held_before_a_kill_and_given_again_by_telegram_does_not_hold_up_the_offset(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(20):
+        async with running() as fake:
+            fake.add_user(USER)
+            fake.user_sends(USER, "queued when the kill came")
+            (raw,) = fake.pending_updates()
+            # Held (telegram.json written), then killed before a poll let Telegram forget it.
+            memory = Memory.open(tmp_path)
+            memory.held = [raw]
+            memory.changed()
+            await memory.commit()
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.1)
+            backlog = Backlog(source, Memory.open(tmp_path))
+            send, receive = trio.open_memory_channel[Update](0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                nursery.start_soon(backlog.keep_offset)
+                (held,) = backlog.held_before()
+                backlog.handed("queued", held)  # the core waits with it
+                again = await receive.receive()
+                assert again.update_id == held.update_id
+                backlog.handed("queued", again)  # the same post: the core skips it
+                await fake.wait_until(lambda: held.update_id in fake.confirmed)
+                fake.user_sends(USER, "/stop")
+                stop = await receive.receive()
+                assert stop.message is not None and stop.message.text == "/stop"
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
 async def test_updates_with_nothing_for_us_are_confirmed_by_the_source() -> None:
     with trio.fail_after(15):
         async with running() as fake:

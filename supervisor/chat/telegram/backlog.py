@@ -61,7 +61,11 @@ class Backlog:
     def handed(self, post_id: str, update: Update) -> None:
         """The update's post goes to the core: the update waits for its handled mark."""
         self._pending[post_id] = update.update_id
-        if update.update_id not in self._held:
+        if update.update_id in self._held:
+            # Held before a kill that came before Telegram let it go, so it came again:
+            # durably ours already, the offset may pass it (else it would hold it up).
+            self.source.confirm(update.update_id)
+        else:
             self._waiting[update.update_id] = update.raw
 
     async def hold_if_full(self) -> None:
