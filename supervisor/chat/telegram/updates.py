@@ -208,6 +208,7 @@ class UpdateSource:
             conflicts = 0
             while True:
                 await self._wait_for_turn()
+                self.stuck = False  # until this poll's answer says so again
                 poll = self._ledger.poll()
                 # An unconfirmed update at the offset makes Telegram answer at once: a long
                 # poll only once everything handed out is confirmed.
