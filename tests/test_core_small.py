@@ -154,6 +154,20 @@ def test_ledger_survives_encoding() -> None:
     assert not again.admit("c", "p1", SLACK_MS * 3)
 
 
+def test_a_post_marked_handled_after_waiting_past_the_slack_is_kept_a_slack_window_from_its_mark() -> None:
+    """A prompt queued behind a long turn is marked when its turn begins: its id must
+    still be known after a restart, when a front end that stamps receipt times (Telegram)
+    may give it again, newly stamped, if the crash cut its confirmation."""
+    ledger = Ledger()
+    ledger.admit("c", "queued", SLACK_MS)
+    ledger.admit("c", "stop", 3 * SLACK_MS)  # a minute and more later, handled at once
+    ledger.done("c", "stop")
+    ledger.done("c", "queued")  # its turn begins
+    state = decode(encode(State(channels=ledger.snapshot())))
+    again = Ledger.from_state(state.channels)
+    assert not again.admit("c", "queued", 4 * SLACK_MS - 1)  # given again, stamped anew
+
+
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"version": 99}', b'{"version": 1, "sessions": 5}', b"\xff\xfe"])
 def test_damaged_state_is_an_error_not_an_empty_state(raw: bytes) -> None:
     with pytest.raises(StateFileError):

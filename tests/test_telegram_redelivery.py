@@ -97,3 +97,68 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
             assert text.count("The supervisor restarted") >= answers.count(0)
             await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
             await w.wait_for(lambda: not json.loads((w.tmp / "state" / "telegram.json").read_text())["held"])
+
+
+async def test_a_stop_behind_one_queued_prompt_and_99_handled_updates_still_comes(
+    tmp_path: Path,
+) -> None:
+    # One prompt waits for the running turn; 99 commands after it are answered at once.
+    # The window from the offset (the queued prompt) to the newest update is then a whole
+    # getUpdates answer: before, every poll returned those 100 and nothing newer came.
+    with trio.fail_after(120):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            await w.start()
+            topic = await w.new_session("a")
+            w.say("[slow 60] a long turn", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=30)
+            w.say("queued one", topic)
+            shown = len(w.said(None))
+            for batch in range(1, 10):  # in small batches, each answered before the next:
+                for _ in range(11):  # never 100 at once waiting for the core
+                    w.say("/agents")
+                answered = shown + 11 * batch
+                await w.wait_for(lambda: len(w.said(None)) >= answered, timeout=30)  # noqa: B023
+            w.say("/stop", topic)
+            await w.answered(topic, "Interrupted", timeout=30)
+            # The queued prompt is not lost: it runs once the turn is stopped.
+            await w.answered(topic, "queued one", timeout=30)
+
+
+async def test_a_prompt_that_waited_over_a_minute_is_not_run_twice_when_a_kill_cuts_its_release(
+    tmp_path: Path,
+) -> None:
+    # A Telegram post's create_at is when we received it, and the core keeps a handled id
+    # for a minute behind its place's newest post: a prompt held longer than that was
+    # forgotten the moment it was marked. A kill before its release from telegram.json was
+    # written handed it out again at the start, with a new create_at: run a second time.
+    with trio.fail_after(150):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            w.say("[slow 120] a long turn", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=30)
+            w.say("queued for over a minute", topic)
+            memory_path = w.tmp / "state" / "telegram.json"
+
+            def held() -> list[dict[str, object]]:
+                held_updates: list[dict[str, object]] = json.loads(memory_path.read_text())["held"]
+                return held_updates
+
+            (queued,) = await w.wait_for(held, timeout=20)
+            await trio.sleep(61)  # SLACK_MS: the core's minute
+            w.say("/stop", topic)  # handled at once: the place's newest post
+            await w.answered(topic, "echo #2: queued for over a minute", timeout=30)
+            await w.wait_for(lambda: not held(), timeout=10)
+            w.kill()
+            # As if the kill had come between the core's handled mark and the write of
+            # telegram.json that let the update go (both durable writes, one after the other).
+            memory_path.write_text(json.dumps(json.loads(memory_path.read_text()) | {"held": [queued]}))
+            w.spawn()
+            await w.wait_for(lambda: not held(), timeout=30)
+            w.say("next", topic)
+            text = await w.answered(topic, ": next (", timeout=30)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert prompts.count("queued for over a minute") == 1, prompts
+            assert text.count(": queued for over a minute (") == 1

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
+from pathlib import Path
 
 import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.chat.telegram.backlog import Backlog
 from supervisor.chat.telegram.calls import Conflict
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import Update
+from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.updates import Ledger, UpdateSource
 from supervisor.core.backoff import Backoff
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi, running
@@ -136,8 +140,8 @@ async def test_backlog_first_in_order_and_confirmed_only_after_handling() -> Non
                 assert len(deletes) == 1 and "drop_pending_updates" not in deletes[0].params
                 got = await collect(receive, 5)
                 assert [u.message.text for u in got if u.message] == [m["text"] for m in backlog]
-                # Nothing handled yet: wait for a few polls, nothing may be confirmed.
-                await fake.wait_until(lambda: len(fake.calls_of("getUpdates")) >= 3)
+                # Nothing handled yet: polled again, nothing may be confirmed.
+                await fake.wait_until(lambda: len(fake.calls_of("getUpdates")) >= 2)
                 assert fake.confirmed == {} and len(fake.pending_updates()) == 5
                 for update in got:
                     handled_at[update.update_id] = trio.current_time()
@@ -159,7 +163,8 @@ async def test_unconfirmed_update_blocks_the_offset_but_not_newer_updates() -> N
         async with running() as fake:
             fake.add_user(USER)
             api = BotApi(TOKEN, api_url=fake.url)
-            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.1)
+            # Alone (no backlog holds the slow one): stuck, it polls once per poll_s.
+            source = UpdateSource(api, poll_s=1, ahead_poll_s=0.1)
             send, receive = trio.open_memory_channel[Update](10)
             async with trio.open_nursery() as nursery:
                 await nursery.start(source.run, send)
@@ -168,12 +173,87 @@ async def test_unconfirmed_update_blocks_the_offset_but_not_newer_updates() -> N
                 fake.user_sends(USER, "next")
                 (following,) = await collect(receive, 1)  # fetched ahead, once
                 source.confirm(following.update_id)
-                await fake.wait_until(lambda: len(fake.calls_of("getUpdates")) >= 6)
+                await fake.wait_until(lambda: len(fake.calls_of("getUpdates")) >= 4)
                 assert fake.confirmed == {}  # the slow one still holds the offset
                 assert len(fake.delivered[slow.update_id]) >= 2  # fetched again, not handed out
                 assert receive.statistics().current_buffer_used == 0
                 source.confirm(slow.update_id)
                 await fake.wait_until(lambda: len(fake.confirmed) == 2)
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
+async def test_an_update_waiting_for_the_core_is_held_and_polling_goes_back_to_long_polls(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(20):
+        async with running() as fake:
+            fake.add_user(USER)
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.1)
+            backlog = Backlog(source, Memory.open(tmp_path))
+            remembered = tmp_path / "telegram.json"
+            send, receive = trio.open_memory_channel[Update](0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                nursery.start_soon(backlog.keep_offset)
+                fake.user_sends(USER, "queued behind a long turn")
+                queued = await receive.receive()
+                backlog.handed("queued", queued)  # as the front end does; the core waits
+                await backlog.hold_if_full()
+                # Held durably, then let go by Telegram: the offset passes it.
+                await fake.wait_until(lambda: queued.update_id in fake.confirmed)
+                held = json.loads(remembered.read_text())["held"]
+                assert [u["update_id"] for u in held] == [queued.update_id]
+
+                def polls() -> int:
+                    return sum(method == "getUpdates" for _, method in fake.arrived)
+
+                # Before: a poll with timeout 0 every ahead_poll_s while it waited, each
+                # answered at once with it. Now: one long poll over this quiet time.
+                before = polls()
+                await trio.sleep(2)
+                assert polls() - before <= 1
+                fake.user_sends(USER, "newer")
+                newer = await receive.receive()  # the long poll brings it
+                assert newer.message is not None and newer.message.text == "newer"
+                backlog.confirm(newer.update_id)
+                backlog.handled("queued")  # the core took it at last: it leaves the memory
+                while json.loads(remembered.read_text())["held"]:
+                    await trio.sleep(0.02)
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
+async def test_an_update_held_before_a_kill_and_given_again_by_telegram_does_not_hold_up_the_offset(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(20):
+        async with running() as fake:
+            fake.add_user(USER)
+            fake.user_sends(USER, "queued when the kill came")
+            (raw,) = fake.pending_updates()
+            # Held (telegram.json written), then killed before a poll let Telegram forget it.
+            memory = Memory.open(tmp_path)
+            memory.held = [raw]
+            memory.changed()
+            await memory.commit()
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.1)
+            backlog = Backlog(source, Memory.open(tmp_path))
+            send, receive = trio.open_memory_channel[Update](0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                nursery.start_soon(backlog.keep_offset)
+                (held,) = backlog.held_before()
+                backlog.handed("queued", held)  # the core waits with it
+                again = await receive.receive()
+                assert again.update_id == held.update_id
+                backlog.handed("queued", again)  # the same post: the core skips it
+                await fake.wait_until(lambda: held.update_id in fake.confirmed)
+                fake.user_sends(USER, "/stop")
+                stop = await receive.receive()
+                assert stop.message is not None and stop.message.text == "/stop"
                 nursery.cancel_scope.cancel()
             await api.aclose()
 

@@ -6,7 +6,7 @@ lines onto a `State`. It never touches the disk: `runtime.store` appends and rea
 Rules it enforces:
 - A line is one JSON object ending in a newline: its generation, the session records the
   batch wrote (whole records, the last one of a session wins), the posts newly handled per
-  place with their create_at, and every place's cursor and front end (the number of
+  place with the time each is kept from (`Ledger.done`), and every place's cursor and front end (the number of
   places is small, and writing all of them needs no bookkeeping of which changed).
 - Only lines of the snapshot's generation apply, in order. Lines of another generation
   belong to a journal the snapshot already holds (a crash between the snapshot's rename
@@ -43,7 +43,7 @@ class JournalLineError(Exception):
 class Entry:
     generation: int  # the snapshot this line follows (>= 1; 0 means "no journal")
     sessions: dict[str, SessionRecord] = attrs.field(factory=dict)
-    handled: dict[str, dict[str, int]] = attrs.field(factory=dict)  # place -> post id -> create_at
+    handled: dict[str, dict[str, int]] = attrs.field(factory=dict)  # place -> post id -> kept from
     places: dict[str, tuple[int, str]] = attrs.field(factory=dict)  # place -> (cursor, front)
 
 

@@ -6,12 +6,15 @@ Owns the front end's side of exactly once: an update whose post went to the core
 the core is confirmed at once (`confirm`). `keep_offset` writes the confirmed offset to
 the front end's memory, one write at a time.
 
-A long backlog: `getUpdates` gives at most 100 updates from the offset, so with 100 posts
-waiting for the core (prompts queued behind a running turn) nothing behind them would be
-fetched: not a `/stop`, not a button, not the draft's Stop. Then we hold those 100
-ourselves (the memory's `held`, durable before anything else happens) and let Telegram
-forget them; a start hands the held ones out first (`held_before`), and each leaves the
-memory once the core has handled it, as its update would have been confirmed.
+Updates that wait: `getUpdates` gives at most 100 updates from the offset, and at once
+while any is there. So one post waiting for the core (a prompt queued behind a running
+turn) makes every poll answer at once with what we have seen (polling in a loop), and
+with 100 updates from it on, handled or not, nothing newer is fetched: not a `/stop`, not
+a button, not the draft's Stop. When the update source says a poll would bring nothing
+new (`UpdateSource.stuck`), we hold the updates that wait for the core ourselves (the
+memory's `held`, durable before anything else happens) and let Telegram forget them; a
+start hands the held ones out first (`held_before`), and each leaves the memory once the
+core has handled it, as its update would have been confirmed.
 
 It must never let the offset pass an update whose post is not handled, unless that update
 is durably held in memory.
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Final
 
 import trio
 
@@ -31,8 +33,6 @@ from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.updates import UpdateSource
 
 log = logging.getLogger("supervisor.telegram")
-
-HOLD_AT: Final = 100  # getUpdates' most: this many waiting for the core, hold them (above)
 
 
 class Backlog:
@@ -44,7 +44,9 @@ class Backlog:
         self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
         self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
         self._held: set[int] = set()  # updates in the memory's `held`
-        self._offset_moved = trio.Event()
+        self._hold_wanted = False
+        self._offset_moved = trio.Event()  # or a hold wanted: `keep_offset` has work
+        source.on_stuck = self._want_hold
 
     def held_before(self) -> Iterator[Update]:
         """The updates held before a stop (older than any still on the server), to hand
@@ -59,13 +61,24 @@ class Backlog:
     def handed(self, post_id: str, update: Update) -> None:
         """The update's post goes to the core: the update waits for its handled mark."""
         self._pending[post_id] = update.update_id
-        if update.update_id not in self._held:
+        if update.update_id in self._held:
+            # Held before a kill that came before Telegram let it go, so it came again:
+            # durably ours already, the offset may pass it (else it would hold it up).
+            self.source.confirm(update.update_id)
+        else:
             self._waiting[update.update_id] = update.raw
 
     async def hold_if_full(self) -> None:
-        """Hold the waiting updates once `getUpdates` would give nothing newer."""
-        if len(self._waiting) >= HOLD_AT:
-            await self._hold()
+        """After `handed`: an update that came to wait while the source is stuck is held
+        too (the source asked before it waited)."""
+        if self.source.stuck and self._waiting:
+            self._want_hold()
+
+    def _want_hold(self) -> None:
+        """`getUpdates` would give nothing newer: hold the waiting updates (`keep_offset`
+        does, one write at a time)."""
+        self._hold_wanted = True
+        self._offset_moved.set()
 
     def handled(self, post_id: str) -> None:
         """The post's handled mark is durable: its update (if it came as one) is done."""
@@ -86,6 +99,8 @@ class Backlog:
         """Keep the updates that wait for the core in our memory, durably, then let the
         offset pass them (see the module docstring)."""
         waiting = list(self._waiting.items())  # in the order they were handed out
+        if not waiting:
+            return
         memory = self.memory
         memory.held.extend(raw for _update_id, raw in waiting)
         memory.changed()
@@ -101,11 +116,15 @@ class Backlog:
         self._offset_moved.set()
 
     async def keep_offset(self) -> None:
-        """Write the confirmed offset to memory, at most one write at a time."""
+        """Write the confirmed offset to memory, and hold the waiting updates when the
+        source asks, at most one write at a time."""
         memory = self.memory
         while True:
             await self._offset_moved.wait()
             self._offset_moved = trio.Event()
+            if self._hold_wanted:
+                self._hold_wanted = False
+                await self._hold()
             if self.source.offset != memory.offset:
                 memory.offset = self.source.offset
                 memory.changed()

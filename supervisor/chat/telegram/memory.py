@@ -12,8 +12,9 @@ Owns that file (nothing else writes it) and four things in it:
 - `threads`: a session thread's root id -> its chat, topic (or header message) and title,
   for edits of the root and, without topics, `[NAME]` prefixes and `/session NAME`;
 - `held`: updates (as they came) that the core has not handled yet but that Telegram was
-  told to forget, so that updates behind a long backlog can be fetched (`getUpdates`
-  gives at most 100): kept here, durably, until handled; a start hands them out first.
+  told to forget, so that updates behind them can be fetched (`getUpdates` answers from
+  the offset, at most 100; see `backlog`): kept here, durably, until handled; a start
+  hands them out first.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must

@@ -17,7 +17,13 @@ ledger's rules:
   week without updates), so "bigger" means nothing across such a gap. Order is the
   server's order, counted locally (`seq`);
 - updates with nothing for us (kinds we did not ask for, payloads we cannot read) are
-  confirmed on arrival; they never reach the caller.
+  confirmed on arrival; they never reach the caller;
+- while an update is unconfirmed, Telegram answers a poll at once (it is at the offset):
+  one quick poll for newer updates after `AHEAD_POLL_S`, and when a poll brings nothing
+  new, or the window from the offset fills an answer (100: nothing newer would come), the
+  source is `stuck`: it tells `on_stuck` (the backlog then holds the waiting updates
+  durably and confirms them) and polls again only after a confirmation. So a queued
+  prompt costs no stream of polls, and a `/stop` behind it is fetched.
 
 After a crash, updates that were handled but not yet confirmed to Telegram come again:
 the caller's durable handled marks (keyed by `update_id`) skip them, and it confirms them.
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import attrs
@@ -49,8 +55,9 @@ log = logging.getLogger("supervisor.telegram")
 # has no such update to send, and Telegram ignores names it does not know.
 ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query", "stopped_message_generation")
 POLL_S: Final = 30  # long-poll time; Telegram allows up to 50
+LIMIT: Final = 100  # the most updates one getUpdates answer holds (Telegram's most)
 # While some handed-out updates await confirmation, a poll from the old offset returns
-# them again at once: poll for newer ones no more often than this.
+# them again at once: after this long, one such poll for newer ones (see `run`).
 AHEAD_POLL_S: Final = 1.0
 # A second poller on our token: give it room rather than alternate 409s with it.
 CONFLICT_BACKOFF: Final = Backoff(base=10.0, cap=300.0, floor=10.0)
@@ -85,6 +92,12 @@ class Ledger:
 
     def poll(self) -> Poll:
         return Poll(self.offset, self._last_behind)
+
+    @property
+    def window_full(self) -> bool:
+        """A poll from the offset would return only updates handed out already: as many
+        of them lie ahead of the offset as one answer holds."""
+        return len(self._out) >= LIMIT
 
     def accept(self, updates: Sequence[Update], mark: int) -> list[Update]:
         """The fresh updates in an answer to `Poll(…, mark)`, in order, to hand out."""
@@ -161,6 +174,11 @@ class UpdateSource:
         self._rng = rng or random.Random()
         self._confirmed = trio.Event()
         self.conflict = False  # another poller holds the token (409) right now
+        # Polling again would bring nothing new (see `run`) while updates wait for
+        # confirmation: `on_stuck` is told, so that its holder may take the waiting ones
+        # out of Telegram's hands (`backlog`), and we wait for a confirmation.
+        self.stuck = False
+        self.on_stuck: Callable[[], None] = lambda: None
 
     @property
     def offset(self) -> int | None:
@@ -190,7 +208,10 @@ class UpdateSource:
             conflicts = 0
             while True:
                 await self._wait_for_turn()
+                self.stuck = False  # until this poll's answer says so again
                 poll = self._ledger.poll()
+                # An unconfirmed update at the offset makes Telegram answer at once: a long
+                # poll only once everything handed out is confirmed.
                 wait_s = self._poll_s if self._ledger.unconfirmed == 0 else 0
                 try:
                     fetched = await self._api.get_updates(
@@ -203,13 +224,26 @@ class UpdateSource:
                 if conflicts:
                     log.warning("Telegram updates flow again: the other poller has stopped")
                     conflicts, self.conflict = 0, False
-                for update in self._ledger.accept(fetched, poll.mark):
+                fresh = self._ledger.accept(fetched, poll.mark)
+                for update in fresh:
                     await updates.send(update)
+                # The same offset would give the same answer: nothing came since the last
+                # one, or the answer was all updates handed out already (a full window:
+                # nothing newer would ever come, not a /stop, not a button).
+                self.stuck = self._ledger.unconfirmed > 0 and (not fresh or self._ledger.window_full)
+                if self.stuck:
+                    self.on_stuck()
 
     async def _wait_for_turn(self) -> None:
         """Poll at once when nothing awaits confirmation; else when everything is
-        confirmed, or after `ahead_poll_s` to fetch what came meanwhile."""
+        confirmed, or after `ahead_poll_s` to fetch what came meanwhile; when stuck, after
+        the next confirmation (at the latest after a long poll's time)."""
         if self._ledger.unconfirmed == 0:
+            return
+        if self.stuck:
+            with trio.move_on_after(self._poll_s):
+                self._confirmed = trio.Event()
+                await self._confirmed.wait()
             return
         with trio.move_on_after(self._ahead_poll_s):
             while self._ledger.unconfirmed:
