@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.telegram_world import FAST, tg_world
@@ -125,6 +126,7 @@ async def test_a_stop_behind_one_queued_prompt_and_99_handled_updates_still_come
             await w.answered(topic, "queued one", timeout=30)
 
 
+@pytest.mark.slow  # it waits out the ledger's minute: about 65 s
 async def test_a_prompt_that_waited_over_a_minute_is_not_run_twice_when_a_kill_cuts_its_release(
     tmp_path: Path,
 ) -> None:
