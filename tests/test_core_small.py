@@ -89,6 +89,13 @@ def test_thread_commands_and_prompts_that_look_like_commands() -> None:
     assert commands.parse_thread_command("!important: keep tests green") is None
 
 
+def test_the_help_offers_new_in_the_form_a_wrong_new_is_told() -> None:
+    bad = commands.parse_main_command("!new")
+    assert isinstance(bad, commands.BadCommand)
+    usage = bad.text(Words()).removeprefix("usage: ")
+    assert "[resume=ID]" in usage and f"- {usage} — start a session" in texts.main_help(Words())
+
+
 def test_final_states_are_final() -> None:
     for final in (SessionState.ENDED, SessionState.FAILED):
         for other in SessionState:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from supervisor.core.commands import NEW_FORM
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
 
@@ -19,7 +20,8 @@ def main_help(words: Words) -> str:
     w, cmd = words, words.cmd
     return (
         f"**Commands** (here, in {w.main}):\n"
-        f"- {cmd('new NAME [CWD] [agent=A] [persona=P]')} — start a session: a new {w.thread}, one agent in CWD\n"
+        f"- {cmd(NEW_FORM)} — start a session: a new {w.thread}, one agent in CWD"
+        " (`resume=ID` continues a conversation of that agent)\n"
         f"- {cmd('sessions')} — list sessions with their state and a link to each {w.thread}\n"
         f"- {cmd('agents')} — list the configured agents\n"
         f"- {cmd('end NAME')} — end a session\n"
