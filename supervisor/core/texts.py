@@ -65,9 +65,11 @@ def utc_iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def thread_root(record: SessionRecord, words: Words) -> str:
+def thread_root(record: SessionRecord, words: Words, agent: str) -> str:
+    """The session's header. `agent`: the name of the agent it runs (the default agent's
+    when the record names none), so a thread says which agent answers in it."""
     persona = f" · persona `{record.persona}`" if record.persona else ""
-    persona += f" · agent `{record.agent}`" if record.agent else ""
+    persona += f" · agent `{agent or record.agent}`" if agent or record.agent else ""
     terminal = f"\nThe same conversation in a terminal: {record.terminal_hint}" if record.terminal_hint else ""
     return (
         f"🧵 **Session `{record.name}`** · `{record.cwd}`{persona}\n"
