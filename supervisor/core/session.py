@@ -327,5 +327,5 @@ class SessionCore:
 
     def status_text(self, now: float) -> str:
         return thread_texts.status_text(
-            self.record, self.settings.agent_name, self.state.value, self.agent.model, self.loop.turns, self.loop.waiting
+            self.record, self.settings.agent_name, self.state.value, self.agent.model, self.loop.waiting
         )

@@ -20,7 +20,7 @@ def thread_help(words: Words) -> str:
     )
 
 
-def status_text(record: SessionRecord, agent: str, state: str, model: str, turns: int, queued: int) -> str:
+def status_text(record: SessionRecord, agent: str, state: str, model: str, queued: int) -> str:
     """`agent`: the name of the agent the session runs (the default agent's when the
     record names none)."""
     r, agent = record, agent or record.agent
@@ -30,7 +30,7 @@ def status_text(record: SessionRecord, agent: str, state: str, model: str, turns
             f"- directory: `{r.cwd}`",
             f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{agent}`" if agent else ""),
             f"- model: {model or 'not known yet'}",
-            f"- turns: {turns} · cost so far: ${r.total_cost_usd:.4f}",
+            f"- turns: {r.turns} · cost so far: ${r.total_cost_usd:.4f}",
             f"- queued prompts: {queued}",
         ]
     )
