@@ -150,19 +150,26 @@ def _said_plainly(exc: BaseException) -> BaseException | None:
 def _sessions(config: Config, *, as_json: bool) -> int:
     """The persisted table. Read-only: a damaged file is reported, never moved or rewritten
     (a running daemon may own it; only `run` sets damaged files aside)."""
+    from supervisor.agent.registry import AgentRegistry, conversation_id
     from supervisor.runtime.store import read_state
 
+    agents = AgentRegistry(config)
     on_disk = read_state(config.state.dir) if config.state.dir.is_dir() else None
     for problem in on_disk.problems if on_disk else ():
         print(f"supervisor: {problem}", file=sys.stderr)
     records = sorted(on_disk.state.sessions.values(), key=lambda r: r.created_at) if on_disk else []
     if as_json:
-        print(json.dumps([attrs.asdict(r) for r in records], indent=2))
+        # The record as stored, and the conversation id as the agent's terminal takes it
+        # ("" while none): `id` is ours, and not the agent's for an ACP or `resume=` session.
+        rows = [{**attrs.asdict(r), "conversation_id": conversation_id(agents.of(r), r)} for r in records]
+        print(json.dumps(rows, indent=2))
         return 0
     if not records:
         print("no sessions")
         return 0
-    print(f"{'NAME':<20} {'STATUS':<10} {'THREAD':<28} {'AGENT SESSION':<38} CWD")
+    print(f"{'NAME':<20} {'STATUS':<10} {'THREAD':<28} {'AGENT':<12} {'AGENT SESSION':<38} CWD")
     for r in records:
-        print(f"{r.name:<20} {r.status:<10} {r.root_id or '-':<28} {r.id:<38} {r.cwd}")
+        agent = agents.of(r)
+        session = conversation_id(agent, r) or "-"
+        print(f"{r.name:<20} {r.status:<10} {r.root_id or '-':<28} {agent.name:<12} {session:<38} {r.cwd}")
     return 0

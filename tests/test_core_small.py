@@ -87,6 +87,24 @@ def test_thread_commands_and_prompts_that_look_like_commands() -> None:
     assert commands.parse_thread_command("!stop") == commands.Stop()
     assert commands.parse_thread_command("!get src/a.py") == commands.GetFile("src/a.py")
     assert commands.parse_thread_command("!important: keep tests green") is None
+    assert commands.parse_thread_command('!get "my file.txt"') == commands.GetFile("my file.txt")
+
+
+@pytest.mark.parametrize("text", ["!get my file.txt", "!get it's.txt", "!get"])
+def test_a_file_name_that_did_not_read_as_one_word_is_told_how_to_quote_it(text: str) -> None:
+    bad = commands.parse_thread_command(text)
+    assert isinstance(bad, commands.BadCommand)
+    said = bad.text(Words(command="/"))
+    assert "in quotes" in said and '"my file.txt"`' in said, said
+    if text != "!get it's.txt":  # that one is told before the verb is known
+        assert said.endswith('usage: `/get PATH`, e.g. `/get "my file.txt"`'), said
+
+
+def test_the_help_offers_new_in_the_form_a_wrong_new_is_told() -> None:
+    bad = commands.parse_main_command("!new")
+    assert isinstance(bad, commands.BadCommand)
+    usage = bad.text(Words()).removeprefix("usage: ")
+    assert "[resume=ID]" in usage and f"- {usage} — start a session" in texts.main_help(Words())
 
 
 def test_final_states_are_final() -> None:

@@ -23,6 +23,7 @@ async def test_new_session_thread_root_and_a_prompt_answered_in_it(tmp_path: Pat
         assert ISO_UTC.search(root["message"])
         record = next(r for r in w.supervisor.store.state.sessions.values() if r.name == "alpha")  # type: ignore[union-attr]
         assert record.short_id in root["message"]
+        assert "agent `claude`" in root["message"]  # the default agent is named too
         # the command is answered with a link to the thread
         await w.wait_for(lambda: any(root_id in p["message"] for p in w.bot_posts() if "Started session" in p["message"]))
         await w.say("hello there", root_id)

@@ -89,7 +89,7 @@ async def test_a_thread_root_posted_before_the_crash_is_found_not_posted_again(t
         record = _pending_record(w, "posted")
         write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
         bot = w.server.bot.username
-        root = await w.server.user_post_in(w.dm, bot, texts.thread_root(record, mattermost_link.WORDS))
+        root = await w.server.user_post_in(w.dm, bot, texts.thread_root(record, mattermost_link.WORDS, "claude"))
         await w.start()
         assert w.supervisor is not None
         await w.wait_for(lambda: str(root["id"]) in w.supervisor.tasks if w.supervisor else False, 20)

@@ -123,3 +123,22 @@ async def test_a_graceful_stop_just_after_an_answer_leaves_no_needless_notice(tm
             assert record.unsettled == (), f"stop {n} left {record.unsettled}"
             await w.start()
         assert "may be incomplete" not in w.thread_text(root)
+
+
+async def test_status_counts_the_turns_of_the_session_across_restarts_as_it_does_the_cost(tmp_path: Path) -> None:
+    """`!status` said "turns: 1" after three turns when a restart came between them,
+    beside a cost that counted all three."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            for n in (1, 2):
+                await w.say(f"prompt {n}", root)
+                await w.wait_for(lambda done=n: w.thread_text(root).count("✅ Done") == done)
+            await w.stop()
+            await w.start()
+            await w.say("prompt 3", root)
+            await w.wait_for(lambda: w.thread_text(root).count("✅ Done") == 3)
+            await w.say("!status", root)
+            status = await w.wait_for(lambda: next((p["message"] for p in w.bot_posts(root) if "- turns:" in p["message"]), None))
+            assert "- turns: 3 · cost so far" in status, status

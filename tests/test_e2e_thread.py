@@ -232,6 +232,7 @@ async def test_ended_session_answers_ended_and_status_and_sessions_tell_the_trut
         status = await w.answered(root, "agent session")
         record = next(r for r in w.supervisor.store.state.sessions.values() if r.name == "alpha")  # type: ignore[union-attr]
         assert record.id in status and "idle" in status and "turns: 1" in status and "claude-opus" in status
+        assert f"agent session: `{record.id}` · agent `claude`" in status  # the default agent is named too
         await w.say("!end", root)
         await w.answered(root, "Session **alpha** ended")
         await w.say("anyone?", root)

@@ -90,6 +90,16 @@ class AgentRegistry:
         )
 
 
+def conversation_id(agent: Agent, record: SessionRecord) -> str:
+    """The agent's own id of the session's conversation, the one its terminal takes
+    (`claude --resume ID`, `opencode --session ID`); "" while there is none yet."""
+    if record.agent_session_id:  # the agent chose it, or `resume=` named it
+        return record.agent_session_id
+    # Claude Code takes ours (`--session-id`), and has a conversation once prompted; an
+    # ACP agent's id is not known before its `session/new` answered.
+    return record.id if agent.protocol == "claude" and record.has_history else ""
+
+
 def terminal_hint(agent: Agent | None, conversation_id: str) -> str:
     """How to carry on the same conversation in a terminal ("" without an id)."""
     if agent is None or not conversation_id:

@@ -68,6 +68,7 @@ class BadCommand:
 
     reason: str = ""
     usage: tuple[str, ...] = ()
+    example: str = ""  # one right form, written out (spelled like `usage`); "" is none
 
     def text(self, words: Words) -> str:
         """What the person is told, its commands spelled in `words`."""
@@ -75,6 +76,7 @@ class BadCommand:
             return self.reason
         forms = ", ".join(words.cmd(form) for form in self.usage)
         right = f"usage: {forms}" if len(self.usage) == 1 else f"the commands here are {forms}"
+        right += f", e.g. {words.cmd(self.example)}" if self.example else ""
         return f"{self.reason}; {right}" if self.reason else right
 
 
@@ -82,6 +84,8 @@ MainCommand = Help | ListSessions | NewSession | EndSession | ListAgents
 ThreadCommand = Help | Stop | Status | EndSession | GetFile | ListSessions
 
 NEW_FORM = "new NAME [CWD] [agent=A] [persona=P] [resume=ID]"
+# Commands are split into words as a shell does: how to write a name that has spaces or quotes.
+QUOTING = """a name with spaces or quotes goes in quotes, as in a shell: `"my file.txt"`, `"it's.txt"`"""
 MAIN_FORMS = ("help", "sessions", NEW_FORM, "end NAME", "agents")
 
 
@@ -92,8 +96,8 @@ def is_command(text: str) -> bool:
 def _words(text: str) -> list[str] | BadCommand:
     try:
         return shlex.split(text.strip())
-    except ValueError as exc:  # an unbalanced quote
-        return BadCommand(f"could not read that command ({exc})")
+    except ValueError as exc:  # an unbalanced quote, a trailing backslash
+        return BadCommand(f"could not read that command ({exc}): {QUOTING}")
 
 
 def parse_main_command(text: str) -> MainCommand | BadCommand | None:
@@ -169,7 +173,11 @@ def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:
         return simple[verb]
     if verb == "!get":
         if len(args) != 1:
-            return BadCommand("`PATH` names one file inside the session's directory", ("get PATH",))
+            return BadCommand(
+                "`PATH` names one file inside the session's directory, in quotes if it has spaces or quotes",
+                ("get PATH",),
+                'get "my file.txt"',
+            )
         return GetFile(args[0])
     # Anything else starting with "!" is most likely meant for the agent (e.g. "!important"):
     # a thread is for prompts, so only our own verbs are taken as commands.

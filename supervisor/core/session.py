@@ -331,4 +331,6 @@ class SessionCore:
         return [*effects, Finished()]
 
     def status_text(self, now: float) -> str:
-        return thread_texts.status_text(self.record, self.state.value, self.agent.model, self.loop.turns, self.loop.waiting)
+        return thread_texts.status_text(
+            self.record, self.settings.agent_name, self.state.value, self.agent.model, self.loop.waiting
+        )

@@ -33,6 +33,7 @@ class SessionSettings:
     interrupt_grace_s: float = 10  # after an interrupt, how long a result may take before we kill
     show_thinking: bool = True
     username: str = ""  # the person, for mentions
+    agent_name: str = ""  # the configured agent the session runs, as `!status` names it
     permalink: Callable[[str], str] = str  # post id -> a link to it (pure: no I/O)
     # kinds offered -> the line that says how to choose, in the front end's terms (pure)
     legend: Callable[[tuple[ChoiceKind, ...]], str] = lambda _kinds: ""

@@ -55,6 +55,8 @@ class SessionRecord:
     # The agent's cumulative cost at its last result; the CLI keeps counting across
     # --resume, so a turn's own cost is the difference from this.
     total_cost_usd: float = 0.0
+    # Turns that ended in this session, across restarts (`!status` shows it beside the cost).
+    turns: int = 0
     # The text of each unsettled prompt (up to a bound), so 🔁 on its cut notice can run it
     # again after a restart.
     prompt_texts: dict[str, str] = attrs.field(factory=dict)

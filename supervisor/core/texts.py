@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from supervisor.core.commands import NEW_FORM
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
 
@@ -19,7 +20,8 @@ def main_help(words: Words) -> str:
     w, cmd = words, words.cmd
     return (
         f"**Commands** (here, in {w.main}):\n"
-        f"- {cmd('new NAME [CWD] [agent=A] [persona=P]')} — start a session: a new {w.thread}, one agent in CWD\n"
+        f"- {cmd(NEW_FORM)} — start a session: a new {w.thread}, one agent in CWD"
+        " (`resume=ID` continues a conversation of that agent)\n"
         f"- {cmd('sessions')} — list sessions with their state and a link to each {w.thread}\n"
         f"- {cmd('agents')} — list the configured agents\n"
         f"- {cmd('end NAME')} — end a session\n"
@@ -63,9 +65,11 @@ def utc_iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def thread_root(record: SessionRecord, words: Words) -> str:
+def thread_root(record: SessionRecord, words: Words, agent: str) -> str:
+    """The session's header. `agent`: the name of the agent it runs (the default agent's
+    when the record names none), so a thread says which agent answers in it."""
     persona = f" · persona `{record.persona}`" if record.persona else ""
-    persona += f" · agent `{record.agent}`" if record.agent else ""
+    persona += f" · agent `{agent or record.agent}`" if agent or record.agent else ""
     terminal = f"\nThe same conversation in a terminal: {record.terminal_hint}" if record.terminal_hint else ""
     return (
         f"🧵 **Session `{record.name}`** · `{record.cwd}`{persona}\n"

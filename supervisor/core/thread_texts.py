@@ -20,15 +20,17 @@ def thread_help(words: Words) -> str:
     )
 
 
-def status_text(record: SessionRecord, state: str, model: str, turns: int, queued: int) -> str:
-    r = record
+def status_text(record: SessionRecord, agent: str, state: str, model: str, queued: int) -> str:
+    """`agent`: the name of the agent the session runs (the default agent's when the
+    record names none)."""
+    r, agent = record, agent or record.agent
     return "\n".join(
         [
             f"**{r.name}** · {state}",
             f"- directory: `{r.cwd}`",
-            f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{r.agent}`" if r.agent else ""),
+            f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{agent}`" if agent else ""),
             f"- model: {model or 'not known yet'}",
-            f"- turns: {turns} · cost so far: ${r.total_cost_usd:.4f}",
+            f"- turns: {r.turns} · cost so far: ${r.total_cost_usd:.4f}",
             f"- queued prompts: {queued}",
         ]
     )

@@ -88,7 +88,6 @@ class TurnLoop:
     session: SessionShared
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
     turn: Turn | None = None
-    turns: int = 0  # turns that ended, for `!status`
     # Before the queue: a prompt whose attachments are being saved, and what was written
     # after it (`SessionCore.prompt_in`). Its prompts count as queued, and are said not run
     # with the queue if the session ends first.
@@ -212,14 +211,15 @@ class TurnLoop:
         answered = session.record.answered
         if self.turn is not None:
             answered = (*answered, self.turn.prompt.post_id)
-        save = session.save(durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered)
+        save = session.save(
+            durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered, turns=session.record.turns + 1
+        )
         effects: list[Effect] = [save, *shown]
         for request_id in list(self.approvals.pending):
             effects += self._settle(request_id, "cancelled", None, now)
         turn, self.turn = self.turn, None
         if turn is None:
             self.own_turn_heard_at = None
-        self.turns += 1
         if turn is not None:
             if turn.watchdog:
                 effects.append(session.note(watchdog_text(turn.watchdog, "interrupted")))

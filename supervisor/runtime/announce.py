@@ -7,7 +7,8 @@ cut by a crash at any point; the next start finishes it, and must find what alre
 reached the server rather than post it twice. A front end may not keep the idempotency
 key (Mattermost's `pending_post_id` comes back only in the create answer and the `posted`
 event, and dedupes a repeat only for 30 s: ../shared/reference/mattermost/FACTS.md), so a
-post is found by its author, place and exact text, which the record determines.
+post is found by its author, place and exact text, which the record (and the name of
+its agent) determines.
 
 Pure: no I/O. The supervisor fetches the posts and posts what is missing.
 """
@@ -19,10 +20,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from supervisor.core import texts
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
-from supervisor.core.words import Words
 
 # Look this far before the record's creation time for what it announced (clock skew
 # between us and the server, and the time the first write took).
@@ -50,9 +49,9 @@ def look_since_ms(record: SessionRecord, now_s: float | None = None) -> int:
     return max(1, int(created * 1000) - LOOK_BEHIND_MS)
 
 
-def find_root(posts: Sequence[Post], record: SessionRecord, bot_user_id: str, words: Words) -> Post | None:
-    """The thread root this record's announcement already posted, if any (the first)."""
-    text = texts.thread_root(record, words)
+def find_root(posts: Sequence[Post], record: SessionRecord, bot_user_id: str, text: str) -> Post | None:
+    """The thread root this record's announcement already posted, if any (the first):
+    `text` is the root's text."""
     found = [
         p
         for p in posts

@@ -269,7 +269,7 @@ class Desk:
             seen = await self.chat.posts_since(record.channel_id, announce.look_since_ms(record))
         root_id = record.root_id
         if not root_id:
-            found = announce.find_root(seen, record, me, self.chat.words(record.channel_id))
+            found = announce.find_root(seen, record, me, self._thread_root(record))
             root_id = found.id if found else await self._post_root(record)
             if not root_id:
                 return
@@ -287,13 +287,16 @@ class Desk:
         self.registry.launch(task, launch_now=not recovering)
         log.info("session %s %s in %s (thread %s)", record.name, "recovered" if recovering else "started", record.cwd, root_id)
 
+    def _thread_root(self, record: SessionRecord) -> str:
+        return texts.thread_root(record, self.chat.words(record.channel_id), self.registry.agents.of(record).name)
+
     async def _post_root(self, record: SessionRecord) -> str:
         """The new thread root's id; "" when the server refused it (the session failed)."""
         self.announcing[record.root_pending_id] = record
         try:
             root = await self.chat.open_thread(
                 record.channel_id,
-                texts.thread_root(record, self.chat.words(record.channel_id)),
+                self._thread_root(record),
                 key=record.root_pending_id,
                 title=record.name,
             )

@@ -23,10 +23,10 @@ import attrs
 import trio
 
 from supervisor.agent import AgentBackend
-from supervisor.agent.registry import AgentRegistry
+from supervisor.agent.registry import Agent, AgentRegistry
 from supervisor.chat import ChatLink, ChatUser
 from supervisor.chat.fronts import Fronts
-from supervisor.config import AgentConfig, Config
+from supervisor.config import Config
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.router import SessionRef
 from supervisor.core.session import SessionCore, SessionSettings
@@ -160,7 +160,7 @@ class SessionRegistry:
         user = self.allowed.get(record.user_id)
         # The session talks to its own front end: its legend, links and request budget.
         link = self.chat.for_channel(record.channel_id)
-        settings = self._settings(user.username if user else "", self.agents.of(record).settings, link, record.channel_id)
+        settings = self._settings(user.username if user else "", self.agents.of(record), link, record.channel_id)
         core = SessionCore(record, settings)
         task = SessionTask(core, attrs.evolve(self.deps, chat=link))
         root = record.root_id
@@ -216,8 +216,10 @@ class SessionRegistry:
             self._mail.pop(root, None)
             self.refs[root] = SessionRef(root, task.core.record.channel_id, ended=True)
 
-    def _settings(self, username: str, agent: AgentConfig, link: ChatLink, channel_id: str) -> SessionSettings:
+    def _settings(self, username: str, of: Agent, link: ChatLink, channel_id: str) -> SessionSettings:
+        agent = of.settings
         return SessionSettings(
+            agent_name=of.name,
             turn_timeout_s=agent.turn_timeout_s or float("inf"),
             stall_timeout_s=agent.stall_timeout_s or float("inf"),
             approval_timeout_s=agent.approval_timeout_s or float("inf"),

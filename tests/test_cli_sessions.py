@@ -1,0 +1,60 @@
+"""`supervisor sessions`: the AGENT SESSION column and `conversation_id` in `--json` are
+the agent's own conversation id, the one `claude --resume` / `opencode --session` take;
+the record's `id` is ours, and is not that for an ACP session or a `resume=` session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from supervisor.core.state import SessionRecord, State, encode
+from supervisor.runtime.store import write_atomically
+from tests.harness import REPO, write_toml
+
+OURS = "0f3c9a52-5d3e-4b8e-9a61-7c2f0e4d1a11"
+
+
+def _record(name: str, **fields: object) -> SessionRecord:
+    return SessionRecord(id=f"{OURS[:-len(name)]}{name}", name=name, channel_id="c", user_id="u", cwd="/srv",
+                         root_id=name * 3, **fields)  # type: ignore[arg-type]
+
+
+def _sessions(tmp_path: Path, *args: str) -> str:
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {
+        "web": {"listen": "127.0.0.1:0"},
+        "state": {"dir": str(tmp_path / "state")},
+        "agents.opencode": {"protocol": "acp", "command": ["opencode", "acp"]},
+    })
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "sessions", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done
+    return done.stdout
+
+
+def test_the_agent_session_is_the_agents_conversation_id_or_none_yet(tmp_path: Path) -> None:
+    records = [
+        _record("acp", agent="opencode", agent_session_id="ses_3fa1", has_history=True),
+        _record("acpnew", agent="opencode"),  # its session/new has not answered yet
+        _record("resumed", agent_session_id="7d1e0c2a-terminal", has_history=True),  # resume=ID
+        _record("claude1", has_history=True),  # Claude Code took our id as its own
+        _record("claude12"),  # never prompted: no conversation to resume yet
+    ]
+    (tmp_path / "state").mkdir()
+    write_atomically(tmp_path / "state", encode(State(sessions={r.id: r for r in records})))
+    table = {line.split()[0]: line.split() for line in _sessions(tmp_path).splitlines()[1:]}
+    assert table["acp"][3:5] == ["opencode", "ses_3fa1"]
+    assert table["acpnew"][3:5] == ["opencode", "-"]
+    assert table["resumed"][3:5] == ["claude", "7d1e0c2a-terminal"]
+    assert table["claude1"][3:5] == ["claude", records[3].id]
+    assert table["claude12"][3:5] == ["claude", "-"]
+    rows = {row["name"]: row for row in json.loads(_sessions(tmp_path, "--json"))}
+    assert {name: row["conversation_id"] for name, row in rows.items()} == {
+        "acp": "ses_3fa1", "acpnew": "", "resumed": "7d1e0c2a-terminal", "claude1": records[3].id, "claude12": "",
+    }
+    assert rows["acp"]["id"] == records[0].id and rows["acp"]["agent_session_id"] == "ses_3fa1"  # kept as stored
