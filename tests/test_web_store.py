@@ -252,3 +252,25 @@ def test_an_upload_no_message_carries_is_dropped_at_a_start_once_a_week_old(tmp_
     assert reopened.file(sent["id"]) == ("sent.txt", b"carried")
     assert reopened.file(bot_sent["id"]) == ("got.txt", b"by !get")
     assert reopened.file(fresh["id"]) == ("fresh.txt", b"its message may still come")
+
+
+def test_an_upload_keeps_its_type_and_a_database_from_before_types_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "web.sqlite3"
+    old = sqlite3.connect(path)  # the files table as it was before uploads kept a type
+    old.execute(
+        "CREATE TABLE files (id TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL,"
+        " data BLOB NOT NULL, created REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO files VALUES ('webfold', 'old.png', 1, x'00', ?)", (time.time(),))
+    old.commit()
+    old.close()
+
+    db = WebDb(path)
+    declared = db.add_file("x.bin", b"\x89PNG", "image/png; charset=binary")
+    generic = db.add_file("notes.txt", b"hi", "application/octet-stream")
+    unknown = db.add_file("blob", b"?")
+
+    assert db.file_ref("webfold") == ("old.png", 1, "image/png")  # guessed from the name
+    assert db.file_ref(declared["id"]) == ("x.bin", 4, "image/png")
+    assert db.file_ref(generic["id"]) == ("notes.txt", 2, "text/plain")
+    assert db.file_ref(unknown["id"]) == ("blob", 1, "")

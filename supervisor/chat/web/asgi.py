@@ -150,7 +150,9 @@ class WebApp:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        ref = await self.front.store.call(WebDb.add_file, name, b"".join(chunks))
+        # The browser declares an attached file's type (an image is given to the agent as one).
+        declared = _header(scope, b"content-type") or ""
+        ref = await self.front.store.call(WebDb.add_file, name, b"".join(chunks), declared)
         await _respond(send, 200, json.dumps(ref).encode(), b"application/json")
 
     def _too_large(self) -> bytes:

@@ -193,5 +193,6 @@ def _file_refs(db: WebDb, file_ids: tuple[str, ...]) -> tuple[AttachmentRef, ...
     for file_id in file_ids:
         found = db.file_ref(file_id)
         if found is not None:
-            refs.append(AttachmentRef(file_id, *found))
+            name, size, _ = found
+            refs.append(AttachmentRef(file_id, name, size))
     return tuple(refs)

@@ -191,7 +191,8 @@ class WebLink:
         found = await self._front.store.call(WebDb.file_ref, file_id)
         if found is None:
             raise ChatError(404, "web.file", f"no file {file_id}")
-        return FileRef(file_id, found[0], found[1])
+        name, size, mime_type = found
+        return FileRef(file_id, name, size, mime_type)
 
     async def download_file(self, file_id: str) -> bytes:
         found = await self._front.store.call(WebDb.file, file_id)
