@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -274,3 +276,22 @@ def test_an_upload_keeps_its_type_and_a_database_from_before_types_gains_them(tm
     assert db.file_ref(declared["id"]) == ("x.bin", 4, "image/png")
     assert db.file_ref(generic["id"]) == ("notes.txt", 2, "text/plain")
     assert db.file_ref(unknown["id"]) == ("blob", 1, "")
+
+
+def test_the_database_and_its_wal_and_shm_are_private(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)  # the usual one: files 0644 unless made otherwise
+    try:
+        loose = tmp_path / "old" / "web.sqlite3"
+        loose.parent.mkdir()
+        loose.touch(mode=0o644)  # left by a version that made it world-readable
+        WebDb(loose).close()
+        db = WebDb(tmp_path / "web.sqlite3")
+        db.add_file("secret.txt", b"the person's upload")  # the WAL and its index exist now
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("web.sqlite3*")
+        }
+    finally:
+        os.umask(old_umask)
+
+    assert modes == {"web.sqlite3": 0o600, "web.sqlite3-wal": 0o600, "web.sqlite3-shm": 0o600}
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600

@@ -11,8 +11,10 @@ from one owner task (one connection, one writer).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
+import os
 import secrets
 import sqlite3
 import time
@@ -119,6 +121,16 @@ UNSENT_FILE_KEEP_S = 7 * 24 * 3600
 USER_MESSAGE = ID_PREFIX + "u"  # + the page's client id: a person's message
 
 
+def _private(path: Path) -> None:
+    """The whole chat history and every upload: readable by their owner only. SQLite gives
+    the -wal and -shm files it makes the database's mode, so they follow; ones left by an
+    older version (0644) are tightened too."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
+
+
 def media_type(declared: str, name: str) -> str:
     """`declared` ("type/subtype", parameters dropped) unless it says nothing, then the
     name's usual type: browsers leave it empty or generic for types they do not know."""
@@ -137,6 +149,8 @@ class WebDb:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":  # tests' throwaway databases are not files
+            _private(path)
         # isolation_level=None: we open transactions ourselves, one per method.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
