@@ -5,6 +5,7 @@ what the core says of a session shows in the page."""
 from __future__ import annotations
 
 import base64
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from supervisor.chat.fronts import Fronts
 from supervisor.chat.web import security
 from supervisor.chat.web.front_end import WebFrontEnd
 from supervisor.runtime.supervisor import Supervisor
-from tests.harness import World, world
+from tests.harness import FAKE_AGENT, World, world
 from tests.test_web_beside_mattermost import _answer_in, _new_thread, _page, _start_beside
-from tests.web_served import send
+from tests.web_served import receive_until, send
 
 LIMIT = 40
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(16)
@@ -69,3 +70,22 @@ async def test_an_image_attached_in_the_page_reaches_the_agent_as_an_image(tmp_p
                 await _answer_in(ws, thread["id"], "echo #1")
 
     assert _images(w) == [("image/png", PNG), ("image/jpeg", b"\xff\xd8\xff\xd9")]
+
+
+async def test_the_sidebar_names_each_sessions_agent(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            with w.config_path.open("a") as config:
+                config.write(f'\n[agents.reviewer]\ncommand = ["{sys.executable}", "{FAKE_AGENT}"]\n')
+            supervisor = await _start_beside(w)
+            async with _page(supervisor) as ws:
+                default = await _new_thread(ws, "new-plain-0001", w.work / "plain")
+                (w.work / "reviewed").mkdir()
+                await send(ws, type="new", id="new-named-0001", name="reviewed",
+                           cwd=str(w.work / "reviewed"), agent="reviewer")  # fmt: skip
+                named = (await receive_until(ws, "thread"))["thread"]
+                while named["title"] != "reviewed":
+                    named = (await receive_until(ws, "thread"))["thread"]
+
+    assert default["agent"] == Path(sys.executable).name  # the default agent's program
+    assert named["agent"] == "reviewer"

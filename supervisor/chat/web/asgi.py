@@ -289,6 +289,7 @@ def _page_config(front: WebChat) -> dict[str, Any]:
     page = front.page
     return {
         "agents": list(page.agents),
+        "default_agent": page.default_agent,
         "personas": list(page.personas),
         "default_cwd": page.default_cwd,
         "notice": page.notice,

@@ -128,7 +128,7 @@
     const notice = $("notice");
     notice.hidden = !page.notice;
     notice.textContent = page.notice;
-    fillSelect($("new-agent"), page.agents, "(default agent)");
+    fillSelect($("new-agent"), page.agents, page.default_agent ? page.default_agent + " (default)" : "(default agent)");
     fillSelect($("new-persona"), page.personas, "(none)");
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
