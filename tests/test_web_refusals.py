@@ -4,8 +4,10 @@ connection stays, and what the page sends next is delivered."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
+import pytest
 import trio
 
 from supervisor.chat.web import codec
@@ -109,3 +111,24 @@ async def test_a_post_or_stop_in_an_unknown_thread_is_refused_and_not_passed_on(
 def test_the_refusal_keeps_the_client_id_only_when_it_is_valid() -> None:
     refused = codec.decode_page(json.dumps({"type": "post", "id": "x", "thread": None, "text": ""}))
     assert refused == codec.Refused(None, "malformed message: no valid client id")
+
+
+async def test_an_action_whose_handling_fails_is_refused_alone_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another program holds the database (a sqlite3 shell left in a transaction): the
+    # write fails after SQLite's wait ("database is locked"), a failure of this action only.
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws:
+            await _welcomed(ws)
+            other = sqlite3.connect(tmp_path / "web.sqlite3", isolation_level=None)
+            other.execute("BEGIN EXCLUSIVE")
+            await send(ws, type="post", id="locked-0001", thread=None, text="!help")
+            error = await receive_until(ws, "error")
+            other.execute("ROLLBACK")
+            other.close()
+            await send(ws, type="post", id="after-0001", thread=None, text="!help")
+            await receive_until(ws, "ack", id="after-0001")
+
+    assert error["id"] == "locked-0001" and "could not take this message" in error["text"]
+    assert any("could not take a Post" in r.getMessage() for r in caplog.records)
