@@ -110,10 +110,10 @@
     state.outbox = state.outbox.filter((m) => m.id !== id);
     saveOutbox();
     state.uploads.delete(id);
-    if (message.type === "post") {
-      state.refused.set(id, { message, reason });
+    if (message.type === "post" && state.threads.has(message.thread || "main")) {
+      state.refused.set(id, { message, reason }); // shown in its thread
       renderPending();
-    } else showProblem("Not done: " + reason);
+    } else showProblem((message.type === "post" ? "Not sent: " : "Not done: ") + reason);
   }
 
   function showProblem(text) {
