@@ -107,11 +107,16 @@ converter = cattrs.Converter(forbid_extra_keys=False)
 def decode_page(raw: str) -> PageMessage | Refused:
     try:
         data = _clean(json.loads(raw))
-        client_id = data.get("id")
-        client_id = client_id if isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id) else None
-        kind = _TYPES[data.pop("type")]
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (ValueError, RecursionError):
         return Refused(None, "malformed message")
+    if not isinstance(data, dict):
+        return Refused(None, "malformed message")
+    client_id = data.get("id")
+    client_id = client_id if isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id) else None
+    kind_name = data.pop("type", None)
+    kind = _TYPES.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        return Refused(client_id, f"unknown action {kind_name!r}")
     try:
         message = converter.structure(data, kind)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, cattrs.BaseValidationError):
