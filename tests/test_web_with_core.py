@@ -87,5 +87,5 @@ async def test_the_sidebar_names_each_sessions_agent(tmp_path: Path) -> None:
                 while named["title"] != "reviewed":
                     named = (await receive_until(ws, "thread"))["thread"]
 
-    assert default["agent"] == Path(sys.executable).name  # the default agent's program
+    assert default["agent"] == "claude"  # the default agent, by its protocol's name
     assert named["agent"] == "reviewer"

@@ -49,7 +49,7 @@ class PageConfig:
     """What the new-session form offers, and a notice for the top of the page."""
 
     agents: tuple[str, ...] = ()  # named agents; the form offers the default one first
-    default_agent: str = ""  # what the sidebar calls the default agent: its program's name
+    default_agent: str = ""  # what the sidebar calls the default agent (as `!agents` does)
     personas: tuple[str, ...] = ()
     default_cwd: str = ""
     notice: str = ""
