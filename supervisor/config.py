@@ -242,6 +242,11 @@ class Config:
         factory=FrozenMap, converter=frozen_map, validator=check_agents
     )
 
+    @property
+    def default_agent_name(self) -> str:
+        """What `[agent]` is called: its protocol's name unless an `[agents.NAME]` takes it."""
+        return self.agent.protocol if self.agent.protocol not in self.agents else "default"
+
 
 # --- environment overrides and defaults that depend on other keys ---------------------
 

@@ -543,3 +543,46 @@ def test_a_file_the_core_sends_is_a_download_link_that_serves_its_bytes(
         link.get_attribute("href"),
     )
     assert body == "contents of report.txt\n"
+
+
+def test_half_an_emoji_is_delivered_as_a_replacement_and_what_follows_arrives(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.d.execute_script("document.getElementById('text').value = 'broken \\ud83d end'")
+    page.el("#send").click()
+    page.send("!help")
+    page.wait_text("Commands: ")
+
+    assert page.el("#connection").text == "connected"
+    assert page.texts("#messages > li.user") == ["broken \ufffd end", "!help"]
+    assert not page.els("li.pending")
+
+
+def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the_queue(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.d.execute_script("document.getElementById('text').value = 'x'.repeat(200001)")
+    page.el("#send").click()
+    assert "the limit is 200,000" in page.el("#problem").text
+    assert len(page.el("#text").get_attribute("value")) == 200_001  # kept, to be shortened
+    assert not page.els("li.pending")
+
+    # A queue the server will never take (as pages before the limits were checked kept
+    # one): it is refused once, shown with its reason, and never sent again.
+    too_many = [f"webf{i:02d}" for i in range(21)]
+    page.d.execute_script(
+        "localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))",
+        f"supervisor-outbox-{world.port}",
+        [{"type": "post", "id": "stuck-message-0001", "thread": None, "text": "stuck", "files": too_many}],
+    )
+    driver.refresh()
+    page.wait_connected()
+    wait_for(lambda: page.els("li.refused"), what="the refused message shown")
+    assert "Not sent: 21 files attached; the limit is 20" in page.texts("li.refused")[0]
+    outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
+    assert outbox == "[]"
+    page.send("!help")
+    page.wait_text("Commands: ")
+    assert not page.els("li.pending")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -252,3 +254,44 @@ def test_an_upload_no_message_carries_is_dropped_at_a_start_once_a_week_old(tmp_
     assert reopened.file(sent["id"]) == ("sent.txt", b"carried")
     assert reopened.file(bot_sent["id"]) == ("got.txt", b"by !get")
     assert reopened.file(fresh["id"]) == ("fresh.txt", b"its message may still come")
+
+
+def test_an_upload_keeps_its_type_and_a_database_from_before_types_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "web.sqlite3"
+    old = sqlite3.connect(path)  # the files table as it was before uploads kept a type
+    old.execute(
+        "CREATE TABLE files (id TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL,"
+        " data BLOB NOT NULL, created REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO files VALUES ('webfold', 'old.png', 1, x'00', ?)", (time.time(),))
+    old.commit()
+    old.close()
+
+    db = WebDb(path)
+    declared = db.add_file("x.bin", b"\x89PNG", "image/png; charset=binary")
+    generic = db.add_file("notes.txt", b"hi", "application/octet-stream")
+    unknown = db.add_file("blob", b"?")
+
+    assert db.file_ref("webfold") == ("old.png", 1, "image/png")  # guessed from the name
+    assert db.file_ref(declared["id"]) == ("x.bin", 4, "image/png")
+    assert db.file_ref(generic["id"]) == ("notes.txt", 2, "text/plain")
+    assert db.file_ref(unknown["id"]) == ("blob", 1, "")
+
+
+def test_the_database_and_its_wal_and_shm_are_private(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)  # the usual one: files 0644 unless made otherwise
+    try:
+        loose = tmp_path / "old" / "web.sqlite3"
+        loose.parent.mkdir()
+        loose.touch(mode=0o644)  # left by a version that made it world-readable
+        WebDb(loose).close()
+        db = WebDb(tmp_path / "web.sqlite3")
+        db.add_file("secret.txt", b"the person's upload")  # the WAL and its index exist now
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("web.sqlite3*")
+        }
+    finally:
+        os.umask(old_umask)
+
+    assert modes == {"web.sqlite3": 0o600, "web.sqlite3-wal": 0o600, "web.sqlite3-shm": 0o600}
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600

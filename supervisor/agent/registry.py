@@ -53,7 +53,7 @@ def make_backend(name: str, settings: AgentConfig) -> AgentBackend:
 class AgentRegistry:
     def __init__(self, config: Config) -> None:
         self.config = config
-        default_name = config.agent.protocol if config.agent.protocol not in config.agents else "default"
+        default_name = config.default_agent_name
         self.default = Agent(default_name, config.agent, make_backend(default_name, config.agent))
         self.agents: dict[str, Agent] = {default_name: self.default}
         for name, named in config.agents.items():

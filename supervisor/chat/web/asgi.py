@@ -21,6 +21,7 @@ from supervisor.chat.web import codec, security
 from supervisor.chat.web.assets import Asset, load_assets
 from supervisor.chat.web.db import WebDb
 from supervisor.chat.web.front import WebChat
+from supervisor.chat.web.port import MAIN_THREAD
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ class WebApp:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        ref = await self.front.store.call(WebDb.add_file, name, b"".join(chunks))
+        # The browser declares an attached file's type (an image is given to the agent as one).
+        declared = _header(scope, b"content-type") or ""
+        ref = await self.front.store.call(WebDb.add_file, name, b"".join(chunks), declared)
         await _respond(send, 200, json.dumps(ref).encode(), b"application/json")
 
     def _too_large(self) -> bytes:
@@ -184,6 +187,10 @@ class WebApp:
                 nursery.start_soon(tab.forward, updates, nursery.cancel_scope)
                 await tab.read(receive)
                 nursery.cancel_scope.cancel()
+
+
+class Refusal(Exception):
+    """The page asked for something that cannot be done; the message is its reason."""
 
 
 class _Tab:
@@ -221,10 +228,23 @@ class _Tab:
                 return
             raw = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
             page = codec.decode_page(raw)
-            if page is None:
-                await self.send({"type": "error", "text": "malformed message"})
+            if isinstance(page, codec.Refused):
+                await self.refuse(page)
                 continue
-            await self._handle(page)
+            try:
+                await self._handle(page)
+            except Refusal as refusal:
+                await self.refuse(codec.Refused(getattr(page, "id", None), str(refusal)))
+            except Exception:
+                # One action the server cannot take must not end the connection: the
+                # page would resend it on reconnecting and never get past it.
+                log.exception("the web chat could not take a %s from the page", type(page).__name__)
+                reason = "the supervisor could not take this message (its log says why)"
+                await self.refuse(codec.Refused(getattr(page, "id", None), reason))
+
+    async def refuse(self, refused: codec.Refused) -> None:
+        """Tell the page; with an id, it shows that action refused and stops resending it."""
+        await self.send({"type": "error", "id": refused.id, "text": refused.reason})
 
     async def _handle(self, page: codec.PageMessage) -> None:
         store = self.front.store
@@ -253,17 +273,28 @@ class _Tab:
                 await self.front.accept(codec.Post(page.id, None, command))
                 await self.send({"type": "ack", "id": page.id})
             case codec.Post() | codec.Choose() | codec.Stop():
+                # The core would answer in a thread no page can show.
+                if isinstance(page, codec.Post | codec.Stop) and not await self._exists(page.thread):
+                    raise Refusal(f"there is no thread {page.thread}")
                 await self.front.accept(page)
                 await self.send({"type": "ack", "id": page.id})
+
+    async def _exists(self, thread_id: str | None) -> bool:
+        if thread_id in (None, MAIN_THREAD):
+            return True
+        return await self.front.store.call(WebDb.thread, thread_id) is not None
 
 
 def _page_config(front: WebChat) -> dict[str, Any]:
     page = front.page
     return {
         "agents": list(page.agents),
+        "default_agent": page.default_agent,
         "personas": list(page.personas),
         "default_cwd": page.default_cwd,
         "notice": page.notice,
+        "max_text": codec.MAX_TEXT,  # the page checks before sending
+        "max_files": codec.MAX_FILES,
     }
 
 

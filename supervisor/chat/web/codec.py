@@ -8,7 +8,10 @@ event id: a resend of the same id is recognised by the store):
   {"type": "choose", "id": C, "message": M, "option": allow_once|allow_always|reject}
   {"type": "stop", "id": C, "thread": T}
   {"type": "new", "id": C, "name": S, "cwd": S, "agent": S, "persona": S}
-Unknown types and malformed fields decode to `None` (the page is told, nothing runs).
+What the page is refused decodes to `Refused`, with the action's client id when it has a
+valid one and a reason the page shows (it then drops the action from its queue). A lone
+UTF-16 surrogate (half an emoji cut by the page) becomes U+FFFD: it is text, and nothing
+below the codec can store it.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from supervisor.chat.web.port import (
 
 MAX_TEXT = 200_000
 MAX_FILES = 20
+MAX_VERSION = 2**62  # a version or seq beyond this is no row's: SQLite holds 64-bit integers
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 SESSION_WORD = re.compile(r"[^\s=]+")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # json.loads joins the pairs: these are halves
 
 
 @attrs.frozen
@@ -78,6 +83,14 @@ class NewSession:
     persona: str = ""
 
 
+@attrs.frozen
+class Refused:
+    """An action the server does not take: `id` names it (None when it has no valid one)."""
+
+    id: str | None
+    reason: str
+
+
 PageMessage = Hello | Open | Post | Choose | Stop | NewSession
 _TYPES: dict[str, type[PageMessage]] = {
     "hello": Hello,
@@ -91,32 +104,69 @@ _TYPES: dict[str, type[PageMessage]] = {
 converter = cattrs.Converter(forbid_extra_keys=False)
 
 
-def decode_page(raw: str) -> PageMessage | None:
+def decode_page(raw: str) -> PageMessage | Refused:
     try:
-        data = json.loads(raw)
-        kind = _TYPES[data.pop("type")]
+        data = _clean(json.loads(raw))
+    except (ValueError, RecursionError):
+        return Refused(None, "malformed message")
+    if not isinstance(data, dict):
+        return Refused(None, "malformed message")
+    client_id = data.get("id")
+    client_id = client_id if isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id) else None
+    kind_name = data.pop("type", None)
+    kind = _TYPES.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        return Refused(client_id, f"unknown action {kind_name!r}")
+    try:
         message = converter.structure(data, kind)
-    except (ValueError, KeyError, TypeError, AttributeError, cattrs.BaseValidationError):
-        return None
-    return message if _valid(message) else None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, cattrs.BaseValidationError):
+        return Refused(client_id, "malformed message")
+    reason = _problem(message)
+    if reason is not None:
+        return Refused(client_id, reason)
+    return message
 
 
-def _valid(message: PageMessage) -> bool:
-    if isinstance(message, Hello | Open):
-        return True
+def _clean(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    match value:
+        case str():
+            return LONE_SURROGATE.sub("\ufffd", value)
+        case list():
+            return [_clean(item) for item in value]
+        case dict():
+            return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
+def _problem(message: PageMessage) -> str | None:
+    """Why the server refuses `message`, in the words the page shows; None if it does not."""
+    match message:
+        case Hello(since=since) if not 0 <= since <= MAX_VERSION:
+            return f"since must be a version from 0 to {MAX_VERSION}"
+        case Open(before=before) if before is not None and not 0 <= before <= MAX_VERSION:
+            return f"before must be a message number from 0 to {MAX_VERSION}"
+        case Hello() | Open():
+            return None
     if not CLIENT_ID.fullmatch(message.id):
-        return False
+        return "malformed message: no valid client id"
     match message:
         case Post(text=text, files=files):
-            return len(text) <= MAX_TEXT and len(files) <= MAX_FILES and bool(text or files)
-        case Choose(option=option):
-            return option in OPTION_KINDS
-        case NewSession(name=name, cwd=cwd, agent=agent, persona=persona):
-            words = [w for w in (name, agent, persona) if w]
-            return bool(name) and all(SESSION_WORD.fullmatch(w) for w in words) and (
-                "\n" not in cwd
-            )
-    return True
+            if len(text) > MAX_TEXT:
+                return f"the message is {len(text):,} characters long; the limit is {MAX_TEXT:,}"
+            if len(files) > MAX_FILES:
+                return f"{len(files)} files attached; the limit is {MAX_FILES} per message"
+            if not (text or files):
+                return "the message is empty"
+        case Choose(option=option) if option not in OPTION_KINDS:
+            return f"unknown option {option!r}"
+        case NewSession(name=name, agent=agent, persona=persona) if not name or not all(
+            SESSION_WORD.fullmatch(w) for w in (name, agent, persona) if w
+        ):
+            return "a session's name, agent and persona are single words without '='"
+        case NewSession(cwd=cwd) if "\n" in cwd:
+            return "a directory cannot contain a line break"
+    return None
 
 
 def new_session_command(message: NewSession) -> str:

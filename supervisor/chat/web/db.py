@@ -11,7 +11,10 @@ from one owner task (one connection, one writer).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mimetypes
+import os
 import secrets
 import sqlite3
 import time
@@ -43,9 +46,11 @@ CREATE TABLE IF NOT EXISTS inbox (
 );
 CREATE TABLE IF NOT EXISTS files (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL, mime_type TEXT NOT NULL DEFAULT ''
 );
 """
+# Databases from before a column existed get it here (SQLite adds a column in place).
+ADDED_COLUMNS = {"files": {"mime_type": "TEXT NOT NULL DEFAULT ''"}}
 
 
 @attrs.frozen
@@ -116,6 +121,25 @@ UNSENT_FILE_KEEP_S = 7 * 24 * 3600
 USER_MESSAGE = ID_PREFIX + "u"  # + the page's client id: a person's message
 
 
+def _private(path: Path) -> None:
+    """The whole chat history and every upload: readable by their owner only. SQLite gives
+    the -wal and -shm files it makes the database's mode, so they follow; ones left by an
+    older version (0644) are tightened too."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
+
+
+def media_type(declared: str, name: str) -> str:
+    """`declared` ("type/subtype", parameters dropped) unless it says nothing, then the
+    name's usual type: browsers leave it empty or generic for types they do not know."""
+    declared = declared.partition(";")[0].strip().lower()
+    if declared and declared != "application/octet-stream" and len(declared) <= 100:
+        return declared
+    return mimetypes.guess_type(name, strict=False)[0] or declared
+
+
 def new_id(kind: str) -> str:
     return ID_PREFIX + kind + secrets.token_hex(8)
 
@@ -125,6 +149,8 @@ class WebDb:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":  # tests' throwaway databases are not files
+            _private(path)
         # isolation_level=None: we open transactions ourselves, one per method.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -133,6 +159,11 @@ class WebDb:
         # What exactly-once rests on is committed with FULL (`_durable`).
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in present:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', 0)")
         # The main thread: commands only, like a Mattermost main DM.
         self._conn.execute(
@@ -382,12 +413,13 @@ class WebDb:
 
     # files ---------------------------------------------------------------------------
 
-    def add_file(self, name: str, data: bytes) -> dict[str, Any]:
+    def add_file(self, name: str, data: bytes, content_type: str = "") -> dict[str, Any]:
+        """Keep an uploaded file; `content_type` as the uploader declared it, if it did."""
         fid = new_id("f")
         with self._conn:
             self._conn.execute(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?)",
-                (fid, name, len(data), data, time.time()),
+                "INSERT INTO files (id, name, size, data, created, mime_type) VALUES (?,?,?,?,?,?)",
+                (fid, name, len(data), data, time.time(), media_type(content_type, name)),
             )
         return {"id": fid, "name": name, "size": len(data)}
 
@@ -404,11 +436,12 @@ class WebDb:
             ).rowcount
         return int(gone)
 
-    def file_ref(self, file_id: str) -> tuple[str, int] | None:
+    def file_ref(self, file_id: str) -> tuple[str, int, str] | None:
+        """The file's name, size and media type (guessed from the name if none was kept)."""
         row = self._conn.execute(
-            "SELECT name, size FROM files WHERE id = ?", (file_id,)
+            "SELECT name, size, mime_type FROM files WHERE id = ?", (file_id,)
         ).fetchone()
-        return None if row is None else (str(row[0]), int(row[1]))
+        return None if row is None else (str(row[0]), int(row[1]), media_type(row[2], row[0]))
 
     def file(self, file_id: str) -> tuple[str, bytes] | None:
         row = self._conn.execute(

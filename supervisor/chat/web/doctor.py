@@ -6,6 +6,7 @@ from `supervisor.checks`. Never prints the token.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -18,7 +19,9 @@ from supervisor.checks import CheckResult
 WebCheck = CheckResult
 
 
-def listen_check(listen: str, allow_remote: bool) -> WebCheck:
+def listen_check(listen: str, allow_remote: bool, state_dir: Path | None = None) -> WebCheck:
+    """Can the web chat listen? A port held while a supervisor runs on `state_dir` is that
+    supervisor's own (`check` beside the running service), not a failure."""
     problem = security.listen_problem(listen, allow_remote)
     if problem is not None:
         return WebCheck("web listen", False, problem, "fix web.listen (or web.allow_remote)")
@@ -30,6 +33,11 @@ def listen_check(listen: str, allow_remote: bool) -> WebCheck:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((address.host, address.port))
     except OSError as error:
+        running = _running_supervisor(state_dir) if error.errno == errno.EADDRINUSE else None
+        if running is not None:
+            return WebCheck(
+                "web listen", True, f"{listen} is in use by the running supervisor (pid {running})"
+            )
         return WebCheck(
             "web listen",
             False,
@@ -39,14 +47,26 @@ def listen_check(listen: str, allow_remote: bool) -> WebCheck:
     return WebCheck("web listen", True, f"{listen} is free")
 
 
+def _running_supervisor(state_dir: Path | None) -> int | None:
+    """The pid of the supervisor running on `state_dir`, from its lock (as the state
+    directory's check finds it: read, never taken)."""
+    from supervisor.doctor import _holder  # the state directory's check owns the lock's reading
+
+    return None if state_dir is None else _holder(state_dir)
+
+
 def token_check(state_dir: Path) -> WebCheck:
     path = state_dir / security.TOKEN_FILE
     if not path.exists():
-        writable = os.access(state_dir if state_dir.exists() else state_dir.parent, os.W_OK)
-        if writable:
+        # The first start creates the missing directories too (the default state.dir,
+        # ~/.local/state/supervisor, on a new account): the nearest existing one decides.
+        existing = state_dir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if os.access(existing, os.W_OK | os.X_OK):
             return WebCheck("web token", True, f"created on first start in {path}")
         return WebCheck(
-            "web token", False, f"{path.parent} is not writable", "fix state.dir or its permissions"
+            "web token", False, f"{existing} is not writable", "fix state.dir or its permissions"
         )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -73,4 +93,4 @@ def page_check() -> WebCheck:
 
 def checks(listen: str, allow_remote: bool, state_dir: Path) -> list[WebCheck]:
     """The web chat's lines, in report order."""
-    return [listen_check(listen, allow_remote), token_check(state_dir), page_check()]
+    return [listen_check(listen, allow_remote, state_dir), token_check(state_dir), page_check()]

@@ -49,6 +49,7 @@ class PageConfig:
     """What the new-session form offers, and a notice for the top of the page."""
 
     agents: tuple[str, ...] = ()  # named agents; the form offers the default one first
+    default_agent: str = ""  # what the sidebar calls the default agent (as `!agents` does)
     personas: tuple[str, ...] = ()
     default_cwd: str = ""
     notice: str = ""
@@ -193,5 +194,6 @@ def _file_refs(db: WebDb, file_ids: tuple[str, ...]) -> tuple[AttachmentRef, ...
     for file_id in file_ids:
         found = db.file_ref(file_id)
         if found is not None:
-            refs.append(AttachmentRef(file_id, *found))
+            name, size, _ = found
+            refs.append(AttachmentRef(file_id, name, size))
     return tuple(refs)

@@ -61,6 +61,7 @@ def web_settings(config: Config) -> WebSettings:
         page=PageConfig(
             # Named agents only: the form's first choice is the default agent (no agent=).
             agents=tuple(getattr(config, "agents", {})),
+            default_agent=config.default_agent_name,
             personas=tuple(config.personas),
             default_cwd=str(agent.default_cwd),
             notice=missing_agent_notice(agent.command, path),

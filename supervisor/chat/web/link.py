@@ -71,6 +71,7 @@ CHOICES_HELP = (
 # Commands are typed as in Mattermost; the main thread is the one the sidebar calls Commands.
 WORDS = Words(main="the Commands thread", help_notes=CHOICES_HELP)
 _HEADER_CWD = re.compile(r"`[^`]*`[^`\n]*·\s*`([^`\n]+)`")  # the header's second code span
+_HEADER_AGENT = re.compile(r"· agent `([^`\n]+)`")  # a named agent; none: the default one
 
 
 def _ms(seconds: float) -> int:
@@ -122,9 +123,11 @@ class WebLink:
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:
         front = self._front
         found = _HEADER_CWD.search(header)
+        agent = _HEADER_AGENT.search(header.partition("\n")[0])
         thread = await front.open_thread(
-            WEB_PLACE, title, header, key, cwd=found[1] if found else ""
-        )
+            WEB_PLACE, title, header, key, cwd=found[1] if found else "",
+            agent=agent[1] if agent else front.page.default_agent,
+        )  # fmt: skip
         root = Post(
             thread.thread_id, CHANNEL, BOT.id, header, create_at=_ms(time.time()), idempotency_key=key
         )
@@ -191,7 +194,8 @@ class WebLink:
         found = await self._front.store.call(WebDb.file_ref, file_id)
         if found is None:
             raise ChatError(404, "web.file", f"no file {file_id}")
-        return FileRef(file_id, found[0], found[1])
+        name, size, mime_type = found
+        return FileRef(file_id, name, size, mime_type)
 
     async def download_file(self, file_id: str) -> bytes:
         found = await self._front.store.call(WebDb.file, file_id)

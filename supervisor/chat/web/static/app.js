@@ -25,6 +25,8 @@
     // A long thread opens on its newest page; older pages are fetched on demand.
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
+    refused: new Map(), // outbox id -> {message, reason}: the server will not take it
+    limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
     retry: 250,
@@ -94,15 +96,39 @@
         state.outbox = state.outbox.filter((m) => m.id !== update.id);
         saveOutbox();
         break;
+      case "error":
+        refused(update.id, update.text);
+        break;
     }
+  }
+
+  // The server refused one of our actions (too long, a thread that is gone...): it will
+  // never take it, so it leaves the outbox (no resend on every reconnect) and shows why.
+  function refused(id, reason) {
+    const message = state.outbox.find((m) => m.id === id);
+    if (!message) return;
+    state.outbox = state.outbox.filter((m) => m.id !== id);
+    saveOutbox();
+    state.uploads.delete(id);
+    if (message.type === "post" && state.threads.has(message.thread || "main")) {
+      state.refused.set(id, { message, reason }); // shown in its thread
+      renderPending();
+    } else showProblem((message.type === "post" ? "Not sent: " : "Not done: ") + reason);
+  }
+
+  function showProblem(text) {
+    const problem = $("problem");
+    problem.hidden = !text;
+    problem.textContent = text;
   }
 
   function welcome(update) {
     const page = update.page;
+    if (page.max_text) state.limits = { max_text: page.max_text, max_files: page.max_files };
     const notice = $("notice");
     notice.hidden = !page.notice;
     notice.textContent = page.notice;
-    fillSelect($("new-agent"), page.agents, "(default agent)");
+    fillSelect($("new-agent"), page.agents, page.default_agent ? page.default_agent + " (default)" : "(default agent)");
     fillSelect($("new-persona"), page.personas, "(none)");
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
@@ -405,7 +431,7 @@
 
   function renderPending() {
     const list = $("messages");
-    for (const old of list.querySelectorAll("li.pending")) old.remove();
+    for (const old of list.querySelectorAll("li.pending, li.refused")) old.remove();
     for (const m of state.outbox) {
       if (m.type !== "post" || (m.thread || "main") !== state.selected) continue;
       const loaded = state.messages.get(state.selected);
@@ -417,6 +443,20 @@
       body.className = "body";
       body.textContent = m.text;
       li.append(body);
+      list.append(li);
+    }
+    for (const { message: m, reason } of state.refused.values()) {
+      if ((m.thread || "main") !== state.selected) continue;
+      const li = document.createElement("li");
+      li.className = "user text refused";
+      li.dataset.client = m.id;
+      const body = document.createElement("div");
+      body.className = "body";
+      body.textContent = m.text;
+      const why = document.createElement("div");
+      why.className = "reason";
+      why.textContent = "Not sent: " + reason;
+      li.append(body, why);
       list.append(li);
     }
   }
@@ -455,6 +495,17 @@
     const text = $("text").value;
     const files = state.files;
     if (!text.trim() && !files.length) return;
+    // The server's limits, checked here so the text stays in the box to be shortened.
+    const length = Array.from(text).length; // code points, as the server counts
+    if (length > state.limits.max_text) {
+      showProblem(`The message is ${length.toLocaleString("en")} characters long; the limit is ${state.limits.max_text.toLocaleString("en")}. Shorten it or attach it as a file.`);
+      return;
+    }
+    if (files.length > state.limits.max_files) {
+      showProblem(`${files.length} files attached; the limit is ${state.limits.max_files} per message.`);
+      return;
+    }
+    showProblem("");
     const thread = state.selected === "main" ? null : state.selected;
     if (thread && !text.trim().startsWith("!")) {
       // A prompt starts a turn (or waits for the running one): Stop is useful from now
