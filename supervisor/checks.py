@@ -9,7 +9,9 @@ only bounds an awaitable by a cancel scope.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Final, TypeVar
 
 import attrs
@@ -102,3 +104,23 @@ async def within(seconds: float, fallback: T, work: Callable[[], Awaitable[T]]) 
     with trio.move_on_after(seconds):
         return await work()
     return fallback
+
+
+def lock_holder(lock_file: Path) -> int | None:
+    """The pid that holds `lock_file` (a running `run` holds the state directory's), from
+    /proc/locks: lines like "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF" (device in
+    hex, inode). Read, never taken. Blocking (a stat): the doctor runs it in a thread."""
+    try:
+        lock = lock_file.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    where = f"{os.major(lock.st_dev):02x}:{os.minor(lock.st_dev):02x}:{lock.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields or "FLOCK" not in fields:  # "->": a waiter, not the holder
+            continue
+        at = fields.index("FLOCK")
+        if len(fields) > at + 4 and fields[at + 4] == where and fields[at + 3].isdigit():
+            return int(fields[at + 3])
+    return None

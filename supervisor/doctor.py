@@ -36,6 +36,7 @@ from supervisor.checks import (
     Limits,
     exit_status,
     format_report,
+    lock_holder,
     timed_out,
     within,
 )
@@ -72,7 +73,7 @@ def state_dir_check(directory: Path) -> CheckResult:
             return CheckResult("state directory", False, f"only {free / 2**20:.1f} MiB free where {directory} is "
                                "(prompts wait while the state cannot be written)",
                                "make room on that file system, or set state.dir to one with room")
-        holder = _holder(directory)
+        holder = lock_holder(directory / LOCK_NAME)
         held = f"; in use by a running supervisor (pid {holder})" if holder else ""
         return CheckResult("state directory", True, f"{directory} is writable, {free / 2**30:.1f} GiB free{held}")
     parent = directory.parent
@@ -83,25 +84,6 @@ def state_dir_check(directory: Path) -> CheckResult:
     if not os.access(parent, os.W_OK | os.X_OK):
         return CheckResult("state directory", False, f"cannot create {directory}: Permission denied", fix)
     return CheckResult("state directory", True, f"{directory} does not exist yet; `run` will create it")
-
-
-def _holder(directory: Path) -> int | None:
-    """The pid that holds `directory`'s supervisor.lock (a running `run`), from /proc/locks:
-    lines like "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF" (device in hex, inode)."""
-    try:
-        lock = (directory / LOCK_NAME).stat()
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return None
-    where = f"{os.major(lock.st_dev):02x}:{os.minor(lock.st_dev):02x}:{lock.st_ino}"
-    for line in table.splitlines():
-        fields = line.split()
-        if "->" in fields or "FLOCK" not in fields:  # "->": a waiter, not the holder
-            continue
-        at = fields.index("FLOCK")
-        if len(fields) > at + 4 and fields[at + 4] == where and fields[at + 3].isdigit():
-            return int(fields[at + 3])
-    return None
 
 
 async def state_checks(directory: Path, limits: Limits) -> list[CheckResult]:

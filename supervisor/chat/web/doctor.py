@@ -14,7 +14,8 @@ from pathlib import Path
 
 from supervisor.chat.web import security
 from supervisor.chat.web.assets import BUNDLE, load_assets
-from supervisor.checks import CheckResult
+from supervisor.checks import CheckResult, lock_holder
+from supervisor.runtime.store import LOCK_NAME
 
 WebCheck = CheckResult
 
@@ -48,11 +49,8 @@ def listen_check(listen: str, allow_remote: bool, state_dir: Path | None = None)
 
 
 def _running_supervisor(state_dir: Path | None) -> int | None:
-    """The pid of the supervisor running on `state_dir`, from its lock (as the state
-    directory's check finds it: read, never taken)."""
-    from supervisor.doctor import _holder  # the state directory's check owns the lock's reading
-
-    return None if state_dir is None else _holder(state_dir)
+    """The pid of the supervisor running on `state_dir`, from its lock."""
+    return None if state_dir is None else lock_holder(state_dir / LOCK_NAME)
 
 
 def token_check(state_dir: Path) -> WebCheck:
