@@ -50,7 +50,8 @@ async def test_new_makes_a_topic_with_the_header_and_a_prompt_there_is_answered_
             await w.wait_for(lambda: w.fake.bot_messages(MALLORY))
             assert w.topic("evil") is None and text.count("echo #1") == 1
             assert call_problems(w.fake.calls) == []  # every request we made keeps the schema
-            assert ("new", "NAME [CWD] [persona=P]: start a session") in w.fake.menu
+            assert ("new", "NAME [CWD] [agent=A] [persona=P] [resume=ID]: start a session") in w.fake.menu
+            assert ("agents", "the agents sessions can run, and whether they start") in w.fake.menu
 
 
 async def test_help_speaks_of_telegrams_buttons_commands_and_topics_not_mattermosts(tmp_path: Path) -> None:

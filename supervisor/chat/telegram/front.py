@@ -48,6 +48,7 @@ from supervisor.chat.telegram.messages import PORT_KINDS
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
+from supervisor.core.commands import NEW_FORM
 from supervisor.core.events import (
     ChatEvent,
     Choice,
@@ -69,8 +70,9 @@ NOT_ALLOWED: Final = "not allowed"
 REFUSE_EVERY_S: Final = 3600.0
 # The menu a Telegram client shows when "/" is typed (setMyCommands).
 MENU: Final = (
-    ("new", "NAME [CWD] [persona=P]: start a session"),
+    ("new", NEW_FORM.removeprefix("new ") + ": start a session"),  # the form !help gives
     ("sessions", "list the sessions"),
+    ("agents", "the agents sessions can run, and whether they start"),
     ("session", "NAME: send plain text to that session (without topics)"),
     ("stop", "interrupt the running turn"),
     ("status", "the session's state, directory and cost"),
