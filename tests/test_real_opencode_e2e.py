@@ -85,10 +85,17 @@ async def test_one_thread_on_the_real_opencode(tmp_path: Path) -> None:
             await w.react(ask[0]["id"], "repeat")
             await w.answered(root, "tool said: a1", timeout=120)
             await w.settled(root, timeout=120)
+            # 🔁 covers `echo a1` exactly (OpenCode's own rule would be `echo *`): another
+            # echo is asked, the same command again is not.
             await w.say("[tool echo a2]", root_id=root)
+            ask = await w.wait_for(lambda: asks()[3:], 120)
+            await w.react(ask[0]["id"], "+1")
             await w.answered(root, "tool said: a2", timeout=120)
             await w.settled(root, timeout=120)
-            assert len(asks()) == 3  # 🔁 covered `echo a2`: not asked
+            await w.say("[tool echo a1] again", root_id=root)
+            await w.wait_for(lambda: w.thread_text(root).count("tool said: a1") == 2, 120)
+            await w.settled(root, timeout=120)
+            assert len(asks()) == 4
 
             await w.say("[slow 30] a long answer", root_id=root)
             await w.answered(root, ": [slow 30] a long", timeout=120)  # streaming now
@@ -97,7 +104,7 @@ async def test_one_thread_on_the_real_opencode(tmp_path: Path) -> None:
             await w.settled(root, timeout=120)
 
             await w.say("[tool touch ran-3]", root_id=root)
-            ask = await w.wait_for(lambda: asks()[3:], 120)
+            ask = await w.wait_for(lambda: asks()[4:], 120)
             await w.react(ask[0]["id"], "octagonal_sign")
             await w.settled(root, timeout=120)
             await w.say("still there?", root_id=root)
