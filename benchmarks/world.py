@@ -99,7 +99,7 @@ async def seed_sessions(w: World, count: int) -> list[str]:
             root_pending_id=f"{alice}:{uuid.uuid4().hex}",
             created_at=texts.utc_iso(time.time()),
         )
-        root = await server.user_post_in(dm, server.bot.username, texts.thread_root(record, mattermost_link.WORDS))
+        root = await server.user_post_in(dm, server.bot.username, texts.thread_root(record, mattermost_link.WORDS, "claude"))
         records[record.id] = attrs.evolve(record, root_id=root["id"])
         roots.append(str(root["id"]))
     # The ledger as a previous run leaves it: everything up to now dealt with. (With no
