@@ -240,3 +240,28 @@ async def test_at_a_stop_what_a_draft_shows_becomes_a_message(tmp_path: Path) ->
                 assert not [s for s in fake.bot_messages(ALICE, topic) if "half" in s.message.get("text", "")]
             # front_end closed the front end, as a stop does
             assert [s.message.get("text") for s in fake.bot_messages(ALICE, topic)][-1] == "half an answer"
+
+
+async def test_a_stop_on_a_draft_of_an_earlier_run_never_stops_another_sessions_turn(tmp_path: Path) -> None:
+    """Draft ids are not reused across runs, and a Stop's topic says whose draft it was: a
+    Stop pressed on an old draft (a restart since) cannot interrupt another session."""
+    with trio.fail_after(90):
+        async with started_tg_world(tmp_path) as w:
+            alpha = await w.new_session("alpha")
+            w.say("[slow 2] first answer", alpha)
+            chat = w.fake.chat(ALICE)
+            await w.wait_for(lambda: alpha in chat.live_drafts)
+            old_draft = chat.live_drafts[alpha][0]
+            await w.answered(alpha, "echo #1: first answer")
+            await w.stop()
+            await w.start()
+            beta = await w.new_session("beta")
+            w.say("[slow 30] a long answer", beta)
+            await w.wait_for(lambda: "echo" in chat.live_drafts.get(beta, (0, ""))[1])
+            assert chat.live_drafts[beta][0] != old_draft
+            stop = w.fake.stop_draft(ALICE, old_draft, thread_id=alpha)
+            await w.wait_for(lambda: stop in w.fake.confirmed)
+            await trio.sleep(1)
+            assert "Interrupted" not in w.text(beta)
+            w.say("/stop", beta)
+            await w.answered(beta, "Interrupted", timeout=15)

@@ -54,6 +54,7 @@ from supervisor.core.events import Post
 
 log = logging.getLogger("supervisor.telegram")
 
+_DRAFT_ID_SPAN: Final = 2**31 - 1  # draft ids: non-zero, and within 31 bits to be safe
 _KEPT: Final = 2000  # provisional ids (and draft ids) remembered once made real
 # A growing post made real, kept in memory's keys under this prefix: the core may name its
 # provisional id after a restart (a lapsed permission request is edited then).
@@ -83,7 +84,9 @@ class Drafts:
         self.core_of: dict[str, str] = {}  # real post id -> provisional id
         self._places: dict[tuple[int, int | None], str] = {}  # place -> provisional id
         self._roots: OrderedDict[tuple[int, int], str] = OrderedDict()  # (chat, draft id) -> root
-        self._draft_ids = itertools.count(1)
+        # Draft ids of one run must not be taken for another's (a Stop pressed on a draft
+        # shown before a restart): each run starts at its own point, from the clock.
+        self._draft_ids = (1 + n % _DRAFT_ID_SPAN for n in itertools.count(time.time_ns() // 1_000_000))
         # Provisional ids must not repeat across runs (the core keeps them): microseconds.
         self._last = 0
 
@@ -225,9 +228,8 @@ class GrowingPosts:
 
     def root_of_draft(self, chat_id: int, topic_id: int | None, draft_id: int) -> str | None:
         """The session thread whose draft that was (for its Stop button)."""
-        root = self.drafts.root_of_draft(chat_id, draft_id)
-        if root is None and topic_id is not None:
-            root = ids.post(chat_id, topic_id)  # a draft of an earlier run: its topic says
+        # A topic is one session's: it says whose draft that was, whichever run showed it.
+        root = ids.post(chat_id, topic_id) if topic_id is not None else self.drafts.root_of_draft(chat_id, draft_id)
         return root if root in self.memory.threads else None
 
     def core_id(self, post_id: str) -> str:
