@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -15,7 +16,14 @@ import pytest
 import trio
 
 from supervisor.core.state import SessionRecord, State, encode
-from supervisor.runtime.store import FILE_NAME, Store, load_state, read_state, write_atomically
+from supervisor.runtime.store import (
+    FILE_NAME,
+    Store,
+    held,
+    load_state,
+    read_state,
+    write_atomically,
+)
 
 WRITER = """
 import sys, itertools
@@ -118,3 +126,17 @@ async def test_store_acknowledges_only_durable_changes_and_commits_in_groups(tmp
             # one line per session and per channel: readable, and valid JSON
             assert encode(read_state(tmp_path).state).decode().count("\n") == 8
             nursery.cancel_scope.cancel()
+
+
+def test_a_state_directory_the_supervisor_makes_is_its_users_alone(tmp_path: Path) -> None:
+    """It holds the prompts, the web chat's history and its tokens: 0700, not the umask's
+    0755. One that exists already is left as its owner made it."""
+    made, existing = tmp_path / "new" / "state", tmp_path / "existing"
+    existing.mkdir(0o755)
+    os.chmod(existing, 0o755)
+    with held(made), held(existing):
+        pass
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755
+    Store.open(tmp_path / "opened")
+    assert stat.S_IMODE((tmp_path / "opened").stat().st_mode) == 0o700

@@ -67,6 +67,9 @@ log = logging.getLogger("supervisor.store")
 FILE_NAME = "sessions.json"
 JOURNAL_NAME = "sessions.journal"
 LOCK_NAME = "supervisor.lock"  # held by the running supervisor; it holds its pid
+# A state directory we make is its user's alone: it holds the conversations' prompts, the
+# web chat's history and tokens (each file is 0600 too; one we did not make is left as is).
+STATE_DIR_MODE = 0o700
 # The journal's size that makes the next batch end with a snapshot. A snapshot costs some
 # 10 ms with 200 sessions (encode + atomic write of 176 KB), a line ~0.8 KiB per record in
 # its batch and ~0.15 KiB for a handled mark alone; a start replays the whole journal. At
@@ -125,7 +128,7 @@ class Store:
     def open(cls, directory: Path) -> Store:
         """The store of `directory`, starting from a fresh snapshot and an empty journal:
         the file a person reads is whole again, and no append follows a torn line."""
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(STATE_DIR_MODE, parents=True, exist_ok=True)
         on_disk = load_state_on_disk(directory)
         store = cls(directory, on_disk.state, on_disk.generation)
         try:
@@ -294,7 +297,7 @@ def held(directory: Path) -> Iterator[None]:
     An flock: the kernel lets go when the holder ends, even by SIGKILL, so it never goes
     stale."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(STATE_DIR_MODE, parents=True, exist_ok=True)
         fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StateDirUnwritable.because(directory, exc) from exc
