@@ -436,29 +436,29 @@
       if (m.type !== "post" || (m.thread || "main") !== state.selected) continue;
       const loaded = state.messages.get(state.selected);
       if (loaded && Array.from(loaded.values()).some((r) => r.client_id === m.id)) continue;
-      const li = document.createElement("li");
-      li.className = "user text pending";
-      li.dataset.client = m.id;
-      const body = document.createElement("div");
-      body.className = "body";
-      body.textContent = m.text;
-      li.append(body);
-      list.append(li);
+      list.append(unsentItem(m, "pending"));
     }
     for (const { message: m, reason } of state.refused.values()) {
       if ((m.thread || "main") !== state.selected) continue;
-      const li = document.createElement("li");
-      li.className = "user text refused";
-      li.dataset.client = m.id;
-      const body = document.createElement("div");
-      body.className = "body";
-      body.textContent = m.text;
+      const li = unsentItem(m, "refused");
       const why = document.createElement("div");
       why.className = "reason";
       why.textContent = "Not sent: " + reason;
-      li.append(body, why);
+      li.append(why);
       list.append(li);
     }
+  }
+
+  // A message of this page's that the server has not taken (yet, or ever: "refused").
+  function unsentItem(m, how) {
+    const li = document.createElement("li");
+    li.className = "user text " + how;
+    li.dataset.client = m.id;
+    const body = document.createElement("div");
+    body.className = "body";
+    body.textContent = m.text;
+    li.append(body);
+    return li;
   }
 
   // The supervisor says a session is "active"; whether a turn runs shows in its typing
