@@ -18,7 +18,7 @@ from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
 from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.runs import units
-from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Posted
+from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Post, Posted
 from tests.fakes.telegram_botapi import BOT_ID, TOKEN, FakeBotApi, Sent, running
 from tests.fakes.telegram_html import parse_html
 
@@ -47,6 +47,16 @@ async def front_end(
         yield front, receive
     finally:
         await front.aclose()
+
+
+@asynccontextmanager
+async def in_a_topic(state: Path, title: str) -> AsyncIterator[tuple[FakeBotApi, TelegramFrontEnd, Post, int]]:
+    """A bot with topics, its front end (paced for tests) and a session's topic `title`."""
+    async with running(topics=True) as fake:
+        fake.add_user(ALICE)
+        async with front_end(fake, state, rate=100) as (front, _events):
+            root = await front.tg.open_thread(CHANNEL, "h", key="k", title=title)
+            yield fake, front, root, ids.parse_post(root.id)[1]
 
 
 async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_restarts(
@@ -248,21 +258,17 @@ async def test_a_post_with_nothing_visible_shows_as_an_ellipsis_sent_edited_and_
     output for good (the poster retries it)."""
     invisible = ["[x]: http://example.com", "&nbsp;", "[a]: http://a\n[b]: http://b\n"]
     with trio.fail_after(20):
-        async with running(topics=True) as fake:
-            fake.add_user(ALICE)
-            async with front_end(fake, tmp_path, rate=100) as (front, _events):
-                link = front.tg
-                root = await link.open_thread(CHANNEL, "h", key="k", title="gamma")
-                topic = ids.parse_post(root.id)[1]
-                for text in invisible:
-                    post = await link.create_post(CHANNEL, text, root_id=root.id)
-                    await link.edit_post(post.id, "seen")
-                    await link.edit_post(post.id, text)
-                    growing = await link.create_growing(CHANNEL, text, root_id=root.id, idempotency_key="")
-                    await link.edit_growing(growing.id, text)
-                    await link.edit_post(growing.id, text)  # its last text: a real message
-                assert [s.message["text"] for s in said(fake, topic)[1:]] == ["…"] * 6
-                assert all(text == "…" for _t, _d, text in fake.chat(ALICE).drafts)
+        async with in_a_topic(tmp_path, "gamma") as (fake, front, root, topic):
+            link = front.tg
+            for text in invisible:
+                post = await link.create_post(CHANNEL, text, root_id=root.id)
+                await link.edit_post(post.id, "seen")
+                await link.edit_post(post.id, text)
+                growing = await link.create_growing(CHANNEL, text, root_id=root.id, idempotency_key="")
+                await link.edit_growing(growing.id, text)
+                await link.edit_post(growing.id, text)  # its last text: a real message
+            assert [s.message["text"] for s in said(fake, topic)[1:]] == ["…"] * 6
+            assert all(text == "…" for _t, _d, text in fake.chat(ALICE).drafts)
 
 
 async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(tmp_path: Path) -> None:
@@ -270,20 +276,16 @@ async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(
     go again with no parse mode, and drafts stay on."""
     refusal = "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"
     with trio.fail_after(20):
-        async with running(topics=True) as fake:
-            fake.add_user(ALICE)
-            async with front_end(fake, tmp_path, rate=100) as (front, _events):
-                link = front.tg
-                root = await link.open_thread(CHANNEL, "h", key="k", title="delta")
-                topic = ids.parse_post(root.id)[1]
-                fake.fail("sendMessage", 400, refusal)
-                post = await link.create_post(CHANNEL, "a **bold** <answer> & more", root_id=root.id)
-                fake.fail("editMessageText", 400, refusal)
-                await link.edit_post(post.id, "the *final* <answer> & more")
-                fake.fail("sendMessageDraft", 400, refusal)
-                growing = await link.create_growing(CHANNEL, "growing `x < y`", root_id=root.id, idempotency_key="")
-                assert fake.chat(ALICE).live_drafts[topic][1] == "growing x < y"
-                await link.edit_post(growing.id, "grown")
+        async with in_a_topic(tmp_path, "delta") as (fake, front, root, topic):
+            link = front.tg
+            fake.fail("sendMessage", 400, refusal)
+            post = await link.create_post(CHANNEL, "a **bold** <answer> & more", root_id=root.id)
+            fake.fail("editMessageText", 400, refusal)
+            await link.edit_post(post.id, "the *final* <answer> & more")
+            fake.fail("sendMessageDraft", 400, refusal)
+            growing = await link.create_growing(CHANNEL, "growing `x < y`", root_id=root.id, idempotency_key="")
+            assert fake.chat(ALICE).live_drafts[topic][1] == "growing x < y"
+            await link.edit_post(growing.id, "grown")
             sent = said(fake, topic)[1:]
             assert [s.message["text"] for s in sent] == ["the final <answer> & more", "grown"]
             assert sent[0].html == "the final <answer> & more"  # no parse mode: as it is
@@ -292,35 +294,27 @@ async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(
 
 async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
     with trio.fail_after(20):
-        async with running(topics=True) as fake:
-            fake.add_user(ALICE)
-            async with front_end(fake, tmp_path, rate=100) as (front, _events):
-                link = front.tg
-                root = await link.open_thread(CHANNEL, "h", key="k", title="epsilon")
-                topic = ids.parse_post(root.id)[1]
-                growing = await link.create_growing(CHANNEL, "the answer so", root_id=root.id, idempotency_key="")
-                fake.fail("sendMessage", 400, "Bad Request: not enough rights to send text messages")
-                with pytest.raises(ChatError):
-                    await link.edit_post(growing.id, "the answer so far, all of it")
-                await link.edit_post(growing.id, "the answer so far, all of it")  # the poster's retry
+        async with in_a_topic(tmp_path, "epsilon") as (fake, front, root, topic):
+            link = front.tg
+            growing = await link.create_growing(CHANNEL, "the answer so", root_id=root.id, idempotency_key="")
+            fake.fail("sendMessage", 400, "Bad Request: not enough rights to send text messages")
+            with pytest.raises(ChatError):
+                await link.edit_post(growing.id, "the answer so far, all of it")
+            await link.edit_post(growing.id, "the answer so far, all of it")  # the poster's retry
             assert [s.message["text"] for s in said(fake, topic)[1:]] == ["the answer so far, all of it"]
 
 
 async def test_a_file_whose_caption_telegram_refuses_is_sent_with_the_caption_after_it(tmp_path: Path) -> None:
     refusal = "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"
     with trio.fail_after(20):
-        async with running(topics=True) as fake:
-            fake.add_user(ALICE)
-            async with front_end(fake, tmp_path, rate=100) as (front, _events):
-                link = front.tg
-                root = await link.open_thread(CHANNEL, "h", key="k", title="zeta")
-                topic = ids.parse_post(root.id)[1]
-                file_id = await link.upload_file(CHANNEL, "out.txt", b"data")
-                fake.fail("sendDocument", 400, "Bad Request: not enough rights to send documents")
-                with pytest.raises(ChatError):
-                    await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
-                fake.fail("sendDocument", 400, refusal)  # the retry: the file is still there
+        async with in_a_topic(tmp_path, "zeta") as (fake, front, root, topic):
+            link = front.tg
+            file_id = await link.upload_file(CHANNEL, "out.txt", b"data")
+            fake.fail("sendDocument", 400, "Bad Request: not enough rights to send documents")
+            with pytest.raises(ChatError):
                 await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
+            fake.fail("sendDocument", 400, refusal)  # the retry: the file is still there
+            await link.create_post(CHANNEL, "the *file*", root_id=root.id, file_ids=(file_id,))
             sent = said(fake, topic)[1:]
             assert [s.message["document"]["file_name"] for s in sent if "document" in s.message] == ["out.txt"]
             assert [s.message.get("text") for s in sent if "document" not in s.message] == ["the file"]
