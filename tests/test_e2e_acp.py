@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from supervisor.core.state import SessionRecord
 from supervisor.runtime.store import read_state
 from tests.harness import REPO, World, toml_value, world
 
@@ -158,18 +159,25 @@ async def test_a_pending_request_is_cancelled_by_stop(tmp_path: Path) -> None:
             await w.answered(root, "next one")
 
 
+async def _answered_then_its_agent_killed(w: World, name: str) -> tuple[str, SessionRecord]:
+    """A new session that answered once, then its agent killed -9 (the thread says so):
+    its root, and its record from before the kill."""
+    root = await new_acp_session(w, name)
+    await w.say("remember me", root_id=root)
+    await w.answered(root, "Echo #1: remember me")
+    await w.settled(root)
+    first = record_of(w, name)
+    os.killpg(first.pgid, signal.SIGKILL)
+    await w.answered(root, "exited unexpectedly")
+    return root, first
+
+
 async def test_the_conversation_goes_on_after_kill_9_of_the_agent(tmp_path: Path) -> None:
     with trio.fail_after(90):
         async with world(tmp_path) as w:
             add_acp_agent(w)
             await w.start()
-            root = await new_acp_session(w, "crash")
-            await w.say("remember me", root_id=root)
-            await w.answered(root, "Echo #1: remember me")
-            await w.settled(root)
-            first = record_of(w, "crash")
-            os.killpg(first.pgid, signal.SIGKILL)
-            await w.answered(root, "exited unexpectedly")
+            root, first = await _answered_then_its_agent_killed(w, "crash")
             await w.say("still there?", root_id=root)
             text = await w.answered(root, "Echo #2: still there?")
             assert "first prompt in this conversation: 'remember me'" in text
@@ -444,13 +452,7 @@ async def test_a_conversation_that_exists_but_will_not_open_is_kept(tmp_path: Pa
         async with world(tmp_path) as w:
             add_acp_agent(w, FAKE_ACP_FAULT="open-fails")
             await w.start()
-            root = await new_acp_session(w, "kept")
-            await w.say("remember me", root_id=root)
-            await w.answered(root, "Echo #1: remember me")
-            await w.settled(root)
-            first = record_of(w, "kept")
-            os.killpg(first.pgid, signal.SIGKILL)
-            await w.answered(root, "exited unexpectedly")
+            root, first = await _answered_then_its_agent_killed(w, "kept")
             await w.say("still there?", root_id=root)
             await w.answered(root, f"it has conversation `{first.agent_session_id}` but would not continue it")
             assert record_of(w, "kept").agent_session_id == first.agent_session_id
