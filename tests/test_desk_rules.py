@@ -109,3 +109,14 @@ def test_every_announced_session_has_one_row_in_age_order(rows: list[tuple[str, 
     for line, record in zip(lines, announced, strict=True):
         assert line.startswith(f"| {record.name} | {record.status} | `{record.cwd}` |")
         assert line.endswith(f"[open](link-{record.root_id}) |")
+
+
+def test_a_conversation_a_live_session_continues_is_refused_to_a_second_one() -> None:
+    facts = DeskFacts(frozenset({"alpha"}), (), ("claude",), live_conversations={"ses_1": "alpha"})
+    there = Directory("/srv/work", True, "/srv/work")
+    assert check_new(NewSession("beta", resume="ses_1"), there, facts) == Refused(
+        "Session **alpha** is still continuing conversation `ses_1`: a second session on it would mix"
+        " two histories into one. End it first (`!end alpha`), then start this one again."
+    )
+    assert isinstance(check_new(NewSession("beta", resume="ses_2"), there, facts), Accepted)
+    assert isinstance(check_new(NewSession("beta"), there, facts), Accepted)

@@ -200,7 +200,7 @@ async def test_an_update_waiting_for_the_core_is_held_and_polling_goes_back_to_l
                 fake.user_sends(USER, "queued behind a long turn")
                 queued = await receive.receive()
                 backlog.handed("queued", queued)  # as the front end does; the core waits
-                await backlog.hold_if_full()
+                await backlog.hold_if_stuck()
                 # Held durably, then let go by Telegram: the offset passes it.
                 await fake.wait_until(lambda: queued.update_id in fake.confirmed)
                 held = json.loads(remembered.read_text())["held"]

@@ -2,6 +2,8 @@
 
 Rules `check_new` enforces, in this order (the first one broken is the answer):
 - no two live sessions share a name;
+- no two live sessions continue one conversation (`resume=`): two agents would each
+  append to one history and cross it;
 - a persona, when named, is a configured one;
 - the directory exists and is a directory;
 - an agent, when named, is a configured one.
@@ -30,6 +32,7 @@ class NewSession:
     name: str
     persona: str = ""  # "" = none
     agent: str = ""  # "" = the default agent
+    resume: str = ""  # the agent's conversation to continue; "" = a new one
 
 
 @attrs.frozen
@@ -49,6 +52,8 @@ class DeskFacts:
     personas: Sequence[str]  # the configured personas, in the config's order
     agents: Sequence[str]  # the configured agents' names, the default one first
     words: Words = attrs.Factory(Words)  # how the place the request came from names commands
+    # conversation id -> the live session (running or suspended) that continues it
+    live_conversations: Mapping[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -67,6 +72,13 @@ def check_new(request: NewSession, directory: Directory, facts: DeskFacts) -> Ac
     if name in facts.live_names:
         end = facts.words.cmd(f"end {name}")
         return Refused(f"A live session is already called `{name}`; pick another name or {end} first.")
+    holder = facts.live_conversations.get(request.resume) if request.resume else None
+    if holder is not None:
+        end = facts.words.cmd(f"end {holder}")
+        return Refused(
+            f"Session **{holder}** is still continuing conversation `{request.resume}`: a second session on"
+            f" it would mix two histories into one. End it first ({end}), then start this one again."
+        )
     if persona and persona not in facts.personas:
         known = ", ".join(f"`{p}`" for p in facts.personas) or "none are configured"
         return Refused(f"There is no persona `{persona}` ({known}).")

@@ -172,22 +172,18 @@ class Desk:
     ) -> str | None:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
-        request = desk_rules.NewSession(name, persona or "", agent or "")
+        request = desk_rules.NewSession(name, persona or "", agent or "", resume or "")
         if resume:  # the probe starts an agent: what is plainly wrong is refused before it
             checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
             if isinstance(checked, desk_rules.Refused):
                 return f"⚠️ {checked.reason}"
-            if taken := self._conversation_taken(resume, channel_id):
-                return taken
             problem = await resume_problem(self.registry.agents, agent or "", checked.cwd, resume, self.registry.agent_env)
             if problem:
                 return f"⚠️ {problem}"
-        async with self._naming:  # (checked again: another place may have taken the name)
+        async with self._naming:  # (checked again: another place may have taken the name or conversation)
             checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
             if isinstance(checked, desk_rules.Refused):
                 return f"⚠️ {checked.reason}"
-            if resume and (taken := self._conversation_taken(resume, channel_id)):
-                return taken  # (checked again: a `!new` beside this one may have taken it)
             record = self._record(channel_id, user_id, name, checked.cwd, persona, command, agent, resume)
             # One durable write: the session exists and its `!new` is handled, together. A
             # crash before it did nothing (the `!new` is handled afresh by the next start);
@@ -196,22 +192,6 @@ class Desk:
             await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
         await self._announce(record, recovering=False)
         return None
-
-    def _conversation_taken(self, conversation_id: str, channel_id: str) -> str | None:
-        """The refusal when a live session (running or suspended) already continues that
-        conversation: two agents would each append to one history and cross it."""
-        holder = next(
-            (r for r in self.store.state.sessions.values() if r.is_live and (r.agent_session_id or r.id) == conversation_id),
-            None,
-        )
-        if holder is None:
-            return None
-        words = self.chat.words(channel_id)
-        return (
-            f"⚠️ Session **{holder.name}** is still continuing conversation `{conversation_id}`: a second"
-            f" session on it would mix two histories into one. End it first ({words.cmd('end ' + holder.name)}),"
-            " then start this one again."
-        )
 
     def _record(
         self, channel_id: str, user_id: str, name: str, directory: str, persona: str | None,
@@ -243,9 +223,13 @@ class Desk:
         return desk_rules.Directory(str(directory), is_dir, str(directory.resolve() if is_dir else directory))
 
     def _facts(self, channel_id: str) -> desk_rules.DeskFacts:
-        live = {record.name for record in self.store.state.sessions.values() if record.is_live}
+        live = [record for record in self.store.state.sessions.values() if record.is_live]
+        conversations = {record.agent_session_id or record.id: record.name for record in live}
         agents = tuple(self.registry.agents.agents)
-        return desk_rules.DeskFacts(live, tuple(self.config.personas), agents, self.chat.words(channel_id))
+        return desk_rules.DeskFacts(
+            {record.name for record in live}, tuple(self.config.personas), agents, self.chat.words(channel_id),
+            conversations,
+        )
 
     async def recover_unannounced(self) -> None:
         """Finish the announcements a crash cut short: a thread root that may not exist

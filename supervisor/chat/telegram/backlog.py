@@ -68,7 +68,7 @@ class Backlog:
         else:
             self._waiting[update.update_id] = update.raw
 
-    async def hold_if_full(self) -> None:
+    async def hold_if_stuck(self) -> None:
         """After `handed`: an update that came to wait while the source is stuck is held
         too (the source asked before it waited)."""
         if self.source.stuck and self._waiting:

@@ -214,7 +214,7 @@ class TelegramFrontEnd:
             # Written under a header whose thread the core does not know yet: wait for it.
             await self.tg.opened(ids.chat_of(post.channel_id))
             await events.send(event)
-            await self.backlog.hold_if_full()
+            await self.backlog.hold_if_stuck()
             return
         if event is not None:
             await events.send(event)
