@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from supervisor.chat.mattermost import link as mattermost_link
+from supervisor.chat.mattermost.codec import CREATE_MARK
 from supervisor.core import texts
 from supervisor.core.state import SessionRecord, State, encode
 from supervisor.runtime.store import read_state, write_atomically
@@ -96,6 +97,23 @@ async def test_a_thread_root_posted_before_the_crash_is_found_not_posted_again(t
         assert len(_roots(w, "posted")) == 1
         await w.say("still one thread?", str(root["id"]))
         await w.answered(str(root["id"]), "echo #1: still one thread?", timeout=30)
+        assert w.supervisor.store.state.sessions[record.id].root_id == root["id"]
+
+
+async def test_a_thread_root_whose_text_changed_since_is_found_by_its_mark(tmp_path: Path) -> None:
+    """The root reached the server and the crash came before the record learnt its id;
+    the text a start would post now differs (another default agent, a newer header): the
+    root is still found, by the idempotency mark our posts carry in their props."""
+    async with world(tmp_path) as w:
+        record = _pending_record(w, "renamed")
+        write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
+        bot = w.server.bot.username
+        old_text = texts.thread_root(record, mattermost_link.WORDS, "an agent since renamed")
+        root = await w.server.user_post_in(w.dm, bot, old_text, props={CREATE_MARK: record.root_pending_id})
+        await w.start()
+        assert w.supervisor is not None
+        await w.wait_for(lambda: str(root["id"]) in w.supervisor.tasks if w.supervisor else False, 20)
+        assert len(_roots(w, "renamed")) == 1
         assert w.supervisor.store.state.sessions[record.id].root_id == root["id"]
 
 

@@ -7,8 +7,9 @@ cut by a crash at any point; the next start finishes it, and must find what alre
 reached the server rather than post it twice. A front end may not keep the idempotency
 key (Mattermost's `pending_post_id` comes back only in the create answer and the `posted`
 event, and dedupes a repeat only for 30 s: ../shared/reference/mattermost/FACTS.md), so a
-post is found by its author, place and exact text, which the record (and the name of
-its agent) determines.
+post is found by its author and place, and by the key when the front end gives it back
+with the posts it reads (Mattermost's front end keeps it in the post's props), else by
+its exact text, which the record (and the name of its agent) determines.
 
 Pure: no I/O. The supervisor fetches the posts and posts what is missing.
 """

@@ -78,6 +78,11 @@ class Reply:
 Frame = EventFrame | Reply
 
 
+# Our own posts carry their idempotency key in their props too: the server does not keep
+# `pending_post_id` with a post, so a post read back later is known by this mark.
+CREATE_MARK = "supervisor_pending_post_id"
+
+
 @attrs.frozen
 class WirePost:
     """A post as Mattermost sends it; `to_post` gives the core's `Post`."""
@@ -101,9 +106,11 @@ class WirePost:
         return not self.type and not self.delete_at
 
     def to_post(self) -> Post:
+        mark = self.props.get(CREATE_MARK)
+        key = self.pending_post_id or (mark if isinstance(mark, str) else "")
         return Post(
             self.id, self.channel_id, self.user_id, self.message, self.root_id, self.create_at,
-            self.file_ids, self.pending_post_id,
+            self.file_ids, key,
         )  # fmt: skip
 
 

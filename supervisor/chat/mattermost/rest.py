@@ -65,7 +65,7 @@ _HEADERS = {
 # a mark in its props (pending_post_id is not kept with the post), so that a lost answer
 # and then an outage never make it twice.
 PENDING_POST_SAFE_S = 25.0
-CREATE_MARK = "supervisor_pending_post_id"
+CREATE_MARK = codec.CREATE_MARK
 # How far before our first try the look goes back: the server's clock is not ours.
 _CLOCK_SLACK_MS = 300_000
 
