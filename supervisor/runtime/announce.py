@@ -62,7 +62,8 @@ def find_root(posts: Sequence[Post], record: SessionRecord, bot_user_id: str, te
 
 
 def has_answer(posts: Sequence[Post], record: SessionRecord, bot_user_id: str, text: str) -> bool:
-    return any(_ours(p, record, bot_user_id) and p.message == text for p in posts)
+    key = answer_pending_id(record)
+    return any(_ours(p, record, bot_user_id) and (p.idempotency_key == key or p.message == text) for p in posts)
 
 
 def _ours(post: Post, record: SessionRecord, bot_user_id: str) -> bool:
