@@ -8,6 +8,7 @@ test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import http.server
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -168,6 +169,52 @@ def test_permission_cards_allow_deny_and_allow_for_this_session(
 
     assert len(page.els("li.choice")) == 3  # not asked again
     assert world.core is not None and world.core.ran == ["ls", "make", "make test"]
+
+
+def test_a_refused_press_gives_the_buttons_back_with_the_reason(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("refused")
+    page.send("run ls")
+    allow = "li.choice:last-child button[data-option=allow_once]"
+    wait_for(lambda: page.els(allow), what="card")
+    # Another program holds the database (a sqlite3 shell left in a transaction): the
+    # press cannot be recorded, and the server refuses it.
+    other = sqlite3.connect(world.state_dir / "web.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        page.el(allow).click()
+        notes = wait_for(lambda: page.texts("li.choice .reason"), 20, what="the reason shown")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert notes == ["Not done: the supervisor could not take this message (its log says why)"]
+    buttons = page.els("li.choice:last-child button")
+    assert len(buttons) == 3 and all(b.is_enabled() for b in buttons)
+    page.el(allow).click()
+    page.wait_text("Ran ls")
+    assert "✅ Allowed" in page.texts("li.choice")[-1]
+    assert not page.els("li.choice .reason") and not page.el("#problem").is_displayed()
+    assert world.core is not None and world.core.ran == ["ls"]
+
+    # A press refused on a card answered meanwhile (here one left in the queue, refused on
+    # the reload): the card shows its answer, with no buttons and nothing to press again.
+    card = page.el("li.choice").get_attribute("data-id")
+    page.d.execute_script(
+        "localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))",
+        f"supervisor-outbox-{world.port}",
+        [{"type": "choose", "id": "late-press-0001", "message": card, "option": "sometimes"}],
+    )
+    driver.refresh()
+    page.wait_connected()
+    wait_for(lambda: page.d.execute_script("return localStorage.getItem(arguments[0])",
+             f"supervisor-outbox-{world.port}") == "[]", what="the press refused")  # fmt: skip
+    assert "✅ Allowed" in page.texts("li.choice")[-1]
+    assert not page.els("li.choice button") and not page.els("li.choice .reason")
+    assert not page.el("#problem").is_displayed()  # no "not done" for what was done
+    assert world.core.ran == ["ls"]
 
 
 def test_stop_interrupts_a_streaming_turn(driver: Any, world: WebWorld) -> None:

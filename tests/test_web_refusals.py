@@ -132,3 +132,29 @@ async def test_an_action_whose_handling_fails_is_refused_alone_and_logged(
 
     assert error["id"] == "locked-0001" and "could not take this message" in error["text"]
     assert any("could not take a Post" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_refused_messages_uploads_are_deleted_with_it(tmp_path: Path) -> None:
+    too_long = "x" * (codec.MAX_TEXT + 1)
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws, served.client() as client:
+
+            async def upload(name: str) -> str:
+                return str((await client.post("/api/files", params={"name": name}, content=b"data")).json()["id"])
+
+            await _welcomed(ws)
+            sent = await upload("sent.txt")
+            await send(ws, type="post", id="sent-0001", thread=None, text="!help", files=[sent])
+            await receive_until(ws, "ack", id="sent-0001")
+            # Refused by the server (no such thread), naming one file a message carries too.
+            ghost = await upload("ghost.txt")
+            await send(ws, type="post", id="ghost-0001", thread="webtnosuchthread", text="hi",
+                       files=[ghost, sent])  # fmt: skip
+            await receive_until(ws, "error", id="ghost-0001")
+            # Refused by the codec (too long).
+            long = await upload("long.txt")
+            await send(ws, type="post", id="long-0001", thread=None, text=too_long, files=[long])
+            await receive_until(ws, "error", id="long-0001")
+            statuses = {f: (await client.get(f"/files/{f}")).status_code for f in (sent, ghost, long)}
+
+    assert statuses == {sent: 200, ghost: 404, long: 404}

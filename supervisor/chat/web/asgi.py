@@ -234,16 +234,22 @@ class _Tab:
             try:
                 await self._handle(page)
             except Refusal as refusal:
-                await self.refuse(codec.Refused(getattr(page, "id", None), str(refusal)))
+                await self.refuse(codec.Refused(getattr(page, "id", None), str(refusal), codec.uploads(page)))
             except Exception:
                 # One action the server cannot take must not end the connection: the
                 # page would resend it on reconnecting and never get past it.
                 log.exception("the web chat could not take a %s from the page", type(page).__name__)
                 reason = "the supervisor could not take this message (its log says why)"
-                await self.refuse(codec.Refused(getattr(page, "id", None), reason))
+                await self.refuse(codec.Refused(getattr(page, "id", None), reason, codec.uploads(page)))
 
     async def refuse(self, refused: codec.Refused) -> None:
-        """Tell the page; with an id, it shows that action refused and stops resending it."""
+        """Tell the page; with an id, it shows that action refused and stops resending it.
+        A refused message's uploads go first: nothing will ever carry them."""
+        if refused.files:
+            try:
+                await self.front.store.call(WebDb.forget_files, refused.files)
+            except Exception:
+                log.exception("a refused message's uploads stay until the weekly clean-up")
         await self.send({"type": "error", "id": refused.id, "text": refused.reason})
 
     async def _handle(self, page: codec.PageMessage) -> None:

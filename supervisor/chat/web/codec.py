@@ -85,10 +85,12 @@ class NewSession:
 
 @attrs.frozen
 class Refused:
-    """An action the server does not take: `id` names it (None when it has no valid one)."""
+    """An action the server does not take: `id` names it (None when it has no valid one);
+    `files`: a refused message's uploads, dropped with it."""
 
     id: str | None
     reason: str
+    files: tuple[str, ...] = ()
 
 
 PageMessage = Hello | Open | Post | Choose | Stop | NewSession
@@ -123,8 +125,13 @@ def decode_page(raw: str) -> PageMessage | Refused:
         return Refused(client_id, "malformed message")
     reason = _problem(message)
     if reason is not None:
-        return Refused(client_id, reason)
+        return Refused(client_id, reason, uploads(message))
     return message
+
+
+def uploads(message: PageMessage) -> tuple[str, ...]:
+    """The files the page uploaded for `message` (a post's; other actions carry none)."""
+    return message.files if isinstance(message, Post) else ()
 
 
 def _clean(value: Any) -> Any:

@@ -119,6 +119,11 @@ ID_PREFIX = "web"
 # enough for a page that queued its message offline (a phone asleep) to send it.
 UNSENT_FILE_KEEP_S = 7 * 24 * 3600
 USER_MESSAGE = ID_PREFIX + "u"  # + the page's client id: a person's message
+# The ids of the files some message carries (most messages carry none: their JSON is skipped).
+_CARRIED_FILES = (
+    "SELECT json_extract(f.value, '$.id') FROM messages AS m, json_each(m.files) AS f"
+    " WHERE m.files != '[]'"
+)
 
 
 def _private(path: Path) -> None:
@@ -429,10 +434,17 @@ class WebDb:
         cut between its upload and its message. Returns how many went."""
         with self._conn:
             gone = self._conn.execute(
-                "DELETE FROM files WHERE created < ? AND id NOT IN"
-                " (SELECT json_extract(f.value, '$.id') FROM messages AS m, json_each(m.files) AS f"
-                "  WHERE m.files != '[]')",  # most messages carry none: skip their JSON
-                (before,),
+                f"DELETE FROM files WHERE created < ? AND id NOT IN ({_CARRIED_FILES})", (before,)
+            ).rowcount
+        return int(gone)
+
+    def forget_files(self, file_ids: tuple[str, ...]) -> int:
+        """Drop these uploads now unless a message carries one (a refused message's files:
+        its message will never be sent). Returns how many went."""
+        marks = ", ".join("?" * len(file_ids))
+        with self._conn:
+            gone = self._conn.execute(
+                f"DELETE FROM files WHERE id IN ({marks}) AND id NOT IN ({_CARRIED_FILES})", file_ids
             ).rowcount
         return int(gone)
 

@@ -26,6 +26,7 @@
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
     refused: new Map(), // outbox id -> {message, reason}: the server will not take it
+    choiceNotes: new Map(), // card id -> why the server refused its last press
     limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
@@ -110,10 +111,21 @@
     state.outbox = state.outbox.filter((m) => m.id !== id);
     saveOutbox();
     state.uploads.delete(id);
+    const card = message.type === "choose" ? loadedMessage(message.message) : null;
     if (message.type === "post" && state.threads.has(message.thread || "main")) {
       state.refused.set(id, { message, reason }); // shown in its thread
       renderPending();
+    } else if (card) {
+      // Drawn again as the page knows it: buttons to press again, with the reason beside
+      // them; or, if it was answered meanwhile, its answer.
+      state.choiceNotes.set(card.id, reason);
+      if (card.thread_id === state.selected) renderMessage(card);
     } else showProblem((message.type === "post" ? "Not sent: " : "Not done: ") + reason);
+  }
+
+  function loadedMessage(id) {
+    for (const loaded of state.messages.values()) if (loaded.has(id)) return loaded.get(id);
+    return null;
   }
 
   function showProblem(text) {
@@ -422,9 +434,17 @@
       button.textContent = LABELS[kind] || label;
       button.addEventListener("click", () => {
         for (const b of div.querySelectorAll("button")) b.disabled = true;
+        state.choiceNotes.delete(m.id);
+        div.querySelector(".reason")?.remove();
         send(enqueue({ type: "choose", message: m.id, option: kind }));
       });
       div.append(button);
+    }
+    if (state.choiceNotes.has(m.id)) {
+      const why = document.createElement("div");
+      why.className = "reason";
+      why.textContent = "Not done: " + state.choiceNotes.get(m.id);
+      div.append(why);
     }
     return div;
   }
