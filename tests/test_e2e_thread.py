@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
+from supervisor.chat.mattermost.link import MattermostLink
 from supervisor.core.events import Choice, ChoiceMade
 from supervisor.core.lifecycle import SessionState
 from supervisor.core.router import route
@@ -257,6 +259,31 @@ async def test_idle_agent_is_suspended_and_resumed_with_its_conversation(tmp_pat
         await w.say("after the nap", root)
         await w.answered(root, "after the nap (earlier: 'before the nap'")
         assert len(w.agent_starts()) == 2 and w.agent_starts()[1]["resumed"]
+
+
+async def test_a_link_that_shows_session_states_is_told_each_change_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ShowsSessionState` (the web chat's sidebar): the runtime tells the link each status
+    change of the record, suspended while idle, live again, ended at the end."""
+    shown: list[tuple[str, str]] = []
+
+    async def show_session_state(_link: MattermostLink, root_id: str, status: str) -> None:
+        shown.append((root_id, status))
+
+    monkeypatch.setattr(MattermostLink, "show_session_state", show_session_state, raising=False)
+    async with world(tmp_path) as w:
+        w.configure(agent={"idle_suspend_s": 1})
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("before the nap", root)
+        await w.answered(root, "before the nap")
+        await w.wait_for(lambda: (root, "suspended") in shown, 10)
+        await w.say("after the nap", root)
+        await w.answered(root, "after the nap")
+        await w.say("!end", root)
+        await w.wait_for(lambda: (root, "ended") in shown, 10)
+    assert [status for _root, status in shown] == ["suspended", "live", "ended"]
 
 
 async def test_typing_during_a_turn_and_a_mention_after_a_long_one(tmp_path: Path) -> None:

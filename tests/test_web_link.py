@@ -83,6 +83,20 @@ async def test_editing_a_thread_root_edits_its_header(tmp_path: Path) -> None:
     assert [row.text for row in rows] == ["🧵 ended"]
 
 
+async def test_the_sidebar_shows_the_sessions_state(tmp_path: Path) -> None:
+    """Active while it may run (the page tells busy from idle), else the core's word."""
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, link):
+            root = await link.open_thread(CHANNEL, "header", key="k", title="t")
+            states = []
+            for status in ("suspended", "live", "ended"):
+                await link.show_session_state(root.id, status)
+                row = await chat.front.store.call(WebDb.thread, root.id)
+                assert row is not None
+                states.append(row.state)
+    assert states == ["suspended", "active", "ended"]
+
+
 async def test_choices_become_buttons_and_settling_removes_them(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
         async with opened(tmp_path) as (chat, link):

@@ -128,6 +128,15 @@ class ShowsGrowingPosts(Protocol):
     async def edit_growing(self, post_id: str, message: str) -> Post: ...
 
 
+@runtime_checkable
+class ShowsSessionState(Protocol):
+    """A link that shows each session's state beside its thread (the web chat's list of
+    threads). Told each change of the record's status: "live", "suspended" (its agent
+    stopped while idle; the next message starts it), "ended" or "failed"."""
+
+    async def show_session_state(self, root_id: str, status: str) -> None: ...
+
+
 class ChatError(Exception):
     """The chat server refused a request for good (bad input, missing, forbidden)."""
 

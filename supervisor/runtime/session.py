@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
-from supervisor.chat import ChatError, ChatLink
+from supervisor.chat import ChatError, ChatLink, ShowsSessionState
 from supervisor.core.agent_events import AgentUnusable, Interrupt
 from supervisor.core.events import ChoiceKind
 from supervisor.core.outbox import Create, Edit, Outbox
@@ -119,6 +119,7 @@ class SessionTask:
         self._offers: dict[str, tuple[ChoiceKind, ...]] = {}  # post key -> choices, until it exists
         self._finished = False
         self._nursery: trio.Nursery | None = None
+        self._status_shown = core.record.status  # as the thread shows it (`_show_status`)
         # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
@@ -248,6 +249,7 @@ class SessionTask:
                     unsaved = False
                     self._poster.release()
                 case SaveRecord(record, durable):
+                    await self._show_status(record)
                     if index in carried:  # durable with the mark below, in its write
                         self.deps.store.save_soon(record)
                         unsaved = True
@@ -311,6 +313,19 @@ class SessionTask:
                     await self.deps.chat.send_typing(record.channel_id, record.root_id)
             except Exception as exc:  # cosmetic: never let it hurt a session
                 log.debug("typing indicator failed: %s", exc)
+
+    async def _show_status(self, record: SessionRecord) -> None:
+        """A new status shown beside the thread, where the link shows one. In line, so the
+        changes show in order: they are rare (an agent started, suspended; the end)."""
+        chat = self.deps.chat
+        if record.status == self._status_shown or not isinstance(chat, ShowsSessionState):
+            return
+        self._status_shown = record.status
+        try:
+            with trio.move_on_after(self.core.settings.typing_every_s):
+                await chat.show_session_state(record.root_id, record.status)
+        except Exception as exc:  # cosmetic: never let it hurt a session
+            log.warning("%s: its state (%s) is not shown: %s", self.name, record.status, exc)
 
     def _offer_on(self, key: str, post_id: str) -> list[Effect]:
         kinds = self._offers.pop(key, ())

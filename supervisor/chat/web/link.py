@@ -140,6 +140,12 @@ class WebLink:
         await front.update_thread(thread, state="active")
         return root
 
+    async def show_session_state(self, root_id: str, status: str) -> None:
+        """The sidebar's word for the session: "active" while it may run (the page tells
+        busy from idle by its typing signal), else the core's own word."""
+        state = "active" if status == "live" else status
+        await self._front.update_thread(_thread(root_id), state=state)
+
     async def edit_post(self, post_id: str, message: str) -> Post:
         front = self._front
         target = post_id
