@@ -29,8 +29,11 @@ Switches:
     as an older server), fake.set_webhook(url)
     fake.rate_limit(per_second=1.0, burst=3, methods=MESSAGE_METHODS, grace_s=0.05)
         per chat, with Telegram's 429 and parameters.retry_after; rate_limit(None) = off
-    fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False)
-        the next `count` calls of `method` get that error (or no answer at all)
+    fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False,
+              after=0, unreadable=False)
+        the next `count` calls of `method` get that error (or no answer at all; or, with
+        `unreadable`, an ok answer whose result is not the method's shape), once `after`
+        calls of it went through untouched
     fake.clear_faults()
 
 Assertions:
@@ -154,6 +157,8 @@ class _Fault:
     remaining: int
     retry_after: int | None
     hang_up: bool
+    after: int = 0  # calls let through first
+    unreadable: bool = False  # `{"ok": true, "result": true}`: nothing our client can read
 
 
 @attrs.define
@@ -255,6 +260,9 @@ class FakeBotApi:
         except ValueError as exc:
             return self._record(seq, method, {}, _error_json(400, f"Bad Request: {exc}"))
         fault = self._faults.get(method)
+        if fault is not None and fault.after > 0:
+            fault.after -= 1
+            fault = None
         if fault is not None:
             fault.remaining -= 1
             if fault.remaining <= 0:
@@ -263,7 +271,8 @@ class FakeBotApi:
                 self.calls.append(Call(seq, trio.current_time(), method, params, 0, {}))
                 self._touch()
                 return None
-            reply = _error_json(fault.status, fault.description, fault.retry_after)
+            reply = {"ok": True, "result": True} if fault.unreadable else _error_json(
+                fault.status, fault.description, fault.retry_after)  # fmt: skip
             return self._record(seq, method, params, reply)
         try:
             result = await self._dispatch(seq, method, params)
@@ -423,9 +432,11 @@ class FakeBotApi:
         count: int = 1,
         retry_after: int | None = None,
         hang_up: bool = False,
+        after: int = 0,
+        unreadable: bool = False,
     ) -> None:
         self._faults[method] = _Fault(status, description or f"fault {status}", count,
-                                      retry_after, hang_up)
+                                      retry_after, hang_up, after, unreadable)
 
     def clear_faults(self) -> None:
         self._faults.clear()

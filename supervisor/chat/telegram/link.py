@@ -170,7 +170,7 @@ class TelegramLink:
         for file_id in file_ids:
             sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "")
         if sent is None or (message.strip() and len(file_ids) > 1):
-            sent = await self.messages.send(chat_id, topic_id, message, prefix)
+            sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)
         if root_id and not self.topics:
             self.messages.belongs_to(sent.id, root_id)
         if idempotency_key:
