@@ -23,6 +23,8 @@ Acting as a person (each makes an update; sync, no I/O):
     fake.user_stops_draft(user_id, thread_id=None) -> update id: Stop pressed on the draft
         shown there now (it must have been sent with can_stop); the draft goes away
     fake.add_update(payload_dict) -> update_id            # any kind, e.g. {"poll": {...}}
+        a payload's own "update_id" (None: none at all) makes an update no offset can
+        confirm, as a garbling proxy would: answered once, then forgotten
 
 Switches:
     fake.topics, fake.users_may_create_topics, fake.drafts (False: sendMessageDraft -> 404,
@@ -401,7 +403,10 @@ class FakeBotApi:
 
     def add_update(self, payload: JSON) -> int:
         self._next_update_id += 1
-        self._updates.append({"update_id": self._next_update_id, **payload})
+        update = {"update_id": self._next_update_id, **payload}
+        if update["update_id"] is None:
+            del update["update_id"]
+        self._updates.append(update)
         self._touch()
         return self._next_update_id
 
@@ -522,13 +527,14 @@ class FakeBotApi:
                            "make sure that only one bot instance is running")
         batch = self._deliverable()[:limit]
         for update in batch:
-            self.delivered.setdefault(update["update_id"], []).append(seq)
+            self.delivered.setdefault(update.get("update_id"), []).append(seq)
+        self._updates = [u for u in self._updates if _confirmable(u) or u not in batch]  # answered once
         return batch
 
     def _forget_below(self, offset: int, seq: int) -> None:
         keep = []
         for update in self._updates:
-            if update["update_id"] < offset:
+            if _confirmable(update) and update["update_id"] < offset:
                 self.confirmed[update["update_id"]] = (seq, trio.current_time())
             else:
                 keep.append(update)
@@ -752,6 +758,10 @@ async def running(fake: FakeBotApi | None = None, **settings: Any) -> AsyncItera
 
 
 # --- pure helpers ------------------------------------------------------------------------
+
+
+def _confirmable(update: JSON) -> bool:
+    return type(update.get("update_id")) is int
 
 
 def _private(user: JSON) -> JSON:
