@@ -363,3 +363,33 @@ async def test_an_edit_that_grows_a_post_of_an_earlier_run_and_is_cut_goes_on_wh
             # the post's topic. Not asserted here.)
             shown = "\n".join(parse_html(s.html) for s in fake.bot_messages(ALICE))
             assert re.findall(r"paragraph (\d\d):", shown) == [f"{i:02}" for i in range(30)]
+
+
+async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
+    """A topic the person opens stands for `!new NAME`: accepted, the session's thread is
+    that topic (the core marks the `!new` handled, then opens the thread); refused (e.g.
+    the session limit), a later `/new NAME` gets a topic of its own, not that one."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                refused_topic = fake.user_creates_topic(ALICE, "alpha")
+                refused = await receive.receive()
+                assert isinstance(refused, Posted) and refused.post.message == "!new alpha"
+                front.link.handled(CHANNEL, refused.post.id)  # refused: no thread opened
+                fake.user_sends(ALICE, "/new alpha")
+                asked = await receive.receive()
+                assert isinstance(asked, Posted) and asked.post.message == "!new alpha"
+                front.link.handled(CHANNEL, asked.post.id)  # accepted: its thread comes next
+                alpha = await front.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
+                accepted_topic = fake.user_creates_topic(ALICE, "beta")
+                accepted = await receive.receive()
+                assert isinstance(accepted, Posted) and accepted.post.message == "!new beta"
+                front.link.handled(CHANNEL, accepted.post.id)
+                beta = await front.link.open_thread(CHANNEL, "h", key="k-beta", title="beta")
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(beta.id)[1] == accepted_topic  # the person's topic
+            assert ids.parse_post(alpha.id)[1] not in (refused_topic, accepted_topic)
+            assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha", "beta"]
+            assert front.tg.opened_topics == {}
