@@ -3,8 +3,9 @@
 Owns what we keep of each message the bot sent: the message ids that show a post (a
 post whose rendered text passes 4,096 characters continues in further messages, kept here
 and edited with it), the buttons on it, the session thread it belongs to (without topics:
-for its `[NAME]` prefix and for the person's replies), and the files waiting for the
-message that sends them (Telegram has no upload without a message). Every text goes out as
+for its `[NAME]` prefix and for the person's replies), the parts a cut send got out (its
+next try goes on from there: Telegram has no idempotency key), and the files waiting for
+the message that sends them (Telegram has no upload without a message). Every text goes out as
 Telegram HTML (`render`); one change at a time per message (`holding`).
 
 It must never let an edit put back buttons that a settle took away meanwhile, and never
