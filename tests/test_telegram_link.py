@@ -5,6 +5,7 @@ the core, a stranger refused once)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import trio
 
 from supervisor.chat import ChatError
 from supervisor.chat.telegram import ids
+from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
 from supervisor.chat.telegram.memory import Memory
@@ -318,3 +320,76 @@ async def test_a_file_whose_caption_telegram_refuses_is_sent_with_the_caption_af
             sent = said(fake, topic)[1:]
             assert [s.message["document"]["file_name"] for s in sent if "document" in s.message] == ["out.txt"]
             assert [s.message.get("text") for s in sent if "document" not in s.message] == ["the file"]
+
+
+async def test_a_long_answer_cut_after_some_parts_goes_on_from_the_first_part_not_sent(tmp_path: Path) -> None:
+    """A part that fails with an error we did not expect (an answer we cannot read) makes
+    the poster try the whole post again: the parts already sent are not sent twice
+    (Telegram has no idempotency key), as a keyed message or as a draft's last text."""
+    answer = "\n\n".join(f"paragraph {i:02}: " + "word " * 150 for i in range(30))  # 6 parts or so
+    with trio.fail_after(30):
+        async with in_a_topic(tmp_path, "eta") as (fake, front, root, topic):
+            link = front.tg
+            fake.fail("sendMessage", 200, after=2, unreadable=True)
+            with pytest.raises(MalformedReply):
+                await link.create_post(CHANNEL, answer, root_id=root.id, idempotency_key="answer")
+            await link.create_post(CHANNEL, answer, root_id=root.id, idempotency_key="answer")  # the retry
+            growing = await link.create_growing(CHANNEL, "the second", root_id=root.id, idempotency_key="")
+            fake.fail("sendMessage", 200, after=3, unreadable=True)
+            with pytest.raises(MalformedReply):
+                await link.edit_post(growing.id, answer.replace("paragraph", "section"))
+            # The retry's text changed meanwhile (the outbox sends the newest): the parts
+            # sent show it too.
+            await link.edit_post(growing.id, "revised: " + answer.replace("paragraph", "section"))
+            shown = "\n".join(parse_html(s.html) for s in said(fake, topic)[1:])
+            numbers = re.findall(r"(paragraph|section) (\d\d):", shown)
+            assert numbers == [("paragraph", f"{i:02}") for i in range(30)] + [("section", f"{i:02}") for i in range(30)]
+            assert "revised: section 00" in shown
+
+
+async def test_an_edit_that_grows_a_post_of_an_earlier_run_and_is_cut_goes_on_where_it_stopped(
+    tmp_path: Path,
+) -> None:
+    answer = "\n\n".join(f"paragraph {i:02}: " + "word " * 150 for i in range(30))
+    with trio.fail_after(30):
+        async with in_a_topic(tmp_path, "theta") as (fake, front, root, _topic):
+            post = await front.tg.create_post(CHANNEL, "short", root_id=root.id)
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                fake.fail("sendMessage", 200, after=2, unreadable=True)
+                with pytest.raises(MalformedReply):
+                    await again.tg.edit_post(post.id, answer)
+                await again.tg.edit_post(post.id, answer)
+            # (The parts it adds go to the chat's main view: the new run does not know
+            # the post's topic. Not asserted here.)
+            shown = "\n".join(parse_html(s.html) for s in fake.bot_messages(ALICE))
+            assert re.findall(r"paragraph (\d\d):", shown) == [f"{i:02}" for i in range(30)]
+
+
+async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
+    """A topic the person opens stands for `!new NAME`: accepted, the session's thread is
+    that topic (the core marks the `!new` handled, then opens the thread); refused (e.g.
+    the session limit), a later `/new NAME` gets a topic of its own, not that one."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                refused_topic = fake.user_creates_topic(ALICE, "alpha")
+                refused = await receive.receive()
+                assert isinstance(refused, Posted) and refused.post.message == "!new alpha"
+                front.link.handled(CHANNEL, refused.post.id)  # refused: no thread opened
+                fake.user_sends(ALICE, "/new alpha")
+                asked = await receive.receive()
+                assert isinstance(asked, Posted) and asked.post.message == "!new alpha"
+                front.link.handled(CHANNEL, asked.post.id)  # accepted: its thread comes next
+                alpha = await front.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
+                accepted_topic = fake.user_creates_topic(ALICE, "beta")
+                accepted = await receive.receive()
+                assert isinstance(accepted, Posted) and accepted.post.message == "!new beta"
+                front.link.handled(CHANNEL, accepted.post.id)
+                beta = await front.link.open_thread(CHANNEL, "h", key="k-beta", title="beta")
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(beta.id)[1] == accepted_topic  # the person's topic
+            assert ids.parse_post(alpha.id)[1] not in (refused_topic, accepted_topic)
+            assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha", "beta"]
+            assert front.tg.opened_topics == {}

@@ -366,3 +366,65 @@ async def test_a_webhook_set_later_is_named_and_not_removed(
             assert len(fake.calls_of("deleteWebhook")) == 1
             await api.aclose()
     assert any("a webhook is set" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_update_with_no_usable_id_is_said_in_the_log_and_passed_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="supervisor.telegram")
+    with trio.fail_after(15):
+        async with running() as fake:
+            fake.add_user(USER)
+            fake.add_update({"update_id": None, "message": {"text": "x" * 10_000}})
+            fake.add_update({"update_id": "7", "edited_message": {"text": "y"}})
+            fake.user_sends(USER, "after them")
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20)
+            send, receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                (update,) = await collect(receive, 1)
+                assert update.message is not None and update.message.text == "after them"
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+    said = [r.getMessage() for r in caplog.records if "cannot confirm" in r.getMessage()]
+    assert len(said) == 2
+    assert "no update_id (fields: message)" in said[0] and "update_id of type str" in said[1]
+    assert all(len(line) < 300 and TOKEN not in line for line in said)  # no payload, no token
+
+
+async def test_a_stretch_of_holds_says_its_first_in_the_log_and_a_count_at_its_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long turn: each poll that brings an update for the busy core holds it. One info
+    line when the holding begins, one with the count when the core took them all; the
+    holds between are debug."""
+    caplog.set_level(logging.DEBUG, logger="supervisor.telegram")
+    with trio.fail_after(20):
+        async with running() as fake:
+            fake.add_user(USER)
+            api = BotApi(TOKEN, api_url=fake.url)
+            source = UpdateSource(api, poll_s=20, ahead_poll_s=0.1)
+            backlog = Backlog(source, Memory.open(tmp_path))
+            send, receive = trio.open_memory_channel[Update](0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                nursery.start_soon(backlog.keep_offset)
+                for n in range(3):
+                    fake.user_sends(USER, f"queued {n}")
+                    queued = await receive.receive()
+                    backlog.handed(f"queued {n}", queued)  # the core waits with each
+                    await backlog.hold_if_stuck()
+                    await fake.wait_until(lambda: queued.update_id in fake.confirmed)  # noqa: B023 (held; awaited here)
+                for n in range(3):
+                    backlog.handled(f"queued {n}")
+                await fake.wait_until(lambda: not backlog.memory.held)
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+    holds = [(r.levelno, r.getMessage()) for r in caplog.records if "held here" in r.getMessage()]
+    assert holds == [
+        (logging.INFO, "1 updates wait for the core: held here, so that newer ones come"),
+        (logging.DEBUG, "1 updates wait for the core: held here, so that newer ones come"),
+        (logging.DEBUG, "1 updates wait for the core: held here, so that newer ones come"),
+        (logging.INFO, "the core took the updates held here: 3 in 3 holds"),
+    ]

@@ -23,14 +23,19 @@ Acting as a person (each makes an update; sync, no I/O):
     fake.user_stops_draft(user_id, thread_id=None) -> update id: Stop pressed on the draft
         shown there now (it must have been sent with can_stop); the draft goes away
     fake.add_update(payload_dict) -> update_id            # any kind, e.g. {"poll": {...}}
+        a payload's own "update_id" (None: none at all) makes an update no offset can
+        confirm, as a garbling proxy would: answered once, then forgotten
 
 Switches:
     fake.topics, fake.users_may_create_topics, fake.drafts (False: sendMessageDraft -> 404,
     as an older server), fake.set_webhook(url)
     fake.rate_limit(per_second=1.0, burst=3, methods=MESSAGE_METHODS, grace_s=0.05)
         per chat, with Telegram's 429 and parameters.retry_after; rate_limit(None) = off
-    fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False)
-        the next `count` calls of `method` get that error (or no answer at all)
+    fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False,
+              after=0, unreadable=False)
+        the next `count` calls of `method` get that error (or no answer at all; or, with
+        `unreadable`, an ok answer whose result is not the method's shape), once `after`
+        calls of it went through untouched
     fake.clear_faults()
 
 Assertions:
@@ -154,6 +159,8 @@ class _Fault:
     remaining: int
     retry_after: int | None
     hang_up: bool
+    after: int = 0  # calls let through first
+    unreadable: bool = False  # `{"ok": true, "result": true}`: nothing our client can read
 
 
 @attrs.define
@@ -255,6 +262,9 @@ class FakeBotApi:
         except ValueError as exc:
             return self._record(seq, method, {}, _error_json(400, f"Bad Request: {exc}"))
         fault = self._faults.get(method)
+        if fault is not None and fault.after > 0:
+            fault.after -= 1
+            fault = None
         if fault is not None:
             fault.remaining -= 1
             if fault.remaining <= 0:
@@ -263,7 +273,8 @@ class FakeBotApi:
                 self.calls.append(Call(seq, trio.current_time(), method, params, 0, {}))
                 self._touch()
                 return None
-            reply = _error_json(fault.status, fault.description, fault.retry_after)
+            reply = {"ok": True, "result": True} if fault.unreadable else _error_json(
+                fault.status, fault.description, fault.retry_after)  # fmt: skip
             return self._record(seq, method, params, reply)
         try:
             result = await self._dispatch(seq, method, params)
@@ -392,7 +403,10 @@ class FakeBotApi:
 
     def add_update(self, payload: JSON) -> int:
         self._next_update_id += 1
-        self._updates.append({"update_id": self._next_update_id, **payload})
+        update = {"update_id": self._next_update_id, **payload}
+        if update["update_id"] is None:
+            del update["update_id"]
+        self._updates.append(update)
         self._touch()
         return self._next_update_id
 
@@ -423,9 +437,11 @@ class FakeBotApi:
         count: int = 1,
         retry_after: int | None = None,
         hang_up: bool = False,
+        after: int = 0,
+        unreadable: bool = False,
     ) -> None:
         self._faults[method] = _Fault(status, description or f"fault {status}", count,
-                                      retry_after, hang_up)
+                                      retry_after, hang_up, after, unreadable)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -511,13 +527,14 @@ class FakeBotApi:
                            "make sure that only one bot instance is running")
         batch = self._deliverable()[:limit]
         for update in batch:
-            self.delivered.setdefault(update["update_id"], []).append(seq)
+            self.delivered.setdefault(update.get("update_id"), []).append(seq)
+        self._updates = [u for u in self._updates if _confirmable(u) or u not in batch]  # answered once
         return batch
 
     def _forget_below(self, offset: int, seq: int) -> None:
         keep = []
         for update in self._updates:
-            if update["update_id"] < offset:
+            if _confirmable(update) and update["update_id"] < offset:
                 self.confirmed[update["update_id"]] = (seq, trio.current_time())
             else:
                 keep.append(update)
@@ -741,6 +758,10 @@ async def running(fake: FakeBotApi | None = None, **settings: Any) -> AsyncItera
 
 
 # --- pure helpers ------------------------------------------------------------------------
+
+
+def _confirmable(update: JSON) -> bool:
+    return type(update.get("update_id")) is int
 
 
 def _private(user: JSON) -> JSON:

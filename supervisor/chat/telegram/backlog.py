@@ -45,6 +45,10 @@ class Backlog:
         self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
         self._held: set[int] = set()  # updates in the memory's `held`
         self._hold_wanted = False
+        # Holds since the last time nothing was held: a long turn makes many (each poll
+        # that brings a new update and nothing else is one), the log says one and a count.
+        self._holds = 0
+        self._held_in_stretch = 0
         self._offset_moved = trio.Event()  # or a hold wanted: `keep_offset` has work
         source.on_stuck = self._want_hold
 
@@ -93,6 +97,7 @@ class Backlog:
             self._held.discard(update_id)
             self.memory.held = [raw for raw in self.memory.held if _update_id(raw) != update_id]
             self.memory.changed()
+            self._end_stretch_if_done()
         self._offset_moved.set()
 
     async def _hold(self) -> None:
@@ -105,7 +110,10 @@ class Backlog:
         memory.held.extend(raw for _update_id, raw in waiting)
         memory.changed()
         await memory.commit()
-        log.info("%d updates wait for the core: held here, so that newer ones come", len(waiting))
+        self._holds += 1
+        self._held_in_stretch += len(waiting)
+        log.log(logging.INFO if self._holds == 1 else logging.DEBUG,
+                "%d updates wait for the core: held here, so that newer ones come", len(waiting))  # fmt: skip
         for update_id, _raw in waiting:
             if self._waiting.pop(update_id, None) is None:  # handled meanwhile
                 memory.held = [raw for raw in memory.held if _update_id(raw) != update_id]
@@ -113,7 +121,17 @@ class Backlog:
                 continue
             self._held.add(update_id)
             self.source.confirm(update_id)
+        self._end_stretch_if_done()
         self._offset_moved.set()
+
+    def _end_stretch_if_done(self) -> None:
+        """Nothing is held any more: the stretch of holds ends (said once, if there
+        were more holds than its first line told of)."""
+        if self._held or not self._holds:
+            return
+        if self._holds > 1:
+            log.info("the core took the updates held here: %d in %d holds", self._held_in_stretch, self._holds)
+        self._holds = self._held_in_stretch = 0
 
     async def keep_offset(self) -> None:
         """Write the confirmed offset to memory, and hold the waiting updates when the

@@ -2,17 +2,21 @@
 
 Each method is one call through `calls.BotCaller`, which owns the HTTP session, the pacing,
 the retry loop and the token (its docstring says what it guarantees); here are only the
-methods' parameters and what their answers decode to.
+methods' parameters and what their answers decode to (an update with no usable id is
+said in the log and passed over: it could never be confirmed).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Final
 
 from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.calls import REQUEST_TIMEOUT, BadRequest, BotCaller
 from supervisor.chat.telegram.codec import JSONObject
+
+log = logging.getLogger("supervisor.telegram")
 
 MAX_MESSAGE_CHARS: Final = 4096  # text after entity parsing, in UTF-16 code units
 MAX_DOWNLOAD_BYTES: Final = 20 * 1024 * 1024  # getFile's limit for bots
@@ -45,7 +49,11 @@ class BotApi(BotCaller):
         if offset is not None:
             params["offset"] = offset
         result = await self.call("getUpdates", params, read_timeout=REQUEST_TIMEOUT + poll_s)
-        return codec.decode_updates(result)
+        updates = codec.decode_updates(result)
+        if len(updates) < len(result):  # Telegram never sends one; a proxy might garble it
+            for why in filter(None, map(codec.unusable_update, result)):
+                log.warning("getUpdates gave an update we cannot confirm (%s): passed over", self._scrub(why))
+        return updates
 
     async def delete_webhook(self) -> None:
         """Switch a webhook off so getUpdates works, keeping the updates waiting.

@@ -282,15 +282,27 @@ def parse_reply(body: Any) -> Any:
 
 def decode_update(value: Any) -> Update | None:
     """One update; None only when it has no usable `update_id` (it cannot be confirmed)."""
-    if not isinstance(value, dict):
+    if unusable_update(value) is not None:
         return None
-    update_id = value.get("update_id")
-    if not isinstance(update_id, int) or isinstance(update_id, bool):
-        return None
+    update_id = value["update_id"]
     try:
         return attrs.evolve(structure(value, Update), raw=value)
     except MalformedReply as exc:
         return Update(update_id=update_id, malformed=exc.reason, raw=value)
+
+
+def unusable_update(value: Any) -> str | None:
+    """Why `value` is no update we could confirm (no usable `update_id`), in a few words
+    for a log line (never the payload: the names of at most 5 of its fields); None when
+    it is one."""
+    if not isinstance(value, dict):
+        return f"not an object but {type(value).__name__}"
+    update_id = value.get("update_id")
+    if isinstance(update_id, int) and not isinstance(update_id, bool):
+        return None
+    fields = ", ".join(str(name)[:40] for name in list(value)[:5])
+    what = "no update_id" if update_id is None else f"an update_id of type {type(update_id).__name__}"
+    return f"{what} (fields: {fields})"[:_REASON_LIMIT]
 
 
 def decode_updates(value: Any) -> list[Update]:

@@ -282,7 +282,8 @@ class GrowingPosts:
     async def _commit(self, growing: Growing) -> None:
         """Send the growing post's text as real messages (ending its draft). Call holding
         its lock. A send that fails leaves it growing: its text is tried again, not lost."""
-        sent = await self.messages.send(growing.chat_id, growing.topic_id, growing.text, growing.prefix)
+        sent = await self.messages.send(growing.chat_id, growing.topic_id, growing.text, growing.prefix,
+                                        key=DRAFT_KEY + growing.post_id)  # fmt: skip
         self.drafts.finish(growing.post_id)
         self.drafts.made_real(growing.post_id, sent.id)
         if not self.messages.topics:

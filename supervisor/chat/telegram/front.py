@@ -232,6 +232,7 @@ class TelegramFrontEnd:
 
     def _handled(self, channel_id: str, post_id: str) -> None:
         self.backlog.handled(post_id)
+        self.tg.new_handled(post_id)
         self.active.handled(channel_id, post_id)
 
     async def _keep_drafts(self) -> None:
@@ -255,6 +256,9 @@ class TelegramFrontEnd:
             return None
         channel = ids.channel(item.chat_id)
         text = as_command(item.text, self.personas)
+        words = text.split()
+        if len(words) > 1 and words[0].lower() == "!new":
+            self.tg.new_asked(item.chat_id, words[1])
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
@@ -264,7 +268,7 @@ class TelegramFrontEnd:
         if item.topic_opened is not None and self.tg.topics:
             # A topic the person opened: a session named after it, as `/new NAME` would.
             name = session_name(item.topic_opened, item.topic_id or item.message_id)
-            self.tg.opened_topics[(item.chat_id, name)] = item.topic_id or 0
+            self.tg.topic_opened(item.chat_id, name, item.topic_id or 0, ids.post(item.chat_id, item.message_id))
             text, root = f"!new {name}", ""
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""

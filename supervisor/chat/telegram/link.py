@@ -25,6 +25,7 @@ import logging
 import mimetypes
 import time
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import attrs
 import trio
@@ -40,6 +41,8 @@ from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 from supervisor.core.words import Words
 
 log = logging.getLogger("supervisor.telegram")
+
+OPENED_TOPICS_KEPT: Final = 100  # topics opened and not (yet) a session's thread
 
 # Telegram's commands start with "/" (its clients offer them in a menu; the front end reads
 # them as the core's "!" forms, which work too). With topics a session is a topic, started
@@ -85,8 +88,9 @@ class TelegramLink:
         self._files: dict[str, FileRef] = {}  # files people sent: what the update said
         self._last_ms = 0
         self._opening: dict[int, list[trio.Event]] = {}  # chat -> threads being opened
-        # A topic a person opened, waiting for the `!new` it stands for: (chat, name) -> id.
-        self.opened_topics: dict[tuple[int, str], int] = {}
+        # A topic a person opened, waiting for the `!new` it stands for: (chat, name) -> its
+        # id, and that `!new`'s post id ("" once handled: see `new_handled`).
+        self.opened_topics: dict[tuple[int, str], tuple[int, str]] = {}
 
     # --- threads and posts ----------------------------------------------------------
 
@@ -112,7 +116,8 @@ class TelegramLink:
         """A topic for the thread (or the one the person opened under that name); its
         key is durable before anything goes into it: one topic per key, even across a
         crash."""
-        topic_id = self.opened_topics.pop((chat_id, title), None)
+        opened = self.opened_topics.pop((chat_id, title), None)
+        topic_id = opened[0] if opened is not None else None
         if topic_id is None:
             name = title[: LIMITS.max_topic_name_chars] or "session"
             topic_id = (await self.api.create_forum_topic(chat_id, name)).message_thread_id
@@ -121,6 +126,31 @@ class TelegramLink:
         self.memory.changed()
         await self.memory.commit()
         return root
+
+    def topic_opened(self, chat_id: int, name: str, topic_id: int, post_id: str) -> None:
+        """A person opened a topic, and `post_id` is the `!new name` it stands for: that
+        session's thread is this topic."""
+        self.opened_topics[(chat_id, name)] = (topic_id, post_id)
+        while len(self.opened_topics) > OPENED_TOPICS_KEPT:
+            del self.opened_topics[next(iter(self.opened_topics))]
+
+    def new_handled(self, post_id: str) -> None:
+        """The core has handled a post. If it was a `!new` for an opened topic, that topic
+        waits no longer: accepted, the session's thread takes it next (the handled mark is
+        durable before the thread is opened, so it cannot go now); refused, nothing will,
+        and a later `/new` of that name must not take it (`new_asked`)."""
+        for key, (topic_id, news) in self.opened_topics.items():
+            if news == post_id:
+                self.opened_topics[key] = (topic_id, "")
+                return
+
+    def new_asked(self, chat_id: int, name: str) -> None:
+        """A person asked for `!new name`: a topic opened under that name whose own `!new`
+        was handled (refused, as its thread did not take it) is no longer theirs to reuse.
+        One whose `!new` still waits stays: the first of the two takes it."""
+        opened = self.opened_topics.get((chat_id, name))
+        if opened is not None and not opened[1]:
+            del self.opened_topics[(chat_id, name)]
 
     async def opened(self, chat_id: int) -> None:
         """Wait until no thread of this chat is being opened (see `open_thread`)."""
@@ -170,7 +200,7 @@ class TelegramLink:
         for file_id in file_ids:
             sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "")
         if sent is None or (message.strip() and len(file_ids) > 1):
-            sent = await self.messages.send(chat_id, topic_id, message, prefix)
+            sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)
         if root_id and not self.topics:
             self.messages.belongs_to(sent.id, root_id)
         if idempotency_key:

@@ -3,8 +3,9 @@
 Owns what we keep of each message the bot sent: the message ids that show a post (a
 post whose rendered text passes 4,096 characters continues in further messages, kept here
 and edited with it), the buttons on it, the session thread it belongs to (without topics:
-for its `[NAME]` prefix and for the person's replies), and the files waiting for the
-message that sends them (Telegram has no upload without a message). Every text goes out as
+for its `[NAME]` prefix and for the person's replies), the parts a cut send got out (its
+next try goes on from there: Telegram has no idempotency key), and the files waiting for
+the message that sends them (Telegram has no upload without a message). Every text goes out as
 Telegram HTML (`render`); one change at a time per message (`holding`).
 
 It must never let an edit put back buttons that a settle took away meanwhile, and never
@@ -77,15 +78,35 @@ class Messages:
         self._choices: dict[str, tuple[ChoiceKind, ...]] = {}  # post id -> kinds on its buttons
         self._thread_root_of: dict[str, str] = {}  # post id -> its thread's root (no topics)
         self._uploads: dict[str, _Upload] = {}
+        # key -> the parts (message id, its html) a cut `send` of that post got out: its
+        # next try goes on from there (see `send`)
+        self._unfinished: dict[str, list[tuple[int, str]]] = {}
         self._upload_ids = itertools.count(1)
         self._locks: dict[str, trio.StrictFIFOLock] = {}  # message post id -> its changes
 
-    async def send(self, chat_id: int, topic_id: int | None, message: str, prefix: str) -> Post:
+    async def send(self, chat_id: int, topic_id: int | None, message: str, prefix: str, *, key: str = "") -> Post:
+        """The post as messages, one per part. `key` names the post across tries: a try
+        cut after some of its parts went out (by an answer we could not read, a stop) is
+        continued by the next one, the parts sent edited if their text changed, never sent
+        again (Telegram has no idempotency key)."""
         htmls = self.render(message, prefix)
-        parts: list[int] = []
-        for html in htmls:
-            sent = await self.send_html(chat_id, html, thread_id=topic_id)
-            parts.append(sent.message_id)
+        done = self._unfinished.pop(key, []) if key else []
+        emptied = [runs.escape(_EMPTY)] * (len(done) - len(htmls))  # parts the new text does not need
+        try:
+            for index, html in enumerate(htmls + emptied):
+                if index >= len(done):
+                    sent = await self.send_html(chat_id, html, thread_id=topic_id)
+                    done.append((sent.message_id, html))
+                elif done[index][1] != html:  # the text changed since that try
+                    await self._edit(chat_id, done[index][0], html, None)
+                    done[index] = (done[index][0], html)
+        except BaseException:
+            if key and done:
+                self._unfinished[key] = done
+                while len(self._unfinished) > PARTS_KEPT:
+                    del self._unfinished[next(iter(self._unfinished))]
+            raise
+        parts = [message_id for message_id, _html in done]
         post_id = ids.post(chat_id, parts[0])
         self._keep_parts(post_id, parts, topic_id)
         return Post(post_id, ids.channel(chat_id), self.me.id, message,
@@ -127,6 +148,8 @@ class Messages:
         root = ids.post(chat_id, topic_id) if topic_id is not None else ""
         htmls = self.render(message, self._prefix_for(target))
         markup = self._markup(post_id)
+        # Kept before any is sent: an edit cut after adding parts is tried again from there.
+        self._keep_parts(target, parts, topic_id)
         for index, html in enumerate(htmls):
             last = index == len(htmls) - 1
             if index < len(parts):
@@ -136,7 +159,6 @@ class Messages:
                 parts.append(new.message_id)
         for surplus in parts[len(htmls) :]:
             await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
-        self._keep_parts(target, parts, topic_id)
         return Post(post_id, ids.channel(chat_id), self.me.id, message, root_id=root)
 
     def belongs_to(self, post_id: str, root_id: str) -> None:
