@@ -4,9 +4,11 @@ Owns the child: its pipes, its process group, its exit, and the backend's sans-I
 conversation for it (`agent.AgentConversation`), which it feeds every line and whose bytes
 it writes. The caller reads events from `events()` (one task), sends commands with
 `send()` (serialised by a lock, with whatever the conversation answers by itself), runs
-`watch_exit()` beside them, and leaves the `async with` to tear the process down: close
-stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL what it spawned that
-left its group, found by the marker of its own in their environment (`reaper.end_marked`).
+`watch_exit()` beside them, and leaves the `async with` (or calls `end()` once the output
+ended: an agent with its stdout closed answers nothing, even if it lives on) to tear the
+process down: close stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL
+what it spawned that left its group, found by the marker of its own in their environment
+(`reaper.end_marked`).
 Decides nothing about what the events mean. Every agent process, a session's or a probe's
 (the ACP driver's too), is started and ended by `spawned`, so each has all of that.
 
@@ -206,6 +208,10 @@ class AgentProcess:
 
     async def wait(self) -> int:
         return await self.proc.wait()
+
+    async def end(self) -> int:
+        """End it now, as leaving `open_agent` would; its exit status."""
+        return await self.child.end()
 
 
 class AgentChild:
