@@ -120,11 +120,24 @@ def test_one_turn_at_a_time() -> None:
         c.prompt("again")
 
 
+def test_allow_answers_always_only_when_the_person_chose_always() -> None:
+    """What the option is, is the person's choice: rules carried beside it (Claude Code's
+    `updated_permissions`) never turn "allow once" into the agent's own "always"."""
+    both = {**ASK, "options": [{"optionId": "always", "kind": "allow_always", "name": "Always"}, *ASK["options"]]}
+    c = prompting_client()
+    c.receive_line(line(id=0, method="session/request_permission", params=both))
+    c.send(AllowTool("0", {}, ({"rule": 1},)))
+    assert sent(c)[0]["result"]["outcome"] == {"outcome": "selected", "optionId": "yes"}
+    c.receive_line(line(id=1, method="session/request_permission", params=both))
+    c.send(AllowTool("1", {}, always=True))
+    assert sent(c)[0]["result"]["outcome"] == {"outcome": "selected", "optionId": "always"}
+
+
 def test_answers_by_kind_and_falls_back_to_the_same_sense() -> None:
     c = prompting_client()
     events = c.receive_line(line(id=0, method="session/request_permission", params=ASK))
     assert isinstance(events[0], PermissionAsked) and events[0].description == "rm -rf x"
-    c.send(AllowTool("0", {}, ({"rule": 1},)))  # allow_always was not offered: the narrower allow
+    c.send(AllowTool("0", {}, always=True))  # allow_always was not offered: the narrower allow
     assert sent(c) == [
         {
             "jsonrpc": "2.0",

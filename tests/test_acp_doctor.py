@@ -1,18 +1,29 @@
 """`check` and `!agents` for ACP agents, with the fake ACP agent as a real child process:
 one that answers `initialize` passes with its version; one that speaks another protocol
 version, one that never answers and one that is not installed fail, each with one line
-that says why; no process is left behind (the conftest fixture checks)."""
+that says why; no process is left behind (the conftest fixture checks). A probe's agent is
+started as a session's is: through the start gate, with a marker of its own, and with the
+supervisor's, so that nothing it spawned outlives it."""
 
 from __future__ import annotations
 
+import os
+import sys
+import uuid
 from pathlib import Path
 
 import trio
+import trio.testing
 
+from supervisor.agent import AgentLaunch
+from supervisor.agent.acp.backend import AcpAgentBackend, AcpBackend
 from supervisor.agent.doctor import agent_side_checks
+from supervisor.agent.probe import AgentProbe, probe_acp
 from supervisor.config import Config
+from supervisor.runtime.agent_process import open_agent
 from tests.harness import World, world
-from tests.test_e2e_acp import add_acp_agent, new_acp_session
+from tests.test_e2e_acp import FAKE_ACP, add_acp_agent, new_acp_session
+from tests.test_e2e_agent_lifecycle import _running
 
 
 def config_with_agents(w: World) -> Config:
@@ -52,3 +63,68 @@ async def test_agents_command_lists_every_agent(tmp_path: Path) -> None:
             root = await new_acp_session(w, "side")
             await w.say("hi", root_id=root)
             await w.answered(root, "Echo #1: hi")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "acp-data")}
+
+
+def _leaving_a_sleeper(tag: str) -> list[str]:
+    """The fake ACP agent, once it started a sleeper outside its process group (`setsid`,
+    as a detached child or a daemon would be)."""
+    script = f'setsid sleep {tag} </dev/null >/dev/null 2>&1 & exec "$0" "$1" acp'
+    return ["sh", "-c", script, sys.executable, str(FAKE_ACP)]
+
+
+async def _gone(tag: str) -> None:
+    while _running(tag):
+        await trio.sleep(0.05)
+
+
+async def test_a_probe_ends_what_its_agent_started_outside_its_process_group(tmp_path: Path) -> None:
+    """Ending the probe's group misses the sleeper; the marker the agent passed on finds it."""
+    tag = "4242.3125"
+    backend = AcpAgentBackend(AcpBackend("fake", _leaving_a_sleeper(tag)))
+    with trio.fail_after(30):
+        found = await probe_acp(backend, _env(tmp_path), str(tmp_path), 20)
+        assert found.ok, found.detail
+        await _gone(tag)
+
+
+async def test_a_probe_waits_while_a_sessions_agent_is_starting(tmp_path: Path) -> None:
+    """Concurrent first starts of OpenCode trip over its database set-up: the start gate
+    lets one through at a time (until one succeeds), a probe's as well as a session's."""
+    backend = AcpAgentBackend(AcpBackend("fake", [sys.executable, str(FAKE_ACP), "acp"]))
+    never_ready = AgentLaunch(
+        session_id=str(uuid.uuid4()), cwd=str(tmp_path), resume=False, extra_env={"FAKE_ACP_FAULT": "no-initialize"}
+    )
+    found: list[AgentProbe] = []
+
+    async def probe() -> None:
+        found.append(await probe_acp(backend, _env(tmp_path), str(tmp_path), 20))
+
+    with trio.fail_after(30):
+        # The session's start ends (failed) first; then the probe has its turn.
+        async with trio.open_nursery() as nursery, open_agent(backend, never_ready, _env(tmp_path), 1.0):
+            nursery.start_soon(probe)
+            await trio.testing.wait_all_tasks_blocked()
+            # The gate's lock is the one observable of a start waiting for its turn.
+            assert backend.start_gate._lock.statistics().tasks_waiting == 1
+            assert not found
+    assert found[0].ok, found[0].detail
+
+
+async def test_what_a_probe_left_when_the_supervisor_was_killed_is_ended_at_the_next_start(tmp_path: Path) -> None:
+    """The probe's agent carries the supervisor's mark like a session's agent: what it
+    left when the supervisor was killed mid-probe is found and ended at the next start."""
+    tag = "4242.4375"
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, "mute", settings={"command": _leaving_a_sleeper(tag)}, FAKE_ACP_FAULT="no-initialize")
+            w.spawn()
+            await w.server.wait_for_websocket(count=1)
+            await w.say("!agents")
+            await w.wait_for(lambda: _running(tag), 30)
+            w.kill()
+            w.spawn()
+            await w.wait_for(lambda: not _running(tag), 30)

@@ -88,6 +88,32 @@ async def test_an_idle_agent_that_dies_while_a_child_holds_its_stdout_is_seen_at
             await w.wait_for(lambda: not _running("4242.75"), 10)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_an_idle_agent_that_closes_its_stdout_is_ended_and_a_new_one_answers(tmp_path: Path) -> None:
+    """An agent whose stdout is closed can never answer, even while it lives on: it is
+    ended (as at any teardown) and said to have exited, so the next prompt goes to a new
+    one instead of waiting for the stall timeout."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.configure(agent={"stall_timeout_s": 300})
+            await w.start()
+            root = await w.new_session("mute")
+            await w.say("[mute-after] hello", root)
+            await w.answered(root, "echo #1: hello")
+            [first] = [start["pid"] for start in w.agent_starts()]
+            await w.answered(root, "The agent exited unexpectedly", timeout=30)
+            await w.wait_for(lambda: not _alive(first), 10)
+            await w.say("still there?", root)
+            await w.answered(root, "echo #2: still there?", timeout=30)
+            assert len(w.agent_starts()) == 2
+
+
 async def test_an_agent_that_only_thinks_for_longer_than_the_stall_timeout_is_not_stalled(tmp_path: Path) -> None:
     """Thinking deltas mean nothing to the thread (they are not shown as they stream), but
     they are output: the watchdog counts every line the agent prints."""

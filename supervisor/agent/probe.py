@@ -1,9 +1,11 @@
 """Can a configured agent be started, and which version is it? (`!agents`, `check`)
 
-Claude Code: `<command> --version`. An ACP agent: started as a session would start it, it
-must answer `initialize` with a protocol version we speak; its `agentInfo` gives the
-version. Each probe runs in its own process group, is bounded by `limit_s`, and leaves no
-process behind. Never raises for an agent that fails: the answer says why, in one line.
+Claude Code: `<command> --version`. An ACP agent: started as a session would start it
+(through its start gate, so as not to trip over a session's agent starting; with a
+marker of its own, so what it spawns is ended with it), it must answer `initialize` with a
+protocol version we speak; its `agentInfo` gives the version. Each probe runs in its own
+process group, is bounded by `limit_s`, and leaves no process behind. Never raises for an
+agent that fails: the answer says why, in one line.
 """
 
 from __future__ import annotations

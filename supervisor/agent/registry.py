@@ -128,12 +128,14 @@ async def probe(agent: Agent, limit_s: float = 20.0, base_env: Mapping[str, str]
     return await probe_command(argv, claude_env(settings.env, base), cwd, limit_s)
 
 
-async def agents_text(registry: AgentRegistry) -> str:
-    """`!agents`: each configured agent, its protocol, version, and whether it starts."""
+async def agents_text(registry: AgentRegistry, base_env: Mapping[str, str]) -> str:
+    """`!agents`: each configured agent, its protocol, version, and whether it starts.
+    `base_env` is the sessions' agents' (it marks them as this supervisor's, so what a
+    probe leaves when the supervisor is killed is ended at its next start)."""
     found: dict[str, AgentProbe] = {}
 
     async def one(agent: Agent) -> None:
-        found[agent.name] = await probe(agent)
+        found[agent.name] = await probe(agent, base_env=base_env)
 
     async with trio.open_nursery() as nursery:
         for agent in registry.agents.values():

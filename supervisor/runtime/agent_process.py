@@ -4,10 +4,13 @@ Owns the child: its pipes, its process group, its exit, and the backend's sans-I
 conversation for it (`agent.AgentConversation`), which it feeds every line and whose bytes
 it writes. The caller reads events from `events()` (one task), sends commands with
 `send()` (serialised by a lock, with whatever the conversation answers by itself), runs
-`watch_exit()` beside them, and leaves the `async with` to tear the process down: close
-stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL what it spawned that
-left its group, found by the marker of its own in their environment (`reaper.end_marked`).
-Decides nothing about what the events mean.
+`watch_exit()` beside them, and leaves the `async with` (or calls `end()` once the output
+ended: an agent with its stdout closed answers nothing, even if it lives on) to tear the
+process down: close stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL
+what it spawned that left its group, found by the marker of its own in their environment
+(`reaper.end_marked`).
+Decides nothing about what the events mean. Every agent process, a session's or a probe's
+(the ACP driver's too), is started and ended by `spawned`, so each has all of that.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -81,20 +84,12 @@ class AgentProcess:
     """Invariant: the conversation's bytes are written in the order it produced them (all
     writes hold `_send_lock` from producing them to writing them)."""
 
-    def __init__(
-        self,
-        backend: AgentBackend,
-        proc: trio.Process,
-        conversation: AgentConversation,
-        gate: StartGuard | None,
-        marker: bytes,
-    ) -> None:
+    def __init__(self, backend: AgentBackend, child: AgentChild, conversation: AgentConversation) -> None:
         self.backend = backend
-        self._gate = gate  # held until the conversation is open
-        self.proc = proc
-        self.pid = proc.pid
+        self.child = child  # its start gate is held until the conversation is open
+        self.proc = child.proc
+        self.pid = child.proc.pid
         self.conversation = conversation
-        self.marker = marker  # `NAME=value` in the environment of this agent and all it spawns
         self.opened = False  # the conversation said ConversationOpened: it takes prompts
         # When a line was last read from its stdout, whether or not it meant an event: the
         # stall clock's (one timestamp a read, so the hot path pays nothing more).
@@ -103,7 +98,7 @@ class AgentProcess:
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
         self.stderr_events: list[AgentEvent] = []
-        self._stderr_log = ThrottledLog(proc.pid)
+        self._stderr_log = ThrottledLog(self.pid)
         self._send_lock = trio.StrictFIFOLock()
 
     async def send(self, command: AgentCommand) -> list[AgentEvent]:
@@ -159,9 +154,7 @@ class AgentProcess:
         return events
 
     def leave_gate(self, *, ok: bool) -> None:
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            gate.leave(ok=ok)
+        self.child.leave_gate(ok=ok)
 
     async def events(self) -> AsyncGenerator[list[AgentEvent], None]:
         """The events of the conversation's start, then those the agent prints, a batch
@@ -203,7 +196,7 @@ class AgentProcess:
         and its descendants is ended, which closes the pipe; if something else still holds
         it, it is closed here, and the reader sees its end."""
         await self.proc.wait()
-        await end_descendants(self)
+        await end_descendants(self.child)
         with trio.move_on_after(OUTPUT_AFTER_EXIT_S):
             await self.output_ended.wait()
         if not self.output_ended.is_set() and self.proc.stdout is not None:
@@ -211,12 +204,43 @@ class AgentProcess:
             await self.proc.stdout.aclose()
 
     async def close_stdin(self) -> None:
-        if self.proc.stdin is not None:
-            with trio.move_on_after(CLOSE_STDIN_S):
-                await self.proc.stdin.aclose()
+        await close_stdin(self.proc)
 
     async def wait(self) -> int:
         return await self.proc.wait()
+
+    async def end(self) -> int:
+        """End it now, as leaving `open_agent` would; its exit status."""
+        return await self.child.end()
+
+
+class AgentChild:
+    """An agent process as `spawned` started it: in a process group of its own, with a
+    marker of its own in its environment, holding its start gate until it is ready.
+
+    Invariant: `gate` is left exactly once, by the task that entered it; `_ended` once the
+    teardown ran to its end (the process, its group and what carries its marker are gone).
+    """
+
+    def __init__(self, proc: trio.Process, marker: bytes, gate: StartGuard | None, grace: AgentGrace) -> None:
+        self.proc = proc
+        self.marker = marker  # `NAME=value` in the environment of this agent and all it spawns
+        self.gate = gate
+        self.grace = grace
+        self._ended = False
+
+    def leave_gate(self, *, ok: bool) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.leave(ok=ok)
+
+    async def end(self) -> int:
+        """End it, as on any teardown (once, however often asked); its exit status."""
+        if not self._ended:
+            await terminate(self, self.grace)
+            self._ended = True
+        assert self.proc.returncode is not None  # `terminate` always waits
+        return self.proc.returncode
 
 
 class ThrottledLog:
@@ -289,38 +313,53 @@ def kill_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 @asynccontextmanager
-async def open_agent(
-    backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace: float | AgentGrace
-) -> AsyncIterator[AgentProcess]:
-    """Start the agent in its own process group; on exit, end the whole group. A backend's
-    start gate is held from the spawn until its conversation is open."""
-    gate = backend.start_gate
+async def spawned(
+    argv: list[str], env: Mapping[str, str], cwd: str, gate: StartGuard | None, grace: float | AgentGrace
+) -> AsyncIterator[AgentChild]:
+    """How every agent process is started and ended, a session's or a probe's. Started
+    once its start gate lets it (the caller leaves the gate once it is ready; else it is
+    left here), in its own process group, with a marker of its own in its environment; on
+    exit, the whole group is ended, and whatever carries the marker."""
     if gate is not None:
         await gate.enter()
     # Inherited by all it spawns, even by what leaves its group: its teardown finds them.
     marker_id = uuid.uuid4().hex
     try:
         proc = await trio.lowlevel.open_process(
-            backend.argv(launch),
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=launch.cwd,
-            env={**backend.env(launch, base_env), AGENT_ID_VAR: marker_id},
+            cwd=cwd,
+            env={**env, AGENT_ID_VAR: marker_id},
             start_new_session=True,  # its own group, so we can end it and all it spawned
         )
     except BaseException:
         if gate is not None:
             gate.leave(ok=False)
         raise
-    agent = AgentProcess(backend, proc, backend.conversation(launch), gate, f"{AGENT_ID_VAR}={marker_id}".encode())
-    log.info("agent started pid=%s session=%s resume=%s", proc.pid, launch.session_id, launch.resume)
+    child = AgentChild(
+        proc, f"{AGENT_ID_VAR}={marker_id}".encode(), gate, grace if isinstance(grace, AgentGrace) else AgentGrace(grace)
+    )
     try:
-        yield agent
+        yield child
     finally:
-        agent.leave_gate(ok=False)
+        child.leave_gate(ok=False)
         with trio.CancelScope(shield=True):
-            await terminate(agent, grace if isinstance(grace, AgentGrace) else AgentGrace(grace))
+            await child.end()
+
+
+@asynccontextmanager
+async def open_agent(
+    backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace: float | AgentGrace
+) -> AsyncIterator[AgentProcess]:
+    """Start the agent of a session (`spawned`): its start gate is held until its
+    conversation is open."""
+    argv, env = backend.argv(launch), backend.env(launch, base_env)
+    async with spawned(argv, env, launch.cwd, backend.start_gate, grace) as child:
+        agent = AgentProcess(backend, child, backend.conversation(launch))
+        log.info("agent started pid=%s session=%s resume=%s", agent.pid, launch.session_id, launch.resume)
+        yield agent
 
 
 class MarkedSweep:
@@ -365,18 +404,24 @@ class MarkedSweep:
 _sweep = MarkedSweep()
 
 
-async def end_descendants(agent: AgentProcess) -> None:
+async def end_descendants(child: AgentChild) -> None:
     """SIGKILL what is left of the agent's group, and every process that carries its
     marker: those that left the group (`setsid`, a detached child, a daemon) too."""
-    kill_group(agent.pid, signal.SIGKILL)
-    await _sweep.end(agent.marker)
+    kill_group(child.proc.pid, signal.SIGKILL)
+    await _sweep.end(child.marker)
 
 
-async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
+async def close_stdin(proc: trio.Process) -> None:
+    if proc.stdin is not None:
+        with trio.move_on_after(CLOSE_STDIN_S):
+            await proc.stdin.aclose()
+
+
+async def terminate(child: AgentChild, grace: AgentGrace) -> None:
     """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait."""
-    proc = agent.proc
+    proc = child.proc
     with grace.bounded():
-        await agent.close_stdin()
+        await close_stdin(proc)
         # An idle CLI exits by itself soon after its stdin closes: give it that chance first.
         with trio.move_on_after(min(grace.configured_s, VOLUNTARY_EXIT_S)):
             await proc.wait()
@@ -387,7 +432,7 @@ async def terminate(agent: AgentProcess, grace: AgentGrace) -> None:
     kill_group(proc.pid, signal.SIGKILL)
     await proc.wait()
     # Even when the leader is gone, children it spawned may linger, in its group or not.
-    await end_descendants(agent)
+    await end_descendants(child)
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             await stream.aclose()

@@ -146,7 +146,7 @@ class Desk:
                     post.channel_id, post.user_id, name, cwd, persona, command=post, agent=agent, resume=resume
                 )
             case commands.ListAgents():
-                return await agents_text(self.registry.agents)
+                return await agents_text(self.registry.agents, self.registry.agent_env)
             case commands.EndSession(name):
                 return self._end_by_name(name or "", words)
         return texts.guidance(words)

@@ -384,7 +384,10 @@ class SessionTask:
                                 if agent.opened and not up:  # takes prompts from now on
                                     up = True
                                     await self.inbox_send.send(AgentUp(generation, agent.pid))
-                        code = await agent.wait()
+                        # Its stdout ended: it exited, or it lives on unable to answer (a
+                        # prompt written to it would wait for the stall timeout). Gone
+                        # either way: ended as at any teardown, its exit reported.
+                        code = await agent.end()
                         nursery.cancel_scope.cancel()
                     tail = "\n".join(agent.stderr_tail)
                     if agent.stderr_events:

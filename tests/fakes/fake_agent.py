@@ -81,6 +81,7 @@ DIRECTIVES = {
     "crash-once": "[crash-once] crash the first time this session sees this prompt",
     "api-error": "[api-error] synthetic 'API Error: 500' answer, is_error result",
     "exit-after": "[exit-after] answer, then exit 0 even though stdin is open",
+    "mute-after": "[mute-after] answer, then close stdout and live on (only signals end it)",
     "stderr": "[stderr N] write N bytes to stderr first",
     "grandchild": "[grandchild] spawn a sleeping child in our process group",
     "whoami": "[whoami] answer 'whoami {json}' with pid, session, model, mode, cwd, args",
@@ -723,6 +724,11 @@ class Agent:
             self.lifecycle(prompt, "completed")
             if prompt.has("exit-after"):
                 self.exit(0, "exit-after")
+            if prompt.has("mute-after"):
+                self.log.event("note", what="closing stdout, living on")
+                os.close(1)
+                while True:  # no more turns: nothing could be said
+                    time.sleep(3600)
 
 
 class Turn:

@@ -19,7 +19,8 @@ request; any other agent request -> ControlAsked (already refused with -32601); 
 sent -> TurnStarted; stop reasons and prompt errors -> TurnEnded (cancelled ->
 terminal_reason "aborted_cancelled"; max_tokens / max_turn_requests / refusal -> is_error
 with a plain message). Commands: SendPrompt -> session/prompt; Interrupt -> session/cancel;
-AllowTool -> allow_once (allow_always when it carries rules); DenyTool -> reject_once.
+AllowTool -> allow_once (allow_always when the person chose "always"); DenyTool ->
+reject_once.
 
 What does NOT fit (the list that shapes issue 10's agent port):
 1. Handshake: AgentReady (name, version, resume/load/image capabilities) and

@@ -256,8 +256,10 @@ class AcpClient:
                 return self.prompt(text, images, paths)
             case Interrupt():
                 return self.cancel()
-            case AllowTool(request_id=rid, updated_permissions=rules):
-                return self.answer_permission(rid, "allow_always" if rules else "allow_once")
+            case AllowTool(request_id=rid, always=always):
+                # The person's choice alone: rules carried beside it (Claude Code's) must
+                # never turn "once" into the agent's own "always", which may cover more.
+                return self.answer_permission(rid, "allow_always" if always else "allow_once")
             case DenyTool(request_id=rid):
                 return self.answer_permission(rid, "reject_once")
             case AnswerPermission(request_id=rid, kind=kind):

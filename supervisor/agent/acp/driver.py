@@ -2,19 +2,19 @@
 
 One task reads stdout and feeds the client; one drains stderr into a short tail; every
 write goes through one FIFO lock, in the order the client produced it. Events (from the
-agent's lines and from our own commands) come out of one channel, in order. Leaving the
-`async with` tears the process down: close stdin, SIGTERM its group, grace, SIGKILL, wait.
+agent's lines and from our own commands) come out of one channel, in order. The process is
+started and ended as a session's agent is (`runtime.agent_process.spawned`: the backend's
+start gate, a process group and a marker of its own; leaving the `async with` closes
+stdin, SIGTERMs its group, grace, SIGKILL, and ends what carries its marker).
 Decides nothing about what the events mean.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -30,7 +30,7 @@ from supervisor.agent.acp.events import (
     SessionOpened,
     SessionOpenFailed,
 )
-from supervisor.runtime.agent_process import kill_group, lines_of
+from supervisor.runtime.agent_process import AgentChild, lines_of, spawned
 
 log = logging.getLogger("supervisor.agent.acp")
 
@@ -50,10 +50,11 @@ DriverEvent = AcpEvent | AgentExited
 
 class AcpAgent:
     def __init__(
-        self, proc: trio.Process, client: AcpClient, send: trio.MemorySendChannel[DriverEvent]
+        self, child: AgentChild, client: AcpClient, send: trio.MemorySendChannel[DriverEvent]
     ) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+        self.child = child  # its start gate is held until the caller says it is ready
+        self.proc = child.proc
+        self.pid = child.proc.pid
         self.client = client
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._send_events = send
@@ -111,56 +112,32 @@ async def open_acp_agent(
     permission_mode: str = "default",
     grace_s: float = 3.0,
 ) -> AsyncIterator[tuple[AcpAgent, trio.MemoryReceiveChannel[DriverEvent]]]:
-    """Start the agent in its own process group and send `initialize`.
+    """Start the agent (through the backend's start gate, which the caller leaves with
+    `agent.child.leave_gate(ok=True)` once it is ready; else it is left at the end) and
+    send `initialize`.
 
     Yields the agent and its event channel; the first event is AgentReady or
     HandshakeFailed (or AgentExited, or nothing: bound the wait with a cancel scope).
     """
     send, receive = trio.open_memory_channel[DriverEvent](1000)
-    proc = await trio.lowlevel.open_process(
-        backend.argv(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=backend.env(base_env, permission_mode),
-        start_new_session=True,  # its own group, so we can end it and all it spawned
-    )
-    agent = AcpAgent(proc, AcpClient(), send)
-    log.info("acp agent %s started pid=%s", backend.name, proc.pid)
-    try:
-        async with send, receive, trio.open_nursery() as nursery:
-            nursery.start_soon(agent.read_stdout)
-            nursery.start_soon(agent.drain_stderr)
-            await agent.do(lambda c: c.initialize())
-            try:
-                yield agent, receive
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The caller's own error passed through our nursery: hand it back as itself.
-        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-            raise group.exceptions[0] from None
-        raise
-    finally:
-        with trio.CancelScope(shield=True):
-            await terminate(proc, grace_s)
-
-
-async def terminate(proc: trio.Process, grace_s: float) -> None:
-    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait."""
-    if proc.stdin is not None:
-        with trio.move_on_after(1):
-            await proc.stdin.aclose()
-    # OpenCode exits by itself within ~70 ms of its stdin closing (PROTOCOL.md §11).
-    with trio.move_on_after(min(grace_s, 1.0)):
-        await proc.wait()
-    if proc.returncode is None:
-        kill_group(proc.pid, signal.SIGTERM)
-        with trio.move_on_after(grace_s):
-            await proc.wait()
-    kill_group(proc.pid, signal.SIGKILL)  # children may linger after the leader is gone
-    await proc.wait()
+    env = backend.env(base_env, permission_mode)
+    async with spawned(backend.argv(), env, cwd, backend.gate, grace_s) as child:
+        agent = AcpAgent(child, AcpClient(), send)
+        log.info("acp agent %s started pid=%s", backend.name, agent.pid)
+        try:
+            async with send, receive, trio.open_nursery() as nursery:
+                nursery.start_soon(agent.read_stdout)
+                nursery.start_soon(agent.drain_stderr)
+                await agent.do(lambda c: c.initialize())
+                try:
+                    yield agent, receive
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The caller's own error passed through our nursery: hand it back as itself.
+            if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+                raise group.exceptions[0] from None
+            raise
 
 
 class AcpStartError(Exception):
@@ -183,14 +160,10 @@ async def open_acp_session(
     first starts do not trip over OpenCode's database set-up. Raises AcpStartError.
     Bound the wait with a cancel scope: an agent that never answers waits forever.
     """
-    async with AsyncExitStack() as stack:
-        async with backend.gate:
-            agent, events = await stack.enter_async_context(
-                open_acp_agent(
-                    backend, cwd, base_env, permission_mode=permission_mode, grace_s=grace_s
-                )
-            )
-            opened = await _handshake_and_open(agent, events, cwd, resume)
+    agent_started = open_acp_agent(backend, cwd, base_env, permission_mode=permission_mode, grace_s=grace_s)
+    async with agent_started as (agent, events):
+        opened = await _handshake_and_open(agent, events, cwd, resume)
+        agent.child.leave_gate(ok=True)
         yield agent, events, opened
 
 
