@@ -17,7 +17,7 @@ from supervisor.chat.mattermost import link as mattermost_link
 from supervisor.chat.mattermost.codec import CREATE_MARK
 from supervisor.core import texts
 from supervisor.core.state import SessionRecord, State, encode
-from supervisor.runtime.store import read_state, write_atomically
+from supervisor.runtime.store import Store, read_state, write_atomically
 from tests.harness import World, world
 
 
@@ -151,3 +151,36 @@ async def test_kills_0_to_60ms_after_new_handle_it_once_and_answer_once(tmp_path
         last = str(_roots(w, f"k{kills - 1}")[0]["id"])
         await w.say("hello after the kills", last)
         await w.answered(last, "echo #1: hello after the kills", timeout=30)
+
+
+async def test_a_command_answered_but_not_marked_before_a_crash_is_answered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desk posts its answer, then marks the command handled (marked first, a crash
+    between would leave it unanswered). A crash between the two: the next start answers
+    it again, with the same idempotency key, and the server keeps one answer."""
+    crashed = trio.Event()
+    mark_handled = Store.mark_handled
+
+    async def crash_before_the_mark(store: Store, channel_id: str, post_id: str) -> None:
+        if post_id == asked["id"]:
+            crashed.set()
+            await trio.sleep_forever()
+        await mark_handled(store, channel_id, post_id)
+
+    def answers(w: World) -> list[dict[str, object]]:
+        return [p for p in w.bot_posts() if "**Commands**" in str(p["message"])]
+
+    async with world(tmp_path) as w:
+        asked: dict[str, object] = {"id": None}
+        with monkeypatch.context() as patch:
+            patch.setattr(Store, "mark_handled", crash_before_the_mark)
+            await w.start()
+            asked = await w.say("!help")
+            with trio.fail_after(20):
+                await crashed.wait()
+            assert len(answers(w)) == 1
+            await w.stop()
+        await w.start()
+        await _desk_idle(w)
+        assert len(answers(w)) == 2  # the one asked above and `_desk_idle`'s own: not three

@@ -48,12 +48,25 @@ class Command:
     command: commands.MainCommand | commands.BadCommand
 
 
+# The idempotency keys of answers: one per post answered, the same on every try.
+_ANSWER_KEYS = uuid.UUID("0e5c8d2a-4f6b-4c1e-9a7d-3b2f1e0d9c8b")
+
+
 @attrs.frozen
 class Reply:
     channel_id: str
     message: str
     root_id: str = ""
     handled: tuple[str, str] | None = None  # (channel, post) to mark handled once posted
+
+    @property
+    def idempotency_key(self) -> str:
+        """An answer is posted before the post it answers is marked handled (marked first,
+        a crash between would leave it unanswered for good); so a crash between the two
+        answers it again after the start, with this key: the front end posts it once."""
+        if self.handled is None:
+            return ""
+        return uuid.uuid5(_ANSWER_KEYS, "\0".join(self.handled)).hex
 
 
 class Desk:
@@ -125,7 +138,9 @@ class Desk:
 
     async def _post_reply(self, reply: Reply) -> None:
         try:
-            await self.chat.create_post(reply.channel_id, reply.message, root_id=reply.root_id)
+            await self.chat.create_post(
+                reply.channel_id, reply.message, root_id=reply.root_id, idempotency_key=reply.idempotency_key
+            )
         except ChatError as exc:
             log.error("could not answer in %s: %s", reply.channel_id, exc)
         if reply.handled is not None:
