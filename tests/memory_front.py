@@ -124,8 +124,9 @@ class MemoryLink:
         self.typing_every_s = chat.typing_every_s
 
     async def create_post(
-        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (), idempotency_key: str = ""
-    ) -> Post:
+        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (),
+        idempotency_key: str = "", reply_to: str = "",
+    ) -> Post:  # fmt: skip
         return self.chat._add(BOT.id, message, root_id, idempotency_key)
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:

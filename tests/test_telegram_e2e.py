@@ -339,13 +339,15 @@ async def test_a_topic_named_in_words_becomes_a_session_of_a_valid_name_there(tm
 
 
 async def test_text_in_a_topic_of_no_session_is_answered_in_that_topic(tmp_path: Path) -> None:
-    """A topic the person opened under a name already taken is no session (the refusal is
-    said in the main view, where `/new` answers); what they write there is answered there."""
+    """A topic the person opened under a name already taken is no session; the refusal is
+    said in that topic, where the person is, and what they write there is answered there."""
     with trio.fail_after(40):
         async with started_tg_world(tmp_path) as w:
             await w.new_session("alpha")
+            before = w.text(None)
             topic = w.fake.user_creates_topic(ALICE, "alpha")
-            await w.answered(None, "⚠️")
+            refusal = await w.answered(topic, "⚠️")
+            assert "already called alpha" in refusal and w.text(None) == before
             w.say("hello?", topic)
             guided = await w.answered(topic, "/new NAME")
             assert "Session alpha" not in guided and w.text(None).count("/new NAME") == 0

@@ -48,8 +48,11 @@ class ChatLink(Protocol):
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         idempotency_key: str = "",
+        reply_to: str = "",
     ) -> Post:
-        """A repeat with the same `idempotency_key` does not post twice. Without `root_id` the message goes to the place itself."""
+        """A repeat with the same `idempotency_key` does not post twice. Without `root_id` the message goes to the place itself.
+        `reply_to`: the person's post this answers, if any (a front end may place the
+        answer beside it: Telegram answers a topic the person opened in that topic)."""
         ...
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:

@@ -77,10 +77,11 @@ class Fronts:
     # --- ChatLink, by the id each call names ------------------------------------------
 
     async def create_post(
-        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (), idempotency_key: str = ""
-    ) -> Post:
+        self, channel_id: str, message: str, *, root_id: str = "", file_ids: tuple[str, ...] = (),
+        idempotency_key: str = "", reply_to: str = "",
+    ) -> Post:  # fmt: skip
         return await self.for_channel(channel_id).create_post(
-            channel_id, message, root_id=root_id, file_ids=file_ids, idempotency_key=idempotency_key
+            channel_id, message, root_id=root_id, file_ids=file_ids, idempotency_key=idempotency_key, reply_to=reply_to
         )
 
     async def open_thread(self, channel_id: str, header: str, *, key: str, title: str) -> Post:

@@ -139,8 +139,9 @@ class Desk:
     async def _post_reply(self, reply: Reply) -> None:
         try:
             await self.chat.create_post(
-                reply.channel_id, reply.message, root_id=reply.root_id, idempotency_key=reply.idempotency_key
-            )
+                reply.channel_id, reply.message, root_id=reply.root_id, idempotency_key=reply.idempotency_key,
+                reply_to=reply.handled[1] if reply.handled is not None else "",
+            )  # fmt: skip
         except ChatError as exc:
             log.error("could not answer in %s: %s", reply.channel_id, exc)
         if reply.handled is not None:

@@ -118,6 +118,7 @@ class MattermostLink:
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         idempotency_key: str = "",
+        reply_to: str = "",  # answered where it was asked: in the same place or thread
     ) -> Post:
         created = await self.rest.create_post(
             channel_id, message, root_id=root_id, file_ids=file_ids, pending_post_id=idempotency_key

@@ -185,13 +185,18 @@ class TelegramLink:
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         idempotency_key: str = "",
+        reply_to: str = "",
     ) -> Post:
-        """A message in the main view (`root_id` ""), or in the thread of `root_id`."""
+        """A message in the main view (`root_id` ""), or in the thread of `root_id`; an
+        answer to the `!new` a topic the person opened stands for (refused: no session
+        took the topic) in that topic, where the person is."""
         if idempotency_key and (known := self.memory.keys.get(idempotency_key)) is not None:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
         topic_id = thread.topic_id if thread is not None else self._topic_of(root_id)
+        if not root_id and reply_to:
+            topic_id = next((t for t, new in self.opened_topics.values() if new == reply_to), topic_id)
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""
         holder = self.drafts.holder(chat_id, topic_id)
         if holder is not None and holder.root_id == root_id:

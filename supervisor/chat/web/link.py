@@ -116,6 +116,7 @@ class WebLink:
         root_id: str = "",
         file_ids: tuple[str, ...] = (),
         idempotency_key: str = "",
+        reply_to: str = "",  # answered where it was asked: in the same thread
     ) -> Post:
         row = await self._front.create(_thread(root_id), message, idempotency_key or None, file_ids)
         return _post(row, BOT.id, idempotency_key)
