@@ -508,3 +508,33 @@ async def test_while_telegram_fails_to_give_a_document_the_running_answer_goes_o
             prompts = [p for ps in w.prompts_by_process().values() for p in ps]
             document = next(i for i, p in enumerate(prompts) if p.startswith("read this"))
             assert "notes.txt" in prompts[document] and document < prompts.index("and then this")
+
+
+async def test_a_commands_answer_telegram_gives_back_unreadable_is_logged_and_the_next_is_answered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An answer to a command's reply that we cannot read (a garbling proxy, say) is not
+    a crash of the whole supervisor, to come again at every start: it is logged, the
+    command is handled, and the next one is answered."""
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            w.fake.fail("sendMessage", 200, unreadable=True)
+            w.say("/help")
+            await w.wait_for(lambda: "could not answer" in caplog.text)
+            w.say("/help")
+            await w.answered(None, "Commands")
+            assert w.text(None).count("Commands") == 1
+
+
+
+async def test_a_topic_telegram_makes_with_an_unreadable_answer_fails_that_session_only(tmp_path: Path) -> None:
+    """`/new` whose createForumTopic answer we cannot read: that session fails, said so
+    in the main view; the supervisor goes on, and the next `/new` starts its session."""
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            w.fake.fail("createForumTopic", 200, unreadable=True)
+            w.say("/new first")
+            await w.answered(None, "Could not start session first")
+            topic = await w.new_session("second")
+            w.say("hello", topic)
+            await w.answered(topic, "echo #1: hello")

@@ -144,6 +144,8 @@ class Desk:
             )  # fmt: skip
         except ChatError as exc:
             log.error("could not answer in %s: %s", reply.channel_id, exc)
+        except Exception:  # an answer we cannot read (a proxy's?): one reply, not the supervisor
+            log.exception("could not answer in %s", reply.channel_id)
         if reply.handled is not None:
             await self.store.mark_handled(*reply.handled)
 
@@ -256,7 +258,7 @@ class Desk:
                 continue
             try:
                 await self._announce(record, recovering=True)
-            except ChatError as exc:
+            except Exception as exc:  # any one front end's answer must not stop the start
                 log.error("could not finish announcing session %s (%s); the next start tries again", record.name, exc)
 
     async def _announce(self, record: SessionRecord, *, recovering: bool) -> None:
@@ -281,7 +283,7 @@ class Desk:
                     await self.chat.create_post(
                         record.channel_id, answer, idempotency_key=announce.answer_pending_id(record)
                     )
-                except ChatError as exc:
+                except Exception as exc:  # an answer we cannot read too: the thread is there
                     log.error("could not answer !new %s: %s", record.name, exc)
         await self.store.save(task.core.record)  # launched only now: it cannot save over this
         self.registry.launch(task, launch_now=not recovering)
@@ -301,7 +303,7 @@ class Desk:
                 title=record.name,
             )
             return root.id
-        except ChatError as exc:
+        except Exception as exc:  # refused, or an answer we cannot read: failed, said so
             log.error("could not post the thread root of %s: %s", record.name, exc)
             await self.store.save(attrs.evolve(record, status="failed", answer_pending=False))
             if record.answer_pending:

@@ -338,12 +338,16 @@ class SessionTask:
             await self.deps.chat.offer_choices(post_id, kinds)
         except ChatError as exc:
             log.warning("could not offer %s on %s: %s", "/".join(kinds), post_id, exc)
+        except Exception:  # an answer we cannot read: the request still lapses in time
+            log.exception("could not offer %s on %s", "/".join(kinds), post_id)
 
     async def _settle_choices(self, post_id: str) -> None:
         try:
             await self.deps.chat.settle_choices(post_id)
         except ChatError as exc:  # the post says the outcome; the buttons are cosmetic
             log.info("%s: could not settle the choice on %s: %s", self.name, post_id, exc)
+        except Exception:
+            log.exception("%s: could not settle the choice on %s", self.name, post_id)
 
     # --- the agent process ---------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from supervisor.chat import ChatError, ChatLink
+from supervisor.chat import ChatLink
 from supervisor.core import uploads
 from supervisor.core.agent_events import Image
 from supervisor.core.session import QueuedPrompt
@@ -50,7 +50,7 @@ async def save_attachments(
             name = uploads.safe_name(info.name, names)
             names.add(name)
             await trio.to_thread.run_sync(_save_file, folder, name, data)
-        except (ChatError, OSError) as exc:
+        except Exception as exc:  # refused, unreadable, or our disk: that file is not saved
             refused.append(f"{file_id} ({exc})")
             continue
         is_image = info.mime_type.startswith("image/") and len(data) <= max_image_bytes
@@ -71,7 +71,7 @@ async def send_file(chat: ChatLink, record: SessionRecord, path: str, max_bytes:
             file_id = await chat.upload_file(record.channel_id, text.name, data)
             await chat.create_post(record.channel_id, f"📎 `{path}`", root_id=record.root_id, file_ids=(file_id,))
             return None
-        except (OSError, ChatError) as exc:
+        except Exception as exc:  # our disk, a refusal, or an answer we cannot read
             text = f"⚠️ Could not send `{path}`: {exc}"
     return text
 
