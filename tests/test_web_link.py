@@ -88,13 +88,15 @@ async def test_the_sidebar_shows_the_sessions_state(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
         async with opened(tmp_path) as (chat, link):
             root = await link.open_thread(CHANNEL, "header", key="k", title="t")
-            states = []
-            for status in ("suspended", "live", "ended"):
+            states, versions = [], []
+            for status in ("suspended", "live", "live", "ended"):
                 await link.show_session_state(root.id, status)
                 row = await chat.front.store.call(WebDb.thread, root.id)
                 assert row is not None
                 states.append(row.state)
-    assert states == ["suspended", "active", "ended"]
+                versions.append(row.version)
+    assert states == ["suspended", "active", "active", "ended"]
+    assert versions[1] == versions[2] < versions[3]  # the same word again: nothing for the pages
 
 
 async def test_choices_become_buttons_and_settling_removes_them(tmp_path: Path) -> None:

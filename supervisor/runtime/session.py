@@ -119,7 +119,7 @@ class SessionTask:
         self._offers: dict[str, tuple[ChoiceKind, ...]] = {}  # post key -> choices, until it exists
         self._finished = False
         self._nursery: trio.Nursery | None = None
-        self._status_shown = core.record.status  # as the thread shows it (`_show_status`)
+        self._status_shown = ""  # as the thread shows it (`_show_status`): not known yet
         # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
@@ -133,6 +133,7 @@ class SessionTask:
             self._nursery = nursery
             nursery.start_soon(self._poster.run)
             nursery.start_soon(self._typing)
+            await self._show_status(self.core.record)
             await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
             task_status.started()
             async with self._inbox:
@@ -249,7 +250,6 @@ class SessionTask:
                     unsaved = False
                     self._poster.release()
                 case SaveRecord(record, durable):
-                    await self._show_status(record)
                     if index in carried:  # durable with the mark below, in its write
                         self.deps.store.save_soon(record)
                         unsaved = True
@@ -258,6 +258,7 @@ class SessionTask:
                         await self.deps.store.save(record)
                     else:
                         self.deps.store.save_soon(record)
+                    await self._show_status(record)
                 case LaunchAgent(resume, delay_s):
                     self._launch(resume, delay_s)
                 case StopAgent(reason):
@@ -315,15 +316,17 @@ class SessionTask:
                 log.debug("typing indicator failed: %s", exc)
 
     async def _show_status(self, record: SessionRecord) -> None:
-        """A new status shown beside the thread, where the link shows one. In line, so the
-        changes show in order: they are rare (an agent started, suspended; the end)."""
+        """The record's status shown beside the thread, where the link shows one: at the
+        start (what an earlier run showed may be stale), and each change after its save.
+        In line, so the changes show in order: they are rare (an agent started, suspended;
+        the end). One that failed is tried again with the next save."""
         chat = self.deps.chat
-        if record.status == self._status_shown or not isinstance(chat, ShowsSessionState):
+        if record.status == self._status_shown or not record.root_id or not isinstance(chat, ShowsSessionState):
             return
-        self._status_shown = record.status
         try:
             with trio.move_on_after(self.core.settings.typing_every_s):
                 await chat.show_session_state(record.root_id, record.status)
+                self._status_shown = record.status
         except Exception as exc:  # cosmetic: never let it hurt a session
             log.warning("%s: its state (%s) is not shown: %s", self.name, record.status, exc)
 

@@ -220,7 +220,12 @@ class WebDb:
         return thread
 
     def update_thread(self, thread_id: str, **fields: str) -> ThreadRow | None:
+        """The thread with `fields` changed; None when there is no such thread, or nothing
+        changed (no new version for the pages to fetch)."""
         allowed = {k: v for k, v in fields.items() if k in ("state", "agent", "cwd", "title")}
+        now = self.thread(thread_id)
+        if now is None or all(getattr(now, k) == v for k, v in allowed.items()):
+            return None
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             version = self._bump()
