@@ -114,6 +114,23 @@ async def test_a_probe_waits_while_a_sessions_agent_is_starting(tmp_path: Path) 
     assert found[0].ok, found[0].detail
 
 
+async def test_a_probe_that_waited_its_whole_time_at_the_gate_says_so(tmp_path: Path) -> None:
+    """Not "did not answer initialize": it was never started."""
+    backend = AcpAgentBackend(AcpBackend("fake", [sys.executable, str(FAKE_ACP), "acp"]))
+    never_ready = AgentLaunch(
+        session_id=str(uuid.uuid4()), cwd=str(tmp_path), resume=False, extra_env={"FAKE_ACP_FAULT": "no-initialize"}
+    )
+    found: list[AgentProbe] = []
+
+    async def probe() -> None:  # a task of its own, as `!agents` runs beside the sessions
+        found.append(await probe_acp(backend, _env(tmp_path), str(tmp_path), 0.5))
+
+    with trio.fail_after(30):
+        async with open_agent(backend, never_ready, _env(tmp_path), 1.0), trio.open_nursery() as nursery:
+            nursery.start_soon(probe)
+    assert not found[0].ok and "another start of this agent was still going" in found[0].detail, found[0].detail
+
+
 async def test_what_a_probe_left_when_the_supervisor_was_killed_is_ended_at_the_next_start(tmp_path: Path) -> None:
     """The probe's agent carries the supervisor's mark like a session's agent: what it
     left when the supervisor was killed mid-probe is found and ended at the next start."""

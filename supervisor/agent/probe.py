@@ -44,9 +44,11 @@ def _line(text: str) -> str:
 
 async def probe_acp(backend: AcpAgentBackend, env: Mapping[str, str], cwd: str, limit_s: float) -> AgentProbe:
     acp = backend.acp
+    started = False  # past the start gate: another agent of this kind may hold it meanwhile
     try:
         with trio.move_on_after(limit_s):
             async with open_acp_agent(acp, cwd, {**env}, grace_s=1.0) as (_agent, events):
+                started = True
                 async for event in events:
                     match event:
                         case AgentReady(name=name, version=version):
@@ -56,6 +58,8 @@ async def probe_acp(backend: AcpAgentBackend, env: Mapping[str, str], cwd: str, 
                         case AgentExited(returncode=code, stderr_tail=tail):
                             said = f": {_line(tail[-1])}" if tail else ""
                             return AgentProbe(False, detail=f"it exited (status {code}) before answering initialize{said}")
+        if not started:
+            return AgentProbe(False, detail=f"not tried: another start of this agent was still going after {limit_s:g} s")
         return AgentProbe(False, detail=f"it did not answer initialize within {limit_s:g} s")
     except OSError as exc:
         return AgentProbe(False, detail=f"{acp.command[0]} cannot be started: {exc.strerror or exc}")
