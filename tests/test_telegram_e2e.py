@@ -353,6 +353,15 @@ async def test_text_in_a_topic_of_no_session_is_answered_in_that_topic(tmp_path:
             assert "Session alpha" not in guided and w.text(None).count("/new NAME") == 0
 
 
+async def test_the_refusal_for_a_topic_deleted_meanwhile_is_said_in_the_main_view(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            await w.new_session("alpha")
+            w.fake.fail("sendMessage", 400, "Bad Request: message thread not found")
+            w.fake.user_creates_topic(ALICE, "alpha")
+            await w.answered(None, "already called alpha")
+
+
 def test_a_topic_name_is_made_a_valid_session_name() -> None:
     assert [session_name(name, 7) for name in ("Bug fix", "mine", " --a / b.. ", "Работа", "x" * 80)] == [
         "Bug-fix", "mine", "a-b", "topic-7", "x" * 64,

@@ -63,7 +63,9 @@ class Reply:
     def idempotency_key(self) -> str:
         """An answer is posted before the post it answers is marked handled (marked first,
         a crash between would leave it unanswered for good); so a crash between the two
-        answers it again after the start, with this key: the front end posts it once."""
+        answers it again after the start, with this key, which a front end posts once for
+        as long as it remembers the key (Mattermost's server: 30 s; a restart later than
+        that can answer twice)."""
         if self.handled is None:
             return ""
         return uuid.uuid5(_ANSWER_KEYS, "\0".join(self.handled)).hex

@@ -32,6 +32,7 @@ import trio
 
 from supervisor.chat import NO_LIMIT, ChatError, ChatUser
 from supervisor.chat.telegram import choices, ids
+from supervisor.chat.telegram.calls import BadRequest
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.drafts import GrowingPosts
 from supervisor.chat.telegram.limits import LIMITS
@@ -195,8 +196,9 @@ class TelegramLink:
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
         topic_id = thread.topic_id if thread is not None else self._topic_of(root_id)
-        if not root_id and reply_to:
-            topic_id = next((t for t, new in self.opened_topics.values() if new == reply_to), topic_id)
+        opened = next((t for t, new in self.opened_topics.values() if new == reply_to), None) if reply_to else None
+        if not root_id and opened is not None:
+            topic_id = opened
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""
         holder = self.drafts.holder(chat_id, topic_id)
         if holder is not None and holder.root_id == root_id:
@@ -205,7 +207,13 @@ class TelegramLink:
         for file_id in file_ids:
             sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "")
         if sent is None or (message.strip() and len(file_ids) > 1):
-            sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)
+            try:
+                sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)
+            except BadRequest:
+                if root_id or opened is None:
+                    raise
+                # The topic the person opened is gone meanwhile (deleted, closed): the main view.
+                sent = await self.messages.send(chat_id, None, message, prefix, key=idempotency_key)
         if root_id and not self.topics:
             self.messages.belongs_to(sent.id, root_id)
         if idempotency_key:

@@ -48,6 +48,7 @@ PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
 }
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
+UNFINISHED_KEPT: Final = 100  # cut sends whose parts we remember (their next try comes soon)
 
 
 @attrs.frozen
@@ -78,9 +79,9 @@ class Messages:
         self._choices: dict[str, tuple[ChoiceKind, ...]] = {}  # post id -> kinds on its buttons
         self._thread_root_of: dict[str, str] = {}  # post id -> its thread's root (no topics)
         self._uploads: dict[str, _Upload] = {}
-        # key -> the parts (message id, its html) a cut `send` of that post got out: its
-        # next try goes on from there (see `send`)
-        self._unfinished: dict[str, list[tuple[int, str]]] = {}
+        # key -> the parts (message id, a hash of its html) a cut `send` of that post got
+        # out: its next try goes on from there (see `send`); a try comes within seconds
+        self._unfinished: dict[str, list[tuple[int, int]]] = {}
         self._upload_ids = itertools.count(1)
         self._locks: dict[str, trio.StrictFIFOLock] = {}  # message post id -> its changes
 
@@ -96,14 +97,14 @@ class Messages:
             for index, html in enumerate(htmls + emptied):
                 if index >= len(done):
                     sent = await self.send_html(chat_id, html, thread_id=topic_id)
-                    done.append((sent.message_id, html))
-                elif done[index][1] != html:  # the text changed since that try
+                    done.append((sent.message_id, hash(html)))
+                elif done[index][1] != hash(html):  # the text changed since that try
                     await self._edit(chat_id, done[index][0], html, None)
-                    done[index] = (done[index][0], html)
+                    done[index] = (done[index][0], hash(html))
         except BaseException:
             if key and done:
                 self._unfinished[key] = done
-                while len(self._unfinished) > PARTS_KEPT:
+                while len(self._unfinished) > UNFINISHED_KEPT:
                     del self._unfinished[next(iter(self._unfinished))]
             raise
         parts = [message_id for message_id, _html in done]
