@@ -17,6 +17,7 @@ from supervisor.chat.mattermost import link as mattermost_link
 from supervisor.chat.mattermost.codec import CREATE_MARK
 from supervisor.core import texts
 from supervisor.core.state import SessionRecord, State, encode
+from supervisor.runtime import desk as desk_module
 from supervisor.runtime.store import Store, read_state, write_atomically
 from tests.harness import World, world
 
@@ -153,12 +154,14 @@ async def test_kills_0_to_60ms_after_new_handle_it_once_and_answer_once(tmp_path
         await w.answered(last, "echo #1: hello after the kills", timeout=30)
 
 
+@pytest.mark.parametrize("server_forgot_the_key", [False, True])
 async def test_a_command_answered_but_not_marked_before_a_crash_is_answered_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_forgot_the_key: bool
 ) -> None:
     """The desk posts its answer, then marks the command handled (marked first, a crash
     between would leave it unanswered). A crash between the two: the next start answers
-    it again, with the same idempotency key, and the server keeps one answer."""
+    it again with the same idempotency key, which the server dedupes within 30 s; a start
+    later than that (the server forgot the key) finds the answer by it first."""
     crashed = trio.Event()
     mark_handled = Store.mark_handled
 
@@ -181,6 +184,9 @@ async def test_a_command_answered_but_not_marked_before_a_crash_is_answered_once
                 await crashed.wait()
             assert len(answers(w)) == 1
             await w.stop()
+        if server_forgot_the_key:
+            w.server.store.pending.clear()
+            monkeypatch.setattr(desk_module, "KEYS_REMEMBERED_S", 0.0)
         await w.start()
         await _desk_idle(w)
         assert len(answers(w)) == 2  # the one asked above and `_desk_idle`'s own: not three

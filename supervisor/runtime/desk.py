@@ -50,6 +50,10 @@ class Command:
 
 # The idempotency keys of answers: one per post answered, the same on every try.
 _ANSWER_KEYS = uuid.UUID("0e5c8d2a-4f6b-4c1e-9a7d-3b2f1e0d9c8b")
+# How long the most forgetful front end surely remembers a key (Mattermost's server: 30 s).
+# An answer to an older post (asked before a crash, answered again after it) is looked for
+# among the posts first, by that key.
+KEYS_REMEMBERED_S = 25.0
 
 
 @attrs.frozen
@@ -58,14 +62,15 @@ class Reply:
     message: str
     root_id: str = ""
     handled: tuple[str, str] | None = None  # (channel, post) to mark handled once posted
+    asked_at_ms: int = 0  # when that post was made (the server's clock); 0: not known
 
     @property
     def idempotency_key(self) -> str:
         """An answer is posted before the post it answers is marked handled (marked first,
         a crash between would leave it unanswered for good); so a crash between the two
         answers it again after the start, with this key, which a front end posts once for
-        as long as it remembers the key (Mattermost's server: 30 s; a restart later than
-        that can answer twice)."""
+        as long as it remembers the key; past that (`KEYS_REMEMBERED_S`) the desk looks
+        for the answer by its key first."""
         if self.handled is None:
             return ""
         return uuid.uuid5(_ANSWER_KEYS, "\0".join(self.handled)).hex
@@ -96,13 +101,14 @@ class Desk:
     def command(self, post: Post, command: commands.MainCommand | commands.BadCommand) -> None:
         self._put(post.channel_id, Command(post, command))
 
-    def reply(self, channel_id: str, post_id: str, message: str, *, root_id: str = "") -> None:
+    def reply(self, channel_id: str, post_id: str, message: str, *, root_id: str = "", asked_at_ms: int = 0) -> None:
         """Post `message` and then mark the post it answers handled."""
-        self._put(channel_id, Reply(channel_id, message, root_id, handled=(channel_id, post_id)))
+        self._put(channel_id, Reply(channel_id, message, root_id, (channel_id, post_id), asked_at_ms))
 
-    def reply_ended(self, channel_id: str, post_id: str, root_id: str) -> None:
+    def reply_ended(self, channel_id: str, post_id: str, root_id: str, *, asked_at_ms: int = 0) -> None:
         """Answer a post in the thread of a session that has ended."""
-        self.reply(channel_id, post_id, texts.ended(self.chat.words(channel_id)), root_id=root_id)
+        words = self.chat.words(channel_id)
+        self.reply(channel_id, post_id, texts.ended(words), root_id=root_id, asked_at_ms=asked_at_ms)
 
     def state_refused(self, why: str | None) -> None:
         """The store's disk refuses the state (`why`), or takes it again (None): every main
@@ -136,20 +142,38 @@ class Desk:
             answer = await self._main_command(item.post, item.command)
             if answer is not None:
                 handled = (item.post.channel_id, item.post.id)
-                await self._post_reply(Reply(item.post.channel_id, answer, handled=handled))
+                await self._post_reply(Reply(item.post.channel_id, answer, "", handled, item.post.create_at))
 
     async def _post_reply(self, reply: Reply) -> None:
         try:
-            await self.chat.create_post(
-                reply.channel_id, reply.message, root_id=reply.root_id, idempotency_key=reply.idempotency_key,
-                reply_to=reply.handled[1] if reply.handled is not None else "",
-            )  # fmt: skip
+            if await self._answered_before(reply):
+                log.info("the answer in %s was posted before a restart: not posted again", reply.channel_id)
+            else:
+                await self.chat.create_post(
+                    reply.channel_id, reply.message, root_id=reply.root_id, idempotency_key=reply.idempotency_key,
+                    reply_to=reply.handled[1] if reply.handled is not None else "",
+                )  # fmt: skip
         except ChatError as exc:
             log.error("could not answer in %s: %s", reply.channel_id, exc)
         except Exception:  # an answer we cannot read (a proxy's?): one reply, not the supervisor
             log.exception("could not answer in %s", reply.channel_id)
         if reply.handled is not None:
             await self.store.mark_handled(*reply.handled)
+
+    async def _answered_before(self, reply: Reply) -> bool:
+        """An answer to a post asked longer ago than its front end surely remembers keys:
+        is it there already, with its key? (Only a restart answers a post that old.)"""
+        if not reply.idempotency_key or not reply.asked_at_ms:
+            return False
+        if time.time() * 1000 - reply.asked_at_ms < KEYS_REMEMBERED_S * 1000:
+            return False
+        try:
+            posts = await self.chat.posts_since(reply.channel_id, reply.asked_at_ms - 1)
+        except Exception as exc:  # not found then: answering twice beats not answering
+            log.warning("could not look for an earlier answer in %s: %s", reply.channel_id, exc)
+            return False
+        me = self.chat.me.id
+        return any(p.user_id == me and p.idempotency_key == reply.idempotency_key for p in posts)
 
     async def _main_command(self, post: Post, command: object) -> str | None:
         """The answer to post, or None when the command answered itself."""

@@ -195,7 +195,7 @@ class RouterTask:
             case RunThreadCommand(session, post, command):
                 if isinstance(command, commands.ListSessions):
                     listing = self.desk.sessions_text(post.channel_id)
-                    self.desk.reply(post.channel_id, post.id, listing, root_id=post.thread_id)
+                    self.desk.reply(post.channel_id, post.id, listing, root_id=post.thread_id, asked_at_ms=post.create_at)
                 else:
                     message = CommandIn(command, post.id, post.channel_id)
                     self._to_session(session.root_id, message, post, urgent=isinstance(command, commands.Stop))
@@ -208,15 +208,15 @@ class RouterTask:
                 self.desk.command(post, command)
             case Guide(post):
                 guidance = texts.guidance(self.chat.words(post.channel_id))
-                self.desk.reply(post.channel_id, post.id, guidance, root_id=post.root_id)
+                self.desk.reply(post.channel_id, post.id, guidance, root_id=post.root_id, asked_at_ms=post.create_at)
             case AnswerEnded(session, post):
-                self.desk.reply_ended(post.channel_id, post.id, session.root_id)
+                self.desk.reply_ended(post.channel_id, post.id, session.root_id, asked_at_ms=post.create_at)
             case _:
                 log.debug("ignored: %s", decision)
 
     def _to_session(self, root_id: str, message: SessionInput, post: Post, *, urgent: bool = False) -> None:
         if not self.registry.deliver(root_id, message, urgent=urgent):
-            self.desk.reply_ended(post.channel_id, post.id, root_id)
+            self.desk.reply_ended(post.channel_id, post.id, root_id, asked_at_ms=post.create_at)
 
     def _resync(self, connection_id: str) -> None:
         """A new connection: catch up the front end that owns it (every one, when none
