@@ -630,6 +630,9 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
     assert "Not sent: 21 files attached; the limit is 20" in page.texts("li.refused")[0]
     outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
     assert outbox == "[]"
+    page.el("li.refused button.again").click()  # its words back in the box, the entry gone
+    assert page.el("#text").get_attribute("value") == "stuck" and not page.els("li.refused")
+    page.d.execute_script("document.getElementById('text').value = ''")
     page.send("!help")
     page.wait_text("Commands: ")
     assert not page.els("li.pending")

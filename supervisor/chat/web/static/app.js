@@ -458,12 +458,26 @@
       if (loaded && Array.from(loaded.values()).some((r) => r.client_id === m.id)) continue;
       list.append(unsentItem(m, "pending"));
     }
-    for (const { message: m, reason } of state.refused.values()) {
+    for (const [id, { message: m, reason }] of state.refused.entries()) {
       if ((m.thread || "main") !== state.selected) continue;
       const li = unsentItem(m, "refused");
       const why = document.createElement("div");
       why.className = "reason";
-      why.textContent = "Not sent: " + reason;
+      why.textContent = "Not sent: " + reason + " ";
+      // Its words back in the box, to mend or send as they are (its files were dropped
+      // with it: the server keeps no upload of a refused message).
+      const again = document.createElement("button");
+      again.type = "button";
+      again.className = "again";
+      again.textContent = "Edit again";
+      again.addEventListener("click", () => {
+        const box = $("text");
+        box.value = box.value ? box.value + "\n" + m.text : m.text;
+        state.refused.delete(id);
+        renderPending();
+        box.focus();
+      });
+      why.append(again);
       li.append(why);
       list.append(li);
     }
