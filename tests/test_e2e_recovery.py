@@ -105,17 +105,18 @@ async def test_a_thread_root_whose_text_changed_since_is_found_by_its_mark(tmp_p
     """The root reached the server and the crash came before the record learnt its id;
     the text a start would post now differs (another default agent, a newer header): the
     root is still found, by the idempotency mark our posts carry in their props."""
-    async with world(tmp_path) as w:
-        record = _pending_record(w, "renamed")
-        write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
-        bot = w.server.bot.username
-        old_text = texts.thread_root(record, mattermost_link.WORDS, "an agent since renamed")
-        root = await w.server.user_post_in(w.dm, bot, old_text, props={CREATE_MARK: record.root_pending_id})
-        await w.start()
-        assert w.supervisor is not None
-        await w.wait_for(lambda: str(root["id"]) in w.supervisor.tasks if w.supervisor else False, 20)
-        assert len(_roots(w, "renamed")) == 1
-        assert w.supervisor.store.state.sessions[record.id].root_id == root["id"]
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            record = _pending_record(w, "renamed")
+            write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
+            bot = w.server.bot.username
+            old_text = texts.thread_root(record, mattermost_link.WORDS, "an agent since renamed")
+            root = await w.server.user_post_in(w.dm, bot, old_text, props={CREATE_MARK: record.root_pending_id})
+            await w.start()
+            assert w.supervisor is not None
+            await w.wait_for(lambda: str(root["id"]) in w.supervisor.tasks if w.supervisor else False, 20)
+            assert len(_roots(w, "renamed")) == 1
+            assert w.supervisor.store.state.sessions[record.id].root_id == root["id"]
 
 
 @pytest.mark.slow
@@ -174,19 +175,20 @@ async def test_a_command_answered_but_not_marked_before_a_crash_is_answered_once
     def answers(w: World) -> list[dict[str, object]]:
         return [p for p in w.bot_posts() if "**Commands**" in str(p["message"])]
 
-    async with world(tmp_path) as w:
-        asked: dict[str, object] = {"id": None}
-        with monkeypatch.context() as patch:
-            patch.setattr(Store, "mark_handled", crash_before_the_mark)
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            asked: dict[str, object] = {"id": None}
+            with monkeypatch.context() as patch:
+                patch.setattr(Store, "mark_handled", crash_before_the_mark)
+                await w.start()
+                asked = await w.say("!help")
+                with trio.fail_after(20):
+                    await crashed.wait()
+                assert len(answers(w)) == 1
+                await w.stop()
+            if server_forgot_the_key:
+                w.server.store.pending.clear()
+                monkeypatch.setattr(desk_module, "KEYS_REMEMBERED_S", 0.0)
             await w.start()
-            asked = await w.say("!help")
-            with trio.fail_after(20):
-                await crashed.wait()
-            assert len(answers(w)) == 1
-            await w.stop()
-        if server_forgot_the_key:
-            w.server.store.pending.clear()
-            monkeypatch.setattr(desk_module, "KEYS_REMEMBERED_S", 0.0)
-        await w.start()
-        await _desk_idle(w)
-        assert len(answers(w)) == 2  # the one asked above and `_desk_idle`'s own: not three
+            await _desk_idle(w)
+            assert len(answers(w)) == 2  # the one asked above and `_desk_idle`'s own: not three

@@ -273,19 +273,20 @@ async def test_a_link_that_shows_session_states_is_told_each_change_in_order(
         shown.append((root_id, status))
 
     monkeypatch.setattr(MattermostLink, "show_session_state", show_session_state, raising=False)
-    async with world(tmp_path) as w:
-        w.configure(agent={"idle_suspend_s": 1})
-        await w.start()
-        root = await w.new_session("alpha")
-        await w.say("before the nap", root)
-        await w.answered(root, "before the nap")
-        await w.wait_for(lambda: (root, "suspended") in shown, 10)
-        await w.say("after the nap", root)
-        await w.answered(root, "after the nap")
-        await w.say("!end", root)
-        await w.wait_for(lambda: (root, "ended") in shown, 10)
-    # At its start (an earlier run's word may be stale), then each change.
-    assert [status for _root, status in shown] == ["live", "suspended", "live", "ended"]
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.configure(agent={"idle_suspend_s": 1})
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.say("before the nap", root)
+            await w.answered(root, "before the nap")
+            await w.wait_for(lambda: (root, "suspended") in shown, 10)
+            await w.say("after the nap", root)
+            await w.answered(root, "after the nap")
+            await w.say("!end", root)
+            await w.wait_for(lambda: (root, "ended") in shown, 10)
+        # At its start (an earlier run's word may be stale), then each change.
+        assert [status for _root, status in shown] == ["live", "suspended", "live", "ended"]
 
 
 async def test_typing_during_a_turn_and_a_mention_after_a_long_one(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ class Desk:
 
     def reply(self, channel_id: str, post_id: str, message: str, *, root_id: str = "", asked_at_ms: int = 0) -> None:
         """Post `message` and then mark the post it answers handled."""
-        self._put(channel_id, Reply(channel_id, message, root_id, (channel_id, post_id), asked_at_ms))
+        self._put(channel_id, Reply(channel_id, message, root_id, handled=(channel_id, post_id), asked_at_ms=asked_at_ms))
 
     def reply_ended(self, channel_id: str, post_id: str, root_id: str, *, asked_at_ms: int = 0) -> None:
         """Answer a post in the thread of a session that has ended."""
@@ -142,7 +142,7 @@ class Desk:
             answer = await self._main_command(item.post, item.command)
             if answer is not None:
                 handled = (item.post.channel_id, item.post.id)
-                await self._post_reply(Reply(item.post.channel_id, answer, "", handled, item.post.create_at))
+                await self._post_reply(Reply(item.post.channel_id, answer, handled=handled, asked_at_ms=item.post.create_at))
 
     async def _post_reply(self, reply: Reply) -> None:
         try:

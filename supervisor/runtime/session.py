@@ -69,6 +69,10 @@ from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor.session")
 
+# How long the session waits for its state to show beside the thread (cosmetic: given up
+# after this, tried again with the next change).
+SHOW_STATE_S = 5.0
+
 # Starting an agent that failed with these would fail again: no such command or directory,
 # not executable, not allowed. Others (no memory, too many processes) may pass: restarted.
 _SPAWN_FAILS_FOR_GOOD = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOEXEC})
@@ -324,7 +328,7 @@ class SessionTask:
         if record.status == self._status_shown or not record.root_id or not isinstance(chat, ShowsSessionState):
             return
         try:
-            with trio.move_on_after(self.core.settings.typing_every_s):
+            with trio.move_on_after(SHOW_STATE_S):
                 await chat.show_session_state(record.root_id, record.status)
                 self._status_shown = record.status
         except Exception as exc:  # cosmetic: never let it hurt a session
