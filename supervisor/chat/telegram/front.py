@@ -48,7 +48,7 @@ from supervisor.chat.telegram.messages import PORT_KINDS
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
-from supervisor.core.commands import NEW_FORM
+from supervisor.core.commands import NEW_FORM, NewSession, parse_main_command
 from supervisor.core.events import (
     ChatEvent,
     Choice,
@@ -256,9 +256,9 @@ class TelegramFrontEnd:
             return None
         channel = ids.channel(item.chat_id)
         text = as_command(item.text, self.personas)
-        words = text.split()
-        if len(words) > 1 and words[0].lower() == "!new":
-            self.tg.new_asked(item.chat_id, words[1])
+        asked = parse_main_command(text)
+        if isinstance(asked, NewSession):
+            self.tg.new_asked(item.chat_id, asked.name)
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
