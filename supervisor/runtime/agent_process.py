@@ -5,7 +5,8 @@ conversation for it (`agent.AgentConversation`), which it feeds every line and w
 it writes. The caller reads events from `events()` (one task), sends commands with
 `send()` (serialised by a lock, with whatever the conversation answers by itself), runs
 `watch_exit()` beside them, and leaves the `async with` (or calls `end()` once the output
-ended: an agent with its stdout closed answers nothing, even if it lives on) to tear the
+ended: an agent with its stdout closed answers nothing, even if it lives on; it is given
+the grace to exit by itself first, so its own exit status is the one reported) to tear the
 process down: close stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL
 what it spawned that left its group, found by the marker of its own in their environment
 (`reaper.end_marked`).
@@ -210,8 +211,10 @@ class AgentProcess:
         return await self.proc.wait()
 
     async def end(self) -> int:
-        """End it now, as leaving `open_agent` would; its exit status."""
-        return await self.child.end()
+        """End it now that its output ended, as leaving `open_agent` would; its exit status.
+        It is most likely exiting (flushing, saving): the whole grace is its to exit by
+        itself, so the status reported is its own, not that of our SIGTERM."""
+        return await self.child.end(exiting=True)
 
 
 class AgentChild:
@@ -234,10 +237,11 @@ class AgentChild:
         if gate is not None:
             gate.leave(ok=ok)
 
-    async def end(self) -> int:
-        """End it, as on any teardown (once, however often asked); its exit status."""
+    async def end(self, *, exiting: bool = False) -> int:
+        """End it, as on any teardown (once, however often asked); its exit status.
+        `exiting`: it is likely on its way out, and may take the grace to exit by itself."""
         if not self._ended:
-            await terminate(self, self.grace)
+            await terminate(self, self.grace, exiting=exiting)
             self._ended = True
         assert self.proc.returncode is not None  # `terminate` always waits
         return self.proc.returncode
@@ -417,13 +421,16 @@ async def close_stdin(proc: trio.Process) -> None:
             await proc.stdin.aclose()
 
 
-async def terminate(child: AgentChild, grace: AgentGrace) -> None:
-    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait."""
+async def terminate(child: AgentChild, grace: AgentGrace, *, exiting: bool = False) -> None:
+    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait.
+    `exiting`: it may take the grace to exit by itself before the SIGTERM (at most one
+    grace more than any teardown; a stop's deadline cuts it as the rest)."""
     proc = child.proc
     with grace.bounded():
         await close_stdin(proc)
         # An idle CLI exits by itself soon after its stdin closes: give it that chance first.
-        with trio.move_on_after(min(grace.configured_s, VOLUNTARY_EXIT_S)):
+        own_exit_s = grace.configured_s if exiting else min(grace.configured_s, VOLUNTARY_EXIT_S)
+        with trio.move_on_after(own_exit_s):
             await proc.wait()
         if proc.returncode is None:
             kill_group(proc.pid, signal.SIGTERM)
