@@ -11,7 +11,8 @@ process down: close stdin, SIGTERM the group, grace, SIGKILL, always wait; then 
 what it spawned that left its group, found by the marker of its own in their environment
 (`reaper.end_marked`).
 Decides nothing about what the events mean. Every agent process, a session's or a probe's
-(the ACP driver's too), is started and ended by `spawned`, so each has all of that.
+(the ACP driver's too, and a `--version`, `run_to_end`), is started and ended by `spawned`,
+so each has all of that.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -41,6 +42,7 @@ from supervisor.runtime.reaper import end_marked
 log = logging.getLogger("supervisor.agent")
 
 MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
+KEPT_OUTPUT = 64 * 1024  # of a command run to its end (`--version`): one short line is wanted
 CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
 VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
 # Once the agent is gone and its descendants are ended, its stdout closes at once; one that
@@ -351,6 +353,28 @@ async def spawned(
         child.leave_gate(ok=False)
         with trio.CancelScope(shield=True):
             await child.end()
+
+
+async def run_to_end(argv: list[str], env: Mapping[str, str], cwd: str, grace_s: float) -> tuple[int, bytes, bytes]:
+    """A short command of an agent's (`--version`), started and ended as every agent
+    process is (`spawned`; no start gate: it opens no conversation): its exit status and
+    the start of its stdout and stderr. Unbounded: the caller's cancellation bounds it."""
+    stdout, stderr = bytearray(), bytearray()
+    async with spawned(argv, env, cwd, None, grace_s) as child:
+        assert child.proc.stdin is not None
+        await child.proc.stdin.aclose()  # it reads nothing: an end of input, as /dev/null gives
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_keep_start, child.proc.stdout, stdout)
+            nursery.start_soon(_keep_start, child.proc.stderr, stderr)
+        code = await child.proc.wait()
+    return code, bytes(stdout), bytes(stderr)
+
+
+async def _keep_start(stream: trio.abc.ReceiveStream | None, sink: bytearray) -> None:
+    """Read to the end (a full pipe would block the command), keep only the start."""
+    assert stream is not None
+    while chunk := await stream.receive_some(65536):
+        sink += chunk[: KEPT_OUTPUT - len(sink)]
 
 
 @asynccontextmanager
