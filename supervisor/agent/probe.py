@@ -4,9 +4,9 @@ Claude Code: `<command> --version`. An ACP agent: started as a session would sta
 (through its start gate, so as not to trip over a session's agent starting), it must
 answer `initialize` with a protocol version we speak; its `agentInfo` gives the version.
 Each probe is started and ended as every agent process is (`spawned`: its own process
-group, a marker of its own, so what it spawns is ended with it), is bounded by
-`limit_s`, and leaves no process behind. Never raises for an
-agent that fails: the answer says why, in one line.
+group, a marker of its own, so what it spawns is ended with it), is bounded by `limit_s`,
+and leaves no process behind. Never raises for an agent that fails: the answer says why,
+in one line.
 """
 
 from __future__ import annotations
