@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import trio
 
+from supervisor import stop_signals
 from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatUser
 from supervisor.chat.fronts import FrontEnd, Fronts
@@ -138,8 +139,10 @@ async def _people(fronts: list[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str
 async def run(config: Config) -> None:
     """The main job: serve until SIGINT/SIGTERM (or SIGHUP: its terminal closed), then stop
     cleanly within 10 s. A signal while still starting (a chat server that does not answer
-    yet, at boot) ends the start."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    yet, at boot) ends the start; one that came before this listened was held for it
+    (`stop_signals`), so it is received here too."""
+    with trio.open_signal_receiver(*stop_signals.STOP_SIGNALS) as signals:
+        stop_signals.release()  # held since the command began: one that came is received now
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, stop)

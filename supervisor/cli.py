@@ -12,11 +12,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import attrs
+from supervisor import __version__, stop_signals
 
-from supervisor import __version__
-from supervisor.config import Config, ConfigError, embedded_default, find_config_path, load_config
+# Imported once the stop signals are held (most of a start's imports are these and later).
+if TYPE_CHECKING:
+    from supervisor.config import Config
 
 log = logging.getLogger("supervisor")
 
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 def _load(path_arg: str | None) -> tuple[Config, Path | None]:
     """The configuration and its file; with no file anywhere and none named, the embedded
     default (the local web chat alone) and None."""
+    from supervisor.config import ConfigError, embedded_default, find_config_path, load_config
+
     try:
         path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
     except ConfigError:
@@ -74,10 +78,16 @@ def _load(path_arg: str | None) -> tuple[Config, Path | None]:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        # A stop asked for while starting waits until the supervisor listens for it
+        # (`app.run`), and is then a clean one: no death by the signal.
+        stop_signals.hold()
     if args.command is None:
         parser.print_usage(sys.stderr)
         print("supervisor: a command is required (run, check or sessions)", file=sys.stderr)
         return 2
+    from supervisor.config import ConfigError
+
     try:
         config, path = _load(args.config)
     except ConfigError as exc:
@@ -150,6 +160,8 @@ def _said_plainly(exc: BaseException) -> BaseException | None:
 def _sessions(config: Config, *, as_json: bool) -> int:
     """The persisted table. Read-only: a damaged file is reported, never moved or rewritten
     (a running daemon may own it; only `run` sets damaged files aside)."""
+    import attrs
+
     from supervisor.agent.registry import AgentRegistry, conversation_id
     from supervisor.runtime.store import read_state
 

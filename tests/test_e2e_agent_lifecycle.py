@@ -4,10 +4,12 @@ agents (the ACP one runs its tools in a real shell)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.harness import World, world
@@ -126,3 +128,25 @@ async def test_an_agent_that_only_thinks_for_longer_than_the_stall_timeout_is_no
             await w.answered(root, "echo #1: deep question", timeout=30)
             await w.settled(root)
             assert "watchdog" not in w.thread_text(root)
+
+
+async def test_an_agent_that_closes_its_stdout_and_takes_a_while_to_exit_is_reported_with_its_own_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent exiting (its stdout closed first) may take a moment to flush: the exit
+    status said in the thread and the log is its own (3), not that of the SIGTERM of a
+    teardown."""
+    caplog.set_level(logging.INFO, logger="supervisor")
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.configure(agent={"stall_timeout_s": 300, "shutdown_grace_s": 10})
+            await w.start()
+            root = await w.new_session("flush")
+            await w.say("[slow-exit 1.5 3] hello", root)
+            await w.answered(root, "echo #1: hello")
+            [first] = [start["pid"] for start in w.agent_starts()]
+            text = await w.answered(root, "The agent exited unexpectedly", timeout=30)
+            assert "The agent exited unexpectedly (exit status 3)" in text
+            assert not _alive(first)
+            assert [line["code"] for line in w.agent_lines() if line.get("event") == "exit"] == [3]
+    assert f"agent {first} exited with status 3" in caplog.text

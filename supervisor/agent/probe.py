@@ -1,18 +1,17 @@
 """Can a configured agent be started, and which version is it? (`!agents`, `check`)
 
 Claude Code: `<command> --version`. An ACP agent: started as a session would start it
-(through its start gate, so as not to trip over a session's agent starting; with a
-marker of its own, so what it spawns is ended with it), it must answer `initialize` with a
-protocol version we speak; its `agentInfo` gives the version. Each probe runs in its own
-process group, is bounded by `limit_s`, and leaves no process behind. Never raises for an
-agent that fails: the answer says why, in one line.
+(through its start gate, so as not to trip over a session's agent starting), it must
+answer `initialize` with a protocol version we speak; its `agentInfo` gives the version.
+Each probe is started and ended as every agent process is (`spawned`: its own process
+group, a marker of its own, so what it spawns is ended with it), is bounded by `limit_s`,
+and leaves no process behind. Never raises for an agent that fails: the answer says why,
+in one line.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Mapping
 from contextlib import aclosing
 
@@ -25,9 +24,10 @@ from supervisor.agent.acp.driver import AgentExited, open_acp_agent
 from supervisor.agent.acp.events import AgentReady, HandshakeFailed
 from supervisor.agent.claude import SCRUBBED_ENV
 from supervisor.core.agent_events import AgentUnusable, ConversationMissing, ConversationOpened
-from supervisor.runtime.agent_process import AgentProcess, kill_group, open_agent
+from supervisor.runtime.agent_process import AgentProcess, open_agent, run_to_end
 
 MAX_LINE = 200
+PROBE_GRACE_S = 1.0  # a probe's agent, once past its time: between SIGTERM and SIGKILL
 
 
 @attrs.frozen
@@ -47,7 +47,7 @@ async def probe_acp(backend: AcpAgentBackend, env: Mapping[str, str], cwd: str, 
     started = False  # past the start gate: another agent of this kind may hold it meanwhile
     try:
         with trio.move_on_after(limit_s):
-            async with open_acp_agent(acp, cwd, {**env}, grace_s=1.0) as (_agent, events):
+            async with open_acp_agent(acp, cwd, {**env}, grace_s=PROBE_GRACE_S) as (_agent, events):
                 started = True
                 async for event in events:
                     match event:
@@ -66,34 +66,20 @@ async def probe_acp(backend: AcpAgentBackend, env: Mapping[str, str], cwd: str, 
 
 
 async def probe_command(argv: list[str], env: Mapping[str, str], cwd: str, limit_s: float) -> AgentProbe:
-    """`argv` (a `--version`) runs and exits 0: its first line is the version."""
+    """`argv` (a `--version`) runs and exits 0: the first line it prints is the version."""
+    shown = " ".join(argv)
     try:
-        proc = await trio.lowlevel.open_process(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=cwd, env=dict(env), start_new_session=True,
-        )  # fmt: skip
+        with trio.move_on_after(limit_s):
+            code, stdout, stderr = await run_to_end(argv, env, cwd, PROBE_GRACE_S)
+            if code != 0:
+                said = _line(stderr.decode(errors="replace")) or _line(stdout.decode(errors="replace"))
+                return AgentProbe(False, detail=f"`{shown}` exited with status {code}: {said}")
+            text = stdout.decode(errors="replace")
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            return AgentProbe(True, first[:MAX_LINE])
     except OSError as exc:
         return AgentProbe(False, detail=f"{argv[0]} cannot be started: {exc.strerror or exc}")
-    output = bytearray()
-    try:
-        assert proc.stdout is not None
-        with trio.move_on_after(limit_s) as scope:
-            while chunk := await proc.stdout.receive_some(65536):
-                output += chunk[: 65536 - len(output)]
-            await proc.wait()
-    finally:
-        with trio.CancelScope(shield=True):
-            kill_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            if proc.stdout is not None:
-                await proc.stdout.aclose()
-    text = output.decode(errors="replace")
-    if scope.cancelled_caught:
-        return AgentProbe(False, detail=f"`{' '.join(argv)}` gave no answer within {limit_s:g} s")
-    if proc.returncode != 0:
-        return AgentProbe(False, detail=f"`{' '.join(argv)}` exited with status {proc.returncode}: {_line(text)}")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return AgentProbe(True, first[:MAX_LINE])
+    return AgentProbe(False, detail=f"`{shown}` gave no answer within {limit_s:g} s")
 
 
 def claude_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

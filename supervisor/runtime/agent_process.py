@@ -5,12 +5,14 @@ conversation for it (`agent.AgentConversation`), which it feeds every line and w
 it writes. The caller reads events from `events()` (one task), sends commands with
 `send()` (serialised by a lock, with whatever the conversation answers by itself), runs
 `watch_exit()` beside them, and leaves the `async with` (or calls `end()` once the output
-ended: an agent with its stdout closed answers nothing, even if it lives on) to tear the
+ended: an agent with its stdout closed answers nothing, even if it lives on; it is given
+the grace to exit by itself first, so its own exit status is the one reported) to tear the
 process down: close stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL
 what it spawned that left its group, found by the marker of its own in their environment
 (`reaper.end_marked`).
 Decides nothing about what the events mean. Every agent process, a session's or a probe's
-(the ACP driver's too), is started and ended by `spawned`, so each has all of that.
+(the ACP driver's too, and a `--version`, `run_to_end`), is started and ended by `spawned`,
+so each has all of that.
 
 The grace is an `AgentGrace`, shared by every agent: the configured one, until the
 supervisor stops; from then on cut to what is left before the stop's deadline, so that all
@@ -40,6 +42,7 @@ from supervisor.runtime.reaper import end_marked
 log = logging.getLogger("supervisor.agent")
 
 MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
+KEPT_OUTPUT = 64 * 1024  # of a command run to its end (`--version`): one short line is wanted
 CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
 VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
 # Once the agent is gone and its descendants are ended, its stdout closes at once; one that
@@ -210,8 +213,10 @@ class AgentProcess:
         return await self.proc.wait()
 
     async def end(self) -> int:
-        """End it now, as leaving `open_agent` would; its exit status."""
-        return await self.child.end()
+        """End it now that its output ended, as leaving `open_agent` would; its exit status.
+        It is most likely exiting (flushing, saving): the whole grace is its to exit by
+        itself, so the status reported is its own, not that of our SIGTERM."""
+        return await self.child.end(exiting=True)
 
 
 class AgentChild:
@@ -234,10 +239,11 @@ class AgentChild:
         if gate is not None:
             gate.leave(ok=ok)
 
-    async def end(self) -> int:
-        """End it, as on any teardown (once, however often asked); its exit status."""
+    async def end(self, *, exiting: bool = False) -> int:
+        """End it, as on any teardown (once, however often asked); its exit status.
+        `exiting`: it is likely on its way out, and may take the grace to exit by itself."""
         if not self._ended:
-            await terminate(self, self.grace)
+            await terminate(self, self.grace, exiting=exiting)
             self._ended = True
         assert self.proc.returncode is not None  # `terminate` always waits
         return self.proc.returncode
@@ -349,6 +355,28 @@ async def spawned(
             await child.end()
 
 
+async def run_to_end(argv: list[str], env: Mapping[str, str], cwd: str, grace_s: float) -> tuple[int, bytes, bytes]:
+    """A short command of an agent's (`--version`), started and ended as every agent
+    process is (`spawned`; no start gate: it opens no conversation): its exit status and
+    the start of its stdout and stderr. Unbounded: the caller's cancellation bounds it."""
+    stdout, stderr = bytearray(), bytearray()
+    async with spawned(argv, env, cwd, None, grace_s) as child:
+        assert child.proc.stdin is not None
+        await child.proc.stdin.aclose()  # it reads nothing: an end of input, as /dev/null gives
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_keep_start, child.proc.stdout, stdout)
+            nursery.start_soon(_keep_start, child.proc.stderr, stderr)
+        code = await child.proc.wait()
+    return code, bytes(stdout), bytes(stderr)
+
+
+async def _keep_start(stream: trio.abc.ReceiveStream | None, sink: bytearray) -> None:
+    """Read to the end (a full pipe would block the command), keep only the start."""
+    assert stream is not None
+    while chunk := await stream.receive_some(65536):
+        sink += chunk[: KEPT_OUTPUT - len(sink)]
+
+
 @asynccontextmanager
 async def open_agent(
     backend: AgentBackend, launch: AgentLaunch, base_env: Mapping[str, str], grace: float | AgentGrace
@@ -417,13 +445,16 @@ async def close_stdin(proc: trio.Process) -> None:
             await proc.stdin.aclose()
 
 
-async def terminate(child: AgentChild, grace: AgentGrace) -> None:
-    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait."""
+async def terminate(child: AgentChild, grace: AgentGrace, *, exiting: bool = False) -> None:
+    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait.
+    `exiting`: it may take the grace to exit by itself before the SIGTERM (at most one
+    grace more than any teardown; a stop's deadline cuts it as the rest)."""
     proc = child.proc
     with grace.bounded():
         await close_stdin(proc)
         # An idle CLI exits by itself soon after its stdin closes: give it that chance first.
-        with trio.move_on_after(min(grace.configured_s, VOLUNTARY_EXIT_S)):
+        own_exit_s = grace.configured_s if exiting else min(grace.configured_s, VOLUNTARY_EXIT_S)
+        with trio.move_on_after(own_exit_s):
             await proc.wait()
         if proc.returncode is None:
             kill_group(proc.pid, signal.SIGTERM)

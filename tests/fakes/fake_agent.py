@@ -82,6 +82,7 @@ DIRECTIVES = {
     "api-error": "[api-error] synthetic 'API Error: 500' answer, is_error result",
     "exit-after": "[exit-after] answer, then exit 0 even though stdin is open",
     "mute-after": "[mute-after] answer, then close stdout and live on (only signals end it)",
+    "slow-exit": "[slow-exit S N] answer, then close stdout, take S seconds (a flush), exit N",
     "stderr": "[stderr N] write N bytes to stderr first",
     "grandchild": "[grandchild] spawn a sleeping child in our process group",
     "whoami": "[whoami] answer 'whoami {json}' with pid, session, model, mode, cwd, args",
@@ -729,6 +730,12 @@ class Agent:
                 os.close(1)
                 while True:  # no more turns: nothing could be said
                     time.sleep(3600)
+            if prompt.has("slow-exit"):
+                seconds, code = prompt.arg("slow-exit").split()
+                self.log.event("note", what="closing stdout, exiting slowly")
+                os.close(1)
+                time.sleep(float(seconds))
+                self.exit(int(code), "slow-exit")
 
 
 class Turn:

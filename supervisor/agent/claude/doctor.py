@@ -4,29 +4,26 @@ The `agent_*` result functions are pure and say plainly what is wrong: a missing
 `default_cwd`, a program not on PATH or not executable, a non-zero exit, a hang.
 `agent_check` runs the program; its caller bounds it (`checks.within`).
 
-It must never leave a child process behind: the program runs in its own process group,
-which is killed whole, and is always waited for, whether it answered, failed or hung.
+It must never leave a child process behind: the program is started and ended as every
+agent process is (`run_to_end`: its own process group, ended whole, and what it spawned
+outside it, found by its marker), whether it answered, failed or hung.
 """
 
 from __future__ import annotations
 
 import shlex
-import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
-import trio
-
 from supervisor.checks import CheckResult, clipped
-from supervisor.runtime.agent_process import kill_group
+from supervisor.runtime.agent_process import run_to_end
 
 if TYPE_CHECKING:
     from supervisor.config import AgentConfig
 
 __all__ = ["agent_check", "agent_hung_result", "agent_result", "agent_start_failed", "agent_version_argv"]
 
-_MAX_OUTPUT: Final = 64 * 1024  # of `--version` output kept; a version is one short line
+_GRACE_S: Final = 1.0  # once past its time: between SIGTERM and SIGKILL
 
 
 def agent_version_argv(agent: AgentConfig) -> list[str]:
@@ -111,43 +108,12 @@ def _last_line(data: bytes) -> str:
     return clipped(lines[-1]) if lines else ""
 
 
-async def _collect(stream: trio.abc.ReceiveStream, sink: bytearray) -> None:
-    # Read to the end (a full pipe would block the program), keep only the start.
-    while chunk := await stream.receive_some(65536):
-        if len(sink) < _MAX_OUTPUT:
-            sink += chunk[: _MAX_OUTPUT - len(sink)]
-
-
 async def agent_check(agent: AgentConfig, env: Mapping[str, str]) -> CheckResult:
-    """`<agent.command> --version` in its own process group. Cancelling this (the caller's
-    time limit) kills the whole group; so does a normal end, for anything it left behind."""
+    """`<agent.command> --version`, started and ended as every agent process is. Cancelling
+    this (the caller's time limit) ends it and all it spawned; so does a normal end."""
     argv = agent_version_argv(agent)
     try:
-        proc = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=agent.default_cwd,
-            env=dict(env),
-            start_new_session=True,
-        )
+        code, stdout, stderr = await run_to_end(argv, env, str(agent.default_cwd), _GRACE_S)
     except OSError as error:
         return agent_start_failed(agent, error, env.get("PATH", ""))
-    stdout, stderr = bytearray(), bytearray()
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_collect, proc.stdout, stdout)
-            nursery.start_soon(_collect, proc.stderr, stderr)
-        code = await proc.wait()
-    finally:
-        with trio.CancelScope(shield=True):
-            kill_group(proc.pid, signal.SIGKILL)
-            if proc.returncode is None:
-                proc.kill()  # it left our group (setsid): the group signal missed it
-            await proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    await stream.aclose()
-    return agent_result(argv, code, bytes(stdout), bytes(stderr))
+    return agent_result(argv, code, stdout, stderr)

@@ -1,0 +1,26 @@
+"""The signals that stop the supervisor, held from the start of `run` until it listens.
+
+Until `app.run` listens for them (trio's signal receiver), their default action would kill
+the process (-15 for SIGTERM: a death by signal, not a clean stop). So the `run` command
+blocks them first thing (`hold`), and `app.run` unblocks them (`release`) once it listens:
+one that came meanwhile was pending, and is received then as any other (a log line, a
+clean stop, exit 0). Nothing runs at the signal's arrival, so nothing is cut half-done.
+Only the interpreter's own start (before `cli.main`) is not covered.
+"""
+
+from __future__ import annotations
+
+import signal
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def hold() -> None:
+    """Before any thread or child exists: they would inherit the block. Until `release`
+    (or the process's exit: a `run` that fails before `app.run` drops what is pending)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release() -> None:
+    """Once they are listened for (or to have them act again)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -1,0 +1,55 @@
+"""A stop asked for while `supervisor run` is still starting, before it listens for signals
+(its imports, its configuration, the web chat's token), is a clean stop: exit 0 and a log
+line, not a death by the signal (-15) that systemd and scripts would see.
+
+The start is paused just before its event loop begins (`trio.run` waits for a line on its
+stdin, the test's go-ahead), so the signal lands in that window every time, not by luck.
+No configuration file: the embedded default (the web chat alone), on a port of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import REPO
+
+PAUSED_RUN = """
+import sys
+import trio
+from supervisor.cli import main
+
+event_loop = trio.run
+
+def paused(*args, **kwargs):
+    print("starting", flush=True)
+    sys.stdin.readline()
+    return event_loop(*args, **kwargs)
+
+trio.run = paused
+sys.exit(main(["run"]))
+"""
+
+
+def test_a_sigterm_while_starting_is_a_clean_stop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SUPERVISOR_CONFIG"}
+    env |= {"HOME": str(tmp_path), "SUPERVISOR_WEB_LISTEN": "127.0.0.1:0", "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_RUN], cwd=tmp_path, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"starting\n"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(b"go\n", timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    said = err.decode(errors="replace")
+    assert process.returncode == 0, said
+    assert "received SIGTERM: stopping" in said
+    assert said.rstrip().endswith("stopped")
