@@ -78,10 +78,20 @@ def _load(path_arg: str | None) -> tuple[Config, Path | None]:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "run":
-        # A stop asked for while starting waits until the supervisor listens for it
-        # (`app.run`), and is then a clean one: no death by the signal.
-        stop_signals.hold()
+    if args.command != "run":
+        return _command(parser, args)
+    # A stop asked for while starting waits until the supervisor listens for it
+    # (`app.run`), and is then a clean one: no death by the signal. Released however
+    # `run` ends: a caller in the same process (a test) and the children it starts later
+    # would otherwise inherit the block.
+    stop_signals.hold()
+    try:
+        return _command(parser, args)
+    finally:
+        stop_signals.release()
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command is None:
         parser.print_usage(sys.stderr)
         print("supervisor: a command is required (run, check or sessions)", file=sys.stderr)

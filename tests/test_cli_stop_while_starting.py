@@ -53,3 +53,14 @@ def test_a_sigterm_while_starting_is_a_clean_stop(tmp_path: Path) -> None:
     assert process.returncode == 0, said
     assert "received SIGTERM: stopping" in said
     assert said.rstrip().endswith("stopped")
+
+
+def test_a_run_that_ends_before_it_listens_leaves_the_stop_signals_unblocked(tmp_path: Path) -> None:
+    """`main(["run"])` called in a process that goes on (a test, an embedding): a run
+    refused before it listens (here: a named config that does not exist) must not leave
+    the stop signals blocked, or every child started later would inherit the block."""
+    from supervisor import stop_signals
+    from supervisor.cli import main
+
+    assert main(["run", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert not set(stop_signals.STOP_SIGNALS) & signal.pthread_sigmask(signal.SIG_BLOCK, [])
