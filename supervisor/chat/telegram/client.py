@@ -96,12 +96,21 @@ class BotApi(BotCaller):
         *,
         reply_markup: JSONObject | None = None,
         plain: bool = False,
-    ) -> None:
+    ) -> codec.Message | None:
         """Replace a message's text (and its buttons: none unless `reply_markup`).
-        Already showing exactly that is success. `plain`: as in `send_message`."""
+        Already showing exactly that is success. `plain`: as in `send_message`.
+
+        The edited message as Telegram tells it (its topic, for one): None when the
+        answer tells none ("not modified" says nothing; an unreadable one is no failure
+        of the edit, which is done)."""
         params = _message_params(chat_id, html, None, reply_markup, plain=plain)
         params["message_id"] = message_id
-        await self.call("editMessageText", params, chat_id=chat_id)
+        result = await self.call("editMessageText", params, chat_id=chat_id)
+        try:
+            return codec.structure(result, codec.Message) if isinstance(result, dict) else None
+        except codec.MalformedReply as exc:
+            log.info("editMessageText answered with no message we can read (%s)", exc)
+            return None
 
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, reply_markup: JSONObject | None = None
