@@ -38,7 +38,7 @@ class BotApi(BotCaller):
         poll_s: int,
         allowed_updates: Iterable[str],
         limit: int = 100,
-    ) -> list[codec.Update]:
+    ) -> codec.UpdateBatch:
         """The next updates from `offset` on (every update below it is confirmed by this
         call), waiting up to `poll_s` seconds for one to arrive."""
         params: JSONObject = {
@@ -53,7 +53,7 @@ class BotApi(BotCaller):
         if len(updates) < len(result):  # Telegram never sends one; a proxy might garble it
             for why in filter(None, map(codec.unusable_update, result)):
                 log.warning("getUpdates gave an update we cannot confirm (%s): passed over", self._scrub(why))
-        return updates
+        return codec.UpdateBatch(updates, len(result) - len(updates))
 
     async def delete_webhook(self) -> None:
         """Switch a webhook off so getUpdates works, keeping the updates waiting.
