@@ -2,12 +2,13 @@
 
 Owns what we keep of each message the bot sent: the message ids that show a post (a
 post whose rendered text passes 4,096 characters continues in further messages, kept here
-and edited with it) and its topic (kept in `Memory` too, for an edit after a restart; the
-first message's edit tells it as well), the buttons on it, the session thread it belongs to (without topics:
-for its `[NAME]` prefix and for the person's replies), the parts a cut send got out (its
-next try goes on from there: Telegram has no idempotency key), and the files waiting for
-the message that sends them (Telegram has no upload without a message). Every text goes out as
-Telegram HTML (`render`); one change at a time per message (`holding`).
+and edited with it) and its topic (both kept in `Memory` too, for an edit after a
+restart; the first message's edit tells the topic as well), the buttons on it, the
+session thread it belongs to (without topics: for its `[NAME]` prefix and for the
+person's replies), the parts a cut send got out (its next try goes on from there:
+Telegram has no idempotency key), and the files waiting for the message that sends them
+(Telegram has no upload without a message). Every text goes out as Telegram HTML
+(`render`); one change at a time per message (`holding`).
 
 It must never let an edit put back buttons that a settle took away meanwhile, and never
 grow without bound (each map keeps the newest 2,000 posts).
@@ -154,8 +155,8 @@ class Messages:
             if index < len(parts):
                 edited = await self._edit(chat_id, parts[index], html, markup if last else None)
                 if index == 0 and topic_id is None and edited is not None:
-                    # A post of an earlier run that `Memory` no longer holds: its parts
-                    # to come go where its first one is.
+                    # A post of an earlier run that `Memory` does not hold: the parts to
+                    # come go where its first one is.
                     topic_id = edited.topic_id
             else:
                 new = await self.send_html(chat_id, html, thread_id=topic_id, reply_markup=markup if last else None)

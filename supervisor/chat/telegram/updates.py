@@ -26,8 +26,9 @@ ledger's rules:
   prompt costs no stream of polls, and a `/stop` behind it is fetched;
 - an answer of only updates with no usable `update_id` (a garbling proxy's: they cannot
   be confirmed, so the same offset brings them again at once) moves nothing: the next
-  poll waits as after a failed call, growing while it lasts. Nothing is lost: an update
-  that comes behind them is fetched with them, and its confirmation passes them too.
+  poll waits as after a failed call, a little longer while it lasts (at most seconds).
+  Nothing is lost: an update that comes behind them is fetched with them, and its
+  confirmation passes them too.
 
 After a crash, updates that were handled but not yet confirmed to Telegram come again:
 the caller's durable handled marks (keyed by `update_id`) skip them, and it confirms them.
@@ -49,7 +50,7 @@ import trio
 from supervisor.chat.telegram.calls import Conflict
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import Update, UpdateBatch
-from supervisor.core.backoff import REST_BACKOFF, Backoff
+from supervisor.core.backoff import Backoff
 
 log = logging.getLogger("supervisor.telegram")
 
@@ -65,6 +66,9 @@ LIMIT: Final = 100  # the most updates one getUpdates answer holds (Telegram's m
 AHEAD_POLL_S: Final = 1.0
 # A second poller on our token: give it room rather than alternate 409s with it.
 CONFLICT_BACKOFF: Final = Backoff(base=10.0, cap=300.0, floor=10.0)
+# An answer of only updates we cannot confirm comes again at once: wait as after a failed
+# call, but not long (an update behind them waits as long).
+PASSED_OVER_BACKOFF: Final = Backoff(base=0.5, cap=5.0, floor=0.5)
 
 
 @attrs.frozen
@@ -167,7 +171,7 @@ class UpdateSource:
         poll_s: int = POLL_S,
         ahead_poll_s: float = AHEAD_POLL_S,
         conflict_backoff: Backoff = CONFLICT_BACKOFF,
-        passed_over_backoff: Backoff = REST_BACKOFF,
+        passed_over_backoff: Backoff = PASSED_OVER_BACKOFF,
         rng: random.Random | None = None,
     ) -> None:
         self._api = api
