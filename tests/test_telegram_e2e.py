@@ -325,6 +325,19 @@ async def test_a_topic_the_person_opens_becomes_a_session_of_that_name(tmp_path:
             await w.answered(topic, "echo #1: in my own topic")
 
 
+async def test_a_session_started_for_a_topic_the_person_opened_says_so_in_that_topic(tmp_path: Path) -> None:
+    """The person looks at the topic they opened: the answer to the `/new` it stands for
+    comes there, as a refusal does. A typed `/new` is answered where it was typed."""
+    with trio.fail_after(40):
+        async with started_tg_world(tmp_path) as w:
+            topic = w.fake.user_creates_topic(ALICE, "mine")
+            await w.answered(topic, "Started session mine")
+            typed = await w.new_session("typed")
+            await w.answered(None, "Started session typed")
+            assert "Started session" not in w.text(typed)
+            assert "Started session mine" not in w.text(None)
+
+
 async def test_a_topic_named_in_words_becomes_a_session_of_a_valid_name_there(tmp_path: Path) -> None:
     """"Bug fix" is no `/new Bug` in a directory `fix`: the session is "Bug-fix", in the
     default directory, and the person's topic is its topic."""

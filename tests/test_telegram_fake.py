@@ -232,5 +232,5 @@ async def test_a_query_is_answered_once_and_webhooks_block_polling() -> None:
             with pytest.raises(Conflict):
                 await api.get_updates(None, poll_s=0, allowed_updates=["message"])
             await api.delete_webhook()
-            assert len(await api.get_updates(None, poll_s=0, allowed_updates=["callback_query"])) == 1
+            assert len((await api.get_updates(None, poll_s=0, allowed_updates=["callback_query"])).updates) == 1
             await api.aclose()

@@ -359,10 +359,38 @@ async def test_an_edit_that_grows_a_post_of_an_earlier_run_and_is_cut_goes_on_wh
                 with pytest.raises(MalformedReply):
                     await again.tg.edit_post(post.id, answer)
                 await again.tg.edit_post(post.id, answer)
-            # (The parts it adds go to the chat's main view: the new run does not know
-            # the post's topic. Not asserted here.)
-            shown = "\n".join(parse_html(s.html) for s in fake.bot_messages(ALICE))
+            # The new run learnt the post's topic from its first message's edit (the
+            # post was never written down: its run did not stop): the parts it adds are there.
+            assert fake.bot_messages(ALICE, None) == []
+            shown = "\n".join(parse_html(s.html) for s in said(fake, _topic))
             assert re.findall(r"paragraph (\d\d):", shown) == [f"{i:02}" for i in range(30)]
+
+
+async def test_an_edit_by_a_later_run_grows_a_post_in_its_topic_and_reaches_all_its_parts(
+    tmp_path: Path,
+) -> None:
+    """The messages of a post and its topic outlive a restart: a post that grows puts its
+    new parts in its topic, not the chat's main view, and one that had several parts
+    has them all edited (none keeps old text), with its buttons on its last."""
+    answer = "\n\n".join(f"paragraph {i:02}: " + "word " * 150 for i in range(30))
+    with trio.fail_after(30):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="theta")
+                topic = ids.parse_post(root.id)[1]
+                short = await front.tg.create_post(CHANNEL, "short", root_id=root.id)
+                long = await front.tg.create_post(CHANNEL, answer, root_id=root.id)
+            assert len(said(fake, topic)) > 3  # the header, "short", the long one's parts
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                await again.tg.edit_post(short.id, answer)
+                await again.tg.edit_post(long.id, "now short")
+                await again.tg.offer_choices(short.id, ("stop",))
+            assert fake.bot_messages(ALICE, None) == []  # nothing in the main view
+            shown = [parse_html(s.html) for s in said(fake, topic)]
+            assert re.findall(r"paragraph (\d\d):", "\n".join(shown)) == [f"{i:02}" for i in range(30)]
+            assert shown.count("now short") == 1 and "short" not in shown
+            assert [s.markup is not None for s in said(fake, topic)] == [False] * (len(shown) - 1) + [True]
 
 
 async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
@@ -393,3 +421,12 @@ async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_
             assert ids.parse_post(alpha.id)[1] not in (refused_topic, accepted_topic)
             assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha", "beta"]
             assert front.tg.opened_topics == {}
+
+
+def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:
+    (tmp_path / "telegram.json").write_text('{"version": 1, "offset": 5, "keys": {"a": "tg:1:2"}}')
+    memory = Memory.open(tmp_path)
+    assert (memory.offset, memory.keys, memory.posts) == (5, {"a": "tg:1:2"}, {})
+    memory.remember_parts("tg:1:2", [2], None)  # what an edit guesses anyway: not kept
+    memory.remember_parts("tg:1:3", [3, 4], 9)
+    assert list(memory.posts) == ["tg:1:3"] and memory.posts["tg:1:3"].parts == (3, 4)

@@ -393,6 +393,31 @@ async def test_an_update_with_no_usable_id_is_said_in_the_log_and_passed_over(
     assert all(len(line) < 300 and TOKEN not in line for line in said)  # no payload, no token
 
 
+async def test_an_update_with_no_usable_id_alone_makes_no_stream_of_polls() -> None:
+    """Telegram keeps an update whose id a proxy garbles (no offset passes it), so each
+    poll would come back at once with it alone: the polls pause as after a failed call.
+    An update that comes behind it is still handed out, and its confirmation passes both."""
+    with trio.fail_after(15):
+        async with running() as fake:
+            fake.add_user(USER)
+            fake.add_update({"update_id": None, "message": {"text": "garbled"}})
+            api = BotApi(TOKEN, api_url=fake.url)
+            pause = Backoff(base=0.25, cap=0.25, floor=0.25)
+            source = UpdateSource(api, poll_s=20, passed_over_backoff=pause)
+            send, receive = trio.open_memory_channel[Update](10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(source.run, send)
+                await trio.sleep(1.0)  # a while: without a pause, hundreds of polls
+                assert 1 <= len(fake.calls_of("getUpdates")) <= 8
+                message = fake.user_sends(USER, "behind it")
+                (update,) = await collect(receive, 1)
+                assert update.message is not None and update.message.message_id == message["message_id"]
+                source.confirm(update.update_id)
+                await fake.wait_until(lambda: not fake.pending_updates())  # both forgotten
+                nursery.cancel_scope.cancel()
+            await api.aclose()
+
+
 async def test_a_stretch_of_holds_says_its_first_in_the_log_and_a_count_at_its_end(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -234,7 +234,7 @@ class Desk:
             # a crash after it is finished by the next start (`recover_unannounced`). Either
             # way the command is handled once and answered once.
             await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
-        await self._announce(record, recovering=False)
+        await self._announce(record, recovering=False, reply_to=command.id if command else "")
         return None
 
     def _record(
@@ -287,8 +287,9 @@ class Desk:
             except Exception as exc:  # any one front end's answer must not stop the start
                 log.error("could not finish announcing session %s (%s); the next start tries again", record.name, exc)
 
-    async def _announce(self, record: SessionRecord, *, recovering: bool) -> None:
-        """Post the thread root, make the session routable, answer its `!new`, record that
+    async def _announce(self, record: SessionRecord, *, recovering: bool, reply_to: str = "") -> None:
+        """Post the thread root, make the session routable, answer its `!new` (`reply_to`,
+        if known: the front end may answer beside it, as it does a refusal), record that
         all of it is done, then launch it. Recovering, what already reached the server is
         found (`announce`), never posted twice."""
         me = self.chat.me.id
@@ -307,7 +308,8 @@ class Desk:
             if not announce.has_answer(seen, record, me, answer):
                 try:
                     await self.chat.create_post(
-                        record.channel_id, answer, idempotency_key=announce.answer_pending_id(record)
+                        record.channel_id, answer, idempotency_key=announce.answer_pending_id(record),
+                        reply_to=reply_to,
                     )
                 except Exception as exc:  # an answer we cannot read too: the thread is there
                     log.error("could not answer !new %s: %s", record.name, exc)

@@ -23,8 +23,9 @@ Acting as a person (each makes an update; sync, no I/O):
     fake.user_stops_draft(user_id, thread_id=None) -> update id: Stop pressed on the draft
         shown there now (it must have been sent with can_stop); the draft goes away
     fake.add_update(payload_dict) -> update_id            # any kind, e.g. {"poll": {...}}
-        a payload's own "update_id" (None: none at all) makes an update no offset can
-        confirm, as a garbling proxy would: answered once, then forgotten
+        a payload's own "update_id" (None: none at all) is what getUpdates shows in place
+        of the update's id, as a garbling proxy would: the update stays until an offset
+        passes its real id (the one returned), as every update does
 
 Switches:
     fake.topics, fake.users_may_create_topics, fake.drafts (False: sendMessageDraft -> 404,
@@ -213,6 +214,7 @@ class FakeBotApi:
         self.menu: list[tuple[str, str]] = []  # setMyCommands
         self._updates: list[JSON] = []  # not yet confirmed, in id order
         self._next_update_id = 700_000
+        self._garbled: dict[int, Any] = {}  # real update id -> the id shown in its place
         self._allowed: list[str] | None = None
         self._chats: dict[int, ChatState] = {}
         self._files: dict[str, tuple[str, bytes, str]] = {}  # file_id -> (path, data, unique)
@@ -403,9 +405,9 @@ class FakeBotApi:
 
     def add_update(self, payload: JSON) -> int:
         self._next_update_id += 1
-        update = {"update_id": self._next_update_id, **payload}
-        if update["update_id"] is None:
-            del update["update_id"]
+        if "update_id" in payload:
+            self._garbled[self._next_update_id] = payload["update_id"]
+        update = {**payload, "update_id": self._next_update_id}
         self._updates.append(update)
         self._touch()
         return self._next_update_id
@@ -527,14 +529,20 @@ class FakeBotApi:
                            "make sure that only one bot instance is running")
         batch = self._deliverable()[:limit]
         for update in batch:
-            self.delivered.setdefault(update.get("update_id"), []).append(seq)
-        self._updates = [u for u in self._updates if _confirmable(u) or u not in batch]  # answered once
-        return batch
+            self.delivered.setdefault(update["update_id"], []).append(seq)
+        return [self._as_shown(update) for update in batch]
+
+    def _as_shown(self, update: JSON) -> JSON:
+        if update["update_id"] not in self._garbled:
+            return update
+        shown = self._garbled[update["update_id"]]
+        without = {k: v for k, v in update.items() if k != "update_id"}
+        return without if shown is None else without | {"update_id": shown}
 
     def _forget_below(self, offset: int, seq: int) -> None:
         keep = []
         for update in self._updates:
-            if _confirmable(update) and update["update_id"] < offset:
+            if update["update_id"] < offset:
                 self.confirmed[update["update_id"]] = (seq, trio.current_time())
             else:
                 keep.append(update)
@@ -758,10 +766,6 @@ async def running(fake: FakeBotApi | None = None, **settings: Any) -> AsyncItera
 
 
 # --- pure helpers ------------------------------------------------------------------------
-
-
-def _confirmable(update: JSON) -> bool:
-    return type(update.get("update_id")) is int
 
 
 def _private(user: JSON) -> JSON:

@@ -38,7 +38,7 @@ class BotApi(BotCaller):
         poll_s: int,
         allowed_updates: Iterable[str],
         limit: int = 100,
-    ) -> list[codec.Update]:
+    ) -> codec.UpdateBatch:
         """The next updates from `offset` on (every update below it is confirmed by this
         call), waiting up to `poll_s` seconds for one to arrive."""
         params: JSONObject = {
@@ -53,7 +53,7 @@ class BotApi(BotCaller):
         if len(updates) < len(result):  # Telegram never sends one; a proxy might garble it
             for why in filter(None, map(codec.unusable_update, result)):
                 log.warning("getUpdates gave an update we cannot confirm (%s): passed over", self._scrub(why))
-        return updates
+        return codec.UpdateBatch(updates, len(result) - len(updates))
 
     async def delete_webhook(self) -> None:
         """Switch a webhook off so getUpdates works, keeping the updates waiting.
@@ -96,12 +96,21 @@ class BotApi(BotCaller):
         *,
         reply_markup: JSONObject | None = None,
         plain: bool = False,
-    ) -> None:
+    ) -> codec.Message | None:
         """Replace a message's text (and its buttons: none unless `reply_markup`).
-        Already showing exactly that is success. `plain`: as in `send_message`."""
+        Already showing exactly that is success. `plain`: as in `send_message`.
+
+        The edited message as Telegram tells it (its topic, for one): None when the
+        answer tells none ("not modified" says nothing; an unreadable one is no failure
+        of the edit, which is done)."""
         params = _message_params(chat_id, html, None, reply_markup, plain=plain)
         params["message_id"] = message_id
-        await self.call("editMessageText", params, chat_id=chat_id)
+        result = await self.call("editMessageText", params, chat_id=chat_id)
+        try:
+            return codec.structure(result, codec.Message) if isinstance(result, dict) else None
+        except codec.MalformedReply as exc:
+            log.info("editMessageText answered with no message we can read (%s)", exc)
+            return None
 
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, reply_markup: JSONObject | None = None

@@ -312,6 +312,15 @@ def decode_updates(value: Any) -> list[Update]:
     return [update for update in map(decode_update, value) if update is not None]
 
 
+@attrs.frozen
+class UpdateBatch:
+    """A getUpdates answer: its updates we can confirm, in the server's order, and how
+    many more it held that we cannot (`unusable_update`: passed over)."""
+
+    updates: list[Update]
+    passed_over: int = 0
+
+
 def keyboard(rows: list[list[InlineButton]]) -> JSONObject:
     """An `InlineKeyboardMarkup` as JSON."""
     value = unstructure(InlineKeyboard(tuple(tuple(row) for row in rows)))

@@ -92,6 +92,8 @@ class TelegramLink:
         # A topic a person opened, waiting for the `!new` it stands for: (chat, name) -> its
         # id, and that `!new`'s post id ("" once handled: see `new_handled`).
         self.opened_topics: dict[tuple[int, str], tuple[int, str]] = {}
+        # That `!new`'s post id -> the topic: its answer goes there, refused or started.
+        self._topic_of_new: dict[str, int] = {}
 
     # --- threads and posts ----------------------------------------------------------
 
@@ -134,6 +136,9 @@ class TelegramLink:
         self.opened_topics[(chat_id, name)] = (topic_id, post_id)
         while len(self.opened_topics) > OPENED_TOPICS_KEPT:
             del self.opened_topics[next(iter(self.opened_topics))]
+        self._topic_of_new[post_id] = topic_id
+        while len(self._topic_of_new) > OPENED_TOPICS_KEPT:
+            del self._topic_of_new[next(iter(self._topic_of_new))]
 
     def new_handled(self, post_id: str) -> None:
         """The core has handled a post. If it was a `!new` for an opened topic, that topic
@@ -190,13 +195,13 @@ class TelegramLink:
     ) -> Post:
         """A message in the main view (`root_id` ""), or in the thread of `root_id`; an
         answer to the `!new` a topic the person opened stands for (refused: no session
-        took the topic) in that topic, where the person is."""
+        took the topic; or the session started there) in that topic, where the person is."""
         if idempotency_key and (known := self.memory.keys.get(idempotency_key)) is not None:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
         topic_id = thread.topic_id if thread is not None else self._topic_of(root_id)
-        opened = next((t for t, new in self.opened_topics.values() if new == reply_to), None) if reply_to else None
+        opened = self._topic_of_new.get(reply_to) if reply_to else None
         if not root_id and opened is not None:
             topic_id = opened
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""

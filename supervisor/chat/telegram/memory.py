@@ -1,6 +1,6 @@
 """What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
 
-Owns that file (nothing else writes it) and four things in it:
+Owns that file (nothing else writes it) and five things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
   update source moves it only past confirmed updates), so a start skips straight to the
   updates written while we were away, which Telegram still holds, in order;
@@ -14,7 +14,12 @@ Owns that file (nothing else writes it) and four things in it:
 - `held`: updates (as they came) that the core has not handled yet but that Telegram was
   told to forget, so that updates behind them can be fetched (`getUpdates` answers from
   the offset, at most 100; see `backlog`): kept here, durably, until handled; a start
-  hands them out first.
+  hands them out first;
+- `posts`: the messages that show a post of ours (a long one continues in further
+  messages) and its topic, for the newest `MAX_POSTS` of those an edit after a restart
+  could not guess (more than one message, or in a topic): that edit must grow the post in
+  its topic and reach all its messages. Kept with the next write, not one of their own
+  (each message would cost one): a crash may lose the newest, a stop does not.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -43,6 +48,7 @@ log = logging.getLogger("supervisor.telegram")
 FILE_NAME: Final = "telegram.json"
 VERSION: Final = 1
 MAX_KEYS: Final = 1000  # a key matters for a retry after a crash: only recent ones do
+MAX_POSTS: Final = 500  # the core edits recent posts after a restart (a cut turn's answer)
 
 
 @attrs.frozen
@@ -55,6 +61,12 @@ class ThreadInfo:
 
 
 @attrs.frozen
+class PostParts:
+    parts: tuple[int, ...]  # the message ids showing the post, the first one its own
+    topic_id: int | None = None
+
+
+@attrs.frozen
 class Remembered:
     version: int = VERSION
     bot_id: int | None = None  # whose offset it is: update ids count per bot
@@ -63,6 +75,7 @@ class Remembered:
     threads: dict[str, ThreadInfo] = attrs.Factory(dict)  # root post id -> thread
     active: dict[str, str] = attrs.Factory(dict)  # channel id -> active root (no topics)
     held: list[Any] = attrs.Factory(list)  # updates as they came, oldest first
+    posts: dict[str, PostParts] = attrs.Factory(dict)  # post id -> its messages and topic
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -79,6 +92,7 @@ class Memory:
         self.threads = dict(self.data.threads)
         self.active = dict(self.data.active)
         self.held = list(self.data.held)
+        self.posts = dict(self.data.posts)
         self.offset = self.data.offset
         self.bot_id = self.data.bot_id
         self._lock = trio.Lock()
@@ -114,6 +128,20 @@ class Memory:
             del self.keys[next(iter(self.keys))]
         self.changed()
 
+    def remember_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> None:
+        """The messages and topic of a post, if an edit after a restart could not guess
+        them (it guesses the post's own message, in the main view)."""
+        if len(parts) == 1 and topic_id is None:
+            return
+        known = PostParts(tuple(parts), topic_id)
+        if self.posts.get(post_id) == known:
+            return
+        self.posts.pop(post_id, None)  # the newest last: the oldest go first
+        self.posts[post_id] = known
+        while len(self.posts) > MAX_POSTS:
+            del self.posts[next(iter(self.posts))]
+        self.changed()
+
     async def commit(self) -> None:
         """Every change made before this call is on disk when it returns."""
         wanted = self._changes
@@ -136,7 +164,7 @@ class Memory:
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
-                           self.held)  # fmt: skip
+                           self.held, self.posts)  # fmt: skip
         return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
 
 

@@ -2,11 +2,13 @@
 
 Owns what we keep of each message the bot sent: the message ids that show a post (a
 post whose rendered text passes 4,096 characters continues in further messages, kept here
-and edited with it), the buttons on it, the session thread it belongs to (without topics:
-for its `[NAME]` prefix and for the person's replies), the parts a cut send got out (its
-next try goes on from there: Telegram has no idempotency key), and the files waiting for
-the message that sends them (Telegram has no upload without a message). Every text goes out as
-Telegram HTML (`render`); one change at a time per message (`holding`).
+and edited with it) and its topic (both kept in `Memory` too, for an edit after a
+restart; the first message's edit tells the topic as well), the buttons on it, the
+session thread it belongs to (without topics: for its `[NAME]` prefix and for the
+person's replies), the parts a cut send got out (its next try goes on from there:
+Telegram has no idempotency key), and the files waiting for the message that sends them
+(Telegram has no upload without a message). Every text goes out as Telegram HTML
+(`render`); one change at a time per message (`holding`).
 
 It must never let an edit put back buttons that a settle took away meanwhile, and never
 grow without bound (each map keeps the newest 2,000 posts).
@@ -144,22 +146,26 @@ class Messages:
     async def edit(self, post_id: str, target: str, message: str) -> Post:
         """Show `message` in the messages of `target` (more of them if it grew, the extra
         ones emptied if it shrank), with the buttons of `target`. Call holding its lock."""
-        chat_id, message_id = ids.parse_post(target)
-        parts, topic_id = self._parts.get(target, ([message_id], None))
-        root = ids.post(chat_id, topic_id) if topic_id is not None else ""
+        chat_id, _message_id = ids.parse_post(target)
+        parts, topic_id = self._known_parts(target)
         htmls = self.render(message, self._prefix_for(target))
         markup = self._markup(post_id)
-        # Kept before any is sent: an edit cut after adding parts is tried again from there.
-        self._keep_parts(target, parts, topic_id)
         for index, html in enumerate(htmls):
             last = index == len(htmls) - 1
             if index < len(parts):
-                await self._edit(chat_id, parts[index], html, markup if last else None)
+                edited = await self._edit(chat_id, parts[index], html, markup if last else None)
+                if index == 0 and topic_id is None and edited is not None:
+                    # A post of an earlier run that `Memory` does not hold: the parts to
+                    # come go where its first one is.
+                    topic_id = edited.topic_id
             else:
                 new = await self.send_html(chat_id, html, thread_id=topic_id, reply_markup=markup if last else None)
                 parts.append(new.message_id)
+            # Kept as each part is done: an edit cut after adding parts is tried again from there.
+            self._keep_parts(target, parts, topic_id)
         for surplus in parts[len(htmls) :]:
             await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
+        root = ids.post(chat_id, topic_id) if topic_id is not None else ""
         return Post(post_id, ids.channel(chat_id), self.me.id, message, root_id=root)
 
     def belongs_to(self, post_id: str, root_id: str) -> None:
@@ -177,8 +183,8 @@ class Messages:
     async def offer_choices(self, post_id: str, kinds: tuple[ChoiceKind, ...]) -> None:
         async with self.holding(post_id):
             self._choices[post_id] = tuple(kind for kind in kinds if kind in KINDS)
-            chat_id, message_id = ids.parse_post(post_id)
-            parts, _topic = self._parts.get(post_id, ([message_id], None))
+            chat_id, _message_id = ids.parse_post(post_id)
+            parts, _topic = self._known_parts(post_id)
             await self._set_markup(chat_id, parts[-1], self._markup(post_id))
 
     async def settle_choices(self, post_id: str) -> None:
@@ -186,8 +192,8 @@ class Messages:
             # Also when this process never offered them: buttons a previous run put there
             # (a cut turn's "Run it again") must go too.
             self._choices.pop(post_id, None)
-            chat_id, message_id = ids.parse_post(post_id)
-            parts, _topic = self._parts.get(post_id, ([message_id], None))
+            chat_id, _message_id = ids.parse_post(post_id)
+            parts, _topic = self._known_parts(post_id)
             await self._set_markup(chat_id, parts[-1], None)
 
     @contextlib.asynccontextmanager
@@ -225,19 +231,21 @@ class Messages:
         return await self.api.send_message(chat_id, runs.plain_text(html), thread_id=thread_id,
                                            reply_markup=reply_markup, plain=True)  # fmt: skip
 
-    async def _edit(self, chat_id: int, message_id: int, html: str, markup: JSONObject | None) -> None:
+    async def _edit(self, chat_id: int, message_id: int, html: str, markup: JSONObject | None) -> codec.Message | None:
+        """The edited message, if Telegram said it (see `BotApi.edit_message_text`)."""
         try:
             try:
-                await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
+                return await self.api.edit_message_text(chat_id, message_id, html, reply_markup=markup)
             except BadRequest as exc:
                 if not refused_entities(exc):
                     raise
-                await self.api.edit_message_text(chat_id, message_id, runs.plain_text(html),
-                                                 reply_markup=markup, plain=True)  # fmt: skip
+                return await self.api.edit_message_text(chat_id, message_id, runs.plain_text(html),
+                                                        reply_markup=markup, plain=True)  # fmt: skip
         except BadRequest as exc:
             if "not found" not in exc.description:
                 raise
             log.info("message %s to edit is gone", message_id)  # deleted by the person
+            return None
 
     async def _set_markup(self, chat_id: int, message_id: int, markup: JSONObject | None) -> None:
         try:
@@ -259,7 +267,19 @@ class Messages:
         thread = self.memory.threads.get(root) if root else None
         return f"[{thread.title}] " if thread is not None else ""
 
+    def _known_parts(self, post_id: str) -> tuple[list[int], int | None]:
+        """The messages showing a post, and its topic: of this run, else of an earlier one
+        (`Memory`), else its own message alone and its topic unknown."""
+        known = self._parts.get(post_id)
+        if known is not None:
+            return known
+        remembered = self.memory.posts.get(post_id)
+        if remembered is not None:
+            return list(remembered.parts), remembered.topic_id
+        return [ids.parse_post(post_id)[1]], None
+
     def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> None:
         self._parts[post_id] = (parts, topic_id)
         while len(self._parts) > PARTS_KEPT:
             del self._parts[next(iter(self._parts))]
+        self.memory.remember_parts(post_id, parts, topic_id)

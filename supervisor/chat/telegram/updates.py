@@ -23,7 +23,12 @@ ledger's rules:
   new, or the window from the offset fills an answer (100: nothing newer would come), the
   source is `stuck`: it tells `on_stuck` (the backlog then holds the waiting updates
   durably and confirms them) and polls again only after a confirmation. So a queued
-  prompt costs no stream of polls, and a `/stop` behind it is fetched.
+  prompt costs no stream of polls, and a `/stop` behind it is fetched;
+- an answer of only updates with no usable `update_id` (a garbling proxy's: they cannot
+  be confirmed, so the same offset brings them again at once) moves nothing: the next
+  poll waits as after a failed call, a little longer while it lasts (at most seconds).
+  Nothing is lost: an update that comes behind them is fetched with them, and its
+  confirmation passes them too.
 
 After a crash, updates that were handled but not yet confirmed to Telegram come again:
 the caller's durable handled marks (keyed by `update_id`) skip them, and it confirms them.
@@ -44,7 +49,7 @@ import trio
 
 from supervisor.chat.telegram.calls import Conflict
 from supervisor.chat.telegram.client import BotApi
-from supervisor.chat.telegram.codec import Update
+from supervisor.chat.telegram.codec import Update, UpdateBatch
 from supervisor.core.backoff import Backoff
 
 log = logging.getLogger("supervisor.telegram")
@@ -61,6 +66,9 @@ LIMIT: Final = 100  # the most updates one getUpdates answer holds (Telegram's m
 AHEAD_POLL_S: Final = 1.0
 # A second poller on our token: give it room rather than alternate 409s with it.
 CONFLICT_BACKOFF: Final = Backoff(base=10.0, cap=300.0, floor=10.0)
+# An answer of only updates we cannot confirm comes again at once: wait as after a failed
+# call, but not long (an update behind them waits as long).
+PASSED_OVER_BACKOFF: Final = Backoff(base=0.5, cap=5.0, floor=0.5)
 
 
 @attrs.frozen
@@ -163,6 +171,7 @@ class UpdateSource:
         poll_s: int = POLL_S,
         ahead_poll_s: float = AHEAD_POLL_S,
         conflict_backoff: Backoff = CONFLICT_BACKOFF,
+        passed_over_backoff: Backoff = PASSED_OVER_BACKOFF,
         rng: random.Random | None = None,
     ) -> None:
         self._api = api
@@ -171,6 +180,7 @@ class UpdateSource:
         self._poll_s = poll_s
         self._ahead_poll_s = ahead_poll_s
         self._conflict_backoff = conflict_backoff
+        self._passed_over_backoff = passed_over_backoff
         self._rng = rng or random.Random()
         self._confirmed = trio.Event()
         self.conflict = False  # another poller holds the token (409) right now
@@ -205,7 +215,7 @@ class UpdateSource:
         async with updates:
             await self._api.delete_webhook()
             task_status.started()
-            conflicts = 0
+            conflicts = passed_over_answers = 0
             while True:
                 await self._wait_for_turn()
                 self.stuck = False  # until this poll's answer says so again
@@ -224,15 +234,29 @@ class UpdateSource:
                 if conflicts:
                     log.warning("Telegram updates flow again: the other poller has stopped")
                     conflicts, self.conflict = 0, False
-                fresh = self._ledger.accept(fetched, poll.mark)
+                fresh = self._ledger.accept(fetched.updates, poll.mark)
                 for update in fresh:
                     await updates.send(update)
+                if self._only_passed_over(fetched, fresh, poll):
+                    # The same poll would bring them again at once: not a stream of polls.
+                    await trio.sleep(self._passed_over_backoff.delay(passed_over_answers, self._rng))
+                    passed_over_answers += 1
+                    continue
+                passed_over_answers = 0
                 # The same offset would give the same answer: nothing came since the last
                 # one, or the answer was all updates handed out already (a full window:
                 # nothing newer would ever come, not a /stop, not a button).
                 self.stuck = self._ledger.unconfirmed > 0 and (not fresh or self._ledger.window_full)
                 if self.stuck:
                     self.on_stuck()
+
+    def _only_passed_over(self, fetched: UpdateBatch, fresh: list[Update], poll: Poll) -> bool:
+        """The answer held updates we cannot confirm and nothing else that moved: nothing
+        handed out, nothing confirmed on arrival, nothing awaiting confirmation (then the
+        source is stuck, and waits for that instead)."""
+        return bool(fetched.passed_over) and not fresh and self._ledger.unconfirmed == 0 and (
+            self._ledger.offset == poll.offset
+        )
 
     async def _wait_for_turn(self) -> None:
         """Poll at once when nothing awaits confirmation; else when everything is
