@@ -420,7 +420,44 @@ async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_
             assert ids.parse_post(beta.id)[1] == accepted_topic  # the person's topic
             assert ids.parse_post(alpha.id)[1] not in (refused_topic, accepted_topic)
             assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha", "beta"]
-            assert front.tg.opened_topics == {}
+            assert (front.tg.topics_waiting, front.tg.topics_handled) == ({}, {})
+
+
+async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_path: Path) -> None:
+    """Two topics opened under one name, each standing for its `!new`: the first `!new`
+    accepted takes the first topic, and the second, refused, is answered in the second.
+    A `/new` typed before a topic of its name was opened takes no topic of the person's."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                first_topic = fake.user_creates_topic(ALICE, "alpha")
+                first = await receive.receive()
+                second_topic = fake.user_creates_topic(ALICE, "alpha")
+                second = await receive.receive()
+                assert isinstance(first, Posted) and isinstance(second, Posted)
+                front.link.handled(CHANNEL, first.post.id)  # accepted: its thread comes next
+                alpha = await front.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
+                await front.link.create_post(CHANNEL, "Started alpha", reply_to=first.post.id)
+                await front.link.create_post(CHANNEL, "refused: alpha exists", reply_to=second.post.id)
+                front.link.handled(CHANNEL, second.post.id)
+
+                fake.user_sends(ALICE, "/new beta")
+                typed = await receive.receive()
+                beta_topic = fake.user_creates_topic(ALICE, "beta")
+                opened = await receive.receive()
+                assert isinstance(typed, Posted) and isinstance(opened, Posted)
+                front.link.handled(CHANNEL, typed.post.id)  # accepted, before the opened one
+                beta = await front.link.open_thread(CHANNEL, "h", key="k-beta", title="beta")
+                await front.link.create_post(CHANNEL, "refused: beta exists", reply_to=opened.post.id)
+                front.link.handled(CHANNEL, opened.post.id)
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(alpha.id)[1] == first_topic
+            assert [s.message["text"] for s in said(fake, first_topic)] == ["h", "Started alpha"]
+            assert [s.message["text"] for s in said(fake, second_topic)] == ["refused: alpha exists"]
+            assert ids.parse_post(beta.id)[1] not in (beta_topic, first_topic, second_topic)
+            assert [s.message["text"] for s in said(fake, beta_topic)] == ["refused: beta exists"]
 
 
 def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:

@@ -89,10 +89,14 @@ class TelegramLink:
         self._files: dict[str, FileRef] = {}  # files people sent: what the update said
         self._last_ms = 0
         self._opening: dict[int, list[trio.Event]] = {}  # chat -> threads being opened
-        # A topic a person opened, waiting for the `!new` it stands for: (chat, name) -> its
-        # id, and that `!new`'s post id ("" once handled: see `new_handled`).
-        self.opened_topics: dict[tuple[int, str], tuple[int, str]] = {}
-        # That `!new`'s post id -> the topic: its answer goes there, refused or started.
+        # Topics people opened, each standing for a `!new NAME` (`topic_opened`), kept by
+        # that `!new`'s post id, never by name alone: two topics may share a name.
+        # Waiting for the core to handle their `!new`: its post id -> (chat, name, topic).
+        self.topics_waiting: dict[str, tuple[int, str, int]] = {}
+        # Of each name, the topic of the `!new` handled last: the thread of that name
+        # opened next takes it (accepted), or nothing does (refused; see `new_asked`).
+        self.topics_handled: dict[tuple[int, str], int] = {}
+        # A `!new`'s post id -> its topic: its answer goes there, started or refused.
         self._topic_of_new: dict[str, int] = {}
 
     # --- threads and posts ----------------------------------------------------------
@@ -119,8 +123,7 @@ class TelegramLink:
         """A topic for the thread (or the one the person opened under that name); its
         key is durable before anything goes into it: one topic per key, even across a
         crash."""
-        opened = self.opened_topics.pop((chat_id, title), None)
-        topic_id = opened[0] if opened is not None else None
+        topic_id = self.topics_handled.pop((chat_id, title), None)
         if topic_id is None:
             name = title[: LIMITS.max_topic_name_chars] or "session"
             topic_id = (await self.api.create_forum_topic(chat_id, name)).message_thread_id
@@ -131,32 +134,34 @@ class TelegramLink:
         return root
 
     def topic_opened(self, chat_id: int, name: str, topic_id: int, post_id: str) -> None:
-        """A person opened a topic, and `post_id` is the `!new name` it stands for: that
-        session's thread is this topic."""
-        self.opened_topics[(chat_id, name)] = (topic_id, post_id)
-        while len(self.opened_topics) > OPENED_TOPICS_KEPT:
-            del self.opened_topics[next(iter(self.opened_topics))]
+        """A person opened a topic, and `post_id` is the `!new name` it stands for: if the
+        core accepts that `!new`, the session's thread is this topic."""
+        self.topics_waiting[post_id] = (chat_id, name, topic_id)
         self._topic_of_new[post_id] = topic_id
-        while len(self._topic_of_new) > OPENED_TOPICS_KEPT:
-            del self._topic_of_new[next(iter(self._topic_of_new))]
+        for kept in (self.topics_waiting, self._topic_of_new):
+            while len(kept) > OPENED_TOPICS_KEPT:
+                del kept[next(iter(kept))]
 
     def new_handled(self, post_id: str) -> None:
         """The core has handled a post. If it was a `!new` for an opened topic, that topic
         waits no longer: accepted, the session's thread takes it next (the handled mark is
-        durable before the thread is opened, so it cannot go now); refused, nothing will,
-        and a later `/new` of that name must not take it (`new_asked`)."""
-        for key, (topic_id, news) in self.opened_topics.items():
-            if news == post_id:
-                self.opened_topics[key] = (topic_id, "")
-                return
+        durable before the thread is opened, and `!new`s of one chat are handled in
+        order); refused, nothing will, and a later `/new` of that name must not take it
+        (`new_asked`)."""
+        waiting = self.topics_waiting.pop(post_id, None)
+        if waiting is None:
+            return
+        chat_id, name, topic_id = waiting
+        self.topics_handled.pop((chat_id, name), None)  # the newest last: the oldest go first
+        self.topics_handled[(chat_id, name)] = topic_id
+        while len(self.topics_handled) > OPENED_TOPICS_KEPT:
+            del self.topics_handled[next(iter(self.topics_handled))]
 
     def new_asked(self, chat_id: int, name: str) -> None:
         """A person asked for `!new name`: a topic opened under that name whose own `!new`
         was handled (refused, as its thread did not take it) is no longer theirs to reuse.
-        One whose `!new` still waits stays: the first of the two takes it."""
-        opened = self.opened_topics.get((chat_id, name))
-        if opened is not None and not opened[1]:
-            del self.opened_topics[(chat_id, name)]
+        One whose `!new` still waits is not touched: the first `!new` handled takes it."""
+        self.topics_handled.pop((chat_id, name), None)
 
     async def opened(self, chat_id: int) -> None:
         """Wait until no thread of this chat is being opened (see `open_thread`)."""
