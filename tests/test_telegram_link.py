@@ -371,7 +371,8 @@ async def test_an_edit_by_a_later_run_grows_a_post_in_its_topic_and_reaches_all_
 ) -> None:
     """The messages of a post and its topic outlive a restart: a post that grows puts its
     new parts in its topic, not the chat's main view, and one that had several parts
-    has them all edited (none keeps old text), with its buttons on its last."""
+    has them all edited (none keeps old text), with its buttons on its last; so do the
+    parts an edit added."""
     answer = "\n\n".join(f"paragraph {i:02}: " + "word " * 150 for i in range(30))
     with trio.fail_after(30):
         async with running(topics=True) as fake:
@@ -391,6 +392,12 @@ async def test_an_edit_by_a_later_run_grows_a_post_in_its_topic_and_reaches_all_
             assert re.findall(r"paragraph (\d\d):", "\n".join(shown)) == [f"{i:02}" for i in range(30)]
             assert shown.count("now short") == 1 and "short" not in shown
             assert [s.markup is not None for s in said(fake, topic)] == [False] * (len(shown) - 1) + [True]
+            # The parts an edit added are durable at once, with no clean stop after them.
+            async with front_end(fake, tmp_path, rate=100) as (third, _events):
+                await third.tg.edit_post(short.id, "short again")
+            shown = [parse_html(s.html) for s in said(fake, topic)]
+            assert re.findall(r"paragraph (\d\d):", "\n".join(shown)) == []
+            assert shown.count("short again") == 1 and "now short" in shown
 
 
 async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
@@ -464,6 +471,6 @@ def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: 
     (tmp_path / "telegram.json").write_text('{"version": 1, "offset": 5, "keys": {"a": "tg:1:2"}}')
     memory = Memory.open(tmp_path)
     assert (memory.offset, memory.keys, memory.posts) == (5, {"a": "tg:1:2"}, {})
-    memory.remember_parts("tg:1:2", [2], None)  # what an edit guesses anyway: not kept
+    memory.remember_parts("tg:1:2", [2], 9)  # one message: an edit reaches it by its id
     memory.remember_parts("tg:1:3", [3, 4], 9)
     assert list(memory.posts) == ["tg:1:3"] and memory.posts["tg:1:3"].parts == (3, 4)

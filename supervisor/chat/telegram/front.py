@@ -180,8 +180,6 @@ class TelegramFrontEnd:
     async def aclose(self) -> None:
         with trio.move_on_after(DRAFTS_AT_CLOSE_S):
             await self.tg.keep_all_drafts()
-        with trio.move_on_after(DRAFTS_AT_CLOSE_S):  # what waits for the next write (posts' parts)
-            await self.tg.memory.commit()
         await self.api.aclose()
 
     # --- the event task ----------------------------------------------------------------

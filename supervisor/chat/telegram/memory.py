@@ -15,11 +15,11 @@ Owns that file (nothing else writes it) and five things in it:
   told to forget, so that updates behind them can be fetched (`getUpdates` answers from
   the offset, at most 100; see `backlog`): kept here, durably, until handled; a start
   hands them out first;
-- `posts`: the messages that show a post of ours (a long one continues in further
-  messages) and its topic, for the newest `MAX_POSTS` of those an edit after a restart
-  could not guess (more than one message, or in a topic): that edit must grow the post in
-  its topic and reach all its messages. Kept with the next write, not one of their own
-  (each message would cost one): a crash may lose the newest, a stop does not.
+- `posts`: the messages that show a post of ours that continues in further messages (a
+  long one), and its topic, for the newest `MAX_POSTS` of those: an edit after a restart
+  must reach all of them, and grow the post in its topic. (A post of one message needs
+  no entry: an edit reaches it by its id, and its answer tells the topic.) Kept with the
+  next write, or at once when an edit adds a message (`remember_parts`).
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -48,7 +48,7 @@ log = logging.getLogger("supervisor.telegram")
 FILE_NAME: Final = "telegram.json"
 VERSION: Final = 1
 MAX_KEYS: Final = 1000  # a key matters for a retry after a crash: only recent ones do
-MAX_POSTS: Final = 500  # the core edits recent posts after a restart (a cut turn's answer)
+MAX_POSTS: Final = 500  # after a restart the core edits recent posts only (a lapsed request)
 
 
 @attrs.frozen
@@ -128,19 +128,20 @@ class Memory:
             del self.keys[next(iter(self.keys))]
         self.changed()
 
-    def remember_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> None:
-        """The messages and topic of a post, if an edit after a restart could not guess
-        them (it guesses the post's own message, in the main view)."""
-        if len(parts) == 1 and topic_id is None:
-            return
+    def remember_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
+        """The messages and topic of a post of several messages (an edit after a restart
+        reaches a post of one by its id); whether that changed what is kept."""
+        if len(parts) == 1:
+            return False
         known = PostParts(tuple(parts), topic_id)
         if self.posts.get(post_id) == known:
-            return
+            return False
         self.posts.pop(post_id, None)  # the newest last: the oldest go first
         self.posts[post_id] = known
         while len(self.posts) > MAX_POSTS:
             del self.posts[next(iter(self.posts))]
         self.changed()
+        return True
 
     async def commit(self) -> None:
         """Every change made before this call is on disk when it returns."""

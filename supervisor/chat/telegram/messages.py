@@ -111,7 +111,8 @@ class Messages:
             raise
         parts = [message_id for message_id, _html in done]
         post_id = ids.post(chat_id, parts[0])
-        self._keep_parts(post_id, parts, topic_id)
+        if self._keep_parts(post_id, parts, topic_id):
+            await self.memory.commit()  # a post of several messages: see `edit`
         return Post(post_id, ids.channel(chat_id), self.me.id, message,
                     create_at=int(time.time() * 1000))  # fmt: skip
 
@@ -150,6 +151,7 @@ class Messages:
         parts, topic_id = self._known_parts(target)
         htmls = self.render(message, self._prefix_for(target))
         markup = self._markup(post_id)
+        added = False
         for index, html in enumerate(htmls):
             last = index == len(htmls) - 1
             if index < len(parts):
@@ -161,8 +163,11 @@ class Messages:
             else:
                 new = await self.send_html(chat_id, html, thread_id=topic_id, reply_markup=markup if last else None)
                 parts.append(new.message_id)
+                added = True
             # Kept as each part is done: an edit cut after adding parts is tried again from there.
             self._keep_parts(target, parts, topic_id)
+        if added:  # durable now: a later run's edit must reach (and settle buttons on) all of them
+            await self.memory.commit()
         for surplus in parts[len(htmls) :]:
             await self._edit(chat_id, surplus, runs.escape(_EMPTY), None)
         root = ids.post(chat_id, topic_id) if topic_id is not None else ""
@@ -278,8 +283,9 @@ class Messages:
             return list(remembered.parts), remembered.topic_id
         return [ids.parse_post(post_id)[1]], None
 
-    def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> None:
+    def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
+        """Whether `Memory` keeps something new of it (a post of several messages)."""
         self._parts[post_id] = (parts, topic_id)
         while len(self._parts) > PARTS_KEPT:
             del self._parts[next(iter(self._parts))]
-        self.memory.remember_parts(post_id, parts, topic_id)
+        return self.memory.remember_parts(post_id, parts, topic_id)
