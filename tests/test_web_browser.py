@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.chat.web import store
 from tests.web_browser import require_browser, start_driver, wait_for
 from tests.web_world import WebWorld
 
@@ -172,8 +173,9 @@ def test_permission_cards_allow_deny_and_allow_for_this_session(
 
 
 def test_a_refused_press_gives_the_buttons_back_with_the_reason(
-    driver: Any, world: WebWorld
+    driver: Any, world: WebWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(store, "BUSY_TRIES", 1)  # refused after SQLite's own wait
     page = Page(driver, world).open()
     page.new_session("refused")
     page.send("run ls")
@@ -190,7 +192,7 @@ def test_a_refused_press_gives_the_buttons_back_with_the_reason(
         other.execute("ROLLBACK")
         other.close()
 
-    assert notes == ["Not done: the supervisor could not take this message (its log says why)"]
+    assert notes == ["Not done: the supervisor's database stayed locked by another program; send it again"]
     buttons = page.els("li.choice:last-child button")
     assert len(buttons) == 3 and all(b.is_enabled() for b in buttons)
     page.el(allow).click()
@@ -246,6 +248,47 @@ def test_an_attachment_reaches_the_core(driver: Any, world: WebWorld, tmp_path: 
     assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
     link = page.el("li.user .files a")
     assert link.text.endswith("notes.txt") and "/files/" in link.get_attribute("href")
+
+
+def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edit_again(
+    driver: Any, world: WebWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "BUSY_TRIES", 1)  # refused after SQLite's own wait
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n" * 10)
+    page = Page(driver, world).open()
+    page.new_session("locked")
+    # The file is uploaded; then, before its message is sent, another program takes the
+    # database (a sqlite3 shell left in a transaction) and holds it until the refusal.
+    page.d.execute_script("""
+        const upload = window.fetch;
+        window.fetch = async (...args) => {
+          window.fetch = upload; // this upload only
+          const response = await upload(...args);
+          window.uploaded = true;
+          await new Promise((go) => { window.sendNow = go; });
+          return response;
+        };""")
+    page.el("#files").send_keys(str(upload))
+    page.send("see attached")
+    wait_for(lambda: page.d.execute_script("return window.uploaded === true"), what="uploaded")
+    other = sqlite3.connect(world.state_dir / "web.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        page.d.execute_script("window.sendNow()")
+        wait_for(lambda: page.els("li.refused"), 20, what="the refused message shown")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "send it again" in page.texts("li.refused")[0]
+
+    page.el("li.refused button.again").click()  # its words and its file back
+    assert page.el("#text").get_attribute("value") == "see attached"
+    assert "notes.txt" in page.el("#attachments").text
+    page.el("#send").click()
+
+    page.wait_text("received notes.txt: 200 bytes")
+    assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
 
 
 @pytest.mark.slow
@@ -627,7 +670,8 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
     driver.refresh()
     page.wait_connected()
     wait_for(lambda: page.els("li.refused"), what="the refused message shown")
-    assert "Not sent: 21 files attached; the limit is 20" in page.texts("li.refused")[0]
+    # Its files were chosen before a reload: the page no longer holds them, and says so.
+    assert "Not sent: 21 files attached; the limit is 20 per message (attach its 21 files again)" in page.texts("li.refused")[0]
     outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
     assert outbox == "[]"
     page.el("li.refused button.again").click()  # its words back in the box, the entry gone

@@ -22,6 +22,7 @@ from supervisor.chat.web.assets import Asset, load_assets
 from supervisor.chat.web.db import WebDb
 from supervisor.chat.web.front import WebChat
 from supervisor.chat.web.port import MAIN_THREAD
+from supervisor.chat.web.store import is_busy
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +236,16 @@ class _Tab:
                 await self._handle(page)
             except Refusal as refusal:
                 await self.refuse(codec.Refused(getattr(page, "id", None), str(refusal), codec.uploads(page)))
-            except Exception:
+            except Exception as exc:
                 # One action the server cannot take must not end the connection: the
                 # page would resend it on reconnecting and never get past it.
                 log.exception("the web chat could not take a %s from the page", type(page).__name__)
+                if is_busy(exc):
+                    # Its uploads stay (the weekly clean-up takes them): deleting them would
+                    # wait for the same lock, and the page keeps its files to send again.
+                    reason = "the supervisor's database stayed locked by another program; send it again"
+                    await self.refuse(codec.Refused(getattr(page, "id", None), reason))
+                    continue
                 reason = "the supervisor could not take this message (its log says why)"
                 await self.refuse(codec.Refused(getattr(page, "id", None), reason, codec.uploads(page)))
 

@@ -25,7 +25,8 @@
     // A long thread opens on its newest page; older pages are fetched on demand.
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
-    refused: new Map(), // outbox id -> {message, reason}: the server will not take it
+    attached: new Map(), // outbox id -> [File] it carries, kept until its ack for "Edit again"
+    refused: new Map(), // outbox id -> {message, reason, files}: the server will not take it
     choiceNotes: new Map(), // card id -> why the server refused its last press
     limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
@@ -95,6 +96,7 @@
         break;
       case "ack":
         state.outbox = state.outbox.filter((m) => m.id !== update.id);
+        state.attached.delete(update.id);
         saveOutbox();
         break;
       case "error":
@@ -111,9 +113,11 @@
     state.outbox = state.outbox.filter((m) => m.id !== id);
     saveOutbox();
     state.uploads.delete(id);
+    const files = state.attached.get(id) || null; // null: the page was reloaded since
+    state.attached.delete(id);
     const card = message.type === "choose" ? loadedMessage(message.message) : null;
     if (message.type === "post" && state.threads.has(message.thread || "main")) {
-      state.refused.set(id, { message, reason }); // shown in its thread
+      state.refused.set(id, { message, reason, files }); // shown in its thread
       renderPending();
     } else if (card) {
       // Drawn again as the page knows it: buttons to press again, with the reason beside
@@ -458,14 +462,17 @@
       if (loaded && Array.from(loaded.values()).some((r) => r.client_id === m.id)) continue;
       list.append(unsentItem(m, "pending"));
     }
-    for (const [id, { message: m, reason }] of state.refused.entries()) {
+    for (const [id, { message: m, reason, files }] of state.refused.entries()) {
       if ((m.thread || "main") !== state.selected) continue;
       const li = unsentItem(m, "refused");
       const why = document.createElement("div");
       why.className = "reason";
-      why.textContent = "Not sent: " + reason + " ";
-      // Its words back in the box, to mend or send as they are (its files were dropped
-      // with it: the server keeps no upload of a refused message).
+      // Files the page no longer holds (it was reloaded since they were chosen) cannot
+      // come back: the server keeps no upload of a refused message.
+      const lost = files ? 0 : m.files.length;
+      const attachAgain = lost ? ` (attach its ${lost === 1 ? "file" : lost + " files"} again)` : "";
+      why.textContent = "Not sent: " + reason + attachAgain + " ";
+      // Its words and files back in the composer, to mend or send as they are.
       const again = document.createElement("button");
       again.type = "button";
       again.className = "again";
@@ -473,6 +480,10 @@
       again.addEventListener("click", () => {
         const box = $("text");
         box.value = box.value ? box.value + "\n" + m.text : m.text;
+        if (files) {
+          state.files.push(...files);
+          renderAttachments();
+        }
         state.refused.delete(id);
         renderPending();
         box.focus();
@@ -548,7 +559,10 @@
       renderTyping();
     }
     const message = enqueue({ type: "post", thread, text, files: [] });
-    if (files.length) state.uploads.set(message.id, files);
+    if (files.length) {
+      state.uploads.set(message.id, files);
+      state.attached.set(message.id, files);
+    }
     $("text").value = "";
     state.files = [];
     renderAttachments();
