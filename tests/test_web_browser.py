@@ -291,6 +291,33 @@ def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edi
     assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
 
 
+def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_them(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    page = Page(driver, world).open()
+    page.new_session("offline")
+    world.down()
+    wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+    page.el("#files").send_keys(str(upload))
+    page.send("see attached")
+    assert page.els("li.pending")  # waiting; its file is in this page's memory only
+    driver.get("about:blank")  # the page is closed before the supervisor is back
+    world.up()
+
+    page.open()
+    wait_for(lambda: page.els("li.refused"), what="the message held back")
+    assert "Not sent: the page was closed before its files were uploaded (attach its file again)" in (
+        page.texts("li.refused")[0]
+    )
+    outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
+    assert outbox == "[]"
+    page.el("li.refused button.again").click()
+    assert page.el("#text").get_attribute("value") == "see attached"
+    assert world.core is not None and world.core.prompts_seen == []  # never sent without it
+
+
 @pytest.mark.slow
 def test_reload_mid_stream_shows_everything_so_far_and_keeps_streaming(
     driver: Any, world: WebWorld

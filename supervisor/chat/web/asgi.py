@@ -269,6 +269,7 @@ class _Tab:
                     "version": changes.version,
                     "threads": [codec.thread_json(t) for t in changes.threads],
                     "messages": [codec.message_json(m) for m in changes.messages] if since else [],
+                    "typing": self.front.typing_now(),
                     "page": _page_config(self.front),
                 })  # fmt: skip
             case codec.Open(thread=thread_id, before=before):

@@ -149,6 +149,8 @@
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
+    // Turns running now: busy at once, not at their next typing signal.
+    for (const id of update.typing || []) state.typingUntil.set(id, Date.now() + TYPING_MS);
     state.version = Math.max(state.version, update.version);
     state.connected = true;
     showConnection();
@@ -191,7 +193,13 @@
           return; // still down: the next reconnect tries again
         }
         state.uploads.delete(message.id);
+        delete message.attaching;
         saveOutbox();
+      } else if (message.attaching) {
+        // Its files were chosen in a page closed (or reloaded) before they could be
+        // uploaded: the words alone must not go as if that were the whole message.
+        refused(message.id, "the page was closed before its files were uploaded");
+        continue;
       }
       send(message);
     }
@@ -270,6 +278,11 @@
     if (previous) for (const [id, m] of previous) if (!loaded.has(id) || loaded.get(id).version < m.version) loaded.set(id, m);
     state.messages.set(threadId, loaded);
     state.more.set(threadId, update.more);
+    // A turn that ended just before a (re)load was still said typing in the welcome.
+    const newest = update.messages[update.messages.length - 1];
+    if (!older && newest && newest.author === "bot" && TURN_ENDED.test(newest.text) && state.typingUntil.delete(threadId)) {
+      renderTyping();
+    }
     if (threadId !== state.selected) return;
     if (older) {
       const list = $("messages");
@@ -469,7 +482,7 @@
       why.className = "reason";
       // Files the page no longer holds (it was reloaded since they were chosen) cannot
       // come back: the server keeps no upload of a refused message.
-      const lost = files ? 0 : m.files.length;
+      const lost = files ? 0 : m.attaching || m.files.length;
       const attachAgain = lost ? ` (attach its ${lost === 1 ? "file" : lost + " files"} again)` : "";
       why.textContent = "Not sent: " + reason + attachAgain + " ";
       // Its words and files back in the composer, to mend or send as they are.
@@ -552,13 +565,17 @@
     }
     showProblem("");
     const thread = state.selected === "main" ? null : state.selected;
-    if (thread && !text.trim().startsWith("!")) {
+    const over = thread && ["ended", "failed"].includes(state.threads.get(thread)?.state);
+    if (thread && !over && !text.trim().startsWith("!")) {
       // A prompt starts a turn (or waits for the running one): Stop is useful from now
       // on, before the supervisor's first typing signal.
       state.typingUntil.set(thread, Date.now() + TYPING_MS);
       renderTyping();
     }
-    const message = enqueue({ type: "post", thread, text, files: [] });
+    // `attaching`: how many files still wait to be uploaded (the files themselves live in
+    // this page's memory only).
+    const message = enqueue(files.length ? { type: "post", thread, text, files: [], attaching: files.length }
+      : { type: "post", thread, text, files: [] });
     if (files.length) {
       state.uploads.set(message.id, files);
       state.attached.set(message.id, files);
