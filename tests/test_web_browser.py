@@ -291,6 +291,32 @@ def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edi
     assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
 
 
+def test_an_upload_refused_while_connected_is_tried_again_and_its_message_goes(
+    driver: Any, world: WebWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "BUSY_TRIES", 1)  # refused after SQLite's own wait
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    page = Page(driver, world).open()
+    page.new_session("busy-upload")
+    # Another program holds the database: the upload is refused (503), the page stays
+    # connected, and nothing else would make it send the message again.
+    other = sqlite3.connect(world.state_dir / "web.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        page.el("#files").send_keys(str(upload))
+        page.send("see attached")
+        wait_for(lambda: "trying again" in page.el("#problem").text, 20, what="the wait said")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "locked by another program" in page.el("#problem").text and page.els("li.pending")
+
+    page.wait_text("received notes.txt: 20 bytes", timeout=20)
+    assert not page.el("#problem").is_displayed() and not page.els("li.pending")
+    assert page.el("#connection").text == "connected"
+
+
 def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_them(
     driver: Any, world: WebWorld, tmp_path: Path
 ) -> None:

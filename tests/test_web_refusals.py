@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -190,6 +191,22 @@ async def test_a_message_the_locked_database_never_takes_is_refused_alone_and_ke
     assert errors[0]["id"] == "locked-0001" and "send it again" in errors[0]["text"]
     assert kept.status_code == 200  # for the message sent again
     assert any("could not take a Post" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_upload_the_locked_database_never_takes_is_a_503_the_page_can_try_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.05)
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.client() as client:
+            answers: list[httpx.Response] = []
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_locked_until, tmp_path / "web.sqlite3", lambda: bool(answers))
+                answers.append(await client.post("/api/files", params={"name": "notes.txt"}, content=b"data"))
+            again = await client.post("/api/files", params={"name": "notes.txt"}, content=b"data")
+
+    assert answers[0].status_code == 503 and "locked" in answers[0].text
+    assert again.status_code == 200
 
 
 async def test_a_refused_messages_uploads_are_deleted_with_it(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,6 +44,7 @@ SECURITY_HEADERS = [
 ]
 STALLED_SEND_S = 30.0
 PAGE = 100  # messages per page of a thread: a long thread opens on its newest ones
+BUSY_DATABASE = "the supervisor's database stayed locked by another program"
 UNAUTHORIZED = (
     b"401 Unauthorized: open the address the supervisor printed (it carries the access token)."
 )
@@ -106,11 +108,23 @@ class WebApp:
         elif path.startswith("/static/") and method in ("GET", "HEAD"):
             await self._asset(scope, send, path.removeprefix("/static/"))
         elif path == "/api/files" and method == "POST":
-            await self._upload(scope, receive, send)
+            await self._stored(send, self._upload(scope, receive, send), "an upload")
         elif path.startswith("/files/") and method == "GET":
-            await self._download(send, path.removeprefix("/files/"))
+            await self._stored(send, self._download(send, path.removeprefix("/files/")), "a download")
         else:
             await _respond(send, 404, b"404 Not Found", b"text/plain")
+
+    async def _stored(self, send: Send, answer: Awaitable[None], what: str) -> None:
+        """`answer`, whose response waits for the database; a database another program
+        kept locked through the store's tries is a 503 the page tries again after, not a
+        traceback (the response has not begun: the store is asked first)."""
+        try:
+            await answer
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            log.warning("the web chat could not serve %s: its database stayed locked (%s)", what, exc)
+            await _respond(send, 503, BUSY_DATABASE.encode(), b"text/plain; charset=utf-8")
 
     async def _page(self, scope: Scope, send: Send) -> None:
         if security.query_token(scope.get("query_string", b"")):
@@ -243,7 +257,7 @@ class _Tab:
                 if is_busy(exc):
                     # Its uploads stay (the weekly clean-up takes them): deleting them would
                     # wait for the same lock, and the page keeps its files to send again.
-                    reason = "the supervisor's database stayed locked by another program; send it again"
+                    reason = BUSY_DATABASE + "; send it again"
                     await self.refuse(codec.Refused(getattr(page, "id", None), reason))
                     continue
                 reason = "the supervisor could not take this message (its log says why)"

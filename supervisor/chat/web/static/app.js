@@ -11,6 +11,7 @@
   const $ = (id) => document.getElementById(id);
   const OUTBOX_KEY = "supervisor-outbox-" + location.port;
   const TYPING_MS = 4500;
+  const UPLOAD_RETRY_MS = 2000;
 
   const state = {
     ws: null,
@@ -32,6 +33,8 @@
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
     retry: 250,
+    uploadRetry: UPLOAD_RETRY_MS, // the wait before an upload the server refused is tried again
+    uploadProblem: false, // the problem line says an upload waits
   };
 
   function loadOutbox() {
@@ -190,8 +193,19 @@
         try {
           message.files = await uploadAll(files);
         } catch (e) {
-          return; // still down: the next reconnect tries again
+          // Down: the next reconnect tries again. Refused while connected (the server
+          // busy or failing): try again in a while, and say why the message waits.
+          if (state.connected) {
+            showProblem(`Attachments not uploaded yet (${e.message}); trying again.`);
+            state.uploadProblem = true;
+            setTimeout(flushOutbox, state.uploadRetry);
+            state.uploadRetry = Math.min(state.uploadRetry * 2, 30000);
+          }
+          return;
         }
+        if (state.uploadProblem) showProblem("");
+        state.uploadProblem = false;
+        state.uploadRetry = UPLOAD_RETRY_MS;
         state.uploads.delete(message.id);
         delete message.attaching;
         saveOutbox();
@@ -215,7 +229,7 @@
         alert(await response.text());
         continue;
       }
-      if (!response.ok) throw new Error("upload failed: " + response.status);
+      if (!response.ok) throw new Error(`${file.name}: ${(await response.text()) || response.status}`);
       ids.push((await response.json()).id);
     }
     return ids;
