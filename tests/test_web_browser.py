@@ -317,6 +317,20 @@ def test_an_upload_refused_while_connected_is_tried_again_and_its_message_goes(
     assert page.el("#connection").text == "connected"
 
 
+def test_a_page_whose_token_the_supervisor_no_longer_accepts_says_to_open_the_new_address(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    world.down()
+    (world.state_dir / "web-token").unlink()  # as a fresh state directory would
+    world.up()  # with a new token: this page's cookie is refused
+
+    wait_for(lambda: "open the address it printed" in page.el("#problem").text, 15, what="said")
+    assert page.el("#connection").text == "reconnecting…"
+    page.open()  # the address printed now
+    assert not page.el("#problem").is_displayed()
+
+
 def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_them(
     driver: Any, world: WebWorld, tmp_path: Path
 ) -> None:

@@ -53,17 +53,36 @@
   function connect() {
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     state.ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       state.retry = 250;
+      if (state.tokenRefused) showProblem("");
+      state.tokenRefused = false;
       ws.send(JSON.stringify({ type: "hello", since: state.version }));
     };
     ws.onmessage = (event) => receive(JSON.parse(event.data));
     ws.onclose = () => {
       state.connected = false;
       showConnection();
+      if (!opened) checkAccess();
       setTimeout(connect, state.retry);
       state.retry = Math.min(state.retry * 2, 2000);
     };
+  }
+
+  // A supervisor that answers but refuses this page (its access token was made anew,
+  // say with a fresh state directory) would otherwise look like one still restarting.
+  async function checkAccess() {
+    let response;
+    try {
+      response = await fetch("/", { method: "HEAD", credentials: "same-origin", cache: "no-store" });
+    } catch (e) {
+      return; // down: reconnecting is the truth
+    }
+    if (response.status !== 401 || state.connected) return;
+    state.tokenRefused = true;
+    showProblem("The supervisor no longer accepts this page's access token: open the address it printed (the one with ?token=) again.");
   }
 
   function send(message) {
