@@ -148,6 +148,7 @@ def test_a_busy_port_is_one_sentence_naming_web_listen(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     said = [line for line in done.stderr.splitlines() if "cannot listen" in line]
     assert len(said) == 1 and "web.listen" in said[0] and f":{product.port}" in said[0], done.stderr
+    assert "$SUPERVISOR_WEB_LISTEN" in said[0]  # what one sets with no configuration file
 
 
 # --- acceptance 2: the thread's life in the browser -------------------------------------
