@@ -331,6 +331,22 @@ def test_a_page_whose_token_the_supervisor_no_longer_accepts_says_to_open_the_ne
     assert not page.el("#problem").is_displayed()
 
 
+def test_a_page_that_knew_a_history_since_removed_shows_the_new_one_alone(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("forgotten")
+    world.down()
+    for name in ("web.sqlite3", "web.sqlite3-wal", "web.sqlite3-shm"):
+        (world.state_dir / name).unlink(missing_ok=True)  # the history removed, the token kept
+    world.up()
+
+    wait_for(lambda: page.texts("#threads button") == ["Commands"], 15, what="the old session gone")
+    page.wait_connected()
+    page.send("!help")
+    page.wait_text("Commands: ")
+
+
 def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_them(
     driver: Any, world: WebWorld, tmp_path: Path
 ) -> None:

@@ -161,6 +161,12 @@
   }
 
   function welcome(update) {
+    if (update.version < state.version) {
+      // Versions only grow: this is another history (its database was removed or
+      // restored). What the page holds belongs to none of it; the outbox is kept.
+      location.reload();
+      return;
+    }
     const page = update.page;
     if (page.max_text) state.limits = { max_text: page.max_text, max_files: page.max_files };
     const notice = $("notice");
