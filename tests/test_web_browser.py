@@ -347,6 +347,23 @@ def test_a_page_that_knew_a_history_since_removed_shows_the_new_one_alone(
     page.wait_text("Commands: ")
 
 
+def test_a_session_name_with_a_space_is_stopped_in_the_form_saying_what_a_name_is(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.el("#new-toggle").click()
+    page.el("#new-name").send_keys("my project")
+    page.el("#new-session button[type=submit]").click()
+
+    said = page.el("#new-name").get_attribute("validationMessage")
+    assert "one word" in said and "no spaces" in said
+    assert page.texts("#threads button") == ["Commands"]
+    page.el("#new-name").clear()
+    page.el("#new-name").send_keys("my-project")  # mended: the form goes
+    page.el("#new-session button[type=submit]").click()
+    wait_for(lambda: page.el("#thread-title").text == "my-project", what="the session")
+
+
 def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_them(
     driver: Any, world: WebWorld, tmp_path: Path
 ) -> None:

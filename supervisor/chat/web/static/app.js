@@ -674,6 +674,12 @@
       $("new-toggle").setAttribute("aria-expanded", String(!form.hidden));
       if (!form.hidden) $("new-name").focus();
     });
+    // The browser's own "match the requested format" does not say which format.
+    $("new-name").addEventListener("input", (e) => {
+      const name = e.target;
+      name.setCustomValidity(name.validity.patternMismatch
+        ? "A session's name is one word: letters, digits, '.', '_' or '-' (no spaces)." : "");
+    });
     $("new-session").addEventListener("submit", (e) => {
       e.preventDefault();
       const name = $("new-name").value.trim();
