@@ -35,6 +35,8 @@
     retry: 250,
     uploadRetry: UPLOAD_RETRY_MS, // the wait before an upload the server refused is tried again
     uploadProblem: false, // the problem line says an upload waits
+    uploadTimer: null, // the upload tried again, once at a time
+    tokenRefused: false, // the problem line says the server refuses this page's token
   };
 
   function loadOutbox() {
@@ -223,8 +225,10 @@
           if (state.connected) {
             showProblem(`Attachments not uploaded yet (${e.message}); trying again.`);
             state.uploadProblem = true;
-            setTimeout(flushOutbox, state.uploadRetry);
-            state.uploadRetry = Math.min(state.uploadRetry * 2, 30000);
+            if (!state.uploadTimer) {
+              state.uploadTimer = setTimeout(() => { state.uploadTimer = null; flushOutbox(); }, state.uploadRetry);
+              state.uploadRetry = Math.min(state.uploadRetry * 2, 30000);
+            }
           }
           return;
         }
