@@ -774,8 +774,14 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
     assert "Not sent: 21 files attached; the limit is 20 per message (attach its 21 files again)" in page.texts("li.refused")[0]
     outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
     assert outbox == "[]"
+    driver.refresh()  # a reload before "Edit again" keeps the words
+    page.wait_connected()
+    assert "Not sent: 21 files attached" in page.texts("li.refused")[0]
     page.el("li.refused button.again").click()  # its words back in the box, the entry gone
     assert page.el("#text").get_attribute("value") == "stuck" and not page.els("li.refused")
+    driver.refresh()
+    page.wait_connected()
+    assert not page.els("li.refused")  # gone for good once taken back
     page.d.execute_script("document.getElementById('text').value = ''")
     page.send("!help")
     page.wait_text("Commands: ")

@@ -10,6 +10,7 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const OUTBOX_KEY = "supervisor-outbox-" + location.port;
+  const REFUSED_KEY = "supervisor-refused-" + location.port;
   const TYPING_MS = 4500;
   const UPLOAD_RETRY_MS = 2000;
 
@@ -27,7 +28,9 @@
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
     attached: new Map(), // outbox id -> [File] it carries, kept until its ack for "Edit again"
-    refused: new Map(), // outbox id -> {message, reason, files}: the server will not take it
+    // outbox id -> {message, reason, files}: the server will not take it. Kept (but for
+    // its files) in localStorage, so a reload does not lose the words before "Edit again".
+    refused: loadRefused(),
     choiceNotes: new Map(), // card id -> why the server refused its last press
     limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
@@ -43,6 +46,16 @@
     try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch (e) { return []; }
   }
   function saveOutbox() { localStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox)); }
+  function loadRefused() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(REFUSED_KEY) || "[]");
+      return new Map(saved.map(([id, entry]) => [id, { ...entry, files: null }]));
+    } catch (e) { return new Map(); }
+  }
+  function saveRefused() {
+    const words = Array.from(state.refused, ([id, { message, reason }]) => [id, { message, reason }]);
+    localStorage.setItem(REFUSED_KEY, JSON.stringify(words));
+  }
 
   function clientId() {
     const bytes = new Uint8Array(16);
@@ -142,6 +155,7 @@
     const card = message.type === "choose" ? loadedMessage(message.message) : null;
     if (message.type === "post" && state.threads.has(message.thread || "main")) {
       state.refused.set(id, { message, reason, files }); // shown in its thread
+      saveRefused();
       renderPending();
     } else if (card) {
       // Drawn again as the page knows it: buttons to press again, with the reason beside
@@ -541,6 +555,7 @@
           renderAttachments();
         }
         state.refused.delete(id);
+        saveRefused();
         renderPending();
         box.focus();
       });
