@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.chat.web import store
 from tests.web_browser import require_browser, start_driver, wait_for
 from tests.web_world import WebWorld
 
@@ -172,8 +173,9 @@ def test_permission_cards_allow_deny_and_allow_for_this_session(
 
 
 def test_a_refused_press_gives_the_buttons_back_with_the_reason(
-    driver: Any, world: WebWorld
+    driver: Any, world: WebWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(store, "BUSY_TRIES", 1)  # refused after SQLite's own wait
     page = Page(driver, world).open()
     page.new_session("refused")
     page.send("run ls")
@@ -190,7 +192,7 @@ def test_a_refused_press_gives_the_buttons_back_with_the_reason(
         other.execute("ROLLBACK")
         other.close()
 
-    assert notes == ["Not done: the supervisor could not take this message (its log says why)"]
+    assert notes == ["Not done: the supervisor's database stayed locked by another program; send it again"]
     buttons = page.els("li.choice:last-child button")
     assert len(buttons) == 3 and all(b.is_enabled() for b in buttons)
     page.el(allow).click()
@@ -246,6 +248,147 @@ def test_an_attachment_reaches_the_core(driver: Any, world: WebWorld, tmp_path: 
     assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
     link = page.el("li.user .files a")
     assert link.text.endswith("notes.txt") and "/files/" in link.get_attribute("href")
+
+
+def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edit_again(
+    driver: Any, world: WebWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "BUSY_TRIES", 1)  # refused after SQLite's own wait
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n" * 10)
+    page = Page(driver, world).open()
+    page.new_session("locked")
+    # The file is uploaded; then, before its message is sent, another program takes the
+    # database (a sqlite3 shell left in a transaction) and holds it until the refusal.
+    page.d.execute_script("""
+        const upload = window.fetch;
+        window.fetch = async (...args) => {
+          window.fetch = upload; // this upload only
+          const response = await upload(...args);
+          window.uploaded = true;
+          await new Promise((go) => { window.sendNow = go; });
+          return response;
+        };""")
+    page.el("#files").send_keys(str(upload))
+    page.send("see attached")
+    wait_for(lambda: page.d.execute_script("return window.uploaded === true"), what="uploaded")
+    other = sqlite3.connect(world.state_dir / "web.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        page.d.execute_script("window.sendNow()")
+        wait_for(lambda: page.els("li.refused"), 20, what="the refused message shown")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "send it again" in page.texts("li.refused")[0]
+
+    page.el("li.refused button.again").click()  # its words and its file back
+    assert page.el("#text").get_attribute("value") == "see attached"
+    assert "notes.txt" in page.el("#attachments").text
+    page.el("#send").click()
+
+    page.wait_text("received notes.txt: 200 bytes")
+    assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
+
+
+def test_an_upload_refused_while_connected_is_tried_again_and_its_message_goes(
+    driver: Any, world: WebWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "BUSY_TRIES", 1)  # refused after SQLite's own wait
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    page = Page(driver, world).open()
+    page.new_session("busy-upload")
+    # Another program holds the database: the upload is refused (503), the page stays
+    # connected, and nothing else would make it send the message again.
+    other = sqlite3.connect(world.state_dir / "web.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        page.el("#files").send_keys(str(upload))
+        page.send("see attached")
+        wait_for(lambda: "trying again" in page.el("#problem").text, 20, what="the wait said")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "locked by another program" in page.el("#problem").text and page.els("li.pending")
+
+    page.wait_text("received notes.txt: 20 bytes", timeout=20)
+    assert not page.el("#problem").is_displayed() and not page.els("li.pending")
+    assert page.el("#connection").text == "connected"
+
+
+def test_a_page_whose_token_the_supervisor_no_longer_accepts_says_to_open_the_new_address(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    world.down()
+    (world.state_dir / "web-token").unlink()  # as a fresh state directory would
+    world.up()  # with a new token: this page's cookie is refused
+
+    wait_for(lambda: "open the address it printed" in page.el("#problem").text, 15, what="said")
+    assert page.el("#connection").text == "reconnecting…"
+    page.open()  # the address printed now
+    assert not page.el("#problem").is_displayed()
+
+
+def test_a_page_that_knew_a_history_since_removed_shows_the_new_one_alone(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.new_session("forgotten")
+    world.down()
+    for name in ("web.sqlite3", "web.sqlite3-wal", "web.sqlite3-shm"):
+        (world.state_dir / name).unlink(missing_ok=True)  # the history removed, the token kept
+    world.up()
+
+    wait_for(lambda: page.texts("#threads button") == ["Commands"], 15, what="the old session gone")
+    page.wait_connected()
+    page.send("!help")
+    page.wait_text("Commands: ")
+
+
+def test_a_session_name_with_a_space_is_stopped_in_the_form_saying_what_a_name_is(
+    driver: Any, world: WebWorld
+) -> None:
+    page = Page(driver, world).open()
+    page.el("#new-toggle").click()
+    page.el("#new-name").send_keys("my project")
+    page.el("#new-session button[type=submit]").click()
+
+    said = page.el("#new-name").get_attribute("validationMessage")
+    assert "one word" in said and "no spaces" in said
+    assert page.texts("#threads button") == ["Commands"]
+    page.el("#new-name").clear()
+    page.el("#new-name").send_keys("my-project")  # mended: the form goes
+    page.el("#new-session button[type=submit]").click()
+    wait_for(lambda: page.el("#thread-title").text == "my-project", what="the session")
+
+
+def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_them(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    page = Page(driver, world).open()
+    page.new_session("offline")
+    world.down()
+    wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+    page.el("#files").send_keys(str(upload))
+    page.send("see attached")
+    assert page.els("li.pending")  # waiting; its file is in this page's memory only
+    driver.get("about:blank")  # the page is closed before the supervisor is back
+    world.up()
+
+    page.open()
+    wait_for(lambda: page.els("li.refused"), what="the message held back")
+    assert "Not sent: the page was closed before its files were uploaded (attach its file again)" in (
+        page.texts("li.refused")[0]
+    )
+    outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
+    assert outbox == "[]"
+    page.el("li.refused button.again").click()
+    assert page.el("#text").get_attribute("value") == "see attached"
+    assert world.core is not None and world.core.prompts_seen == []  # never sent without it
 
 
 @pytest.mark.slow
@@ -627,11 +770,18 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
     driver.refresh()
     page.wait_connected()
     wait_for(lambda: page.els("li.refused"), what="the refused message shown")
-    assert "Not sent: 21 files attached; the limit is 20" in page.texts("li.refused")[0]
+    # Its files were chosen before a reload: the page no longer holds them, and says so.
+    assert "Not sent: 21 files attached; the limit is 20 per message (attach its 21 files again)" in page.texts("li.refused")[0]
     outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
     assert outbox == "[]"
+    driver.refresh()  # a reload before "Edit again" keeps the words
+    page.wait_connected()
+    assert "Not sent: 21 files attached" in page.texts("li.refused")[0]
     page.el("li.refused button.again").click()  # its words back in the box, the entry gone
     assert page.el("#text").get_attribute("value") == "stuck" and not page.els("li.refused")
+    driver.refresh()
+    page.wait_connected()
+    assert not page.els("li.refused")  # gone for good once taken back
     page.d.execute_script("document.getElementById('text').value = ''")
     page.send("!help")
     page.wait_text("Commands: ")

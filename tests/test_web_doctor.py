@@ -20,7 +20,7 @@ def test_listen_check_names_the_key_for_remote_and_busy_addresses() -> None:
     free = doctor.listen_check(f"127.0.0.1:{port}", allow_remote=False)
 
     assert not remote.ok and "web.listen" in remote.detail
-    assert not taken.ok and "web.listen" in taken.fix
+    assert not taken.ok and "web.listen" in taken.fix and "$SUPERVISOR_WEB_LISTEN" in taken.fix
     assert free.ok
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import trio
 
-from supervisor.chat.web import codec
+from supervisor.chat.web import codec, db
 from tests.web_served import receive_until, send, serve
 
 LIMIT = 20
@@ -113,25 +116,97 @@ def test_the_refusal_keeps_the_client_id_only_when_it_is_valid() -> None:
     assert refused == codec.Refused(None, "malformed message: no valid client id")
 
 
-async def test_an_action_whose_handling_fails_is_refused_alone_and_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def _answer_to(ws: Any, client_id: str) -> dict[str, Any]:
+    """The server's ack or refusal of the page's action `client_id`."""
+    while True:
+        update: dict[str, Any] = json.loads(await ws.get_message())
+        if update["type"] in ("ack", "error") and update.get("id") == client_id:
+            return update
+
+
+async def _locked_until(
+    path: Path, released: Callable[[], bool], *, task_status: trio.TaskStatus[None]
 ) -> None:
-    # Another program holds the database (a sqlite3 shell left in a transaction): the
-    # write fails after SQLite's wait ("database is locked"), a failure of this action only.
+    """Another program holds the database (a sqlite3 shell left in a transaction) until
+    `released()` says so."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        task_status.started()
+        while not released():
+            await trio.sleep(0.01)
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+async def test_a_message_posted_while_another_program_holds_the_database_waits_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lock outlasts SQLite's own wait once ("database is locked"): the store tries
+    # again, and the message is taken, files and all, as soon as the lock is gone.
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.1)
     with trio.fail_after(LIMIT):
-        async with serve(tmp_path) as served, served.page() as ws:
+        async with serve(tmp_path) as served, served.page() as ws, served.client() as client:
             await _welcomed(ws)
-            other = sqlite3.connect(tmp_path / "web.sqlite3", isolation_level=None)
-            other.execute("BEGIN EXCLUSIVE")
-            await send(ws, type="post", id="locked-0001", thread=None, text="!help")
-            error = await receive_until(ws, "error")
-            other.execute("ROLLBACK")
-            other.close()
+            upload = await client.post("/api/files", params={"name": "notes.txt"}, content=b"data")
+            file_id = upload.json()["id"]
+            answers: list[dict[str, Any]] = []
+
+            def released() -> bool:  # once the store has said it tries again (or answered)
+                return bool(answers) or any("busy" in r.getMessage() for r in caplog.records)
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_locked_until, tmp_path / "web.sqlite3", released)
+                await send(ws, type="post", id="locked-0001", thread=None, text="!help", files=[file_id])
+                answers.append(await _answer_to(ws, "locked-0001"))
+            await send(ws, type="open", thread="main")
+            snapshot = await receive_until(ws, "snapshot")
+
+    assert answers == [{"type": "ack", "id": "locked-0001"}]
+    posted = [m for m in snapshot["messages"] if m["client_id"] == "locked-0001"]
+    assert [f["name"] for f in posted[0]["files"]] == ["notes.txt"]
+    # The stand-in core answers "!help" in the main thread: the command reached it once.
+    assert [m["text"] for m in snapshot["messages"]].count("!help") == 1
+
+
+async def test_a_message_the_locked_database_never_takes_is_refused_alone_and_keeps_its_upload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.05)
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws, served.client() as client:
+            await _welcomed(ws)
+            upload = await client.post("/api/files", params={"name": "notes.txt"}, content=b"data")
+            file_id = upload.json()["id"]
+            errors: list[dict[str, Any]] = []
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_locked_until, tmp_path / "web.sqlite3", lambda: bool(errors))
+                await send(ws, type="post", id="locked-0001", thread=None, text="!help", files=[file_id])
+                errors.append(await receive_until(ws, "error"))
             await send(ws, type="post", id="after-0001", thread=None, text="!help")
             await receive_until(ws, "ack", id="after-0001")
+            kept = await client.get(f"/files/{file_id}")
 
-    assert error["id"] == "locked-0001" and "could not take this message" in error["text"]
+    assert errors[0]["id"] == "locked-0001" and "send it again" in errors[0]["text"]
+    assert kept.status_code == 200  # for the message sent again
     assert any("could not take a Post" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_upload_the_locked_database_never_takes_is_a_503_the_page_can_try_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.05)
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.client() as client:
+            answers: list[httpx.Response] = []
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_locked_until, tmp_path / "web.sqlite3", lambda: bool(answers))
+                answers.append(await client.post("/api/files", params={"name": "notes.txt"}, content=b"data"))
+            again = await client.post("/api/files", params={"name": "notes.txt"}, content=b"data")
+
+    assert answers[0].status_code == 503 and "locked" in answers[0].text
+    assert again.status_code == 200
 
 
 async def test_a_refused_messages_uploads_are_deleted_with_it(tmp_path: Path) -> None:

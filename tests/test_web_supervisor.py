@@ -148,6 +148,7 @@ def test_a_busy_port_is_one_sentence_naming_web_listen(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     said = [line for line in done.stderr.splitlines() if "cannot listen" in line]
     assert len(said) == 1 and "web.listen" in said[0] and f":{product.port}" in said[0], done.stderr
+    assert "$SUPERVISOR_WEB_LISTEN" in said[0]  # what one sets with no configuration file
 
 
 # --- acceptance 2: the thread's life in the browser -------------------------------------
@@ -246,7 +247,45 @@ def test_a_prompt_written_during_a_turn_is_said_queued_in_the_running_answer(
     wait_for(lambda: not any("queued" in t for t in page.bot_texts()), 10, what="the final texts without it")
 
 
+def test_a_prompt_in_an_ended_session_shows_no_turn_starting(
+    driver: Any, product: SupervisorProcess
+) -> None:
+    product.start()
+    page = _page(driver, product)
+    _session(page, product, "over")
+    page.send("!end")
+    wait_for(lambda: "ended" in page.thread_button("over").text, 15, what="the session ended")
+    page.send("still there?")
+
+    # No agent will take it: no typing indicator, no Stop, the sidebar still says ended.
+    assert not page.el("#typing").is_displayed() and not page.el("#stop").is_displayed()
+    assert "ended" in page.thread_button("over").text
+    page.wait_text("This session has ended", timeout=15)
+
+
 # --- acceptance 3: reloads and restarts ------------------------------------------------
+
+
+def test_a_page_loaded_mid_turn_shows_the_session_busy_at_once(
+    driver: Any, product: SupervisorProcess
+) -> None:
+    product.start()
+    page = _page(driver, product)
+    _session(page, product, "loaded")
+    page.send("[slow 8] the long one")
+    wait_for(lambda: "echo #1" in page.last_bot(), 15, what="streaming")
+    driver.refresh()
+    page.wait_connected()
+
+    # As the page connects, not at the turn's next typing signal (up to 4 s later).
+    assert "busy" in page.thread_button("loaded").text and page.el("#stop").is_displayed()
+    page.wait_text("✅ Done", timeout=20)
+    driver.refresh()
+    page.wait_connected()
+    page.wait_text("✅ Done")
+    # The turn's last signal was moments ago, but its completion line says it is over.
+    assert "idle" in page.thread_button("loaded").text and not page.el("#stop").is_displayed()
+
 
 
 def _answers(page: Page, needle: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from supervisor.chat.web.assets import Asset, load_assets
 from supervisor.chat.web.db import WebDb
 from supervisor.chat.web.front import WebChat
 from supervisor.chat.web.port import MAIN_THREAD
+from supervisor.chat.web.store import is_busy
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ SECURITY_HEADERS = [
 ]
 STALLED_SEND_S = 30.0
 PAGE = 100  # messages per page of a thread: a long thread opens on its newest ones
+BUSY_DATABASE = "the supervisor's database stayed locked by another program"
 UNAUTHORIZED = (
     b"401 Unauthorized: open the address the supervisor printed (it carries the access token)."
 )
@@ -105,11 +108,23 @@ class WebApp:
         elif path.startswith("/static/") and method in ("GET", "HEAD"):
             await self._asset(scope, send, path.removeprefix("/static/"))
         elif path == "/api/files" and method == "POST":
-            await self._upload(scope, receive, send)
+            await self._stored(send, self._upload(scope, receive, send), "an upload")
         elif path.startswith("/files/") and method == "GET":
-            await self._download(send, path.removeprefix("/files/"))
+            await self._stored(send, self._download(send, path.removeprefix("/files/")), "a download")
         else:
             await _respond(send, 404, b"404 Not Found", b"text/plain")
+
+    async def _stored(self, send: Send, answer: Awaitable[None], what: str) -> None:
+        """`answer`, whose response waits for the database; a database another program
+        kept locked through the store's tries is a 503 the page tries again after, not a
+        traceback (the response has not begun: the store is asked first)."""
+        try:
+            await answer
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            log.warning("the web chat could not serve %s: its database stayed locked (%s)", what, exc)
+            await _respond(send, 503, BUSY_DATABASE.encode(), b"text/plain; charset=utf-8")
 
     async def _page(self, scope: Scope, send: Send) -> None:
         if security.query_token(scope.get("query_string", b"")):
@@ -235,10 +250,16 @@ class _Tab:
                 await self._handle(page)
             except Refusal as refusal:
                 await self.refuse(codec.Refused(getattr(page, "id", None), str(refusal), codec.uploads(page)))
-            except Exception:
+            except Exception as exc:
                 # One action the server cannot take must not end the connection: the
                 # page would resend it on reconnecting and never get past it.
                 log.exception("the web chat could not take a %s from the page", type(page).__name__)
+                if is_busy(exc):
+                    # Its uploads stay (the weekly clean-up takes them): deleting them would
+                    # wait for the same lock, and the page keeps its files to send again.
+                    reason = BUSY_DATABASE + "; send it again"
+                    await self.refuse(codec.Refused(getattr(page, "id", None), reason))
+                    continue
                 reason = "the supervisor could not take this message (its log says why)"
                 await self.refuse(codec.Refused(getattr(page, "id", None), reason, codec.uploads(page)))
 
@@ -262,6 +283,7 @@ class _Tab:
                     "version": changes.version,
                     "threads": [codec.thread_json(t) for t in changes.threads],
                     "messages": [codec.message_json(m) for m in changes.messages] if since else [],
+                    "typing": self.front.typing_now(),
                     "page": _page_config(self.front),
                 })  # fmt: skip
             case codec.Open(thread=thread_id, before=before):

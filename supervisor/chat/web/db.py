@@ -118,6 +118,9 @@ ID_PREFIX = "web"
 # An upload no message carries is dropped at the next start once it is this old: long
 # enough for a page that queued its message offline (a phone asleep) to send it.
 UNSENT_FILE_KEEP_S = 7 * 24 * 3600
+# How long one statement waits for another connection's transaction (a sqlite3 shell, a
+# backup) before SQLite says "database is locked"; the store tries a few times more.
+BUSY_TIMEOUT_S = 5.0
 USER_MESSAGE = ID_PREFIX + "u"  # + the page's client id: a person's message
 # The ids of the files some message carries (most messages carry none: their JSON is skipped).
 _CARRIED_FILES = (
@@ -157,7 +160,9 @@ class WebDb:
         if str(path) != ":memory:":  # tests' throwaway databases are not files
             _private(path)
         # isolation_level=None: we open transactions ourselves, one per method.
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives a crash or kill -9 (it is in the OS's
         # cache) but not a power cut; enough for streamed edits, of which there are many.

@@ -43,7 +43,8 @@ def listen_check(listen: str, allow_remote: bool, state_dir: Path | None = None)
             "web listen",
             False,
             f"cannot listen on {listen}: {error.strerror or error}",
-            "stop what uses that port (another supervisor?) or set web.listen to a free one",
+            "stop what uses that port (another supervisor?) or set web.listen"
+            " (with no configuration file: $SUPERVISOR_WEB_LISTEN) to a free one",
         )
     return WebCheck("web listen", True, f"{listen} is free")
 

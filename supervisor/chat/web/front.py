@@ -42,6 +42,9 @@ from supervisor.chat.web.port import (
 from supervisor.chat.web.store import WebStore
 
 EVENT_QUEUE = 64
+# How long a page shows a typing signal (static/app.js TYPING_MS); the core repeats it
+# sooner while a turn runs.
+TYPING_SHOWN_S = 4.5
 
 
 @attrs.frozen
@@ -66,6 +69,7 @@ class WebChat:
         self._send_event = send
         self.events: trio.MemoryReceiveChannel[PageEvent] = receive
         self._replayed = trio.Event()
+        self._typing_at: dict[str, float] = {}  # thread id -> its last typing signal
 
     # outgoing ------------------------------------------------------------------------
 
@@ -121,7 +125,17 @@ class WebChat:
         self._message_changed(await self.store.call(WebDb.settle, message_id, outcome_text))
 
     async def typing(self, thread: ThreadRef) -> None:
+        self._typing_at[thread.thread_id] = trio.current_time()
         self.hub.publish({"type": "typing", "thread": thread.thread_id})
+
+    def typing_now(self) -> list[str]:
+        """The threads whose turn signalled lately: a page (re)loaded mid-turn shows them
+        busy at once, not only at their next signal."""
+        now = trio.current_time()
+        for thread_id, at in list(self._typing_at.items()):
+            if now - at >= TYPING_SHOWN_S:
+                del self._typing_at[thread_id]
+        return list(self._typing_at)
 
     async def send_file(self, thread: ThreadRef, name: str, data: bytes, key: str) -> str:
         ref = await self.store.call(WebDb.add_file, name, data)

@@ -107,7 +107,7 @@ async def listen(
             raise CannotListen(
                 f"the web chat cannot listen on {settings.listen}: "
                 f"{error.strerror or error}; stop what uses it (another supervisor?) "
-                "or set web.listen to a free address"
+                "or set web.listen (with no configuration file: $SUPERVISOR_WEB_LISTEN) to a free address"
             ) from None
         base = binds[0]
         port = int(base.rpartition(":")[2])

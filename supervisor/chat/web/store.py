@@ -9,6 +9,9 @@ before any nursery exists (the supervisor opens its front ends first, then its t
 A call the disk refuses (full, failing: SQLite rolled its transaction back) is made again
 until the disk takes it (`durable.until_written`): what waits for it (a page's post, a
 reply) waits, and nothing is lost or stored twice, since each call is one transaction.
+A call that finds the database locked by another program (a sqlite3 shell, a backup) has
+waited SQLite's busy timeout; it is made again a few times before it fails, so a lock
+held for a moment costs a wait, not a refused message.
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_FILE = "web.sqlite3"
+# Tries of a call that finds the database locked, each after SQLite's own wait
+# (`db.BUSY_TIMEOUT_S`): about 15 s in all before the call fails.
+BUSY_TRIES = 3
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Another connection holds the database: worth trying again, unlike a broken one."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
+    return isinstance(exc, sqlite3.OperationalError) and code in (
+        sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED
+    )
 
 
 class WebStore:
@@ -69,7 +83,14 @@ class WebStore:
         async with self._turn:
             if self._closed:
                 raise trio.ClosedResourceError("the web chat's store is closed")
-            await until_written(attempt, self._directory, "web chat messages", what="the web chat's messages", log=log)
+            for tries_left in reversed(range(BUSY_TRIES)):
+                try:
+                    await until_written(attempt, self._directory, "web chat messages", what="the web chat's messages", log=log)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not tries_left or not is_busy(exc):
+                        raise
+                    log.warning("the web chat's database is busy (%s): trying again", exc)
         return results[0]
 
     async def aclose(self) -> None:

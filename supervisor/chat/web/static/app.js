@@ -10,7 +10,9 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const OUTBOX_KEY = "supervisor-outbox-" + location.port;
+  const REFUSED_KEY = "supervisor-refused-" + location.port;
   const TYPING_MS = 4500;
+  const UPLOAD_RETRY_MS = 2000;
 
   const state = {
     ws: null,
@@ -25,18 +27,35 @@
     // A long thread opens on its newest page; older pages are fetched on demand.
     outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
-    refused: new Map(), // outbox id -> {message, reason}: the server will not take it
+    attached: new Map(), // outbox id -> [File] it carries, kept until its ack for "Edit again"
+    // outbox id -> {message, reason, files}: the server will not take it. Kept (but for
+    // its files) in localStorage, so a reload does not lose the words before "Edit again".
+    refused: loadRefused(),
     choiceNotes: new Map(), // card id -> why the server refused its last press
     limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
     awaitingSession: null, // a name asked in the form, selected when it appears
     retry: 250,
+    uploadRetry: UPLOAD_RETRY_MS, // the wait before an upload the server refused is tried again
+    uploadProblem: false, // the problem line says an upload waits
+    uploadTimer: null, // the upload tried again, once at a time
+    tokenRefused: false, // the problem line says the server refuses this page's token
   };
 
   function loadOutbox() {
     try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch (e) { return []; }
   }
   function saveOutbox() { localStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox)); }
+  function loadRefused() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(REFUSED_KEY) || "[]");
+      return new Map(saved.map(([id, entry]) => [id, { ...entry, files: null }]));
+    } catch (e) { return new Map(); }
+  }
+  function saveRefused() {
+    const words = Array.from(state.refused, ([id, { message, reason }]) => [id, { message, reason }]);
+    localStorage.setItem(REFUSED_KEY, JSON.stringify(words));
+  }
 
   function clientId() {
     const bytes = new Uint8Array(16);
@@ -49,17 +68,36 @@
   function connect() {
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     state.ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       state.retry = 250;
+      if (state.tokenRefused) showProblem("");
+      state.tokenRefused = false;
       ws.send(JSON.stringify({ type: "hello", since: state.version }));
     };
     ws.onmessage = (event) => receive(JSON.parse(event.data));
     ws.onclose = () => {
       state.connected = false;
       showConnection();
+      if (!opened) checkAccess();
       setTimeout(connect, state.retry);
       state.retry = Math.min(state.retry * 2, 2000);
     };
+  }
+
+  // A supervisor that answers but refuses this page (its access token was made anew,
+  // say with a fresh state directory) would otherwise look like one still restarting.
+  async function checkAccess() {
+    let response;
+    try {
+      response = await fetch("/", { method: "HEAD", credentials: "same-origin", cache: "no-store" });
+    } catch (e) {
+      return; // down: reconnecting is the truth
+    }
+    if (response.status !== 401 || state.connected) return;
+    state.tokenRefused = true;
+    showProblem("The supervisor no longer accepts this page's access token: open the address it printed (the one with ?token=) again.");
   }
 
   function send(message) {
@@ -95,6 +133,7 @@
         break;
       case "ack":
         state.outbox = state.outbox.filter((m) => m.id !== update.id);
+        state.attached.delete(update.id);
         saveOutbox();
         break;
       case "error":
@@ -111,9 +150,12 @@
     state.outbox = state.outbox.filter((m) => m.id !== id);
     saveOutbox();
     state.uploads.delete(id);
+    const files = state.attached.get(id) || null; // null: the page was reloaded since
+    state.attached.delete(id);
     const card = message.type === "choose" ? loadedMessage(message.message) : null;
     if (message.type === "post" && state.threads.has(message.thread || "main")) {
-      state.refused.set(id, { message, reason }); // shown in its thread
+      state.refused.set(id, { message, reason, files }); // shown in its thread
+      saveRefused();
       renderPending();
     } else if (card) {
       // Drawn again as the page knows it: buttons to press again, with the reason beside
@@ -135,6 +177,12 @@
   }
 
   function welcome(update) {
+    if (update.version < state.version) {
+      // Versions only grow: this is another history (its database was removed or
+      // restored). What the page holds belongs to none of it; the outbox is kept.
+      location.reload();
+      return;
+    }
     const page = update.page;
     if (page.max_text) state.limits = { max_text: page.max_text, max_files: page.max_files };
     const notice = $("notice");
@@ -145,6 +193,8 @@
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
+    // Turns running now: busy at once, not at their next typing signal.
+    for (const id of update.typing || []) state.typingUntil.set(id, Date.now() + TYPING_MS);
     state.version = Math.max(state.version, update.version);
     state.connected = true;
     showConnection();
@@ -184,10 +234,29 @@
         try {
           message.files = await uploadAll(files);
         } catch (e) {
-          return; // still down: the next reconnect tries again
+          // Down: the next reconnect tries again. Refused while connected (the server
+          // busy or failing): try again in a while, and say why the message waits.
+          if (state.connected) {
+            showProblem(`Attachments not uploaded yet (${e.message}); trying again.`);
+            state.uploadProblem = true;
+            if (!state.uploadTimer) {
+              state.uploadTimer = setTimeout(() => { state.uploadTimer = null; flushOutbox(); }, state.uploadRetry);
+              state.uploadRetry = Math.min(state.uploadRetry * 2, 30000);
+            }
+          }
+          return;
         }
+        if (state.uploadProblem) showProblem("");
+        state.uploadProblem = false;
+        state.uploadRetry = UPLOAD_RETRY_MS;
         state.uploads.delete(message.id);
+        delete message.attaching;
         saveOutbox();
+      } else if (message.attaching) {
+        // Its files were chosen in a page closed (or reloaded) before they could be
+        // uploaded: the words alone must not go as if that were the whole message.
+        refused(message.id, "the page was closed before its files were uploaded");
+        continue;
       }
       send(message);
     }
@@ -203,7 +272,7 @@
         alert(await response.text());
         continue;
       }
-      if (!response.ok) throw new Error("upload failed: " + response.status);
+      if (!response.ok) throw new Error(`${file.name}: ${(await response.text()) || response.status}`);
       ids.push((await response.json()).id);
     }
     return ids;
@@ -266,6 +335,11 @@
     if (previous) for (const [id, m] of previous) if (!loaded.has(id) || loaded.get(id).version < m.version) loaded.set(id, m);
     state.messages.set(threadId, loaded);
     state.more.set(threadId, update.more);
+    // A turn that ended just before a (re)load was still said typing in the welcome.
+    const newest = update.messages[update.messages.length - 1];
+    if (!older && newest && newest.author === "bot" && TURN_ENDED.test(newest.text) && state.typingUntil.delete(threadId)) {
+      renderTyping();
+    }
     if (threadId !== state.selected) return;
     if (older) {
       const list = $("messages");
@@ -458,14 +532,17 @@
       if (loaded && Array.from(loaded.values()).some((r) => r.client_id === m.id)) continue;
       list.append(unsentItem(m, "pending"));
     }
-    for (const [id, { message: m, reason }] of state.refused.entries()) {
+    for (const [id, { message: m, reason, files }] of state.refused.entries()) {
       if ((m.thread || "main") !== state.selected) continue;
       const li = unsentItem(m, "refused");
       const why = document.createElement("div");
       why.className = "reason";
-      why.textContent = "Not sent: " + reason + " ";
-      // Its words back in the box, to mend or send as they are (its files were dropped
-      // with it: the server keeps no upload of a refused message).
+      // Files the page no longer holds (it was reloaded since they were chosen) cannot
+      // come back: the server keeps no upload of a refused message.
+      const lost = files ? 0 : m.attaching || m.files.length;
+      const attachAgain = lost ? ` (attach its ${lost === 1 ? "file" : lost + " files"} again)` : "";
+      why.textContent = "Not sent: " + reason + attachAgain + " ";
+      // Its words and files back in the composer, to mend or send as they are.
       const again = document.createElement("button");
       again.type = "button";
       again.className = "again";
@@ -473,7 +550,12 @@
       again.addEventListener("click", () => {
         const box = $("text");
         box.value = box.value ? box.value + "\n" + m.text : m.text;
+        if (files) {
+          state.files.push(...files);
+          renderAttachments();
+        }
         state.refused.delete(id);
+        saveRefused();
         renderPending();
         box.focus();
       });
@@ -541,14 +623,21 @@
     }
     showProblem("");
     const thread = state.selected === "main" ? null : state.selected;
-    if (thread && !text.trim().startsWith("!")) {
+    const over = thread && ["ended", "failed"].includes(state.threads.get(thread)?.state);
+    if (thread && !over && !text.trim().startsWith("!")) {
       // A prompt starts a turn (or waits for the running one): Stop is useful from now
       // on, before the supervisor's first typing signal.
       state.typingUntil.set(thread, Date.now() + TYPING_MS);
       renderTyping();
     }
-    const message = enqueue({ type: "post", thread, text, files: [] });
-    if (files.length) state.uploads.set(message.id, files);
+    // `attaching`: how many files still wait to be uploaded (the files themselves live in
+    // this page's memory only).
+    const message = enqueue(files.length ? { type: "post", thread, text, files: [], attaching: files.length }
+      : { type: "post", thread, text, files: [] });
+    if (files.length) {
+      state.uploads.set(message.id, files);
+      state.attached.set(message.id, files);
+    }
     $("text").value = "";
     state.files = [];
     renderAttachments();
@@ -603,6 +692,12 @@
       form.hidden = !form.hidden;
       $("new-toggle").setAttribute("aria-expanded", String(!form.hidden));
       if (!form.hidden) $("new-name").focus();
+    });
+    // The browser's own "match the requested format" does not say which format.
+    $("new-name").addEventListener("input", (e) => {
+      const name = e.target;
+      name.setCustomValidity(name.validity.patternMismatch
+        ? "A session's name is one word: letters, digits, '.', '_' or '-' (no spaces)." : "");
     });
     $("new-session").addEventListener("submit", (e) => {
       e.preventDefault();
