@@ -50,10 +50,10 @@ class BotApi(BotCaller):
             params["offset"] = offset
         result = await self.call("getUpdates", params, read_timeout=REQUEST_TIMEOUT + poll_s)
         updates = codec.decode_updates(result)
+        passed_over: tuple[str, ...] = ()
         if len(updates) < len(result):  # Telegram never sends one; a proxy might garble it
-            for why in filter(None, map(codec.unusable_update, result)):
-                log.warning("getUpdates gave an update we cannot confirm (%s): passed over", self._scrub(why))
-        return codec.UpdateBatch(updates, len(result) - len(updates))
+            passed_over = tuple(self._scrub(why) for why in filter(None, map(codec.unusable_update, result)))
+        return codec.UpdateBatch(updates, passed_over)
 
     async def delete_webhook(self) -> None:
         """Switch a webhook off so getUpdates works, keeping the updates waiting.

@@ -314,11 +314,11 @@ def decode_updates(value: Any) -> list[Update]:
 
 @attrs.frozen
 class UpdateBatch:
-    """A getUpdates answer: its updates we can confirm, in the server's order, and how
-    many more it held that we cannot (`unusable_update`: passed over)."""
+    """A getUpdates answer: its updates we can confirm, in the server's order, and why
+    each of the others cannot be (`unusable_update`: passed over; never the payload)."""
 
     updates: list[Update]
-    passed_over: int = 0
+    passed_over: tuple[str, ...] = ()
 
 
 def keyboard(rows: list[list[InlineButton]]) -> JSONObject:

@@ -234,6 +234,9 @@ class UpdateSource:
                 if conflicts:
                     log.warning("Telegram updates flow again: the other poller has stopped")
                     conflicts, self.conflict = 0, False
+                for why in fetched.passed_over:  # said once while the same ones come again
+                    log.log(logging.DEBUG if passed_over_answers else logging.WARNING,
+                            "getUpdates gave an update we cannot confirm (%s): passed over", why)  # fmt: skip
                 fresh = self._ledger.accept(fetched.updates, poll.mark)
                 for update in fresh:
                     await updates.send(update)
