@@ -6,10 +6,13 @@ leaves a sleeper (`setsid`, as a detached child or a daemon would be)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import trio
 
+from supervisor.agent.claude.doctor import agent_result
+from supervisor.agent.probe import AgentProbe, probe_command
 from supervisor.doctor import run_checks
 from tests.harness import world
 from tests.test_doctor import FAST, by_name
@@ -62,3 +65,12 @@ async def test_what_the_version_probe_left_when_the_supervisor_was_killed_is_end
             w.kill()
             w.spawn()
             await w.wait_for(lambda: not _running(tag) and not _running("4242.9375"), 30)
+
+
+async def test_a_version_printed_on_stderr_is_the_version(tmp_path: Path) -> None:
+    """Some programs print their version on stderr: `!agents` and `check` show it."""
+    prints_on_stderr = ["sh", "-c", "echo 'claude 9.8.7' >&2", "sh", "--version"]
+    with trio.fail_after(20):
+        probe = await probe_command(prints_on_stderr, dict(os.environ), str(tmp_path), 10)
+    assert probe == AgentProbe(True, "claude 9.8.7")
+    assert agent_result(prints_on_stderr, 0, b"", b"claude 9.8.7\n").detail.startswith("claude 9.8.7, from")

@@ -100,10 +100,11 @@ def _alive(pid: int) -> bool:
 async def test_an_idle_agent_that_closes_its_stdout_is_ended_and_a_new_one_answers(tmp_path: Path) -> None:
     """An agent whose stdout is closed can never answer, even while it lives on: it is
     ended (as at any teardown) and said to have exited, so the next prompt goes to a new
-    one instead of waiting for the stall timeout."""
+    one instead of waiting for the stall timeout, and within seconds, however long the
+    configured grace (most of which is the agent's own only when it is exiting)."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            w.configure(agent={"stall_timeout_s": 300})
+            w.configure(agent={"stall_timeout_s": 300, "shutdown_grace_s": 120})
             await w.start()
             root = await w.new_session("mute")
             await w.say("[mute-after] hello", root)

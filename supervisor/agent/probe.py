@@ -66,16 +66,17 @@ async def probe_acp(backend: AcpAgentBackend, env: Mapping[str, str], cwd: str, 
 
 
 async def probe_command(argv: list[str], env: Mapping[str, str], cwd: str, limit_s: float) -> AgentProbe:
-    """`argv` (a `--version`) runs and exits 0: the first line it prints is the version."""
+    """`argv` (a `--version`) runs and exits 0: the first line it prints (on stdout, else
+    on stderr, where some programs print it) is the version."""
     shown = " ".join(argv)
     try:
         with trio.move_on_after(limit_s):
-            code, stdout, stderr = await run_to_end(argv, env, cwd, PROBE_GRACE_S)
+            code, stdout, stderr = await run_to_end(argv, env, cwd)
             if code != 0:
                 said = _line(stderr.decode(errors="replace")) or _line(stdout.decode(errors="replace"))
                 return AgentProbe(False, detail=f"`{shown}` exited with status {code}: {said}")
-            text = stdout.decode(errors="replace")
-            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            lines = (stdout + b"\n" + stderr).decode(errors="replace").splitlines()
+            first = next((line.strip() for line in lines if line.strip()), "")
             return AgentProbe(True, first[:MAX_LINE])
     except OSError as exc:
         return AgentProbe(False, detail=f"{argv[0]} cannot be started: {exc.strerror or exc}")

@@ -45,6 +45,9 @@ MAX_LINE = 64 * 1024 * 1024  # a line longer than this is not a frame we can use
 KEPT_OUTPUT = 64 * 1024  # of a command run to its end (`--version`): one short line is wanted
 CLOSE_STDIN_S = 1.0  # at most this long to close an agent's stdin
 VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin closes
+# One whose stdout ended is most likely exiting (flushing, saving): a few seconds of the
+# grace are its own before the SIGTERM, so the status reported is its own, not ours.
+EXITING_S = 5.0
 # Once the agent is gone and its descendants are ended, its stdout closes at once; one that
 # escaped them (it dropped its environment) and holds the pipe has it closed this much later.
 OUTPUT_AFTER_EXIT_S = 5.0
@@ -355,12 +358,13 @@ async def spawned(
             await child.end()
 
 
-async def run_to_end(argv: list[str], env: Mapping[str, str], cwd: str, grace_s: float) -> tuple[int, bytes, bytes]:
+async def run_to_end(argv: list[str], env: Mapping[str, str], cwd: str) -> tuple[int, bytes, bytes]:
     """A short command of an agent's (`--version`), started and ended as every agent
     process is (`spawned`; no start gate: it opens no conversation): its exit status and
-    the start of its stdout and stderr. Unbounded: the caller's cancellation bounds it."""
+    the start of its stdout and stderr. Unbounded: the caller's cancellation bounds it,
+    and ends it at once (no grace: it has nothing to save)."""
     stdout, stderr = bytearray(), bytearray()
-    async with spawned(argv, env, cwd, None, grace_s) as child:
+    async with spawned(argv, env, cwd, None, 0.0) as child:
         assert child.proc.stdin is not None
         await child.proc.stdin.aclose()  # it reads nothing: an end of input, as /dev/null gives
         async with trio.open_nursery() as nursery:
@@ -453,7 +457,7 @@ async def terminate(child: AgentChild, grace: AgentGrace, *, exiting: bool = Fal
     with grace.bounded():
         await close_stdin(proc)
         # An idle CLI exits by itself soon after its stdin closes: give it that chance first.
-        own_exit_s = grace.configured_s if exiting else min(grace.configured_s, VOLUNTARY_EXIT_S)
+        own_exit_s = min(grace.configured_s, EXITING_S if exiting else VOLUNTARY_EXIT_S)
         with trio.move_on_after(own_exit_s):
             await proc.wait()
         if proc.returncode is None:

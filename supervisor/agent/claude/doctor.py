@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from supervisor.checks import CheckResult, clipped
 from supervisor.runtime.agent_process import run_to_end
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from supervisor.config import AgentConfig
 
 __all__ = ["agent_check", "agent_hung_result", "agent_result", "agent_start_failed", "agent_version_argv"]
-
-_GRACE_S: Final = 1.0  # once past its time: between SIGTERM and SIGKILL
-
 
 def agent_version_argv(agent: AgentConfig) -> list[str]:
     return [*agent.command, "--version"]
@@ -84,7 +81,7 @@ def agent_result(argv: Sequence[str], code: int, stdout: bytes, stderr: bytes) -
             f"`{shown}` {why}" + (f": {said}" if said else ""),
             f"run `{shown}` by hand to see what is wrong",
         )
-    version = _first_line(stdout) or "no version printed"
+    version = _first_line(stdout) or _first_line(stderr) or "no version printed"  # some print it there
     return CheckResult("agent", True, f"{version}, from `{shown}`")
 
 
@@ -113,7 +110,7 @@ async def agent_check(agent: AgentConfig, env: Mapping[str, str]) -> CheckResult
     this (the caller's time limit) ends it and all it spawned; so does a normal end."""
     argv = agent_version_argv(agent)
     try:
-        code, stdout, stderr = await run_to_end(argv, env, str(agent.default_cwd), _GRACE_S)
+        code, stdout, stderr = await run_to_end(argv, env, str(agent.default_cwd))
     except OSError as error:
         return agent_start_failed(agent, error, env.get("PATH", ""))
     return agent_result(argv, code, stdout, stderr)
