@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(parser, args)
     finally:
-        stop_signals.release()
+        stop_signals.end_hold()
 
 
 def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -16,9 +16,18 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def hold() -> None:
-    """Before any thread or child exists: they would inherit the block. Until `release`
-    (or the process's exit: a `run` that fails before `app.run` drops what is pending)."""
+    """Before any thread or child exists: they would inherit the block. Until `release`,
+    and, however `run` ends, `end_hold`."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def end_hold() -> None:
+    """`run` is over. A stop that came while it never listened (a start refused before
+    `app.run`: its configuration, its state directory) is dropped, not acted on now: the
+    refusal and its exit status (2, 1) are the answer, not a death by the signal."""
+    while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+        pass
+    release()
 
 
 def release() -> None:
