@@ -125,6 +125,29 @@ async def test_a_graceful_stop_just_after_an_answer_leaves_no_needless_notice(tm
         assert "may be incomplete" not in w.thread_text(root)
 
 
+async def test_a_turn_a_graceful_stop_cuts_is_said_cut_by_it_and_its_rerun_runs_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """`systemctl restart` in the middle of an answer: the thread says the supervisor's
+    stop cut that turn (not a bare "Interrupted.", as if the person had pressed 🛑) and
+    offers 🔁, which runs the prompt again once the supervisor is back."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("one")
+            await w.say("[slow 4] a long answer", root)
+            await w.answered(root, "echo #1", timeout=30)  # it streams
+            await w.stop()
+            text = w.thread_text(root)
+            assert "supervisor was stopped while answering" in text and "✅ Done" not in text
+            notice = next(p for p in w.bot_posts(root) if "supervisor was stopped" in str(p["message"]))
+            await w.start()
+            assert "restarted before the answer" not in w.thread_text(root)  # said once, settled
+            await w.react(str(notice["id"]), "repeat")
+            await w.answered(root, "✅ Done", timeout=30)
+            assert len(w.agent_starts()) == 2
+
+
 async def test_status_counts_the_turns_of_the_session_across_restarts_as_it_does_the_cost(tmp_path: Path) -> None:
     """`!status` said "turns: 1" after three turns when a restart came between them,
     beside a cost that counted all three."""

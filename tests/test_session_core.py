@@ -217,6 +217,27 @@ def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     assert "was cut" in notice.text and OfferChoices(notice.key, ("rerun",)) in effects
 
 
+def test_a_turn_the_supervisors_stop_cuts_says_so_and_offers_the_rerun() -> None:
+    """SIGTERM (a restart, an upgrade) interrupts a running turn: its end is not the
+    person's 🛑 but a cut, said as a crash's is, with 🔁; the prompt is settled once its
+    posts and that notice show. With no turn running, a stop says nothing."""
+    idle = running(make_core())
+    assert idle.stopping(0.5) == []
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    assert [c for c in sent(core.stopping(2.0)) if isinstance(c, Interrupt)]
+    assert core.stopping(2.1) == []  # asked once
+    effects = core.agent_event(TurnEnded(subtype="error_during_execution", terminal_reason="aborted_streaming"), 3.0)
+    notice = next(e.op for e in effects if isinstance(e, Show) and link("p1") in e.op.text)
+    assert "supervisor was stopped" in notice.text and OfferChoices(notice.key, ("rerun",)) in effects
+    assert not any("watchdog" in t for t in texts(effects))
+    assert core.record.answered == ("p1",) and core.record.unsettled == ("p1",)
+    shows_all_but_the_notice = core.outbox_progress(lambda key: key != notice.key)
+    assert shows_all_but_the_notice == []
+    settled = core.outbox_progress(lambda key: True)
+    assert settled and settled[-1].record.unsettled == ()  # type: ignore[union-attr]
+
+
 def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() -> None:
     """A kill after a prompt was written but before the agent saved the conversation: the
     next agent, started with --resume, comes up, takes the prompt, then says there is no

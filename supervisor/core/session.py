@@ -252,6 +252,10 @@ class SessionCore:
     def interrupt(self, now: float) -> list[Effect]:
         return self.loop.interrupt(now)
 
+    def stopping(self, now: float) -> list[Effect]:
+        """The supervisor stops (SIGTERM, a restart): a running turn is interrupted."""
+        return self.loop.stopping(now)
+
     def outbox_progress(self, shows: Callable[[str], bool]) -> list[Effect]:
         """Posts reached the server; `shows(key)` says whether a post shows what it should.
         A turn whose posts all show is settled at once (not when the whole thread is), so

@@ -24,6 +24,7 @@ class Turn:
     next_typing_at: float
     interrupted_at: float | None = None
     watchdog: str = ""  # "" | "timeout" | "stall": why the watchdog interrupted
+    cut_by_stop: bool = False  # interrupted because the supervisor stops (a restart?)
     terminating: bool = False  # the agent is being stopped: nothing more to decide
     begun: bool = False  # the agent said it began the turn (Claude Code's `system/init`)
     keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show

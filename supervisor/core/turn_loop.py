@@ -54,7 +54,7 @@ from supervisor.core.session_effects import (
     Typing,
 )
 from supervisor.core.session_shared import SessionShared
-from supervisor.core.thread_texts import duration, not_run_text, watchdog_text
+from supervisor.core.thread_texts import STOPPED_TEXT, duration, not_run_text, watchdog_text
 from supervisor.core.turn import Turn
 
 S = SessionState
@@ -220,8 +220,14 @@ class TurnLoop:
         turn, self.turn = self.turn, None
         if turn is None:
             self.own_turn_heard_at = None
+        notices: list[Effect] = []
         if turn is not None:
-            if turn.watchdog:
+            if turn.cut_by_stop:
+                # Not the person's 🛑: said as a restart after a crash is, with 🔁; the
+                # turn is settled once its posts and this notice show.
+                notices = session.endings.cut_notice(turn.prompt, STOPPED_TEXT, settles=False)
+                effects += notices
+            elif turn.watchdog:
                 effects.append(session.note(watchdog_text(turn.watchdog, "interrupted")))
             username = session.settings.username
             if now - turn.started_at >= session.settings.notify_after_s and username:
@@ -229,7 +235,8 @@ class TurnLoop:
         if session.state.in_turn:
             session.move(S.IDLE)
         if turn is not None:
-            session.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
+            notice_keys = {notice.op.key for notice in notices if isinstance(notice, Show)}
+            session.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops), *notice_keys}))
         return effects + self.next_prompt(now)
 
     # --- permissions ---------------------------------------------------------------
@@ -293,6 +300,14 @@ class TurnLoop:
         self.turn.interrupted_at = now
         self.turn.watchdog = watchdog
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
+
+    def stopping(self, now: float) -> list[Effect]:
+        """The supervisor stops: a running turn is interrupted, and its end says the stop
+        cut it (with 🔁), not that someone pressed 🛑."""
+        if self.turn is None or self.turn.interrupted_at is not None:
+            return []
+        self.turn.cut_by_stop = True
+        return self.interrupt(now)
 
     def began(self, now: float) -> list[Effect]:
         """The agent says it began the turn. An interrupt sent before that may have reached

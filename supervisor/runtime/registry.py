@@ -259,10 +259,8 @@ class SessionRegistry:
         if deadline is None:
             deadline = trio.current_time() + STOP_BUDGET_S
         self.agent_grace.stop_by(deadline - AGENTS_BEFORE_END_S)
-        with trio.move_on_at(min(deadline, trio.current_time() + 1)):
-            async with trio.open_nursery() as nursery:
-                for task in list(self.tasks.values()):
-                    nursery.start_soon(task.interrupt_for_shutdown)
+        for task in list(self.tasks.values()):
+            task.stopping()
         # Give interrupted turns a moment to end and their last words to reach the server,
         # and each session the moment to hear so (`settling`): its poster's news waits in
         # its inbox, and unheard, its prompt stays unsettled, so the next start would say a

@@ -24,7 +24,7 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink, ShowsSessionState
-from supervisor.core.agent_events import AgentUnusable, Interrupt
+from supervisor.core.agent_events import AgentUnusable
 from supervisor.core.events import ChoiceKind
 from supervisor.core.outbox import Create, Edit, Outbox
 from supervisor.core.session import (
@@ -63,6 +63,7 @@ from supervisor.runtime.session_inbox import (
     PromptIn,
     SessionMessage,
     Settled,
+    StoppingIn,
     WakeIn,
 )
 from supervisor.runtime.store import Store
@@ -177,11 +178,13 @@ class SessionTask:
         if self._agent is not None:
             self.core.agent_printed(self._agent.last_line_at)
 
-    async def interrupt_for_shutdown(self) -> None:
-        """Shutdown: ask a running turn to stop, so the agent can leave cleanly."""
-        if self._agent is not None and self.core.turn is not None:
-            with trio.move_on_after(0.5):
-                await self._send_to_agent(Interrupt("shutdown"))
+    def stopping(self) -> None:
+        """Shutdown: a running turn is asked to stop, so the agent can leave cleanly, and
+        the thread says the stop cut it (the core decides, in this task's turn)."""
+        try:
+            self.inbox_send.send_nowait(StoppingIn())
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            log.info("%s: its inbox is full or closed; its turn is not interrupted", self.core.record.name)
 
     def _dispatch(self, message: SessionMessage) -> list[Effect]:
         now = trio.current_time()
@@ -199,6 +202,8 @@ class SessionTask:
                 return core.end(now)
             case WakeIn():
                 return core.turned_to(now)
+            case StoppingIn():
+                return core.stopping(now)
             case FromAgent(gen, events) if gen == self._generation:
                 return [effect for event in events for effect in core.agent_event(event, now)]
             case AgentUp(gen, pid) if gen == self._generation:

@@ -45,7 +45,12 @@ class WakeIn:
     """The person turned to the thread: a suspended agent starts now."""
 
 
-SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn | WakeIn
+@attrs.frozen
+class StoppingIn:
+    """The supervisor stops: a running turn is interrupted (and said cut by the stop)."""
+
+
+SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn | WakeIn | StoppingIn
 
 
 # --- from the session's own tasks (its agent runner, its poster, its file fetches) ----
