@@ -86,8 +86,10 @@ async def test_the_printed_url_sets_an_httponly_strict_cookie_and_drops_the_toke
 
     assert first.status_code == 303 and first.headers["location"] == "/"
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Max-Age=2592000" in cookie  # outlives a browser's restart: a month
     assert served.token not in first.text
     assert page.status_code == 200 and "<!doctype html>" in page.text
+    assert page.headers["set-cookie"] == cookie  # and each page load renews it
     assert served.token not in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
 

@@ -127,22 +127,23 @@ class WebApp:
             await _respond(send, 503, BUSY_DATABASE.encode(), b"text/plain; charset=utf-8")
 
     async def _page(self, scope: Scope, send: Send) -> None:
+        cookie = (b"set-cookie", security.session_cookie(self.port, self.token).encode())
         if security.query_token(scope.get("query_string", b"")):
             # First visit: keep the token in a cookie and drop it from the address bar
             # (and from the history, bookmarks and screenshots).
-            cookie = security.session_cookie(self.port, self.token).encode()
-            await _respond(send, 303, b"", b"text/plain", [(b"location", b"/"), (b"set-cookie", cookie)])
+            await _respond(send, 303, b"", b"text/plain", [(b"location", b"/"), cookie])
             return
-        await self._asset(scope, send, "index.html")
+        await self._asset(scope, send, "index.html", [cookie])  # renewed at each load
 
-    async def _asset(self, scope: Scope, send: Send, name: str) -> None:
+    async def _asset(self, scope: Scope, send: Send, name: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         asset = self.assets.get(name)
+        headers = [(b"etag", asset.etag.encode()), *(extra or [])] if asset is not None else []
         if asset is None:
             await _respond(send, 404, b"404 Not Found", b"text/plain")
         elif _header(scope, b"if-none-match") == asset.etag:
-            await _respond(send, 304, b"", asset.content_type.encode(), [(b"etag", asset.etag.encode())])
+            await _respond(send, 304, b"", asset.content_type.encode(), headers)
         else:
-            await _respond(send, 200, asset.body, asset.content_type.encode(), [(b"etag", asset.etag.encode())])
+            await _respond(send, 200, asset.body, asset.content_type.encode(), headers)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -94,8 +94,14 @@ def cookie_name(port: int) -> str:
     return f"supervisor_web_{port}"
 
 
+# The cookie outlives a browser's restart, and each page load renews it: a page opened
+# at least once a month never needs the printed address again (the token changes only
+# with a new state directory, and the page says so then).
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
+
+
 def session_cookie(port: int, token: str) -> str:
-    return f"{cookie_name(port)}={token}; Path=/; HttpOnly; SameSite=Strict"
+    return f"{cookie_name(port)}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
 
 
 def token_matches(given: str, token: str) -> bool:
