@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import trio
@@ -68,6 +69,8 @@ async def test_kill_9_with_five_sessions_and_prompts_posted_while_down(tmp_path:
         prefix = "--resume="
         conversations = [next(a[len(prefix) :] for a in s["argv"] if a.startswith(prefix)) for s in resumed]
         assert set(conversations) == set(ids.values())
+        # The log says since when it fetched, in words a person reads (not epoch ms).
+        assert re.search(r"catch-up: [1-9]\d* post\(s\) in \S+ since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", w.log_text())
 
 
 async def test_agent_groups_left_by_a_killed_supervisor_are_gone_after_the_next_start(tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ async def _catch_up(
                 log.error("catch-up of channel %s failed: %s", channel_id, exc)
                 continue
             fresh = sorted((p for p in fetched if p.create_at > since_ms), key=lambda p: (p.create_at, p.id))
-            log.info("catch-up: %d post(s) in %s since %d", len(fresh), channel_id, since_ms)
+            log.info("catch-up: %d post(s) in %s since %s", len(fresh), channel_id, texts.utc_iso(since_ms / 1000))
             posts += fresh
         choices: list[Choice] = []
         for channel_id, post_id in offering:
