@@ -250,6 +250,26 @@ def test_an_attachment_reaches_the_core(driver: Any, world: WebWorld, tmp_path: 
     assert link.text.endswith("notes.txt") and "/files/" in link.get_attribute("href")
 
 
+def test_a_file_over_the_upload_limit_keeps_its_message_in_the_box_said_why(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    """A file larger than files.max_upload_mb: the message stays in the box with the file
+    named and the limit said (it was an alert, and the message went without the file)."""
+    upload = tmp_path / "video.bin"
+    upload.write_bytes(b"x" * (world.max_upload_bytes + 1_000_000))
+    page = Page(driver, world).open()
+    page.new_session("big")
+    page.el("#files").send_keys(str(upload))
+    wait_for(lambda: "video.bin" in page.el("#attachments").text, what="chip")
+    page.el("#text").send_keys("see attached")
+    page.el("#send").click()
+    wait_for(lambda: "video.bin is 2" in page.el("#problem").text, what="the file named")
+    assert "the limit is 1 MB per file" in page.el("#problem").text
+    assert page.el("#text").get_attribute("value") == "see attached"
+    assert "video.bin" in page.el("#attachments").text and not page.els("li.pending")
+    assert world.core is not None and world.core.received == []
+
+
 def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edit_again(
     driver: Any, world: WebWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

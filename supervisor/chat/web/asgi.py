@@ -172,7 +172,7 @@ class WebApp:
         await _respond(send, 200, json.dumps(ref).encode(), b"application/json")
 
     def _too_large(self) -> bytes:
-        limit = self.max_upload_bytes / (1024 * 1024)
+        limit = self.max_upload_bytes / 1_000_000  # files.max_upload_mb counts MB of 10^6 bytes
         return f"413 the file is larger than files.max_upload_mb ({limit:g} MB)".encode()
 
     async def _download(self, send: Send, file_id: str) -> None:
@@ -197,7 +197,7 @@ class WebApp:
         if connect["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
-        tab = _Tab(self.front, send)
+        tab = _Tab(self.front, send, self.max_upload_bytes)
         with self.front.hub.tab() as updates:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(tab.forward, updates, nursery.cancel_scope)
@@ -212,9 +212,10 @@ class Refusal(Exception):
 class _Tab:
     """One open page. Invariant: every `send` goes through `_lock`, in the order asked."""
 
-    def __init__(self, front: WebChat, send: Send) -> None:
+    def __init__(self, front: WebChat, send: Send, max_upload_bytes: int) -> None:
         self.front = front
         self._send = send
+        self._max_upload_bytes = max_upload_bytes
         self._lock = trio.StrictFIFOLock()
 
     async def send(self, update: dict[str, Any]) -> None:
@@ -285,7 +286,7 @@ class _Tab:
                     "threads": [codec.thread_json(t) for t in changes.threads],
                     "messages": [codec.message_json(m) for m in changes.messages] if since else [],
                     "typing": self.front.typing_now(),
-                    "page": _page_config(self.front),
+                    "page": _page_config(self.front, self._max_upload_bytes),
                 })  # fmt: skip
             case codec.Open(thread=thread_id, before=before):
                 if before is None:  # the thread was opened, not scrolled back
@@ -314,7 +315,7 @@ class _Tab:
         return await self.front.store.call(WebDb.thread, thread_id) is not None
 
 
-def _page_config(front: WebChat) -> dict[str, Any]:
+def _page_config(front: WebChat, max_upload_bytes: int) -> dict[str, Any]:
     page = front.page
     return {
         "agents": list(page.agents),
@@ -324,6 +325,7 @@ def _page_config(front: WebChat) -> dict[str, Any]:
         "notice": page.notice,
         "max_text": codec.MAX_TEXT,  # the page checks before sending
         "max_files": codec.MAX_FILES,
+        "max_file_bytes": max_upload_bytes,
     }
 
 

@@ -34,7 +34,7 @@ class WebSettings:
 
     state_dir: Path
     listen: str = DEFAULT_LISTEN
-    max_upload_bytes: int = 50 * 1024 * 1024
+    max_upload_bytes: int = 50_000_000  # files.max_upload_mb's default (MB of 10^6 bytes)
     page: PageConfig = attrs.field(factory=PageConfig)
 
 

@@ -184,7 +184,7 @@
       return;
     }
     const page = update.page;
-    if (page.max_text) state.limits = { max_text: page.max_text, max_files: page.max_files };
+    if (page.max_text) state.limits = { max_text: page.max_text, max_files: page.max_files, max_file_bytes: page.max_file_bytes || 0 };
     const notice = $("notice");
     notice.hidden = !page.notice;
     notice.textContent = page.notice;
@@ -234,6 +234,10 @@
         try {
           message.files = await uploadAll(files);
         } catch (e) {
+          if (e instanceof TooLarge) {
+            refused(message.id, e.message);
+            continue;
+          }
           // Down: the next reconnect tries again. Refused while connected (the server
           // busy or failing): try again in a while, and say why the message waits.
           if (state.connected) {
@@ -262,16 +266,21 @@
     }
   }
 
+  // A file the server will never take (its limit is lower than when the message was
+  // queued): the message is refused, not sent without it nor tried again.
+  class TooLarge extends Error {}
+
+  function megabytes(bytes) {
+    return (bytes / 1e6).toLocaleString("en", { maximumFractionDigits: 1 });
+  }
+
   async function uploadAll(files) {
     const ids = [];
     for (const file of files) {
       const response = await fetch("/api/files?name=" + encodeURIComponent(file.name), {
         method: "POST", body: file, credentials: "same-origin",
       });
-      if (response.status === 413) {
-        alert(await response.text());
-        continue;
-      }
+      if (response.status === 413) throw new TooLarge(`${file.name}: ${await response.text()}`);
       if (!response.ok) throw new Error(`${file.name}: ${(await response.text()) || response.status}`);
       ids.push((await response.json()).id);
     }
@@ -619,6 +628,11 @@
     }
     if (files.length > state.limits.max_files) {
       showProblem(`${files.length} files attached; the limit is ${state.limits.max_files} per message.`);
+      return;
+    }
+    const big = state.limits.max_file_bytes ? files.find((f) => f.size > state.limits.max_file_bytes) : null;
+    if (big) {
+      showProblem(`${big.name} is ${megabytes(big.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb). Remove it, or share it another way.`);
       return;
     }
     showProblem("");
