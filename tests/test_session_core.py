@@ -217,25 +217,34 @@ def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     assert "was cut" in notice.text and OfferChoices(notice.key, ("rerun",)) in effects
 
 
-def test_a_turn_the_supervisors_stop_cuts_says_so_and_offers_the_rerun() -> None:
-    """SIGTERM (a restart, an upgrade) interrupts a running turn: its end is not the
-    person's 🛑 but a cut, said as a crash's is, with 🔁; the prompt is settled once its
-    posts and that notice show. With no turn running, a stop says nothing."""
+def test_a_turn_the_supervisors_stop_cuts_is_said_cut_with_the_rerun_by_the_next_start() -> None:
+    """SIGTERM (a restart, an upgrade) interrupts a running turn. Its end is not the
+    person's 🛑: the prompt stays unsettled, and the next start says the turn was cut,
+    with 🔁 (not in the stop's last seconds, which a paced front end may not have). A
+    queued prompt starts no turn (it is not handled: the next start fetches it again).
+    With no turn running, a stop says nothing; a turn that finished anyway is answered."""
     idle = running(make_core())
     assert idle.stopping(0.5) == []
     core = running(make_core())
     core.prompt(prompt("p1", "deploy"), 1.0)
+    core.prompt(prompt("p2", "then test"), 1.1)
     assert [c for c in sent(core.stopping(2.0)) if isinstance(c, Interrupt)]
     assert core.stopping(2.1) == []  # asked once
     effects = core.agent_event(TurnEnded(subtype="error_during_execution", terminal_reason="aborted_streaming"), 3.0)
-    notice = next(e.op for e in effects if isinstance(e, Show) and link("p1") in e.op.text)
-    assert "supervisor was stopped" in notice.text and OfferChoices(notice.key, ("rerun",)) in effects
-    assert not any("watchdog" in t for t in texts(effects))
-    assert core.record.answered == ("p1",) and core.record.unsettled == ("p1",)
-    shows_all_but_the_notice = core.outbox_progress(lambda key: key != notice.key)
-    assert shows_all_but_the_notice == []
-    settled = core.outbox_progress(lambda key: True)
-    assert settled and settled[-1].record.unsettled == ()  # type: ignore[union-attr]
+    assert not [e for e in effects if isinstance(e, MarkHandled)] and not sent(effects)  # p2 waits
+    assert core.record.answered == () and core.record.unsettled == ("p1",)
+    assert core.outbox_progress(lambda key: True) == []  # its posts showing settle nothing
+    restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    effects = restarted.start(5.0, launch_now=False)
+    notice = next(e.op for e in effects if isinstance(e, Show))
+    assert f"({link('p1')})" in notice.text and "was cut" in notice.text
+    assert OfferChoices(notice.key, ("rerun",)) in effects
+
+    finished = running(make_core())
+    finished.prompt(prompt("p1", "deploy"), 1.0)
+    finished.stopping(2.0)
+    finished.agent_event(TurnEnded(), 3.0)  # done before the interrupt reached it
+    assert finished.record.answered == ("p1",)
 
 
 def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() -> None:

@@ -560,3 +560,28 @@ async def test_a_topic_telegram_makes_with_an_unreadable_answer_fails_that_sessi
             topic = await w.new_session("second")
             w.say("hello", topic)
             await w.answered(topic, "echo #1: hello")
+
+
+async def test_a_turn_a_graceful_stop_cuts_is_said_cut_after_the_restart_at_telegrams_own_pace(
+    tmp_path: Path,
+) -> None:
+    """At Telegram's default pace (about one message a second per chat) a stop has no
+    time to post much: the turn it cut is said cut by the next start, with its button to
+    run the prompt again, never called finished. (Without drafts, so that the answer
+    shows as a message while it streams.)"""
+    with trio.fail_after(90):
+        async with tg_world(tmp_path, drafts=False) as w:
+            w.configure()  # the default pacing
+            await w.start()
+            topic = await w.new_session("paced")
+            w.say("[slow 6] a long answer", topic)
+            await w.answered(topic, "echo #1", timeout=30)
+            await w.stop()
+            await w.start()
+            said = await w.answered(topic, "that turn was cut", timeout=30)
+            assert "may be incomplete" not in said and "✅ Done" not in said
+            notice = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup and "was cut" in s.message["text"]), None), 30)
+            [button] = [b for row in notice.markup["inline_keyboard"] for b in row]
+            w.fake.user_presses(ALICE, notice.message["message_id"], button["callback_data"])
+            await w.answered(topic, "✅ Done", timeout=30)
+

@@ -47,20 +47,20 @@ class PromptEndings:
         """The notice for the turn the agent's end cut, if it cut one."""
         return [] if self.cut is None else self.cut_notice(self.cut, text, rerun=rerun)
 
-    def cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True, settles: bool = True) -> list[Effect]:
+    def cut_notice(self, prompt: QueuedPrompt, text: str, *, rerun: bool = True) -> list[Effect]:
         """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The
-        prompt is settled once the notice shows (`settles`; else the caller counts the
-        notice among the posts that settle it)."""
+        prompt is settled once the notice shows."""
         note = self.note(text.format(link=f"[your message]({self.settings.permalink(prompt.post_id)})"))
-        if rerun and not prompt.text:
-            note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + " Post it again to run it."))
-            rerun = False
-        if settles:
-            self._settling.append((prompt.post_id, frozenset({note.op.key})))
         if not rerun:
+            self._settling.append((prompt.post_id, frozenset({note.op.key})))
+            return [note]
+        if not prompt.text:
+            note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + " Post it again to run it."))
+            self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
         legend = self.settings.legend(RERUN_CHOICE)
         note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + (f" {legend}" if legend else "")))
+        self._settling.append((prompt.post_id, frozenset({note.op.key})))
         self._rerun_keys[note.op.key] = prompt
         return [note, OfferChoices(note.op.key, RERUN_CHOICE)]
 

@@ -68,11 +68,6 @@ def not_run_text(why: str, links: list[str]) -> str:
     return f"⏭️ Not run, {why}: {', '.join(links)} ({'it was' if one else 'they were'} queued)."
 
 
-# A turn the supervisor's own stop interrupted (SIGTERM: a restart, an upgrade); `{link}`
-# is the prompt's. Not the person's 🛑, so not a bare "Interrupted.".
-STOPPED_TEXT = "⏹️ The supervisor was stopped while answering {link}; that turn was cut."
-
-
 def watchdog_text(why: str, action: str) -> str:
     cause = {
         "timeout": "the turn ran past its time limit",

@@ -54,7 +54,7 @@ from supervisor.core.session_effects import (
     Typing,
 )
 from supervisor.core.session_shared import SessionShared
-from supervisor.core.thread_texts import STOPPED_TEXT, duration, not_run_text, watchdog_text
+from supervisor.core.thread_texts import duration, not_run_text, watchdog_text
 from supervisor.core.turn import Turn
 
 S = SessionState
@@ -98,6 +98,9 @@ class TurnLoop:
     # queue waits for its end here instead, or for the stall timeout of silence: a start
     # that never ends must not hold the prompts for good.
     own_turn_heard_at: float | None = None
+    # The supervisor stops: no prompt starts a turn any more. Queued ones are not handled
+    # yet, so the next start fetches them again and runs them.
+    stopping_supervisor: bool = False
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -136,7 +139,7 @@ class TurnLoop:
 
     def next_prompt(self, now: float) -> list[Effect]:
         session = self.session
-        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now:
+        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now or self.stopping_supervisor:
             return []
         self.own_turn_heard_at = None  # over, or silent for too long: prompts go in again
         prompt = self.queue.popleft()
@@ -207,9 +210,13 @@ class TurnLoop:
         shown = [Show(op) for op in ops]
         # The new baseline is on disk before the completion line shows: after a crash the
         # next turn's cost must not include this one's. So is the fact that the turn ended:
-        # a restart before its posts show must not call it cut.
+        # a restart before its posts show must not call it cut. One the supervisor's stop
+        # cut stays unsettled: the next start says it was cut, with 🔁 (in no hurry, unlike
+        # a notice posted in the stop's last seconds), not the bare footer of a 🛑.
         answered = session.record.answered
-        if self.turn is not None:
+        finished = event.subtype == "success" and not event.is_error and not event.terminal_reason.startswith("aborted")
+        cut_by_stop = self.turn is not None and self.turn.cut_by_stop and not finished
+        if self.turn is not None and not cut_by_stop:
             answered = (*answered, self.turn.prompt.post_id)
         save = session.save(
             durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered, turns=session.record.turns + 1
@@ -220,23 +227,16 @@ class TurnLoop:
         turn, self.turn = self.turn, None
         if turn is None:
             self.own_turn_heard_at = None
-        notices: list[Effect] = []
-        if turn is not None:
-            if turn.cut_by_stop:
-                # Not the person's 🛑: said as a restart after a crash is, with 🔁; the
-                # turn is settled once its posts and this notice show.
-                notices = session.endings.cut_notice(turn.prompt, STOPPED_TEXT, settles=False)
-                effects += notices
-            elif turn.watchdog:
+        if turn is not None and not cut_by_stop:
+            if turn.watchdog:
                 effects.append(session.note(watchdog_text(turn.watchdog, "interrupted")))
             username = session.settings.username
             if now - turn.started_at >= session.settings.notify_after_s and username:
                 effects.append(session.note(f"@{username} the turn finished after {duration(now - turn.started_at)}."))
         if session.state.in_turn:
             session.move(S.IDLE)
-        if turn is not None:
-            notice_keys = {notice.op.key for notice in notices if isinstance(notice, Show)}
-            session.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops), *notice_keys}))
+        if turn is not None and not cut_by_stop:
+            session.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
         return effects + self.next_prompt(now)
 
     # --- permissions ---------------------------------------------------------------
@@ -302,12 +302,13 @@ class TurnLoop:
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
     def stopping(self, now: float) -> list[Effect]:
-        """The supervisor stops: a running turn is interrupted, and its end says the stop
-        cut it (with 🔁), not that someone pressed 🛑."""
-        if self.turn is None or self.turn.interrupted_at is not None:
+        """The supervisor stops: no prompt starts a turn any more, and a running turn is
+        interrupted, to be said cut by the next start (see `_turn_ended`)."""
+        self.stopping_supervisor = True
+        if self.turn is None:
             return []
         self.turn.cut_by_stop = True
-        return self.interrupt(now)
+        return [] if self.turn.interrupted_at is not None else self.interrupt(now)
 
     def began(self, now: float) -> list[Effect]:
         """The agent says it began the turn. An interrupt sent before that may have reached
