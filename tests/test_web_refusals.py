@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from supervisor.chat.web import codec, db
+from supervisor.chat.web.store import WebStore
 from tests.web_served import receive_until, send, serve
 
 LIMIT = 20
@@ -207,6 +208,25 @@ async def test_an_upload_the_locked_database_never_takes_is_a_503_the_page_can_t
 
     assert answers[0].status_code == 503 and "locked" in answers[0].text
     assert again.status_code == 200
+
+
+async def test_a_call_cancelled_while_the_database_is_locked_ends_after_the_try_under_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store tries a locked database again, but a caller's limit (a session's 5 s
+    for its sidebar state, the stop's deadline) ends the call after the try under way,
+    not after all of them while every other call of the web chat waits behind it."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)
+    with trio.fail_after(LIMIT):
+        store = await WebStore.open(tmp_path)
+        async with trio.open_nursery() as nursery:
+            done: list[bool] = []
+            await nursery.start(_locked_until, tmp_path / "web.sqlite3", lambda: bool(done))
+            with trio.move_on_after(0.05):
+                await store.call(db.WebDb.add_file, "notes.txt", b"data")
+            done.append(True)
+        await store.aclose()
+    assert sum("busy" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_a_refused_messages_uploads_are_deleted_with_it(tmp_path: Path) -> None:

@@ -91,6 +91,9 @@ class WebStore:
                     if not tries_left or not is_busy(exc):
                         raise
                     log.warning("the web chat's database is busy (%s): trying again", exc)
+                    # Each try is shielded (SQLite's own wait): a cancel (a caller's limit,
+                    # the stop's deadline) takes effect between them, not after all of them.
+                    await trio.lowlevel.checkpoint_if_cancelled()
         return results[0]
 
     async def aclose(self) -> None:
