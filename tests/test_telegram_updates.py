@@ -396,8 +396,8 @@ async def test_an_update_with_no_usable_id_is_said_in_the_log_and_passed_over(
 async def test_an_update_with_no_usable_id_alone_makes_no_stream_of_polls(caplog: pytest.LogCaptureFixture) -> None:
     """Telegram keeps an update whose id a proxy garbles (no offset passes it), so each
     poll would come back at once with it alone: the polls pause as after a failed call,
-    and the log says it once, not at each poll. An update that comes behind it is still
-    handed out, and its confirmation passes both."""
+    and the log says it once, not at each poll (nor again while a person writes). An
+    update that comes behind it is still handed out, and its confirmation passes both."""
     caplog.set_level(logging.WARNING, logger="supervisor.telegram")
     with trio.fail_after(15):
         async with running() as fake:
@@ -415,6 +415,8 @@ async def test_an_update_with_no_usable_id_alone_makes_no_stream_of_polls(caplog
                 message = fake.user_sends(USER, "behind it")
                 (update,) = await collect(receive, 1)
                 assert update.message is not None and update.message.message_id == message["message_id"]
+                await trio.sleep(1.5)  # polls ahead while it is unconfirmed: the same one again
+                assert sum("cannot confirm" in r.getMessage() for r in caplog.records) == 1
                 source.confirm(update.update_id)
                 await fake.wait_until(lambda: not fake.pending_updates())  # both forgotten
                 nursery.cancel_scope.cancel()

@@ -216,6 +216,7 @@ class UpdateSource:
             await self._api.delete_webhook()
             task_status.started()
             conflicts = passed_over_answers = 0
+            said: tuple[str, ...] = ()  # the unusable updates of the last answer, logged
             while True:
                 await self._wait_for_turn()
                 self.stuck = False  # until this poll's answer says so again
@@ -235,8 +236,9 @@ class UpdateSource:
                     log.warning("Telegram updates flow again: the other poller has stopped")
                     conflicts, self.conflict = 0, False
                 for why in fetched.passed_over:  # said once while the same ones come again
-                    log.log(logging.DEBUG if passed_over_answers else logging.WARNING,
+                    log.log(logging.DEBUG if why in said else logging.WARNING,
                             "getUpdates gave an update we cannot confirm (%s): passed over", why)  # fmt: skip
+                said = fetched.passed_over
                 fresh = self._ledger.accept(fetched.updates, poll.mark)
                 for update in fresh:
                     await updates.send(update)
