@@ -103,16 +103,16 @@ class Messages:
                 elif done[index][1] != hash(html):  # the text changed since that try
                     await self._edit(chat_id, done[index][0], html, None)
                     done[index] = (done[index][0], hash(html))
-        except BaseException:
+            parts = [message_id for message_id, _html in done]
+            post_id = ids.post(chat_id, parts[0])
+            if self._keep_parts(post_id, parts, topic_id):
+                await self.memory.commit()  # a post of several messages: see `edit`
+        except BaseException:  # (a commit cut too: the next try sends nothing again)
             if key and done:
                 self._unfinished[key] = done
                 while len(self._unfinished) > UNFINISHED_KEPT:
                     del self._unfinished[next(iter(self._unfinished))]
             raise
-        parts = [message_id for message_id, _html in done]
-        post_id = ids.post(chat_id, parts[0])
-        if self._keep_parts(post_id, parts, topic_id):
-            await self.memory.commit()  # a post of several messages: see `edit`
         return Post(post_id, ids.channel(chat_id), self.me.id, message,
                     create_at=int(time.time() * 1000))  # fmt: skip
 
