@@ -8,6 +8,7 @@ test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import http.server
+import json
 import sqlite3
 import threading
 import time
@@ -268,6 +269,24 @@ def test_a_file_over_the_upload_limit_keeps_its_message_in_the_box_said_why(
     assert page.el("#text").get_attribute("value") == "see attached"
     assert "video.bin" in page.el("#attachments").text and not page.els("li.pending")
     assert world.core is not None and world.core.received == []
+
+
+def test_the_refused_messages_a_page_keeps_are_bounded_and_of_threads_that_exist(driver: Any, world: WebWorld) -> None:
+    """Refused messages wait in the browser for "Edit again": the newest 20, and none of
+    a thread the history no longer holds (it could never be shown, nor taken back)."""
+    page = Page(driver, world).open()
+    kept = [[f"refused-{i:04d}", {"message": {"type": "post", "id": f"refused-{i:04d}", "thread": None,
+                                              "text": f"words {i}", "files": []}, "reason": "too long"}]
+            for i in range(25)]  # fmt: skip
+    gone = ["refused-gone", {"message": {"type": "post", "id": "refused-gone", "thread": "webt-gone",
+                                         "text": "lost", "files": []}, "reason": "too long"}]  # fmt: skip
+    key = f"supervisor-refused-{world.port}"
+    page.d.execute_script("localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))", key, [gone, *kept])
+    driver.refresh()
+    page.wait_connected()
+    stored = json.loads(page.d.execute_script("return localStorage.getItem(arguments[0])", key))
+    assert [entry[0] for entry in stored] == [f"refused-{i:04d}" for i in range(5, 25)]
+    assert "words 24" in page.texts("li.refused")[-1]
 
 
 def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edit_again(

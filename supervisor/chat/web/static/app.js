@@ -11,6 +11,7 @@
   const $ = (id) => document.getElementById(id);
   const OUTBOX_KEY = "supervisor-outbox-" + location.port;
   const REFUSED_KEY = "supervisor-refused-" + location.port;
+  const REFUSED_KEPT = 20;
   const TYPING_MS = 4500;
   const UPLOAD_RETRY_MS = 2000;
 
@@ -53,6 +54,8 @@
     } catch (e) { return new Map(); }
   }
   function saveRefused() {
+    // The newest few: a refused message waits to be edited again, not for ever.
+    while (state.refused.size > REFUSED_KEPT) state.refused.delete(state.refused.keys().next().value);
     const words = Array.from(state.refused, ([id, { message, reason }]) => [id, { message, reason }]);
     localStorage.setItem(REFUSED_KEY, JSON.stringify(words));
   }
@@ -193,6 +196,12 @@
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
+    // A refused message of a thread this history does not hold (reset since) can never
+    // be shown, nor edited again.
+    for (const [id, { message }] of state.refused) {
+      if (!state.threads.has(message.thread || "main")) state.refused.delete(id);
+    }
+    saveRefused();
     // Turns running now: busy at once, not at their next typing signal.
     for (const id of update.typing || []) state.typingUntil.set(id, Date.now() + TYPING_MS);
     state.version = Math.max(state.version, update.version);
