@@ -287,7 +287,6 @@ def test_a_page_loaded_mid_turn_shows_the_session_busy_at_once(
     assert "idle" in page.thread_button("loaded").text and not page.el("#stop").is_displayed()
 
 
-
 def _answers(page: Page, needle: str) -> int:
     return sum(needle in text for text in page.bot_texts())
 

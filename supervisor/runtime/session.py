@@ -179,12 +179,15 @@ class SessionTask:
             self.core.agent_printed(self._agent.last_line_at)
 
     def stopping(self) -> None:
-        """Shutdown: a running turn is asked to stop, so the agent can leave cleanly, and
-        the thread says the stop cut it (the core decides, in this task's turn)."""
+        """Shutdown: no new turn starts, and a running one is asked to stop, so the agent
+        can leave cleanly (the core decides, in this task's turn; the next start says the
+        turn was cut)."""
         try:
             self.inbox_send.send_nowait(StoppingIn())
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            log.info("%s: its inbox is full or closed; its turn is not interrupted", self.core.record.name)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the session is over already (ended, failed): nothing runs
+        except trio.WouldBlock:
+            log.info("%s: its inbox is full; its turn is not interrupted before the stop", self.core.record.name)
 
     def _dispatch(self, message: SessionMessage) -> list[Effect]:
         now = trio.current_time()
