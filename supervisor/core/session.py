@@ -253,7 +253,8 @@ class SessionCore:
         return self.loop.interrupt(now)
 
     def stopping(self, now: float) -> list[Effect]:
-        """The supervisor stops (SIGTERM, a restart): a running turn is interrupted."""
+        """The supervisor stops (SIGTERM, a restart): no prompt starts a turn any more,
+        and a running turn is interrupted, for the next start to say it was cut."""
         return self.loop.stopping(now)
 
     def outbox_progress(self, shows: Callable[[str], bool]) -> list[Effect]:

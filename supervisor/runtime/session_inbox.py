@@ -47,7 +47,8 @@ class WakeIn:
 
 @attrs.frozen
 class StoppingIn:
-    """The supervisor stops: a running turn is interrupted (and said cut by the stop)."""
+    """The supervisor stops: no new turn starts, and a running one is interrupted (the
+    next start says it was cut)."""
 
 
 SessionInput = PromptIn | CommandIn | ChoiceIn | EndIn | WakeIn | StoppingIn
