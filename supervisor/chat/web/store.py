@@ -39,10 +39,14 @@ DB_FILE = "web.sqlite3"
 BUSY_TRIES = 3
 
 
+def _primary_code(exc: BaseException) -> int:
+    """SQLite's primary result code of an error (its extended code's low byte)."""
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+
+
 def is_busy(exc: BaseException) -> bool:
     """Another connection holds the database: worth trying again, unlike a broken one."""
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
-    return isinstance(exc, sqlite3.OperationalError) and code in (
+    return isinstance(exc, sqlite3.OperationalError) and _primary_code(exc) in (
         sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED
     )
 
@@ -69,7 +73,7 @@ class WebStore:
             try:
                 results.append(function(self._db, *args, **kwargs))
             except sqlite3.OperationalError as exc:
-                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
+                code = _primary_code(exc)
                 if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
                     raise OSError(errno.ENOSPC if code == sqlite3.SQLITE_FULL else errno.EIO, str(exc)) from exc
                 raise
