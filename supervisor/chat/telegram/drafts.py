@@ -49,6 +49,7 @@ from supervisor.chat.telegram import ids, runs
 from supervisor.chat.telegram.calls import BadRequest, BotApiError
 from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.limits import LIMITS
+from supervisor.chat.telegram.memory import keep_newest
 from supervisor.chat.telegram.messages import PARTS_KEPT, Messages, refused_entities
 from supervisor.core.events import Post
 
@@ -175,8 +176,7 @@ class GrowingPosts:
                     await self._commit(growing)  # drafts failed: this message from now on
                 return self._post(growing)
         self._grown_at.setdefault(self.real(post_id), -math.inf)  # paced from now on
-        while len(self._grown_at) > PARTS_KEPT:
-            del self._grown_at[next(iter(self._grown_at))]
+        keep_newest(self._grown_at, PARTS_KEPT)
         return None
 
     async def finish(self, post_id: str, message: str) -> Post | None:

@@ -36,7 +36,7 @@ from supervisor.chat.telegram.calls import BadRequest
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.drafts import GrowingPosts
 from supervisor.chat.telegram.limits import LIMITS
-from supervisor.chat.telegram.memory import Memory, ThreadInfo
+from supervisor.chat.telegram.memory import Memory, ThreadInfo, keep_newest
 from supervisor.chat.telegram.messages import Messages
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 from supervisor.core.words import Words
@@ -138,9 +138,8 @@ class TelegramLink:
         core accepts that `!new`, the session's thread is this topic."""
         self.topics_waiting[post_id] = (chat_id, name, topic_id)
         self._topic_of_new[post_id] = topic_id
-        for kept in (self.topics_waiting, self._topic_of_new):
-            while len(kept) > OPENED_TOPICS_KEPT:
-                del kept[next(iter(kept))]
+        keep_newest(self.topics_waiting, OPENED_TOPICS_KEPT)
+        keep_newest(self._topic_of_new, OPENED_TOPICS_KEPT)
 
     def new_handled(self, post_id: str) -> None:
         """The core has handled a post. If it was a `!new` for an opened topic, that topic
@@ -154,8 +153,7 @@ class TelegramLink:
         chat_id, name, topic_id = waiting
         self.topics_handled.pop((chat_id, name), None)  # the newest last: the oldest go first
         self.topics_handled[(chat_id, name)] = topic_id
-        while len(self.topics_handled) > OPENED_TOPICS_KEPT:
-            del self.topics_handled[next(iter(self.topics_handled))]
+        keep_newest(self.topics_handled, OPENED_TOPICS_KEPT)
 
     def new_asked(self, chat_id: int, name: str) -> None:
         """A person asked for `!new name`: a topic opened under that name whose own `!new`

@@ -51,6 +51,13 @@ MAX_KEYS: Final = 1000  # a key matters for a retry after a crash: only recent o
 MAX_POSTS: Final = 500  # after a restart the core edits recent posts only (a lapsed request)
 
 
+def keep_newest(kept: dict[Any, Any], limit: int) -> None:
+    """Drop the oldest entries (first inserted) of `kept` beyond `limit`: what this front
+    end remembers of its messages matters for recent ones only, and must not grow."""
+    while len(kept) > limit:
+        del kept[next(iter(kept))]
+
+
 @attrs.frozen
 class ThreadInfo:
     chat_id: int
@@ -124,8 +131,7 @@ class Memory:
 
     def remember_key(self, key: str, post_id: str) -> None:
         self.keys[key] = post_id
-        while len(self.keys) > MAX_KEYS:
-            del self.keys[next(iter(self.keys))]
+        keep_newest(self.keys, MAX_KEYS)
         self.changed()
 
     def remember_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
@@ -138,8 +144,7 @@ class Memory:
             return False
         self.posts.pop(post_id, None)  # the newest last: the oldest go first
         self.posts[post_id] = known
-        while len(self.posts) > MAX_POSTS:
-            del self.posts[next(iter(self.posts))]
+        keep_newest(self.posts, MAX_POSTS)
         self.changed()
         return True
 

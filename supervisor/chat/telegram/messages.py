@@ -32,7 +32,7 @@ from supervisor.chat.telegram.calls import BadRequest
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
-from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.memory import Memory, keep_newest
 from supervisor.core.events import ChoiceKind, Post
 
 log = logging.getLogger("supervisor.telegram")
@@ -110,8 +110,7 @@ class Messages:
         except BaseException:  # (a commit cut too: the next try sends nothing again)
             if key and done:
                 self._unfinished[key] = done
-                while len(self._unfinished) > UNFINISHED_KEPT:
-                    del self._unfinished[next(iter(self._unfinished))]
+                keep_newest(self._unfinished, UNFINISHED_KEPT)
             raise
         return Post(post_id, ids.channel(chat_id), self.me.id, message,
                     create_at=int(time.time() * 1000))  # fmt: skip
@@ -176,8 +175,7 @@ class Messages:
     def belongs_to(self, post_id: str, root_id: str) -> None:
         """Without topics: the message is of that session's thread."""
         self._thread_root_of[post_id] = root_id
-        while len(self._thread_root_of) > PARTS_KEPT:
-            del self._thread_root_of[next(iter(self._thread_root_of))]
+        keep_newest(self._thread_root_of, PARTS_KEPT)
 
     def root_of(self, post_id: str) -> str | None:
         """The session thread a message was sent in (without topics), if still known."""
@@ -286,6 +284,5 @@ class Messages:
     def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
         """Whether `Memory` keeps something new of it (a post of several messages)."""
         self._parts[post_id] = (parts, topic_id)
-        while len(self._parts) > PARTS_KEPT:
-            del self._parts[next(iter(self._parts))]
+        keep_newest(self._parts, PARTS_KEPT)
         return self.memory.remember_parts(post_id, parts, topic_id)
