@@ -14,8 +14,11 @@ from supervisor.core.agent_events import (
     DenyTool,
     Interrupt,
     PermissionAsked,
+    PermissionCancelled,
     SendPrompt,
     TextDelta,
+    ToolCall,
+    ToolOutcome,
     TurnEnded,
     TurnStarted,
 )
@@ -245,6 +248,31 @@ def test_a_turn_the_supervisors_stop_cuts_is_said_cut_with_the_rerun_by_the_next
     finished.stopping(2.0)
     finished.agent_event(TurnEnded(), 3.0)  # done before the interrupt reached it
     assert finished.record.answered == ("p1",)
+
+
+def test_a_tool_whose_request_a_stop_withdrew_is_said_not_run_not_refused_by_the_user() -> None:
+    """Claude Code answers an interrupt with a request pending by refusing the tool in the
+    person's name ("The user doesn't want to proceed…"), though nobody answered it; a
+    person's own ❌ keeps the agent's words."""
+    refused_by_agent = "The user doesn't want to proceed with this tool use."
+
+    def tool_line_after(stop: str) -> str:
+        core = running(make_core())
+        core.prompt(prompt("p1", "deploy"), 1.0)
+        core.agent_event(ToolCall("tu1", "Bash", {"command": "npm test"}), 1.5)
+        core.agent_event(permission_asked("r1", "Bash", {"command": "npm test"}, tool_use_id="tu1"), 2.0)
+        core.post_created("perm.0", "perm-post")
+        if stop == "supervisor":
+            core.stopping(3.0)
+            core.agent_event(PermissionCancelled("r1"), 3.1)
+        else:
+            core.choose(stop, "perm-post", 3.0)
+        effects = core.agent_event(ToolOutcome("tu1", is_error=True, text=refused_by_agent), 3.2)
+        return next(t for t in texts(effects) if "`Bash`" in t)
+
+    assert "not run: the turn was stopped" in tool_line_after("supervisor")
+    assert "not run: the turn was stopped" in tool_line_after("stop")
+    assert "doesn't want to proceed" in tool_line_after("deny")
 
 
 def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() -> None:

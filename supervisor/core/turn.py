@@ -28,6 +28,9 @@ class Turn:
     terminating: bool = False  # the agent is being stopped: nothing more to decide
     begun: bool = False  # the agent said it began the turn (Claude Code's `system/init`)
     keys: set[str] = attrs.Factory(set)  # the posts the turn put: its answer is complete once they show
+    # Tools whose permission request the turn's interrupt withdrew (or a 🛑 answered): the
+    # agent's words for their refusal ("the user doesn't want to proceed") are not true.
+    withdrawn_tools: set[str] = attrs.Factory(set)
 
     def deadlines(self, settings: SessionSettings, *, asking: bool) -> list[float]:
         """When its clocks next need a look; `asking`: a person is asked for a permission."""

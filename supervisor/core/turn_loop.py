@@ -38,6 +38,7 @@ from supervisor.core.agent_events import (
     PermissionCancelled,
     RefuseControl,
     SendPrompt,
+    ToolOutcome,
     TurnEnded,
 )
 from supervisor.core.approvals import Approvals, remember_always
@@ -58,6 +59,7 @@ from supervisor.core.thread_texts import duration, not_run_text, watchdog_text
 from supervisor.core.turn import Turn
 
 S = SessionState
+WITHDRAWN_TOOL_TEXT = "not run: the turn was stopped"
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 
 
@@ -197,6 +199,8 @@ class TurnLoop:
             return [ToAgent(RefuseControl(event.request_id, f"unsupported request {event.subtype}"))]
         if isinstance(event, TurnEnded):
             return self._turn_ended(event, now)
+        if isinstance(event, ToolOutcome) and self.turn is not None and event.tool_use_id in self.turn.withdrawn_tools:
+            event = attrs.evolve(event, text=WITHDRAWN_TOOL_TEXT)
         return self._show(self.renderer.feed(event, now, waiting=self.waiting))
 
     def _show(self, ops: list[PutPost]) -> list[Effect]:
@@ -254,6 +258,9 @@ class TurnLoop:
         self, request_id: str, outcome: str, command: AgentCommand | None, now: float, by: str = ""
     ) -> list[Effect]:
         session = self.session
+        pending = self.approvals.pending.get(request_id)
+        if pending and outcome in ("cancelled", "stopped") and self.turn and self.turn.interrupted_at is not None:
+            self.turn.withdrawn_tools.add(pending.request.tool_use_id)
         effects = session.adopt(self.approvals.settle(request_id, outcome, command, session.record, by))
         if not effects:
             return []  # it had ended already
@@ -271,9 +278,10 @@ class TurnLoop:
         request_id = self.approvals.posts.get(post_id)
         if answer is Answer.STOP:
             # On a pending request the stop is its answer; the interrupt withdraws it.
+            interrupt = self.interrupt(now)  # first: the request is then withdrawn by it
             pending = self.approvals.pending
             stopped = self._settle(request_id, "stopped", None, now) if request_id and request_id in pending else []
-            return [*stopped, *self.interrupt(now)]
+            return [*stopped, *interrupt]
         verdict = None if request_id is None else self.approvals.verdict(request_id, answer)
         if request_id is None or verdict is None:
             return []
