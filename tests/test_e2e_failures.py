@@ -341,3 +341,25 @@ async def test_a_new_hello_while_the_catch_up_still_fails_catches_up_once_more_i
 
 def _failed_fetches(w: World) -> int:
     return len([r for r in w.server.stats.records("GET", "/api/v4/channels/{channel_id}/posts") if r.status == 503])
+
+
+async def test_a_catch_up_the_server_refuses_for_a_while_is_tried_again_and_the_gap_is_answered(
+    tmp_path: Path,
+) -> None:
+    """A refusal is not an outage (the client waits those out): a 403 while the server
+    restarts, a proxy's login page. The catch-up is tried again, so the prompt written
+    while the WebSocket was away is answered, once."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            w.server.refuse_websockets(True)
+            w.server.forget_connections()
+            w.server.drop_sockets()
+            await w.say("written while away", root)
+            w.server.fail_requests(403, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts", count=2)
+            w.server.refuse_websockets(False)
+            await w.answered(root, "written while away", timeout=30)
+            refused = [r for r in w.server.stats.records("GET", "/api/v4/channels/{channel_id}/posts") if r.status == 403]
+            assert len(refused) == 2
+            assert len(_answers(w, root, "written while away")) == 1

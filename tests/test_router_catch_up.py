@@ -18,8 +18,8 @@ import trio.testing
 
 from supervisor.chat import ChatUser
 from supervisor.chat.fronts import Fronts
-from supervisor.core.events import Hello, Post, Posted
-from supervisor.runtime.router import PostIndex, RouterTask
+from supervisor.core.events import Choice, Hello, Post, Posted
+from supervisor.runtime.router import CaughtUp, PostIndex, RouterTask, _catch_up
 
 MM_CONNECTION = "a" * 26  # Mattermost's ids: 26 letters and digits
 
@@ -39,8 +39,10 @@ class _Link:
         await self.gate.wait()
         return [p for p in self.missed if p.channel_id == channel_id]
 
-    async def choices_on(self, channel_id: str, post_id: str) -> list[Any]:
-        return []
+    made: list[Choice] = attrs.Factory(list)  # reactions or buttons on the posts asked about
+
+    async def choices_on(self, channel_id: str, post_id: str) -> list[Choice]:
+        return [choice for choice in self.made if choice.post_id == post_id]
 
 
 @attrs.define
@@ -118,3 +120,18 @@ async def test_what_a_catch_up_found_is_applied_by_the_router_task_before_the_po
             assert [post_id for post_id, _task in commanded] == ["missed1", "missed0", "live"]
             assert all(task.endswith("RouterTask.run") for _post, task in commanded), commanded
             nursery.cancel_scope.cancel()
+
+
+async def test_a_stop_on_a_rerun_offer_is_not_taken_again_by_a_catch_up_and_one_on_a_request_is() -> None:
+    """🛑 stops the running turn from any post of its thread. A catch-up finds every
+    reaction ever made on the posts still offering a choice: one on a rerun offer may be
+    weeks old and would stop today's turn; one on a pending request answers it."""
+    place = "m" * 26
+    made = [Choice("alice", "notice", "stop"), Choice("alice", "notice", "rerun"), Choice("alice", "request", "stop")]
+    mm = _Front("mattermost", "", _Link(trio.Event(), made=made))
+    send, receive = trio.open_memory_channel[Any](1)
+    with trio.fail_after(5):
+        await _catch_up(mm, {}, [(place, "notice", False), (place, "request", True)], send)  # type: ignore[arg-type]
+        found = receive.receive_nowait()
+    assert isinstance(found, CaughtUp)
+    assert [(c.post_id, c.kind) for c in found.choices] == [("notice", "rerun"), ("request", "stop")]

@@ -54,6 +54,7 @@ INBOX_HEADROOM = 100
 # rest is for closing the connection and leaving the interpreter.
 STOP_BUDGET_S = 8.5
 AGENTS_BEFORE_END_S = 0.7
+Offer = tuple[str, str, bool]  # a post offering a choice: place, post id, a permission request?
 
 # (channel id, post id, thread root id) of a post whose session ended before taking it
 AnswerEnded = Callable[[str, str, str], None]
@@ -190,10 +191,11 @@ class SessionRegistry:
         mail.put(message, urgent=urgent)
         return True
 
-    def offering(self) -> list[tuple[str, str]]:
-        """(place, post id) of every choice the live sessions offer and wait for."""
+    def offering(self) -> list[Offer]:
+        """Every post the live sessions offer a choice on and wait for: its place, its id,
+        and whether it is a pending permission request (else a rerun offer)."""
         return [
-            (task.core.record.channel_id, post_id)
+            (task.core.record.channel_id, post_id, post_id in task.core.permission_posts)
             for task in self.tasks.values()
             if not task.core.state.is_final
             for post_id in (*task.core.permission_posts, *task.core.record.rerun_offers)

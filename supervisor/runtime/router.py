@@ -8,7 +8,8 @@ registry), main-place commands and every answer to the desk. It never decides wh
 post means itself, and never waits on a session, the desk or a server.
 
 A catch-up's fetching runs in a task of its own per front end (its REST calls are retried
-for as long as its server fails them), so one front end's outage holds up no other's
+for as long as its server fails them, and a refusal for a minute or two, `_patiently`),
+so one front end's outage holds up no other's
 events. Meanwhile that front end's new posts wait behind it, so each place's posts still
 reach their sessions in the order they were written. The fetching task touches nothing of
 the router's: the router hands it what to ask, and it sends what it found (`CaughtUp`)
@@ -18,9 +19,12 @@ back through the router's own event channel, where the router task alone applies
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import TypeVar
 
 import attrs
 import trio
@@ -28,6 +32,7 @@ import trio
 from supervisor.chat import ChatError
 from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.core import commands, texts
+from supervisor.core.backoff import Backoff
 from supervisor.core.events import (
     ChatEvent,
     Choice,
@@ -54,7 +59,7 @@ from supervisor.core.router import (
 )
 from supervisor.core.session import QueuedPrompt
 from supervisor.runtime.desk import Desk
-from supervisor.runtime.registry import SessionRegistry
+from supervisor.runtime.registry import Offer, SessionRegistry
 from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn, SessionInput, WakeIn
 from supervisor.runtime.store import Store
 
@@ -63,6 +68,12 @@ log = logging.getLogger("supervisor")
 # Recent posts remembered for a stop made on any of them; older ones fall out. Posts that
 # offer a choice (permission requests, rerun offers) are found through their session.
 POST_INDEX_SIZE = 5_000
+# A catch-up the server refuses (not an outage: the client waits those out) is tried again
+# for a minute or two: what it would find is otherwise never answered.
+CATCH_UP_TRIES = 8
+CATCH_UP_BACKOFF = Backoff(base=1.0, cap=30.0, floor=0.5)
+_jitter = random.Random()
+T = TypeVar("T")
 
 
 class PostIndex:
@@ -238,7 +249,7 @@ class RouterTask:
             if self.chat.front_of(channel_id) is front:
                 self.store.ledger.begin(channel_id, now_ms, front.name)
                 since[channel_id] = self.store.ledger.catch_up_since(channel_id)
-        offering = [(c, p) for c, p in self.registry.offering() if self.chat.front_of(c) is front]
+        offering = [offer for offer in self.registry.offering() if self.chat.front_of(offer[0]) is front]
         assert self._catch_ups is not None and self._found is not None, "catch-ups start once the router runs"
         self._catch_ups.start_soon(_catch_up, front, since, offering, self._found.clone())
 
@@ -261,27 +272,44 @@ class RouterTask:
 async def _catch_up(
     front: FrontEnd,
     since: Mapping[str, int],
-    offering: list[tuple[str, str]],
+    offering: list[Offer],
     found: trio.MemorySendChannel[RouterEvent],
 ) -> None:
-    """Fetch what `front`'s places got since `since`, and the choices made on the requests
-    in `offering` (without those, a 👍 given during an outage would leave its turn waiting
+    """Fetch what `front`'s places got since `since`, and the choices made on the posts in
+    `offering` (without those, a 👍 given during an outage would leave its turn waiting
     for the timeout), then send it all to the router as one `CaughtUp`."""
     async with found:
         posts: list[Post] = []
         for channel_id, since_ms in since.items():
-            try:
-                fetched = await front.link.posts_since(channel_id, since_ms)
-            except ChatError as exc:
-                log.error("catch-up of channel %s failed: %s", channel_id, exc)
-                continue
-            fresh = sorted((p for p in fetched if p.create_at > since_ms), key=lambda p: (p.create_at, p.id))
+            what = f"the catch-up of channel {channel_id}"
+            fetched = await _patiently(what, partial(front.link.posts_since, channel_id, since_ms))
+            fresh = sorted((p for p in fetched or () if p.create_at > since_ms), key=lambda p: (p.create_at, p.id))
             log.info("catch-up: %d post(s) in %s since %s", len(fresh), channel_id, texts.utc_iso(since_ms / 1000))
             posts += fresh
         choices: list[Choice] = []
-        for channel_id, post_id in offering:
-            try:
-                choices += await front.link.choices_on(channel_id, post_id)
-            except ChatError as exc:
-                log.error("catch-up of the choices on %s failed: %s", post_id, exc)
+        for channel_id, post_id, asks in offering:
+            what = f"the catch-up of the choices on {post_id}"
+            made = await _patiently(what, partial(front.link.choices_on, channel_id, post_id))
+            # A 🛑 acts on any post of a thread, whenever it was given: on a post that
+            # asks nothing now (a rerun offer), one given long ago would stop today's turn.
+            choices += [choice for choice in made or () if asks or choice.kind != "stop"]
         await found.send(CaughtUp(front, tuple(posts), tuple(choices)))
+
+
+async def _patiently(what: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
+    """`fetch`, tried again while its server refuses it (the front end's client retries
+    what is transient, an outage, by itself: a refusal here is a 401 while the server
+    restarts, a proxy's login page...): the posts it misses would never be answered. None
+    once it refused `CATCH_UP_TRIES` times in a row (the front end's other posts wait)."""
+    for attempt in range(CATCH_UP_TRIES):
+        try:
+            return await fetch()
+        except ChatError as exc:
+            if attempt == CATCH_UP_TRIES - 1:
+                log.error("%s failed %d times, given up (what it missed may stay unanswered): %s",
+                          what, CATCH_UP_TRIES, exc)  # fmt: skip
+                return None
+            delay = CATCH_UP_BACKOFF.delay(attempt, _jitter)
+            log.warning("%s failed, tried again in %.1f s: %s", what, delay, exc)
+            await trio.sleep(delay)
+    return None
