@@ -70,7 +70,7 @@ def _record(name: str, created_at: str, root_id: str, status: str = "live") -> S
 
 def test_no_sessions_yet() -> None:
     unannounced = _record("alpha", "2026-01-01T00:00:00Z", root_id="")
-    assert sessions_text([unannounced], {}, lambda root: root, 0.0, Words()) == (
+    assert sessions_text([unannounced], {}, lambda root: root, 0.0, Words(), 16383) == (
         "No sessions yet. Start one with `!new NAME [CWD]`."
     )
 
@@ -82,7 +82,7 @@ def test_the_rows_oldest_first_with_the_live_state_and_a_link() -> None:
         _record("gamma", "2026-01-01T00:20:00Z", ""),  # not announced: not listed
     ]
     now = 1767226800.0  # 2026-01-01T00:20:00Z
-    text = sessions_text(records, {"r1": "busy"}, lambda root: f"https://chat/{root}", now, Words())
+    text = sessions_text(records, {"r1": "busy"}, lambda root: f"https://chat/{root}", now, Words(), 16383)
     assert text == (
         "| session | state | directory | age | thread |\n"
         "|---|---|---|---|---|\n"
@@ -102,13 +102,31 @@ def test_every_announced_session_has_one_row_in_age_order(rows: list[tuple[str, 
         _record(name, f"2026-01-01T00:{minute:02d}:00Z", root, status="live" if live else "ended")
         for name, minute, root, live in rows
     ]
-    text = sessions_text(records, {}, lambda root: f"link-{root}", 1767226800.0, Words())
+    text = sessions_text(records, {}, lambda root: f"link-{root}", 1767226800.0, Words(), 16383)
     announced = sorted((r for r in records if r.root_id), key=lambda r: r.created_at)
     lines = text.splitlines()[2:] if announced else []
     assert len(lines) == len(announced)
     for line, record in zip(lines, announced, strict=True):
         assert line.startswith(f"| {record.name} | {record.status} | `{record.cwd}` |")
         assert line.endswith(f"[open](link-{record.root_id}) |")
+
+
+def test_a_list_longer_than_a_message_leaves_out_the_oldest_ended_sessions_and_says_how_many() -> None:
+    """Sessions are never forgotten: after a few months one message could not hold them
+    all, and the server refused the answer (Mattermost: 16,383 characters), so
+    `!sessions` went unanswered for good."""
+    records = [
+        _record(f"s{n:03d}", f"2026-01-01T{n // 60:02d}:{n % 60:02d}:00Z", f"r{n}", status="ended" if n % 10 else "live")
+        for n in range(300)
+    ]
+    link = "https://chat.example.com/team/pl/{}".format
+    text = sessions_text(records, {}, link, 1767226800.0, Words(), 16383)
+    assert len(text) <= 16383
+    rows = [line for line in text.splitlines() if line.startswith("| s") and not line.startswith("| session")]
+    assert all(f"| s{n:03d} |" in text for n in range(0, 300, 10))  # every live one
+    assert "| s299 |" in text and "| s001 |" not in text  # the newest ended ones stay
+    assert text.endswith(f"…and {300 - len(rows)} older ended or failed session(s), not listed.")
+    assert "not listed" not in sessions_text(records[:3], {}, link, 1767226800.0, Words(), 16383)
 
 
 def test_a_conversation_a_live_session_continues_is_refused_to_a_second_one() -> None:

@@ -96,6 +96,7 @@ def sessions_text(
     link: Callable[[str], str],  # thread root id -> a link to its thread
     now_s: float,
     words: Words,
+    limit: int,  # the longest message the front end takes
 ) -> str:
     """`!sessions`: every announced session, oldest first, with its state now."""
     rows = [
@@ -109,7 +110,7 @@ def sessions_text(
         for record in sorted(records, key=lambda r: r.created_at)
         if record.root_id
     ]
-    return texts.sessions_table(rows, texts.utc_iso(now_s), words)
+    return texts.sessions_table(rows, texts.utc_iso(now_s), words, limit)
 
 
 # A disk on the edge may refuse and take writes by turns: people are told at most this often.

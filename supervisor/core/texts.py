@@ -87,15 +87,34 @@ class SessionRow:
     link: str
 
 
-def sessions_table(rows: Sequence[SessionRow], now_iso: str, words: Words) -> str:
+FINAL_STATES = ("ended", "failed")
+
+
+def sessions_table(rows: Sequence[SessionRow], now_iso: str, words: Words, limit: int) -> str:
+    """The table, in one message of at most `limit` characters: when all do not fit, the
+    oldest ended or failed sessions are left out (and counted), the live ones never."""
     if not rows:
         return f"No sessions yet. Start one with {words.cmd('new NAME [CWD]')}."
-    lines = [f"| session | state | directory | age | {words.thread} |", "|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(
-            f"| {row.name} | {row.state} | `{row.cwd}` | {age(row.created_at, now_iso)} | [open]({row.link}) |"
-        )
-    return "\n".join(lines)
+    header = [f"| session | state | directory | age | {words.thread} |", "|---|---|---|---|---|"]
+    lines = [
+        f"| {row.name} | {row.state} | `{row.cwd}` | {age(row.created_at, now_iso)} | [open]({row.link}) |"
+        for row in rows
+    ]
+    size = sum(len(line) + 1 for line in header + lines) - 1
+    hidden: set[int] = set()
+    if size > limit:
+        size += len(_left_out(len(rows)))
+        for index in (i for i, row in enumerate(rows) if row.state in FINAL_STATES):  # oldest first
+            if size <= limit:
+                break
+            hidden.add(index)
+            size -= len(lines[index]) + 1
+    kept = [line for index, line in enumerate(lines) if index not in hidden]
+    return "\n".join(header + kept) + (_left_out(len(hidden)) if hidden else "")
+
+
+def _left_out(count: int) -> str:
+    return f"\n\n…and {count} older ended or failed session(s), not listed."
 
 
 def age(start_iso: str, now_iso: str) -> str:

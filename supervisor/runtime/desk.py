@@ -27,7 +27,8 @@ from supervisor.agent.registry import (
     resume_problem,
     terminal_hint,
 )
-from supervisor.chat import ChatError, ChatLink
+from supervisor.chat import ChatError
+from supervisor.chat.fronts import Fronts
 from supervisor.config import Config
 from supervisor.core import commands, texts
 from supervisor.core import desk as desk_rules
@@ -80,7 +81,7 @@ class Desk:
     def __init__(
         self,
         config: Config,
-        chat: ChatLink,
+        chat: Fronts,  # every front end: the desk answers in each one's own words and limits
         store: Store,
         registry: SessionRegistry,
         main_channels: Mapping[str, str],  # DM channel id -> user id
@@ -198,9 +199,11 @@ class Desk:
     def sessions_text(self, channel_id: str) -> str:
         """`!sessions`, as said in `channel_id`."""
         states = {root: task.core.state.value for root, task in self.registry.tasks.items()}
+        link = self.chat.for_channel(channel_id)
         return desk_rules.sessions_text(
-            self.store.state.sessions.values(), states, self.chat.permalink, time.time(), self.chat.words(channel_id)
-        )
+            self.store.state.sessions.values(), states, self.chat.permalink, time.time(), link.words(channel_id),
+            link.max_message_chars,
+        )  # fmt: skip
 
     def _end_by_name(self, name: str, words: Words) -> str:
         record = self.store.state.live_session_named(name)
