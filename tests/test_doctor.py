@@ -8,6 +8,7 @@ for the exit status and the printed report.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import socket
 import ssl
@@ -21,6 +22,8 @@ import pytest
 import trio
 
 from supervisor.chat import ChatError, ChatUser
+from supervisor.chat.mattermost import doctor as mattermost_doctor
+from supervisor.chat.mattermost.config import MattermostConfig
 from supervisor.chat.mattermost.doctor import account_result, shown_url, unreachable_result
 from supervisor.checks import CheckResult, Limits, exit_status, format_report
 from supervisor.config import Config, StateConfig, load_config
@@ -131,6 +134,46 @@ async def test_a_server_that_is_not_mattermost(tmp_path: Path) -> None:
     assert not server.ok
     assert "answered 404 to /api/v4/system/ping" in server.detail
     assert "without /api/v4" in server.fix
+
+
+async def test_a_server_that_answers_5xx_is_said_unavailable_not_a_wrong_url(tmp_path: Path) -> None:
+    """A reverse proxy in front of a stopped Mattermost answers 502/503; Mattermost itself
+    answers 500 to the ping while unhealthy. The URL is right: only the server is down."""
+    with trio.fail_after(30):
+        async with world(tmp_path) as w:
+            w.server.fail_requests(503, path_prefix="/api/v4/system/ping")
+            results = await run_checks(w.config, limits=FAST)
+    server = by_name(results)["server"]
+    assert not server.ok
+    assert "answered 503 to /api/v4/system/ping" in server.detail and "unavailable" in server.detail
+    assert "mattermost.url" not in server.fix
+
+
+async def test_the_server_check_goes_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `run` does: behind a forward proxy, `check` said "cannot reach" a server `run` reached."""
+    seen: list[bytes] = []
+
+    async def proxy(stream: trio.SocketStream) -> None:  # answers every request itself
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        seen.append(data.split(b"\r\n", 1)[0])
+        body = b'{"status": "OK"}'
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        await stream.send_all(head.encode() + body)
+        await stream.aclose()
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    config = MattermostConfig(url="http://mm.example", allowed_users=("alice",), token="t")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(trio.serve_tcp, proxy, 0, host="127.0.0.1"))
+            monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}")
+            results = await mattermost_doctor.checks(config, FAST)
+            nursery.cancel_scope.cancel()
+    assert by_name(results)["server"].ok, results
+    assert seen[0] == b"GET http://mm.example/api/v4/system/ping HTTP/1.1"
 
 
 async def test_bad_token(tmp_path: Path) -> None:

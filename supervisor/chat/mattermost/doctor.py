@@ -24,6 +24,7 @@ import trio
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.mattermost.config import MattermostConfig
 from supervisor.chat.mattermost.rest import MattermostRest
+from supervisor.chat.proxy import proxy_for
 from supervisor.chat.tls import ssl_context
 from supervisor.checks import CheckResult, Limits, clipped, skipped, timed_out, within
 
@@ -126,6 +127,15 @@ def not_mattermost_result(error: ChatError, url: str) -> CheckResult:
     )
 
 
+def unavailable_result(error: ChatError, url: str) -> CheckResult:
+    return CheckResult(
+        "server",
+        False,
+        f"{url} answered {error.status} to /api/v4/system/ping: the server (or the proxy in front of it) is unavailable",
+        "check that Mattermost runs and is healthy; `run` waits for it",
+    )
+
+
 def ping_result(status: str, url: str) -> CheckResult:
     if status.upper() == "OK":
         return CheckResult("server", True, f"{url} answers (status OK)")
@@ -199,6 +209,8 @@ async def server_check(rest: MattermostRest, witness: _Witness, url: str) -> Che
     except ChatError as error:
         if error.status == 0:
             return unreachable_result(witness.error or error, url)
+        if error.status >= 500:  # a proxy in front of a stopped server, or an unhealthy one
+            return unavailable_result(error, url)
         return not_mattermost_result(error, url)
     except httpx.HTTPError as error:  # not worth a retry to the client: a bad URL, say
         return unreachable_result(error, url)
@@ -230,7 +242,8 @@ async def checks(mattermost: MattermostConfig, limits: Limits) -> list[CheckResu
     """Server, token, account, then one line per allowed user; each request bounded."""
     url = shown_url(mattermost.url)
     users = mattermost.allowed_users
-    witness = _Witness(httpx.AsyncHTTPTransport(verify=ssl_context()))
+    # The environment's proxy, as `run` takes it: else behind one `check` says "cannot reach".
+    witness = _Witness(httpx.AsyncHTTPTransport(verify=ssl_context(), proxy=proxy_for(mattermost.url)))
     rest = MattermostRest(
         mattermost.url,
         mattermost.token,
