@@ -364,13 +364,22 @@
     return (bytes / 1e6).toLocaleString("en", { maximumFractionDigits: 1 });
   }
 
+  function overTheLimit(file) {
+    return `${file.name} is ${megabytes(file.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb)`;
+  }
+
   async function uploadAll(files) {
     const ids = [];
     for (const file of files) {
       const response = await fetch("/api/files?name=" + encodeURIComponent(file.name), {
         method: "POST", body: file, credentials: "same-origin",
       });
-      if (response.status === 413) throw new TooLarge(`${file.name}: ${await response.text()}`);
+      if (response.status === 413) {
+        // Said as the composer says it (the welcome before this upload gave the limit
+        // now); a 413 of something in between (a proxy) says its own limit, as a page.
+        const over = state.limits.max_file_bytes && file.size > state.limits.max_file_bytes;
+        throw new TooLarge(over ? overTheLimit(file) : `${file.name} is larger than the server takes (413)`);
+      }
       if (!response.ok) throw new Error(`${file.name}: ${(await response.text()) || response.status}`);
       ids.push((await response.json()).id);
     }
@@ -722,7 +731,7 @@
     }
     const big = state.limits.max_file_bytes ? files.find((f) => f.size > state.limits.max_file_bytes) : null;
     if (big) {
-      showProblem(`${big.name} is ${megabytes(big.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb). Remove it, or share it another way.`);
+      showProblem(`${overTheLimit(big)}. Remove it, or share it another way.`);
       return;
     }
     showProblem("");
