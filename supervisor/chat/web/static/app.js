@@ -737,9 +737,10 @@
     showProblem("");
     const thread = state.selected === "main" ? null : state.selected;
     const over = thread && ["ended", "failed"].includes(state.threads.get(thread)?.state);
-    if (thread && !over && !text.trim().startsWith("!")) {
+    if (thread && !over && state.connected && !text.trim().startsWith("!")) {
       // A prompt starts a turn (or waits for the running one): Stop is useful from now
-      // on, before the supervisor's first typing signal.
+      // on, before the supervisor's first typing signal. Not while the supervisor is
+      // down: nothing works on it until it is back (and its typing signal says so).
       state.typingUntil.set(thread, Date.now() + TYPING_MS);
       renderTyping();
     }
