@@ -45,6 +45,21 @@ def world(tmp_path: Path) -> Iterator[WebWorld]:
         served.close()
 
 
+@pytest.fixture
+def phone(driver: Any) -> Iterator[None]:
+    """The browser as a phone: 390x844, a finger for a pointer (set before a page loads)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 class Page:
     """What a person sees and does, in Selenium's words."""
 
@@ -70,6 +85,8 @@ class Page:
         wait_for(lambda: self.el("#connection").text == "connected", what="connected")
 
     def new_session(self, name: str, cwd: str = "/tmp") -> None:
+        if self.el("#menu").is_displayed() and not self.el("#sidebar").is_displayed():
+            self.el("#menu").click()  # a phone: the form is in the sidebar
         if self.el("#new-session").get_attribute("hidden") is not None:
             self.el("#new-toggle").click()
         self.el("#new-name").send_keys(name)
@@ -116,6 +133,11 @@ class Page:
             "localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))",
             f"supervisor-{kind}-{self.world.port}", entries,
         )  # fmt: skip
+
+    def tap(self, x: float, y: float) -> None:
+        """A finger's tap at (x, y) of the viewport (with the `phone` fixture)."""
+        self.d.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        self.d.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
     def hold_next_upload(self) -> None:
         """The page's next upload is made, then its answer held: `window.uploaded` is set,
@@ -922,3 +944,69 @@ def test_a_file_the_server_refuses_after_its_message_was_queued_refuses_the_mess
         assert world.core is not None and world.core.prompts_seen == []
     finally:
         world.close()
+
+
+def test_on_a_phone_the_empty_commands_thread_says_how_to_start_a_session(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    """A first start showed a blank page: the sessions' list (with "+ New session") is
+    behind ☰ and the header's command hint is hidden at this width."""
+    page = Page(driver, world).open()
+    hint = wait_for(lambda: page.texts("li.first-steps"), what="the first steps")[0]
+    assert "+ New session" in hint and "☰" in hint and "!new NAME DIRECTORY" in hint
+    assert page.el("li.first-steps").is_displayed()
+    page.send("!help")
+    page.wait_text("Commands: ")
+    assert not page.els("li.first-steps")  # a thread with messages needs no hint
+    driver.refresh()
+    page.wait_connected()
+    page.wait_text("Commands: ")
+    assert not page.els("li.first-steps")
+
+
+def test_on_a_phone_enter_starts_a_new_line_and_send_sends(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    """A phone's keyboard has no Shift+Enter: Enter sent the message, so no prompt could
+    have two lines."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = Page(driver, world).open()
+    page.new_session("thumbs")
+    assert page.el("#text").get_attribute("placeholder") == "Message"
+    page.el("#text").send_keys("first line", Keys.ENTER, "second line")
+    time.sleep(0.3)  # a message sent would be shown by now
+    assert page.el("#text").get_attribute("value") == "first line\nsecond line"
+    assert not page.els("#messages > li.user")
+    page.el("#send").click()
+    page.wait_text("You said: first line")
+    assert page.texts("#messages > li.user") == ["first line\nsecond line"]
+
+
+def test_on_a_phone_a_tap_beside_the_open_sidebar_closes_it(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    page = Page(driver, world).open()
+    page.el("#menu").click()
+    wait_for(lambda: page.el("#sidebar").is_displayed(), what="sidebar opens")
+    page.tap(375, 400)  # the strip of thread the sidebar leaves uncovered
+
+    wait_for(lambda: not page.el("#sidebar").is_displayed(), what="sidebar closed")
+    assert page.el("#menu").get_attribute("aria-expanded") == "false"
+
+
+def test_on_a_phone_a_long_file_name_does_not_widen_the_page(
+    driver: Any, world: WebWorld, phone: None, tmp_path: Path
+) -> None:
+    """A chip with a long name made the whole page scroll sideways, the composer half off
+    the screen."""
+    upload = tmp_path / ("scan_" + "0123456789" * 12 + ".pdf")
+    upload.write_bytes(b"%PDF-1.4\n")
+    page = Page(driver, world).open()
+    page.el("#files").send_keys(str(upload))
+    wait_for(lambda: "scan_" in page.el("#attachments").text, what="chip")
+
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= 390
+    remove = page.el("#attachments button").rect
+    assert remove["x"] + remove["width"] <= 390  # its × can be reached
+

@@ -526,10 +526,20 @@
       const fragment = document.createDocumentFragment();
       if (state.more.get(state.selected)) fragment.append(earlierNode());
       for (const m of rows) fragment.append(messageNode(m));
+      if (!rows.length && state.selected === "main") fragment.append(firstStepsNode());
       list.append(fragment);
     }
     renderPending();
     list.scrollTop = fromBottom ? list.scrollHeight - fromBottom : list.scrollHeight;
+  }
+
+  // A fresh start shows an empty Commands thread; on a phone the sessions' list (and its
+  // "+ New session") is behind ☰, and the header's command hint is hidden.
+  function firstStepsNode() {
+    const li = document.createElement("li");
+    li.className = "first-steps";
+    li.textContent = "No sessions yet. Start one with “+ New session” (in the ☰ menu on a small screen), or here with !new NAME DIRECTORY. !help lists the commands.";
+    return li;
   }
 
   function earlierNode() {
@@ -550,6 +560,7 @@
     const list = $("messages");
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
     const node = messageNode(message);
+    list.querySelector("li.first-steps")?.remove();
     const existing = list.querySelector(`li[data-id="${CSS.escape(message.id)}"]`);
     if (existing) existing.replaceWith(node);
     else {
@@ -775,6 +786,9 @@
     }));
   }
 
+  // A phone's keyboard has no Shift+Enter: there Enter starts a new line and Send sends.
+  const ENTER_SENDS = !matchMedia("(pointer: coarse)").matches;
+
   function openSidebar() {
     $("sidebar").classList.add("open");
     $("menu").setAttribute("aria-expanded", "true");
@@ -787,8 +801,9 @@
   function wire() {
     $("composer").addEventListener("submit", post);
     $("text").addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) post(e);
+      if (ENTER_SENDS && e.key === "Enter" && !e.shiftKey && !e.isComposing) post(e);
     });
+    if (!ENTER_SENDS) $("text").placeholder = "Message";
     $("files").addEventListener("change", (e) => {
       state.files.push(...Array.from(e.target.files));
       e.target.value = "";
@@ -801,6 +816,8 @@
       if ($("sidebar").classList.contains("open")) closeSidebar(); else openSidebar();
     });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSidebar(); });
+    // On a small screen the open sidebar covers most of the thread: a tap on the rest closes it.
+    $("thread").addEventListener("click", () => { if ($("sidebar").classList.contains("open")) closeSidebar(); });
     $("new-toggle").addEventListener("click", () => {
       const form = $("new-session");
       form.hidden = !form.hidden;
