@@ -8,7 +8,6 @@ test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import http.server
-import json
 import sqlite3
 import threading
 import time
@@ -46,6 +45,21 @@ def world(tmp_path: Path) -> Iterator[WebWorld]:
         served.close()
 
 
+@pytest.fixture
+def phone(driver: Any) -> Iterator[None]:
+    """The browser as a phone: 390x844, a finger for a pointer (set before a page loads)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 class Page:
     """What a person sees and does, in Selenium's words."""
 
@@ -71,6 +85,8 @@ class Page:
         wait_for(lambda: self.el("#connection").text == "connected", what="connected")
 
     def new_session(self, name: str, cwd: str = "/tmp") -> None:
+        if self.el("#menu").is_displayed() and not self.el("#sidebar").is_displayed():
+            self.el("#menu").click()  # a phone: the form is in the sidebar
         if self.el("#new-session").get_attribute("hidden") is not None:
             self.el("#new-toggle").click()
         self.el("#new-name").send_keys(name)
@@ -100,6 +116,41 @@ class Page:
 
     def wait_text(self, needle: str, timeout: float = 10) -> None:
         wait_for(lambda: needle in self.texts("#messages")[0], timeout, what=repr(needle))
+
+    def stored(self, kind: str) -> list[dict[str, Any]]:
+        """The page's stored entries of `kind` ("outbox", "refused"), one key each."""
+        found: list[dict[str, Any]] = self.d.execute_script(
+            "const prefix = arguments[0];"
+            "return Object.keys(localStorage).filter(k => k.startsWith(prefix))"
+            ".map(k => JSON.parse(localStorage.getItem(k)));",
+            f"supervisor-{kind}-{self.world.port}/",
+        )
+        return found
+
+    def store_old_list(self, kind: str, entries: list[Any]) -> None:
+        """A list as pages before one key per entry kept them (read once at load)."""
+        self.d.execute_script(
+            "localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))",
+            f"supervisor-{kind}-{self.world.port}", entries,
+        )  # fmt: skip
+
+    def tap(self, x: float, y: float) -> None:
+        """A finger's tap at (x, y) of the viewport (with the `phone` fixture)."""
+        self.d.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        self.d.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    def hold_next_upload(self) -> None:
+        """The page's next upload is made, then its answer held: `window.uploaded` is set,
+        and `window.sendNow()` lets the page go on."""
+        self.d.execute_script("""
+            const upload = window.fetch;
+            window.fetch = async (...args) => {
+              window.fetch = upload; // this upload only
+              const response = await upload(...args);
+              window.uploaded = true;
+              await new Promise((go) => { window.sendNow = go; });
+              return response;
+            };""")
 
     def thread_button(self, name: str) -> Any:
         for button in self.els("#threads button"):
@@ -205,15 +256,10 @@ def test_a_refused_press_gives_the_buttons_back_with_the_reason(
     # A press refused on a card answered meanwhile (here one left in the queue, refused on
     # the reload): the card shows its answer, with no buttons and nothing to press again.
     card = page.el("li.choice").get_attribute("data-id")
-    page.d.execute_script(
-        "localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))",
-        f"supervisor-outbox-{world.port}",
-        [{"type": "choose", "id": "late-press-0001", "message": card, "option": "sometimes"}],
-    )
+    page.store_old_list("outbox", [{"type": "choose", "id": "late-press-0001", "message": card, "option": "sometimes"}])
     driver.refresh()
     page.wait_connected()
-    wait_for(lambda: page.d.execute_script("return localStorage.getItem(arguments[0])",
-             f"supervisor-outbox-{world.port}") == "[]", what="the press refused")  # fmt: skip
+    wait_for(lambda: page.stored("outbox") == [], what="the press refused")
     assert "✅ Allowed" in page.texts("li.choice")[-1]
     assert not page.els("li.choice button") and not page.els("li.choice .reason")
     assert not page.el("#problem").is_displayed()  # no "not done" for what was done
@@ -280,12 +326,11 @@ def test_the_refused_messages_a_page_keeps_are_bounded_and_of_threads_that_exist
             for i in range(25)]  # fmt: skip
     gone = ["refused-gone", {"message": {"type": "post", "id": "refused-gone", "thread": "webt-gone",
                                          "text": "lost", "files": []}, "reason": "too long"}]  # fmt: skip
-    key = f"supervisor-refused-{world.port}"
-    page.d.execute_script("localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))", key, [gone, *kept])
+    page.store_old_list("refused", [gone, *kept])
     driver.refresh()
     page.wait_connected()
-    stored = json.loads(page.d.execute_script("return localStorage.getItem(arguments[0])", key))
-    assert [entry[0] for entry in stored] == [f"refused-{i:04d}" for i in range(5, 25)]
+    stored = sorted(page.stored("refused"), key=lambda entry: entry["at"])
+    assert [entry["message"]["id"] for entry in stored] == [f"refused-{i:04d}" for i in range(5, 25)]
     assert "words 24" in page.texts("li.refused")[-1]
 
 
@@ -299,15 +344,7 @@ def test_a_message_refused_by_a_locked_database_comes_back_with_its_files_on_edi
     page.new_session("locked")
     # The file is uploaded; then, before its message is sent, another program takes the
     # database (a sqlite3 shell left in a transaction) and holds it until the refusal.
-    page.d.execute_script("""
-        const upload = window.fetch;
-        window.fetch = async (...args) => {
-          window.fetch = upload; // this upload only
-          const response = await upload(...args);
-          window.uploaded = true;
-          await new Promise((go) => { window.sendNow = go; });
-          return response;
-        };""")
+    page.hold_next_upload()
     page.el("#files").send_keys(str(upload))
     page.send("see attached")
     wait_for(lambda: page.d.execute_script("return window.uploaded === true"), what="uploaded")
@@ -423,8 +460,7 @@ def test_a_message_whose_files_a_closed_page_never_uploaded_is_not_sent_without_
     assert "Not sent: the page was closed before its files were uploaded (attach its file again)" in (
         page.texts("li.refused")[0]
     )
-    outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
-    assert outbox == "[]"
+    assert page.stored("outbox") == []
     page.el("li.refused button.again").click()
     assert page.el("#text").get_attribute("value") == "see attached"
     assert world.core is not None and world.core.prompts_seen == []  # never sent without it
@@ -467,6 +503,59 @@ def test_two_tabs_show_the_same_thread_live(driver: Any, world: WebWorld) -> Non
     finally:
         driver.close()
         driver.switch_to.window(first)
+
+
+def test_two_tabs_queue_while_the_supervisor_is_down_and_each_message_arrives_once(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    """The tabs of one browser share its stored outbox. One tab's save overwrote the
+    entries another had queued (lost once that tab closed); and a tab loaded while
+    another still uploaded a message's file refused that message as left by a closed page."""
+    page = Page(driver, world).open()
+    page.new_session("tabs")
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    second = driver.current_window_handle
+    other = Page(driver, world).open()
+    wait_for(lambda: other.el("#thread-title").text == "tabs", what="same selection")
+    world.down()
+    wait_for(lambda: other.el("#connection").text == "reconnecting…", what="seen down")
+    driver.switch_to.window(first)
+    page.send("from the first tab")
+    driver.switch_to.window(second)
+    other.send("from the second tab")
+    driver.switch_to.window(first)
+    driver.close()  # the first tab is closed before the supervisor is back
+    driver.switch_to.window(second)
+    world.up()
+
+    other.wait_text("You said: from the first tab", timeout=15)
+    other.wait_text("You said: from the second tab", timeout=15)
+    time.sleep(1.0)  # any second delivery would show by now
+    assert world.core is not None
+    assert world.core.prompts_seen == ["from the first tab", "from the second tab"]
+    assert other.stored("outbox") == []
+
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    other.hold_next_upload()
+    other.el("#files").send_keys(str(upload))
+    other.send("see attached")
+    wait_for(lambda: other.d.execute_script("return window.uploaded === true"), what="uploaded")
+    driver.switch_to.new_window("tab")  # opened while the second tab's message waits for its file
+    try:
+        third = Page(driver, world).open()
+        time.sleep(0.5)  # a refusal of the message would show by now
+        assert not third.els("li.refused")
+        driver.switch_to.window(second)
+        other.d.execute_script("window.sendNow()")
+        other.wait_text("received notes.txt: 20 bytes")
+        assert world.core.received == [("notes.txt", upload.read_bytes())]
+        assert not other.els("li.refused") and other.stored("refused") == []
+    finally:
+        driver.switch_to.window(driver.window_handles[-1])
+        driver.close()
+        driver.switch_to.window(second)
 
 
 @pytest.mark.slow
@@ -801,18 +890,13 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
     # A queue the server will never take (as pages before the limits were checked kept
     # one): it is refused once, shown with its reason, and never sent again.
     too_many = [f"webf{i:02d}" for i in range(21)]
-    page.d.execute_script(
-        "localStorage.setItem(arguments[0], JSON.stringify(arguments[1]))",
-        f"supervisor-outbox-{world.port}",
-        [{"type": "post", "id": "stuck-message-0001", "thread": None, "text": "stuck", "files": too_many}],
-    )
+    page.store_old_list("outbox", [{"type": "post", "id": "stuck-message-0001", "thread": None, "text": "stuck", "files": too_many}])
     driver.refresh()
     page.wait_connected()
     wait_for(lambda: page.els("li.refused"), what="the refused message shown")
     # Its files were chosen before a reload: the page no longer holds them, and says so.
     assert "Not sent: 21 files attached; the limit is 20 per message (attach its 21 files again)" in page.texts("li.refused")[0]
-    outbox = page.d.execute_script("return localStorage.getItem(arguments[0])", f"supervisor-outbox-{world.port}")
-    assert outbox == "[]"
+    assert page.stored("outbox") == []
     driver.refresh()  # a reload before "Edit again" keeps the words
     page.wait_connected()
     assert "Not sent: 21 files attached" in page.texts("li.refused")[0]
@@ -825,3 +909,104 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
     page.send("!help")
     page.wait_text("Commands: ")
     assert not page.els("li.pending")
+
+
+def test_a_file_the_server_refuses_after_its_message_was_queued_refuses_the_message(
+    driver: Any, tmp_path: Path
+) -> None:
+    """The limit lowered while a message waited (queued with the supervisor down): its
+    upload is answered 413, and the message is refused with the file named, its file kept
+    for "Edit again", never sent without it."""
+    upload = tmp_path / "video.bin"
+    upload.write_bytes(b"x" * 6_000_000)  # under the 10 MB it is queued against
+    world = WebWorld(tmp_path / "state", max_upload_bytes=10_000_000).start()
+    try:
+        page = Page(driver, world).open()
+        page.new_session("lowered")
+        world.down()
+        wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+        page.el("#files").send_keys(str(upload))
+        wait_for(lambda: "video.bin" in page.el("#attachments").text, what="chip")
+        page.send("see attached")
+        assert page.els("li.pending")
+        world.max_upload_bytes = 1_000_000
+        world.up()
+
+        refusal = wait_for(lambda: page.texts("li.refused"), 15, what="the message refused")[0]
+        # In the words the composer uses, not the server's "413 ..." line.
+        assert refusal.startswith("see attached\nNot sent: video.bin is 6 MB; the limit is 1 MB per file (files.max_upload_mb) "), refusal
+        assert not page.els("li.pending") and page.el("#connection").text == "connected"
+        page.el("li.refused button.again").click()  # its words and its file back
+        assert page.el("#text").get_attribute("value") == "see attached"
+        assert "video.bin" in page.el("#attachments").text
+        page.el("#send").click()  # the page now knows the lower limit: kept in the box
+        wait_for(lambda: "the limit is 1 MB per file" in page.el("#problem").text, what="said")
+        assert world.core is not None and world.core.prompts_seen == []
+    finally:
+        world.close()
+
+
+def test_on_a_phone_the_empty_commands_thread_says_how_to_start_a_session(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    """A first start showed a blank page: the sessions' list (with "+ New session") is
+    behind ☰ and the header's command hint is hidden at this width."""
+    page = Page(driver, world).open()
+    hint = wait_for(lambda: page.texts("li.first-steps"), what="the first steps")[0]
+    assert "+ New session" in hint and "☰" in hint and "!new NAME DIRECTORY" in hint
+    assert page.el("li.first-steps").is_displayed()
+    page.send("!help")
+    page.wait_text("Commands: ")
+    assert not page.els("li.first-steps")  # a thread with messages needs no hint
+    driver.refresh()
+    page.wait_connected()
+    page.wait_text("Commands: ")
+    assert not page.els("li.first-steps")
+
+
+def test_on_a_phone_enter_starts_a_new_line_and_send_sends(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    """A phone's keyboard has no Shift+Enter: Enter sent the message, so no prompt could
+    have two lines."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = Page(driver, world).open()
+    page.new_session("thumbs")
+    assert page.el("#text").get_attribute("placeholder") == "Message"
+    page.el("#text").send_keys("first line", Keys.ENTER, "second line")
+    time.sleep(0.3)  # a message sent would be shown by now
+    assert page.el("#text").get_attribute("value") == "first line\nsecond line"
+    assert not page.els("#messages > li.user")
+    page.el("#send").click()
+    page.wait_text("You said: first line")
+    assert page.texts("#messages > li.user") == ["first line\nsecond line"]
+
+
+def test_on_a_phone_a_tap_beside_the_open_sidebar_closes_it(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    page = Page(driver, world).open()
+    page.el("#menu").click()
+    wait_for(lambda: page.el("#sidebar").is_displayed(), what="sidebar opens")
+    page.tap(375, 400)  # the strip of thread the sidebar leaves uncovered
+
+    wait_for(lambda: not page.el("#sidebar").is_displayed(), what="sidebar closed")
+    assert page.el("#menu").get_attribute("aria-expanded") == "false"
+
+
+def test_on_a_phone_a_long_file_name_does_not_widen_the_page(
+    driver: Any, world: WebWorld, phone: None, tmp_path: Path
+) -> None:
+    """A chip with a long name made the whole page scroll sideways, the composer half off
+    the screen."""
+    upload = tmp_path / ("scan_" + "0123456789" * 12 + ".pdf")
+    upload.write_bytes(b"%PDF-1.4\n")
+    page = Page(driver, world).open()
+    page.el("#files").send_keys(str(upload))
+    wait_for(lambda: "scan_" in page.el("#attachments").text, what="chip")
+
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= 390
+    remove = page.el("#attachments button").rect
+    assert remove["x"] + remove["width"] <= 390  # its × can be reached
+

@@ -263,6 +263,27 @@ def test_a_prompt_in_an_ended_session_shows_no_turn_starting(
     page.wait_text("This session has ended", timeout=15)
 
 
+def test_a_prompt_sent_while_the_supervisor_is_down_shows_no_turn_working(
+    driver: Any, product: SupervisorProcess
+) -> None:
+    """It showed "agent is working" and Stop at once, as if the turn ran: nothing runs
+    until the supervisor is back, and then its typing signal says so."""
+    product.start()
+    page = _page(driver, product)
+    _session(page, product, "offline")
+    page.send("first")
+    page.wait_text("✅ Done", timeout=20)
+    assert product.stop() == 0
+    wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+    page.send("[slow 6] typed while down")
+    assert page.els("li.pending")
+    time.sleep(0.6)  # the page redraws the typing line twice a second
+
+    assert not page.el("#typing").is_displayed() and not page.el("#stop").is_displayed()
+    product.start()
+    wait_for(lambda: page.el("#stop").is_displayed(), 20, what="Stop once the turn runs")
+
+
 # --- acceptance 3: reloads and restarts ------------------------------------------------
 
 

@@ -9,8 +9,18 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const OUTBOX_KEY = "supervisor-outbox-" + location.port;
-  const REFUSED_KEY = "supervisor-refused-" + location.port;
+  // The tabs of one browser share localStorage and write it while the others run: one
+  // stored list would be overwritten by whichever tab saved last, losing what another
+  // queued. So each entry has a key of its own, which only the page that queued it (its
+  // owner) writes. A page holds a Web Lock named after itself while it lives: an entry
+  // whose owner's lock is free was left by a page since closed (or reloaded), and one
+  // page adopts it, under that lock, to send it (the server would recognise a resend,
+  // but not a message whose files live in another tab's memory). Without Web Locks (a
+  // page over plain http from another host is no secure context) a page adopts every
+  // entry it finds at load, as the one list did.
+  const PAGE = clientId();
+  const OUTBOX = "supervisor-outbox-" + location.port + "/"; // + client id: {owner, message}
+  const REFUSED = "supervisor-refused-" + location.port + "/"; // + client id: {at, message, reason}
   const REFUSED_KEPT = 20;
   const TYPING_MS = 4500;
   const UPLOAD_RETRY_MS = 2000;
@@ -26,12 +36,13 @@
     typingUntil: new Map(),
     more: new Map(), // thread id -> true while older messages exist on the server
     // A long thread opens on its newest page; older pages are fetched on demand.
-    outbox: loadOutbox(), // [{id, type, ...}] not yet acknowledged
+    outbox: [], // [{id, type, ...}] not yet acknowledged, of this page's (see OUTBOX)
+    queued: 0, // when this page last queued an action: the outbox's order
     uploads: new Map(), // outbox id -> [File] still to upload (memory only)
     attached: new Map(), // outbox id -> [File] it carries, kept until its ack for "Edit again"
     // outbox id -> {message, reason, files}: the server will not take it. Kept (but for
     // its files) in localStorage, so a reload does not lose the words before "Edit again".
-    refused: loadRefused(),
+    refused: new Map(), // filled by loadRefused() at start
     choiceNotes: new Map(), // card id -> why the server refused its last press
     limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
@@ -43,21 +54,91 @@
     tokenRefused: false, // the problem line says the server refuses this page's token
   };
 
-  function loadOutbox() {
-    try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch (e) { return []; }
+  function readStored(key) {
+    try { return JSON.parse(localStorage.getItem(key)); } catch (e) { return null; }
   }
-  function saveOutbox() { localStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox)); }
+  function storedUnder(prefix) {
+    const keys = [];
+    for (let i = 0; i < localStorage.length; i++) if (localStorage.key(i).startsWith(prefix)) keys.push(localStorage.key(i));
+    return keys.map(readStored).filter((entry) => entry && entry.message);
+  }
+  function storeQueued(message) {
+    localStorage.setItem(OUTBOX + message.id, JSON.stringify({ owner: PAGE, message }));
+  }
+  function unqueue(id) {
+    state.outbox = state.outbox.filter((m) => m.id !== id);
+    localStorage.removeItem(OUTBOX + id);
+  }
+  const pageLock = (page) => "supervisor-page-" + location.port + "-" + page;
+  if (navigator.locks) navigator.locks.request(pageLock(PAGE), () => new Promise(() => {})); // held for life
+
+  // Another page's entries are this page's to send once that page is gone (see OUTBOX):
+  // it waits for each owner's lock, and the one page granted it first adopts them.
+  const watched = new Set(); // owners whose lock this page waits for
+  function watchLeftEntries() {
+    for (const { owner } of storedUnder(OUTBOX)) {
+      if (owner === PAGE || watched.has(owner)) continue;
+      watched.add(owner);
+      if (navigator.locks) navigator.locks.request(pageLock(owner), () => adoptEntriesOf(owner));
+      else adoptEntriesOf(owner);
+    }
+  }
+  function adoptEntriesOf(owner) {
+    const left = storedUnder(OUTBOX).filter((entry) => entry.owner === owner); // read again: adopted meanwhile?
+    for (const { message } of left) {
+      if (state.outbox.some((m) => m.id === message.id)) continue;
+      state.outbox.push(message);
+      storeQueued(message);
+    }
+    state.outbox.sort((a, b) => (a.queued || 0) - (b.queued || 0));
+    renderPending();
+    if (left.length && state.connected) flushOutbox();
+  }
+
+  // Refused messages, the newest few of every tab's: one waits to be edited again, not for ever.
   function loadRefused() {
-    try {
-      const saved = JSON.parse(localStorage.getItem(REFUSED_KEY) || "[]");
-      return new Map(saved.map(([id, entry]) => [id, { ...entry, files: null }]));
-    } catch (e) { return new Map(); }
+    trimRefused();
+    const saved = storedUnder(REFUSED).sort((a, b) => a.at - b.at);
+    return new Map(saved.map(({ message, reason }) => [message.id, { message, reason, files: null }]));
   }
-  function saveRefused() {
-    // The newest few: a refused message waits to be edited again, not for ever.
-    while (state.refused.size > REFUSED_KEPT) state.refused.delete(state.refused.keys().next().value);
-    const words = Array.from(state.refused, ([id, { message, reason }]) => [id, { message, reason }]);
-    localStorage.setItem(REFUSED_KEY, JSON.stringify(words));
+  function keepRefused(id, entry) {
+    state.refused.set(id, entry);
+    localStorage.setItem(REFUSED + id, JSON.stringify({ at: Date.now(), message: entry.message, reason: entry.reason }));
+    trimRefused();
+  }
+  function forgetRefused(id) {
+    state.refused.delete(id);
+    localStorage.removeItem(REFUSED + id);
+  }
+  function trimRefused() {
+    const newestFirst = storedUnder(REFUSED).sort((a, b) => b.at - a.at);
+    for (const { message } of newestFirst.slice(REFUSED_KEPT)) forgetRefused(message.id);
+  }
+  window.addEventListener("storage", (event) => {
+    // Without Web Locks another page's entries are adopted at load only (it may be open).
+    if (navigator.locks && event.key && event.key.startsWith(OUTBOX) && event.newValue) watchLeftEntries();
+    // Another tab's refusal shows here too, and its "Edit again" takes it away here.
+    if (!event.key || !event.key.startsWith(REFUSED)) return;
+    const id = event.key.slice(REFUSED.length);
+    const entry = event.newValue && readStored(event.key);
+    if (entry) state.refused.set(id, { message: entry.message, reason: entry.reason, files: null });
+    else state.refused.delete(id);
+    renderPending();
+  });
+
+  // Pages before the keys of their own kept one list of each: taken apart once (two tabs
+  // doing it at once write the same entries).
+  function splitOldLists() {
+    const outbox = readStored("supervisor-outbox-" + location.port);
+    const refused = readStored("supervisor-refused-" + location.port);
+    if (Array.isArray(outbox)) {
+      outbox.forEach((message, i) => localStorage.setItem(OUTBOX + message.id, JSON.stringify({ owner: "", message: { ...message, queued: i } })));
+    }
+    if (Array.isArray(refused)) {
+      refused.forEach(([id, { message, reason }], i) => localStorage.setItem(REFUSED + id, JSON.stringify({ at: i, message, reason })));
+    }
+    localStorage.removeItem("supervisor-outbox-" + location.port);
+    localStorage.removeItem("supervisor-refused-" + location.port);
   }
 
   function clientId() {
@@ -135,9 +216,8 @@
         renderTyping();
         break;
       case "ack":
-        state.outbox = state.outbox.filter((m) => m.id !== update.id);
+        unqueue(update.id);
         state.attached.delete(update.id);
-        saveOutbox();
         break;
       case "error":
         refused(update.id, update.text);
@@ -150,22 +230,24 @@
   function refused(id, reason) {
     const message = state.outbox.find((m) => m.id === id);
     if (!message) return;
-    state.outbox = state.outbox.filter((m) => m.id !== id);
-    saveOutbox();
     state.uploads.delete(id);
     const files = state.attached.get(id) || null; // null: the page was reloaded since
     state.attached.delete(id);
     const card = message.type === "choose" ? loadedMessage(message.message) : null;
     if (message.type === "post" && state.threads.has(message.thread || "main")) {
-      state.refused.set(id, { message, reason, files }); // shown in its thread
-      saveRefused();
+      keepRefused(id, { message, reason, files }); // shown in its thread
+      unqueue(id); // once kept as refused: a page closed in between loses neither
       renderPending();
     } else if (card) {
       // Drawn again as the page knows it: buttons to press again, with the reason beside
       // them; or, if it was answered meanwhile, its answer.
       state.choiceNotes.set(card.id, reason);
+      unqueue(id);
       if (card.thread_id === state.selected) renderMessage(card);
-    } else showProblem((message.type === "post" ? "Not sent: " : "Not done: ") + reason);
+    } else {
+      unqueue(id);
+      showProblem((message.type === "post" ? "Not sent: " : "Not done: ") + reason);
+    }
   }
 
   function loadedMessage(id) {
@@ -199,9 +281,8 @@
     // A refused message of a thread this history does not hold (reset since) can never
     // be shown, nor edited again.
     for (const [id, { message }] of state.refused) {
-      if (!state.threads.has(message.thread || "main")) state.refused.delete(id);
+      if (!state.threads.has(message.thread || "main")) forgetRefused(id);
     }
-    saveRefused();
     // Turns running now: busy at once, not at their next typing signal.
     for (const id of update.typing || []) state.typingUntil.set(id, Date.now() + TYPING_MS);
     state.version = Math.max(state.version, update.version);
@@ -264,7 +345,7 @@
         state.uploadRetry = UPLOAD_RETRY_MS;
         state.uploads.delete(message.id);
         delete message.attaching;
-        saveOutbox();
+        storeQueued(message);
       } else if (message.attaching) {
         // Its files were chosen in a page closed (or reloaded) before they could be
         // uploaded: the words alone must not go as if that were the whole message.
@@ -283,13 +364,22 @@
     return (bytes / 1e6).toLocaleString("en", { maximumFractionDigits: 1 });
   }
 
+  function overTheLimit(file) {
+    return `${file.name} is ${megabytes(file.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb)`;
+  }
+
   async function uploadAll(files) {
     const ids = [];
     for (const file of files) {
       const response = await fetch("/api/files?name=" + encodeURIComponent(file.name), {
         method: "POST", body: file, credentials: "same-origin",
       });
-      if (response.status === 413) throw new TooLarge(`${file.name}: ${await response.text()}`);
+      if (response.status === 413) {
+        // Said as the composer says it (the welcome before this upload gave the limit
+        // now); a 413 of something in between (a proxy) says its own limit, as a page.
+        const over = state.limits.max_file_bytes && file.size > state.limits.max_file_bytes;
+        throw new TooLarge(over ? overTheLimit(file) : `${file.name} is larger than the server takes (413)`);
+      }
       if (!response.ok) throw new Error(`${file.name}: ${(await response.text()) || response.status}`);
       ids.push((await response.json()).id);
     }
@@ -298,8 +388,9 @@
 
   function enqueue(message) {
     message.id = clientId();
+    message.queued = state.queued = Math.max(Date.now(), state.queued + 1);
     state.outbox.push(message);
-    saveOutbox();
+    storeQueued(message);
     return message;
   }
 
@@ -435,10 +526,20 @@
       const fragment = document.createDocumentFragment();
       if (state.more.get(state.selected)) fragment.append(earlierNode());
       for (const m of rows) fragment.append(messageNode(m));
+      if (!rows.length && state.selected === "main") fragment.append(firstStepsNode());
       list.append(fragment);
     }
     renderPending();
     list.scrollTop = fromBottom ? list.scrollHeight - fromBottom : list.scrollHeight;
+  }
+
+  // A fresh start shows an empty Commands thread; on a phone the sessions' list (and its
+  // "+ New session") is behind ☰, and the header's command hint is hidden.
+  function firstStepsNode() {
+    const li = document.createElement("li");
+    li.className = "first-steps";
+    li.textContent = "No sessions yet. Start one with “+ New session” (in the ☰ menu on a small screen), or here with !new NAME DIRECTORY. !help lists the commands.";
+    return li;
   }
 
   function earlierNode() {
@@ -459,6 +560,7 @@
     const list = $("messages");
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
     const node = messageNode(message);
+    list.querySelector("li.first-steps")?.remove();
     const existing = list.querySelector(`li[data-id="${CSS.escape(message.id)}"]`);
     if (existing) existing.replaceWith(node);
     else {
@@ -572,8 +674,7 @@
           state.files.push(...files);
           renderAttachments();
         }
-        state.refused.delete(id);
-        saveRefused();
+        forgetRefused(id);
         renderPending();
         box.focus();
       });
@@ -641,15 +742,16 @@
     }
     const big = state.limits.max_file_bytes ? files.find((f) => f.size > state.limits.max_file_bytes) : null;
     if (big) {
-      showProblem(`${big.name} is ${megabytes(big.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb). Remove it, or share it another way.`);
+      showProblem(`${overTheLimit(big)}. Remove it, or share it another way.`);
       return;
     }
     showProblem("");
     const thread = state.selected === "main" ? null : state.selected;
     const over = thread && ["ended", "failed"].includes(state.threads.get(thread)?.state);
-    if (thread && !over && !text.trim().startsWith("!")) {
+    if (thread && !over && state.connected && !text.trim().startsWith("!")) {
       // A prompt starts a turn (or waits for the running one): Stop is useful from now
-      // on, before the supervisor's first typing signal.
+      // on, before the supervisor's first typing signal. Not while the supervisor is
+      // down: nothing works on it until it is back (and its typing signal says so).
       state.typingUntil.set(thread, Date.now() + TYPING_MS);
       renderTyping();
     }
@@ -684,6 +786,9 @@
     }));
   }
 
+  // A phone's keyboard has no Shift+Enter: there Enter starts a new line and Send sends.
+  const ENTER_SENDS = !matchMedia("(pointer: coarse)").matches;
+
   function openSidebar() {
     $("sidebar").classList.add("open");
     $("menu").setAttribute("aria-expanded", "true");
@@ -696,8 +801,9 @@
   function wire() {
     $("composer").addEventListener("submit", post);
     $("text").addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) post(e);
+      if (ENTER_SENDS && e.key === "Enter" && !e.shiftKey && !e.isComposing) post(e);
     });
+    if (!ENTER_SENDS) $("text").placeholder = "Message";
     $("files").addEventListener("change", (e) => {
       state.files.push(...Array.from(e.target.files));
       e.target.value = "";
@@ -710,6 +816,8 @@
       if ($("sidebar").classList.contains("open")) closeSidebar(); else openSidebar();
     });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSidebar(); });
+    // On a small screen the open sidebar covers most of the thread: a tap on the rest closes it.
+    $("thread").addEventListener("click", () => { if ($("sidebar").classList.contains("open")) closeSidebar(); });
     $("new-toggle").addEventListener("click", () => {
       const form = $("new-session");
       form.hidden = !form.hidden;
@@ -752,6 +860,9 @@
   window.addEventListener("hashchange", followHash);
 
   wire();
+  splitOldLists();
+  state.refused = loadRefused();
   showConnection();
+  watchLeftEntries();
   connect();
 })();
