@@ -400,6 +400,43 @@ async def test_an_edit_by_a_later_run_grows_a_post_in_its_topic_and_reaches_all_
             assert shown.count("short again") == 1 and "now short" in shown
 
 
+async def test_a_post_of_one_message_an_earlier_run_sent_grows_in_its_topic_though_its_first_part_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    """An edit by a later run that grows a post of one message into two, its first part
+    as it was: Telegram answers that part "message is not modified", which tells no
+    topic; the new part still goes to the post's topic, not the chat's main view."""
+    full = "x" * 4096  # one message at Telegram's limit: the grown text's first part is it
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "iota") as (fake, front, root, topic):
+            post = await front.tg.create_post(CHANNEL, full, root_id=root.id, idempotency_key="answer")
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                await again.tg.edit_post(post.id, full + "y" * 10)
+            assert fake.bot_messages(ALICE, None) == []
+            assert [s.message["text"] for s in said(fake, topic)[1:]] == [full, "y" * 10]
+
+
+async def test_without_topics_an_edit_by_a_later_run_keeps_the_sessions_prefix(tmp_path: Path) -> None:
+    """Without topics every message of a session starts with `[NAME]`: so does one an
+    earlier run sent (a message, or a draft made real) when a later run edits it, and
+    a reply to it still goes to that session."""
+    with trio.fail_after(20):
+        async with running(topics=False) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="kappa")
+                post = await front.tg.create_post(CHANNEL, "thinking", root_id=root.id, idempotency_key="p1")
+                growing = await front.tg.create_growing(CHANNEL, "drafting", root_id=root.id, idempotency_key="p2")
+                await front.tg.keep_all_drafts()  # a stop: the draft becomes a message
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                await again.tg.edit_post(post.id, "the answer")
+                await again.tg.edit_post(growing.id, "the draft's answer")
+                replied = again.tg.root_of_message(ALICE, ids.parse_post(post.id)[1])
+            shown = [s.message["text"] for s in fake.bot_messages(ALICE)]
+            assert shown == ["h", "[kappa] the answer", "[kappa] the draft's answer"]
+            assert replied == root.id
+
+
 async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
     """A topic the person opens stands for `!new NAME`: accepted, the session's thread is
     that topic (the core marks the `!new` handled, then opens the thread); refused (e.g.
@@ -470,7 +507,7 @@ async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_p
 def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:
     (tmp_path / "telegram.json").write_text('{"version": 1, "offset": 5, "keys": {"a": "tg:1:2"}}')
     memory = Memory.open(tmp_path)
-    assert (memory.offset, memory.keys, memory.posts) == (5, {"a": "tg:1:2"}, {})
+    assert (memory.offset, memory.keys, memory.posts, memory.roots) == (5, {"a": "tg:1:2"}, {}, {})
     memory.remember_parts("tg:1:2", [2], 9)  # one message: an edit reaches it by its id
     memory.remember_parts("tg:1:3", [3, 4], 9)
     assert list(memory.posts) == ["tg:1:3"] and memory.posts["tg:1:3"].parts == (3, 4)

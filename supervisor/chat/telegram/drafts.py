@@ -286,8 +286,7 @@ class GrowingPosts:
                                         key=DRAFT_KEY + growing.post_id)  # fmt: skip
         self.drafts.finish(growing.post_id)
         self.drafts.made_real(growing.post_id, sent.id)
-        if not self.messages.topics:
-            self.messages.belongs_to(sent.id, growing.root_id)
+        self.messages.belongs_to(sent.id, growing.root_id)
         self.memory.remember_key(DRAFT_KEY + growing.post_id, sent.id)
         await self.memory.commit()
 

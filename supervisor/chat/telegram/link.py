@@ -222,7 +222,7 @@ class TelegramLink:
                     raise
                 # The topic the person opened is gone meanwhile (deleted, closed): the main view.
                 sent = await self.messages.send(chat_id, None, message, prefix, key=idempotency_key)
-        if root_id and not self.topics:
+        if root_id:  # durable with the key: a later run's edit keeps it in its topic, or its prefix
             self.messages.belongs_to(sent.id, root_id)
         if idempotency_key:
             self.memory.remember_key(idempotency_key, sent.id)
