@@ -384,7 +384,7 @@ async def test_text_in_a_topic_of_no_session_is_answered_in_that_topic(tmp_path:
     with trio.fail_after(40):
         async with started_tg_world(tmp_path) as w:
             await w.new_session("alpha")
-            before = w.text(None)
+            before = await w.answered(None, "Started session alpha")  # (after its topic's header)
             topic = w.fake.user_creates_topic(ALICE, "alpha")
             refusal = await w.answered(topic, "⚠️")
             assert "already called alpha" in refusal and w.text(None) == before
