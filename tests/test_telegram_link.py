@@ -147,6 +147,35 @@ async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach
             assert (tmp_path / "telegram.json").exists()
 
 
+async def test_a_message_in_a_group_is_told_where_the_bot_works_and_never_reaches_the_core(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person who added the bot to a group and writes there hears, once an hour, that it
+    works in private chats only (and the log says so), instead of silence; other people's
+    talk there gets nothing. The updates are confirmed; the core sees only the private chat."""
+    group = -100777
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_user(MALLORY, "Mallory")
+            fake.user_sends_in_group(MALLORY, group, "hello all")
+            fake.user_sends_in_group(ALICE, group, "/new@fake_claude_bot alpha")
+            fake.user_sends_in_group(ALICE, group, "/new alpha")
+            fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                event = await receive.receive()
+                assert isinstance(event, Posted) and event.post.message == "!help"
+                assert event.post.channel_id == CHANNEL
+                help_update = max(fake.delivered)
+                await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
+                nursery.cancel_scope.cancel()
+            [told] = [s.message["text"] for s in fake.bot_messages(group)]
+            assert told == "I work only in a private chat: write to me there, @fake_claude_bot."
+            assert fake.bot_messages(ALICE) == []
+            assert caplog.text.count("the bot works in private chats only") == 1
+
+
 async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(tmp_path: Path) -> None:
     with trio.fail_after(10):
         async with running(topics=True) as fake:
