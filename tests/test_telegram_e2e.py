@@ -425,6 +425,7 @@ async def test_a_refused_token_stops_the_start_with_a_plain_error_that_never_sho
             log = w.log_text()
             assert process.returncode != 0
             assert "Telegram refused the bot token (401 on getMe): get the bot's token from @BotFather" in log
+            assert "Traceback" not in log and log.count("refused the bot token") == 1  # one sentence, said once
             assert wrong not in log and wrong.split(":")[1] not in log
 
 

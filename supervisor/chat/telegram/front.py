@@ -93,6 +93,10 @@ _VERBS: Final = frozenset(
 )
 
 
+class TokenRefused(Exception):
+    """Telegram refused the bot token at start: one sentence for the person, no traceback."""
+
+
 class TelegramFrontEnd:
     """One bot. Built by `connect`; `run` is its event task (start it with nursery.start)."""
 
@@ -138,10 +142,10 @@ class TelegramFrontEnd:
         try:
             me = await api.get_me()
         except BaseException as exc:
-            if isinstance(exc, Unauthorized):
-                log.error("Telegram refused the bot token (401 on getMe): %s", TOKEN_FIX)
             with trio.CancelScope(shield=True):  # a stop while Telegram does not answer yet
                 await api.aclose()
+            if isinstance(exc, Unauthorized):
+                raise TokenRefused(f"Telegram refused the bot token (401 on getMe): {TOKEN_FIX}") from exc
             raise
         bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
         memory = Memory.open(state_dir)
