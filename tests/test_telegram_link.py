@@ -323,6 +323,22 @@ async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(
             assert ALICE not in front.tg.drafts.off
 
 
+async def test_drafts_show_again_after_the_person_unblocked_the_bot(tmp_path: Path) -> None:
+    """A person who blocked the bot makes every call to their chat fail with 403, drafts
+    too: that is no chat without drafts, and once unblocked the answers stream as drafts
+    again (they were messages edited in place until a restart)."""
+    blocked = "Forbidden: bot was blocked by the user"
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "lambda") as (fake, front, root, topic):
+            link = front.tg
+            fake.fail("sendMessageDraft", 403, blocked)
+            with pytest.raises(ChatError):
+                await link.create_growing(CHANNEL, "while blocked", root_id=root.id, idempotency_key="")
+            await link.create_growing(CHANNEL, "unblocked", root_id=root.id, idempotency_key="")
+            assert fake.chat(ALICE).live_drafts[topic][1] == "unblocked"
+            assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []  # nothing sent twice
+
+
 async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with in_a_topic(tmp_path, "epsilon") as (fake, front, root, topic):
