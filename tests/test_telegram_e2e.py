@@ -397,6 +397,7 @@ async def test_the_refusal_for_a_topic_deleted_meanwhile_is_said_in_the_main_vie
     with trio.fail_after(40):
         async with started_tg_world(tmp_path) as w:
             await w.new_session("alpha")
+            await w.answered(None, "Started session alpha")  # not the send the fault is for
             w.fake.fail("sendMessage", 400, "Bad Request: message thread not found")
             w.fake.user_creates_topic(ALICE, "alpha")
             await w.answered(None, "already called alpha")
