@@ -152,12 +152,14 @@ def _run(config: Config) -> int:
 
 def _said_plainly(exc: BaseException) -> BaseException | None:
     """A failure that is one sentence for the person (the web chat's port is taken, the
-    state directory is another supervisor's or cannot be written), found in the exception
-    groups the nurseries wrap it in; None for anything else."""
+    state directory is another supervisor's or cannot be written, Telegram refuses the
+    bot token), found in the exception groups the nurseries wrap it in; None for anything
+    else."""
+    from supervisor.chat.telegram.front import TokenRefused
     from supervisor.chat.web.server import CannotListen
     from supervisor.runtime.store import StateDirInUse, StateDirUnwritable
 
-    if isinstance(exc, (CannotListen, StateDirInUse, StateDirUnwritable)):
+    if isinstance(exc, (CannotListen, StateDirInUse, StateDirUnwritable, TokenRefused)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

@@ -338,6 +338,33 @@ async def test_a_session_started_for_a_topic_the_person_opened_says_so_in_that_t
             assert "Started session mine" not in w.text(None)
 
 
+async def test_a_topic_the_person_opened_whose_answer_a_kill_cut_is_answered_there_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """The `!new` of a topic the person opened is handled and the session's header is in
+    that topic when a kill cuts its answer: the next start finishes the session and says
+    "Started" in that topic, where the person is, not in the main view."""
+    def answer_tried() -> bool:
+        return any("Started session" in c.params.get("text", "") for c in w.fake.calls_of("sendMessage"))
+
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.fake.fail("sendMessage", 500, after=1, count=10_000)  # the header goes out, the answer never
+            w.spawn()
+            topic = w.fake.user_creates_topic(ALICE, "mine")
+            await w.wait_for(answer_tried, timeout=30)
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=30)  # handled: confirmed
+            w.kill()
+            w.fake.clear_faults()
+            w.spawn()
+            await w.answered(topic, "Started session mine", timeout=30)
+            assert "Session mine " in w.text(topic) and w.text(None) == ""
+            assert list(w.fake.chat(ALICE).topics.values()) == ["mine"]
+            w.say("still mine", topic)
+            await w.answered(topic, "echo #1: still mine", timeout=30)
+
+
 async def test_a_topic_named_in_words_becomes_a_session_of_a_valid_name_there(tmp_path: Path) -> None:
     """"Bug fix" is no `/new Bug` in a directory `fix`: the session is "Bug-fix", in the
     default directory, and the person's topic is its topic."""
@@ -357,7 +384,7 @@ async def test_text_in_a_topic_of_no_session_is_answered_in_that_topic(tmp_path:
     with trio.fail_after(40):
         async with started_tg_world(tmp_path) as w:
             await w.new_session("alpha")
-            before = w.text(None)
+            before = await w.answered(None, "Started session alpha")  # (after its topic's header)
             topic = w.fake.user_creates_topic(ALICE, "alpha")
             refusal = await w.answered(topic, "⚠️")
             assert "already called alpha" in refusal and w.text(None) == before
@@ -370,6 +397,7 @@ async def test_the_refusal_for_a_topic_deleted_meanwhile_is_said_in_the_main_vie
     with trio.fail_after(40):
         async with started_tg_world(tmp_path) as w:
             await w.new_session("alpha")
+            await w.answered(None, "Started session alpha")  # not the send the fault is for
             w.fake.fail("sendMessage", 400, "Bad Request: message thread not found")
             w.fake.user_creates_topic(ALICE, "alpha")
             await w.answered(None, "already called alpha")
@@ -398,6 +426,7 @@ async def test_a_refused_token_stops_the_start_with_a_plain_error_that_never_sho
             log = w.log_text()
             assert process.returncode != 0
             assert "Telegram refused the bot token (401 on getMe): get the bot's token from @BotFather" in log
+            assert "Traceback" not in log and log.count("refused the bot token") == 1  # one sentence, said once
             assert wrong not in log and wrong.split(":")[1] not in log
 
 

@@ -147,6 +147,35 @@ async def test_updates_are_confirmed_only_once_handled_and_strangers_never_reach
             assert (tmp_path / "telegram.json").exists()
 
 
+async def test_a_message_in_a_group_is_told_where_the_bot_works_and_never_reaches_the_core(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person who added the bot to a group and writes there hears, once an hour, that it
+    works in private chats only (and the log says so), instead of silence; other people's
+    talk there gets nothing. The updates are confirmed; the core sees only the private chat."""
+    group = -100777
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            fake.add_user(MALLORY, "Mallory")
+            fake.user_sends_in_group(MALLORY, group, "hello all")
+            fake.user_sends_in_group(ALICE, group, "/new@fake_claude_bot alpha")
+            fake.user_sends_in_group(ALICE, group, "/new alpha")
+            fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                event = await receive.receive()
+                assert isinstance(event, Posted) and event.post.message == "!help"
+                assert event.post.channel_id == CHANNEL
+                help_update = max(fake.delivered)
+                await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
+                nursery.cancel_scope.cancel()
+            [told] = [s.message["text"] for s in fake.bot_messages(group)]
+            assert told == "I work only in a private chat: write to me there, @fake_claude_bot."
+            assert fake.bot_messages(ALICE) == []
+            assert caplog.text.count("the bot works in private chats only") == 1
+
+
 async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(tmp_path: Path) -> None:
     with trio.fail_after(10):
         async with running(topics=True) as fake:
@@ -294,6 +323,22 @@ async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(
             assert ALICE not in front.tg.drafts.off
 
 
+async def test_drafts_show_again_after_the_person_unblocked_the_bot(tmp_path: Path) -> None:
+    """A person who blocked the bot makes every call to their chat fail with 403, drafts
+    too: that is no chat without drafts, and once unblocked the answers stream as drafts
+    again (they were messages edited in place until a restart)."""
+    blocked = "Forbidden: bot was blocked by the user"
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "lambda") as (fake, front, root, topic):
+            link = front.tg
+            fake.fail("sendMessageDraft", 403, blocked)
+            with pytest.raises(ChatError):
+                await link.create_growing(CHANNEL, "while blocked", root_id=root.id, idempotency_key="")
+            await link.create_growing(CHANNEL, "unblocked", root_id=root.id, idempotency_key="")
+            assert fake.chat(ALICE).live_drafts[topic][1] == "unblocked"
+            assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []  # nothing sent twice
+
+
 async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with in_a_topic(tmp_path, "epsilon") as (fake, front, root, topic):
@@ -400,6 +445,43 @@ async def test_an_edit_by_a_later_run_grows_a_post_in_its_topic_and_reaches_all_
             assert shown.count("short again") == 1 and "now short" in shown
 
 
+async def test_a_post_of_one_message_an_earlier_run_sent_grows_in_its_topic_though_its_first_part_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    """An edit by a later run that grows a post of one message into two, its first part
+    as it was: Telegram answers that part "message is not modified", which tells no
+    topic; the new part still goes to the post's topic, not the chat's main view."""
+    full = "x" * 4096  # one message at Telegram's limit: the grown text's first part is it
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "iota") as (fake, front, root, topic):
+            post = await front.tg.create_post(CHANNEL, full, root_id=root.id, idempotency_key="answer")
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                await again.tg.edit_post(post.id, full + "y" * 10)
+            assert fake.bot_messages(ALICE, None) == []
+            assert [s.message["text"] for s in said(fake, topic)[1:]] == [full, "y" * 10]
+
+
+async def test_without_topics_an_edit_by_a_later_run_keeps_the_sessions_prefix(tmp_path: Path) -> None:
+    """Without topics every message of a session starts with `[NAME]`: so does one an
+    earlier run sent (a message, or a draft made real) when a later run edits it, and
+    a reply to it still goes to that session."""
+    with trio.fail_after(20):
+        async with running(topics=False) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="kappa")
+                post = await front.tg.create_post(CHANNEL, "thinking", root_id=root.id, idempotency_key="p1")
+                growing = await front.tg.create_growing(CHANNEL, "drafting", root_id=root.id, idempotency_key="p2")
+                await front.tg.keep_all_drafts()  # a stop: the draft becomes a message
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                await again.tg.edit_post(post.id, "the answer")
+                await again.tg.edit_post(growing.id, "the draft's answer")
+                replied = again.tg.root_of_message(ALICE, ids.parse_post(post.id)[1])
+            shown = [s.message["text"] for s in fake.bot_messages(ALICE)]
+            assert shown == ["h", "[kappa] the answer", "[kappa] the draft's answer"]
+            assert replied == root.id
+
+
 async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
     """A topic the person opens stands for `!new NAME`: accepted, the session's thread is
     that topic (the core marks the `!new` handled, then opens the thread); refused (e.g.
@@ -470,7 +552,7 @@ async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_p
 def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:
     (tmp_path / "telegram.json").write_text('{"version": 1, "offset": 5, "keys": {"a": "tg:1:2"}}')
     memory = Memory.open(tmp_path)
-    assert (memory.offset, memory.keys, memory.posts) == (5, {"a": "tg:1:2"}, {})
+    assert (memory.offset, memory.keys, memory.posts, memory.roots) == (5, {"a": "tg:1:2"}, {}, {})
     memory.remember_parts("tg:1:2", [2], 9)  # one message: an edit reaches it by its id
     memory.remember_parts("tg:1:3", [3, 4], 9)
     assert list(memory.posts) == ["tg:1:3"] and memory.posts["tg:1:3"].parts == (3, 4)

@@ -44,6 +44,7 @@ class SessionRecord:
     # The `!new` that made this session is handled (in the same write as this record) but
     # its answer, "Started session ... <link>", may not be posted yet: a start finishes it.
     answer_pending: bool = False
+    new_post_id: str = ""  # that `!new` post ("" from the config): the answer goes beside it
     created_at: str = ""  # UTC ISO 8601
     has_history: bool = False  # the agent conversation has at least one prompt
     status: str = "live"  # live | suspended | ended | failed

@@ -237,7 +237,7 @@ class Desk:
             # a crash after it is finished by the next start (`recover_unannounced`). Either
             # way the command is handled once and answered once.
             await self.store.save(record, handled=(command.channel_id, command.id) if command else None)
-        await self._announce(record, recovering=False, reply_to=command.id if command else "")
+        await self._announce(record, recovering=False)
         return None
 
     def _record(
@@ -253,6 +253,7 @@ class Desk:
             persona=persona or "",
             root_pending_id=f"{user_id}:{uuid.uuid4().hex}",
             answer_pending=command is not None,
+            new_post_id=command.id if command else "",
             created_at=texts.utc_iso(time.time()),
             from_config=command is None,
             agent=self.registry.agents.record_name(agent or ""),
@@ -290,11 +291,11 @@ class Desk:
             except Exception as exc:  # any one front end's answer must not stop the start
                 log.error("could not finish announcing session %s (%s); the next start tries again", record.name, exc)
 
-    async def _announce(self, record: SessionRecord, *, recovering: bool, reply_to: str = "") -> None:
-        """Post the thread root, make the session routable, answer its `!new` (`reply_to`,
-        if known: the front end may answer beside it, as it does a refusal), record that
-        all of it is done, then launch it. Recovering, what already reached the server is
-        found (`announce`), never posted twice."""
+    async def _announce(self, record: SessionRecord, *, recovering: bool) -> None:
+        """Post the thread root, make the session routable, answer its `!new` (beside
+        that post, where the front end places answers so, as it does a refusal: also
+        after a crash), record that all of it is done, then launch it. Recovering, what
+        already reached the server is found (`announce`), never posted twice."""
         me = self.chat.me.id
         seen: list[Post] = []
         if recovering:
@@ -312,7 +313,7 @@ class Desk:
                 try:
                     await self.chat.create_post(
                         record.channel_id, answer, idempotency_key=announce.answer_pending_id(record),
-                        reply_to=reply_to,
+                        reply_to=record.new_post_id,
                     )
                 except Exception as exc:  # an answer we cannot read too: the thread is there
                     log.error("could not answer !new %s: %s", record.name, exc)

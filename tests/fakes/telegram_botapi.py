@@ -19,6 +19,8 @@ Acting as a person (each makes an update; sync, no I/O):
         document=(name, bytes); photo=bytes; edited_id: an edited_message of that message
     fake.user_presses(user_id, message_id, data) -> callback query id
     fake.user_creates_topic(user_id, name) -> message_thread_id (a forum_topic_created message)
+    fake.user_sends_in_group(user_id, group_id, text) -> message dict (in a supergroup;
+        the bot's messages there: fake.bot_messages(group_id))
     fake.stop_draft(user_id, draft_id, thread_id=None)   # 10.3 stopped_message_generation
     fake.user_stops_draft(user_id, thread_id=None) -> update id: Stop pressed on the draft
         shown there now (it must have been sent with can_stop); the draft goes away
@@ -151,6 +153,7 @@ class ChatState:
     stoppable: set[int | None] = attrs.Factory(set)  # live drafts sent with can_stop
     actions: list[tuple[int | None, str]] = attrs.Factory(list)
     next_id: int = 1
+    group: JSON | None = None  # a group's Chat (`user_sends_in_group`); None: a private chat
 
 
 @attrs.define
@@ -362,6 +365,18 @@ class FakeBotApi:
         else:
             chat.messages[message["message_id"]] = Sent(message)
             self.add_update({"message": message})
+        return message
+
+    def user_sends_in_group(self, user_id: int, group_id: int, text: str, *, title: str = "team") -> JSON:
+        """That person's message in a supergroup the bot is in (made at the first)."""
+        group = self._chats.setdefault(group_id, ChatState(
+            {"id": group_id, "is_bot": False, "first_name": title},
+            group={"id": group_id, "type": "supergroup", "title": title},
+        ))  # fmt: skip
+        message: JSON = {"message_id": self._next_message_id(group), "from": self._chats[user_id].user,
+                         "chat": group.group, "date": 1_780_000_000, "text": text}  # fmt: skip
+        group.messages[message["message_id"]] = Sent(message)
+        self.add_update({"message": message})
         return message
 
     def user_presses(self, user_id: int, message_id: int, data: str) -> str:
@@ -741,7 +756,7 @@ class FakeBotApi:
             "message_id": self._next_message_id(chat),
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "Claude",
                      "username": self.username},
-            "chat": _private(chat.user),
+            "chat": chat.group or _private(chat.user),
             "date": 1_780_000_000,
         }  # fmt: skip
         if thread_id is not None:

@@ -16,7 +16,9 @@ Rules kept here:
 - a place's draft has one draft id, and a Stop pressed on it names the session's thread
   (`root_of_draft`), for this run (a draft lasts seconds);
 - drafts that failed in a chat (an older Bot API server, a chat that refuses them) are not
-  tried again there (`off`): that chat gets one message edited in place.
+  tried again there (`off`): that chat gets one message edited in place. A person who
+  blocked the bot (403) is no such chat: the post fails as a message would, and drafts
+  show again once they unblock it.
 
 `Drafts` (sans-IO: no I/O, no clock) keeps that bookkeeping; `GrowingPosts` (trio) shows
 the drafts, sends again the ones Telegram would drop (about 30 s without news), and makes
@@ -46,7 +48,7 @@ import trio
 
 from supervisor.chat import ChatError
 from supervisor.chat.telegram import ids, runs
-from supervisor.chat.telegram.calls import BadRequest, BotApiError
+from supervisor.chat.telegram.calls import BadRequest, BotApiError, Forbidden
 from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import keep_newest
@@ -159,8 +161,12 @@ class GrowingPosts:
         prefix = f"[{thread.title}] " if not self.messages.topics else ""
         growing = self.drafts.start(chat_id, thread.topic_id, root_id, message, prefix)
         growing.changed_at = trio.current_time()
-        if await self._show(growing):
-            return self._post(growing)
+        try:
+            if await self._show(growing):
+                return self._post(growing)
+        except BaseException:
+            self.drafts.finish(growing.post_id)  # the core never had it: its place is free
+            raise
         self.drafts.finish(growing.post_id)
         return None
 
@@ -271,6 +277,8 @@ class GrowingPosts:
                     raise
                 await api.send_message_draft(growing.chat_id, growing.draft_id, runs.plain_text(html),
                                              thread_id=growing.topic_id, can_stop=True, plain=True)  # fmt: skip
+        except Forbidden:
+            raise  # the person blocked the bot: no message gets there either, and drafts come back with it
         except BotApiError as exc:
             log.info("drafts refused in chat %s (%s): editing a message instead",
                      growing.chat_id, exc.description)  # fmt: skip
@@ -286,8 +294,7 @@ class GrowingPosts:
                                         key=DRAFT_KEY + growing.post_id)  # fmt: skip
         self.drafts.finish(growing.post_id)
         self.drafts.made_real(growing.post_id, sent.id)
-        if not self.messages.topics:
-            self.messages.belongs_to(sent.id, growing.root_id)
+        self.messages.belongs_to(sent.id, growing.root_id)
         self.memory.remember_key(DRAFT_KEY + growing.post_id, sent.id)
         await self.memory.commit()
 

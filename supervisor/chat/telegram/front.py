@@ -2,7 +2,8 @@
 
 Owns the update loop: `UpdateSource` long-polls `getUpdates`; each update is read
 (`incoming`) and becomes at most one port event (`Posted`, `ChoiceMade`), or is dealt
-with here (a stranger's message or button, `/session NAME` without topics) and confirmed.
+with here (a stranger's message or button, a message in a group, `/session NAME` without
+topics) and confirmed.
 
 Exactly once (PRODUCT.md, Telegram): an update that reaches the core as a `Posted` is
 confirmed only when the core's store says that post's handled mark is durable
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("supervisor.telegram")
 
 REFUSAL: Final = "This bot answers only the people it was set up for."
+PRIVATE_ONLY: Final = "I work only in a private chat: write to me there, @{bot}."
 NOT_ALLOWED: Final = "not allowed"
 REFUSE_EVERY_S: Final = 3600.0
 # The menu a Telegram client shows when "/" is typed (setMyCommands).
@@ -89,6 +91,10 @@ _NOT_IN_NAMES: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _VERBS: Final = frozenset(
     {"help", "sessions", "agents", "new", "session", "end", "stop", "status", "get"}
 )
+
+
+class TokenRefused(Exception):
+    """Telegram refused the bot token at start: one sentence for the person, no traceback."""
 
 
 class TelegramFrontEnd:
@@ -136,10 +142,10 @@ class TelegramFrontEnd:
         try:
             me = await api.get_me()
         except BaseException as exc:
-            if isinstance(exc, Unauthorized):
-                log.error("Telegram refused the bot token (401 on getMe): %s", TOKEN_FIX)
             with trio.CancelScope(shield=True):  # a stop while Telegram does not answer yet
                 await api.aclose()
+            if isinstance(exc, Unauthorized):
+                raise TokenRefused(f"Telegram refused the bot token (401 on getMe): {TOKEN_FIX}") from exc
             raise
         bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
         memory = Memory.open(state_dir)
@@ -228,6 +234,8 @@ class TelegramFrontEnd:
             return await self._pressed(item)
         if isinstance(item, incoming.StopPressed):
             return self._stop_pressed(item)
+        if isinstance(item, incoming.InGroup):
+            await self._in_group(item)
         return None  # an edit, a kind we do not use
 
     def _handled(self, channel_id: str, post_id: str) -> None:
@@ -248,7 +256,8 @@ class TelegramFrontEnd:
 
     async def _posted(self, item: incoming.Posted) -> Posted | TurnedTo | None:
         if item.author_id not in self._allowed:
-            await self._refuse(item.chat_id, item.topic_id)
+            if await self._refuse(item.chat_id, item.topic_id):
+                log.info("refused a message from a stranger (chat %s)", item.chat_id)
             return None
         if not item.text.strip() and not item.attachments and item.topic_opened is None:
             # A sticker, a voice note, a topic renamed: nothing an agent could take.
@@ -290,17 +299,27 @@ class TelegramFrontEnd:
         )
         return Posted(post)
 
-    async def _refuse(self, chat_id: int, topic_id: int | None) -> None:
+    async def _in_group(self, item: incoming.InGroup) -> None:
+        """An allowed person wrote to the bot in a group (added it there, say): told once
+        an hour per group where it works. Anyone else's group talk is none of ours."""
+        if item.author_id not in self._allowed:
+            return
+        if await self._refuse(item.chat_id, item.topic_id, PRIVATE_ONLY.format(bot=self.bot_username)):
+            log.warning("a message in group chat %s was not taken: the bot works in private chats only "
+                        "(the person must open the bot's private chat and press Start)", item.chat_id)  # fmt: skip
+
+    async def _refuse(self, chat_id: int, topic_id: int | None, text: str = REFUSAL) -> bool:
+        """Say `text` there, unless it was said there within the hour; whether it was now."""
         now = trio.current_time()
         last = self._refused.get(chat_id)
         if last is not None and now - last < REFUSE_EVERY_S:
-            return
+            return False
         self._refused[chat_id] = now
-        log.info("refused a message from a stranger (chat %s)", chat_id)
         try:
-            await self.api.send_message(chat_id, escape(REFUSAL), thread_id=topic_id)
+            await self.api.send_message(chat_id, escape(text), thread_id=topic_id)
         except BotApiError as exc:
             log.info("could not refuse chat %s: %s", chat_id, exc)
+        return True
 
     # --- buttons ------------------------------------------------------------------------
 

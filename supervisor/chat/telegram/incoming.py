@@ -4,7 +4,8 @@ Owns the translation of one `Update` into what the core needs to know: a message
 (where: the private chat and, with topic mode, its topic; who; the text, with a command's
 `@botname` dropped; files; the message it replies to; a topic the person just opened), a
 button pressed (with our `Choice`, or None for data that is not ours), or Stop pressed on
-a draft. Everything else reads as None: the caller confirms such an update and moves on.
+a draft; and a message written in a group (`InGroup`), which the core never sees.
+Everything else reads as None: the caller confirms such an update and moves on.
 It must never do I/O or decide anything about sessions: routing is the core's job.
 
 Event ids are `tg:<update_id>`: unique per bot, so the core's durable handled marks can
@@ -65,12 +66,23 @@ class StopPressed:
     draft_id: int
 
 
-Incoming = Posted | Pressed | StopPressed
+@attrs.frozen
+class InGroup:
+    """A person's message in a group: the bot serves private chats only."""
+
+    event_id: str
+    chat_id: int
+    topic_id: int | None
+    author_id: int
+
+
+Incoming = Posted | Pressed | StopPressed | InGroup
 
 
 def read_update(update: Update, bot_username: str = "") -> Incoming | None:
     """What `update` means for the core, or None when it means nothing (an edit, a
-    message from a group or a bot, a kind we do not use)."""
+    message from a bot, a kind we do not use); a person's message in a group is
+    `InGroup`, for the front end to say where the bot works."""
     event_id = f"tg:{update.update_id}"
     if update.message is not None:
         return _posted(event_id, update.message, bot_username)
@@ -91,10 +103,12 @@ def read_update(update: Update, bot_username: str = "") -> Incoming | None:
     return None
 
 
-def _posted(event_id: str, message: Message, bot_username: str) -> Posted | None:
+def _posted(event_id: str, message: Message, bot_username: str) -> Posted | InGroup | None:
     sender = message.sender
-    if message.chat.type != "private" or sender is None or sender.is_bot:
+    if sender is None or sender.is_bot:
         return None
+    if message.chat.type != "private":
+        return InGroup(event_id, message.chat.id, message.topic_id, sender.id)
     opened = message.forum_topic_created.name if message.forum_topic_created else None
     reply = message.reply_to_message
     # In a topic, Telegram shows every message as a reply to the topic's first message;

@@ -204,7 +204,7 @@ class TelegramLink:
         chat_id = ids.chat_of(channel_id)
         thread = self.memory.threads.get(root_id) if root_id else None
         topic_id = thread.topic_id if thread is not None else self._topic_of(root_id)
-        opened = self._topic_of_new.get(reply_to) if reply_to else None
+        opened = self._opened_topic(reply_to)
         if not root_id and opened is not None:
             topic_id = opened
         prefix = f"[{thread.title}] " if thread is not None and not self.topics else ""
@@ -222,7 +222,7 @@ class TelegramLink:
                     raise
                 # The topic the person opened is gone meanwhile (deleted, closed): the main view.
                 sent = await self.messages.send(chat_id, None, message, prefix, key=idempotency_key)
-        if root_id and not self.topics:
+        if root_id:  # durable with the key: a later run's edit keeps it in its topic, or its prefix
             self.messages.belongs_to(sent.id, root_id)
         if idempotency_key:
             self.memory.remember_key(idempotency_key, sent.id)
@@ -365,6 +365,14 @@ class TelegramLink:
             return found
         return next((root for root, t in self.memory.threads.items()
                      if t.chat_id == chat_id and t.header_id == message_id), None)  # fmt: skip
+
+    def _opened_topic(self, post_id: str) -> int | None:
+        """The topic the person opened that the `!new` `post_id` stands for: told with its
+        update, or, after a restart, the topic a session took (the `!new` of a topic is
+        the message that opened it, and a topic's root has that message's id)."""
+        opened = self._topic_of_new.get(post_id) if post_id else None
+        thread = self.memory.threads.get(post_id) if post_id and self.topics else None
+        return opened if opened is not None or thread is None else thread.topic_id
 
     def _topic_of(self, root_id: str) -> int | None:
         """With topics, the topic a thread of no session is (a topic the person opened

@@ -1,6 +1,6 @@
 """What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
 
-Owns that file (nothing else writes it) and five things in it:
+Owns that file (nothing else writes it) and six things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
   update source moves it only past confirmed updates), so a start skips straight to the
   updates written while we were away, which Telegram still holds, in order;
@@ -17,9 +17,15 @@ Owns that file (nothing else writes it) and five things in it:
   hands them out first;
 - `posts`: the messages that show a post of ours that continues in further messages (a
   long one), and its topic, for the newest `MAX_POSTS` of those: an edit after a restart
-  must reach all of them, and grow the post in its topic. (A post of one message needs
-  no entry: an edit reaches it by its id, and its answer tells the topic.) Kept with the
-  next write, or at once when an edit adds a message (`remember_parts`).
+  must reach all of them, and grow the post in its topic. Kept with the next write, or
+  at once when an edit adds a message (`remember_parts`);
+- `roots`: post id -> the root id of the session thread it is in (with topics, its
+  topic's), for the newest `MAX_ROOTS` posts in a thread: an edit after a restart grows a
+  post of one message in its topic though Telegram's answer may tell none ("message is
+  not modified"), and keeps its `[NAME]` prefix without topics; a reply to it goes to that
+  session. A short string each (cheap to encode, unlike a `posts` entry per post); kept
+  with the next write, which the post's idempotency key makes at once (every post of a
+  session has one).
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -49,6 +55,7 @@ FILE_NAME: Final = "telegram.json"
 VERSION: Final = 1
 MAX_KEYS: Final = 1000  # a key matters for a retry after a crash: only recent ones do
 MAX_POSTS: Final = 500  # after a restart the core edits recent posts only (a lapsed request)
+MAX_ROOTS: Final = 1000  # as many as keys: one of each per post of a session
 
 
 def keep_newest(kept: dict[Any, Any], limit: int) -> None:
@@ -83,6 +90,7 @@ class Remembered:
     active: dict[str, str] = attrs.Factory(dict)  # channel id -> active root (no topics)
     held: list[Any] = attrs.Factory(list)  # updates as they came, oldest first
     posts: dict[str, PostParts] = attrs.Factory(dict)  # post id -> its messages and topic
+    roots: dict[str, str] = attrs.Factory(dict)  # post id -> its session thread's root id
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -100,6 +108,7 @@ class Memory:
         self.active = dict(self.data.active)
         self.held = list(self.data.held)
         self.posts = dict(self.data.posts)
+        self.roots = dict(self.data.roots)
         self.offset = self.data.offset
         self.bot_id = self.data.bot_id
         self._lock = trio.Lock()
@@ -132,6 +141,14 @@ class Memory:
     def remember_key(self, key: str, post_id: str) -> None:
         self.keys[key] = post_id
         keep_newest(self.keys, MAX_KEYS)
+        self.changed()
+
+    def remember_root(self, post_id: str, root_id: str) -> None:
+        """The session thread a message of ours is in (see `roots`)."""
+        if self.roots.get(post_id) == root_id:
+            return
+        self.roots[post_id] = root_id
+        keep_newest(self.roots, MAX_ROOTS)
         self.changed()
 
     def remember_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
@@ -170,7 +187,7 @@ class Memory:
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
-                           self.held, self.posts)  # fmt: skip
+                           self.held, self.posts, self.roots)  # fmt: skip
         return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
 
 

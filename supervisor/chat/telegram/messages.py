@@ -3,11 +3,11 @@
 Owns what we keep of each message the bot sent: the message ids that show a post (a
 post whose rendered text passes 4,096 characters continues in further messages, kept here
 and edited with it) and its topic (both kept in `Memory` too, for an edit after a
-restart; the first message's edit tells the topic as well), the buttons on it, the
-session thread it belongs to (without topics: for its `[NAME]` prefix and for the
-person's replies), the parts a cut send got out (its next try goes on from there:
-Telegram has no idempotency key), and the files waiting for the message that sends them
-(Telegram has no upload without a message). Every text goes out as Telegram HTML
+restart), the session thread it belongs to (kept in `Memory`: its topic, and without
+topics its `[NAME]` prefix and the session a person's reply to it goes to), the buttons
+on it, the parts a cut send got out (its next try goes on from there: Telegram has no
+idempotency key), and the files waiting for the message that sends them (Telegram has no
+upload without a message). Every text goes out as Telegram HTML
 (`render`); one change at a time per message (`holding`).
 
 It must never let an edit put back buttons that a settle took away meanwhile, and never
@@ -79,7 +79,6 @@ class Messages:
         # post id -> the message ids showing it (first = the post itself), and its topic
         self._parts: dict[str, tuple[list[int], int | None]] = {}
         self._choices: dict[str, tuple[ChoiceKind, ...]] = {}  # post id -> kinds on its buttons
-        self._thread_root_of: dict[str, str] = {}  # post id -> its thread's root (no topics)
         self._uploads: dict[str, _Upload] = {}
         # key -> the parts (message id, a hash of its html) a cut `send` of that post got
         # out: its next try goes on from there (see `send`); a try comes within seconds
@@ -173,13 +172,12 @@ class Messages:
         return Post(post_id, ids.channel(chat_id), self.me.id, message, root_id=root)
 
     def belongs_to(self, post_id: str, root_id: str) -> None:
-        """Without topics: the message is of that session's thread."""
-        self._thread_root_of[post_id] = root_id
-        keep_newest(self._thread_root_of, PARTS_KEPT)
+        """The message is of that session's thread (durable with the next write)."""
+        self.memory.remember_root(post_id, root_id)
 
     def root_of(self, post_id: str) -> str | None:
-        """The session thread a message was sent in (without topics), if still known."""
-        return self._thread_root_of.get(post_id)
+        """The session thread a message was sent in, if still known."""
+        return self.memory.roots.get(post_id)
 
     # --- buttons ------------------------------------------------------------------------
 
@@ -266,20 +264,22 @@ class Messages:
     def _prefix_for(self, post_id: str) -> str:
         if self.topics:
             return ""
-        root = self._thread_root_of.get(post_id)
+        root = self.root_of(post_id)
         thread = self.memory.threads.get(root) if root else None
         return f"[{thread.title}] " if thread is not None else ""
 
     def _known_parts(self, post_id: str) -> tuple[list[int], int | None]:
         """The messages showing a post, and its topic: of this run, else of an earlier one
-        (`Memory`), else its own message alone and its topic unknown."""
+        (`Memory`), else its own message alone, in its thread's topic if that is known
+        (with topics a thread's root is its topic's: `TelegramLink._new_topic`)."""
         known = self._parts.get(post_id)
         if known is not None:
             return known
         remembered = self.memory.posts.get(post_id)
         if remembered is not None:
             return list(remembered.parts), remembered.topic_id
-        return [ids.parse_post(post_id)[1]], None
+        root = self.root_of(post_id) if self.topics else None
+        return [ids.parse_post(post_id)[1]], ids.parse_post(root)[1] if root else None
 
     def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
         """Whether `Memory` keeps something new of it (a post of several messages)."""
