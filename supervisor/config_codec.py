@@ -170,16 +170,24 @@ def http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 
 def read_token(section: str, token: str, token_file: Path | None, variable: str) -> str:
     """A front end's effective token: `token`, or the stripped contents of `token_file`
-    (never both). Problem, never quoting the token, when it is missing or unreadable."""
+    (never both). Problem, never quoting the token, when it is missing, unreadable or
+    readable by every user."""
     if token and token_file is not None:
         raise Problem(("token",), f"and {section}.token_file are both set: keep only one")
     if token_file is not None:
         shown = describe(str(token_file))
         try:
-            token = token_file.read_text(encoding="utf-8").strip()
+            with token_file.open(encoding="utf-8") as file:
+                world_readable = os.fstat(file.fileno()).st_mode & stat.S_IROTH
+                token = file.read().strip()
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise Problem(("token_file",), f"{shown} cannot be read: {reason}") from None
+        if world_readable:
+            # Anyone with a shell on the machine could act as the bot.
+            raise Problem(
+                ("token_file",), f"{shown} can be read by every user of this machine: chmod 600 it"
+            )
         if not token:
             raise Problem(("token_file",), f"{shown} is empty")
     if not token:

@@ -72,12 +72,18 @@ model = ""                             # optional
 TOKEN = "s3cr3t-token-value"
 
 
+def write_private(path: Path, text: str) -> None:
+    """A token file as the README asks for it: readable by its owner only."""
+    path.write_text(text)
+    path.chmod(0o600)
+
+
 def make_home(root: Path) -> Path:
     """A home directory shaped like the example expects."""
     home = root / "home"
     (home / "homelab").mkdir(parents=True)
     (home / ".config" / "supervisor").mkdir(parents=True)
-    (home / ".config" / "supervisor" / "token").write_text(f"  {TOKEN}\n")
+    write_private(home / ".config" / "supervisor" / "token", f"  {TOKEN}\n")
     return home
 
 
@@ -291,7 +297,7 @@ def test_bad_env_value_names_the_variable(home: Path, env: dict[str, str]) -> No
 
 def test_tilde_follows_home(tmp_path: Path, home: Path) -> None:
     other = make_home(tmp_path / "other")
-    (other / ".config" / "supervisor" / "token").write_text("other-token")
+    write_private(other / ".config" / "supervisor" / "token", "other-token")
 
     config = config_from_dict(minimal(home), {"HOME": str(other)})
 
@@ -339,8 +345,12 @@ def _no_token(data: dict[str, Any], home: Path) -> None:
 
 
 def _empty_token_file(data: dict[str, Any], home: Path) -> None:
-    (home / "empty").write_text("\n")
+    write_private(home / "empty", "\n")
     data["mattermost"]["token_file"] = "~/empty"
+
+
+def _world_readable_token_file(data: dict[str, Any], home: Path) -> None:
+    (home / ".config" / "supervisor" / "token").chmod(0o644)
 
 
 def _session_file_cwd(data: dict[str, Any], home: Path) -> None:
@@ -374,6 +384,7 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("unreadable-token-file", _set("mattermost", "token_file", "/no/such/token"), "mattermost.token_file", "cannot be read"),
     ("token-file-is-dir", _set("mattermost", "token_file", "~"), "mattermost.token_file", "cannot be read"),
     ("empty-token-file", _empty_token_file, "mattermost.token_file", "is empty"),
+    ("world-readable-token-file", _world_readable_token_file, "mattermost.token_file", "read by every user of this machine: chmod 600 it"),
     ("token-and-token-file", _set("mattermost", "token", "x"), "mattermost.token", "keep only one"),
     ("token-with-space", lambda d, h: d["mattermost"].update(token="a b", token_file=""), "mattermost.token", "whitespace"),
     ("missing-url", _drop("mattermost", "url"), "mattermost.url", "is required"),
@@ -480,7 +491,7 @@ def test_config_file_that_is_a_directory(tmp_path: Path, env: dict[str, str]) ->
 
 def test_config_file_paths_are_relative_to_it(tmp_path: Path, home: Path) -> None:
     (tmp_path / "conf" / "work").mkdir(parents=True)
-    (tmp_path / "conf" / "token").write_text(TOKEN)
+    write_private(tmp_path / "conf" / "token", TOKEN)
     path = tmp_path / "conf" / "supervisor.toml"
     path.write_text(
         '[mattermost]\nurl = "https://x"\ntoken_file = "token"\nallowed_users = ["a"]\n'
