@@ -393,6 +393,8 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("url-wrong-scheme", _set("mattermost", "url", "ftp://chat.example.com"), "mattermost.url", "http(s)://host"),
     ("url-no-host", _set("mattermost", "url", "https://"), "mattermost.url", '"https://"'),
     ("url-bad-port", _set("mattermost", "url", "https://chat:http"), "mattermost.url", "http(s)://host"),
+    ("url-of-the-api", _set("mattermost", "url", "https://chat.example.com/api/v4"), "mattermost.url", "without /api/v4"),
+    ("url-of-the-api-slash", _set("mattermost", "url", "https://chat.example.com/mm/api/v4/"), "mattermost.url", "without /api/v4"),
     ("session-cwd-missing", _session(name="x", cwd="/no/such/dir"), "sessions[1].cwd", "does not exist"),
     ("session-cwd-is-file", _session_file_cwd, "sessions[0].cwd", "is not a directory"),
     ("default-cwd-missing", _set("agent", "default_cwd", "~/nope"), "agent.default_cwd", "does not exist"),
