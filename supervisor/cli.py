@@ -152,12 +152,14 @@ def _run(config: Config) -> int:
 
 def _said_plainly(exc: BaseException) -> BaseException | None:
     """A failure that is one sentence for the person (the web chat's port is taken, the
-    state directory is another supervisor's or cannot be written), found in the exception
+    state directory is another supervisor's or cannot be written, the Mattermost server
+    refuses the token or the users), found in the exception
     groups the nurseries wrap it in; None for anything else."""
+    from supervisor.chat.mattermost.front import CannotConnect
     from supervisor.chat.web.server import CannotListen
     from supervisor.runtime.store import StateDirInUse, StateDirUnwritable
 
-    if isinstance(exc, (CannotListen, StateDirInUse, StateDirUnwritable)):
+    if isinstance(exc, (CannotConnect, CannotListen, StateDirInUse, StateDirUnwritable)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
