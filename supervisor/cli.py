@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path_arg: str | None) -> tuple[Config, Path | None]:
+def _load(path_arg: str | None, *, tokens: bool = True) -> tuple[Config, Path | None]:
     """The configuration and its file; with no file anywhere and none named, the embedded
-    default (the local web chat alone) and None."""
+    default (the local web chat alone) and None. `tokens`: read the chat tokens."""
     from supervisor.config import ConfigError, embedded_default, find_config_path, load_config
 
     try:
@@ -72,14 +72,22 @@ def _load(path_arg: str | None) -> tuple[Config, Path | None]:
         if path_arg is None and not os.environ.get("SUPERVISOR_CONFIG"):
             return embedded_default(os.environ), None
         raise
-    return load_config(path, os.environ), path
+    return load_config(path, os.environ, tokens=tokens), path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command != "run":
-        return _command(parser, args)
+        try:
+            code = _command(parser, args)
+            sys.stdout.flush()  # here, where a reader gone is caught, not at the exit
+            return code
+        except BrokenPipeError:
+            # The reader went away (`sessions --json | head`): no traceback for that, and
+            # no second complaint when the exit flushes what is left.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     # A stop asked for while starting waits until the supervisor listens for it
     # (`app.run`), and is then a clean one: no death by the signal. Released however
     # `run` ends: a caller in the same process (a test) and the children it starts later
@@ -99,7 +107,9 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from supervisor.config import ConfigError
 
     try:
-        config, path = _load(args.config)
+        # `sessions` reads the state alone: it must work by hand too, for someone who may
+        # not read the service's token (in a root-only environment file, say).
+        config, path = _load(args.config, tokens=args.command != "sessions")
     except ConfigError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
