@@ -44,7 +44,8 @@ def version_text() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervisor",
-        description="Run Claude Code sessions behind Mattermost threads.",
+        description="Run coding-agent sessions (Claude Code, OpenCode, any ACP agent) behind chat threads:"
+        " Mattermost, Telegram or the local web chat.",
     )
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -100,6 +100,8 @@ def test_no_arguments_prints_usage_and_version_works() -> None:
     assert bare.returncode == 2 and "usage" in bare.stderr
     version = subprocess.run([sys.executable, "-m", "supervisor", "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("supervisor ")
+    helped = subprocess.run([sys.executable, "-m", "supervisor", "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0 and "Mattermost, Telegram or the local web chat" in helped.stdout
 
 
 async def test_sessions_subcommand_reads_the_table_without_a_server(tmp_path: Path) -> None:
