@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +45,8 @@ def version_text() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervisor",
-        description="Run Claude Code sessions behind Mattermost threads.",
+        description="Run coding-agent sessions (Claude Code, OpenCode, any ACP agent) behind chat threads:"
+        " Mattermost, Telegram or the local web chat.",
     )
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -61,9 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path_arg: str | None) -> tuple[Config, Path | None]:
+def _load(path_arg: str | None, *, tokens: bool = True) -> tuple[Config, Path | None]:
     """The configuration and its file; with no file anywhere and none named, the embedded
-    default (the local web chat alone) and None."""
+    default (the local web chat alone) and None. `tokens`: read the chat tokens."""
     from supervisor.config import ConfigError, embedded_default, find_config_path, load_config
 
     try:
@@ -72,14 +74,22 @@ def _load(path_arg: str | None) -> tuple[Config, Path | None]:
         if path_arg is None and not os.environ.get("SUPERVISOR_CONFIG"):
             return embedded_default(os.environ), None
         raise
-    return load_config(path, os.environ), path
+    return load_config(path, os.environ, tokens=tokens), path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command != "run":
-        return _command(parser, args)
+        try:
+            code = _command(parser, args)
+            sys.stdout.flush()  # here, where a reader gone is caught, not at the exit
+            return code
+        except BrokenPipeError:
+            # The reader went away (`sessions --json | head`): no traceback for that, and
+            # no second complaint when the exit flushes what is left.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     # A stop asked for while starting waits until the supervisor listens for it
     # (`app.run`), and is then a clean one: no death by the signal. Released however
     # `run` ends: a caller in the same process (a test) and the children it starts later
@@ -99,7 +109,9 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from supervisor.config import ConfigError
 
     try:
-        config, path = _load(args.config)
+        # `sessions` reads the state alone: it must work by hand too, for someone who may
+        # not read the service's token (in a root-only environment file, say).
+        config, path = _load(args.config, tokens=args.command != "sessions")
     except ConfigError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
@@ -111,6 +123,7 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run" and config.web is not None:
         secrets += _web_token(config)
     logs.setup(args.log_format, secrets=secrets)
+    _warn_of_shared_token_files(config)
     if args.command == "run":
         return _run(config)
     if args.command == "sessions":
@@ -118,6 +131,16 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from supervisor.doctor import check
 
     return check(config, path)
+
+
+def _warn_of_shared_token_files(config: Config) -> None:
+    """A token file every user of the machine can read: said, not refused (a service that
+    ran yesterday must not stay down after an upgrade for it)."""
+    for section in (config.mattermost, config.telegram):
+        path = section.token_file if section is not None else None
+        if path is not None and path.is_file() and path.stat().st_mode & stat.S_IROTH:
+            log.warning("%s can be read by every user of this machine, and anyone who reads it can act as "
+                        "the bot: chmod 600 it", path)  # fmt: skip
 
 
 def _web_token(config: Config) -> list[str]:
@@ -152,14 +175,13 @@ def _run(config: Config) -> int:
 
 def _said_plainly(exc: BaseException) -> BaseException | None:
     """A failure that is one sentence for the person (the web chat's port is taken, the
-    state directory is another supervisor's or cannot be written, Telegram refuses the
-    bot token), found in the exception groups the nurseries wrap it in; None for anything
-    else."""
-    from supervisor.chat.telegram.front import TokenRefused
-    from supervisor.chat.web.server import CannotListen
+    state directory is another supervisor's or cannot be written, a chat server refuses
+    the token or the users), found in the exception groups the nurseries wrap it in;
+    None for anything else."""
+    from supervisor.chat import CannotStart
     from supervisor.runtime.store import StateDirInUse, StateDirUnwritable
 
-    if isinstance(exc, (CannotListen, StateDirInUse, StateDirUnwritable, TokenRefused)):
+    if isinstance(exc, (CannotStart, StateDirInUse, StateDirUnwritable)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

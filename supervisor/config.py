@@ -336,11 +336,14 @@ def config_from_dict(
     data: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
+    *,
+    tokens: bool = True,
 ) -> Config:
     """Build a `Config` from parsed TOML (or a test's dict).
 
     `env` defaults to `os.environ`; relative paths resolve against `base_dir` (default:
-    the current directory). Reads the token file and checks directories; creates nothing.
+    the current directory). Reads the token file (unless `tokens` is false: for what
+    needs no server, the tokens stay as written) and checks directories; creates nothing.
     """
     env = os.environ if env is None else env
     if not isinstance(data, Mapping):
@@ -354,6 +357,8 @@ def config_from_dict(
                 "mattermost",
                 "the configuration has no front end: add a [mattermost], [telegram] or [web] section",
             )
+        if not tokens:
+            return config
         return attrs.evolve(
             config,
             mattermost=_with_token("mattermost", config.mattermost, mattermost_config.with_token),
@@ -365,9 +370,9 @@ def config_from_dict(
         raise _from_environment(exc, env) from None
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path, env: Mapping[str, str] | None = None, *, tokens: bool = True) -> Config:
     """Read and check the TOML file at `path`; `env` defaults to `os.environ`."""
-    return config_from_dict(read_toml(path), env, base_dir=path.absolute().parent)
+    return config_from_dict(read_toml(path), env, base_dir=path.absolute().parent, tokens=tokens)
 
 
 def embedded_default(env: Mapping[str, str] | None = None) -> Config:

@@ -58,3 +58,43 @@ def test_the_agent_session_is_the_agents_conversation_id_or_none_yet(tmp_path: P
         "acp": "ses_3fa1", "acpnew": "", "resumed": "7d1e0c2a-terminal", "claude1": records[3].id, "claude12": "",
     }
     assert rows["acp"]["id"] == records[0].id and rows["acp"]["agent_session_id"] == "ses_3fa1"  # kept as stored
+
+
+def test_sessions_needs_no_token_and_a_reader_that_leaves_early_is_no_traceback(tmp_path: Path) -> None:
+    """As README's systemd section has it: the token is in the service's root-only
+    environment file, and a person reads the table by hand, maybe through `head`."""
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {
+        "mattermost": {"url": "https://chat.example.com", "allowed_users": ["alice"]},
+        "state": {"dir": str(tmp_path / "state")},
+    })
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
+    run = [sys.executable, "-m", "supervisor", "sessions", "--config", str(config)]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "no sessions\n", "")
+    with subprocess.Popen([*run, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env={**env, "PYTHONPATH": str(REPO)}) as reader_gone:
+        assert reader_gone.stdout is not None and reader_gone.stderr is not None
+        reader_gone.stdout.close()
+        stderr = reader_gone.stderr.read().decode()
+        assert reader_gone.wait(timeout=60) == 1 and stderr == ""
+
+
+def test_a_token_file_every_user_can_read_is_warned_of_and_still_taken(tmp_path: Path) -> None:
+    """Anyone with a shell on the machine could act as the bot: said at every command.
+    Not refused: a service that ran yesterday must not stay down after an upgrade."""
+    token = tmp_path / "token"
+    token.write_text("s3cr3t\n")
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {
+        "mattermost": {"url": "https://chat.example.com", "allowed_users": ["alice"], "token_file": str(token)},
+        "state": {"dir": str(tmp_path / "state")},
+    })
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "supervisor", "sessions", "--config", str(config)]
+    for mode, warned in ((0o644, True), (0o600, False)):
+        token.chmod(mode)
+        done = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0 and done.stdout == "no sessions\n"
+        assert (f"{token} can be read by every user of this machine" in done.stderr) is warned, done.stderr
+        assert "s3cr3t" not in done.stderr

@@ -72,12 +72,18 @@ model = ""                             # optional
 TOKEN = "s3cr3t-token-value"
 
 
+def write_private(path: Path, text: str) -> None:
+    """A token file as the README asks for it: readable by its owner only."""
+    path.write_text(text)
+    path.chmod(0o600)
+
+
 def make_home(root: Path) -> Path:
     """A home directory shaped like the example expects."""
     home = root / "home"
     (home / "homelab").mkdir(parents=True)
     (home / ".config" / "supervisor").mkdir(parents=True)
-    (home / ".config" / "supervisor" / "token").write_text(f"  {TOKEN}\n")
+    write_private(home / ".config" / "supervisor" / "token", f"  {TOKEN}\n")
     return home
 
 
@@ -291,7 +297,7 @@ def test_bad_env_value_names_the_variable(home: Path, env: dict[str, str]) -> No
 
 def test_tilde_follows_home(tmp_path: Path, home: Path) -> None:
     other = make_home(tmp_path / "other")
-    (other / ".config" / "supervisor" / "token").write_text("other-token")
+    write_private(other / ".config" / "supervisor" / "token", "other-token")
 
     config = config_from_dict(minimal(home), {"HOME": str(other)})
 
@@ -339,7 +345,7 @@ def _no_token(data: dict[str, Any], home: Path) -> None:
 
 
 def _empty_token_file(data: dict[str, Any], home: Path) -> None:
-    (home / "empty").write_text("\n")
+    write_private(home / "empty", "\n")
     data["mattermost"]["token_file"] = "~/empty"
 
 
@@ -382,6 +388,8 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("url-wrong-scheme", _set("mattermost", "url", "ftp://chat.example.com"), "mattermost.url", "http(s)://host"),
     ("url-no-host", _set("mattermost", "url", "https://"), "mattermost.url", '"https://"'),
     ("url-bad-port", _set("mattermost", "url", "https://chat:http"), "mattermost.url", "http(s)://host"),
+    ("url-of-the-api", _set("mattermost", "url", "https://chat.example.com/api/v4"), "mattermost.url", "without /api/v4"),
+    ("url-of-the-api-slash", _set("mattermost", "url", "https://chat.example.com/mm/api/v4/"), "mattermost.url", "without /api/v4"),
     ("session-cwd-missing", _session(name="x", cwd="/no/such/dir"), "sessions[1].cwd", "does not exist"),
     ("session-cwd-is-file", _session_file_cwd, "sessions[0].cwd", "is not a directory"),
     ("default-cwd-missing", _set("agent", "default_cwd", "~/nope"), "agent.default_cwd", "does not exist"),
@@ -480,7 +488,7 @@ def test_config_file_that_is_a_directory(tmp_path: Path, env: dict[str, str]) ->
 
 def test_config_file_paths_are_relative_to_it(tmp_path: Path, home: Path) -> None:
     (tmp_path / "conf" / "work").mkdir(parents=True)
-    (tmp_path / "conf" / "token").write_text(TOKEN)
+    write_private(tmp_path / "conf" / "token", TOKEN)
     path = tmp_path / "conf" / "supervisor.toml"
     path.write_text(
         '[mattermost]\nurl = "https://x"\ntoken_file = "token"\nallowed_users = ["a"]\n'

@@ -100,6 +100,8 @@ def test_no_arguments_prints_usage_and_version_works() -> None:
     assert bare.returncode == 2 and "usage" in bare.stderr
     version = subprocess.run([sys.executable, "-m", "supervisor", "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("supervisor ")
+    helped = subprocess.run([sys.executable, "-m", "supervisor", "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0 and "Mattermost, Telegram or the local web chat" in helped.stdout
 
 
 async def test_sessions_subcommand_reads_the_table_without_a_server(tmp_path: Path) -> None:
@@ -232,3 +234,27 @@ async def test_a_second_supervisor_on_the_same_state_is_refused_and_the_first_se
         await w.say("and now?", root)
         await w.answered(root, "echo #3: and now?")
         assert len([p for p in w.bot_posts(root) if "echo #2: still one of us?" in p["message"]]) == 1
+
+
+REFUSED_AT_START = {
+    "a refused token": ({"token": "x" * 26}, "refused mattermost.token (401)"),
+    "no allowed user on the server": ({"allowed_users": ["@Alcie"]}, "none of mattermost.allowed_users (alcie) is a user on"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_AT_START))
+async def test_a_server_that_refuses_the_configuration_is_one_sentence_not_a_traceback(tmp_path: Path, case: str) -> None:
+    """What `check` would have said, said by `run` too: the journal of a first
+    `systemctl start` shows the cause, not forty lines of nurseries."""
+    mattermost, sentence = REFUSED_AT_START[case]
+    async with world(tmp_path) as w:
+        w.configure(mattermost=mattermost)
+        run = [sys.executable, "-m", "supervisor", "run", "--config", str(w.config_path)]
+        result = await trio.to_thread.run_sync(functools.partial(
+            subprocess.run, run, capture_output=True, text=True, timeout=30, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)}))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    said = result.stderr.strip().splitlines()[-1]
+    assert sentence in said and w.server.url in said and "`supervisor check` says more" in said, said
+    assert "x" * 26 not in result.stderr

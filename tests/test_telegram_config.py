@@ -32,6 +32,7 @@ def test_the_token_comes_from_the_variable_or_a_file(tmp_path: Path) -> None:
                     {"SUPERVISOR_TELEGRAM_TOKEN": TOKEN})  # fmt: skip
     assert from_env.telegram.token == TOKEN  # the variable displaces the file
     (tmp_path / "tg").write_text(TOKEN + "\n")
+    (tmp_path / "tg").chmod(0o600)
     from_file = load({"allowed_user_ids": [5], "token_file": str(tmp_path / "tg")})
     assert from_file.telegram.token == TOKEN
     # The variable alone does not make a front end appear.

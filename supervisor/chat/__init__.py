@@ -148,3 +148,10 @@ class ChatError(Exception):
         self.status = status
         self.error_id = error_id
         self.message = message
+
+
+class CannotStart(Exception):
+    """A front end cannot start with this configuration (its chat server refuses the
+    token, it knows none of the allowed users, the web chat's address cannot be bound):
+    the message is one sentence for the person, said without a traceback; waiting
+    would not mend it."""

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from supervisor.config_codec import Problem, http_url, not_empty, positive, read_token
+from supervisor.config_codec import Problem, describe, http_url, not_empty, positive, read_token
 
 TOKEN_VARIABLE: Final = "SUPERVISOR_MATTERMOST_TOKEN"
 URL_VARIABLE: Final = "SUPERVISOR_MATTERMOST_URL"
@@ -36,6 +36,15 @@ def _strip_slash(url: str) -> str:
         return url.rstrip("/") if urlsplit(url).netloc else url
     except ValueError:
         return url
+
+
+def _server_address(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    # `{url}/api/v4/...` would then be /api/v4/api/v4/...: every request a 404.
+    if urlsplit(value).path.rstrip("/").endswith("/api/v4"):
+        raise Problem(
+            (attribute.name,),
+            f"must be the address you open Mattermost at in a browser, without /api/v4, not {describe(value)}",
+        )
 
 
 def _usernames(names: Iterable[str]) -> tuple[str, ...]:
@@ -58,7 +67,7 @@ class MattermostConfig:
     `requests_per_second` caps the REST budget (None: follow the server); `team` is unused.
     """
 
-    url: str = attrs.field(converter=_strip_slash, validator=http_url)
+    url: str = attrs.field(converter=_strip_slash, validator=[http_url, _server_address])
     allowed_users: tuple[str, ...] = attrs.field(converter=_usernames, validator=_allowed_users)
     token_file: Path | None = None
     token: str = attrs.field(default="", repr=False)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from supervisor.chat import ChatLink, ChatUser
+from supervisor.chat import CannotStart, ChatError, ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.mattermost.link import MattermostLink
 from supervisor.config import Config
@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from supervisor.chat.fronts import FrontEnd
 
 log = logging.getLogger(__name__)
+
+CHECK_HINT = "`supervisor check` says more"
+
+
+class CannotConnect(CannotStart):
+    """The server refused this configuration for good at start (a refused token, an
+    address that is not Mattermost, no allowed user): one sentence for the person, not a
+    traceback; waiting would not mend it."""
 
 
 class MattermostFront:
@@ -41,7 +49,11 @@ class MattermostFront:
                 continue
             allowed[user.id] = user
         if not allowed:
-            raise RuntimeError("none of mattermost.allowed_users exists on the server")
+            names = ", ".join(self._usernames)
+            raise CannotConnect(
+                f"none of mattermost.allowed_users ({names}) is a user on {self._link.rest.base_url}"
+                f" (usernames, not display names); {CHECK_HINT}"
+            )
         return People(allowed, {await self._link.direct_channel(uid): uid for uid in allowed})
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -54,10 +66,26 @@ class MattermostFront:
 
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> MattermostFront:
     assert config.mattermost is not None
-    link = await MattermostLink.connect(
-        config.mattermost.url, config.mattermost.token, events, requests_per_second=config.mattermost.requests_per_second
-    )
+    url = config.mattermost.url
+    try:
+        link = await MattermostLink.connect(
+            url, config.mattermost.token, events, requests_per_second=config.mattermost.requests_per_second
+        )
+    except ChatError as error:
+        raise CannotConnect(_refusal(url, error)) from None
     return MattermostFront(link, config.mattermost.allowed_users)
+
+
+def _refusal(url: str, error: ChatError) -> str:
+    """Why the server would not say who we are (GET /users/me), for the person."""
+    if error.status == 401:
+        return f"{url} refused mattermost.token (401): it is not a valid access token of a bot or user; {CHECK_HINT}"
+    if error.status == 404:
+        return (
+            f"{url} answered 404 to /api/v4/users/me: it does not look like Mattermost (mattermost.url is"
+            f" the address you open Mattermost at in a browser); {CHECK_HINT}"
+        )
+    return f"{url} refused the bot's account: {error}; {CHECK_HINT}"
 
 
 if TYPE_CHECKING:

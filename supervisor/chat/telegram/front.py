@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 import trio
 
-from supervisor.chat import ChatLink, ChatUser
+from supervisor.chat import CannotStart, ChatLink, ChatUser
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.active import ActiveSession
@@ -93,7 +93,7 @@ _VERBS: Final = frozenset(
 )
 
 
-class TokenRefused(Exception):
+class TokenRefused(CannotStart):
     """Telegram refused the bot token at start: one sentence for the person, no traceback."""
 
 

@@ -16,6 +16,7 @@ import attrs
 import trio
 from hypercorn.config import Config
 
+from supervisor.chat import CannotStart
 from supervisor.chat.web import security
 from supervisor.chat.web.asgi import WebApp
 from supervisor.chat.web.front import PageConfig, WebChat
@@ -38,7 +39,7 @@ class WebSettings:
     page: PageConfig = attrs.field(factory=PageConfig)
 
 
-class CannotListen(Exception):
+class CannotListen(CannotStart):
     """The address of `web.listen` cannot be bound (taken, not this machine's): one
     sentence for the person, no traceback."""
 
