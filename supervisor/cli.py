@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "run":
         try:
             code = _command(parser, args)
-            sys.stdout.flush()  # here, where a reader gone is caught, not at the exit
+            if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+                sys.stdout.flush()  # here, where a reader gone is caught, not at the exit
             return code
         except BrokenPipeError:
             # The reader went away (`sessions --json | head`): no traceback for that, and
@@ -138,7 +139,11 @@ def _warn_of_shared_token_files(config: Config) -> None:
     ran yesterday must not stay down after an upgrade for it)."""
     for section in (config.mattermost, config.telegram):
         path = section.token_file if section is not None else None
-        if path is not None and path.is_file() and path.stat().st_mode & stat.S_IROTH:
+        try:
+            shared = path is not None and path.is_file() and bool(path.stat().st_mode & stat.S_IROTH)
+        except OSError:  # not ours to read (`sessions` by hand, beside the service): not said
+            continue
+        if shared:
             log.warning("%s can be read by every user of this machine, and anyone who reads it can act as "
                         "the bot: chmod 600 it", path)  # fmt: skip
 

@@ -98,3 +98,16 @@ def test_a_token_file_every_user_can_read_is_warned_of_and_still_taken(tmp_path:
         assert done.returncode == 0 and done.stdout == "no sessions\n"
         assert (f"{token} can be read by every user of this machine" in done.stderr) is warned, done.stderr
         assert "s3cr3t" not in done.stderr
+
+
+def test_sessions_with_its_output_closed_is_no_traceback(tmp_path: Path) -> None:
+    """A script or a cron line may start it with stdout closed (`>&-`): Python then has no
+    `sys.stdout` at all, and what the table would print goes nowhere."""
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {"web": {"listen": "127.0.0.1:0"}, "state": {"dir": str(tmp_path / "state")}})
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "sessions", "--config", str(config)],
+        capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60, preexec_fn=lambda: os.close(1),
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert (done.returncode, done.stderr) == (0, "")

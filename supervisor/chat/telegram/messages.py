@@ -270,16 +270,17 @@ class Messages:
 
     def _known_parts(self, post_id: str) -> tuple[list[int], int | None]:
         """The messages showing a post, and its topic: of this run, else of an earlier one
-        (`Memory`), else its own message alone, in its thread's topic if that is known
-        (with topics a thread's root is its topic's: `TelegramLink._new_topic`)."""
+        (`Memory`), else its own message alone, in the topic of its session's thread if
+        that is known (a session made before topic mode was on has none)."""
         known = self._parts.get(post_id)
         if known is not None:
             return known
         remembered = self.memory.posts.get(post_id)
         if remembered is not None:
             return list(remembered.parts), remembered.topic_id
-        root = self.root_of(post_id) if self.topics else None
-        return [ids.parse_post(post_id)[1]], ids.parse_post(root)[1] if root else None
+        root = self.root_of(post_id)
+        thread = self.memory.threads.get(root) if root and self.topics else None
+        return [ids.parse_post(post_id)[1]], thread.topic_id if thread is not None else None
 
     def _keep_parts(self, post_id: str, parts: list[int], topic_id: int | None) -> bool:
         """Whether `Memory` keeps something new of it (a post of several messages)."""
