@@ -7,6 +7,10 @@ Each probe is started and ended as every agent process is (`spawned`: its own pr
 group, a marker of its own, so what it spawns is ended with it), is bounded by `limit_s`,
 and leaves no process behind. Never raises for an agent that fails: the answer says why,
 in one line.
+
+For `!new ... resume=ID`: can the agent continue that conversation here
+(`conversation_problem`), and, for an ACP agent, in which directory does it keep it
+(`conversation_directory`)?
 """
 
 from __future__ import annotations
