@@ -4,12 +4,14 @@ the report's text and exit status, and the bounded `within` helper.
 Every part that contributes lines to `supervisor check` (a front end, an agent, the
 state directory) builds them from this module, which imports nothing of the product, so
 any part may import it without a cycle. Everything here is pure except `within`, which
-only bounds an awaitable by a cancel scope.
+only bounds an awaitable by a cancel scope, `until_stopped`, which ends one at a stop
+signal, and `lock_holder`, which reads /proc/locks.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
@@ -27,6 +29,7 @@ __all__ = [
     "one_line",
     "skipped",
     "timed_out",
+    "until_stopped",
     "within",
 ]
 
@@ -104,6 +107,24 @@ async def within(seconds: float, fallback: T, work: Callable[[], Awaitable[T]]) 
     with trio.move_on_after(seconds):
         return await work()
     return fallback
+
+
+async def until_stopped(signals: Sequence[signal.Signals], work: Callable[[], Awaitable[T]]) -> T | signal.Signals:
+    """`await work()`, or the first of `signals` to come, once the work is cancelled: its
+    agents ended (a death by the signal would leave a hung one running)."""
+    found: list[T] = []
+    with trio.open_signal_receiver(*signals) as received:
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                found.append(await work())
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            async for signum in received:
+                nursery.cancel_scope.cancel()
+                return signal.Signals(signum)
+    return found[0]
 
 
 def lock_holder(lock_file: Path) -> int | None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import sys
 from pathlib import Path
 
 import trio
@@ -38,10 +40,12 @@ from supervisor.checks import (
     format_report,
     lock_holder,
     timed_out,
+    until_stopped,
     within,
 )
 from supervisor.config import Config
 from supervisor.runtime.store import LOCK_NAME
+from supervisor.stop_signals import STOP_SIGNALS
 
 __all__ = ["check", "configuration_result", "run_checks", "state_dir_check"]
 
@@ -118,7 +122,11 @@ async def run_checks(
 
 
 def check(config: Config, config_path: Path | None = None) -> int:
-    """The `check` command: print the report on stdout, return the exit status."""
-    results = trio.run(run_checks, config, config_path)
+    """The `check` command: print the report on stdout, return the exit status. Stopped
+    by a signal (Ctrl-C, a `timeout`), it ends its probes first and exits 128 + it."""
+    results = trio.run(until_stopped, STOP_SIGNALS, functools.partial(run_checks, config, config_path))
+    if isinstance(results, signal.Signals):
+        print(f"supervisor check: stopped by {results.name}, so no report", file=sys.stderr)
+        return 128 + results
     print(format_report(results), end="", flush=True)
     return exit_status(results)

@@ -8,10 +8,13 @@ supervisor's, so that nothing it spawned outlives it."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -21,7 +24,7 @@ from supervisor.agent.doctor import agent_side_checks
 from supervisor.agent.probe import AgentProbe, probe_acp
 from supervisor.config import Config
 from supervisor.runtime.agent_process import open_agent
-from tests.harness import World, world
+from tests.harness import REPO, World, world
 from tests.test_e2e_acp import FAKE_ACP, add_acp_agent, new_acp_session
 from tests.test_e2e_agent_lifecycle import _running
 
@@ -145,3 +148,52 @@ async def test_what_a_probe_left_when_the_supervisor_was_killed_is_ended_at_the_
             w.kill()
             w.spawn()
             await w.wait_for(lambda: not _running(tag), 30)
+
+
+def _start_check(w: World) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "supervisor", "check", "--config", str(w.config_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(argv, cwd=w.tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("protocol", ["acp", "claude"])
+async def test_what_a_killed_check_left_is_ended_at_the_next_start(tmp_path: Path, protocol: str) -> None:
+    """`supervisor check` starts its probes' agents (an ACP agent's `initialize`, Claude
+    Code's `--version`) with the state directory's mark, as the sessions' agents: a check
+    killed mid-probe leaves a hung agent (here with a sleeper) that the next start ends."""
+    tag = "4242.5625"
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            if protocol == "acp":
+                add_acp_agent(w, "mute", settings={"command": _leaving_a_sleeper(tag)}, FAKE_ACP_FAULT="no-initialize")
+            else:
+                w.configure(agent_command=["sh", "-c", f"setsid sleep {tag} </dev/null >/dev/null 2>&1 & sleep 60", "sh"])
+            check = _start_check(w)
+            try:
+                await w.wait_for(lambda: _running(tag), 30)
+            finally:
+                check.kill()
+                check.communicate()
+            w.spawn()
+            await w.wait_for(lambda: not _running(tag), 30)
+
+
+async def test_a_check_stopped_by_a_signal_ends_its_probes_first(tmp_path: Path) -> None:
+    """SIGTERM (a `timeout`, a service manager) or Ctrl-C mid-probe: the hung agent and
+    what it spawned are ended before the check exits (128 + the signal), not left for the
+    next start."""
+    tag = "4242.6875"
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, "mute", settings={"command": _leaving_a_sleeper(tag)}, FAKE_ACP_FAULT="no-initialize")
+            check = _start_check(w)
+            try:
+                await w.wait_for(lambda: _running(tag), 30)
+                check.send_signal(signal.SIGTERM)
+                await w.wait_for(lambda: check.poll() is not None, 30)
+            finally:
+                check.kill()
+                _, stderr = check.communicate()
+            assert check.returncode == 128 + signal.SIGTERM, stderr
+            assert "stopped by SIGTERM" in stderr.decode()
+            assert not _running(tag)

@@ -338,6 +338,32 @@ async def test_a_configured_session_runs_on_its_named_agent(tmp_path: Path) -> N
             await w.answered(root, "Echo #1: configured")
 
 
+async def test_new_with_resume_in_another_directory_is_refused_and_names_the_right_one(tmp_path: Path) -> None:
+    """OpenCode continues a conversation from another directory but runs its tools in the
+    old one, where its permission requests then wait for answers that never arrive (the
+    turn hangs after 👍). The agent's `session/list` says where the conversation lives:
+    `!new ... resume=ID` elsewhere is refused with that directory; there it works."""
+    with trio.fail_after(120):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            first = await new_acp_session(w, "first")
+            await w.say("words", root_id=first)
+            await w.answered(first, "Echo #1: words")
+            acp_id = record_of(w, "first").agent_session_id
+            await w.say("!end", root_id=first)
+            await w.answered(first, "ended")
+            elsewhere = w.work / "elsewhere"
+            elsewhere.mkdir()
+            await w.say(f"!new moved {elsewhere} agent=fake resume={acp_id}")
+            await w.wait_for(functools.partial(refused, w, f"it belongs to `{w.work / 'first'}`"), 60)
+            assert w._root_of("moved") is None
+            await w.say(f"!new again {w.work / 'first'} agent=fake resume={acp_id}")
+            again = str((await w.wait_for(lambda: w._root_of("again"), 60))["id"])
+            await w.say("more", root_id=again)
+            await w.answered(again, "Echo #2: more (first prompt in this conversation: 'words')")
+
+
 async def test_new_with_resume_continues_a_conversation_of_either_agent(tmp_path: Path) -> None:
     """`!new NAME resume=ID` opens a thread on a conversation that exists already (here
     made by an earlier, ended session), for Claude Code and for an ACP agent; the thread
@@ -363,7 +389,7 @@ async def test_new_with_resume_continues_a_conversation_of_either_agent(tmp_path
             await w.say("more", root)
             await w.answered(root, "echo #2: more (earlier: 'claude words')")
 
-            await w.say(f"!new a-again {w.work} agent=fake resume={acp_id}")
+            await w.say(f"!new a-again {w.work / 'a-first'} agent=fake resume={acp_id}")
             root = str((await w.wait_for(lambda: w._root_of("a-again"), 30))["id"])
             assert f"--session {acp_id}" in w.post(root)["message"]
             await w.say("more", root_id=root)
@@ -428,7 +454,7 @@ async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused
             await w.new_session("c")
             acp_id, claude_id = record_of(w, "a").agent_session_id, record_of(w, "c").id
 
-            await w.say(f"!new b {w.work} agent=fake resume={acp_id}")
+            await w.say(f"!new b {w.work / 'a'} agent=fake resume={acp_id}")
             await w.say(f"!new d {w.work} resume={claude_id}")
             for name, holder, conversation in (("b", "a", acp_id), ("d", "c", claude_id)):
                 said = f"Session **{holder}** is still continuing conversation `{conversation}`"
@@ -438,7 +464,7 @@ async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused
 
             await w.say("!end", root_id=a)
             await w.answered(a, "ended")
-            await w.say(f"!new b {w.work} agent=fake resume={acp_id}")
+            await w.say(f"!new b {w.work / 'a'} agent=fake resume={acp_id}")
             b = str((await w.wait_for(lambda: w._root_of("b"), 30))["id"])
             await w.say("more", root_id=b)
             await w.answered(b, "Echo #2: more (first prompt in this conversation: 'first in a')")

@@ -5,11 +5,13 @@ other `[agents.NAME]` must run `--version`.
 
 `agent_side_checks` returns plain tuples (name, ok, detail, fix); `checks` returns the
 doctor's `CheckResult`s. Never raises for a failing agent; every probe is bounded and
-leaves no process behind.
+leaves no process behind, and carries the state directory's mark as a session's agent
+does: what a `check` killed mid-probe left is ended at the next start.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import trio
@@ -18,6 +20,7 @@ from supervisor.agent.claude import doctor as claude_doctor
 from supervisor.agent.probe import claude_env
 from supervisor.agent.registry import Agent, AgentRegistry, probe
 from supervisor.checks import CheckResult, Limits, within
+from supervisor.runtime.reaper import with_state_dir_mark
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -25,10 +28,16 @@ if TYPE_CHECKING:
 ACP_START_S = 30.0  # OpenCode takes ~1.5 s to answer initialize, far more on a loaded machine
 
 
+def marked_env(config: Config) -> dict[str, str]:
+    """The probes' environment: ours, with the state directory's mark of its agents."""
+    return with_state_dir_mark(os.environ, config.state.dir)
+
+
 async def agent_side_checks(
     config: Config, limit_s: float, acp_limit_s: float = ACP_START_S
 ) -> list[tuple[str, bool, str, str]]:
     registry = AgentRegistry(config)
+    base_env = marked_env(config)
     agents = [
         agent
         for agent in registry.agents.values()
@@ -38,7 +47,7 @@ async def agent_side_checks(
 
     async def one(agent: Agent) -> None:
         limit = max(limit_s, acp_limit_s) if agent.protocol == "acp" else limit_s
-        result = await probe(agent, limit)
+        result = await probe(agent, limit, base_env)
         key = "agent" if agent is registry.default else f"agents.{agent.name}"
         shown = " ".join(agent.settings.command)
         if result.ok:
@@ -59,7 +68,7 @@ async def checks(config: Config, limits: Limits) -> list[CheckResult]:
     found: list[CheckResult] = []
     if config.agent.protocol == "claude":
         argv = claude_doctor.agent_version_argv(config.agent)
-        env = claude_env(config.agent.env)
+        env = claude_env(config.agent.env, marked_env(config))
         found.append(
             await within(
                 limits.agent_s,

@@ -7,6 +7,10 @@ Each probe is started and ended as every agent process is (`spawned`: its own pr
 group, a marker of its own, so what it spawns is ended with it), is bounded by `limit_s`,
 and leaves no process behind. Never raises for an agent that fails: the answer says why,
 in one line.
+
+For `!new ... resume=ID`: can the agent continue that conversation here
+(`conversation_problem`), and, for an ACP agent, in which directory does it keep it
+(`conversation_directory`)?
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.agent.acp.backend import AcpAgentBackend
+from supervisor.agent.acp.conversation import LIST_PAGES
 from supervisor.agent.acp.driver import AgentExited, open_acp_agent
-from supervisor.agent.acp.events import AgentReady, HandshakeFailed
+from supervisor.agent.acp.events import AgentReady, HandshakeFailed, RequestFailed, SessionsListed
 from supervisor.agent.claude import SCRUBBED_ENV
 from supervisor.core.agent_events import AgentUnusable, ConversationMissing, ConversationOpened
 from supervisor.runtime.agent_process import AgentProcess, open_agent, run_to_end
@@ -63,6 +68,36 @@ async def probe_acp(backend: AcpAgentBackend, env: Mapping[str, str], cwd: str, 
         return AgentProbe(False, detail=f"it did not answer initialize within {limit_s:g} s")
     except OSError as exc:
         return AgentProbe(False, detail=f"{acp.command[0]} cannot be started: {exc.strerror or exc}")
+
+
+async def conversation_directory(
+    backend: AcpAgentBackend, conversation_id: str, cwd: str, env: Mapping[str, str], limit_s: float = 60.0
+) -> str:
+    """The directory the agent keeps conversation `conversation_id` in, as its
+    `session/list` of every directory says; "" when it cannot tell (it lists none, or not
+    that one, or not in time). OpenCode continues a conversation from another directory,
+    but runs its tools in the old one, where the answers to its permission requests never
+    arrive: the turn hangs."""
+    with trio.move_on_after(limit_s):
+        async with open_acp_agent(backend.acp, cwd, {**env}, grace_s=PROBE_GRACE_S) as (agent, events):
+            pages = 0
+            async for event in events:
+                match event:
+                    case AgentReady(can_list=True):
+                        await agent.do(lambda c: c.list_sessions(None))
+                    case SessionsListed(directories=directories, next_cursor=cursor):
+                        pages += 1
+                        found = dict(directories).get(conversation_id, "")
+                        if found or not cursor or pages >= LIST_PAGES:
+                            return found
+                        await agent.do(lambda c: c.list_sessions(None, cursor))
+                    case AgentReady() | HandshakeFailed() | AgentExited() | RequestFailed():
+                        return ""
+    return ""
+
+
+def same_directory(one: str, other: str) -> bool:
+    return os.path.realpath(one) == os.path.realpath(other)
 
 
 async def probe_command(argv: list[str], env: Mapping[str, str], cwd: str, limit_s: float) -> AgentProbe:

@@ -153,10 +153,21 @@ async def resume_problem(
     registry: AgentRegistry, name: str, cwd: str, conversation_id: str, base_env: Mapping[str, str]
 ) -> str:
     """"" when agent `name` can continue `conversation_id` in `cwd`; else why not. The agent
-    is started to ask it (and ended, asked nothing)."""
-    from supervisor.agent.probe import conversation_problem
+    is started to ask it (and ended, asked nothing). An ACP agent is asked first where the
+    conversation lives: one kept in another directory is refused (OpenCode would run its
+    tools there, and its permission requests would never get their answers)."""
+    from supervisor.agent.acp.backend import AcpAgentBackend
+    from supervisor.agent.probe import conversation_directory, conversation_problem, same_directory
 
     agent = registry.named(name) or registry.default
+    if isinstance(agent.backend, AcpAgentBackend):
+        env = {**base_env, **agent.settings.env}
+        where = await conversation_directory(agent.backend, conversation_id, cwd, env)
+        if where and not same_directory(where, cwd):
+            return (
+                f"Cannot continue `{conversation_id}` with {agent.name} in `{cwd}`: it belongs to `{where}`, "
+                f"where {agent.name} would run its tools. Name that directory in `!new`."
+            )
     record = SessionRecord(
         id=str(uuid.uuid4()), name="resume-check", channel_id="", user_id="", cwd=cwd,
         agent=registry.record_name(name), agent_session_id=conversation_id, has_history=True,

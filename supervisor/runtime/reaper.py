@@ -15,12 +15,19 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from pathlib import Path
 
 log = logging.getLogger("supervisor.reaper")
 
+AGENT_MARKER = "SUPERVISOR_STATE_DIR"  # set on every agent, so leftovers can be found
 ENDED_IN_ROUNDS = 5  # scans of /proc by `end_marked`: what was forked meanwhile is found next
+
+
+def with_state_dir_mark(env: Mapping[str, str], state_dir: Path) -> dict[str, str]:
+    """`env` plus the mark of `state_dir`, for every agent process a supervisor using it
+    starts (a session's, a probe's, `check`'s), so that `reap` finds what a killed one left."""
+    return {**env, AGENT_MARKER: str(state_dir)}
 
 
 def marked_processes(markers: Set[bytes], proc: Path = Path("/proc")) -> set[int]:
@@ -63,7 +70,7 @@ def end_marked(markers: Set[bytes]) -> set[int]:
 
 def reap(state_dir: Path, recorded: set[int]) -> set[int]:
     """SIGKILL every leftover agent group of this state dir; returns the groups ended."""
-    marker = f"SUPERVISOR_STATE_DIR={state_dir}".encode()
+    marker = f"{AGENT_MARKER}={state_dir}".encode()
     groups = leftover_groups(marker)
     for pgid in groups:
         log.warning("ending process group %d left by a previous run%s", pgid,

@@ -33,6 +33,7 @@ from supervisor.core.session import SessionCore, SessionSettings
 from supervisor.core.state import SessionRecord
 from supervisor.runtime.agent_process import AgentGrace
 from supervisor.runtime.mail import Feed
+from supervisor.runtime.reaper import with_state_dir_mark
 from supervisor.runtime.session import SessionDeps, SessionTask
 from supervisor.runtime.session_inbox import (
     CommandIn,
@@ -45,7 +46,6 @@ from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
 
-AGENT_MARKER = "SUPERVISOR_STATE_DIR"  # set on every agent, so leftovers can be found
 # Slots of a session's inbox the router leaves free: the session's own tasks (its poster)
 # report there without waiting, and must find room even while the thread is flooded.
 INBOX_HEADROOM = 100
@@ -126,7 +126,7 @@ class SessionRegistry:
             chat=chat,
             store=store,
             backend=backend,
-            base_env={**base_env, AGENT_MARKER: str(config.state.dir)},
+            base_env=with_state_dir_mark(base_env, config.state.dir),
             shutdown_grace_s=self.agent_grace,
             edit_interval_s=config.render.edit_interval_ms / 1000,
             max_get_bytes=config.files.max_get_mb * 1_000_000,

@@ -92,7 +92,8 @@ def sessions_listed(frame: Response) -> SessionsListed | RequestFailed:
         result = structure(frame.result, ListSessionsResult)
     except FrameError as exc:
         return RequestFailed("session/list", 0, f"unreadable answer: {exc}")
-    return SessionsListed(tuple(s.session_id for s in result.sessions), result.next_cursor)
+    directories = tuple((s.session_id, s.cwd) for s in result.sessions if s.cwd)
+    return SessionsListed(tuple(s.session_id for s in result.sessions), result.next_cursor, directories)
 
 
 def permission_outcome(options: Sequence[PermissionOption], kind: OptionKind) -> JSON:

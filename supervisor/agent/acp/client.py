@@ -216,10 +216,11 @@ class AcpClient:
         self._request("session/prompt", {"sessionId": self.session_id, "prompt": blocks})
         return [TurnStarted(session_id=self.session_id, model=self.model, cwd=self.cwd)]
 
-    def list_sessions(self, cwd: str, cursor: str | None = None) -> list[AcpEvent]:
-        """Ask for (a page of) the agent's stored conversations in `cwd`: SessionsListed."""
+    def list_sessions(self, cwd: str | None, cursor: str | None = None) -> list[AcpEvent]:
+        """Ask for (a page of) the agent's stored conversations in `cwd` (None: in every
+        directory): SessionsListed."""
         self._require(Phase.READY, Phase.IDLE)
-        params: JSON = {"cwd": cwd, **({"cursor": cursor} if cursor else {})}
+        params: JSON = {**({"cwd": cwd} if cwd is not None else {}), **({"cursor": cursor} if cursor else {})}
         self._request("session/list", params, _Pending("session/list", listing=True))
         return []
 

@@ -68,6 +68,7 @@ class SessionsListed:
 
     session_ids: tuple[str, ...]
     next_cursor: str | None = None
+    directories: tuple[tuple[str, str], ...] = ()  # (id, cwd) of those that say their cwd
 
 
 @attrs.frozen
