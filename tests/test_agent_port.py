@@ -14,7 +14,7 @@ import pytest
 from supervisor.agent import AgentLaunch
 from supervisor.agent.acp.backend import AcpAgentBackend
 from supervisor.agent.claude import ClaudeBackend
-from supervisor.agent.registry import AgentRegistry
+from supervisor.agent.registry import AgentRegistry, runs_opencode
 from supervisor.config import ConfigError, config_from_dict
 from supervisor.core import commands
 from supervisor.core.state import SessionRecord
@@ -141,3 +141,22 @@ def test_claude_codes_conversation_id_is_one_word_with_its_flag() -> None:
     assert "--session-id=ours" in argv and "--session-id" not in argv and "ours" not in argv
     argv = backend.argv(AgentLaunch(session_id="ours", cwd="/w", resume=True, agent_session_id="theirs"))
     assert "--resume=theirs" in argv and "--resume" not in argv and "theirs" not in argv
+
+
+def test_opencode_is_known_however_it_is_started() -> None:
+    """Unknown, OpenCode got none of its settings, and without `"permission": {"*": "ask"}`
+    it runs every tool without asking."""
+    started = [
+        ["opencode", "acp"],
+        ["/srv/node_modules/opencode-ai/bin/opencode.exe", "acp"],
+        ["npx", "-y", "opencode-ai@1.18.33", "acp"],
+        ["bunx", "opencode-ai", "acp"],
+    ]
+    for command in started:
+        assert runs_opencode(command), command
+    for command in (["claude-code-acp"], ["npx", "@zed-industries/claude-code-acp"], ["gemini", "--experimental-acp"]):
+        assert not runs_opencode(command), command
+    backend = AgentRegistry(config(agents={"oc": {"protocol": "acp", "command": started[2]}})).agents["oc"].backend
+    from supervisor.agent import AgentLaunch
+
+    assert '"permission":{"*":"ask"}' in backend.env(AgentLaunch("i", "/w", False), {})["OPENCODE_CONFIG_CONTENT"]

@@ -11,8 +11,9 @@ an agent speaks it (and the probes only when asked for): start-up pays for what 
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,11 +44,21 @@ def make_backend(name: str, settings: AgentConfig) -> AgentBackend:
         from supervisor.agent.acp.backend import AcpAgentBackend, AcpBackend
 
         command = tuple(settings.command)
-        opencode = Path(command[0]).name == "opencode"
-        return AcpAgentBackend(AcpBackend(name, command, opencode=opencode), tuple(settings.args))
+        return AcpAgentBackend(AcpBackend(name, command, opencode=runs_opencode(command)), tuple(settings.args))
     from supervisor.agent.claude import ClaudeBackend
 
     return ClaudeBackend(settings.command, settings.args)
+
+
+# OpenCode however it is started: `opencode`, a path to it (its npm package's
+# `opencode.exe` too), `npx opencode-ai[@VERSION] acp`, `bunx`...
+_OPENCODE_WORD = re.compile(r"opencode(-ai)?(@[\w.+-]+)?(\.exe)?")
+
+
+def runs_opencode(command: Sequence[str]) -> bool:
+    """Does `command` start OpenCode? Then it gets OpenCode's settings: above all, its
+    permission to ask before each tool (unasked, OpenCode runs every tool without a word)."""
+    return any(_OPENCODE_WORD.fullmatch(Path(word).name) for word in command)
 
 
 class AgentRegistry:
