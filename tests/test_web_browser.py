@@ -87,12 +87,19 @@ class Page:
     def new_session(self, name: str, cwd: str = "/tmp") -> None:
         if self.el("#menu").is_displayed() and not self.el("#sidebar").is_displayed():
             self.el("#menu").click()  # a phone: the form is in the sidebar
+            self.wait_sidebar_in_place()
         if self.el("#new-session").get_attribute("hidden") is not None:
             self.el("#new-toggle").click()
         self.el("#new-name").send_keys(name)
         self.el("#new-cwd").send_keys(cwd)
         self.el("#new-session button[type=submit]").click()
         wait_for(lambda: self.el("#thread-title").text == name, what=f"session {name} selected")
+
+    def wait_sidebar_in_place(self) -> None:
+        """On a phone the sidebar slides in (0.15 s): a click on it before then may find its
+        button still off the screen, not interactable (it happened on a busy machine)."""
+        left = "return document.getElementById('sidebar').getBoundingClientRect().left"
+        wait_for(lambda: self.d.execute_script(left) >= 0, what="the sidebar in place")
 
     def send(self, text: str) -> None:
         box = self.el("#text")
@@ -736,7 +743,7 @@ def test_phone_width_collapses_the_sidebar_and_keeps_thread_and_composer_usable(
         assert composer["x"] >= 0 and composer["x"] + composer["width"] <= 390
         driver.save_screenshot(str(ARTIFACTS / "web-chat-phone.png"))
         page.el("#menu").click()
-        wait_for(lambda: page.el("#sidebar").is_displayed(), what="sidebar opens")
+        page.wait_sidebar_in_place()
         page.thread_button("Commands").click()
         wait_for(lambda: not page.el("#sidebar").is_displayed(), what="sidebar closes")
         page.send("!help")
@@ -988,7 +995,7 @@ def test_on_a_phone_a_tap_beside_the_open_sidebar_closes_it(
 ) -> None:
     page = Page(driver, world).open()
     page.el("#menu").click()
-    wait_for(lambda: page.el("#sidebar").is_displayed(), what="sidebar opens")
+    page.wait_sidebar_in_place()
     page.tap(375, 400)  # the strip of thread the sidebar leaves uncovered
 
     wait_for(lambda: not page.el("#sidebar").is_displayed(), what="sidebar closed")
