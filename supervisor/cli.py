@@ -140,10 +140,10 @@ def _warn_of_shared_token_files(config: Config) -> None:
     for section in (config.mattermost, config.telegram):
         path = section.token_file if section is not None else None
         try:
-            shared = path is not None and path.is_file() and bool(path.stat().st_mode & stat.S_IROTH)
+            mode = path.stat().st_mode if path is not None else 0
         except OSError:  # not ours to read (`sessions` by hand, beside the service): not said
             continue
-        if shared:
+        if stat.S_ISREG(mode) and mode & stat.S_IROTH:
             log.warning("%s can be read by every user of this machine, and anyone who reads it can act as "
                         "the bot: chmod 600 it", path)  # fmt: skip
 

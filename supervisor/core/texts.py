@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import attrs
 
 from supervisor.core.commands import NEW_FORM
+from supervisor.core.lifecycle import SessionState
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
 
@@ -87,7 +88,7 @@ class SessionRow:
     link: str
 
 
-FINAL_STATES = ("ended", "failed")
+FINAL_STATES = frozenset(state.value for state in SessionState if state.is_final)  # as a row says them
 
 
 def sessions_table(rows: Sequence[SessionRow], now_iso: str, words: Words, limit: int) -> str:
