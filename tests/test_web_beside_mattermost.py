@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -204,3 +205,31 @@ async def test_while_mattermost_cannot_be_caught_up_the_web_chat_still_answers(t
             await w.answered(root, "written after it (earlier: 'missed while away')", timeout=20)
     for prompt in ("missed while away", "written after it"):
         assert w.thread_text(root).count(f": {prompt} (") == 1
+
+
+async def test_a_mattermost_that_does_not_answer_at_start_holds_up_neither_the_web_chat_nor_its_own_threads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start while Mattermost is down (still booting beside us, say): after a few seconds
+    the supervisor serves as who it was at its last start, instead of waiting for the
+    server. The page is answered meanwhile, and a prompt written in a Mattermost thread
+    while the server was away is answered, once, when it is back."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            await _start_beside(w)
+            root = await w.new_session("on-mattermost")
+            await w.stop()
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            supervisor = await w.start()
+            assert "does not answer yet: serving alice as at the last start" in caplog.text
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-while-down", w.work / "while-down")
+                await send(ws, type="post", id="web-prompt-5", thread=thread["id"], text="here without Mattermost?")
+                await _answer_in(ws, thread["id"], "echo #1: here without Mattermost?")
+            await w.say("written while it was down", root)
+            w.server.fail_requests(None)
+            w.server.refuse_websockets(False)
+            await w.answered(root, "written while it was down", timeout=20)
+            await w.settled(root)
+    assert w.thread_text(root).count(": written while it was down (") == 1

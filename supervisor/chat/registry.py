@@ -86,14 +86,22 @@ def configured_openers(config: Config) -> list[Opener]:
 async def open_fronts(
     config: Config, events: trio.MemorySendChannel[ChatEvent], openers: Sequence[Opener]
 ) -> list[FrontEnd]:
-    """Each front end, connected; closes those opened when one fails."""
-    opened: list[FrontEnd] = []
+    """Each front end, connected, in the order given; all at once, so that one whose
+    server is slow to answer holds up none of the others' time. Closes those opened when
+    one fails."""
+    opened: list[FrontEnd | None] = [None] * len(openers)
+
+    async def open_one(index: int, opener: Opener) -> None:
+        opened[index] = await opener(config, events.clone())
+
     try:
-        for opener in openers:
-            opened.append(await opener(config, events.clone()))
+        async with trio.open_nursery() as nursery:
+            for index, opener in enumerate(openers):
+                nursery.start_soon(open_one, index, opener)
     except BaseException:
         with trio.CancelScope(shield=True):
             for front in opened:
-                await front.aclose()
+                if front is not None:
+                    await front.aclose()
         raise
-    return opened
+    return [front for front in opened if front is not None]

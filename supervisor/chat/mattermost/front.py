@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from supervisor.chat import CannotStart, ChatError, ChatLink, ChatUser
+from supervisor.chat import CannotStart, ChatError, ChatLink, ChatUser, identity
 from supervisor.chat.fronts import People
 from supervisor.chat.mattermost.link import MattermostLink
 from supervisor.config import Config
@@ -31,16 +31,34 @@ class CannotConnect(CannotStart):
 class MattermostFront:
     name = "mattermost"
 
-    def __init__(self, link: MattermostLink, usernames: tuple[str, ...]) -> None:
+    def __init__(
+        self, link: MattermostLink, usernames: tuple[str, ...], kept: identity.Kept,
+        known: identity.Identity | None = None,
+    ) -> None:  # fmt: skip
         self.link: ChatLink = link
         self._link = link
         self._usernames = usernames
+        self._kept = kept
+        self._known = known  # who we were at the last start that found the server
 
     def owns(self, id_: str) -> bool:
         # Mattermost's ids are 26 letters and digits; the other front ends prefix theirs.
         return len(id_) == 26 and id_.isalnum()
 
     async def people(self) -> People:
+        if self._link.remembered and self._known is not None:
+            people = self._known.people
+            log.warning(
+                "%s does not answer yet: serving %s as at the last start, and catching up once it answers",
+                self._link.rest.base_url, ", ".join(user.username for user in people.allowed.values()),
+            )
+            return people
+        people = await self._people_on_the_server()
+        if (learned := identity.Identity(self._link.me, people)) != self._known:
+            await self._kept.remember(learned)
+        return people
+
+    async def _people_on_the_server(self) -> People:
         allowed: dict[str, ChatUser] = {}
         for name in self._usernames:
             user = await self._link.user_by_username(name)
@@ -66,14 +84,17 @@ class MattermostFront:
 
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> MattermostFront:
     assert config.mattermost is not None
-    url = config.mattermost.url
+    url, token, usernames = config.mattermost.url, config.mattermost.token, config.mattermost.allowed_users
+    kept = identity.Kept(config.state.dir, MattermostFront.name, identity.key(url, token, *usernames))
+    known = kept.recall()
     try:
         link = await MattermostLink.connect(
-            url, config.mattermost.token, events, requests_per_second=config.mattermost.requests_per_second
-        )
+            url, token, events, requests_per_second=config.mattermost.requests_per_second,
+            known=known.me if known else None, patience_s=identity.START_PATIENCE_S,
+        )  # fmt: skip
     except ChatError as error:
         raise CannotConnect(_refusal(url, error)) from None
-    return MattermostFront(link, config.mattermost.allowed_users)
+    return MattermostFront(link, usernames, kept, known)
 
 
 def _refusal(url: str, error: ChatError) -> str:
