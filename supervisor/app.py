@@ -23,11 +23,14 @@
                                       event stream (Mattermost's WebSocket, Telegram's long
                                       poll, the web chat's HTTP server and page sockets)
 
-Start order: the store, then the sessions nursery; only then can the Supervisor (the
-registry, desk and router of this run, wired in runtime/supervisor.py) be built (its
-registry takes the nursery), so restoring sessions and finishing announcements a crash cut
-short (`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
-any front end's events flow, so the first catch-up finds every thread's session.
+Start order: every front end is opened at once (`open_fronts`: connected, its people
+known; one whose server keeps silent starts as who it was at the last start,
+chat/identity.py, and is caught up once it answers); then the store, then the sessions
+nursery; only then can the Supervisor (the registry, desk and router of this run, wired
+in runtime/supervisor.py) be built (its registry takes the nursery), so restoring
+sessions and finishing announcements a crash cut short (`Desk.recover_unannounced`)
+always have somewhere to start sessions. Both happen before any front end's events flow,
+so the first catch-up finds every thread's session.
 """
 
 from __future__ import annotations

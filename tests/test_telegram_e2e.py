@@ -614,3 +614,26 @@ async def test_a_turn_a_graceful_stop_cuts_is_said_cut_after_the_restart_at_tele
             w.fake.user_presses(ALICE, notice.message["message_id"], button["callback_data"])
             await w.answered(topic, "✅ Done", timeout=30)
 
+
+
+async def test_a_telegram_out_of_reach_at_start_is_served_as_at_the_last_start_and_caught_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start while Telegram cannot be reached (the network not up yet, at boot): after a
+    few seconds the supervisor serves as the bot it was at its last start instead of
+    holding up every front end; what was written meanwhile is answered once Telegram
+    answers, once."""
+    down = ("getMe", "deleteWebhook", "getUpdates", "getChat", "setMyCommands")
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("alpha")
+            await w.stop()
+            for method in down:
+                w.fake.fail(method, 502, count=10_000)
+            w.say("written while it was out of reach", topic)
+            await w.start()
+            assert "telegram does not answer yet: serving as @" in caplog.text
+            w.fake.clear_faults()
+            await w.answered(topic, "echo #1: written while it was out of reach", timeout=30)
+            await trio.sleep(1)
+            assert w.text(topic).count("written while it was out of reach") == 1

@@ -135,7 +135,8 @@ async def test_backlog_first_in_order_and_confirmed_only_after_handling() -> Non
             handled_at: dict[int, float] = {}
             send, receive = trio.open_memory_channel[Update](0)
             async with trio.open_nursery() as nursery:
-                await nursery.start(source.run, send)
+                await nursery.start(source.run, send)  # started at once: the webhook goes first
+                await fake.wait_until(lambda: fake.calls_of("deleteWebhook"))
                 deletes = fake.calls_of("deleteWebhook")
                 assert len(deletes) == 1 and "drop_pending_updates" not in deletes[0].params
                 got = await collect(receive, 5)
@@ -358,6 +359,7 @@ async def test_a_webhook_set_later_is_named_and_not_removed(
             send, _receive = trio.open_memory_channel[Update](10)
             async with trio.open_nursery() as nursery:
                 await nursery.start(source.run, send)
+                await fake.wait_until(lambda: fake.calls_of("deleteWebhook"))
                 fake.set_webhook("https://someone.example/hook")
                 while not source.conflict:  # our own flag: the fake cannot wake us for it
                     await trio.sleep(0.01)

@@ -26,6 +26,7 @@ with a second poller of the same token (the update source says so and holds off)
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 import trio
 
-from supervisor.chat import CannotStart, ChatLink, ChatUser
+from supervisor.chat import CannotStart, ChatLink, ChatUser, identity
 from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.active import ActiveSession
@@ -111,8 +112,14 @@ class TelegramFrontEnd:
         *,
         bot_username: str,
         personas: frozenset[str] = frozenset(),
+        kept: identity.Kept | None = None,
+        known: identity.Identity | None = None,
+        answered: bool = True,
     ) -> None:
         self.config = config
+        self.kept = kept  # where who we are is kept for the next start
+        self.known = known  # who we were at the last start
+        self.answered = answered  # whether Telegram said who we are at this start
         self.api = api
         self.link: ChatLink = link  # the port, for the core
         self.tg = link  # the same, with what only this front end uses
@@ -136,23 +143,38 @@ class TelegramFrontEnd:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> TelegramFrontEnd:
-        """Ask Telegram who we are (retried until it answers; a refused token raises)."""
+        """Ask Telegram who we are (retried until it answers; a refused token raises).
+        When an earlier start with this configuration learned it (`identity`), only for a
+        few seconds: a Telegram still out of reach (the network not up yet) holds up no
+        other front end, and its updates wait for us there, in order."""
         pacing = Pacing(per_chat_rate=config.per_chat_rate, per_chat_burst=config.per_chat_burst)
         api = BotApi(config.token, api_url=config.api_url, pacing=pacing, transport=transport)
+        kept = identity.Kept(state_dir, cls.name, identity.key(config.api_url, config.token,
+                                                                *map(str, config.allowed_user_ids)))  # fmt: skip
+        known = kept.recall()
+        learned = None
         try:
-            me = await api.get_me()
+            with trio.move_on_after(identity.START_PATIENCE_S if known else math.inf):
+                learned = await api.get_me()
         except BaseException as exc:
             with trio.CancelScope(shield=True):  # a stop while Telegram does not answer yet
                 await api.aclose()
             if isinstance(exc, Unauthorized):
                 raise TokenRefused(f"Telegram refused the bot token (401 on getMe): {TOKEN_FIX}") from exc
             raise
-        bot = ChatUser(ids.user(me.id), me.username, is_bot=True)
+        if learned is not None:
+            bot = ChatUser(ids.user(learned.id), learned.username, is_bot=True)
+            topics = learned.has_topics_enabled
+        else:
+            assert known is not None
+            bot, topics = known.me, "topics" in known.modes
+            log.warning("telegram does not answer yet: serving as @%s, as at the last start", bot.username)
         memory = Memory.open(state_dir)
-        memory.for_bot(me.id)
-        link = TelegramLink(api, bot, memory, topics=me.has_topics_enabled)
-        log.info("telegram: @%s, topic mode %s", me.username, "on" if link.topics else "off")
-        return cls(config, api, link, events, bot_username=me.username)
+        memory.for_bot(ids.parse_user(bot.id))
+        link = TelegramLink(api, bot, memory, topics=topics)
+        log.info("telegram: @%s, topic mode %s", bot.username, "on" if link.topics else "off")
+        return cls(config, api, link, events, bot_username=bot.username, kept=kept, known=known,
+                   answered=learned is not None)  # fmt: skip
 
     async def offer_menu(self) -> None:
         """Tell Telegram our commands, for the clients' menu; a refusal changes nothing."""
@@ -166,19 +188,30 @@ class TelegramFrontEnd:
     async def people(self) -> People:
         """The allowed people, and their private chats with the bot (a private chat's id
         is its person's id). Each is named by their @username where Telegram tells it
-        (`getChat`: only once they started the bot), else by their number."""
-        allowed = {}
-        for user_id in self.config.allowed_user_ids:
-            name = str(user_id)
-            with trio.move_on_after(PEOPLE_LOOKUP_S):
-                try:
-                    chat = await self.api.get_chat(user_id)
-                    name = chat.username or name
-                except (BotApiError, MalformedReply) as exc:
-                    log.info("user %s: no chat with the bot yet (%s)", user_id, exc)
-            allowed[ids.user(user_id)] = ChatUser(ids.user(user_id), name)
-        channels = {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids}
-        return People(allowed, channels)
+        (`getChat`: only once they started the bot), else by their number; as at the last
+        start while Telegram does not answer."""
+        if not self.answered and self.known is not None:
+            return self.known.people
+        names: dict[int, str] = {}
+        async with trio.open_nursery() as nursery:  # at once: a slow answer is one wait, not one per person
+            for user_id in self.config.allowed_user_ids:
+                nursery.start_soon(self._name_of, user_id, names)
+        allowed = {ids.user(u): ChatUser(ids.user(u), names.get(u, str(u))) for u in self.config.allowed_user_ids}
+        people = People(allowed, {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids})
+        learned = identity.Identity(self.tg.me, people, ("topics",) if self.tg.topics else ())
+        if self.kept is not None and learned != self.known:
+            await self.kept.remember(learned)
+        return people
+
+    async def _name_of(self, user_id: int, names: dict[int, str]) -> None:
+        with trio.move_on_after(PEOPLE_LOOKUP_S):
+            try:
+                chat = await self.api.get_chat(user_id)
+            except (BotApiError, MalformedReply) as exc:
+                log.info("user %s: no chat with the bot yet (%s)", user_id, exc)
+            else:
+                if chat.username:
+                    names[user_id] = chat.username
 
     def owns(self, any_id: str) -> bool:
         return ids.owns(any_id)
@@ -380,12 +413,14 @@ def as_command(text: str, personas: frozenset[str] = frozenset()) -> str:
 
 
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> TelegramFrontEnd:
-    """The registry's opener: `[telegram]` connected (getMe answered)."""
+    """The registry's opener: `[telegram]` connected (getMe answered, or who we were at
+    the last start while Telegram keeps silent)."""
     assert config.telegram is not None
     front = await TelegramFrontEnd.connect(config.telegram, config.state.dir, events)
     front.personas = frozenset(config.personas)
     try:
-        await front.offer_menu()
+        if front.answered:  # else the menu given at the last start stays
+            await front.offer_menu()
     except BaseException:
         with trio.CancelScope(shield=True):
             await front.aclose()

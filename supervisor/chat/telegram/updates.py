@@ -211,10 +211,11 @@ class UpdateSource:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Switch any webhook off (keeping the backlog), then poll until cancelled."""
+        """Switch any webhook off (keeping the backlog), then poll until cancelled. Started
+        at once: a Telegram out of reach at start is waited for here, as any outage."""
         async with updates:
-            await self._api.delete_webhook()
             task_status.started()
+            await self._api.delete_webhook()
             conflicts = passed_over_answers = 0
             said: tuple[str, ...] = ()  # the unusable updates of the last answer, logged
             while True:
