@@ -78,3 +78,32 @@ async def test_a_server_that_hangs_up_is_not_retried_by_the_doctor() -> None:
             await api.aclose()
     assert not results[0].ok and "cannot reach the Bot API" in results[0].detail
     assert len(fake.arrived) == 1
+
+
+async def test_the_people_line_names_who_can_be_answered_and_who_never_pressed_start() -> None:
+    """A bot cannot write first: an allowed person with no chat with it yet (or an id that
+    is not theirs) would hear nothing, so `check` names them, with what to do."""
+    with trio.fail_after(10):
+        async with running() as fake:
+            fake.add_user(7, username="alice_tg")
+            fake.add_user(8)
+            api = BotApi(TOKEN, api_url=fake.url)
+            try:
+                *_, everyone = await telegram_checks(api, network_s=3, people=(7, 8))
+                *_, missing = await telegram_checks(api, network_s=3, people=(9, 7))
+            finally:
+                await api.aclose()
+    assert everyone.ok and everyone.detail == "@alice_tg, 8 can be answered" and not everyone.fix
+    assert missing.ok and missing.detail == "no chat with the bot yet: 9 (@alice_tg can be answered)"
+    assert "presses Start" in missing.fix
+
+
+async def test_the_people_line_is_skipped_with_a_refused_token() -> None:
+    with trio.fail_after(10):
+        async with running() as fake:
+            api = BotApi(SECRET_TOKEN, api_url=fake.url)
+            try:
+                results = await telegram_checks(api, network_s=3, people=(7,))
+            finally:
+                await api.aclose()
+    assert [r.name for r in results][-1] == "telegram people" and "skipped" in results[-1].detail

@@ -499,6 +499,7 @@ async def test_check_verifies_the_token_topic_mode_and_webhook_and_never_prints_
             assert "telegram token    ok    @fake_claude_bot accepts the token" in out
             assert "telegram topics   ok" in out
             assert "telegram webhook  FAIL" in out and "example.invalid" in out
+            assert "telegram people   ok    @alice_tg can be answered" in out
             assert TOKEN not in out and TOKEN.split(":")[1] not in out
 
 

@@ -155,8 +155,8 @@ class BotApi(BotCaller):
             params["message_thread_id"] = thread_id
         await self.call("sendChatAction", params, chat_id=chat_id)
 
-    async def get_chat(self, chat_id: int) -> codec.Chat:
-        return codec.structure(await self.call("getChat", {"chat_id": chat_id}), codec.Chat)
+    async def get_chat(self, chat_id: int, *, retry: bool = True) -> codec.Chat:
+        return codec.structure(await self.call("getChat", {"chat_id": chat_id}, retry=retry), codec.Chat)
 
     async def answer_callback_query(self, query_id: str, text: str = "") -> None:
         params: JSONObject = {"callback_query_id": query_id}

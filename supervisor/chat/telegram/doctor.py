@@ -1,10 +1,12 @@
-"""`supervisor check` for a Telegram bot: the token, topic mode, and any webhook.
+"""`supervisor check` for a Telegram bot: the token, topic mode, any webhook, its people.
 
-Owns three checks, each one line with a fix: the token is accepted (`getMe`), the bot's
-topic mode is on (one topic per session) or off (the active-session model), and no
-webhook is set (getUpdates cannot run beside one; the supervisor deletes it at start,
-keeping the updates waiting). The `*_result` functions are pure; `telegram_checks` makes
-the two requests, unretried, each bounded by `network_s`.
+Owns four checks, each one line with a fix: the token is accepted (`getMe`), the bot's
+topic mode is on (one topic per session) or off (the active-session model), no webhook
+is set (getUpdates cannot run beside one; the supervisor deletes it at start, keeping the
+updates waiting), and which allowed people have a chat with the bot yet (`getChat`: a
+bot cannot write first, so someone who never pressed Start, or an id that is not theirs,
+hears nothing). The `*_result` functions are pure; `telegram_checks` makes the requests,
+unretried, each bounded by `network_s`.
 
 It must never print the token (the report is meant to be pasted into a ticket): the
 client keeps it out of every error, and these lines name only the bot's @username.
@@ -14,6 +16,7 @@ client keeps it out of every error, and these lines name only the bot's @usernam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import trio
@@ -35,6 +38,10 @@ TOPICS_FIX: Final = (
 WEBHOOK_FIX: Final = (
     "another program may receive this bot's updates through it: stop that program, or "
     "give the supervisor a bot of its own; `run` deletes the webhook, keeping waiting updates"
+)
+PEOPLE_FIX: Final = (
+    "each of them opens the bot in Telegram and presses Start (a bot cannot write first); "
+    "if they did, the id is not theirs: a bot such as @userinfobot tells a person's id"
 )
 Check = CheckResult
 
@@ -86,6 +93,16 @@ def webhook_result(info: WebhookInfo) -> Check:
     return Check("telegram webhook", False, f"a webhook to {host} is set; {waiting}", WEBHOOK_FIX)
 
 
+def people_result(started: dict[int, str], waiting: list[int]) -> Check:
+    """`started`: id -> how Telegram names them; `waiting`: ids with no chat with the bot."""
+    said = ", ".join(started.values())
+    if not waiting:
+        return Check("telegram people", True, f"{said} can be answered" if said else "none allowed")
+    ids = ", ".join(map(str, waiting))
+    detail = f"no chat with the bot yet: {ids}" + (f" ({said} can be answered)" if said else "")
+    return Check("telegram people", True, detail, PEOPLE_FIX)
+
+
 def _skipped(name: str) -> Check:
     return skipped(name, "the token check failed")
 
@@ -95,8 +112,9 @@ def _timed_out(name: str, seconds: float) -> Check:
     return timed_out(name, seconds, "no answer from the Bot API", fix)
 
 
-async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]:
-    """The token, topic mode and webhook lines, in that order."""
+async def telegram_checks(api: BotApi, *, network_s: float = 5.0, people: Sequence[int] = ()) -> list[Check]:
+    """The token, topic mode and webhook lines, in that order, then the people's when
+    `people` (allowed user ids) are given."""
     me: User | None = None
     token: Check = _timed_out("telegram token", network_s)
     with trio.move_on_after(network_s):
@@ -106,7 +124,9 @@ async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]
         except (BotApiError, MalformedReply) as error:
             token = token_failed_result(error)
     if me is None or not token.ok:
-        return [token, _skipped("telegram topics"), _skipped("telegram webhook")]
+        return [token, _skipped("telegram topics"), _skipped("telegram webhook")] + (
+            [_skipped("telegram people")] if people else []
+        )
     webhook: Check = _timed_out("telegram webhook", network_s)
     with trio.move_on_after(network_s):
         try:
@@ -114,13 +134,41 @@ async def telegram_checks(api: BotApi, *, network_s: float = 5.0) -> list[Check]
         except (BotApiError, MalformedReply) as error:
             said = clipped(getattr(error, "description", "") or str(error))
             webhook = Check("telegram webhook", False, f"getWebhookInfo failed: {said}")
-    return [token, topics_result(me), webhook]
+    return [token, topics_result(me), webhook] + ([await _people_check(api, people, network_s)] if people else [])
+
+
+async def _people_check(api: BotApi, people: Sequence[int], network_s: float) -> Check:
+    started: dict[int, str] = {}
+    waiting: list[int] = []
+    failed: list[str] = []
+
+    async def look(user_id: int) -> None:
+        try:
+            chat = await api.get_chat(user_id, retry=False)
+        except (BotApiError, MalformedReply) as error:
+            if isinstance(error, BotApiError) and error.status == 400:  # "chat not found"
+                waiting.append(user_id)
+            else:
+                failed.append(clipped(getattr(error, "description", "") or str(error)))
+            return
+        started[user_id] = f"@{chat.username}" if chat.username else str(user_id)
+
+    with trio.move_on_after(network_s):
+        async with trio.open_nursery() as nursery:
+            for user_id in people:
+                nursery.start_soon(look, user_id)
+    if failed:
+        return Check("telegram people", False, f"getChat failed: {failed[0]}")
+    if len(started) + len(waiting) < len(people):
+        return _timed_out("telegram people", network_s)
+    return people_result({u: started[u] for u in people if u in started}, [u for u in people if u in waiting])
 
 
 async def config_checks(section: TelegramConfig, *, network_s: float = 5.0) -> list[Check]:
-    """`telegram_checks` for the `[telegram]` section: its token against its server."""
+    """`telegram_checks` for the `[telegram]` section: its token against its server, and
+    its allowed people."""
     api = BotApi(section.token, api_url=section.api_url)
     try:
-        return await telegram_checks(api, network_s=network_s)
+        return await telegram_checks(api, network_s=network_s, people=section.allowed_user_ids)
     finally:
         await api.aclose()
