@@ -1017,3 +1017,31 @@ def test_on_a_phone_a_long_file_name_does_not_widen_the_page(
     remove = page.el("#attachments button").rect
     assert remove["x"] + remove["width"] <= 390  # its × can be reached
 
+
+
+def test_on_a_phone_every_button_fits_a_finger_and_text_fields_do_not_zoom_the_page(
+    driver: Any, world: WebWorld, phone: None
+) -> None:
+    """Buttons were sized for a mouse (the × of a file chip had no padding at all, a
+    request's Allow and Deny about 30 px tall), and text at 15 px makes iOS Safari zoom the
+    whole page in whenever the message box takes focus."""
+    page = Page(driver, world).open()
+    page.new_session("fingers")
+    page.send("run ls")
+    wait_for(lambda: page.els("li.choice:last-child button"), what="card")
+    sizes = driver.execute_script(
+        "return [...document.querySelectorAll('button, .attach')]"
+        ".filter(e => e.checkVisibility({visibilityProperty: true}))"
+        ".map(e => { const r = e.getBoundingClientRect();"
+        " return [e.id || e.textContent.trim(), Math.round(r.width), Math.round(r.height)]; })"
+    )
+    assert len(sizes) >= 5 and all(w >= 44 and h >= 44 for _, w, h in sizes), sizes
+    fonts = driver.execute_script(
+        "return [...document.querySelectorAll('input:not([type=file]), select, textarea')]"
+        ".map(e => getComputedStyle(e).fontSize)"
+    )
+    assert fonts and set(fonts) == {"16px"}, fonts
+    page.el("#menu").click()
+    page.wait_sidebar_in_place()
+    top_bar, sidebar = page.el(".topbar").rect, page.el("#sidebar").rect
+    assert sidebar["y"] >= top_bar["y"] + top_bar["height"] - 1  # below the bar, not over ☰
