@@ -638,3 +638,23 @@ async def test_a_telegram_out_of_reach_at_start_is_served_as_at_the_last_start_a
             await w.answered(topic, "echo #1: written while it was out of reach", timeout=30)
             await trio.sleep(1)
             assert w.text(topic).count("written while it was out of reach") == 1
+
+
+async def test_a_token_revoked_while_telegram_was_out_of_reach_ends_the_supervisor_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    """Started as the bot of the last start (Telegram kept silent), a token that Telegram
+    refuses once it answers is said as at a start: one sentence, exit 1, no traceback."""
+    down = ("getMe", "deleteWebhook", "getUpdates", "getChat", "setMyCommands")
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            await w.stop()
+            for method in down:
+                w.fake.fail(method, 502, count=10_000)
+            process = w.spawn()
+            await w.wait_for(lambda: "telegram does not answer yet" in w.log_text(), timeout=30)
+            for method in down:
+                w.fake.fail(method, 401, "Unauthorized", count=10_000)
+            await w.wait_for(lambda: process.poll() is not None, timeout=30)
+    assert process.returncode == 1
+    assert "Telegram refused the bot token (401)" in w.log_text() and "Traceback" not in w.log_text()

@@ -233,3 +233,22 @@ async def test_a_mattermost_that_does_not_answer_at_start_holds_up_neither_the_w
             await w.answered(root, "written while it was down", timeout=20)
             await w.settled(root)
     assert w.thread_text(root).count(": written while it was down (") == 1
+
+
+async def test_a_token_revoked_while_mattermost_was_down_ends_the_supervisor_in_one_sentence(tmp_path: Path) -> None:
+    """Started as who it was (the server kept silent), a token the server refuses once it
+    answers is said as at a start (one sentence, exit 1), rather than every post of every
+    thread being refused, one by one, meanwhile."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            await w.start()
+            await w.stop()
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            process = w.spawn()
+            await w.wait_for(lambda: "does not answer yet" in w.log_text(), timeout=30)
+            w.server.fail_requests(None)
+            w.server.fail_requests(401, path_prefix="/api/v4/users/me")
+            await w.wait_for(lambda: process.poll() is not None, timeout=30)
+    assert process.returncode == 1
+    assert "refused mattermost.token (401)" in w.log_text() and "Traceback" not in w.log_text()

@@ -76,7 +76,22 @@ class MattermostFront:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # The first hello reaches the router as a Resync: it catches up over REST.
-        await self._link.run(task_status=task_status)
+        if not self._link.remembered:
+            await self._link.run(task_status=task_status)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._token_still_taken)
+            await self._link.run(task_status=task_status)
+
+    async def _token_still_taken(self) -> None:
+        """Started as who we were (the server kept silent): once it answers, a token it
+        refuses ends the supervisor with the same sentence as at a start, rather than
+        every post being refused one by one."""
+        try:
+            await self._link.rest.get_me()
+        except ChatError as error:
+            raise CannotConnect(_refusal(self._link.rest.base_url, error)) from None
+        log.info("%s answers again: the token is still taken", self._link.rest.base_url)
 
     async def aclose(self) -> None:
         await self._link.aclose()
@@ -85,12 +100,12 @@ class MattermostFront:
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> MattermostFront:
     assert config.mattermost is not None
     url, token, usernames = config.mattermost.url, config.mattermost.token, config.mattermost.allowed_users
-    kept = identity.Kept(config.state.dir, MattermostFront.name, identity.key(url, token, *usernames))
+    kept = identity.Kept(config.state.dir, MattermostFront.name, identity.key(url, token, *sorted(usernames)))
     known = kept.recall()
     try:
         link = await MattermostLink.connect(
             url, token, events, requests_per_second=config.mattermost.requests_per_second,
-            known=known.me if known else None, patience_s=identity.START_PATIENCE_S,
+            known=known.me if known else None,
         )  # fmt: skip
     except ChatError as error:
         raise CannotConnect(_refusal(url, error)) from None

@@ -18,6 +18,7 @@ import httpx
 import trio
 
 from supervisor.chat import ChatUser, tls
+from supervisor.chat.identity import START_PATIENCE_S
 from supervisor.chat.mattermost import choices
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.mattermost.websocket import MattermostWebSocket
@@ -63,7 +64,7 @@ class MattermostLink:
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
         known: ChatUser | None = None,
-        patience_s: float = 0.0,
+        patience_s: float = START_PATIENCE_S,
     ) -> MattermostLink:
         """Who are we? (retried until the server answers; a bad token raises ChatError.)
         With `known` (who we were at an earlier start), only for `patience_s`: a server

@@ -150,7 +150,7 @@ class TelegramFrontEnd:
         pacing = Pacing(per_chat_rate=config.per_chat_rate, per_chat_burst=config.per_chat_burst)
         api = BotApi(config.token, api_url=config.api_url, pacing=pacing, transport=transport)
         kept = identity.Kept(state_dir, cls.name, identity.key(config.api_url, config.token,
-                                                                *map(str, config.allowed_user_ids)))  # fmt: skip
+                                                                *map(str, sorted(config.allowed_user_ids))))  # fmt: skip
         known = kept.recall()
         learned = None
         try:
@@ -196,7 +196,12 @@ class TelegramFrontEnd:
         async with trio.open_nursery() as nursery:  # at once: a slow answer is one wait, not one per person
             for user_id in self.config.allowed_user_ids:
                 nursery.start_soon(self._name_of, user_id, names)
-        allowed = {ids.user(u): ChatUser(ids.user(u), names.get(u, str(u))) for u in self.config.allowed_user_ids}
+        # A lookup that timed out keeps the name an earlier start found.
+        before = {user.id: user.username for user in self.known.people.allowed.values()} if self.known else {}
+        allowed = {
+            ids.user(u): ChatUser(ids.user(u), names.get(u) or before.get(ids.user(u)) or str(u))
+            for u in self.config.allowed_user_ids
+        }
         people = People(allowed, {ids.channel(u): ids.user(u) for u in self.config.allowed_user_ids})
         learned = identity.Identity(self.tg.me, people, ("topics",) if self.tg.topics else ())
         if self.kept is not None and learned != self.known:
@@ -227,17 +232,22 @@ class TelegramFrontEnd:
         """Poll, and hand each update's event to the core, in order, until cancelled.
         No `Hello`: there is nothing to catch up over REST (the offset replays)."""
         updates_send, updates_recv = trio.open_memory_channel[Update](0)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.source.run, updates_send)
-            nursery.start_soon(self.backlog.keep_offset)
-            nursery.start_soon(self.active.send_notes)
-            nursery.start_soon(self._keep_drafts)
-            task_status.started()
-            for held in self.backlog.held_before():  # held before a stop: older than the rest
-                await self._handle(held, self._events)
-            async with updates_recv:
-                async for update in updates_recv:
-                    await self._handle(update, self._events)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.source.run, updates_send)
+                nursery.start_soon(self.backlog.keep_offset)
+                nursery.start_soon(self.active.send_notes)
+                nursery.start_soon(self._keep_drafts)
+                task_status.started()
+                for held in self.backlog.held_before():  # held before a stop: older than the rest
+                    await self._handle(held, self._events)
+                async with updates_recv:
+                    async for update in updates_recv:
+                        await self._handle(update, self._events)
+        except* Unauthorized:
+            # Revoked while we ran, or while Telegram kept silent at start (`identity`): the
+            # same one sentence as a refusal at start, not a traceback.
+            raise TokenRefused(f"Telegram refused the bot token (401): {TOKEN_FIX}") from None
 
     async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
         try:
