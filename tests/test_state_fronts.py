@@ -41,7 +41,7 @@ def test_a_version_1_file_is_grouped_by_front_end_from_the_first_catch_up(tmp_pa
     state = load_state(tmp_path)
     assert state.channels[DM].front == ""  # the file does not say; nothing is guessed
     ledger = Ledger.from_state(state.channels)
-    ledger.begin(DM, now_ms=2_000_000_000_000, front="mattermost")  # the router, catching up
+    ledger.begin(DM, start_ms=2_000_000_000_000, front="mattermost")  # the router, catching up
     again = decode(encode(State(sessions=state.sessions, channels=ledger.snapshot())))
     assert again.channels[DM] == ChannelLedger(
         state.channels[DM].cursor, state.channels[DM].handled, front="mattermost"
@@ -51,7 +51,7 @@ def test_a_version_1_file_is_grouped_by_front_end_from_the_first_catch_up(tmp_pa
 
 def test_a_place_of_a_front_end_no_longer_caught_up_keeps_its_group() -> None:
     ledger = Ledger.from_state({"tg:1": ChannelLedger(7, {"tg:1:9": 7}, front="telegram")})
-    ledger.begin("abcdefghijklmnopqrstuvwxyz", now_ms=10, front="mattermost")
+    ledger.begin("abcdefghijklmnopqrstuvwxyz", start_ms=10, front="mattermost")
     snapshot = ledger.snapshot()
     assert snapshot["tg:1"].front == "telegram"
     assert snapshot["abcdefghijklmnopqrstuvwxyz"] == ChannelLedger(10, {}, front="mattermost")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from supervisor.chat.fronts import Fronts
 from supervisor.chat.web import security
 from supervisor.chat.web.front_end import WebFrontEnd
+from supervisor.runtime import router as router_task
 from supervisor.runtime.supervisor import Supervisor
 from tests.harness import World, world
 from tests.web_served import receive_until, send
@@ -252,3 +254,32 @@ async def test_a_token_revoked_while_mattermost_was_down_ends_the_supervisor_in_
             await w.wait_for(lambda: process.poll() is not None, timeout=30)
     assert process.returncode == 1
     assert "refused mattermost.token (401)" in w.log_text() and "Traceback" not in w.log_text()
+
+
+async def test_a_place_first_seen_after_a_silent_start_is_caught_up_from_the_start_not_from_its_hello(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no position kept for a place (state lost, the identity file kept), what came
+    before this start is history, but what came after it is not: a Mattermost that keeps
+    silent at start says hello later (here, as if two minutes later: more than the minute
+    of slack a catch-up looks back), and a command written in between is answered."""
+
+    class TwoMinutesOn:
+        @staticmethod
+        def time() -> float:
+            return time.time() + 120
+
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            await _start_beside(w)
+            await w.stop()
+            for lost in (w.tmp / "state").glob("sessions.*"):
+                lost.unlink()
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            await w.start()
+            monkeypatch.setattr(router_task, "time", TwoMinutesOn)
+            await w.say("!sessions")
+            w.server.fail_requests(None)
+            w.server.refuse_websockets(False)
+            await w.wait_for(lambda: [p for p in w.bot_posts("") if "No sessions yet" in p["message"]])

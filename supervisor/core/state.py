@@ -277,13 +277,13 @@ class Ledger:
         self.cursors[channel_id] = min([newest, *flying.values()])
         return newest
 
-    def begin(self, channel_id: str, now_ms: int, front: str = "") -> None:
+    def begin(self, channel_id: str, start_ms: int, front: str = "") -> None:
         """A channel about to be caught up, on the front end called `front`. Seen for the
-        first time: what came before this start is history."""
+        first time: what came before this start (`start_ms`) is history."""
         if front:
             self.fronts[channel_id] = front
         if channel_id not in self.cursors:
-            self.cursors[channel_id] = self.newest[channel_id] = now_ms
+            self.cursors[channel_id] = self.newest[channel_id] = start_ms
 
     def catch_up_since(self, channel_id: str) -> int:
         """The `since` for a REST catch-up of this channel (never 0: the server would

@@ -131,6 +131,9 @@ class RouterTask:
             thread_of=self._thread_of,
             places=frozenset(main_channels),
         )
+        # A place never seen before has as history what came before this start, not before
+        # its first hello: one that comes late (a server silent at start) misses nothing.
+        self._started_ms = int(time.time() * 1000)
         # Front ends being caught up (by name) -> their events that came meanwhile.
         self._waiting: dict[str, list[ChatEvent]] = {}
         self._catch_ups: trio.Nursery | None = None
@@ -243,11 +246,10 @@ class RouterTask:
     def _start_round(self, front: FrontEnd) -> None:
         """What `front` must be asked (each of its places since its cursor, the choices on
         its requests still waiting), handed to a task of its own that asks it."""
-        now_ms = int(time.time() * 1000)
         since: dict[str, int] = {}
         for channel_id in self.main_channels:
             if self.chat.front_of(channel_id) is front:
-                self.store.ledger.begin(channel_id, now_ms, front.name)
+                self.store.ledger.begin(channel_id, self._started_ms, front.name)
                 since[channel_id] = self.store.ledger.catch_up_since(channel_id)
         offering = [offer for offer in self.registry.offering() if self.chat.front_of(offer[0]) is front]
         assert self._catch_ups is not None and self._found is not None, "catch-ups start once the router runs"
