@@ -116,13 +116,15 @@ async def _serve(
             app.start_soon(router.run, events_recv, events_send)
             for front in opened:  # each one's first event is a hello: the router catches up
                 await app.start(front.run)
-            await desk.create_configured_sessions()
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
             gc.freeze()
             names = ", ".join(user.username for user in allowed.values())
             log.info("serving %d session(s) for %s", len(registry.tasks), names)
             task_status.started(supervisor)
+            # Serving already: a new one's thread waits for its server, which may keep
+            # silent at start, and a stop meanwhile is a graceful one.
+            await desk.create_configured_sessions()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):
             for front in opened:

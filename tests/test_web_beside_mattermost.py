@@ -283,3 +283,28 @@ async def test_a_place_first_seen_after_a_silent_start_is_caught_up_from_the_sta
             w.server.fail_requests(None)
             w.server.refuse_websockets(False)
             await w.wait_for(lambda: [p for p in w.bot_posts("") if "No sessions yet" in p["message"]])
+
+
+async def test_a_configured_session_new_while_mattermost_keeps_silent_does_not_hold_up_the_start(
+    tmp_path: Path,
+) -> None:
+    """A `[[sessions]]` entry added to the configuration is announced in Mattermost: while
+    the server keeps silent at start, the supervisor serves already (the page answers, a
+    stop is a graceful one), and the session's thread comes once the server answers."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            await w.start()
+            await w.stop()
+            (w.work / "homelab").mkdir()
+            w.configure(sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            with trio.fail_after(15):
+                supervisor = await _start_beside(w)
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-while-down-6", w.work / "beside")
+                await send(ws, type="post", id="web-prompt-6", thread=thread["id"], text="serving?")
+                await _answer_in(ws, thread["id"], "echo #1: serving?")
+            w.server.fail_requests(None)
+            w.server.refuse_websockets(False)
+            await w.wait_for(lambda: w._root_of("homelab"))
