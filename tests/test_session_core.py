@@ -330,8 +330,12 @@ def test_a_request_pending_at_a_restart_is_edited_to_say_it_lapsed() -> None:
     core.prompt(prompt("p1"), 1.0)
     core.agent_event(asked(), 2.0)
     effects = core.post_created("perm.0", "perm-post")
-    record = next(e.record for e in effects if isinstance(e, SaveRecord))
+    (save,) = [e for e in effects if isinstance(e, SaveRecord)]
+    record = save.record
     assert list(record.lapsed_requests) == ["perm-post"]
+    # On disk before the session goes on, not with a later write: the request shows
+    # already, and a kill meanwhile would leave its buttons live for good.
+    assert save.durable
     # the supervisor stops here; the next start edits the post
     restarted = make_core(decode(encode(State(sessions={"sid": record}))).sessions["sid"])
     effects = restarted.start(10.0, launch_now=False)

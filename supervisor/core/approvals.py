@@ -143,8 +143,10 @@ class Approvals:
         self.posts[post_id] = request_id
         pending.post_id = post_id
         # Should the supervisor stop before it is answered, the next start says it lapsed.
+        # Durable at once (a person's wait is long; this write is not): the post shows
+        # already, and a kill before the record is written would leave it asking for good.
         lapsed = {**record.lapsed_requests, post_id: permission_text(pending.request, "lapsed")}
-        return [SaveRecord(attrs.evolve(record, lapsed_requests=lapsed))]
+        return [SaveRecord(attrs.evolve(record, lapsed_requests=lapsed), durable=True)]
 
 
 def say_lapsed(record: SessionRecord) -> list[Effect]:

@@ -91,7 +91,7 @@ class MattermostFront:
             await self._link.rest.get_me()
         except ChatError as error:
             raise CannotConnect(_refusal(self._link.rest.base_url, error)) from None
-        log.info("%s answers again: the token is still taken", self._link.rest.base_url)
+        log.info("%s answers now, and takes the token", self._link.rest.base_url)
 
     async def aclose(self) -> None:
         await self._link.aclose()
