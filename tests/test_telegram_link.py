@@ -482,6 +482,24 @@ async def test_without_topics_an_edit_by_a_later_run_keeps_the_sessions_prefix(t
             assert replied == root.id
 
 
+async def test_without_topics_a_reply_to_a_file_sent_without_a_key_goes_to_its_session_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """`/get` sends a file into its session with no idempotency key (and its caption has no
+    `[NAME]` to go by): which session it is of is durable at once, so a reply to it after
+    a restart (crash or stop, nothing else written meanwhile) goes to that session, not to
+    the active one."""
+    with trio.fail_after(20):
+        async with running(topics=False) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="kappa")
+                file_id = await front.tg.upload_file(CHANNEL, "out.txt", b"data")
+                sent = await front.tg.create_post(CHANNEL, "📎 `out.txt`", root_id=root.id, file_ids=(file_id,))
+            async with front_end(fake, tmp_path, rate=100) as (again, _events):  # a restart
+                assert again.tg.root_of_message(ALICE, ids.parse_post(sent.id)[1]) == root.id
+
+
 async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
     """A topic the person opens stands for `!new NAME`: accepted, the session's thread is
     that topic (the core marks the `!new` handled, then opens the thread); refused (e.g.
