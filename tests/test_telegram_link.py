@@ -500,6 +500,32 @@ async def test_without_topics_a_reply_to_a_file_sent_without_a_key_goes_to_its_s
                 assert again.tg.root_of_message(ALICE, ids.parse_post(sent.id)[1]) == root.id
 
 
+async def test_without_topics_a_reply_to_a_later_message_of_a_long_post_goes_to_its_session(
+    tmp_path: Path,
+) -> None:
+    """A post split into several messages: a reply to any of them goes to the post's
+    session, also after a restart; not by the `[NAME]` it starts with, which an ended
+    session of the same name has too."""
+    long_text = "\n\n".join(f"paragraph {i} " + "word " * 40 for i in range(60))
+    with trio.fail_after(20):
+        async with running(topics=False) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                await front.tg.open_thread(CHANNEL, "h", key="k1", title="kappa")  # ended since
+                root = await front.tg.open_thread(CHANNEL, "h", key="k2", title="kappa")
+                await front.tg.create_post(CHANNEL, long_text, root_id=root.id, idempotency_key="p")
+            parts = [s.message["message_id"] for s in fake.bot_messages(ALICE) if "paragraph" in s.message["text"]]
+            assert len(parts) >= 2
+            for part in parts:
+                fake.user_sends(ALICE, "about this", reply_to=part)
+            async with front_end(fake, tmp_path, rate=100) as (again, events), trio.open_nursery() as nursery:
+                await nursery.start(again.run)  # a restart
+                for _part in parts:
+                    event = await events.receive()
+                    assert isinstance(event, Posted) and event.post.root_id == root.id
+                nursery.cancel_scope.cancel()
+
+
 async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_name(tmp_path: Path) -> None:
     """A topic the person opens stands for `!new NAME`: accepted, the session's thread is
     that topic (the core marks the `!new` handled, then opens the thread); refused (e.g.
