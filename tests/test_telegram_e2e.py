@@ -640,6 +640,31 @@ async def test_a_telegram_out_of_reach_at_start_is_served_as_at_the_last_start_a
             assert w.text(topic).count("written while it was out of reach") == 1
 
 
+async def test_the_menu_a_silent_start_could_not_offer_is_offered_once_telegram_answers(
+    tmp_path: Path,
+) -> None:
+    """Started as the bot of the last start (Telegram kept silent), the command menu is
+    offered once Telegram answers, once: not only at the next start that finds it. (Here
+    it was cleared meanwhile, as BotFather's /deletecommands would.)"""
+    down = ("getMe", "deleteWebhook", "getUpdates", "getChat", "setMyCommands")
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            await w.wait_for(lambda: w.fake.menu)
+            offered = list(w.fake.menu)
+            await w.stop()
+            w.fake.menu = []
+            for method in down:
+                w.fake.fail(method, 502, count=10_000)
+            await w.start()
+            assert w.fake.menu == []
+            w.fake.clear_faults()
+            await w.wait_for(lambda: w.fake.menu, timeout=30)
+            assert w.fake.menu == offered
+            w.say("/sessions")  # updates flow, and the menu is not offered again
+            await w.answered(None, "No sessions yet", timeout=30)
+            assert len([c for c in w.fake.calls_of("setMyCommands") if c.status == 200]) == 2
+
+
 async def test_a_token_revoked_while_telegram_was_out_of_reach_ends_the_supervisor_in_one_sentence(
     tmp_path: Path,
 ) -> None:

@@ -238,6 +238,8 @@ class TelegramFrontEnd:
                 nursery.start_soon(self.backlog.keep_offset)
                 nursery.start_soon(self.active.send_notes)
                 nursery.start_soon(self._keep_drafts)
+                if not self.answered:  # `open_front` could not offer the menu
+                    nursery.start_soon(self._offer_menu_once_answered)
                 task_status.started()
                 for held in self.backlog.held_before():  # held before a stop: older than the rest
                     await self._handle(held, self._events)
@@ -285,6 +287,12 @@ class TelegramFrontEnd:
         self.backlog.handled(post_id)
         self.tg.new_handled(post_id)
         self.active.handled(channel_id, post_id)
+
+    async def _offer_menu_once_answered(self) -> None:
+        """Telegram kept silent at start: the menu is offered when it answers, beside the
+        updates (the one the last start gave may be stale, or cleared meanwhile)."""
+        await self.source.answered.wait()
+        await self.offer_menu()
 
     async def _keep_drafts(self) -> None:
         """A growing answer's draft outlives a pause in it (see `TelegramLink.keep_drafts`)."""
@@ -429,7 +437,7 @@ async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) 
     front = await TelegramFrontEnd.connect(config.telegram, config.state.dir, events)
     front.personas = frozenset(config.personas)
     try:
-        if front.answered:  # else the menu given at the last start stays
+        if front.answered:  # else `run` offers it once Telegram answers
             await front.offer_menu()
     except BaseException:
         with trio.CancelScope(shield=True):

@@ -222,11 +222,11 @@ class TelegramLink:
                     raise
                 # The topic the person opened is gone meanwhile (deleted, closed): the main view.
                 sent = await self.messages.send(chat_id, None, message, prefix, key=idempotency_key)
-        if root_id:  # durable with the key: a later run's edit keeps it in its topic, or its prefix
+        if root_id:  # a later run's edit keeps it in its topic, or its prefix; a reply goes to its session
             self.messages.belongs_to(sent.id, root_id)
         if idempotency_key:
             self.memory.remember_key(idempotency_key, sent.id)
-            await self.memory.commit()
+        await self.memory.commit()  # both, also for a post with no key (`/get`'s file)
         return attrs.evolve(sent, root_id=root_id, idempotency_key=idempotency_key)
 
     async def edit_post(self, post_id: str, message: str) -> Post:

@@ -23,9 +23,9 @@ Owns that file (nothing else writes it) and six things in it:
   topic's), for the newest `MAX_ROOTS` posts in a thread: an edit after a restart grows a
   post of one message in its topic though Telegram's answer may tell none ("message is
   not modified"), and keeps its `[NAME]` prefix without topics; a reply to it goes to that
-  session. A short string each (cheap to encode, unlike a `posts` entry per post); kept
-  with the next write, which the post's idempotency key makes at once (every post of a
-  session has one).
+  session (a reply to a later message of a long post: by `posts`). A short string each
+  (cheap to encode, unlike a `posts` entry per post); written before the post is
+  returned to the core, with its idempotency key if it has one.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must

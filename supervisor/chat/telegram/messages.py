@@ -176,8 +176,16 @@ class Messages:
         self.memory.remember_root(post_id, root_id)
 
     def root_of(self, post_id: str) -> str | None:
-        """The session thread a message was sent in, if still known."""
-        return self.memory.roots.get(post_id)
+        """The session thread a message was sent in, if still known: a later message of a
+        long post is of its post's (kept by its first message)."""
+        return self.memory.roots.get(self._post_of(post_id))
+
+    def _post_of(self, message_post_id: str) -> str:
+        """The post a message shows part of (itself, unless a later part of a long post)."""
+        chat_id, message_id = ids.parse_post(message_post_id)
+        return next((post_id for post_id, kept in self.memory.posts.items()
+                     if message_id in kept.parts[1:] and ids.parse_post(post_id)[0] == chat_id),
+                    message_post_id)  # fmt: skip
 
     # --- buttons ------------------------------------------------------------------------
 

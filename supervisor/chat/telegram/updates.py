@@ -189,6 +189,7 @@ class UpdateSource:
         # out of Telegram's hands (`backlog`), and we wait for a confirmation.
         self.stuck = False
         self.on_stuck: Callable[[], None] = lambda: None
+        self.answered = trio.Event()  # Telegram answered this source's first call
 
     @property
     def offset(self) -> int | None:
@@ -216,6 +217,7 @@ class UpdateSource:
         async with updates:
             task_status.started()
             await self._api.delete_webhook()
+            self.answered.set()
             conflicts = passed_over_answers = 0
             said: tuple[str, ...] = ()  # the unusable updates of the last answer, logged
             while True:
