@@ -70,3 +70,23 @@ async def test_sessions_marks_the_active_one_below_the_list(tmp_path: Path) -> N
             await w.answered(None, "Plain text now goes to b.")
             w.say("/SESSIONS")
             await w.answered(None, "Plain text goes to b (")
+
+
+async def test_a_name_used_again_after_its_session_ended_switches_to_the_new_one(tmp_path: Path) -> None:
+    """The front end keeps every thread it made, ended ones too: `/session a` after `/end a`
+    and a new `a` turned to the ended one (the oldest of that name), so plain text could
+    not reach the new `a` by its name."""
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path, topics=False) as w:
+            await w.new_sessions_without_topics("a")
+            w.say("/end a")
+            await w.answered(None, "ended")
+            (w.work / "a2").mkdir()
+            w.say(f"/new a {w.work / 'a2'}")
+            await w.wait_for(lambda: w.text(None).count("Started session a") == 2)
+            await w.new_sessions_without_topics("b")  # now the active one
+            w.say("/session a")
+            await w.answered(None, "Plain text now goes to a.")
+            w.say("still there?")
+            await w.answered(None, "echo #1: still there?")
+            assert "has ended" not in w.text(None)

@@ -33,6 +33,14 @@ _SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
 _THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
 
 
+def _newest_named(link: TelegramLink, chat_id: int, name: str) -> str | None:
+    """The root of the newest session thread of that name in the chat. Ended sessions keep
+    their threads, and a name is free again once its session ended: the newest is the one
+    that may still run."""
+    threads = reversed(link.memory.threads.items())
+    return next((root for root, thread in threads if thread.chat_id == chat_id and thread.title == name), None)
+
+
 class ActiveSession:
     """The active sessions of one bot's chats. `send_notes` is its task."""
 
@@ -50,8 +58,7 @@ class ActiveSession:
         words = text.split()
         memory = self.tg.memory
         name = words[1] if len(words) == 2 else ""
-        root = next((r for r, t in memory.threads.items()
-                     if t.chat_id == item.chat_id and t.title == name), None)  # fmt: skip
+        root = _newest_named(self.tg, item.chat_id, name)
         if not name:
             answer = "Usage: /session NAME (/sessions lists them)"
         elif root is None:
@@ -78,8 +85,7 @@ class ActiveSession:
         if item.reply_to is not None:
             replied = self.tg.root_of_message(item.chat_id, item.reply_to)
             if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
-                replied = next((r for r, t in memory.threads.items()
-                                if t.chat_id == item.chat_id and t.title == named[1]), None)  # fmt: skip
+                replied = _newest_named(self.tg, item.chat_id, named[1])
             if replied is not None:
                 return replied
         return memory.active.get(channel, "")
