@@ -123,6 +123,27 @@ async def test_websocket_gap_is_handled_exactly_once(tmp_path: Path, replayable:
         assert "gap prompt 2 (earlier: 'gap prompt 0', 'gap prompt 1')" in w.thread_text(root)
 
 
+async def test_a_prompt_written_during_a_long_outage_is_answered_within_seconds_of_the_return(
+    tmp_path: Path,
+) -> None:
+    """Five tries of the WebSocket refused in a row, as while a Mattermost restarts: once it
+    is back, the next try comes within seconds (it used to wait up to 33 s more), and its
+    hello fetches the prompt written meanwhile."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            w.server.refuse_websockets(True)
+            w.server.forget_connections()
+            w.server.drop_sockets()
+            await w.say("written during the outage", root)
+            tries = w.server.stats.ws_upgrades
+            await w.wait_for(lambda: w.server.stats.ws_upgrades >= tries + 5, timeout=40)
+            w.server.refuse_websockets(False)
+            await w.answered(root, "written during the outage (earlier: none)", timeout=10)
+            assert len(_answers(w, root, "written during the outage")) == 1
+
+
 async def test_rest_outage_of_30s_while_answers_stream(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         await w.start()

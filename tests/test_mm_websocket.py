@@ -7,7 +7,9 @@ what each connection asked for (path, headers), what the client sent and how it 
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -249,6 +251,30 @@ async def test_a_refused_handshake_is_retried() -> None:
         received = await take(events, 2)
     assert ids(received) == ["hello:c1", "p1"]
     assert attempts == 3
+
+
+async def test_a_long_outage_is_told_in_a_few_lines_and_its_end_in_one(caplog: pytest.LogCaptureFixture) -> None:
+    """A try every few seconds through an hour's outage must not bury the log: of nine
+    refused tries in a row, the 1st, 2nd, 4th and 8th are warned of."""
+    caplog.set_level(logging.INFO, logger="supervisor.mattermost")
+    attempts = 0
+
+    class Down(ScriptedServer):
+        async def handler(self, request: WebSocketRequest) -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts <= 9:
+                await request.reject(502, body=b"bad gateway")
+                return
+            await super().handler(request)
+
+    async with running(Down(script(hello_frame("c1")))) as (_, events):
+        await events.receive()
+    lines = [r.getMessage() for r in caplog.records if r.name == "supervisor.mattermost"]
+    failures = [line for line in lines if "bad gateway" in line]
+    assert [re.findall(r"\((\d+) tries in a row\)", line) for line in failures] == [[], ["2"], ["4"], ["8"]]
+    assert lines.count("websocket: connecting") == 1
+    assert lines[-1] == "websocket: connected after 9 failed tries"
 
 
 # --- keepalive and backpressure -----------------------------------------------------------------

@@ -43,6 +43,12 @@ def test_reconnect_backoff_never_retries_within_a_second() -> None:
     assert min(RECONNECT_BACKOFF.delay(n, rng) for n in range(100)) >= 1.0
 
 
+def test_reconnect_backoff_tries_again_within_five_seconds_however_long_the_outage() -> None:
+    """The socket's next try is how soon a returning server is noticed (and the posts
+    written during its outage fetched): never minutes later."""
+    assert max(RECONNECT_BACKOFF.ceiling(n) for n in range(1000)) == 5.0
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"base": 0.0}, {"floor": 5.0, "cap": 1.0}, {"floor": -1.0}, {"base": -1.0}]
 )

@@ -50,5 +50,9 @@ class Backoff:
 REST_BACKOFF = Backoff(base=0.25, cap=30.0)
 """REST calls: retry fast at first; a request the caller still wants is worth retrying."""
 
-RECONNECT_BACKOFF = Backoff(base=1.0, cap=60.0, floor=1.0)
-"""WebSocket reconnects: at least a second apart, so a flapping server is not hammered."""
+RECONNECT_BACKOFF = Backoff(base=1.0, cap=5.0, floor=1.0)
+"""WebSocket reconnects: at least a second apart, so a flapping server is not hammered; at
+most five, so a server back from an outage is heard within seconds (the posts written
+meanwhile are fetched on the new hello, and nothing else tells us it is back). This is the
+pace of the web app's first tries (3 s plus up to 2 s of jitter), kept for good: the web
+app slows to minutes because a server has thousands of them; it has one supervisor."""

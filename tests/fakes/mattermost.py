@@ -219,6 +219,7 @@ class FakeMattermost:
         if refusal is not None:
             refusal = refusal.with_headers((("X-Request-Id", request_id),))
             self._record(arrived, request, route, refusal)
+            self._changed()  # a test may wait for a number of refused attempts
             return refusal
         self._record(arrived, request, route, Response(101))
         user_id = self.rest.session_user(request)

@@ -138,9 +138,10 @@ class MattermostWebSocket:
         self._ssl_context = ssl_context
         typing = trio.open_memory_channel[tuple[str, str]](_TYPING_QUEUE)
         self._typing_send, self._typing_receive = typing
-        # Only run() touches these three.
+        # Only run() touches these four.
         self._connected = False
         self._heard = False  # a frame arrived on the current connection
+        self._failures = 0  # connections in a row that heard nothing: the backoff's count
         self._task_status: trio.TaskStatus[None] | None = None
 
     def send_typing(self, channel_id: str, parent_id: str = "") -> None:
@@ -155,26 +156,28 @@ class MattermostWebSocket:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, read and reconnect until cancelled (or until the consumer goes away)."""
         self._task_status = task_status
-        failures = 0
         async with self._events:
             while True:
                 self._heard = False
                 try:
                     end = await self._connect_once()
                 except Exception as exc:  # any failure at all means: reconnect
-                    log.warning("websocket: connection lost: %s", _describe(exc))
+                    why = f"connection lost: {_describe(exc)}"
                 else:
                     if end is _End.CONSUMER_GONE:
                         log.info("websocket: %s, stopping", end.value)
                         return
-                    log.warning("websocket: %s, reconnecting", end.value)
+                    why = f"{end.value}, reconnecting"
                 # Back off from the floor again once a connection really worked.
-                failures = 0 if self._heard else failures + 1
-                await trio.sleep(self._backoff.delay(failures, self._rng))
+                self._failures = 0 if self._heard else self._failures + 1
+                _log_failure(why, self._failures)
+                await trio.sleep(self._backoff.delay(self._failures, self._rng))
 
     async def _connect_once(self) -> _End:
         query = self.position.resume_query()
-        log.info("websocket: connecting%s", " (resuming)" if query else "")
+        # Failing in a row, only `_log_failure`'s lines are worth reading.
+        level = logging.DEBUG if self._failures else logging.INFO
+        log.log(level, "websocket: connecting%s", " (resuming)" if query else "")
         # We open and close the TCP stream ourselves: trio-websocket's open_websocket_url
         # leaves the socket open when the server refuses the handshake (a 502 while the
         # server restarts), and this loop may see many of those.
@@ -231,6 +234,8 @@ class MattermostWebSocket:
 
     async def _converse(self, socket: trio_websocket.WebSocketConnection) -> _End:
         """One connection's life: the reader here, the writer beside it."""
+        if self._failures:
+            log.info("websocket: connected after %d failed tries", self._failures)
         self._connected = True
         try:
             async with trio.open_nursery() as nursery:
@@ -310,6 +315,13 @@ def _drain(channel: trio.MemoryReceiveChannel[tuple[str, str]]) -> None:
             channel.receive_nowait()
         except trio.WouldBlock:
             return
+
+
+def _log_failure(why: str, failures: int) -> None:
+    """Through a long outage a try fails every few seconds: the 1st, 2nd, 4th, 8th...
+    failure in a row is a warning, the others only debug lines."""
+    level = logging.DEBUG if failures & (failures - 1) else logging.WARNING
+    log.log(level, "websocket: %s%s", why, f" ({failures} tries in a row)" if failures > 1 else "")
 
 
 def _describe(exc: BaseException) -> str:
