@@ -107,3 +107,18 @@ async def test_the_people_line_is_skipped_with_a_refused_token() -> None:
             finally:
                 await api.aclose()
     assert [r.name for r in results][-1] == "telegram people" and "skipped" in results[-1].detail
+
+
+async def test_the_people_line_counts_an_id_listed_twice_once_and_names_other_refusals() -> None:
+    with trio.fail_after(10):
+        async with running() as fake:
+            fake.add_user(7, username="alice_tg")
+            api = BotApi(TOKEN, api_url=fake.url)
+            try:
+                *_, twice = await telegram_checks(api, network_s=3, people=(7, 7))
+                fake.fail("getChat", 400, "Bad Request: something else", count=1)
+                *_, other = await telegram_checks(api, network_s=3, people=(7,))
+            finally:
+                await api.aclose()
+    assert twice.ok and twice.detail == "@alice_tg can be answered"
+    assert not other.ok and "7: Bad Request: something else" in other.detail and "Start" not in other.fix

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import trio
 
+from supervisor.chat.telegram.active import newest_named
+from supervisor.chat.telegram.memory import Memory, ThreadInfo
 from supervisor.core.events import TurnedTo
 from supervisor.core.router import Ignore, RouterView, SessionRef, Wake, route
 from tests.telegram_world import FAST, TgWorld, started_tg_world, tg_world
@@ -90,3 +92,16 @@ async def test_a_name_used_again_after_its_session_ended_switches_to_the_new_one
             w.say("still there?")
             await w.answered(None, "echo #1: still there?")
             assert "has ended" not in w.text(None)
+
+
+async def test_the_newest_session_of_a_name_is_still_the_newest_after_a_restart(tmp_path: Path) -> None:
+    """The file keeps its threads in text order ("tg:7:100" before "tg:7:99"), not in the
+    order they were made: the newest is told by its header's message id."""
+    memory = Memory.open(tmp_path)
+    for root in ("tg:7:99", "tg:7:100"):  # the ended `a`, then the new one
+        memory.threads[root] = ThreadInfo(chat_id=7, title="a")
+    memory.changed()
+    await memory.commit()
+    assert newest_named(memory, 7, "a") == "tg:7:100"
+    assert newest_named(Memory.open(tmp_path), 7, "a") == "tg:7:100"
+    assert newest_named(memory, 8, "a") is None and newest_named(memory, 7, "b") is None

@@ -22,6 +22,7 @@ from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.calls import BotApiError
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.link import TelegramLink
+from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.runs import escape
 from supervisor.core.events import TurnedTo
 
@@ -33,12 +34,12 @@ _SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
 _THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
 
 
-def _newest_named(link: TelegramLink, chat_id: int, name: str) -> str | None:
+def newest_named(memory: Memory, chat_id: int, name: str) -> str | None:
     """The root of the newest session thread of that name in the chat. Ended sessions keep
     their threads, and a name is free again once its session ended: the newest is the one
-    that may still run."""
-    threads = reversed(link.memory.threads.items())
-    return next((root for root, thread in threads if thread.chat_id == chat_id and thread.title == name), None)
+    that may still run (its header is the chat's later message)."""
+    named = [root for root, thread in memory.threads.items() if thread.chat_id == chat_id and thread.title == name]
+    return max(named, key=lambda root: ids.parse_post(root)[1], default=None)
 
 
 class ActiveSession:
@@ -58,7 +59,7 @@ class ActiveSession:
         words = text.split()
         memory = self.tg.memory
         name = words[1] if len(words) == 2 else ""
-        root = _newest_named(self.tg, item.chat_id, name)
+        root = newest_named(memory, item.chat_id, name)
         if not name:
             answer = "Usage: /session NAME (/sessions lists them)"
         elif root is None:
@@ -85,7 +86,7 @@ class ActiveSession:
         if item.reply_to is not None:
             replied = self.tg.root_of_message(item.chat_id, item.reply_to)
             if replied is None and (named := _SESSION_PREFIX.match(item.reply_text)):
-                replied = _newest_named(self.tg, item.chat_id, named[1])
+                replied = newest_named(memory, item.chat_id, named[1])
             if replied is not None:
                 return replied
         return memory.active.get(channel, "")

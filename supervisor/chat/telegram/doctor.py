@@ -146,13 +146,15 @@ async def _people_check(api: BotApi, people: Sequence[int], network_s: float) ->
         try:
             chat = await api.get_chat(user_id, retry=False)
         except (BotApiError, MalformedReply) as error:
-            if isinstance(error, BotApiError) and error.status == 400:  # "chat not found"
+            said = getattr(error, "description", "") or str(error)
+            if isinstance(error, BotApiError) and error.status == 400 and "chat not found" in said:
                 waiting.append(user_id)
             else:
-                failed.append(clipped(getattr(error, "description", "") or str(error)))
+                failed.append(f"{user_id}: {clipped(said)}")
             return
         started[user_id] = f"@{chat.username}" if chat.username else str(user_id)
 
+    people = tuple(dict.fromkeys(people))  # an id listed twice is one person
     with trio.move_on_after(network_s):
         async with trio.open_nursery() as nursery:
             for user_id in people:

@@ -178,7 +178,7 @@ class Messages:
     def root_of(self, post_id: str) -> str | None:
         """The session thread a message was sent in, if still known: a later message of a
         long post is of its post's (kept by its first message)."""
-        return self.memory.roots.get(self._post_of(post_id))
+        return self.memory.roots.get(post_id) or self.memory.roots.get(self._post_of(post_id))
 
     def _post_of(self, message_post_id: str) -> str:
         """The post a message shows part of (itself, unless a later part of a long post)."""
