@@ -620,7 +620,7 @@ async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_p
 def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:
     (tmp_path / "telegram.json").write_text('{"version": 1, "offset": 5, "keys": {"a": "tg:1:2"}}')
     memory = Memory.open(tmp_path)
-    assert (memory.offset, memory.keys, memory.posts, memory.roots) == (5, {"a": "tg:1:2"}, {}, {})
+    assert (memory.offset, memory.keys, memory.posts, memory.roots, memory.opened) == (5, {"a": "tg:1:2"}, {}, {}, {})
     memory.remember_parts("tg:1:2", [2], 9)  # one message: an edit reaches it by its id
     memory.remember_parts("tg:1:3", [3, 4], 9)
     assert list(memory.posts) == ["tg:1:3"] and memory.posts["tg:1:3"].parts == (3, 4)
