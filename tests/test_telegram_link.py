@@ -556,7 +556,6 @@ async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_
             assert (front.tg.topics_waiting, front.tg.topics_handled) == ({}, {})
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: the topic the person opened is kept in memory only")
 async def test_a_topic_the_person_opened_is_the_sessions_thread_after_a_crash_before_it_was_kept(
     tmp_path: Path,
 ) -> None:
@@ -578,6 +577,42 @@ async def test_a_topic_the_person_opened_is_the_sessions_thread_after_a_crash_be
                 gamma = await again.link.open_thread(CHANNEL, "h", key="k-gamma", title="gamma")
             assert ids.parse_post(gamma.id)[1] == opened
             assert sorted(fake.chat(ALICE).topics.values()) == ["gamma"]
+            assert Memory.open(tmp_path).opened == {}  # the thread took it
+
+
+async def test_a_topic_whose_new_was_refused_is_not_taken_after_a_restart(tmp_path: Path) -> None:
+    """Topics the person opened, `!new`s refused (answered there, then handled), are kept
+    across a crash only for the thread of a `!new` accepted before it: not taken by the
+    thread of a `/new` of that name accepted after them, which the next start opens, nor,
+    once the front end runs, by any later thread of that name."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                refused_topics = [fake.user_creates_topic(ALICE, name) for name in ("alpha", "beta")]
+                for _topic in refused_topics:
+                    refused = await receive.receive()
+                    assert isinstance(refused, Posted)
+                    await front.link.create_post(CHANNEL, "refused: too many sessions", reply_to=refused.post.id)
+                    front.link.handled(CHANNEL, refused.post.id)
+                fake.user_sends(ALICE, "/new alpha")
+                asked = await receive.receive()
+                assert isinstance(asked, Posted) and asked.post.message == "!new alpha"
+                front.link.handled(CHANNEL, asked.post.id)  # accepted; its thread is cut by a crash
+                await fake.wait_until(lambda: not fake.pending_updates())
+                while front.tg.memory.held:  # all of it handled, durably: none comes again
+                    await trio.sleep(0.02)
+                await front.tg.memory.commit()
+                nursery.cancel_scope.cancel()
+            async with front_end(fake, tmp_path, rate=100) as (again, _receive), trio.open_nursery() as nursery:
+                alpha = await again.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")  # the start's
+                await nursery.start(again.run)
+                beta = await again.link.open_thread(CHANNEL, "h", key="k-beta", title="beta")  # e.g. configured
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(alpha.id)[1] != refused_topics[0]
+            assert ids.parse_post(beta.id)[1] != refused_topics[1]
+            assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha", "beta", "beta"]
 
 
 async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_path: Path) -> None:
@@ -620,7 +655,7 @@ async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_p
 def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:
     (tmp_path / "telegram.json").write_text('{"version": 1, "offset": 5, "keys": {"a": "tg:1:2"}}')
     memory = Memory.open(tmp_path)
-    assert (memory.offset, memory.keys, memory.posts, memory.roots) == (5, {"a": "tg:1:2"}, {}, {})
+    assert (memory.offset, memory.keys, memory.posts, memory.roots, memory.opened) == (5, {"a": "tg:1:2"}, {}, {}, {})
     memory.remember_parts("tg:1:2", [2], 9)  # one message: an edit reaches it by its id
     memory.remember_parts("tg:1:3", [3, 4], 9)
     assert list(memory.posts) == ["tg:1:3"] and memory.posts["tg:1:3"].parts == (3, 4)

@@ -232,6 +232,7 @@ class TelegramFrontEnd:
         """Poll, and hand each update's event to the core, in order, until cancelled.
         No `Hello`: there is nothing to catch up over REST (the offset replays)."""
         updates_send, updates_recv = trio.open_memory_channel[Update](0)
+        self.tg.forget_kept_topics()  # the start's announcements have taken theirs
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.source.run, updates_send)
@@ -318,7 +319,7 @@ class TelegramFrontEnd:
         text = as_command(item.text, self.personas)
         asked = parse_main_command(text)
         if isinstance(asked, NewSession):
-            self.tg.new_asked(item.chat_id, asked.name)
+            await self.tg.new_asked(item.chat_id, asked.name)
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)
@@ -328,7 +329,7 @@ class TelegramFrontEnd:
         if item.topic_opened is not None and self.tg.topics:
             # A topic the person opened: a session named after it, as `/new NAME` would.
             name = session_name(item.topic_opened, item.topic_id or item.message_id)
-            self.tg.topic_opened(item.chat_id, name, item.topic_id or 0, ids.post(item.chat_id, item.message_id))
+            await self.tg.topic_opened(item.chat_id, name, item.topic_id or 0, ids.post(item.chat_id, item.message_id))
             text, root = f"!new {name}", ""
         elif self.tg.topics:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""

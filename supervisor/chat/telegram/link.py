@@ -36,7 +36,7 @@ from supervisor.chat.telegram.calls import BadRequest
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.drafts import GrowingPosts
 from supervisor.chat.telegram.limits import LIMITS
-from supervisor.chat.telegram.memory import Memory, ThreadInfo, keep_newest
+from supervisor.chat.telegram.memory import Memory, OpenedTopic, ThreadInfo, keep_newest
 from supervisor.chat.telegram.messages import Messages
 from supervisor.core.events import Choice, ChoiceKind, FileRef, Post
 from supervisor.core.words import Words
@@ -90,12 +90,16 @@ class TelegramLink:
         self._last_ms = 0
         self._opening: dict[int, list[trio.Event]] = {}  # chat -> threads being opened
         # Topics people opened, each standing for a `!new NAME` (`topic_opened`), kept by
-        # that `!new`'s post id, never by name alone: two topics may share a name.
-        # Waiting for the core to handle their `!new`: its post id -> (chat, name, topic).
-        self.topics_waiting: dict[str, tuple[int, str, int]] = {}
+        # that `!new`'s post id, never by name alone: two topics may share a name; kept in
+        # `memory.opened` too, until a thread takes them or they cannot be taken.
+        # Waiting for the core to handle their `!new`: its post id -> the topic.
+        self.topics_waiting: dict[str, OpenedTopic] = {}
         # Of each name, the topic of the `!new` handled last: the thread of that name
         # opened next takes it (accepted), or nothing does (refused; see `new_asked`).
-        self.topics_handled: dict[tuple[int, str], int] = {}
+        # At start, the topics the last run kept, until the front end runs (`forget_kept_topics`).
+        self.topics_handled: dict[tuple[int, str], int] = {
+            (kept.chat_id, kept.name): kept.topic_id for kept in memory.opened.values()  # the newest last
+        }
         # A `!new`'s post id -> its topic: its answer goes there, started or refused.
         self._topic_of_new: dict[str, int] = {}
 
@@ -129,17 +133,22 @@ class TelegramLink:
             topic_id = (await self.api.create_forum_topic(chat_id, name)).message_thread_id
         root = ids.post(chat_id, topic_id)
         self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id, 0, key)
+        self._forget_handled(chat_id, title)  # the topic taken (older ones of its name were refused)
         self.memory.changed()
         await self.memory.commit()
         return root
 
-    def topic_opened(self, chat_id: int, name: str, topic_id: int, post_id: str) -> None:
+    async def topic_opened(self, chat_id: int, name: str, topic_id: int, post_id: str) -> None:
         """A person opened a topic, and `post_id` is the `!new name` it stands for: if the
-        core accepts that `!new`, the session's thread is this topic."""
-        self.topics_waiting[post_id] = (chat_id, name, topic_id)
+        core accepts that `!new`, the session's thread is this topic. Durable before the
+        `!new` reaches the core: a crash after the core accepted it and before its thread
+        was kept leaves the start to open that thread (`forget_kept_topics`)."""
+        self.topics_waiting[post_id] = self.memory.opened[post_id] = OpenedTopic(chat_id, name, topic_id)
         self._topic_of_new[post_id] = topic_id
-        keep_newest(self.topics_waiting, OPENED_TOPICS_KEPT)
-        keep_newest(self._topic_of_new, OPENED_TOPICS_KEPT)
+        for kept in (self.topics_waiting, self.memory.opened, self._topic_of_new):
+            keep_newest(kept, OPENED_TOPICS_KEPT)
+        self.memory.changed()
+        await self.memory.commit()
 
     def new_handled(self, post_id: str) -> None:
         """The core has handled a post. If it was a `!new` for an opened topic, that topic
@@ -150,16 +159,42 @@ class TelegramLink:
         waiting = self.topics_waiting.pop(post_id, None)
         if waiting is None:
             return
-        chat_id, name, topic_id = waiting
-        self.topics_handled.pop((chat_id, name), None)  # the newest last: the oldest go first
-        self.topics_handled[(chat_id, name)] = topic_id
+        handled = (waiting.chat_id, waiting.name)
+        self.topics_handled.pop(handled, None)  # the newest last: the oldest go first
+        self.topics_handled[handled] = waiting.topic_id
         keep_newest(self.topics_handled, OPENED_TOPICS_KEPT)
 
-    def new_asked(self, chat_id: int, name: str) -> None:
+    async def new_asked(self, chat_id: int, name: str) -> None:
         """A person asked for `!new name`: a topic opened under that name whose own `!new`
-        was handled (refused, as its thread did not take it) is no longer theirs to reuse.
-        One whose `!new` still waits is not touched: the first `!new` handled takes it."""
+        was handled (refused, as its thread did not take it) is no longer theirs to reuse,
+        durably before this `!new` reaches the core (its thread may be opened by the next
+        start). One whose `!new` still waits is not touched: the first `!new` handled takes it."""
         self.topics_handled.pop((chat_id, name), None)
+        if self._forget_handled(chat_id, name):
+            await self.memory.commit()
+
+    def forget_kept_topics(self) -> None:
+        """The front end is about to hand out its first update: the topics the last run
+        kept have served. The start has finished the announcements a crash cut short
+        (`Desk.recover_unannounced` runs before the front ends), so an accepted `!new`'s
+        thread has taken its topic; one no thread took was refused, and a later `/new` of
+        its name must not take it; one whose `!new` the core has not handled comes again
+        from Telegram, and is kept again."""
+        self.topics_handled.clear()
+        if self.memory.opened:
+            self.memory.opened.clear()
+            self.memory.changed()
+
+    def _forget_handled(self, chat_id: int, name: str) -> bool:
+        """Forget the kept topics of that name whose `!new` was handled (written with the
+        next write); whether there were any."""
+        handled = [post_id for post_id, kept in self.memory.opened.items()
+                   if (kept.chat_id, kept.name) == (chat_id, name) and post_id not in self.topics_waiting]  # fmt: skip
+        for post_id in handled:
+            del self.memory.opened[post_id]
+        if handled:
+            self.memory.changed()
+        return bool(handled)
 
     async def opened(self, chat_id: int) -> None:
         """Wait until no thread of this chat is being opened (see `open_thread`)."""

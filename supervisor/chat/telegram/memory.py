@@ -1,6 +1,6 @@
 """What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
 
-Owns that file (nothing else writes it) and six things in it:
+Owns that file (nothing else writes it) and seven things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
   update source moves it only past confirmed updates), so a start skips straight to the
   updates written while we were away, which Telegram still holds, in order;
@@ -25,7 +25,14 @@ Owns that file (nothing else writes it) and six things in it:
   not modified"), and keeps its `[NAME]` prefix without topics; a reply to it goes to that
   session (a reply to a later message of a long post: by `posts`). A short string each
   (cheap to encode, unlike a `posts` entry per post); written before the post is
-  returned to the core, with its idempotency key if it has one.
+  returned to the core, with its idempotency key if it has one;
+- `opened`: the topics people opened (each standing for a `!new NAME`) that no session
+  took yet, by that `!new`'s post id, the newest `OPENED_TOPICS_KEPT` (`link`): written
+  before the `!new` reaches the core, so that a start that finishes the announcement a
+  crash cut short (the `!new` accepted, its thread not kept yet) puts the session in the
+  person's topic, not in a second one of that name. Forgotten once a thread takes one,
+  once a later `!new` of its name comes after its own was handled (refused), and when
+  the front end runs after that start.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -81,6 +88,13 @@ class PostParts:
 
 
 @attrs.frozen
+class OpenedTopic:
+    chat_id: int
+    name: str  # the session name its `!new` asks for
+    topic_id: int
+
+
+@attrs.frozen
 class Remembered:
     version: int = VERSION
     bot_id: int | None = None  # whose offset it is: update ids count per bot
@@ -91,6 +105,7 @@ class Remembered:
     held: list[Any] = attrs.Factory(list)  # updates as they came, oldest first
     posts: dict[str, PostParts] = attrs.Factory(dict)  # post id -> its messages and topic
     roots: dict[str, str] = attrs.Factory(dict)  # post id -> its session thread's root id
+    opened: dict[str, OpenedTopic] = attrs.Factory(dict)  # `!new` post id -> the topic it opened
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -109,6 +124,7 @@ class Memory:
         self.held = list(self.data.held)
         self.posts = dict(self.data.posts)
         self.roots = dict(self.data.roots)
+        self.opened = dict(self.data.opened)
         self.offset = self.data.offset
         self.bot_id = self.data.bot_id
         self._lock = trio.Lock()
@@ -187,7 +203,7 @@ class Memory:
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
-                           self.held, self.posts, self.roots)  # fmt: skip
+                           self.held, self.posts, self.roots, self.opened)  # fmt: skip
         return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
 
 
