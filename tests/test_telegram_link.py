@@ -504,16 +504,16 @@ async def test_without_topics_a_reply_to_a_later_message_of_a_long_post_goes_to_
     tmp_path: Path,
 ) -> None:
     """A post split into several messages: a reply to any of them goes to the post's
-    session, also after a restart; not by the `[NAME]` it starts with, which an ended
-    session of the same name has too."""
+    session, also after a restart; not by the `[NAME]` it starts with, which a newer
+    session of the same name (its own ended since) has too, nor to the active one."""
     long_text = "\n\n".join(f"paragraph {i} " + "word " * 40 for i in range(60))
     with trio.fail_after(20):
         async with running(topics=False) as fake:
             fake.add_user(ALICE)
             async with front_end(fake, tmp_path, rate=100) as (front, _events):
-                await front.tg.open_thread(CHANNEL, "h", key="k1", title="kappa")  # ended since
-                root = await front.tg.open_thread(CHANNEL, "h", key="k2", title="kappa")
+                root = await front.tg.open_thread(CHANNEL, "h", key="k1", title="kappa")
                 await front.tg.create_post(CHANNEL, long_text, root_id=root.id, idempotency_key="p")
+                await front.tg.open_thread(CHANNEL, "h", key="k2", title="kappa")  # newer, and active
             parts = [s.message["message_id"] for s in fake.bot_messages(ALICE) if "paragraph" in s.message["text"]]
             assert len(parts) >= 2
             for part in parts:

@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from supervisor.chat.telegram.active import newest_named
-from supervisor.chat.telegram.memory import Memory, ThreadInfo
+from supervisor.chat.telegram.memory import Memory, ThreadInfo, keep_newest
 from supervisor.core.events import TurnedTo
 from supervisor.core.router import Ignore, RouterView, SessionRef, Wake, route
 from tests.telegram_world import FAST, TgWorld, started_tg_world, tg_world
@@ -105,3 +105,17 @@ async def test_the_newest_session_of_a_name_is_still_the_newest_after_a_restart(
     assert newest_named(memory, 7, "a") == "tg:7:100"
     assert newest_named(Memory.open(tmp_path), 7, "a") == "tg:7:100"
     assert newest_named(memory, 8, "a") is None and newest_named(memory, 7, "b") is None
+
+
+async def test_what_telegram_json_keeps_comes_back_in_the_order_it_came(tmp_path: Path) -> None:
+    """Written with sorted keys, a reload put "tg:7:100" before "tg:7:99": the bounded
+    lists then dropped their newest entries first, and a name's newest opened topic was no
+    longer its last."""
+    memory = Memory.open(tmp_path)
+    for message_id in (98, 99, 100, 101):
+        memory.remember_root(f"tg:7:{message_id}", "tg:7:1")
+    await memory.commit()
+    again = Memory.open(tmp_path)
+    assert list(again.roots) == ["tg:7:98", "tg:7:99", "tg:7:100", "tg:7:101"]
+    keep_newest(again.roots, 2)
+    assert list(again.roots) == ["tg:7:100", "tg:7:101"]

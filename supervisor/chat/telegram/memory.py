@@ -204,7 +204,9 @@ class Memory:
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
                            self.held, self.posts, self.roots, self.opened)  # fmt: skip
-        return (json.dumps(_converter.unstructure(value), sort_keys=True) + "\n").encode()
+        # In the order entries came, not sorted: the oldest go first (`keep_newest`), and a
+        # name's newest topic is its last (`TelegramLink.topics_handled`), after a restart too.
+        return (json.dumps(_converter.unstructure(value)) + "\n").encode()
 
 
 def _load(path: Path) -> Remembered:
