@@ -14,14 +14,20 @@ from supervisor.chat.identity import Identity, Kept, key
 
 TOKEN = "s3cr3t-token-abcdefghijklmnop"
 ALICE = ChatUser("a" * 26, "alice")
-LEARNED = Identity(ChatUser("b" * 26, "bot", is_bot=True), People({ALICE.id: ALICE}, {"c" * 26: ALICE.id}))
+BOB = ChatUser("9" * 26, "bob")
+LEARNED = Identity(
+    ChatUser("b" * 26, "bot", is_bot=True),
+    People({BOB.id: BOB, ALICE.id: ALICE}, {"z" * 26: BOB.id, "c" * 26: ALICE.id}),  # the configuration's order
+)
 
 
 async def test_what_a_start_learned_is_read_back_by_the_same_configuration_only(tmp_path: Path) -> None:
     kept = Kept(tmp_path, "mattermost", key("http://chat", TOKEN, "alice"))
     assert kept.recall() is None
     await kept.remember(LEARNED)
-    assert kept.recall() == LEARNED
+    recalled = kept.recall()
+    assert recalled == LEARNED
+    assert list(recalled.people.main_channels) == ["z" * 26, "c" * 26]  # configured sessions go to the first
     assert (kept.path.stat().st_mode & 0o777) == 0o600
     assert TOKEN not in kept.path.read_text()
     for other in (key("http://chat", "another token", "alice"), key("http://chat", TOKEN, "alice", "bob"),

@@ -81,7 +81,9 @@ class Kept:
 
     async def remember(self, identity: Identity) -> None:
         """Kept for the next start; a disk that refuses it costs only that (logged)."""
-        raw = json.dumps(cattrs.unstructure(_File(VERSION, self.key, identity)), sort_keys=True).encode()
+        # Not sorted: the people come back in the configuration's order (the first one's
+        # place is where configured sessions are announced).
+        raw = json.dumps(cattrs.unstructure(_File(VERSION, self.key, identity))).encode()
         try:
             await trio.to_thread.run_sync(write_atomically, self.path, raw)
         except OSError as exc:
