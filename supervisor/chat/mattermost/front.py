@@ -33,20 +33,21 @@ class MattermostFront:
 
     def __init__(
         self, link: MattermostLink, usernames: tuple[str, ...], kept: identity.Kept,
-        known: identity.Identity | None = None,
+        known: identity.Identity | None = None, *, silent: bool = False,
     ) -> None:  # fmt: skip
         self.link: ChatLink = link
         self._link = link
         self._usernames = usernames
         self._kept = kept
         self._known = known  # who we were at the last start that found the server
+        self._silent = silent  # the server kept silent at this start: we are `known`
 
     def owns(self, id_: str) -> bool:
         # Mattermost's ids are 26 letters and digits; the other front ends prefix theirs.
         return len(id_) == 26 and id_.isalnum()
 
     async def people(self) -> People:
-        if self._link.remembered and self._known is not None:
+        if self._silent and self._known is not None:
             people = self._known.people
             log.warning(
                 "%s does not answer yet: serving %s as at the last start, and catching up once it answers",
@@ -76,12 +77,13 @@ class MattermostFront:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # The first hello reaches the router as a Resync: it catches up over REST.
-        if not self._link.remembered:
+        if not self._silent:
             await self._link.run(task_status=task_status)
             return
+        task_status.started()  # its hello, when it comes, catches up
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._token_still_taken)
-            await self._link.run(task_status=task_status)
+            await self._link.run()
 
     async def _token_still_taken(self) -> None:
         """Started as who we were (the server kept silent): once it answers, a token it
@@ -100,16 +102,22 @@ class MattermostFront:
 async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) -> MattermostFront:
     assert config.mattermost is not None
     url, token, usernames = config.mattermost.url, config.mattermost.token, config.mattermost.allowed_users
+    rate = config.mattermost.requests_per_second
     kept = identity.Kept(config.state.dir, MattermostFront.name, identity.key(url, token, *sorted(usernames)))
     known = kept.recall()
-    try:
-        link = await MattermostLink.connect(
-            url, token, events, requests_per_second=config.mattermost.requests_per_second,
-            known=known.me if known else None,
-        )  # fmt: skip
-    except ChatError as error:
-        raise CannotConnect(_refusal(url, error)) from None
-    return MattermostFront(link, usernames, kept, known)
+
+    async def connect(me: ChatUser | None = None) -> MattermostLink:
+        try:
+            return await MattermostLink.connect(url, token, events, requests_per_second=rate, me=me)
+        except ChatError as error:
+            raise CannotConnect(_refusal(url, error)) from None
+
+    if known is None:  # nothing to go on: the server is waited for
+        return MattermostFront(await connect(), usernames, kept)
+    with trio.move_on_after(identity.START_PATIENCE_S):
+        return MattermostFront(await connect(), usernames, kept, known)
+    # Silent so far: serve as who we were; the server is asked again once it answers.
+    return MattermostFront(await connect(me=known.me), usernames, kept, known, silent=True)
 
 
 def _refusal(url: str, error: ChatError) -> str:

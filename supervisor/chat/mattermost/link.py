@@ -7,7 +7,6 @@ and must never hold state that the two parts would have to keep in step.
 
 from __future__ import annotations
 
-import math
 import random
 import ssl
 from collections.abc import Iterable
@@ -18,7 +17,6 @@ import httpx
 import trio
 
 from supervisor.chat import ChatUser, tls
-from supervisor.chat.identity import START_PATIENCE_S
 from supervisor.chat.mattermost import choices
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.chat.mattermost.websocket import MattermostWebSocket
@@ -41,13 +39,10 @@ class MattermostLink:
     typing_every_s = 4.0  # the web app shows "typing" for about 5 s after each signal
     max_idempotency_key_chars = 64  # the server ignores a longer pending_post_id
 
-    def __init__(
-        self, rest: MattermostRest, websocket: MattermostWebSocket, me: ChatUser, *, remembered: bool = False
-    ) -> None:
+    def __init__(self, rest: MattermostRest, websocket: MattermostWebSocket, me: ChatUser) -> None:
         self.me = me
         self.rest = rest
         self.websocket = websocket
-        self.remembered = remembered  # `me` is what an earlier start learned: the server kept silent
 
     @classmethod
     async def connect(
@@ -63,12 +58,10 @@ class MattermostLink:
         ping_interval: float = 30.0,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        known: ChatUser | None = None,
-        patience_s: float = START_PATIENCE_S,
+        me: ChatUser | None = None,
     ) -> MattermostLink:
         """Who are we? (retried until the server answers; a bad token raises ChatError.)
-        With `known` (who we were at an earlier start), only for `patience_s`: a server
-        still silent then is caught up once it answers (`remembered`)."""
+        Not asked when the caller says (`me`: who we were at an earlier start)."""
         # One context for both halves: building one parses the whole CA bundle (only
         # needed for https: over http each half does without, or makes its own for TLS).
         if ssl_context is None and base_url.startswith("https:"):
@@ -82,10 +75,9 @@ class MattermostLink:
             rng=rng,
             ssl_context=ssl_context,
         )
-        me, remembered = known, known is not None
         try:
-            with trio.move_on_after(patience_s if remembered else math.inf):
-                me, remembered = await rest.get_me(), False
+            if me is None:
+                me = await rest.get_me()
         except BaseException:
             with trio.CancelScope(shield=True):
                 await rest.aclose()
@@ -99,16 +91,11 @@ class MattermostLink:
             rng=rng,
             ssl_context=ssl_context,
         )
-        assert me is not None
         rest.me = me
-        return cls(rest, websocket, me, remembered=remembered)
+        return cls(rest, websocket, me)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The event stream; started once the server said hello (at once when it kept
-        silent at start: its hello, when it comes, catches up). Runs until cancelled."""
-        if self.remembered:
-            task_status.started()
-            task_status = trio.TASK_STATUS_IGNORED
+        """The event stream; started once the server said hello. Runs until cancelled."""
         await self.websocket.run(task_status=task_status)
 
     async def aclose(self) -> None:
