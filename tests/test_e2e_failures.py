@@ -66,10 +66,7 @@ async def _sessions_listing(w: World) -> str:
 
 
 async def _drop_refuse_and_post(w: World, root: str, prompts: list[str], *, forget: bool) -> None:
-    w.server.refuse_websockets(True)
-    if forget:
-        w.server.forget_connections()
-    w.server.drop_sockets()
+    w.server.cut_off(forget=forget)
     for prompt in prompts:
         await w.say(prompt, root)
     await trio.sleep(5)
@@ -87,9 +84,7 @@ async def test_a_choice_made_while_the_websocket_was_away_is_caught_up(tmp_path:
         asked = await w.wait_for(lambda: next(
             (p for p in w.bot_posts(root) if "touch away.txt" in p["message"] and "👍" in p["message"]), None))
         await w.wait_for(lambda: {r["emoji_name"] for r in w.server.reactions_on(asked["id"])} >= {"+1", "-1"})
-        w.server.refuse_websockets(True)
-        w.server.forget_connections()
-        w.server.drop_sockets()
+        w.server.cut_off()
         await w.react(asked["id"], "+1")
         await trio.sleep(2)
         w.server.refuse_websockets(False)
@@ -133,9 +128,7 @@ async def test_a_prompt_written_during_a_long_outage_is_answered_within_seconds_
         async with world(tmp_path) as w:
             await w.start()
             root = await w.new_session("alpha")
-            w.server.refuse_websockets(True)
-            w.server.forget_connections()
-            w.server.drop_sockets()
+            w.server.cut_off()
             await w.say("written during the outage", root)
             tries = w.server.stats.ws_upgrades
             await w.wait_for(lambda: w.server.stats.ws_upgrades >= tries + 5, timeout=40)
@@ -341,9 +334,7 @@ async def test_a_new_hello_while_the_catch_up_still_fails_catches_up_once_more_i
             catch_up = ("GET", "/api/v4/channels/{channel_id}/posts")
             w.server.fail_requests(503, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts")
             for gap in range(2):
-                w.server.refuse_websockets(True)
-                w.server.forget_connections()
-                w.server.drop_sockets()
+                w.server.cut_off()
                 await w.say(f"gap prompt {gap}", root)
                 connected = w.server.stats.ws_upgrades
                 w.server.refuse_websockets(False)
@@ -374,9 +365,7 @@ async def test_a_catch_up_the_server_refuses_for_a_while_is_tried_again_and_the_
         async with world(tmp_path) as w:
             await w.start()
             root = await w.new_session("alpha")
-            w.server.refuse_websockets(True)
-            w.server.forget_connections()
-            w.server.drop_sockets()
+            w.server.cut_off()
             await w.say("written while away", root)
             w.server.fail_requests(403, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts", count=2)
             w.server.refuse_websockets(False)

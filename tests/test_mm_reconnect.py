@@ -29,9 +29,7 @@ async def test_a_server_back_after_an_outage_is_heard_again_within_seconds(nurse
 
         # The server restarts behind its proxy: every try is refused (503), and once it is
         # back it has forgotten our connection.
-        server.refuse_websockets(True)
-        server.forget_connections()
-        server.drop_sockets()
+        server.cut_off()
         tries = server.stats.ws_upgrades
         with trio.fail_after(60):
             await server.wait_until(lambda: server.stats.ws_upgrades >= tries + REFUSED_TRIES)

@@ -234,41 +234,35 @@ async def test_malformed_frames_are_dropped_and_the_stream_goes_on() -> None:
     assert len(server.connections) == 1
 
 
+class RefusingFirst(ScriptedServer):
+    """Rejects the first `refused` handshakes with a 502, as a proxy does while the server
+    restarts; then plays its script."""
+
+    def __init__(self, refused: int, *scripts: Script) -> None:
+        super().__init__(*scripts)
+        self.refused, self.attempts = refused, 0
+
+    async def handler(self, request: WebSocketRequest) -> None:
+        self.attempts += 1
+        if self.attempts <= self.refused:
+            await request.reject(502, body=b"bad gateway")
+            return
+        await super().handler(request)
+
+
 async def test_a_refused_handshake_is_retried() -> None:
-    attempts = 0
-
-    class Flaky(ScriptedServer):
-        async def handler(self, request: WebSocketRequest) -> None:
-            nonlocal attempts
-            attempts += 1
-            if attempts <= 2:
-                await request.reject(502, body=b"bad gateway")
-                return
-            await super().handler(request)
-
-    server = Flaky(script(hello_frame("c1"), posted(1, "p1")))
+    server = RefusingFirst(2, script(hello_frame("c1"), posted(1, "p1")))
     async with running(server) as (_, events):
         received = await take(events, 2)
     assert ids(received) == ["hello:c1", "p1"]
-    assert attempts == 3
+    assert server.attempts == 3
 
 
 async def test_a_long_outage_is_told_in_a_few_lines_and_its_end_in_one(caplog: pytest.LogCaptureFixture) -> None:
     """A try every few seconds through an hour's outage must not bury the log: of nine
     refused tries in a row, the 1st, 2nd, 4th and 8th are warned of."""
     caplog.set_level(logging.INFO, logger="supervisor.mattermost")
-    attempts = 0
-
-    class Down(ScriptedServer):
-        async def handler(self, request: WebSocketRequest) -> None:
-            nonlocal attempts
-            attempts += 1
-            if attempts <= 9:
-                await request.reject(502, body=b"bad gateway")
-                return
-            await super().handler(request)
-
-    async with running(Down(script(hello_frame("c1")))) as (_, events):
+    async with running(RefusingFirst(9, script(hello_frame("c1")))) as (_, events):
         await events.receive()
     lines = [r.getMessage() for r in caplog.records if r.name == "supervisor.mattermost"]
     failures = [line for line in lines if "bad gateway" in line]

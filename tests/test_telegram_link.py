@@ -60,6 +60,14 @@ async def in_a_topic(state: Path, title: str) -> AsyncIterator[tuple[FakeBotApi,
             root = await front.tg.open_thread(CHANNEL, "h", key="k", title=title)
             yield fake, front, root, ids.parse_post(root.id)[1]
 
+async def new_handled(front: TelegramFrontEnd, receive: trio.MemoryReceiveChannel[ChatEvent], name: str) -> None:
+    """The next event, the `!new NAME` a topic or `/new` stands for, marked handled as the
+    core would (its durable mark)."""
+    asked = await receive.receive()
+    assert isinstance(asked, Posted) and asked.post.message == f"!new {name}"
+    front.link.handled(CHANNEL, asked.post.id)
+
+
 
 async def test_a_thread_is_a_topic_with_the_header_and_keys_are_kept_across_restarts(
     tmp_path: Path,
@@ -536,18 +544,12 @@ async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_
             async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
                 await nursery.start(front.run)
                 refused_topic = fake.user_creates_topic(ALICE, "alpha")
-                refused = await receive.receive()
-                assert isinstance(refused, Posted) and refused.post.message == "!new alpha"
-                front.link.handled(CHANNEL, refused.post.id)  # refused: no thread opened
+                await new_handled(front, receive, "alpha")  # refused: no thread opened
                 fake.user_sends(ALICE, "/new alpha")
-                asked = await receive.receive()
-                assert isinstance(asked, Posted) and asked.post.message == "!new alpha"
-                front.link.handled(CHANNEL, asked.post.id)  # accepted: its thread comes next
+                await new_handled(front, receive, "alpha")  # accepted: its thread comes next
                 alpha = await front.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
                 accepted_topic = fake.user_creates_topic(ALICE, "beta")
-                accepted = await receive.receive()
-                assert isinstance(accepted, Posted) and accepted.post.message == "!new beta"
-                front.link.handled(CHANNEL, accepted.post.id)
+                await new_handled(front, receive, "beta")
                 beta = await front.link.open_thread(CHANNEL, "h", key="k-beta", title="beta")
                 nursery.cancel_scope.cancel()
             assert ids.parse_post(beta.id)[1] == accepted_topic  # the person's topic
@@ -569,9 +571,7 @@ async def test_a_topic_the_person_opened_is_the_sessions_thread_after_a_crash_be
             async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
                 await nursery.start(front.run)
                 opened = fake.user_creates_topic(ALICE, "gamma")
-                asked = await receive.receive()
-                assert isinstance(asked, Posted) and asked.post.message == "!new gamma"
-                front.link.handled(CHANNEL, asked.post.id)  # the core's durable mark; then the crash
+                await new_handled(front, receive, "gamma")  # the core's durable mark; then the crash
                 nursery.cancel_scope.cancel()
             async with front_end(fake, tmp_path, rate=100) as (again, _receive):  # the next start
                 gamma = await again.link.open_thread(CHANNEL, "h", key="k-gamma", title="gamma")
@@ -597,9 +597,7 @@ async def test_a_topic_whose_new_was_refused_is_not_taken_after_a_restart(tmp_pa
                     await front.link.create_post(CHANNEL, "refused: too many sessions", reply_to=refused.post.id)
                     front.link.handled(CHANNEL, refused.post.id)
                 fake.user_sends(ALICE, "/new alpha")
-                asked = await receive.receive()
-                assert isinstance(asked, Posted) and asked.post.message == "!new alpha"
-                front.link.handled(CHANNEL, asked.post.id)  # accepted; its thread is cut by a crash
+                await new_handled(front, receive, "alpha")  # accepted; its thread is cut by a crash
                 await fake.wait_until(lambda: not fake.pending_updates())
                 while front.tg.memory.held:  # all of it handled, durably: none comes again
                     await trio.sleep(0.02)

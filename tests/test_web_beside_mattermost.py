@@ -191,9 +191,7 @@ async def test_while_mattermost_cannot_be_caught_up_the_web_chat_still_answers(t
         async with _side_by_side(tmp_path, "new-on-web-4") as (w, root, ws, thread):
             catch_up = ("GET", "/api/v4/channels/{channel_id}/posts")
             w.server.fail_requests(503, method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts")
-            w.server.refuse_websockets(True)
-            w.server.forget_connections()  # no replay: only a catch-up finds what comes now
-            w.server.drop_sockets()
+            w.server.cut_off()
             await w.say("missed while away", root)
             fetched = w.server.stats.count(*catch_up)
             w.server.refuse_websockets(False)

@@ -430,6 +430,15 @@ class FakeMattermost:
     def refuse_websockets(self, refuse: bool = True) -> None:
         self._refuse_ws = refuse
 
+    def cut_off(self, *, forget: bool = True) -> None:
+        """As while the server restarts behind its proxy: every WebSocket is dropped and new
+        ones refused until `refuse_websockets(False)`; with `forget`, a new connection gets
+        no replay, so only a catch-up finds what came meanwhile."""
+        self.refuse_websockets(True)
+        if forget:
+            self.forget_connections()
+        self.drop_sockets()
+
     def forget_connections(self) -> None:
         self.hub.forget()
 
