@@ -167,3 +167,32 @@ async def test_status_counts_the_turns_of_the_session_across_restarts_as_it_does
             await w.say("!status", root)
             status = await w.wait_for(lambda: next((p["message"] for p in w.bot_posts(root) if "- turns:" in p["message"]), None))
             assert "- turns: 3 · cost so far" in status, status
+
+
+async def test_a_session_announced_during_a_graceful_stop_starts_its_agent_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The router and the desk serve until the stop's end: a `!new` (or a new `[[sessions]]`
+    entry) finished while the stop waits for the last words to reach the server started an
+    agent only for the stop to end it. Now its thread waits for the next start, which
+    serves it as any other."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            supervisor = await w.start()
+            root = await w.new_session("one")
+            await w.say("[slow 4] a long answer", root)
+            await w.answered(root, "echo #1", timeout=30)
+            w.server.fail_requests(503, method="PUT")  # its last edit keeps the stop waiting
+            (w.work / "late").mkdir()
+            async with trio.open_nursery() as stop:
+                stop.start_soon(supervisor.shutdown)
+                await trio.sleep(0.1)
+                refused = await supervisor.desk.new_session(w.dm, w.alice.id, "late", str(w.work / "late"), None)
+                assert refused is None and not supervisor.registry.sessions.closed  # announced within the stop
+            w.server.fail_requests(None)
+            await w.stop()
+            assert len(w.agent_starts()) == 1, w.agent_starts()  # only "one"'s
+            await w.start()
+            late = str(w._root_of("late")["id"])
+            await w.say("still there?", late)
+            await w.answered(late, "✅ Done", timeout=30)

@@ -117,6 +117,7 @@ class SessionRegistry:
         self.allowed = allowed
         self.sessions = sessions
         self.tasks: dict[str, SessionTask] = {}  # thread root id -> live session task
+        self.stopping = False  # `shutdown` began: no session launches any more
         self.refs: dict[str, SessionRef] = {}  # thread root id -> what the router knows of it
         self._mail: dict[str, Feed[SessionMessage]] = {}  # thread root id -> the way into its inbox
         self._on_post_made = on_post_made
@@ -174,6 +175,9 @@ class SessionRegistry:
         return task
 
     def launch(self, task: SessionTask, *, launch_now: bool) -> None:
+        if self.stopping:  # its record is saved: the next start serves it, as a restored one
+            log.info("session %s: launched at the next start (stopping)", task.core.record.name)
+            return
         self.sessions.start_soon(self._session_lifetime, task, launch_now)
 
     def end(self, root_id: str) -> bool:
@@ -260,6 +264,9 @@ class SessionRegistry:
         configured grace, so that SIGTERM -> exit fits in 10 s."""
         if deadline is None:
             deadline = trio.current_time() + STOP_BUDGET_S
+        # A session announced from now on (a `!new`, a new `[[sessions]]` entry, while the
+        # router and the desk still run) would start an agent only to end it.
+        self.stopping = True
         self.agent_grace.stop_by(deadline - AGENTS_BEFORE_END_S)
         for task in list(self.tasks.values()):
             task.stopping()
