@@ -25,6 +25,7 @@ from supervisor.core.router import (
     RunMainCommand,
     RunThreadCommand,
     SessionRef,
+    acts_after_catch_up,
     route,
 )
 from tests.strategies import choices, posts
@@ -115,3 +116,12 @@ def test_strangers_and_the_bot_reach_nothing() -> None:
 def test_a_stop_on_the_session_root_reaches_it() -> None:
     choice = Choice(ALICE, ROOTS[0], "stop", ALICE_DM)
     assert isinstance(route(ChoiceMade(choice), _view()), Choose)
+
+
+def test_a_stop_found_by_a_catch_up_acts_only_on_a_post_that_still_asks() -> None:
+    """A 🛑 on a rerun offer may be weeks old: it would stop today's turn. On a pending
+    permission request it answers it; any other choice acts wherever it was made."""
+    stop, rerun, allow = (Choice("alice", "p", kind) for kind in ("stop", "rerun", "allow_once"))
+    assert acts_after_catch_up(stop, asks=True)
+    assert not acts_after_catch_up(stop, asks=False)
+    assert acts_after_catch_up(rerun, asks=False) and acts_after_catch_up(allow, asks=True)

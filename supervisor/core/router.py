@@ -164,6 +164,14 @@ def route_choice(choice: Choice, view: RouterView) -> Decision:
     return Choose(session, choice)
 
 
+def acts_after_catch_up(choice: Choice, *, asks: bool) -> bool:
+    """Whether a choice a catch-up found on a post still offering one acts now: on a
+    request that asks (a permission), any does. A 🛑 acts on any post of a thread, whenever
+    it was given: on one that asks nothing now (a rerun offer), a 🛑 given long ago would
+    stop today's turn, so there it does not."""
+    return asks or choice.kind != "stop"
+
+
 def route_turn(turn: TurnedTo, view: RouterView) -> Decision:
     """Someone turned to a thread: only an allowed person, in their place, to a live session."""
     if turn.user_id == view.bot_user_id or turn.user_id not in view.allowed_user_ids:

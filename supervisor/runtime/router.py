@@ -54,6 +54,7 @@ from supervisor.core.router import (
     RunMainCommand,
     RunThreadCommand,
     Wake,
+    acts_after_catch_up,
     route,
     route_post,
 )
@@ -292,9 +293,7 @@ async def _catch_up(
         for channel_id, post_id, asks in offering:
             what = f"the catch-up of the choices on {post_id}"
             made = await _patiently(what, partial(front.link.choices_on, channel_id, post_id))
-            # A 🛑 acts on any post of a thread, whenever it was given: on a post that
-            # asks nothing now (a rerun offer), one given long ago would stop today's turn.
-            choices += [choice for choice in made or () if asks or choice.kind != "stop"]
+            choices += [choice for choice in made or () if acts_after_catch_up(choice, asks=asks)]
         await found.send(CaughtUp(front, tuple(posts), tuple(choices)))
 
 
