@@ -184,6 +184,12 @@ def test_requests_we_do_not_serve_are_refused_at_once() -> None:
         b'{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1"}}',
         b'{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1","update":{"sessionUpdate":"tool_call"}}}',
         b'{"jsonrpc":"2.0","id":0,"method":"session/request_permission","params":{"sessionId":"s1"}}',
+        # an id no request has (unhashable, once taken down the whole supervisor), nesting
+        # deeper than the interpreter's stack
+        b'{"jsonrpc":"2.0","id":{},"result":{}}',
+        b'{"jsonrpc":"2.0","id":[3],"result":{}}',
+        b'{"jsonrpc":"2.0","id":true,"result":{}}',
+        b'{"jsonrpc":"2.0","id":3,"result":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     ],
 )
 def test_bad_lines_are_survived(bad: bytes) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from supervisor.agent.claude.codec import ClaudeCodec
 from supervisor.core.agent_events import TextBlock, TextDelta
 
@@ -30,3 +32,11 @@ def test_a_subagents_streamed_text_is_not_the_answer() -> None:
     assert codec.decode(line(type="assistant", message=inner, parent_tool_use_id="toolu_task1")) == []
     outer = {"role": "assistant", "content": [{"type": "text", "text": "the answer"}]}
     assert codec.decode(line(type="assistant", message=outer, parent_tool_use_id=None)) == [TextBlock("the answer")]
+
+
+def test_a_line_nested_deeper_than_the_stack_is_a_malformed_line() -> None:
+    """`json.loads` raises RecursionError there, which once left the session task and took
+    down every session; the conversation skips a malformed line (ValueError)."""
+    nested = b'{"type":"assistant","message":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ValueError, match="undecodable"):
+        ClaudeCodec().decode(nested)

@@ -94,7 +94,7 @@ def parse_frame(line: bytes) -> Frame:
     """One line -> one frame. Raises FrameError for anything that is not a JSON-RPC frame."""
     try:
         raw = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested past the stack: not ours
         raise FrameError(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0":
         raise FrameError("not a JSON-RPC 2.0 object")
@@ -106,12 +106,14 @@ def parse_frame(line: bytes) -> Frame:
         if not isinstance(method, str) or not isinstance(params, dict):
             raise FrameError("a call needs a string method and object params")
         if "id" in raw:
-            if not isinstance(raw["id"], int | str) or isinstance(raw["id"], bool):
+            if not _is_request_id(raw["id"]):
                 raise FrameError("a request id must be a number or a string")
             return Request(raw["id"], method, params)
         return Notification(method, params)
     if "id" not in raw or ("result" in raw) == ("error" in raw):
         raise FrameError("a response needs an id and exactly one of result/error")
+    if raw["id"] is not None and not _is_request_id(raw["id"]):  # null: the request was unreadable
+        raise FrameError("a response id must be a number, a string or null")
     if "error" in raw:
         try:
             error = converter.structure(raw["error"], RpcError)
@@ -120,6 +122,10 @@ def parse_frame(line: bytes) -> Frame:
         return Response(raw["id"], error=error)
     result = raw["result"]
     return Response(raw["id"], result=result if isinstance(result, dict) else {})
+
+
+def _is_request_id(value: object) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
 
 
 def dump(frame: Frame) -> bytes:

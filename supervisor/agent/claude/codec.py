@@ -90,7 +90,7 @@ class ClaudeCodec:
             if not isinstance(frame, dict):
                 raise ValueError("frame is not an object")
             return self._decode_frame(frame)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # nested past the stack
             raise ValueError(f"undecodable line: {exc}") from exc
         except (cattrs.BaseValidationError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"malformed {text[:60]!r}: {exc}") from exc
