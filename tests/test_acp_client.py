@@ -284,3 +284,23 @@ async def test_a_start_that_entered_once_warm_never_releases_a_lock_another_star
             gate.leave(ok=True)  # must not touch the second's lock
             second_may_leave.set()
     assert not gate._lock.locked()
+
+
+@pytest.mark.parametrize(
+    ("mode", "rules"),
+    [
+        ("default", {"*": "ask"}),
+        ("plan", {"*": "ask"}),
+        ("acceptEdits", {"*": "ask", "edit": "allow"}),
+        ("dontAsk", {"*": "deny"}),
+        ("bypassPermissions", None),
+        ("auto", None),
+    ],
+)
+def test_each_permission_mode_means_to_opencode_what_it_means_to_claude(
+    mode: str, rules: dict[str, str] | None
+) -> None:
+    """OpenCode allows everything unless told otherwise: "acceptEdits" or "plan" once let it
+    run every command unasked, "dontAsk" let it run them all instead of refusing."""
+    content = opencode_backend(("opencode",)).env({}, permission_mode=mode).get("OPENCODE_CONFIG_CONTENT")
+    assert (json.loads(content)["permission"] if content else None) == rules

@@ -9,11 +9,11 @@ OpenCode facts behind each variable (../shared/reference/opencode-acp/PROTOCOL.m
   background, from the npm registry. On an air-gapped machine that waits on the network;
   pointing `npm_config_registry` at a closed local port makes it fail at once (it logs a
   warning and carries on). A registry the user set is kept (a local mirror works).
-- It asks for nothing unless its `permission` setting says "ask". With
-  `permission_mode = "default"` we add `"permission": {"*": "ask"}` to
-  `OPENCODE_CONFIG_CONTENT`, the inline layer that OpenCode deep-merges over the user's
-  global and project files (so their other settings, and rules for single tools, stay).
-  When the user's own inline content already sets `permission`, theirs is kept.
+- It asks for nothing unless its `permission` setting says "ask". Each `permission_mode`
+  becomes the `permission` rules that mean the same to OpenCode (`OPENCODE_PERMISSION`),
+  added to `OPENCODE_CONFIG_CONTENT`, the inline layer that OpenCode deep-merges over the
+  user's global and project files (so their other settings, and rules for single tools,
+  stay). When the user's own inline content already sets `permission`, theirs is kept.
 - Eight processes starting at once on a fresh data dir failed with "database is locked"
   (SQLite migrations on first start). `StartGate` lets one start finish before the others
   begin; the driver passes through it for spawn -> initialize.
@@ -37,7 +37,18 @@ OPENCODE_OFFLINE_ENV = {
     "OPENCODE_DISABLE_MODELS_FETCH": "1",
     "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
 }
-ASK_EVERYTHING: dict[str, Any] = {"permission": {"*": "ask"}}
+# `permission_mode` (Claude Code's words, for every agent) -> OpenCode's `permission` rules;
+# None: add none (OpenCode allows what the user's own rules do not forbid). "edit" covers
+# every tool that changes a file; "*" every tool.
+OPENCODE_PERMISSION: dict[str, dict[str, str] | None] = {
+    "default": {"*": "ask"},
+    "manual": {"*": "ask"},
+    "plan": {"*": "ask"},  # OpenCode has no read-only mode: everything is asked instead
+    "acceptEdits": {"*": "ask", "edit": "allow"},  # commands are still asked
+    "dontAsk": {"*": "deny"},  # nothing asked: what the user's rules do not allow is refused
+    "auto": None,
+    "bypassPermissions": None,
+}
 
 
 def merged_inline_config(existing: str | None, ours: Mapping[str, Any]) -> str:
@@ -112,9 +123,10 @@ class AcpBackend:
                 env.setdefault(key, value)
             if not (env.get("npm_config_registry") or env.get("NPM_CONFIG_REGISTRY")):
                 env["npm_config_registry"] = OFFLINE_NPM_REGISTRY
-        if permission_mode == "default":
+        rules = OPENCODE_PERMISSION.get(permission_mode, OPENCODE_PERMISSION["default"])
+        if rules is not None:
             env["OPENCODE_CONFIG_CONTENT"] = merged_inline_config(
-                env.get("OPENCODE_CONFIG_CONTENT"), ASK_EVERYTHING
+                env.get("OPENCODE_CONFIG_CONTENT"), {"permission": rules}
             )
         return env
 
