@@ -101,3 +101,20 @@ async def test_end_says_the_queued_prompts_were_not_run_and_a_restart_does_not_h
         await w.answered(root, "This session has ended")
         assert len(w.bot_posts(root)) == before + 1, [p["message"] for p in w.bot_posts(root)[before:]]
         assert not [p for ps in w.prompts_by_process().values() for p in ps if p.startswith("queued")]
+
+
+async def test_a_prompt_queued_behind_a_turn_whose_agent_then_exits_runs_on_the_next_agent(tmp_path: Path) -> None:
+    """The agent answers and exits at once (it crashed, or was killed, right after): the
+    prompt that waited behind its turn was written to a pipe nobody read, and the thread
+    called it cut, to be run again by hand. It never reached an agent: the next one runs it."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("brief")
+            await w.say("[slow 1.5] [exit-after] first", root)
+            await w.answered(root, "echo #1")  # it streams: the next prompt waits behind it
+            await w.say("second one", root)
+            await w.answered(root, "second one (earlier: 'first", timeout=30)
+            assert "cut" not in w.thread_text(root), w.thread_text(root)
+            prompts = [p for ps in w.prompts_by_process().values() for p in ps]
+            assert prompts.count("second one") == 1, w.prompts_by_process()

@@ -231,6 +231,10 @@ class SessionCore:
             self.loop.turn.terminating = True  # the watchdog has nothing more to do for it
         return [self.note(deaf_text(waited_s)), self.stop_agent("hung")]
 
+    def prompt_not_delivered(self) -> list[Effect]:
+        """The prompt just sent found no agent to take it: it runs on the next one."""
+        return self.loop.not_delivered()
+
     def agent_exited(self, code: int | None, stderr_tail: str, now: float) -> list[Effect]:
         """The agent process is gone, whoever ended it: its turn ends with it, then what
         the exit means is the agent's life's to say."""

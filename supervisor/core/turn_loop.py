@@ -149,7 +149,7 @@ class TurnLoop:
         self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
         session.move(S.BUSY)
         self.renderer.start_turn(now)  # the queue behind it is said with its first words
-        unsettled = (*session.record.unsettled, prompt.post_id)
+        unsettled = tuple(dict.fromkeys((*session.record.unsettled, prompt.post_id)))  # once, if tried before
         texts = session.record.prompt_texts
         if len(prompt.text) <= PROMPT_KEEP_CHARS:
             texts = {**texts, prompt.post_id: prompt.text}
@@ -376,6 +376,20 @@ class TurnLoop:
         turn.terminating = True
         why = turn.watchdog or "stop"
         return [self.session.note(watchdog_text(why, "terminated")), self.session.stop_agent("hung")]
+
+    def not_delivered(self) -> list[Effect]:
+        """The prompt of the turn that just began never reached the agent: it was gone before
+        its pipe took the prompt (its exit is on the way). The prompt waits at the head of
+        the queue for the next agent instead of being called cut: running it then is its
+        first delivery, not a second."""
+        turn = self.turn
+        if turn is None:
+            return []
+        self.turn = None
+        self.queue.appendleft(turn.prompt)
+        if self.session.state.in_turn:
+            self.session.move(S.IDLE)
+        return []
 
     def drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller

@@ -13,6 +13,7 @@ the core and its agent's events.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import logging
 import math
@@ -24,7 +25,7 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
 from supervisor.chat import ChatError, ChatLink, ShowsSessionState
-from supervisor.core.agent_events import AgentUnusable
+from supervisor.core.agent_events import AgentUnusable, SendPrompt
 from supervisor.core.events import ChoiceKind
 from supervisor.core.outbox import Create, Edit, Outbox
 from supervisor.core.session import (
@@ -77,6 +78,14 @@ SHOW_STATE_S = 5.0
 # Starting an agent that failed with these would fail again: no such command or directory,
 # not executable, not allowed. Others (no memory, too many processes) may pass: restarted.
 _SPAWN_FAILS_FOR_GOOD = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOEXEC})
+
+
+class Sent(enum.Enum):
+    """What became of a command for the agent."""
+
+    TAKEN = enum.auto()
+    NOT_TAKEN = enum.auto()  # its stdin stayed full: the agent is frozen, or deaf
+    NO_AGENT = enum.auto()  # it is gone: none of the command reached it
 
 
 def _spawn_failure(exc: OSError, launch: AgentLaunch) -> str:
@@ -241,11 +250,14 @@ class SessionTask:
                 self._poster.wake()
             match effect:
                 case ToAgent(command):
-                    if not await self._send_to_agent(command):
+                    sent = await self._send_to_agent(command)
+                    if sent is Sent.NOT_TAKEN:
                         # Its pipe full and nothing read (a frozen agent): this session
                         # could neither tick its watchdog nor hear 🛑 meanwhile, and part
                         # of the command may be in the pipe: the core ends it as hung.
                         await self._apply_each(self.core.agent_deaf(self.core.settings.stall_timeout_s))
+                    elif sent is Sent.NO_AGENT and isinstance(command, SendPrompt):
+                        await self._apply_each(self.core.prompt_not_delivered())
                 case Show(op):
                     self.outbox.put(op, trio.current_time())
                 case OfferChoices(key, kinds):
@@ -292,27 +304,28 @@ class SessionTask:
                 case Finished():
                     self._finished = True
 
-    async def _send_to_agent(self, command: object) -> bool:
-        """False when the agent took none of it within `stall_timeout_s` (and is still
-        there); True when it did, or when it is gone (its exit is reported)."""
+    async def _send_to_agent(self, command: object) -> Sent:
+        """TAKEN, or NOT_TAKEN when the agent took none of it within `stall_timeout_s` (and
+        is still there), or NO_AGENT when it is gone: none of it reached an agent (its exit
+        is reported)."""
         agent = self._agent
         if agent is None:
             log.info("%s: no agent to send %s to", self.name, type(command).__name__)
-            return True
+            return Sent.NO_AGENT
         limit, events = self.core.settings.stall_timeout_s, None
         try:
             with trio.move_on_after(limit):
                 events = await agent.send(command)  # type: ignore[arg-type]
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("%s: the agent's stdin is closed; its exit will be reported", self.name)
-            return True
+            return Sent.NO_AGENT
         if events is None:
             log.warning("%s: the agent took no input for %g s", self.name, limit)
-            return False
+            return Sent.NOT_TAKEN
         if events:  # what the command settled at once (e.g. requests a cancel withdrew)
             with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                 self.inbox_send.send_nowait(FromAgent(self._generation, events))
-        return True
+        return Sent.TAKEN
 
     async def _typing(self) -> None:
         """Says "typing…" when the core asks: in a task of its own, since it is cosmetic and
