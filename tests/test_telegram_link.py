@@ -490,11 +490,28 @@ async def test_without_topics_an_edit_by_a_later_run_keeps_the_sessions_prefix(t
             assert replied == root.id
 
 
+async def test_without_topics_a_files_caption_starts_with_its_sessions_name(tmp_path: Path) -> None:
+    """Without topics every message of a session starts with `[NAME]`: so does the
+    caption of a file it sends (`/get`), one with no caption of its own, and, with a text
+    over a caption's 1,024 characters, the file and the message that says the text."""
+    long_text = "word " * 300
+    with trio.fail_after(20):
+        async with running(topics=False) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="kappa")
+                for caption in ("📎 `out.txt`", "", long_text):
+                    file_id = await front.tg.upload_file(CHANNEL, "out.txt", b"data")
+                    await front.tg.create_post(CHANNEL, caption, root_id=root.id, file_ids=(file_id,))
+            shown = [s.message.get("caption", s.message.get("text")) for s in fake.bot_messages(ALICE)]
+            assert shown == ["h", "[kappa] 📎 out.txt", "[kappa]", "[kappa]", "[kappa] " + long_text.strip()]
+
+
 async def test_without_topics_a_reply_to_a_file_sent_without_a_key_goes_to_its_session_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    """`/get` sends a file into its session with no idempotency key (and its caption has no
-    `[NAME]` to go by): which session it is of is durable at once, so a reply to it after
+    """`/get` sends a file into its session with no idempotency key (and a `[NAME]` is no
+    sure guide: a newer session may have the same name): which session it is of is durable at once, so a reply to it after
     a restart (crash or stop, nothing else written meanwhile) goes to that session, not to
     the active one."""
     with trio.fail_after(20):

@@ -248,7 +248,7 @@ class TelegramLink:
             await self.growing.make_real(holder.post_id)  # its words come before this message
         sent: Post | None = None
         for file_id in file_ids:
-            sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "")
+            sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "", prefix)
         if sent is None or (message.strip() and len(file_ids) > 1):
             try:
                 sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)
