@@ -596,6 +596,34 @@ async def test_a_refused_topic_leaves_telegram_json_with_its_answer(tmp_path: Pa
                 nursery.cancel_scope.cancel()
 
 
+async def test_a_refused_topic_whose_new_comes_again_after_a_crash_is_not_kept_for_a_later_crash(
+    tmp_path: Path,
+) -> None:
+    """A topic's `!new` refused (answered, handled), then a crash before its confirmation
+    was written: it comes again, and the core turns it away as handled, with no answer
+    and no thread, as it would an accepted one before its thread. A later `/new` of its
+    name, accepted, gets a topic of its own, and telegram.json keeps nothing of the
+    refused one (a start after another crash would take it for that name's oldest)."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                refused_topic = fake.user_creates_topic(ALICE, "alpha")
+                await new_handled(front, receive, "alpha", "refused: too many sessions")
+                nursery.cancel_scope.cancel()  # the crash: the offset not written
+            async with front_end(fake, tmp_path, rate=100) as (again, receive), trio.open_nursery() as nursery:
+                await nursery.start(again.run)
+                await new_handled(again, receive, "alpha")  # came again: turned away as handled
+                fake.user_sends(ALICE, "/new alpha")
+                await new_handled(again, receive, "alpha")  # accepted: its thread comes next
+                alpha = await again.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
+                assert Memory.open(tmp_path).opened == {}
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(alpha.id)[1] != refused_topic
+            assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha"]
+
+
 async def test_a_topic_the_person_opened_is_the_sessions_thread_after_a_crash_before_it_was_kept(
     tmp_path: Path,
 ) -> None:

@@ -173,10 +173,16 @@ class TelegramLink:
     def new_handled(self, post_id: str) -> None:
         """The core has handled a post. If it was a `!new` waiting here, and not refused
         (`_refused`), it was accepted: its session's thread is opened next (the handled
-        mark is durable before that), and takes its topic."""
+        mark is durable before that), and takes its topic. One it replaces was not: a
+        `!new` that came again after a crash cut its confirmation, which the core turned
+        away as handled (no thread followed it before this one)."""
         waiting = self.topics_waiting.pop(post_id, None)
-        if waiting is not None:
-            self.topics_accepted[(waiting.chat_id, waiting.name)] = post_id
+        if waiting is None:
+            return
+        turned_away = self.topics_accepted.get((waiting.chat_id, waiting.name))
+        if turned_away is not None:  # forgotten with the next write (the thread's)
+            self.memory.opened.pop(turned_away, None)
+        self.topics_accepted[(waiting.chat_id, waiting.name)] = post_id
 
     async def _refused(self, post_id: str) -> None:
         """The core answers the waiting `!new` `post_id` before marking it handled: it was
