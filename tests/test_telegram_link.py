@@ -60,11 +60,15 @@ async def in_a_topic(state: Path, title: str) -> AsyncIterator[tuple[FakeBotApi,
             root = await front.tg.open_thread(CHANNEL, "h", key="k", title=title)
             yield fake, front, root, ids.parse_post(root.id)[1]
 
-async def new_handled(front: TelegramFrontEnd, receive: trio.MemoryReceiveChannel[ChatEvent], name: str) -> None:
+async def new_handled(
+    front: TelegramFrontEnd, receive: trio.MemoryReceiveChannel[ChatEvent], name: str, refusal: str = ""
+) -> None:
     """The next event, the `!new NAME` a topic or `/new` stands for, marked handled as the
-    core would (its durable mark)."""
+    core would (its durable mark): refused, after its answer `refusal`."""
     asked = await receive.receive()
     assert isinstance(asked, Posted) and asked.post.message == f"!new {name}"
+    if refusal:
+        await front.link.create_post(CHANNEL, refusal, reply_to=asked.post.id)
     front.link.handled(CHANNEL, asked.post.id)
 
 
@@ -490,11 +494,28 @@ async def test_without_topics_an_edit_by_a_later_run_keeps_the_sessions_prefix(t
             assert replied == root.id
 
 
+async def test_without_topics_a_files_caption_starts_with_its_sessions_name(tmp_path: Path) -> None:
+    """Without topics every message of a session starts with `[NAME]`: so does the
+    caption of a file it sends (`/get`), one with no caption of its own, and, with a text
+    over a caption's 1,024 characters, the file and the message that says the text."""
+    long_text = "word " * 300
+    with trio.fail_after(20):
+        async with running(topics=False) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, _events):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="kappa")
+                for caption in ("📎 `out.txt`", "", long_text):
+                    file_id = await front.tg.upload_file(CHANNEL, "out.txt", b"data")
+                    await front.tg.create_post(CHANNEL, caption, root_id=root.id, file_ids=(file_id,))
+            shown = [s.message.get("caption", s.message.get("text")) for s in fake.bot_messages(ALICE)]
+            assert shown == ["h", "[kappa] 📎 out.txt", "[kappa]", "[kappa]", "[kappa] " + long_text.strip()]
+
+
 async def test_without_topics_a_reply_to_a_file_sent_without_a_key_goes_to_its_session_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    """`/get` sends a file into its session with no idempotency key (and its caption has no
-    `[NAME]` to go by): which session it is of is durable at once, so a reply to it after
+    """`/get` sends a file into its session with no idempotency key (and a `[NAME]` is no
+    sure guide: a newer session may have the same name): which session it is of is durable at once, so a reply to it after
     a restart (crash or stop, nothing else written meanwhile) goes to that session, not to
     the active one."""
     with trio.fail_after(20):
@@ -544,7 +565,7 @@ async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_
             async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
                 await nursery.start(front.run)
                 refused_topic = fake.user_creates_topic(ALICE, "alpha")
-                await new_handled(front, receive, "alpha")  # refused: no thread opened
+                await new_handled(front, receive, "alpha", "refused: too many sessions")
                 fake.user_sends(ALICE, "/new alpha")
                 await new_handled(front, receive, "alpha")  # accepted: its thread comes next
                 alpha = await front.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
@@ -555,7 +576,52 @@ async def test_a_topic_whose_new_is_refused_is_not_taken_by_a_later_new_of_that_
             assert ids.parse_post(beta.id)[1] == accepted_topic  # the person's topic
             assert ids.parse_post(alpha.id)[1] not in (refused_topic, accepted_topic)
             assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha", "beta"]
-            assert (front.tg.topics_waiting, front.tg.topics_handled) == ({}, {})
+            assert (front.tg.topics_waiting, front.tg.topics_accepted) == ({}, {})
+
+
+async def test_a_refused_topic_leaves_telegram_json_with_its_answer(tmp_path: Path) -> None:
+    """A topic whose `!new` is refused (answered there, then marked handled) will be no
+    session's thread: telegram.json forgets it with the answer, also one of a name whose
+    newer topic is refused after it, not only at the next `/new` of its name or start."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                for _twice in range(2):
+                    fake.user_creates_topic(ALICE, "alpha")
+                    await new_handled(front, receive, "alpha", "refused: too many sessions")
+                    assert Memory.open(tmp_path).opened == {}
+                assert (front.tg.topics_waiting, front.tg.topics_accepted) == ({}, {})
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_topic_whose_new_comes_again_after_a_crash_is_not_kept_for_a_later_crash(
+    tmp_path: Path,
+) -> None:
+    """A topic's `!new` refused (answered, handled), then a crash before its confirmation
+    was written: it comes again, and the core turns it away as handled, with no answer
+    and no thread, as it would an accepted one before its thread. A later `/new` of its
+    name, accepted, gets a topic of its own, and telegram.json keeps nothing of the
+    refused one (a start after another crash would take it for that name's oldest)."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                refused_topic = fake.user_creates_topic(ALICE, "alpha")
+                await new_handled(front, receive, "alpha", "refused: too many sessions")
+                nursery.cancel_scope.cancel()  # the crash: the offset not written
+            async with front_end(fake, tmp_path, rate=100) as (again, receive), trio.open_nursery() as nursery:
+                await nursery.start(again.run)
+                await new_handled(again, receive, "alpha")  # came again: turned away as handled
+                fake.user_sends(ALICE, "/new alpha")
+                await new_handled(again, receive, "alpha")  # accepted: its thread comes next
+                alpha = await again.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
+                assert Memory.open(tmp_path).opened == {}
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(alpha.id)[1] != refused_topic
+            assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha"]
 
 
 async def test_a_topic_the_person_opened_is_the_sessions_thread_after_a_crash_before_it_was_kept(
@@ -648,6 +714,123 @@ async def test_two_topics_of_one_name_each_get_the_answer_of_their_own_new(tmp_p
             assert [s.message["text"] for s in said(fake, second_topic)] == ["refused: alpha exists"]
             assert ids.parse_post(beta.id)[1] not in (beta_topic, first_topic, second_topic)
             assert [s.message["text"] for s in said(fake, beta_topic)] == ["refused: beta exists"]
+
+
+async def handled_again(front: TelegramFrontEnd, receive: trio.MemoryReceiveChannel[ChatEvent],
+                        accepted: Posted, refused: Posted, refusal: str) -> None:
+    """After a restart, what comes again, as the core deals with it: the accepted `!new`
+    (if the crash cut its confirmation) turned away as handled; the one behind it, not
+    handled before the crash, refused (`refusal`, with the core's key), then handled."""
+    while True:
+        event = await receive.receive()
+        assert isinstance(event, Posted)
+        if event.post.id == accepted.post.id:
+            front.link.handled(CHANNEL, event.post.id)
+            continue
+        assert event.post.id == refused.post.id
+        await front.link.create_post(CHANNEL, refusal, reply_to=event.post.id, idempotency_key=f"answer:{event.post.id}")
+        front.link.handled(CHANNEL, event.post.id)
+        return
+
+
+async def test_a_second_topic_of_a_name_opened_right_after_the_first_leaves_the_session_in_the_first_across_a_crash(
+    tmp_path: Path,
+) -> None:
+    """Two topics opened under one name, each standing for its `!new`: the first accepted
+    (its handled mark durable), then a crash before its thread was kept, the second's not
+    handled yet. The next start puts the session in the first topic, as without the crash,
+    and the second, handled afresh, is refused there."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                first_topic = fake.user_creates_topic(ALICE, "alpha")
+                second_topic = fake.user_creates_topic(ALICE, "alpha")
+                first, second = await receive.receive(), await receive.receive()
+                assert isinstance(first, Posted) and isinstance(second, Posted)
+                front.link.handled(CHANNEL, first.post.id)  # accepted; then the crash
+                nursery.cancel_scope.cancel()
+            async with front_end(fake, tmp_path, rate=100) as (again, receive), trio.open_nursery() as nursery:
+                # The start finishes the announcement (`Desk.recover_unannounced`), then runs.
+                alpha = await again.link.open_thread(CHANNEL, "h", key="k-alpha", title="alpha")
+                await again.link.create_post(CHANNEL, "Started alpha", reply_to=first.post.id, idempotency_key="a")
+                await nursery.start(again.run)
+                await handled_again(again, receive, first, second, "refused: alpha exists")
+                nursery.cancel_scope.cancel()
+            # Nothing left for a later thread of the name to take (the first `!new`, if it
+            # came again, is of a session already).
+            assert (again.tg.topics_waiting, again.tg.topics_accepted, Memory.open(tmp_path).opened) == ({}, {}, {})
+            assert ids.parse_post(alpha.id)[1] == first_topic
+            assert [s.message["text"] for s in said(fake, first_topic)] == ["h", "Started alpha"]
+            assert [s.message["text"] for s in said(fake, second_topic)] == ["refused: alpha exists"]
+            assert sorted(fake.chat(ALICE).topics.values()) == ["alpha", "alpha"]
+            assert fake.bot_messages(ALICE, None) == []
+
+
+async def test_a_new_typed_while_the_topic_of_its_name_waits_for_its_thread_leaves_the_session_in_that_topic(
+    tmp_path: Path,
+) -> None:
+    """A topic opened, its `!new` accepted (handled), and a `/new` of its name typed (read
+    by the front end) before the session's thread is opened: the thread is the person's
+    topic, also when a crash came before it was kept; the typed `/new`, handled after,
+    is refused in the main view."""
+    for crash in (False, True):
+        state = tmp_path / f"crash-{crash}"
+        with trio.fail_after(15):
+            async with running(topics=True) as fake:
+                fake.add_user(ALICE)
+                async with front_end(fake, state, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                    await nursery.start(front.run)
+                    opened_topic = fake.user_creates_topic(ALICE, "gamma")
+                    opened = await receive.receive()
+                    assert isinstance(opened, Posted)
+                    front.link.handled(CHANNEL, opened.post.id)  # accepted: its thread comes next
+                    fake.user_sends(ALICE, "/new gamma")
+                    typed = await receive.receive()
+                    assert isinstance(typed, Posted)
+                    if not crash:
+                        gamma = await front.link.open_thread(CHANNEL, "h", key="k-gamma", title="gamma")
+                        await front.link.create_post(CHANNEL, "refused: gamma exists", reply_to=typed.post.id)
+                        front.link.handled(CHANNEL, typed.post.id)
+                    nursery.cancel_scope.cancel()
+                if crash:
+                    async with front_end(fake, state, rate=100) as (again, receive), trio.open_nursery() as nursery:
+                        gamma = await again.link.open_thread(CHANNEL, "h", key="k-gamma", title="gamma")  # the start's
+                        await nursery.start(again.run)
+                        await handled_again(again, receive, opened, typed, "refused: gamma exists")
+                        nursery.cancel_scope.cancel()
+                assert ids.parse_post(gamma.id)[1] == opened_topic, f"crash: {crash}"
+                assert sorted(fake.chat(ALICE).topics.values()) == ["gamma"]
+                assert [s.message["text"] for s in fake.bot_messages(ALICE, None)] == ["refused: gamma exists"]
+
+
+async def test_a_new_typed_before_a_topic_of_its_name_was_opened_takes_no_topic_of_the_persons_across_a_crash(
+    tmp_path: Path,
+) -> None:
+    """`/new gamma` typed, then a topic gamma opened: the typed one, handled first and
+    accepted, gets a topic of its own, also when a crash came before its thread was
+    kept (the opened topic still waiting); the opened topic's `!new` is refused there."""
+    with trio.fail_after(15):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=100) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                fake.user_sends(ALICE, "/new gamma")
+                typed = await receive.receive()
+                opened_topic = fake.user_creates_topic(ALICE, "gamma")
+                opened = await receive.receive()
+                assert isinstance(typed, Posted) and isinstance(opened, Posted)
+                front.link.handled(CHANNEL, typed.post.id)  # accepted; then the crash
+                nursery.cancel_scope.cancel()
+            async with front_end(fake, tmp_path, rate=100) as (again, receive), trio.open_nursery() as nursery:
+                gamma = await again.link.open_thread(CHANNEL, "h", key="k-gamma", title="gamma")  # the start's
+                await nursery.start(again.run)
+                await handled_again(again, receive, typed, opened, "refused: gamma exists")
+                nursery.cancel_scope.cancel()
+            assert ids.parse_post(gamma.id)[1] != opened_topic
+            assert sorted(fake.chat(ALICE).topics.values()) == ["gamma", "gamma"]
+            assert [s.message["text"] for s in said(fake, opened_topic)] == ["refused: gamma exists"]
 
 
 def test_a_memory_file_of_a_version_without_posts_parts_is_read_whole(tmp_path: Path) -> None:

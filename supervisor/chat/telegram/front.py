@@ -318,8 +318,8 @@ class TelegramFrontEnd:
         channel = ids.channel(item.chat_id)
         text = as_command(item.text, self.personas)
         asked = parse_main_command(text)
-        if isinstance(asked, NewSession):
-            await self.tg.new_asked(item.chat_id, asked.name)
+        if isinstance(asked, NewSession) and item.topic_id is None:  # the main view's, the core's to take
+            self.tg.new_asked(item.chat_id, asked.name, ids.post(item.chat_id, item.message_id))
         file_ids = []
         for attachment in item.attachments:
             file_id = ids.file(attachment.file_id)

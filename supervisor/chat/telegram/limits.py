@@ -22,6 +22,7 @@ from supervisor.chat.telegram.client import (
 class TelegramLimits:
     # Text of one message after entity parsing, in UTF-16 code units (runs.units).
     max_message_chars: int = MAX_MESSAGE_CHARS
+    max_caption_chars: int = 1024  # a file's caption (sendDocument), counted the same way
     # Where drafts fail, one message is edited in place at most this often.
     min_edit_interval_s: float = 1.0
     # sendChatAction shows "typing" for at most 5 s: repeat a little sooner.

@@ -89,17 +89,21 @@ class TelegramLink:
         self._files: dict[str, FileRef] = {}  # files people sent: what the update said
         self._last_ms = 0
         self._opening: dict[int, list[trio.Event]] = {}  # chat -> threads being opened
-        # Topics people opened, each standing for a `!new NAME` (`topic_opened`), kept by
-        # that `!new`'s post id, never by name alone: two topics may share a name; kept in
-        # `memory.opened` too, until a thread takes them or they cannot be taken.
-        # Waiting for the core to handle their `!new`: its post id -> the topic.
+        # The `!new NAME`s of the main view (topic mode), in the order they went to the
+        # core, each with the topic the person opened for it (`topic_opened`) or none
+        # (typed, `new_asked`); kept by post id, never by name alone: two topics may share
+        # a name; kept in `memory.opened` too, until a thread takes it or it is refused.
+        # The core handles the `!new`s of a chat in order, and answers a refusal before
+        # marking it handled; an accepted one's thread is opened right after its mark.
+        # Not handled yet: post id -> its `!new`.
         self.topics_waiting: dict[str, OpenedTopic] = {}
-        # Of each name, the topic of the `!new` handled last: the thread of that name
-        # opened next takes it (accepted), or nothing does (refused; see `new_asked`).
-        # At start, the topics the last run kept, until the front end runs (`forget_kept_topics`).
-        self.topics_handled: dict[tuple[int, str], int] = {
-            (kept.chat_id, kept.name): kept.topic_id for kept in memory.opened.values()  # the newest last
-        }
+        # Of each name, the accepted `!new` whose thread is opened next: its post id.
+        # At start, the oldest `!new` of each name the last run kept: the one a crash may
+        # have cut from its thread (those behind it were not handled yet), until the
+        # front end runs (`forget_kept_topics`).
+        self.topics_accepted: dict[tuple[int, str], str] = {}
+        for post_id, kept in memory.opened.items():  # the oldest first
+            self.topics_accepted.setdefault((kept.chat_id, kept.name), post_id)
         # A `!new`'s post id -> its topic: its answer goes there, started or refused.
         self._topic_of_new: dict[str, int] = {}
 
@@ -124,16 +128,17 @@ class TelegramLink:
             done.set()
 
     async def _new_topic(self, chat_id: int, title: str, key: str) -> str:
-        """A topic for the thread (or the one the person opened under that name); its
-        key is durable before anything goes into it: one topic per key, even across a
-        crash."""
-        topic_id = self.topics_handled.pop((chat_id, title), None)
+        """A topic for the thread: the one the person opened for its `!new`, or a new one;
+        its key is durable before anything goes into it: one topic per key, even across
+        a crash."""
+        accepted = self.topics_accepted.pop((chat_id, title), None)
+        asked = self.memory.opened.pop(accepted, None) if accepted is not None else None
+        topic_id = asked.topic_id if asked is not None else None
         if topic_id is None:
             name = title[: LIMITS.max_topic_name_chars] or "session"
             topic_id = (await self.api.create_forum_topic(chat_id, name)).message_thread_id
         root = ids.post(chat_id, topic_id)
         self.memory.threads[root] = ThreadInfo(chat_id, title, topic_id, 0, key)
-        self._forget_handled(chat_id, title)  # the topic taken (older ones of its name were refused)
         self.memory.changed()
         await self.memory.commit()
         return root
@@ -142,59 +147,62 @@ class TelegramLink:
         """A person opened a topic, and `post_id` is the `!new name` it stands for: if the
         core accepts that `!new`, the session's thread is this topic. Durable before the
         `!new` reaches the core: a crash after the core accepted it and before its thread
-        was kept leaves the start to open that thread (`forget_kept_topics`)."""
-        self.topics_waiting[post_id] = self.memory.opened[post_id] = OpenedTopic(chat_id, name, topic_id)
+        was kept leaves the start to open that thread (`topics_accepted`)."""
+        if ids.post(chat_id, topic_id) in self.memory.threads:
+            return  # a session's already: its `!new` came again, its confirmation cut by a crash
+        self._waits(post_id, OpenedTopic(chat_id, name, topic_id))
         self._topic_of_new[post_id] = topic_id
-        for kept in (self.topics_waiting, self.memory.opened, self._topic_of_new):
-            keep_newest(kept, OPENED_TOPICS_KEPT)
-        self.memory.changed()
+        keep_newest(self._topic_of_new, OPENED_TOPICS_KEPT)
         await self.memory.commit()
 
+    def new_asked(self, chat_id: int, name: str, post_id: str) -> None:
+        """A person typed `!new name` in the main view (`post_id`): kept in order among the
+        `!new`s of topics opened, so that a start after a crash knows whether the session
+        it finishes is of this one (a topic of its own) or of a topic opened before it.
+        Written with the next write: it matters only when a topic of its name is opened
+        after it, and that one's write carries it."""
+        if self.topics:
+            self._waits(post_id, OpenedTopic(chat_id, name, None))
+
+    def _waits(self, post_id: str, asked: OpenedTopic) -> None:
+        self.topics_waiting[post_id] = self.memory.opened[post_id] = asked
+        for kept in (self.topics_waiting, self.memory.opened):
+            keep_newest(kept, OPENED_TOPICS_KEPT)
+        self.memory.changed()
+
     def new_handled(self, post_id: str) -> None:
-        """The core has handled a post. If it was a `!new` for an opened topic, that topic
-        waits no longer: accepted, the session's thread takes it next (the handled mark is
-        durable before the thread is opened, and `!new`s of one chat are handled in
-        order); refused, nothing will, and a later `/new` of that name must not take it
-        (`new_asked`)."""
+        """The core has handled a post. If it was a `!new` waiting here, and not refused
+        (`_refused`), it was accepted: its session's thread is opened next (the handled
+        mark is durable before that), and takes its topic. One it replaces was not: a
+        `!new` that came again after a crash cut its confirmation, which the core turned
+        away as handled (no thread followed it before this one)."""
         waiting = self.topics_waiting.pop(post_id, None)
         if waiting is None:
             return
-        handled = (waiting.chat_id, waiting.name)
-        self.topics_handled.pop(handled, None)  # the newest last: the oldest go first
-        self.topics_handled[handled] = waiting.topic_id
-        keep_newest(self.topics_handled, OPENED_TOPICS_KEPT)
+        turned_away = self.topics_accepted.get((waiting.chat_id, waiting.name))
+        if turned_away is not None:  # forgotten with the next write (the thread's)
+            self.memory.opened.pop(turned_away, None)
+        self.topics_accepted[(waiting.chat_id, waiting.name)] = post_id
 
-    async def new_asked(self, chat_id: int, name: str) -> None:
-        """A person asked for `!new name`: a topic opened under that name whose own `!new`
-        was handled (refused, as its thread did not take it) is no longer theirs to reuse,
-        durably before this `!new` reaches the core (its thread may be opened by the next
-        start). One whose `!new` still waits is not touched: the first `!new` handled takes it."""
-        self.topics_handled.pop((chat_id, name), None)
-        if self._forget_handled(chat_id, name):
-            await self.memory.commit()
+    async def _refused(self, post_id: str) -> None:
+        """The core answers the waiting `!new` `post_id` before marking it handled: it was
+        refused, and no thread will take its topic. Forgotten durably before that mark,
+        so that a start after a crash never gives its topic to a later `!new` of its name."""
+        del self.topics_waiting[post_id]
+        self.memory.opened.pop(post_id, None)
+        self.memory.changed()
+        await self.memory.commit()
 
     def forget_kept_topics(self) -> None:
-        """The front end is about to hand out its first update: the topics the last run
+        """The front end is about to hand out its first update: the `!new`s the last run
         kept have served. The start has finished the announcements a crash cut short
         (`Desk.recover_unannounced` runs before the front ends), so an accepted `!new`'s
-        thread has taken its topic; one no thread took was refused, and a later `/new` of
-        its name must not take it; one whose `!new` the core has not handled comes again
-        from Telegram, and is kept again."""
-        self.topics_handled.clear()
+        thread has taken its topic; one the core has not handled comes again from
+        Telegram, and is kept again."""
+        self.topics_accepted.clear()
         if self.memory.opened:
             self.memory.opened.clear()
             self.memory.changed()
-
-    def _forget_handled(self, chat_id: int, name: str) -> bool:
-        """Forget the kept topics of that name whose `!new` was handled (written with the
-        next write); whether there were any."""
-        handled = [post_id for post_id, kept in self.memory.opened.items()
-                   if (kept.chat_id, kept.name) == (chat_id, name) and post_id not in self.topics_waiting]  # fmt: skip
-        for post_id in handled:
-            del self.memory.opened[post_id]
-        if handled:
-            self.memory.changed()
-        return bool(handled)
 
     async def opened(self, chat_id: int) -> None:
         """Wait until no thread of this chat is being opened (see `open_thread`)."""
@@ -234,6 +242,8 @@ class TelegramLink:
         """A message in the main view (`root_id` ""), or in the thread of `root_id`; an
         answer to the `!new` a topic the person opened stands for (refused: no session
         took the topic; or the session started there) in that topic, where the person is."""
+        if reply_to in self.topics_waiting:  # answered before it is handled: refused
+            await self._refused(reply_to)
         if idempotency_key and (known := self.memory.keys.get(idempotency_key)) is not None:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
@@ -248,7 +258,7 @@ class TelegramLink:
             await self.growing.make_real(holder.post_id)  # its words come before this message
         sent: Post | None = None
         for file_id in file_ids:
-            sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "")
+            sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "", prefix)
         if sent is None or (message.strip() and len(file_ids) > 1):
             try:
                 sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)

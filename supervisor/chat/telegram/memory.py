@@ -26,13 +26,15 @@ Owns that file (nothing else writes it) and seven things in it:
   session (a reply to a later message of a long post: by `posts`). A short string each
   (cheap to encode, unlike a `posts` entry per post); written before the post is
   returned to the core, with its idempotency key if it has one;
-- `opened`: the topics people opened (each standing for a `!new NAME`) that no session
-  took yet, by that `!new`'s post id, the newest `OPENED_TOPICS_KEPT` (`link`): written
-  before the `!new` reaches the core, so that a start that finishes the announcement a
-  crash cut short (the `!new` accepted, its thread not kept yet) puts the session in the
-  person's topic, not in a second one of that name. Forgotten once a thread takes one,
-  once a later `!new` of its name comes after its own was handled (refused), and when
-  the front end runs after that start.
+- `opened`: the `!new NAME`s of the main view (topic mode) that no session's thread took
+  yet, in the order they went to the core, by post id, each with the topic the person
+  opened for it or none (typed), the newest `OPENED_TOPICS_KEPT` (`link`): a topic's
+  written before its `!new` reaches the core (a typed one with the next write), so that
+  a start that finishes the announcement a crash cut short (a `!new` accepted, its
+  thread not kept yet: the oldest of its name kept) puts the session in the person's
+  topic, or in one of its own for a typed `!new`, never in another topic of that name.
+  Forgotten once a thread takes one, once its refusal is answered (before the core marks
+  it handled), and when the front end runs after that start.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -89,9 +91,11 @@ class PostParts:
 
 @attrs.frozen
 class OpenedTopic:
+    """A `!new` of the main view (topic mode), waiting for its session's thread."""
+
     chat_id: int
-    name: str  # the session name its `!new` asks for
-    topic_id: int
+    name: str  # the session name it asks for
+    topic_id: int | None  # the topic the person opened for it; None: typed, a topic of its own
 
 
 @attrs.frozen
@@ -205,7 +209,7 @@ class Memory:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
                            self.held, self.posts, self.roots, self.opened)  # fmt: skip
         # In the order entries came, not sorted: the oldest go first (`keep_newest`), and a
-        # name's newest topic is its last (`TelegramLink.topics_handled`), after a restart too.
+        # name's oldest `!new` is its first (`TelegramLink.topics_accepted`), after a restart too.
         return (json.dumps(_converter.unstructure(value)) + "\n").encode()
 
 

@@ -114,26 +114,30 @@ class Messages:
         return Post(post_id, ids.channel(chat_id), self.me.id, message,
                     create_at=int(time.time() * 1000))  # fmt: skip
 
-    async def send_file(self, chat_id: int, topic_id: int | None, file_id: str, caption: str) -> Post:
+    async def send_file(self, chat_id: int, topic_id: int | None, file_id: str, caption: str, prefix: str) -> Post:
+        """The file, its caption starting with `prefix` (without topics, its session's
+        `[NAME]`: a file with no caption shows it too). A caption over Telegram's limit,
+        or whose formatting Telegram refuses, follows as a message of its own."""
         upload = self._uploads.get(file_id)
         if upload is None:
             raise ChatError(404, "file_not_found", "the file to send is gone (was it sent already?)")
-        html = render.render(caption) if caption.strip() else ""
-        if runs.units(html) > 1024:  # a caption's limit: say it in a message of its own
-            html = ""
+        alone = runs.escape(prefix.rstrip())  # the caption when the text goes on its own
+        parts = render.render_parts(caption, limit=LIMITS.max_caption_chars, prefix=prefix) if caption.strip() else []
+        in_caption = len(parts) == 1
         try:
             sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
-                                                caption_html=html)  # fmt: skip
+                                                caption_html=parts[0] if in_caption else alone)  # fmt: skip
         except BadRequest as exc:
-            if not html or not refused_entities(exc):
+            if not in_caption or not refused_entities(exc):
                 raise  # kept: the file is there for the caller's next try
-            html = ""  # the caption in a message of its own, as plain text if need be
-            sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id)
+            in_caption = False  # the text in a message of its own, as plain text if need be
+            sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
+                                                caption_html=alone)  # fmt: skip
         self._uploads.pop(file_id, None)
         post_id = ids.post(chat_id, sent.message_id)
         self._keep_parts(post_id, [sent.message_id], topic_id)
-        if caption.strip() and not html:
-            await self.send(chat_id, topic_id, caption, "")
+        if caption.strip() and not in_caption:
+            await self.send(chat_id, topic_id, caption, prefix)
         return Post(post_id, ids.channel(chat_id), self.me.id, caption)
 
     def upload(self, name: str, data: bytes) -> str:
