@@ -62,6 +62,7 @@ CONFIG_ERRORS = {
     "empty allowed_users": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": []}}, "mattermost.allowed_users"),
     "missing token": ({"mattermost": {"url": "http://127.0.0.1:9", "allowed_users": ["a"]}}, "mattermost.token"),
     "cwd that does not exist": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}, "agent": {"default_cwd": "/no/such/dir"}}, "agent.default_cwd"),
+    "an [agents.NAME] value [agent] refuses": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}, "agents.oc": {"command": ["x"], "shutdown_grace_s": 0}}, "agents.oc.shutdown_grace_s"),
 }
 
 
