@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 import trio
 
 from tests.harness import REPO, world, write_toml
+from tests.web_supervisor import SupervisorProcess
 
 
 def _group_alive(pgid: int) -> bool:
@@ -94,6 +96,20 @@ def test_a_session_cwd_that_does_not_exist_is_named(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 2 and "sessions[0].cwd" in result.stderr
+
+
+def test_the_state_directory_a_first_start_makes_is_private(tmp_path: Path) -> None:
+    """README: a state directory the supervisor creates is 0700 and every file in it 0600,
+    with the web chat too (its token is made before the store opens the directory)."""
+    product = SupervisorProcess(tmp_path)  # the embedded default: the web chat alone
+    try:
+        product.start()
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in product.state_dir.iterdir()}
+        assert stat.S_IMODE(product.state_dir.stat().st_mode) == 0o700
+        assert "web-token" in modes and set(modes.values()) == {0o600}, modes
+        assert product.stop() == 0
+    finally:
+        product.close()
 
 
 def test_no_arguments_prints_usage_and_version_works() -> None:
