@@ -411,6 +411,7 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("persona-not-table", _set("personas", "p", "x"), "personas.p", "must be a table"),
     ("persona-bad-name", _set("personas", "a b", {}), 'personas."a b"', "not a valid persona name"),
     ("persona-field-type", _set("personas", "p", {"model": 4}), "personas.p.model", "must be a string"),
+    ("persona-unknown-agent", _set("personas", "p", {"agent": "ghost"}), "personas.p.agent", "not defined in [agents]"),
     ("nul-in-string", _set("agent", "args", ["a\0b"]), "agent.args[0]", "NUL"),
     ("requests-per-second-zero", _set("mattermost", "requests_per_second", 0), "mattermost.requests_per_second", "more than 0"),
     ("requests-per-second-inf", _set("mattermost", "requests_per_second", float("inf")), "mattermost.requests_per_second", "finite"),
