@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", metavar="PATH", help="config file (default: $SUPERVISOR_CONFIG, ./supervisor.toml, ~/.config/supervisor/supervisor.toml)")
-        cmd.add_argument("--log-format", choices=("text", "json"), default="text")
+        cmd.add_argument("--log-format", choices=("text", "json"), default="text",
+                         help="log lines on stderr: human-readable text (default) or JSON objects, one per line")
         if name == "sessions":
             cmd.add_argument("--json", action="store_true", help="print JSON")
     return parser

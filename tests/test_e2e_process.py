@@ -119,6 +119,8 @@ def test_no_arguments_prints_usage_and_version_works() -> None:
     assert version.returncode == 0 and version.stdout.startswith("supervisor ")
     helped = subprocess.run([sys.executable, "-m", "supervisor", "--help"], capture_output=True, text=True, timeout=30)
     assert helped.returncode == 0 and "Mattermost, Telegram or the local web chat" in helped.stdout
+    run_help = subprocess.run([sys.executable, "-m", "supervisor", "run", "--help"], capture_output=True, text=True, timeout=30)
+    assert run_help.returncode == 0 and "JSON objects, one per line" in run_help.stdout  # what --log-format does
 
 
 async def test_sessions_subcommand_reads_the_table_without_a_server(tmp_path: Path) -> None:
