@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", metavar="PATH", help="config file (default: $SUPERVISOR_CONFIG, ./supervisor.toml, ~/.config/supervisor/supervisor.toml)")
-        cmd.add_argument("--log-format", choices=("text", "json"), default="text")
+        cmd.add_argument("--log-format", choices=("text", "json"), default="text",
+                         help="log lines on stderr: human-readable text (default) or JSON objects, one per line")
         if name == "sessions":
             cmd.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -151,8 +152,11 @@ def _warn_of_shared_token_files(config: Config) -> None:
 def _web_token(config: Config) -> list[str]:
     """The web chat's access token, so no log line can show it (it is made now if new)."""
     from supervisor.chat.web.security import load_or_create_token
+    from supervisor.runtime.store import STATE_DIR_MODE
 
     try:
+        # The first thing written to a new state directory: made private as the store makes it.
+        config.state.dir.mkdir(STATE_DIR_MODE, parents=True, exist_ok=True)
         return [load_or_create_token(config.state.dir)]
     except OSError:
         return []  # the web chat says what is wrong when it starts

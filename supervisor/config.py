@@ -49,6 +49,7 @@ from supervisor.config_codec import (
     STRUCTURE_ERRORS,
     ConfigError,
     FrozenMap,
+    KeyPath,
     Problem,
     at_least,
     converter,
@@ -192,10 +193,12 @@ class SessionSpec:
 
 @attrs.frozen
 class Persona:
-    """One `[personas.NAME]` preset; "" means "the agent's own default"."""
+    """One `[personas.NAME]` preset; "" means "the agent's own default" (for `agent`: the
+    default `[agent]`, unless `!new` or the `[[sessions]]` entry names one)."""
 
     append_system_prompt: str = ""
     model: str = ""
+    agent: str = ""  # an [agents.NAME]
 
 
 def _sessions(config: Any, attribute: attrs.Attribute[Any], value: tuple[SessionSpec, ...]) -> None:
@@ -212,14 +215,20 @@ def _sessions(config: Any, attribute: attrs.Attribute[Any], value: tuple[Session
                 (attribute.name, index, "persona"),
                 f"{describe(session.persona)} is not defined in [personas]",
             )
-        if session.agent and session.agent not in (*config.agents, config.agent.protocol):
-            raise Problem((attribute.name, index, "agent"), f"{describe(session.agent)} is not defined in [agents]")
+        _check_agent_named(config, (attribute.name, index, "agent"), session.agent)
 
 
-def _personas(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Persona]) -> None:
-    for name in value:
+def _personas(config: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Persona]) -> None:
+    for name, persona in value.items():
         if not _NAME.fullmatch(name):
             raise Problem((attribute.name, name), f"is not a valid persona name ({NAME_RULE})")
+        _check_agent_named(config, (attribute.name, name, "agent"), persona.agent)
+
+
+def _check_agent_named(config: Any, key: KeyPath, agent: str) -> None:
+    """`agent = "NAME"` of a session or persona names a configured agent ("": the default)."""
+    if agent and agent not in (*config.agents, config.agent.protocol):
+        raise Problem(key, f"{describe(agent)} is not defined in [agents]")
 
 
 @attrs.frozen

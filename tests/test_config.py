@@ -349,6 +349,11 @@ def _empty_token_file(data: dict[str, Any], home: Path) -> None:
     data["mattermost"]["token_file"] = "~/empty"
 
 
+def _agent(**keys: Any) -> Mutation:
+    """An `[agents.oc]` with these keys."""
+    return _set("agents", "oc", {"protocol": "acp", "command": ["opencode", "acp"], **keys})
+
+
 def _session_file_cwd(data: dict[str, Any], home: Path) -> None:
     data["sessions"][0]["cwd"] = "~/.config/supervisor/token"
 
@@ -406,6 +411,7 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("persona-not-table", _set("personas", "p", "x"), "personas.p", "must be a table"),
     ("persona-bad-name", _set("personas", "a b", {}), 'personas."a b"', "not a valid persona name"),
     ("persona-field-type", _set("personas", "p", {"model": 4}), "personas.p.model", "must be a string"),
+    ("persona-unknown-agent", _set("personas", "p", {"agent": "ghost"}), "personas.p.agent", "not defined in [agents]"),
     ("nul-in-string", _set("agent", "args", ["a\0b"]), "agent.args[0]", "NUL"),
     ("requests-per-second-zero", _set("mattermost", "requests_per_second", 0), "mattermost.requests_per_second", "more than 0"),
     ("requests-per-second-inf", _set("mattermost", "requests_per_second", float("inf")), "mattermost.requests_per_second", "finite"),
@@ -415,6 +421,14 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("edit-interval-negative", _set("render", "edit_interval_ms", -1), "render.edit_interval_ms", "0 or more"),
     ("upload-limit-negative", _set("files", "max_upload_mb", -1), "files.max_upload_mb", "0 or more"),
     ("newline-in-unknown-key", _set("agent", "a\nb", 1), 'agent."a\\nb"', "unknown key"),
+    # [agents.NAME] keys obey [agent]'s types and ranges: a value [agent] refuses is not
+    # taken here to fail (with a traceback) when the agent is set up, or to be truncated.
+    ("agents-grace-zero", _agent(shutdown_grace_s=0), "agents.oc.shutdown_grace_s", "more than 0"),
+    ("agents-window-zero", _agent(restart_window_s=0), "agents.oc.restart_window_s", "more than 0"),
+    ("agents-timeout-negative", _agent(turn_timeout_s=-3), "agents.oc.turn_timeout_s", "must be 0 or more, not -3"),
+    ("agents-timeout-fraction", _agent(idle_suspend_s=0.5), "agents.oc.idle_suspend_s", "must be an integer, not 0.5"),
+    ("agents-restarts-fraction", _agent(restart_max=2.5), "agents.oc.restart_max", "must be an integer"),
+    ("agents-bad-permission-mode", _agent(permission_mode="yolo"), "agents.oc.permission_mode", "acceptEdits"),
 ]  # fmt: skip
 
 TIMEOUTS = [

@@ -22,7 +22,7 @@ import trio
 
 from supervisor.core.state import SessionRecord
 from supervisor.runtime.store import read_state
-from tests.harness import REPO, World, toml_value, world
+from tests.harness import REPO, World, personas_toml, toml_value, world
 
 FAKE_ACP = REPO / "tests" / "fakes" / "fake_acp_agent.py"
 
@@ -63,6 +63,26 @@ def refused(w: World, text: str) -> bool:
 def permission_post(w: World, root: str, nth: int = 0) -> dict[str, Any] | None:
     asks = [p for p in w.bot_posts(root) if "Permission needed" in p["message"]]
     return asks[nth] if len(asks) > nth else None
+
+
+async def test_a_persona_that_names_an_agent_runs_its_sessions_on_that_agent(tmp_path: Path) -> None:
+    """PRODUCT: personas may name `agent = "NAME"`; `!new ... persona=P` then runs on that
+    agent, unless the command names another."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            personas_toml(w.config_path, {"acpish": {"agent": "fake"}})
+            await w.start()
+            for name in ("viap", "named"):
+                (w.work / name).mkdir()
+            await w.say(f"!new viap {w.work / 'viap'} persona=acpish")
+            await w.say(f"!new named {w.work / 'named'} agent=claude persona=acpish")
+            root = await w.wait_for(lambda: w._root_of("viap"), 30)
+            assert "agent `fake`" in root["message"]
+            await w.say("hello there", root_id=root["id"])
+            await w.answered(root["id"], "Echo #1: hello there")  # the fake ACP agent's words
+            await w.wait_for(lambda: w._root_of("named"), 30)
+            assert (record_of(w, "viap").agent, record_of(w, "named").agent) == ("fake", "")
 
 
 async def test_a_prompt_in_an_acp_thread_is_answered_and_the_agents_id_is_kept(tmp_path: Path) -> None:

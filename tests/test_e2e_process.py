@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 import trio
 
 from tests.harness import REPO, world, write_toml
+from tests.web_supervisor import SupervisorProcess
 
 
 def _group_alive(pgid: int) -> bool:
@@ -62,6 +64,7 @@ CONFIG_ERRORS = {
     "empty allowed_users": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": []}}, "mattermost.allowed_users"),
     "missing token": ({"mattermost": {"url": "http://127.0.0.1:9", "allowed_users": ["a"]}}, "mattermost.token"),
     "cwd that does not exist": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}, "agent": {"default_cwd": "/no/such/dir"}}, "agent.default_cwd"),
+    "an [agents.NAME] value [agent] refuses": ({"mattermost": {"url": "http://127.0.0.1:9", "token": "t", "allowed_users": ["a"]}, "agents.oc": {"command": ["x"], "shutdown_grace_s": 0}}, "agents.oc.shutdown_grace_s"),
 }
 
 
@@ -95,6 +98,20 @@ def test_a_session_cwd_that_does_not_exist_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2 and "sessions[0].cwd" in result.stderr
 
 
+def test_the_state_directory_a_first_start_makes_is_private(tmp_path: Path) -> None:
+    """README: a state directory the supervisor creates is 0700 and every file in it 0600,
+    with the web chat too (its token is made before the store opens the directory)."""
+    product = SupervisorProcess(tmp_path)  # the embedded default: the web chat alone
+    try:
+        product.start()
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in product.state_dir.iterdir()}
+        assert stat.S_IMODE(product.state_dir.stat().st_mode) == 0o700
+        assert "web-token" in modes and set(modes.values()) == {0o600}, modes
+        assert product.stop() == 0
+    finally:
+        product.close()
+
+
 def test_no_arguments_prints_usage_and_version_works() -> None:
     bare = subprocess.run([sys.executable, "-m", "supervisor"], capture_output=True, text=True, timeout=30)
     assert bare.returncode == 2 and "usage" in bare.stderr
@@ -102,6 +119,8 @@ def test_no_arguments_prints_usage_and_version_works() -> None:
     assert version.returncode == 0 and version.stdout.startswith("supervisor ")
     helped = subprocess.run([sys.executable, "-m", "supervisor", "--help"], capture_output=True, text=True, timeout=30)
     assert helped.returncode == 0 and "Mattermost, Telegram or the local web chat" in helped.stdout
+    run_help = subprocess.run([sys.executable, "-m", "supervisor", "run", "--help"], capture_output=True, text=True, timeout=30)
+    assert run_help.returncode == 0 and "JSON objects, one per line" in run_help.stdout  # what --log-format does
 
 
 async def test_sessions_subcommand_reads_the_table_without_a_server(tmp_path: Path) -> None:

@@ -42,15 +42,6 @@ def _environment(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, st
             raise Problem((attribute.name, name), "is not a valid environment variable name")
 
 
-def _at_least_zero(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value < 0:
-        raise Problem((attribute.name,), f"must be at least 0, not {describe(value)}")
-
-
-def _optional_number() -> Any:
-    return attrs.field(default=None, validator=_at_least_zero)
-
-
 @attrs.frozen
 class NamedAgent:
     """One `[agents.NAME]` table. `None`: the value of `[agent]`."""
@@ -60,40 +51,32 @@ class NamedAgent:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = attrs.field(factory=FrozenMap, converter=frozen_map, validator=_environment)
     permission_mode: str | None = None
-    turn_timeout_s: float | None = _optional_number()
-    approval_timeout_s: float | None = _optional_number()
-    idle_suspend_s: float | None = _optional_number()
-    stall_timeout_s: float | None = _optional_number()
-    notify_after_s: float | None = _optional_number()
-    shutdown_grace_s: float | None = _optional_number()
-    interrupt_grace_s: float | None = _optional_number()
-    restart_max: float | None = _optional_number()
-    restart_window_s: float | None = _optional_number()
+    # The types of `[agent]`'s keys; their ranges are `[agent]`'s too (`check_agents`).
+    turn_timeout_s: int | None = None
+    approval_timeout_s: int | None = None
+    idle_suspend_s: int | None = None
+    stall_timeout_s: int | None = None
+    notify_after_s: int | None = None
+    shutdown_grace_s: float | None = None
+    interrupt_grace_s: float | None = None
+    restart_max: int | None = None
+    restart_window_s: int | None = None
 
     def over(self, default: AgentConfig) -> AgentConfig:
-        """`[agent]` with this agent's own keys put over it."""
+        """`[agent]` with this agent's own keys put over it (Problem: one breaks its rule)."""
         own = {
             field.name: value
             for field in attrs.fields(NamedAgent)
             if (value := getattr(self, field.name)) is not None
         }
-        for key in ("turn_timeout_s", "approval_timeout_s", "idle_suspend_s", "stall_timeout_s",
-                    "notify_after_s", "restart_max", "restart_window_s"):  # fmt: skip
-            if key in own:
-                own[key] = int(own[key])
         return attrs.evolve(default, **own)
 
 
-def check_agents(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, NamedAgent]) -> None:
+def check_agents(config: Any, attribute: attrs.Attribute[Any], value: Mapping[str, NamedAgent]) -> None:
     for name, agent in value.items():
         if not _NAME.fullmatch(name):
             raise Problem((attribute.name, name), 'is not a valid agent name (1–64 of letters, digits, "-", "_", ".")')
-        if agent.permission_mode is not None:
-            from supervisor.config import PERMISSION_MODES  # the one list of modes
-
-            if agent.permission_mode not in PERMISSION_MODES:
-                choices = ", ".join(PERMISSION_MODES)
-                raise Problem(
-                    (attribute.name, name, "permission_mode"),
-                    f"must be one of {choices}, not {describe(agent.permission_mode)}",
-                )
+        try:  # [agent]'s rules (ranges, permission modes): a value they refuse would fail at start
+            agent.over(config.agent)
+        except Problem as exc:
+            raise Problem((attribute.name, name, *exc.path), exc.problem) from None

@@ -219,6 +219,8 @@ class Desk:
     ) -> str | None:
         """Create a session for `command` (a `!new` post) or, without one, from the config.
         Returns the refusal to post, or None: the session answered its `!new` itself."""
+        preset = self.config.personas.get(persona or "")
+        agent = agent or (preset.agent if preset else "")  # a persona may name its agent
         request = desk_rules.NewSession(name, persona or "", agent or "", resume or "")
         if resume:  # the probe starts an agent: what is plainly wrong is refused before it
             checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
