@@ -3,6 +3,8 @@
     run(config)                       SIGINT/SIGTERM/SIGHUP -> graceful shutdown (all within
     │                                 10 s); one that comes while starting ends the start
     └── serve(config)                 holds state.dir (one supervisor per state); the app nursery
+        ├── open_one                  one per configured front end, at once (chat/registry.py):
+        │                             connects it and learns its people, then ends
         ├── store.run                 persistence actor: the only writer of sessions.json and its journal
         ├── open_sessions             the sessions nursery (the registry needs it to exist)
         │   └── SessionTask.run       one per thread, its own cancel scope (runtime/registry.py
@@ -19,18 +21,21 @@
         │   └── _catch_up             one per front end after its new connection: fetches its
         │                             missed posts and sends them back to the router, while
         │                             the other front ends' events go on
-        └── front.run                 one per configured front end (chat/registry.py): its
-                                      event stream (Mattermost's WebSocket, Telegram's long
-                                      poll, the web chat's HTTP server and page sockets)
+        ├── front.run                 one per open front end: its event stream (Mattermost's
+        │                             WebSocket, Telegram's long poll, the web chat's HTTP
+        │                             server and page sockets)
+        └── _join_late                the front ends opened after the start join, one by one
 
 Start order: every front end is opened at once (`open_fronts`: connected, its people
 known; one whose server keeps silent starts as who it was at the last start,
-chat/identity.py, and is caught up once it answers); then the store, then the sessions
-nursery; only then can the Supervisor (the registry, desk and router of this run, wired
-in runtime/supervisor.py) be built (its registry takes the nursery), so restoring
-sessions and finishing announcements a crash cut short (`Desk.recover_unannounced`)
-always have somewhere to start sessions. Both happen before any front end's events flow,
-so the first catch-up finds every thread's session.
+chat/identity.py, and is caught up once it answers; one with nothing remembered joins
+once its server answers, `_join_late`, while the others serve); then the store, then the
+sessions nursery; only then can the Supervisor (the registry, desk and router of this
+run, wired in runtime/supervisor.py) be built (its registry takes the nursery), so
+restoring sessions and finishing announcements a crash cut short
+(`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
+any front end's events flow (for one that joins late: before its own), so the first
+catch-up finds every thread's session.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from supervisor import stop_signals
 from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatUser
 from supervisor.chat.fronts import FrontEnd, Fronts
-from supervisor.chat.registry import Opener, configured_openers, open_fronts
+from supervisor.chat.registry import Opener, Placed, configured_openers, open_fronts
 from supervisor.config import Config
 from supervisor.runtime.reaper import reap
 from supervisor.runtime.registry import STOP_BUDGET_S, SessionsNursery, open_sessions
@@ -58,6 +63,7 @@ from supervisor.runtime.supervisor import Supervisor
 log = logging.getLogger("supervisor")
 
 LINK_CLOSE_S = 0.5  # part of the 10 s a stop may take, after `Supervisor.shutdown`
+FIRST = 0  # the first configured front end's place: `[[sessions]]` threads are made there
 
 
 async def serve(
@@ -88,11 +94,14 @@ async def _serve(
     # Every front end sends its events through a clone of `events_send`; the router keeps
     # the original for its catch-ups to report through.
     events_send, events_recv = trio.open_memory_channel[RouterEvent](1000)
-    opened = await open_fronts(config, events_send, front_ends or configured_openers(config))
-    chat = Fronts(opened)
+    openers = front_ends or configured_openers(config)
+    opened: list[Placed] = []  # every front end open so far: closed however this ends
+    late_send, late_recv = trio.open_memory_channel[Placed](len(openers))
     try:
-        allowed, main_channels = await _people(opened)
         async with trio.open_nursery() as app:
+            at_start = await open_fronts(config, events_send, openers, app, opened, late_send)
+            chat = Fronts([front for _place, front in at_start], [place for place, _front in at_start])
+            allowed, main_channels = await _people(chat.fronts)
             store.on_durable_handled = chat.handled
             await app.start(store.run)
             sessions: SessionsNursery = await app.start(open_sessions)
@@ -114,7 +123,7 @@ async def _serve(
             await desk.recover_unannounced()
             app.start_soon(desk.run)
             app.start_soon(router.run, events_recv, events_send)
-            for front in opened:  # each one's first event is a hello: the router catches up
+            for front in chat.fronts:  # each one's first event is a hello: the router catches up
                 await app.start(front.run)
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
@@ -122,16 +131,29 @@ async def _serve(
             names = ", ".join(user.username for user in allowed.values())
             log.info("serving %d session(s) for %s", len(registry.tasks), names)
             task_status.started(supervisor)
-            # Serving already: a new one's thread waits for its server, which may keep
-            # silent at start, and a stop meanwhile is a graceful one.
-            await desk.create_configured_sessions()
+            app.start_soon(_join_late, app, supervisor, late_recv)
+            if chat.has(FIRST):
+                # Serving already: a new one's thread waits for its server, which may keep
+                # silent at start, and a stop meanwhile is a graceful one.
+                await desk.create_configured_sessions()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):
-            for front in opened:
+            for _place, front in opened:
                 await front.aclose()
 
 
-async def _people(fronts: list[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str, str]]:
+async def _join_late(app: trio.Nursery, supervisor: Supervisor, late: trio.MemoryReceiveChannel[Placed]) -> None:
+    """Each front end whose server answered only after the start serves from then on, as
+    if from the start (`Supervisor.join`); its first event is a hello: the router catches
+    it up. `[[sessions]]` threads, which live in the first one, are made once it is here."""
+    async for place, front in late:
+        await supervisor.join(front, place)
+        await app.start(front.run)
+        if place == FIRST:
+            app.start_soon(supervisor.desk.create_configured_sessions)
+
+
+async def _people(fronts: Sequence[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str, str]]:
     allowed: dict[str, ChatUser] = {}
     main_channels: dict[str, str] = {}
     for front in fronts:

@@ -306,3 +306,55 @@ async def test_a_configured_session_new_while_mattermost_keeps_silent_does_not_h
             w.server.fail_requests(None)
             w.server.refuse_websockets(False)
             await w.wait_for(lambda: w._root_of("homelab"))
+
+
+async def test_a_first_start_with_mattermost_silent_serves_the_page_and_mattermost_joins_when_it_answers(
+    tmp_path: Path,
+) -> None:
+    """A first start (nothing remembered of Mattermost to start from) while Mattermost
+    still boots: the page serves already, instead of waiting for it; once it answers it
+    joins, its `[[sessions]]` thread is made there (not on the page) and its DM serves."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            (w.work / "homelab").mkdir()
+            w.configure(sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            supervisor = await _start_beside(w)
+            assert [f.name for f in supervisor.chat.fronts] == ["web"]
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-first-start", w.work / "first-start")
+                await send(ws, type="post", id="web-prompt-7", thread=thread["id"], text="serving?")
+                await _answer_in(ws, thread["id"], "echo #1: serving?")
+            w.server.fail_requests(None)
+            w.server.refuse_websockets(False)
+            homelab = await w.wait_for(lambda: w._root_of("homelab"))
+            assert [f.name for f in supervisor.chat.fronts] == ["mattermost", "web"]
+            await w.say("hello, homelab", str(homelab["id"]))
+            await w.answered(str(homelab["id"]), "echo #1: hello, homelab")
+            root = await w.new_session("joined")
+            await w.say("and you?", root)
+            await w.answered(root, "echo #1: and you?")
+            records = {r.name: r.channel_id for r in supervisor.store.state.sessions.values()}
+            assert records == {"homelab": w.dm, "first-start": "web", "joined": w.dm}
+
+
+async def test_a_late_mattermosts_sessions_wait_for_it_and_serve_once_it_joins(tmp_path: Path) -> None:
+    """A start with nothing remembered of Mattermost (its token changed, say) while it is
+    silent: its sessions are not handed to the page's front end meanwhile, and serve as
+    soon as it answers, with what was written to them while it was silent."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await _start_beside(w)
+            root = await w.new_session("waits")
+            await w.stop()
+            for remembered in (w.tmp / "state").glob("mattermost-identity.json"):
+                remembered.unlink()
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            supervisor = await w.start()
+            assert root not in supervisor.tasks
+            await w.say("written while it was silent", root)
+            w.server.fail_requests(None)
+            w.server.refuse_websockets(False)
+            await w.answered(root, "echo #1: written while it was silent")

@@ -51,18 +51,31 @@ class FrontEnd(Protocol):
 
 
 class Fronts:
-    """The `ChatLink` over every configured front end. The first one is the fallback for
-    ids no front end claims."""
+    """The `ChatLink` over every configured front end that is open, in the configuration's
+    order (one may join late: `join`). The first one is the fallback for ids no front end
+    claims."""
 
-    def __init__(self, fronts: Sequence[FrontEnd]) -> None:
+    def __init__(self, fronts: Sequence[FrontEnd], places: Sequence[int] | None = None) -> None:
         if not fronts:
             raise ValueError("no front end is configured")
-        self.fronts = tuple(fronts)
-        self.me = fronts[0].link.me
+        self._placed = sorted(zip(places or range(len(fronts)), fronts, strict=True), key=lambda placed: placed[0])
+        self._take_limits()
+
+    def join(self, front: FrontEnd, place: int) -> None:
+        """A front end open only now takes its `place` (its index in the configuration)."""
+        self._placed = sorted([*self._placed, (place, front)], key=lambda placed: placed[0])
+        self._take_limits()
+
+    def has(self, place: int) -> bool:
+        return any(index == place for index, _front in self._placed)
+
+    def _take_limits(self) -> None:
+        self.fronts = tuple(front for _place, front in self._placed)
+        self.me = self.fronts[0].link.me
         # Sessions take their own front end's limits (`for_channel`); over all, the strictest.
-        self.max_message_chars = min(f.link.max_message_chars for f in fronts)
-        self.typing_every_s = min(f.link.typing_every_s for f in fronts)
-        self.max_idempotency_key_chars = min(f.link.max_idempotency_key_chars for f in fronts)
+        self.max_message_chars = min(f.link.max_message_chars for f in self.fronts)
+        self.typing_every_s = min(f.link.typing_every_s for f in self.fronts)
+        self.max_idempotency_key_chars = min(f.link.max_idempotency_key_chars for f in self.fronts)
 
     def front_of(self, id_: str) -> FrontEnd:
         return self.claiming(id_) or self.fronts[0]
@@ -70,6 +83,12 @@ class Fronts:
     def claiming(self, id_: str) -> FrontEnd | None:
         """The front end an id is one of, if any claims it."""
         return next((f for f in self.fronts if f.owns(id_)), None)
+
+    def serves(self, channel_id: str, front: FrontEnd | None = None) -> bool:
+        """Whether a place is `front`'s (with None: any open front end's). One whose front
+        end has not joined yet is no other's (`front_of` would hand it to the first)."""
+        owner = self.claiming(channel_id)
+        return owner is not None and (front is None or owner is front)
 
     def for_channel(self, channel_id: str) -> ChatLink:
         return self.front_of(channel_id).link

@@ -1,24 +1,30 @@
 """The front ends the supervisor knows, by their configuration section: the one place a
 new front end is registered, with how to open it and how `check` examines it.
-`open_fronts` opens each configured one, and `check` reports them, in this order.
+`open_fronts` opens each configured one (the order is their places: the first is where
+`[[sessions]]` threads go), and `check` reports them, in this order.
 
 A front end's modules are imported only when it is opened or checked: one not configured
 costs no start-up time (each brings its own protocol stack: an HTTP server, a codec)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 import attrs
 import trio
 
 from supervisor.chat.fronts import FrontEnd
+from supervisor.chat.identity import START_PATIENCE_S
 from supervisor.checks import CheckResult, Limits
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
 
 Opener = Callable[[Config, trio.MemorySendChannel[ChatEvent]], Awaitable[FrontEnd]]
 Checks = Callable[[Config, Limits], Awaitable[list[CheckResult]]]
+
+log = logging.getLogger("supervisor")
 
 
 @attrs.frozen
@@ -83,25 +89,51 @@ def configured_openers(config: Config) -> list[Opener]:
     return [kind.open for kind in configured(config)]
 
 
+# A front end not open by then (its server silent, and nothing remembered of it to start
+# from: chat/identity.py) joins once its server answers, rather than holding up the
+# others; one that starts from memory is open by then (its own patience is
+# START_PATIENCE_S).
+JOIN_LATE_AFTER_S: Final = START_PATIENCE_S + 1.0
+
+Placed = tuple[int, FrontEnd]  # a front end open, and its place in the configuration
+
+
 async def open_fronts(
-    config: Config, events: trio.MemorySendChannel[ChatEvent], openers: Sequence[Opener]
-) -> list[FrontEnd]:
-    """Each front end, connected, in the order given; all at once, so that one whose
-    server is slow to answer holds up none of the others' time. Closes those opened when
-    one fails."""
-    opened: list[FrontEnd | None] = [None] * len(openers)
+    config: Config,
+    events: trio.MemorySendChannel[ChatEvent],
+    openers: Sequence[Opener],
+    nursery: trio.Nursery,
+    opened: list[Placed],
+    late: trio.MemorySendChannel[Placed],
+) -> list[Placed]:
+    """Open each front end in a task of `nursery`, all at once: one whose server is slow
+    to answer holds up none of the others' time. Returns those open once all are, or once
+    JOIN_LATE_AFTER_S has passed and at least one is; each opened later is sent to `late`
+    (which has room for all). Each is put in `opened` the moment it is, for the caller to
+    close whatever happens; a failure to open one fails `nursery`."""
+    started: list[Placed] | None = None
+    changed = trio.Event()
 
-    async def open_one(index: int, opener: Opener) -> None:
-        opened[index] = await opener(config, events.clone())
+    async def open_one(place: int, opener: Opener) -> None:
+        front = await opener(config, events.clone())
+        opened.append((place, front))
+        if started is None:
+            changed.set()
+        else:
+            log.info("%s answers now: it joins the front ends serving", front.name)
+            late.send_nowait((place, front))
 
-    try:
-        async with trio.open_nursery() as nursery:
-            for index, opener in enumerate(openers):
-                nursery.start_soon(open_one, index, opener)
-    except BaseException:
-        with trio.CancelScope(shield=True):
-            for front in opened:
-                if front is not None:
-                    await front.aclose()
-        raise
-    return [front for front in opened if front is not None]
+    for place, opener in enumerate(openers):
+        nursery.start_soon(open_one, place, opener)
+    with trio.move_on_after(JOIN_LATE_AFTER_S):
+        while len(opened) < len(openers):
+            changed = trio.Event()
+            await changed.wait()
+    while not opened:
+        changed = trio.Event()
+        await changed.wait()
+    started = list(opened)
+    if len(started) < len(openers):
+        log.warning("serving without the front end(s) whose server has not answered yet; each "
+                    "joins when it does (nothing is remembered of it to start from)")  # fmt: skip
+    return started

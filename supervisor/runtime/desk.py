@@ -28,7 +28,7 @@ from supervisor.agent.registry import (
     terminal_hint,
 )
 from supervisor.chat import ChatError
-from supervisor.chat.fronts import Fronts
+from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.config import Config
 from supervisor.core import commands, texts
 from supervisor.core import desk as desk_rules
@@ -281,12 +281,15 @@ class Desk:
             conversations,
         )
 
-    async def recover_unannounced(self) -> None:
+    async def recover_unannounced(self, front: FrontEnd | None = None) -> None:
         """Finish the announcements a crash cut short: a thread root that may not exist
         yet, an answer to `!new` that may not be posted. Runs before the catch-up, so that
-        replies already written under such a root reach its session."""
+        replies already written under such a root reach its session. Those of `front`
+        (one that joins late), or of every open front end."""
         for record in list(self.store.state.sessions.values()):
             if not record.is_live or (record.root_id and not record.answer_pending):
+                continue
+            if not self.chat.serves(record.channel_id, front):
                 continue
             try:
                 await self._announce(record, recovering=True)
@@ -349,9 +352,11 @@ class Desk:
 
     async def create_configured_sessions(self) -> None:
         """`[[sessions]]` from the config exist from the first start on, one thread each."""
-        if not self.main_channels:
+        first = self.chat.fronts[0]  # the first configured: the caller waits for it
+        home = next(((c, u) for c, u in self.main_channels.items() if self.chat.serves(c, first)), None)
+        if home is None:
             return
-        channel_id, user_id = next(iter(self.main_channels.items()))
+        channel_id, user_id = home
         known = {r.name for r in self.store.state.sessions.values() if r.from_config}
         for spec in self.config.sessions:
             if spec.name in known:

@@ -25,7 +25,7 @@ import trio
 from supervisor.agent import AgentBackend
 from supervisor.agent.registry import Agent, AgentRegistry
 from supervisor.chat import ChatLink, ChatUser
-from supervisor.chat.fronts import Fronts
+from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.config import Config
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.router import SessionRef
@@ -144,11 +144,13 @@ class SessionRegistry:
 
     # --- sessions: registered (routable), then launched (running) ------------------
 
-    def restore_sessions(self) -> None:
+    def restore_sessions(self, front: FrontEnd | None = None) -> None:
         """Every live session whose announcement is complete serves its thread again; its
         agent starts on the next message. An ended session's thread answers "this session
-        has ended"."""
+        has ended". Those of `front` (one that joins late), or of every open front end."""
         for record in self.store.state.sessions.values():
+            if not self.chat.serves(record.channel_id, front):
+                continue
             if record.is_live and record.root_id and not record.answer_pending:
                 self.launch(self.register(record), launch_now=False)
             elif record.root_id and not record.is_live:

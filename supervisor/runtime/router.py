@@ -125,13 +125,9 @@ class RouterTask:
         self.desk = desk
         self.posts = posts
         self.main_channels = main_channels
-        self.view = RouterView(
-            bot_user_id=chat.me.id,
-            allowed_user_ids=frozenset(registry.allowed),
-            sessions=registry.refs,
-            thread_of=self._thread_of,
-            places=frozenset(main_channels),
-        )
+        self.view = RouterView(bot_user_id="", allowed_user_ids=frozenset(), sessions=registry.refs,
+                               thread_of=self._thread_of)  # fmt: skip
+        self.people_changed()
         # A place never seen before has as history what came before this start, not before
         # its first hello: one that comes late (a server silent at start) misses nothing.
         self._started_ms = int(time.time() * 1000)
@@ -139,6 +135,16 @@ class RouterTask:
         self._waiting: dict[str, list[ChatEvent]] = {}
         self._catch_ups: trio.Nursery | None = None
         self._found: trio.MemorySendChannel[RouterEvent] | None = None
+
+    def people_changed(self) -> None:
+        """Who and where counts: the open front ends' people and places (more once one
+        joins late)."""
+        self.view = attrs.evolve(
+            self.view,
+            bot_user_id=self.chat.me.id,
+            allowed_user_ids=frozenset(self.registry.allowed),
+            places=frozenset(self.main_channels),
+        )
 
     async def run(
         self, events: trio.MemoryReceiveChannel[RouterEvent], found: trio.MemorySendChannel[RouterEvent]

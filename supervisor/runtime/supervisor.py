@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from supervisor.agent import AgentBackend
 from supervisor.agent.registry import AgentRegistry
 from supervisor.chat import ChatUser
-from supervisor.chat.fronts import Fronts
+from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.config import Config
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.registry import SessionRegistry, SessionsNursery
@@ -29,13 +29,14 @@ class Supervisor:
         chat: Fronts,
         store: Store,
         backend: AgentBackend,
-        allowed: Mapping[str, ChatUser],  # user id -> user
-        main_channels: Mapping[str, str],  # DM channel id -> user id
+        allowed: dict[str, ChatUser],  # user id -> user; grows when a front end joins late
+        main_channels: dict[str, str],  # DM channel id -> user id; likewise
         base_env: Mapping[str, str],
         sessions: SessionsNursery,
         agents: AgentRegistry | None = None,
     ) -> None:
         self.chat, self.store = chat, store
+        self.allowed, self.main_channels = allowed, main_channels  # shared with the parts below
         self.posts = PostIndex()
         self.registry = SessionRegistry(
             config, chat, store, backend, allowed, base_env, sessions, agents or AgentRegistry(config),
@@ -48,6 +49,19 @@ class Supervisor:
         # Mail a session never took (it ended first) is answered by the desk, which is built
         # after the registry (it needs the registry): so the registry is handed this method.
         self.desk.reply_ended(channel_id, post_id, root_id)
+
+    async def join(self, front: FrontEnd, place: int) -> None:
+        """A front end whose server answered only after the start (nothing was remembered
+        of it, chat/identity.py) serves from now on as if from the start: its people and
+        places count, its sessions are restored and the announcements a crash cut short
+        there finished, all before its first event."""
+        people = await front.people()
+        self.chat.join(front, place)
+        self.allowed.update(people.allowed)
+        self.main_channels.update(people.main_channels)
+        self.router.people_changed()
+        self.registry.restore_sessions(front)
+        await self.desk.recover_unannounced(front)
 
     @property
     def tasks(self) -> dict[str, SessionTask]:
