@@ -90,6 +90,7 @@ class MattermostLink:
             ping_interval=ping_interval,
             rng=rng,
             ssl_context=ssl_context,
+            answers=rest.answers,
         )
         rest.me = me
         return cls(rest, websocket, me)

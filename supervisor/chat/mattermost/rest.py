@@ -3,6 +3,8 @@
 This module owns the HTTP session, the request budget and the retry loop. Each method
 retries transient failures (connection errors, timeouts, 5xx, 429) forever, with backoff;
 the caller bounds it with a cancel scope. Permanent refusals (other 4xx) raise `ChatError`.
+A retry's pause ends early once the server answers again (`answers`: any answer to this
+client, or the WebSocket's reconnect), so an answer does not wait long after an outage.
 
 It must never:
 - log the token or the Authorization header (log lines carry method, path, status only);
@@ -32,6 +34,7 @@ from supervisor.chat.mattermost import codec, paging
 from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
 from supervisor.chat.proxy import proxy_for
+from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.events import FileRef
 from supervisor.core.ratelimit import RequestBudget, announced_limits
@@ -115,6 +118,7 @@ class MattermostRest:
         self._budget = RequestBudget(requests_per_second)
         self._backoff = backoff
         self._rng = rng or random.Random()
+        self.answers = ServerAnswers()  # the WebSocket raises it too, on connecting again
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -259,7 +263,7 @@ class MattermostRest:
         """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError.
         `before_resend` may find that a try whose answer never came took effect: its
         answer is then the call's."""
-        failures, tries = 0, 0
+        pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
         while True:
             if tries and before_resend is not None and (found := await before_resend()) is not None:
                 return found
@@ -271,11 +275,12 @@ class MattermostRest:
                 log.warning("%s %s failed: %s", method, path, type(exc).__name__)
                 if not retry:
                     raise ChatError(0, "unreachable", type(exc).__name__) from None
-                await trio.sleep(self._backoff.delay(failures, self._rng))
-                failures += 1
+                await pauses.pause()
                 continue
             status = response.status_code
             self._observe_budget_headers(response)
+            if server_is_up(status):
+                self.answers.answered()  # it is up: the others' retries need not wait
             if status < 400:
                 log.debug("%s %s -> %d", method, path, status)
                 return response
@@ -285,14 +290,12 @@ class MattermostRest:
             if status == 429:
                 wait = _server_wait(response)
                 if wait is None:
-                    wait = self._backoff.delay(failures, self._rng)
-                    failures += 1
+                    wait = pauses.next_delay()
                 log.warning("%s %s -> 429, holding off %.1f s", method, path, wait)
                 self._budget.pause(trio.current_time(), wait)
                 continue
             log.warning("%s %s -> %d, retrying", method, path, status)
-            await trio.sleep(self._backoff.delay(failures, self._rng))
-            failures += 1
+            await pauses.pause()
 
     async def _send(self, method: str, path: str, request: dict[str, Any]) -> httpx.Response:
         """One exchange, the whole body read (what `AsyncClient.request` does for us)."""

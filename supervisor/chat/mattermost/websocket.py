@@ -38,6 +38,7 @@ from supervisor.chat import tls
 from supervisor.chat.mattermost import codec
 from supervisor.chat.mattermost.codec import EventFrame, MalformedFrame
 from supervisor.chat.proxy import described, open_tunnel, proxy_for
+from supervisor.chat.retry import ServerAnswers
 from supervisor.core.backoff import RECONNECT_BACKOFF, Backoff
 from supervisor.core.events import ChatEvent, Hello
 
@@ -127,8 +128,11 @@ class MattermostWebSocket:
         ping_interval: float = 30.0,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        answers: ServerAnswers | None = None,
     ) -> None:
         self.position = StreamPosition()
+        # The REST client's: a connection that hears the server wakes its sleeping retries.
+        self._answers = answers or ServerAnswers()
         self._endpoint = urlsplit(websocket_url(base_url))
         self._headers = [(b"Authorization", f"Bearer {token}".encode())]
         self._events = events  # ours: closed when run() ends
@@ -253,7 +257,9 @@ class MattermostWebSocket:
                 # Our pings get answers, so two intervals of nothing means a dead link.
                 silence.deadline = trio.current_time() + 2 * self._ping_interval
                 message = await socket.get_message()
-                self._heard = True
+                if not self._heard:  # the hello, or a resumed connection's first frame
+                    self._heard = True
+                    self._answers.answered()
                 # A slow consumer is not a silent server: no deadline while we deliver.
                 silence.deadline = math.inf
                 try:
