@@ -144,6 +144,7 @@ class FakeMattermost:
         self._sessions: set[WebSocketSession] = set()
         self._change = trio.Event()
         self._accounts: dict[str, Account] = {}
+        self._revoked: dict[str, str] = {}  # token -> user id, while `revoke_token` holds
         self.bot = self.add_user(bot_username, is_bot=True)
         self.bot_token = self.bot.token
 
@@ -441,6 +442,22 @@ class FakeMattermost:
 
     def forget_connections(self) -> None:
         self.hub.forget()
+
+    def revoke_token(self, token: str = "") -> None:
+        """As an administrator revoking an access token (the bot's by default) or
+        deactivating its account: its REST calls get 401, its WebSockets are dropped, and
+        new ones are let in but never greeted (closed after `ws_auth_timeout`)."""
+        token = token or self.bot_token
+        user_id = self.store.tokens.pop(token)
+        self._revoked[token] = user_id
+        for session in list(self._sessions):
+            if session.conn is not None and session.conn.user_id == user_id:
+                session.abort()
+
+    def accept_token(self, token: str = "") -> None:
+        """Undo `revoke_token` (a token given back, the account reactivated)."""
+        token = token or self.bot_token
+        self.store.tokens[token] = self._revoked.pop(token)
 
     def fail_requests(
         self,

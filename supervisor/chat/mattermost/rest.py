@@ -5,6 +5,8 @@ retries transient failures (connection errors, timeouts, 5xx, 429) forever, with
 the caller bounds it with a cancel scope. Permanent refusals (other 4xx) raise `ChatError`.
 A retry's pause ends early once the server answers again (`answers`: any answer to this
 client, or the WebSocket's reconnect), so an answer does not wait long after an outage.
+Once the link runs, a call refused with 401 waits until the token is taken again
+(`token`): a token revoked while we run holds what we post, it does not drop it.
 
 It must never:
 - log the token or the Authorization header (log lines carry method, path, status only);
@@ -33,6 +35,7 @@ from supervisor.chat import ChatError, ChatUser, tls
 from supervisor.chat.mattermost import codec, paging
 from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
+from supervisor.chat.mattermost.token import TokenWatch
 from supervisor.chat.proxy import proxy_for
 from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.core.backoff import REST_BACKOFF, Backoff
@@ -119,6 +122,7 @@ class MattermostRest:
         self._backoff = backoff
         self._rng = rng or random.Random()
         self.answers = ServerAnswers()  # the WebSocket raises it too, on connecting again
+        self.token = TokenWatch(self.base_url)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -126,7 +130,8 @@ class MattermostRest:
     # --- users and channels ------------------------------------------------------
 
     async def get_me(self) -> ChatUser:
-        self.me = _decode(await self._call("GET", "/users/me"), codec.decode_user)
+        """Who the token is; a refused token raises (this is the token's check)."""
+        self.me = _decode(await self._call("GET", "/users/me", wait_for_token=False), codec.decode_user)
         return self.me
 
     async def user_by_username(self, username: str) -> ChatUser | None:
@@ -257,10 +262,12 @@ class MattermostRest:
         path: str,
         *,
         retry: bool = True,
+        wait_for_token: bool = True,
         before_resend: Callable[[], Awaitable[httpx.Response | None]] | None = None,
         **request: Any,
     ) -> httpx.Response:
-        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError.
+        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError,
+        but a 401 waits for the token to be taken again once `token` watches.
         `before_resend` may find that a try whose answer never came took effect: its
         answer is then the call's."""
         pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
@@ -284,6 +291,10 @@ class MattermostRest:
             if status < 400:
                 log.debug("%s %s -> %d", method, path, status)
                 return response
+            if status == 401 and retry and wait_for_token and self.token.watching:
+                log.debug("%s %s -> 401, waiting for the token", method, path)  # `token` says why
+                await self.token.taken_again()
+                continue
             if not retry or not (status == 429 or _is_transient(status)):
                 log.info("%s %s -> %d", method, path, status)
                 raise _chat_error(response)
