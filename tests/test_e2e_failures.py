@@ -393,10 +393,10 @@ async def test_a_token_revoked_while_running_holds_the_answers_and_says_so_once_
             w.server.revoke_token()
             await w.wait_for(lambda: refused in caplog.text, timeout=20)
             await w.say("written while it was refused", root)
-            upgrades, checks = w.server.stats.ws_upgrades, w.server.stats.count("GET", "/api/v4/users/me")
+            upgrades, checks = w.server.stats.ws_upgrades, w.server.stats.count_path("GET", "/api/v4/users/me")
             await trio.sleep(4)
             assert w.server.stats.ws_upgrades - upgrades <= 1
-            assert w.server.stats.count("GET", "/api/v4/users/me") - checks <= 5
+            assert w.server.stats.count_path("GET", "/api/v4/users/me") - checks <= 5
             w.server.accept_token()
             await w.answered(root, "streaming as it is revoked (earlier: none)")
             await w.answered(root, "written while it was refused", timeout=20)

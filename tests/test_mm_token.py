@@ -45,6 +45,7 @@ def _posted(server: FakeMattermost, channel: str, text: str) -> bool:
 async def test_a_revoked_token_is_said_once_checked_slowly_and_what_waited_goes_once_it_is_taken_again(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     server = FakeMattermost(ws_auth_timeout=0.2)
     server.add_user("alice")
     channel = server.dm_with_bot("alice")["id"]
@@ -55,10 +56,10 @@ async def test_a_revoked_token_is_said_once_checked_slowly_and_what_waited_goes_
         with trio.fail_after(10):
             await server.wait_until(lambda: REFUSED in caplog.text)
         # Refused for a while: no stream of tries, neither REST nor WebSocket.
-        upgrades, checks = server.stats.ws_upgrades, server.stats.count("GET", "/api/v4/users/me")
+        upgrades, checks = server.stats.ws_upgrades, server.stats.count_path("GET", "/api/v4/users/me")
         await trio.sleep(10 * CHECK_EVERY_S)
         assert server.stats.ws_upgrades - upgrades <= 1
-        assert server.stats.count("GET", "/api/v4/users/me") - checks <= 11
+        assert server.stats.count_path("GET", "/api/v4/users/me") - checks <= 11
         assert not _posted(server, channel, "an answer finished meanwhile")
         await server.user_post("alice", "written while it was refused")
 
@@ -73,7 +74,32 @@ async def test_a_revoked_token_is_said_once_checked_slowly_and_what_waited_goes_
     assert [r.getMessage() for r in errors if REFUSED in r.getMessage()] == [errors[0].getMessage()]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert "takes the bot's token again" in caplog.text
+    # The checks while it is refused are no stream of lines: the first one is said.
+    assert sum("-> 401" in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO) <= 1
     assert server.bot_token not in caplog.text
+
+
+@pytest.mark.parametrize("handshake", ["let in, never greeted", "refused with 401"])
+async def test_a_revoked_token_is_found_by_the_websocket_alone(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, handshake: str
+) -> None:
+    """Nothing to post: the WebSocket's tries are what find the token refused."""
+    server = FakeMattermost(ws_auth_timeout=0.2)
+    link, _ = await _connected(server, nursery)
+    try:
+        requests = sum(server.stats.requests.values())
+        server.revoke_token()
+        if handshake == "refused with 401":
+            server.refuse_websockets(401)
+        with trio.fail_after(10):
+            await server.wait_until(lambda: REFUSED in caplog.text)
+        assert server.stats.count_path("GET", "/api/v4/users/me") >= 1
+        upgrades = server.stats.ws_upgrades
+        await trio.sleep(10 * CHECK_EVERY_S)
+        assert server.stats.ws_upgrades - upgrades <= 1
+        assert sum(server.stats.requests.values()) - requests <= 30
+    finally:
+        await link.aclose()
 
 
 async def test_a_passing_401_is_no_refusal(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:

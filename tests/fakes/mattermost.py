@@ -140,7 +140,7 @@ class FakeMattermost:
         self._faults: list[FaultRule] = []
         self._limiter: RateLimiter | None = None
         self._latency = (0.0, False)
-        self._refuse_ws = False
+        self._refuse_ws: bool | int = False  # True: 503, as while restarting; or that status
         self._sessions: set[WebSocketSession] = set()
         self._change = trio.Event()
         self._accounts: dict[str, Account] = {}
@@ -252,7 +252,7 @@ class FakeMattermost:
                 request_id,
             )
         if self._refuse_ws:
-            return injected_error(503, request_id)
+            return injected_error(503 if self._refuse_ws is True else self._refuse_ws, request_id)
         if self._limiter is not None:
             decision = self._limiter.check(request.remote, trio.current_time())
             if decision.limited:
@@ -428,7 +428,8 @@ class FakeMattermost:
         for session in list(self._sessions):
             session.abort()
 
-    def refuse_websockets(self, refuse: bool = True) -> None:
+    def refuse_websockets(self, refuse: bool | int = True) -> None:
+        """Refuse every WebSocket handshake: with 503, or the status given (a proxy's 401)."""
         self._refuse_ws = refuse
 
     def cut_off(self, *, forget: bool = True) -> None:

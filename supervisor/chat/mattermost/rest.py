@@ -296,7 +296,9 @@ class MattermostRest:
                 await self.token.taken_again()
                 continue
             if not retry or not (status == 429 or _is_transient(status)):
-                log.info("%s %s -> %d", method, path, status)
+                # The token's checks while it is refused: `token` said so once.
+                said = status == 401 and self.token.refused
+                log.log(logging.DEBUG if said else logging.INFO, "%s %s -> %d", method, path, status)
                 raise _chat_error(response)
             if status == 429:
                 wait = _server_wait(response)
