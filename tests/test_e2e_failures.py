@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from supervisor.agent import AgentLaunch
+from supervisor.chat.mattermost import token
 from supervisor.runtime.session import _spawn_failure
 from tests.harness import World, personas_toml, world
 
@@ -373,3 +374,34 @@ async def test_a_catch_up_the_server_refuses_for_a_while_is_tried_again_and_the_
             refused = [r for r in w.server.stats.records("GET", "/api/v4/channels/{channel_id}/posts") if r.status == 403]
             assert len(refused) == 2
             assert len(_answers(w, root, "written while away")) == 1
+
+
+async def test_a_token_revoked_while_running_holds_the_answers_and_says_so_once_until_it_is_taken_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's token revoked mid-answer: one ERROR naming the cause, no stream of
+    retries, the supervisor keeps running; once the token is given back, the answer that
+    was streaming, a prompt written meanwhile and one written after are all answered."""
+    monkeypatch.setattr(token, "CHECK_EVERY_S", 1.0)
+    refused = "refuses the bot's token (401 on GET /users/me)"
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.say("[slow 2] streaming as it is revoked", root)
+            await w.wait_for(lambda: "streaming" in w.thread_text(root))
+            w.server.revoke_token()
+            await w.wait_for(lambda: refused in caplog.text, timeout=20)
+            await w.say("written while it was refused", root)
+            upgrades, checks = w.server.stats.ws_upgrades, w.server.stats.count_path("GET", "/api/v4/users/me")
+            await trio.sleep(4)
+            assert w.server.stats.ws_upgrades - upgrades <= 1
+            assert w.server.stats.count_path("GET", "/api/v4/users/me") - checks <= 5
+            w.server.accept_token()
+            await w.answered(root, "streaming as it is revoked (earlier: none)")
+            await w.answered(root, "written while it was refused", timeout=20)
+            await w.say("written after", root)
+            await w.answered(root, "written after", timeout=20)
+    assert caplog.text.count(refused) == 1
+    assert "takes the bot's token again" in caplog.text
+    assert w.server.bot_token not in caplog.text

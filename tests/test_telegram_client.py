@@ -182,6 +182,28 @@ async def test_server_errors_and_dead_connections_are_retried_with_backoff(
         await api_on(always_down).get_me(retry=False)
 
 
+@pytest.mark.parametrize("failure", ["hang_up", "502"])
+async def test_a_message_held_by_an_outage_is_sent_once_the_long_poll_is_answered(failure: str) -> None:
+    """Its retry was asleep for a minute (as after a long outage): Telegram answering the
+    long poll says it is back, and the message goes at once."""
+    with trio.fail_after(10):
+        async with running() as fake:
+            fake.add_user(USER)
+            api = BotApi(TOKEN, api_url=fake.url, backoff=Backoff(base=60.0, cap=60.0, floor=60.0))
+            fake.fail("sendMessage", 502, hang_up=failure == "hang_up")
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(api.send_message, USER, "the answer")
+                    await fake.wait_until(lambda: bool(fake.calls_of("sendMessage")))
+                    fake.user_sends(USER, "meanwhile")
+                    await api.get_updates(None, poll_s=1, allowed_updates=["message"])
+                    with trio.fail_after(3):
+                        await fake.wait_until(lambda: len(fake.calls_of("sendMessage")) == 2)
+            finally:
+                await api.aclose()
+            assert [sent.html for sent in fake.bot_messages(USER)] == ["the answer"]
+
+
 async def test_not_modified_is_success_and_other_400s_are_not(
     autojump_clock: trio.abc.Clock,
 ) -> None:

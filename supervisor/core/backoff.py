@@ -48,7 +48,9 @@ class Backoff:
 
 
 REST_BACKOFF = Backoff(base=0.25, cap=30.0)
-"""REST calls: retry fast at first; a request the caller still wants is worth retrying."""
+"""REST calls: retry fast at first; a request the caller still wants is worth retrying.
+The chat clients end such a pause early once their server answers again (`chat.retry`),
+so the 30 s cap spreads retries out without holding an answer back after an outage."""
 
 RECONNECT_BACKOFF = Backoff(base=1.0, cap=5.0, floor=1.0)
 """WebSocket reconnects: at least a second apart, so a flapping server is not hammered; at

@@ -140,10 +140,11 @@ class FakeMattermost:
         self._faults: list[FaultRule] = []
         self._limiter: RateLimiter | None = None
         self._latency = (0.0, False)
-        self._refuse_ws = False
+        self._refuse_ws: bool | int = False  # True: 503, as while restarting; or that status
         self._sessions: set[WebSocketSession] = set()
         self._change = trio.Event()
         self._accounts: dict[str, Account] = {}
+        self._revoked: dict[str, str] = {}  # token -> user id, while `revoke_token` holds
         self.bot = self.add_user(bot_username, is_bot=True)
         self.bot_token = self.bot.token
 
@@ -251,7 +252,7 @@ class FakeMattermost:
                 request_id,
             )
         if self._refuse_ws:
-            return injected_error(503, request_id)
+            return injected_error(503 if self._refuse_ws is True else self._refuse_ws, request_id)
         if self._limiter is not None:
             decision = self._limiter.check(request.remote, trio.current_time())
             if decision.limited:
@@ -427,7 +428,8 @@ class FakeMattermost:
         for session in list(self._sessions):
             session.abort()
 
-    def refuse_websockets(self, refuse: bool = True) -> None:
+    def refuse_websockets(self, refuse: bool | int = True) -> None:
+        """Refuse every WebSocket handshake: with 503, or the status given (a proxy's 401)."""
         self._refuse_ws = refuse
 
     def cut_off(self, *, forget: bool = True) -> None:
@@ -441,6 +443,22 @@ class FakeMattermost:
 
     def forget_connections(self) -> None:
         self.hub.forget()
+
+    def revoke_token(self, token: str = "") -> None:
+        """As an administrator revoking an access token (the bot's by default) or
+        deactivating its account: its REST calls get 401, its WebSockets are dropped, and
+        new ones are let in but never greeted (closed after `ws_auth_timeout`)."""
+        token = token or self.bot_token
+        user_id = self.store.tokens.pop(token)
+        self._revoked[token] = user_id
+        for session in list(self._sessions):
+            if session.conn is not None and session.conn.user_id == user_id:
+                session.abort()
+
+    def accept_token(self, token: str = "") -> None:
+        """Undo `revoke_token` (a token given back, the account reactivated)."""
+        token = token or self.bot_token
+        self.store.tokens[token] = self._revoked.pop(token)
 
     def fail_requests(
         self,

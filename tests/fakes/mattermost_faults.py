@@ -166,6 +166,10 @@ class Stats:
     def count(self, method: str, route: str) -> int:
         return self.requests[(method, route)]
 
+    def count_path(self, method: str, path: str) -> int:
+        """Requests (still in the log) to exactly this path, e.g. /api/v4/users/me."""
+        return sum(1 for r in self.log if (r.method, r.path) == (method, path))
+
     def records(self, method: str | None = None, route: str | None = None) -> list[RequestRecord]:
         return [r for r in self.log if method in (None, r.method) and route in (None, r.route)]
 

@@ -90,13 +90,19 @@ class MattermostLink:
             ping_interval=ping_interval,
             rng=rng,
             ssl_context=ssl_context,
+            answers=rest.answers,
+            token_watch=rest.token,
         )
         rest.me = me
         return cls(rest, websocket, me)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The event stream; started once the server said hello. Runs until cancelled."""
-        await self.websocket.run(task_status=task_status)
+        """The event stream, and the token's watch beside it; started once the server said
+        hello. Runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.rest.token.run, self.rest.get_me)
+            await self.websocket.run(task_status=task_status)
+            nursery.cancel_scope.cancel()
 
     async def aclose(self) -> None:
         await self.rest.aclose()

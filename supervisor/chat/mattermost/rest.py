@@ -3,6 +3,10 @@
 This module owns the HTTP session, the request budget and the retry loop. Each method
 retries transient failures (connection errors, timeouts, 5xx, 429) forever, with backoff;
 the caller bounds it with a cancel scope. Permanent refusals (other 4xx) raise `ChatError`.
+A retry's pause ends early once the server answers again (`answers`: any answer to this
+client, or the WebSocket's reconnect), so an answer does not wait long after an outage.
+Once the link runs, a call refused with 401 waits until the token is taken again
+(`token`): a token revoked while we run holds what we post, it does not drop it.
 
 It must never:
 - log the token or the Authorization header (log lines carry method, path, status only);
@@ -31,7 +35,9 @@ from supervisor.chat import ChatError, ChatUser, tls
 from supervisor.chat.mattermost import codec, paging
 from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
+from supervisor.chat.mattermost.token import TokenWatch
 from supervisor.chat.proxy import proxy_for
+from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.events import FileRef
 from supervisor.core.ratelimit import RequestBudget, announced_limits
@@ -115,6 +121,8 @@ class MattermostRest:
         self._budget = RequestBudget(requests_per_second)
         self._backoff = backoff
         self._rng = rng or random.Random()
+        self.answers = ServerAnswers()  # the WebSocket raises it too, on connecting again
+        self.token = TokenWatch(self.base_url)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -122,7 +130,8 @@ class MattermostRest:
     # --- users and channels ------------------------------------------------------
 
     async def get_me(self) -> ChatUser:
-        self.me = _decode(await self._call("GET", "/users/me"), codec.decode_user)
+        """Who the token is; a refused token raises (this is the token's check)."""
+        self.me = _decode(await self._call("GET", "/users/me", wait_for_token=False), codec.decode_user)
         return self.me
 
     async def user_by_username(self, username: str) -> ChatUser | None:
@@ -253,13 +262,15 @@ class MattermostRest:
         path: str,
         *,
         retry: bool = True,
+        wait_for_token: bool = True,
         before_resend: Callable[[], Awaitable[httpx.Response | None]] | None = None,
         **request: Any,
     ) -> httpx.Response:
-        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError.
+        """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError,
+        but a 401 waits for the token to be taken again once `token` watches.
         `before_resend` may find that a try whose answer never came took effect: its
         answer is then the call's."""
-        failures, tries = 0, 0
+        pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
         while True:
             if tries and before_resend is not None and (found := await before_resend()) is not None:
                 return found
@@ -271,28 +282,33 @@ class MattermostRest:
                 log.warning("%s %s failed: %s", method, path, type(exc).__name__)
                 if not retry:
                     raise ChatError(0, "unreachable", type(exc).__name__) from None
-                await trio.sleep(self._backoff.delay(failures, self._rng))
-                failures += 1
+                await pauses.pause()
                 continue
             status = response.status_code
             self._observe_budget_headers(response)
+            if server_is_up(status):
+                self.answers.answered()  # it is up: the others' retries need not wait
             if status < 400:
                 log.debug("%s %s -> %d", method, path, status)
                 return response
+            if status == 401 and retry and wait_for_token and self.token.watching:
+                log.debug("%s %s -> 401, waiting for the token", method, path)  # `token` says why
+                await self.token.taken_again()
+                continue
             if not retry or not (status == 429 or _is_transient(status)):
-                log.info("%s %s -> %d", method, path, status)
+                # The token's checks while it is refused: `token` said so once.
+                said = status == 401 and self.token.refused
+                log.log(logging.DEBUG if said else logging.INFO, "%s %s -> %d", method, path, status)
                 raise _chat_error(response)
             if status == 429:
                 wait = _server_wait(response)
                 if wait is None:
-                    wait = self._backoff.delay(failures, self._rng)
-                    failures += 1
+                    wait = pauses.next_delay()
                 log.warning("%s %s -> 429, holding off %.1f s", method, path, wait)
                 self._budget.pause(trio.current_time(), wait)
                 continue
             log.warning("%s %s -> %d, retrying", method, path, status)
-            await trio.sleep(self._backoff.delay(failures, self._rng))
-            failures += 1
+            await pauses.pause()
 
     async def _send(self, method: str, path: str, request: dict[str, Any]) -> httpx.Response:
         """One exchange, the whole body read (what `AsyncClient.request` does for us)."""

@@ -15,8 +15,10 @@ Rules it enforces:
   server queues), we never drop an event.
 
 It must never crash the app: a failure of any kind (refused handshake, dropped socket,
-malformed frame, silence) is logged and leads to a reconnect with backoff. It must never
-log the token.
+malformed frame, silence) is logged and leads to a reconnect with backoff. A connection
+that may have been turned away for its token (refused with 401, or let in and never
+greeted) has the REST client check the token (`token.TokenWatch`); while the token is
+refused, the next try waits until it is taken again. It must never log the token.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ import trio_websocket
 from supervisor.chat import tls
 from supervisor.chat.mattermost import codec
 from supervisor.chat.mattermost.codec import EventFrame, MalformedFrame
+from supervisor.chat.mattermost.token import TokenWatch
 from supervisor.chat.proxy import described, open_tunnel, proxy_for
+from supervisor.chat.retry import ServerAnswers
 from supervisor.core.backoff import RECONNECT_BACKOFF, Backoff
 from supervisor.core.events import ChatEvent, Hello
 
@@ -127,8 +131,13 @@ class MattermostWebSocket:
         ping_interval: float = 30.0,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        answers: ServerAnswers | None = None,
+        token_watch: TokenWatch | None = None,
     ) -> None:
         self.position = StreamPosition()
+        # The REST client's: a connection that hears the server wakes its sleeping retries.
+        self._answers = answers or ServerAnswers()
+        self._token = token_watch or TokenWatch(base_url)
         self._endpoint = urlsplit(websocket_url(base_url))
         self._headers = [(b"Authorization", f"Bearer {token}".encode())]
         self._events = events  # ours: closed when run() ends
@@ -138,8 +147,9 @@ class MattermostWebSocket:
         self._ssl_context = ssl_context
         typing = trio.open_memory_channel[tuple[str, str]](_TYPING_QUEUE)
         self._typing_send, self._typing_receive = typing
-        # Only run() touches these four.
+        # Only run() touches these five.
         self._connected = False
+        self._upgraded = False  # the current connection got past its handshake
         self._heard = False  # a frame arrived on the current connection
         self._failures = 0  # connections in a row that heard nothing: the backoff's count
         self._task_status: trio.TaskStatus[None] | None = None
@@ -158,11 +168,13 @@ class MattermostWebSocket:
         self._task_status = task_status
         async with self._events:
             while True:
-                self._heard = False
+                self._heard = self._upgraded = False
+                turned_away = False
                 try:
                     end = await self._connect_once()
                 except Exception as exc:  # any failure at all means: reconnect
                     why = f"connection lost: {_describe(exc)}"
+                    turned_away = _refused_for_the_token(exc)
                 else:
                     if end is _End.CONSUMER_GONE:
                         log.info("websocket: %s, stopping", end.value)
@@ -171,6 +183,11 @@ class MattermostWebSocket:
                 # Back off from the floor again once a connection really worked.
                 self._failures = 0 if self._heard else self._failures + 1
                 _log_failure(why, self._failures)
+                if not self._heard and (turned_away or self._upgraded):
+                    self._token.suspect()
+                if self._token.refused:  # said once by the watch; it checks at its own pace
+                    await self._token.taken_again()
+                    continue
                 await trio.sleep(self._backoff.delay(self._failures, self._rng))
 
     async def _connect_once(self) -> _End:
@@ -236,7 +253,7 @@ class MattermostWebSocket:
         """One connection's life: the reader here, the writer beside it."""
         if self._failures:
             log.info("websocket: connected after %d failed tries", self._failures)
-        self._connected = True
+        self._upgraded = self._connected = True
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, socket)
@@ -253,7 +270,9 @@ class MattermostWebSocket:
                 # Our pings get answers, so two intervals of nothing means a dead link.
                 silence.deadline = trio.current_time() + 2 * self._ping_interval
                 message = await socket.get_message()
-                self._heard = True
+                if not self._heard:  # the hello, or a resumed connection's first frame
+                    self._heard = True
+                    self._answers.answered()
                 # A slow consumer is not a silent server: no deadline while we deliver.
                 silence.deadline = math.inf
                 try:
@@ -326,6 +345,16 @@ def _log_failure(why: str, failures: int) -> None:
 
 def _describe(exc: BaseException) -> str:
     """One short line for the log; exception groups name their first leaf."""
+    exc = _first_leaf(exc)
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _refused_for_the_token(exc: BaseException) -> bool:
+    exc = _first_leaf(exc)
+    return isinstance(exc, trio_websocket.ConnectionRejected) and exc.status_code == 401
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return exc

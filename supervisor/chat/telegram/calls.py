@@ -3,9 +3,10 @@
 This module owns the HTTP session, the pacing (per chat and overall), the retry loop and
 the token; `client.BotApi` builds the Bot API's methods on it. Each call retries
 transient failures (connection errors, timeouts, 5xx, 429) forever, with backoff or the
-server's `retry_after`; the caller bounds it with a cancel scope. Permanent refusals raise
-a `BotApiError` subclass. A 400 "message is not modified" is success (the message already
-shows what we wanted).
+server's `retry_after`; the caller bounds it with a cancel scope. A retry's pause ends
+early once Telegram answers another call (`retry.ServerAnswers`: the long poll, say).
+Permanent refusals raise a `BotApiError` subclass. A 400 "message is not modified" is
+success (the message already shows what we wanted).
 
 The token is part of every URL (`/bot<token>/<method>`), and httpx writes URLs into its log
 lines and its exceptions. So the token never enters httpx's client layer: requests are
@@ -37,6 +38,7 @@ import trio
 
 from supervisor.chat import ChatError, tls
 from supervisor.chat.proxy import proxy_for
+from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
 from supervisor.chat.telegram.config import TOKEN_SHAPE
@@ -253,6 +255,7 @@ class BotCaller:
         self._pacer = _Pacer(pacing)
         self._backoff = backoff
         self._rng = rng or random.Random()
+        self._answers = ServerAnswers()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -277,7 +280,7 @@ class BotCaller:
         only tells a dead connection from a long poll that is still waiting; bound the
         call itself with a cancel scope.
         """
-        failures = 0
+        pauses = self._pauses()
         request: dict[str, Any] = (
             {"data": form, "files": files} if files is not None else {"json": params or {}}
         )
@@ -292,9 +295,9 @@ class BotCaller:
                 log.warning("%s failed: %s", method, type(exc).__name__)
                 if not retry:
                     raise Unreachable(method, self._scrub(_cause(exc))) from None
-                await self._sleep_after_failure(failures)
-                failures += 1
+                await pauses.pause()
                 continue
+            self._heard(response.status_code)
             outcome = self._outcome(method, response)
             if not isinstance(outcome, Failure):
                 log.debug("%s -> %d", method, response.status_code)
@@ -308,8 +311,7 @@ class BotCaller:
                 if not retry:
                     raise TooManyRequests(method, self._scrub(outcome.description), wait or 0.0)
                 if wait is None:
-                    wait = self._backoff.delay(failures, self._rng)
-                    failures += 1
+                    wait = pauses.next_delay()
                 log.warning("%s -> 429, holding off %.1f s", method, wait)
                 self._pacer.pause(method, chat_id, wait)
                 continue
@@ -317,11 +319,14 @@ class BotCaller:
                 log.info("%s -> %d", method, code)
                 raise self._error(method, outcome)
             log.warning("%s -> %d, retrying", method, code)
-            await self._sleep_after_failure(failures)
-            failures += 1
+            await pauses.pause()
 
-    async def _sleep_after_failure(self, failures: int) -> None:
-        await trio.sleep(self._backoff.delay(failures, self._rng))
+    def _pauses(self) -> RetryPauses:
+        return RetryPauses(self._backoff, self._rng, self._answers)
+
+    def _heard(self, status: int) -> None:
+        if server_is_up(status):
+            self._answers.answered()  # Telegram is there: the other calls' retries need not wait
 
     def _outcome(self, method: str, response: httpx.Response) -> Any:
         """The result, or a Failure (a body we cannot read counts as one)."""
@@ -342,7 +347,7 @@ class BotCaller:
     async def download_path(self, file_path: str, max_bytes: int) -> bytes:
         """GET /file/bot<token>/<file_path>, retried like a method."""
         path = f"/file/bot{_PLACEHOLDER}/{urllib.parse.quote(file_path, safe='/')}"
-        failures = 0
+        pauses = self._pauses()
         while True:
             await self._pacer.wait("getFile", None)
             try:
@@ -353,12 +358,12 @@ class BotCaller:
             except _TRANSIENT_ERRORS as exc:
                 log.warning("file download failed: %s", type(exc).__name__)
             else:
-                if status < 500 and status != 429:
+                self._heard(status)
+                if server_is_up(status):
                     log.info("file download -> %d", status)
                     raise _ERRORS.get(status, BotApiError)("file", status, "download refused")
                 log.warning("file download -> %d, retrying", status)
-            await self._sleep_after_failure(failures)
-            failures += 1
+            await pauses.pause()
 
 
 # --- helpers (pure) ---------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""A bot token revoked while the supervisor runs: said once, checked slowly, and what was
+being posted goes once the token is taken again; a passing 401 is no refusal."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+import trio
+
+from supervisor.chat.mattermost import token
+from supervisor.chat.mattermost.link import MattermostLink
+from supervisor.core.backoff import Backoff
+from supervisor.core.events import ChatEvent, Hello
+from tests.fakes.mattermost import FakeMattermost
+
+CHECK_EVERY_S = 0.5
+REFUSED = "refuses the bot's token (401 on GET /users/me)"
+
+
+@pytest.fixture(autouse=True)
+def _quick_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(token, "CHECK_EVERY_S", CHECK_EVERY_S)
+
+
+async def _connected(
+    server: FakeMattermost, nursery: trio.Nursery
+) -> tuple[MattermostLink, trio.MemoryReceiveChannel[ChatEvent]]:
+    await nursery.start(server.serve)
+    send_events, events = trio.open_memory_channel[ChatEvent](64)
+    link = await MattermostLink.connect(
+        server.url, server.bot_token, send_events, rng=random.Random(3),
+        reconnect_backoff=Backoff(base=0.1, cap=0.2, floor=0.1),
+    )  # fmt: skip
+    await nursery.start(link.run)
+    assert isinstance(await events.receive(), Hello)
+    return link, events
+
+
+def _posted(server: FakeMattermost, channel: str, text: str) -> bool:
+    return any(post["message"] == text for post in server.posts_in_channel(channel))
+
+
+async def test_a_revoked_token_is_said_once_checked_slowly_and_what_waited_goes_once_it_is_taken_again(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = FakeMattermost(ws_auth_timeout=0.2)
+    server.add_user("alice")
+    channel = server.dm_with_bot("alice")["id"]
+    link, events = await _connected(server, nursery)
+    try:
+        server.revoke_token()
+        nursery.start_soon(link.create_post, channel, "an answer finished meanwhile")
+        with trio.fail_after(10):
+            await server.wait_until(lambda: REFUSED in caplog.text)
+        # Refused for a while: no stream of tries, neither REST nor WebSocket.
+        upgrades, checks = server.stats.ws_upgrades, server.stats.count_path("GET", "/api/v4/users/me")
+        await trio.sleep(10 * CHECK_EVERY_S)
+        assert server.stats.ws_upgrades - upgrades <= 1
+        assert server.stats.count_path("GET", "/api/v4/users/me") - checks <= 11
+        assert not _posted(server, channel, "an answer finished meanwhile")
+        await server.user_post("alice", "written while it was refused")
+
+        server.accept_token()
+        with trio.fail_after(10):
+            await server.wait_until(lambda: _posted(server, channel, "an answer finished meanwhile"))
+            event = await events.receive()  # the socket is back: a hello, or the replay
+        assert isinstance(event, Hello) or "written while it was refused" in repr(event)
+    finally:
+        await link.aclose()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors if REFUSED in r.getMessage()] == [errors[0].getMessage()]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "takes the bot's token again" in caplog.text
+    # The checks while it is refused are no stream of lines: the first one is said.
+    assert sum("-> 401" in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO) <= 1
+    assert server.bot_token not in caplog.text
+
+
+@pytest.mark.parametrize("handshake", ["let in, never greeted", "refused with 401"])
+async def test_a_revoked_token_is_found_by_the_websocket_alone(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, handshake: str
+) -> None:
+    """Nothing to post: the WebSocket's tries are what find the token refused."""
+    server = FakeMattermost(ws_auth_timeout=0.2)
+    link, _ = await _connected(server, nursery)
+    try:
+        requests = sum(server.stats.requests.values())
+        server.revoke_token()
+        if handshake == "refused with 401":
+            server.refuse_websockets(401)
+        with trio.fail_after(10):
+            await server.wait_until(lambda: REFUSED in caplog.text)
+        assert server.stats.count_path("GET", "/api/v4/users/me") >= 1
+        upgrades = server.stats.ws_upgrades
+        await trio.sleep(10 * CHECK_EVERY_S)
+        assert server.stats.ws_upgrades - upgrades <= 1
+        assert sum(server.stats.requests.values()) - requests <= 30
+    finally:
+        await link.aclose()
+
+
+async def test_a_passing_401_is_no_refusal(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy's 401 while the server restarts: the token's check passes at once, and the
+    post goes without a word of refusal."""
+    server = FakeMattermost()
+    server.add_user("alice")
+    channel = server.dm_with_bot("alice")["id"]
+    link, _ = await _connected(server, nursery)
+    try:
+        server.fail_requests(401, path_prefix="/api/v4/posts", method="POST", count=1)
+        with trio.fail_after(5):
+            await link.create_post(channel, "through")
+        assert _posted(server, channel, "through")
+    finally:
+        await link.aclose()
+    assert "refuses" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
