@@ -306,7 +306,7 @@ def count_prompts(
             f.with_file += 1
             f.files_missing += bool(threads) and text not in with_files
             f.stray_files += strays(prompt)
-    delivered = Counter(_prompt_of(text) for text in stdin)
+    delivered = Counter(prompt_of(text) for text in stdin)
     f.delivered_twice = sum(1 for text, n in delivered.items() if text in prompts and n > 1)
 
 
@@ -319,7 +319,7 @@ def stray_files(cwd: Path, prompt: Prompt) -> int:
     return len(found) + (attached is not None and attached.read_bytes() != prompt.text.encode())
 
 
-def _prompt_of(text: str) -> str:
+def prompt_of(text: str) -> str:
     """The soak prompt in an agent's stdin text (directives stripped)."""
     match = re.search(r"soak-\d+", text)
     return match.group(0) if match else ""

@@ -22,6 +22,9 @@ the supervisor stops gracefully and the figures are counted, as `soak.py` define
   "lost" is then a lower bound: a notice a kill left needlessly could hide a lost prompt;
 - long-poll cuts take the place of WebSocket drops; prompts written while down counts
   those written between a kill and the restart's first poll;
+- finished, never shown: prompts whose turn an agent finished (a `result` line after the
+  prompt in its log) and whose answer never reached the topic (a streamed answer is a
+  draft until it is whole, and a kill before its `sendMessage` leaves nothing behind);
 - updates given twice: updates `getUpdates` returned more than once (a kill came before
   the offset confirmed them; each must still be handled once);
 - updates never confirmed: updates the server still keeps at the end (must be 0).
@@ -62,6 +65,7 @@ from benchmarks.soak import (  # noqa: E402
     Prompt,
     agent_processes,
     count_prompts,
+    prompt_of,
     spread,
     state_figures,
     stray_files,
@@ -123,6 +127,7 @@ class CuttableBotApi(FakeBotApi):
 @attrs.define
 class TgFigures(Figures):
     while_down: int = 0
+    finished_unshown: int = 0
     given_twice: int = 0
     unconfirmed: int = 0
 
@@ -136,6 +141,7 @@ class TgFigures(Figures):
             *rows[:3],
             f"written while down         {self.while_down}",
             *rows[3:-1],
+            f"finished, never shown      {self.finished_unshown}",
             f"updates given twice        {self.given_twice}",
             f"updates never confirmed    {self.unconfirmed}",
             rows[-1],
@@ -285,6 +291,8 @@ class TgSoak:
     def count(self) -> None:
         stdin = (prompt_text(line.line) or "" for line in agent_lines(self.w) if line.event == "stdin")
         count_prompts(self.figures, self.prompts, self.tally(), self.strays_in_folder, stdin)
+        answers = self.tally()[0]
+        self.figures.finished_unshown = sum(1 for text in finished_turns(self.w) if text in self.prompts and text not in answers)
         self.figures.given_twice = sum(1 for seqs in self.fake.delivered.values() if len(seqs) > 1)
         self.figures.unconfirmed = len(self.fake.pending_updates())
 
@@ -299,6 +307,18 @@ class TgSoak:
 
     def strays_in_folder(self, prompt: Prompt) -> int:
         return stray_files(self.w.work / f"s{self.topics.index(int(prompt.root_id))}", prompt)
+
+
+def finished_turns(w: TgWorld) -> set[str]:
+    """The soak prompts whose turn an agent finished (a `result` line after the prompt)."""
+    finished: set[str] = set()
+    running: dict[str, str] = {}  # agent process -> the prompt of its turn
+    for line in agent_lines(w):
+        if line.event == "stdin" and (text := prompt_text(line.line)) is not None:
+            running[line.pid] = prompt_of(text)
+        elif line.event == "stdout" and line.line.get("type") == "result" and line.pid in running:
+            finished.add(running.pop(line.pid))
+    return finished
 
 
 def _text_of(message: dict[str, object]) -> str:
@@ -410,6 +430,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="5 kills, 3 cuts, 3 sessions: well under a minute")
     parser.add_argument("--fast", action="store_true",
                         help="pace 50 messages a second per chat, as the tests do, not Telegram's ~1")
+    parser.add_argument("--gap", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="seconds served before each kill, at random between (default 0.1 2.0)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, state)")
     args = parser.parse_args(argv)
@@ -418,6 +440,8 @@ def main(argv: list[str]) -> int:
     else:
         plan = Plan(kills=args.kills, drops=args.drops, sessions=args.sessions, seed=args.seed,
                     warm_up=not args.no_warm_up)  # fmt: skip
+    if args.gap:
+        plan = attrs.evolve(plan, gap_s=(args.gap[0], args.gap[1]))
     work = Path(tempfile.mkdtemp(prefix="supervisor-soak-telegram-"))
     try:
         figures = trio.run(soak, plan, work, args.fast)
