@@ -136,7 +136,7 @@ class TgFigures(Figures):
         return super().ok and self.unconfirmed == 0
 
     def report(self, drops: str = "long-poll cuts", place: str = "topic") -> str:
-        rows = super().report(drops, place).splitlines()
+        rows = super().report(drops, place).splitlines()  # kills, drops, prompts, ..., run time
         return "\n".join([
             *rows[:3],
             f"written while down         {self.while_down}",
