@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,16 +127,17 @@ class Figures:
         bad = self.lost + self.duplicated + self.other_thread + self.agents_left + self.stray_files + self.files_missing
         return bad == 0 and self.state_loads
 
-    def report(self) -> str:
+    def report(self, drops: str = "WebSocket drops", place: str = "thread") -> str:
+        """The figures, one a line; `drops` and `place` name the front end's own."""
         return "\n".join([
             f"kills                      {self.kills}",
-            f"WebSocket drops            {self.drops}",
+            f"{drops:<27}{self.drops}",
             f"prompts                    {self.prompts}",
-            f"answered once, own thread  {self.answered}",
+            f"{'answered once, own ' + place:<27}{self.answered}",
             f"noticed as cut             {self.noticed}",
             f"lost                       {self.lost}",
             f"duplicated answers         {self.duplicated}",
-            f"answers in another thread  {self.other_thread}",
+            f"{'answers in another ' + place:<27}{self.other_thread}",
             f"answered and noticed       {self.answered_and_noticed}",
             f"delivered to an agent 2x+  {self.delivered_twice}",
             f"with a file                {self.with_file}",
@@ -272,39 +274,52 @@ class Soak:
                     await trio.sleep(0.5)
 
     def count(self) -> None:
-        answers, noticed, with_files = self.tally()
-        f = self.figures
-        f.prompts = len(self.prompts)
-        for text, prompt in self.prompts.items():
-            threads = answers.get(text, [])
-            f.answered += threads == [prompt.root_id]
-            f.noticed += text in noticed
-            f.lost += not threads and text not in noticed
-            f.duplicated += len(threads) > 1
-            f.other_thread += sum(1 for root in threads if root != prompt.root_id)
-            f.answered_and_noticed += bool(threads) and text in noticed
-            if prompt.with_file:
-                f.with_file += 1
-                f.files_missing += bool(threads) and text not in with_files
-                f.stray_files += self.strays_in_folder(prompt)
-        delivered = Counter(
-            _prompt_of(prompt_text(line.line) or "")
-            for line in agent_lines(self.w)
-            if line.event == "stdin"
-        )
-        f.delivered_twice = sum(1 for text, n in delivered.items() if text in self.prompts and n > 1)
-
+        stdin = (prompt_text(line.line) or "" for line in agent_lines(self.w) if line.event == "stdin")
+        count_prompts(self.figures, self.prompts, self.tally(), self.strays_in_folder, stdin)
 
     def strays_in_folder(self, prompt: Prompt) -> int:
-        """Files in the prompt's upload folder but the one attached, whole (its text)."""
         cwd = self.w.work / f"s{self.roots.index(prompt.root_id)}"  # as `seed_sessions` made them
-        folder = cwd / upload_folder(prompt.post_id)
-        found = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
-        attached = found.pop(ATTACHED, None)
-        return len(found) + (attached is not None and attached.read_bytes() != prompt.text.encode())
+        return stray_files(cwd, prompt)
 
 
-def _prompt_of(text: str) -> str:
+def count_prompts(
+    f: Figures,
+    prompts: dict[str, Prompt],
+    tally: tuple[dict[str, list[str]], set[str], set[str]],
+    strays: Callable[[Prompt], int],
+    stdin: Iterable[str],
+) -> None:
+    """The per-prompt figures from a tally (each prompt's answers by thread, the prompts
+    noticed, those answered with their file named), the stray files of each prompt with a
+    file, and the texts written to the agents' stdin."""
+    answers, noticed, with_files = tally
+    f.prompts = len(prompts)
+    for text, prompt in prompts.items():
+        threads = answers.get(text, [])
+        f.answered += threads == [prompt.root_id]
+        f.noticed += text in noticed
+        f.lost += not threads and text not in noticed
+        f.duplicated += len(threads) > 1
+        f.other_thread += sum(1 for root in threads if root != prompt.root_id)
+        f.answered_and_noticed += bool(threads) and text in noticed
+        if prompt.with_file:
+            f.with_file += 1
+            f.files_missing += bool(threads) and text not in with_files
+            f.stray_files += strays(prompt)
+    delivered = Counter(prompt_of(text) for text in stdin)
+    f.delivered_twice = sum(1 for text, n in delivered.items() if text in prompts and n > 1)
+
+
+def stray_files(cwd: Path, prompt: Prompt) -> int:
+    """Files in the prompt's upload folder (under its session's `cwd`) but the one
+    attached, whole (its text)."""
+    folder = cwd / upload_folder(prompt.post_id)
+    found = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
+    attached = found.pop(ATTACHED, None)
+    return len(found) + (attached is not None and attached.read_bytes() != prompt.text.encode())
+
+
+def prompt_of(text: str) -> str:
     """The soak prompt in an agent's stdin text (directives stripped)."""
     match = re.search(r"soak-\d+", text)
     return match.group(0) if match else ""
@@ -345,7 +360,7 @@ async def soak(plan: Plan, tmp: Path) -> Figures:
         configure(w)
         roots = await seed_sessions(w, plan.sessions)
         run = Soak(w, plan, random.Random(plan.seed), roots)
-        drops = _spread(plan.drops, plan.kills, run.rng)
+        drops = spread(plan.drops, plan.kills, run.rng)
         await spawn_serving(w)
         if plan.warm_up:
             await run.warm_up()
@@ -368,7 +383,7 @@ async def soak(plan: Plan, tmp: Path) -> Figures:
     return run.figures
 
 
-def _spread(drops: int, kills: int, rng: random.Random) -> list[int]:
+def spread(drops: int, kills: int, rng: random.Random) -> list[int]:
     """How many drops fall in each kill cycle: `drops` in all, at random cycles."""
     per_cycle = [0] * max(kills, 1)
     for _ in range(drops):

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -185,7 +185,13 @@ class AgentLine:
     line: dict[str, Any]
 
 
-def agent_lines(w: World) -> list[AgentLine]:
+class Logged(Protocol):
+    """A world whose fake agents log to `agent_log` (Mattermost's or Telegram's)."""
+
+    agent_log: Path
+
+
+def agent_lines(w: Logged) -> list[AgentLine]:
     """Every stdin/stdout line of every fake agent, by process, in log order."""
     found: list[AgentLine] = []
     for path in sorted(w.agent_log.glob("*.jsonl")):

@@ -1,0 +1,78 @@
+"""What the Telegram kill -9 soak (`benchmarks/soak_telegram.py`) found about the notices a
+restart leaves in a topic, as expected failures until the Telegram front end is changed:
+
+- a notice names no message: "the answer to your message was cut", in a topic where
+  several prompts may be waiting (Mattermost's links the prompt's post; a private chat has
+  no message links, but a notice can be a reply to the prompt);
+- a turn the agent finished whose answer was still a draft (or waiting for its
+  `sendMessage`) when the supervisor was killed is said to have "its answer above", when
+  nothing is above: the draft is gone, the answer never shows, and the notice has no button
+  to run the prompt again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.fakes.telegram_botapi import Sent
+from tests.telegram_world import FAST, TgWorld, tg_world
+
+
+def finished(w: TgWorld, prompt: str) -> bool:
+    """An agent wrote its `result` line for the turn of `prompt`."""
+    for path in w.agent_log.glob("*.jsonl"):
+        turn = ""
+        for raw in path.read_text().splitlines():
+            entry = json.loads(raw)
+            line = entry.get("line", {})
+            if entry.get("event") == "stdin" and line.get("type") == "user":
+                turn = str(line["message"]["content"])
+            elif entry.get("event") == "stdout" and line.get("type") == "result" and turn == prompt:
+                return True
+    return False
+
+
+def notice(w: TgWorld, topic: int, words: str) -> Sent | None:
+    return next((s for s in w.said(topic) if words in s.message.get("text", "")), None)
+
+
+@pytest.mark.xfail(strict=True, reason="a Telegram notice of a cut turn names no message (link.py permalink is '')")
+async def test_the_notice_of_a_turn_a_kill_cut_replies_to_its_prompt(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            prompt = w.say("[slow 30] a long one", topic)
+            w.say("queued behind it", topic)
+            await w.wait_for(lambda: w.prompts_by_process(), timeout=30)
+            w.kill()
+            w.spawn()
+            cut = await w.wait_for(lambda: notice(w, topic, "that turn was cut"), timeout=30)
+            await w.answered(topic, "echo #2: queued behind it", timeout=30)
+            assert cut.message.get("reply_to_message", {}).get("message_id") == prompt["message_id"], cut.message
+
+
+@pytest.mark.xfail(strict=True, reason="a finished answer a kill kept from Telegram never shows, and cannot be run again")
+async def test_a_finished_answer_a_kill_kept_from_telegram_shows_after_the_restart_or_can_be_run_again(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            w.fake.fail("sendMessage", 500, count=10_000)  # the answer stays a draft
+            w.say("hello", topic)
+            await w.wait_for(lambda: finished(w, "hello"), timeout=30)
+            w.kill()
+            w.fake.clear_faults()
+            w.spawn()
+            await w.wait_for(lambda: notice(w, topic, "may be incomplete") or "echo #1" in w.text(topic), timeout=30)
+            await trio.sleep(2)  # the restart has posted what it will
+            said = notice(w, topic, "may be incomplete")
+            assert "echo #1: hello" in w.text(topic) or (said is not None and said.markup is not None), w.text(topic)
