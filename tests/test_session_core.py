@@ -206,8 +206,11 @@ def test_a_restart_never_calls_a_finished_turn_cut() -> None:
     assert kinds.index("SaveRecord") < kinds.index("Show")
     # killed before its posts showed: the next start says so, and not that it was cut
     restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
-    said = "\n".join(texts(restarted.start(5.0, launch_now=False)))
+    started = restarted.start(5.0, launch_now=False)
+    said = "\n".join(texts(started))
     assert f"({link('p1')})" in said and "cut" not in said and "may be incomplete" in said
+    # what shows of it is the front end's to say (a Telegram draft is gone): 🔁 runs it again
+    assert any(isinstance(e, OfferChoices) and e.kinds == ("rerun",) for e in started)
     settled = restarted.outbox_settled()
     assert settled and settled[-1].record.answered == () and settled[-1].record.unsettled == ()  # type: ignore[union-attr]
 

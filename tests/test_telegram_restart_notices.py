@@ -1,13 +1,12 @@
 """What the Telegram kill -9 soak (`benchmarks/soak_telegram.py`) found about the notices a
-restart leaves in a topic, as expected failures until the Telegram front end is changed:
+restart leaves in a topic, the first as an expected failure until the Telegram front end is changed:
 
 - a notice names no message: "the answer to your message was cut", in a topic where
   several prompts may be waiting (Mattermost's links the prompt's post; a private chat has
   no message links, but a notice can be a reply to the prompt);
 - a turn the agent finished whose answer was still a draft (or waiting for its
-  `sendMessage`) when the supervisor was killed is said to have "its answer above", when
-  nothing is above: the draft is gone, the answer never shows, and the notice has no button
-  to run the prompt again.
+  `sendMessage`) when the supervisor was killed: the draft is gone and the answer never
+  shows; its notice offers to run the prompt again (it once offered nothing).
 """
 
 from __future__ import annotations
@@ -57,7 +56,6 @@ async def test_the_notice_of_a_turn_a_kill_cut_replies_to_its_prompt(tmp_path: P
             assert cut.message.get("reply_to_message", {}).get("message_id") == prompt["message_id"], cut.message
 
 
-@pytest.mark.xfail(strict=True, reason="a finished answer a kill kept from Telegram never shows, and cannot be run again")
 async def test_a_finished_answer_a_kill_kept_from_telegram_shows_after_the_restart_or_can_be_run_again(
     tmp_path: Path,
 ) -> None:

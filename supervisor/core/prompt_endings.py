@@ -70,12 +70,13 @@ class PromptEndings:
         for post_id in record.unsettled:
             prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
             if post_id in record.answered:
-                # The agent finished that turn; only the posting of its answer was cut.
+                # The agent finished that turn; only the posting of its answer was cut. What
+                # of it shows depends on the front end (on Telegram, a draft that was not
+                # whole yet is gone): 🔁 runs it again, if the person wants it whole.
                 effects += self.cut_notice(
                     prompt,
                     "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
-                    "had finished that turn, but its answer above may be incomplete.",
-                    rerun=False,
+                    "had finished that turn, but its answer above may be incomplete, or missing.",
                 )
             else:
                 effects += self.cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
