@@ -14,6 +14,19 @@ import time
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
 
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first failure an exception group holds (nurseries wrap what fails in them)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """One short line for a log or a notice: the first failure's type and words."""
+    exc = first_leaf(exc)
+    return f"{type(exc).__name__}: {exc}"[:limit]
+
+
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from supervisor.agent import AgentLaunch
+from supervisor.agent.claude.codec import ClaudeCodec
 from supervisor.chat.mattermost import token
 from supervisor.runtime.session import _spawn_failure
 from tests.harness import World, personas_toml, world
@@ -405,3 +406,32 @@ async def test_a_token_revoked_while_running_holds_the_answers_and_says_so_once_
     assert caplog.text.count(refused) == 1
     assert "takes the bot's token again" in caplog.text
     assert w.server.bot_token not in caplog.text
+
+
+async def test_a_defect_met_on_one_agents_output_fails_that_session_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line of an agent that our reading of it fails on (an unhashable JSON-RPC id once
+    did) ended the whole supervisor: every session's turn was cut at once. The defect is
+    stood in for here by a codec that fails on one word; that session fails, said in its
+    thread with how to carry it on, and a turn streaming in another thread goes on."""
+    decode = ClaudeCodec.decode
+
+    def fails_on_a_word(codec: ClaudeCodec, line: bytes) -> list[object]:
+        if b"poison" in line:
+            raise TypeError("unhashable type: 'dict'")
+        return decode(codec, line)  # type: ignore[return-value]
+
+    monkeypatch.setattr(ClaudeCodec, "decode", fails_on_a_word)
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            supervisor = await w.start()
+            bystander = await w.new_session("bystander")
+            await w.say("[slow 3] a long answer", bystander)
+            await w.answered(bystander, "echo #1")  # it streams
+            root = await w.new_session("poisoned")
+            await w.say("poison", root)
+            text = await w.answered(root, "The agent cannot be used")
+            assert "TypeError: unhashable type: 'dict'" in text and "resume=" in text, text
+            await w.answered(bystander, "✅ Done", timeout=30)
+            assert bystander in supervisor.tasks and root not in supervisor.tasks

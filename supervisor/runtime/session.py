@@ -49,6 +49,7 @@ from supervisor.core.session import (
 from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.logs import one_line
 from supervisor.runtime import session_files
 from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
 from supervisor.runtime.poster import Poster
@@ -429,13 +430,21 @@ class SessionTask:
                 tail = f"could not start the agent: {exc}"
                 log.error("%s: %s", self.name, tail)
                 if exc.errno in _SPAWN_FAILS_FOR_GOOD:  # restarts would fail the same way, in a loop
-                    with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
-                        await self.inbox_send.send(FromAgent(generation, [AgentUnusable(_spawn_failure(exc, launch))]))
+                    await self._unusable(generation, _spawn_failure(exc, launch))
+            except Exception as exc:  # a defect of ours, met on what this agent printed
+                # This session alone fails (its agent ended by the teardown above), said in
+                # its thread with how to carry its conversation on; the others go on.
+                log.exception("%s: failed on what its agent printed", self.name)
+                await self._unusable(generation, f"the supervisor failed on what it printed ({one_line(exc, 200)}; see its log)")
         if self._agent is not None and self._agent_scope is scope:
             self._agent = None
         # Reported whether it died or we stopped it: the core knows which it expected.
         with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
             await self.inbox_send.send(AgentDown(generation, code, tail))
+
+    async def _unusable(self, generation: int, why: str) -> None:
+        with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
+            await self.inbox_send.send(FromAgent(generation, [AgentUnusable(why)]))
 
     async def _bound_opening(self, generation: int, agent: AgentProcess) -> None:
         """An agent whose conversation does not open (a handshake never answered) is

@@ -44,6 +44,7 @@ from supervisor.chat.proxy import described, open_tunnel, proxy_for
 from supervisor.chat.retry import ServerAnswers
 from supervisor.core.backoff import RECONNECT_BACKOFF, Backoff
 from supervisor.core.events import ChatEvent, Hello
+from supervisor.logs import first_leaf, one_line
 
 log = logging.getLogger("supervisor.mattermost")
 
@@ -173,7 +174,7 @@ class MattermostWebSocket:
                 try:
                     end = await self._connect_once()
                 except Exception as exc:  # any failure at all means: reconnect
-                    why = f"connection lost: {_describe(exc)}"
+                    why = f"connection lost: {one_line(exc)}"
                     turned_away = _refused_for_the_token(exc)
                 else:
                     if end is _End.CONSUMER_GONE:
@@ -343,18 +344,6 @@ def _log_failure(why: str, failures: int) -> None:
     log.log(level, "websocket: %s%s", why, f" ({failures} tries in a row)" if failures > 1 else "")
 
 
-def _describe(exc: BaseException) -> str:
-    """One short line for the log; exception groups name their first leaf."""
-    exc = _first_leaf(exc)
-    return f"{type(exc).__name__}: {exc}"[:300]
-
-
 def _refused_for_the_token(exc: BaseException) -> bool:
-    exc = _first_leaf(exc)
+    exc = first_leaf(exc)
     return isinstance(exc, trio_websocket.ConnectionRejected) and exc.status_code == 401
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
