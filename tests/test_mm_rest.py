@@ -205,8 +205,9 @@ async def test_upload_file_is_multipart(autojump_clock: trio.testing.MockClock) 
         httpx.ConnectError("refused"),
         httpx.ReadTimeout("slow"),
         httpx.RemoteProtocolError("peer closed"),
+        httpx.ProxyError("502 Bad Gateway"),  # the proxy cannot reach the server
     ],
-    ids=["503", "502-html", "connect", "timeout", "protocol"],
+    ids=["503", "502-html", "connect", "timeout", "protocol", "proxy"],
 )
 async def test_transient_failures_are_retried_until_success(
     autojump_clock: trio.testing.MockClock, failure: httpx.Response | Exception

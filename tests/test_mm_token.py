@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Any
 
 import pytest
 import trio
 
+from supervisor.chat import ChatError
 from supervisor.chat.mattermost import token
 from supervisor.chat.mattermost.link import MattermostLink
 from supervisor.core.backoff import Backoff
@@ -118,3 +120,65 @@ async def test_a_passing_401_is_no_refusal(nursery: trio.Nursery, caplog: pytest
         await link.aclose()
     assert "refuses" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_401_the_tokens_check_does_not_confirm_twice_is_the_calls_own_refusal(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path a proxy or a gateway guards answers 401 while the token is fine: after a
+    check that takes the token, a second 401 is that call's refusal (a `ChatError`, as any
+    4xx), not a wait for a token that is taken already (it once waited for good, tried
+    again at every check)."""
+    server = FakeMattermost()
+    server.add_user("alice")
+    channel = server.dm_with_bot("alice")["id"]
+    link, _ = await _connected(server, nursery)
+    try:
+        server.fail_requests(401, path_prefix="/api/v4/posts", method="POST")
+        with trio.fail_after(5 * CHECK_EVERY_S), pytest.raises(ChatError) as refused:
+            await link.create_post(channel, "guarded")
+        assert refused.value.status == 401
+    finally:
+        await link.aclose()
+    assert "refuses" not in caplog.text
+
+
+async def test_a_check_of_the_token_that_gets_no_answer_is_tried_again_not_raised() -> None:
+    """A check that fails without an answer from Mattermost (a proxy refusing its CONNECT,
+    say) once ended the watch, and with it the supervisor: it is neither a refusal nor a
+    pass, and the watch tries again."""
+    tries = 0
+
+    async def check() -> None:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise RuntimeError("the proxy refused the CONNECT")
+
+    watch = token.TokenWatch("http://mattermost.example")
+    with trio.fail_after(5 * CHECK_EVERY_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch.run, check)
+            await watch.taken_again()
+            nursery.cancel_scope.cancel()
+    assert tries == 2 and not watch.refused
+
+
+async def test_a_call_waiting_for_the_token_is_let_go_when_the_watch_ends() -> None:
+    """The watch ends with its link: a call waiting for the token's next check must not
+    wait for good."""
+    async def refused() -> None:
+        raise ChatError(401, "api.context.session_expired.app_error", "Invalid or expired session")
+
+    watch = token.TokenWatch("http://mattermost.example")
+    with trio.fail_after(5 * CHECK_EVERY_S):
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as watching:
+                nursery.start_soon(_watch_until, watch, refused, watching)
+                await watch.taken_again()  # refused: let go only when the watch ends
+    assert watch.refused and not watch.watching
+
+
+async def _watch_until(watch: token.TokenWatch, check: Any, scope: trio.CancelScope) -> None:
+    with trio.move_on_after(2 * CHECK_EVERY_S):
+        await watch.run(check)

@@ -77,7 +77,8 @@ _CLOCK_SLACK_MS = 300_000
 
 # Worth retrying: the request may not have reached the server, or the server failed.
 # (UnsupportedProtocol, LocalProtocolError: our bug or bad config, so they propagate.)
-_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# A proxy that cannot reach the server answers its CONNECT with an error: an outage too.
+_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
 def _is_transient(status: int) -> bool:
@@ -271,6 +272,7 @@ class MattermostRest:
         `before_resend` may find that a try whose answer never came took effect: its
         answer is then the call's."""
         pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
+        token_checked = False  # a 401 here was followed by a check that took the token
         while True:
             if tries and before_resend is not None and (found := await before_resend()) is not None:
                 return found
@@ -291,9 +293,12 @@ class MattermostRest:
             if status < 400:
                 log.debug("%s %s -> %d", method, path, status)
                 return response
-            if status == 401 and retry and wait_for_token and self.token.watching:
-                log.debug("%s %s -> 401, waiting for the token", method, path)  # `token` says why
+            if status == 401 and retry and wait_for_token and self.token.watching and not token_checked:
+                log.debug("%s %s -> 401, waiting for a check of the token", method, path)  # `token` says why
                 await self.token.taken_again()
+                # Refused again after the token was found taken: this call's own refusal
+                # (a path a proxy guards, say), not the token's; it fails as any 4xx.
+                token_checked = not self.token.refused
                 continue
             if not retry or not (status == 429 or _is_transient(status)):
                 # The token's checks while it is refused: `token` said so once.

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from supervisor.chat import ChatError
+from supervisor.logs import one_line
 
 log = logging.getLogger("supervisor.mattermost")
 
@@ -48,7 +49,8 @@ class TokenWatch:
         self._suspicion.set()
 
     async def taken_again(self) -> None:
-        """Return once a check started from now on finds the token taken."""
+        """Return once a check started from now on finds the token taken (or the watch
+        ends: the caller's next 401 is then its own)."""
         taken = self._taken
         self.suspect()
         await taken.wait()
@@ -65,6 +67,7 @@ class TokenWatch:
                 await trio.sleep(CHECK_EVERY_S)
         finally:
             self.watching = False
+            self._taken.set()  # nobody would release them any more
 
     async def _until_taken(self, check: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -80,6 +83,9 @@ class TokenWatch:
                         " (checked every %.0f s); `supervisor check` says more",
                         self._base_url, error.status, CHECK_EVERY_S,
                     )  # fmt: skip
+            except Exception as exc:  # no answer at all (a proxy's refusal...): neither way
+                log.warning("Mattermost at %s: the token's check failed (%s); tried again in %.0f s",
+                            self._base_url, one_line(exc), CHECK_EVERY_S)  # fmt: skip
             await trio.sleep(CHECK_EVERY_S)
         if self.refused:
             self.refused = False
