@@ -54,6 +54,7 @@ from supervisor.chat import ChatUser
 from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.chat.registry import Opener, Placed, configured_openers, open_fronts
 from supervisor.config import Config
+from supervisor.logs import one_line
 from supervisor.runtime.reaper import reap
 from supervisor.runtime.registry import STOP_BUDGET_S, SessionsNursery, open_sessions
 from supervisor.runtime.router import RouterEvent
@@ -143,14 +144,26 @@ async def _serve(
 
 
 async def _join_late(app: trio.Nursery, supervisor: Supervisor, late: trio.MemoryReceiveChannel[Placed]) -> None:
-    """Each front end whose server answered only after the start serves from then on, as
-    if from the start (`Supervisor.join`); its first event is a hello: the router catches
-    it up. `[[sessions]]` threads, which live in the first one, are made once it is here."""
+    """Each front end whose server answered only after the start joins, on its own."""
     async for place, front in late:
+        app.start_soon(_join, app, supervisor, place, front)
+
+
+async def _join(app: trio.Nursery, supervisor: Supervisor, place: int, front: FrontEnd) -> None:
+    """The front end serves from now on, as if from the start (`Supervisor.join`); its
+    first event is a hello: the router catches it up. `[[sessions]]` threads, which live
+    in the first one, are made once it is here. Left out while stopping (the next start
+    serves it), or when its people cannot be learnt (said once)."""
+    if supervisor.registry.stopping:
+        return
+    try:
         await supervisor.join(front, place)
-        await app.start(front.run)
-        if place == FIRST:
-            app.start_soon(supervisor.desk.create_configured_sessions)
+    except Exception as exc:  # before it changed anything: the others go on
+        log.error("%s answered late but cannot serve: %s; the next start tries it again", front.name, one_line(exc))
+        return
+    await app.start(front.run)
+    if place == FIRST:
+        app.start_soon(supervisor.desk.create_configured_sessions)
 
 
 async def _people(fronts: Sequence[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str, str]]:

@@ -358,3 +358,42 @@ async def test_a_late_mattermosts_sessions_wait_for_it_and_serve_once_it_joins(t
             w.server.fail_requests(None)
             w.server.refuse_websockets(False)
             await w.answered(root, "echo #1: written while it was silent")
+
+
+async def test_a_late_mattermost_that_refuses_the_token_is_left_out_and_the_page_serves_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its server answers only after the page serves, and refuses the token: at a start
+    that would be the supervisor's end, in one sentence; once serving, that sentence is
+    logged and the others go on (it once ended everything, with no graceful stop)."""
+    with trio.fail_after(40):
+        async with world(tmp_path) as w:
+            w.server.revoke_token()
+            w.server.latency(7)  # answers after the others serve (JOIN_LATE_AFTER_S)
+            supervisor = await _start_beside(w)
+            w.server.latency(0)
+            await w.wait_for(lambda: "could not be opened" in caplog.text)
+            assert "refused mattermost.token (401)" in caplog.text
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-after-refusal", w.work / "after-refusal")
+                await send(ws, type="post", id="web-prompt-8", thread=thread["id"], text="still serving?")
+                await _answer_in(ws, thread["id"], "echo #1: still serving?")
+            assert [f.name for f in supervisor.chat.fronts] == ["web"]
+
+
+async def test_a_mattermost_that_answers_after_the_stop_began_does_not_join(tmp_path: Path) -> None:
+    """The stop has begun: a late front end is left for the next start, which serves its
+    `[[sessions]]` (announcing them during the stop would start nothing)."""
+    with trio.fail_after(40):
+        async with world(tmp_path) as w:
+            (w.work / "homelab").mkdir()
+            w.configure(sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
+            w.server.latency(7)
+            supervisor = await _start_beside(w)
+            await supervisor.shutdown()
+            w.server.latency(0)
+            await w.wait_for(lambda: w.server.stats.count_path("GET", "/api/v4/users/me") >= 1)  # opened
+            await trio.sleep(1)
+            assert [f.name for f in supervisor.chat.fronts] == ["web"]
+            assert not w._root_of("homelab")
+            assert w.server.stats.count_path("POST", "/api/v4/channels/direct") == 0  # its people not asked

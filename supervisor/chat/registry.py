@@ -20,6 +20,7 @@ from supervisor.chat.identity import START_PATIENCE_S
 from supervisor.checks import CheckResult, Limits
 from supervisor.config import Config
 from supervisor.core.events import ChatEvent
+from supervisor.logs import one_line
 
 Opener = Callable[[Config, trio.MemorySendChannel[ChatEvent]], Awaitable[FrontEnd]]
 Checks = Callable[[Config, Limits], Awaitable[list[CheckResult]]]
@@ -110,12 +111,20 @@ async def open_fronts(
     to answer holds up none of the others' time. Returns those open once all are, or once
     JOIN_LATE_AFTER_S has passed and at least one is; each opened later is sent to `late`
     (which has room for all). Each is put in `opened` the moment it is, for the caller to
-    close whatever happens; a failure to open one fails `nursery`."""
+    close whatever happens; a failure to open one fails `nursery` (a late one's is logged)."""
     started: list[Placed] | None = None
     changed = trio.Event()
 
     async def open_one(place: int, opener: Opener) -> None:
-        front = await opener(config, events.clone())
+        try:
+            front = await opener(config, events.clone())
+        except Exception as exc:
+            if started is None:
+                raise  # the start's own failure: said in one sentence, exit 1
+            # The others serve already: this one is left out, said once, until a restart.
+            log.error("a front end whose server answered late could not be opened: %s; the others go on, and "
+                      "the next start tries it again", one_line(exc))  # fmt: skip
+            return
         opened.append((place, front))
         if started is None:
             changed.set()
