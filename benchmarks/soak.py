@@ -391,25 +391,33 @@ def spread(drops: int, kills: int, rng: random.Random) -> list[int]:
     return per_cycle
 
 
-def main(argv: list[str]) -> int:
+def arguments(*, kills: int, drops: int, drops_are: str, quick_is: str) -> argparse.ArgumentParser:
+    """The options every soak takes (this one's, the Telegram one's)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=1000, help="SIGKILLs of the supervisor (default 1000)")
-    parser.add_argument("--drops", type=int, default=100, help="WebSocket drops by the server (default 100)")
+    parser.add_argument("--kills", type=int, default=kills, help=f"SIGKILLs of the supervisor (default {kills})")
+    parser.add_argument("--drops", type=int, default=drops, help=f"{drops_are} (default {drops})")
     parser.add_argument("--sessions", type=int, default=4, help="sessions, one fake agent each (default 4)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--no-warm-up", action="store_true", help="kill from the start, before any conversation exists")
-    parser.add_argument("--quick", action="store_true", help="5 kills, 3 drops, 3 sessions: seconds")
+    parser.add_argument("--quick", action="store_true", help=quick_is)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, state)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
     if args.quick:
-        plan = Plan(kills=5, drops=3, sessions=3, settle_s=60.0, seed=args.seed)
-    else:
-        plan = Plan(kills=args.kills, drops=args.drops, sessions=args.sessions, seed=args.seed,
-                    warm_up=not args.no_warm_up)
-    work = Path(tempfile.mkdtemp(prefix="supervisor-soak-"))
+        return Plan(kills=5, drops=3, sessions=3, settle_s=60.0, seed=args.seed)
+    return Plan(kills=args.kills, drops=args.drops, sessions=args.sessions, seed=args.seed,
+                warm_up=not args.no_warm_up)  # fmt: skip
+
+
+def run_and_report(args: argparse.Namespace, prefix: str, run: Callable[[Path], Figures]) -> int:
+    """Run a soak in a scratch directory, print its figures (and write them with --json);
+    the exit status says whether they are all right."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        figures = trio.run(soak, plan, work)
+        figures = run(work)
     finally:
         if args.keep:
             print(f"scratch kept in {work}", file=sys.stderr)
@@ -419,6 +427,14 @@ def main(argv: list[str]) -> int:
     if args.json:
         args.json.write_text(json.dumps({**attrs.asdict(figures), "quick": args.quick, "ok": figures.ok}))
     return 0 if figures.ok else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = arguments(kills=1000, drops=100, drops_are="WebSocket drops by the server",
+                       quick_is="5 kills, 3 drops, 3 sessions: seconds")  # fmt: skip
+    args = parser.parse_args(argv)
+    plan = plan_of(args)
+    return run_and_report(args, "supervisor-soak-", lambda work: trio.run(soak, plan, work))
 
 
 if __name__ == "__main__":

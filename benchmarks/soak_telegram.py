@@ -35,15 +35,10 @@ also writes the figures. Not run in CI; its quick mode is (tests/test_soak_teleg
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import re
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,14 +53,16 @@ import trio  # noqa: E402
 
 from benchmarks.soak import (  # noqa: E402
     ATTACHED,
-    DEFAULT_SEED,
     SENTINEL,
     Figures,
     Plan,
     Prompt,
     agent_processes,
+    arguments,
     count_prompts,
+    plan_of,
     prompt_of,
+    run_and_report,
     spread,
     state_figures,
     stray_files,
@@ -73,9 +70,9 @@ from benchmarks.soak import (  # noqa: E402
 from benchmarks.world import (  # noqa: E402
     DEFAULT_EDIT_INTERVAL_MS,
     SPAWN_TIMEOUT_S,
-    STOP_TIMEOUT_S,
     agent_lines,
     prompt_text,
+    stop_child,
 )
 from supervisor.chat.telegram import ids  # noqa: E402
 from supervisor.core.uploads import upload_folder  # noqa: E402
@@ -379,18 +376,6 @@ async def spawn_polling(w: TgWorld) -> None:
             await trio.sleep(0.005)
 
 
-async def stop_child(w: TgWorld) -> None:
-    """SIGTERM (a graceful stop), then SIGKILL if it does not end within STOP_TIMEOUT_S."""
-    proc = w.process
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    with trio.move_on_after(STOP_TIMEOUT_S):
-        await trio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
-    if proc.poll() is None:
-        w.kill()
-
-
 async def soak(plan: Plan, tmp: Path, fast: bool = False) -> TgFigures:
     started = time.monotonic()
     async with telegram_world(tmp, fast=fast) as (w, fake):
@@ -421,39 +406,17 @@ async def soak(plan: Plan, tmp: Path, fast: bool = False) -> TgFigures:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=150, help="SIGKILLs of the supervisor (default 150)")
-    parser.add_argument("--drops", type=int, default=40, help="long polls cut by the server (default 40)")
-    parser.add_argument("--sessions", type=int, default=4, help="sessions, one topic and fake agent each (default 4)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--no-warm-up", action="store_true", help="kill from the start, before any conversation exists")
-    parser.add_argument("--quick", action="store_true", help="5 kills, 3 cuts, 3 sessions: well under a minute")
+    parser = arguments(kills=150, drops=40, drops_are="long polls cut by the server",
+                       quick_is="5 kills, 3 cuts, 3 sessions: well under a minute")  # fmt: skip
     parser.add_argument("--fast", action="store_true",
                         help="pace 50 messages a second per chat, as the tests do, not Telegram's ~1")
     parser.add_argument("--gap", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="seconds served before each kill, at random between (default 0.1 2.0)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, state)")
     args = parser.parse_args(argv)
-    if args.quick:
-        plan = Plan(kills=5, drops=3, sessions=3, settle_s=60.0, seed=args.seed)
-    else:
-        plan = Plan(kills=args.kills, drops=args.drops, sessions=args.sessions, seed=args.seed,
-                    warm_up=not args.no_warm_up)  # fmt: skip
+    plan = plan_of(args)
     if args.gap:
         plan = attrs.evolve(plan, gap_s=(args.gap[0], args.gap[1]))
-    work = Path(tempfile.mkdtemp(prefix="supervisor-soak-telegram-"))
-    try:
-        figures = trio.run(soak, plan, work, args.fast)
-    finally:
-        if args.keep:
-            print(f"scratch kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print(figures.report())
-    if args.json:
-        args.json.write_text(json.dumps({**attrs.asdict(figures), "quick": args.quick, "ok": figures.ok}))
-    return 0 if figures.ok else 1
+    return run_and_report(args, "supervisor-soak-telegram-", lambda work: trio.run(soak, plan, work, args.fast))
 
 
 if __name__ == "__main__":

@@ -142,7 +142,13 @@ def _profiled(name: str, directory: Path) -> list[str]:
     return [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(out), "-m", "supervisor"]
 
 
-async def stop_child(w: World) -> None:
+class Spawned(Protocol):
+    """A world whose supervisor runs as a child process (Mattermost's or Telegram's)."""
+
+    process: subprocess.Popen[bytes] | None
+
+
+async def stop_child(w: Spawned) -> None:
     """SIGTERM (a graceful stop), then SIGKILL if it does not end within STOP_TIMEOUT_S."""
     proc = w.process
     if proc is None or proc.poll() is not None:
