@@ -30,7 +30,7 @@ the supervisor stops gracefully and the figures are counted, as `soak.py` define
 - updates never confirmed: updates the server still keeps at the end (must be 0).
 
 Exit status 1 on any bad figure of `soak.py`, or an update never confirmed. `--json PATH`
-also writes the figures. Not run in CI; its quick mode is (tests/test_soak_telegram_quick.py).
+also writes the figures. Not run in CI; its quick mode is (tests/test_soak_quick.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The kill -9 soak in quick mode: every figure is produced, and nothing is lost or repeated.
+"""The kill -9 soaks in quick mode: every figure is produced, and nothing is lost or repeated.
 
-Runs `benchmarks/soak.py --quick` (5 SIGKILLs, 3 WebSocket drops, 3 sessions) as a child
-process, bounded in time. The full run (1,000 kills, 100 drops) is not part of the suite.
+Runs `benchmarks/soak.py --quick` (5 SIGKILLs, 3 WebSocket drops, 3 sessions) and
+`benchmarks/soak_telegram.py --quick` (5 SIGKILLs, 3 long-poll cuts, 3 topics) as child
+processes, bounded in time. The full runs are not part of the suite.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = {
     "kills", "drops", "prompts", "answered", "noticed", "lost", "duplicated", "other_thread",
@@ -18,17 +21,26 @@ FIGURES = {
     "agents_left", "sessions_failed",
     "state_loads", "run_s",
 }
+# Telegram's own: prompts written while down, updates given twice, never confirmed (must be 0)
+TELEGRAM_FIGURES = {"while_down", "given_twice", "unconfirmed"}
 
 
-def test_quick_soak_produces_its_figures_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("soak", "own_figures", "drops_are"),
+    [("soak.py", set(), "WebSocket drops"), ("soak_telegram.py", TELEGRAM_FIGURES, "long-poll cuts")],
+    ids=["mattermost", "telegram"],
+)
+def test_quick_soak_produces_its_figures_and_loses_nothing(
+    tmp_path: Path, soak: str, own_figures: set[str], drops_are: str
+) -> None:
     out = tmp_path / "soak.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(REPO / "benchmarks" / soak), "--quick", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert out.exists(), done.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert set(figures) >= FIGURES, figures
+    assert set(figures) >= FIGURES | own_figures, figures
     assert figures["quick"] is True
     assert figures["kills"] == 5 and figures["drops"] >= 1, figures
     assert figures["prompts"] > 0 and figures["run_s"] > 0, figures
@@ -37,6 +49,7 @@ def test_quick_soak_produces_its_figures_and_loses_nothing(tmp_path: Path) -> No
     assert figures["other_thread"] == 0, done.stdout
     assert figures["agents_left"] == 0, done.stdout
     assert figures["stray_files"] == 0 and figures["files_missing"] == 0, done.stdout
+    assert figures.get("unconfirmed", 0) == 0, done.stdout
     assert figures["state_loads"] is True, done.stdout
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    assert "lost" in done.stdout and "run time" in done.stdout
+    assert "lost" in done.stdout and drops_are in done.stdout and "run time" in done.stdout
