@@ -441,3 +441,11 @@ def test_what_is_kept_of_forgotten_posts_is_bounded() -> None:
         assert isinstance(create, Create)
         outbox.done(create, f"p{i}", float(i))
     assert len(outbox._finished) == FINISHED_KEPT and "k0" not in outbox._finished
+
+
+def test_a_post_that_answers_a_persons_post_is_created_as_a_reply_to_it() -> None:
+    """A cut turn's notice names the prompt it is about; where the front end cannot link it
+    (Telegram), its create carries the prompt as the post it answers."""
+    driver = Driver(Outbox(0.7, id_prefix="test"))
+    driver.outbox.put(PutPost("note", "cut", final=True, deferrable=False, reply_to="prompt-1"), 0.0)
+    assert driver.step() == Create("note", "cut", "test:0", urgent=True, reply_to="prompt-1")

@@ -221,6 +221,7 @@ def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     effects = core.agent_exited(1, "", 2.0)
     notice = next(e.op for e in effects if isinstance(e, Show) and link("p1") in e.op.text)
     assert "was cut" in notice.text and OfferChoices(notice.key, ("rerun",)) in effects
+    assert notice.reply_to == "p1"  # where a front end cannot link it (Telegram), it quotes it
 
 
 def test_a_turn_the_supervisors_stop_cuts_is_said_cut_with_the_rerun_by_the_next_start() -> None:

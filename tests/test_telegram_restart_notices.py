@@ -1,9 +1,9 @@
 """What the Telegram kill -9 soak (`benchmarks/soak_telegram.py`) found about the notices a
-restart leaves in a topic, the first as an expected failure until the Telegram front end is changed:
+restart leaves in a topic:
 
-- a notice names no message: "the answer to your message was cut", in a topic where
+- a notice named no message: "the answer to your message was cut", in a topic where
   several prompts may be waiting (Mattermost's links the prompt's post; a private chat has
-  no message links, but a notice can be a reply to the prompt);
+  no message links): it is a reply to the prompt now;
 - a turn the agent finished whose answer was still a draft (or waiting for its
   `sendMessage`) when the supervisor was killed: the draft is gone and the answer never
   shows; its notice offers to run the prompt again (it once offered nothing).
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import trio
 
 from tests.fakes.telegram_botapi import Sent
@@ -39,7 +38,6 @@ def notice(w: TgWorld, topic: int, words: str) -> Sent | None:
     return next((s for s in w.said(topic) if words in s.message.get("text", "")), None)
 
 
-@pytest.mark.xfail(strict=True, reason="a Telegram notice of a cut turn names no message (link.py permalink is '')")
 async def test_the_notice_of_a_turn_a_kill_cut_replies_to_its_prompt(tmp_path: Path) -> None:
     with trio.fail_after(90):
         async with tg_world(tmp_path) as w:

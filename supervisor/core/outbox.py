@@ -47,6 +47,7 @@ class Create:
     text: str
     idempotency_key: str
     urgent: bool = attrs.field(default=False, kw_only=True)
+    reply_to: str = attrs.field(default="", kw_only=True)  # PutPost.reply_to
     # The post's last text (see PutPost.final): a link that shows growing posts its own
     # way (drafts) makes this one a real message. Not part of what the call is.
     final: bool = attrs.field(default=False, kw_only=True, eq=False)
@@ -93,6 +94,7 @@ class _Post:
     calling_seq: int = 0  # the put whose text the call in flight carries
     urgent_seq: int = 0  # the last put that was not deferrable
     final: bool = False  # the last put was the post's final text
+    reply_to: str = ""  # the person's post it answers (PutPost.reply_to)
 
 
 @attrs.define
@@ -141,7 +143,7 @@ class Outbox:
             self._posts[op.key] = post
         if post is None:
             index, self._count = self._count, self._count + 1
-            post = _Post(index, op.text, f"{self.id_prefix}:{index}", born_seq=self._seq)
+            post = _Post(index, op.text, f"{self.id_prefix}:{index}", born_seq=self._seq, reply_to=op.reply_to)
             self._posts[op.key] = post
             self._uncreated.append(op.key)
         post.wanted = op.text
@@ -197,7 +199,7 @@ class Outbox:
         post.calling_seq = post.wanted_seq
         urgent = post.urgent_seq > post.sent_seq
         if post.post_id is None:
-            return Create(key, post.wanted, post.idempotency_key, urgent=urgent, final=post.final)
+            return Create(key, post.wanted, post.idempotency_key, urgent=urgent, final=post.final, reply_to=post.reply_to)
         return Edit(key, post.post_id, post.wanted, urgent=urgent, final=post.final)
 
     def done(self, action: Call, post_id: str | None, now: float) -> None:

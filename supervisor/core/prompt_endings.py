@@ -26,7 +26,6 @@ from supervisor.core.session_effects import (
     Show,
 )
 from supervisor.core.state import SessionRecord
-from supervisor.core.thread_ops import PutPost
 
 RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
 RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
@@ -51,15 +50,16 @@ class PromptEndings:
         """The notice that a prompt's turn was cut, linking it; 🔁 on it runs it again. The
         prompt is settled once the notice shows."""
         note = self.note(text.format(link=f"[your message]({self.settings.permalink(prompt.post_id)})"))
+        note = attrs.evolve(note, op=attrs.evolve(note.op, reply_to=prompt.post_id))  # where no link shows
         if not rerun:
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
         if not prompt.text:
-            note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + " Post it again to run it."))
+            note = attrs.evolve(note, op=attrs.evolve(note.op, text=note.op.text + " Post it again to run it."))
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
         legend = self.settings.legend(RERUN_CHOICE)
-        note = attrs.evolve(note, op=PutPost.last(note.op.key, note.op.text + (f" {legend}" if legend else "")))
+        note = attrs.evolve(note, op=attrs.evolve(note.op, text=note.op.text + (f" {legend}" if legend else "")))
         self._settling.append((prompt.post_id, frozenset({note.op.key})))
         self._rerun_keys[note.op.key] = prompt
         return [note, OfferChoices(note.op.key, RERUN_CHOICE)]

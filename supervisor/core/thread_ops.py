@@ -28,6 +28,9 @@ class PutPost:
     text: str
     final: bool = False
     deferrable: bool = True
+    # The person's post this one answers, for a front end that shows a reply as such (a
+    # Telegram reply quotes it: there a notice cannot link it). Taken when it is created.
+    reply_to: str = ""
 
     @classmethod
     def last(cls, key: str, text: str) -> PutPost:

@@ -103,8 +103,9 @@ class Poster:
                 )
                 return post.id
             post = await self.chat.create_post(
-                record.channel_id, action.text, root_id=record.root_id, idempotency_key=action.idempotency_key
-            )
+                record.channel_id, action.text, root_id=record.root_id, idempotency_key=action.idempotency_key,
+                reply_to=action.reply_to,
+            )  # fmt: skip
             return post.id
         if growing is not None:
             await growing.edit_growing(action.post_id, action.text)

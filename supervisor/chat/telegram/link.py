@@ -261,7 +261,8 @@ class TelegramLink:
             sent = await self.messages.send_file(chat_id, topic_id, file_id, message if not sent else "", prefix)
         if sent is None or (message.strip() and len(file_ids) > 1):
             try:
-                sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key)
+                sent = await self.messages.send(chat_id, topic_id, message, prefix, key=idempotency_key,
+                                                reply_to=self._quoted(chat_id, root_id, reply_to))  # fmt: skip
             except BadRequest:
                 if root_id or opened is None:
                     raise
@@ -410,6 +411,18 @@ class TelegramLink:
             return found
         return next((root for root, t in self.memory.threads.items()
                      if t.chat_id == chat_id and t.header_id == message_id), None)  # fmt: skip
+
+    @staticmethod
+    def _quoted(chat_id: int, root_id: str, reply_to: str) -> int | None:
+        """In a session's thread, a message that answers a person's message (a cut turn's
+        notice) quotes it: a private chat has no links to messages."""
+        if not root_id or not reply_to:
+            return None
+        try:
+            chat, message_id = ids.parse_post(reply_to)
+        except ValueError:  # not a message of ours to quote
+            return None
+        return message_id if chat == chat_id else None
 
     def _opened_topic(self, post_id: str) -> int | None:
         """The topic the person opened that the `!new` `post_id` stands for: told with its

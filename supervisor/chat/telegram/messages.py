@@ -86,18 +86,22 @@ class Messages:
         self._upload_ids = itertools.count(1)
         self._locks: dict[str, trio.StrictFIFOLock] = {}  # message post id -> its changes
 
-    async def send(self, chat_id: int, topic_id: int | None, message: str, prefix: str, *, key: str = "") -> Post:
-        """The post as messages, one per part. `key` names the post across tries: a try
-        cut after some of its parts went out (by an answer we could not read, a stop) is
-        continued by the next one, the parts sent edited if their text changed, never sent
-        again (Telegram has no idempotency key)."""
+    async def send(
+        self, chat_id: int, topic_id: int | None, message: str, prefix: str, *, key: str = "",
+        reply_to: int | None = None,
+    ) -> Post:  # fmt: skip
+        """The post as messages, one per part, the first a reply to the message `reply_to`
+        if given. `key` names the post across tries: a try cut after some of its parts
+        went out (by an answer we could not read, a stop) is continued by the next one, the
+        parts sent edited if their text changed, never sent again (Telegram has no
+        idempotency key)."""
         htmls = self.render(message, prefix)
         done = self._unfinished.pop(key, []) if key else []
         emptied = [runs.escape(_EMPTY)] * (len(done) - len(htmls))  # parts the new text does not need
         try:
             for index, html in enumerate(htmls + emptied):
                 if index >= len(done):
-                    sent = await self.send_html(chat_id, html, thread_id=topic_id)
+                    sent = await self.send_html(chat_id, html, thread_id=topic_id, reply_to=None if index else reply_to)
                     done.append((sent.message_id, hash(html)))
                 elif done[index][1] != hash(html):  # the text changed since that try
                     await self._edit(chat_id, done[index][0], html, None)
@@ -232,17 +236,19 @@ class Messages:
     # --- helpers ------------------------------------------------------------------------
 
     async def send_html(
-        self, chat_id: int, html: str, *, thread_id: int | None, reply_markup: JSONObject | None = None
-    ) -> codec.Message:
+        self, chat_id: int, html: str, *, thread_id: int | None, reply_markup: JSONObject | None = None,
+        reply_to: int | None = None,
+    ) -> codec.Message:  # fmt: skip
         """One message; as plain text if Telegram refuses our HTML (the answer is never
         lost to a formatting rule we got wrong)."""
         try:
-            return await self.api.send_message(chat_id, html, thread_id=thread_id, reply_markup=reply_markup)
+            return await self.api.send_message(chat_id, html, thread_id=thread_id, reply_markup=reply_markup,
+                                               reply_to=reply_to)  # fmt: skip
         except BadRequest as exc:
             if not refused_entities(exc):
                 raise
         return await self.api.send_message(chat_id, runs.plain_text(html), thread_id=thread_id,
-                                           reply_markup=reply_markup, plain=True)  # fmt: skip
+                                           reply_markup=reply_markup, plain=True, reply_to=reply_to)  # fmt: skip
 
     async def _edit(self, chat_id: int, message_id: int, html: str, markup: JSONObject | None) -> codec.Message | None:
         """The edited message, if Telegram said it (see `BotApi.edit_message_text`)."""
