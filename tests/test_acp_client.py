@@ -215,7 +215,7 @@ def test_opencode_env_is_offline_and_asks_without_clobbering() -> None:
     assert backend.argv() == ["opencode", "acp"]
     env = backend.env({"PATH": "/bin"})
     assert env["npm_config_registry"] == OFFLINE_NPM_REGISTRY
-    assert json.loads(env["OPENCODE_CONFIG_CONTENT"]) == {"permission": {"*": "ask", **READS}}
+    assert json.loads(env["OPENCODE_CONFIG_CONTENT"]) == {"permission": {"*": "ask"}}
     mine = json.dumps({"model": "x/y", "permission": {"bash": "allow"}})
     env = backend.env({"npm_config_registry": "http://mirror/", "OPENCODE_CONFIG_CONTENT": mine})
     assert env["npm_config_registry"] == "http://mirror/"
@@ -286,16 +286,13 @@ async def test_a_start_that_entered_once_warm_never_releases_a_lock_another_star
     assert not gate._lock.locked()
 
 
-READS = {"read": "allow", "glob": "allow", "grep": "allow", "list": "allow"}  # in the session's directory
-
-
 @pytest.mark.parametrize(
     ("mode", "rules"),
     [
-        ("default", {"*": "ask", **READS}),
-        ("plan", {"*": "ask", **READS}),
-        ("acceptEdits", {"*": "ask", **READS, "edit": "allow"}),
-        ("dontAsk", {"*": "deny", **READS}),
+        ("default", {"*": "ask"}),
+        ("plan", {"*": "ask"}),
+        ("acceptEdits", {"*": "ask", "edit": "allow"}),
+        ("dontAsk", {"*": "deny"}),
         ("bypassPermissions", None),
         ("auto", None),
     ],
@@ -304,7 +301,6 @@ def test_each_permission_mode_means_to_opencode_what_it_means_to_claude(
     mode: str, rules: dict[str, str] | None
 ) -> None:
     """OpenCode allows everything unless told otherwise: "acceptEdits" or "plan" once let it
-    run every command unasked, "dontAsk" let it run them all instead of refusing; and every
-    mode that asks once asked for each file it read, which Claude Code never asks."""
+    run every command unasked, "dontAsk" let it run them all instead of refusing."""
     content = opencode_backend(("opencode",)).env({}, permission_mode=mode).get("OPENCODE_CONFIG_CONTENT")
     assert (json.loads(content)["permission"] if content else None) == rules

@@ -97,7 +97,7 @@ def test_opencode_is_told_to_ask_and_kept_offline() -> None:
     from supervisor.agent import AgentLaunch
 
     env = backend.env(AgentLaunch("i", "/w", False, extra_env={"OPENCODE_CONFIG_CONTENT": '{"model":"m"}'}), {})
-    assert '"permission":{"*":"ask",' in env["OPENCODE_CONFIG_CONTENT"] and '"model":"m"' in env["OPENCODE_CONFIG_CONTENT"]
+    assert '"permission":{"*":"ask"}' in env["OPENCODE_CONFIG_CONTENT"] and '"model":"m"' in env["OPENCODE_CONFIG_CONTENT"]
     assert env["npm_config_registry"].startswith("http://127.0.0.1")
     assert backend.argv(AgentLaunch("i", "/w", False)) == ["opencode", "acp"]
 
@@ -159,4 +159,4 @@ def test_opencode_is_known_however_it_is_started() -> None:
     backend = AgentRegistry(config(agents={"oc": {"protocol": "acp", "command": started[2]}})).agents["oc"].backend
     from supervisor.agent import AgentLaunch
 
-    assert '"permission":{"*":"ask",' in backend.env(AgentLaunch("i", "/w", False), {})["OPENCODE_CONFIG_CONTENT"]
+    assert '"permission":{"*":"ask"}' in backend.env(AgentLaunch("i", "/w", False), {})["OPENCODE_CONFIG_CONTENT"]

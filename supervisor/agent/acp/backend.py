@@ -37,18 +37,15 @@ OPENCODE_OFFLINE_ENV = {
     "OPENCODE_DISABLE_MODELS_FETCH": "1",
     "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
 }
-# `permission_mode` (Claude Code's words, for every agent) -> OpenCode's `permission` rules
-# (the last that matches wins: "*" first); None: add none (OpenCode allows what the user's
-# own rules do not forbid). "edit" covers every tool that changes a file. Reading in the
-# session's directory is never asked, as Claude Code does not ask it (PRODUCT: what changes
-# files or runs commands is asked); reading outside it is `external_directory`'s, asked.
-_READS = {"read": "allow", "glob": "allow", "grep": "allow", "list": "allow"}
+# `permission_mode` (Claude Code's words, for every agent) -> OpenCode's `permission` rules;
+# None: add none (OpenCode allows what the user's own rules do not forbid). "edit" covers
+# every tool that changes a file; "*" every tool.
 OPENCODE_PERMISSION: dict[str, dict[str, str] | None] = {
-    "default": {"*": "ask", **_READS},
-    "manual": {"*": "ask", **_READS},
-    "plan": {"*": "ask", **_READS},  # OpenCode has no read-only mode: changes are asked instead
-    "acceptEdits": {"*": "ask", **_READS, "edit": "allow"},  # commands are still asked
-    "dontAsk": {"*": "deny", **_READS},  # nothing asked: what the user's rules do not allow is refused
+    "default": {"*": "ask"},
+    "manual": {"*": "ask"},
+    "plan": {"*": "ask"},  # OpenCode has no read-only mode: everything is asked instead
+    "acceptEdits": {"*": "ask", "edit": "allow"},  # commands are still asked
+    "dontAsk": {"*": "deny"},  # nothing asked: what the user's rules do not allow is refused
     "auto": None,
     "bypassPermissions": None,
 }
