@@ -418,11 +418,37 @@ async def test_a_defect_met_on_one_agents_output_fails_that_session_alone(
     decode = ClaudeCodec.decode
 
     def fails_on_a_word(codec: ClaudeCodec, line: bytes) -> list[object]:
-        if b"poison" in line:
+        if b"toxic-line" in line:
             raise TypeError("unhashable type: 'dict'")
         return decode(codec, line)  # type: ignore[return-value]
 
     monkeypatch.setattr(ClaudeCodec, "decode", fails_on_a_word)
+    await _poisoned_beside_a_bystander(tmp_path)
+
+
+async def test_a_defect_met_as_its_agent_is_being_stopped_still_fails_that_session_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same defect in the very round its agent's scope is cancelled (a stop, a suspend,
+    a relaunch): caught around the nursery, it came out wrapped with a `Cancelled` and still
+    ended the supervisor (found by review)."""
+    decode = ClaudeCodec.decode
+    stopping: list[trio.CancelScope] = []
+
+    def fails_as_it_stops(codec: ClaudeCodec, line: bytes) -> list[object]:
+        if b"toxic-line" in line:
+            for scope in stopping:
+                scope.cancel()
+            raise TypeError("unhashable type: 'dict'")
+        return decode(codec, line)  # type: ignore[return-value]
+
+    monkeypatch.setattr(ClaudeCodec, "decode", fails_as_it_stops)
+    await _poisoned_beside_a_bystander(tmp_path, stopping)
+
+
+async def _poisoned_beside_a_bystander(tmp_path: Path, stopping: list[trio.CancelScope] | None = None) -> None:
+    """A turn streams in one thread while another thread's agent prints "toxic-line"; the
+    poisoned session's agent scope goes into `stopping` once it runs."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
             supervisor = await w.start()
@@ -430,7 +456,12 @@ async def test_a_defect_met_on_one_agents_output_fails_that_session_alone(
             await w.say("[slow 3] a long answer", bystander)
             await w.answered(bystander, "echo #1")  # it streams
             root = await w.new_session("poisoned")
-            await w.say("poison", root)
+            await w.say("warm up", root)
+            await w.answered(root, "echo #1: warm up")
+            scope = supervisor.tasks[root]._agent_scope
+            if stopping is not None and scope is not None:
+                stopping.append(scope)
+            await w.say("toxic-line", root)
             text = await w.answered(root, "The agent cannot be used")
             assert "TypeError: unhashable type: 'dict'" in text and "resume=" in text, text
             await w.answered(bystander, "✅ Done", timeout=30)

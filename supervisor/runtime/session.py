@@ -392,6 +392,7 @@ class SessionTask:
         code: int | None = None
         tail = ""
         up = False
+        defect: Exception | None = None
         with scope:
             await trio.sleep(delay_s)
             record = self.core.record
@@ -411,17 +412,23 @@ class SessionTask:
                         nursery.start_soon(agent.drain_stderr)
                         nursery.start_soon(agent.watch_exit)  # its death is seen, even if its stdout is held
                         nursery.start_soon(self._bound_opening, generation, agent)
-                        async with contextlib.aclosing(agent.events()) as batches:
-                            async for batch in batches:
-                                await self.inbox_send.send(FromAgent(generation, batch))
-                                if agent.opened and not up:  # takes prompts from now on
-                                    up = True
-                                    await self.inbox_send.send(AgentUp(generation, agent.pid))
-                        # Its stdout ended: it exited, or it lives on unable to answer (a
-                        # prompt written to it would wait for the stall timeout). Gone
-                        # either way: ended as at any teardown, its exit reported.
-                        code = await agent.end()
-                        log.info("%s: agent %s exited with status %s", self.name, agent.pid, code)
+                        try:
+                            async with contextlib.aclosing(agent.events()) as batches:
+                                async for batch in batches:
+                                    await self.inbox_send.send(FromAgent(generation, batch))
+                                    if agent.opened and not up:  # takes prompts from now on
+                                        up = True
+                                        await self.inbox_send.send(AgentUp(generation, agent.pid))
+                        except Exception as exc:  # a defect of ours, met on what this agent printed
+                            # Caught here, where it surfaces, and not around the nursery:
+                            # there a stop arriving at once would wrap it with a Cancelled.
+                            defect = exc
+                        else:
+                            # Its stdout ended: it exited, or it lives on unable to answer (a
+                            # prompt written to it would wait for the stall timeout). Gone
+                            # either way: ended as at any teardown, its exit reported.
+                            code = await agent.end()
+                            log.info("%s: agent %s exited with status %s", self.name, agent.pid, code)
                         nursery.cancel_scope.cancel()
                     tail = "\n".join(agent.stderr_tail)
                     if agent.stderr_events:
@@ -431,11 +438,11 @@ class SessionTask:
                 log.error("%s: %s", self.name, tail)
                 if exc.errno in _SPAWN_FAILS_FOR_GOOD:  # restarts would fail the same way, in a loop
                     await self._unusable(generation, _spawn_failure(exc, launch))
-            except Exception as exc:  # a defect of ours, met on what this agent printed
-                # This session alone fails (its agent ended by the teardown above), said in
-                # its thread with how to carry its conversation on; the others go on.
-                log.exception("%s: failed on what its agent printed", self.name)
-                await self._unusable(generation, f"the supervisor failed on what it printed ({one_line(exc, 200)}; see its log)")
+        if defect is not None:  # here: a stop meanwhile would skip what is inside `scope`
+            # This session alone fails (its agent ended by the teardown above), said in its
+            # thread with how to carry its conversation on; the others go on.
+            log.error("%s: failed on what its agent printed", self.name, exc_info=defect)
+            await self._unusable(generation, f"the supervisor failed on what it printed ({one_line(defect, 200)}; see its log)")
         if self._agent is not None and self._agent_scope is scope:
             self._agent = None
         # Reported whether it died or we stopped it: the core knows which it expected.
