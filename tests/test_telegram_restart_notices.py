@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from supervisor.runtime.store import read_state
 from tests.fakes.telegram_botapi import Sent
 from tests.telegram_world import FAST, TgWorld, tg_world
 
@@ -62,9 +63,14 @@ async def test_a_finished_answer_a_kill_kept_from_telegram_shows_after_the_resta
             w.configure(telegram=FAST)
             w.spawn()
             topic = await w.new_session("a", timeout=30)
+            # The session starts once its `/new` is answered: that message must not fail.
+            await w.answered(None, "Started session a", timeout=30)
             w.fake.fail("sendMessage", 500, count=10_000)  # the answer stays a draft
             w.say("hello", topic)
             await w.wait_for(lambda: finished(w, "hello"), timeout=30)
+            # Killed once the supervisor has it on disk that the agent finished (before, the
+            # next start says the turn was cut, a notice that always offered 🔁).
+            await w.wait_for(lambda: _answered_on_disk(w), timeout=30)
             w.kill()
             w.fake.clear_faults()
             w.spawn()
@@ -72,3 +78,8 @@ async def test_a_finished_answer_a_kill_kept_from_telegram_shows_after_the_resta
             await trio.sleep(2)  # the restart has posted what it will
             said = notice(w, topic, "may be incomplete")
             assert "echo #1: hello" in w.text(topic) or (said is not None and said.markup is not None), w.text(topic)
+
+
+def _answered_on_disk(w: TgWorld) -> bool:
+    state = read_state(w.tmp / "state").state
+    return any(record.answered for record in state.sessions.values())
