@@ -28,17 +28,29 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 
 class RedactSecrets(logging.Filter):
+    """Masks secrets in the message and in an attached traceback (an exception's words may
+    quote a URL, and Telegram's token is in every one of its URLs)."""
+
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
+    def redact(self, text: str) -> str:
         clean = _BEARER.sub(r"\1***", text)
         for secret in self.secrets:
             clean = clean.replace(secret, "***")
+        return clean
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self.redact(text)
         if clean != text:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            # Formatters use this cached text instead of formatting the traceback again.
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
@@ -50,8 +62,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # redacted by `RedactSecrets`
+            entry["exc"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 

@@ -1,0 +1,39 @@
+"""Log lines: a token never reaches stderr, not even inside a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from supervisor import logs
+
+TOKEN = "123456:AAF-secret-telegram-token"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> object:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def _log_a_failure_quoting_the_token() -> None:
+    try:
+        raise RuntimeError(f"Client error for url 'https://api.telegram.org/bot{TOKEN}/getMe'")
+    except RuntimeError:
+        logging.getLogger("supervisor.test").exception("the call to bot%s failed", TOKEN)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_token_in_a_message_or_its_traceback_is_masked(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup(fmt, secrets=[TOKEN])
+    _log_a_failure_quoting_the_token()
+    err = capsys.readouterr().err
+    assert TOKEN not in err
+    assert "RuntimeError: Client error for url 'https://api.telegram.org/bot***/getMe'" in err
+    if fmt == "json":
+        entry = json.loads(err.strip().splitlines()[-1])
+        assert entry["msg"] == "the call to bot*** failed" and "Traceback" in entry["exc"]
