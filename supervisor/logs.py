@@ -54,14 +54,14 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def _json_entry(created: float, level: str, logger: str, msg: str) -> dict[str, str]:
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    return {"t": t, "level": level, "logger": logger, "msg": msg}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "t": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        entry = _json_entry(record.created, record.levelname.lower(), record.name, record.getMessage())
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:  # redacted by `RedactSecrets`
@@ -69,7 +69,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_json_lines = False  # the format `setup` chose, for `tell_person`
+
+
+def tell_person(text: str) -> None:
+    """A line on stderr for whoever started the supervisor, outside the log, so not masked
+    (the web chat's address is meant to carry its token), but in the log's format: a
+    reader of JSON lines reads it too."""
+    if _json_lines:
+        text = json.dumps(_json_entry(time.time(), "info", "supervisor", text), ensure_ascii=False)
+    print(text, file=sys.stderr, flush=True)
+
+
 def setup(fmt: str = "text", level: int = logging.INFO, secrets: list[str] | None = None) -> None:
+    global _json_lines
+    _json_lines = fmt == "json"
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -112,6 +112,21 @@ def test_the_state_directory_a_first_start_makes_is_private(tmp_path: Path) -> N
         product.close()
 
 
+def test_with_json_logs_every_line_is_json_and_the_web_address_is_one_of_them(tmp_path: Path) -> None:
+    """The web chat's address (with its token, for the person) is no log line, but it is
+    written as a JSON line too, so a reader of JSON lines reads all of stderr."""
+    product = SupervisorProcess(tmp_path)
+    try:
+        url = product.start(20, "--log-format", "json")
+        assert product.stop() == 0
+        lines = [json.loads(line) for line in product.stderr().splitlines()]
+        assert all({"t", "level", "logger", "msg"} <= line.keys() for line in lines)
+        told = [line["msg"] for line in lines if product.token() in line["msg"]]
+        assert told == [f"Web chat: open {url} in a browser (the address carries the access token)"]
+    finally:
+        product.close()
+
+
 def test_no_arguments_prints_usage_and_version_works() -> None:
     bare = subprocess.run([sys.executable, "-m", "supervisor"], capture_output=True, text=True, timeout=30)
     assert bare.returncode == 2 and "usage" in bare.stderr

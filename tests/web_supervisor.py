@@ -64,12 +64,12 @@ class SupervisorProcess:
             "SUPERVISOR_WEB_LISTEN": f"127.0.0.1:{self.port}",
         }
 
-    def start(self, timeout: float = 20) -> str:
-        """Start it; the URL it printed (with the token) once it serves."""
+    def start(self, timeout: float = 20, *options: str) -> str:
+        """Start it (`run` with `options`); the URL it printed (with the token) once it serves."""
         offset = self.stderr_path.stat().st_size if self.stderr_path.exists() else 0
         with self.stderr_path.open("ab") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "supervisor", "run"],
+                [sys.executable, "-m", "supervisor", "run", *options],
                 cwd=self.cwd,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from typing import TYPE_CHECKING
 
 import trio
 
+from supervisor import logs
 from supervisor.chat import ChatLink
 from supervisor.chat.fronts import People
 from supervisor.chat.web.config import WebConfig
@@ -95,7 +95,7 @@ class WebFrontEnd:
             self.running = await nursery.start(listen, self._opened)
             # The URL carries the access token: said on stderr, to the person who started
             # the supervisor, like a notebook server does; never a log line.
-            print(self.running.announcement(), file=sys.stderr, flush=True)
+            logs.tell_person(self.running.announcement())
             nursery.start_soon(self._mark_handled)
             # First a hello (the core starts its ledger for this place), then the actions.
             await self._events.send(Hello(f"web-{self.running.port}"))
