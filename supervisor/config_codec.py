@@ -264,8 +264,10 @@ class _Paths:
         path = self.path(value)
         try:
             mode: int | None = os.stat(path).st_mode
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             mode = None
+        except NotADirectoryError:  # a file on the way: it can never be made either
+            raise Problem((), f"{describe(str(path))} cannot be a directory: a part of it is a file") from None
         except (OSError, ValueError) as exc:  # too long, no permission, ...
             reason = getattr(exc, "strerror", None) or str(exc)
             raise Problem((), f"{describe(str(path))} cannot be checked: {reason}") from None

@@ -401,6 +401,8 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("default-cwd-is-file", _file_as("agent", "default_cwd"), "agent.default_cwd", "is not a directory"),
     ("default-cwd-empty", _set("agent", "default_cwd", ""), "agent.default_cwd", "must not be empty"),
     ("state-dir-is-file", _file_as("state", "dir"), "state.dir", "is not a directory"),
+    ("state-dir-under-file", _set("state", "dir", "~/.config/supervisor/token/state"), "state.dir", "a part of it is a file"),
+    ("session-cwd-under-file", _session(name="x", cwd="~/.config/supervisor/token/x"), "sessions[1].cwd", "a part of it is a file"),
     ("session-name-space", _session(name="bad name"), "sessions[1].name", "is not a valid name"),
     ("session-name-empty", _session(name=""), "sessions[1].name", "is not a valid name"),
     ("session-name-long", _session(name="x" * 65), "sessions[1].name", "is not a valid name"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -18,6 +19,7 @@ import trio
 from supervisor.core.state import SessionRecord, State, encode
 from supervisor.runtime.store import (
     FILE_NAME,
+    StateDirUnwritable,
     Store,
     held,
     load_state,
@@ -140,3 +142,17 @@ def test_a_state_directory_the_supervisor_makes_is_its_users_alone(tmp_path: Pat
     assert stat.S_IMODE(existing.stat().st_mode) == 0o755
     Store.open(tmp_path / "opened")
     assert stat.S_IMODE((tmp_path / "opened").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(("code", "fix"), [
+    (errno.ENOSPC, "make room there"),
+    (errno.EACCES, "let the supervisor's user write there"),
+    (errno.EROFS, "mount it writable"),
+    (errno.EIO, "mend its disk or permissions"),
+])
+def test_a_state_dir_refused_at_start_is_one_sentence_with_the_fix_for_its_cause(
+    tmp_path: Path, code: int, fix: str
+) -> None:
+    said = str(StateDirUnwritable.because(tmp_path, OSError(code, os.strerror(code))))
+    assert said == (f"cannot write the state to {tmp_path} ({os.strerror(code)}): {fix}, "
+                    "or set state.dir elsewhere, and start again")

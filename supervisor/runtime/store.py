@@ -287,8 +287,11 @@ class StateDirUnwritable(Exception):
 
     @classmethod
     def because(cls, directory: Path, exc: OSError) -> StateDirUnwritable:
-        return cls(f"cannot write the state to {directory} ({reason(exc)}): make room there, or "
-                   "mend its disk or permissions, and start again")
+        fix = {errno.ENOSPC: "make room there", errno.EDQUOT: "make room there",
+               errno.EACCES: "let the supervisor's user write there", errno.EPERM: "let the supervisor's user write there",
+               errno.EROFS: "mount it writable"}.get(exc.errno or 0, "mend its disk or permissions")
+        return cls(f"cannot write the state to {directory} ({reason(exc)}): {fix}, or set state.dir "
+                   "elsewhere, and start again")
 
 
 @contextlib.contextmanager
