@@ -848,7 +848,15 @@ def test_a_notice_such_as_a_missing_agent_is_shown_plainly_as_text(
         options = [o.get_attribute("textContent") for o in page.els("#new-agent option")]
         assert options == ["(default agent)", "claude", "opencode"]
         personas = [o.get_attribute("textContent") for o in page.els("#new-persona option")]
-        assert personas == ["(none)", "reviewer"]
+        assert personas == ["(none)", "reviewer", "porter"]
+        # A persona that names its own agent: the blank choice is that agent.
+        from selenium.webdriver.support.select import Select
+
+        page.el("#new-toggle").click()
+        Select(page.el("#new-persona")).select_by_value("porter")
+        assert page.el("#new-agent option").get_attribute("textContent") == "opencode (default)"
+        Select(page.el("#new-persona")).select_by_value("reviewer")
+        assert page.el("#new-agent option").get_attribute("textContent") == "(default agent)"
     finally:
         world.close()
 

@@ -219,14 +219,16 @@ def test_settings_come_from_the_configuration(tmp_path: Path) -> None:
             "state": {"dir": str(tmp_path)},
             "files": {"max_upload_mb": 2},
             "agent": {"command": ["no-such-agent-program"], "default_cwd": str(tmp_path)},
-            "personas": {"reviewer": {}},
+            "personas": {"reviewer": {}, "porter": {"agent": "oc"}},
+            "agents": {"oc": {"protocol": "acp", "command": ["opencode", "acp"]}},
         },
         {"HOME": str(tmp_path)},
     )
     settings = web_settings(config)
 
     assert (settings.listen, settings.state_dir, settings.max_upload_bytes) == ("127.0.0.1:9999", tmp_path, 2_000_000)
-    assert settings.page.personas == ("reviewer",) and settings.page.default_cwd == str(tmp_path)
+    assert settings.page.personas == ("reviewer", "porter") and settings.page.default_cwd == str(tmp_path)
+    assert settings.page.persona_agents == {"porter": "oc"}
     assert "`no-such-agent-program` was not found" in settings.page.notice
     assert missing_agent_notice(("sh",), "/bin:/usr/bin") == ""
 

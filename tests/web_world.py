@@ -107,7 +107,8 @@ class WebWorld:
                 max_upload_bytes=self.max_upload_bytes,
                 page=PageConfig(
                     agents=("claude", "opencode"),
-                    personas=("reviewer",),
+                    personas=("reviewer", "porter"),
+                    persona_agents={"porter": "opencode"},
                     default_cwd="~",
                     notice=self.notice,
                 ),

@@ -321,6 +321,7 @@ def _page_config(front: WebChat, max_upload_bytes: int) -> dict[str, Any]:
         "agents": list(page.agents),
         "default_agent": page.default_agent,
         "personas": list(page.personas),
+        "persona_agents": dict(page.persona_agents),
         "default_cwd": page.default_cwd,
         "notice": page.notice,
         "max_text": codec.MAX_TEXT,  # the page checks before sending

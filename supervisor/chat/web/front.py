@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -54,6 +55,7 @@ class PageConfig:
     agents: tuple[str, ...] = ()  # named agents; the form offers the default one first
     default_agent: str = ""  # what the sidebar calls the default agent (as `!agents` does)
     personas: tuple[str, ...] = ()
+    persona_agents: Mapping[str, str] = attrs.field(factory=dict)  # a persona -> the agent it names
     default_cwd: str = ""
     notice: str = ""
 

@@ -63,6 +63,7 @@ def web_settings(config: Config) -> WebSettings:
             agents=tuple(getattr(config, "agents", {})),
             default_agent=config.default_agent_name,
             personas=tuple(config.personas),
+            persona_agents={name: p.agent for name, p in config.personas.items() if p.agent},
             default_cwd=str(agent.default_cwd),
             notice=missing_agent_notice(agent.command, path),
         ),

@@ -52,6 +52,7 @@
     uploadProblem: false, // the problem line says an upload waits
     uploadTimer: null, // the upload tried again, once at a time
     tokenRefused: false, // the problem line says the server refuses this page's token
+    page: null, // the server's page settings, from its welcome
   };
 
   function readStored(key) {
@@ -273,8 +274,10 @@
     const notice = $("notice");
     notice.hidden = !page.notice;
     notice.textContent = page.notice;
-    fillSelect($("new-agent"), page.agents, page.default_agent ? page.default_agent + " (default)" : "(default agent)");
+    state.page = page;
+    fillSelect($("new-agent"), page.agents, "");
     fillSelect($("new-persona"), page.personas, "(none)");
+    labelDefaultAgent();
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
@@ -293,6 +296,14 @@
     select(state.selected, !state.messages.has(state.selected));
     followHash();
     flushOutbox();
+  }
+
+  // The form's blank agent is the one the session gets: the chosen persona's own agent,
+  // else the default one.
+  function labelDefaultAgent() {
+    const page = state.page || {};
+    const agent = (page.persona_agents || {})[$("new-persona").value] || page.default_agent;
+    $("new-agent").options[0].textContent = agent ? agent + " (default)" : "(default agent)";
   }
 
   function fillSelect(select, values, blank) {
@@ -830,6 +841,7 @@
       name.setCustomValidity(name.validity.patternMismatch
         ? "A session's name is one word: letters, digits, '.', '_' or '-' (no spaces)." : "");
     });
+    $("new-persona").addEventListener("change", labelDefaultAgent);
     $("new-session").addEventListener("submit", (e) => {
       e.preventDefault();
       const name = $("new-name").value.trim();
