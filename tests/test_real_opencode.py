@@ -278,3 +278,28 @@ async def test_eight_sessions_start_at_once(binary: Path, tmp_path: Path) -> Non
     assert {n: f"hello from {n}" in text for n, text in answers.items()} == {
         n: True for n in range(8)
     }
+
+
+async def test_a_rule_in_your_own_config_is_asked_anyway_unless_permission_mode_is_auto(
+    binary: Path, tmp_path: Path
+) -> None:
+    """README, OpenCode specifics: OpenCode's last matching rule wins and the inline layer's
+    keys come after your config file's, so under "default" the supervisor's `"*": "ask"`
+    overrides a `"bash": "allow"` of your own: the command is asked. Under "auto" the
+    supervisor adds no rule, and yours decide alone: it runs unasked."""
+    work = tmp_path / "work"
+    work.mkdir()
+    home = tmp_path / "home"
+    (home / "config" / "opencode").mkdir(parents=True)
+    (home / "config" / "opencode" / "opencode.json").write_text(json.dumps({"permission": {"bash": "allow"}}))
+    asked: dict[str, list[str]] = {}
+    async with fake_api() as api:
+        env = opencode_env(home, api.url)
+        backend = opencode_backend((str(binary),))
+        with trio.fail_after(STEP_TIMEOUT * 4):
+            for mode in ("default", "auto"):
+                async with open_acp_session(backend, str(work), env, permission_mode=mode) as (agent, events, _):
+                    seen = await turn(agent, events, f"[tool touch ran-{mode}]")
+                asked[mode] = [e.description for e in seen if isinstance(e, PermissionAsked)]
+                assert (work / f"ran-{mode}").exists()
+    assert asked == {"default": ["touch ran-default"], "auto": []}
