@@ -123,6 +123,40 @@ async def test_a_commit_one_task_waits_for_runs_on_the_loop_until_the_disk_is_sl
     assert any("worker thread" in r.getMessage() for r in caplog.records)  # said once, loudly
 
 
+async def test_commits_go_back_to_the_loop_after_enough_quick_ones_in_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk slow for a moment (many agents starting at once) does not cost every later
+    prompt two thread hops: after QUICK_COMMITS_TO_RETURN quick commits in a row in the
+    worker thread they are made on the loop again; slow once more, twice as many are
+    needed; a slow one in the thread starts the count afresh."""
+    on_loop: list[bool] = []
+    slow_at = {1, 5, 7}  # (0-based) the first commit, then one back on the loop, then one in the thread
+    real_append = store_module.append_line
+
+    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
+        if len(on_loop) in slow_at:
+            time.sleep(store_module.SLOW_COMMIT_S * 1.5)
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        real_append(journal_, line)
+
+    monkeypatch.setattr(store_module, "append_line", watched_append)
+    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
+    store = Store.open(tmp_path)
+    with trio.fail_after(20), caplog.at_level(logging.INFO, logger="supervisor.store"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n in range(15):
+                await store.save(_record("a", str(n)))
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert read_state(tmp_path).state.sessions["a"].name == "14"
+    # 0: quick, on the loop; 1: slow, on the loop; 2-4: three quick in the thread; 5: slow,
+    # on the loop again; 6-7: in the thread, 7 slow; 8-13: six quick; 14: on the loop.
+    assert on_loop == [True, True, False, False, False, True, False, False, *[False] * 6, True]
+    assert sum("made on the event loop again" in r.getMessage() for r in caplog.records) == 2
+
+
 def _seed(directory: Path, generation: int, state: State, *lines: bytes) -> None:
     write_atomically(directory, encode(state, generation))
     (directory / JOURNAL_NAME).write_bytes(b"".join(lines))

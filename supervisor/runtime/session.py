@@ -135,6 +135,9 @@ class SessionTask:
         self._finished = False
         self._nursery: trio.Nursery | None = None
         self._status_shown = ""  # as the thread shows it (`_show_status`): not known yet
+        # Asked once: a check against a Protocol walks its members (~17 µs), and records
+        # are saved several times per prompt.
+        self._state_shown_by = deps.chat if isinstance(deps.chat, ShowsSessionState) else None
         # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
@@ -346,8 +349,8 @@ class SessionTask:
         start (what an earlier run showed may be stale), and each change after its save.
         In line, so the changes show in order: they are rare (an agent started, suspended;
         the end). One that failed is tried again with the next save."""
-        chat = self.deps.chat
-        if record.status == self._status_shown or not record.root_id or not isinstance(chat, ShowsSessionState):
+        chat = self._state_shown_by
+        if chat is None or record.status == self._status_shown or not record.root_id:
             return
         try:
             with trio.move_on_after(SHOW_STATE_S):

@@ -82,11 +82,15 @@ JOURNAL_BOUND = 512 * 1024
 # the mark is durable after one fsync instead of two (the second waiting for the first).
 SOON_S = 0.05
 # A commit that took longer than this (one small synchronous write: 0.2-0.5 ms on a local
-# disk, some 25 ms at worst while 200 agents start at once) says the disk is slow or
-# stalls (a network file system, a worn card): from then on commits are written from a
-# worker thread, so that the event loop (the chat's connection, every other thread) never
-# waits for that disk again. Once is enough: a disk that was that slow may be so again.
+# disk) says the disk is slow or stalls (a network file system, a worn card): from then on
+# commits are written from a worker thread, so that the event loop (the chat's connection,
+# every other thread) does not wait for that disk again.
 SLOW_COMMIT_S = 0.05
+# ... until this many commits in a row were quick there: a disk can be slow for a moment
+# only (200 agents starting at once on a 2-core machine made one write take 50-100 ms), and
+# a worker thread costs every prompt two thread hops and a wait for the GIL. Each return
+# doubles the count the next one needs, so a disk that keeps stalling stays in the thread.
+QUICK_COMMITS_TO_RETURN = 100
 # A periodic snapshot the disk refused waits this long before the next try (the journal
 # goes on meanwhile). A commit it refuses is tried again (`durable.until_written`): prompts
 # wait for their handled marks and answers for the saves they carry; nothing is lost.
@@ -114,7 +118,9 @@ class Store:
         self._inbox: Mailbox[_Change] = Mailbox()
         self._awaited = trio.Event()  # set when the inbox holds a change someone waits for
         self.writes = 0
-        self.commits_in_thread = False  # set for good by the first slow commit
+        self.commits_in_thread = False  # set by a slow commit (SLOW_COMMIT_S)
+        self._quick_in_a_row = 0  # commits in a worker thread since the last slow one
+        self._quick_to_return = QUICK_COMMITS_TO_RETURN
         self.refusals = 0  # writes the disk refused, over this store's life
         self.refusing = False  # the disk refused the last try of the write under way
         # Told when the disk starts refusing the state (why, in a few words), and when it
@@ -233,15 +239,25 @@ class Store:
     async def _commit(self, journal_: Journal, line: bytes, waiters: int) -> None:
         # See the module's docstring: one waiter, on the loop; several, in a worker thread.
         if self.commits_in_thread or waiters > 1:
-            await trio.to_thread.run_sync(append_line, journal_, line)
+            took = await trio.to_thread.run_sync(_timed_append, journal_, line)
+            if self.commits_in_thread:
+                self._judge_in_thread(took)
             return
-        started = time.perf_counter()
-        append_line(journal_, line)  # on the loop: see SLOW_COMMIT_S
-        took = time.perf_counter() - started
+        took = _timed_append(journal_, line)  # on the loop: see SLOW_COMMIT_S
         if took > SLOW_COMMIT_S:
             self.commits_in_thread = True
+            self._quick_in_a_row = 0
             log.warning("a write to %s took %.0f ms: the disk is slow, so its writes go through a "
-                        "worker thread from now on", JOURNAL_NAME, took * 1000)
+                        "worker thread until %d in a row are quick", JOURNAL_NAME, took * 1000,
+                        self._quick_to_return)
+
+    def _judge_in_thread(self, took: float) -> None:
+        self._quick_in_a_row = 0 if took > SLOW_COMMIT_S else self._quick_in_a_row + 1
+        if self._quick_in_a_row >= self._quick_to_return:
+            self.commits_in_thread = False
+            log.info("the last %d writes to %s were quick: they are made on the event loop again",
+                     self._quick_in_a_row, JOURNAL_NAME)
+            self._quick_to_return *= 2
 
     def _apply(self, batch: list[_Change]) -> bytes:
         """Apply a batch in memory; returns its journal line."""
@@ -365,6 +381,13 @@ def append_line(journal_: Journal, line: bytes) -> None:
             journal_.torn = True  # the store writes a snapshot instead, and a new journal
         raise
     journal_.size += written
+
+
+def _timed_append(journal_: Journal, line: bytes) -> float:
+    """`append_line`; how long it took, in seconds."""
+    started = time.perf_counter()
+    append_line(journal_, line)
+    return time.perf_counter() - started
 
 
 def write_atomically(directory: Path, raw: bytes) -> None:
