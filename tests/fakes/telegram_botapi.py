@@ -236,9 +236,10 @@ class FakeBotApi:
         self.url = f"http://127.0.0.1:{port}"
         async with trio.open_nursery() as nursery:
             task_status.started(self.url)
-            await trio.serve_listeners(
-                lambda stream: serve_connection(stream, self), listeners, handler_nursery=nursery
-            )
+            await trio.serve_listeners(self._serve_stream, listeners, handler_nursery=nursery)
+
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        await serve_connection(stream, self)
 
     async def upgrade(self, request: Request) -> Response:
         return _reply_error(404, "Not Found")
@@ -824,8 +825,7 @@ def _markup(params: JSON) -> JSON | None:
     markup = params.get("reply_markup")
     if markup is None:
         return None
-    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
-    if not isinstance(rows, list):
+    if not isinstance(markup, dict) or not isinstance(rows := markup.get("inline_keyboard"), list):
         raise ApiError(400, "Bad Request: unsupported reply_markup")
     for row in rows:
         for button in row:
