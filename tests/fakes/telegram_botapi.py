@@ -18,6 +18,7 @@ Acting as a person (each makes an update; sync, no I/O):
                     photo=None, edited_id=None) -> message dict
         document=(name, bytes); photo=bytes; edited_id: an edited_message of that message
     fake.user_presses(user_id, message_id, data) -> callback query id
+    fake.user_deletes(user_id, message_id)   # gone from the chat; Telegram tells a bot nothing
     fake.user_creates_topic(user_id, name) -> message_thread_id (a forum_topic_created message)
     fake.user_sends_in_group(user_id, group_id, text) -> message dict (in a supergroup;
         the bot's messages there: fake.bot_messages(group_id))
@@ -58,8 +59,12 @@ Assertions:
 Fidelity notes: getUpdates forgets every update below the offset it is given, wakes a
 waiting long poll when an update arrives, and answers a waiting poll 409 when a second
 one comes (as Telegram does: the newer poller wins). Text limits are counted in UTF-16
-units after HTML parsing. Deviations: message entities are not reported back; a reply
-outside topics carries no message_thread_id; updates are kept forever, not 24 hours.
+units after HTML parsing. A reply (`reply_parameters`) must answer a message of the same
+chat and topic (without `message_thread_id`, it goes into its message's topic): else
+400 "message to be replied not found", unless the message does not exist at all and
+`allow_sending_without_reply` is true (then it is sent as no reply). Deviations: message
+entities are not reported back; a reply outside topics carries no message_thread_id;
+updates are kept forever, not 24 hours.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ MESSAGE_METHODS: Final = frozenset(
     {"sendMessage", "sendDocument", "editMessageText", "editMessageReplyMarkup",
      "sendMessageDraft", "createForumTopic"}
 )  # fmt: skip
+REPLY_NOT_FOUND: Final = "Bad Request: message to be replied not found"
 NOT_MODIFIED: Final = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
@@ -380,6 +386,9 @@ class FakeBotApi:
         self.add_update({"message": message})
         return message
 
+    def user_deletes(self, user_id: int, message_id: int) -> None:
+        del self._chats[user_id].messages[message_id]
+
     def user_presses(self, user_id: int, message_id: int, data: str) -> str:
         chat = self._chats[user_id]
         query_id = str(secrets.randbits(62))
@@ -589,12 +598,16 @@ class FakeBotApi:
         html_text, visible = _text(params, "text", minimum=1)
         markup = _markup(params)
         thread_id = self._thread_of(chat, params)
+        replied = self._replied(chat, params)
+        if replied is not None and params.get("message_thread_id") is None:
+            thread_id = replied.get("message_thread_id")  # a reply goes where its message is
+        elif replied is not None and replied.get("message_thread_id") != thread_id:
+            raise ApiError(400, REPLY_NOT_FOUND)  # in another topic: never sent without it
         message = self._bot_message(chat, thread_id) | {"text": visible}
         if markup is not None:
             message["reply_markup"] = markup
-        reply = params.get("reply_parameters")
-        if isinstance(reply, dict) and reply.get("message_id") in chat.messages:
-            message["reply_to_message"] = chat.messages[reply["message_id"]].message
+        if replied is not None:
+            message["reply_to_message"] = replied
         chat.messages[message["message_id"]] = Sent(message, html_text, markup)
         chat.live_drafts.pop(thread_id, None)
         chat.stoppable.discard(thread_id)
@@ -743,6 +756,21 @@ class FakeBotApi:
         if thread_id not in chat.topics:
             raise ApiError(400, "Bad Request: message thread not found")
         return int(thread_id)
+
+    def _replied(self, chat: ChatState, params: JSON) -> JSON | None:
+        """The message `reply_parameters` names in this chat; None when there are none, or
+        it does not exist and may be left out (`allow_sending_without_reply`)."""
+        reply = params.get("reply_parameters")
+        if reply is None:
+            return None
+        if not isinstance(reply, dict) or not isinstance(reply.get("message_id"), int):
+            raise ApiError(400, "Bad Request: invalid reply parameters")
+        sent = chat.messages.get(reply["message_id"])
+        if sent is not None:
+            return sent.message
+        if reply.get("allow_sending_without_reply") is True:
+            return None
+        raise ApiError(400, REPLY_NOT_FOUND)
 
     def _editable(self, chat: ChatState, params: JSON) -> Sent:
         sent = chat.messages.get(params.get("message_id", -1))

@@ -81,6 +81,7 @@ class BotApi(BotCaller):
         """`plain`: the text is shown as it is (no parse mode), not read as HTML."""
         params = _message_params(chat_id, html, thread_id, reply_markup, plain=plain)
         if reply_to is not None:
+            # A reply to a message deleted meanwhile goes all the same, quoting nothing.
             params["reply_parameters"] = {
                 "message_id": reply_to,
                 "allow_sending_without_reply": True,
