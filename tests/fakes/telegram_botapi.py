@@ -41,6 +41,9 @@ Switches:
         `unreadable`, an ok answer whose result is not the method's shape), once `after`
         calls of it went through untouched
     fake.clear_faults()
+    fake.revoke_token() / fake.accept_token(): every call (and download) with the token is
+        answered 401 "Unauthorized" meanwhile, as Telegram does for a revoked token (the
+        calls are in `calls`, with status 401)
 
 Assertions:
     fake.calls: [Call(seq, at, method, params, status, reply)]; fake.calls_of(method)
@@ -229,6 +232,7 @@ class FakeBotApi:
         self._files: dict[str, tuple[str, bytes, str]] = {}  # file_id -> (path, data, unique)
         self._queries: dict[str, bool] = {}  # id -> answered
         self._faults: dict[str, _Fault] = {}
+        self.token_revoked = False
         self._limiter: _Limiter | None = None
         self._changed = trio.Event()
         self._poll_generation = 0
@@ -260,6 +264,8 @@ class FakeBotApi:
         prefix = f"/bot{self.token}/"
         file_prefix = f"/file/bot{self.token}/"
         if request.path.startswith(file_prefix):
+            if self.token_revoked:
+                return _reply_error(401, "Unauthorized")
             return self._download(request.path[len(file_prefix) :])
         if not request.path.startswith(prefix):
             return _reply_error(401 if request.path.startswith("/bot") else 404,
@@ -269,6 +275,8 @@ class FakeBotApi:
         seq = self._seq
         self.arrived.append((seq, method))
         self._touch()
+        if self.token_revoked:
+            return self._record(seq, method, {}, _error_json(401, "Unauthorized"))
         try:
             params = _params(request)
         except ValueError as exc:
@@ -472,6 +480,14 @@ class FakeBotApi:
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def revoke_token(self) -> None:
+        self.token_revoked = True
+        self._touch()
+
+    def accept_token(self) -> None:
+        self.token_revoked = False
+        self._touch()
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
