@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -57,10 +57,10 @@ class TgWorld:
         self.config_path = self.tmp / "supervisor.toml"
         self.configure()
 
-    def configure(self, *, agent: dict[str, object] | None = None,
-                  telegram: dict[str, object] | None = None,
+    def configure(self, *, agent: Mapping[str, object] | None = None,
+                  telegram: Mapping[str, object] | None = None,
                   sessions: Sequence[dict[str, object]] = ()) -> None:  # fmt: skip
-        beside = {} if self.mattermost is None else {"mattermost": {
+        beside: dict[str, dict[str, object]] = {} if self.mattermost is None else {"mattermost": {
             "url": self.mattermost.url, "token": self.mattermost.bot_token, "allowed_users": ["alice"],
         }}  # fmt: skip
         write_toml(self.config_path, {

@@ -160,6 +160,37 @@ async def test_limits_are_counted_like_telegram() -> None:
             assert (await raw(fake, "getMe"))["result"]["has_topics_enabled"] is False
 
 
+async def test_a_reply_needs_its_message_in_the_same_topic_unless_it_may_go_without() -> None:
+    """As Telegram: a reply to a message that is gone is refused, unless
+    `allow_sending_without_reply` (then it is sent as no reply); one to a message of
+    another topic is refused either way; without a topic, a reply goes to its message's."""
+    with trio.fail_after(10):
+        async with running() as fake:
+            fake.add_user(USER)
+            alpha, beta = fake.user_creates_topic(USER, "alpha"), fake.user_creates_topic(USER, "beta")
+            prompt = fake.user_sends(USER, "a prompt", thread_id=alpha)["message_id"]
+            gone = fake.user_sends(USER, "deleted", thread_id=alpha)["message_id"]
+            fake.user_deletes(USER, gone)
+
+            async def reply(to: int, topic: int | None, **more: Any) -> dict[str, Any]:
+                params = {"reply_parameters": {"message_id": to, **more}}
+                return await raw(fake, "sendMessage", chat_id=USER, text="notice", **params,
+                                 **({"message_thread_id": topic} if topic else {}))  # fmt: skip
+
+            quoting = await reply(prompt, alpha)
+            assert quoting["result"]["reply_to_message"]["message_id"] == prompt
+            refused = await reply(gone, alpha)
+            assert refused["description"] == "Bad Request: message to be replied not found"
+            without = await reply(gone, alpha, allow_sending_without_reply=True)
+            assert without["ok"] and "reply_to_message" not in without["result"]
+            assert without["result"]["message_thread_id"] == alpha
+            elsewhere = await reply(prompt, beta, allow_sending_without_reply=True)
+            assert elsewhere["description"] == "Bad Request: message to be replied not found"
+            placed = await reply(prompt, None)
+            assert placed["result"]["message_thread_id"] == alpha
+            assert schema_problems(fake) == []
+
+
 async def test_rate_limits_answer_429_with_retry_after() -> None:
     with trio.fail_after(10):
         async with running() as fake:

@@ -335,6 +335,19 @@ async def test_html_telegram_refuses_is_sent_again_as_plain_text_and_never_lost(
             assert ALICE not in front.tg.drafts.off
 
 
+async def test_a_notice_whose_prompt_telegram_will_not_quote_is_sent_without_the_quote(tmp_path: Path) -> None:
+    """A notice answers its prompt as a reply; a prompt in another topic cannot be quoted
+    there (Telegram refuses such a reply even when it may go without): the notice goes
+    all the same, in its session's topic."""
+    with trio.fail_after(10):
+        async with in_a_topic(tmp_path, "delta") as (fake, front, root, topic):
+            elsewhere = fake.user_sends(ALICE, "a prompt", thread_id=fake.user_creates_topic(ALICE, "other"))
+            prompt = ids.post(ALICE, elsewhere["message_id"])
+            await front.link.create_post(CHANNEL, "that turn was cut", root_id=root.id, reply_to=prompt)
+            notice = said(fake, topic)[-1].message
+            assert notice["text"] == "that turn was cut" and "reply_to_message" not in notice
+
+
 async def test_drafts_show_again_after_the_person_unblocked_the_bot(tmp_path: Path) -> None:
     """A person who blocked the bot makes every call to their chat fail with 403, drafts
     too: that is no chat without drafts, and once unblocked the answers stream as drafts

@@ -3,7 +3,9 @@ restart leaves in a topic:
 
 - a notice named no message: "the answer to your message was cut", in a topic where
   several prompts may be waiting (Mattermost's links the prompt's post; a private chat has
-  no message links): it is a reply to the prompt now;
+  no message links): it is a reply to the prompt now, and is sent all the same when the
+  person deleted the prompt meanwhile (Telegram refuses a reply to a message that is gone
+  unless told it may go without);
 - a turn the agent finished whose answer was still a draft (or waiting for its
   `sendMessage`) when the supervisor was killed: the draft is gone and the answer never
   shows; its notice offers to run the prompt again (it once offered nothing).
@@ -18,7 +20,7 @@ import trio
 
 from supervisor.runtime.store import read_state
 from tests.fakes.telegram_botapi import Sent
-from tests.telegram_world import FAST, TgWorld, tg_world
+from tests.telegram_world import ALICE, FAST, TgWorld, started_tg_world, tg_world
 
 
 def finished(w: TgWorld, prompt: str) -> bool:
@@ -53,6 +55,16 @@ async def test_the_notice_of_a_turn_a_kill_cut_replies_to_its_prompt(tmp_path: P
             cut = await w.wait_for(lambda: notice(w, topic, "that turn was cut"), timeout=30)
             await w.answered(topic, "echo #2: queued behind it", timeout=30)
             assert cut.message.get("reply_to_message", {}).get("message_id") == prompt["message_id"], cut.message
+
+
+async def test_the_notice_of_a_cut_turn_whose_prompt_was_deleted_still_arrives(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("a")
+            prompt = w.say("[crash] the agent dies in this turn", topic)
+            w.fake.user_deletes(ALICE, prompt["message_id"])  # before the turn is even cut
+            cut = await w.wait_for(lambda: notice(w, topic, "was cut"))
+            assert "reply_to_message" not in cut.message, cut.message
 
 
 async def test_a_finished_answer_a_kill_kept_from_telegram_shows_after_the_restart_or_can_be_run_again(

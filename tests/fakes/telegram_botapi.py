@@ -18,6 +18,7 @@ Acting as a person (each makes an update; sync, no I/O):
                     photo=None, edited_id=None) -> message dict
         document=(name, bytes); photo=bytes; edited_id: an edited_message of that message
     fake.user_presses(user_id, message_id, data) -> callback query id
+    fake.user_deletes(user_id, message_id)   # gone from the chat; Telegram tells a bot nothing
     fake.user_creates_topic(user_id, name) -> message_thread_id (a forum_topic_created message)
     fake.user_sends_in_group(user_id, group_id, text) -> message dict (in a supergroup;
         the bot's messages there: fake.bot_messages(group_id))
@@ -40,6 +41,9 @@ Switches:
         `unreadable`, an ok answer whose result is not the method's shape), once `after`
         calls of it went through untouched
     fake.clear_faults()
+    fake.revoke_token() / fake.accept_token(): every call (and download) with the token is
+        answered 401 "Unauthorized" meanwhile, as Telegram does for a revoked token (the
+        calls are in `calls`, with status 401)
 
 Assertions:
     fake.calls: [Call(seq, at, method, params, status, reply)]; fake.calls_of(method)
@@ -58,8 +62,12 @@ Assertions:
 Fidelity notes: getUpdates forgets every update below the offset it is given, wakes a
 waiting long poll when an update arrives, and answers a waiting poll 409 when a second
 one comes (as Telegram does: the newer poller wins). Text limits are counted in UTF-16
-units after HTML parsing. Deviations: message entities are not reported back; a reply
-outside topics carries no message_thread_id; updates are kept forever, not 24 hours.
+units after HTML parsing. A reply (`reply_parameters`) must answer a message of the same
+chat and topic (without `message_thread_id`, it goes into its message's topic): else
+400 "message to be replied not found", unless the message does not exist at all and
+`allow_sending_without_reply` is true (then it is sent as no reply). Deviations: message
+entities are not reported back; a reply outside topics carries no message_thread_id;
+updates are kept forever, not 24 hours.
 """
 
 from __future__ import annotations
@@ -90,6 +98,7 @@ MESSAGE_METHODS: Final = frozenset(
     {"sendMessage", "sendDocument", "editMessageText", "editMessageReplyMarkup",
      "sendMessageDraft", "createForumTopic"}
 )  # fmt: skip
+REPLY_NOT_FOUND: Final = "Bad Request: message to be replied not found"
 NOT_MODIFIED: Final = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
@@ -223,6 +232,7 @@ class FakeBotApi:
         self._files: dict[str, tuple[str, bytes, str]] = {}  # file_id -> (path, data, unique)
         self._queries: dict[str, bool] = {}  # id -> answered
         self._faults: dict[str, _Fault] = {}
+        self.token_revoked = False
         self._limiter: _Limiter | None = None
         self._changed = trio.Event()
         self._poll_generation = 0
@@ -236,9 +246,10 @@ class FakeBotApi:
         self.url = f"http://127.0.0.1:{port}"
         async with trio.open_nursery() as nursery:
             task_status.started(self.url)
-            await trio.serve_listeners(
-                lambda stream: serve_connection(stream, self), listeners, handler_nursery=nursery
-            )
+            await trio.serve_listeners(self._serve_stream, listeners, handler_nursery=nursery)
+
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        await serve_connection(stream, self)
 
     async def upgrade(self, request: Request) -> Response:
         return _reply_error(404, "Not Found")
@@ -253,6 +264,8 @@ class FakeBotApi:
         prefix = f"/bot{self.token}/"
         file_prefix = f"/file/bot{self.token}/"
         if request.path.startswith(file_prefix):
+            if self.token_revoked:
+                return _reply_error(401, "Unauthorized")
             return self._download(request.path[len(file_prefix) :])
         if not request.path.startswith(prefix):
             return _reply_error(401 if request.path.startswith("/bot") else 404,
@@ -262,6 +275,8 @@ class FakeBotApi:
         seq = self._seq
         self.arrived.append((seq, method))
         self._touch()
+        if self.token_revoked:
+            return self._record(seq, method, {}, _error_json(401, "Unauthorized"))
         try:
             params = _params(request)
         except ValueError as exc:
@@ -379,6 +394,9 @@ class FakeBotApi:
         self.add_update({"message": message})
         return message
 
+    def user_deletes(self, user_id: int, message_id: int) -> None:
+        del self._chats[user_id].messages[message_id]
+
     def user_presses(self, user_id: int, message_id: int, data: str) -> str:
         chat = self._chats[user_id]
         query_id = str(secrets.randbits(62))
@@ -462,6 +480,14 @@ class FakeBotApi:
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def revoke_token(self) -> None:
+        self.token_revoked = True
+        self._touch()
+
+    def accept_token(self) -> None:
+        self.token_revoked = False
+        self._touch()
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
@@ -588,12 +614,16 @@ class FakeBotApi:
         html_text, visible = _text(params, "text", minimum=1)
         markup = _markup(params)
         thread_id = self._thread_of(chat, params)
+        replied = self._replied(chat, params)
+        if replied is not None and params.get("message_thread_id") is None:
+            thread_id = replied.get("message_thread_id")  # a reply goes where its message is
+        elif replied is not None and replied.get("message_thread_id") != thread_id:
+            raise ApiError(400, REPLY_NOT_FOUND)  # in another topic: never sent without it
         message = self._bot_message(chat, thread_id) | {"text": visible}
         if markup is not None:
             message["reply_markup"] = markup
-        reply = params.get("reply_parameters")
-        if isinstance(reply, dict) and reply.get("message_id") in chat.messages:
-            message["reply_to_message"] = chat.messages[reply["message_id"]].message
+        if replied is not None:
+            message["reply_to_message"] = replied
         chat.messages[message["message_id"]] = Sent(message, html_text, markup)
         chat.live_drafts.pop(thread_id, None)
         chat.stoppable.discard(thread_id)
@@ -743,6 +773,21 @@ class FakeBotApi:
             raise ApiError(400, "Bad Request: message thread not found")
         return int(thread_id)
 
+    def _replied(self, chat: ChatState, params: JSON) -> JSON | None:
+        """The message `reply_parameters` names in this chat; None when there are none, or
+        it does not exist and may be left out (`allow_sending_without_reply`)."""
+        reply = params.get("reply_parameters")
+        if reply is None:
+            return None
+        if not isinstance(reply, dict) or not isinstance(reply.get("message_id"), int):
+            raise ApiError(400, "Bad Request: invalid reply parameters")
+        sent = chat.messages.get(reply["message_id"])
+        if sent is not None:
+            return sent.message
+        if reply.get("allow_sending_without_reply") is True:
+            return None
+        raise ApiError(400, REPLY_NOT_FOUND)
+
     def _editable(self, chat: ChatState, params: JSON) -> Sent:
         sent = chat.messages.get(params.get("message_id", -1))
         if sent is None:
@@ -824,8 +869,7 @@ def _markup(params: JSON) -> JSON | None:
     markup = params.get("reply_markup")
     if markup is None:
         return None
-    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
-    if not isinstance(rows, list):
+    if not isinstance(markup, dict) or not isinstance(rows := markup.get("inline_keyboard"), list):
         raise ApiError(400, "Bad Request: unsupported reply_markup")
     for row in rows:
         for button in row:

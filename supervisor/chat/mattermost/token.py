@@ -1,94 +1,35 @@
 """Whether Mattermost still takes the bot's token, while the supervisor runs.
 
-A token revoked (or the bot deactivated) while we run: every REST call is refused with
-401, and the WebSocket is let in but never greeted. This module owns the one check of
-the token (GET /users/me) and what the others do meanwhile:
+The watch itself (one check, said once, what waits meanwhile) is shared by the front
+ends: `supervisor.chat.token`. Here are Mattermost's words for it, and what its parts
+do with it. A token revoked (or the bot deactivated) while we run: every REST call is
+refused with 401, and the WebSocket is let in but never greeted. So:
 - a REST call refused with 401, or a WebSocket connection that got past its handshake
-  (or was refused it with 401) and heard nothing, only suspects the token: the check,
-  made at once, decides (a proxy's 401 while the server restarts is not a refusal);
-- a refused token is said once, as an ERROR naming the cause, and checked again every
-  `CHECK_EVERY_S`. The REST calls it refused wait for it to be taken again, and so does
-  the WebSocket's next try: answers are posted, in order, once it is, and the posts
-  written meanwhile are caught up on the WebSocket's new hello;
-- taken again, it says so once, and everything that waited goes on.
+  (or was refused it with 401) and heard nothing, only suspects the token: the check
+  (GET /users/me), made at once, decides;
+- while it is refused, the REST calls it refused wait for it to be taken again, and so
+  does the WebSocket's next try: answers are posted, in order, once it is, and the posts
+  written meanwhile are caught up on the WebSocket's new hello.
 
 Before `run` starts (the start's own GET /users/me, the doctor's), a 401 stays the
-caller's `ChatError`: at start it is a one-sentence failure. It must never end the
-supervisor (the other front ends keep serving), nor log the token.
+caller's `ChatError`: at start it is a one-sentence failure.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
-import trio
-
-from supervisor.chat import ChatError
-from supervisor.logs import one_line
+from supervisor.chat import token
 
 log = logging.getLogger("supervisor.mattermost")
 
-# How often a refused token is checked again; also the least time between two checks, so
-# that a call refused for some other reason does not keep the check busy.
-CHECK_EVERY_S = 30.0
+CHECK_EVERY_S = token.CHECK_EVERY_S  # how often a refused token is checked again
 
 
-class TokenWatch:
+class TokenWatch(token.TokenWatch):
     """Owned by the REST client (`MattermostRest.token`); the WebSocket is handed it, and
-    the link runs `run` beside the WebSocket."""
+    the link runs `run` beside the WebSocket. Only the words are Mattermost's."""
 
     def __init__(self, base_url: str) -> None:
-        self._base_url = base_url
-        self.watching = False  # `run` runs: a refused call may wait for the token
-        self.refused = False  # the last check was refused
-        self._suspicion = trio.Event()  # set when someone saw a sign of refusal
-        self._taken = trio.Event()  # set, and replaced, by each check that passed
-
-    def suspect(self) -> None:
-        self._suspicion.set()
-
-    async def taken_again(self) -> None:
-        """Return once a check started from now on finds the token taken (or the watch
-        ends: the caller's next 401 is then its own)."""
-        taken = self._taken
-        self.suspect()
-        await taken.wait()
-
-    async def run(self, check: Callable[[], Awaitable[object]]) -> None:
-        """Check the token whenever it is suspected (`check` raises `ChatError` on a
-        refusal and retries what is transient). Runs until cancelled."""
-        self.watching = True
-        try:
-            while True:
-                await self._suspicion.wait()
-                self._suspicion = trio.Event()
-                await self._until_taken(check)
-                await trio.sleep(CHECK_EVERY_S)
-        finally:
-            self.watching = False
-            self._taken.set()  # nobody would release them any more
-
-    async def _until_taken(self, check: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            try:
-                await check()
-                break
-            except ChatError as error:
-                if not self.refused:
-                    self.refused = True
-                    log.error(
-                        "Mattermost at %s refuses the bot's token (%d on GET /users/me): revoked, or the bot"
-                        " deactivated? What it should post waits, and goes once the token is taken again"
-                        " (checked every %.0f s); `supervisor check` says more",
-                        self._base_url, error.status, CHECK_EVERY_S,
-                    )  # fmt: skip
-            except Exception as exc:  # no answer at all (a proxy's refusal...): neither way
-                log.warning("Mattermost at %s: the token's check failed (%s); tried again in %.0f s",
-                            self._base_url, one_line(exc), CHECK_EVERY_S)  # fmt: skip
-            await trio.sleep(CHECK_EVERY_S)
-        if self.refused:
-            self.refused = False
-            log.warning("Mattermost at %s takes the bot's token again: what waited goes now", self._base_url)
-        self._taken.set()
-        self._taken = trio.Event()
+        super().__init__(f"Mattermost at {base_url}", "GET /users/me", "revoked, or the bot deactivated?", log,
+                         every_s=CHECK_EVERY_S)  # fmt: skip

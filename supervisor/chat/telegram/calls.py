@@ -6,7 +6,9 @@ transient failures (connection errors, timeouts, 5xx, 429) forever, with backoff
 server's `retry_after`; the caller bounds it with a cancel scope. A retry's pause ends
 early once Telegram answers another call (`retry.ServerAnswers`: the long poll, say).
 Permanent refusals raise a `BotApiError` subclass. A 400 "message is not modified" is
-success (the message already shows what we wanted).
+success (the message already shows what we wanted). Once the front end runs the token's
+watch (`token`), a call refused with 401 waits until the token is taken again: a token
+refused while we run holds what we send, it does not drop it.
 
 The token is part of every URL (`/bot<token>/<method>`), and httpx writes URLs into its log
 lines and its exceptions. So the token never enters httpx's client layer: requests are
@@ -42,6 +44,7 @@ from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
 from supervisor.chat.telegram.config import TOKEN_SHAPE
+from supervisor.chat.token import TokenWatch
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.ratelimit import TokenBucket
 
@@ -256,6 +259,9 @@ class BotCaller:
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._answers = ServerAnswers()
+        # A revoked token's new one is a new configuration: a restart takes it.
+        guess = "revoked in @BotFather (a new token takes a restart)?"
+        self.token = TokenWatch(f"Telegram at {api_url}", "getMe", guess, log)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -272,15 +278,18 @@ class BotCaller:
         chat_id: int | str | None = None,
         retry: bool = True,
         read_timeout: float = REQUEST_TIMEOUT,
+        wait_for_token: bool = True,
     ) -> Any:
         """POST one method until Telegram gives a final answer; return its `result`.
 
         `chat_id` names the chat whose pacing the request counts against. With
-        `retry=False` (the doctor) a transient failure raises instead. `read_timeout`
-        only tells a dead connection from a long poll that is still waiting; bound the
-        call itself with a cancel scope.
+        `retry=False` (the doctor) a transient failure raises instead, and so does a 401
+        (else, while `token` watches, it waits for the token: `wait_for_token=False` is
+        for the token's own check). `read_timeout` only tells a dead connection from a
+        long poll that is still waiting; bound the call itself with a cancel scope.
         """
         pauses = self._pauses()
+        token_checked = False  # a 401 here was followed by a check that took the token
         request: dict[str, Any] = (
             {"data": form, "files": files} if files is not None else {"json": params or {}}
         )
@@ -315,11 +324,23 @@ class BotCaller:
                 log.warning("%s -> 429, holding off %.1f s", method, wait)
                 self._pacer.pause(method, chat_id, wait)
                 continue
+            if code == 401 and retry and wait_for_token and self.token.watching and not token_checked:
+                token_checked = await self._wait_for_token(method)
+                continue
             if not retry or not (code >= 500 or response.status_code >= 500):
-                log.info("%s -> %d", method, code)
+                # The token's checks while it is refused: `token` said so once.
+                said = code == 401 and self.token.refused
+                log.log(logging.DEBUG if said else logging.INFO, "%s -> %d", method, code)
                 raise self._error(method, outcome)
             log.warning("%s -> %d, retrying", method, code)
             await pauses.pause()
+
+    async def _wait_for_token(self, method: str) -> bool:
+        """Wait for a check of the token (`token` says why); whether it found the token
+        taken: a 401 after that is the call's own refusal (a proxy's, say), not the token's."""
+        log.debug("%s -> 401, waiting for a check of the token", method)
+        await self.token.taken_again()
+        return not self.token.refused
 
     def _pauses(self) -> RetryPauses:
         return RetryPauses(self._backoff, self._rng, self._answers)
@@ -348,6 +369,7 @@ class BotCaller:
         """GET /file/bot<token>/<file_path>, retried like a method."""
         path = f"/file/bot{_PLACEHOLDER}/{urllib.parse.quote(file_path, safe='/')}"
         pauses = self._pauses()
+        token_checked = False  # as in `call`
         while True:
             await self._pacer.wait("getFile", None)
             try:
@@ -359,6 +381,9 @@ class BotCaller:
                 log.warning("file download failed: %s", type(exc).__name__)
             else:
                 self._heard(status)
+                if status == 401 and self.token.watching and not token_checked:
+                    token_checked = await self._wait_for_token("file download")
+                    continue
                 if server_is_up(status):
                     log.info("file download -> %d", status)
                     raise _ERRORS.get(status, BotApiError)("file", status, "download refused")

@@ -8,6 +8,7 @@ said in the log and passed over: it could never be confirmed).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Final
@@ -28,8 +29,13 @@ class BotApi(BotCaller):
 
     # --- the bot and its updates ----------------------------------------------------
 
-    async def get_me(self, *, retry: bool = True) -> codec.User:
-        return codec.structure(await self.call("getMe", retry=retry), codec.User)
+    async def get_me(self, *, retry: bool = True, wait_for_token: bool = True) -> codec.User:
+        return codec.structure(await self.call("getMe", retry=retry, wait_for_token=wait_for_token), codec.User)
+
+    async def watch_token(self) -> None:
+        """Run the token's watch (`token`), getMe its check: from now on a call refused
+        with 401 waits for the token. Runs until cancelled."""
+        await self.token.run(functools.partial(self.get_me, wait_for_token=False))
 
     async def get_updates(
         self,
@@ -81,6 +87,7 @@ class BotApi(BotCaller):
         """`plain`: the text is shown as it is (no parse mode), not read as HTML."""
         params = _message_params(chat_id, html, thread_id, reply_markup, plain=plain)
         if reply_to is not None:
+            # A reply to a message deleted meanwhile goes all the same, quoting nothing.
             params["reply_parameters"] = {
                 "message_id": reply_to,
                 "allow_sending_without_reply": True,

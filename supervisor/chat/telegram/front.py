@@ -239,6 +239,7 @@ class TelegramFrontEnd:
                 nursery.start_soon(self.backlog.keep_offset)
                 nursery.start_soon(self.active.send_notes)
                 nursery.start_soon(self._keep_drafts)
+                nursery.start_soon(self._watch_token)
                 if not self.answered:  # `open_front` could not offer the menu
                     nursery.start_soon(self._offer_menu_once_answered)
                 task_status.started()
@@ -248,7 +249,7 @@ class TelegramFrontEnd:
                     async for update in updates_recv:
                         await self._handle(update, self._events)
         except* Unauthorized:
-            # Revoked while we ran, or while Telegram kept silent at start (`identity`): the
+            # Refused once Telegram answers, after it kept silent at start (`identity`): the
             # same one sentence as a refusal at start, not a traceback.
             raise TokenRefused(f"Telegram refused the bot token (401): {TOKEN_FIX}") from None
 
@@ -283,6 +284,14 @@ class TelegramFrontEnd:
         if isinstance(item, incoming.InGroup):
             await self._in_group(item)
         return None  # an edit, a kind we do not use
+
+    async def _watch_token(self) -> None:
+        """A token Telegram took at this start and refuses later makes what we send wait
+        for it (`token`), and is said once; nothing ends. One it refuses as soon as it
+        answers, after it kept silent at start, is refused as at a start (`run`)."""
+        if not self.answered:
+            await self.api.get_me()  # no watch yet: a refusal raises
+        await self.api.watch_token()
 
     def _handled(self, channel_id: str, post_id: str) -> None:
         self.backlog.handled(post_id)

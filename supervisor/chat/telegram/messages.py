@@ -51,6 +51,7 @@ PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
 UNFINISHED_KEPT: Final = 100  # cut sends whose parts we remember (their next try comes soon)
+_REPLY_REFUSED: Final = "message to be replied not found"  # Telegram's words, after "Bad Request: "
 
 
 @attrs.frozen
@@ -240,7 +241,21 @@ class Messages:
         reply_to: int | None = None,
     ) -> codec.Message:  # fmt: skip
         """One message; as plain text if Telegram refuses our HTML (the answer is never
-        lost to a formatting rule we got wrong)."""
+        lost to a formatting rule we got wrong), and as no reply if Telegram will not
+        take it as one: the message matters more than the quote. (A reply to a message
+        that is gone is sent anyway, `BotApi.send_message` asks so; one to a message in
+        another topic is refused all the same.)"""
+        try:
+            return await self._send_html(chat_id, html, thread_id, reply_markup, reply_to)
+        except BadRequest as exc:
+            if reply_to is None or _REPLY_REFUSED not in exc.description:
+                raise
+            log.info("message %s could not be quoted (%s): sent without it", reply_to, exc.description)
+        return await self._send_html(chat_id, html, thread_id, reply_markup, None)
+
+    async def _send_html(
+        self, chat_id: int, html: str, thread_id: int | None, reply_markup: JSONObject | None, reply_to: int | None
+    ) -> codec.Message:
         try:
             return await self.api.send_message(chat_id, html, thread_id=thread_id, reply_markup=reply_markup,
                                                reply_to=reply_to)  # fmt: skip
