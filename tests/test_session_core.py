@@ -515,6 +515,21 @@ def test_a_prompt_during_the_suspend_wakes_the_agent_right_after() -> None:
     assert SendPrompt("text of p2") in sent(core.agent_ready(43, 57.0))
 
 
+def test_a_prompt_during_the_suspend_waits_for_the_next_agent_whatever_the_one_going_does() -> None:
+    """The agent being suspended is in a turn of its own (a background task woke it, then
+    it fell silent): neither the end of that wait nor of that turn hands the prompt to the
+    agent that is going away, where it would be lost with it (handled, never answered)."""
+    core = running(make_core(idle_suspend_s=50, stall_timeout_s=30))
+    core.agent_event(TurnStarted("s"), 1.0)  # its own turn; silent from now on
+    assert core.tick(51.0) == [StopAgent("suspend")]
+    assert _prompts_sent(core.prompt(prompt("p2", "question"), 51.2)) == []
+    assert _prompts_sent(core.tick(51.3)) == []  # its own turn is silent for longer than the stall
+    assert _prompts_sent(core.agent_event(TurnEnded(), 51.5)) == []  # it ends it on its way down
+    effects = core.agent_exited(0, "", 52.0)
+    assert any(isinstance(e, LaunchAgent) for e in effects)
+    assert _prompts_sent(core.agent_ready(43, 53.0)) == ["question"]
+
+
 # --- a turn the agent begins by itself --------------------------------------------------
 
 

@@ -128,11 +128,11 @@ class TurnLoop:
             return []
         return self._show(self.renderer.queue_grew(self.waiting))
 
-    def prompt(self, prompt: QueuedPrompt, now: float, *, agent_stopping: bool) -> list[Effect]:
+    def prompt(self, prompt: QueuedPrompt, now: float) -> list[Effect]:
         """A prompt for a running (or starting) agent: in now, or queued behind the turn."""
         self.queue.append(prompt)
         state = self.session.state
-        if state is S.IDLE and not agent_stopping:
+        if state is S.IDLE:
             return self.next_prompt(now)
         if not state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
@@ -140,8 +140,13 @@ class TurnLoop:
         return self._show(self.renderer.queue_grew(self.waiting))
 
     def next_prompt(self, now: float) -> list[Effect]:
+        """The first queued prompt, in the agent now if it can take it. An agent being
+        stopped (suspended, hung) may still end a turn or fall silent in one of its own:
+        the prompt then waits for the next agent, or it would be lost with this one."""
         session = self.session
-        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now or self.stopping_supervisor:
+        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now:
+            return []
+        if self.stopping_supervisor or session.agent_stopping:
             return []
         self.own_turn_heard_at = None  # over, or silent for too long: prompts go in again
         prompt = self.queue.popleft()
