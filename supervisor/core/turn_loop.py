@@ -144,9 +144,7 @@ class TurnLoop:
         stopped (suspended, hung) may still end a turn or fall silent in one of its own:
         the prompt then waits for the next agent, or it would be lost with this one."""
         session = self.session
-        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now:
-            return []
-        if self.stopping_supervisor or session.agent_stopping:
+        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now or not self._agent_takes():
             return []
         self.own_turn_heard_at = None  # over, or silent for too long: prompts go in again
         prompt = self.queue.popleft()
@@ -339,6 +337,10 @@ class TurnLoop:
             return []
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
+    def _agent_takes(self) -> bool:
+        """The running agent may be given a prompt: neither it nor the supervisor stops."""
+        return not (self.stopping_supervisor or self.session.agent_stopping)
+
     def _own_turn_until(self) -> float:
         """Until when the queue waits for the agent's own turn (-inf: it does not)."""
         if self.own_turn_heard_at is None:
@@ -347,8 +349,8 @@ class TurnLoop:
 
     def deadlines(self) -> list[float]:
         times = self.approvals.deadlines()
-        if self.queue and self.own_turn_heard_at is not None:
-            times.append(self._own_turn_until())
+        if self.queue and self.own_turn_heard_at is not None and self._agent_takes():
+            times.append(self._own_turn_until())  # not while no prompt can go: it would stay due
         if self.turn is not None and not self.turn.terminating:
             times += self.turn.deadlines(self.session.settings, asking=bool(self.approvals.pending))
         return times
