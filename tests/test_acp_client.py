@@ -167,6 +167,21 @@ def test_cancel_answers_pending_requests_and_later_ones() -> None:
     assert c.phase is Phase.IDLE
 
 
+def test_a_request_the_agent_withdraws_is_answered_cancelled_and_said_withdrawn() -> None:
+    """`$/cancel_request`: the receiver must still answer the request (a valid answer or
+    -32800); a withdrawal of one answered already, or unknown, changes nothing."""
+    c = prompting_client()
+    c.receive_line(line(id=0, method="session/request_permission", params=ASK))
+    c.receive_line(line(id="k", method="session/request_permission", params=ASK))
+    assert c.receive_line(line(method="$/cancel_request", params={"requestId": "k"})) == [PermissionCancelled("k")]
+    assert sent(c) == [{"jsonrpc": "2.0", "id": "k", "result": {"outcome": {"outcome": "cancelled"}}}]
+    assert c.receive_line(line(method="$/cancel_request", params={"requestId": "k"})) == []
+    assert c.receive_line(line(method="$/cancel_request", params={"requestId": 7})) == []
+    assert sent(c) == []
+    c.send(AllowTool("0", {}))  # the other one is still the person's to answer
+    assert sent(c)[0]["result"]["outcome"] == {"outcome": "selected", "optionId": "yes"}
+
+
 def test_requests_we_do_not_serve_are_refused_at_once() -> None:
     c = prompting_client()
     events = c.receive_line(line(id=5, method="fs/read_text_file", params={"path": "/etc/passwd"}))

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import trio
 
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
-from supervisor.core.agent_events import SendPrompt, TurnEnded
+from supervisor.core.agent_events import SendPrompt, TurnEnded, TurnStarted
 from supervisor.runtime.agent_process import (
     AGENT_ID_VAR,
+    KILLED_EXIT_S,
     STDERR_LOGGED_PER_WINDOW,
     AgentProcess,
     MarkedSweep,
@@ -103,6 +105,45 @@ async def test_a_flood_on_stderr_is_logged_in_part_and_counted_and_its_tail_kept
     assert STDERR_LOGGED_PER_WINDOW <= logged <= 5 * STDERR_LOGGED_PER_WINDOW
     assert logged + sum(left_out) == 10_000
     assert list(agent.stderr_tail)[-1] == "fake_agent: some noise on stderr"
+
+
+async def test_an_agent_that_outlives_its_sigkill_holds_its_teardown_a_moment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One stuck in the kernel (uninterruptible sleep: a hung mount) outlives its SIGKILL,
+    perhaps for good: its teardown waits KILLED_EXIT_S for it, says so naming it, and goes
+    on, so neither its session's stop nor the supervisor's is held for ever. Such a process
+    cannot be made at will: the kernel's part is played by dropping the SIGKILLs aimed at
+    it; SIGTERM it ignores by itself ([stubborn])."""
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-000000000004", cwd=str(tmp_path), resume=False)
+    caplog.set_level(logging.INFO, logger="supervisor.agent")
+    stuck: list[int] = []
+    kill, killpg = os.kill, os.killpg
+
+    def unkillable(real: Callable[[int, int], None]) -> Callable[[int, int], None]:
+        def send(pid: int, sig: int) -> None:
+            if not (pid in stuck and sig == signal.SIGKILL):
+                real(pid, sig)
+        return send
+
+    monkeypatch.setattr(os, "kill", unkillable(kill))
+    monkeypatch.setattr(os, "killpg", unkillable(killpg))
+    with trio.fail_after(30):
+        async with open_agent(_backend(), launch, _env(tmp_path), 0.2) as agent:
+            stuck.append(agent.pid)
+            await agent.send(SendPrompt("[stubborn] never done"))
+            async with aclosing(agent.events()) as batches:
+                async for batch in batches:
+                    if any(isinstance(e, TurnStarted) for e in batch):
+                        break  # it took the prompt: SIGTERM is ignored from now on
+    try:
+        assert agent.proc.returncode is None, "not waited for any more"
+        assert f"agent {agent.pid} is still there {KILLED_EXIT_S:g} s after its SIGKILL" in caplog.text
+    finally:
+        monkeypatch.undo()
+        os.kill(agent.pid, signal.SIGKILL)
+        with trio.fail_after(10):
+            await agent.proc.wait()
 
 
 async def test_teardowns_at_once_each_end_the_processes_of_their_own_marker_and_no_other() -> None:

@@ -179,6 +179,25 @@ async def test_a_pending_request_is_cancelled_by_stop(tmp_path: Path) -> None:
             await w.answered(root, "next one")
 
 
+async def test_a_request_the_agent_withdraws_shows_it_is_no_longer_asked(tmp_path: Path) -> None:
+    """ACP's `$/cancel_request`: the agent withdraws its permission request (OpenCode does
+    not, but the protocol lets any agent). The question in the thread says it needs no
+    answer any more, the agent gets the answer the spec requires (`cancelled`), the tool
+    does not run, and the turn goes on to its end without waiting for the person."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w)
+            await w.start()
+            root = await new_acp_session(w, "withdrawn")
+            await w.say("[tool echo never] [withdraw 0.5]", root_id=root)
+            ask = await w.wait_for(lambda: permission_post(w, root, 0), 30)
+            await w.wait_for(lambda: "no longer needs an answer" in w.post(ask["id"])["message"], 30)
+            await w.settled(root)
+            assert "Result was: never" not in w.thread_text(root)
+            await w.say("next one", root_id=root)
+            await w.answered(root, "next one")
+
+
 async def _answered_then_its_agent_killed(w: World, name: str) -> tuple[str, SessionRecord]:
     """A new session that answered once, then its agent killed -9 (the thread says so):
     its root, and its record from before the kill."""

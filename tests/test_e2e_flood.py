@@ -1,5 +1,6 @@
 """Issue 9, defect 7: a flood of posts into one thread neither crashes the supervisor nor
-drops a post or a stop, and other threads keep being served.
+drops a post or a stop, and other threads keep being served. A flood of an agent's output
+leaves what the person sends room beside it.
 
 To fill a session's inbox for sure, the disk is made to stall (the store's write waits on a
 gate) while the session waits for a durable handled mark: the router keeps routing what
@@ -15,6 +16,7 @@ import pytest
 import trio
 
 import supervisor.runtime.store as store_module
+from supervisor.runtime.session_inbox import AGENT_OUTPUT_ROOM, INBOX_HEADROOM, INBOX_SIZE
 from tests.harness import World, world
 
 FLOOD = 1500  # more than a session's inbox holds
@@ -100,3 +102,34 @@ async def test_a_flood_into_one_thread_loses_no_post_and_no_stop(tmp_path: Path,
         sent = [p for ps in w.prompts_by_process().values() for p in ps if p.startswith("flood ")]
         assert sent + queued == [f"flood {n}" for n in range(FLOOD)]
         assert w.supervisor is supervisor, "the supervisor is still the one that started"
+
+
+async def test_a_flood_of_agent_output_leaves_room_for_the_person(tmp_path: Path, disk: StalledDisk) -> None:
+    """The agent prints without end while its session is held up (its disk stalls): its
+    output fills the session's inbox only to its share, then waits with the agent; the room
+    left is for what the person writes meanwhile (a 🛑 and a prompt get in beside it) and
+    for the session's own reports. Once the disk is back, the 🛑 is taken in its turn: it
+    stops the flood, and the prompt runs."""
+    async with world(tmp_path) as w:
+        supervisor = await w.start()
+        supervisor.store.commits_in_thread = True  # its stall below holds the session only
+        root = await w.new_session("flooding")
+        await w.say("[flood] without end", root)
+        await w.wait_for(lambda: supervisor.tasks[root].core.turn is not None, 20)
+        inbox = supervisor.tasks[root].inbox_send.statistics
+
+        disk.open.clear()
+        await w.say("!status", root)  # its handled mark waits for the stalled disk
+        await trio.to_thread.run_sync(disk.waiting.wait, 20)
+        await w.wait_for(lambda: inbox().current_buffer_used >= AGENT_OUTPUT_ROOM, 20)
+        await trio.sleep(0.5)  # time for the flood to take more, if it would
+        flooded = inbox().current_buffer_used  # the flood's, and perhaps a report of the poster's
+        assert flooded < INBOX_SIZE - INBOX_HEADROOM, f"the flood took {flooded} of {INBOX_SIZE} places"
+        await w.react(root, "octagonal_sign")
+        await w.say("after the flood", root)
+        await w.wait_for(lambda: inbox().current_buffer_used >= flooded + 2, 20)
+        assert inbox().current_buffer_used < INBOX_SIZE - INBOX_HEADROOM
+        disk.open.set()
+
+        await w.wait_for(lambda: _interrupts(w) >= 1, 30)
+        await w.answered(root, "echo #2: after the flood", timeout=30)

@@ -515,6 +515,34 @@ def test_a_prompt_during_the_suspend_wakes_the_agent_right_after() -> None:
     assert SendPrompt("text of p2") in sent(core.agent_ready(43, 57.0))
 
 
+def test_a_prompt_during_the_suspend_waits_for_the_next_agent_whatever_the_one_going_does() -> None:
+    """The agent being suspended is in a turn of its own (a background task woke it, then
+    it fell silent): neither the end of that wait nor of that turn hands the prompt to the
+    agent that is going away, where it would be lost with it (handled, never answered)."""
+    core = running(make_core(idle_suspend_s=50, stall_timeout_s=30))
+    core.agent_event(TurnStarted("s"), 1.0)  # its own turn; silent from now on
+    assert core.tick(51.0) == [StopAgent("suspend")]
+    assert _prompts_sent(core.prompt(prompt("p2", "question"), 51.2)) == []
+    assert _prompts_sent(core.tick(51.3)) == []  # its own turn is silent for longer than the stall
+    assert core.next_deadline() is None, "no clock is due until the agent's exit (none past: a busy loop)"
+    assert _prompts_sent(core.agent_event(TurnEnded(), 51.5)) == []  # it ends it on its way down
+    effects = core.agent_exited(0, "", 52.0)
+    assert any(isinstance(e, LaunchAgent) for e in effects)
+    assert _prompts_sent(core.agent_ready(43, 53.0)) == ["question"]
+
+
+def test_no_clock_stays_due_for_a_prompt_the_stopping_supervisor_holds() -> None:
+    """The supervisor stops while a prompt waits for a silent turn of the agent's own: the
+    end of that wait would let no prompt go, so it is no deadline (one past would be due
+    again at once, for ever: the session would spin instead of waiting for its stop)."""
+    core = running(make_core(stall_timeout_s=30))
+    core.agent_event(TurnStarted("s"), 1.0)
+    core.prompt(prompt("p2"), 2.0)
+    assert core.next_deadline() == 31.0
+    core.stopping(3.0)
+    assert core.next_deadline() is None
+
+
 # --- a turn the agent begins by itself --------------------------------------------------
 
 

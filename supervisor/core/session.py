@@ -117,6 +117,10 @@ class SessionCore:
 
     # --- what the parts share (`core.session_shared`) ------------------------------
 
+    @property
+    def agent_stopping(self) -> bool:
+        return self.agent.stopping
+
     def move(self, state: SessionState) -> None:
         self.state = transition(self.state, state)
 
@@ -165,7 +169,7 @@ class SessionCore:
         if self.state is S.SUSPENDED:
             self.loop.queue.append(prompt)
             return self.agent.launch()
-        return self.loop.prompt(prompt, now, agent_stopping=self.agent.stopping)
+        return self.loop.prompt(prompt, now)
 
     def prompt_in(self, prompt: QueuedPrompt, file_ids: Sequence[str], now: float) -> list[Effect]:
         """A prompt written in the thread. With attachments it waits until they are saved

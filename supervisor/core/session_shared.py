@@ -30,6 +30,12 @@ class SessionShared(Protocol):
     def state(self) -> SessionState: ...
 
     @property
+    def agent_stopping(self) -> bool:
+        """The agent is being stopped on purpose (a suspend, a hung one): no prompt goes to
+        it, the next agent takes it."""
+        ...
+
+    @property
     def endings(self) -> PromptEndings:
         """How each handed prompt visibly ends: both parts end prompts (a turn's result,
         the agent's exit)."""

@@ -128,11 +128,11 @@ class TurnLoop:
             return []
         return self._show(self.renderer.queue_grew(self.waiting))
 
-    def prompt(self, prompt: QueuedPrompt, now: float, *, agent_stopping: bool) -> list[Effect]:
+    def prompt(self, prompt: QueuedPrompt, now: float) -> list[Effect]:
         """A prompt for a running (or starting) agent: in now, or queued behind the turn."""
         self.queue.append(prompt)
         state = self.session.state
-        if state is S.IDLE and not agent_stopping:
+        if state is S.IDLE:
             return self.next_prompt(now)
         if not state.in_turn:
             return []  # the agent is starting: the prompt goes in as soon as it is up
@@ -140,8 +140,11 @@ class TurnLoop:
         return self._show(self.renderer.queue_grew(self.waiting))
 
     def next_prompt(self, now: float) -> list[Effect]:
+        """The first queued prompt, in the agent now if it can take it. An agent being
+        stopped (suspended, hung) may still end a turn or fall silent in one of its own:
+        the prompt then waits for the next agent, or it would be lost with this one."""
         session = self.session
-        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now or self.stopping_supervisor:
+        if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now or not self._agent_takes():
             return []
         self.own_turn_heard_at = None  # over, or silent for too long: prompts go in again
         prompt = self.queue.popleft()
@@ -334,6 +337,10 @@ class TurnLoop:
             return []
         return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
 
+    def _agent_takes(self) -> bool:
+        """The running agent may be given a prompt: neither it nor the supervisor stops."""
+        return not (self.stopping_supervisor or self.session.agent_stopping)
+
     def _own_turn_until(self) -> float:
         """Until when the queue waits for the agent's own turn (-inf: it does not)."""
         if self.own_turn_heard_at is None:
@@ -342,8 +349,8 @@ class TurnLoop:
 
     def deadlines(self) -> list[float]:
         times = self.approvals.deadlines()
-        if self.queue and self.own_turn_heard_at is not None:
-            times.append(self._own_turn_until())
+        if self.queue and self.own_turn_heard_at is not None and self._agent_takes():
+            times.append(self._own_turn_until())  # not while no prompt can go: it would stay due
         if self.turn is not None and not self.turn.terminating:
             times += self.turn.deadlines(self.session.settings, asking=bool(self.approvals.pending))
         return times

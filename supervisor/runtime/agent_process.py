@@ -7,8 +7,9 @@ it writes. The caller reads events from `events()` (one task), sends commands wi
 `watch_exit()` beside them, and leaves the `async with` (or calls `end()` once the output
 ended: an agent with its stdout closed answers nothing, even if it lives on; it is given
 the grace to exit by itself first, so its own exit status is the one reported) to tear the
-process down: close stdin, SIGTERM the group, grace, SIGKILL, always wait; then SIGKILL
-what it spawned that left its group, found by the marker of its own in their environment
+process down: close stdin, SIGTERM the group, grace, SIGKILL, wait (for `KILLED_EXIT_S`
+at most: one stuck in the kernel must not hold a stop for good); then SIGKILL what it
+spawned that left its group, found by the marker of its own in their environment
 (`reaper.end_marked`).
 Decides nothing about what the events mean. Every agent process, a session's or a probe's
 (the ACP driver's too, and a `--version`, `run_to_end`), is started and ended by `spawned`,
@@ -48,6 +49,9 @@ VOLUNTARY_EXIT_S = 1.0  # an idle CLI exits by itself ~50 ms after its stdin clo
 # One whose stdout ended is most likely exiting (flushing, saving): a few seconds of the
 # grace are its own before the SIGTERM, so the status reported is its own, not ours.
 EXITING_S = 5.0
+# A SIGKILLed process is gone within milliseconds, unless it is stuck in the kernel
+# (uninterruptible sleep: a hung NFS or FUSE mount), which may last for good.
+KILLED_EXIT_S = 1.0
 # Once the agent is gone and its descendants are ended, its stdout closes at once; one that
 # escaped them (it dropped its environment) and holds the pipe has it closed this much later.
 OUTPUT_AFTER_EXIT_S = 5.0
@@ -215,8 +219,9 @@ class AgentProcess:
     async def wait(self) -> int:
         return await self.proc.wait()
 
-    async def end(self) -> int:
-        """End it now that its output ended, as leaving `open_agent` would; its exit status.
+    async def end(self) -> int | None:
+        """End it now that its output ended, as leaving `open_agent` would; its exit status
+        (None: it outlived its SIGKILL, see `terminate`).
         It is most likely exiting (flushing, saving): the whole grace is its to exit by
         itself, so the status reported is its own, not that of our SIGTERM."""
         return await self.child.end(exiting=True)
@@ -242,13 +247,13 @@ class AgentChild:
         if gate is not None:
             gate.leave(ok=ok)
 
-    async def end(self, *, exiting: bool = False) -> int:
-        """End it, as on any teardown (once, however often asked); its exit status.
-        `exiting`: it is likely on its way out, and may take the grace to exit by itself."""
+    async def end(self, *, exiting: bool = False) -> int | None:
+        """End it, as on any teardown (once, however often asked); its exit status, None
+        if it outlived its SIGKILL. `exiting`: it is likely on its way out, and may take the
+        grace to exit by itself."""
         if not self._ended:
             await terminate(self, self.grace, exiting=exiting)
             self._ended = True
-        assert self.proc.returncode is not None  # `terminate` always waits
         return self.proc.returncode
 
 
@@ -450,9 +455,10 @@ async def close_stdin(proc: trio.Process) -> None:
 
 
 async def terminate(child: AgentChild, grace: AgentGrace, *, exiting: bool = False) -> None:
-    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group; always wait.
-    `exiting`: it may take the grace to exit by itself before the SIGTERM (at most one
-    grace more than any teardown; a stop's deadline cuts it as the rest)."""
+    """close stdin -> SIGTERM the group -> grace -> SIGKILL the group -> wait, for
+    `KILLED_EXIT_S` at most. `exiting`: it may take the grace to exit by itself before the
+    SIGTERM (at most one grace more than any teardown; a stop's deadline cuts it as the
+    rest)."""
     proc = child.proc
     with grace.bounded():
         await close_stdin(proc)
@@ -465,7 +471,11 @@ async def terminate(child: AgentChild, grace: AgentGrace, *, exiting: bool = Fal
             with trio.move_on_after(grace.configured_s):
                 await proc.wait()
     kill_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
+    with trio.move_on_after(KILLED_EXIT_S):
+        await proc.wait()
+    if proc.returncode is None:
+        log.warning("agent %s is still there %g s after its SIGKILL (stuck in the kernel?); going on without it",
+                    proc.pid, KILLED_EXIT_S)
     # Even when the leader is gone, children it spawned may linger, in its group or not.
     await end_descendants(child)
     for stream in (proc.stdout, proc.stderr):

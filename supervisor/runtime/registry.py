@@ -36,6 +36,7 @@ from supervisor.runtime.mail import Feed
 from supervisor.runtime.reaper import with_state_dir_mark
 from supervisor.runtime.session import SessionDeps, SessionTask
 from supervisor.runtime.session_inbox import (
+    INBOX_HEADROOM,
     CommandIn,
     EndIn,
     PromptIn,
@@ -46,9 +47,6 @@ from supervisor.runtime.store import Store
 
 log = logging.getLogger("supervisor")
 
-# Slots of a session's inbox the router leaves free: the session's own tasks (its poster)
-# report there without waiting, and must find room even while the thread is flooded.
-INBOX_HEADROOM = 100
 # SIGTERM -> exit must fit in 10 s (PRODUCT). `shutdown` is done within STOP_BUDGET_S; the
 # agents are gone AGENTS_BEFORE_END_S before that (the state is flushed after them); the
 # rest is for closing the connection and leaving the interpreter.

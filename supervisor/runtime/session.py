@@ -54,6 +54,8 @@ from supervisor.runtime import session_files
 from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
 from supervisor.runtime.poster import Poster
 from supervisor.runtime.session_inbox import (
+    AGENT_OUTPUT_ROOM,
+    INBOX_SIZE,
     AgentDown,
     AgentUp,
     ChoiceIn,
@@ -125,7 +127,7 @@ class SessionTask:
     def __init__(self, core: SessionCore, deps: SessionDeps) -> None:
         self.core = core
         self.deps = deps
-        self.inbox_send, self._inbox = trio.open_memory_channel[SessionMessage](1000)
+        self.inbox_send, self._inbox = trio.open_memory_channel[SessionMessage](INBOX_SIZE)
         self.outbox = Outbox(edit_interval=deps.edit_interval_s, max_key_chars=deps.chat.max_idempotency_key_chars)
         self._poster = Poster(deps.chat, self.outbox, lambda: self.core.record, self._posted)
         self._agent: AgentProcess | None = None
@@ -141,6 +143,7 @@ class SessionTask:
         # "typing…" due: taken only while `_typing` waits for it (no buffer), so one due
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
+        self._inbox_taken = trio.Event()  # set as the inbox gives a message: it has room again
 
     @property
     def name(self) -> str:
@@ -166,6 +169,7 @@ class SessionTask:
             nursery.cancel_scope.cancel()
 
     async def _take(self, message: SessionMessage) -> None:
+        self._inbox_taken.set()
         if isinstance(message, FilesSaved) and message.notice is not None:
             self._poster.show(message.notice)  # the files that could not be saved
         await self._apply(self._dispatch(message))
@@ -418,10 +422,10 @@ class SessionTask:
                         try:
                             async with contextlib.aclosing(agent.events()) as batches:
                                 async for batch in batches:
-                                    await self.inbox_send.send(FromAgent(generation, batch))
+                                    await self._from_agent(FromAgent(generation, batch))
                                     if agent.opened and not up:  # takes prompts from now on
                                         up = True
-                                        await self.inbox_send.send(AgentUp(generation, agent.pid))
+                                        await self._from_agent(AgentUp(generation, agent.pid))
                         except Exception as exc:  # a defect of ours, met on what this agent printed
                             # Caught here, where it surfaces, and not around the nursery:
                             # there a stop arriving at once would wrap it with a Cancelled.
@@ -451,6 +455,15 @@ class SessionTask:
         # Reported whether it died or we stopped it: the core knows which it expected.
         with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
             await self.inbox_send.send(AgentDown(generation, code, tail))
+
+    async def _from_agent(self, message: FromAgent | AgentUp) -> None:
+        """What the agent printed, into the inbox once it has room beside the person's
+        messages (`AGENT_OUTPUT_ROOM`): a flood waits for the session to take some."""
+        while self.inbox_send.statistics().current_buffer_used >= AGENT_OUTPUT_ROOM:
+            if self._inbox_taken.is_set():  # a take long ago: wait for the next
+                self._inbox_taken = trio.Event()
+            await self._inbox_taken.wait()
+        await self.inbox_send.send(message)
 
     async def _unusable(self, generation: int, why: str) -> None:
         with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):

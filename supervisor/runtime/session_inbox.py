@@ -13,6 +13,15 @@ from supervisor.core.events import ChoiceKind
 from supervisor.core.session import QueuedPrompt
 from supervisor.core.thread_ops import PutPost
 
+INBOX_SIZE = 1000
+# Slots of a session's inbox the router leaves free: the session's own tasks (its poster)
+# report there without waiting, and must find room even while the thread is flooded.
+INBOX_HEADROOM = 100
+# The agent's output waits (and with it the agent, its stdout pipe full) while the inbox
+# holds this much: a flood of it leaves the person's messages room beside it, so they are
+# taken in their turn, not after the flood, and the headroom stays free.
+AGENT_OUTPUT_ROOM = INBOX_SIZE - 2 * INBOX_HEADROOM
+
 # --- from the router ------------------------------------------------------------------
 
 

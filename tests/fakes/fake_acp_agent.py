@@ -23,6 +23,8 @@ The "model": bracketed directives in a prompt; the capture recorder's words work
   [garbage]                    a non-JSON line on stdout, then the normal answer
   [plan]                       two `plan` updates (the second: a step done) before the answer
   [stop REASON]                end the turn with that stopReason (max_tokens, refusal...)
+  [withdraw S]                 with [tool]: unanswered after S seconds, the permission request
+                               is withdrawn (`$/cancel_request`); the client's answer is awaited
 Otherwise: `Echo #N: <prompt> (first prompt in this conversation: '<first>')`, streamed in
 12-character chunks, like the captures' fake model.
 
@@ -60,7 +62,7 @@ COMMANDS = [
     {"name": "review", "description": "review changes [commit|branch|pr], defaults to uncommitted"},
 ]
 _DIRECTIVE = re.compile(
-    r"\[(tool|slow|think|fail|crash|hang-hard|hang|garbage|plan|stop)(?:\s+([^\]]*))?\]"
+    r"\[(tool|slow|think|fail|crash|hang-hard|hang|garbage|plan|stop|withdraw)(?:\s+([^\]]*))?\]"
 )
 
 
@@ -381,7 +383,8 @@ class Agent:
         for name, arg in directives:
             if name == "tool":
                 self.stream(sid, "I will run a command.", 0)
-                result = self.tool(sid, arg, session["cwd"])
+                withdraw = float(names["withdraw"]) if "withdraw" in names else None
+                result = self.tool(sid, arg, session["cwd"], withdraw)
                 if result is None:
                     return "end_turn", "I will run a command."
                 answer = f"Tool finished. Result was: {result.strip()}"
@@ -415,8 +418,8 @@ class Agent:
             if seconds:
                 self.sleep(sid, seconds / len(pieces))
 
-    def tool(self, sid: str, command: str, cwd: str) -> str | None:
-        """A Bash call; its output, or None when rejected."""
+    def tool(self, sid: str, command: str, cwd: str, withdraw: float | None = None) -> str | None:
+        """A Bash call; its output, or None when rejected (or its request withdrawn)."""
         call = _id("toolu_")
         base = {"toolCallId": call}
         where = [{"path": cwd}]
@@ -450,7 +453,7 @@ class Agent:
             first = self.next_request_id == 0
             if first:
                 self.update(sid, running)
-            outcome = self.ask(sid, call, command, running, then_running=not first)
+            outcome = self.ask(sid, call, command, running, not first, withdraw)
             if outcome in ("once", "always"):
                 self.update(sid, running)
             if outcome == "always":
@@ -488,7 +491,13 @@ class Agent:
         return output
 
     def ask(
-        self, sid: str, call: str, command: str, running: dict[str, Any], then_running: bool
+        self,
+        sid: str,
+        call: str,
+        command: str,
+        running: dict[str, Any],
+        then_running: bool,
+        withdraw: float | None,
     ) -> str:
         with self.cond:
             rid = self.next_request_id
@@ -510,10 +519,14 @@ class Agent:
         )
         if then_running:
             self.update(sid, running)
+        withdraw_at = None if withdraw is None else time.monotonic() + withdraw
         with self.cond:
             while rid not in self.answers:
                 if self.eof:
                     os._exit(0)
+                if withdraw_at is not None and time.monotonic() >= withdraw_at:
+                    withdraw_at = None  # once; the answer the spec requires is awaited
+                    self.write({"method": "$/cancel_request", "params": {"requestId": rid}})
                 if sid in self.cancelled:  # like OpenCode: no wait for the late answer
                     aborted = {
                         **running,

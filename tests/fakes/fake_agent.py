@@ -65,6 +65,7 @@ NO_ANSWER_AFTER_EOF = {
 }
 DIRECTIVES = {
     "slow": "[slow S] stream the answer in small deltas over S seconds",
+    "flood": "[flood] text deltas without end, as fast as stdout takes them, until interrupted",
     "deltas": "[deltas N] exactly N text deltas (a short answer is padded with dots)",
     "long": "[long N] an answer of exactly N characters, in numbered lines",
     "fence": "[fence N] about N characters, nearly all inside one ``` code fence",
@@ -431,6 +432,7 @@ class Agent:
         self.interrupted = False  # the host interrupted the active turn
         self.deaf = False  # [hang-hard]: interrupts get no answer at all
         self.stubborn = False  # [stubborn]: SIGTERM and SIGINT are ignored
+        self.flooding = False  # [flood] runs: its stdout lines are not logged
         self.pending: dict[str, ToolCall] = {}  # can_use_tool requests awaiting an answer
         self.results = 0
         self.last_result_error = False
@@ -440,7 +442,8 @@ class Agent:
     def emit(self, obj: dict[str, Any]) -> None:
         data = (dumps(obj) + "\n").encode()
         with self.out_lock:
-            self.log.event("stdout", line=obj)  # first, so the log is never behind stdout
+            if not self.flooding:  # a flood's lines would make a log as large as the flood
+                self.log.event("stdout", line=obj)  # first, so the log is never behind stdout
             try:
                 write_all(1, data)
             except OSError:
@@ -937,6 +940,20 @@ class Turn:
         self.streamed = None
         self.stop_block(index)
 
+    def flood(self) -> None:
+        """[flood]: a text block that never ends, as fast as stdout takes its deltas,
+        until the host interrupts the turn."""
+        index = self.start_block({"type": "text", "text": ""})
+        self.a.log.event("note", what="flooding until interrupted")
+        self.a.flooding = True
+        try:
+            while True:
+                self.a.pause(0)
+                delta = {"type": "text_delta", "text": "flood "}
+                self.event({"type": "content_block_delta", "index": index, "delta": delta})
+        finally:
+            self.a.flooding = False
+
     def tool_use_block(self, call: ToolCall) -> None:
         block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
         index = self.start_block(block)
@@ -997,6 +1014,8 @@ class Turn:
         if p.has("api-error"):
             return self.api_error()
         self.begin_message()
+        if p.has("flood"):
+            self.flood()
         if p.has("think"):
             self.thinking_block()
         if p.has("ponder"):

@@ -15,7 +15,7 @@ message chunks -> TextDelta (+ a TextBlock per message when it ends); thought ch
 ThinkingBlock (one per thought part); tool_call -> ToolCall (name = first title, input =
 rawInput); tool_call_update completed/failed -> ToolOutcome; session/request_permission ->
 PermissionAsked (request_id = str(JSON-RPC id)); cancel -> PermissionCancelled per pending
-request; any other agent request -> ControlAsked (already refused with -32601); a prompt
+request; the agent's `$/cancel_request` of one -> PermissionCancelled; any other agent request -> ControlAsked (already refused with -32601); a prompt
 sent -> TurnStarted; stop reasons and prompt errors -> TurnEnded (cancelled ->
 terminal_reason "aborted_cancelled"; max_tokens / max_turn_requests / refusal -> is_error
 with a plain message). Commands: SendPrompt -> session/prompt; Interrupt -> session/cancel;

@@ -18,6 +18,8 @@ Rules it enforces (ACP v1, ../shared/reference/opencode-acp/schema.v1.json and P
   at the end, so responses could no longer be matched to turns: queueing is the caller's).
 - `session/cancel` is followed by a `cancelled` answer to every pending permission request,
   and a request arriving after it is answered `cancelled` at once (the spec requires both).
+- A request the agent withdraws (`$/cancel_request`: OpenCode sends none, the protocol lets
+  any agent) is answered `cancelled` (the spec requires an answer) and said withdrawn.
 - `session/load` replays the history as updates before its response: they are counted and
   swallowed, never shown as new output.
 """
@@ -362,6 +364,8 @@ class AcpClient:
         return self._turn.permission_asked(request_id, ask.tool_call)
 
     def _on_notification(self, frame: Notification) -> list[AcpEvent]:
+        if frame.method == "$/cancel_request":
+            return self._on_cancel_request(frame.params.get("requestId"))
         if frame.method != "session/update":
             return []  # unknown notifications are tolerated
         update = frame.params.get("update")
@@ -373,6 +377,12 @@ class AcpClient:
             self._replayed += 1  # session/load replays the history before it answers
             return []
         return self._turn.update(update["sessionUpdate"], update)
+
+    def _on_cancel_request(self, wire_id: Any) -> list[AcpEvent]:
+        """The agent withdraws a request it made: a pending permission request is
+        answered `cancelled` and said withdrawn (PermissionCancelled)."""
+        withdrawn = [rid for rid, pending in self.permissions.items() if pending.wire_id == wire_id]
+        return self._settle(withdrawn[0], "cancelled") if withdrawn else []  # else answered already
 
 def _data(data: Any) -> JSON | None:
     return data if isinstance(data, dict) else None
