@@ -182,3 +182,29 @@ async def test_a_call_waiting_for_the_token_is_let_go_when_the_watch_ends() -> N
 async def _watch_until(watch: token.TokenWatch, check: Any, scope: trio.CancelScope) -> None:
     with trio.move_on_after(2 * CHECK_EVERY_S):
         await watch.run(check)
+
+
+async def test_a_watch_run_again_holds_a_call_until_a_check_of_its_own_takes_the_token() -> None:
+    """The watch's end lets every waiting call go. Run again (its link run once more), it
+    must not let the next ones go before one of its own checks takes the token: the mark
+    of the end once stayed set, so a call refused with 401 was let go at once, again and
+    again, a loop with no pause."""
+    tries = 0
+
+    async def refused_twice() -> None:
+        nonlocal tries
+        tries += 1
+        if tries <= 2:
+            raise ChatError(401, "api.context.session_expired.app_error", "Invalid or expired session")
+
+    watch = token.TokenWatch("http://mattermost.example")
+    with trio.CancelScope() as first_run:
+        first_run.cancel()
+        await watch.run(refused_twice)  # ends at once, as a link's run ends
+    assert tries == 0
+    with trio.fail_after(10 * CHECK_EVERY_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch.run, refused_twice)
+            await watch.taken_again()
+            nursery.cancel_scope.cancel()
+    assert tries == 3 and not watch.refused

@@ -67,7 +67,7 @@ class TokenWatch:
                 await trio.sleep(CHECK_EVERY_S)
         finally:
             self.watching = False
-            self._taken.set()  # nobody would release them any more
+            self._let_waiters_go()  # nobody would release them any more
 
     async def _until_taken(self, check: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -90,5 +90,10 @@ class TokenWatch:
         if self.refused:
             self.refused = False
             log.warning("Mattermost at %s takes the bot's token again: what waited goes now", self._base_url)
+        self._let_waiters_go()
+
+    def _let_waiters_go(self) -> None:
+        """Release every `taken_again` waiting now; the next ones wait for what comes next
+        (left set, a watch run again would let each refused call retry at once, for ever)."""
         self._taken.set()
         self._taken = trio.Event()
