@@ -272,7 +272,7 @@ class MattermostRest:
         `before_resend` may find that a try whose answer never came took effect: its
         answer is then the call's."""
         pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
-        token_checked = False  # a 401 here was followed by a check that took the token
+        passes = 0  # 401s of this call in a row after which a check took the token at once
         while True:
             if tries and before_resend is not None and (found := await before_resend()) is not None:
                 return found
@@ -293,13 +293,15 @@ class MattermostRest:
             if status < 400:
                 log.debug("%s %s -> %d", method, path, status)
                 return response
-            if status == 401 and retry and wait_for_token and self.token.watching and not token_checked:
+            if status == 401 and retry and wait_for_token and self.token.watching:
                 log.debug("%s %s -> 401, waiting for a check of the token", method, path)  # `token` says why
-                await self.token.taken_again()
-                # Refused again after the token was found taken: this call's own refusal
-                # (a path a proxy guards, say), not the token's; it fails as any 4xx.
-                token_checked = not self.token.refused
-                continue
+                # Taken at once after two 401s in a row: this call's own refusal (a path a
+                # proxy guards, say), not the token's; it fails as any 4xx. One found
+                # refused meanwhile (revoked again right after a check took it) holds the
+                # call as the token's refusals do, and counts anew.
+                passes = 0 if await self.token.taken_again() else passes + 1
+                if passes < 2:
+                    continue
             if not retry or not (status == 429 or _is_transient(status)):
                 # The token's checks while it is refused: `token` said so once.
                 said = status == 401 and self.token.refused

@@ -5,7 +5,10 @@ A token revoked (or the bot deactivated) while we run: every REST call is refuse
 the token (GET /users/me) and what the others do meanwhile:
 - a REST call refused with 401, or a WebSocket connection that got past its handshake
   (or was refused it with 401) and heard nothing, only suspects the token: the check,
-  made at once, decides (a proxy's 401 while the server restarts is not a refusal);
+  made at once, decides (a proxy's 401 while the server restarts is not a refusal). A
+  call refused again after a check took the token asks once more: a token revoked again
+  meanwhile holds it too, and only a 401 the checks take the token after twice in a row
+  is the call's own;
 - a refused token is said once, as an ERROR naming the cause, and checked again every
   `CHECK_EVERY_S`. The REST calls it refused wait for it to be taken again, and so does
   the WebSocket's next try: answers are posted, in order, once it is, and the posts
@@ -44,16 +47,20 @@ class TokenWatch:
         self.refused = False  # the last check was refused
         self._suspicion = trio.Event()  # set when someone saw a sign of refusal
         self._taken = trio.Event()  # set, and replaced, by each check that passed
+        self._refusals = 0  # checks that found the token refused, ever
 
     def suspect(self) -> None:
         self._suspicion.set()
 
-    async def taken_again(self) -> None:
-        """Return once a check started from now on finds the token taken (or the watch
-        ends: the caller's next 401 is then its own)."""
-        taken = self._taken
+    async def taken_again(self) -> bool:
+        """Return once a check finds the token taken (or the watch ends: the caller's next
+        401 is then its own). True when the token was refused meanwhile, or already: the
+        caller's 401 was the token's. (A check already on its way may be the one: a caller
+        that is refused again asks once more.)"""
+        taken, refused, refusals = self._taken, self.refused, self._refusals
         self.suspect()
         await taken.wait()
+        return refused or self._refusals > refusals
 
     async def run(self, check: Callable[[], Awaitable[object]]) -> None:
         """Check the token whenever it is suspected (`check` raises `ChatError` on a
@@ -75,6 +82,7 @@ class TokenWatch:
                 await check()
                 break
             except ChatError as error:
+                self._refusals += 1
                 if not self.refused:
                     self.refused = True
                     log.error(
