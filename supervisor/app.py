@@ -154,16 +154,24 @@ async def _join(app: trio.Nursery, supervisor: Supervisor, place: int, front: Fr
     first event is a hello: the router catches it up. `[[sessions]]` threads, which live
     in the first one, are made once it is here. Left out while stopping (the next start
     serves it), or when its people cannot be learnt (said once)."""
-    if supervisor.registry.stopping:
+    if _stopping(supervisor, front):
         return
     try:
         await supervisor.join(front, place)
     except Exception as exc:  # before it changed anything: the others go on
         log.error("%s answered late but cannot serve: %s; the next start tries it again", front.name, one_line(exc))
         return
+    if _stopping(supervisor, front):  # the stop began during the join's requests
+        return
     await app.start(front.run)
     if place == FIRST:
         app.start_soon(supervisor.desk.create_configured_sessions)
+
+
+def _stopping(supervisor: Supervisor, front: FrontEnd) -> bool:
+    if supervisor.registry.stopping:
+        log.info("%s answered during the stop: the next start serves it", front.name)
+    return supervisor.registry.stopping
 
 
 async def _people(fronts: Sequence[FrontEnd]) -> tuple[dict[str, ChatUser], dict[str, str]]:

@@ -378,6 +378,43 @@ async def test_a_catch_up_the_server_refuses_for_a_while_is_tried_again_and_the_
             assert len(_answers(w, root, "written while away")) == 1
 
 
+async def test_a_post_answered_with_a_body_that_cannot_be_read_is_sent_again_not_dropped(tmp_path: Path) -> None:
+    """A 200 whose body is not the post (a proxy's page, a body cut short) refuses
+    nothing: the answer is sent again and shows, whole and once (it was given up, as if
+    the server had refused it, and the thread never showed it)."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            w.server.fail_requests(200, method="POST", path_prefix="/api/v4/posts", count=1)  # the answer's
+            await w.say("answered through a flaky proxy", root)
+            await w.answered(root, "echo #1: answered through a flaky proxy")
+            await w.settled(root)
+            assert 200 in [r.status for r in w.server.stats.records("POST", "/api/v4/posts")]  # the unread one
+            answers = _answers(w, root, "answered through a flaky proxy")
+            assert len(answers) == 1 and "✅ Done" in answers[0], w.thread_text(root)
+
+
+async def test_a_post_the_server_refuses_is_given_up_said_and_the_thread_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal for good (a 400: the text refused; a 404: the thread deleted) is not
+    tried again: the log says it, and the thread's next answers are not held behind it."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            w.server.fail_requests(400, method="POST", path_prefix="/api/v4/posts", count=1)  # the answer's
+            await w.say("refused", root)
+            await w.wait_for(lambda: "the server refused a post: 400" in caplog.text)
+            await w.say("and then?", root)
+            await w.answered(root, "echo #2: and then?")
+            assert not _answers(w, root, "refused")
+    assert caplog.text.count("the server refused a post") == 1
+
+
 async def test_a_token_revoked_while_running_holds_the_answers_and_says_so_once_until_it_is_taken_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

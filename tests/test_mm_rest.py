@@ -219,6 +219,23 @@ async def test_transient_failures_are_retried_until_success(
     await rest.aclose()
 
 
+async def test_a_proxy_s_refusal_is_said_once_per_answer_and_its_end_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tries refused by the proxy with one answer make one line; another answer (the proxy
+    let in, now its server down) one more; the way open again, one more."""
+    refused, down = httpx.ProxyError("403 Forbidden"), httpx.ProxyError("502 Bad Gateway")
+    recorder = Recorder(answers(refused, refused, refused, down, down, httpx.Response(200, json=user())))
+    rest = client(recorder)
+    assert (await rest.get_me()).id == ME
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [level for level, _ in said] == ["ERROR", "WARNING", "WARNING"]
+    assert "answered 403 Forbidden: it will not connect us there" in said[0][1]
+    assert "answered 502 Bad Gateway: it cannot reach the server" in said[1][1]
+    assert said[2][1].startswith("Mattermost at http://mm.test: the proxy ") and "lets us through again" in said[2][1]
+    await rest.aclose()
+
+
 async def test_pending_duplicate_post_is_retried_with_the_same_pending_id(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

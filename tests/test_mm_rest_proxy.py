@@ -5,12 +5,14 @@ must still reach its server."""
 from __future__ import annotations
 
 import json
+import logging
 from functools import partial
 
 import pytest
 import trio
 
 from supervisor.chat.mattermost.rest import MattermostRest
+from supervisor.core.backoff import Backoff
 
 ME = {"id": "bot0000000000000000000000a", "username": "claude", "roles": "system_user"}
 
@@ -42,3 +44,54 @@ async def test_requests_go_through_the_environment_s_proxy(monkeypatch: pytest.M
             nursery.cancel_scope.cancel()
     assert me.id == ME["id"]
     assert seen == [b"GET http://mm.example/api/v4/users/me HTTP/1.1"]
+
+
+def _use_proxy(monkeypatch: pytest.MonkeyPatch, scheme: str, url: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv(f"{scheme}_proxy", url)
+
+
+async def test_a_proxy_that_refuses_the_way_is_named_once_and_the_calls_keep_trying(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A misconfigured proxy (its password wrong) answers every CONNECT with 407: one
+    line says which proxy answered what and what to check, without its credentials;
+    the call keeps trying, as through an outage (it once said only "GET /users/me
+    failed: ProxyError", at every try)."""
+    caplog.set_level(logging.DEBUG)
+    secret = "wr0ng-s3cret"
+    tries = 0
+    enough = trio.Event()
+
+    async def refusing_proxy(stream: trio.SocketStream) -> None:
+        nonlocal tries
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        assert data.startswith(b"CONNECT mm.example:443 ")
+        tries += 1
+        if tries == 4:
+            enough.set()
+        await stream.send_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await stream.aclose()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, refusing_proxy, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            _use_proxy(monkeypatch, "https", f"http://ops:{secret}@127.0.0.1:{port}")
+            rest = MattermostRest("https://mm.example", "token", backoff=Backoff(base=0.01, cap=0.05))
+            nursery.start_soon(rest.get_me)
+            await enough.wait()
+            nursery.cancel_scope.cancel()
+        await rest.aclose()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [
+        f"Mattermost at https://mm.example cannot be reached through the proxy http://127.0.0.1:{port}, which"
+        " answered 407 Proxy Authentication Required: the user and password in the proxy's URL (https_proxy,"
+        " all_proxy) are missing or wrong; tried again until it lets us through"
+    ]
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == ["ERROR"]
+    assert secret not in caplog.text

@@ -125,10 +125,10 @@ async def test_a_passing_401_is_no_refusal(nursery: trio.Nursery, caplog: pytest
 async def test_a_401_the_tokens_check_does_not_confirm_twice_is_the_calls_own_refusal(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A path a proxy or a gateway guards answers 401 while the token is fine: after a
-    check that takes the token, a second 401 is that call's refusal (a `ChatError`, as any
-    4xx), not a wait for a token that is taken already (it once waited for good, tried
-    again at every check)."""
+    """A path a proxy or a gateway guards answers 401 while the token is fine: after two
+    401s in a row each followed by a check that takes the token, the second is that call's
+    refusal (a `ChatError`, as any 4xx), not a wait for a token that is taken already (it
+    once waited for good, tried again at every check)."""
     server = FakeMattermost()
     server.add_user("alice")
     channel = server.dm_with_bot("alice")["id"]
@@ -141,6 +141,35 @@ async def test_a_401_the_tokens_check_does_not_confirm_twice_is_the_calls_own_re
     finally:
         await link.aclose()
     assert "refuses" not in caplog.text
+
+
+async def test_a_token_refused_again_right_after_a_check_took_it_holds_the_post(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flapping token: a post refused, the token taken at the check, and refused again
+    at the post's retry. The post waits for the token as any refused post does, and goes
+    once it is taken (it was dropped: a second 401 after a passing check counted as the
+    call's own refusal)."""
+    server = FakeMattermost()
+    server.add_user("alice")
+    channel = server.dm_with_bot("alice")["id"]
+    link, _ = await _connected(server, nursery)
+    try:
+        server.fail_requests(401, path_prefix="/api/v4/posts", method="POST", count=2)
+        nursery.start_soon(link.create_post, channel, "held, not dropped")
+        with trio.fail_after(10):
+            # The retry refused: the token is revoked before the next check (it comes
+            # CHECK_EVERY_S after the one that took the token).
+            await server.wait_until(lambda: server.stats.count_path("POST", "/api/v4/posts") == 2)
+            server.revoke_token()
+            await server.wait_until(lambda: REFUSED in caplog.text)
+        assert not _posted(server, channel, "held, not dropped")
+        server.accept_token()
+        with trio.fail_after(10):
+            await server.wait_until(lambda: _posted(server, channel, "held, not dropped"))
+    finally:
+        await link.aclose()
+    assert caplog.text.count(REFUSED) == 1
 
 
 async def test_a_check_of_the_token_that_gets_no_answer_is_tried_again_not_raised() -> None:
@@ -182,3 +211,29 @@ async def test_a_call_waiting_for_the_token_is_let_go_when_the_watch_ends() -> N
 async def _watch_until(watch: token.TokenWatch, check: Any, scope: trio.CancelScope) -> None:
     with trio.move_on_after(2 * CHECK_EVERY_S):
         await watch.run(check)
+
+
+async def test_a_watch_run_again_holds_a_call_until_a_check_of_its_own_takes_the_token() -> None:
+    """The watch's end lets every waiting call go. Run again (its link run once more), it
+    must not let the next ones go before one of its own checks takes the token: the mark
+    of the end once stayed set, so a call refused with 401 was let go at once, again and
+    again, a loop with no pause."""
+    tries = 0
+
+    async def refused_twice() -> None:
+        nonlocal tries
+        tries += 1
+        if tries <= 2:
+            raise ChatError(401, "api.context.session_expired.app_error", "Invalid or expired session")
+
+    watch = token.TokenWatch("http://mattermost.example")
+    with trio.CancelScope() as first_run:
+        first_run.cancel()
+        await watch.run(refused_twice)  # ends at once, as a link's run ends
+    assert tries == 0
+    with trio.fail_after(10 * CHECK_EVERY_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch.run, refused_twice)
+            await watch.taken_again()
+            nursery.cancel_scope.cancel()
+    assert tries == 3 and not watch.refused

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -381,9 +382,12 @@ async def test_a_late_mattermost_that_refuses_the_token_is_left_out_and_the_page
             assert [f.name for f in supervisor.chat.fronts] == ["web"]
 
 
-async def test_a_mattermost_that_answers_after_the_stop_began_does_not_join(tmp_path: Path) -> None:
+async def test_a_mattermost_that_answers_after_the_stop_began_does_not_join(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The stop has begun: a late front end is left for the next start, which serves its
     `[[sessions]]` (announcing them during the stop would start nothing)."""
+    caplog.set_level(logging.INFO)
     with trio.fail_after(40):
         async with world(tmp_path) as w:
             (w.work / "homelab").mkdir()
@@ -392,8 +396,31 @@ async def test_a_mattermost_that_answers_after_the_stop_began_does_not_join(tmp_
             supervisor = await _start_beside(w)
             await supervisor.shutdown()
             w.server.latency(0)
-            await w.wait_for(lambda: w.server.stats.count_path("GET", "/api/v4/users/me") >= 1)  # opened
-            await trio.sleep(1)
+            await w.wait_for(lambda: "mattermost answered during the stop" in caplog.text)
             assert [f.name for f in supervisor.chat.fronts] == ["web"]
             assert not w._root_of("homelab")
             assert w.server.stats.count_path("POST", "/api/v4/channels/direct") == 0  # its people not asked
+
+
+async def test_a_mattermost_whose_join_ends_after_the_stop_began_is_not_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its people were still being asked when the stop began: once they are known it is
+    still left for the next start (it was started, its WebSocket opened and its
+    `[[sessions]]` thread made, during the stop)."""
+    caplog.set_level(logging.INFO)
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            (w.work / "homelab").mkdir()
+            w.configure(sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
+            w.server.fail_requests(503)
+            supervisor = await _start_beside(w)
+            assert [f.name for f in supervisor.chat.fronts] == ["web"]
+            w.server.fail_requests(None)
+            w.server.fail_requests(503, method="POST", path_prefix="/api/v4/channels/direct")  # its people, held
+            await w.wait_for(lambda: w.server.stats.count_path("POST", "/api/v4/channels/direct") >= 1)
+            await supervisor.shutdown()
+            w.server.fail_requests(None)
+            await w.wait_for(lambda: "mattermost answered during the stop" in caplog.text)
+            assert w.server.stats.ws_upgrades == 0
+            assert not w._root_of("homelab")

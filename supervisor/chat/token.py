@@ -4,7 +4,10 @@ A token revoked while we run makes the server refuse every call with 401. This m
 owns the one check of the token (the front end's "who am I": Mattermost's GET /users/me,
 Telegram's getMe) and what the others do meanwhile:
 - a call refused with 401 only suspects the token: the check, made at once, decides (a
-  proxy's 401 while the server restarts is not a refusal);
+  proxy's 401 while the server restarts is not a refusal). A call refused again after a
+  check took the token asks once more: a token revoked again meanwhile holds it too, and
+  only a 401 the checks take the token after twice in a row is the call's own
+  (`OwnRefusal`);
 - a refused token is said once, as an ERROR naming the cause, and checked again every
   `every_s`. The calls it refused wait for it to be taken again (`taken_again`): what
   the supervisor posts goes, in order, once it is;
@@ -50,16 +53,20 @@ class TokenWatch:
         self.refused = False  # the last check was refused
         self._suspicion = trio.Event()  # set when someone saw a sign of refusal
         self._taken = trio.Event()  # set, and replaced, by each check that passed
+        self._refusals = 0  # checks that found the token refused, ever
 
     def suspect(self) -> None:
         self._suspicion.set()
 
-    async def taken_again(self) -> None:
-        """Return once a check started from now on finds the token taken (or the watch
-        ends: the caller's next 401 is then its own)."""
-        taken = self._taken
+    async def taken_again(self) -> bool:
+        """Return once a check finds the token taken (or the watch ends: the caller's next
+        401 is then its own). True when the token was refused meanwhile, or already: the
+        caller's 401 was the token's. (A check already on its way may be the one: a caller
+        that is refused again asks once more.)"""
+        taken, refused, refusals = self._taken, self.refused, self._refusals
         self.suspect()
         await taken.wait()
+        return refused or self._refusals > refusals
 
     async def run(self, check: Callable[[], Awaitable[object]]) -> None:
         """Check the token whenever it is suspected (`check` raises `ChatError` on a
@@ -73,7 +80,7 @@ class TokenWatch:
                 await trio.sleep(self.every_s)
         finally:
             self.watching = False
-            self._taken.set()  # nobody would release them any more
+            self._let_waiters_go()  # nobody would release them any more
 
     async def _until_taken(self, check: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -81,6 +88,7 @@ class TokenWatch:
                 await check()
                 break
             except ChatError as error:
+                self._refusals += 1
                 if not self.refused:
                     self.refused = True
                     self._log.error(
@@ -95,5 +103,24 @@ class TokenWatch:
         if self.refused:
             self.refused = False
             self._log.warning("%s takes the bot's token again: what waited goes now", self._server)
+        self._let_waiters_go()
+
+    def _let_waiters_go(self) -> None:
+        """Release every `taken_again` waiting now; the next ones wait for what comes next
+        (left set, a watch run again would let each refused call retry at once, for ever)."""
         self._taken.set()
         self._taken = trio.Event()
+
+
+class OwnRefusal:
+    """Tells, for one call, a 401 of its own (a path a proxy guards) from the token's:
+    its own once the checks took the token at once after two of its 401s in a row."""
+
+    def __init__(self) -> None:
+        self._passes = 0  # 401s in a row after which a check took the token at once
+
+    async def after_check(self, watch: TokenWatch) -> bool:
+        """Wait for a check of the token (the call was refused with 401); whether the 401
+        is the call's own, to fail as any refusal, rather than one to send again."""
+        self._passes = 0 if await watch.taken_again() else self._passes + 1
+        return self._passes >= 2

@@ -36,11 +36,13 @@ from supervisor.chat.mattermost import codec, paging
 from supervisor.chat.mattermost.choices import Reaction
 from supervisor.chat.mattermost.codec import MalformedFrame, WirePost
 from supervisor.chat.mattermost.token import TokenWatch
-from supervisor.chat.proxy import proxy_for
+from supervisor.chat.proxy import described, proxy_for
 from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
+from supervisor.chat.token import OwnRefusal
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.events import FileRef
 from supervisor.core.ratelimit import RequestBudget, announced_limits
+from supervisor.logs import one_line
 
 log = logging.getLogger("supervisor.mattermost")
 T = TypeVar("T")
@@ -110,6 +112,8 @@ class MattermostRest:
         # httpx's default verify=True: it would call certifi.where(); see tls.
         kept = httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS)
         proxy = proxy_for(self.base_url)
+        self._proxy = described(proxy) if proxy else "the environment names"  # no credentials
+        self._proxy_said = ""  # the proxy's refusal, while it keeps answering so: said once
         if ssl_context is None:
             speaks_tls = any(url.startswith("https:") for url in (self.base_url, proxy or ""))
             ssl_context = tls.ssl_context() if speaks_tls else tls.plain_http_context()
@@ -272,7 +276,7 @@ class MattermostRest:
         `before_resend` may find that a try whose answer never came took effect: its
         answer is then the call's."""
         pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
-        token_checked = False  # a 401 here was followed by a check that took the token
+        own_refusal = OwnRefusal()
         while True:
             if tries and before_resend is not None and (found := await before_resend()) is not None:
                 return found
@@ -281,25 +285,29 @@ class MattermostRest:
             try:
                 response = await self._send(method, path, request)
             except _TRANSIENT_ERRORS as exc:
-                log.warning("%s %s failed: %s", method, path, type(exc).__name__)
+                if isinstance(exc, httpx.ProxyError):
+                    self._proxy_refused(method, path, exc)
+                else:
+                    log.warning("%s %s failed: %s", method, path, type(exc).__name__)
                 if not retry:
                     raise ChatError(0, "unreachable", type(exc).__name__) from None
                 await pauses.pause()
                 continue
             status = response.status_code
+            if self._proxy_said:
+                self._proxy_said = ""
+                log.warning("Mattermost at %s: the proxy %s lets us through again", self.base_url, self._proxy)
             self._observe_budget_headers(response)
             if server_is_up(status):
                 self.answers.answered()  # it is up: the others' retries need not wait
             if status < 400:
                 log.debug("%s %s -> %d", method, path, status)
                 return response
-            if status == 401 and retry and wait_for_token and self.token.watching and not token_checked:
+            if status == 401 and retry and wait_for_token and self.token.watching:
                 log.debug("%s %s -> 401, waiting for a check of the token", method, path)  # `token` says why
-                await self.token.taken_again()
-                # Refused again after the token was found taken: this call's own refusal
-                # (a path a proxy guards, say), not the token's; it fails as any 4xx.
-                token_checked = not self.token.refused
-                continue
+                # The call's own refusal (a path a proxy guards, say) fails as any 4xx.
+                if not await own_refusal.after_check(self.token):
+                    continue
             if not retry or not (status == 429 or _is_transient(status)):
                 # The token's checks while it is refused: `token` said so once.
                 said = status == 401 and self.token.refused
@@ -314,6 +322,23 @@ class MattermostRest:
                 continue
             log.warning("%s %s -> %d, retrying", method, path, status)
             await pauses.pause()
+
+    def _proxy_refused(self, method: str, path: str, exc: httpx.ProxyError) -> None:
+        """The proxy would not open the way to the server: said once, with what it answered
+        and what to check (every try of every call would repeat it); tried again all the
+        same, as through an outage (it may be let through once its admin allows it)."""
+        answer = one_line(exc, limit=120).removeprefix("ProxyError: ")  # its status and reason
+        if answer == self._proxy_said:
+            log.debug("%s %s: the proxy refused again (%s)", method, path, answer)
+            return
+        self._proxy_said = answer
+        level, why = logging.ERROR, "it will not connect us there: should no_proxy name the server, or the proxy allow it?"
+        if answer.startswith("407"):
+            why = "the user and password in the proxy's URL (https_proxy, all_proxy) are missing or wrong"
+        elif answer.startswith("5"):  # an outage behind the proxy, not our configuration
+            level, why = logging.WARNING, "it cannot reach the server (is it down, or mattermost.url wrong?)"
+        log.log(level, "Mattermost at %s cannot be reached through the proxy %s, which answered %s: %s; tried"
+                " again until it lets us through", self.base_url, self._proxy, answer, why)  # fmt: skip
 
     async def _send(self, method: str, path: str, request: dict[str, Any]) -> httpx.Response:
         """One exchange, the whole body read (what `AsyncClient.request` does for us)."""

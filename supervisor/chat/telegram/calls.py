@@ -44,7 +44,7 @@ from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
 from supervisor.chat.telegram.config import TOKEN_SHAPE
-from supervisor.chat.token import TokenWatch
+from supervisor.chat.token import OwnRefusal, TokenWatch
 from supervisor.core.backoff import REST_BACKOFF, Backoff
 from supervisor.core.ratelimit import TokenBucket
 
@@ -289,7 +289,7 @@ class BotCaller:
         long poll that is still waiting; bound the call itself with a cancel scope.
         """
         pauses = self._pauses()
-        token_checked = False  # a 401 here was followed by a check that took the token
+        own_refusal = OwnRefusal()
         request: dict[str, Any] = (
             {"data": form, "files": files} if files is not None else {"json": params or {}}
         )
@@ -324,9 +324,10 @@ class BotCaller:
                 log.warning("%s -> 429, holding off %.1f s", method, wait)
                 self._pacer.pause(method, chat_id, wait)
                 continue
-            if code == 401 and retry and wait_for_token and self.token.watching and not token_checked:
-                token_checked = await self._wait_for_token(method)
-                continue
+            if code == 401 and retry and wait_for_token and self.token.watching:
+                log.debug("%s -> 401, waiting for a check of the token", method)  # `token` says why
+                if not await own_refusal.after_check(self.token):
+                    continue
             if not retry or not (code >= 500 or response.status_code >= 500):
                 # The token's checks while it is refused: `token` said so once.
                 said = code == 401 and self.token.refused
@@ -334,13 +335,6 @@ class BotCaller:
                 raise self._error(method, outcome)
             log.warning("%s -> %d, retrying", method, code)
             await pauses.pause()
-
-    async def _wait_for_token(self, method: str) -> bool:
-        """Wait for a check of the token (`token` says why); whether it found the token
-        taken: a 401 after that is the call's own refusal (a proxy's, say), not the token's."""
-        log.debug("%s -> 401, waiting for a check of the token", method)
-        await self.token.taken_again()
-        return not self.token.refused
 
     def _pauses(self) -> RetryPauses:
         return RetryPauses(self._backoff, self._rng, self._answers)
@@ -369,7 +363,7 @@ class BotCaller:
         """GET /file/bot<token>/<file_path>, retried like a method."""
         path = f"/file/bot{_PLACEHOLDER}/{urllib.parse.quote(file_path, safe='/')}"
         pauses = self._pauses()
-        token_checked = False  # as in `call`
+        own_refusal = OwnRefusal()
         while True:
             await self._pacer.wait("getFile", None)
             try:
@@ -381,9 +375,10 @@ class BotCaller:
                 log.warning("file download failed: %s", type(exc).__name__)
             else:
                 self._heard(status)
-                if status == 401 and self.token.watching and not token_checked:
-                    token_checked = await self._wait_for_token("file download")
-                    continue
+                if status == 401 and self.token.watching:
+                    log.debug("file download -> 401, waiting for a check of the token")
+                    if not await own_refusal.after_check(self.token):
+                        continue
                 if server_is_up(status):
                     log.info("file download -> %d", status)
                     raise _ERRORS.get(status, BotApiError)("file", status, "download refused")
