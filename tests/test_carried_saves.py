@@ -106,7 +106,7 @@ async def test_a_turns_final_words_show_only_once_the_write_carrying_its_save_is
         # Commits in a worker thread (as on a disk that proved slow): the event loop, and
         # the poster's own timer with it, goes on while the write is held up.
         assert run.supervisor is not None
-        run.supervisor.store.commits_in_thread = True
+        run.supervisor.store.commits_in_thread, run.supervisor.store.may_return_to_loop = True, False
         root = await run.new_session("alpha")
         run.chat.say("[slow 0.5] first", root)
         second_id.append(run.chat.say("second", root).id)  # queued behind the first turn

@@ -66,7 +66,7 @@ async def test_a_flood_into_one_thread_loses_no_post_and_no_stop(tmp_path: Path,
         supervisor = await w.start()
         # A disk that proved slow before (see SLOW_COMMIT_S): its commits go through a
         # worker thread, where the one below stalls while the event loop goes on.
-        supervisor.store.commits_in_thread = True
+        supervisor.store.commits_in_thread, supervisor.store.may_return_to_loop = True, False
         root = await w.new_session("flooded")
         other = await w.new_session("calm")
         await w.say("[slow 60] a long turn", root)
@@ -112,7 +112,7 @@ async def test_a_flood_of_agent_output_leaves_room_for_the_person(tmp_path: Path
     stops the flood, and the prompt runs."""
     async with world(tmp_path) as w:
         supervisor = await w.start()
-        supervisor.store.commits_in_thread = True  # its stall below holds the session only
+        supervisor.store.commits_in_thread, supervisor.store.may_return_to_loop = True, False  # its stall below holds the session only
         root = await w.new_session("flooding")
         await w.say("[flood] without end", root)
         await w.wait_for(lambda: supervisor.tasks[root].core.turn is not None, 20)
@@ -124,7 +124,8 @@ async def test_a_flood_of_agent_output_leaves_room_for_the_person(tmp_path: Path
         await w.wait_for(lambda: inbox().current_buffer_used >= AGENT_OUTPUT_ROOM, 20)
         await trio.sleep(0.5)  # time for the flood to take more, if it would
         flooded = inbox().current_buffer_used  # the flood's, and perhaps a report of the poster's
-        assert flooded < INBOX_SIZE - INBOX_HEADROOM, f"the flood took {flooded} of {INBOX_SIZE} places"
+        # Its share, and perhaps a few reports of the session's own tasks beside it.
+        assert flooded <= AGENT_OUTPUT_ROOM + 5, f"the flood took {flooded} of {INBOX_SIZE} places"
         await w.react(root, "octagonal_sign")
         await w.say("after the flood", root)
         await w.wait_for(lambda: inbox().current_buffer_used >= flooded + 2, 20)

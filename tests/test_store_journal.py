@@ -157,6 +157,35 @@ async def test_commits_go_back_to_the_loop_after_enough_quick_ones_in_the_thread
     assert sum("made on the event loop again" in r.getMessage() for r in caplog.records) == 2
 
 
+async def test_commits_stay_in_the_thread_for_good_once_one_stalled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write of over STALL_S is a stall, not a busy moment: the next stall on the loop
+    would freeze everything as long, so no number of quick commits brings them back."""
+    on_loop: list[bool] = []
+    real_append = store_module.append_line
+
+    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
+        if len(on_loop) == 1:
+            time.sleep(store_module.STALL_S * 1.2)
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        real_append(journal_, line)
+
+    monkeypatch.setattr(store_module, "append_line", watched_append)
+    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
+    store = Store.open(tmp_path)
+    with trio.fail_after(20), caplog.at_level(logging.WARNING, logger="supervisor.store"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n in range(10):
+                await store.save(_record("a", str(n)))
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert on_loop == [True, True, *[False] * 8]
+    assert not store.may_return_to_loop
+    assert any("worker thread from now on" in r.getMessage() for r in caplog.records)
+
+
 def _seed(directory: Path, generation: int, state: State, *lines: bytes) -> None:
     write_atomically(directory, encode(state, generation))
     (directory / JOURNAL_NAME).write_bytes(b"".join(lines))

@@ -89,8 +89,12 @@ SLOW_COMMIT_S = 0.05
 # ... until this many commits in a row were quick there: a disk can be slow for a moment
 # only (200 agents starting at once on a 2-core machine made one write take 50-100 ms), and
 # a worker thread costs every prompt two thread hops and a wait for the GIL. Each return
-# doubles the count the next one needs, so a disk that keeps stalling stays in the thread.
+# doubles the count the next one needs, so a disk that keeps being slow stays in the thread.
 QUICK_COMMITS_TO_RETURN = 100
+# A write that took longer than this is a stall, not a busy moment: commits stay in the
+# worker thread for good, since the next stall on the loop would freeze everything for as
+# long (the chat connections, every session, a stop's 10 s).
+STALL_S = 0.5
 # A periodic snapshot the disk refused waits this long before the next try (the journal
 # goes on meanwhile). A commit it refuses is tried again (`durable.until_written`): prompts
 # wait for their handled marks and answers for the saves they carry; nothing is lost.
@@ -119,6 +123,7 @@ class Store:
         self._awaited = trio.Event()  # set when the inbox holds a change someone waits for
         self.writes = 0
         self.commits_in_thread = False  # set by a slow commit (SLOW_COMMIT_S)
+        self.may_return_to_loop = True  # until a commit stalls (STALL_S)
         self._quick_in_a_row = 0  # commits in a worker thread since the last slow one
         self._quick_to_return = QUICK_COMMITS_TO_RETURN
         self.refusals = 0  # writes the disk refused, over this store's life
@@ -247,13 +252,18 @@ class Store:
         if took > SLOW_COMMIT_S:
             self.commits_in_thread = True
             self._quick_in_a_row = 0
+            self.may_return_to_loop = self.may_return_to_loop and took <= STALL_S
+            until = f"until {self._quick_to_return} in a row are quick" if self.may_return_to_loop else "from now on"
             log.warning("a write to %s took %.0f ms: the disk is slow, so its writes go through a "
-                        "worker thread until %d in a row are quick", JOURNAL_NAME, took * 1000,
-                        self._quick_to_return)
+                        "worker thread %s", JOURNAL_NAME, took * 1000, until)
 
     def _judge_in_thread(self, took: float) -> None:
         self._quick_in_a_row = 0 if took > SLOW_COMMIT_S else self._quick_in_a_row + 1
-        if self._quick_in_a_row >= self._quick_to_return:
+        if took > STALL_S and self.may_return_to_loop:
+            self.may_return_to_loop = False
+            log.warning("a write to %s took %.0f ms: the disk stalls, so its writes stay in a worker "
+                        "thread from now on", JOURNAL_NAME, took * 1000)
+        if self.may_return_to_loop and self._quick_in_a_row >= self._quick_to_return:
             self.commits_in_thread = False
             log.info("the last %d writes to %s were quick: they are made on the event loop again",
                      self._quick_in_a_row, JOURNAL_NAME)
