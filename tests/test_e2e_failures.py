@@ -396,6 +396,22 @@ async def test_a_post_answered_with_a_body_that_cannot_be_read_is_sent_again_not
             assert len(answers) == 1 and "✅ Done" in answers[0], w.thread_text(root)
 
 
+async def test_a_post_made_whose_answer_cannot_be_read_is_found_not_made_twice(tmp_path: Path) -> None:
+    """The server made the post but a proxy answered with a page of its own: the post is
+    found by its mark and edited on, never sent a second time."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            w.server.fail_requests("garble_response", method="POST", path_prefix="/api/v4/posts", count=1)
+            await w.say("[slow 1] answered through a proxy that garbles", root)
+            await w.answered(root, "echo #1: answered through a proxy that garbles")
+            await w.settled(root)
+            answers = _answers(w, root, "answered through a proxy that garbles")
+            assert len(answers) == 1 and "✅ Done" in answers[0], w.thread_text(root)
+
+
 async def test_a_post_the_server_refuses_is_given_up_said_and_the_thread_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -141,13 +141,26 @@ class ShowsSessionState(Protocol):
 
 
 class ChatError(Exception):
-    """The chat server refused a request for good (bad input, missing, forbidden)."""
+    """The chat server refused a request (bad input, missing, forbidden), or answered it
+    in a way the link cannot read; what is transient (an outage) the link retries itself."""
 
     def __init__(self, status: int, error_id: str = "", message: str = "") -> None:
         super().__init__(f"{status} {error_id}: {message}".strip())
         self.status = status
         self.error_id = error_id
         self.message = message
+
+    @property
+    def for_good(self) -> bool:
+        """The server read the call and will not take it (a 4xx: the thread deleted, the
+        text too long, no permission): sending it again would not mend it."""
+        return 400 <= self.status < 500 and self.status not in (408, 429)
+
+    @property
+    def made_maybe(self) -> bool:
+        """The server took the call (a 2xx) but its answer could not be read: what it
+        asked for may be done, and a create sent again may make a second one."""
+        return 200 <= self.status < 300
 
 
 class CannotStart(Exception):

@@ -80,9 +80,11 @@ class Poster:
             try:
                 post_id = await self._perform(action)
             except Exception as exc:
-                if isinstance(exc, ChatError) and _refused_for_good(exc):
-                    # Thread deleted, post too long...: drop it, keep going.
-                    log.error("%s: the server refused a post: %s", self.name, exc)
+                if isinstance(exc, ChatError) and (exc.for_good or (exc.made_maybe and isinstance(action, Create))):
+                    # Thread deleted, post too long...; or a post that may exist already
+                    # (a second one would be a duplicate): drop it, keep going.
+                    why = "the server refused a post" if exc.for_good else "a post may be made, its answer unread"
+                    log.error("%s: %s: %s", self.name, why, exc)
                     self.outbox.dropped(action, trio.current_time())
                     continue
                 log.warning("%s: posting failed (%r); retrying", self.name, exc)
@@ -130,16 +132,9 @@ class Poster:
                 await self.chat.edit_post(post_id, text)
                 return
             except Exception as exc:
-                if isinstance(exc, ChatError) and _refused_for_good(exc):  # deleted...: nothing to correct
+                if isinstance(exc, ChatError) and exc.for_good:  # deleted...: nothing to correct
                     log.info("%s: could not edit %s: %s", self.name, post_id, exc)
                     return
                 log.warning("%s: editing %s failed (%r); retrying", self.name, post_id, exc)
                 await trio.sleep(0.5 * 2**attempt)
 
-
-def _refused_for_good(error: ChatError) -> bool:
-    """The server read the call and will not take it (a 4xx: the thread deleted, the text
-    too long, no permission): sending it again would not mend it. Not so a `ChatError`
-    with any other status: an answer the link could not read (a proxy's page with 200, a
-    body cut short), or a failure it passed on; the post may still go."""
-    return 400 <= error.status < 500 and error.status not in (408, 429)

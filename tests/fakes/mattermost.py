@@ -195,6 +195,8 @@ class FakeMattermost:
         if mode == "drop_response":
             self.stats.refused += 1
             return None
+        if mode == "garble_response":
+            return Response(200, b"<html>Please sign in to the proxy</html>", "text/html")
         return response
 
     async def _limited_or_handled(self, request: Request, request_id: str) -> Response:

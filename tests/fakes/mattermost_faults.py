@@ -16,8 +16,10 @@ import attrs
 from tests.fakes.mattermost_http import Headers
 
 # "refuse": hang up before handling; "drop_response": handle, then hang up unanswered
-# (the client cannot tell whether its request took effect); an int: answer that status.
-FaultMode = Literal["refuse", "drop_response"] | int
+# (the client cannot tell whether its request took effect); "garble_response": handle,
+# then answer 200 with a page that is not the API's (a proxy's); an int: answer that
+# status without handling.
+FaultMode = Literal["refuse", "drop_response", "garble_response"] | int
 
 
 @attrs.define

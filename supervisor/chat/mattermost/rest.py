@@ -183,9 +183,8 @@ class MattermostRest:
         )
         first_try, since_ms = trio.current_time(), int(time.time() * 1000) - _CLOCK_SLACK_MS
 
-        async def made_already() -> httpx.Response | None:
-            if trio.current_time() - first_try < PENDING_POST_SAFE_S:
-                return None  # the server still knows the pending_post_id
+        async def made() -> httpx.Response | None:
+            """The post, if the server made it: found by its mark."""
             me = await self._my_id()
             for post in await self.posts_since(channel_id, since_ms):
                 if post.props.get(CREATE_MARK) == pending_post_id and post.user_id == me:
@@ -193,8 +192,20 @@ class MattermostRest:
                     return await self._call("GET", f"/posts/{quote(post.id, safe='')}")
             return None
 
+        async def made_already() -> httpx.Response | None:
+            if trio.current_time() - first_try < PENDING_POST_SAFE_S:
+                return None  # the server still knows the pending_post_id
+            return await made()
+
         response = await self._call("POST", "/posts", json=codec.unstructure(body), before_resend=made_already)
-        return _decode(response, codec.decode_post)
+        try:
+            return _decode(response, codec.decode_post)
+        except ChatError as unread:
+            # Taken, but the answer is not the post (a proxy's page): the post, if made.
+            found = await made()
+            if found is None:  # not made: it may be sent again
+                raise ChatError(502, unread.error_id, f"{unread.message}; no post made") from None
+            return _decode(found, codec.decode_post)
 
     async def edit_post(self, post_id: str, message: str) -> WirePost:
         response = await self._call("PUT", f"/posts/{post_id}/patch", json={"message": message})
@@ -413,7 +424,8 @@ def _chat_error(response: httpx.Response) -> ChatError:
 
 
 def _decode(response: httpx.Response, decode: Callable[[Any], T]) -> T:
-    """A success body, decoded. A body we cannot use is a refusal, not worth a retry."""
+    """A success body, decoded; one we cannot read is a `ChatError` with its 2xx status
+    (`made_maybe`: the call may have taken effect)."""
     try:
         return decode(response.json())
     except ValueError as exc:  # not JSON (JSONDecodeError, UnicodeDecodeError)
