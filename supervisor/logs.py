@@ -76,8 +76,8 @@ def tell_person(text: str) -> None:
     """A line on stderr for whoever started the supervisor, outside the log, so not masked
     (the web chat's address is meant to carry its token), but in the log's format: a
     reader of JSON lines reads it too."""
-    if _json_lines:
-        text = json.dumps(_json_entry(time.time(), "info", "supervisor", text), ensure_ascii=False)
+    if _json_lines:  # its own logger's name: a log shipper can tell it from the log, and drop it
+        text = json.dumps(_json_entry(time.time(), "info", "supervisor.address", text), ensure_ascii=False)
     print(text, file=sys.stderr, flush=True)
 
 

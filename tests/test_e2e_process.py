@@ -121,8 +121,8 @@ def test_with_json_logs_every_line_is_json_and_the_web_address_is_one_of_them(tm
         assert product.stop() == 0
         lines = [json.loads(line) for line in product.stderr().splitlines()]
         assert all({"t", "level", "logger", "msg"} <= line.keys() for line in lines)
-        told = [line["msg"] for line in lines if product.token() in line["msg"]]
-        assert told == [f"Web chat: open {url} in a browser (the address carries the access token)"]
+        told = [(line["logger"], line["msg"]) for line in lines if product.token() in line["msg"]]
+        assert told == [("supervisor.address", f"Web chat: open {url} in a browser (the address carries the access token)")]
     finally:
         product.close()
 

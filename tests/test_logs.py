@@ -15,9 +15,9 @@ TOKEN = "123456:AAF-secret-telegram-token"
 @pytest.fixture(autouse=True)
 def _restore_root_logger() -> object:
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, level, json_lines = root.handlers[:], root.level, logs._json_lines
     yield
-    root.handlers[:], root.level = handlers, level
+    root.handlers[:], root.level, logs._json_lines = handlers, level, json_lines
 
 
 def _log_a_failure_quoting_the_token() -> None:
