@@ -297,11 +297,12 @@ class MattermostRest:
                 response = await self._send(method, path, request)
             except _TRANSIENT_ERRORS as exc:
                 if isinstance(exc, httpx.ProxyError):
-                    self._proxy_refused(method, path, exc)
+                    answer = self._proxy_refused(method, path, exc, retry=retry)
                 else:
                     log.warning("%s %s failed: %s", method, path, type(exc).__name__)
+                    answer = type(exc).__name__
                 if not retry:
-                    raise ChatError(0, "unreachable", type(exc).__name__) from None
+                    raise ChatError(0, "unreachable", answer) from None
                 await pauses.pause()
                 continue
             status = response.status_code
@@ -334,22 +335,25 @@ class MattermostRest:
             log.warning("%s %s -> %d, retrying", method, path, status)
             await pauses.pause()
 
-    def _proxy_refused(self, method: str, path: str, exc: httpx.ProxyError) -> None:
+    def _proxy_refused(self, method: str, path: str, exc: httpx.ProxyError, *, retry: bool) -> str:
         """The proxy would not open the way to the server: said once, with what it answered
         and what to check (every try of every call would repeat it); tried again all the
-        same, as through an outage (it may be let through once its admin allows it)."""
+        same, as through an outage (it may be let through once its admin allows it).
+        Returns the proxy's answer, in a few words."""
         answer = one_line(exc, limit=120).removeprefix("ProxyError: ")  # its status and reason
         if answer == self._proxy_said:
             log.debug("%s %s: the proxy refused again (%s)", method, path, answer)
-            return
+            return f"the proxy answered {answer}"
         self._proxy_said = answer
         level, why = logging.ERROR, "it will not connect us there: should no_proxy name the server, or the proxy allow it?"
         if answer.startswith("407"):
             why = "the user and password in the proxy's URL (https_proxy, all_proxy) are missing or wrong"
         elif answer.startswith("5"):  # an outage behind the proxy, not our configuration
             level, why = logging.WARNING, "it cannot reach the server (is it down, or mattermost.url wrong?)"
-        log.log(level, "Mattermost at %s cannot be reached through the proxy %s, which answered %s: %s; tried"
-                " again until it lets us through", self.base_url, self._proxy, answer, why)  # fmt: skip
+        then = "; tried again until it lets us through" if retry else ""
+        log.log(level, "Mattermost at %s cannot be reached through the proxy %s, which answered %s: %s%s",
+                self.base_url, self._proxy, answer, why, then)  # fmt: skip
+        return f"the proxy answered {answer}"
 
     async def _send(self, method: str, path: str, request: dict[str, Any]) -> httpx.Response:
         """One exchange, the whole body read (what `AsyncClient.request` does for us)."""
