@@ -232,7 +232,8 @@ class AgentChild:
     marker of its own in its environment, holding its start gate until it is ready.
 
     Invariant: `gate` is left exactly once, by the task that entered it; `_ended` once the
-    teardown ran to its end (the process, its group and what carries its marker are gone).
+    teardown ran to its end (the process, its group and what carries its marker are gone,
+    but for a process stuck in the kernel past its SIGKILL: named in the log, left behind).
     """
 
     def __init__(self, proc: trio.Process, marker: bytes, gate: StartGuard | None, grace: AgentGrace) -> None:

@@ -435,7 +435,8 @@ class SessionTask:
                             # prompt written to it would wait for the stall timeout). Gone
                             # either way: ended as at any teardown, its exit reported.
                             code = await agent.end()
-                            log.info("%s: agent %s exited with status %s", self.name, agent.pid, code)
+                            if code is not None:  # else named by the teardown: left behind
+                                log.info("%s: agent %s exited with status %s", self.name, agent.pid, code)
                         nursery.cancel_scope.cancel()
                     tail = "\n".join(agent.stderr_tail)
                     if agent.stderr_events:
