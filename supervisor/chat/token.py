@@ -114,7 +114,9 @@ class TokenWatch:
 
 class OwnRefusal:
     """Tells, for one call, a 401 of its own (a path a proxy guards) from the token's:
-    its own once the checks took the token at once after two of its 401s in a row."""
+    its own once the checks took the token at once after two of its 401s in a row. (The
+    second check comes after the watch's pause, `every_s`: such a call fails that much
+    later, its thread's later posts waiting behind it meanwhile.)"""
 
     def __init__(self) -> None:
         self._passes = 0  # 401s in a row after which a check took the token at once
