@@ -111,3 +111,21 @@ async def test_a_file_download_refused_for_the_token_waits_for_it() -> None:
 async def _accept_once_refused(fake: FakeBotApi) -> None:
     await fake.wait_until(lambda: any(c.method == "getMe" and c.status == 401 for c in fake.calls))
     fake.accept_token()
+
+
+async def test_a_poll_refused_while_the_token_is_taken_goes_on_and_ends_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """getUpdates answered 401 (a proxy guarding it) while getMe takes the token: no
+    "token refused" end of the supervisor, one ERROR saying what is refused, and the
+    messages written meanwhile are answered once the poll is let through."""
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("alpha")
+            w.fake.fail("getUpdates", 401, "Unauthorized", count=3)
+            w.say("written while the poll was refused", topic)
+            await w.answered(topic, "written while the poll was refused")
+            w.say("and after", topic)
+            await w.answered(topic, "and after")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "refuses getUpdates (401) though it takes the bot's token" in errors[0], errors

@@ -47,7 +47,7 @@ from typing import Final
 import attrs
 import trio
 
-from supervisor.chat.telegram.calls import Conflict
+from supervisor.chat.telegram.calls import Conflict, Unauthorized
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import Update, UpdateBatch
 from supervisor.core.backoff import Backoff
@@ -218,7 +218,7 @@ class UpdateSource:
             task_status.started()
             await self._api.delete_webhook()
             self.answered.set()
-            conflicts = passed_over_answers = 0
+            conflicts = passed_over_answers = refusals = 0
             said: tuple[str, ...] = ()  # the unusable updates of the last answer, logged
             while True:
                 await self._wait_for_turn()
@@ -235,6 +235,15 @@ class UpdateSource:
                     await self._hold_off(error, conflicts)
                     conflicts += 1
                     continue
+                except Unauthorized:
+                    if not self._api.token.watching:  # at a start (Telegram silent before): the token's
+                        raise
+                    await self._refused_own(refusals)
+                    refusals += 1
+                    continue
+                if refusals:
+                    log.warning("Telegram takes getUpdates again: updates flow")
+                    refusals = 0
                 if conflicts:
                     log.warning("Telegram updates flow again: the other poller has stopped")
                     conflicts, self.conflict = 0, False
@@ -281,6 +290,15 @@ class UpdateSource:
             while self._ledger.unconfirmed:
                 self._confirmed = trio.Event()
                 await self._confirmed.wait()
+
+    async def _refused_own(self, attempt: int) -> None:
+        """getUpdates refused with 401 while the token's checks (getMe) take the token: not
+        the token (`token` holds the calls it refuses), so the poll goes on, slowly, rather
+        than end the front end and the supervisor with it."""
+        if attempt == 0:
+            log.error("Telegram refuses getUpdates (401) though it takes the bot's token (getMe): a proxy "
+                      "in front of the Bot API? Tried again every %.0f s", self._api.token.every_s)  # fmt: skip
+        await trio.sleep(self._api.token.every_s)
 
     async def _hold_off(self, error: Conflict, attempt: int) -> None:
         delay = self._conflict_backoff.delay(attempt, self._rng)
