@@ -14,10 +14,15 @@ TOKEN = "123456:AAF-secret-telegram-token"
 
 @pytest.fixture(autouse=True)
 def _restore_root_logger() -> object:
+    # `setup` sets the process's logging: what it changes is put back for the other tests
+    # (httpx's own level too, which tests of the Telegram client read).
     root = logging.getLogger()
     handlers, level, json_lines = root.handlers[:], root.level, logs._json_lines
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "trio-websocket")}
     yield
     root.handlers[:], root.level, logs._json_lines = handlers, level, json_lines
+    for name, kept in levels.items():
+        logging.getLogger(name).setLevel(kept)
 
 
 def _log_a_failure_quoting_the_token() -> None:
