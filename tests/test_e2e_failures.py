@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import shutil
@@ -396,19 +397,43 @@ async def test_a_post_answered_with_a_body_that_cannot_be_read_is_sent_again_not
             assert len(answers) == 1 and "✅ Done" in answers[0], w.thread_text(root)
 
 
-async def test_a_post_made_whose_answer_cannot_be_read_is_found_not_made_twice(tmp_path: Path) -> None:
+async def test_a_post_made_whose_answer_cannot_be_read_is_found_not_made_twice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The server made the post but a proxy answered with a page of its own: the post is
-    found by its mark and edited on, never sent a second time."""
+    found by its mark at once (not left to the server's 30 s memory of its pending id)
+    and edited on, never sent a second time."""
+    caplog.set_level(logging.INFO)
     with trio.fail_after(60):
         async with world(tmp_path) as w:
             await w.start()
             root = await w.new_session("alpha")
             await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            posts_before = w.server.stats.count("POST", "/api/v4/posts")
             w.server.fail_requests("garble_response", method="POST", path_prefix="/api/v4/posts", count=1)
             await w.say("[slow 1] answered through a proxy that garbles", root)
             await w.answered(root, "echo #1: answered through a proxy that garbles")
             await w.settled(root)
             answers = _answers(w, root, "answered through a proxy that garbles")
+            assert len(answers) == 1 and "✅ Done" in answers[0], w.thread_text(root)
+            assert w.server.stats.count("POST", "/api/v4/posts") == posts_before + 1  # found, not sent again
+            assert "made before its answer was lost; not sent again" in caplog.text
+
+
+async def test_a_post_whose_answer_and_look_up_cannot_be_read_is_sent_again_not_lost(tmp_path: Path) -> None:
+    """The proxy's page answers the create (which it never passed on) and the look-up for
+    it too: the answer is not given up, it is sent again and shows once."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            await w.start()
+            root = await w.new_session("alpha")
+            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            w.server.fail_requests(200, method="POST", path_prefix="/api/v4/posts", count=1)
+            w.server.fail_requests("garble_response", method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts", count=1)
+            await w.say("answered through a proxy that garbles twice", root)
+            await w.answered(root, "echo #1: answered through a proxy that garbles twice")
+            await w.settled(root)
+            answers = _answers(w, root, "answered through a proxy that garbles twice")
             assert len(answers) == 1 and "✅ Done" in answers[0], w.thread_text(root)
 
 

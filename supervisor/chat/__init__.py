@@ -156,12 +156,6 @@ class ChatError(Exception):
         text too long, no permission): sending it again would not mend it."""
         return 400 <= self.status < 500 and self.status not in (408, 429)
 
-    @property
-    def made_maybe(self) -> bool:
-        """The server took the call (a 2xx) but its answer could not be read: what it
-        asked for may be done, and a create sent again may make a second one."""
-        return 200 <= self.status < 300
-
 
 class CannotStart(Exception):
     """A front end cannot start with this configuration (its chat server refuses the

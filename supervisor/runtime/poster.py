@@ -80,11 +80,12 @@ class Poster:
             try:
                 post_id = await self._perform(action)
             except Exception as exc:
-                if isinstance(exc, ChatError) and (exc.for_good or (exc.made_maybe and isinstance(action, Create))):
-                    # Thread deleted, post too long...; or a post that may exist already
-                    # (a second one would be a duplicate): drop it, keep going.
-                    why = "the server refused a post" if exc.for_good else "a post may be made, its answer unread"
-                    log.error("%s: %s: %s", self.name, why, exc)
+                if isinstance(exc, ChatError) and exc.for_good:
+                    # Thread deleted, post too long...: drop it, keep going. Anything else
+                    # (an answer it could not read, say) is sent again: the link finds a
+                    # post it made already by its idempotency key, as far as it can, and
+                    # a post twice beats an answer lost.
+                    log.error("%s: the server refused a post: %s", self.name, exc)
                     self.outbox.dropped(action, trio.current_time())
                     continue
                 log.warning("%s: posting failed (%r); retrying", self.name, exc)

@@ -429,7 +429,7 @@ def _chat_error(response: httpx.Response) -> ChatError:
 
 def _decode(response: httpx.Response, decode: Callable[[Any], T]) -> T:
     """A success body, decoded; one we cannot read is a `ChatError` with its 2xx status
-    (`made_maybe`: the call may have taken effect)."""
+    (the call may have taken effect: `create_post` looks for the post it made)."""
     try:
         return decode(response.json())
     except ValueError as exc:  # not JSON (JSONDecodeError, UnicodeDecodeError)
