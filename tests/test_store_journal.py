@@ -141,6 +141,9 @@ async def test_commits_go_back_to_the_loop_after_enough_quick_ones_in_the_thread
         real_append(journal_, line)
 
     monkeypatch.setattr(store_module, "append_line", watched_append)
+    # Slow enough that a real write on a busy machine is never taken for a slow one.
+    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)
+    monkeypatch.setattr(store_module, "STALL_S", 5.0)
     monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
     store = Store.open(tmp_path)
     with trio.fail_after(20), caplog.at_level(logging.INFO, logger="supervisor.store"):
@@ -157,21 +160,27 @@ async def test_commits_go_back_to_the_loop_after_enough_quick_ones_in_the_thread
     assert sum("made on the event loop again" in r.getMessage() for r in caplog.records) == 2
 
 
+@pytest.mark.parametrize("in_thread", [False, True], ids=["on-the-loop", "in-the-thread"])
 async def test_commits_stay_in_the_thread_for_good_once_one_stalled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, in_thread: bool
 ) -> None:
     """A write of over STALL_S is a stall, not a busy moment: the next stall on the loop
-    would freeze everything as long, so no number of quick commits brings them back."""
+    would freeze everything as long, so no number of quick commits brings them back;
+    whether it stalled on the loop, or in the thread after a merely slow one moved it."""
     on_loop: list[bool] = []
     real_append = store_module.append_line
 
     def watched_append(journal_: store_module.Journal, line: bytes) -> None:
         if len(on_loop) == 1:
+            time.sleep(store_module.SLOW_COMMIT_S * 1.5 if in_thread else store_module.STALL_S * 1.2)
+        if len(on_loop) == 2 and in_thread:
             time.sleep(store_module.STALL_S * 1.2)
         on_loop.append(threading.current_thread() is threading.main_thread())
         real_append(journal_, line)
 
     monkeypatch.setattr(store_module, "append_line", watched_append)
+    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)  # no real write on a busy machine is one
+    monkeypatch.setattr(store_module, "STALL_S", 0.6)
     monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
     store = Store.open(tmp_path)
     with trio.fail_after(20), caplog.at_level(logging.WARNING, logger="supervisor.store"):
@@ -183,7 +192,7 @@ async def test_commits_stay_in_the_thread_for_good_once_one_stalled(
     store.close()
     assert on_loop == [True, True, *[False] * 8]
     assert not store.may_return_to_loop
-    assert any("worker thread from now on" in r.getMessage() for r in caplog.records)
+    assert any("worker thread" in r.getMessage() and "from now on" in r.getMessage() for r in caplog.records)
 
 
 def _seed(directory: Path, generation: int, state: State, *lines: bytes) -> None:

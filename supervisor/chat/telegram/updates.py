@@ -294,11 +294,13 @@ class UpdateSource:
     async def _refused_own(self, attempt: int) -> None:
         """getUpdates refused with 401 while the token's checks (getMe) take the token: not
         the token (`token` holds the calls it refuses), so the poll goes on, slowly, rather
-        than end the front end and the supervisor with it."""
+        than end the front end and the supervisor with it. (Each round is the two checks
+        `OwnRefusal` waits for, then this pause: about three of the watch's pauses.)"""
+        pause_s = self._api.token.every_s
         if attempt == 0:
             log.error("Telegram refuses getUpdates (401) though it takes the bot's token (getMe): a proxy "
-                      "in front of the Bot API? Tried again every %.0f s", self._api.token.every_s)  # fmt: skip
-        await trio.sleep(self._api.token.every_s)
+                      "in front of the Bot API? Tried again about every %.0f s", 3 * pause_s)  # fmt: skip
+        await trio.sleep(pause_s)
 
     async def _hold_off(self, error: Conflict, attempt: int) -> None:
         delay = self._conflict_backoff.delay(attempt, self._rng)
