@@ -195,6 +195,40 @@ async def test_commits_stay_in_the_thread_for_good_once_one_stalled(
     assert any("worker thread" in r.getMessage() and "from now on" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_stall_on_a_write_several_waited_for_keeps_the_next_ones_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write several sessions wait for goes through the thread anyway; when it stalls,
+    the next one a lone prompt waits for must not meet that disk on the loop."""
+    on_loop: list[bool] = []
+    real_append = store_module.append_line
+
+    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
+        if len(on_loop) == 1:
+            time.sleep(store_module.STALL_S * 1.2)
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        real_append(journal_, line)
+
+    monkeypatch.setattr(store_module, "append_line", watched_append)
+    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)
+    monkeypatch.setattr(store_module, "STALL_S", 0.6)
+    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
+    store = Store.open(tmp_path)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await store.save(_record("a", "0"))
+            async with trio.open_nursery() as both:  # two waiting on one write: in the thread
+                both.start_soon(store.save, _record("b", "1"))
+                both.start_soon(store.save, _record("c", "1"))
+            for n in range(1, 6):
+                await store.save(_record("a", str(n)))
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert on_loop == [True, False, *[False] * 5]
+    assert not store.may_return_to_loop
+
+
 def _seed(directory: Path, generation: int, state: State, *lines: bytes) -> None:
     write_atomically(directory, encode(state, generation))
     (directory / JOURNAL_NAME).write_bytes(b"".join(lines))

@@ -247,15 +247,20 @@ class Store:
             took = await trio.to_thread.run_sync(_timed_append, journal_, line)
             if self.commits_in_thread:
                 self._judge_in_thread(took)
+            elif took > STALL_S:  # the next commit one task waits for must not meet it on the loop
+                self._to_thread(took)
             return
         took = _timed_append(journal_, line)  # on the loop: see SLOW_COMMIT_S
         if took > SLOW_COMMIT_S:
-            self.commits_in_thread = True
-            self._quick_in_a_row = 0
-            self.may_return_to_loop = self.may_return_to_loop and took <= STALL_S
-            until = f"until {self._quick_to_return} in a row are quick" if self.may_return_to_loop else "from now on"
-            log.warning("a write to %s took %.0f ms: the disk is slow, so its writes go through a "
-                        "worker thread %s", JOURNAL_NAME, took * 1000, until)
+            self._to_thread(took)
+
+    def _to_thread(self, took: float) -> None:
+        self.commits_in_thread = True
+        self._quick_in_a_row = 0
+        self.may_return_to_loop = self.may_return_to_loop and took <= STALL_S
+        until = f"until {self._quick_to_return} in a row are quick" if self.may_return_to_loop else "from now on"
+        log.warning("a write to %s took %.0f ms: the disk is slow, so its writes go through a "
+                    "worker thread %s", JOURNAL_NAME, took * 1000, until)
 
     def _judge_in_thread(self, took: float) -> None:
         self._quick_in_a_row = 0 if took > SLOW_COMMIT_S else self._quick_in_a_row + 1
