@@ -379,15 +379,22 @@ async def test_a_catch_up_the_server_refuses_for_a_while_is_tried_again_and_the_
             assert len(_answers(w, root, "written while away")) == 1
 
 
+async def _a_session_settled_in(w: World) -> str:
+    """The supervisor started, and a session whose `!new` is answered: its thread root
+    (what the tests after it make fail is then the answer's post, not the start's)."""
+    await w.start()
+    root = await w.new_session("alpha")
+    await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+    return root
+
+
 async def test_a_post_answered_with_a_body_that_cannot_be_read_is_sent_again_not_dropped(tmp_path: Path) -> None:
     """A 200 whose body is not the post (a proxy's page, a body cut short) refuses
     nothing: the answer is sent again and shows, whole and once (it was given up, as if
     the server had refused it, and the thread never showed it)."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            await w.start()
-            root = await w.new_session("alpha")
-            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            root = await _a_session_settled_in(w)
             w.server.fail_requests(200, method="POST", path_prefix="/api/v4/posts", count=1)  # the answer's
             await w.say("answered through a flaky proxy", root)
             await w.answered(root, "echo #1: answered through a flaky proxy")
@@ -406,9 +413,7 @@ async def test_a_post_made_whose_answer_cannot_be_read_is_found_not_made_twice(
     caplog.set_level(logging.INFO)
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            await w.start()
-            root = await w.new_session("alpha")
-            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            root = await _a_session_settled_in(w)
             posts_before = w.server.stats.count("POST", "/api/v4/posts")
             w.server.fail_requests("garble_response", method="POST", path_prefix="/api/v4/posts", count=1)
             await w.say("[slow 1] answered through a proxy that garbles", root)
@@ -425,9 +430,7 @@ async def test_a_post_whose_answer_and_look_up_cannot_be_read_is_sent_again_not_
     it too: the answer is not given up, it is sent again and shows once."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            await w.start()
-            root = await w.new_session("alpha")
-            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            root = await _a_session_settled_in(w)
             w.server.fail_requests(200, method="POST", path_prefix="/api/v4/posts", count=1)
             w.server.fail_requests("garble_response", method="GET", path_prefix=f"/api/v4/channels/{w.dm}/posts", count=1)
             await w.say("answered through a proxy that garbles twice", root)
@@ -444,9 +447,7 @@ async def test_a_post_the_server_refuses_is_given_up_said_and_the_thread_goes_on
     tried again: the log says it, and the thread's next answers are not held behind it."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            await w.start()
-            root = await w.new_session("alpha")
-            await w.wait_for(lambda: any("Started session **alpha**" in p["message"] for p in w.bot_posts()))
+            root = await _a_session_settled_in(w)
             w.server.fail_requests(400, method="POST", path_prefix="/api/v4/posts", count=1)  # the answer's
             await w.say("refused", root)
             await w.wait_for(lambda: "the server refused a post: 400" in caplog.text)

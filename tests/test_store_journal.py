@@ -11,7 +11,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,50 @@ async def test_a_commit_is_a_synchronous_write_so_its_ack_means_on_disk(tmp_path
     assert read_state(tmp_path).state.sessions["a"].name == "2"
 
 
+def _watch_appends(monkeypatch: pytest.MonkeyPatch, slow: Mapping[int, Callable[[], float]]) -> list[bool]:
+    """Each journal append in order: whether it ran on the event loop. The `n`th (0-based)
+    takes `slow[n]()` seconds more, read when it runs (tests patch the thresholds)."""
+    on_loop: list[bool] = []
+    real_append = store_module.append_line
+
+    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
+        if len(on_loop) in slow:
+            time.sleep(slow[len(on_loop)]())
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        real_append(journal_, line)
+
+    monkeypatch.setattr(store_module, "append_line", watched_append)
+    return on_loop
+
+
+def _quick_thresholds(monkeypatch: pytest.MonkeyPatch, stall_s: float) -> None:
+    """Thresholds no real write on a busy machine reaches; three quick commits to return."""
+    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)
+    monkeypatch.setattr(store_module, "STALL_S", stall_s)
+    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
+
+
+async def _save_one_at_a_time(tmp_path: Path, count: int) -> Store:
+    """A store that saved record `a` `count` times, each once the last was durable; closed."""
+    store = Store.open(tmp_path)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n in range(count):
+                await store.save(_record("a", str(n)))
+            nursery.cancel_scope.cancel()
+    store.close()
+    return store
+
+
+def _slow() -> float:
+    return store_module.SLOW_COMMIT_S * 1.5
+
+
+def _stall() -> float:
+    return store_module.STALL_S * 1.2
+
+
 async def test_a_commit_one_task_waits_for_runs_on_the_loop_until_the_disk_is_slow_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -94,16 +138,7 @@ async def test_a_commit_one_task_waits_for_runs_on_the_loop_until_the_disk_is_sl
     thread's two hops cost more than the write); one that several wait for goes through a
     thread (the loop goes on with them); the first slow one moves every later commit to a
     thread, so a disk that stalls cannot stop the loop again. Each is durable at its ack."""
-    on_loop: list[bool] = []
-    real_append = store_module.append_line
-
-    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        if len(on_loop) == 3:  # the disk is slow once
-            time.sleep(store_module.SLOW_COMMIT_S * 1.5)
-        real_append(journal_, line)
-
-    monkeypatch.setattr(store_module, "append_line", watched_append)
+    on_loop = _watch_appends(monkeypatch, {2: _slow})  # the disk is slow once
     store = Store.open(tmp_path)
     with trio.fail_after(10), caplog.at_level(logging.WARNING, logger="supervisor.store"):
         async with trio.open_nursery() as nursery:
@@ -130,29 +165,11 @@ async def test_commits_go_back_to_the_loop_after_enough_quick_ones_in_the_thread
     prompt two thread hops: after QUICK_COMMITS_TO_RETURN quick commits in a row in the
     worker thread they are made on the loop again; slow once more, twice as many are
     needed; a slow one in the thread starts the count afresh."""
-    on_loop: list[bool] = []
-    slow_at = {1, 5, 7}  # (0-based) the first commit, then one back on the loop, then one in the thread
-    real_append = store_module.append_line
-
-    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
-        if len(on_loop) in slow_at:
-            time.sleep(store_module.SLOW_COMMIT_S * 1.5)
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        real_append(journal_, line)
-
-    monkeypatch.setattr(store_module, "append_line", watched_append)
-    # Slow enough that a real write on a busy machine is never taken for a slow one.
-    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)
-    monkeypatch.setattr(store_module, "STALL_S", 5.0)
-    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
-    store = Store.open(tmp_path)
-    with trio.fail_after(20), caplog.at_level(logging.INFO, logger="supervisor.store"):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
-            for n in range(15):
-                await store.save(_record("a", str(n)))
-            nursery.cancel_scope.cancel()
-    store.close()
+    # Slow: the first commit, then one back on the loop, then one in the thread.
+    on_loop = _watch_appends(monkeypatch, {1: _slow, 5: _slow, 7: _slow})
+    _quick_thresholds(monkeypatch, stall_s=5.0)
+    caplog.set_level(logging.INFO, logger="supervisor.store")
+    await _save_one_at_a_time(tmp_path, 15)
     assert read_state(tmp_path).state.sessions["a"].name == "14"
     # 0: quick, on the loop; 1: slow, on the loop; 2-4: three quick in the thread; 5: slow,
     # on the loop again; 6-7: in the thread, 7 slow; 8-13: six quick; 14: on the loop.
@@ -167,29 +184,10 @@ async def test_commits_stay_in_the_thread_for_good_once_one_stalled(
     """A write of over STALL_S is a stall, not a busy moment: the next stall on the loop
     would freeze everything as long, so no number of quick commits brings them back;
     whether it stalled on the loop, or in the thread after a merely slow one moved it."""
-    on_loop: list[bool] = []
-    real_append = store_module.append_line
-
-    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
-        if len(on_loop) == 1:
-            time.sleep(store_module.SLOW_COMMIT_S * 1.5 if in_thread else store_module.STALL_S * 1.2)
-        if len(on_loop) == 2 and in_thread:
-            time.sleep(store_module.STALL_S * 1.2)
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        real_append(journal_, line)
-
-    monkeypatch.setattr(store_module, "append_line", watched_append)
-    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)  # no real write on a busy machine is one
-    monkeypatch.setattr(store_module, "STALL_S", 0.6)
-    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
-    store = Store.open(tmp_path)
-    with trio.fail_after(20), caplog.at_level(logging.WARNING, logger="supervisor.store"):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
-            for n in range(10):
-                await store.save(_record("a", str(n)))
-            nursery.cancel_scope.cancel()
-    store.close()
+    on_loop = _watch_appends(monkeypatch, {1: _slow, 2: _stall} if in_thread else {1: _stall})
+    _quick_thresholds(monkeypatch, stall_s=0.6)
+    caplog.set_level(logging.WARNING, logger="supervisor.store")
+    store = await _save_one_at_a_time(tmp_path, 10)
     assert on_loop == [True, True, *[False] * 8]
     assert not store.may_return_to_loop
     assert any("worker thread" in r.getMessage() and "from now on" in r.getMessage() for r in caplog.records)
@@ -200,19 +198,8 @@ async def test_a_stall_on_a_write_several_waited_for_keeps_the_next_ones_off_the
 ) -> None:
     """A write several sessions wait for goes through the thread anyway; when it stalls,
     the next one a lone prompt waits for must not meet that disk on the loop."""
-    on_loop: list[bool] = []
-    real_append = store_module.append_line
-
-    def watched_append(journal_: store_module.Journal, line: bytes) -> None:
-        if len(on_loop) == 1:
-            time.sleep(store_module.STALL_S * 1.2)
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        real_append(journal_, line)
-
-    monkeypatch.setattr(store_module, "append_line", watched_append)
-    monkeypatch.setattr(store_module, "SLOW_COMMIT_S", 0.3)
-    monkeypatch.setattr(store_module, "STALL_S", 0.6)
-    monkeypatch.setattr(store_module, "QUICK_COMMITS_TO_RETURN", 3)
+    on_loop = _watch_appends(monkeypatch, {1: _stall})
+    _quick_thresholds(monkeypatch, stall_s=0.6)
     store = Store.open(tmp_path)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
