@@ -15,7 +15,7 @@ import trio
 
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude.codec import ClaudeCodec
-from supervisor.chat.mattermost import token
+from supervisor.chat import token
 from supervisor.runtime.session import _spawn_failure
 from tests.harness import World, personas_toml, world
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import trio
 
-from supervisor.chat import ChatError
-from supervisor.chat.mattermost import token
+from supervisor.chat import ChatError, token
 from supervisor.chat.mattermost.link import MattermostLink
+from supervisor.chat.mattermost.token import TokenWatch
 from supervisor.core.backoff import Backoff
 from supervisor.core.events import ChatEvent, Hello
 from tests.fakes.mattermost import FakeMattermost
@@ -184,7 +184,7 @@ async def test_a_check_of_the_token_that_gets_no_answer_is_tried_again_not_raise
         if tries == 1:
             raise RuntimeError("the proxy refused the CONNECT")
 
-    watch = token.TokenWatch("http://mattermost.example")
+    watch = TokenWatch("http://mattermost.example")
     with trio.fail_after(5 * CHECK_EVERY_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch.run, check)
@@ -199,7 +199,7 @@ async def test_a_call_waiting_for_the_token_is_let_go_when_the_watch_ends() -> N
     async def refused() -> None:
         raise ChatError(401, "api.context.session_expired.app_error", "Invalid or expired session")
 
-    watch = token.TokenWatch("http://mattermost.example")
+    watch = TokenWatch("http://mattermost.example")
     with trio.fail_after(5 * CHECK_EVERY_S):
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as watching:
@@ -208,7 +208,7 @@ async def test_a_call_waiting_for_the_token_is_let_go_when_the_watch_ends() -> N
     assert watch.refused and not watch.watching
 
 
-async def _watch_until(watch: token.TokenWatch, check: Any, scope: trio.CancelScope) -> None:
+async def _watch_until(watch: TokenWatch, check: Any, scope: trio.CancelScope) -> None:
     with trio.move_on_after(2 * CHECK_EVERY_S):
         await watch.run(check)
 
@@ -226,7 +226,7 @@ async def test_a_watch_run_again_holds_a_call_until_a_check_of_its_own_takes_the
         if tries <= 2:
             raise ChatError(401, "api.context.session_expired.app_error", "Invalid or expired session")
 
-    watch = token.TokenWatch("http://mattermost.example")
+    watch = TokenWatch("http://mattermost.example")
     with trio.CancelScope() as first_run:
         first_run.cancel()
         await watch.run(refused_twice)  # ends at once, as a link's run ends

@@ -31,7 +31,7 @@ from supervisor.logs import one_line
 
 # How often a refused token is checked again; also the least time between two checks, so
 # that a call refused for some other reason does not keep the check busy. Read when a
-# watch is made (tests shorten it).
+# watch is made (tests shorten it, for every front end at once).
 CHECK_EVERY_S = 30.0
 
 
@@ -41,14 +41,12 @@ class TokenWatch:
     `server` names the server in the log ("Mattermost at https://…"), `check` the request
     that checks the token, `guess` says what likely happened, as a question."""
 
-    def __init__(
-        self, server: str, check: str, guess: str, log: logging.Logger, *, every_s: float | None = None
-    ) -> None:
+    def __init__(self, server: str, check: str, guess: str, log: logging.Logger) -> None:
         self._server = server
         self._check_name = check
         self._guess = guess
         self._log = log
-        self.every_s = CHECK_EVERY_S if every_s is None else every_s
+        self.every_s = CHECK_EVERY_S
         self.watching = False  # `run` runs: a refused call may wait for the token
         self.refused = False  # the last check was refused
         self._suspicion = trio.Event()  # set when someone saw a sign of refusal

@@ -23,13 +23,10 @@ from supervisor.chat import token
 
 log = logging.getLogger("supervisor.mattermost")
 
-CHECK_EVERY_S = token.CHECK_EVERY_S  # how often a refused token is checked again
-
 
 class TokenWatch(token.TokenWatch):
     """Owned by the REST client (`MattermostRest.token`); the WebSocket is handed it, and
     the link runs `run` beside the WebSocket. Only the words are Mattermost's."""
 
     def __init__(self, base_url: str) -> None:
-        super().__init__(f"Mattermost at {base_url}", "GET /users/me", "revoked, or the bot deactivated?", log,
-                         every_s=CHECK_EVERY_S)  # fmt: skip
+        super().__init__(f"Mattermost at {base_url}", "GET /users/me", "revoked, or the bot deactivated?", log)
