@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from supervisor.core.state import StateFileError
@@ -103,15 +104,19 @@ async def test_end_says_the_queued_prompts_were_not_run_and_a_restart_does_not_h
         assert not [p for ps in w.prompts_by_process().values() for p in ps if p.startswith("queued")]
 
 
-async def test_a_prompt_queued_behind_a_turn_whose_agent_then_exits_runs_on_the_next_agent(tmp_path: Path) -> None:
-    """The agent answers and exits at once (it crashed, or was killed, right after): the
-    prompt that waited behind its turn was written to a pipe nobody read, and the thread
-    called it cut, to be run again by hand. It never reached an agent: the next one runs it."""
+@pytest.mark.parametrize("exit_after", ["[exit-after]", "[exit-after 0.5]"])
+async def test_a_prompt_queued_behind_a_turn_whose_agent_then_exits_runs_on_the_next_agent(
+    tmp_path: Path, exit_after: str
+) -> None:
+    """The agent answers and exits (it crashed, or was killed, right after): the prompt
+    that waited behind its turn found it gone, or was written to a pipe it never read
+    (`[exit-after 0.5]` always: it lingers, deaf), and the thread called it cut, to be run
+    again by hand. No agent acted on it: the next one runs it."""
     with trio.fail_after(90):
         async with world(tmp_path) as w:
             await w.start()
             root = await w.new_session("brief")
-            await w.say("[slow 1.5] [exit-after] first", root)
+            await w.say(f"[slow 1.5] {exit_after} first", root)
             await w.answered(root, "echo #1")  # it streams: the next prompt waits behind it
             await w.say("second one", root)
             await w.answered(root, "second one (earlier: 'first", timeout=30)

@@ -224,6 +224,33 @@ def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:
     assert notice.reply_to == "p1"  # where a front end cannot link it (Telegram), it quotes it
 
 
+def test_an_agent_that_exits_without_a_word_on_its_prompt_leaves_it_for_the_next_agent_once() -> None:
+    """Its pipe took the prompt, but it printed nothing after (it was ending as its last
+    turn did): nothing of the turn happened, so the next agent runs it, not a 🔁 by hand.
+    A second silent exit on the same prompt is called cut: such a prompt must not loop."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    effects = core.agent_exited(0, "", 2.0, last_line_at=0.5)  # its last line came before the prompt
+    assert not any("was cut" in t for t in texts(effects)) and "restarting it" in " ".join(texts(effects))
+    assert [e for e in effects if isinstance(e, LaunchAgent)]
+    effects = core.agent_ready(43, 3.0)
+    assert sent(effects) == [SendPrompt("deploy")]  # its first delivery that was read
+    effects = core.agent_exited(0, "", 4.0, last_line_at=2.5)
+    assert any(link("p1") in t and "was cut" in t for t in texts(effects)), texts(effects)
+
+
+def test_an_agent_that_printed_after_its_prompt_or_was_stopped_cuts_the_turn() -> None:
+    """A line after the prompt may be its first step (a tool may have run): rerunning it
+    by itself could do that step twice. An interrupted turn was wanted over."""
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    assert any("was cut" in t for t in texts(core.agent_exited(1, "", 2.0, last_line_at=1.5)))
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.interrupt(1.2)
+    assert any("was cut" in t for t in texts(core.agent_exited(1, "", 2.0, last_line_at=0.5)))
+
+
 def test_a_turn_the_supervisors_stop_cuts_is_said_cut_with_the_rerun_by_the_next_start() -> None:
     """SIGTERM (a restart, an upgrade) interrupts a running turn. Its end is not the
     person's 🛑: the prompt stays unsettled, and the next start says the turn was cut,

@@ -26,6 +26,7 @@ words are in `core.thread_texts`. The parts see it only as `core.session_shared.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -239,9 +240,14 @@ class SessionCore:
         """The prompt just sent found no agent to take it: it runs on the next one."""
         return self.loop.not_delivered()
 
-    def agent_exited(self, code: int | None, stderr_tail: str, now: float) -> list[Effect]:
+    def agent_exited(
+        self, code: int | None, stderr_tail: str, now: float, *, last_line_at: float = math.inf
+    ) -> list[Effect]:
         """The agent process is gone, whoever ended it: its turn ends with it, then what
-        the exit means is the agent's life's to say."""
+        the exit means is the agent's life's to say. `last_line_at`: when it last printed a
+        line (a turn it said nothing in since its prompt is not cut: `TurnLoop.exited_unheard`)."""
+        if not self.agent.stopping and not self.state.is_final:
+            self.loop.exited_unheard(last_line_at)
         effects = self.loop.drop_turn(now)
         return effects + self.agent.exited(code, stderr_tail, now, queued=bool(self.loop.queue))
 

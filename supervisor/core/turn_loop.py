@@ -103,6 +103,9 @@ class TurnLoop:
     # The supervisor stops: no prompt starts a turn any more. Queued ones are not handled
     # yet, so the next start fetches them again and runs them.
     stopping_supervisor: bool = False
+    # The prompts run again on the next agent after one exited without a word on them: a
+    # second such exit calls the turn cut, so a prompt that kills every agent cannot loop.
+    sent_again: set[str] = attrs.field(factory=set)
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -397,6 +400,20 @@ class TurnLoop:
         if self.session.state.in_turn:
             self.session.move(S.IDLE)
         return []
+
+    def exited_unheard(self, last_line_at: float) -> None:
+        """The agent exited on its own without printing a line since the turn's prompt went
+        in: its pipe took the prompt, but it died before reading it (it was ending as its
+        last turn did), or before acting on it. Nothing of the turn happened, so the prompt
+        runs on the next agent (`not_delivered`), once, rather than being called cut. Not a
+        turn that was interrupted: the person, or the watchdog, wanted it over."""
+        turn = self.turn
+        if turn is None or turn.interrupted_at is not None or last_line_at >= turn.started_at:
+            return
+        if turn.prompt.post_id in self.sent_again:
+            return
+        self.sent_again.add(turn.prompt.post_id)
+        self.not_delivered()
 
     def drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller

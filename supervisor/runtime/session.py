@@ -228,9 +228,9 @@ class SessionTask:
                 return [effect for event in events for effect in core.agent_event(event, now)]
             case AgentUp(gen, pid) if gen == self._generation:
                 return core.agent_ready(pid, now)
-            case AgentDown(gen, code, tail) if gen == self._generation:
+            case AgentDown(gen, code, tail, last_line_at) if gen == self._generation:
                 self._agent = None
-                return core.agent_exited(code, tail, now)
+                return core.agent_exited(code, tail, now, last_line_at=last_line_at)
             case PostMade(key, post_id):
                 return [*core.post_created(key, post_id), *self._offer_on(key, post_id)]
             case Settled():
@@ -398,6 +398,7 @@ class SessionTask:
     async def _run_agent(self, generation: int, scope: trio.CancelScope, resume: bool, delay_s: float) -> None:
         code: int | None = None
         tail = ""
+        last_line_at = math.inf
         up = False
         defect: Exception | None = None
         with scope:
@@ -439,6 +440,7 @@ class SessionTask:
                                 log.info("%s: agent %s exited with status %s", self.name, agent.pid, code)
                         nursery.cancel_scope.cancel()
                     tail = "\n".join(agent.stderr_tail)
+                    last_line_at = agent.last_line_at
                     if agent.stderr_events:
                         await self.inbox_send.send(FromAgent(generation, agent.stderr_events))
             except OSError as exc:  # the command, or the session's directory, is missing or unusable
@@ -455,7 +457,7 @@ class SessionTask:
             self._agent = None
         # Reported whether it died or we stopped it: the core knows which it expected.
         with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError):
-            await self.inbox_send.send(AgentDown(generation, code, tail))
+            await self.inbox_send.send(AgentDown(generation, code, tail, last_line_at))
 
     async def _from_agent(self, message: FromAgent | AgentUp) -> None:
         """What the agent printed, into the inbox once it has room beside the person's

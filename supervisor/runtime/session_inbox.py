@@ -5,6 +5,8 @@ progress). The session task takes them one at a time, in order, and hands each t
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from supervisor.core import commands
@@ -83,6 +85,7 @@ class AgentDown:
     generation: int
     code: int | None
     stderr_tail: str
+    last_line_at: float = math.inf  # when it last printed a line; unknown counts as just now
 
 
 @attrs.frozen

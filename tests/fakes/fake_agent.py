@@ -81,7 +81,7 @@ DIRECTIVES = {
     "crash": "[crash] exit 1 after system/init and one delta, with no result",
     "crash-once": "[crash-once] crash the first time this session sees this prompt",
     "api-error": "[api-error] synthetic 'API Error: 500' answer, is_error result",
-    "exit-after": "[exit-after] answer, then exit 0 even though stdin is open",
+    "exit-after": "[exit-after S?] answer, then exit 0 even though stdin is open (S seconds later, reading nothing more)",
     "mute-after": "[mute-after] answer, then close stdout and live on (only signals end it)",
     "slow-exit": "[slow-exit S N] answer, then close stdout, take S seconds (a flush), exit N",
     "stderr": "[stderr N] write N bytes to stderr first",
@@ -436,6 +436,7 @@ class Agent:
         self.pending: dict[str, ToolCall] = {}  # can_use_tool requests awaiting an answer
         self.results = 0
         self.last_result_error = False
+        self.ending = False  # [exit-after S]: what stdin still brings is never read
 
     # output -----------------------------------------------------------------------
 
@@ -591,6 +592,9 @@ class Agent:
             line = raw.decode("utf-8", "replace").strip()
             if not line:
                 continue
+            if self.ending:  # as if it stayed in the pipe: not logged as received
+                self.log.event("unread", raw=line)
+                continue
             try:
                 obj = json.loads(line)
             except ValueError as exc:
@@ -722,11 +726,14 @@ class Agent:
             with self.cond:
                 self.results += 1
                 self.last_result_error = bool(result["is_error"])
+                self.ending = bool(prompt.arg("exit-after"))  # before its host can write more
                 self.emit(result)
                 self.turn_active = False
                 self.interrupted = False
             self.lifecycle(prompt, "completed")
             if prompt.has("exit-after"):
+                if self.ending:
+                    time.sleep(float(prompt.arg("exit-after")))
                 self.exit(0, "exit-after")
             if prompt.has("mute-after"):
                 self.log.event("note", what="closing stdout, living on")
