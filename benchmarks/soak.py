@@ -72,6 +72,8 @@ from tests.harness import World  # noqa: E402
 ANSWER = re.compile(r"echo #\d+: (soak-\d+)(\n\nAttached files[^\n]*(?:\n- [^\n]*)+)? \(earlier: (?:none|.*?')\)", re.S)
 ATTACHED = "notes.txt"
 LINK = re.compile(r"/_redirect/pl/([a-z0-9]{26})")
+# The line above a finished answer a restart posts again, whole (its posting was cut).
+AGAIN = "here it is, whole"
 SENTINEL = "sentinel"
 DEFAULT_SEED = 20261202
 
@@ -113,6 +115,8 @@ class Figures:
     duplicated: int = 0
     other_thread: int = 0
     answered_and_noticed: int = 0
+    shown_again: int = 0  # finished answers a restart posted again, whole
+    shown_twice: int = 0  # ... of which had shown whole already (the kill came as it did)
     delivered_twice: int = 0
     with_file: int = 0
     stray_files: int = 0
@@ -139,6 +143,8 @@ class Figures:
             f"duplicated answers         {self.duplicated}",
             f"{'answers in another ' + place:<27}{self.other_thread}",
             f"answered and noticed       {self.answered_and_noticed}",
+            f"posted again by a restart  {self.shown_again}",
+            f"  of which had shown whole {self.shown_twice}",
             f"delivered to an agent 2x+  {self.delivered_twice}",
             f"with a file                {self.with_file}",
             f"stray upload files         {self.stray_files}",
@@ -234,17 +240,18 @@ class Soak:
             await server.wait_until(lambda: server.websockets(server.bot.id) == 0)
         await spawn_serving(self.w)
 
-    def tally(self) -> tuple[dict[str, list[str]], set[str], set[str]]:
-        """Each prompt's answers (the thread of each), the prompts noticed as cut, and the
-        prompts answered with their attached file named."""
+    def tally(self) -> Tally:
+        """Each prompt's answers (the thread of each), the prompts noticed as cut, the
+        prompts answered with their attached file named, and those a restart answered again."""
         by_id = {p.post_id: p for p in self.prompts.values()}
         answers: dict[str, list[str]] = {}
         noticed: set[str] = set()
         with_files: set[str] = set()
+        again = AnsweredAgain()
         for post in self.w.bot_posts():
-            message = str(post["message"])
-            for match in ANSWER.finditer(message):
-                answers.setdefault(match.group(1), []).append(str(post["root_id"]))
+            message, root = str(post["message"]), str(post["root_id"])
+            for match in again.answers(message, root):
+                answers.setdefault(match.group(1), []).append(root)
                 asked = self.prompts.get(match.group(1))
                 if asked is not None and f"{upload_folder(asked.post_id)}/{ATTACHED} (" in (match.group(2) or ""):
                     with_files.add(asked.text)
@@ -255,10 +262,10 @@ class Soak:
                     prompt = by_id.get(post_id)
                     if prompt is not None and prompt.root_id == post["root_id"]:
                         noticed.add(prompt.text)
-        return answers, noticed, with_files
+        return answers, noticed, with_files, again.prompts
 
     def accounted(self) -> bool:
-        answers, noticed, _files = self.tally()
+        answers, noticed, _files, _again = self.tally()
         return all(p in answers or p in noticed for p in self.prompts)
 
     async def settle(self) -> None:
@@ -282,20 +289,51 @@ class Soak:
         return stray_files(cwd, prompt)
 
 
+# What the messages show: each prompt's answers (the thread of each), the prompts noticed
+# as cut, those answered with their file named, and those a restart answered again.
+Tally = tuple[dict[str, list[str]], set[str], set[str], set[str]]
+
+
+@attrs.define
+class AnsweredAgain:
+    """Finds the answers a restart posted again, whole: each follows the line that says
+    why in its thread, as a post of its own."""
+
+    answer: re.Pattern[str] = ANSWER  # a whole answer, as the front end shows it
+    prompts: set[str] = attrs.Factory(set)
+    _below_line: set[str] = attrs.Factory(set)  # threads whose next answer is one posted again
+
+    def answers(self, message: str, thread: str) -> list[re.Match[str]]:
+        """The whole answers in one message, in the order posted."""
+        found = list(self.answer.finditer(message))
+        if found and thread in self._below_line:
+            self.prompts.add(found[0].group(1))
+        self._below_line.discard(thread)
+        if AGAIN in message:
+            self._below_line.add(thread)
+        return found
+
+
 def count_prompts(
     f: Figures,
     prompts: dict[str, Prompt],
-    tally: tuple[dict[str, list[str]], set[str], set[str]],
+    tally: Tally,
     strays: Callable[[Prompt], int],
     stdin: Iterable[str],
 ) -> None:
     """The per-prompt figures from a tally (each prompt's answers by thread, the prompts
     noticed, those answered with their file named), the stray files of each prompt with a
     file, and the texts written to the agents' stdin."""
-    answers, noticed, with_files = tally
+    answers, noticed, with_files, again = tally
     f.prompts = len(prompts)
     for text, prompt in prompts.items():
         threads = answers.get(text, [])
+        if text in again:  # posted again whole, below a line that says why: not a duplicate
+            f.shown_again += 1
+            if len(threads) > 1 and prompt.root_id in threads:
+                f.shown_twice += 1
+                threads = list(threads)
+                threads.remove(prompt.root_id)
         f.answered += threads == [prompt.root_id]
         f.noticed += text in noticed
         f.lost += not threads and text not in noticed

@@ -54,9 +54,11 @@ import trio  # noqa: E402
 from benchmarks.soak import (  # noqa: E402
     ATTACHED,
     SENTINEL,
+    AnsweredAgain,
     Figures,
     Plan,
     Prompt,
+    Tally,
     agent_processes,
     arguments,
     count_prompts,
@@ -249,25 +251,27 @@ class TgSoak:
         await spawn_polling(self.w)
         self.down = False
 
-    def tally(self) -> tuple[dict[str, list[str]], set[str], set[str]]:
+    def tally(self) -> Tally:
         """Each prompt's answers (the topic of each, "" for the main view), the prompts
-        noticed as cut, and the prompts answered with their attached file named."""
+        noticed as cut, the prompts answered with their attached file named, and those a
+        restart answered again."""
         answers: dict[str, list[str]] = {}
         with_files: set[str] = set()
         notices: list[tuple[int, str]] = []
+        again = AnsweredAgain(answer=ANSWER)
         for sent in self.fake.bot_messages(ALICE):
             text, topic = _text_of(sent.message), _topic_of(sent.message)
-            for match in ANSWER.finditer(text):
+            for match in again.answers(text, topic):
                 answers.setdefault(match.group(1), []).append(topic)
                 asked = self.prompts.get(match.group(1))
                 if asked is not None and f"{upload_folder(asked.post_id)}/{ATTACHED} (" in (match.group(2) or ""):
                     with_files.add(asked.text)
             if is_notice(text):
                 notices.append((sent.message["message_id"], topic))
-        return answers, attribute_notices(notices, self.prompts, set(answers)), with_files
+        return answers, attribute_notices(notices, self.prompts, set(answers)), with_files, again.prompts
 
     def accounted(self) -> bool:
-        answers, noticed, _files = self.tally()
+        answers, noticed, _files, _again = self.tally()
         return all(p in answers or p in noticed for p in self.prompts)
 
     async def settle(self) -> None:

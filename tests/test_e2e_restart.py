@@ -125,7 +125,7 @@ async def test_a_graceful_stop_just_after_an_answer_leaves_no_needless_notice(tm
             (record,) = read_state(tmp_path / "state").state.sessions.values()
             assert record.unsettled == (), f"stop {n} left {record.unsettled}"
             await w.start()
-        assert "may be incomplete" not in w.thread_text(root)
+        assert "may be incomplete" not in w.thread_text(root) and "here it is, whole" not in w.thread_text(root)
 
 
 async def test_a_turn_a_graceful_stop_cuts_is_said_cut_and_its_rerun_runs_after_the_restart(
@@ -196,3 +196,29 @@ async def test_a_session_announced_during_a_graceful_stop_starts_its_agent_at_th
             late = str(w._root_of("late")["id"])
             await w.say("still there?", late)
             await w.answered(late, "✅ Done", timeout=30)
+
+
+async def test_a_finished_answer_a_kill_kept_from_the_thread_is_posted_whole_by_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The agent had finished, but the server refused the answer's posts (an outage) when
+    the kill came. The answer was on disk with the turn's end, so the next start posts it
+    whole, below a line that says why: before, the thread got "its answer above may be
+    incomplete, or missing" over nothing, and only a 🔁 (running the tools again) got it."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            w.spawn()
+            await _serving(w)
+            root = await w.new_session("alpha")
+            # The session takes prompts once its `!new` is answered: that post must get through.
+            await w.wait_for(lambda: any("Started session" in p["message"] for p in w.bot_posts()))
+            w.server.fail_requests(503, method="POST", path_prefix="/api/v4/posts")
+            await w.say("hello", root)
+            await w.wait_for(lambda: any(r.answered for r in read_state(tmp_path / "state").state.sessions.values()), 30)
+            w.kill()
+            await trio.sleep(0.5)  # a post the kill caught in flight is refused, as the server would
+            w.server.fail_requests(None)
+            w.spawn()
+            text = await w.answered(root, "echo #1: hello", timeout=30)
+            assert text.count("echo #1: hello") == 1 and "cut" not in text and "incomplete" not in text, text
+            assert text.index("here it is, whole") < text.index("echo #1: hello"), text

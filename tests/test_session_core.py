@@ -16,6 +16,7 @@ from supervisor.core.agent_events import (
     PermissionAsked,
     PermissionCancelled,
     SendPrompt,
+    TextBlock,
     TextDelta,
     ToolCall,
     ToolOutcome,
@@ -40,6 +41,7 @@ from supervisor.core.session_effects import (
     ToAgent,
 )
 from supervisor.core.state import SessionRecord, State, decode, encode
+from supervisor.core.turn_loop import ANSWER_KEEP_CHARS
 
 CHANNEL = "chan"
 
@@ -196,23 +198,41 @@ def test_a_restart_notices_the_cut_prompt_and_its_rerun_runs_it_once() -> None:
     assert core.choose("rerun", "n1", 3.0) == []  # a second 🔁 does not run it twice
 
 
-def test_a_restart_never_calls_a_finished_turn_cut() -> None:
-    core = running(make_core())
+def test_a_restart_posts_a_finished_answer_whole_that_it_kept_from_showing() -> None:
+    core = running(make_core(max_message_chars=60))
     core.prompt(prompt("p1", "deploy"), 1.0)
+    core.agent_event(TextBlock("Deployed: " + "all green. " * 8), 1.5)
     effects = core.agent_event(TurnEnded(), 2.0)
     save = next(e for e in effects if isinstance(e, SaveRecord))
     assert save.durable and save.record.answered == ("p1",)  # durable before its posts are put
+    shown = texts(effects)
+    assert len(shown) > 1 and save.record.answer_texts == {"p1": tuple(shown)}  # with them, whole
     kinds = [type(e).__name__ for e in effects]
     assert kinds.index("SaveRecord") < kinds.index("Show")
-    # killed before its posts showed: the next start says so, and not that it was cut
+    # killed before its posts showed: the next start posts them again, below why, not a "cut"
+    restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    started = restarted.start(5.0, launch_now=False)
+    said = texts(started)
+    assert f"({link('p1')})" in said[0] and "cut" not in said[0] and "here it is, whole" in said[0]
+    assert said[1:] == shown and not [e for e in started if isinstance(e, OfferChoices)]
+    assert next(e.op.reply_to for e in started if isinstance(e, Show)) == "p1"
+    settled = restarted.outbox_settled()
+    record = settled[-1].record  # type: ignore[union-attr]
+    assert settled and record.answered == () and record.unsettled == () and record.answer_texts == {}
+
+
+def test_a_restart_says_a_finished_answer_too_long_to_keep_may_be_incomplete() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    core.agent_event(TextBlock("x" * (ANSWER_KEEP_CHARS + 1)), 1.5)
+    core.agent_event(TurnEnded(), 2.0)
+    assert core.record.answered == ("p1",) and core.record.answer_texts == {}
     restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
     started = restarted.start(5.0, launch_now=False)
     said = "\n".join(texts(started))
     assert f"({link('p1')})" in said and "cut" not in said and "may be incomplete" in said
     # what shows of it is the front end's to say (a Telegram draft is gone): 🔁 runs it again
     assert any(isinstance(e, OfferChoices) and e.kinds == ("rerun",) for e in started)
-    settled = restarted.outbox_settled()
-    assert settled and settled[-1].record.answered == () and settled[-1].record.unsettled == ()  # type: ignore[union-attr]
 
 
 def test_a_crash_notice_links_the_cut_prompt_and_offers_the_rerun() -> None:

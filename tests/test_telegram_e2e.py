@@ -609,7 +609,7 @@ async def test_a_turn_a_graceful_stop_cuts_is_said_cut_after_the_restart_at_tele
             await w.stop()
             await w.start()
             said = await w.answered(topic, "that turn was cut", timeout=30)
-            assert "may be incomplete" not in said and "✅ Done" not in said
+            assert "may be incomplete" not in said and "here it is, whole" not in said and "✅ Done" not in said
             notice = await w.wait_for(lambda: next((s for s in w.said(topic) if s.markup and "was cut" in s.message["text"]), None), 30)
             [button] = [b for row in notice.markup["inline_keyboard"] for b in row]
             w.fake.user_presses(ALICE, notice.message["message_id"], button["callback_data"])

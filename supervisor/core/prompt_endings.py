@@ -69,10 +69,12 @@ class PromptEndings:
         effects: list[Effect] = []
         for post_id in record.unsettled:
             prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
-            if post_id in record.answered:
-                # The agent finished that turn; only the posting of its answer was cut. What
-                # of it shows depends on the front end (on Telegram, a draft that was not
-                # whole yet is gone): 🔁 runs it again, if the person wants it whole.
+            if post_id in record.answered and (parts := record.answer_texts.get(post_id)):
+                effects += self.answer_again(prompt, parts)
+            elif post_id in record.answered:
+                # The agent finished that turn; only the posting of its answer was cut, and
+                # the answer was too long to keep. What of it shows depends on the front end
+                # (on Telegram, a draft that was not whole yet is gone): 🔁 runs it again.
                 effects += self.cut_notice(
                     prompt,
                     "⚠️ The supervisor restarted while the answer to {link} was being posted: the agent "
@@ -81,6 +83,18 @@ class PromptEndings:
             else:
                 effects += self.cut_notice(prompt, "⚠️ The supervisor restarted before the answer to {link} was complete; that turn was cut.")
         return effects
+
+    def answer_again(self, prompt: QueuedPrompt, parts: tuple[str, ...]) -> list[Effect]:
+        """The answer a stop of the supervisor kept from showing whole (the agent had
+        finished it): all of it again, below a line that says why. What showed of it before
+        depends on the front end (a Telegram draft that was not whole yet is gone), so it
+        comes whole either way. The prompt is settled once it shows."""
+        link = f"[your message]({self.settings.permalink(prompt.post_id)})"
+        head = self.note(f"⚠️ The supervisor restarted while the answer to {link} was being posted; here it is, whole:")
+        head = attrs.evolve(head, op=attrs.evolve(head.op, reply_to=prompt.post_id))  # where no link shows
+        notes = [head, *map(self.note, parts)]
+        self._settling.append((prompt.post_id, frozenset(note.op.key for note in notes)))
+        return list(notes)
 
     def answered(self, post_id: str, keys: frozenset[str]) -> None:
         """A turn ended: its prompt is settled once the posts `keys` show."""
@@ -102,7 +116,11 @@ class PromptEndings:
         unsettled = tuple(p for p in record.unsettled if p not in done)
         texts = {p: t for p, t in record.prompt_texts.items() if p in unsettled}
         answered = tuple(p for p in record.answered if p in unsettled)
-        return [SaveRecord(attrs.evolve(record, unsettled=unsettled, prompt_texts=texts, answered=answered))]
+        answer_texts = {p: parts for p, parts in record.answer_texts.items() if p in unsettled}
+        settled = attrs.evolve(
+            record, unsettled=unsettled, prompt_texts=texts, answered=answered, answer_texts=answer_texts
+        )
+        return [SaveRecord(settled)]
 
     def post_created(self, key: str, post_id: str, record: SessionRecord) -> list[Effect] | None:
         """None where the post is not a cut notice that offers a rerun."""

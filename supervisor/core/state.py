@@ -64,6 +64,9 @@ class SessionRecord:
     # Unsettled prompts whose turn ended (the agent answered in full): after a crash their
     # notice says the answer may be incomplete in the thread, not that the turn was cut.
     answered: tuple[str, ...] = ()
+    # The whole answer of each of those (its posts' texts, up to a bound), on disk in the
+    # write that marks the turn ended: after a crash the thread gets it, not a notice alone.
+    answer_texts: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     # Cut turns' notices on which 🔁 runs the prompt again: notice post id -> prompt text
     # (the newest few).
     rerun_offers: dict[str, str] = attrs.field(factory=dict)

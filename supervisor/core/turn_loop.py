@@ -61,6 +61,7 @@ from supervisor.core.turn import Turn
 S = SessionState
 WITHDRAWN_TOOL_TEXT = "not run: the turn was stopped"
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
+ANSWER_KEEP_CHARS = 32_000  # answers up to this long are kept until they show, to post after a crash
 
 
 @attrs.frozen
@@ -223,13 +224,20 @@ class TurnLoop:
         # a restart before its posts show must not call it cut. One the supervisor's stop
         # cut stays unsettled: the next start says it was cut, with 🔁 (in no hurry, unlike
         # a notice posted in the stop's last seconds), not the bare footer of a 🛑.
-        answered = session.record.answered
+        answered, answer_texts = session.record.answered, session.record.answer_texts
         finished = event.subtype == "success" and not event.is_error and not event.terminal_reason.startswith("aborted")
         cut_by_stop = self.turn is not None and self.turn.cut_by_stop and not finished
         if self.turn is not None and not cut_by_stop:
             answered = (*answered, self.turn.prompt.post_id)
+            parts = tuple(op.text for op in ops)  # the turn's posts, every one put whole at its end
+            if sum(map(len, parts)) <= ANSWER_KEEP_CHARS:
+                answer_texts = {**answer_texts, self.turn.prompt.post_id: parts}
         save = session.save(
-            durable=True, total_cost_usd=self.renderer.cost_baseline, answered=answered, turns=session.record.turns + 1
+            durable=True,
+            total_cost_usd=self.renderer.cost_baseline,
+            answered=answered,
+            answer_texts=answer_texts,
+            turns=session.record.turns + 1,
         )
         effects: list[Effect] = [save, *shown]
         for request_id in list(self.approvals.pending):
