@@ -123,3 +123,5 @@ async def test_a_prompt_queued_behind_a_turn_whose_agent_then_exits_runs_on_the_
             assert "cut" not in w.thread_text(root), w.thread_text(root)
             prompts = [p for ps in w.prompts_by_process().values() for p in ps]
             assert prompts.count("second one") == 1, w.prompts_by_process()
+            if exit_after != "[exit-after]":  # it did take the path it is here for: the pipe took it
+                assert any(line.get("event") == "unread" and "second one" in line.get("raw", "") for line in w.agent_lines())

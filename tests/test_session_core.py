@@ -41,7 +41,7 @@ from supervisor.core.session_effects import (
     ToAgent,
 )
 from supervisor.core.state import SessionRecord, State, decode, encode
-from supervisor.core.turn_loop import ANSWER_KEEP_CHARS
+from supervisor.core.turn_loop import ANSWER_KEEP_CHARS, UNHEARD_EXIT_S
 
 CHANNEL = "chan"
 
@@ -219,6 +219,7 @@ def test_a_restart_posts_a_finished_answer_whole_that_it_kept_from_showing() -> 
     settled = restarted.outbox_settled()
     record = settled[-1].record  # type: ignore[union-attr]
     assert settled and record.answered == () and record.unsettled == () and record.answer_texts == {}
+    assert settled[-1].at_once  # type: ignore[union-attr]  # a kill before it is written would post it again
 
 
 def test_a_restart_says_a_finished_answer_too_long_to_keep_may_be_incomplete() -> None:
@@ -269,6 +270,38 @@ def test_an_agent_that_printed_after_its_prompt_or_was_stopped_cuts_the_turn() -
     core.prompt(prompt("p1"), 1.0)
     core.interrupt(1.2)
     assert any("was cut" in t for t in texts(core.agent_exited(1, "", 2.0, last_line_at=0.5)))
+
+
+def test_an_agent_that_exits_silently_long_after_its_prompt_cuts_the_turn() -> None:
+    """Silent for seconds after the prompt, it was working (an agent that lives on speaks at
+    once): a tool may have run before it could say so, so the prompt is not run again."""
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    assert any("was cut" in t for t in texts(core.agent_exited(1, "", 1.0 + UNHEARD_EXIT_S + 0.1, last_line_at=0.5)))
+
+
+def test_a_prompt_sent_on_to_the_next_agent_and_then_stopped_is_settled_by_its_not_run_reply() -> None:
+    """It was handed (so unsettled) before its agent died on it: stopped before the next
+    agent took it, the reply that it did not run settles it. Else the next start would
+    call it cut and offer to run what the person stopped."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    core.agent_exited(0, "", 1.5, last_line_at=0.5)
+    effects = core.choose("stop", "p1", 1.6)  # 🛑 before the next agent is up
+    assert any("stopped before it started" in t for t in texts(effects)), texts(effects)
+    settled = core.outbox_settled()
+    assert settled and "p1" not in settled[-1].record.unsettled  # type: ignore[union-attr]
+    restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+    assert not any("p1" in t for t in texts(restarted.start(5.0, launch_now=False)))
+
+
+def test_an_ended_session_keeps_no_answer_to_post_again() -> None:
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    core.agent_event(TurnEnded(), 2.0)
+    assert core.record.answer_texts
+    core.end(3.0)
+    assert core.record.answer_texts == {} and core.record.status == "ended"
 
 
 def test_a_turn_the_supervisors_stop_cuts_is_said_cut_with_the_rerun_by_the_next_start() -> None:
@@ -347,6 +380,24 @@ def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() ->
     assert core.state is SessionState.STARTING and not core.record.has_history
     assert any(link("p1") in t and "was cut" in t for t in texts(effects))
 
+
+
+def test_a_conversation_never_saved_is_said_to_start_anew_when_its_prompt_goes_to_the_next_agent() -> None:
+    """The resumed agent died on its first prompt without a word on stdout (only stderr):
+    the prompt goes to the next agent, and the thread still learns it starts from nothing."""
+    record = SessionRecord(
+        id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root", has_history=True
+    )
+    core = running(make_core(record))
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    (missing,) = ClaudeBackend(["claude"]).conversation(AgentLaunch("sid", "/tmp", True)).receive_stderr(
+        "Error: No conversation found with session ID: sid"
+    )
+    core.agent_event(missing, 1.2)
+    effects = core.agent_exited(1, "", 1.3, last_line_at=0.5)
+    said = texts(effects)
+    assert any("starts anew" in t for t in said) and not any("cut" in t for t in said), said
+    assert sent(core.agent_ready(43, 2.0)) == [SendPrompt("deploy")]
 
 # --- defect 3: allow for this session survives a relaunch ------------------------------
 

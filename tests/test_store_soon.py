@@ -48,3 +48,18 @@ async def test_a_save_soon_alone_is_written_within_soon_s(tmp_path: Path) -> Non
                 await trio.sleep(0.01)
             assert read_state(tmp_path).state.sessions["a"].name == "alone"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_save_soon_at_once_waits_for_no_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record that says a kept answer showed: a kill before it is on disk would post
+    that answer again, so its write starts at once, though nobody waits for it."""
+    monkeypatch.setattr(store_module, "SOON_S", 30.0, raising=False)
+    store = Store.open(tmp_path)
+    with trio.fail_after(20):  # far below SOON_S: it did not wait for company
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            store.save_soon(_record("settled"), at_once=True)
+            while store.writes == 0:
+                await trio.sleep(0.01)
+            assert read_state(tmp_path).state.sessions["a"].name == "settled"
+            nursery.cancel_scope.cancel()

@@ -124,7 +124,8 @@ class AgentLife:
             # prompt. Resuming again would only fail again, until the session is failed.
             self.conversation_missing = False
             anew = "The conversation was never saved, so it starts anew; the turn for {link} was cut."
-            return [session.save(has_history=False), *session.endings.say_cut(anew), *self.launch()]
+            said = session.endings.say_cut(anew) or [session.note("The conversation was never saved, so it starts anew.")]
+            return [session.save(has_history=False), *said, *self.launch()]
         decision = self.restarts.on_exit(now)
         detail = f" (exit status {code})" if code is not None else ""
         if isinstance(decision, GiveUp):

@@ -96,8 +96,9 @@ class PromptEndings:
         self._settling.append((prompt.post_id, frozenset(note.op.key for note in notes)))
         return list(notes)
 
-    def answered(self, post_id: str, keys: frozenset[str]) -> None:
-        """A turn ended: its prompt is settled once the posts `keys` show."""
+    def said_by(self, post_id: str, keys: frozenset[str]) -> None:
+        """The posts `keys` say how a handed prompt ended (its turn's answer; a reply that it
+        was not run): it is settled once they show."""
         self._settling.append((post_id, keys))
 
     @property
@@ -120,7 +121,8 @@ class PromptEndings:
         settled = attrs.evolve(
             record, unsettled=unsettled, prompt_texts=texts, answered=answered, answer_texts=answer_texts
         )
-        return [SaveRecord(settled)]
+        # A kept answer that showed: until this is on disk, a crash would post it again.
+        return [SaveRecord(settled, at_once=len(answer_texts) < len(record.answer_texts))]
 
     def post_created(self, key: str, post_id: str, record: SessionRecord) -> list[Effect] | None:
         """None where the post is not a cut notice that offers a rerun."""

@@ -16,7 +16,8 @@ how each handed prompt visibly ends (`core.prompt_endings`), the notices, and th
 session's two ends, `end` and `fail`. Rules that span the parts:
 - Every prompt ends visibly: answered, or a reply that links it and says it was cut or
   not run (at `!end`, when the session fails). A turn cut by a crash is said in the
-  thread, never run again unasked (🔁 on the notice runs it again).
+  thread, never run again unasked (🔁 on the notice runs it again); only a prompt its
+  agent never acted on goes to the next agent (`TurnLoop.exited_unheard`), once.
 - An agent that dies unexpectedly is restarted under the restart policy; past it the
   session fails. ENDED and FAILED are final.
 Its inputs and effects are plain values (`core.session_effects`, re-exported here); its
@@ -247,7 +248,7 @@ class SessionCore:
         the exit means is the agent's life's to say. `last_line_at`: when it last printed a
         line (a turn it said nothing in since its prompt is not cut: `TurnLoop.exited_unheard`)."""
         if not self.agent.stopping and not self.state.is_final:
-            self.loop.exited_unheard(last_line_at)
+            self.loop.exited_unheard(last_line_at, now)
         effects = self.loop.drop_turn(now)
         return effects + self.agent.exited(code, stderr_tail, now, queued=bool(self.loop.queue))
 
@@ -329,7 +330,7 @@ class SessionCore:
         return [
             *effects,
             # Durable before the thread says so: its name is free for `new` from then on.
-            self.save(pgid=0, status="ended", durable=True),
+            self.save(pgid=0, status="ended", durable=True, answer_texts={}),  # no start reads them
             self.note(ended_note(self.record.name, self.settings.words)),
             Finished(),
         ]
@@ -343,7 +344,7 @@ class SessionCore:
             effects.append(self.agent.stop("failed"))
         self.move(S.FAILED)
         # Durable before the thread says so: the `new` it suggests may reuse the name.
-        effects.append(self.save(pgid=0, status="failed", durable=True))
+        effects.append(self.save(pgid=0, status="failed", durable=True, answer_texts={}))  # no start reads them
         effects.append(self.note(failed_text(why, stderr_tail, self.settings.words, self.record)))
         effects += self.endings.say_cut("The turn for {link} was cut.", rerun=False)
         effects += self.loop.not_run("the session failed")

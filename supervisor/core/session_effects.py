@@ -90,6 +90,9 @@ class MarkHandled:
 class SaveRecord:
     record: SessionRecord
     durable: bool = False  # on disk before the next effect is carried out
+    # Written at once, not with company a moment later, though nothing waits for it: a
+    # crash in between would cost the person something (an answer posted again).
+    at_once: bool = False
 
 
 @attrs.frozen

@@ -50,7 +50,8 @@ class SessionRecord:
     status: str = "live"  # live | suspended | ended | failed
     pgid: int = 0  # process group of the running agent; 0 when none
     # Prompts that reached the agent but whose answer is not wholly on the server yet;
-    # after a crash each gets a notice that its turn was cut, so none is silently lost.
+    # after a crash each gets a notice that its turn was cut (or its kept answer, whole),
+    # so none is silently lost.
     unsettled: tuple[str, ...] = ()
     from_config: bool = False
     # The agent's cumulative cost at its last result; the CLI keeps counting across
@@ -62,7 +63,8 @@ class SessionRecord:
     # again after a restart.
     prompt_texts: dict[str, str] = attrs.field(factory=dict)
     # Unsettled prompts whose turn ended (the agent answered in full): after a crash their
-    # notice says the answer may be incomplete in the thread, not that the turn was cut.
+    # answer is posted again (or, too long to keep, a notice says it may be incomplete),
+    # and the turn is not called cut.
     answered: tuple[str, ...] = ()
     # The whole answer of each of those (its posts' texts, up to a bound), on disk in the
     # write that marks the turn ended: after a crash the thread gets it, not a notice alone.

@@ -10,7 +10,8 @@ grace).
 Rules it keeps:
 - At most one prompt is in the agent at a time; the others wait in `queue`, in order.
   A prompt is marked handled (durably) before it is written to the agent, so it reaches
-  an agent at most once.
+  an agent at most once; the one exception is a prompt the agent never acted on (it
+  exited at once without a word, `exited_unheard`): it goes to the next agent, once.
 - Every permission request ends: by a choice, a cancel, an interrupt, the turn's end, the
   agent's end, or the approval timeout (after one reminder that mentions the person).
 - A turn ends: by its result, or by the watchdog (an interrupt, then the agent is stopped).
@@ -23,6 +24,7 @@ core to stop the agent. It never performs I/O or reads a clock (`now` is passed 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import deque
 
@@ -61,7 +63,12 @@ from supervisor.core.turn import Turn
 S = SessionState
 WITHDRAWN_TOOL_TEXT = "not run: the turn was stopped"
 PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
-ANSWER_KEEP_CHARS = 32_000  # answers up to this long are kept until they show, to post after a crash
+# Answers up to this long (as the state file writes them) are kept until they show, to be
+# posted after a crash: every save of the record carries them meanwhile.
+ANSWER_KEEP_CHARS = 32_000
+# An agent that exits this soon after its prompt went in, without a word since, was ending
+# as its last turn did: it is taken not to have acted on the prompt (`exited_unheard`).
+UNHEARD_EXIT_S = 2.0
 
 
 @attrs.frozen
@@ -86,7 +93,8 @@ class HeldStop:
 class TurnLoop:
     """Invariants: `turn` is set exactly when the state is BUSY or AWAITING_APPROVAL;
     `approvals.pending` is non-empty only in AWAITING_APPROVAL; queued prompts are not yet
-    handled."""
+    handled, but for one no agent acted on (`not_delivered`), which stays unsettled until
+    its turn, or a reply that it did not run, shows."""
 
     session: SessionShared
     queue: deque[QueuedPrompt] = attrs.field(factory=deque)
@@ -184,8 +192,11 @@ class TurnLoop:
 
     def _said_not_run(self, why: str, prompts: list[QueuedPrompt]) -> list[Effect]:
         permalink = self.session.settings.permalink
-        text = not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts])
-        return [self.session.note(text), *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
+        note = self.session.note(not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts]))
+        for p in prompts:
+            if p.post_id in self.session.record.unsettled:  # handed before (`exited_unheard`)
+                self.session.endings.said_by(p.post_id, frozenset({note.op.key}))
+        return [note, *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
 
     # --- what the agent says in a turn ----------------------------------------------
 
@@ -230,7 +241,7 @@ class TurnLoop:
         if self.turn is not None and not cut_by_stop:
             answered = (*answered, self.turn.prompt.post_id)
             parts = tuple(op.text for op in ops)  # the turn's posts, every one put whole at its end
-            if sum(map(len, parts)) <= ANSWER_KEEP_CHARS:
+            if len(json.dumps(parts)) <= ANSWER_KEEP_CHARS:  # escaped as the state file has it
                 answer_texts = {**answer_texts, self.turn.prompt.post_id: parts}
         save = session.save(
             durable=True,
@@ -254,7 +265,7 @@ class TurnLoop:
         if session.state.in_turn:
             session.move(S.IDLE)
         if turn is not None and not cut_by_stop:
-            session.endings.answered(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
+            session.endings.said_by(turn.prompt.post_id, frozenset({*turn.keys, *(op.key for op in ops)}))
         return effects + self.next_prompt(now)
 
     # --- permissions ---------------------------------------------------------------
@@ -409,14 +420,17 @@ class TurnLoop:
             self.session.move(S.IDLE)
         return []
 
-    def exited_unheard(self, last_line_at: float) -> None:
-        """The agent exited on its own without printing a line since the turn's prompt went
-        in: its pipe took the prompt, but it died before reading it (it was ending as its
-        last turn did), or before acting on it. Nothing of the turn happened, so the prompt
-        runs on the next agent (`not_delivered`), once, rather than being called cut. Not a
-        turn that was interrupted: the person, or the watchdog, wanted it over."""
+    def exited_unheard(self, last_line_at: float, now: float) -> None:
+        """The agent exited on its own within `UNHEARD_EXIT_S` of the turn's prompt going in,
+        without printing a line since: its pipe took the prompt, but it was ending as its
+        last turn did, and died before reading it or acting on it (an agent that lives on
+        says something at once: Claude Code its `system/init`, OpenCode a first update). So
+        the prompt runs on the next agent (`not_delivered`), once, rather than being called
+        cut. Not a turn that was interrupted: the person, or the watchdog, wanted it over."""
         turn = self.turn
         if turn is None or turn.interrupted_at is not None or last_line_at >= turn.started_at:
+            return
+        if now - turn.started_at > UNHEARD_EXIT_S:
             return
         if turn.prompt.post_id in self.sent_again:
             return

@@ -281,7 +281,7 @@ class SessionTask:
                     await self.deps.store.mark_handled(channel_id, post_id)
                     unsaved = False
                     self._poster.release()
-                case SaveRecord(record, durable):
+                case SaveRecord(record, durable, at_once):
                     if index in carried:  # durable with the mark below, in its write
                         self.deps.store.save_soon(record)
                         unsaved = True
@@ -289,7 +289,7 @@ class SessionTask:
                     elif durable:
                         await self.deps.store.save(record)
                     else:
-                        self.deps.store.save_soon(record)
+                        self.deps.store.save_soon(record, at_once=at_once)
                     await self._show_status(record)
                 case LaunchAgent(resume, delay_s):
                     self._launch(resume, delay_s)

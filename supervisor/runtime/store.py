@@ -72,7 +72,9 @@ LOCK_NAME = "supervisor.lock"  # held by the running supervisor; it holds its pi
 STATE_DIR_MODE = 0o700
 # The journal's size that makes the next batch end with a snapshot. A snapshot costs some
 # 10 ms with 200 sessions (encode + atomic write of 176 KB), a line ~0.8 KiB per record in
-# its batch and ~0.15 KiB for a handled mark alone; a start replays the whole journal. At
+# its batch (more while a finished answer waits to show: up to 32,000 escaped characters,
+# `core.turn_loop.ANSWER_KEEP_CHARS`) and ~0.15 KiB for a handled mark alone; a start
+# replays the whole journal. At
 # 512 KiB (3x that snapshot) a snapshot comes every 650 to 3,500 commits, so its cost is
 # spread thin, and a replay takes ~40 ms (650 records) or ~30 ms (3,500 marks all inside
 # the slack window: 60 posts a second for a minute, far beyond a chat's pace).
@@ -106,6 +108,7 @@ class _Change:
     record: SessionRecord | None = None
     handled: tuple[str, str] | None = None  # (channel id, post id)
     done: trio.Event | None = None  # set once the change is on disk
+    at_once: bool = False  # its write waits for no company, though nobody waits for it
 
 
 class Store:
@@ -157,9 +160,10 @@ class Store:
         self._put(_Change(record=record, handled=handled, done=done))
         await done.wait()
 
-    def save_soon(self, record: SessionRecord) -> None:
-        """Record a session; durable within `SOON_S` and a write, nobody waits."""
-        self._put(_Change(record=record))
+    def save_soon(self, record: SessionRecord, *, at_once: bool = False) -> None:
+        """Record a session; durable within `SOON_S` (`at_once`: with the next write, which
+        starts now) and a write, nobody waits."""
+        self._put(_Change(record=record, at_once=at_once))
 
     def admit(self, channel_id: str, post_id: str, create_at: int) -> bool:
         """In memory only: True the first time a post is seen and not yet dealt with."""
@@ -181,7 +185,7 @@ class Store:
 
     def _put(self, change: _Change) -> None:
         self._inbox.put(change)
-        if change.done is not None:
+        if change.done is not None or change.at_once:
             self._awaited.set()
 
     # --- the actor -------------------------------------------------------------
