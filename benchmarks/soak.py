@@ -11,9 +11,12 @@ nothing earlier can still come. Then it stops gracefully and the figures are cou
 
 - answered: prompts with exactly one answer, in their own thread;
 - noticed: prompts whose thread holds a notice linking them that says their turn was cut
-  (or, when the agent had finished, that its answer may be incomplete);
+  (or, when the agent had finished an answer too long to keep, that it may be incomplete);
 - lost: prompts neither answered nor noticed (must be 0);
-- duplicated: prompts answered more than once (must be 0);
+- duplicated: prompts answered more than once (must be 0), but for the one answer a
+  restart posts again, whole, below "here it is, whole" (the agent had finished, its
+  answer was being posted), counted apart: posted again, and of those, how many had
+  shown whole before (the kill came as its last post reached the server);
 - in another thread: answers posted outside their prompt's thread (must be 0);
 - answered and noticed: a complete answer and still a cut notice (a false notice);
 - delivered twice: prompts written to an agent's stdin more than once (at most once is
@@ -262,7 +265,7 @@ class Soak:
                     prompt = by_id.get(post_id)
                     if prompt is not None and prompt.root_id == post["root_id"]:
                         noticed.add(prompt.text)
-        return answers, noticed, with_files, again.prompts
+        return answers, noticed, with_files, again
 
     def accounted(self) -> bool:
         answers, noticed, _files, _again = self.tally()
@@ -289,29 +292,36 @@ class Soak:
         return stray_files(cwd, prompt)
 
 
-# What the messages show: each prompt's answers (the thread of each), the prompts noticed
-# as cut, those answered with their file named, and those a restart answered again.
-Tally = tuple[dict[str, list[str]], set[str], set[str], set[str]]
-
-
 @attrs.define
 class AnsweredAgain:
     """Finds the answers a restart posted again, whole: each follows the line that says
-    why in its thread, as a post of its own."""
+    why in its thread, as a post of its own. `reposts` counts them by prompt; `shown_before`
+    are the prompts whose answer had shown (whole) before the first of them."""
 
     answer: re.Pattern[str] = ANSWER  # a whole answer, as the front end shows it
-    prompts: set[str] = attrs.Factory(set)
+    reposts: Counter[str] = attrs.Factory(Counter)
+    shown_before: set[str] = attrs.Factory(set)
+    _seen: set[str] = attrs.Factory(set)  # prompts with an answer so far
     _below_line: set[str] = attrs.Factory(set)  # threads whose next answer is one posted again
 
     def answers(self, message: str, thread: str) -> list[re.Match[str]]:
-        """The whole answers in one message, in the order posted."""
+        """The whole answers in one message (read in the order posted)."""
         found = list(self.answer.finditer(message))
         if found and thread in self._below_line:
-            self.prompts.add(found[0].group(1))
+            text = found[0].group(1)
+            if not self.reposts[text] and text in self._seen:
+                self.shown_before.add(text)
+            self.reposts[text] += 1
+        self._seen.update(match.group(1) for match in found)
         self._below_line.discard(thread)
         if AGAIN in message:
             self._below_line.add(thread)
         return found
+
+
+# What the messages show: each prompt's answers (the thread of each), the prompts noticed
+# as cut, those answered with their file named, and the answers restarts posted again.
+Tally = tuple[dict[str, list[str]], set[str], set[str], AnsweredAgain]
 
 
 def count_prompts(
@@ -328,11 +338,12 @@ def count_prompts(
     f.prompts = len(prompts)
     for text, prompt in prompts.items():
         threads = answers.get(text, [])
-        if text in again:  # posted again whole, below a line that says why: not a duplicate
+        reposts = again.reposts[text]  # posted again whole, below a line that says why: no duplicates
+        if reposts:
             f.shown_again += 1
-            if len(threads) > 1 and prompt.root_id in threads:
-                f.shown_twice += 1
-                threads = list(threads)
+            f.shown_twice += text in again.shown_before
+            threads = list(threads)
+            for _ in range(min(reposts, threads.count(prompt.root_id) - 1)):
                 threads.remove(prompt.root_id)
         f.answered += threads == [prompt.root_id]
         f.noticed += text in noticed

@@ -268,7 +268,7 @@ class TgSoak:
                     with_files.add(asked.text)
             if is_notice(text):
                 notices.append((sent.message["message_id"], topic))
-        return answers, attribute_notices(notices, self.prompts, set(answers)), with_files, again.prompts
+        return answers, attribute_notices(notices, self.prompts, set(answers)), with_files, again
 
     def accounted(self) -> bool:
         answers, noticed, _files, _again = self.tally()
