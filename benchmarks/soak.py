@@ -69,14 +69,13 @@ from benchmarks.world import (  # noqa: E402
 from supervisor.core.uploads import upload_folder  # noqa: E402
 from supervisor.runtime.store import read_state  # noqa: E402
 from tests.harness import World  # noqa: E402
+from tests.reposts import AnsweredAgain  # noqa: E402
 
 # A whole answer: the prompt, the files it names, and the earlier prompts up to the "')" that
 # ends the list (no prompt has one, so a part of an answer never matches).
 ANSWER = re.compile(r"echo #\d+: (soak-\d+)(\n\nAttached files[^\n]*(?:\n- [^\n]*)+)? \(earlier: (?:none|.*?')\)", re.S)
 ATTACHED = "notes.txt"
 LINK = re.compile(r"/_redirect/pl/([a-z0-9]{26})")
-# The line above a finished answer a restart posts again, whole (its posting was cut).
-AGAIN = "here it is, whole"
 SENTINEL = "sentinel"
 DEFAULT_SEED = 20261202
 
@@ -250,7 +249,7 @@ class Soak:
         answers: dict[str, list[str]] = {}
         noticed: set[str] = set()
         with_files: set[str] = set()
-        again = AnsweredAgain()
+        again = AnsweredAgain(ANSWER)
         for post in self.w.bot_posts():
             message, root = str(post["message"]), str(post["root_id"])
             for match in again.answers(message, root):
@@ -292,33 +291,6 @@ class Soak:
         return stray_files(cwd, prompt)
 
 
-@attrs.define
-class AnsweredAgain:
-    """Finds the answers a restart posted again, whole: each follows the line that says
-    why in its thread, as a post of its own. `reposts` counts them by prompt; `shown_before`
-    are the prompts whose answer had shown (whole) before the first of them."""
-
-    answer: re.Pattern[str] = ANSWER  # a whole answer, as the front end shows it
-    reposts: Counter[str] = attrs.Factory(Counter)
-    shown_before: set[str] = attrs.Factory(set)
-    _seen: set[str] = attrs.Factory(set)  # prompts with an answer so far
-    _below_line: set[str] = attrs.Factory(set)  # threads whose next answer is one posted again
-
-    def answers(self, message: str, thread: str) -> list[re.Match[str]]:
-        """The whole answers in one message (read in the order posted)."""
-        found = list(self.answer.finditer(message))
-        if found and thread in self._below_line:
-            text = found[0].group(1)
-            if not self.reposts[text] and text in self._seen:
-                self.shown_before.add(text)
-            self.reposts[text] += 1
-        self._seen.update(match.group(1) for match in found)
-        self._below_line.discard(thread)
-        if AGAIN in message:
-            self._below_line.add(thread)
-        return found
-
-
 # What the messages show: each prompt's answers (the thread of each), the prompts noticed
 # as cut, those answered with their file named, and the answers restarts posted again.
 Tally = tuple[dict[str, list[str]], set[str], set[str], AnsweredAgain]
@@ -338,12 +310,11 @@ def count_prompts(
     f.prompts = len(prompts)
     for text, prompt in prompts.items():
         threads = answers.get(text, [])
-        reposts = again.reposts[text]  # posted again whole, below a line that says why: no duplicates
-        if reposts:
+        if again.reposts[text]:  # posted again whole, below a line that says why
             f.shown_again += 1
             f.shown_twice += text in again.shown_before
             threads = list(threads)
-            for _ in range(min(reposts, threads.count(prompt.root_id) - 1)):
+            for _ in range(min(again.explained(text), threads.count(prompt.root_id) - 1)):
                 threads.remove(prompt.root_id)
         f.answered += threads == [prompt.root_id]
         f.noticed += text in noticed

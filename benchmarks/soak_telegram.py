@@ -54,7 +54,6 @@ import trio  # noqa: E402
 from benchmarks.soak import (  # noqa: E402
     ATTACHED,
     SENTINEL,
-    AnsweredAgain,
     Figures,
     Plan,
     Prompt,
@@ -81,6 +80,7 @@ from supervisor.core.uploads import upload_folder  # noqa: E402
 from tests.fakes.mattermost_http import Request, Response  # noqa: E402
 from tests.fakes.telegram_botapi import TOKEN, FakeBotApi  # noqa: E402
 from tests.harness import FAKE_AGENT, write_toml  # noqa: E402
+from tests.reposts import AnsweredAgain  # noqa: E402
 from tests.telegram_world import ALICE, FAST, TgWorld  # noqa: E402
 
 # A whole answer, as Telegram shows it: the list of files is a paragraph of its own, and
@@ -258,7 +258,7 @@ class TgSoak:
         answers: dict[str, list[str]] = {}
         with_files: set[str] = set()
         notices: list[tuple[int, str]] = []
-        again = AnsweredAgain(answer=ANSWER)
+        again = AnsweredAgain(ANSWER)
         for sent in self.fake.bot_messages(ALICE):
             text, topic = _text_of(sent.message), _topic_of(sent.message)
             for match in again.answers(text, topic):

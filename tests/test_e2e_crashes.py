@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from tests.harness import World, world
+from tests.reposts import AnsweredAgain
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "20"))
 
@@ -20,27 +21,20 @@ async def _serving(w: World) -> None:
         await w.server.wait_for_websocket(count=1)
 
 
-def _accounting(w: World, prompts: dict[str, str], roots: list[str]) -> tuple[Counter[str], set[str], Counter[str]]:
+def _accounting(w: World, prompts: dict[str, str], roots: list[str]) -> tuple[Counter[str], set[str], AnsweredAgain]:
     """How often each prompt was answered in its thread, which were cut by a restart, and
-    how often a restart posted a finished answer again, whole, below the line saying so
-    (the kill came while it was being posted: a copy the person is told about)."""
+    the answers a restart posted again, whole, below the line saying so (the kill came
+    while it was being posted: a copy the person is told of)."""
     answered: Counter[str] = Counter()
     cut: set[str] = set()
-    again: Counter[str] = Counter()
+    again = AnsweredAgain(re.compile(r"echo #\d+: (p\d+-(?:\d+|down)) \(earlier"))
     by_id = {post_id: text for text, post_id in prompts.items()}
     for root in roots:
         for post in w.bot_posts(root):
             message = str(post["message"])
-            for match in re.finditer(r"echo #\d+: (p\d+-(?:\d+|down)) \(earlier", message):
-                answered[match.group(1)] += 1
-            said = r"/pl/([a-z0-9]{26})\) (?:was complete; that turn was cut|was being posted)"
-            for post_id in re.findall(said, message):
-                if post_id not in by_id:
-                    continue
-                if "here it is, whole" in message:
-                    again[by_id[post_id]] += 1
-                else:
-                    cut.add(by_id[post_id])
+            answered.update(match.group(1) for match in again.answers(message, root))
+            said = r"/pl/([a-z0-9]{26})\) (?:was complete; that turn was cut|was being posted: the agent)"
+            cut.update(by_id[post_id] for post_id in re.findall(said, message) if post_id in by_id)
     return answered, cut, again
 
 
@@ -97,7 +91,7 @@ async def test_random_sigkills_lose_nothing_and_answer_nothing_twice(tmp_path: P
             await w.answered(root, f"sentinel {n} (earlier: ", timeout=60)
         answered, cut, again = _accounting(w, prompts, roots)
         lost = [p for p in prompts if not answered[p] and p not in cut]
-        twice = [p for p, n in answered.items() if n - again[p] > 1]  # but for the copies said to be one
+        twice = [p for p, n in answered.items() if n - again.explained(p) > 1]  # but for the copies said to be one
         assert not lost, f"lost: {lost}"
         assert not twice, f"answered twice: {twice}"
         for text, root in thread_of.items():
@@ -107,7 +101,7 @@ async def test_random_sigkills_lose_nothing_and_answer_nothing_twice(tmp_path: P
         print(
             f"\n{ITERATIONS} kills, {len(prompts)} prompts: {sum(1 for p in prompts if answered[p])} answered once, "
             f"{len(cut)} cut by a kill and said so, 0 lost, 0 answered twice unsaid; "
-            f"{len(again)} posted again whole by a restart ({sum(1 for p in again if answered[p] > again[p])} had shown); "
+            f"{len(again.reposts)} posted again whole by a restart ({len(again.shown_before)} had shown); "
             f"{sum(1 for n in deliveries.values() if n > 1)} re-delivered after a kill before their answer began"
         )
 

@@ -1,9 +1,10 @@
 """How each prompt handed to the agent visibly ends: its answer shows, or a notice says it was cut.
 
 `PromptEndings` is the part of `core.session.SessionCore` that keeps a handed prompt
-unsettled (in the record) until the thread shows how its turn ended: the answer's posts,
-or the notice that links it and says it was cut, on which 🔁 runs it again (the newest
-such offers are kept with the record, so they outlive a restart). The session core owns
+unsettled (in the record) until the thread shows how its turn ended: the answer's posts
+(after a crash, posted again whole: `answer_again`), a reply that it was not run, or the
+notice that links it and says it was cut, on which 🔁 runs it again (the newest such
+offers are kept with the record, so they outlive a restart). The session core owns
 it, hands it the turns that end and the notices to post, and keeps everything else.
 
 It must never change the session's state, read a clock or change the record in place: a
@@ -103,7 +104,7 @@ class PromptEndings:
 
     @property
     def settling(self) -> bool:
-        """Some ended turn waits for its answer (or the notice that it was cut) to show."""
+        """Some handed prompt waits for the posts that say how it ended to show."""
         return bool(self._settling)
 
     def progress(self, shows: Callable[[str], bool], record: SessionRecord) -> list[Effect]:

@@ -246,7 +246,8 @@ class SessionCore:
     ) -> list[Effect]:
         """The agent process is gone, whoever ended it: its turn ends with it, then what
         the exit means is the agent's life's to say. `last_line_at`: when it last printed a
-        line (a turn it said nothing in since its prompt is not cut: `TurnLoop.exited_unheard`)."""
+        line (a turn it said nothing in since its prompt, ended at once, is not cut:
+        `TurnLoop.exited_unheard`)."""
         if not self.agent.stopping and not self.state.is_final:
             self.loop.exited_unheard(last_line_at, now)
         effects = self.loop.drop_turn(now)

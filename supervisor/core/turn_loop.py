@@ -110,7 +110,8 @@ class TurnLoop:
     # that never ends must not hold the prompts for good.
     own_turn_heard_at: float | None = None
     # The supervisor stops: no prompt starts a turn any more. Queued ones are not handled
-    # yet, so the next start fetches them again and runs them.
+    # yet, so the next start fetches them again and runs them; but for one handed on after
+    # its agent died on it (`exited_unheard`): handled, the next start says it was cut.
     stopping_supervisor: bool = False
     # The prompts run again on the next agent after one exited without a word on them: a
     # second such exit calls the turn cut, so a prompt that kills every agent cannot loop.

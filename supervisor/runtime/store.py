@@ -2,7 +2,8 @@
 
 Others send it changes; it applies every change waiting in its inbox and makes them
 durable at once (group commit), and only then acknowledges the changes that asked for it.
-Changes nobody waits for wait up to `SOON_S` for one somebody does, to share its write.
+Changes nobody waits for wait up to `SOON_S` for one somebody does, to share its write
+(but for one marked `at_once`: a crash before it is written would cost the person).
 
 Durable means one of two writes:
 - A commit appends ONE line to `sessions.journal` (`core.journal`: the records and
@@ -79,7 +80,7 @@ STATE_DIR_MODE = 0o700
 # spread thin, and a replay takes ~40 ms (650 records) or ~30 ms (3,500 marks all inside
 # the slack window: 60 posts a second for a minute, far beyond a chat's pace).
 JOURNAL_BOUND = 512 * 1024
-# How long changes nobody waits for (`save_soon`, `handled`) may wait for company. A turn's
+# How long changes nobody waits for (`save_soon`, `handled`; not `at_once`) may wait for company. A turn's
 # end saves its record "soon" just as the next prompt's handled mark comes in: in one write
 # the mark is durable after one fsync instead of two (the second waiting for the first).
 SOON_S = 0.05
@@ -123,7 +124,7 @@ class Store:
         self._journal: Journal | None = None  # None until the first snapshot of this store
         self.journal_bound = JOURNAL_BOUND
         self._inbox: Mailbox[_Change] = Mailbox()
-        self._awaited = trio.Event()  # set when the inbox holds a change someone waits for
+        self._awaited = trio.Event()  # set when the inbox holds a change someone waits for, or `at_once`
         self.writes = 0
         self.commits_in_thread = False  # set by a slow commit (SLOW_COMMIT_S)
         self.may_return_to_loop = True  # until a commit stalls (STALL_S)
