@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 
 import attrs
+
+from supervisor.runtime.store import read_state
 
 # The line above a finished answer a restart posts again (`core.prompt_endings.answer_again`).
 AGAIN = "here it is, whole"
@@ -45,3 +49,17 @@ class AnsweredAgain:
         duplicate."""
         reposts = self.reposts[text]
         return reposts + (text in self.shown_before) - 1 if reposts else 0
+
+
+def answer_counts(messages: Iterable[str], answer: re.Pattern[str]) -> Counter[str]:
+    """Each prompt's answers in one thread's messages (in the order posted), but for the
+    copies a restart posted again and said so: more than one is a duplicate."""
+    again = AnsweredAgain(answer)
+    counts = Counter(match.group(1) for message in messages for match in again.answers(message, ""))
+    return Counter({text: n - again.explained(text) for text, n in counts.items()})
+
+
+def nothing_to_post_again(state_dir: Path) -> bool:
+    """Every answer the sessions gave is recorded as shown: a kill now posts none again.
+    (A test about something else waits for this before its kill.)"""
+    return not any(record.unsettled for record in read_state(state_dir).state.sessions.values())

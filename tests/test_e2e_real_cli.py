@@ -74,9 +74,9 @@ class RealWorld:
         """Wait until the end of the last turn is persisted: its answer is marked as wholly
         on the server (nothing `unsettled`) and its cost is recorded.
 
-        Both are saved (save_soon) only after the completion post was made, so a kill -9
-        right after "Done" shows can still lose them: the next start then says the turn
-        was cut and shows the next turn's cost as two turns' worth.
+        The settle is saved only after the completion post was made, so a kill -9 right
+        after "Done" shows can still lose it: the next start then posts the answer again
+        (said so), which this test is not about.
         """
 
         def settled() -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.reposts import nothing_to_post_again
 from tests.test_web_browser import ARTIFACTS, Page
 from tests.web_browser import require_browser, start_driver, wait_for
 from tests.web_supervisor import ANNOUNCEMENT, REPO, SupervisorProcess
@@ -336,6 +337,8 @@ def test_reload_mid_stream_then_restarts_keep_history_and_deliver_once(
     product.start()
     page.wait_connected()
     wait_for(lambda: _answers(page, "typed while stopped") == 1, 30, what="answer after SIGTERM")
+    # Recorded as shown: a kill just before that would post the answer again, said so.
+    wait_for(lambda: nothing_to_post_again(product.state_dir), 10, what="the answer recorded as shown")
 
     product.kill()  # kill -9: no goodbye at all
     wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
