@@ -92,7 +92,8 @@ async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_wait
             assert set(answers) <= {0, 1}, answers  # never twice
             # At the kill, the turn running was cut, and so were the turns before it whose
             # answers were still on their way to paced Telegram; how many depends on the
-            # machine's timing. Each of those got a notice instead and was never run again.
+            # machine's timing. Each of those got a notice instead (or, finished, its answer
+            # posted again below the line that says so) and was never run again.
             # An answer shown before the kill stays, and every prompt the fresh agents
             # took after the restart is answered.
             shown = [i for i in range(count) if f": q{i} (" in shown_at_kill]

@@ -5,8 +5,6 @@ progress). The session task takes them one at a time, in order, and hands each t
 
 from __future__ import annotations
 
-import math
-
 import attrs
 
 from supervisor.core import commands
@@ -85,7 +83,7 @@ class AgentDown:
     generation: int
     code: int | None
     stderr_tail: str
-    last_line_at: float = math.inf  # when it last printed a line; unknown counts as just now
+    last_line_at: float  # when it last printed a line; math.inf if unknown (counts as just now)
 
 
 @attrs.frozen
