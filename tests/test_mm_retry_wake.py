@@ -3,6 +3,7 @@ not when its retry's pause (up to 30 s after a long outage) happens to end."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import httpx
@@ -126,3 +127,22 @@ async def test_a_call_the_server_keeps_failing_is_not_retried_at_the_pace_of_the
                 await trio.sleep(0.1)
     # Without wakes: one try each 10 s; at most twice that with them.
     assert 10 <= len(failed) <= 21
+
+
+async def test_the_starts_check_of_who_we_are_hears_a_server_back_within_seconds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No WebSocket listens before it answers, so nothing would wake it: after a long
+    outage its pauses stay within the reconnect pace, not the rest's (here a minute)."""
+    tries: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(trio.current_time())
+        if trio.current_time() < 300:
+            return httpx.Response(503, text="starting")
+        return httpx.Response(200, json={"id": "b" * 26, "username": "bot", "is_bot": True})
+
+    rest = _client(httpx.MockTransport(handler), Backoff(base=60.0, cap=60.0))
+    assert (await rest.get_me()).username == "bot"
+    assert max(b - a for a, b in itertools.pairwise(tries)) <= 5.0
+    assert trio.current_time() <= 305

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.core.backoff import RECONNECT_BACKOFF, REST_BACKOFF, Backoff
+from supervisor.core.backoff import LISTENING_CAP_S, RECONNECT_BACKOFF, REST_BACKOFF, Backoff, listening_pace
 from supervisor.core.ratelimit import Announced, RequestBudget, TokenBucket, announced_limits
 from tests.fakes.mattermost_faults import RateLimiter
 
@@ -47,6 +47,16 @@ def test_reconnect_backoff_tries_again_within_five_seconds_however_long_the_outa
     """The socket's next try is how soon a returning server is noticed (and the posts
     written during its outage fetched): never minutes later."""
     assert max(RECONNECT_BACKOFF.ceiling(n) for n in range(1000)) == 5.0
+
+
+def test_a_call_that_listens_for_the_server_pauses_at_most_the_reconnect_pace() -> None:
+    """The start's check of who we are, Telegram's long poll: nothing else hears the server
+    back, so however long the outage, it is heard within seconds (the rest wait up to 30 s)."""
+    listens = listening_pace(REST_BACKOFF)
+    assert listens.ceiling(100) == LISTENING_CAP_S == RECONNECT_BACKOFF.cap < REST_BACKOFF.ceiling(100)
+    assert [listens.ceiling(n) for n in range(3)] == [REST_BACKOFF.ceiling(n) for n in range(3)]
+    assert listening_pace(Backoff(base=0.01, cap=0.05)) == Backoff(base=0.01, cap=0.05)  # a quicker one stays
+    assert listening_pace(Backoff(base=60, cap=60, floor=60)).ceiling(0) == 60  # its floor holds
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,30 @@ async def test_server_errors_and_dead_connections_are_retried_with_backoff(
         await api_on(always_down).get_me(retry=False)
 
 
+async def test_the_long_poll_and_the_starts_getme_hear_telegram_back_within_seconds(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Nothing else would wake them after an outage (the long poll is how we hear at all):
+    their pauses stay within the reconnect pace, not the other calls' (here a minute)."""
+    tries: dict[str, list[float]] = {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        method = request.url.path.rsplit("/", 1)[-1]
+        tries.setdefault(method, []).append(trio.current_time())
+        if trio.current_time() < 300 * len(tries):
+            return httpx.Response(502, text="<html>Bad Gateway</html>")
+        if method == "getMe":
+            return ok({"id": 7, "is_bot": True, "first_name": "bot", "username": "bot"})
+        return ok([])
+
+    api = api_on(handler, backoff=Backoff(base=60.0, cap=60.0))
+    assert (await api.get_me()).username == "bot"
+    assert (await api.get_updates(None, poll_s=1, allowed_updates=["message"])).updates == []
+    for times in tries.values():
+        assert max(b - a for a, b in itertools.pairwise(times)) <= 5.0
+    assert trio.current_time() <= 610
+
+
 @pytest.mark.parametrize("failure", ["hang_up", "502"])
 async def test_a_message_held_by_an_outage_is_sent_once_the_long_poll_is_answered(failure: str) -> None:
     """Its retry was asleep for a minute (as after a long outage): Telegram answering the

@@ -58,3 +58,15 @@ most five, so a server back from an outage is heard within seconds (the posts wr
 meanwhile are fetched on the new hello, and nothing else tells us it is back). This is the
 pace of the web app's first tries (3 s plus up to 2 s of jitter), kept for good: the web
 app slows to minutes because a server has thousands of them; it has one supervisor."""
+
+
+LISTENING_CAP_S = 5.0
+"""The longest pause of a call that is how we hear the server is back (`listening_pace`)."""
+
+
+def listening_pace(backoff: Backoff) -> Backoff:
+    """`backoff` for a call nothing else wakes when its server is back: the start's check
+    of who we are (no WebSocket listens yet), Telegram's long poll (its only ear). Its
+    pauses stay within the WebSocket's reconnect pace, so a server back from an outage is
+    heard within seconds rather than after the rest's 30 s."""
+    return attrs.evolve(backoff, cap=min(backoff.cap, max(backoff.floor, LISTENING_CAP_S)))

@@ -39,7 +39,7 @@ from supervisor.chat.mattermost.token import TokenWatch
 from supervisor.chat.proxy import described, proxy_for
 from supervisor.chat.retry import RetryPauses, ServerAnswers, server_is_up
 from supervisor.chat.token import OwnRefusal
-from supervisor.core.backoff import REST_BACKOFF, Backoff
+from supervisor.core.backoff import REST_BACKOFF, Backoff, listening_pace
 from supervisor.core.events import FileRef
 from supervisor.core.ratelimit import RequestBudget, announced_limits
 from supervisor.logs import one_line
@@ -136,7 +136,8 @@ class MattermostRest:
 
     async def get_me(self) -> ChatUser:
         """Who the token is; a refused token raises (this is the token's check)."""
-        self.me = _decode(await self._call("GET", "/users/me", wait_for_token=False), codec.decode_user)
+        response = await self._call("GET", "/users/me", wait_for_token=False, listening=True)
+        self.me = _decode(response, codec.decode_user)
         return self.me
 
     async def user_by_username(self, username: str) -> ChatUser | None:
@@ -279,14 +280,17 @@ class MattermostRest:
         *,
         retry: bool = True,
         wait_for_token: bool = True,
+        listening: bool = False,
         before_resend: Callable[[], Awaitable[httpx.Response | None]] | None = None,
         **request: Any,
     ) -> httpx.Response:
         """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError,
         but a 401 waits for the token to be taken again once `token` watches.
         `before_resend` may find that a try whose answer never came took effect: its
-        answer is then the call's."""
-        pauses, tries = RetryPauses(self._backoff, self._rng, self.answers), 0
+        answer is then the call's. `listening`: nothing else would hear the server back
+        (`backoff.listening_pace`)."""
+        backoff = listening_pace(self._backoff) if listening else self._backoff
+        pauses, tries = RetryPauses(backoff, self._rng, self.answers), 0
         own_refusal = OwnRefusal()
         while True:
             if tries and before_resend is not None and (found := await before_resend()) is not None:

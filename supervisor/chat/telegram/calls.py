@@ -45,7 +45,7 @@ from supervisor.chat.telegram import codec
 from supervisor.chat.telegram.codec import Failure, JSONObject, MalformedReply
 from supervisor.chat.telegram.config import TOKEN_SHAPE
 from supervisor.chat.token import OwnRefusal, TokenWatch
-from supervisor.core.backoff import REST_BACKOFF, Backoff
+from supervisor.core.backoff import REST_BACKOFF, Backoff, listening_pace
 from supervisor.core.ratelimit import TokenBucket
 
 log = logging.getLogger("supervisor.telegram")
@@ -279,6 +279,7 @@ class BotCaller:
         retry: bool = True,
         read_timeout: float = REQUEST_TIMEOUT,
         wait_for_token: bool = True,
+        listening: bool = False,
     ) -> Any:
         """POST one method until Telegram gives a final answer; return its `result`.
 
@@ -287,8 +288,9 @@ class BotCaller:
         (else, while `token` watches, it waits for the token: `wait_for_token=False` is
         for the token's own check). `read_timeout` only tells a dead connection from a
         long poll that is still waiting; bound the call itself with a cancel scope.
+        `listening`: nothing else would hear Telegram back (`backoff.listening_pace`).
         """
-        pauses = self._pauses()
+        pauses = self._pauses(listening)
         own_refusal = OwnRefusal()
         request: dict[str, Any] = (
             {"data": form, "files": files} if files is not None else {"json": params or {}}
@@ -336,8 +338,8 @@ class BotCaller:
             log.warning("%s -> %d, retrying", method, code)
             await pauses.pause()
 
-    def _pauses(self) -> RetryPauses:
-        return RetryPauses(self._backoff, self._rng, self._answers)
+    def _pauses(self, listens: bool = False) -> RetryPauses:
+        return RetryPauses(listening_pace(self._backoff) if listens else self._backoff, self._rng, self._answers)
 
     def _heard(self, status: int) -> None:
         if server_is_up(status):

@@ -30,7 +30,8 @@ class BotApi(BotCaller):
     # --- the bot and its updates ----------------------------------------------------
 
     async def get_me(self, *, retry: bool = True, wait_for_token: bool = True) -> codec.User:
-        return codec.structure(await self.call("getMe", retry=retry, wait_for_token=wait_for_token), codec.User)
+        result = await self.call("getMe", retry=retry, wait_for_token=wait_for_token, listening=True)
+        return codec.structure(result, codec.User)
 
     async def watch_token(self) -> None:
         """Run the token's watch (`token`), getMe its check: from now on a call refused
@@ -54,7 +55,7 @@ class BotApi(BotCaller):
         }
         if offset is not None:
             params["offset"] = offset
-        result = await self.call("getUpdates", params, read_timeout=REQUEST_TIMEOUT + poll_s)
+        result = await self.call("getUpdates", params, read_timeout=REQUEST_TIMEOUT + poll_s, listening=True)
         updates = codec.decode_updates(result)
         passed_over: tuple[str, ...] = ()
         if len(updates) < len(result):  # Telegram never sends one; a proxy might garble it
