@@ -4,6 +4,8 @@ real clock. The model test (test_session_model.py) covers the random mixes."""
 
 from __future__ import annotations
 
+import pytest
+
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.agent.claude.permissions import permission_asked
@@ -12,6 +14,7 @@ from supervisor.core import commands
 from supervisor.core.agent_events import (
     AllowTool,
     DenyTool,
+    Image,
     Interrupt,
     PermissionAsked,
     PermissionCancelled,
@@ -260,6 +263,45 @@ def test_an_agent_that_exits_without_a_word_on_its_prompt_leaves_it_for_the_next
     assert any(link("p1") in t and "was cut" in t for t in texts(effects)), texts(effects)
 
 
+def _restarted(core: SessionCore) -> SessionCore:
+    return make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+
+
+@pytest.mark.parametrize("how", ["exited unheard", "pipe closed"])
+def test_a_prompt_handed_on_that_no_agent_took_before_a_restart_runs_on_the_next_start(how: str) -> None:
+    """Its agent never acted on it, and the supervisor stopped before the next agent took
+    it: the next start runs it (it is handled, so nothing would fetch it again), rather
+    than calling it cut and leaving the person a 🔁 to press."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    if how == "exited unheard":
+        core.agent_exited(0, "", 1.5, last_line_at=0.5)
+    else:
+        core.prompt_not_delivered()
+    assert core.record.handed_on == ("p1",) and "p1" in core.record.unsettled
+    restarted = _restarted(core)
+    effects = restarted.start(5.0, launch_now=False)  # a lazy start launches for it all the same
+    assert not any("p1" in t for t in texts(effects)) and [e for e in effects if isinstance(e, LaunchAgent)]
+    effects = restarted.agent_ready(44, 6.0)
+    assert sent(effects) == [SendPrompt("deploy")]
+    sending = next(i for i, e in enumerate(effects) if isinstance(e, ToAgent))
+    save = [e for e in effects[:sending] if isinstance(e, SaveRecord)][-1]  # in the mark's write
+    assert save.record.handed_on == ()
+    effects = restarted.agent_exited(0, "", 6.5, last_line_at=0.5)  # once more: now it is cut
+    assert any(link("p1") in t and "was cut" in t for t in texts(effects)), texts(effects)
+    assert any(link("p1") in t and "was cut" in t for t in texts(_restarted(restarted).start(9.0, launch_now=False)))
+
+
+def test_a_prompt_handed_on_with_images_is_said_cut_by_the_next_start() -> None:
+    """Its images are not kept with the record: running its text alone would be another
+    prompt, so the start says its turn was cut, as before."""
+    core = running(make_core())
+    core.prompt(QueuedPrompt("p1", "c1", "what is this?", (Image("image/png", "aGk="),)), 1.0)
+    core.agent_exited(0, "", 1.5, last_line_at=0.5)
+    assert core.record.handed_on == ()
+    assert any(link("p1") in t and "was cut" in t for t in texts(_restarted(core).start(5.0, launch_now=False)))
+
+
 def test_an_agent_that_printed_after_its_prompt_or_was_stopped_cuts_the_turn() -> None:
     """A line after the prompt may be its first step (a tool may have run): rerunning it
     by itself could do that step twice. An interrupted turn was wanted over."""
@@ -289,6 +331,7 @@ def test_a_prompt_sent_on_to_the_next_agent_and_then_stopped_is_settled_by_its_n
     core.agent_exited(0, "", 1.5, last_line_at=0.5)
     effects = core.choose("stop", "p1", 1.6)  # 🛑 before the next agent is up
     assert any("stopped before it started" in t for t in texts(effects)), texts(effects)
+    assert core.record.handed_on == ()  # a start before its reply shows must not run it
     settled = core.outbox_settled()
     assert settled and "p1" not in settled[-1].record.unsettled  # type: ignore[union-attr]
     restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])

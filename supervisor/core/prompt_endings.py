@@ -66,9 +66,11 @@ class PromptEndings:
         return [note, OfferChoices(note.op.key, RERUN_CHOICE)]
 
     def restored(self, record: SessionRecord) -> list[Effect]:
-        """At a start: the prompts a stop of the supervisor left unsettled say how they ended."""
+        """At a start: the prompts a stop of the supervisor left unsettled say how they ended
+        (but those no agent acted on, which run again: `to_run_again`)."""
         effects: list[Effect] = []
-        for post_id in record.unsettled:
+        again = {p.post_id for p in to_run_again(record)}
+        for post_id in (p for p in record.unsettled if p not in again):
             prompt = QueuedPrompt(post_id, record.channel_id, record.prompt_texts.get(post_id, ""))
             if post_id in record.answered and (parts := record.answer_texts.get(post_id)):
                 effects += self.answer_again(prompt, parts)
@@ -119,8 +121,14 @@ class PromptEndings:
         texts = {p: t for p, t in record.prompt_texts.items() if p in unsettled}
         answered = tuple(p for p in record.answered if p in unsettled)
         answer_texts = {p: parts for p, parts in record.answer_texts.items() if p in unsettled}
+        handed_on = tuple(p for p in record.handed_on if p in unsettled)
         settled = attrs.evolve(
-            record, unsettled=unsettled, prompt_texts=texts, answered=answered, answer_texts=answer_texts
+            record,
+            unsettled=unsettled,
+            prompt_texts=texts,
+            answered=answered,
+            answer_texts=answer_texts,
+            handed_on=handed_on,
         )
         # A kept answer that showed: until this is on disk, a crash would post it again.
         return [SaveRecord(settled, at_once=len(answer_texts) < len(record.answer_texts))]
@@ -132,6 +140,16 @@ class PromptEndings:
         # Kept with the record: 🔁 may come after another restart.
         offers = {**record.rerun_offers, post_id: self._rerun_keys.pop(key).text}
         return [SaveRecord(attrs.evolve(record, rerun_offers=dict(list(offers.items())[-RERUN_OFFERS:])))]
+
+
+def to_run_again(record: SessionRecord) -> list[QueuedPrompt]:
+    """The prompts a start runs again: their agent exited without a word on them, and no
+    agent was given them before the supervisor stopped (`SessionRecord.handed_on`)."""
+    return [
+        QueuedPrompt(post_id, record.channel_id, record.prompt_texts[post_id])
+        for post_id in record.handed_on
+        if post_id in record.unsettled and post_id in record.prompt_texts
+    ]
 
 
 def rerun(post_id: str, record: SessionRecord) -> tuple[QueuedPrompt, SaveRecord]:

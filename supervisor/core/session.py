@@ -39,7 +39,7 @@ from supervisor.core.agent_life import AgentLife, AgentNews
 from supervisor.core.approvals import PendingPermission, say_lapsed
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
-from supervisor.core.prompt_endings import PromptEndings, rerun
+from supervisor.core.prompt_endings import PromptEndings, rerun, to_run_again
 from supervisor.core.restart import RestartTracker
 from supervisor.core.session_effects import (
     EditPost,
@@ -145,11 +145,16 @@ class SessionCore:
     # --- inputs ----------------------------------------------------------------
 
     def start(self, now: float, *, launch_now: bool) -> list[Effect]:
-        """The session task begins: a new session (launch_now) or one restored from disk."""
+        """The session task begins: a new session (launch_now) or one restored from disk.
+        A prompt its last agent died on unheard, and no agent took since, runs first (once
+        more: a second such death calls it cut)."""
         self.agent.last_active_at = now
         effects = self.adopt(say_lapsed(self.record))
         effects += self.endings.restored(self.record)
-        if self.record.status == "suspended" or not launch_now:
+        again = to_run_again(self.record) if self.record.is_live else []
+        self.loop.queue.extend(again)
+        self.loop.sent_again.update(p.post_id for p in again)
+        if (self.record.status == "suspended" or not launch_now) and not again:
             return effects  # stays SUSPENDED: the agent starts with the next prompt
         return effects + self.agent.launch()
 
@@ -248,9 +253,10 @@ class SessionCore:
         the exit means is the agent's life's to say. `last_line_at`: when it last printed a
         line (a turn it said nothing in since its prompt, ended at once, is not cut:
         `TurnLoop.exited_unheard`)."""
+        effects: list[Effect] = []
         if not self.agent.stopping and not self.state.is_final:
-            self.loop.exited_unheard(last_line_at, now)
-        effects = self.loop.drop_turn(now)
+            effects += self.loop.exited_unheard(last_line_at, now)
+        effects += self.loop.drop_turn(now)
         return effects + self.agent.exited(code, stderr_tail, now, queued=bool(self.loop.queue))
 
     def choose(self, kind: ChoiceKind, post_id: str, now: float) -> list[Effect]:

@@ -110,8 +110,9 @@ class TurnLoop:
     # that never ends must not hold the prompts for good.
     own_turn_heard_at: float | None = None
     # The supervisor stops: no prompt starts a turn any more. Queued ones are not handled
-    # yet, so the next start fetches them again and runs them; but for one handed on after
-    # its agent died on it (`exited_unheard`): handled, the next start says it was cut.
+    # yet, so the next start fetches them again and runs them; one handed on after its
+    # agent died on it (`exited_unheard`) is handled: the next start runs it from the
+    # record (`SessionRecord.handed_on`).
     stopping_supervisor: bool = False
     # The prompts run again on the next agent after one exited without a word on them: a
     # second such exit calls the turn cut, so a prompt that kills every agent cannot loop.
@@ -166,13 +167,14 @@ class TurnLoop:
         session.move(S.BUSY)
         self.renderer.start_turn(now)  # the queue behind it is said with its first words
         unsettled = tuple(dict.fromkeys((*session.record.unsettled, prompt.post_id)))  # once, if tried before
+        handed_on = tuple(p for p in session.record.handed_on if p != prompt.post_id)  # given now
         texts = session.record.prompt_texts
         if len(prompt.text) <= PROMPT_KEEP_CHARS:
             texts = {**texts, prompt.post_id: prompt.text}
         return [
             # The record and the handled mark become durable in one write before the prompt
             # is written: a crash in between gives a "cut" notice, never a second delivery.
-            session.save(has_history=True, unsettled=unsettled, prompt_texts=texts),
+            session.save(has_history=True, unsettled=unsettled, prompt_texts=texts, handed_on=handed_on),
             MarkHandled(prompt.channel_id, prompt.post_id),
             ToAgent(SendPrompt(prompt.text, prompt.images)),
             Typing(),
@@ -195,9 +197,14 @@ class TurnLoop:
         permalink = self.session.settings.permalink
         note = self.session.note(not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts]))
         for p in prompts:
-            if p.post_id in self.session.record.unsettled:  # handed before (`exited_unheard`)
+            if p.post_id in self.session.record.unsettled:  # handed before (`not_delivered`)
                 self.session.endings.said_by(p.post_id, frozenset({note.op.key}))
-        return [note, *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
+        effects: list[Effect] = [note, *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
+        not_run = {p.post_id for p in prompts}
+        if any(p in not_run for p in self.session.record.handed_on):  # no start may run it
+            handed_on = tuple(p for p in self.session.record.handed_on if p not in not_run)
+            effects.insert(0, self.session.save(handed_on=handed_on))
+        return effects
 
     # --- what the agent says in a turn ----------------------------------------------
 
@@ -411,7 +418,9 @@ class TurnLoop:
         """The prompt of the turn that just began never reached the agent: it was gone before
         its pipe took the prompt (its exit is on the way). The prompt waits at the head of
         the queue for the next agent instead of being called cut: running it then is its
-        first delivery, not a second."""
+        first delivery, not a second. It is handled already: if the supervisor stops before
+        the next agent takes it, the next start runs it (`SessionRecord.handed_on`), but for
+        one with images, which are not kept (the start says its turn was cut, with 🔁)."""
         turn = self.turn
         if turn is None:
             return []
@@ -419,9 +428,12 @@ class TurnLoop:
         self.queue.appendleft(turn.prompt)
         if self.session.state.in_turn:
             self.session.move(S.IDLE)
-        return []
+        record, prompt = self.session.record, turn.prompt
+        if prompt.images or prompt.post_id not in record.prompt_texts or prompt.post_id in record.handed_on:
+            return []
+        return [self.session.save(handed_on=(*record.handed_on, prompt.post_id))]
 
-    def exited_unheard(self, last_line_at: float, now: float) -> None:
+    def exited_unheard(self, last_line_at: float, now: float) -> list[Effect]:
         """The agent exited on its own within `UNHEARD_EXIT_S` of the turn's prompt going in,
         without printing a line since: its pipe took the prompt, but it was ending as its
         last turn did, and died before reading it or acting on it (an agent that lives on
@@ -430,13 +442,14 @@ class TurnLoop:
         cut. Not a turn that was interrupted: the person, or the watchdog, wanted it over."""
         turn = self.turn
         if turn is None or turn.interrupted_at is not None or last_line_at >= turn.started_at:
-            return
+            return []
         if now - turn.started_at > UNHEARD_EXIT_S:
-            return
-        if turn.prompt.post_id in self.sent_again:
-            return
-        self.sent_again.add(turn.prompt.post_id)
-        self.not_delivered()
+            return []
+        prompt = turn.prompt
+        if prompt.post_id in self.sent_again:
+            return []
+        self.sent_again.add(prompt.post_id)
+        return self.not_delivered()
 
     def drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
