@@ -364,6 +364,21 @@ async def test_drafts_show_again_after_the_person_unblocked_the_bot(tmp_path: Pa
             assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []  # nothing sent twice
 
 
+async def test_a_draft_whose_topic_is_gone_leaves_drafts_on_for_the_chat(tmp_path: Path) -> None:
+    """Its draft fails as its messages would (the person deleted the topic): that is no
+    chat without drafts, and the next answers there (in its other topics) are drafts still."""
+    gone = "Bad Request: message thread not found"
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "mu") as (fake, front, root, topic):
+            link = front.tg
+            fake.fail("sendMessageDraft", 400, gone)
+            with pytest.raises(ChatError):
+                await link.create_growing(CHANNEL, "in the deleted topic", root_id=root.id, idempotency_key="")
+            await link.create_growing(CHANNEL, "still a draft", root_id=root.id, idempotency_key="")
+            assert fake.chat(ALICE).live_drafts[topic][1] == "still a draft"
+            assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []
+
+
 async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with in_a_topic(tmp_path, "epsilon") as (fake, front, root, topic):

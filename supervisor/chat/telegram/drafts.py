@@ -52,7 +52,7 @@ from supervisor.chat.telegram.calls import BadRequest, BotApiError, Forbidden
 from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.limits import LIMITS
 from supervisor.chat.telegram.memory import keep_newest
-from supervisor.chat.telegram.messages import PARTS_KEPT, Messages, refused_entities
+from supervisor.chat.telegram.messages import PARTS_KEPT, Messages, refused_entities, topic_gone
 from supervisor.core.events import Post
 
 log = logging.getLogger("supervisor.telegram")
@@ -280,6 +280,8 @@ class GrowingPosts:
         except Forbidden:
             raise  # the person blocked the bot: no message gets there either, and drafts come back with it
         except BotApiError as exc:
+            if topic_gone(exc):
+                raise  # that topic's posts fail as messages would; the chat's other topics keep drafts
             log.info("drafts refused in chat %s (%s): editing a message instead",
                      growing.chat_id, exc.description)  # fmt: skip
             self.drafts.off.add(growing.chat_id)

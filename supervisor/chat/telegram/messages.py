@@ -28,7 +28,7 @@ import trio
 
 from supervisor.chat import ChatError, ChatUser
 from supervisor.chat.telegram import choices, codec, ids, render, runs
-from supervisor.chat.telegram.calls import BadRequest
+from supervisor.chat.telegram.calls import BadRequest, BotApiError
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.codec import JSONObject
 from supervisor.chat.telegram.limits import LIMITS
@@ -58,6 +58,13 @@ _REPLY_REFUSED: Final = "message to be replied not found"  # Telegram's words, a
 class _Upload:
     name: str
     data: bytes
+
+
+def topic_gone(exc: BotApiError) -> bool:
+    """The topic was deleted or closed (or the chat is gone): nothing goes there, a draft
+    or a message; not a refusal of one kind of call."""
+    said = exc.description.lower()
+    return any(words in said for words in ("thread not found", "topic_deleted", "topic_closed", "chat not found"))
 
 
 def refused_entities(exc: BadRequest) -> bool:
