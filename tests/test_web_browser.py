@@ -678,6 +678,21 @@ def test_hostile_answers_and_file_names_render_as_text_and_run_nothing(
     assert driver.execute_script("return window.__pwned === undefined")
 
 
+def test_an_answer_with_the_ids_of_the_pages_own_elements_leaves_the_composer_working(
+    driver: Any, world: WebWorld
+) -> None:
+    """Markdown may carry raw HTML with ids (an agent's, or the person's own text): with the
+    composer's id, such an element above it was found instead, and nothing more could be
+    sent from the page in that thread."""
+    page = Page(driver, world).open()
+    page.new_session("clobber")
+    page.send('<div id="text">shadow</div><div id="stop">s</div><a name="problem">p</a> named')
+    page.wait_text("named")
+    assert driver.execute_script("return document.querySelectorAll('#messages [id], #messages [name]').length") == 0
+    page.send("!status")
+    page.wait_text("turns:")
+
+
 def test_keyboard_alone_creates_a_session_prompts_and_answers_a_card(
     driver: Any, world: WebWorld
 ) -> None:

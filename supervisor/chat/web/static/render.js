@@ -10,7 +10,9 @@
     RETURN_DOM_FRAGMENT: true,
     USE_PROFILES: { html: true }, // no SVG or MathML: Markdown needs neither
     FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed"],
-    FORBID_ATTR: ["style", "srcset"],
+    // No id or name: the page finds its own elements by id (the composer is `text`), and
+    // an earlier element of an answer's with the same id would be found instead.
+    FORBID_ATTR: ["style", "srcset", "id", "name"],
     ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|\/|#)/i,
   };
 
