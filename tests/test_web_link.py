@@ -16,6 +16,7 @@ import trio
 from supervisor.chat.web import codec
 from supervisor.chat.web.config import WebConfig
 from supervisor.chat.web.db import WebDb
+from supervisor.chat.web.front import EVENT_QUEUE
 from supervisor.chat.web.front_end import missing_agent_notice, web_settings
 from supervisor.chat.web.link import (
     CHANNEL,
@@ -149,6 +150,35 @@ async def test_handled_marks_the_inbox_row_so_it_is_not_replayed(tmp_path: Path)
 
     assert core.post.id == "webuclient-0001"  # the page's message, named after its client id
     assert left == []
+
+
+async def test_a_message_whose_handing_on_was_stopped_is_handed_on_by_its_resend_once(tmp_path: Path) -> None:
+    """Its tab closed after the store took it and before the core did (the page had no
+    acknowledgement, so it sends it again): the resend hands it on, where it once found it
+    recorded and said nothing, leaving the prompt for the next start. A resend while it
+    waits in the core, or once handled, is not handed on again."""
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, _):
+            front = chat.front
+            await front.replay_unhandled()
+            for _ in range(EVENT_QUEUE):
+                front.opened("webt-busy")  # the core is busy: its queue is full
+            post = codec.Post("client-0007", None, "!help")
+            with trio.move_on_after(0.3) as stopped:
+                await front.accept(post)  # recorded, then stopped waiting for room
+            assert stopped.cancelled_caught
+            for _ in range(EVENT_QUEUE):
+                assert isinstance(front.events.receive_nowait(), ThreadOpened)
+            await front.accept(post)
+            await front.accept(post)  # while it waits in the core
+            handed = front.events.receive_nowait()
+            assert isinstance(handed, MessagePosted) and handed.id == "client-0007"
+            with pytest.raises(trio.WouldBlock):
+                front.events.receive_nowait()
+            await front.handled("client-0007")
+            await front.accept(post)
+            with pytest.raises(trio.WouldBlock):
+                front.events.receive_nowait()
 
 
 def test_page_actions_in_the_core_words() -> None:

@@ -44,15 +44,17 @@ def test_keys_make_threads_and_messages_idempotent(tmp_path: Path) -> None:
 def test_a_resent_client_id_is_recognised_and_written_once(tmp_path: Path) -> None:
     db = WebDb(tmp_path / "web.sqlite3")
     message = {"thread_id": "main", "text": "!help", "files": ()}
-    new1, row1 = db.accept("client-0001", '{"x": 1}', message)
-    new2, row2 = db.accept("client-0001", '{"x": 1}', message)
+    waiting1, row1 = db.accept("client-0001", '{"x": 1}', message)
+    waiting2, row2 = db.accept("client-0001", '{"x": 1}', message)
 
-    assert (new1, new2) == (True, False)
+    assert (waiting1, waiting2) == (True, True)  # waiting for the core, both times
     assert row1 is not None and row2 is not None and row1.id == row2.id
     assert [m.text for m in db.thread_messages("main")] == ["!help"]
     assert db.unhandled() == ['{"x": 1}']
     db.handled("client-0001")
     assert db.unhandled() == []
+    assert db.accept("client-0001", '{"x": 1}', message)[0] is False
+    assert [m.text for m in db.thread_messages("main")] == ["!help"]
 
 
 def test_history_survives_reopening_and_changes_come_by_version(tmp_path: Path) -> None:

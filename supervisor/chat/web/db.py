@@ -396,14 +396,16 @@ class WebDb:
     def accept(self, event_id: str, event: str, message: dict[str, Any] | None) -> tuple[
         bool, MessageRow | None
     ]:
-        """Record an event from the page; False if this id was seen before (a resend).
+        """Record an event from the page; whether it waits for the core: False once the
+        core marked it handled. A resend of one still waiting is True again: whoever
+        accepted it first may have been stopped before handing it on (`WebChat.accept`).
 
         With `message` (a posted text), its bubble is written in the same transaction, so
         the page never sees its message without the event, nor the event twice."""
         with self._durable():
             self._conn.execute("BEGIN IMMEDIATE")
             seen = self._conn.execute(
-                "SELECT 1 FROM inbox WHERE event_id = ?", (event_id,)
+                "SELECT handled FROM inbox WHERE event_id = ?", (event_id,)
             ).fetchone()
             if seen is None:
                 self._conn.execute(
@@ -415,7 +417,7 @@ class WebDb:
                     key=None, client_id=event_id, options=(), kind="text", author="user",
                     **message,
                 )  # fmt: skip
-        return seen is None, (None if mid is None else self.message(mid))
+        return seen is None or not seen[0], (None if mid is None else self.message(mid))
 
     def handled(self, event_id: str) -> None:
         with self._durable():

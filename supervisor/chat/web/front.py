@@ -71,6 +71,10 @@ class WebChat:
         self._send_event = send
         self.events: trio.MemoryReceiveChannel[PageEvent] = receive
         self._replayed = trio.Event()
+        # The events handed to the core (or on their way) and not yet handled: a resend of
+        # one is not handed twice; one whose handing was stopped (its tab closed between
+        # the store's write and the core) is handed by its resend.
+        self._handed: set[str] = set()
         self._typing_at: dict[str, float] = {}  # thread id -> its last typing signal
 
     # outgoing ------------------------------------------------------------------------
@@ -155,6 +159,7 @@ class WebChat:
 
     async def handled(self, event_id: str) -> None:
         await self.store.call(WebDb.handled, event_id)
+        self._handed.discard(event_id)
 
     def _thread_changed(self, row: ThreadRow) -> None:
         self.hub.publish({"type": "thread", "thread": codec.thread_json(row)})
@@ -168,7 +173,7 @@ class WebChat:
     async def replay_unhandled(self) -> None:
         """Hand the core what was accepted but not handled before the last stop."""
         for raw in await self.store.call(WebDb.unhandled):
-            await self._send_event.send(codec.decode_event(raw))
+            await self._hand_on(codec.decode_event(raw))
         self._replayed.set()
 
     def opened(self, thread_id: str) -> None:
@@ -196,12 +201,23 @@ class WebChat:
                 event = ChoiceMade(cid, message_id, option, WEB_AUTHOR)  # type: ignore[arg-type]
             case codec.Stop(id=cid, thread=thread_id):
                 event = StopAsked(cid, ThreadRef(WEB_PLACE, thread_id), WEB_AUTHOR)
-        new, row = await self.store.call(
+        waiting, row = await self.store.call(
             WebDb.accept, event.id, codec.encode_event(event), text_message
         )
         self._message_changed(row)
-        if new:
+        if waiting:
+            await self._hand_on(event)
+
+    async def _hand_on(self, event: Incoming) -> None:
+        """To the core, once per event while it waits there."""
+        if event.id in self._handed:
+            return
+        self._handed.add(event.id)
+        try:
             await self._send_event.send(event)
+        except BaseException:
+            self._handed.discard(event.id)  # not handed: its resend will be
+            raise
 
 
 def _file_refs(db: WebDb, file_ids: tuple[str, ...]) -> tuple[AttachmentRef, ...]:
