@@ -155,6 +155,35 @@ async def test_a_429_holds_back_that_chat_only(autojump_clock: trio.abc.Clock) -
     assert started[2][1] == pytest.approx(30, abs=0.01)
 
 
+async def test_a_429_on_typing_holds_back_that_chat_not_the_long_poll(autojump_clock: trio.abc.Clock) -> None:
+    """Typing is sent every few seconds per running turn and not paced as a message: a 429
+    on it holds its chat (typing and messages both), never every chat and the long poll,
+    which would leave every Stop and Allow unheard for the hold."""
+    started: list[tuple[str, float]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        method = request.url.path.rsplit("/", 1)[-1]
+        started.append((method, trio.current_time()))
+        if method == "sendChatAction" and len(started) == 1:
+            return refused(429, "Too Many Requests: retry after 30", retry_after=30)
+        if method == "getUpdates":
+            return ok([])
+        if method == "sendChatAction":
+            return ok(True)
+        return ok({"message_id": 1, "date": 1, "chat": {"id": 1, "type": "private"}})
+
+    api = api_on(handler)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(api.send_chat_action, 1)
+        await trio.sleep(1)
+        await api.get_updates(None, poll_s=1, allowed_updates=["message"])
+        await api.send_message(2, "another chat")
+        nursery.start_soon(api.send_message, 1, "held with its chat")
+    calls = [(m, round(t)) for m, t in started]
+    assert calls[:3] == [("sendChatAction", 0), ("getUpdates", 1), ("sendMessage", 1)]
+    assert sorted(calls[3:]) == [("sendChatAction", 30), ("sendMessage", 30)]  # both at the hold's end
+
+
 async def test_server_errors_and_dead_connections_are_retried_with_backoff(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -160,13 +160,19 @@ class _Pacer:
     def buckets(self, method: str, chat_id: int | str | None) -> list[TokenBucket]:
         if chat_id is None or method not in self.pacing.chat_methods:
             return [self._overall]
+        return [self._chat(chat_id), self._overall]
+
+    def _chat(self, chat_id: int | str) -> TokenBucket:
         chat = self._chats.get(chat_id)
         if chat is None:
             chat = TokenBucket(self.pacing.per_chat_rate, self.pacing.per_chat_burst)
             self._chats[chat_id] = chat
-        return [chat, self._overall]
+        return chat
 
     async def wait(self, method: str, chat_id: int | str | None) -> None:
+        if chat_id is not None and method not in self.pacing.chat_methods and chat_id in self._chats:
+            # Not counted as a message (typing), but a hold on its chat holds it too.
+            await trio.sleep(self._chats[chat_id].held(trio.current_time()))
         for bucket in self.buckets(method, chat_id):
             while True:
                 await trio.sleep(bucket.take(trio.current_time()))
@@ -176,8 +182,9 @@ class _Pacer:
                     break
 
     def pause(self, method: str, chat_id: int | str | None, seconds: float) -> None:
-        # A 429 on a chat's message pauses that chat; on anything else, everything.
-        self.buckets(method, chat_id)[0].pause(trio.current_time(), seconds)
+        # A 429 on a call about one chat (a message, typing) pauses that chat; on anything
+        # else, everything: a typing signal held back must not hold the long poll.
+        (self._overall if chat_id is None else self._chat(chat_id)).pause(trio.current_time(), seconds)
 
 
 # --- the token, kept out of httpx ------------------------------------------------------
