@@ -259,7 +259,9 @@ async def test_an_update_held_before_a_kill_and_given_again_by_telegram_does_not
             await api.aclose()
 
 
-async def test_updates_with_nothing_for_us_are_confirmed_by_the_source() -> None:
+async def test_updates_with_nothing_for_us_are_confirmed_by_the_source(caplog: pytest.LogCaptureFixture) -> None:
+    """A kind we do not use, silently; one we cannot read (it may be a person's message)
+    is said in the log, with why, and passed over."""
     with trio.fail_after(15):
         async with running() as fake:
             fake.add_user(USER)
@@ -276,6 +278,8 @@ async def test_updates_with_nothing_for_us_are_confirmed_by_the_source() -> None
                 await fake.wait_until(lambda: update.update_id in fake.confirmed)
                 assert unreadable in fake.confirmed
                 nursery.cancel_scope.cancel()
+            said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            assert [line for line in said if f"update {unreadable} " in line and "message_id" in line], said
             await api.aclose()
 
 

@@ -8,8 +8,9 @@ a draft; and a message written in a group (`InGroup`), which the core never sees
 Everything else reads as None: the caller confirms such an update and moves on.
 It must never do I/O or decide anything about sessions: routing is the core's job.
 
-Event ids are `tg:<update_id>`: unique per bot, so the core's durable handled marks can
-key on them, and a redelivery after a crash is recognised.
+Event ids are `tg:<update_id>`, for the log. The core's durable handled marks key on the
+message's post id (`tg:<chat>:<message>`, `ids.post`), so a redelivery after a crash is
+recognised.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
 
 Owns that file (nothing else writes it) and seven things in it:
-- `offset`: the next `getUpdates` offset; everything below it is handled, durably (the
-  update source moves it only past confirmed updates), so a start skips straight to the
-  updates written while we were away, which Telegram still holds, in order;
+- `offset`: the next `getUpdates` offset; everything below it is handled, durably, or
+  kept in `held` (the update source moves it only past confirmed updates), so a start
+  skips straight to the updates written while we were away, which Telegram still holds,
+  in order;
 - `keys`: idempotency key -> the message made for it (`create_post`'s `idempotency_key`),
   the newest `MAX_KEYS`: asking twice returns the first message (`open_thread`'s key is
   kept with its thread, as long as the thread);

@@ -31,7 +31,8 @@ ledger's rules:
   confirmation passes them too.
 
 After a crash, updates that were handled but not yet confirmed to Telegram come again:
-the caller's durable handled marks (keyed by `update_id`) skip them, and it confirms them.
+the caller's durable handled marks (keyed by each message's post id) skip them, and it
+confirms them.
 
 It must never confirm an update the caller has not confirmed, and never fight another
 poller of the same token (409): it says so once, backs off, and tries again later.
@@ -120,6 +121,8 @@ class Ledger:
             self._out.append((self._seq, uid))
             out.add(uid)
             if update.empty:
+                if update.malformed:  # a person's message, perhaps: confirmed here, so said here
+                    log.warning("update %s is not in the Bot API's shape (%s): passed over", uid, update.malformed)
                 self._confirmed.add(uid)
             else:
                 fresh.append(update)
