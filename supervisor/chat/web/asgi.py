@@ -284,7 +284,7 @@ class _Tab:
                     "type": "welcome",
                     "version": changes.version,
                     "threads": [codec.thread_json(t) for t in changes.threads],
-                    "messages": [codec.message_json(m) for m in changes.messages] if since else [],
+                    "messages": [codec.message_json(m) for m in changes.messages],
                     "typing": self.front.typing_now(),
                     "page": _page_config(self.front, self._max_upload_bytes),
                 })  # fmt: skip

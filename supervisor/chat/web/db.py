@@ -373,18 +373,19 @@ class WebDb:
         return [_message(row) for row in reversed(rows)]
 
     def changes_since(self, version: int) -> Changes:
-        """Every thread and message changed after `version` (a reconnecting page)."""
+        """Every thread and message changed after `version` (a reconnecting page). A first
+        visit (version 0) gets every thread, the main one included, and no message: each
+        thread's newest come when it is opened, not the whole history at every load."""
         with self._conn:
             self._conn.execute("BEGIN")
-            # A first visit (version 0) gets every thread, the main one included.
             threads = self._conn.execute(
                 "SELECT id, title, state, agent, cwd, created, version FROM threads"
                 " WHERE version > ? OR ? = 0 ORDER BY created, version",
                 (version, version),
             ).fetchall()
             messages = self._conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE version > ? ORDER BY version",
-                (version,),
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE version > ? AND ? > 0 ORDER BY version",
+                (version, version),
             ).fetchall()
             now = self.version()
         return Changes(
