@@ -6,6 +6,7 @@ In process, against a real store in a temporary state dir (no HTTP: the link wor
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 import trio
 
 from supervisor.chat.web import codec
+from supervisor.chat.web import db as db_module
+from supervisor.chat.web import store as store_module
 from supervisor.chat.web.config import WebConfig
 from supervisor.chat.web.db import WebDb
 from supervisor.chat.web.front import EVENT_QUEUE
@@ -179,6 +182,27 @@ async def test_a_message_whose_handing_on_was_stopped_is_handed_on_by_its_resend
             await front.accept(post)
             with pytest.raises(trio.WouldBlock):
                 front.events.receive_nowait()
+
+
+async def test_a_handled_mark_waits_for_a_database_another_program_keeps_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sqlite3 shell left in a transaction: the mark is tried again until it goes in
+    (it once failed after the store's tries, ending the whole supervisor)."""
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(store_module, "BUSY_TRIES", 1)
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()
+            await chat.front.accept(codec.Post("client-0009", None, "!help"))
+            other = sqlite3.connect(tmp_path / "web.sqlite3", isolation_level=None)
+            other.execute("BEGIN EXCLUSIVE")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(chat.front.handled, "client-0009")
+                await trio.sleep(1.5)  # its first tries refused
+                other.execute("ROLLBACK")
+                other.close()
+            assert await chat.front.store.call(WebDb.unhandled) == []
 
 
 def test_page_actions_in_the_core_words() -> None:

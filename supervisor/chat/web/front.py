@@ -16,6 +16,8 @@ they are.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,9 +42,12 @@ from supervisor.chat.web.port import (
     ThreadOpened,
     ThreadRef,
 )
-from supervisor.chat.web.store import WebStore
+from supervisor.chat.web.store import WebStore, is_busy
+
+log = logging.getLogger(__name__)
 
 EVENT_QUEUE = 64
+HANDLED_RETRY_MAX_S = 30.0  # the longest pause of a handled mark waiting for a locked database
 # How long a page shows a typing signal (static/app.js TYPING_MS); the core repeats it
 # sooner while a turn runs.
 TYPING_SHOWN_S = 4.5
@@ -158,7 +163,20 @@ class WebChat:
         return found[1]
 
     async def handled(self, event_id: str) -> None:
-        await self.store.call(WebDb.handled, event_id)
+        """Mark the page's event handled. A database another program keeps locked (a
+        sqlite3 shell left in a transaction) is waited for, however long: the mark is the
+        same each try, and failing it would end the supervisor."""
+        pause = 1.0
+        while True:
+            try:
+                await self.store.call(WebDb.handled, event_id)
+                break
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                log.warning("a handled mark waits for the web chat's database, still locked: trying in %.0f s", pause)
+                await trio.sleep(pause)
+                pause = min(pause * 2, HANDLED_RETRY_MAX_S)
         self._handed.discard(event_id)
 
     def _thread_changed(self, row: ThreadRow) -> None:
