@@ -15,6 +15,7 @@ import trio
 
 from supervisor.chat import ChatError
 from supervisor.chat.telegram import ids
+from supervisor.chat.telegram import link as link_module
 from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
@@ -257,6 +258,24 @@ async def test_a_message_with_no_text_or_file_is_confirmed_without_reaching_the_
                 help_update = max(fake.delivered)
                 await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_clock_behind_telegrams_stamps_no_message_older_than_telegrams_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start before time sync on a board with no clock of its own: the wall clock says
+    2001. Such a stamp was older than the messages handled before the restart, so the
+    core's ledger took every new message for one dealt with, and dropped it silently."""
+    monkeypatch.setattr(link_module.time, "time", lambda: 1_000_000_000.0)
+    with trio.fail_after(10):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            sent = fake.user_sends(ALICE, "/help")
+            async with front_end(fake, tmp_path) as (front, receive), trio.open_nursery() as nursery:
+                await nursery.start(front.run)
+                event = await receive.receive()
+                nursery.cancel_scope.cancel()
+    assert isinstance(event, Posted) and event.post.create_at >= sent["date"] * 1000
 
 
 async def test_a_topic_whose_header_a_crash_cut_gets_it_on_the_next_try_and_no_twin(

@@ -355,7 +355,7 @@ class TelegramFrontEnd:
             ids.user(item.author_id),
             text,
             root_id=root,
-            create_at=self.tg.now_ms(),
+            create_at=self.tg.now_ms(not_before_s=item.sent_at_s),
             file_ids=tuple(file_ids),
         )
         return Posted(post)

@@ -47,6 +47,7 @@ class Posted:
     reply_to: int | None = None  # the message id this one replies to
     reply_text: str = ""  # that message's text (a session's starts with "[NAME] ")
     topic_opened: str | None = None  # the person opened a topic with this name
+    sent_at_s: int = 0  # Telegram's date of it: whole seconds, by its servers' clock
 
 
 @attrs.frozen
@@ -126,6 +127,7 @@ def _posted(event_id: str, message: Message, bot_username: str) -> Posted | InGr
         reply_to=reply_to,
         reply_text=(reply.text or reply.caption) if reply_to is not None and reply else "",
         topic_opened=opened,
+        sent_at_s=message.date,
     )
 
 

@@ -442,10 +442,13 @@ class TelegramLink:
         except ValueError:
             return None
 
-    def now_ms(self) -> int:
+    def now_ms(self, *, not_before_s: int = 0) -> int:
         """A creation time for an incoming message: wall clock, strictly increasing (the
-        core's ledger uses it as a cursor; Telegram's own dates are whole seconds)."""
-        self._last_ms = max(self._last_ms + 1, int(time.time() * 1000))
+        core's ledger uses it as a cursor; Telegram's own dates are whole seconds), and
+        never before Telegram's date of it, `not_before_s`. A clock behind at a start (a
+        board with no clock of its own, before time sync) would else stamp new messages
+        older than those handled before, which the ledger takes for dealt with."""
+        self._last_ms = max(self._last_ms + 1, int(time.time() * 1000), not_before_s * 1000)
         return self._last_ms
 
     def _post(self, post_id: str, channel_id: str, message: str, root_id: str = "") -> Post:
