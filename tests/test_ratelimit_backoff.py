@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.core.backoff import LISTENING_CAP_S, RECONNECT_BACKOFF, REST_BACKOFF, Backoff, listening_pace
+from supervisor.core.backoff import (
+    LISTENING_CAP_S,
+    RECONNECT_BACKOFF,
+    REST_BACKOFF,
+    Backoff,
+    listening_pace,
+)
 from supervisor.core.ratelimit import Announced, RequestBudget, TokenBucket, announced_limits
 from tests.fakes.mattermost_faults import RateLimiter
 
