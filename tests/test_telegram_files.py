@@ -59,3 +59,15 @@ async def test_a_photo_sent_to_a_session_reaches_the_agent_as_image_content(tmp_
             assert [(i["media_type"], base64.b64decode(i["data"])) for i in images] == [
                 ("image/jpeg", JPEG), ("image/png", PNG)
             ]
+
+
+async def test_a_voice_note_sent_to_a_session_is_saved_and_handed_to_the_agent(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("voice")
+            sent = w.fake.user_sends(ALICE, thread_id=topic, voice=b"OggS voice")
+            await w.answered(topic, "echo #1")
+            name = f"voice-{sent['message_id']}.ogg"
+            saved = list((w.work / "voice").glob(f".supervisor/uploads/*/{name}"))
+            assert [p.read_bytes() for p in saved] == [b"OggS voice"]
+            assert name in w.text(topic)

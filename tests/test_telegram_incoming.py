@@ -49,6 +49,31 @@ async def test_a_prompt_in_a_topic_with_files() -> None:
     assert photo.attachments[0].mime_type == "image/jpeg"  # Telegram's photos are JPEG
 
 
+async def test_voice_notes_videos_and_animations_come_as_files() -> None:
+    """What a phone sends most besides text: a voice note with no words is a prompt with
+    its file (it once meant nothing, and had no answer at all); an animation, which
+    Telegram sends as a document too, comes once."""
+    fake = FakeBotApi()
+    fake.add_user(USER)
+    thread = fake.user_creates_topic(USER, "alpha")
+    fake.user_sends(USER, thread_id=thread, voice=b"OggS")
+    voice = read_last(fake)
+    assert isinstance(voice, Posted) and voice.text == ""
+    assert voice.attachments == (Attachment(voice.attachments[0].file_id, f"voice-{voice.message_id}.ogg", 4,
+                                            "document", "audio/ogg"),)  # fmt: skip
+    gif = {"file_id": "AnimGif", "file_unique_id": "u1", "file_name": "cat.mp4", "mime_type": "video/mp4", "file_size": 9}
+    circle = {"file_id": "Round", "file_unique_id": "u2", "length": 240, "duration": 3, "file_size": 7}
+    fake.add_update({"message": {"message_id": 77, "date": 1, "from": fake.chat(USER).user, "caption": "look",
+                                 "chat": {"id": USER, "type": "private"},
+                                 "animation": {**gif, "width": 1, "height": 1, "duration": 1},
+                                 "document": gif, "video_note": circle}})  # fmt: skip
+    both = read_last(fake)
+    assert isinstance(both, Posted) and both.text == "look"
+    assert [(a.file_id, a.name, a.mime_type) for a in both.attachments] == [
+        ("AnimGif", "cat.mp4", "video/mp4"), ("Round", "video-note-77.mp4", "video/mp4")
+    ]
+
+
 async def test_replies_commands_and_the_main_view() -> None:
     fake = FakeBotApi(topics=False)
     fake.add_user(USER)

@@ -344,6 +344,7 @@ class FakeBotApi:
         reply_to: int | None = None,
         document: tuple[str, bytes] | None = None,
         photo: bytes | None = None,
+        voice: bytes | None = None,
         edited_id: int | None = None,
     ) -> JSON:
         chat = self._chats[user_id]
@@ -359,9 +360,10 @@ class FakeBotApi:
             message |= {"message_thread_id": thread_id, "is_topic_message": True}
         if reply_to is not None:
             message["reply_to_message"] = chat.messages[reply_to].message
+        files = document or photo or voice
         if text:
-            message["caption" if document or photo else "text"] = text
-            if text.startswith("/") and not (document or photo):
+            message["caption" if files else "text"] = text
+            if text.startswith("/") and not files:
                 length = len(text.split()[0])
                 message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
         if document is not None:
@@ -374,6 +376,10 @@ class FakeBotApi:
             file_id, unique = self.add_file(photo, "photos/photo.jpg")
             message["photo"] = [{"file_id": file_id, "file_unique_id": unique, "width": 90,
                                  "height": 90, "file_size": len(photo)}]
+        if voice is not None:
+            file_id, unique = self.add_file(voice, "voice/file_0.oga")
+            message["voice"] = {"file_id": file_id, "file_unique_id": unique, "duration": 2,
+                                "mime_type": "audio/ogg", "file_size": len(voice)}  # fmt: skip
         if edited_id is not None:
             message["edit_date"] = 1_780_000_100
             self.add_update({"edited_message": message})

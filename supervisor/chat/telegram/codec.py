@@ -89,6 +89,18 @@ class Document:
 
 
 @attrs.frozen
+class MediaFile:
+    """A voice note, an audio file, a video, an animation or a round video note: the
+    fields of the schema's `Voice`, `Audio`, `Video`, `Animation` and `VideoNote` we use."""
+
+    file_id: str
+    file_unique_id: str
+    file_name: str = ""  # none for a voice or a video note
+    mime_type: str = ""
+    file_size: int | None = None
+
+
+@attrs.frozen
 class ForumTopicCreated:
     """The service message that opens a topic (also one a person made themselves)."""
 
@@ -114,6 +126,11 @@ class Message:
     caption_entities: tuple[MessageEntity, ...] = ()
     document: Document | None = None
     photo: tuple[PhotoSize, ...] = ()  # sizes, smallest first
+    voice: MediaFile | None = None
+    audio: MediaFile | None = None
+    video: MediaFile | None = None
+    animation: MediaFile | None = None  # Telegram sends its `document` too
+    video_note: MediaFile | None = None
     media_group_id: str = ""
     edit_date: int | None = None
     forum_topic_created: ForumTopicCreated | None = None

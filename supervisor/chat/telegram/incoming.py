@@ -21,7 +21,7 @@ from typing import Final
 import attrs
 
 from supervisor.chat.telegram import choices
-from supervisor.chat.telegram.codec import Message, PhotoSize, Update
+from supervisor.chat.telegram.codec import MediaFile, Message, PhotoSize, Update
 
 _COMMAND_AT: Final = re.compile(r"^([/!][A-Za-z0-9_]+)@([A-Za-z0-9_]+)(?=\s|$)")
 
@@ -31,7 +31,7 @@ class Attachment:
     file_id: str  # for BotApi.download
     name: str  # as the person's client named it (not yet made safe: the core does that)
     size: int | None  # bytes, when Telegram says
-    kind: str  # "document" or "photo"
+    kind: str  # "document" (any file, voice notes and videos too) or "photo"
     mime_type: str = ""  # as the person's client said ("": unknown)
 
 
@@ -150,7 +150,25 @@ def _attachments(message: Message) -> tuple[Attachment, ...]:
         largest = max(message.photo, key=_pixels)
         name = f"photo-{message.message_id}.jpg"  # Telegram re-encodes photos as JPEG
         found.append(Attachment(largest.file_id, name, largest.file_size, "photo", "image/jpeg"))
+    for field, stem, mime_type, suffix in _MEDIA:
+        media: MediaFile | None = getattr(message, field)
+        if media is None or any(a.file_id == media.file_id for a in found):
+            continue  # an animation comes as a document too
+        name = media.file_name or f"{stem}-{message.message_id}{suffix}"
+        found.append(Attachment(media.file_id, name, media.file_size, "document", media.mime_type or mime_type))
     return tuple(found)
+
+
+# The media a phone sends besides photos and documents, saved as files like them: the
+# message's field, the name's stem and the type when the client says none, the suffix of
+# a name for those that come without one.
+_MEDIA = (
+    ("voice", "voice", "audio/ogg", ".ogg"),
+    ("audio", "audio", "audio/mpeg", ".mp3"),
+    ("video", "video", "video/mp4", ".mp4"),
+    ("animation", "animation", "video/mp4", ".mp4"),
+    ("video_note", "video-note", "video/mp4", ".mp4"),
+)
 
 
 def _pixels(photo: PhotoSize) -> int:
