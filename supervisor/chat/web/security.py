@@ -126,8 +126,10 @@ def query_token(query_string: bytes) -> str:
     return values[0] if values else ""
 
 
-def same_origin(origin: str | None, host: str | None, scheme: str = "http") -> bool:
-    """The browser's `Origin` names exactly the address the page was served from."""
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """The browser's `Origin` names exactly the address the page was served from: ours
+    over http, or over https through a reverse proxy that ends TLS and passes the Host it
+    was asked for (no other site can serve a page from that host and port)."""
     if not origin or not host:
         return False
-    return origin.lower() == f"{scheme}://{host}".lower()
+    return origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
