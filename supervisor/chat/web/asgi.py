@@ -230,7 +230,9 @@ class _Tab:
                 await self.send(update)
             if stalled.cancelled_caught:
                 # A tab that stopped reading (a sleeping phone): end it rather than hold its
-                # connection and queue; the page reconnects and catches up by version.
+                # connection and queue; the page reconnects and catches up by version. A send
+                # that waits on the peer cannot be cancelled (hypercorn shields it): the
+                # kernel ends such a connection (`http_server.UNACKED_LIMIT_S`).
                 scope.cancel()
                 return
         # The hub dropped this tab (too slow): close, so the page reconnects and catches up.

@@ -8,6 +8,11 @@ tree: one request from any local process, token or not, would stop the superviso
 each connection is hypercorn's own `TCPServer` (all HTTP/1.1 and WebSocket work stays
 hypercorn's, h11's and wsproto's), and an error escaping it closes that connection only.
 
+A peer that takes none of what we send for `UNACKED_LIMIT_S` (a sleeping phone's tab) has
+its connection ended by the kernel (`TCP_USER_TIMEOUT`): hypercorn shields its writes, so
+no cancel scope of ours could end a send that waits for it, and the tab's queue and task
+would live as long as the peer keeps the connection open.
+
 No lifespan: the app has nothing to start or stop. Uses hypercorn's trio worker pieces
 (`TCPServer`, `WorkerContext`, `ASGIWrapper`); tests/test_web_security.py sends the
 requests that used to crash, so a hypercorn upgrade that moves them fails a test.
@@ -15,7 +20,9 @@ requests that used to crash, so a hypercorn upgrade that moves them fails a test
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from typing import Any, cast
 
 import trio
@@ -27,6 +34,8 @@ from hypercorn.typing import ASGIFramework, ConnectionState
 from hypercorn.utils import repr_socket_addr
 
 log = logging.getLogger(__name__)
+
+UNACKED_LIMIT_S = 30.0
 
 
 async def serve_http(
@@ -47,6 +56,8 @@ async def serve_http(
     context = WorkerContext(None)
 
     async def connection(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux's; elsewhere TCP's own limits
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(UNACKED_LIMIT_S * 1000))
         try:
             # TCPServer is typed for TLS streams; it handles plain ones too (it probes).
             await TCPServer(wrapped, config, context, ConnectionState({}), cast(Any, stream))
