@@ -646,6 +646,27 @@ def test_a_page_from_another_origin_cannot_open_the_websocket(
     assert title == "refused"
 
 
+def test_a_stop_left_unsent_for_minutes_is_dropped_not_sent_into_a_later_turn(driver: Any, world: WebWorld) -> None:
+    """Pressed while the connection was down, its tab then closed: a tab opened later
+    adopts its outbox, but that Stop was for a turn long over and would cut the one
+    running now. It is dropped, and the page says so."""
+    page = Page(driver, world).open()
+    page.new_session("late-stop")
+    page.send("long 60")
+    wait_for(lambda: "word5 " in page.last_bot() + " ", what="streaming")
+    driver.execute_script(
+        "const thread = localStorage.getItem('supervisor-selected');"
+        "const message = {type: 'stop', id: 'old-stop-0001', thread, queued: Date.now() - 120000};"
+        "localStorage.setItem(arguments[0] + 'old-stop-0001', JSON.stringify({owner: 'a-closed-tab', message}));",
+        f"supervisor-outbox-{world.port}/",
+    )
+    driver.refresh()
+    page.wait_connected()
+    wait_for(lambda: "Stop pressed while the connection was down" in page.el("#problem").text, what="said")
+    wait_for(lambda: "Done" in page.last_bot(), 20, what="the turn, whole")
+    assert "word59" in page.last_bot() and page.stored("outbox") == []
+
+
 def test_hostile_answers_and_file_names_render_as_text_and_run_nothing(
     driver: Any, world: WebWorld, tmp_path: Path
 ) -> None:

@@ -24,6 +24,10 @@
   const REFUSED_KEPT = 20;
   const TYPING_MS = 4500;
   const UPLOAD_RETRY_MS = 2000;
+  // A Stop is for the turn that ran when it was pressed: one still unsent after this long
+  // (the connection was down, its tab was closed and opened the next day) would cut
+  // whatever turn runs then, so it is dropped, and the page says so.
+  const STOP_KEPT_MS = 60000;
 
   const state = {
     ws: null,
@@ -330,6 +334,11 @@
 
   async function flushOnce() {
     for (const message of state.outbox.slice()) {
+      if (message.type === "stop" && Date.now() - (message.queued || 0) > STOP_KEPT_MS) {
+        unqueue(message.id);
+        showProblem("A Stop pressed while the connection was down was not sent: press it again if the turn still runs.");
+        continue;
+      }
       const files = state.uploads.get(message.id);
       if (files && files.length) {
         try {
