@@ -20,6 +20,7 @@ from supervisor.chat.telegram.codec import MalformedReply
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.front import TelegramFrontEnd, as_command
 from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.messages import UPLOADS_KEPT
 from supervisor.chat.telegram.runs import units
 from supervisor.core.events import ChatEvent, Choice, ChoiceMade, Post, Posted
 from tests.fakes.telegram_botapi import BOT_ID, TOKEN, FakeBotApi, Sent, running
@@ -424,6 +425,22 @@ async def test_a_file_whose_caption_telegram_refuses_is_sent_with_the_caption_af
             sent = said(fake, topic)[1:]
             assert [s.message["document"]["file_name"] for s in sent if "document" in s.message] == ["out.txt"]
             assert [s.message.get("text") for s in sent if "document" not in s.message] == ["the file"]
+
+
+async def test_files_made_to_send_and_never_sent_are_not_kept_for_good(tmp_path: Path) -> None:
+    """A `/get` whose post Telegram refused keeps its file for a retry (above); one that
+    never comes must not hold tens of MB for the rest of the run: the newest few stay."""
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "eta") as (fake, front, root, _topic):
+            link = front.tg
+            fake.fail("sendDocument", 400, "Bad Request: not enough rights to send documents")
+            first = await link.upload_file(CHANNEL, "first.bin", b"x" * 1000)
+            with pytest.raises(ChatError):
+                await link.create_post(CHANNEL, "", root_id=root.id, file_ids=(first,))
+            for n in range(UPLOADS_KEPT):
+                await link.upload_file(CHANNEL, f"later-{n}.bin", b"y")
+            with pytest.raises(ChatError, match="gone"):
+                await link.create_post(CHANNEL, "", root_id=root.id, file_ids=(first,))
 
 
 async def test_a_long_answer_cut_after_some_parts_goes_on_from_the_first_part_not_sent(tmp_path: Path) -> None:

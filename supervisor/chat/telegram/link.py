@@ -44,6 +44,7 @@ from supervisor.core.words import Words
 log = logging.getLogger("supervisor.telegram")
 
 OPENED_TOPICS_KEPT: Final = 100  # topics opened and not (yet) a session's thread
+FILES_KEPT: Final = 1000  # what the updates said of the files people sent, newest
 
 # Telegram's commands start with "/" (its clients offer them in a menu; the front end reads
 # them as the core's "!" forms, which work too). With topics a session is a topic, started
@@ -365,6 +366,7 @@ class TelegramLink:
 
     def remember_file(self, file_id: str, ref: FileRef) -> None:
         self._files[file_id] = ref
+        keep_newest(self._files, FILES_KEPT)  # else asked of Telegram again (`file_info`)
 
     async def file_info(self, file_id: str) -> FileRef:
         known = self._files.get(file_id)

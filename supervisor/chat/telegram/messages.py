@@ -51,6 +51,9 @@ PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
 UNFINISHED_KEPT: Final = 100  # cut sends whose parts we remember (their next try comes soon)
+# Files made to send (`/get`) and not sent yet: one kept for a retry that never comes (its
+# post refused, say) must not stay for good; each may be tens of MB.
+UPLOADS_KEPT: Final = 8
 _REPLY_REFUSED: Final = "message to be replied not found"  # Telegram's words, after "Bad Request: "
 
 
@@ -156,6 +159,7 @@ class Messages:
         """Keep a file until a message sends it; its port file id."""
         file_id = f"tgf:up{next(self._upload_ids)}"
         self._uploads[file_id] = _Upload(name, data)
+        keep_newest(self._uploads, UPLOADS_KEPT)
         return file_id
 
     async def edit(self, post_id: str, target: str, message: str) -> Post:
