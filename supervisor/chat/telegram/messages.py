@@ -51,9 +51,6 @@ PORT_KINDS: Final[Mapping[choices.ChoiceKind, ChoiceKind]] = {
 _EMPTY: Final = "…"  # Telegram refuses an empty message; a post can be empty for a moment
 PARTS_KEPT: Final = 2000  # posts whose continuation parts we remember (edits come soon)
 UNFINISHED_KEPT: Final = 100  # cut sends whose parts we remember (their next try comes soon)
-# Files made to send (`/get`) and not sent yet: one kept for a retry that never comes (its
-# post refused, say) must not stay for good; each may be tens of MB.
-UPLOADS_KEPT: Final = 8
 _REPLY_REFUSED: Final = "message to be replied not found"  # Telegram's words, after "Bad Request: "
 
 
@@ -133,7 +130,9 @@ class Messages:
         """The file, its caption starting with `prefix` (without topics, its session's
         `[NAME]`: a file with no caption shows it too). A caption over Telegram's limit,
         or whose formatting Telegram refuses, follows as a message of its own."""
-        upload = self._uploads.get(file_id)
+        # Sent once, or not at all: no caller tries a file's post again (`/get` says it
+        # failed), and one kept for a retry that never comes would hold tens of MB for good.
+        upload = self._uploads.pop(file_id, None)
         if upload is None:
             raise ChatError(404, "file_not_found", "the file to send is gone (was it sent already?)")
         alone = runs.escape(prefix.rstrip())  # the caption when the text goes on its own
@@ -144,11 +143,10 @@ class Messages:
                                                 caption_html=parts[0] if in_caption else alone)  # fmt: skip
         except BadRequest as exc:
             if not in_caption or not refused_entities(exc):
-                raise  # kept: the file is there for the caller's next try
+                raise
             in_caption = False  # the text in a message of its own, as plain text if need be
             sent = await self.api.send_document(chat_id, upload.name, upload.data, thread_id=topic_id,
                                                 caption_html=alone)  # fmt: skip
-        self._uploads.pop(file_id, None)
         post_id = ids.post(chat_id, sent.message_id)
         self._keep_parts(post_id, [sent.message_id], topic_id)
         if caption.strip() and not in_caption:
@@ -159,7 +157,6 @@ class Messages:
         """Keep a file until a message sends it; its port file id."""
         file_id = f"tgf:up{next(self._upload_ids)}"
         self._uploads[file_id] = _Upload(name, data)
-        keep_newest(self._uploads, UPLOADS_KEPT)
         return file_id
 
     async def edit(self, post_id: str, target: str, message: str) -> Post:
