@@ -398,6 +398,23 @@ async def test_a_draft_whose_topic_is_gone_leaves_drafts_on_for_the_chat(tmp_pat
             assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []
 
 
+async def test_a_draft_in_a_topic_deleted_meanwhile_is_dropped_and_the_others_are_kept(tmp_path: Path) -> None:
+    """The person deleted a topic while its answer grew: its draft can never show again,
+    and failing it must not keep the drafts behind it (other topics') from being shown
+    again before Telegram lets them lapse."""
+    with trio.fail_after(20):
+        async with in_a_topic(tmp_path, "nu") as (fake, front, root, topic):
+            link = front.tg
+            other = await link.open_thread(CHANNEL, "**xi** header", key="k-xi", title="xi")
+            gone = await link.create_growing(CHANNEL, "in the topic deleted", root_id=root.id, idempotency_key="")
+            kept = await link.create_growing(CHANNEL, "in the other topic", root_id=other.id, idempotency_key="")
+            del fake.chat(ALICE).topics[topic]
+            shown = len(fake.chat(ALICE).drafts)
+            await link.keep_drafts(0, 3600)
+            assert gone.id not in link.drafts.growing and kept.id in link.drafts.growing
+            assert [text for _t, _d, text in fake.chat(ALICE).drafts[shown:]] == ["in the other topic"]
+
+
 async def test_a_drafts_last_text_whose_send_fails_is_sent_when_tried_again(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with in_a_topic(tmp_path, "epsilon") as (fake, front, root, topic):

@@ -224,13 +224,20 @@ class GrowingPosts:
         for `give_up_s` becomes a message (edited in place if it grows again)."""
         now = trio.current_time()
         for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < now - older_than_s]:
-            async with self.messages.holding(post_id):
-                growing = self.drafts.growing.get(post_id)
-                if growing is None or growing.shown_at >= now - older_than_s:
-                    continue
-                if growing.changed_at < now - give_up_s or not await self._show(growing):
-                    await self._commit(growing)
-                    self._grown_at[self.real(post_id)] = trio.current_time()
+            try:
+                async with self.messages.holding(post_id):
+                    growing = self.drafts.growing.get(post_id)
+                    if growing is None or growing.shown_at >= now - older_than_s:
+                        continue
+                    if growing.changed_at < now - give_up_s or not await self._show(growing):
+                        await self._commit(growing)
+                        self._grown_at[self.real(post_id)] = trio.current_time()
+            except (BotApiError, MalformedReply) as exc:  # one draft's failure keeps no other unshown
+                if isinstance(exc, BotApiError) and topic_gone(exc) and post_id in self.drafts.growing:
+                    self.drafts.finish(post_id)  # nothing will ever show there again
+                    log.info("a draft's topic is gone (%s): dropped", exc.description)
+                else:
+                    log.warning("a draft could not be shown again: %s", exc)
 
     def root_of_draft(self, chat_id: int, topic_id: int | None, draft_id: int) -> str | None:
         """The session thread whose draft that was (for its Stop button)."""

@@ -321,7 +321,7 @@ class TelegramFrontEnd:
                 log.info("refused a message from a stranger (chat %s)", item.chat_id)
             return None
         if not item.text.strip() and not item.attachments and item.topic_opened is None:
-            # A sticker, a voice note, a topic renamed: nothing an agent could take.
+            # A sticker, a contact, a topic renamed: nothing an agent could take.
             log.info("message %s has no text or file: not passed on", item.message_id)
             return None
         channel = ids.channel(item.chat_id)
