@@ -332,6 +332,8 @@ def test_a_prompt_sent_on_to_the_next_agent_and_then_stopped_is_settled_by_its_n
     effects = core.choose("stop", "p1", 1.6)  # 🛑 before the next agent is up
     assert any("stopped before it started" in t for t in texts(effects)), texts(effects)
     assert core.record.handed_on == ()  # a start before its reply shows must not run it
+    cleared = next(e for e in effects if isinstance(e, SaveRecord) and e.record.handed_on == ())
+    assert cleared.durable and effects.index(cleared) < next(i for i, e in enumerate(effects) if isinstance(e, Show))
     settled = core.outbox_settled()
     assert settled and "p1" not in settled[-1].record.unsettled  # type: ignore[union-attr]
     restarted = make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])

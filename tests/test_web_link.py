@@ -170,6 +170,7 @@ async def test_a_message_whose_handing_on_was_stopped_is_handed_on_by_its_resend
             with trio.move_on_after(0.3) as stopped:
                 await front.accept(post)  # recorded, then stopped waiting for room
             assert stopped.cancelled_caught
+            assert await front.store.call(WebDb.unhandled)  # recorded, not handed on
             for _ in range(EVENT_QUEUE):
                 assert isinstance(front.events.receive_nowait(), ThreadOpened)
             await front.accept(post)

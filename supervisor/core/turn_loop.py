@@ -201,9 +201,10 @@ class TurnLoop:
                 self.session.endings.said_by(p.post_id, frozenset({note.op.key}))
         effects: list[Effect] = [note, *(MarkHandled(p.channel_id, p.post_id) for p in prompts)]
         not_run = {p.post_id for p in prompts}
-        if any(p in not_run for p in self.session.record.handed_on):  # no start may run it
+        if any(p in not_run for p in self.session.record.handed_on):
+            # On disk before the reply can show: no start may run what was said not run.
             handed_on = tuple(p for p in self.session.record.handed_on if p not in not_run)
-            effects.insert(0, self.session.save(handed_on=handed_on))
+            effects.insert(0, self.session.save(durable=True, handed_on=handed_on))
         return effects
 
     # --- what the agent says in a turn ----------------------------------------------
