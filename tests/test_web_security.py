@@ -57,8 +57,10 @@ def test_the_token_file_is_created_0600_once_and_reused(tmp_path: Path) -> None:
 
 def test_origin_must_name_the_served_address_exactly() -> None:
     assert security.same_origin("http://127.0.0.1:8765", "127.0.0.1:8765")
-    assert security.same_origin("https://chat.example.org", "chat.example.org")  # behind a TLS proxy
-    assert not security.same_origin("https://evil.example", "chat.example.org")
+    # Behind a reverse proxy that ends TLS and says so; without its word, another site's.
+    assert security.same_origin("https://chat.example.org", "chat.example.org", "https")
+    assert not security.same_origin("https://chat.example.org", "chat.example.org")
+    assert not security.same_origin("https://evil.example", "chat.example.org", "https")
     assert not security.same_origin("http://evil.example", "127.0.0.1:8765")
     assert not security.same_origin("http://127.0.0.1:9999", "127.0.0.1:8765")
     assert not security.same_origin(None, "127.0.0.1:8765")

@@ -88,7 +88,9 @@ class WebApp:
         )
 
     def _same_origin(self, scope: Scope) -> bool:
-        return security.same_origin(_header(scope, b"origin"), _header(scope, b"host"))
+        return security.same_origin(
+            _header(scope, b"origin"), _header(scope, b"host"), _header(scope, b"x-forwarded-proto")
+        )
 
     async def _refuse(self, scope: Scope, send: Send, status: int, body: bytes) -> None:
         if scope["type"] == "websocket":

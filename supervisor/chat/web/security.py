@@ -126,10 +126,14 @@ def query_token(query_string: bytes) -> str:
     return values[0] if values else ""
 
 
-def same_origin(origin: str | None, host: str | None) -> bool:
+def same_origin(origin: str | None, host: str | None, forwarded_proto: str | None = None) -> bool:
     """The browser's `Origin` names exactly the address the page was served from: ours
-    over http, or over https through a reverse proxy that ends TLS and passes the Host it
-    was asked for (no other site can serve a page from that host and port)."""
+    over http, or over https through a reverse proxy that ends TLS and says so
+    (`X-Forwarded-Proto: https`, which no page's script can add to a WebSocket upgrade,
+    nor to a request across sites without a preflight we never allow). Without that word
+    an https Origin is another site's: one on port 443 of a host where we serve port 80
+    would name the same `Host`."""
     if not origin or not host:
         return False
-    return origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
+    schemes = ("http", "https") if (forwarded_proto or "").lower() == "https" else ("http",)
+    return origin.lower() in {f"{scheme}://{host}".lower() for scheme in schemes}
