@@ -152,6 +152,18 @@ def test_answers_by_kind_and_falls_back_to_the_same_sense() -> None:
     assert sent(c) == []
 
 
+def test_a_subagents_request_in_its_child_session_is_asked_in_the_turn() -> None:
+    """OpenCode's `task` tool runs a subagent in a session of its own, whose permission
+    requests name that session: refused unseen, the subagent's tool failed and nobody
+    knew why. They are the running turn's, asked and answered like its own."""
+    c = prompting_client()
+    events = c.receive_line(line(id=0, method="session/request_permission", params={**ASK, "sessionId": "ses_child"}))
+    assert [type(e) for e in events] == [PermissionAsked] and events[0].description == "rm -rf x"
+    assert sent(c) == []  # waiting for the person
+    c.send(AllowTool("0", {}))
+    assert sent(c)[0] == {"jsonrpc": "2.0", "id": 0, "result": {"outcome": {"outcome": "selected", "optionId": "yes"}}}
+
+
 def test_cancel_answers_pending_requests_and_later_ones() -> None:
     c = prompting_client()
     c.receive_line(line(id=0, method="session/request_permission", params=ASK))

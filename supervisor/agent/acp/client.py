@@ -358,8 +358,11 @@ class AcpClient:
         self.permissions[request_id] = PendingPermission(
             frame.id, ask.tool_call.tool_call_id, tuple(ask.options)
         )
-        if self.phase is not Phase.PROMPTING or ask.session_id != self.session_id:
-            self._settle(request_id, "cancelled")  # a turn being cancelled asks nothing more
+        # Asked while no turn of ours runs (or one being cancelled): nobody to ask. One for
+        # another session during the turn is a subagent's (OpenCode's `task` tool runs one
+        # in a child session): part of this turn, asked in its thread like the others.
+        if self.phase is not Phase.PROMPTING:
+            self._settle(request_id, "cancelled")
             return []
         return self._turn.permission_asked(request_id, ask.tool_call)
 
