@@ -186,6 +186,28 @@ def test_other_tools_are_allowed_always_for_their_exact_input_only() -> None:
     assert sent(c)[-1]["result"]["outcome"]["optionId"] == "once"
 
 
+def test_a_tool_call_shown_before_the_agent_named_it_is_shown_again_named() -> None:
+    """Two calls begin at once (OpenCode's first word names only the tool, "Bash"); the
+    first one's request comes before the second is named, and shows it as it stands. The
+    second's naming, after that, must reach its line, else it says raw JSON for good."""
+    c = AcpConversation(launch())
+    opened(c)
+    c.send(SendPrompt("go"))
+    c.data_to_send()
+
+    def update(kind: str, tool: str, **fields: Any) -> bytes:
+        body = {"sessionUpdate": kind, "toolCallId": tool, "kind": "execute", **fields}
+        return frame(method="session/update", params={"sessionId": "ses_1", "update": body})
+
+    for tool in ("tA", "tB"):
+        c.receive_line(update("tool_call", tool, title="Bash", status="pending", rawInput={"cwd": "/work"}))
+    shown = [e for e in c.receive_line(ask(0, "ls", "tA")) if isinstance(e, ToolCall)]
+    assert [e.tool_use_id for e in shown] == ["tB", "tA"]  # tB as it stood
+    named = c.receive_line(update("tool_call_update", "tB", title="rm -rf build", status="in_progress",
+                                  rawInput={"command": "rm -rf build"}))  # fmt: skip
+    assert [(e.tool_use_id, e.summary) for e in named if isinstance(e, ToolCall)] == [("tB", "rm -rf build")]
+
+
 def ask_with(rid: int, command: str, kinds: list[str]) -> bytes:
     options = [{"optionId": k, "kind": k, "name": k} for k in kinds]
     call = {"toolCallId": f"t{rid}", "title": command, "kind": "execute", "rawInput": {"command": command}}

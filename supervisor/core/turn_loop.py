@@ -438,7 +438,9 @@ class TurnLoop:
         """The agent exited on its own within `UNHEARD_EXIT_S` of the turn's prompt going in,
         without printing a line since: its pipe took the prompt, but it was ending as its
         last turn did, and died before reading it or acting on it (an agent that lives on
-        says something at once: Claude Code its `system/init`, OpenCode a first update). So
+        says something at once, Claude Code its `system/init`; an ACP agent announces a
+        tool call before it runs it, so silence means none ran, though it may have kept
+        the prompt in its conversation, which then has it twice). So
         the prompt runs on the next agent (`not_delivered`), once, rather than being called
         cut. Not a turn that was interrupted: the person, or the watchdog, wanted it over."""
         turn = self.turn

@@ -100,6 +100,9 @@ class AcpConversation:
         self.rules: set[str] = set(launch.allowed_tools)
         self._asked: dict[str, str] = {}  # request id -> the rule "always" would add
         self._held: dict[str, ToolCall] = {}
+        # The running turn's tool calls shown already: one named only after it was shown
+        # (another call's request, text or outcome came first) is shown again, named.
+        self._shown: dict[str, ToolCall] = {}
         # A conversation that would not open, while session/list is asked whether it exists:
         # (its id, the agent's refusal, pages read).
         self._checking: tuple[str, str, int] | None = None
@@ -189,10 +192,18 @@ class AcpConversation:
                 return []
             case ToolCallUpdated(tool_use_id=tid, summary=summary):
                 held = self._held.pop(tid, None)
-                return [attrs.evolve(held, summary=summary)] if held else []
+                if held is not None:
+                    return self._showing([attrs.evolve(held, summary=summary)])
+                shown = self._shown.get(tid)
+                if shown is None or shown.summary == summary:
+                    return []
+                return self._showing([attrs.evolve(shown, summary=summary)])  # its line, named now
             case ToolOutcome(tool_use_id=tid):
                 held = self._held.pop(tid, None)
-                return [*self._release(), *([held] if held else []), event]
+                return [*self._release(), *self._showing([held] if held else []), event]
+            case TurnEnded():
+                released, self._shown = self._release(), {}
+                return [*released, event]
             case PermissionAsked():
                 return self._ask(event)
             case PlanUpdated(steps=steps):
@@ -221,13 +232,18 @@ class AcpConversation:
 
     def _release(self) -> list[AgentEvent]:
         held, self._held = list(self._held.values()), {}
-        return list(held)
+        return self._showing(held)
+
+    def _showing(self, calls: list[ToolCall]) -> list[AgentEvent]:
+        for call in calls:
+            self._shown[call.tool_use_id] = call
+        return list(calls)
 
     def _ask(self, request: PermissionAsked) -> list[AgentEvent]:
         held = self._held.pop(request.tool_use_id, None)
         shown: list[AgentEvent] = [*self._release()]
         if held is not None:
-            shown.append(attrs.evolve(held, summary=held.summary or request.description))
+            shown += self._showing([attrs.evolve(held, summary=held.summary or request.description)])
         pending = self.client.permissions.get(request.request_id)
         kinds = {o.kind for o in pending.options} if pending else set()
         rule = always_rule(request)
