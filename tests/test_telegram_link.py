@@ -367,35 +367,27 @@ async def test_a_notice_whose_prompt_telegram_will_not_quote_is_sent_without_the
             assert notice["text"] == "that turn was cut" and "reply_to_message" not in notice
 
 
-async def test_drafts_show_again_after_the_person_unblocked_the_bot(tmp_path: Path) -> None:
-    """A person who blocked the bot makes every call to their chat fail with 403, drafts
-    too: that is no chat without drafts, and once unblocked the answers stream as drafts
-    again (they were messages edited in place until a restart)."""
-    blocked = "Forbidden: bot was blocked by the user"
+@pytest.mark.parametrize(
+    ("status", "refusal"),
+    [(403, "Forbidden: bot was blocked by the user"), (400, "Bad Request: message thread not found")],
+    ids=["blocked", "topic gone"],
+)
+async def test_a_draft_refused_as_any_message_would_be_leaves_drafts_on_for_the_chat(
+    tmp_path: Path, status: int, refusal: str
+) -> None:
+    """A person who blocked the bot (every call to their chat fails with 403), or a topic
+    deleted (its messages fail as its draft does): that is no chat without drafts, and
+    once unblocked, or in the chat's other topics, the answers stream as drafts again
+    (they were messages edited in place until a restart)."""
     with trio.fail_after(20):
         async with in_a_topic(tmp_path, "lambda") as (fake, front, root, topic):
             link = front.tg
-            fake.fail("sendMessageDraft", 403, blocked)
+            fake.fail("sendMessageDraft", status, refusal)
             with pytest.raises(ChatError):
-                await link.create_growing(CHANNEL, "while blocked", root_id=root.id, idempotency_key="")
-            await link.create_growing(CHANNEL, "unblocked", root_id=root.id, idempotency_key="")
-            assert fake.chat(ALICE).live_drafts[topic][1] == "unblocked"
+                await link.create_growing(CHANNEL, "refused", root_id=root.id, idempotency_key="")
+            await link.create_growing(CHANNEL, "a draft still", root_id=root.id, idempotency_key="")
+            assert fake.chat(ALICE).live_drafts[topic][1] == "a draft still"
             assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []  # nothing sent twice
-
-
-async def test_a_draft_whose_topic_is_gone_leaves_drafts_on_for_the_chat(tmp_path: Path) -> None:
-    """Its draft fails as its messages would (the person deleted the topic): that is no
-    chat without drafts, and the next answers there (in its other topics) are drafts still."""
-    gone = "Bad Request: message thread not found"
-    with trio.fail_after(20):
-        async with in_a_topic(tmp_path, "mu") as (fake, front, root, topic):
-            link = front.tg
-            fake.fail("sendMessageDraft", 400, gone)
-            with pytest.raises(ChatError):
-                await link.create_growing(CHANNEL, "in the deleted topic", root_id=root.id, idempotency_key="")
-            await link.create_growing(CHANNEL, "still a draft", root_id=root.id, idempotency_key="")
-            assert fake.chat(ALICE).live_drafts[topic][1] == "still a draft"
-            assert ALICE not in link.drafts.off and said(fake, topic)[1:] == []
 
 
 async def test_a_draft_in_a_topic_deleted_meanwhile_is_dropped_and_the_others_are_kept(tmp_path: Path) -> None:
