@@ -69,9 +69,9 @@ class SessionRecord:
     # The whole answer of each of those (its posts' texts, up to a bound), on disk in the
     # write that marks the turn ended: after a crash the thread gets it, not a notice alone.
     answer_texts: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
-    # Unsettled prompts whose agent exited without a word on them (`TurnLoop.exited_unheard`)
-    # and that no agent has been given since: a start runs them (their text is kept in
-    # `prompt_texts`) rather than calling their turn cut.
+    # Unsettled prompts their agent never acted on (it was gone, or exited without a word
+    # on them: `TurnLoop.not_delivered`) and that no agent has been given since: a start
+    # runs them (their text is kept in `prompt_texts`) rather than calling their turn cut.
     handed_on: tuple[str, ...] = ()
     # Cut turns' notices on which 🔁 runs the prompt again: notice post id -> prompt text
     # (the newest few).
