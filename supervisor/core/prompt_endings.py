@@ -121,7 +121,7 @@ class PromptEndings:
         texts = {p: t for p, t in record.prompt_texts.items() if p in unsettled}
         answered = tuple(p for p in record.answered if p in unsettled)
         answer_texts = {p: parts for p, parts in record.answer_texts.items() if p in unsettled}
-        handed_on = tuple(p for p in record.handed_on if p in unsettled)
+        handed_on = record.handed_on_but(done)
         settled = attrs.evolve(
             record,
             unsettled=unsettled,

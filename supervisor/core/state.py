@@ -16,6 +16,7 @@ the ledger when it catches up a place):
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from typing import Any
 
 import attrs
@@ -94,6 +95,10 @@ class SessionRecord:
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+    def handed_on_but(self, gone: Container[str]) -> tuple[str, ...]:
+        """`handed_on` less the prompts in `gone`: given to an agent, said not run, or settled."""
+        return tuple(p for p in self.handed_on if p not in gone)
 
     @property
     def is_live(self) -> bool:

@@ -167,7 +167,7 @@ class TurnLoop:
         session.move(S.BUSY)
         self.renderer.start_turn(now)  # the queue behind it is said with its first words
         unsettled = tuple(dict.fromkeys((*session.record.unsettled, prompt.post_id)))  # once, if tried before
-        handed_on = tuple(p for p in session.record.handed_on if p != prompt.post_id)  # given now
+        handed_on = session.record.handed_on_but({prompt.post_id})  # given now
         texts = session.record.prompt_texts
         if len(prompt.text) <= PROMPT_KEEP_CHARS:
             texts = {**texts, prompt.post_id: prompt.text}
@@ -203,8 +203,7 @@ class TurnLoop:
         not_run = {p.post_id for p in prompts}
         if any(p in not_run for p in self.session.record.handed_on):
             # On disk before the reply can show: no start may run what was said not run.
-            handed_on = tuple(p for p in self.session.record.handed_on if p not in not_run)
-            effects.insert(0, self.session.save(durable=True, handed_on=handed_on))
+            effects.insert(0, self.session.save(durable=True, handed_on=self.session.record.handed_on_but(not_run)))
         return effects
 
     # --- what the agent says in a turn ----------------------------------------------

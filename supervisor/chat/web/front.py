@@ -16,7 +16,9 @@ they are.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import random
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -43,11 +45,14 @@ from supervisor.chat.web.port import (
     ThreadRef,
 )
 from supervisor.chat.web.store import WebStore, is_busy
+from supervisor.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE = 64
-HANDLED_RETRY_MAX_S = 30.0  # the longest pause of a handled mark waiting for a locked database
+# A handled mark waiting for a database another program keeps locked: at least a second
+# between tries, at most thirty.
+HANDLED_RETRY = Backoff(base=1.0, cap=30.0, floor=1.0)
 # How long a page shows a typing signal (static/app.js TYPING_MS); the core repeats it
 # sooner while a turn runs.
 TYPING_SHOWN_S = 4.5
@@ -166,17 +171,17 @@ class WebChat:
         """Mark the page's event handled. A database another program keeps locked (a
         sqlite3 shell left in a transaction) is waited for, however long: the mark is the
         same each try, and failing it would end the supervisor."""
-        pause = 1.0
-        while True:
+        rng = random.Random()
+        for attempt in itertools.count():
             try:
                 await self.store.call(WebDb.handled, event_id)
                 break
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     raise
+                pause = HANDLED_RETRY.delay(attempt, rng)
                 log.warning("a handled mark waits for the web chat's database, still locked: trying in %.0f s", pause)
                 await trio.sleep(pause)
-                pause = min(pause * 2, HANDLED_RETRY_MAX_S)
         self._handed.discard(event_id)
 
     def _thread_changed(self, row: ThreadRow) -> None:
