@@ -18,6 +18,7 @@ from supervisor.agent import AgentLaunch
 from supervisor.agent.acp.conversation import AcpConversation
 from supervisor.core.agent_events import (
     AgentEvent,
+    AgentNotReady,
     AgentUnusable,
     AllowTool,
     ConversationMissing,
@@ -262,14 +263,15 @@ def refused_resume(c: AcpConversation) -> list[AgentEvent]:
 def test_a_conversation_the_agent_lists_is_never_given_up_for_a_failed_resume() -> None:
     """OpenCode answers an unknown id and any other failure alike (-32603, PROTOCOL §7):
     before the id is dropped for good, session/list says whether the conversation exists.
-    If it does, the session fails plainly and keeps its id (to be continued later)."""
+    If it does, this start failed (it may pass: another agent is started under the restart
+    policy) and the id is kept."""
     c = AcpConversation(launch(agent_session_id="ses_old", resume=True))
     assert refused_resume(c) == []
     (listing,) = sent(c)
     assert listing["method"] == "session/list" and listing["params"] == {"cwd": "/work"}
     listed = {"sessions": [{"sessionId": "ses_old", "cwd": "/work"}]}
     (event,) = c.receive_line(frame(id=3, result=listed))
-    assert isinstance(event, AgentUnusable) and "has conversation `ses_old`" in event.reason
+    assert isinstance(event, AgentNotReady) and "has conversation `ses_old`" in event.reason
     assert sent(c) == []  # no new conversation replaces it
 
 

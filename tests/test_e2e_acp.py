@@ -511,14 +511,33 @@ async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused
 
 async def test_a_conversation_that_exists_but_will_not_open_is_kept(tmp_path: Path) -> None:
     """The agent refuses to resume a conversation it still lists (OpenCode's -32603 says
-    nothing more): the session fails plainly and keeps the conversation's id, rather than
-    dropping it for a new, empty conversation."""
+    nothing more): it is started again under the restart policy, and once that gives up
+    the session fails plainly and keeps the conversation's id, rather than dropping it
+    for a new, empty conversation."""
     with trio.fail_after(90):
         async with world(tmp_path) as w:
             add_acp_agent(w, FAKE_ACP_FAULT="open-fails")
             await w.start()
             root, first = await _answered_then_its_agent_killed(w, "kept")
             await w.say("still there?", root_id=root)
-            await w.answered(root, f"it has conversation `{first.agent_session_id}` but would not continue it")
+            refused = f"it has conversation `{first.agent_session_id}` but would not continue it"
+            text = await w.answered(root, f"❌ The agent could not get ready: {refused}")
+            assert "4 failed starts or exits recently" in text
+            await w.answered(root, "⏭️ Not run, the session failed")  # the prompt waiting for it
+            assert w.thread_text(root).count(f"⚠️ The agent could not get ready: {refused}") == 2
             assert record_of(w, "kept").agent_session_id == first.agent_session_id
             assert "a new one starts" not in w.thread_text(root)
+
+
+async def test_a_conversation_refused_once_is_continued_by_the_next_start(tmp_path: Path) -> None:
+    """OpenCode gives passing trouble the same -32603 as an unknown id: a conversation it
+    lists but refused once is tried again by a new agent, which continues it."""
+    with trio.fail_after(90):
+        async with world(tmp_path) as w:
+            add_acp_agent(w, FAKE_ACP_FAULT="open-fails-once")
+            await w.start()
+            root, first = await _answered_then_its_agent_killed(w, "again")
+            await w.say("still there?", root_id=root)
+            await w.answered(root, "Echo #2: still there? (first prompt in this conversation: 'remember me')")
+            assert f"⚠️ The agent could not get ready: it has conversation `{first.agent_session_id}`" in w.thread_text(root)
+            assert record_of(w, "again").agent_session_id == first.agent_session_id

@@ -28,7 +28,12 @@ from supervisor.agent.acp.conversation import LIST_PAGES
 from supervisor.agent.acp.driver import AgentExited, open_acp_agent
 from supervisor.agent.acp.events import AgentReady, HandshakeFailed, RequestFailed, SessionsListed
 from supervisor.agent.claude import SCRUBBED_ENV
-from supervisor.core.agent_events import AgentUnusable, ConversationMissing, ConversationOpened
+from supervisor.core.agent_events import (
+    AgentNotReady,
+    AgentUnusable,
+    ConversationMissing,
+    ConversationOpened,
+)
 from supervisor.runtime.agent_process import AgentProcess, open_agent, run_to_end
 
 MAX_LINE = 200
@@ -162,8 +167,11 @@ class _Verdict:
         async with aclosing(agent.events()) as batches:
             async for batch in batches:
                 for event in batch:
-                    if isinstance(event, ConversationMissing | AgentUnusable):
+                    if isinstance(event, ConversationMissing):
                         self.problem = missing
+                        return
+                    if isinstance(event, AgentUnusable | AgentNotReady):
+                        self.problem = event.reason
                         return
                     if isinstance(event, ConversationOpened) and event.resumed:
                         # Open; it is trusted once it stayed so for a moment.

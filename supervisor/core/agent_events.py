@@ -53,6 +53,15 @@ class AgentUnusable:
 
 
 @attrs.frozen
+class AgentNotReady:
+    """This start of the agent failed where another may not (it refused to continue a
+    conversation it still has, with an error it gives for passing trouble too): it is
+    ended and started again under the restart policy, like an agent that exited."""
+
+    reason: str
+
+
+@attrs.frozen
 class TextDelta:
     """A piece of answer text as it streams (partial messages)."""
 
@@ -158,6 +167,7 @@ AgentEvent = (
     ConversationOpened
     | ConversationMissing
     | AgentUnusable
+    | AgentNotReady
     | TurnStarted
     | TextDelta
     | TextBlock

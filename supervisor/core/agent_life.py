@@ -7,7 +7,9 @@ long, a hung turn, the session's end or failure) and says what each exit means:
 - a hung agent is launched again, and its turn said to be cut;
 - a conversation that was never saved starts anew (resuming it would only fail again);
 - any other exit is unexpected: the agent is restarted under the restart policy
-  (`core.restart`), with a backoff, until the policy gives up and the session fails.
+  (`core.restart`), with a backoff, until the policy gives up and the session fails;
+- an agent that says this start failed (`AgentNotReady`) is stopped, and counts as such
+  an exit.
 It keeps what the agent said about its conversation (opened, missing, which model).
 
 It never touches the queue or the turn: the core ends the turn before it tells this part
@@ -19,6 +21,7 @@ from __future__ import annotations
 import attrs
 
 from supervisor.core.agent_events import (
+    AgentNotReady,
     AgentUnusable,
     ConversationMissing,
     ConversationOpened,
@@ -30,7 +33,7 @@ from supervisor.core.session_effects import Effect, LaunchAgent, StopAgent
 from supervisor.core.session_shared import SessionShared
 
 S = SessionState
-AgentNews = TurnStarted | ConversationOpened | ConversationMissing | AgentUnusable
+AgentNews = TurnStarted | ConversationOpened | ConversationMissing | AgentUnusable | AgentNotReady
 """What the agent says about itself rather than about a turn."""
 
 
@@ -44,6 +47,7 @@ class AgentLife:
     resuming: bool = False  # the running agent was started to continue the conversation
     conversation_missing: bool = False  # the agent said the conversation to continue is not there
     model: str = ""
+    not_ready: str = ""  # why the agent being stopped could not get ready (`AgentNotReady`)
     last_active_at: float = 0.0  # the last prompt or word of the agent: idle time counts from it
 
     @property
@@ -75,6 +79,11 @@ class AgentLife:
             return [session.save(has_history=False, agent_session_id="")]
         if isinstance(event, AgentUnusable):
             return session.fail(f"❌ The agent cannot be used: {event.reason}.", "", now=now)
+        if isinstance(event, AgentNotReady):
+            if self.expected_exit:
+                return []  # being stopped already
+            self.not_ready = event.reason
+            return [self.stop("not ready")]
         self.model = event.model or self.model
         effects: list[Effect] = []
         if self.conversation_missing and not event.resumed:
@@ -127,6 +136,16 @@ class AgentLife:
             said = session.endings.say_cut(anew) or [session.note("The conversation was never saved, so it starts anew.")]
             return [session.save(has_history=False), *said, *self.launch()]
         decision = self.restarts.on_exit(now)
+        if reason == "not ready":
+            why, self.not_ready = self.not_ready, ""
+            if isinstance(decision, GiveUp):
+                n = decision.exits_in_window
+                return session.fail(f"❌ The agent could not get ready: {why}; {n} failed starts or exits recently.", stderr_tail)
+            return [
+                session.note(f"⚠️ The agent could not get ready: {why}; starting it again."),
+                session.save(pgid=0),
+                *self.launch(decision.delay_s),
+            ]
         detail = f" (exit status {code})" if code is not None else ""
         if isinstance(decision, GiveUp):
             return session.fail(f"❌ The agent keeps exiting{detail}: {decision.exits_in_window} times recently.", stderr_tail)

@@ -9,7 +9,8 @@ library only.
 
 Startup faults (`$FAKE_ACP_FAULT`): `no-initialize` (reads, never answers initialize),
 `version=N` (answers initialize with protocolVersion N), `open-fails` (session/resume
-and session/load fail like an unknown id, even for a stored conversation), `load-only` (offers
+and session/load fail like an unknown id, even for a stored conversation), `open-fails-once`
+(so does the first try of each stored conversation, across processes), `load-only` (offers
 session/load but not session/resume), `exit-at-start` (exit 3 before reading).
 
 The "model": bracketed directives in a prompt; the capture recorder's words work too:
@@ -258,6 +259,10 @@ class Agent:
         sid = str(params.get("sessionId"))
         session = self.load(sid)
         refused = self.fault == "open-fails" or (method == "session/resume" and self.fault == "load-only")
+        if session is not None and self.fault == "open-fails-once":
+            tried = self.store / f"{sid}.tried"
+            refused = not tried.exists()
+            tried.touch()
         if session is None or refused:
             self.error(
                 rid, -32603, "Internal error: OpenCode service failure", {"service": "session"}

@@ -25,7 +25,8 @@ cancel -> PermissionCancelled per pending request; the agent's `$/cancel_request
 (cancelled -> terminal_reason "aborted_cancelled"; max_tokens / max_turn_requests /
 refusal -> is_error with a plain message); plans -> PlanUpdated; usage -> UsageUpdated.
 The opening: ConversationOpened (the agent's own id, kept before the first prompt),
-ConversationMissing (said, and a new one opened), AgentUnusable (the session fails).
+ConversationMissing (said, and a new one opened), AgentNotReady (one it still lists but
+would not open: started again under the restart policy), AgentUnusable (the session fails).
 Commands: SendPrompt -> session/prompt; Interrupt -> session/cancel; AllowTool ->
 allow_once, "always" too (the rule is kept and answered here: the agent's own "always"
 may cover more); DenyTool -> reject_once. What the port has no word for (protocol

@@ -39,6 +39,7 @@ from supervisor.agent.acp.events import (
 from supervisor.core.agent_events import (
     AgentCommand,
     AgentEvent,
+    AgentNotReady,
     AgentUnusable,
     AllowTool,
     AlwaysAllow,
@@ -176,7 +177,8 @@ class AcpConversation:
                 sid, message, pages = self._checking
                 if sid in ids:
                     self._checking = None
-                    return [AgentUnusable(f"it has conversation `{sid}` but would not continue it ({message})")]
+                    # The same error comes for passing trouble: tried again, as an exit would be.
+                    return [AgentNotReady(f"it has conversation `{sid}` but would not continue it ({message})")]
                 if cursor and pages < LIST_PAGES:
                     self._checking = (sid, message, pages + 1)
                     return self._port(self.client.list_sessions(self.launch.cwd, cursor))
