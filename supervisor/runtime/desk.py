@@ -13,6 +13,7 @@ what a post means is the router's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -35,6 +36,7 @@ from supervisor.core import desk as desk_rules
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
+from supervisor.logs import one_line
 from supervisor.runtime import announce
 from supervisor.runtime.mail import Mailbox
 from supervisor.runtime.registry import SessionRegistry
@@ -140,7 +142,12 @@ class Desk:
             if isinstance(item, Reply):
                 await self._post_reply(item)
                 continue
-            answer = await self._main_command(item.post, item.command)
+            try:
+                answer = await self._main_command(item.post, item.command)
+            except Exception as exc:  # a defect of ours, met on this command: answered, not a crash
+                # (Unanswered, its post would come again with the next start, and fail again.)
+                log.exception("the command %s in %s failed", type(item.command).__name__, item.post.channel_id)
+                answer = f"⚠️ That failed on a defect of the supervisor ({one_line(exc, 200)}); see its log."
             if answer is not None:
                 handled = (item.post.channel_id, item.post.id)
                 await self._post_reply(Reply(item.post.channel_id, answer, handled=handled, asked_at_ms=item.post.create_at))
@@ -267,10 +274,16 @@ class Desk:
     def _directory(self, cwd: str | None) -> desk_rules.Directory:
         """What the disk says of the directory `!new` names (relative: to the default)."""
         default = Path(self.config.agent.default_cwd)
-        named = Path(cwd).expanduser() if cwd else default
+        named = Path(cwd) if cwd else default
+        with contextlib.suppress(RuntimeError):  # `~name` of nobody here: taken as written
+            named = named.expanduser()
         directory = named if named.is_absolute() else default / named
-        is_dir = directory.is_dir()
-        return desk_rules.Directory(str(directory), is_dir, str(directory.resolve() if is_dir else directory))
+        try:
+            is_dir = directory.is_dir()
+            resolved = directory.resolve() if is_dir else directory
+        except (OSError, RuntimeError, ValueError):  # a name too long, no permission, a link loop, a NUL
+            is_dir, resolved = False, directory
+        return desk_rules.Directory(str(directory), is_dir, str(resolved))
 
     def _facts(self, channel_id: str) -> desk_rules.DeskFacts:
         live = [record for record in self.store.state.sessions.values() if record.is_live]
@@ -281,16 +294,22 @@ class Desk:
             conversations,
         )
 
+    def unannounced(self, front: FrontEnd | None = None) -> list[SessionRecord]:
+        """The live sessions of `front` (or of every open front end) whose announcement a
+        crash cut short."""
+        return [
+            record
+            for record in self.store.state.sessions.values()
+            if record.is_live and (not record.root_id or record.answer_pending)
+            and self.chat.serves(record.channel_id, front)
+        ]
+
     async def recover_unannounced(self, front: FrontEnd | None = None) -> None:
         """Finish the announcements a crash cut short: a thread root that may not exist
         yet, an answer to `!new` that may not be posted. Runs before the catch-up, so that
         replies already written under such a root reach its session. Those of `front`
         (one that joins late), or of every open front end."""
-        for record in list(self.store.state.sessions.values()):
-            if not record.is_live or (record.root_id and not record.answer_pending):
-                continue
-            if not self.chat.serves(record.channel_id, front):
-                continue
+        for record in self.unannounced(front):
             try:
                 await self._announce(record, recovering=True)
             except Exception as exc:  # any one front end's answer must not stop the start

@@ -216,11 +216,19 @@ class SessionRegistry:
         root = task.core.record.root_id
         try:
             await task.run(launch_now=launch_now)
+        except Exception as exc:  # a defect of ours in this session: it alone ends
+            log.exception("session %s failed on a defect", task.name)
+            await task.failed_on_defect(exc)
         finally:
-            # Ended or failed: later posts in its thread are answered by the router.
             self.tasks.pop(root, None)
             self._mail.pop(root, None)
-            self.refs[root] = SessionRef(root, task.core.record.channel_id, ended=True)
+            if not self.stopping or task.core.state.is_final:
+                # Ended or failed: later posts in its thread are answered by the router, and
+                # what waited in its inbox is answered here. (Ended by the stop, it serves
+                # its thread again at the next start, which catches up what it never took.)
+                self.refs[root] = SessionRef(root, task.core.record.channel_id, ended=True)
+                for message in task.left_over:
+                    self._undelivered(root)(message)
 
     def _settings(self, username: str, of: Agent, link: ChatLink, channel_id: str) -> SessionSettings:
         agent = of.settings
@@ -246,6 +254,8 @@ class SessionRegistry:
         """What becomes of mail for a session that ended before taking it."""
 
         def answer(message: object) -> None:
+            if self.stopping:
+                return  # neither answered nor marked handled: the next start catches it up
             match message:
                 case PromptIn(prompt):
                     self._answer_ended(prompt.channel_id, prompt.post_id, root_id)

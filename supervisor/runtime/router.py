@@ -236,8 +236,12 @@ class RouterTask:
                 log.debug("ignored: %s", decision)
 
     def _to_session(self, root_id: str, message: SessionInput, post: Post, *, urgent: bool = False) -> None:
-        if not self.registry.deliver(root_id, message, urgent=urgent):
-            self.desk.reply_ended(post.channel_id, post.id, root_id, asked_at_ms=post.create_at)
+        if self.registry.deliver(root_id, message, urgent=urgent):
+            return
+        if self.registry.stopping:  # its session may be live again at the next start
+            log.info("a post in %s is left for the next start (stopping)", post.channel_id)
+            return
+        self.desk.reply_ended(post.channel_id, post.id, root_id, asked_at_ms=post.create_at)
 
     def _resync(self, connection_id: str) -> None:
         """A new connection: catch up the front end that owns it (every one, when none

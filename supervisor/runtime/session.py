@@ -49,6 +49,7 @@ from supervisor.core.session import (
 from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
+from supervisor.core.thread_texts import failed_text
 from supervisor.logs import one_line
 from supervisor.runtime import session_files
 from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
@@ -123,6 +124,14 @@ class SessionDeps:
         return self.agent_backend(record) if self.agent_backend is not None else self.backend
 
 
+def _drain(inbox: trio.MemoryReceiveChannel[SessionMessage]) -> list[SessionMessage]:
+    left: list[SessionMessage] = []
+    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+        while True:
+            left.append(inbox.receive_nowait())
+    return left
+
+
 class SessionTask:
     def __init__(self, core: SessionCore, deps: SessionDeps) -> None:
         self.core = core
@@ -144,6 +153,7 @@ class SessionTask:
         # while another is still on its way is dropped.
         self._typing_due, self._typing_wanted = trio.open_memory_channel[None](0)
         self._inbox_taken = trio.Event()  # set as the inbox gives a message: it has room again
+        self.left_over: list[SessionMessage] = []  # in the inbox when the session ended, never taken
 
     @property
     def name(self) -> str:
@@ -165,8 +175,24 @@ class SessionTask:
                         await self._apply(self.core.tick(trio.current_time()))
                         continue
                     await self._take(message)
+                self.left_over = _drain(self._inbox)  # the inbox's buffer ends with it
             await self._poster.drain()
             nursery.cancel_scope.cancel()
+
+    async def failed_on_defect(self, defect: Exception) -> None:
+        """A defect of ours ended this session's task (its agent ended with it): its record
+        says failed, durably, then its thread says why. The other sessions go on."""
+        while isinstance(defect, ExceptionGroup) and defect.exceptions:  # a nursery's: the first
+            defect = defect.exceptions[0]
+        record = attrs.evolve(self.core.record, status="failed", pgid=0, answer_texts={})
+        why = f"❌ This session stopped on a defect of the supervisor ({one_line(defect, 200)}; see its log)."
+        await self.deps.store.save(record)
+        try:
+            await self.deps.chat.create_post(
+                record.channel_id, failed_text(why, "", self.core.settings.words, record), root_id=record.root_id
+            )
+        except Exception:  # said in the log instead
+            log.exception("%s: could not say in its thread that it failed", record.name)
 
     async def _take(self, message: SessionMessage) -> None:
         self._inbox_taken.set()
@@ -251,10 +277,10 @@ class SessionTask:
         carried = saves_a_mark_carries(effects)
         unsaved = False  # a carried save is not durable yet: nothing may show
         for index, effect in enumerate(effects):
-            # These may wait: what is put so far goes out meanwhile. Not a durable save: it
+            # This may wait: what is put so far goes out meanwhile. Not a durable save: it
             # is a few ms, and the end of a turn saves before its final words are put, so
             # waking here would send the text and then the footer as two edits.
-            if isinstance(effect, ToAgent | MarkHandled) and not unsaved:
+            if isinstance(effect, ToAgent) and not unsaved:
                 self._poster.wake()
             match effect:
                 case ToAgent(command):
@@ -276,8 +302,10 @@ class SessionTask:
                     assert self._nursery is not None
                     self._nursery.start_soon(self._settle_choices, post_id)
                 case MarkHandled(channel_id, post_id):
-                    # Durable before anything of its answer can be shown: a crash before
-                    # this line re-delivers the prompt, a crash after it never answers twice.
+                    # Durable before anything of its answer can be shown (a command's reply
+                    # is put before it): a crash before this line re-delivers the post, a
+                    # crash after it never answers twice.
+                    self._poster.hold()
                     await self.deps.store.mark_handled(channel_id, post_id)
                     unsaved = False
                     self._poster.release()

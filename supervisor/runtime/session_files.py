@@ -93,13 +93,16 @@ def _save_file(folder: Path, name: str, data: bytes) -> None:
 
 def _check_get_path(cwd: str, path: str, max_bytes: int) -> Path | str:
     """The file `!get` may send, or the reason it may not."""
-    base = Path(cwd).resolve()
-    target = (base / os.path.expanduser(path)).resolve()
-    if not target.is_relative_to(base):
-        return f"⚠️ `{path}` is outside this session's directory; only files inside it are sent."
-    if not target.is_file():
-        return f"⚠️ `{path}` is not a file in this session's directory."
-    size = target.stat().st_size
+    try:
+        base = Path(cwd).resolve()
+        target = (base / os.path.expanduser(path)).resolve()
+        if not target.is_relative_to(base):
+            return f"⚠️ `{path}` is outside this session's directory; only files inside it are sent."
+        if not target.is_file():
+            return f"⚠️ `{path}` is not a file in this session's directory."
+        size = target.stat().st_size
+    except (OSError, RuntimeError, ValueError) as exc:  # a name too long, no permission, a link loop, a NUL
+        return f"⚠️ `{path}` cannot be read here: {getattr(exc, 'strerror', None) or exc}."
     if size > max_bytes:
         return f"⚠️ `{path}` is {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB for a file sent here."
     return target
