@@ -34,8 +34,9 @@ sessions nursery; only then can the Supervisor (the registry, desk and router of
 run, wired in runtime/supervisor.py) be built (its registry takes the nursery), so
 restoring sessions and finishing announcements a crash cut short
 (`Desk.recover_unannounced`) always have somewhere to start sessions. Both happen before
-any front end's events flow (for one that joins late: before its own), so the first
-catch-up finds every thread's session.
+that front end's events flow, so its first catch-up finds every thread's session; a front
+end with announcements to finish asks its server first, in a task of its own
+(`_recover_then_run`), so a server that keeps silent holds up no other front end.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.chat.registry import Opener, Placed, configured_openers, open_fronts
 from supervisor.config import Config
 from supervisor.logs import one_line
+from supervisor.runtime.desk import Desk
 from supervisor.runtime.reaper import reap
 from supervisor.runtime.registry import STOP_BUDGET_S, SessionsNursery, open_sessions
 from supervisor.runtime.router import RouterEvent
@@ -121,11 +123,13 @@ async def _serve(
             registry, desk, router = supervisor.registry, supervisor.desk, supervisor.router
             store.on_refusing = desk.state_refused
             registry.restore_sessions()
-            await desk.recover_unannounced()
             app.start_soon(desk.run)
             app.start_soon(router.run, events_recv, events_send)
             for front in chat.fronts:  # each one's first event is a hello: the router catches up
-                await app.start(front.run)
+                if desk.unannounced(front):  # asks its server, which may keep silent: none waits
+                    app.start_soon(_recover_then_run, desk, front)
+                else:
+                    await app.start(front.run)
             # What exists now (code, config, restored sessions) lives as long as we do:
             # keep it out of the collector's full scans, which otherwise pause routing.
             gc.freeze()
@@ -141,6 +145,13 @@ async def _serve(
         with trio.CancelScope(shield=True), trio.move_on_after(LINK_CLOSE_S):
             for _place, front in opened:
                 await front.aclose()
+
+
+async def _recover_then_run(desk: Desk, front: FrontEnd) -> None:
+    """`front` serves once the announcements a crash cut short there are finished: replies
+    already written under such a thread must reach its session at the catch-up."""
+    await desk.recover_unannounced(front)
+    await front.run()
 
 
 async def _join_late(app: trio.Nursery, supervisor: Supervisor, late: trio.MemoryReceiveChannel[Placed]) -> None:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
@@ -23,6 +24,7 @@ from supervisor.chat.fronts import Fronts
 from supervisor.chat.web import security
 from supervisor.chat.web.front_end import WebFrontEnd
 from supervisor.runtime import router as router_task
+from supervisor.runtime.store import Store
 from supervisor.runtime.supervisor import Supervisor
 from tests.harness import World, world
 from tests.web_served import receive_until, send
@@ -234,6 +236,39 @@ async def test_a_mattermost_that_does_not_answer_at_start_holds_up_neither_the_w
             await w.answered(root, "written while it was down", timeout=20)
             await w.settled(root)
     assert w.thread_text(root).count(": written while it was down (") == 1
+
+
+async def test_an_announcement_to_finish_on_a_silent_mattermost_holds_up_neither_the_page_nor_the_start(
+    tmp_path: Path,
+) -> None:
+    """A `!new` whose thread root a crash left unposted is finished at the next start by
+    asking Mattermost what reached it; while Mattermost keeps silent that once held up the
+    whole start (the page included). It is finished once Mattermost answers."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            await _start_beside(w)
+            await w.new_session("on-mattermost")
+            await w.stop()
+            store = Store.open(w.tmp / "state")
+            record = next(iter(store.state.sessions.values()))
+            pending = attrs.evolve(
+                record, id="0f1e2d3c-pending", name="pending", root_id="", root_pending_id=f"{record.user_id}:k1",
+                answer_pending=True, new_post_id="",
+            )  # fmt: skip
+            store.state = attrs.evolve(store.state, sessions={**store.state.sessions, pending.id: pending})
+            store.snapshot()
+            store.close()
+            w.server.fail_requests(503)
+            w.server.refuse_websockets(True)
+            supervisor = await w.start()
+            async with _page(supervisor) as ws:
+                thread = await _new_thread(ws, "new-while-down", w.work / "while-down")
+                await send(ws, type="post", id="web-prompt-6", thread=thread["id"], text="served?")
+                await _answer_in(ws, thread["id"], "echo #1: served?")
+            w.server.fail_requests(None)
+            w.server.refuse_websockets(False)
+            root = await w.wait_for(lambda: w._root_of("pending"), 20)
+            assert root is not None
 
 
 async def test_a_token_revoked_while_mattermost_was_down_ends_the_supervisor_in_one_sentence(tmp_path: Path) -> None:
