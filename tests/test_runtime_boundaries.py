@@ -7,12 +7,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
+from supervisor.chat import ChatError
 from supervisor.core import thread_texts
+from supervisor.core.events import Post, Posted
 from supervisor.runtime import store as store_module
-from tests.memory_front import BOT, MemoryChat
+from tests.memory_front import BOT, MemoryChat, MemoryLink
 from tests.test_memory_front import Run, running
 
 LONG_NAME = "a" * 300  # over the 255 bytes a file name may have: the disk refuses to look
@@ -147,3 +150,26 @@ async def test_a_thread_commands_reply_shows_only_once_its_post_is_marked_handle
         asked_ids.append(run.chat.say("!status", root).id)
         await run.wait_for(lambda: marked_at_reply)
         assert marked_at_reply == [True]
+
+
+async def test_a_thread_root_that_came_in_though_posting_it_failed_serves_its_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root's post reached the server and came back on the event stream (the router
+    made its session routable), but its own answer was lost: the session once stayed
+    registered and never started, its thread's posts waiting in an inbox nobody read."""
+    open_thread = MemoryLink.open_thread
+
+    async def lost_answer(self: MemoryLink, channel_id: str, header: str, *, key: str, title: str) -> Post:
+        post = await open_thread(self, channel_id, header, key=key, title=title)
+        assert self.chat.events is not None
+        self.chat.events.send_nowait(Posted(attrs.evolve(post, idempotency_key=key)))
+        await trio.sleep(0.2)  # the router hears it
+        raise ChatError(502, "bad_gateway", "the answer was lost on its way")
+
+    async with running(tmp_path) as run:
+        monkeypatch.setattr(MemoryLink, "open_thread", lost_answer)
+        root = await run.new_session("alpha")
+        await run.wait_for(lambda: any("Started session **alpha**" in t for t in run.chat.texts()))
+        run.chat.say("hello", root)
+        await run.wait_for(lambda: run.find(root, "echo #1: hello"))

@@ -360,6 +360,11 @@ class Desk:
             )
             return root.id
         except Exception as exc:  # refused, or an answer we cannot read: failed, said so
+            # Unless its post came in meanwhile (the router made its session routable):
+            # the thread is there, and its session must serve it.
+            if root_id := self.registry.root_of_pending(record.root_pending_id):
+                log.warning("the thread root of %s is there, though posting it said: %s", record.name, exc)
+                return root_id
             log.error("could not post the thread root of %s: %s", record.name, exc)
             await self.store.save(attrs.evolve(record, status="failed", answer_pending=False))
             if record.answer_pending:

@@ -174,6 +174,11 @@ class SessionRegistry:
         self._on_post_made(root, root)
         return task
 
+    def root_of_pending(self, root_pending_id: str) -> str:
+        """The thread root under which a session being announced was registered, once its
+        post came in (`root_pending_id`: the key it was posted with); "" before."""
+        return next((root for root, t in self.tasks.items() if t.core.record.root_pending_id == root_pending_id), "")
+
     def launch(self, task: SessionTask, *, launch_now: bool) -> None:
         if self.stopping:  # its record is saved: the next start serves it, as a restored one
             log.info("session %s: launched at the next start (stopping)", task.core.record.name)
