@@ -154,6 +154,15 @@ def test_hello() -> None:
     )
 
 
+@pytest.mark.parametrize("data", [{"server_version": "5.20.0.5.20.0.abc.false"}, {}, None])
+def test_a_hello_without_a_connection_id_is_still_a_hello(data: dict[str, Any] | None) -> None:
+    # Servers before reliable websockets (5.x) send only their version: the reader must
+    # still start on it, and catch up after every reconnect (`test_mm_websocket`).
+    frame = decode({"event": "hello", "data": data, "broadcast": broadcast(), "seq": 0})
+    version = (data or {}).get("server_version", "")
+    assert frame == EventFrame(0, "hello", Hello("", version))
+
+
 def test_posted_decodes_the_post_from_its_json_string() -> None:
     frame = decode(posted_frame(seq=7))
     assert frame == EventFrame(7, "posted", Posted(EXPECTED_POST))
@@ -199,7 +208,31 @@ def test_a_reaction_that_chooses_is_a_choice() -> None:
     assert frame == EventFrame(4, "reaction_added", ChoiceMade(expected))
 
 
-@pytest.mark.parametrize("name, emoji", [("reaction_added", "heart"), ("reaction_removed", "+1")])
+@pytest.mark.parametrize(
+    "emoji, kind",
+    [
+        ("+1_medium_skin_tone", "allow_once"),
+        ("+1_light_skin_tone", "allow_once"),
+        ("thumbsup_medium_light_skin_tone", "allow_once"),
+        ("-1_dark_skin_tone", "reject"),
+        ("thumbsdown_medium_dark_skin_tone", "reject"),
+    ],
+)
+def test_a_reaction_in_a_skin_tone_chooses_as_its_plain_emoji(emoji: str, kind: str) -> None:
+    # Mattermost names each skin tone of an emoji apart (its model/emoji_data.go).
+    event = decode(reaction_frame("reaction_added", seq=4, emoji_name=emoji)).event
+    assert isinstance(event, ChoiceMade) and event.choice.kind == kind
+
+
+@pytest.mark.parametrize(
+    "name, emoji",
+    [
+        ("reaction_added", "heart"),
+        ("reaction_removed", "+1"),
+        ("reaction_added", "wave_medium_skin_tone"),  # a skin tone of an emoji no choice uses
+        ("reaction_added", "+1_skin_tone"),  # no such tone
+    ],
+)
 def test_reactions_that_choose_nothing_are_no_events(name: str, emoji: str) -> None:
     # A removed reaction never acts; a reaction no choice uses is not the core's business.
     assert decode(reaction_frame(name, seq=4, emoji_name=emoji)) == EventFrame(4, name, None)
@@ -272,7 +305,7 @@ def test_frames_may_be_bytes() -> None:
         ('{"event": "posted", "seq": 4, "data": {"post": "{oops"}}', 4, "not JSON"),
         ('{"event": "posted", "seq": 4, "data": {"post": {"id": "x"}}}', 4, "post"),
         ('{"event": "posted", "seq": 4, "data": {"post": "{\\"id\\": 1}"}}', 4, "id"),
-        ('{"event": "hello", "seq": 0, "data": {"server_version": "x"}}', 0, "connection_id"),
+        ('{"event": "hello", "seq": 0, "data": {"connection_id": 5}}', 0, "connection_id"),
         ('{"event": "reaction_added", "seq": 6, "data": {"reaction": "[]"}}', 6, "Reaction"),
     ],
 )
@@ -441,6 +474,19 @@ def test_users() -> None:
         codec.decode_users({"id": ME})
     with pytest.raises(MalformedFrame):
         codec.decode_user({"id": ME, "username": 7})
+
+
+def test_reactions() -> None:
+    body = json.loads(reaction_frame("reaction_added")["data"]["reaction"])
+    assert [r.emoji_name for r in codec.decode_reactions([body])] == ["+1"]
+    assert codec.decode_reactions(None) == []  # none yet: Go's nil slice
+
+
+@pytest.mark.parametrize("value", [5, 0, True, 1.5, "+1", {"emoji_name": "+1"}])
+def test_reactions_that_are_no_list_are_malformed(value: Any) -> None:
+    # Only MalformedFrame may escape: a TypeError would end the caller (the catch-up).
+    with pytest.raises(MalformedFrame):
+        codec.decode_reactions(value)
 
 
 def test_app_error() -> None:

@@ -203,6 +203,35 @@ async def test_a_new_connection_id_after_a_drop_delivers_a_hello() -> None:
     assert ids(received) == ["hello:c1", "p1", "hello:c2", "p9"]
 
 
+def old_hello() -> dict[str, Any]:
+    """A server before reliable websockets: its version, no connection id."""
+    frame = hello_frame()
+    del frame["data"]["connection_id"]
+    return frame
+
+
+async def test_a_server_without_connection_ids_is_served_and_caught_up_after_each_drop() -> None:
+    server = ScriptedServer(
+        script(old_hello(), posted(1, "p1"), then=None),
+        script(old_hello(), posted(1, "p9")),
+    )
+    async with running(server) as (_, events):  # started: it took the first hello
+        received = await take(events, 4)
+    assert ids(received) == ["hello:", "p1", "hello:", "p9"]  # the second hello catches up
+    assert server.connections[1].query == {}  # nothing to resume with
+
+
+async def test_an_id_less_hello_after_a_resume_is_a_new_connection() -> None:
+    server = ScriptedServer(
+        script(hello_frame("c1"), posted(1, "p1"), posted(2, "p2"), then=None),
+        script(old_hello(), posted(1, "p9")),  # a server that lost the connection and its ids
+    )
+    async with running(server) as (_, events):
+        received = await take(events, 5)
+    assert ids(received) == ["hello:c1", "p1", "p2", "hello:", "p9"]
+    assert server.connections[1].query == {"connection_id": "c1", "sequence_number": "3"}
+
+
 async def test_a_seq_gap_closes_and_resumes_from_the_gap() -> None:
     server = ScriptedServer(
         script(hello_frame("c1"), posted(1, "p1"), posted(3, "p3")),  # seq 2 went missing
@@ -387,9 +416,32 @@ def test_stream_position_rules() -> None:
     assert position.observe(3, None) is Verdict.GAP
     assert position.next_seq == 2  # a gap does not move us
     assert position.observe(2, None) is Verdict.DELIVER
-    assert position.observe(0, Hello("c1")) is Verdict.SKIP  # same id: nothing lost
+    assert position.connecting() == "?connection_id=c1&sequence_number=3"
+    assert position.observe(0, Hello("c1")) is Verdict.SKIP  # resumed, same id: nothing lost
     assert position.observe(0, Hello("c2")) is Verdict.DELIVER
     assert position.next_seq == 1
+
+
+def test_a_hello_is_a_fresh_connection_unless_it_resumed_the_same_id() -> None:
+    position = StreamPosition()
+    position.observe(0, Hello("c1"))
+    position.observe(1, None)
+    position.connecting()  # resuming c1 at seq 2...
+    # ... but the server, downgraded or behind another node, knows no ids: events may be
+    # lost, and the new connection counts from its own seq 0.
+    assert position.observe(0, Hello("")) is Verdict.DELIVER
+    assert position.observe(1, None) is Verdict.DELIVER
+    position.gaps = 2
+    assert position.connecting() == ""  # opened afresh, so whatever the server says is new
+    assert position.observe(0, Hello("")) is Verdict.DELIVER
+
+
+def test_a_server_that_gives_no_ids_has_every_hello_delivered() -> None:
+    position = StreamPosition()
+    for _ in range(3):
+        assert position.connecting() == ""  # nothing to resume with
+        assert position.observe(0, Hello("")) is Verdict.DELIVER
+        assert position.observe(1, None) is Verdict.DELIVER
 
 
 def test_stream_position_starts_afresh_after_repeated_gaps() -> None:

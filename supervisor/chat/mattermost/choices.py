@@ -7,6 +7,7 @@ all: the core never hears of it. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import attrs
@@ -50,9 +51,14 @@ HELP = (
 )
 
 
+# Mattermost names each skin tone of an emoji apart (`+1_medium_skin_tone`,
+# `thumbsdown_dark_skin_tone`): a 👍 chosen with a skin tone is a 👍 all the same.
+_SKIN_TONE = re.compile(r"_(?:light|medium_light|medium|medium_dark|dark)_skin_tone\Z")
+
+
 def kind_of(emoji_name: str) -> ChoiceKind | None:
     """What a reaction chooses; None if it chooses nothing."""
-    return _KIND_OF_EMOJI.get(emoji_name)
+    return _KIND_OF_EMOJI.get(_SKIN_TONE.sub("", emoji_name))
 
 
 def choice_made(reaction: Reaction) -> ChoiceMade | None:

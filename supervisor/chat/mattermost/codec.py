@@ -187,7 +187,9 @@ class _ReplyWire:
 
 @attrs.frozen
 class _HelloData:
-    connection_id: str
+    # Servers before reliable websockets send no connection id: such a hello is always a
+    # fresh connection (`websocket.StreamPosition`).
+    connection_id: str = ""
     server_version: str = ""
 
 
@@ -363,8 +365,11 @@ def decode_users(value: Any) -> list[ChatUser]:
 
 
 def decode_reactions(value: Any) -> list[Reaction]:
-    # An empty list can come back as null (no reactions yet).
-    return [structure(item, Reaction) for item in value or ()]
+    if value is None:  # an empty list can come back as null (no reactions yet)
+        return []
+    if not isinstance(value, list):
+        raise MalformedFrame(f"expected a list of reactions, got {type(value).__name__}")
+    return [structure(item, Reaction) for item in value]
 
 
 def decode_post(value: Any) -> WirePost:

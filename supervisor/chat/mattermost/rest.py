@@ -80,7 +80,8 @@ _CLOCK_SLACK_MS = 300_000
 # Worth retrying: the request may not have reached the server, or the server failed.
 # (UnsupportedProtocol, LocalProtocolError: our bug or bad config, so they propagate.)
 # A proxy that cannot reach the server answers its CONNECT with an error: an outage too.
-_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+# A body that does not decode (bad gzip from a broken proxy) is an answer lost on the way.
+_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError, httpx.DecodingError)
 
 
 def _is_transient(status: int) -> bool:

@@ -9,8 +9,8 @@ Rules it enforces:
 - events reach the consumer in server order, each at most once per connection id; a seq
   gap closes the socket (code 4001, as the web client does) and resumes from the gap;
 - a `Hello` is delivered for the first connection and whenever the server hands out a new
-  connection id, because that means events may have been lost: the consumer catches up
-  over REST;
+  connection id (or none: older servers cannot resume), because that means events may
+  have been lost: the consumer catches up over REST;
 - a bounded channel carries the events: when the consumer is slow we stop reading (the
   server queues), we never drop an event.
 
@@ -62,7 +62,7 @@ _GAP_CLOSE_CODE = 4001  # Mattermost's "client sequence mismatch"
 
 
 class Verdict(enum.Enum):
-    DELIVER = "deliver"  # next in order (or a hello with a new id): hand it on
+    DELIVER = "deliver"  # next in order (or a hello of a new connection): hand it on
     SKIP = "skip"  # already handled (a replay), or a hello that changes nothing
     GAP = "gap"  # events are missing: close and resume from `next_seq`
 
@@ -76,6 +76,7 @@ class StreamPosition:
     # Gaps in a row without progress. A server that keeps replaying from the wrong place
     # would otherwise keep us reconnecting for ever; after two we start afresh instead.
     gaps: int = 0
+    resuming: bool = False  # the current connection asked to resume `connection_id`
 
     def resume_query(self) -> str:
         """The query string that asks the server to resume (or "" to start afresh)."""
@@ -85,10 +86,18 @@ class StreamPosition:
             {"connection_id": self.connection_id, "sequence_number": self.next_seq}
         )
 
+    def connecting(self) -> str:
+        """A new connection opens: its query string (`resume_query`), remembered."""
+        query = self.resume_query()
+        self.resuming = bool(query)
+        return query
+
     def observe(self, seq: int, event: ChatEvent | None) -> Verdict:
         """Account for one event frame (`event` None: unknown or unreadable content)."""
         if isinstance(event, Hello):
-            fresh = event.connection_id != self.connection_id
+            # Nothing was lost only if we resumed and the server kept the id: an old
+            # server's hello has no id, and one on a connection opened afresh is new.
+            fresh = not (self.resuming and event.connection_id == self.connection_id)
             self.connection_id = event.connection_id
             self.next_seq, self.gaps = seq + 1, 0
             return Verdict.DELIVER if fresh else Verdict.SKIP
@@ -192,7 +201,7 @@ class MattermostWebSocket:
                 await trio.sleep(self._backoff.delay(self._failures, self._rng))
 
     async def _connect_once(self) -> _End:
-        query = self.position.resume_query()
+        query = self.position.connecting()
         # Failing in a row, only `_log_failure`'s lines are worth reading.
         level = logging.DEBUG if self._failures else logging.INFO
         log.log(level, "websocket: connecting%s", " (resuming)" if query else "")
@@ -230,7 +239,8 @@ class MattermostWebSocket:
         secure = self._endpoint.scheme == "wss"
         port = port or (443 if secure else 80)
         proxy = proxy_for(self._endpoint.geturl())
-        if secure and self._ssl_context is None:
+        # REST's trust (system store and certifi), for the server and an https proxy alike.
+        if self._ssl_context is None and (secure or (proxy or "").startswith("https:")):
             self._ssl_context = tls.ssl_context()
         if proxy is None:
             if secure:
