@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import ssl
 from functools import partial
 
 import pytest
 import trio
 import trio_websocket
 
+from supervisor.chat import tls
 from supervisor.chat.mattermost.websocket import MattermostWebSocket
 from supervisor.chat.proxy import ProxyRefused, open_tunnel
 from supervisor.core.events import ChatEvent, Hello
@@ -102,3 +104,57 @@ async def test_a_proxy_that_refuses_the_tunnel_is_a_clear_error_without_its_cred
                 await open_tunnel(f"http://ops:wrong-{SECRET}@127.0.0.1:{port}", "mm.example", 443)
             nursery.cancel_scope.cancel()
     assert str(refused.value) == f"the proxy http://127.0.0.1:{port} answered 407 Proxy Authentication Required"
+
+
+
+class ProxyTrust:
+    """`tls.ssl_context` made recognisable and counted, and the context each TLS
+    connection to a proxy is opened with (none gets further: no TLS proxy runs here)."""
+
+    def __init__(self) -> None:
+        self.ours = ssl.create_default_context()
+        self.built = 0
+        self.used: list[ssl.SSLContext] = []
+
+    def ssl_context(self) -> ssl.SSLContext:
+        self.built += 1
+        return self.ours
+
+    async def open_ssl_over_tcp_stream(
+        self, host: str, port: int, *, ssl_context: ssl.SSLContext, https_compatible: bool
+    ) -> trio.SSLStream[trio.SocketStream]:
+        self.used.append(ssl_context)
+        raise OSError("no TLS proxy here")
+
+
+@pytest.fixture
+def trust(monkeypatch: pytest.MonkeyPatch) -> ProxyTrust:
+    trust = ProxyTrust()
+    monkeypatch.setattr(tls, "ssl_context", trust.ssl_context)
+    monkeypatch.setattr(trio, "open_ssl_over_tcp_stream", trust.open_ssl_over_tcp_stream)
+    return trust
+
+
+async def test_an_https_proxy_is_trusted_as_rest_trusts_it(trust: ProxyTrust) -> None:
+    """REST checks an https:// proxy with `tls.ssl_context` (the system store and certifi);
+    the tunnel must too, or behind a proxy REST reaches the WebSocket does not."""
+    with pytest.raises(OSError), trio.fail_after(10):
+        await open_tunnel("https://proxy.example:3128", "mm.example", 80)
+    assert trust.used == [trust.ours]
+
+
+async def test_the_websocket_of_an_http_server_trusts_its_https_proxy_with_one_context(
+    trust: ProxyTrust, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the context parses the CA bundles: once per reader, not per reconnect."""
+    _use_proxy(monkeypatch, "https://proxy.example:3128")
+    send, _ = trio.open_memory_channel[ChatEvent](1)
+    reader = MattermostWebSocket("http://mm.internal:8065", TOKEN, send, backoff=FAST, rng=random.Random(0))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader.run)
+            while len(trust.used) < 3:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert trust.used == [trust.ours] * 3
+    assert trust.built == 1

@@ -17,6 +17,8 @@ import urllib.request
 import h11
 import trio
 
+from supervisor.chat import tls
+
 _MAX_ANSWER = 64 * 1024  # a proxy's answer to CONNECT is a few headers
 
 
@@ -44,7 +46,8 @@ def described(proxy: str) -> str:
 async def open_tunnel(
     proxy: str, host: str, port: int, proxy_tls: ssl.SSLContext | None = None
 ) -> trio.abc.Stream:
-    """A stream to `host:port` through the proxy at `proxy` (http:// or https://)."""
+    """A stream to `host:port` through the proxy at `proxy` (http:// or https://); an
+    https:// proxy is trusted as REST trusts it (`tls.ssl_context`, or `proxy_tls`)."""
     parts = urllib.parse.urlsplit(proxy)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProxyRefused(f"unsupported proxy {described(proxy)}: only http:// and https:// proxies are")
@@ -52,7 +55,7 @@ async def open_tunnel(
     stream: trio.abc.Stream
     if parts.scheme == "https":
         stream = await trio.open_ssl_over_tcp_stream(
-            parts.hostname, proxy_port, ssl_context=proxy_tls or ssl.create_default_context(), https_compatible=True
+            parts.hostname, proxy_port, ssl_context=proxy_tls or tls.ssl_context(), https_compatible=True
         )
     else:
         stream = await trio.open_tcp_stream(parts.hostname, proxy_port)

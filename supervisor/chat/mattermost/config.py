@@ -38,6 +38,20 @@ def _strip_slash(url: str) -> str:
         return url
 
 
+def _no_credentials(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    # They would go into every permalink posted to chat, log lines and the WebSocket's
+    # Host header; the message leaves the URL out, so as not to repeat the password.
+    try:
+        netloc = urlsplit(value).netloc
+    except ValueError:
+        return  # not a URL: `http_url` says so
+    if "@" in netloc:
+        raise Problem(
+            (attribute.name,),
+            "must not hold a user name or password (user:password@): the token is how the supervisor signs in",
+        )
+
+
 def _server_address(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     # `{url}/api/v4/...` would then be /api/v4/api/v4/...: every request a 404.
     if urlsplit(value).path.rstrip("/").endswith("/api/v4"):
@@ -67,7 +81,7 @@ class MattermostConfig:
     `requests_per_second` caps the REST budget (None: follow the server); `team` is unused.
     """
 
-    url: str = attrs.field(converter=_strip_slash, validator=[http_url, _server_address])
+    url: str = attrs.field(converter=_strip_slash, validator=[_no_credentials, http_url, _server_address])
     allowed_users: tuple[str, ...] = attrs.field(converter=_usernames, validator=_allowed_users)
     token_file: Path | None = None
     token: str = attrs.field(default="", repr=False)
