@@ -23,6 +23,7 @@ PASSWORD = "hunter2-s3cret"
         f"http://bot:{PASSWORD}@127.0.0.1:8065",
         f"ftp://bot:{PASSWORD}@chat.example.com",  # refused for the password first
         f"https://bot:{PASSWORD}@chat.example.com/api/v4",  # the same
+        f"bot:{PASSWORD}@chat.example.com",  # no scheme: still never quoted
         "https://@chat.example.com",
     ],
 )

@@ -42,7 +42,7 @@ def _no_credentials(_: Any, attribute: attrs.Attribute[Any], value: str) -> None
     # They would go into every permalink posted to chat, log lines and the WebSocket's
     # Host header; the message leaves the URL out, so as not to repeat the password.
     try:
-        netloc = urlsplit(value).netloc
+        netloc = urlsplit(value).netloc or value.split("/", 1)[0]  # `u:pw@host` has no `//`
     except ValueError:
         return  # not a URL: `http_url` says so
     if "@" in netloc:
