@@ -194,6 +194,8 @@ class MemoryFront:
         self.link = MemoryLink(chat)
         self._events = events
 
+    clock_ahead_ms = 0
+
     def owns(self, id_: str) -> bool:
         return id_.startswith("mem")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.harness import world
@@ -48,3 +49,20 @@ async def test_more_than_1000_changes_while_down_are_all_handled_in_order_once(
         await w.settled(root)
         answers = re.findall(r"echo #(\d+): (down \d|after)", w.thread_text(root))
         assert answers == [("2", "down 1"), ("3", "down 2"), ("4", "down 3"), ("5", "after")], text
+
+
+@pytest.mark.parametrize("ahead_ms", [-600_000, 600_000], ids=["server behind", "server ahead"])
+async def test_a_first_start_places_its_history_by_the_servers_clock(tmp_path: Path, ahead_ms: int) -> None:
+    """On a network without time sync the server stamps posts by its own clock, minutes
+    off ours. At a first start, what came before it is history by that clock: a server
+    behind once had every post of a new place dropped as seen before (for as long as it
+    was behind), a server ahead had its last minutes' posts answered as new."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            w.server.set_clock(ahead_ms=ahead_ms - 120_000)  # two minutes before the start
+            (w.work / "old").mkdir(parents=True)
+            await w.say(f"!new old {w.work / 'old'}")
+            w.server.set_clock(ahead_ms=ahead_ms)
+            await w.start()
+            await w.new_session("new")
+            assert w._root_of("old") is None

@@ -51,6 +51,8 @@ class _Front:
     prefix: str
     link: _Link
 
+    clock_ahead_ms = 0
+
     def owns(self, id_: str) -> bool:
         return id_.startswith(self.prefix) if self.prefix else len(id_) == 26 and id_.isalnum()
 

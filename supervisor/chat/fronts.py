@@ -38,6 +38,13 @@ class FrontEnd(Protocol):
         front end's."""
         ...
 
+    @property
+    def clock_ahead_ms(self) -> int:
+        """How far ahead of ours the clock is that stamps this front end's posts (0 where
+        ours does): a place seen for the first time has as history what came before this
+        start by that clock."""
+        ...
+
     async def people(self) -> People: ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -260,7 +260,7 @@ class RouterTask:
         since: dict[str, int] = {}
         for channel_id in self.main_channels:
             if self.chat.front_of(channel_id) is front:
-                self.store.ledger.begin(channel_id, self._started_ms, front.name)
+                self.store.ledger.begin(channel_id, self._started_ms + front.clock_ahead_ms, front.name)
                 since[channel_id] = self.store.ledger.catch_up_since(channel_id)
         offering = [offer for offer in self.registry.offering() if self.chat.front_of(offer[0]) is front]
         assert self._catch_ups is not None and self._found is not None, "catch-ups start once the router runs"

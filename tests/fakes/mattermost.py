@@ -39,6 +39,7 @@ Faults:
         Applies to REST requests only (WebSocket upgrades: refuse_websockets).
     server.rate_limit(per_second=10, burst=100) # GCRA per remote address; rate_limit(None) = off
     server.latency(seconds, after=False)        # delay each REST request before (or after) handling
+    server.set_clock(ahead_ms=-600_000)          # its clock (create_at, `Date`) off the machine's
 
 Assertions:
     server.stats.requests[(method, route)], server.stats.count(method, route),
@@ -67,6 +68,7 @@ by default an arbitrary 1000 (`server.store.since_pick = "oldest"` / `"newest"` 
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -184,8 +186,9 @@ class FakeMattermost:
             response = injected_error(mode, request_id)
         else:
             response = await self._limited_or_handled(request, request_id)
+        date = email.utils.formatdate(self.store.clock.wall_ms() / 1000, usegmt=True)  # as Go's net/http
         response = response.with_headers(
-            (("X-Request-Id", request_id), ("X-Version-Id", SERVER_VERSION_STRING))
+            (("X-Request-Id", request_id), ("X-Version-Id", SERVER_VERSION_STRING), ("Date", date))
         )
         delay, after = self._latency
         if delay and after:
@@ -429,6 +432,12 @@ class FakeMattermost:
     def drop_sockets(self) -> None:
         for session in list(self._sessions):
             session.abort()
+
+    def set_clock(self, *, ahead_ms: int) -> None:
+        """The server's clock, which stamps posts and its `Date` header, is this far ahead
+        of the machine's (< 0: behind), as on a network without time sync."""
+        self.store.clock.ahead_ms = ahead_ms
+        self.store.clock.last = 0  # stamps go back with it: a clock set back is the point
 
     def refuse_websockets(self, refuse: bool | int = True) -> None:
         """Refuse every WebSocket handshake: with 503, or the status given (a proxy's 401)."""

@@ -58,11 +58,15 @@ class MillisClock:
     """
 
     last: int = 0
+    ahead_ms: int = 0  # how far this server's clock is ahead of the machine's (< 0: behind)
 
     def __call__(self) -> int:
-        now = time.time_ns() // 1_000_000
+        now = self.wall_ms()
         self.last = now if now > self.last else self.last + 1
         return self.last
+
+    def wall_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.ahead_ms
 
 
 class ApiError(Exception):

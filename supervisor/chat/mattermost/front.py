@@ -46,6 +46,10 @@ class MattermostFront:
         # Mattermost's ids are 26 letters and digits; the other front ends prefix theirs.
         return len(id_) == 26 and id_.isalnum()
 
+    @property
+    def clock_ahead_ms(self) -> int:
+        return self._link.rest.clock_ahead_ms  # the server stamps posts with its clock
+
     async def people(self) -> People:
         if self._silent and self._known is not None:
             people = self._known.people

@@ -17,6 +17,8 @@ It must never:
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import functools
 import logging
 import math
@@ -74,7 +76,7 @@ _HEADERS = {
 # and then an outage never make it twice.
 PENDING_POST_SAFE_S = 25.0
 CREATE_MARK = codec.CREATE_MARK
-# How far before our first try the look goes back: the server's clock is not ours.
+# How far before our first try the look goes back (by the server's clock, as we know it).
 _CLOCK_SLACK_MS = 300_000
 
 # Worth retrying: the request may not have reached the server, or the server failed.
@@ -115,6 +117,10 @@ class MattermostRest:
         proxy = proxy_for(self.base_url)
         self._proxy = described(proxy) if proxy else "the environment names"  # no credentials
         self._proxy_said = ""  # the proxy's refusal, while it keeps answering so: said once
+        # How far the server's clock, which stamps posts (`create_at`), is ahead of ours,
+        # from its `Date` header (`_observe_clock`); 0 until it answered.
+        self.clock_ahead_ms = 0
+        self._date_seen = ""
         if ssl_context is None:
             speaks_tls = any(url.startswith("https:") for url in (self.base_url, proxy or ""))
             ssl_context = tls.ssl_context() if speaks_tls else tls.plain_http_context()
@@ -183,7 +189,7 @@ class MattermostRest:
             props={**(props or {}), CREATE_MARK: pending_post_id},
             pending_post_id=pending_post_id,
         )
-        first_try, since_ms = trio.current_time(), int(time.time() * 1000) - _CLOCK_SLACK_MS
+        first_try, since_ms = trio.current_time(), self.server_now_ms() - _CLOCK_SLACK_MS
 
         async def made() -> httpx.Response | None:
             """The post, if the server made it: found by its mark."""
@@ -315,6 +321,7 @@ class MattermostRest:
                 self._proxy_said = ""
                 log.warning("Mattermost at %s: the proxy %s lets us through again", self.base_url, self._proxy)
             self._observe_budget_headers(response)
+            self._observe_clock(response)
             if server_is_up(status):
                 self.answers.answered()  # it is up: the others' retries need not wait
             if status < 400:
@@ -396,6 +403,19 @@ class MattermostRest:
         )
         if announced is not None and response.status_code != 429:
             self._budget.observe(trio.current_time(), announced)
+
+    def _observe_clock(self, response: httpx.Response) -> None:
+        # Its `Date` changes once a second: read only then.
+        date = response.headers.get("Date")
+        if date and date != self._date_seen:
+            self._date_seen = date
+            with contextlib.suppress(TypeError, ValueError, OverflowError):
+                server_ms = email.utils.parsedate_to_datetime(date).timestamp() * 1000
+                self.clock_ahead_ms = round(server_ms - time.time() * 1000)
+
+    def server_now_ms(self) -> int:
+        """The server's time now, as it stamps posts (to a second or so)."""
+        return int(time.time() * 1000) + self.clock_ahead_ms
 
 
 # --- helpers (pure) ------------------------------------------------------------------

@@ -218,6 +218,8 @@ class TelegramFrontEnd:
                 if chat.username:
                     names[user_id] = chat.username
 
+    clock_ahead_ms = 0  # its messages are stamped with our clock (never before Telegram's date)
+
     def owns(self, any_id: str) -> bool:
         return ids.owns(any_id)
 

@@ -83,6 +83,8 @@ class WebFrontEnd:
         self.link: ChatLink = self._link
         self.running: RunningWebChat | None = None
 
+    clock_ahead_ms = 0  # its messages are stamped with our clock
+
     def owns(self, id_: str) -> bool:
         return id_.startswith(ID_PREFIX)
 
