@@ -292,3 +292,19 @@ async def test_a_server_that_refuses_the_configuration_is_one_sentence_not_a_tra
     said = result.stderr.strip().splitlines()[-1]
     assert sentence in said and w.server.url in said and "`supervisor check` says more" in said, said
     assert "x" * 26 not in result.stderr
+
+
+async def test_no_agent_inherits_the_supervisors_own_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's systemd set-up keeps the chat token in the service's environment; an
+    agent asked to run `env` would post it in the thread (and send it to its model)."""
+    async with world(tmp_path) as w:
+        monkeypatch.setenv("SUPERVISOR_MATTERMOST_TOKEN", w.server.bot_token)
+        monkeypatch.setenv("SUPERVISOR_TELEGRAM_TOKEN", "123456:not-for-agents")
+        await w.start()
+        root = await w.new_session("alpha")
+        await w.say("[env SUPERVISOR_MATTERMOST_TOKEN]", root_id=root)
+        await w.answered(root, "env SUPERVISOR_MATTERMOST_TOKEN=(unset)")
+        await w.say("[env SUPERVISOR_TELEGRAM_TOKEN]", root_id=root)
+        await w.answered(root, "env SUPERVISOR_TELEGRAM_TOKEN=(unset)")
+        await w.say("[env SUPERVISOR_STATE_DIR]", root_id=root)  # our mark, to find leftovers
+        await w.answered(root, f"env SUPERVISOR_STATE_DIR={w.tmp / 'state'}")

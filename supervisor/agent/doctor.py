@@ -20,7 +20,7 @@ from supervisor.agent.claude import doctor as claude_doctor
 from supervisor.agent.probe import claude_env
 from supervisor.agent.registry import Agent, AgentRegistry, probe
 from supervisor.checks import CheckResult, Limits, within
-from supervisor.runtime.reaper import with_state_dir_mark
+from supervisor.runtime.reaper import agent_environment
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -30,7 +30,7 @@ ACP_START_S = 30.0  # OpenCode takes ~1.5 s to answer initialize, far more on a 
 
 def marked_env(config: Config) -> dict[str, str]:
     """The probes' environment: ours, with the state directory's mark of its agents."""
-    return with_state_dir_mark(os.environ, config.state.dir)
+    return agent_environment(os.environ, config.state.dir)
 
 
 async def agent_side_checks(

@@ -21,13 +21,18 @@ from pathlib import Path
 log = logging.getLogger("supervisor.reaper")
 
 AGENT_MARKER = "SUPERVISOR_STATE_DIR"  # set on every agent, so leftovers can be found
+OWN_VARIABLES = "SUPERVISOR_"  # the supervisor's settings and secrets: no agent inherits them
 ENDED_IN_ROUNDS = 5  # scans of /proc by `end_marked`: what was forked meanwhile is found next
 
 
-def with_state_dir_mark(env: Mapping[str, str], state_dir: Path) -> dict[str, str]:
-    """`env` plus the mark of `state_dir`, for every agent process a supervisor using it
-    starts (a session's, a probe's, `check`'s), so that `reap` finds what a killed one left."""
-    return {**env, AGENT_MARKER: str(state_dir)}
+def agent_environment(env: Mapping[str, str], state_dir: Path) -> dict[str, str]:
+    """What every agent process a supervisor using `state_dir` starts (a session's, a
+    probe's, `check`'s) inherits: `env` less the supervisor's own variables (`SUPERVISOR_*`:
+    its chat tokens, its config), which an agent running `env` for the person would post in
+    the thread and send to its model, plus the mark of `state_dir`, so that `reap` finds
+    what a killed one left."""
+    inherited = {name: value for name, value in env.items() if not name.startswith(OWN_VARIABLES)}
+    return {**inherited, AGENT_MARKER: str(state_dir)}
 
 
 def marked_processes(markers: Set[bytes], proc: Path = Path("/proc")) -> set[int]:

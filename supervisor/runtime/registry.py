@@ -33,7 +33,7 @@ from supervisor.core.session import SessionCore, SessionSettings
 from supervisor.core.state import SessionRecord
 from supervisor.runtime.agent_process import AgentGrace
 from supervisor.runtime.mail import Feed
-from supervisor.runtime.reaper import with_state_dir_mark
+from supervisor.runtime.reaper import agent_environment
 from supervisor.runtime.session import SessionDeps, SessionTask
 from supervisor.runtime.session_inbox import (
     INBOX_HEADROOM,
@@ -125,7 +125,7 @@ class SessionRegistry:
             chat=chat,
             store=store,
             backend=backend,
-            base_env=with_state_dir_mark(base_env, config.state.dir),
+            base_env=agent_environment(base_env, config.state.dir),
             shutdown_grace_s=self.agent_grace,
             edit_interval_s=config.render.edit_interval_ms / 1000,
             max_get_bytes=config.files.max_get_mb * 1_000_000,
