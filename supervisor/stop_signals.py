@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import signal
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Less those the process was started ignoring, as Python itself leaves SIGINT: `nohup`
+# ignores SIGHUP so that closing the terminal leaves the job running, and a job started
+# with `&` by a script ignores SIGINT. (Read at import, before anything listens.)
+STOP_SIGNALS = tuple(
+    signum
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    if signum == signal.SIGTERM or signal.getsignal(signum) is not signal.SIG_IGN
+)
 
 
 def hold() -> None:

@@ -157,13 +157,16 @@ class World:
 
     # --- the supervisor, as a child process ----------------------------------------
 
-    def spawn(self, argv_prefix: Sequence[str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv_prefix: Sequence[str] | None = None, *, preexec_fn: Callable[[], object] | None = None
+    ) -> subprocess.Popen[bytes]:
         prefix = list(argv_prefix or [sys.executable, "-m", "supervisor"])
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.tmp / "supervisor.log", "ab") as log:
             self.process = subprocess.Popen(
-                [*prefix, "run", "--config", str(self.config_path)], cwd=self.tmp, env=env, stderr=log
-            )
+                [*prefix, "run", "--config", str(self.config_path)], cwd=self.tmp, env=env, stderr=log,
+                preexec_fn=preexec_fn,
+            )  # fmt: skip
         return self.process
 
     def kill(self) -> None:

@@ -308,3 +308,20 @@ async def test_no_agent_inherits_the_supervisors_own_variables(tmp_path: Path, m
         await w.answered(root, "env SUPERVISOR_TELEGRAM_TOKEN=(unset)")
         await w.say("[env SUPERVISOR_STATE_DIR]", root_id=root)  # our mark, to find leftovers
         await w.answered(root, f"env SUPERVISOR_STATE_DIR={w.tmp / 'state'}")
+
+
+async def test_started_by_nohup_the_closed_terminals_sighup_leaves_it_serving(tmp_path: Path) -> None:
+    """`nohup` ignores SIGHUP so that its job outlives the terminal: the supervisor once
+    listened for it anyway, and stopped when the SSH session that started it ended."""
+    async with world(tmp_path) as w:
+        process = w.spawn(preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup does
+        root = await w.new_session("alpha", timeout=30)
+        process.send_signal(signal.SIGHUP)
+        await w.say("still there?", root_id=root)
+        await w.answered(root, "echo #1: still there?")
+        assert process.poll() is None and "received SIGHUP" not in w.log_text()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            while process.poll() is None:
+                await trio.sleep(0.02)
+        assert process.returncode == 0
