@@ -9,7 +9,12 @@ PYTHON="${PYTHON:-python3}"
 
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    # A venv whose creation failed half-way (no ensurepip: Debian's python3-venv missing)
+    # has a python but no pip: made again, or every later run would fail on it.
+    if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+        rm -rf .venv
+        "$PYTHON" -m venv .venv
+    fi
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
     rm -f .venv/.installed-*

@@ -212,6 +212,10 @@ def git_commit(root: Path) -> str:
 
 def install_requirements(spec: Spec, target: Path) -> None:
     """pip-install the runtime requirements into `target`, pure-Python wheels only."""
+    if importlib.util.find_spec("pip") is None:  # else pip's failure would blame the wheels
+        raise BuildError(
+            f"{sys.executable} has no pip: install it (Debian/Ubuntu: apt install python3-pip)"
+        )
     floor = "{}.{}".format(*spec.python_floor)
     command = [
         sys.executable,

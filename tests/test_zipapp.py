@@ -379,3 +379,13 @@ def test_build_script_needs_nothing_but_the_standard_library() -> None:
 
     assert imported
     assert imported - sys.stdlib_module_names - {"__future__"} == set()
+
+
+def test_a_python_without_pip_is_told_so_rather_than_blamed_on_the_wheels(tmp_path: Path) -> None:
+    """A stock Debian or Ubuntu has no python3-pip: the build said that a requirement had
+    compiled code or no wheel. (`-S`: no site-packages, so no pip, as there.)"""
+    build = [sys.executable, "-S", str(ROOT / "scripts" / "build_zipapp.py"), "--output", str(tmp_path / "x.pyz")]
+    result = subprocess.run(build, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "has no pip: install it (Debian/Ubuntu: apt install python3-pip)" in result.stderr
+    assert not (tmp_path / "x.pyz").exists()
