@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -79,6 +81,17 @@ def tell_person(text: str) -> None:
     if _json_lines:  # its own logger's name: a log shipper can tell it from the log, and drop it
         text = json.dumps(_json_entry(time.time(), "info", "supervisor.address", text), ensure_ascii=False)
     print(text, file=sys.stderr, flush=True)
+
+
+def stderr_is_journal(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether stderr is systemd's journal: systemd names it in `JOURNAL_STREAM` (its
+    device and inode), and it outlives the process for whoever may read logs."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        found = os.fstat(sys.stderr.fileno())
+        return (found.st_dev, found.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError):  # no such stream, or no stderr file at all
+        return False
 
 
 def setup(fmt: str = "text", level: int = logging.INFO, secrets: list[str] | None = None) -> None:

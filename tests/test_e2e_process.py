@@ -325,3 +325,26 @@ async def test_started_by_nohup_the_closed_terminals_sighup_leaves_it_serving(tm
             while process.poll() is None:
                 await trio.sleep(0.02)
         assert process.returncode == 0
+
+
+def test_under_systemd_the_journal_gets_the_web_address_without_its_token(tmp_path: Path) -> None:
+    """The journal keeps stderr for whoever may read logs (the `adm` group, say): there the
+    web chat's address goes without its access token, and says where the token is."""
+    product = SupervisorProcess(tmp_path)
+    product.stderr_path.touch()
+    journal = product.stderr_path.stat()  # systemd names its stream so (`JOURNAL_STREAM`)
+    env = {**product.env(), "JOURNAL_STREAM": f"{journal.st_dev}:{journal.st_ino}"}
+    with product.stderr_path.open("ab") as err:
+        product.process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "run"], cwd=product.cwd, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while "Web chat: open" not in product.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        token_file = product.state_dir / "web-token"
+        assert f"?token=<the token in {token_file}> in a browser" in product.stderr()
+        assert token_file.read_text().strip() not in product.stderr()
+    finally:
+        assert product.stop() == 0

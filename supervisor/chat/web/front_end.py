@@ -98,7 +98,7 @@ class WebFrontEnd:
             self.running = await nursery.start(listen, self._opened)
             # The URL carries the access token: said on stderr, to the person who started
             # the supervisor, like a notebook server does; never a log line.
-            logs.tell_person(self.running.announcement())
+            logs.tell_person(self.running.announcement(to_journal=logs.stderr_is_journal()))
             nursery.start_soon(self._mark_handled)
             # First a hello (the core starts its ledger for this place), then the actions.
             await self._events.send(Hello(f"web-{self.running.port}"))

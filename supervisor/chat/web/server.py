@@ -49,9 +49,15 @@ class RunningWebChat:
     front: WebChat
     url: str  # with the access token: print it once, never log it
     port: int
+    token_file: Path
 
-    def announcement(self) -> str:
-        """The line for stderr (not the log): what to open, like a notebook server says."""
+    def announcement(self, *, to_journal: bool = False) -> str:
+        """The line for stderr (not the log): what to open, like a notebook server says.
+        Where stderr is systemd's journal, which keeps it for whoever may read logs, the
+        address goes without its token, and the line says where the token is."""
+        if to_journal:
+            address = self.url.partition("?")[0]
+            return f"Web chat: open {address}?token=<the token in {self.token_file}> in a browser"
         return f"Web chat: open {self.url} in a browser (the address carries the access token)"
 
 
@@ -114,7 +120,8 @@ async def listen(
         port = int(base.rpartition(":")[2])
         app.port = port  # port 0 asked: the cookie's name carries the port really bound
         nursery.start_soon(front.replay_unhandled)
-        task_status.started(RunningWebChat(front, f"{base}/?token={opened.token}", port))
+        token_file = settings.state_dir / security.TOKEN_FILE
+        task_status.started(RunningWebChat(front, f"{base}/?token={opened.token}", port, token_file))
 
 
 async def serve_web_chat(
