@@ -509,6 +509,16 @@ async def test_new_with_resume_of_a_conversation_a_live_session_holds_is_refused
             await w.answered(b, "Echo #2: more (first prompt in this conversation: 'first in a')")
 
 
+async def _asked_again_after_a_kill(w: World, fault: str, name: str) -> tuple[str, SessionRecord]:
+    """With the fake's `fault`, a session that answered once and whose agent was then
+    killed, asked again: its root, and its record from before the kill."""
+    add_acp_agent(w, FAKE_ACP_FAULT=fault)
+    await w.start()
+    root, first = await _answered_then_its_agent_killed(w, name)
+    await w.say("still there?", root_id=root)
+    return root, first
+
+
 async def test_a_conversation_that_exists_but_will_not_open_is_kept(tmp_path: Path) -> None:
     """The agent refuses to resume a conversation it still lists (OpenCode's -32603 says
     nothing more): it is started again under the restart policy, and once that gives up
@@ -516,10 +526,7 @@ async def test_a_conversation_that_exists_but_will_not_open_is_kept(tmp_path: Pa
     for a new, empty conversation."""
     with trio.fail_after(90):
         async with world(tmp_path) as w:
-            add_acp_agent(w, FAKE_ACP_FAULT="open-fails")
-            await w.start()
-            root, first = await _answered_then_its_agent_killed(w, "kept")
-            await w.say("still there?", root_id=root)
+            root, first = await _asked_again_after_a_kill(w, "open-fails", "kept")
             refused = f"it has conversation `{first.agent_session_id}` but would not continue it"
             text = await w.answered(root, f"❌ The agent could not get ready: {refused}")
             assert "4 failed starts or exits recently" in text
@@ -534,10 +541,7 @@ async def test_a_conversation_refused_once_is_continued_by_the_next_start(tmp_pa
     lists but refused once is tried again by a new agent, which continues it."""
     with trio.fail_after(90):
         async with world(tmp_path) as w:
-            add_acp_agent(w, FAKE_ACP_FAULT="open-fails-once")
-            await w.start()
-            root, first = await _answered_then_its_agent_killed(w, "again")
-            await w.say("still there?", root_id=root)
+            root, first = await _asked_again_after_a_kill(w, "open-fails-once", "again")
             await w.answered(root, "Echo #2: still there? (first prompt in this conversation: 'remember me')")
             assert f"⚠️ The agent could not get ready: it has conversation `{first.agent_session_id}`" in w.thread_text(root)
             assert record_of(w, "again").agent_session_id == first.agent_session_id

@@ -86,6 +86,20 @@ async def _answer_in(ws: Any, thread: str, needle: str) -> str:
             return str(message["text"])
 
 
+def _mattermost_silent(w: World, silent: bool = True) -> None:
+    """As while it is down: every request answered 503, every WebSocket refused."""
+    w.server.fail_requests(503 if silent else None)
+    w.server.refuse_websockets(silent)
+
+
+async def _page_answers(supervisor: Supervisor, cid: str, cwd: Path, text: str) -> None:
+    """A new thread on the page, a prompt in it, and its answer."""
+    async with _page(supervisor) as ws:
+        thread = await _new_thread(ws, cid, cwd)
+        await send(ws, type="post", id=f"{cid}-prompt", thread=thread["id"], text=text)
+        await _answer_in(ws, thread["id"], f"echo #1: {text}")
+
+
 async def test_a_web_session_and_a_mattermost_session_side_by_side(tmp_path: Path) -> None:
     with trio.fail_after(LIMIT):
         async with _side_by_side(tmp_path, "new-on-web-1") as (w, root, ws, thread):
@@ -222,17 +236,12 @@ async def test_a_mattermost_that_does_not_answer_at_start_holds_up_neither_the_w
             await _start_beside(w)
             root = await w.new_session("on-mattermost")
             await w.stop()
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             supervisor = await w.start()
             assert "does not answer yet: serving alice as at the last start" in caplog.text
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-while-down", w.work / "while-down")
-                await send(ws, type="post", id="web-prompt-5", thread=thread["id"], text="here without Mattermost?")
-                await _answer_in(ws, thread["id"], "echo #1: here without Mattermost?")
+            await _page_answers(supervisor, "new-while-down", w.work / "while-down", "here without Mattermost?")
             await w.say("written while it was down", root)
-            w.server.fail_requests(None)
-            w.server.refuse_websockets(False)
+            _mattermost_silent(w, False)
             await w.answered(root, "written while it was down", timeout=20)
             await w.settled(root)
     assert w.thread_text(root).count(": written while it was down (") == 1
@@ -258,15 +267,10 @@ async def test_an_announcement_to_finish_on_a_silent_mattermost_holds_up_neither
             store.state = attrs.evolve(store.state, sessions={**store.state.sessions, pending.id: pending})
             store.snapshot()
             store.close()
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             supervisor = await w.start()
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-while-down", w.work / "while-down")
-                await send(ws, type="post", id="web-prompt-6", thread=thread["id"], text="served?")
-                await _answer_in(ws, thread["id"], "echo #1: served?")
-            w.server.fail_requests(None)
-            w.server.refuse_websockets(False)
+            await _page_answers(supervisor, "new-while-down", w.work / "while-down", "served?")
+            _mattermost_silent(w, False)
             root = await w.wait_for(lambda: w._root_of("pending"), 20)
             assert root is not None
 
@@ -279,8 +283,7 @@ async def test_a_token_revoked_while_mattermost_was_down_ends_the_supervisor_in_
         async with world(tmp_path) as w:
             await w.start()
             await w.stop()
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             process = w.spawn()
             await w.wait_for(lambda: "does not answer yet" in w.log_text(), timeout=30)
             w.server.fail_requests(None)
@@ -309,13 +312,11 @@ async def test_a_place_first_seen_after_a_silent_start_is_caught_up_from_the_sta
             await w.stop()
             for lost in (w.tmp / "state").glob("sessions.*"):
                 lost.unlink()
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             await w.start()
             monkeypatch.setattr(router_task, "time", TwoMinutesOn)
             await w.say("!sessions")
-            w.server.fail_requests(None)
-            w.server.refuse_websockets(False)
+            _mattermost_silent(w, False)
             await w.wait_for(lambda: [p for p in w.bot_posts("") if "No sessions yet" in p["message"]])
 
 
@@ -331,16 +332,11 @@ async def test_a_configured_session_new_while_mattermost_keeps_silent_does_not_h
             await w.stop()
             (w.work / "homelab").mkdir()
             w.configure(sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             with trio.fail_after(15):
                 supervisor = await _start_beside(w)
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-while-down-6", w.work / "beside")
-                await send(ws, type="post", id="web-prompt-6", thread=thread["id"], text="serving?")
-                await _answer_in(ws, thread["id"], "echo #1: serving?")
-            w.server.fail_requests(None)
-            w.server.refuse_websockets(False)
+            await _page_answers(supervisor, "new-while-down-6", w.work / "beside", "serving?")
+            _mattermost_silent(w, False)
             await w.wait_for(lambda: w._root_of("homelab"))
 
 
@@ -354,16 +350,11 @@ async def test_a_first_start_with_mattermost_silent_serves_the_page_and_mattermo
         async with world(tmp_path) as w:
             (w.work / "homelab").mkdir()
             w.configure(sessions=[{"name": "homelab", "cwd": str(w.work / "homelab")}])
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             supervisor = await _start_beside(w)
             assert [f.name for f in supervisor.chat.fronts] == ["web"]
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-first-start", w.work / "first-start")
-                await send(ws, type="post", id="web-prompt-7", thread=thread["id"], text="serving?")
-                await _answer_in(ws, thread["id"], "echo #1: serving?")
-            w.server.fail_requests(None)
-            w.server.refuse_websockets(False)
+            await _page_answers(supervisor, "new-first-start", w.work / "first-start", "serving?")
+            _mattermost_silent(w, False)
             homelab = await w.wait_for(lambda: w._root_of("homelab"))
             assert [f.name for f in supervisor.chat.fronts] == ["mattermost", "web"]
             await w.say("hello, homelab", str(homelab["id"]))
@@ -386,13 +377,11 @@ async def test_a_late_mattermosts_sessions_wait_for_it_and_serve_once_it_joins(t
             await w.stop()
             for remembered in (w.tmp / "state").glob("mattermost-identity.json"):
                 remembered.unlink()
-            w.server.fail_requests(503)
-            w.server.refuse_websockets(True)
+            _mattermost_silent(w)
             supervisor = await w.start()
             assert root not in supervisor.tasks
             await w.say("written while it was silent", root)
-            w.server.fail_requests(None)
-            w.server.refuse_websockets(False)
+            _mattermost_silent(w, False)
             await w.answered(root, "echo #1: written while it was silent")
 
 
@@ -410,10 +399,7 @@ async def test_a_late_mattermost_that_refuses_the_token_is_left_out_and_the_page
             w.server.latency(0)
             await w.wait_for(lambda: "could not be opened" in caplog.text)
             assert "refused mattermost.token (401)" in caplog.text
-            async with _page(supervisor) as ws:
-                thread = await _new_thread(ws, "new-after-refusal", w.work / "after-refusal")
-                await send(ws, type="post", id="web-prompt-8", thread=thread["id"], text="still serving?")
-                await _answer_in(ws, thread["id"], "echo #1: still serving?")
+            await _page_answers(supervisor, "new-after-refusal", w.work / "after-refusal", "still serving?")
             assert [f.name for f in supervisor.chat.fronts] == ["web"]
 
 
