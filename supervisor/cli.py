@@ -122,10 +122,12 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     secrets = [config.mattermost.token] if config.mattermost else []
     if config.telegram:  # the client keeps it out of every line already; this is a second net
         secrets.append(config.telegram.token)
-    if args.command == "run" and config.web is not None:
-        secrets += _web_token(config)
     logs.setup(args.log_format, secrets=secrets)
-    _warn_of_shared_token_files(config)
+    if args.command == "run" and config.web is not None:
+        # After the log's set-up, so that a damaged token file is said in its format; set up
+        # again to mask the token.
+        logs.setup(args.log_format, secrets=secrets + _web_token(config))
+    _warn_of_shared_token_files(config, path)
     if args.command == "run":
         return _run(config)
     if args.command == "sessions":
@@ -135,13 +137,24 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return check(config, path)
 
 
-def _warn_of_shared_token_files(config: Config) -> None:
-    """A token file every user of the machine can read: said, not refused (a service that
-    ran yesterday must not stay down after an upgrade for it)."""
-    for section in (config.mattermost, config.telegram):
-        path = section.token_file if section is not None else None
+def _warn_of_shared_token_files(config: Config, config_path: Path | None) -> None:
+    """A token file, or a configuration file with a `token = "..."`, that every user of the
+    machine can read: said, not refused (a service that ran yesterday must not stay down
+    after an upgrade for it)."""
+    from supervisor.chat.mattermost.config import TOKEN_VARIABLE as MATTERMOST_TOKEN
+    from supervisor.chat.telegram.config import TOKEN_VARIABLE as TELEGRAM_TOKEN
+
+    holders: list[Path] = []
+    for section, variable in ((config.mattermost, MATTERMOST_TOKEN), (config.telegram, TELEGRAM_TOKEN)):
+        if section is None:
+            continue
+        if section.token_file is not None:
+            holders.append(section.token_file)
+        elif section.token and not os.environ.get(variable) and config_path is not None:
+            holders.append(config_path)  # neither a file's nor the variable's: the config's own
+    for path in dict.fromkeys(holders):
         try:
-            mode = path.stat().st_mode if path is not None else 0
+            mode = path.stat().st_mode
         except OSError:  # not ours to read (`sessions` by hand, beside the service): not said
             continue
         if stat.S_ISREG(mode) and mode & stat.S_IROTH:
@@ -209,7 +222,13 @@ def _sessions(config: Config, *, as_json: bool) -> int:
     from supervisor.runtime.store import read_state
 
     agents = AgentRegistry(config)
-    on_disk = read_state(config.state.dir) if config.state.dir.is_dir() else None
+    try:
+        on_disk = read_state(config.state.dir) if config.state.dir.is_dir() else None
+    except OSError as exc:
+        hint = ": run sessions as the service's user" if isinstance(exc, PermissionError) else ""
+        print(f"supervisor: cannot read the state in {config.state.dir} ({exc.strerror or exc}){hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     for problem in on_disk.problems if on_disk else ():
         print(f"supervisor: {problem}", file=sys.stderr)
     records = sorted(on_disk.state.sessions.values(), key=lambda r: r.created_at) if on_disk else []

@@ -3,10 +3,11 @@
 This module owns turning that file into frozen `Config` objects and every rule a value
 must obey. A configuration that loads is usable as it stands: types are right, numbers are
 in range, each `cwd` is an existing directory, every session names a defined persona and
-the Mattermost token has been read. Anything else raises `ConfigError`, whose text is one
-sentence that names the offending key (`agent.turn_timeout_s`, `sessions[1].cwd`,
-`personas.reviewer.model`) and says what is wrong with it: the CLI prints exactly that
-and exits 2.
+agent, and each front end's token has been read (unless loaded with `tokens=False`, as
+`sessions` is: the tokens then stay as written). Anything else raises `ConfigError`, whose
+text is one sentence that names the offending key (`agent.turn_timeout_s`,
+`sessions[1].cwd`, `personas.reviewer.model`) and says what is wrong with it: the CLI
+prints exactly that and exits 2.
 
 Each front end's section (`[mattermost]`, `[telegram]`, `[web]`) is its own module's
 class and rules, beside that front end (`chat/*/config.py`); this module names them.
@@ -15,6 +16,8 @@ Keys beyond PRODUCT.md's example (documented for the README):
 
 - `[agent] shutdown_grace_s = 3`: seconds between SIGTERM and SIGKILL when stopping an
   agent (> 0; a float is fine).
+- `[agent] interrupt_grace_s = 10`: seconds a turn may take to end after an interrupt
+  before its agent is terminated (> 0; a float is fine).
 - `[agent] restart_max = 3` and `restart_window_s = 300`: an agent that dies more than
   `restart_max` times within `restart_window_s` seconds is marked failed.
 - `$SUPERVISOR_WEB_LISTEN` replaces `[web] listen` (of the embedded default too); like
@@ -125,7 +128,8 @@ def _session_name(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 
 @attrs.frozen
 class AgentConfig:
-    """`[agent]`: how each session's Claude Code process is started and watched.
+    """`[agent]`: how each session's agent process, of any protocol, is started and watched
+    (an `[agents.NAME]` is one too: its own keys over `[agent]`'s, `NamedAgent.over`).
 
     Timeouts are whole seconds; 0 turns a limit off (`idle_suspend_s` is off by default).
     `shutdown_grace_s` is the wait between SIGTERM and SIGKILL; `interrupt_grace_s` how long a
@@ -226,8 +230,9 @@ def _personas(config: Any, attribute: attrs.Attribute[Any], value: Mapping[str, 
 
 
 def _check_agent_named(config: Any, key: KeyPath, agent: str) -> None:
-    """`agent = "NAME"` of a session or persona names a configured agent ("": the default)."""
-    if agent and agent not in (*config.agents, config.agent.protocol):
+    """`agent = "NAME"` of a session or persona names a configured agent ("": the default),
+    as `!new ... agent=NAME` takes it: the default by its name too."""
+    if agent and agent not in (*config.agents, config.default_agent_name):
         raise Problem(key, f"{describe(agent)} is not defined in [agents]")
 
 

@@ -187,6 +187,14 @@ def read_token(section: str, token: str, token_file: Path | None, variable: str)
     return token
 
 
+def token_problem(token_file: Path | None, problem: str) -> Problem:
+    """A rule the token read by `read_token` breaks, keyed where the user wrote it: under
+    `token_file`, naming the file, when it came from there (never quoting it either way)."""
+    if token_file is None:
+        return Problem(("token",), problem)
+    return Problem(("token_file",), f"{describe(str(token_file))} holds a token that {problem}")
+
+
 # --- hooks ------------------------------------------------------------------------------
 
 

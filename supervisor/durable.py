@@ -2,7 +2,9 @@
 
 Shared by the owners of the files there that a person's messages wait on: the store
 (`sessions.json` and its journal), Telegram's memory (`telegram.json`) and the web chat's
-database (`web.sqlite3`: SQLite writes it, and only `until_written` is used there).
+database (`web.sqlite3`: SQLite writes it, and only `until_written` is used there); and by
+the front ends' identities (`<front end>-identity.json`, `chat/identity.py`) and a
+session's saved attachments, which use `write_atomically` alone.
 
 - `write_atomically`: temp file, fsync, rename, fsync the directory. A crash at any point
   leaves the old file or the new one, whole; a failed write takes its temp file back (on

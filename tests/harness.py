@@ -56,6 +56,7 @@ def write_toml(path: Path, tables: dict[str, dict[str, object]], sessions: Seque
         lines.append("[[sessions]]")
         lines += [f"{key} = {toml_value(value)}" for key, value in spec.items()]
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it may hold a token: as the README asks (others: a warning on stderr)
 
 
 @attrs.define

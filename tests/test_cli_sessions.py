@@ -100,6 +100,25 @@ def test_a_token_file_every_user_can_read_is_warned_of_and_still_taken(tmp_path:
         assert "s3cr3t" not in done.stderr
 
 
+def test_a_config_file_holding_the_token_that_every_user_can_read_is_warned_of(tmp_path: Path) -> None:
+    """`token = "..."` written in the file is as exposed as a token file would be; the
+    variable's token is not in the file, and is not warned of."""
+    config = tmp_path / "supervisor.toml"
+    write_toml(config, {
+        "mattermost": {"url": "https://chat.example.com", "allowed_users": ["alice"], "token": "s3cr3t"},
+        "state": {"dir": str(tmp_path / "state")},
+    })  # fmt: skip
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "supervisor", "sessions", "--config", str(config)]
+    for mode, variable, warned in ((0o644, "", True), (0o600, "", False), (0o644, "v4r14bl3", False)):
+        config.chmod(mode)
+        done = subprocess.run(run, capture_output=True, text=True, timeout=60,
+                              env={**env, "SUPERVISOR_MATTERMOST_TOKEN": variable})  # fmt: skip
+        assert done.returncode == 0 and done.stdout == "no sessions\n"
+        assert (f"{config} can be read by every user of this machine" in done.stderr) is warned, done.stderr
+        assert "s3cr3t" not in done.stderr and "v4r14bl3" not in done.stderr
+
+
 def test_sessions_with_its_output_closed_is_no_traceback(tmp_path: Path) -> None:
     """A script or a cron line may start it with stdout closed (`>&-`): Python then has no
     `sys.stdout` at all, and what the table would print goes nowhere."""

@@ -349,6 +349,11 @@ def _empty_token_file(data: dict[str, Any], home: Path) -> None:
     data["mattermost"]["token_file"] = "~/empty"
 
 
+def _token_file_with_space(data: dict[str, Any], home: Path) -> None:
+    write_private(home / "spaced", "a b\n")
+    data["mattermost"]["token_file"] = "~/spaced"
+
+
 def _agent(**keys: Any) -> Mutation:
     """An `[agents.oc]` with these keys."""
     return _set("agents", "oc", {"protocol": "acp", "command": ["opencode", "acp"], **keys})
@@ -387,6 +392,7 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("empty-token-file", _empty_token_file, "mattermost.token_file", "is empty"),
     ("token-and-token-file", _set("mattermost", "token", "x"), "mattermost.token", "keep only one"),
     ("token-with-space", lambda d, h: d["mattermost"].update(token="a b", token_file=""), "mattermost.token", "whitespace"),
+    ("token-file-with-space", _token_file_with_space, "mattermost.token_file", '" holds a token that must not contain whitespace'),
     ("missing-url", _drop("mattermost", "url"), "mattermost.url", "is required"),
     ("missing-mattermost", lambda d, h: d.pop("mattermost"), "mattermost", "no front end"),
     ("url-no-scheme", _set("mattermost", "url", "chat.example.com"), "mattermost.url", "http(s)://host"),
@@ -461,6 +467,26 @@ def test_unusable_value_is_one_sentence_naming_the_key(
 
     assert_one_sentence(caught.value, key)
     assert words in str(caught.value)
+
+
+def test_sessions_and_personas_may_name_the_default_agent_by_its_name(home: Path, env: dict[str, str]) -> None:
+    """With an `[agents.claude]`, `[agent]` is called "default": `!new ... agent=default`
+    picks it, and so may a `[[sessions]]` entry or a persona. Without one it is "claude"."""
+    from supervisor.agent.registry import AgentRegistry
+
+    data = minimal(home)
+    data["agents"] = {"claude": {"command": ["claude-next"]}}
+    data["sessions"][0]["agent"] = "default"
+    data["personas"]["reviewer"]["agent"] = "default"
+    config = config_from_dict(data, env)
+    registry = AgentRegistry(config)
+    assert registry.named(config.sessions[0].agent) is registry.default
+    del data["agents"]
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(data, env)
+    assert_one_sentence(caught.value, "sessions[0].agent")
+    data["sessions"][0]["agent"] = data["personas"]["reviewer"]["agent"] = "claude"
+    assert config_from_dict(data, env).sessions[0].agent == "claude"
 
 
 def test_misspelt_key_is_named_before_the_missing_one(home: Path, env: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from supervisor.config import ConfigError, config_from_dict
+from supervisor.config_codec import describe
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 
@@ -52,6 +53,8 @@ def test_the_token_comes_from_the_variable_or_a_file(tmp_path: Path) -> None:
         ({"allowed_user_ids": [5], "token": TOKEN, "tokne": 1}, "telegram.tokne", "unknown key"),
         ({"allowed_user_ids": [5], "token": "not a token at all"}, "telegram.token", "look like"),
         ({"allowed_user_ids": [5], "token": TOKEN, "token_file": "/x"}, "telegram.token", "both set"),
+        # A chat's first message takes a whole one: less would fail that message at send.
+        ({"allowed_user_ids": [5], "token": TOKEN, "per_chat_burst": 0.5}, "telegram.per_chat_burst", "1 or more"),
     ],
 )
 def test_each_broken_rule_names_its_key_and_never_repeats_the_token(
@@ -61,3 +64,22 @@ def test_each_broken_rule_names_its_key_and_never_repeats_the_token(
         load(section)
     assert caught.value.key == key and says in str(caught.value)
     assert TOKEN not in str(caught.value) and "not a token at all" not in str(caught.value)
+
+
+def test_a_burst_of_one_loads_and_a_chats_pacing_takes_it() -> None:
+    from supervisor.core.ratelimit import TokenBucket
+
+    config = load({"allowed_user_ids": [5], "token": TOKEN, "per_chat_burst": 1})
+    assert config.telegram.per_chat_burst == 1
+    TokenBucket(config.telegram.per_chat_rate, config.telegram.per_chat_burst)  # what a chat's pacing makes
+
+
+def test_a_token_file_that_holds_no_bot_token_is_named_not_the_token_key(tmp_path: Path) -> None:
+    """The user set `token_file`: the sentence names that key and the file, not `token`."""
+    (tmp_path / "tg").write_text("not a token at all\n")
+    with pytest.raises(ConfigError) as caught:
+        load({"allowed_user_ids": [5], "token_file": str(tmp_path / "tg")})
+    assert caught.value.key == "telegram.token_file"
+    shown = describe(str(tmp_path / "tg"))
+    assert str(caught.value).startswith(f"telegram.token_file {shown} holds a token that does not look like")
+    assert "not a token at all" not in str(caught.value)

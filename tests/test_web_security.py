@@ -55,6 +55,29 @@ def test_the_token_file_is_created_0600_once_and_reused(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "state") == ["web-token"]
 
 
+def test_a_damaged_token_file_is_replaced_by_a_new_token_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """We never write anything but ASCII there, and no browser could send such a token:
+    it is replaced as a missing one is, and the log says why the address changed. `check`
+    says so too, and fails nothing for it."""
+    from supervisor.chat.web.doctor import token_check
+
+    path = tmp_path / "web-token"
+    path.write_bytes(b"\xff\xfeab\xe9cd\n")
+    path.chmod(0o600)
+    said = token_check(tmp_path)
+    token = security.load_or_create_token(tmp_path)
+
+    assert said.ok and said.detail.startswith(f"{path} is damaged (not ASCII text): the next start replaces it")
+    assert len(token) >= 40 and path.read_text(encoding="ascii") == token + "\n"
+    assert [r.getMessage() for r in caplog.records if r.name == security.__name__] == [
+        f"{path} is damaged (not ASCII text): a new token replaces it, and the web chat's address changes"
+        " with it (the new one is printed once it listens)"
+    ]
+    assert token_check(tmp_path).detail == f"{path} (mode 600)"
+
+
 def test_origin_must_name_the_served_address_exactly() -> None:
     assert security.same_origin("http://127.0.0.1:8765", "127.0.0.1:8765")
     # Behind a reverse proxy that ends TLS and says so; without its word, another site's.

@@ -23,7 +23,15 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from supervisor.config_codec import Problem, describe, http_url, not_empty, positive, read_token
+from supervisor.config_codec import (
+    Problem,
+    describe,
+    http_url,
+    not_empty,
+    positive,
+    read_token,
+    token_problem,
+)
 
 TOKEN_VARIABLE: Final = "SUPERVISOR_MATTERMOST_TOKEN"
 URL_VARIABLE: Final = "SUPERVISOR_MATTERMOST_URL"
@@ -94,5 +102,5 @@ def with_token(section: MattermostConfig) -> MattermostConfig:
     token = read_token("mattermost", section.token, section.token_file, TOKEN_VARIABLE)
     if any(c.isspace() for c in token):
         # It goes into an HTTP header; never echo it.
-        raise Problem(("token",), "must not contain whitespace")
+        raise token_problem(section.token_file, "must not contain whitespace")
     return attrs.evolve(section, token=token)

@@ -7,7 +7,8 @@ calls `with_token` once the file is structured. Every rule broken raises
 Keys beyond PRODUCT.md's example (documented in the README):
 - `poll_s = 30`: the long-poll time of `getUpdates` (1-50 s, Telegram's range).
 - `per_chat_rate = 1.0`, `per_chat_burst = 3`: messages per second per chat the supervisor
-  allows itself (Telegram's flood control is about one per second per chat).
+  allows itself (Telegram's flood control is about one per second per chat); the burst is
+  1 or more (a chat's first message takes a whole one).
 
 It must never log, never touch the network, and never put the token into a repr or an
 error message (it is part of every request URL).
@@ -21,7 +22,7 @@ from typing import Any, Final
 
 import attrs
 
-from supervisor.config_codec import Problem, http_url, positive, read_token
+from supervisor.config_codec import Problem, at_least, http_url, positive, read_token, token_problem
 
 API_URL: Final = "https://api.telegram.org"
 TOKEN_SHAPE: Final = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
@@ -56,14 +57,14 @@ class TelegramConfig:
     api_url: str = attrs.field(default=API_URL, converter=_strip_slash, validator=http_url)
     poll_s: int = attrs.field(default=30, validator=_poll_s)
     per_chat_rate: float = attrs.field(default=1.0, validator=positive)
-    per_chat_burst: float = attrs.field(default=3.0, validator=positive)
+    per_chat_burst: float = attrs.field(default=3.0, validator=at_least(1))
 
 
 def with_token(section: TelegramConfig) -> TelegramConfig:
     """The section with its token read and checked; Problem (never quoting it) if not."""
     token = read_token("telegram", section.token, section.token_file, TOKEN_VARIABLE)
     if not TOKEN_SHAPE.fullmatch(token):
-        raise Problem(
-            ("token",), "does not look like a bot token (123456789:AAE..., from @BotFather)"
+        raise token_problem(
+            section.token_file, "does not look like a bot token (123456789:AAE..., from @BotFather)"
         )
     return attrs.evolve(section, token=token)

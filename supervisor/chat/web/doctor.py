@@ -56,6 +56,21 @@ def _running_supervisor(state_dir: Path | None) -> int | None:
 
 def token_check(state_dir: Path) -> WebCheck:
     path = state_dir / security.TOKEN_FILE
+    try:
+        return _token_check(state_dir, path)
+    except OSError as error:
+        # Most often `check` run by another user than the service's (state.dir is 0700).
+        denied = isinstance(error, PermissionError)
+        return WebCheck(
+            "web token",
+            False,
+            f"cannot read {error.filename or path}: {error.strerror or error}",
+            f"run check as the service's user, who can read {state_dir}"
+            if denied else "fix state.dir or the disk under it",
+        )
+
+
+def _token_check(state_dir: Path, path: Path) -> WebCheck:
     if not path.exists():
         # The first start creates the missing directories too (the default state.dir,
         # ~/.local/state/supervisor, on a new account): the nearest existing one decides.
@@ -66,6 +81,13 @@ def token_check(state_dir: Path) -> WebCheck:
             return WebCheck("web token", True, f"created on first start in {path}")
         return WebCheck(
             "web token", False, f"{existing} is not writable", "fix state.dir or its permissions"
+        )
+    try:
+        security.stored_token(path)
+    except UnicodeDecodeError:
+        return WebCheck(
+            "web token", True, f"{path} is damaged (not ASCII text): the next start replaces it"
+            " with a new token, and prints the web chat's new address",
         )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:

@@ -2,13 +2,14 @@
 
 Pure functions, plus the one file this module writes (`<state.dir>/web-token`). The ASGI
 app asks these functions; it never decides on its own whether a request is allowed.
-Never logs or returns the token in an error message.
+Never logs the token or returns it in an error message.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
 import urllib.parse
@@ -17,6 +18,8 @@ from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 import attrs
+
+log = logging.getLogger(__name__)
 
 TOKEN_FILE = "web-token"
 TOKEN_BYTES = 32
@@ -68,12 +71,24 @@ def listen_problem(listen: str, allow_remote: bool) -> str | None:
     return None
 
 
+def stored_token(path: Path) -> str:
+    """The token in `path` ("" when there is none); `UnicodeDecodeError` when the file is
+    damaged: no token we make holds anything but ASCII, and no browser could send one."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return ""
+
+
 def load_or_create_token(state_dir: Path) -> str:
-    """The access token, created once (0600, never group- or world-readable)."""
+    """The access token, created once (0600, never group- or world-readable). A damaged
+    file is replaced, as a missing one: the token is ours, and the new address is printed."""
     path = state_dir / TOKEN_FILE
     try:
-        token = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
+        token = stored_token(path)
+    except UnicodeDecodeError:
+        log.warning("%s is damaged (not ASCII text): a new token replaces it, and the web chat's "
+                    "address changes with it (the new one is printed once it listens)", path)  # fmt: skip
         token = ""
     if token:
         return token
