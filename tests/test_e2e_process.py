@@ -140,8 +140,11 @@ def test_no_arguments_prints_usage_and_version_works() -> None:
 
 async def test_sessions_subcommand_reads_the_table_without_a_server(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
-        await w.start()
+        supervisor = await w.start()
         await w.new_session("alpha")
+        # Its announcement is recorded just after its thread shows (a stop before that
+        # leaves it for the next start to finish, with no root id yet).
+        await w.wait_for(lambda: any(r.root_id and not r.answer_pending for r in supervisor.store.state.sessions.values()))
         await w.stop()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     table = subprocess.run([sys.executable, "-m", "supervisor", "sessions", "--config", str(w.config_path)],
