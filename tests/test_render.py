@@ -521,14 +521,31 @@ def test_an_answered_request_shows_its_outcome(state: str, outcome: str) -> None
     assert '`/etc/x`\n```json\n{\n  "content": "hi"\n}\n```' in text
 
 
-def test_a_request_for_another_tool_shows_its_input_as_json_and_stays_small() -> None:
+def test_a_request_for_another_tool_shows_its_input_as_json_within_the_post_limit() -> None:
     req = permission_asked("r1", "mcp__db__query", {"sql": "x" * 20000})
-    text = permission_text(req)
+    text = permission_text(req, max_chars=4096)
     assert '```json\n{\n  "sql": "xxx' in text
-    assert "more characters not shown" in text
-    assert len(text) < 4000 and is_balanced(text)
+    assert "characters not shown here; allowing the call allows them too" in text
+    assert len(text) <= 4096 and is_balanced(text)
     with pytest.raises(ValueError):
         permission_text(req, "maybe")
+
+
+@pytest.mark.parametrize("limit", [4096, 16383])
+def test_a_long_command_shows_as_much_as_the_post_holds_its_start_and_its_end(limit: int) -> None:
+    """A heredoc that writes a script, then runs it: what comes last (the run, an `rm`)
+    is shown, and what is not shown is said, in every state of the request. (Only the
+    first 3,000 characters were shown, on every front end.)"""
+    script = "cat > x.sh <<'EOF'\n" + "echo step\n" * 2000 + "EOF\nbash x.sh && rm -rf ~/project\n"
+    req = permission_asked("r1", "Bash", {"command": script})
+    for state in ("pending", "allowed", "lapsed"):
+        text = permission_text(req, state, by="@ann", legend=LEGEND, max_chars=limit)
+        assert len(text) <= limit and is_balanced(text)
+        assert "cat > x.sh <<'EOF'" in text and "bash x.sh && rm -rf ~/project" in text
+        assert "characters not shown here; allowing the call allows them too" in text
+    whole = "cd build && " + "make -j4 all; " * 300  # 4,200 characters: a post holds it
+    text = permission_text(permission_asked("r2", "Bash", {"command": whole}), max_chars=16383)
+    assert whole in text and "not shown" not in text
 
 
 def test_emoji_sets_are_disjoint() -> None:

@@ -404,6 +404,31 @@ def test_a_tool_whose_request_a_stop_withdrew_is_said_not_run_not_refused_by_the
     assert "doesn't want to proceed" in tool_line_after("deny")
 
 
+def test_a_request_settled_before_its_post_exists_offers_no_choices_once_it_does() -> None:
+    """Withdrawn (or timed out) while its post was still being made (the server slow, or
+    down): the post then says "Cancelled", and once made it must not offer 👍/👎 that
+    mean nothing any more."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    asked = core.agent_event(permission_asked("r1", "Bash", {"command": "npm test"}), 2.0)
+    assert OfferChoices("perm.0", ("allow_once", "reject")) in asked
+    withdrawn = core.agent_event(PermissionCancelled("r1"), 3.0)
+    assert OfferChoices("perm.0", ()) in withdrawn  # replaces the offer waiting for the post
+
+
+def test_a_request_claude_code_suggests_nothing_to_keep_for_offers_no_allow_for_the_session() -> None:
+    """An MCP tool, or a directory alone: 🔁 would allow this call and the next would ask
+    again, though its post said "Allowed for this session"."""
+    nothing = permission_asked("r1", "mcp__db__query", {"sql": "select 1"})
+    directory = permission_asked(
+        "r2", "Read", {"file_path": "/srv/x"}, suggestions=({"type": "addDirectories", "directories": ["/srv"]},)
+    )
+    assert nothing.always is None and directory.always is None
+    core = running(make_core())
+    core.prompt(prompt("p1", "query"), 1.0)
+    assert OfferChoices("perm.0", ("allow_once", "reject")) in core.agent_event(nothing, 2.0)
+
+
 def test_a_conversation_never_saved_starts_anew_even_after_the_agent_was_up() -> None:
     """A kill after a prompt was written but before the agent saved the conversation: the
     next agent, started with --resume, comes up, takes the prompt, then says there is no

@@ -79,7 +79,7 @@ class Approvals:
         # What the agent offers: "always" only where it has a meaning for this request.
         offered = tuple(c for c in PERMISSION_CHOICES if c != "allow_always" or request.always is not None)
         return [
-            Show(PutPost.urgent(key, permission_text(request, "pending", legend=self.settings.legend(offered)))),
+            Show(PutPost.urgent(key, permission_text(request, "pending", legend=self.settings.legend(offered), max_chars=self.settings.max_message_chars))),
             OfferChoices(key, offered),
         ]
 
@@ -93,10 +93,12 @@ class Approvals:
         effects: list[Effect] = [] if command is None else [ToAgent(command)]
         if pending.post_id:
             effects.append(SettleChoices(pending.post_id))
+        else:  # its post is not made yet: once made, it offers nothing
+            effects.append(OfferChoices(pending.key, ()))
         if pending.post_id in record.lapsed_requests:
             lapsed = {p: t for p, t in record.lapsed_requests.items() if p != pending.post_id}
             effects.append(SaveRecord(attrs.evolve(record, lapsed_requests=lapsed)))
-        text = permission_text(pending.request, outcome, by)
+        text = permission_text(pending.request, outcome, by, max_chars=self.settings.max_message_chars)
         # Settled for good: its post no longer needs to be known (memory stays flat).
         for post_id in [p for p, r in self.posts.items() if r == request_id]:
             del self.posts[post_id]
@@ -145,7 +147,7 @@ class Approvals:
         # Should the supervisor stop before it is answered, the next start says it lapsed.
         # Durable at once (a person's wait is long; this write is not): the post shows
         # already, and a kill before the record is written would leave it asking for good.
-        lapsed = {**record.lapsed_requests, post_id: permission_text(pending.request, "lapsed")}
+        lapsed = {**record.lapsed_requests, post_id: permission_text(pending.request, "lapsed", max_chars=self.settings.max_message_chars)}
         return [SaveRecord(attrs.evolve(record, lapsed_requests=lapsed), durable=True)]
 
 

@@ -17,7 +17,7 @@ from supervisor.core.agent_events import PermissionAsked
 from supervisor.core.events import ChoiceKind
 from supervisor.core.render import code_span
 
-INPUT_CHARS = 3000  # how much of a tool's input a request shows, so the post stays small
+MIN_INPUT_CHARS = 500  # of a tool's input, shown whatever the front end's post limit
 
 
 class Answer(enum.Enum):
@@ -65,47 +65,67 @@ def choice_answer(kind: ChoiceKind) -> Answer | None:
 
 
 def permission_text(
-    req: PermissionAsked, state: PermissionState | str = PermissionState.PENDING, by: str = "", legend: str = ""
+    req: PermissionAsked,
+    state: PermissionState | str = PermissionState.PENDING,
+    by: str = "",
+    legend: str = "",
+    max_chars: int = 16_000,
 ) -> str:
     """The post of a permission request: the tool, its input, why, and the front end's
     legend (how to answer) while it is pending or the outcome once it is answered (`by`
-    names who answered)."""
+    names who answered); within `max_chars`, the front end's post limit."""
     state = PermissionState(state)
-    lines = [f"🔐 **Permission needed:** {code_span(req.tool_name or 'tool')}"]
+    head = [f"🔐 **Permission needed:** {code_span(req.tool_name or 'tool')}"]
     description = req.description or str(req.input.get("description") or "")
     if description.strip():
-        lines += ["> " + line for line in description.strip().splitlines()]
-        lines.append("")  # ends the quote: a next line would be read as part of it
-    lines.append(_input_block(req))
+        head += ["> " + line for line in description.strip().splitlines()]
+        head.append("")  # ends the quote: a next line would be read as part of it
     if state is PermissionState.PENDING:
-        if legend:
-            lines.append(legend)
+        tail = [legend] if legend else []
     else:
-        lines.append(_OUTCOME[state] + (f" by {by}" if by else ""))
-    return "\n".join(lines)
+        tail = [_OUTCOME[state] + (f" by {by}" if by else "")]
+    # The same room in every state: the input shown does not change once answered.
+    room = max(MIN_INPUT_CHARS, max_chars - len("\n".join(head)) - _LONGEST_TAIL - _BLOCK_FRAME)
+    return "\n".join([*head, _input_block(req, room), *tail])
 
 
-def _input_block(req: PermissionAsked) -> str:
-    """The whole input, so what is approved is what is seen: a shell command as a shell
-    block, a one-line path, URL or pattern as inline code, everything else as JSON (which
-    input is which, the agent side says)."""
+# What the input's room leaves for the rest: the longest outcome line (or a legend) and
+# the code block's fences, its info string and a JSON remainder's own block.
+_LONGEST_TAIL = 200
+_BLOCK_FRAME = 100
+
+
+def _input_block(req: PermissionAsked, room: int) -> str:
+    """The input, as much as `room` holds, so what is approved is what is seen: a shell
+    command as a shell block, a one-line path, URL or pattern as inline code, everything
+    else as JSON (which input is which, the agent side says)."""
     key = req.key_argument
     value = req.input.get(key) if key else None
     if req.key_language and isinstance(value, str):
-        return _code_block(value, req.key_language)
+        return _code_block(value, req.key_language, room)
     if not (isinstance(value, str) and value.strip() and "\n" not in value):
-        return _code_block(_json(req.input), "json")
+        return _code_block(_json(req.input), "json", room)
     rest = {k: v for k, v in req.input.items() if k != key}
-    return code_span(value) + (f"\n{_code_block(_json(rest), 'json')}" if rest else "")
+    shown = code_span(_fitted(value, room // 2))
+    return shown + (f"\n{_code_block(_json(rest), 'json', room - len(shown))}" if rest else "")
 
 
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
-def _code_block(text: str, info: str) -> str:
-    if len(text) > INPUT_CHARS:
-        hidden = len(text) - INPUT_CHARS
-        text = text[:INPUT_CHARS] + f"\n… ({hidden} more characters not shown)"
+def _fitted(text: str, room: int) -> str:
+    """`text`, or, too long for `room`, its start and its end with what lies between
+    said: whoever allows the call allows what is not shown too."""
+    if len(text) <= room:
+        return text
+    marker = "\n… ({} characters not shown here; allowing the call allows them too) …\n"
+    keep = max(0, room - len(marker) - 10)
+    start, end = text[: keep * 2 // 3], text[len(text) - keep // 3 :]
+    return start + marker.format(len(text) - len(start) - len(end)) + end
+
+
+def _code_block(text: str, info: str, room: int) -> str:
+    text = _fitted(text, room)
     ticks = "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))
     return f"{ticks}{info}\n{text}\n{ticks}"

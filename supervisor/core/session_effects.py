@@ -67,7 +67,8 @@ class Show:
 
 @attrs.frozen
 class OfferChoices:
-    """Once the post `key` exists, let the person choose one of `kinds` on it."""
+    """Once the post `key` exists, let the person choose one of `kinds` on it (none: not
+    what an earlier `OfferChoices` of it said either)."""
 
     key: str
     kinds: tuple[ChoiceKind, ...]

@@ -44,8 +44,12 @@ def allowed_tool_rules(updates: Sequence[JSON]) -> tuple[str, ...]:
     return tuple(rules)
 
 
-def always_allow(suggestions: Sequence[JSON]) -> AlwaysAllow:
+def always_allow(suggestions: Sequence[JSON]) -> AlwaysAllow | None:
+    """None where the CLI suggests nothing to keep (an MCP tool, a directory only): an
+    "allow for this session" would then allow this call alone, and the next ask again."""
     updates = session_updates(suggestions)
+    if not updates:
+        return None
     mode = next((str(u["mode"]) for u in updates if u.get("type") == "setMode"), "")
     return AlwaysAllow(updates=updates, rules=allowed_tool_rules(updates), mode=mode)
 
