@@ -372,16 +372,6 @@ def test_a_streamed_answer_arrives_complete(text: str, limit: int, sizes: list[i
     assert content("\n".join(posts.values())) == content(text)
 
 
-def test_notices_are_posts_of_their_own() -> None:
-    r = TurnRenderer(limit=50)
-    assert r.notice("Queued: it runs after this turn.") == [
-        PutPost.last("n1.0", "Queued: it runs after this turn.")
-    ]
-    ops = r.notice("word " * 20)
-    assert [op.key for op in ops] == ["n2.0", "n2.1"]
-    assert all(len(op.text) <= 50 for op in ops)
-
-
 # --- the renderer: end of turn -------------------------------------------------------------
 
 

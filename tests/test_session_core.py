@@ -27,6 +27,7 @@ from supervisor.core.agent_events import (
     TurnStarted,
 )
 from supervisor.core.lifecycle import SessionState
+from supervisor.core.permissions import permission_text
 from supervisor.core.restart import RestartPolicy
 from supervisor.core.session import SessionCore
 from supervisor.core.session_effects import (
@@ -750,3 +751,20 @@ def test_a_turn_started_for_our_prompt_holds_nothing_after_it() -> None:
     core.agent_event(TurnStarted("s"), 1.1)
     core.prompt(prompt("B", "question B"), 1.5)
     assert _prompts_sent(core.agent_event(TurnEnded(), 2.0)) == ["question B"]
+
+
+def test_a_failure_notice_fits_one_post_however_long_what_the_agent_printed() -> None:
+    """The last stderr lines go into it (a crash printing a minified source line): over the
+    front end's limit, the server refused the post and the session failed unsaid."""
+    core = running(make_core(max_message_chars=4096, restart=RestartPolicy(max_restarts=0)))
+    effects = core.agent_exited(1, "TypeError at\n" + "var a=1;" * 5000, 1.0)
+    (failed,) = [t for t in texts(effects) if "The agent keeps exiting" in t]
+    assert len(failed) <= 4096 and failed.count("```") == 2
+    notes = texts([core.note("⏭️ Not run: " + ", ".join(f"[this message](http://x/{i})" for i in range(500)))])
+    assert len(notes[0]) <= 4096 and notes[0].endswith("… (cut to fit one post)")
+
+
+def test_a_request_with_a_long_description_fits_one_post() -> None:
+    req = permission_asked("r1", "Bash", {"command": "ls"}, description="why " * 20000)
+    text = permission_text(req, legend="React", max_chars=4096)
+    assert len(text) <= 4096 and "```bash\nls\n```" in text

@@ -18,6 +18,7 @@ from supervisor.core.events import ChoiceKind
 from supervisor.core.render import code_span
 
 MIN_INPUT_CHARS = 500  # of a tool's input, shown whatever the front end's post limit
+DESCRIPTION_CHARS = 1000  # of the agent's words on why: the input is what is allowed
 
 
 class Answer(enum.Enum):
@@ -76,7 +77,7 @@ def permission_text(
     names who answered); within `max_chars`, the front end's post limit."""
     state = PermissionState(state)
     head = [f"🔐 **Permission needed:** {code_span(req.tool_name or 'tool')}"]
-    description = req.description or str(req.input.get("description") or "")
+    description = _fitted(req.description or str(req.input.get("description") or ""), DESCRIPTION_CHARS)
     if description.strip():
         head += ["> " + line for line in description.strip().splitlines()]
         head.append("")  # ends the quote: a next line would be read as part of it

@@ -248,7 +248,6 @@ class TurnRenderer:
     spent_usd: float = 0.0  # the sum of the turns' own costs
     turns: int = 0
     _turn: _Turn | None = None
-    _notices: int = 0
 
     def start_turn(self, now: float) -> None:
         """A prompt was sent: the turn's clock starts now."""
@@ -270,12 +269,6 @@ class TurnRenderer:
         op at all where no line showed)."""
         turn = self._turn
         return [] if turn is None else [PutPost.urgent(op.key, op.text) for op in turn.flow.update()]
-
-    def notice(self, text: str) -> list[PutPost]:
-        """A message of the session's own ("session ended"), as new posts."""
-        self._notices += 1
-        parts = split_message(text, self.limit)
-        return [PutPost.last(f"n{self._notices}.{i}", part) for i, part in enumerate(parts)]
 
     def break_flow(self) -> list[PutPost]:
         """A post of the session's (a permission request) comes next: what the turn has

@@ -39,6 +39,7 @@ from supervisor.core.agent_life import AgentLife, AgentNews
 from supervisor.core.approvals import PendingPermission, say_lapsed
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState, transition
+from supervisor.core.markdown import split_message
 from supervisor.core.prompt_endings import PromptEndings, rerun, to_run_again
 from supervisor.core.restart import RestartTracker
 from supervisor.core.session_effects import (
@@ -73,6 +74,7 @@ __all__ = [
 ]
 
 S = SessionState
+NOTE_CUT = "\n… (cut to fit one post)"
 
 
 @attrs.define
@@ -127,6 +129,9 @@ class SessionCore:
         self.state = transition(self.state, state)
 
     def note(self, text: str) -> Show:
+        limit = self.settings.max_message_chars
+        if len(text) > limit:  # one post: the server would refuse a longer one, and it be lost
+            text = split_message(text, limit - len(NOTE_CUT))[0] + NOTE_CUT
         return Show(PutPost.last(f"note.{next(self._keys)}", text))
 
     def save(self, *, durable: bool = False, **changes: object) -> SaveRecord:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
 
+STDERR_LINE_CHARS = 300  # of each of the agent's last stderr lines a failure notice shows
+
 
 def thread_help(words: Words) -> str:
     """A session's help in its place, in the front end's words (its commands, choices)."""
@@ -49,7 +51,7 @@ def failed_text(why: str, stderr_tail: str, words: Words, record: SessionRecord 
                 f"mended), write {words.cmd(carry_on(record))} in {words.main}.")
     else:
         text = f"{why} The session is marked failed; start a new one with {words.cmd('new')}."
-    tail = stderr_tail.strip().splitlines()[-3:]
+    tail = [line[:STDERR_LINE_CHARS] for line in stderr_tail.strip().splitlines()[-3:]]
     if tail:
         text += "\n```\n" + "\n".join(tail) + "\n```"
     return text
