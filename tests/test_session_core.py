@@ -768,3 +768,25 @@ def test_a_request_with_a_long_description_fits_one_post() -> None:
     req = permission_asked("r1", "Bash", {"command": "ls"}, description="why " * 20000)
     text = permission_text(req, legend="React", max_chars=4096)
     assert len(text) <= 4096 and "```bash\nls\n```" in text
+
+
+def shown(effects: list[Effect]) -> dict[str, str]:
+    return {e.op.key: e.op.text for e in effects if isinstance(e, Show)}
+
+
+@pytest.mark.parametrize("queued_before", [False, True], ids=["queued while asked", "queued before the request"])
+def test_a_prompt_queued_while_a_request_waits_is_said_queued_above_it(queued_before: bool) -> None:
+    """The line once came only with words below the request: a person who typed "yes"
+    instead of reacting saw no sign of it until the request timed out."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    core.agent_event(TextDelta("Running the tests first."), 1.5)
+    if queued_before:
+        core.prompt(prompt("p2", "yes"), 1.8)
+    asked = core.agent_event(permission_asked("r1", "Bash", {"command": "npm test"}), 2.0)
+    if not queued_before:
+        asked = core.prompt(prompt("p2", "yes"), 3.0)
+    assert "1 more prompt queued" in shown(asked).get("t1.0", "")  # above the request, at once
+    below = shown(core.agent_event(TextDelta("Tests pass."), 4.0))
+    assert "1 more prompt queued" in below["t1.f1.0"]  # it moves with the words below it
+    assert "queued" not in below["t1.0"]

@@ -24,7 +24,9 @@ prompt costs at most one request (an edit of the answer: at once for the first o
 the answer's next edit for a changed count; none when the answer's first words carry it),
 where a mark on the person's message would cost two (on, then off). The line comes with
 the turn's first words, never in a post of its own, and the turn's final text drops it:
-the next turn is then running.
+the next turn is then running. While a permission request waits with nothing written
+below it yet, the line shows above the request (a person who answers it by writing sees
+their words were taken), and moves below with the words that follow.
 
 Urgency (see `thread_ops.PutPost`): the first words of a flow are urgent (the answer shows
 at once), later streaming puts are deferrable, a post the text has moved past is urgent,
@@ -221,6 +223,24 @@ class _Turn:
     limit: int
     flows: list[_Flow] = attrs.Factory(list)
     tools: dict[str, tuple[_Flow, int, ToolCall]] = attrs.Factory(dict)
+    # The flow whose last post shows the queue's line: the one being written, or, while
+    # that is still empty (a request was just asked), the one above the request.
+    line_on: _Flow | None = None
+
+    def live(self, waiting: str) -> list[PutPost]:
+        """The queue's line where it belongs now (the current flow once it has words, else
+        the flow above the request), and off the flow that showed it before."""
+        flow = self.flow
+        if not flow.segments and len(self.flows) > 1:
+            flow = self.flows[-2]
+        ops = flow.live(waiting)
+        before, self.line_on = self.line_on, (flow if waiting and flow.segments else None)
+        return [*(before.update() if before is not None and before is not flow else []), *ops]
+
+    def drop_line(self) -> list[PutPost]:
+        """No line anywhere: the current flow's last post and the one that showed it."""
+        before, self.line_on = self.line_on, None
+        return [*(before.update() if before is not None and before is not self.flow else []), *self.flow.update()]
 
     def __attrs_post_init__(self) -> None:
         self.new_flow()
@@ -260,7 +280,7 @@ class TurnRenderer:
         taken); a changed count rides on the answer's next edit, so a burst of prompts
         costs one edit, not one each."""
         turn = self._turn
-        ops = [] if turn is None else turn.flow.live(_waiting_line(waiting))
+        ops = [] if turn is None else turn.live(_waiting_line(waiting))
         return [PutPost.urgent(op.key, op.text) for op in ops] if waiting == 1 else ops
 
     def drop_queue_line(self) -> list[PutPost]:
@@ -268,9 +288,9 @@ class TurnRenderer:
         stops promising a queue it no longer leads, at once; the text it shows stays (no
         op at all where no line showed)."""
         turn = self._turn
-        return [] if turn is None else [PutPost.urgent(op.key, op.text) for op in turn.flow.update()]
+        return [] if turn is None else [PutPost.urgent(op.key, op.text) for op in turn.drop_line()]
 
-    def break_flow(self) -> list[PutPost]:
+    def break_flow(self, waiting: int = 0) -> list[PutPost]:
         """A post of the session's (a permission request) comes next: what the turn has
         shown so far goes out at once, and what follows continues below that post."""
         turn = self._turn
@@ -278,8 +298,9 @@ class TurnRenderer:
             return []
         # Urgent but not final: the turn's end puts these posts' last words (a tool line
         # above the request may still change), so the outbox must still know them. The
-        # queue's line moves below the request with the words that follow it.
-        ops = [PutPost.urgent(op.key, op.text) for op in turn.flow.update(final=True)]
+        # queue's line stays above the request until words follow it, and moves with them.
+        ops = [PutPost.urgent(op.key, op.text) for op in turn.flow.update(final=True, footer=_waiting_line(waiting))]
+        turn.line_on = turn.flow if waiting else None
         turn.new_flow()
         return ops
 
@@ -295,7 +316,9 @@ class TurnRenderer:
             turn = self._current(now)
             flow = self._apply(turn, event)
             if flow is not None:
-                return flow.live(_waiting_line(waiting)) if flow is turn.flow else flow.update()
+                if flow is turn.flow:
+                    return turn.live(_waiting_line(waiting))
+                return flow.update(footer=_waiting_line(waiting) if flow is turn.line_on else "")
         return []  # permission and control traffic belongs to the session
 
     def _current(self, now: float) -> _Turn:

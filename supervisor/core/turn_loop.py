@@ -285,7 +285,7 @@ class TurnLoop:
         if self.session.state is S.BUSY:
             self.session.move(S.AWAITING_APPROVAL)
         # The answer so far stays above the request; what follows continues below it.
-        return [*(Show(op) for op in self.renderer.break_flow()), *asked]
+        return [*(Show(op) for op in self.renderer.break_flow(self.waiting)), *asked]
 
     def _settle(
         self, request_id: str, outcome: str, command: AgentCommand | None, now: float, by: str = ""
