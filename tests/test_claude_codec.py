@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from supervisor.agent.claude.codec import ClaudeCodec
-from supervisor.core.agent_events import TextBlock, TextDelta
+from supervisor.core.agent_events import (
+    ControlAsked,
+    PermissionAsked,
+    TextBlock,
+    TextDelta,
+    TurnEnded,
+)
 
 
 def line(**frame: Any) -> bytes:
@@ -40,3 +46,21 @@ def test_a_line_nested_deeper_than_the_stack_is_a_malformed_line() -> None:
     nested = b'{"type":"assistant","message":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(ValueError, match="undecodable"):
         ClaudeCodec().decode(nested)
+
+
+def test_frames_with_null_fields_are_read_not_dropped() -> None:
+    """A dropped `result` left its turn running until the stall watchdog (5 minutes), a
+    dropped `can_use_tool` its request unanswered as long; a null string showed as "None"."""
+    codec = ClaudeCodec()
+    (ended,) = codec.decode(line(type="result", subtype="success", result=None, errors=None, total_cost_usd=None))
+    assert isinstance(ended, TurnEnded) and ended.result == "" and ended.errors == () and ended.total_cost_usd == 0.0
+    ask = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "ls"}, "description": None,
+           "permission_suggestions": None, "tool_use_id": "tu1"}  # fmt: skip
+    (asked,) = codec.decode(line(type="control_request", request_id="r1", request=ask))
+    assert isinstance(asked, PermissionAsked) and asked.description == "" and asked.input == {"command": "ls"}
+
+
+def test_a_permission_request_that_cannot_be_read_is_refused_not_left_unanswered() -> None:
+    codec = ClaudeCodec()
+    (asked,) = codec.decode(line(type="control_request", request_id="r2", request={"subtype": "can_use_tool"}))
+    assert asked == ControlAsked(request_id="r2", subtype="can_use_tool")  # the core refuses it

@@ -8,7 +8,7 @@ ignored, because the CLI adds new ones regularly. Never does I/O.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -37,6 +37,14 @@ from supervisor.core.agent_events import (
 )
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
+T = TypeVar("T")
+
+
+def _structure(frame: JSON, cls: type[T]) -> T:
+    """`frame` as `cls`, a `null` taken as absent (its default): a frame the CLI sends with
+    a null field is read rather than dropped, so its turn still ends, its request is still
+    answered, and no "None" is shown as text."""
+    return _converter.structure({k: v for k, v in frame.items() if v is not None}, cls)
 
 
 @attrs.frozen
@@ -98,7 +106,7 @@ class ClaudeCodec:
     def _decode_frame(self, frame: JSON) -> list[AgentEvent]:
         kind = frame.get("type")
         if kind == "system" and frame.get("subtype") == "init":
-            init = _converter.structure(frame, _Init)
+            init = _structure(frame, _Init)
             return [TurnStarted(session_id=init.session_id, model=init.model, cwd=init.cwd)]
         if kind == "assistant":
             return self._assistant(frame)
@@ -109,7 +117,7 @@ class ClaudeCodec:
                 return []  # a subagent's text as it streams: not the answer (PROTOCOL §4.4)
             return self._stream_event(frame.get("event") or {})
         if kind == "result":
-            r = _converter.structure(frame, _Result)
+            r = _structure(frame, _Result)
             return [
                 TurnEnded(
                     subtype=r.subtype,
@@ -176,7 +184,11 @@ class ClaudeCodec:
 
     def _control_request(self, request_id: str, request: JSON) -> AgentEvent:
         if request.get("subtype") == "can_use_tool":
-            ask = _converter.structure(request, _CanUseTool)
+            try:
+                ask = _structure(request, _CanUseTool)
+            except (cattrs.BaseValidationError, TypeError, KeyError, AttributeError):
+                # Unreadable (no tool name): refused, as the CLI waits for an answer to each.
+                return ControlAsked(request_id=str(request_id), subtype="can_use_tool")
             return permission_asked(
                 str(request_id),
                 ask.tool_name,
