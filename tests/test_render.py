@@ -387,21 +387,21 @@ def test_turn_cost_is_the_difference_of_cumulative_totals() -> None:
     assert done_line(r, TurnEnded(total_cost_usd=0.10)) == "✅ Done · 12s · $0.1000"
     assert done_line(r, TurnEnded(total_cost_usd=0.25)).endswith("$0.1500")
     assert done_line(r, TurnEnded(total_cost_usd=0.25)).endswith("$0.0000")
-    # the agent process was restarted: its total starts again from zero
+    # a total below the baseline: a new conversation, counted from zero
     assert done_line(r, TurnEnded(total_cost_usd=0.05)).endswith("$0.0500")
     assert done_line(r, TurnEnded(total_cost_usd=0.08)).endswith("$0.0300")
     assert done_line(r, TurnEnded(total_cost_usd=0.0)).endswith("$0.0000")  # no figure
     assert done_line(r, TurnEnded(total_cost_usd=1.58)).endswith("$1.50")
-    assert r.spent_usd == pytest.approx(0.25 + 1.58)  # what each of the two processes spent
+    assert r.spent_usd == pytest.approx(0.25 + 1.58)  # what each of the two conversations cost
     assert r.cost_baseline == 1.58
-    r.cost_baseline = 0.0  # what a session does when it restarts the agent process
+    r.cost_baseline = 0.0  # what a session does when a new conversation starts
     assert done_line(r, TurnEnded(total_cost_usd=2.0)).endswith("$2.00")
 
 
 @settings(max_examples=300)
 @given(st.lists(st.tuples(st.floats(0, 5), st.booleans()), max_size=30))
-def test_turn_costs_add_up_to_what_each_process_spent(steps: list[tuple[float, bool]]) -> None:
-    """Each turn shows its own cost; the session tells the renderer of a new process."""
+def test_turn_costs_add_up_to_what_each_conversation_cost(steps: list[tuple[float, bool]]) -> None:
+    """Each turn shows its own cost; the session tells the renderer of a new conversation."""
     r = TurnRenderer()
     total = 0.0
     for cost, restart in steps:

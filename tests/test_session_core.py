@@ -13,6 +13,7 @@ from supervisor.chat.mattermost import choices
 from supervisor.core import commands
 from supervisor.core.agent_events import (
     AllowTool,
+    ConversationMissing,
     DenyTool,
     Image,
     Interrupt,
@@ -790,3 +791,16 @@ def test_a_prompt_queued_while_a_request_waits_is_said_queued_above_it(queued_be
     below = shown(core.agent_event(TextDelta("Tests pass."), 4.0))
     assert "1 more prompt queued" in below["t1.f1.0"]  # it moves with the words below it
     assert "queued" not in below["t1.0"]
+
+
+def test_a_conversation_started_anew_counts_its_cost_from_zero_and_the_session_keeps_the_rest() -> None:
+    """The agent lost the conversation (ConversationMissing): the new one's first turn
+    once showed its total less the lost one's, and `!status` only the new one's cost."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "one"), 1.0)
+    core.agent_event(TurnEnded(total_cost_usd=0.30), 2.0)
+    core.agent_event(ConversationMissing("no such conversation"), 3.0)
+    core.prompt(prompt("p2", "two"), 4.0)
+    (done,) = [t for t in texts(core.agent_event(TurnEnded(total_cost_usd=0.50), 5.0)) if "Done" in t]
+    assert done.endswith("$0.5000")  # not 0.50 - 0.30
+    assert "cost so far: $0.8000" in core.status_text(6.0)

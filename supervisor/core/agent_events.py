@@ -150,7 +150,8 @@ class ControlAsked:
 
 @attrs.frozen
 class TurnEnded:
-    """The end of a turn (Claude Code: `result`). Cost is cumulative for the process."""
+    """The end of a turn (Claude Code: `result`). Cost is cumulative for the conversation
+    (across the processes that continue it)."""
 
     subtype: str = "success"
     is_error: bool = False

@@ -76,7 +76,9 @@ class AgentLife:
         if isinstance(event, ConversationMissing):
             # Resuming again would only fail again: the next conversation starts anew.
             self.conversation_missing = True
-            return [session.save(has_history=False, agent_session_id="")]
+            # The next one counts its cost from zero; what this one cost stays the session's.
+            spent = session.record.earlier_cost_usd + session.record.total_cost_usd
+            return [session.save(has_history=False, agent_session_id="", total_cost_usd=0.0, earlier_cost_usd=spent)]
         if isinstance(event, AgentUnusable):
             return session.fail(f"❌ The agent cannot be used: {event.reason}.", "", now=now)
         if isinstance(event, AgentNotReady):

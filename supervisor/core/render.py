@@ -258,8 +258,9 @@ class _Turn:
 class TurnRenderer:
     """Turns agent events into PutPost ops for the session's thread.
 
-    `cost_baseline` is the agent process's cumulative cost at the end of the last turn;
-    set it to 0.0 when the agent process is restarted (its total restarts from zero).
+    `cost_baseline` is the conversation's cumulative cost at the end of the last turn (the
+    agent keeps counting across restarts that continue it); the session sets it from its
+    record at each turn's start, zero where a new conversation started.
     """
 
     show_thinking: bool = True

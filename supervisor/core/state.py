@@ -55,9 +55,12 @@ class SessionRecord:
     # so none is silently lost.
     unsettled: tuple[str, ...] = ()
     from_config: bool = False
-    # The agent's cumulative cost at its last result; the CLI keeps counting across
-    # --resume, so a turn's own cost is the difference from this.
+    # The agent's cumulative cost of the conversation at its last result; the CLI keeps
+    # counting across --resume, so a turn's own cost is the difference from this.
     total_cost_usd: float = 0.0
+    # What the session's earlier conversations cost (a new one started where the agent had
+    # lost the last): `!status` shows the sum.
+    earlier_cost_usd: float = 0.0
     # Turns that ended in this session, across restarts (`!status` shows it beside the cost).
     turns: int = 0
     # The text of each unsettled prompt (up to a bound), so 🔁 on its cut notice can run it

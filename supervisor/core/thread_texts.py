@@ -32,7 +32,7 @@ def status_text(record: SessionRecord, agent: str, state: str, model: str, queue
             f"- directory: `{r.cwd}`",
             f"- agent session: `{r.agent_session_id or r.id}`" + (f" · agent `{agent}`" if agent else ""),
             f"- model: {model or 'not known yet'}",
-            f"- turns: {r.turns} · cost so far: ${r.total_cost_usd:.4f}",
+            f"- turns: {r.turns} · cost so far: ${r.earlier_cost_usd + r.total_cost_usd:.4f}",
             f"- queued prompts: {queued}",
         ]
     )

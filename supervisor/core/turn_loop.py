@@ -124,7 +124,6 @@ class TurnLoop:
     def __attrs_post_init__(self) -> None:
         settings = self.session.settings
         self.renderer = TurnRenderer(show_thinking=settings.show_thinking, limit=settings.max_message_chars)
-        self.renderer.cost_baseline = self.session.record.total_cost_usd
         self.approvals = Approvals(settings, self.session.note)
 
     # --- prompts -------------------------------------------------------------------
@@ -166,6 +165,9 @@ class TurnLoop:
         self.turn = Turn(prompt, started_at=now, last_output_at=now, next_typing_at=typing_at)
         session.move(S.BUSY)
         self.renderer.start_turn(now)  # the queue behind it is said with its first words
+        # Its own cost is what the conversation's total grows by; the record has the total
+        # (zero again where a new conversation started).
+        self.renderer.cost_baseline = session.record.total_cost_usd
         unsettled = tuple(dict.fromkeys((*session.record.unsettled, prompt.post_id)))  # once, if tried before
         handed_on = session.record.handed_on_but({prompt.post_id})  # given now
         texts = session.record.prompt_texts
