@@ -25,9 +25,9 @@ from supervisor.core.agent_events import (
     TurnEnded,
     TurnStarted,
 )
-from supervisor.core.markdown import split_parts
+from supervisor.core.markdown import closing_fence, open_fence, split_parts
 from supervisor.core.permissions import Answer, PermissionState, choice_answer, permission_text
-from supervisor.core.render import TurnRenderer, split_message
+from supervisor.core.render import TurnRenderer, _Segment, split_message
 from supervisor.core.thread_ops import PutPost
 
 MAX_POST_CHARS = 16_383  # a front end's limit (Mattermost's); the core is handed it
@@ -91,6 +91,25 @@ LINES = st.one_of(
 TEXTS = st.lists(LINES, max_size=40).map("\n".join)
 SHORT_LINES = st.one_of(FENCE_LINES, st.text(alphabet="ab `~é漢😀", max_size=12))
 SHORT_LINE_TEXTS = st.lists(SHORT_LINES, max_size=60).map("\n".join)
+
+
+# --- a segment streamed: its fence state kept as it grows -----------------------------------
+
+
+@settings(max_examples=400)
+@given(TEXTS, st.lists(st.integers(1, 40), min_size=1, max_size=60))
+def test_a_streamed_segment_is_sealed_as_if_scanned_whole(text: str, sizes: list[int]) -> None:
+    """`sealed` scans only what each delta added (whole lines carried over): the same
+    closing fence as a scan of the whole text, at every step."""
+    segment = _Segment("text", "", streaming=True)
+    at = 0
+    for size in itertools.cycle(sizes):
+        if at >= len(text):
+            break
+        segment.append(text[at : at + size])
+        at += size
+        so_far = text[:at]
+        assert segment.sealed() == so_far + closing_fence(so_far, open_fence(so_far))
 
 
 # --- split_message ------------------------------------------------------------------------

@@ -127,14 +127,28 @@ class _Segment:
     text: str
     streaming: bool = False
     closing: str | None = None
+    # The fence open after the text's first `_scanned` characters (whole lines): a text
+    # that grows is scanned once, not again on every delta (a long answer streamed while
+    # a prompt is queued was quadratic in its length).
+    _scanned: int = 0
+    _fence: Fence | None = None
 
     def set_text(self, text: str) -> None:
-        self.text, self.closing = text, None
+        self.text, self.closing, self._scanned, self._fence = text, None, 0, None
+
+    def append(self, text: str) -> None:
+        self.text, self.closing = self.text + text, None
 
     def sealed(self) -> str:
         """The text with any fence it left open closed, so what follows is not code."""
         if self.closing is None:
-            fence = open_fence(self.text) if self.kind == "text" else None
+            fence = None
+            if self.kind == "text":
+                lines_end = self.text.rfind("\n", self._scanned) + 1
+                if lines_end > self._scanned:
+                    self._fence = open_fence(self.text[self._scanned : lines_end], self._fence)
+                    self._scanned = lines_end
+                fence = open_fence(self.text[self._scanned :], self._fence)  # its unfinished line
             self.closing = closing_fence(self.text, fence)
         return self.text + self.closing
 
@@ -336,7 +350,7 @@ class TurnRenderer:
         match event:
             case TextDelta(text=text) if text:
                 if segments and segments[-1].kind == "text" and segments[-1].streaming:
-                    segments[-1].set_text(segments[-1].text + text)
+                    segments[-1].append(text)
                 else:
                     segments.append(_Segment("text", text, streaming=True))
             case TextBlock(text=text):
