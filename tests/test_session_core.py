@@ -804,3 +804,17 @@ def test_a_conversation_started_anew_counts_its_cost_from_zero_and_the_session_k
     (done,) = [t for t in texts(core.agent_event(TurnEnded(total_cost_usd=0.50), 5.0)) if "Done" in t]
     assert done.endswith("$0.5000")  # not 0.50 - 0.30
     assert "cost so far: $0.8000" in core.status_text(6.0)
+
+
+def test_a_cut_turns_posts_are_put_final_and_the_next_words_begin_a_turn_of_their_own() -> None:
+    """The renderer kept a cut turn open: its posts stayed unfinished in the outbox, and a
+    turn the next agent began by itself was written into the cut turn's posts."""
+    core = running(make_core())
+    core.prompt(prompt("p1", "deploy"), 1.0)
+    core.agent_event(TextDelta("Deploying"), 1.5)
+    cut = [e.op for e in core.agent_exited(None, "", 2.0, last_line_at=1.5) if isinstance(e, Show)]
+    (last,) = [op for op in cut if op.key == "t1.0"]
+    assert last.final and last.text == "Deploying"
+    core.agent_ready(43, 3.0)
+    later = shown(core.agent_event(TextDelta("Resumed on my own."), 4.0))
+    assert not any(key.startswith("t1.") for key in later)

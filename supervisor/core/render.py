@@ -305,6 +305,13 @@ class TurnRenderer:
         turn = self._turn
         return [] if turn is None else [PutPost.urgent(op.key, op.text) for op in turn.drop_line()]
 
+    def cut_turn(self) -> list[PutPost]:
+        """The turn ends without the agent's word on it (the agent is gone): its posts keep
+        what they show, the queue's line dropped, put final (the outbox need not keep
+        them), and what the agent says next begins a turn of its own."""
+        turn, self._turn = self._turn, None
+        return [] if turn is None else [op for flow in turn.flows for op in flow.update(final=True)]
+
     def break_flow(self, waiting: int = 0) -> list[PutPost]:
         """A post of the session's (a permission request) comes next: what the turn has
         shown so far goes out at once, and what follows continues below that post."""

@@ -458,7 +458,7 @@ class TurnLoop:
     def drop_turn(self, now: float) -> list[Effect]:
         """The agent is gone: its turn and permission requests end with it. The caller
         says so in a notice (`endings.say_cut`), which settles the cut prompt once it shows."""
-        effects = self._show(self.renderer.drop_queue_line())
+        effects = self._show(self.renderer.cut_turn())
         self.session.endings.cut = self.turn.prompt if self.turn else None
         for request_id in list(self.approvals.pending):
             effects += self._settle(request_id, "cancelled", None, now)
