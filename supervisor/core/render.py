@@ -248,13 +248,17 @@ class _Turn:
         if not flow.segments and len(self.flows) > 1:
             flow = self.flows[-2]
         ops = flow.live(waiting)
-        before, self.line_on = self.line_on, (flow if waiting and flow.segments else None)
-        return [*(before.update() if before is not None and before is not flow else []), *ops]
+        return [*self._line_leaves(flow if waiting and flow.segments else None, flow), *ops]
 
     def drop_line(self) -> list[PutPost]:
         """No line anywhere: the current flow's last post and the one that showed it."""
-        before, self.line_on = self.line_on, None
-        return [*(before.update() if before is not None and before is not self.flow else []), *self.flow.update()]
+        return [*self._line_leaves(None, self.flow), *self.flow.update()]
+
+    def _line_leaves(self, to: _Flow | None, updated: _Flow) -> list[PutPost]:
+        """The line shows on `to` from now on: the flow that showed it, unless it is
+        `updated` (put by the caller anyway), is put without it."""
+        before, self.line_on = self.line_on, to
+        return before.update() if before is not None and before is not updated else []
 
     def __attrs_post_init__(self) -> None:
         self.new_flow()
