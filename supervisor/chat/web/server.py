@@ -47,17 +47,22 @@ class CannotListen(CannotStart):
 @attrs.frozen
 class RunningWebChat:
     front: WebChat
-    url: str  # with the access token: print it once, never log it
+    address: str  # the page's, `http://127.0.0.1:8765/`
+    token: str = attrs.field(repr=False)  # print it once (`announcement`), never log it
     port: int
     token_file: Path
+
+    @property
+    def url(self) -> str:
+        """The address with the access token: what a person opens."""
+        return f"{self.address}?token={self.token}"
 
     def announcement(self, *, to_journal: bool = False) -> str:
         """The line for stderr (not the log): what to open, like a notebook server says.
         Where stderr is systemd's journal, which keeps it for whoever may read logs, the
         address goes without its token, and the line says where the token is."""
         if to_journal:
-            address = self.url.partition("?")[0]
-            return f"Web chat: open {address}?token=<the token in {self.token_file}> in a browser"
+            return f"Web chat: open {self.address}?token=<the token in {self.token_file}> in a browser"
         return f"Web chat: open {self.url} in a browser (the address carries the access token)"
 
 
@@ -121,7 +126,7 @@ async def listen(
         app.port = port  # port 0 asked: the cookie's name carries the port really bound
         nursery.start_soon(front.replay_unhandled)
         token_file = settings.state_dir / security.TOKEN_FILE
-        task_status.started(RunningWebChat(front, f"{base}/?token={opened.token}", port, token_file))
+        task_status.started(RunningWebChat(front, f"{base}/", opened.token, port, token_file))
 
 
 async def serve_web_chat(
