@@ -64,3 +64,18 @@ def test_a_permission_request_that_cannot_be_read_is_refused_not_left_unanswered
     codec = ClaudeCodec()
     (asked,) = codec.decode(line(type="control_request", request_id="r2", request={"subtype": "can_use_tool"}))
     assert asked == ControlAsked(request_id="r2", subtype="can_use_tool")  # the core refuses it
+
+
+def test_an_api_error_is_said_by_the_turns_end_alone() -> None:
+    """A failed API call prints a synthetic assistant message ("API Error: 400 …", model
+    `<synthetic>`, top-level `error`) and then an error `result` with the same text
+    (capture 07): the result is what the thread shows, so the message is not answer text."""
+    codec = ClaudeCodec()
+    text = "API Error: 400 scripted failure for testing"
+    synthetic = {"role": "assistant", "model": "<synthetic>", "content": [{"type": "text", "text": text}]}
+    assert codec.decode(line(type="assistant", message=synthetic, error="unknown", parent_tool_use_id=None)) == []
+    [ended] = codec.decode(line(type="result", subtype="success", is_error=True, result=text, session_id="s"))
+    assert isinstance(ended, TurnEnded) and ended.is_error and ended.result == text
+    # A model's own words are answer text, whatever they say.
+    own = {"role": "assistant", "model": "claude-opus-5-5", "content": [{"type": "text", "text": text}]}
+    assert codec.decode(line(type="assistant", message=own, parent_tool_use_id=None)) == [TextBlock(text)]

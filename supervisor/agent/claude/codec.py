@@ -150,6 +150,10 @@ class ClaudeCodec:
     def _assistant(self, frame: JSON) -> list[AgentEvent]:
         if frame.get("parent_tool_use_id"):
             return []  # a subagent's inner messages: the outer tool line stands for them
+        if frame.get("error") and frame["message"].get("model") == "<synthetic>":
+            # The CLI's own "API Error: …" (PROTOCOL §4.2): the `result` after it says the
+            # same, and the turn's end shows that; as answer text it was read twice.
+            return []
         events: list[AgentEvent] = []
         for block in frame["message"].get("content") or []:
             kind = block.get("type")
