@@ -182,6 +182,20 @@ def test_split_prefers_cutting_outside_code_and_between_paragraphs() -> None:
     assert paragraphs[0] == f"{prose}\n{prose}\n\n"
 
 
+@pytest.mark.parametrize("lines", range(1, 12))
+def test_no_post_shows_an_empty_code_block_where_the_cut_could_move(lines: int) -> None:
+    """A code block ends just past where the post is full: the cut is made a line earlier,
+    not right before the closing fence (the next post would open with an empty block, or
+    be nothing else), nor right after the opening one."""
+    code = "".join(f"line {i:02} of code\n" for i in range(lines))
+    for limit in range(40, 160):
+        parts = split_parts(f"Some words first.\n```python\n{code}```\nAnd after it.\n" * 2, limit)
+        for part in parts:
+            first_line = part.body.split("\n", 1)[0]
+            assert not (part.reopen and first_line == "```"), (limit, part)
+            assert not part.body.endswith("```python\n"), (limit, part)
+
+
 def test_split_a_line_longer_than_a_post() -> None:
     parts = split_message("é" * 40000, MAX_POST_CHARS)
     assert [len(p) for p in parts] == [MAX_POST_CHARS, MAX_POST_CHARS, 40000 - 2 * MAX_POST_CHARS]

@@ -11,7 +11,9 @@ Must never do I/O or know about posts, keys or servers: text in, text out.
 A cut inside a fenced block closes the fence at the end of the post and reopens it, with
 the same info string, at the start of the next; those lines count toward the limit.
 Fences are tracked on each post's own lines, so every post is balanced on its own even
-when a line longer than a post had to be cut in the middle.
+when a line longer than a post had to be cut in the middle. A cut is moved a line or two
+earlier rather than leave an empty code block (right after a fence opened, or right
+before it closes: the next post would open with one).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ _FENCE_START = re.compile(r"( {0,3})(`{3,}|~{3,})([^\n]*)")
 # The same after a newline: a literal first character lets `re` skip ahead fast, where
 # a multiline `^` would try every position (this runs on every streamed delta).
 _FENCE_AFTER_NEWLINE = re.compile(r"\n( {0,3})(`{3,}|~{3,})([^\n]*)")
+# How far past a cut the next line is read, to see whether it closes the fence (longer
+# lines are taken not to: no real closing fence is this long).
+_LINE_LOOKED_AT: Final = 256
 
 
 def _fence_lines(text: str) -> Iterator[tuple[int, int, str, str, str]]:
@@ -122,7 +127,7 @@ def iter_cuts(text: str, start: int, fence: Fence | None, limit: int) -> Iterato
             if len(reopen) + len(rest) + len(close) <= limit:
                 yield Cut(Part(reopen, rest, close), len(text), end_fence)
                 return
-        size, carry = _cut(rest[: limit - len(reopen)], fence, limit - len(reopen))
+        size, carry = _cut(rest, fence, limit - len(reopen))
         body = rest[:size]
         yield Cut(Part(reopen, body, closing_fence(body, carry)), start + size, carry)
         start, fence = start + size, carry
@@ -170,18 +175,44 @@ class _Lines:
         i = bisect.bisect_right(self._ends, pos)
         return self.changes[i - 1][2] if i else self.fence
 
+    def opened_by_line_ending_at(self, pos: int) -> bool:
+        """Whether the line ending at `pos` (a newline's index) opened a fence."""
+        i = bisect.bisect_right(self._ends, pos)
+        return i > 0 and self.changes[i - 1][1] == pos and self.changes[i - 1][2] is not None
 
-def _cut(window: str, fence: Fence | None, budget: int) -> tuple[int, Fence | None]:
-    """How much of `window` goes into this part (`budget` characters available for the
+
+def _cut(rest: str, fence: Fence | None, budget: int) -> tuple[int, Fence | None]:
+    """How much of `rest` goes into this part (`budget` characters available for the
     body and its closing fence), and the fence open at the cut."""
-    lines = _Lines(window, fence)
-    j = window.rfind("\n", 0, budget)
+    lines = _Lines(rest[:budget], fence)
+    j = lines.window.rfind("\n", 0, budget)
     while j >= 0 and j + 1 + len(closing_fence("\n", lines.state_at(j))) > budget:
-        j = window.rfind("\n", 0, j)
+        j = lines.window.rfind("\n", 0, j)
     if j < 0:
         return _hard_cut(lines, budget)
-    best = _nicer_cut(lines, j, budget)
+    best = n = _nicer_cut(lines, j, budget)
+    for _ in range(3):  # a block of one line takes two steps back, to before it opened
+        if not _beside_an_empty_block(lines, rest, n):
+            best = n
+            break
+        n = lines.window.rfind("\n", 0, n)
+        if n < 0:
+            break
     return best + 1, lines.state_at(best)
+
+
+def _beside_an_empty_block(lines: _Lines, rest: str, n: int) -> bool:
+    """Whether a cut after the newline at `n` shows an empty code block: the fence opened
+    on the line it ends, or closes on the line after it (the reopened fence would close
+    at once)."""
+    if lines.opened_by_line_ending_at(n):
+        return True
+    fence = lines.state_at(n)
+    end = rest.find("\n", n + 1, n + _LINE_LOOKED_AT)
+    if fence is None or (end < 0 and len(rest) > n + _LINE_LOOKED_AT):
+        return False
+    m = _FENCE_START.fullmatch(rest, n + 1, len(rest) if end < 0 else end)
+    return m is not None and fence_after_line(fence, *m.groups()) is None
 
 
 def _nicer_cut(lines: _Lines, j: int, budget: int) -> int:
