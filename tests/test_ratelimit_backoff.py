@@ -175,6 +175,17 @@ def test_deferrable_calls_find_room_only_while_the_bucket_is_mostly_full() -> No
     assert bucket.take(0.0) == 0.0  # urgent calls still go at once
 
 
+@pytest.mark.parametrize("cap", [0.5, 1, 2, 3, 4])
+def test_under_a_small_cap_deferrable_calls_find_room_once_the_bucket_is_full(cap: float) -> None:
+    """`requests_per_second = 2` makes a bucket of 2: asking it for three-quarters and one
+    more token asked for more than it ever holds, so no streaming edit ever went."""
+    budget = RequestBudget(cap=cap)
+    assert budget.room(0.0) == 0.0
+    budget.take(0.0)
+    assert 0.0 < budget.room(0.0) <= 1 / budget.rate + 1e-9
+    assert budget.room(3600.0) == 0.0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     rate=st.sampled_from([2.0, 10.0, 25.0]),

@@ -87,8 +87,9 @@ class TokenBucket:
 
     def room(self, now: float, fraction: float = DEFERRABLE_LEVEL) -> float:
         """Seconds until the bucket is `fraction` full (and one token more), and no pause
-        holds: when a deferrable call may go. Reserves nothing."""
-        need = max(1.0, fraction * self.burst + 1.0)
+        holds: when a deferrable call may go. Reserves nothing. A small bucket (a cap under
+        4/s) asks no more than full: it never holds more than `burst`."""
+        need = min(self.burst, max(1.0, fraction * self.burst + 1.0))
         missing = need - self.level(now)
         refill = 0.0 if missing <= 0 else missing / self.rate
         return max(refill, self._not_before - now)
