@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -173,3 +174,28 @@ async def test_a_thread_root_that_came_in_though_posting_it_failed_serves_its_se
         await run.wait_for(lambda: any("Started session **alpha**" in t for t in run.chat.texts()))
         run.chat.say("hello", root)
         await run.wait_for(lambda: run.find(root, "echo #1: hello"))
+
+
+@pytest.mark.slow  # ~16 s: the outage must outlast the 10 s the last posts were once given
+async def test_an_ended_sessions_last_words_wait_out_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`!end` while the server is away: the "ended" note, saved nowhere else, was given up
+    after 10 s, silently, and never shown."""
+    create_post = MemoryLink.create_post
+    away = True
+
+    async def outage(self: MemoryLink, channel_id: str, message: str, **kwargs: Any) -> Post:
+        if away and kwargs.get("root_id"):
+            raise ChatError(503, "unavailable", "the server is away")
+        return await create_post(self, channel_id, message, **kwargs)
+
+    async with running(tmp_path) as run:
+        root = await run.new_session("alpha")
+        await run.wait_for(lambda: any("Started session **alpha**" in t for t in run.chat.texts()))
+        monkeypatch.setattr(MemoryLink, "create_post", outage)
+        end = run.chat.say("!end", root)
+        await run.wait_for(lambda: end.id in run.chat.handled)
+        await trio.sleep(12)
+        away = False
+        await run.wait_for(lambda: any("Session **alpha** ended" in t for t in bot_texts(run, root)), timeout=30)

@@ -19,6 +19,7 @@ from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 
 log = logging.getLogger("supervisor.session")
+DRAIN_SAID_AFTER_S = 10.0  # an ended session's last posts waiting this long: said in the log
 
 
 class Poster:
@@ -119,11 +120,16 @@ class Poster:
         return action.post_id
 
     async def drain(self) -> None:
-        """Before the session ends, let what the thread should show reach the server."""
-        with trio.move_on_after(10):
-            # Polls: the poster owns the outbox and signals nobody; bounded by the scope.
-            while not self.outbox.is_settled():  # noqa: ASYNC110
-                await trio.sleep(0.05)
+        """Before the session ends (`!end`, or failed), let what the thread should show reach
+        the server: its last notes are saved nowhere else, so a server away or holding us
+        off is waited for. (A stop of the supervisor cancels this, as it does the poster.)"""
+        said = trio.current_time() + DRAIN_SAID_AFTER_S
+        # Polls: the poster owns the outbox and signals nobody; it ends once all went out.
+        while not self.outbox.is_settled():
+            if trio.current_time() >= said:
+                said = math.inf
+                log.warning("%s: ended; its last posts wait for the server", self.name)
+            await trio.sleep(0.05)
 
     async def edit_old_post(self, post_id: str, text: str) -> None:
         """Edit a post of an earlier run (a request that lapsed); a few tries, then let go.
