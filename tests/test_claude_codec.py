@@ -79,3 +79,13 @@ def test_an_api_error_is_said_by_the_turns_end_alone() -> None:
     # A model's own words are answer text, whatever they say.
     own = {"role": "assistant", "model": "claude-opus-5-5", "content": [{"type": "text", "text": text}]}
     assert codec.decode(line(type="assistant", message=own, parent_tool_use_id=None)) == [TextBlock(text)]
+
+
+def test_half_an_emoji_from_the_cli_is_read_as_a_replacement_character() -> None:
+    """Node writes a string cut inside an emoji as an escaped lone surrogate: read as is, no
+    encoder took the text, and its post was retried for ever, holding up the thread."""
+    codec = ClaudeCodec()
+    cut = b'{"type":"stream_event","event":{"type":"content_block_delta","delta":{"type":"text_delta","text":"ok \\ud83d"}}}'
+    assert codec.decode(cut) == [TextDelta("ok \ufffd")]
+    whole = b'{"type":"stream_event","event":{"type":"content_block_delta","delta":{"type":"text_delta","text":"\\ud83d\\ude00"}}}'
+    assert codec.decode(whole) == [TextDelta("\U0001f600")]

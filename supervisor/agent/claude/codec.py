@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
+from supervisor import json_text
 from supervisor.agent.claude.permissions import permission_asked
 from supervisor.agent.claude.tools import tool_argument
 from supervisor.core.agent_events import (
@@ -94,7 +95,7 @@ class ClaudeCodec:
         if not text.startswith(b"{"):
             return []
         try:
-            frame = json.loads(text)
+            frame = json_text.loads(text)
             if not isinstance(frame, dict):
                 raise ValueError("frame is not an object")
             return self._decode_frame(frame)

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import cattrs
 
+from supervisor import json_text
 from supervisor.chat.web.db import MessageRow, ThreadRow
 from supervisor.chat.web.port import (
     MAIN_THREAD,
@@ -39,7 +40,6 @@ MAX_FILES = 20
 MAX_VERSION = 2**62  # a version or seq beyond this is no row's: SQLite holds 64-bit integers
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 SESSION_WORD = re.compile(r"[^\s=]+")
-LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # json.loads joins the pairs: these are halves
 
 
 @attrs.frozen
@@ -108,7 +108,7 @@ converter = cattrs.Converter(forbid_extra_keys=False)
 
 def decode_page(raw: str) -> PageMessage | Refused:
     try:
-        data = _clean(json.loads(raw))
+        data = json_text.loads(raw)
     except (ValueError, RecursionError):
         return Refused(None, "malformed message")
     if not isinstance(data, dict):
@@ -132,18 +132,6 @@ def decode_page(raw: str) -> PageMessage | Refused:
 def uploads(message: PageMessage) -> tuple[str, ...]:
     """The files the page uploaded for `message` (a post's; other actions carry none)."""
     return message.files if isinstance(message, Post) else ()
-
-
-def _clean(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
-    match value:
-        case str():
-            return LONE_SURROGATE.sub("\ufffd", value)
-        case list():
-            return [_clean(item) for item in value]
-        case dict():
-            return {_clean(k): _clean(v) for k, v in value.items()}
-    return value
 
 
 def _problem(message: PageMessage) -> str | None:
