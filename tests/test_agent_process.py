@@ -17,10 +17,12 @@ import trio
 
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude import ClaudeBackend
-from supervisor.core.agent_events import SendPrompt, TurnEnded, TurnStarted
+from supervisor.core.agent_events import SendPrompt, TextDelta, TurnEnded, TurnStarted
 from supervisor.runtime.agent_process import (
     AGENT_ID_VAR,
     KILLED_EXIT_S,
+    OUTPUT_AFTER_EXIT_S,
+    STDERR_LINE_BYTES,
     STDERR_LOGGED_PER_WINDOW,
     AgentProcess,
     MarkedSweep,
@@ -167,3 +169,44 @@ async def test_teardowns_at_once_each_end_the_processes_of_their_own_marker_and_
         finally:
             spared.kill()
             await spared.wait()
+
+
+class _PrintsAndExits(ClaudeBackend):
+    """An agent that prints `lines` text deltas and a result (and one huge stderr line),
+    then exits at once: what it printed waits in the pipe (keep it under its 64 KiB)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__([sys.executable, "-I", "-c", ""])
+        self.lines = lines
+
+    def argv(self, launch: AgentLaunch) -> list[str]:
+        delta = '{"type":"stream_event","event":{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}}'
+        result = '{"type":"result","subtype":"success","is_error":false,"result":"","session_id":"s"}'
+        script = (
+            "import sys\n"
+            f"sys.stderr.write('E' * 10_000_000 + '\\n')\n"
+            f"for _ in range({self.lines}): print({delta!r})\n"
+            f"print({result!r})\n"
+        )
+        return [sys.executable, "-I", "-c", script]
+
+
+async def test_what_an_agent_printed_before_exiting_reaches_a_reader_that_comes_late(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its stdout was closed 5 s after its exit when its reader had not seen the end, as if
+    something else held the pipe: a reader only behind (the session busy) lost the answer's
+    end. And a stderr line of 10 MB is kept and logged as its first 4 KiB."""
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-000000000009", cwd=str(tmp_path), resume=False)
+    caplog.set_level(logging.INFO, logger="supervisor.agent")
+    with trio.fail_after(30):
+        async with open_agent(_PrintsAndExits(500), launch, _env(tmp_path), 1.0) as agent, trio.open_nursery() as nursery:
+            nursery.start_soon(agent.watch_exit)
+            nursery.start_soon(agent.drain_stderr)
+            await agent.wait()
+            await trio.sleep(OUTPUT_AFTER_EXIT_S + 1)  # the session is busy elsewhere
+            got = await _answer(agent)
+    assert sum(isinstance(e, TextDelta) for e in got) == 500 and isinstance(got[-1], TurnEnded)
+    [kept] = agent.stderr_tail
+    assert kept.startswith("E" * STDERR_LINE_BYTES) and kept.endswith(f"({10_000_000 - STDERR_LINE_BYTES} more bytes)")
+    assert max(len(r.getMessage()) for r in caplog.records) < 2 * STDERR_LINE_BYTES

@@ -23,12 +23,15 @@ agents (each ended by its own session task, so in parallel) are gone in time, wh
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import math
 import os
 import signal
+import struct
 import subprocess
+import termios
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
@@ -56,6 +59,7 @@ KILLED_EXIT_S = 1.0
 # escaped them (it dropped its environment) and holds the pipe has it closed this much later.
 OUTPUT_AFTER_EXIT_S = 5.0
 AGENT_ID_VAR = "SUPERVISOR_AGENT"  # an id of each agent's own, inherited by all it spawns
+STDERR_LINE_BYTES = 4096  # of each stderr line, kept and logged
 STDERR_LOGGED_PER_WINDOW = 50  # an agent's stderr lines logged in each window, the rest counted
 STDERR_WINDOW_S = 10.0
 
@@ -192,7 +196,9 @@ class AgentProcess:
         assert self.proc.stderr is not None
         try:
             async for line in lines_of(self.proc.stderr):
-                text = line.decode(errors="replace").rstrip()
+                text = line[:STDERR_LINE_BYTES].decode(errors="replace").rstrip()
+                if len(line) > STDERR_LINE_BYTES:  # a minified bundle's source, say: not for a log
+                    text += f" … ({len(line) - STDERR_LINE_BYTES} more bytes)"
                 if text:
                     self.stderr_tail.append(text)
                     self.stderr_events += self.conversation.receive_stderr(text)
@@ -207,11 +213,15 @@ class AgentProcess:
         it, it is closed here, and the reader sees its end."""
         await self.proc.wait()
         await end_descendants(self.child)
-        with trio.move_on_after(OUTPUT_AFTER_EXIT_S):
-            await self.output_ended.wait()
-        if not self.output_ended.is_set() and self.proc.stdout is not None:
-            log.warning("agent %s exited; closing its stdout, which something else still holds", self.pid)
-            await self.proc.stdout.aclose()
+        while self.proc.stdout is not None:
+            with trio.move_on_after(OUTPUT_AFTER_EXIT_S):
+                await self.output_ended.wait()
+            if self.output_ended.is_set():
+                return
+            if not _unread_bytes(self.proc.stdout):  # else its reader is behind, not stuck
+                log.warning("agent %s exited; closing its stdout, which something else still holds", self.pid)
+                await self.proc.stdout.aclose()
+                return
 
     async def close_stdin(self) -> None:
         await close_stdin(self.proc)
@@ -284,6 +294,15 @@ class ThrottledLog:
         if self.suppressed:
             log.info("agent %s: %d more stderr lines not logged", self.pid, self.suppressed)
             self.suppressed = 0
+
+
+def _unread_bytes(stream: trio.abc.ReceiveStream) -> int:
+    """What waits in the pipe behind `stream`, not yet read (0 when that cannot be told)."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 async def line_batches(stream: trio.abc.ReceiveStream) -> AsyncGenerator[list[bytes], None]:
