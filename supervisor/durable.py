@@ -8,7 +8,8 @@ session's saved attachments, which use `write_atomically` alone.
 
 - `write_atomically`: temp file, fsync, rename, fsync the directory. A crash at any point
   leaves the old file or the new one, whole; a failed write takes its temp file back (on
-  a full disk, that space is wanted).
+  a full disk, that space is wanted). A failure after the rename is `ReplacedNotDurable`:
+  the new file is already the one a reader (or the next start) finds.
 - `until_written`: a write the disk refuses (full, over quota, failing) is tried again.
   What it carries is acknowledged only once it is on disk, so meanwhile the work that
   waits for it waits, and nothing is lost or done twice; a stop still stops (the waits
@@ -71,12 +72,18 @@ async def until_written(write: Callable[[], Awaitable[None]], directory: Path, w
         return
 
 
+class ReplacedNotDurable(OSError):
+    """The new file replaced the old one, but the folder's fsync failed: readers, and a start
+    after this process is killed, find the new file; a power cut may still bring back the old."""
+
+
 def write_atomically(path: Path, raw: bytes, *, keep_previous: bool = False,
                      folder_may_be_link: bool = True) -> None:
-    """Replace `path` with `raw`, durable on return. With `keep_previous`, the old copy
-    stays as `<name>.prev`, and readers never find `path` missing (.prev is made a second
-    name of the old file before the new one replaces it). A temp file a crash left is
-    replaced; a link put in its place is removed, never written through.
+    """Replace `path` with `raw`, durable on return (`ReplacedNotDurable`: replaced, but
+    the folder's fsync failed). With `keep_previous`, the old copy stays as `<name>.prev`,
+    and readers never find `path` missing (.prev is made a second name of the old file
+    before the new one replaces it). A temp file a crash left is replaced; a link put in
+    its place is removed, never written through.
 
     Every step names its file relative to one descriptor of the folder, opened first, so
     the folder cannot be swapped midway; without `folder_may_be_link`, a folder that is a
@@ -105,7 +112,10 @@ def write_atomically(path: Path, raw: bytes, *, keep_previous: bool = False,
             os.link(name, prev_tmp, src_dir_fd=folder, dst_dir_fd=folder)
             os.replace(prev_tmp, f"{name}.prev", src_dir_fd=folder, dst_dir_fd=folder)
         os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
-        os.fsync(folder)
+        try:
+            os.fsync(folder)
+        except OSError as exc:  # unlike any failure before it: the old file is gone from view
+            raise ReplacedNotDurable(exc.errno, exc.strerror, str(path)) from exc
     finally:
         os.close(folder)
 

@@ -253,10 +253,13 @@ def test_a_damaged_line_before_the_last_stops_the_replay_there_loudly(
     assert on_disk.damaged == (JOURNAL_NAME,) and "line 2" in on_disk.problems[0]
     journal_bytes = (tmp_path / JOURNAL_NAME).read_bytes()
     with caplog.at_level(logging.INFO):
-        assert load_state(tmp_path).sessions == {"a": _record("a", "one")}
+        store = Store.open(tmp_path)
+    store.close()
+    assert store.state.sessions == {"a": _record("a", "one")}
     assert any(r.levelno == logging.ERROR and "damaged at line 2" in r.getMessage() for r in caplog.records)
     aside = list(tmp_path.glob(f"{JOURNAL_NAME}.damaged-*"))  # kept for a person to look at
     assert len(aside) == 1 and aside[0].read_bytes() == journal_bytes
+    assert read_state(tmp_path).state.sessions == {"a": _record("a", "one")}  # now in the snapshot
 
 
 def test_a_crash_between_the_snapshot_and_the_journal_reset_replays_nothing_stale(tmp_path: Path) -> None:

@@ -21,9 +21,12 @@ Durable means one of two writes:
   acknowledged. The snapshot names the generation of the journal that follows it; the
   journal is then started afresh with that generation. Only lines of the snapshot's
   generation are replayed, so a crash at any point (even between the snapshot's rename
-  and the journal's reset) neither loses a line nor applies one twice.
+  and the journal's reset) neither loses a line nor applies one twice. Once a new
+  snapshot is in place, no line of the old generation is acknowledged, even when the
+  folder's fsync after its rename failed: the next write is a whole snapshot instead.
 The previous good snapshot is kept as `sessions.json.prev`, so a damaged file (disk
-trouble, a hand edit) falls back to it, loudly.
+trouble, a hand edit) falls back to it, loudly. A journal not wholly used (a damaged
+line, no good snapshot to apply it to) is kept aside, never emptied.
 
 Never decides what a session is or does; it only records. Changes reach it through a
 `Mailbox`: handing one over never blocks and never fails, however many are waiting.
@@ -147,7 +150,7 @@ class Store:
         on_disk = load_state_on_disk(directory)
         store = cls(directory, on_disk.state, on_disk.generation)
         try:
-            store.snapshot()
+            store.snapshot(journal_aside=on_disk.journal_left_damaged)
         except OSError as exc:
             raise StateDirUnwritable.because(directory, exc) from exc
         return store
@@ -216,16 +219,18 @@ class Store:
                 try:
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(self.snapshot)
-                except OSError as exc:  # the journal goes on; a snapshot is tried again later
+                except OSError as exc:  # see `snapshot`: the journal goes on, or a whole snapshot
                     self._snapshot_after = trio.current_time() + SNAPSHOT_RETRY_S
-                    log.error("could not write a snapshot of the state to %s (%s): the journal "
-                              "goes on, and a snapshot is tried again later", self.path, reason(exc))
+                    goes_on = ("the journal goes on, and a snapshot is tried again later"
+                               if self._journal is not None else "the next write is a whole snapshot")
+                    log.error("could not write a snapshot of the state to %s (%s): %s",
+                              self.path, reason(exc), goes_on)
 
     async def _until_durable(self, line: bytes, *, waiters: int) -> None:
         """A batch on disk: its line appended to the journal, or (no journal: the store's
-        first write, or a snapshot whose journal could not be started; or a journal with a
-        cut line it could not take back) a whole snapshot. Tried again while the disk
-        refuses it."""
+        first write, or a snapshot whose journal could not be started or whose folder's
+        fsync failed; or a journal with a cut line it could not take back) a whole
+        snapshot. Tried again while the disk refuses it."""
 
         async def write() -> None:
             # Shielded: a write that started must finish, or the acks would lie.
@@ -302,13 +307,23 @@ class Store:
             os.close(self._journal.fd)
             self._journal = None
 
-    def snapshot(self) -> None:
+    def snapshot(self, *, journal_aside: bool = False) -> None:
         """Write the whole state as the snapshot of a new generation, then start its
-        journal. Blocking: the actor runs it in a worker thread (or `open`, before any)."""
+        journal (`journal_aside`: keep the old one as damaged, rather than empty it).
+        Blocking: the actor runs it in a worker thread (or `open`, before any)."""
         generation = self.generation + 1
-        write_atomically(self.directory, self._encoder.encode(self.state, generation))
+        try:
+            write_atomically(self.directory, self._encoder.encode(self.state, generation))
+        except durable.ReplacedNotDurable:
+            # The new snapshot is in place: a start would skip the old journal's lines, so
+            # none may be appended there; the next commit writes a whole snapshot instead.
+            self.close()
+            self.generation = generation
+            raise
         # From here the old journal is stale (its lines are in the snapshot) until reset.
         self.close()
+        if journal_aside:  # only now: the lines used from it are in the snapshot
+            set_aside(self.directory, JOURNAL_NAME)
         self._journal = reset_journal(self.directory)
         self.generation = generation
 
@@ -425,6 +440,13 @@ class StateOnDisk:
     damaged: tuple[str, ...]  # names of the files that do not decode (or hold lines not applied)
     problems: tuple[str, ...]  # one sentence each, for the log or the terminal
     generation: int = 0  # of the snapshot used: the journal lines that applied on top of it
+    journal_used: bool = False  # some of the journal's lines are in `state`
+
+    @property
+    def journal_left_damaged(self) -> bool:
+        """A damaged journal that `load_state_on_disk` leaves in place: lines of it are in
+        `state`, so it goes aside only once a new snapshot holds them (`Store.open`)."""
+        return JOURNAL_NAME in self.damaged and self.journal_used
 
 
 def read_state(directory: Path) -> StateOnDisk:
@@ -452,15 +474,22 @@ def read_state(directory: Path) -> StateOnDisk:
             continue
         if problems:
             problems.append(f"using the previous good state from {name}")
+        replayed = None
         if lines is not None:
-            state = _replay_journal(directory / JOURNAL_NAME, lines, state, generation,
-                                    fallback=bool(problems), damaged=damaged, problems=problems)
-        return StateOnDisk(state, True, tuple(damaged), tuple(problems), generation)
+            replayed = _replay_journal(directory / JOURNAL_NAME, lines, state, generation,
+                                       fallback=bool(problems), damaged=damaged, problems=problems)
+            state = replayed.state
+        return StateOnDisk(state, True, tuple(damaged), tuple(problems), generation,
+                           journal_used=bool(replayed and replayed.applied))
+    if lines:  # its lines have nothing to apply to: the last copy of them, kept
+        damaged.append(JOURNAL_NAME)
+        problems.append(f"journal {directory / JOURNAL_NAME}: no good snapshot to apply its "
+                        "changes to, so they are not used")
     return StateOnDisk(State(), False, tuple(damaged), tuple(problems))
 
 
 def _replay_journal(path: Path, raw: bytes, state: State, generation: int, *, fallback: bool,
-                    damaged: list[str], problems: list[str]) -> State:
+                    damaged: list[str], problems: list[str]) -> journal.Replay:
     replayed = journal.replay(state, generation, raw)
     if replayed.torn:  # a crash mid-append: that batch was never acknowledged
         log.info("ignored the last line of %s, cut short by a crash while it was written", path)
@@ -474,21 +503,22 @@ def _replay_journal(path: Path, raw: bytes, state: State, generation: int, *, fa
         # Written after the damaged snapshot: they cannot apply to an older one.
         damaged.append(JOURNAL_NAME)
         problems.append(f"journal {path}: {replayed.other} changes made after the damaged copy are not used")
-    return replayed.state
+    return replayed
 
 
 def load_state_on_disk(directory: Path) -> StateOnDisk:
     """The last good state, for `run`. A damaged file is kept aside under a new name, never
-    lost: the next write would otherwise replace the evidence."""
+    lost: the next write would otherwise replace the evidence. A damaged journal whose
+    lines are partly used stays until a snapshot holds them (`journal_left_damaged`); one
+    with none used goes now, so that its lines can never meet a new snapshot of their
+    generation."""
     on_disk = read_state(directory)
     for problem in on_disk.problems:
         log.error("%s", problem)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
     for name in on_disk.damaged:
-        aside = directory / f"{name}.damaged-{stamp}"
-        os.replace(directory / name, aside)
-        log.error("kept the damaged %s as %s", name, aside.name)
-    if not on_disk.found and any(directory.glob(f"{FILE_NAME}*.damaged-*")):
+        if not (name == JOURNAL_NAME and on_disk.journal_left_damaged):
+            set_aside(directory, name)
+    if not on_disk.found and (on_disk.damaged or any(directory.glob(f"{FILE_NAME}*.damaged-*"))):
         log.error(
             "STARTING WITH AN EMPTY STATE: no good copy of %s exists; the damaged files are "
             "kept in %s for inspection",
@@ -496,6 +526,13 @@ def load_state_on_disk(directory: Path) -> StateOnDisk:
             directory,
         )
     return on_disk
+
+
+def set_aside(directory: Path, name: str) -> None:
+    """Keep a damaged file under a new name, for a person to look at."""
+    aside = directory / f"{name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+    os.replace(directory / name, aside)
+    log.error("kept the damaged %s as %s", name, aside.name)
 
 
 def load_state(directory: Path) -> State:
