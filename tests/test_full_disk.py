@@ -181,6 +181,23 @@ async def test_while_the_disk_refuses_the_state_a_prompt_waits_then_is_answered_
         assert w.thread_text(root).count("echo #2: while the disk is full") == 1
 
 
+async def test_the_person_is_told_of_a_refusing_disk_though_a_command_waits_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first thing written while the disk refuses is a main-place command: its answer
+    waits for its handled mark, and the notice waited behind it, in the same lane, until
+    the disk had room again (the notice is said once per 10 minutes)."""
+    async with world(tmp_path) as w:
+        supervisor = await w.start()
+        await w.new_session("one")
+        disk = _Refusing(monkeypatch, store_module, "append_line")
+        await w.say("!help")
+        await w.wait_for(lambda: supervisor.store.refusals >= 2)
+        await w.wait_for(lambda: _main_posts(w, "cannot write its state"))
+        disk.on = False
+        await w.wait_for(lambda: _main_posts(w, "writes its state again"))
+
+
 def _main_posts(w: World, needle: str) -> list[str]:
     return [p["message"] for p in w.bot_posts() if not p["root_id"] and needle in p["message"]]
 

@@ -100,6 +100,9 @@ class Desk:
         self._naming = trio.Lock()
         self.announcing: dict[str, SessionRecord] = {}  # root pending id -> record being announced
         self._refusal_notices = desk_rules.StateRefusalNotices()
+        # Notices of a refusing disk have a lane of their own: a place's lane may be the one
+        # waiting on that disk (a command's answer, before its handled mark).
+        self._notices: Mailbox[Reply | Command] = Mailbox()
 
     def command(self, post: Post, command: commands.MainCommand | commands.BadCommand) -> None:
         self._put(post.channel_id, Command(post, command))
@@ -120,7 +123,7 @@ class Desk:
         if text is None:
             return
         for channel_id in self.main_channels:
-            self._put(channel_id, Reply(channel_id, text))
+            self._notices.put(Reply(channel_id, text))
 
     def _put(self, channel_id: str, item: Reply | Command) -> None:
         lane = self._lanes.get(channel_id)
@@ -132,6 +135,7 @@ class Desk:
     async def run(self) -> None:
         """A worker for each place, started with the place's first item."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._serve, self._notices)
             while True:
                 channel_id = await self._new_lanes.get()
                 nursery.start_soon(self._serve, self._lanes[channel_id])
