@@ -15,7 +15,8 @@ buttons, a later message of its session in the same place). Where a draft call f
 chat gets today's way instead: one message, edited in place at most once a second.
 
 It must never let a Bot API word reach the core (the core sees `Post`s and port ids only),
-never send a keyed message twice while its key is remembered, and never put the token
+never send a keyed message again once Telegram's answer to it was read (an answer lost
+on the way back is a try that failed: the Bot API has no idempotency key), and never put the token
 anywhere (the client keeps it out of every error it raises).
 """
 
