@@ -16,6 +16,7 @@ import trio
 from supervisor.chat.proxy import proxy_for
 from supervisor.chat.telegram import choices
 from supervisor.chat.telegram.calls import (
+    CHAT_BUCKETS_KEPT,
     BadRequest,
     BotApiError,
     Conflict,
@@ -294,6 +295,29 @@ async def test_messages_to_one_chat_are_paced(autojump_clock: trio.abc.Clock) ->
     assert times == pytest.approx([0, 0, 0, 1, 2, 3], abs=0.01)
     assert [t for chat, t in started if chat == 2] == pytest.approx([0], abs=0.01)
     assert [t for chat, t in started if chat == 0] == pytest.approx([0], abs=0.01)
+
+
+async def test_the_buckets_of_chats_at_rest_are_forgotten(autojump_clock: trio.abc.Clock) -> None:
+    """Each chat written to made a bucket kept for ever: a public bot refusing strangers
+    grew without end. A bucket full again is a new one's twin; one still spent is kept."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        chat = json.loads(request.content).get("chat_id", 0)
+        return ok({"message_id": 1, "date": 1, "chat": {"id": chat, "type": "private"}})
+
+    api = api_on(handler, pacing=Pacing(per_chat_rate=1.0, per_chat_burst=3))
+    for _ in range(3):
+        await api.send_message(1, "x")  # chat 1 spent its burst: paced on, and kept
+    for chat in range(2, 5000):
+        await api.send_message(chat, "go away")
+        await trio.sleep(0.1)
+    chats = api._pacer._chats
+    assert len(chats) <= CHAT_BUCKETS_KEPT and 4999 in chats
+    started = trio.current_time()
+    await api.send_message(4999, "x")
+    await api.send_message(4999, "x")
+    await api.send_message(4999, "x")
+    assert trio.current_time() - started == pytest.approx(0.9, abs=0.01)  # its own bucket, spent 0.1 s ago
 
 
 # --- the token never shows --------------------------------------------------------------

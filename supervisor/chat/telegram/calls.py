@@ -56,6 +56,7 @@ API_URL: Final = "https://api.telegram.org"
 _PLACEHOLDER: Final = "REDACTED"
 # A dead TCP connection shows up as a timeout; long polls add their own poll time to it.
 REQUEST_TIMEOUT: Final = 30.0
+CHAT_BUCKETS_KEPT: Final = 256  # past this, the per-chat buckets that are at rest go
 # A bogus retry_after must not stall the supervisor for a day; the caller's scope still
 # bounds the whole call, this only bounds one wait.
 _LONGEST_SERVER_WAIT = 300.0
@@ -165,9 +166,19 @@ class _Pacer:
     def _chat(self, chat_id: int | str) -> TokenBucket:
         chat = self._chats.get(chat_id)
         if chat is None:
+            if len(self._chats) >= CHAT_BUCKETS_KEPT:
+                self._forget_rested(trio.current_time())
             chat = TokenBucket(self.pacing.per_chat_rate, self.pacing.per_chat_burst)
             self._chats[chat_id] = chat
         return chat
+
+    def _forget_rested(self, now: float) -> None:
+        """Drop the buckets of chats that are full and not held: a new one is the same (each
+        stranger refused once made one, kept for ever)."""
+        self._chats = {
+            chat: bucket for chat, bucket in self._chats.items()
+            if bucket.level(now) < bucket.burst or bucket.held(now) > 0
+        }  # fmt: skip
 
     async def wait(self, method: str, chat_id: int | str | None) -> None:
         if chat_id is not None and method not in self.pacing.chat_methods and chat_id in self._chats:
