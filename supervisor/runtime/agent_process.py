@@ -210,7 +210,8 @@ class AgentProcess:
         """The agent's exit ends its output even when a descendant still holds its stdout
         (whose end would otherwise wait for that descendant's): what is left of its group
         and its descendants is ended, which closes the pipe; if something else still holds
-        it, it is closed here, and the reader sees its end."""
+        it, it is closed here once its reader has read all that waits in it (a reader only
+        behind is waited for), and the reader sees its end."""
         await self.proc.wait()
         await end_descendants(self.child)
         while self.proc.stdout is not None:
