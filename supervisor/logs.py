@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -14,6 +15,36 @@ import time
 from collections.abc import Mapping
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+class ThrottledLog:
+    """At most `per_window` records in each window of `window_s`: a flood (an agent's
+    stderr in a debug mode, plain text on its stdout in a loop) must not fill the log or
+    slow the supervisor down. Each record says `who`; those left out are counted and said
+    ("N more `what` not logged") when the next window opens, and at `flush`."""
+
+    def __init__(self, logger: logging.Logger, level: int, who: str, what: str, *,
+                 per_window: int = 50, window_s: float = 10.0) -> None:
+        self.logger, self.level, self.who, self.what = logger, level, who, what
+        self.per_window, self.window_s = per_window, window_s
+        self.window_ends = -math.inf
+        self.logged = 0  # in the current window
+        self.suppressed = 0  # in the current window
+
+    def record(self, text: str, now: float) -> None:
+        if now >= self.window_ends:
+            self.flush()
+            self.window_ends, self.logged = now + self.window_s, 0
+        if self.logged < self.per_window:
+            self.logged += 1
+            self.logger.log(self.level, "%s: %s", self.who, text)
+        else:
+            self.suppressed += 1
+
+    def flush(self) -> None:
+        if self.suppressed:
+            self.logger.log(self.level, "%s: %d more %s not logged", self.who, self.suppressed, self.what)
+            self.suppressed = 0
 
 
 def first_leaf(exc: BaseException) -> BaseException:

@@ -41,6 +41,7 @@ import trio
 
 from supervisor.agent import AgentBackend, AgentConversation, AgentLaunch, StartGuard
 from supervisor.core.agent_events import AgentCommand, AgentEvent, ConversationOpened
+from supervisor.logs import ThrottledLog
 from supervisor.runtime.reaper import end_marked
 
 log = logging.getLogger("supervisor.agent")
@@ -112,7 +113,9 @@ class AgentProcess:
         self.stderr_tail: deque[str] = deque(maxlen=20)
         # What the agent said on stderr that means something (the caller hands it on at exit).
         self.stderr_events: list[AgentEvent] = []
-        self._stderr_log = ThrottledLog(self.pid)
+        # A flood (a debug mode, a warning in a loop) is logged in part, and counted.
+        self._stderr_log = ThrottledLog(log, logging.INFO, f"agent {self.pid}", "stderr lines",
+                                        per_window=STDERR_LOGGED_PER_WINDOW, window_s=STDERR_WINDOW_S)
         self._send_lock = trio.StrictFIFOLock()
 
     async def send(self, command: AgentCommand) -> list[AgentEvent]:
@@ -202,7 +205,7 @@ class AgentProcess:
                 if text:
                     self.stderr_tail.append(text)
                     self.stderr_events += self.conversation.receive_stderr(text)
-                    self._stderr_log.line(text, trio.current_time())
+                    self._stderr_log.record(text, trio.current_time())
         finally:
             self._stderr_log.flush()
 
@@ -267,34 +270,6 @@ class AgentChild:
             await terminate(self, self.grace, exiting=exiting)
             self._ended = True
         return self.proc.returncode
-
-
-class ThrottledLog:
-    """Logs an agent's stderr lines, at most `STDERR_LOGGED_PER_WINDOW` in each window of
-    `STDERR_WINDOW_S`: a flood (a debug mode, a warning in a loop) must not fill the
-    supervisor's log or slow it down. The lines left out are counted and said when the
-    next window opens, and at the end."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.window_ends = -math.inf
-        self.logged = 0  # in the current window
-        self.suppressed = 0  # in the current window
-
-    def line(self, text: str, now: float) -> None:
-        if now >= self.window_ends:
-            self.flush()
-            self.window_ends, self.logged = now + STDERR_WINDOW_S, 0
-        if self.logged < STDERR_LOGGED_PER_WINDOW:
-            self.logged += 1
-            log.info("agent %s: %s", self.pid, text)
-        else:
-            self.suppressed += 1
-
-    def flush(self) -> None:
-        if self.suppressed:
-            log.info("agent %s: %d more stderr lines not logged", self.pid, self.suppressed)
-            self.suppressed = 0
 
 
 def _unread_bytes(stream: trio.abc.ReceiveStream) -> int:

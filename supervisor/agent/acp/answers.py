@@ -50,12 +50,12 @@ def handshake(frame: Response) -> AgentReady | HandshakeFailed:
     info = result.agent_info
     return AgentReady(
         protocol_version=result.protocol_version,
-        name=(info.title or info.name) if info else "agent",
+        name=((info.title or info.name) if info else "") or "agent",
         version=info.version if info else "",
-        can_resume="resume" in caps.session_capabilities,
+        can_resume=caps.offers("resume"),
         can_load=caps.load_session,
         images=caps.prompt_capabilities.image,
-        can_list="list" in caps.session_capabilities,
+        can_list=caps.offers("list"),
     )
 
 
@@ -78,7 +78,7 @@ def session_opened(asked_id: str, how: OpenHow, frame: Response) -> Opened | Ses
     if not session_id:
         return SessionOpenFailed("", how, "the agent chose no session id")
     model: str | None = None
-    for option in result.config_options:
+    for option in result.config_options or ():
         if option.category == "model" and isinstance(option.current_value, str):
             model = option.current_value
     return Opened(session_id, model)

@@ -11,13 +11,15 @@ calls held until the agent names what they do (OpenCode's first `tool_call` says
 "Bash"; the update after it carries the command).
 
 Never does I/O; never raises on what the agent sends. What the port has no word for
-(usage per update, protocol trouble, errors of other requests) is logged here and dropped.
+(usage per update, protocol trouble, errors of other requests) is logged here and dropped;
+protocol trouble in part (`trouble_log`), since an agent may print it line after line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 
 import attrs
 
@@ -55,6 +57,7 @@ from supervisor.core.agent_events import (
     ToolOutcome,
     TurnEnded,
 )
+from supervisor.logs import ThrottledLog
 
 log = logging.getLogger("supervisor.agent.acp")
 PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
@@ -62,6 +65,26 @@ PLAN_MARKS = {"completed": "☑", "in_progress": "▸"}
 LIST_PAGES = 20
 # The plan's line in a turn: every update is the whole plan (ACP), so it replaces the line.
 PLAN_ID = "plan"
+# Protocol trouble logged in each window of TROUBLE_WINDOW_S, the rest counted; what is
+# quoted of each is cut to QUOTED_CHARS.
+TROUBLE_LOGGED_PER_WINDOW = 50
+TROUBLE_WINDOW_S = 10.0
+QUOTED_CHARS = 300
+
+
+def trouble_log(who: str) -> ThrottledLog:
+    """Where protocol trouble (a line that is no frame, a frame that breaks the rules) is
+    said: an agent may print plain text on stdout in a loop."""
+    return ThrottledLog(log, logging.WARNING, who, "lines of protocol trouble",
+                        per_window=TROUBLE_LOGGED_PER_WINDOW, window_s=TROUBLE_WINDOW_S)
+
+
+def trouble_text(reason: str, line: str) -> str:
+    return f"{_cut(reason)}: {_cut(repr(line))}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 1] + "…"
 
 
 def always_rule(request: PermissionAsked) -> str:
@@ -107,6 +130,7 @@ class AcpConversation:
         # A conversation that would not open, while session/list is asked whether it exists:
         # (its id, the agent's refusal, pages read).
         self._checking: tuple[str, str, int] | None = None
+        self._trouble = trouble_log(f"ACP agent of session {launch.session_id}")
 
     # --- the port ------------------------------------------------------------------
 
@@ -217,7 +241,7 @@ class AcpConversation:
                 log.info("the agent refused %s: %s", method, message)
                 return []
             case ProtocolError(reason=reason, line=line):
-                log.warning("ACP agent: %s: %r", reason, line)
+                self._trouble.record(trouble_text(reason, line), time.monotonic())
                 return []
         return [*self._release(), event]
 

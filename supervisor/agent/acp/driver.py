@@ -21,6 +21,7 @@ import trio
 
 from supervisor.agent.acp.backend import AcpBackend
 from supervisor.agent.acp.client import AcpClient
+from supervisor.agent.acp.conversation import trouble_log, trouble_text
 from supervisor.agent.acp.events import (
     AcpCommand,
     AcpEvent,
@@ -59,6 +60,7 @@ class AcpAgent:
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._send_events = send
         self._write_lock = trio.StrictFIFOLock()
+        self._trouble = trouble_log(f"agent {self.pid}")
 
     async def do(self, step: Callable[[AcpClient], list[AcpEvent]]) -> list[AcpEvent]:
         """Apply one client command (e.g. `lambda c: c.prompt("hi")`) and write its bytes."""
@@ -88,7 +90,7 @@ class AcpAgent:
             events = self.client.receive_line(line)
             for event in events:
                 if isinstance(event, ProtocolError):
-                    log.warning("agent %s: %s: %r", self.pid, event.reason, event.line)
+                    self._trouble.record(trouble_text(event.reason, event.line), trio.current_time())
             await self._flush(events)
         with trio.move_on_after(5):
             await self.proc.wait()

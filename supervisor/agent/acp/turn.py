@@ -28,7 +28,7 @@ from supervisor.agent.acp.wire import (
     JSON,
     ChunkFields,
     FrameError,
-    PlanEntry,
+    PlanFields,
     PromptResult,
     Response,
     ToolCallFields,
@@ -151,7 +151,7 @@ class TurnEvents:
         if kind in ("tool_call", "tool_call_update"):
             return [*self.flush(), *self._on_tool(structure(update, ToolCallFields))]
         if kind == "plan":
-            entries = structure(update.get("entries"), list[PlanEntry])
+            entries = structure(update, PlanFields).entries
             steps = tuple(PlanStep(e.content, e.status, e.priority) for e in entries)
             return [*self.flush(), PlanUpdated(steps)]
         if kind == "usage_update":

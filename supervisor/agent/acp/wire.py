@@ -4,18 +4,26 @@ Owns the shapes of the frames we read and write (camelCase on the wire, snake_ca
 and the ONE cattrs converter that turns them into attrs objects and back. Unknown fields
 are ignored and unknown `sessionUpdate` kinds come out as `UnknownUpdate`, because agents
 add both freely (OpenCode sends `usage` in the prompt response, which only the unstable
-schema has). Never does I/O and never decides what a frame means for a session: that is
-`client.py`. Shapes follow ../shared/reference/opencode-acp/schema.v1.json.
+schema has). A field the schema lets be null is Optional here, and where the schema says
+"default on error" (`x-deserialize-default-on-error`, `x-deserialize-skip-invalid-items`)
+a value that does not fit is read as the default, or its list keeps the items that fit:
+one odd field must not cost a whole frame. Never does I/O and never decides what a frame
+means for a session: that is `client.py`. Shapes follow
+../shared/reference/opencode-acp/schema.v1.json.
 """
 
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from supervisor import json_text
 
 JSON = dict[str, Any]
 RequestId = int | str
@@ -34,11 +42,65 @@ def _camel(name: str) -> str:
 
 
 converter = cattrs.Converter(forbid_extra_keys=False, omit_if_default=True)
+# Every flag we read is "default false on error" in the schema: only `true` says yes
+# (cattrs would read "false", or any other non-empty value, as True).
+converter.register_structure_hook(bool, lambda value, _: value is True)
+
+# Field metadata, as the schema marks the field: a value that does not fit is read as the
+# field's default; a list keeps the items that fit (not a list: the default).
+DEFAULT_ON_ERROR = {"default_on_error": True}
+SKIP_INVALID_ITEMS = {"skip_invalid_items": True}
+_STRUCTURE_ERRORS = (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError)
 
 
 def _structure_factory(cls: type) -> Any:
-    overrides = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+    attrs.resolve_types(cls)  # the lenient hooks need the fields' types, not their strings
+    overrides = {
+        a.name: override(rename=_camel(a.name), struct_hook=_lenient_hook(a))
+        for a in attrs.fields(cls)
+    }
     return make_dict_structure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
+
+
+def _lenient_hook(field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any] | None:
+    if field.metadata.get("skip_invalid_items"):
+        item_type = _item_type(field.type)
+
+        def items_that_fit(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                return _default(field)  # null too: None where the list may be null
+            items = []
+            for item in value:
+                try:
+                    items.append(converter.structure(item, item_type))
+                except _STRUCTURE_ERRORS:
+                    continue
+            return items
+
+        return items_that_fit
+    if field.metadata.get("default_on_error"):
+        field_type: Any = field.type
+
+        def or_default(value: Any, _: Any) -> Any:
+            try:
+                return converter.structure(value, field_type)
+            except _STRUCTURE_ERRORS:
+                return _default(field)
+
+        return or_default
+    return None
+
+
+def _item_type(list_type: Any) -> Any:
+    """X, of `list[X]` or `list[X] | None`."""
+    if typing.get_origin(list_type) is not list:
+        list_type = next(t for t in typing.get_args(list_type) if t is not type(None))
+    return typing.get_args(list_type)[0]
+
+
+def _default(field: attrs.Attribute[Any]) -> Any:
+    factory = getattr(field.default, "factory", None)  # attrs.Factory
+    return factory() if callable(factory) else field.default
 
 
 def _unstructure_factory(cls: type) -> Any:
@@ -93,7 +155,7 @@ Frame = Request | Notification | Response
 def parse_frame(line: bytes) -> Frame:
     """One line -> one frame. Raises FrameError for anything that is not a JSON-RPC frame."""
     try:
-        raw = json.loads(line)
+        raw = json_text.loads(line)  # half an emoji (a lone surrogate) read as U+FFFD
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested past the stack: not ours
         raise FrameError(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0":
@@ -129,7 +191,8 @@ def _is_request_id(value: object) -> bool:
 
 
 def dump(frame: Frame) -> bytes:
-    """The frame as one compact line, newline included."""
+    """The frame as one compact line, newline included. ASCII (non-ASCII as JSON escapes),
+    so a lone surrogate in a string (one of ours, or echoed back) is written, never raised."""
     body: JSON = {"jsonrpc": "2.0"}
     match frame:
         case Request(id=rid, method=method, params=params):
@@ -143,7 +206,7 @@ def dump(frame: Frame) -> bytes:
             if error.data is not None:
                 err["data"] = error.data
             body |= {"id": rid, "error": err}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
 # --- what the agent tells us (structured from params/results) ---------------------------
@@ -166,17 +229,26 @@ class PromptCapabilities:
 @attrs.frozen
 class AgentCapabilities:
     load_session: bool = False
-    prompt_capabilities: PromptCapabilities = PromptCapabilities()
-    # Each present key is a capability (`{"resume": {}}`); the values carry nothing yet.
-    session_capabilities: dict[str, Any] = attrs.field(factory=dict)
+    prompt_capabilities: PromptCapabilities = attrs.field(
+        default=PromptCapabilities(), metadata=DEFAULT_ON_ERROR
+    )
+    # Each capability is an object (`{"resume": {}}`) that carries nothing yet; null or
+    # absent both mean not offered (schema).
+    session_capabilities: dict[str, Any] = attrs.field(factory=dict, metadata=DEFAULT_ON_ERROR)
+
+    def offers(self, capability: str) -> bool:
+        """`sessionCapabilities.<capability>` is offered (`{}`; not null, not absent)."""
+        return self.session_capabilities.get(capability) is not None
 
 
 @attrs.frozen
 class InitializeResult:
     protocol_version: int
-    agent_capabilities: AgentCapabilities = AgentCapabilities()
-    agent_info: Implementation | None = None
-    auth_methods: list[JSON] = attrs.field(factory=list)
+    agent_capabilities: AgentCapabilities = attrs.field(
+        default=AgentCapabilities(), metadata=DEFAULT_ON_ERROR
+    )
+    agent_info: Implementation | None = attrs.field(default=None, metadata=DEFAULT_ON_ERROR)
+    auth_methods: list[JSON] = attrs.field(factory=list, metadata=SKIP_INVALID_ITEMS)
 
 
 @attrs.frozen
@@ -192,7 +264,7 @@ class SessionResult:
     """The answer to session/new (with the agent-chosen id), session/resume or session/load."""
 
     session_id: str | None = None
-    config_options: list[ConfigOption] = attrs.field(factory=list)
+    config_options: list[ConfigOption] | None = attrs.field(default=None, metadata=SKIP_INVALID_ITEMS)
 
 
 @attrs.frozen
@@ -205,7 +277,7 @@ class SessionInfo:
 class ListSessionsResult:
     """The answer to session/list: one page of the agent's stored conversations."""
 
-    sessions: list[SessionInfo] = attrs.field(factory=list)
+    sessions: list[SessionInfo] = attrs.field(factory=list, metadata=SKIP_INVALID_ITEMS)
     next_cursor: str | None = None
 
 
@@ -237,7 +309,7 @@ class ToolCallFields:
     status: str | None = None
     raw_input: Any = None
     raw_output: Any = None
-    content: list[ToolCallContent] | None = None
+    content: list[ToolCallContent] | None = attrs.field(default=None, metadata=SKIP_INVALID_ITEMS)
 
 
 @attrs.frozen
@@ -262,6 +334,13 @@ class PlanEntry:
 
 
 @attrs.frozen
+class PlanFields:
+    """A `plan` update: the whole plan (each replaces the last)."""
+
+    entries: list[PlanEntry] = attrs.field(factory=list, metadata=SKIP_INVALID_ITEMS)
+
+
+@attrs.frozen
 class Cost:
     amount: float
     currency: str = "USD"
@@ -271,7 +350,7 @@ class Cost:
 class UsageFields:
     used: int = 0
     size: int = 0
-    cost: Cost | None = None
+    cost: Cost | None = attrs.field(default=None, metadata=DEFAULT_ON_ERROR)
 
 
 @attrs.frozen
@@ -284,7 +363,7 @@ def structure(value: Any, cls: type[T]) -> T:
     """`converter.structure`, with every failure turned into FrameError."""
     try:
         return converter.structure(value, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
+    except _STRUCTURE_ERRORS as exc:
         raise FrameError(f"malformed {cls.__name__}: {exc}") from exc
 
 
