@@ -40,7 +40,9 @@ from supervisor.core.session_effects import (
     OfferChoices,
     QueuedPrompt,
     SaveRecord,
+    SendFile,
     SessionSettings,
+    SettleChoices,
     Show,
     StopAgent,
     ToAgent,
@@ -818,3 +820,60 @@ def test_a_cut_turns_posts_are_put_final_and_the_next_words_begin_a_turn_of_thei
     core.agent_ready(43, 3.0)
     later = shown(core.agent_event(TextDelta("Resumed on my own."), 4.0))
     assert not any(key.startswith("t1.") for key in later)
+
+
+def _restarted(core: SessionCore) -> SessionCore:
+    return make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
+
+
+def test_a_rerun_waiting_behind_a_turn_is_run_by_the_next_start() -> None:
+    """🔁 while another turn runs queues the prompt; the 🔁 is no post a catch-up brings
+    back, and its offer is gone from the record: the save that takes the offer away keeps
+    the rerun instead (handed on), durable before the choice is settled, so a restart
+    before it ran runs it, once, and calls nothing cut."""
+    record = SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root",
+                           has_history=True, unsettled=("p1",), prompt_texts={"p1": "build it"})
+    core = make_core(record)
+    notice = next(e.op for e in core.start(0.0, launch_now=True) if isinstance(e, Show))
+    core.post_created(notice.key, "n1")
+    core.agent_ready(42, 0.5)
+    core.prompt(prompt("p2", "then test"), 1.0)  # its turn runs
+    effects = core.choose("rerun", "n1", 2.0)
+    assert not sent(effects)  # it waits behind p2's turn
+    (save,) = [e for e in effects if isinstance(e, SaveRecord)]
+    assert save.durable and "n1" not in save.record.rerun_offers
+    assert effects.index(save) < effects.index(SettleChoices("n1"))
+    core.stopping(3.0)
+    core.agent_event(TurnEnded(subtype="error_during_execution", terminal_reason="aborted_streaming"), 3.5)
+    restarted = _restarted(core)
+    started = restarted.start(5.0, launch_now=False)
+    assert any(isinstance(e, LaunchAgent) for e in started)  # for it, though agents start lazily
+    said = "\n".join(texts(started))
+    assert f"({link('p2')})" in said and link("n1") not in said  # p2 was cut; the rerun was not
+    effects = restarted.agent_ready(43, 6.0)
+    assert sent(effects) == [SendPrompt("build it")] and MarkHandled(CHANNEL, "n1") in effects
+    assert restarted.record.handed_on == ()
+    assert restarted.choose("rerun", "n1", 7.0) == []  # run once
+    again = _restarted(restarted)  # killed in its turn: said cut, not run a second time
+    assert not sent(again.start(8.0, launch_now=True) + again.agent_ready(44, 8.5))
+
+
+def test_a_rerun_said_not_run_at_the_end_is_not_run_by_the_next_start() -> None:
+    record = SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root",
+                           has_history=True, unsettled=("p1",), prompt_texts={"p1": "build it"})
+    core = make_core(record)
+    notice = next(e.op for e in core.start(0.0, launch_now=True) if isinstance(e, Show))
+    core.post_created(notice.key, "n1")
+    core.agent_ready(42, 0.5)
+    core.prompt(prompt("p2", "then test"), 1.0)
+    core.choose("rerun", "n1", 2.0)
+    effects = core.command(commands.EndSession(), "c1", CHANNEL, 3.0)
+    assert f"({link('n1')})" in "\n".join(texts(effects)) and MarkHandled(CHANNEL, "n1") in effects
+    assert core.record.handed_on == ()
+
+
+def test_a_get_files_post_starts_only_after_its_mark() -> None:
+    """The file is posted by a task of its own, which no hold of the poster covers: were it
+    started before the mark is durable, a restart would handle `!get` and post it again."""
+    effects = running(make_core()).command(commands.GetFile("report.txt"), "g1", CHANNEL, 1.0)
+    assert effects == [MarkHandled(CHANNEL, "g1"), SendFile("report.txt")]

@@ -154,7 +154,17 @@ def to_run_again(record: SessionRecord) -> list[QueuedPrompt]:
 
 def rerun(post_id: str, record: SessionRecord) -> tuple[QueuedPrompt, SaveRecord]:
     """🔁 on a cut notice: its prompt again, as a prompt of its own (the notice's post
-    stands for it), and the record without that offer."""
+    stands for it), and the record without that offer, which has it handed on instead
+    (`SessionRecord.handed_on`), durably: the 🔁 is no post a catch-up fetches again, so
+    should the supervisor stop before an agent takes it (behind a running turn, say), the
+    next start runs it from there."""
     text = record.rerun_offers[post_id]
     offers = {p: t for p, t in record.rerun_offers.items() if p != post_id}
-    return QueuedPrompt(post_id, record.channel_id, text), SaveRecord(attrs.evolve(record, rerun_offers=offers))
+    taken = attrs.evolve(
+        record,
+        rerun_offers=offers,
+        unsettled=tuple(dict.fromkeys((*record.unsettled, post_id))),
+        prompt_texts={**record.prompt_texts, post_id: text},
+        handed_on=tuple(dict.fromkeys((*record.handed_on, post_id))),
+    )
+    return QueuedPrompt(post_id, record.channel_id, text), SaveRecord(taken, durable=True)

@@ -273,7 +273,9 @@ class SessionCore:
         # Where one reaction offers both (🔁 on Mattermost), the post says which is meant.
         if kind in ("rerun", "allow_always") and post_id in self.record.rerun_offers:
             again, save = rerun(post_id, self.record)
-            return [*self.adopt([save]), SettleChoices(post_id), *self.prompt(again, now)]
+            # The choice goes from the post once the rerun is on disk (with the prompt's
+            # mark, when it goes in at once): no stop between loses the 🔁.
+            return [*self.adopt([save]), *self.prompt(again, now), SettleChoices(post_id)]
         return self.loop.choose(kind, post_id, now)
 
     def interrupt(self, now: float) -> list[Effect]:
@@ -324,7 +326,10 @@ class SessionCore:
         if isinstance(command, commands.Help):
             return [self.note(thread_help(self.settings.words)), handled]
         if isinstance(command, commands.GetFile):
-            return [SendFile(command.path), handled]
+            # The file is posted beside the outbox, where no hold of the poster keeps it
+            # behind the mark: it starts once the mark is durable, or a restart before
+            # that would post it again.
+            return [handled, SendFile(command.path)]
         if isinstance(command, commands.EndSession):
             return [handled, *self.end(now)]  # Finished comes last
         return [handled]

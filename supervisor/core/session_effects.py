@@ -114,6 +114,9 @@ class Typing:
 
 @attrs.frozen
 class SendFile:
+    """Post a file into the thread, beside the outbox: the shell starts it once the
+    effects before it are carried out (its command's `MarkHandled` durable)."""
+
     path: str  # as typed after `!get`; the shell checks it stays inside the cwd
 
 

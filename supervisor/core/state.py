@@ -74,8 +74,9 @@ class SessionRecord:
     # write that marks the turn ended: after a crash the thread gets it, not a notice alone.
     answer_texts: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     # Unsettled prompts their agent never acted on (it was gone, or exited without a word
-    # on them: `TurnLoop.not_delivered`) and that no agent has been given since: a start
-    # runs them (their text is kept in `prompt_texts`) rather than calling their turn cut.
+    # on them: `TurnLoop.not_delivered`), or 🔁 reruns waiting behind a turn, that no agent
+    # has been given since: a start runs them (their text is kept in `prompt_texts`)
+    # rather than calling their turn cut.
     handed_on: tuple[str, ...] = ()
     # Cut turns' notices on which 🔁 runs the prompt again: notice post id -> prompt text
     # (the newest few).

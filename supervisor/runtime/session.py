@@ -329,6 +329,8 @@ class SessionTask:
                     with contextlib.suppress(trio.WouldBlock):
                         self._typing_due.send_nowait(None)
                 case SendFile(path):
+                    # Its post is no outbox's, so no hold covers it: the core puts it after
+                    # its command's mark, which is durable by now.
                     assert self._nursery is not None
                     self._nursery.start_soon(self._send_file, path)
                 case FetchFiles(prompt, file_ids):
