@@ -71,3 +71,24 @@ async def test_a_voice_note_sent_to_a_session_is_saved_and_handed_to_the_agent(t
             saved = list((w.work / "voice").glob(f".supervisor/uploads/*/{name}"))
             assert [p.read_bytes() for p in saved] == [b"OggS voice"]
             assert name in w.text(topic)
+
+
+async def test_an_album_is_one_prompt_with_all_its_photos_and_captions(tmp_path: Path) -> None:
+    """Telegram sends each photo of an album as a message of its own (the caption on
+    one): each was a prompt, a turn and an answer of its own. The last part may come in
+    a later `getUpdates` than the first."""
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("pics")
+            w.fake.user_sends(ALICE, "compare these", thread_id=topic, photo=JPEG, album="a1")
+            w.fake.user_sends(ALICE, thread_id=topic, photo=JPEG, album="a1")
+            await trio.sleep(0.3)
+            w.fake.user_sends(ALICE, "the last one is new", thread_id=topic, photo=JPEG, album="a1")
+            w.fake.user_sends(ALICE, "and a word after", thread_id=topic)
+            await w.answered(topic, "echo #2: and a word after")
+            assert "echo #1: compare these\n\nthe last one is new" in w.text(topic)
+            assert "echo #3" not in w.text(topic)
+            [album] = _user_prompts(w)  # the one with content blocks: the word after is text
+            assert sum(block.get("type") == "image" for block in album) == 3
+            assert len(list((w.work / "pics").glob(".supervisor/uploads/*/photo-*.jpg"))) == 3
+            assert w.fake.pending_updates() == []  # every part confirmed

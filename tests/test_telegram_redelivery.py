@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.reposts import answer_counts, nothing_to_post_again
-from tests.telegram_world import FAST, tg_world
+from tests.telegram_world import ALICE, FAST, tg_world
 
 
 async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_not_answered_again(
@@ -52,6 +52,38 @@ async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_no
             assert text.count("echo #1: only once") == 1 and "echo #3" not in text
             prompts = [p for ps in w.prompts_by_process().values() for p in ps]
             assert prompts.count("only once") == 1 and prompts.count("next") == 1
+
+
+async def test_an_album_handled_but_not_confirmed_before_kill_9_comes_again_whole_and_is_confirmed(
+    tmp_path: Path,
+) -> None:
+    """Its parts wait for its one handled mark; given again after a kill, they make the
+    same one message again, turned away as handled: every part confirmed, none answered."""
+    with trio.fail_after(90):
+        async with tg_world(tmp_path) as w:
+            w.configure(telegram=FAST)
+            w.spawn()
+            topic = await w.new_session("a", timeout=30)
+            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            parts = [w.fake.user_sends(ALICE, text, thread_id=topic, photo=b"\xff\xd8jpeg", album="g1")
+                     for text in ("two photos", "")]  # fmt: skip
+            ids = [u["update_id"] for u in w.fake.pending_updates()
+                   if u.get("message", {}).get("message_id") in {p["message_id"] for p in parts}]  # fmt: skip
+            assert len(ids) == 2
+            await w.fake.wait_until(lambda: all(i in w.fake.delivered for i in ids))
+            w.fake.fail("getUpdates", 502, count=10**6, hang_up=True)
+            await w.answered(topic, "echo #1: two photos", timeout=30)
+            await w.wait_for(lambda: nothing_to_post_again(w.tmp / "state"))
+            w.kill()
+            memory = w.tmp / "state" / "telegram.json"
+            memory.write_text(json.dumps(json.loads(memory.read_text()) | {"offset": ids[0]}))
+            w.fake.clear_faults()
+            w.spawn()
+            await w.wait_for(lambda: all(len(w.fake.delivered[i]) >= 2 for i in ids), timeout=30)
+            await w.wait_for(lambda: all(i in w.fake.confirmed for i in ids), timeout=30)
+            w.say("next", topic)
+            text = await w.answered(topic, "echo #2: next", timeout=30)
+            assert text.count("echo #1: two photos") == 1 and "echo #3" not in text
 
 
 async def test_a_stop_behind_more_than_a_hundred_queued_prompts_is_not_kept_waiting_and_none_is_lost(

@@ -15,8 +15,9 @@ Start:
 Acting as a person (each makes an update; sync, no I/O):
     fake.add_user(user_id, first_name="Alice") -> user dict (a private chat with the bot)
     fake.user_sends(user_id, text, thread_id=None, reply_to=None, document=None,
-                    photo=None, edited_id=None) -> message dict
-        document=(name, bytes); photo=bytes; edited_id: an edited_message of that message
+                    photo=None, edited_id=None, album="") -> message dict
+        document=(name, bytes); photo=bytes; edited_id: an edited_message of that message;
+        album: its media_group_id (each part of an album is a message of its own)
     fake.user_presses(user_id, message_id, data) -> callback query id
     fake.user_deletes(user_id, message_id)   # gone from the chat; Telegram tells a bot nothing
     fake.user_creates_topic(user_id, name) -> message_thread_id (a forum_topic_created message)
@@ -346,6 +347,7 @@ class FakeBotApi:
         photo: bytes | None = None,
         voice: bytes | None = None,
         edited_id: int | None = None,
+        album: str = "",
     ) -> JSON:
         chat = self._chats[user_id]
         message: JSON = {
@@ -360,6 +362,8 @@ class FakeBotApi:
             message |= {"message_thread_id": thread_id, "is_topic_message": True}
         if reply_to is not None:
             message["reply_to_message"] = chat.messages[reply_to].message
+        if album:  # one part of an album (a media group): a client sends one message per photo
+            message["media_group_id"] = album
         files = document or photo or voice
         if text:
             message["caption" if files else "text"] = text

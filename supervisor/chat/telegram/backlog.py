@@ -41,7 +41,7 @@ class Backlog:
     def __init__(self, source: UpdateSource, memory: Memory) -> None:
         self.source = source
         self.memory = memory
-        self._pending: dict[str, int] = {}  # post id handed to the core -> its update id
+        self._pending: dict[str, list[int]] = {}  # post id handed to the core -> its updates (an album's: several)
         self._waiting: dict[int, object] = {}  # update id -> the update as it came, of those
         self._held: set[int] = set()  # updates in the memory's `held`
         self._hold_wanted = False
@@ -64,7 +64,7 @@ class Backlog:
 
     def handed(self, post_id: str, update: Update) -> None:
         """The update's post goes to the core: the update waits for its handled mark."""
-        self._pending[post_id] = update.update_id
+        self._pending.setdefault(post_id, []).append(update.update_id)
         if update.update_id in self._held:
             # Held before a kill that came before Telegram let it go, so it came again:
             # durably ours already, the offset may pass it (else it would hold it up).
@@ -86,8 +86,7 @@ class Backlog:
 
     def handled(self, post_id: str) -> None:
         """The post's handled mark is durable: its update (if it came as one) is done."""
-        update_id = self._pending.pop(post_id, None)
-        if update_id is not None:
+        for update_id in self._pending.pop(post_id, ()):
             self.confirm(update_id)
 
     def confirm(self, update_id: int) -> None:

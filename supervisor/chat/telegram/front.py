@@ -3,7 +3,8 @@
 Owns the update loop: `UpdateSource` long-polls `getUpdates`; each update is read
 (`incoming`) and becomes at most one port event (`Posted`, `ChoiceMade`), or is dealt
 with here (a stranger's message or button, a message in a group, `/session NAME` without
-topics) and confirmed.
+topics) and confirmed. The parts of an album (one update per photo) wait for each other
+and become one `Posted`, whose handled mark confirms them all.
 
 Exactly once (PRODUCT.md, Telegram): an update that reaches the core as a `Posted` is
 confirmed only when the core's store says that post's handled mark is durable
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -48,7 +50,7 @@ from supervisor.chat.telegram.link import TelegramLink
 from supervisor.chat.telegram.memory import Memory
 from supervisor.chat.telegram.messages import PORT_KINDS
 from supervisor.chat.telegram.runs import escape
-from supervisor.chat.telegram.updates import ALLOWED_UPDATES, UpdateSource
+from supervisor.chat.telegram.updates import AHEAD_POLL_S, ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
 from supervisor.core.commands import NEW_FORM, NewSession, parse_main_command
 from supervisor.core.events import (
@@ -71,6 +73,10 @@ REFUSAL: Final = "This bot answers only the people it was set up for."
 PRIVATE_ONLY: Final = "I work only in a private chat: write to me there, @{bot}."
 NOT_ALLOWED: Final = "not allowed"
 REFUSE_EVERY_S: Final = 3600.0
+# An album's parts come as updates of their own, one right after another: the album is
+# handed on once none came for this long (a person's next message waits as long). While
+# they wait unconfirmed, the next poll goes AHEAD_POLL_S after the last: longer than that.
+ALBUM_WAIT_S: Final = AHEAD_POLL_S + 1.0
 # The menu a Telegram client shows when "/" is typed (setMyCommands).
 MENU: Final = (
     ("new", NEW_FORM.removeprefix("new ") + ": start a session"),  # the form !help gives
@@ -124,6 +130,7 @@ class TelegramFrontEnd:
         self.link: ChatLink = link  # the port, for the core
         self.tg = link  # the same, with what only this front end uses
         self._events = events
+        self._album: list[tuple[Update, incoming.Posted]] = []  # the parts of one, so far
         self.bot_username = bot_username
         self.personas = personas  # for the seed's `/new NAME PERSONA`
         self.source = UpdateSource(api, start_offset=link.memory.offset, poll_s=config.poll_s,
@@ -246,37 +253,71 @@ class TelegramFrontEnd:
                     nursery.start_soon(self._offer_menu_once_answered)
                 task_status.started()
                 for held in self.backlog.held_before():  # held before a stop: older than the rest
-                    await self._handle(held, self._events)
+                    await self._take(held)
                 async with updates_recv:
-                    async for update in updates_recv:
-                        await self._handle(update, self._events)
+                    while True:
+                        update = None
+                        # An album's parts come one update each, together: its last waits.
+                        with trio.move_on_after(ALBUM_WAIT_S if self._album else math.inf):
+                            try:
+                                update = await updates_recv.receive()
+                            except trio.EndOfChannel:
+                                return
+                        if update is None:
+                            await self._album_ends()
+                        else:
+                            await self._take(update)
         except* Unauthorized:
             # Refused once Telegram answers, after it kept silent at start (`identity`): the
             # same one sentence as a refusal at start, not a traceback.
             raise TokenRefused(f"Telegram refused the bot token (401): {TOKEN_FIX}") from None
 
-    async def _handle(self, update: Update, events: trio.MemorySendChannel[ChatEvent]) -> None:
+    async def _take(self, update: Update) -> None:
+        """Hand `update` on, in order; a part of an album waits for the album's other parts
+        (Telegram sends one message per photo), to go on as one message with them."""
         try:
-            event = await self._event_of(update)
+            item = incoming.read_update(update, self.bot_username)
         except Exception:
             # An update we cannot read must not stop the front end, nor (unconfirmed)
             # stop it again at every start: said in the log, confirmed, passed over.
             log.exception("update %s could not be read: passed over", update.update_id)
+            item = None
+        part = item if isinstance(item, incoming.Posted) and item.album and item.author_id in self._allowed else None
+        if self._album and (part is None or part.album != self._album[0][1].album):
+            await self._album_ends()
+        if part is not None:
+            self._album.append((update, part))
+            return
+        await self._handle([update], self._event_of(item))
+
+    async def _album_ends(self) -> None:
+        parts, self._album = self._album, []
+        album = incoming.one_album([part for _update, part in parts])
+        await self._handle([update for update, _part in parts], self._posted(album))
+
+    async def _handle(self, updates: list[Update], reading: Awaitable[ChatEvent | None]) -> None:
+        """The event `reading` makes of `updates` goes to the core; they are confirmed once
+        its post is handled (or at once, when it is not a post)."""
+        try:
+            event = await reading
+        except Exception:  # as for an update we cannot read (`_take`)
+            log.exception("update %s could not be read: passed over", updates[0].update_id)
             event = None
         if isinstance(event, Posted):
             post = event.post
-            self.backlog.handed(post.id, update)
+            for update in updates:
+                self.backlog.handed(post.id, update)
             # Written under a header whose thread the core does not know yet: wait for it.
             await self.tg.opened(ids.chat_of(post.channel_id))
-            await events.send(event)
+            await self._events.send(event)
             await self.backlog.hold_if_stuck()
             return
         if event is not None:
-            await events.send(event)
-        self.backlog.confirm(update.update_id)
+            await self._events.send(event)
+        for update in updates:
+            self.backlog.confirm(update.update_id)
 
-    async def _event_of(self, update: Update) -> ChatEvent | None:
-        item = incoming.read_update(update, self.bot_username)
+    async def _event_of(self, item: incoming.Incoming | None) -> ChatEvent | None:
         if isinstance(item, incoming.Posted):
             return await self._posted(item)
         if isinstance(item, incoming.Pressed):

@@ -48,6 +48,7 @@ class Posted:
     reply_text: str = ""  # that message's text (a session's starts with "[NAME] ")
     topic_opened: str | None = None  # the person opened a topic with this name
     sent_at_s: int = 0  # Telegram's date of it: whole seconds, by its servers' clock
+    album: str = ""  # the media group it is a part of (an album sent at once), if any
 
 
 @attrs.frozen
@@ -128,6 +129,17 @@ def _posted(event_id: str, message: Message, bot_username: str) -> Posted | InGr
         reply_text=(reply.text or reply.caption) if reply_to is not None and reply else "",
         topic_opened=opened,
         sent_at_s=message.date,
+        album=message.media_group_id,
+    )
+
+
+def one_album(parts: list[Posted]) -> Posted:
+    """An album's messages (each part one photo or file, the caption on any of them) as
+    the one message the person sent: the first's, with every part's files and captions."""
+    first = parts[0]
+    captions = [part.text for part in parts if part.text.strip()]
+    return attrs.evolve(
+        first, text="\n\n".join(captions), attachments=tuple(a for part in parts for a in part.attachments)
     )
 
 
