@@ -90,6 +90,19 @@ def test_thread_commands_and_prompts_that_look_like_commands() -> None:
     assert commands.parse_thread_command('!get "my file.txt"') == commands.GetFile("my file.txt")
 
 
+@pytest.mark.parametrize("text", ["!important: don't touch main", '!note: a "quote', "!tip: end with \\"])
+def test_a_prompt_that_looks_like_a_command_is_a_prompt_whatever_its_quotes(text: str) -> None:
+    """Read as a command line first, an apostrophe made it "could not read that command":
+    the prompt was refused and marked handled, never reaching the agent."""
+    assert commands.parse_thread_command(text) is None
+
+
+@pytest.mark.parametrize("name", ["foo\n", "foo\nbar", "\nfoo"])
+def test_a_session_name_holds_no_line_break(name: str) -> None:
+    """`$` matched before a trailing newline: `!new "foo⏎"` made a second `foo`."""
+    assert isinstance(commands.parse_main_command(f'!new "{name}"'), commands.BadCommand)
+
+
 @pytest.mark.parametrize("text", ["!get my file.txt", "!get it's.txt", "!get"])
 def test_a_file_name_that_did_not_read_as_one_word_is_told_how_to_quote_it(text: str) -> None:
     bad = commands.parse_thread_command(text)

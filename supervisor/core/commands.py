@@ -13,7 +13,9 @@ import attrs
 
 from supervisor.core.words import Words
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the whole name (`fullmatch`)
+# Our own verbs in a thread: anything else starting with "!" is a prompt.
+THREAD_VERBS = frozenset({"!stop", "!status", "!end", "!help", "!sessions", "!get"})
 
 
 @attrs.frozen
@@ -145,7 +147,7 @@ def _parse_new(args: list[str]) -> NewSession | BadCommand:
     if not 1 <= len(rest) <= 2:
         return BadCommand(usage=(NEW_FORM,))
     name = rest[0]
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return BadCommand(
             f"`{name}` is not a valid session name: use 1-64 letters, digits, `-`, `_` or `.`"
         )
@@ -156,8 +158,8 @@ def _parse_new(args: list[str]) -> NewSession | BadCommand:
 
 def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:
     """A command typed inside a session thread; None when the text is a prompt."""
-    if not is_command(text):
-        return None
+    if not is_command(text) or text.split(maxsplit=1)[0].lower() not in THREAD_VERBS:
+        return None  # a prompt, however it is quoted (`!important: don't …`)
     words = _words(text)
     if isinstance(words, BadCommand):
         return words
