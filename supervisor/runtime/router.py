@@ -71,7 +71,7 @@ log = logging.getLogger("supervisor")
 POST_INDEX_SIZE = 5_000
 # A catch-up the server refuses (not an outage: the client waits those out) is tried again
 # for a minute or two: what it would find is otherwise never answered.
-CATCH_UP_TRIES = 8
+PLACE_GONE = frozenset({403, 404})  # a catch-up refused so has nothing to fetch
 CATCH_UP_BACKOFF = Backoff(base=1.0, cap=30.0, floor=0.5)
 _jitter = random.Random()
 T = TypeVar("T")
@@ -310,16 +310,24 @@ async def _catch_up(
 async def _patiently(what: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
     """`fetch`, tried again while its server refuses it (the front end's client retries
     what is transient, an outage, by itself: a refusal here is a 401 while the server
-    restarts, a proxy's login page...): the posts it misses would never be answered. None
-    once it refused `CATCH_UP_TRIES` times in a row (the front end's other posts wait)."""
-    for attempt in range(CATCH_UP_TRIES):
+    restarts, a proxy's login page...), until it answers: the posts it misses would
+    never be answered (the cursor moves past them). None only when the place is gone or
+    closed to us (403, 404): nothing there to catch up, and the front end's other posts
+    wait behind it. The log says the 1st, 2nd, 4th, 8th... refusal in a row."""
+    attempt = 0
+    while True:
         try:
             return await fetch()
         except ChatError as exc:
-            if attempt == CATCH_UP_TRIES - 1:
-                log.error("%s failed %d times, given up (what it missed may stay unanswered): %s",
-                          what, CATCH_UP_TRIES, exc)  # fmt: skip
+            if exc.status in PLACE_GONE:
+                log.error("%s was refused (%s): the place is gone or closed to us", what, exc)
                 return None
+            delay = CATCH_UP_BACKOFF.delay(attempt, _jitter)
+            attempt += 1
+            if attempt & (attempt - 1) == 0:
+                log.warning("%s was refused %d time(s) in a row, tried again in %.1f s: %s",
+                            what, attempt, delay, exc)  # fmt: skip
+            await trio.sleep(delay)
             delay = CATCH_UP_BACKOFF.delay(attempt, _jitter)
             log.warning("%s failed, tried again in %.1f s: %s", what, delay, exc)
             await trio.sleep(delay)

@@ -1,0 +1,50 @@
+"""A catch-up whose server refuses it: tried until it answers, since the cursor moves past
+what it misses (supervisor/runtime/router.py `_catch_up`)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import trio
+
+from supervisor.chat import ChatError
+from supervisor.core.events import Post
+from supervisor.runtime.router import CaughtUp, _catch_up
+
+
+def _front(refusals: list[ChatError]) -> Any:
+    async def posts_since(channel_id: str, since_ms: int) -> list[Post]:
+        if refusals:
+            raise refusals.pop(0)
+        return [Post("p1", channel_id, "u1", "written during the outage", create_at=since_ms + 1)]
+
+    async def choices_on(channel_id: str, post_id: str) -> list[object]:
+        return []
+
+    return SimpleNamespace(link=SimpleNamespace(posts_since=posts_since, choices_on=choices_on))
+
+
+async def _caught_up(front: Any) -> CaughtUp:
+    send, receive = trio.open_memory_channel[Any](1)
+    await _catch_up(front, {"c1": 1_000}, [], send)
+    caught = receive.receive_nowait()
+    assert isinstance(caught, CaughtUp)
+    return caught
+
+
+async def test_a_catch_up_refused_again_and_again_fetches_once_the_server_answers(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Given up after 8 refusals (a 401 while the server restarted, a proxy's login page:
+    a minute or two), the posts written meanwhile were never answered, even after a restart."""
+    refusals = [ChatError(401, "api.context.session_expired.app_error", "restarting")] * 20
+    caught = await _caught_up(_front(refusals))
+    assert [p.id for p in caught.posts] == ["p1"] and not refusals
+
+
+async def test_a_catch_up_of_a_place_gone_or_closed_to_us_ends_at_once(autojump_clock: trio.abc.Clock) -> None:
+    for status in (403, 404):
+        started = trio.current_time()
+        caught = await _caught_up(_front([ChatError(status, "gone", "")]))
+        assert caught.posts == () and trio.current_time() == started
