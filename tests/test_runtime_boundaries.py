@@ -199,3 +199,31 @@ async def test_an_ended_sessions_last_words_wait_out_an_outage(
         await trio.sleep(12)
         away = False
         await run.wait_for(lambda: any("Session **alpha** ended" in t for t in bot_texts(run, root)), timeout=30)
+
+
+async def test_a_new_sessions_directory_on_a_hung_mount_freezes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its look at the disk blocked the event loop (a stale NFS mount blocks in the kernel):
+    every session, and the stop, froze with it. Now it is refused after a while, and the
+    other sessions go on meanwhile."""
+    from supervisor.runtime import desk as desk_module
+
+    is_dir = Path.is_dir
+
+    def hung(self: Path, *args: Any, **kwargs: Any) -> bool:
+        if "hung-mount" in str(self):
+            time.sleep(3)
+        return is_dir(self, *args, **kwargs)
+
+    monkeypatch.setattr(desk_module, "DIRECTORY_LOOK_S", 1.0)
+    async with running(tmp_path) as run:
+        root = await run.new_session("alpha")
+        monkeypatch.setattr(Path, "is_dir", hung)
+        run.chat.say("!new beta /hung-mount/project")
+        await trio.sleep(0.2)
+        started = trio.current_time()
+        run.chat.say("still here?", root)
+        await run.wait_for(lambda: run.find(root, "echo #1: still here?"))
+        assert trio.current_time() - started < 2  # not behind the 3 s look
+        await run.wait_for(lambda: any("did not answer within 1 s" in t for t in run.chat.texts()))

@@ -57,6 +57,9 @@ _ANSWER_KEYS = uuid.UUID("0e5c8d2a-4f6b-4c1e-9a7d-3b2f1e0d9c8b")
 # An answer to an older post (asked before a crash, answered again after it) is looked for
 # among the posts first, by that key.
 KEYS_REMEMBERED_S = 25.0
+# A `!new`'s directory is looked at in a worker thread for this long at most: a network
+# mount that hangs would otherwise freeze the event loop (every session, and the stop).
+DIRECTORY_LOOK_S = 5.0
 
 
 @attrs.frozen
@@ -77,6 +80,16 @@ class Reply:
         if self.handled is None:
             return ""
         return uuid.uuid5(_ANSWER_KEYS, "\0".join(self.handled)).hex
+
+
+def _look_at(directory: Path) -> desk_rules.Directory:
+    """Whether `directory` is one, and where it leads (blocking: run in a worker thread)."""
+    try:
+        is_dir = directory.is_dir()
+        resolved = directory.resolve() if is_dir else directory
+    except (OSError, RuntimeError, ValueError):  # a name too long, no permission, a link loop, a NUL
+        is_dir, resolved = False, directory
+    return desk_rules.Directory(str(directory), is_dir, str(resolved))
 
 
 class Desk:
@@ -234,14 +247,20 @@ class Desk:
         agent = agent or (preset.agent if preset else "")  # a persona may name its agent
         request = desk_rules.NewSession(name, persona or "", agent or "", resume or "")
         if resume:  # the probe starts an agent: what is plainly wrong is refused before it
-            checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
+            directory = await self._directory(cwd)
+            if isinstance(directory, str):
+                return directory
+            checked = desk_rules.check_new(request, directory, self._facts(channel_id))
             if isinstance(checked, desk_rules.Refused):
                 return f"⚠️ {checked.reason}"
             problem = await resume_problem(self.registry.agents, agent or "", checked.cwd, resume, self.registry.agent_env)
             if problem:
                 return f"⚠️ {problem}"
         async with self._naming:  # (checked again: another place may have taken the name or conversation)
-            checked = desk_rules.check_new(request, self._directory(cwd), self._facts(channel_id))
+            directory = await self._directory(cwd)
+            if isinstance(directory, str):
+                return directory
+            checked = desk_rules.check_new(request, directory, self._facts(channel_id))
             if isinstance(checked, desk_rules.Refused):
                 return f"⚠️ {checked.reason}"
             record = self._record(channel_id, user_id, name, checked.cwd, persona, command, agent, resume)
@@ -275,19 +294,20 @@ class Desk:
             terminal_hint=terminal_hint(self.registry.agents.named(agent or ""), resume or ""),
         )
 
-    def _directory(self, cwd: str | None) -> desk_rules.Directory:
-        """What the disk says of the directory `!new` names (relative: to the default)."""
+    async def _directory(self, cwd: str | None) -> desk_rules.Directory | str:
+        """What the disk says of the directory `cwd` names, or the refusal to post when it
+        does not say in time: a hung network mount blocks a look in the kernel, and on the
+        event loop that would freeze every session and the stop itself."""
         default = Path(self.config.agent.default_cwd)
         named = Path(cwd) if cwd else default
         with contextlib.suppress(RuntimeError):  # `~name` of nobody here: taken as written
             named = named.expanduser()
         directory = named if named.is_absolute() else default / named
-        try:
-            is_dir = directory.is_dir()
-            resolved = directory.resolve() if is_dir else directory
-        except (OSError, RuntimeError, ValueError):  # a name too long, no permission, a link loop, a NUL
-            is_dir, resolved = False, directory
-        return desk_rules.Directory(str(directory), is_dir, str(resolved))
+        with trio.move_on_after(DIRECTORY_LOOK_S):
+            return await trio.to_thread.run_sync(_look_at, directory, abandon_on_cancel=True)
+        log.warning("the directory %s did not answer within %g s", directory, DIRECTORY_LOOK_S)
+        return (f"⚠️ `{directory}` did not answer within {DIRECTORY_LOOK_S:g} s (a network mount that "
+                "hangs?): no session was started.")
 
     def _facts(self, channel_id: str) -> desk_rules.DeskFacts:
         live = [record for record in self.store.state.sessions.values() if record.is_live]
