@@ -738,6 +738,20 @@ def test_a_prompt_waits_for_a_turn_the_agent_began_by_itself() -> None:
     assert core.record.answered == ("B",)
 
 
+def test_a_stop_during_a_turn_the_agent_began_by_itself_stops_that_turn_and_keeps_the_queue() -> None:
+    """It said the prompt waiting behind that turn "Not run, stopped before it started" and
+    sent the agent nothing: the turn everyone could see streaming ran on."""
+    core = running(make_core())
+    core.agent_event(TurnStarted("s"), 1.0)  # no prompt of ours: the agent's own turn
+    core.agent_event(TextDelta("the background task found"), 1.5)
+    core.prompt(prompt("B", "question B"), 2.0)
+    effects = core.interrupt(3.0)
+    assert [c for c in sent(effects) if isinstance(c, Interrupt)]
+    assert not any("Not run" in getattr(e, "text", "") for e in effects)
+    assert [p.post_id for p in core.queue] == ["B"]
+    assert _prompts_sent(core.agent_event(TurnEnded(terminal_reason="aborted_streaming"), 3.5)) == ["question B"]
+
+
 def test_a_turn_the_agent_began_and_fell_silent_in_holds_the_queue_only_for_the_stall_timeout() -> None:
     core = running(make_core(stall_timeout_s=30))
     core.agent_event(TurnStarted("s"), 1.0)

@@ -332,6 +332,10 @@ class TurnLoop:
         if self.turn is None:
             if watchdog:
                 return []
+            if self.own_turn_heard_at is not None and self.session.state is S.IDLE:
+                # A turn the agent began by itself runs: it is what a stop stops; the
+                # prompts waiting for its end stay queued.
+                return [ToAgent(Interrupt(f"stop_{next(self._requests)}"))]
             if self.queue:
                 # Its agent is not up yet (starting, or waking from a suspend): the prompt
                 # that would run first never reaches it. Sending it and then an interrupt
