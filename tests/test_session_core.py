@@ -46,6 +46,7 @@ from supervisor.core.session_effects import (
     Show,
     StopAgent,
     ToAgent,
+    saves_a_mark_carries,
 )
 from supervisor.core.state import SessionRecord, State, decode, encode
 from supervisor.core.turn_loop import ANSWER_KEEP_CHARS, UNHEARD_EXIT_S
@@ -115,6 +116,19 @@ def test_end_says_which_queued_prompts_were_not_run_and_which_turn_was_stopped()
     handled = [e.post_id for e in effects if isinstance(e, MarkHandled)]
     assert sorted(handled) == ["c1", "p2", "p3"]  # p1 was handled when it was written
     assert isinstance(effects[-1], Finished) and not core.queue
+
+
+def test_an_end_is_marked_handled_in_the_write_that_ends_its_session_not_before() -> None:
+    """Marked first, a kill (or the stop's cancel) before the ended record was written left
+    the session live after the restart and its `!end` handled: never done, never again."""
+    core = running(make_core())
+    core.prompt(prompt("p1"), 1.0)
+    effects = core.command(commands.EndSession(), "c1", CHANNEL, 2.0)
+    ended = next(i for i, e in enumerate(effects) if isinstance(e, SaveRecord) and e.record.status == "ended")
+    mark = effects.index(MarkHandled(CHANNEL, "c1"))
+    assert effects[ended].durable and mark == ended + 1  # the mark's write carries the record
+    assert saves_a_mark_carries(effects) == {ended}
+    assert core.command(commands.EndSession(), "c2", CHANNEL, 3.0) == [MarkHandled(CHANNEL, "c2")]
 
 
 def test_end_says_the_prompts_held_for_their_files_were_not_run_with_the_queued_ones() -> None:

@@ -331,12 +331,15 @@ class SessionCore:
             # that would post it again.
             return [handled, SendFile(command.path)]
         if isinstance(command, commands.EndSession):
-            return [handled, *self.end(now)]  # Finished comes last
+            return self.end(now, mark=handled)  # Finished comes last
         return [handled]
 
-    def end(self, now: float) -> list[Effect]:
+    def end(self, now: float, *, mark: MarkHandled | None = None) -> list[Effect]:
+        """End the session (`!end`, whose `mark` is written with the ended record: a crash
+        between the two would leave the session live and its `!end` handled)."""
+        marks: list[Effect] = [mark] if mark is not None else []
         if self.state.is_final:
-            return []
+            return marks
         effects = self.loop.drop_turn(now)
         effects += self.endings.say_cut("The turn for {link} was stopped: the session ended.", rerun=False)
         effects += self.loop.not_run("the session ended")
@@ -348,6 +351,7 @@ class SessionCore:
             *effects,
             # Durable before the thread says so: its name is free for `new` from then on.
             self.save(pgid=0, status="ended", durable=True, answer_texts={}),  # no start reads them
+            *marks,
             self.note(ended_note(self.record.name, self.settings.words)),
             Finished(),
         ]
