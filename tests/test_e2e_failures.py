@@ -16,6 +16,7 @@ import trio
 from supervisor.agent import AgentLaunch
 from supervisor.agent.claude.codec import ClaudeCodec
 from supervisor.chat import token
+from supervisor.runtime import session as session_module
 from supervisor.runtime.session import _spawn_failure
 from tests.harness import World, personas_toml, world
 
@@ -207,15 +208,20 @@ def test_why_an_agent_could_not_start_names_the_directory_only_when_it_is_gone()
     assert _spawn_failure(no_command, launch) == "it could not be started (No such file or directory: `claude`)"
 
 
-async def test_a_frozen_agent_that_takes_no_prompt_is_ended_after_the_stall_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stall_timeout_s", [2, 0])
+async def test_a_frozen_agent_that_takes_no_prompt_is_ended_after_the_stall_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stall_timeout_s: int
+) -> None:
     """A prompt bigger than the pipe (an image) to an agent that reads nothing (here
     SIGSTOPped): the write cannot finish, and the session, waiting on it, could not tick
     its watchdog nor hear 🛑. After `stall_timeout_s` the agent is ended as a hung one (not
     counted as a crash): the turn is said cut, and the next prompt is answered by a fresh
-    agent."""
+    agent. With the stall timeout off (0), the same after `TAKES_INPUT_WITHIN_S` (here 2 s):
+    the session once waited on that write for ever, deaf to 🛑 and `!end`."""
+    monkeypatch.setattr(session_module, "TAKES_INPUT_WITHIN_S", 2.0)
     with trio.fail_after(60):
         async with world(tmp_path) as w:
-            w.configure(agent={"stall_timeout_s": 2, "interrupt_grace_s": 1})
+            w.configure(agent={"stall_timeout_s": stall_timeout_s, "interrupt_grace_s": 1})
             await w.start()
             root = await w.new_session("frozen")
             await w.say("hello", root)

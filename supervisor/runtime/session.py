@@ -79,6 +79,11 @@ log = logging.getLogger("supervisor.session")
 # after this, tried again with the next change).
 SHOW_STATE_S = 5.0
 
+# With `stall_timeout_s` off (0), an agent that takes no input at all (frozen, its stdin
+# pipe full) is still ended after this long: the session waits on that write, hearing
+# neither 🛑 nor `!end`, and its turn's clocks do not tick.
+TAKES_INPUT_WITHIN_S = 300.0
+
 # Starting an agent that failed with these would fail again: no such command or directory,
 # not executable, not allowed. Others (no memory, too many processes) may pass: restarted.
 _SPAWN_FAILS_FOR_GOOD = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOEXEC})
@@ -158,6 +163,12 @@ class SessionTask:
     @property
     def name(self) -> str:
         return self.core.record.name
+
+    @property
+    def _input_wait_s(self) -> float:
+        """How long an agent may take no input (or not get ready) before it is ended as
+        hung: `stall_timeout_s`, and at most `TAKES_INPUT_WITHIN_S` where that is off."""
+        return min(self.core.settings.stall_timeout_s, TAKES_INPUT_WITHIN_S)
 
     async def run(self, *, launch_now: bool, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -289,7 +300,7 @@ class SessionTask:
                         # Its pipe full and nothing read (a frozen agent): this session
                         # could neither tick its watchdog nor hear 🛑 meanwhile, and part
                         # of the command may be in the pipe: the core ends it as hung.
-                        await self._apply_each(self.core.agent_deaf(self.core.settings.stall_timeout_s))
+                        await self._apply_each(self.core.agent_deaf(self._input_wait_s))
                     elif sent is Sent.NO_AGENT and isinstance(command, SendPrompt):
                         await self._apply_each(self.core.prompt_not_delivered())
                 case Show(op):
@@ -350,7 +361,7 @@ class SessionTask:
         if agent is None:
             log.info("%s: no agent to send %s to", self.name, type(command).__name__)
             return Sent.NO_AGENT
-        limit, events = self.core.settings.stall_timeout_s, None
+        limit, events = self._input_wait_s, None
         try:
             with trio.move_on_after(limit):
                 events = await agent.send(command)  # type: ignore[arg-type]
@@ -505,9 +516,9 @@ class SessionTask:
     async def _bound_opening(self, generation: int, agent: AgentProcess) -> None:
         """An agent whose conversation does not open (a handshake never answered) is
         unusable: the same bound as a stalled turn."""
-        await trio.sleep(self.core.settings.stall_timeout_s)
+        await trio.sleep(self._input_wait_s)
         if not agent.opened:
-            why = f"it did not get ready within {self.core.settings.stall_timeout_s:g} s"
+            why = f"it did not get ready within {self._input_wait_s:g} s"
             await self.inbox_send.send(FromAgent(generation, [AgentUnusable(why)]))
 
     # --- what the poster reports, and the files of the thread --------------------------
