@@ -227,3 +227,27 @@ async def test_a_new_sessions_directory_on_a_hung_mount_freezes_nothing(
         await run.wait_for(lambda: run.find(root, "echo #1: still here?"))
         assert trio.current_time() - started < 2  # not behind the 3 s look
         await run.wait_for(lambda: any("did not answer within 1 s" in t for t in run.chat.texts()))
+
+
+async def test_a_session_failed_on_a_defect_says_its_queued_prompts_did_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompts queued behind the running turn, and those still in its inbox, were
+    never answered nor marked handled: in flight for the rest of the run (holding their
+    place's cursor), answered only after a restart."""
+
+    def broken(*args: object) -> str:
+        raise RuntimeError("a defect for the test")
+
+    async with running(tmp_path) as run:
+        alpha = await run.new_session("alpha")
+        run.chat.say("[slow 20] a long one", alpha)
+        await run.wait_for(lambda: run.supervisor is not None and any(
+            t.core.turn for t in run.supervisor.registry.tasks.values()))  # fmt: skip
+        queued = run.chat.say("queued behind it", alpha)
+        await run.wait_for(lambda: any(t.core.queue for t in run.supervisor.registry.tasks.values()))
+        monkeypatch.setattr(thread_texts, "status_text", broken)
+        run.chat.say("!status", alpha)
+        await run.wait_for(lambda: run.find(alpha, "❌ This session stopped on a defect of the supervisor"))
+        assert run.find(alpha, "Not run", queued.id)
+        await run.wait_for(lambda: queued.id in run.chat.handled)

@@ -182,11 +182,15 @@ class TurnLoop:
             Typing(),
         ]
 
+    def waiting_prompts(self) -> list[QueuedPrompt]:
+        """The prompts queued, then those held for their files (written after them)."""
+        return [*self.queue, *(h.prompt for h in self.held if isinstance(h, HeldPrompt))]
+
     def not_run(self, why: str) -> list[Effect]:
         """The queued prompts (and those held for their files, written after them) will
         never run: each is handled, with a reply that says so. A `!stop` held with them
         is handled too: the reply says its prompt did not run."""
-        prompts = [*self.queue, *(h.prompt for h in self.held if isinstance(h, HeldPrompt))]
+        prompts = self.waiting_prompts()
         stops: list[Effect] = [
             MarkHandled(h.channel_id, h.post_id) for h in self.held if isinstance(h, HeldStop) and h.channel_id
         ]

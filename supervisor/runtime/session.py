@@ -49,7 +49,7 @@ from supervisor.core.session import (
 from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.core.thread_texts import failed_text
+from supervisor.core.thread_texts import failed_text, not_run_text
 from supervisor.logs import one_line
 from supervisor.runtime import session_files
 from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
@@ -179,14 +179,16 @@ class SessionTask:
             await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
             task_status.started()
             async with self._inbox:
-                while not self._finished:
-                    message = await self._next_message()
-                    if message is None:
-                        self._count_every_line()
-                        await self._apply(self.core.tick(trio.current_time()))
-                        continue
-                    await self._take(message)
-                self.left_over = _drain(self._inbox)  # the inbox's buffer ends with it
+                try:
+                    while not self._finished:
+                        message = await self._next_message()
+                        if message is None:
+                            self._count_every_line()
+                            await self._apply(self.core.tick(trio.current_time()))
+                            continue
+                        await self._take(message)
+                finally:  # (a defect too:) the inbox's buffer ends with it
+                    self.left_over = _drain(self._inbox)
             await self._poster.drain()
             nursery.cancel_scope.cancel()
 
@@ -197,13 +199,18 @@ class SessionTask:
             defect = defect.exceptions[0]
         record = attrs.evolve(self.core.record, status="failed", pgid=0, answer_texts={})
         why = f"❌ This session stopped on a defect of the supervisor ({one_line(defect, 200)}; see its log)."
+        text = failed_text(why, "", self.core.settings.words, record)
+        waiting = self.core.loop.waiting_prompts()  # as `core.fail` says them not run
+        if waiting:
+            links = [f"[this message]({self.core.settings.permalink(p.post_id)})" for p in waiting]
+            text += "\n\n" + not_run_text("the session failed", links)
         await self.deps.store.save(record)
         try:
-            await self.deps.chat.create_post(
-                record.channel_id, failed_text(why, "", self.core.settings.words, record), root_id=record.root_id
-            )
+            await self.deps.chat.create_post(record.channel_id, text, root_id=record.root_id)
         except Exception:  # said in the log instead
             log.exception("%s: could not say in its thread that it failed", record.name)
+        for prompt in waiting:
+            await self.deps.store.mark_handled(prompt.channel_id, prompt.post_id)
 
     async def _take(self, message: SessionMessage) -> None:
         self._inbox_taken.set()
