@@ -128,8 +128,11 @@ class WebApp:
             log.warning("the web chat could not serve %s: its database stayed locked (%s)", what, exc)
             await _respond(send, 503, BUSY_DATABASE.encode(), b"text/plain; charset=utf-8")
 
+    def _cookie(self) -> tuple[bytes, bytes]:
+        return (b"set-cookie", security.session_cookie(self.port, self.token).encode())
+
     async def _page(self, scope: Scope, send: Send) -> None:
-        cookie = (b"set-cookie", security.session_cookie(self.port, self.token).encode())
+        cookie = self._cookie()
         if security.query_token(scope.get("query_string", b"")):
             # First visit: keep the token in a cookie and drop it from the address bar
             # (and from the history, bookmarks and screenshots).
@@ -198,7 +201,9 @@ class WebApp:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
+        # Renewed here too: a tab left open for weeks reconnects (after each restart)
+        # but never loads the page again, and its cookie would lapse.
+        await send({"type": "websocket.accept", "headers": [self._cookie()]})
         tab = _Tab(self.front, send, self.max_upload_bytes)
         with self.front.hub.tab() as updates:
             async with trio.open_nursery() as nursery:

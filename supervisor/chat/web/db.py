@@ -174,7 +174,11 @@ class WebDb:
             for column, kind in columns.items():
                 if column not in present:
                     self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', 0)")
+        # Version 0 is a page's "nothing seen" (a first visit, which gets no messages):
+        # a database that answered it, fresh, would have such a page miss what is posted
+        # next. So it starts at 1, and one an older release left at 0 moves to 1.
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', 1)")
+        self._conn.execute("UPDATE meta SET value = 1 WHERE key = 'version' AND value = 0")
         # The main thread: commands only, like a Mattermost main DM.
         self._conn.execute(
             "INSERT OR IGNORE INTO threads VALUES ('main', 'main', 'Commands', 'idle', '', '', 0, 0)"

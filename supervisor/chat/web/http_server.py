@@ -13,6 +13,11 @@ its connection ended by the kernel (`TCP_USER_TIMEOUT`): hypercorn shields its w
 no cancel scope of ours could end a send that waits for it, and the tab's queue and task
 would live as long as the peer keeps the connection open.
 
+At most `MAX_CONNECTIONS` are served at once; more are closed as soon as they are
+accepted: idle connections from any local process (or any peer, with `allow_remote`)
+would otherwise take the file descriptors the supervisor shares with its agents, its
+state file and its chat links.
+
 No lifespan: the app has nothing to start or stop. Uses hypercorn's trio worker pieces
 (`TCPServer`, `WorkerContext`, `ASGIWrapper`); tests/test_web_security.py sends the
 requests that used to crash, so a hypercorn upgrade that moves them fails a test.
@@ -25,6 +30,7 @@ import logging
 import socket
 from typing import Any, cast
 
+import attrs
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config
@@ -36,6 +42,37 @@ from hypercorn.utils import repr_socket_addr
 log = logging.getLogger(__name__)
 
 UNACKED_LIMIT_S = 30.0
+# Far above what a person's tabs need (one WebSocket each, a few requests beside it).
+MAX_CONNECTIONS = 256
+
+
+@attrs.define
+class ConnectionCap:
+    """How many connections are served. Invariant: `open <= limit`. `refusing` holds from
+    the first refused connection until half the limit is free again, so a flood of them
+    is one log line, not one per connection."""
+
+    limit: int
+    open: int = 0
+    refusing: bool = False
+
+    def take(self) -> bool:
+        """Whether one more may be served (`release` it when it ends)."""
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        self.open -= 1
+        if self.open <= self.limit // 2:
+            self.refusing = False
+
+    def refused(self) -> bool:
+        """Count one refused; whether it begins a burst (worth saying)."""
+        first = not self.refusing
+        self.refusing = True
+        return first
 
 
 async def serve_http(
@@ -55,7 +92,21 @@ async def serve_http(
     wrapped = ASGIWrapper(app)
     context = WorkerContext(None)
 
+    cap = ConnectionCap(MAX_CONNECTIONS)
+
     async def connection(stream: trio.SocketStream) -> None:
+        if not cap.take():
+            if cap.refused():
+                log.warning("the web chat already serves %d connections, its most: more are closed "
+                            "at once (said again once half of those have ended)", cap.limit)  # fmt: skip
+            await _close(stream)
+            return
+        try:
+            await serve_one(stream)
+        finally:
+            cap.release()
+
+    async def serve_one(stream: trio.SocketStream) -> None:
         with contextlib.suppress(OSError, AttributeError):  # Linux's; elsewhere TCP's own limits
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(UNACKED_LIMIT_S * 1000))
         try:

@@ -14,7 +14,6 @@ import os
 import secrets
 import urllib.parse
 from collections.abc import Iterable
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 import attrs
@@ -109,8 +108,9 @@ def cookie_name(port: int) -> str:
     return f"supervisor_web_{port}"
 
 
-# The cookie outlives a browser's restart, and each page load renews it: a page opened
-# at least once a month never needs the printed address again (the token changes only
+# The cookie outlives a browser's restart, and each page load and each WebSocket
+# connection renews it: a page opened (or a tab reconnected, after a restart say) at
+# least once a month never needs the printed address again (the token changes only
 # with a new state directory, and the page says so then).
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
 
@@ -124,15 +124,16 @@ def token_matches(given: str, token: str) -> bool:
 
 
 def cookie_token(cookie_headers: Iterable[str], port: int) -> str:
+    """Our cookie's value ("" without it). Parsed by hand: other local apps set cookies
+    on this host too (cookies ignore ports), and `SimpleCookie` drops a whole header, or
+    stops before ours, at one it cannot parse (`x`, `version=1`, a JSON value, a space).
+    Our token is URL-safe: never quoted."""
     name = cookie_name(port)
     for header in cookie_headers:
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(header)
-        except CookieError:
-            continue
-        if name in jar:
-            return jar[name].value
+        for pair in header.split(";"):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == name:
+                return value.strip()
     return ""
 
 
