@@ -854,18 +854,24 @@ def _restarted(core: SessionCore) -> SessionCore:
     return make_core(decode(encode(State(sessions={"sid": core.record}))).sessions["sid"])
 
 
-def test_a_rerun_waiting_behind_a_turn_is_run_by_the_next_start() -> None:
-    """🔁 while another turn runs queues the prompt; the 🔁 is no post a catch-up brings
-    back, and its offer is gone from the record: the save that takes the offer away keeps
-    the rerun instead (handed on), durable before the choice is settled, so a restart
-    before it ran runs it, once, and calls nothing cut."""
+def _a_turn_runs_beside_a_cut_notice_n1() -> SessionCore:
+    """A restart said p1 ("build it") cut, with 🔁 on notice n1; p2's turn runs now."""
     record = SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root",
                            has_history=True, unsettled=("p1",), prompt_texts={"p1": "build it"})
     core = make_core(record)
     notice = next(e.op for e in core.start(0.0, launch_now=True) if isinstance(e, Show))
     core.post_created(notice.key, "n1")
     core.agent_ready(42, 0.5)
-    core.prompt(prompt("p2", "then test"), 1.0)  # its turn runs
+    core.prompt(prompt("p2", "then test"), 1.0)
+    return core
+
+
+def test_a_rerun_waiting_behind_a_turn_is_run_by_the_next_start() -> None:
+    """🔁 while another turn runs queues the prompt; the 🔁 is no post a catch-up brings
+    back, and its offer is gone from the record: the save that takes the offer away keeps
+    the rerun instead (handed on), durable before the choice is settled, so a restart
+    before it ran runs it, once, and calls nothing cut."""
+    core = _a_turn_runs_beside_a_cut_notice_n1()
     effects = core.choose("rerun", "n1", 2.0)
     assert not sent(effects)  # it waits behind p2's turn
     (save,) = [e for e in effects if isinstance(e, SaveRecord)]
@@ -887,13 +893,7 @@ def test_a_rerun_waiting_behind_a_turn_is_run_by_the_next_start() -> None:
 
 
 def test_a_rerun_said_not_run_at_the_end_is_not_run_by_the_next_start() -> None:
-    record = SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root",
-                           has_history=True, unsettled=("p1",), prompt_texts={"p1": "build it"})
-    core = make_core(record)
-    notice = next(e.op for e in core.start(0.0, launch_now=True) if isinstance(e, Show))
-    core.post_created(notice.key, "n1")
-    core.agent_ready(42, 0.5)
-    core.prompt(prompt("p2", "then test"), 1.0)
+    core = _a_turn_runs_beside_a_cut_notice_n1()
     core.choose("rerun", "n1", 2.0)
     effects = core.command(commands.EndSession(), "c1", CHANNEL, 3.0)
     assert f"({link('n1')})" in "\n".join(texts(effects)) and MarkHandled(CHANNEL, "n1") in effects

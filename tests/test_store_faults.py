@@ -25,10 +25,7 @@ from supervisor.runtime.store import (
     read_state,
     write_atomically,
 )
-
-
-def _record(key: str, name: str) -> SessionRecord:
-    return SessionRecord(id=key, name=name, channel_id="c1", user_id="u", cwd="/")
+from tests.test_store_journal import _record
 
 
 def _line(generation: int, *records: SessionRecord) -> bytes:

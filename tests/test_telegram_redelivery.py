@@ -15,7 +15,16 @@ import pytest
 import trio
 
 from tests.reposts import answer_counts, nothing_to_post_again
-from tests.telegram_world import ALICE, FAST, tg_world
+from tests.telegram_world import ALICE, FAST, TgWorld, tg_world
+
+
+async def _serving_a_session(w: TgWorld) -> int:
+    """The supervisor started (polling fast), with a session whose updates are all confirmed."""
+    w.configure(telegram=FAST)
+    w.spawn()
+    topic = await w.new_session("a", timeout=30)
+    await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+    return topic
 
 
 async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_not_answered_again(
@@ -23,10 +32,7 @@ async def test_an_update_handled_but_not_confirmed_before_kill_9_is_confirmed_no
 ) -> None:
     with trio.fail_after(90):
         async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            w.spawn()
-            topic = await w.new_session("a", timeout=30)
-            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            topic = await _serving_a_session(w)
             message = w.say("only once", topic)
             (update_id,) = [u["update_id"] for u in w.fake.pending_updates()
                             if u.get("message", {}).get("message_id") == message["message_id"]]  # fmt: skip
@@ -61,10 +67,7 @@ async def test_an_album_handled_but_not_confirmed_before_kill_9_comes_again_whol
     same one message again, turned away as handled: every part confirmed, none answered."""
     with trio.fail_after(90):
         async with tg_world(tmp_path) as w:
-            w.configure(telegram=FAST)
-            w.spawn()
-            topic = await w.new_session("a", timeout=30)
-            await w.wait_for(lambda: not w.fake.pending_updates(), timeout=10)
+            topic = await _serving_a_session(w)
             parts = [w.fake.user_sends(ALICE, text, thread_id=topic, photo=b"\xff\xd8jpeg", album="g1")
                      for text in ("two photos", "")]  # fmt: skip
             ids = [u["update_id"] for u in w.fake.pending_updates()
