@@ -71,7 +71,10 @@ log = logging.getLogger("supervisor")
 POST_INDEX_SIZE = 5_000
 # A catch-up the server refuses (not an outage: the client waits those out) is tried again
 # for a minute or two: what it would find is otherwise never answered.
-PLACE_GONE = frozenset({403, 404})  # a catch-up refused so has nothing to fetch
+# A catch-up refused so this many times in a row has nothing to fetch (a 403 also comes
+# while a server restarts: the first ones are tried again, as any other refusal).
+PLACE_GONE = frozenset({403, 404})
+GONE_AFTER_TRIES = 8
 CATCH_UP_BACKOFF = Backoff(base=1.0, cap=30.0, floor=0.5)
 _jitter = random.Random()
 T = TypeVar("T")
@@ -311,16 +314,17 @@ async def _patiently(what: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
     """`fetch`, tried again while its server refuses it (the front end's client retries
     what is transient, an outage, by itself: a refusal here is a 401 while the server
     restarts, a proxy's login page...), until it answers: the posts it misses would
-    never be answered (the cursor moves past them). None only when the place is gone or
-    closed to us (403, 404): nothing there to catch up, and the front end's other posts
-    wait behind it. The log says the 1st, 2nd, 4th, 8th... refusal in a row."""
+    never be answered (the cursor moves past them). None only once the place still says
+    it is gone or closed to us (403, 404) after `GONE_AFTER_TRIES` tries: the front end's
+    other posts wait behind it. The log says the 1st, 2nd, 4th, 8th... refusal in a row."""
     attempt = 0
     while True:
         try:
             return await fetch()
         except ChatError as exc:
-            if exc.status in PLACE_GONE:
-                log.error("%s was refused (%s): the place is gone or closed to us", what, exc)
+            if exc.status in PLACE_GONE and attempt + 1 >= GONE_AFTER_TRIES:
+                log.error("%s was refused %d times (%s): the place is gone or closed to us, given up "
+                          "(what it missed may stay unanswered)", what, attempt + 1, exc)  # fmt: skip
                 return None
             delay = CATCH_UP_BACKOFF.delay(attempt, _jitter)
             attempt += 1
