@@ -371,6 +371,17 @@ class SessionCore:
         effects += self.loop.not_run("the session failed")
         return [*effects, Finished()]
 
+    def failed_on_defect(self, why: str) -> tuple[SessionRecord, str, list[MarkHandled]]:
+        """A defect of ours ended this session's task: its record failed, the text for its
+        thread (the prompts still waiting said not run, as `fail` says them) and their marks.
+        The shell carries them out itself, its task gone; this core's turn may be anything."""
+        record = attrs.evolve(self.record, status="failed", pgid=0, answer_texts={})
+        text = failed_text(why, "", self.settings.words, record)
+        waiting = self.loop.waiting_prompts()
+        if waiting:
+            text += "\n\n" + self.loop.not_run_words("the session failed", waiting)
+        return record, text, [MarkHandled(p.channel_id, p.post_id) for p in waiting]
+
     def status_text(self, now: float) -> str:
         return thread_texts.status_text(
             self.record, self.settings.agent_name, self.state.value, self.agent.model, self.loop.waiting

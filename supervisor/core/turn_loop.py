@@ -199,9 +199,13 @@ class TurnLoop:
             return stops
         return [*self._show(self.renderer.drop_queue_line()), *self._said_not_run(why, prompts), *stops]
 
-    def _said_not_run(self, why: str, prompts: list[QueuedPrompt]) -> list[Effect]:
+    def not_run_words(self, why: str, prompts: list[QueuedPrompt]) -> str:
+        """The reply that says `prompts` will never run, each linked."""
         permalink = self.session.settings.permalink
-        note = self.session.note(not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts]))
+        return not_run_text(why, [f"[this message]({permalink(p.post_id)})" for p in prompts])
+
+    def _said_not_run(self, why: str, prompts: list[QueuedPrompt]) -> list[Effect]:
+        note = self.session.note(self.not_run_words(why, prompts))
         for p in prompts:
             if p.post_id in self.session.record.unsettled:  # handed before (`not_delivered`)
                 self.session.endings.said_by(p.post_id, frozenset({note.op.key}))

@@ -49,7 +49,6 @@ from supervisor.core.session import (
 from supervisor.core.session_effects import saves_a_mark_carries
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
-from supervisor.core.thread_texts import failed_text, not_run_text
 from supervisor.logs import one_line
 from supervisor.runtime import session_files
 from supervisor.runtime.agent_process import AgentGrace, AgentProcess, open_agent
@@ -197,20 +196,15 @@ class SessionTask:
         says failed, durably, then its thread says why. The other sessions go on."""
         while isinstance(defect, ExceptionGroup) and defect.exceptions:  # a nursery's: the first
             defect = defect.exceptions[0]
-        record = attrs.evolve(self.core.record, status="failed", pgid=0, answer_texts={})
         why = f"❌ This session stopped on a defect of the supervisor ({one_line(defect, 200)}; see its log)."
-        text = failed_text(why, "", self.core.settings.words, record)
-        waiting = self.core.loop.waiting_prompts()  # as `core.fail` says them not run
-        if waiting:
-            links = [f"[this message]({self.core.settings.permalink(p.post_id)})" for p in waiting]
-            text += "\n\n" + not_run_text("the session failed", links)
+        record, text, marks = self.core.failed_on_defect(why)
         await self.deps.store.save(record)
         try:
             await self.deps.chat.create_post(record.channel_id, text, root_id=record.root_id)
         except Exception:  # said in the log instead
             log.exception("%s: could not say in its thread that it failed", record.name)
-        for prompt in waiting:
-            await self.deps.store.mark_handled(prompt.channel_id, prompt.post_id)
+        for mark in marks:
+            await self.deps.store.mark_handled(mark.channel_id, mark.post_id)
 
     async def _take(self, message: SessionMessage) -> None:
         self._inbox_taken.set()
