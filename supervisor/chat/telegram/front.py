@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -288,18 +287,18 @@ class TelegramFrontEnd:
         if part is not None:
             self._album.append((update, part))
             return
-        await self._handle([update], self._event_of(item))
+        await self._handle([update], item)
 
     async def _album_ends(self) -> None:
         parts, self._album = self._album, []
         album = incoming.one_album([part for _update, part in parts])
-        await self._handle([update for update, _part in parts], self._posted(album))
+        await self._handle([update for update, _part in parts], album)
 
-    async def _handle(self, updates: list[Update], reading: Awaitable[ChatEvent | None]) -> None:
-        """The event `reading` makes of `updates` goes to the core; they are confirmed once
-        its post is handled (or at once, when it is not a post)."""
+    async def _handle(self, updates: list[Update], item: incoming.Incoming | None) -> None:
+        """The event `item` (read from `updates`) makes goes to the core; they are
+        confirmed once its post is handled (or at once, when it is not a post)."""
         try:
-            event = await reading
+            event = await self._event_of(item)
         except Exception:  # as for an update we cannot read (`_take`)
             log.exception("update %s could not be read: passed over", updates[0].update_id)
             event = None
