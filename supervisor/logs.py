@@ -47,6 +47,12 @@ class ThrottledLog:
             self.suppressed = 0
 
 
+def in_a_row_level(failures: int) -> int:
+    """Through a long outage a try fails every few seconds: the 1st, 2nd, 4th, 8th...
+    failure in a row is a warning, the others only debug lines."""
+    return logging.DEBUG if failures & (failures - 1) else logging.WARNING
+
+
 def first_leaf(exc: BaseException) -> BaseException:
     """The first failure an exception group holds (nurseries wrap what fails in them)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:

@@ -59,6 +59,7 @@ from supervisor.core.router import (
     route_post,
 )
 from supervisor.core.session import QueuedPrompt
+from supervisor.logs import in_a_row_level
 from supervisor.runtime.desk import Desk
 from supervisor.runtime.registry import Offer, SessionRegistry
 from supervisor.runtime.session_inbox import ChoiceIn, CommandIn, PromptIn, SessionInput, WakeIn
@@ -314,25 +315,21 @@ async def _patiently(what: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
     """`fetch`, tried again while its server refuses it (the front end's client retries
     what is transient, an outage, by itself: a refusal here is a 401 while the server
     restarts, a proxy's login page...), until it answers: the posts it misses would
-    never be answered (the cursor moves past them). None only once the place still says
-    it is gone or closed to us (403, 404) after `GONE_AFTER_TRIES` tries: the front end's
-    other posts wait behind it. The log says the 1st, 2nd, 4th, 8th... refusal in a row."""
-    attempt = 0
+    never be answered (the cursor moves past them). None only once the place says it is
+    gone or closed to us (403, 404) `GONE_AFTER_TRIES` times in a row: the front end's
+    other posts wait behind it. The log warns of the 1st, 2nd, 4th, 8th... refusal."""
+    refused = gone = 0  # in a row
     while True:
         try:
             return await fetch()
         except ChatError as exc:
-            if exc.status in PLACE_GONE and attempt + 1 >= GONE_AFTER_TRIES:
+            refused += 1
+            gone = gone + 1 if exc.status in PLACE_GONE else 0
+            if gone >= GONE_AFTER_TRIES:
                 log.error("%s was refused %d times (%s): the place is gone or closed to us, given up "
-                          "(what it missed may stay unanswered)", what, attempt + 1, exc)  # fmt: skip
+                          "(what it missed may stay unanswered)", what, gone, exc)  # fmt: skip
                 return None
-            delay = CATCH_UP_BACKOFF.delay(attempt, _jitter)
-            attempt += 1
-            if attempt & (attempt - 1) == 0:
-                log.warning("%s was refused %d time(s) in a row, tried again in %.1f s: %s",
-                            what, attempt, delay, exc)  # fmt: skip
+            delay = CATCH_UP_BACKOFF.delay(refused - 1, _jitter)
+            log.log(in_a_row_level(refused), "%s was refused (%d in a row), tried again in %.1f s: %s",
+                    what, refused, delay, exc)  # fmt: skip
             await trio.sleep(delay)
-            delay = CATCH_UP_BACKOFF.delay(attempt, _jitter)
-            log.warning("%s failed, tried again in %.1f s: %s", what, delay, exc)
-            await trio.sleep(delay)
-    return None

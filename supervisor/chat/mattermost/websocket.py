@@ -44,7 +44,7 @@ from supervisor.chat.proxy import described, open_tunnel, proxy_for
 from supervisor.chat.retry import ServerAnswers
 from supervisor.core.backoff import RECONNECT_BACKOFF, Backoff
 from supervisor.core.events import ChatEvent, Hello
-from supervisor.logs import first_leaf, one_line
+from supervisor.logs import first_leaf, in_a_row_level, one_line
 
 log = logging.getLogger("supervisor.mattermost")
 
@@ -348,10 +348,8 @@ def _drain(channel: trio.MemoryReceiveChannel[tuple[str, str]]) -> None:
 
 
 def _log_failure(why: str, failures: int) -> None:
-    """Through a long outage a try fails every few seconds: the 1st, 2nd, 4th, 8th...
-    failure in a row is a warning, the others only debug lines."""
-    level = logging.DEBUG if failures & (failures - 1) else logging.WARNING
-    log.log(level, "websocket: %s%s", why, f" ({failures} tries in a row)" if failures > 1 else "")
+    """A failed try, said as `in_a_row_level` says."""
+    log.log(in_a_row_level(failures), "websocket: %s%s", why, f" ({failures} tries in a row)" if failures > 1 else "")
 
 
 def _refused_for_the_token(exc: BaseException) -> bool:
