@@ -766,6 +766,20 @@ def test_a_stop_during_a_turn_the_agent_began_by_itself_stops_that_turn_and_keep
     assert _prompts_sent(core.agent_event(TurnEnded(terminal_reason="aborted_streaming"), 3.5)) == ["question B"]
 
 
+def test_a_permission_asked_in_a_turn_the_agent_began_by_itself_is_denied_where_the_person_sees_it() -> None:
+    """It was denied with nothing in the thread: the person saw the background task's words
+    stop short and never learned that it wanted to run something."""
+    core = running(make_core())
+    core.agent_event(TurnStarted("s"), 1.0)  # no prompt of ours: the agent's own turn
+    effects = core.agent_event(asked("r9", command="rm -rf build"), 1.5)
+    (denied,) = [c for c in sent(effects) if isinstance(c, DenyTool)]
+    assert denied.request_id == "r9"
+    (said,) = [t for t in texts(effects) if "Permission needed" in t]
+    assert "rm -rf build" in said and "turn it began by itself" in said
+    assert core.state is SessionState.IDLE and not core.loop.approvals.pending
+    assert not [e for e in effects if isinstance(e, OfferChoices)]  # nothing left to answer
+
+
 def test_a_turn_the_agent_began_and_fell_silent_in_holds_the_queue_only_for_the_stall_timeout() -> None:
     core = running(make_core(stall_timeout_s=30))
     core.agent_event(TurnStarted("s"), 1.0)

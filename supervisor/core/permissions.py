@@ -37,6 +37,7 @@ class PermissionState(enum.StrEnum):
     CANCELLED = "cancelled"  # the agent withdrew the request
     STOPPED = "stopped"  # denied, and the turn was stopped
     LAPSED = "lapsed"  # the supervisor restarted before it was answered
+    OUTSIDE_TURN = "outside a turn"  # asked in a turn the agent began by itself: denied
 
 
 # The choices offered on a pending request, in the order they are shown.
@@ -57,6 +58,10 @@ _OUTCOME = {
     PermissionState.CANCELLED: "🚫 **Cancelled**: the agent no longer needs an answer",
     PermissionState.STOPPED: "🛑 **Denied, and the turn was stopped**",
     PermissionState.LAPSED: "⌛ **Lapsed**: the supervisor restarted before it was answered; the turn was cut",
+    PermissionState.OUTSIDE_TURN: (
+        "⛔ **Denied**: the agent asked in a turn it began by itself, not for a prompt of yours; "
+        "ask it in a message to do this"
+    ),
 }
 
 

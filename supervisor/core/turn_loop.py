@@ -46,7 +46,7 @@ from supervisor.core.agent_events import (
 from supervisor.core.approvals import Approvals, remember_always
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState
-from supervisor.core.permissions import Answer, choice_answer
+from supervisor.core.permissions import Answer, PermissionState, choice_answer, permission_text
 from supervisor.core.render import PutPost, TurnRenderer
 from supervisor.core.session_effects import (
     Effect,
@@ -289,8 +289,15 @@ class TurnLoop:
     # --- permissions ---------------------------------------------------------------
 
     def _ask_permission(self, request: PermissionAsked, now: float) -> list[Effect]:
-        if self.turn is None:  # cannot happen with a well-behaved agent: never leave it waiting
-            return [ToAgent(DenyTool(request.request_id, "No turn is running."))]
+        if self.turn is None:
+            # A turn the agent began by itself (a background task woke it): nobody sent it
+            # work to approve, and a request here would have no turn to time out or end it.
+            # Denied at once, never left waiting, and said where the person sees it.
+            settings = self.session.settings
+            return [
+                ToAgent(DenyTool(request.request_id, "No turn of the user's is running: ask them in a message.")),
+                self.session.note(permission_text(request, PermissionState.OUTSIDE_TURN, max_chars=settings.max_message_chars)),
+            ]
         asked = self.approvals.ask(request, now)
         if self.session.state is S.BUSY:
             self.session.move(S.AWAITING_APPROVAL)
