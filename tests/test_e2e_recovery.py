@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -117,6 +118,37 @@ async def test_a_thread_root_whose_text_changed_since_is_found_by_its_mark(tmp_p
             await w.wait_for(lambda: str(root["id"]) in w.supervisor.tasks if w.supervisor else False, 20)
             assert len(_roots(w, "renamed")) == 1
             assert w.supervisor.store.state.sessions[record.id].root_id == root["id"]
+
+
+@pytest.mark.parametrize("root_known", [False, True], ids=["root-unknown", "root-known"])
+async def test_a_reply_under_a_cut_announcement_the_start_could_not_finish_reaches_its_session(
+    tmp_path: Path, root_known: bool
+) -> None:
+    """The crash cut `!new` after its root was posted (its record knowing the root's id, or
+    not); at the next start the server refused the look for what was announced. The reply
+    written under that root meanwhile got the "start a session" hint and was handled: lost.
+    Now the session is routable at once (or once the catch-up brings its root), and the
+    announcement is finished in the background: the reply reaches the agent."""
+    with trio.fail_after(60):
+        async with world(tmp_path) as w:
+            record = _pending_record(w, "refused")
+            bot = w.server.bot.username
+            text = texts.thread_root(record, mattermost_link.WORDS, "claude")
+            root = await w.server.user_post_in(w.dm, bot, text, props={CREATE_MARK: record.root_pending_id})
+            record = attrs.evolve(record, answer_pending=True, root_id=str(root["id"]) if root_known else "")
+            write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
+            await w.say("are you there?", str(root["id"]))
+            # The start's look for what was announced is refused; the catch-up's is not.
+            w.server.fail_requests(403, path_prefix=f"/api/v4/channels/{w.dm}/posts", method="GET", count=1)
+            await w.start()
+            await w.answered(str(root["id"]), "echo #1: are you there?", timeout=30)
+            await w.wait_for(lambda: _started(w, "refused"), 20)
+            assert len(_roots(w, "refused")) == 1 and len(_started(w, "refused")) == 1
+            hints = [p for p in w.bot_posts(str(root["id"])) if "echo" not in str(p["message"])]
+            assert not hints, hints
+            assert w.supervisor is not None
+            saved = w.supervisor.store.state.sessions[record.id]
+            assert saved.root_id == root["id"] and not saved.answer_pending
 
 
 @pytest.mark.slow

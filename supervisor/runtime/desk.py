@@ -14,6 +14,7 @@ what a post means is the router's.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -36,7 +37,7 @@ from supervisor.core import desk as desk_rules
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
-from supervisor.logs import one_line
+from supervisor.logs import in_a_row_level, one_line
 from supervisor.runtime import announce
 from supervisor.runtime.mail import Mailbox
 from supervisor.runtime.registry import SessionRegistry
@@ -57,6 +58,10 @@ _ANSWER_KEYS = uuid.UUID("0e5c8d2a-4f6b-4c1e-9a7d-3b2f1e0d9c8b")
 # An answer to an older post (asked before a crash, answered again after it) is looked for
 # among the posts first, by that key.
 KEYS_REMEMBERED_S = 25.0
+# An announcement the start could not finish is tried again after this long, doubled after
+# each refusal up to the most.
+UNFINISHED_RETRY_S = 1.0
+UNFINISHED_RETRY_MAX_S = 60.0
 # A `!new`'s directory is looked at in a worker thread for this long at most: a network
 # mount that hangs would otherwise freeze the event loop (every session, and the stop).
 DIRECTORY_LOOK_S = 5.0
@@ -116,6 +121,9 @@ class Desk:
         # Notices of a refusing disk have a lane of their own: a place's lane may be the one
         # waiting on that disk (a command's answer, before its handled mark).
         self._notices: Mailbox[Reply | Command] = Mailbox()
+        # Ids of sessions whose announcement a crash cut short and the start could not
+        # finish (its server refused): finished in the background, tried until it is.
+        self._unfinished: Mailbox[str] = Mailbox()
 
     def command(self, post: Post, command: commands.MainCommand | commands.BadCommand) -> None:
         self._put(post.channel_id, Command(post, command))
@@ -149,6 +157,7 @@ class Desk:
         """A worker for each place, started with the place's first item."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._serve, self._notices)
+            nursery.start_soon(self._finish_unfinished)
             while True:
                 channel_id = await self._new_lanes.get()
                 nursery.start_soon(self._serve, self._lanes[channel_id])
@@ -337,7 +346,33 @@ class Desk:
             try:
                 await self._announce(record, recovering=True)
             except Exception as exc:  # any one front end's answer must not stop the start
-                log.error("could not finish announcing session %s (%s); the next start tries again", record.name, exc)
+                log.error("could not finish announcing session %s (%s): tried again in the background",
+                          record.name, one_line(exc))
+                # Routable meanwhile (its thread's replies wait for it), or once its root, if
+                # the catch-up brings it, is seen.
+                if record.root_id:
+                    self.registry.register(attrs.evolve(record, answer_pending=False))
+                else:
+                    self.announcing[record.root_pending_id] = record
+                self._unfinished.put(record.id)
+
+    async def _finish_unfinished(self) -> None:
+        """The announcements the start could not finish, each tried until it is (or its
+        session is no longer live): replies under its thread wait in its inbox meanwhile,
+        rather than being taken for posts under no session's thread."""
+        while True:
+            session_id = await self._unfinished.get()
+            for tries in itertools.count(1):
+                await trio.sleep(min(UNFINISHED_RETRY_MAX_S, UNFINISHED_RETRY_S * 2 ** (tries - 1)))
+                record = self.store.state.sessions.get(session_id)
+                if record is None or record not in self.unannounced():
+                    break
+                try:
+                    await self._announce(record, recovering=True)
+                    break
+                except Exception as exc:
+                    log.log(in_a_row_level(tries), "could not finish announcing session %s (%d tries): %s",
+                            record.name, tries, one_line(exc))
 
     async def _announce(self, record: SessionRecord, *, recovering: bool) -> None:
         """Post the thread root, make the session routable, answer its `!new` (beside

@@ -164,7 +164,8 @@ class RouterTask:
         if isinstance(event, CaughtUp):
             self._caught_up(event)
             return
-        self._notice_announced_root(event)
+        if isinstance(event, Posted):
+            self._notice_announced_root(event.post)
         waiting = self._waiting_behind(event)
         if waiting is not None:
             waiting.append(event)
@@ -185,13 +186,14 @@ class RouterTask:
         front = self.chat.claiming(id_)
         return None if front is None else self._waiting.get(front.name)
 
-    def _notice_announced_root(self, event: ChatEvent) -> None:
-        """Our own new thread root, seen on the event stream: from here on replies to it
-        may arrive, so its session must be known now, whichever of this event and the
-        REST answer to its creation reaches us first. (It is launched once announced.)"""
-        if isinstance(event, Posted) and event.post.idempotency_key in self.desk.announcing:
-            record = self.desk.announcing.pop(event.post.idempotency_key)
-            self.registry.register(attrs.evolve(record, root_id=event.post.id, answer_pending=False))
+    def _notice_announced_root(self, post: Post) -> None:
+        """Our own new thread root, seen on the event stream (or in a catch-up, when the
+        start could not finish announcing it): from here on replies to it may arrive, so
+        its session must be known now, whichever of this post and the REST answer to its
+        creation reaches us first. (It is launched once announced.)"""
+        if post.idempotency_key in self.desk.announcing:
+            record = self.desk.announcing.pop(post.idempotency_key)
+            self.registry.register(attrs.evolve(record, root_id=post.id, answer_pending=False))
 
     def _thread_of(self, post_id: str) -> str | None:
         """The thread a post belongs to: a recent one from the index, an older one that
@@ -274,6 +276,7 @@ class RouterTask:
         """Handle, once and in order, what `found.front`'s places got while we were away,
         then the events that waited for it; a hello among those starts another round."""
         for post in found.posts:
+            self._notice_announced_root(post)
             self.apply(route_post(post, self.view))
         for choice in found.choices:  # one seen before is harmless: its request ignores it
             self.apply(route(ChoiceMade(choice), self.view))
