@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from supervisor.agent import AgentLaunch
@@ -20,15 +22,19 @@ from supervisor.agent.acp.conversation import (
     trouble_log,
     trouble_text,
 )
-from supervisor.agent.acp.events import AgentReady
+from supervisor.agent.acp.events import AgentReady, ProtocolError, SessionsListed
+from supervisor.agent.acp.wire import ConfigOption, SessionResult, structure
 from supervisor.core.agent_events import (
     AgentEvent,
+    AgentUnusable,
+    AllowTool,
     ConversationMissing,
     ConversationOpened,
     SendPrompt,
     TextDelta,
     ToolCall,
     ToolOutcome,
+    TurnEnded,
 )
 
 INIT = {
@@ -50,12 +56,23 @@ def sent(c: AcpConversation | AcpClient) -> list[dict[str, Any]]:
     return [json.loads(x) for x in c.data_to_send().splitlines()]
 
 
-def conversation(**launch: Any) -> AcpConversation:
-    return AcpConversation(AgentLaunch(**{"session_id": "ours", "cwd": "/work", "resume": False, **launch}))
+class Clock:
+    """A clock the test moves (the conversation's own would be trio's)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def opened() -> AcpConversation:
-    c = conversation()
+def conversation(clock: Callable[[], float] = lambda: 0.0, **launch: Any) -> AcpConversation:
+    launched = AgentLaunch(**{"session_id": "ours", "cwd": "/work", "resume": False, **launch})
+    return AcpConversation(launched, clock=clock)
+
+
+def opened(clock: Callable[[], float] = lambda: 0.0) -> AcpConversation:
+    c = conversation(clock)
     c.start()
     c.receive_line(frame(id=1, result=INIT))
     assert c.receive_line(frame(id=2, result={"sessionId": "ses_1"})) == [ConversationOpened("ses_1")]
@@ -63,8 +80,8 @@ def opened() -> AcpConversation:
     return c
 
 
-def prompting() -> AcpConversation:
-    c = opened()
+def prompting(clock: Callable[[], float] = lambda: 0.0) -> AcpConversation:
+    c = opened(clock)
     c.send(SendPrompt("hi"))
     c.data_to_send()
     return c
@@ -107,6 +124,93 @@ def test_capabilities_said_null_are_not_offered_so_the_conversation_is_loaded() 
 def test_a_capability_offered_as_an_object_still_counts() -> None:
     agent = ready({"loadSession": True, "sessionCapabilities": {"resume": {}, "list": {}, "close": None}})
     assert (agent.can_resume, agent.can_list, agent.can_load) == (True, True, True)
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string an event (or a frame we sent) holds."""
+    if isinstance(value, str):
+        return [value]
+    if attrs.has(type(value)):
+        return _texts(attrs.asdict(value, recurse=False))
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _texts(k) + _texts(v)]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _said(events: list[Any], c: AcpConversation | AcpClient, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the events, the frames sent back and the log say."""
+    return _texts(events) + _texts(sent(c)) + [r.getMessage() for r in caplog.records]
+
+
+def test_a_plan_entry_with_null_text_is_skipped_and_a_null_status_is_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = prompting()
+    entries = [{"content": None, "status": "pending", "priority": "low"}, {"content": "b", "status": None, "priority": None}]
+    events = c.receive_line(update(sessionUpdate="plan", entries=entries))
+    assert [e.summary for e in events if isinstance(e, ToolCall)] == ["☐ b"]
+    assert not any("None" in t for t in _said(events, c, caplog))
+
+
+def test_a_tool_call_with_a_null_id_is_refused_not_named_none(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="supervisor.agent.acp")
+    c = prompting()
+    for kind in ("tool_call", "tool_call_update"):
+        start = update(sessionUpdate=kind, toolCallId=None, title="ls", kind="execute", status="completed")
+        assert c.receive_line(start) == []
+    ask = {"toolCallId": None, "title": "ls"}
+    refused = c.receive_line(frame(id=0, method="session/request_permission",
+                                   params={"sessionId": "ses_1", "toolCall": ask, "options": []}))
+    assert refused == []
+    (answer,) = sent(c)
+    assert answer["id"] == 0 and answer["error"]["code"] == -32602
+    assert len(caplog.records) == 3  # each said as protocol trouble
+    assert not any("None" in t for t in _said(refused, c, caplog))
+
+
+def test_a_permission_option_with_a_null_id_is_never_answered_as_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = prompting()
+    ask = {"toolCallId": "t1", "title": "ls", "rawInput": {"command": "ls"}}
+    options = [{"optionId": None, "kind": "allow_once", "name": None}]
+    events = c.receive_line(frame(id=0, method="session/request_permission",
+                                  params={"sessionId": "ses_1", "toolCall": ask, "options": options}))
+    events += c.send(AllowTool("0", {"command": "ls"}))
+    assert not any("None" in t for t in _said(events, c, caplog))
+
+
+def test_null_error_messages_are_no_text(caplog: pytest.LogCaptureFixture) -> None:
+    c = conversation()
+    c.start()
+    c.receive_line(frame(id=1, result=INIT))
+    (unusable,) = c.receive_line(frame(id=2, error={"code": -32603, "message": None}))
+    assert isinstance(unusable, AgentUnusable) and "None" not in unusable.reason
+    c = prompting()
+    (end,) = c.receive_line(frame(id=3, error={"code": -32603, "message": None}))
+    assert isinstance(end, TurnEnded) and end.is_error and end.errors == ("error -32603",)
+    (trouble,) = AcpClient().receive_line(frame(id=None, error={"code": -32700, "message": None}))
+    assert isinstance(trouble, ProtocolError) and "None" not in trouble.reason
+
+
+def test_null_names_are_read_as_absent() -> None:
+    assert ready({}, agent_info={"name": None, "version": None, "title": None}).name == "agent"
+    option = structure({"id": "mode", "name": None, "currentValue": None}, ConfigOption)
+    assert (option.name, option.current_value) == ("", None)
+    result = structure({"sessionId": "ses_1", "configOptions": [{"id": None, "name": "Mode"}]}, SessionResult)
+    assert result.config_options == []
+
+
+def test_a_listed_session_with_a_null_id_is_left_out() -> None:
+    c = AcpClient()
+    c.initialize()
+    c.receive_line(frame(id=1, result={**INIT, "agentCapabilities": {"sessionCapabilities": {"list": {}}}}))
+    c.list_sessions("/work")
+    sessions = [{"sessionId": None, "cwd": "/work"}, {"sessionId": "ses_2", "cwd": None}]
+    (listed,) = c.receive_line(frame(id=2, result={"sessions": sessions, "nextCursor": None}))
+    assert listed == SessionsListed(("ses_2",), None, ())
 
 
 # --- half an emoji ---------------------------------------------------------------------
@@ -156,6 +260,38 @@ def test_a_flood_of_lines_that_are_no_frames_is_logged_a_bounded_number_of_times
     # the conversation goes on
     (delta,) = c.receive_line(update(sessionUpdate="agent_message_chunk", content={"type": "text", "text": "ok"}))
     assert delta == TextDelta("ok")
+
+
+def test_trouble_left_out_is_said_once_when_the_agent_ends(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="supervisor.agent.acp")
+    c = prompting()
+    for _ in range(TROUBLE_LOGGED_PER_WINDOW + 7):
+        c.receive_line(b"plain text")
+    assert len(caplog.records) == TROUBLE_LOGGED_PER_WINDOW
+    c.close()
+    c.close()
+    assert [r.getMessage() for r in caplog.records[TROUBLE_LOGGED_PER_WINDOW:]] == [
+        "ACP agent of session ours: 7 more lines of protocol trouble not logged"
+    ]
+
+
+def test_the_conversation_times_its_trouble_by_the_clock_it_is_given(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="supervisor.agent.acp")
+    clock = Clock()
+    c = prompting(clock)
+    for _ in range(TROUBLE_LOGGED_PER_WINDOW + 3):
+        c.receive_line(b"plain text")
+    clock.now = TROUBLE_WINDOW_S - 0.1
+    c.receive_line(b"plain text")  # the same window: counted
+    assert len(caplog.records) == TROUBLE_LOGGED_PER_WINDOW
+    clock.now = TROUBLE_WINDOW_S
+    c.receive_line(b"more plain text")
+    assert [r.getMessage() for r in caplog.records][-2:] == [
+        "ACP agent of session ours: 4 more lines of protocol trouble not logged",
+        "ACP agent of session ours: not JSON: Expecting value: line 1 column 1 (char 0): 'more plain text'",
+    ]
 
 
 def test_trouble_left_out_is_counted_and_said_when_the_next_window_opens(

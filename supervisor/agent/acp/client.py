@@ -298,7 +298,8 @@ class AcpClient:
     def _on_response(self, frame: Response) -> list[AcpEvent]:
         pending = self._pending.pop(frame.id, None) if frame.id is not None else None
         if pending is None:
-            return [ProtocolError(f"a response to no request of ours (id {frame.id!r})")]
+            said = "null" if frame.id is None else repr(frame.id)  # null: never the text "None"
+            return [ProtocolError(f"a response to no request of ours (id {said})")]
         if pending.listing:
             return [sessions_listed(frame)]
         if pending.raw:

@@ -46,6 +46,17 @@ converter = cattrs.Converter(forbid_extra_keys=False, omit_if_default=True)
 # (cattrs would read "false", or any other non-empty value, as True).
 converter.register_structure_hook(bool, lambda value, _: value is True)
 
+
+def _text(value: Any, _: Any) -> str:
+    # cattrs calls str() on anything, and null would be read as the text "None": null is
+    # no text (a field with a default reads it as that, else the frame is refused).
+    if value is None:
+        raise TypeError("null where the schema wants a string")
+    return str(value)
+
+
+converter.register_structure_hook(str, _text)
+
 # Field metadata, as the schema marks the field: a value that does not fit is read as the
 # field's default; a list keeps the items that fit (not a list: the default).
 DEFAULT_ON_ERROR = {"default_on_error": True}
@@ -88,7 +99,19 @@ def _lenient_hook(field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any] | No
                 return _default(field)
 
         return or_default
+    if field.default is not attrs.NOTHING and not _takes_null(field.type):
+        non_null_type: Any = field.type
+
+        def null_as_default(value: Any, _: Any) -> Any:
+            # null said of a field the schema gives no null: as if the field were absent
+            return _default(field) if value is None else converter.structure(value, non_null_type)
+
+        return null_as_default
     return None
+
+
+def _takes_null(field_type: Any) -> bool:
+    return field_type is Any or type(None) in typing.get_args(field_type)
 
 
 def _item_type(list_type: Any) -> Any:
