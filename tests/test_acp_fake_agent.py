@@ -4,6 +4,7 @@ frame, and our driver against the faults only the fake can produce on demand."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from supervisor.agent.acp import conversation
 from supervisor.agent.acp.backend import AcpBackend
 from supervisor.agent.acp.driver import (
     AcpStartError,
@@ -253,6 +255,25 @@ async def test_driver_full_turn_with_plan_thought_and_garbage(tmp_path: Path) ->
     kinds = {type(e) for e in seen}
     assert {PlanUpdated, ThinkingBlock, ProtocolError, TextBlock, TurnEnded} <= kinds
     assert isinstance(seen[-1], TurnEnded) and not seen[-1].is_error
+
+
+async def test_the_drivers_trouble_left_out_is_said_when_the_agent_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="supervisor.agent.acp")
+    monkeypatch.setattr(conversation, "TROUBLE_LOGGED_PER_WINDOW", 0)  # every line counted
+    with trio.fail_after(TIMEOUT):
+        async with open_acp_session(fake_backend(), str(tmp_path), base_env(tmp_path)) as (
+            agent,
+            events,
+            _,
+        ):
+            seen = await _turn(agent, events, "[garbage] hello")
+            assert any(isinstance(e, ProtocolError) for e in seen)
+            said = [r.getMessage() for r in caplog.records]
+            assert not any("protocol trouble" in m for m in said)
+    said = [r.getMessage() for r in caplog.records]
+    assert said.count(f"agent {agent.pid}: 1 more lines of protocol trouble not logged") == 1
 
 
 async def test_crash_mid_turn_is_an_exit_not_a_hang(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from supervisor.agent import AgentLaunch
+from supervisor.agent import AgentLaunch, LineConversation
 from supervisor.agent.claude import ClaudeBackend
 from supervisor.core.agent_events import SendPrompt, TextDelta, TurnEnded, TurnStarted
 from supervisor.runtime.agent_process import (
@@ -210,3 +210,21 @@ async def test_what_an_agent_printed_before_exiting_reaches_a_reader_that_comes_
     [kept] = agent.stderr_tail
     assert kept.startswith("E" * STDERR_LINE_BYTES) and kept.endswith(f"({10_000_000 - STDERR_LINE_BYTES} more bytes)")
     assert max(len(r.getMessage()) for r in caplog.records) < 2 * STDERR_LINE_BYTES
+
+
+async def test_the_conversation_is_told_once_when_the_agents_output_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a conversation still counts (an ACP agent's protocol trouble left out of the
+    log) was never said: nothing told it the output had ended."""
+    closed: list[object] = []
+    monkeypatch.setattr(LineConversation, "close", lambda self: closed.append(self))
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-00000000000a", cwd=str(tmp_path), resume=False)
+    with trio.fail_after(30):
+        async with open_agent(_PrintsAndExits(3), launch, _env(tmp_path), 1.0) as agent, trio.open_nursery() as nursery:
+            nursery.start_soon(agent.drain_stderr)
+            async with aclosing(agent.events()) as batches:
+                async for _batch in batches:
+                    assert not closed  # not before the output ends
+            nursery.cancel_scope.cancel()
+    assert closed == [agent.conversation]

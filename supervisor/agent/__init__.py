@@ -73,6 +73,10 @@ class AgentConversation(Protocol):
 
     def data_to_send(self) -> bytes: ...
 
+    def close(self) -> None:
+        """The agent's output ended (what it still counts, e.g. log lines left out, is said)."""
+        ...
+
 
 class StartGuard(Protocol):
     """Lets agents start one at a time where concurrent first starts fail (OpenCode's
@@ -127,3 +131,6 @@ class LineConversation:
     def data_to_send(self) -> bytes:
         data, self._out = bytes(self._out), bytearray()
         return data
+
+    def close(self) -> None:
+        pass

@@ -190,6 +190,7 @@ class AgentProcess:
                     if batch:
                         yield batch
         finally:
+            self.conversation.close()
             self.output_ended.set()
 
     def _receive(self, lines: list[bytes]) -> list[AgentEvent]:

@@ -12,7 +12,9 @@ calls held until the agent names what they do (OpenCode's first `tool_call` says
 
 Never does I/O; never raises on what the agent sends. What the port has no word for
 (usage per update, protocol trouble, errors of other requests) is logged here and dropped;
-protocol trouble in part (`trouble_log`), since an agent may print it line after line.
+protocol trouble in part (`trouble_log`, timed by the clock it is given: a test's, or the
+machine's), since an agent may print it line after line; what was left out is counted, and
+said at `close`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import attrs
 
@@ -118,7 +121,12 @@ class AcpConversation:
     """Invariant: `_held` holds tool calls of the running turn not yet shown; every one is
     shown before any later event of the turn (so the thread reads in order)."""
 
-    def __init__(self, launch: AgentLaunch, client: AcpClient | None = None) -> None:
+    def __init__(
+        self,
+        launch: AgentLaunch,
+        client: AcpClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.launch = launch
         self.client = client or AcpClient()
         self.rules: set[str] = set(launch.allowed_tools)
@@ -131,6 +139,7 @@ class AcpConversation:
         # (its id, the agent's refusal, pages read).
         self._checking: tuple[str, str, int] | None = None
         self._trouble = trouble_log(f"ACP agent of session {launch.session_id}")
+        self._clock = clock
 
     # --- the port ------------------------------------------------------------------
 
@@ -170,6 +179,10 @@ class AcpConversation:
 
     def data_to_send(self) -> bytes:
         return self.client.data_to_send()
+
+    def close(self) -> None:
+        """The agent's output ended: the protocol trouble counted and not yet said is said."""
+        self._trouble.flush()
 
     # --- ACP -> the port's words -----------------------------------------------------
 
@@ -241,7 +254,7 @@ class AcpConversation:
                 log.info("the agent refused %s: %s", method, message)
                 return []
             case ProtocolError(reason=reason, line=line):
-                self._trouble.record(trouble_text(reason, line), time.monotonic())
+                self._trouble.record(trouble_text(reason, line), self._clock())
                 return []
         return [*self._release(), event]
 

@@ -86,12 +86,15 @@ class AcpAgent:
 
     async def read_stdout(self) -> None:
         assert self.proc.stdout is not None
-        async for line in lines_of(self.proc.stdout):
-            events = self.client.receive_line(line)
-            for event in events:
-                if isinstance(event, ProtocolError):
-                    self._trouble.record(trouble_text(event.reason, event.line), trio.current_time())
-            await self._flush(events)
+        try:
+            async for line in lines_of(self.proc.stdout):
+                events = self.client.receive_line(line)
+                for event in events:
+                    if isinstance(event, ProtocolError):
+                        self._trouble.record(trouble_text(event.reason, event.line), trio.current_time())
+                await self._flush(events)
+        finally:
+            self._trouble.flush()  # the last window's count, else never said
         with trio.move_on_after(5):
             await self.proc.wait()
         await self._send_events.send(AgentExited(self.proc.returncode, tuple(self.stderr_tail)))
