@@ -4,10 +4,12 @@ frames the CLI prints (shared/reference/claude-code/PROTOCOL.md §4) and the CLI
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 
+from supervisor.agent import AgentLaunch, LineConversation
 from supervisor.agent.claude.codec import ClaudeCodec
 from supervisor.core.agent_events import (
     ControlAsked,
@@ -89,3 +91,17 @@ def test_half_an_emoji_from_the_cli_is_read_as_a_replacement_character() -> None
     assert codec.decode(cut) == [TextDelta("ok \ufffd")]
     whole = b'{"type":"stream_event","event":{"type":"content_block_delta","delta":{"type":"text_delta","text":"\\ud83d\\ude00"}}}'
     assert codec.decode(whole) == [TextDelta("\U0001f600")]
+
+
+def test_a_flood_of_malformed_lines_is_logged_in_part_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    """Each line the CLI printed that looked like a frame and was none was one warning: an
+    agent printing such lines in a loop filled the log (and slowed the supervisor down)."""
+    launch = AgentLaunch(session_id="3f6b1c2e-0000-4000-8000-00000000000b", cwd="/", resume=False)
+    conversation = LineConversation(ClaudeCodec(), launch)
+    caplog.set_level(logging.WARNING, logger="supervisor.agent")
+    for n in range(10_000):
+        assert conversation.receive_line(f"{{not a frame {n}\n".encode()) == []
+    conversation.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) <= 60 and "undecodable line" in said[0]
+    assert said[-1].endswith(f"{10_000 - (len(said) - 1)} more malformed lines not logged")

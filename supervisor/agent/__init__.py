@@ -20,12 +20,14 @@ the configuration.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
 import attrs
 
 from supervisor.core.agent_events import AgentCommand, AgentEvent, ConversationOpened
+from supervisor.logs import ThrottledLog
 
 log = logging.getLogger("supervisor.agent")
 
@@ -109,6 +111,8 @@ class LineConversation:
         self.codec = codec
         self.launch = launch
         self._out = bytearray()
+        # An agent may print plain text on stdout in a loop: a flood must not fill the log.
+        self._malformed = ThrottledLog(log, logging.WARNING, f"the agent of session {launch.session_id}", "malformed lines")
 
     def start(self) -> list[AgentEvent]:
         conversation = self.launch.agent_session_id or self.launch.session_id
@@ -118,7 +122,7 @@ class LineConversation:
         try:
             return self.codec.decode(line)
         except ValueError as exc:
-            log.warning("the agent printed a malformed line: %s", exc)
+            self._malformed.record(f"a malformed line: {exc}", time.monotonic())
             return []
 
     def receive_stderr(self, line: str) -> list[AgentEvent]:
@@ -133,4 +137,4 @@ class LineConversation:
         return data
 
     def close(self) -> None:
-        pass
+        self._malformed.flush()
