@@ -460,3 +460,20 @@ def test_with_a_damaged_snapshot_the_journal_that_followed_it_is_kept_aside_not_
     assert load_state(tmp_path).sessions == {"a": _record("a", "older")}
     assert len(list(tmp_path.glob(f"{JOURNAL_NAME}.damaged-*"))) == 1
     assert not (tmp_path / JOURNAL_NAME).exists()
+
+
+def test_lines_of_a_newer_state_than_the_snapshot_are_kept_aside_not_emptied(tmp_path: Path) -> None:
+    """A good snapshot older than the journal's lines (an older copy of sessions.json put
+    back by hand): its lines were skipped without a word, and the next write emptied the
+    journal, the only copy of them. They are kept aside now, loudly."""
+    write_atomically(tmp_path, encode(State(sessions={"a": _record("a", "older")}), 1))
+    (tmp_path / JOURNAL_NAME).write_bytes(_line(1, _record("a", "used")) + _line(2, _record("b", "after a newer one")))
+    on_disk = read_state(tmp_path)
+    assert on_disk.state.sessions == {"a": _record("a", "used")}
+    assert on_disk.damaged == (JOURNAL_NAME,)
+    assert any("1 changes made after a newer state" in problem for problem in on_disk.problems)
+    store = Store.open(tmp_path)
+    store.close()
+    [aside] = tmp_path.glob(f"{JOURNAL_NAME}.damaged-*")
+    assert b"after a newer one" in aside.read_bytes()
+    assert load_state(tmp_path).sessions == {"a": _record("a", "used")}

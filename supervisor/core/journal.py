@@ -120,6 +120,7 @@ class Replay:
     state: State
     applied: int  # lines applied
     other: int  # whole lines of another generation, skipped
+    newer: int  # of those, lines of a generation after the snapshot's: no later start applies them
     torn: bool  # the last line was cut short (ignored)
     damaged_line: int = 0  # 1-based number of a damaged line before the last; 0 = none
     problem: str = ""
@@ -130,7 +131,7 @@ def replay(state: State, generation: int, raw: bytes) -> Replay:
     lines = raw.split(b"\n")
     tail = lines.pop()  # after the last newline: b"" unless the last append was cut
     torn = bool(tail)
-    applied = other = 0
+    applied = other = newer = 0
     replaying = _Replaying.of(state)
     for number, line in enumerate(lines, start=1):
         try:
@@ -139,10 +140,11 @@ def replay(state: State, generation: int, raw: bytes) -> Replay:
             if number == len(lines) and not torn:
                 torn = True
                 break
-            return Replay(replaying.state(), applied, other, torn, damaged_line=number, problem=str(exc))
+            return Replay(replaying.state(), applied, other, newer, torn, damaged_line=number, problem=str(exc))
         if generation == 0 or entry.generation != generation:
             other += 1
+            newer += entry.generation > generation
             continue
         replaying.apply(entry)
         applied += 1
-    return Replay(replaying.state() if applied else state, applied, other, torn)
+    return Replay(replaying.state() if applied else state, applied, other, newer, torn)

@@ -503,6 +503,12 @@ def _replay_journal(path: Path, raw: bytes, state: State, generation: int, *, fa
         # Written after the damaged snapshot: they cannot apply to an older one.
         damaged.append(JOURNAL_NAME)
         problems.append(f"journal {path}: {replayed.other} changes made after the damaged copy are not used")
+    elif replayed.newer:
+        # Written after a snapshot newer than this one (an older copy put back by hand?):
+        # no start would ever apply them, and the next write would empty the journal.
+        damaged.append(JOURNAL_NAME)
+        problems.append(f"journal {path}: {replayed.newer} changes made after a newer state than "
+                        f"{path.with_name(FILE_NAME).name} (an older copy put back?) are not used")
     return replayed
 
 
