@@ -154,7 +154,7 @@ class ChatError(Exception):
     def for_good(self) -> bool:
         """The server read the call and will not take it (a 4xx: the thread deleted, the
         text too long, no permission): sending it again would not mend it."""
-        return 400 <= self.status < 500 and self.status not in (408, 429)
+        return 400 <= self.status < 500 and self.status not in (407, 408, 429)
 
 
 class CannotStart(Exception):

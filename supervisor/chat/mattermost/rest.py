@@ -308,7 +308,8 @@ class MattermostRest:
                 response = await self._send(method, path, request)
             except _TRANSIENT_ERRORS as exc:
                 if isinstance(exc, httpx.ProxyError):
-                    answer = self._proxy_refused(method, path, exc, retry=retry)
+                    refusal = one_line(exc, limit=120).removeprefix("ProxyError: ")  # its status and reason
+                    answer = self._proxy_refused(method, path, refusal, retry=retry)
                 else:
                     log.warning("%s %s failed: %s", method, path, type(exc).__name__)
                     answer = type(exc).__name__
@@ -317,6 +318,14 @@ class MattermostRest:
                 await pauses.pause()
                 continue
             status = response.status_code
+            if status == 407:
+                # A plain-http server through a proxy: the proxy's refusal comes as an answer,
+                # not as a failed tunnel. The server never read the call: not a 4xx of its.
+                answer = self._proxy_refused(method, path, f"407 {response.reason_phrase}", retry=retry)
+                if not retry:
+                    raise ChatError(0, "unreachable", answer)
+                await pauses.pause()
+                continue
             if self._proxy_said:
                 self._proxy_said = ""
                 log.warning("Mattermost at %s: the proxy %s lets us through again", self.base_url, self._proxy)
@@ -347,19 +356,19 @@ class MattermostRest:
             log.warning("%s %s -> %d, retrying", method, path, status)
             await pauses.pause()
 
-    def _proxy_refused(self, method: str, path: str, exc: httpx.ProxyError, *, retry: bool) -> str:
-        """The proxy would not open the way to the server: said once, with what it answered
-        and what to check (every try of every call would repeat it); tried again all the
-        same, as through an outage (it may be let through once its admin allows it).
-        Returns the proxy's answer, in a few words."""
-        answer = one_line(exc, limit=120).removeprefix("ProxyError: ")  # its status and reason
+    def _proxy_refused(self, method: str, path: str, answer: str, *, retry: bool) -> str:
+        """The proxy would not open the way to the server (`answer`: its status and reason):
+        said once, with what to check (every try of every call would repeat it); tried
+        again all the same, as through an outage (it may be let through once its admin
+        allows it). Returns the proxy's answer, in a few words."""
         if answer == self._proxy_said:
             log.debug("%s %s: the proxy refused again (%s)", method, path, answer)
             return f"the proxy answered {answer}"
         self._proxy_said = answer
         level, why = logging.ERROR, "it will not connect us there: should no_proxy name the server, or the proxy allow it?"
         if answer.startswith("407"):
-            why = "the user and password in the proxy's URL (https_proxy, all_proxy) are missing or wrong"
+            variable = "http_proxy" if self.base_url.startswith("http:") else "https_proxy"
+            why = f"the user and password in the proxy's URL ({variable}, all_proxy) are missing or wrong"
         elif answer.startswith("5"):  # an outage behind the proxy, not our configuration
             level, why = logging.WARNING, "it cannot reach the server (is it down, or mattermost.url wrong?)"
         then = "; tried again until it lets us through" if retry else ""
