@@ -811,6 +811,29 @@ def test_a_long_thread_opens_on_its_newest_messages_and_shows_earlier_ones_on_de
     assert page.texts("#messages > li.bot")[0] == "message 0"
 
 
+def test_selecting_a_thread_says_open_each_time_and_after_a_restart(
+    driver: Any, world: WebWorld
+) -> None:
+    """"open" wakes a suspended session's agent ahead of the prompt. The page said it only
+    for a thread it had not loaded: going back to one, or the one shown when the page
+    reconnected after a restart, left the agent to start on the prompt."""
+    page = Page(driver, world).open()
+    page.new_session("first")
+    page.new_session("second")
+    first = page.thread_button("first").get_attribute("data-thread")
+    second = page.thread_button("second").get_attribute("data-thread")
+    for name in ("first", "second", "first"):  # each loaded already
+        page.thread_button(name).click()
+        wait_for(lambda name=name: page.el("#thread-title").text == name, what=f"{name} shown")
+    assert world.core is not None
+    wait_for(lambda: world.core.opened == [first, second, first, second, first], what="each said")
+
+    world.restart()  # a fresh stand-in core: what the page says on reconnecting
+    page.wait_connected()
+    wait_for(lambda: world.core is not None and world.core.opened == [first], what="said again")
+    assert page.el("#thread-title").text == "first"
+
+
 @pytest.mark.slow
 def test_kill_9_mid_stream_then_restart_history_whole_and_a_message_typed_while_down_once(
     driver: Any, tmp_path: Path
@@ -965,9 +988,9 @@ def test_a_message_over_the_limits_stays_in_the_box_and_a_refused_one_leaves_the
 def test_a_file_the_server_refuses_after_its_message_was_queued_refuses_the_message(
     driver: Any, tmp_path: Path
 ) -> None:
-    """The limit lowered while a message waited (queued with the supervisor down): its
-    upload is answered 413, and the message is refused with the file named, its file kept
-    for "Edit again", never sent without it."""
+    """The limit lowered while a message waited (queued with the supervisor down): the
+    message is refused with the file named, its file kept for "Edit again", never sent
+    without it."""
     upload = tmp_path / "video.bin"
     upload.write_bytes(b"x" * 6_000_000)  # under the 10 MB it is queued against
     world = WebWorld(tmp_path / "state", max_upload_bytes=10_000_000).start()
@@ -993,6 +1016,49 @@ def test_a_file_the_server_refuses_after_its_message_was_queued_refuses_the_mess
         page.el("#send").click()  # the page now knows the lower limit: kept in the box
         wait_for(lambda: "the limit is 1 MB per file" in page.el("#problem").text, what="said")
         assert world.core is not None and world.core.prompts_seen == []
+    finally:
+        world.close()
+
+
+def test_a_file_over_a_lowered_limit_whose_413_is_lost_is_refused_once_and_the_next_message_goes(
+    driver: Any, tmp_path: Path
+) -> None:
+    """The server answers 413 before it reads the body, then closes the connection with
+    the rest unread: a browser that sees only the reset (a TCP stack that drops what it
+    received) took that for a passing failure, and uploaded the file again and again, its
+    message pending for ever. The page now refuses it against the welcome's limit, once."""
+    upload = tmp_path / "video.bin"
+    upload.write_bytes(b"x" * 6_000_000)
+    world = WebWorld(tmp_path / "state", max_upload_bytes=10_000_000).start()
+    try:
+        page = Page(driver, world).open()
+        page.new_session("reset")
+        # Every upload ends as one whose connection was reset: no answer at all.
+        page.d.execute_script("""
+            const fetchFirst = window.fetch;
+            window.uploads = 0;
+            window.fetch = (url, ...rest) => {
+              if (!String(url).startsWith("/api/files")) return fetchFirst(url, ...rest);
+              window.uploads += 1;
+              return Promise.reject(new TypeError("Failed to fetch"));
+            };""")
+        world.down()
+        wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+        page.el("#files").send_keys(str(upload))
+        wait_for(lambda: "video.bin" in page.el("#attachments").text, what="chip")
+        page.send("see attached")
+        world.max_upload_bytes = 1_000_000
+        world.up()
+
+        refusal = wait_for(lambda: page.texts("li.refused"), 15, what="the message refused")[0]
+        assert refusal.startswith("see attached\nNot sent: video.bin is 6 MB; the limit is 1 MB per file (files.max_upload_mb) "), refusal
+        page.send("after the refusal")
+        page.wait_text("You said: after the refusal")
+        time.sleep(2.5)  # the page's first retry (UPLOAD_RETRY_MS) would have come by now
+        assert page.d.execute_script("return window.uploads") == 0
+        assert len(page.els("li.refused")) == 1 and not page.els("li.pending")
+        assert not page.el("#problem").is_displayed()
+        assert world.core is not None and world.core.prompts_seen == ["after the refusal"]
     finally:
         world.close()
 

@@ -6,6 +6,7 @@ In process, against a real store in a temporary state dir (no HTTP: the link wor
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -240,6 +241,26 @@ async def test_opening_a_thread_tells_the_core_and_scrolling_it_back_does_not(tm
             await receive_until(ws, "snapshot", thread="webt2")
             await trio.testing.wait_all_tasks_blocked()
             assert served.core.opened == ["webt1", "webt2"]
+
+
+async def test_a_thread_the_page_holds_opened_again_tells_the_core_each_time_without_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    """The page said "open" only for a thread it had not loaded: re-selecting one (or the
+    one selected when it reconnects after a restart) never woke a suspended agent. It now
+    says it each time; for a thread it holds, with `held`, and gets no page again."""
+    with trio.fail_after(LIMIT):
+        async with serve(tmp_path) as served, served.page() as ws:
+            await send(ws, type="open", thread="webt1")
+            await receive_until(ws, "snapshot", thread="webt1")
+            await send(ws, type="open", thread="webt1", held=True)
+            await send(ws, type="open", thread="webt1", held=True)
+            await send(ws, type="open", thread="webt2")  # answered after the two above
+            while (update := json.loads(await ws.get_message()))["type"] != "snapshot":
+                pass
+            assert update["thread"] == "webt2"  # none for webt1 before it
+            await trio.testing.wait_all_tasks_blocked()
+            assert served.core.opened == ["webt1", "webt1", "webt1", "webt2"]
 
 
 def test_the_clock_never_goes_back_even_within_one_millisecond() -> None:

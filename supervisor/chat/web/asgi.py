@@ -297,9 +297,11 @@ class _Tab:
                     "typing": self.front.typing_now(),
                     "page": _page_config(self.front, self._max_upload_bytes),
                 })  # fmt: skip
-            case codec.Open(thread=thread_id, before=before):
+            case codec.Open(thread=thread_id, before=before, held=held):
                 if before is None:  # the thread was opened, not scrolled back
                     self.front.opened(thread_id)
+                if held:
+                    return  # the page keeps it current from the updates: a wake is all it asks
                 # One page more than shown tells whether older messages exist.
                 rows = await store.call(WebDb.thread_messages, thread_id, before, PAGE + 1)
                 await self.send({

@@ -4,6 +4,7 @@ What the page may send (each action carries `id`, the page's client id, which be
 event id: a resend of the same id is recognised by the store):
   {"type": "hello", "since": N}                        catch up after version N
   {"type": "open", "thread": T, "before": SEQ?}         thread T's newest page (of older)
+  {"type": "open", "thread": T, "held": true}           T opened again: no page, a wake
   {"type": "post", "id": C, "thread": T|null, "text": S, "files": [F, ...]}
   {"type": "choose", "id": C, "message": M, "option": allow_once|allow_always|reject}
   {"type": "stop", "id": C, "thread": T}
@@ -51,6 +52,7 @@ class Hello:
 class Open:
     thread: str
     before: int | None = None  # an older page: messages before this seq
+    held: bool = False  # the page holds the thread already: it wants no snapshot
 
 
 @attrs.frozen

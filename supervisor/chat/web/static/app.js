@@ -297,7 +297,7 @@
     showConnection();
     renderSidebar();
     if (!state.threads.has(state.selected)) state.selected = "main";
-    select(state.selected, !state.messages.has(state.selected));
+    select(state.selected); // says "open" again: the supervisor may have restarted
     followHash();
     flushOutbox();
   }
@@ -340,6 +340,15 @@
         continue;
       }
       const files = state.uploads.get(message.id);
+      const big = files && overLimit(files);
+      if (big) {
+        // Over the limit of this connection's welcome (lower than when it was queued, or
+        // unknown then): refused here, not by the server's 413, which comes before the
+        // body is read, on a connection then closed with the rest unread: a browser that
+        // sees only the reset would take it for a failure and try again for ever.
+        refused(message.id, overTheLimit(big));
+        continue;
+      }
       if (files && files.length) {
         try {
           message.files = await uploadAll(files);
@@ -384,6 +393,11 @@
     return (bytes / 1e6).toLocaleString("en", { maximumFractionDigits: 1 });
   }
 
+  // The first of `files` larger than the limit the server's welcome gave, if any.
+  function overLimit(files) {
+    return state.limits.max_file_bytes ? files.find((f) => f.size > state.limits.max_file_bytes) : undefined;
+  }
+
   function overTheLimit(file) {
     return `${file.name} is ${megabytes(file.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb)`;
   }
@@ -423,7 +437,7 @@
     state.version = Math.max(state.version, thread.version);
     if (state.awaitingSession && thread.title === state.awaitingSession) {
       state.awaitingSession = null;
-      select(thread.id, true);
+      select(thread.id);
     }
   }
 
@@ -485,11 +499,15 @@
 
   // views -----------------------------------------------------------------------------
 
-  function select(threadId, load) {
+  // Every selection says "open": its session's agent may have been suspended since the
+  // page loaded the thread. A thread the page holds (kept current by the updates) asks
+  // for no snapshot again.
+  function select(threadId) {
     state.selected = threadId;
     localStorage.setItem("supervisor-selected", threadId);
     state.unread.delete(threadId);
-    if (load) send({ type: "open", thread: threadId });
+    if (state.messages.has(threadId)) send({ type: "open", thread: threadId, held: true });
+    else send({ type: "open", thread: threadId });
     renderSidebar();
     renderHeader();
     renderThread();
@@ -522,7 +540,7 @@
         detail.textContent = [thread.agent, thread.cwd].filter(Boolean).join(" · ");
         button.append(detail);
       }
-      button.addEventListener("click", () => select(thread.id, !state.messages.has(thread.id)));
+      button.addEventListener("click", () => select(thread.id));
       li.append(button);
       items.push(li);
     }
@@ -760,7 +778,7 @@
       showProblem(`${files.length} files attached; the limit is ${state.limits.max_files} per message.`);
       return;
     }
-    const big = state.limits.max_file_bytes ? files.find((f) => f.size > state.limits.max_file_bytes) : null;
+    const big = overLimit(files);
     if (big) {
       showProblem(`${overTheLimit(big)}. Remove it, or share it another way.`);
       return;
@@ -875,7 +893,7 @@
     if (!thread) {
       for (const [id, loaded] of state.messages) if (loaded.has(match[1])) thread = id;
     }
-    if (thread) select(thread, !state.messages.has(thread));
+    if (thread) select(thread);
     history.replaceState(null, "", location.pathname);  // the same link works twice
   }
   window.addEventListener("hashchange", followHash);
