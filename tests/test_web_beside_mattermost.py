@@ -275,6 +275,25 @@ async def test_an_announcement_to_finish_on_a_silent_mattermost_holds_up_neither
             assert root is not None
 
 
+async def test_a_mattermost_whose_websocket_never_opens_holds_up_neither_the_page_nor_the_start(
+    tmp_path: Path,
+) -> None:
+    """Its REST calls answered, its WebSocket refused every time (a proxy that drops the
+    Upgrade header): the start waited for its hello for ever, and the page never listened.
+    Once the WebSocket opens, what was written meanwhile is caught up."""
+    with trio.fail_after(LIMIT):
+        async with world(tmp_path) as w:
+            await _start_beside(w)
+            root = await w.new_session("on-mattermost")
+            await w.stop()
+            w.server.refuse_websockets(True)
+            supervisor = await w.start()
+            await _page_answers(supervisor, "new-no-socket", w.work / "no-socket", "served?")
+            await w.say("written while the socket was refused", root)
+            w.server.refuse_websockets(False)
+            await w.answered(root, "echo #1: written while the socket was refused", timeout=30)
+
+
 async def test_a_token_revoked_while_mattermost_was_down_ends_the_supervisor_in_one_sentence(tmp_path: Path) -> None:
     """Started as who it was (the server kept silent), a token the server refuses once it
     answers is said as at a start (one sentence, exit 1), rather than every post of every

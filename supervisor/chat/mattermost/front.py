@@ -4,6 +4,7 @@ on the server with their direct-message channels (each person's main place)."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -80,14 +81,22 @@ class MattermostFront:
         return People(allowed, {await self._link.direct_channel(uid): uid for uid in allowed})
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        # The first hello reaches the router as a Resync: it catches up over REST.
-        if not self._silent:
-            await self._link.run(task_status=task_status)
-            return
-        task_status.started()  # its hello, when it comes, catches up
+        """Serving once the WebSocket said hello, or after `START_PATIENCE_S` without it:
+        a WebSocket that never opens (a proxy that drops the Upgrade header, a server gone
+        down since its REST answers) must not hold up the other front ends and the start.
+        The first hello, whenever it comes, reaches the router as a Resync: it catches up."""
+        hello = _Said()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._token_still_taken)
-            await self._link.run()
+            nursery.start_soon(partial(self._link.run, task_status=hello))
+            if self._silent:
+                nursery.start_soon(self._token_still_taken)
+            else:
+                with trio.move_on_after(identity.START_PATIENCE_S):
+                    await hello.said.wait()
+                if not hello.said.is_set():
+                    log.warning("%s: no WebSocket after %g s; serving meanwhile, and catching up once it opens",
+                                self._link.rest.base_url, identity.START_PATIENCE_S)
+            task_status.started()
 
     async def _token_still_taken(self) -> None:
         """Started as who we were (the server kept silent): once it answers, a token it
@@ -122,6 +131,16 @@ async def open_front(config: Config, events: trio.MemorySendChannel[ChatEvent]) 
         return MattermostFront(await connect(), usernames, kept, known)
     # Silent so far: serve as who we were; the server is asked again once it answers.
     return MattermostFront(await connect(me=known.me), usernames, kept, known, silent=True)
+
+
+class _Said:
+    """The task status the link is started with: its hello, said as an event."""
+
+    def __init__(self) -> None:
+        self.said = trio.Event()
+
+    def started(self, value: None = None) -> None:
+        self.said.set()
 
 
 def _refusal(url: str, error: ChatError) -> str:
