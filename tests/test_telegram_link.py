@@ -182,6 +182,7 @@ async def test_a_message_in_a_group_is_told_where_the_bot_works_and_never_reache
                 assert event.post.channel_id == CHANNEL
                 help_update = max(fake.delivered)
                 await fake.wait_until(lambda: [u["update_id"] for u in fake.pending_updates()] == [help_update])
+                await fake.wait_until(lambda: bool(fake.bot_messages(group)))  # told beside the updates
                 nursery.cancel_scope.cancel()
             [told] = [s.message["text"] for s in fake.bot_messages(group)]
             assert told == "I work only in a private chat: write to me there, @fake_claude_bot."
@@ -209,7 +210,8 @@ async def test_a_button_press_becomes_a_choice_and_a_strangers_press_is_refused(
                 with trio.fail_after(5):
                     event = await receive.receive()
                 assert event == ChoiceMade(Choice(ids.user(ALICE), post.id, "allow_once", CHANNEL))
-                await fake.wait_until(lambda: pressed in fake.answered_queries and not fake.pending_updates())
+                await fake.wait_until(lambda: {pressed, refused} <= fake.answered_queries.keys()
+                                      and not fake.pending_updates())  # fmt: skip
                 assert fake.answered_queries[refused] == "not allowed"
                 assert receive.statistics().current_buffer_used == 0
                 nursery.cancel_scope.cancel()

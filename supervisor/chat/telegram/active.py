@@ -4,7 +4,8 @@ Owns the active session of each private chat (the memory's `active`, set by `/se
 NAME` and by a new session's header), the routing of a message written in the main view
 (a command stays there, a reply goes to the session it answers, anything else to the
 active session), and the note that says which session is active below the core's
-`/sessions` list (sent once that list is out, by one task, at most 16 waiting).
+`/sessions` list (sent once that list is out) and the answer to `/session NAME`, both
+through one lane of replies (`notes`: in order, at most 16 waiting).
 
 It must never take a main-view command (`/new`, `/sessions`, `/end NAME`) into a session,
 nor hold up the update loop for a note (notes are cosmetic: past 16 waiting, dropped).
@@ -12,23 +13,20 @@ nor hold up the update loop for a note (notes are cosmetic: past 16 waiting, dro
 
 from __future__ import annotations
 
-import logging
+import functools
 import re
 from typing import Final
 
-import trio
-
 from supervisor.chat.telegram import ids, incoming
-from supervisor.chat.telegram.calls import BotApiError
 from supervisor.chat.telegram.client import BotApi
 from supervisor.chat.telegram.link import TelegramLink
 from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.replies import Replies
 from supervisor.chat.telegram.runs import escape
 from supervisor.core.events import TurnedTo
 
-log = logging.getLogger("supervisor.telegram")
-
 NOTES_QUEUED: Final = 16  # notes of ours waiting to be sent; more are cosmetic and dropped
+NOTE_PATIENCE_S: Final = 60.0  # a note Telegram holds up longer holds up the next ones no more
 _SESSION_PREFIX: Final = re.compile(r"^\[([A-Za-z0-9._-]{1,64})\] ")
 # Commands meant for the session a plain message would reach (no topics: the active one).
 _THREAD_VERBS: Final = frozenset({"!stop", "!status", "!get"})
@@ -43,7 +41,7 @@ def newest_named(memory: Memory, chat_id: int, name: str) -> str | None:
 
 
 class ActiveSession:
-    """The active sessions of one bot's chats. `send_notes` is its task."""
+    """The active sessions of one bot's chats. `notes.run` is its task."""
 
     def __init__(self, api: BotApi, link: TelegramLink) -> None:
         self.api = api
@@ -51,7 +49,7 @@ class ActiveSession:
         # `/sessions` asked (post id -> chat), and the notes saying which session is
         # active, sent once the list is out (see `_mark_active`).
         self._listing: dict[str, int] = {}
-        self._notes_send, self._notes_recv = trio.open_memory_channel[tuple[int, str]](NOTES_QUEUED)
+        self.notes = Replies("notes", senders=1, queued=NOTES_QUEUED, patience_s=NOTE_PATIENCE_S)
 
     async def switch(self, item: incoming.Posted, channel: str, text: str) -> TurnedTo | None:
         """`/session NAME`: choose where plain text goes, and tell the core the person
@@ -69,10 +67,9 @@ class ActiveSession:
             memory.changed()
             await memory.commit()
             answer = f"Plain text now goes to {name}."
-        try:
-            await self.api.send_message(item.chat_id, escape(answer))
-        except BotApiError as exc:
-            log.info("could not answer /session: %s", exc)
+        # Not in the update loop: a slow answer must hold no other chat's updates.
+        self.notes.put("the answer to /session", functools.partial(self.api.send_message, item.chat_id,
+                                                                   escape(answer)))  # fmt: skip
         return TurnedTo(ids.user(item.author_id), channel, root) if root is not None and name else None
 
     def root_of(self, item: incoming.Posted, channel: str, text: str) -> str:
@@ -108,15 +105,4 @@ class ActiveSession:
         if thread is None:
             return
         note = f"▶ Plain text goes to <b>{escape(thread.title)}</b> (/session NAME switches)."
-        try:
-            self._notes_send.send_nowait((chat_id, note))
-        except trio.WouldBlock:
-            log.info("too many notes waiting: the active session is not said this time")
-
-    async def send_notes(self) -> None:
-        async with self._notes_recv:
-            async for chat_id, note in self._notes_recv:
-                try:
-                    await self.api.send_message(chat_id, note)
-                except BotApiError as exc:
-                    log.info("could not say the active session: %s", exc)
+        self.notes.put("the active session's note", functools.partial(self.api.send_message, chat_id, note))

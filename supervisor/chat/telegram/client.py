@@ -166,11 +166,13 @@ class BotApi(BotCaller):
     async def get_chat(self, chat_id: int, *, retry: bool = True) -> codec.Chat:
         return codec.structure(await self.call("getChat", {"chat_id": chat_id}, retry=retry), codec.Chat)
 
-    async def answer_callback_query(self, query_id: str, text: str = "") -> None:
+    async def answer_callback_query(self, query_id: str, text: str = "", *, chat_id: int | None = None) -> None:
+        """`chat_id`: the presser's private chat, so that a 429 holds that chat alone (the
+        answer is no message: it takes no slot of the chat's)."""
         params: JSONObject = {"callback_query_id": query_id}
         if text:
             params["text"] = text
-        await self.call("answerCallbackQuery", params)
+        await self.call("answerCallbackQuery", params, chat_id=chat_id)
 
     async def create_forum_topic(self, chat_id: int, name: str) -> codec.ForumTopic:
         """A topic in a private chat (the bot's topic mode must be on: else BadRequest

@@ -11,13 +11,17 @@ confirmed only when the core's store says that post's handled mark is durable
 (`handled(channel_id, post_id)` on the link); that includes a redelivery after a crash
 between the store's write and our confirmation: the core turns it away as handled and
 says so the same way. Anything that never reaches the core is confirmed at once. A button press is confirmed
-once it is answered and handed to the core: a press that a crash cut is pressed again.
+once it is handed to the core: a press that a crash cut is pressed again.
 The confirmed offset is written to the front end's memory, so a start asks for exactly
 what was written while we were down; Telegram keeps it, in order.
 
 `backlog` keeps that bookkeeping, and holds the updates in our memory when 100 wait for
 the core (Telegram would hand out nothing newer). Without topics, `active` says which
 session plain text goes to.
+
+The loop makes no Bot API call itself: what it owes and need not wait for (a refusal, a
+button's answer) goes through a lane of its own (`replies`), so a call Telegram holds up
+holds no other chat's updates.
 
 It must never let an update past the offset before its post is handled, never let a
 stranger reach the core (one short refusal per chat per hour instead), and never compete
@@ -26,6 +30,7 @@ with a second poller of the same token (the update source says so and holds off)
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -46,8 +51,9 @@ from supervisor.chat.telegram.codec import MalformedReply, Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
 from supervisor.chat.telegram.link import TelegramLink
-from supervisor.chat.telegram.memory import Memory
+from supervisor.chat.telegram.memory import Memory, keep_newest
 from supervisor.chat.telegram.messages import PORT_KINDS
+from supervisor.chat.telegram.replies import Replies
 from supervisor.chat.telegram.runs import escape
 from supervisor.chat.telegram.updates import AHEAD_POLL_S, ALLOWED_UPDATES, UpdateSource
 from supervisor.config import Config
@@ -72,6 +78,11 @@ REFUSAL: Final = "This bot answers only the people it was set up for."
 PRIVATE_ONLY: Final = "I work only in a private chat: write to me there, @{bot}."
 NOT_ALLOWED: Final = "not allowed"
 REFUSE_EVERY_S: Final = 3600.0
+REFUSED_KEPT: Final = 256  # chats refused within the hour, newest: a crowd past it may hear it again
+# The lanes of replies the update loop does not wait for (`replies`). A stranger's refusal
+# waits its turn at most this long; a button's answer no longer than Telegram takes one.
+REFUSAL_PATIENCE_S: Final = 60.0
+ANSWER_PATIENCE_S: Final = 15.0
 # An album's parts come as updates of their own, one right after another: the album is
 # handed on once none came for this long (a person's next message waits as long). While
 # they wait unconfirmed, the next poll goes AHEAD_POLL_S after the last: longer than that.
@@ -137,7 +148,10 @@ class TelegramFrontEnd:
         self._allowed = frozenset(config.allowed_user_ids)
         self.backlog = Backlog(self.source, link.memory)
         self.active = ActiveSession(api, link)  # without topics
-        self._refused: dict[int, float] = {}  # chat id -> when it was last refused
+        # Chat id -> when it was last refused, oldest first; none older than the hour.
+        self._refused: dict[int, float] = {}
+        self.refusals = Replies("refusals", senders=4, queued=16, patience_s=REFUSAL_PATIENCE_S)
+        self.answers = Replies("button answers", senders=2, queued=64, patience_s=ANSWER_PATIENCE_S)
         link.on_handled = self._handled
 
     @classmethod
@@ -245,7 +259,9 @@ class TelegramFrontEnd:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.source.run, updates_send)
                 nursery.start_soon(self.backlog.keep_offset)
-                nursery.start_soon(self.active.send_notes)
+                nursery.start_soon(self.active.notes.run)
+                nursery.start_soon(self.refusals.run)
+                nursery.start_soon(self.answers.run)
                 nursery.start_soon(self._keep_drafts)
                 nursery.start_soon(self._watch_token)
                 if not self.answered:  # `open_front` could not offer the menu
@@ -307,7 +323,7 @@ class TelegramFrontEnd:
             for update in updates:
                 self.backlog.handed(post.id, update)
             # Written under a header whose thread the core does not know yet: wait for it.
-            await self.tg.opened(ids.chat_of(post.channel_id))
+            await self.tg.opened(ids.chat_of(post.channel_id), post.root_id)
             await self._events.send(event)
             await self.backlog.hold_if_stuck()
             return
@@ -320,11 +336,11 @@ class TelegramFrontEnd:
         if isinstance(item, incoming.Posted):
             return await self._posted(item)
         if isinstance(item, incoming.Pressed):
-            return await self._pressed(item)
+            return self._pressed(item)
         if isinstance(item, incoming.StopPressed):
             return self._stop_pressed(item)
         if isinstance(item, incoming.InGroup):
-            await self._in_group(item)
+            self._in_group(item)
         return None  # an edit, a kind we do not use
 
     async def _watch_token(self) -> None:
@@ -359,7 +375,7 @@ class TelegramFrontEnd:
 
     async def _posted(self, item: incoming.Posted) -> Posted | TurnedTo | None:
         if item.author_id not in self._allowed:
-            if await self._refuse(item.chat_id, item.topic_id):
+            if self._refuse(item.chat_id, item.topic_id):
                 log.info("refused a message from a stranger (chat %s)", item.chat_id)
             return None
         if not item.text.strip() and not item.attachments and item.topic_opened is None:
@@ -402,36 +418,39 @@ class TelegramFrontEnd:
         )
         return Posted(post)
 
-    async def _in_group(self, item: incoming.InGroup) -> None:
+    def _in_group(self, item: incoming.InGroup) -> None:
         """An allowed person wrote to the bot in a group (added it there, say): told once
         an hour per group where it works. Anyone else's group talk is none of ours."""
         if item.author_id not in self._allowed:
             return
-        if await self._refuse(item.chat_id, item.topic_id, PRIVATE_ONLY.format(bot=self.bot_username)):
+        if self._refuse(item.chat_id, item.topic_id, PRIVATE_ONLY.format(bot=self.bot_username)):
             log.warning("a message in group chat %s was not taken: the bot works in private chats only "
                         "(the person must open the bot's private chat and press Start)", item.chat_id)  # fmt: skip
 
-    async def _refuse(self, chat_id: int, topic_id: int | None, text: str = REFUSAL) -> bool:
-        """Say `text` there, unless it was said there within the hour; whether it was now."""
+    def _refuse(self, chat_id: int, topic_id: int | None, text: str = REFUSAL) -> bool:
+        """Say `text` there, unless it was said there within the hour; whether it goes now
+        (through `refusals`: a stranger Telegram holds up holds up no update)."""
         now = trio.current_time()
-        last = self._refused.get(chat_id)
-        if last is not None and now - last < REFUSE_EVERY_S:
+        while self._refused and now - next(iter(self._refused.values())) >= REFUSE_EVERY_S:
+            del self._refused[next(iter(self._refused))]  # past the hour: it would be said again
+        if chat_id in self._refused:
+            return False
+        call = functools.partial(self.api.send_message, chat_id, escape(text), thread_id=topic_id)
+        if not self.refusals.put(f"the refusal to chat {chat_id}", call):
             return False
         self._refused[chat_id] = now
-        try:
-            await self.api.send_message(chat_id, escape(text), thread_id=topic_id)
-        except BotApiError as exc:
-            log.info("could not refuse chat %s: %s", chat_id, exc)
+        keep_newest(self._refused, REFUSED_KEPT)
         return True
 
     # --- buttons ------------------------------------------------------------------------
 
-    async def _pressed(self, item: incoming.Pressed) -> ChatEvent | None:
+    def _pressed(self, item: incoming.Pressed) -> ChatEvent | None:
         allowed = item.author_id in self._allowed
-        try:  # always: the person's client shows a spinner until this
-            await self.api.answer_callback_query(item.query_id, "" if allowed else NOT_ALLOWED)
-        except BotApiError as exc:
-            log.info("could not answer a button press: %s", exc)  # e.g. too old
+        # Always (the person's client shows a spinner until this), beside the loop: a
+        # stranger's in their lane. Its 429 holds that person's chat, not every call.
+        answer = functools.partial(self.api.answer_callback_query, item.query_id,
+                                   "" if allowed else NOT_ALLOWED, chat_id=item.author_id)  # fmt: skip
+        (self.answers if allowed else self.refusals).put("a button press's answer", answer)
         if not allowed or item.choice is None or item.chat_id is None:
             return None
         try:

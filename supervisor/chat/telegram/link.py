@@ -90,7 +90,8 @@ class TelegramLink:
         self.drafts = self.growing.drafts
         self._files: dict[str, FileRef] = {}  # files people sent: what the update said
         self._last_ms = 0
-        self._opening: dict[int, list[trio.Event]] = {}  # chat -> threads being opened
+        # Chat -> threads being opened: each one's key, and its end.
+        self._opening: dict[int, list[tuple[str, trio.Event]]] = {}
         # The `!new NAME`s of the main view (topic mode), in the order they went to the
         # core, each with the topic the person opened for it (`topic_opened`) or none
         # (typed, `new_asked`); kept by post id, never by name alone: two topics may share
@@ -121,13 +122,13 @@ class TelegramLink:
         known = self.memory.thread_of_key(key)
         if known is not None and self.memory.threads[known].header_id:
             return self._post(known, channel_id, header)
-        done = trio.Event()
-        self._opening.setdefault(chat_id, []).append(done)
+        opening = (key, trio.Event())
+        self._opening.setdefault(chat_id, []).append(opening)
         try:
             return await self._open_thread(channel_id, chat_id, header, key, title)
         finally:
-            self._opening[chat_id].remove(done)
-            done.set()
+            self._opening[chat_id].remove(opening)
+            opening[1].set()
 
     async def _new_topic(self, chat_id: int, title: str, key: str) -> str:
         """A topic for the thread: the one the person opened for its `!new`, or a new one;
@@ -206,9 +207,13 @@ class TelegramLink:
             self.memory.opened.clear()
             self.memory.changed()
 
-    async def opened(self, chat_id: int) -> None:
-        """Wait until no thread of this chat is being opened (see `open_thread`)."""
-        while waiting := self._opening.get(chat_id):
+    async def opened(self, chat_id: int, root_id: str = "") -> None:
+        """Wait until no thread of this chat that a post under `root_id` may be written
+        in is being opened (see `open_thread`). With topics, a post in the topic of a
+        thread not being opened waits for none: a topic being opened for another session
+        (Telegram holding up its createForumTopic, say) must not hold it up."""
+        thread = self.memory.threads.get(root_id) if self.topics and root_id else None
+        while waiting := [done for key, done in self._opening.get(chat_id, ()) if thread is None or key == thread.key]:
             await waiting[0].wait()
 
     async def _open_thread(self, channel_id: str, chat_id: int, header: str, key: str, title: str) -> Post:
