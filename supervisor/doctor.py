@@ -2,8 +2,8 @@
 
 Checks, in this order: the configuration (already loaded by the CLI), each configured
 front end's own lines (in the order of `chat.registry.FRONT_ENDS`), each agent's own
-lines (`agent.doctor`), the state directory is writable (or can be created), has room,
-and whether a running supervisor holds it (with its pid).
+lines (`agent.doctor`), the state directory is writable (or can be created), its files
+are readable, it has room, and whether a running supervisor holds it (with its pid).
 
 This module only orchestrates: each part owns its checks and their texts (the shared
 vocabulary, `CheckResult` and the report, is `supervisor.checks`; each front end is
@@ -13,9 +13,9 @@ run side by side, each bounded by `Limits`; none raises for a failed check.
 
 It must never:
 - change anything on disk: a daemon may be running on the same state directory, so the
-  state check asks the file system (`os.access`, `statvfs`) instead of creating or
-  writing anything, and reads the running one's hold from /proc/locks instead of trying
-  it (a start at that moment would be refused);
+  state check asks the file system (`os.access`, `statvfs`, opening the state's files
+  for reading) instead of creating or writing anything, and reads the running one's hold
+  from /proc/locks instead of trying it (a start at that moment would be refused);
 - print a token, or any URL credentials (the report is meant to be pasted into a ticket);
 - wait without bound, or leave a child process behind (each part's checks promise both).
 """
@@ -44,7 +44,7 @@ from supervisor.checks import (
     within,
 )
 from supervisor.config import Config
-from supervisor.runtime.store import LOCK_NAME
+from supervisor.runtime.store import FILE_NAME, JOURNAL_NAME, LOCK_NAME
 from supervisor.stop_signals import STOP_SIGNALS
 
 __all__ = ["check", "configuration_result", "run_checks", "state_dir_check"]
@@ -71,6 +71,9 @@ def state_dir_check(directory: Path) -> CheckResult:
             return CheckResult("state directory", False, f"{directory} is not a directory", fix)
         if not os.access(directory, os.W_OK | os.X_OK):
             return CheckResult("state directory", False, f"cannot write in {directory}: Permission denied", fix)
+        unreadable = _unreadable_state_file(directory)
+        if unreadable is not None:
+            return unreadable
         vfs = os.statvfs(directory)
         free = vfs.f_bavail * vfs.f_frsize
         if free < MIN_FREE_BYTES:
@@ -88,6 +91,22 @@ def state_dir_check(directory: Path) -> CheckResult:
     if not os.access(parent, os.W_OK | os.X_OK):
         return CheckResult("state directory", False, f"cannot create {directory}: Permission denied", fix)
     return CheckResult("state directory", True, f"{directory} does not exist yet; `run` will create it")
+
+
+def _unreadable_state_file(directory: Path) -> CheckResult | None:
+    """A FAIL for a state file `run` could not read (one another user left, after a
+    `sudo -E` run); None when each one there opens. Opened for reading only, and without
+    waiting (O_NONBLOCK: a FIFO put there does not hang the doctor)."""
+    for name in (FILE_NAME, f"{FILE_NAME}.prev", JOURNAL_NAME):
+        path = directory / name
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return CheckResult("state directory", False, f"cannot read {path}: {exc.strerror or exc}",
+                               f"run check as the service's user, or give {path} back to that user (chown)")
+    return None
 
 
 async def state_checks(directory: Path, limits: Limits) -> list[CheckResult]:

@@ -146,8 +146,15 @@ class Store:
     def open(cls, directory: Path) -> Store:
         """The store of `directory`, starting from a fresh snapshot and an empty journal:
         the file a person reads is whole again, and no append follows a torn line."""
-        directory.mkdir(STATE_DIR_MODE, parents=True, exist_ok=True)
-        on_disk = load_state_on_disk(directory)
+        try:
+            directory.mkdir(STATE_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateDirUnwritable.because(directory, exc) from exc
+        try:
+            # Files another user left there (a `sudo -E` run) refuse to be read: one sentence too.
+            on_disk = load_state_on_disk(directory)
+        except OSError as exc:
+            raise StateDirUnwritable.because(directory, exc, reading=True) from exc
         store = cls(directory, on_disk.state, on_disk.generation)
         try:
             store.snapshot(journal_aside=on_disk.journal_left_damaged)
@@ -333,16 +340,19 @@ class StateDirInUse(Exception):
 
 
 class StateDirUnwritable(Exception):
-    """The state directory refuses to be written at start (full, read-only, not ours): one
-    sentence for the person. (Once serving, a refused write is tried again instead.)"""
+    """The state directory refuses to be read or written at start (full, read-only, not ours):
+    one sentence for the person. (Once serving, a refused write is tried again instead.)"""
 
     @classmethod
-    def because(cls, directory: Path, exc: OSError) -> StateDirUnwritable:
+    def because(cls, directory: Path, exc: OSError, *, reading: bool = False) -> StateDirUnwritable:
+        """`reading`: the state on disk could not be read (or a damaged file set aside)."""
+        access = "read and write" if reading else "write"
         fix = {errno.ENOSPC: "make room there", errno.EDQUOT: "make room there",
-               errno.EACCES: "let the supervisor's user write there", errno.EPERM: "let the supervisor's user write there",
+               errno.EACCES: f"let the supervisor's user {access} there",
+               errno.EPERM: f"let the supervisor's user {access} there",
                errno.EROFS: "mount it writable"}.get(exc.errno or 0, "mend its disk or permissions")
-        return cls(f"cannot write the state to {directory} ({reason(exc)}): {fix}, or set state.dir "
-                   "elsewhere, and start again")
+        what = f"read the state in {exc.filename or directory}" if reading else f"write the state to {directory}"
+        return cls(f"cannot {what} ({reason(exc)}): {fix}, or set state.dir elsewhere, and start again")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ work (`http_server`).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import attrs
@@ -22,7 +23,7 @@ from supervisor.chat.web.asgi import WebApp
 from supervisor.chat.web.front import PageConfig, WebChat
 from supervisor.chat.web.http_server import serve_http
 from supervisor.chat.web.hub import Hub
-from supervisor.chat.web.store import WebStore
+from supervisor.chat.web.store import DB_FILE, WebStore
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,29 @@ async def open_web_chat(settings: WebSettings) -> OpenedWebChat:
     address = security.parse_listen(settings.listen)
     if isinstance(address, str):
         raise ValueError(address)
-    token = await trio.to_thread.run_sync(security.load_or_create_token, settings.state_dir)
-    store = await WebStore.open(settings.state_dir)
+    try:
+        token = await trio.to_thread.run_sync(security.load_or_create_token, settings.state_dir)
+    except OSError as exc:
+        raise _unusable(settings.state_dir, security.TOKEN_FILE, "its access token", exc) from exc
+    try:
+        store = await WebStore.open(settings.state_dir)
+    except (OSError, sqlite3.Error) as exc:
+        raise _unusable(settings.state_dir, DB_FILE, "its database", exc) from exc
     return OpenedWebChat(settings, WebChat(store, Hub(), settings.page), token)
+
+
+def _unusable(state_dir: Path, name: str, what: str, exc: OSError | sqlite3.Error) -> CannotStart:
+    """A file of the web chat's that cannot be read or written (most often one another user
+    left, after a `sudo -E` run): one sentence naming it, not a traceback."""
+    if isinstance(exc, OSError):
+        why, path = exc.strerror or str(exc), exc.filename or state_dir / name
+        fix = f"let the supervisor's user read and write {state_dir}"
+    else:  # SQLite's own words: a -wal it may not make, a damaged file
+        why, path = str(exc), state_dir / name
+        fix = "mend its permissions or move it aside (the web chat's history goes with it)"
+    return CannotStart(
+        f"the web chat cannot use {what} in {path} ({why}): {fix}, or set state.dir elsewhere, and start again"
+    )
 
 
 async def listen(
