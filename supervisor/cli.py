@@ -70,7 +70,11 @@ def _load(path_arg: str | None, *, tokens: bool = True) -> tuple[Config, Path | 
     from supervisor.config import ConfigError, embedded_default, find_config_path, load_config
 
     try:
-        path = find_config_path(path_arg, os.environ, Path.cwd(), Path.home())
+        cwd: Path | None = Path.cwd()
+    except FileNotFoundError:  # deleted under the shell: only a relative path needs it
+        cwd = None
+    try:
+        path = find_config_path(path_arg, os.environ, cwd, Path.home())
     except ConfigError:
         if path_arg is None and not os.environ.get("SUPERVISOR_CONFIG"):
             return embedded_default(os.environ), None

@@ -363,7 +363,10 @@ def config_from_dict(
     if not isinstance(data, Mapping):
         raise ConfigError("", f"the configuration must be a table, not {describe(data)}")
     home = env.get("HOME") or os.path.expanduser("~")
-    conv = converter(home, (base_dir or Path.cwd()).absolute())
+    try:
+        conv = converter(home, (base_dir or Path.cwd()).absolute())
+    except FileNotFoundError:  # the current directory was deleted under the shell
+        raise ConfigError("", "the current directory no longer exists: cd to one that does") from None
     try:
         config = conv.structure(_prepared(data, env), Config)
         if config.mattermost is None and config.web is None and config.telegram is None:
@@ -392,4 +395,5 @@ def load_config(path: Path, env: Mapping[str, str] | None = None, *, tokens: boo
 def embedded_default(env: Mapping[str, str] | None = None) -> Config:
     """What `run` serves when no configuration file exists (PRODUCT: the embedded
     default): the local web chat alone, the default agent, the default state dir."""
-    return config_from_dict({"web": {}}, env)
+    # Its paths are all under `~`: no need of the current directory (which may be gone).
+    return config_from_dict({"web": {}}, env, base_dir=Path("/"))

@@ -44,6 +44,9 @@ KeyPath = tuple[str | int, ...]
 EXISTING_DIRECTORY: Final = "an existing directory"
 DIRECTORY_OR_ABSENT: Final = "a directory or absent"
 
+# The largest integer a key may hold: what the runtime computes with one (deadlines, sizes,
+# restarts) must fit 64 bits, or it fails at start (OverflowError), not here.
+INT_MAX: Final = 2**63 - 1
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _UNKNOWN_KEY: Final = "unknown key "
 
@@ -176,7 +179,11 @@ def read_token(section: str, token: str, token_file: Path | None, variable: str)
     if token_file is not None:
         shown = describe(str(token_file))
         try:
-            token = token_file.read_text(encoding="utf-8").strip()
+            token = _read_regular_file(token_file).decode("utf-8").strip()
+        except _NotRegular:
+            # A FIFO or a terminal (/dev/stdin) would block the start for good, with the
+            # stop signals held: nothing could end it. (A directory is refused here too.)
+            raise Problem(("token_file",), f"{shown} is not a regular file") from None
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise Problem(("token_file",), f"{shown} cannot be read: {reason}") from None
@@ -185,6 +192,23 @@ def read_token(section: str, token: str, token_file: Path | None, variable: str)
     if not token:
         raise Problem(("token",), f"is missing: set {section}.token, {section}.token_file or {variable}")
     return token
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of `path`; _NotRegular, without waiting, for anything but a regular file."""
+    # O_NONBLOCK: opening a FIFO waits for a writer otherwise (a regular file ignores it).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotRegular
+        with open(fd, "rb", closefd=False) as file:
+            return file.read()
+    finally:
+        os.close(fd)
 
 
 def token_problem(token_file: Path | None, problem: str) -> Problem:
@@ -214,6 +238,8 @@ def _structure_int(value: object, _: object) -> int:
     # bool is an int to Python, never to a person writing `timeout = true`.
     if type(value) is not int:
         raise _type_error("an integer", value)
+    if abs(value) > INT_MAX:  # not repeated: it may be hundreds of digits
+        raise Problem((), f"must be between {-INT_MAX} and {INT_MAX}")
     return value
 
 

@@ -41,29 +41,37 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(key, f"{key} is not valid TOML: {what} at column {where[2]}") from None
     except UnicodeDecodeError:
         raise ConfigError(shown, f"{shown} is not valid TOML: it is not UTF-8 text") from None
+    except ValueError as exc:  # Python's own limit, an integer of over 4300 digits
+        raise ConfigError(shown, f"{shown} is not valid TOML: {str(exc).partition(':')[0]}") from None
     return data
 
 
-def find_config_path(explicit: str | None, env: Mapping[str, str], cwd: Path, home: Path) -> Path:
+def find_config_path(explicit: str | None, env: Mapping[str, str], cwd: Path | None, home: Path) -> Path:
     """The config file to use: `--config`, else `$SUPERVISOR_CONFIG`, else
     `./supervisor.toml`, else `~/.config/supervisor/supervisor.toml`.
 
     A file named explicitly (flag or variable) must exist; there is no falling through.
+    `cwd` is None when the current directory no longer exists (deleted under a shell):
+    only a relative name needs it.
     """
 
-    def resolve(text: str) -> Path:
+    def resolve(key: str, text: str) -> Path:
         if text == "~" or text.startswith("~/"):
             return home / text[2:]
-        return cwd / text
+        if cwd is None and not text.startswith("/"):
+            raise ConfigError(key, f"the configuration file {text} (from {key}) is relative to the current "
+                              "directory, which no longer exists: cd to one that does, or name the file in full")
+        return Path(text) if cwd is None else cwd / text
 
     for key, given in (("--config", explicit), ("SUPERVISOR_CONFIG", env.get("SUPERVISOR_CONFIG"))):
         if given:
-            path = resolve(given)
+            path = resolve(key, given)
             if not _is_file(path):
                 problem = "is not a file" if _exists(path) else "does not exist"
                 raise ConfigError(key, f"the configuration file {path} (from {key}) {problem}")
             return path
-    candidates = (cwd / "supervisor.toml", home / ".config" / "supervisor" / "supervisor.toml")
+    in_home = home / ".config" / "supervisor" / "supervisor.toml"
+    candidates = (in_home,) if cwd is None else (cwd / "supervisor.toml", in_home)
     for path in candidates:
         if _is_file(path):
             return path

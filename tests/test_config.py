@@ -388,7 +388,7 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("bad-permission-mode", _set("agent", "permission_mode", "yolo"), "agent.permission_mode", "acceptEdits"),
     ("missing-token", _no_token, "mattermost.token", "SUPERVISOR_MATTERMOST_TOKEN"),
     ("unreadable-token-file", _set("mattermost", "token_file", "/no/such/token"), "mattermost.token_file", "cannot be read"),
-    ("token-file-is-dir", _set("mattermost", "token_file", "~"), "mattermost.token_file", "cannot be read"),
+    ("token-file-is-dir", _set("mattermost", "token_file", "~"), "mattermost.token_file", "is not a regular file"),
     ("empty-token-file", _empty_token_file, "mattermost.token_file", "is empty"),
     ("token-and-token-file", _set("mattermost", "token", "x"), "mattermost.token", "keep only one"),
     ("token-with-space", lambda d, h: d["mattermost"].update(token="a b", token_file=""), "mattermost.token", "whitespace"),

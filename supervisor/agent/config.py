@@ -73,6 +73,13 @@ class NamedAgent:
 
 
 def check_agents(config: Any, attribute: attrs.Attribute[Any], value: Mapping[str, NamedAgent]) -> None:
+    protocol = config.agent.protocol
+    if protocol in value and "default" in value:
+        # `[agent]` is then called "default" (`Config.default_agent_name`): two agents, one name.
+        raise Problem(
+            (attribute.name, "default"),
+            f'cannot be used beside [agents.{protocol}]: [agent] is then called "default"; rename one of them',
+        )
     for name, agent in value.items():
         if not _NAME.fullmatch(name):
             raise Problem((attribute.name, name), 'is not a valid agent name (1–64 of letters, digits, "-", "_", ".")')
