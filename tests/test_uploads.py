@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from supervisor.core.events import FileRef
 from supervisor.core.session import QueuedPrompt
-from supervisor.core.uploads import MAX_NAME, safe_name, upload_folder
+from supervisor.core.uploads import MAX_NAME, MAX_NAME_BYTES, safe_name, upload_folder
+from supervisor.durable import write_atomically
 from supervisor.runtime.session_files import save_attachments
 
 
@@ -30,7 +31,7 @@ def test_hostile_names(hostile: str, expected: str) -> None:
 @given(st.text(max_size=400), st.sets(st.text(max_size=20), max_size=5))
 def test_any_name_stays_one_plain_component_inside_the_folder(name: str, taken: set[str]) -> None:
     safe = safe_name(name, taken)
-    assert safe and len(safe) <= MAX_NAME
+    assert safe and len(safe) <= MAX_NAME and len(safe.encode()) <= MAX_NAME_BYTES
     assert "/" not in safe and "\\" not in safe and "\0" not in safe
     assert not safe.startswith(".") and safe not in taken
     folder = Path("/cwd") / upload_folder("abc")
@@ -145,3 +146,12 @@ def test_a_link_planted_at_a_files_temporary_name_is_removed_not_written_through
     assert precious.read_bytes() == b"precious"
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert (folder / "notes.txt").read_bytes() == b"new notes"
+
+
+@pytest.mark.parametrize(("name", "ending"), [("会議資料" * 24 + ".pdf", ".pdf"), ("한국어" * 60, ""), ("é" * 119, "é")])
+def test_a_long_name_in_many_bytes_a_character_is_saved(tmp_path: Path, name: str, ending: str) -> None:
+    """Bounded in characters only, 94 Japanese ones were 274 bytes: the save failed (File
+    name too long) and the agent never got the file."""
+    safe = safe_name(name)
+    write_atomically(tmp_path / safe, b"x", folder_may_be_link=False)
+    assert (tmp_path / safe).read_bytes() == b"x" and safe.endswith(ending)

@@ -15,7 +15,10 @@ from pathlib import PurePosixPath
 import attrs
 
 UPLOAD_DIR = PurePosixPath(".supervisor") / "uploads"
-MAX_NAME = 120  # characters; long enough for real names, short of every filesystem limit
+MAX_NAME = 120  # characters; long enough for real names
+# File systems bound a name in bytes (255 on most), and the atomic write names its
+# temporary file `.NAME.tmp`: 94 Japanese characters were 274 bytes, and not saved.
+MAX_NAME_BYTES = 200
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]")  # \w is unicode-aware: accents stay
 
 
@@ -33,6 +36,8 @@ def safe_name(name: str, taken: Collection[str] = ()) -> str:
         stem, ext = name, ""
     ext = f".{ext}" if ext else ""
     stem = stem[: MAX_NAME - len(ext) - 4]
+    room = MAX_NAME_BYTES - len(ext.encode()) - 4  # 4: "-NNN" when the name is taken
+    stem = stem.encode()[:room].decode(errors="ignore")  # a character cut in two is left out
     candidate, n = stem + ext, 1
     while candidate in taken:
         candidate, n = f"{stem}-{n}{ext}", n + 1
