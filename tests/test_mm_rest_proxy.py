@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from supervisor.chat.mattermost.rest import MattermostRest
+from supervisor.chat.proxy import proxy_for
 from supervisor.core.backoff import Backoff
 
 ME = {"id": "bot0000000000000000000000a", "username": "claude", "roles": "system_user"}
@@ -98,3 +99,20 @@ async def test_a_proxy_that_refuses_the_way_is_named_once_and_the_calls_keep_try
     ]
     assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == ["ERROR"]
     assert secret not in caplog.text
+
+
+async def test_a_socks_proxy_in_all_proxy_is_not_used_and_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Proxy tools set `all_proxy=socks5://...`; httpx cannot take it without a package we
+    do not ship: the start ended in an ImportError traceback (a service restarting in a
+    loop), and the WebSocket would have been refused for ever."""
+    caplog.set_level(logging.WARNING)
+    _use_proxy(monkeypatch, "all", "socks5://ops:s3cret@127.0.0.1:7890")
+    for _ in range(2):
+        rest = MattermostRest("https://mm.example", "token")
+        await rest.aclose()
+    assert proxy_for("wss://mm.example/api/v4/websocket") is None
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "socks5://127.0.0.1:7890" in said[0] and "not an HTTP proxy" in said[0]
+    assert "s3cret" not in caplog.text

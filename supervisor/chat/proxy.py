@@ -10,6 +10,7 @@ go into Proxy-Authorization and never into a log line.
 from __future__ import annotations
 
 import base64
+import logging
 import ssl
 import urllib.parse
 import urllib.request
@@ -18,6 +19,8 @@ import h11
 import trio
 
 from supervisor.chat import tls
+
+log = logging.getLogger(__name__)
 
 _MAX_ANSWER = 64 * 1024  # a proxy's answer to CONNECT is a few headers
 
@@ -28,13 +31,26 @@ class ProxyRefused(OSError):
 
 def proxy_for(url: str) -> str | None:
     """The proxy the environment names for `url` (https_proxy, all_proxy, no_proxy...);
-    ws:// and wss:// take http's and https's."""
+    ws:// and wss:// take http's and https's. Only an HTTP(S) proxy: another kind (a SOCKS
+    `all_proxy`, as proxy tools set) is not used, and the log says so once, rather than
+    the start failing on a transport that cannot take it."""
     parts = urllib.parse.urlsplit(url)
     if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
         return None
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     proxies = urllib.request.getproxies()
-    return proxies.get(scheme) or proxies.get("all") or None
+    proxy = proxies.get(scheme) or proxies.get("all") or None
+    if proxy is None or urllib.parse.urlsplit(proxy).scheme in ("http", "https"):
+        return proxy
+    if proxy not in _NOT_USED_SAID:
+        _NOT_USED_SAID.add(proxy)
+        log.warning("the proxy %s the environment names is not an HTTP proxy, which is all the "
+                    "supervisor can use: connecting without it (set https_proxy to an HTTP proxy, "
+                    "or no_proxy to the server, to say otherwise)", described(proxy))
+    return None
+
+
+_NOT_USED_SAID: set[str] = set()  # the proxies the log said are not used
 
 
 def described(proxy: str) -> str:
