@@ -35,10 +35,33 @@ async def test_a_create_whose_answer_was_lost_before_a_long_outage_is_made_once(
     assert post.id == made[0]["id"] and post.message == "only once"
 
 
-async def test_a_create_retried_while_the_server_remembers_it_is_not_looked_for(
+async def test_a_create_refused_by_a_server_that_remembers_it_is_resent_without_a_lookup(
     nursery: trio.Nursery,
 ) -> None:
-    """Within the server's memory a resend is answered with the first copy: no lookup."""
+    """A try the server answered (a 429, a 503 of its own) made nothing: within the
+    server's memory of the key it is sent again at once, with no lookup."""
+    server = FakeMattermost()
+    await nursery.start(server.serve)
+    server.add_user("alice")
+    dm_id = server.dm_with_bot("alice")["id"]
+    rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.01, cap=0.05))
+    server.fail_requests(503, path_prefix="/api/v4/posts", method="POST", count=1)
+    with trio.fail_after(30):
+        post = await rest.create_post(dm_id, "once", pending_post_id="k:2")
+    await rest.aclose()
+    assert [p["id"] for p in server.posts_in_channel(dm_id)] == [post.id]
+    assert not [r for r in server.stats.log if r.method == "GET" and "/posts" in r.path]
+
+
+@pytest.mark.parametrize("forgets", [False, True], ids=["server-remembers", "server-restarted"])
+async def test_a_create_whose_answer_was_lost_is_looked_for_before_it_is_sent_again(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, forgets: bool
+) -> None:
+    """The server made the post and its answer was lost; then it restarted (or another
+    node answers), forgetting the key it dedupes by for 30 s: the resend within those 30 s
+    made the post twice. A try that went unanswered is looked for first now."""
+    if forgets:  # a restarted server keeps no key: each create is a new post
+        monkeypatch.setattr(mattermost_store, "PENDING_POST_TTL_S", 0.0)
     server = FakeMattermost()
     await nursery.start(server.serve)
     server.add_user("alice")
@@ -46,7 +69,7 @@ async def test_a_create_retried_while_the_server_remembers_it_is_not_looked_for(
     rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.01, cap=0.05))
     server.fail_requests("drop_response", path_prefix="/api/v4/posts", method="POST", count=1)
     with trio.fail_after(30):
-        post = await rest.create_post(dm_id, "once", pending_post_id="k:2")
+        post = await rest.create_post(dm_id, "once", pending_post_id="k:3")
     await rest.aclose()
     assert [p["id"] for p in server.posts_in_channel(dm_id)] == [post.id]
-    assert not [r for r in server.stats.log if r.method == "GET" and "/posts" in r.path]
+    assert len([r for r in server.stats.log if r.method == "POST" and r.path == "/api/v4/posts"]) == 1

@@ -76,6 +76,8 @@ _HEADERS = {
 # and then an outage never make it twice.
 PENDING_POST_SAFE_S = 25.0
 CREATE_MARK = codec.CREATE_MARK
+# A gateway's answers that say its server's answer is lost, not that the call was refused.
+_GATEWAY_LOST = frozenset({502, 504})
 # How far before our first try the look goes back (by the server's clock, as we know it).
 _CLOCK_SLACK_MS = 300_000
 
@@ -200,9 +202,12 @@ class MattermostRest:
                     return await self._call("GET", f"/posts/{quote(post.id, safe='')}")
             return None
 
-        async def made_already() -> httpx.Response | None:
-            if trio.current_time() - first_try < PENDING_POST_SAFE_S:
-                return None  # the server still knows the pending_post_id
+        async def made_already(unanswered: bool) -> httpx.Response | None:
+            # The server still knows the pending_post_id: a resend is safe, unless the last
+            # try may have reached a server that has since lost it (it crashed after
+            # making the post, or another node answers now).
+            if trio.current_time() - first_try < PENDING_POST_SAFE_S and not unanswered:
+                return None
             return await made()
 
         response = await self._call("POST", "/posts", json=codec.unstructure(body), before_resend=made_already)
@@ -288,23 +293,26 @@ class MattermostRest:
         retry: bool = True,
         wait_for_token: bool = True,
         listening: bool = False,
-        before_resend: Callable[[], Awaitable[httpx.Response | None]] | None = None,
+        before_resend: Callable[[bool], Awaitable[httpx.Response | None]] | None = None,
         **request: Any,
     ) -> httpx.Response:
         """Send until the server gives a final answer. 2xx: returned; 4xx: ChatError,
         but a 401 waits for the token to be taken again once `token` watches.
         `before_resend` may find that a try whose answer never came took effect: its
-        answer is then the call's. `listening`: nothing else would hear the server back
+        answer is then the call's (told whether the last try went unanswered: no answer,
+        or a gateway's that its server's is lost). `listening`: nothing else would hear the server back
         (`backoff.listening_pace`)."""
         backoff = listening_pace(self._backoff) if listening else self._backoff
         pauses, tries = RetryPauses(backoff, self._rng, self.answers), 0
         own_refusal = OwnRefusal()
+        unanswered = False  # the last try may have taken effect, its answer lost
         while True:
-            if tries and before_resend is not None and (found := await before_resend()) is not None:
+            if tries and before_resend is not None and (found := await before_resend(unanswered)) is not None:
                 return found
             tries += 1
             await self._wait_for_budget()
             try:
+                unanswered = True
                 response = await self._send(method, path, request)
             except _TRANSIENT_ERRORS as exc:
                 if isinstance(exc, httpx.ProxyError):
@@ -318,6 +326,7 @@ class MattermostRest:
                 await pauses.pause()
                 continue
             status = response.status_code
+            unanswered = status in _GATEWAY_LOST
             if status == 407:
                 # A plain-http server through a proxy: the proxy's refusal comes as an answer,
                 # not as a failed tunnel. The server never read the call: not a 4xx of its.
