@@ -139,7 +139,7 @@ async def test_a_reply_under_a_cut_announcement_the_start_could_not_finish_reach
             write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
             await w.say("are you there?", str(root["id"]))
             # The start's look for what was announced is refused; the catch-up's is not.
-            w.server.fail_requests(403, path_prefix=f"/api/v4/channels/{w.dm}/posts", method="GET", count=1)
+            w.server.fail_requests(404, path_prefix=f"/api/v4/channels/{w.dm}/posts", method="GET", count=1)
             await w.start()
             await w.answered(str(root["id"]), "echo #1: are you there?", timeout=30)
             await w.wait_for(lambda: _started(w, "refused"), 20)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from supervisor.chat import ChatError
 from supervisor.chat.mattermost import rest as rest_module
 from supervisor.chat.mattermost.rest import MattermostRest
 from supervisor.core.backoff import Backoff
@@ -73,3 +74,28 @@ async def test_a_create_whose_answer_was_lost_is_looked_for_before_it_is_sent_ag
     await rest.aclose()
     assert [p["id"] for p in server.posts_in_channel(dm_id)] == [post.id]
     assert len([r for r in server.stats.log if r.method == "POST" and r.path == "/api/v4/posts"]) == 1
+
+
+@pytest.mark.parametrize("refusals", [2, None], ids=["for-a-moment", "for-good"])
+async def test_a_403_for_a_moment_is_tried_again_and_one_for_good_still_refuses(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, refusals: int | None
+) -> None:
+    """Mattermost answers 403 when its permission check fails on any error (its database
+    while it restarts): an answer's post was given up as refused for good, a new session
+    failed. A 403 is tried again for a while first; one that lasts still refuses."""
+    monkeypatch.setattr(rest_module, "FORBIDDEN_PATIENCE_S", 1.0)
+    server = FakeMattermost()
+    await nursery.start(server.serve)
+    server.add_user("alice")
+    dm_id = server.dm_with_bot("alice")["id"]
+    rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.05, cap=0.1))
+    server.fail_requests(403, path_prefix="/api/v4/posts", method="POST", count=refusals)
+    with trio.fail_after(30):
+        if refusals is None:
+            with pytest.raises(ChatError) as refused:
+                await rest.create_post(dm_id, "refused", pending_post_id="k:4")
+            assert refused.value.status == 403 and refused.value.for_good
+        else:
+            post = await rest.create_post(dm_id, "once", pending_post_id="k:4")
+            assert [p["id"] for p in server.posts_in_channel(dm_id)] == [post.id]
+    await rest.aclose()

@@ -76,6 +76,10 @@ _HEADERS = {
 # and then an outage never make it twice.
 PENDING_POST_SAFE_S = 25.0
 CREATE_MARK = codec.CREATE_MARK
+# Mattermost answers 403 when its permission check fails for any reason, a database error
+# included (while it restarts, say): a call refused so is tried again for this long before
+# the refusal counts (a post given up, a session failed).
+FORBIDDEN_PATIENCE_S = 30.0
 # A gateway's answers that say its server's answer is lost, not that the call was refused.
 _GATEWAY_LOST = frozenset({502, 504})
 # How far before our first try the look goes back (by the server's clock, as we know it).
@@ -306,6 +310,7 @@ class MattermostRest:
         pauses, tries = RetryPauses(backoff, self._rng, self.answers), 0
         own_refusal = OwnRefusal()
         unanswered = False  # the last try may have taken effect, its answer lost
+        forbidden_since: float | None = None  # this call's first 403
         while True:
             if tries and before_resend is not None and (found := await before_resend(unanswered)) is not None:
                 return found
@@ -349,6 +354,15 @@ class MattermostRest:
                 log.debug("%s %s -> 401, waiting for a check of the token", method, path)  # `token` says why
                 # The call's own refusal (a path a proxy guards, say) fails as any 4xx.
                 if not await own_refusal.after_check(self.token):
+                    continue
+            if status == 403 and retry:
+                first = forbidden_since is None
+                forbidden_since = trio.current_time() if forbidden_since is None else forbidden_since
+                if trio.current_time() - forbidden_since < FORBIDDEN_PATIENCE_S:
+                    log.log(logging.WARNING if first else logging.DEBUG, "%s %s -> 403, tried again for up to %g s "
+                            "(a server restarting, or whose database falters, refuses for a moment)",
+                            method, path, FORBIDDEN_PATIENCE_S)  # fmt: skip
+                    await pauses.pause()
                     continue
             if not retry or not (status == 429 or _is_transient(status)):
                 # The token's checks while it is refused: `token` said so once.
