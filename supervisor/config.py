@@ -41,7 +41,13 @@ from typing import Annotated, Any, Final, TypeVar
 
 import attrs
 
-from supervisor.agent.config import NamedAgent, check_agents, check_protocol
+from supervisor.agent.config import (
+    PERSONA_PROTOCOLS,
+    PERSONA_REFUSED,
+    NamedAgent,
+    check_agents,
+    check_protocol,
+)
 from supervisor.chat.mattermost import config as mattermost_config
 from supervisor.chat.mattermost.config import MattermostConfig
 from supervisor.chat.telegram import config as telegram_config
@@ -204,6 +210,10 @@ class Persona:
     model: str = ""
     agent: str = ""  # an [agents.NAME]
 
+    def takes_protocol(self, protocol: str) -> bool:
+        """Whether an agent of `protocol` gets all this persona says."""
+        return protocol in PERSONA_PROTOCOLS or not (self.append_system_prompt or self.model)
+
 
 def _sessions(config: Any, attribute: attrs.Attribute[Any], value: tuple[SessionSpec, ...]) -> None:
     seen: dict[str, int] = {}
@@ -220,6 +230,9 @@ def _sessions(config: Any, attribute: attrs.Attribute[Any], value: tuple[Session
                 f"{describe(session.persona)} is not defined in [personas]",
             )
         _check_agent_named(config, (attribute.name, index, "agent"), session.agent)
+        persona = config.personas.get(session.persona)
+        if persona is not None and (session.agent or not persona.agent):  # (its own agent: `_personas`)
+            _check_persona_taken(config, (attribute.name, index, "persona"), persona, session.agent)
 
 
 def _personas(config: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Persona]) -> None:
@@ -227,6 +240,16 @@ def _personas(config: Any, attribute: attrs.Attribute[Any], value: Mapping[str, 
         if not _NAME.fullmatch(name):
             raise Problem((attribute.name, name), f"is not a valid persona name ({NAME_RULE})")
         _check_agent_named(config, (attribute.name, name, "agent"), persona.agent)
+        if persona.agent:
+            field = "append_system_prompt" if persona.append_system_prompt else "model"
+            _check_persona_taken(config, (attribute.name, name, field), persona, persona.agent)
+
+
+def _check_persona_taken(config: Any, key: KeyPath, persona: Persona, agent: str) -> None:
+    """A persona's system prompt and model reach only an agent whose protocol takes them
+    (Claude Code's flags): with another, its instructions would be dropped without a word."""
+    if not persona.takes_protocol(config.protocol_of(agent)):
+        raise Problem(key, f"cannot reach the agent {describe(agent)}: {PERSONA_REFUSED}")
 
 
 def _check_agent_named(config: Any, key: KeyPath, agent: str) -> None:
@@ -260,6 +283,11 @@ class Config:
     def default_agent_name(self) -> str:
         """What `[agent]` is called: its protocol's name unless an `[agents.NAME]` takes it."""
         return self.agent.protocol if self.agent.protocol not in self.agents else "default"
+
+    def protocol_of(self, agent: str) -> str:
+        """The protocol of the agent `agent = "NAME"` names ("" or the default's name: `[agent]`)."""
+        named = self.agents.get(agent) if agent else None
+        return named.protocol if named is not None else self.agent.protocol
 
 
 # --- environment overrides and defaults that depend on other keys ---------------------

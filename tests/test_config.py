@@ -684,3 +684,39 @@ def test_junk_strategy_reaches_both_outcomes(junk_home: Path) -> None:
     _put(data, ("agent", "default_cwd"), dt.date(2020, 1, 1))
     with pytest.raises(ConfigError, match="must be a string, not a date"):
         config_from_dict(data, env)
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [("persona", "personas.reviewer.model"), ("session", "sessions[0].persona"), ("default", "sessions[0].persona")],
+)
+def test_a_persona_an_acp_agent_would_not_hear_is_refused(home: Path, env: dict[str, str], where: str, key: str) -> None:
+    """An ACP agent takes no system prompt or model from us: a persona's were dropped
+    without a word (a "reviewer" told not to edit files edited them)."""
+    data = minimal(home)
+    data["agents"] = {"opencode": {"command": ["opencode", "acp"], "protocol": "acp"}}
+    if where == "persona":
+        data["personas"]["reviewer"]["agent"] = "opencode"
+    elif where == "session":
+        data["sessions"][0]["agent"] = "opencode"
+    else:  # the default agent speaks ACP
+        data["agent"] = {"command": ["opencode", "acp"], "protocol": "acp"}
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(data, env)
+    assert_one_sentence(caught.value, key)
+    assert "an ACP agent takes no system prompt or model" in str(caught.value)
+    del data["personas"]["reviewer"]["model"]  # a persona that names only its agent is fine
+    config_from_dict(data, env)
+
+
+def test_the_desk_knows_which_agents_a_persona_cannot_reach(home: Path, env: dict[str, str]) -> None:
+    from supervisor.agent.config import PERSONA_REFUSED
+    from supervisor.agent.registry import AgentRegistry
+
+    data = minimal(home)
+    data["agents"] = {"opencode": {"command": ["opencode", "acp"], "protocol": "acp"}}
+    data["personas"]["plain"] = {}
+    config = config_from_dict(data, env)
+    assert AgentRegistry(config).personas_not_taken(config.personas) == {
+        "reviewer": (("opencode",), PERSONA_REFUSED), "plain": ((), PERSONA_REFUSED)
+    }

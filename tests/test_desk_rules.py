@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,6 +60,20 @@ def test_the_refusals_read_as_before() -> None:
     assert check_new(NewSession("beta", agent="gpt"), there, facts) == Refused(
         "There is no agent `gpt` (configured: `claude`, `fake`)."
     )
+
+
+@pytest.mark.parametrize("default", ["claude", "opencode"])
+def test_a_persona_is_refused_with_an_agent_that_would_not_hear_it(default: str) -> None:
+    """`!new x persona=reviewer agent=opencode`: OpenCode got none of the persona's system
+    prompt and model, without a word."""
+    agents = ("claude", "opencode") if default == "claude" else ("opencode", "claude")
+    facts = DeskFacts(frozenset(), ("reviewer",), agents, personas_not_taken={"reviewer": (("opencode",), "why")})
+    there = Directory("/srv/work", True, "/srv/work")
+    refused = Refused("Persona `reviewer` cannot reach agent `opencode`: why.")
+    assert check_new(NewSession("x", persona="reviewer", agent="opencode"), there, facts) == refused
+    assert isinstance(check_new(NewSession("x", persona="reviewer", agent="claude"), there, facts), Accepted)
+    chosen_by_default = check_new(NewSession("x", persona="reviewer"), there, facts)
+    assert chosen_by_default == refused if default == "opencode" else isinstance(chosen_by_default, Accepted)
 
 
 def _record(name: str, created_at: str, root_id: str, status: str = "live") -> SessionRecord:

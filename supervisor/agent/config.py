@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from supervisor.config import AgentConfig
 
 PROTOCOLS: Final = ("claude", "acp")
+# The protocols whose agents get a persona's system prompt and model (Claude Code's flags):
+# ACP has no word for a system prompt, and a model is the agent's own configuration.
+PERSONA_PROTOCOLS: Final = frozenset({"claude"})
+PERSONA_REFUSED: Final = ("an ACP agent takes no system prompt or model from the supervisor: use this persona "
+                          "with a Claude Code agent, or set the model in the ACP agent's own configuration")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 

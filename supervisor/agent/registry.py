@@ -21,11 +21,12 @@ import attrs
 import trio
 
 from supervisor.agent import AgentBackend, AgentLaunch
+from supervisor.agent.config import PERSONA_REFUSED
 from supervisor.core.state import SessionRecord
 
 if TYPE_CHECKING:
     from supervisor.agent.probe import AgentProbe
-    from supervisor.config import AgentConfig, Config
+    from supervisor.config import AgentConfig, Config, Persona
 
 
 @attrs.frozen
@@ -74,6 +75,13 @@ class AgentRegistry:
     def named(self, name: str) -> Agent | None:
         """The agent `!new ... agent=NAME` picks ("" = the default); None if unknown."""
         return self.default if not name else self.agents.get(name)
+
+    def personas_not_taken(self, personas: Mapping[str, Persona]) -> dict[str, tuple[tuple[str, ...], str]]:
+        """Persona -> the agents that would not get all it says, and why (`DeskFacts`)."""
+        return {
+            name: (tuple(a.name for a in self.agents.values() if not persona.takes_protocol(a.protocol)), PERSONA_REFUSED)
+            for name, persona in personas.items()
+        }
 
     def record_name(self, name: str) -> str:
         """What a record keeps for the agent called `name` ("" for the default)."""

@@ -54,6 +54,9 @@ class DeskFacts:
     words: Words = attrs.Factory(Words)  # how the place the request came from names commands
     # conversation id -> the live session (running or suspended) that continues it
     live_conversations: Mapping[str, str] = attrs.Factory(dict)
+    # persona -> the agents that would not get all it says (its system prompt, its model),
+    # and why: it is refused with them rather than dropped without a word
+    personas_not_taken: Mapping[str, tuple[Collection[str], str]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -87,6 +90,10 @@ def check_new(request: NewSession, directory: Directory, facts: DeskFacts) -> Ac
     if agent and agent not in facts.agents:
         known = ", ".join(f"`{n}`" for n in facts.agents)
         return Refused(f"There is no agent `{agent}` (configured: {known}).")
+    not_taken, why = facts.personas_not_taken.get(persona, ((), ""))
+    chosen = agent or (facts.agents[0] if facts.agents else "")
+    if chosen in not_taken:
+        return Refused(f"Persona `{persona}` cannot reach agent `{chosen}`: {why}.")
     return Accepted(request, directory.resolved)
 
 

@@ -324,7 +324,7 @@ class Desk:
         agents = tuple(self.registry.agents.agents)
         return desk_rules.DeskFacts(
             {record.name for record in live}, tuple(self.config.personas), agents, self.chat.words(channel_id),
-            conversations,
+            conversations, self.registry.agents.personas_not_taken(self.config.personas),
         )
 
     def unannounced(self, front: FrontEnd | None = None) -> list[SessionRecord]:
