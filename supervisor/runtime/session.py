@@ -166,8 +166,9 @@ class SessionTask:
     @property
     def _input_wait_s(self) -> float:
         """How long an agent may take no input (or not get ready) before it is ended as
-        hung: `stall_timeout_s`, and at most `TAKES_INPUT_WITHIN_S` where that is off."""
-        return min(self.core.settings.stall_timeout_s, TAKES_INPUT_WITHIN_S)
+        hung: `stall_timeout_s`, or `TAKES_INPUT_WITHIN_S` where that is off (infinite)."""
+        stall = self.core.settings.stall_timeout_s
+        return stall if math.isfinite(stall) else TAKES_INPUT_WITHIN_S
 
     async def run(self, *, launch_now: bool, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
