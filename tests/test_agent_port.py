@@ -14,7 +14,7 @@ import pytest
 from supervisor.agent import AgentLaunch
 from supervisor.agent.acp.backend import AcpAgentBackend
 from supervisor.agent.claude import ClaudeBackend
-from supervisor.agent.registry import AgentRegistry, runs_opencode
+from supervisor.agent.registry import AgentRegistry, runs_opencode, terminal_hint
 from supervisor.config import ConfigError, config_from_dict
 from supervisor.core import commands
 from supervisor.core.state import SessionRecord
@@ -160,3 +160,20 @@ def test_opencode_is_known_however_it_is_started() -> None:
     from supervisor.agent import AgentLaunch
 
     assert '"permission":{"*":"ask"}' in backend.env(AgentLaunch("i", "/w", False), {})["OPENCODE_CONFIG_CONTENT"]
+
+
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        (["npx", "opencode-ai", "acp"], "`opencode --session ses_1`"),
+        (["/usr/local/bin/opencode", "acp"], "`opencode --session ses_1`"),
+        (["claude-agent-acp"], "`claude --resume ses_1`"),
+        (["npx", "@zed-industries/claude-code-acp"], "`claude --resume ses_1`"),
+        (["gemini", "--experimental-acp"], "`ses_1`, with the agent's own way to resume a conversation"),
+    ],
+)
+def test_the_terminal_hint_names_the_program_the_agent_is(command: list[str], hint: str) -> None:
+    """It named the first word of the command: `npx --session ses_1`, or
+    `claude-agent-acp --session ...`, commands that do not exist."""
+    registry = AgentRegistry(config(agents={"a": {"protocol": "acp", "command": command}}))
+    assert terminal_hint(registry.agents["a"], "ses_1") == hint

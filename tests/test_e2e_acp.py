@@ -430,7 +430,7 @@ async def test_new_with_resume_continues_a_conversation_of_either_agent(tmp_path
 
             await w.say(f"!new a-again {w.work / 'a-first'} agent=fake resume={acp_id}")
             root = str((await w.wait_for(lambda: w._root_of("a-again"), 30))["id"])
-            assert f"--session {acp_id}" in w.post(root)["message"]
+            assert f"`{acp_id}`, with the agent's own way" in w.post(root)["message"]  # the fake is no known program
             await w.say("more", root_id=root)
             await w.answered(root, "Echo #2: more (first prompt in this conversation: 'acp words')")
 

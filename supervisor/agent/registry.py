@@ -54,6 +54,7 @@ def make_backend(name: str, settings: AgentConfig) -> AgentBackend:
 # OpenCode however it is started: `opencode`, a path to it (its npm package's
 # `opencode.exe` too), `npx opencode-ai[@VERSION] acp`, `bunx`...
 _OPENCODE_WORD = re.compile(r"opencode(-ai)?(@[\w.+-]+)?(\.exe)?")
+_CLAUDE_ACP_WORD = re.compile(r"claude-(agent|code)-acp(@[\w.+-]+)?")
 
 
 def runs_opencode(command: Sequence[str]) -> bool:
@@ -123,10 +124,14 @@ def terminal_hint(agent: Agent | None, conversation_id: str) -> str:
     """How to carry on the same conversation in a terminal ("" without an id)."""
     if agent is None or not conversation_id:
         return ""
-    if agent.protocol == "claude":
+    command = agent.settings.command
+    # Named by the program it is, not the first word of its command (`npx opencode-ai acp`
+    # is OpenCode; Claude Code's ACP adapter keeps Claude Code's own conversation ids).
+    if agent.protocol == "claude" or any(_CLAUDE_ACP_WORD.fullmatch(Path(word).name) for word in command):
         return f"`claude --resume {conversation_id}`"
-    program = os.path.basename(agent.settings.command[0])
-    return f"`{program} --session {conversation_id}`"
+    if runs_opencode(command):
+        return f"`opencode --session {conversation_id}`"
+    return f"`{conversation_id}`, with the agent's own way to resume a conversation"
 
 
 def names_and_protocols(registry: AgentRegistry) -> Mapping[str, str]:
