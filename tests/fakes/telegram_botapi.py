@@ -37,10 +37,11 @@ Switches:
     fake.rate_limit(per_second=1.0, burst=3, methods=MESSAGE_METHODS, grace_s=0.05)
         per chat, with Telegram's 429 and parameters.retry_after; rate_limit(None) = off
     fake.fail(method, status, description="", count=1, retry_after=None, hang_up=False,
-              after=0, unreadable=False)
+              after=0, unreadable=False, page="")
         the next `count` calls of `method` get that error (or no answer at all; or, with
-        `unreadable`, an ok answer whose result is not the method's shape), once `after`
-        calls of it went through untouched
+        `unreadable`, an ok answer whose result is not the method's shape; or, with `page`,
+        that HTML with `status`, as a captive portal answers), once `after` calls of it
+        went through untouched
     fake.clear_faults()
     fake.revoke_token() / fake.accept_token(): every call (and download) with the token is
         answered 401 "Unauthorized" meanwhile, as Telegram does for a revoked token (the
@@ -175,6 +176,7 @@ class _Fault:
     hang_up: bool
     after: int = 0  # calls let through first
     unreadable: bool = False  # `{"ok": true, "result": true}`: nothing our client can read
+    page: str = ""  # an HTML page with `status` (a captive portal's, a proxy's): not the Bot API's
 
 
 @attrs.define
@@ -294,6 +296,10 @@ class FakeBotApi:
                 self.calls.append(Call(seq, trio.current_time(), method, params, 0, {}))
                 self._touch()
                 return None
+            if fault.page:
+                self.calls.append(Call(seq, trio.current_time(), method, params, fault.status, {}))
+                self._touch()
+                return Response(fault.status, fault.page.encode(), content_type="text/html")
             reply = {"ok": True, "result": True} if fault.unreadable else _error_json(
                 fault.status, fault.description, fault.retry_after)  # fmt: skip
             return self._record(seq, method, params, reply)
@@ -484,9 +490,10 @@ class FakeBotApi:
         hang_up: bool = False,
         after: int = 0,
         unreadable: bool = False,
+        page: str = "",
     ) -> None:
         self._faults[method] = _Fault(status, description or f"fault {status}", count,
-                                      retry_after, hang_up, after, unreadable)
+                                      retry_after, hang_up, after, unreadable, page)
 
     def clear_faults(self) -> None:
         self._faults.clear()

@@ -2,8 +2,10 @@
 
 This module owns the HTTP session, the pacing (per chat and overall), the retry loop and
 the token; `client.BotApi` builds the Bot API's methods on it. Each call retries
-transient failures (connection errors, timeouts, 5xx, 429) forever, with backoff or the
-server's `retry_after`; the caller bounds it with a cancel scope. A retry's pause ends
+transient failures (connection errors, timeouts, a proxy's refusal, 5xx, 429) forever,
+with backoff or the server's `retry_after`; the caller bounds it with a cancel scope. An
+answer that is not the Bot API's (a captive portal's page) raises `Unreadable`, whatever
+its HTTP status: it is never taken for Telegram's refusal. A retry's pause ends
 early once Telegram answers another call (`retry.ServerAnswers`: the long poll, say).
 Permanent refusals raise a `BotApiError` subclass. A 400 "message is not modified" is
 success (the message already shows what we wanted). Once the front end runs the token's
@@ -63,7 +65,11 @@ _LONGEST_SERVER_WAIT = 300.0
 _NOT_MODIFIED = "message is not modified"
 
 # Worth retrying: the request may not have reached the server, or the server failed.
-_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# A proxy that will not open the way (its CONNECT refused) is an outage too, and so is a
+# body that does not decode (bad gzip from a broken proxy): an answer lost on the way.
+_TRANSIENT_ERRORS = (
+    httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError, httpx.DecodingError,
+)  # fmt: skip
 
 
 # --- errors ------------------------------------------------------------------------
@@ -107,6 +113,15 @@ class TooManyRequests(BotApiError):
         self.retry_after = retry_after
 
 
+class Unreadable(BotApiError):
+    """An answer that is not the Bot API's (a proxy's or a captive portal's page, a body cut
+    short): `status` is its HTTP status. Telegram may never have seen the request."""
+
+    @property
+    def for_good(self) -> bool:
+        return False  # not Telegram's word: what it says of the call is unknown
+
+
 class Unreachable(BotApiError):
     """No answer (connection refused, DNS, TLS, timeout), from a call made with
     `retry=False`. The detail is the error's class name and cause, never a URL."""
@@ -114,6 +129,11 @@ class Unreachable(BotApiError):
     def __init__(self, method: str, detail: str) -> None:
         super().__init__(method, 0, detail)
 
+
+# What one call may raise besides a cancel: a task beside the updates (a courtesy, a
+# draft's refresh) catches these, so that no answer of Telegram's (or of a proxy's, or a
+# misconfiguration's) ends the front end.
+CALL_FAILURES = (BotApiError, MalformedReply, httpx.HTTPError)
 
 _ERRORS: dict[int, type[BotApiError]] = {
     400: BadRequest,
@@ -277,6 +297,7 @@ class BotCaller:
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._answers = ServerAnswers()
+        self._proxy_said = ""  # the proxy's refusal, while it keeps answering so: said once
         # A revoked token's new one is a new configuration: a restart takes it.
         guess = "revoked in @BotFather (a new token takes a restart)?"
         self.token = TokenWatch(f"Telegram at {api_url}", "getMe", guess, log)
@@ -321,13 +342,26 @@ class BotCaller:
                     f"/bot{_PLACEHOLDER}/{method}", timeout=timeout, **request
                 )
             except _TRANSIENT_ERRORS as exc:
-                log.warning("%s failed: %s", method, type(exc).__name__)
+                if isinstance(exc, httpx.ProxyError):
+                    self._proxy_refused(method, self._scrub(str(exc)) or type(exc).__name__)
+                else:
+                    log.warning("%s failed: %s", method, type(exc).__name__)
                 if not retry:
                     raise Unreachable(method, self._scrub(_cause(exc))) from None
                 await pauses.pause()
                 continue
-            self._heard(response.status_code)
-            outcome = self._outcome(method, response)
+            if response.status_code == 407:
+                # An http:// api_url through a proxy: its refusal comes as an answer, not as
+                # a failed tunnel. Telegram never read the call: an outage, not a refusal.
+                self._proxy_refused(method, f"407 {response.reason_phrase}")
+                if not retry:
+                    raise Unreachable(method, "the proxy answered 407")
+                await pauses.pause()
+                continue
+            self._proxy_passes()
+            outcome, readable = self._outcome(method, response)
+            if readable:  # a captive portal's page is no sign that Telegram is there
+                self._heard(response.status_code)
             if not isinstance(outcome, Failure):
                 log.debug("%s -> %d", method, response.status_code)
                 return outcome
@@ -352,6 +386,8 @@ class BotCaller:
                 # The token's checks while it is refused: `token` said so once.
                 said = code == 401 and self.token.refused
                 log.log(logging.DEBUG if said else logging.INFO, "%s -> %d", method, code)
+                if not readable:  # not Telegram's word: never taken for a refusal of its (403)
+                    raise Unreadable(method, code, self._scrub(outcome.description))
                 raise self._error(method, outcome)
             log.warning("%s -> %d, retrying", method, code)
             await pauses.pause()
@@ -363,14 +399,32 @@ class BotCaller:
         if server_is_up(status):
             self._answers.answered()  # Telegram is there: the other calls' retries need not wait
 
-    def _outcome(self, method: str, response: httpx.Response) -> Any:
-        """The result, or a Failure (a body we cannot read counts as one)."""
+    def _outcome(self, method: str, response: httpx.Response) -> tuple[Any, bool]:
+        """The result, or a Failure (a body we cannot read counts as one); and whether the
+        body was the Bot API's."""
         try:
-            return codec.parse_reply(response.json())
+            return codec.parse_reply(response.json()), True
         except (ValueError, MalformedReply) as exc:
             # A proxy's page, a truncated body: judge by the HTTP status alone.
             reason = exc.reason if isinstance(exc, MalformedReply) else "not JSON"
-            return Failure(response.status_code, f"unreadable answer ({reason})")
+            return Failure(response.status_code, f"unreadable answer ({reason})"), False
+
+    def _proxy_refused(self, method: str, answer: str) -> None:
+        """The proxy would not open the way to Telegram (`answer`: its status and reason):
+        said once while it answers so (every try of every call would repeat it), and tried
+        again as through an outage (its admin may let us through)."""
+        if answer == self._proxy_said:
+            log.debug("%s: the proxy refused again (%s)", method, answer)
+            return
+        self._proxy_said = answer
+        log.error("Telegram cannot be reached through the proxy, which answered %s: should no_proxy "
+                  "name the Bot API's host, or the proxy allow it (user and password in https_proxy)? "
+                  "Tried again until it lets us through", answer)  # fmt: skip
+
+    def _proxy_passes(self) -> None:
+        if self._proxy_said:
+            self._proxy_said = ""
+            log.warning("the proxy lets us through to Telegram again")
 
     def _error(self, method: str, failure: Failure) -> BotApiError:
         kind = _ERRORS.get(failure.error_code, BotApiError)

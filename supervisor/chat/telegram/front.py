@@ -45,9 +45,9 @@ from supervisor.chat.fronts import People
 from supervisor.chat.telegram import ids, incoming
 from supervisor.chat.telegram.active import ActiveSession
 from supervisor.chat.telegram.backlog import Backlog
-from supervisor.chat.telegram.calls import BotApiError, Pacing, Unauthorized
+from supervisor.chat.telegram.calls import CALL_FAILURES, Pacing, Unauthorized
 from supervisor.chat.telegram.client import BotApi
-from supervisor.chat.telegram.codec import MalformedReply, Update
+from supervisor.chat.telegram.codec import Update
 from supervisor.chat.telegram.config import TelegramConfig
 from supervisor.chat.telegram.doctor import TOKEN_FIX
 from supervisor.chat.telegram.link import TelegramLink
@@ -202,7 +202,7 @@ class TelegramFrontEnd:
         with trio.move_on_after(PEOPLE_LOOKUP_S):
             try:
                 await self.api.call("setMyCommands", {"commands": commands}, retry=False)
-            except BotApiError as exc:
+            except CALL_FAILURES as exc:
                 log.info("the command menu was not set: %s", exc)
 
     async def people(self) -> People:
@@ -232,7 +232,7 @@ class TelegramFrontEnd:
         with trio.move_on_after(PEOPLE_LOOKUP_S):
             try:
                 chat = await self.api.get_chat(user_id)
-            except (BotApiError, MalformedReply) as exc:
+            except CALL_FAILURES as exc:
                 log.info("user %s: no chat with the bot yet (%s)", user_id, exc)
             else:
                 if chat.username:
@@ -368,7 +368,7 @@ class TelegramFrontEnd:
             await trio.sleep(DRAFT_REFRESH_S / 2)
             try:
                 await self.tg.keep_drafts(DRAFT_REFRESH_S, DRAFT_GIVE_UP_S)
-            except (BotApiError, MalformedReply) as exc:
+            except CALL_FAILURES as exc:  # a proxy's page too: the front end goes on
                 log.info("a draft was not shown again: %s", exc)
 
     # --- messages ----------------------------------------------------------------------
@@ -385,6 +385,11 @@ class TelegramFrontEnd:
         channel = ids.channel(item.chat_id)
         text = as_command(item.text, self.personas)
         asked = parse_main_command(text)
+        if item.topic_opened is None:
+            # Written right after a `/new` that decides where it goes (in the topic that
+            # `!new` stands for; without topics, the session it makes active): it waits
+            # for that, and where it goes is decided only then.
+            await self.tg.news_settled(item.chat_id, item.topic_id)
         if isinstance(asked, NewSession) and item.topic_id is None:  # the main view's, the core's to take
             self.tg.new_asked(item.chat_id, asked.name, ids.post(item.chat_id, item.message_id))
         file_ids = []
@@ -402,6 +407,7 @@ class TelegramFrontEnd:
             root = ids.post(item.chat_id, item.topic_id) if item.topic_id is not None else ""
         else:
             verb = next(iter(text.split()), "").lower()  # "": a file without a caption
+            await self.tg.opened(item.chat_id)  # a header on its way makes its session the active one
             if verb == "!session":
                 return await self.active.switch(item, channel, text)
             root = self.active.root_of(item, channel, text)

@@ -19,8 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from supervisor.chat.telegram.calls import BotApiError
-from supervisor.chat.telegram.codec import MalformedReply
+from supervisor.chat.telegram.calls import CALL_FAILURES
 
 log = logging.getLogger("supervisor.telegram")
 
@@ -55,7 +54,7 @@ class Replies:
             with trio.move_on_after(self._patience_s) as scope:
                 try:
                     await call()
-                except (BotApiError, MalformedReply) as exc:
+                except CALL_FAILURES as exc:
                     log.info("could not send %s: %s", what, exc)
             if scope.cancelled_caught:
                 log.info("%s is not sent: Telegram did not take it within %.0f s", what, self._patience_s)

@@ -48,10 +48,11 @@ from typing import Final
 import attrs
 import trio
 
-from supervisor.chat.telegram.calls import Conflict, Unauthorized
+from supervisor.chat.telegram.calls import BotApiError, Conflict, Unauthorized
 from supervisor.chat.telegram.client import BotApi
-from supervisor.chat.telegram.codec import Update, UpdateBatch
+from supervisor.chat.telegram.codec import MalformedReply, Update, UpdateBatch
 from supervisor.core.backoff import Backoff
+from supervisor.logs import in_a_row_level
 
 log = logging.getLogger("supervisor.telegram")
 
@@ -70,6 +71,9 @@ CONFLICT_BACKOFF: Final = Backoff(base=10.0, cap=300.0, floor=10.0)
 # An answer of only updates we cannot confirm comes again at once: wait as after a failed
 # call, but not long (an update behind them waits as long).
 PASSED_OVER_BACKOFF: Final = Backoff(base=0.5, cap=5.0, floor=0.5)
+# An answer that is not Telegram's (a captive portal's page, a proxy's) or a refusal we do
+# not expect: polled again, slowly, rather than ending the front end (and the supervisor).
+NOT_TAKEN_BACKOFF: Final = Backoff(base=1.0, cap=60.0, floor=1.0)
 
 
 @attrs.frozen
@@ -175,6 +179,7 @@ class UpdateSource:
         ahead_poll_s: float = AHEAD_POLL_S,
         conflict_backoff: Backoff = CONFLICT_BACKOFF,
         passed_over_backoff: Backoff = PASSED_OVER_BACKOFF,
+        not_taken_backoff: Backoff = NOT_TAKEN_BACKOFF,
         rng: random.Random | None = None,
     ) -> None:
         self._api = api
@@ -184,6 +189,8 @@ class UpdateSource:
         self._ahead_poll_s = ahead_poll_s
         self._conflict_backoff = conflict_backoff
         self._passed_over_backoff = passed_over_backoff
+        self._not_taken_backoff = not_taken_backoff
+        self._not_taken = 0  # calls in a row whose answer we could not take
         self._rng = rng or random.Random()
         self._confirmed = trio.Event()
         self.conflict = False  # another poller holds the token (409) right now
@@ -219,7 +226,15 @@ class UpdateSource:
         at once: a Telegram out of reach at start is waited for here, as any outage."""
         async with updates:
             task_status.started()
-            await self._api.delete_webhook()
+            while True:
+                try:
+                    await self._api.delete_webhook()
+                    break
+                except Unauthorized:
+                    raise  # at a start: the token's (the front end says so)
+                except (BotApiError, MalformedReply) as error:
+                    await self._not_taken_pause("deleteWebhook", error)
+            self._taken_again()
             self.answered.set()
             conflicts = passed_over_answers = refusals = 0
             said: tuple[str, ...] = ()  # the unusable updates of the last answer, logged
@@ -244,6 +259,10 @@ class UpdateSource:
                     await self._refused_own(refusals)
                     refusals += 1
                     continue
+                except (BotApiError, MalformedReply) as error:
+                    await self._not_taken_pause("getUpdates", error)
+                    continue
+                self._taken_again()
                 if refusals:
                     log.warning("Telegram takes getUpdates again: updates flow")
                     refusals = 0
@@ -304,6 +323,22 @@ class UpdateSource:
             log.error("Telegram refuses getUpdates (401) though it takes the bot's token (getMe): a proxy "
                       "in front of the Bot API? Tried again about every %.0f s", 3 * pause_s)  # fmt: skip
         await trio.sleep(pause_s)
+
+    async def _not_taken_pause(self, method: str, error: BotApiError | MalformedReply) -> None:
+        """An answer we cannot take (not the Bot API's, or a refusal we do not expect): said
+        at the 1st, 2nd, 4th, 8th... in a row, then tried again after a pause that grows.
+        (The error's words are scrubbed of the token by the client.)"""
+        self._not_taken += 1
+        log.log(in_a_row_level(self._not_taken),
+                "%s: an answer we cannot take (%s; %d in a row): a proxy or a captive portal between "
+                "us and Telegram? Polled again, slowly", method, error, self._not_taken)  # fmt: skip
+        await trio.sleep(self._not_taken_backoff.delay(self._not_taken - 1, self._rng))
+
+    def _taken_again(self) -> None:
+        if self._not_taken:
+            log.warning("Telegram's answers can be read again after %d that could not: updates flow",
+                        self._not_taken)  # fmt: skip
+            self._not_taken = 0
 
     async def _hold_off(self, error: Conflict, attempt: int) -> None:
         delay = self._conflict_backoff.delay(attempt, self._rng)
