@@ -92,3 +92,13 @@ async def test_an_album_is_one_prompt_with_all_its_photos_and_captions(tmp_path:
             assert sum(block.get("type") == "image" for block in album) == 3
             assert len(list((w.work / "pics").glob(".supervisor/uploads/*/photo-*.jpg"))) == 3
             assert w.fake.pending_updates() == []  # every part confirmed
+
+
+async def test_a_file_over_telegrams_20_mb_is_refused_by_its_name_without_asking_for_it(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with started_tg_world(tmp_path) as w:
+            topic = await w.new_session("big")
+            w.fake.user_sends(ALICE, "look at this", thread_id=topic, document=("holiday.mov", bytes(21 * 1024 * 1024)))
+            said = await w.answered(topic, "Not saved")
+            assert "Not saved: holiday.mov (22.0 MB, over the 20 MB a bot may fetch from Telegram" in said
+            assert not w.fake.calls_of("getFile")  # refused before asking

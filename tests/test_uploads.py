@@ -108,7 +108,7 @@ def test_a_post_folder_that_is_a_link_is_not_written_through(tmp_path: Path) -> 
     text = _save(cwd, FileServer({"a": ("notes.txt", b"overwritten?")}), ("a",))
     assert (elsewhere / "notes.txt").read_bytes() == b"precious"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
-    assert "Attachments that were not saved: a (" in text and "link" in text
+    assert "Attachments that were not saved: notes.txt (" in text and "link" in text
 
 
 def test_a_post_folder_swapped_for_a_link_while_its_file_is_written_is_not_written_through(

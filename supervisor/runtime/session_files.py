@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from supervisor.chat import ChatLink
+from supervisor.chat import ChatError, ChatLink
 from supervisor.core import uploads
 from supervisor.core.agent_events import Image
 from supervisor.core.session import QueuedPrompt
@@ -41,8 +41,10 @@ async def save_attachments(
     images: list[Image] = []
     names: set[str] = set()  # given in this post, in order: the same on every try
     for file_id in file_ids:
+        label = file_id  # the file's name once known: what the person sees in the notice
         try:
             info = await chat.file_info(file_id)
+            label = info.name
             if info.size > max_upload_bytes:
                 refused.append(f"{info.name} ({info.size / 1e6:.1f} MB, over the {max_upload_bytes / 1e6:.0f} MB limit)")
                 continue
@@ -51,7 +53,8 @@ async def save_attachments(
             names.add(name)
             await trio.to_thread.run_sync(_save_file, folder, name, data)
         except Exception as exc:  # refused, unreadable, or our disk: that file is not saved
-            refused.append(f"{file_id} ({exc})")
+            why = exc.message if isinstance(exc, ChatError) and exc.message else str(exc)  # a server's words
+            refused.append(f"{label} ({why})")
             continue
         is_image = info.mime_type.startswith("image/") and len(data) <= max_image_bytes
         saved.append(uploads.Saved(str(folder.relative_to(cwd) / name), len(data), is_image))

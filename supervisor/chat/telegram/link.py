@@ -45,6 +45,12 @@ from supervisor.core.words import Words
 log = logging.getLogger("supervisor.telegram")
 
 OPENED_TOPICS_KEPT: Final = 100  # topics opened and not (yet) a session's thread
+# A post written right after a `/new` (in the topic it stands for; without topics, in its
+# chat) waits for that `/new` (`news_settled`): at most this long for the core to take it,
+# and, once taken, this long for its thread's opening to begin (the desk begins it at
+# once; one that never begins was a `/new` turned away as handled before a crash).
+NEW_PATIENCE_S: Final = 60.0
+ACCEPTED_GRACE_S: Final = 5.0
 FILES_KEPT: Final = 1000  # what the updates said of the files people sent, newest
 
 # Telegram's commands start with "/" (its clients offer them in a menu; the front end reads
@@ -69,6 +75,18 @@ CHAT_WORDS = Words(
 )
 
 
+@attrs.define
+class NewAsked:
+    """A `/new` handed to the core whose session's thread is not there yet: the posts
+    written after it, where it decides where they go, wait for it (`news_settled`)."""
+
+    chat_id: int
+    name: str
+    topic_id: int | None  # the topic the person opened for it (topic mode); None: typed
+    accepted_at: float | None = None  # trio time of its handled mark without an answer first
+    opening: bool = False  # its thread is being opened
+
+
 class TelegramLink:
     """One per bot. `topics`: the bot's topic mode (getMe's `has_topics_enabled`)."""
 
@@ -89,7 +107,7 @@ class TelegramLink:
         self.growing = GrowingPosts(self.messages)
         self.drafts = self.growing.drafts
         self._files: dict[str, FileRef] = {}  # files people sent: what the update said
-        self._last_ms = 0
+        self._last_ms = memory.last_stamp_ms  # stamps go on from the last run's (`now_ms`)
         # Chat -> threads being opened: each one's key, and its end.
         self._opening: dict[int, list[tuple[str, trio.Event]]] = {}
         # The `!new NAME`s of the main view (topic mode), in the order they went to the
@@ -109,6 +127,10 @@ class TelegramLink:
             self.topics_accepted.setdefault((kept.chat_id, kept.name), post_id)
         # A `!new`'s post id -> its topic: its answer goes there, started or refused.
         self._topic_of_new: dict[str, int] = {}
+        # The `/new`s the posts behind them wait for (`news_settled`), by post id; and the
+        # event set (and replaced) whenever one of them moves on.
+        self._news: dict[str, NewAsked] = {}
+        self._news_moved = trio.Event()
 
     # --- threads and posts ----------------------------------------------------------
 
@@ -124,11 +146,17 @@ class TelegramLink:
             return self._post(known, channel_id, header)
         opening = (key, trio.Event())
         self._opening.setdefault(chat_id, []).append(opening)
+        news = [post_id for post_id, asked in self._news.items()
+                if asked.accepted_at is not None and (asked.chat_id, asked.name) == (chat_id, title)]  # fmt: skip
+        for post_id in news:
+            self._news[post_id].opening = True
         try:
             return await self._open_thread(channel_id, chat_id, header, key, title)
         finally:
             self._opening[chat_id].remove(opening)
             opening[1].set()
+            for post_id in news:  # opened, or failed (said by the desk): either way, settled
+                self._new_settled(post_id)
 
     async def _new_topic(self, chat_id: int, title: str, key: str) -> str:
         """A topic for the thread: the one the person opened for its `!new`, or a new one;
@@ -154,6 +182,7 @@ class TelegramLink:
         if ids.post(chat_id, topic_id) in self.memory.threads:
             return  # a session's already: its `!new` came again, its confirmation cut by a crash
         self._waits(post_id, OpenedTopic(chat_id, name, topic_id))
+        self._news[post_id] = NewAsked(chat_id, name, topic_id)
         self._topic_of_new[post_id] = topic_id
         keep_newest(self._topic_of_new, OPENED_TOPICS_KEPT)
         await self.memory.commit()
@@ -166,6 +195,8 @@ class TelegramLink:
         after it, and that one's write carries it."""
         if self.topics:
             self._waits(post_id, OpenedTopic(chat_id, name, None))
+        else:  # where plain text goes next is this `/new`'s to say (its thread becomes active)
+            self._news[post_id] = NewAsked(chat_id, name, None)
 
     def _waits(self, post_id: str, asked: OpenedTopic) -> None:
         self.topics_waiting[post_id] = self.memory.opened[post_id] = asked
@@ -179,6 +210,9 @@ class TelegramLink:
         mark is durable before that), and takes its topic. One it replaces was not: a
         `!new` that came again after a crash cut its confirmation, which the core turned
         away as handled (no thread followed it before this one)."""
+        if post_id in self._news:  # not answered first: accepted, its thread is opened next
+            self._news[post_id].accepted_at = trio.current_time()
+            self._news_moved_on()
         waiting = self.topics_waiting.pop(post_id, None)
         if waiting is None:
             return
@@ -206,6 +240,44 @@ class TelegramLink:
         if self.memory.opened:
             self.memory.opened.clear()
             self.memory.changed()
+
+    async def news_settled(self, chat_id: int, topic_id: int | None) -> None:
+        """Wait until no `/new` that decides where a post written now goes is in the core's
+        hands: with topics, the `!new` of the topic the person opened and writes in (else
+        the post would find no session there); without, any `/new` of the chat (its
+        session becomes the active one). Settled once refused (answered before its
+        handled mark), or its thread opened (or failed); bounded (`NEW_PATIENCE_S`)."""
+        if self.topics and topic_id is None:
+            return
+        deadline = trio.current_time() + NEW_PATIENCE_S
+        while True:
+            now = trio.current_time()
+            wakes = []
+            for post_id, asked in list(self._news.items()):
+                if asked.chat_id != chat_id or (self.topics and asked.topic_id != topic_id):
+                    continue
+                if now >= deadline:  # waited for once: the posts behind it wait no more
+                    log.warning("a post in chat %s waited %.0f s for the /new %s before it: routed "
+                                "without it", chat_id, NEW_PATIENCE_S, asked.name)  # fmt: skip
+                    self._new_settled(post_id)
+                elif asked.accepted_at is None or asked.opening:
+                    wakes.append(deadline)
+                elif now - asked.accepted_at < ACCEPTED_GRACE_S:
+                    wakes.append(min(deadline, asked.accepted_at + ACCEPTED_GRACE_S))
+                else:  # taken, and no thread follows: it was handled before (a redelivery)
+                    self._new_settled(post_id)
+            if not wakes:
+                return
+            with trio.move_on_at(min(wakes)):
+                await self._news_moved.wait()
+
+    def _new_settled(self, post_id: str) -> None:
+        if self._news.pop(post_id, None) is not None:
+            self._news_moved_on()
+
+    def _news_moved_on(self) -> None:
+        self._news_moved.set()
+        self._news_moved = trio.Event()
 
     async def opened(self, chat_id: int, root_id: str = "") -> None:
         """Wait until no thread of this chat that a post under `root_id` may be written
@@ -251,6 +323,7 @@ class TelegramLink:
         took the topic; or the session started there) in that topic, where the person is."""
         if reply_to in self.topics_waiting:  # answered before it is handled: refused
             await self._refused(reply_to)
+        self._new_settled(reply_to)  # refused, or answered: no thread is on its way
         if idempotency_key and (known := self.memory.keys.get(idempotency_key)) is not None:
             return self._post(known, channel_id, message, root_id)
         chat_id = ids.chat_of(channel_id)
@@ -385,7 +458,18 @@ class TelegramLink:
         return FileRef(file_id, name, info.file_size or 0, mime_type)
 
     async def download_file(self, file_id: str) -> bytes:
-        return await self.api.download(ids.parse_file(file_id))
+        """The file's content. One over Telegram's 20 MB for bots is refused before getFile,
+        by its name and size as its update told them (getFile's refusal names nothing)."""
+        known = self._files.get(file_id)
+        limit = LIMITS.max_download_bytes
+        if known is not None and known.size > limit:
+            raise ChatError(413, "file_too_large", _too_big(known.size, limit))
+        try:
+            return await self.api.download(ids.parse_file(file_id), max_bytes=limit)
+        except BadRequest as exc:
+            if "too big" not in exc.description and "larger than" not in exc.description:
+                raise
+            raise ChatError(413, "file_too_large", _too_big(None, limit)) from None
 
     async def upload_file(self, channel_id: str, name: str, data: bytes) -> str:
         """Kept here until `create_post(file_ids=...)` sends it: Telegram has no upload
@@ -455,9 +539,19 @@ class TelegramLink:
         core's ledger uses it as a cursor; Telegram's own dates are whole seconds), and
         never before Telegram's date of it, `not_before_s`. A clock behind at a start (a
         board with no clock of its own, before time sync) would else stamp new messages
-        older than those handled before, which the ledger takes for dealt with."""
+        older than those handled before, which the ledger takes for dealt with; so does
+        a clock stepped back between two runs: the last run's newest stamp is kept in the
+        memory, and stamps go on above it."""
         self._last_ms = max(self._last_ms + 1, int(time.time() * 1000), not_before_s * 1000)
+        self.memory.last_stamp_ms = self._last_ms
+        self.memory.changed()  # written with the next write: the offset's, once it is handled
         return self._last_ms
 
     def _post(self, post_id: str, channel_id: str, message: str, root_id: str = "") -> Post:
         return Post(post_id, channel_id, self.me.id, message, root_id=root_id)
+
+
+def _too_big(size: int | None, limit: int) -> str:
+    """Why a file a person sent is not fetched, in their words (its name goes before them)."""
+    what = f"{size / 1e6:.1f} MB, over" if size else "over"
+    return f"{what} the {limit // (1024 * 1024)} MB a bot may fetch from Telegram: send it in parts, or compressed"

@@ -1,6 +1,6 @@
 """What the Telegram front end remembers across restarts: `<state.dir>/telegram.json`.
 
-Owns that file (nothing else writes it) and seven things in it:
+Owns that file (nothing else writes it) and eight things in it:
 - `offset`: the next `getUpdates` offset; everything below it is handled, durably, or
   kept in `held` (the update source moves it only past confirmed updates), so a start
   skips straight to the updates written while we were away, which Telegram still holds,
@@ -35,7 +35,11 @@ Owns that file (nothing else writes it) and seven things in it:
   thread not kept yet: the oldest of its name kept) puts the session in the person's
   topic, or in one of its own for a typed `!new`, never in another topic of that name.
   Forgotten once a thread takes one, once its refusal is answered (before the core marks
-  it handled), and when the front end runs after that start.
+  it handled), and when the front end runs after that start;
+- `last_stamp_ms`: the creation time given to the newest person's message (`now_ms`), so
+  that a wall clock stepped back before a start never stamps a new message older than
+  those handled before (the core's ledger takes such a one for dealt with). Kept with
+  the next write (the offset's, once that message is handled).
 
 Writes are atomic and durable (temp file, fsync, rename, fsync the directory) and grouped:
 callers that changed something while a write was running share the next one. It must
@@ -111,6 +115,7 @@ class Remembered:
     posts: dict[str, PostParts] = attrs.Factory(dict)  # post id -> its messages and topic
     roots: dict[str, str] = attrs.Factory(dict)  # post id -> its session thread's root id
     opened: dict[str, OpenedTopic] = attrs.Factory(dict)  # `!new` post id -> the topic it opened
+    last_stamp_ms: int = 0  # the newest message's creation time we gave (0: none yet)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -131,6 +136,7 @@ class Memory:
         self.roots = dict(self.data.roots)
         self.opened = dict(self.data.opened)
         self.offset = self.data.offset
+        self.last_stamp_ms = self.data.last_stamp_ms
         self.bot_id = self.data.bot_id
         self._lock = trio.Lock()
         self._changes = 0
@@ -208,7 +214,7 @@ class Memory:
 
     def _encode(self) -> bytes:
         value = Remembered(VERSION, self.bot_id, self.offset, self.keys, self.threads, self.active,
-                           self.held, self.posts, self.roots, self.opened)  # fmt: skip
+                           self.held, self.posts, self.roots, self.opened, self.last_stamp_ms)  # fmt: skip
         # In the order entries came, not sorted: the oldest go first (`keep_newest`), and a
         # name's oldest `!new` is its first (`TelegramLink.topics_accepted`), after a restart too.
         return (json.dumps(_converter.unstructure(value)) + "\n").encode()
