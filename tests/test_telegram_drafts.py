@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -265,3 +266,29 @@ async def test_a_stop_on_a_draft_of_an_earlier_run_never_stops_another_sessions_
             assert "Interrupted" not in w.text(beta)
             w.say("/stop", beta)
             await w.answered(beta, "Interrupted", timeout=15)
+
+
+async def test_a_draft_in_a_chat_that_blocked_the_bot_is_not_refreshed_for_ever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """403 on the draft's refresh (the person blocked the bot): said once, and not tried
+    again at every refresh; the next text the core sends tries again."""
+    with trio.fail_after(20):
+        async with running(topics=True) as fake:
+            fake.add_user(ALICE)
+            async with front_end(fake, tmp_path, rate=50) as (front, _receive):
+                root = await front.tg.open_thread(CHANNEL, "h", key="k", title="eps")
+                post = await front.tg.create_growing(CHANNEL, "thinking", root_id=root.id, idempotency_key="")
+                fake.fail("sendMessageDraft", 403, "Forbidden: bot was blocked by the user", count=1000)
+                for _period in range(4):
+                    await trio.sleep(0.25)
+                    await front.tg.keep_drafts(0.2, 60.0)
+                refused = [c for c in fake.calls_of("sendMessageDraft") if c.status == 403]
+                assert len(refused) == 1
+                said = [r for r in caplog.records if "refuses the bot" in r.getMessage()]
+                assert len(said) == 1
+                fake.clear_faults()  # unblocked: the answer goes on, and is refreshed again
+                await front.tg.edit_growing(post.id, "thinking more")
+                await trio.sleep(0.25)
+                await front.tg.keep_drafts(0.2, 60.0)
+                assert [t for _t, _d, t in fake.chat(ALICE).drafts][-2:] == ["thinking more"] * 2

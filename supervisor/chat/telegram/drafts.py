@@ -77,6 +77,9 @@ class Growing:
     prefix: str  # "[NAME] " without topics
     shown_at: float = 0.0  # when the draft was last sent (trio time)
     changed_at: float = 0.0  # when the core last changed its text (trio time)
+    # The person blocked the bot (403) when it was shown again: not shown again by `keep`
+    # (every refresh would be refused) until the core's next text gets through.
+    parked: bool = False
 
 
 class Drafts:
@@ -180,6 +183,7 @@ class GrowingPosts:
                     growing.text, growing.changed_at = message, trio.current_time()
                 if not await self._show(growing):
                     await self._commit(growing)  # drafts failed: this message from now on
+                growing.parked = False  # it got through: the bot is unblocked
                 return self._post(growing)
         self._grown_at.setdefault(self.real(post_id), -math.inf)  # paced from now on
         keep_newest(self._grown_at, PARTS_KEPT)
@@ -223,7 +227,7 @@ class GrowingPosts:
         """Show again the drafts not sent for `older_than_s`; a post that has not grown
         for `give_up_s` becomes a message (edited in place if it grows again)."""
         now = trio.current_time()
-        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < now - older_than_s]:
+        for post_id in [p for p, g in self.drafts.growing.items() if g.shown_at < now - older_than_s and not g.parked]:
             try:
                 async with self.messages.holding(post_id):
                     growing = self.drafts.growing.get(post_id)
@@ -236,6 +240,12 @@ class GrowingPosts:
                 if isinstance(exc, BotApiError) and topic_gone(exc) and post_id in self.drafts.growing:
                     self.drafts.finish(post_id)  # nothing will ever show there again
                     log.info("a draft's topic is gone (%s): dropped", exc.description)
+                elif isinstance(exc, Forbidden) and (growing := self.drafts.growing.get(post_id)) is not None:
+                    # Blocked: said once, then left alone (its next text, or its end, is the
+                    # core's to send, and fails or gets through as a message would).
+                    growing.parked = True
+                    log.warning("chat %s refuses the bot (%s): its draft is not shown again until "
+                                "the answer goes on", growing.chat_id, exc.description)  # fmt: skip
                 else:
                     log.warning("a draft could not be shown again: %s", exc)
 
