@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import FAKE_AGENT, REPO, write_toml
+from tests.harness import REPO
+from tests.test_cli_unreadable_state import web_config
 
 REFUSING_RUN = """
 import errno, os, pathlib, sys
@@ -48,16 +49,6 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
-def _config(tmp_path: Path) -> Path:
-    config = tmp_path / "supervisor.toml"
-    write_toml(config, {
-        "web": {"listen": "127.0.0.1:0"},
-        "agent": {"command": [sys.executable, str(FAKE_AGENT)]},
-        "state": {"dir": str(tmp_path / "state")},
-    })  # fmt: skip
-    return config
-
-
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_") and k != "JOURNAL_STREAM"}
     return {**env, "PYTHONPATH": str(REPO)}
@@ -76,7 +67,7 @@ def test_run_says_a_state_file_it_cannot_read_in_one_sentence(tmp_path: Path, re
     state.mkdir(mode=0o700)
     (state / refused).write_bytes(b"")
     (state / refused).chmod(0o600)
-    command = [sys.executable, "-c", REFUSING_RUN, refused, "run", "--config", str(_config(tmp_path)),
+    command = [sys.executable, "-c", REFUSING_RUN, refused, "run", "--config", str(web_config(tmp_path)),
                "--log-format", "json"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=_env())
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
@@ -101,7 +92,7 @@ sys.exit(cli.main(sys.argv[2:]))
 def test_a_command_from_a_deleted_directory_works_with_a_config_named_in_full(
     tmp_path: Path, command: str
 ) -> None:
-    config = _config(tmp_path)
+    config = web_config(tmp_path)
     gone = tmp_path / "gone"
     gone.mkdir()
     done = subprocess.run([sys.executable, "-c", DELETED_CWD, str(gone), command, "--config", str(config)],

@@ -44,13 +44,19 @@ def state(tmp_path: Path) -> Iterator[Path]:
     directory.chmod(0o700)  # for the clean-up
 
 
-def _supervisor(tmp_path: Path, prefix: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+def web_config(tmp_path: Path) -> Path:
+    """A configuration of the web chat alone, its state in `tmp_path/state`."""
     config = tmp_path / "supervisor.toml"
     write_toml(config, {
         "web": {"listen": "127.0.0.1:0"},
         "agent": {"command": [sys.executable, str(FAKE_AGENT)]},
         "state": {"dir": str(tmp_path / "state")},
     })  # fmt: skip
+    return config
+
+
+def _supervisor(tmp_path: Path, prefix: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    config = web_config(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
     return subprocess.run(
         [*prefix, sys.executable, "-m", "supervisor", *args, "--config", str(config)],

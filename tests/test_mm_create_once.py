@@ -15,16 +15,21 @@ from tests.fakes import mattermost_store
 from tests.fakes.mattermost import FakeMattermost
 
 
+async def _serving(nursery: trio.Nursery) -> tuple[FakeMattermost, str]:
+    """A fake server with alice, and her DM with the bot."""
+    server = FakeMattermost()
+    await nursery.start(server.serve)
+    server.add_user("alice")
+    return server, server.dm_with_bot("alice")["id"]
+
+
 async def test_a_create_whose_answer_was_lost_before_a_long_outage_is_made_once(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server's 30 s and our 25 s, scaled down to keep the test short.
     monkeypatch.setattr(mattermost_store, "PENDING_POST_TTL_S", 0.5)
     monkeypatch.setattr(rest_module, "PENDING_POST_SAFE_S", 0.4)
-    server = FakeMattermost()
-    await nursery.start(server.serve)
-    server.add_user("alice")
-    dm_id = server.dm_with_bot("alice")["id"]
+    server, dm_id = await _serving(nursery)
     rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.2, cap=0.3, floor=0.2))
     server.fail_requests("drop_response", path_prefix="/api/v4/posts", method="POST", count=1)
     server.fail_requests("refuse", path_prefix="/api/v4/posts", method="POST", count=4)
@@ -41,10 +46,7 @@ async def test_a_create_refused_by_a_server_that_remembers_it_is_resent_without_
 ) -> None:
     """A try the server answered (a 429, a 503 of its own) made nothing: within the
     server's memory of the key it is sent again at once, with no lookup."""
-    server = FakeMattermost()
-    await nursery.start(server.serve)
-    server.add_user("alice")
-    dm_id = server.dm_with_bot("alice")["id"]
+    server, dm_id = await _serving(nursery)
     rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.01, cap=0.05))
     server.fail_requests(503, path_prefix="/api/v4/posts", method="POST", count=1)
     with trio.fail_after(30):
@@ -63,10 +65,7 @@ async def test_a_create_whose_answer_was_lost_is_looked_for_before_it_is_sent_ag
     made the post twice. A try that went unanswered is looked for first now."""
     if forgets:  # a restarted server keeps no key: each create is a new post
         monkeypatch.setattr(mattermost_store, "PENDING_POST_TTL_S", 0.0)
-    server = FakeMattermost()
-    await nursery.start(server.serve)
-    server.add_user("alice")
-    dm_id = server.dm_with_bot("alice")["id"]
+    server, dm_id = await _serving(nursery)
     rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.01, cap=0.05))
     server.fail_requests("drop_response", path_prefix="/api/v4/posts", method="POST", count=1)
     with trio.fail_after(30):
@@ -84,10 +83,7 @@ async def test_a_403_for_a_moment_is_tried_again_and_one_for_good_still_refuses(
     while it restarts): an answer's post was given up as refused for good, a new session
     failed. A 403 is tried again for a while first; one that lasts still refuses."""
     monkeypatch.setattr(rest_module, "FORBIDDEN_PATIENCE_S", 1.0)
-    server = FakeMattermost()
-    await nursery.start(server.serve)
-    server.add_user("alice")
-    dm_id = server.dm_with_bot("alice")["id"]
+    server, dm_id = await _serving(nursery)
     rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.05, cap=0.1))
     server.fail_requests(403, path_prefix="/api/v4/posts", method="POST", count=refusals)
     with trio.fail_after(30):
