@@ -14,6 +14,7 @@ import attrs
 import pytest
 import trio
 
+from supervisor.chat import ChatError
 from supervisor.chat.mattermost import link as mattermost_link
 from supervisor.chat.mattermost.codec import CREATE_MARK
 from supervisor.core import texts
@@ -120,15 +121,19 @@ async def test_a_thread_root_whose_text_changed_since_is_found_by_its_mark(tmp_p
             assert w.supervisor.store.state.sessions[record.id].root_id == root["id"]
 
 
-@pytest.mark.parametrize("root_known", [False, True], ids=["root-unknown", "root-known"])
+@pytest.mark.parametrize(
+    ("root_known", "stuck_beside"), [(False, False), (True, False), (True, True)],
+    ids=["root-unknown", "root-known", "beside-one-stuck"],
+)
 async def test_a_reply_under_a_cut_announcement_the_start_could_not_finish_reaches_its_session(
-    tmp_path: Path, root_known: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_known: bool, stuck_beside: bool
 ) -> None:
     """The crash cut `!new` after its root was posted (its record knowing the root's id, or
     not); at the next start the server refused the look for what was announced. The reply
     written under that root meanwhile got the "start a session" hint and was handled: lost.
     Now the session is routable at once (or once the catch-up brings its root), and the
-    announcement is finished in the background: the reply reaches the agent."""
+    announcement is finished in the background: the reply reaches the agent, also when
+    another cut announcement, queued before it, can never be finished."""
     with trio.fail_after(60):
         async with world(tmp_path) as w:
             record = _pending_record(w, "refused")
@@ -136,7 +141,21 @@ async def test_a_reply_under_a_cut_announcement_the_start_could_not_finish_reach
             text = texts.thread_root(record, mattermost_link.WORDS, "claude")
             root = await w.server.user_post_in(w.dm, bot, text, props={CREATE_MARK: record.root_pending_id})
             record = attrs.evolve(record, answer_pending=True, root_id=str(root["id"]) if root_known else "")
-            write_atomically(tmp_path / "state", encode(State(sessions={record.id: record})))
+            sessions = {record.id: record}
+            if stuck_beside:  # first in the state (by id): its retries were first in the one queue
+                stuck_root = await w.server.user_post_in(w.dm, bot, "the stuck session's root")
+                stuck = attrs.evolve(record, id="00000000-stuck", name="stuck", root_pending_id=f"{w.alice.id}:stuck",
+                                     root_id=str(stuck_root["id"]))  # fmt: skip
+                sessions = {stuck.id: stuck, **sessions}
+                real_announce = desk_module.Desk._announce
+
+                async def announce(desk: desk_module.Desk, cut: SessionRecord, *, recovering: bool) -> None:
+                    if cut.name == "stuck":
+                        raise ChatError(403, "api.context.permissions.app_error", "its place refuses for good")
+                    await real_announce(desk, cut, recovering=recovering)
+
+                monkeypatch.setattr(desk_module.Desk, "_announce", announce)
+            write_atomically(tmp_path / "state", encode(State(sessions=sessions)))
             await w.say("are you there?", str(root["id"]))
             # The start's look for what was announced is refused; the catch-up's is not.
             w.server.fail_requests(404, path_prefix=f"/api/v4/channels/{w.dm}/posts", method="GET", count=1)

@@ -95,3 +95,15 @@ async def test_a_403_for_a_moment_is_tried_again_and_one_for_good_still_refuses(
             post = await rest.create_post(dm_id, "once", pending_post_id="k:4")
             assert [p["id"] for p in server.posts_in_channel(dm_id)] == [post.id]
     await rest.aclose()
+
+
+async def test_a_read_refused_with_403_is_said_at_once_for_its_caller_to_count(nursery: trio.Nursery) -> None:
+    """The catch-up counts a place's refusals itself (8 in a row: the place is gone): 30 s
+    of patience inside each read held the front end's other places up for minutes."""
+    server, dm_id = await _serving(nursery)
+    rest = MattermostRest(server.url, server.bot_token, backoff=Backoff(base=0.05, cap=0.1))
+    server.fail_requests(403, path_prefix=f"/api/v4/channels/{dm_id}/posts", method="GET")
+    with trio.fail_after(5), pytest.raises(ChatError) as refused:
+        await rest.posts_since(dm_id, 1)
+    assert refused.value.status == 403
+    await rest.aclose()

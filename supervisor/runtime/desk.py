@@ -357,22 +357,27 @@ class Desk:
                 self._unfinished.put(record.id)
 
     async def _finish_unfinished(self) -> None:
-        """The announcements the start could not finish, each tried until it is (or its
-        session is no longer live): replies under its thread wait in its inbox meanwhile,
-        rather than being taken for posts under no session's thread."""
-        while True:
-            session_id = await self._unfinished.get()
-            for tries in itertools.count(1):
-                await trio.sleep(min(UNFINISHED_RETRY_MAX_S, UNFINISHED_RETRY_S * 2 ** (tries - 1)))
-                record = self.store.state.sessions.get(session_id)
-                if record is None or record not in self.unannounced():
-                    break
-                try:
-                    await self._announce(record, recovering=True)
-                    break
-                except Exception as exc:
-                    log.log(in_a_row_level(tries), "could not finish announcing session %s (%d tries): %s",
-                            record.name, tries, one_line(exc))
+        """The announcements the start could not finish, each in a task of its own: one
+        whose place refuses for good must not hold up the others."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                nursery.start_soon(self._finish_one, await self._unfinished.get())
+
+    async def _finish_one(self, session_id: str) -> None:
+        """Tried until it is finished (or its session is no longer live): replies under its
+        thread wait in its inbox meanwhile, rather than being taken for posts under no
+        session's thread."""
+        for tries in itertools.count(1):
+            await trio.sleep(min(UNFINISHED_RETRY_MAX_S, UNFINISHED_RETRY_S * 2 ** (tries - 1)))
+            record = self.store.state.sessions.get(session_id)
+            if record is None or record not in self.unannounced():
+                return
+            try:
+                await self._announce(record, recovering=True)
+                return
+            except Exception as exc:
+                log.log(in_a_row_level(tries), "could not finish announcing session %s (%d tries): %s",
+                        record.name, tries, one_line(exc))
 
     async def _announce(self, record: SessionRecord, *, recovering: bool) -> None:
         """Post the thread root, make the session routable, answer its `!new` (beside

@@ -77,8 +77,9 @@ _HEADERS = {
 PENDING_POST_SAFE_S = 25.0
 CREATE_MARK = codec.CREATE_MARK
 # Mattermost answers 403 when its permission check fails for any reason, a database error
-# included (while it restarts, say): a call refused so is tried again for this long before
-# the refusal counts (a post given up, a session failed).
+# included (while it restarts, say): a write refused so is tried again for this long before
+# the refusal counts (a post given up, a session failed). Not a read: the catch-up counts
+# its refusals itself, and 30 s for each would hold up the front end's other places.
 FORBIDDEN_PATIENCE_S = 30.0
 # A gateway's answers that say its server's answer is lost, not that the call was refused.
 _GATEWAY_LOST = frozenset({502, 504})
@@ -355,7 +356,7 @@ class MattermostRest:
                 # The call's own refusal (a path a proxy guards, say) fails as any 4xx.
                 if not await own_refusal.after_check(self.token):
                     continue
-            if status == 403 and retry:
+            if status == 403 and retry and method != "GET":  # (a read's callers count its refusals)
                 first = forbidden_since is None
                 forbidden_since = trio.current_time() if forbidden_since is None else forbidden_since
                 if trio.current_time() - forbidden_since < FORBIDDEN_PATIENCE_S:
