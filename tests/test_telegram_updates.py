@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import os
 import random
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.chat import CannotStart
 from supervisor.chat.telegram.backlog import Backlog
 from supervisor.chat.telegram.calls import Conflict
 from supervisor.chat.telegram.client import BotApi
@@ -464,3 +467,25 @@ async def test_a_stretch_of_holds_says_its_first_in_the_log_and_a_count_at_its_e
         (logging.DEBUG, "1 updates wait for the core: held here, so that newer ones come"),
         (logging.INFO, "the core took the updates held here: 3 in 3 holds"),
     ]
+
+
+def test_a_memory_another_user_left_stops_the_start_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """telegram.json left by a `sudo -E` run (root's, mode 600): the start ended in a
+    PermissionError traceback; the CLI says a `CannotStart` in one sentence, exit 1."""
+    (tmp_path / "telegram.json").write_text("{}")
+    real_read = Path.read_bytes
+
+    def refused(path: Path) -> bytes:
+        if path.name == "telegram.json":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    with pytest.raises(CannotStart) as caught:
+        Memory.open(tmp_path)
+    assert str(caught.value) == (
+        f"the Telegram front end cannot read its memory in {tmp_path / 'telegram.json'} (Permission denied): let "
+        f"the supervisor's user read and write {tmp_path}, or set state.dir elsewhere, and start again"
+    )

@@ -61,6 +61,7 @@ import attrs
 import cattrs
 import trio
 
+from supervisor.chat import CannotStart
 from supervisor.durable import until_written, write_atomically
 
 log = logging.getLogger("supervisor.telegram")
@@ -144,8 +145,17 @@ class Memory:
 
     @classmethod
     def open(cls, directory: Path) -> Memory:
-        directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory)
+        """The memory kept in `directory`; `CannotStart` (one sentence, not a traceback)
+        when it cannot be read: a file another user left there, after a `sudo -E` run."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            return cls(directory)
+        except OSError as exc:
+            where = exc.filename or directory
+            raise CannotStart(
+                f"the Telegram front end cannot read its memory in {where} ({exc.strerror or exc}): let the "
+                f"supervisor's user read and write {directory}, or set state.dir elsewhere, and start again"
+            ) from exc
 
     def changed(self) -> None:
         self._changes += 1
