@@ -6,6 +6,7 @@ and with the supervisor stopped meanwhile (both updates then come in one answer)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -67,6 +68,13 @@ async def test_text_after_a_refused_new_goes_where_it_went_before(tmp_path: Path
             assert "already called alpha" in said
 
 
+async def _link_without_topics(w: TgWorld) -> Any:
+    """The running Telegram link, its chat without topics and alpha active."""
+    await no_topics(w)
+    assert w.supervisor is not None
+    return w.supervisor.chat.fronts[0].tg
+
+
 async def test_a_new_taken_with_no_thread_after_it_holds_nothing_for_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,9 +83,7 @@ async def test_a_new_taken_with_no_thread_after_it_holds_nothing_for_long(
     monkeypatch.setattr(link_module, "ACCEPTED_GRACE_S", 0.5)
     with trio.fail_after(30):
         async with tg_world(tmp_path, topics=False) as w:
-            await no_topics(w)
-            assert w.supervisor is not None
-            tg = w.supervisor.chat.fronts[0].tg  # type: ignore[attr-defined]
+            tg = await _link_without_topics(w)
             tg.new_asked(1001, "ghost", "tg:1001:999999")
             tg.new_handled("tg:1001:999999")  # taken; no thread follows
             w.say("hello")
@@ -90,9 +96,7 @@ async def test_a_new_the_core_never_takes_holds_up_one_post_and_for_a_bounded_ti
     monkeypatch.setattr(link_module, "NEW_PATIENCE_S", 0.5)
     with trio.fail_after(30):
         async with tg_world(tmp_path, topics=False) as w:
-            await no_topics(w)
-            assert w.supervisor is not None
-            tg = w.supervisor.chat.fronts[0].tg  # type: ignore[attr-defined]
+            tg = await _link_without_topics(w)
             tg.new_asked(1001, "ghost", "tg:1001:999998")  # never handled nor answered
             w.say("one")
             await w.answered(None, "[alpha] echo #1: one", timeout=10)

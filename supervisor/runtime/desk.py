@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from supervisor.chat.fronts import FrontEnd, Fronts
 from supervisor.config import Config
 from supervisor.core import commands, texts
 from supervisor.core import desk as desk_rules
+from supervisor.core.backoff import Backoff
 from supervisor.core.events import Post
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
@@ -58,10 +60,9 @@ _ANSWER_KEYS = uuid.UUID("0e5c8d2a-4f6b-4c1e-9a7d-3b2f1e0d9c8b")
 # An answer to an older post (asked before a crash, answered again after it) is looked for
 # among the posts first, by that key.
 KEYS_REMEMBERED_S = 25.0
-# An announcement the start could not finish is tried again after this long, doubled after
-# each refusal up to the most.
-UNFINISHED_RETRY_S = 1.0
-UNFINISHED_RETRY_MAX_S = 60.0
+# An announcement the start could not finish is tried again after these pauses.
+UNFINISHED_BACKOFF = Backoff(base=1.0, cap=60.0, floor=0.5)
+_jitter = random.Random()
 # A `!new`'s directory is looked at in a worker thread for this long at most: a network
 # mount that hangs would otherwise freeze the event loop (every session, and the stop).
 DIRECTORY_LOOK_S = 5.0
@@ -368,7 +369,7 @@ class Desk:
         thread wait in its inbox meanwhile, rather than being taken for posts under no
         session's thread."""
         for tries in itertools.count(1):
-            await trio.sleep(min(UNFINISHED_RETRY_MAX_S, UNFINISHED_RETRY_S * 2 ** (tries - 1)))
+            await trio.sleep(UNFINISHED_BACKOFF.delay(tries - 1, _jitter))
             record = self.store.state.sessions.get(session_id)
             if record is None or record not in self.unannounced():
                 return
