@@ -136,7 +136,7 @@ async def test_a_failed_snapshot_leaves_no_temp_file_and_the_journal_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store.open(tmp_path)
-    store.journal_bound = 1  # every batch ends with a snapshot
+    store.journal_bound, store.journal_per_snapshot = 1, 0  # every batch ends with a snapshot
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:

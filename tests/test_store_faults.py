@@ -85,7 +85,7 @@ async def test_after_a_snapshot_whose_folder_fsync_failed_no_acknowledged_change
     """The new snapshot is in place though its fsync failed: a line of the old generation
     appended after it would be skipped by the next start (after a kill -9, say)."""
     store = Store.open(tmp_path)
-    store.journal_bound = 1  # every batch ends with a snapshot
+    store.journal_bound, store.journal_per_snapshot = 1, 0  # every batch ends with a snapshot
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)

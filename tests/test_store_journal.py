@@ -74,7 +74,7 @@ async def test_a_commit_is_a_synchronous_write_so_its_ack_means_on_disk(tmp_path
     a snapshot starts a new journal. (The crash points below cannot see a page cache: this
     is what keeps their "written" meaning "on disk".)"""
     store = Store.open(tmp_path)
-    store.journal_bound = 1  # a snapshot, and a new journal, after every commit
+    store.journal_bound, store.journal_per_snapshot = 1, 0  # a snapshot, and a new journal, after every commit
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
@@ -298,7 +298,7 @@ def test_read_state_changes_nothing_on_disk_even_with_a_journal(tmp_path: Path) 
 
 async def test_a_journal_past_its_bound_becomes_a_snapshot_after_the_ack(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
-    store.journal_bound = 2000
+    store.journal_bound, store.journal_per_snapshot = 2000, 0
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
@@ -311,6 +311,31 @@ async def test_a_journal_past_its_bound_becomes_a_snapshot_after_the_ack(tmp_pat
     assert store.generation > generation  # it compacted
     assert len((tmp_path / JOURNAL_NAME).read_bytes()) < 2000 + 1000
     assert f'"journal": {store.generation}' in (tmp_path / FILE_NAME).read_text()
+    assert read_state(tmp_path).state == store.state
+
+
+async def test_the_journal_grows_to_a_multiple_of_the_snapshot_before_the_next_one(tmp_path: Path) -> None:
+    """A big state is not rewritten every few prompts: the bound follows the snapshot's
+    size (the last one's), so snapshots stay a small share of the writes."""
+    write_atomically(tmp_path, encode(State(sessions={f"s{n}": _record(f"s{n}", "x" * 100) for n in range(20)})))
+    store = Store.open(tmp_path)
+    store.journal_bound, store.journal_per_snapshot = 2000, 3
+    snapshot_bytes = len((tmp_path / FILE_NAME).read_bytes())
+    assert snapshot_bytes > 2000  # the multiple, not the least bound, decides here
+    first = store.generation
+    longest = 0  # the journal of the first generation, at its longest
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n in range(60):
+                await store.save(_record("a", f"save {n} " + "x" * 200))
+                if store.generation == first:
+                    longest = len((tmp_path / JOURNAL_NAME).read_bytes())
+            nursery.cancel_scope.cancel()
+    store.close()
+    assert store.generation > first, "no snapshot in 60 commits"
+    line = len(journal.encode_entry(journal.entry_of(first, {"a": _record("a", "save 10 " + "x" * 200)}, {}, {})))
+    assert 3 * snapshot_bytes <= longest < 3 * snapshot_bytes + line
     assert read_state(tmp_path).state == store.state
 
 
@@ -365,7 +390,7 @@ async def _commit_batches(directory: Path, batches: list[list[tuple[Any, ...]]],
                           acked: list[int]) -> list[State]:
     """The states after each commit, the first being the one before any."""
     store = Store.open(directory)
-    store.journal_bound = bound
+    store.journal_bound, store.journal_per_snapshot = bound, 0
     states = [copy.deepcopy(store.state)]
     try:
         with trio.fail_after(30):
@@ -419,7 +444,7 @@ async def test_a_reader_while_the_store_snapshots_never_sees_less_than_was_ackno
     """`sessions` while `run` writes: a snapshot (and the journal's reset) between reading
     the snapshot and reading the journal must not hide the lines the old journal held."""
     store = Store.open(tmp_path)
-    store.journal_bound = 1  # a snapshot after every commit
+    store.journal_bound, store.journal_per_snapshot = 1, 0  # a snapshot after every commit
     acked = [0]
     seen_too_old: list[tuple[int, int]] = []
     stop = False

@@ -17,8 +17,8 @@ Durable means one of two writes:
   loop goes on with them meanwhile (what they change shares the next write).
 - `sessions.json` is a snapshot of the whole state, written atomically (temp file in the
   same directory, fsync, rename, fsync the directory) when `run` opens the store and
-  whenever the journal passes `JOURNAL_BOUND`, after the batch that passed it was
-  acknowledged. The snapshot names the generation of the journal that follows it; the
+  whenever the journal passes its bound (`JOURNAL_PER_SNAPSHOT`), after the batch that
+  passed it was acknowledged. The snapshot names the generation of the journal that follows it; the
   journal is then started afresh with that generation. Only lines of the snapshot's
   generation are replayed, so a crash at any point (even between the snapshot's rename
   and the journal's reset) neither loses a line nor applies one twice. Once a new
@@ -74,15 +74,19 @@ LOCK_NAME = "supervisor.lock"  # held by the running supervisor; it holds its pi
 # A state directory we make is its user's alone: it holds the conversations' prompts, the
 # web chat's history and tokens (each file is 0600 too; one we did not make is left as is).
 STATE_DIR_MODE = 0o700
-# The journal's size that makes the next batch end with a snapshot. A snapshot costs some
-# 10 ms with 200 sessions (encode + atomic write of 176 KB), a line ~0.8 KiB per record in
-# its batch (more while a finished answer waits to show: up to 32,000 escaped characters,
-# `core.turn_loop.ANSWER_KEEP_CHARS`) and ~0.15 KiB for a handled mark alone; a start
-# replays the whole journal. At
-# 512 KiB (3x that snapshot) a snapshot comes every 650 to 3,500 commits, so its cost is
-# spread thin, and a replay takes ~40 ms (650 records) or ~30 ms (3,500 marks all inside
-# the slack window: 60 posts a second for a minute, far beyond a chat's pace).
+# The journal's size that makes the next batch end with a snapshot: JOURNAL_BOUND, or
+# JOURNAL_PER_SNAPSHOT times the last snapshot's size where that is more. A snapshot costs
+# the whole state (200 sessions: 2-5 ms to encode and write 216 KB atomically, in a worker
+# thread that holds the GIL for the encoding, and the next batch waits for it), a line
+# only what its batch changed: ~0.8 KiB per record in it (more while a finished answer
+# waits to show: up to 32,000 escaped characters, `core.turn_loop.ANSWER_KEEP_CHARS`) and
+# ~0.15 KiB for a handled mark alone. A prompt and its turn write some 3 KiB. Bounded by
+# a multiple of the snapshot, snapshots stay a small share of the writes however many
+# sessions there are (at a fixed 512 KiB, 200 sessions snapshotted every ~160 prompts: a
+# prompt in ~0.6% met one, the routing p99's tail), and a start's replay stays a small
+# multiple of reading the snapshot itself (200 sessions: 18 ms for 1.1 MB of lines).
 JOURNAL_BOUND = 512 * 1024
+JOURNAL_PER_SNAPSHOT = 8
 # How long changes nobody waits for (`save_soon`, `handled`; not `at_once`) may wait for company. A turn's
 # end saves its record "soon" just as the next prompt's handled mark comes in: in one write
 # the mark is durable after one fsync instead of two (the second waiting for the first).
@@ -125,7 +129,9 @@ class Store:
         # The generation of the journal being appended to; the snapshot on disk names it.
         self.generation = generation
         self._journal: Journal | None = None  # None until the first snapshot of this store
-        self.journal_bound = JOURNAL_BOUND
+        self.journal_bound = JOURNAL_BOUND  # the least journal that ends in a snapshot
+        self.journal_per_snapshot = JOURNAL_PER_SNAPSHOT
+        self._snapshot_bytes = 0  # the last snapshot's size
         self._inbox: Mailbox[_Change] = Mailbox()
         self._awaited = trio.Event()  # set when the inbox holds a change someone waits for, or `at_once`
         self.writes = 0
@@ -220,8 +226,7 @@ class Store:
                     self.on_durable_handled(*change.handled)
                 if change.done is not None:
                     change.done.set()
-            if (self._journal is not None and self._journal.size >= self.journal_bound
-                    and trio.current_time() >= self._snapshot_after):
+            if self._snapshot_due() and trio.current_time() >= self._snapshot_after:
                 # After the acks: nobody waits for this write, only the next batch does.
                 try:
                     with trio.CancelScope(shield=True):
@@ -232,6 +237,12 @@ class Store:
                                if self._journal is not None else "the next write is a whole snapshot")
                     log.error("could not write a snapshot of the state to %s (%s): %s",
                               self.path, reason(exc), goes_on)
+
+    def _snapshot_due(self) -> bool:
+        """The journal is long enough to be folded into a snapshot (`JOURNAL_PER_SNAPSHOT`)."""
+        if self._journal is None:
+            return False
+        return self._journal.size >= max(self.journal_bound, self.journal_per_snapshot * self._snapshot_bytes)
 
     async def _until_durable(self, line: bytes, *, waiters: int) -> None:
         """A batch on disk: its line appended to the journal, or (no journal: the store's
@@ -319,8 +330,10 @@ class Store:
         journal (`journal_aside`: keep the old one as damaged, rather than empty it).
         Blocking: the actor runs it in a worker thread (or `open`, before any)."""
         generation = self.generation + 1
+        raw = self._encoder.encode(self.state, generation)
+        self._snapshot_bytes = len(raw)
         try:
-            write_atomically(self.directory, self._encoder.encode(self.state, generation))
+            write_atomically(self.directory, raw)
         except durable.ReplacedNotDurable:
             # The new snapshot is in place: a start would skip the old journal's lines, so
             # none may be appended there; the next commit writes a whole snapshot instead.
