@@ -31,6 +31,7 @@ import trio  # noqa: E402
 from benchmarks import coldstart, compare, latency, load, workloads, world  # noqa: E402
 from benchmarks.report import Row, table  # noqa: E402
 from benchmarks.stats import latency_text, p50_p99  # noqa: E402
+from supervisor.core.state import SLACK_MS  # noqa: E402
 
 MIB = 1 << 20
 ROUTING_KEYS = ("routing.low", "routing.mid", "routing.high")
@@ -59,7 +60,9 @@ class Sizes:
     w2_threads: int
     w2_per_thread: int
     memory_threads: int
-    memory_turns: tuple[int, int, int]  # the router's index of posts is full by the second
+    # The router's index of posts is full by the second, and the ledger's minute of handled
+    # ids too if a minute has passed by then (the row says when it has not).
+    memory_turns: tuple[int, int, int]
 
 
 FULL = Sizes(
@@ -72,7 +75,7 @@ FULL = Sizes(
     mmpy_setup_s=300,
     cold_starts=10,
     w1_prompts=50, w2_threads=10, w2_per_thread=10,
-    memory_threads=10, memory_turns=(1_000, 10_000, 20_000),
+    memory_threads=10, memory_turns=(1_000, 20_000, 30_000),
 )
 QUICK = Sizes(
     routing_sessions=(1, 2, 3), routing_samples=12,
@@ -330,13 +333,17 @@ async def workload_figures(bench: Bench, s: Sizes, with_mmpy: bool) -> None:
 async def memory_figure(bench: Bench, s: Sizes) -> None:
     async def body(tmp: Path) -> list[Row]:
         m = await workloads.measure_memory(tmp, s.memory_threads, s.memory_turns)
-        (a, b, c), (ra, rb, rc) = m.turns, m.rss
-        # Until the router's index of the last 5,000 posts is full, RSS grows with it; the
-        # claim is that it stops there, so the check is on the last stretch.
-        return [row("memory.flat", f"Supervisor RSS after {a:,} / {b:,} / {c:,} turns ({s.memory_threads} sessions, instant agent)",
-                    f"{ra / MIB:.1f} → {rb / MIB:.1f} → {rc / MIB:.1f} MiB ({(rc - rb) / MIB:+.1f} MiB over the last {c - b:,})",
-                    "flat once the router's index is full (issue 9, defect 5)",
-                    rc - rb < 2 * MIB, early_bytes=ra, late_bytes=rb, last_bytes=rc)]
+        (a, b, c), (ra, rb, rc), (_, tb, _) = m.turns, m.rss, m.elapsed_s
+        # RSS grows until the router's index of the last 5,000 posts is full, and the
+        # ledger's handled ids of the last minute (`SLACK_MS`): the claim is that it stops
+        # there, so the check is on the stretch after both, and only if there was one.
+        full = tb >= SLACK_MS / 1000
+        return [row("memory.flat", f"Supervisor RSS after {a:,} / {b:,} / {c:,} turns ({s.memory_threads} sessions, instant agent; "
+                                   f"{b:,} turns in {tb:.0f} s)",
+                    f"{ra / MIB:.1f} → {rb / MIB:.1f} → {rc / MIB:.1f} MiB ({(rc - rb) / MIB:+.1f} MiB over the last {c - b:,})"
+                    + ("" if full else f"; not judged: the ledger's minute of handled ids was not full after {tb:.0f} s"),
+                    "flat once the router's index and the ledger's minute of ids are full (issue 9, defect 5)",
+                    rc - rb < 2 * MIB if full else None, early_bytes=ra, late_bytes=rb, last_bytes=rc, full=full)]
 
     await bench.figure("memory", ("memory.flat",), body)
 

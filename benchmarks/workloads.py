@@ -174,6 +174,7 @@ async def _all_at_once(w: World, server: BenchServer, roots: list[str], per_thre
 class Memory:
     turns: tuple[int, ...]
     rss: tuple[int, ...]  # bytes after each
+    elapsed_s: tuple[float, ...]  # since the first measured turn, at each
 
 
 async def measure_memory(tmp: Path, threads: int, checkpoints: tuple[int, ...]) -> Memory:
@@ -189,6 +190,8 @@ async def measure_memory(tmp: Path, threads: int, checkpoints: tuple[int, ...]) 
         server = server_of(w)
         pid = child_pid(w)
         sizes: list[int] = []
+        elapsed: list[float] = []
+        started = time.monotonic()
         steps = [b - a for a, b in itertools.pairwise((0, *checkpoints))]
         for tag, turns in ((f"m{k}", step) for k, step in enumerate(steps)):
             with trio.fail_after(60 + turns * 0.2):
@@ -196,4 +199,5 @@ async def measure_memory(tmp: Path, threads: int, checkpoints: tuple[int, ...]) 
                                   turn_over=supervisor_turn_over, complete=echo_complete, tag=tag)
             await trio.sleep(0.5)  # the answers' last calls, and a collection
             sizes.append(rss_bytes(pid))
-        return Memory(checkpoints, tuple(sizes))
+            elapsed.append(time.monotonic() - started)
+        return Memory(checkpoints, tuple(sizes), tuple(elapsed))
