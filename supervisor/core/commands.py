@@ -171,8 +171,13 @@ def parse_thread_command(text: str) -> ThreadCommand | BadCommand | None:
         "!help": Help(),
         "!sessions": ListSessions(),
     }
-    if verb in simple and not args:
-        return simple[verb]
+    if verb in simple:
+        if not args:
+            return simple[verb]
+        # Our verb with more after it (`!stop now`) is still meant for us: sent to the agent
+        # as a prompt, a stop would stop nothing. A session by name ends in the main place.
+        why = "here it ends this session, and takes no name" if verb == "!end" else "nothing follows this command"
+        return BadCommand(why, (verb[1:],))
     if verb == "!get":
         if len(args) != 1:
             return BadCommand(

@@ -30,6 +30,7 @@ from supervisor.core.state import SessionRecord
 
 RERUN_CHOICE: tuple[ChoiceKind, ...] = ("rerun",)  # on a cut turn's notice: run its prompt again
 RERUN_OFFERS = 10  # cut notices whose 🔁 still runs their prompt again (the newest), kept in the record
+PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 
 
 @attrs.define
@@ -55,7 +56,8 @@ class PromptEndings:
         if not rerun:
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]
-        if not prompt.text:
+        if not prompt.text or len(prompt.text) > PROMPT_KEEP_CHARS:
+            # Nothing to run again, or too long to ride in every save of the record.
             note = attrs.evolve(note, op=attrs.evolve(note.op, text=note.op.text + " Post it again to run it."))
             self._settling.append((prompt.post_id, frozenset({note.op.key})))
             return [note]

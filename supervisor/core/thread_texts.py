@@ -6,6 +6,8 @@ main place's words are in `core.texts`). Nothing here decides when a text is sai
 
 from __future__ import annotations
 
+import shlex
+
 from supervisor.core.state import SessionRecord
 from supervisor.core.words import Words
 
@@ -64,6 +66,14 @@ def queued_line(waiting: int) -> str:
     return f"⏳ {waiting} more prompts queued: they run in order after this turn."
 
 
+def queued_note(waiting: int, *, starting: bool) -> str:
+    """Prompts wait with no answer of ours running to say so in its footer."""
+    yours = "your message runs" if waiting == 1 else f"your {waiting} messages run, in order,"
+    if starting:
+        return f"⏳ Queued: the agent is starting; {yours} once it is ready."
+    return f"⏳ Queued: the agent is in a turn it began by itself; {yours} when that turn ends."
+
+
 def not_run_text(why: str, links: list[str]) -> str:
     """Queued prompts that will never run, each a link to its post."""
     one = len(links) == 1
@@ -102,4 +112,5 @@ def carry_on(record: SessionRecord) -> str:
     options = [f"agent={record.agent}"] if record.agent else []
     options += [f"persona={record.persona}"] if record.persona else []
     options.append(f"resume={record.agent_session_id or record.id}")
-    return " ".join(["new", record.name, record.cwd, *options])
+    # `new` splits its words as a shell does: a directory with a space or a quote is quoted.
+    return " ".join(["new", record.name, *map(shlex.quote, [record.cwd, *options])])

@@ -47,6 +47,7 @@ from supervisor.core.approvals import Approvals, remember_always
 from supervisor.core.events import ChoiceKind
 from supervisor.core.lifecycle import SessionState
 from supervisor.core.permissions import Answer, PermissionState, choice_answer, permission_text
+from supervisor.core.prompt_endings import PROMPT_KEEP_CHARS
 from supervisor.core.render import PutPost, TurnRenderer
 from supervisor.core.session_effects import (
     Effect,
@@ -57,15 +58,17 @@ from supervisor.core.session_effects import (
     Typing,
 )
 from supervisor.core.session_shared import SessionShared
-from supervisor.core.thread_texts import duration, not_run_text, watchdog_text
+from supervisor.core.thread_texts import duration, not_run_text, queued_note, watchdog_text
 from supervisor.core.turn import Turn
 
 S = SessionState
 WITHDRAWN_TOOL_TEXT = "not run: the turn was stopped"
-PROMPT_KEEP_CHARS = 16_000  # prompts up to this long are kept with the record, for a rerun
 # Answers up to this long (as the state file writes them) are kept until they show, to be
 # posted after a crash: every save of the record carries them meanwhile.
 ANSWER_KEEP_CHARS = 32_000
+# Prompts still waiting this long after the first was written while the agent starts are
+# said queued (a quick start, the common case, says nothing).
+STARTING_NOTE_AFTER_S = 5.0
 # An agent that exits this soon after its prompt went in, without a word since, was ending
 # as its last turn did: it is taken not to have acted on the prompt (`exited_unheard`).
 UNHEARD_EXIT_S = 2.0
@@ -117,6 +120,9 @@ class TurnLoop:
     # The prompts run again on the next agent after one exited without a word on them: a
     # second such exit calls the turn cut, so a prompt that kills every agent cannot loop.
     sent_again: set[str] = attrs.field(factory=set)
+    # When to say that prompts wait for the agent to start, if it is still starting then;
+    # None: nothing to say.
+    start_note_at: float | None = None
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -146,9 +152,18 @@ class TurnLoop:
         self.queue.append(prompt)
         state = self.session.state
         if state is S.IDLE:
-            return self.next_prompt(now)
-        if not state.in_turn:
-            return []  # the agent is starting: the prompt goes in as soon as it is up
+            effects = self.next_prompt(now)
+            if effects or self._own_turn_until() <= now or not self._agent_takes():
+                return effects
+            # The agent's own turn runs: its answer so far says the queue, as ours does.
+            shown = self._show(self.renderer.queue_grew(self.waiting))
+            if shown or self.waiting > 1:  # a burst is one note, not one each
+                return shown
+            return [self.session.note(queued_note(1, starting=False))]  # no words of that turn yet
+        if not state.in_turn:  # it goes in as soon as the agent is up, said if that is slow
+            if self.start_note_at is None:
+                self.start_note_at = now + STARTING_NOTE_AFTER_S
+            return []
         # No request of its own: the running answer's footer counts the queue.
         return self._show(self.renderer.queue_grew(self.waiting))
 
@@ -157,6 +172,8 @@ class TurnLoop:
         stopped (suspended, hung) may still end a turn or fall silent in one of its own:
         the prompt then waits for the next agent, or it would be lost with this one."""
         session = self.session
+        if session.state is S.IDLE:
+            self.start_note_at = None  # the agent is up
         if session.state is not S.IDLE or not self.queue or self._own_turn_until() > now or not self._agent_takes():
             return []
         self.own_turn_heard_at = None  # over, or silent for too long: prompts go in again
@@ -400,6 +417,8 @@ class TurnLoop:
 
     def deadlines(self) -> list[float]:
         times = self.approvals.deadlines()
+        if self.start_note_at is not None:
+            times.append(self.start_note_at)
         if self.queue and self.own_turn_heard_at is not None and self._agent_takes():
             times.append(self._own_turn_until())  # not while no prompt can go: it would stay due
         if self.turn is not None and not self.turn.terminating:
@@ -414,6 +433,7 @@ class TurnLoop:
                 effects += self._settle(request_id, "timed out", due, now)
             elif due is not None:
                 effects.append(due)  # the reminder
+        effects += self._say_start_is_slow(now)
         turn = self.turn
         if turn is None and self.own_turn_heard_at is not None:
             effects += self.next_prompt(now)  # once the agent's own turn fell silent
@@ -427,6 +447,15 @@ class TurnLoop:
         elif watchdog:
             effects += self.interrupt(now, watchdog=watchdog)
         return effects
+
+    def _say_start_is_slow(self, now: float) -> list[Effect]:
+        """Prompts written while the agent starts still wait for it: said, once."""
+        if self.start_note_at is None or now < self.start_note_at:
+            return []
+        self.start_note_at = None
+        if self.session.state is not S.STARTING or not self.queue or self.stopping_supervisor:
+            return []
+        return [self.session.note(queued_note(len(self.queue), starting=True))]
 
     def _kill_hung_turn(self, turn: Turn) -> list[Effect]:
         """The agent did not answer the interrupt: it is stopped (through the core: its
