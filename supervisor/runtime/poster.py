@@ -2,7 +2,8 @@
 
 The session's loop puts posts into the (sans-IO) outbox and wakes the poster; the poster
 asks the outbox what to call next, makes the call, and tells the outbox how it went. It
-reports each call made through `posted`, so the session can feed the outcome to its core.
+reports each call made through `posted`, and each post given up through `given_up`, so the
+session can feed the outcome to its core.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Poster:
         outbox: Outbox,
         record: Callable[[], SessionRecord],  # the session's record as it is now
         posted: Callable[[Create | Edit, str], None],  # (action, post id): a call went through
+        given_up: Callable[[], None],  # a post was refused for good: it shows all it will
     ) -> None:
         self.chat = chat
         # Asked once: a check against a Protocol walks its members (~17 µs a call).
@@ -36,6 +38,7 @@ class Poster:
         self.outbox = outbox
         self._record = record
         self._posted = posted
+        self._given_up = given_up
         self._changed = trio.Event()
         self._held = False
 
@@ -88,6 +91,7 @@ class Poster:
                     # a post twice beats an answer lost.
                     log.error("%s: the server refused a post: %s", self.name, exc)
                     self.outbox.dropped(action, trio.current_time())
+                    self._given_up()  # else its turn stays unsettled: a restart posts it again
                     continue
                 log.warning("%s: posting failed (%r); retrying", self.name, exc)
                 self.outbox.failed(action, trio.current_time())

@@ -288,10 +288,10 @@ class SessionRegistry:
         # Give interrupted turns a moment to end and their last words to reach the server,
         # and each session the moment to hear so (`settling`): its poster's news waits in
         # its inbox, and unheard, its prompt stays unsettled, so the next start would post a
-        # whole answer again.
+        # whole answer again. A `!get` file on its way too: its `!get` is handled already.
         with trio.move_on_at(min(deadline - 2 * AGENTS_BEFORE_END_S, trio.current_time() + 2)):
             # Polls state the session tasks own; once, at shutdown, bounded by the scope.
-            while any(t.core.turn or t.core.settling or not t.outbox.is_settled()  # noqa: ASYNC110
+            while any(t.core.turn or t.core.settling or t.sending_files or not t.outbox.is_settled()  # noqa: ASYNC110
                       for t in self.tasks.values()):
                 await trio.sleep(0.05)
         self.sessions.cancel()

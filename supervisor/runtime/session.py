@@ -142,13 +142,14 @@ class SessionTask:
         self.deps = deps
         self.inbox_send, self._inbox = trio.open_memory_channel[SessionMessage](INBOX_SIZE)
         self.outbox = Outbox(edit_interval=deps.edit_interval_s, max_key_chars=deps.chat.max_idempotency_key_chars)
-        self._poster = Poster(deps.chat, self.outbox, lambda: self.core.record, self._posted)
+        self._poster = Poster(deps.chat, self.outbox, lambda: self.core.record, self._posted, self._progress)
         self._agent: AgentProcess | None = None
         self._agent_scope: trio.CancelScope | None = None
         self._generation = 0
         self._offers: dict[str, tuple[ChoiceKind, ...]] = {}  # post key -> choices, until it exists
         self._finished = False
         self._nursery: trio.Nursery | None = None
+        self._files: trio.Nursery | None = None  # the `!get` files being sent
         self._status_shown = ""  # as the thread shows it (`_show_status`): not known yet
         # Asked once: a check against a Protocol walks its members (~17 µs), and records
         # are saved several times per prompt.
@@ -175,22 +176,34 @@ class SessionTask:
             self._nursery = nursery
             nursery.start_soon(self._poster.run)
             nursery.start_soon(self._typing)
-            await self._show_status(self.core.record)
-            await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
-            task_status.started()
-            async with self._inbox:
-                try:
-                    while not self._finished:
-                        message = await self._next_message()
-                        if message is None:
-                            self._count_every_line()
-                            await self._apply(self.core.tick(trio.current_time()))
-                            continue
-                        await self._take(message)
-                finally:  # (a defect too:) the inbox's buffer ends with it
-                    self.left_over = _drain(self._inbox)
+            # `!get` files being sent: the session ends after them (their `!get` is handled
+            # already: cut, a file would be lost, and the notice of one that failed).
+            async with trio.open_nursery() as files:
+                self._files = files
+                await self._show_status(self.core.record)
+                await self._apply(self.core.start(trio.current_time(), launch_now=launch_now))
+                task_status.started()
+                await self._take_inbox()
             await self._poster.drain()
             nursery.cancel_scope.cancel()
+
+    async def _take_inbox(self) -> None:
+        async with self._inbox:
+            try:
+                while not self._finished:
+                    message = await self._next_message()
+                    if message is None:
+                        self._count_every_line()
+                        await self._apply(self.core.tick(trio.current_time()))
+                        continue
+                    await self._take(message)
+            finally:  # (a defect too:) the inbox's buffer ends with it
+                self.left_over = _drain(self._inbox)
+
+    @property
+    def sending_files(self) -> bool:
+        """A `!get` file is on its way (a stop gives it the moment it gives last words)."""
+        return self._files is not None and bool(self._files.child_tasks)
 
     async def failed_on_defect(self, defect: Exception) -> None:
         """A defect of ours ended this session's task (its agent ended with it): its record
@@ -211,7 +224,12 @@ class SessionTask:
         self._inbox_taken.set()
         if isinstance(message, FilesSaved) and message.notice is not None:
             self._poster.show(message.notice)  # the files that could not be saved
-        await self._apply(self._dispatch(message))
+        effects = self._dispatch(message)
+        await self._apply(effects)
+        if self.core.settling and any(isinstance(effect, Show) for effect in effects):
+            # An ending whose posts need no call (given up already, or showing their last
+            # text) is reported by no call: it settles here.
+            await self._apply(self.core.outbox_progress(self.outbox.shows))
 
     async def _next_message(self) -> SessionMessage | None:
         """The next inbox message, or None when the core's next deadline has come. A due
@@ -344,8 +362,8 @@ class SessionTask:
                 case SendFile(path):
                     # Its post is no outbox's, so no hold covers it: the core puts it after
                     # its command's mark, which is durable by now.
-                    assert self._nursery is not None
-                    self._nursery.start_soon(self._send_file, path)
+                    assert self._files is not None
+                    self._files.start_soon(self._send_file, path)
                 case FetchFiles(prompt, file_ids):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._fetch_files, prompt, file_ids)
@@ -531,6 +549,10 @@ class SessionTask:
             # The session may be over already (its last words are being drained).
             with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
                 self.inbox_send.send_nowait(PostMade(action.key, post_id))
+        self._progress()
+
+    def _progress(self) -> None:
+        """A post went out, or was given up (refused for good: it shows all it ever will)."""
         if self.core.settling:
             # A turn's answer may be whole now: the core settles it at once.
             with contextlib.suppress(trio.BrokenResourceError, trio.WouldBlock):
