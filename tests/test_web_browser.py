@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from supervisor.chat.web import store
+from supervisor.chat.web.port import WEB_PLACE, ThreadRef
 from tests.web_browser import require_browser, start_driver, wait_for
 from tests.web_world import WebWorld
 
@@ -1061,6 +1062,61 @@ def test_a_file_over_a_lowered_limit_whose_413_is_lost_is_refused_once_and_the_n
         assert world.core is not None and world.core.prompts_seen == ["after the refusal"]
     finally:
         world.close()
+
+
+def test_a_file_deleted_after_it_was_chosen_refuses_its_message_and_the_next_one_goes(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    """The browser refuses to upload a file changed or deleted since it was chosen, at
+    every try ("Failed to fetch"): its message was tried again for ever, and every later
+    one of the page waited behind it until a reload. It is now refused, the file named."""
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    page = Page(driver, world).open()
+    page.new_session("deleted")
+    page.el("#files").send_keys(str(upload))
+    wait_for(lambda: "notes.txt" in page.el("#attachments").text, what="chip")
+    upload.unlink()
+    page.send("see attached")
+    page.send("after the deletion")
+
+    page.wait_text("You said: after the deletion")
+    refusal = wait_for(lambda: page.texts("li.refused"), what="the message refused")[0]
+    assert refusal.startswith("see attached\nNot sent: notes.txt can no longer be read"), refusal
+    assert "attach it again" in refusal and not page.els("li.pending")
+    assert world.core is not None and world.core.prompts_seen == ["after the deletion"]
+    page.el("li.refused button.again").click()  # its words back, not the lost file
+    assert page.el("#text").get_attribute("value") == "see attached"
+    assert "notes.txt" not in page.el("#attachments").text
+
+
+def test_a_new_session_refused_for_a_taken_name_never_takes_the_view_later(
+    driver: Any, world: WebWorld
+) -> None:
+    """The form's wait for its session outlived a refused `!new` (the name taken by a live
+    session): the next change of that session's thread selected it, the view jumped away
+    from what the person was reading, and Enter sent into the wrong session."""
+    page = Page(driver, world).open()
+    page.new_session("foo")
+    page.new_session("other")
+    foo, other = (wait_for(lambda n=n: page.thread_button(n).get_attribute("data-thread")) for n in ("foo", "other"))
+    page.el("#new-toggle").click()
+    page.el("#new-name").send_keys("foo")
+    page.el("#new-session button[type=submit]").click()
+    # Clicked by script: the sidebar is drawn anew at each update (no stale element).
+    click = "document.querySelector(`#threads button[data-thread='${arguments[0]}']`).click()"
+    page.d.execute_script(click, "main")
+    page.wait_text("A session named foo already runs.")
+    page.d.execute_script(click, other)
+    wait_for(lambda: page.el("#thread-title").text == "other", what="other shown")
+
+    async def suspend() -> None:
+        assert world.chat is not None
+        await world.chat.front.update_thread(ThreadRef(WEB_PLACE, foo), state="suspended")
+
+    world.call(suspend)
+    wait_for(lambda: "suspended" in page.thread_button("foo").text, what="foo suspended")
+    assert page.el("#thread-title").text == "other"
 
 
 def test_on_a_phone_the_empty_commands_thread_says_how_to_start_a_session(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +45,7 @@ from supervisor.chat.web.port import (
 from supervisor.chat.web.server import OpenedWebChat, WebSettings, open_web_chat
 from supervisor.config import config_from_dict
 from supervisor.core.events import Choice, ChoiceMade, Posted, TurnedTo
+from supervisor.core.state import Ledger
 from tests.web_served import receive_until, send, serve
 
 LIMIT = 10
@@ -326,3 +328,31 @@ async def test_a_replayed_message_keeps_the_time_it_was_sent(tmp_path: Path) -> 
     assert isinstance(first, Posted) and isinstance(again, Posted)
     assert again.post.id == first.post.id
     assert again.post.create_at == first.post.create_at
+
+
+async def test_a_message_sent_after_a_start_with_the_clock_behind_still_reaches_the_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock ten minutes behind the last run's (a board with no clock of its own before
+    time sync, a restored VM): messages were stamped older than those the core handled,
+    and its ledger took every one for dealt with. Stamps now go on above the last run's."""
+    ledger = Ledger()
+    with trio.fail_after(LIMIT):
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()
+            await chat.front.accept(codec.Post("client-0001", None, "!help"))
+            before = to_core(await chat.front.events.receive(), Clock())
+        assert isinstance(before, Posted)
+        ledger.begin(CHANNEL, before.post.create_at - 1000)
+        assert ledger.admit(CHANNEL, before.post.id, before.post.create_at)
+        ledger.done(CHANNEL, before.post.id)
+        behind = time.time() - 600
+        monkeypatch.setattr(time, "time", lambda: behind)
+        async with opened(tmp_path) as (chat, _):
+            await chat.front.replay_unhandled()  # the first, never marked handled
+            assert (await chat.front.events.receive()).id == "client-0001"
+            await chat.front.accept(codec.Post("client-0002", None, "!sessions"))
+            after = to_core(await chat.front.events.receive(), Clock())
+
+    assert isinstance(after, Posted) and after.post.create_at > before.post.create_at
+    assert ledger.admit(CHANNEL, after.post.id, after.post.create_at)

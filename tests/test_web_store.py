@@ -57,6 +57,33 @@ def test_a_resent_client_id_is_recognised_and_written_once(tmp_path: Path) -> No
     assert [m.text for m in db.thread_messages("main")] == ["!help"]
 
 
+def test_a_resend_is_recognised_while_another_program_holds_the_write_lock(tmp_path: Path) -> None:
+    """Its ack was lost, and a sqlite3 shell (a backup) holds the database: the resend was
+    refused after the busy timeout ("send it again"), and sent again with a new client id
+    its words reached the agent twice. A recorded event is now answered from a read."""
+    path = tmp_path / "web.sqlite3"
+    db = WebDb(path)
+    message = {"thread_id": "main", "text": "!help", "files": ()}
+    _, first = db.accept("client-0001", '{"x": 1}', message)
+    db.accept("client-0002", '{"x": 2}', None)  # a press: no bubble
+    db.handled("client-0002")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        waiting, again = db.accept("client-0001", '{"x": 1}', message)
+        pressed = db.accept("client-0002", '{"x": 2}', None)
+        took = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert took < 1  # not SQLite's busy wait (5 s), nor its error
+    assert waiting is True and again is not None and first is not None and again.id == first.id
+    assert pressed == (False, None)
+    assert [m.text for m in db.thread_messages("main")] == ["!help"]
+
+
 def test_history_survives_reopening_and_changes_come_by_version(tmp_path: Path) -> None:
     path = tmp_path / "web.sqlite3"
     db = WebDb(path)

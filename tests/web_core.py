@@ -2,7 +2,8 @@
 
 Not the supervisor's core (issue 10 wires that): just enough behaviour to drive the page
 end to end, in the port's words. It reads `front.events` and answers:
-- main thread: `!new NAME [CWD] [agent=A] [persona=P]` opens a thread; `!help`; else a hint;
+- main thread: `!new NAME [CWD] [agent=A] [persona=P]` opens a thread (refused if a session
+  of that name runs); `!help`; else a hint;
 - in a thread: a prompt is answered by streaming its words back (with a tool line, a
   thinking quote and a completion line); `run CMD` asks a permission choice first
   (allow for this session is remembered); `hostile` answers with hostile Markdown;
@@ -106,7 +107,10 @@ class StandInCore:
     async def _command(self, event: MessagePosted) -> None:
         main = ThreadRef(WEB_PLACE, MAIN_THREAD)
         words = shlex.split(event.text)
-        if words[:1] == ["!new"] and len(words) >= 2:
+        if words[:1] == ["!new"] and len(words) >= 2 and words[1] in {s.name for s in self.sessions.values()}:
+            # As the real core does: one live session per name.
+            await self.front.create(main, f"A session named **{words[1]}** already runs.", f"reply:{event.id}")
+        elif words[:1] == ["!new"] and len(words) >= 2:
             name = words[1]
             options = dict(w.split("=", 1) for w in words[2:] if "=" in w)
             plain = [w for w in words[2:] if "=" not in w]

@@ -398,15 +398,26 @@ class WebDb:
 
     # the page's events: exactly once --------------------------------------------------
 
-    def accept(self, event_id: str, event: str, message: dict[str, Any] | None) -> tuple[
-        bool, MessageRow | None
-    ]:
+    def accept(
+        self, event_id: str, event: str, message: dict[str, Any] | None, stamp_ms: int = 0
+    ) -> tuple[bool, MessageRow | None]:
         """Record an event from the page; whether it waits for the core: False once the
         core marked it handled. A resend of one still waiting is True again: whoever
         accepted it first may have been stopped before handing it on (`WebChat.accept`).
 
         With `message` (a posted text), its bubble is written in the same transaction, so
-        the page never sees its message without the event, nor the event twice."""
+        the page never sees its message without the event, nor the event twice. A new
+        event's `stamp_ms` (its time for the core) is kept as the high-water mark
+        (`last_stamp_ms`)."""
+        # A resend (its ack was lost) is answered from a plain read: WAL readers are not
+        # blocked by another program's write lock (a sqlite3 shell, a backup), which would
+        # refuse it, and the page would send its words again as a new message.
+        seen = self._conn.execute(
+            "SELECT handled FROM inbox WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        found = self._find(None, event_id) if message is not None else None
+        if seen is not None and (message is None or found is not None):
+            return not seen[0], (None if found is None else self.message(found))
         with self._durable():
             self._conn.execute("BEGIN IMMEDIATE")
             seen = self._conn.execute(
@@ -416,6 +427,11 @@ class WebDb:
                 self._conn.execute(
                     "INSERT INTO inbox (event_id, event) VALUES (?, ?)", (event_id, event)
                 )
+                self._conn.execute(
+                    "INSERT INTO meta VALUES ('last_stamp_ms', ?) ON CONFLICT (key)"
+                    " DO UPDATE SET value = max(value, excluded.value)",
+                    (stamp_ms,),
+                )
             mid = None
             if message is not None:
                 mid = self._insert(
@@ -423,6 +439,11 @@ class WebDb:
                     **message,
                 )  # fmt: skip
         return seen is None or not seen[0], (None if mid is None else self.message(mid))
+
+    def last_stamp_ms(self) -> int:
+        """The newest stamp an accepted event was given (0: none yet)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'last_stamp_ms'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def handled(self, event_id: str) -> None:
         with self._durable():

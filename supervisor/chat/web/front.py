@@ -86,6 +86,9 @@ class WebChat:
         # the store's write and the core) is handed by its resend.
         self._handed: set[str] = set()
         self._typing_at: dict[str, float] = {}  # thread id -> its last typing signal
+        # The newest stamp given to a person's message (ms), seeded from the store's mark
+        # before any is accepted (`replay_unhandled`): stamps go on above the last run's.
+        self._last_stamp_ms = 0
 
     # outgoing ------------------------------------------------------------------------
 
@@ -195,9 +198,18 @@ class WebChat:
 
     async def replay_unhandled(self) -> None:
         """Hand the core what was accepted but not handled before the last stop."""
+        self._last_stamp_ms = await self.store.call(WebDb.last_stamp_ms)
         for raw in await self.store.call(WebDb.unhandled):
             await self._hand_on(codec.decode_event(raw))
         self._replayed.set()
+
+    def _stamp_ms(self) -> int:
+        """A message's time for the core: the wall clock, but never at or below a stamp
+        given before, in this run or the last. A clock behind the last run's (a board with
+        no clock of its own before time sync, a restored VM) would else stamp new messages
+        older than those handled, which the core's ledger takes for dealt with."""
+        self._last_stamp_ms = max(self._last_stamp_ms + 1, round(time.time() * 1000))
+        return self._last_stamp_ms
 
     def opened(self, thread_id: str) -> None:
         """The page opened a session's thread: said to the core if it can take it now (a
@@ -210,13 +222,15 @@ class WebChat:
         """Record the page's action (once per client id) and pass it on if it is new."""
         await self._replayed.wait()  # older events reach the core first
         text_message: dict[str, Any] | None = None
+        stamp = 0
         event: Incoming
         match message:
             case codec.Post(id=cid, thread=thread_id, text=text, files=file_ids):
                 refs = await self.store.call(_file_refs, file_ids)
                 thread = None if thread_id in (None, MAIN_THREAD) else ThreadRef(WEB_PLACE, thread_id)
+                stamp = self._stamp_ms()
                 event = MessagePosted(
-                    cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs, sent_at=time.time()
+                    cid, WEB_PLACE, thread, WEB_AUTHOR, text, refs, sent_at=stamp / 1000
                 )
                 files = tuple(attrs.asdict(ref) for ref in refs)
                 text_message = {"thread_id": codec.thread_of(thread_id), "text": text, "files": files}
@@ -225,7 +239,7 @@ class WebChat:
             case codec.Stop(id=cid, thread=thread_id):
                 event = StopAsked(cid, ThreadRef(WEB_PLACE, thread_id), WEB_AUTHOR)
         waiting, row = await self.store.call(
-            WebDb.accept, event.id, codec.encode_event(event), text_message
+            WebDb.accept, event.id, codec.encode_event(event), text_message, stamp
         )
         self._message_changed(row)
         if waiting:

@@ -75,7 +75,7 @@ _HEADER_AGENT = re.compile(r"· agent `([^`\n]+)`")  # a named agent; none: the 
 
 
 def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
+    return round(seconds * 1000)  # a stamp made in ms comes back whole (`WebChat._stamp_ms`)
 
 
 def _thread(root_id: str) -> ThreadRef:

@@ -28,6 +28,9 @@
   // (the connection was down, its tab was closed and opened the next day) would cut
   // whatever turn runs then, so it is dropped, and the page says so.
   const STOP_KEPT_MS = 60000;
+  // The core opens a new session's thread as soon as it takes its `!new`: a thread of that
+  // name appearing later than this after the form's ack is not the form's.
+  const SESSION_WAIT_MS = 60000;
 
   const state = {
     ws: null,
@@ -50,7 +53,7 @@
     choiceNotes: new Map(), // card id -> why the server refused its last press
     limits: { max_text: 200000, max_files: 20 }, // the server's, from its welcome
     files: [], // attachments chosen in the composer
-    awaitingSession: null, // a name asked in the form, selected when it appears
+    awaitingSession: null, // {name, id, until}: asked in the form, selected when its thread appears
     retry: 250,
     uploadRetry: UPLOAD_RETRY_MS, // the wait before an upload the server refused is tried again
     uploadProblem: false, // the problem line says an upload waits
@@ -223,6 +226,7 @@
       case "ack":
         unqueue(update.id);
         state.attached.delete(update.id);
+        if (state.awaitingSession && state.awaitingSession.id === update.id) state.awaitingSession.until = Date.now() + SESSION_WAIT_MS;
         break;
       case "error":
         refused(update.id, update.text);
@@ -233,6 +237,7 @@
   // The server refused one of our actions (too long, a thread that is gone...): it will
   // never take it, so it leaves the outbox (no resend on every reconnect) and shows why.
   function refused(id, reason) {
+    if (state.awaitingSession && state.awaitingSession.id === id) state.awaitingSession = null;
     const message = state.outbox.find((m) => m.id === id);
     if (!message) return;
     state.uploads.delete(id);
@@ -357,6 +362,18 @@
             refused(message.id, e.message);
             continue;
           }
+          // A file changed or deleted since it was chosen: the browser refuses its upload
+          // at every try, and the messages behind it would wait for ever.
+          const lost = await unreadable(files);
+          if (lost.length) {
+            const kept = (state.attached.get(message.id) || []).filter((f) => !lost.includes(f));
+            if (state.attached.has(message.id)) state.attached.set(message.id, kept); // "Edit again" brings these back
+            const names = lost.map((f) => f.name).join(", ");
+            refused(message.id, `${names} can no longer be read (changed or deleted since chosen): attach ${lost.length === 1 ? "it" : "them"} again`);
+            if (state.uploadProblem) showProblem("");
+            state.uploadProblem = false;
+            continue;
+          }
           // Down: the next reconnect tries again. Refused while connected (the server
           // busy or failing): try again in a while, and say why the message waits.
           if (state.connected) {
@@ -402,6 +419,22 @@
     return `${file.name} is ${megabytes(file.size)} MB; the limit is ${megabytes(state.limits.max_file_bytes)} MB per file (files.max_upload_mb)`;
   }
 
+  // Those of `files` the browser can no longer read: their first chunk's read fails.
+  // (Not a slice's: Chromium reads one of a deleted file as empty, its size then 0.)
+  async function unreadable(files) {
+    const lost = [];
+    for (const file of files) {
+      try {
+        const reader = file.stream().getReader();
+        await reader.read();
+        reader.cancel().catch(() => {});
+      } catch (e) {
+        lost.push(file);
+      }
+    }
+    return lost;
+  }
+
   async function uploadAll(files) {
     const ids = [];
     for (const file of files) {
@@ -435,7 +468,11 @@
     if (known && known.version > thread.version) return;
     state.threads.set(thread.id, thread);
     state.version = Math.max(state.version, thread.version);
-    if (state.awaitingSession && thread.title === state.awaitingSession) {
+    const awaiting = state.awaitingSession;
+    if (awaiting && awaiting.until && Date.now() > awaiting.until) state.awaitingSession = null;
+    // A thread new to the page only: when the form's `!new` was refused (its name taken by
+    // a live session), a later change of that session must not take the view away.
+    else if (awaiting && !known && thread.title === awaiting.name) {
       state.awaitingSession = null;
       select(thread.id);
     }
@@ -873,11 +910,12 @@
       e.preventDefault();
       const name = $("new-name").value.trim();
       if (!name) return;
-      state.awaitingSession = name;
-      send(enqueue({
+      const asked = enqueue({
         type: "new", name, cwd: $("new-cwd").value.trim(),
         agent: $("new-agent").value, persona: $("new-persona").value,
-      }));
+      });
+      state.awaitingSession = { name, id: asked.id, until: 0 }; // until: set by its ack
+      send(asked);
       $("new-name").value = "";
       $("new-session").hidden = true;
       $("new-toggle").setAttribute("aria-expanded", "false");
