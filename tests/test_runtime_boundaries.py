@@ -16,6 +16,8 @@ from supervisor.chat import ChatError
 from supervisor.core import thread_texts
 from supervisor.core.events import Post, Posted
 from supervisor.runtime import store as store_module
+from supervisor.runtime.session import SessionTask
+from supervisor.runtime.session_inbox import EndIn
 from tests.memory_front import BOT, MemoryChat, MemoryLink
 from tests.test_memory_front import Run, running
 
@@ -251,3 +253,32 @@ async def test_a_session_failed_on_a_defect_says_its_queued_prompts_did_not_run(
         await run.wait_for(lambda: run.find(alpha, "❌ This session stopped on a defect of the supervisor"))
         assert run.find(alpha, "Not run", queued.id)
         await run.wait_for(lambda: queued.id in run.chat.handled)
+
+
+async def test_an_end_by_name_the_session_had_not_taken_before_a_stop_is_done_by_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`!end NAME` in the main place, said "Ending session", but its session busy (a frozen
+    agent's pipe, a backlog) until the supervisor stopped: its mark once came with the
+    reply, so the session came back live and the `!end` was never done."""
+    take = SessionTask._take
+
+    async def deaf_to_ends(self: SessionTask, message: object) -> None:
+        if isinstance(message, EndIn):
+            await trio.sleep_forever()
+        await take(self, message)  # type: ignore[arg-type]
+
+    async with running(tmp_path) as run:
+        root = await run.new_session("alpha")
+        monkeypatch.setattr(SessionTask, "_take", deaf_to_ends)
+        asked = run.chat.say("!end alpha")
+        await run.wait_for(lambda: any("Ending session **alpha**" in t for t in run.chat.texts()))
+        await trio.sleep(0.3)
+        assert asked.id not in run.chat.handled  # the session has not ended yet
+        await run.stop()
+        monkeypatch.setattr(SessionTask, "_take", take)
+        await run.start()
+        await run.wait_for(lambda: run.find(root, "🏁 Session **alpha** ended") is not None and asked.id in run.chat.handled)
+        assert run.supervisor is not None
+        (record,) = [r for r in run.supervisor.store.state.sessions.values() if r.name == "alpha"]
+        assert record.status == "ended"

@@ -75,6 +75,7 @@ class Reply:
     root_id: str = ""
     handled: tuple[str, str] | None = None  # (channel, post) to mark handled once posted
     asked_at_ms: int = 0  # when that post was made (the server's clock); 0: not known
+    marks: bool = True  # False: another marks `handled` (a session, with its ended record)
 
     @property
     def idempotency_key(self) -> str:
@@ -192,7 +193,7 @@ class Desk:
             log.error("could not answer in %s: %s", reply.channel_id, exc)
         except Exception:  # an answer we cannot read (a proxy's?): one reply, not the supervisor
             log.exception("could not answer in %s", reply.channel_id)
-        if reply.handled is not None:
+        if reply.handled is not None and reply.marks:
             await self.store.mark_handled(*reply.handled)
 
     async def _answered_before(self, reply: Reply) -> bool:
@@ -227,7 +228,7 @@ class Desk:
             case commands.ListAgents():
                 return await agents_text(self.registry.agents, self.registry.agent_env)
             case commands.EndSession(name):
-                return self._end_by_name(name or "", words)
+                return await self._end_by_name(post, name or "", words)
         return texts.guidance(words)
 
     def sessions_text(self, channel_id: str) -> str:
@@ -239,11 +240,16 @@ class Desk:
             link.max_message_chars,
         )  # fmt: skip
 
-    def _end_by_name(self, name: str, words: Words) -> str:
+    async def _end_by_name(self, post: Post, name: str, words: Words) -> str | None:
+        """The refusal to post, or None: the session marks the post handled once it has
+        ended (a stop before it takes the end leaves the `!end` to the next start)."""
         record = self.store.state.live_session_named(name)
-        if record is None or not self.registry.end(record.root_id):
+        handled = (post.channel_id, post.id)
+        if record is None or not self.registry.end(record.root_id, mark=handled):
             return f"⚠️ No live session is called `{name}`. {words.cmd('sessions')} lists them."
-        return f"Ending session **{name}**: {self.chat.permalink(record.root_id)}"
+        answer = f"Ending session **{name}**: {self.chat.permalink(record.root_id)}"
+        await self._post_reply(Reply(post.channel_id, answer, handled=handled, asked_at_ms=post.create_at, marks=False))
+        return None
 
     # --- new sessions: created, announced once, finished after a crash ----------------
 

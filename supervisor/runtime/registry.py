@@ -185,11 +185,12 @@ class SessionRegistry:
             return
         self.sessions.start_soon(self._session_lifetime, task, launch_now)
 
-    def end(self, root_id: str) -> bool:
-        """Ask a live session to end; False when there is none."""
+    def end(self, root_id: str, *, mark: tuple[str, str] | None = None) -> bool:
+        """Ask a live session to end; False when there is none. `mark`: the post that
+        asked (channel id, post id), marked handled once the session has ended."""
         mail = self._mail.get(root_id)
         if mail is not None:
-            mail.put(EndIn())
+            mail.put(EndIn(mark))
         return mail is not None
 
     def deliver(self, root_id: str, message: SessionInput, *, urgent: bool = False) -> bool:
@@ -266,6 +267,8 @@ class SessionRegistry:
                     self._answer_ended(prompt.channel_id, prompt.post_id, root_id)
                 case CommandIn(_, post_id, channel_id):
                     self._answer_ended(channel_id, post_id, root_id)
+                case EndIn(mark) if mark is not None:
+                    self.store.handled(*mark)  # ended already: nothing more to do for it
                 case _:
                     pass  # a reaction, or an end, for a session that is over: nothing to do
 

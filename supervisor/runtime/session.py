@@ -275,8 +275,8 @@ class SessionTask:
                 return core.command(command, post_id, channel_id, now)
             case ChoiceIn(kind, post_id):
                 return core.choose(kind, post_id, now)
-            case EndIn():
-                return core.end(now)
+            case EndIn(mark):
+                return core.end(now, mark=None if mark is None else MarkHandled(*mark))
             case WakeIn():
                 return core.turned_to(now)
             case StoppingIn():

@@ -46,7 +46,9 @@ class ChoiceIn:
 
 @attrs.frozen
 class EndIn:
-    pass
+    # The `!end NAME` post of a main place (channel id, post id): marked handled with the
+    # ended record, so a stop before the session takes this leaves it to the next start.
+    mark: tuple[str, str] | None = None
 
 
 @attrs.frozen
