@@ -297,6 +297,7 @@ class SessionCore:
         return self.outbox_progress(lambda key: True)
 
     def post_created(self, key: str, post_id: str) -> list[Effect]:
+        self.loop.post_created(key, post_id)
         offered = self.endings.post_created(key, post_id, self.record)
         if offered is not None:
             return self.adopt(offered)

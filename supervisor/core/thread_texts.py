@@ -80,6 +80,12 @@ def not_run_text(why: str, links: list[str]) -> str:
     return f"⏭️ Not run, {why}: {', '.join(links)} ({'it was' if one else 'they were'} queued)."
 
 
+def ended_turn_stop_text(words: Words) -> str:
+    """A 🛑 on a post of a turn that had ended when it came: the turn running now goes on."""
+    return (f"🛑 Not stopped: that turn had ended already. To stop the turn running now, "
+            f"use 🛑 on its answer or write {words.cmd('stop')}.")
+
+
 def watchdog_text(why: str, action: str) -> str:
     cause = {
         "timeout": "the turn ran past its time limit",

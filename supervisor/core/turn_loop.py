@@ -15,6 +15,8 @@ Rules it keeps:
 - Every permission request ends: by a choice, a cancel, an interrupt, the turn's end, the
   agent's end, or the approval timeout (after one reminder that mentions the person).
 - A turn ends: by its result, or by the watchdog (an interrupt, then the agent is stopped).
+- A 🛑 on a post of a turn that ended before the running one began stops nothing: it
+  was meant for that turn (given while it ran, it may come after its end).
 
 It moves the state only between IDLE, BUSY and AWAITING_APPROVAL: launching, stopping
 and restarting the agent are the agent's life (`core.agent_life`); a hung turn asks the
@@ -26,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections import deque
 
 import attrs
@@ -58,7 +61,13 @@ from supervisor.core.session_effects import (
     Typing,
 )
 from supervisor.core.session_shared import SessionShared
-from supervisor.core.thread_texts import duration, not_run_text, queued_note, watchdog_text
+from supervisor.core.thread_texts import (
+    duration,
+    ended_turn_stop_text,
+    not_run_text,
+    queued_note,
+    watchdog_text,
+)
 from supervisor.core.turn import Turn
 
 S = SessionState
@@ -72,6 +81,11 @@ STARTING_NOTE_AFTER_S = 5.0
 # An agent that exits this soon after its prompt went in, without a word since, was ending
 # as its last turn did: it is taken not to have acted on the prompt (`exited_unheard`).
 UNHEARD_EXIT_S = 2.0
+# The posts whose turn is known (`TurnLoop.turn_posts`): the newest this many. A 🛑 on an
+# older one acts as on a post of no turn.
+TURN_POSTS_KEPT = 256
+# A turn's posts: "t<n>.0", "t<n>.f1.0", "t<n>.done" (`core.render`), n the turn's number.
+TURN_POST_KEY = re.compile(r"t(\d+)\.")
 
 
 @attrs.frozen
@@ -123,6 +137,9 @@ class TurnLoop:
     # When to say that prompts wait for the agent to start, if it is still starting then;
     # None: nothing to say.
     start_note_at: float | None = None
+    # Post id -> the number of the turn that made it (the renderer's), the newest
+    # `TURN_POSTS_KEPT`: a 🛑 on a post of a turn that is over is not for the running one.
+    turn_posts: dict[str, int] = attrs.field(factory=dict)
     approvals: Approvals = attrs.field(init=False)
     renderer: TurnRenderer = attrs.field(init=False)
     _requests: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -342,6 +359,8 @@ class TurnLoop:
         answer = choice_answer(kind)
         if answer is None:
             return []
+        if answer is Answer.STOP and self._of_ended_turn(post_id):
+            return [self.session.note(ended_turn_stop_text(self.session.settings.words))]
         request_id = self.approvals.posts.get(post_id)
         if answer is Answer.STOP:
             # On a pending request the stop is its answer; the interrupt withdraws it.
@@ -357,6 +376,26 @@ class TurnLoop:
         if verdict.always is not None:
             effects += self.session.adopt(remember_always(verdict.always, self.session.record))
         return effects
+
+    def post_created(self, key: str, post_id: str) -> None:
+        """The post `key` now exists as `post_id`: the turn it belongs to is kept, if any."""
+        found = TURN_POST_KEY.match(key)
+        if found is not None:
+            number = int(found[1])
+        elif any(pending.key == key for pending in self.approvals.pending.values()):
+            number = self.renderer.turns  # a request waits only in the running turn
+        else:
+            return  # the root, a note: 🛑 there stops whatever runs
+        self.turn_posts[post_id] = number
+        if len(self.turn_posts) > TURN_POSTS_KEPT:
+            del self.turn_posts[next(iter(self.turn_posts))]
+
+    def _of_ended_turn(self, post_id: str) -> bool:
+        """`post_id` is a post of a turn that ended before the one running now began (the
+        renderer numbers every turn, ours or the agent's own, as it starts it)."""
+        number = self.turn_posts.get(post_id)
+        runs = self.turn is not None or self.own_turn_heard_at is not None
+        return runs and number is not None and number < self.renderer.turns
 
     # --- interrupts, the turn's clocks, the agent's end ------------------------------
 
