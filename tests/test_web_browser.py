@@ -8,16 +8,19 @@ test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import http.server
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from supervisor.chat.web import store
+from supervisor.chat.web import asgi, store
+from supervisor.chat.web.db import WebDb
 from supervisor.chat.web.port import WEB_PLACE, ThreadRef
 from tests.web_browser import require_browser, start_driver, wait_for
 from tests.web_world import WebWorld
@@ -61,6 +64,17 @@ def phone(driver: Any) -> Iterator[None]:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+@contextmanager
+def timing(driver: Any, **bounds: int) -> Iterator[None]:
+    """The page's time bounds (static/app.js `TIMING`) shortened for pages loaded in the block."""
+    script = f"window.supervisorTiming = {json.dumps(bounds)};"
+    added = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+
+
 class Page:
     """What a person sees and does, in Selenium's words."""
 
@@ -84,6 +98,18 @@ class Page:
 
     def wait_connected(self) -> None:
         wait_for(lambda: self.el("#connection").text == "connected", what="connected")
+
+    def watch_connection(self) -> None:
+        """From now on `connection_seen()` lists each state the connection line shows."""
+        self.d.execute_script("""
+            const line = document.getElementById("connection");
+            window.connectionSeen = [];
+            new MutationObserver(() => window.connectionSeen.push(line.textContent))
+              .observe(line, { childList: true, characterData: true, subtree: true });""")
+
+    def connection_seen(self) -> list[str]:
+        seen: list[str] = self.d.execute_script("return window.connectionSeen")
+        return seen
 
     def new_session(self, name: str, cwd: str = "/tmp") -> None:
         if self.el("#menu").is_displayed() and not self.el("#sidebar").is_displayed():
@@ -595,6 +621,100 @@ def test_restart_the_page_reconnects_history_whole_and_a_message_typed_while_dow
     page.wait_connected()
     page.wait_text("You said: typed while down")
     assert page.texts("#messages > li.user") == users
+
+
+def test_a_page_that_hears_nothing_for_its_silence_bound_reconnects_and_a_kept_alive_one_does_not(
+    driver: Any, world: WebWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path that died without a close (Wi-Fi gone, a VPN re-keyed) left the page saying
+    "connected" for minutes while what was typed waited unsaid. The server now speaks on a
+    quiet connection, and a page that hears nothing for its bound connects again."""
+    monkeypatch.setattr(asgi, "KEEPALIVE_S", 0.3)
+    with timing(driver, silenceMs=1500):
+        page = Page(driver, world).open()
+    page.new_session("quiet")
+    page.watch_connection()
+    time.sleep(3.5)  # more than twice the bound, in which the page hears only keepalives
+    assert "reconnecting…" not in page.connection_seen()
+
+    monkeypatch.setattr(asgi, "KEEPALIVE_S", 60.0)  # now the server stays silent
+    wait_for(lambda: "reconnecting…" in page.connection_seen(), 10, what="the silence said")
+    monkeypatch.setattr(asgi, "KEEPALIVE_S", 0.3)
+    page.wait_connected()
+    page.send("after the silence")
+    page.wait_text("You said: after the silence")
+    assert world.core is not None and world.core.prompts_seen == ["after the silence"]
+
+
+def test_a_page_reconnects_at_once_when_the_network_comes_back(driver: Any, world: WebWorld) -> None:
+    page = Page(driver, world).open()
+    page.watch_connection()
+    driver.execute_script("window.dispatchEvent(new Event('online'))")
+    wait_for(lambda: "reconnecting…" in page.connection_seen(), 5, what="reconnected")
+    page.wait_connected()
+
+
+def test_an_upload_that_gets_no_answer_fails_after_its_time_and_is_tried_again(
+    driver: Any, world: WebWorld, tmp_path: Path
+) -> None:
+    """An upload over a dead path waited for ever, and every message behind it too."""
+    upload = tmp_path / "notes.txt"
+    upload.write_bytes(b"hello from the page\n")
+    with timing(driver, uploadBaseMs=1000):
+        page = Page(driver, world).open()
+    page.new_session("slow-upload")
+    # The next upload never answers; it ends only if the page aborts it.
+    driver.execute_script("""
+        const upload = window.fetch;
+        window.fetch = (url, options) => {
+          window.fetch = upload; // this upload only
+          return new Promise((_, reject) => {
+            if (options && options.signal) options.signal.addEventListener("abort", () => reject(options.signal.reason));
+          });
+        };""")
+    page.el("#files").send_keys(str(upload))
+    page.send("see attached")
+    wait_for(lambda: "no answer in 1 s" in page.el("#problem").text, 10, what="the wait said")
+    page.wait_text("received notes.txt: 20 bytes", timeout=15)
+    assert world.core is not None and world.core.received == [("notes.txt", upload.read_bytes())]
+    assert not page.els("li.pending")
+
+
+def test_a_page_back_from_a_busy_day_fetches_its_threads_anew_and_marks_the_others_unread(
+    driver: Any, world: WebWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A welcome carries the messages of the threads the page holds, up to a bound: past
+    it, the page drops what it holds of them and fetches them anew, losing none."""
+    monkeypatch.setattr(asgi, "WELCOME_MESSAGES", 5)
+    asked: list[Any] = []  # the threads each hello said the page holds
+    changes_since = WebDb.changes_since
+
+    def recorded(db: WebDb, since: int, held: Any = None, most: Any = None) -> Any:
+        asked.append(held)
+        return changes_since(db, since, held, most)
+
+    monkeypatch.setattr(WebDb, "changes_since", recorded)
+    page = Page(driver, world).open()
+    page.new_session("other")
+    page.new_session("held")
+    held = page.thread_button("held").get_attribute("data-thread")
+    other = page.thread_button("other").get_attribute("data-thread")
+    world.down()
+    wait_for(lambda: page.el("#connection").text == "reconnecting…", what="seen down")
+    db = WebDb(world.state_dir / "web.sqlite3")  # what the core wrote meanwhile
+    for n in range(10):
+        db.create(held, "bot", "text", f"while away {n}", key=f"h{n}")
+    db.create(other, "bot", "text", "other news", key="o0")
+    db.close()
+    world.up()
+
+    page.wait_text("while away 9", timeout=15)
+    assert set(asked[-1]) == {"main", held, other}
+    assert [t for t in page.bot_texts() if t.startswith("while away")] == [f"while away {n}" for n in range(10)]
+    name = page.thread_button("other").find_element(page.by.CSS_SELECTOR, ".name")
+    assert "unread" in name.get_attribute("class")
+    page.thread_button("other").click()
+    page.wait_text("other news")
 
 
 def test_without_the_token_the_browser_gets_401_and_no_page(driver: Any, world: WebWorld) -> None:

@@ -43,7 +43,15 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 STALLED_SEND_S = 30.0
+# A tab's socket that carried nothing for this long gets `KEEPALIVE`: the server's
+# WebSocket pings are frames a page never sees, and a page that hears nothing for a while
+# (static/app.js SILENCE_MS) takes its connection for dead and makes a new one.
+KEEPALIVE_S = 20.0
+KEEPALIVE = {"type": "alive"}  # the page ignores it but for its timing
 PAGE = 100  # messages per page of a thread: a long thread opens on its newest ones
+# A welcome carries at most this many messages: past it, the page fetches its threads anew
+# (a page at a time) rather than take a day's changes in one message.
+WELCOME_MESSAGES = 2000
 BUSY_DATABASE = "the supervisor's database stayed locked by another program"
 UNAUTHORIZED = (
     b"401 Unauthorized: open the address the supervisor printed (it carries the access token)."
@@ -224,15 +232,23 @@ class _Tab:
         self._send = send
         self._max_upload_bytes = max_upload_bytes
         self._lock = trio.StrictFIFOLock()
+        self._sent_at = trio.current_time()  # the last send's, for `KEEPALIVE`
 
     async def send(self, update: dict[str, Any]) -> None:
         async with self._lock:
             await self._send({"type": "websocket.send", "text": json.dumps(update)})
+            self._sent_at = trio.current_time()
 
     async def forward(
         self, updates: trio.MemoryReceiveChannel[dict[str, Any]], scope: trio.CancelScope
     ) -> None:
-        async for update in updates:
+        while True:
+            update = KEEPALIVE  # unless an update comes before the socket was quiet for long
+            with trio.move_on_at(self._sent_at + KEEPALIVE_S):
+                try:
+                    update = await updates.receive()
+                except trio.EndOfChannel:
+                    break
             with trio.move_on_after(STALLED_SEND_S) as stalled:
                 await self.send(update)
             if stalled.cancelled_caught:
@@ -287,13 +303,15 @@ class _Tab:
     async def _handle(self, page: codec.PageMessage) -> None:
         store = self.front.store
         match page:
-            case codec.Hello(since=since):
-                changes = await store.call(WebDb.changes_since, since)
+            case codec.Hello(since=since, held=held):
+                changes = await store.call(WebDb.changes_since, since, held, WELCOME_MESSAGES)
                 await self.send({
                     "type": "welcome",
                     "version": changes.version,
                     "threads": [codec.thread_json(t) for t in changes.threads],
                     "messages": [codec.message_json(m) for m in changes.messages],
+                    "changed": list(changes.changed),  # unread, not sent: the page holds none
+                    "reload": list(changes.reload),  # too changed: the page fetches them anew
                     "typing": self.front.typing_now(),
                     "page": _page_config(self.front, self._max_upload_bytes),
                 })  # fmt: skip

@@ -2,7 +2,8 @@
 
 What the page may send (each action carries `id`, the page's client id, which becomes the
 event id: a resend of the same id is recognised by the store):
-  {"type": "hello", "since": N}                        catch up after version N
+  {"type": "hello", "since": N, "held": [T, ...]?}     catch up after version N (messages
+                                                        of the threads it holds, if it says)
   {"type": "open", "thread": T, "before": SEQ?}         thread T's newest page (of older)
   {"type": "open", "thread": T, "held": true}           T opened again: no page, a wake
   {"type": "post", "id": C, "thread": T|null, "text": S, "files": [F, ...]}
@@ -46,6 +47,7 @@ SESSION_WORD = re.compile(r"[^\s=]+")
 @attrs.frozen
 class Hello:
     since: int
+    held: tuple[str, ...] | None = None  # the threads whose messages the page keeps
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,10 @@ class Changes:
     threads: tuple[ThreadRow, ...]
     messages: tuple[MessageRow, ...]
     version: int
+    # Threads with changed messages left out: ones the page holds none of (`changed`), and
+    # ones it holds whose changes were too many to send (`reload`: it fetches them anew).
+    changed: tuple[str, ...] = ()
+    reload: tuple[str, ...] = ()
 
 
 _MESSAGE_COLUMNS = (
@@ -376,10 +380,16 @@ class WebDb:
         ).fetchall()
         return [_message(row) for row in reversed(rows)]
 
-    def changes_since(self, version: int) -> Changes:
+    def changes_since(
+        self, version: int, held: Collection[str] | None = None, most: int | None = None
+    ) -> Changes:
         """Every thread and message changed after `version` (a reconnecting page). A first
         visit (version 0) gets every thread, the main one included, and no message: each
-        thread's newest come when it is opened, not the whole history at every load."""
+        thread's newest come when it is opened, not the whole history at every load.
+
+        With `held` (the threads whose messages the page keeps), the messages of those
+        only, the other changed threads named; and none at all when more than `most` of
+        them changed (a tab asleep through a busy day): those threads are to be fetched anew."""
         with self._conn:
             self._conn.execute("BEGIN")
             threads = self._conn.execute(
@@ -387,14 +397,39 @@ class WebDb:
                 " WHERE version > ? OR ? = 0 ORDER BY created, version",
                 (version, version),
             ).fetchall()
-            messages = self._conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE version > ? AND ? > 0 ORDER BY version",
-                (version, version),
-            ).fetchall()
+            changed: tuple[str, ...] = ()
+            reload: tuple[str, ...] = ()
+            if held is None:
+                messages = self._changed_messages(version, None)
+            else:
+                messages, changed, reload = self._changed_in(version, set(held), most)
             now = self.version()
-        return Changes(
-            tuple(ThreadRow(*r) for r in threads), tuple(_message(r) for r in messages), now
-        )
+        return Changes(tuple(ThreadRow(*r) for r in threads), messages, now, changed, reload)
+
+    def _changed_in(
+        self, version: int, held: set[str], most: int | None
+    ) -> tuple[tuple[MessageRow, ...], tuple[str, ...], tuple[str, ...]]:
+        """Inside a transaction: the messages of `held` changed after `version`, the other
+        threads with changed messages, and the held ones to fetch anew (over `most`)."""
+        counts = self._conn.execute(
+            "SELECT thread_id, count(*) FROM messages WHERE version > ? AND ? > 0"
+            " GROUP BY thread_id ORDER BY min(version)",
+            (version, version),
+        ).fetchall()
+        mine = [thread for thread, _ in counts if thread in held]
+        changed = tuple(thread for thread, _ in counts if thread not in held)
+        if most is not None and sum(n for thread, n in counts if thread in held) > most:
+            return (), changed, tuple(mine)
+        return self._changed_messages(version, mine), changed, ()
+
+    def _changed_messages(self, version: int, threads: list[str] | None) -> tuple[MessageRow, ...]:
+        """Inside a transaction: the messages changed after `version` (of `threads`, if given)."""
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE version > ? AND ? > 0"
+            " AND (? OR thread_id IN (SELECT value FROM json_each(?))) ORDER BY version",
+            (version, version, threads is None, json.dumps(threads or [])),
+        ).fetchall()
+        return tuple(_message(r) for r in rows)
 
     # the page's events: exactly once --------------------------------------------------
 

@@ -31,6 +31,15 @@
   // The core opens a new session's thread as soon as it takes its `!new`: a thread of that
   // name appearing later than this after the form's ack is not the form's.
   const SESSION_WAIT_MS = 60000;
+  const TIMING = window.supervisorTiming || {}; // shorter bounds, set by a test before load
+  // The server says something at least every 20 s (asgi.KEEPALIVE_S). A connection whose
+  // path died without a close (Wi-Fi gone, a VPN re-keyed) looks open to the browser for
+  // minutes: one that carried nothing for this long is given up for a new one.
+  const SILENCE_MS = TIMING.silenceMs || 45000;
+  // An upload gets a minute, plus its file's time at 50 kB/s (a slow phone link): past
+  // that its connection is taken for dead, and the upload fails (and is tried again).
+  const UPLOAD_BASE_MS = TIMING.uploadBaseMs || 60000;
+  const UPLOAD_BYTES_PER_MS = 50;
 
   const state = {
     ws: null,
@@ -55,6 +64,8 @@
     files: [], // attachments chosen in the composer
     awaitingSession: null, // {name, id, until}: asked in the form, selected when its thread appears
     retry: 250,
+    reconnectTimer: null, // the next connect() after a close, while one waits
+    heardAt: 0, // when the socket last carried something (or was made)
     uploadRetry: UPLOAD_RETRY_MS, // the wait before an upload the server refused is tried again
     uploadProblem: false, // the problem line says an upload waits
     uploadTimer: null, // the upload tried again, once at a time
@@ -158,25 +169,48 @@
   // connection ------------------------------------------------------------------------
 
   function connect() {
+    clearTimeout(state.reconnectTimer);
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     state.ws = ws;
+    state.heardAt = Date.now();
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      state.heardAt = Date.now();
       state.retry = 250;
       if (state.tokenRefused) showProblem("");
       state.tokenRefused = false;
-      ws.send(JSON.stringify({ type: "hello", since: state.version }));
+      // Only the messages of threads it holds are of use to it: a tab asleep through a
+      // busy day is not sent the rest (it marks those threads unread).
+      ws.send(JSON.stringify({ type: "hello", since: state.version, held: Array.from(state.messages.keys()) }));
     };
-    ws.onmessage = (event) => receive(JSON.parse(event.data));
+    ws.onmessage = (event) => {
+      state.heardAt = Date.now();
+      receive(JSON.parse(event.data));
+    };
     ws.onclose = () => {
       state.connected = false;
       showConnection();
       if (!opened) checkAccess();
-      setTimeout(connect, state.retry);
+      state.reconnectTimer = setTimeout(connect, state.retry);
       state.retry = Math.min(state.retry * 2, 2000);
     };
   }
+
+  // The connection is given up on (silent too long, or the network changed): its socket
+  // may take a minute to close, so the page leaves it and connects again at once.
+  function reconnectNow() {
+    const ws = state.ws;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.close();
+    state.connected = false;
+    showConnection();
+    connect();
+  }
+  setInterval(() => {
+    if (state.ws.readyState !== WebSocket.CLOSED && Date.now() - state.heardAt > SILENCE_MS) reconnectNow();
+  }, 1000);
+  window.addEventListener("online", reconnectNow);
 
   // A supervisor that answers but refuses this page (its access token was made anew,
   // say with a fresh state directory) would otherwise look like one still restarting.
@@ -290,6 +324,15 @@
     if (!$("new-cwd").value) $("new-cwd").placeholder = page.default_cwd || "default directory";
     for (const thread of update.threads) applyThread(thread);
     for (const message of update.messages) applyMessage(message);
+    // Changed threads whose messages the welcome left out: ones this page holds none of,
+    // and ones too changed to catch up message by message (fetched anew when shown).
+    for (const id of update.reload || []) {
+      state.messages.delete(id);
+      state.more.delete(id);
+    }
+    for (const id of [...(update.changed || []), ...(update.reload || [])]) {
+      if (id !== state.selected) state.unread.add(id);
+    }
     // A refused message of a thread this history does not hold (reset since) can never
     // be shown, nor edited again.
     for (const [id, { message }] of state.refused) {
@@ -438,9 +481,16 @@
   async function uploadAll(files) {
     const ids = [];
     for (const file of files) {
-      const response = await fetch("/api/files?name=" + encodeURIComponent(file.name), {
-        method: "POST", body: file, credentials: "same-origin",
-      });
+      const ms = UPLOAD_BASE_MS + file.size / UPLOAD_BYTES_PER_MS;
+      let response;
+      try {
+        response = await fetch("/api/files?name=" + encodeURIComponent(file.name), {
+          method: "POST", body: file, credentials: "same-origin",
+          signal: AbortSignal.timeout ? AbortSignal.timeout(ms) : undefined, // Safari before 16 has none
+        });
+      } catch (e) {
+        throw e.name === "TimeoutError" ? new Error(`${file.name}: no answer in ${Math.round(ms / 1000)} s`) : e;
+      }
       if (response.status === 413) {
         // Said as the composer says it (the welcome before this upload gave the limit
         // now); a 413 of something in between (a proxy) says its own limit, as a page.
