@@ -37,15 +37,21 @@ def _session(run: Run, root: str) -> Any:
     return run.supervisor.registry.tasks.get(root)
 
 
+async def _get_under_way(run: Run, begun: list[str]) -> str:
+    """A session whose `!get report.txt` has begun uploading; its root."""
+    root = await run.new_session("alpha")
+    (Path(_session(run, root).core.record.cwd) / "report.txt").write_text("data")
+    run.chat.say("!get report.txt", root)
+    await run.wait_for(lambda: begun)
+    return root
+
+
 async def test_an_end_during_a_get_upload_waits_for_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`!end` while `!get`'s file uploads: the session's end cancelled the upload, silently,
     its `!get` handled already (nothing tries it again)."""
     begun = _slow_uploads(monkeypatch, UPLOAD_S)
     async with running(tmp_path) as run:
-        root = await run.new_session("alpha")
-        (Path(_session(run, root).core.record.cwd) / "report.txt").write_text("data")
-        run.chat.say("!get report.txt", root)
-        await run.wait_for(lambda: begun)
+        root = await _get_under_way(run, begun)
         end = run.chat.say("!end", root)
         await run.wait_for(lambda: run.find(root, "📎 `report.txt`"), timeout=10)
         await run.wait_for(lambda: end.id in run.chat.handled and _session(run, root) is None, timeout=10)
@@ -58,10 +64,7 @@ async def test_a_stop_during_a_get_upload_waits_for_it_within_its_budget(
     does is cut at the stop's deadline, never hanging it."""
     begun = _slow_uploads(monkeypatch, UPLOAD_S)
     async with running(tmp_path) as run:
-        root = await run.new_session("alpha")
-        (Path(_session(run, root).core.record.cwd) / "report.txt").write_text("data")
-        run.chat.say("!get report.txt", root)
-        await run.wait_for(lambda: begun)
+        root = await _get_under_way(run, begun)
         await run.stop()
         assert run.find(root, "📎 `report.txt`")
 
