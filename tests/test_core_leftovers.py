@@ -6,47 +6,22 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.chat.mattermost import choices
 from supervisor.core import commands
 from supervisor.core.agent_events import SendPrompt, TextDelta, TurnEnded, TurnStarted
 from supervisor.core.events import Post
 from supervisor.core.prompt_endings import PROMPT_KEEP_CHARS
 from supervisor.core.router import RouterView, RunThreadCommand, SessionRef, route_post
-from supervisor.core.session import SessionCore
 from supervisor.core.session_effects import (
     Effect,
     MarkHandled,
     OfferChoices,
-    QueuedPrompt,
-    SessionSettings,
     Show,
     ToAgent,
 )
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_texts import carry_on
 from supervisor.core.turn_loop import STARTING_NOTE_AFTER_S
-
-CHANNEL = "chan"
-
-
-def make_core(record: SessionRecord | None = None) -> SessionCore:
-    record = record or SessionRecord(id="sid", name="alpha", channel_id=CHANNEL, user_id="u", cwd="/tmp", root_id="root")
-    settings = SessionSettings(username="alice", permalink=lambda p: f"https://chat.test/pl/{p}", legend=choices.legend)
-    return SessionCore(record, settings)
-
-
-def running(core: SessionCore) -> SessionCore:
-    core.start(0.0, launch_now=True)
-    core.agent_ready(42, 0.0)
-    return core
-
-
-def prompt(post_id: str, text: str = "") -> QueuedPrompt:
-    return QueuedPrompt(post_id, CHANNEL, text or f"text of {post_id}")
-
-
-def texts(effects: list[Effect]) -> list[str]:
-    return [e.op.text for e in effects if isinstance(e, Show)]
+from tests.test_session_core import CHANNEL, make_core, prompt, running, texts
 
 
 def prompts_sent(effects: list[Effect]) -> list[str]:
