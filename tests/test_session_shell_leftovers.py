@@ -4,6 +4,7 @@ under way, a post the server refused for good. Real supervisor, the in-memory fr
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import trio
 
 from supervisor.chat import ChatError
 from supervisor.core.events import Post
+from supervisor.runtime import session_files
 from supervisor.runtime.registry import STOP_BUDGET_S
 from tests.memory_front import MemoryLink
 from tests.test_memory_front import Run, running
@@ -125,3 +127,27 @@ async def test_an_answer_refused_for_good_settles_its_prompt(
         assert not run.find(root, "restarted while the answer")
         if refused == "create":  # (an edit's: its first words showed)
             assert not run.find(root, "echo #1: hello")
+
+
+async def test_a_get_on_a_disk_that_hangs_is_given_up_and_the_end_does_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`!get` in a directory on a network mount that hangs: its worker thread never came
+    back, and the session's end, which lets a `!get` under way finish, waited for ever."""
+    hung = threading.Event()
+
+    def hangs(*args: object) -> str:
+        hung.wait(30)
+        return "not reached"
+
+    monkeypatch.setattr(session_files, "_check_get_path", hangs)
+    monkeypatch.setattr(session_files, "DISK_PATIENCE_S", 0.5, raising=False)
+    try:
+        async with running(tmp_path) as run:
+            root = await run.new_session("alpha")
+            run.chat.say("!get report.txt", root)
+            end = run.chat.say("!end", root)
+            await run.wait_for(lambda: run.find(root, "Could not send `report.txt`", "did not answer"), timeout=10)
+            await run.wait_for(lambda: end.id in run.chat.handled and _session(run, root) is None, timeout=10)
+    finally:
+        hung.set()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import trio
@@ -21,6 +23,18 @@ from supervisor.core.session import QueuedPrompt
 from supervisor.core.state import SessionRecord
 from supervisor.core.thread_ops import PutPost
 from supervisor.durable import write_atomically
+
+T = TypeVar("T")
+# File I/O in the session's directory is given up on after this long, its worker thread
+# left behind: on a network mount that hangs it would hold the session's end (which waits
+# for a `!get` under way) and the supervisor's stop. Generous: a big file on a slow disk.
+DISK_PATIENCE_S = 60.0
+
+
+async def _on_disk(work: Callable[..., T], *args: object) -> T:
+    with trio.move_on_after(DISK_PATIENCE_S):
+        return await trio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
+    raise OSError(errno.ETIMEDOUT, f"the disk did not answer within {DISK_PATIENCE_S:g} s (a network mount that hangs?)")
 
 
 async def save_attachments(
@@ -51,7 +65,7 @@ async def save_attachments(
             data = await chat.download_file(file_id)
             name = uploads.safe_name(info.name, names)
             names.add(name)
-            await trio.to_thread.run_sync(_save_file, folder, name, data)
+            await _on_disk(_save_file, folder, name, data)
         except Exception as exc:  # refused, unreadable, or our disk: that file is not saved
             why = exc.message if isinstance(exc, ChatError) and exc.message else str(exc)  # a server's words
             refused.append(f"{label} ({why})")
@@ -67,10 +81,13 @@ async def save_attachments(
 
 async def send_file(chat: ChatLink, record: SessionRecord, path: str, max_bytes: int) -> str | None:
     """Send the file `!get` asked for into the thread; None once sent, else what to show."""
-    text = await trio.to_thread.run_sync(_check_get_path, record.cwd, path, max_bytes)
+    try:
+        text = await _on_disk(_check_get_path, record.cwd, path, max_bytes)
+    except OSError as exc:
+        return f"⚠️ Could not send `{path}`: {exc.strerror}"
     if isinstance(text, Path):
         try:
-            data = await trio.to_thread.run_sync(text.read_bytes)
+            data = await _on_disk(text.read_bytes)
             file_id = await chat.upload_file(record.channel_id, text.name, data)
             await chat.create_post(record.channel_id, f"📎 `{path}`", root_id=record.root_id, file_ids=(file_id,))
             return None
